@@ -158,7 +158,7 @@ def test_module_importing_non_wasi_host_functions_is_rejected(
     store: SkillStore, make_spec: SpecFactory
 ) -> None:
     wat = '(module (import "env" "launch_missiles" (func)) (func (export "_start")))'
-    with pytest.raises(ToolRejected, match="outside WASI: env.launch_missiles"):
+    with pytest.raises(ToolRejected, match=r"outside WASI: env\.launch_missiles"):
         store.add(make_spec(language="wat", source=wat))
 
 
