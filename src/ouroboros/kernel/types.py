@@ -27,6 +27,8 @@ JSON = Any
 class TestContext:
     """What a test sees: the patch, the target's value before and after, and the state."""
 
+    __test__ = False  # not a pytest class
+
     patch: Patch
     old_value: JSON
     new_value: JSON
@@ -37,6 +39,7 @@ class TestContext:
 
 @dataclass(frozen=True)
 class TestOutcome:
+    __test__ = False
     ok: bool
     detail: str = ""
 

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from ouroboros.kernel import Runtime, SubmitOutcome
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", envvar="OURO_HOME",
                           help="Workspace directory (default: ./.ouro).")
