@@ -15,7 +15,6 @@ from ouroboros.capabilities.skills import (
     ToolRejected,
     ToolSpec,
 )
-from ouroboros.capabilities.skills.blobs import FileBlobStore
 from ouroboros.capabilities.skills.builders import Built
 from ouroboros.capabilities.skills.store import compute_fingerprint
 
@@ -43,7 +42,6 @@ def test_add_registers_an_immutable_version_with_meta(
     assert meta["tests"] == {"passed": 2, "failed": 0, "total": 2, "hidden": 1}
     assert meta["embedding_model"] is None
     for rel, digest in meta["files"].items():
-        assert isinstance(store.blobs, FileBlobStore)
         assert store.blobs.get(digest) == (v.path / rel).read_bytes()
 
 

@@ -78,6 +78,15 @@ def cpython_interpreter() -> Interpreter:
     )
 
 
+def current_interpreter(runtime: str) -> str | None:
+    """The digest of the interpreter installed for a runtime (None for compiled tools)."""
+    if runtime == "cpython":
+        return cpython_interpreter().digest
+    if runtime == "micropython":
+        return micropython_interpreter().digest
+    return None
+
+
 def _micropython_stubs() -> dict[tuple[str, str], Any]:
     """MicroPython's host bridge is not offered: its call answers 'no host' (-1)."""
     return {
