@@ -41,7 +41,7 @@ UNLIMITED_FUEL = (1 << 63) - 1
 class Limits:
     """What one call may consume. `fuel=None` means no instruction cap (the deadline stays)."""
 
-    fuel: int | None = 5_000_000_000
+    fuel: int | None = 1_000_000_000
     deadline_s: float = 10.0
     memory_bytes: int = 256 << 20
     output_bytes: int = 1 << 20
