@@ -280,3 +280,12 @@ def test_zig_tool_builds_with_the_ziglang_wheel(
                             tests=cases(("abc", {"bytes": 5}))))
     assert v.runtime == "wasi" and v.meta["runtime_version"].startswith("ziglang")
     assert store.run("count_bytes", [1, 2]).output == {"bytes": 6}
+
+
+def test_test_report_json_hides_hidden_inputs_by_default(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    store.add(make_spec("double", source=DOUBLE, tests=cases((2, 4), hidden=((31337, 62674),))))
+    shown = json.dumps(store.test("double").to_json())
+    assert "31337" not in shown and "62674" not in shown
+    assert "31337" in json.dumps(store.test("double").to_json(include_hidden=True))

@@ -86,7 +86,8 @@ class CaseResult:
         )
         return f"{self.case.label}: input {_short(self.case.input)} expected {want}, got {got}"
 
-    def to_json(self, include_hidden: bool = True) -> dict[str, Any]:
+    def to_json(self, include_hidden: bool = False) -> dict[str, Any]:
+        """A hidden case's input is left out unless asked for (it must never reach an LLM)."""
         out: dict[str, Any] = {"name": self.case.label, "ok": self.ok, "hidden": self.case.hidden}
         if not self.ok:
             out["detail"] = self.describe()
@@ -105,14 +106,14 @@ class TestReport:
     def passed(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, include_hidden: bool = False) -> dict[str, Any]:
         return {
             "tool_id": self.tool_id,
             "fingerprint": self.fingerprint,
             "passed": self.passed,
             "total": len(self.results),
             "failed": sum(1 for r in self.results if not r.ok),
-            "cases": [r.to_json() for r in self.results],
+            "cases": [r.to_json(include_hidden) for r in self.results],
         }
 
 
