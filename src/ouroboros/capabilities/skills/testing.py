@@ -72,7 +72,8 @@ class CaseResult:
     def describe(self) -> str:
         """Why the case failed. A hidden case names itself and the kind of failure only."""
         if self.ok:
-            return f"{self.case.label}: passed"
+            label = f"hidden case {self.case.index}" if self.case.hidden else self.case.label
+            return f"{label}: passed"
         if self.case.hidden:
             kind = self.error_type or "wrong output"
             return f"hidden case {self.case.index} failed ({kind}); hidden cases are not shown"
@@ -88,7 +89,10 @@ class CaseResult:
 
     def to_json(self, include_hidden: bool = False) -> dict[str, Any]:
         """A hidden case's input is left out unless asked for (it must never reach an LLM)."""
-        out: dict[str, Any] = {"name": self.case.label, "ok": self.ok, "hidden": self.case.hidden}
+        label = self.case.label
+        if self.case.hidden and not include_hidden:
+            label = f"hidden case {self.case.index}"
+        out: dict[str, Any] = {"name": label, "ok": self.ok, "hidden": self.case.hidden}
         if not self.ok:
             out["detail"] = self.describe()
         if include_hidden or not self.case.hidden:
