@@ -289,3 +289,15 @@ def test_test_report_json_hides_hidden_inputs_by_default(
     shown = json.dumps(store.test("double").to_json())
     assert "31337" not in shown and "62674" not in shown
     assert "31337" in json.dumps(store.test("double").to_json(include_hidden=True))
+
+
+def test_concurrent_calls_keep_their_own_stdio_and_every_count(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outputs = list(pool.map(lambda i: store.run("double", i).output, range(40)))
+    assert outputs == [2 * i for i in range(40)]
+    assert store.get("double").meta["metrics"]["uses"] == 40

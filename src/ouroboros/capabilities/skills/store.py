@@ -219,7 +219,11 @@ class SkillStore:
             final = self.tools_dir / spec.name / "versions" / fingerprint
             final.parent.mkdir(parents=True, exist_ok=True)
             if not final.is_dir():  # the kernel's effect may have installed it already
-                os.replace(stage, final)
+                try:
+                    os.replace(stage, final)
+                except OSError:
+                    if not final.is_dir():  # not a concurrent writer of the same version
+                        raise
             _write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
             return self._version_from(final, meta)
         finally:
