@@ -5,6 +5,6 @@ synthetic generator) turns what agents did into :class:`Finding` values; the
 proposal half turns findings into governed ``file`` patches.
 """
 
-from ouroboros.capabilities.improve.analysis import Finding, analyse, error_rate
+from ouroboros.capabilities.improve.analysis import Finding, Thresholds, analyse, error_rate
 
-__all__ = ["Finding", "analyse", "error_rate"]
+__all__ = ["Finding", "Thresholds", "analyse", "error_rate"]

@@ -195,7 +195,7 @@ def normalise_event(record: object) -> Normalised:
     """
     if not isinstance(record, Mapping):
         raise EventError("expected a JSON object")
-    raw: dict[str, Any] = {ALIASES.get(k, k): v for k, v in record.items()}
+    raw: dict[str, Any] = {ALIASES.get(str(k), str(k)): v for k, v in record.items()}
     event_type = raw.get("event_type")
     if event_type not in EVENT_TYPES:
         raise EventError(f"event_type: expected one of {', '.join(EVENT_TYPES)}")
