@@ -142,7 +142,7 @@ class Aggregate:
         self.events += 1
         recent = ts >= self.start
         kind = event.get("event_type")
-        agent = event.get("agent") or "unknown"
+        agent = event.get("agent") or ""
         if kind == "tool_call":
             tool = event.get("tool") or "unknown"
             latency = event.get("latency_ms")
@@ -164,7 +164,8 @@ class Aggregate:
             message = event.get("error_message") or ""
             for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
                 stats.failures += 1
-            self.recent[tool].agents[agent] += 1
+            if agent:
+                self.recent[tool].agents[agent] += 1
             self._pattern(("tool_call", tool, code, _pattern_of(message)), agent, event)
             if _is_timeout(code, message):
                 self.recent[tool].timeouts += 1
@@ -189,9 +190,12 @@ class Aggregate:
         elif kind == "escalation" and recent:
             self.escalations[(agent, event.get("reason_category") or "other")] += 1
 
-    def _pattern(self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]) -> None:
+    def _pattern(
+        self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]
+    ) -> None:
         self.patterns[key] += 1
-        self.pattern_agents[key][agent] += 1
+        if agent:
+            self.pattern_agents[key][agent] += 1
         if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
             self.critical.add(key)
 
@@ -257,7 +261,15 @@ class Aggregate:
 
     def _reliability(self, tool: str, agent: str | None, stats: _ToolStats) -> Finding:
         rate = stats.failures / stats.calls
-        severity = "critical" if rate >= 0.8 else "high" if rate >= 0.4 else "medium" if rate >= 0.15 else "low"
+        severity = (
+            "critical"
+            if rate >= 0.8
+            else "high"
+            if rate >= 0.4
+            else "medium"
+            if rate >= 0.15
+            else "low"
+        )
         who = f"{tool} ({agent})" if agent else tool
         by_agent = [
             f"{a}: {self.recent_by_agent[(tool, a)].failures}/{self.recent_by_agent[(tool, a)].calls} failed"
@@ -353,7 +365,11 @@ class Aggregate:
             rated = down + self.feedback[agent]["up"]
             yield Finding(
                 kind="user_corrections",
-                severity="high" if per_session >= 0.3 else "medium" if per_session >= 0.15 or rising else "low",
+                severity="high"
+                if per_session >= 0.3
+                else "medium"
+                if per_session >= 0.15 or rising
+                else "low",
                 tool=None,
                 agent=agent,
                 summary=f"{agent} was corrected {count} times ({per_session:.2f} per session)",
@@ -378,7 +394,9 @@ class Aggregate:
         for task, count in self.task_failures.items():
             baseline_daily = self.baseline_task_failures[task] / days
             daily = count * 24.0 / th.window_hours
-            if count < th.min_task_failures or (baseline_daily and daily < th.trend_ratio * baseline_daily):
+            if count < th.min_task_failures or (
+                baseline_daily and daily < th.trend_ratio * baseline_daily
+            ):
                 continue
             ratio = daily / baseline_daily if baseline_daily else float(count)
             yield Finding(
@@ -422,7 +440,8 @@ class Aggregate:
             "corrections": {a: dict(t) for a, t in sorted(self.corrections.items())},
             "task_failures": dict(self.task_failures),
             "escalations": [
-                {"agent": a, "reason_category": r, "count": n} for (a, r), n in self.escalations.items()
+                {"agent": a, "reason_category": r, "count": n}
+                for (a, r), n in self.escalations.items()
             ],
         }
 
@@ -468,7 +487,9 @@ def error_rate(
     high = format_timestamp(until) if until else "~"
     calls = failures = 0
     for event in events:
-        if event.get("event_type") != "tool_call" or (tool is not None and event.get("tool") != tool):
+        if event.get("event_type") != "tool_call" or (
+            tool is not None and event.get("tool") != tool
+        ):
             continue
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:
