@@ -62,10 +62,12 @@ _STRUCTURAL = frozenset(
 
 _GATE = re.compile(
     r"[A-Za-z0-9_\-+/=.~]{16,}|://|[/\\@]|\d\.\d|[0-9a-fA-F]:[0-9a-fA-F]*:|::"
-    r"|key|token|secret|passw|pwd|passphrase|auth|bearer|cred|sig|BEGIN",
+    r"|key|token|secret|passw|pwd|passphrase|auth|bearer|cred|sig|BEGIN|AKC[a-zA-Z0-9]{10}",
     re.IGNORECASE,
 )
-_SECRETISH = re.compile(r"[A-Za-z0-9_\-+/=.]{16,}|" + KEYWORDS + r"|BEGIN", re.IGNORECASE)
+_SECRETISH = re.compile(
+    r"[A-Za-z0-9_\-+/=.]{16,}|" + KEYWORDS + r"|BEGIN|AKC[a-zA-Z0-9]{10}", re.IGNORECASE
+)
 
 _TOKEN_ALTERNATION = "|".join(f"(?:{pattern})" for _, pattern in TOKEN_RULES)
 
@@ -92,7 +94,10 @@ _TRAILING = ".,;:!?)]}'\""
 _BENIGN = frozenset({"none", "null", "true", "false", "redacted", "***", "<redacted>", ""})
 
 
-def _looks_secret(value: str) -> bool:
+_STRONG_KEY = re.compile(r"passw|pwd|passphrase|secret", re.IGNORECASE)
+
+
+def _looks_secret(value: str, key: str) -> bool:
     """A keyword's value is redacted unless it is plainly a word ("token: expired").
 
     A password that is one short dictionary word survives this rule; detect-secrets'
@@ -100,6 +105,8 @@ def _looks_secret(value: str) -> bool:
     """
     if value.lower() in _BENIGN or value.startswith("["):
         return False
+    if _STRONG_KEY.search(key):
+        return True
     return not (value.isalpha() and len(value) <= 12)
 
 
@@ -234,7 +241,7 @@ class Sanitizer:
         for word in ("bearer ", "basic ", "token "):
             if lowered.startswith(word):
                 scheme, value = value[: len(word)], value[len(word) :].lstrip()
-        if _looks_secret(value):
+        if _looks_secret(value, head):
             counts["secret"] += 1
             return f"{head}{quote}{scheme}{REDACTED}{closing}"
         return f"{head}{quote}{scheme}{self.text(value)}{closing}"
@@ -254,7 +261,7 @@ class Sanitizer:
         path = tail.split("?", 1)[0].split("#", 1)[0]
         kept = ""
         if path and any((authority + path).startswith(p) for p in self.policy.url_prefixes):
-            kept = self.text(path)
+            kept = "/".join(self.text(segment) for segment in path.split("/"))
         elif tail and tail != "/":
             counts["url"] += 1
         return f"{scheme}://{credentials}{host}{kept}{trail}"
@@ -291,7 +298,8 @@ class Sanitizer:
             return text
         found: set[str] = set()
         for plugin in self._plugins:
-            for value in plugin.analyze_string(probe):
+            for raw in plugin.analyze_string(probe):
+                value = raw.strip(" \t\"'=:") if isinstance(raw, str) else ""
                 if not value or len(value) < 4 or value in _PLACEHOLDERS:
                     continue
                 limit = getattr(plugin, "entropy_limit", None)

@@ -161,6 +161,19 @@ def planted_secret(kind: str, rng: random.Random) -> str:
     return makers[kind]()
 
 
+def secret_core(kind: str, text: str) -> str:
+    """The part of a :func:`planted_secret` text that must never be stored."""
+    if kind in ("aws_secret_access_key", "azure_storage_key", "password_assignment"):
+        return text.split("=", 1)[1]
+    if kind == "bearer_token":
+        return text.split("Bearer ", 1)[1]
+    if kind == "url_credentials":
+        return text.split("admin:", 1)[1].split("@", 1)[0]
+    if kind == "private_key":
+        return text.split("MIIEow", 1)[1].split("\\n", 1)[0]
+    return text
+
+
 SECRET_KINDS = (
     "aws_access_key_id", "aws_secret_access_key", "gcp_api_key", "gcp_oauth_token",
     "azure_storage_key", "azure_client_secret", "github_token", "github_fine_grained_pat",
