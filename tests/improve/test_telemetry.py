@@ -195,7 +195,7 @@ def test_otlp_json_spans_become_tool_call_events(store: TelemetryStore, tmp_path
                                     "gen_ai.tool.name": "web_search",
                                     "error.type": "TIMEOUT",
                                     "session.id": "conv-1",
-                                },  # fmt: skip
+                                },
                                 error=f"timed out calling https://api.search.example/q?key={secret}",
                             ),
                             otlp_span("GET /health", {"http.request.method": "GET"}),
@@ -207,7 +207,7 @@ def test_otlp_json_spans_become_tool_call_events(store: TelemetryStore, tmp_path
                                     "ouro.event_type": "user_correction",
                                     "ouro.correction_type": "rephrase",
                                     "gen_ai.agent.name": "CodeAgent",
-                                },  # fmt: skip
+                                },
                             ),
                         ],
                     }
