@@ -212,7 +212,17 @@ class Aggregate:
         ]
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         order = {k: i for i, k in enumerate(KINDS)}
-        return sorted(found, key=lambda f: (rank[f.severity], order[f.kind], -f.count))
+        return sorted(
+            found,
+            key=lambda f: (
+                rank[f.severity],
+                order[f.kind],
+                -f.count,
+                f.tool or "",
+                f.agent or "",
+                f.summary,
+            ),
+        )
 
     def _window(self) -> str:
         return f"between {self.start} and {self.now}"
@@ -239,7 +249,7 @@ class Aggregate:
                 evidence=(
                     f"{count} occurrences {self._window()}",
                     f"error pattern: {code}" + (f" {message}" if message else ""),
-                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in agents.most_common(5)),
+                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in _top(agents, 5)),
                     *(("severity: critical error",) if critical else ()),
                 ),
                 count=count,
@@ -273,7 +283,7 @@ class Aggregate:
         who = f"{tool} ({agent})" if agent else tool
         by_agent = [
             f"{a}: {self.recent_by_agent[(tool, a)].failures}/{self.recent_by_agent[(tool, a)].calls} failed"
-            for a, _ in stats.agents.most_common(5)
+            for a, _ in _top(stats.agents, 5)
         ]
         return Finding(
             kind="tool_reliability",
@@ -375,7 +385,7 @@ class Aggregate:
                 summary=f"{agent} was corrected {count} times ({per_session:.2f} per session)",
                 evidence=(
                     f"{count} corrections in {sessions} sessions {self._window()}",
-                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in types.most_common(5)),
+                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in _top(types, 5)),
                     f"baseline {baseline_daily:.1f} corrections/day",
                     *((f"feedback: {down} of {rated} thumbs down",) if rated else ()),
                 ),
@@ -430,7 +440,7 @@ class Aggregate:
         }
         patterns = [
             {"source": k[0], "subject": k[1], "code": k[2], "message": k[3], "count": n}
-            for k, n in self.patterns.most_common(20)
+            for k, n in _top(self.patterns, 20)
         ]
         return {
             "window": {"start": self.start, "end": self.now},
@@ -444,6 +454,11 @@ class Aggregate:
                 for (a, r), n in self.escalations.items()
             ],
         }
+
+
+def _top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
+    """``most_common`` with ties broken by key, so findings never depend on event order."""
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
 def _by_count(count: int) -> str:
