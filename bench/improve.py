@@ -52,7 +52,7 @@ def machine() -> dict[str, Any]:
 
 def realistic(n: int) -> list[dict[str, Any]]:
     hours = n / 600
-    faults = [
+    faults: list[syn.Fault] = [
         syn.Timeouts(start=NOW - timedelta(hours=hours / 2), end=NOW, rate=0.5),
         syn.ErrorSpike(start=NOW - timedelta(hours=hours / 4), end=NOW, rate=0.1),
         syn.LeakedSecrets(start=NOW - timedelta(hours=hours), end=NOW, rate=0.01),
