@@ -316,3 +316,27 @@ def test_no_planted_secret_is_ever_stored_whatever_the_line(
     assert report.records == report.stored + report.malformed_count + report.expired == len(rows)
     text = stored_text(store) + json.dumps(report.as_dict())
     assert not [s for s in secrets if s in text]
+
+
+def test_a_long_message_is_cut_at_a_word_boundary_never_inside_a_secret(
+    store: TelemetryStore,
+) -> None:
+    token = planted_secret("github_token", random.Random(9))
+    message = "x " * 245 + token + " tail"  # the token straddles the 500-character cut
+    stored = store.record(event(success=False, error_message=message))
+    assert stored["error_message"] == ("x " * 245).rstrip() + "…"
+    assert token[:8] not in stored["error_message"]
+
+
+def test_an_oversized_line_is_reported_without_being_loaded(
+    store: TelemetryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ouroboros.capabilities.improve import collectors
+
+    monkeypatch.setattr(collectors, "MAX_LINE_BYTES", 300)
+    path = write_lines(
+        tmp_path / "big.jsonl", [json.dumps(event(error_message="y" * 900)), json.dumps(event())]
+    )
+    report = ingest([path], store)
+    assert [(m.line, m.reason) for m in report.malformed] == [(1, "line longer than 300 bytes")]
+    assert (report.records, report.stored) == (2, 1)

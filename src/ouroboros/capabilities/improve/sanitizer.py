@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
 from ouroboros.capabilities.improve.secret_rules import KEYWORDS, TOKEN_RULES
 
 REDACTED = "[REDACTED_KEY]"
@@ -351,7 +352,7 @@ class Sanitizer:
                 )
             else:
                 clean, counts = self.text_with_counts(value)
-                out[key] = clean
+                out[key] = cut_text(clean, MAX_MESSAGE) if key == "error_message" else clean
                 if redactions is not None:
                     for name, n in counts:
                         redactions.counts[name] += n
