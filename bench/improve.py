@@ -155,7 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events per sanitizer mix")
     parser.add_argument("--analysis-events", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=Path("bench/improve.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/improve.json"))
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
