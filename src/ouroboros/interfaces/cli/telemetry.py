@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,9 @@ from rich.table import Table
 from ouroboros.capabilities.improve import synthetic
 from ouroboros.capabilities.improve.analysis import Finding, Thresholds
 from ouroboros.capabilities.improve.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.events import parse_timestamp
+from ouroboros.capabilities.improve.events import EVENT_TYPES, parse_timestamp
 from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -102,6 +103,36 @@ def collect_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> N
         print_json({"recorded": count})
     else:
         console.print(f"recorded {count} patch outcome(s) from the ledger")
+
+
+@app.command("stats")
+def stats_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Stored events per day and type, and lines skipped as torn or corrupt."""
+    store = _store(home)
+    read = ReadStats()
+    days: dict[str, Counter[str]] = {}
+    for event in store.events(stats=read):
+        days.setdefault(event["timestamp"][:10], Counter())[str(event.get("event_type"))] += 1
+    per_day = {day: dict(sorted(counts.items())) for day, counts in sorted(days.items())}
+    data: dict[str, Any] = {
+        "root": str(store.root),
+        "retention_days": store.retention_days,
+        "days": per_day,
+        "events": sum(sum(c.values()) for c in days.values()),
+        "partial_lines": read.partial,
+        "corrupt_lines": read.corrupt,
+    }
+    if as_json:
+        print_json(data)
+        return
+    table = Table("day", *EVENT_TYPES, "total")
+    for day, counts in per_day.items():
+        table.add_row(day, *(str(counts.get(t, 0)) for t in EVENT_TYPES), str(sum(counts.values())))
+    console.print(table)
+    console.print(
+        f"{data['events']} events in {store.root}; skipped {read.partial} torn and {read.corrupt} corrupt line(s)",
+        highlight=False,
+    )
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
