@@ -141,5 +141,5 @@ def test_run_demo_narrates_ingest_sanitizer_and_findings(tmp_path: Path) -> None
     text = "\n".join(lines)
     assert "malformed 1" in text and "timestamp: missing" in text
     assert "[REDACTED_KEY]" in text and "ghp_" not in text
-    assert "timeout_cluster web_search" in text
+    assert "high: timeout_cluster on web_search" in text
     assert "healthy tools get none" in text

@@ -142,15 +142,18 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
 
 
 def print_findings(found: list[Finding]) -> None:
+    """One line per finding (readable in a pipe as well as a terminal), evidence indented."""
     if not found:
         console.print("[green]no findings[/green]: every tool is within its thresholds")
         return
-    table = Table("severity", "kind", "tool", "agent", "count", "summary", show_lines=False)
     for f in found:
         style = SEVERITY_STYLE[f.severity]
-        table.add_row(f"[{style}]{f.severity}[/{style}]", f.kind, f.tool or "-", f.agent or "-", str(f.count),
-                      f.summary)  # fmt: skip
-    console.print(table)
+        subject = "/".join(x for x in (f.tool, f.agent) if x) or "-"
+        console.print(f"[{style}]{f.severity:<8}[/{style}] {f.kind:<18} {subject}: ", end="")
+        console.print(f.summary, markup=False, highlight=False)
+        for line in f.evidence:
+            console.print(f"{'':27}{line}", markup=False, highlight=False)
+    console.print(f"{len(found)} finding(s)")
 
 
 @app.command("eval")
@@ -294,7 +297,7 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         f"The stability analysis over the last 24 h finds {len(found)} issue(s); healthy tools get none:"
     )
     for f in found:
-        say(f"  [{f.severity}] {f.kind} {f.tool or f.agent}: {f.summary}")
+        say(f"  {f.severity}: {f.kind} on {f.tool or f.agent}: {f.summary}")
     collected = collect_ledger(rt, store)
     say(
         f"The runtime's own patch outcomes become telemetry too: {collected} recorded from the ledger."
