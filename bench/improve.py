@@ -107,7 +107,19 @@ def sanitizer_bench(n: int) -> dict[str, float]:
     results["ingest_path_realistic_events_per_s"] = rate(
         realistic(n), lambda e: sanitizer.event(normalise_event(e).event)
     )
+    results["sanitize_worst_4kb_string_ms"] = pathological_ms()
     return results
+
+
+def pathological_ms() -> float:
+    """Worst input found for the tokenizing regex: 4 KB (the input cap) of adversarial text."""
+    sanitizer = Sanitizer()
+    worst = 0.0
+    for text in ("a." * 2048, "1." * 2048, "key." * 1024, "a.b@" * 1024, "::1 " * 1024, "a-" * 2048):
+        start = time.perf_counter()
+        sanitizer.text(text)
+        worst = max(worst, time.perf_counter() - start)
+    return worst * 1000
 
 
 def fill_store(store: TelemetryStore, n: int) -> None:
