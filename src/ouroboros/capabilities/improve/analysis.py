@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import canonical_timestamp, format_timestamp
+from ouroboros.capabilities.improve.events import EventError, canonical_timestamp, format_timestamp
 
 KINDS = (
     "error_pattern",
@@ -117,6 +117,7 @@ class Aggregate:
             now - timedelta(hours=th.window_hours) - timedelta(days=th.baseline_days)
         )
         self.events = 0
+        self.unreadable = 0  # events without a usable timestamp (skipped, never fatal)
         self.recent: dict[str, _ToolStats] = defaultdict(_ToolStats)
         self.recent_by_agent: dict[tuple[str, str], _ToolStats] = defaultdict(_ToolStats)
         self.baseline_latency: dict[str, list[float]] = defaultdict(list)
@@ -136,7 +137,10 @@ class Aggregate:
     def add(self, event: Mapping[str, Any]) -> None:
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:
-            ts = canonical_timestamp(ts)
+            ts = _timestamp_or_none(ts)
+            if ts is None:
+                self.unreadable += 1
+                return
         if ts >= self.now or ts < self.baseline_start:
             return
         self.events += 1
@@ -461,6 +465,13 @@ def _top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
     return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
+def _timestamp_or_none(value: object) -> str | None:
+    try:
+        return canonical_timestamp(value)
+    except EventError:
+        return None
+
+
 def _rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
     """Up by ``trend_ratio`` *and* by more than Poisson noise (3 sigma) over the baseline."""
     if baseline_daily <= 0:
@@ -517,8 +528,8 @@ def error_rate(
             continue
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:
-            ts = canonical_timestamp(ts)
-        if low <= ts < high:
+            ts = _timestamp_or_none(ts)
+        if ts is not None and low <= ts < high:
             calls += 1
             failures += not event.get("success")
     return failures / calls if calls else 0.0
