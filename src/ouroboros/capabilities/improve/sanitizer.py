@@ -94,7 +94,9 @@ _MAIN = re.compile(
     r"(?P<pk>-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
     r"(?s:.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*\Z))"
     r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>\\`]+)"
-    r"|(?P<kv>(?<![A-Za-z0-9])[\w.\-]{0,48}?" + KEYWORDS + r"[\w.\-]{0,48}[\"']?\s{0,8}(?:=>|:=|=|:)\s{0,8}"
+    r"|(?P<kv>(?<![A-Za-z0-9])[\w.\-]{0,48}?"
+    + KEYWORDS
+    + r"[\w.\-]{0,48}[\"']?\s{0,8}(?:=>|:=|=|:)\s{0,8}"
     r"(?:\"[^\"]*\"|'[^']*'|(?:(?i:bearer|basic|token)\s+)?[^\s\"',;&)]+))"
     r"|(?P<bearer>\b(?i:bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,})"
     r"|(?P<token>" + _TOKEN_ALTERNATION + r")"
