@@ -176,6 +176,9 @@ def generalise_ip(text: str) -> str:
     zone = ""
     if "%" in candidate:
         candidate, zone = candidate.split("%", 1)
+    octets = candidate.split(".")
+    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets):
+        candidate = ".".join(str(int(o)) for o in octets)  # "010.001.002.003": still an address
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
@@ -297,7 +300,7 @@ class Sanitizer:
         generalised = generalise_ip(host)
         if generalised != host:
             counts["ip"] += 1
-            host = generalised
+            host = f"[{generalised}]" if ":" in generalised else generalised
         elif _SECRETISH.search(host):
             host = _MAIN.sub(lambda m: self._replace(m, counts), host)
         return host + (f":{port}" if port.isdigit() else "")
