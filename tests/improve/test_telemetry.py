@@ -340,3 +340,25 @@ def test_an_oversized_line_is_reported_without_being_loaded(
     report = ingest([path], store)
     assert [(m.line, m.reason) for m in report.malformed] == [(1, "line longer than 300 bytes")]
     assert (report.records, report.stored) == (2, 1)
+
+
+def test_otlp_file_exporter_lines_each_hold_a_request(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    def request(tool: str, error: str | None) -> str:
+        span = otlp_span(
+            f"execute_tool {tool}", {"gen_ai.operation.name": "execute_tool"}, error=error
+        )
+        return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+
+    path = write_lines(
+        tmp_path / "otlp.jsonl", [request("web_search", "deadline hit"), request("fetch", None)]
+    )
+    report = ingest([path], store)
+    assert (report.stored, report.malformed_count) == (2, 0)
+    by_tool = {e["tool"]: e for e in store.events()}
+    assert (
+        by_tool["web_search"]["success"] is False and by_tool["web_search"]["error_code"] == "ERROR"
+    )
+    assert by_tool["web_search"]["error_message"] == "deadline hit"
+    assert by_tool["fetch"]["success"] is True and "agent" not in by_tool["fetch"]
