@@ -172,10 +172,7 @@ def generalise_ip(text: str) -> str:
 
     IPv4 keeps the first two octets (``10.0.x.x``), IPv6 the first two groups.
     """
-    candidate = text.strip("[]")
-    zone = ""
-    if "%" in candidate:
-        candidate, zone = candidate.split("%", 1)
+    candidate = text.strip("[]").split("%", 1)[0]  # an IPv6 zone ("%eth0") goes too
     octets = candidate.split(".")
     if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets):
         candidate = ".".join(str(int(o)) for o in octets)  # "010.001.002.003": still an address
@@ -183,7 +180,6 @@ def generalise_ip(text: str) -> str:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return text
-    del zone
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_global or not (
