@@ -163,9 +163,6 @@ class Redactions:
 
     counts: Counter[str] = field(default_factory=Counter)
 
-    def total(self) -> int:
-        return sum(self.counts.values())
-
 
 def generalise_ip(text: str) -> str:
     """Private, loopback and link-local addresses keep their network; others go.
