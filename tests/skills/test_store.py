@@ -15,8 +15,8 @@ from ouroboros.capabilities.skills import (
     ToolRejected,
     ToolSpec,
 )
+from ouroboros.capabilities.skills.artifacts import compute_fingerprint
 from ouroboros.capabilities.skills.builders import Built
-from ouroboros.capabilities.skills.store import compute_fingerprint
 
 from .conftest import SpecFactory, cases
 
