@@ -135,3 +135,23 @@ def test_rejected_candidate_leaves_no_version_and_no_patch(
         wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 5))))
     assert rt.value("skills/double") is None
     assert not (wstore.tools_dir / "double").exists()
+
+
+def test_pending_skill_patch_installs_the_version_on_approval(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory
+) -> None:
+    from ouroboros.capabilities.skills import ToolNotFound, ToolPending
+
+    gates = rt.value("kernel/gates")
+    gates["approval"].append({"types": ["skill"], "targets": ["*"]})
+    out = rt.submit(rt.sign(rt.propose("config", "kernel/gates", value=gates,
+                                       author="operator", reasoning="review new skills"),
+                            "root"))
+    assert out.status == "applied", out.reason
+    with pytest.raises(ToolPending) as pending:
+        wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    with pytest.raises(ToolNotFound):
+        wstore.get("double")
+    assert not (wstore.tools_dir / "double").exists()
+    assert rt.approve(pending.value.patch_hash).status == "applied"
+    assert wstore.run("double", 8).output == 16

@@ -283,7 +283,10 @@ class SkillStore:
 
     # -- running ------------------------------------------------------------------------
 
-    def run(self, tool_id: str, input: Any, fingerprint: str | None = None) -> RunResult:
+    def run(
+        self, tool_id: str, input: Any, fingerprint: str | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
         """Call a tool with one JSON value and return the JSON it printed.
 
         Raises:
@@ -295,7 +298,9 @@ class SkillStore:
         fp, path, built, source = self._runnable(tool_id, fingerprint)
         start = time.perf_counter()
         try:
-            output, execution = call_tool(self.runtimes, built, source, input, self.limits)
+            output, execution = call_tool(
+                self.runtimes, built, source, input, limits or self.limits
+            )
         except SandboxError:
             metrics_mod.append(path, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
             raise
