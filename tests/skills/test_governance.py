@@ -155,3 +155,15 @@ def test_pending_skill_patch_installs_the_version_on_approval(
     assert not (wstore.tools_dir / "double").exists()
     assert rt.approve(pending.value.patch_hash).status == "applied"
     assert wstore.run("double", 8).output == 16
+
+
+def test_a_workspace_lists_and_restores_tools_from_the_ledger(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory, runtimes: Runtimes
+) -> None:
+    import shutil
+
+    v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    shutil.rmtree(wstore.tools_dir)  # e.g. a workspace restored from its ledger and blobs
+    again = open_store(rt, runtimes)
+    assert [t.fingerprint for t in again.list()] == [v.fingerprint]
+    assert again.run("double", 4).output == 8

@@ -126,6 +126,7 @@ class SkillStore:
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
+        self.tool_lister: Callable[[], builtins.list[str]] | None = None
         self._runnables: dict[Path, tuple[Built, str]] = {}
 
     # -- registration -------------------------------------------------------------------
@@ -249,14 +250,13 @@ class SkillStore:
 
     def list(self) -> list[ToolVersion]:
         """The current version of every tool, by name."""
-        if not self.tools_dir.is_dir():
-            return []
-        out = []
-        for d in sorted(self.tools_dir.iterdir()):
-            if d.name.startswith(".") or self._head(d.name) is None:
-                continue
-            out.append(self.get(d.name))
-        return out
+        if self.tool_lister is not None:
+            names = self.tool_lister()
+        elif self.tools_dir.is_dir():
+            names = [d.name for d in self.tools_dir.iterdir() if not d.name.startswith(".")]
+        else:
+            names = []
+        return [self.get(name) for name in sorted(names) if self._head(name) is not None]
 
     def versions(self, tool_id: str) -> builtins.list[ToolVersion]:
         """Every version of a tool, oldest first."""
