@@ -37,7 +37,14 @@ from .artifacts import (
 )
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
-from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
+from .errors import (
+    BuildFailed,
+    MalformedTool,
+    SandboxError,
+    ToolCorrupt,
+    ToolNotFound,
+    ToolRejected,
+)
 from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
@@ -360,12 +367,17 @@ class SkillStore:
         return fp, path, cached[0], cached[1]
 
     def _built_of(self, version: ToolVersion) -> Built:
+        """The version's module, checked against its recorded hash (and its source file,
+        checked too), so a file edited on disk after registration is never run."""
         wasm = None
         if version.meta.get("wasm"):
             wasm_path = version.path / "tool.wasm"
             wasm = wasm_path.read_bytes() if wasm_path.is_file() else self.blobs.get(
                 version.meta["wasm"]
             )
+            _check(version, "tool.wasm", wasm, version.meta["wasm"])
+        source = version.meta["source"]
+        _check(version, source, (version.path / source).read_bytes(), version.meta["files"][source])
         return Built(
             version.runtime,
             version.meta.get("runtime_version", ""),
@@ -413,4 +425,12 @@ class SkillStore:
             runtime=meta["runtime"],
             path=path,
             meta=meta,
+        )
+
+
+def _check(version: ToolVersion, name: str, data: bytes, digest: str) -> None:
+    if blob_hash(data) != digest:
+        raise ToolCorrupt(
+            f"{version.tool_id}@{version.fingerprint}: {name} does not match its recorded hash "
+            f"{digest}; it was changed on disk after registration (restore it from the blobs)"
         )

@@ -19,6 +19,7 @@ from rich.table import Table
 from ouroboros.capabilities.skills import (
     SandboxError,
     SkillStore,
+    ToolCorrupt,
     ToolNotFound,
     ToolRejected,
     ToolVersion,
@@ -142,6 +143,8 @@ def run_cmd(
             print_json({"ok": False, "error": type(e).__name__, "message": str(e)})
             raise typer.Exit(1) from None
         _fail(f"{tool_id} failed: {type(e).__name__}: {e}", 1)
+    except ToolCorrupt as e:
+        _fail(str(e), 1, "delete that version directory: the workspace reinstalls it from its blobs")
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
@@ -204,7 +207,10 @@ def test_cmd(
     """Re-run a tool's cases (hidden ones included) against its stored binary."""
     _, store = _store(home)
     _get(store, tool_id, fingerprint)
-    report = store.test(tool_id, fingerprint)
+    try:
+        report = store.test(tool_id, fingerprint)
+    except ToolCorrupt as e:
+        _fail(str(e), 1)
     if as_json:
         print_json(report.to_json())
     else:
