@@ -167,3 +167,30 @@ def test_a_workspace_lists_and_restores_tools_from_the_ledger(
     again = open_store(rt, runtimes)
     assert [t.fingerprint for t in again.list()] == [v.fingerprint]
     assert again.run("double", 4).output == 8
+
+
+def test_gate_rejects_every_single_byte_tamper(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory, runtimes: Runtimes
+) -> None:
+    from types import SimpleNamespace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ouroboros.capabilities.skills.governance import check_cases
+
+    v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    value = patch_value(v.meta)
+    assert check_cases(SimpleNamespace(new_value=value), rt.blobs, runtimes).ok
+
+    @settings(max_examples=40, deadline=None)
+    @given(path=st.sampled_from(sorted(value["files"])), where=st.integers(0, 10_000),
+           bit=st.integers(0, 7))
+    def tamper(path: str, where: int, bit: int) -> None:
+        data = bytearray(rt.blobs.get(value["files"][path]))
+        data[where % len(data)] ^= 1 << bit
+        forged = {**value, "files": {**value["files"], path: rt.blobs.put(bytes(data))}}
+        outcome = check_cases(SimpleNamespace(new_value=forged), rt.blobs, runtimes)
+        assert not outcome.ok and "fingerprint does not match" in outcome.detail
+
+    tamper()
