@@ -6,6 +6,12 @@ fitness = (1 / cycles_per_result) x confidence x trust, where
 - cycles_per_result = mean cycles over the passing cases;
 - trust = the agent's trust in [0, 1].
 A program that fails verification, or passes no case, has fitness 0.
+
+Under evolution (`FluxProblem`) two guards keep the formula honest: a candidate that
+passes fewer cases than `min_confidence` requires (by default the starting program's
+confidence) scores 0, so speed is never bought with wrong answers; and each run gets
+`fuel` cycles (by default 4 x the starting program's slowest passing case + 100), so a
+candidate that loops far longer than its parent is cut off cheaply.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class Score:
     passed: int
     total: int
     reasons: tuple[str, ...] = ()
+    worst_cycles: int = 0
 
     @property
     def valid(self) -> bool:
@@ -82,6 +89,7 @@ class Score:
 
 def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
           fuel: int = DEFAULT_FUEL) -> Score:
+    """Score a program on its cases (see the module docstring for the definitions)."""
     try:
         image = program.to_image()
     except ValueError as exc:
@@ -96,11 +104,11 @@ def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
         if result.halted and result.output == case.output:
             cycles.append(result.cycles)
     if not cycles:
-        return Score(0.0, 0.0, 0.0, 0, len(cases))
+        return Score(0.0, 0.0, 0.0, 0, len(cases), (), 0)
     confidence = len(cycles) / len(cases)
     per_result = sum(cycles) / len(cycles)
     fitness = (1.0 / max(per_result, 1.0)) * confidence * trust
-    return Score(fitness, confidence, per_result, len(cycles), len(cases))
+    return Score(fitness, confidence, per_result, len(cycles), len(cases), (), max(cycles))
 
 
 @dataclass(frozen=True)
@@ -110,8 +118,18 @@ class FluxProblem:
     cases: tuple[TestCase, ...]
     trust: float = 1.0
     fuel: int = DEFAULT_FUEL
+    min_confidence: float = 0.0
     genome_rate: float = 0.1
     proposer: Proposer = field(default_factory=Proposer)
+
+    @classmethod
+    def for_program(cls, program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
+                    **options: object) -> FluxProblem:
+        """Guards calibrated on the starting program (see the module docstring)."""
+        start = score(program, cases, trust=trust)
+        fuel = 4 * start.worst_cycles + 100 if start.worst_cycles else DEFAULT_FUEL
+        return cls(tuple(cases), trust=trust, fuel=fuel, min_confidence=start.confidence,
+                   **options)  # type: ignore[arg-type]
 
     def mutate(self, genome: Program, rng: random.Random) -> tuple[Program, str] | None:
         if rng.random() < self.genome_rate and len(genome) > 0:
@@ -127,4 +145,5 @@ class FluxProblem:
         return breed(a, b, rng)
 
     def evaluate(self, genome: Program) -> float:
-        return score(genome, self.cases, trust=self.trust, fuel=self.fuel).fitness
+        result = score(genome, self.cases, trust=self.trust, fuel=self.fuel)
+        return result.fitness if result.confidence >= self.min_confidence else 0.0
