@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from ouroboros.capabilities.evolve.engine import EvolutionPolicy, EvolutionRecord, Evolver
 from ouroboros.capabilities.evolve.vector import Vector, VectorProblem, routing_weights
+from ouroboros.kernel import Runtime, SubmitOutcome
 
 
 def tune_routing(routes: Sequence[str], fitness: Callable[[Vector], float], *,
@@ -23,8 +23,8 @@ def tune_routing(routes: Sequence[str], fitness: Callable[[Vector], float], *,
         return routing_weights(routes, best.genome), best.fitness, evolver.history
 
 
-def submit_routing(rt: Any, target: str, weights: Mapping[str, float], fitness: float,
-                   reasoning: str) -> Any:
+def submit_routing(rt: Runtime, target: str, weights: Mapping[str, float], fitness: float,
+                   reasoning: str) -> SubmitOutcome:
     """Propose the weights as a `routing` patch through the kernel."""
     return rt.propose_and_submit(
         type="routing", target=target, value={"weights": dict(weights), "fitness": fitness},

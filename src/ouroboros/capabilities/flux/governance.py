@@ -8,6 +8,7 @@ program's own test cases and needs every one to pass.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from ouroboros.capabilities.flux.fitness import Score, TestCase, TestsFileError,
 from ouroboros.capabilities.flux.isa import DecodeError, Image
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import run
+from ouroboros.kernel import PatchType, Runtime, SubmitOutcome, TestContext, TestOutcome
 
 PATCH_TYPE = "bytecode"
 CASES_TEST = "flux.cases"
@@ -81,8 +83,6 @@ def check_cases(value: Mapping[str, Any]) -> tuple[bool, str]:
 
 
 def parse_tests_value(raw: Any) -> tuple[TestCase, ...]:
-    import json
-
     return parse_tests(json.dumps(raw))
 
 
@@ -101,28 +101,31 @@ def bytecode_value(image: Image, cases: Sequence[TestCase], score: Score | None 
     return value
 
 
-def register(rt: Any) -> None:
+def _audit(ctx: TestContext) -> list[str]:
+    return audit_reasons(ctx.new_value) if ctx.new_value is not None else []
+
+
+def _cases_test(ctx: TestContext) -> TestOutcome:
+    if ctx.new_value is None:
+        return TestOutcome(True, "program removed: nothing to run")
+    ok, detail = check_cases(ctx.new_value)
+    return TestOutcome(ok=ok, detail=detail)
+
+
+def register(rt: Runtime) -> None:
     """Register the `bytecode` patch type and the `flux.cases` test (idempotent)."""
-    from ouroboros.kernel import PatchType, TestOutcome
+    audit, cases_test = _audit, _cases_test
 
-    def audit(ctx: Any) -> list[str]:
-        return audit_reasons(ctx.new_value)
-
-    def cases_test(ctx: Any) -> Any:
-        ok, detail = check_cases(ctx.new_value)
-        return TestOutcome(ok=ok, detail=detail)
-
-    registry = rt.registry
-    if PATCH_TYPE not in getattr(registry, "types", {}):
-        registry.register_type(PatchType(
-            name=PATCH_TYPE, value_schema=BYTECODE_SCHEMA,
-            default_tests=(CASES_TEST,), audit=audit, effect=None,
-        ))
-    if CASES_TEST not in getattr(registry, "tests", {}):
-        registry.register_test(CASES_TEST, cases_test)
+    rt.registry.register_type(PatchType(
+        name=PATCH_TYPE, value_schema=BYTECODE_SCHEMA,
+        default_tests=("schema", "roundtrip", "replay", CASES_TEST), audit=audit,
+        description="a FLUX program: image, assembly, test cases, measured fitness",
+    ))
+    rt.registry.register_test(CASES_TEST, cases_test)
 
 
-def submit_program(rt: Any, target: str, value: Mapping[str, Any], reasoning: str) -> Any:
+def submit_program(rt: Runtime, target: str, value: Mapping[str, Any],
+                   reasoning: str) -> SubmitOutcome:
     """Propose the program as a `bytecode` patch; returns the kernel's SubmitOutcome."""
     register(rt)
     return rt.propose_and_submit(
@@ -131,6 +134,6 @@ def submit_program(rt: Any, target: str, value: Mapping[str, Any], reasoning: st
     )
 
 
-def record_generation(rt: Any, target: str, summary: Mapping[str, Any]) -> None:
+def record_generation(rt: Runtime, target: str, summary: Mapping[str, Any]) -> None:
     """One ledger event per accepted generation (never one per candidate)."""
     rt.record("EvolutionGeneration", {"target": target, **summary})

@@ -174,7 +174,7 @@ def _function(analysis: _Analysis, entry: int, *, is_main: bool) -> _Function | 
                 work.append(target)
             elif depth[target] != nd:
                 analysis.reason(f"inconsistent stack depth at offset {target} ({depth[target]} "
-                                f"vs {nd}): a loop that grows or shrinks the stack is unbounded")
+                                f"vs {nd}): every path must reach it with the same depth")
     analysis.active.discard(entry)
     fn.needs = -lowest
     if len(ret_depths) > 1:

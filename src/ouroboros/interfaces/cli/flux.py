@@ -8,7 +8,6 @@ evolved program; 4 it waits for approval.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -134,12 +133,6 @@ def run_command(
     raise typer.Exit(0 if result.halted else 1)
 
 
-def workspace(home: Path | None) -> Path:
-    if home is not None:
-        return home
-    return Path(os.environ.get("OURO_HOME") or ".ouro")
-
-
 @app.command("evolve")
 def evolve_command(
     file: Path = typer.Argument(...),
@@ -162,7 +155,7 @@ def evolve_command(
         source=file, tests=tests, generations=generations, seed=seed,
         output=output or file.with_name(file.stem + ".best.fasm"), population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
-        home=workspace(home), submit=submit, quiet=as_json,
+        home=home, submit=submit, quiet=as_json,
     )
     summary, code = evolve(request, load_image, fail, err)
     if as_json:

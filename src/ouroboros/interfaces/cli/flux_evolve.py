@@ -17,6 +17,8 @@ from ouroboros.capabilities.flux.fitness import FluxProblem, TestsFileError, par
 from ouroboros.capabilities.flux.isa import Image
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
+from ouroboros.kernel import Runtime, WorkspaceMissing
+from ouroboros.kernel.workspace import resolve_home
 
 Fail = Callable[[str, int], NoReturn]
 STATUS_CODES = {"applied": 0, "rejected": 3, "pending": 4}
@@ -33,19 +35,18 @@ class EvolveRequest:
     workers: int
     trust: float
     target: str
-    home: Path
+    home: Path | None
     submit: bool
     quiet: bool
 
 
-def open_runtime(home: Path, fail: Fail) -> Any:
+def open_runtime(home: Path | None, fail: Fail) -> Runtime:
     try:
-        from ouroboros.kernel import Runtime
-    except ImportError:
-        fail("the kernel is not available in this build; rerun with --no-submit", 1)
-    if not home.exists():
-        fail(f"no workspace at {home}: run `ouro init --home {home}` first, or pass --no-submit", 2)
-    return Runtime.open(home)
+        return Runtime.open(home)
+    except WorkspaceMissing:
+        where = resolve_home(home)
+        fail(f"no Ouroboros workspace at {where}: run `ouro init --home {where}` first, "
+             "or pass --no-submit", 2)
 
 
 def plot_trend(history: list[EvolutionRecord], initial: float, path: Path) -> None:
@@ -148,7 +149,7 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
     return summary, code
 
 
-def demo(rt: Any, say: Callable[[str], None], examples: Path) -> None:
+def demo(rt: Runtime, say: Callable[[str], None], examples: Path) -> None:
     """FLUX and evolve in a few narrated steps on the runtime's workspace."""
     from ouroboros.capabilities.evolve.governance import submit_routing, tune_routing
     from ouroboros.capabilities.evolve.vector import EXAMPLE_ROUTES, example_fitness
@@ -173,11 +174,14 @@ def demo(rt: Any, say: Callable[[str], None], examples: Path) -> None:
                                         governance.bytecode_value(image, cases, after),
                                         "demo: evolved sum2x")
     say(f"submitted as a bytecode patch: {outcome.status} ({outcome.patch_hash[:19]}...)")
-    broken = governance.bytecode_value(assemble("SENSE 0\nADD\nACT 0\nHALT\n"), cases)
-    outcome = governance.submit_program(rt, "flux/programs/broken", broken,
-                                        "demo: a program that underflows its stack")
-    say(f"a program that underflows its stack: {outcome.status} at the "
-        f"{getattr(outcome, 'stage', '?')} gate ({getattr(outcome, 'reason', '')})")
+    # Passes its own test, but the stack depth differs where the two paths meet: the
+    # verifier (the bytecode audit) refuses it.
+    sloppy = assemble("SENSE 0\nJZ skip\nPUSH 7\nskip: SENSE 0\nACT 0\nHALT\n")
+    value = governance.bytecode_value(sloppy, parse_tests('[{"input": [5], "output": [5]}]'))
+    outcome = governance.submit_program(rt, "flux/programs/sloppy", value,
+                                        "demo: passes its test, fails verification")
+    say(f"a program that passes its test but not the verifier: {outcome.status} at the "
+        f"{outcome.stage} gate ({outcome.reason})")
     weights, fitness, _ = tune_routing(EXAMPLE_ROUTES, example_fitness, generations=40, seed=3)
     outcome = submit_routing(rt, "routing/models", weights, fitness,
                              "demo: evolved routing weights")
