@@ -78,7 +78,7 @@ def verified_programs(draw: st.DrawFn, most: int = 12) -> Program:
     code.append(Instr(draw(st.sampled_from((Opcode.HALT, Opcode.RET)))))
     if call_sites:
         entry = len(code)
-        code += sub + [Instr(Opcode.RET)]
+        code += [*sub, Instr(Opcode.RET)]
         for site in call_sites:
             code[site] = Instr(Opcode.CALL, (entry,))
     return Program(tuple(code), PARAMS)

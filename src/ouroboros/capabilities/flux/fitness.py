@@ -33,6 +33,7 @@ MAX_CASES = 1000
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False  # not a pytest class
     inputs: tuple[int, ...]
     output: tuple[int, ...]
 
@@ -42,6 +43,8 @@ class TestCase:
 
 class TestsFileError(ValueError):
     """A malformed tests file; the message names the line or the case."""
+
+    __test__ = False
 
 
 def parse_tests(text: str) -> tuple[TestCase, ...]:

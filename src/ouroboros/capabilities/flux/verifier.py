@@ -77,8 +77,7 @@ def verify(image: Image, *, max_bytes: int = MAX_CODE_BYTES) -> Verdict:
         return Verdict(False, (*reasons, str(exc)))
     at = {ins.offset: ins for ins in decoded}
     analysis = _Analysis(image, at, reasons)
-    _check_operands(analysis, decoded)
-    if analysis.reasons:
+    if not _check_operands(analysis, decoded):  # no control-flow graph without good jumps
         return Verdict(False, tuple(analysis.reasons), 0, tuple(decoded))
     main = _function(analysis, 0, is_main=True)
     if main is not None:
@@ -90,18 +89,22 @@ def verify(image: Image, *, max_bytes: int = MAX_CODE_BYTES) -> Verdict:
     return Verdict(not analysis.reasons, tuple(analysis.reasons), peak, tuple(decoded))
 
 
-def _check_operands(analysis: _Analysis, decoded: Iterable[Decoded]) -> None:
+def _check_operands(analysis: _Analysis, decoded: Iterable[Decoded]) -> bool:
+    """Record operand faults; False if a jump target is bad (the CFG cannot be built)."""
     nparams = len(analysis.image.params)
+    jumps_ok = True
     for ins in decoded:
         name = f"{ins.opcode.name} at offset {ins.offset}"
         if ins.opcode in JUMPS and ins.args[0] not in analysis.at:
             analysis.reason(f"{name} targets {ins.args[0]}, not an instruction boundary")
+            jumps_ok = False
         if ins.opcode in SLOT_OPERAND and ins.args[SLOT_OPERAND[ins.opcode]] >= MEMORY_SLOTS:
             analysis.reason(f"{name} uses memory slot {ins.args[SLOT_OPERAND[ins.opcode]]}; "
                             f"slots are 0..{MEMORY_SLOTS - 1}")
         if ins.opcode in PARAM_OPERAND and ins.args[PARAM_OPERAND[ins.opcode]] >= nparams:
             analysis.reason(f"{name} uses parameter {ins.args[PARAM_OPERAND[ins.opcode]]}; "
                             f"the program declares {nparams}")
+    return jumps_ok
 
 
 def _function(analysis: _Analysis, entry: int, *, is_main: bool) -> _Function | None:

@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from ouroboros.capabilities.flux.asm import AssemblyError, assemble, disassemble
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, MAGIC, DecodeError, Image
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import RunResult
 from ouroboros.capabilities.flux.vm import run as run_reference
+from ouroboros.interfaces.cli.output import err_console
 
 app = typer.Typer(help="FLUX bytecode VM: assemble, verify, run and evolve programs.",
                   no_args_is_help=True)
-err = Console(stderr=True)
+err = err_console
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples" / "flux"
 
 
@@ -144,7 +144,8 @@ def evolve_command(
     workers: int = typer.Option(2, "--workers", min=1, help="processes evaluating candidates"),
     trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0),
     target: str | None = typer.Option(None, "--target", help="ledger target (flux/programs/NAME)"),
-    home: Path | None = typer.Option(None, "--home", help="workspace (else $OURO_HOME or ./.ouro)"),
+    home: Path | None = typer.Option(None, "--home", envvar="OURO_HOME",
+                                     help="workspace (default: ./.ouro)"),
     submit: bool = typer.Option(True, "--submit/--no-submit", help="submit the winner as a patch"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
