@@ -89,17 +89,14 @@ class OpInfo:
     pops: int
     pushes: int
     summary: str
-
-    @property
-    def size(self) -> int:
-        return 1 + sum(int(o) for o in self.operands)
+    size: int  # encoded bytes: the opcode plus its operands
 
 
 _I, _J, _B = (Operand.I32,), (Operand.U16,), (Operand.U8,)
 
 
 def _op(code: Opcode, ops: tuple[Operand, ...], cycles: int, pops: int, pushes: int, summary: str) -> OpInfo:
-    return OpInfo(code, ops, cycles, pops, pushes, summary)
+    return OpInfo(code, ops, cycles, pops, pushes, summary, 1 + sum(int(o) for o in ops))
 
 
 OPS: dict[Opcode, OpInfo] = {
@@ -147,6 +144,7 @@ OPS: dict[Opcode, OpInfo] = {
 }
 
 BY_NAME: dict[str, Opcode] = {op.name: op for op in Opcode}
+_BY_BYTE: dict[int, Opcode] = {int(op): op for op in Opcode}
 JUMPS = frozenset({Opcode.JMP, Opcode.JZ, Opcode.JNZ, Opcode.CALL})
 BRANCHES = frozenset({Opcode.JZ, Opcode.JNZ})
 TERMINATORS = frozenset({Opcode.JMP, Opcode.RET, Opcode.HALT})
@@ -205,10 +203,9 @@ def encode_instruction(opcode: Opcode, args: tuple[int, ...]) -> bytes:
 
 def decode_at(code: bytes, offset: int) -> Decoded:
     byte = code[offset]
-    try:
-        opcode = Opcode(byte)
-    except ValueError:
-        raise DecodeError(f"unknown opcode 0x{byte:02x} at offset {offset}", offset) from None
+    opcode = _BY_BYTE.get(byte)
+    if opcode is None:
+        raise DecodeError(f"unknown opcode 0x{byte:02x} at offset {offset}", offset)
     info = OPS[opcode]
     if offset + info.size > len(code):
         raise DecodeError(f"{opcode.name} at offset {offset} is missing operand bytes", offset)
