@@ -13,6 +13,7 @@ import platform
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from ouroboros.capabilities.flux.isa import Image, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program
 from ouroboros.capabilities.flux.rewrites import peephole
 from ouroboros.capabilities.flux.verifier import verify
-from ouroboros.capabilities.flux.vm import run
+from ouroboros.capabilities.flux.vm import RunResult, run
 from ouroboros.capabilities.flux.wasm import WasmRunner
 
 console = Console()
@@ -82,14 +83,14 @@ def speed(seconds_hint: float) -> list[dict[str, object]]:
     """Instructions per second on a tight loop, per engine."""
     loop = assemble("SENSE 0\nl: DEC\nDUP\nJNZ l\nHALT")
     triangle = assemble((Path(__file__).parents[1] / "examples/flux/triangle.fasm").read_text())
-    rows = []
+    rows: list[dict[str, object]] = []
     wasm = WasmRunner()
     for name, image, n in (("countdown", loop, 10**9), ("triangle", triangle, 10**9)):
-        engines = {
-            "reference": (lambda im, n: run(im, [n], fuel=2_000_000)),
-            "fast (python)": (lambda im, n: run_predecoded(predecode(im, verify(im).instructions),
-                                                            [n], fuel=20_000_000)),
-            "wasm": (lambda im, n: wasm.run(im, [n], fuel=2_000_000_000)),
+        engines: dict[str, Callable[[Image, int], RunResult]] = {
+            "reference": lambda im, n: run(im, [n], fuel=2_000_000),
+            "fast (python)": lambda im, n: run_predecoded(predecode(im, verify(im).instructions),
+                                                           [n], fuel=20_000_000),
+            "wasm": lambda im, n: wasm.run(im, [n], fuel=2_000_000_000),
         }
         wasm.compile(image)
         for engine, fn in engines.items():
@@ -116,12 +117,12 @@ def evaluations(count: int) -> list[dict[str, object]]:
     cases = cases_for_program(base)
     problem = FluxProblem.for_program(base, cases)
     rng = random.Random(0)
-    candidates = []
+    candidates: list[Program] = []
     while len(candidates) < count:
         mutated = problem.mutate(base, rng)
         if mutated is not None:
             candidates.append(mutated[0])
-    rows = []
+    rows: list[dict[str, object]] = []
     for workers in (1, 2):
         with Evaluator(problem, workers) as evaluator:
             evaluator.evaluate(candidates[:64])  # start the pool
@@ -162,7 +163,7 @@ def cycles_of(fitness: float) -> float | None:
 
 
 def superopt(budget: int, seeds: tuple[int, ...]) -> list[dict[str, object]]:
-    rows = []
+    rows: list[dict[str, object]] = []
     population = 16
     for case in SUITE:
         original = program(case.source)
