@@ -161,3 +161,32 @@ def test_evolve_needs_a_workspace_unless_told_not_to_submit(tmp_path: Path) -> N
     assert r.returncode == 2
     assert "no Ouroboros workspace" in r.stderr and "ouro init" in r.stderr
     assert not (tmp_path / "b.fasm").exists()
+
+
+def test_evolve_exit_4_when_bytecode_needs_approval(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    with Runtime.init(home) as rt:
+        gates = rt.value("kernel/gates")
+        gates["approval"].append({"types": ["bytecode"], "targets": ["*"]})
+        patch = rt.propose("gates", "kernel/gates", value=gates, reasoning="review programs",
+                           author="operator")
+        assert rt.submit(rt.sign(patch, "root")).status == "applied"
+    r = ouro("evolve", str(EXAMPLES / "sum2x.fasm"), "--tests", str(EXAMPLES / "sum2x.tests.json"),
+             "--generations", "3", "-o", str(tmp_path / "b.fasm"), "--home", str(home), "--json")
+    assert r.returncode == 4, r.stderr
+    assert json.loads(r.stdout)["patch"]["status"] == "pending"
+
+
+def test_run_demo_narrates_the_loop(tmp_path: Path) -> None:
+    from ouroboros.interfaces.cli.flux import run_demo
+
+    lines: list[str] = []
+    with Runtime.init(tmp_path / "ws") as rt:
+        run_demo(rt, lines.append)
+        assert rt.value("flux/programs/sum2x")["cycles_per_result"] == 10
+        assert rt.value("routing/models")["weights"]["medium"] > 0.9
+        assert rt.value("flux/programs/sloppy") is None
+    text = "\n".join(lines)
+    assert "submitted as a bytecode patch: applied" in text
+    assert "rejected at the audit gate" in text
+    assert "routing patch applied" in text

@@ -107,3 +107,18 @@ def test_evolution_reaches_the_optimum_and_keeps_behaviour() -> None:
 def test_malformed_tests_files_are_refused(text: str, message: str) -> None:
     with pytest.raises(TestsFileError, match=message.replace("[", r"\[")):
         parse_tests(text)
+
+
+def evolve_slow(seed: int, workers: int) -> tuple[Program, list[object]]:
+    problem = FluxProblem.for_program(SLOW, CASES)
+    with Evolver(problem, SLOW, EvolutionPolicy(population=8), seed=seed,
+                 workers=workers) as evolver:
+        best = evolver.run(12)
+        return best.genome, [r.to_json() for r in evolver.history]
+
+
+def test_flux_evolution_is_deterministic_bit_for_bit() -> None:
+    first = evolve_slow(11, 1)
+    assert evolve_slow(11, 1) == first
+    assert evolve_slow(11, 2) == first  # parallel scoring changes nothing
+    assert evolve_slow(12, 1) != first
