@@ -190,3 +190,20 @@ def test_run_demo_narrates_the_loop(tmp_path: Path) -> None:
     assert "submitted as a bytecode patch: applied" in text
     assert "rejected at the audit gate" in text
     assert "routing patch applied" in text
+
+
+def test_out_of_range_inputs_and_unwritable_outputs_are_usage_errors(tmp_path: Path) -> None:
+    r = ouro("run", str(EXAMPLES / "sum2x.fasm"), "--input", str(1 << 64))
+    assert r.returncode == 2 and "64 bits" in r.stderr
+    r = ouro("asm", str(EXAMPLES / "sum2x.fasm"), "-o", str(tmp_path / "no" / "x.bin"))
+    assert r.returncode == 2 and "cannot write" in r.stderr
+    r = ouro("evolve", str(EXAMPLES / "sum2x.fasm"), "--tests", str(EXAMPLES / "sum2x.tests.json"),
+             "-o", str(tmp_path / "no" / "b.fasm"), "--no-submit")
+    assert r.returncode == 2 and "no directory" in r.stderr
+
+
+def test_disasm_prints_canonical_assembly(tmp_path: Path) -> None:
+    r = ouro("disasm", str(EXAMPLES / "reflex.fasm"))
+    assert r.returncode == 0
+    assert r.stdout.startswith(".param p0 900\n.param p1 50\n")
+    assert assemble(r.stdout) == assemble((EXAMPLES / "reflex.fasm").read_text())

@@ -13,7 +13,6 @@ deterministic, so the encoding is canonical).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ouroboros.capabilities.flux.isa import OPS, Opcode
@@ -194,7 +193,3 @@ def mutate(genome: Genome, rng: random.Random) -> tuple[Genome, str]:
         else:
             del genes[index]
     return Genome(tuple(genes), genome.params), kind
-
-
-def size(genes: Sequence[Gene]) -> int:
-    return len(genes)

@@ -196,8 +196,6 @@ def translate(image: Image) -> str:
     for i in range(n):
         code = "\n".join(chunks[i])
         nested = f"(block $b{i + 1} {nested}\n{code})" if i + 1 < n else f"{nested}\n{code}"
-    if n > 1:
-        nested = nested  # the outermost block is the last chunk's predecessor
     return f"""(module
   (memory (export "memory") 1)
   (global $g_cycles (export "cycles") (mut i64) (i64.const 0))

@@ -16,7 +16,14 @@ from typing import Any, NoReturn
 import typer
 
 from ouroboros.capabilities.flux.asm import AssemblyError, assemble, disassemble
-from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, MAGIC, DecodeError, Image
+from ouroboros.capabilities.flux.isa import (
+    DEFAULT_FUEL,
+    INT64_MAX,
+    INT64_MIN,
+    MAGIC,
+    DecodeError,
+    Image,
+)
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import RunResult
 from ouroboros.capabilities.flux.vm import run as run_reference
@@ -62,7 +69,10 @@ def asm_command(
     if output is None:
         typer.echo(image.to_hex())
     else:
-        output.write_bytes(image.to_bytes())
+        try:
+            output.write_bytes(image.to_bytes())
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}", 2)
         err.print(f"wrote {len(image.to_bytes())} bytes to {output}")
 
 
@@ -93,9 +103,12 @@ def verify_command(
 
 def parse_inputs(text: str) -> list[int]:
     try:
-        return [int(part, 0) for part in text.split(",") if part.strip()]
+        values = [int(part, 0) for part in text.split(",") if part.strip()]
     except ValueError:
         fail(f"--input must be comma-separated integers, got {text!r}", 2)
+    if any(not INT64_MIN <= v <= INT64_MAX for v in values):
+        fail("--input values must fit in 64 bits (signed)", 2)
+    return values
 
 
 def execute(image: Image, inputs: list[int], fuel: int, engine: str) -> RunResult:
@@ -152,9 +165,12 @@ def evolve_command(
     """Evolve FILE against TESTS; write the best program, a trend plot, and submit it."""
     from ouroboros.interfaces.cli.flux_evolve import EvolveRequest, evolve
 
+    best_path = output or file.with_name(file.stem + ".best.fasm")
+    if not best_path.parent.is_dir():
+        fail(f"cannot write {best_path}: no directory {best_path.parent}", 2)
     request = EvolveRequest(
         source=file, tests=tests, generations=generations, seed=seed,
-        output=output or file.with_name(file.stem + ".best.fasm"), population=population,
+        output=best_path, population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
         home=home, submit=submit, quiet=as_json,
     )
