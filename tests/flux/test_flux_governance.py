@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ouroboros.capabilities.evolve.governance import submit_routing, tune_routing
 from ouroboros.capabilities.evolve.vector import EXAMPLE_ROUTES, example_fitness
 from ouroboros.capabilities.flux import governance
@@ -72,3 +74,22 @@ def test_tuned_routing_weights_become_a_routing_patch(rt: Runtime) -> None:
     assert outcome.status == "applied", outcome.reason
     assert rt.value("routing/models")["weights"] == weights
     assert any(r.accepted for r in history)
+
+
+def test_64_bit_test_values_travel_as_strings(rt: Runtime) -> None:
+    big = (1 << 62) + 1
+    value = governance.bytecode_value(DOUBLE, (TestCase((big,), (-(1 << 63) + 2,)),))
+    assert value["tests"] == [{"input": [str(big)], "output": [str(-(1 << 63) + 2)]}]
+    outcome = governance.submit_program(rt, "flux/programs/big", value, "wide values")
+    assert outcome.status == "applied", outcome.reason
+
+
+def test_the_kernel_cli_knows_the_bytecode_type(tmp_path: Path) -> None:
+    import ouroboros.interfaces.cli.main  # noqa: F401  (mounts the capabilities)
+    from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, open_runtime
+
+    assert "ouroboros.capabilities.flux" in CAPABILITY_REGISTRARS
+    Runtime.init(tmp_path / "ws").close()
+    with open_runtime(tmp_path / "ws") as rt:
+        assert rt.registry.get("bytecode") is not None
+        assert "flux.cases" in rt.registry.tests

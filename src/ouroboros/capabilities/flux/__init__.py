@@ -1,6 +1,7 @@
 """FLUX: a small deterministic stack VM whose programs evolve (spec: docs/flux.md)."""
 
 from ouroboros.capabilities.flux.asm import AssemblyError, assemble, disassemble
+from ouroboros.capabilities.flux.governance import register
 from ouroboros.capabilities.flux.isa import Image, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program
 from ouroboros.capabilities.flux.verifier import Verdict, verify
@@ -16,6 +17,7 @@ __all__ = [
     "Verdict",
     "assemble",
     "disassemble",
+    "register",
     "run",
     "verify",
 ]

@@ -20,6 +20,7 @@ from ouroboros.capabilities.flux.vm import run
 from ouroboros.kernel import PatchType, Runtime, SubmitOutcome, TestContext, TestOutcome
 
 PATCH_TYPE = "bytecode"
+JSON_SAFE = 2**53 - 1  # ledger values are RFC 8785 JSON: larger ints travel as strings
 CASES_TEST = "flux.cases"
 
 BYTECODE_SCHEMA: dict[str, Any] = {
@@ -33,14 +34,18 @@ BYTECODE_SCHEMA: dict[str, Any] = {
             "type": "array", "minItems": 1,
             "items": {
                 "type": "object", "required": ["input", "output"], "additionalProperties": False,
-                "properties": {"input": {"type": "array", "items": {"type": "integer"}},
-                               "output": {"type": "array", "items": {"type": "integer"}}},
+                "properties": {"input": {"type": "array", "items": {"$ref": "#/$defs/int64"}},
+                               "output": {"type": "array", "items": {"$ref": "#/$defs/int64"}}},
             },
         },
         "fitness": {"type": "number", "minimum": 0},
         "cycles_per_result": {"type": "number", "minimum": 0},
         "metadata": {"type": "object"},
     },
+    "$defs": {"int64": {"oneOf": [
+        {"type": "integer", "minimum": -JSON_SAFE, "maximum": JSON_SAFE},
+        {"type": "string", "pattern": "^-?[0-9]{1,19}$"},
+    ]}},
 }
 
 
@@ -82,7 +87,19 @@ def check_cases(value: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"{len(cases)}/{len(cases)} cases passed"
 
 
+def _to_json_int(value: int) -> int | str:
+    return value if -JSON_SAFE <= value <= JSON_SAFE else str(value)
+
+
+def _from_json_int(value: Any) -> Any:
+    return int(value) if isinstance(value, str) else value
+
+
 def parse_tests_value(raw: Any) -> tuple[TestCase, ...]:
+    """Test cases from a patch value (64-bit values beyond 2^53 are decimal strings)."""
+    if isinstance(raw, list):
+        raw = [{k: [_from_json_int(v) for v in vs] if isinstance(vs, list) else vs
+                for k, vs in case.items()} if isinstance(case, dict) else case for case in raw]
     return parse_tests(json.dumps(raw))
 
 
@@ -91,7 +108,8 @@ def bytecode_value(image: Image, cases: Sequence[TestCase], score: Score | None 
     value: dict[str, Any] = {
         "hex": image.to_hex(),
         "assembly": disassemble(image),
-        "tests": [c.to_json() for c in cases],
+        "tests": [{"input": [_to_json_int(v) for v in c.inputs],
+                   "output": [_to_json_int(v) for v in c.output]} for c in cases],
     }
     if score is not None:
         value["fitness"] = score.fitness

@@ -42,11 +42,13 @@ class EvolveRequest:
 
 def open_runtime(home: Path | None, fail: Fail) -> Runtime:
     try:
-        return Runtime.open(home)
+        rt = Runtime.open(home)
     except WorkspaceMissing:
         where = resolve_home(home)
         fail(f"no Ouroboros workspace at {where}: run `ouro init --home {where}` first, "
              "or pass --no-submit", 2)
+    governance.register(rt)
+    return rt
 
 
 def plot_trend(history: list[EvolutionRecord], initial: float, path: Path) -> None:

@@ -16,8 +16,9 @@ kernel_cmds.register(app)
 
 
 def _mount_capabilities() -> None:
-    from ouroboros.interfaces.cli import demo, flux
+    from ouroboros.interfaces.cli import demo, flux, output
 
+    output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.flux")
     app.add_typer(flux.app, name="flux")
     demo.CAPABILITY_DEMOS.append(("FLUX: programs that evolve", "ouroboros.interfaces.cli.flux"))
     demo.register(app)
