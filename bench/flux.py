@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -126,12 +127,14 @@ def evaluations(count: int) -> list[dict[str, object]]:
     for workers in (1, 2):
         with Evaluator(problem, workers) as evaluator:
             evaluator.evaluate(candidates[:64])  # start the pool
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             evaluator.evaluate(candidates)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         rows.append({"workers": workers, "candidates": count, "program_instructions": len(base),
                      "test_cases": len(cases), "seconds": round(elapsed, 3),
-                     "evaluations_per_second": round(count / elapsed)})
+                     "evaluations_per_second": round(count / elapsed),
+                     "per_cpu_second": round(count / cpu) if workers == 1 else None,
+                     "load_average": round(os.getloadavg()[0], 2)})
     return rows
 
 
@@ -215,8 +218,6 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor())
-    import os
-
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
         "cpu": cpu, "python": platform.python_version(), "budget": budget, "seeds": list(seeds),

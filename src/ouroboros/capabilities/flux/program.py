@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ouroboros.capabilities.flux.isa import (
     JUMPS,
@@ -65,7 +66,7 @@ class Program:
             if ins.is_jump:
                 target = args[0]
                 args = (offsets[target] if 0 <= target < len(offsets) else 0xFFFF,)
-            code += encode_instruction(ins.op, args)
+            code += _encode(ins.op, args)
         return Image(bytes(code), self.params)
 
     @classmethod
@@ -115,6 +116,11 @@ class Program:
 
     def with_params(self, params: tuple[int, ...]) -> Program:
         return Program(self.instrs, params)
+
+
+@lru_cache(maxsize=65536)
+def _encode(op: Opcode, args: tuple[int, ...]) -> bytes:
+    return encode_instruction(op, args)
 
 
 def _with_target(ins: Instr, retarget: object) -> Instr:
