@@ -89,7 +89,7 @@ def speed(seconds_hint: float) -> list[dict[str, object]]:
     for name, image, n in (("countdown", loop, 10**9), ("triangle", triangle, 10**9)):
         engines: dict[str, Callable[[Image, int], RunResult]] = {
             "reference": lambda im, n: run(im, [n], fuel=2_000_000),
-            "fast (python)": lambda im, n: run_predecoded(predecode(im, verify(im).instructions),
+            "fast (python)": lambda im, n: run_predecoded(predecode(im.params, verify(im).instructions),
                                                            [n], fuel=20_000_000),
             "wasm": lambda im, n: wasm.run(im, [n], fuel=2_000_000_000),
         }

@@ -23,7 +23,7 @@ def test_fast_and_wasm_agree_with_reference(program: Program, values: list[int],
     image = program.to_image()
     verdict = verify(image)
     expected = run(image, values, fuel=fuel)
-    assert run_predecoded(predecode(image, verdict.instructions), values, fuel=fuel) == expected
+    assert run_predecoded(predecode(image.params, verdict.instructions), values, fuel=fuel) == expected
     assert RUNNER.run(image, values, fuel=fuel) == expected
 
 
@@ -37,7 +37,7 @@ def test_traps_agree(source: str, values: list[int]) -> None:
     image = assemble(source)
     expected = run(image, values, fuel=5000)
     assert RUNNER.run(image, values, fuel=5000) == expected
-    assert run_predecoded(predecode(image, verify(image).instructions), values, fuel=5000) == expected
+    assert run_predecoded(predecode(image.params, verify(image).instructions), values, fuel=5000) == expected
 
 
 def test_many_outputs_grow_wasm_memory() -> None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import random
 
-from flux_strategies import inputs, verified_programs
+import pytest
+from flux_strategies import any_programs, inputs, verified_programs
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.flux import genome
 from ouroboros.capabilities.flux.asm import assemble
-from ouroboros.capabilities.flux.isa import Opcode
+from ouroboros.capabilities.flux.isa import Opcode, decode_code
 from ouroboros.capabilities.flux.mutations import breed
 from ouroboros.capabilities.flux.program import Instr, Program, strip_nops
 from ouroboros.capabilities.flux.rewrites import peephole
-from ouroboros.capabilities.flux.verifier import verify
+from ouroboros.capabilities.flux.verifier import verify, verify_instructions
 from ouroboros.capabilities.flux.vm import run
 
 LOOP = Program.from_image(assemble("SENSE 0\nl: DEC\nDUP\nJNZ l\nACT 0\nHALT"))
@@ -106,3 +107,16 @@ def test_peephole_on_a_known_case() -> None:
     optimised, steps = peephole(program)
     assert [str(i) for i in optimised.instrs] == ["SENSE 0", "PUSH 3", "SHL", "ACT 0", "HALT"]
     assert steps == 3
+
+
+@given(any_programs())
+def test_decoded_view_equals_decoding_the_encoding(program: Program) -> None:
+    image = program.to_image()
+    assert list(program.decoded()) == decode_code(image.code)
+    direct = verify_instructions(program.decoded(), program.params, program.size)
+    assert direct == verify(image)
+
+
+def test_decoded_view_refuses_unencodable_operands() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        Program((Instr(Opcode.PUSH, (1 << 40,)), Instr(Opcode.HALT))).decoded()

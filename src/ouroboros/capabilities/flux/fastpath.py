@@ -22,7 +22,6 @@ from ouroboros.capabilities.flux.isa import (
     MAX_CALL_DEPTH,
     OPS,
     Decoded,
-    Image,
     Opcode,
     wrap64,
 )
@@ -31,14 +30,13 @@ from ouroboros.capabilities.flux.vm import RunResult, trunc_div, trunc_rem
 
 @dataclass(frozen=True)
 class Predecoded:
-    image: Image
     ops: tuple[int, ...]
     arg0: tuple[int, ...]  # jump operands as instruction indices
     arg1: tuple[int, ...]
     costs: tuple[int, ...]
 
 
-def predecode(image: Image, instructions: Sequence[Decoded]) -> Predecoded:
+def predecode(params: tuple[int, ...], instructions: Sequence[Decoded]) -> Predecoded:
     """Flatten verified instructions (from `verify(image).instructions`)."""
     index = {ins.offset: i for i, ins in enumerate(instructions)}
     ops, arg0, arg1, costs = [], [], [], []
@@ -49,11 +47,11 @@ def predecode(image: Image, instructions: Sequence[Decoded]) -> Predecoded:
         if op in (Opcode.JMP, Opcode.JZ, Opcode.JNZ, Opcode.CALL):
             first = index[first]
         elif op in (Opcode.PARAM, Opcode.THRESH):
-            first = image.params[first]
+            first = params[first]
         arg0.append(first)
-        arg1.append(image.params[ins.args[1]] if op is Opcode.DECAY else 0)
+        arg1.append(params[ins.args[1]] if op is Opcode.DECAY else 0)
         costs.append(OPS[op].cycles)
-    return Predecoded(image, tuple(ops), tuple(arg0), tuple(arg1), tuple(costs))
+    return Predecoded(tuple(ops), tuple(arg0), tuple(arg1), tuple(costs))
 
 
 def run_predecoded(

@@ -26,7 +26,7 @@ from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, INT64_MAX, INT64_MIN
 from ouroboros.capabilities.flux.mutations import Proposer, breed
 from ouroboros.capabilities.flux.program import Program
-from ouroboros.capabilities.flux.verifier import verify
+from ouroboros.capabilities.flux.verifier import verify_instructions
 
 MAX_CASES = 1000
 
@@ -94,13 +94,13 @@ def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
           fuel: int = DEFAULT_FUEL) -> Score:
     """Score a program on its cases (see the module docstring for the definitions)."""
     try:
-        image = program.to_image()
+        decoded = program.decoded()
     except ValueError as exc:
         return Score(0.0, 0.0, 0.0, 0, len(cases), (str(exc),))
-    verdict = verify(image)
+    verdict = verify_instructions(decoded, program.params, program.size)
     if not verdict.ok:
         return Score(0.0, 0.0, 0.0, 0, len(cases), verdict.reasons)
-    compiled = predecode(image, verdict.instructions)
+    compiled = predecode(program.params, verdict.instructions)
     cycles = []
     for case in cases:
         result = run_predecoded(compiled, case.inputs, fuel=fuel)

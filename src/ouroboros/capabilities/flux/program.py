@@ -18,11 +18,13 @@ from functools import lru_cache
 from ouroboros.capabilities.flux.isa import (
     JUMPS,
     OPS,
+    Decoded,
     DecodeError,
     Image,
     Opcode,
     decode_code,
     encode_instruction,
+    operand_range,
 )
 
 
@@ -68,6 +70,28 @@ class Program:
                 args = (offsets[target] if 0 <= target < len(offsets) else 0xFFFF,)
             code += _encode(ins.op, args)
         return Image(bytes(code), self.params)
+
+    def decoded(self) -> tuple[Decoded, ...]:
+        """The instructions as the verifier sees them, without encoding to bytes.
+
+        Raises ValueError for an operand its encoding could not hold.
+        """
+        offsets = [0]
+        for ins in self.instrs:
+            offsets.append(offsets[-1] + OPS[ins.op].size)
+        out = []
+        for offset, ins in zip(offsets, self.instrs, strict=False):
+            args = ins.args
+            if ins.op in JUMPS:
+                t = args[0]
+                args = (offsets[t] if 0 <= t < len(offsets) else 0xFFFF,)
+            else:
+                for kind, value in zip(OPS[ins.op].operands, args, strict=True):
+                    lo, hi = operand_range(kind)
+                    if not lo <= value <= hi:
+                        raise ValueError(f"{ins.op.name} operand {value} outside [{lo}, {hi}]")
+            out.append(Decoded(offset, ins.op, args))
+        return tuple(out)
 
     @classmethod
     def from_image(cls, image: Image) -> Program:

@@ -12,7 +12,7 @@ the same at all its RETs, and a CALL applies that effect at the call site.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ouroboros.capabilities.flux.isa import (
@@ -53,7 +53,8 @@ class _Function:
 
 @dataclass
 class _Analysis:
-    image: Image
+    params: tuple[int, ...]
+    code_end: int
     at: dict[int, Decoded]
     reasons: list[str] = field(default_factory=list)
     functions: dict[int, _Function] = field(default_factory=dict)
@@ -66,17 +67,28 @@ class _Analysis:
 
 def verify(image: Image, *, max_bytes: int = MAX_CODE_BYTES) -> Verdict:
     """Check an image against every rule in docs/flux.md; list every reason it fails."""
-    reasons: list[str] = []
-    if len(image.code) > max_bytes:
-        reasons.append(f"program is {len(image.code)} bytes; the size bound is {max_bytes}")
     if not image.code:
-        return Verdict(False, (*reasons, "program is empty"))
+        return Verdict(False, ("program is empty",))
     try:
         decoded = decode_code(image.code)
     except DecodeError as exc:
-        return Verdict(False, (*reasons, str(exc)))
+        reasons = [str(exc)]
+        if len(image.code) > max_bytes:
+            reasons.insert(0, f"program is {len(image.code)} bytes; the size bound is {max_bytes}")
+        return Verdict(False, tuple(reasons))
+    return verify_instructions(decoded, image.params, len(image.code), max_bytes=max_bytes)
+
+
+def verify_instructions(decoded: Sequence[Decoded], params: tuple[int, ...], code_size: int, *,
+                        max_bytes: int = MAX_CODE_BYTES) -> Verdict:
+    """The rules after decoding (evolution calls this straight from an instruction list)."""
+    reasons: list[str] = []
+    if code_size > max_bytes:
+        reasons.append(f"program is {code_size} bytes; the size bound is {max_bytes}")
+    if not decoded:
+        return Verdict(False, (*reasons, "program is empty"))
     at = {ins.offset: ins for ins in decoded}
-    analysis = _Analysis(image, at, reasons)
+    analysis = _Analysis(params, code_size, at, reasons)
     if not _check_operands(analysis, decoded):  # no control-flow graph without good jumps
         return Verdict(False, tuple(analysis.reasons), 0, tuple(decoded))
     main = _function(analysis, 0, is_main=True)
@@ -91,7 +103,7 @@ def verify(image: Image, *, max_bytes: int = MAX_CODE_BYTES) -> Verdict:
 
 def _check_operands(analysis: _Analysis, decoded: Iterable[Decoded]) -> bool:
     """Record operand faults; False if a jump target is bad (the CFG cannot be built)."""
-    nparams = len(analysis.image.params)
+    nparams = len(analysis.params)
     jumps_ok = True
     for ins in decoded:
         name = f"{ins.opcode.name} at offset {ins.offset}"
@@ -120,7 +132,7 @@ def _function(analysis: _Analysis, entry: int, *, is_main: bool) -> _Function | 
     work = [entry]
     lowest = 0
     ret_depths: set[int] = set()
-    code_end = len(analysis.image.code)
+    code_end = analysis.code_end
     edges: dict[int, set[int]] = {}
     exits: set[int] = set()
     while work:

@@ -119,7 +119,7 @@ def execute(image: Image, inputs: list[int], fuel: int, engine: str) -> RunResul
     if engine == "fast":
         from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 
-        return run_predecoded(predecode(image, verify(image).instructions), inputs, fuel=fuel)
+        return run_predecoded(predecode(image.params, verify(image).instructions), inputs, fuel=fuel)
     from ouroboros.capabilities.flux.wasm import run_fast
 
     return run_fast(image, inputs, fuel=fuel)
