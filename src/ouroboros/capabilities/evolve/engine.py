@@ -104,6 +104,7 @@ class Evolver(Generic[G]):
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.evaluator: Evaluator[G] = Evaluator(self.problem, self.workers)
+        self.evaluator.start()
         self.fitness = self.evaluator.evaluate([self.genome])[0]
         self.generation = 0
         self.history: list[EvolutionRecord] = []

@@ -47,6 +47,11 @@ class Evaluator(Generic[G]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start the worker processes now (before any thread, e.g. a progress bar, runs)."""
+        if self.workers > 1:
+            self._get_pool()
+
     def _get_pool(self) -> Any:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
