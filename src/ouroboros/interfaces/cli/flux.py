@@ -112,14 +112,15 @@ def parse_inputs(text: str) -> list[int]:
 
 
 def execute(image: Image, inputs: list[int], fuel: int, engine: str) -> RunResult:
-    if engine == "reference" or (engine == "auto" and not verify(image).ok):
+    verdict = verify(image)
+    if engine == "reference" or (engine == "auto" and not verdict.ok):
         return run_reference(image, inputs, fuel=fuel)
-    if not verify(image).ok:
+    if not verdict.ok:
         fail(f"the {engine} engine runs verified programs only; use --engine reference", 1)
     if engine == "fast":
         from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 
-        return run_predecoded(predecode(image.params, verify(image).instructions), inputs, fuel=fuel)
+        return run_predecoded(predecode(image.params, verdict.instructions), inputs, fuel=fuel)
     from ouroboros.capabilities.flux.wasm import run_fast
 
     return run_fast(image, inputs, fuel=fuel)
