@@ -79,7 +79,7 @@ def synthetic_index(
 
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def latency(index: SkillIndex, queries: list[Any], qvecs: np.ndarray[Any, Any], rounds: int

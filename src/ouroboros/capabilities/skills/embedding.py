@@ -49,7 +49,8 @@ def normalise(matrix: Matrix) -> Matrix:
     """Scale rows to unit length so a dot product is the cosine similarity."""
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     norms[norms == 0.0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
+    out: Matrix = (matrix / norms).astype(np.float32, copy=False)
+    return out
 
 
 class E5Embedder:

@@ -146,7 +146,8 @@ class SkillIndex:
         return None if row is None else self._entries[row]
 
     def vector(self, tool_id: str) -> Matrix:
-        return self._vectors[self._live[tool_id]].copy()
+        row: Matrix = self._vectors[self._live[tool_id]].copy()
+        return row
 
     # -- writing ----------------------------------------------------------------------
     def add(self, tool_id: str, fingerprint: str, text: str) -> IndexEntry:
