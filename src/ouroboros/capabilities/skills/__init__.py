@@ -1,0 +1,49 @@
+"""Skills: versioned WASM tools with tests and lineage, run in a sandbox.
+
+The public API is `SkillStore` and the types below; see docs/skills.md.
+"""
+
+from .errors import (
+    BuildFailed,
+    DeadlineExceeded,
+    FuelExhausted,
+    MalformedTool,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    SandboxError,
+    SkillError,
+    ToolchainMissing,
+    ToolCrashed,
+    ToolFailed,
+    ToolNotFound,
+    ToolRejected,
+)
+from .sandbox import Limits
+from .spec import TestCase, ToolSpec, load_tool_dir
+from .store import RunResult, SkillStore, ToolVersion
+from .testing import CaseResult, TestReport
+
+__all__ = [
+    "BuildFailed",
+    "CaseResult",
+    "DeadlineExceeded",
+    "FuelExhausted",
+    "Limits",
+    "MalformedTool",
+    "MemoryLimitExceeded",
+    "OutputTooLarge",
+    "RunResult",
+    "SandboxError",
+    "SkillError",
+    "SkillStore",
+    "TestCase",
+    "TestReport",
+    "ToolCrashed",
+    "ToolFailed",
+    "ToolNotFound",
+    "ToolRejected",
+    "ToolSpec",
+    "ToolVersion",
+    "ToolchainMissing",
+    "load_tool_dir",
+]

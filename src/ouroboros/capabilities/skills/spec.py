@@ -1,0 +1,199 @@
+"""The tool format: a spec (name, description, language, files) and its test cases.
+
+A hand-written tool is a directory::
+
+    meta.json          {"name": ..., "description": ..., "language": ..., "runtime"?: ...}
+    src/main.py        (or main.c, main.zig, main.wat, main.rs)
+    tests/cases.json   [{"input": JSON, "expected": JSON, "hidden"?: bool}, ...]
+
+Everything is validated here, on the way in, so the builders and the store only ever see a
+well-formed spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import MalformedTool
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+LANGUAGES: dict[str, str] = {
+    "python": "src/main.py",
+    "c": "src/main.c",
+    "zig": "src/main.zig",
+    "wat": "src/main.wat",
+    "rust": "src/main.rs",
+}
+CASES_PATH = "tests/cases.json"
+MAX_FILE_BYTES = 1 << 20
+MAX_FILES = 64
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One input and the JSON the tool must print for it, or an error it must raise.
+
+    `expected_error` (a substring of stderr) lets a tool's tests pin its bad-input behaviour.
+    Hidden cases gate a version but are never shown to an LLM that mutates the tool.
+    """
+
+    input: Any
+    expected: Any = None
+    expected_error: str | None = None
+    hidden: bool = False
+    name: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"input": self.input}
+        if self.expected_error is not None:
+            out["error"] = self.expected_error
+        else:
+            out["expected"] = self.expected
+        if self.hidden:
+            out["hidden"] = True
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What a tool is before it is built: the unit `SkillStore.add` accepts.
+
+    `files` maps relative POSIX paths (``src/main.py``, ``tests/cases.json``) to bytes.
+    `runtime` picks an alternative runtime for a language (``micropython`` for python).
+    """
+
+    name: str
+    description: str
+    language: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    runtime: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    @property
+    def source_path(self) -> str:
+        return LANGUAGES[self.language]
+
+    def cases(self, include_hidden: bool = True) -> list[TestCase]:
+        cases = parse_cases(self.files[CASES_PATH])
+        return [c for c in cases if include_hidden or not c.hidden]
+
+
+def validate_spec(spec: ToolSpec) -> None:
+    """Raise `MalformedTool` naming the first thing wrong with a spec."""
+    if not NAME_RE.match(spec.name):
+        raise MalformedTool(
+            f"tool name {spec.name!r} is invalid: use lowercase letters, digits and '_', "
+            "starting with a letter (at most 64 characters)"
+        )
+    if not spec.description.strip():
+        raise MalformedTool(f"tool {spec.name!r} has no description: say what it does")
+    if spec.language not in LANGUAGES:
+        raise MalformedTool(
+            f"language {spec.language!r} is not supported; use one of {', '.join(LANGUAGES)}"
+        )
+    if len(spec.files) > MAX_FILES:
+        raise MalformedTool(f"tool has {len(spec.files)} files; at most {MAX_FILES} allowed")
+    for path, data in spec.files.items():
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or ".." in pure.parts or not pure.parts or path != str(pure):
+            raise MalformedTool(f"file path {path!r} must be relative, normalised, without '..'")
+        if pure.parts[0] not in ("src", "tests"):
+            raise MalformedTool(f"file {path!r} must live under src/ or tests/")
+        if not isinstance(data, bytes):
+            raise MalformedTool(f"file {path!r} must be bytes")
+        if len(data) > MAX_FILE_BYTES:
+            raise MalformedTool(f"file {path!r} is larger than {MAX_FILE_BYTES} bytes")
+    if spec.source_path not in spec.files:
+        raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
+    if CASES_PATH not in spec.files:
+        raise MalformedTool(f"tool needs {CASES_PATH}: a list of {{input, expected}} cases")
+    if not parse_cases(spec.files[CASES_PATH]):
+        raise MalformedTool(f"{CASES_PATH} has no cases: a tool needs at least one test")
+
+
+def parse_cases(raw: bytes) -> list[TestCase]:
+    """Parse tests/cases.json, naming the bad case when one is malformed."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MalformedTool(f"{CASES_PATH} is not valid JSON: {e}") from e
+    if not isinstance(data, list):
+        raise MalformedTool(f"{CASES_PATH} must be a JSON list of cases")
+    cases: list[TestCase] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or "input" not in item:
+            raise MalformedTool(f"{CASES_PATH} case {i} must be an object with an 'input'")
+        has_expected, has_error = "expected" in item, "error" in item
+        if has_expected == has_error:
+            raise MalformedTool(
+                f"{CASES_PATH} case {i} needs exactly one of 'expected' or 'error'"
+            )
+        unknown = set(item) - {"input", "expected", "error", "hidden", "name"}
+        if unknown:
+            raise MalformedTool(f"{CASES_PATH} case {i} has unknown keys {sorted(unknown)}")
+        hidden = item.get("hidden", False)
+        if not isinstance(hidden, bool):
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'hidden' must be true or false")
+        error = item.get("error")
+        if has_error and not isinstance(error, str):
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'error' must be a string")
+        cases.append(
+            TestCase(
+                input=item["input"],
+                expected=item.get("expected"),
+                expected_error=error,
+                hidden=hidden,
+                name=str(item.get("name", f"case {i}")),
+            )
+        )
+    return cases
+
+
+def load_tool_dir(path: Path) -> ToolSpec:
+    """Read a hand-written tool directory into a `ToolSpec`.
+
+    Raises:
+        MalformedTool: the directory, its meta.json or its files do not follow the format.
+    """
+    if not path.is_dir():
+        raise MalformedTool(f"{path} is not a directory")
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise MalformedTool(f"{path} has no meta.json with name, description and language")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MalformedTool(f"{meta_path} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise MalformedTool(f"{meta_path} must be a JSON object")
+    for key in ("name", "description", "language"):
+        if not isinstance(meta.get(key), str):
+            raise MalformedTool(f"{meta_path} needs a string {key!r}")
+    runtime = meta.get("runtime")
+    if runtime is not None and not isinstance(runtime, str):
+        raise MalformedTool(f"{meta_path}: 'runtime' must be a string")
+    files: dict[str, bytes] = {}
+    for sub in ("src", "tests"):
+        base = path / sub
+        if not base.is_dir():
+            continue
+        for f in sorted(base.rglob("*")):
+            if f.is_symlink():
+                raise MalformedTool(f"{f} is a symlink; tools may only hold regular files")
+            if f.is_file() and "__pycache__" not in f.parts:
+                files[f.relative_to(path).as_posix()] = f.read_bytes()
+    return ToolSpec(
+        name=meta["name"],
+        description=meta["description"],
+        language=meta["language"],
+        files=files,
+        runtime=runtime,
+    )

@@ -1,0 +1,424 @@
+"""The skill store: versioned, tested, immutable tool artifacts and the calls that use them.
+
+    tools/<tool_id>/HEAD                         fingerprint of the current version
+    tools/<tool_id>/versions/<fingerprint>/
+        src/ tests/ tool.wasm meta.json [embedding.vec]
+
+Every file of a version is also a blob in a content-addressed store (meta.json lists their
+hashes). A version is built and tested in a staging directory and renamed into place only
+when everything passed (and, in a workspace, when the kernel applied its `skill` patch), so a
+rejected candidate leaves nothing behind. Source, tests, binary and lineage never change after
+that; meta.json's `metrics` and `embedding_model` are the only fields updated later.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import metrics as metrics_mod
+from .blobs import BlobStore, FileBlobStore, blob_hash
+from .builders import Built, build
+from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
+from .runtimes import Runtimes
+from .sandbox import Limits
+from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases
+from .testing import CaseResult, TestReport, run_cases
+
+FINGERPRINT_CHARS = 16
+MUTABLE_META = frozenset({"metrics", "embedding_model"})
+
+
+@dataclass(frozen=True)
+class ToolVersion:
+    """One immutable version of a tool, as registered."""
+
+    tool_id: str
+    fingerprint: str
+    parent: str | None
+    description: str
+    language: str
+    runtime: str
+    path: Path
+    meta: dict[str, Any] = field(repr=False)
+
+    @property
+    def wasm_path(self) -> Path | None:
+        p = self.path / "tool.wasm"
+        return p if p.is_file() else None
+
+    @property
+    def source(self) -> str:
+        return (self.path / str(self.meta["source"])).read_text(encoding="utf-8")
+
+    def cases(self, include_hidden: bool = False) -> list[TestCase]:
+        """Test cases; hidden ones only on request (never give them to a mutating LLM)."""
+        cases = parse_cases((self.path / "tests" / "cases.json").read_bytes())
+        return [c for c in cases if include_hidden or not c.hidden]
+
+    def files(self, include_hidden: bool = False) -> dict[str, bytes]:
+        """The version's source and tests as a `ToolSpec.files` map (hidden cases removed
+        unless asked), the starting point of a mutation."""
+        out = {rel: (self.path / rel).read_bytes() for rel in self.meta["files"]}
+        if not include_hidden:
+            visible = [c.to_json() for c in self.cases(include_hidden=False)]
+            out["tests/cases.json"] = json.dumps(visible, indent=2).encode()
+        return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A successful call: the JSON the tool printed, and what it cost."""
+
+    tool_id: str
+    fingerprint: str
+    output: Any
+    elapsed_ms: float
+    fuel_used: int | None
+    stderr: str = ""
+
+
+# Called with the staged version (before it becomes visible); raise ToolRejected to refuse.
+Registrar = Callable[[ToolVersion], None]
+
+
+class SkillStore:
+    """Tools on disk plus the runtimes that build and run them.
+
+    Args:
+        root: the store's directory (``tools/`` and, unless `blobs` is given, ``blobs/``).
+        blobs: a content-addressed store (the kernel's `rt.blobs` in a workspace).
+        runtimes: shared runtimes (one sandbox engine and module cache per process).
+        limits: limits for every call and test case.
+        registrar: the governance hook (see `governance.py`); None registers directly.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        blobs: BlobStore | None = None,
+        runtimes: Runtimes | None = None,
+        limits: Limits | None = None,
+        registrar: Registrar | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.tools_dir = self.root / "tools"
+        self.blobs: BlobStore = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
+        self.runtimes = runtimes if runtimes is not None else default_runtimes()
+        self.limits = limits or Limits()
+        self.registrar = registrar
+
+    # -- registration -------------------------------------------------------------------
+
+    def add_dir(self, path: Path, parent: str | None = None) -> ToolVersion:
+        try:
+            spec = load_tool_dir(Path(path))
+        except MalformedTool as e:
+            raise ToolRejected("malformed", str(e)) from None
+        return self.add(spec, parent=parent)
+
+    def add(self, spec: ToolSpec, parent: str | None = None) -> ToolVersion:
+        """Build, test (hidden cases included) and register a version.
+
+        `parent` is the fingerprint it was derived from; None means the tool's current head
+        (if any). Adding a spec identical to an existing version returns that version.
+
+        Raises:
+            ToolRejected: malformed spec, build failure, failing case or limit hit; nothing
+                of the candidate is left on disk.
+        """
+        tool_id = spec.name
+        if parent is None:
+            parent = self._head(tool_id)
+        elif self._find_version(parent) is None:
+            raise ToolRejected("malformed", f"parent version {parent} does not exist")
+        try:
+            built = build(spec, self.runtimes)
+        except BuildFailed as e:
+            detail = f"{e}\n{e.output}".strip()
+            raise ToolRejected("build", detail) from None
+        fingerprint = compute_fingerprint(spec, built)
+        existing = self.tools_dir / tool_id / "versions" / fingerprint
+        if existing.is_dir():
+            return self._load(existing)
+        report = run_cases(self.runtimes, spec, built, spec.cases(), self.limits)
+        report_fail = next((r for r in report if not r.ok), None)
+        if report_fail is not None:
+            raise ToolRejected(report_fail.reject_reason, report_fail.describe())
+        return self._commit(spec, built, fingerprint, parent, report)
+
+    def _commit(
+        self,
+        spec: ToolSpec,
+        built: Built,
+        fingerprint: str,
+        parent: str | None,
+        report: list[CaseResult],
+    ) -> ToolVersion:
+        staging_root = self.tools_dir / ".staging"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=staging_root, prefix=f"{spec.name}-"))
+        try:
+            file_hashes: dict[str, str] = {}
+            for rel, data in sorted(spec.files.items()):
+                target = stage / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                file_hashes[rel] = blob_hash(data)
+            wasm_hash = None
+            if built.wasm is not None:
+                (stage / "tool.wasm").write_bytes(built.wasm)
+                wasm_hash = blob_hash(built.wasm)
+            hidden = sum(1 for c in spec.cases() if c.hidden)
+            meta: dict[str, Any] = {
+                "tool_id": spec.name,
+                "name": spec.name,
+                "fingerprint": fingerprint,
+                "parent": parent,
+                "description": spec.description,
+                "language": spec.language,
+                "runtime": built.runtime,
+                "runtime_version": built.runtime_version,
+                "interpreter": built.runtime_digest or None,
+                "source": spec.source_path,
+                "files": file_hashes,
+                "wasm": wasm_hash,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "tests": {
+                    "passed": sum(1 for r in report if r.ok),
+                    "failed": sum(1 for r in report if not r.ok),
+                    "total": len(report),
+                    "hidden": hidden,
+                },
+                "metrics": metrics_mod.empty(),
+                "embedding_model": None,
+            }
+            _write_json(stage / "meta.json", meta)
+            staged = self._version_from(stage, meta)
+            if self.registrar is not None:
+                self.registrar(staged)
+            for data in spec.files.values():
+                self.blobs.put(data)
+            if built.wasm is not None:
+                self.blobs.put(built.wasm)
+            final = self.tools_dir / spec.name / "versions" / fingerprint
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage, final)
+            _write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
+            return self._version_from(final, meta)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, tool_id: str, fingerprint: str | None = None) -> ToolVersion:
+        if not NAME_RE.match(tool_id):
+            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
+        fp = fingerprint or self._head(tool_id)
+        if fp is None:
+            raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
+        path = self.tools_dir / tool_id / "versions" / fp
+        if not path.is_dir():
+            raise ToolNotFound(f"tool {tool_id!r} has no version {fp}")
+        return self._load(path)
+
+    def list(self) -> list[ToolVersion]:
+        """The current version of every tool, by name."""
+        if not self.tools_dir.is_dir():
+            return []
+        out = []
+        for d in sorted(self.tools_dir.iterdir()):
+            if d.name.startswith(".") or not (d / "HEAD").is_file():
+                continue
+            out.append(self.get(d.name))
+        return out
+
+    def versions(self, tool_id: str) -> builtins.list[ToolVersion]:
+        """Every version of a tool, oldest first."""
+        base = self.tools_dir / tool_id / "versions"
+        if not base.is_dir():
+            raise ToolNotFound(f"no tool {tool_id!r}")
+        found = [self._load(p) for p in base.iterdir() if p.is_dir()]
+        return sorted(found, key=lambda v: (v.meta["created"], v.fingerprint))
+
+    def lineage(
+        self, tool_id: str, fingerprint: str | None = None
+    ) -> builtins.list[ToolVersion]:
+        """The chain from the first ancestor to the given (default: current) version. Parents
+        may belong to other tools (a specialisation made under a new name)."""
+        chain = [self.get(tool_id, fingerprint)]
+        seen = {chain[0].fingerprint}
+        while chain[-1].parent is not None and chain[-1].parent not in seen:
+            parent = self._find_version(chain[-1].parent)
+            if parent is None:
+                break
+            chain.append(parent)
+            seen.add(parent.fingerprint)
+        return list(reversed(chain))
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self, tool_id: str, input: Any, fingerprint: str | None = None) -> RunResult:
+        """Call a tool with one JSON value and return the JSON it printed.
+
+        Raises:
+            ToolNotFound; a `SandboxError` subclass (limit hit, crash, non-zero exit, output
+            that is not JSON). Either way the call is counted in the version's metrics.
+        """
+        version = self.get(tool_id, fingerprint)
+        start = time.perf_counter()
+        try:
+            output, execution = self._invoke(version, input)
+        except SandboxError:
+            self._record(version, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
+            raise
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._record(version, ok=True, elapsed_ms=elapsed_ms)
+        return RunResult(
+            tool_id=version.tool_id,
+            fingerprint=version.fingerprint,
+            output=output,
+            elapsed_ms=elapsed_ms,
+            fuel_used=execution.fuel_used,
+            stderr=execution.stderr.decode("utf-8", "replace"),
+        )
+
+    def test(self, tool_id: str, fingerprint: str | None = None) -> TestReport:
+        """Re-run every case (hidden ones too) against the stored version."""
+        version = self.get(tool_id, fingerprint)
+        spec = self.spec_of(version, include_hidden=True)
+        built = self._built_of(version)
+        results = run_cases(self.runtimes, spec, built, spec.cases(), self.limits)
+        return TestReport(version.tool_id, version.fingerprint, results)
+
+    def spec_of(self, version: ToolVersion, include_hidden: bool = False) -> ToolSpec:
+        runtime = version.runtime if version.runtime == "micropython" else None
+        return ToolSpec(
+            name=version.tool_id,
+            description=version.description,
+            language=version.language,
+            files=version.files(include_hidden=include_hidden),
+            runtime=runtime,
+        )
+
+    def set_embedding(self, tool_id: str, fingerprint: str, vector: bytes, model: str) -> None:
+        """Attach a description embedding (retrieval side); the model id goes in meta.json."""
+        version = self.get(tool_id, fingerprint)
+        _write_bytes(version.path / "embedding.vec", vector)
+        self._update_meta(version, {"embedding_model": model})
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _invoke(self, version: ToolVersion, input: Any) -> tuple[Any, Any]:
+        from .testing import call_tool
+
+        return call_tool(self.runtimes, self._built_of(version), version.source, input, self.limits)
+
+    def _built_of(self, version: ToolVersion) -> Built:
+        wasm = None
+        if version.meta.get("wasm"):
+            wasm_path = version.path / "tool.wasm"
+            wasm = wasm_path.read_bytes() if wasm_path.is_file() else self.blobs.get(
+                version.meta["wasm"]
+            )
+        return Built(
+            version.runtime,
+            version.meta.get("runtime_version", ""),
+            version.meta.get("interpreter") or "",
+            wasm,
+        )
+
+    def _record(self, version: ToolVersion, ok: bool, elapsed_ms: float) -> None:
+        with metrics_mod.locked(version.path):
+            meta = json.loads((version.path / "meta.json").read_text())
+            meta["metrics"] = metrics_mod.record(meta.get("metrics") or {}, ok, elapsed_ms)
+            _write_json(version.path / "meta.json", meta)
+
+    def _update_meta(self, version: ToolVersion, changes: dict[str, Any]) -> None:
+        if not set(changes) <= MUTABLE_META:
+            raise ValueError(f"only {sorted(MUTABLE_META)} may change after registration")
+        with metrics_mod.locked(version.path):
+            meta = json.loads((version.path / "meta.json").read_text())
+            meta.update(changes)
+            _write_json(version.path / "meta.json", meta)
+
+    def _head(self, tool_id: str) -> str | None:
+        head = self.tools_dir / tool_id / "HEAD"
+        return head.read_text().strip() if head.is_file() else None
+
+    def _find_version(self, fingerprint: str) -> ToolVersion | None:
+        if not self.tools_dir.is_dir():
+            return None
+        for path in self.tools_dir.glob(f"*/versions/{fingerprint}"):
+            if path.is_dir():
+                return self._load(path)
+        return None
+
+    def _load(self, path: Path) -> ToolVersion:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        return self._version_from(path, meta)
+
+    @staticmethod
+    def _version_from(path: Path, meta: dict[str, Any]) -> ToolVersion:
+        return ToolVersion(
+            tool_id=meta["tool_id"],
+            fingerprint=meta["fingerprint"],
+            parent=meta.get("parent"),
+            description=meta["description"],
+            language=meta["language"],
+            runtime=meta["runtime"],
+            path=path,
+            meta=meta,
+        )
+
+
+def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
+    """Content identity of a version: name, description, language, every file, the runtime
+    and the interpreter (or the compiled module) it runs on."""
+    material = {
+        "name": spec.name,
+        "description": spec.description,
+        "language": spec.language,
+        "runtime": built.runtime,
+        "interpreter": built.runtime_digest,
+        "wasm": blob_hash(built.wasm) if built.wasm is not None else None,
+        "files": {rel: blob_hash(data) for rel, data in sorted(spec.files.items())},
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return blob_hash(canonical).split(":", 1)[1][:FINGERPRINT_CHARS]
+
+
+_RUNTIMES: Runtimes | None = None
+
+
+def default_runtimes() -> Runtimes:
+    """One sandbox per process: engines and compiled modules are shared by every store."""
+    global _RUNTIMES
+    if _RUNTIMES is None:
+        _RUNTIMES = Runtimes()
+    return _RUNTIMES
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode())
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())

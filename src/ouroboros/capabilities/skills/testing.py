@@ -1,0 +1,165 @@
+"""Calling a tool by the protocol, and judging its test cases.
+
+Protocol: one JSON value on stdin, one JSON value on stdout; a non-zero exit is an error
+whose message is stderr. A case passes when the printed JSON equals `expected`, or, for an
+`error` case, when the tool exits non-zero with that text in stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .builders import Built
+from .errors import (
+    DeadlineExceeded,
+    FuelExhausted,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+    SandboxError,
+    ToolCrashed,
+    ToolFailed,
+)
+from .runtimes import Runtimes
+from .sandbox import Execution, Limits
+from .spec import TestCase, ToolSpec
+
+LIMIT_ERRORS = (FuelExhausted, DeadlineExceeded, MemoryLimitExceeded, OutputTooLarge)
+_SHOWN = 300
+
+
+def call_tool(
+    runtimes: Runtimes, built: Built, source: str, input: Any, limits: Limits
+) -> tuple[Any, Execution]:
+    """Run one call; return the parsed output.
+
+    Raises:
+        ToolFailed: non-zero exit (message: the tool's stderr).
+        ToolCrashed: the output is not one JSON value (or the guest trapped).
+        FuelExhausted, DeadlineExceeded, MemoryLimitExceeded, OutputTooLarge.
+    """
+    stdin = json.dumps(input).encode()
+    execution = runtimes.execute(
+        built.runtime, stdin, limits, wasm=built.wasm, source=source
+    )
+    if execution.exit_code != 0:
+        message = execution.stderr.decode("utf-8", "replace").strip()
+        raise ToolFailed(
+            _tail(message) or f"the tool exited with code {execution.exit_code}",
+            execution.exit_code,
+        )
+    text = execution.stdout.decode("utf-8", "replace").strip()
+    try:
+        return json.loads(text), execution
+    except json.JSONDecodeError:
+        shown = text[:_SHOWN] or "nothing"
+        raise ToolCrashed(f"the tool must print one JSON value; it printed {shown!r}") from None
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: TestCase
+    ok: bool
+    actual: Any = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def reject_reason(self) -> str:
+        return "limits" if self.error_type in {c.__name__ for c in LIMIT_ERRORS} else "tests"
+
+    def describe(self) -> str:
+        """Why the case failed. A hidden case names itself and the kind of failure only."""
+        if self.ok:
+            return f"{self.case.name}: passed"
+        if self.case.hidden:
+            kind = self.error_type or "wrong output"
+            return f"hidden {self.case.name} failed ({kind}); hidden cases are not shown"
+        got = (
+            f"{self.error_type}: {self.error}" if self.error_type else _short(self.actual)
+        )
+        want = (
+            f"an error containing {self.case.expected_error!r}"
+            if self.case.expected_error is not None
+            else _short(self.case.expected)
+        )
+        return f"{self.case.name}: input {_short(self.case.input)} expected {want}, got {got}"
+
+    def to_json(self, include_hidden: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.case.name, "ok": self.ok, "hidden": self.case.hidden}
+        if not self.ok:
+            out["detail"] = self.describe()
+        if include_hidden or not self.case.hidden:
+            out["input"] = self.case.input
+        return out
+
+
+@dataclass(frozen=True)
+class TestReport:
+    tool_id: str
+    fingerprint: str
+    results: list[CaseResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool_id": self.tool_id,
+            "fingerprint": self.fingerprint,
+            "passed": self.passed,
+            "total": len(self.results),
+            "failed": sum(1 for r in self.results if not r.ok),
+            "cases": [r.to_json() for r in self.results],
+        }
+
+
+def run_cases(
+    runtimes: Runtimes, spec: ToolSpec, built: Built, cases: list[TestCase], limits: Limits
+) -> list[CaseResult]:
+    source = spec.files[spec.source_path].decode("utf-8", "replace")
+    results = []
+    for case in cases:
+        results.append(_judge(runtimes, built, source, case, limits))
+    return results
+
+
+def _judge(
+    runtimes: Runtimes, built: Built, source: str, case: TestCase, limits: Limits
+) -> CaseResult:
+    try:
+        actual, _ = call_tool(runtimes, built, source, case.input, limits)
+    except ToolFailed as e:
+        if case.expected_error is not None and case.expected_error in str(e):
+            return CaseResult(case, True, error=str(e), error_type="ToolFailed")
+        return CaseResult(case, False, error=str(e), error_type="ToolFailed")
+    except SandboxError as e:
+        return CaseResult(case, False, error=str(e), error_type=type(e).__name__)
+    if case.expected_error is not None:
+        return CaseResult(case, False, actual=actual)
+    return CaseResult(case, _same(actual, case.expected), actual=actual)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality where 1 == 1.0 but True != 1 (Python's == would say equal)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b) and type(a) in (int, float, str, type(None)) and (
+        type(b) in (int, float, str, type(None))
+    )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _tail(message: str) -> str:
+    lines = message.splitlines()
+    return "\n".join(lines[-6:])
