@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import SkillError, ToolRejected
+from .errors import SkillError, ToolNotFound, ToolRejected
 from .llm import LLMError, LLMProvider
 from .prompts import (
     SYSTEM_PROMPT,
@@ -50,7 +50,7 @@ class StoreLike(Protocol):
 
     root: Path
 
-    def add(self, spec: ToolSpec, parent: Any = None) -> Any: ...
+    def add(self, spec: ToolSpec, parent: str | None = None) -> Any: ...
 
     def get(self, tool_id: str) -> Any: ...
 
@@ -115,8 +115,10 @@ class ToolAuthor:
         """
         if not task.strip():
             raise ValueError("the task description is empty")
-        tool_id = name or name_from_task(task)
+        tool_id = name or self._free_name(name_from_task(task))
         _check_name(tool_id)
+        if name and self._exists(name):
+            raise ValueError(f"tool {name!r} already exists: mutate it, or pick another name")
         if language not in LANGUAGES:
             raise ValueError(f"language {language!r} is not supported; use one of "
                              f"{', '.join(LANGUAGES)}")
@@ -145,10 +147,11 @@ class ToolAuthor:
         parent = self.store.get(parent_id)
         tool_id = name or parent.tool_id
         _check_name(tool_id)
-        sources, cases_raw = _read_version(Path(parent.path))
-        cases = json.loads(cases_raw) if cases_raw else []
-        visible = [c for c in cases if not c.get("hidden")]
-        hidden = [c for c in cases if c.get("hidden")]
+        visible_files = parent.files(include_hidden=False)
+        sources = {p: b.decode("utf-8", "replace") for p, b in visible_files.items()
+                   if p != CASES_PATH}
+        visible = [c.to_json() for c in parent.cases(include_hidden=False)]
+        hidden = [c.to_json() for c in parent.cases(include_hidden=True) if c.hidden]
         prompt = mutate_prompt(task, parent.tool_id, parent.description, parent.language,
                                sources, visible, bool(hidden), failing, name)
         base = {**sources, CASES_PATH: json.dumps(visible)}
@@ -160,6 +163,21 @@ class ToolAuthor:
         return self._attempts("mutate", tool_id, parent, prompt, to_spec, hidden=hidden)
 
     # ---------------------------------------------------------------------------------
+    def _exists(self, tool_id: str) -> bool:
+        try:
+            self.store.get(tool_id)
+        except ToolNotFound:
+            return False
+        return True
+
+    def _free_name(self, base: str) -> str:
+        """`base`, or `base_2`, `base_3`... if taken: create never overwrites a tool."""
+        name, n = base, 1
+        while self._exists(name):
+            n += 1
+            name = f"{base[:60]}_{n}"
+        return name
+
     def _attempts(
         self,
         action: str,
@@ -192,7 +210,8 @@ class ToolAuthor:
                 files = parse_files(reply.content)
                 record["files"] = sorted(files)
                 spec = to_spec(files)
-                version = self.store.add(spec, parent=parent)
+                version = self.store.add(
+                    spec, parent=None if parent is None else parent.fingerprint)
             except AnswerFormatError as e:
                 reason, detail = "format", str(e)
             except ToolRejected as e:
@@ -229,19 +248,6 @@ def _version_ref(version: Any) -> str | None:
     if version is None:
         return None
     return f"{version.tool_id}@{version.fingerprint}"
-
-
-def _read_version(path: Path) -> tuple[dict[str, str], str]:
-    """The source files (src/) and the raw tests/cases.json of a stored version."""
-    sources: dict[str, str] = {}
-    src = path / "src"
-    if src.is_dir():
-        for f in sorted(src.rglob("*")):
-            if f.is_file():
-                sources[f.relative_to(path).as_posix()] = f.read_text(encoding="utf-8",
-                                                                      errors="replace")
-    cases = path / CASES_PATH
-    return sources, cases.read_text(encoding="utf-8") if cases.exists() else ""
 
 
 def _spec_from_files(

@@ -233,12 +233,12 @@ class Solver:
 
     def _describe(self, tool_id: str) -> dict[str, Any]:
         v = self.store.get(tool_id)
-        cases_path = Path(v.path) / "tests" / "cases.json"
-        cases = json.loads(cases_path.read_text()) if cases_path.exists() else []
+        metrics = {k: val for k, val in (v.meta.get("metrics") or {}).items()
+                   if k != "recent_ms"}
         return {"id": v.tool_id, "fingerprint": v.fingerprint, "parent": v.parent,
                 "description": v.description, "language": v.language,
-                "examples": [c for c in cases if not c.get("hidden")][:5],
-                "metrics": (v.meta or {}).get("metrics", {})}
+                "examples": [c.to_json() for c in v.cases(include_hidden=False)][:5],
+                "metrics": metrics}
 
     def _run(self, tool_id: str, input_json: str, result: SolveResult) -> Any:
         value = json.loads(input_json)
