@@ -46,6 +46,11 @@ class TestCase:
     expected_error: str | None = None
     hidden: bool = False
     name: str = ""
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        return repr(self.name) if self.name else f"case {self.index}"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"input": self.input}
@@ -151,7 +156,8 @@ def parse_cases(raw: bytes) -> list[TestCase]:
                 expected=item.get("expected"),
                 expected_error=error,
                 hidden=hidden,
-                name=str(item.get("name", f"case {i}")),
+                name=str(item.get("name", "")),
+                index=i,
             )
         )
     return cases
@@ -197,3 +203,13 @@ def load_tool_dir(path: Path) -> ToolSpec:
         files=files,
         runtime=runtime,
     )
+
+
+def without_hidden(raw: bytes) -> bytes:
+    """tests/cases.json as an LLM may see it: the same cases, hidden ones removed."""
+    parse_cases(raw)
+    items = json.loads(raw)
+    if not any(item.get("hidden") for item in items):
+        return raw
+    visible = [item for item in items if not item.get("hidden")]
+    return (json.dumps(visible, indent=2, ensure_ascii=False) + "\n").encode()

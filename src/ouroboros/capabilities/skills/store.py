@@ -32,7 +32,7 @@ from .builders import Built, build
 from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
 from .runtimes import Runtimes
 from .sandbox import Limits
-from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases
+from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
 
 FINGERPRINT_CHARS = 16
@@ -71,8 +71,7 @@ class ToolVersion:
         unless asked), the starting point of a mutation."""
         out = {rel: (self.path / rel).read_bytes() for rel in self.meta["files"]}
         if not include_hidden:
-            visible = [c.to_json() for c in self.cases(include_hidden=False)]
-            out["tests/cases.json"] = json.dumps(visible, indent=2).encode()
+            out["tests/cases.json"] = without_hidden(out["tests/cases.json"])
         return out
 
 

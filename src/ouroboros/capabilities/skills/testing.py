@@ -72,10 +72,10 @@ class CaseResult:
     def describe(self) -> str:
         """Why the case failed. A hidden case names itself and the kind of failure only."""
         if self.ok:
-            return f"{self.case.name}: passed"
+            return f"{self.case.label}: passed"
         if self.case.hidden:
             kind = self.error_type or "wrong output"
-            return f"hidden {self.case.name} failed ({kind}); hidden cases are not shown"
+            return f"hidden {self.case.label} failed ({kind}); hidden cases are not shown"
         got = (
             f"{self.error_type}: {self.error}" if self.error_type else _short(self.actual)
         )
@@ -84,10 +84,10 @@ class CaseResult:
             if self.case.expected_error is not None
             else _short(self.case.expected)
         )
-        return f"{self.case.name}: input {_short(self.case.input)} expected {want}, got {got}"
+        return f"{self.case.label}: input {_short(self.case.input)} expected {want}, got {got}"
 
     def to_json(self, include_hidden: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.case.name, "ok": self.ok, "hidden": self.case.hidden}
+        out: dict[str, Any] = {"name": self.case.label, "ok": self.ok, "hidden": self.case.hidden}
         if not self.ok:
             out["detail"] = self.describe()
         if include_hidden or not self.case.hidden:
