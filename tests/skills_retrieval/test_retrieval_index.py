@@ -125,6 +125,28 @@ def test_torn_write_is_dropped_on_load(tmp_path: Path, embedder: E5Embedder) -> 
     assert reopened.search("count words", k=1)[0].tool_id == "word_stats"
 
 
+def test_append_after_a_torn_write_stays_aligned(tmp_path: Path, embedder: E5Embedder) -> None:
+    fill(SkillIndex(tmp_path, embedder))
+    with open(tmp_path / "vectors.f32", "ab") as f:
+        f.write(b"\x01" * 1000)
+    index = SkillIndex(tmp_path, embedder)
+    index.add("qr_code", "sha256:" + "a" * 64, tool_text("qr_code", "Generate a QR code image."))
+    reopened = SkillIndex(tmp_path, embedder)
+    assert len(reopened) == len(TOOLS) + 1
+    np.testing.assert_allclose(reopened.vector("qr_code"), index.vector("qr_code"))
+    assert np.linalg.norm(reopened.vector("qr_code")) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_two_writers_on_one_index_see_each_other(tmp_path: Path, embedder: E5Embedder) -> None:
+    a, b = SkillIndex(tmp_path, embedder), SkillIndex(tmp_path, embedder)
+    a.add("csv_to_json", "sha256:" + "1" * 64, tool_text(*TOOLS[0]))
+    b.add("sha256_checksum", "sha256:" + "2" * 64, tool_text(*TOOLS[1]))
+    a.add("weather_forecast", "sha256:" + "3" * 64, tool_text(*TOOLS[2]))
+    assert [e.row for e in SkillIndex(tmp_path, embedder).entries()] == [0, 1, 2]
+    assert b.search("rain tomorrow", k=1)[0].tool_id == "weather_forecast"
+    assert len(a) == len(b) == 3
+
+
 def test_model_mismatch_is_refused_with_a_fix(tmp_path: Path, embedder: E5Embedder) -> None:
     fill(SkillIndex(tmp_path, embedder))
     other = SkillIndex(tmp_path, FakeEmbedder())

@@ -19,9 +19,11 @@ a change.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -172,39 +174,52 @@ class SkillIndex:
             if not tool_id or not fingerprint:
                 raise ValueError("tool_id and fingerprint must be non-empty")
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        if self._model_id is None:
-            self._start(model_id, int(vectors.shape[1]))
-        elif model_id != self._model_id:
-            raise ModelMismatch(
-                f"index at {self.root} holds vectors from {self._model_id}, not {model_id}; "
-                "rebuild it with reindex()"
-            )
-        if vectors.shape[1] != self._dim:
-            raise ValueError(f"vectors have dimension {vectors.shape[1]}, index has {self._dim}")
-        first = len(self._entries)
-        new = [
-            IndexEntry(first + i, tool_id, fp, text, model_id)
-            for i, (tool_id, fp, text) in enumerate(items)
-        ]
-        with open(self.root / "vectors.f32", "ab") as f:
-            f.write(vectors.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        with open(self.root / "entries.jsonl", "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(asdict(e), sort_keys=True) + "\n" for e in new)
-            f.flush()
-            os.fsync(f.fileno())
-        self._vectors = np.concatenate([self._vectors, vectors]) if first else vectors.copy()
-        for e in new:
-            self._entries.append(e)
-            self._live.pop(e.tool_id, None)  # re-insert so order follows the newest row
-            self._live[e.tool_id] = e.row
-        self._dirty = True
-        if len(self._entries) > 2 * len(self._live) + 64:
-            self.compact()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._reload_if_changed()
+            if self._model_id is None:
+                self._start(model_id, int(vectors.shape[1]))
+            elif model_id != self._model_id:
+                raise ModelMismatch(
+                    f"index at {self.root} holds vectors from {self._model_id}, not "
+                    f"{model_id}; rebuild it with reindex()"
+                )
+            if vectors.shape[1] != self._dim:
+                raise ValueError(
+                    f"vectors have dimension {vectors.shape[1]}, index has {self._dim}")
+            first = len(self._entries)
+            new = [
+                IndexEntry(first + i, tool_id, fp, text, model_id)
+                for i, (tool_id, fp, text) in enumerate(items)
+            ]
+            self._cut_torn_tails()
+            with open(self.root / "vectors.f32", "ab") as f:
+                f.write(vectors.tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+            lines = "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in new)
+            with open(self.root / "entries.jsonl", "a", encoding="utf-8") as f:
+                f.write(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            self._entries_bytes += len(lines.encode("utf-8"))
+            self._vectors = np.concatenate([self._vectors, vectors]) if first else vectors.copy()
+            for e in new:
+                self._entries.append(e)
+                self._live.pop(e.tool_id, None)  # re-insert so order follows the newest row
+                self._live[e.tool_id] = e.row
+            self._dirty = True
+            self._signature = self._disk_signature()
+            if len(self._entries) > 2 * len(self._live) + 64:
+                self._compact_locked()
 
     def compact(self) -> None:
         """Rewrite the files keeping only live rows (atomically, by rename)."""
+        with self._locked():
+            self._reload_if_changed()
+            self._compact_locked()
+
+    def _compact_locked(self) -> None:
         live = self.entries()
         vectors = self._vectors[[e.row for e in live]] if live else self._vectors[:0]
         entries = [IndexEntry(i, e.tool_id, e.fingerprint, e.text, e.model_id)
@@ -220,9 +235,10 @@ class SkillIndex:
     def reindex(self) -> None:
         """Re-embed every live entry with the current model (after a model change)."""
         live = self.entries()
-        for name in ("vectors.f32", "entries.jsonl", "manifest.json"):
-            (self.root / name).unlink(missing_ok=True)
-        self._load()
+        with self._locked():
+            for name in ("vectors.f32", "entries.jsonl", "manifest.json"):
+                (self.root / name).unlink(missing_ok=True)
+            self._load()
         self.add_many([(e.tool_id, e.fingerprint, e.text) for e in live])
 
     # -- searching --------------------------------------------------------------------
@@ -234,6 +250,7 @@ class SkillIndex:
             raise ValueError("k must be at least 1")
         if not self._live:
             return []
+        self._reload_if_changed()
         self._check_model()
         qvec = self.embedder.embed_query(query) if mode != "bm25" else None
         return self.search_prepared(qvec, tokenize([query])[0], k, mode)
@@ -311,6 +328,8 @@ class SkillIndex:
 
     def _load(self) -> None:
         self._entries, self._live, self._dirty, self._tokens = [], {}, True, {}
+        self._entries_bytes = 0
+        self._signature = self._disk_signature()
         self._model_id, self._dim = None, 0
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         manifest_path = self.root / "manifest.json"
@@ -322,7 +341,8 @@ class SkillIndex:
         raw = np.fromfile(vec_path, dtype="<f4") if vec_path.exists() else np.zeros(0, "<f4")
         rows_on_disk = raw.size // self._dim
         entries_path = self.root / "entries.jsonl"
-        lines = entries_path.read_text(encoding="utf-8").splitlines() if entries_path.exists() else []
+        text = entries_path.read_text(encoding="utf-8") if entries_path.exists() else ""
+        lines = text.split("\n")[:-1]  # only newline-terminated lines are complete
         for line in lines:
             try:
                 e = IndexEntry(**json.loads(line))
@@ -330,11 +350,44 @@ class SkillIndex:
                 break  # a torn last line: everything before it is intact
             if e.row != len(self._entries) or e.row >= rows_on_disk:
                 break
+            self._entries_bytes += len(line.encode("utf-8")) + 1
             self._entries.append(e)
             self._live.pop(e.tool_id, None)
             self._live[e.tool_id] = e.row
         n = len(self._entries)
         self._vectors = raw[: n * self._dim].reshape(n, self._dim).astype(np.float32)
+
+    def _disk_signature(self) -> tuple[int, int]:
+        sizes = []
+        for name in ("entries.jsonl", "vectors.f32"):
+            try:
+                sizes.append((self.root / name).stat().st_size)
+            except FileNotFoundError:
+                sizes.append(-1)
+        return sizes[0], sizes[1]
+
+    def _reload_if_changed(self) -> None:
+        """Pick up rows another process appended (or a compaction) since we last looked."""
+        if self._disk_signature() != self._signature:
+            self._load()
+
+    def _cut_torn_tails(self) -> None:
+        """Drop bytes past the last complete row, so the next append lines up."""
+        for name, size in (("entries.jsonl", self._entries_bytes),
+                           ("vectors.f32", len(self._entries) * self._dim * 4)):
+            path = self.root / name
+            if path.exists() and path.stat().st_size > size:
+                os.truncate(path, size)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time across processes (an advisory lock on `.lock`)."""
+        with open(self.root / ".lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _refresh(self) -> None:
         if not self._dirty:
