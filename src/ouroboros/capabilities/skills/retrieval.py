@@ -22,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,16 +30,16 @@ from typing import Any, Literal
 
 import bm25s
 import numpy as np
-import Stemmer
 
 from .embedding import Embedder, Matrix, default_embedder
+from .ranking import RRF_K, rrf, tokenize, tool_text, top_indices
+
+__all__ = ["MODES", "ModelMismatch", "RetrievalError", "SearchHit", "SkillIndex", "rrf",
+           "tokenize", "tool_text", "top_indices"]
 
 Mode = Literal["fused", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("fused", "dense", "bm25")
-RRF_K = 60
 CANDIDATE_DEPTH = 50
-
-_STEMMER = Stemmer.Stemmer("english")
 
 
 class RetrievalError(RuntimeError):
@@ -70,38 +70,6 @@ class SearchHit:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """BM25 tokens: lower-cased words, English stop words removed, Snowball-stemmed."""
-    out = bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
-    )
-    return [list(t) for t in out]
-
-
-def tool_text(name: str, description: str) -> str:
-    """The text a tool is indexed by: its name (as words) and its description."""
-    words = name.replace("_", " ").replace("-", " ").replace(".", " ")
-    return f"{words}: {description.strip()}"
-
-
-def rrf(rankings: Iterable[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds 1/(k + rank) to the items it lists."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
-    return fused
-
-
-def top_indices(scores: np.ndarray[Any, Any], n: int) -> list[int]:
-    """Indices of the n largest scores, best first, in O(len) rather than a full sort."""
-    if n <= 0 or scores.size == 0:
-        return []
-    n = min(n, scores.size)
-    part = np.argpartition(-scores, n - 1)[:n]
-    return [int(i) for i in part[np.argsort(-scores[part], kind="stable")]]
 
 
 class SkillIndex:
