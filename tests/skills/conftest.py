@@ -29,7 +29,7 @@ def store(tmp_path: Path, runtimes: Runtimes) -> SkillStore:
 @pytest.fixture
 def small_store(tmp_path: Path, runtimes: Runtimes) -> SkillStore:
     """Tight limits, so hostile tools hit them quickly."""
-    limits = Limits(fuel=50_000_000, deadline_s=2.0, memory_bytes=16 << 20, output_bytes=4096)
+    limits = Limits(fuel=5_000_000, deadline_s=2.0, memory_bytes=32 << 20, output_bytes=4096)
     return SkillStore(tmp_path / "small", runtimes=runtimes, limits=limits)
 
 

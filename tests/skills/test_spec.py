@@ -74,7 +74,7 @@ def test_load_tool_dir_reads_meta_src_and_tests(tmp_path: Path) -> None:
 
 
 def test_load_tool_dir_without_meta_says_what_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(MalformedTool, match="has no meta.json"):
+    with pytest.raises(MalformedTool, match=r"has no meta\.json"):
         load_tool_dir(tmp_path)
 
 

@@ -60,7 +60,7 @@ def authorise(policy: dict[str, Any], patch_type: str, target: str, root_only: b
         if have >= int(d["threshold"]):
             satisfied.append(d["name"])
             rights.update(d.get("rights", []))
-        elif not closest:
+        elif have and not closest:
             closest = (f"delegation {d['name']!r} needs {d['threshold']} signature(s) from its "
                        f"keys, found {have}")
     if satisfied:

@@ -18,6 +18,7 @@ from .errors import (
     ToolNotFound,
     ToolRejected,
 )
+from .governance import ToolPending, attach_tools, open_store, register
 from .sandbox import Limits
 from .spec import TestCase, ToolSpec, load_tool_dir
 from .store import RunResult, SkillStore, ToolVersion
@@ -41,9 +42,13 @@ __all__ = [
     "ToolCrashed",
     "ToolFailed",
     "ToolNotFound",
+    "ToolPending",
     "ToolRejected",
     "ToolSpec",
     "ToolVersion",
     "ToolchainMissing",
+    "attach_tools",
     "load_tool_dir",
+    "open_store",
+    "register",
 ]

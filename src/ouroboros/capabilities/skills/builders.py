@@ -143,7 +143,8 @@ def _build_zig(spec: ToolSpec) -> bytes:
         zig = [sys.executable, "-m", "ziglang"]
         if spec.language == "c":
             sources = sorted(p for p in spec.files if p.startswith("src/") and p.endswith(".c"))
-            argv = [*zig, "cc", "--target=wasm32-wasi", "-O2", "-s", "-o", str(out), *sources]
+            argv = [*zig, "cc", "--target=wasm32-wasi", "-O2", "-s",
+                    "-Wl,-z,stack-size=1048576", "-o", str(out), *sources]
             _run_compiler(argv, work, "the C compiler (zig cc)")
         else:
             argv = [*zig, "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall",

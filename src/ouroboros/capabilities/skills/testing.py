@@ -75,7 +75,7 @@ class CaseResult:
             return f"{self.case.label}: passed"
         if self.case.hidden:
             kind = self.error_type or "wrong output"
-            return f"hidden {self.case.label} failed ({kind}); hidden cases are not shown"
+            return f"hidden case {self.case.index} failed ({kind}); hidden cases are not shown"
         got = (
             f"{self.error_type}: {self.error}" if self.error_type else _short(self.actual)
         )

@@ -16,10 +16,10 @@ deny contains msg if {
 
 # No privilege escalation: granting tools needs a signer holding the 'grant' right.
 deny contains msg if {
-	count(input.granted) > 0
+	some tool in input.granted
 	not input.signer.root
 	not "grant" in input.signer.rights
-	msg := sprintf("privilege escalation: grants %s but no signer holds the 'grant' right", [concat(", ", input.granted)])
+	msg := sprintf("privilege escalation: grants tool %s but no signer holds the 'grant' right", [tool])
 }
 
 # A trust change is never made by a non-root signer, whatever its delegations say.
@@ -51,7 +51,7 @@ url_allowed(host) if {
 
 url_allowed(host) if {
 	some allowed in data.config.url_allowlist
-	endswith(host, concat("", [".", allowed]))
+	endswith(host, sprintf(".%s", [allowed]))
 }
 
 # Size bounds.

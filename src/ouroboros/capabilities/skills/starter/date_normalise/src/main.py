@@ -1,3 +1,6 @@
+# mypy: ignore-errors
+# ruff: noqa
+# Guest program: runs inside the WASM sandbox, not in the host.
 import json
 import sys
 from datetime import datetime

@@ -1,0 +1,212 @@
+"""Skills on the kernel: a tool version is registered by a `skill` patch.
+
+The patch targets ``skills/<tool_id>``; its value is the version's immutable meta (files and
+binary as blob hashes). Its test gate, ``skill.cases``, fetches those blobs, checks that the
+fingerprint really names that content, and runs the tool's own cases (hidden ones included)
+in the sandbox. The type's effect installs the version directory from the blobs and moves
+HEAD, so approval of a pending patch and rollback both act on the store for real.
+
+Attaching tools to an agent is the kernel's own ``tools`` patch on ``agents/<agent>/tools``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ouroboros.kernel import PatchType, TestContext, TestOutcome
+
+from . import metrics as metrics_mod
+from .builders import Built
+from .errors import SkillError, ToolRejected
+from .runtimes import Runtimes, current_interpreter
+from .spec import ToolSpec
+from .store import SkillStore, ToolVersion, compute_fingerprint, default_runtimes
+from .testing import run_cases
+
+if TYPE_CHECKING:
+    from ouroboros.kernel import Runtime
+
+AUTHOR = "skills"
+TEST_NAME = "skill.cases"
+HASH = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+SKILL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tool_id", "fingerprint", "parent", "description", "language", "runtime",
+                 "interpreter", "source", "files", "wasm", "tests"],
+    "properties": {
+        "tool_id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        "parent": {"type": ["string", "null"]},
+        "description": {"type": "string", "minLength": 1},
+        "language": {"enum": ["python", "c", "zig", "wat", "rust"]},
+        "runtime": {"enum": ["wasi", "cpython", "micropython"]},
+        "interpreter": {"anyOf": [HASH, {"type": "null"}]},
+        "files": {"type": "object", "additionalProperties": HASH},
+        "wasm": {"anyOf": [HASH, {"type": "null"}]},
+    },
+}
+# Fields of meta.json that change with use; never part of the patch.
+_VOLATILE = ("metrics", "embedding_model")
+_VERIFIED: set[str] = set()
+
+
+class ToolPending(SkillError):
+    """The `skill` patch waits for approval; the version appears when it is approved."""
+
+    def __init__(self, message: str, patch_hash: str) -> None:
+        super().__init__(message)
+        self.patch_hash = patch_hash
+
+
+def skills_root(rt: Runtime) -> Path:
+    return Path(rt.home) / "skills"
+
+
+def register(rt: Runtime, runtimes: Runtimes | None = None) -> None:
+    """Register the `skill` patch type, its test and its effect on one runtime."""
+    shared = runtimes or default_runtimes()
+    root = skills_root(rt)
+    rt.registry.register_type(PatchType(
+        name="skill",
+        value_schema=SKILL_SCHEMA,
+        default_tests=("schema", "roundtrip", "replay", TEST_NAME),
+        effect=lambda patch, value: install(root, rt.blobs, patch.target, value),
+        targets=("skills/*",),
+        description="a tested tool version (WASM or pinned interpreter + source)",
+    ))
+    rt.registry.register_test(TEST_NAME, lambda ctx: check_cases(ctx, rt.blobs, shared))
+
+
+def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> SkillStore:
+    """The workspace's skill store: blobs in the workspace, registration through patches."""
+    register(rt, runtimes)
+    store = SkillStore(skills_root(rt), blobs=rt.blobs, runtimes=runtimes, **kwargs)
+    store.registrar = lambda staged: submit_version(rt, store, staged)
+    store.head_resolver = lambda tool_id: current_version(rt, store.root, tool_id)
+    return store
+
+
+def current_version(rt: Runtime, root: Path, tool_id: str) -> str | None:
+    """The fingerprint the ledger's state names for a tool (installing it if missing), so
+    a rollback or an approval is seen even where no effect ran."""
+    value = rt.value(f"skills/{tool_id}")
+    if value is None:
+        return None
+    if not (root / "tools" / tool_id / "versions" / value["fingerprint"]).is_dir():
+        install(root, rt.blobs, f"skills/{tool_id}", value)
+    return str(value["fingerprint"])
+
+
+def patch_value(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k not in _VOLATILE}
+
+
+def submit_version(rt: Runtime, store: SkillStore, staged: ToolVersion) -> None:
+    """The store's registrar: blobs first (the gate reads them), then the patch."""
+    for rel in staged.meta["files"]:
+        rt.blobs.put((staged.path / rel).read_bytes())
+    if staged.meta.get("wasm"):
+        rt.blobs.put((staged.path / "tool.wasm").read_bytes())
+    value = patch_value(staged.meta)
+    _VERIFIED.add(staged.fingerprint)  # the store just ran every case on this very content
+    parent = f" from {staged.parent}" if staged.parent else ""
+    outcome = rt.propose_and_submit(
+        type="skill", target=f"skills/{staged.tool_id}", value=value,
+        reasoning=f"register {staged.tool_id}@{staged.fingerprint}{parent}: "
+                  f"{staged.description[:200]}",
+        tests=[TEST_NAME], author=AUTHOR, keys=["runtime"],
+    )
+    if outcome.status == "rejected":
+        raise ToolRejected("gate", f"{outcome.stage} gate: {outcome.reason}")
+    if outcome.status == "pending":
+        raise ToolPending(
+            f"{staged.tool_id}@{staged.fingerprint} waits for approval: {outcome.reason}",
+            outcome.patch_hash,
+        )
+
+
+def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome:
+    """The `skill.cases` test: the content matches its fingerprint and passes its cases."""
+    value = ctx.new_value
+    if value is None:
+        return TestOutcome(True, "tool unregistered")
+    try:
+        files = {rel: blobs.get(h) for rel, h in value["files"].items()}
+        wasm = blobs.get(value["wasm"]) if value["wasm"] else None
+        spec = ToolSpec(
+            name=value["tool_id"], description=value["description"],
+            language=value["language"], files=files,
+            runtime=value["runtime"] if value["runtime"] == "micropython" else None,
+        )
+    except (KeyError, ValueError, SkillError) as e:
+        return TestOutcome(False, f"the version's blobs are missing or invalid: {e}")
+    built = Built(value["runtime"], value.get("runtime_version", ""),
+                  value["interpreter"] or "", wasm)
+    if compute_fingerprint(spec, built) != value["fingerprint"]:
+        return TestOutcome(False, "fingerprint does not match the files, binary and runtime")
+    if value["fingerprint"] in _VERIFIED:
+        return TestOutcome(True, "cases passed (verified earlier in this process)")
+    installed = current_interpreter(value["runtime"])
+    if installed is not None and installed != value["interpreter"]:
+        return TestOutcome(False, f"pinned interpreter {value['interpreter']} is not installed")
+    results = run_cases(runtimes, spec, built, spec.cases(), _limits())
+    failed = [r for r in results if not r.ok]
+    if failed:
+        return TestOutcome(False, "; ".join(r.describe() for r in failed[:3]))
+    _VERIFIED.add(value["fingerprint"])
+    return TestOutcome(True, f"{len(results)} cases passed")
+
+
+def _limits() -> Any:
+    from .sandbox import Limits
+
+    return Limits()
+
+
+def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -> None:
+    """The `skill` effect: make the store match the applied value (also on rollback)."""
+    tool_id = target.split("/", 1)[1]
+    head = root / "tools" / tool_id / "HEAD"
+    if value is None:
+        head.unlink(missing_ok=True)
+        return
+    final = root / "tools" / tool_id / "versions" / value["fingerprint"]
+    if not final.is_dir():
+        tmp = final.with_name(f".{final.name}.installing")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for rel, digest in value["files"].items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(blobs.get(digest))
+        if value.get("wasm"):
+            (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
+        meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, final)
+    head.parent.mkdir(parents=True, exist_ok=True)
+    tmp_head = head.with_name(".HEAD.tmp")
+    tmp_head.write_text(value["fingerprint"])
+    os.replace(tmp_head, head)
+
+
+def attach_tools(
+    rt: Runtime, store: SkillStore, agent: str, tool_ids: Sequence[str],
+    *, keys: Sequence[str] = ("root",), reasoning: str = "",
+) -> Any:
+    """Give an agent tools with a kernel ``tools`` patch (granting needs the 'grant' right,
+    so by default the operator's root key signs)."""
+    for tool_id in tool_ids:
+        store.get(tool_id)  # raises ToolNotFound for a tool that does not exist
+    target = f"agents/{agent}/tools"
+    current = rt.value(target) or []
+    wanted = sorted(set(current) | set(tool_ids))
+    if wanted == sorted(current):
+        return None
+    return rt.propose_and_submit(
+        type="tools", target=target, value=wanted,
+        reasoning=reasoning or f"attach {', '.join(tool_ids)} to {agent}",
+        author="operator", keys=list(keys),
+    )
