@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import SkillError, ToolNotFound, ToolRejected
+from .governance import ToolPending
 from .llm import LLMError, LLMProvider
 from .prompts import (
     SYSTEM_PROMPT,
@@ -212,6 +213,12 @@ class ToolAuthor:
                 spec = to_spec(files)
                 version = self.store.add(
                     spec, parent=None if parent is None else parent.fingerprint)
+            except ToolPending as e:
+                # the kernel accepted the content but a human must approve it: not a defect
+                # to repair, so stop here and let the caller say how to approve
+                self._record(tool_id, {**record, "outcome": "pending",
+                                       "patch_hash": e.patch_hash, "detail": str(e)})
+                raise
             except AnswerFormatError as e:
                 reason, detail = "format", str(e)
             except ToolRejected as e:

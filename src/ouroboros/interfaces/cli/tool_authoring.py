@@ -25,6 +25,7 @@ from ouroboros.capabilities.skills.authoring import (
 from ouroboros.capabilities.skills.control import Solver, SolveStats, stats_path
 from ouroboros.capabilities.skills.discovery import index_version, open_index, sync_index
 from ouroboros.capabilities.skills.errors import SkillError
+from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
@@ -41,23 +42,8 @@ class CommandFailed(OuroError):
         self.exit_code = exit_code
 
 
-def default_store_for(rt: Runtime) -> SkillStore:
-    """The workspace's skill store, governed by the kernel when the skills-runtime
-    governance module provides its opener (its name is looked up, not assumed)."""
-    try:
-        from ouroboros.capabilities.skills import governance  # type: ignore[attr-defined]
-    except ImportError:
-        return SkillStore(Path(rt.home) / "skills")
-    for name in ("store_for_runtime", "open_store", "store_for"):
-        opener = getattr(governance, name, None)
-        if callable(opener):
-            store: SkillStore = opener(rt)
-            return store
-    return SkillStore(Path(rt.home) / "skills")
-
-
-#: How commands get the store from a runtime; the lead may replace it when wiring.
-store_for: Callable[[Runtime], SkillStore] = default_store_for
+#: How commands get the store from a runtime (the governed workspace store by default).
+store_for: Callable[[Runtime], SkillStore] = open_store
 
 
 def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
@@ -150,6 +136,9 @@ def _finish(run: Callable[[], Any], as_json: bool) -> None:
     except AuthoringFailed as e:
         raise CommandFailed(str(e), hint="see `ouro tool history` for every attempt",
                             exit_code=3) from None
+    except ToolPending as e:
+        raise CommandFailed(str(e), hint=f"approve with: ouro approve {e.patch_hash[7:19]}",
+                            exit_code=4) from None
     except LLMError as e:
         raise CommandFailed(str(e)) from None
     except ValueError as e:
