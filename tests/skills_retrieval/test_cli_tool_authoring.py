@@ -9,10 +9,11 @@ from openai_stub import ChatStub
 from test_authoring_llm import answer
 from typer.testing import CliRunner
 
+from ouroboros.capabilities.skills.starter import HERE
 from ouroboros.interfaces.cli import tool_authoring
 from ouroboros.kernel import OuroError, Runtime
 
-STARTER = tool_authoring.STARTER_DIR
+STARTER = HERE
 
 
 def make_app() -> typer.Typer:

@@ -48,8 +48,9 @@ def index_version(store: IndexedStore, index: SkillIndex, version: Any) -> None:
 
 def sync_index(store: IndexedStore, index: SkillIndex) -> int:
     """Index every current tool version the index lacks; returns how many were embedded."""
+    current = store.list()
     stale = []
-    for v in store.list():
+    for v in current:
         entry = index.get(v.tool_id)
         text = tool_text(v.tool_id, v.description)
         if entry is None or entry.fingerprint != v.fingerprint or entry.text != text:
@@ -57,7 +58,7 @@ def sync_index(store: IndexedStore, index: SkillIndex) -> int:
     if stale:
         index.add_many([(v.tool_id, v.fingerprint, tool_text(v.tool_id, v.description))
                         for v in stale])
-    for v in store.list():
+    for v in current:
         if v.meta.get("embedding_model") != index.model_id and v.tool_id in index:
             _attach(store, index, v)
     return len(stale)

@@ -28,6 +28,7 @@ from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
+from ouroboros.capabilities.skills.starter import starter_dirs
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
 from ouroboros.kernel import OuroError, Runtime
 
@@ -231,13 +232,10 @@ def register(tool_app: typer.Typer) -> None:
     tool_app.command("history")(history)
 
 
-STARTER_DIR = Path(__file__).resolve().parents[2] / "capabilities" / "skills" / "starter"
-
-
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """Offline: index the starter tools and find them by meaning, no LLM needed."""
     store = store_for(rt)
-    for d in sorted(p for p in STARTER_DIR.iterdir() if (p / "meta.json").is_file()):
+    for d in starter_dirs():
         store.add_dir(d)
     index = open_index(store)
     n = sync_index(store, index)
