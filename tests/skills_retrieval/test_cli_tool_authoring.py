@@ -134,3 +134,18 @@ def test_run_demo_narrates_offline(tmp_path: Path, no_llm_env: None) -> None:
     assert "search 'what is 70 degrees fahrenheit in celsius' → unit_convert" in text
     assert "BM25 alone finds 0 tool(s)" in text
     assert '[{"city": "Oslo"' in text
+
+
+def test_create_waiting_for_approval_exits_4(
+    home: Path, chat_stub: ChatStub, monkeypatch: pytest.MonkeyPatch, no_llm_env: None
+) -> None:
+    from test_authoring_governed import require_approval_for_skills
+
+    with Runtime.open(home) as rt:
+        require_approval_for_skills(rt)
+    monkeypatch.setenv("OURO_LLM_BASE_URL", chat_stub.base_url)
+    monkeypatch.setenv("OURO_LLM_MODEL", "stub-model")
+    chat_stub.replies.append(answer())
+    code, _, err = invoke(["create", "count words", "--name", "wc", "--home", str(home)])
+    assert code == 4 and err is not None
+    assert "waits for approval" in err.message and err.hint.startswith("approve with: ouro approve")
