@@ -137,3 +137,16 @@ def test_stats_survive_a_corrupt_file(tmp_path: Path) -> None:
     assert SolveStats(path).read() == {"tasks": 2, "reused": 1, "mutated": 0, "created": 1,
                                        "no_tool": 0, "unsolved": 0}
     assert SolveStats.reuse_rate(SolveStats(path).read()) == 0.5
+
+
+def test_open_index_rebuilds_after_a_model_change(tmp_path: Path, embedder: E5Embedder) -> None:
+    from test_retrieval_index import FakeEmbedder
+
+    store = SkillStore(tmp_path / "store")
+    csv_parent(store)
+    sync_index(store, open_index(store, FakeEmbedder()))
+    assert open_index(store, FakeEmbedder()).model_id == "test/other-model"
+    index = open_index(store, embedder)
+    assert index.model_id == embedder.model_id and "csv_rows" in index
+    sync_index(store, index)
+    assert store.get("csv_rows").meta["embedding_model"] == embedder.model_id

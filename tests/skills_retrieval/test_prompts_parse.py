@@ -86,3 +86,14 @@ def test_redact_hidden_removes_hidden_values() -> None:
     out = redact_hidden(detail, hidden)
     assert "zebra-42" not in out and "ZEBRA-42" not in out
     assert "case 3 failed" in out
+
+
+@given(st.text(max_size=400))
+def test_any_answer_parses_or_fails_with_the_format_error(text: str) -> None:
+    try:
+        files = parse_files(text)
+    except AnswerFormatError:
+        return
+    for path in files:
+        assert path == "meta.json" or path.split("/")[0] in ("src", "tests")
+        assert ".." not in path.split("/")

@@ -32,7 +32,12 @@ def index_dir(store_root: Path) -> Path:
 
 
 def open_index(store: IndexedStore, embedder: Embedder | None = None) -> SkillIndex:
-    return SkillIndex(index_dir(store.root), embedder)
+    """The store's index; rebuilt from its stored texts if the model changed (for example
+    after an upgrade of the model package), since vectors of two models never mix."""
+    index = SkillIndex(index_dir(store.root), embedder)
+    if index.model_id is not None and index.model_id != index.embedder.model_id:
+        index.reindex()
+    return index
 
 
 def index_version(store: IndexedStore, index: SkillIndex, version: Any) -> None:
