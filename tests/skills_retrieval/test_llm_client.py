@@ -89,3 +89,18 @@ def test_unreachable_endpoint_says_where() -> None:
                                            timeout_s=2))
     with pytest.raises(LLMError, match=r"cannot reach the LLM endpoint at http://127\.0\.0\.1:9"):
         p.chat([{"role": "user", "content": "hi"}])
+
+
+def test_temperature_is_sent_only_when_configured(chat_stub: ChatStub) -> None:
+    env = {"OURO_LLM_BASE_URL": chat_stub.base_url, "OURO_LLM_MODEL": "m"}
+    chat_stub.replies += ["a", "b"]
+    provider_from_config(env=env).chat([{"role": "user", "content": "x"}])
+    provider_from_config(env={**env, "OURO_LLM_TEMPERATURE": "0.3"}).chat(
+        [{"role": "user", "content": "x"}])
+    assert "temperature" not in chat_stub.requests[0]["body"]
+    assert chat_stub.requests[1]["body"]["temperature"] == 0.3
+
+
+def test_non_numeric_settings_are_refused() -> None:
+    with pytest.raises(LLMError, match="must be numbers"):
+        LLMConfig.resolve(env={"OURO_LLM_TIMEOUT": "soon"})

@@ -9,6 +9,7 @@ instead of regeneration, and this is where that is measured.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -115,11 +116,12 @@ class SolveStats:
         return {k: int(data.get(k, 0)) for k in self.KEYS}
 
     def bump(self, outcome: str) -> dict[str, int]:
-        with self._lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path.with_suffix(".lock"), "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # other processes solve too
             stats = self.read()
             stats["tasks"] += 1
             stats[outcome] = stats.get(outcome, 0) + 1
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(stats, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.path)

@@ -42,7 +42,7 @@ class LLMConfig:
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 120.0
-    temperature: float | None = 0.2
+    temperature: float | None = None  # None: the server's default (reasoning models refuse others)
 
     @classmethod
     def resolve(
@@ -62,12 +62,17 @@ class LLMConfig:
             return None
 
         timeout = pick("timeout_s", "OURO_LLM_TIMEOUT")
-        return cls(
-            base_url=pick("base_url", "OURO_LLM_BASE_URL", "OPENAI_BASE_URL"),
-            model=pick("model", "OURO_LLM_MODEL", "OPENAI_MODEL"),
-            api_key=pick("api_key", "OURO_LLM_API_KEY", "OPENAI_API_KEY"),
-            timeout_s=float(timeout) if timeout else 120.0,
-        )
+        temperature = pick("temperature", "OURO_LLM_TEMPERATURE")
+        try:
+            return cls(
+                base_url=pick("base_url", "OURO_LLM_BASE_URL", "OPENAI_BASE_URL"),
+                model=pick("model", "OURO_LLM_MODEL", "OPENAI_MODEL"),
+                api_key=pick("api_key", "OURO_LLM_API_KEY", "OPENAI_API_KEY"),
+                timeout_s=float(timeout) if timeout else 120.0,
+                temperature=float(temperature) if temperature else None,
+            )
+        except ValueError as e:
+            raise LLMError(f"OURO_LLM_TIMEOUT / OURO_LLM_TEMPERATURE must be numbers: {e}") from e
 
     def missing(self) -> list[str]:
         """What must still be set before a request can be made."""

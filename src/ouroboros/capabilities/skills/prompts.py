@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .spec import LANGUAGES
+
 SYSTEM_PROMPT = """\
 You write small, correct tools that run in a WebAssembly sandbox.
 
@@ -129,7 +131,9 @@ def render_file(path: str, content: str) -> str:
 def create_prompt(
     task: str, name: str, language: str, similar: Sequence[tuple[str, str]] = ()
 ) -> str:
-    text = f"Write a new tool.\n\nTask: {task.strip()}\nTool name: {name}\nLanguage: {language}\n"
+    text = (f"Write a new tool.\n\nTask: {task.strip()}\nTool name: {name}\n"
+            f"Language: {language} (source file {LANGUAGES.get(language, 'src/main.py')}; "
+            "compiled to wasm32-wasi)\n")
     if similar:
         text += "\nExisting tools that are related (do not duplicate them):\n"
         text += "".join(f"- {tool_id}: {desc}\n" for tool_id, desc in similar)

@@ -65,6 +65,8 @@ def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> 
             hint=f"set OURO_LLM_BASE_URL and OURO_LLM_MODEL (missing: {', '.join(e.missing)}); "
                  "hand-written tools still work with `ouro tool add DIR`",
         ) from None
+    except LLMError as e:
+        raise CommandFailed(str(e), exit_code=2) from None
     return ToolAuthor(store, provider, max_repairs=repairs,
                       on_accepted=lambda v: index_version(store, index, v))
 
