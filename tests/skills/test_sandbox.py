@@ -259,3 +259,25 @@ def test_cache_key_covers_version_config_and_hash(tmp_path: Path) -> None:
     c = ModuleCache(engine, "fuel=1", tmp_path)
     c.version = "0.0.0"
     assert c.key("sha256:" + "0" * 64) != a.key("sha256:" + "0" * 64)
+
+
+ERRNO_PROBE = """(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 8))
+    (call $exit (call $r (i32.const FD) (i32.const PTR) (i32.const 1) (i32.const 16)))))"""
+
+
+@pytest.mark.parametrize(
+    ("fd", "ptr", "errno"),
+    [(0, 0, 0), (3, 0, 8), (0, 70000, 21)],
+    ids=["stdin reads", "no other descriptor exists (EBADF)", "bad pointer (EFAULT)"],
+)
+def test_stdin_shadow_checks_descriptors_and_pointers(
+    runtimes: Runtimes, fd: int, ptr: int, errno: int
+) -> None:
+    probe = ERRNO_PROBE.replace("FD", str(fd)).replace("PTR", str(ptr))
+    done = runtimes.sandbox.run(wasm(probe), ["tool"], b"input", TIGHT)
+    assert done.exit_code == errno

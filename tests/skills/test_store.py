@@ -243,3 +243,40 @@ def test_fingerprint_is_stable_and_covers_every_byte(files: dict[str, bytes], fl
     data[flip % len(data)] ^= 0x01
     object.__setattr__(spec, "files", {**files, path: bytes(data)})
     assert compute_fingerprint(spec, built) != fp
+
+
+def test_calls_are_logged_then_folded_into_meta_on_read(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    v = store.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    for i in range(5):
+        store.run("double", i)
+    assert (v.path / "calls.log").read_text().count("\n") == 5
+    meta = store.get("double").meta
+    assert meta["metrics"]["uses"] == 5 and not (v.path / "calls.log").exists()
+    assert json.loads((v.path / "meta.json").read_text())["metrics"]["uses"] == 5
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(min_value=0, max_value=1e4)), min_size=1,
+                max_size=300))
+def test_metrics_fold_counts_every_call(calls: list[tuple[bool, float]]) -> None:
+    from ouroboros.capabilities.skills import metrics
+
+    m = metrics.empty()
+    for ok, ms in calls:
+        m = metrics.record(m, ok, ms)
+    assert m["uses"] == len(calls)
+    assert m["failures"] == sum(1 for ok, _ in calls if not ok)
+    assert m["p50_ms"] <= m["p95_ms"] <= max(round(ms, 3) for _, ms in calls[-200:])
+    assert len(m["recent_ms"]) == min(len(calls), metrics.WINDOW)
+
+
+def test_zig_tool_builds_with_the_ziglang_wheel(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    source = (Path(__file__).parent / "data" / "count_bytes.zig").read_text()
+    v = store.add(make_spec("count_bytes", language="zig", source=source,
+                            tests=cases(("abc", {"bytes": 5}))))
+    assert v.runtime == "wasi" and v.meta["runtime_version"].startswith("ziglang")
+    assert store.run("count_bytes", [1, 2]).output == {"bytes": 6}

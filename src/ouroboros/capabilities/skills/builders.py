@@ -9,6 +9,7 @@ compiler's own output.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -43,6 +44,10 @@ class Built:
     runtime_digest: str
     wasm: bytes | None
     log: str = ""
+
+    @functools.cached_property
+    def wasm_hash(self) -> str | None:
+        return None if self.wasm is None else "sha256:" + hashlib.sha256(self.wasm).hexdigest()
 
 
 def build(spec: ToolSpec, runtimes: Runtimes) -> Built:

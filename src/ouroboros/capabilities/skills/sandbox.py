@@ -1,7 +1,8 @@
 """The WASM sandbox: wasmtime with fuel, an epoch deadline, a memory cap and an output cap.
 
-A guest gets exactly what the WASI config hands it: its argv, one stdin file, and stdout /
-stderr captured in host memory. No preopened directory (so no file of the host exists for
+A guest gets exactly what the WASI config hands it: its argv, and stdin / stdout / stderr
+served from host memory (the two WASI calls that move bytes, `fd_read` and `fd_write`, are
+shadowed by host functions, so a call needs no temporary file and no I/O thread). No preopened directory (so no file of the host exists for
 it), an empty environment, and no sockets (WASI preview 1 has no way to open one). Compiled
 modules are cached on disk under a key of the wasmtime version, the engine configuration
 and the WASM hash, so a cache hit deserialises native code and never recompiles.
@@ -13,6 +14,7 @@ import hashlib
 import importlib.metadata
 import math
 import os
+import struct
 import tempfile
 import threading
 import time
@@ -72,7 +74,7 @@ class _Capture:
         self.data = bytearray()
         self.overflow = False
 
-    def write(self, chunk: bytes) -> int:
+    def write(self, chunk: bytes | bytearray) -> int:
         room = self.cap - len(self.data)
         if len(chunk) > room:
             self.overflow = True
@@ -80,6 +82,69 @@ class _Capture:
         else:
             self.data += chunk
         return len(chunk)
+
+
+EBADF, EFAULT = 8, 21
+_CURRENT = threading.local()
+
+
+class _Stdio:
+    """One call's stdin bytes and output captures, found by the shadowed WASI calls."""
+
+    def __init__(self, stdin: bytes, out: _Capture, err: _Capture) -> None:
+        self.stdin = stdin
+        self.pos = 0
+        self.out = out
+        self.err = err
+
+
+def _guest_memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
+    memory = caller.get("memory")
+    return memory if isinstance(memory, wasmtime.Memory) else None
+
+
+def _fd_read(caller: wasmtime.Caller, fd: int, iovs: int, count: int, nread: int) -> int:
+    """stdin served from host memory: no temporary file and no I/O thread per call."""
+    stdio: _Stdio | None = getattr(_CURRENT, "stdio", None)
+    memory = _guest_memory(caller)
+    if fd != 0 or stdio is None or memory is None:
+        return EBADF
+    try:
+        table = memory.read(caller, iovs, iovs + 8 * count)
+        total = 0
+        for i in range(count):
+            buf, length = struct.unpack_from("<II", table, 8 * i)
+            chunk = stdio.stdin[stdio.pos : stdio.pos + length]
+            if chunk:
+                memory.write(caller, chunk, buf)
+            stdio.pos += len(chunk)
+            total += len(chunk)
+            if len(chunk) < length:
+                break
+        memory.write(caller, struct.pack("<I", total), nread)
+    except (wasmtime.WasmtimeError, IndexError, ValueError, struct.error):
+        return EFAULT
+    return 0
+
+
+def _fd_write(caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten: int) -> int:
+    """stdout and stderr captured in host memory, up to the output cap."""
+    stdio: _Stdio | None = getattr(_CURRENT, "stdio", None)
+    memory = _guest_memory(caller)
+    if fd not in (1, 2) or stdio is None or memory is None:
+        return EBADF
+    sink = stdio.out if fd == 1 else stdio.err
+    try:
+        table = memory.read(caller, iovs, iovs + 8 * count)
+        total = 0
+        for i in range(count):
+            buf, length = struct.unpack_from("<II", table, 8 * i)
+            if length:
+                total += sink.write(memory.read(caller, buf, buf + length))
+        memory.write(caller, struct.pack("<I", total), nwritten)
+    except (wasmtime.WasmtimeError, IndexError, ValueError, struct.error):
+        return EFAULT
+    return 0
 
 
 class EpochTicker:
@@ -189,11 +254,15 @@ class WasmSandbox:
         self.modules = ModuleCache(self.engine, config_key, cache_dir)
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.linker.allow_shadowing = True
+        io_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()])
+        wasi = "wasi_snapshot_preview1"
+        self.linker.define_func(wasi, "fd_read", io_type, _fd_read, access_caller=True)
+        self.linker.define_func(wasi, "fd_write", io_type, _fd_write, access_caller=True)
         self._stubs = host_stubs or {}
         self._stubbed: set[tuple[str, str]] = set()
         self._pres: dict[int, wasmtime.InstancePre] = {}
         self._ticker = EpochTicker(self.engine)
-        self._tmp = Path(tempfile.mkdtemp(prefix="ouro-sandbox-"))
         self._lock = threading.Lock()
 
     def _instance_pre(self, module: wasmtime.Module) -> wasmtime.InstancePre:
@@ -232,10 +301,7 @@ class WasmSandbox:
         out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
         fuel = UNLIMITED_FUEL if limits.fuel is None else limits.fuel
         store = wasmtime.Store(self.engine)
-        fd, stdin_path = tempfile.mkstemp(dir=self._tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(stdin)
             store.set_limits(
                 memory_size=limits.memory_bytes, instances=4, tables=8, memories=2,
                 table_elements=1 << 20,
@@ -245,17 +311,13 @@ class WasmSandbox:
             wasi = wasmtime.WasiConfig()
             wasi.argv = list(argv)
             wasi.env = []
-            wasi.stdin_file = stdin_path
-            wasi.stdout_custom = out.write
-            wasi.stderr_custom = err.write
             store.set_wasi(wasi)
+            _CURRENT.stdio = _Stdio(stdin, out, err)
             exit_code, trap, elapsed, near_cap = self._drive(pre, store, limits)
             used = None if limits.fuel is None else fuel - store.get_fuel()
         finally:
-            # Closing here drops the WASI context (and its Python output callbacks) on this
-            # thread, now; left to the collector, wasmtime's I/O thread may drop it at exit.
+            _CURRENT.stdio = None
             store.close()
-            os.unlink(stdin_path)
         if out.overflow or err.overflow:
             raise OutputTooLarge(
                 f"the tool wrote more than the {limits.output_bytes}-byte output cap"

@@ -121,6 +121,7 @@ class SkillStore:
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
+        self._runnables: dict[Path, tuple[Built, str]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -280,18 +281,20 @@ class SkillStore:
             ToolNotFound; a `SandboxError` subclass (limit hit, crash, non-zero exit, output
             that is not JSON). Either way the call is counted in the version's metrics.
         """
-        version = self.get(tool_id, fingerprint)
+        from .testing import call_tool
+
+        fp, path, built, source = self._runnable(tool_id, fingerprint)
         start = time.perf_counter()
         try:
-            output, execution = self._invoke(version, input)
+            output, execution = call_tool(self.runtimes, built, source, input, self.limits)
         except SandboxError:
-            self._record(version, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
+            metrics_mod.append(path, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
             raise
         elapsed_ms = (time.perf_counter() - start) * 1000
-        self._record(version, ok=True, elapsed_ms=elapsed_ms)
+        metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)
         return RunResult(
-            tool_id=version.tool_id,
-            fingerprint=version.fingerprint,
+            tool_id=tool_id,
+            fingerprint=fp,
             output=output,
             elapsed_ms=elapsed_ms,
             fuel_used=execution.fuel_used,
@@ -324,10 +327,23 @@ class SkillStore:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _invoke(self, version: ToolVersion, input: Any) -> tuple[Any, Any]:
-        from .testing import call_tool
-
-        return call_tool(self.runtimes, self._built_of(version), version.source, input, self.limits)
+    def _runnable(
+        self, tool_id: str, fingerprint: str | None
+    ) -> tuple[str, Path, Built, str]:
+        """What a call needs, cached per version: versions are immutable, so a warm call
+        reads only HEAD from disk."""
+        if not NAME_RE.match(tool_id):
+            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
+        fp = fingerprint or self._head(tool_id)
+        if fp is None:
+            raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
+        path = self.tools_dir / tool_id / "versions" / fp
+        cached = self._runnables.get(path)
+        if cached is None:
+            version = self.get(tool_id, fp)
+            cached = (self._built_of(version), version.source)
+            self._runnables[path] = cached
+        return fp, path, cached[0], cached[1]
 
     def _built_of(self, version: ToolVersion) -> Built:
         wasm = None
@@ -342,12 +358,6 @@ class SkillStore:
             version.meta.get("interpreter") or "",
             wasm,
         )
-
-    def _record(self, version: ToolVersion, ok: bool, elapsed_ms: float) -> None:
-        with metrics_mod.locked(version.path):
-            meta = json.loads((version.path / "meta.json").read_text())
-            meta["metrics"] = metrics_mod.record(meta.get("metrics") or {}, ok, elapsed_ms)
-            _write_json(version.path / "meta.json", meta)
 
     def _update_meta(self, version: ToolVersion, changes: dict[str, Any]) -> None:
         if not set(changes) <= MUTABLE_META:
@@ -372,7 +382,10 @@ class SkillStore:
         return None
 
     def _load(self, path: Path) -> ToolVersion:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if (path / metrics_mod.LOG).is_file():
+            meta = metrics_mod.fold(path, _write_json)
+        else:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         return self._version_from(path, meta)
 
     @staticmethod

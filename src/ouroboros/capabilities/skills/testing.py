@@ -41,7 +41,7 @@ def call_tool(
     """
     stdin = json.dumps(input).encode()
     execution = runtimes.execute(
-        built.runtime, stdin, limits, wasm=built.wasm, source=source
+        built.runtime, stdin, limits, wasm=built.wasm, wasm_hash=built.wasm_hash, source=source
     )
     if execution.exit_code != 0:
         message = execution.stderr.decode("utf-8", "replace").strip()
