@@ -167,3 +167,17 @@ def test_control_characters_are_escaped_as_jcs_does() -> None:
 
     value = {"k": "".join(chr(c) for c in range(0, 0x30)) + "\u2028\u007f é 😀"}
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200),
+                 json_values.map(json.dumps),
+                 st.fixed_dictionaries({"payload": st.text(max_size=20),
+                                        "payloadType": st.text(max_size=5),
+                                        "signatures": st.lists(json_values, max_size=3)}
+                                       ).map(json.dumps)))
+@settings(max_examples=300)
+def test_envelope_parsing_never_crashes(text: str | bytes) -> None:
+    from ouroboros.kernel.dsse import envelope_from_json
+
+    with contextlib.suppress(InvalidPatch):
+        envelope_from_json(text)
