@@ -150,3 +150,18 @@ def test_open_index_rebuilds_after_a_model_change(tmp_path: Path, embedder: E5Em
     assert index.model_id == embedder.model_id and "csv_rows" in index
     sync_index(store, index)
     assert store.get("csv_rows").meta["embedding_model"] == embedder.model_id
+
+
+def test_list_without_query_and_inputs_sent_as_objects(
+    solver: Solver, chat_stub: ChatStub
+) -> None:
+    chat_stub.replies += [
+        [("list_tools", {}),
+         ("run_binary", {"binary_id": "csv_rows", "input_json": {"csv": "k\nv"}})],
+        "ok",
+    ]
+    result = solver.solve("convert csv")
+    listed, ran = (json.loads(str(m["content"])) for m in tool_messages(chat_stub, 1))
+    assert listed == [{"id": "csv_rows", "description": "Convert CSV text into JSON objects."}]
+    assert ran == {"output": [{"k": "v"}]}
+    assert result.outcome == "reused"

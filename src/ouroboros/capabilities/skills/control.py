@@ -26,15 +26,17 @@ from .prompts import FailingCase
 from .retrieval import SkillIndex
 
 MAX_RESULT_CHARS = 4000
+LIST_ALL_LIMIT = 50
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [
     {"type": "function", "function": {
         "name": "list_tools",
-        "description": "Find stored tools by meaning. Returns ids, descriptions and scores.",
+        "description": "Find stored tools by meaning (with a query), or list them all "
+                       "(without). Returns ids, descriptions and, for a query, scores.",
         "parameters": {"type": "object", "properties": {
             "query": {"type": "string", "description": "what the tool should do"},
             "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}},
-            "required": ["query"], "additionalProperties": False}}},
+            "required": [], "additionalProperties": False}}},
     {"type": "function", "function": {
         "name": "describe_binary",
         "description": "Read a tool's metadata: description, language, lineage, visible "
@@ -197,18 +199,21 @@ class Solver:
             return {"error": f"arguments are not a JSON object: {args['_invalid']!r}"}
         try:
             if name == "list_tools":
-                k = int(args.get("k", 5))
-                hits = self.index.search(str(args["query"]), k=max(1, min(k, 20)))
+                k = max(1, min(int(args.get("k", 5)), 20))
+                if not str(args.get("query") or "").strip():
+                    return [{"id": e.tool_id, "description": _description(e.text)}
+                            for e in self.index.entries()[:LIST_ALL_LIMIT]]
+                hits = self.index.search(str(args["query"]), k=k)
                 return [{"id": h.tool_id, "description": _description(h.text),
                          "score": h.score} for h in hits]
             if name == "describe_binary":
                 return self._describe(str(args["binary_id"]))
             if name == "run_binary":
-                return self._run(str(args["binary_id"]), str(args["input_json"]), result)
+                return self._run(str(args["binary_id"]), args["input_json"], result)
             if name == "mutate_binary":
                 failing = []
-                if args.get("failing_input_json"):
-                    failing = [FailingCase(json.loads(str(args["failing_input_json"])),
+                if args.get("failing_input_json") is not None:
+                    failing = [FailingCase(_json_arg(args["failing_input_json"]),
                                            "the caller says this input is handled wrongly")]
                 done = self.author.mutate(str(args["parent_id"]),
                                           str(args["task_description"]), failing=failing)
@@ -242,8 +247,8 @@ class Solver:
                 "examples": [c.to_json() for c in v.cases(include_hidden=False)][:5],
                 "metrics": metrics}
 
-    def _run(self, tool_id: str, input_json: str, result: SolveResult) -> Any:
-        value = json.loads(input_json)
+    def _run(self, tool_id: str, input_json: Any, result: SolveResult) -> Any:
+        value = _json_arg(input_json)
         result.ran.append(tool_id)
         try:
             run = self.store.run(tool_id, value)
@@ -252,6 +257,11 @@ class Solver:
             return {"error": f"{type(e).__name__}: {e}"}
         output = getattr(run, "output", run)
         return {"output": output}
+
+
+def _json_arg(value: Any) -> Any:
+    """A JSON-text argument; models often send the value itself instead, so take that too."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _description(text: str) -> str:
