@@ -205,3 +205,19 @@ def test_top_indices_matches_a_full_sort(values: list[float], n: int) -> None:
     got = top_indices(scores, n)
     want = sorted(range(len(values)), key=lambda i: (-values[i], i))[:n]
     assert [values[i] for i in got] == [values[i] for i in want]
+
+
+@given(st.text(max_size=3000))
+def test_engine_input_is_bounded_and_never_empty(text: str) -> None:
+    from ouroboros.capabilities.skills.embedding import MAX_CHARS, MAX_WORD, _clean
+
+    cleaned = _clean(text)
+    assert 0 < len(cleaned) <= MAX_CHARS
+    assert "\x00" not in cleaned
+    assert all(len(w) <= MAX_WORD for w in cleaned.split())
+
+
+def test_huge_and_odd_inputs_embed_to_unit_vectors(embedder: E5Embedder) -> None:
+    for text in ["x" * 100_000, "word " * 20_000, "\x00 NUL", "你好 🎉", ""]:
+        v = embedder.embed_query(text)
+        assert v.shape == (384,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)

@@ -97,9 +97,15 @@ class E5Embedder:
         return normalise(out.reshape(self._dim))
 
 
+MAX_CHARS = 1000  # about 250 tokens: a description says what a tool does in its first lines
+MAX_WORD = 64  # the engine's word-piece split is quadratic in word length
+
+
 def _clean(text: str) -> str:
-    """Collapse whitespace and drop NULs: the C engine takes a C string."""
-    return " ".join(text.replace("\x00", " ").split()) or "empty"
+    """What the engine sees: no NULs (it takes a C string), words of bounded length, and no
+    more text than fits the model's window (a 100 kB input would otherwise take minutes)."""
+    words = [w[:MAX_WORD] for w in text.replace("\x00", " ").split()]
+    return " ".join(words)[:MAX_CHARS] or "empty"
 
 
 _default: E5Embedder | None = None
