@@ -78,8 +78,11 @@ def bench_warm(calls: int) -> dict[str, Any]:
             finally:
                 sys.stdin = old
 
+    # The interpreter itself, not the venv's (its .pth files) nor a pyenv shim (a bash script).
+    bare = str(Path(sys.base_prefix) / "bin" / "python3")
+
     def subprocess_call() -> None:
-        subprocess.run([sys.executable, "-c", source], input=stdin.encode(),
+        subprocess.run([bare, "-c", source], input=stdin.encode(),
                        capture_output=True, check=True)
 
     py_calls = max(10, calls // 10)

@@ -69,9 +69,9 @@ def test_gate_rejects_a_fingerprint_that_does_not_name_the_content(
 def test_gate_runs_the_cases_of_content_it_has_not_seen(
     rt: Runtime, wstore: SkillStore, make_spec: SpecFactory
 ) -> None:
+    from ouroboros.capabilities.skills.artifacts import compute_fingerprint
     from ouroboros.capabilities.skills.builders import Built
     from ouroboros.capabilities.skills.spec import ToolSpec
-    from ouroboros.capabilities.skills.store import compute_fingerprint
 
     v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
     bad_cases = cases((2, 5))

@@ -281,3 +281,16 @@ def test_stdin_shadow_checks_descriptors_and_pointers(
     probe = ERRNO_PROBE.replace("FD", str(fd)).replace("PTR", str(ptr))
     done = runtimes.sandbox.run(wasm(probe), ["tool"], b"input", TIGHT)
     assert done.exit_code == errno
+
+
+def test_a_cwasm_others_could_write_is_not_loaded(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    sandbox = WasmSandbox(folder)
+    module = wasm('(module (memory (export "memory") 1) (func (export "_start")))')
+    sandbox.modules.get(module)
+    (cwasm,) = folder.glob("*.cwasm")
+    cwasm.chmod(0o666)
+    fresh = ModuleCache(sandbox.engine, sandbox.modules.config_key, folder)
+    fresh.get(module)
+    assert (fresh.compiles, fresh.disk_hits) == (1, 0)
+    assert cwasm.stat().st_mode & 0o777 == 0o600  # replaced by a trusted copy

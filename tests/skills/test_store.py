@@ -15,8 +15,8 @@ from ouroboros.capabilities.skills import (
     ToolRejected,
     ToolSpec,
 )
+from ouroboros.capabilities.skills.artifacts import compute_fingerprint
 from ouroboros.capabilities.skills.builders import Built
-from ouroboros.capabilities.skills.store import compute_fingerprint
 
 from .conftest import SpecFactory, cases
 
@@ -280,3 +280,24 @@ def test_zig_tool_builds_with_the_ziglang_wheel(
                             tests=cases(("abc", {"bytes": 5}))))
     assert v.runtime == "wasi" and v.meta["runtime_version"].startswith("ziglang")
     assert store.run("count_bytes", [1, 2]).output == {"bytes": 6}
+
+
+def test_test_report_json_hides_hidden_inputs_by_default(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    store.add(make_spec("double", source=DOUBLE, tests=cases((2, 4), hidden=((31337, 62674),))))
+    shown = json.dumps(store.test("double").to_json())
+    assert "31337" not in shown and "62674" not in shown
+    assert "31337" in json.dumps(store.test("double").to_json(include_hidden=True))
+
+
+def test_concurrent_calls_keep_their_own_stdio_and_every_count(
+    store: SkillStore, make_spec: SpecFactory
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outputs = list(pool.map(lambda i: store.run("double", i).output, range(40)))
+    assert outputs == [2 * i for i in range(40)]
+    assert store.get("double").meta["metrics"]["uses"] == 40

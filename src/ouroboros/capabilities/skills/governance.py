@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from ouroboros.kernel import PatchType, TestContext, TestOutcome
 
 from . import metrics as metrics_mod
+from .artifacts import compute_fingerprint, default_runtimes
 from .builders import Built
 from .errors import SkillError, ToolRejected
 from .runtimes import Runtimes, current_interpreter
 from .spec import ToolSpec
-from .store import SkillStore, ToolVersion, compute_fingerprint, default_runtimes
+from .store import SkillStore, ToolVersion
 from .testing import run_cases
 
 if TYPE_CHECKING:

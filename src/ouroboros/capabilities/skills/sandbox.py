@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import math
 import os
+import stat
 import struct
 import tempfile
 import threading
@@ -215,7 +216,7 @@ class ModuleCache:
 
     def _load_or_compile(self, wasm: bytes, digest: str) -> wasmtime.Module:
         path = None if self.directory is None else self.directory / f"{self.key(digest)}.cwasm"
-        if path is not None and path.is_file():
+        if path is not None and _trusted(path):
             try:
                 module = wasmtime.Module.deserialize_file(self.engine, str(path))
                 self.disk_hits += 1
@@ -225,12 +226,24 @@ class ModuleCache:
         module = wasmtime.Module(self.engine, wasm)
         self.compiles += 1
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(module.serialize())
             os.replace(tmp, path)
         return module
+
+
+def _trusted(path: Path) -> bool:
+    """A .cwasm is native code that wasmtime runs as found: load only a regular file owned by
+    this user in a folder owned by this user, neither writable by anyone else."""
+    try:
+        for st in (os.lstat(path.parent), os.lstat(path)):
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 HostStubs = dict[tuple[str, str], Callable[..., object]]

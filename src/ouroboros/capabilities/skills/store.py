@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,13 @@ from typing import Any
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
+from .artifacts import (
+    compute_fingerprint,
+    default_runtimes,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
 from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
@@ -37,7 +43,6 @@ from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
 
-FINGERPRINT_CHARS = 16
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
 
@@ -208,7 +213,7 @@ class SkillStore:
                 "metrics": metrics_mod.empty(),
                 "embedding_model": None,
             }
-            _write_json(stage / "meta.json", meta)
+            write_json(stage / "meta.json", meta)
             staged = self._version_from(stage, meta)
             if self.registrar is not None:
                 self.registrar(staged)
@@ -219,8 +224,12 @@ class SkillStore:
             final = self.tools_dir / spec.name / "versions" / fingerprint
             final.parent.mkdir(parents=True, exist_ok=True)
             if not final.is_dir():  # the kernel's effect may have installed it already
-                os.replace(stage, final)
-            _write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
+                try:
+                    os.replace(stage, final)
+                except OSError:
+                    if not final.is_dir():  # not a concurrent writer of the same version
+                        raise
+            write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
             return self._version_from(final, meta)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -322,7 +331,7 @@ class SkillStore:
     def set_embedding(self, tool_id: str, fingerprint: str, vector: bytes, model: str) -> None:
         """Attach a description embedding (retrieval side); the model id goes in meta.json."""
         version = self.get(tool_id, fingerprint)
-        _write_bytes(version.path / "embedding.vec", vector)
+        write_bytes(version.path / "embedding.vec", vector)
         self._update_meta(version, {"embedding_model": model})
 
     # -- internals ----------------------------------------------------------------------
@@ -365,7 +374,7 @@ class SkillStore:
         with metrics_mod.locked(version.path):
             meta = json.loads((version.path / "meta.json").read_text())
             meta.update(changes)
-            _write_json(version.path / "meta.json", meta)
+            write_json(version.path / "meta.json", meta)
 
     def _head(self, tool_id: str) -> str | None:
         if self.head_resolver is not None:
@@ -383,7 +392,7 @@ class SkillStore:
 
     def _load(self, path: Path) -> ToolVersion:
         if (path / metrics_mod.LOG).is_file():
-            meta = metrics_mod.fold(path, _write_json)
+            meta = metrics_mod.fold(path, write_json)
         else:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         return self._version_from(path, meta)
@@ -400,44 +409,3 @@ class SkillStore:
             path=path,
             meta=meta,
         )
-
-
-def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
-    """Content identity of a version: name, description, language, every file, the runtime
-    and the interpreter (or the compiled module) it runs on."""
-    material = {
-        "name": spec.name,
-        "description": spec.description,
-        "language": spec.language,
-        "runtime": built.runtime,
-        "interpreter": built.runtime_digest,
-        "wasm": blob_hash(built.wasm) if built.wasm is not None else None,
-        "files": {rel: blob_hash(data) for rel, data in sorted(spec.files.items())},
-    }
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
-    return blob_hash(canonical).split(":", 1)[1][:FINGERPRINT_CHARS]
-
-
-_RUNTIMES: Runtimes | None = None
-
-
-def default_runtimes() -> Runtimes:
-    """One sandbox per process: engines and compiled modules are shared by every store."""
-    global _RUNTIMES
-    if _RUNTIMES is None:
-        _RUNTIMES = Runtimes()
-    return _RUNTIMES
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode())
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())

@@ -72,7 +72,8 @@ class CaseResult:
     def describe(self) -> str:
         """Why the case failed. A hidden case names itself and the kind of failure only."""
         if self.ok:
-            return f"{self.case.label}: passed"
+            label = f"hidden case {self.case.index}" if self.case.hidden else self.case.label
+            return f"{label}: passed"
         if self.case.hidden:
             kind = self.error_type or "wrong output"
             return f"hidden case {self.case.index} failed ({kind}); hidden cases are not shown"
@@ -86,8 +87,12 @@ class CaseResult:
         )
         return f"{self.case.label}: input {_short(self.case.input)} expected {want}, got {got}"
 
-    def to_json(self, include_hidden: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.case.label, "ok": self.ok, "hidden": self.case.hidden}
+    def to_json(self, include_hidden: bool = False) -> dict[str, Any]:
+        """A hidden case's input is left out unless asked for (it must never reach an LLM)."""
+        label = self.case.label
+        if self.case.hidden and not include_hidden:
+            label = f"hidden case {self.case.index}"
+        out: dict[str, Any] = {"name": label, "ok": self.ok, "hidden": self.case.hidden}
         if not self.ok:
             out["detail"] = self.describe()
         if include_hidden or not self.case.hidden:
@@ -105,14 +110,14 @@ class TestReport:
     def passed(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, include_hidden: bool = False) -> dict[str, Any]:
         return {
             "tool_id": self.tool_id,
             "fingerprint": self.fingerprint,
             "passed": self.passed,
             "total": len(self.results),
             "failed": sum(1 for r in self.results if not r.ok),
-            "cases": [r.to_json() for r in self.results],
+            "cases": [r.to_json(include_hidden) for r in self.results],
         }
 
 
