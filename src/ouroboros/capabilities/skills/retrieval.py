@@ -247,7 +247,9 @@ class SkillIndex:
             order = lexical[:k]
         else:
             fused = rrf([dense, lexical])
-            order = sorted(fused, key=lambda i: -fused[i])[:k]
+            dense_pos = {i: r for r, i in enumerate(dense)}
+            # ties (one retriever's #1 is the other's #2 and vice versa) go to the dense side
+            order = sorted(fused, key=lambda i: (-fused[i], dense_pos.get(i, depth)))[:k]
         if mode == "fused":
             scores = rrf([dense, lexical])
         else:

@@ -234,6 +234,12 @@ def register(tool_app: typer.Typer) -> None:
     tool_app.command("history")(history)
 
 
+def _ranks(hit: Any) -> str:
+    dense = f"dense #{hit.dense_rank}" if hit.dense_rank else "dense -"
+    bm25 = f"BM25 #{hit.bm25_rank}" if hit.bm25_rank else "BM25 -"
+    return f"{dense}, {bm25}"
+
+
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """Offline: index the starter tools and find them by meaning, no LLM needed."""
     store = store_for(rt)
@@ -247,7 +253,7 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
                   "what is 70 degrees fahrenheit in celsius",
                   "when is 03/04/2024 in ISO format"):
         hits = index.search(query, k=3)
-        say(f"search {query!r} → " + ", ".join(f"{h.tool_id} ({h.score:.3f})" for h in hits))
+        say(f"search {query!r} → " + ", ".join(f"{h.tool_id} ({_ranks(h)})" for h in hits))
     lexical = index.search("what is 70 degrees fahrenheit in celsius", k=3, mode="bm25")
     say(f"BM25 alone finds {len(lexical)} tool(s) for that (no shared words); the fused "
         "ranking finds unit_convert by meaning.")
