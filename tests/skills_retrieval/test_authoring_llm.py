@@ -156,6 +156,9 @@ def test_mutate_under_a_new_name_keeps_lineage(
     v = ToolAuthor(store, provider).mutate("csv_rows", "same, as its own tool",
                                            name="csv_rows_v2").version
     assert v.tool_id == "csv_rows_v2" and v.parent == parent_fp
+    assert v.runtime == "micropython"  # kept from the parent when the model does not say
+    assert v.files(include_hidden=True)["tests/cases.json"] == (
+        store.get("csv_rows").files(include_hidden=True)["tests/cases.json"])
     assert len(store.versions("csv_rows")) == 1
 
 
@@ -187,3 +190,16 @@ def test_name_from_task_is_always_a_valid_tool_name() -> None:
     assert name_from_task("Convert a CSV file into JSON!") == "convert_csv_file_json"
     assert name_from_task("123 go") == "tool_123_go"
     assert name_from_task("!!!") == "tool"
+
+
+def test_a_mutation_identical_to_its_parent_is_sent_back(
+    store: SkillStore, chat_stub: ChatStub, provider: OpenAICompatibleProvider
+) -> None:
+    csv_parent(store)
+    same = ("```python src/main.py\n" + store.get("csv_rows").source + "```")
+    chat_stub.replies += [same, same]
+    with pytest.raises(AuthoringFailed) as e:
+        ToolAuthor(store, provider, max_repairs=1).mutate("csv_rows", "handle quotes")
+    assert e.value.reason == "unchanged"
+    assert "identical to the current version" in chat_stub.user_messages(1)[-1]
+    assert len(store.versions("csv_rows")) == 1

@@ -156,10 +156,13 @@ class ToolAuthor:
         prompt = mutate_prompt(task, parent.tool_id, parent.description, parent.language,
                                sources, visible, bool(hidden), failing, name)
         base = {**sources, CASES_PATH: json.dumps(visible)}
+        parent_cases = parent.files(include_hidden=True)[CASES_PATH]
+        runtime = parent.runtime if parent.runtime == "micropython" else None
 
         def to_spec(files: dict[str, str]) -> ToolSpec:
             return _spec_from_files(files, tool_id, parent.description, parent.language,
-                                    base=base, hidden=hidden)
+                                    base=base, hidden=hidden, fallback_runtime=runtime,
+                                    parent_cases=parent_cases)
 
         return self._attempts("mutate", tool_id, parent, prompt, to_spec, hidden=hidden)
 
@@ -226,6 +229,14 @@ class ToolAuthor:
             except SkillError as e:  # MalformedTool from the spec, BuildFailed, ...
                 reason, detail = "malformed", redact_hidden(str(e), hidden)
             else:
+                if parent is not None and version.fingerprint == parent.fingerprint:
+                    reason, detail = "unchanged", (
+                        "the answer is identical to the current version; change it as the "
+                        "task asks")
+                    self._record(tool_id, {**record, "outcome": "rejected", "reason": reason,
+                                           "detail": detail})
+                    messages.append({"role": "user", "content": repair_prompt(reason, detail)})
+                    continue
                 self._record(tool_id, {**record, "outcome": "accepted",
                                        "fingerprint": version.fingerprint})
                 if self._on_accepted is not None:
@@ -265,10 +276,14 @@ def _spec_from_files(
     *,
     base: Mapping[str, str],
     hidden: Sequence[Mapping[str, Any]],
+    fallback_runtime: str | None = None,
+    parent_cases: bytes | None = None,
 ) -> ToolSpec:
     """A spec from the model's files over `base` (the parent's), hidden cases re-attached.
 
     The name is ours, not the model's: a model cannot overwrite another tool by naming it.
+    Cases equal to the parent's keep the parent's exact bytes, so an answer that changes
+    nothing yields the parent's fingerprint rather than a reformatted twin.
     """
     meta: dict[str, Any] = {}
     if "meta.json" in files:
@@ -281,18 +296,24 @@ def _spec_from_files(
         meta = loaded
     description = str(meta.get("description") or fallback_description).strip()
     language = str(meta.get("language") or fallback_language)
-    merged = {**base, **{p: c for p, c in files.items() if p != "meta.json"}}
+    runtime = meta.get("runtime") if isinstance(meta.get("runtime"), str) else fallback_runtime
+    merged: dict[str, bytes] = {p: c.encode("utf-8") for p, c in base.items()}
+    merged.update({p: c.encode("utf-8") for p, c in files.items() if p != "meta.json"})
     if language in LANGUAGES and LANGUAGES[language] not in merged:
         raise AnswerFormatError(f"the answer has no {LANGUAGES[language]} block")
-    if hidden:
-        visible = parse_cases(merged.get(CASES_PATH, "[]").encode())  # validates the JSON
-        del visible
+    if hidden and CASES_PATH in merged:
+        parse_cases(merged[CASES_PATH])  # names the bad case if the model's JSON is wrong
         cases = [c for c in json.loads(merged[CASES_PATH]) if not c.get("hidden")]
-        merged[CASES_PATH] = json.dumps([*cases, *hidden], indent=1)
-    return ToolSpec(
-        name=name,
-        description=description,
-        language=language,
-        files={p: c.encode("utf-8") for p, c in merged.items()},
-        runtime=meta.get("runtime") if isinstance(meta.get("runtime"), str) else None,
-    )
+        merged[CASES_PATH] = json.dumps([*cases, *hidden], indent=1).encode("utf-8")
+    if parent_cases is not None and CASES_PATH in merged and _same_json(
+            merged[CASES_PATH], parent_cases):
+        merged[CASES_PATH] = parent_cases
+    return ToolSpec(name=name, description=description, language=language, files=merged,
+                    runtime=runtime)
+
+
+def _same_json(a: bytes, b: bytes) -> bool:
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
