@@ -53,6 +53,21 @@ def timed(fn: Callable[[], Any], n: int, warmup: int = 3) -> dict[str, float]:
     return {"p50_ms": statistics.median(samples), "p95_ms": pct(samples, 95), "n": n}
 
 
+def timed_pair(
+    a: Callable[[], Any], b: Callable[[], Any], n: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    a(), b()
+    sa: list[float] = []
+    sb: list[float] = []
+    for _ in range(n):
+        for fn, samples in ((a, sa), (b, sb)):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1000)
+    return ({"p50_ms": statistics.median(sa), "p95_ms": pct(sa, 95), "n": n},
+            {"p50_ms": statistics.median(sb), "p95_ms": pct(sb, 95), "n": n})
+
+
 def starter(name: str) -> ToolSpec:
     return load_tool_dir(next(d for d in starter_dirs() if d.name == name))
 
@@ -86,15 +101,16 @@ def bench_warm(calls: int) -> dict[str, Any]:
                        capture_output=True, check=True)
 
     py_calls = max(10, calls // 10)
+    # Interleaved, so both see the same load on a shared machine.
+    cpython, bare_python = timed_pair(lambda: store.run("word_stats_cpython", WORDS),
+                                      subprocess_call, py_calls)
     return {
         "C checksum (wasm, zig cc)": timed(lambda: store.run("checksum", WORDS), calls),
         "WAT sum_ints (wasm)": timed(lambda: store.run("sum_ints", [1, 2, 3, 4]), calls),
         "Python word_stats on MicroPython (wasm)":
             timed(lambda: store.run("word_stats", WORDS), calls),
-        "Python word_stats on CPython 3.15 (wasm snapshot)":
-            timed(lambda: store.run("word_stats_cpython", WORDS), py_calls),
-        "Python word_stats, python3 subprocess (no isolation)":
-            timed(subprocess_call, py_calls),
+        "Python word_stats on CPython 3.15 (wasm snapshot)": cpython,
+        "Python word_stats, python3 subprocess (no isolation)": bare_python,
         "Python word_stats, in-process exec (no isolation)": timed(in_process, calls),
     }
 

@@ -104,3 +104,12 @@ def test_run_demo_narrates_the_loop(tmp_path: Path) -> None:
     assert "Added checksum@" in text and "run sum_ints: 42" in text
     assert "A careless mutation is rejected (tests)" in text
     assert "contained (limits)" in text and "FuelExhausted" in text
+
+
+def test_run_limits_are_options(home: Path) -> None:
+    invoke(home, "add", str(starter("sum_ints")))
+    code, out = invoke(home, "run", "sum_ints", "--input", "[1, 2]", "--fuel", "50", "--json")
+    assert code == 1 and json.loads(out)["error"] == "FuelExhausted"
+    invoke(home, "add", str(starter("checksum")))  # its 1 MiB stack alone needs > 1 MiB
+    code, out = invoke(home, "run", "checksum", "--input", '"x"', "--memory", "1")
+    assert code == 1 and "MemoryLimitExceeded" in out

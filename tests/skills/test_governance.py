@@ -135,3 +135,62 @@ def test_rejected_candidate_leaves_no_version_and_no_patch(
         wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 5))))
     assert rt.value("skills/double") is None
     assert not (wstore.tools_dir / "double").exists()
+
+
+def test_pending_skill_patch_installs_the_version_on_approval(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory
+) -> None:
+    from ouroboros.capabilities.skills import ToolNotFound, ToolPending
+
+    gates = rt.value("kernel/gates")
+    gates["approval"].append({"types": ["skill"], "targets": ["*"]})
+    out = rt.submit(rt.sign(rt.propose("config", "kernel/gates", value=gates,
+                                       author="operator", reasoning="review new skills"),
+                            "root"))
+    assert out.status == "applied", out.reason
+    with pytest.raises(ToolPending) as pending:
+        wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    with pytest.raises(ToolNotFound):
+        wstore.get("double")
+    assert not (wstore.tools_dir / "double").exists()
+    assert rt.approve(pending.value.patch_hash).status == "applied"
+    assert wstore.run("double", 8).output == 16
+
+
+def test_a_workspace_lists_and_restores_tools_from_the_ledger(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory, runtimes: Runtimes
+) -> None:
+    import shutil
+
+    v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    shutil.rmtree(wstore.tools_dir)  # e.g. a workspace restored from its ledger and blobs
+    again = open_store(rt, runtimes)
+    assert [t.fingerprint for t in again.list()] == [v.fingerprint]
+    assert again.run("double", 4).output == 8
+
+
+def test_gate_rejects_every_single_byte_tamper(
+    rt: Runtime, wstore: SkillStore, make_spec: SpecFactory, runtimes: Runtimes
+) -> None:
+    from types import SimpleNamespace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ouroboros.capabilities.skills.governance import check_cases
+
+    v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
+    value = patch_value(v.meta)
+    assert check_cases(SimpleNamespace(new_value=value), rt.blobs, runtimes).ok
+
+    @settings(max_examples=40, deadline=None)
+    @given(path=st.sampled_from(sorted(value["files"])), where=st.integers(0, 10_000),
+           bit=st.integers(0, 7))
+    def tamper(path: str, where: int, bit: int) -> None:
+        data = bytearray(rt.blobs.get(value["files"][path]))
+        data[where % len(data)] ^= 1 << bit
+        forged = {**value, "files": {**value["files"], path: rt.blobs.put(bytes(data))}}
+        outcome = check_cases(SimpleNamespace(new_value=forged), rt.blobs, runtimes)
+        assert not outcome.ok and "fingerprint does not match" in outcome.detail
+
+    tamper()

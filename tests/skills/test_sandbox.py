@@ -267,18 +267,20 @@ ERRNO_PROBE = """(module
   (memory (export "memory") 1)
   (func (export "_start")
     (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 8))
-    (call $exit (call $r (i32.const FD) (i32.const PTR) (i32.const 1) (i32.const 16)))))"""
+    (call $exit (call $r (i32.const FD) (i32.const PTR) (i32.const COUNT) (i32.const 16)))))"""
 
 
 @pytest.mark.parametrize(
-    ("fd", "ptr", "errno"),
-    [(0, 0, 0), (3, 0, 8), (0, 70000, 21)],
-    ids=["stdin reads", "no other descriptor exists (EBADF)", "bad pointer (EFAULT)"],
+    ("fd", "ptr", "count", "errno"),
+    [(0, 0, 1, 0), (3, 0, 1, 8), (0, 70000, 1, 21), (0, 0, 1 << 20, 28)],
+    ids=["stdin reads", "no other descriptor exists (EBADF)", "bad pointer (EFAULT)",
+         "absurd iovec count (EINVAL)"],
 )
 def test_stdin_shadow_checks_descriptors_and_pointers(
-    runtimes: Runtimes, fd: int, ptr: int, errno: int
+    runtimes: Runtimes, fd: int, ptr: int, count: int, errno: int
 ) -> None:
-    probe = ERRNO_PROBE.replace("FD", str(fd)).replace("PTR", str(ptr))
+    probe = (ERRNO_PROBE.replace("FD", str(fd)).replace("PTR", str(ptr))
+             .replace("COUNT", str(count)))
     done = runtimes.sandbox.run(wasm(probe), ["tool"], b"input", TIGHT)
     assert done.exit_code == errno
 

@@ -301,3 +301,21 @@ def test_concurrent_calls_keep_their_own_stdio_and_every_count(
         outputs = list(pool.map(lambda i: store.run("double", i).output, range(40)))
     assert outputs == [2 * i for i in range(40)]
     assert store.get("double").meta["metrics"]["uses"] == 40
+
+
+@pytest.mark.parametrize("victim", ["tool.wasm", "src/main.wat"])
+def test_a_version_edited_on_disk_is_refused(
+    store: SkillStore, make_spec: SpecFactory, victim: str
+) -> None:
+    from ouroboros.capabilities.skills import ToolCorrupt
+
+    wat = (Path(__file__).parents[2] / "src/ouroboros/capabilities/skills/starter/sum_ints"
+           / "src/main.wat").read_text()
+    v = store.add(make_spec("sums", language="wat", source=wat, tests=cases(([1, 2], 3))))
+    path = v.path / victim
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x01
+    path.write_bytes(bytes(data))
+    fresh = SkillStore(store.root, runtimes=store.runtimes)
+    with pytest.raises(ToolCorrupt, match=f"{victim} does not match its recorded hash"):
+        fresh.run("sums", [1, 2])

@@ -15,6 +15,10 @@ class ToolNotFound(SkillError):
     """No tool (or no such version of it) is registered."""
 
 
+class ToolCorrupt(SkillError):
+    """A stored version's files no longer match the hashes recorded at registration."""
+
+
 class MalformedTool(SkillError):
     """A tool directory or spec does not follow the documented format."""
 

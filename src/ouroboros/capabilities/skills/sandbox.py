@@ -15,7 +15,6 @@ import importlib.metadata
 import math
 import os
 import stat
-import struct
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ from .errors import (
     SandboxError,
     ToolCrashed,
 )
+from .stdio import CURRENT, Capture, Stdio, fd_read, fd_write
 
 WASM_PAGE = 65536
 TICK_S = 0.002
@@ -65,87 +65,6 @@ class Execution:
     exit_code: int
     fuel_used: int | None
     elapsed_s: float
-
-
-class _Capture:
-    """stdout/stderr kept in memory up to a cap; bytes beyond it are counted, not kept."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-        self.overflow = False
-
-    def write(self, chunk: bytes | bytearray) -> int:
-        room = self.cap - len(self.data)
-        if len(chunk) > room:
-            self.overflow = True
-            self.data += chunk[: max(room, 0)]
-        else:
-            self.data += chunk
-        return len(chunk)
-
-
-EBADF, EFAULT = 8, 21
-_CURRENT = threading.local()
-
-
-class _Stdio:
-    """One call's stdin bytes and output captures, found by the shadowed WASI calls."""
-
-    def __init__(self, stdin: bytes, out: _Capture, err: _Capture) -> None:
-        self.stdin = stdin
-        self.pos = 0
-        self.out = out
-        self.err = err
-
-
-def _guest_memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
-    memory = caller.get("memory")
-    return memory if isinstance(memory, wasmtime.Memory) else None
-
-
-def _fd_read(caller: wasmtime.Caller, fd: int, iovs: int, count: int, nread: int) -> int:
-    """stdin served from host memory: no temporary file and no I/O thread per call."""
-    stdio: _Stdio | None = getattr(_CURRENT, "stdio", None)
-    memory = _guest_memory(caller)
-    if fd != 0 or stdio is None or memory is None:
-        return EBADF
-    try:
-        table = memory.read(caller, iovs, iovs + 8 * count)
-        total = 0
-        for i in range(count):
-            buf, length = struct.unpack_from("<II", table, 8 * i)
-            chunk = stdio.stdin[stdio.pos : stdio.pos + length]
-            if chunk:
-                memory.write(caller, chunk, buf)
-            stdio.pos += len(chunk)
-            total += len(chunk)
-            if len(chunk) < length:
-                break
-        memory.write(caller, struct.pack("<I", total), nread)
-    except (wasmtime.WasmtimeError, IndexError, ValueError, struct.error):
-        return EFAULT
-    return 0
-
-
-def _fd_write(caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten: int) -> int:
-    """stdout and stderr captured in host memory, up to the output cap."""
-    stdio: _Stdio | None = getattr(_CURRENT, "stdio", None)
-    memory = _guest_memory(caller)
-    if fd not in (1, 2) or stdio is None or memory is None:
-        return EBADF
-    sink = stdio.out if fd == 1 else stdio.err
-    try:
-        table = memory.read(caller, iovs, iovs + 8 * count)
-        total = 0
-        for i in range(count):
-            buf, length = struct.unpack_from("<II", table, 8 * i)
-            if length:
-                total += sink.write(memory.read(caller, buf, buf + length))
-        memory.write(caller, struct.pack("<I", total), nwritten)
-    except (wasmtime.WasmtimeError, IndexError, ValueError, struct.error):
-        return EFAULT
-    return 0
 
 
 class EpochTicker:
@@ -270,8 +189,8 @@ class WasmSandbox:
         self.linker.allow_shadowing = True
         io_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()])
         wasi = "wasi_snapshot_preview1"
-        self.linker.define_func(wasi, "fd_read", io_type, _fd_read, access_caller=True)
-        self.linker.define_func(wasi, "fd_write", io_type, _fd_write, access_caller=True)
+        self.linker.define_func(wasi, "fd_read", io_type, fd_read, access_caller=True)
+        self.linker.define_func(wasi, "fd_write", io_type, fd_write, access_caller=True)
         self._stubs = host_stubs or {}
         self._stubbed: set[tuple[str, str]] = set()
         self._pres: dict[int, wasmtime.InstancePre] = {}
@@ -311,7 +230,7 @@ class WasmSandbox:
         """
         module = self.modules.get(wasm, wasm_hash)
         pre = self._instance_pre(module)
-        out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
+        out, err = Capture(limits.output_bytes), Capture(limits.output_bytes)
         fuel = UNLIMITED_FUEL if limits.fuel is None else limits.fuel
         store = wasmtime.Store(self.engine)
         try:
@@ -325,11 +244,11 @@ class WasmSandbox:
             wasi.argv = list(argv)
             wasi.env = []
             store.set_wasi(wasi)
-            _CURRENT.stdio = _Stdio(stdin, out, err)
+            CURRENT.stdio = Stdio(stdin, out, err)
             exit_code, trap, elapsed, near_cap = self._drive(pre, store, limits)
             used = None if limits.fuel is None else fuel - store.get_fuel()
         finally:
-            _CURRENT.stdio = None
+            CURRENT.stdio = None
             store.close()
         if out.overflow or err.overflow:
             raise OutputTooLarge(

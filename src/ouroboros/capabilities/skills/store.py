@@ -37,7 +37,14 @@ from .artifacts import (
 )
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
-from .errors import BuildFailed, MalformedTool, SandboxError, ToolNotFound, ToolRejected
+from .errors import (
+    BuildFailed,
+    MalformedTool,
+    SandboxError,
+    ToolCorrupt,
+    ToolNotFound,
+    ToolRejected,
+)
 from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
@@ -126,6 +133,7 @@ class SkillStore:
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
+        self.tool_lister: Callable[[], builtins.list[str]] | None = None
         self._runnables: dict[Path, tuple[Built, str]] = {}
 
     # -- registration -------------------------------------------------------------------
@@ -249,14 +257,13 @@ class SkillStore:
 
     def list(self) -> list[ToolVersion]:
         """The current version of every tool, by name."""
-        if not self.tools_dir.is_dir():
-            return []
-        out = []
-        for d in sorted(self.tools_dir.iterdir()):
-            if d.name.startswith(".") or self._head(d.name) is None:
-                continue
-            out.append(self.get(d.name))
-        return out
+        if self.tool_lister is not None:
+            names = self.tool_lister()
+        elif self.tools_dir.is_dir():
+            names = [d.name for d in self.tools_dir.iterdir() if not d.name.startswith(".")]
+        else:
+            names = []
+        return [self.get(name) for name in sorted(names) if self._head(name) is not None]
 
     def versions(self, tool_id: str) -> builtins.list[ToolVersion]:
         """Every version of a tool, oldest first."""
@@ -283,7 +290,10 @@ class SkillStore:
 
     # -- running ------------------------------------------------------------------------
 
-    def run(self, tool_id: str, input: Any, fingerprint: str | None = None) -> RunResult:
+    def run(
+        self, tool_id: str, input: Any, fingerprint: str | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
         """Call a tool with one JSON value and return the JSON it printed.
 
         Raises:
@@ -295,7 +305,9 @@ class SkillStore:
         fp, path, built, source = self._runnable(tool_id, fingerprint)
         start = time.perf_counter()
         try:
-            output, execution = call_tool(self.runtimes, built, source, input, self.limits)
+            output, execution = call_tool(
+                self.runtimes, built, source, input, limits or self.limits
+            )
         except SandboxError:
             metrics_mod.append(path, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
             raise
@@ -355,12 +367,17 @@ class SkillStore:
         return fp, path, cached[0], cached[1]
 
     def _built_of(self, version: ToolVersion) -> Built:
+        """The version's module, checked against its recorded hash (and its source file,
+        checked too), so a file edited on disk after registration is never run."""
         wasm = None
         if version.meta.get("wasm"):
             wasm_path = version.path / "tool.wasm"
             wasm = wasm_path.read_bytes() if wasm_path.is_file() else self.blobs.get(
                 version.meta["wasm"]
             )
+            _check(version, "tool.wasm", wasm, version.meta["wasm"])
+        source = version.meta["source"]
+        _check(version, source, (version.path / source).read_bytes(), version.meta["files"][source])
         return Built(
             version.runtime,
             version.meta.get("runtime_version", ""),
@@ -408,4 +425,12 @@ class SkillStore:
             runtime=meta["runtime"],
             path=path,
             meta=meta,
+        )
+
+
+def _check(version: ToolVersion, name: str, data: bytes, digest: str) -> None:
+    if blob_hash(data) != digest:
+        raise ToolCorrupt(
+            f"{version.tool_id}@{version.fingerprint}: {name} does not match its recorded hash "
+            f"{digest}; it was changed on disk after registration (restore it from the blobs)"
         )

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 the tool failed or hit a limit, 2 usage (bad JSON, unknown t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.table import Table
 from ouroboros.capabilities.skills import (
     SandboxError,
     SkillStore,
+    ToolCorrupt,
     ToolNotFound,
     ToolRejected,
     ToolVersion,
@@ -114,6 +116,9 @@ def run_cmd(
     input_json: str = typer.Option(None, "--input", "-i",
                                    help="Input as JSON (default: read stdin)."),
     fingerprint: str = typer.Option(None, "--version", help="A specific fingerprint."),
+    fuel: int = typer.Option(None, "--fuel", min=1, help="Instruction budget (WASM tools)."),
+    deadline: float = typer.Option(None, "--deadline", min=0.001, help="Wall-clock seconds."),
+    memory_mib: int = typer.Option(None, "--memory", min=1, help="Memory cap in MiB."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -126,12 +131,20 @@ def run_cmd(
     _, store = _store(home)
     _get(store, tool_id, fingerprint)
     try:
-        result = store.run(tool_id, value, fingerprint=fingerprint)
+        limits = dataclasses.replace(
+            store.limits,
+            fuel=fuel if fuel is not None else store.limits.fuel,
+            deadline_s=deadline if deadline is not None else store.limits.deadline_s,
+            memory_bytes=memory_mib << 20 if memory_mib is not None else store.limits.memory_bytes,
+        )
+        result = store.run(tool_id, value, fingerprint=fingerprint, limits=limits)
     except SandboxError as e:
         if as_json:
             print_json({"ok": False, "error": type(e).__name__, "message": str(e)})
             raise typer.Exit(1) from None
         _fail(f"{tool_id} failed: {type(e).__name__}: {e}", 1)
+    except ToolCorrupt as e:
+        _fail(str(e), 1, "delete that version directory: the workspace reinstalls it from its blobs")
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
@@ -194,7 +207,10 @@ def test_cmd(
     """Re-run a tool's cases (hidden ones included) against its stored binary."""
     _, store = _store(home)
     _get(store, tool_id, fingerprint)
-    report = store.test(tool_id, fingerprint)
+    try:
+        report = store.test(tool_id, fingerprint)
+    except ToolCorrupt as e:
+        _fail(str(e), 1)
     if as_json:
         print_json(report.to_json())
     else:
