@@ -238,3 +238,26 @@ def test_breaker_pauses_author_after_three_rejections(alice: Runtime, clock: Man
     assert (blocked.stage, blocked.status) == ("breaker", "rejected")
     clock.advance(hours=48, seconds=1)
     assert submit(alice, type="prompt", target="agents/a/prompt", value="ok").status == "applied"
+
+
+def test_effects_run_after_apply_and_after_rollback(rt: Runtime) -> None:
+    seen: list[tuple[str, Any]] = []
+    rt.registry.register_type(PatchType("bytecode", {"type": "object"},
+                                        effect=lambda p, v: seen.append((p.author, v))))
+    out = rt.propose_and_submit(type="bytecode", target="flux/p", value={"v": 1}, reasoning="r",
+                                author="flux")
+    assert out.seq is not None
+    rt.rollback(to=out.seq - 1)
+    assert seen == [("flux", {"v": 1}), ("rollback", None)]
+
+
+def test_failing_effect_is_recorded_and_patch_stands(rt: Runtime) -> None:
+    def boom(_p: Any, _v: Any) -> None:
+        raise RuntimeError("disk full")
+
+    rt.registry.register_type(PatchType("bytecode", {"type": "object"}, effect=boom))
+    out = rt.propose_and_submit(type="bytecode", target="flux/p", value={"v": 1}, reasoning="r",
+                                author="flux")
+    assert out.status == "applied" and rt.value("flux/p") == {"v": 1}
+    failed = rt.log(kind="EffectFailed")
+    assert failed[-1].payload == {"patch_hash": out.patch_hash, "error": "RuntimeError: disk full"}

@@ -471,13 +471,15 @@ class Runtime:
             scratch = state.copy()
             items: list[Item] = []
             outcomes: list[SubmitOutcome] = []
+            subs: list[Submission] = []
             for p, original in plan_rollback(self, state, to=to, patch=patch):
                 p = replace(p, base=content_hash(scratch.values.get(p.target)),
                             created=iso(self.clock.now()))
                 envelope = new_envelope(p.canonical())
                 for s in signers:
                     sign_envelope(envelope, s)
-                outcome, new_items, _ = self._decide(envelope, scratch, rollback_of=original)
+                outcome, new_items, rollback_sub = self._decide(envelope, scratch,
+                                                                rollback_of=original)
                 if outcome.status != "applied":
                     raise PatchRejected(outcome.patch_hash, outcome.stage,
                                         f"rollback of {original[:19]}… refused: {outcome.reason}")
@@ -486,6 +488,7 @@ class Runtime:
                     fold_event(scratch, scratch.seq + 1, kind, payload, "", body)
                 items += new_items
                 outcomes.append(outcome)
+                subs.append(rollback_sub)
             if not items:
                 return []
             try:
@@ -493,5 +496,7 @@ class Runtime:
             except RetryAppend:
                 continue
             seqs = [s.seq for s in stored if json.loads(s.body)["kind"] == "PatchApplied"]
+            for rollback_sub in subs:  # effects follow the durable events, oldest undo first
+                self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")

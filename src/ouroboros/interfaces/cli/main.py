@@ -16,13 +16,19 @@ kernel_cmds.register(app)
 
 
 def _mount_capabilities() -> None:
-    from ouroboros.interfaces.cli import demo, flux, output, telemetry
+    from ouroboros.interfaces.cli import demo, flux, output, telemetry, tool, tool_authoring
 
     app.add_typer(telemetry.app, name="telemetry")
     demo.CAPABILITY_DEMOS.append(("Telemetry and analysis", "ouroboros.interfaces.cli.telemetry"))
     output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.flux")
     app.add_typer(flux.app, name="flux")
     demo.CAPABILITY_DEMOS.append(("FLUX: programs that evolve", "ouroboros.interfaces.cli.flux"))
+    output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.skills")
+    tool_authoring.register(tool.app)
+    app.add_typer(tool.app, name="tool")
+    demo.CAPABILITY_DEMOS.append(("Skills: WASM tools with tests and lineage",
+                                  "ouroboros.interfaces.cli.tool"))
+    demo.CAPABILITY_DEMOS.append(("Skill retrieval", "ouroboros.interfaces.cli.tool_authoring"))
     demo.register(app)
 
 

@@ -1,0 +1,75 @@
+"""Keeping the retrieval index in step with the skill store.
+
+The store owns versions; the index (under `<store root>/index/`) owns their vectors. After
+a tool is added or mutated, `index_version` embeds just that version, records the vector
+and model id beside it (`embedding.vec`, meta.json `embedding_model`) and appends it to
+the index; `sync_index` catches up with tools added by other processes or before retrieval
+existed. Neither re-embeds a version that is already current.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .embedding import Embedder
+from .retrieval import SkillIndex, tool_text
+
+
+class IndexedStore(Protocol):
+    root: Path
+
+    def list(self) -> list[Any]: ...
+
+    def set_embedding(self, tool_id: str, fingerprint: str, vector: bytes, model: str
+                      ) -> None: ...
+
+
+def index_dir(store_root: Path) -> Path:
+    return Path(store_root) / "index"
+
+
+def open_index(store: IndexedStore, embedder: Embedder | None = None) -> SkillIndex:
+    """The store's index; rebuilt from its stored texts if the model changed (for example
+    after an upgrade of the model package), since vectors of two models never mix."""
+    index = SkillIndex(index_dir(store.root), embedder)
+    if index.model_id is not None and index.model_id != index.embedder.model_id:
+        index.reindex()
+    return index
+
+
+def index_version(store: IndexedStore, index: SkillIndex, version: Any) -> None:
+    """Embed one version (if not already current) and attach its vector to the version."""
+    entry = index.get(version.tool_id)
+    text = tool_text(version.tool_id, version.description)
+    if entry is not None and entry.fingerprint == version.fingerprint and entry.text == text \
+            and version.meta.get("embedding_model") == index.model_id:
+        return
+    index.add(version.tool_id, version.fingerprint, text)
+    _attach(store, index, version)
+
+
+def sync_index(store: IndexedStore, index: SkillIndex) -> int:
+    """Index every current tool version the index lacks; returns how many were embedded."""
+    current = store.list()
+    stale = []
+    for v in current:
+        entry = index.get(v.tool_id)
+        text = tool_text(v.tool_id, v.description)
+        if entry is None or entry.fingerprint != v.fingerprint or entry.text != text:
+            stale.append(v)
+    if stale:
+        index.add_many([(v.tool_id, v.fingerprint, tool_text(v.tool_id, v.description))
+                        for v in stale])
+    for v in current:
+        if v.meta.get("embedding_model") != index.model_id and v.tool_id in index:
+            _attach(store, index, v)
+    return len(stale)
+
+
+def _attach(store: IndexedStore, index: SkillIndex, version: Any) -> None:
+    assert index.model_id is not None
+    vector = np.ascontiguousarray(index.vector(version.tool_id), dtype="<f4").tobytes()
+    store.set_embedding(version.tool_id, version.fingerprint, vector, index.model_id)

@@ -1,0 +1,264 @@
+"""``ouro tool search | create | mutate | solve | stats | history``: finding and authoring tools.
+
+Mounted on the ``ouro tool`` app by `register(tool_app)`. Search works offline on any
+workspace; create, mutate and solve need an OpenAI-compatible endpoint (OURO_LLM_BASE_URL,
+OURO_LLM_MODEL, OURO_LLM_API_KEY or the workspace's ``config/skills/llm`` value) and say so
+with exit 1 when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ouroboros.capabilities.skills import SkillStore
+from ouroboros.capabilities.skills.authoring import (
+    DEFAULT_MAX_REPAIRS,
+    AuthoringFailed,
+    ToolAuthor,
+    read_history,
+)
+from ouroboros.capabilities.skills.control import Solver, SolveStats, stats_path
+from ouroboros.capabilities.skills.discovery import index_version, open_index, sync_index
+from ouroboros.capabilities.skills.errors import SkillError
+from ouroboros.capabilities.skills.governance import ToolPending, open_store
+from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
+from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
+from ouroboros.capabilities.skills.starter import starter_dirs
+from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
+from ouroboros.kernel import OuroError, Runtime
+
+LLM_CONFIG_TARGET = "config/skills/llm"
+
+
+class CommandFailed(OuroError):
+    """A command error with an explicit exit code (1 failure, 2 usage, 3 rejected)."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+#: How commands get the store from a runtime (the governed workspace store by default).
+store_for: Callable[[Runtime], SkillStore] = open_store
+
+
+def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
+    rt = Runtime.open(home)
+    store = store_for(rt)
+    index = open_index(store)
+    sync_index(store, index)
+    return rt, store, index
+
+
+def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> ToolAuthor:
+    config = rt.value(LLM_CONFIG_TARGET)
+    try:
+        provider = provider_from_config(config if isinstance(config, dict) else None)
+    except LLMNotConfigured as e:
+        raise CommandFailed(
+            "create, mutate and solve need an LLM endpoint, and none is configured",
+            hint=f"set OURO_LLM_BASE_URL and OURO_LLM_MODEL (missing: {', '.join(e.missing)}); "
+                 "hand-written tools still work with `ouro tool add DIR`",
+        ) from None
+    except LLMError as e:
+        raise CommandFailed(str(e), exit_code=2) from None
+    return ToolAuthor(store, provider, max_repairs=repairs,
+                      on_accepted=lambda v: index_version(store, index, v))
+
+
+def _version_json(v: Any, attempts: int) -> dict[str, Any]:
+    return {"id": v.tool_id, "fingerprint": v.fingerprint, "parent": v.parent,
+            "description": v.description, "language": v.language, "attempts": attempts}
+
+
+def search(
+    query: str = typer.Argument(..., help="What the tool should do, in plain words."),
+    k: int = typer.Option(5, "-k", help="How many tools to return."),
+    mode: str = typer.Option("fused", "--mode", help="fused (default), dense or bm25."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Find tools by meaning: dense embeddings fused with BM25."""
+    if mode not in MODES:
+        raise CommandFailed(f"unknown mode {mode!r}", hint="use fused, dense or bm25", exit_code=2)
+    if k < 1 or not query.strip():
+        raise CommandFailed("the query must be non-empty and -k at least 1", exit_code=2)
+    _, _, index = _open(home)
+    hits = index.search(query, k=k, mode=mode)
+    if as_json:
+        print_json({"query": query, "mode": mode, "model": index.model_id,
+                    "results": [h.to_json() for h in hits]})
+        return
+    if not hits:
+        console.print("no tools yet: add one with `ouro tool add DIR`")
+        return
+    for rank, h in enumerate(hits, start=1):
+        desc = h.text.split(": ", 1)[-1]
+        console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {h.score:.4f}  {desc}", highlight=False)
+
+
+def create(
+    description: str = typer.Argument(..., help="What the new tool must do."),
+    name: str | None = typer.Option(None, "--name", help="snake_case name (default: derived)."),
+    language: str = typer.Option("python", "--language"),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Have the LLM write a new tool; its tests gate it, failures go back for repair."""
+    rt, store, index = _open(home)
+    author = _author(rt, store, index, repairs)
+    similar = [(h.tool_id, h.text.split(": ", 1)[-1]) for h in index.search(description, k=3)
+               ] if len(index) else []
+    _finish(lambda: author.create(description, name=name, language=language, similar=similar),
+            as_json)
+
+
+def mutate(
+    tool_id: str = typer.Argument(..., help="The tool to start from."),
+    description: str = typer.Argument(..., help="What must change."),
+    name: str | None = typer.Option(None, "--name", help="Store as a new tool with this name."),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Have the LLM specialise or fix a tool; the child keeps the parent's hidden tests."""
+    rt, store, index = _open(home)
+    author = _author(rt, store, index, repairs)
+    _finish(lambda: author.mutate(tool_id, description, name=name), as_json)
+
+
+def _finish(run: Callable[[], Any], as_json: bool) -> None:
+    try:
+        done = run()
+    except AuthoringFailed as e:
+        raise CommandFailed(str(e), hint="see `ouro tool history` for every attempt",
+                            exit_code=3) from None
+    except ToolPending as e:
+        raise CommandFailed(str(e), hint=f"approve with: ouro approve {e.patch_hash[7:19]}",
+                            exit_code=4) from None
+    except LLMError as e:
+        raise CommandFailed(str(e)) from None
+    except ValueError as e:
+        raise CommandFailed(str(e), exit_code=2) from None
+    except SkillError as e:
+        raise CommandFailed(str(e)) from None
+    if as_json:
+        print_json(_version_json(done.version, done.attempts))
+    else:
+        v = done.version
+        console.print(f"[green]registered[/green] {v.tool_id}@{v.fingerprint} "
+                      f"after {done.attempts} attempt(s)"
+                      + (f", child of {v.parent}" if v.parent else ""), highlight=False)
+
+
+def solve(
+    task: str = typer.Argument(..., help="The task, in plain words."),
+    input_json: str | None = typer.Option(None, "--input", help="Input for the task (JSON)."),
+    steps: int = typer.Option(8, "--steps", help="Most model turns."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Retrieve tools, let the model run / mutate / create, and answer."""
+    value = None
+    if input_json is not None:
+        try:
+            value = json.loads(input_json)
+        except json.JSONDecodeError as e:
+            raise CommandFailed(f"--input is not valid JSON: {e}", exit_code=2) from None
+    rt, store, index = _open(home)
+    author = _author(rt, store, index, DEFAULT_MAX_REPAIRS)
+    solver = Solver(store, index, author.provider, author, max_steps=steps)
+    try:
+        result = solver.solve(task, value)
+    except LLMError as e:
+        raise CommandFailed(str(e)) from None
+    if as_json:
+        print_json(result.to_json())
+        return
+    for step in result.steps:
+        console.print(f"  → {step['call']}({json.dumps(step['arguments'])[:120]})",
+                      highlight=False)
+    console.print(result.answer or "(no answer)", highlight=False)
+    console.print(f"[dim]outcome: {result.outcome}[/dim]")
+    if result.outcome == "unsolved":
+        raise typer.Exit(1)
+
+
+def stats(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """How tasks were served: existing tools reused versus new ones made."""
+    rt = Runtime.open(home)
+    counts = SolveStats(stats_path(store_for(rt).root)).read()
+    rate = SolveStats.reuse_rate(counts)
+    if as_json:
+        print_json({**counts, "reuse_rate": rate})
+        return
+    console.print(f"tasks {counts['tasks']}: reused {counts['reused']}, mutated "
+                  f"{counts['mutated']}, created {counts['created']}, no tool "
+                  f"{counts['no_tool']}, unsolved {counts['unsolved']}")
+    console.print("reuse rate: " + ("n/a" if rate is None else f"{rate:.0%}"))
+
+
+def history(
+    tool_id: str = typer.Argument(..., help="Tool whose authoring attempts to show."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every LLM attempt at creating or mutating a tool, accepted or rejected."""
+    rt = Runtime.open(home)
+    records = read_history(store_for(rt).root, tool_id)
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        console.print(f"no authoring history for {tool_id}")
+        return
+    for r in records:
+        extra = r.get("fingerprint") or f"{r.get('reason', '')}: {str(r.get('detail', ''))[:100]}"
+        console.print(f"{r['action']} attempt {r['attempt']}/{r['of']} [{r['model']}] "
+                      f"{r['outcome']} {extra}", highlight=False)
+
+
+def register(tool_app: typer.Typer) -> None:
+    """Add search / create / mutate / solve / stats / history to the ``ouro tool`` app."""
+    tool_app.command("search")(search)
+    tool_app.command("create")(create)
+    tool_app.command("mutate")(mutate)
+    tool_app.command("solve")(solve)
+    tool_app.command("stats")(stats)
+    tool_app.command("history")(history)
+
+
+def _ranks(hit: Any) -> str:
+    dense = f"dense #{hit.dense_rank}" if hit.dense_rank else "dense -"
+    bm25 = f"BM25 #{hit.bm25_rank}" if hit.bm25_rank else "BM25 -"
+    return f"{dense}, {bm25}"
+
+
+def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
+    """Offline: index the starter tools and find them by meaning, no LLM needed."""
+    store = store_for(rt)
+    for d in starter_dirs():
+        store.add_dir(d)
+    index = open_index(store)
+    n = sync_index(store, index)
+    say(f"Indexed {len(index)} tools ({n} embedded now) with {index.model_id}; every vector "
+        "is stored beside its version with the model id.")
+    for query in ("turn a spreadsheet export into json records",
+                  "what is 70 degrees fahrenheit in celsius",
+                  "when is 03/04/2024 in ISO format"):
+        hits = index.search(query, k=3)
+        say(f"search {query!r} → " + ", ".join(f"{h.tool_id} ({_ranks(h)})" for h in hits))
+    lexical = index.search("what is 70 degrees fahrenheit in celsius", k=3, mode="bm25")
+    say(f"BM25 alone finds {len(lexical)} tool(s) for that (no shared words); the fused "
+        "ranking finds unit_convert by meaning.")
+    top = index.search("turn a spreadsheet export into json records", k=1)[0].tool_id
+    out = store.run(top, {"csv": "city,temp\nOslo,4\nLima,19"}).output
+    say(f"run {top} on a small CSV → {json.dumps(out)[:120]}")
+    say("create/mutate/solve ask an OpenAI-compatible endpoint (OURO_LLM_BASE_URL, "
+        "OURO_LLM_MODEL); without one they exit 1 and say so.")
