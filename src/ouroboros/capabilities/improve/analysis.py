@@ -1,0 +1,479 @@
+"""Rule-based analysis of sanitized telemetry (the plan's EvalAgent, offline).
+
+Stability first: recurring error patterns, tool reliability, timeout clusters,
+p95 latency regressions, user corrections and task-failure trends, in that order
+of priority. The analysis is one pass over the events into small aggregates
+(:class:`Aggregate`), then pure rules over the aggregates, so a million events
+stream through in seconds and the same aggregates feed the optional LLM analyser.
+
+The window is the 24 hours before ``now``; the seven days before that are the
+baseline for trends. A tool below every threshold produces no finding at all:
+noise is not a proposal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from ouroboros.capabilities.improve.events import canonical_timestamp, format_timestamp
+
+KINDS = (
+    "error_pattern",
+    "tool_reliability",
+    "timeout_cluster",
+    "latency_anomaly",
+    "user_corrections",
+    "task_failure_trend",
+)
+SEVERITIES = ("critical", "high", "medium", "low")
+
+#: Error codes that make a single occurrence worth a proposal.
+CRITICAL_CODES = frozenset(
+    {"DATA_LOSS", "CORRUPTION", "SECURITY", "SECRET_LEAK", "PRIVILEGE_ESCALATION", "CRASH"}
+)
+TIMEOUT_CODES = frozenset({"TIMEOUT", "DEADLINE_EXCEEDED", "ETIMEDOUT", "GATEWAY_TIMEOUT"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One stability issue worth a proposal; every text field is already sanitized."""
+
+    kind: str  # error_pattern|tool_reliability|timeout_cluster|latency_anomaly|user_corrections|task_failure_trend
+    severity: str  # critical|high|medium|low
+    tool: str | None
+    agent: str | None
+    summary: str
+    evidence: tuple[str, ...]
+    count: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the rules use, in one place so docs and tests can cite them."""
+
+    window_hours: float = 24.0
+    baseline_days: float = 7.0
+    min_pattern_count: int = 3
+    min_pattern_share: float = 0.01  # of the tool's calls: rarer patterns are noise
+    min_calls: int = 10
+    failure_rate: float = 0.05  # below this a tool is healthy
+    cluster_timeouts: int = 3  # timeouts in one 10-minute bucket
+    latency_min_samples: int = 20
+    latency_ratio: float = 1.5
+    latency_min_delta_ms: float = 250.0
+    min_corrections: int = 3
+    corrections_per_session: float = 0.1
+    min_task_failures: int = 3
+    trend_ratio: float = 2.0
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+@lru_cache(maxsize=8192)
+def _pattern_of(message: str) -> str:
+    """Numbers and hex ids vary between occurrences of the same error; fold them."""
+    text = re.sub(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<id>", message)
+    text = re.sub(r"\d+(?:\.\d+)?", "<n>", text)
+    return " ".join(text.split())[:160]
+
+
+def _is_timeout(code: str | None, message: str | None) -> bool:
+    if code in TIMEOUT_CODES:
+        return True
+    lowered = (message or "").lower()
+    return "timed out" in lowered or "timeout" in lowered
+
+
+class _ToolStats:
+    __slots__ = ("agents", "calls", "failures", "latencies", "timeouts")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failures = 0
+        self.timeouts = 0
+        self.latencies: list[float] = []
+        self.agents: Counter[str] = Counter()  # failures per agent
+
+
+class Aggregate:
+    """Everything the rules need, built in one pass over the events."""
+
+    def __init__(self, now: datetime, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = th = thresholds or Thresholds()
+        self.now = format_timestamp(now)
+        self.start = format_timestamp(now - timedelta(hours=th.window_hours))
+        self.baseline_start = format_timestamp(
+            now - timedelta(hours=th.window_hours) - timedelta(days=th.baseline_days)
+        )
+        self.events = 0
+        self.recent: dict[str, _ToolStats] = defaultdict(_ToolStats)
+        self.recent_by_agent: dict[tuple[str, str], _ToolStats] = defaultdict(_ToolStats)
+        self.baseline_latency: dict[str, list[float]] = defaultdict(list)
+        self.patterns: Counter[tuple[str, str, str, str]] = Counter()
+        self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
+        self.critical: set[tuple[str, str, str, str]] = set()
+        self.timeout_buckets: dict[str, Counter[str]] = defaultdict(Counter)
+        self.corrections: dict[str, Counter[str]] = defaultdict(Counter)
+        self.baseline_corrections: Counter[str] = Counter()
+        self.sessions: dict[str, set[str]] = defaultdict(set)
+        self.feedback: dict[str, Counter[str]] = defaultdict(Counter)
+        self.escalations: Counter[tuple[str, str]] = Counter()
+        self.task_failures: Counter[str] = Counter()
+        self.task_retries: Counter[str] = Counter()
+        self.baseline_task_failures: Counter[str] = Counter()
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        ts = event.get("timestamp")
+        if not isinstance(ts, str) or len(ts) != 24:
+            ts = canonical_timestamp(ts)
+        if ts >= self.now or ts < self.baseline_start:
+            return
+        self.events += 1
+        recent = ts >= self.start
+        kind = event.get("event_type")
+        agent = event.get("agent") or "unknown"
+        if kind == "tool_call":
+            tool = event.get("tool") or "unknown"
+            latency = event.get("latency_ms")
+            if not recent:
+                if latency is not None:
+                    self.baseline_latency[tool].append(latency)
+                return
+            session = event.get("session_id")
+            if session:
+                self.sessions[agent].add(session)
+            failed = not event.get("success")
+            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+                stats.calls += 1
+                if latency is not None:
+                    stats.latencies.append(latency)
+            if not failed:
+                return
+            code = event.get("error_code") or "ERROR"
+            message = event.get("error_message") or ""
+            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+                stats.failures += 1
+            self.recent[tool].agents[agent] += 1
+            self._pattern(("tool_call", tool, code, _pattern_of(message)), agent, event)
+            if _is_timeout(code, message):
+                self.recent[tool].timeouts += 1
+                self.timeout_buckets[tool][ts[:15]] += 1
+        elif kind == "user_correction":
+            if recent:
+                self.corrections[agent][event.get("correction_type") or "other"] += 1
+            else:
+                self.baseline_corrections[agent] += 1
+        elif kind == "task_failure":
+            task = event.get("task_name") or "unknown"
+            if not recent:
+                self.baseline_task_failures[task] += 1
+                return
+            self.task_failures[task] += 1
+            self.task_retries[task] += int(event.get("retry_count") or 0)
+            category = event.get("error_category") or "ERROR"
+            message = _pattern_of(event.get("error_message") or "")
+            self._pattern(("task_failure", task, category, message), agent, event)
+        elif kind == "feedback" and recent:
+            self.feedback[agent][event.get("rating") or "up"] += 1
+        elif kind == "escalation" and recent:
+            self.escalations[(agent, event.get("reason_category") or "other")] += 1
+
+    def _pattern(self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]) -> None:
+        self.patterns[key] += 1
+        self.pattern_agents[key][agent] += 1
+        if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
+            self.critical.add(key)
+
+    # -- rules -------------------------------------------------------------------
+
+    def findings(self) -> list[Finding]:
+        found = [
+            *self._error_patterns(),
+            *self._tool_reliability(),
+            *self._timeout_clusters(),
+            *self._latency_anomalies(),
+            *self._user_corrections(),
+            *self._task_failure_trends(),
+        ]
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        order = {k: i for i, k in enumerate(KINDS)}
+        return sorted(found, key=lambda f: (rank[f.severity], order[f.kind], -f.count))
+
+    def _window(self) -> str:
+        return f"between {self.start} and {self.now}"
+
+    def _error_patterns(self) -> Iterable[Finding]:
+        th = self.thresholds
+        for key, count in self.patterns.items():
+            source, subject, code, message = key
+            critical = key in self.critical
+            calls = self.recent[subject].calls if source == "tool_call" else 0
+            share = count / calls if calls else 1.0
+            if not critical and (count < th.min_pattern_count or share < th.min_pattern_share):
+                continue
+            agents = self.pattern_agents[key]
+            severity = "critical" if critical else _by_count(count)
+            is_tool = source == "tool_call"
+            what = f"{subject} {code}" + (f": {message}" if message else "")
+            yield Finding(
+                kind="error_pattern",
+                severity=severity,
+                tool=subject if is_tool else None,
+                agent=_single(agents),
+                summary=f"{'Tool' if is_tool else 'Task'} error {what} occurred {count} times",
+                evidence=(
+                    f"{count} occurrences {self._window()}",
+                    f"error pattern: {code}" + (f" {message}" if message else ""),
+                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in agents.most_common(5)),
+                    *(("severity: critical error",) if critical else ()),
+                ),
+                count=count,
+                metrics={"occurrences": float(count), "share_of_calls": round(share, 4)},
+            )
+
+    def _tool_reliability(self) -> Iterable[Finding]:
+        th = self.thresholds
+        flagged: set[str] = set()
+        for tool, stats in self.recent.items():
+            if stats.calls >= th.min_calls and stats.failures / stats.calls >= th.failure_rate:
+                flagged.add(tool)
+                yield self._reliability(tool, _single(stats.agents), stats)
+        for (tool, agent), stats in self.recent_by_agent.items():
+            if tool in flagged or stats.calls < th.min_calls:
+                continue
+            if stats.failures / stats.calls >= th.failure_rate:
+                yield self._reliability(tool, agent, stats)
+
+    def _reliability(self, tool: str, agent: str | None, stats: _ToolStats) -> Finding:
+        rate = stats.failures / stats.calls
+        severity = "critical" if rate >= 0.8 else "high" if rate >= 0.4 else "medium" if rate >= 0.15 else "low"
+        who = f"{tool} ({agent})" if agent else tool
+        by_agent = [
+            f"{a}: {self.recent_by_agent[(tool, a)].failures}/{self.recent_by_agent[(tool, a)].calls} failed"
+            for a, _ in stats.agents.most_common(5)
+        ]
+        return Finding(
+            kind="tool_reliability",
+            severity=severity,
+            tool=tool,
+            agent=agent,
+            summary=f"{who} succeeded in only {100 * (1 - rate):.1f}% of {stats.calls} calls",
+            evidence=(
+                f"{stats.failures} of {stats.calls} calls failed ({100 * rate:.1f}%) {self._window()}",
+                *by_agent,
+            ),
+            count=stats.failures,
+            metrics={
+                "calls": float(stats.calls),
+                "failures": float(stats.failures),
+                "failure_rate": round(rate, 4),
+                "success_rate": round(1 - rate, 4),
+            },
+        )
+
+    def _timeout_clusters(self) -> Iterable[Finding]:
+        th = self.thresholds
+        for tool, buckets in self.timeout_buckets.items():
+            clusters = sorted(b for b, n in buckets.items() if n >= th.cluster_timeouts)
+            if not clusters:
+                continue
+            in_clusters = sum(buckets[b] for b in clusters)
+            severity = "high" if len(clusters) >= 3 or in_clusters >= 10 else "medium"
+            agents = self.recent[tool].agents
+            yield Finding(
+                kind="timeout_cluster",
+                severity=severity,
+                tool=tool,
+                agent=_single(agents),
+                summary=f"{tool} timed out {in_clusters} times in {len(clusters)} ten-minute clusters",
+                evidence=(
+                    f"{self.recent[tool].timeouts} timeouts in {self.recent[tool].calls} calls {self._window()}",
+                    *(f"{buckets[b]} timeouts in the 10 minutes from {b}0" for b in clusters[:6]),
+                ),
+                count=in_clusters,
+                metrics={
+                    "clusters": float(len(clusters)),
+                    "timeouts_in_clusters": float(in_clusters),
+                    "timeouts": float(self.recent[tool].timeouts),
+                    "largest_cluster": float(max(buckets[b] for b in clusters)),
+                },
+            )
+
+    def _latency_anomalies(self) -> Iterable[Finding]:
+        th = self.thresholds
+        for tool, stats in self.recent.items():
+            base = self.baseline_latency.get(tool, [])
+            if len(stats.latencies) < th.latency_min_samples or len(base) < th.latency_min_samples:
+                continue
+            now_p95, base_p95 = _p95(stats.latencies), _p95(base)
+            delta = now_p95 - base_p95
+            if now_p95 < base_p95 * th.latency_ratio or delta < th.latency_min_delta_ms:
+                continue
+            ratio = now_p95 / base_p95 if base_p95 else float("inf")
+            yield Finding(
+                kind="latency_anomaly",
+                severity="high" if ratio >= 3 else "medium",
+                tool=tool,
+                agent=None,
+                summary=f"{tool} p95 latency rose from {base_p95:.0f} ms to {now_p95:.0f} ms",
+                evidence=(
+                    f"p95 {now_p95:.0f} ms over {len(stats.latencies)} calls {self._window()}",
+                    f"baseline p95 {base_p95:.0f} ms over {len(base)} calls since {self.baseline_start}",
+                ),
+                count=len(stats.latencies),
+                metrics={"p95_ms": now_p95, "baseline_p95_ms": base_p95, "ratio": round(ratio, 3)},
+            )
+
+    def _user_corrections(self) -> Iterable[Finding]:
+        th = self.thresholds
+        days = th.baseline_days or 1.0
+        for agent, types in self.corrections.items():
+            count = sum(types.values())
+            if count < th.min_corrections:
+                continue
+            sessions = len(self.sessions.get(agent, ())) or count
+            per_session = count / sessions
+            baseline_daily = self.baseline_corrections[agent] / days
+            daily = count * 24.0 / th.window_hours
+            rising = baseline_daily > 0 and daily >= th.trend_ratio * baseline_daily
+            if per_session < th.corrections_per_session and not rising:
+                continue
+            down = self.feedback[agent]["down"]
+            rated = down + self.feedback[agent]["up"]
+            yield Finding(
+                kind="user_corrections",
+                severity="high" if per_session >= 0.3 else "medium" if per_session >= 0.15 or rising else "low",
+                tool=None,
+                agent=agent,
+                summary=f"{agent} was corrected {count} times ({per_session:.2f} per session)",
+                evidence=(
+                    f"{count} corrections in {sessions} sessions {self._window()}",
+                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in types.most_common(5)),
+                    f"baseline {baseline_daily:.1f} corrections/day",
+                    *((f"feedback: {down} of {rated} thumbs down",) if rated else ()),
+                ),
+                count=count,
+                metrics={
+                    "corrections": float(count),
+                    "per_session": round(per_session, 4),
+                    "baseline_per_day": round(baseline_daily, 4),
+                    "thumbs_down": float(down),
+                },
+            )
+
+    def _task_failure_trends(self) -> Iterable[Finding]:
+        th = self.thresholds
+        days = th.baseline_days or 1.0
+        for task, count in self.task_failures.items():
+            baseline_daily = self.baseline_task_failures[task] / days
+            daily = count * 24.0 / th.window_hours
+            if count < th.min_task_failures or (baseline_daily and daily < th.trend_ratio * baseline_daily):
+                continue
+            ratio = daily / baseline_daily if baseline_daily else float(count)
+            yield Finding(
+                kind="task_failure_trend",
+                severity="high" if count >= 10 or (baseline_daily and ratio >= 4) else "medium",
+                tool=None,
+                agent=None,
+                summary=f"Scheduled task {task} failed {count} times, up from {baseline_daily:.1f}/day",
+                evidence=(
+                    f"{count} failures ({self.task_retries[task]} retries) {self._window()}",
+                    f"baseline {baseline_daily:.2f} failures/day since {self.baseline_start}",
+                ),
+                count=count,
+                metrics={
+                    "failures": float(count),
+                    "retries": float(self.task_retries[task]),
+                    "baseline_per_day": round(baseline_daily, 4),
+                },
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregates only (no event text beyond sanitized patterns), for the LLM analyser."""
+        tools = {
+            tool: {
+                "calls": s.calls,
+                "failures": s.failures,
+                "timeouts": s.timeouts,
+                "p95_ms": _p95(s.latencies) if s.latencies else None,
+            }
+            for tool, s in sorted(self.recent.items())
+        }
+        patterns = [
+            {"source": k[0], "subject": k[1], "code": k[2], "message": k[3], "count": n}
+            for k, n in self.patterns.most_common(20)
+        ]
+        return {
+            "window": {"start": self.start, "end": self.now},
+            "events": self.events,
+            "tools": tools,
+            "error_patterns": patterns,
+            "corrections": {a: dict(t) for a, t in sorted(self.corrections.items())},
+            "task_failures": dict(self.task_failures),
+            "escalations": [
+                {"agent": a, "reason_category": r, "count": n} for (a, r), n in self.escalations.items()
+            ],
+        }
+
+
+def _by_count(count: int) -> str:
+    return "high" if count >= 50 else "medium" if count >= 10 else "low"
+
+
+def _single(agents: Counter[str]) -> str | None:
+    """The agent to name on a finding: only when one agent accounts for it all."""
+    return next(iter(agents)) if len(agents) == 1 else None
+
+
+def aggregate(
+    events: Iterable[Mapping[str, Any]], now: datetime, thresholds: Thresholds | None = None
+) -> Aggregate:
+    """One pass over ``events`` into the aggregates the rules and the LLM read."""
+    agg = Aggregate(now, thresholds)
+    add = agg.add
+    for event in events:
+        add(event)
+    return agg
+
+
+def analyse(
+    events: Iterable[Mapping[str, Any]], now: datetime, thresholds: Thresholds | None = None
+) -> list[Finding]:
+    """Findings over the 24 h before ``now``, most severe first (stability first)."""
+    return aggregate(events, now, thresholds).findings()
+
+
+def error_rate(
+    events: Iterable[Mapping[str, Any]],
+    tool: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> float:
+    """Failed fraction of ``tool_call`` events in ``[since, until)``; 0.0 if none.
+
+    The monitoring window after a merge compares this before and after.
+    """
+    low = format_timestamp(since) if since else ""
+    high = format_timestamp(until) if until else "~"
+    calls = failures = 0
+    for event in events:
+        if event.get("event_type") != "tool_call" or (tool is not None and event.get("tool") != tool):
+            continue
+        ts = event.get("timestamp")
+        if not isinstance(ts, str) or len(ts) != 24:
+            ts = canonical_timestamp(ts)
+        if low <= ts < high:
+            calls += 1
+            failures += not event.get("success")
+    return failures / calls if calls else 0.0
