@@ -68,6 +68,7 @@ class Proposal:
     key: str = _NONE
     branch: str = _NONE
     patch_hash: str = _NONE
+    merge_commit: str = _NONE
     checklist: tuple[tuple[bool, str], ...] = (
         (False, "yamllint passes"),
         (False, "JSON schema valid (if applicable)"),
@@ -132,6 +133,7 @@ def render(p: Proposal) -> str:
         base_commit=p.base_commit,
         branch=p.branch,
         patch_hash=p.patch_hash,
+        merge_commit=p.merge_commit,
         key=p.key,
         problem=p.problem,
         evidence=_bullets(p.evidence),
@@ -140,8 +142,8 @@ def render(p: Proposal) -> str:
         diff=p.diff.rstrip("\n"),
         affected_files=_bullets([f"`{f}`" for f in p.affected_files]),
         risk=p.risk,
-        rollback=f"git revert -m 1 <merge-commit-of-{p.branch}>" if p.branch != _NONE
-        else "git revert <commit-sha>",
+        rollback=f"git revert -m 1 {p.merge_commit}" if p.merge_commit != _NONE
+        else f"git revert -m 1 <merge commit of {p.branch}>",
         checklist="\n".join(f"- [{'x' if done else ' '}] {item}" for done, item in p.checklist),
         reviewer=review.reviewer if review else _NONE,
         reviewed_at=iso(review.at) if review else _NONE,
@@ -213,6 +215,7 @@ def parse(text: str) -> Proposal:
             base_commit=fields["Base commit"],
             branch=fields.get("Branch", _NONE),
             patch_hash=fields.get("Patch", _NONE),
+            merge_commit=fields.get("Merge commit", _NONE),
             key=fields.get("Finding", _NONE),
             problem=_body(secs["Problem Statement"]),
             evidence=_unbullet(secs["Evidence"]),
