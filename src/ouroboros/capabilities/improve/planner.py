@@ -81,7 +81,7 @@ def _tool_draft(tool: str, findings: list[Finding], agents_yaml: str) -> Draft |
             text = set_scalar(text, ("tools", tool, "timeout_s"), new_timeout)
             text = set_scalar(text, ("tools", tool, "max_retries"), new_retries)
             key, category = f"tool-timeout:{tool}", "bugfix"
-            used = list(dict.fromkeys(timeouts + failures))
+            used = timeouts + [f for f in failures if f not in timeouts]
             title = f"Raise {tool} timeout and add retries"
             root = (f"{tool} calls are cut off by the {timeout:g} s timeout with "
                     f"{retries} retries, so transient slowness becomes a failure.")
