@@ -58,6 +58,13 @@ def example_deployment() -> Path:
     raise FileNotFoundError("examples/agent-deployment not found next to the ouroboros sources")
 
 
+def _no_links(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """Links are never materialised for validation (the policy gate rejects them)."""
+    if member.issym() or member.islnk():
+        return None
+    return tarfile.data_filter(member, dest)
+
+
 class TargetRepo:
     """One git repository whose ``main`` is the deployed configuration."""
 
@@ -173,7 +180,7 @@ class TargetRepo:
             raise GitError("archive", data.stderr.decode("utf-8", "replace").strip())
         with tempfile.TemporaryDirectory(prefix="ouro-validate-") as tmp:
             with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
-                tar.extractall(tmp, filter="data")
+                tar.extractall(tmp, filter=_no_links)
             yield Path(tmp)
 
     # -- main -------------------------------------------------------------------------
