@@ -142,7 +142,7 @@ class Aggregate:
         self.events += 1
         recent = ts >= self.start
         kind = event.get("event_type")
-        agent = event.get("agent") or "unknown"
+        agent = event.get("agent") or ""
         if kind == "tool_call":
             tool = event.get("tool") or "unknown"
             latency = event.get("latency_ms")
@@ -164,7 +164,8 @@ class Aggregate:
             message = event.get("error_message") or ""
             for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
                 stats.failures += 1
-            self.recent[tool].agents[agent] += 1
+            if agent:
+                self.recent[tool].agents[agent] += 1
             self._pattern(("tool_call", tool, code, _pattern_of(message)), agent, event)
             if _is_timeout(code, message):
                 self.recent[tool].timeouts += 1
@@ -189,9 +190,12 @@ class Aggregate:
         elif kind == "escalation" and recent:
             self.escalations[(agent, event.get("reason_category") or "other")] += 1
 
-    def _pattern(self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]) -> None:
+    def _pattern(
+        self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]
+    ) -> None:
         self.patterns[key] += 1
-        self.pattern_agents[key][agent] += 1
+        if agent:
+            self.pattern_agents[key][agent] += 1
         if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
             self.critical.add(key)
 
@@ -208,7 +212,17 @@ class Aggregate:
         ]
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         order = {k: i for i, k in enumerate(KINDS)}
-        return sorted(found, key=lambda f: (rank[f.severity], order[f.kind], -f.count))
+        return sorted(
+            found,
+            key=lambda f: (
+                rank[f.severity],
+                order[f.kind],
+                -f.count,
+                f.tool or "",
+                f.agent or "",
+                f.summary,
+            ),
+        )
 
     def _window(self) -> str:
         return f"between {self.start} and {self.now}"
@@ -235,7 +249,7 @@ class Aggregate:
                 evidence=(
                     f"{count} occurrences {self._window()}",
                     f"error pattern: {code}" + (f" {message}" if message else ""),
-                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in agents.most_common(5)),
+                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in _top(agents, 5)),
                     *(("severity: critical error",) if critical else ()),
                 ),
                 count=count,
@@ -257,11 +271,19 @@ class Aggregate:
 
     def _reliability(self, tool: str, agent: str | None, stats: _ToolStats) -> Finding:
         rate = stats.failures / stats.calls
-        severity = "critical" if rate >= 0.8 else "high" if rate >= 0.4 else "medium" if rate >= 0.15 else "low"
+        severity = (
+            "critical"
+            if rate >= 0.8
+            else "high"
+            if rate >= 0.4
+            else "medium"
+            if rate >= 0.15
+            else "low"
+        )
         who = f"{tool} ({agent})" if agent else tool
         by_agent = [
             f"{a}: {self.recent_by_agent[(tool, a)].failures}/{self.recent_by_agent[(tool, a)].calls} failed"
-            for a, _ in stats.agents.most_common(5)
+            for a, _ in _top(stats.agents, 5)
         ]
         return Finding(
             kind="tool_reliability",
@@ -353,13 +375,17 @@ class Aggregate:
             rated = down + self.feedback[agent]["up"]
             yield Finding(
                 kind="user_corrections",
-                severity="high" if per_session >= 0.3 else "medium" if per_session >= 0.15 or rising else "low",
+                severity="high"
+                if per_session >= 0.3
+                else "medium"
+                if per_session >= 0.15 or rising
+                else "low",
                 tool=None,
                 agent=agent,
                 summary=f"{agent} was corrected {count} times ({per_session:.2f} per session)",
                 evidence=(
                     f"{count} corrections in {sessions} sessions {self._window()}",
-                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in types.most_common(5)),
+                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in _top(types, 5)),
                     f"baseline {baseline_daily:.1f} corrections/day",
                     *((f"feedback: {down} of {rated} thumbs down",) if rated else ()),
                 ),
@@ -378,7 +404,9 @@ class Aggregate:
         for task, count in self.task_failures.items():
             baseline_daily = self.baseline_task_failures[task] / days
             daily = count * 24.0 / th.window_hours
-            if count < th.min_task_failures or (baseline_daily and daily < th.trend_ratio * baseline_daily):
+            if count < th.min_task_failures or (
+                baseline_daily and daily < th.trend_ratio * baseline_daily
+            ):
                 continue
             ratio = daily / baseline_daily if baseline_daily else float(count)
             yield Finding(
@@ -412,7 +440,7 @@ class Aggregate:
         }
         patterns = [
             {"source": k[0], "subject": k[1], "code": k[2], "message": k[3], "count": n}
-            for k, n in self.patterns.most_common(20)
+            for k, n in _top(self.patterns, 20)
         ]
         return {
             "window": {"start": self.start, "end": self.now},
@@ -422,9 +450,15 @@ class Aggregate:
             "corrections": {a: dict(t) for a, t in sorted(self.corrections.items())},
             "task_failures": dict(self.task_failures),
             "escalations": [
-                {"agent": a, "reason_category": r, "count": n} for (a, r), n in self.escalations.items()
+                {"agent": a, "reason_category": r, "count": n}
+                for (a, r), n in self.escalations.items()
             ],
         }
+
+
+def _top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
+    """``most_common`` with ties broken by key, so findings never depend on event order."""
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
 def _by_count(count: int) -> str:
@@ -468,7 +502,9 @@ def error_rate(
     high = format_timestamp(until) if until else "~"
     calls = failures = 0
     for event in events:
-        if event.get("event_type") != "tool_call" or (tool is not None and event.get("tool") != tool):
+        if event.get("event_type") != "tool_call" or (
+            tool is not None and event.get("tool") != tool
+        ):
             continue
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:

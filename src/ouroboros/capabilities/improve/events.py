@@ -27,7 +27,15 @@ from typing import Any
 EVENT_TYPES = ("tool_call", "user_correction", "task_failure", "feedback", "escalation")
 
 #: Fields every event may carry.
-COMMON_FIELDS = ("timestamp", "event_type", "agent", "session_id", "trace_id", "span_id", "severity")
+COMMON_FIELDS = (
+    "timestamp",
+    "event_type",
+    "agent",
+    "session_id",
+    "trace_id",
+    "span_id",
+    "severity",
+)
 
 #: Required and optional fields per event type (beyond the common ones).
 REQUIRED: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,270 @@
+"""The telemetry store and the collectors: daily files, retention, crash safety, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ouroboros.capabilities.improve.collectors import ingest
+from ouroboros.capabilities.improve.events import EventError, normalise_event
+from ouroboros.capabilities.improve.synthetic import planted_secret, secret_core
+from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+
+NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
+
+
+def event(minutes_ago: float = 5, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
+        "event_type": "tool_call",
+        "agent": "ResearchAgent",
+        "tool": "web_search",
+        "success": True,
+        "latency_ms": 120,
+    }
+    base.update(fields)
+    return base
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TelemetryStore:
+    return TelemetryStore(tmp_path / "home", clock=lambda: NOW)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def stored_text(store: TelemetryStore) -> str:
+    return "".join(p.read_text() for p in sorted(store.root.glob("*.jsonl")))
+
+
+def test_events_land_in_daily_files_by_timestamp(store: TelemetryStore) -> None:
+    store.record(event(minutes_ago=30))
+    store.record(event(minutes_ago=60 * 5))
+    assert sorted(p.name for p in store.root.iterdir()) == ["2026-01-09.jsonl", "2026-01-10.jsonl"]
+    assert [e["timestamp"] for e in store.events()] == [
+        "2026-01-09T21:00:00.000Z",
+        "2026-01-10T01:30:00.000Z",
+    ]
+
+
+def test_retention_prunes_files_older_than_thirty_days(tmp_path: Path) -> None:
+    clock = [NOW - timedelta(days=40)]
+    store = TelemetryStore(tmp_path, clock=lambda: clock[0])
+    store.record(event(minutes_ago=60 * 24 * 40))
+    old_file = store.root / "2025-12-01.jsonl"
+    assert old_file.exists()
+    clock[0] = NOW
+    store.record(event())
+    assert not old_file.exists()
+    assert [p.name for p in store.root.iterdir()] == ["2026-01-10.jsonl"]
+
+
+def test_a_torn_last_line_is_skipped_and_sealed_before_the_next_append(
+    store: TelemetryStore,
+) -> None:
+    store.record(event(minutes_ago=10))
+    day = store.root / "2026-01-10.jsonl"
+    with day.open("ab") as handle:  # a crash in the middle of a write
+        handle.write(b'{"timestamp": "2026-01-10T01:55:00.000Z", "event_ty')
+    stats = ReadStats()
+    assert len(list(store.events(stats=stats))) == 1
+    assert stats.partial == 1
+    store.record(event(minutes_ago=1))
+    stats = ReadStats()
+    events = list(store.events(stats=stats))
+    assert [e["timestamp"][11:16] for e in events] == ["01:50", "01:59"]
+    assert (stats.partial, stats.corrupt) == (0, 1)  # the sealed fragment, not a glued record
+
+
+def test_ingest_counts_malformed_lines_with_numbers_and_reasons(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    leaked = "ghp_" + "a1B2c3D4" * 4 + "zzzz"
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            json.dumps(event()),
+            "this is not json " + leaked,
+            json.dumps("just a string"),
+            json.dumps(event(event_type="chat_message", text=leaked)),
+            json.dumps(event(tool=None)),
+            json.dumps(event(latency_ms=-4)),
+            json.dumps(event(timestamp="yesterday-ish " + leaked)),
+            json.dumps(event(correction_type="x", event_type="user_correction")),
+            json.dumps(
+                event(event_type="user_correction", correction_type="the user said " + leaked)
+            ),
+            json.dumps(event(minutes_ago=-3 * 24 * 60)),
+            json.dumps(event(minutes_ago=40 * 24 * 60)),
+            json.dumps(event(success=False, error_message=f"token {leaked} refused")),
+        ],
+    )
+    report = ingest([path], store)
+    reasons = {m.line: m.reason for m in report.malformed}
+    assert reasons == {
+        2: "not valid JSON",
+        3: "expected a JSON object",
+        4: "event_type: expected one of tool_call, user_correction, task_failure, feedback, escalation",
+        5: "tool_call: missing tool",
+        6: "latency_ms: must be a finite, non-negative number",
+        7: "timestamp: not ISO 8601",
+        9: "correction_type: must match [A-Za-z0-9_.:\\-]{1,64}",
+        10: "timestamp: more than a day in the future",
+    }
+    assert (report.stored, report.expired, report.malformed_count) == (3, 1, 8)
+    assert report.redactions["secret"] == 1
+    text = stored_text(store)
+    assert leaked not in text and leaked[:12] not in text
+    assert all(leaked not in r for r in reasons.values())
+
+
+def test_unknown_fields_are_dropped_so_user_content_is_never_stored(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    record = event(
+        event_type="user_correction",
+        correction_type="factual_error",
+        user_message="my address is 1 Elm St",
+    )
+    record.pop("tool")
+    report = ingest([write_lines(tmp_path / "c.jsonl", [json.dumps(record)])], store)
+    assert (report.stored, report.dropped_fields) == (1, 3)  # user_message, success, latency_ms
+    stored = next(iter(store.events()))
+    assert stored["correction_type"] == "factual_error" and "user_message" not in stored
+    assert "Elm" not in stored_text(store)
+
+
+def test_an_unreadable_file_is_reported_and_the_rest_ingested(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    good = write_lines(tmp_path / "good.jsonl", [json.dumps(event())])
+    report = ingest([tmp_path / "missing.jsonl", good], store)
+    assert report.unreadable == ["missing.jsonl: No such file or directory"]
+    assert report.stored == 1
+
+
+def otlp_span(
+    name: str, attrs: dict[str, object], *, error: str | None = None
+) -> dict[str, object]:
+    start = int((NOW - timedelta(minutes=10)).timestamp() * 1e9)
+
+    def value(v: object) -> dict[str, object]:
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        return {"stringValue": v}
+
+    span: dict[str, object] = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": name,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + 2_500_000_000),
+        "attributes": [{"key": k, "value": value(v)} for k, v in attrs.items()],
+        "status": {"code": 2, "message": error} if error else {},
+    }
+    return span
+
+
+def test_otlp_json_spans_become_tool_call_events(store: TelemetryStore, tmp_path: Path) -> None:
+    secret = planted_secret("openai_api_key", random.Random(3))
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": "ResearchAgent"}}
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "agent"},
+                        "spans": [
+                            otlp_span(
+                                "execute_tool web_search",
+                                {
+                                    "gen_ai.operation.name": "execute_tool",
+                                    "gen_ai.tool.name": "web_search",
+                                    "error.type": "TIMEOUT",
+                                    "session.id": "conv-1",
+                                },
+                                error=f"timed out calling https://api.search.example/q?key={secret}",
+                            ),
+                            otlp_span("GET /health", {"http.request.method": "GET"}),
+                            otlp_span("execute_tool", {"gen_ai.tool.name": "fetch_page"})
+                            | {"startTimeUnixNano": "x"},
+                            otlp_span(
+                                "correction",
+                                {
+                                    "ouro.event_type": "user_correction",
+                                    "ouro.correction_type": "rephrase",
+                                    "gen_ai.agent.name": "CodeAgent",
+                                },
+                            ),
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "spans.json"
+    path.write_text(json.dumps(request, indent=2))  # pretty-printed: one document over many lines
+    report = ingest([path], store)
+    assert (report.stored, report.skipped_spans, report.malformed_count) == (2, 1, 1)
+    assert report.malformed[0].where() == "spans.json:1 span 3"
+    assert report.malformed[0].reason == "span: startTimeUnixNano is not an integer"
+    tool_call, correction = sorted(store.events(), key=lambda e: e["event_type"])
+    assert tool_call == {
+        "timestamp": "2026-01-10T01:50:00.000Z",
+        "event_type": "tool_call",
+        "agent": "ResearchAgent",
+        "session_id": tool_call["session_id"],
+        "trace_id": "5b8efff798038103d269b633813fc60c",
+        "span_id": "eee19b7ec3c1b174",
+        "tool": "web_search",
+        "success": False,
+        "error_code": "TIMEOUT",
+        "error_message": "timed out calling https://api.search.example",
+        "latency_ms": 2500.0,
+    }
+    assert tool_call["session_id"].startswith("s-")
+    assert correction["agent"] == "CodeAgent" and correction["correction_type"] == "rephrase"
+    assert secret_core("openai_api_key", secret) not in stored_text(store)
+
+
+def test_runtime_collectors_record_tool_runs_and_patch_outcomes(store: TelemetryStore) -> None:
+    store.record_tool_run(tool="skill.summarise", agent="skills", success=True, latency_ms=12.5)
+    store.record_patch_outcome(
+        status="rejected", patch_type="skill", author="skills", stage="test",
+        reason="test failed reading /home/bob/case.json",
+    )  # fmt: skip
+    store.record_patch_outcome(status="applied", patch_type="bytecode", author="flux")
+    run, rejected, applied = list(store.events())
+    assert run["success"] is True and run["tool"] == "skill.summarise"
+    assert rejected["tool"] == "patch.skill" and rejected["error_code"] == "REJECTED_TEST"
+    assert rejected["error_message"] == "test failed reading [PATH]"
+    assert applied["success"] is True and "error_code" not in applied
+
+
+def test_record_rejects_invalid_events_without_writing(store: TelemetryStore) -> None:
+    with pytest.raises(EventError, match="tool_call: missing success"):
+        store.record({"timestamp": NOW.isoformat(), "event_type": "tool_call", "tool": "x"})
+    assert not store.root.exists() or not list(store.root.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("raw", "rating"),
+    [({"rating": "down"}, "down"), ({"thumbs_up": True}, "up"), ({"thumbs_down": True}, "down")],
+)
+def test_feedback_spellings_normalise_to_one_rating(raw: dict[str, object], rating: str) -> None:
+    record = {"timestamp": 1767996000, "event_type": "feedback", "agent": "A", **raw}
+    assert normalise_event(record).event["rating"] == rating
+    assert normalise_event(record).event["timestamp"] == "2026-01-09T22:00:00.000Z"
