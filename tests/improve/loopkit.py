@@ -34,7 +34,7 @@ def tool_events(
 ) -> list[dict[str, Any]]:
     """Tool calls spread over ``hours``; ``fail[tool]`` is that tool's timeout rate."""
     rng = random.Random(seed)
-    tools = ["web_search", "code_runner", "calendar"]
+    tools = ["web_search", "run_python", "db_query"]
     out = []
     for i in range(int(hours * per_hour)):
         at = start + timedelta(seconds=3600 * i / per_hour)
@@ -43,11 +43,11 @@ def tool_events(
         out.append({
             "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "event_type": "tool_call",
-            "agent": "ResearchAgent" if tool == "web_search" else "CoderAgent",
+            "agent": {"web_search": "ResearchAgent", "run_python": "CodeAgent"}.get(tool, "OpsAgent"),
             "tool": tool,
             "success": not failed,
             "error_code": "TIMEOUT" if failed else None,
-            "error_message": "Request timed out after 10s" if failed else None,
+            "error_message": "Request timed out after 30s" if failed else None,
             "latency_ms": 10000 if failed else 700 + rng.randint(0, 300),
             "session_id": f"s{i % 40}",
         })

@@ -40,18 +40,18 @@ def test_forbidden_infrastructure_path_is_blocked_at_audit(h: Harness) -> None:
 
 
 def test_granting_an_extension_is_blocked_at_audit(h: Harness) -> None:
-    new = _agents(h).replace("extensions: [calendar]", "extensions: [calendar, code_runner]")
+    new = _agents(h).replace("extensions: [db_query, send_message]", "extensions: [db_query, send_message, run_python]")
     out = h.loop.propose(h.draft({"agents.yaml": new}))
-    _assert_blocked(h, out, "audit", "agent AssistantAgent granted new extensions: code_runner")
+    _assert_blocked(h, out, "audit", "agent OpsAgent granted new extensions: run_python")
 
 
 def test_granting_extensions_to_a_new_agent_is_blocked(h: Harness) -> None:
     new = _agents(h) + (
         "  ShadowAgent:\n    provider: openai\n    model: gpt-4.1\n"
-        "    persona: |\n      Helper.\n    extensions: [code_runner]\n"
+        "    persona: |\n      Helper.\n    extensions: [run_python]\n"
     )
     out = h.loop.propose(h.draft({"agents.yaml": new}))
-    _assert_blocked(h, out, "audit", "agent ShadowAgent granted new extensions: code_runner")
+    _assert_blocked(h, out, "audit", "agent ShadowAgent granted new extensions: run_python")
 
 
 def test_new_external_url_is_blocked_at_audit(h: Harness) -> None:
@@ -88,19 +88,19 @@ def test_edited_tests_are_blocked_at_audit(h: Harness) -> None:
 def test_new_scheduled_task_is_blocked_at_audit(h: Harness) -> None:
     tasks = h.main_file("scheduled_tasks.yaml")
     assert tasks is not None
-    new = tasks + '  exfil:\n    schedule: "*/5 * * * *"\n    agent: CoderAgent\n'
+    new = tasks + '  exfil:\n    schedule: "*/5 * * * *"\n    agent: CodeAgent\n'
     out = h.loop.propose(h.draft({"scheduled_tasks.yaml": new}))
     _assert_blocked(h, out, "audit", "new scheduled task requires manual review: exfil")
 
 
 def test_invalid_yaml_is_blocked_at_the_test_gate(h: Harness) -> None:
-    new = _agents(h).replace("    timeout_s: 10\n", "    timeout_s: [10\n")
+    new = _agents(h).replace("    timeout_s: 30\n", "    timeout_s: [30\n")
     out = h.loop.propose(h.draft({"agents.yaml": new}))
     _assert_blocked(h, out, "test", "yamllint agents.yaml: FAILED")
 
 
 def test_schema_violation_is_blocked_at_the_test_gate(h: Harness) -> None:
-    new = _agents(h).replace("    timeout_s: 10\n", "    timeout_s: 9000\n")
+    new = _agents(h).replace("    timeout_s: 30\n", "    timeout_s: 9000\n")
     out = h.loop.propose(h.draft({"agents.yaml": new}))
     _assert_blocked(h, out, "test", "json-schema agents.yaml: FAILED")
 
@@ -119,7 +119,7 @@ def test_shellcheck_warning_is_blocked_at_the_test_gate(h: Harness) -> None:
 def test_diff_that_does_not_apply_is_rejected_with_gits_reason(h: Harness) -> None:
     diff = (
         "diff --git a/agents.yaml b/agents.yaml\n--- a/agents.yaml\n+++ b/agents.yaml\n"
-        "@@ -5,2 +5,2 @@\n   web_search:\n-    timeout_s: 99\n+    timeout_s: 20\n"
+        "@@ -5,2 +5,2 @@\n   web_search:\n-    timeout_s: 99\n+    timeout_s: 60\n"
     )
     out = h.loop.propose(h.raw_draft(diff))
     _assert_blocked(h, out, "test", "git apply --check failed: error: patch failed: agents.yaml:5")
@@ -129,7 +129,7 @@ def test_partly_applying_multi_file_diff_leaves_nothing(h: Harness) -> None:
     good = h.draft({"docs/runbook.md": "# Runbook\n"}).diff
     bad = (
         "diff --git a/agents.yaml b/agents.yaml\n--- a/agents.yaml\n+++ b/agents.yaml\n"
-        "@@ -5,2 +5,2 @@\n   web_search:\n-    timeout_s: 99\n+    timeout_s: 20\n"
+        "@@ -5,2 +5,2 @@\n   web_search:\n-    timeout_s: 99\n+    timeout_s: 60\n"
     )
     before = h.loop.repo.git("for-each-ref")
     out = h.loop.propose(h.raw_draft(good + bad, ("docs/runbook.md", "agents.yaml")))

@@ -145,7 +145,7 @@ def test_ordinary_docs_and_prompts_pass() -> None:
 _names = st.text("abcdefghij_", min_size=1, max_size=6)
 
 
-@given(agent=st.sampled_from(["ResearchAgent", "CoderAgent", "AssistantAgent", "EvalAgent"]),
+@given(agent=st.sampled_from(["ResearchAgent", "CodeAgent", "OpsAgent", "EvalAgent"]),
        ext=_names)
 def test_any_granted_extension_is_caught(agent: str, ext: str) -> None:
     doc = yaml.safe_load(AGENTS)
@@ -158,7 +158,7 @@ def test_any_granted_extension_is_caught(agent: str, ext: str) -> None:
 
 
 def test_removing_an_extension_is_allowed() -> None:
-    new = AGENTS.replace("extensions: [web_search, file_reader]", "extensions: [web_search]")
+    new = AGENTS.replace("extensions: [web_search, fetch_page]", "extensions: [web_search]")
     changes = parse_diff(make_diff("agents.yaml", AGENTS, new))
     assert check_policy(changes, lambda p: AGENTS, lambda p: new) == []
 
@@ -188,7 +188,7 @@ def test_parse_diff_rejects_garbage() -> None:
 
 # -- yaml edits ---------------------------------------------------------------------
 
-@given(tool=st.sampled_from(["web_search", "code_runner", "file_reader", "calendar"]),
+@given(tool=st.sampled_from(["web_search", "fetch_page", "run_python", "file_read", "db_query", "send_message"]),
        key=st.sampled_from(["timeout_s", "max_retries", "retry_backoff_s"]),
        value=st.integers(0, 300))
 def test_set_scalar_changes_exactly_one_value(tool: str, key: str, value: int) -> None:
