@@ -1,0 +1,3 @@
+from ouroboros.interfaces.cli.main import main
+
+main()

@@ -1,0 +1,34 @@
+"""The ``ouro`` command: kernel verbs plus each capability's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ouroboros.interfaces.cli import kernel_cmds
+from ouroboros.interfaces.cli.output import err_console
+from ouroboros.kernel import OuroError
+
+app = typer.Typer(name="ouro", help="Ouroboros: a governed runtime for self-improving agents.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+kernel_cmds.register(app)
+
+
+def _mount_capabilities() -> None:
+    from ouroboros.interfaces.cli import demo
+
+    demo.register(app)
+
+
+_mount_capabilities()
+
+
+def main() -> None:
+    try:
+        app()
+    except OuroError as e:
+        err_console.print(f"[red]error:[/red] {e.message}", highlight=False)
+        if e.hint:
+            err_console.print(f"  hint: {e.hint}", highlight=False)
+        sys.exit(e.exit_code)

@@ -1,0 +1,117 @@
+"""The audit gate's policy, as data: Rego rules evaluated with regopy.
+
+The policy (``policy/audit.rego``) is compiled once per configuration into a bundle; the
+Python side only extracts facts from the patch (new URLs, granted tools, texts, sizes).
+If the policy cannot be evaluated the gate fails closed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from regopy import Input, Interpreter
+
+from ouroboros.kernel.canonical import canonical_bytes
+
+_URL = re.compile(r"\b(?:https?|wss?|ftp)://[^\s\"'<>)\]}]+", re.IGNORECASE)
+
+DEFAULT_AUDIT_CONFIG: dict[str, Any] = {
+    "forbidden_targets": ["kernel/*", "ledger", "ledger/*"],
+    "url_allowlist": ["example.com", "docs.python.org"],
+    "injection_markers": [
+        "ignore previous instructions", "ignore all previous instructions",
+        "disregard previous instructions", "disregard all prior",
+        "forget your instructions", "override your instructions",
+        "reveal your system prompt", "you are now in developer mode", "do anything now",
+        "jailbreak", "<|im_start|>", "[system override]",
+    ],
+    "max_value_bytes": 1_000_000,
+    "max_reasoning_bytes": 20_000,
+}
+
+
+def policy_source(name: str = "audit.rego") -> str:
+    return resources.files("ouroboros.kernel").joinpath("policy", name).read_text()
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def urls_in(value: Any) -> set[str]:
+    return {m.group(0).rstrip(".,;:") for s in _strings(value) for m in _URL.finditer(s)}
+
+
+def new_urls(old: Any, new: Any) -> list[dict[str, str]]:
+    added = urls_in(new) - urls_in(old)
+    return [{"url": u, "host": (urlsplit(u).hostname or "").lower()} for u in sorted(added)]
+
+
+def granted_tools(patch_type: str, old: Any, new: Any) -> list[str]:
+    if patch_type != "tools" or not isinstance(new, list):
+        return []
+    before = set(old) if isinstance(old, list) else set()
+    return sorted(str(t) for t in new if t not in before)
+
+
+def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, old: Any,
+                new: Any, root: bool, rights: frozenset[str]) -> dict[str, Any]:
+    texts = [reasoning]
+    if patch_type == "prompt" and isinstance(new, str):
+        texts.append(new)
+    return {
+        "type": patch_type, "target": target, "author": author, "reasoning": reasoning,
+        "texts": texts, "new_urls": new_urls(old, new),
+        "granted": granted_tools(patch_type, old, new),
+        "value_bytes": 0 if new is None else len(canonical_bytes(new)),
+        "reasoning_bytes": len(reasoning.encode()),
+        "signer": {"root": root, "rights": sorted(rights)},
+    }
+
+
+class RegoAudit:
+    """Evaluates ``data.ouroboros.audit.deny`` against a compiled bundle per config."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bundles: dict[bytes, Any] = {}
+        self._runner = Interpreter()
+
+    def _bundle(self, config: dict[str, Any]) -> Any:
+        key = canonical_bytes(config)
+        bundle = self._bundles.get(key)
+        if bundle is None:
+            builder = Interpreter()
+            builder.add_module("audit.rego", policy_source())
+            builder.add_data({"config": config})
+            bundle = builder.build("deny = data.ouroboros.audit.deny", ["ouroboros/audit/deny"])
+            self._bundles[key] = bundle
+        return bundle
+
+    def deny(self, config: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+        """The reasons the policy denies; a policy that fails to evaluate denies."""
+        with self._lock:
+            try:
+                bundle = self._bundle(config)
+                self._runner.set_input(Input(facts))
+                out = self._runner.query_bundle(bundle)
+                results = out.results
+            except Exception as e:  # regopy raises RegoError and ctypes errors
+                return [f"audit policy could not be evaluated: {e}"]
+        if not results or "deny" not in results[0].bindings:
+            return ["audit policy could not be evaluated (no result)"]
+        reasons = results[0].bindings["deny"]
+        return sorted(str(r) for r in reasons)

@@ -1,0 +1,93 @@
+"""Signed patches as DSSE envelopes (the in-toto / Sigstore envelope).
+
+The envelope type and its pre-authentication encoding come from securesystemslib, the
+field's own implementation; signatures are always made and checked over ``pae()``, never
+over the bare payload.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer._signature import Signature
+
+from ouroboros.kernel.errors import InvalidPatch
+from ouroboros.kernel.keys import Signer, verify_signature
+
+PAYLOAD_TYPE = "application/vnd.ouroboros.patch+json"
+
+
+def new_envelope(payload: bytes) -> Envelope:
+    return Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
+
+
+def sign_envelope(envelope: Envelope, signer: Signer) -> None:
+    """Add (or replace) ``signer``'s signature."""
+    sig = signer.sign(envelope.pae())
+    envelope.signatures[signer.key_id] = Signature(keyid=signer.key_id, sig=sig.hex())
+
+
+def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
+    data: dict[str, Any] = envelope.to_dict()
+    data["signatures"] = sorted(data["signatures"], key=lambda s: s["keyid"])
+    return data
+
+
+def envelope_from_dict(data: Any) -> Envelope:
+    """Strictly parse an envelope; any malformation is an ``InvalidPatch``."""
+    if not isinstance(data, dict):
+        raise InvalidPatch("envelope must be a JSON object with payload, payloadType, signatures")
+    missing = {"payload", "payloadType", "signatures"} - data.keys()
+    if missing:
+        raise InvalidPatch(f"envelope is missing {', '.join(sorted(missing))}")
+    if not isinstance(data["signatures"], list) or not all(
+        isinstance(s, dict) and isinstance(s.get("keyid"), str) and isinstance(s.get("sig"), str)
+        for s in data["signatures"]
+    ):
+        raise InvalidPatch("envelope signatures must be a list of {keyid, sig} objects")
+    if data["payloadType"] != PAYLOAD_TYPE:
+        raise InvalidPatch(f"envelope payloadType must be {PAYLOAD_TYPE!r}, "
+                           f"got {data['payloadType']!r}")
+    try:
+        return Envelope.from_dict(copy.deepcopy(data))
+    except Exception as e:  # securesystemslib raises several types for bad base64/hex
+        raise InvalidPatch(f"envelope is malformed: {e}") from e
+
+
+def envelope_from_json(text: str | bytes) -> Envelope:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidPatch(f"envelope is not valid JSON: {e}") from e
+    return envelope_from_dict(data)
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    valid: frozenset[str]
+    invalid: frozenset[str]
+    unknown: frozenset[str]
+
+
+def check_signatures(envelope: Envelope, public_keys: dict[str, str]) -> SignatureCheck:
+    """Classify every signature: valid, invalid (known key, bad signature) or unknown key."""
+    pae = envelope.pae()
+    valid: set[str] = set()
+    invalid: set[str] = set()
+    unknown: set[str] = set()
+    for keyid, sig in envelope.signatures.items():
+        public_hex = public_keys.get(keyid)
+        if public_hex is None:
+            unknown.add(keyid)
+            continue
+        try:
+            raw = bytes.fromhex(sig.signature)
+        except ValueError:
+            invalid.add(keyid)
+            continue
+        (valid if verify_signature(public_hex, raw, pae) else invalid).add(keyid)
+    return SignatureCheck(frozenset(valid), frozenset(invalid), frozenset(unknown))

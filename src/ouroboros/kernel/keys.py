@@ -1,0 +1,120 @@
+"""Ed25519 keys and the workspace keyring.
+
+Key ids are derived from the public key (``sha256`` of its raw 32 bytes, hex), so a key id
+can never name two keys. Private keys are PKCS#8 PEM files with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ouroboros.kernel.errors import KeyError_
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def key_id_of(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def public_key_from_hex(public_hex: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+
+
+def verify_signature(public_hex: str, signature: bytes, data: bytes) -> bool:
+    try:
+        public_key_from_hex(public_hex).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A named private key: the one place that produces signatures."""
+
+    name: str
+    private: Ed25519PrivateKey
+    public_hex: str
+    key_id: str
+
+    @classmethod
+    def from_private(cls, name: str, private: Ed25519PrivateKey) -> Signer:
+        raw = private.public_key().public_bytes(serialization.Encoding.Raw,
+                                                serialization.PublicFormat.Raw)
+        return cls(name, private, raw.hex(), key_id_of(raw))
+
+    @classmethod
+    def generate(cls, name: str) -> Signer:
+        return cls.from_private(name, Ed25519PrivateKey.generate())
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private.sign(data)
+
+
+class Keyring:
+    """``keys/<name>.key`` (private, 0600) and ``keys/<name>.pub`` in the workspace."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _check_name(self, name: str) -> None:
+        if not _NAME.match(name):
+            raise KeyError_(f"invalid key name {name!r}",
+                            "use letters, digits, '.', '_' or '-' (at most 64)")
+
+    def new(self, name: str) -> Signer:
+        self._check_name(name)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.root / f"{name}.key"
+        if path.exists():
+            raise KeyError_(f"key {name!r} already exists", "pick another name")
+        signer = Signer.generate(name)
+        pem = signer.private.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        (self.root / f"{name}.pub").write_text(signer.public_hex + "\n")
+        return signer
+
+    def load(self, name: str) -> Signer:
+        self._check_name(name)
+        path = self.root / f"{name}.key"
+        try:
+            pem = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyError_(f"no key named {name!r} in {self.root}",
+                            "create it with `ouro key new NAME`") from None
+        try:
+            private = serialization.load_pem_private_key(pem, password=None)
+        except ValueError as e:
+            raise KeyError_(f"key file {path} is not a valid private key: {e}") from e
+        if not isinstance(private, Ed25519PrivateKey):
+            raise KeyError_(f"key file {path} is not an Ed25519 key")
+        return Signer.from_private(name, private)
+
+    def names(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.stem for p in self.root.glob("*.key"))
+
+    def public(self, name: str) -> tuple[str, str]:
+        """(key id, public hex) of a named key, from its ``.pub`` file."""
+        self._check_name(name)
+        try:
+            public_hex = (self.root / f"{name}.pub").read_text().strip()
+        except FileNotFoundError:
+            raise KeyError_(f"no key named {name!r}", "see `ouro key list`") from None
+        return key_id_of(bytes.fromhex(public_hex)), public_hex

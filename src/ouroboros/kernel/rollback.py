@@ -1,0 +1,54 @@
+"""Planning a rollback: the stored inverses of later patches, newest first.
+
+History is never rewritten: a rollback is new patches whose ops are the exact inverses
+recorded when the originals were applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ouroboros.kernel.canonical import content_hash
+from ouroboros.kernel.errors import NotFound, UsageError
+from ouroboros.kernel.patch import Patch
+from ouroboros.kernel.state import KernelState, patch_from_envelope
+
+if TYPE_CHECKING:
+    from ouroboros.kernel.runtime import Runtime
+
+
+def _inverse_patch(payload: dict[str, object], reason: str) -> Patch:
+    envelope = payload["envelope"]
+    assert isinstance(envelope, dict)
+    original = patch_from_envelope(envelope)
+    return Patch.from_dict({
+        "type": original["type"], "target": original["target"], "base": payload["result"],
+        "op": payload["inverse"], "reasoning": reason, "test_requirements": [],
+        "author": "rollback", "created": original["created"]})
+
+
+def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
+                  patch: str | None) -> Iterator[tuple[Patch, str]]:
+    if (to is None) == (patch is None):
+        raise UsageError("give exactly one of --to SEQ or --patch HASH")
+    if to is not None:
+        if to < 0 or to > state.seq:
+            raise NotFound(f"no event {to} in the ledger (head is {state.seq})")
+        applied = [e for e in rt.log(kind="PatchApplied", since=to + 1)]
+        for ev in reversed(applied):
+            yield (_inverse_patch(ev.payload, f"rollback to seq {to}: undo {ev.payload['patch_hash']}"),
+                   str(ev.payload["patch_hash"]))
+        return
+    assert patch is not None
+    ident = patch if patch.startswith("sha256:") else "sha256:" + patch
+    matches = [h for h in state.applied if h.startswith(ident)]
+    if len(matches) != 1:
+        raise NotFound(f"{len(matches)} applied patches match {ident}",
+                       "give the full hash from `ouro log --kind PatchApplied`")
+    ev = rt.log(since=state.applied[matches[0]], limit=1)[0]
+    target = str(ev.payload["target"])
+    if content_hash(state.values.get(target)) != ev.payload["result"]:
+        raise UsageError(f"{target!r} changed after patch {matches[0][:19]}…",
+                         "roll back to a sequence number with --to instead")
+    yield _inverse_patch(ev.payload, f"rollback of {matches[0]}"), matches[0]

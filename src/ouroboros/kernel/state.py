@@ -1,0 +1,108 @@
+"""State is a fold of the ledger: pure functions from events to values.
+
+The state hash covers the targets' values only (the agent's behaviour), so a rollback that
+restores the values restores the exact earlier state hash. Pending patches, breaker
+counters and the applied-patch index are folded too, for the gates.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
+from ouroboros.kernel.merkle import MerkleAccumulator
+from ouroboros.kernel.ops import apply_op
+
+GENESIS_PREV = "sha256:" + "0" * 64
+
+KERNEL_KINDS = frozenset({
+    "Genesis", "PatchApplied", "PatchRejected", "PatchPending", "PatchApproved",
+    "AuthorPaused", "AuthorResumed", "Checkpoint", "EffectFailed",
+})
+
+
+@dataclass
+class KernelState:
+    seq: int = -1
+    last_hash: str = GENESIS_PREV
+    values: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    authors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    runtime_key: dict[str, str] = field(default_factory=dict)
+    merkle: MerkleAccumulator = field(default_factory=MerkleAccumulator)
+
+    def state_hash(self) -> str:
+        return content_hash({t: content_hash(v) for t, v in self.values.items()})
+
+    def copy(self) -> KernelState:
+        return KernelState(self.seq, self.last_hash, copy.deepcopy(self.values),
+                           copy.deepcopy(self.pending), copy.deepcopy(self.authors),
+                           dict(self.applied), dict(self.runtime_key), self.merkle.copy())
+
+    def to_bytes(self) -> bytes:
+        return canonical_bytes({
+            "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
+            "pending": self.pending, "authors": self.authors, "applied": self.applied,
+            "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KernelState:
+        d = json.loads(data)
+        return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["authors"],
+                   d["applied"], d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]))
+
+
+def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
+    return patch
+
+
+def _author(state: KernelState, name: str) -> dict[str, Any]:
+    return state.authors.setdefault(name, {"rejections": 0, "paused_until": None})
+
+
+def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
+               time: str, body: bytes, check_results: bool = False) -> None:
+    """Apply one decoded event to ``state`` in place."""
+    if kind == "Genesis":
+        state.values.update(copy.deepcopy(payload["targets"]))
+        state.runtime_key = dict(payload["runtime_key"])
+    elif kind == "PatchApplied":
+        patch = patch_from_envelope(payload["envelope"])
+        target = patch["target"]
+        new = apply_op(patch["op"], state.values.get(target))
+        if check_results and content_hash(new) != payload["result"]:
+            raise ValueError(f"event {seq}: replaying the patch gave {content_hash(new)}, "
+                             f"the ledger recorded {payload['result']}")
+        if new is None:
+            state.values.pop(target, None)
+        else:
+            state.values[target] = new
+        state.applied[payload["patch_hash"]] = seq
+        state.pending.pop(payload["patch_hash"], None)
+        if not payload.get("rollback_of"):
+            _author(state, patch["author"])["rejections"] = 0
+    elif kind == "PatchRejected":
+        state.pending.pop(payload["patch_hash"], None)
+        if payload.get("author") and payload["stage"] != "breaker":
+            _author(state, payload["author"])["rejections"] += 1
+    elif kind == "PatchPending":
+        state.pending[payload["patch_hash"]] = {
+            "envelope": payload["envelope"], "needs": payload["needs"], "seq": seq,
+            "author": payload.get("author", ""),
+        }
+    elif kind == "AuthorPaused":
+        entry = _author(state, payload["author"])
+        entry["paused_until"] = payload["until"]
+        entry["rejections"] = 0
+    elif kind == "AuthorResumed":
+        _author(state, payload["author"])["paused_until"] = None
+    state.seq = seq
+    state.last_hash = hash_bytes(body)
+    state.merkle.append(body)

@@ -1,0 +1,201 @@
+"""The patch-type registry: core types, extension types and named tests.
+
+Capabilities add their types (``skill``, ``bytecode``, ``file``) and tests here through the
+same registry the core types use; the kernel never imports a capability.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+
+from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.errors import InvalidPatch, UsageError
+from ouroboros.kernel.ops import apply_op
+from ouroboros.kernel.patch import Patch
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class TestContext:
+    """What a test sees: the patch, the target's value before and after, and the state."""
+
+    __test__ = False  # not a pytest class
+
+    patch: Patch
+    old_value: JSON
+    new_value: JSON
+    inverse: dict[str, Any]
+    state: Mapping[str, JSON]
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    __test__ = False
+    ok: bool
+    detail: str = ""
+
+
+TestFn = Callable[[TestContext], TestOutcome]
+AuditFn = Callable[[TestContext], list[str]]
+EffectFn = Callable[[Patch, JSON], None]
+
+
+@dataclass(frozen=True)
+class PatchType:
+    """A kind of change: the schema of its values, its default tests, optional extra audit
+    rules and an optional side effect run after the patch is durably in the ledger."""
+
+    name: str
+    value_schema: dict[str, Any]
+    default_tests: tuple[str, ...] = ("schema", "roundtrip", "replay")
+    audit: AuditFn | None = None
+    effect: EffectFn | None = None
+    targets: tuple[str, ...] = ("*",)
+    root_only: bool = False
+    description: str = ""
+
+    def allows_target(self, target: str) -> bool:
+        return any(fnmatch.fnmatchcase(target, g) for g in self.targets)
+
+
+TRUST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["keys", "root", "delegations"],
+    "additionalProperties": False,
+    "properties": {
+        "keys": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["public"],
+            "properties": {"public": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "name": {"type": "string"}}}},
+        "root": {"type": "object", "required": ["keys", "threshold"], "additionalProperties": False,
+                 "properties": {"keys": {"type": "array", "items": {"type": "string"},
+                                         "minItems": 1, "uniqueItems": True},
+                                "threshold": {"type": "integer", "minimum": 1}}},
+        "delegations": {"type": "array", "items": {
+            "type": "object", "required": ["name", "keys", "types", "targets", "threshold"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string"},
+                           "keys": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                           "types": {"type": "array", "items": {"type": "string"}},
+                           "targets": {"type": "array", "items": {"type": "string"}},
+                           "threshold": {"type": "integer", "minimum": 1},
+                           "rights": {"type": "array", "items": {"enum": ["grant", "approve"]}}}}},
+    },
+}
+
+GATES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["approval", "audit", "breaker"],
+    "properties": {
+        "approval": {"type": "array", "items": {
+            "type": "object", "required": ["types", "targets"],
+            "properties": {"types": {"type": "array", "items": {"type": "string"}},
+                           "targets": {"type": "array", "items": {"type": "string"}}}}},
+        "audit": {"type": "object", "required": [
+            "forbidden_targets", "url_allowlist", "injection_markers",
+            "max_value_bytes", "max_reasoning_bytes"]},
+        "breaker": {"type": "object", "required": ["threshold", "cooldown_hours"],
+                    "properties": {"threshold": {"type": "integer", "minimum": 1},
+                                   "cooldown_hours": {"type": "number", "minimum": 0}}},
+    },
+}
+
+CORE_TYPES: tuple[PatchType, ...] = (
+    PatchType("prompt", {"type": "string", "maxLength": 200_000},
+              description="an agent's prompt text"),
+    PatchType("policy", {"type": "object"}, description="a decision policy"),
+    PatchType("routing", {"type": "object", "additionalProperties": {"type": ["number", "object"]}},
+              description="routing heuristics and weights"),
+    PatchType("config", {"type": "object"}, description="configuration parameters"),
+    PatchType("tools", {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+              description="the tool set attached to an agent"),
+    PatchType("trust", TRUST_SCHEMA, targets=("kernel/trust",), root_only=True,
+              description="the trust policy (root threshold only)"),
+    PatchType("gates", GATES_SCHEMA, targets=("kernel/gates",), root_only=True,
+              description="the gate configuration (root threshold only)"),
+    PatchType("schemas", {"type": "object", "additionalProperties": {"type": "object"}},
+              targets=("kernel/schemas",), root_only=True,
+              description="JSON Schemas registered for target globs"),
+)
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_bytes: bytes) -> Any:
+    import json
+
+    schema = json.loads(schema_bytes)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def schema_errors(schema: dict[str, Any], value: JSON) -> list[str]:
+    validator = _validator(canonical_bytes(schema))
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))]
+
+
+def _test_schema(ctx: TestContext) -> TestOutcome:
+    if ctx.new_value is None or ctx.schema is None:
+        return TestOutcome(True, "nothing to validate")
+    errors = schema_errors(ctx.schema, ctx.new_value)
+    return TestOutcome(not errors, "; ".join(errors[:3]))
+
+
+def _same(a: JSON, b: JSON) -> bool:
+    if a is None or b is None:
+        return a is b
+    return canonical_bytes(a) == canonical_bytes(b)
+
+
+def _test_roundtrip(ctx: TestContext) -> TestOutcome:
+    try:
+        restored = apply_op(ctx.inverse, copy.deepcopy(ctx.new_value))
+    except InvalidPatch as e:
+        return TestOutcome(False, f"inverse does not apply: {e}")
+    return TestOutcome(_same(restored, ctx.old_value), "inverse did not restore the old value")
+
+
+def _test_replay(ctx: TestContext) -> TestOutcome:
+    first = apply_op(ctx.patch.op, copy.deepcopy(ctx.old_value))
+    second = apply_op(ctx.patch.op, copy.deepcopy(ctx.old_value))
+    ok = _same(first, second) and _same(first, ctx.new_value)
+    return TestOutcome(ok, "applying the patch twice to a copy gave different values")
+
+
+@dataclass
+class TypeRegistry:
+    types: dict[str, PatchType] = field(default_factory=dict)
+    tests: dict[str, TestFn] = field(default_factory=dict)
+
+    @classmethod
+    def with_core(cls) -> TypeRegistry:
+        reg = cls()
+        for t in CORE_TYPES:
+            reg.register_type(t)
+        reg.register_test("schema", _test_schema)
+        reg.register_test("roundtrip", _test_roundtrip)
+        reg.register_test("replay", _test_replay)
+        return reg
+
+    def register_type(self, patch_type: PatchType) -> None:
+        """Register (or re-register, e.g. on a second Runtime in one process) a type."""
+        existing = self.types.get(patch_type.name)
+        if existing is not None and existing.root_only and not patch_type.root_only:
+            raise UsageError(f"cannot weaken the root-only type {patch_type.name!r}")
+        self.types[patch_type.name] = patch_type
+
+    def register_test(self, name: str, fn: TestFn) -> None:
+        self.tests[name] = fn
+
+    def get(self, name: str) -> PatchType | None:
+        return self.types.get(name)

@@ -1,0 +1,66 @@
+"""The workspace on disk: ``ledger.db``, ``keys/``, ``blobs/`` and ``workspace.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ouroboros.kernel.errors import UsageError, WorkspaceMissing
+
+CONFIG_NAME = "workspace.json"
+
+
+def resolve_home(home: Path | str | None = None) -> Path:
+    """An explicit path, else ``$OURO_HOME``, else ``./.ouro``."""
+    if home is not None:
+        return Path(home)
+    env = os.environ.get("OURO_HOME")
+    return Path(env) if env else Path.cwd() / ".ouro"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+    config: dict[str, Any]
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.home / "ledger.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @classmethod
+    def load(cls, home: Path) -> Workspace:
+        path = home / CONFIG_NAME
+        try:
+            config = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise WorkspaceMissing(f"no Ouroboros workspace at {home}",
+                                   "run `ouro init` or pass --home / set OURO_HOME") from None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path} is not valid JSON: {e}") from e
+        return cls(home, config)
+
+    @classmethod
+    def create(cls, home: Path, config: dict[str, Any]) -> Workspace:
+        if (home / CONFIG_NAME).exists():
+            raise UsageError(f"a workspace already exists at {home}",
+                             "use it, or pick another --home")
+        home.mkdir(parents=True, exist_ok=True)
+        ws = cls(home, config)
+        ws.save()
+        return ws
+
+    def save(self) -> None:
+        tmp = self.home / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.home / CONFIG_NAME)

@@ -1,0 +1,147 @@
+"""Pure parts: canonical form, diffs, ops and inverses, patch parsing, Merkle trees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ouroboros.kernel.canonical import ABSENT, canonical_bytes, content_hash
+from ouroboros.kernel.errors import InvalidPatch
+from ouroboros.kernel.merkle import MerkleAccumulator, merkle_root
+from ouroboros.kernel.ops import apply_op, inverse_of
+from ouroboros.kernel.patch import Patch
+from ouroboros.kernel.textdiff import apply_diff, make_diff
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20)
+json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
+json_docs = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+texts = st.lists(st.sampled_from(["a", "b", "c\n", "\n", "def\n", "", "x y\n", "\r\n"]),
+                 max_size=30).map("".join)
+
+
+@given(json_values)
+def test_canonical_form_is_stable(value: Any) -> None:
+    once = canonical_bytes(value)
+    assert canonical_bytes(json.loads(once)) == once
+
+
+def test_canonical_form_sorts_keys_and_strips_space() -> None:
+    assert canonical_bytes({"b": 1, "a": [1.0, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+
+
+def test_content_hash_format_and_absent() -> None:
+    h = content_hash({"a": 1})
+    assert h.startswith("sha256:") and len(h) == 71
+    assert content_hash(None) == ABSENT != content_hash("")
+
+
+def test_non_json_values_are_refused() -> None:
+    with pytest.raises(InvalidPatch, match="not canonical JSON"):
+        canonical_bytes({"x": float("nan")})
+
+
+@given(texts, texts)
+def test_diff_round_trips_any_text(old: str, new: str) -> None:
+    assert apply_diff(old, make_diff(old, new)) == new
+
+
+def test_diff_against_other_text_is_rejected_with_the_line() -> None:
+    diff = make_diff("one\ntwo\nthree\n", "one\n2\nthree\n")
+    with pytest.raises(InvalidPatch, match="does not apply at target line"):
+        apply_diff("one\nTWO\nthree\n", diff)
+
+
+@given(json_docs, json_docs)
+def test_json_patch_inverse_after_apply_is_identity(old: dict[str, Any], new: dict[str, Any]) -> None:
+    import jsonpatch
+
+    op = {"kind": "json_patch", "ops": jsonpatch.make_patch(old, new).patch}
+    result = apply_op(op, old)
+    assert canonical_bytes(result) == canonical_bytes(new)
+    inverse = inverse_of(op, old, result)
+    assert canonical_bytes(apply_op(inverse, result)) == canonical_bytes(old)
+
+
+@given(texts, texts)
+def test_diff_inverse_after_apply_is_identity(old: str, new: str) -> None:
+    op = {"kind": "diff", "diff": make_diff(old, new)}
+    result = apply_op(op, old)
+    assert apply_op(inverse_of(op, old, result), result) == old
+
+
+@given(st.one_of(st.none(), json_docs), json_docs)
+def test_value_inverse_after_apply_is_identity(old: Any, new: Any) -> None:
+    op = {"kind": "value", "value": new}
+    result = apply_op(op, old)
+    restored = apply_op(inverse_of(op, old, result), result)
+    assert (restored is None) if old is None else canonical_bytes(restored) == canonical_bytes(old)
+
+
+def test_delete_of_absent_target_is_refused() -> None:
+    with pytest.raises(InvalidPatch, match="does not exist"):
+        apply_op({"kind": "delete"}, None)
+
+
+def _patch(**kw: Any) -> dict[str, Any]:
+    base = {"type": "prompt", "target": "agents/a/prompt", "base": ABSENT,
+            "op": {"kind": "value", "value": "hi"}, "reasoning": "r", "test_requirements": [],
+            "author": "alice", "created": "2026-01-01T00:00:00.000000Z"}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"target": "../etc"}, "not a valid target"),
+    ({"base": "md5:1"}, "base must be"),
+    ({"op": {"kind": "exec", "code": "rm"}}, "op must be"),
+    ({"op": {"kind": "value", "value": None}}, "cannot set null"),
+    ({"test_requirements": "schema"}, "list of test names"),
+    ({"extra": 1}, "unknown fields extra"),
+])
+def test_patch_parsing_names_what_is_wrong(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidPatch, match=message):
+        Patch.from_dict(_patch(**change))
+
+
+def test_patch_missing_fields_are_listed() -> None:
+    data = _patch()
+    del data["author"], data["op"]
+    with pytest.raises(InvalidPatch, match="missing op, author"):
+        Patch.from_dict(data)
+
+
+@given(st.one_of(json_values, st.dictionaries(st.sampled_from(
+    ["type", "target", "base", "op", "reasoning", "test_requirements", "author", "created"]),
+    json_values)))
+@settings(max_examples=300)
+def test_patch_parsing_never_crashes(data: Any) -> None:
+    try:
+        Patch.from_dict(data)
+    except InvalidPatch:
+        pass
+
+
+def test_patch_hash_is_hash_of_canonical_bytes() -> None:
+    p = Patch.from_dict(_patch())
+    assert p.hash == content_hash(p.to_dict())
+
+
+@pytest.mark.parametrize("n", [*range(0, 20), 31, 32, 33, 100])
+def test_merkle_accumulator_matches_rfc6962_reference(n: int) -> None:
+    leaves = [bytes([i % 256]) * (i % 5 + 1) for i in range(n)]
+    acc = MerkleAccumulator()
+    for leaf in leaves:
+        acc.append(leaf)
+    assert acc.root() == merkle_root(leaves)
+    assert MerkleAccumulator.from_dict(acc.to_dict()).root() == acc.root()
+
+
+def test_merkle_rfc6962_known_vector() -> None:
+    # RFC 6962 test vector (certificate-transparency-go merkle tests): empty tree and leaf "".
+    assert merkle_root([]).hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert merkle_root([b""]).hex() == "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
