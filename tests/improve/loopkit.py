@@ -9,24 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.diffs import make_diff
-from ouroboros.capabilities.improve.governance import LocalGovernance
 from ouroboros.capabilities.improve.loop import ImproveLoop
 from ouroboros.capabilities.improve.notify import RecordingNotifier
 from ouroboros.capabilities.improve.planner import Draft
+from ouroboros.kernel import ManualClock, Runtime
 
 T0 = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, start: datetime = T0 + timedelta(hours=24)) -> None:
-        self.now = start
+class Clock(ManualClock):
+    """The kernel's manual clock, callable for brevity in tests."""
 
     def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> datetime:
-        self.now += timedelta(**kw)
-        return self.now
+        return self.now()
 
 
 def tool_events(
@@ -56,12 +51,14 @@ def tool_events(
 
 class Harness:
     def __init__(self, tmp: Path, **kw: Any) -> None:
-        self.clock = Clock()
+        self.clock = Clock(T0 + timedelta(hours=24))
         self.events: list[dict[str, Any]] = []
         self.notifier = RecordingNotifier()
-        self.governance = LocalGovernance(tmp / "ledger.jsonl")
-        self.loop = ImproveLoop(tmp, self.governance, events=lambda: self.events,
-                                notifier=self.notifier, clock=self.clock, **kw)
+        home = tmp / "ws"
+        self.rt = Runtime.open(home, clock=self.clock) if home.exists() else \
+            Runtime.init(home, clock=self.clock)
+        self.loop = ImproveLoop(self.rt, events=lambda: self.events, notifier=self.notifier, **kw)
+        self.governance = self.loop.governance
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:
         self.events.extend(events)

@@ -76,11 +76,13 @@ def test_approve_merges_and_falling_error_rate_keeps_it_implemented(h: Harness) 
     assert "stable after monitoring" in final.log[-1]
     kinds = [(e["kind"], e["payload"].get("to")) for e in h.governance.events()]
     assert kinds == [
-        ("PatchPending", None), ("ProposalStatusChanged", "pending"),
-        ("ProposalStatusChanged", "approved"), ("PatchApproved", None),
-        ("ProposalStatusChanged", "implemented"), ("PatchApplied", None),
-        ("ProposalMonitored", None),
+        ("Genesis", None), ("PatchPending", None), ("ProposalStatusChanged", "pending"),
+        ("ProposalStatusChanged", "approved"), ("PatchApproved", None), ("PatchApplied", None),
+        ("ProposalStatusChanged", "implemented"), ("ProposalMonitored", None),
     ]
+    # the kernel's state holds the merged proposal; the ledger verifies
+    assert h.rt.value(f"improve/proposals/{pid}")["branch"] == final.branch
+    assert h.rt.verify().events == len(h.governance.events())
     # every status change is a commit in the proposals repository
     history = h.loop.store.history(final)
     assert [line.split(": ")[1].split()[0] for line in history] == [
@@ -160,8 +162,11 @@ def test_failed_merge_pauses_the_category_for_24h(h: Harness) -> None:
     agents.write_text(agents.read_text().replace("timeout_s: 30", "timeout_s: 12"))
     h.loop.repo.git("commit", "-qam", "manual hotfix")
     out = h.loop.approve(pid)
+    # the kernel re-runs the test gate on approval: the conflict is caught before any merge
     assert out.proposal.status == "failed"
-    assert "merge failed" in out.proposal.log[-1]
+    assert "conflicts with main in agents.yaml" in out.proposal.log[-1]
+    assert h.governance.events("PatchRejected")[-1]["payload"]["stage"] == "test"
+    assert not h.loop.repo.branch_exists(out.proposal.branch)
     assert h.loop.repo.git("status", "--porcelain") == ""
     assert "timeout_s: 12" in agents.read_text()
     runbook = h.main_file("docs/runbook.md") or ""
@@ -179,3 +184,23 @@ def test_state_survives_a_new_loop_on_the_same_workspace(h: Harness, tmp_path: P
     assert again.loop.get(pid[:4]).status == "pending"
     assert again.loop.breakers.state.consecutive_rejections == 1
     assert again.loop.approve(pid).proposal.status == "implemented"
+
+
+def test_kernel_approve_of_the_patch_merges_too(h: Harness) -> None:
+    pid = _propose_timeout_fix(h)
+    p = h.loop.get(pid)
+    assert p.patch_hash in h.rt.pending()
+    outcome = h.rt.approve(p.patch_hash[7:19])
+    assert outcome.status == "applied"
+    merged = h.loop.get(pid)
+    assert merged.status == "implemented" and merged.review.reviewer == "ouro approve"  # type: ignore[union-attr]
+    assert h.loop.repo.head() == merged.merge_commit
+
+
+def test_diff_is_in_the_blob_store_and_the_value_pins_the_base(h: Harness) -> None:
+    pid = _propose_timeout_fix(h)
+    p = h.loop.get(pid)
+    h.loop.approve(pid)
+    value = h.rt.value(f"improve/proposals/{pid}")
+    assert value["base"] == p.base_commit and value["branch"] == p.branch
+    assert h.rt.blobs.get(value["diff"]).decode() == p.diff

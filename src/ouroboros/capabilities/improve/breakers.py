@@ -1,9 +1,9 @@
 """Backoff and circuit breakers, persisted in the workspace.
 
-The seed's rules: three consecutive rejections pause analysis for 48 h; a failed
-implementation pauses its category for 24 h; an automatic revert halts every proposal
-until a human resets it. State is one JSON file replaced atomically, so a crash never
-leaves a half-written breaker.
+The seed's rules: three consecutive rejections (by a human or a gate) pause analysis
+for 48 h; a failed implementation pauses its category for 24 h; an automatic revert halts every proposal until a human
+resets it. State is one JSON file replaced atomically, so a crash never leaves a
+half-written breaker.
 """
 
 from __future__ import annotations
@@ -48,14 +48,21 @@ class Breakers:
         os.replace(tmp, self.path)
 
     # -- questions --------------------------------------------------------------------
-    def analysis_blocked(self, now: datetime) -> str | None:
-        """Why new proposals may not be made now, or None."""
+    def halted(self) -> str | None:
+        """Why nothing may be proposed or merged (after an auto-revert), or None."""
         if self.state.halted:
             return f"all proposals halted: {self.state.halt_reason}; run `ouro proposals reset`"
+        return None
+
+    def analysis_blocked(self, now: datetime) -> str | None:
+        """Why no new proposal may be made now (halt or rejection backoff), or None."""
+        blocked = self.halted()
+        if blocked:
+            return blocked
         until = self.state.analysis_paused_until
         if until and now < parse_time(until):
-            return (f"analysis paused until {until} after {REJECTIONS_TO_PAUSE} "
-                    "consecutive rejections")
+            return (f"analysis paused until {until} after {REJECTIONS_TO_PAUSE} consecutive "
+                    "rejections; `ouro proposals reset` resumes it")
         return None
 
     def category_blocked(self, category: str, now: datetime) -> str | None:
@@ -67,14 +74,9 @@ class Breakers:
             return f"category {category} paused until {until} after a failed implementation"
         return None
 
-    def merge_blocked(self) -> str | None:
-        if self.state.halted:
-            return f"all proposals halted: {self.state.halt_reason}; run `ouro proposals reset`"
-        return None
-
     # -- events -----------------------------------------------------------------------
     def record_rejection(self, now: datetime) -> bool:
-        """Count a rejection; True when this one paused analysis."""
+        """Count a rejection; True when it is the one that pauses analysis."""
         self.state.consecutive_rejections += 1
         tripped = self.state.consecutive_rejections >= REJECTIONS_TO_PAUSE
         if tripped:

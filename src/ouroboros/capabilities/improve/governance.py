@@ -1,55 +1,50 @@
 """The improvement loop's one seam to the kernel: proposals are ``file`` patches.
 
-A ``file`` patch's value names a proposal and carries its unified diff against the
-target repository at a pinned base commit. Its gates are the loop's: the **test**
-gate is the validation pipeline on the proposal branch, the **audit** gate is the
-policy tests, the **approval** gate always defers to a human (pending), and **apply**
-is the merge into ``main`` (the type's effect). Every status change is also recorded
-as a ledger event.
+A ``file`` patch targets ``improve/proposals/<id>``; its value names the proposal, the
+target repository, the pinned base commit, the branch, and the unified diff (kept in
+the content-addressed blob store, so the ledger holds its hash). Its gates are the
+loop's: the **test** gate is the validation pipeline on the proposal branch (run
+again at approval, when it also checks the branch still merges into ``main``), the
+**audit** gate is the policy tests, the **approval** gate always defers ``file``
+patches to a human (the kernel's default), and **apply** is the merge into ``main``
+(the type's effect). The kernel's per-author breaker (3 consecutive rejections pause
+the author for 48 h) is the seed's analysis backoff; every status change is also a
+ledger event recorded here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-import jsonschema
+from ouroboros.kernel import PatchType, Runtime, SubmitOutcome, TestContext, TestOutcome
+from ouroboros.kernel.clock import parse_iso
 
 FILE_TYPE = "file"
 VALIDATION_TEST = "improve.validation"
 AUTHOR = "improve"
+TARGET_PREFIX = "improve/proposals/"
 
 #: JSON Schema of a ``file`` patch value (the kernel's schema gate checks it).
 FILE_VALUE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["proposal", "repository", "base", "branch", "diff", "files"],
+    "required": ["proposal", "repository", "base", "branch", "diff", "files", "category"],
     "additionalProperties": False,
     "properties": {
         "proposal": {"type": "string", "pattern": "^[0-9a-f]{6,32}$"},
         "repository": {"type": "string", "minLength": 1},
         "base": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
         "branch": {"type": "string", "pattern": "^ouro/proposal-[0-9a-f]{6,32}$"},
-        "diff": {"type": "string", "minLength": 1},
+        "diff": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
         "files": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "category": {"type": "string"},
+        "category": {"enum": ["bugfix", "optimization", "enhancement"]},
     },
 }
 
 
-@dataclass(frozen=True)
-class GateResult:
-    status: Literal["applied", "rejected", "pending"]
-    patch_hash: str = ""
-    stage: str = ""
-    reason: str = ""
-
-
 class Gates(Protocol):
-    """What the loop provides to the kernel for ``file`` patches."""
+    """What the loop gives the kernel for ``file`` patches."""
 
     def test(self, value: Mapping[str, Any]) -> tuple[bool, str]: ...
 
@@ -58,101 +53,74 @@ class Gates(Protocol):
     def effect(self, value: Mapping[str, Any]) -> None: ...
 
 
-class Governance(Protocol):
-    def bind(self, gates: Gates) -> None: ...
+class Governance:
+    """The kernel calls the loop needs, in one place, against a :class:`Runtime`."""
 
-    def submit(self, value: dict[str, Any], reasoning: str) -> GateResult: ...
-
-    def approve(self, patch_hash: str, reviewer: str) -> GateResult: ...
-
-    def reject(self, patch_hash: str, reason: str, reviewer: str) -> None: ...
-
-    def record(self, kind: str, payload: dict[str, Any]) -> None: ...
-
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]: ...
-
-
-def target_of(value: Mapping[str, Any]) -> str:
-    return f"improve/proposals/{value['proposal']}"
-
-
-class LocalGovernance:
-    """The gate order of the kernel (schema, test, audit, approval) without a kernel.
-
-    For running the loop in-process before a kernel workspace exists and for unit
-    tests of the loop itself; with a kernel, :class:`KernelGovernance` is the one
-    pipeline. Events go to an in-memory list (and optionally a JSONL file).
-    """
-
-    def __init__(self, log: Path | None = None) -> None:
-        self.log = log
-        self._events: list[dict[str, Any]] = []
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._gates: Gates | None = None
-        if log is not None and log.exists():
-            for line in log.read_text(encoding="utf-8").splitlines():
-                event = json.loads(line)
-                self._events.append(event)
-                digest = event["payload"].get("patch_hash")
-                if event["kind"] == "PatchPending":
-                    self._pending[digest] = event["payload"]["value"]
-                elif event["kind"] in ("PatchApproved", "PatchRejected"):
-                    self._pending.pop(digest, None)
+    def __init__(self, rt: Runtime, approver_key: str = "root") -> None:
+        self.rt = rt
+        self.approver_key = approver_key
 
     def bind(self, gates: Gates) -> None:
-        self._gates = gates
+        """Register the ``file`` patch type and its validation test with the kernel."""
 
-    def _require(self) -> Gates:
-        if self._gates is None:
-            raise RuntimeError("governance is not bound to a loop")
-        return self._gates
+        def validation(ctx: TestContext) -> TestOutcome:
+            if ctx.new_value is None:  # a rollback removes the record; git is reverted apart
+                return TestOutcome(True, "nothing to validate")
+            ok, detail = gates.test(ctx.new_value)
+            return TestOutcome(ok, detail)
 
-    def record(self, kind: str, payload: dict[str, Any]) -> None:
-        event = {"seq": len(self._events), "kind": kind, "payload": payload}
-        self._events.append(event)
-        if self.log is not None:
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-            with self.log.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event, sort_keys=True) + "\n")
+        def audit(ctx: TestContext) -> list[str]:
+            return [] if ctx.new_value is None else gates.audit(ctx.new_value)
+
+        def effect(_patch: Any, value: Any) -> None:
+            if value is not None:
+                gates.effect(value)
+
+        self.rt.registry.register_type(PatchType(
+            name=FILE_TYPE,
+            value_schema=FILE_VALUE_SCHEMA,
+            default_tests=("schema", "roundtrip", "replay", VALIDATION_TEST),
+            audit=audit,
+            effect=effect,
+            targets=(TARGET_PREFIX + "*",),
+            description="a unified diff against the improvement loop's target git repository",
+        ))
+        self.rt.registry.register_test(VALIDATION_TEST, validation)
+
+    # -- patches ----------------------------------------------------------------------
+    def submit(self, value: dict[str, Any], diff: str, reasoning: str) -> SubmitOutcome:
+        """Propose the ``file`` patch; the diff text goes to the blob store first."""
+        value = {**value, "diff": self.rt.blobs.put(diff.encode("utf-8"))}
+        return self.rt.propose_and_submit(
+            type=FILE_TYPE, target=TARGET_PREFIX + str(value["proposal"]), value=value,
+            reasoning=reasoning, tests=[VALIDATION_TEST], author=AUTHOR)
+
+    def diff_of(self, value: Mapping[str, Any]) -> str:
+        return self.rt.blobs.get(str(value["diff"])).decode("utf-8")
+
+    def approve(self, patch_hash: str) -> SubmitOutcome:
+        return self.rt.approve(patch_hash, key=self.approver_key)
+
+    def reject(self, patch_hash: str, reason: str) -> SubmitOutcome:
+        return self.rt.reject(patch_hash, reason, key=self.approver_key)
+
+    def is_pending(self, patch_hash: str) -> bool:
+        return patch_hash in self.rt.pending()
+
+    def rollback(self, patch_hash: str) -> None:
+        """Record the revert in kernel state too (the record of what is merged)."""
+        self.rt.rollback(patch=patch_hash)
+
+    # -- breaker and events -----------------------------------------------------------
+    def paused_until(self, now: datetime) -> str | None:
+        until = self.rt.breakers().get(AUTHOR, {}).get("paused_until")
+        return str(until) if until and parse_iso(str(until)) > now else None
+
+    def resume(self) -> None:
+        self.rt.resume(AUTHOR)
+
+    def record(self, kind: str, payload: dict[str, Any]) -> int:
+        return self.rt.record(kind, payload)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._events if kind is None or e["kind"] == kind]
-
-    def submit(self, value: dict[str, Any], reasoning: str) -> GateResult:
-        gates = self._require()
-        digest = "sha256:" + hashlib.sha256(
-            json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
-        errors = sorted(e.message for e in
-                        jsonschema.Draft202012Validator(FILE_VALUE_SCHEMA).iter_errors(value))
-        stage, reason = "", ""
-        if errors:
-            stage, reason = "schema", "; ".join(errors)
-        else:
-            ok, detail = gates.test(value)
-            if not ok:
-                stage, reason = "test", f"{VALIDATION_TEST}: {detail}"
-            else:
-                audit = gates.audit(value)
-                if audit:
-                    stage, reason = "audit", "; ".join(audit)
-        if stage:
-            self.record("PatchRejected", {"patch_hash": digest, "stage": stage, "reason": reason})
-            return GateResult("rejected", digest, stage, reason)
-        self._pending[digest] = value
-        self.record("PatchPending", {"patch_hash": digest, "needs": "human approval",
-                                     "value": value})
-        return GateResult("pending", digest, "approval", "human approval")
-
-    def approve(self, patch_hash: str, reviewer: str) -> GateResult:
-        value = self._pending.pop(patch_hash, None)
-        if value is None:
-            return GateResult("rejected", patch_hash, "approval", "no pending patch")
-        self.record("PatchApproved", {"patch_hash": patch_hash, "by": reviewer})
-        self._require().effect(value)
-        self.record("PatchApplied", {"patch_hash": patch_hash, "target": target_of(value)})
-        return GateResult("applied", patch_hash)
-
-    def reject(self, patch_hash: str, reason: str, reviewer: str) -> None:
-        self._pending.pop(patch_hash, None)
-        self.record("PatchRejected", {"patch_hash": patch_hash, "stage": "approval",
-                                      "reason": reason, "by": reviewer})
+        return [{"seq": e.seq, "kind": e.kind, "payload": e.payload} for e in self.rt.log(kind)]

@@ -13,14 +13,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.breakers import Breakers
 from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
-from ouroboros.capabilities.improve.governance import GateResult, Governance
+from ouroboros.capabilities.improve.governance import Governance
 from ouroboros.capabilities.improve.monitor import DEFAULT_WINDOW, Check, Monitor
 from ouroboros.capabilities.improve.notify import (
     Message,
@@ -34,8 +34,8 @@ from ouroboros.capabilities.improve.proposals import OPEN_STATUSES, Proposal, Pr
 from ouroboros.capabilities.improve.repo import GitError, TargetRepo, proposal_branch
 from ouroboros.capabilities.improve.store import ProposalStore
 from ouroboros.capabilities.improve.validation import validate_tree
+from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 
-Clock = Callable[[], datetime]
 EventSource = Callable[[], Iterable[Mapping[str, Any]]]
 
 
@@ -51,40 +51,37 @@ class NotApproved(ProposalError):
 class Outcome:
     proposal: Proposal
     message: str
-    gate: GateResult | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    gate: SubmitOutcome | None = None
 
 
 class ImproveLoop:
     def __init__(
         self,
-        home: Path,
-        governance: Governance,
+        rt: Runtime,
         *,
         events: EventSource = lambda: (),
         notifier: Notifier | None = None,
-        clock: Clock = utcnow,
         window: timedelta = DEFAULT_WINDOW,
         policy: PolicyConfig | None = None,
         target: Path | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
     ) -> None:
-        self.root = Path(home) / "improve"
+        self.rt = rt
+        self.root = Path(rt.home) / "improve"
         self.repo = TargetRepo.init(target or self.root / "target")
         self.store = ProposalStore.init(self.root / "proposals")
         self.breakers = Breakers(self.root / "breakers.json")
         self.notifications = NotificationBatcher(self.root / "notifications.json",
                                                  notifier or StdoutNotifier())
         self.monitor = Monitor(self.root / "monitor.json", self._rate, window)
-        self.governance = governance
+        self.governance = Governance(rt)
         self.events = events
-        self.clock = clock
         self.policy = policy or PolicyConfig()
         self.new_id = new_id
-        governance.bind(self)
+        self.governance.bind(self)
+
+    def clock(self) -> datetime:
+        return self.rt.clock.now().replace(microsecond=0)
 
     # -- reading ----------------------------------------------------------------------
     def proposals(self, status: str | None = None) -> list[Proposal]:
@@ -95,18 +92,28 @@ class ImproveLoop:
 
     # -- gates (called by the kernel through governance) -------------------------------
     def test(self, value: Mapping[str, Any]) -> tuple[bool, str]:
-        """Test gate: the diff applies to a fresh branch from the base and validates."""
-        branch = str(value["branch"])
+        """Test gate: the diff applies to a branch from the pinned base and validates.
+
+        At submission the branch is created; at approval (the kernel runs the gates
+        again) it must still hold exactly the diff and merge cleanly into main.
+        """
+        branch, base = str(value["branch"]), str(value["base"])
+        diff = self.governance.diff_of(value)
         try:
-            made = self.repo.apply_to_branch(branch, str(value["base"]), str(value["diff"]),
-                                             f"chore(ouro): proposal {value['proposal']}")
+            if self.repo.branch_exists(branch):
+                problem = self.repo.branch_matches(branch, base, diff) or \
+                    self.repo.merge_conflicts(branch)
+                if problem:
+                    return False, problem
+                commit = self.repo.rev(branch)
+            else:
+                commit = self.repo.apply_to_branch(
+                    branch, base, diff, f"chore(ouro): proposal {value['proposal']}").commit
         except GitError as e:
             return False, f"{e.action} failed: {e.reason}"
-        paths = self.repo.changed_files(made.base, made.commit)
-        with self.repo.checkout_tree(made.commit) as tree:
-            report = validate_tree(tree, paths)
+        with self.repo.checkout_tree(commit) as tree:
+            report = validate_tree(tree, self.repo.changed_files(base, commit))
         if not report.ok:
-            self.repo.delete_branch(branch)
             return False, f"validation failed: {report.reason()}"
         return True, "; ".join(str(c) for c in report.checks) or "no files to validate"
 
@@ -123,16 +130,24 @@ class ImproveLoop:
                             lambda p: self.repo.read(branch, p), self.policy)
 
     def effect(self, value: Mapping[str, Any]) -> None:
-        """Apply: merge the approved proposal's branch into main and start monitoring."""
-        self._merge(self.get(str(value["proposal"])))
+        """Apply: merge the approved proposal's branch into main and start monitoring.
+
+        Reached through ``ouro proposals approve`` or directly through the kernel's
+        ``ouro approve <patch>``; the latter is recorded as the approval it is.
+        """
+        proposal = self.get(str(value["proposal"]))
+        if proposal.status == "pending":
+            approved = replace(proposal.transition("approved"),
+                               review=Review("ouro approve", self.clock(), "approved"))
+            self._save(approved, proposal.status, "approved through the kernel (`ouro approve`)")
+            self.breakers.record_approval()
+            proposal = approved
+        self._merge(proposal)
 
     # -- proposing --------------------------------------------------------------------
     def propose_from_findings(self, findings: Iterable[Finding]) -> list[Outcome]:
         """Plan drafts for ``findings`` at main's head and submit each one."""
-        now = self.clock()
-        blocked = self.breakers.analysis_blocked(now)
-        if blocked:
-            raise Paused(blocked)
+        self._check_not_paused()
         head = self.repo.head()
         drafts = plan(findings, lambda path: self.repo.read(head, path))
         return [o for o in (self.propose(d) for d in drafts) if o is not None]
@@ -140,9 +155,7 @@ class ImproveLoop:
     def propose(self, draft: Draft, base: str | None = None) -> Outcome | None:
         """Submit one draft through the gates; None when an open proposal already has its key."""
         now = self.clock()
-        blocked = self.breakers.category_blocked(draft.category, now)
-        if blocked:
-            raise Paused(blocked)
+        self._check_not_paused(draft.category)
         if any(p.key == draft.key and p.status in OPEN_STATUSES for p in self.store.all()):
             return None
         pid = self.new_id()
@@ -156,12 +169,12 @@ class ImproveLoop:
         )
         value = {
             "proposal": pid, "repository": str(self.repo.path), "base": proposal.base_commit,
-            "branch": proposal.branch, "diff": proposal.diff,
-            "files": list(draft.affected_files) or ["-"], "category": draft.category,
+            "branch": proposal.branch, "files": list(draft.affected_files) or ["-"],
+            "category": draft.category,
         }
-        result = self.governance.submit(value, f"{draft.title}: {draft.root_cause}")
-        proposal = replace(proposal, patch_hash=result.patch_hash or "-")
-        if result.status == "rejected":
+        result = self.governance.submit(value, draft.diff, f"{draft.title}: {draft.root_cause}")
+        proposal = replace(proposal, patch_hash=result.patch_hash)
+        if result.status != "pending":
             self.repo.delete_branch(proposal.branch)  # nothing of a blocked proposal remains
             proposal = replace(proposal.transition("blocked"), review=Review(
                 f"gate:{result.stage}", now, "blocked", result.reason))
@@ -182,9 +195,10 @@ class ImproveLoop:
                            review=Review(reviewer, now, "approved", notes))
         self._save(approved, proposal.status, f"approved by {reviewer}")
         self.breakers.record_approval()
-        halted = self.breakers.merge_blocked()
-        if halted:
-            return Outcome(approved, f"merge deferred: {halted}; then `ouro proposals apply {approved.id}`")
+        try:
+            self._check_not_paused()
+        except Paused as e:
+            return Outcome(approved, f"merge deferred: {e}; then `ouro proposals apply {approved.id}`")
         return self.apply(approved.id)
 
     def apply(self, ref: str) -> Outcome:
@@ -195,14 +209,13 @@ class ImproveLoop:
         if proposal.status != "approved":
             raise ProposalError(f"proposal {proposal.id} is {proposal.status}; only approved "
                                 "proposals can be applied")
-        halted = self.breakers.merge_blocked()
-        if halted:
-            raise Paused(halted)
-        reviewer = proposal.review.reviewer if proposal.review else "human"
-        result = self.governance.approve(proposal.patch_hash, reviewer)
+        self._check_not_paused()
+        result = self.governance.approve(proposal.patch_hash)
         merged = self.get(proposal.id)
-        if result.status == "rejected" and merged.status == "approved":
-            merged = self._fail(merged, f"kernel rejected the apply at {result.stage}: {result.reason}")
+        if result.status != "applied" and merged.status == "approved":
+            self.repo.delete_branch(merged.branch)
+            merged = self._fail(merged, f"rejected at the {result.stage} gate on approval: "
+                                        f"{result.reason}")
         message = {"implemented": f"merged into main as {merged.merge_commit}; monitoring for "
                                   f"{self.monitor.window}",
                    "failed": "merge failed; category paused for 24 h"}.get(merged.status, "")
@@ -215,7 +228,8 @@ class ImproveLoop:
         now = self.clock()
         rejected = replace(proposal.transition("rejected"),
                            review=Review(reviewer, now, "rejected", reason.strip()))
-        self.governance.reject(proposal.patch_hash, reason, reviewer)
+        if self.governance.is_pending(proposal.patch_hash):
+            self.governance.reject(proposal.patch_hash, f"{reviewer}: {reason.strip()}")
         self.repo.delete_branch(proposal.branch)
         self._save(rejected, proposal.status, f"rejected by {reviewer}: {reason.strip()}")
         paused = self.breakers.record_rejection(now)
@@ -223,8 +237,17 @@ class ImproveLoop:
         return Outcome(rejected, f"branch {proposal.branch} deleted.{note}")
 
     def reset(self, user: str = "human") -> None:
+        """A human's reset: lifts the halt, the category pauses and the author pause."""
         self.breakers.reset()
+        if self.governance.paused_until(self.clock()):
+            self.governance.resume()
         self.governance.record("ImproveBreakersReset", {"by": user, "at": self._now_iso()})
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        return {**self.breakers.as_dict(), "analysis_paused_until": self.governance.paused_until(now),
+                "monitoring": sorted(self.monitor.windows),
+                "pending": len(self.proposals("pending"))}
 
     # -- monitoring -------------------------------------------------------------------
     def tick(self) -> list[Check]:
@@ -245,6 +268,17 @@ class ImproveLoop:
         return checks
 
     # -- internals --------------------------------------------------------------------
+    def _check_not_paused(self, category: str | None = None) -> None:
+        now = self.clock()
+        blocked = (self.breakers.category_blocked(category, now) if category
+                   else self.breakers.analysis_blocked(now))
+        if blocked:
+            raise Paused(blocked)
+        until = self.governance.paused_until(now)
+        if until:
+            raise Paused(f"the kernel paused author 'improve' until {until} after repeated "
+                         "rejections; `ouro proposals reset` resumes it")
+
     def _rate(self, since: datetime, until: datetime) -> tuple[float, int]:
         events = [e for e in self.events() if e.get("event_type") == "tool_call"]
         rate = error_rate(events, since=since, until=until)
@@ -289,6 +323,10 @@ class ImproveLoop:
             line = f"auto-reverted as {commit}: {reason}"
         except GitError as e:
             line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
+        try:
+            self.governance.rollback(proposal.patch_hash)
+        except OuroError as e:
+            line += f"; kernel rollback refused: {e.message}"
         reverted = proposal.transition("reverted").logged(now, line)
         self._save(reverted, proposal.status, line)
         self.breakers.halt(f"proposal {proposal.id} auto-reverted ({check.describe()})")
@@ -299,3 +337,13 @@ def _ts(event: Mapping[str, Any]) -> datetime:
     from ouroboros.capabilities.improve.events import parse_timestamp
 
     return parse_timestamp(event.get("timestamp"))
+
+
+def attach(rt: Runtime, **kwargs: Any) -> ImproveLoop:
+    """The loop on ``rt``'s workspace, with the ``file`` patch type registered.
+
+    Call it wherever a Runtime is opened for commands that may approve ``file``
+    patches (``ouro approve`` included), so the kernel knows the type's gates and
+    effect.
+    """
+    return ImproveLoop(rt, **kwargs)

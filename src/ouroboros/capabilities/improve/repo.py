@@ -110,7 +110,8 @@ class TargetRepo:
         return repo
 
     def rev(self, ref: str) -> str:
-        return self.git("rev-parse", "--verify", f"{ref}^{{commit}}", action="rev-parse").strip()
+        suffix = "" if ref.endswith("}") else "^{commit}"
+        return self.git("rev-parse", "--verify", f"{ref}{suffix}", action="rev-parse").strip()
 
     def head(self) -> str:
         return self.rev(MAIN)
@@ -163,6 +164,32 @@ class TargetRepo:
         # The zero old-value makes the ref update fail if someone created it meanwhile.
         self.git("update-ref", f"refs/heads/{branch}", commit, "0" * 40, action="update-ref")
         return BranchCommit(branch=branch, commit=commit, base=base)
+
+    def tree_of_patch(self, base: str, patch: str) -> str:
+        """The tree ``patch`` produces on ``base`` (raises with git's reason)."""
+        with self._index_at(self.rev(base)) as env:
+            self._apply(patch, env, check=False)
+            return self.git("write-tree", action="write-tree", env=env).strip()
+
+    def branch_matches(self, branch: str, base: str, patch: str) -> str | None:
+        """Why ``branch`` is not exactly one commit of ``patch`` on ``base``, or None."""
+        parents = self.git("rev-list", "--parents", "-n1", branch).split()[1:]
+        if parents != [self.rev(base)]:
+            return f"{branch} is not one commit on the pinned base {base[:12]}"
+        if self.rev(f"{branch}^{{tree}}") != self.tree_of_patch(base, patch):
+            return f"{branch} does not hold exactly the proposal's diff"
+        return None
+
+    def merge_conflicts(self, branch: str) -> str | None:
+        """Why ``branch`` would not merge cleanly into main now, or None (nothing is written
+        to any ref or working tree)."""
+        try:
+            self.git("merge-tree", "--write-tree", "--name-only", "--no-messages", MAIN, branch,
+                     action="merge-tree")
+        except GitError as e:
+            files = [line for line in e.reason.splitlines()[1:] if line.strip()]
+            return f"{branch} conflicts with {MAIN} in {', '.join(files) or e.reason}"
+        return None
 
     def delete_branch(self, branch: str) -> None:
         if self.branch_exists(branch):
