@@ -158,7 +158,7 @@ def test_findings_do_not_depend_on_event_order(seed: int, rate: float) -> None:
             ok=rng.random() > rate,
             error_code=rng.choice(("TIMEOUT", "E1")),
             latency_ms=rng.uniform(1, 100),
-        )  # fmt: skip
+        )
         for _ in range(300)
     ]
     shuffled = events[:]

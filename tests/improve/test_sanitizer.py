@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.improve.sanitizer import (
-    _GATE,
     _MAIN,
     EXTERNAL_IP,
     PATH,
     REDACTED,
     Sanitizer,
     SanitizerPolicy,
+    gate,
     generalise_ip,
 )
 from ouroboros.capabilities.improve.synthetic import SECRET_KINDS, planted_secret, secret_core
@@ -204,7 +204,7 @@ _TRICKY = "abcxyzAKIQ0123456789.:/@-_=+ ~\\keytoBEGINsk"
 @given(st.text(alphabet=_TRICKY, max_size=60) | st.text(max_size=60))
 def test_text_the_gate_passes_over_is_never_rewritten(text: str) -> None:
     """The cheap gate is sound: when it sees nothing, no rule would change anything."""
-    if _GATE.search(text):
+    if gate(text):
         return
     s = Sanitizer()
     for match in _MAIN.finditer(text):

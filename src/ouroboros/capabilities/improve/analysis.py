@@ -368,7 +368,7 @@ class Aggregate:
             per_session = count / sessions
             baseline_daily = self.baseline_corrections[agent] / days
             daily = count * 24.0 / th.window_hours
-            rising = baseline_daily > 0 and daily >= th.trend_ratio * baseline_daily
+            rising = _rising(daily, baseline_daily, th)
             if per_session < th.corrections_per_session and not rising:
                 continue
             down = self.feedback[agent]["down"]
@@ -459,6 +459,15 @@ class Aggregate:
 def _top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
     """``most_common`` with ties broken by key, so findings never depend on event order."""
     return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def _rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
+    """Up by ``trend_ratio`` *and* by more than Poisson noise (3 sigma) over the baseline."""
+    if baseline_daily <= 0:
+        return False
+    return daily >= th.trend_ratio * baseline_daily and daily - baseline_daily >= 3 * math.sqrt(
+        baseline_daily
+    )
 
 
 def _by_count(count: int) -> str:

@@ -43,7 +43,7 @@ class IngestReport:
     """What an ingest did: stored, malformed (with reasons), redactions, and the rest."""
 
     files: list[str] = field(default_factory=list)
-    records: int = 0
+    records: int = 0  # = stored + malformed_count + expired
     stored: int = 0
     malformed_count: int = 0
     malformed: list[Malformed] = field(default_factory=list)
@@ -93,6 +93,7 @@ def _documents(path: Path, report: IngestReport) -> Iterator[tuple[int, Any]]:
                     if whole is not None:
                         yield 1, whole
                         return
+                report.records += 1
                 report.bad(name, number, "not valid JSON")
             first = False
 

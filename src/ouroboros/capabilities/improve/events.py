@@ -194,6 +194,24 @@ _CHECKS: dict[str, re.Pattern[str] | None] = {
 }
 
 
+def _plan(event_type: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+    allowed = set(COMMON_FIELDS) | set(REQUIRED[event_type]) | set(OPTIONAL[event_type])
+    if event_type == "feedback":
+        allowed |= {"thumbs_up", "thumbs_down"}
+    required = tuple(n for n in REQUIRED[event_type] if n != "rating")
+    fields = tuple(
+        n
+        for n in (*COMMON_FIELDS[2:], *REQUIRED[event_type], *OPTIONAL[event_type])
+        if n != "rating"
+    )
+    return frozenset(allowed), required, fields
+
+
+#: Per event type: allowed input keys, required fields, fields to copy (computed once).
+_PLANS = {event_type: _plan(event_type) for event_type in EVENT_TYPES}
+_ALIAS_KEYS = frozenset(ALIASES)
+
+
 def normalise_event(record: object) -> Normalised:
     """Validates one input record and returns the event to sanitize and store.
 
@@ -203,27 +221,26 @@ def normalise_event(record: object) -> Normalised:
     """
     if not isinstance(record, Mapping):
         raise EventError("expected a JSON object")
-    raw: dict[str, Any] = {ALIASES.get(str(k), str(k)): v for k, v in record.items()}
+    raw: Mapping[str, Any] = record
+    if not _ALIAS_KEYS.isdisjoint(record) or not all(isinstance(k, str) for k in record):
+        raw = {ALIASES.get(str(k), str(k)): v for k, v in record.items()}
     event_type = raw.get("event_type")
-    if event_type not in EVENT_TYPES:
+    plan = _PLANS.get(event_type) if isinstance(event_type, str) else None
+    if plan is None:
         raise EventError(f"event_type: expected one of {', '.join(EVENT_TYPES)}")
+    allowed, required, fields = plan
     if "timestamp" not in raw:
         raise EventError("timestamp: missing")
-    allowed = set(COMMON_FIELDS) | set(REQUIRED[event_type]) | set(OPTIONAL[event_type])
-    if event_type == "feedback":
-        allowed |= {"thumbs_up", "thumbs_down"}
-    for name in REQUIRED[event_type]:
-        if name == "rating":
-            continue
+    for name in required:
         if raw.get(name) is None:
             raise EventError(f"{event_type}: missing {name}")
     event: dict[str, Any] = {
         "timestamp": canonical_timestamp(raw["timestamp"]),
         "event_type": event_type,
     }
-    for name in (*COMMON_FIELDS[2:], *REQUIRED[event_type], *OPTIONAL[event_type]):
+    for name in fields:
         value = raw.get(name)
-        if value is None or name in event:
+        if value is None:
             continue
         if name == "success":
             event[name] = _bool(name, value)
@@ -235,11 +252,9 @@ def normalise_event(record: object) -> Normalised:
             if value not in SEVERITIES:
                 raise EventError(f"severity: expected one of {', '.join(SEVERITIES)}")
             event[name] = value
-        elif name == "rating":
-            continue
         else:
             event[name] = _text(name, value, _CHECKS[name])
     if event_type == "feedback":
         event["rating"] = _rating(raw)
-    dropped = tuple(sorted(k for k in raw if k not in allowed))
+    dropped = () if allowed.issuperset(raw) else tuple(sorted(k for k in raw if k not in allowed))
     return Normalised(event, dropped)

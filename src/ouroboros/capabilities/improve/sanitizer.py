@@ -60,11 +60,29 @@ _STRUCTURAL = frozenset(
     }
 )
 
-_GATE = re.compile(
-    r"[A-Za-z0-9_\-+/=.~]{16,}|://|[/\\@]|\d\.\d|[0-9a-fA-F]:[0-9a-fA-F]*:|::"
-    r"|key|token|secret|passw|pwd|passphrase|auth|bearer|cred|sig|BEGIN|AKC[a-zA-Z0-9]{10}",
-    re.IGNORECASE,
-)
+_RUN = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
+_GATE_WORDS = ("key", "token", "secret", "passw", "pwd", "passphrase", "auth", "bearer", "cred", "sig",
+               "begin", "akc")  # fmt: skip
+_DIGIT_DOT = re.compile(r"\d\.\d")
+_COLONS = re.compile(r"[0-9a-fA-F]:[0-9a-fA-F]*:|::")
+
+
+def gate(text: str) -> bool:
+    """Could ``text`` hold anything sensitive? Cheap and sound (tested): False means no rule applies.
+
+    Plain substring tests and three tiny regexes beat one combined case-insensitive
+    alternation by an order of magnitude; this runs on every string of every event.
+    """
+    if "/" in text or "\\" in text or "@" in text or _RUN.search(text):
+        return True
+    lowered = text.lower()
+    if any(word in lowered for word in _GATE_WORDS):
+        return True
+    if "." in text and _DIGIT_DOT.search(text):
+        return True
+    return ":" in text and _COLONS.search(text) is not None
+
+
 _SECRETISH = re.compile(
     r"[A-Za-z0-9_\-+/=.]{16,}|" + KEYWORDS + r"|BEGIN|AKC[a-zA-Z0-9]{10}", re.IGNORECASE
 )
@@ -188,7 +206,7 @@ class Sanitizer:
         return self.text_with_counts(text)[0]
 
     def _text_with_counts(self, text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-        if not _GATE.search(text):
+        if not gate(text):
             return text, ()
         counts: Counter[str] = Counter()
         out = _MAIN.sub(lambda m: self._replace(m, counts), text)

@@ -1,0 +1,270 @@
+"""``ouro telemetry``: ingest, collect, evaluate and generate sanitized telemetry."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ouroboros.capabilities.improve import synthetic
+from ouroboros.capabilities.improve.analysis import Finding, Thresholds
+from ouroboros.capabilities.improve.collectors import IngestReport, ingest
+from ouroboros.capabilities.improve.events import parse_timestamp
+from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
+from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.interfaces.cli.output import (
+    HomeOption,
+    JsonOption,
+    console,
+    open_runtime,
+    print_json,
+)
+from ouroboros.kernel import Runtime, UsageError
+from ouroboros.kernel.workspace import Workspace, resolve_home
+
+app = typer.Typer(
+    help="Sanitized telemetry and its analysis (the EvalAgent).", no_args_is_help=True
+)
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+FAULTS = (
+    "web-search-timeouts",
+    "error-spike",
+    "latency",
+    "task-failures",
+    "corrections",
+    "leaked-secrets",
+)
+
+
+def _store(home: Path | None) -> TelemetryStore:
+    workspace = Workspace.load(resolve_home(home))  # raises WorkspaceMissing with the fix
+    return TelemetryStore(workspace.home)
+
+
+def _parse_now(now: str | None) -> datetime | None:
+    if now is None:
+        return None
+    try:
+        return parse_timestamp(now)
+    except ValueError:
+        raise UsageError(
+            f"--now {now!r} is not an ISO 8601 time", "e.g. --now 2026-01-10T02:00:00Z"
+        ) from None
+
+
+def print_ingest(report: IngestReport, *, limit: int = 20) -> None:
+    console.print(
+        f"stored [bold]{report.stored}[/bold] of {report.records} records from {len(report.files)} file(s); "
+        f"malformed {report.malformed_count}, expired {report.expired}, "
+        f"skipped spans {report.skipped_spans}, dropped fields {report.dropped_fields}",
+        highlight=False,
+    )
+    redactions = ", ".join(f"{k} {v}" for k, v in sorted(report.redactions.items())) or "none"
+    console.print(f"redactions: {redactions}", highlight=False)
+    for bad in report.malformed[:limit]:
+        console.print(f"  [yellow]malformed[/yellow] {bad.where()}: {bad.reason}", highlight=False)
+    if report.malformed_count > limit:
+        console.print(f"  … and {report.malformed_count - limit} more (use --json for up to 1000)")
+    for unreadable in report.unreadable:
+        console.print(f"  [red]unreadable[/red] {unreadable}", highlight=False)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    files: list[Path] = typer.Argument(..., help="JSONL event files or OTLP/JSON span exports."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Sanitize and store events; malformed lines are counted and reported, never stored."""
+    report = ingest(files, _store(home))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        print_ingest(report)
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@app.command("collect")
+def collect_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Record the runtime's patch outcomes (from the ledger) as telemetry events."""
+    with open_runtime(home) as rt:
+        count = collect_ledger(rt)
+    if as_json:
+        print_json({"recorded": count})
+    else:
+        console.print(f"recorded {count} patch outcome(s) from the ledger")
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    data = asdict(finding)
+    data["evidence"] = list(finding.evidence)
+    return data
+
+
+def print_findings(found: list[Finding]) -> None:
+    if not found:
+        console.print("[green]no findings[/green]: every tool is within its thresholds")
+        return
+    table = Table("severity", "kind", "tool", "agent", "count", "summary", show_lines=False)
+    for f in found:
+        style = SEVERITY_STYLE[f.severity]
+        table.add_row(f"[{style}]{f.severity}[/{style}]", f.kind, f.tool or "-", f.agent or "-", str(f.count),
+                      f.summary)  # fmt: skip
+    console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+    now: str | None = typer.Option(None, "--now", help="Evaluate as of this time (default: now)."),
+    window_hours: float = typer.Option(
+        24.0, "--window-hours", min=1.0, help="Window under analysis."
+    ),
+    llm: bool = typer.Option(
+        False, "--llm", help="Also ask the LLM analyser (OURO_LLM_* settings)."
+    ),
+) -> None:
+    """Run the stability analysis over the stored telemetry and print the findings."""
+    store = _store(home)
+    moment = _parse_now(now) or datetime.now(UTC)
+    thresholds = Thresholds(window_hours=window_hours)
+    found = findings(store, moment, thresholds)
+    llm_found: list[Finding] = []
+    if llm:
+        llm_found = _llm_findings(store, moment, thresholds)
+    if as_json:
+        print_json(
+            {"now": moment.isoformat(), "findings": [finding_dict(f) for f in found + llm_found]}
+        )
+    else:
+        print_findings(found + llm_found)
+
+
+def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Thresholds) -> list[Finding]:
+    from ouroboros.capabilities.improve.analysis import aggregate
+    from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
+
+    config = LLMConfig.from_env()
+    if config is None:
+        raise UsageError(
+            "--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL", "set them, or drop --llm"
+        )
+    since = (
+        moment - timedelta(hours=thresholds.window_hours) - timedelta(days=thresholds.baseline_days)
+    )
+    agg = aggregate(store.events(since=since, until=moment), moment, thresholds)
+    try:
+        return LLMAnalyser(config).analyse_aggregate(agg, agg.findings())
+    except LLMAnalysisError as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def faults_for(names: list[str], now: datetime) -> list[synthetic.Fault]:
+    def hours(h: float) -> datetime:
+        return now - timedelta(hours=h)
+
+    table: dict[str, synthetic.Fault] = {
+        "web-search-timeouts": synthetic.Timeouts(start=hours(6), end=hours(3), rate=0.7),
+        "error-spike": synthetic.ErrorSpike(start=hours(2), end=now, rate=0.5),
+        "latency": synthetic.LatencyRegression(start=hours(20), end=now),
+        "task-failures": synthetic.TaskFailures(start=hours(12), end=now, per_hour=1.5),
+        "corrections": synthetic.Corrections(start=hours(20), end=now, per_hour=6),
+        "leaked-secrets": synthetic.LeakedSecrets(start=hours(12), end=now, rate=0.02),
+    }
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise UsageError(f"unknown fault {unknown[0]!r}", f"choose from {', '.join(FAULTS)}")
+    return [table[n] for n in names]
+
+
+@app.command("generate")
+def generate_cmd(
+    out: Path = typer.Argument(
+        ..., help="JSONL file to write (raw, unsanitized, like real input)."
+    ),
+    days: float = typer.Option(8.0, "--days", min=0.01),
+    rate: float = typer.Option(600.0, "--rate", min=1.0, help="Events per hour."),
+    seed: int = typer.Option(0, "--seed"),
+    fault: list[str] = typer.Option([], "--fault", help=f"Inject a fault: {', '.join(FAULTS)}."),
+    now: str | None = typer.Option(
+        None, "--now", help="End of the generated period (default: now)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write seeded synthetic telemetry with injected faults (for demos and tests)."""
+    end = _parse_now(now) or datetime.now(UTC)
+    count = synthetic.write_jsonl(
+        synthetic.generate(end - timedelta(days=days), end, events_per_hour=rate,
+                           faults=faults_for(fault, end), seed=seed),
+        out,
+    )  # fmt: skip
+    if as_json:
+        print_json({"file": str(out), "events": count, "faults": fault})
+    else:
+        console.print(f"wrote {count} events to {out}", highlight=False)
+
+
+def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
+    """Generated telemetry with injected faults → sanitizer → findings, in a few steps."""
+    import tempfile
+
+    now = rt.clock.now()
+    store = store_for(rt)
+    faults = synthetic.scenario(now)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "agents.jsonl"
+        count = synthetic.write_jsonl(
+            synthetic.generate(
+                now - timedelta(days=8), now, events_per_hour=240, faults=faults, seed=7
+            ),
+            path,
+        )
+        rng = random.Random(1)
+        leak = synthetic.planted_secret("github_token", rng)
+        with path.open("a") as handle:
+            handle.write(
+                json.dumps({"event_type": "tool_call", "tool": "web_search", "prompt": leak}) + "\n"
+            )
+        say(
+            f"Eight days of agent telemetry ({count} events) with injected faults: web_search "
+            "times out for three hours, and some error messages carry secrets, IPs and home paths."
+        )
+        report = ingest([path], store)
+    redactions = ", ".join(f"{n} {k}" for k, n in sorted(report.redactions.items()))
+    bad = report.malformed[0] if report.malformed else None
+    say(
+        f"ingest: stored {report.stored}, malformed {report.malformed_count}"
+        + (f" ({bad.where()}: {bad.reason})" if bad else "")
+        + f"; the sanitizer redacted {redactions}."
+    )
+    sample = next(
+        (
+            e
+            for e in store.events(since=now - timedelta(hours=12))
+            if e.get("error_code") == "AUTH_FAILED"
+        ),
+        None,
+    )
+    if sample:
+        say(f"A stored error message now reads: {sample['error_message']!r}")
+    found = findings(store, now)
+    say(
+        f"The stability analysis over the last 24 h finds {len(found)} issue(s); healthy tools get none:"
+    )
+    for f in found:
+        say(f"  [{f.severity}] {f.kind} {f.tool or f.agent}: {f.summary}")
+    collected = collect_ledger(rt, store)
+    say(
+        f"The runtime's own patch outcomes become telemetry too: {collected} recorded from the ledger."
+    )

@@ -1,0 +1,125 @@
+"""``ouro telemetry``: the command contract (--json, exit codes, one-line errors) and the demo."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, store_for
+from ouroboros.interfaces.cli.telemetry import app, run_demo
+from ouroboros.kernel import ManualClock, Runtime, WorkspaceMissing
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # the CLI's store runs on the real clock
+root = typer.Typer()
+root.add_typer(app, name="telemetry")
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    Runtime.init(tmp_path / "ws").close()
+    return tmp_path / "ws"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(root, ["telemetry", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_generate_ingest_eval_round_trip(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "gen.jsonl"
+    code, out = invoke("generate", str(data), "--days", "8", "--rate", "200", "--now", NOW.isoformat(),
+                       "--fault", "web-search-timeouts", "--fault", "leaked-secrets", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["events"] > 30_000
+    with data.open("a") as handle:
+        handle.write("{broken\n")
+    code, out = invoke("ingest", str(data), "--home", str(home), "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["malformed"] == 1 and report["malformed_lines"][0]["reason"] == "not valid JSON"
+    assert report["stored"] == report["records"] - 1 and report["expired"] == 0
+    assert report["redactions"]["secret"] > 0
+    code, out = invoke("eval", "--home", str(home), "--now", NOW.isoformat(), "--json")
+    found = json.loads(out)["findings"]
+    assert code == 0
+    assert {"error_pattern", "timeout_cluster"} <= {
+        f["kind"] for f in found if f["tool"] == "web_search"
+    }
+    others = [
+        f for f in found if f["tool"] != "web_search"
+    ]  # the leaked-secrets fault's AUTH_FAILED
+    assert all(f["kind"] == "error_pattern" and "AUTH_FAILED" in f["summary"] for f in others)
+    assert all("[REDACTED_KEY]" in f["summary"] for f in others)
+
+
+def test_human_output_lists_malformed_lines_and_findings(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "e.jsonl"
+    lines = [
+        json.dumps({"timestamp": (NOW - timedelta(minutes=m)).isoformat(), "event_type": "tool_call",
+                    "tool": "db_query", "agent": "OpsAgent", "success": False, "error_code": "DATA_LOSS"})
+        for m in range(1, 3)
+    ] + ['{"event_type": "tool_call"}']  # fmt: skip
+    data.write_text("\n".join(lines) + "\n")
+    code, out = invoke("ingest", str(data), "--home", str(home))
+    assert code == 0
+    assert "stored 2 of 3 records" in out
+    assert "malformed e.jsonl:3: timestamp: missing" in out
+    code, out = invoke("eval", "--home", str(home), "--now", NOW.isoformat())
+    assert code == 0 and "critical" in out and "DATA_LOSS" in out
+
+
+def test_eval_on_empty_telemetry_says_so(home: Path) -> None:
+    code, out = invoke("eval", "--home", str(home))
+    assert code == 0 and "no findings" in out
+    code, out = invoke("eval", "--home", str(home), "--json", "--now", NOW.isoformat())
+    assert json.loads(out) == {"now": NOW.isoformat(), "findings": []}
+
+
+def test_bad_usage_is_one_clear_error(home: Path, tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceMissing, match="no Ouroboros workspace"):
+        invoke("eval", "--home", str(tmp_path / "nowhere"))
+    from ouroboros.kernel import UsageError
+
+    with pytest.raises(UsageError, match="--now 'soon' is not an ISO 8601 time"):
+        invoke("eval", "--home", str(home), "--now", "soon")
+    with pytest.raises(UsageError, match="unknown fault 'meteor'"):
+        invoke("generate", str(tmp_path / "x.jsonl"), "--fault", "meteor")
+    with pytest.raises(UsageError, match="--llm needs OURO_LLM_BASE_URL"):
+        invoke("eval", "--home", str(home), "--llm")
+    code, out = invoke("ingest", str(tmp_path / "missing.jsonl"), "--home", str(home))
+    assert code == 1 and "unreadable missing.jsonl: No such file or directory" in out
+
+
+def test_collect_records_patch_outcomes_from_the_ledger_once(tmp_path: Path) -> None:
+    rt = Runtime.init(tmp_path / "ws", clock=ManualClock(NOW))
+    rt.keyring.new("alice")
+    bad = rt.sign(
+        rt.propose("prompt", "agents/a/prompt", value="x", reasoning="r", author="alice"), "alice"
+    )
+    assert rt.submit(bad).status == "rejected"  # alice is not trusted for prompts
+    store = store_for(rt)
+    assert collect_ledger(rt, store) == 1
+    assert collect_ledger(rt, store) == 0  # the cursor remembers
+    (event,) = list(store.events())
+    assert event["tool"] == "patch.unknown" and event["agent"] == "alice"
+    assert event["success"] is False and event["error_code"] == "REJECTED_SIGNATURE"
+    rt.close()
+
+
+def test_run_demo_narrates_ingest_sanitizer_and_findings(tmp_path: Path) -> None:
+    rt = Runtime.init(tmp_path / "ws", clock=ManualClock(NOW))
+    lines: list[str] = []
+    run_demo(rt, lines.append)
+    rt.close()
+    text = "\n".join(lines)
+    assert "malformed 1" in text and "timestamp: missing" in text
+    assert "[REDACTED_KEY]" in text and "ghp_" not in text
+    assert "timeout_cluster web_search" in text
+    assert "healthy tools get none" in text
