@@ -65,8 +65,10 @@ class ImproveLoop:
         policy: PolicyConfig | None = None,
         target: Path | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.rt = rt
+        self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
         self.repo = TargetRepo.init(target or self.root / "target")
         self.store = ProposalStore.init(self.root / "proposals")
@@ -81,7 +83,8 @@ class ImproveLoop:
         self.governance.bind(self)
 
     def clock(self) -> datetime:
-        return self.rt.clock.now().replace(microsecond=0)
+        """The loop's time (the kernel's clock unless one is injected, e.g. by the demo)."""
+        return self._clock().replace(microsecond=0)
 
     # -- reading ----------------------------------------------------------------------
     def proposals(self, status: str | None = None) -> list[Proposal]:
@@ -216,8 +219,9 @@ class ImproveLoop:
             self.repo.delete_branch(merged.branch)
             merged = self._fail(merged, f"rejected at the {result.stage} gate on approval: "
                                         f"{result.reason}")
-        message = {"implemented": f"merged into main as {merged.merge_commit}; monitoring for "
-                                  f"{self.monitor.window}",
+        minutes = int(self.monitor.window.total_seconds() // 60)
+        message = {"implemented": f"merged into main as {merged.merge_commit[:12]}; monitoring "
+                                  f"the error rate for {minutes} min",
                    "failed": "merge failed; category paused for 24 h"}.get(merged.status, "")
         return Outcome(merged, message, result)
 

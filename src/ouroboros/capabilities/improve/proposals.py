@@ -242,3 +242,21 @@ def render_index(proposals: Sequence[Proposal]) -> str:
         lines.append(f"| [{p.id}]({p.relpath}) | {iso(p.created)} | {p.status} | {p.category} "
                      f"| {p.severity} | {p.title} |")
     return "\n".join(lines) + "\n"
+
+
+def to_dict(p: Proposal) -> dict[str, object]:
+    """JSON-ready form (for ``--json`` and the HTTP API)."""
+    review = p.review
+    return {
+        "id": p.id, "title": p.title, "created": iso(p.created), "status": p.status,
+        "category": p.category, "severity": p.severity, "author": p.author, "key": p.key,
+        "base_commit": p.base_commit, "branch": p.branch, "patch_hash": p.patch_hash,
+        "merge_commit": p.merge_commit, "path": p.relpath, "problem": p.problem,
+        "evidence": list(p.evidence), "root_cause": p.root_cause, "solution": p.solution,
+        "diff": p.diff, "affected_files": list(p.affected_files), "risk": p.risk,
+        "checklist": [{"done": done, "item": item} for done, item in p.checklist],
+        "review": None if review is None else {
+            "reviewer": review.reviewer, "at": iso(review.at), "decision": review.decision,
+            "notes": review.notes},
+        "log": list(p.log),
+    }
