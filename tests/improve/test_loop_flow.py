@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from loopkit import T0, Harness, tool_events
 
 from ouroboros.capabilities.improve.analysis import analyse
 from ouroboros.capabilities.improve.loop import NotApproved, Paused
 from ouroboros.capabilities.improve.proposals import ProposalError
+
+from .loopkit import T0, Harness, tool_events
 
 
 @pytest.fixture

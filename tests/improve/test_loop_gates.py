@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from loopkit import Harness
+
+from .loopkit import Harness
 
 
 @pytest.fixture

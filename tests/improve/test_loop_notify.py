@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from loopkit import T0, Harness, tool_events
 
 from ouroboros.capabilities.improve.analysis import analyse
 from ouroboros.capabilities.improve.chat import ChatError, handle_chat, parse_command
@@ -22,6 +21,8 @@ from ouroboros.capabilities.improve.notify import (
     RecordingNotifier,
     WebhookNotifier,
 )
+
+from .loopkit import T0, Harness, tool_events
 
 NOON = datetime(2026, 1, 10, 12, 20, tzinfo=UTC)
 
