@@ -30,7 +30,14 @@ from ouroboros.capabilities.improve.notify import (
 )
 from ouroboros.capabilities.improve.planner import Draft, plan
 from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy
-from ouroboros.capabilities.improve.proposals import OPEN_STATUSES, Proposal, ProposalError, Review
+from ouroboros.capabilities.improve.proposals import (
+    CATEGORIES,
+    OPEN_STATUSES,
+    SEVERITIES,
+    Proposal,
+    ProposalError,
+    Review,
+)
 from ouroboros.capabilities.improve.repo import GitError, TargetRepo, proposal_branch
 from ouroboros.capabilities.improve.store import ProposalStore
 from ouroboros.capabilities.improve.validation import validate_tree
@@ -104,14 +111,16 @@ class ImproveLoop:
         diff = self.governance.diff_of(value)
         try:
             if self.repo.branch_exists(branch):
-                problem = self.repo.branch_matches(branch, base, diff) or \
-                    self.repo.merge_conflicts(branch)
+                problem = self.repo.branch_matches(branch, base, diff)
                 if problem:
                     return False, problem
                 commit = self.repo.rev(branch)
             else:
                 commit = self.repo.apply_to_branch(
                     branch, base, diff, f"chore(ouro): proposal {value['proposal']}").commit
+            conflict = self.repo.merge_conflicts(branch)
+            if conflict:
+                return False, conflict
         except GitError as e:
             return False, f"{e.action} failed: {e.reason}"
         with self.repo.checkout_tree(commit) as tree:
@@ -153,7 +162,14 @@ class ImproveLoop:
         self._check_not_paused()
         head = self.repo.head()
         drafts = plan(findings, lambda path: self.repo.read(head, path))
-        return [o for o in (self.propose(d) for d in drafts) if o is not None]
+        outcomes = []
+        for draft in drafts:
+            if self.breakers.category_blocked(draft.category, self.clock()):
+                continue  # that category is paused; the other categories still go ahead
+            outcome = self.propose(draft)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
 
     def propose(self, draft: Draft, base: str | None = None) -> Outcome | None:
         """Submit one draft through the gates; None when an open proposal already has its key."""
@@ -161,12 +177,16 @@ class ImproveLoop:
         self._check_not_paused(draft.category)
         if any(p.key == draft.key and p.status in OPEN_STATUSES for p in self.store.all()):
             return None
+        if draft.category not in CATEGORIES or draft.severity not in SEVERITIES:
+            raise ProposalError(f"bad category/severity {draft.category}/{draft.severity}")
         pid = self.new_id()
         proposal = Proposal(
-            id=pid, title=draft.title, created=now, category=draft.category,  # type: ignore[arg-type]
-            severity=draft.severity, problem=draft.problem,  # type: ignore[arg-type]
-            evidence=draft.evidence, root_cause=draft.root_cause, solution=draft.solution,
-            diff=draft.diff, affected_files=draft.affected_files, risk=draft.risk,
+            id=pid, title=_line(draft.title), created=now,
+            category=draft.category, severity=draft.severity,  # type: ignore[arg-type]
+            problem=_block(draft.problem), evidence=tuple(_line(e) for e in draft.evidence),
+            root_cause=_block(draft.root_cause), solution=_block(draft.solution),
+            diff=draft.diff, affected_files=tuple(_line(f) for f in draft.affected_files),
+            risk=_block(draft.risk),
             base_commit=self.repo.rev(base or "main"), key=draft.key,
             branch=proposal_branch(pid),
         )
@@ -335,6 +355,18 @@ class ImproveLoop:
         self._save(reverted, proposal.status, line)
         self.breakers.halt(f"proposal {proposal.id} auto-reverted ({check.describe()})")
         self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"))
+
+
+def _line(text: str) -> str:
+    """One line of markdown-safe text (titles, evidence items, file names)."""
+    return " ".join(text.split()) or "-"
+
+
+def _block(text: str) -> str:
+    """A paragraph that cannot open a markdown section of its own (keeps parse exact)."""
+    lines = [(" " + line if line.lstrip() != line or line.startswith(("#", "---", "- [", "**"))
+              else line) for line in text.strip().splitlines()]
+    return "\n".join(line.rstrip() for line in lines if line.strip()) or "-"
 
 
 def _ts(event: Mapping[str, Any]) -> datetime:

@@ -97,7 +97,10 @@ class TargetRepo:
         """Create a repository at ``path`` whose first commit on main is ``source``'s files."""
         path = Path(path)
         if (path / ".git").exists():
-            return cls(path)
+            repo = cls(path)
+            if not repo.branch_exists(MAIN):
+                raise GitError("init", f"{path} has no `{MAIN}` branch; the loop merges into {MAIN}")
+            return repo
         src = source or example_deployment()
         path.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, path, dirs_exist_ok=True)
