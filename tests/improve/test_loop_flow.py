@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -205,3 +206,29 @@ def test_diff_is_in_the_blob_store_and_the_value_pins_the_base(h: Harness) -> No
     value = h.rt.value(f"improve/proposals/{pid}")
     assert value["base"] == p.base_commit and value["branch"] == p.branch
     assert h.rt.blobs.get(value["diff"]).decode() == p.diff
+
+
+def test_kernel_reject_of_the_patch_is_caught_up(h: Harness) -> None:
+    pid = _propose_timeout_fix(h)
+    p = h.loop.get(pid)
+    h.rt.reject(p.patch_hash, "not this week")
+    (synced,) = h.loop.sync()
+    assert synced.status == "rejected" and "not this week" in synced.review.notes  # type: ignore[union-attr]
+    assert not h.loop.repo.branch_exists(p.branch)
+
+
+def test_kernel_approve_without_the_loop_merges_on_next_tick(h: Harness, tmp_path: Path) -> None:
+    from ouroboros.kernel import Runtime
+
+    pid = _propose_timeout_fix(h)
+    p = h.loop.get(pid)
+    bare = Runtime.open(tmp_path / "ws", clock=h.clock)
+    file_type = h.rt.registry.get("file")
+    assert file_type is not None
+    bare.registry.register_type(replace(file_type, effect=None))  # the gates, but no merge
+    bare.registry.register_test("improve.validation", h.rt.registry.tests["improve.validation"])
+    assert bare.approve(p.patch_hash).status == "applied"
+    assert h.loop.get(pid).status == "pending"
+    h.loop.tick()
+    merged = h.loop.get(pid)
+    assert merged.status == "implemented" and h.loop.repo.head() == merged.merge_commit

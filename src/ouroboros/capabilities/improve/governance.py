@@ -107,6 +107,18 @@ class Governance:
     def is_pending(self, patch_hash: str) -> bool:
         return patch_hash in self.rt.pending()
 
+    def is_applied(self, patch_hash: str) -> bool:
+        return patch_hash in self.rt.refresh().applied
+
+    def rejection(self, patch_hash: str) -> dict[str, Any] | None:
+        """The kernel's latest ``PatchRejected`` payload for a patch, if any."""
+        found = [e.payload for e in self.rt.log("PatchRejected")
+                 if e.payload.get("patch_hash") == patch_hash]
+        return found[-1] if found else None
+
+    def value(self, proposal_id: str) -> Any:
+        return self.rt.value(TARGET_PREFIX + proposal_id)
+
     def rollback(self, patch_hash: str) -> None:
         """Record the revert in kernel state too (the record of what is merged)."""
         self.rt.rollback(patch=patch_hash)

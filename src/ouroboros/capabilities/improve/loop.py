@@ -233,6 +233,10 @@ class ImproveLoop:
             raise ProposalError(f"proposal {proposal.id} is {proposal.status}; only approved "
                                 "proposals can be applied")
         self._check_not_paused()
+        if not self.governance.is_pending(proposal.patch_hash):
+            self.sync()
+            synced = self.get(proposal.id)
+            return Outcome(synced, f"the kernel had already decided on {proposal.patch_hash[:19]}…")
         result = self.governance.approve(proposal.patch_hash)
         merged = self.get(proposal.id)
         if result.status != "applied" and merged.status == "approved":
@@ -274,8 +278,38 @@ class ImproveLoop:
                 "pending": len(self.proposals("pending"))}
 
     # -- monitoring -------------------------------------------------------------------
+    def sync(self) -> list[Proposal]:
+        """Align open proposals with decisions taken in the kernel directly.
+
+        ``ouro approve <patch>`` without the loop attached (the merge did not run) and
+        ``ouro reject <patch>`` leave a proposal pending here; this catches up.
+        """
+        changed = []
+        for proposal in [*self.proposals("pending"), *self.proposals("approved")]:
+            digest = proposal.patch_hash
+            if self.governance.is_pending(digest):
+                continue
+            if self.governance.is_applied(digest):
+                self.effect(self.governance.value(proposal.id))
+            elif (rejection := self.governance.rejection(digest)) is not None:
+                reason = f"rejected in the kernel at {rejection['stage']}: {rejection['reason']}"
+                self.repo.delete_branch(proposal.branch)
+                if proposal.status == "pending":
+                    done = replace(proposal.transition("rejected"), review=Review(
+                        "ouro reject", self.clock(), "rejected", reason))
+                    self._save(done, proposal.status, reason)
+                    self.breakers.record_rejection(self.clock())
+                else:
+                    self._fail(proposal, reason)
+            else:
+                continue
+            changed.append(self.get(proposal.id))
+        return changed
+
     def tick(self) -> list[Check]:
-        """Judge open monitoring windows and send due notifications."""
+        """Catch up with kernel decisions, judge open monitoring windows, send due
+        notifications."""
+        self.sync()
         now = self.clock()
         checks = self.monitor.check(now)
         for check in checks:
