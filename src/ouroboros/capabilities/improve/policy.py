@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ouroboros.capabilities.improve.diffs import FileChange
+from ouroboros.capabilities.improve.yamledit import load_yaml
 
 CONTRACT = "SYSTEM_CONTRACT.md"
 
@@ -130,7 +131,7 @@ def _load(path: str, text: str | None) -> Any:
         return None
     if path.endswith(".json"):
         return json.loads(text)
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def grants(doc: Any, prefix: tuple[str, ...] = ()) -> set[tuple[tuple[str, ...], str]]:

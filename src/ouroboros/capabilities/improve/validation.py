@@ -25,6 +25,8 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from ouroboros.capabilities.improve.yamledit import load_yaml
+
 _HERE = Path(__file__).parent / "schemas"
 
 #: Which shipped schema validates which repository file.
@@ -106,7 +108,7 @@ def _schema_check(path: str, doc: Any) -> Check | None:
 def _validate_yaml(path: str, text: str) -> list[Check]:
     checks = [_yamllint(path, text)]
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as e:
         return [*checks, Check("json-schema", path, False, f"YAML does not parse: {e}")]
     schema = _schema_check(path, doc)

@@ -10,9 +10,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import yaml
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml's C loader when present (10x faster)."""
+    return yaml.load(text, Loader=_LOADER)
+
+
+@lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    return load_yaml(text)
 
 
 class EditError(ValueError):
@@ -59,7 +72,7 @@ def _locate(lines: list[str], path: Sequence[str]) -> tuple[int, int, int]:
 
 
 def get(text: str, path: Sequence[str]) -> Any:
-    doc: Any = yaml.safe_load(text)
+    doc: Any = _parsed(text)  # shared: callers only read what get() returns
     for key in path:
         if not isinstance(doc, dict) or key not in doc:
             return None
