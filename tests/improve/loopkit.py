@@ -57,7 +57,7 @@ class Harness:
         home = tmp / "ws"
         self.rt = Runtime.open(home, clock=self.clock) if home.exists() else \
             Runtime.init(home, clock=self.clock)
-        self.loop = ImproveLoop(self.rt, events=lambda: self.events, notifier=self.notifier, **kw)
+        self.loop = ImproveLoop(self.rt, events=lambda since, until: self.events, notifier=self.notifier, **kw)
         self.governance = self.loop.governance
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:

@@ -179,3 +179,30 @@ def test_chat_drives_the_loop(tmp_path: Path) -> None:
     assert "implemented" in reply
     assert h.loop.get(pid).review.reviewer == "carol"  # type: ignore[union-attr]
     assert handle_chat("what's up", h.loop) is None
+
+
+def test_a_failing_webhook_never_breaks_the_loop_and_is_retried(tmp_path: Path, hook: str) -> None:
+    h = Harness(tmp_path)
+    h.loop.notifications.notifier = WebhookNotifier(hook)
+    _Hook.status = 503
+    h.add(tool_events(T0, 24, {"web_search": 0.3}))
+    (out,) = h.loop.propose_from_findings(analyse(h.events, h.clock()))
+    h.clock.advance(hours=1)
+    h.loop.tick()  # the hourly batch is due; the webhook answers 503
+    assert h.loop.notifications.queue.items and "503" in h.loop.notifications.queue.last_error
+    _Hook.status = 200
+    h.loop.tick()
+    assert h.loop.notifications.queue.items == []
+    assert out.proposal.id in _Hook.received[-1]["body"]["body"]
+
+
+def test_undeliverable_alert_is_queued_as_critical(tmp_path: Path) -> None:
+    class Down:
+        def send(self, message: Message) -> None:
+            raise NotifyError("down")
+
+    b = NotificationBatcher(tmp_path / "n.json", Down())
+    b.alert(Message("Proposal x auto-reverted", "details", "critical"), NOON)
+    rec = RecordingNotifier()
+    b.notifier = rec
+    assert [m.title for m in b.flush(NOON, pending=0)] == ["Proposal x auto-reverted"]

@@ -43,7 +43,9 @@ from ouroboros.capabilities.improve.store import ProposalStore
 from ouroboros.capabilities.improve.validation import validate_tree
 from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 
-EventSource = Callable[[], Iterable[Mapping[str, Any]]]
+#: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
+#: may return more; the loop filters). ``TelemetryStore.events`` fits.
+EventSource = Callable[[datetime, datetime], Iterable[Mapping[str, Any]]]
 
 
 class Paused(ProposalError):
@@ -66,7 +68,7 @@ class ImproveLoop:
         self,
         rt: Runtime,
         *,
-        events: EventSource = lambda: (),
+        events: EventSource = lambda since, until: (),
         notifier: Notifier | None = None,
         window: timedelta = DEFAULT_WINDOW,
         policy: PolicyConfig | None = None,
@@ -338,7 +340,7 @@ class ImproveLoop:
                          "rejections; `ouro proposals reset` resumes it")
 
     def _rate(self, since: datetime, until: datetime) -> tuple[float, int]:
-        events = [e for e in self.events() if e.get("event_type") == "tool_call"]
+        events = [e for e in self.events(since, until) if e.get("event_type") == "tool_call"]
         rate = error_rate(events, since=since, until=until)
         calls = sum(1 for e in events if since <= _ts(e) < until)
         return rate, calls
@@ -369,7 +371,8 @@ class ImproveLoop:
         failed = proposal.transition("failed").logged(now, f"implementation failed: {reason}")
         self._save(failed, proposal.status, reason)
         self.breakers.record_implementation_failure(proposal.category, now)
-        self.notifications.alert(Message(f"Proposal {proposal.id} failed to apply", reason, "high"))
+        self.notifications.alert(Message(f"Proposal {proposal.id} failed to apply", reason, "high"),
+                                 now)
         return failed
 
     def _revert(self, proposal: Proposal, check: Check) -> None:
@@ -388,7 +391,8 @@ class ImproveLoop:
         reverted = proposal.transition("reverted").logged(now, line)
         self._save(reverted, proposal.status, line)
         self.breakers.halt(f"proposal {proposal.id} auto-reverted ({check.describe()})")
-        self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"))
+        self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
+                                 now)
 
 
 def _line(text: str) -> str:

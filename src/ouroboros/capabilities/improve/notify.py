@@ -84,14 +84,16 @@ class RecordingNotifier:
         self.sent.append(message)
 
 
-def notifier_from_env() -> Notifier:
+def notifier_from_env(stream: TextIO | None = None) -> Notifier:
+    """A webhook when ``OURO_WEBHOOK_URL`` is set, else text on ``stream`` (stdout)."""
     url = os.environ.get("OURO_WEBHOOK_URL")
-    return WebhookNotifier(url) if url else StdoutNotifier()
+    return WebhookNotifier(url) if url else StdoutNotifier(stream)
 
 
 @dataclass
 class _Queue:
     items: list[dict[str, str]] = field(default_factory=list)  # id, title, severity, queued
+    last_error: str = ""
 
 
 def next_digest(after: datetime) -> datetime:
@@ -135,9 +137,16 @@ class NotificationBatcher:
         self._save()
         return self.flush(now, pending)
 
-    def alert(self, message: Message) -> None:
-        """Out-of-band alerts (auto-revert, halted breaker) bypass batching."""
-        self.notifier.send(message)
+    def alert(self, message: Message, now: datetime) -> None:
+        """Out-of-band alerts (auto-revert, failed merge) bypass batching; one that cannot
+        be delivered is queued as critical and retried by the next flush."""
+        try:
+            self.notifier.send(message)
+        except NotifyError as e:
+            self.queue.items.append({"id": "-", "title": message.title, "body": message.body,
+                                     "severity": "critical", "queued": iso(now)})
+            self.queue.last_error = str(e)
+            self._save()
 
     def flush(self, now: datetime, pending: int) -> list[Message]:
         """Send what is due at ``now``; returns what was sent."""
@@ -151,9 +160,15 @@ class NotificationBatcher:
                                 "\n".join(lines) + "\nRun `ouro proposals list`.", "summary")]
         else:
             messages = self._messages(due)
-        for message in messages:
-            self.notifier.send(message)
+        for sent, message in enumerate(messages):
+            try:
+                self.notifier.send(message)
+            except NotifyError as e:  # at-least-once: everything due stays queued
+                self.queue.last_error = str(e)
+                self._save()
+                return messages[:sent]
         self.queue.items = [i for i in self.queue.items if i not in due]
+        self.queue.last_error = ""
         self._save()
         return messages
 
@@ -161,6 +176,9 @@ class NotificationBatcher:
     def _messages(due: list[dict[str, str]]) -> list[Message]:
         messages = []
         for item in (i for i in due if i["severity"] == "critical"):
+            if "body" in item:  # a queued alert
+                messages.append(Message(item["title"], item["body"], "critical"))
+                continue
             messages.append(Message(f"CRITICAL proposal {item['id']}: {item['title']}",
                                     f"Review now: `ouro proposals show {item['id']}`", "critical"))
         high = [i for i in due if i["severity"] == "high"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -42,7 +43,8 @@ EXIT_FOR_STATUS = {"implemented": 0, "pending": 4, "approved": 4, "blocked": 3, 
 def loop_for(rt: Runtime, notifier: Notifier | None = None, **kwargs: Any) -> ImproveLoop:
     """The loop on a runtime, reading the workspace's sanitized telemetry."""
     store = store_for(rt)
-    return attach(rt, events=lambda: store.events(), notifier=notifier or notifier_from_env(),
+    return attach(rt, events=lambda since, until: store.events(since=since, until=until),
+                  notifier=notifier or notifier_from_env(sys.stderr),
                   **kwargs)
 
 
@@ -235,7 +237,8 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     clock = ManualClock(rt.clock.now().replace(second=0, microsecond=0))
     store = TelemetryStore(rt.home, clock=clock.now)
     notes = RecordingNotifier()
-    loop = attach(rt, events=lambda: store.events(), notifier=notes, clock=clock.now)
+    loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),
+                  notifier=notes, clock=clock.now)
     start = clock.now()
 
     def telemetry(begin: datetime, hours: float, faults: list[synthetic.Fault], seed: int) -> int:
