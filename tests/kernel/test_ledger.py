@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -28,7 +29,7 @@ def fill(rt: Runtime, n: int) -> None:
 def test_every_event_links_to_the_previous_and_verifies(rt: Runtime) -> None:
     fill(rt, 5)
     events = rt.log()
-    for prev, ev in zip(events, events[1:], strict=False):
+    for prev, ev in itertools.pairwise(events):
         assert ev.prev == prev.hash and ev.seq == prev.seq + 1
     report = rt.verify()
     assert report.events == 6 and report.head == events[-1].hash

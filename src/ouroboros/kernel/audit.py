@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -83,15 +84,22 @@ def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, ol
 
 
 class RegoAudit:
-    """Evaluates ``data.ouroboros.audit.deny`` against a compiled bundle per config."""
+    """Evaluates ``data.ouroboros.audit.deny`` against a compiled bundle per config.
 
-    def __init__(self) -> None:
+    The policy is a pure function of (config, facts), so decisions are memoised in a
+    bounded LRU keyed by both (as OPA's decision caches do): many patches share their
+    facts, e.g. every re-tune of the same routing target.
+    """
+
+    def __init__(self, cache_size: int = 4096) -> None:
         self._lock = threading.Lock()
         self._bundles: dict[bytes, Any] = {}
         self._runner = Interpreter()
+        self._decisions: OrderedDict[bytes, list[str]] = OrderedDict()
+        self._cache_size = cache_size
+        self.evaluations = 0
 
-    def _bundle(self, config: dict[str, Any]) -> Any:
-        key = canonical_bytes(config)
+    def _bundle(self, key: bytes, config: dict[str, Any]) -> Any:
         bundle = self._bundles.get(key)
         if bundle is None:
             builder = Interpreter()
@@ -103,15 +111,24 @@ class RegoAudit:
 
     def deny(self, config: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         """The reasons the policy denies; a policy that fails to evaluate denies."""
+        config_key = canonical_bytes(config)
+        key = config_key + b"\x00" + canonical_bytes(facts)
         with self._lock:
+            cached = self._decisions.get(key)
+            if cached is not None:
+                self._decisions.move_to_end(key)
+                return list(cached)
             try:
-                bundle = self._bundle(config)
+                bundle = self._bundle(config_key, config)
                 self._runner.set_input(Input(facts))
-                out = self._runner.query_bundle(bundle)
-                results = out.results
+                results = self._runner.query_bundle(bundle).results
+                self.evaluations += 1
             except Exception as e:  # regopy raises RegoError and ctypes errors
                 return [f"audit policy could not be evaluated: {e}"]
-        if not results or "deny" not in results[0].bindings:
-            return ["audit policy could not be evaluated (no result)"]
-        reasons = results[0].bindings["deny"]
-        return sorted(str(r) for r in reasons)
+            if not results or "deny" not in results[0].bindings:
+                return ["audit policy could not be evaluated (no result)"]
+            reasons = sorted(str(r) for r in results[0].bindings["deny"])
+            self._decisions[key] = reasons
+            if len(self._decisions) > self._cache_size:
+                self._decisions.popitem(last=False)
+            return list(reasons)

@@ -67,6 +67,7 @@ class Keyring:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._loaded: dict[str, Signer] = {}
 
     def _check_name(self, name: str) -> None:
         if not _NAME.match(name):
@@ -90,6 +91,10 @@ class Keyring:
         return signer
 
     def load(self, name: str) -> Signer:
+        """Load a private key (cached: key files never change under a name)."""
+        cached = self._loaded.get(name)
+        if cached is not None:
+            return cached
         self._check_name(name)
         path = self.root / f"{name}.key"
         try:
@@ -103,7 +108,9 @@ class Keyring:
             raise KeyError_(f"key file {path} is not a valid private key: {e}") from e
         if not isinstance(private, Ed25519PrivateKey):
             raise KeyError_(f"key file {path} is not an Ed25519 key")
-        return Signer.from_private(name, private)
+        signer = Signer.from_private(name, private)
+        self._loaded[name] = signer
+        return signer
 
     def names(self) -> list[str]:
         if not self.root.exists():

@@ -86,6 +86,7 @@ def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
     rows: list[tuple[int, bytes, bytes]] = []
     prev = GENESIS_PREV
     public_hex = ""
+    runtime_key_id = ""
     merkle = MerkleAccumulator()
     checkpoints = 0
     first_bad: tuple[int, str] | None = None
@@ -95,7 +96,7 @@ def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
         try:
             if ev.seq != expected:
                 raise ValueError(f"sequence gap: expected seq {expected}, found {ev.seq}")
-            d = json.loads(ev.body)
+            d = json.loads(ev.body.decode())
             if not isinstance(d, dict) or set(d) != {"seq", "prev", "kind", "time", "key_id",
                                                      "payload"}:
                 raise ValueError("body is not a ledger event")
@@ -107,11 +108,12 @@ def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
                 if d["kind"] != "Genesis":
                     raise ValueError("the first event is not Genesis")
                 public_hex = d["payload"]["runtime_key"]["public"]
-                if key_id_of(bytes.fromhex(public_hex)) != d["payload"]["runtime_key"]["id"]:
+                runtime_key_id = key_id_of(bytes.fromhex(public_hex))
+                if runtime_key_id != d["payload"]["runtime_key"]["id"]:
                     raise ValueError("genesis runtime key id does not match its public key")
                 if pinned_genesis is not None and hash_bytes(ev.body) != pinned_genesis:
                     raise ValueError("genesis differs from the one pinned in the workspace")
-            if d["key_id"] != key_id_of(bytes.fromhex(public_hex)):
+            if d["key_id"] != runtime_key_id:
                 raise ValueError("signed by a key other than the runtime key")
             if d["kind"] == "Checkpoint":
                 cp = d["payload"]

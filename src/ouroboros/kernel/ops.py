@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonpatch
 
-from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.canonical import same_value
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.textdiff import apply_diff, make_diff
 
@@ -42,12 +42,6 @@ def apply_op(op: dict[str, Any], old: JSON) -> JSON:
     raise InvalidPatch(f"unknown op kind {kind!r}")
 
 
-def _same(a: JSON, b: JSON) -> bool:
-    if a is None or b is None:
-        return a is b
-    return canonical_bytes(a) == canonical_bytes(b)
-
-
 def inverse_of(op: dict[str, Any], old: JSON, new: JSON) -> dict[str, Any]:
     """The op that turns ``new`` back into ``old`` exactly."""
     if old is None:
@@ -60,7 +54,7 @@ def inverse_of(op: dict[str, Any], old: JSON, new: JSON) -> dict[str, Any]:
         candidate = {"kind": "diff", "diff": make_diff(new, old)}
     if candidate is not None:
         try:
-            if _same(apply_op(candidate, new), old):
+            if same_value(apply_op(candidate, new), old):
                 return candidate
         except InvalidPatch:
             pass

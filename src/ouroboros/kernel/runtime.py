@@ -157,10 +157,11 @@ class Runtime:
 
     # --------------------------------------------------------------------- state
     def _fold(self, state: KernelState, events: Iterable[StoredEvent],
-              check_results: bool = False) -> KernelState:
+              check_results: bool = False, track_merkle: bool = True) -> KernelState:
         for s in events:
-            d = json.loads(s.body)
-            fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body, check_results)
+            d = json.loads(s.body.decode())
+            fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body, check_results,
+                       track_merkle)
         return state
 
     def _snapshot_state(self, at_most: int | None = None) -> KernelState:
@@ -253,11 +254,15 @@ class Runtime:
 
     def record(self, kind: str, payload: dict[str, Any]) -> int:
         """Append a capability event (e.g. one summary per evolution generation)."""
-        if not _KIND.match(kind) or kind in KERNEL_KINDS:
-            raise UsageError(f"invalid event kind {kind!r}",
-                             "use a CamelCase name that is not a kernel event kind")
-        canonical_bytes(payload)
-        return self._append_retrying(lambda _s: [(kind, payload)])[0].seq
+        return self.record_batch([(kind, payload)])[0]
+
+    def record_batch(self, items: Sequence[Item]) -> list[int]:
+        """Append several capability events in one atomic transaction."""
+        for kind, _payload in items:
+            if not _KIND.match(kind) or kind in KERNEL_KINDS:
+                raise UsageError(f"invalid event kind {kind!r}",
+                                 "use a CamelCase name that is not a kernel event kind")
+        return [s.seq for s in self._append_retrying(lambda _s: list(items))]
 
     # ------------------------------------------------------------------ patches
     def propose(self, type: str, target: str, *, value: Any = None,
@@ -447,7 +452,8 @@ class Runtime:
         """Recompute state from genesis, checking every recorded result hash, and compare
         with the state reached through the latest snapshot."""
         try:
-            full = self._fold(KernelState(), self.backend.read(), check_results=True)
+            full = self._fold(KernelState(), self.backend.read(), check_results=True,
+                              track_merkle=False)
         except ValueError as e:
             raise OuroError(f"replay diverged: {e}") from e
         snap = self._load_state()

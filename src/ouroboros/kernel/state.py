@@ -68,7 +68,8 @@ def _author(state: KernelState, name: str) -> dict[str, Any]:
 
 
 def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
-               time: str, body: bytes, check_results: bool = False) -> None:
+               time: str, body: bytes, check_results: bool = False,
+               track_merkle: bool = True) -> None:
     """Apply one decoded event to ``state`` in place."""
     if kind == "Genesis":
         state.values.update(copy.deepcopy(payload["targets"]))
@@ -105,4 +106,5 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
         _author(state, payload["author"])["paused_until"] = None
     state.seq = seq
     state.last_hash = hash_bytes(body)
-    state.merkle.append(body)
+    if track_merkle:  # only the head state appends checkpoints; a replay need not
+        state.merkle.append(body)

@@ -22,8 +22,18 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 EXIT_FOR_STATUS = {"applied": 0, "rejected": 3, "pending": 4}
 
 
+#: Capability packages exposing ``register(rt)`` (their patch types and tests).
+CAPABILITY_REGISTRARS: list[str] = []
+
+
 def open_runtime(home: Path | None) -> Runtime:
-    return Runtime.open(home)
+    """Open the workspace with every capability's patch types registered."""
+    import importlib
+
+    rt = Runtime.open(home)
+    for module in CAPABILITY_REGISTRARS:
+        importlib.import_module(module).register(rt)
+    return rt
 
 
 def print_json(data: Any) -> None:

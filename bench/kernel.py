@@ -1,0 +1,143 @@
+"""Kernel benchmark: signed appends, end-to-end submits, replay, verify, side by side with
+one `git commit` per patch and the `eventsourcing` library on SQLite.
+
+Run: make bench   (or .venv/bin/python bench/kernel.py [--quick])
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ouroboros.kernel import Runtime
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
+def bench_ouroboros(n_append: int, n_submit: int, n_replay: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        rt = Runtime.init(Path(d) / "ws")
+        payload = {"agent": "a", "metric": 0.5, "note": "x" * 64}
+        dt, _ = timed(lambda: [rt.record("BenchEvent", {**payload, "i": i}) for i in range(n_append)])
+        out["signed appends/s (one per transaction)"] = n_append / dt
+        batch = [("BenchEvent", {**payload, "i": i}) for i in range(n_append * 5)]
+        dt, _ = timed(lambda: [rt.record_batch(batch[i:i + 500]) for i in range(0, len(batch), 500)])
+        out["signed appends/s (batches of 500)"] = len(batch) / dt
+
+        def submits() -> None:
+            for i in range(n_submit):
+                o = rt.propose_and_submit(type="routing", target=f"agents/a{i % 50}/routing",
+                                          value={"w": i, "b": 0.5}, reasoning="tune",
+                                          author="bench")
+                assert o.status == "applied"
+        dt, _ = timed(submits)
+        out["end-to-end submits/s"] = n_submit / dt
+        rt.close()
+    with tempfile.TemporaryDirectory() as d:
+        rt = Runtime.init(Path(d) / "ws", snapshot_interval=10**9)
+        items = []
+        for i in range(n_replay):
+            items.append(("BenchEvent", {"i": i, "note": "y" * 64}))
+        for i in range(0, len(items), 1000):
+            rt.record_batch(items[i:i + 1000])
+        for i in range(2000):  # a realistic share of patches in the replayed history
+            rt.propose_and_submit(type="routing", target=f"agents/a{i % 50}/routing",
+                                  value={"w": i}, reasoning="tune", author="bench")
+        total = rt.backend.count()
+        dt, _rep = timed(rt.replay)
+        out["replay events/s (checks every result hash)"] = total / dt
+        dt, _ = timed(lambda: rt.verify(workers=1))
+        out["verify events/s (1 core)"] = total / dt
+        dt, _ = timed(lambda: rt.verify(workers=2))
+        out["verify events/s (2 cores)"] = total / dt
+        rt.close()
+    return out
+
+
+def bench_git(n: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
+               "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+        subprocess.run(["git", "init", "-q", d], check=True, env=env)
+        t = time.perf_counter()
+        for i in range(n):
+            Path(d, "routing.json").write_text(json.dumps({"w": i}))
+            subprocess.run(["git", "-C", d, "add", "routing.json"], check=True, env=env)
+            subprocess.run(["git", "-C", d, "commit", "-q", "-m", f"patch {i}"], check=True, env=env)
+        return n / (time.perf_counter() - t)
+
+
+def bench_eventsourcing(n: int) -> dict[str, float]:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Routing(Aggregate):
+        @event("Created")
+        def __init__(self) -> None:
+            self.weights: dict[str, int] = {}
+
+        @event("Tuned")
+        def tune(self, w: int) -> None:
+            self.weights["w"] = w
+
+    class App(Application[Any]):
+        pass
+
+    with tempfile.TemporaryDirectory() as d:
+        os.environ.update(PERSISTENCE_MODULE="eventsourcing.sqlite",
+                          SQLITE_DBNAME=str(Path(d) / "es.db"))
+        app = App()
+        agg = Routing()
+        app.save(agg)
+        t = time.perf_counter()
+        for i in range(n):
+            agg.tune(i)
+            app.save(agg)
+        write = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        got = app.repository.get(agg.id)
+        assert got.weights["w"] == n - 1
+        replay = (n + 1) / (time.perf_counter() - t)
+        for k in ("PERSISTENCE_MODULE", "SQLITE_DBNAME"):
+            os.environ.pop(k)
+    return {"eventsourcing writes/s (one event per save, unsigned)": write,
+            "eventsourcing replay events/s (aggregate rebuild)": replay}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="bench/results/kernel.json")
+    args = ap.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    results = bench_ouroboros(int(4000 * scale), int(4000 * scale), int(100_000 * scale))
+    results["git commit per patch/s"] = bench_git(int(200 * scale))
+    results.update(bench_eventsourcing(int(4000 * scale)))
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version()}
+    width = max(map(len, results))
+    print(f"# kernel benchmark  {meta['date']}  {cpu}  {meta['cores']} cores")
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:>12,.0f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
