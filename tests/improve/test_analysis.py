@@ -165,3 +165,14 @@ def test_findings_do_not_depend_on_event_order(seed: int, rate: float) -> None:
     rng.shuffle(shuffled)
     assert analyse(events, NOW) == analyse(shuffled, NOW)
     assert 0.0 <= error_rate(events) <= 1.0
+
+
+def test_events_without_a_usable_timestamp_are_skipped_not_fatal() -> None:
+    events: list[dict[str, Any]] = [
+        {"event_type": "tool_call", "tool": "x", "success": False},
+        {"timestamp": "soon", "event_type": "tool_call", "tool": "x", "success": False},
+        {"timestamp": NOW - timedelta(minutes=1), "event_type": "tool_call", "tool": "x", "success": False},
+    ]
+    agg = aggregate(events, NOW)
+    assert (agg.events, agg.unreadable) == (1, 2)
+    assert error_rate(events) == 1.0

@@ -75,6 +75,26 @@ def test_human_output_lists_malformed_lines_and_findings(home: Path, tmp_path: P
     assert code == 0 and "critical" in out and "DATA_LOSS" in out
 
 
+def test_stats_counts_events_per_day_and_type(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "s.jsonl"
+    day = NOW - timedelta(hours=1)
+    data.write_text(
+        json.dumps(
+            {"timestamp": day.isoformat(), "event_type": "feedback", "agent": "A", "rating": "up"}
+        )
+        + "\n"
+    )
+    invoke("ingest", str(data), "--home", str(home))
+    (Path(home) / "telemetry" / "events" / f"{day:%Y-%m-%d}.jsonl").open("a").write('{"torn')
+    code, out = invoke("stats", "--home", str(home), "--json")
+    stats = json.loads(out)
+    assert code == 0
+    assert stats["days"] == {f"{day:%Y-%m-%d}": {"feedback": 1}}
+    assert (stats["events"], stats["partial_lines"], stats["corrupt_lines"]) == (1, 1, 0)
+    code, out = invoke("stats", "--home", str(home))
+    assert code == 0 and "skipped 1 torn and 0 corrupt" in out
+
+
 def test_eval_on_empty_telemetry_says_so(home: Path) -> None:
     code, out = invoke("eval", "--home", str(home))
     assert code == 0 and "no findings" in out
@@ -121,5 +141,5 @@ def test_run_demo_narrates_ingest_sanitizer_and_findings(tmp_path: Path) -> None
     text = "\n".join(lines)
     assert "malformed 1" in text and "timestamp: missing" in text
     assert "[REDACTED_KEY]" in text and "ghp_" not in text
-    assert "timeout_cluster web_search" in text
+    assert "high: timeout_cluster on web_search" in text
     assert "healthy tools get none" in text

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ouroboros.capabilities.improve.collectors import ingest
 from ouroboros.capabilities.improve.events import EventError, normalise_event
-from ouroboros.capabilities.improve.synthetic import planted_secret, secret_core
+from ouroboros.capabilities.improve.synthetic import SECRET_KINDS, planted_secret, secret_core
 from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
@@ -268,3 +270,73 @@ def test_feedback_spellings_normalise_to_one_rating(raw: dict[str, object], rati
     record = {"timestamp": 1767996000, "event_type": "feedback", "agent": "A", **raw}
     assert normalise_event(record).event["rating"] == rating
     assert normalise_event(record).event["timestamp"] == "2026-01-09T22:00:00.000Z"
+
+
+_FIELDS = ("agent", "tool", "error_code", "error_message", "session_id", "task_name", "error_category",
+           "correction_type", "reason_category", "prompt", "trace_id")  # fmt: skip
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ("tool_call", "task_failure", "user_correction", "feedback", "escalation", "x")
+            ),
+            st.sampled_from(_FIELDS),
+            st.sampled_from(SECRET_KINDS),
+            st.integers(0, 2**32),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_no_planted_secret_is_ever_stored_whatever_the_line(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str, int, bool]]
+) -> None:
+    home = tmp_path_factory.mktemp("h")
+    store = TelemetryStore(home, clock=lambda: NOW)
+    lines, secrets = [], []
+    for event_type, field_name, kind, seed, truncate in rows:
+        secret = planted_secret(kind, random.Random(seed))
+        secrets.append(secret_core(kind, secret))
+        fields = {
+            "task_name": "t",
+            "error_category": "E",
+            "correction_type": "c",
+            "reason_category": "r",
+        }
+        record = event(event_type=event_type, rating="up", **(fields | {field_name: secret}))
+        line = json.dumps(record)
+        lines.append(line[: len(line) // 2] if truncate else line)
+    report = ingest([write_lines(home / "in.jsonl", lines)], store)
+    assert report.records == report.stored + report.malformed_count + report.expired == len(rows)
+    text = stored_text(store) + json.dumps(report.as_dict())
+    assert not [s for s in secrets if s in text]
+
+
+def test_a_long_message_is_cut_at_a_word_boundary_never_inside_a_secret(
+    store: TelemetryStore,
+) -> None:
+    token = planted_secret("github_token", random.Random(9))
+    message = "x " * 245 + token + " tail"  # the token straddles the 500-character cut
+    stored = store.record(event(success=False, error_message=message))
+    assert stored["error_message"] == ("x " * 245).rstrip() + "…"
+    assert token[:8] not in stored["error_message"]
+
+
+def test_an_oversized_line_is_reported_without_being_loaded(
+    store: TelemetryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ouroboros.capabilities.improve import collectors
+
+    monkeypatch.setattr(collectors, "MAX_LINE_BYTES", 300)
+    path = write_lines(
+        tmp_path / "big.jsonl", [json.dumps(event(error_message="y" * 900)), json.dumps(event())]
+    )
+    report = ingest([path], store)
+    assert [(m.line, m.reason) for m in report.malformed] == [(1, "line longer than 300 bytes")]
+    assert (report.records, report.stored) == (2, 1)

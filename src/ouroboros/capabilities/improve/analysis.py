@@ -3,7 +3,7 @@
 Stability first: recurring error patterns, tool reliability, timeout clusters,
 p95 latency regressions, user corrections and task-failure trends, in that order
 of priority. The analysis is one pass over the events into small aggregates
-(:class:`Aggregate`), then pure rules over the aggregates, so a million events
+(:class:`Aggregate`), then pure rules over the aggregates (:mod:`rules`), so a million events
 stream through in seconds and the same aggregates feed the optional LLM analyser.
 
 The window is the 24 hours before ``now``; the seven days before that are the
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import canonical_timestamp, format_timestamp
+from ouroboros.capabilities.improve.events import EventError, canonical_timestamp, format_timestamp
 
 KINDS = (
     "error_pattern",
@@ -75,7 +75,7 @@ class Thresholds:
     trend_ratio: float = 2.0
 
 
-def _p95(values: list[float]) -> float:
+def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
@@ -95,7 +95,7 @@ def _is_timeout(code: str | None, message: str | None) -> bool:
     return "timed out" in lowered or "timeout" in lowered
 
 
-class _ToolStats:
+class ToolStats:
     __slots__ = ("agents", "calls", "failures", "latencies", "timeouts")
 
     def __init__(self) -> None:
@@ -117,8 +117,9 @@ class Aggregate:
             now - timedelta(hours=th.window_hours) - timedelta(days=th.baseline_days)
         )
         self.events = 0
-        self.recent: dict[str, _ToolStats] = defaultdict(_ToolStats)
-        self.recent_by_agent: dict[tuple[str, str], _ToolStats] = defaultdict(_ToolStats)
+        self.unreadable = 0  # events without a usable timestamp (skipped, never fatal)
+        self.recent: dict[str, ToolStats] = defaultdict(ToolStats)
+        self.recent_by_agent: dict[tuple[str, str], ToolStats] = defaultdict(ToolStats)
         self.baseline_latency: dict[str, list[float]] = defaultdict(list)
         self.patterns: Counter[tuple[str, str, str, str]] = Counter()
         self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
@@ -136,7 +137,10 @@ class Aggregate:
     def add(self, event: Mapping[str, Any]) -> None:
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:
-            ts = canonical_timestamp(ts)
+            ts = _timestamp_or_none(ts)
+            if ts is None:
+                self.unreadable += 1
+                return
         if ts >= self.now or ts < self.baseline_start:
             return
         self.events += 1
@@ -202,230 +206,10 @@ class Aggregate:
     # -- rules -------------------------------------------------------------------
 
     def findings(self) -> list[Finding]:
-        found = [
-            *self._error_patterns(),
-            *self._tool_reliability(),
-            *self._timeout_clusters(),
-            *self._latency_anomalies(),
-            *self._user_corrections(),
-            *self._task_failure_trends(),
-        ]
-        rank = {s: i for i, s in enumerate(SEVERITIES)}
-        order = {k: i for i, k in enumerate(KINDS)}
-        return sorted(
-            found,
-            key=lambda f: (
-                rank[f.severity],
-                order[f.kind],
-                -f.count,
-                f.tool or "",
-                f.agent or "",
-                f.summary,
-            ),
-        )
+        """The six rules over these aggregates (see :mod:`rules`), most severe first."""
+        from ouroboros.capabilities.improve.rules import findings_of
 
-    def _window(self) -> str:
-        return f"between {self.start} and {self.now}"
-
-    def _error_patterns(self) -> Iterable[Finding]:
-        th = self.thresholds
-        for key, count in self.patterns.items():
-            source, subject, code, message = key
-            critical = key in self.critical
-            calls = self.recent[subject].calls if source == "tool_call" else 0
-            share = count / calls if calls else 1.0
-            if not critical and (count < th.min_pattern_count or share < th.min_pattern_share):
-                continue
-            agents = self.pattern_agents[key]
-            severity = "critical" if critical else _by_count(count)
-            is_tool = source == "tool_call"
-            what = f"{subject} {code}" + (f": {message}" if message else "")
-            yield Finding(
-                kind="error_pattern",
-                severity=severity,
-                tool=subject if is_tool else None,
-                agent=_single(agents),
-                summary=f"{'Tool' if is_tool else 'Task'} error {what} occurred {count} times",
-                evidence=(
-                    f"{count} occurrences {self._window()}",
-                    f"error pattern: {code}" + (f" {message}" if message else ""),
-                    "affected agents: " + ", ".join(f"{a} ({n})" for a, n in _top(agents, 5)),
-                    *(("severity: critical error",) if critical else ()),
-                ),
-                count=count,
-                metrics={"occurrences": float(count), "share_of_calls": round(share, 4)},
-            )
-
-    def _tool_reliability(self) -> Iterable[Finding]:
-        th = self.thresholds
-        flagged: set[str] = set()
-        for tool, stats in self.recent.items():
-            if stats.calls >= th.min_calls and stats.failures / stats.calls >= th.failure_rate:
-                flagged.add(tool)
-                yield self._reliability(tool, _single(stats.agents), stats)
-        for (tool, agent), stats in self.recent_by_agent.items():
-            if tool in flagged or stats.calls < th.min_calls:
-                continue
-            if stats.failures / stats.calls >= th.failure_rate:
-                yield self._reliability(tool, agent, stats)
-
-    def _reliability(self, tool: str, agent: str | None, stats: _ToolStats) -> Finding:
-        rate = stats.failures / stats.calls
-        severity = (
-            "critical"
-            if rate >= 0.8
-            else "high"
-            if rate >= 0.4
-            else "medium"
-            if rate >= 0.15
-            else "low"
-        )
-        who = f"{tool} ({agent})" if agent else tool
-        by_agent = [
-            f"{a}: {self.recent_by_agent[(tool, a)].failures}/{self.recent_by_agent[(tool, a)].calls} failed"
-            for a, _ in _top(stats.agents, 5)
-        ]
-        return Finding(
-            kind="tool_reliability",
-            severity=severity,
-            tool=tool,
-            agent=agent,
-            summary=f"{who} succeeded in only {100 * (1 - rate):.1f}% of {stats.calls} calls",
-            evidence=(
-                f"{stats.failures} of {stats.calls} calls failed ({100 * rate:.1f}%) {self._window()}",
-                *by_agent,
-            ),
-            count=stats.failures,
-            metrics={
-                "calls": float(stats.calls),
-                "failures": float(stats.failures),
-                "failure_rate": round(rate, 4),
-                "success_rate": round(1 - rate, 4),
-            },
-        )
-
-    def _timeout_clusters(self) -> Iterable[Finding]:
-        th = self.thresholds
-        for tool, buckets in self.timeout_buckets.items():
-            clusters = sorted(b for b, n in buckets.items() if n >= th.cluster_timeouts)
-            if not clusters:
-                continue
-            in_clusters = sum(buckets[b] for b in clusters)
-            severity = "high" if len(clusters) >= 3 or in_clusters >= 10 else "medium"
-            agents = self.recent[tool].agents
-            yield Finding(
-                kind="timeout_cluster",
-                severity=severity,
-                tool=tool,
-                agent=_single(agents),
-                summary=f"{tool} timed out {in_clusters} times in {len(clusters)} ten-minute clusters",
-                evidence=(
-                    f"{self.recent[tool].timeouts} timeouts in {self.recent[tool].calls} calls {self._window()}",
-                    *(f"{buckets[b]} timeouts in the 10 minutes from {b}0" for b in clusters[:6]),
-                ),
-                count=in_clusters,
-                metrics={
-                    "clusters": float(len(clusters)),
-                    "timeouts_in_clusters": float(in_clusters),
-                    "timeouts": float(self.recent[tool].timeouts),
-                    "largest_cluster": float(max(buckets[b] for b in clusters)),
-                },
-            )
-
-    def _latency_anomalies(self) -> Iterable[Finding]:
-        th = self.thresholds
-        for tool, stats in self.recent.items():
-            base = self.baseline_latency.get(tool, [])
-            if len(stats.latencies) < th.latency_min_samples or len(base) < th.latency_min_samples:
-                continue
-            now_p95, base_p95 = _p95(stats.latencies), _p95(base)
-            delta = now_p95 - base_p95
-            if now_p95 < base_p95 * th.latency_ratio or delta < th.latency_min_delta_ms:
-                continue
-            ratio = now_p95 / base_p95 if base_p95 else float("inf")
-            yield Finding(
-                kind="latency_anomaly",
-                severity="high" if ratio >= 3 else "medium",
-                tool=tool,
-                agent=None,
-                summary=f"{tool} p95 latency rose from {base_p95:.0f} ms to {now_p95:.0f} ms",
-                evidence=(
-                    f"p95 {now_p95:.0f} ms over {len(stats.latencies)} calls {self._window()}",
-                    f"baseline p95 {base_p95:.0f} ms over {len(base)} calls since {self.baseline_start}",
-                ),
-                count=len(stats.latencies),
-                metrics={"p95_ms": now_p95, "baseline_p95_ms": base_p95, "ratio": round(ratio, 3)},
-            )
-
-    def _user_corrections(self) -> Iterable[Finding]:
-        th = self.thresholds
-        days = th.baseline_days or 1.0
-        for agent, types in self.corrections.items():
-            count = sum(types.values())
-            if count < th.min_corrections:
-                continue
-            sessions = len(self.sessions.get(agent, ())) or count
-            per_session = count / sessions
-            baseline_daily = self.baseline_corrections[agent] / days
-            daily = count * 24.0 / th.window_hours
-            rising = _rising(daily, baseline_daily, th)
-            if per_session < th.corrections_per_session and not rising:
-                continue
-            down = self.feedback[agent]["down"]
-            rated = down + self.feedback[agent]["up"]
-            yield Finding(
-                kind="user_corrections",
-                severity="high"
-                if per_session >= 0.3
-                else "medium"
-                if per_session >= 0.15 or rising
-                else "low",
-                tool=None,
-                agent=agent,
-                summary=f"{agent} was corrected {count} times ({per_session:.2f} per session)",
-                evidence=(
-                    f"{count} corrections in {sessions} sessions {self._window()}",
-                    "correction types: " + ", ".join(f"{t} ({n})" for t, n in _top(types, 5)),
-                    f"baseline {baseline_daily:.1f} corrections/day",
-                    *((f"feedback: {down} of {rated} thumbs down",) if rated else ()),
-                ),
-                count=count,
-                metrics={
-                    "corrections": float(count),
-                    "per_session": round(per_session, 4),
-                    "baseline_per_day": round(baseline_daily, 4),
-                    "thumbs_down": float(down),
-                },
-            )
-
-    def _task_failure_trends(self) -> Iterable[Finding]:
-        th = self.thresholds
-        days = th.baseline_days or 1.0
-        for task, count in self.task_failures.items():
-            baseline_daily = self.baseline_task_failures[task] / days
-            daily = count * 24.0 / th.window_hours
-            if count < th.min_task_failures or (
-                baseline_daily and daily < th.trend_ratio * baseline_daily
-            ):
-                continue
-            ratio = daily / baseline_daily if baseline_daily else float(count)
-            yield Finding(
-                kind="task_failure_trend",
-                severity="high" if count >= 10 or (baseline_daily and ratio >= 4) else "medium",
-                tool=None,
-                agent=None,
-                summary=f"Scheduled task {task} failed {count} times, up from {baseline_daily:.1f}/day",
-                evidence=(
-                    f"{count} failures ({self.task_retries[task]} retries) {self._window()}",
-                    f"baseline {baseline_daily:.2f} failures/day since {self.baseline_start}",
-                ),
-                count=count,
-                metrics={
-                    "failures": float(count),
-                    "retries": float(self.task_retries[task]),
-                    "baseline_per_day": round(baseline_daily, 4),
-                },
-            )
+        return findings_of(self)
 
     def summary(self) -> dict[str, Any]:
         """Aggregates only (no event text beyond sanitized patterns), for the LLM analyser."""
@@ -434,13 +218,13 @@ class Aggregate:
                 "calls": s.calls,
                 "failures": s.failures,
                 "timeouts": s.timeouts,
-                "p95_ms": _p95(s.latencies) if s.latencies else None,
+                "p95_ms": p95(s.latencies) if s.latencies else None,
             }
             for tool, s in sorted(self.recent.items())
         }
         patterns = [
             {"source": k[0], "subject": k[1], "code": k[2], "message": k[3], "count": n}
-            for k, n in _top(self.patterns, 20)
+            for k, n in top(self.patterns, 20)
         ]
         return {
             "window": {"start": self.start, "end": self.now},
@@ -456,12 +240,19 @@ class Aggregate:
         }
 
 
-def _top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
+def top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
     """``most_common`` with ties broken by key, so findings never depend on event order."""
     return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
-def _rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
+def _timestamp_or_none(value: object) -> str | None:
+    try:
+        return canonical_timestamp(value)
+    except EventError:
+        return None
+
+
+def rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
     """Up by ``trend_ratio`` *and* by more than Poisson noise (3 sigma) over the baseline."""
     if baseline_daily <= 0:
         return False
@@ -470,11 +261,11 @@ def _rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
     )
 
 
-def _by_count(count: int) -> str:
+def severity_by_count(count: int) -> str:
     return "high" if count >= 50 else "medium" if count >= 10 else "low"
 
 
-def _single(agents: Counter[str]) -> str | None:
+def single_agent(agents: Counter[str]) -> str | None:
     """The agent to name on a finding: only when one agent accounts for it all."""
     return next(iter(agents)) if len(agents) == 1 else None
 
@@ -517,8 +308,8 @@ def error_rate(
             continue
         ts = event.get("timestamp")
         if not isinstance(ts, str) or len(ts) != 24:
-            ts = canonical_timestamp(ts)
-        if low <= ts < high:
+            ts = _timestamp_or_none(ts)
+        if ts is not None and low <= ts < high:
             calls += 1
             failures += not event.get("success")
     return failures / calls if calls else 0.0

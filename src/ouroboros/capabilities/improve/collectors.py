@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -25,6 +25,7 @@ from ouroboros.capabilities.improve.telemetry import TelemetryStore
 BATCH = 20_000
 MAX_REPORTED = 1_000  # malformed lines listed individually; all are counted
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one OTLP export request per line can be large
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,26 @@ class IngestReport:
         }
 
 
+def _lines(handle: BinaryIO, report: IngestReport, name: str) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines; a line over MAX_LINE_BYTES is reported and skipped, not loaded."""
+    number = 0
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            report.records += 1
+            report.bad(name, number, f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        yield number, line
+
+
 def _documents(path: Path, report: IngestReport) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) per line; a pretty-printed single document as line 1."""
     name = path.name
     with path.open("rb") as handle:
         first = True
-        for number, line in enumerate(handle, start=1):
+        for number, line in _lines(handle, report, name):
             if not line.strip():
                 first = False
                 continue

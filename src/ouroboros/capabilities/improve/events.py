@@ -73,7 +73,22 @@ RATINGS = ("up", "down")
 _IDENT = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9_.:/@ \-]{1,128}")
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
-_MAX_MESSAGE = 500
+MAX_INPUT_MESSAGE = 4096  # cut before sanitizing (bounds its cost)
+MAX_MESSAGE = 500  # cut after sanitizing (what is stored)
+
+
+def cut_text(text: str, limit: int) -> str:
+    """Shortens at a whitespace boundary, never inside a token.
+
+    Cutting through a secret could leave a fragment too short for any rule to
+    recognise; dropping the whole partial token (a token longer than ``limit``
+    disappears entirely) cannot leak.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    return (head[:space] if space > 0 else "") + "…"
 
 
 class EventError(ValueError):
@@ -141,7 +156,7 @@ def _text(name: str, value: object, pattern: re.Pattern[str] | None) -> str:
     if not isinstance(value, str):
         raise EventError(f"{name}: expected a string")
     if pattern is None:
-        return value[:_MAX_MESSAGE]
+        return cut_text(value, MAX_INPUT_MESSAGE)
     if not pattern.fullmatch(value):
         raise EventError(f"{name}: must match {pattern.pattern}")
     return value

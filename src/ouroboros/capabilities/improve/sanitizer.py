@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
 from ouroboros.capabilities.improve.secret_rules import KEYWORDS, TOKEN_RULES
 
 REDACTED = "[REDACTED_KEY]"
@@ -93,11 +94,13 @@ _MAIN = re.compile(
     r"(?P<pk>-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
     r"(?s:.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*\Z))"
     r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>\\`]+)"
-    r"|(?P<kv>(?<![A-Za-z0-9])[\w.\-]*?" + KEYWORDS + r"[\w.\-]*[\"']?\s*(?:=>|:=|=|:)\s*"
+    r"|(?P<kv>(?<![A-Za-z0-9])[\w.\-]{0,48}?"
+    + KEYWORDS
+    + r"[\w.\-]{0,48}[\"']?\s{0,8}(?:=>|:=|=|:)\s{0,8}"
     r"(?:\"[^\"]*\"|'[^']*'|(?:(?i:bearer|basic|token)\s+)?[^\s\"',;&)]+))"
     r"|(?P<bearer>\b(?i:bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,})"
     r"|(?P<token>" + _TOKEN_ALTERNATION + r")"
-    r"|(?P<email>\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b)"
+    r"|(?P<email>\b[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}\b)"
     r"|(?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w]|\.\d))"
     r"|(?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
     r"(?:%[\w.]+)?(?![\w:]))"
@@ -351,7 +354,7 @@ class Sanitizer:
                 )
             else:
                 clean, counts = self.text_with_counts(value)
-                out[key] = clean
+                out[key] = cut_text(clean, MAX_MESSAGE) if key == "error_message" else clean
                 if redactions is not None:
                     for name, n in counts:
                         redactions.counts[name] += n

@@ -203,7 +203,8 @@ def generate(
         ts = format_timestamp(moment)
         if int(i * step // 3600) != hour:  # conversations last about an hour
             hour = int(i * step // 3600)
-            sessions = [f"sess-{hour}-{_token(rng, 8)}" for _ in range(20)]
+            per_hour = max(20, int(events_per_hour / 30))  # about 30 events per conversation
+            sessions = [f"sess-{hour}-{_token(rng, 8)}" for _ in range(per_hour)]
         roll = rng.random()
         yield from _fault_events(faults, moment, ts, rng, step)
         if roll < 0.94:

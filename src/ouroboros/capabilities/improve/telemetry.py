@@ -54,11 +54,18 @@ class TelemetryStore:
         retention_days: int = 30,
     ) -> None:
         self.root = Path(home) / "telemetry" / "events"
-        self.sanitizer = sanitizer or Sanitizer()
+        self._sanitizer = sanitizer
         self.clock = clock
         self.retention_days = retention_days
         self.redactions = Redactions()
         self._pruned_on: date | None = None
+
+    @property
+    def sanitizer(self) -> Sanitizer:
+        """Built on first use: readers (eval, monitoring) never load detect-secrets."""
+        if self._sanitizer is None:
+            self._sanitizer = Sanitizer()
+        return self._sanitizer
 
     # -- writing -----------------------------------------------------------------
 

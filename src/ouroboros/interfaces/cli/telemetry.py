@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,9 @@ from rich.table import Table
 from ouroboros.capabilities.improve import synthetic
 from ouroboros.capabilities.improve.analysis import Finding, Thresholds
 from ouroboros.capabilities.improve.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.events import parse_timestamp
+from ouroboros.capabilities.improve.events import EVENT_TYPES, parse_timestamp
 from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -104,6 +105,36 @@ def collect_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> N
         console.print(f"recorded {count} patch outcome(s) from the ledger")
 
 
+@app.command("stats")
+def stats_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Stored events per day and type, and lines skipped as torn or corrupt."""
+    store = _store(home)
+    read = ReadStats()
+    days: dict[str, Counter[str]] = {}
+    for event in store.events(stats=read):
+        days.setdefault(event["timestamp"][:10], Counter())[str(event.get("event_type"))] += 1
+    per_day = {day: dict(sorted(counts.items())) for day, counts in sorted(days.items())}
+    data: dict[str, Any] = {
+        "root": str(store.root),
+        "retention_days": store.retention_days,
+        "days": per_day,
+        "events": sum(sum(c.values()) for c in days.values()),
+        "partial_lines": read.partial,
+        "corrupt_lines": read.corrupt,
+    }
+    if as_json:
+        print_json(data)
+        return
+    table = Table("day", *EVENT_TYPES, "total")
+    for day, counts in per_day.items():
+        table.add_row(day, *(str(counts.get(t, 0)) for t in EVENT_TYPES), str(sum(counts.values())))
+    console.print(table)
+    console.print(
+        f"{data['events']} events in {store.root}; skipped {read.partial} torn and {read.corrupt} corrupt line(s)",
+        highlight=False,
+    )
+
+
 def finding_dict(finding: Finding) -> dict[str, Any]:
     data = asdict(finding)
     data["evidence"] = list(finding.evidence)
@@ -111,15 +142,18 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
 
 
 def print_findings(found: list[Finding]) -> None:
+    """One line per finding (readable in a pipe as well as a terminal), evidence indented."""
     if not found:
         console.print("[green]no findings[/green]: every tool is within its thresholds")
         return
-    table = Table("severity", "kind", "tool", "agent", "count", "summary", show_lines=False)
     for f in found:
         style = SEVERITY_STYLE[f.severity]
-        table.add_row(f"[{style}]{f.severity}[/{style}]", f.kind, f.tool or "-", f.agent or "-", str(f.count),
-                      f.summary)  # fmt: skip
-    console.print(table)
+        subject = "/".join(x for x in (f.tool, f.agent) if x) or "-"
+        console.print(f"[{style}]{f.severity:<8}[/{style}] {f.kind:<18} {subject}: ", end="")
+        console.print(f.summary, markup=False, highlight=False)
+        for line in f.evidence:
+            console.print(f"{'':27}{line}", markup=False, highlight=False)
+    console.print(f"{len(found)} finding(s)")
 
 
 @app.command("eval")
@@ -263,7 +297,7 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         f"The stability analysis over the last 24 h finds {len(found)} issue(s); healthy tools get none:"
     )
     for f in found:
-        say(f"  [{f.severity}] {f.kind} {f.tool or f.agent}: {f.summary}")
+        say(f"  {f.severity}: {f.kind} on {f.tool or f.agent}: {f.summary}")
     collected = collect_ledger(rt, store)
     say(
         f"The runtime's own patch outcomes become telemetry too: {collected} recorded from the ledger."
