@@ -232,3 +232,29 @@ def test_kernel_approve_without_the_loop_merges_on_next_tick(h: Harness, tmp_pat
     h.loop.tick()
     merged = h.loop.get(pid)
     assert merged.status == "implemented" and h.loop.repo.head() == merged.merge_commit
+
+
+def test_registered_runtime_approves_and_merges_through_the_kernel(h: Harness, tmp_path: Path) -> None:
+    """What `ouro approve <patch>` does once the CLI calls the registrar: the loop is made
+    lazily on the fresh runtime and the effect merges."""
+    from ouroboros.capabilities.improve.loop import register
+    from ouroboros.kernel import Runtime
+
+    pid = _propose_timeout_fix(h)
+    p = h.loop.get(pid)
+    fresh = Runtime.open(tmp_path / "ws", clock=h.clock)
+    register(fresh)
+    assert fresh.approve(p.patch_hash).status == "applied"
+    merged = h.loop.get(pid)
+    assert merged.status == "implemented" and h.loop.repo.head() == merged.merge_commit
+    fresh.close()
+
+
+def test_registering_creates_nothing_on_disk(tmp_path: Path) -> None:
+    from ouroboros.capabilities.improve.loop import register
+    from ouroboros.kernel import Runtime
+
+    with Runtime.init(tmp_path / "ws") as rt:
+        register(rt)
+        assert rt.registry.get("file") is not None
+    assert not (tmp_path / "ws" / "improve").exists()

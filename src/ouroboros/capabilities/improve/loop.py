@@ -10,12 +10,14 @@ validation, monitor verdicts). It owns the workspace layout under ``<home>/impro
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.breakers import Breakers
@@ -27,6 +29,7 @@ from ouroboros.capabilities.improve.notify import (
     NotificationBatcher,
     Notifier,
     StdoutNotifier,
+    notifier_from_env,
 )
 from ouroboros.capabilities.improve.planner import Draft, plan
 from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy
@@ -413,11 +416,48 @@ def _ts(event: Mapping[str, Any]) -> datetime:
     return parse_timestamp(event.get("timestamp"))
 
 
-def attach(rt: Runtime, **kwargs: Any) -> ImproveLoop:
-    """The loop on ``rt``'s workspace, with the ``file`` patch type registered.
+_LOOPS: WeakKeyDictionary[Runtime, ImproveLoop] = WeakKeyDictionary()
 
-    Call it wherever a Runtime is opened for commands that may approve ``file``
-    patches (``ouro approve`` included), so the kernel knows the type's gates and
-    effect.
-    """
-    return ImproveLoop(rt, **kwargs)
+
+def attach(rt: Runtime, **kwargs: Any) -> ImproveLoop:
+    """A loop on ``rt``'s workspace, with the ``file`` patch type bound to it."""
+    loop = ImproveLoop(rt, **kwargs)
+    _LOOPS[rt] = loop
+    return loop
+
+
+def loop_of(rt: Runtime) -> ImproveLoop:
+    """The loop attached to ``rt``, or a new one reading the workspace's telemetry store
+    and notifying through ``OURO_WEBHOOK_URL`` (or stderr)."""
+    loop = _LOOPS.get(rt)
+    if loop is None:
+        from ouroboros.capabilities.improve.runtime_telemetry import store_for
+
+        store = store_for(rt)
+        loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),
+                      notifier=notifier_from_env(sys.stderr))
+    return loop
+
+
+class _LazyGates:
+    """The ``file`` type's gates before any loop exists: the loop (and its repositories)
+    is made on first use, so registering costs nothing for commands that never touch it."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def test(self, value: Mapping[str, Any]) -> tuple[bool, str]:
+        return loop_of(self._rt).test(value)
+
+    def audit(self, value: Mapping[str, Any]) -> list[str]:
+        return loop_of(self._rt).audit(value)
+
+    def effect(self, value: Mapping[str, Any]) -> None:
+        loop_of(self._rt).effect(value)
+
+
+def register(rt: Runtime) -> None:
+    """Register the ``file`` patch type on ``rt`` (for the CLI's capability registrars),
+    so ``ouro approve <patch>`` runs its gates and merges."""
+    if rt not in _LOOPS:
+        Governance(rt).bind(_LazyGates(rt))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.syntax import Syntax
@@ -15,8 +13,15 @@ from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding
 from ouroboros.capabilities.improve.chat import handle_chat
-from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused, attach
-from ouroboros.capabilities.improve.notify import Notifier, notifier_from_env
+from ouroboros.capabilities.improve.loop import (
+    ImproveLoop,
+    NotApproved,
+    Outcome,
+    Paused,
+    attach,
+    loop_of,
+)
+from ouroboros.capabilities.improve.notify import Notifier
 from ouroboros.capabilities.improve.proposals import STATUSES, ProposalError, to_dict
 from ouroboros.capabilities.improve.repo import GitError
 from ouroboros.capabilities.improve.runtime_telemetry import store_for
@@ -40,12 +45,14 @@ EXIT_FOR_STATUS = {"implemented": 0, "pending": 4, "approved": 4, "blocked": 3, 
                    "rejected": 0, "reverted": 0}
 
 
-def loop_for(rt: Runtime, notifier: Notifier | None = None, **kwargs: Any) -> ImproveLoop:
-    """The loop on a runtime, reading the workspace's sanitized telemetry."""
+def loop_for(rt: Runtime, notifier: Notifier | None = None) -> ImproveLoop:
+    """The loop on a runtime, reading the workspace's sanitized telemetry (notifications
+    through ``OURO_WEBHOOK_URL`` or stderr, unless a notifier is given)."""
+    if notifier is None:
+        return loop_of(rt)
     store = store_for(rt)
     return attach(rt, events=lambda since, until: store.events(since=since, until=until),
-                  notifier=notifier or notifier_from_env(sys.stderr),
-                  **kwargs)
+                  notifier=notifier)
 
 
 def propose_from_findings(rt: Runtime, findings: Iterable[Finding],
