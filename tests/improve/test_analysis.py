@@ -171,7 +171,12 @@ def test_events_without_a_usable_timestamp_are_skipped_not_fatal() -> None:
     events: list[dict[str, Any]] = [
         {"event_type": "tool_call", "tool": "x", "success": False},
         {"timestamp": "soon", "event_type": "tool_call", "tool": "x", "success": False},
-        {"timestamp": NOW - timedelta(minutes=1), "event_type": "tool_call", "tool": "x", "success": False},
+        {
+            "timestamp": NOW - timedelta(minutes=1),
+            "event_type": "tool_call",
+            "tool": "x",
+            "success": False,
+        },
     ]
     agg = aggregate(events, NOW)
     assert (agg.events, agg.unreadable) == (1, 2)

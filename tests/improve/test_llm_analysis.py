@@ -93,3 +93,13 @@ def test_config_comes_from_the_environment() -> None:
     assert LLMConfig.from_env(
         {"OURO_LLM_BASE_URL": "http://x/v1", "OURO_LLM_MODEL": "m"}
     ) == LLMConfig("http://x/v1", "m", "unused")
+
+
+def test_an_oversized_answer_is_cut_down() -> None:
+    analyser = LLMAnalyser(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    answer = {"findings": [{"kind": "error_pattern", "severity": "low", "summary": "s" * 5000,
+                            "evidence": [f"e{i}" for i in range(50)], "count": -3, "tool": "t" * 400}]}  # fmt: skip
+    (finding,) = analyser.parse(json.dumps(answer))
+    assert len(finding.summary) == 500 and finding.tool == "t" * 128
+    assert finding.evidence[-1] == "source: llm m" and len(finding.evidence) == 11
+    assert finding.count == 0

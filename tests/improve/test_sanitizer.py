@@ -142,6 +142,9 @@ def test_detect_secrets_layer_catches_what_the_own_rules_miss() -> None:
         ("fe80::1", "fe80:0:x:x:x:x:x:x"),
         ("2001:4860:4860::8888", EXTERNAL_IP),
         ("::ffff:10.9.8.7", "10.9.x.x"),
+        ("010.001.002.003", "10.1.x.x"),
+        ("08.08.08.08", EXTERNAL_IP),
+        ("999.1.1.1", "999.1.1.1"),
         ("not-an-ip", "not-an-ip"),
     ],
 )
@@ -166,6 +169,7 @@ def test_urls_keep_only_the_domain_unless_allow_listed() -> None:
     )
     assert s.text("see https://docs.example.org/private/notes") == "see https://docs.example.org"
     assert s.text("db https://10.0.0.9:8443/admin") == "db https://10.0.x.x:8443"
+    assert s.text("v6 http://[fd00:1:2::9]:8080/x") == "v6 http://[fd00:1:x:x:x:x:x:x]:8080"
 
 
 def test_credentials_in_urls_are_redacted(sanitizer: Sanitizer) -> None:

@@ -340,3 +340,51 @@ def test_an_oversized_line_is_reported_without_being_loaded(
     report = ingest([path], store)
     assert [(m.line, m.reason) for m in report.malformed] == [(1, "line longer than 300 bytes")]
     assert (report.records, report.stored) == (2, 1)
+
+
+def test_otlp_file_exporter_lines_each_hold_a_request(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    def request(tool: str, error: str | None) -> str:
+        span = otlp_span(
+            f"execute_tool {tool}", {"gen_ai.operation.name": "execute_tool"}, error=error
+        )
+        return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+
+    path = write_lines(
+        tmp_path / "otlp.jsonl", [request("web_search", "deadline hit"), request("fetch", None)]
+    )
+    report = ingest([path], store)
+    assert (report.stored, report.malformed_count) == (2, 0)
+    by_tool = {e["tool"]: e for e in store.events()}
+    assert (
+        by_tool["web_search"]["success"] is False and by_tool["web_search"]["error_code"] == "ERROR"
+    )
+    assert by_tool["web_search"]["error_message"] == "deadline hit"
+    assert by_tool["fetch"]["success"] is True and "agent" not in by_tool["fetch"]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(("resourceSpans", "scopeSpans", "spans", "attributes", "key", "value", "stringValue",
+                         "intValue", "startTimeUnixNano", "endTimeUnixNano", "status", "code", "name",
+                         "timestamp", "event_type", "tool", "success", "x")),
+        children, max_size=5),
+    max_leaves=25,
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_JSON, min_size=1, max_size=5))
+def test_ingest_never_crashes_on_arbitrary_json(
+    tmp_path_factory: pytest.TempPathFactory, documents: list[object]
+) -> None:
+    home = tmp_path_factory.mktemp("j")
+    store = TelemetryStore(home, clock=lambda: NOW)
+    path = write_lines(home / "any.jsonl", [json.dumps(d) for d in documents])
+    report = ingest([path], store)
+    assert report.records == report.stored + report.malformed_count + report.expired
+    assert all(m.reason and m.line >= 1 for m in report.malformed)

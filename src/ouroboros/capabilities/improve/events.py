@@ -173,9 +173,13 @@ def _bool(name: str, value: object) -> bool:
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise EventError(f"{name}: expected a number")
-    if not math.isfinite(value) or value < 0:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise EventError(f"{name}: must be a finite, non-negative number") from None
+    if not math.isfinite(number) or number < 0:
         raise EventError(f"{name}: must be a finite, non-negative number")
-    return float(value)
+    return number
 
 
 def _rating(raw: Mapping[str, Any]) -> str:

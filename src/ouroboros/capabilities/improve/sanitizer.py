@@ -163,24 +163,20 @@ class Redactions:
 
     counts: Counter[str] = field(default_factory=Counter)
 
-    def total(self) -> int:
-        return sum(self.counts.values())
-
 
 def generalise_ip(text: str) -> str:
     """Private, loopback and link-local addresses keep their network; others go.
 
     IPv4 keeps the first two octets (``10.0.x.x``), IPv6 the first two groups.
     """
-    candidate = text.strip("[]")
-    zone = ""
-    if "%" in candidate:
-        candidate, zone = candidate.split("%", 1)
+    candidate = text.strip("[]").split("%", 1)[0]  # an IPv6 zone ("%eth0") goes too
+    octets = candidate.split(".")
+    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets):
+        candidate = ".".join(str(int(o)) for o in octets)  # "010.001.002.003": still an address
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return text
-    del zone
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_global or not (
@@ -297,7 +293,7 @@ class Sanitizer:
         generalised = generalise_ip(host)
         if generalised != host:
             counts["ip"] += 1
-            host = generalised
+            host = f"[{generalised}]" if ":" in generalised else generalised
         elif _SECRETISH.search(host):
             host = _MAIN.sub(lambda m: self._replace(m, counts), host)
         return host + (f":{port}" if port.isdigit() else "")

@@ -16,8 +16,10 @@ kernel_cmds.register(app)
 
 
 def _mount_capabilities() -> None:
-    from ouroboros.interfaces.cli import demo
+    from ouroboros.interfaces.cli import demo, telemetry
 
+    app.add_typer(telemetry.app, name="telemetry")
+    demo.CAPABILITY_DEMOS.append(("Telemetry and analysis", "ouroboros.interfaces.cli.telemetry"))
     demo.register(app)
 
 
