@@ -258,3 +258,17 @@ def test_registering_creates_nothing_on_disk(tmp_path: Path) -> None:
         register(rt)
         assert rt.registry.get("file") is not None
     assert not (tmp_path / "ws" / "improve").exists()
+
+
+def test_kernel_rollback_reverts_the_merge_without_tripping_breakers(h: Harness) -> None:
+    pid = _propose_timeout_fix(h)
+    merged = h.loop.approve(pid).proposal
+    (outcome,) = h.rt.rollback(patch=merged.patch_hash)
+    assert outcome.status == "applied"
+    h.loop.sync()  # a no-op when the kernel ran the rollback's effect itself
+    p = h.loop.get(pid)
+    assert p.status == "reverted" and "kernel rollback" in p.log[-1]
+    assert h.loop.repo.rev(f"{h.loop.repo.head()}~1") == merged.merge_commit
+    assert "timeout_s: 30" in (h.main_file("agents.yaml") or "")
+    assert h.rt.value(f"improve/proposals/{pid}") is None
+    assert not h.loop.breakers.state.halted and h.loop.monitor.windows == {}

@@ -52,6 +52,8 @@ class Gates(Protocol):
 
     def effect(self, value: Mapping[str, Any]) -> None: ...
 
+    def rolled_back(self, proposal_id: str) -> None: ...
+
 
 class Governance:
     """The kernel calls the loop needs, in one place, against a :class:`Runtime`."""
@@ -72,9 +74,11 @@ class Governance:
         def audit(ctx: TestContext) -> list[str]:
             return [] if ctx.new_value is None else gates.audit(ctx.new_value)
 
-        def effect(_patch: Any, value: Any) -> None:
+        def effect(patch: Any, value: Any) -> None:
             if value is not None:
                 gates.effect(value)
+            elif str(patch.target).startswith(TARGET_PREFIX):  # a rollback removed the record
+                gates.rolled_back(str(patch.target)[len(TARGET_PREFIX):])
 
         self.rt.registry.register_type(PatchType(
             name=FILE_TYPE,

@@ -161,6 +161,19 @@ class ImproveLoop:
             proposal = approved
         self._merge(proposal)
 
+    def rolled_back(self, proposal_id: str) -> None:
+        """Effect of a kernel rollback of the proposal's patch (``ouro rollback``): revert
+        the merge on main too. A human's decision, so no breaker trips."""
+        proposal = self.get(proposal_id)
+        if proposal.status != "implemented":
+            return  # e.g. the monitor already reverted it
+        now = self.clock()
+        commit = self.repo.revert(proposal.merge_commit,
+                                  f"Revert proposal {proposal.id}: rolled back in the kernel")
+        self.monitor.close(proposal.id)
+        line = f"reverted as {commit} by a kernel rollback (`ouro rollback`)"
+        self._save(proposal.transition("reverted").logged(now, line), proposal.status, line)
+
     # -- proposing --------------------------------------------------------------------
     def propose_from_findings(self, findings: Iterable[Finding]) -> list[Outcome]:
         """Plan drafts for ``findings`` at main's head and submit each one."""
@@ -286,8 +299,9 @@ class ImproveLoop:
     def sync(self) -> list[Proposal]:
         """Align open proposals with decisions taken in the kernel directly.
 
-        ``ouro approve <patch>`` without the loop attached (the merge did not run) and
-        ``ouro reject <patch>`` leave a proposal pending here; this catches up.
+        ``ouro approve <patch>`` without the loop attached (the merge did not run),
+        ``ouro reject <patch>`` and ``ouro rollback`` (when its effect did not reach the
+        loop) leave a proposal behind here; this catches up.
         """
         changed = []
         for proposal in [*self.proposals("pending"), *self.proposals("approved")]:
@@ -309,6 +323,10 @@ class ImproveLoop:
             else:
                 continue
             changed.append(self.get(proposal.id))
+        for proposal in self.proposals("implemented"):
+            if self.governance.value(proposal.id) is None:  # rolled back in the kernel
+                self.rolled_back(proposal.id)
+                changed.append(self.get(proposal.id))
         return changed
 
     def tick(self) -> list[Check]:
@@ -387,12 +405,14 @@ class ImproveLoop:
             line = f"auto-reverted as {commit}: {reason}"
         except GitError as e:
             line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
-        try:
+        reverted = proposal.transition("reverted").logged(now, line)
+        self._save(reverted, proposal.status, line)
+        try:  # after the status change, so the rollback's effect finds nothing left to do
             self.governance.rollback(proposal.patch_hash)
         except OuroError as e:
             line += f"; kernel rollback refused: {e.message}"
-        reverted = proposal.transition("reverted").logged(now, line)
-        self._save(reverted, proposal.status, line)
+            self.store.save(reverted.logged(now, f"kernel rollback refused: {e.message}"),
+                            f"proposal {proposal.id}: kernel rollback refused")
         self.breakers.halt(f"proposal {proposal.id} auto-reverted ({check.describe()})")
         self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
                                  now)
@@ -454,6 +474,9 @@ class _LazyGates:
 
     def effect(self, value: Mapping[str, Any]) -> None:
         loop_of(self._rt).effect(value)
+
+    def rolled_back(self, proposal_id: str) -> None:
+        loop_of(self._rt).rolled_back(proposal_id)
 
 
 def register(rt: Runtime) -> None:

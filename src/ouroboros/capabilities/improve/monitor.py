@@ -86,6 +86,10 @@ class Monitor:
         self._save()
         return window
 
+    def close(self, proposal_id: str) -> None:
+        if self.windows.pop(proposal_id, None) is not None:
+            self._save()
+
     def check(self, now: datetime) -> list[Check]:
         """Judge every open window at ``now``; closed ones (stable or spike) are removed."""
         results = []
