@@ -267,8 +267,10 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         + ", ".join(sorted({f"{f.kind} ({f.tool or f.agent})" for f in findings})) + ".")
     outcomes = loop.propose_from_findings(findings)
     fix = next(o.proposal for o in outcomes if o.proposal.key == "tool-timeout:web_search")
+    others = [f"{o.proposal.id} '{o.proposal.title}'" for o in outcomes if o.proposal.id != fix.id]
     say(f"Planner → proposal {fix.id} [{fix.severity} {fix.category}] '{fix.title}': "
-        f"{fix.solution} Written to proposals/{fix.relpath}.")
+        f"{fix.solution} Written to proposals/{fix.relpath}."
+        + (f" Also proposed: {', '.join(others)}." if others else ""))
     say(f"As a `file` patch it passed the test gate (yamllint + JSON Schema on branch "
         f"{fix.branch}) and the audit gate (policy tests); the kernel holds it pending "
         f"human approval ({fix.patch_hash[:19]}…). main is untouched.")
@@ -303,10 +305,11 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     spike = synthetic.ErrorSpike(start=clock.now(), end=clock.now() + timedelta(hours=1), rate=0.4)
     telemetry(clock.now(), 0.5, [spike], 13)
     clock.advance(minutes=30)
-    loop.tick()
+    spike_check = next(c for c in loop.tick() if c.proposal_id == spiky.id)
     reverted = loop.get(spiky.id)
-    say(f"Proposal {spiky.id} was merged too, then errors spiked: {reverted.log[-1]}. "
-        f"Breaker: {loop.breakers.halted()}")
+    say(f"Proposal {spiky.id} ('{spiky.title}') was approved and merged too; then errors "
+        f"spiked ({spike_check.describe()}). The monitor reverted it on main with a new commit "
+        f"(status: {reverted.status}) and tripped the breaker: {loop.breakers.halted()}")
     alerts = [m.title for m in notes.sent]
     say(f"Notifications sent: {alerts}. Every status change above is a commit in the proposals "
         f"repo and a ledger event ({len(loop.governance.events('ProposalStatusChanged'))} so far).")
