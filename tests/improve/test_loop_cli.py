@@ -32,8 +32,9 @@ def home(tmp_path: Path) -> Path:
 
 
 def _run(home: Path, *args: str) -> tuple[int, str]:
+    """Exit code and what a script reads: stdout for --json, everything otherwise."""
     result = runner.invoke(app, [*args, "--home", str(home)])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if "--json" in args else result.output
 
 
 def test_list_and_show_as_json(home: Path) -> None:
@@ -111,3 +112,28 @@ def test_run_demo_narrates_the_whole_loop(tmp_path: Path) -> None:
     for needle in ("Raise web_search timeout", "blocked at the audit gate", "merged into main",
                    "stable", "auto-reverted", "reset"):
         assert needle in text
+
+
+def test_new_proposal_from_a_diff_file(home: Path, tmp_path: Path) -> None:
+    from ouroboros.capabilities.improve.diffs import make_diff
+
+    with Runtime.open(home) as rt:
+        from ouroboros.interfaces.cli.proposals import loop_for
+
+        runbook = loop_for(rt).repo.read("main", "docs/runbook.md") or ""
+        contract = loop_for(rt).repo.read("main", "SYSTEM_CONTRACT.md") or ""
+    good = tmp_path / "good.diff"
+    good.write_text(make_diff("docs/runbook.md", runbook, runbook + "- a note\n"))
+    code, out = _run(home, "new", "--diff", str(good), "--title", "Add a note",
+                     "--category", "enhancement", "--severity", "low", "--json")
+    assert code == 4 and json.loads(out)["status"] == "pending"
+    bad = tmp_path / "bad.diff"
+    bad.write_text(make_diff("SYSTEM_CONTRACT.md", contract, contract + "6. Anything goes.\n"))
+    code, out = _run(home, "new", "--diff", str(bad), "--title", "Loosen", "--json")
+    assert code == 3 and "SYSTEM_CONTRACT.md must never be modified" in json.loads(out)["review"]["notes"]
+    junk = tmp_path / "junk.diff"
+    junk.write_text("not a diff")
+    code, out = _run(home, "new", "--diff", str(junk), "--title", "x")
+    assert code == 2 and "not a unified diff" in out
+    code, out = _run(home, "new", "--diff", str(tmp_path / "missing"), "--title", "x")
+    assert code == 2 and "cannot read the diff" in out

@@ -148,6 +148,45 @@ def show_cmd(ident: str = typer.Argument(..., metavar="ID"), home: Path | None =
         console.print(f"log: {line}", highlight=False)
 
 
+@app.command("new")
+def new_cmd(
+    diff_file: Path = typer.Option(..., "--diff", help="Unified diff against the target's main "
+                                   "(- for stdin)."),
+    title: str = typer.Option(..., "--title"),
+    category: str = typer.Option("bugfix", "--category", help="bugfix|optimization|enhancement"),
+    severity: str = typer.Option("medium", "--severity", help="critical|high|medium|low"),
+    problem: str = typer.Option("-", "--problem"),
+    root_cause: str = typer.Option("-", "--root-cause"),
+    solution: str = typer.Option("-", "--solution"),
+    risk: str = typer.Option("-", "--risk"),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose a hand-written (or LLM-written) diff: same gates as the planner's proposals."""
+    from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
+    from ouroboros.capabilities.improve.planner import Draft
+
+    try:
+        text = (typer.get_text_stream("stdin").read() if str(diff_file) == "-"
+                else diff_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read the diff {diff_file}: {e}", "give a readable unified diff file", 2)
+    try:
+        files = tuple(dict.fromkeys(c.path for c in parse_diff(text)))
+    except DiffError as e:
+        _fail(str(e), "make it with `git diff` or `diff -u`", 2)
+    draft = Draft(key=f"manual:{'+'.join(files)}:{title}", title=title, category=category,
+                  severity=severity, problem=problem, evidence=("proposed by hand",),
+                  root_cause=root_cause, solution=solution, diff=text, affected_files=files,
+                  risk=risk)
+    with _loop(home) as loop:
+        outcome = loop.propose(draft)
+    if outcome is None:
+        _fail("an open proposal with the same title and files exists", "see `ouro proposals list`", 2)
+    else:
+        _report(outcome, as_json)
+
+
 @app.command("approve")
 def approve_cmd(ident: str = typer.Argument(..., metavar="ID"),
                 reviewer: str = typer.Option("human", "--reviewer"),
