@@ -25,10 +25,10 @@ from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding
 from ouroboros.capabilities.improve.diffs import make_diff, parse_diff
-from ouroboros.capabilities.improve.loop import attach
 from ouroboros.capabilities.improve.notify import RecordingNotifier
 from ouroboros.capabilities.improve.planner import Draft, plan
 from ouroboros.capabilities.improve.policy import check_policy
+from ouroboros.capabilities.improve.registrar import attach
 from ouroboros.capabilities.improve.repo import example_deployment
 from ouroboros.kernel import ManualClock, Runtime
 

@@ -237,7 +237,7 @@ def test_kernel_approve_without_the_loop_merges_on_next_tick(h: Harness, tmp_pat
 def test_registered_runtime_approves_and_merges_through_the_kernel(h: Harness, tmp_path: Path) -> None:
     """What `ouro approve <patch>` does once the CLI calls the registrar: the loop is made
     lazily on the fresh runtime and the effect merges."""
-    from ouroboros.capabilities.improve.loop import register
+    from ouroboros.capabilities.improve.registrar import register
     from ouroboros.kernel import Runtime
 
     pid = _propose_timeout_fix(h)
@@ -251,7 +251,7 @@ def test_registered_runtime_approves_and_merges_through_the_kernel(h: Harness, t
 
 
 def test_registering_creates_nothing_on_disk(tmp_path: Path) -> None:
-    from ouroboros.capabilities.improve.loop import register
+    from ouroboros.capabilities.improve.registrar import register
     from ouroboros.kernel import Runtime
 
     with Runtime.init(tmp_path / "ws") as rt:

@@ -10,14 +10,12 @@ validation, monitor verdicts). It owns the workspace layout under ``<home>/impro
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.breakers import Breakers
@@ -29,7 +27,6 @@ from ouroboros.capabilities.improve.notify import (
     NotificationBatcher,
     Notifier,
     StdoutNotifier,
-    notifier_from_env,
 )
 from ouroboros.capabilities.improve.planner import Draft, plan
 from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy
@@ -40,6 +37,8 @@ from ouroboros.capabilities.improve.proposals import (
     Proposal,
     ProposalError,
     Review,
+    markdown_block,
+    markdown_line,
 )
 from ouroboros.capabilities.improve.repo import GitError, TargetRepo, proposal_branch
 from ouroboros.capabilities.improve.store import ProposalStore
@@ -199,12 +198,13 @@ class ImproveLoop:
             raise ProposalError(f"bad category/severity {draft.category}/{draft.severity}")
         pid = self.new_id()
         proposal = Proposal(
-            id=pid, title=_line(draft.title), created=now,
+            id=pid, title=markdown_line(draft.title), created=now,
             category=draft.category, severity=draft.severity,  # type: ignore[arg-type]
-            problem=_block(draft.problem), evidence=tuple(_line(e) for e in draft.evidence),
-            root_cause=_block(draft.root_cause), solution=_block(draft.solution),
-            diff=draft.diff, affected_files=tuple(_line(f) for f in draft.affected_files),
-            risk=_block(draft.risk),
+            problem=markdown_block(draft.problem),
+            evidence=tuple(markdown_line(e) for e in draft.evidence),
+            root_cause=markdown_block(draft.root_cause), solution=markdown_block(draft.solution),
+            diff=draft.diff, affected_files=tuple(markdown_line(f) for f in draft.affected_files),
+            risk=markdown_block(draft.risk),
             base_commit=self.repo.rev(base or "main"), key=draft.key,
             branch=proposal_branch(pid),
         )
@@ -418,69 +418,7 @@ class ImproveLoop:
                                  now)
 
 
-def _line(text: str) -> str:
-    """One line of markdown-safe text (titles, evidence items, file names)."""
-    return " ".join(text.split()) or "-"
-
-
-def _block(text: str) -> str:
-    """A paragraph that cannot open a markdown section of its own (keeps parse exact)."""
-    lines = [(" " + line if line.lstrip() != line or line.startswith(("#", "---", "- [", "**"))
-              else line) for line in text.strip().splitlines()]
-    return "\n".join(line.rstrip() for line in lines if line.strip()) or "-"
-
-
 def _ts(event: Mapping[str, Any]) -> datetime:
     from ouroboros.capabilities.improve.events import parse_timestamp
 
     return parse_timestamp(event.get("timestamp"))
-
-
-_LOOPS: WeakKeyDictionary[Runtime, ImproveLoop] = WeakKeyDictionary()
-
-
-def attach(rt: Runtime, **kwargs: Any) -> ImproveLoop:
-    """A loop on ``rt``'s workspace, with the ``file`` patch type bound to it."""
-    loop = ImproveLoop(rt, **kwargs)
-    _LOOPS[rt] = loop
-    return loop
-
-
-def loop_of(rt: Runtime) -> ImproveLoop:
-    """The loop attached to ``rt``, or a new one reading the workspace's telemetry store
-    and notifying through ``OURO_WEBHOOK_URL`` (or stderr)."""
-    loop = _LOOPS.get(rt)
-    if loop is None:
-        from ouroboros.capabilities.improve.runtime_telemetry import store_for
-
-        store = store_for(rt)
-        loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),
-                      notifier=notifier_from_env(sys.stderr))
-    return loop
-
-
-class _LazyGates:
-    """The ``file`` type's gates before any loop exists: the loop (and its repositories)
-    is made on first use, so registering costs nothing for commands that never touch it."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    def test(self, value: Mapping[str, Any]) -> tuple[bool, str]:
-        return loop_of(self._rt).test(value)
-
-    def audit(self, value: Mapping[str, Any]) -> list[str]:
-        return loop_of(self._rt).audit(value)
-
-    def effect(self, value: Mapping[str, Any]) -> None:
-        loop_of(self._rt).effect(value)
-
-    def rolled_back(self, proposal_id: str) -> None:
-        loop_of(self._rt).rolled_back(proposal_id)
-
-
-def register(rt: Runtime) -> None:
-    """Register the ``file`` patch type on ``rt`` (for the CLI's capability registrars),
-    so ``ouro approve <patch>`` runs its gates and merges."""
-    if rt not in _LOOPS:
-        Governance(rt).bind(_LazyGates(rt))

@@ -118,6 +118,18 @@ def _bullets(items: Sequence[str]) -> str:
     return "\n".join(f"- {item}" for item in items) or _NONE
 
 
+def markdown_line(text: str) -> str:
+    """One line of markdown-safe text (titles, evidence items, file names)."""
+    return " ".join(text.split()) or "-"
+
+
+def markdown_block(text: str) -> str:
+    """A paragraph that cannot open a markdown section of its own (keeps parse exact)."""
+    lines = [(" " + line if line.lstrip() != line or line.startswith(("#", "---", "- [", "**"))
+              else line) for line in text.strip().splitlines()]
+    return "\n".join(line.rstrip() for line in lines if line.strip()) or "-"
+
+
 def render(p: Proposal) -> str:
     """The proposal's markdown, from its category's template."""
     template = string.Template((TEMPLATES / f"{p.category}.md").read_text(encoding="utf-8"))

@@ -13,16 +13,10 @@ from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding
 from ouroboros.capabilities.improve.chat import handle_chat
-from ouroboros.capabilities.improve.loop import (
-    ImproveLoop,
-    NotApproved,
-    Outcome,
-    Paused,
-    attach,
-    loop_of,
-)
+from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused
 from ouroboros.capabilities.improve.notify import Notifier
 from ouroboros.capabilities.improve.proposals import STATUSES, ProposalError, to_dict
+from ouroboros.capabilities.improve.registrar import attach, loop_of
 from ouroboros.capabilities.improve.repo import GitError
 from ouroboros.capabilities.improve.runtime_telemetry import store_for
 from ouroboros.interfaces.cli.output import (
