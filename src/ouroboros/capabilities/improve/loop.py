@@ -213,7 +213,12 @@ class ImproveLoop:
             "branch": proposal.branch, "files": list(draft.affected_files) or ["-"],
             "category": draft.category,
         }
-        result = self.governance.submit(value, draft.diff, f"{draft.title}: {draft.root_cause}")
+        try:
+            result = self.governance.submit(value, draft.diff,
+                                            f"{draft.title}: {draft.root_cause}")
+        except Exception:
+            self.repo.delete_branch(proposal.branch)  # never leave a branch without a proposal
+            raise
         proposal = replace(proposal, patch_hash=result.patch_hash)
         if result.status != "pending":
             self.repo.delete_branch(proposal.branch)  # nothing of a blocked proposal remains
