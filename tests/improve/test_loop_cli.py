@@ -137,3 +137,18 @@ def test_new_proposal_from_a_diff_file(home: Path, tmp_path: Path) -> None:
     assert code == 2 and "not a unified diff" in out
     code, out = _run(home, "new", "--diff", str(tmp_path / "missing"), "--title", "x")
     assert code == 2 and "cannot read the diff" in out
+
+
+def test_kernel_cli_approve_merges_once_the_registrar_is_wired(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ouroboros.interfaces.cli import output
+    from ouroboros.interfaces.cli.main import app as ouro
+
+    monkeypatch.setattr(output, "CAPABILITY_REGISTRARS",
+                        [*output.CAPABILITY_REGISTRARS, "ouroboros.capabilities.improve.registrar"])
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    result = runner.invoke(ouro, ["approve", item["patch_hash"][7:19], "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    _, out = _run(home, "show", item["id"], "--json")
+    shown = json.loads(out)
+    assert shown["status"] == "implemented" and shown["review"]["reviewer"] == "ouro approve"
