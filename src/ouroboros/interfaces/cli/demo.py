@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ouroboros.interfaces.cli.output import console
+from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, console
 from ouroboros.kernel import Runtime
 
 #: Capability demos, run after the kernel's: (title, module exposing run_demo(rt, say)).
@@ -91,6 +91,8 @@ def register(app: typer.Typer) -> None:
         """Walk a fresh workspace through the whole loop, offline, narrating each step."""
         base = home or Path(tempfile.mkdtemp(prefix="ouro-demo-")) / "ws"
         rt = Runtime.init(base)
+        for module in CAPABILITY_REGISTRARS:
+            importlib.import_module(module).register(rt)
         step = 0
 
         def say(text: str) -> None:

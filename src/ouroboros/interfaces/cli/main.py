@@ -16,10 +16,13 @@ kernel_cmds.register(app)
 
 
 def _mount_capabilities() -> None:
-    from ouroboros.interfaces.cli import demo, telemetry
+    from ouroboros.interfaces.cli import demo, flux, output, telemetry
 
     app.add_typer(telemetry.app, name="telemetry")
     demo.CAPABILITY_DEMOS.append(("Telemetry and analysis", "ouroboros.interfaces.cli.telemetry"))
+    output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.flux")
+    app.add_typer(flux.app, name="flux")
+    demo.CAPABILITY_DEMOS.append(("FLUX: programs that evolve", "ouroboros.interfaces.cli.flux"))
     demo.register(app)
 
 

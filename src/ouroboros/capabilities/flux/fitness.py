@@ -1,0 +1,152 @@
+"""Test cases, fitness, and FLUX as a problem for the generic evolution engine.
+
+fitness = (1 / cycles_per_result) x confidence x trust, where
+- confidence = passed cases / all cases (a case passes when the run halts without a
+  trap and the values emitted by ACT/INSTINCT, in order, equal the expected output);
+- cycles_per_result = mean cycles over the passing cases;
+- trust = the agent's trust in [0, 1].
+A program that fails verification, or passes no case, has fitness 0.
+
+Under evolution (`FluxProblem`) two guards keep the formula honest: a candidate that
+passes fewer cases than `min_confidence` requires (by default the starting program's
+confidence) scores 0, so speed is never bought with wrong answers; and each run gets
+`fuel` cycles (by default 4 x the starting program's slowest passing case + 100), so a
+candidate that loops far longer than its parent is cut off cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ouroboros.capabilities.flux import genome as genome_mod
+from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
+from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, INT64_MAX, INT64_MIN
+from ouroboros.capabilities.flux.mutations import Proposer, breed
+from ouroboros.capabilities.flux.program import Program
+from ouroboros.capabilities.flux.verifier import verify_instructions
+
+MAX_CASES = 1000
+
+
+@dataclass(frozen=True)
+class TestCase:
+    __test__ = False  # not a pytest class
+    inputs: tuple[int, ...]
+    output: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"input": list(self.inputs), "output": list(self.output)}
+
+
+class TestsFileError(ValueError):
+    """A malformed tests file; the message names the line or the case."""
+
+    __test__ = False
+
+
+def parse_tests(text: str) -> tuple[TestCase, ...]:
+    """Parse `[{"input": [ints], "output": [ints]}, ...]` strictly."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TestsFileError(f"line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, list) or not data:
+        raise TestsFileError("expected a non-empty JSON list of {\"input\": [...], \"output\": [...]}")
+    if len(data) > MAX_CASES:
+        raise TestsFileError(f"{len(data)} cases; at most {MAX_CASES}")
+    cases = []
+    for n, item in enumerate(data, start=1):
+        if not isinstance(item, dict) or set(item) != {"input", "output"}:
+            raise TestsFileError(f"case {n}: must be an object with exactly \"input\" and \"output\"")
+        for key in ("input", "output"):
+            values = item[key]
+            if not isinstance(values, list) or not all(
+                    type(v) is int and INT64_MIN <= v <= INT64_MAX for v in values):
+                raise TestsFileError(f"case {n}: \"{key}\" must be a list of 64-bit integers")
+        cases.append(TestCase(tuple(item["input"]), tuple(item["output"])))
+    return tuple(cases)
+
+
+@dataclass(frozen=True)
+class Score:
+    fitness: float
+    confidence: float
+    cycles_per_result: float
+    passed: int
+    total: int
+    reasons: tuple[str, ...] = ()
+    worst_cycles: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return not self.reasons
+
+    def to_json(self) -> dict[str, object]:
+        return {"fitness": self.fitness, "confidence": self.confidence,
+                "cycles_per_result": self.cycles_per_result, "passed": self.passed,
+                "total": self.total, "reasons": list(self.reasons)}
+
+
+def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
+          fuel: int = DEFAULT_FUEL) -> Score:
+    """Score a program on its cases (see the module docstring for the definitions)."""
+    try:
+        decoded = program.decoded()
+    except ValueError as exc:
+        return Score(0.0, 0.0, 0.0, 0, len(cases), (str(exc),))
+    verdict = verify_instructions(decoded, program.params, program.size)
+    if not verdict.ok:
+        return Score(0.0, 0.0, 0.0, 0, len(cases), verdict.reasons)
+    compiled = predecode(program.params, verdict.instructions)
+    cycles = []
+    for case in cases:
+        result = run_predecoded(compiled, case.inputs, fuel=fuel)
+        if result.halted and result.output == case.output:
+            cycles.append(result.cycles)
+    if not cycles:
+        return Score(0.0, 0.0, 0.0, 0, len(cases), (), 0)
+    confidence = len(cycles) / len(cases)
+    per_result = sum(cycles) / len(cycles)
+    fitness = (1.0 / max(per_result, 1.0)) * confidence * trust
+    return Score(fitness, confidence, per_result, len(cycles), len(cases), (), max(cycles))
+
+
+@dataclass(frozen=True)
+class FluxProblem:
+    """FLUX programs under the generic engine (picklable, so it runs in workers)."""
+
+    cases: tuple[TestCase, ...]
+    trust: float = 1.0
+    fuel: int = DEFAULT_FUEL
+    min_confidence: float = 0.0
+    genome_rate: float = 0.1
+    proposer: Proposer = field(default_factory=Proposer)
+
+    @classmethod
+    def for_program(cls, program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
+                    **options: object) -> FluxProblem:
+        """Guards calibrated on the starting program (see the module docstring)."""
+        start = score(program, cases, trust=trust)
+        fuel = 4 * start.worst_cycles + 100 if start.worst_cycles else DEFAULT_FUEL
+        return cls(tuple(cases), trust=trust, fuel=fuel, min_confidence=start.confidence,
+                   **options)  # type: ignore[arg-type]
+
+    def mutate(self, genome: Program, rng: random.Random) -> tuple[Program, str] | None:
+        if rng.random() < self.genome_rate and len(genome) > 0:
+            mutated, kind = genome_mod.mutate(genome_mod.encode(genome), rng)
+            return genome_mod.decode(mutated), f"Genome:{kind}"
+        for _ in range(4):
+            mutation = self.proposer.propose(genome, rng)
+            if mutation is not None:
+                return mutation.program, mutation.kind.value
+        return None
+
+    def crossover(self, a: Program, b: Program, rng: random.Random) -> Program:
+        return breed(a, b, rng)
+
+    def evaluate(self, genome: Program) -> float:
+        result = score(genome, self.cases, trust=self.trust, fuel=self.fuel)
+        return result.fitness if result.confidence >= self.min_confidence else 0.0
