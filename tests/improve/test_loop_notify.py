@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ouroboros.capabilities.improve.analysis import analyse
 from ouroboros.capabilities.improve.chat import ChatError, handle_chat, parse_command
@@ -206,3 +208,12 @@ def test_undeliverable_alert_is_queued_as_critical(tmp_path: Path) -> None:
     rec = RecordingNotifier()
     b.notifier = rec
     assert [m.title for m in b.flush(NOON, pending=0)] == ["Proposal x auto-reverted"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_chat_parser_never_crashes(text: str) -> None:
+    try:
+        parse_command(text)
+    except ChatError as e:
+        assert str(e)

@@ -120,6 +120,7 @@ _forbidden = st.sampled_from([
     "conftest.py", "policy/rules.rego", "src/ouroboros/kernel/ledger.py",
     "src/ouroboros/capabilities/improve/policy.py", "schemas/agents.schema.json",
     ".github/workflows/ci.yml", "scripts/policy_check.py", "ledger.db",
+    "telemetry/sanitizer.py", "detectors/secrets.yaml", "lib/pii_detector.py",
 ])
 
 

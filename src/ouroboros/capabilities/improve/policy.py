@@ -62,7 +62,11 @@ GATE_PATHS: tuple[str, ...] = (
     "src/ouroboros/storage/*",
     "src/ouroboros/capabilities/improve/*",
     "telemetry/*.py",
-    "telemetry/sanitizer*",
+    "*sanitizer*",
+    "*secret_rules*",
+    "detectors/*",
+    "*/detectors/*",
+    "*detector*.py",
 )
 
 DEFAULT_ALLOWED_DOMAINS: tuple[str, ...] = ("api.openai.com", "api.anthropic.com", "github.com")
