@@ -272,3 +272,13 @@ def test_kernel_rollback_reverts_the_merge_without_tripping_breakers(h: Harness)
     assert "timeout_s: 30" in (h.main_file("agents.yaml") or "")
     assert h.rt.value(f"improve/proposals/{pid}") is None
     assert not h.loop.breakers.state.halted and h.loop.monitor.windows == {}
+
+
+def test_ids_never_collide(tmp_path: Path) -> None:
+    ids = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb"])
+    h = Harness(tmp_path, new_id=lambda: next(ids))
+    runbook = h.main_file("docs/runbook.md") or ""
+    first = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- a\n"}, key="a"))
+    second = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- b\n"}, key="b"))
+    assert first is not None and second is not None
+    assert (first.proposal.id, second.proposal.id) == ("aaaaaaaa", "bbbbbbbb")

@@ -197,6 +197,8 @@ class ImproveLoop:
         if draft.category not in CATEGORIES or draft.severity not in SEVERITIES:
             raise ProposalError(f"bad category/severity {draft.category}/{draft.severity}")
         pid = self.new_id()
+        while self.store.exists(pid) or self.repo.branch_exists(proposal_branch(pid)):
+            pid = self.new_id()
         proposal = Proposal(
             id=pid, title=markdown_line(draft.title), created=now,
             category=draft.category, severity=draft.severity,  # type: ignore[arg-type]
