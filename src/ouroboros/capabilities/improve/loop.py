@@ -271,7 +271,8 @@ class ImproveLoop:
         minutes = int(self.monitor.window.total_seconds() // 60)
         message = {"implemented": f"merged into main as {merged.merge_commit[:12]}; monitoring "
                                   f"the error rate for {minutes} min",
-                   "failed": "merge failed; category paused for 24 h"}.get(merged.status, "")
+                   "failed": f"{merged.log[-1] if merged.log else 'merge failed'}; category "
+                             f"{merged.category} paused for 24 h"}.get(merged.status, "")
         return Outcome(merged, message, result)
 
     def reject(self, ref: str, reason: str, reviewer: str = "human") -> Outcome:
@@ -316,7 +317,10 @@ class ImproveLoop:
             if self.governance.is_pending(digest):
                 continue
             if self.governance.is_applied(digest):
-                self.effect(self.governance.value(proposal.id))
+                value = self.governance.value(proposal.id)
+                if value is None:
+                    continue  # applied and already rolled back in the kernel: nothing to merge
+                self.effect(value)
             elif (rejection := self.governance.rejection(digest)) is not None:
                 reason = f"rejected in the kernel at {rejection['stage']}: {rejection['reason']}"
                 self.repo.delete_branch(proposal.branch)
