@@ -261,3 +261,16 @@ def test_failing_effect_is_recorded_and_patch_stands(rt: Runtime) -> None:
     assert out.status == "applied" and rt.value("flux/p") == {"v": 1}
     failed = rt.log(kind="EffectFailed")
     assert failed[-1].payload == {"patch_hash": out.patch_hash, "error": "RuntimeError: disk full"}
+
+
+def test_human_rejections_also_trip_the_breaker(rt: Runtime) -> None:
+    rt.registry.register_type(PatchType("file", {"type": "string"}))
+    for i in range(3):
+        out = rt.propose_and_submit(type="file", target=f"repo/f{i}", value="x", reasoning="r",
+                                    author="improve")
+        assert out.status == "pending"
+        rt.reject(out.patch_hash, "no")
+    assert rt.breakers()["improve"]["paused_until"] is not None
+    blocked = rt.propose_and_submit(type="file", target="repo/g", value="x", reasoning="r",
+                                    author="improve")
+    assert blocked.stage == "breaker"

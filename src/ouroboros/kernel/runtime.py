@@ -322,14 +322,7 @@ class Runtime:
             stage, result = run_gates(self.gates, sub)
             status, reason = result.status, result.reason
         if status == "rejected":
-            items: list[Item] = [("PatchRejected", {"patch_hash": patch_hash, "stage": stage,
-                                                    "reason": reason, "author": author})]
-            breaker = state.values[GATES_TARGET]["breaker"]
-            count = state.authors.get(author, {}).get("rejections", 0) + 1
-            if author and stage != "breaker" and count >= int(breaker["threshold"]):
-                until_t = self.clock.now() + timedelta(hours=float(breaker["cooldown_hours"]))
-                items.append(("AuthorPaused", {"author": author, "until": iso(until_t),
-                                               "reason": f"{count} consecutive rejections"}))
+            items = self._rejection(state, patch_hash, stage, reason, author)
             return SubmitOutcome("rejected", patch_hash, None, stage, reason), items, sub
         if status == "deferred":
             return SubmitOutcome("pending", patch_hash, None, stage, reason), [
@@ -342,6 +335,19 @@ class Runtime:
         if rollback_of:
             applied["rollback_of"] = rollback_of
         return SubmitOutcome("applied", patch_hash), [("PatchApplied", applied)], sub
+
+    def _rejection(self, state: KernelState, patch_hash: str, stage: str, reason: str,
+                   author: str, **extra: str) -> list[Item]:
+        """The PatchRejected event, and AuthorPaused when it trips the author's breaker."""
+        items: list[Item] = [("PatchRejected", {"patch_hash": patch_hash, "stage": stage,
+                                                "reason": reason, "author": author, **extra})]
+        breaker = state.values[GATES_TARGET]["breaker"]
+        count = state.authors.get(author, {}).get("rejections", 0) + 1
+        if author and stage != "breaker" and count >= int(breaker["threshold"]):
+            until = self.clock.now() + timedelta(hours=float(breaker["cooldown_hours"]))
+            items.append(("AuthorPaused", {"author": author, "until": iso(until),
+                                           "reason": f"{count} consecutive rejections"}))
+        return items
 
     def _run_effect(self, sub: Submission) -> None:
         ptype = sub.patch_type
@@ -419,10 +425,9 @@ class Runtime:
     def reject(self, ident: str, reason: str, key: str = "root") -> SubmitOutcome:
         patch_hash, entry = self._find_pending(ident)
         signer = self._approver(key)
-        item: Item = ("PatchRejected", {"patch_hash": patch_hash, "stage": "approval",
-                                        "reason": reason, "author": entry.get("author", ""),
-                                        "rejected_by": signer.key_id})
-        seq = self._append_retrying(lambda _s: [item])[0].seq
+        author = entry.get("author", "")
+        seq = self._append_retrying(lambda state: self._rejection(
+            state, patch_hash, "approval", reason, author, rejected_by=signer.key_id))[0].seq
         return SubmitOutcome("rejected", patch_hash, seq, "approval", reason)
 
     # ----------------------------------------------------------------- breakers

@@ -16,7 +16,15 @@ kernel_cmds.register(app)
 
 
 def _mount_capabilities() -> None:
-    from ouroboros.interfaces.cli import demo, flux, output, telemetry, tool, tool_authoring
+    from ouroboros.interfaces.cli import (
+        demo,
+        flux,
+        output,
+        proposals,
+        telemetry,
+        tool,
+        tool_authoring,
+    )
 
     app.add_typer(telemetry.app, name="telemetry")
     demo.CAPABILITY_DEMOS.append(("Telemetry and analysis", "ouroboros.interfaces.cli.telemetry"))
@@ -29,6 +37,10 @@ def _mount_capabilities() -> None:
     demo.CAPABILITY_DEMOS.append(("Skills: WASM tools with tests and lineage",
                                   "ouroboros.interfaces.cli.tool"))
     demo.CAPABILITY_DEMOS.append(("Skill retrieval", "ouroboros.interfaces.cli.tool_authoring"))
+    output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.improve.registrar")
+    app.add_typer(proposals.app, name="proposals")
+    demo.CAPABILITY_DEMOS.append(("Self-improvement: proposals, approval, monitoring",
+                                  "ouroboros.interfaces.cli.proposals"))
     demo.register(app)
 
 

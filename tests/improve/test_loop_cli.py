@@ -1,0 +1,154 @@
+"""``ouro proposals``: JSON reads, exit codes, one-line errors, the demo."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ouroboros.capabilities.improve.analysis import analyse
+from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.interfaces.cli.proposals import app, propose_from_findings, run_demo
+from ouroboros.kernel import ManualClock, Runtime
+
+from .loopkit import T0, tool_events
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "ws"
+    clock = ManualClock(T0 + timedelta(hours=24))
+    with Runtime.init(home, clock=clock) as rt:
+        events = tool_events(T0, 24, {"web_search": 0.3})
+        TelemetryStore(home, clock=clock.now).append(events)
+        outcomes = propose_from_findings(rt, analyse(events, clock.now()))
+        assert [o.proposal.status for o in outcomes] == ["pending"]
+    return home
+
+
+def _run(home: Path, *args: str) -> tuple[int, str]:
+    """Exit code and what a script reads: stdout for --json, everything otherwise."""
+    result = runner.invoke(app, [*args, "--home", str(home)])
+    return result.exit_code, result.stdout if "--json" in args else result.output
+
+
+def test_list_and_show_as_json(home: Path) -> None:
+    code, out = _run(home, "list", "--json")
+    assert code == 0
+    (item,) = json.loads(out)
+    assert item["status"] == "pending" and item["key"] == "tool-timeout:web_search"
+    code, out = _run(home, "show", item["id"][:5], "--json")
+    shown = json.loads(out)
+    assert code == 0 and "+    timeout_s: 60" in shown["diff"]
+
+
+def test_approve_merges_and_exits_0(home: Path) -> None:
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    code, out = _run(home, "approve", item["id"], "--reviewer", "alice", "--json")
+    assert code == 0
+    assert json.loads(out)["status"] == "implemented"
+    code, out = _run(home, "list", "--status", "implemented", "--json")
+    assert [p["id"] for p in json.loads(out)] == [item["id"]]
+
+
+def test_reject_needs_a_reason(home: Path) -> None:
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    code, _ = _run(home, "reject", item["id"])
+    assert code == 2
+    code, out = _run(home, "reject", item["id"], "--reason", "not now", "--json")
+    assert code == 0 and json.loads(out)["review"]["notes"] == "not now"
+
+
+def test_apply_of_pending_waits_for_approval_exit_4(home: Path) -> None:
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    code, out = _run(home, "apply", item["id"])
+    assert code == 4 and "pending; approve it first" in out
+
+
+def test_unknown_id_is_a_usage_error(home: Path) -> None:
+    code, out = _run(home, "show", "ffffff")
+    assert code == 2 and "no proposal 'ffffff'" in out
+
+
+def test_halted_loop_refuses_apply_with_exit_3(home: Path) -> None:
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    with Runtime.open(home) as rt:
+        from ouroboros.interfaces.cli.proposals import loop_for
+
+        loop_for(rt).breakers.halt("test")
+    code, out = _run(home, "approve", item["id"], "--json")
+    assert code == 4 and "merge deferred" in json.loads(out)["message"]
+    code, out = _run(home, "apply", item["id"])
+    assert code == 3 and "halted" in out
+    assert _run(home, "reset")[0] == 0
+    code, out = _run(home, "apply", item["id"], "--json")
+    assert code == 0 and json.loads(out)["status"] == "implemented"
+
+
+def test_status_and_chat(home: Path) -> None:
+    code, out = _run(home, "status", "--json")
+    assert code == 0 and json.loads(out)["pending"] == 1
+    code, out = _run(home, "chat", "proposals list")
+    assert code == 0 and "Raise web_search timeout" in out
+    code, out = _run(home, "chat", "hello")
+    assert code == 2
+
+
+def test_missing_workspace_is_reported(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["list", "--home", str(tmp_path / "nope")])
+    assert result.exit_code != 0
+
+
+def test_run_demo_narrates_the_whole_loop(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with Runtime.init(tmp_path / "demo") as rt:
+        run_demo(rt, lines.append)
+    text = "\n".join(lines)
+    for needle in ("Raise web_search timeout", "blocked at the audit gate", "merged into main",
+                   "stable", "auto-reverted", "reset"):
+        assert needle in text
+
+
+def test_new_proposal_from_a_diff_file(home: Path, tmp_path: Path) -> None:
+    from ouroboros.capabilities.improve.diffs import make_diff
+
+    with Runtime.open(home) as rt:
+        from ouroboros.interfaces.cli.proposals import loop_for
+
+        runbook = loop_for(rt).repo.read("main", "docs/runbook.md") or ""
+        contract = loop_for(rt).repo.read("main", "SYSTEM_CONTRACT.md") or ""
+    good = tmp_path / "good.diff"
+    good.write_text(make_diff("docs/runbook.md", runbook, runbook + "- a note\n"))
+    code, out = _run(home, "new", "--diff", str(good), "--title", "Add a note",
+                     "--category", "enhancement", "--severity", "low", "--json")
+    assert code == 4 and json.loads(out)["status"] == "pending"
+    bad = tmp_path / "bad.diff"
+    bad.write_text(make_diff("SYSTEM_CONTRACT.md", contract, contract + "6. Anything goes.\n"))
+    code, out = _run(home, "new", "--diff", str(bad), "--title", "Loosen", "--json")
+    assert code == 3 and "SYSTEM_CONTRACT.md must never be modified" in json.loads(out)["review"]["notes"]
+    junk = tmp_path / "junk.diff"
+    junk.write_text("not a diff")
+    code, out = _run(home, "new", "--diff", str(junk), "--title", "x")
+    assert code == 2 and "not a unified diff" in out
+    code, out = _run(home, "new", "--diff", str(tmp_path / "missing"), "--title", "x")
+    assert code == 2 and "cannot read the diff" in out
+
+
+def test_kernel_cli_approve_merges_once_the_registrar_is_wired(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ouroboros.interfaces.cli import output
+    from ouroboros.interfaces.cli.main import app as ouro
+
+    monkeypatch.setattr(output, "CAPABILITY_REGISTRARS",
+                        [*output.CAPABILITY_REGISTRARS, "ouroboros.capabilities.improve.registrar"])
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    result = runner.invoke(ouro, ["approve", item["patch_hash"][7:19], "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    _, out = _run(home, "show", item["id"], "--json")
+    shown = json.loads(out)
+    assert shown["status"] == "implemented" and shown["review"]["reviewer"] == "ouro approve"
