@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -167,3 +168,60 @@ def test_sigkill_during_submits_leaves_a_verifiable_ledger(tmp_path: Path) -> No
         assert all("envelope" in e.payload for e in rt.log(kind="PatchApplied"))
         rt.close()
     assert seen > 20
+
+
+def test_parallel_verification_names_the_first_bad_event(tmp_path: Path) -> None:
+    rt = Runtime.init(tmp_path / "ws")
+    items = [("BenchEvent", {"i": i}) for i in range(4600)]
+    for i in range(0, len(items), 1000):
+        rt.record_batch(items[i:i + 1000])
+    assert rt.verify(workers=2).events == rt.backend.count()
+    _tamper(rt.workspace.ledger_path, 4321, "sig", 7)
+    _tamper(rt.workspace.ledger_path, 2500, "body", 30)
+    with pytest.raises(IntegrityError) as err:
+        rt.verify(workers=2)
+    assert err.value.seq == 2500
+    rt.close()
+
+
+def _contend(home: str, n: int, who: str, start: Any) -> None:
+    rt = Runtime.open(home)
+    start.wait(60)
+    for i in range(n):
+        # the own-target success after each attempt resets the author's breaker
+        rt.propose_and_submit(type="routing", target="agents/shared/routing",
+                              value={"w": i, who: 1}, reasoning="race", author=who)
+        rt.propose_and_submit(type="routing", target=f"agents/{who}/routing", value={"w": i},
+                              reasoning="own", author=who)
+    rt.close()
+
+
+def test_writers_racing_on_one_target_never_lose_an_update(tmp_path: Path) -> None:
+    """Decisions survive another writer's unrelated appends, but an append to the same
+    target forces a fresh decision: every applied patch was made against the value the
+    previous one left."""
+    from ouroboros.kernel import ABSENT
+    from ouroboros.kernel.state import patch_from_envelope
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_contend, args=(str(home), 20, who, start)) for who in ("p", "q")]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(180)
+        assert p.exitcode == 0
+    rt = Runtime.open(home)
+    rt.verify()
+    last = ABSENT
+    applied = [e for e in rt.log(kind="PatchApplied") if e.payload["target"] == "agents/shared/routing"]
+    for ev in applied:
+        assert patch_from_envelope(ev.payload["envelope"])["base"] == last
+        last = ev.payload["result"]
+    stale = [e for e in rt.log(kind="PatchRejected") if "stale base" in e.payload["reason"]]
+    assert len(applied) + len(stale) == 40
+    assert len(rt.log(kind="PatchApplied")) == len(applied) + 40
+    rt.close()

@@ -69,7 +69,8 @@ def granted_tools(patch_type: str, old: Any, new: Any) -> list[str]:
 
 
 def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, old: Any,
-                new: Any, root: bool, rights: frozenset[str]) -> dict[str, Any]:
+                new: Any, root: bool, rights: frozenset[str],
+                new_bytes: bytes | None = None) -> dict[str, Any]:
     texts = [reasoning]
     if patch_type == "prompt" and isinstance(new, str):
         texts.append(new)
@@ -77,7 +78,7 @@ def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, ol
         "type": patch_type, "target": target, "author": author, "reasoning": reasoning,
         "texts": texts, "new_urls": new_urls(old, new),
         "granted": granted_tools(patch_type, old, new),
-        "value_bytes": 0 if new is None else len(canonical_bytes(new)),
+        "value_bytes": 0 if new is None else len(new_bytes or canonical_bytes(new)),
         "reasoning_bytes": len(reasoning.encode()),
         "signer": {"root": root, "rights": sorted(rights)},
     }
@@ -97,6 +98,7 @@ class RegoAudit:
         self._runner = Interpreter()
         self._decisions: OrderedDict[bytes, list[str]] = OrderedDict()
         self._cache_size = cache_size
+        self._config_keys: dict[int, tuple[dict[str, Any], bytes]] = {}
         self.evaluations = 0
 
     def _bundle(self, key: bytes, config: dict[str, Any]) -> Any:
@@ -111,7 +113,14 @@ class RegoAudit:
 
     def deny(self, config: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         """The reasons the policy denies; a policy that fails to evaluate denies."""
-        config_key = canonical_bytes(config)
+        hit = self._config_keys.get(id(config))
+        if hit is not None and hit[0] is config:
+            config_key = hit[1]
+        else:  # the config object lives as long as the gates state it belongs to
+            config_key = canonical_bytes(config)
+            if len(self._config_keys) > 64:
+                self._config_keys.clear()
+            self._config_keys[id(config)] = (config, config_key)
         key = config_key + b"\x00" + canonical_bytes(facts)
         with self._lock:
             cached = self._decisions.get(key)

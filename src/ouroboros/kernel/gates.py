@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel.audit import RegoAudit, audit_input
-from ouroboros.kernel.canonical import content_hash
+from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.ops import apply_op, inverse_of
@@ -70,11 +70,15 @@ class Submission:
     new_value: Any = None
     inverse: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
+    _context: TestContext | None = None
 
     def context(self) -> TestContext:
+        """One context per submission, so canonical bytes are computed once for all gates."""
         assert self.patch is not None
-        return TestContext(self.patch, self.old_value, self.new_value, self.inverse,
-                           self.state.values, self.schema)
+        if self._context is None:
+            self._context = TestContext(self.patch, self.old_value, self.new_value,
+                                        self.inverse, self.state.values, self.schema)
+        return self._context
 
 
 class Gate(Protocol):
@@ -142,7 +146,7 @@ class SchemaGate:
         if seq is not None and not sub.rollback:
             return GateResult.rejected(f"patch was already applied at seq {seq}")
         old = sub.state.values.get(patch.target)
-        current = content_hash(old)
+        current = ABSENT if old is None else hash_bytes(canonical_bytes(old))
         if patch.base != current:
             return GateResult.rejected(f"stale base: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "
@@ -192,14 +196,15 @@ class AuditGate:
         assert sub.patch is not None and sub.patch_type is not None
         auth = sub.auth or Authorisation(False, False, frozenset())
         config = sub.state.values[GATES_TARGET]["audit"]
+        ctx = sub.context()
         facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
                             author=sub.patch.author, reasoning=sub.patch.reasoning,
                             old=sub.old_value, new=sub.new_value, root=auth.root,
-                            rights=auth.rights)
+                            rights=auth.rights, new_bytes=ctx.new_bytes)
         reasons = self.rego.deny(config, facts)
         if sub.patch_type.audit is not None:
             try:
-                reasons += sub.patch_type.audit(sub.context())
+                reasons += sub.patch_type.audit(ctx)
             except Exception as e:
                 reasons.append(f"{sub.patch.type} audit crashed: {type(e).__name__}: {e}")
         return GateResult.rejected("; ".join(reasons)) if reasons else GateResult.accepted()

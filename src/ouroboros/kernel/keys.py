@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
 
@@ -26,40 +26,48 @@ def key_id_of(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()
 
 
-@lru_cache(maxsize=1024)
-def public_key_from_hex(public_hex: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
-
-
 def verify_signature(public_hex: str, signature: bytes, data: bytes) -> bool:
+    """Ed25519 verification through libsodium (PyNaCl), about twice as fast as OpenSSL's
+    here; keys and signatures are the same bytes either way."""
+    if len(signature) != 64:
+        return False
     try:
-        public_key_from_hex(public_hex).verify(signature, data)
-    except (InvalidSignature, ValueError):
+        crypto_sign_open(signature + data, bytes.fromhex(public_hex))
+    except (BadSignatureError, ValueError, TypeError):
         return False
     return True
 
 
 @dataclass(frozen=True)
 class Signer:
-    """A named private key: the one place that produces signatures."""
+    """A named private key: the one place that produces signatures.
+
+    Keys are generated and stored with ``cryptography``; signing goes through libsodium,
+    which is faster here. Ed25519 signatures are deterministic, so both give the same bytes.
+    """
 
     name: str
     private: Ed25519PrivateKey
     public_hex: str
     key_id: str
+    _sodium_secret: bytes = field(repr=False, default=b"")
 
     @classmethod
     def from_private(cls, name: str, private: Ed25519PrivateKey) -> Signer:
         raw = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                 serialization.PublicFormat.Raw)
-        return cls(name, private, raw.hex(), key_id_of(raw))
+        seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                     serialization.NoEncryption())
+        _, secret = crypto_sign_seed_keypair(seed)
+        return cls(name, private, raw.hex(), key_id_of(raw), secret)
 
     @classmethod
     def generate(cls, name: str) -> Signer:
         return cls.from_private(name, Ed25519PrivateKey.generate())
 
     def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)
+        signed: bytes = crypto_sign(data, self._sodium_secret)
+        return signed[:64]
 
 
 class Keyring:

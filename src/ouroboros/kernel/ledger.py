@@ -7,17 +7,19 @@ Verification re-reads the stored bytes and never re-serialises.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
 from ouroboros.kernel.errors import IntegrityError
 from ouroboros.kernel.keys import Signer, key_id_of, verify_signature
-from ouroboros.kernel.merkle import MerkleAccumulator
+from ouroboros.kernel.merkle import MerkleAccumulator, leaf_hash
 from ouroboros.kernel.state import GENESIS_PREV
 from ouroboros.storage.ledger import StoredEvent
 
@@ -57,83 +59,124 @@ class VerifyReport:
     head: str
 
 
-def _verify_chunk(args: tuple[str, list[tuple[int, bytes, bytes]]]) -> int | None:
-    public_hex, rows = args
+_FIELDS = {"seq", "prev", "kind", "time", "key_id", "payload"}
+_CHUNK = 2000
+# (seq, error, prev, hash, leaf hash, checkpoint (tree_size, root) or None)
+Checked = tuple[int, str | None, str, str, bytes, tuple[int, str] | None]
+
+
+def _check_rows(args: tuple[str, str, list[tuple[int, bytes, bytes]]]) -> list[Checked]:
+    """Everything about an event that does not depend on its neighbours: its body parses,
+    names its own seq and the runtime key, and carries a valid signature. Runs in a worker."""
+    public_hex, key_id, rows = args
+    out: list[Checked] = []
     for seq, body, sig in rows:
-        if not verify_signature(public_hex, sig, body):
-            return seq
-    return None
+        digest = hash_bytes(body)
+        leaf = leaf_hash(body)
+        try:
+            d = json.loads(body.decode())
+            if not isinstance(d, dict) or set(d) != _FIELDS:
+                raise ValueError("body is not a ledger event")
+            if d["seq"] != seq:
+                raise ValueError(f"body says seq {d['seq']}, stored at seq {seq}")
+            if d["key_id"] != key_id:
+                raise ValueError("signed by a key other than the runtime key")
+            if not verify_signature(public_hex, sig, body):
+                raise ValueError("signature does not verify")
+            cp = None
+            if d["kind"] == "Checkpoint":
+                cp = (int(d["payload"]["tree_size"]), str(d["payload"]["root"]))
+            out.append((seq, None, str(d["prev"]), digest, leaf, cp))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            out.append((seq, str(e), "", digest, leaf, None))
+    return out
 
 
-def _first_bad_signature(public_hex: str, rows: list[tuple[int, bytes, bytes]],
-                         workers: int) -> int | None:
-    if workers <= 1 or len(rows) < 4000:
-        return _verify_chunk((public_hex, rows))
-    size = max(1000, len(rows) // (workers * 4))
-    chunks = [(public_hex, rows[i:i + size]) for i in range(0, len(rows), size)]
+def _genesis_key(first: StoredEvent | None, pinned: str | None) -> tuple[str, str]:
+    if first is None:
+        raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+    try:
+        if first.seq != 0:
+            raise ValueError(f"sequence gap: expected seq 0, found {first.seq}")
+        d = json.loads(first.body.decode())
+        if d.get("kind") != "Genesis":
+            raise ValueError("the first event is not Genesis")
+        public_hex = str(d["payload"]["runtime_key"]["public"])
+        key_id = key_id_of(bytes.fromhex(public_hex))
+        if key_id != d["payload"]["runtime_key"]["id"]:
+            raise ValueError("genesis runtime key id does not match its public key")
+        if pinned is not None and hash_bytes(first.body) != pinned:
+            raise ValueError("genesis differs from the one pinned in the workspace")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"event {first.seq}: {e}", seq=first.seq) from e
+    return public_hex, key_id
+
+
+def _chunks(stored: Iterator[StoredEvent]) -> Iterator[list[tuple[int, bytes, bytes]]]:
+    chunk: list[tuple[int, bytes, bytes]] = []
+    for ev in stored:
+        chunk.append((ev.seq, ev.body, ev.sig))
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _checked_in_order(public_hex: str, key_id: str, stored: Iterator[StoredEvent],
+                      workers: int) -> Iterator[Checked]:
+    """Per-event checks, on ``workers`` processes, yielded in ledger order with a bounded
+    number of chunks in flight (memory stays flat however long the ledger is)."""
+    chunks = _chunks(stored)
+    if workers <= 1:
+        for chunk in chunks:
+            yield from _check_rows((public_hex, key_id, chunk))
+        return
+    first = next(chunks, None)
+    if first is None:
+        return
+    if len(first) < _CHUNK:  # a small ledger: not worth starting processes
+        yield from _check_rows((public_hex, key_id, first))
+        return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for bad in pool.map(_verify_chunk, chunks):
-            if bad is not None:
-                return bad
-    return None
+        pending: deque[Future[list[Checked]]] = deque(
+            [pool.submit(_check_rows, (public_hex, key_id, first))])
+        for chunk in chunks:
+            pending.append(pool.submit(_check_rows, (public_hex, key_id, chunk)))
+            if len(pending) > workers * 3:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,
                   workers: int | None = None) -> VerifyReport:
-    """Check every link, body, signature and checkpoint; raise ``IntegrityError`` naming the
-    first bad event. Links and checkpoints are checked in order in this process; the
-    Ed25519 signatures, the costly part, on every core."""
-    rows: list[tuple[int, bytes, bytes]] = []
-    prev = GENESIS_PREV
-    public_hex = ""
-    runtime_key_id = ""
+    """Check every body, signature, link, sequence number and checkpoint; raise
+    ``IntegrityError`` naming the first bad event. The per-event work (parsing, hashing,
+    Ed25519) runs on every core; this process only follows the chain and the Merkle tree."""
+    it = iter(stored)
+    first = next(it, None)
+    public_hex, key_id = _genesis_key(first, pinned_genesis)
+    assert first is not None
     merkle = MerkleAccumulator()
-    checkpoints = 0
-    first_bad: tuple[int, str] | None = None
-    expected = 0
-    for ev in stored:
-        where = f"event {ev.seq}"
-        try:
-            if ev.seq != expected:
-                raise ValueError(f"sequence gap: expected seq {expected}, found {ev.seq}")
-            d = json.loads(ev.body.decode())
-            if not isinstance(d, dict) or set(d) != {"seq", "prev", "kind", "time", "key_id",
-                                                     "payload"}:
-                raise ValueError("body is not a ledger event")
-            if d["seq"] != ev.seq:
-                raise ValueError(f"body says seq {d['seq']}, stored at seq {ev.seq}")
-            if d["prev"] != prev:
-                raise ValueError("broken link: prev does not match the previous event's hash")
-            if ev.seq == 0:
-                if d["kind"] != "Genesis":
-                    raise ValueError("the first event is not Genesis")
-                public_hex = d["payload"]["runtime_key"]["public"]
-                runtime_key_id = key_id_of(bytes.fromhex(public_hex))
-                if runtime_key_id != d["payload"]["runtime_key"]["id"]:
-                    raise ValueError("genesis runtime key id does not match its public key")
-                if pinned_genesis is not None and hash_bytes(ev.body) != pinned_genesis:
-                    raise ValueError("genesis differs from the one pinned in the workspace")
-            if d["key_id"] != runtime_key_id:
-                raise ValueError("signed by a key other than the runtime key")
-            if d["kind"] == "Checkpoint":
-                cp = d["payload"]
-                if cp["tree_size"] != merkle.size or cp["root"] != merkle.root().hex():
-                    raise ValueError("checkpoint Merkle root does not match the events before it")
-                checkpoints += 1
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            first_bad = (ev.seq, f"{where}: {e}")
-            break
-        rows.append((ev.seq, ev.body, ev.sig))
-        merkle.append(ev.body)
-        prev = hash_bytes(ev.body)
-        expected += 1
-    bad_sig = _first_bad_signature(public_hex, rows, workers or min(2, os.cpu_count() or 1))
-    if bad_sig is not None and (first_bad is None or bad_sig < first_bad[0]):
-        raise IntegrityError(f"event {bad_sig}: signature does not verify", seq=bad_sig)
-    if first_bad is not None:
-        raise IntegrityError(first_bad[1], seq=first_bad[0])
-    if expected == 0:
-        raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+    prev, expected, checkpoints = GENESIS_PREV, 0, 0
+    workers = workers or min(2, os.cpu_count() or 1)
+    for seq, error, ev_prev, digest, leaf, cp in _checked_in_order(
+            public_hex, key_id, itertools.chain([first], it), workers):
+        if seq != expected:
+            raise IntegrityError(f"event {seq}: sequence gap: expected seq {expected}", seq=seq)
+        if error is not None:
+            raise IntegrityError(f"event {seq}: {error}", seq=seq)
+        if ev_prev != prev:
+            raise IntegrityError(f"event {seq}: broken link: prev does not match the previous "
+                                 "event's hash", seq=seq)
+        if cp is not None:
+            if cp != (merkle.size, merkle.root().hex()):
+                raise IntegrityError(f"event {seq}: checkpoint Merkle root does not match the "
+                                     "events before it", seq=seq)
+            checkpoints += 1
+        merkle.append_leaf(leaf)
+        prev, expected = digest, expected + 1
     return VerifyReport(events=expected, checkpoints=checkpoints, head=prev)
 
 

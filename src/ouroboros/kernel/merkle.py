@@ -34,7 +34,11 @@ class MerkleAccumulator:
     stack: list[tuple[int, bytes]] = field(default_factory=list)
 
     def append(self, data: bytes) -> None:
-        h, height = leaf_hash(data), 0
+        self.append_leaf(leaf_hash(data))
+
+    def append_leaf(self, leaf: bytes) -> None:
+        """Append a leaf whose RFC 6962 leaf hash was computed elsewhere."""
+        h, height = leaf, 0
         while self.stack and self.stack[-1][0] == height:
             _, left = self.stack.pop()
             h, height = node_hash(left, h), height + 1

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from securesystemslib.dsse import Envelope
 
-from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
+from ouroboros.kernel.canonical import ABSENT, canonical_bytes, content_hash, hash_bytes
 from ouroboros.kernel.clock import Clock, SystemClock, iso, parse_iso
 from ouroboros.kernel.dsse import envelope_from_dict, envelope_to_dict, new_envelope, sign_envelope
 from ouroboros.kernel.errors import (
@@ -74,6 +74,26 @@ def default_gates_config() -> dict[str, Any]:
         "audit": dict(DEFAULT_AUDIT_CONFIG),
         "breaker": {"threshold": 3, "cooldown_hours": 48},
     }
+
+
+def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
+    """Whether an event another writer appended may change the gates' decision on ``sub``:
+    it changed the same target or the kernel's configuration, decided this very patch, or
+    moved its author's breaker. Anything else (other targets, capability events,
+    checkpoints) leaves the decision as it was."""
+    patch = sub.patch
+    if patch is None or payload.get("patch_hash") == sub.patch_hash:
+        return True
+    if payload.get("author") == patch.author:
+        return True
+    if kind == "PatchApplied":
+        target = str(payload.get("target", ""))
+        return target == patch.target or target.startswith("kernel/")
+    return kind in ("AuthorPaused", "AuthorResumed", "Genesis")
+
+
+def _hash_of(data: bytes | None) -> str:
+    return ABSENT if data is None else hash_bytes(data)
 
 
 def _parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
@@ -183,9 +203,19 @@ class Runtime:
         """Catch up with events other processes appended."""
         head = self.backend.head()
         if head.next_seq - 1 > self._state.seq:
-            self._fold(self._state, self.backend.read(self._state.seq + 1))
-            self._maybe_snapshot()
+            self._catch_up()
         return self._state
+
+    def _catch_up(self) -> list[Item]:
+        """Fold every event after our head; return their kinds and payloads."""
+        events = list(self.backend.read(self._state.seq + 1))
+        seen: list[Item] = []
+        for s in events:
+            d = json.loads(s.body.decode())
+            fold_event(self._state, s.seq, d["kind"], d["payload"], d["time"], s.body)
+            seen.append((d["kind"], d["payload"]))
+        self._maybe_snapshot()
+        return seen
 
     def _maybe_snapshot(self) -> None:
         if self._state.seq - self._last_snapshot >= self.snapshot_interval:
@@ -330,7 +360,7 @@ class Runtime:
                                   "envelope": envelope_to_dict(envelope)})], sub
         assert patch is not None
         applied = {"patch_hash": patch_hash, "type": patch.type, "target": patch.target,
-                   "author": author, "result": content_hash(sub.new_value),
+                   "author": author, "result": _hash_of(sub.context().new_bytes),
                    "inverse": sub.inverse, "envelope": envelope_to_dict(envelope)}
         if rollback_of:
             applied["rollback_of"] = rollback_of
@@ -371,16 +401,29 @@ class Runtime:
             from ouroboros.kernel.dsse import envelope_from_json
 
             envelope = envelope_from_json(envelope)
-        for _ in range(50):
-            state = self.refresh()
-            outcome, items, sub = self._decide(envelope, state, approved=_approval is not None)
+        decided: tuple[SubmitOutcome, list[Item], Submission] | None = None
+        for attempt in range(50):
+            # The head check inside the append makes a decision on a stale view impossible
+            # to commit, so the first attempt skips the extra head query.
+            state = self._state
+            if decided is None:
+                decided = self._decide(envelope, state, approved=_approval is not None)
+            outcome, items, sub = decided
             if not items:
+                if attempt == 0:
+                    self.refresh()  # nothing to append means nothing checked the head
+                    decided = None
+                    continue
                 return outcome
             if _approval is not None and outcome.status == "applied":
                 items = [_approval, *items]
             try:
                 stored = self._append(items, state)
             except RetryAppend:
+                # Another writer got in first. The decision still holds unless what it
+                # appended touches this patch's inputs; otherwise decide again.
+                if any(_touches(kind, payload, sub) for kind, payload in self._catch_up()):
+                    decided = None
                 continue
             main = next(s for s in stored if json.loads(s.body)["kind"] != "PatchApproved")
             outcome = replace(outcome, seq=main.seq)
