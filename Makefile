@@ -24,8 +24,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# Each benchmark prints a table and writes JSON under bench/results/.
 bench: $(STAMP)
 	$(BIN)/python bench/kernel.py
+	$(BIN)/python bench/flux.py
+	$(BIN)/python bench/skills.py
+	$(BIN)/python bench/skills_retrieval.py
+	$(BIN)/python bench/improve.py
+	$(BIN)/python bench/improve_loop.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -65,7 +65,7 @@ def timed(fn: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("bench/improve_loop.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/improve_loop.json"))
     args = parser.parse_args()
 
     agents = (example_deployment() / "agents.yaml").read_text()

@@ -244,13 +244,17 @@ class SkillStore:
 
     # -- reading ------------------------------------------------------------------------
 
-    def get(self, tool_id: str, fingerprint: str | None = None) -> ToolVersion:
+    def _locate(self, tool_id: str, fingerprint: str | None) -> tuple[str, Path]:
+        """The fingerprint (the current one unless given) and directory of a version."""
         if not NAME_RE.match(tool_id):
             raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
         fp = fingerprint or self._head(tool_id)
         if fp is None:
             raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
-        path = self.tools_dir / tool_id / "versions" / fp
+        return fp, self.tools_dir / tool_id / "versions" / fp
+
+    def get(self, tool_id: str, fingerprint: str | None = None) -> ToolVersion:
+        fp, path = self._locate(tool_id, fingerprint)
         if not path.is_dir():
             raise ToolNotFound(f"tool {tool_id!r} has no version {fp}")
         return self._load(path)
@@ -353,12 +357,7 @@ class SkillStore:
     ) -> tuple[str, Path, Built, str]:
         """What a call needs, cached per version: versions are immutable, so a warm call
         reads only HEAD from disk."""
-        if not NAME_RE.match(tool_id):
-            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
-        fp = fingerprint or self._head(tool_id)
-        if fp is None:
-            raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
-        path = self.tools_dir / tool_id / "versions" / fp
+        fp, path = self._locate(tool_id, fingerprint)
         cached = self._runnables.get(path)
         if cached is None:
             version = self.get(tool_id, fp)
