@@ -30,7 +30,7 @@ from ouroboros.kernel.gates import Gate, Submission, default_gates, run_gates
 from ouroboros.kernel.keys import Keyring, Signer
 from ouroboros.kernel.ledger import Event, VerifyReport, make_event, verify_events
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.state import KERNEL_KINDS, KernelState, fold_event
+from ouroboros.kernel.state import _UNKNOWN, KERNEL_KINDS, KernelState, fold_event
 from ouroboros.kernel.trust import GATES_TARGET, SCHEMAS_TARGET, TRUST_TARGET, default_policy
 from ouroboros.kernel.types import TypeRegistry
 from ouroboros.kernel.workspace import Workspace, resolve_home
@@ -244,19 +244,26 @@ class Runtime:
         return self.state_at(at).state_hash()
 
     # ------------------------------------------------------------------- appends
-    def _append(self, items: Sequence[Item], expect: KernelState) -> list[StoredEvent]:
+    def _append(self, items: Sequence[Item], expect: KernelState,
+                known: dict[str, Any] | None = None) -> list[StoredEvent]:
+        """Append ``items`` after ``expect``'s head (or raise ``RetryAppend``) and fold them.
+        ``known`` maps patch hashes to the new values the gates already computed, so the
+        fold need not apply those patches a second time."""
         signer, time = self.signer, iso(self.clock.now())
         interval = self.checkpoint_interval
+        built: list[tuple[StoredEvent, str, dict[str, Any]]] = []
 
         def build(head: Head) -> list[StoredEvent]:
             if head.next_seq != expect.seq + 1:
                 raise RetryAppend
+            built.clear()
             out: list[StoredEvent] = []
             merkle = expect.merkle.copy()
             prev, seq = expect.last_hash, head.next_seq
             for kind, payload in items:
                 ev = make_event(seq, prev, kind, payload, time, signer)
                 out.append(ev)
+                built.append((ev, kind, payload))
                 merkle.append(ev.body)
                 prev, seq = hash_bytes(ev.body), seq + 1
                 if interval and seq % interval == 0:
@@ -264,12 +271,16 @@ class Runtime:
                                     {"tree_size": merkle.size, "root": merkle.root().hex()},
                                     time, signer)
                     out.append(cp)
+                    built.append((cp, "Checkpoint", {}))
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
             return out
 
         stored = self.backend.append(build)
-        self._fold(self._state, stored)
+        known = known or {}
+        for ev, kind, payload in built:
+            fold_event(self._state, ev.seq, kind, payload, time, ev.body,
+                       known_value=known.get(payload.get("patch_hash", ""), _UNKNOWN))
         self._maybe_snapshot()
         return stored
 
@@ -417,8 +428,9 @@ class Runtime:
                 return outcome
             if _approval is not None and outcome.status == "applied":
                 items = [_approval, *items]
+            known = {sub.patch_hash: sub.new_value} if outcome.status == "applied" else None
             try:
-                stored = self._append(items, state)
+                stored = self._append(items, state, known)
             except RetryAppend:
                 # Another writer got in first. The decision still holds unless what it
                 # appended touches this patch's inputs; otherwise decide again.

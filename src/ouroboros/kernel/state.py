@@ -67,17 +67,26 @@ def _author(state: KernelState, name: str) -> dict[str, Any]:
     return state.authors.setdefault(name, {"rejections": 0, "paused_until": None})
 
 
+_UNKNOWN: Any = object()
+
+
 def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
                time: str, body: bytes, check_results: bool = False,
-               track_merkle: bool = True) -> None:
-    """Apply one decoded event to ``state`` in place."""
+               track_merkle: bool = True, known_value: Any = _UNKNOWN) -> None:
+    """Apply one decoded event to ``state`` in place. ``known_value``: the new value of a
+    ``PatchApplied`` the caller has just computed (the appending writer), saving a re-apply."""
     if kind == "Genesis":
         state.values.update(copy.deepcopy(payload["targets"]))
         state.runtime_key = dict(payload["runtime_key"])
     elif kind == "PatchApplied":
-        patch = patch_from_envelope(payload["envelope"])
-        target = patch["target"]
-        new = apply_op(patch["op"], state.values.get(target))
+        target = payload["target"]
+        if known_value is not _UNKNOWN:
+            new = known_value
+        else:
+            patch = patch_from_envelope(payload["envelope"])
+            if patch["target"] != target:
+                raise ValueError(f"event {seq}: payload target differs from the patch's")
+            new = apply_op(patch["op"], state.values.get(target))
         if check_results and content_hash(new) != payload["result"]:
             raise ValueError(f"event {seq}: replaying the patch gave {content_hash(new)}, "
                              f"the ledger recorded {payload['result']}")
@@ -88,7 +97,7 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
         state.applied[payload["patch_hash"]] = seq
         state.pending.pop(payload["patch_hash"], None)
         if not payload.get("rollback_of"):
-            _author(state, patch["author"])["rejections"] = 0
+            _author(state, payload["author"])["rejections"] = 0
     elif kind == "PatchRejected":
         state.pending.pop(payload["patch_hash"], None)
         if payload.get("author") and payload["stage"] != "breaker":

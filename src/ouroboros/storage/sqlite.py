@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from ouroboros.storage.ledger import EventBuilder, Head, StoredEvent
 
@@ -22,6 +29,18 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+@contextmanager
+def _exclusive(fh: BinaryIO) -> Iterator[None]:
+    if fcntl is None:  # not POSIX: SQLite's own locking still serialises writers
+        yield
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 class SQLiteLedger:
     """Events in one table keyed by ``seq``; the primary key makes a fork impossible.
 
@@ -33,6 +52,9 @@ class SQLiteLedger:
     def __init__(self, path: Path | str, *, durable: bool = False) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
+        # a millisecond and more, while a blocked flock wakes the moment it is released.
+        self._writer_lock = open(self.path + ".lock", "a+b")  # noqa: SIM115 - lives with self
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -41,7 +63,7 @@ class SQLiteLedger:
         self._db.executescript(_SCHEMA)
 
     def append(self, build: EventBuilder) -> list[StoredEvent]:
-        with self._lock:
+        with self._lock, _exclusive(self._writer_lock):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -102,3 +124,4 @@ class SQLiteLedger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._writer_lock.close()
