@@ -167,6 +167,9 @@ def eval_cmd(
     llm: bool = typer.Option(
         False, "--llm", help="Also ask the LLM analyser (OURO_LLM_* settings)."
     ),
+    propose: bool = typer.Option(
+        False, "--propose", help="Turn the findings into proposals (pending human approval)."
+    ),
 ) -> None:
     """Run the stability analysis over the stored telemetry and print the findings."""
     store = _store(home)
@@ -176,12 +179,31 @@ def eval_cmd(
     llm_found: list[Finding] = []
     if llm:
         llm_found = _llm_findings(store, moment, thresholds)
+    proposed: list[dict[str, str]] = []
+    if propose:
+        proposed = _propose(home, found + llm_found)
     if as_json:
-        print_json(
-            {"now": moment.isoformat(), "findings": [finding_dict(f) for f in found + llm_found]}
-        )
-    else:
-        print_findings(found + llm_found)
+        print_json({"now": moment.isoformat(),
+                    "findings": [finding_dict(f) for f in found + llm_found],
+                    "proposals": proposed})
+        return
+    print_findings(found + llm_found)
+    for p in proposed:
+        console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — {p['message']}")
+
+
+def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
+    """Hand the findings to the proposals loop (one pipeline: each becomes a file patch)."""
+    from ouroboros.capabilities.improve.loop import Paused
+    from ouroboros.interfaces.cli.proposals import propose_from_findings
+
+    with open_runtime(home) as rt:
+        try:
+            outcomes = propose_from_findings(rt, found)
+        except Paused as e:
+            raise UsageError(f"no proposals now: {e}", "see `ouro proposals status`") from e
+    return [{"id": o.proposal.id, "title": o.proposal.title, "status": o.proposal.status,
+             "message": o.message} for o in outcomes]
 
 
 def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Thresholds) -> list[Finding]:
