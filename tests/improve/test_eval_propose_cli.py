@@ -44,5 +44,5 @@ def test_eval_without_propose_writes_nothing_to_the_ledger(tmp_path: Path) -> No
     ouro(home, "telemetry", "ingest", str(events))
     before = len(json.loads(ouro(home, "log", "--json").stdout))
     r = ouro(home, "telemetry", "eval", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["proposals"] == []
+    assert r.returncode == 0 and "proposals" not in json.loads(r.stdout)
     assert len(json.loads(ouro(home, "log", "--json").stdout)) == before

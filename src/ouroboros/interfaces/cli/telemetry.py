@@ -183,9 +183,11 @@ def eval_cmd(
     if propose:
         proposed = _propose(home, found + llm_found)
     if as_json:
-        print_json({"now": moment.isoformat(),
-                    "findings": [finding_dict(f) for f in found + llm_found],
-                    "proposals": proposed})
+        report: dict[str, Any] = {"now": moment.isoformat(),
+                                  "findings": [finding_dict(f) for f in found + llm_found]}
+        if propose:
+            report["proposals"] = proposed
+        print_json(report)
         return
     print_findings(found + llm_found)
     for p in proposed:
