@@ -6,9 +6,10 @@ blobs, ledger backend), folds the ledger into state, runs the gates and appends 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -236,8 +237,6 @@ class Runtime:
         return values if target is None else values.get(target)
 
     def value(self, target: str) -> Any:
-        import copy
-
         return copy.deepcopy(self.refresh().values.get(target))
 
     def state_hash(self, at: int | None = None) -> str:
@@ -284,7 +283,8 @@ class Runtime:
         self._maybe_snapshot()
         return stored
 
-    def _append_retrying(self, make: Any) -> list[StoredEvent]:
+    def _append_retrying(self, make: Callable[[KernelState], Sequence[Item]]
+                         ) -> list[StoredEvent]:
         for _ in range(50):
             state = self.refresh()
             try:
@@ -397,10 +397,10 @@ class Runtime:
         try:
             ptype.effect(sub.patch, sub.new_value)
         except Exception as e:  # the patch stands in the ledger; the failure is recorded
-            self.record_kernel("EffectFailed", {"patch_hash": sub.patch_hash,
+            self._record_kernel("EffectFailed", {"patch_hash": sub.patch_hash,
                                                 "error": f"{type(e).__name__}: {e}"})
 
-    def record_kernel(self, kind: str, payload: dict[str, Any]) -> int:
+    def _record_kernel(self, kind: str, payload: dict[str, Any]) -> int:
         return self._append_retrying(lambda _s: [(kind, payload)])[0].seq
 
     def submit(self, envelope: Envelope | dict[str, Any] | str | bytes, *,
@@ -490,7 +490,7 @@ class Runtime:
         return {a: dict(v) for a, v in self.refresh().authors.items()}
 
     def resume(self, author: str) -> int:
-        return self.record_kernel("AuthorResumed", {"author": author})
+        return self._record_kernel("AuthorResumed", {"author": author})
 
     # --------------------------------------------------------------- inspection
     def log(self, kind: str | None = None, since: int = 0, limit: int | None = None
