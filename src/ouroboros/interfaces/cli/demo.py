@@ -28,7 +28,7 @@ def kernel_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     grant = rt.sign(rt.propose("trust", "kernel/trust", value=policy, author="operator",
                                reasoning="let alice change agent prompts and config"), "root")
     out = rt.submit(grant)
-    say(f"Root delegated prompt/config/policy on agents/* to alice: {out.status} (seq {out.seq}).")
+    say(f"Root delegated prompt, config and policy patches to alice: {out.status} (seq {out.seq}).")
 
     patch = rt.propose("prompt", "agents/support/prompt", value="You are a concise support agent.",
                        reasoning="first prompt for the support agent", author="alice")
