@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -97,7 +98,23 @@ def _hash_of(data: bytes | None) -> str:
     return ABSENT if data is None else hash_bytes(data)
 
 
+#: Patches this process built, by their canonical bytes: parsing is a pure function of the
+#: bytes, so a payload we produced needs no second parse and canonical check.
+_BUILT: OrderedDict[bytes, Patch] = OrderedDict()
+
+
+def _remember(patch: Patch) -> bytes:
+    payload = patch.canonical()
+    _BUILT[payload] = patch
+    if len(_BUILT) > 256:
+        _BUILT.popitem(last=False)
+    return payload
+
+
 def _parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
+    built = _BUILT.get(payload)
+    if built is not None:
+        return built, None
     try:
         patch = Patch.from_dict(json.loads(payload))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -327,13 +344,13 @@ class Runtime:
                                 "author": author, "created": iso(self.clock.now())})
 
     def sign(self, item: Patch | Envelope, key: str | Signer) -> Envelope:
-        envelope = new_envelope(item.canonical()) if isinstance(item, Patch) else item
+        envelope = new_envelope(_remember(item)) if isinstance(item, Patch) else item
         sign_envelope(envelope, key if isinstance(key, Signer) else self.keyring.load(key))
         return envelope
 
     def propose_and_submit(self, *, keys: Sequence[str] = ("runtime",), **kwargs: Any
                            ) -> SubmitOutcome:
-        envelope = new_envelope(self.propose(**kwargs).canonical())
+        envelope = new_envelope(_remember(self.propose(**kwargs)))
         for k in keys:
             self.sign(envelope, k)
         return self.submit(envelope)
