@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel.audit import RegoAudit, audit_input
-from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
+from ouroboros.kernel.canonical import content_hash
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.ops import apply_op, inverse_of
@@ -146,7 +146,7 @@ class SchemaGate:
         if seq is not None and not sub.rollback:
             return GateResult.rejected(f"patch was already applied at seq {seq}")
         old = sub.state.values.get(patch.target)
-        current = ABSENT if old is None else hash_bytes(canonical_bytes(old))
+        current = content_hash(old)
         if patch.base != current:
             return GateResult.rejected(f"stale base: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "

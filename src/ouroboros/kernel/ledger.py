@@ -178,8 +178,3 @@ def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
         merkle.append_leaf(leaf)
         prev, expected = digest, expected + 1
     return VerifyReport(events=expected, checkpoints=checkpoints, head=prev)
-
-
-def decode_all(stored: Iterable[StoredEvent]) -> Iterator[Event]:
-    for s in stored:
-        yield Event.decode(s)

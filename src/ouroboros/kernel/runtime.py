@@ -195,11 +195,15 @@ class Runtime:
 
     # --------------------------------------------------------------------- state
     def _fold(self, state: KernelState, events: Iterable[StoredEvent],
-              check_results: bool = False, track_merkle: bool = True) -> KernelState:
+              check_results: bool = False, track_merkle: bool = True,
+              seen: list[Item] | None = None) -> KernelState:
+        """Fold stored events into ``state``; collect their kinds and payloads in ``seen``."""
         for s in events:
             d = json.loads(s.body.decode())
             fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body, check_results,
                        track_merkle)
+            if seen is not None:
+                seen.append((d["kind"], d["payload"]))
         return state
 
     def _snapshot_state(self, at_most: int | None = None) -> KernelState:
@@ -226,12 +230,8 @@ class Runtime:
 
     def _catch_up(self) -> list[Item]:
         """Fold every event after our head; return their kinds and payloads."""
-        events = list(self.backend.read(self._state.seq + 1))
         seen: list[Item] = []
-        for s in events:
-            d = json.loads(s.body.decode())
-            fold_event(self._state, s.seq, d["kind"], d["payload"], d["time"], s.body)
-            seen.append((d["kind"], d["payload"]))
+        self._fold(self._state, self.backend.read(self._state.seq + 1), seen=seen)
         self._maybe_snapshot()
         return seen
 
