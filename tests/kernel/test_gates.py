@@ -75,6 +75,41 @@ def test_tampered_envelope_is_rejected(alice: Runtime) -> None:
     assert alice.value("agents/a/prompt") is None
 
 
+def test_own_signatures_skip_the_curve_but_forged_ones_do_not(
+        alice: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ouroboros.kernel import dsse
+
+    calls: list[bytes] = []
+    real = dsse.verify_signature
+
+    def counting(public_hex: str, signature: bytes, data: bytes) -> bool:
+        calls.append(signature)
+        return real(public_hex, signature, data)
+
+    monkeypatch.setattr(dsse, "verify_signature", counting)
+    assert submit(alice, type="prompt", target="agents/a/prompt", value="one").status == "applied"
+    assert calls == []  # signed in this process: known valid, not verified again
+
+    # The same envelope, its signature swapped for another valid-looking one: verified in full.
+    envelope = alice.sign(alice.propose("prompt", "agents/a/prompt", value="two", reasoning="r",
+                                        author="alice"), "alice")
+    data = envelope_to_dict(envelope)
+    sig = bytearray(base64.b64decode(data["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    data["signatures"][0]["sig"] = base64.b64encode(sig).decode()
+    out = alice.submit(envelope_from_dict(data))
+    assert out.stage == "signature" and "does not verify" in out.reason
+    assert calls == [bytes(sig)]
+
+    # Signed by another process (the memo here knows nothing of it): verified and accepted.
+    fresh = alice.sign(alice.propose("prompt", "agents/a/prompt", value="three", reasoning="r",
+                                     author="alice"), "alice")
+    dsse._SIGNED_HERE.clear()
+    assert alice.submit(fresh).status == "applied"
+    assert len(calls) == 2
+    assert alice.value("agents/a/prompt") == "three"
+
+
 def test_key_outside_its_delegation_is_rejected(alice: Runtime) -> None:
     out = submit(alice, type="routing", target="agents/a/routing", value={"w": 1})
     assert out.stage == "signature" and "no delegation lets alice sign routing" in out.reason

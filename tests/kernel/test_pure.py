@@ -162,6 +162,19 @@ def test_fast_canonical_path_is_byte_identical_to_rfc8785(value: Any) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
 
 
+in_range_floats = st.floats(min_value=1e-4, max_value=1e16, exclude_max=True) | st.floats(
+    min_value=-1e16, max_value=-1e-4, exclude_min=True)
+
+
+@given(st.lists(in_range_floats | st.integers(-(2**53) + 1, 2**53 - 1), max_size=8))
+@settings(max_examples=1000)
+def test_fast_path_numbers_print_as_ecmascript_does(values: list[Any]) -> None:
+    import rfc8785
+
+    # The numbers orjson prints on the fast path, checked where they are most dense.
+    assert canonical_bytes(values) == rfc8785.dumps(values)
+
+
 def test_control_characters_are_escaped_as_jcs_does() -> None:
     import rfc8785
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ouroboros.kernel import PatchRejected, Runtime, UsageError, WorkspaceMissing
 from ouroboros.kernel.audit import policy_source
+from ouroboros.kernel.canonical import content_hash
 from ouroboros.kernel.trust import TRUST_TARGET
 
 
@@ -79,6 +80,9 @@ def test_replay_is_deterministic_and_rollback_restores_exact_hash(
     seq = sorted(hashes)[len(hashes) // 2]
     rt.rollback(to=seq)
     assert rt.state_hash() == hashes[seq]
+    live = rt.refresh()  # the per-target hash cache the base checks use never goes stale
+    assert {t: live.target_hash(t) for t in live.values} == {
+        t: content_hash(v) for t, v in live.values.items()}
     rt.close()
 
 

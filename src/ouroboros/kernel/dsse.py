@@ -8,7 +8,9 @@ over the bare payload.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +27,23 @@ def new_envelope(payload: bytes) -> Envelope:
     return Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
 
 
+#: Signatures this process made: (public key, signature, sha256 of the PAE). Ed25519 is
+#: deterministic and verification a pure function of those three, so an entry is exactly a
+#: signature verification would accept, and the signature gate skips the curve arithmetic
+#: (about 60 us, the largest single cost of a submit) for what the runtime signed itself.
+#: An envelope signed elsewhere, or changed by a single byte, misses and is verified in full.
+_SIGNED_HERE: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
+_SIGNED_HERE_MAX = 1024
+
+
 def sign_envelope(envelope: Envelope, signer: Signer) -> None:
     """Add (or replace) ``signer``'s signature."""
-    sig = signer.sign(envelope.pae())
-    envelope.signatures[signer.key_id] = Signature(keyid=signer.key_id, sig=sig.hex())
+    pae = envelope.pae()
+    sig = signer.sign(pae).hex()
+    envelope.signatures[signer.key_id] = Signature(keyid=signer.key_id, sig=sig)
+    _SIGNED_HERE[(signer.public_hex, sig, hashlib.sha256(pae).digest())] = None
+    if len(_SIGNED_HERE) > _SIGNED_HERE_MAX:
+        _SIGNED_HERE.popitem(last=False)
 
 
 def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
@@ -76,6 +91,7 @@ class SignatureCheck:
 def check_signatures(envelope: Envelope, public_keys: dict[str, str]) -> SignatureCheck:
     """Classify every signature: valid, invalid (known key, bad signature) or unknown key."""
     pae = envelope.pae()
+    digest = hashlib.sha256(pae).digest()
     valid: set[str] = set()
     invalid: set[str] = set()
     unknown: set[str] = set()
@@ -83,6 +99,9 @@ def check_signatures(envelope: Envelope, public_keys: dict[str, str]) -> Signatu
         public_hex = public_keys.get(keyid)
         if public_hex is None:
             unknown.add(keyid)
+            continue
+        if (public_hex, sig.signature, digest) in _SIGNED_HERE:
+            valid.add(keyid)
             continue
         try:
             raw = bytes.fromhex(sig.signature)

@@ -14,7 +14,6 @@ from typing import Any, Literal, Protocol
 from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel.audit import RegoAudit, audit_input
-from ouroboros.kernel.canonical import content_hash
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.ops import apply_op, inverse_of
@@ -146,7 +145,7 @@ class SchemaGate:
         if seq is not None and not sub.rollback:
             return GateResult.rejected(f"patch was already applied at seq {seq}")
         old = sub.state.values.get(patch.target)
-        current = content_hash(old)
+        current = sub.state.target_hash(patch.target)
         if patch.base != current:
             return GateResult.rejected(f"stale base: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "

@@ -58,7 +58,10 @@ class Signer:
                                                 serialization.PublicFormat.Raw)
         seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                      serialization.NoEncryption())
-        _, secret = crypto_sign_seed_keypair(seed)
+        sodium_public, secret = crypto_sign_seed_keypair(seed)
+        if sodium_public != raw:  # the signature memo in dsse relies on this equality
+            raise KeyError_(f"key {name!r}: libsodium and cryptography derive different "
+                            "public keys from one seed")
         return cls(name, private, raw.hex(), key_id_of(raw), secret)
 
     @classmethod

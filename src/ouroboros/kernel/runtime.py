@@ -6,7 +6,6 @@ blobs, ledger backend), folds the ledger into state, runs the gates and appends 
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections import OrderedDict
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 from securesystemslib.dsse import Envelope
 
-from ouroboros.kernel.canonical import ABSENT, canonical_bytes, content_hash, hash_bytes
+from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
 from ouroboros.kernel.clock import Clock, SystemClock, iso, parse_iso
 from ouroboros.kernel.dsse import envelope_from_dict, envelope_to_dict, new_envelope, sign_envelope
 from ouroboros.kernel.errors import (
@@ -31,6 +30,7 @@ from ouroboros.kernel.errors import (
 from ouroboros.kernel.gates import Gate, Submission, default_gates, run_gates
 from ouroboros.kernel.keys import Keyring, Signer
 from ouroboros.kernel.ledger import Event, VerifyReport, make_event, verify_events
+from ouroboros.kernel.ops import json_copy
 from ouroboros.kernel.patch import Patch
 from ouroboros.kernel.state import _UNKNOWN, KERNEL_KINDS, KernelState, fold_event
 from ouroboros.kernel.trust import GATES_TARGET, SCHEMAS_TARGET, TRUST_TARGET, default_policy
@@ -92,6 +92,10 @@ def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
         target = str(payload.get("target", ""))
         return target == patch.target or target.startswith("kernel/")
     return kind in ("AuthorPaused", "AuthorResumed", "Genesis")
+
+
+#: Marks the checkpoints ``_append`` adds among the caller's items.
+_CHECKPOINT: dict[str, Any] = {}
 
 
 def _hash_of(data: bytes | None) -> str:
@@ -254,7 +258,7 @@ class Runtime:
         return values if target is None else values.get(target)
 
     def value(self, target: str) -> Any:
-        return copy.deepcopy(self.refresh().values.get(target))
+        return json_copy(self.refresh().values.get(target))
 
     def state_hash(self, at: int | None = None) -> str:
         return self.state_at(at).state_hash()
@@ -262,7 +266,8 @@ class Runtime:
     # ------------------------------------------------------------------- appends
     def _append(self, items: Sequence[Item], expect: KernelState,
                 known: dict[str, Any] | None = None) -> list[StoredEvent]:
-        """Append ``items`` after ``expect``'s head (or raise ``RetryAppend``) and fold them.
+        """Append ``items`` after ``expect``'s head (or raise ``RetryAppend``) and fold them;
+        return the events of ``items`` in order (without the checkpoints added between).
         ``known`` maps patch hashes to the new values the gates already computed, so the
         fold need not apply those patches a second time."""
         signer, time = self.signer, iso(self.clock.now())
@@ -287,18 +292,21 @@ class Runtime:
                                     {"tree_size": merkle.size, "root": merkle.root().hex()},
                                     time, signer)
                     out.append(cp)
-                    built.append((cp, "Checkpoint", {}))
+                    built.append((cp, "Checkpoint", _CHECKPOINT))
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
             return out
 
-        stored = self.backend.append(build)
+        self.backend.append(build)
         known = known or {}
+        mine: list[StoredEvent] = []
         for ev, kind, payload in built:
             fold_event(self._state, ev.seq, kind, payload, time, ev.body,
                        known_value=known.get(payload.get("patch_hash", ""), _UNKNOWN))
+            if payload is not _CHECKPOINT:
+                mine.append(ev)
         self._maybe_snapshot()
-        return stored
+        return mine
 
     def _append_retrying(self, make: Callable[[KernelState], Sequence[Item]]
                          ) -> list[StoredEvent]:
@@ -338,7 +346,7 @@ class Runtime:
             op = {"kind": "diff", "diff": diff}
         else:
             op = {"kind": "delete"}
-        base = content_hash(self.refresh().values.get(target))
+        base = self.refresh().target_hash(target)
         return Patch.from_dict({"type": type, "target": target, "base": base, "op": op,
                                 "reasoning": reasoning, "test_requirements": list(tests),
                                 "author": author, "created": iso(self.clock.now())})
@@ -443,8 +451,8 @@ class Runtime:
                     decided = None
                     continue
                 return outcome
-            if _approval is not None and outcome.status == "applied":
-                items = [_approval, *items]
+            approval = [_approval] if _approval is not None and outcome.status == "applied" else []
+            items = [*approval, *items]
             known = {sub.patch_hash: sub.new_value} if outcome.status == "applied" else None
             try:
                 stored = self._append(items, state, known)
@@ -454,8 +462,7 @@ class Runtime:
                 if any(_touches(kind, payload, sub) for kind, payload in self._catch_up()):
                     decided = None
                 continue
-            main = next(s for s in stored if json.loads(s.body)["kind"] != "PatchApproved")
-            outcome = replace(outcome, seq=main.seq)
+            outcome = replace(outcome, seq=stored[len(approval)].seq)
             if outcome.status == "applied":
                 self._run_effect(sub)
             return outcome
@@ -550,7 +557,7 @@ class Runtime:
             outcomes: list[SubmitOutcome] = []
             subs: list[Submission] = []
             for p, original in plan_rollback(self, state, to=to, patch=patch):
-                p = replace(p, base=content_hash(scratch.values.get(p.target)),
+                p = replace(p, base=scratch.target_hash(p.target),
                             created=iso(self.clock.now()))
                 envelope = new_envelope(p.canonical())
                 for s in signers:
@@ -572,7 +579,7 @@ class Runtime:
                 stored = self._append(items, state)
             except RetryAppend:
                 continue
-            seqs = [s.seq for s in stored if json.loads(s.body)["kind"] == "PatchApplied"]
+            seqs = [s.seq for s in stored]  # one PatchApplied per undone patch
             for rollback_sub in subs:  # effects follow the durable events, oldest undo first
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]

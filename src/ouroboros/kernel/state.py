@@ -8,14 +8,13 @@ counters and the applied-patch index are folded too, for the gates.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
 from ouroboros.kernel.merkle import MerkleAccumulator
-from ouroboros.kernel.ops import apply_op
+from ouroboros.kernel.ops import apply_op, json_copy
 
 GENESIS_PREV = "sha256:" + "0" * 64
 
@@ -35,14 +34,26 @@ class KernelState:
     applied: dict[str, int] = field(default_factory=dict)
     runtime_key: dict[str, str] = field(default_factory=dict)
     merkle: MerkleAccumulator = field(default_factory=MerkleAccumulator)
+    #: Content hash of each target's value, filled lazily and dropped whenever the fold
+    #: changes the target: every patch's base check asks for one.
+    hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def target_hash(self, target: str) -> str:
+        """``content_hash`` of the target's current value (``ABSENT`` if it has none)."""
+        known = self.hashes.get(target)
+        if known is None:
+            known = content_hash(self.values.get(target))
+            self.hashes[target] = known
+        return known
 
     def state_hash(self) -> str:
-        return content_hash({t: content_hash(v) for t, v in self.values.items()})
+        return content_hash({t: self.target_hash(t) for t in self.values})
 
     def copy(self) -> KernelState:
-        return KernelState(self.seq, self.last_hash, copy.deepcopy(self.values),
-                           copy.deepcopy(self.pending), copy.deepcopy(self.authors),
-                           dict(self.applied), dict(self.runtime_key), self.merkle.copy())
+        return KernelState(self.seq, self.last_hash, json_copy(self.values),
+                           json_copy(self.pending), json_copy(self.authors),
+                           dict(self.applied), dict(self.runtime_key), self.merkle.copy(),
+                           dict(self.hashes))
 
     def to_bytes(self) -> bytes:
         return canonical_bytes({
@@ -76,7 +87,8 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
     """Apply one decoded event to ``state`` in place. ``known_value``: the new value of a
     ``PatchApplied`` the caller has just computed (the appending writer), saving a re-apply."""
     if kind == "Genesis":
-        state.values.update(copy.deepcopy(payload["targets"]))
+        state.values.update(json_copy(payload["targets"]))
+        state.hashes.clear()
         state.runtime_key = dict(payload["runtime_key"])
     elif kind == "PatchApplied":
         target = payload["target"]
@@ -87,9 +99,16 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
             if patch["target"] != target:
                 raise ValueError(f"event {seq}: payload target differs from the patch's")
             new = apply_op(patch["op"], state.values.get(target))
-        if check_results and content_hash(new) != payload["result"]:
-            raise ValueError(f"event {seq}: replaying the patch gave {content_hash(new)}, "
-                             f"the ledger recorded {payload['result']}")
+        if check_results:
+            result = content_hash(new)
+            if result != payload["result"]:
+                raise ValueError(f"event {seq}: replaying the patch gave {result}, "
+                                 f"the ledger recorded {payload['result']}")
+            state.hashes[target] = result
+        elif known_value is not _UNKNOWN:  # the writer computed ``result`` from ``new``
+            state.hashes[target] = payload["result"]
+        else:
+            state.hashes.pop(target, None)
         if new is None:
             state.values.pop(target, None)
         else:
