@@ -225,3 +225,44 @@ def test_writers_racing_on_one_target_never_lose_an_update(tmp_path: Path) -> No
     assert len(applied) + len(stale) == 40
     assert len(rt.log(kind="PatchApplied")) == len(applied) + 40
     rt.close()
+
+
+def test_a_moved_head_is_caught_up_inside_the_append(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer's unrelated events are folded in the append's own critical section
+    and the decision goes on top without a second round of gates; events that touch the
+    patch's target make it decide again (here: a stale base)."""
+    from ouroboros.kernel.gates import SchemaGate
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    mine, other = Runtime.open(home), Runtime.open(home)
+    decisions: list[str] = []
+    real = SchemaGate.check
+
+    def counting(self: SchemaGate, sub: Any) -> Any:
+        decisions.append(sub.patch_hash)
+        return real(self, sub)
+
+    monkeypatch.setattr(SchemaGate, "check", counting)
+    quiet = mine.sign(mine.propose("routing", "agents/a/routing", value={"w": 1},
+                                   reasoning="r", author="me"), "runtime")
+    other.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 2},
+                             reasoning="r", author="other")
+    decisions.clear()
+    out = mine.submit(quiet)
+    assert out.status == "applied" and decisions == [out.patch_hash]
+    assert mine.state_hash() == other.state_hash() and mine.value("agents/b/routing") == {"w": 2}
+
+    clash = mine.sign(mine.propose("routing", "agents/a/routing", value={"w": 3},
+                                   reasoning="r", author="me"), "runtime")
+    other.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 4},
+                             reasoning="r", author="other")
+    decisions.clear()
+    out = mine.submit(clash)
+    assert (out.status, out.stage) == ("rejected", "schema") and "stale base" in out.reason
+    assert decisions == [out.patch_hash, out.patch_hash]  # decided, then decided again
+    assert mine.value("agents/a/routing") == {"w": 4}
+    mine.verify()
+    mine.close()
+    other.close()

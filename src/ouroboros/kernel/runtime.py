@@ -6,6 +6,7 @@ blobs, ledger backend), folds the ledger into state, runs the gates and appends 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
@@ -96,6 +98,10 @@ def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
 
 #: Marks the checkpoints ``_append`` adds among the caller's items.
 _CHECKPOINT: dict[str, Any] = {}
+
+
+def _untouched(seen: list[Item], sub: Submission) -> bool:
+    return not any(_touches(kind, payload, sub) for kind, payload in seen)
 
 
 def _hash_of(data: bytes | None) -> str:
@@ -203,7 +209,7 @@ class Runtime:
               seen: list[Item] | None = None) -> KernelState:
         """Fold stored events into ``state``; collect their kinds and payloads in ``seen``."""
         for s in events:
-            d = json.loads(s.body.decode())
+            d = orjson.loads(s.body)
             fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body, check_results,
                        track_merkle)
             if seen is not None:
@@ -265,18 +271,26 @@ class Runtime:
 
     # ------------------------------------------------------------------- appends
     def _append(self, items: Sequence[Item], expect: KernelState,
-                known: dict[str, Any] | None = None) -> list[StoredEvent]:
+                known: dict[str, Any] | None = None,
+                still_valid: Callable[[list[Item]], bool] | None = None) -> list[StoredEvent]:
         """Append ``items`` after ``expect``'s head (or raise ``RetryAppend``) and fold them;
         return the events of ``items`` in order (without the checkpoints added between).
         ``known`` maps patch hashes to the new values the gates already computed, so the
-        fold need not apply those patches a second time."""
+        fold need not apply those patches a second time. With ``still_valid``, a head that
+        moved is caught up inside the append's critical section, and the items go on top
+        if ``still_valid`` says the events found there leave them as they are."""
         signer, time = self.signer, iso(self.clock.now())
         interval = self.checkpoint_interval
         built: list[tuple[StoredEvent, str, dict[str, Any]]] = []
 
         def build(head: Head) -> list[StoredEvent]:
             if head.next_seq != expect.seq + 1:
-                raise RetryAppend
+                if still_valid is None or expect is not self._state or head.next_seq <= expect.seq:
+                    raise RetryAppend
+                seen: list[Item] = []
+                self._fold(expect, head.since(expect.seq + 1), seen=seen)
+                if head.next_seq != expect.seq + 1 or not still_valid(seen):
+                    raise RetryAppend
             built.clear()
             out: list[StoredEvent] = []
             merkle = expect.merkle.copy()
@@ -455,12 +469,13 @@ class Runtime:
             items = [*approval, *items]
             known = {sub.patch_hash: sub.new_value} if outcome.status == "applied" else None
             try:
-                stored = self._append(items, state, known)
+                # If another writer got in first, the decision still holds unless what it
+                # appended touches this patch's inputs: then the append refuses.
+                stored = self._append(items, state, known,
+                                      still_valid=functools.partial(_untouched, sub=sub))
             except RetryAppend:
-                # Another writer got in first. The decision still holds unless what it
-                # appended touches this patch's inputs; otherwise decide again.
-                if any(_touches(kind, payload, sub) for kind, payload in self._catch_up()):
-                    decided = None
+                self._catch_up()
+                decided = None
                 continue
             outcome = replace(outcome, seq=stored[len(approval)].seq)
             if outcome.status == "applied":

@@ -24,10 +24,12 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """What the next event must extend: its sequence number and the last event's body."""
+    """What the next event must extend, as seen inside the append's critical section."""
 
     next_seq: int
-    last_body: bytes | None
+    #: ``since(start)``: the stored events from ``start`` on, read inside that same critical
+    #: section, so a builder that finds the head moved can catch up without letting go.
+    since: Callable[[int], Iterator[StoredEvent]]
 
 
 class RetryAppend(Exception):

@@ -67,7 +67,8 @@ class SQLiteLedger:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                events = list(build(self._head(db)))
+                events = list(build(Head(self._next_seq(db),
+                                         lambda start: self._rows(db, start, None))))
                 db.executemany("INSERT INTO events (seq, body, sig) VALUES (?, ?, ?)",
                                [(e.seq, e.body, e.sig) for e in events])
             except BaseException:
@@ -77,33 +78,31 @@ class SQLiteLedger:
             return events
 
     @staticmethod
-    def _head(db: sqlite3.Connection) -> Head:
-        row = db.execute("SELECT seq, body FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is None:
-            return Head(0, None)
-        return Head(int(row[0]) + 1, bytes(row[1]))
+    def _next_seq(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT max(seq) FROM events").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    @staticmethod
+    def _rows(db: sqlite3.Connection, start: int, stop: int | None) -> Iterator[StoredEvent]:
+        # fetchall first: callers may interleave reads and appends on this connection
+        if stop is None:
+            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq",
+                              (start,)).fetchall()
+        else:
+            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? AND seq < ? "
+                              "ORDER BY seq", (start, stop)).fetchall()
+        return (StoredEvent(int(seq), bytes(body), bytes(sig)) for seq, body, sig in rows)
 
     def head(self) -> Head:
         with self._lock:
-            return self._head(self._db)
+            return Head(self._next_seq(self._db), self.read)
 
     def count(self) -> int:
         return self.head().next_seq
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEvent]:
-        # A separate cursor per call so callers may interleave reads and appends.
         with self._lock:
-            if stop is None:
-                rows = self._db.execute(
-                    "SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq", (start,)
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT seq, body, sig FROM events WHERE seq >= ? AND seq < ? ORDER BY seq",
-                    (start, stop),
-                ).fetchall()
-        for seq, body, sig in rows:
-            yield StoredEvent(int(seq), bytes(body), bytes(sig))
+            return self._rows(self._db, start, stop)
 
     def put_snapshot(self, seq: int, data: bytes) -> None:
         with self._lock:
