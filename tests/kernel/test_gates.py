@@ -171,7 +171,7 @@ def test_registered_target_schema_is_enforced(alice: Runtime) -> None:
     assert submit(alice, key="root", type="schemas", target="kernel/schemas",
                   value=schemas).status == "applied"
     out = submit(alice, type="config", target="agents/a/config", value={"top_p": 1})
-    assert out.stage == "test" and "'temperature' is a required property" in out.reason
+    assert out.stage == "test" and '"temperature" is a required property' in out.reason
 
 
 def test_unknown_test_name_is_rejected(alice: Runtime) -> None:

@@ -194,3 +194,33 @@ def test_envelope_parsing_never_crashes(text: str | bytes) -> None:
 
     with contextlib.suppress(InvalidPatch):
         envelope_from_json(text)
+
+
+schema_probe_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(["a" * 64, "x", ""]),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+        st.sampled_from(["keys", "root", "delegations", "threshold", "public", "name", "types",
+                         "targets", "rights", "approval", "audit", "breaker", "w", "b"]),
+        kids, max_size=5),
+    max_leaves=20)
+EXTRA_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "required": ["temperature"],
+     "properties": {"temperature": {"type": "number", "minimum": 0, "maximum": 2}}},
+    {"type": "string", "pattern": "^[a-z]+\\d*$", "format": "email", "maxLength": 8},
+    {"type": "array", "items": {"type": "integer"}, "uniqueItems": True, "minItems": 1},
+]
+
+
+@given(schema_probe_values)
+@settings(max_examples=400)
+def test_jsonschema_rs_agrees_with_jsonschema_on_the_kernel_schemas(value: Any) -> None:
+    """Values are validated by jsonschema-rs; the Python reference must agree on every
+    schema the kernel ships (and a few typical registered ones)."""
+    import jsonschema
+
+    from ouroboros.kernel.types import CORE_TYPES, _validator
+
+    for schema in [t.value_schema for t in CORE_TYPES] + EXTRA_SCHEMAS:
+        reference = jsonschema.validators.validator_for(schema)(schema)
+        assert _validator(schema).is_valid(value) == reference.is_valid(value), schema

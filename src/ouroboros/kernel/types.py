@@ -13,6 +13,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.errors import InvalidPatch, UsageError
@@ -138,12 +139,14 @@ CORE_TYPES: tuple[PatchType, ...] = (
 
 @lru_cache(maxsize=256)
 def _validator_for_bytes(schema_bytes: bytes) -> Any:
+    """``jsonschema`` checks the schema against its metaschema (its messages name the bad
+    keyword); values are validated by ``jsonschema-rs``, the same drafts compiled in Rust,
+    about 50x faster per value, which matters because every submit validates one."""
     import json
 
     schema = json.loads(schema_bytes)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    return jsonschema_rs.validator_for(schema, validate_formats=False, offline=True)
 
 
 #: Schemas come from long-lived objects (a type's schema, a state value), so most lookups
@@ -164,8 +167,9 @@ def _validator(schema: dict[str, Any]) -> Any:
 
 def schema_errors(schema: dict[str, Any], value: JSON) -> list[str]:
     validator = _validator(schema)
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-            for e in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))]
+    errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.instance_path])
+    return [f"{'/'.join(str(p) for p in e.instance_path) or '(root)'}: {e.message}"
+            for e in errors]
 
 
 def _test_schema(ctx: TestContext) -> TestOutcome:
