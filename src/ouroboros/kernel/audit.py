@@ -57,7 +57,9 @@ def urls_in(value: Any) -> set[str]:
 
 
 def new_urls(old: Any, new: Any) -> list[dict[str, str]]:
-    added = urls_in(new) - urls_in(old)
+    added = urls_in(new)
+    if added:  # most values carry no URL at all: then the old value need not be scanned
+        added -= urls_in(old)
     return [{"url": u, "host": (urlsplit(u).hostname or "").lower()} for u in sorted(added)]
 
 
