@@ -12,6 +12,7 @@ Usage: python bench/improve_loop.py [--rounds N] [--out FILE]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -88,9 +89,10 @@ def main() -> None:
                           make_diff("docs/runbook.md", runbook, runbook + f"- note {i}\n"),
                           ("docs/runbook.md",), "-")
             holder: dict[str, Any] = {}
-            submit_ms.append(timed(lambda d=draft, h=holder: h.setdefault("o", loop.propose(d))))
+            submit_ms.append(timed(functools.partial(
+                lambda d, h: h.setdefault("o", loop.propose(d)), draft, holder)))
             pid = holder["o"].proposal.id
-            approve_ms.append(timed(lambda p=pid: loop.approve(p)))
+            approve_ms.append(timed(functools.partial(loop.approve, pid)))
             loop.monitor.windows.clear()
             evil = Draft(f"evil{i}", "Evil", "bugfix", "low", "-", (), "-", "-",
                          make_diff("SYSTEM_CONTRACT.md", "", f"x{i}\n").replace(
@@ -98,7 +100,7 @@ def main() -> None:
                              "diff --git a/SYSTEM_CONTRACT.md b/SYSTEM_CONTRACT.md\n",
                              "diff --git a/SYSTEM_CONTRACT.md b/SYSTEM_CONTRACT.md\nnew file mode 100644\n"),
                          ("SYSTEM_CONTRACT.md",), "-")
-            blocked_ms.append(timed(lambda d=evil: loop.propose(d)))
+            blocked_ms.append(timed(functools.partial(loop.propose, evil)))
             loop.breakers.reset()
             clock.advance(minutes=1)
         rt.close()

@@ -187,7 +187,7 @@ def bench_eventsourcing(n: int) -> dict[str, float]:
             app.save(agg)
         write = n / (time.perf_counter() - t)
         t = time.perf_counter()
-        got = app.repository.get(agg.id)
+        got: Routing = app.repository.get(agg.id)
         assert got.weights["w"] == n - 1
         replay = (n + 1) / (time.perf_counter() - t)
         for k in ("PERSISTENCE_MODULE", "SQLITE_DBNAME"):
