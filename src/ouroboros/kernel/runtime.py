@@ -96,10 +96,6 @@ def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
     return kind in ("AuthorPaused", "AuthorResumed", "Genesis")
 
 
-#: Marks the checkpoints ``_append`` adds among the caller's items.
-_CHECKPOINT: dict[str, Any] = {}
-
-
 def _untouched(seen: list[Item], sub: Submission) -> bool:
     return not any(_touches(kind, payload, sub) for kind, payload in seen)
 
@@ -306,7 +302,7 @@ class Runtime:
                                     {"tree_size": merkle.size, "root": merkle.root().hex()},
                                     time, signer)
                     out.append(cp)
-                    built.append((cp, "Checkpoint", _CHECKPOINT))
+                    built.append((cp, "Checkpoint", {}))
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
             return out
@@ -317,7 +313,7 @@ class Runtime:
         for ev, kind, payload in built:
             fold_event(self._state, ev.seq, kind, payload, time, ev.body,
                        known_value=known.get(payload.get("patch_hash", ""), _UNKNOWN))
-            if payload is not _CHECKPOINT:
+            if kind != "Checkpoint":  # callers never append checkpoints themselves
                 mine.append(ev)
         self._maybe_snapshot()
         return mine
