@@ -7,7 +7,8 @@ The real client speaks real HTTP to it. Each POST /v1/chat/completions takes the
 - a list of (function name, arguments) pairs: tool calls (arguments as JSON text if a str);
 - `Status(code, retry_after=None, message=...)`: an HTTP error;
 - `Raw(body, status=200, headers=...)`: exactly these bytes (malformed shapes, non-JSON);
-- `Drip(body, every_s, chunk=1, headers_too=False)`: the answer a few bytes at a time;
+- `Drip(body, every_s, chunk=1, headers_too=False, declare_length=True)`: the answer a
+  few bytes at a time (or, without a length, until the connection closes);
 - `Hang()`: accept the request and never answer (until the server closes);
 - `Huge(n)`: a syntactically valid completion whose content is n bytes long.
 
@@ -46,6 +47,7 @@ class Drip:
     every_s: float = 0.2
     chunk: int = 1
     headers_too: bool = False
+    declare_length: bool = True  # False: no Content-Length, the body ends when we close
 
 
 @dataclass(frozen=True)
@@ -156,15 +158,18 @@ class HostileLLM:
                     pass  # the client gave up: that is what the test wanted
 
             def _drip(self, step: Drip) -> None:
+                length = (f"Content-Length: {len(step.body)}\r\n" if step.declare_length
+                          else "Connection: close\r\n")
+                self.close_connection = not step.declare_length
                 head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(step.body)}\r\n\r\n").encode()
+                        f"{length}\r\n").encode()
                 data = step.body if not step.headers_too else head + step.body
                 try:
                     if not step.headers_too:
                         self.wfile.write(head)
                         self.wfile.flush()
                     for i in range(0, len(data), step.chunk):
-                        if server._stop.wait(step.every_s):
+                        if step.every_s and server._stop.wait(step.every_s):
                             return
                         self.wfile.write(data[i:i + step.chunk])
                         self.wfile.flush()

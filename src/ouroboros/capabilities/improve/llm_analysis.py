@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -81,16 +81,28 @@ class LLMAnalysisError(RuntimeError):
 class LLMConfig:
     base_url: str
     model: str
-    api_key: str = "unused"
+    api_key: str = field(default="unused", repr=False)
+    timeout_s: float | None = None  # None: the analyser's own default
+    backoff_s: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LLMConfig | None:
-        """The configured endpoint, or None when ``OURO_LLM_BASE_URL``/``MODEL`` are unset."""
+        """The configured endpoint, or None when ``OURO_LLM_BASE_URL``/``MODEL`` are unset.
+
+        Raises:
+            LLMAnalysisError: OURO_LLM_TIMEOUT or OURO_LLM_BACKOFF is not a number.
+        """
         env = os.environ if env is None else env
         base_url, model = env.get("OURO_LLM_BASE_URL"), env.get("OURO_LLM_MODEL")
         if not base_url or not model:
             return None
-        return cls(base_url, model, env.get("OURO_LLM_API_KEY") or "unused")
+        try:
+            shared = ClientConfig.resolve({}, env)
+        except LLMError as e:
+            raise LLMAnalysisError(str(e)) from None
+        return cls(base_url, model, env.get("OURO_LLM_API_KEY") or "unused",
+                   shared.timeout_s if env.get("OURO_LLM_TIMEOUT") else None,
+                   shared.backoff_s if env.get("OURO_LLM_BACKOFF") else None)
 
 
 class LLMAnalyser:
@@ -104,7 +116,8 @@ class LLMAnalyser:
         self.sanitizer = sanitizer or Sanitizer()
         self.client = OpenAICompatibleProvider(ClientConfig(
             base_url=config.base_url, model=config.model, api_key=config.api_key,
-            timeout_s=timeout, temperature=0, max_retries=max_retries, backoff_s=backoff_s))
+            timeout_s=config.timeout_s or timeout, temperature=0, max_retries=max_retries,
+            backoff_s=config.backoff_s if config.backoff_s is not None else backoff_s))
 
     def prompt(self, agg: Aggregate, findings: Iterable[Finding]) -> str:
         summary = agg.summary()

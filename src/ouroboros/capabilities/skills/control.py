@@ -444,4 +444,6 @@ def _outcome(result: SolveResult, known_before: set[str]) -> str:
         return "mutated"
     if any(t in known_before for t in ok_runs):
         return "reused"
-    return "no_tool"  # the model answered without any tool's output behind it
+    if result.ran or result.attempted:
+        return "unsolved"  # it reached for tools, none produced output, it answered anyway
+    return "no_tool"  # the model answered on its own, never reaching for a tool

@@ -215,7 +215,10 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     from ouroboros.capabilities.improve.analysis import aggregate
     from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
 
-    config = LLMConfig.from_env()
+    try:
+        config = LLMConfig.from_env()
+    except LLMAnalysisError as e:
+        raise UsageError(str(e), "set OURO_LLM_TIMEOUT / OURO_LLM_BACKOFF to numbers") from e
     if config is None:
         raise UsageError(
             "--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL", "set them, or drop --llm"
