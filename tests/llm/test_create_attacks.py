@@ -272,7 +272,7 @@ def test_an_oversized_description_never_reaches_a_patch(
 ) -> None:
     huge = "Adds two integers. " + "very " * 60_000  # 300 kB
     hostile.replies += [WRITER, adder(description=huge)]
-    with pytest.raises(AuthoringFailed, match="description is .* characters"):
+    with pytest.raises(AuthoringFailed, match=r"description is \d+ characters"):
         ToolAuthor(wstore, provider, max_repairs=0).create(ADD_TASK, name="add")
     assert ws.value("skills/add") is None
     # and a hand-made version with a long description meets the kernel's audit
