@@ -36,8 +36,10 @@ _BLOCK_START = re.compile(r"^(\d{1,9})([.)])|^([-+=])")
 
 def escape_markdown(text: str) -> str:
     """One line of untrusted text, safe anywhere in markdown (CommonMark backslash escapes):
-    no emphasis, code, HTML (comments included), link, heading, table or list of its own."""
+    no emphasis, code, HTML (comments included), link (bare URLs too), heading, table or list
+    of its own."""
     flat = _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(printable(text).split()))
+    flat = flat.replace("://", ":\\/\\/").replace("www.", "www\\.")  # no bare autolinks
     return _BLOCK_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
                             else f"\\{m.group(3)}", flat)
 
