@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from ouroboros.capabilities.llm import OpenAICompatibleProvider
-from ouroboros.capabilities.skills import SkillStore, ToolNotFound, ToolRejected, ToolSpec
+from ouroboros.capabilities.skills import (
+    SkillStore,
+    ToolFailed,
+    ToolNotFound,
+    ToolRejected,
+    ToolSpec,
+)
 from ouroboros.capabilities.skills.authoring import AuthoringFailed, ToolAuthor, read_history
-from ouroboros.capabilities.skills.evidence import POLICY_TARGET, is_served
+from ouroboros.capabilities.skills.evidence import POLICY_TARGET, SkillPolicy, is_served
 from ouroboros.capabilities.skills.governance import ToolPending
 from ouroboros.capabilities.skills.independent import property_cases
+from ouroboros.capabilities.skills.runtimes import Runtimes
 from ouroboros.capabilities.skills.serving import prove, served_version, unserved
 from ouroboros.kernel import Runtime
 
@@ -331,3 +338,22 @@ def test_unproven_tools_are_absent_from_the_solver_and_search(
     assert "unproven" in tool_results[2]["error"] and "unproven" in tool_results[3]["error"]
     assert result.outcome == "unsolved" and result.ran == ["add!failed"]
     assert store.get("add").meta["metrics"]["uses"] == 0  # never ran
+
+
+def test_real_successful_uses_promote_only_where_the_policy_says_so(
+    tmp_path: Path, runtimes: Runtimes, hostile: HostileLLM, provider: OpenAICompatibleProvider
+) -> None:
+    store = SkillStore(tmp_path / "s", runtimes=runtimes,
+                       policy=SkillPolicy(promote_after_uses=2))
+    hostile.replies += ["no", adder(ADD), "no", adder(ADD)]
+    ToolAuthor(store, provider).create(ADD_TASK, name="add")
+    ToolAuthor(store, provider).create(ADD_TASK, name="add_b")
+    assert unserved(store) == {"add", "add_b"}
+    for _ in range(2):
+        store.run("add", {"a": 1, "b": 2})
+    store.run("add_b", {"a": 1, "b": 2})
+    with pytest.raises(ToolFailed):
+        store.run("add_b", {"a": 1})  # a failed real use: never promoted by use
+    store.run("add_b", {"a": 2, "b": 2})
+    assert unserved(store) == {"add_b"}
+    assert unserved(SkillStore(tmp_path / "s", runtimes=runtimes)) == {"add", "add_b"}
