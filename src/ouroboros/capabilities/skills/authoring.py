@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .candidate import Unchanged, origin_of, spec_from_answer
 from .errors import SkillError, ToolNotFound, ToolRejected
-from .evidence import SkillPolicy, evidence_of
-from .governance import MAX_DESCRIPTION_CHARS, ToolPending
+from .evidence import SkillPolicy
+from .governance import ToolPending
 from .independent import (
     TestWriterError,
     differential_cases,
@@ -54,7 +55,7 @@ from .prompts import (
     repair_prompt,
     system_prompt,
 )
-from .spec import CAPABILITIES, CASES_PATH, LANGUAGES, NAME_RE, ToolSpec, parse_cases
+from .spec import CASES_PATH, LANGUAGES, NAME_RE, ToolSpec
 
 DEFAULT_MAX_REPAIRS = 2
 MAX_TASK_CHARS = 20_000
@@ -71,10 +72,6 @@ class AuthoringFailed(SkillError):
         )
         self.action, self.tool_id, self.attempts = action, tool_id, attempts
         self.reason, self.detail = reason, detail
-
-
-class Unchanged(AnswerFormatError):
-    """A mutation's answer that changes nothing."""
 
 
 class StoreLike(Protocol):
@@ -196,10 +193,10 @@ class ToolAuthor:
             self.store.get(reference)  # ToolNotFound (a SkillError) names a missing one
         independent = self._independent(task, tool_id, "create", reference=reference)
         prompt = create_prompt(task, tool_id, language, similar)
-        origin = _origin(self.provider.model)
+        origin = origin_of(self.provider.model)
 
         def to_spec(files: dict[str, str]) -> ToolSpec:
-            return _spec_from_files(files, tool_id, task[:300], language, origin=origin,
+            return spec_from_answer(files, tool_id, task[:300], language, origin=origin,
                                     inherited=[], independent=independent.cases,
                                     min_author_cases=self.policy.min_author_cases)
 
@@ -246,12 +243,12 @@ class ToolAuthor:
         prompt = mutate_prompt(task, parent.tool_id, parent.description, parent.language,
                                sources, visible, bool(parent_hidden), failing, name)
         runtime = parent.runtime if parent.runtime == "micropython" else None
-        origin = _origin(self.provider.model)
+        origin = origin_of(self.provider.model)
 
         parent_files = parent.files(include_hidden=True)
 
         def to_spec(files: dict[str, str]) -> ToolSpec:
-            spec = _spec_from_files(files, tool_id, parent.description, parent.language,
+            spec = spec_from_answer(files, tool_id, parent.description, parent.language,
                                     origin=origin, inherited=inherited,
                                     independent=independent.cases, base=sources,
                                     fallback_runtime=runtime,
@@ -453,103 +450,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def _origin(model: str) -> str:
-    return "llm:" + ("".join(ch for ch in model if ch.isprintable() and not ch.isspace())[:200]
-                     or "unknown")
-
-
 def _version_ref(version: Any) -> str | None:
     if version is None:
         return None
     return f"{version.tool_id}@{version.fingerprint}"
-
-
-def _case_key(item: Mapping[str, Any]) -> str:
-    expectation = {k: item[k] for k in ("expected", "error", "schema") if k in item}
-    return json.dumps([item.get("input"), expectation], sort_keys=True)
-
-
-def _spec_from_files(
-    files: dict[str, str],
-    name: str,
-    fallback_description: str,
-    fallback_language: str,
-    *,
-    origin: str,
-    inherited: Sequence[Mapping[str, Any]],
-    independent: Sequence[Mapping[str, Any]],
-    min_author_cases: int,
-    base: Mapping[str, str] | None = None,
-    fallback_runtime: str | None = None,
-    parent_capabilities: tuple[str, ...] = (),
-) -> ToolSpec:
-    """A spec from the model's files over `base` (the parent's sources).
-
-    The name is ours, not the model's: a model cannot overwrite another tool by naming it.
-    The cases file is ours too: the parent's cases (exact, in order), then the author's, each
-    marked ``author`` whatever it claimed, then the independent ones. An author case with
-    the input of a visible parent case but another expectation replaces it (a change the
-    store sends to review); one that repeats a parent case adds nothing. So an answer that
-    changes nothing yields the parent's cases byte for byte.
-    """
-    meta: dict[str, Any] = {}
-    if "meta.json" in files:
-        try:
-            loaded = json.loads(files["meta.json"])
-        except json.JSONDecodeError as e:
-            raise AnswerFormatError(f"meta.json is not valid JSON: {e}") from e
-        if not isinstance(loaded, dict):
-            raise AnswerFormatError("meta.json must be a JSON object")
-        meta = loaded
-    description = str(meta.get("description") or fallback_description).strip()
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise AnswerFormatError(f"the description is {len(description)} characters; keep it "
-                                f"under {MAX_DESCRIPTION_CHARS} (one to three sentences)")
-    language = str(meta.get("language") or fallback_language)
-    runtime = meta.get("runtime") if isinstance(meta.get("runtime"), str) else fallback_runtime
-    capabilities = meta.get("capabilities", list(parent_capabilities))
-    if not isinstance(capabilities, list) or not all(
-            isinstance(c, str) and c in CAPABILITIES for c in capabilities):
-        raise AnswerFormatError(f"meta.json 'capabilities' must be a list drawn from "
-                                f"{list(CAPABILITIES)}")
-    merged: dict[str, bytes] = {p: c.encode("utf-8") for p, c in (base or {}).items()}
-    merged.update({p: c.encode("utf-8") for p, c in files.items() if p.startswith("src/")})
-    if language in LANGUAGES and LANGUAGES[language] not in merged:
-        raise AnswerFormatError(f"the answer has no {LANGUAGES[language]} block")
-    if CASES_PATH not in files:
-        raise AnswerFormatError(f"the answer has no {CASES_PATH} block: write at least "
-                                f"{min_author_cases} cases")
-    parse_cases(files[CASES_PATH].encode("utf-8"))  # names the bad case in the model's JSON
-    author = json.loads(files[CASES_PATH])
-    own = [c for c in author if "schema" not in c]
-    if len(own) < min_author_cases:
-        raise AnswerFormatError(f"{CASES_PATH} has {len(own)} case(s) with an expected value "
-                                f"or error; write at least {min_author_cases}, including an "
-                                "edge case")
-    cases: list[dict[str, Any]] = [dict(c) for c in inherited]
-    by_input = {json.dumps(c["input"], sort_keys=True): i for i, c in enumerate(cases)
-                if not c.get("hidden")}
-    seen = {_case_key(c) for c in cases}
-    for item in author:
-        clean = {k: item[k] for k in ("input", "expected", "error", "schema", "name", "hidden")
-                 if k in item}
-        clean["source"] = "author"
-        key = _case_key(clean)
-        if key in seen:
-            continue
-        seen.add(key)
-        at = by_input.pop(json.dumps(clean["input"], sort_keys=True), None)
-        if at is not None:
-            cases[at] = clean  # a visible parent case expected differently: reviewed
-        else:
-            cases.append(clean)
-    for item in independent:
-        if _case_key(item) not in seen:
-            seen.add(_case_key(item))
-            cases.append(dict(item))
-    raw = json.dumps(cases, indent=1, ensure_ascii=False).encode("utf-8")
-    spec = ToolSpec(name=name, description=description, language=language, files={
-        **merged, CASES_PATH: raw}, runtime=runtime, origin=origin,
-        capabilities=tuple(sorted(set(capabilities))))
-    evidence_of(spec.cases(), origin)  # every case parses and has a known source
-    return spec

@@ -8,11 +8,14 @@ is served. Search hides it too unless `include_unproven` is set.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any, Protocol
 
-from .errors import ToolNotFound
+from .errors import MalformedTool, ToolNotFound
 from .evidence import SkillPolicy, is_served, status_of
 from .retrieval import SearchHit, SkillIndex
+from .spec import CASES_PATH, parse_cases
 
 
 class ServingStore(Protocol):
@@ -68,11 +71,6 @@ def prove(store: Any, tool_id: str, raw_cases: bytes) -> Any:
     Raises:
         MalformedTool: the cases file is not valid; ToolRejected: a case fails.
     """
-    import json
-
-    from .errors import MalformedTool
-    from .spec import CASES_PATH, parse_cases
-
     added = parse_cases(raw_cases)
     if not added:
         raise MalformedTool("the cases file holds no case")
@@ -89,6 +87,4 @@ def prove(store: Any, tool_id: str, raw_cases: bytes) -> Any:
             known.add(key)
             items.append(item)
     files = {**spec.files, CASES_PATH: json.dumps(items, indent=1, ensure_ascii=False).encode()}
-    from dataclasses import replace
-
     return store.add(replace(spec, files=files), parent=version.fingerprint)
