@@ -26,12 +26,12 @@ from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 
 from .authoring import AuthoringFailed, ToolAuthor
 from .errors import SkillError
-from .evidence import SkillPolicy
+from .evidence import SkillPolicy, is_served
 from .governance import ToolPending
 from .llm import Budget, BudgetExceeded, LLMProvider, MeteredProvider
 from .prompts import FailingCase
 from .retrieval import SkillIndex
-from .serving import search_served, served_version, unserved
+from .serving import is_served_id, search_served, served_version
 
 MAX_RESULT_CHARS = 4000
 MAX_ARG_CHARS = 20_000
@@ -386,17 +386,20 @@ class Solver:
     def _made(self, done: Any) -> dict[str, Any]:
         v = done.version
         out = {"id": v.tool_id, "fingerprint": v.fingerprint, "attempts": done.attempts}
-        hidden = unserved(self.store)
-        if v.tool_id in hidden:
+        if not is_served(v.meta, self.store.policy):
             out["note"] = ("registered but unproven (no independent evidence): it is not "
                            "served, so it cannot be run here")
         return out
 
     def _list(self, args: ListToolsArgs) -> Any:
         if not (args.query or "").strip():
-            hidden = unserved(self.store)
-            return [{"id": e.tool_id, "description": _description(e.text)}
-                    for e in self.index.entries() if e.tool_id not in hidden][:LIST_ALL_LIMIT]
+            listed: list[dict[str, str]] = []
+            for e in self.index.entries():
+                if len(listed) >= LIST_ALL_LIMIT:
+                    break
+                if is_served_id(self.store, e.tool_id):
+                    listed.append({"id": e.tool_id, "description": _description(e.text)})
+            return listed
         if not len(self.index):
             return []
         hits = search_served(self.store, self.index, str(args.query), k=args.k or 5)

@@ -54,14 +54,34 @@ def status(store: ServingStore, version: Any) -> str:
     return status_of(version.meta, _policy(store))
 
 
+def is_served_id(store: ServingStore, tool_id: str) -> bool:
+    """Whether a tool exists and its current version is served."""
+    try:
+        version = store.get(tool_id)
+    except ToolNotFound:
+        return False
+    return is_served(version.meta, _policy(store))
+
+
 def search_served(store: ServingStore, index: SkillIndex, query: str, k: int = 5,
                   mode: Any = "fused", include_unproven: bool = False) -> list[SearchHit]:
-    """The k best served tools for a query (over-fetching past the hidden ones)."""
+    """The k best served tools for a query. Only the hits are checked (a few reads, however
+    many tools the store holds), searching deeper while unserved ones crowd them out."""
     if include_unproven:
         return index.search(query, k=k, mode=mode)
-    hidden = unserved(store)
-    hits = index.search(query, k=k + len(hidden), mode=mode)
-    return [h for h in hits if h.tool_id not in hidden][:k]
+    depth = 2 * k
+    known: dict[str, bool] = {}
+    while True:
+        hits = index.search(query, k=depth, mode=mode)
+        served = []
+        for h in hits:
+            if h.tool_id not in known:
+                known[h.tool_id] = is_served_id(store, h.tool_id)
+            if known[h.tool_id]:
+                served.append(h)
+        if len(served) >= k or len(hits) < depth:
+            return served[:k]
+        depth *= 4
 
 
 def prove(store: Any, tool_id: str, raw_cases: bytes) -> Any:
