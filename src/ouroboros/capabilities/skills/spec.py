@@ -116,6 +116,11 @@ def validate_spec(spec: ToolSpec) -> None:
             raise MalformedTool(f"file {path!r} must be bytes")
         if len(data) > MAX_FILE_BYTES:
             raise MalformedTool(f"file {path!r} is larger than {MAX_FILE_BYTES} bytes")
+    for path in spec.files:
+        parents = path.split("/")
+        for i in range(1, len(parents)):
+            if "/".join(parents[:i]) in spec.files:
+                raise MalformedTool(f"{'/'.join(parents[:i])!r} is both a file and a folder")
     if spec.source_path not in spec.files:
         raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
     if CASES_PATH not in spec.files:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import shutil
@@ -31,6 +32,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +178,7 @@ class BuildRoom:
     files: Mapping[str, bytes]
     limits: BuildLimits = field(default_factory=BuildLimits)
     mode: str = field(default_factory=jail_mode)
+    memory_tmp: bool = False  # /tmp in /dev/shm, for builders that copy big files there
     _dir: Path | None = None
     _mounts: list[Mount] = field(default_factory=list)
     _links: list[tuple[str, str]] = field(default_factory=list)
@@ -183,8 +186,12 @@ class BuildRoom:
 
     def __enter__(self) -> BuildRoom:
         self._dir = Path(tempfile.mkdtemp(prefix="ouro-build-"))
-        for sub in ("src", "out", "tmp", "logs"):
+        for sub in ("src", "out", "logs"):
             (self._dir / sub).mkdir(mode=0o755)
+        if self.memory_tmp and shm_has_room():
+            (self._dir / "tmp").symlink_to(self.scratch("tmp", memory=True))
+        else:
+            (self._dir / "tmp").mkdir(mode=0o755)
         write_tree({rel: data for rel, data in self.files.items() if rel.startswith("src/")},
                    self._dir / "src")
         return self
@@ -213,7 +220,7 @@ class BuildRoom:
 
     @property
     def tmp(self) -> str:
-        return "/tmp" if self.jailed else str(self.host_dir / "tmp")
+        return "/tmp" if self.jailed else os.path.realpath(self.host_dir / "tmp")
 
     def scratch(self, name: str, *, memory: bool = False) -> Path:
         """A fresh host directory of this build (a builder's private writable state), in
@@ -243,25 +250,55 @@ class BuildRoom:
         out_path, err_path = logs / "stdout", logs / "stderr"
         full_env = {"PATH": SANDBOX_PATH, "HOME": "/nonexistent", "LANG": "C.UTF-8",
                     "TMPDIR": self.tmp, **env}
-        command = [*self._prlimit(), *self._wrap(argv, full_env)]
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=full_env if not self.jailed else {"PATH": os.environ.get("PATH", "")},
-                cwd=self.host_dir / "src", start_new_session=True,
-            )
-            try:
-                code = proc.wait(timeout=self.limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                raise BuildFailed(f"{what} took longer than {self.limits.timeout_s:g} s "
-                                  "(the build was killed)") from None
+        info_read, info_write = os.pipe()
+        command = [*self._prlimit(), *self._wrap(argv, full_env, info_write)]
+        try:
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                proc = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=full_env if not self.jailed else {"PATH": os.environ.get("PATH", "")},
+                    cwd=self.host_dir / "src", start_new_session=True, pass_fds=(info_write,),
+                )
+                os.close(info_write)
+                info_write = -1
+                try:
+                    code = proc.wait(timeout=self.limits.timeout_s)
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                    raise BuildFailed(f"{what} took longer than {self.limits.timeout_s:g} s "
+                                      "(the build was killed)") from None
+                finally:
+                    _await_namespace_end(info_read)
+        finally:
+            os.close(info_read)
+            if info_write >= 0:
+                os.close(info_write)
         ran = Ran(code, self._shown(out_path), self._shown(err_path))
-        if code in (-_SIGXFSZ, 128 + _SIGXFSZ):
+        if code in (-_SIGXFSZ, 128 + _SIGXFSZ) or (code != 0 and self._hit_file_cap()):
             raise BuildFailed(f"{what} wrote a file larger than the "
                               f"{self.limits.file_bytes}-byte cap (the build was killed)",
                               ran.output)
+        signum = -code if code < 0 else code - 128 if self.jailed and code > 128 else 0
+        if signum > 0:
+            lim = self.limits
+            raise BuildFailed(
+                f"{what} died of {_signal_name(signum)}; a build may use {lim.memory_bytes} "
+                f"bytes of memory, write files of up to {lim.file_bytes} bytes (the file cap) "
+                f"and run {lim.timeout_s:g} s", ran.output)
         return ran
+
+    def _hit_file_cap(self) -> bool:
+        """Whether a file the build wrote reached the cap (a compiler that ignores SIGXFSZ
+        fails its write with EFBIG and may abort with no word about it)."""
+        writable = [m.source for m in self._mounts if m.writable]
+        for top in (self.host_dir / "out", Path(os.path.realpath(self.host_dir / "tmp")),
+                    *writable):
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        if os.lstat(os.path.join(folder, name)).st_size >= self.limits.file_bytes:
+                            return True
+        return False
 
     def _shown(self, path: Path) -> str:
         """The head of a log, with the build's own directories left out of paths."""
@@ -313,7 +350,7 @@ class BuildRoom:
             args.append(f"--nproc={_processes_of_user() + lim.processes}")
         return [*args, "--"]
 
-    def _wrap(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    def _wrap(self, argv: Sequence[str], env: Mapping[str, str], info_fd: int) -> list[str]:
         if not self.jailed:
             return list(argv)
         bwrap = shutil.which("bwrap")
@@ -324,7 +361,7 @@ class BuildRoom:
         args = [bwrap, *_namespace_args(), "--proc", "/proc", "--dev", "/dev",
                 "--ro-bind", str(host / "src"), "/src",
                 "--bind", str(host / "out"), "/out",
-                "--bind", str(host / "tmp"), "/tmp"]
+                "--bind", os.path.realpath(host / "tmp"), "/tmp"]
         for m in sorted(self._mounts, key=lambda m: m.target.count("/")):
             args += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
         for target, link in self._links:
@@ -332,7 +369,23 @@ class BuildRoom:
         args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         for key, value in sorted(env.items()):
             args += ["--setenv", key, value]
-        return [*args, "--chdir", "/src", "--", *argv]
+        return [*args, "--info-fd", str(info_fd), "--chdir", "/src", "--", *argv]
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def shm_has_room(min_free: int = 1 << 30) -> bool:
+    """Whether ``/dev/shm`` can take a build's scratch files (a writable tmpfs with room)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return os.access("/dev/shm", os.W_OK) and st.f_bavail * st.f_frsize >= min_free
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -340,6 +393,32 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _await_namespace_end(info_read: int, limit_s: float = 10.0) -> None:
+    """Wait until the jail's first process has exited: the kernel kills, and waits for, every
+    other process of a pid namespace before its init turns zombie, so none of the build's
+    processes outlives that (the zombie itself is reaped by whoever inherits it)."""
+    os.set_blocking(info_read, False)
+    try:
+        info = json.loads(os.read(info_read, 4096) or b"{}")
+    except (BlockingIOError, ValueError):
+        return  # not jailed, or bwrap never started
+    pid = info.get("child-pid") if isinstance(info, dict) else None
+    if not isinstance(pid, int):
+        return
+    deadline = time.monotonic() + limit_s
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _processes_of_user() -> int:

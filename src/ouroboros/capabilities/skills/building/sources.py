@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import MalformedTool
+from ..errors import BuildFailed, MalformedTool
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ENTRIES = 4096
@@ -144,7 +144,21 @@ def _read_file(dir_fd: int, name: str, st: os.stat_result, shown: Path) -> bytes
 def write_tree(files: dict[str, bytes], into: Path) -> None:
     """Write `files` into the empty directory `into`, creating every directory and file
     with ``O_NOFOLLOW``/``O_EXCL`` relative to its parent, then read the copy back and
-    insist it is exactly `files`: nothing followed, nothing extra, nothing different."""
+    insist it is exactly `files`: nothing followed, nothing extra, nothing different.
+
+    Raises:
+        BuildFailed: the copy could not be written as asked, or reads back differently.
+    """
+    try:
+        _write(files, into)
+        copy = read_tree_all(into)
+    except (OSError, MalformedTool) as e:
+        raise BuildFailed(f"the build's copy of the sources cannot be made safely: {e}") from None
+    if copy != files:
+        raise BuildFailed("the build's copy of the sources differs from the sources")
+
+
+def _write(files: dict[str, bytes], into: Path) -> None:
     root_fd = os.open(into, _DIR_FLAGS)
     try:
         for rel, data in sorted(files.items()):
@@ -165,6 +179,3 @@ def write_tree(files: dict[str, bytes], into: Path) -> None:
                 os.close(fd)
     finally:
         os.close(root_fd)
-    copy = read_tree_all(into)
-    if copy != files:
-        raise MalformedTool("the build's copy of the sources differs from the sources")

@@ -55,12 +55,15 @@ def check_python(runtime: str, source: str, cache_dir: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     kind, *args = argv
-    if kind == "wat":
-        result = assemble_wat(*args)
-    elif kind == "python":
-        result = check_python(*args)
-    else:
-        result = {"ok": False, "error": f"unknown build kind {kind!r}"}
+    try:
+        if kind == "wat":
+            result = assemble_wat(*args)
+        elif kind == "python":
+            result = check_python(*args)
+        else:
+            result = {"ok": False, "error": f"unknown build kind {kind!r}"}
+    except Exception as e:  # the answer is a message, never a traceback
+        result = {"ok": False, "error": f"the builder failed: {type(e).__name__}: {e}"}
     print(json.dumps(result))
     return 0
 

@@ -27,15 +27,13 @@ from pathlib import Path
 
 from ..cache import cache_root
 from ..errors import BuildFailed
-from .jail import BuildLimits, BuildRoom
+from .jail import BuildLimits, BuildRoom, shm_has_room
 
 ZIG_MOUNT = "/toolchain/zig"
 CACHE_MOUNT = "/zigcache"
 C_FLAGS = ("--target=wasm32-wasi", "-O2", "-s", "-Wl,-z,stack-size=1048576")
 ZIG_FLAGS = ("-target", "wasm32-wasi", "-O", "ReleaseSmall")
 _UNSHARED = ("timestamp",)  # rewritten by every compilation: never copied
-SHM = Path("/dev/shm")
-SHM_MIN_FREE = 1 << 30
 _WARM_C = b"""#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +92,7 @@ def mount_zig(room: BuildRoom, *, parsed: bool = True) -> tuple[str, dict[str, s
         return zig, {"ZIG_GLOBAL_CACHE_DIR": str(cache_root() / "zig"),
                      "ZIG_LOCAL_CACHE_DIR": local}
     pristine = ensure_pristine()
-    own = room.scratch("zigcache", memory=_shm_has_room())
+    own = room.scratch("zigcache", memory=shm_has_room())
     for sub in ("h", "b", "z") if parsed else ("h", "b"):
         _copy_tree(pristine / sub, own / sub)
     for sub in ("o", "z", "tmp"):
@@ -102,14 +100,6 @@ def mount_zig(room: BuildRoom, *, parsed: bool = True) -> tuple[str, dict[str, s
     room.bind(own, CACHE_MOUNT, writable=True)
     room.bind(pristine / "o", f"{CACHE_MOUNT}/o")
     return zig, {"ZIG_GLOBAL_CACHE_DIR": CACHE_MOUNT, "ZIG_LOCAL_CACHE_DIR": local}
-
-
-def _shm_has_room() -> bool:
-    try:
-        st = os.statvfs(SHM)
-    except OSError:
-        return False
-    return os.access(SHM, os.W_OK) and st.f_bavail * st.f_frsize >= SHM_MIN_FREE
 
 
 def ensure_pristine() -> Path:
