@@ -170,7 +170,7 @@ class Keyring:
 def _read_private(path: Path, name: str, root: Path) -> bytes:
     """A private key file's bytes: not a link, and readable by its owner alone."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise KeyError_(f"no key named {name!r} in {root}",
                         "create it with `ouro key new NAME`") from None
@@ -182,6 +182,6 @@ def _read_private(path: Path, name: str, root: Path) -> bytes:
         if not stat.S_ISREG(mode):
             raise KeyError_(f"key file {path} is not a regular file")
         if mode & 0o077:
-            raise KeyError_(f"key file {path} is readable by others (mode {mode & 0o777:04o})",
+            raise KeyError_(f"key file {path} is open to others (mode {mode & 0o777:04o})",
                             f"run `chmod 600 {path}`")
         return fh.read()

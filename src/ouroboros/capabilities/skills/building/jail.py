@@ -98,6 +98,9 @@ def jail_mode() -> str:
     Raises:
         JailUnavailable: bubblewrap is missing or cannot create a sandbox, and no opt-out.
     """
+    if shutil.which("prlimit") is None:
+        raise JailUnavailable("builds run under `prlimit` (util-linux), which is not on PATH",
+                              "install the Debian package `util-linux`")
     if os.environ.get(OPT_OUT_ENV) == "1":
         return "off"
     problem = _bwrap_problem(shutil.which("bwrap"))
