@@ -9,8 +9,8 @@ tool's ``src/`` (``/src``, read-only), an output directory (``/out``) and a scra
   loopback of its own, no process of the host, a ``/proc`` of its own pid namespace;
 - the process runs as uid 65534 with no capabilities, a new session, an empty environment
   (plus what the builder sets), ``/`` and ``/dev`` read-only, and dies with its parent;
-- `BuildLimits` bound its time, address space, the size of any file it writes, its open
-  files and (when the build user is not root) its processes, through ``prlimit``.
+- `BuildLimits` bound its time, its private memory, the size of any file it writes, its
+  open files and (when the build user is not root) its processes, through ``prlimit``.
 
 No bind may contain the user's home, a workspace or a keyring, or lie inside a keyring
 (`protected_paths`), so private keys are never reachable from a build, however it was fooled.
@@ -53,9 +53,11 @@ _SIGXFSZ = int(signal.SIGXFSZ)
 class BuildLimits:
     """What one build may consume.
 
-    `file_bytes` caps every file the build writes (``RLIMIT_FSIZE``: a write past it kills
-    the compiler) and so the module it produces; `log_bytes` is how much of the compiler's
-    output is kept for the error message.
+    `memory_bytes` caps private writable memory (``RLIMIT_DATA``: wasmtime's large address
+    reservations do not count, what a compiler fills does); `file_bytes` caps every file the
+    build writes (``RLIMIT_FSIZE``: the write fails or the compiler is killed) and so the
+    module it produces; `processes` applies when the build user is not root (the kernel
+    exempts root); `log_bytes` is how much of the compiler's output is kept for the message.
     """
 
     timeout_s: float = 300.0
