@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/kernel.py
 	$(BIN)/python bench/flux.py
 	$(BIN)/python bench/skills.py
+	$(BIN)/python bench/build_jail.py
 	$(BIN)/python bench/skills_retrieval.py
 	$(BIN)/python bench/improve.py
 	$(BIN)/python bench/improve_loop.py

@@ -37,8 +37,10 @@ from .artifacts import (
 )
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
+from .building.jail import BuildLimits
 from .errors import (
     BuildFailed,
+    JailUnavailable,
     MalformedTool,
     SandboxError,
     ToolCorrupt,
@@ -115,6 +117,7 @@ class SkillStore:
         runtimes: shared runtimes (one sandbox engine and module cache per process).
         limits: limits for every call and test case.
         registrar: the governance hook (see `governance.py`); None registers directly.
+        build_limits: what one build may consume (time, memory, file sizes).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class SkillStore:
         limits: Limits | None = None,
         registrar: Registrar | None = None,
         policy: SkillPolicy | None = None,
+        build_limits: BuildLimits | None = None,
     ) -> None:
         self.root = Path(root)
         self.policy = policy or SkillPolicy()
@@ -133,6 +137,7 @@ class SkillStore:
         self.blobs: Blobs = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
         self.runtimes = runtimes if runtimes is not None else default_runtimes()
         self.limits = limits or Limits()
+        self.build_limits = build_limits or BuildLimits()
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
@@ -177,10 +182,11 @@ class SkillStore:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
         review = self._review_reasons(spec, parent_version)
         try:
-            built = build(spec, self.runtimes)
+            built = build(spec, self.runtimes, self.build_limits)
         except BuildFailed as e:
             detail = f"{e}\n{e.output}".strip()
-            raise ToolRejected("build", detail) from None
+            reason = "jail" if isinstance(e, JailUnavailable) else "build"
+            raise ToolRejected(reason, detail) from None
         fingerprint = compute_fingerprint(spec, built)
         existing = self.tools_dir / tool_id / "versions" / fingerprint
         if existing.is_dir():
