@@ -14,20 +14,9 @@ import pytest
 from ouroboros.kernel import Runtime
 
 from .corpus import EVASIONS, LOOKALIKES, Case
+from .kit import grant_key
 
 _authors = itertools.count()
-
-
-def _grant(rt: Runtime, name: str, types: list[str], rights: list[str] | None = None) -> None:
-    rt.keyring.new(name)
-    kid, public = rt.keyring.public(name)
-    policy = rt.value("kernel/trust")
-    policy["keys"][kid] = {"name": name, "public": public}
-    policy["delegations"].append({"name": name, "keys": [kid], "types": types,
-                                  "targets": ["*"], "threshold": 1, "rights": rights or []})
-    out = rt.submit(rt.sign(rt.propose("trust", "kernel/trust", value=policy, reasoning="grant",
-                                       author="operator"), "root"))
-    assert out.status == "applied", out
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +24,7 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """One workspace for the module; each case has its own author (so the breaker, which
     counts one author's rejections, never steps in) and its own target."""
     runtime = Runtime.init(Path(tmp_path_factory.mktemp("audit")) / "ws")
-    _grant(runtime, "mallory", ["prompt", "config", "policy", "tools", "routing"])
+    grant_key(runtime, "mallory", ["prompt", "config", "policy", "tools", "routing"])
     # Existing values to patch: tools already granted, a config with a tool list.
     for kind, target, value in [("tools", "agents/base/tools", ["search", "read_file"]),
                                 ("config", "agents/base/config",

@@ -19,6 +19,7 @@ from regopy import Input, Interpreter
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.scan import Injection, grants, injections, strings, urls
 from ouroboros.kernel.textfold import find_markers
+from ouroboros.kernel.trust import GATES_TARGET
 from ouroboros.kernel.urls import normalise_host
 
 DEFAULT_AUDIT_CONFIG: dict[str, Any] = {
@@ -54,7 +55,7 @@ def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, ol
     """
     markers = tuple(markers)
     texts = list(strings(new))
-    if patch_type == "gates":  # the gate configuration lists the markers themselves
+    if target == GATES_TARGET:  # the gate configuration lists the markers themselves
         texts = [(w, t) for w, t in texts if not w.startswith(_MARKER_LIST)]
     found = injections(texts, markers)
     found += tuple(Injection(h.marker, "(reasoning)")

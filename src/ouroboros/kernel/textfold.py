@@ -47,37 +47,90 @@ def _spoof_checker() -> Any:
 
 
 def skeleton(text: str) -> str:
-    """The TR39 confusables skeleton of ``text`` (ICU's, without the folding around it)."""
+    """Text folded to what a reader sees, so that look-alike spellings match one marker.
+
+The audit gate looks for prompt-injection markers; a plain substring test is evaded by
+invisible characters, compatibility forms, homoglyphs and spacing. :func:`fold` maps a
+text to its *visual skeleton*, code point by code point of its NFD form:
+
+1. invisible or decorating code points are dropped: format characters (``Cf``:
+   zero-width space/joiners, soft hyphen, bidi controls, tag characters), combining
+   marks (``Mn``/``Me``: the dot of Turkish ``İ``, accents, strike-throughs, variation
+   selectors), unassigned, private-use, surrogate and non-space control characters, and
+   the blank Hangul fillers; every kind of space (NBSP, ideographic, line separator)
+   becomes a space;
+2. the confusables skeleton of Unicode TR39 (ICU's ``SpoofChecker.getSkeleton``, the
+   reference implementation, with the system ICU's data) when it gives a Latin letter:
+   Cyrillic ``а``/``М``, Greek ``ο``/``ϲ``, mathematical ``𝐢``, ligature ``ﬁ``;
+3. otherwise the NFKC (compatibility) form — full-width, circled — or, for a capital,
+   its case fold (``str.casefold``), each folded again; small capitals become their
+   letter (``ɪɢɴᴏʀᴇ``: neither NFKC nor TR39 map them);
+4. ASCII is lower-cased and put through the skeleton of ASCII (``m`` → ``rn``, ``0`` →
+   ``o``, ``1``/``|``/``i`` → ``l``);
+5. the result is split into tokens: maximal runs of letters and digits; everything
+   else (spaces, punctuation, symbols) separates.
+
+Pure ASCII text (the common case) takes a fast path: lower-casing and one
+``str.translate``, by construction the same as the per-code-point path.
+"""
     return str(_spoof_checker().getSkeleton(0, text))
 
 
 @cache
 def _ascii_table() -> dict[int, str | None]:
-    """``str.translate`` table: each ASCII character to its folded skeleton (``m`` to
-    ``rn``, ``0`` to ``o``, ``|`` to ``l``), control characters other than whitespace
-    deleted, exactly as the full pipeline treats them.
+    """``str.translate`` table for lower-cased ASCII: each character to its skeleton
+    (``m`` to ``rn``, ``0`` to ``o``, ``1`` and ``|`` to ``l``), control characters other
+    than whitespace deleted. ``i`` goes to ``l`` as well: TR39 makes ``I`` and ``l``
+    confusable and case folding makes ``I`` and ``i`` one letter, so under both the
+    three are one (``İGNORE``, ``іgnore``, ``lgnore``, ``1gnore`` read alike).
     """
-    table: dict[int, str | None] = {}
+    table: dict[int, str | None] = {ord("i"): "l"}
     for code in range(128):
         ch = chr(code)
         if unicodedata.category(ch) == "Cc" and not ch.isspace():
             table[code] = None
-        elif not ch.isspace():
-            folded = _strip(skeleton(ch.lower()).casefold())
-            if folded != ch.lower():
-                table[code] = folded
+        elif not ch.isspace() and not ch.isupper():
+            folded = skeleton(ch).lower()
+            if folded != ch and folded.isascii():
+                table[code] = folded.translate({ord("i"): "l"})
     return table
+
+
+def _ascii_fold(text: str) -> str:
+    return text.lower().translate(_ascii_table())
+
+
+@lru_cache(maxsize=16384)
+def _fold_char(ch: str) -> str:
+    """One code point (of an NFD text) folded; recursion only through NFKC and case
+    folding, which are idempotent, so it ends."""
+    if ch.isascii():
+        return _ascii_fold(ch)
+    cls = _char_class(ch)
+    if cls != ch:  # invisible, a separator, or a small capital's letter
+        return _ascii_fold(cls) if cls.isascii() else cls
+    proto = skeleton(ch)
+    if proto.isascii():  # a Latin look-alike: Cyrillic М, Greek ϲ, Cherokee Ꭺ, 𝐜, ﬁ
+        return _ascii_fold(proto)
+    compat = unicodedata.normalize("NFKD", ch)
+    if compat != ch:  # full-width, circled, ligature and other compatibility forms
+        return "".join(_fold_char(c) for c in compat)
+    lower = ch.casefold()
+    if lower != ch:
+        return "".join(_fold_char(c) for c in unicodedata.normalize("NFD", lower))
+    # A letter of another script: its own prototype, so look-alikes within it match.
+    return "".join(c for c in unicodedata.normalize("NFD", proto.casefold()) if _char_class(c))
 
 
 @lru_cache(maxsize=8192)
 def _char_class(ch: str) -> str:
-    """'' (drop), ' ' (separator) or the character itself (possibly re-mapped)."""
+    """'' (drop), ' ' (separator) or the character itself (a small capital: its letter)."""
     if ch in _BLANK_LETTERS:
         return ""
     cat = unicodedata.category(ch)
     if cat in _DROP:
         return ""
-    if cat == "Cc":
+    if cat == "Cc" or cat == "Zs" or cat in ("Zl", "Zp"):
         return " " if ch.isspace() else ""
     if ch.isalpha() and not ch.isascii():
         name = unicodedata.name(ch, "")
@@ -88,10 +141,6 @@ def _char_class(ch: str) -> str:
     return ch
 
 
-def _strip(text: str) -> str:
-    return "".join([_char_class(c) for c in unicodedata.normalize("NFD", text)])
-
-
 def visible(text: str) -> str:
     """NFKC with invisible characters removed: what a browser or a model reads as text.
 
@@ -100,14 +149,13 @@ def visible(text: str) -> str:
     if text.isascii():
         return text
     nfkc = unicodedata.normalize("NFKC", text)
-    return "".join([c for c in nfkc if _char_class(c)])
+    return "".join([c for c in nfkc if c.isspace() or _char_class(c)])
 
 
 def _fold_chars(text: str) -> str:
     if text.isascii():
-        return text.lower().translate(_ascii_table())
-    folded = _strip(unicodedata.normalize("NFKC", text).casefold())
-    return _strip(skeleton(folded).casefold()).translate(_ascii_table())
+        return _ascii_fold(text)
+    return "".join([_fold_char(c) for c in unicodedata.normalize("NFD", text)])
 
 
 @lru_cache(maxsize=16384)

@@ -93,8 +93,10 @@ def parse(raw: str, *, base: str | None = None) -> UrlRef:
     kind = _HOST_KINDS.get(int(url.host_type), "domain") if host else "none"
     if scheme == "mailto" and "@" in str(url.pathname):
         try:
-            host, kind = _mailto_host(url).rstrip("."), "domain"
+            host, kind = _mailto_host(url).lower().rstrip("."), "domain"
         except (ValueError, TypeError):
+            host = ""
+        if not host:
             return _malformed(raw, "mailto: address has no valid domain")
     return UrlRef(str(url.href), scheme, host, kind)
 
