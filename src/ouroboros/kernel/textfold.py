@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -96,8 +96,30 @@ def _ascii_table() -> dict[int, str | None]:
     return table
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+@cache
+def _ascii_maps() -> tuple[dict[int, int], tuple[tuple[str, str], ...]]:
+    """The table split for speed: one-to-one mappings for ``str.translate``'s fast path,
+    one-to-many (``m`` → ``rn``) as replacements; their outputs never overlap."""
+    table = _ascii_table()
+    single = {k: ord(v) for k, v in table.items() if v is not None and len(v) == 1}
+    multi = tuple((chr(k), v) for k, v in table.items() if v is not None and len(v) > 1)
+    return single, multi
+
+
 def _ascii_fold(text: str) -> str:
-    return text.lower().translate(_ascii_table())
+    """``text.lower().translate(_ascii_table())``, about ten times faster."""
+    low = text.lower()
+    if _CONTROL.search(low):
+        low = _CONTROL.sub("", low)
+    single, multi = _ascii_maps()
+    low = low.translate(single)
+    for char, repl in multi:
+        if char in low:
+            low = low.replace(char, repl)
+    return low
 
 
 @lru_cache(maxsize=16384)
@@ -141,6 +163,31 @@ def _char_class(ch: str) -> str:
     return ch
 
 
+class _LazyTable(dict[int, str]):
+    """A ``str.translate`` table filled on first sight of each code point, so a text is
+    mapped at C speed once its characters are known (bounded: past the limit a code
+    point is computed every time instead of stored)."""
+
+    def __init__(self, fn: Callable[[str], str], limit: int = 65536) -> None:
+        super().__init__()
+        self._fn = fn
+        self._limit = limit
+
+    def __missing__(self, code: int) -> str:
+        value = self._fn(chr(code))
+        if len(self) < self._limit:
+            self[code] = value
+        return value
+
+
+def _visible_char(ch: str) -> str:
+    return ch if ch.isspace() or _char_class(ch) else ""
+
+
+_VISIBLE = _LazyTable(_visible_char)
+_FOLD = _LazyTable(lambda ch: _fold_char(ch))
+
+
 def visible(text: str) -> str:
     """NFKC with invisible characters removed: what a browser or a model reads as text.
 
@@ -148,14 +195,14 @@ def visible(text: str) -> str:
     """
     if text.isascii():
         return text
-    nfkc = unicodedata.normalize("NFKC", text)
-    return "".join([c for c in nfkc if c.isspace() or _char_class(c)])
+    return unicodedata.normalize("NFKC", text).translate(_VISIBLE)
 
 
+@lru_cache(maxsize=16384)
 def _fold_chars(text: str) -> str:
     if text.isascii():
         return _ascii_fold(text)
-    return "".join([_fold_char(c) for c in unicodedata.normalize("NFD", text)])
+    return unicodedata.normalize("NFD", text).translate(_FOLD)
 
 
 @lru_cache(maxsize=16384)
@@ -164,7 +211,19 @@ def fold_tokens(text: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(_fold_chars(text)))
 
 
+_ASCII_NOT_ALNUM = {c: None for c in range(128) if not chr(c).isalnum()}
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 @lru_cache(maxsize=16384)
+def _compact(text: str) -> str:
+    """The tokens joined with nothing between (what a spaced-out marker becomes)."""
+    folded = _fold_chars(text)
+    if folded.isascii():
+        return folded.translate(_ASCII_NOT_ALNUM)
+    return _NOT_ALNUM.sub("", folded)
+
+
 def fold_dense(text: str) -> str:
     """The visual skeleton with whitespace removed and punctuation kept."""
     return "".join(_fold_chars(text).split())
@@ -185,10 +244,7 @@ class Marker:
     compact: str
     dense: str
     words: int
-
-    @property
-    def wordy(self) -> bool:
-        return self.dense == self.compact
+    wordy: bool
 
 
 @lru_cache(maxsize=64)
@@ -199,7 +255,8 @@ def compile_markers(markers: tuple[str, ...]) -> tuple[Marker, ...]:
         dense = fold_dense(m)
         if not dense:
             continue  # a marker that folds to nothing would match everything
-        out.append(Marker(m, " ".join(tokens), "".join(tokens), dense, len(tokens)))
+        compact = "".join(tokens)
+        out.append(Marker(m, " ".join(tokens), compact, dense, len(tokens), dense == compact))
     return tuple(out)
 
 
@@ -211,44 +268,61 @@ class Hit:
 
 class Document:
     """Several strings read as one text (a value's strings are often joined into a
-    prompt, so a marker split across two of them still counts)."""
+    prompt, so a marker split across two of them still counts).
+
+    The joined forms are built once; token boundaries (needed only to place a hit or to
+    check the alignment of a spaced-out match) only when a search gets that far.
+    """
 
     def __init__(self, strings: Sequence[str]) -> None:
-        tokens: list[str] = []
-        owner: list[int] = []
-        dense_parts: list[str] = []
-        dense_starts: list[int] = []
-        pos = 0
-        for i, s in enumerate(strings):
-            toks = fold_tokens(s)
-            tokens.extend(toks)
-            owner.extend([i] * len(toks))
-            d = fold_dense(s)
-            dense_starts.append(pos)
-            dense_parts.append(d)
-            pos += len(d)
-        self._tokens = tokens
-        self._owner = owner
-        self.spaced = " ".join(tokens)
-        self.compact = "".join(tokens)
-        self.dense = "".join(dense_parts)
-        self._dense_starts = dense_starts
-        # Token boundaries, as offsets into `spaced` and into `compact`.
-        self._spaced_starts: list[int] = []
-        self._compact_starts: list[int] = []
-        s_pos = c_pos = 0
-        for t in tokens:
-            self._spaced_starts.append(s_pos)
-            self._compact_starts.append(c_pos)
-            s_pos += len(t) + 1
-            c_pos += len(t)
-        self._compact_start_set = set(self._compact_starts)
-        self._compact_end_set = {c + len(t) for c, t in zip(self._compact_starts, tokens,
-                                                            strict=True)}
+        self._strings = strings
+        self.compact = "".join(_compact(s) for s in strings)
+        self._per: list[tuple[str, ...]] | None = None
+        self._spaced: str | None = None
+        self._dense: str | None = None
+        self._bounds: tuple[list[int], list[int], list[int], set[int], set[int]] | None = None
 
-    def _owner_of(self, starts: list[int], offset: int) -> int:
+    @property
+    def _per_string(self) -> list[tuple[str, ...]]:
+        if self._per is None:
+            self._per = [fold_tokens(s) for s in self._strings]
+        return self._per
+
+    @property
+    def spaced(self) -> str:
+        if self._spaced is None:
+            self._spaced = " ".join(" ".join(t) for t in self._per_string if t)
+        return self._spaced
+
+    @property
+    def dense(self) -> str:
+        if self._dense is None:
+            self._dense = "".join(fold_dense(s) for s in self._strings)
+        return self._dense
+
+    def _boundaries(self) -> tuple[list[int], list[int], list[int], set[int], set[int]]:
+        """(owner, spaced starts, compact starts, compact start set, compact end set)."""
+        if self._bounds is None:
+            owner: list[int] = []
+            spaced: list[int] = []
+            compact: list[int] = []
+            s_pos = c_pos = 0
+            for i, toks in enumerate(self._per_string):
+                for t in toks:
+                    owner.append(i)
+                    spaced.append(s_pos)
+                    compact.append(c_pos)
+                    s_pos += len(t) + 1
+                    c_pos += len(t)
+            ends = {c + len(t) for c, t in zip(compact, (t for ts in self._per_string
+                                                          for t in ts), strict=True)}
+            self._bounds = (owner, spaced, compact, set(compact), ends)
+        return self._bounds
+
+    def _owner_at(self, starts: list[int], offset: int) -> int:
+        owner = self._boundaries()[0]
         k = bisect_right(starts, offset) - 1
-        return self._owner[k] if 0 <= k < len(self._owner) else 0
+        return owner[k] if 0 <= k < len(owner) else 0
 
     def find(self, marker: Marker) -> int | None:
         """Index of the string where ``marker`` starts, or None."""
@@ -256,32 +330,58 @@ class Document:
             at = self.dense.find(marker.dense)
             if at < 0:
                 return None
-            return max(0, bisect_right(self._dense_starts, at) - 1)
-        at = self.spaced.find(marker.spaced)
-        if at >= 0:
-            return self._owner_of(self._spaced_starts, at)
+            starts, pos = [], 0
+            for s in self._strings:
+                starts.append(pos)
+                pos += len(fold_dense(s))
+            return max(0, bisect_right(starts, at) - 1)
+        at = self.compact.find(marker.compact)
+        if at < 0:  # the compact form contains every other match: most texts stop here
+            return None
+        hit = self.spaced.find(marker.spaced)
+        if hit >= 0:
+            return self._owner_at(self._boundaries()[1], hit)
         # Letters spaced out or words split ("i g n o r e", "previ ous"): the joined
         # letters must line up with token boundaries — both ends for a one-word marker
         # (so "jail breakfast" is not "jailbreak"), one end for a phrase.
-        at = self.compact.find(marker.compact)
+        _, _, compact_starts, start_set, end_set = self._boundaries()
         while at >= 0:
-            start_ok = at in self._compact_start_set
-            end_ok = at + len(marker.compact) in self._compact_end_set
+            start_ok = at in start_set
+            end_ok = at + len(marker.compact) in end_set
             if (start_ok and end_ok) or (marker.words > 1 and (start_ok or end_ok)):
-                return self._owner_of(self._compact_starts, at)
+                return self._owner_at(compact_starts, at)
             at = self.compact.find(marker.compact, at + 1)
         return None
 
 
+@lru_cache(maxsize=64)
+def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """One alternation per form, so a text without any marker costs two searches."""
+    markers = compile_markers(texts)
+    compact = [re.escape(m.compact) for m in markers if m.wordy]
+    dense = [re.escape(m.dense) for m in markers if not m.wordy]
+    return (re.compile("|".join(compact)) if compact else None,
+            re.compile("|".join(dense)) if dense else None)
+
+
 def find_markers(strings: Sequence[str], markers: Iterable[str]) -> list[Hit]:
     """Every marker found in ``strings`` (read as one text), with where it starts."""
-    compiled = compile_markers(tuple(markers))
+    return list(_find_markers(tuple(strings), tuple(markers)))
+
+
+@lru_cache(maxsize=4096)
+def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[Hit, ...]:
+    compiled = compile_markers(markers)
     if not compiled or not strings:
-        return []
+        return ()
     doc = Document(strings)
+    compact_rx, dense_rx = _screen(markers)
+    wordy = compact_rx is not None and compact_rx.search(doc.compact) is not None
+    punctuated = dense_rx is not None and dense_rx.search(doc.dense) is not None
     hits = []
     for m in compiled:
-        index = doc.find(m)
-        if index is not None:
-            hits.append(Hit(m.text, index))
-    return hits
+        if (wordy if m.wordy else punctuated):
+            index = doc.find(m)
+            if index is not None:
+                hits.append(Hit(m.text, index))
+    return tuple(hits)

@@ -47,6 +47,8 @@ _BARE = re.compile(
     r"(?<![\w@.\-/\\:%])(?:(?:" + _LABEL + r"\.)+[^\W\d_][\w-]*|\d{1,3}(?:\.\d{1,3}){3})"
     r"(?::\d{1,5}(?:[/?#]\S*)?|[/?#]\S*)", re.I)
 _TRAILING = ".,;:!?'\")]}>"
+_URL_PUNCTUATION = re.compile(r"[:/\\?#]")
+_SPACE = re.compile(r"\s")
 _NEWLINES = str.maketrans("", "", "\t\n\r")
 _HOST_KINDS = {0: "domain", 1: "ipv4", 2: "ipv6"}
 _BASE = "https://relative.invalid/"
@@ -82,6 +84,7 @@ def _mailto_host(url: Any) -> str:
     return str(address.hostname)
 
 
+@lru_cache(maxsize=8192)
 def parse(raw: str, *, base: str | None = None) -> UrlRef:
     """One candidate parsed (never raises: a bad URL comes back with ``error`` set)."""
     try:
@@ -116,13 +119,42 @@ def _trim(candidate: str) -> str:
     return candidate.rstrip(_TRAILING) or candidate
 
 
+def _punctuated_words(text: str) -> list[str]:
+    """The whitespace-separated words of ``text`` that hold ``:``, ``/``, ``\\``, ``?``
+    or ``#`` (found from the punctuation outwards: a regex over every word is slower)."""
+    words, end = [], -1
+    for m in _URL_PUNCTUATION.finditer(text):
+        at = m.start()
+        if at < end:
+            continue
+        start = at
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        space = _SPACE.search(text, at)
+        end = space.start() if space else len(text)
+        words.append(text[start:end])
+    return words
+
+
 def _candidates(text: str) -> list[tuple[str, str]]:
-    """(kind, candidate) pairs: absolute, relative or bare."""
+    """(kind, candidate) pairs: absolute, relative or bare.
+
+    A candidate never spans whitespace, so only the whitespace-separated words that
+    have a URL's punctuation are searched (prose has few): the regexes stay off the
+    hot path of long texts.
+    """
     found: list[tuple[str, str]] = []
-    for rx in (_HIERARCHICAL, _SPECIAL, _OPAQUE):
-        found += [("absolute", _trim(m.group(0))) for m in rx.finditer(text)]
-    found += [("relative", _trim(m.group(0))) for m in _RELATIVE.finditer(text)]
-    found += [("bare", _trim(m.group(0))) for m in _BARE.finditer(text)]
+    for word in dict.fromkeys(_punctuated_words(text)):
+        slashes = "//" in word or "\\\\" in word or "/\\" in word or "\\/" in word
+        rxs = [("absolute", _HIERARCHICAL)] if slashes else []
+        if ":" in word:
+            rxs += [("absolute", _SPECIAL), ("absolute", _OPAQUE)]
+        if slashes:
+            rxs.append(("relative", _RELATIVE))
+        if "." in word:
+            rxs.append(("bare", _BARE))
+        for kind, rx in rxs:
+            found += [(kind, _trim(m.group(0))) for m in rx.finditer(word)]
     return found
 
 
