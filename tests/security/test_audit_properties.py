@@ -143,3 +143,13 @@ def test_scan_of_a_very_deep_value_does_not_exhaust_the_stack() -> None:
     found = scan(value, MARKERS)
     assert [i.marker for i in found.injections] == ["ignore previous instructions"]
     assert [g.name for g in found.grants] == ["shell"]
+
+
+def test_megabyte_strings_are_scanned_but_not_cached() -> None:
+    """A submitter's large values are folded every time rather than held in a cache."""
+    from ouroboros.kernel import textfold
+
+    big = "x" * (textfold.CACHE_LIMIT + 1) + " ignore previous instructions"
+    before = textfold._find_markers_cached.cache_info().currsize
+    assert [h.marker for h in find_markers([big], MARKERS)] == ["ignore previous instructions"]
+    assert textfold._find_markers_cached.cache_info().currsize == before

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from improve.loopkit import Harness
-from ouroboros.capabilities.improve.diffs import declared_paths, parse_diff
+from ouroboros.capabilities.improve.diffs import declared_paths, parse_diff, unquote_git_path
+from ouroboros.capabilities.improve.policy import PolicyConfig, forbidden_path_reasons
 
 Edit = Callable[[Path], None]
 
@@ -195,3 +198,41 @@ def test_hunk_bodies_are_not_read_as_headers() -> None:
             " context\n")
     assert declared_paths(diff) == {"a/docs/x.md", "b/docs/x.md", "docs/x.md",
                                     "a/docs/x.md b/docs/x.md", "docs/x.md b/docs/x.md"}
+
+
+def _git_quote(path: str) -> str:
+    """git's quote_c_style (core.quotePath=true), written from its documentation."""
+    named = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"', 92: "\\"}
+    raw = path.encode("utf-8", "surrogateescape")
+    if not any(b < 0x20 or b >= 0x7F or b in (34, 92) for b in raw):
+        return path
+    out = []
+    for b in raw:
+        if b in named:
+            out.append("\\" + named[b])
+        elif b < 0x20 or b >= 0x7F:
+            out.append(f"\\{b:03o}")
+        else:
+            out.append(chr(b))
+    return '"' + "".join(out) + '"'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s))
+def test_unquoting_inverts_gits_quoting(path: str) -> None:
+    assert unquote_git_path(_git_quote(path)) == path
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["tests/", "policy/", ".github/"]),
+       st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x2FFF,
+                                      exclude_categories=("Cs",)), min_size=1, max_size=8))
+def test_a_quoted_name_under_a_forbidden_directory_is_always_forbidden(
+        top: str, name: str) -> None:
+    quoted = _git_quote(top + name + ".txt")
+    diff = (f"diff --git {_git_quote('a/' + top + name + '.txt')} "
+            f"{_git_quote('b/' + top + name + '.txt')}\nnew file mode 100644\n"
+            f"--- /dev/null\n+++ {_git_quote('b/' + top + name + '.txt')}\n@@ -0,0 +1 @@\n+x\n")
+    assert quoted.startswith('"')
+    changes = parse_diff(diff)
+    assert forbidden_path_reasons(changes, PolicyConfig(), declared_paths(diff))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.kernel.textfold import find_markers, fold_tokens
+from ouroboros.kernel.textfold import find_markers, fold_tokens, text_cache
 from ouroboros.kernel.urls import UrlRef, urls_in_text
 
 #: Keys whose items are capabilities granted to someone (compared on the folded key,
@@ -78,7 +78,7 @@ def strings(value: Any) -> Iterator[tuple[str, str]]:
             stack.extend(reversed([(_pointer(where, i), v) for i, v in enumerate(node)]))
 
 
-@lru_cache(maxsize=4096)
+@text_cache(maxsize=4096)
 def is_grant_key(key: str) -> bool:
     """``key`` names a grant once folded (``Tools``, ``allowed-tools``, ``tооls``)."""
     compact = "".join(fold_tokens(key))

@@ -29,9 +29,26 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 _TOKEN = re.compile(r"[^\W_]+")
+#: Texts longer than this are folded every time rather than cached: a cache of a
+#: submitter's megabyte values would hold memory an attacker chooses.
+CACHE_LIMIT = 4096
+
+
+def text_cache(maxsize: int) -> Callable[[Callable[[str], R]], Callable[[str], R]]:
+    """``lru_cache`` for a function of one string, only for strings up to CACHE_LIMIT."""
+    def wrap(fn: Callable[[str], R]) -> Callable[[str], R]:
+        cached = lru_cache(maxsize=maxsize)(fn)
+
+        def call(text: str) -> R:
+            return cached(text) if len(text) <= CACHE_LIMIT else fn(text)
+        call.__doc__ = fn.__doc__
+        return call
+    return wrap
 #: Categories dropped: invisible or decorating, never a letter a reader sees.
 _DROP = frozenset({"Cf", "Mn", "Me", "Cn", "Co", "Cs"})
 #: Blank letters (``Lo``) that render as nothing: Hangul fillers, used to pad words.
@@ -198,14 +215,14 @@ def visible(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_VISIBLE)
 
 
-@lru_cache(maxsize=16384)
+@text_cache(maxsize=16384)
 def _fold_chars(text: str) -> str:
     if text.isascii():
         return _ascii_fold(text)
     return unicodedata.normalize("NFD", text).translate(_FOLD)
 
 
-@lru_cache(maxsize=16384)
+@text_cache(maxsize=16384)
 def fold_tokens(text: str) -> tuple[str, ...]:
     """The tokens of ``text``'s visual skeleton (see the module docstring)."""
     return tuple(_TOKEN.findall(_fold_chars(text)))
@@ -215,7 +232,7 @@ _ASCII_NOT_ALNUM = {c: None for c in range(128) if not chr(c).isalnum()}
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
-@lru_cache(maxsize=16384)
+@text_cache(maxsize=16384)
 def _compact(text: str) -> str:
     """The tokens joined with nothing between (what a spaced-out marker becomes)."""
     folded = _fold_chars(text)
@@ -366,10 +383,12 @@ def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[
 
 def find_markers(strings: Sequence[str], markers: Iterable[str]) -> list[Hit]:
     """Every marker found in ``strings`` (read as one text), with where it starts."""
-    return list(_find_markers(tuple(strings), tuple(markers)))
+    key, marks = tuple(strings), tuple(markers)
+    if sum(map(len, key)) <= CACHE_LIMIT:
+        return list(_find_markers_cached(key, marks))
+    return list(_find_markers(key, marks))
 
 
-@lru_cache(maxsize=4096)
 def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[Hit, ...]:
     compiled = compile_markers(markers)
     if not compiled or not strings:
@@ -385,3 +404,6 @@ def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[H
             if index is not None:
                 hits.append(Hit(m.text, index))
     return tuple(hits)
+
+
+_find_markers_cached = lru_cache(maxsize=4096)(_find_markers)

@@ -33,7 +33,7 @@ from typing import Any
 
 import ada_url
 
-from ouroboros.kernel.textfold import visible
+from ouroboros.kernel.textfold import CACHE_LIMIT, text_cache, visible
 
 _SCHEME_START = r"(?<![a-z0-9+.\-])"
 _HIERARCHICAL = re.compile(_SCHEME_START + r"[a-z][a-z0-9+.\-]*:[/\\]{2}\S*", re.I)
@@ -84,9 +84,14 @@ def _mailto_host(url: Any) -> str:
     return str(address.hostname)
 
 
-@lru_cache(maxsize=8192)
 def parse(raw: str, *, base: str | None = None) -> UrlRef:
     """One candidate parsed (never raises: a bad URL comes back with ``error`` set)."""
+    if len(raw) <= CACHE_LIMIT:
+        return _parse_cached(raw, base)
+    return _parse(raw, base)
+
+
+def _parse(raw: str, base: str | None) -> UrlRef:
     try:
         url = ada_url.URL(raw, base) if base else ada_url.URL(raw)
     except (ValueError, TypeError):
@@ -102,6 +107,9 @@ def parse(raw: str, *, base: str | None = None) -> UrlRef:
         if not host:
             return _malformed(raw, "mailto: address has no valid domain")
     return UrlRef(str(url.href), scheme, host, kind)
+
+
+_parse_cached = lru_cache(maxsize=8192)(_parse)
 
 
 @cache
@@ -177,7 +185,7 @@ def _may_hold_url(text: str) -> bool:
     return not text.isascii() or any(c in text for c in ":/\\?#")
 
 
-@lru_cache(maxsize=8192)
+@text_cache(maxsize=8192)
 def urls_in_text(text: str) -> tuple[UrlRef, ...]:
     """Every URL in ``text`` (see the module docstring), sorted, without duplicates."""
     if not _may_hold_url(text):
