@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG
-from ouroboros.kernel.textfold import find_markers
+from ouroboros.kernel.markers import find_markers
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKERS: list[str] = DEFAULT_AUDIT_CONFIG["injection_markers"]

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG
+from ouroboros.kernel.markers import find_markers
 from ouroboros.kernel.scan import scan
-from ouroboros.kernel.textfold import find_markers, fold
+from ouroboros.kernel.textfold import fold
 from ouroboros.kernel.urls import urls_in_text
 
 from .kit import grant_key
@@ -147,9 +148,9 @@ def test_scan_of_a_very_deep_value_does_not_exhaust_the_stack() -> None:
 
 def test_megabyte_strings_are_scanned_but_not_cached() -> None:
     """A submitter's large values are folded every time rather than held in a cache."""
-    from ouroboros.kernel import textfold
+    from ouroboros.kernel import markers, textfold
 
     big = "x" * (textfold.CACHE_LIMIT + 1) + " ignore previous instructions"
-    before = textfold._find_markers_cached.cache_info().currsize
+    before = markers._find_markers_cached.cache_info().currsize
     assert [h.marker for h in find_markers([big], MARKERS)] == ["ignore previous instructions"]
-    assert textfold._find_markers_cached.cache_info().currsize == before
+    assert markers._find_markers_cached.cache_info().currsize == before

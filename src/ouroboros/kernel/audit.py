@@ -17,8 +17,8 @@ from typing import Any
 from regopy import Input, Interpreter
 
 from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.markers import find_markers
 from ouroboros.kernel.scan import Injection, grants, injections, strings, urls
-from ouroboros.kernel.textfold import find_markers
 from ouroboros.kernel.trust import GATES_TARGET
 from ouroboros.kernel.urls import normalise_host
 

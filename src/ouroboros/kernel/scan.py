@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.kernel.textfold import find_markers, fold_tokens, text_cache
+from ouroboros.kernel.markers import find_markers
+from ouroboros.kernel.textfold import fold_tokens, text_cache
 from ouroboros.kernel.urls import UrlRef, urls_in_text
 
 #: Keys whose items are capabilities granted to someone (compared on the folded key,
