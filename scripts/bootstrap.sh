@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # Creates the virtual environment and installs the project with its dev tools.
 # Everything comes from PyPI packages; no toolchain is downloaded at run time.
-# The one system package is bubblewrap (`bwrap`): every tool build runs in its jail.
 set -euo pipefail
 venv="${1:-.venv}"
 python="${PYTHON:-python3}"
-if ! command -v bwrap >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
-        sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null
-    else
-        echo "warning: bubblewrap (bwrap) is missing and cannot be installed here; tool builds" \
-             "will be refused until it is (or OURO_UNJAILED_BUILDS=1 is set)" >&2
+# Debian packages the project needs, installed only when missing (as root, or with
+# passwordless sudo): bubblewrap (every tool build runs in its jail) and the ICU headers
+# PyICU builds against (the audit gate's TR39 confusables skeleton).
+apt_need() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"
+        else
+            echo "warning: missing Debian packages ${missing[*]} and no root to install them" >&2
+            return 0
+        fi
     fi
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    apt_need bubblewrap libicu-dev pkg-config g++
 fi
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"

@@ -199,7 +199,8 @@ class AuditGate:
         facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
                             author=sub.patch.author, reasoning=sub.patch.reasoning,
                             old=sub.old_value, new=sub.new_value, root=auth.root,
-                            rights=auth.rights, new_bytes=ctx.new_bytes)
+                            rights=auth.rights, new_bytes=ctx.new_bytes,
+                            markers=config["injection_markers"])
         reasons = self.rego.deny(config, facts)
         if sub.patch_type.audit is not None:
             try:
