@@ -70,7 +70,16 @@ def zig_version() -> str:
 
 
 def pristine_dir() -> Path:
-    return cache_root() / "zig-jail" / zig_version()
+    """One pristine cache per Zig *installation*, not per version: Zig's manifests record
+    the inode and mtime of every library source, so a cache warmed up by another venv's
+    copy of the same version misses on every file, and the build then tries to write the
+    read-only ``o/`` (seen as a ``CrossDevice`` failure on every C build)."""
+    import hashlib
+
+    package = zig_package().resolve()
+    lib = (package / "lib").stat()
+    key = f"{package}\0{lib.st_ino}\0{lib.st_mtime_ns}".encode()
+    return cache_root() / "zig-jail" / f"{zig_version()}-{hashlib.sha256(key).hexdigest()[:12]}"
 
 
 def c_command(zig: str, out: str, sources: list[str], depfile: str) -> list[str]:
