@@ -6,11 +6,14 @@ import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, console
-from ouroboros.kernel import Runtime
+from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, console, working
+
+if TYPE_CHECKING:
+    from ouroboros.kernel import Runtime
 
 #: Capability demos, run after the kernel's: (title, module exposing run_demo(rt, say)).
 CAPABILITY_DEMOS: list[tuple[str, str]] = []
@@ -85,25 +88,34 @@ def kernel_demo(rt: Runtime, say: Callable[[str], None]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo(home: Path | None = typer.Option(None, "--home",
+    def demo(home: Path | None = typer.Option(None, "--home", metavar="DIR",
                                               help="Workspace for the demo (default: a new "
                                                    "temporary directory).")) -> None:
         """Walk a fresh workspace through the whole loop, offline, narrating each step."""
+        from rich.markup import escape
+
+        from ouroboros.kernel import Runtime
+
         base = home or Path(tempfile.mkdtemp(prefix="ouro-demo-")) / "ws"
-        rt = Runtime.init(base)
-        for module in CAPABILITY_REGISTRARS:
-            importlib.import_module(module).register(rt)
+        sections = [("The governed kernel", ""), *CAPABILITY_DEMOS]
+        with working("setting up a fresh workspace"):
+            rt = Runtime.init(base)
+            for module in CAPABILITY_REGISTRARS:
+                importlib.import_module(module).register(rt)
         step = 0
 
         def say(text: str) -> None:
             nonlocal step
             step += 1
-            console.print(f"[bold cyan]{step:>2}.[/bold cyan] {text}", highlight=False)
+            console.print(f"[bold cyan]{step:>2}.[/bold cyan] {escape(text)}")
 
-        console.rule("[bold]The governed kernel")
-        kernel_demo(rt, say)
-        for title, module in CAPABILITY_DEMOS:
+        for number, (title, module) in enumerate(sections, start=1):
             console.rule(f"[bold]{title}")
-            importlib.import_module(module).run_demo(rt, say)
+            with working(f"[{number}/{len(sections)}] {title}"):
+                if module:
+                    importlib.import_module(module).run_demo(rt, say)
+                else:
+                    kernel_demo(rt, say)
         rt.close()
-        console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`")
+        console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`",
+                      markup=False)
