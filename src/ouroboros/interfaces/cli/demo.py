@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, console, working
+from ouroboros.interfaces.cli.output import (
+    CAPABILITY_REGISTRARS,
+    JsonOption,
+    console,
+    print_json,
+    working,
+)
 
 if TYPE_CHECKING:
     from ouroboros.kernel import Runtime
@@ -90,7 +96,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(home: Path | None = typer.Option(None, "--home", metavar="DIR",
                                               help="Workspace for the demo (default: a new "
-                                                   "temporary directory).")) -> None:
+                                                   "temporary directory)."),
+             as_json: bool = JsonOption) -> None:
         """Walk a fresh workspace through the whole loop, offline, narrating each step."""
         from rich.markup import escape
 
@@ -102,20 +109,26 @@ def register(app: typer.Typer) -> None:
             rt = Runtime.init(base)
             for module in CAPABILITY_REGISTRARS:
                 importlib.import_module(module).register(rt)
-        step = 0
+        steps: list[dict[str, str]] = []
+        section = ""
 
         def say(text: str) -> None:
-            nonlocal step
-            step += 1
-            console.print(f"[bold cyan]{step:>2}.[/bold cyan] {escape(text)}")
+            steps.append({"section": section, "text": text})
+            if not as_json:
+                console.print(f"[bold cyan]{len(steps):>2}.[/bold cyan] {escape(text)}")
 
         for number, (title, module) in enumerate(sections, start=1):
-            console.rule(f"[bold]{title}")
+            section = title
+            if not as_json:
+                console.rule(f"[bold]{title}")
             with working(f"[{number}/{len(sections)}] {title}"):
                 if module:
                     importlib.import_module(module).run_demo(rt, say)
                 else:
                     kernel_demo(rt, say)
         rt.close()
-        console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`",
-                      markup=False)
+        if as_json:
+            print_json({"workspace": str(base), "steps": steps})
+        else:
+            console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`",
+                          markup=False)

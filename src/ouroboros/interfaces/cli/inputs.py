@@ -37,6 +37,9 @@ def read_bytes(path: Path | str, what: str, *, max_bytes: int = MAX_INPUT_BYTES)
         return data
     p = Path(path)
     try:
+        if not stat.S_ISREG(p.stat().st_mode) and not p.is_dir():
+            # A FIFO or device would block or never end: inputs are regular files.
+            raise UsageError(f"{what} {p} is not a regular file")
         with p.open("rb") as handle:
             info = os.fstat(handle.fileno())
             if stat.S_ISDIR(info.st_mode):
@@ -89,8 +92,18 @@ def require_dir(path: Path, what: str) -> Path:
 
 def writable_parent(path: Path, what: str) -> Path:
     """A path whose directory exists, so writing it fails only for reasons of its own."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as e:
+        raise UsageError(f"cannot write {what} {path}: {e.strerror}") from None
+    if info is not None and stat.S_ISLNK(info.st_mode) and not path.exists():
+        raise UsageError(f"{what} {path} is a broken or looping symbolic link")
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory", "give a file name")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{what} {path} is not a regular file")
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {what} {path}: no directory {path.parent}")
     return path

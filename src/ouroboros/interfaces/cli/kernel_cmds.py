@@ -44,6 +44,18 @@ def _table(*columns: str) -> Table:
     return Table(*columns)
 
 
+_IDENT = re.compile(r"(sha256:)?[0-9a-f]{4,64}")
+
+
+def _ident(ident: str) -> str:
+    """A pending patch id: 4 to 64 hex digits of its hash (an empty or short prefix would
+    match patches the user did not mean)."""
+    if not _IDENT.fullmatch(ident):
+        raise usage(f"{ident[:80]!r} is not a patch id",
+                    "give at least 4 hex digits of its hash (see `ouro pending`)")
+    return ident
+
+
 def _short(patch_hash: str) -> str:
     """The id people type: 12 hex digits after ``sha256:`` (any unique prefix works)."""
     return patch_hash[7:19]
@@ -58,8 +70,17 @@ def register(app: typer.Typer) -> None:
     def init(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Create a workspace: root and runtime keys, trust policy, genesis event."""
         from ouroboros.kernel import Runtime
+        from ouroboros.kernel.workspace import resolve_home
 
-        with Runtime.init(home) as rt:
+        where = resolve_home(home)
+        if where.exists() and not where.is_dir():
+            raise usage(f"{where} exists and is not a directory", "pick another --home")
+        try:
+            rt = Runtime.init(home)
+        except OSError as e:
+            raise usage(f"cannot create a workspace at {where}: {e.strerror}",
+                        "pick another --home") from None
+        with rt:
             info = {"home": str(rt.home), "genesis": rt.workspace.config["genesis"],
                     "keys": rt.keyring.names()}
         if as_json:
@@ -75,7 +96,7 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = JsonOption) -> None:
         """Approve a pending patch (gates run again, then it applies)."""
         with open_runtime(home) as rt:
-            outcome = rt.approve(ident, key=key)
+            outcome = rt.approve(_ident(ident), key=key)
         report_outcome(outcome, as_json)
 
     @app.command(rich_help_panel="Patches")
@@ -86,7 +107,7 @@ def register(app: typer.Typer) -> None:
                as_json: bool = JsonOption) -> None:
         """Reject a pending patch with a reason."""
         with open_runtime(home) as rt:
-            outcome = rt.reject(ident, reason, key=key)
+            outcome = rt.reject(_ident(ident), reason, key=key)
         if as_json:
             print_json(outcome.to_dict())
         else:
@@ -402,7 +423,7 @@ def patch_new(type_: str = typer.Option(..., "--type", metavar="TYPE",
               output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                                  help="Write the envelope here (default: "
                                                       "stdout)."),
-              home: Path | None = HomeOption) -> None:
+              home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Write an unsigned patch envelope against the target's current value."""
     from ouroboros.kernel.dsse import envelope_to_dict, new_envelope
 
@@ -427,9 +448,12 @@ def patch_new(type_: str = typer.Option(..., "--type", metavar="TYPE",
     data = json.dumps(envelope_to_dict(new_envelope(patch.canonical())), indent=2) + "\n"
     if output:
         output.write_text(data)
-        console.print(f"wrote {output} ({patch.hash})", markup=False)
+        if as_json:
+            print_json({"file": str(output), "patch_hash": patch.hash})
+        else:
+            console.print(f"wrote {output} ({patch.hash})", markup=False)
     else:
-        typer.echo(data, nl=False)
+        typer.echo(data, nl=False)  # the envelope is JSON already, --json or not
 
 
 def _envelope(file: Path) -> Any:

@@ -62,9 +62,13 @@ def open_runtime(home: Path | None) -> Runtime:
     """Open the workspace with every capability's patch types registered."""
     import importlib
 
-    from ouroboros.kernel import IntegrityError, Runtime
+    from ouroboros.kernel import IntegrityError, Runtime, WorkspaceMissing
 
-    rt = Runtime.open(home)
+    try:
+        rt = Runtime.open(home)
+    except OSError as e:  # a file, a symlink loop, a directory we may not read
+        raise WorkspaceMissing(f"no Ouroboros workspace at {home}: {e.strerror}",
+                               "run `ouro init` or pass --home / set OURO_HOME") from None
     if rt.backend.count() == 0 and rt.workspace.config.get("genesis"):
         rt.close()
         raise IntegrityError(f"the ledger of {rt.home} is empty, but the workspace was "

@@ -31,7 +31,7 @@ from ouroboros.interfaces.cli.output import (
     print_json,
     progress_bar,
 )
-from ouroboros.kernel import Runtime, UsageError
+from ouroboros.kernel import Runtime, UsageError, WorkspaceMissing
 from ouroboros.kernel.workspace import Workspace, resolve_home
 
 app = typer.Typer(
@@ -57,7 +57,12 @@ FaultName = StrEnum("FaultName", {name.replace("-", "_"): name for name in FAULT
 
 
 def _store(home: Path | None) -> TelemetryStore:
-    workspace = Workspace.load(resolve_home(home))  # raises WorkspaceMissing with the fix
+    where = resolve_home(home)
+    try:
+        workspace = Workspace.load(where)  # raises WorkspaceMissing with the fix
+    except OSError as e:
+        raise WorkspaceMissing(f"no Ouroboros workspace at {where}: {e.strerror}",
+                               "run `ouro init` or pass --home / set OURO_HOME") from None
     return TelemetryStore(workspace.home)
 
 
@@ -329,7 +334,9 @@ def generate_cmd(
     rate: float = typer.Option(600.0, "--rate", min=1.0, max=1_000_000.0,
                                help="Events per hour."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same file)."),
-    fault: list[FaultName] = typer.Option([], "--fault", help="Inject a fault (repeatable)."),
+    fault: list[FaultName] = typer.Option([], "--fault", metavar="FAULT",
+                                          help=f"Inject a fault (repeatable): "
+                                               f"{', '.join(FAULTS)}."),
     now: str | None = typer.Option(
         None, "--now", metavar="TIME", help="End of the generated period (default: now)."
     ),

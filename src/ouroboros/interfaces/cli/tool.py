@@ -223,7 +223,7 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     for v in versions:
         m = v.meta.get("metrics") or {}
         p50 = "-" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
-        table.add_row(v.tool_id, v.fingerprint[:12], v.runtime, str(m.get("uses", 0)), p50,
+        table.add_row(v.tool_id, v.fingerprint, v.runtime, str(m.get("uses", 0)), p50,
                       v.description)
     console.print(table)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -29,7 +29,13 @@ from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
 from ouroboros.capabilities.skills.starter import starter_dirs
-from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
+from ouroboros.interfaces.cli.output import (
+    HomeOption,
+    JsonOption,
+    console,
+    open_runtime,
+    print_json,
+)
 from ouroboros.kernel import OuroError, Runtime
 
 LLM_CONFIG_TARGET = "config/skills/llm"
@@ -48,7 +54,7 @@ store_for: Callable[[Runtime], SkillStore] = open_store
 
 
 def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
-    rt = Runtime.open(home)
+    rt = open_runtime(home)
     store = store_for(rt)
     index = open_index(store)
     sync_index(store, index)
@@ -78,8 +84,9 @@ def _version_json(v: Any, attempts: int) -> dict[str, Any]:
 
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
-    k: int = typer.Option(5, "-k", help="How many tools to return."),
-    mode: str = typer.Option("fused", "--mode", help="fused (default), dense or bm25."),
+    k: int = typer.Option(5, "-k", min=1, max=1000, help="How many tools to return."),
+    mode: Literal["fused", "dense", "bm25"] = typer.Option(
+        "fused", "--mode", help="fused: dense embeddings and BM25 combined by rank."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -105,8 +112,10 @@ def search(
 def create(
     description: str = typer.Argument(..., help="What the new tool must do."),
     name: str | None = typer.Option(None, "--name", help="snake_case name (default: derived)."),
-    language: str = typer.Option("python", "--language"),
-    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    language: str = typer.Option("python", "--language",
+                                 help="Source language the LLM writes (python, c, zig, wat)."),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", min=0, max=20,
+                                help="Repair attempts."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -123,7 +132,8 @@ def mutate(
     tool_id: str = typer.Argument(..., help="The tool to start from."),
     description: str = typer.Argument(..., help="What must change."),
     name: str | None = typer.Option(None, "--name", help="Store as a new tool with this name."),
-    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", min=0, max=20,
+                                help="Repair attempts."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -159,18 +169,16 @@ def _finish(run: Callable[[], Any], as_json: bool) -> None:
 
 def solve(
     task: str = typer.Argument(..., help="The task, in plain words."),
-    input_json: str | None = typer.Option(None, "--input", help="Input for the task (JSON)."),
-    steps: int = typer.Option(8, "--steps", help="Most model turns."),
+    input_json: str | None = typer.Option(None, "--input", metavar="JSON",
+                                          help="Input for the task (JSON)."),
+    steps: int = typer.Option(8, "--steps", min=1, max=100, help="Most model turns."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Retrieve tools, let the model run / mutate / create, and answer."""
-    value = None
-    if input_json is not None:
-        try:
-            value = json.loads(input_json)
-        except json.JSONDecodeError as e:
-            raise CommandFailed(f"--input is not valid JSON: {e}", exit_code=2) from None
+    from ouroboros.interfaces.json_input import loads_strict
+
+    value = None if input_json is None else loads_strict(input_json, "--input")
     rt, store, index = _open(home)
     author = _author(rt, store, index, DEFAULT_MAX_REPAIRS)
     solver = Solver(store, index, author.provider, author, max_steps=steps)
@@ -192,7 +200,7 @@ def solve(
 
 def stats(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """How tasks were served: existing tools reused versus new ones made."""
-    rt = Runtime.open(home)
+    rt = open_runtime(home)
     counts = SolveStats(stats_path(store_for(rt).root)).read()
     rate = SolveStats.reuse_rate(counts)
     if as_json:
@@ -210,7 +218,12 @@ def history(
     as_json: bool = JsonOption,
 ) -> None:
     """Every LLM attempt at creating or mutating a tool, accepted or rejected."""
-    rt = Runtime.open(home)
+    from ouroboros.capabilities.skills.spec import NAME_RE
+
+    if not NAME_RE.fullmatch(tool_id):
+        raise CommandFailed(f"no tool {tool_id[:80]!r}: names are lowercase letters, digits "
+                            "and _", exit_code=2)
+    rt = open_runtime(home)
     records = read_history(store_for(rt).root, tool_id)
     if as_json:
         print_json(records)
