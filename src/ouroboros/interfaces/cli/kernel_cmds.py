@@ -114,7 +114,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"rejected {outcome.patch_hash}: {reason}", markup=False)
 
     @app.command(rich_help_panel="Patches")
-    def pending(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    def pending(quiet: bool = typer.Option(False, "--quiet", "-q",
+                                           help="Only the ids, one per line (e.g. `ouro "
+                                                "approve $(ouro pending -q | head -1)`)."),
+                home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Patches waiting for approval (approve with `ouro approve ID`)."""
         from ouroboros.kernel.state import patch_from_envelope
 
@@ -124,6 +127,10 @@ def register(app: typer.Typer) -> None:
                      for h, p in rt.pending().items()]
         if as_json:
             print_json(items)
+            return
+        if quiet:
+            for i in items:
+                typer.echo(_short(i["patch_hash"]))
             return
         if not items:
             console.print("no pending patches")

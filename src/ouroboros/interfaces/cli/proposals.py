@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
@@ -128,14 +129,13 @@ def list_cmd(
     if not items:
         console.print(f"no {'' if show_all else status + ' '}proposals")
         return
-    table = Table("ID", "Created (UTC)", "Status", "Severity", "Category", "Title")
-    table.columns[0].no_wrap = True
-    table.columns[1].no_wrap = True
-    table.columns[5].overflow = "fold"
+    table = Table("ID", "Created (UTC)", "Status", "Kind", "Title", box=box.SIMPLE_HEAD)
+    for column in table.columns[:4]:
+        column.no_wrap = True
     for p in items:
         style = STATUS_STYLE.get(p.status, "white")
         table.add_row(p.id, f"{p.created:%Y-%m-%d %H:%M}", f"[{style}]{p.status}[/{style}]",
-                      p.severity, p.category, escape(p.title))
+                      f"{p.severity} {p.category}", escape(p.title))
     console.print(table)
     console.print("act on one with `ouro proposals show|approve|reject ID` (the proposal id, "
                   "not the kernel patch hash)", markup=False)
