@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, store_for
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.telemetry import app, run_demo
-from ouroboros.kernel import ManualClock, Runtime, WorkspaceMissing
+from ouroboros.kernel import ManualClock, Runtime
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # the CLI's store runs on the real clock
 root = typer.Typer(cls=OuroGroup)  # the error path every `ouro` command has

@@ -42,7 +42,13 @@ _WHERE = {
     "TypeRegistry": "types",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ABSENT", "Clock", "Event", "Gate", "GateResult", "IntegrityError", "InvalidPatch",
+    "ManualClock", "NotFound", "OuroError", "Patch", "PatchRejected", "PatchType",
+    "ReplayReport", "Runtime", "Submission", "SubmitOutcome", "SystemClock", "TestContext",
+    "TestOutcome", "TypeRegistry", "UsageError", "VerifyReport", "WorkspaceMissing",
+    "canonical_bytes", "content_hash", "hash_bytes",
+]
 
 
 def __getattr__(name: str) -> Any:

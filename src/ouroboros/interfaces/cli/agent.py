@@ -25,7 +25,13 @@ import typer
 
 from ouroboros.interfaces.cli.errors import CliError, usage
 from ouroboros.interfaces.cli.main import OuroGroup
-from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, open_runtime, print_json
+from ouroboros.interfaces.cli.output import (
+    HomeOption,
+    JsonOption,
+    console,
+    open_runtime,
+    print_json,
+)
 
 app = typer.Typer(cls=OuroGroup, no_args_is_help=True,
                   help="Set up an agent that may change its own prompt, safely.")

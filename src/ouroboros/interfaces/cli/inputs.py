@@ -147,7 +147,7 @@ def harden(command: click_core.Command) -> None:
             result = _convert(ctx, value)
             reason = _refusal(result)
             if reason is not None:
-                raise click_exceptions.BadParameter(reason, ctx=ctx, param=_param)
+                raise click_exceptions.BadParameter(reason, ctx=ctx, param=_param)  # type: ignore[arg-type]
             return result
 
         param.process_value = process_value  # type: ignore[method-assign]

@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         """Patches waiting for approval (approve with `ouro approve ID`)."""
         from ouroboros.kernel.state import patch_from_envelope
 
-        with open_runtime(home) as rt:
+        with open_runtime(home, capabilities=False) as rt:
             items = [{"patch_hash": h, "needs": p["needs"], "author": p["author"],
                       "target": patch_from_envelope(p["envelope"])["target"], "seq": p["seq"]}
                      for h, p in rt.pending().items()]
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
                                                  "(see `ouro log`)."),
               home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """The current (or historical, --at SEQ) state, or one target's value."""
-        with open_runtime(home) as rt:
+        with open_runtime(home, capabilities=False) as rt:
             st = rt.state_at(at)
             if target is not None:
                 if target not in st.values:
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
         if kind is not None and not re.fullmatch(r"[A-Z][A-Za-z0-9]{0,63}", kind):
             raise usage(f"--kind {kind!r} is not an event kind",
                         "kinds are CamelCase names such as PatchApplied")
-        with open_runtime(home) as rt:
+        with open_runtime(home, capabilities=False) as rt:
             events = rt.log(kind=kind, since=since, limit=limit)
             if kind is not None and not events:
                 _check_kind(rt.log(since=0), kind)
@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Ledger")
     def verify(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Check every link, signature and checkpoint; exit 1 naming the first bad event."""
-        with open_runtime(home) as rt:
+        with open_runtime(home, capabilities=False) as rt:
             report = rt.verify()
         if as_json:
             print_json({"ok": True, "events": report.events, "checkpoints": report.checkpoints,
@@ -258,7 +258,7 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Patches")
     def breakers(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Authors' consecutive rejections and pauses."""
-        with open_runtime(home) as rt:
+        with open_runtime(home, capabilities=False) as rt:
             data = rt.breakers()
         if as_json:
             print_json(data)
@@ -311,7 +311,7 @@ def key_list(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     """Keys in the keyring and their role in the trust policy."""
     from ouroboros.kernel.trust import TRUST_TARGET
 
-    with open_runtime(home) as rt:
+    with open_runtime(home, capabilities=False) as rt:
         policy = rt.value(TRUST_TARGET)
         rows: list[dict[str, Any]] = []
         for name in rt.keyring.names():
@@ -334,7 +334,7 @@ def trust_show(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     """The current trust policy."""
     from ouroboros.kernel.trust import TRUST_TARGET, key_names
 
-    with open_runtime(home) as rt:
+    with open_runtime(home, capabilities=False) as rt:
         policy = rt.value(TRUST_TARGET)
     if as_json:
         print_json(policy)

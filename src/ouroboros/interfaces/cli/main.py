@@ -12,6 +12,7 @@ Two things live here for every command, present and future:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -73,10 +74,8 @@ def _tolerant_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):  # a closed or odd stream
                 reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):  # pragma: no cover - a closed or odd stream
-                pass
 
 
 def _silence_stdout() -> None:
@@ -160,7 +159,7 @@ class RootGroup(OuroGroup):
         lazy = LAZY_GROUPS[cmd_name]
         if self._listing:  # help and completion need the name and help line only
             stub = TyperCommand(cmd_name, help=lazy.help, short_help=lazy.help)
-            stub.rich_help_panel = lazy.panel  # type: ignore[attr-defined]
+            stub.rich_help_panel = lazy.panel
             return stub
         group = typer.main.get_group(lazy.loader())
         group.name = cmd_name

@@ -58,8 +58,13 @@ def wants_json(args: list[str]) -> bool:
     return "--json" in args[:end]
 
 
-def open_runtime(home: Path | None) -> Runtime:
-    """Open the workspace with every capability's patch types registered."""
+def open_runtime(home: Path | None, *, capabilities: bool = True) -> Runtime:
+    """Open the workspace with every capability's patch types registered.
+
+    ``capabilities=False`` is for commands that only read the ledger (``state``, ``log``,
+    ``verify``): they need no patch type, and skipping the registrars spares them the
+    imports of wasmtime, numpy and the rest.
+    """
     import importlib
 
     from ouroboros.kernel import IntegrityError, Runtime, WorkspaceMissing
@@ -74,7 +79,7 @@ def open_runtime(home: Path | None) -> Runtime:
         raise IntegrityError(f"the ledger of {rt.home} is empty, but the workspace was "
                              "initialised (its genesis event is missing)",
                              hint="restore ledger.db from a backup")
-    for module in CAPABILITY_REGISTRARS:
+    for module in CAPABILITY_REGISTRARS if capabilities else ():
         importlib.import_module(module).register(rt)
     return rt
 

@@ -19,7 +19,6 @@ from ouroboros.capabilities.improve.chat import handle_chat
 from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused
 from ouroboros.capabilities.improve.notify import Notifier
 from ouroboros.capabilities.improve.proposals import (
-    STATUSES,
     Category,
     ProposalError,
     Severity,

@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 the tool failed or hit a limit, 2 usage (bad JSON, unknown t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -48,7 +49,8 @@ VersionOption = typer.Option(None, "--version", metavar="FINGERPRINT",
 
 
 def _store(home: Path | None) -> tuple[Runtime, SkillStore]:
-    rt = open_runtime(home)
+    # open_store registers the skill patch type; the other capabilities are not needed.
+    rt = open_runtime(home, capabilities=False)
     return rt, open_store(rt)
 
 
@@ -97,10 +99,8 @@ def _build_times(store: SkillStore) -> dict[str, float]:
 def _record_build_time(store: SkillStore, runtime: str, seconds: float) -> None:
     times = _build_times(store)
     times[runtime] = round(seconds, 1)
-    try:
+    with contextlib.suppress(OSError):  # only an estimate for the next build
         (store.root / "build-times.json").write_text(json.dumps(times, sort_keys=True) + "\n")
-    except OSError:
-        pass  # only an estimate for the next build
 
 
 def summary(v: ToolVersion) -> dict[str, Any]:

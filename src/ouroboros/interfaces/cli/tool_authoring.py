@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -22,13 +22,9 @@ from ouroboros.capabilities.skills.authoring import (
     ToolAuthor,
     read_history,
 )
-from ouroboros.capabilities.skills.control import Solver, SolveStats, stats_path
-from ouroboros.capabilities.skills.discovery import index_version, open_index, sync_index
 from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
-from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
-from ouroboros.capabilities.skills.starter import starter_dirs
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -37,6 +33,11 @@ from ouroboros.interfaces.cli.output import (
     print_json,
 )
 from ouroboros.kernel import OuroError, Runtime
+
+if TYPE_CHECKING:
+    # Retrieval (numpy, bm25s, the embedding model) is imported by the commands that
+    # search: `ouro tool run` and `ouro tool list` load this module too.
+    from ouroboros.capabilities.skills.retrieval import SkillIndex
 
 LLM_CONFIG_TARGET = "config/skills/llm"
 
@@ -54,6 +55,8 @@ store_for: Callable[[Runtime], SkillStore] = open_store
 
 
 def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
+    from ouroboros.capabilities.skills.discovery import open_index, sync_index
+
     rt = open_runtime(home)
     store = store_for(rt)
     index = open_index(store)
@@ -62,6 +65,8 @@ def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
 
 
 def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> ToolAuthor:
+    from ouroboros.capabilities.skills.discovery import index_version
+
     config = rt.value(LLM_CONFIG_TARGET)
     try:
         provider = provider_from_config(config if isinstance(config, dict) else None)
@@ -91,6 +96,8 @@ def search(
     as_json: bool = JsonOption,
 ) -> None:
     """Find tools by meaning: dense embeddings fused with BM25."""
+    from ouroboros.capabilities.skills.retrieval import MODES
+
     if mode not in MODES:
         raise CommandFailed(f"unknown mode {mode!r}", hint="use fused, dense or bm25", exit_code=2)
     if k < 1 or not query.strip():
@@ -176,6 +183,7 @@ def solve(
     as_json: bool = JsonOption,
 ) -> None:
     """Retrieve tools, let the model run / mutate / create, and answer."""
+    from ouroboros.capabilities.skills.control import Solver
     from ouroboros.interfaces.json_input import loads_strict
 
     value = None if input_json is None else loads_strict(input_json, "--input")
@@ -200,6 +208,8 @@ def solve(
 
 def stats(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """How tasks were served: existing tools reused versus new ones made."""
+    from ouroboros.capabilities.skills.control import SolveStats, stats_path
+
     rt = open_runtime(home)
     counts = SolveStats(stats_path(store_for(rt).root)).read()
     rate = SolveStats.reuse_rate(counts)
@@ -255,6 +265,9 @@ def _ranks(hit: Any) -> str:
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """Offline: index the starter tools and find them by meaning, no LLM needed."""
+    from ouroboros.capabilities.skills.discovery import open_index, sync_index
+    from ouroboros.capabilities.skills.starter import starter_dirs
+
     store = store_for(rt)
     for d in starter_dirs():
         store.add_dir(d)
