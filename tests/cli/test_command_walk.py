@@ -193,3 +193,13 @@ def test_bare_group_prints_help_and_exits_2() -> None:
 def test_typo_suggests_lazy_commands() -> None:
     r = run("tol")
     assert r.code == 2 and "Did you mean 'tool'?" in r.stderr
+
+
+def test_lazy_help_lines_match_the_groups_own_help() -> None:
+    import typer as typer_mod
+
+    from ouroboros.interfaces.cli.main import LAZY_GROUPS
+
+    for name, lazy in LAZY_GROUPS.items():
+        group = typer_mod.main.get_group(lazy.loader())
+        assert (group.help or "").strip() == lazy.help, f"`ouro {name}` help drifted"
