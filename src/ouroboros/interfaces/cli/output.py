@@ -74,6 +74,11 @@ def open_runtime(home: Path | None, *, capabilities: bool = True) -> Runtime:
     except OSError as e:  # a file, a symlink loop, a directory we may not read
         raise WorkspaceMissing(f"no Ouroboros workspace at {home}: {e.strerror}",
                                "run `ouro init` or pass --home / set OURO_HOME") from None
+    except (ValueError, KeyError, TypeError) as e:
+        # Opening folds the ledger; bytes that do not decode mean a damaged file (a verified
+        # ledger never holds them). `ouro verify` names the first bad event.
+        raise IntegrityError(f"the ledger cannot be read: {type(e).__name__}: {e}",
+                             hint="run `ouro verify`; restore ledger.db from a backup") from None
     if rt.backend.count() == 0 and rt.workspace.config.get("genesis"):
         rt.close()
         raise IntegrityError(f"the ledger of {rt.home} is empty, but the workspace was "
