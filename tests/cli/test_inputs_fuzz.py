@@ -4,6 +4,7 @@ ledger can hold or is refused with a UsageError — nothing else escapes, nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -45,10 +46,8 @@ def test_any_bytes_parse_to_a_storable_value_or_a_usage_error(data: bytes) -> No
 @FAST
 @given(st.text(max_size=300))
 def test_any_text_parses_or_is_refused(text: str) -> None:
-    try:
+    with contextlib.suppress(UsageError):
         loads_strict(text, "input")
-    except UsageError:
-        pass
 
 
 @FAST
@@ -106,10 +105,8 @@ def test_flux_images_with_the_magic_and_garbage_are_refused_cleanly(
 
     path = tmp_path_factory.mktemp("flux") / "p.bin"
     path.write_bytes(magic + (rest.hex().encode() if magic != b"FLUX" else rest))
-    try:
+    with contextlib.suppress(OuroError):
         load_image(path)
-    except OuroError:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-import jsonschema_rs
-
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.errors import InvalidPatch, UsageError
 from ouroboros.kernel.ops import apply_op
@@ -144,6 +142,7 @@ def _validator_for_bytes(schema_bytes: bytes) -> Any:
     import json
 
     import jsonschema  # only to check a schema once: it costs more to import than the rest
+    import jsonschema_rs
 
     schema = json.loads(schema_bytes)
     jsonschema.validators.validator_for(schema).check_schema(schema)

@@ -13,11 +13,15 @@ import math
 import os
 import stat
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from typer._click import core as click_core
 from typer._click import exceptions as click_exceptions
+from typer._coercion import RuntimeParam
+from typer._param_types import coerce_cli_choice
 
 from ouroboros.interfaces.json_input import loads_strict
 from ouroboros.kernel.errors import NotFound, UsageError
@@ -133,6 +137,93 @@ def _refusal(value: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _PlainParam(RuntimeParam):
+    """Typer converts every value through a pydantic ``TypeAdapter``; importing pydantic
+    and building the adapters costs more than the rest of a command's start-up. The plain
+    types the CLI uses (text, numbers with bounds, paths, choices, lists of them) are
+    converted here instead, with click's messages; anything else stays with typer."""
+
+    leaf: Callable[[Any, Any, Any], Any] = lambda value, param, ctx: value
+    is_list: bool = False
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self.is_list:
+            return [self.leaf(v, param, ctx) for v in value]
+        return self.leaf(value, param, ctx)
+
+
+def _fail(message: str, param: Any, ctx: Any) -> NoReturn:
+    raise click_exceptions.BadParameter(message, ctx=ctx, param=param)
+
+
+def _number(kind: type, low: float | None, high: float | None) -> Callable[[Any, Any, Any], Any]:
+    name = "integer" if kind is int else "number"
+
+    def convert(value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, kind) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            try:
+                number = kind(text)
+            except (ValueError, OverflowError):
+                _fail(f"{text[:40]!r} is not a valid {name}.", param, ctx)
+        if low is not None and number < low:
+            _fail(f"{number} is below the minimum {low}.", param, ctx)
+        if high is not None and number > high:
+            _fail(f"{number} is above the maximum {high}.", param, ctx)
+        return number
+
+    return convert
+
+
+def _plain_param(descriptor: Any) -> RuntimeParam | None:
+    """The fast converter for a parameter, or None to leave it to typer."""
+    info = descriptor.parameter_info
+    annotation = descriptor.annotation
+    is_list = descriptor.is_list
+    if is_list:
+        annotation = annotation.__args__[0]
+    if descriptor.is_tuple or descriptor.is_file or descriptor.is_datetime or info.parser \
+            is not None or info.clamp:
+        return None
+    leaf: Callable[[Any, Any, Any], Any]
+    if descriptor.is_choice:
+        choices = tuple(descriptor.choices or ())
+
+        def leaf(value: Any, param: Any, ctx: Any) -> Any:
+            try:
+                return coerce_cli_choice(value, choices=choices,
+                                         case_sensitive=info.case_sensitive, ctx=ctx)
+            except ValueError as e:
+                _fail(str(e), param, ctx)
+    elif annotation is str:
+        def leaf(value: Any, param: Any, ctx: Any) -> Any:
+            return value if isinstance(value, str) else str(value)
+    elif annotation is bool:
+        def leaf(value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "t", "yes", "y", "on"):
+                return True
+            if text in ("", "0", "false", "f", "no", "n", "off"):
+                return False
+            _fail(f"{text[:40]!r} is not a valid boolean.", param, ctx)
+    elif annotation in (int, float):
+        leaf = _number(annotation, info.min, info.max)
+    elif annotation is Path and not any(
+            (info.exists, info.resolve_path, info.path_type, not info.file_okay,
+             not info.dir_okay, info.writable, info.readable is False)):
+        def leaf(value: Any, param: Any, ctx: Any) -> Any:
+            return value if isinstance(value, Path) else Path(value)
+    else:
+        return None
+    return _PlainParam(parameter_info=info, annotation=descriptor.annotation, leaf=leaf,
+                       is_list=is_list)
+
+
 def harden(command: click_core.Command) -> None:
     """Make every parameter of ``command`` (and, for a group, of the commands it holds)
     refuse NaN, infinities, integers beyond 64 bits and text that is not UTF-8, after
@@ -140,6 +231,9 @@ def harden(command: click_core.Command) -> None:
     for param in command.params:
         if getattr(param, "_ouro_hardened", False):
             continue
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and getattr(param, "_runtime_param", "absent") is None:
+            param._runtime_param = _plain_param(descriptor)  # type: ignore[attr-defined]
         convert = param.process_value
 
         def process_value(ctx: click_core.Context, value: Any,
@@ -158,5 +252,8 @@ def harden(command: click_core.Command) -> None:
         help_option = command.get_help_option(click_core.Context(command))
         if help_option is not None:
             help_option.metavar = ""
+            descriptor = getattr(help_option, "type_descriptor", None)
+            if descriptor is not None:
+                help_option._runtime_param = _plain_param(descriptor)  # type: ignore[attr-defined]
     for sub in getattr(command, "commands", {}).values():
         harden(sub)

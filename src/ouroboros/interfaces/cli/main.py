@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -60,6 +59,8 @@ def _report(e: BaseException, as_json: bool) -> int:
 
     report = describe(e)
     if report.code == "internal" and os.environ.get(DEBUG_ENV):
+        import traceback
+
         traceback.print_exception(e, file=sys.stderr)
     try:
         output.print_error(report, as_json)

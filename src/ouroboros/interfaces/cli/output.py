@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from ouroboros.interfaces.cli.errors import ErrorReport
     from ouroboros.kernel import Runtime, SubmitOutcome
 
-# No highlighter: it colours runs of digits and so splits hashes and ids into pieces.
-console = Console(soft_wrap=True, highlight=False)
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+# No highlighter: it colours runs of digits and so splits hashes and ids into pieces. No
+# emoji codes: ":x:" in a user's prompt or reason is text, not a picture.
+console = Console(soft_wrap=True, highlight=False, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 HomeOption = typer.Option(None, "--home", envvar="OURO_HOME", metavar="DIR",
                           help="Workspace directory (default: $OURO_HOME, else ./.ouro).")
