@@ -161,6 +161,7 @@ def _number(kind: type, low: float | None, high: float | None) -> Callable[[Any,
     name = "integer" if kind is int else "number"
 
     def convert(value: Any, param: Any, ctx: Any) -> Any:
+        number: Any
         if isinstance(value, kind) and not isinstance(value, bool):
             number = value
         else:
@@ -254,6 +255,6 @@ def harden(command: click_core.Command) -> None:
             help_option.metavar = ""
             descriptor = getattr(help_option, "type_descriptor", None)
             if descriptor is not None:
-                help_option._runtime_param = _plain_param(descriptor)  # type: ignore[attr-defined]
+                help_option._runtime_param = _plain_param(descriptor)
     for sub in getattr(command, "commands", {}).values():
         harden(sub)
