@@ -56,6 +56,13 @@ def _ident(ident: str) -> str:
     return ident
 
 
+def _plain(text: str) -> Any:
+    """A table cell shown as written: user text is not Rich markup."""
+    from rich.text import Text
+
+    return Text(text)
+
+
 def _short(patch_hash: str) -> str:
     """The id people type: 12 hex digits after ``sha256:`` (any unique prefix works)."""
     return patch_hash[7:19]
@@ -138,7 +145,8 @@ def register(app: typer.Typer) -> None:
         table = _table("id", "target", "author", "needs")
         table.columns[0].no_wrap = True
         for i in items:
-            table.add_row(_short(i["patch_hash"]), i["target"], i["author"], i["needs"])
+            table.add_row(_short(i["patch_hash"]), _plain(i["target"]), _plain(i["author"]),
+                          _plain(i["needs"]))
         console.print(table)
         console.print("approve with `ouro approve ID` or reject with "
                       "`ouro reject ID --reason TEXT`")
@@ -169,14 +177,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(summary)
             return
-        console.print(f"seq {summary['seq']}  state {summary['state_hash']}")
+        console.print(f"seq {summary['seq']}\nstate {summary['state_hash']}")
         table = _table("target", "value")
         table.columns[0].overflow = "fold"
+        table.columns[1].overflow = "fold"
         for t, v in summary["targets"].items():
             text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
             text = " ".join(text.split())
-            table.add_row(t, text if len(text) < 120 else text[:117] + "...")
+            table.add_row(_plain(t), _plain(text if len(text) < 120 else text[:117] + "..."))
         console.print(table)
+        console.print("a whole value: `ouro state TARGET`", markup=False)
         paused = {a: e for a, e in st.authors.items() if e.get("paused_until")}
         for a, e in paused.items():
             console.print(f"author {a} paused until {e['paused_until']}", style="red",
@@ -265,7 +275,7 @@ def register(app: typer.Typer) -> None:
             return
         table = _table("author", "consecutive rejections", "paused until")
         for a, e in sorted(data.items()):
-            table.add_row(a, str(e["rejections"]), e.get("paused_until") or "-")
+            table.add_row(_plain(a), str(e["rejections"]), e.get("paused_until") or "-")
         console.print(table)
 
 
@@ -290,7 +300,7 @@ def _print_events(events: list[Event]) -> None:
             parts.insert(0, _short(str(p["patch_hash"])))
         summary = " ".join(" ".join(parts).split())
         table.add_row(str(e.seq), e.kind, e.time[:19].replace("T", " "),
-                      summary if len(summary) <= 160 else summary[:157] + "...")
+                      _plain(summary if len(summary) <= 160 else summary[:157] + "..."))
     console.print(table)
 
 

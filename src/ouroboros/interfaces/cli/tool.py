@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ouroboros.capabilities.skills import (
     SandboxError,
@@ -224,7 +226,7 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
         m = v.meta.get("metrics") or {}
         p50 = "-" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
         table.add_row(v.tool_id, v.fingerprint, v.runtime, str(m.get("uses", 0)), p50,
-                      v.description)
+                      Text(v.description))
     console.print(table)
 
 
@@ -297,7 +299,11 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
                  f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
         ("path", info["path"]),
     ]
-    return [f"{key:<12}{value}" for key, value in rows]
+    lines = []
+    for key, value in rows:
+        wrapped = textwrap.wrap(str(value), 68, break_long_words=False) or [""]
+        lines += [f"{key:<12}{wrapped[0]}", *(f"{'':12}{more}" for more in wrapped[1:])]
+    return lines
 
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
