@@ -61,6 +61,8 @@ def load_image(path: Path) -> Image:
              f"{exc.start})", 1)
     except (DecodeError, ValueError, RecursionError) as exc:
         fail(f"{path}: {exc}", 1)
+    except LookupError as exc:  # the assembler indexes past a line like "," (a bug there)
+        fail(f"{path}: not FLUX assembly ({type(exc).__name__}: {exc})", 1)
 
 
 @app.command("asm")
