@@ -67,11 +67,18 @@ def commands(home: Path) -> dict[str, list[str]]:
     }
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> float:
+def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run; CPU time moves less with the
+    machine's load, so both are reported."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    return time.perf_counter() - start
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)[:200]} exited {child.returncode}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def modules_imported(args: list[str], env: dict[str, str]) -> int:
@@ -100,10 +107,14 @@ def main() -> None:
         cmds = commands(home)
         for cmd in cmds.values():  # warm the page cache and wasmtime's module cache
             wall(cmd, env)
+        load_before = os.getloadavg()[0]
         samples: dict[str, list[float]] = {name: [] for name in cmds}
+        cpu: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(args.rounds):
             for name, cmd in cmds.items():
-                samples[name].append(wall(cmd, env))
+                elapsed, used = wall(cmd, env)
+                samples[name].append(elapsed)
+                cpu[name].append(used)
         counts = {"ouro --help": modules_imported(["--help"], env),
                   "ouro state": modules_imported(["state", "--home", str(home)], env),
                   "ouro tool run (WAT)": modules_imported(
@@ -112,22 +123,25 @@ def main() -> None:
     base = statistics.median(samples["python -c pass"])
     raw = statistics.median(samples["raw wasmtime call"])
     rows: dict[str, dict[str, Any]] = {}
-    print(f"{'command':<24}{'median s':>10}{'min s':>8}{'× pass':>8}{'× raw':>7}"
+    print(f"{'command':<24}{'median s':>10}{'min s':>8}{'cpu s':>7}{'× pass':>8}{'× raw':>7}"
           f"{'target':>8}{'modules':>9}")
     for name, values in samples.items():
         med = statistics.median(values)
         target = TARGETS.get(name)
         rows[name] = {"median_s": round(med, 4), "min_s": round(min(values), 4),
+                      "cpu_median_s": round(statistics.median(cpu[name]), 4),
                       "x_python_pass": round(med / base, 2), "x_raw_wasmtime": round(med / raw, 2),
                       "target_s": target, "met": None if target is None else med <= target,
                       "modules": counts.get(name)}
-        print(f"{name:<24}{med:>10.3f}{min(values):>8.3f}{med / base:>8.1f}{med / raw:>7.2f}"
+        print(f"{name:<24}{med:>10.3f}{min(values):>8.3f}{statistics.median(cpu[name]):>7.3f}"
+              f"{med / base:>8.1f}{med / raw:>7.2f}"
               f"{'' if target is None else f'{target:.2f}':>8}"
               f"{counts.get(name, ''):>9}")
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(),
-                          "load_avg_1m": os.getloadavg()[0]},
+                          "load_avg_1m": [round(load_before, 2),
+                                          round(os.getloadavg()[0], 2)]},
               "rounds": args.rounds, "commands": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
