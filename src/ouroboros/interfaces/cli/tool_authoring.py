@@ -113,7 +113,12 @@ def search(
         return
     for rank, h in enumerate(hits, start=1):
         desc = h.text.split(": ", 1)[-1]
-        console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {h.score:.4f}  {desc}", highlight=False)
+        ranks = f"({_ranks(h)})" if mode == "fused" else ""
+        console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {ranks}", highlight=False)
+        console.print(f"   {desc}", markup=False)
+    if mode == "fused":
+        console.print("ranked by reciprocal rank fusion of the dense (embedding) and BM25 "
+                      "(word) rankings; --json has the scores", markup=False, style="dim")
 
 
 def create(
