@@ -110,3 +110,22 @@ def test_monitor_describes_no_calls_in_words() -> None:
 
     text = Check("p1", "stable", 0.05, 0.0, 0).describe()
     assert "no calls" in text and "%" in text and "+" not in text
+
+
+def test_progress_is_for_a_person_only() -> None:
+    """Never under --json, never when stderr is not a terminal."""
+    from ouroboros.interfaces.cli import output
+
+    saved = output.err_console
+    try:
+        output.err_console = type(saved)(stderr=True, force_terminal=True)
+        output.set_json_mode(False)
+        assert output.progress_enabled()
+        output.set_json_mode(True)
+        assert not output.progress_enabled()
+        output.set_json_mode(False)
+        output.err_console = type(saved)(stderr=True, force_terminal=False)
+        assert not output.progress_enabled()
+    finally:
+        output.err_console = saved
+        output.set_json_mode(False)

@@ -23,6 +23,7 @@ from ouroboros.interfaces.cli.output import (
     open_runtime,
     print_json,
     report_outcome,
+    working,
 )
 
 if TYPE_CHECKING:
@@ -217,7 +218,8 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Ledger")
     def verify(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Check every link, signature and checkpoint; exit 1 naming the first bad event."""
-        with open_runtime(home, capabilities=False) as rt:
+        with open_runtime(home, capabilities=False) as rt, \
+                working(f"verifying {rt.backend.count():,} events"):
             report = rt.verify()
         if as_json:
             print_json({"ok": True, "events": report.events, "checkpoints": report.checkpoints,
@@ -231,7 +233,7 @@ def register(app: typer.Typer) -> None:
         """Recompute state from genesis and print its hash (must equal the snapshot path's)."""
         from ouroboros.interfaces.cli.errors import CliError
 
-        with open_runtime(home) as rt:
+        with open_runtime(home) as rt, working(f"replaying {rt.backend.count():,} events"):
             r = rt.replay()
         data = {"events": r.events, "state_hash": r.state_hash,
                 "snapshot_state_hash": r.snapshot_state_hash, "consistent": r.consistent}

@@ -36,6 +36,7 @@ from ouroboros.interfaces.cli.output import (
     console,
     open_runtime,
     print_json,
+    working,
 )
 from ouroboros.kernel import Runtime
 
@@ -195,7 +196,7 @@ def new_cmd(
                   severity=severity, problem=problem, evidence=("proposed by hand",),
                   root_cause=root_cause, solution=solution, diff=text, affected_files=files,
                   risk=risk)
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("validating the proposal on a branch"):
         outcome = loop.propose(draft)
     if outcome is None:
         _fail("an open proposal with the same title and files exists", "see `ouro proposals list`", 2)
@@ -210,7 +211,7 @@ def approve_cmd(ident: str = IdArgument,
                                           "proposal file)."),
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Approve a pending proposal: the kernel re-runs its gates, then merges it into main."""
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("re-running the gates and merging"):
         outcome = loop.approve(ident, reviewer=reviewer, notes=notes)
     _report(outcome, as_json)
 
@@ -230,7 +231,7 @@ def reject_cmd(ident: str = IdArgument,
 def apply_cmd(ident: str = IdArgument, home: Path | None = HomeOption,
               as_json: bool = JsonOption) -> None:
     """Merge an approved proposal whose merge was deferred (e.g. while halted)."""
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("merging"):
         outcome = loop.apply(ident)
     _report(outcome, as_json)
 

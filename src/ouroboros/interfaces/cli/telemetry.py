@@ -30,6 +30,7 @@ from ouroboros.interfaces.cli.output import (
     open_runtime,
     print_json,
     progress_bar,
+    working,
 )
 from ouroboros.kernel import Runtime, UsageError, WorkspaceMissing
 from ouroboros.kernel.workspace import Workspace, resolve_home
@@ -238,7 +239,8 @@ def eval_cmd(
             llm_error = e  # the rule findings are still worth showing
     proposed: list[dict[str, str]] = []
     if propose:
-        proposed = _propose(home, found + llm_found)
+        with working(f"proposing fixes for {len(found + llm_found)} finding(s)"):
+            proposed = _propose(home, found + llm_found)
     if as_json:
         report: dict[str, Any] = {"now": moment.isoformat(),
                                   "findings": [finding_dict(f) for f in found + llm_found]}
