@@ -34,9 +34,15 @@ def tour_script() -> str:
     return "\n".join(parts)
 
 
-def repo_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
-                          capture_output=True, text=True, check=True).stdout
+def repo_status() -> set[str]:
+    """Files in the repository git does not know (ignored ones included: a stray
+    `events.jsonl` or `.ouro/` would hide behind a .gitignore rule)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return {line[3:] for line in out.splitlines()
+            if line[:2] in ("??", "!!") and "__pycache__" not in line
+            and not line[3:].startswith((".venv/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/",
+                                         ".pytest_cache/", "bench/results/"))}
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".venv/bin/activate").exists(),
@@ -61,4 +67,4 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
     assert "proposal " in out and "implemented" in out                # approve merged it
     made = list(tmp_path.glob("tmp.*"))
     assert made and (made[0] / "best.fasm").exists() and (made[0] / "best.trend.png").exists()
-    assert repo_status() == before, "the tour wrote into the repository"
+    assert repo_status() == before, f"the tour wrote into the repository: {repo_status() - before}"
