@@ -125,9 +125,12 @@ def _ingest_with_progress(files: list[Path], store: TelemetryStore) -> IngestRep
     sizes and the mean line length of their first 64 KiB."""
     total_bytes, sample_bytes, sample_lines = 0, 0, 0
     for path in files:
-        total_bytes += path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(65536)
+        try:
+            total_bytes += path.stat().st_size
+            with path.open("rb") as handle:
+                head = handle.read(65536)
+        except OSError:
+            continue  # ingest reports the file as unreadable; the estimate skips it
         sample_bytes += len(head)
         sample_lines += head.count(b"\n")
     estimate = total_bytes / (sample_bytes / sample_lines) if sample_lines else None
