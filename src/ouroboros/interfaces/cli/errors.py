@@ -61,10 +61,11 @@ class CliError(OuroError):
     """
 
     def __init__(self, message: str, hint: str = "", *, exit_code: int = EXIT_USAGE,
-                 code: str | None = None) -> None:
+                 code: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, hint)
         self.exit_code = exit_code
         self.code = code or _CODE_FOR_EXIT.get(exit_code, "failure")
+        self.details = details or {}
 
 
 def usage(message: str, hint: str = "") -> CliError:
@@ -125,6 +126,8 @@ def describe(e: BaseException) -> ErrorReport:
             details = {"patch_hash": e.patch_hash, "stage": e.stage, "reason": e.reason}
         elif isinstance(e, IntegrityError) and e.seq is not None:
             details = {"seq": e.seq}
+        elif isinstance(e, CliError):
+            details = dict(e.details)
         return ErrorReport(_ouro_code(e), e.message, e.hint, int(e.exit_code), details)
     if isinstance(e, click_exceptions.UsageError):
         return ErrorReport("usage", e.format_message(), _click_hint(e), EXIT_USAGE, {})

@@ -29,7 +29,7 @@ from ouroboros.capabilities.skills import (
     ToolVersion,
 )
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
-from ouroboros.interfaces.cli.errors import CliError, failure, not_found
+from ouroboros.interfaces.cli.errors import CliError, not_found
 from ouroboros.interfaces.cli.inputs import read_bytes, require_dir
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
@@ -183,7 +183,6 @@ def run_cmd(
     else:
         value = loads_strict(read_bytes("-", "the input"), "the input on stdin")
     _, store = _store(home)
-    _get(store, tool_id, fingerprint)
     try:
         limits = dataclasses.replace(
             store.limits,
@@ -193,10 +192,11 @@ def run_cmd(
         )
         result = store.run(tool_id, value, fingerprint=fingerprint, limits=limits)
     except SandboxError as e:
-        if as_json:
-            print_json({"ok": False, "error": type(e).__name__, "message": str(e)})
-            raise typer.Exit(1) from None
-        raise failure(f"{tool_id} failed: {type(e).__name__}: {e}") from None
+        raise CliError(f"{tool_id} failed: {type(e).__name__}: {e}", exit_code=1,
+                       code="failure", details={"kind": type(e).__name__,
+                                                "tool_id": tool_id}) from None
+    except ToolNotFound as e:  # one lookup: the run itself finds the version
+        raise not_found(str(e), "list tools with `ouro tool list`") from None
     except ToolCorrupt as e:
         raise CliError(str(e), "delete that version directory: the workspace reinstalls it "
                        "from its blobs", exit_code=1, code="integrity") from None
