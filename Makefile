@@ -26,6 +26,7 @@ test: lint
 
 # Each benchmark prints a table and writes JSON under bench/results/.
 bench: $(STAMP)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/kernel.py
 	$(BIN)/python bench/flux.py
 	$(BIN)/python bench/skills.py

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from regopy import Input, Interpreter
-
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.markers import find_markers
 from ouroboros.kernel.scan import Injection, grants, injections, strings, urls
@@ -96,7 +94,7 @@ class RegoAudit:
     def __init__(self, cache_size: int = 4096) -> None:
         self._lock = threading.Lock()
         self._bundles: dict[bytes, Any] = {}
-        self._runner = Interpreter()
+        self._runner: Any = None  # the Rego engine is loaded on the first evaluation
         self._decisions: OrderedDict[bytes, list[str]] = OrderedDict()
         self._cache_size = cache_size
         self._config_keys: dict[int, tuple[dict[str, Any], bytes]] = {}
@@ -105,6 +103,8 @@ class RegoAudit:
     def _bundle(self, key: bytes, config: dict[str, Any]) -> Any:
         bundle = self._bundles.get(key)
         if bundle is None:
+            from regopy import Interpreter
+
             builder = Interpreter()
             builder.add_module("audit.rego", policy_source())
             builder.add_data(policy_data(config))
@@ -129,7 +129,11 @@ class RegoAudit:
                 self._decisions.move_to_end(key)
                 return list(cached)
             try:
+                from regopy import Input, Interpreter
+
                 bundle = self._bundle(config_key, config)
+                if self._runner is None:
+                    self._runner = Interpreter()
                 self._runner.set_input(Input(facts))
                 results = self._runner.query_bundle(bundle).results
                 self.evaluations += 1

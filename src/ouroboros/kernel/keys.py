@@ -15,14 +15,15 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
+
+if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PASSPHRASE_ENV = "OURO_KEY_PASSPHRASE"
@@ -71,6 +72,8 @@ class Signer:
 
     @classmethod
     def from_private(cls, name: str, private: Ed25519PrivateKey) -> Signer:
+        from cryptography.hazmat.primitives import serialization
+
         raw = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                 serialization.PublicFormat.Raw)
         seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
@@ -83,6 +86,8 @@ class Signer:
 
     @classmethod
     def generate(cls, name: str) -> Signer:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls.from_private(name, Ed25519PrivateKey.generate())
 
     def sign(self, data: bytes) -> bytes:
@@ -104,6 +109,8 @@ class Keyring:
                             "use letters, digits, '.', '_' or '-' (at most 64)")
 
     def new(self, name: str) -> Signer:
+        from cryptography.hazmat.primitives import serialization
+
         self._check_name(name)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
@@ -125,6 +132,10 @@ class Keyring:
 
     def load(self, name: str) -> Signer:
         """Load a private key (cached: key files never change under a name)."""
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         cached = self._loaded.get(name)
         if cached is not None:
             return cached

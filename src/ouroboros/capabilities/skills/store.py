@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,6 +30,7 @@ from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
 from .artifacts import (
+    FINGERPRINT_CHARS,
     compute_fingerprint,
     default_runtimes,
     write_bytes,
@@ -52,6 +54,8 @@ from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
+
+_FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -302,8 +306,13 @@ class SkillStore:
 
     def _locate(self, tool_id: str, fingerprint: str | None) -> tuple[str, Path]:
         """The fingerprint (the current one unless given) and directory of a version."""
-        if not NAME_RE.match(tool_id):
-            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
+        if not NAME_RE.fullmatch(tool_id):
+            raise ToolNotFound(f"no tool {tool_id[:80]!r}: names are lowercase letters, "
+                               "digits, _")
+        if fingerprint is not None and not _FINGERPRINT.fullmatch(fingerprint):
+            # It becomes a path component: "../x" must not reach outside the tool.
+            raise ToolNotFound(f"no version {fingerprint[:80]!r}: versions are "
+                               f"{FINGERPRINT_CHARS} hex digits")
         fp = fingerprint or self._head(tool_id)
         if fp is None:
             raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
