@@ -300,10 +300,7 @@ def prove_cmd(
     from ouroboros.capabilities.skills import MalformedTool
     from ouroboros.capabilities.skills.serving import prove
 
-    try:
-        raw = cases.read_bytes()
-    except OSError as e:
-        _fail(f"cannot read {cases}: {e.strerror}", 2)
+    raw = read_bytes(cases, "--cases file")  # refuses FIFOs, devices, huge files
     _, store = _store(home)
     _get(store, tool_id)
     try:
@@ -328,6 +325,21 @@ def prove_cmd(
                   f"({info['evidence']['independent']} independent cases)", highlight=False)
 
 
+def _evidence_words(evidence: Any) -> str:
+    """``{"cases": {"operator": 7}, "independent": 7}`` as ``cases: 7 by operator;
+    independent 7`` (no Python reprs)."""
+    if not evidence:
+        return "none recorded"
+    parts = []
+    for key, value in sorted(evidence.items()):
+        if isinstance(value, dict):
+            by = ", ".join(f"{n} by {who}" for who, n in sorted(value.items())) or "none"
+            parts.append(f"{key}: {by}")
+        else:
+            parts.append(f"{key} {value}")
+    return "; ".join(parts)
+
+
 def describe_lines(info: dict[str, Any]) -> list[str]:
     """`tool describe` as plain lines: words for absent values, no Python reprs."""
     tests = info.get("tests") or {}
@@ -349,8 +361,8 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
         ("uses", f"{metrics.get('uses') or 0} call(s), {metrics.get('failures') or 0} failed; "
                  f"p50 {ms(metrics.get('p50_ms'))}, p95 {ms(metrics.get('p95_ms'))}; last "
                  f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
-        ("status", f"{info['status']} (origin {info['origin']}; evidence "
-                   + ", ".join(f"{k} {v}" for k, v in sorted((info.get("evidence") or {}).items())) + ")"),
+        ("status", f"{info['status']} (origin {info['origin']})"),
+        ("evidence", _evidence_words(info.get("evidence"))),
         *([("review", "; ".join(map(str, info["review"])))] if info.get("review") else []),
         ("path", info["path"]),
     ]
