@@ -46,6 +46,8 @@ def _pair_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
             return (Instr(Opcode.NEG),)
         if b.op is Opcode.MUL and k > 1 and k & (k - 1) == 0:
             return (Instr(Opcode.PUSH, (k.bit_length() - 1,)), Instr(Opcode.SHL))
+    if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
+        return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
     if a.op is Opcode.STORE and b.op is Opcode.LOAD and a.args == b.args:
         return (Instr(Opcode.DUP), Instr(Opcode.STORE, a.args))
     if a.op is Opcode.JMP and a.args[0] == index + 1:
