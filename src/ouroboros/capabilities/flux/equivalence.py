@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -354,18 +354,33 @@ def _compiled(program: Program) -> Any:
     return predecode(program.params, verdict.instructions)
 
 
+def has_loop(program: Program) -> bool:
+    return any(ins.is_jump and ins.args[0] <= i for i, ins in enumerate(program.instrs))
+
+
+def _runner(program: Program) -> Callable[[Sequence[int], int], RunResult]:
+    """A loop may run long on extreme inputs: compile it (wasm); else the Python loop."""
+    if has_loop(program):
+        from ouroboros.capabilities.flux.wasm import WasmRunner
+
+        compiled_wasm = WasmRunner(cache_size=1).compile(program.to_image())
+        return compiled_wasm.run
+    compiled = _compiled(program)
+    return lambda vector, fuel: run_predecoded(compiled, vector, fuel=fuel)
+
+
 def differential(reference: Program, candidate: Program, *, count: int = 2000, seed: int = 0,
                  fuel: int = TEST_FUEL) -> Verdict:
     """Run both programs on the generated inputs; inputs on which the reference runs out
     of fuel say nothing and are skipped."""
     n = max(input_count(reference, candidate), 1)
-    ref, cand = _compiled(reference), _compiled(candidate)
+    ref, cand = _runner(reference), _runner(candidate)
     tested = 0
     for vector in generated_inputs(n, count=count, seed=seed):
-        expected = run_predecoded(ref, vector, fuel=fuel)
+        expected = ref(vector, fuel)
         if expected.trap == "fuel_exhausted":
             continue
-        got = run_predecoded(cand, vector, fuel=fuel)
+        got = cand(vector, fuel)
         tested += 1
         if Outcome.of(expected) != Outcome.of(got):
             return Verdict("counterexample", "testing", _describe(expected, got), vector, tested)
