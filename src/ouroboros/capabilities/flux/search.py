@@ -212,8 +212,11 @@ def default_fuel(program: Program, cases: Sequence[TestCase]) -> int:
 def superoptimise(original: Program, cases: Sequence[TestCase], *,
                   config: SearchConfig | None = None, seed: int = 0,
                   executor: Executor | None = None,
-                  progress: Callable[[int, float], None] | None = None) -> SearchResult:
-    """Search for a faster program equivalent to `original` (which must pass `cases`)."""
+                  progress: Callable[[int, float, bool], None] | None = None) -> SearchResult:
+    """Search for a faster program equivalent to `original` (which must pass `cases`).
+
+    `progress(evaluations, best penalised cycles, improved)` runs after every epoch.
+    """
     config = config or SearchConfig()
     executor = executor or LocalExecutor()
     start_score = score(original, cases)
@@ -247,6 +250,8 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                 global_best, global_cost = polished, polished_cost
                 history.append((evaluations, polished_cost.penalised))
                 bests.append(polished)
+                if progress is not None:
+                    progress(evaluations, polished_cost.penalised, True)
     islands = [Island(i, random.Random(f"{seed}:{i}").getstate(), global_best, global_cost,
                       global_best, global_cost) for i in range(config.islands)]
     checks = found = 0
@@ -283,12 +288,14 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                                         best_cost=cost(island.best)))
             islands = rescored
             global_cost = cost(global_best)
+        improved = False
         for island in islands:
             if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
                 global_best, global_cost = island.best, island.best_cost
                 bests.append(global_best)
+                improved = True
         if progress is not None:
-            progress(evaluations, global_cost.penalised)
+            progress(evaluations, global_cost.penalised, improved)
     verdict, winner = _final(original, bests, all_cases, config)
     if winner is not global_best:
         history.append((evaluations, cost(winner).penalised))

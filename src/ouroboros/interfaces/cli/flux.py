@@ -155,7 +155,14 @@ def evolve_command(
     seed: int = typer.Option(0, "--seed"),
     output: Path | None = typer.Option(None, "-o", "--output", help="best program (.fasm)"),
     population: int = typer.Option(16, "--population", min=1, help="candidates per generation"),
-    workers: int = typer.Option(2, "--workers", min=1, help="processes evaluating candidates"),
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="processes (default: from the batch size)"),
+    engine: str = typer.Option("search", "--engine",
+                               help="search (STOKE-style, with equivalence proofs) | classic"),
+    budget: int | None = typer.Option(None, "--budget", min=1,
+                                      help="candidate evaluations (default generations x "
+                                           "population)"),
+    executor: str = typer.Option("process", "--executor", help="local | process"),
     trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0),
     target: str | None = typer.Option(None, "--target", help="ledger target (flux/programs/NAME)"),
     home: Path | None = typer.Option(None, "--home", envvar="OURO_HOME",
@@ -164,6 +171,8 @@ def evolve_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Evolve FILE against TESTS; write the best program, a trend plot, and submit it."""
+    if executor not in ("local", "process"):
+        fail(f"unknown executor {executor!r}: use local or process", 2)
     from ouroboros.interfaces.cli.flux_evolve import EvolveRequest, evolve
 
     best_path = output or file.with_name(file.stem + ".best.fasm")
@@ -173,7 +182,8 @@ def evolve_command(
         source=file, tests=tests, generations=generations, seed=seed,
         output=best_path, population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
-        home=home, submit=submit, quiet=as_json,
+        home=home, submit=submit, quiet=as_json, engine=engine, budget=budget,
+        executor=executor,
     )
     summary, code = evolve(request, load_image, fail, err)
     if as_json:

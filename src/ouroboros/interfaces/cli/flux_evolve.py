@@ -13,7 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ouroboros.capabilities.evolve.engine import EvolutionPolicy, EvolutionRecord, Evolver
 from ouroboros.capabilities.flux import governance
 from ouroboros.capabilities.flux.asm import assemble, disassemble
-from ouroboros.capabilities.flux.fitness import FluxProblem, TestsFileError, parse_tests, score
+from ouroboros.capabilities.flux.fitness import (
+    FluxProblem,
+    Score,
+    TestCase,
+    TestsFileError,
+    parse_tests,
+    score,
+)
 from ouroboros.capabilities.flux.isa import Image
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
@@ -32,12 +39,15 @@ class EvolveRequest:
     seed: int
     output: Path
     population: int
-    workers: int
+    workers: int | None  # None: chosen from the batch size
     trust: float
     target: str
     home: Path | None
     submit: bool
     quiet: bool
+    engine: str = "search"  # "search" (STOKE-style, docs/flux.md) or "classic"
+    budget: int | None = None  # evaluations; default generations x population
+    executor: str = "process"
 
 
 def open_runtime(home: Path | None, fail: Fail) -> Runtime:
@@ -51,95 +61,129 @@ def open_runtime(home: Path | None, fail: Fail) -> Runtime:
     return rt
 
 
-def plot_trend(history: list[EvolutionRecord], initial: float, path: Path) -> None:
-    """Fitness kept per generation, best so far, and the accepted generations."""
+@dataclass(frozen=True)
+class Trace:
+    """What the trend plot draws: best cycles per result against evaluations."""
+
+    title: str
+    points: list[tuple[int, float]]  # (evaluations, best penalised cycles per result)
+    plateau_at: int
+    total: int
+
+
+def plot_trend(trace: Trace, path: Path) -> None:
+    """Best cycles per result over the run, titled with the program and seed; the point
+    after which the best never improved again is marked as the plateau."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    generations = [0] + [r.generation for r in history]
-    kept = [initial] + [r.kept_fitness for r in history]
-    best, running = [], initial
-    for value in kept:
-        running = max(running, value)
-        best.append(running)
+    xs = [x for x, _ in trace.points] + [trace.total]
+    ys = [y for _, y in trace.points] + [trace.points[-1][1]]
     figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.plot(generations, kept, label="kept fitness", linewidth=1)
-    axes.plot(generations, best, label="best so far", linewidth=2)
-    accepted = [r for r in history if r.accepted]
-    axes.scatter([r.generation for r in accepted], [r.fitness_after for r in accepted],
-                 s=8, label="accepted", color="tab:green")
-    axes.set_xlabel("generation")
-    axes.set_ylabel("fitness = confidence x trust / cycles")
-    axes.legend(loc="lower right")
+    axes.step(xs, ys, where="post", label="best so far", linewidth=2)
+    axes.scatter([x for x, _ in trace.points], [y for _, y in trace.points], s=10,
+                 color="tab:green", label="improvement", zorder=3)
+    axes.axvline(trace.plateau_at, color="tab:red", linestyle="--", linewidth=1,
+                 label=f"plateau from {trace.plateau_at} evaluations")
+    axes.set_title(trace.title)
+    axes.set_xlabel("candidate evaluations")
+    axes.set_ylabel("cycles per result (penalised)")
+    axes.legend(loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fail,
-           err: Console) -> tuple[dict[str, Any], int]:
-    image = load_image(request.source)
+def classic_trace(title: str, history: list[EvolutionRecord], initial: float,
+                  trust: float) -> Trace:
+    """The classic engine's generations as a best-cycles trace (cycles = trust / fitness
+    for a program that passes all its cases)."""
+    points = [(1, trust / initial if initial else 0.0)]
+    evaluations, best = 1, initial
+    for record in history:
+        evaluations += record.evaluations
+        if record.accepted and record.fitness_after > best:
+            best = record.fitness_after
+            points.append((evaluations, trust / best))
+    return Trace(title, points, points[-1][0], evaluations)
+
+
+def _load_cases(request: EvolveRequest, fail: Fail) -> tuple[TestCase, ...]:
     try:
-        cases = parse_tests(request.tests.read_text())
+        return parse_tests(request.tests.read_text())
     except OSError as exc:
         fail(f"cannot read {request.tests}: {exc.strerror}", 2)
     except TestsFileError as exc:
         fail(f"{request.tests}: {exc}", 2)
+
+
+def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fail,
+           err: Console) -> tuple[dict[str, Any], int]:
+    image = load_image(request.source)
+    cases = _load_cases(request, fail)
+    if request.engine not in ("search", "classic"):
+        fail(f"unknown engine {request.engine!r}: use search or classic", 2)
     verdict = verify(image)
     if not verdict.ok:
         fail(f"{request.source} does not verify: " + "; ".join(verdict.reasons), 1)
     rt = open_runtime(request.home, fail) if request.submit else None
+    if rt is not None:  # the target's accumulated suite comes first, then the file's
+        cases = governance.merge_cases(governance.target_cases(rt, request.target), cases)
     program = Program.from_image(image)
-    problem = FluxProblem.for_program(program, cases, trust=request.trust)
     before = score(program, cases, trust=request.trust)
+    budget = request.budget or request.generations * request.population
+    title = f"{request.source.stem} (seed {request.seed})"
+    extra: dict[str, Any] = {}
 
-    def on_accept(record: EvolutionRecord, genome: Program) -> None:
+    def log_improvement(summary: dict[str, Any]) -> None:
         if rt is not None:
-            governance.record_generation(rt, request.target, {
-                **record.to_json(), "size": genome.size, "seed": request.seed})
+            governance.record_generation(rt, request.target, {**summary, "seed": request.seed})
 
-    policy = EvolutionPolicy(population=request.population)
-    with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
-                 workers=request.workers, on_accept=on_accept) as evolver:
-        with Progress(TextColumn("evolving"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("best {task.fields[best]:.5f}"), TimeElapsedColumn(),
-                      console=err, disable=request.quiet) as progress:
-            task = progress.add_task("evolve", total=request.generations, best=before.fitness)
-
-            def advance(record: EvolutionRecord) -> None:
-                progress.update(task, advance=1, best=evolver.best.fitness)
-
-            best = evolver.run(request.generations, progress=advance)
-        history, evaluations, trend = evolver.history, evolver.evaluations, evolver.trend()
-    after = score(best.genome, cases, trust=request.trust)
-    best_image = best.genome.to_image()
+    with Progress(TextColumn("evolving"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]:.2f} cycles"), TimeElapsedColumn(),
+                  console=err, disable=request.quiet) as progress:
+        if request.engine == "search":
+            best, cases, evaluations, accepted, trace, extra = _run_search(
+                request, program, cases, budget, title, progress, log_improvement, fail)
+            trend = "plateau" if trace.plateau_at < evaluations // 2 else "improving"
+        else:
+            best, evaluations, accepted, trace, trend = _run_classic(
+                request, program, cases, before, budget, title, progress, log_improvement)
+    after = score(best, cases, trust=request.trust)
+    best_image = best.to_image()
     request.output.write_text(disassemble(best_image))
     plot = request.output.with_name(request.output.stem + ".trend.png")
-    plot_trend(history, before.fitness, plot)
+    plot_trend(trace, plot)
     summary: dict[str, Any] = {
         "before": {"cycles_per_result": before.cycles_per_result, "fitness": before.fitness,
                    "confidence": before.confidence},
         "after": {"cycles_per_result": after.cycles_per_result, "fitness": after.fitness,
                   "confidence": after.confidence},
-        "generations": request.generations, "evaluations": evaluations,
-        "accepted": sum(r.accepted for r in history), "trend": trend.value,
+        "engine": request.engine, "generations": request.generations, "budget": budget,
+        "evaluations": evaluations, "accepted": accepted, "trend": trend,
+        "plateau_at": trace.plateau_at, "tests": len(cases), **extra,
         "output": str(request.output), "plot": str(plot), "patch": None,
     }
     if not request.quiet:
         err.print(f"cycles per result: {before.cycles_per_result:g} -> {after.cycles_per_result:g}"
-                  f"   fitness: {before.fitness:.5f} -> {after.fitness:.5f}   trend: {trend.value}")
+                  f"   fitness: {before.fitness:.5f} -> {after.fitness:.5f}   trend: {trend}")
+        if "equivalence" in extra:
+            err.print(f"equivalent to {request.source.name}: {extra['equivalence']['status']} "
+                      f"({extra['equivalence']['detail']}); "
+                      f"{extra['counterexamples']} counterexample(s) became test cases")
         err.print(f"best program: {request.output}   trend plot: {plot}")
     code = 0
     if rt is not None:
         value = governance.bytecode_value(best_image, cases, after, {
-            "source": request.source.name, "seed": request.seed,
-            "generations": request.generations, "size": len(best_image.code)})
+            "source": request.source.name, "seed": request.seed, "engine": request.engine,
+            "evaluations": evaluations, "size": len(best_image.code)})
         outcome = governance.submit_program(
             rt, request.target, value,
             f"evolved {request.source.name}: {before.cycles_per_result:g} -> "
-            f"{after.cycles_per_result:g} cycles per result (seed {request.seed})")
+            f"{after.cycles_per_result:g} cycles per result (seed {request.seed}, "
+            f"{request.engine})")
         summary["patch"] = {"status": outcome.status, "hash": outcome.patch_hash,
                             "stage": getattr(outcome, "stage", None),
                             "reason": getattr(outcome, "reason", None)}
@@ -149,6 +193,72 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
                       + (f" ({outcome.stage}: {outcome.reason})" if outcome.status != "applied"
                          else ""))
     return summary, code
+
+
+def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
+                budget: int, title: str, progress: Progress,
+                log: Callable[[dict[str, Any]], None], fail: Fail,
+                ) -> tuple[Program, tuple[TestCase, ...], int, int, Trace, dict[str, Any]]:
+    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
+    from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
+    from ouroboros.kernel.errors import UsageError
+
+    config = SearchConfig(budget=budget)
+    workers = request.workers or default_workers(budget // config.epochs)
+    workers = min(workers, config.islands)
+    task = progress.add_task("evolve", total=budget, best=before_cycles(program, cases))
+    improvements = 0
+
+    def on_epoch(evaluations: int, best: float, improved: bool) -> None:
+        nonlocal improvements
+        progress.update(task, completed=evaluations, best=best)
+        if improved:
+            improvements += 1
+            log({"evaluations": evaluations, "penalised_cycles": best, "engine": "search"})
+
+    executor = make_executor(request.executor, workers)
+    try:
+        result = superoptimise(program, cases, config=config, seed=request.seed,
+                               executor=executor, progress=on_epoch)
+    except UsageError as exc:
+        fail(f"{request.source}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), 2)
+    finally:
+        executor.close()
+    extra = {"equivalence": {"status": result.verdict.status, "method": result.verdict.method,
+                             "detail": result.verdict.detail},
+             "counterexamples": result.counterexamples, "checks": result.checks,
+             "workers": workers}
+    trace = Trace(title, result.history, result.plateau_at, result.evaluations)
+    return result.best, result.cases, result.evaluations, improvements, trace, extra
+
+
+def before_cycles(program: Program, cases: tuple[TestCase, ...]) -> float:
+    return score(program, cases).penalised_cycles
+
+
+def _run_classic(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
+                 before: Score, budget: int, title: str, progress: Progress,
+                 log: Callable[[dict[str, Any]], None],
+                 ) -> tuple[Program, int, int, Trace, str]:
+    problem = FluxProblem.for_program(program, cases, trust=request.trust)
+    policy = EvolutionPolicy(population=request.population)
+    generations = max(1, budget // request.population)
+
+    def on_accept(record: EvolutionRecord, genome: Program) -> None:
+        log({**record.to_json(), "size": genome.size})
+
+    with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
+                 workers=request.workers, on_accept=on_accept) as evolver:
+        task = progress.add_task("evolve", total=generations, best=before.penalised_cycles)
+
+        def advance(record: EvolutionRecord) -> None:
+            best = evolver.best.fitness
+            progress.update(task, advance=1, best=request.trust / best if best else 0.0)
+
+        best = evolver.run(generations, progress=advance)
+        history, evaluations, trend = evolver.history, evolver.evaluations, evolver.trend()
+    trace = classic_trace(title, history, before.fitness, request.trust)
+    return best.genome, evaluations, sum(r.accepted for r in history), trace, trend.value
 
 
 def demo(rt: Runtime, say: Callable[[str], None], examples: Path) -> None:
