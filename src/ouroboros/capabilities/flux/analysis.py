@@ -26,6 +26,15 @@ def successors(program: Program, index: int) -> list[int]:
     return [t for t in out if 0 <= t < len(program)]
 
 
+def predecessors(program: Program) -> dict[int, list[int]]:
+    """For each instruction, the instructions control may come from (reachable ones)."""
+    out: dict[int, list[int]] = {}
+    for index in sorted(reachable(program)):
+        for nxt in successors(program, index):
+            out.setdefault(nxt, []).append(index)
+    return out
+
+
 def reachable(program: Program) -> set[int]:
     seen: set[int] = set()
     work = [0] if len(program) else []

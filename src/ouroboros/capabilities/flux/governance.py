@@ -25,8 +25,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ouroboros.capabilities.flux.asm import AssemblyError, assemble, disassemble
 from ouroboros.capabilities.flux import equivalence
+from ouroboros.capabilities.flux.asm import AssemblyError, assemble, disassemble
 from ouroboros.capabilities.flux.fitness import (
     Score,
     TestCase,
@@ -34,8 +34,8 @@ from ouroboros.capabilities.flux.fitness import (
     parse_tests,
     score,
 )
-from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.isa import DecodeError, Image
+from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import run
 from ouroboros.kernel import PatchType, Runtime, SubmitOutcome, TestContext, TestOutcome

@@ -8,7 +8,8 @@
 | `move` | takes an instruction out and puts it elsewhere |
 | `insert` / `delete` | adds a random instruction / removes 1-3 consecutive ones |
 | `replace` | replaces 1-3 instructions with 0-2 random ones |
-| `peephole` | one sound rewrite from `rewrites.RULES` |
+| `peephole` | one sound rewrite that saves cycles (`rewrites.sites`: the table, common subexpressions, dead stores) |
+| `rewrite` | one sound rewrite that costs the same but opens a way (store-to-load forwarding, commuting two pushes) |
 | `cleanup` | a dead STORE becomes POP, or every unreachable instruction goes |
 | `branch` | retargets a jump, flips JZ/JNZ, or drops a conditional branch (its test is popped) |
 | `multi` | two or three of the above at once, to cross two-edit valleys |
@@ -219,6 +220,14 @@ def peephole(program: Program, vocab: Vocabulary, rng: random.Random) -> Program
     return rewrites.apply_site(program, rng.choice(sites))
 
 
+def rewrite(program: Program, vocab: Vocabulary, rng: random.Random) -> Program | None:
+    """A same-cost sound rewrite (store-to-load forwarding, commuting two pushes)."""
+    sites = list(rewrites.neutral_sites(program))
+    if not sites:
+        return None
+    return rewrites.apply_site(program, rng.choice(sites))
+
+
 def cleanup(program: Program, vocab: Vocabulary, rng: random.Random) -> Program | None:
     dead = analysis.dead_stores(program)
     unreachable = analysis.unreachable_count(program) > 0
@@ -255,6 +264,7 @@ MOVES: dict[str, tuple[Move, float]] = {
     "replace": (replace, 2.0),
     "peephole": (peephole, 1.0),
     "cleanup": (cleanup, 1.0),
+    "rewrite": (rewrite, 1.0),
     "branch": (branch, 1.0),
 }
 MULTI_WEIGHT = 2.0

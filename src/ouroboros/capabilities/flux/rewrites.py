@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ouroboros.capabilities.flux import analysis
 from ouroboros.capabilities.flux.isa import OPS, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 
@@ -28,10 +29,25 @@ _CANCELLING = {(Opcode.SWAP, Opcode.SWAP), (Opcode.NEG, Opcode.NEG), (Opcode.NOT
 _FOLD = {Opcode.ADD: lambda a, b: a + b, Opcode.SUB: lambda a, b: a - b, Opcode.MUL: lambda a, b: a * b}
 
 
+# Instructions that push one value and do nothing else: they commute with each other,
+# and one followed by POP is no work at all.
+PRODUCERS = frozenset({Opcode.PUSH, Opcode.SENSE, Opcode.LOAD, Opcode.PARAM})
+COMMUTATIVE = frozenset({Opcode.ADD, Opcode.MUL, Opcode.AND, Opcode.OR, Opcode.XOR, Opcode.EQ})
+# No side effect and no trap: safe to compute once instead of twice.
+_PURE = PRODUCERS | {Opcode.DUP, Opcode.SWAP, Opcode.OVER, Opcode.POP, Opcode.ADD, Opcode.SUB,
+                     Opcode.MUL, Opcode.NEG, Opcode.INC, Opcode.DEC, Opcode.AND, Opcode.OR,
+                     Opcode.XOR, Opcode.NOT, Opcode.SHL, Opcode.SHR, Opcode.EQ, Opcode.LT,
+                     Opcode.GT, Opcode.THRESH, Opcode.NOP}
+
+
 def _pair_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     a, b = w[0], w[1]
     if (a.op, b.op) in _CANCELLING:
         return ()
+    if a.op in PRODUCERS and b.op is Opcode.POP:
+        return ()
+    if a.op is Opcode.NEG and b.op in (Opcode.ADD, Opcode.SUB):  # x + -y = x - y, x - -y = x + y
+        return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
     if a.op is Opcode.PUSH:
         k = a.args[0]
         if b.op is Opcode.POP:
@@ -66,6 +82,8 @@ def _single_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
 
 def _fold_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     a, b, op = w
+    if a.op in PRODUCERS and b.op in PRODUCERS and op.op is Opcode.SWAP:
+        return (b, a)  # two independent pushes: push them the other way round
     if _is_push(a) and _is_push(b) and op.op in _FOLD:
         value = _FOLD[op.op](a.args[0], b.args[0])
         if -(1 << 31) <= value < (1 << 31):
@@ -87,6 +105,39 @@ def cost(instrs: tuple[Instr, ...]) -> int:
     return sum(OPS[i.op].cycles for i in instrs)
 
 
+def _self_contained(block: tuple[Instr, ...]) -> bool:
+    """Pure, reads nothing it did not push, and leaves exactly one value."""
+    depth = 0
+    for ins in block:
+        if ins.op not in _PURE:
+            return False
+        info = OPS[ins.op]
+        if depth < info.pops:
+            return False
+        depth += info.pushes - info.pops
+    return depth == 1
+
+
+def _cse_sites(program: Program, targets: set[int]) -> Iterator[Site]:
+    """`B; B` where B computes one value from nothing: `B; DUP` (common subexpression)."""
+    instrs = program.instrs
+    for index in range(len(instrs)):
+        for width in (1, 2, 3):
+            end = index + 2 * width
+            block = instrs[index:index + width]
+            if end > len(instrs) or instrs[index + width:end] != block:
+                continue
+            if any(index < t < end for t in targets) or not _self_contained(block):
+                continue
+            if cost(block) > 1:
+                yield Site(index + width, width, (Instr(Opcode.DUP),))
+
+
+def _dead_store_sites(program: Program) -> Iterator[Site]:
+    for index in analysis.dead_stores(program):
+        yield Site(index, 1, (Instr(Opcode.POP),))
+
+
 def sites(program: Program) -> Iterator[Site]:
     """Every place a rule applies, in program order."""
     targets = jump_targets(program)
@@ -99,6 +150,51 @@ def sites(program: Program) -> Iterator[Site]:
             new = rule(window, index)
             if new is not None and cost(new) < cost(window):
                 yield Site(index, width, new)
+    yield from _cse_sites(program, targets)
+    yield from _dead_store_sites(program)
+
+
+def neutral_sites(program: Program) -> Iterator[Site]:
+    """Sound rewrites that cost the same but open the way to cheaper ones:
+    - forwarding: `P; STORE n ... LOAD n` with P a producer and one path between them
+      becomes `P; STORE n ... P` (the STORE may then be dead);
+    - commuting: `P1; P2; op` with op commutative becomes `P2; P1; op`."""
+    instrs = program.instrs
+    targets = jump_targets(program)
+    for index, ins in enumerate(instrs):
+        if ins.op is Opcode.LOAD:
+            source = _forwarded(program, index, ins.args[0])
+            if source is not None:
+                yield Site(index, 1, (source,))
+        if (ins.op in COMMUTATIVE and index >= 2 and instrs[index - 1].op in PRODUCERS
+                and instrs[index - 2].op in PRODUCERS and instrs[index - 1] != instrs[index - 2]
+                and not any(index - 2 < t <= index for t in targets)):
+            yield Site(index - 2, 2, (instrs[index - 1], instrs[index - 2]))
+
+
+def _forwarded(program: Program, index: int, slot: int) -> Instr | None:
+    """The producer whose value slot `slot` holds at `index`, if a single path leads
+    back to `P; STORE slot` without another write to the slot or to P's own source."""
+    preds = analysis.predecessors(program)
+    at = index
+    seen: set[int] = set()
+    while True:
+        before = preds.get(at, [])
+        if len(before) != 1 or before[0] in seen:
+            return None
+        at = before[0]
+        seen.add(at)
+        ins = program.instrs[at]
+        if ins.op in (Opcode.CALL, Opcode.RET, Opcode.DECAY):
+            return None
+        if ins.op is Opcode.STORE and ins.args[0] == slot:
+            producer = preds.get(at, [])
+            if len(producer) != 1:
+                return None
+            source = program.instrs[producer[0]]
+            if source.op in (Opcode.SENSE, Opcode.PUSH, Opcode.PARAM):
+                return source
+            return None
 
 
 def apply_site(program: Program, site: Site) -> Program:
