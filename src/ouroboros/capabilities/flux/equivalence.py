@@ -316,7 +316,7 @@ def generated_inputs(n_inputs: int, *, count: int = 2000, seed: int = 0) -> list
     if n_inputs == 0:
         return [()]
     out: list[tuple[int, ...]] = []
-    small = _EXTREMES[:12] + (INT64_MAX, INT64_MIN)
+    small = (*_EXTREMES[:12], INT64_MAX, INT64_MIN)
     pool = _EXTREMES if n_inputs == 1 else small
     if len(pool) ** n_inputs <= count // 2:
         out.extend(itertools.product(pool, repeat=n_inputs))

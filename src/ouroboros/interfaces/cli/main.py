@@ -18,6 +18,7 @@ kernel_cmds.register(app)
 def _mount_capabilities() -> None:
     from ouroboros.interfaces.cli import (
         demo,
+        evolve,
         flux,
         output,
         proposals,
@@ -30,6 +31,7 @@ def _mount_capabilities() -> None:
     demo.CAPABILITY_DEMOS.append(("Telemetry and analysis", "ouroboros.interfaces.cli.telemetry"))
     output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.flux")
     app.add_typer(flux.app, name="flux")
+    app.add_typer(evolve.app, name="evolve")
     demo.CAPABILITY_DEMOS.append(("FLUX: programs that evolve", "ouroboros.interfaces.cli.flux"))
     output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.skills")
     tool_authoring.register(tool.app)
