@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ouroboros.capabilities.evolve.engine import EvolutionPolicy, Evolver
 from ouroboros.capabilities.evolve.executor import default_workers, make_executor
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.flux.asm import assemble
+from ouroboros.capabilities.flux.compiled import compile_program, run_compiled
 from ouroboros.capabilities.flux.cost import evaluate
 from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.fitness import FluxProblem, TestCase, score
@@ -87,27 +89,96 @@ def cases_for(source: str) -> tuple[TestCase, ...]:
     return tuple(TestCase(i, run(image, i).output) for i in INPUTS)
 
 
+def naive_vm(code: list[tuple[int, int]], inputs: list[int]) -> int:
+    """The physical reference for an interpreter: a plain stack VM over decoded tuples,
+    no cycle accounting, no fuel, no wrapping; returns instructions executed."""
+    s: list[int] = []
+    mem = [0] * 16
+    pc = steps = 0
+    while True:
+        op, a = code[pc]
+        pc += 1
+        steps += 1
+        if op == 0x42:
+            s.append(inputs[a])
+        elif op == 0x17:
+            s[-1] -= 1
+        elif op == 0x03:
+            s.append(s[-1])
+        elif op == 0x32:
+            if s.pop():
+                pc = a
+        elif op == 0x31:
+            if not s.pop():
+                pc = a
+        elif op == 0x30:
+            pc = a
+        elif op == 0x40:
+            s.append(mem[a])
+        elif op == 0x41:
+            mem[a] = s.pop()
+        elif op == 0x01:
+            s.append(a)
+        elif op == 0x10:
+            b = s.pop()
+            s[-1] += b
+        elif op == 0x11:
+            b = s.pop()
+            s[-1] -= b
+        elif op == 0x43:
+            s.pop()
+        elif op == 0x35:
+            return steps
+
+
+def native_countdown(n: int) -> int:
+    """`SENSE 0; l: DEC; DUP; JNZ l` as a native Python loop (3 instructions a turn)."""
+    steps = 1
+    while True:
+        n -= 1
+        steps += 3
+        if not n:
+            return steps + 1
+
+
+def _steps(engine: Callable[..., RunResult], program: object, inputs: list[int]) -> int:
+    return int(engine(program, inputs, fuel=10**9).steps)
+
+
+def _steps_wasm(wasm: WasmRunner, image: Image) -> int:
+    return wasm.run(image, [10**8], fuel=2_000_000_000).steps
+
+
 def speed(seconds_hint: float) -> list[dict[str, object]]:
-    """Instructions per second on a tight loop, per engine."""
+    """Instructions per second on two loops, per engine, beside a naive stack VM (no
+    accounting) and, for the countdown, a native Python loop."""
     loop = assemble("SENSE 0\nl: DEC\nDUP\nJNZ l\nHALT")
     triangle = assemble((Path(__file__).parents[1] / "examples/flux/triangle.fasm").read_text())
     rows: list[dict[str, object]] = []
     wasm = WasmRunner()
-    for name, image, n in (("countdown", loop, 10**9), ("triangle", triangle, 10**9)):
-        engines: dict[str, Callable[[Image, int], RunResult]] = {
-            "reference": lambda im, n: run(im, [n], fuel=2_000_000),
-            "fast (python)": lambda im, n: run_predecoded(predecode(im.params, verify(im).instructions),
-                                                           [n], fuel=20_000_000),
-            "wasm": lambda im, n: wasm.run(im, [n], fuel=2_000_000_000),
-        }
+    n_small = 150_000
+    for name, image in (("countdown", loop), ("triangle", triangle)):
+        decoded = predecode(image.params, verify(image).instructions)
+        program = Program.from_image(image)
+        tuples = [(int(i.op), i.args[0] if i.args else 0) for i in program.instrs]
+        compile_program(decoded)  # compiled once, like wasm below
         wasm.compile(image)
+        engines: dict[str, Callable[[], int]] = {
+            "reference": partial(_steps, run, image, [n_small // 5]),
+            "fast (dispatch loop)": partial(_steps, run_predecoded, decoded, [n_small]),
+            "fast (compiled python)": partial(_steps, run_compiled, decoded, [n_small]),
+            "naive stack VM (no accounting)": partial(naive_vm, tuples, [n_small]),
+            "wasm": partial(_steps_wasm, wasm, image),
+        }
+        if name == "countdown":
+            engines["native python loop"] = lambda: native_countdown(n_small * 4)
         for engine, fn in engines.items():
             start = time.perf_counter()
-            result = fn(image, n)
+            steps = fn()
             elapsed = time.perf_counter() - start
-            rows.append({"program": name, "engine": engine, "instructions": result.steps,
+            rows.append({"program": name, "engine": engine, "instructions": steps,
                          "seconds": round(elapsed, 4),
-                         "instructions_per_second": round(result.steps / elapsed)})
+                         "instructions_per_second": round(steps / elapsed)})
     return rows
 
 

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ouroboros.capabilities.flux.compiled import run_compiled
 from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.fitness import TestCase, penalised_cycles
 from ouroboros.capabilities.flux.isa import MASK64
@@ -73,8 +74,9 @@ def case_error(result: RunResult, case: TestCase) -> float:
 
 
 def evaluate(program: Program, cases: Sequence[TestCase], *, fuel: int,
-             correctness_weight: float = 1.0) -> Cost:
-    """The cost of one candidate on the cases (see the module docstring)."""
+             correctness_weight: float = 1.0, compiled: bool = False) -> Cost:
+    """The cost of one candidate on the cases (see the module docstring); `compiled`
+    runs it as generated Python (`compiled.py`), which pays off for long runs."""
     try:
         decoded = program.decoded()
     except ValueError:
@@ -82,12 +84,13 @@ def evaluate(program: Program, cases: Sequence[TestCase], *, fuel: int,
     verdict = verify_instructions(decoded, program.params, program.size)
     if not verdict.ok:
         return INVALID
-    compiled = predecode(program.params, verdict.instructions)
+    flat = predecode(program.params, verdict.instructions)
+    runner = run_compiled if compiled else run_predecoded
     error = 0.0
     cycles = 0
     passed = 0
     for case in cases:
-        result = run_predecoded(compiled, case.inputs, fuel=fuel)
+        result = runner(flat, case.inputs, fuel=fuel)
         e = case_error(result, case)
         error += e
         passed += e == 0.0

@@ -38,6 +38,7 @@ from ouroboros.capabilities.flux.vm import run
 from ouroboros.kernel.errors import UsageError
 
 EPS = 1e-9
+COMPILE_ABOVE = 3000  # cycles over all cases: beyond this, compiling a candidate pays off
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Spec:
     original: Program
     fuel: int
     vocab: Vocabulary
+    compiled: bool = False  # candidates run long: compile them (compiled.py)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def run_epoch(task: EpochTask) -> EpochReport:
 
     def cost(program: Program) -> Cost:
         return evaluate(program, cases, fuel=spec.fuel,
-                        correctness_weight=config.correctness_weight)
+                        correctness_weight=config.correctness_weight, compiled=spec.compiled)
 
     current, current_cost = island.current, island.current_cost
     best, best_cost, stale = island.best, island.best_cost, island.stale
@@ -227,12 +229,13 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                          f"{start_score.total} test cases",
                          "the search keeps the program's behaviour: fix the program or its "
                          "tests first")
-    spec = Spec(original, default_fuel(original, cases), Vocabulary.of(original))
+    spec = Spec(original, default_fuel(original, cases), Vocabulary.of(original),
+                compiled=start_score.cycles_per_result * len(cases) > COMPILE_ABOVE)
     all_cases = list(cases)
 
     def cost(program: Program) -> Cost:
         return evaluate(program, all_cases, fuel=spec.fuel,
-                        correctness_weight=config.correctness_weight)
+                        correctness_weight=config.correctness_weight, compiled=spec.compiled)
 
     evaluations = 1
     start_cost = cost(original)
