@@ -44,10 +44,6 @@ def _pair_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     a, b = w[0], w[1]
     if (a.op, b.op) in _CANCELLING:
         return ()
-    if a.op in PRODUCERS and b.op is Opcode.POP:
-        return ()
-    if a.op is Opcode.NEG and b.op in (Opcode.ADD, Opcode.SUB):  # x + -y = x - y, x - -y = x + y
-        return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
     if a.op is Opcode.PUSH:
         k = a.args[0]
         if b.op is Opcode.POP:
@@ -62,8 +58,6 @@ def _pair_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
             return (Instr(Opcode.NEG),)
         if b.op is Opcode.MUL and k > 1 and k & (k - 1) == 0:
             return (Instr(Opcode.PUSH, (k.bit_length() - 1,)), Instr(Opcode.SHL))
-    if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
-        return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
     if a.op is Opcode.STORE and b.op is Opcode.LOAD and a.args == b.args:
         return (Instr(Opcode.DUP), Instr(Opcode.STORE, a.args))
     if a.op is Opcode.JMP and a.args[0] == index + 1:
@@ -82,8 +76,6 @@ def _single_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
 
 def _fold_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     a, b, op = w
-    if a.op in PRODUCERS and b.op in PRODUCERS and op.op is Opcode.SWAP:
-        return (b, a)  # two independent pushes: push them the other way round
     if _is_push(a) and _is_push(b) and op.op in _FOLD:
         value = _FOLD[op.op](a.args[0], b.args[0])
         if -(1 << 31) <= value < (1 << 31):
@@ -91,7 +83,30 @@ def _fold_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     return None
 
 
-RULES: tuple[tuple[int, Rule], ...] = ((1, _single_rule), (2, _pair_rule), (3, _fold_rule))
+def _pair_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
+    a, b = w
+    if a.op in PRODUCERS and b.op is Opcode.POP:
+        return ()
+    if a.op is Opcode.NEG and b.op in (Opcode.ADD, Opcode.SUB):  # x + -y = x - y, x - -y = x + y
+        return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
+    if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
+        return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
+    return None
+
+
+def _triple_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
+    a, b, op = w
+    if a.op in PRODUCERS and b.op in PRODUCERS and op.op is Opcode.SWAP:
+        return (b, a)  # two independent pushes: push them the other way round
+    return None
+
+
+#: The seed's OptimizeOpcode table (what the classic engine and the peephole baseline
+#: started with), and the table the search uses, which adds rules tuned on the tuning
+#: suite (bench/data/flux_tuning.toml).
+SEED_RULES: tuple[tuple[int, Rule], ...] = ((1, _single_rule), (2, _pair_rule),
+                                            (3, _fold_rule))
+RULES: tuple[tuple[int, Rule], ...] = (*SEED_RULES, (2, _pair_rule_more), (3, _triple_rule_more))
 
 
 @dataclass(frozen=True)
@@ -138,18 +153,21 @@ def _dead_store_sites(program: Program) -> Iterator[Site]:
         yield Site(index, 1, (Instr(Opcode.POP),))
 
 
-def sites(program: Program) -> Iterator[Site]:
-    """Every place a rule applies, in program order."""
+def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
+    """Every place a rule applies, in program order (`seed_table`: only the seed's
+    table, without common subexpressions and dead stores)."""
     targets = jump_targets(program)
     instrs = program.instrs
     for index in range(len(instrs)):
-        for width, rule in RULES:
+        for width, rule in (SEED_RULES if seed_table else RULES):
             window = instrs[index:index + width]
             if len(window) < width or any(index < t < index + width for t in targets):
                 continue
             new = rule(window, index)
             if new is not None and cost(new) < cost(window):
                 yield Site(index, width, new)
+    if seed_table:
+        return
     yield from _cse_sites(program, targets)
     yield from _dead_store_sites(program)
 
@@ -201,11 +219,12 @@ def apply_site(program: Program, site: Site) -> Program:
     return program.replace(site.index, site.width, site.replacement)
 
 
-def peephole(program: Program, *, limit: int = 1000) -> tuple[Program, int]:
+def peephole(program: Program, *, limit: int = 1000,
+             seed_table: bool = False) -> tuple[Program, int]:
     """Apply rules to a fixed point; returns the program and the rewrites made."""
     steps = 0
     while steps < limit:
-        site = next(sites(program), None)
+        site = next(sites(program, seed_table=seed_table), None)
         if site is None:
             break
         program = apply_site(program, site)
