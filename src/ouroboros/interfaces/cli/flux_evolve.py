@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ouroboros.capabilities.evolve.engine import EvolutionPolicy, EvolutionRecord, Evolver
+from ouroboros.capabilities.evolve.executor import Executor
 from ouroboros.capabilities.flux import governance
 from ouroboros.capabilities.flux.asm import assemble, disassemble
 from ouroboros.capabilities.flux.fitness import (
@@ -141,12 +142,17 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
         if rt is not None:
             governance.record_generation(rt, request.target, {**summary, "seed": request.seed})
 
+    executor = _search_executor(request, budget) if request.engine == "search" else None
     with Progress(TextColumn("evolving"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best {task.fields[best]:.2f} cycles"), TimeElapsedColumn(),
                   console=err, disable=request.quiet) as progress:
-        if request.engine == "search":
-            best, cases, evaluations, accepted, trace, extra = _run_search(
-                request, program, cases, budget, title, progress, log_improvement, fail)
+        if executor is not None:
+            try:
+                best, cases, evaluations, accepted, trace, extra = _run_search(
+                    request, program, cases, budget, title, progress, log_improvement, fail,
+                    executor)
+            finally:
+                executor.close()
             trend = "plateau" if trace.plateau_at < evaluations // 2 else "improving"
         else:
             best, evaluations, accepted, trace, trend = _run_classic(
@@ -195,17 +201,24 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
     return summary, code
 
 
+def _search_executor(request: EvolveRequest, budget: int) -> Executor:
+    """Started here, before the progress bar's thread exists (workers are forked)."""
+    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
+    from ouroboros.capabilities.flux.search import SearchConfig
+
+    config = SearchConfig(budget=budget)
+    workers = request.workers or default_workers(budget // config.epochs)
+    return make_executor(request.executor, min(workers, config.islands))
+
+
 def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
                 budget: int, title: str, progress: Progress,
-                log: Callable[[dict[str, Any]], None], fail: Fail,
+                log: Callable[[dict[str, Any]], None], fail: Fail, executor: Executor,
                 ) -> tuple[Program, tuple[TestCase, ...], int, int, Trace, dict[str, Any]]:
-    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
     from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
     from ouroboros.kernel.errors import UsageError
 
     config = SearchConfig(budget=budget)
-    workers = request.workers or default_workers(budget // config.epochs)
-    workers = min(workers, config.islands)
     task = progress.add_task("evolve", total=budget, best=before_cycles(program, cases))
     improvements = 0
 
@@ -216,18 +229,15 @@ def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase,
             improvements += 1
             log({"evaluations": evaluations, "penalised_cycles": best, "engine": "search"})
 
-    executor = make_executor(request.executor, workers)
     try:
         result = superoptimise(program, cases, config=config, seed=request.seed,
                                executor=executor, progress=on_epoch)
     except UsageError as exc:
         fail(f"{request.source}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), 2)
-    finally:
-        executor.close()
     extra = {"equivalence": {"status": result.verdict.status, "method": result.verdict.method,
                              "detail": result.verdict.detail},
              "counterexamples": result.counterexamples, "checks": result.checks,
-             "workers": workers}
+             "workers": executor.workers}
     trace = Trace(title, result.history, result.plateau_at, result.evaluations)
     return result.best, result.cases, result.evaluations, improvements, trace, extra
 
