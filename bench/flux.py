@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import time
 import tomllib
@@ -202,22 +203,33 @@ def evaluations(count: int) -> list[dict[str, object]]:
     for population in (16, 64, 256):
         generations = max(1, count // population)
         timing: dict[int, float] = {}
+        cpu: dict[int, float] = {}
         for workers in (1, 2):
+            cpu_start = cpu_seconds()
             with Evaluator(problem, workers) as evaluator:
                 evaluator.generation(base, base, 0, 0, population, 0.1)  # start the pool
                 start = time.perf_counter()
                 for g in range(1, generations + 1):
                     evaluator.generation(base, base, 0, g, population, 0.1)
                 timing[workers] = time.perf_counter() - start
+            cpu[workers] = cpu_seconds() - cpu_start
         made = generations * population
         rows.append({"population": population, "candidates": made,
                      "program_instructions": len(base), "test_cases": len(cases),
                      "per_second_1_worker": round(made / timing[1]),
                      "per_second_2_workers": round(made / timing[2]),
                      "speedup": round(timing[1] / timing[2], 2),
+                     "projected_speedup_on_2_free_cores": round(2 * cpu[1] / cpu[2], 2),
                      "default_workers": default_workers(population),
                      "load_average": round(os.getloadavg()[0], 2)})
     return rows
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (pool workers, once joined)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def search_scaling(budget: int) -> list[dict[str, object]]:
@@ -227,9 +239,11 @@ def search_scaling(budget: int) -> list[dict[str, object]]:
     cases = cases_for_program(base)
     config = SearchConfig(budget=max(budget, 2000))
     timings: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
     results: dict[int, Program] = {}
     for _ in range(2):
         for workers in (1, 2):
+            cpu_start = cpu_seconds()
             executor = make_executor("process", workers)
             try:
                 start = time.perf_counter()
@@ -238,12 +252,17 @@ def search_scaling(budget: int) -> list[dict[str, object]]:
                 timings[workers].append(time.perf_counter() - start)
             finally:
                 executor.close()
+            cpu[workers].append(cpu_seconds() - cpu_start)
     best = {w: min(t) for w, t in timings.items()}
+    efficiency = min(cpu[1]) / min(cpu[2])  # 1.0: two workers burn no extra CPU
     return [{"budget": config.budget, "islands": config.islands,
              "batch_per_epoch": config.budget // config.epochs,
              "default_workers": default_workers(config.budget // config.epochs),
              "seconds_1_worker": round(best[1], 2), "seconds_2_workers": round(best[2], 2),
              "speedup": round(best[1] / best[2], 2),
+             "cpu_seconds_1_worker": round(min(cpu[1]), 2),
+             "cpu_seconds_2_workers": round(min(cpu[2]), 2),
+             "projected_speedup_on_2_free_cores": round(2 * efficiency, 2),
              "same_result": results[1] == results[2],
              "load_average": round(os.getloadavg()[0], 2)}]
 
