@@ -280,8 +280,10 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
             for name, count in report.moves:
                 accepted[name] = accepted.get(name, 0) + count
             known = {c.inputs for c in all_cases}
-            all_cases.extend(c for c in report.new_cases if c.inputs not in known
-                             and not known.add(c.inputs))  # type: ignore[func-returns-value]
+            for case in report.new_cases:
+                if case.inputs not in known:
+                    known.add(case.inputs)
+                    all_cases.append(case)
         islands = [r.island for r in reports]
         if any(r.new_cases for r in reports):  # rescore every island on the grown suite
             rescored = []
