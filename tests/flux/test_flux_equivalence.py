@@ -97,3 +97,14 @@ def test_verdicts_agree_with_the_interpreter(program: Program, rnd: random.Rando
             b = run(other.to_image(), vector, fuel=200_000)
             if "fuel_exhausted" not in (a.trap, b.trap):
                 assert equivalence.Outcome.of(a) == equivalence.Outcome.of(b), vector
+
+
+def test_path_explosion_falls_back_to_testing_in_bounded_time() -> None:
+    """Ten independent branches: 1,024 paths, past the bound. The checker must not try
+    to enumerate them (a hostile patch could), and still decides by testing."""
+    lines = ["PUSH 0"]
+    for k in range(10):
+        lines += ["SENSE 0", f"PUSH {1 << k}", "AND", f"JZ s{k}", "INC", f"s{k}: NOP"]
+    popcount = prog(";".join([*lines, "ACT 0", "HALT"]))
+    verdict = equivalence.check(popcount, popcount, count=200)
+    assert (verdict.status, verdict.method) == ("tested", "testing")
