@@ -141,6 +141,8 @@ LAZY_GROUPS: dict[str, LazyGroup] = {
                            _module_app("ouroboros.interfaces.cli.telemetry")),
     "proposals": LazyGroup("Improvement proposals: git-tracked, gated, human-approved.",
                            _module_app("ouroboros.interfaces.cli.proposals")),
+    "evolve": LazyGroup("Evolve parameters, route weights and prompts with the generic engine.",
+                        _module_app("ouroboros.interfaces.cli.evolve")),
     "agent": LazyGroup("Set up an agent that may change its own prompt, safely.",
                        _module_app("ouroboros.interfaces.cli.agent"), panel="Workspace"),
 }
