@@ -63,7 +63,7 @@ def test_search_finds_starter_tools_and_prints_json(home: Path, no_llm_env: None
     data = json.loads(out)
     assert data["results"][0]["tool_id"] == "unit_convert"
     assert len(data["results"]) == 2
-    assert data["model"].startswith("intfloat/multilingual-e5-small")
+    assert data["model"].startswith("static-e5-small")
     code, out, _ = invoke(["search", "how many words in my essay", "--home", str(home)])
     assert code == 0 and out.startswith("1. word_stats")
 

@@ -24,7 +24,9 @@ from ouroboros.capabilities.skills import (
     ToolRejected,
     ToolVersion,
 )
+from ouroboros.capabilities.skills.discovery import index_dir
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
+from ouroboros.capabilities.skills.retrieval.feedback import credit_run
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -145,6 +147,7 @@ def run_cmd(
         _fail(f"{tool_id} failed: {type(e).__name__}: {e}", 1)
     except ToolCorrupt as e:
         _fail(str(e), 1, "delete that version directory: the workspace reinstalls it from its blobs")
+    credit_run(index_dir(store.root), tool_id)  # retrieval learns which tool served a search
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),

@@ -28,6 +28,8 @@ from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
+from ouroboros.capabilities.skills.retrieval.feedback import served_tools
+from ouroboros.capabilities.skills.retrieval.synthetic import generate, save_synthetic
 from ouroboros.capabilities.skills.starter import starter_dirs
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
 from ouroboros.kernel import OuroError, Runtime
@@ -67,8 +69,18 @@ def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> 
         ) from None
     except LLMError as e:
         raise CommandFailed(str(e), exit_code=2) from None
-    return ToolAuthor(store, provider, max_repairs=repairs,
-                      on_accepted=lambda v: index_version(store, index, v))
+
+    def accepted(version: Any) -> None:
+        try:  # example requests make the new tool findable in users' words
+            queries = generate(provider, version)
+        except LLMError:
+            queries = []
+        if queries:
+            save_synthetic(index.root, version.tool_id, version.fingerprint, provider.model,
+                           queries)
+        index_version(store, index, version)
+
+    return ToolAuthor(store, provider, max_repairs=repairs, on_accepted=accepted)
 
 
 def _version_json(v: Any, attempts: int) -> dict[str, Any]:
@@ -79,17 +91,20 @@ def _version_json(v: Any, attempts: int) -> dict[str, Any]:
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
     k: int = typer.Option(5, "-k", help="How many tools to return."),
-    mode: str = typer.Option("fused", "--mode", help="fused (default), dense or bm25."),
+    mode: str = typer.Option("full", "--mode",
+                             help="full (default: fused, rewritten, learnt from use), fused, "
+                                  "dense or bm25."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Find tools by meaning: dense embeddings fused with BM25."""
+    """Find tools by meaning: static embeddings fused with BM25 and with past use."""
     if mode not in MODES:
-        raise CommandFailed(f"unknown mode {mode!r}", hint="use fused, dense or bm25", exit_code=2)
+        raise CommandFailed(f"unknown mode {mode!r}", hint="use full, fused, dense or bm25",
+                            exit_code=2)
     if k < 1 or not query.strip():
         raise CommandFailed("the query must be non-empty and -k at least 1", exit_code=2)
     _, _, index = _open(home)
-    hits = index.search(query, k=k, mode=mode)
+    hits = index.search(query, k=k, mode=mode, remember=True)  # a later `run` credits it
     if as_json:
         print_json({"query": query, "mode": mode, "model": index.model_id,
                     "results": [h.to_json() for h in hits]})
@@ -178,6 +193,7 @@ def solve(
         result = solver.solve(task, value)
     except LLMError as e:
         raise CommandFailed(str(e)) from None
+    index.record_use(task, served_tools(result))
     if as_json:
         print_json(result.to_json())
         return
