@@ -229,3 +229,21 @@ def test_search_reuses_the_cached_query_vector(tmp_path: Path) -> None:
     index.search("rain in Oslo", k=1, mode="fast")
     index.search("rain in Oslo", k=1, mode="fast")
     assert index.cache.hits == 1 and index.cache.misses == 1
+
+
+def test_the_index_runs_on_any_vector_store(tmp_path: Path) -> None:
+    class Counting(FileVectorStore):
+        """Stands for another backend (ANN, pgvector): only the interface is used."""
+
+        appended = 0
+
+        def append(self, items, vectors, model_id):  # type: ignore[no-untyped-def]
+            Counting.appended += len(items)
+            super().append(items, vectors, model_id)
+
+    store = Counting(tmp_path / "elsewhere")
+    index = SkillIndex(tmp_path / "index", store=store)
+    index.add_many([("weather", "sha256:1", "weather: Daily weather forecast for a city."),
+                    ("csv_to_json", "sha256:2", "csv to json: Convert CSV text into JSON.")])
+    assert Counting.appended == 2 and (tmp_path / "elsewhere" / "vectors.f32").exists()
+    assert index.search("convert a csv file", k=1, mode="fast")[0].tool_id == "csv_to_json"

@@ -33,7 +33,7 @@ from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
 from .lexical import LexicalIndex
 from .rerank import RERANK_DEPTH, Reranker
 from .static import default_static_embedder
-from .vectors import FileVectorStore, IndexEntry, ModelMismatch, RetrievalError
+from .vectors import FileVectorStore, IndexEntry, ModelMismatch, RetrievalError, VectorStore
 
 Mode = Literal["full", "fast", "fused", "dense", "bm25"]
 MODES: tuple[Mode, ...] = ("full", "fast", "fused", "dense", "bm25")
@@ -107,10 +107,11 @@ class SkillIndex:
 
     def __init__(self, root: Path, embedder: Embedder | None = None, *,
                  weights: FusionWeights = DEFAULT_WEIGHTS,
-                 reranker: Reranker | bool | None = True) -> None:
+                 reranker: Reranker | bool | None = True,
+                 store: VectorStore | None = None) -> None:
         self.root = Path(root)
         self._embedder = embedder
-        self._store = FileVectorStore(self.root)
+        self._store: VectorStore = store if store is not None else FileVectorStore(self.root)
         self._lexical = LexicalIndex()
         self._lexical_generation = -1
         self._hubs: tuple[int, Matrix] | None = None  # (store generation, hub score per row)

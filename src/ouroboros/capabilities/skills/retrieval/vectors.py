@@ -2,7 +2,7 @@
 
 `VectorStore` is what the index needs from storage: append rows (a newer version of a tool
 supersedes its old row), list the live rows, and score them against a query vector. An ANN
-index or PostgreSQL/pgvector can implement the same five methods without the ranking code
+index or PostgreSQL/pgvector can implement the same methods without the ranking code
 noticing.
 
 `FileVectorStore` keeps, under `root/`:
@@ -48,19 +48,45 @@ class IndexEntry:
 
 
 class VectorStore(Protocol):
-    """Storage and exact-or-approximate nearest-neighbour search over tool vectors."""
+    """Storage and exact-or-approximate nearest-neighbour search over tool vectors.
+
+    What `SkillIndex` needs and nothing more: an ANN index or pgvector implements these and
+    is passed as `SkillIndex(root, store=...)`. `generation` changes whenever the live rows
+    do, so derived views (BM25, hub scores) know to rebuild; `matrix()` is the live rows in
+    `live()` order (an ANN store may answer `nearest` without it and build it lazily).
+    """
 
     @property
     def model_id(self) -> str | None: ...
 
-    def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
-               model_id: str) -> None: ...
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, tool_id: object) -> bool: ...
+
+    def get(self, tool_id: str) -> IndexEntry | None: ...
+
+    def vector(self, tool_id: str) -> Matrix: ...
 
     def live(self) -> list[IndexEntry]: ...
 
+    def matrix(self) -> Matrix: ...
+
     def nearest(self, query: Matrix, k: int) -> list[tuple[IndexEntry, float]]: ...
 
+    def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
+               model_id: str) -> None: ...
+
     def refresh(self) -> bool: ...
+
+    def compact(self) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 class FileVectorStore:
