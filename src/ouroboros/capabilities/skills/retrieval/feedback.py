@@ -210,6 +210,8 @@ def _append_bounded(path: Path, lines: str, keep: int) -> None:
         f.write(lines)
         f.flush()
         os.fsync(f.fileno())
+    if path.stat().st_size <= keep * 256:  # every line is longer: no need to count
+        return
     data = path.read_bytes()
     if data.count(b"\n") > keep + keep // 4:
         tail = data.split(b"\n")[:-1][-keep:]
