@@ -247,3 +247,43 @@ def test_the_index_runs_on_any_vector_store(tmp_path: Path) -> None:
                     ("csv_to_json", "sha256:2", "csv to json: Convert CSV text into JSON.")])
     assert Counting.appended == 2 and (tmp_path / "elsewhere" / "vectors.f32").exists()
     assert index.search("convert a csv file", k=1, mode="fast")[0].tool_id == "csv_to_json"
+
+
+def test_retrieval_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("retrieval opened a socket")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    index = SkillIndex(tmp_path)
+    index.add("weather", "sha256:1", "weather: Daily weather forecast for a city.")
+    index.add("csv_to_json", "sha256:2", "csv to json: Convert CSV text with a header row.")
+    assert index.search("will it rain in Oslo", k=1)[0].tool_id == "weather"  # e5 stage too
+
+
+def test_concurrent_searches_while_tools_are_added(tmp_path: Path) -> None:
+    import threading
+
+    index = SkillIndex(tmp_path, reranker=False)
+    index.add("weather", "sha256:0", "weather: Daily weather forecast for a city.")
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for _ in range(30):
+                assert index.search("weather forecast for Oslo", k=3)[0].tool_id == "weather"
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(1, 30):
+        index.add(f"tool_{i}", f"sha256:{i}", f"tool {i}: Convert file number {i} to text.")
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len(SkillIndex(tmp_path, reranker=False)) == 30

@@ -115,6 +115,7 @@ class SkillIndex:
         self._lexical = LexicalIndex()
         self._lexical_generation = -1
         self._hubs: tuple[int, Matrix] | None = None  # (store generation, hub score per row)
+        self._views_lock = threading.Lock()  # searches may run on several server threads
         self._probes: dict[str, Matrix] = {}
         self.usage = UsageMemory(self.root)
         self.cache = QueryCache()
@@ -299,13 +300,15 @@ class SkillIndex:
         """Per tool, what its dense score loses: its hubness, and a whole point for a text
         too thin to mean anything ("d", "broken"), which is then found by name alone."""
         generation = self._store.generation
-        if self._hubs is None or self._hubs[0] != generation:
+        with self._views_lock:
+            if self._hubs is not None and self._hubs[0] == generation:
+                return self._hubs[1]
             scores = HUB_WEIGHT * hub_scores(self._store.matrix(), self.probes(self.embedder))
             words = tokenize([e.text for e in self._store.live()])
             scores += np.array([THIN_PENALTY if len(w) < MIN_WORDS else 0.0 for w in words],
                                dtype=np.float32)
             self._hubs = (generation, scores)
-        return self._hubs[1]
+            return scores
 
     def _is_current(self, tool_id: str, fingerprint: str, text: str) -> bool:
         e = self._store.get(tool_id)
@@ -320,9 +323,10 @@ class SkillIndex:
                 f"is {self.embedder.model_id}; rebuild it with reindex()")
 
     def _refresh_lexical(self, entries: list[IndexEntry]) -> None:
-        if self._lexical_generation != self._store.generation:
-            self._lexical.rebuild([e.text for e in entries])
-            self._lexical_generation = self._store.generation
+        with self._views_lock:
+            if self._lexical_generation != self._store.generation:
+                self._lexical.rebuild([e.text for e in entries])
+                self._lexical_generation = self._store.generation
 
 
 def _plain_terms(query: str) -> list[str]:
