@@ -211,6 +211,9 @@ def run_cmd(
     except ToolCorrupt as e:
         raise CliError(str(e), "delete that version directory: the workspace reinstalls it "
                        "from its blobs", exit_code=1, code="integrity") from None
+    from ouroboros.capabilities.skills.retrieval.feedback import credit_run
+
+    credit_run(store.root / "index", tool_id)  # retrieval learns which tool served a search
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
