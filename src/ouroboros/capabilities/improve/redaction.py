@@ -1,0 +1,758 @@
+"""Default-deny redaction of free text: one left-to-right scan, typed placeholders.
+
+``redact(text, policy)`` keeps what analysis needs — words, identifiers, small numbers,
+durations and sizes, status codes, error codes, tool names, host names — and replaces
+everything else with a typed placeholder:
+
+=====================  ====================================================
+``<secret:LABEL>``     a credential; LABEL names its format (``github-pat``)
+                       or the key it was assigned to (``password``, ``token``)
+``<secret:high-entropy>``, ``<hex>``, ``<uuid>``, ``<token>``
+                       a token that is no word, of unknown format
+``<email>`` ``<phone>`` ``<card>`` ``<ssn>``     personal data
+``<ip>`` ``<ip:private>`` ``<ip:loopback>``      addresses in any notation
+``<path>``             file paths outside the allow-list (also UNC, ``C:\\``)
+``<n>`` ``<time>``     numbers of four or more digits, timestamps
+=====================  ====================================================
+
+One regex (:data:`_MAIN`) finds the next construct — a placeholder, a PEM block, a URL,
+an e-mail address (also ``[at]``/``(dot)`` spellings), a quoted value compared to a
+key, a timestamp, an IP, a path, a duration, a run of digits, or else a token — and
+a handler per construct decides what to emit and where to resume. Replacements are
+never re-scanned, placeholders are kept, so ``redact`` is idempotent (tested).
+
+Input must already be folded (:func:`unicode_fold.fold`); the sanitizer does that.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ouroboros.capabilities.improve import secret_rules as rules
+from ouroboros.capabilities.improve import token_shapes as shapes
+
+_TRAILING = ".,;:!?)]}'\""
+
+_MAIN = re.compile(
+    r"(?P<ph><[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>)"
+    r"|(?P<pem>-----BEGIN[ A-Z0-9_\-]{0,60}-----(?s:.*?)(?:-----END[ A-Z0-9_\-]{0,60}-----|\Z))"
+    r"|(?P<putty>PuTTY-User-Key-File-\d+:(?s:.*)\Z)"
+    r"|(?P<url>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>`]*)"
+    r"|(?P<email>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:@|%40|&#0*64;|&#[xX]0*40;|&commat;)"
+    r"[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+)*+)"
+    r"|(?P<obfuscated>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:"
+    r"\s*(?i:\[at\]|\(at\)|\{at\}|<at>|\[@\]|\(@\))\s*[A-Za-z0-9\-]{1,63}+"
+    r"(?:\s*(?i:\[dot\]|\(dot\)|\{dot\}|<dot>)\s*[A-Za-z0-9\-]{1,63}+|\.[A-Za-z0-9\-]{1,63}+)+"
+    r"|\s+(?i:at)\s+[A-Za-z0-9\-]{1,63}+(?:\s+(?i:dot)\s+[A-Za-z0-9\-]{1,63}+)+))"
+    r"|(?P<compared>(?P<q>[\"'`])(?P<cv>(?:(?!(?P=q))[^\n]){1,300})(?P=q)"
+    r"(?P<cop>\s*[!=]==?\s*)(?=@?(?P<ck>[\w.\-]{1,60})))"
+    r"|(?P<word>[A-Za-z]{1,24}+(?=[ \t\n]|\Z))"
+    r"|(?P<ts>(?<![\w.])\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?!\w))"
+    r"|(?P<ip6>(?<![\w:.])\[?(?:[0-9A-Fa-f]{0,4}+:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
+    r"(?:%[\w.]+)?\]?(?::\d{1,5})?(?![\w:]))"
+    r"|(?P<ip4>(?<![\w.])(?:(?:0[xX][0-9a-fA-F]{1,8}+|\d{1,10}+)\.){3}(?:0[xX][0-9a-fA-F]{1,8}+|\d{1,10}+)"
+    r"(?::\d{1,5})?(?!\w|\.\w))"
+    r"|(?P<unc>(?<![\w\\])\\\\[\w.$\-]+\\[^\s\"'<>|]*)"
+    r"|(?P<win>(?<!\w)[A-Za-z]:[\\/][^\s\"'<>|]*)"
+    r"|(?P<path>(?<![\w.~\\/<>\-])(?:~|\.{1,2})?/[^\s\"'<>`()\[\]{},;|]+)"
+    r"|(?P<dur>(?<![\w.])\d{1,6}+(?:[.,]\d{1,6}+)?\s?(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?"
+    r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?!\w))"
+    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:\)?[ .\-/]\(?|\) ?)\d{1,19}+){0,8}+(?!\w))"
+    r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
+)
+_TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;|]+")
+_PART = re.compile(r"[^\W_]+")
+_VALUE = r"(?P<val>@?(?P<vq>\\?[\"'`])(?:(?!(?P=vq))[^\n]){0,400}?(?P=vq)|[^\s\"'`]+)"
+_STRONG = re.compile(
+    r"(?P<sep>(?:\[\d{0,4}\])?\\?[\"'`]?\]?[ \t]{0,3}(?:=>|:=|===?|!==?|->|=|:)[ \t]{0,8}"
+    r"|[ \t]*\([ \t]*(?=@?\\?[\"'`]))" + _VALUE
+)
+_WEAK = re.compile(r"(?P<sep>[ \t]+(?:(?i:is|was)[ \t]+)?)" + _VALUE)
+_AFTER_SEP = re.compile(r"(?P<sep>[ \t]{0,8})" + _VALUE)
+_NEXT_VALUE = re.compile(r"(?P<sep>[ \t]+)" + _VALUE)
+_USER_VALUE = re.compile(r"(?P<sep>[ \t]+|=)?(?P<val>(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'])+)")
+_SEPARATOR = re.compile(r"[:=]+")
+_STRUCTURES = frozenset({"email", "obfuscated", "url", "pem", "putty", "num", "ip4", "ip6",
+                         "path", "unc", "win", "ts", "dur"})  # fmt: skip
+_NUGET_VALUE = re.compile(r"(?P<sep>\s+value\s*=\s*)(?P<val>\"[^\"\n]*\"|'[^'\n]*')")
+_QUOTED = re.compile(r"(?P<at>@?)(?P<open>\\?[\"'`])(?P<inner>.*)(?P=open)", re.DOTALL)
+_NUMERIC = re.compile(r"[\d\s.,:+\-/()]+")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'\-]*[.,;:!?]*")
+_SYMBOLS = frozenset("!$%^*~+?&#@")
+_MAC = re.compile(r"(?:[0-9A-Fa-f]{2}[:\-]){5}[0-9A-Fa-f]{2}")
+
+GENERIC_LABELS = frozenset({"n", "time", "ip", "ip:private", "ip:loopback", "email", "phone",
+                            "card", "ssn", "path", "uuid", "hex", "token", "secret", "pem",
+                            "mac"})  # fmt: skip
+_GENERIC_BLOBS = frozenset({"token", "hex", "secret:high-entropy"})
+_SECRET_LABELS = (
+    set(rules.RULE_LABELS)
+    | set(rules.DETECT_SECRETS_LABELS.values())
+    | set(rules.KEY_COMPONENTS.values())
+    | {"aws-secret-access-key", "azure-storage-account-key", "url-credentials", "basic-auth",
+       "bearer-token", "high-entropy", "private-key"}
+)  # fmt: skip
+KNOWN_PLACEHOLDERS = frozenset(
+    {f"<{label}>" for label in GENERIC_LABELS} | {f"<secret:{s}>" for s in _SECRET_LABELS}
+)
+
+
+def family(label: str) -> str | None:
+    """The redaction counter a placeholder label adds to (numbers and times are not counted)."""
+    if label in ("n", "time"):
+        return None
+    if label.startswith("ip"):
+        return "ip"
+    if label in ("email", "path", "phone", "card", "ssn", "url", "mac"):
+        return label
+    return "secret"
+
+
+@dataclass(frozen=True)
+class RedactionPolicy:
+    """What may survive verbatim (path prefixes, URL prefixes ``host/path``), and an
+    optional second labeller for tokens our own rules cannot name."""
+
+    path_prefixes: tuple[str, ...] = ()
+    url_prefixes: tuple[str, ...] = ()
+    labeller: Callable[[str], str | None] | None = None
+
+
+def redact(text: str, policy: RedactionPolicy, counts: Counter[str] | None = None) -> str:
+    """The default-deny form of (already folded) ``text``; ``counts`` gets one per redaction."""
+    return Redactor(policy).redact(text, counts)
+
+
+# Chunk flags for the fast path (see Redactor.redact).
+_CONTEXTUAL = 1  # its treatment may depend on the chunks around it
+_STARTS_NUMERIC = 2  # may continue a run of digit groups ("4111 1111 …", "(555) 123-4567")
+_ENDS_NUMERIC = 4  # may be continued by the next chunk
+_UNIT = 8  # starts with a unit: "30 s", "4100 ms" are durations
+_PLAIN_NUMBER = 16  # what a duration starts with
+_UNIT_PREFIX = re.compile(
+    r"(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|weeks?"
+    r"|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?!\w)"
+)
+_UNIT_CHUNK = re.compile(_UNIT_PREFIX.pattern + r"[.,;:!?)\]}]*")
+_DURATION_NUMBER = re.compile(r"\d{1,6}(?:[.,]\d{1,6})?")
+_CHUNK_CACHE = 65536
+_OBFUSCATION_MARKS = ("at]", "at)", "at}", "at>", "@]", "@)", "dot]", "dot)", "dot}", "dot>")
+
+
+class Redactor:
+    """``redact`` for one policy, with a cache of whitespace-separated chunks.
+
+    Most chunks of most messages ("Upstream", "returned", "500", "ms") are redacted the
+    same way wherever they stand, so a text made only of such chunks is assembled from
+    cached per-chunk results. A chunk whose treatment can depend on its neighbours (a
+    secret's name, an auth scheme, a quote, ``at``/``[dot]``, digits next to digits,
+    ``-----BEGIN`` …) sends the whole text through the full scan. That both paths give
+    the same text and counts on every input is a property test.
+    """
+
+    def __init__(self, policy: RedactionPolicy) -> None:
+        self.policy = policy
+        self._chunks: dict[str, tuple[str, tuple[tuple[str, int], ...], int]] = {}
+
+    def redact(self, text: str, counts: Counter[str] | None = None) -> str:
+        counts = counts if counts is not None else Counter()
+        if not text.isprintable():  # tabs, newlines, line separators: the full scan
+            return self.scan(text, counts)
+        pieces = text.split(" ")  # a run of spaces leaves empty pieces
+        cache = self._chunks
+        out: list[str] = []
+        found: list[tuple[tuple[str, int], ...]] = []
+        previous = 0  # flags of the chunk right before this one (0 after a gap)
+        for i, piece in enumerate(pieces):
+            if not piece:
+                out.append(piece)
+                previous = 0
+                continue
+            entry = cache.get(piece)
+            if entry is None:
+                entry = self._chunk(piece)
+            replacement, chunk_counts, flags = entry
+            if flags:
+                if flags & _CONTEXTUAL:
+                    return self.scan(text, counts)
+                if previous & _ENDS_NUMERIC and flags & (_STARTS_NUMERIC | _UNIT):
+                    if not (previous & _PLAIN_NUMBER and flags & _UNIT):
+                        return self.scan(text, counts)
+                    out[i - 1] = pieces[i - 1]  # "4100 ms": a duration, kept whole
+            previous = flags
+            out.append(replacement)
+            if chunk_counts:
+                found.append(chunk_counts)
+        for chunk_counts in found:
+            for name, n in chunk_counts:
+                counts[name] += n
+        return " ".join(out)
+
+    def scan(self, text: str, counts: Counter[str]) -> str:
+        """The full left-to-right scan (always right; the chunk path is a shortcut)."""
+        return _Scan(text, self.policy, counts).run()
+
+    def _chunk(self, chunk: str) -> tuple[str, tuple[tuple[str, int], ...], int]:
+        """A chunk scanned on its own, with its flags; cached (numbers are not: they vary)."""
+        if chunk.isdigit() and chunk.isascii():  # the commonest miss: a request id, a count
+            n = len(chunk)
+            label = (
+                None if n <= 3 else "card" if 13 <= n <= 19 and shapes.luhn_valid(chunk) else "n"
+            )
+            flags = _STARTS_NUMERIC | _ENDS_NUMERIC | (_PLAIN_NUMBER if n <= 6 else 0)
+            if label is None:
+                return chunk, (), flags
+            name = family(label)
+            return f"<{label}>", ((name, 1),) if name else (), flags
+        counts: Counter[str] = Counter()
+        scan = _Scan(chunk, self.policy, counts)
+        replacement = scan.run()
+        flags = _chunk_flags(chunk) | (_CONTEXTUAL if scan.open_end else 0)
+        entry = replacement, tuple(sorted(counts.items())), flags
+        if len(self._chunks) >= _CHUNK_CACHE:
+            self._chunks.clear()  # telemetry vocabularies are small; a flood just restarts it
+        self._chunks[chunk] = entry
+        return entry
+
+
+def _chunk_flags(chunk: str) -> int:
+    lowered = chunk.lower()
+    flags = 0
+    if chunk[0].isdigit() or (chunk[0] in "+(" and chunk[1:2].isdigit()):
+        flags |= _STARTS_NUMERIC
+    if chunk[-1].isdigit() or (chunk[-1] == ")" and chunk[-2:-1].isdigit()):
+        flags |= _ENDS_NUMERIC
+    if _UNIT_CHUNK.fullmatch(chunk):
+        flags |= _UNIT
+    elif _UNIT_PREFIX.match(chunk):  # "s/x", "m@y": a duration plus more, for the full scan
+        flags |= _CONTEXTUAL
+    if _DURATION_NUMBER.fullmatch(chunk):
+        flags |= _PLAIN_NUMBER
+    if (
+        not _QUOTES.isdisjoint(chunk)
+        or (("<" in chunk or ">" in chunk) and chunk not in KNOWN_PLACEHOLDERS)
+        or lowered in ("at", "dot")
+        or any(mark in lowered for mark in _OBFUSCATION_MARKS)
+        or "-----" in chunk
+        or lowered.startswith("putty-user-key-file")
+        or lowered in rules.AUTH_SCHEMES
+        or lowered.rsplit("/", 1)[-1] in rules.PASSWORD_COMMANDS
+        or chunk in rules.PASSWORD_FLAGS
+        or lowered in ("-u", "--user")
+        or _names_a_secret_without_value(chunk)
+    ):
+        flags |= _CONTEXTUAL
+    return flags
+
+
+_QUOTES = frozenset("\"'`")
+
+
+def _names_a_secret_without_value(chunk: str) -> bool:
+    """``password``, ``token:``, ``api_key=``: the value (if any) is in a later chunk."""
+    if _split_point(chunk)[0] > 0:  # "password=hunter2": name and value in this chunk
+        return False
+    bare = chunk.rstrip(":=")
+    return bool(bare) and rules.key_label(bare) is not None
+
+
+@lru_cache(maxsize=65536)
+def classify(token: str) -> tuple[str, str | None]:
+    """A plain token (no key, no URL): its replacement and the label (None when kept)."""
+    core = token.rstrip(_TRAILING)
+    trail = token[len(core) :]
+    if not core:
+        return token, None
+    label = rules.rule_label(core)
+    if label is not None:
+        return f"<secret:{label}>{trail}", f"secret:{label}"
+    parts = [(m.group(), m.start(), m.end()) for m in _PART.finditer(core)]
+    kinds = [shapes.part_kind(p) for p, _, _ in parts]
+    if "bad" not in kinds and not _suspicious_mix(core, parts):
+        if "long-number" not in kinds:
+            return token, None
+        return _numbers_in_place(core, parts, kinds) + trail, "n"
+    label = rules.decoded_label(core)
+    if label is not None:
+        return f"<secret:{label}>{trail}", f"secret:{label}"
+    label = shapes.blob_label(core)
+    return f"<{label}>{trail}", label
+
+
+def _suspicious_mix(core: str, parts: list[tuple[str, int, int]]) -> bool:
+    """Word-shaped pieces that together look generated: several letter+digit pieces, or
+    letters, digits and password symbols in one token."""
+    mixed = sum(1 for p, _, _ in parts if not p.isalpha() and not p.isdigit())
+    alnum = sum(len(p) for p, _, _ in parts)
+    if mixed >= 2 and alnum >= 10:
+        return True
+    if len(core) >= 8 and mixed and not _SYMBOLS.isdisjoint(core):
+        return True
+    return (
+        len(core) >= 8
+        and any(c.isdigit() for c in core)
+        and any(c.isalpha() for c in core)
+        and sum(1 for c in core if c in _SYMBOLS) >= 2
+    )
+
+
+def _numbers_in_place(core: str, parts: list[tuple[str, int, int]], kinds: list[str]) -> str:
+    out, at = [], 0
+    for (part, start, end), kind in zip(parts, kinds, strict=True):
+        if kind == "long-number":
+            out.append(core[at:start])
+            label = shapes.number_label(part) or "n"
+            out.append(f"<{label}>")
+            at = end
+    out.append(core[at:])
+    return "".join(out)
+
+
+def _split_point(token: str) -> tuple[int, int]:
+    """The first run of ``:``/``=`` with text on both sides (a name and its value), or -1."""
+    match = _SEPARATOR.search(token, 1)
+    if match is None or match.end() >= len(token):
+        return -1, -1
+    return match.start(), match.end()
+
+
+def _strip_quotes(value: str) -> str:
+    quoted = _QUOTED.fullmatch(value)
+    return quoted.group("inner") if quoted else value
+
+
+class _Scan:
+    """One left-to-right pass; each handler appends output and returns where to resume."""
+
+    def __init__(self, text: str, policy: RedactionPolicy, counts: Counter[str]) -> None:
+        self.text = text
+        self.policy = policy
+        self.counts = counts
+        self.out: list[str] = []
+        self.cli_until = -1  # inside a command line whose -p/-a argument is a password
+        self.open_end = False  # a value was looked for past the end (for Redactor's cache)
+
+    def run(self) -> str:
+        text, pos, end = self.text, 0, len(self.text)
+        search, out, handlers = _MAIN.search, self.out, _HANDLERS
+        while pos < end:
+            match = search(text, pos)
+            if match is None:
+                break
+            out.append(text[pos : match.start()])
+            pos = handlers[match.lastgroup](self, match)  # type: ignore[index]
+        out.append(text[pos:])
+        return "".join(out)
+
+    # -- emitting ------------------------------------------------------------------------
+
+    def _emit(self, label: str) -> None:
+        self.out.append(f"<{label}>")
+        name = family(label)
+        if name is not None:
+            self.counts[name] += 1
+
+    def _emit_classified(self, token: str) -> None:
+        replacement, label = classify(token)
+        if label in _GENERIC_BLOBS and self.policy.labeller is not None:
+            named = self.policy.labeller(token.rstrip(_TRAILING))
+            if named is not None:
+                label = f"secret:{named}"
+                replacement = f"<{label}>" + token[len(token.rstrip(_TRAILING)) :]
+        self.out.append(replacement)
+        if label is not None:
+            name = family(label)
+            if name is not None:
+                self.counts[name] += 1
+
+    def _look(self, pattern: re.Pattern[str], at: int) -> re.Match[str] | None:
+        """``pattern`` at ``at``, noting when that is the end: the value may follow it."""
+        if at >= len(self.text):
+            self.open_end = True
+        return pattern.match(self.text, at)
+
+    def _keep(self, match: re.Match[str]) -> int:
+        self.out.append(match.group())
+        return match.end()
+
+    # -- structures ----------------------------------------------------------------------
+
+    def _placeholder(self, match: re.Match[str]) -> int:
+        if match.group() in KNOWN_PLACEHOLDERS:
+            return self._keep(match)
+        self.out.append("<")  # not ours: what is inside is scanned like any text
+        return match.start() + 1
+
+    def _pem(self, match: re.Match[str]) -> int:
+        header = match.group()[:80]
+        self._emit("secret:private-key" if "PRIVATE" in header else "pem")
+        return match.end()
+
+    def _putty(self, match: re.Match[str]) -> int:
+        self._emit("secret:private-key")
+        return match.end()
+
+    def _email(self, match: re.Match[str]) -> int:
+        self._emit("email")
+        return match.end()
+
+    def _time(self, match: re.Match[str]) -> int:
+        self._emit("time")
+        return match.end()
+
+    def _compared(self, match: re.Match[str]) -> int:
+        """``"hunter2" == password``: a quoted value compared with a secret's name."""
+        label = rules.key_label(match.group("ck"))
+        if label is None:
+            return self._token_at(match.start())
+        quote = match.group("q")
+        self.out.append(quote)
+        self._emit(f"secret:{label}")
+        self.out.append(quote + match.group("cop"))
+        return match.end()
+
+    def _ip(self, match: re.Match[str]) -> int:
+        value = match.group()
+        host, port = value, ""
+        if value.startswith("["):
+            host, _, port = value[1:].partition("]")
+            port = port.lstrip(":")
+        elif value.count(":") == 1:
+            host, _, port = value.partition(":")
+        address = shapes.parse_ip(host) if ":" in host else _dotted_quad(host)
+        if address is None:
+            if _MAC.fullmatch(value):
+                self._emit("mac")
+                return match.end()
+            return self._token_at(match.start())
+        self._emit(shapes.ip_label(address))
+        if port.isdigit():
+            self.out.append(f":{port}")
+        return match.end()
+
+    def _number(self, match: re.Match[str]) -> int:
+        chain = match.group()
+        if chain.startswith("(") and ")" not in chain:  # "(4100 characters": the "(" is prose
+            self.out.append("(")
+            chain = chain[1:]
+        label = shapes.number_label(chain)
+        if label is None:
+            self.out.append(chain)
+            return match.end()
+        if label == "n" and " " in chain:  # "retry 3 4567": judge the pieces one by one
+            for i, piece in enumerate(chain.split(" ")):
+                if i:
+                    self.out.append(" ")
+                piece_label = shapes.number_label(piece)
+                if piece_label is None:
+                    self.out.append(piece)
+                else:
+                    self._emit(piece_label)
+            return match.end()
+        self._emit(label)
+        return match.end()
+
+    def _whole_path(self, match: re.Match[str]) -> int:
+        value = match.group()
+        core = value.rstrip(_TRAILING)
+        self._emit("path")
+        self.out.append(value[len(core) :])
+        return match.end()
+
+    def _path(self, match: re.Match[str]) -> int:
+        value = match.group()
+        core = value.rstrip(_TRAILING)
+        if any(core.startswith(p) for p in self.policy.path_prefixes) and all(
+            classify(seg)[1] is None for seg in core.split("/") if seg
+        ):
+            return self._keep(match)
+        self._emit("path")
+        self.out.append(value[len(core) :])
+        return match.end()
+
+    def _url(self, match: re.Match[str]) -> int:
+        url = match.group()
+        core = url.rstrip(_TRAILING)
+        scheme, _, rest = core.partition("://")
+        cut = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+        authority, tail = rest[:cut], rest[cut:]
+        self.out.append(f"{scheme}://")
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+            if userinfo:
+                self._emit("secret:url-credentials")
+                self.out.append("@")
+        self._host(authority)
+        path = tail.replace("\\", "/").split("?", 1)[0].split("#", 1)[0]
+        if path and any((authority + path).startswith(p) for p in self.policy.url_prefixes):
+            for segment in re.split(r"(/)", path):
+                if segment and segment != "/":
+                    self._emit_classified(segment)
+                else:
+                    self.out.append(segment)
+        elif tail and tail != "/":
+            self.counts["url"] += 1
+        self.out.append(url[len(core) :])
+        return match.end()
+
+    def _host(self, authority: str) -> None:
+        host, port = authority, ""
+        if authority.startswith("["):
+            host, _, port = authority[1:].partition("]")
+            port = port.lstrip(":")
+        elif authority.count(":") == 1:
+            host, _, port = authority.partition(":")
+        address = shapes.parse_ip(host) if host else None
+        if address is not None:
+            self._emit(shapes.ip_label(address))
+        elif host:
+            for i, label in enumerate(host.split(".")):
+                if i:
+                    self.out.append(".")
+                if label:
+                    self._emit_classified(label)
+        if port:
+            self.out.append(":")
+            if port.isdigit():
+                self.out.append(port)
+            else:
+                self._emit_classified(port)
+
+    # -- tokens, names and values --------------------------------------------------------
+
+    def _token_at(self, start: int) -> int:
+        match = _TOKEN.match(self.text, start)
+        if match is None:  # a delimiter: pass it through
+            self.out.append(self.text[start])
+            return start + 1
+        return self._token(match)
+
+    def _token(self, match: re.Match[str]) -> int:
+        text, token, start, end = self.text, match.group(), match.start(), match.end()
+        if 0 <= self.cli_until < start:
+            self.cli_until = -1
+        lowered = token.lower()
+        if lowered.rsplit("/", 1)[-1] in rules.PASSWORD_COMMANDS:
+            newline = text.find("\n", end)
+            self.cli_until = len(text) if newline < 0 else newline
+            self._emit_classified(token)
+            return end
+        if self.cli_until >= 0 and token in rules.PASSWORD_FLAGS:
+            self.out.append(token)
+            return self._value_after(token, end, _NEXT_VALUE, "password", strong=True)
+        if _attached_password(token):  # mysql -pSECRET
+            self.out.append("-p")
+            self._emit("secret:password")
+            return end
+        if lowered in ("-u", "--user") or (lowered.startswith(("--user=", "-u")) and ":" in token):
+            return self._user_password(token, start, end)
+        if lowered in rules.AUTH_SCHEMES and not self._look(_STRONG, end):
+            credential = self._look(_NEXT_VALUE, end)
+            if credential is not None and not self._plainly_not_secret(
+                _strip_quotes(credential.group("val")), strong=False
+            ):
+                self.out.append(token)
+                return self._auth_scheme(end, lowered)
+        label = rules.rule_label(token)
+        if label is not None:
+            return self._rule_span(token, start)
+        split, split_end = _split_point(token)
+        if split > 0:
+            head = token[:split]
+            key = rules.key_label(head.rsplit("?", 1)[-1].rsplit("&", 1)[-1])
+            if key is not None:
+                self._emit_classified(head)
+                return self._keyed_value(head, start + split, start + split_end, key)
+            if classify(token)[1] not in (None, "n"):  # a blob with a "=" in it, not a name
+                self._emit_classified(token)
+                return end
+            self._emit_classified(head)
+            self.out.append(token[split:split_end])
+            return start + split_end  # the rest is scanned as if it started a token
+        key_token = token.rstrip(":=")
+        key = rules.key_label(key_token) if key_token else None
+        if key is not None:
+            return self._keyed(token, key_token, start, end, key)
+        self._emit_classified(token)
+        return end
+
+    def _rule_span(self, token: str, start: int) -> int:
+        """A named format inside a token: the text before it is a token of its own."""
+        inner = rules.first_rule_match(token)
+        if inner is None:  # pragma: no cover - rule_label found one
+            self._emit_classified(token)
+            return start + len(token)
+        label, begin, finish = inner
+        if begin:
+            self._emit_classified(token[:begin])
+        self._emit(f"secret:{label}")
+        return start + finish
+
+    def _keyed(self, token: str, key_token: str, start: int, end: int, label: str) -> int:
+        """A secret's name as a token of its own: find its value after it."""
+        text = self.text
+        self._emit_classified(key_token)
+        if token != key_token:  # "password:" / "token=": the separator is in the token
+            self.out.append(token[len(key_token) :])
+            return self._value_after(token, end, _AFTER_SEP, label, strong=True)
+        if end >= len(text):
+            self.open_end = True
+        if start > 0 and text[start - 1] == "<" and text.startswith(">", end):  # <password>…<
+            close = text.find("<", end + 1)
+            close = len(text) if close < 0 else close
+            if close > end + 1:
+                self.out.append(">")
+                return self._decide(text[end + 1 : close], end + 1, close, label, strong=True)
+        strong = self._look(_STRONG, end)
+        if strong is not None:
+            self.out.append(strong.group("sep"))
+            return self._decide(
+                strong.group("val"), strong.start("val"), strong.end("val"), label, True, key_token
+            )
+        return self._value_after(token, end, _WEAK, label, strong=False)
+
+    def _keyed_value(self, head: str, sep_at: int, sep_end: int, label: str) -> int:
+        """``key=value``, ``key:value``, ``key==value`` inside one token, or ``key=`` then a value."""
+        self.out.append(self.text[sep_at:sep_end])
+        return self._value_after(head, sep_end, _AFTER_SEP, label, strong=True)
+
+    def _value_after(
+        self, key: str, at: int, pattern: re.Pattern[str], label: str, *, strong: bool
+    ) -> int:
+        match = self._look(pattern, at)
+        if match is None or not match.group("val"):
+            return at
+        self.out.append(match.group("sep"))
+        return self._decide(
+            match.group("val"), match.start("val"), match.end("val"), label, strong, key
+        )
+
+    def _decide(
+        self, raw: str, begin: int, finish: int, label: str, strong: bool, key: str = ""
+    ) -> int:
+        """Replace the value of a secret's name, unless it is plainly not a secret."""
+        if raw[:1] not in "\"'`\\@":
+            structure = _MAIN.match(self.text, begin)
+            if (
+                structure is not None
+                and structure.lastgroup in _STRUCTURES
+                and structure.end() >= finish
+            ):
+                return begin  # an address, a number: its own handler redacts all of it
+        if raw.lower() in rules.AUTH_SCHEMES:  # Authorization: Bearer <value>
+            self.out.append(raw)
+            return self._auth_scheme(finish, raw.lower())
+        if label == "session" and key.lower().lstrip("-").startswith(("cookie", "set-cookie")):
+            newline = self.text.find("\n", begin)
+            if newline < 0:
+                self.open_end = True  # the cookie runs to the end of a line we cannot see
+            finish = len(self.text) if newline < 0 else newline
+            raw = self.text[begin:finish]
+        quoted = _QUOTED.fullmatch(raw) is not None
+        if not quoted:
+            stripped = raw.rstrip(",;")
+            finish -= len(raw) - len(stripped)
+            raw = stripped
+        value = _strip_quotes(raw) if quoted else raw
+        named = rules.key_label(value) if key.lower() in ("key", "name") else None
+        if named is not None:  # <add key="ClearTextPassword" value="…"/>: the name, then its value
+            self.out.append(raw)
+            attribute = _NUGET_VALUE.match(self.text, finish)
+            if attribute is None:
+                return finish
+            self.out.append(attribute.group("sep"))
+            self._emit_quoted(attribute.group("val"), f"secret:{named}")
+            return attribute.end()
+        if self._plainly_not_secret(value, strong):
+            return begin  # scan the value like any text
+        if _NUMERIC.fullmatch(value) and any(c.isdigit() for c in value):
+            self._emit_quoted(raw, "n") if quoted else self._emit("n")
+            return finish
+        specific = rules.rule_label(value) or rules.decoded_label(value)
+        final = f"secret:{specific or label}"
+        self._emit_quoted(raw, final) if quoted else self._emit(final)
+        return finish
+
+    def _emit_quoted(self, raw: str, label: str) -> None:
+        quoted = _QUOTED.fullmatch(raw)
+        if quoted is None:
+            self._emit(label)
+            return
+        self.out.append(quoted.group("at") + quoted.group("open"))
+        self._emit(label)
+        self.out.append(quoted.group("open"))
+
+    @staticmethod
+    def _plainly_not_secret(value: str, strong: bool) -> bool:
+        if not value or value in KNOWN_PLACEHOLDERS:
+            return True
+        lowered = value.lower().rstrip(".,;:!?")
+        if lowered in rules.BENIGN_VALUES or rules.TEMPLATE_REFERENCE.fullmatch(value):
+            return True
+        if strong:
+            return False
+        # "password rejected", "token bucket", "auth is required": a word, not a value
+        return bool(_WORDS.fullmatch(value)) or (value.isdigit() and len(value) <= 3)
+
+    def _auth_scheme(self, end: int, scheme: str) -> int:
+        """After ``Bearer``/``Basic``/``token`` (already emitted): the credential, if any."""
+        match = self._look(_NEXT_VALUE, end)
+        if match is None:
+            return end
+        value = _strip_quotes(match.group("val"))
+        if _WORDS.fullmatch(value) and len(value) < 16:  # "Bearer auth is required"
+            return end
+        self.out.append(match.group("sep"))
+        label = "basic-auth" if scheme == "basic" else "bearer-token"
+        self._emit(f"secret:{rules.rule_label(value) or label}")
+        return match.end()
+
+    def _user_password(self, token: str, start: int, end: int) -> int:
+        """``curl -u user:pw``, ``--user 'user:pw'``, ``--user=user:pw``, ``-uuser:pw``."""
+        flag = token if token.lower() in ("-u", "--user") else token[: 7 if token[1] == "-" else 2]
+        match = self._look(_USER_VALUE, start + len(flag))
+        if match is None or not match.group("val"):
+            self._emit_classified(token)
+            return end
+        self.out.append(flag + (match.group("sep") or ""))
+        user, colon, password = match.group("val").partition(":")
+        self._emit_classified(user.strip("\"'")) if user.strip("\"'") else None
+        self.out.append(colon)
+        if password.strip("\"'"):
+            self._emit("secret:password")
+        return match.end()
+
+
+_HANDLERS: dict[str, Callable[[_Scan, re.Match[str]], int]] = {
+    "ph": _Scan._placeholder, "pem": _Scan._pem, "putty": _Scan._putty, "url": _Scan._url,
+    "email": _Scan._email, "obfuscated": _Scan._email, "compared": _Scan._compared,
+    "ts": _Scan._time, "ip6": _Scan._ip, "ip4": _Scan._ip, "unc": _Scan._whole_path,
+    "win": _Scan._whole_path, "path": _Scan._path, "dur": _Scan._keep, "num": _Scan._number,
+    "tok": _Scan._token, "word": _Scan._token,
+}  # fmt: skip
+
+
+def _attached_password(token: str) -> bool:
+    return (
+        token.startswith("-p")
+        and len(token) > 2
+        and token[2:] not in rules.NOT_P_VALUES
+        and not token[2:].isdigit()
+    )
+
+
+def _dotted_quad(host: str) -> ipaddress.IPv4Address | None:
+    """Four dotted parts: a browser's reading (octal/hex), or plain decimal with zero padding."""
+    address = shapes.parse_ipv4(host)
+    if address is not None:
+        return address
+    parts = host.split(".")
+    if len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts):
+        return ipaddress.IPv4Address(".".join(str(int(p)) for p in parts))
+    return None
