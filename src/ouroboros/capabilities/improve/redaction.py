@@ -38,12 +38,14 @@ from ouroboros.capabilities.improve import token_shapes as shapes
 
 _TRAILING = ".,;:!?)]}'\""
 
+# Lookaheads treat "<" like a letter: a placeholder may later stand where a letter was,
+# and a second pass must make the same decisions as the first (idempotence).
 _MAIN = re.compile(
     r"(?P<ph><[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>)"
     r"|(?P<pem>-----BEGIN[ A-Z0-9_\-]{0,60}-----(?s:.*?)(?:-----END[ A-Z0-9_\-]{0,60}-----|\Z))"
     r"|(?P<putty>PuTTY-User-Key-File-\d+:(?s:.*)\Z)"
     r"|(?P<url>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>`]*)"
-    r"|(?P<email>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:@|%40|&#0*64;|&#[xX]0*40;|&commat;)"
+    r"|(?P<email>(?<![\w.%+\-])(?!-)[\w.+\-]{1,64}+(?:@|%40|&#0*64;|&#[xX]0*40;|&commat;)"
     r"[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+)*+)"
     r"|(?P<obfuscated>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:"
     r"\s*(?i:\[at\]|\(at\)|\{at\}|<at>|\[@\]|\(@\))\s*[A-Za-z0-9\-]{1,63}+"
@@ -53,17 +55,17 @@ _MAIN = re.compile(
     r"(?P<cop>\s*[!=]==?\s*)(?=@?(?P<ck>[\w.\-]{1,60})))"
     r"|(?P<word>[A-Za-z]{1,24}+(?=[ \t\n]|\Z))"
     r"|(?P<ts>(?<![\w.])\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?!\w))"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?![\w<]))"
     r"|(?P<ip6>(?<![\w:.])\[?(?:[0-9A-Fa-f]{0,4}+:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
-    r"(?:%[\w.]+)?\]?(?::\d{1,5})?(?![\w:]))"
+    r"(?:%[\w.]+)?\]?(?::\d{1,5})?(?![\w.<]|:[\w:<]))"
     r"|(?P<ip4>(?<![\w.])(?:(?:0[xX][0-9a-fA-F]{1,8}+|\d{1,10}+)\.){3}(?:0[xX][0-9a-fA-F]{1,8}+|\d{1,10}+)"
-    r"(?::\d{1,5})?(?!\w|\.\w))"
+    r"(?::\d{1,5})?(?![\w<]|\.[\w<]))"
     r"|(?P<unc>(?<![\w\\])\\\\[\w.$\-]+\\[^\s\"'<>|]*)"
     r"|(?P<win>(?<!\w)[A-Za-z]:[\\/][^\s\"'<>|]*)"
     r"|(?P<path>(?<![\w.~\\/<>\-])(?:~|\.{1,2})?/[^\s\"'<>`()\[\]{},;|]+)"
     r"|(?P<dur>(?<![\w.])\d{1,6}+(?:[.,]\d{1,6}+)?\s?(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?"
-    r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?!\w))"
-    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:\)?[ .\-/]\(?|\) ?)\d{1,19}+){0,8}+(?!\w))"
+    r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?![\w<]))"
+    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:\)?[ .\-/]\(?|\) ?)\d{1,19}+){0,8}+(?![\w<]))"
     r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
 )
 _TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;|]+")
@@ -73,11 +75,21 @@ _STRONG = re.compile(
     r"(?P<sep>(?:\[\d{0,4}\])?\\?[\"'`]?\]?[ \t]{0,3}(?:=>|:=|===?|!==?|->|=|:)[ \t]{0,8}"
     r"|[ \t]*\([ \t]*(?=@?\\?[\"'`]))" + _VALUE
 )
-_WEAK = re.compile(r"(?P<sep>[ \t]+(?:(?i:is|was)[ \t]+)?)" + _VALUE)
+# After a name and only a space ("password hunter2"), the value is the next token as
+# the scan would see it, so a second pass finds the same boundaries.
+_WEAK = re.compile(r"(?P<sep>[ \t]+(?:(?i:is|was)[ \t]+)?)(?P<val>[^\s\"'`<>()\[\]{},;|]+)")
 _AFTER_SEP = re.compile(r"(?P<sep>[ \t]{0,8})" + _VALUE)
 _NEXT_VALUE = re.compile(r"(?P<sep>[ \t]+)" + _VALUE)
 _USER_VALUE = re.compile(r"(?P<sep>[ \t]+|=)?(?P<val>(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'])+)")
 _SEPARATOR = re.compile(r"[:=]+")
+_HOSTNAME = re.compile(r"[^\W_](?:[\w\-]*[^\W_])?(?:\.[^\W_](?:[\w\-]*[^\W_])?)*\.?")
+_PORT = re.compile(r":\d{1,5}")
+_LEAD = re.compile(r"[^\w\s]+")
+_SEPARATING = re.compile(r"[=:!#%^&*+?,;|'\"`]")
+_ADDRESS_INSIDE = re.compile(
+    r"[^\W_]@[^\W_]|[A-Za-z]://|(?<![\d.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\d.])"
+)
+_GLUED = re.compile(r"[^\s\"'`]+")
 _STRUCTURES = frozenset({"email", "obfuscated", "url", "pem", "putty", "num", "ip4", "ip6",
                          "path", "unc", "win", "ts", "dur"})  # fmt: skip
 _NUGET_VALUE = re.compile(r"(?P<sep>\s+value\s*=\s*)(?P<val>\"[^\"\n]*\"|'[^'\n]*')")
@@ -101,6 +113,24 @@ _SECRET_LABELS = (
 KNOWN_PLACEHOLDERS = frozenset(
     {f"<{label}>" for label in GENERIC_LABELS} | {f"<secret:{s}>" for s in _SECRET_LABELS}
 )
+
+
+_TYPED = re.compile(r"<(secret|ip)(?::[a-z0-9\-]{1,60})?>|<(?:hex|uuid|token)>|<time>")
+
+
+def fold_placeholders(text: str) -> str:
+    """Placeholders reduced to their family, so one error template groups whatever it held:
+    ``<secret:github-pat>`` and ``<secret:password>`` are ``<secret>``, ``<ip:private>`` is
+    ``<ip>``, ``<hex>``/``<uuid>``/``<token>`` are ``<id>``, ``<time>`` is ``<n>``."""
+    if "<" not in text:
+        return text
+    return _TYPED.sub(_family_of_placeholder, text)
+
+
+def _family_of_placeholder(match: re.Match[str]) -> str:
+    if match.group(1):
+        return f"<{match.group(1)}>"
+    return "<n>" if match.group() == "<time>" else "<id>"
 
 
 def family(label: str) -> str | None:
@@ -272,6 +302,11 @@ def classify(token: str) -> tuple[str, str | None]:
     label = rules.rule_label(core)
     if label is not None:
         return f"<secret:{label}>{trail}", f"secret:{label}"
+    if _PORT.fullmatch(core):  # ":5432" after an address placeholder
+        return token, None
+    if _ADDRESS_INSIDE.search(core):
+        # an address inside a token that no structure matched (glued to other text)
+        return f"<token>{trail}", "token"
     parts = [(m.group(), m.start(), m.end()) for m in _PART.finditer(core)]
     kinds = [shapes.part_kind(p) for p, _, _ in parts]
     if "bad" not in kinds and not _suspicious_mix(core, parts):
@@ -294,11 +329,14 @@ def _suspicious_mix(core: str, parts: list[tuple[str, int, int]]) -> bool:
         return True
     if len(core) >= 8 and mixed and not _SYMBOLS.isdisjoint(core):
         return True
+    symbols = sum(1 for c in core if c in _SYMBOLS)
+    if len(core) >= 8 and symbols >= 3 and any(c.isalpha() for c in core):
+        return True  # "&R$^S%+in$va": a password, whatever its letters spell
     return (
         len(core) >= 8
+        and symbols >= 2
         and any(c.isdigit() for c in core)
         and any(c.isalpha() for c in core)
-        and sum(1 for c in core if c in _SYMBOLS) >= 2
     )
 
 
@@ -337,6 +375,7 @@ class _Scan:
         self.out: list[str] = []
         self.cli_until = -1  # inside a command line whose -p/-a argument is a password
         self.open_end = False  # a value was looked for past the end (for Redactor's cache)
+        self.judged_until = -1  # end of the token whose pieces are being scanned
 
     def run(self) -> str:
         text, pos, end = self.text, 0, len(self.text)
@@ -347,6 +386,13 @@ class _Scan:
                 break
             out.append(text[pos : match.start()])
             pos = handlers[match.lastgroup](self, match)  # type: ignore[index]
+            if out and out[-1].endswith(">") and pos < end:
+                glued = _TOKEN.match(text, pos)
+                if glued is not None:
+                    # Text glued to a placeholder ("a@b.c::1") is judged as a plain token:
+                    # what follows a replacement must not be read differently next time.
+                    self._emit_classified(glued.group())
+                    pos = glued.end()
         out.append(text[pos:])
         return "".join(out)
 
@@ -426,7 +472,7 @@ class _Scan:
         elif value.count(":") == 1:
             host, _, port = value.partition(":")
         address = shapes.parse_ip(host) if ":" in host else _dotted_quad(host)
-        if address is None:
+        if address is None or (":" in host and not any(c.isalnum() for c in host)):  # "::"
             if _MAC.fullmatch(value):
                 self._emit("mac")
                 return match.end()
@@ -445,7 +491,8 @@ class _Scan:
         if label is None:
             self.out.append(chain)
             return match.end()
-        if label == "n" and " " in chain:  # "retry 3 4567": judge the pieces one by one
+        digits = sum(c.isdigit() for c in chain)
+        if label == "n" and " " in chain and digits < 7:  # "retry 3 4567": one by one
             for i, piece in enumerate(chain.split(" ")):
                 if i:
                     self.out.append(" ")
@@ -481,6 +528,10 @@ class _Scan:
         core = url.rstrip(_TRAILING)
         scheme, _, rest = core.partition("://")
         cut = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, min((i for i in (rest.find(c) for c in "/\\") if i >= 0),
+                                    default=len(rest)))  # fmt: skip
+        if at > cut:  # "user:pa?ss@host": a "?" or "#" in the password, not a query
+            cut = len(rest) if (slash := rest.find("/", at)) < 0 else slash
         authority, tail = rest[:cut], rest[cut:]
         self.out.append(f"{scheme}://")
         if "@" in authority:
@@ -511,6 +562,8 @@ class _Scan:
         address = shapes.parse_ip(host) if host else None
         if address is not None:
             self._emit(shapes.ip_label(address))
+        elif host and not _HOSTNAME.fullmatch(host):
+            self._emit("token")  # no host name: whatever it is, it is not kept
         elif host:
             for i, label in enumerate(host.split(".")):
                 if i:
@@ -522,7 +575,7 @@ class _Scan:
             if port.isdigit():
                 self.out.append(port)
             else:
-                self._emit_classified(port)
+                self._emit("token")  # not a port: a password without its user, perhaps
 
     # -- tokens, names and values --------------------------------------------------------
 
@@ -537,6 +590,11 @@ class _Scan:
         text, token, start, end = self.text, match.group(), match.start(), match.end()
         if 0 <= self.cli_until < start:
             self.cli_until = -1
+        lead = _LEAD.match(token)
+        if lead is not None and lead.end() < len(token) and _SEPARATING.search(lead.group()):
+            # "=/home/x", "!ghp_…", "@=a@b.c": separating punctuation first
+            self.out.append(lead.group())
+            return start + lead.end()  # what follows is scanned as a token start
         lowered = token.lower()
         if lowered.rsplit("/", 1)[-1] in rules.PASSWORD_COMMANDS:
             newline = text.find("\n", end)
@@ -559,8 +617,8 @@ class _Scan:
             ):
                 self.out.append(token)
                 return self._auth_scheme(end, lowered)
-        label = rules.rule_label(token)
-        if label is not None:
+        judged = start < self.judged_until  # the rest of a token already judged whole
+        if not judged and rules.rule_label(token) is not None:
             return self._rule_span(token, start)
         split, split_end = _split_point(token)
         if split > 0:
@@ -569,9 +627,16 @@ class _Scan:
             if key is not None:
                 self._emit_classified(head)
                 return self._keyed_value(head, start + split, start + split_end, key)
-            if classify(token)[1] not in (None, "n"):  # a blob with a "=" in it, not a name
+            if (
+                not judged
+                and classify(token)[1] not in (None, "n")
+                and not self._structure_beyond(start + split_end, end)
+            ):  # a blob with a "=" or ":" in it ("a-0bge_854a=ese/yn3…"), not name=value
                 self._emit_classified(token)
                 return end
+            # Every piece of a token that is kept whole is kept too: once judged, the rest
+            # needs no second look (which would make "a=a=a=…" quadratic).
+            self.judged_until = max(self.judged_until, end)
             self._emit_classified(head)
             self.out.append(token[split:split_end])
             return start + split_end  # the rest is scanned as if it started a token
@@ -600,7 +665,7 @@ class _Scan:
         self._emit_classified(key_token)
         if token != key_token:  # "password:" / "token=": the separator is in the token
             self.out.append(token[len(key_token) :])
-            return self._value_after(token, end, _AFTER_SEP, label, strong=True)
+            return self._value_after(key_token, end, _AFTER_SEP, label, strong=True)
         if end >= len(text):
             self.open_end = True
         if start > 0 and text[start - 1] == "<" and text.startswith(">", end):  # <password>…<
@@ -637,14 +702,8 @@ class _Scan:
         self, raw: str, begin: int, finish: int, label: str, strong: bool, key: str = ""
     ) -> int:
         """Replace the value of a secret's name, unless it is plainly not a secret."""
-        if raw[:1] not in "\"'`\\@":
-            structure = _MAIN.match(self.text, begin)
-            if (
-                structure is not None
-                and structure.lastgroup in _STRUCTURES
-                and structure.end() >= finish
-            ):
-                return begin  # an address, a number: its own handler redacts all of it
+        if raw[:1] not in "\"'`\\@" and self._structure_covers(begin, raw):
+            return begin  # an address, a number: its own handler redacts all of it
         if raw.lower() in rules.AUTH_SCHEMES:  # Authorization: Bearer <value>
             self.out.append(raw)
             return self._auth_scheme(finish, raw.lower())
@@ -674,10 +733,39 @@ class _Scan:
         if _NUMERIC.fullmatch(value) and any(c.isdigit() for c in value):
             self._emit_quoted(raw, "n") if quoted else self._emit("n")
             return finish
-        specific = rules.rule_label(value) or rules.decoded_label(value)
-        final = f"secret:{specific or label}"
+        final = f"secret:{self._name(value) or label}"
         self._emit_quoted(raw, final) if quoted else self._emit(final)
         return finish
+
+    def _structure_beyond(self, at: int, end: int) -> bool:
+        """An address or URL starts at ``at`` and runs past ``end`` (``a&commat;b.org``)."""
+        structure = _MAIN.match(self.text, at)
+        return (
+            structure is not None
+            and structure.lastgroup in _STRUCTURES
+            and structure.end() > end
+        )
+
+    def _structure_covers(self, begin: int, raw: str) -> bool:
+        """Does an e-mail address, URL, IP, path, number … start the value and cover it?
+
+        Covering means: nothing but punctuation is glued to its end, so that the output
+        (placeholder + punctuation) reads as an already-redacted value next time.
+        """
+        structure = _MAIN.match(self.text, begin)
+        if structure is None or structure.lastgroup not in _STRUCTURES:
+            return False
+        if structure.end() < begin + len(raw.rstrip(_TRAILING)):
+            return False
+        glued = _GLUED.match(self.text, structure.end())
+        return glued is None or not glued.group().strip(_TRAILING)
+
+    def _name(self, value: str) -> str | None:
+        """The format of a value being replaced anyway: our rules, then detect-secrets'."""
+        named = rules.rule_label(value) or rules.decoded_label(value)
+        if named is None and self.policy.labeller is not None:
+            named = self.policy.labeller(value)
+        return named
 
     def _emit_quoted(self, raw: str, label: str) -> None:
         quoted = _QUOTED.fullmatch(raw)
@@ -690,8 +778,8 @@ class _Scan:
 
     @staticmethod
     def _plainly_not_secret(value: str, strong: bool) -> bool:
-        if not value or value in KNOWN_PLACEHOLDERS:
-            return True
+        if not value or value.rstrip(_TRAILING) in KNOWN_PLACEHOLDERS:
+            return True  # already redacted (sanitizing twice changes nothing)
         lowered = value.lower().rstrip(".,;:!?")
         if lowered in rules.BENIGN_VALUES or rules.TEMPLATE_REFERENCE.fullmatch(value):
             return True
@@ -710,7 +798,7 @@ class _Scan:
             return end
         self.out.append(match.group("sep"))
         label = "basic-auth" if scheme == "basic" else "bearer-token"
-        self._emit(f"secret:{rules.rule_label(value) or label}")
+        self._emit(f"secret:{self._name(value) or label}")
         return match.end()
 
     def _user_password(self, token: str, start: int, end: int) -> int:

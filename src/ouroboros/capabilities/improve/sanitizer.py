@@ -28,7 +28,12 @@ from functools import lru_cache
 from typing import Any
 
 from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
-from ouroboros.capabilities.improve.redaction import KNOWN_PLACEHOLDERS, RedactionPolicy, Redactor
+from ouroboros.capabilities.improve.redaction import (
+    KNOWN_PLACEHOLDERS,
+    RedactionPolicy,
+    Redactor,
+    fold_placeholders,
+)
 from ouroboros.capabilities.improve.secret_rules import DetectSecretsLabeller
 from ouroboros.capabilities.improve.unicode_fold import fold
 
@@ -37,6 +42,7 @@ __all__ = [
     "Redactions",
     "Sanitizer",
     "SanitizerPolicy",
+    "fold_placeholders",
 ]
 
 DEFAULT_PATH_PREFIXES = (

@@ -24,7 +24,7 @@ from functools import lru_cache
 _E = r"(?![A-Za-z0-9_\-])"  # a token format ends where its alphabet does
 _B = r"(?<![A-Za-z0-9_\-])"
 
-#: (label, pattern); searched inside tokens that are at least 16 characters long.
+#: (label, pattern); searched inside tokens that are at least 12 characters long.
 TOKEN_RULES: tuple[tuple[str, str], ...] = (
     ("aws-access-key", _B + r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}" + _E),
     ("aws-access-key", _B + r"(?:akia|asia|abia|acca)[a-z0-9]{16}" + _E),
@@ -155,14 +155,15 @@ TOKEN_RULES: tuple[tuple[str, str], ...] = (
 
 _RULES = re.compile("|".join(f"(?P<r{i}>{p})" for i, (_, p) in enumerate(TOKEN_RULES)))
 RULE_LABELS: frozenset[str] = frozenset(label for label, _ in TOKEN_RULES)
-MIN_RULE_LENGTH = 16
+MIN_RULE_LENGTH = 12
+MAX_RULE_LENGTH = 1024  # bounds the cost of the search (every format here is shorter)
 
 
 @lru_cache(maxsize=16384)
 def rule_label(token: str) -> str | None:
     """The label of the first named format found in ``token``, if any."""
-    if len(token) < MIN_RULE_LENGTH:
-        return None
+    if not MIN_RULE_LENGTH <= len(token) <= MAX_RULE_LENGTH:
+        return None  # longer tokens are never words: replaced whole, no name needed
     match = _RULES.search(token)
     if match is None:
         return None
@@ -171,7 +172,7 @@ def rule_label(token: str) -> str | None:
 
 def first_rule_match(token: str) -> tuple[str, int, int] | None:
     """The first named format in ``token``: its label and span."""
-    match = _RULES.search(token)
+    match = _RULES.search(token, 0, MAX_RULE_LENGTH)
     if match is None:
         return None
     return TOKEN_RULES[int(match.lastgroup[1:])][0], match.start(), match.end()  # type: ignore[index]

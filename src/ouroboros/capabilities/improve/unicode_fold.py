@@ -7,7 +7,7 @@ itself to the detectors. ``fold`` therefore
 1. drops format characters (Unicode category Cf: zero-width space/joiners, word
    joiner, BOM, soft hyphen, bidi controls, tag characters), C0/C1 controls other than
    tab and newline, ANSI escape sequences, and combining marks that sit on ASCII
-   letters (overlay tricks such as ``g̶h̶p̶_``);
+   characters (overlay tricks such as ``g̶h̶p̶_``);
 2. applies NFKC (full-width and other compatibility forms become ASCII; NBSP becomes a
    space);
 3. maps look-alike Cyrillic/Greek letters to Latin inside words that also contain
@@ -49,22 +49,22 @@ def fold(text: str) -> str:
 
 def _strip(text: str) -> str:
     out: list[str] = []
-    previous_ascii_letter = False
+    after_ascii = False
     for ch in text:
         if ch.isascii():
             if ch in "\t\n\r" or " " <= ch <= "~":
                 out.append(ch)
-            previous_ascii_letter = ch.isalpha()
+            after_ascii = not ch.isspace()
             continue
         category = unicodedata.category(ch)
         if category in ("Cf", "Cc", "Cs"):
             if category == "Cs":
                 out.append("\ufffd")
             continue
-        if category == "Mn" and previous_ascii_letter:
-            continue  # a combining overlay on an ASCII letter hides nothing but the letter
+        if category == "Mn" and after_ascii:
+            continue  # a combining overlay on an ASCII character hides nothing but it
         out.append(ch)
-        previous_ascii_letter = False
+        after_ascii = False
     return "".join(out)
 
 
