@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ouroboros.capabilities.improve.secret_rules import RULE_LABELS
+
 try:  # imported as a package module by pytest, or run as a script
     from . import secretgen as gen
 except ImportError:  # pragma: no cover
@@ -184,6 +186,13 @@ _GITLEAKS_SKIP = {
     "nuget-config-password": "keyed-password-nuget",
     "kubernetes-secret-yaml": "a multi-line YAML document, not a value format",
     "jwt-base64": "base64 of a JWT: its alternatives are header fragments, not a format",
+}
+
+
+# gitleaks rules whose values cannot carry their name bare.
+_UNLABELLED = {
+    "sourcegraph-access-token": "its format includes bare 40-digit hex, which is just <hex>",
+    "facebook-access-token": "its '|' variant is two tokens (a number and a blob) to a log",
 }
 
 
@@ -622,15 +631,12 @@ def load_harmless() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Rebuild the labelled secrets corpus.")
     parser.add_argument("--gitleaks", type=Path, help="gitleaks' config/gitleaks.toml")
-    parser.add_argument(
-        "--labels", default="", help="comma-separated rule labels the sanitizer has"
-    )
     args = parser.parse_args()
     if args.gitleaks:
         kinds = gitleaks_kinds(args.gitleaks) + manual_kinds()
-        labels = set(filter(None, args.labels.split(",")))
-        for kind in kinds:
-            if kind["label"] is None and kind["kind"] in labels:
+        for kind in kinds:  # where we have a rule named like gitleaks', expect its label
+            known = kind["kind"] in RULE_LABELS and kind["kind"] not in _UNLABELLED
+            if kind["label"] is None and known:
                 kind["label"] = f"secret:{kind['kind']}"
         (DATA / "kinds.json").write_text(json.dumps(kinds, indent=1, ensure_ascii=False) + "\n")
     kinds_list = list(load_kinds().values())

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from ouroboros.capabilities.improve.events import EventError, canonical_timestamp, format_timestamp
-from ouroboros.capabilities.improve.redaction import fold_placeholders
+from ouroboros.capabilities.improve.placeholders import fold_placeholders
 
 KINDS = (
     "error_pattern",
