@@ -154,7 +154,7 @@ class Scan:
                     # Text glued to a placeholder ("a@b.c::1", "<n>&password=x") is read
                     # as a token, never as the start of an address: the replacement must
                     # not change how it is read next time.
-                    pos = self._token(glued)
+                    pos = self._token(glued, glued=True)
         out.append(text[pos:])
         return "".join(out)
 
@@ -351,8 +351,14 @@ class Scan:
             return start + 1
         return self._token(match)
 
-    def _token(self, match: re.Match[str]) -> int:
-        text, token, start, end = self.text, match.group(), match.start(), match.end()
+    def _token(self, match: re.Match[str], glued: bool = False) -> int:
+        """A token: a command, a flag, an auth scheme, a name and its value, or plain.
+
+        ``glued`` tokens follow a placeholder with no space between: they were part of
+        a longer token before the replacement, so they get no token-start readings
+        (commands, flags, auth schemes), which a second pass could not repeat.
+        """
+        token, start, end = match.group(), match.start(), match.end()
         if 0 <= self.cli_until < start:
             self.cli_until = -1
         lead = _LEAD.match(token)
@@ -360,28 +366,10 @@ class Scan:
             # "=/home/x", "!ghp_…", "@=a@b.c": separating punctuation first
             self.out.append(lead.group())
             return start + lead.end()  # what follows is scanned as a token start
-        lowered = token.lower()
-        if lowered.rsplit("/", 1)[-1] in rules.PASSWORD_COMMANDS:
-            newline = text.find("\n", end)
-            self.cli_until = len(text) if newline < 0 else newline
-            self._emit_classified(token)
-            return end
-        if self.cli_until >= 0 and token in rules.PASSWORD_FLAGS:
-            self.out.append(token)
-            return self._value_after(token, end, _NEXT_VALUE, "password", strong=True)
-        if _attached_password(token):  # mysql -pSECRET
-            self.out.append("-p")
-            self._emit("secret:password")
-            return end
-        if lowered in ("-u", "--user") or (lowered.startswith(("--user=", "-u")) and ":" in token):
-            return self._user_password(token, start, end)
-        if lowered in rules.AUTH_SCHEMES and not self._look(_STRONG, end):
-            credential = self._look(_NEXT_VALUE, end)
-            if credential is not None and not self._plainly_not_secret(
-                strip_quotes(credential.group("val")), strong=False
-            ):
-                self.out.append(token)
-                return self._auth_scheme(end, lowered)
+        if not glued:
+            resume = self._token_start(token, start, end)
+            if resume >= 0:
+                return resume
         judged = start < self.judged_until  # the rest of a token already judged whole
         if not judged and rules.rule_label(token) is not None:
             return self._rule_span(token, start)
@@ -413,6 +401,32 @@ class Scan:
             return self._keyed(token, key_token, start, end, key)
         self._emit_classified(token)
         return end
+
+    def _token_start(self, token: str, start: int, end: int) -> int:
+        """Readings only a token that starts after a space can have; -1 if none applies."""
+        text, lowered = self.text, token.lower()
+        if lowered.rsplit("/", 1)[-1] in rules.PASSWORD_COMMANDS:
+            newline = text.find("\n", end)
+            self.cli_until = len(text) if newline < 0 else newline
+            self._emit_classified(token)
+            return end
+        if self.cli_until >= 0 and token in rules.PASSWORD_FLAGS:
+            self.out.append(token)
+            return self._value_after(token, end, _NEXT_VALUE, "password", strong=True)
+        if _attached_password(token):  # mysql -pSECRET
+            self.out.append("-p")
+            self._emit("secret:password")
+            return end
+        if lowered in ("-u", "--user") or (lowered.startswith(("--user=", "-u")) and ":" in token):
+            return self._user_password(token, start, end)
+        if lowered in rules.AUTH_SCHEMES and not self._look(_STRONG, end):
+            credential = self._look(_NEXT_VALUE, end)
+            if credential is not None and not self._plainly_not_secret(
+                strip_quotes(credential.group("val")), strong=False
+            ):
+                self.out.append(token)
+                return self._auth_scheme(end, lowered)
+        return -1
 
     def _rule_span(self, token: str, start: int) -> int:
         """A named format inside a token: the text before it is a token of its own."""
