@@ -29,7 +29,8 @@ def sanitized_events() -> list[dict[str, object]]:
 
 
 def analyser(llm: ScriptedLLM) -> LLMAnalyser:
-    return LLMAnalyser(LLMConfig(base_url=llm.base_url, model="eval-test", api_key="k"))
+    return LLMAnalyser(LLMConfig(base_url=llm.base_url, model="eval-test", api_key="k"),
+                       backoff_s=0.001)
 
 
 def test_findings_come_back_validated_and_marked(scripted_llm: ScriptedLLM) -> None:
@@ -48,15 +49,18 @@ def test_findings_come_back_validated_and_marked(scripted_llm: ScriptedLLM) -> N
         )
         + "\n```"
     )  # fmt: skip
-    (finding,) = analyser(scripted_llm).analyse(sanitized_events(), NOW)
+    events = sanitized_events()
+    (finding,) = analyser(scripted_llm).analyse(events, NOW)
+    (rule,) = [f for f in aggregate(events, NOW).findings() if f.kind == "timeout_cluster"]
+    # reproduced by the rules: the measured count replaces the model's claim of 40
     assert (finding.kind, finding.severity, finding.tool, finding.count) == (
-        "timeout_cluster", "high", "web_search", 40,
+        "timeout_cluster", "high", "web_search", rule.count,
     )  # fmt: skip
-    assert finding.evidence == (
-        "see <ip:private> and <secret:github-pat>",
+    assert finding.evidence == (  # sanitized, then escaped for markdown
+        "see \\<ip:private\\> and \\<secret:github-pat\\>",
         "source: llm eval-test",
     )
-    assert finding.metrics == {"llm": 1.0}
+    assert finding.metrics == {"llm": 1.0, "verified": 1.0}
 
 
 def test_the_prompt_is_the_plan_template_over_summaries_without_secrets(
@@ -71,7 +75,8 @@ def test_the_prompt_is_the_plan_template_over_summaries_without_secrets(
     assert prompt.startswith("You are reviewing sanitized telemetry from the past 24 hours.")
     assert "Your optimization priority is: STABILITY > PERFORMANCE > CAPABILITY." in prompt
     assert '"section": "tool", "timeouts"' in prompt and "web_search" in prompt
-    assert "Error reports:\n[" in prompt and '"kind": "timeout_cluster"' in prompt
+    assert "Error reports:\n<<<DATA id=" in prompt and '"kind": "timeout_cluster"' in prompt
+    assert re.search(r"Telemetry data:\n<<<DATA id=([0-9a-f]{32}) \(telemetry\)\n", prompt)
     assert "session_id" not in prompt and not re.search(r"s-[0-9a-f]{16}", prompt)
     rng = random.Random(0)
     for kind in syn.SECRET_KINDS:  # no planted secret, nor any raw event, reaches the model
@@ -105,6 +110,6 @@ def test_an_oversized_answer_is_cut_down() -> None:
                             "evidence": [f"e{i}" for i in range(50)], "count": -3,
                             "tool": "search_" * 70}]}  # fmt: skip
     (finding,) = analyser.parse(json.dumps(answer))
-    assert len(finding.summary) == 500 and finding.tool == ("search_" * 70)[:128]
+    assert 490 <= len(finding.summary) <= 500 and finding.tool == ("search_" * 70)[:128]
     assert finding.evidence[-1] == "source: llm m" and len(finding.evidence) == 11
     assert finding.count == 0

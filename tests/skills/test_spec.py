@@ -42,7 +42,7 @@ def test_malformed_specs_are_refused_with_the_reason(kw: dict[str, object], mess
     ("raw", "message"),
     [
         (b'[{"expected": 1}]', "must be an object with an 'input'"),
-        (b'[{"input": 1}]', "exactly one of 'expected' or 'error'"),
+        (b'[{"input": 1}]', "exactly one of 'expected', 'error' or 'schema'"),
         (b'[{"input": 1, "expected": 1, "error": "x"}]', "exactly one of"),
         (b'[{"input": 1, "expected": 1, "hidden": "yes"}]', "'hidden' must be true or false"),
         (b'[{"input": 1, "expected": 1, "bogus": 1}]', "unknown keys"),

@@ -19,7 +19,7 @@ def chat_stub() -> Iterator[ChatStub]:
 @pytest.fixture
 def provider(chat_stub: ChatStub) -> OpenAICompatibleProvider:
     return OpenAICompatibleProvider(LLMConfig(base_url=chat_stub.base_url, model="stub-model",
-                                              api_key="sk-test"))
+                                              api_key="sk-test", backoff_s=0.001))
 
 
 @pytest.fixture(scope="session")

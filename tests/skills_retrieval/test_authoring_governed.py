@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from openai_stub import ChatStub
-from test_authoring_llm import answer
+from test_authoring_llm import WRITER, answer
 
 from ouroboros.capabilities.skills.authoring import ToolAuthor, read_history
 from ouroboros.capabilities.skills.errors import ToolNotFound
@@ -28,7 +28,7 @@ def test_created_tool_is_registered_by_a_skill_patch(
 ) -> None:
     with Runtime.init(tmp_path / "ws") as rt:
         store = open_store(rt)
-        chat_stub.replies.append(answer())
+        chat_stub.replies += [WRITER, answer()]
         v = ToolAuthor(store, provider).create("count words", name="wc").version
         assert rt.value("skills/wc")["fingerprint"] == v.fingerprint
         applied = [e for e in rt.log(kind="PatchApplied")]
@@ -41,11 +41,11 @@ def test_pending_approval_stops_authoring_and_approval_installs_it(
     with Runtime.init(tmp_path / "ws") as rt:
         require_approval_for_skills(rt)
         store = open_store(rt)
-        chat_stub.replies.append(answer())
+        chat_stub.replies += [WRITER, answer()]
         with pytest.raises(ToolPending) as e:
             ToolAuthor(store, provider, max_repairs=2).create("count words", name="wc")
-        assert len(chat_stub.requests) == 1  # no repair attempt for a pending patch
-        [rec] = read_history(store.root, "wc")
+        assert len(chat_stub.requests) == 2  # no repair attempt for a pending patch
+        _, rec = read_history(store.root, "wc")
         assert rec["outcome"] == "pending" and rec["patch_hash"] == e.value.patch_hash
         with pytest.raises(ToolNotFound):
             store.get("wc")

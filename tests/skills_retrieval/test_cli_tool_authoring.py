@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import typer
 from openai_stub import ChatStub
-from test_authoring_llm import answer
+from test_authoring_llm import WRITER, answer
 from typer.testing import CliRunner
 
 from ouroboros.capabilities.skills.starter import HERE
@@ -36,6 +36,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OURO_LLM_BACKOFF", "0.001")
     for name in ("OURO_LLM_BASE_URL", "OURO_LLM_MODEL", "OURO_LLM_API_KEY", "OPENAI_BASE_URL",
                  "OPENAI_MODEL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -69,8 +70,8 @@ def test_search_finds_starter_tools_and_prints_json(home: Path, no_llm_env: None
 
 
 def test_search_usage_errors_exit_2(home: Path) -> None:
-    code, _, err = invoke(["search", "x", "--mode", "magic", "--home", str(home)])
-    assert code == 2 and err is not None and "unknown mode" in err.message
+    code, out, _ = invoke(["search", "x", "--mode", "magic", "--home", str(home)])
+    assert code == 2 and "magic" in out and "fused" in out  # the choices are listed
 
 
 def test_search_on_an_empty_workspace_says_how_to_add(home: Path) -> None:
@@ -94,14 +95,15 @@ def test_create_mutate_solve_stats_history_through_the_endpoint(
 ) -> None:
     monkeypatch.setenv("OURO_LLM_BASE_URL", chat_stub.base_url)
     monkeypatch.setenv("OURO_LLM_MODEL", "stub-model")
-    chat_stub.replies.append(answer())
+    chat_stub.replies += [WRITER, answer()]
     code, out, _ = invoke(["create", "count the words of a text", "--name", "wc",
                            "--json", "--home", str(home)])
     assert code == 0, out
     created = json.loads(out)
     assert created["id"] == "wc" and created["attempts"] == 1
+    assert created["status"] == "proven" and created["evidence"]["independent"] == 3
 
-    chat_stub.replies.append(answer(src="import json, sys\nraise SystemExit('no')"))
+    chat_stub.replies += [WRITER, answer(src="import json, sys\nraise SystemExit('no')")]
     code, _, err = invoke(["mutate", "wc", "break it", "--repairs", "0", "--home", str(home)])
     assert code == 3 and err is not None and "failed after 1 attempt" in err.message
 
@@ -116,7 +118,8 @@ def test_create_mutate_solve_stats_history_through_the_endpoint(
 
     code, out, _ = invoke(["history", "wc", "--json", "--home", str(home)])
     outcomes = [(r["action"], r["outcome"]) for r in json.loads(out)]
-    assert outcomes == [("create", "accepted"), ("mutate", "rejected")]
+    assert outcomes == [("test_writer", "accepted"), ("create", "accepted"),
+                        ("test_writer", "accepted"), ("mutate", "rejected")]
 
 
 def test_solve_rejects_bad_input_json(home: Path) -> None:
@@ -145,7 +148,7 @@ def test_create_waiting_for_approval_exits_4(
         require_approval_for_skills(rt)
     monkeypatch.setenv("OURO_LLM_BASE_URL", chat_stub.base_url)
     monkeypatch.setenv("OURO_LLM_MODEL", "stub-model")
-    chat_stub.replies.append(answer())
+    chat_stub.replies += [WRITER, answer()]
     code, _, err = invoke(["create", "count words", "--name", "wc", "--home", str(home)])
     assert code == 4 and err is not None
     assert "waits for approval" in err.message and err.hint.startswith("approve with: ouro approve")

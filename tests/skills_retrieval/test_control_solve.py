@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from openai_stub import ChatStub
-from test_authoring_llm import answer, csv_parent
+from test_authoring_llm import WRITER, answer, csv_parent
 
+from llm.scripts import writer_answer
 from ouroboros.capabilities.skills import SkillStore
 from ouroboros.capabilities.skills.authoring import ToolAuthor
 from ouroboros.capabilities.skills.control import TOOL_SCHEMAS, Solver, SolveStats, stats_path
@@ -57,13 +59,15 @@ def test_solve_reuses_a_retrieved_tool(solver: Solver, chat_stub: ChatStub) -> N
 def test_solve_creates_a_tool_when_none_fits(solver: Solver, chat_stub: ChatStub) -> None:
     chat_stub.replies += [
         [("create_binary", {"task_description": "count words in a text", "name": "word_count"})],
-        answer(),  # the author's request, same endpoint
+        WRITER,  # the independent test writer's request, same endpoint
+        answer(),  # the author's request
         [("run_binary", {"binary_id": "word_count", "input_json": '{"text": "a b c"}'})],
         "3 words.",
     ]
     result = solver.solve("how many words are in 'a b c'?")
     assert result.created == ["word_count"] and result.outcome == "created"
-    assert json.loads(str(tool_messages(chat_stub, 3)[-1]["content"])) == {"output": {"words": 3}}
+    assert json.loads(str(tool_messages(chat_stub, 4)[-1]["content"])) == {"output": {"words": 3}}
+    assert result.spent["requests"] == 5 and result.spent["tokens"] == 5 * 20
     assert "word_count" in solver.index  # the new tool is searchable at once
     assert solver.index.search("number of words in a sentence", k=1)[0].tool_id == "word_count"
     assert solver.store.get("word_count").meta["embedding_model"] == solver.index.model_id
@@ -79,25 +83,34 @@ def test_solve_mutates_then_runs_the_child(solver: Solver, chat_stub: ChatStub) 
     chat_stub.replies += [
         [("mutate_binary", {"parent_id": "csv_rows", "task_description": "support sep",
                             "failing_input_json": '{"csv": "a;b\\n1;2", "sep": ";"}'})],
-        answer(src=src, cases='[{"input": {"csv": "a,b\\n1,2"}, "expected": [{"a": "1", "b": "2"}]}]'),
+        writer_answer([
+            {"input": {"csv": "k;v\nx;y", "sep": ";"}, "expected": [{"k": "x", "v": "y"}]},
+            {"input": {"csv": "p;q\n1;2", "sep": ";"}, "expected": [{"p": "1", "q": "2"}]},
+            {"input": {"csv": "k,v\nx,y"}, "expected": [{"k": "x", "v": "y"}]}]),
+        answer(src=src, cases=json.dumps([
+            {"input": {"csv": "a,b\n1,2"}, "expected": [{"a": "1", "b": "2"}]},
+            {"input": {"csv": "a;b\n1;2", "sep": ";"}, "expected": [{"a": "1", "b": "2"}]},
+            {"input": {"csv": "z\n0"}, "expected": [{"z": "0"}]}])),
         [("run_binary", {"binary_id": "csv_rows", "input_json": '{"csv": "a;b\\n1;2", "sep": ";"}'})],
         "done",
     ]
     result = solver.solve("semicolon separated values to json")
     assert result.mutated == ["csv_rows"] and result.outcome == "mutated"
-    assert "a;b" in chat_stub.user_messages(1)[0]  # the failing input reached the author
+    assert "a;b" in chat_stub.user_messages(2)[0]  # the failing input reached the author
     assert len(solver.store.versions("csv_rows")) == 2
 
 
 def test_bad_calls_are_answered_with_errors_not_crashes(
     solver: Solver, chat_stub: ChatStub
 ) -> None:
+    solver.limits = replace(solver.limits, calls_per_turn=8)
     chat_stub.replies += [
         [("run_binary", {"binary_id": "nope", "input_json": "{}"}),
          ("run_binary", {"binary_id": "csv_rows", "input_json": "{oops"}),
          ("describe_binary", {}),
          ("teleport", {}),
-         ("run_binary", "{not json")],
+         ("list_tools", {"k": 1e999}),
+         ("list_tools", {"k": None, "query": "csv"})],
         [("describe_binary", {"binary_id": "csv_rows"})],
         "I could not do it.",
     ]
@@ -107,12 +120,13 @@ def test_bad_calls_are_answered_with_errors_not_crashes(
     assert "not valid JSON" in errors[1]["error"]
     assert "missing argument" in errors[2]["error"]
     assert "unknown function" in errors[3]["error"]
-    assert "not a JSON object" in errors[4]["error"]
+    assert "bad argument k" in errors[4]["error"]  # 1e999 is infinity, not an integer
+    assert errors[5][0]["id"] == "csv_rows"  # k: null means the default
     described = json.loads(str(tool_messages(chat_stub, 2)[-1]["content"]))
     assert described["id"] == "csv_rows"
     assert all(not c.get("hidden") for c in described["examples"])
     assert "q9" not in json.dumps(described)
-    assert result.outcome == "no_tool"
+    assert result.outcome == "unsolved"  # every run failed, so its answer stands on nothing
 
 
 def test_a_model_that_never_answers_is_stopped(
@@ -135,7 +149,7 @@ def test_stats_survive_a_corrupt_file(tmp_path: Path) -> None:
     stats.bump("reused")
     stats.bump("created")
     assert SolveStats(path).read() == {"tasks": 2, "reused": 1, "mutated": 0, "created": 1,
-                                       "no_tool": 0, "unsolved": 0}
+                                       "no_tool": 0, "unsolved": 0, "budget_exceeded": 0}
     assert SolveStats.reuse_rate(SolveStats(path).read()) == 0.5
 
 

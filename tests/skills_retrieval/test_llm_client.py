@@ -7,6 +7,7 @@ from ouroboros.capabilities.skills.llm import (
     LLMConfig,
     LLMError,
     LLMNotConfigured,
+    MalformedAnswer,
     OpenAICompatibleProvider,
     provider_from_config,
 )
@@ -66,14 +67,14 @@ def test_chat_parses_tool_calls_and_rebuilds_the_assistant_message(
     assert msg["tool_calls"][0]["function"]["name"] == "run_binary"
 
 
-def test_malformed_tool_arguments_are_flagged_not_raised(
+def test_malformed_tool_arguments_are_a_clean_error(
     chat_stub: ChatStub, provider: OpenAICompatibleProvider
 ) -> None:
-    chat_stub.replies.append([("run_binary", "{not json"), ("list_tools", "[1, 2]")])
-    reply = provider.chat([{"role": "user", "content": "go"}])
-    assert reply.tool_calls[0].arguments == {"_invalid": "{not json"}
-    assert reply.tool_calls[1].arguments == {"_invalid": "[1, 2]"}
-    assert reply.as_message()["tool_calls"][0]["function"]["arguments"] == "{not json"
+    chat_stub.replies += [[("run_binary", "{not json")], [("list_tools", "[1, 2]")]]
+    with pytest.raises(MalformedAnswer, match="'run_binary' are not JSON"):
+        provider.chat([{"role": "user", "content": "go"}])
+    with pytest.raises(MalformedAnswer, match="must be a JSON object, not list"):
+        provider.chat([{"role": "user", "content": "go"}])
 
 
 def test_server_error_becomes_llm_error(
@@ -86,7 +87,7 @@ def test_server_error_becomes_llm_error(
 
 def test_unreachable_endpoint_says_where() -> None:
     p = OpenAICompatibleProvider(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m",
-                                           timeout_s=2))
+                                           timeout_s=2, backoff_s=0.001))
     with pytest.raises(LLMError, match=r"cannot reach the LLM endpoint at http://127\.0\.0\.1:9"):
         p.chat([{"role": "user", "content": "hi"}])
 

@@ -74,13 +74,14 @@ def authorise(policy: dict[str, Any], patch_type: str, target: str, root_only: b
 
 def default_policy(root: tuple[str, str], runtime: tuple[str, str]) -> dict[str, Any]:
     """Root: threshold 1 with the init key. The runtime key may sign what capabilities
-    propose (skills, bytecode, routing, and file proposals, which always await approval)."""
+    propose (skills, bytecode, routing, and file proposals and skill reviews, which always
+    await approval)."""
     (root_id, root_pub), (rt_id, rt_pub) = root, runtime
     return {
         "keys": {root_id: {"name": "root", "public": root_pub},
                  rt_id: {"name": "runtime", "public": rt_pub}},
         "root": {"keys": [root_id], "threshold": 1},
         "delegations": [{"name": "runtime", "keys": [rt_id],
-                         "types": ["skill", "bytecode", "routing", "file"],
+                         "types": ["skill", "skill_review", "bytecode", "routing", "file"],
                          "targets": ["*"], "threshold": 1, "rights": []}],
     }

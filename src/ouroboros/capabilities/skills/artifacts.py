@@ -20,8 +20,10 @@ FINGERPRINT_CHARS = 16
 
 def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
     """Content identity of a version: name, description, language, every file, the runtime
-    and the interpreter (or the compiled module) it runs on, over RFC 8785 bytes."""
-    material = {
+    and the interpreter (or the compiled module) it runs on, over RFC 8785 bytes; for an
+    LLM-made tool its origin, and any capability it is granted (absent otherwise, so a
+    hand-written tool keeps the fingerprint it always had)."""
+    material: dict[str, object] = {
         "name": spec.name,
         "description": spec.description,
         "language": spec.language,
@@ -30,6 +32,10 @@ def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
         "wasm": blob_hash(built.wasm) if built.wasm is not None else None,
         "files": {rel: blob_hash(data) for rel, data in sorted(spec.files.items())},
     }
+    if spec.origin != "operator":
+        material["origin"] = spec.origin
+    if spec.capabilities:
+        material["capabilities"] = sorted(spec.capabilities)
     return hash_bytes(canonical_bytes(material)).split(":", 1)[1][:FINGERPRINT_CHARS]
 
 

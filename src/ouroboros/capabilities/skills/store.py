@@ -16,11 +16,12 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
 from .artifacts import (
+    FINGERPRINT_CHARS,
     compute_fingerprint,
     default_runtimes,
     write_bytes,
@@ -37,18 +39,23 @@ from .artifacts import (
 )
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
+from .building.jail import BuildLimits
 from .errors import (
     BuildFailed,
+    JailUnavailable,
     MalformedTool,
     SandboxError,
     ToolCorrupt,
     ToolNotFound,
     ToolRejected,
 )
+from .evidence import ContractBroken, SkillPolicy, contract_changes, evidence_of
 from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
+
+_FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -114,6 +121,7 @@ class SkillStore:
         runtimes: shared runtimes (one sandbox engine and module cache per process).
         limits: limits for every call and test case.
         registrar: the governance hook (see `governance.py`); None registers directly.
+        build_limits: what one build may consume (time, memory, file sizes).
     """
 
     def __init__(
@@ -124,17 +132,21 @@ class SkillStore:
         runtimes: Runtimes | None = None,
         limits: Limits | None = None,
         registrar: Registrar | None = None,
+        policy: SkillPolicy | None = None,
+        build_limits: BuildLimits | None = None,
     ) -> None:
         self.root = Path(root)
+        self.policy = policy or SkillPolicy()
         self.tools_dir = self.root / "tools"
         self.blobs: Blobs = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
         self.runtimes = runtimes if runtimes is not None else default_runtimes()
         self.limits = limits or Limits()
+        self.build_limits = build_limits or BuildLimits()
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
         self.tool_lister: Callable[[], builtins.list[str]] | None = None
-        self._runnables: dict[Path, tuple[Built, str]] = {}
+        self._runnables: dict[Path, tuple[Built, str, bool]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -151,29 +163,72 @@ class SkillStore:
         `parent` is the fingerprint it was derived from; None means the tool's current head
         (if any). Adding a spec identical to an existing version returns that version.
 
+        An LLM-made child keeps its parent's contract: every parent case is still among its
+        cases (hidden ones unchanged); a visible one it expects differently is a change a
+        person must approve, as is an LLM-made tool asking for the real clock, and, under the
+        ``pending`` policy, one without independent evidence. Such a version carries its
+        reasons in meta.json's ``review``; outside a workspace nobody can approve it, so it is
+        refused.
+
         Raises:
-            ToolRejected: malformed spec, build failure, failing case or limit hit; nothing
-                of the candidate is left on disk.
+            ToolRejected: malformed spec, build failure, failing case, limit hit, broken
+                contract; nothing of the candidate is left on disk.
         """
         tool_id = spec.name
+        parent_version = None
         if parent is None:
             parent = self._head(tool_id)
-        elif self._find_version(parent) is None:
-            raise ToolRejected("malformed", f"parent version {parent} does not exist")
+            if parent is not None:
+                parent_version = self._find_version(parent)
+        else:
+            parent_version = self._find_version(parent)
+            if parent_version is None:
+                raise ToolRejected("malformed", f"parent version {parent} does not exist")
+        review = self._review_reasons(spec, parent_version)
         try:
-            built = build(spec, self.runtimes)
+            built = build(spec, self.runtimes, self.build_limits)
         except BuildFailed as e:
             detail = f"{e}\n{e.output}".strip()
-            raise ToolRejected("build", detail) from None
+            reason = "jail" if isinstance(e, JailUnavailable) else "build"
+            raise ToolRejected(reason, detail) from None
         fingerprint = compute_fingerprint(spec, built)
         existing = self.tools_dir / tool_id / "versions" / fingerprint
         if existing.is_dir():
             return self._load(existing)
-        report = run_cases(self.runtimes, spec, built, spec.cases(), self.limits)
+        report = run_cases(self.runtimes, spec, built, spec.cases(), self._limits_for(spec))
         report_fail = next((r for r in report if not r.ok), None)
         if report_fail is not None:
             raise ToolRejected(report_fail.reject_reason, report_fail.describe())
-        return self._commit(spec, built, fingerprint, parent, report)
+        evidence = evidence_of(spec.cases(), spec.origin)
+        if spec.origin != "operator" and not evidence.proven(self.policy.min_independent) \
+                and self.policy.unproven == "pending":
+            review.append(f"no independent evidence: {evidence.independent} independent "
+                          f"case(s), {self.policy.min_independent} needed")
+        if review and self.registrar is None:
+            raise ToolRejected("review", "; ".join(review) + " (this needs a person's approval, "
+                               "which only a workspace's `ouro approve` can give)")
+        return self._commit(spec, built, fingerprint, parent, report, review)
+
+    def _review_reasons(self, spec: ToolSpec, parent: ToolVersion | None) -> list[str]:
+        """What a person must approve before an LLM-made version may become current."""
+        if spec.origin == "operator":
+            return []
+        reasons = []
+        if "clock" in spec.capabilities:
+            reasons.append("asks for the real clock (capability 'clock'): its output may "
+                           "change with the date")
+        if parent is not None:
+            try:
+                changes = contract_changes(parent.cases(include_hidden=True), spec.cases())
+            except ContractBroken as e:
+                raise ToolRejected("contract", str(e)) from None
+            reasons += [c.describe() for c in changes]
+        return reasons
+
+    def _limits_for(self, spec_or_meta: ToolSpec | dict[str, Any]) -> Limits:
+        caps = (spec_or_meta.capabilities if isinstance(spec_or_meta, ToolSpec)
+                else spec_or_meta.get("capabilities") or ())
+        return replace(self.limits, real_clock=True) if "clock" in caps else self.limits
 
     def _commit(
         self,
@@ -182,6 +237,7 @@ class SkillStore:
         fingerprint: str,
         parent: str | None,
         report: list[CaseResult],
+        review: builtins.list[str] | None = None,
     ) -> ToolVersion:
         staging_root = self.tools_dir / ".staging"
         staging_root.mkdir(parents=True, exist_ok=True)
@@ -220,6 +276,10 @@ class SkillStore:
                 },
                 "metrics": metrics_mod.empty(),
                 "embedding_model": None,
+                "origin": spec.origin,
+                "capabilities": sorted(spec.capabilities),
+                "evidence": evidence_of(spec.cases(), spec.origin).to_json(),
+                "review": {"reasons": review} if review else None,
             }
             write_json(stage / "meta.json", meta)
             staged = self._version_from(stage, meta)
@@ -246,8 +306,13 @@ class SkillStore:
 
     def _locate(self, tool_id: str, fingerprint: str | None) -> tuple[str, Path]:
         """The fingerprint (the current one unless given) and directory of a version."""
-        if not NAME_RE.match(tool_id):
-            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
+        if not NAME_RE.fullmatch(tool_id):
+            raise ToolNotFound(f"no tool {tool_id[:80]!r}: names are lowercase letters, "
+                               "digits, _")
+        if fingerprint is not None and not _FINGERPRINT.fullmatch(fingerprint):
+            # It becomes a path component: "../x" must not reach outside the tool.
+            raise ToolNotFound(f"no version {fingerprint[:80]!r}: versions are "
+                               f"{FINGERPRINT_CHARS} hex digits")
         fp = fingerprint or self._head(tool_id)
         if fp is None:
             raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
@@ -296,27 +361,34 @@ class SkillStore:
 
     def run(
         self, tool_id: str, input: Any, fingerprint: str | None = None,
-        limits: Limits | None = None,
+        limits: Limits | None = None, *, record: bool = True,
     ) -> RunResult:
         """Call a tool with one JSON value and return the JSON it printed.
 
         Raises:
             ToolNotFound; a `SandboxError` subclass (limit hit, crash, non-zero exit, output
-            that is not JSON). Either way the call is counted in the version's metrics.
+            that is not JSON). Either way the call is counted in the version's metrics,
+            unless `record` is False (a reference consulted while judging another tool is
+            not a use of it).
         """
         from .testing import call_tool
 
-        fp, path, built, source = self._runnable(tool_id, fingerprint)
+        fp, path, built, source, real_clock = self._runnable(tool_id, fingerprint)
         start = time.perf_counter()
+        version_limits = limits or (replace(self.limits, real_clock=True) if real_clock
+                                    else self.limits)
         try:
             output, execution = call_tool(
-                self.runtimes, built, source, input, limits or self.limits
+                self.runtimes, built, source, input, version_limits
             )
         except SandboxError:
-            metrics_mod.append(path, ok=False, elapsed_ms=(time.perf_counter() - start) * 1000)
+            if record:
+                metrics_mod.append(path, ok=False,
+                                   elapsed_ms=(time.perf_counter() - start) * 1000)
             raise
         elapsed_ms = (time.perf_counter() - start) * 1000
-        metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)
+        if record:
+            metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)
         return RunResult(
             tool_id=tool_id,
             fingerprint=fp,
@@ -331,7 +403,8 @@ class SkillStore:
         version = self.get(tool_id, fingerprint)
         spec = self.spec_of(version, include_hidden=True)
         built = self._built_of(version)
-        results = run_cases(self.runtimes, spec, built, spec.cases(), self.limits)
+        results = run_cases(self.runtimes, spec, built, spec.cases(),
+                            self._limits_for(version.meta))
         return TestReport(version.tool_id, version.fingerprint, results)
 
     def spec_of(self, version: ToolVersion, include_hidden: bool = False) -> ToolSpec:
@@ -342,6 +415,8 @@ class SkillStore:
             language=version.language,
             files=version.files(include_hidden=include_hidden),
             runtime=runtime,
+            origin=str(version.meta.get("origin") or "operator"),
+            capabilities=tuple(version.meta.get("capabilities") or ()),
         )
 
     def set_embedding(self, tool_id: str, fingerprint: str, vector: bytes, model: str) -> None:
@@ -354,16 +429,17 @@ class SkillStore:
 
     def _runnable(
         self, tool_id: str, fingerprint: str | None
-    ) -> tuple[str, Path, Built, str]:
+    ) -> tuple[str, Path, Built, str, bool]:
         """What a call needs, cached per version: versions are immutable, so a warm call
         reads only HEAD from disk."""
         fp, path = self._locate(tool_id, fingerprint)
         cached = self._runnables.get(path)
         if cached is None:
             version = self.get(tool_id, fp)
-            cached = (self._built_of(version), version.source)
+            cached = (self._built_of(version), version.source,
+                      "clock" in (version.meta.get("capabilities") or ()))
             self._runnables[path] = cached
-        return fp, path, cached[0], cached[1]
+        return fp, path, *cached
 
     def _built_of(self, version: ToolVersion) -> Built:
         """The version's module, checked against its recorded hash (and its source file,

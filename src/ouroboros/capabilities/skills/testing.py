@@ -1,8 +1,10 @@
 """Calling a tool by the protocol, and judging its test cases.
 
 Protocol: one JSON value on stdin, one JSON value on stdout; a non-zero exit is an error
-whose message is stderr. A case passes when the printed JSON equals `expected`, or, for an
-`error` case, when the tool exits non-zero with that text in stderr.
+whose message is stderr. A case passes when the printed JSON equals `expected`; for an
+`error` case, when the tool exits non-zero with that text in stderr; for a `schema` case (a
+property check), when the output validates against the schema or the tool refuses the input
+with an error message of its own (crashes, limit hits and off-schema output fail).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .runtimes import Runtimes
 from .sandbox import Execution, Limits
 from .spec import TestCase, ToolSpec
 
+SILENT_EXIT = "the tool exited silently with code "
 LIMIT_ERRORS = (FuelExhausted, DeadlineExceeded, MemoryLimitExceeded, OutputTooLarge)
 _SHOWN = 300
 
@@ -46,7 +49,7 @@ def call_tool(
     if execution.exit_code != 0:
         message = execution.stderr.decode("utf-8", "replace").strip()
         raise ToolFailed(
-            _tail(message) or f"the tool exited with code {execution.exit_code}",
+            _tail(message) or f"{SILENT_EXIT}{execution.exit_code}",
             execution.exit_code,
         )
     text = execution.stdout.decode("utf-8", "replace").strip()
@@ -83,6 +86,7 @@ class CaseResult:
         want = (
             f"an error containing {self.case.expected_error!r}"
             if self.case.expected_error is not None
+            else "output matching its schema" if self.case.schema is not None
             else _short(self.case.expected)
         )
         return f"{self.case.label}: input {_short(self.case.input)} expected {want}, got {got}"
@@ -139,12 +143,26 @@ def _judge(
     except ToolFailed as e:
         if case.expected_error is not None and case.expected_error in str(e):
             return CaseResult(case, True, error=str(e), error_type="ToolFailed")
+        if case.schema is not None and not str(e).startswith(SILENT_EXIT):
+            return CaseResult(case, True, error=str(e), error_type="ToolFailed")
         return CaseResult(case, False, error=str(e), error_type="ToolFailed")
     except SandboxError as e:
         return CaseResult(case, False, error=str(e), error_type=type(e).__name__)
     if case.expected_error is not None:
         return CaseResult(case, False, actual=actual)
+    if case.schema is not None:
+        return CaseResult(case, _conforms(actual, case.schema), actual=actual)
     return CaseResult(case, _same(actual, case.expected), actual=actual)
+
+
+def _conforms(value: Any, schema: dict[str, Any]) -> bool:
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator(schema).validate(value)
+    except (jsonschema.ValidationError, jsonschema.SchemaError, RecursionError):
+        return False
+    return True
 
 
 def _same(a: Any, b: Any) -> bool:
