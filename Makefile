@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/build_jail.py
 	$(BIN)/python bench/skills_retrieval.py
 	$(BIN)/python bench/improve.py
+	$(BIN)/python bench/sanitizer.py
 	$(BIN)/python bench/improve_loop.py
 
 clean:

@@ -56,7 +56,10 @@ def test_findings_come_back_validated_and_marked(scripted_llm: ScriptedLLM) -> N
     assert (finding.kind, finding.severity, finding.tool, finding.count) == (
         "timeout_cluster", "high", "web_search", rule.count,
     )  # fmt: skip
-    assert finding.evidence == ("see 10.1.x.x and \\[REDACTED\\_KEY\\]", "source: llm eval-test")
+    assert finding.evidence == (  # sanitized, then escaped for markdown
+        "see \\<ip:private\\> and \\<secret:github-pat\\>",
+        "source: llm eval-test",
+    )
     assert finding.metrics == {"llm": 1.0, "verified": 1.0}
 
 
@@ -102,9 +105,11 @@ def test_config_comes_from_the_environment() -> None:
 
 def test_an_oversized_answer_is_cut_down() -> None:
     analyser = LLMAnalyser(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"))
-    answer = {"findings": [{"kind": "error_pattern", "severity": "low", "summary": "s" * 5000,
-                            "evidence": [f"e{i}" for i in range(50)], "count": -3, "tool": "t" * 400}]}  # fmt: skip
+    answer = {"findings": [{"kind": "error_pattern", "severity": "low",
+                            "summary": "web search times out " * 300,
+                            "evidence": [f"e{i}" for i in range(50)], "count": -3,
+                            "tool": "search_" * 70}]}  # fmt: skip
     (finding,) = analyser.parse(json.dumps(answer))
-    assert len(finding.summary) == 500 and finding.tool == "t" * 128
+    assert 490 <= len(finding.summary) <= 500 and finding.tool == ("search_" * 70)[:128]
     assert finding.evidence[-1] == "source: llm m" and len(finding.evidence) == 11
     assert finding.count == 0

@@ -252,7 +252,7 @@ def test_runtime_collectors_record_tool_runs_and_patch_outcomes(store: Telemetry
     run, rejected, applied = list(store.events())
     assert run["success"] is True and run["tool"] == "skill.summarise"
     assert rejected["tool"] == "patch.skill" and rejected["error_code"] == "REJECTED_TEST"
-    assert rejected["error_message"] == "test failed reading [PATH]"
+    assert rejected["error_message"] == "test failed reading <path>"
     assert applied["success"] is True and "error_code" not in applied
 
 

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from ouroboros.capabilities.improve.events import EventError, canonical_timestamp, format_timestamp
+from ouroboros.capabilities.improve.placeholders import fold_placeholders
 
 KINDS = (
     "error_pattern",
@@ -82,8 +83,9 @@ def p95(values: list[float]) -> float:
 
 @lru_cache(maxsize=8192)
 def _pattern_of(message: str) -> str:
-    """Numbers and hex ids vary between occurrences of the same error; fold them."""
-    text = re.sub(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<id>", message)
+    """Numbers, hex ids and the sanitizer's typed placeholders vary between occurrences
+    of the same error; fold them."""
+    text = re.sub(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<id>", fold_placeholders(message))
     text = re.sub(r"\d+(?:\.\d+)?", "<n>", text)
     return " ".join(text.split())[:160]
 

@@ -1,16 +1,18 @@
 """The sanitizer: nothing reaches telemetry storage until it has passed through here.
 
-Three layers, cheapest first, because most telemetry text ("Request timed out after
-30s") holds nothing sensitive and must cost almost nothing:
+Default-deny for free text. Analysis needs error *templates* — words, error codes,
+tool names, durations, status codes — not the values in them, so every token that
+could carry a credential or a person's data is replaced by a typed placeholder
+(``<secret:github-pat>``, ``<email>``, ``<ip>``, ``<n>`` …) whether or not a rule
+recognises it. Rules (:mod:`secret_rules`, and detect-secrets' plugins as a second
+opinion) only name what is replaced.
 
-1. a *gate*: one combined regex that finds anything that could be sensitive (a long
-   token-like run, a secret keyword, a URL, a path, an IP, an ``@``). Text that does
-   not match is returned unchanged;
-2. one *tokenizing pass* (:data:`_MAIN`, one alternation with named groups) that
-   rewrites URLs, IPs, paths, e-mail addresses, keyword assignments and ~40 known token
-   formats in a single left-to-right scan, so a replacement is never re-scanned;
-3. detect-secrets' own plugins (imported as a library), run only on what still looks
-   secret-ish after layer 2, as a second opinion for formats we have no rule for.
+Two steps, each pure:
+
+1. :func:`unicode_fold.fold` — strip format characters and controls, NFKC, map
+   look-alike letters — so zero-width-split or full-width secrets look like themselves;
+2. :class:`redaction.Redactor` — one left-to-right scan that keeps what analysis
+   needs and types everything else (with a per-chunk cache for the common case).
 
 Results are memoised: telemetry repeats itself (tool names, agents, error texts), so
 the cache turns most calls into one dictionary lookup.
@@ -19,9 +21,6 @@ the cache turns most calls into one dictionary lookup.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,13 +28,22 @@ from functools import lru_cache
 from typing import Any
 
 from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
-from ouroboros.capabilities.improve.secret_rules import KEYWORDS, TOKEN_RULES
+from ouroboros.capabilities.improve.redaction import (
+    KNOWN_PLACEHOLDERS,
+    RedactionPolicy,
+    Redactor,
+    fold_placeholders,
+)
+from ouroboros.capabilities.improve.secret_rules import DetectSecretsLabeller
+from ouroboros.capabilities.improve.unicode_fold import fold
 
-REDACTED = "[REDACTED_KEY]"
-EXTERNAL_IP = "[EXTERNAL_IP]"
-PATH = "[PATH]"
-EMAIL = "[EMAIL]"
-_PLACEHOLDERS = (REDACTED, EXTERNAL_IP, PATH, EMAIL)
+__all__ = [
+    "KNOWN_PLACEHOLDERS",
+    "Redactions",
+    "Sanitizer",
+    "SanitizerPolicy",
+    "fold_placeholders",
+]
 
 DEFAULT_PATH_PREFIXES = (
     "/opt/ouro/",
@@ -61,91 +69,6 @@ _STRUCTURAL = frozenset(
     }
 )
 
-_RUN = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
-_GATE_WORDS = ("key", "token", "secret", "passw", "pwd", "passphrase", "auth", "bearer", "cred", "sig",
-               "begin", "akc")  # fmt: skip
-_DIGIT_DOT = re.compile(r"\d\.\d")
-_COLONS = re.compile(r"[0-9a-fA-F]:[0-9a-fA-F]*:|::")
-
-
-def gate(text: str) -> bool:
-    """Could ``text`` hold anything sensitive? Cheap and sound (tested): False means no rule applies.
-
-    Plain substring tests and three tiny regexes beat one combined case-insensitive
-    alternation by an order of magnitude; this runs on every string of every event.
-    """
-    if "/" in text or "\\" in text or "@" in text or _RUN.search(text):
-        return True
-    lowered = text.lower()
-    if any(word in lowered for word in _GATE_WORDS):
-        return True
-    if "." in text and _DIGIT_DOT.search(text):
-        return True
-    return ":" in text and _COLONS.search(text) is not None
-
-
-_SECRETISH = re.compile(
-    r"[A-Za-z0-9_\-+/=.]{16,}|" + KEYWORDS + r"|BEGIN|AKC[a-zA-Z0-9]{10}", re.IGNORECASE
-)
-
-_TOKEN_ALTERNATION = "|".join(f"(?:{pattern})" for _, pattern in TOKEN_RULES)
-
-_MAIN = re.compile(
-    r"(?P<pk>-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?s:.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*\Z))"
-    r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>\\`]+)"
-    r"|(?P<kv>(?<![A-Za-z0-9])[\w.\-]{0,48}?"
-    + KEYWORDS
-    + r"[\w.\-]{0,48}[\"']?\s{0,8}(?:=>|:=|=|:)\s{0,8}"
-    r"(?:\"[^\"]*\"|'[^']*'|(?:(?i:bearer|basic|token)\s+)?[^\s\"',;&)]+))"
-    r"|(?P<bearer>\b(?i:bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,})"
-    r"|(?P<token>" + _TOKEN_ALTERNATION + r")"
-    r"|(?P<email>\b[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}\b)"
-    r"|(?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w]|\.\d))"
-    r"|(?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
-    r"(?:%[\w.]+)?(?![\w:]))"
-    r"|(?P<path>(?<![\w.:/~\\])(?:~|\.{1,2})?/[\w.@+\-]+(?:/[\w.@+\-]*)*"
-    r"|\b[A-Za-z]:\\(?:[^\\\s\"'<>|:*?]+\\)*[^\\\s\"'<>|:*?]*)"
-    r"|(?P<opaque>(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{32,}={0,2}(?![A-Za-z0-9+/_\-]))"
-)
-_KV_SPLIT = re.compile(r"^(.*?(?:=>|:=|=|:)\s*)([\"']?)(.*?)([\"']?)$", re.DOTALL)
-_TRAILING = ".,;:!?)]}'\""
-
-
-_BENIGN = frozenset({"none", "null", "true", "false", "redacted", "***", "<redacted>", ""})
-
-
-_STRONG_KEY = re.compile(r"passw|pwd|passphrase|secret", re.IGNORECASE)
-
-
-def _looks_secret(value: str, key: str) -> bool:
-    """A keyword's value is redacted unless it is plainly a word ("token: expired").
-
-    A password that is one short dictionary word survives this rule; detect-secrets'
-    keyword plugin still catches it when quoted.
-    """
-    if value.lower() in _BENIGN or value.startswith("["):
-        return False
-    if _STRONG_KEY.search(key):
-        return True
-    return not (value.isalpha() and len(value) <= 12)
-
-
-def _entropy(text: str) -> float:
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
-
-
-def _is_opaque_secret(token: str) -> bool:
-    """Unknown-format keys: long, mixed-case alphanumeric, high entropy.
-
-    Hex digests, UUIDs and lowercase identifiers are not mixed-case, so they survive.
-    """
-    has_upper = any(c.isupper() for c in token)
-    has_lower = any(c.islower() for c in token)
-    has_digit = any(c.isdigit() for c in token)
-    return has_upper and has_lower and has_digit and _entropy(token) >= 4.0
-
 
 @dataclass(frozen=True)
 class SanitizerPolicy:
@@ -154,7 +77,7 @@ class SanitizerPolicy:
     path_prefixes: tuple[str, ...] = DEFAULT_PATH_PREFIXES
     url_prefixes: tuple[str, ...] = DEFAULT_URL_PREFIXES
     session_salt: str = "ouro-telemetry"
-    use_detect_secrets: bool = True
+    use_detect_secrets: bool = True  # detect-secrets' plugins label what our rules cannot
 
 
 @dataclass
@@ -164,170 +87,34 @@ class Redactions:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def generalise_ip(text: str) -> str:
-    """Private, loopback and link-local addresses keep their network; others go.
-
-    IPv4 keeps the first two octets (``10.0.x.x``), IPv6 the first two groups.
-    """
-    candidate = text.strip("[]").split("%", 1)[0]  # an IPv6 zone ("%eth0") goes too
-    octets = candidate.split(".")
-    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets):
-        candidate = ".".join(str(int(o)) for o in octets)  # "010.001.002.003": still an address
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_global or not (
-        address.is_private or address.is_loopback or address.is_link_local
-    ):
-        return EXTERNAL_IP
-    if isinstance(address, ipaddress.IPv4Address):
-        first, second = str(address).split(".")[:2]
-        return f"{first}.{second}.x.x"
-    groups = address.exploded.split(":")
-    return ":".join([groups[0].lstrip("0") or "0", groups[1].lstrip("0") or "0", *("x" * 6)])
-
-
 class Sanitizer:
     """Rewrites text and events so they can be stored; see the module docstring."""
 
     def __init__(self, policy: SanitizerPolicy | None = None) -> None:
         self.policy = policy or SanitizerPolicy()
-        self._plugins = _detect_secrets_plugins() if self.policy.use_detect_secrets else ()
+        labeller = DetectSecretsLabeller() if self.policy.use_detect_secrets else None
+        self._redactor = Redactor(
+            RedactionPolicy(
+                path_prefixes=self.policy.path_prefixes,
+                url_prefixes=self.policy.url_prefixes,
+                labeller=labeller,
+            )
+        )
         self.text_with_counts = lru_cache(maxsize=65536)(self._text_with_counts)
 
     # -- text --------------------------------------------------------------------
 
-    def text(self, text: str) -> str:
-        """The sanitized form of ``text``."""
+    def text(self, text: str | bytes) -> str:
+        """The sanitized form of ``text`` (bytes are decoded as UTF-8, errors replaced)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
         return self.text_with_counts(text)[0]
 
     def _text_with_counts(self, text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-        if not gate(text):
-            return text, ()
+        folded = fold(text)
         counts: Counter[str] = Counter()
-        out = _MAIN.sub(lambda m: self._replace(m, counts), text)
-        if self._plugins:
-            out = self._detect_secrets(out, counts)
+        out = self._redactor.redact(folded, counts)
         return out, tuple(sorted(counts.items()))
-
-    def _replace(self, match: re.Match[str], counts: Counter[str]) -> str:
-        kind = match.lastgroup
-        value = match.group()
-        if kind in ("pk", "token"):
-            counts["secret"] += 1
-            return REDACTED
-        if kind == "bearer":
-            counts["secret"] += 1
-            return value.split(None, 1)[0] + " " + REDACTED
-        if kind == "kv":
-            return self._keyword_value(value, counts)
-        if kind == "url":
-            return self._url(value, counts)
-        if kind == "email":
-            counts["email"] += 1
-            return EMAIL
-        if kind in ("ipv4", "ipv6"):
-            host, _, port = (
-                value.rpartition(":")
-                if kind == "ipv4" and value.count(":") == 1
-                else (value, "", "")
-            )
-            generalised = generalise_ip(host)
-            if generalised == host:
-                return value
-            counts["ip"] += 1
-            return generalised + (f":{port}" if port else "")
-        if kind == "path":
-            return self._path(value, counts)
-        if kind == "opaque" and _is_opaque_secret(value):
-            counts["secret"] += 1
-            return REDACTED
-        return value
-
-    def _keyword_value(self, text: str, counts: Counter[str]) -> str:
-        split = _KV_SPLIT.match(text)
-        if split is None:  # pragma: no cover - the pattern always has an assignment
-            counts["secret"] += 1
-            return REDACTED
-        head, quote, value, closing = split.groups()
-        scheme = ""
-        lowered = value.lower()
-        for word in ("bearer ", "basic ", "token "):
-            if lowered.startswith(word):
-                scheme, value = value[: len(word)], value[len(word) :].lstrip()
-        if _looks_secret(value, head):
-            counts["secret"] += 1
-            return f"{head}{quote}{scheme}{REDACTED}{closing}"
-        return f"{head}{quote}{scheme}{self.text(value)}{closing}"
-
-    def _url(self, url: str, counts: Counter[str]) -> str:
-        trail = ""
-        while url and url[-1] in _TRAILING:
-            trail, url = url[-1] + trail, url[:-1]
-        scheme, _, rest = url.partition("://")
-        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        authority, tail = rest[:cut], rest[cut:]
-        credentials = ""
-        if "@" in authority:
-            credentials, authority = f"{REDACTED}@", authority.rsplit("@", 1)[1]
-            counts["secret"] += 1
-        host = self._host(authority, counts)
-        path = tail.split("?", 1)[0].split("#", 1)[0]
-        kept = ""
-        if path and any((authority + path).startswith(p) for p in self.policy.url_prefixes):
-            kept = "/".join(self.text(segment) for segment in path.split("/"))
-        elif tail and tail != "/":
-            counts["url"] += 1
-        return f"{scheme}://{credentials}{host}{kept}{trail}"
-
-    def _host(self, authority: str, counts: Counter[str]) -> str:
-        host, port = authority, ""
-        if authority.startswith("["):
-            host, _, port = authority[1:].partition("]")
-            port = port.lstrip(":")
-        elif authority.count(":") == 1:
-            host, port = authority.split(":")
-        generalised = generalise_ip(host)
-        if generalised != host:
-            counts["ip"] += 1
-            host = f"[{generalised}]" if ":" in generalised else generalised
-        elif _SECRETISH.search(host):
-            host = _MAIN.sub(lambda m: self._replace(m, counts), host)
-        return host + (f":{port}" if port.isdigit() else "")
-
-    def _path(self, path: str, counts: Counter[str]) -> str:
-        trail = ""
-        while path and path[-1] in _TRAILING:
-            trail, path = path[-1] + trail, path[:-1]
-        if any(path.startswith(prefix) for prefix in self.policy.path_prefixes):
-            return path + trail
-        counts["path"] += 1
-        return PATH + trail
-
-    def _detect_secrets(self, text: str, counts: Counter[str]) -> str:
-        probe = text
-        for placeholder in _PLACEHOLDERS:
-            probe = probe.replace(placeholder, " ")
-        if not _SECRETISH.search(probe):
-            return text
-        found: set[str] = set()
-        for plugin in self._plugins:
-            for raw in plugin.analyze_string(probe):
-                value = raw.strip(" \t\"'=:") if isinstance(raw, str) else ""
-                if not value or len(value) < 4 or value in _PLACEHOLDERS:
-                    continue
-                limit = getattr(plugin, "entropy_limit", None)
-                if limit is not None and plugin.calculate_shannon_entropy(value) <= limit:
-                    continue
-                found.add(value)
-        for value in sorted(found, key=len, reverse=True):
-            if value in text:
-                counts["secret"] += 1
-                text = text.replace(value, REDACTED)
-        return text
 
     # -- events ------------------------------------------------------------------
 
@@ -359,16 +146,3 @@ class Sanitizer:
     def events(self, events: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
         for event in events:
             yield self.event(event)
-
-
-def _detect_secrets_plugins() -> tuple[Any, ...]:
-    """Every detect-secrets plugin except its public-IP rule (IPs are generalised here)."""
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-
-    plugins: list[Any] = []
-    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
-    for cls in classes:
-        if cls.__name__ == "IPPublicDetector":
-            continue
-        plugins.append(cls())
-    return tuple(sorted(plugins, key=lambda p: type(p).__name__))

@@ -1,0 +1,287 @@
+"""Adversarial inputs for the sanitizer: each is an evasion tried against it, each must fail.
+
+Every case names the secret that must vanish (no 8-character window of it may remain)
+and the placeholder that must take its place; the end-to-end test writes hostile
+events through ``ingest`` and reads the bytes the store wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ouroboros.capabilities.improve.collectors import ingest
+from ouroboros.capabilities.improve.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.telemetry import TelemetryStore
+
+GHP = "ghp_R7bX2qLk9VwZ4nTs8MfYc3Hd6Jp1Ga5Ue0Qo"
+AKIA = "AKIAZ7QX4LRM2VN5TB3W"
+PW = "Tr0ub4dor&3x!"
+SANITIZER = Sanitizer()
+_PLACEHOLDER = re.compile(r"<[a-z]+(?::[a-z0-9\-]+)?>")
+
+
+def _windows(secret: str) -> set[str]:
+    return {secret[i : i + 8] for i in range(max(1, len(secret) - 7))}
+
+
+def assert_gone(text: str, secret: str, placeholder: str) -> str:
+    out = SANITIZER.text(text)
+    visible = _PLACEHOLDER.sub(" ", out)
+    assert not [w for w in _windows(secret) if w in visible], out
+    assert placeholder in out, out
+    return out
+
+
+UNICODE_TRICKS = [
+    ("zero-width space", "\u200b".join(GHP[i : i + 4] for i in range(0, 40, 4))),
+    ("zero-width joiner", "\u200d".join(GHP)),
+    ("word joiner", GHP[:10] + "\u2060" + GHP[10:]),
+    ("byte-order mark", GHP[:5] + "\ufeff" + GHP[5:]),
+    ("soft hyphen", "\u00ad".join(GHP[i : i + 3] for i in range(0, 40, 3))),
+    ("bidi override", "\u202e" + GHP + "\u202c"),
+    ("tag characters", GHP[:8] + "\U000e0067\U000e0068" + GHP[8:]),
+    ("combining overlay", "".join(c + "\u0336" for c in GHP)),
+    ("full-width letters", "".join(chr(ord(c) + 0xFEE0) for c in GHP)),
+    ("ANSI colour codes", "\x1b[31m" + GHP[:12] + "\x1b[0m" + GHP[12:]),
+    ("C0 control characters", GHP[:6] + "\x00\x07" + GHP[6:]),
+]
+
+
+@pytest.mark.parametrize(("trick", "text"), UNICODE_TRICKS, ids=[t for t, _ in UNICODE_TRICKS])
+def test_unicode_tricks_do_not_hide_a_token(trick: str, text: str) -> None:
+    assert_gone(f"auth failed with {text} (retry 2)", GHP, "<secret:github-pat>")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"p\u0430ssword={PW}",  # Cyrillic a in the key
+        f"t\u03bfken: {PW}",  # Greek omicron
+        f"PASSWORD\u00a0=\u00a0{PW}",  # no-break spaces around the separator
+        f"\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44={PW}",  # full-width key
+        f"pass\u200bword={PW}",  # zero-width space inside the key
+    ],
+)
+def test_disguised_key_names_are_still_key_names(text: str) -> None:
+    assert_gone(text, PW, "<secret:")
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        (GHP.encode().hex(), "<secret:github-pat>"),
+        (GHP.encode().hex().upper(), "<secret:github-pat>"),
+        (base64.b64encode(GHP.encode()).decode(), "<secret:github-pat>"),
+        (base64.urlsafe_b64encode(AKIA.encode()).decode(), "<secret:aws-access-key>"),
+        (base64.b64encode(f"admin:{PW}".encode()).decode(), "<secret:basic-auth>"),
+        (AKIA.lower(), "<secret:aws-access-key>"),
+        ("ghp%5F" + GHP[4:], "<token>"),
+    ],
+)
+def test_encoded_and_case_folded_tokens(text: str, label: str) -> None:
+    assert_gone(f"value {text} rejected", text, label)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "pw={}", "PW: {}", "db_pass => '{}'", 'dbPass := "{}"', "DB-PASS {}", "--db-pass={}",
+        "--db-pass {}", "<dbPass>{}</dbPass>", '"db.pass": "{}"', 'db_pass[0] = "{}"',
+        "password is {}", "the passwd was {}", "MYSQL_PWD={} mysql", "secret({!r})",
+        "{{\\\"api_key\\\": \\\"{}\\\"}}", "X-Api-Key: {}", "Cookie: sessionid={}; lang=en",
+        'if ("{}" == password)', "passphrase: '{}'", "auth_token:{}", "?access_token={}&x=1",
+    ],
+)  # fmt: skip
+def test_a_key_name_in_any_separator_style_takes_its_value(template: str) -> None:
+    assert_gone("config: " + template.format(PW), PW, "<secret:")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "mysql -uroot -p{} -h db app", "mysql --password={} app", "curl -u deploy:{} https://x.io",
+        "curl --user 'deploy:{}' https://x.io", "curl -udeploy:{} https://x.io",
+        "sshpass -p {} ssh deploy@host", "redis-cli -h cache -a {} ping",
+        "docker login -u me -p {} registry.example.com", "PGPASSWORD={} psql -h db",
+        "wget --password={} https://x.io/f", "git clone https://me:{}@github.com/acme/app",
+        "keytool -storepass {} -list",
+    ],
+)  # fmt: skip
+def test_passwords_on_command_lines(command: str) -> None:
+    assert_gone("$ " + command.format(PW), PW, "<secret:")
+
+
+@pytest.mark.parametrize(
+    ("command", "secret"),
+    [("sshpass -p hunter ssh x", "hunter"), ("redis-cli -a swordfish ping", "swordfish"),
+     ("mysql -phunter2 app", "hunter2")],
+)  # fmt: skip
+def test_command_line_passwords_go_even_when_they_are_words(command: str, secret: str) -> None:
+    out = SANITIZER.text(command)
+    assert secret not in out and "<secret:password>" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"https://user:{PW}@example.com/x", PW),
+        (f"//user:{PW}@example.com/x", PW),
+        (f"https://example.com/cb#access_token={GHP}&state=1", GHP),
+        (f"https://example.com/x?X-Amz-Signature={'ab12' * 16}", "ab12" * 16),
+        (f"https://good.example\\@evil.example/{GHP}", GHP),
+        (f"https://acct.blob.core.windows.net/c?sv=2021&sig={'Zm9v' * 11}%3D", "Zm9v" * 11),
+        (f"https://hooks.slack.com/services/T0123ABCD/B0456EFGH/{GHP[4:28]}", GHP[4:28]),
+    ],
+)
+def test_urls_keep_no_credentials_and_no_tokens(text: str, secret: str) -> None:
+    out = SANITIZER.text(f"calling {text} failed")
+    assert not [w for w in _windows(secret) if w in out], out
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [
+        ("3232235777", "<n>"), ("http://3232235777/", "<ip:private>"), ("0xC0A80001", "<hex>"),
+        ("0300.0250.0001.0001", "<ip"), ("0xc0.0xa8.0x01.0x01", "<ip"), ("192.168.001.001", "<ip"),
+        ("fe80::1%eth0", "<ip:private>"), ("[2001:db8::7]:443", "<ip"), ("::ffff:8.8.8.8", "<ip>"),
+        ("http://[::1]:8080/", "<ip:loopback>"), ("http://127.1/", "<ip:loopback>"),
+    ],
+)  # fmt: skip
+def test_ip_addresses_in_every_notation(text: str, placeholder: str) -> None:
+    digits = re.sub(r"\D", "", text)
+    out = SANITIZER.text(f"connect {text} refused")
+    assert placeholder in out and (len(digits) < 4 or digits not in re.sub(r"\D", "", out)), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"\\fileserver01\finance$\payroll.xlsx", r"C:\Users\alice\AppData\token.json",
+        "C:/Users/alice/Desktop/keys.txt", "/home/alice/.ssh/id_ed25519",
+        "/Users/bob/Library/Keychains/login.keychain-db", "~/.aws/credentials",
+        "file:///home/alice/secrets.env",
+    ],
+)  # fmt: skip
+def test_paths_that_name_people_or_keys(text: str) -> None:
+    out = SANITIZER.text(f"open {text}: permission denied")
+    assert "alice" not in out and "bob" not in out and "aws" not in out, out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "alice.smith@example.com", "alice at example dot com", "alice AT example DOT com",
+        "alice [at] example [dot] com", "alice(at)example(dot)com", "alice{at}example{dot}com",
+        "alice<at>example<dot>com", "alice[@]example.com", "alice\uff20example\uff0ecom",
+        "alice%40example.com", "alice&#64;example.com", "alice&#x40;example.com",
+        "alice&commat;example.com",
+    ],
+)  # fmt: skip
+def test_obfuscated_email_addresses(text: str) -> None:
+    out = SANITIZER.text(f"contact {text} for access")
+    assert "alice" not in out and "<email>" in out, out
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [
+        ("4111 1111 1111 1111", "<card>"), ("4111-1111-1111-1111", "<card>"),
+        ("4111111111111111", "<card>"), ("3782 822463 10005", "<card>"),
+        ("4111 1111 1111 1112", "<n>"),  # not Luhn-valid: still a long number
+        ("123-45-6789", "<ssn>"), ("123 45 6789", "<ssn>"), ("(555) 123-4567", "<phone>"),
+        ("+1 555 123 4567", "<phone>"), ("+447911123456", "<phone>"), ("01 23 45 67 89", "<phone>"),
+        ("555.123.4567", "<phone>"),
+    ],
+)  # fmt: skip
+def test_cards_ssns_and_phone_numbers(text: str, placeholder: str) -> None:
+    out = SANITIZER.text(f"customer {text} called")
+    assert out == f"customer {placeholder} called"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx9Zq\nR7bX2qLk9VwZ4nTs\n-----END RSA PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n-----END OPENSSH PRIVATE KEY-----",
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B",  # cut off: no END line
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\nAAAAIB9sX2Hk",
+    ],
+)
+def test_private_key_blocks_whole_or_truncated(block: str) -> None:
+    out = SANITIZER.text(f"loaded key:\n{block}\nfrom env")
+    assert "<secret:private-key>" in out
+    assert not any(piece in out for piece in ("MIIE", "b3Blbn", "AAAAIB9s", "R7bX2q"))
+
+
+@pytest.mark.parametrize(
+    ("text", "smuggled"),
+    [
+        ("pw=<n>hunter2", "hunter2"),
+        ("token: <secret:password>Tr0ub4dor", "Tr0ub4dor"),
+        (f"<secret:{GHP}>", GHP),
+        ("<ip:private>AKIAZ7QX4LRM2VN5TB3W", AKIA),
+    ],
+)
+def test_forged_placeholders_do_not_protect_what_follows(text: str, smuggled: str) -> None:
+    out = SANITIZER.text(text)
+    assert smuggled not in out, out
+
+
+def test_already_sanitized_text_is_left_alone() -> None:
+    text = (
+        "GET https://api.example.com from <ip:private>:5432 as <email>: "
+        "pw=<secret:password> card <card> at <time> (request <n>)"
+    )
+    assert SANITIZER.text(text) == text
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "text",
+    ["a." * 2048, "1." * 2048, "key." * 1024, "a.b@" * 1024, "::1 " * 1024, "a-" * 2048,
+     "password=" * 500, "-----BEGIN " * 400, '"' * 4000, "x" * 4096, "0" * 4096, "(1) " * 1000,
+     "a [at] " * 600, "\u200b" * 4096, "https://" * 500],
+)  # fmt: skip
+def test_pathological_input_ends(text: str) -> None:
+    started = time.monotonic()
+    SANITIZER.text(text)
+    assert time.monotonic() - started < 60  # generous: the budget is in bench/, not here
+
+
+def test_hostile_events_leave_nothing_in_the_store(tmp_path: Path) -> None:
+    """End to end: secrets in every field of every event, through ingest, onto disk."""
+    now = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    store = TelemetryStore(tmp_path / "ws", clock=lambda: now)
+    secrets = [GHP, AKIA, PW, "4111111111111111", "alice@example.com"]
+    messages = [text for _, text in UNICODE_TRICKS] + [
+        f"mysql -uroot -p{PW} failed", f"curl -u ops:{PW} https://x.io",
+        f"db_pass: {PW}", "card 4111 1111 1111 1111 of alice@example.com", AKIA.lower(),
+    ]  # fmt: skip
+    lines = []
+    for i, message in enumerate(messages):
+        lines.append(json.dumps({
+            "timestamp": "2026-01-10T11:00:00Z", "event_type": "tool_call", "tool": GHP[:30],
+            "agent": AKIA, "success": False, "error_code": f"E_{AKIA}", "error_message": message,
+            "session_id": GHP + str(i), "prompt": f"user said {PW}",
+        }))  # fmt: skip
+    lines.append(json.dumps({"timestamp": "2026-01-10T11:00:00Z", "event_type": "task_failure",
+                             "task_name": "sync", "error_category": "AUTH",
+                             "error_message": f"token={GHP}"}))  # fmt: skip
+    source = tmp_path / "hostile.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    report = ingest([source], store)
+    assert report.stored == len(lines) and report.malformed_count == 0
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "ws").rglob("*") if p.is_file())
+    assert stored, "nothing was written at all"
+    text = stored.decode("utf-8")
+    for secret in secrets:
+        assert not [w for w in _windows(secret) if w in text], secret
+    assert "\u200b" not in text and "\x1b" not in text
+    assert report.redactions["secret"] >= len(messages)
