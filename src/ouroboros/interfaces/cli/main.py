@@ -13,6 +13,7 @@ from ouroboros.kernel import OuroError
 app = typer.Typer(name="ouro", help="Ouroboros: a governed runtime for self-improving agents.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 kernel_cmds.register(app)
+__import__("ouroboros.interfaces.cli.serve_cmds", fromlist=["register"]).register(app)
 
 
 def _mount_capabilities() -> None:

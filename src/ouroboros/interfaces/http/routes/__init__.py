@@ -1,0 +1,17 @@
+"""The ``/api/v1`` routers, mounted by `mount_api` (the first of the app's extensions)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from ouroboros.interfaces.http.services import Services
+
+API_PREFIX = "/api/v1"
+
+
+def mount_api(app: FastAPI, services: Services) -> None:
+    from ouroboros.interfaces.http.routes import health
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(health.router)
+    app.include_router(api)
