@@ -8,7 +8,7 @@ same check, since FastAPI dependencies do not reach inside a mount.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -56,11 +56,12 @@ def authorize(principal: Principal, needed: Role) -> None:
                        f"{needed.value} role", "ask an admin for a token with that role")
 
 
-def require(needed: Role) -> Callable[..., Principal]:
+def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting tokens whose role includes ``needed``."""
 
-    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None
-                   = Depends(_bearer)) -> Principal:
+    # async: a check costs a stat and a hash, not worth a hop to the thread pool
+    async def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None
+                         = Depends(_bearer)) -> Principal:
         # ``credentials`` is declared for the OpenAPI security scheme; the header is read
         # directly so that a malformed one gets our message, not HTTPBearer's.
         principal = authenticate(tokens_of(request), request.headers.get("authorization"))

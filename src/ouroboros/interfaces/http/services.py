@@ -55,6 +55,18 @@ class Lease:
             store = self._handles["skills"] = open_store(self.rt)
         return store
 
+    def index(self) -> SkillIndex:
+        """The retrieval index of the skill store, caught up with tools added since (by
+        this server or any other process: the index is safe to share between writers)."""
+        from ouroboros.capabilities.skills.discovery import open_index, sync_index
+
+        store = self.skills()
+        index = self._handles.get("index")
+        if index is None:
+            index = self._handles["index"] = open_index(store)
+        sync_index(store, index)
+        return index
+
     def loop(self) -> ImproveLoop:
         """The improvement loop on this runtime (the CLI's `loop_for`)."""
         from ouroboros.capabilities.improve.registrar import loop_of
@@ -83,13 +95,12 @@ class Services:
         self._all: list[Lease] = []
         self._open_lock = threading.Lock()
         self._closed = False
-        self._index: SkillIndex | None = None
-        self.index_lock = threading.Lock()
         self._telemetry: TelemetryStore | None = None
         self._telemetry_lock = threading.Lock()
-        #: Serialises approvals and rejections made through this server: two approvals of
-        #: one pending patch in flight at once must not both run its gates.
-        self.decisions = threading.Lock()
+        #: Serialises decisions (approvals, rejections) and the improvement loop's work in
+        #: this server: two approvals of one pending patch in flight at once must not both
+        #: run its gates, and the loop's git repositories and state files have one writer.
+        self.decisions = threading.RLock()
 
     # -- runtimes ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -142,15 +153,6 @@ class Services:
 
                 self._telemetry = TelemetryStore(self.home)
             return self._telemetry
-
-    def index(self, store: SkillStore) -> SkillIndex:
-        """The retrieval index, caught up with the store; hold ``index_lock`` while using it."""
-        from ouroboros.capabilities.skills.discovery import open_index, sync_index
-
-        if self._index is None:
-            self._index = open_index(store)
-        sync_index(store, self._index)
-        return self._index
 
     def close(self, drain_timeout: float = 60.0) -> None:
         """Refuse new leases, wait (up to ``drain_timeout``) for those in use to come back,

@@ -10,8 +10,9 @@ API_PREFIX = "/api/v1"
 
 
 def mount_api(app: FastAPI, services: Services) -> None:
-    from ouroboros.interfaces.http.routes import health
+    from ouroboros.interfaces.http.routes import health, improve, kernel, tools
 
     api = APIRouter(prefix=API_PREFIX)
-    api.include_router(health.router)
+    for module in (health, kernel, tools, improve):
+        api.include_router(module.router)
     app.include_router(api)

@@ -12,7 +12,7 @@ from ouroboros.interfaces.http.services import Services
 from ouroboros.interfaces.http.tokens import Principal, Role
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
