@@ -200,7 +200,7 @@ def test_concurrent_approvals_apply_once(live: LiveServer, agent: httpx.Client,
 
 # -- auth attacks ---------------------------------------------------------------------
 @pytest.mark.parametrize("header", [
-    None, "Bearer", "Bearer ", "Basic YWRtaW46YWRtaW4=", "bearer ouro_123",
+    None, "Bearer", "Basic YWRtaW46YWRtaW4=", "bearer ouro_123", "Bearer a b",
     "Bearer ouro_000000000000_" + "A" * 43, "Bearer " + "x" * 4000,
 ])
 def test_missing_and_forged_tokens_get_401(live: LiveServer, header: str | None) -> None:

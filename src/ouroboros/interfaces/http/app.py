@@ -31,6 +31,7 @@ Extension = Callable[[FastAPI, Services], contextlib.AbstractAsyncContextManager
 #: Mounted in order by `create_app`, each as ``"module:function"`` (imported only then).
 EXTENSIONS: list[str] = [
     "ouroboros.interfaces.http.routes:mount_api",       # /api/v1
+    "ouroboros.interfaces.http.routes.otlp:mount",      # /v1/traces, /v1/logs
 ]
 
 API_PREFIX = "/api/v1"
