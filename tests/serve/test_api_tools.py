@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from llm.hostile import HostileLLM, Raw
 from llm.tools import ADD_TASK, WRITER, adder
-
 from ouroboros.capabilities.skills.governance import open_store
 from ouroboros.capabilities.skills.starter import starter_dirs
 from ouroboros.interfaces.cli.output import open_runtime

@@ -55,7 +55,6 @@ def decode(body: bytes, signal: Signal, encoding: Literal["protobuf", "json"]) -
             raise OTLPDecodeError(f"the body is not JSON: {e}") from None
     from google.protobuf.json_format import MessageToDict
     from google.protobuf.message import DecodeError
-
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
