@@ -22,16 +22,18 @@ class Shape(BaseModel):
 
 # -- kernel -------------------------------------------------------------------------------
 class Signature(BaseModel):
-    keyid: str = Field(max_length=256)
-    sig: str = Field(max_length=4096)
+    keyid: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the public key")
+    sig: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature over the PAE")
 
 
 class Envelope(BaseModel):
     """A DSSE envelope holding one patch (``ouro patch new`` then ``ouro patch sign``)."""
 
     model_config = ConfigDict(populate_by_name=True)
-    payload: str = Field(description="base64 of the patch's RFC 8785 bytes")
-    payloadType: str = Field(description="application/vnd.ouroboros.patch+json")
+    payload: str = Field(pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|"
+                                 r"[A-Za-z0-9+/]{3}=)?$",
+                         description="base64 of the patch's RFC 8785 bytes")
+    payloadType: Literal["application/vnd.ouroboros.patch+json"]
     signatures: list[Signature] = Field(max_length=64)
 
 

@@ -115,6 +115,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
                          routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # /patches reads its body raw (the kernel parses envelopes strictly); its documented
+    # shape is the Envelope model, put where the route's $ref points.
+    from ouroboros.interfaces.schemas import Envelope
+
+    envelope = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(envelope.pop("$defs", {}))
+    components["Envelope"] = envelope
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     for path in schema.get("paths", {}).values():

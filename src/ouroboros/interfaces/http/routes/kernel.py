@@ -33,7 +33,8 @@ _TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,199}$")
 PatchId = Annotated[str, Path(pattern=r"^(sha256:)?[0-9a-f]{4,64}$",
                               description="A pending patch's hash or a unique prefix of it")]
 _STATUS = {"applied": 201, "pending": 202, "rejected": 422}
-_ENVELOPE_SCHEMA = schemas.Envelope.model_json_schema()
+Target = Annotated[str, Path(pattern=_TARGET.pattern, description="A target, e.g. "
+                             "agents/support/prompt")]
 
 
 def outcome_json(outcome: SubmitOutcome) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def outcome_json(outcome: SubmitOutcome) -> dict[str, Any]:
 
 # -- state ----------------------------------------------------------------------------
 @router.get("/state", response_model=schemas.StateSummary,
+            responses={404: {"model": ErrorBody, "description": "No such seq"}},
             summary="Every target's value, the pending patches and the breakers (ouro state)")
 def state(_: Reader, services: ServicesDep,
           at: Annotated[int | None, Query(ge=0, description="A past seq")] = None) -> Response:
@@ -57,11 +59,10 @@ def state(_: Reader, services: ServicesDep,
 @router.get("/state/{target:path}", response_model=schemas.TargetValue,
             responses={404: {"model": ErrorBody, "description": "No such target"}},
             summary="One target's value and content hash (ouro state TARGET)")
-def state_target(target: str, _: Reader, services: ServicesDep,
+def state_target(target: Target, _: Reader, services: ServicesDep,
                  at: Annotated[int | None, Query(ge=0)] = None) -> Response:
-    if not _TARGET.match(target) or ".." in target:
-        raise ApiError(400, "bad_request", "not a valid target name",
-                       "targets use letters, digits and . _ - / : @, without '..'")
+    if ".." in target:  # no target holds '..' (the kernel refuses such patches)
+        raise NotFound(f"no target {target!r}", "targets never contain '..'")
     with services.lease() as lease:
         st = lease.rt.refresh() if at is None else lease.rt.state_at(at)
         if target not in st.values:
@@ -75,7 +76,7 @@ def state_target(target: str, _: Reader, services: ServicesDep,
     "/patches", status_code=201,
     summary="Submit a signed patch (a DSSE envelope): 201 applied, 202 pending, 422 rejected",
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": _ENVELOPE_SCHEMA}}}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}},
     responses={201: {"model": schemas.SubmitOutcome, "description": "Applied"},
                202: {"model": schemas.SubmitOutcome, "description": "Pending approval"},
                422: {"model": schemas.SubmitOutcome,
