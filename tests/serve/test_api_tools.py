@@ -105,9 +105,11 @@ def test_search_finds_by_meaning_and_validates_its_query(agent: httpx.Client) ->
     r = agent.get("/api/v1/tools/search", params={"q": "add up a list of whole numbers"})
     assert r.status_code == 200
     assert r.json()["results"][0]["tool_id"] == "sum_ints"
-    for params in ({"q": ""}, {"q": "   "}, {"q": "x", "k": 0}, {"q": "x", "mode": "magic"},
-                   {}):
+    for params in ({"q": ""}, {"q": "x", "k": 0}, {"q": "x", "mode": "magic"}, {},
+                   {"q": "x" * 1001}):
         assert agent.get("/api/v1/tools/search", params=params).status_code == 422
+    blank = agent.get("/api/v1/tools/search", params={"q": " \u0085\x1c "})
+    assert blank.status_code == 200 and blank.json()["results"] == []
 
 
 def test_create_through_the_llm_registers_a_served_tool(

@@ -3,9 +3,12 @@
 A `Runtime` is used by one thread at a time, so the server keeps a small pool: a request
 leases one (opened with every capability's patch types registered, exactly as the CLI
 opens it), uses it, and gives it back warm. Several leases write the one ledger the way
-several processes do (the kernel's compare-and-append decides), so the server adds no
-locking of its own to the kernel. A lease also carries the handles made from its runtime
-(the skill store, the improvement loop), built on first use.
+several processes do (the kernel's compare-and-append decides). Submissions, the bulk of
+writes, all go through one writer runtime in turn (``lease(writer=True)``): a submit is
+CPU-bound under one GIL, so running eight at once only made each fold the other seven's
+events and retry (3.3 ms of server CPU per submit instead of 0.6; see docs/serve.md). A lease also carries
+the handles made from its runtime (the skill store, the improvement loop), built on
+first use.
 
 Routes never open anything themselves: ``services.lease()`` is the one door.
 """
@@ -94,6 +97,8 @@ class Services:
         self._returned = threading.Condition()
         self._all: list[Lease] = []
         self._open_lock = threading.Lock()
+        self._writer: Lease | None = None
+        self._writer_lock = threading.Lock()
         self._closed = False
         self._telemetry: TelemetryStore | None = None
         self._telemetry_lock = threading.Lock()
@@ -104,8 +109,26 @@ class Services:
 
     # -- runtimes ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def lease(self) -> Iterator[Lease]:
-        """A runtime for the duration of the block (opened if the pool has room)."""
+    def lease(self, writer: bool = False) -> Iterator[Lease]:
+        """A runtime for the duration of the block (opened if the pool has room); with
+        ``writer``, the one writer runtime, in turn."""
+        if writer:
+            with self._writer_lock:
+                if self._closed:
+                    raise Busy("the server is shutting down", "retry in a moment")
+                if self._writer is None:
+                    self._writer = Lease(open_runtime(self.home))
+                    with self._open_lock:
+                        self._all.append(self._writer)
+                with self._returned:
+                    self._leased += 1
+                try:
+                    yield self._writer
+                finally:
+                    with self._returned:
+                        self._leased -= 1
+                        self._returned.notify_all()
+            return
         lease = self._take()
         with self._returned:
             self._leased += 1

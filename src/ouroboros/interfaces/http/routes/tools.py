@@ -76,11 +76,11 @@ def search_tools(_: Reader, services: ServicesDep,
                  ) -> Response:
     from ouroboros.capabilities.skills.serving import search_served
 
-    if not q.strip():
-        raise ApiError(422, "invalid_request", "q: the query must not be blank")
     with services.lease() as lease:
         store, index = lease.skills(), lease.index()
-        hits = search_served(store, index, q, k=k, mode=mode, include_unproven=all)
+        # a query of nothing but white space asks for nothing: no results, not an error
+        hits = search_served(store, index, q, k=k, mode=mode,
+                             include_unproven=all) if q.strip() else []
         return json_response({"query": q, "mode": mode, "model": index.model_id,
                               "results": [h.to_json() for h in hits]})
 
@@ -107,7 +107,6 @@ def run_tool(name: ToolName, body: schemas.RunRequest, _: Submitter,
              services: ServicesDep) -> Response:
     with services.lease() as lease:
         store = lease.skills()
-        version = _get(lease, name, body.version)
         base = store.limits
         limits = dataclasses.replace(  # a caller may tighten a limit, never loosen it
             base,
@@ -115,12 +114,11 @@ def run_tool(name: ToolName, body: schemas.RunRequest, _: Submitter,
             deadline_s=min(body.deadline, base.deadline_s) if body.deadline else base.deadline_s,
             memory_bytes=min(body.memory_mib << 20, base.memory_bytes) if body.memory_mib
             else base.memory_bytes)
-        tightened = limits != base
-        limits = dataclasses.replace(
-            limits, real_clock="clock" in (version.meta.get("capabilities") or ()))
-        try:
+        try:  # no separate lookup first: reading a version folds its call log (a write)
             result = store.run(name, body.input, fingerprint=body.version,
-                               limits=limits if tightened else None)
+                               limits=limits if limits != base else None)
+        except ToolNotFound as e:
+            raise ApiError(404, "not_found", str(e), "see GET /api/v1/tools") from None
         except SandboxError as e:
             raise ApiError(422, _snake(type(e).__name__), f"{name} failed: {e}") from None
         except ToolCorrupt as e:
