@@ -14,7 +14,7 @@ from ouroboros.interfaces.http.server import allowed_hosts, check_bind, is_loopb
 from ouroboros.kernel.errors import UsageError
 
 from .conftest import new_workspace
-from .live import LiveServer
+from .live import LiveServer, start
 
 
 def test_health_needs_no_token(live: LiveServer) -> None:
@@ -105,3 +105,21 @@ def test_loopback_names_and_remote_binds() -> None:
     assert allowed_hosts("0.0.0.0", []) is None
     assert allowed_hosts("0.0.0.0", ["ouro.example:443"]) == LOOPBACK_NAMES | {"ouro.example"}
     assert "[fd00::5]" in (allowed_hosts("fd00::5", ["x.example"]) or ())
+
+
+def test_a_damaged_token_file_fails_closed_without_saying_where(tmp_path: Path) -> None:
+    from ouroboros.interfaces.http.tokens import TokenStore
+
+    home = new_workspace(tmp_path / "ws")
+    token, _ = TokenStore(home).new("one", "read")
+    server = start(home, "--no-scheduler")
+    try:
+        with server.client(token) as c:
+            assert c.get("/api/v1/whoami").status_code == 200
+            (home / "serve" / "tokens.json").write_text("{damaged")
+            r = c.get("/api/v1/whoami")
+            assert r.status_code == 503 and str(home) not in r.text
+            assert c.get("/api/v1/health").status_code == 200
+    finally:
+        code, err = server.stop()
+    assert code == 0 and "token store unreadable" in err

@@ -14,8 +14,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ouroboros.interfaces.http.errors import ApiError, error_response
+from ouroboros.interfaces.http.errors import ApiError, error_response, log
 from ouroboros.interfaces.http.tokens import Principal, Role, TokenStore
+from ouroboros.kernel.errors import UsageError
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`; "
                      "issue one with `ouro token new NAME --role read|submit|approve|admin`.")
@@ -42,7 +43,12 @@ def authenticate(store: TokenStore, authorization: str | None) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "the Authorization header must be `Bearer <token>`",
                        headers=_CHALLENGE)
-    principal = store.verify(token.strip())
+    try:
+        principal = store.verify(token.strip())
+    except UsageError as e:  # a damaged token file: fail closed, say where only in the log
+        log.error("token store unreadable: %s", e)
+        raise ApiError(503, "unavailable", "the server cannot check tokens now",
+                       "the server's log says why") from None
     if principal is None:
         raise ApiError(401, "unauthorized", "the token is not valid (unknown or revoked)",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

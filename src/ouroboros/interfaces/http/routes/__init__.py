@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from starlette.routing import Route
 
 from ouroboros.interfaces.http.services import Services
 
@@ -16,3 +17,6 @@ def mount_api(app: FastAPI, services: Services) -> None:
     for module in (health, kernel, tools, improve):
         api.include_router(module.router)
     app.include_router(api)
+    # The hottest write path, routed first as a bare Starlette endpoint (see submit_fast).
+    app.router.routes.insert(0, Route(f"{API_PREFIX}/patches", kernel.submit_fast,
+                                      methods=["POST"]))
