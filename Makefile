@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/improve.py
 	$(BIN)/python bench/sanitizer.py
 	$(BIN)/python bench/improve_loop.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

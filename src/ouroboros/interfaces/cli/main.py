@@ -141,6 +141,9 @@ LAZY_GROUPS: dict[str, LazyGroup] = {
                            _module_app("ouroboros.interfaces.cli.telemetry")),
     "proposals": LazyGroup("Improvement proposals: git-tracked, gated, human-approved.",
                            _module_app("ouroboros.interfaces.cli.proposals")),
+    "token": LazyGroup("Bearer tokens for `ouro serve` (stored as hashes only).",
+                       _module_app("ouroboros.interfaces.cli.serve_cmds", "token_app"),
+                       panel="Workspace"),
     "evolve": LazyGroup("Evolve parameters, route weights and prompts with the generic engine.",
                         _module_app("ouroboros.interfaces.cli.evolve")),
     "agent": LazyGroup("Set up an agent that may change its own prompt, safely.",
@@ -219,9 +222,10 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _mount() -> None:
-    from ouroboros.interfaces.cli import demo, kernel_cmds
+    from ouroboros.interfaces.cli import demo, kernel_cmds, serve_cmds
 
     kernel_cmds.register(app)
+    app.command("serve")(serve_cmds.serve)
     output.CAPABILITY_REGISTRARS.extend([
         "ouroboros.capabilities.flux", "ouroboros.capabilities.skills",
         "ouroboros.capabilities.improve.registrar"])

@@ -1,0 +1,197 @@
+"""The kernel over HTTP: state, patches, approvals, the log, verification.
+
+Each route is the matching ``ouro`` command: ``state``, ``patch submit``, ``pending``,
+``approve``, ``reject``, ``log``, ``verify``; the shapes are the CLI's ``--json`` shapes
+(`ouroboros.interfaces.schemas`). Answers are serialised inside the lease, from the
+runtime's own state, and sent as prepared bytes (no second validation pass).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from ouroboros.interfaces import schemas
+from ouroboros.interfaces.http.auth import authenticate, authorize
+from ouroboros.interfaces.http.errors import ApiError, ErrorBody
+from ouroboros.interfaces.http.responses import json_response
+from ouroboros.interfaces.http.routes.deps import (
+    AUTH_RESPONSES,
+    Approver,
+    Reader,
+    ServicesDep,
+    Submitter,
+)
+from ouroboros.interfaces.http.services import Services
+from ouroboros.interfaces.http.tokens import Role
+from ouroboros.kernel import IntegrityError, NotFound, SubmitOutcome, UsageError
+from ouroboros.kernel.state import patch_from_envelope
+
+router = APIRouter(tags=["kernel"], responses=AUTH_RESPONSES)
+
+_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,199}$")
+PatchId = Annotated[str, Path(pattern=r"^(sha256:)?[0-9a-f]{4,64}$",
+                              description="A pending patch's hash or a unique prefix of it")]
+_STATUS = {"applied": 201, "pending": 202, "rejected": 422}
+Target = Annotated[str, Path(pattern=_TARGET.pattern, description="A target, e.g. "
+                             "agents/support/prompt")]
+
+
+def outcome_json(outcome: SubmitOutcome) -> dict[str, Any]:
+    data = outcome.to_dict()
+    data["id"] = outcome.patch_hash
+    return data
+
+
+# -- state ----------------------------------------------------------------------------
+@router.get("/state", response_model=schemas.StateSummary,
+            responses={404: {"model": ErrorBody, "description": "No such seq"}},
+            summary="Every target's value, the pending patches and the breakers (ouro state)")
+def state(_: Reader, services: ServicesDep,
+          at: Annotated[int | None, Query(ge=0, description="A past seq")] = None) -> Response:
+    with services.lease() as lease:
+        st = lease.rt.state_at(at)
+        return json_response({"seq": st.seq, "state_hash": st.state_hash(),
+                              "targets": dict(sorted(st.values.items())),
+                              "pending": sorted(st.pending), "breakers": st.authors})
+
+
+@router.get("/state/{target:path}", response_model=schemas.TargetValue,
+            responses={404: {"model": ErrorBody, "description": "No such target"}},
+            summary="One target's value and content hash (ouro state TARGET)")
+def state_target(target: Target, _: Reader, services: ServicesDep,
+                 at: Annotated[int | None, Query(ge=0)] = None) -> Response:
+    if ".." in target:  # no target holds '..' (the kernel refuses such patches)
+        raise NotFound(f"no target {target!r}", "targets never contain '..'")
+    with services.lease() as lease:
+        st = lease.rt.refresh() if at is None else lease.rt.state_at(at)
+        if target not in st.values:
+            raise NotFound(f"no target {target!r} at seq {st.seq}", "list targets with GET /state")
+        return json_response({"target": target, "value": st.values[target],
+                              "hash": st.target_hash(target)})
+
+
+# -- patches --------------------------------------------------------------------------
+@router.post(
+    "/patches", status_code=201,
+    summary="Submit a signed patch (a DSSE envelope): 201 applied, 202 pending, 422 rejected",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}},
+    responses={201: {"model": schemas.SubmitOutcome, "description": "Applied"},
+               202: {"model": schemas.SubmitOutcome, "description": "Pending approval"},
+               422: {"model": schemas.SubmitOutcome,
+                     "description": "Rejected by a gate (the rejection is in the ledger)"}})
+async def submit_patch(request: Request, who: Submitter, services: ServicesDep) -> Response:
+    return await submit_envelope(request, services)
+
+
+async def submit_fast(request: Request) -> Response:
+    """``POST /patches`` as a bare Starlette endpoint, routed before the documented FastAPI
+    route above: the hottest write path skips dependency solving (same checks, same
+    answers; the FastAPI route is what /openapi.json describes)."""
+    services: Services = request.app.state.services
+    authorize(authenticate(services.tokens, request.headers.get("authorization")), Role.submit)
+    return await submit_envelope(request, services)
+
+
+async def submit_envelope(request: Request, services: Services) -> Response:
+    body = await request.body()  # raw: the kernel parses the envelope strictly itself
+    if not body:
+        raise ApiError(400, "invalid_patch", "the body must be a DSSE envelope",
+                       "make one with `ouro patch new` and `ouro patch sign`")
+    # Decided here, on the event loop: a submit is a fraction of a millisecond of CPU, and
+    # handing it to a thread cost more than the submit (GIL hand-overs around every C call
+    # in Ed25519, Rego and SQLite). The loop waits only while another process holds the
+    # ledger's write lock.
+    with services.lease(writer=True) as lease:
+        outcome = lease.rt.submit(body)
+    return json_response(outcome_json(outcome), _STATUS[outcome.status])
+
+
+@router.get("/pending", response_model=list[schemas.PendingPatch],
+            summary="Patches waiting for approval (ouro pending)")
+def pending(_: Reader, services: ServicesDep) -> Response:
+    with services.lease() as lease:
+        items = [{"patch_hash": h, "needs": p["needs"], "author": p["author"],
+                  "target": patch_from_envelope(p["envelope"])["target"], "seq": p["seq"]}
+                 for h, p in lease.rt.pending().items()]
+    return json_response(items)
+
+
+def _approver_key(who: Any) -> str:
+    if not who.key:
+        raise ApiError(403, "forbidden", f"token {who.name!r} has no approver key",
+                       "issue it with `ouro token new NAME --role approve --key KEYNAME`")
+    return str(who.key)
+
+
+_DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": schemas.SubmitOutcome, "description": "Decided (applied or rejected)"},
+    202: {"model": schemas.SubmitOutcome, "description": "Approval recorded, more needed"},
+    404: {"model": ErrorBody, "description": "No pending patch matches"},
+    422: {"model": schemas.SubmitOutcome, "description": "The gates rejected it on approval"},
+}
+
+
+@router.post("/pending/{ident}/approve", responses=_DECISION_RESPONSES,
+             summary="Approve a pending patch, signed with the token's key (ouro approve)")
+def approve(ident: PatchId, who: Approver, services: ServicesDep) -> Response:
+    key = _approver_key(who)
+    with services.decisions, services.lease() as lease:
+        try:
+            outcome = lease.rt.approve(ident, key=key)
+        except NotFound:
+            raise
+        except UsageError as e:  # the kernel refused this key as an approver
+            raise ApiError(403, "approval_refused", e.message, e.hint) from None
+    status = {"applied": 200, "pending": 202, "rejected": 422}[outcome.status]
+    return json_response(outcome_json(outcome), status)
+
+
+@router.post("/pending/{ident}/reject", responses=_DECISION_RESPONSES,
+             summary="Reject a pending patch with a reason (ouro reject)")
+def reject(ident: PatchId, body: schemas.RejectRequest, who: Approver,
+           services: ServicesDep) -> Response:
+    key = _approver_key(who)
+    with services.decisions, services.lease() as lease:
+        try:
+            outcome = lease.rt.reject(ident, body.reason, key=key)
+        except NotFound:
+            raise
+        except UsageError as e:
+            raise ApiError(403, "approval_refused", e.message, e.hint) from None
+    return json_response(outcome_json(outcome))
+
+
+# -- log and verification -------------------------------------------------------------
+@router.get("/log", response_model=list[schemas.LedgerEvent],
+            summary="Ledger events from a seq, optionally of one kind (ouro log)")
+def log(_: Reader, services: ServicesDep,
+        since: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        kind: Annotated[str | None, Query(pattern=r"^[A-Z][A-Za-z0-9]{1,63}$")] = None,
+        ) -> Response:
+    with services.lease() as lease:
+        events = lease.rt.log(kind=kind, since=since, limit=limit)
+    return json_response([e.to_dict() for e in events])
+
+
+@router.get("/verify", response_model=schemas.VerifyResult,
+            summary="Check every link, signature and checkpoint (ouro verify)")
+def verify(_: Reader, services: ServicesDep) -> Response:
+    with services.lease() as lease:
+        try:
+            report = lease.rt.verify()
+        except IntegrityError as e:
+            return json_response({"ok": False, "seq": e.seq, "message": e.message})
+    return json_response({"ok": True, "events": report.events,
+                          "checkpoints": report.checkpoints, "head": report.head})
+
+
+# Proofs and checkpoints (issue 9, branch `kernel`): when `Runtime.checkpoint()`,
+# `inclusion_proof(seq)` and `consistency_proof(old, new)` are merged, they go here as
+# GET /checkpoint, GET /proofs/inclusion/{seq} and GET /proofs/consistency?old=&new=
+# (read role), answering the same JSON as `ouro proof … --json`.

@@ -1,0 +1,125 @@
+"""The skeleton over real HTTP: health without a token, the one error shape, auth, limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ouroboros.interfaces.http.limits import LOOPBACK_NAMES
+from ouroboros.interfaces.http.server import allowed_hosts, check_bind, is_loopback
+from ouroboros.kernel.errors import UsageError
+
+from .conftest import new_workspace
+from .live import LiveServer, start
+
+
+def test_health_needs_no_token(live: LiveServer) -> None:
+    with live.client() as c:
+        r = c.get("/api/v1/health")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+def test_a_request_without_a_token_gets_401_and_the_error_shape(live: LiveServer) -> None:
+    with live.client() as c:
+        r = c.get("/api/v1/whoami")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert set(r.json()) == {"error"}
+    assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_token_names_its_holder_and_role(live: LiveServer) -> None:
+    with live.client(live.token("reader", "read")) as c:
+        r = c.get("/api/v1/whoami")
+    assert r.status_code == 200
+    assert r.json() == {"name": "reader", "role": "read", "key": None}
+
+
+def test_unknown_routes_and_methods_have_the_error_shape(live: LiveServer) -> None:
+    with live.client() as c:
+        missing = c.get("/api/v1/no-such-thing")
+        wrong = c.delete("/api/v1/health")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_openapi_and_docs_are_served(live: LiveServer) -> None:
+    with live.client() as c:
+        schema = c.get("/openapi.json").json()
+        docs = c.get("/docs")
+    assert "/api/v1/health" in schema["paths"]
+    assert "ErrorBody" in schema["components"]["schemas"]
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_a_foreign_host_header_is_refused(live: LiveServer) -> None:
+    with live.client() as c:
+        r = c.get("/api/v1/health", headers={"Host": "attacker.example"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "bad_host"
+
+
+def test_a_body_over_the_cap_is_413_before_it_is_read(live: LiveServer) -> None:
+    with live.client(live.token("reader", "read")) as c:
+        r = c.post("/api/v1/whoami", content=b"x" * (2 << 20),
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_the_server_keeps_serving_after_bad_requests(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url) as c:
+        assert c.get("/api/v1/health").status_code == 200
+
+
+def test_a_non_loopback_bind_is_refused_without_allow_remote(tmp_path: Path) -> None:
+    home = new_workspace(tmp_path / "ws")
+    r = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home", str(home),
+                        "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert "--allow-remote" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_port_in_use_is_a_usage_error(live: LiveServer) -> None:
+    port = live.url.rsplit(":", 1)[1]
+    r = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home", str(live.home),
+                        "--port", port, "--no-scheduler"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "cannot listen" in r.stderr
+
+
+def test_loopback_names_and_remote_binds() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("127.8.9.10")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.1.2.3")
+    with pytest.raises(UsageError):
+        check_bind("0.0.0.0", allow_remote=False)
+    check_bind("0.0.0.0", allow_remote=True)
+    assert allowed_hosts("127.0.0.1", []) == LOOPBACK_NAMES
+    assert allowed_hosts("0.0.0.0", []) is None
+    assert allowed_hosts("0.0.0.0", ["ouro.example:443"]) == LOOPBACK_NAMES | {"ouro.example"}
+    assert "[fd00::5]" in (allowed_hosts("fd00::5", ["x.example"]) or ())
+
+
+def test_a_damaged_token_file_fails_closed_without_saying_where(tmp_path: Path) -> None:
+    from ouroboros.interfaces.http.tokens import TokenStore
+
+    home = new_workspace(tmp_path / "ws")
+    token, _ = TokenStore(home).new("one", "read")
+    server = start(home, "--no-scheduler")
+    try:
+        with server.client(token) as c:
+            assert c.get("/api/v1/whoami").status_code == 200
+            (home / "serve" / "tokens.json").write_text("{damaged")
+            r = c.get("/api/v1/whoami")
+            assert r.status_code == 503 and str(home) not in r.text
+            assert c.get("/api/v1/health").status_code == 200
+    finally:
+        code, err = server.stop()
+    assert code == 0 and "token store unreadable" in err
