@@ -46,6 +46,11 @@ class Workspace:
         except FileNotFoundError:
             raise WorkspaceMissing(f"no Ouroboros workspace at {home}",
                                    "run `ouro init` or pass --home / set OURO_HOME") from None
+        except OSError as e:  # --home is a file, a symlink loop, a folder we may not read
+            raise WorkspaceMissing(f"no Ouroboros workspace at {home}: {e.strerror}",
+                                   "run `ouro init` or pass --home / set OURO_HOME") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{path} is not UTF-8 text: {e.reason}") from e
         except json.JSONDecodeError as e:
             raise UsageError(f"{path} is not valid JSON: {e}") from e
         return cls(home, config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.table import Table
@@ -73,7 +74,8 @@ def token_list(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
 
 
 @token_app.command("revoke")
-def token_revoke(ident: str = typer.Argument(..., metavar="NAME_OR_ID"),
+def token_revoke(ident: str = typer.Argument(..., metavar="NAME_OR_ID",
+                                             help="The token's name or id."),
                  home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Revoke a token (a running server refuses it from its next request on)."""
     _, store = _tokens(home)
@@ -100,7 +102,8 @@ def serve(
     max_otlp: int = typer.Option(8 << 20, "--max-otlp", min=1024,
                                  help="OTLP body cap (after gunzip), bytes."),
     pool: int = typer.Option(8, "--pool", min=1, max=64, help="Runtimes kept open."),
-    log_level: str = typer.Option("warning", "--log-level"),
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = typer.Option(
+        "warning", "--log-level", help="uvicorn's log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     as_json: bool = JsonOption,
 ) -> None:
