@@ -26,9 +26,11 @@ test: lint
 
 # Each benchmark prints a table and writes JSON under bench/results/.
 bench: $(STAMP)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/kernel.py
 	$(BIN)/python bench/flux.py
 	$(BIN)/python bench/skills.py
+	$(BIN)/python bench/build_jail.py
 	$(BIN)/python bench/skills_retrieval.py
 	$(BIN)/python bench/improve.py
 	$(BIN)/python bench/improve_loop.py

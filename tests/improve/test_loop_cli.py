@@ -136,7 +136,7 @@ def test_new_proposal_from_a_diff_file(home: Path, tmp_path: Path) -> None:
     code, out = _run(home, "new", "--diff", str(junk), "--title", "x")
     assert code == 2 and "not a unified diff" in out
     code, out = _run(home, "new", "--diff", str(tmp_path / "missing"), "--title", "x")
-    assert code == 2 and "cannot read the diff" in out
+    assert code == 2 and "missing does not exist" in out
 
 
 def test_kernel_cli_approve_merges_once_the_registrar_is_wired(

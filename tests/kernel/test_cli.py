@@ -108,3 +108,5 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "rejected at the audit gate" in r.stdout and "matches the earlier one" in r.stdout
+    # `make demo` prints no warnings: nothing on stderr (no progress in a pipe either)
+    assert r.stderr == "" and "warning" not in r.stdout.lower()

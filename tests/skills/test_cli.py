@@ -70,8 +70,8 @@ def test_tool_error_exits_1_with_its_message(home: Path) -> None:
     invoke(home, "add", str(starter("sum_ints")))
     code, out = invoke(home, "run", "sum_ints", "--input", '"text"', "--json")
     assert code == 1
-    assert json.loads(out)["error"] == "ToolFailed"
-    assert "JSON array of integers" in json.loads(out)["message"]
+    assert json.loads(out)["error"]["details"]["kind"] == "ToolFailed"
+    assert "JSON array of integers" in json.loads(out)["error"]["message"]
 
 
 def test_rejected_tool_exits_3_with_the_reason(home: Path, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_run_demo_narrates_the_loop(tmp_path: Path) -> None:
 def test_run_limits_are_options(home: Path) -> None:
     invoke(home, "add", str(starter("sum_ints")))
     code, out = invoke(home, "run", "sum_ints", "--input", "[1, 2]", "--fuel", "50", "--json")
-    assert code == 1 and json.loads(out)["error"] == "FuelExhausted"
+    assert code == 1 and json.loads(out)["error"]["details"]["kind"] == "FuelExhausted"
     invoke(home, "add", str(starter("checksum")))  # its 1 MiB stack alone needs > 1 MiB
     code, out = invoke(home, "run", "checksum", "--input", '"x"', "--memory", "1")
     assert code == 1 and "MemoryLimitExceeded" in out

@@ -1,25 +1,24 @@
 """The audit gate's policy, as data: Rego rules evaluated with regopy.
 
 The policy (``policy/audit.rego``) is compiled once per configuration into a bundle; the
-Python side only extracts facts from the patch (new URLs, granted tools, texts, sizes).
-If the policy cannot be evaluated the gate fails closed.
+Python side only extracts facts from the patch (:mod:`ouroboros.kernel.scan`: injection
+markers, new URLs, new grants, sizes). If the policy cannot be evaluated the gate fails
+closed.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
-
-from regopy import Input, Interpreter
 
 from ouroboros.kernel.canonical import canonical_bytes
-
-_URL = re.compile(r"\b(?:https?|wss?|ftp)://[^\s\"'<>)\]}]+", re.IGNORECASE)
+from ouroboros.kernel.markers import find_markers
+from ouroboros.kernel.scan import Injection, grants, injections, strings, urls
+from ouroboros.kernel.trust import GATES_TARGET
+from ouroboros.kernel.urls import normalise_host
 
 DEFAULT_AUDIT_CONFIG: dict[str, Any] = {
     "forbidden_targets": ["kernel/*", "ledger", "ledger/*"],
@@ -40,50 +39,48 @@ def policy_source(name: str = "audit.rego") -> str:
     return resources.files("ouroboros.kernel").joinpath("policy", name).read_text()
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-def urls_in(value: Any) -> set[str]:
-    return {m.group(0).rstrip(".,;:") for s in _strings(value) for m in _URL.finditer(s)}
-
-
-def new_urls(old: Any, new: Any) -> list[dict[str, str]]:
-    added = urls_in(new)
-    if added:  # most values carry no URL at all: then the old value need not be scanned
-        added -= urls_in(old)
-    return [{"url": u, "host": (urlsplit(u).hostname or "").lower()} for u in sorted(added)]
-
-
-def granted_tools(patch_type: str, old: Any, new: Any) -> list[str]:
-    if patch_type != "tools" or not isinstance(new, list):
-        return []
-    before = set(old) if isinstance(old, list) else set()
-    return sorted(str(t) for t in new if t not in before)
+_MARKER_LIST = "/audit/injection_markers/"
 
 
 def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, old: Any,
-                new: Any, root: bool, rights: frozenset[str],
-                new_bytes: bytes | None = None) -> dict[str, Any]:
-    texts = [reasoning]
-    if patch_type == "prompt" and isinstance(new, str):
-        texts.append(new)
+                new: Any, root: bool, rights: frozenset[str], new_bytes: bytes | None = None,
+                markers: Iterable[str] = ()) -> dict[str, Any]:
+    """The facts the policy decides on (see ``policy/audit.rego`` for their meaning).
+
+    Every string of the new value (keys too, any patch type) and the reasoning are
+    scanned; URLs and grants count only when the old value did not already have them.
+    Facts carry no free text, so patches that differ only in wording share a decision.
+    """
+    markers = tuple(markers)
+    texts = list(strings(new))
+    if target == GATES_TARGET:  # the gate configuration lists the markers themselves
+        texts = [(w, t) for w, t in texts if not w.startswith(_MARKER_LIST)]
+    found = injections(texts, markers)
+    found += tuple(Injection(h.marker, "(reasoning)")
+                   for h in find_markers([reasoning], markers))
+    added_urls = urls(t for _, t in texts)
+    if added_urls:  # most values carry no URL at all: then the old value need not be read
+        before = {u.url for u in urls(t for _, t in strings(old))}
+        added_urls = tuple(u for u in added_urls if u.url not in before)
+    granted = grants(new, root_is_grant=patch_type == "tools")
+    if granted:
+        granted -= grants(old, root_is_grant=patch_type == "tools")
     return {
-        "type": patch_type, "target": target, "author": author, "reasoning": reasoning,
-        "texts": texts, "new_urls": new_urls(old, new),
-        "granted": granted_tools(patch_type, old, new),
+        "type": patch_type, "target": target,
+        "injections": [{"marker": i.marker, "where": i.where} for i in found],
+        "new_urls": [u.as_fact() for u in added_urls],
+        "granted": sorted(str(g) for g in granted),
         "value_bytes": 0 if new is None else len(new_bytes or canonical_bytes(new)),
         "reasoning_bytes": len(reasoning.encode()),
         "signer": {"root": root, "rights": sorted(rights)},
     }
+
+
+def policy_data(config: dict[str, Any]) -> dict[str, Any]:
+    """The policy's data: the ``audit`` config and the allow-list as the URL parser
+    resolves hosts (IDNA, lower case), so ``Bücher.de`` matches ``xn--bcher-kva.de``."""
+    hosts = sorted({normalise_host(str(h)) for h in config.get("url_allowlist", [])})
+    return {"config": config, "hosts": hosts}
 
 
 class RegoAudit:
@@ -97,7 +94,7 @@ class RegoAudit:
     def __init__(self, cache_size: int = 4096) -> None:
         self._lock = threading.Lock()
         self._bundles: dict[bytes, Any] = {}
-        self._runner = Interpreter()
+        self._runner: Any = None  # the Rego engine is loaded on the first evaluation
         self._decisions: OrderedDict[bytes, list[str]] = OrderedDict()
         self._cache_size = cache_size
         self._config_keys: dict[int, tuple[dict[str, Any], bytes]] = {}
@@ -106,9 +103,11 @@ class RegoAudit:
     def _bundle(self, key: bytes, config: dict[str, Any]) -> Any:
         bundle = self._bundles.get(key)
         if bundle is None:
+            from regopy import Interpreter
+
             builder = Interpreter()
             builder.add_module("audit.rego", policy_source())
-            builder.add_data({"config": config})
+            builder.add_data(policy_data(config))
             bundle = builder.build("deny = data.ouroboros.audit.deny", ["ouroboros/audit/deny"])
             self._bundles[key] = bundle
         return bundle
@@ -130,7 +129,11 @@ class RegoAudit:
                 self._decisions.move_to_end(key)
                 return list(cached)
             try:
+                from regopy import Input, Interpreter
+
                 bundle = self._bundle(config_key, config)
+                if self._runner is None:
+                    self._runner = Interpreter()
                 self._runner.set_input(Input(facts))
                 results = self._runner.query_bundle(bundle).results
                 self.evaluations += 1

@@ -12,18 +12,21 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-
-from securesystemslib.dsse import Envelope
-from securesystemslib.signer._signature import Signature
+from typing import TYPE_CHECKING, Any
 
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.keys import Signer, verify_signature
+
+if TYPE_CHECKING:
+    from securesystemslib.dsse import Envelope
 
 PAYLOAD_TYPE = "application/vnd.ouroboros.patch+json"
 
 
 def new_envelope(payload: bytes) -> Envelope:
+    # securesystemslib is imported on first use: reading state needs no envelope.
+    from securesystemslib.dsse import Envelope
+
     return Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
 
 
@@ -38,6 +41,8 @@ _SIGNED_HERE_MAX = 1024
 
 def sign_envelope(envelope: Envelope, signer: Signer) -> None:
     """Add (or replace) ``signer``'s signature."""
+    from securesystemslib.signer._signature import Signature
+
     pae = envelope.pae()
     sig = signer.sign(pae).hex()
     envelope.signatures[signer.key_id] = Signature(keyid=signer.key_id, sig=sig)
@@ -67,6 +72,8 @@ def envelope_from_dict(data: Any) -> Envelope:
     if data["payloadType"] != PAYLOAD_TYPE:
         raise InvalidPatch(f"envelope payloadType must be {PAYLOAD_TYPE!r}, "
                            f"got {data['payloadType']!r}")
+    from securesystemslib.dsse import Envelope
+
     try:
         return Envelope.from_dict(copy.deepcopy(data))
     except Exception as e:  # securesystemslib raises several types for bad base64/hex

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from securesystemslib.dsse import Envelope
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ouroboros.kernel.audit import RegoAudit, audit_input
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
@@ -28,6 +26,9 @@ from ouroboros.kernel.trust import (
     public_keys,
 )
 from ouroboros.kernel.types import PatchType, TestContext, TypeRegistry
+
+if TYPE_CHECKING:
+    from securesystemslib.dsse import Envelope
 
 Status = Literal["accepted", "rejected", "deferred"]
 
@@ -199,7 +200,8 @@ class AuditGate:
         facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
                             author=sub.patch.author, reasoning=sub.patch.reasoning,
                             old=sub.old_value, new=sub.new_value, root=auth.root,
-                            rights=auth.rights, new_bytes=ctx.new_bytes)
+                            rights=auth.rights, new_bytes=ctx.new_bytes,
+                            markers=config["injection_markers"])
         reasons = self.rego.deny(config, facts)
         if sub.patch_type.audit is not None:
             try:

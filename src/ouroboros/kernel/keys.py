@@ -1,7 +1,10 @@
 """Ed25519 keys and the workspace keyring.
 
 Key ids are derived from the public key (``sha256`` of its raw 32 bytes, hex), so a key id
-can never name two keys. Private keys are PKCS#8 PEM files with mode 0600.
+can never name two keys. Private keys are PKCS#8 PEM files with mode 0600 in a 0700 folder,
+encrypted with the best available scheme when ``OURO_KEY_PASSPHRASE`` is set; a key file
+anyone else may read, or a link, is refused. Every keyring opened in this process is listed
+by `keyring_roots`, so the build jail can refuse to show one to a build.
 """
 
 from __future__ import annotations
@@ -9,17 +12,32 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
 
+if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PASSPHRASE_ENV = "OURO_KEY_PASSPHRASE"
+_ROOTS: set[Path] = set()
+
+
+def keyring_roots() -> frozenset[Path]:
+    """Every keyring folder opened in this process (absolute)."""
+    return frozenset(_ROOTS)
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode() if value else None
 
 
 def key_id_of(public_raw: bytes) -> str:
@@ -54,6 +72,8 @@ class Signer:
 
     @classmethod
     def from_private(cls, name: str, private: Ed25519PrivateKey) -> Signer:
+        from cryptography.hazmat.primitives import serialization
+
         raw = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                 serialization.PublicFormat.Raw)
         seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
@@ -66,6 +86,8 @@ class Signer:
 
     @classmethod
     def generate(cls, name: str) -> Signer:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls.from_private(name, Ed25519PrivateKey.generate())
 
     def sign(self, data: bytes) -> bytes:
@@ -79,6 +101,7 @@ class Keyring:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._loaded: dict[str, Signer] = {}
+        _ROOTS.add(Path(os.path.abspath(self.root)))
 
     def _check_name(self, name: str) -> None:
         if not _NAME.match(name):
@@ -86,16 +109,22 @@ class Keyring:
                             "use letters, digits, '.', '_' or '-' (at most 64)")
 
     def new(self, name: str) -> Signer:
+        from cryptography.hazmat.primitives import serialization
+
         self._check_name(name)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
         path = self.root / f"{name}.key"
         if path.exists():
             raise KeyError_(f"key {name!r} already exists", "pick another name")
         signer = Signer.generate(name)
+        passphrase = _passphrase()
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase) if passphrase
+            else serialization.NoEncryption())
         pem = signer.private.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                                           serialization.PrivateFormat.PKCS8, encryption)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
         (self.root / f"{name}.pub").write_text(signer.public_hex + "\n")
@@ -103,20 +132,31 @@ class Keyring:
 
     def load(self, name: str) -> Signer:
         """Load a private key (cached: key files never change under a name)."""
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         cached = self._loaded.get(name)
         if cached is not None:
             return cached
         self._check_name(name)
         path = self.root / f"{name}.key"
+        pem = _read_private(path, name, self.root)
+        encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+        passphrase = _passphrase() if encrypted else None
+        if encrypted and passphrase is None:
+            raise KeyError_(f"key {name!r} is encrypted and no passphrase was given",
+                            f"set {PASSPHRASE_ENV} to the key's passphrase")
         try:
-            pem = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyError_(f"no key named {name!r} in {self.root}",
-                            "create it with `ouro key new NAME`") from None
-        try:
-            private = serialization.load_pem_private_key(pem, password=None)
+            private = serialization.load_pem_private_key(pem, password=passphrase)
         except ValueError as e:
+            if encrypted:
+                raise KeyError_(f"cannot decrypt key {name!r}: wrong passphrase",
+                                f"set {PASSPHRASE_ENV} to the passphrase it was made with"
+                                ) from None
             raise KeyError_(f"key file {path} is not a valid private key: {e}") from e
+        except (TypeError, UnsupportedAlgorithm) as e:
+            raise KeyError_(f"key file {path} cannot be loaded: {e}") from None
         if not isinstance(private, Ed25519PrivateKey):
             raise KeyError_(f"key file {path} is not an Ed25519 key")
         signer = Signer.from_private(name, private)
@@ -136,3 +176,23 @@ class Keyring:
         except FileNotFoundError:
             raise KeyError_(f"no key named {name!r}", "see `ouro key list`") from None
         return key_id_of(bytes.fromhex(public_hex)), public_hex
+
+
+def _read_private(path: Path, name: str, root: Path) -> bytes:
+    """A private key file's bytes: not a link, and readable by its owner alone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KeyError_(f"no key named {name!r} in {root}",
+                        "create it with `ouro key new NAME`") from None
+    except OSError as e:
+        raise KeyError_(f"key file {path} cannot be opened safely: {e.strerror}",
+                        "a key file must be a regular file, not a link") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise KeyError_(f"key file {path} is not a regular file")
+        if mode & 0o077:
+            raise KeyError_(f"key file {path} is open to others (mode {mode & 0o777:04o})",
+                            f"run `chmod 600 {path}`")
+        return fh.read()

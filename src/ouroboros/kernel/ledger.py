@@ -12,9 +12,8 @@ import json
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,6 +23,9 @@ from ouroboros.kernel.keys import Signer, key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator, leaf_hash
 from ouroboros.kernel.state import GENESIS_PREV
 from ouroboros.storage.ledger import StoredEvent
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ def _checked_in_order(public_hex: str, key_id: str, stored: Iterator[StoredEvent
     if len(first) < _CHUNK:  # a small ledger: not worth starting processes
         yield from _check_rows((public_hex, key_id, first))
         return
+    from concurrent.futures import ProcessPoolExecutor  # only a parallel verify needs it
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[list[Checked]]] = deque(
             [pool.submit(_check_rows, (public_hex, key_id, first))])

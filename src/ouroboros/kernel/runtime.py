@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
 from ouroboros.kernel.clock import Clock, SystemClock, iso, parse_iso
@@ -41,6 +40,9 @@ from ouroboros.kernel.workspace import Workspace, resolve_home
 from ouroboros.storage.blobs import BlobStore
 from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, StoredEvent
 from ouroboros.storage.sqlite import SQLiteLedger
+
+if TYPE_CHECKING:
+    from securesystemslib.dsse import Envelope
 
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
 Item = tuple[str, dict[str, Any]]

@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-import jsonschema
-import jsonschema_rs
-
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.errors import InvalidPatch, UsageError
 from ouroboros.kernel.ops import apply_op
@@ -143,6 +140,9 @@ def _validator_for_bytes(schema_bytes: bytes) -> Any:
     keyword); values are validated by ``jsonschema-rs``, the same drafts compiled in Rust,
     about 50x faster per value, which matters because every submit validates one."""
     import json
+
+    import jsonschema  # only to check a schema once: it costs more to import than the rest
+    import jsonschema_rs
 
     schema = json.loads(schema_bytes)
     jsonschema.validators.validator_for(schema).check_schema(schema)

@@ -91,7 +91,7 @@ class SQLiteLedger:
         else:
             rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? AND seq < ? "
                               "ORDER BY seq", (start, stop)).fetchall()
-        return (StoredEvent(int(seq), bytes(body), bytes(sig)) for seq, body, sig in rows)
+        return (_stored(seq, body, sig) for seq, body, sig in rows)
 
     def head(self) -> Head:
         with self._lock:
@@ -118,9 +118,20 @@ class SQLiteLedger:
                 row = self._db.execute(
                     "SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
                     (at_most,)).fetchone()
+        if row is not None and not isinstance(row[1], bytes | memoryview):
+            raise sqlite3.DatabaseError(f"snapshot {row[0]} is damaged (no data)")
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
             self._writer_lock.close()
+
+
+def _stored(seq: object, body: object, sig: object) -> StoredEvent:
+    """A row as the kernel sees it; a damaged file can hand back NULLs or other types,
+    which is a damaged database, not a bug (the CLI reports it as an integrity error)."""
+    if not isinstance(seq, int) or not isinstance(body, bytes | memoryview) or not isinstance(
+            sig, bytes | memoryview):
+        raise sqlite3.DatabaseError(f"ledger row {seq!r} is damaged")
+    return StoredEvent(seq, bytes(body), bytes(sig))

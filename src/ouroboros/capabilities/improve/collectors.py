@@ -9,7 +9,7 @@ ingest carries on. Only sanitized events are handed to the store.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -140,8 +140,10 @@ def _records(path: Path, report: IngestReport) -> Iterator[tuple[int, int | None
                 yield number, None, item
 
 
-def ingest(paths: Iterable[Path | str], store: TelemetryStore) -> IngestReport:
-    """Reads JSONL / OTLP JSON files, sanitizes every event and appends it to ``store``."""
+def ingest(paths: Iterable[Path | str], store: TelemetryStore,
+           progress: Callable[[int], None] | None = None) -> IngestReport:
+    """Reads JSONL / OTLP JSON files, sanitizes every event and appends it to ``store``;
+    ``progress`` (if given) is told the records read so far after every stored batch."""
     report = IngestReport()
     redactions = Redactions(report.redactions)
     sanitize = store.sanitizer.event
@@ -171,6 +173,8 @@ def ingest(paths: Iterable[Path | str], store: TelemetryStore) -> IngestReport:
                 if len(batch) >= BATCH:
                     report.stored += store.append(batch)
                     batch = []
+                    if progress is not None:
+                        progress(report.records)
         except OSError as e:
             report.unreadable.append(f"{path.name}: {e.strerror or type(e).__name__}")
     if batch:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.breakers import Breakers
-from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
+from ouroboros.capabilities.improve.diffs import DiffError, declared_paths, parse_diff
 from ouroboros.capabilities.improve.governance import Governance
 from ouroboros.capabilities.improve.monitor import DEFAULT_WINDOW, Check, Monitor
 from ouroboros.capabilities.improve.notify import (
@@ -29,7 +29,11 @@ from ouroboros.capabilities.improve.notify import (
     StdoutNotifier,
 )
 from ouroboros.capabilities.improve.planner import Draft, plan
-from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy
+from ouroboros.capabilities.improve.policy import (
+    PolicyConfig,
+    check_policy,
+    forbidden_path_reasons,
+)
 from ouroboros.capabilities.improve.proposals import (
     CATEGORIES,
     OPEN_STATUSES,
@@ -140,10 +144,18 @@ class ImproveLoop:
             return [f"branch {branch} missing: the test gate did not create it"]
         try:
             changes = parse_diff(self.repo.diff(base, branch))
-        except DiffError as e:
+            raw = self.repo.raw_changes(base, branch)
+        except (DiffError, GitError) as e:
             return [f"cannot read the branch diff: {e}"]
-        return check_policy(changes, lambda p: self.repo.read(base, p),
-                            lambda p: self.repo.read(branch, p), self.policy)
+        # Paths from git's own view of the branch and from the submitted diff's headers
+        # (a copy's or rename's source is named there even when git sees only an add).
+        extra = [p for c in raw for p in c.paths]
+        extra += sorted(declared_paths(self.governance.diff_of(value)))
+        modes = {c.paths[-1]: c.new_mode for c in raw}
+        return [*forbidden_path_reasons(changes, self.policy, extra, modes),
+                *check_policy(changes, lambda p: self.repo.read(base, p),
+                              lambda p: self.repo.read(branch, p), self.policy,
+                              paths_checked=True)]
 
     def effect(self, value: Mapping[str, Any]) -> None:
         """Apply: merge the approved proposal's branch into main and start monitoring.

@@ -53,6 +53,8 @@ class Check:
         return (self.current - self.baseline) / max(self.baseline, RATE_FLOOR)
 
     def describe(self) -> str:
+        if self.calls == 0:  # a rate over no calls is no measurement
+            return f"no calls since the merge yet (error rate before: {100 * self.baseline:.1f}%)"
         return (f"error rate {100 * self.baseline:.1f}% -> {100 * self.current:.1f}% "
                 f"({100 * self.rise:+.0f}%, {self.calls} calls)")
 

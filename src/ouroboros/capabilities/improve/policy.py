@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
+import posixpath
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ import yaml
 
 from ouroboros.capabilities.improve.diffs import FileChange
 from ouroboros.capabilities.improve.yamledit import load_yaml
+from ouroboros.kernel.scan import is_grant_key
+from ouroboros.kernel.urls import UrlRef, host_allowed, urls_in_text
 
 CONTRACT = "SYSTEM_CONTRACT.md"
 
@@ -71,13 +74,8 @@ GATE_PATHS: tuple[str, ...] = (
 
 DEFAULT_ALLOWED_DOMAINS: tuple[str, ...] = ("api.openai.com", "api.anthropic.com", "github.com")
 
-#: Keys whose list items (or mapping keys) are capabilities granted to someone.
-GRANT_KEYS: frozenset[str] = frozenset(
-    {"extensions", "tools", "allowed_paths", "allowed_domains", "allowlist", "webhooks",
-     "permissions", "scopes", "endpoints"}
-)
-
-_URL = re.compile(r"""\b[a-z][a-z0-9+.-]*://(?:[^/\s"'@]*@)?([^/\s"'<>:?#)\]]+)""", re.I)
+#: Git modes a proposal may never create: symbolic links and submodules (gitlinks).
+FORBIDDEN_MODES: dict[str, str] = {"120000": "symbolic links", "160000": "submodules"}
 
 
 @dataclass(frozen=True)
@@ -89,44 +87,87 @@ class PolicyConfig:
     extra_forbidden: tuple[str, ...] = field(default_factory=tuple)
 
 
+def path_forms(path: str) -> set[str]:
+    """The forms a path is matched in: as written, NFC, normalised (``./``, ``//``,
+    ``..``), each also case-folded — so neither quoting, decomposed accents, case nor
+    dot segments hide a forbidden path."""
+    nfc = unicodedata.normalize("NFC", path)
+    forms = {path, nfc, posixpath.normpath(nfc).lstrip("/")}
+    return forms | {f.casefold() for f in forms}
+
+
 def _matches(path: str, patterns: Iterable[str]) -> bool:
-    return any(path == p or fnmatch.fnmatchcase(path, p) for p in patterns)
+    forms = path_forms(path)
+    for pattern in patterns:
+        pat = unicodedata.normalize("NFC", pattern)
+        for form in forms:
+            if form == pat or fnmatch.fnmatchcase(form, pat) or \
+                    fnmatch.fnmatchcase(form, pat.casefold()):
+                return True
+    return False
 
 
-def forbidden_path_reasons(changes: Sequence[FileChange], config: PolicyConfig) -> list[str]:
-    reasons = []
-    for change in changes:
-        for path in change.paths:
-            if path == CONTRACT or path.endswith("/" + CONTRACT):
-                reasons.append(f"{CONTRACT} must never be modified ({path})")
-            elif _matches(path, config.gates):
-                reasons.append(f"gate, test or ledger code is a forbidden target: {path}")
-            elif _matches(path, (*config.infrastructure, *config.extra_forbidden)):
-                reasons.append(f"forbidden path modified: {path}")
-        if change.new_mode == "120000":
-            reasons.append(f"symbolic links are not allowed: {change.path}")
-    return reasons
+def _is_contract(path: str) -> bool:
+    return any(f == CONTRACT.casefold() or f.endswith("/" + CONTRACT.casefold())
+               for f in path_forms(path) if f == f.casefold())
+
+
+def forbidden_path_reasons(changes: Sequence[FileChange], config: PolicyConfig,
+                           extra_paths: Iterable[str] = (),
+                           modes: Mapping[str, str] | None = None) -> list[str]:
+    """Forbidden paths among everything the change touches: both sides of a rename or
+    copy, deleted files, mode-only and binary changes (``changes``), plus ``extra_paths``
+    (e.g. every path the submitted diff's headers name) and ``modes`` (path → new git
+    mode, e.g. from ``git diff --raw``)."""
+    reasons: list[str] = []
+    paths = list(dict.fromkeys([*(p for c in changes for p in c.paths), *extra_paths]))
+    for path in paths:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if _is_contract(path):
+            reasons.append(f"{CONTRACT} must never be modified ({shown})")
+        elif _matches(path, config.gates):
+            reasons.append(f"gate, test or ledger code is a forbidden target: {shown}")
+        elif _matches(path, (*config.infrastructure, *config.extra_forbidden)):
+            reasons.append(f"forbidden path modified: {shown}")
+    new_modes = {c.path: c.new_mode for c in changes if c.new_mode}
+    new_modes.update(modes or {})
+    for path, mode in new_modes.items():
+        if mode in FORBIDDEN_MODES:
+            reasons.append(f"{FORBIDDEN_MODES[mode]} are not allowed: {path}")
+    return list(dict.fromkeys(reasons))
 
 
 def _domain_allowed(domain: str, allowed: Iterable[str]) -> bool:
-    domain = domain.lower().rstrip(".")
-    return any(domain == a or domain.endswith("." + a) for a in allowed)
+    return host_allowed(UrlRef("", "https", domain.lower().rstrip("."), "domain"), tuple(allowed))
 
 
 def url_domains(text: str) -> set[str]:
-    return {m.group(1).lower().rstrip(".") for m in _URL.finditer(text)}
+    """Hosts of the URLs in ``text``, resolved as a browser would (see kernel.urls)."""
+    return {u.host for u in urls_in_text(text) if u.host}
+
+
+def _url_label(ref: UrlRef) -> str:
+    if ref.error:
+        return f"{ref.url} (malformed: {ref.error})"
+    return ref.host or f"{ref.url} (no host)"
 
 
 def new_url_reasons(
     changes: Sequence[FileChange], old_text: Callable[[str], str | None], config: PolicyConfig
 ) -> list[str]:
-    """Domains on added lines that are neither allow-listed nor already in the file."""
+    """URLs on added lines whose host is neither allow-listed nor already in the file;
+    host-less (``data:``, ``javascript:``) and malformed URLs are never allowed."""
     reasons = []
     for change in changes:
         before = url_domains(old_text(change.source) or "") if change.source else set()
-        for domain in sorted(url_domains("\n".join(change.added))):
-            if domain not in before and not _domain_allowed(domain, config.allowed_domains):
-                reasons.append(f"new external URL requires approval: {domain} in {change.path}")
+        labels: set[str] = set()
+        for ref in urls_in_text("\n".join(change.added)):
+            if ref.host and not ref.error and (
+                    ref.host in before or host_allowed(ref, config.allowed_domains)):
+                continue
+            labels.add(_url_label(ref))
+        for label in sorted(labels):
+            reasons.append(f"new external URL requires approval: {label} in {change.path}")
     return reasons
 
 
@@ -144,7 +185,7 @@ def grants(doc: Any, prefix: tuple[str, ...] = ()) -> set[tuple[tuple[str, ...],
     if isinstance(doc, Mapping):
         for key, value in doc.items():
             where = (*prefix, str(key))
-            if str(key).lower() in GRANT_KEYS:
+            if is_grant_key(str(key)):
                 if isinstance(value, Mapping):
                     found |= {(where, str(k)) for k in value}
                 elif isinstance(value, list):
@@ -215,6 +256,8 @@ def check_policy(
     old_text: Callable[[str], str | None],
     new_text: Callable[[str], str | None],
     config: PolicyConfig | None = None,
+    *,
+    paths_checked: bool = False,
 ) -> list[str]:
     """All policy violations of a change set; empty means the audit passes.
 
@@ -222,10 +265,12 @@ def check_policy(
         changes: the files the proposal touches (from the branch's real diff).
         old_text: a file's text at the base commit (None if absent).
         new_text: a file's text on the proposal branch (None if absent).
+        paths_checked: the caller already ran :func:`forbidden_path_reasons` (with
+            more paths than ``changes`` name).
     """
     config = config or PolicyConfig()
     return [
-        *forbidden_path_reasons(changes, config),
+        *([] if paths_checked else forbidden_path_reasons(changes, config)),
         *escalation_reasons(changes, old_text, new_text, config),
         *new_url_reasons(changes, old_text, config),
     ]

@@ -38,6 +38,29 @@ class GitError(Exception):
 
 
 @dataclass(frozen=True)
+class RawChange:
+    """One entry of ``git diff --raw``: status letter, modes and the real path(s)."""
+
+    status: str  # A, C, D, M, R, T (U, X: never from a two-tree diff)
+    old_mode: str
+    new_mode: str
+    paths: tuple[str, ...]  # (path,) or (source, destination) for a rename or copy
+
+
+def parse_raw_z(out: str) -> list[RawChange]:
+    """``git diff --raw -z`` output: NUL-separated, paths never quoted."""
+    fields = out.split("\0")
+    changes, i = [], 0
+    while i < len(fields) and fields[i].startswith(":"):
+        meta = fields[i][1:].split()
+        status = meta[4][:1]
+        count = 2 if status in ("R", "C") else 1
+        changes.append(RawChange(status, meta[0], meta[1], tuple(fields[i + 1:i + 1 + count])))
+        i += 1 + count
+    return changes
+
+
+@dataclass(frozen=True)
 class BranchCommit:
     branch: str
     commit: str
@@ -90,7 +113,8 @@ class TargetRepo:
         if proc.returncode != 0:
             reason = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
             raise GitError(action, reason or f"git {args[0]} exited {proc.returncode}")
-        return proc.stdout.decode("utf-8", "replace")
+        # surrogateescape: a path that is not UTF-8 round-trips back into git unchanged
+        return proc.stdout.decode("utf-8", "surrogateescape")
 
     @classmethod
     def init(cls, path: Path, source: Path | None = None) -> TargetRepo:
@@ -138,8 +162,17 @@ class TargetRepo:
             return None
 
     def changed_files(self, base: str, ref: str) -> list[str]:
-        out = self.git("diff", "--name-only", "--no-renames", base, ref, action="diff")
-        return [line for line in out.splitlines() if line]
+        """Real paths (``-z``: git quotes nothing), so non-ASCII names are validated too."""
+        out = self.git("diff", "--name-only", "-z", "--no-renames", base, ref, action="diff")
+        return [name for name in out.split("\0") if name]
+
+    def raw_changes(self, base: str, ref: str) -> list[RawChange]:
+        """Every path ``ref`` changes from ``base``, as git sees it: renames and copies
+        with both paths (copies found from unmodified files too), mode and type changes,
+        binary files, deletions."""
+        out = self.git("diff", "--raw", "-z", "-M", "-C", "--find-copies-harder",
+                       "--no-abbrev", base, ref, action="diff")
+        return parse_raw_z(out)
 
     def diff(self, base: str, ref: str) -> str:
         return self.git("diff", "--no-renames", base, ref, action="diff")

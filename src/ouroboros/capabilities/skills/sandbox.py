@@ -35,6 +35,7 @@ from .errors import (
 from .stdio import (
     CURRENT,
     Capture,
+    OutputFull,
     Stdio,
     clock_res_get,
     clock_time_get,
@@ -92,12 +93,21 @@ class EpochTicker:
         self._thread.start()
 
     def _loop(self) -> None:
+        # One epoch per TICK_S of wall-clock time, counted from the clock rather than from
+        # wake-ups: a guest that keeps this process busy (a flood of host calls holding the
+        # GIL) delays the thread, and must not stretch its deadline by as much.
+        last = time.monotonic()
         while True:
             with self._cond:
-                while self._active == 0:
-                    self._cond.wait()
+                if self._active == 0:
+                    while self._active == 0:
+                        self._cond.wait()
+                    last = time.monotonic()
             time.sleep(TICK_S)
-            self._engine.increment_epoch()
+            ticks = int((time.monotonic() - last) / TICK_S)
+            for _ in range(ticks):
+                self._engine.increment_epoch()
+            last += ticks * TICK_S
 
     def __enter__(self) -> EpochTicker:
         with self._cond:
@@ -293,6 +303,8 @@ class WasmSandbox:
                 start_fn(store)
             except wasmtime.ExitTrap as e:
                 exit_code = e.code
+            except OutputFull:
+                exit_code = 1  # the caller sees the overflow flag and raises OutputTooLarge
             except wasmtime.Trap as e:
                 trap = e
             except wasmtime.WasmtimeError as e:

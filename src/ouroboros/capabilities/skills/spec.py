@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .building.sources import MAX_FILE_BYTES, read_tree
 from .errors import MalformedTool
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -37,7 +38,6 @@ LANGUAGES: dict[str, str] = {
     "rust": "src/main.rs",
 }
 CASES_PATH = "tests/cases.json"
-MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 64
 #: Who wrote a case. "operator" (the default) is a person: hand-written tools, `prove`.
 CASE_SOURCES = ("operator", "author", "task", "test_writer", "property", "differential")
@@ -148,6 +148,11 @@ def validate_spec(spec: ToolSpec) -> None:
     if unknown:
         raise MalformedTool(f"unknown capabilities {unknown}; a tool may ask for "
                             f"{', '.join(CAPABILITIES)}")
+    for path in spec.files:
+        parents = path.split("/")
+        for i in range(1, len(parents)):
+            if "/".join(parents[:i]) in spec.files:
+                raise MalformedTool(f"{'/'.join(parents[:i])!r} is both a file and a folder")
     if spec.source_path not in spec.files:
         raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
     if CASES_PATH not in spec.files:
@@ -231,18 +236,20 @@ def _valid_schema(schema: Any) -> bool:
 
 
 def load_tool_dir(path: Path) -> ToolSpec:
-    """Read a hand-written tool directory into a `ToolSpec`.
+    """Read a hand-written tool directory into a `ToolSpec`, never following a link.
 
     Raises:
-        MalformedTool: the directory, its meta.json or its files do not follow the format.
+        MalformedTool: the directory, its meta.json or its files do not follow the format,
+            or it holds a symlink (itself included), a hard-linked file, a device, a FIFO
+            or a socket (see `building.sources.read_tree`).
     """
-    if not path.is_dir():
-        raise MalformedTool(f"{path} is not a directory")
+    files = read_tree(Path(path))
     meta_path = path / "meta.json"
-    if not meta_path.is_file():
+    raw = files.pop("meta.json", None)
+    if raw is None:
         raise MalformedTool(f"{path} has no meta.json with name, description and language")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MalformedTool(f"{meta_path} is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
@@ -256,16 +263,6 @@ def load_tool_dir(path: Path) -> ToolSpec:
     capabilities = meta.get("capabilities", [])
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise MalformedTool(f"{meta_path}: 'capabilities' must be a list of names")
-    files: dict[str, bytes] = {}
-    for sub in ("src", "tests"):
-        base = path / sub
-        if not base.is_dir():
-            continue
-        for f in sorted(base.rglob("*")):
-            if f.is_symlink():
-                raise MalformedTool(f"{f} is a symlink; tools may only hold regular files")
-            if f.is_file() and "__pycache__" not in f.parts:
-                files[f.relative_to(path).as_posix()] = f.read_bytes()
     return ToolSpec(
         name=meta["name"],
         description=meta["description"],

@@ -42,6 +42,11 @@ class Capture:
         return len(chunk)
 
 
+class OutputFull(Exception):
+    """Raised from `fd_write` once a capture overflows: the guest stops there, rather than
+    writing on into the void until its fuel or deadline runs out."""
+
+
 EBADF, EFAULT, EINVAL = 8, 21, 28
 IOV_MAX = 1024
 CURRENT = threading.local()
@@ -128,6 +133,8 @@ def fd_write(caller: wasmtime.Caller, fd: int, iovs: int, count: int, nwritten: 
             if keep < length:
                 sink.overflow = True
             total += length
+        if sink.overflow:
+            raise OutputFull
         memory.write(caller, struct.pack("<I", total), nwritten)
     except (wasmtime.WasmtimeError, IndexError, ValueError, struct.error):
         return EFAULT

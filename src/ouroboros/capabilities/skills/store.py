@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,6 +30,7 @@ from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
 from .artifacts import (
+    FINGERPRINT_CHARS,
     compute_fingerprint,
     default_runtimes,
     write_bytes,
@@ -37,8 +39,10 @@ from .artifacts import (
 )
 from .blobs import Blobs, blob_hash
 from .builders import Built, build
+from .building.jail import BuildLimits
 from .errors import (
     BuildFailed,
+    JailUnavailable,
     MalformedTool,
     SandboxError,
     ToolCorrupt,
@@ -50,6 +54,8 @@ from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
+
+_FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -115,6 +121,7 @@ class SkillStore:
         runtimes: shared runtimes (one sandbox engine and module cache per process).
         limits: limits for every call and test case.
         registrar: the governance hook (see `governance.py`); None registers directly.
+        build_limits: what one build may consume (time, memory, file sizes).
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class SkillStore:
         limits: Limits | None = None,
         registrar: Registrar | None = None,
         policy: SkillPolicy | None = None,
+        build_limits: BuildLimits | None = None,
     ) -> None:
         self.root = Path(root)
         self.policy = policy or SkillPolicy()
@@ -133,6 +141,7 @@ class SkillStore:
         self.blobs: Blobs = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
         self.runtimes = runtimes if runtimes is not None else default_runtimes()
         self.limits = limits or Limits()
+        self.build_limits = build_limits or BuildLimits()
         self.registrar = registrar
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
@@ -177,10 +186,11 @@ class SkillStore:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
         review = self._review_reasons(spec, parent_version)
         try:
-            built = build(spec, self.runtimes)
+            built = build(spec, self.runtimes, self.build_limits)
         except BuildFailed as e:
             detail = f"{e}\n{e.output}".strip()
-            raise ToolRejected("build", detail) from None
+            reason = "jail" if isinstance(e, JailUnavailable) else "build"
+            raise ToolRejected(reason, detail) from None
         fingerprint = compute_fingerprint(spec, built)
         existing = self.tools_dir / tool_id / "versions" / fingerprint
         if existing.is_dir():
@@ -296,8 +306,13 @@ class SkillStore:
 
     def _locate(self, tool_id: str, fingerprint: str | None) -> tuple[str, Path]:
         """The fingerprint (the current one unless given) and directory of a version."""
-        if not NAME_RE.match(tool_id):
-            raise ToolNotFound(f"no tool {tool_id!r}: names are lowercase letters, digits, _")
+        if not NAME_RE.fullmatch(tool_id):
+            raise ToolNotFound(f"no tool {tool_id[:80]!r}: names are lowercase letters, "
+                               "digits, _")
+        if fingerprint is not None and not _FINGERPRINT.fullmatch(fingerprint):
+            # It becomes a path component: "../x" must not reach outside the tool.
+            raise ToolNotFound(f"no version {fingerprint[:80]!r}: versions are "
+                               f"{FINGERPRINT_CHARS} hex digits")
         fp = fingerprint or self._head(tool_id)
         if fp is None:
             raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")

@@ -6,11 +6,20 @@ import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ouroboros.interfaces.cli.output import CAPABILITY_REGISTRARS, console
-from ouroboros.kernel import Runtime
+from ouroboros.interfaces.cli.output import (
+    CAPABILITY_REGISTRARS,
+    JsonOption,
+    console,
+    print_json,
+    working,
+)
+
+if TYPE_CHECKING:
+    from ouroboros.kernel import Runtime
 
 #: Capability demos, run after the kernel's: (title, module exposing run_demo(rt, say)).
 CAPABILITY_DEMOS: list[tuple[str, str]] = []
@@ -85,25 +94,41 @@ def kernel_demo(rt: Runtime, say: Callable[[str], None]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo(home: Path | None = typer.Option(None, "--home",
+    def demo(home: Path | None = typer.Option(None, "--home", metavar="DIR",
                                               help="Workspace for the demo (default: a new "
-                                                   "temporary directory).")) -> None:
+                                                   "temporary directory)."),
+             as_json: bool = JsonOption) -> None:
         """Walk a fresh workspace through the whole loop, offline, narrating each step."""
+        from rich.markup import escape
+
+        from ouroboros.kernel import Runtime
+
         base = home or Path(tempfile.mkdtemp(prefix="ouro-demo-")) / "ws"
-        rt = Runtime.init(base)
-        for module in CAPABILITY_REGISTRARS:
-            importlib.import_module(module).register(rt)
-        step = 0
+        sections = [("The governed kernel", ""), *CAPABILITY_DEMOS]
+        with working("setting up a fresh workspace"):
+            rt = Runtime.init(base)
+            for module in CAPABILITY_REGISTRARS:
+                importlib.import_module(module).register(rt)
+        steps: list[dict[str, str]] = []
+        section = ""
 
         def say(text: str) -> None:
-            nonlocal step
-            step += 1
-            console.print(f"[bold cyan]{step:>2}.[/bold cyan] {text}", highlight=False)
+            steps.append({"section": section, "text": text})
+            if not as_json:
+                console.print(f"[bold cyan]{len(steps):>2}.[/bold cyan] {escape(text)}")
 
-        console.rule("[bold]The governed kernel")
-        kernel_demo(rt, say)
-        for title, module in CAPABILITY_DEMOS:
-            console.rule(f"[bold]{title}")
-            importlib.import_module(module).run_demo(rt, say)
+        for number, (title, module) in enumerate(sections, start=1):
+            section = title
+            if not as_json:
+                console.rule(f"[bold]{title}")
+            with working(f"[{number}/{len(sections)}] {title}"):
+                if module:
+                    importlib.import_module(module).run_demo(rt, say)
+                else:
+                    kernel_demo(rt, say)
         rt.close()
-        console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`")
+        if as_json:
+            print_json({"workspace": str(base), "steps": steps})
+        else:
+            console.print(f"\nworkspace kept at {base}: try `ouro log --home {base}`",
+                          markup=False)

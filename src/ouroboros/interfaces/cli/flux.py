@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
 
@@ -27,25 +27,26 @@ from ouroboros.capabilities.flux.isa import (
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import RunResult
 from ouroboros.capabilities.flux.vm import run as run_reference
-from ouroboros.interfaces.cli.output import err_console
+from ouroboros.interfaces.cli.errors import CliError
+from ouroboros.interfaces.cli.inputs import read_bytes, writable_parent
+from ouroboros.interfaces.cli.main import OuroGroup
+from ouroboros.interfaces.cli.output import JsonOption, err_console
 
-app = typer.Typer(help="FLUX bytecode VM: assemble, verify, run and evolve programs.",
-                  no_args_is_help=True)
+app = typer.Typer(cls=OuroGroup, no_args_is_help=True,
+                  help="FLUX bytecode VM: assemble, verify, run and evolve programs.")
 err = err_console
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples" / "flux"
+#: A FLUX image or source larger than this is refused (programs are a few KiB).
+MAX_PROGRAM_BYTES = 4 << 20
 
 
-def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
+def fail(message: str, code: int, hint: str = "") -> NoReturn:
+    raise CliError(message, hint, exit_code=code)
 
 
 def load_image(path: Path) -> Image:
     """A FLUX image from assembly text, a binary image, or an image in hex."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}", 2)
+    data = read_bytes(path, "program", max_bytes=MAX_PROGRAM_BYTES)
     try:
         if data.startswith(MAGIC):
             return Image.from_bytes(data)
@@ -55,37 +56,53 @@ def load_image(path: Path) -> Image:
         return assemble(text)
     except AssemblyError as exc:
         fail(f"{path}:{exc.line}: {exc.reason}", 1)
-    except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        fail(f"{path} is neither a FLUX image nor UTF-8 assembly (bad byte at offset "
+             f"{exc.start})", 1)
+    except (DecodeError, ValueError, RecursionError) as exc:
         fail(f"{path}: {exc}", 1)
+    except LookupError as exc:  # the assembler indexes past a line like "," (a bug there)
+        fail(f"{path}: not FLUX assembly ({type(exc).__name__}: {exc})", 1)
 
 
 @app.command("asm")
 def asm_command(
-    file: Path = typer.Argument(..., help="assembly source (.fasm)"),
-    output: Path | None = typer.Option(None, "-o", "--output", help="write the binary image here"),
+    file: Path = typer.Argument(..., help="Assembly source (.fasm)."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="Write the binary image here."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Assemble FILE: the image in hex on stdout, or the binary image with -o."""
     image = load_image(file)
     if output is None:
-        typer.echo(image.to_hex())
+        typer.echo(json.dumps({"hex": image.to_hex()}) if as_json else image.to_hex())
+        return
+    writable_parent(output, "--output")
+    try:
+        output.write_bytes(image.to_bytes())
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}", 2)
+    if as_json:
+        typer.echo(json.dumps({"output": str(output), "bytes": len(image.to_bytes())}))
     else:
-        try:
-            output.write_bytes(image.to_bytes())
-        except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror}", 2)
-        err.print(f"wrote {len(image.to_bytes())} bytes to {output}")
+        err.print(f"wrote {len(image.to_bytes())} bytes to {output}", markup=False)
 
 
 @app.command("disasm")
-def disasm_command(file: Path = typer.Argument(..., help="image (binary or hex) or assembly")) -> None:
+def disasm_command(file: Path = typer.Argument(..., help="Image (binary or hex) or assembly."),
+                   as_json: bool = JsonOption) -> None:
     """Print the canonical assembly of FILE."""
-    typer.echo(disassemble(load_image(file)), nl=False)
+    text = disassemble(load_image(file))
+    if as_json:
+        typer.echo(json.dumps({"assembly": text}))
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command("verify")
 def verify_command(
-    file: Path = typer.Argument(...),
-    as_json: bool = typer.Option(False, "--json"),
+    file: Path = typer.Argument(..., help="Program: assembly, binary image or hex."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Check FILE against the verifier rules: exit 0 if valid, 1 listing every reason."""
     verdict = verify(load_image(file))
@@ -102,13 +119,25 @@ def verify_command(
 
 
 def parse_inputs(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if any(len(part) > 24 for part in parts):
+        fail("--input values must fit in 64 bits (signed)", 2)
     try:
-        values = [int(part, 0) for part in text.split(",") if part.strip()]
+        values = [int(part, 0) for part in parts]
     except ValueError:
-        fail(f"--input must be comma-separated integers, got {text!r}", 2)
+        fail(f"--input must be comma-separated integers, got {text[:60]!r}", 2)
     if any(not INT64_MIN <= v <= INT64_MAX for v in values):
         fail("--input values must fit in 64 bits (signed)", 2)
     return values
+
+
+def inputs_read(image: Image) -> int:
+    """How many inputs a program reads: one more than its highest SENSE channel."""
+    from ouroboros.capabilities.flux.isa import Opcode
+    from ouroboros.capabilities.flux.program import Program
+
+    channels = [i.args[0] for i in Program.from_image(image).instrs if i.op is Opcode.SENSE]
+    return max(channels) + 1 if channels else 0
 
 
 def execute(image: Image, inputs: list[int], fuel: int, engine: str) -> RunResult:
@@ -128,17 +157,24 @@ def execute(image: Image, inputs: list[int], fuel: int, engine: str) -> RunResul
 
 @app.command("run")
 def run_command(
-    file: Path = typer.Argument(...),
-    inputs: str = typer.Option("", "--input", help="comma-separated inputs, e.g. 3,4"),
-    fuel: int = typer.Option(DEFAULT_FUEL, "--fuel", min=1, help="cycle budget"),
-    engine: str = typer.Option("auto", "--engine",
-                               help="auto | reference | fast | wasm (auto: wasm if verified)"),
-    as_json: bool = typer.Option(False, "--json"),
+    file: Path = typer.Argument(..., help="Program: assembly, binary image or hex."),
+    inputs: str = typer.Option("", "--input", metavar="N,..",
+                               help="Comma-separated integer inputs, e.g. 3,4."),
+    fuel: int = typer.Option(DEFAULT_FUEL, "--fuel", min=1, help="Cycle budget."),
+    engine: Literal["auto", "reference", "fast", "wasm"] = typer.Option(
+        "auto", "--engine", help="auto: wasm when the program verifies, else reference."),
+    pad: bool = typer.Option(False, "--pad-inputs",
+                             help="Let missing inputs read as 0 instead of refusing."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Run FILE on the inputs; exit 1 if the run trapped (the trap is in the result)."""
-    if engine not in ("auto", "reference", "fast", "wasm"):
-        fail(f"unknown engine {engine!r}: use auto, reference, fast or wasm", 2)
-    result = execute(load_image(file), parse_inputs(inputs), fuel, engine)
+    image = load_image(file)
+    values = parse_inputs(inputs)
+    needed = inputs_read(image)
+    if len(values) < needed and not pad:
+        fail(f"{file.name} reads {needed} input(s) (SENSE 0..{needed - 1}) but --input gave "
+             f"{len(values)}", 2, "give every input, or --pad-inputs to read missing ones as 0")
+    result = execute(image, values, fuel, engine)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
     else:
@@ -149,31 +185,42 @@ def run_command(
 
 @app.command("evolve")
 def evolve_command(
-    file: Path = typer.Argument(...),
-    tests: Path = typer.Option(..., "--tests", help='JSON list of {"input": [...], "output": [...]}'),
-    generations: int = typer.Option(200, "--generations", min=1),
-    seed: int = typer.Option(0, "--seed"),
-    output: Path | None = typer.Option(None, "-o", "--output", help="best program (.fasm)"),
-    population: int = typer.Option(16, "--population", min=1, help="candidates per generation"),
-    workers: int = typer.Option(2, "--workers", min=1, help="processes evaluating candidates"),
-    trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0),
-    target: str | None = typer.Option(None, "--target", help="ledger target (flux/programs/NAME)"),
-    home: Path | None = typer.Option(None, "--home", envvar="OURO_HOME",
-                                     help="workspace (default: ./.ouro)"),
-    submit: bool = typer.Option(True, "--submit/--no-submit", help="submit the winner as a patch"),
-    as_json: bool = typer.Option(False, "--json"),
+    file: Path = typer.Argument(..., help="Program to improve: assembly, image or hex."),
+    tests: Path = typer.Option(..., "--tests", metavar="FILE",
+                               help='JSON list of {"input": [...], "output": [...]}.'),
+    generations: int = typer.Option(200, "--generations", min=1, max=1_000_000,
+                                    help="Generations to run."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same run)."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="Best program (.fasm); default FILE.best.fasm "
+                                            "beside FILE."),
+    population: int = typer.Option(16, "--population", min=1, max=100_000,
+                                   help="Candidates per generation."),
+    workers: int = typer.Option(2, "--workers", min=1, max=256,
+                                help="Processes evaluating candidates."),
+    trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0,
+                                help="Trust in the evolver, 0..1: it scales fitness, and "
+                                     "below the policy's minimum (0.5) evolution is refused."),
+    target: str | None = typer.Option(None, "--target", metavar="TARGET",
+                                      help="Ledger target (default: flux/programs/NAME)."),
+    home: Path | None = typer.Option(None, "--home", envvar="OURO_HOME", metavar="DIR",
+                                     help="Workspace (default: $OURO_HOME, else ./.ouro)."),
+    submit: bool = typer.Option(True, "--submit/--no-submit",
+                                help="Submit the winner as a bytecode patch."),
+    plot: bool = typer.Option(True, "--plot/--no-plot",
+                              help="Draw the trend plot (FILE.best.trend.png)."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Evolve FILE against TESTS; write the best program, a trend plot, and submit it."""
     from ouroboros.interfaces.cli.flux_evolve import EvolveRequest, evolve
 
     best_path = output or file.with_name(file.stem + ".best.fasm")
-    if not best_path.parent.is_dir():
-        fail(f"cannot write {best_path}: no directory {best_path.parent}", 2)
+    writable_parent(best_path, "--output")
     request = EvolveRequest(
         source=file, tests=tests, generations=generations, seed=seed,
         output=best_path, population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
-        home=home, submit=submit, quiet=as_json,
+        home=home, submit=submit, quiet=as_json, plot=plot,
     )
     summary, code = evolve(request, load_image, fail, err)
     if as_json:

@@ -8,15 +8,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ouroboros.capabilities.evolve.engine import EvolutionPolicy, EvolutionRecord, Evolver
+from ouroboros.capabilities.evolve.engine import (
+    EvolutionPolicy,
+    EvolutionRecord,
+    Evolver,
+    TrustGateClosed,
+)
 from ouroboros.capabilities.flux import governance
 from ouroboros.capabilities.flux.asm import assemble, disassemble
 from ouroboros.capabilities.flux.fitness import FluxProblem, TestsFileError, parse_tests, score
 from ouroboros.capabilities.flux.isa import Image
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
+from ouroboros.interfaces.cli.inputs import read_text
+from ouroboros.interfaces.cli.output import progress_bar
 from ouroboros.kernel import Runtime, WorkspaceMissing
 from ouroboros.kernel.workspace import resolve_home
 
@@ -38,6 +44,7 @@ class EvolveRequest:
     home: Path | None
     submit: bool
     quiet: bool
+    plot: bool = True
 
 
 def open_runtime(home: Path | None, fail: Fail) -> Runtime:
@@ -51,41 +58,60 @@ def open_runtime(home: Path | None, fail: Fail) -> Runtime:
     return rt
 
 
-def plot_trend(history: list[EvolutionRecord], initial: float, path: Path) -> None:
-    """Fitness kept per generation, best so far, and the accepted generations."""
-    import matplotlib
+def plot_trend(history: list[EvolutionRecord], initial: float, path: Path, *,
+               title: str, cycles_at_fitness: float) -> Any:
+    """Cycles per result per generation: the kept program and the best so far, accepted
+    generations as dots, and the plateau (no improvement since) shaded and labelled.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``cycles_at_fitness`` converts fitness back to cycles (fitness = confidence x trust /
+    cycles, so cycles = confidence x trust / fitness for programs as correct as the start).
+    """
+    # The object API, not pyplot: it imports a fraction of matplotlib and no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def cycles(fitness: float) -> float:
+        return cycles_at_fitness / fitness if fitness > 0 else float("nan")
 
     generations = [0] + [r.generation for r in history]
     kept = [initial] + [r.kept_fitness for r in history]
-    best, running = [], initial
-    for value in kept:
-        running = max(running, value)
+    best, running, improved_at = [], initial, 0
+    for generation, value in zip(generations, kept, strict=True):
+        if value > running:
+            running, improved_at = value, generation
         best.append(running)
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.plot(generations, kept, label="kept fitness", linewidth=1)
-    axes.plot(generations, best, label="best so far", linewidth=2)
+    figure = Figure(figsize=(7.5, 3.8))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(generations, [cycles(v) for v in kept], label="kept program", linewidth=1,
+              color="tab:blue", alpha=0.6)
+    axes.plot(generations, [cycles(v) for v in best], label="best so far", linewidth=2,
+              color="tab:orange")
     accepted = [r for r in history if r.accepted]
-    axes.scatter([r.generation for r in accepted], [r.fitness_after for r in accepted],
-                 s=8, label="accepted", color="tab:green")
+    axes.scatter([r.generation for r in accepted], [cycles(r.fitness_after) for r in accepted],
+                 s=10, label="accepted mutation", color="tab:green", zorder=3)
+    last = generations[-1]
+    if last - improved_at >= max(5, last // 10):
+        axes.axvspan(improved_at, last, color="0.9", zorder=0)
+        axes.text((improved_at + last) / 2, cycles(best[-1]),
+                  f"plateau since generation {improved_at}\n({cycles(best[-1]):g} cycles)",
+                  ha="center", va="bottom", fontsize=8, color="0.3")
+    axes.set_title(title)
     axes.set_xlabel("generation")
-    axes.set_ylabel("fitness = confidence x trust / cycles")
-    axes.legend(loc="lower right")
+    axes.set_ylabel("cycles per result (lower is better)")
+    axes.set_xlim(0, max(1, last))
+    axes.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure  # for tests: its axes say what a reader sees
 
 
 def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fail,
            err: Console) -> tuple[dict[str, Any], int]:
     image = load_image(request.source)
     try:
-        cases = parse_tests(request.tests.read_text())
-    except OSError as exc:
-        fail(f"cannot read {request.tests}: {exc.strerror}", 2)
-    except TestsFileError as exc:
+        cases = parse_tests(read_text(request.tests, "tests file"))
+    except (TestsFileError, ValueError, RecursionError) as exc:
         fail(f"{request.tests}: {exc}", 2)
     verdict = verify(image)
     if not verdict.ok:
@@ -101,23 +127,35 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
                 **record.to_json(), "size": genome.size, "seed": request.seed})
 
     policy = EvolutionPolicy(population=request.population)
+    if request.trust < policy.min_trust:
+        fail(f"trust {request.trust:g} is below the evolution policy's minimum "
+             f"{policy.min_trust:g}: self-modification is refused until trust is restored", 3)
+    cycles_at_fitness = before.confidence * request.trust
     with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
                  workers=request.workers, on_accept=on_accept) as evolver:
-        with Progress(TextColumn("evolving"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("best {task.fields[best]:.5f}"), TimeElapsedColumn(),
-                      console=err, disable=request.quiet) as progress:
-            task = progress.add_task("evolve", total=request.generations, best=before.fitness)
+        with progress_bar("evolving", request.generations) as progress:
+            task = progress.tasks[0].id
 
             def advance(record: EvolutionRecord) -> None:
-                progress.update(task, advance=1, best=evolver.best.fitness)
+                best_now = evolver.best.fitness
+                shown = cycles_at_fitness / best_now if best_now > 0 else float("nan")
+                progress.update(task, advance=1,
+                                description=f"evolving · best {shown:g} cycles")
 
-            best = evolver.run(request.generations, progress=advance)
+            try:
+                best = evolver.run(request.generations, progress=advance)
+            except TrustGateClosed as exc:
+                fail(str(exc), 3)
         history, evaluations, trend = evolver.history, evolver.evaluations, evolver.trend()
     after = score(best.genome, cases, trust=request.trust)
     best_image = best.genome.to_image()
     request.output.write_text(disassemble(best_image))
-    plot = request.output.with_name(request.output.stem + ".trend.png")
-    plot_trend(history, before.fitness, plot)
+    plot: Path | None = None
+    if request.plot:
+        plot = request.output.with_name(request.output.stem + ".trend.png")
+        plot_trend(history, before.fitness, plot,
+                   title=f"FLUX evolution of {request.source.name} (seed {request.seed})",
+                   cycles_at_fitness=cycles_at_fitness)
     summary: dict[str, Any] = {
         "before": {"cycles_per_result": before.cycles_per_result, "fitness": before.fitness,
                    "confidence": before.confidence},
@@ -125,12 +163,13 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
                   "confidence": after.confidence},
         "generations": request.generations, "evaluations": evaluations,
         "accepted": sum(r.accepted for r in history), "trend": trend.value,
-        "output": str(request.output), "plot": str(plot), "patch": None,
+        "output": str(request.output), "plot": str(plot) if plot else None, "patch": None,
     }
     if not request.quiet:
         err.print(f"cycles per result: {before.cycles_per_result:g} -> {after.cycles_per_result:g}"
                   f"   fitness: {before.fitness:.5f} -> {after.fitness:.5f}   trend: {trend.value}")
-        err.print(f"best program: {request.output}   trend plot: {plot}")
+        err.print(f"best program: {request.output}"
+                  + (f"   trend plot: {plot}" if plot else ""), markup=False)
     code = 0
     if rt is not None:
         value = governance.bytecode_value(best_image, cases, after, {

@@ -6,8 +6,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -15,22 +18,36 @@ from ouroboros.capabilities.improve.analysis import Finding
 from ouroboros.capabilities.improve.chat import handle_chat
 from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused
 from ouroboros.capabilities.improve.notify import Notifier
-from ouroboros.capabilities.improve.proposals import STATUSES, ProposalError, to_dict
+from ouroboros.capabilities.improve.proposals import (
+    Category,
+    ProposalError,
+    Severity,
+    to_dict,
+)
 from ouroboros.capabilities.improve.registrar import attach, loop_of
 from ouroboros.capabilities.improve.repo import GitError
 from ouroboros.capabilities.improve.runtime_telemetry import store_for
+from ouroboros.interfaces.cli.errors import CliError
+from ouroboros.interfaces.cli.inputs import read_text
+from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
     console,
-    err_console,
     open_runtime,
     print_json,
+    working,
 )
 from ouroboros.kernel import Runtime
 
-app = typer.Typer(help="Improvement proposals: git-tracked, gated, human-approved.",
-                  no_args_is_help=True)
+app = typer.Typer(cls=OuroGroup, no_args_is_help=True,
+                  help="Improvement proposals: git-tracked, gated, human-approved.")
+
+StatusName = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed",
+                     "reverted"]
+IdArgument = typer.Argument(..., metavar="ID", help="Proposal id (from `ouro proposals "
+                            "list`; not the patch hash).")
+ReviewerOption = typer.Option("human", "--reviewer", help="Who decides (kept in the log).")
 
 STATUS_STYLE = {"pending": "yellow", "approved": "cyan", "implemented": "green",
                 "rejected": "red", "blocked": "red", "failed": "red", "reverted": "magenta"}
@@ -75,10 +92,8 @@ def _loop(home: Path | None) -> Iterator[ImproveLoop]:
             _fail(str(e), "check the target repository under <home>/improve/target", 1)
 
 
-def _fail(message: str, hint: str, code: int) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    err_console.print(f"  hint: {hint}", highlight=False)
-    raise typer.Exit(code)
+def _fail(message: str, hint: str, code: int) -> NoReturn:
+    raise CliError(message, hint, exit_code=code)
 
 
 def _report(outcome: Outcome, as_json: bool) -> None:
@@ -87,39 +102,47 @@ def _report(outcome: Outcome, as_json: bool) -> None:
         print_json({**to_dict(p), "message": outcome.message})
     else:
         style = STATUS_STYLE.get(p.status, "white")
-        console.print(f"proposal {p.id} is [{style}]{p.status}[/{style}]: {outcome.message}",
-                      highlight=False)
+        console.print(f"proposal {p.id} is [{style}]{p.status}[/{style}]: "
+                      f"{escape(outcome.message)}")
     raise typer.Exit(EXIT_FOR_STATUS.get(p.status, 0))
 
 
 @app.command("list")
 def list_cmd(
-    status: str = typer.Option("pending", "--status", help=f"One of {', '.join(STATUSES)}."),
+    status: StatusName = typer.Option("pending", "--status", help="Proposals in this status."),
     show_all: bool = typer.Option(False, "--all", help="Every proposal, whatever its status."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the ids, one per line "
+                               "(e.g. `ouro proposals show $(ouro proposals list -q | head -1)`)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List proposals (pending ones by default)."""
-    if status not in STATUSES:
-        _fail(f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}", 2)
     with _loop(home) as loop:
         items = loop.proposals(None if show_all else status)
     if as_json:
         print_json([{k: v for k, v in to_dict(p).items() if k != "diff"} for p in items])
         return
+    if quiet:
+        for p in items:
+            typer.echo(p.id)
+        return
     if not items:
         console.print(f"no {'' if show_all else status + ' '}proposals")
         return
-    table = Table("ID", "Created", "Status", "Severity", "Category", "Title")
+    table = Table("ID", "Created (UTC)", "Status", "Kind", "Title", box=box.SIMPLE_HEAD)
+    for column in table.columns[:4]:
+        column.no_wrap = True
     for p in items:
         style = STATUS_STYLE.get(p.status, "white")
         table.add_row(p.id, f"{p.created:%Y-%m-%d %H:%M}", f"[{style}]{p.status}[/{style}]",
-                      p.severity, p.category, p.title)
+                      f"{p.severity} {p.category}", escape(p.title))
     console.print(table)
+    console.print("act on one with `ouro proposals show|approve|reject ID` (the proposal id, "
+                  "not the kernel patch hash)", markup=False)
 
 
 @app.command("show")
-def show_cmd(ident: str = typer.Argument(..., metavar="ID"), home: Path | None = HomeOption,
+def show_cmd(ident: str = IdArgument, home: Path | None = HomeOption,
              as_json: bool = JsonOption) -> None:
     """Show one proposal: its evidence, diff, review and implementation log."""
     with _loop(home) as loop:
@@ -128,31 +151,35 @@ def show_cmd(ident: str = typer.Argument(..., metavar="ID"), home: Path | None =
     if as_json:
         print_json(to_dict(p))
         return
-    console.print(f"[bold]{p.title}[/bold]  ({p.id}, {p.status}, {p.severity} {p.category})",
-                  highlight=False)
-    console.print(f"file: {path}\nbranch: {p.branch} from {p.base_commit[:12]}", highlight=False)
-    console.print(f"\n{p.problem}\n", highlight=False)
+    console.print(f"[bold]{escape(p.title)}[/bold]  ({p.id}, {p.status}, {p.severity} "
+                  f"{p.category})")
+    console.print(f"file: {path}\nbranch: {p.branch} from {p.base_commit[:12]}", markup=False)
+    if p.patch_hash:
+        console.print(f"kernel patch: {p.patch_hash[:19]}… (the same change as the kernel sees "
+                      f"it; decide with `ouro proposals approve|reject {p.id}`, which also "
+                      "merges or deletes the branch)", markup=False)
+    console.print(f"\n{p.problem}\n", markup=False)
     for line in p.evidence[:8]:
-        console.print(f"  - {line}", highlight=False)
+        console.print(f"  - {line}", markup=False)
     console.print(Syntax(p.diff, "diff", theme="ansi_dark"))
     if p.review:
         console.print(f"review: {p.review.decision} by {p.review.reviewer}"
-                      + (f": {p.review.notes}" if p.review.notes else ""), highlight=False)
+                      + (f": {p.review.notes}" if p.review.notes else ""), markup=False)
     for line in p.log:
-        console.print(f"log: {line}", highlight=False)
+        console.print(f"log: {line}", markup=False)
 
 
 @app.command("new")
 def new_cmd(
-    diff_file: Path = typer.Option(..., "--diff", help="Unified diff against the target's main "
-                                   "(- for stdin)."),
-    title: str = typer.Option(..., "--title"),
-    category: str = typer.Option("bugfix", "--category", help="bugfix|optimization|enhancement"),
-    severity: str = typer.Option("medium", "--severity", help="critical|high|medium|low"),
-    problem: str = typer.Option("-", "--problem"),
-    root_cause: str = typer.Option("-", "--root-cause"),
-    solution: str = typer.Option("-", "--solution"),
-    risk: str = typer.Option("-", "--risk"),
+    diff_file: Path = typer.Option(..., "--diff", metavar="FILE",
+                                   help="Unified diff against the target's main (- for stdin)."),
+    title: str = typer.Option(..., "--title", help="One line: what the change does."),
+    category: Category = typer.Option("bugfix", "--category", help="Kind of change."),
+    severity: Severity = typer.Option("medium", "--severity", help="How urgent."),
+    problem: str = typer.Option("-", "--problem", help="What is wrong (markdown)."),
+    root_cause: str = typer.Option("-", "--root-cause", help="Why it happens."),
+    solution: str = typer.Option("-", "--solution", help="What the diff does about it."),
+    risk: str = typer.Option("-", "--risk", help="What could go wrong."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -160,11 +187,7 @@ def new_cmd(
     from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
     from ouroboros.capabilities.improve.planner import Draft
 
-    try:
-        text = (typer.get_text_stream("stdin").read() if str(diff_file) == "-"
-                else diff_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        _fail(f"cannot read the diff {diff_file}: {e}", "give a readable unified diff file", 2)
+    text = read_text(diff_file, "diff file")
     try:
         files = tuple(dict.fromkeys(c.path for c in parse_diff(text)))
     except DiffError as e:
@@ -173,7 +196,7 @@ def new_cmd(
                   severity=severity, problem=problem, evidence=("proposed by hand",),
                   root_cause=root_cause, solution=solution, diff=text, affected_files=files,
                   risk=risk)
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("validating the proposal on a branch"):
         outcome = loop.propose(draft)
     if outcome is None:
         _fail("an open proposal with the same title and files exists", "see `ouro proposals list`", 2)
@@ -182,20 +205,21 @@ def new_cmd(
 
 
 @app.command("approve")
-def approve_cmd(ident: str = typer.Argument(..., metavar="ID"),
-                reviewer: str = typer.Option("human", "--reviewer"),
-                notes: str = typer.Option("", "--notes"),
+def approve_cmd(ident: str = IdArgument,
+                reviewer: str = ReviewerOption,
+                notes: str = typer.Option("", "--notes", help="Review notes (kept in the "
+                                          "proposal file)."),
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Approve a pending proposal: the kernel re-runs its gates, then merges it into main."""
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("re-running the gates and merging"):
         outcome = loop.approve(ident, reviewer=reviewer, notes=notes)
     _report(outcome, as_json)
 
 
 @app.command("reject")
-def reject_cmd(ident: str = typer.Argument(..., metavar="ID"),
+def reject_cmd(ident: str = IdArgument,
                reason: str = typer.Option(..., "--reason", help="Why (required)."),
-               reviewer: str = typer.Option("human", "--reviewer"),
+               reviewer: str = ReviewerOption,
                home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Reject a pending proposal with a reason; its branch is deleted."""
     with _loop(home) as loop:
@@ -204,10 +228,10 @@ def reject_cmd(ident: str = typer.Argument(..., metavar="ID"),
 
 
 @app.command("apply")
-def apply_cmd(ident: str = typer.Argument(..., metavar="ID"), home: Path | None = HomeOption,
+def apply_cmd(ident: str = IdArgument, home: Path | None = HomeOption,
               as_json: bool = JsonOption) -> None:
     """Merge an approved proposal whose merge was deferred (e.g. while halted)."""
-    with _loop(home) as loop:
+    with _loop(home) as loop, working("merging"):
         outcome = loop.apply(ident)
     _report(outcome, as_json)
 
@@ -222,7 +246,7 @@ def tick_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
                      "current": c.current, "calls": c.calls} for c in checks])
         return
     for c in checks:
-        console.print(f"{c.proposal_id}: {c.verdict} ({c.describe()})", highlight=False)
+        console.print(f"{c.proposal_id}: {c.verdict} ({c.describe()})", markup=False)
     if not checks:
         console.print("no merged proposal is being monitored")
 
@@ -235,27 +259,53 @@ def status_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     if as_json:
         print_json(state)
         return
-    for key, value in state.items():
-        console.print(f"{key}: {value}", highlight=False)
+    for line in status_lines(state):
+        console.print(line, markup=False)
+
+
+def status_lines(state: dict[str, Any]) -> list[str]:
+    """``proposals status`` in words: no Python reprs of None, lists or dicts."""
+    def when(value: Any) -> str:
+        return str(value).replace("T", " ") if value else "no"
+
+    paused = state.get("category_paused_until") or {}
+    monitoring = state.get("monitoring") or []
+    return [
+        f"halted: {'yes: ' + str(state.get('halt_reason') or '') if state.get('halted') else 'no'}",
+        f"consecutive rejections: {state.get('consecutive_rejections', 0)}",
+        f"analysis paused until: {when(state.get('analysis_paused_until'))}",
+        "categories paused: " + (", ".join(f"{c} until {when(u)}" for c, u in
+                                           sorted(paused.items())) or "none"),
+        "monitoring: " + (", ".join(str(m) for m in monitoring) or "nothing"),
+        f"pending proposals: {state.get('pending', 0)}",
+    ]
 
 
 @app.command("reset")
-def reset_cmd(by: str = typer.Option("human", "--by"), home: Path | None = HomeOption) -> None:
+def reset_cmd(by: str = typer.Option("human", "--by", help="Who resets (kept in the log)."),
+              home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Reset the circuit breakers after a human looked at what tripped them."""
     with _loop(home) as loop:
         loop.reset(by)
-    console.print("breakers reset; proposals resume")
+    if as_json:
+        print_json({"reset": True, "by": by})
+    else:
+        console.print("breakers reset; proposals resume")
 
 
 @app.command("chat")
 def chat_cmd(message: str = typer.Argument(..., help="e.g. 'proposals approve a1b2'"),
-             user: str = typer.Option("chat", "--user"), home: Path | None = HomeOption) -> None:
+             user: str = typer.Option("chat", "--user", help="Who speaks (the reviewer)."),
+             home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Run a chat command exactly as a chat bot would (``proposals list`` …)."""
     with _loop(home) as loop:
         reply = handle_chat(message, loop, user=user)
     if reply is None:
-        _fail(f"not a proposals command: {message!r}", "start with `proposals`", 2)
-    console.print(reply, highlight=False)
+        _fail(f"not a proposals command: {message[:80]!r}", "start with `proposals`", 2)
+    if as_json:
+        print_json({"reply": reply})
+    else:
+        console.print(reply, markup=False)
 
 
 # -- demo -----------------------------------------------------------------------------

@@ -13,12 +13,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, err_console, print_json
 from ouroboros.interfaces.http.tokens import TokenStore
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.workspace import Workspace, resolve_home
 
-token_app = typer.Typer(help="Bearer tokens for `ouro serve` (stored as hashes only).",
+token_app = typer.Typer(cls=OuroGroup, help="Bearer tokens for `ouro serve` (stored as hashes only).",
                         no_args_is_help=True)
 
 
@@ -134,5 +135,6 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
+    """Mount on a bare Typer app (main.py mounts `token` lazily and `serve` eagerly)."""
     app.add_typer(token_app, name="token")
     app.command("serve")(serve)

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,29 @@ from ouroboros.capabilities.improve.collectors import IngestReport, ingest
 from ouroboros.capabilities.improve.events import EVENT_TYPES, parse_timestamp
 from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
 from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+from ouroboros.interfaces.cli.errors import CliError, usage
+from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
     console,
     open_runtime,
     print_json,
+    progress_bar,
+    working,
 )
-from ouroboros.kernel import Runtime, UsageError
+from ouroboros.kernel import Runtime, UsageError, WorkspaceMissing
 from ouroboros.kernel.workspace import Workspace, resolve_home
 
 app = typer.Typer(
-    help="Sanitized telemetry and its analysis (the EvalAgent).", no_args_is_help=True
+    cls=OuroGroup, help="Sanitized telemetry and its analysis (the EvalAgent).",
+    no_args_is_help=True,
 )
+
+#: Bounds that keep a typo from asking for centuries of data or an endless window.
+MAX_WINDOW_HOURS = 24 * 366
+MAX_DAYS = 3650
+MAX_GENERATED_EVENTS = 20_000_000
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 FAULTS = (
@@ -43,10 +54,16 @@ FAULTS = (
     "corrections",
     "leaked-secrets",
 )
+FaultName = StrEnum("FaultName", {name.replace("-", "_"): name for name in FAULTS})  # type: ignore[misc]
 
 
 def _store(home: Path | None) -> TelemetryStore:
-    workspace = Workspace.load(resolve_home(home))  # raises WorkspaceMissing with the fix
+    where = resolve_home(home)
+    try:
+        workspace = Workspace.load(where)  # raises WorkspaceMissing with the fix
+    except OSError as e:
+        raise WorkspaceMissing(f"no Ouroboros workspace at {where}: {e.strerror}",
+                               "run `ouro init` or pass --home / set OURO_HOME") from None
     return TelemetryStore(workspace.home)
 
 
@@ -54,11 +71,14 @@ def _parse_now(now: str | None) -> datetime | None:
     if now is None:
         return None
     try:
-        return parse_timestamp(now)
-    except ValueError:
+        moment = parse_timestamp(now)
+    except (ValueError, OverflowError):
         raise UsageError(
-            f"--now {now!r} is not an ISO 8601 time", "e.g. --now 2026-01-10T02:00:00Z"
+            f"--now {now[:40]!r} is not an ISO 8601 time", "e.g. --now 2026-01-10T02:00:00Z"
         ) from None
+    if not 1971 <= moment.year <= 9000:
+        raise UsageError(f"--now {now[:40]!r} is outside the years 1971 to 9000")
+    return moment
 
 
 def print_ingest(report: IngestReport, *, limit: int = 20) -> None:
@@ -85,13 +105,40 @@ def ingest_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Sanitize and store events; malformed lines are counted and reported, never stored."""
-    report = ingest(files, _store(home))
+    for path in files:  # every file checked before any event is stored
+        if not path.exists():
+            raise CliError(f"{path} does not exist", "check the path", code="not_found")
+        if not path.is_file():
+            raise usage(f"{path} is not a regular file", "give JSONL or OTLP/JSON files")
+    store = _store(home)
+    report = _ingest_with_progress(files, store)
     if as_json:
         print_json(report.as_dict())
     else:
         print_ingest(report)
     if report.unreadable:
         raise typer.Exit(1)
+
+
+def _ingest_with_progress(files: list[Path], store: TelemetryStore) -> IngestReport:
+    """``ingest`` under a bar counted in records; the total is estimated from the files'
+    sizes and the mean line length of their first 64 KiB."""
+    total_bytes, sample_bytes, sample_lines = 0, 0, 0
+    for path in files:
+        try:
+            total_bytes += path.stat().st_size
+            with path.open("rb") as handle:
+                head = handle.read(65536)
+        except OSError:
+            continue  # ingest reports the file as unreadable; the estimate skips it
+        sample_bytes += len(head)
+        sample_lines += head.count(b"\n")
+    estimate = total_bytes / (sample_bytes / sample_lines) if sample_lines else None
+    with progress_bar("ingesting", estimate, unit="records") as progress:
+        task = progress.tasks[0].id
+        report = ingest(files, store,
+                        progress=lambda done: progress.update(task, completed=done))
+    return report
 
 
 @app.command("collect")
@@ -160,9 +207,11 @@ def print_findings(found: list[Finding]) -> None:
 def eval_cmd(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
-    now: str | None = typer.Option(None, "--now", help="Evaluate as of this time (default: now)."),
+    now: str | None = typer.Option(None, "--now", metavar="TIME",
+                                   help="Evaluate as of this ISO 8601 time (default: now)."),
     window_hours: float = typer.Option(
-        24.0, "--window-hours", min=1.0, help="Window under analysis."
+        24.0, "--window-hours", min=1.0, max=MAX_WINDOW_HOURS,
+        help="Hours of telemetry under analysis (before --now)."
     ),
     llm: bool = typer.Option(
         False, "--llm", help="Also ask the LLM analyser (OURO_LLM_* settings)."
@@ -175,26 +224,64 @@ def eval_cmd(
     store = _store(home)
     moment = _parse_now(now) or datetime.now(UTC)
     thresholds = Thresholds(window_hours=window_hours)
-    found = findings(store, moment, thresholds)
-    llm_found: list[Finding] = []
     if llm:
-        llm_found = _llm_findings(store, moment, thresholds)
+        from ouroboros.capabilities.improve.llm_analysis import LLMAnalysisError, LLMConfig
+
+        try:
+            configured = LLMConfig.from_env()
+        except LLMAnalysisError as e:
+            raise UsageError(str(e), "set OURO_LLM_TIMEOUT / OURO_LLM_BACKOFF to numbers") from e
+        if configured is None:
+            raise CliError("--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL",
+                           "set them, or drop --llm", exit_code=2)
+    found = findings(store, moment, thresholds)
+    in_window = None if found else sum(
+        1 for _ in store.events(since=moment - timedelta(hours=window_hours), until=moment))
+    llm_found: list[Finding] = []
+    llm_error: CliError | None = None
+    if llm:
+        try:
+            llm_found = _llm_findings(store, moment, thresholds)
+        except CliError as e:
+            llm_error = e  # the rule findings are still worth showing
     proposed: list[dict[str, str]] = []
     if propose:
         from ouroboros.capabilities.improve.llm_analysis import is_verified
 
         # an LLM finding the rules cannot reproduce is shown, never proposed or alerted
-        proposed = _propose(home, found + [f for f in llm_found if is_verified(f)])
+        candidates = found + [f for f in llm_found if is_verified(f)]
+        with working(f"proposing fixes for {len(candidates)} finding(s)"):
+            proposed = _propose(home, candidates)
     if as_json:
         report: dict[str, Any] = {"now": moment.isoformat(),
                                   "findings": [finding_dict(f) for f in found + llm_found]}
+        if in_window is not None:
+            report["events_in_window"] = in_window
         if propose:
             report["proposals"] = proposed
+        if llm_error is not None:
+            report["llm_error"] = {"message": llm_error.message, "hint": llm_error.hint}
         print_json(report)
-        return
-    print_findings(found + llm_found)
-    for p in proposed:
-        console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — {p['message']}")
+    else:
+        if in_window == 0:
+            console.print(f"no events in the {window_hours:g} h window ending "
+                          f"{moment:%Y-%m-%d %H:%M} UTC: nothing to analyse",
+                          style="yellow", markup=False)
+            console.print("  ingest telemetry with `ouro telemetry ingest FILE`, or evaluate "
+                          "another time with --now", markup=False)
+        else:
+            print_findings(found + llm_found)
+        for p in proposed:
+            console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — "
+                          f"{p['message']}", markup=False)
+        if found and not propose:
+            console.print("turn these into proposals with `ouro telemetry eval --propose`",
+                          markup=False)
+    if llm_error is not None:
+        if not as_json:
+            console.print(f"LLM analysis failed: {llm_error.message}", style="red",
+                          markup=False)
+        raise typer.Exit(1)
 
 
 def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
@@ -220,8 +307,9 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     except LLMAnalysisError as e:
         raise UsageError(str(e), "set OURO_LLM_TIMEOUT / OURO_LLM_BACKOFF to numbers") from e
     if config is None:
-        raise UsageError(
-            "--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL", "set them, or drop --llm"
+        raise CliError(
+            "--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL", "set them, or drop --llm",
+            exit_code=2,
         )
     since = (
         moment - timedelta(hours=thresholds.window_hours) - timedelta(days=thresholds.baseline_days)
@@ -230,8 +318,8 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     try:
         return LLMAnalyser(config).analyse_aggregate(agg, agg.findings())
     except LLMAnalysisError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
+        raise CliError(str(e), "check OURO_LLM_BASE_URL / OURO_LLM_MODEL", exit_code=1,
+                       code="failure") from None
 
 
 def faults_for(names: list[str], now: datetime) -> list[synthetic.Fault]:
@@ -257,24 +345,44 @@ def generate_cmd(
     out: Path = typer.Argument(
         ..., help="JSONL file to write (raw, unsanitized, like real input)."
     ),
-    days: float = typer.Option(8.0, "--days", min=0.01),
-    rate: float = typer.Option(600.0, "--rate", min=1.0, help="Events per hour."),
-    seed: int = typer.Option(0, "--seed"),
-    fault: list[str] = typer.Option([], "--fault", help=f"Inject a fault: {', '.join(FAULTS)}."),
+    days: float = typer.Option(8.0, "--days", min=0.01, max=MAX_DAYS,
+                               help="Days of telemetry, ending at --now."),
+    rate: float = typer.Option(600.0, "--rate", min=1.0, max=1_000_000.0,
+                               help="Events per hour."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same file)."),
+    fault: list[FaultName] = typer.Option([], "--fault", metavar="FAULT",
+                                          help=f"Inject a fault (repeatable): "
+                                               f"{', '.join(FAULTS)}."),
     now: str | None = typer.Option(
-        None, "--now", help="End of the generated period (default: now)."
+        None, "--now", metavar="TIME", help="End of the generated period (default: now)."
     ),
     as_json: bool = JsonOption,
 ) -> None:
     """Write seeded synthetic telemetry with injected faults (for demos and tests)."""
+    from ouroboros.interfaces.cli.inputs import writable_parent
+
+    if days * 24 * rate > MAX_GENERATED_EVENTS:
+        raise usage(f"--days {days:g} at --rate {rate:g} is {days * 24 * rate:,.0f} events; "
+                    f"the limit is {MAX_GENERATED_EVENTS:,}")
+    writable_parent(out, "output file")
     end = _parse_now(now) or datetime.now(UTC)
-    count = synthetic.write_jsonl(
-        synthetic.generate(end - timedelta(days=days), end, events_per_hour=rate,
-                           faults=faults_for(fault, end), seed=seed),
-        out,
-    )  # fmt: skip
+    total = days * 24 * rate
+    with progress_bar(f"generating {out.name}", total, unit="events") as progress:
+        task = progress.tasks[0].id
+
+        def counted(events: Any) -> Any:
+            for n, event in enumerate(events, start=1):
+                if n % 2000 == 0:
+                    progress.update(task, completed=n)
+                yield event
+
+        count = synthetic.write_jsonl(
+            counted(synthetic.generate(end - timedelta(days=days), end, events_per_hour=rate,
+                                       faults=faults_for([str(f) for f in fault], end), seed=seed)),
+            out,
+        )  # fmt: skip
     if as_json:
-        print_json({"file": str(out), "events": count, "faults": fault})
+        print_json({"file": str(out), "events": count, "faults": [str(f) for f in fault]})
     else:
         console.print(f"wrote {count} events to {out}", highlight=False)
 

@@ -7,14 +7,18 @@ Exit codes: 0 ok, 1 the tool failed or hit a limit, 2 usage (bad JSON, unknown t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ouroboros.capabilities.skills import (
     SandboxError,
@@ -25,37 +29,80 @@ from ouroboros.capabilities.skills import (
     ToolVersion,
 )
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
+from ouroboros.interfaces.cli.errors import CliError, not_found
+from ouroboros.interfaces.cli.inputs import read_bytes, require_dir
+from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
     console,
-    err_console,
     open_runtime,
     print_json,
+    working,
 )
+from ouroboros.interfaces.json_input import loads_strict
 from ouroboros.kernel import Runtime
 
-app = typer.Typer(name="tool", help="Versioned WASM tools: add, run, list, describe, test.",
-                  no_args_is_help=True)
+app = typer.Typer(name="tool", cls=OuroGroup, help="Versioned WASM tools: add, run, list, describe, test, "
+                  "search.", no_args_is_help=True)
+
+VersionOption = typer.Option(None, "--version", metavar="FINGERPRINT",
+                             help="A specific version (default: the current one).")
 
 
 def _store(home: Path | None) -> tuple[Runtime, SkillStore]:
-    rt = open_runtime(home)
+    # open_store registers the skill patch type; the other capabilities are not needed.
+    rt = open_runtime(home, capabilities=False)
     return rt, open_store(rt)
 
 
 def _fail(message: str, code: int, hint: str = "") -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    if hint:
-        err_console.print(f"  hint: {hint}", highlight=False)
-    raise typer.Exit(code)
+    raise CliError(message, hint, exit_code=code)
 
 
 def _get(store: SkillStore, tool_id: str, fingerprint: str | None = None) -> ToolVersion:
     try:
         return store.get(tool_id, fingerprint)
     except ToolNotFound as e:
-        _fail(str(e), 2)
+        raise not_found(str(e), "list tools with `ouro tool list`") from None
+
+
+#: Rough first-build times (s) when this workspace has none recorded: compiling the
+#: CPython snapshot is the slow case (docs/BENCHMARKS.md, "The CLI").
+_FIRST_BUILD_S = {"cpython": 150.0, "c": 60.0, "zig": 60.0, "rust": 30.0}
+
+
+def _build_estimate(store: SkillStore, directory: Path) -> tuple[str, float | None]:
+    """What kind of build this is and how long the last one of that kind took."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        language = str(meta.get("language", "?"))
+        runtime = str(meta.get("runtime") or ("cpython" if language == "python" else language))
+    except (OSError, ValueError, AttributeError):
+        return "?", None
+    times = _build_times(store)
+    if runtime in times:
+        return runtime, times[runtime]
+    if runtime == "cpython":
+        from ouroboros.capabilities.skills.runtimes import cpython_ready
+
+        return runtime, None if cpython_ready() else _FIRST_BUILD_S["cpython"]
+    return runtime, _FIRST_BUILD_S.get(runtime)
+
+
+def _build_times(store: SkillStore) -> dict[str, float]:
+    try:
+        data = json.loads((store.root / "build-times.json").read_text())
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _record_build_time(store: SkillStore, runtime: str, seconds: float) -> None:
+    times = _build_times(store)
+    times[runtime] = round(seconds, 1)
+    with contextlib.suppress(OSError):  # only an estimate for the next build
+        (store.root / "build-times.json").write_text(json.dumps(times, sort_keys=True) + "\n")
 
 
 def summary(v: ToolVersion) -> dict[str, Any]:
@@ -93,14 +140,21 @@ def with_status(store: SkillStore, v: ToolVersion) -> dict[str, Any]:
 @app.command("add")
 def add_cmd(
     directory: Path = typer.Argument(..., help="Tool directory: meta.json, src/, tests/."),
-    parent: str = typer.Option(None, "--parent", help="Fingerprint it derives from."),
+    parent: str = typer.Option(None, "--parent", metavar="FINGERPRINT",
+                               help="Fingerprint it derives from (default: the current "
+                                    "version)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Build a tool, run its tests (hidden ones too) and register it by a skill patch."""
+    require_dir(directory, "tool directory")
     _, store = _store(home)
+    runtime, estimate = _build_estimate(store, directory)
+    started = time.monotonic()
     try:
-        v = store.add_dir(directory, parent=parent)
+        with working(f"building and testing {directory.name} ({runtime})", estimate):
+            v = store.add_dir(directory, parent=parent)
+        _record_build_time(store, runtime, time.monotonic() - started)
     except ToolRejected as e:
         if as_json:
             print_json({"status": "rejected", "reason": e.reason, "detail": e.detail})
@@ -124,23 +178,22 @@ def add_cmd(
 @app.command("run")
 def run_cmd(
     tool_id: str = typer.Argument(..., help="Tool id."),
-    input_json: str = typer.Option(None, "--input", "-i",
+    input_json: str = typer.Option(None, "--input", "-i", metavar="JSON",
                                    help="Input as JSON (default: read stdin)."),
-    fingerprint: str = typer.Option(None, "--version", help="A specific fingerprint."),
+    fingerprint: str = VersionOption,
     fuel: int = typer.Option(None, "--fuel", min=1, help="Instruction budget (WASM tools)."),
-    deadline: float = typer.Option(None, "--deadline", min=0.001, help="Wall-clock seconds."),
-    memory_mib: int = typer.Option(None, "--memory", min=1, help="Memory cap in MiB."),
+    deadline: float = typer.Option(None, "--deadline", min=0.001, max=3600.0,
+                                   help="Wall-clock seconds."),
+    memory_mib: int = typer.Option(None, "--memory", min=1, max=4096, help="Memory cap in MiB."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run a tool in the sandbox on one JSON input and print its JSON output."""
-    raw = input_json if input_json is not None else typer.get_text_stream("stdin").read()
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        _fail(f"--input is not valid JSON: {e}", 2, "quote it, e.g. --input '{\"a\": 1}'")
+    if input_json is not None:
+        value = loads_strict(input_json, "--input")
+    else:
+        value = loads_strict(read_bytes("-", "the input"), "the input on stdin")
     _, store = _store(home)
-    _get(store, tool_id, fingerprint)
     try:
         limits = dataclasses.replace(
             store.limits,
@@ -150,12 +203,14 @@ def run_cmd(
         )
         result = store.run(tool_id, value, fingerprint=fingerprint, limits=limits)
     except SandboxError as e:
-        if as_json:
-            print_json({"ok": False, "error": type(e).__name__, "message": str(e)})
-            raise typer.Exit(1) from None
-        _fail(f"{tool_id} failed: {type(e).__name__}: {e}", 1)
+        raise CliError(f"{tool_id} failed: {type(e).__name__}: {e}", exit_code=1,
+                       code="failure", details={"kind": type(e).__name__,
+                                                "tool_id": tool_id}) from None
+    except ToolNotFound as e:  # one lookup: the run itself finds the version
+        raise not_found(str(e), "list tools with `ouro tool list`") from None
     except ToolCorrupt as e:
-        _fail(str(e), 1, "delete that version directory: the workspace reinstalls it from its blobs")
+        raise CliError(str(e), "delete that version directory: the workspace reinstalls it "
+                       "from its blobs", exit_code=1, code="integrity") from None
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
@@ -175,20 +230,21 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     if not versions:
         console.print("no tools yet: add one with `ouro tool add DIR`")
         return
-    table = Table("tool", "version", "lang/runtime", "status", "uses", "p50 ms", "description")
+    table = Table("tool", "version", "runtime", "status", "uses", "p50 ms", "description")
+    table.columns[1].no_wrap = True
+    table.columns[6].overflow = "fold"
     for v in versions:
         m = v.meta.get("metrics") or {}
-        p50 = "" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
-        table.add_row(v.tool_id, v.fingerprint, f"{v.language}/{v.runtime}",
-                      with_status(store, v)["status"], str(m.get("uses", 0)), p50,
-                      v.description[:60])
+        p50 = "-" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
+        table.add_row(v.tool_id, v.fingerprint, v.runtime, with_status(store, v)["status"],
+                      str(m.get("uses", 0)), p50, Text(v.description))
     console.print(table)
 
 
 @app.command("describe")
 def describe_cmd(
     tool_id: str = typer.Argument(..., help="Tool id."),
-    fingerprint: str = typer.Option(None, "--version", help="A specific fingerprint."),
+    fingerprint: str = VersionOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -201,22 +257,14 @@ def describe_cmd(
     if as_json:
         print_json(info)
         return
-    for key in ("tool_id", "fingerprint", "parent", "description", "language", "runtime",
-                "runtime_version", "created", "path"):
-        console.print(f"[bold]{key}[/bold]: {info[key]}", highlight=False)
-    console.print(f"[bold]lineage[/bold]: {' → '.join(info['lineage'])}", highlight=False)
-    console.print(f"[bold]tests[/bold]: {info['tests']}", highlight=False)
-    console.print(f"[bold]status[/bold]: {info['status']} (origin {info['origin']}; "
-                  f"evidence {info['evidence']})", highlight=False)
-    if info["review"]:
-        console.print(f"[bold]review[/bold]: {info['review']}", highlight=False)
-    console.print(f"[bold]metrics[/bold]: {info['metrics']}", highlight=False)
+    for line in describe_lines(info):
+        console.print(line, markup=False)
 
 
 @app.command("test")
 def test_cmd(
     tool_id: str = typer.Argument(..., help="Tool id."),
-    fingerprint: str = typer.Option(None, "--version", help="A specific fingerprint."),
+    fingerprint: str = VersionOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -226,7 +274,7 @@ def test_cmd(
     try:
         report = store.test(tool_id, fingerprint)
     except ToolCorrupt as e:
-        _fail(str(e), 1)
+        raise CliError(str(e), exit_code=1, code="integrity") from None
     if as_json:
         print_json(report.to_json())
     else:
@@ -278,6 +326,39 @@ def prove_cmd(
         return
     console.print(f"[green]proved[/green] {v.tool_id}@{v.fingerprint}: {info['status']} "
                   f"({info['evidence']['independent']} independent cases)", highlight=False)
+
+
+def describe_lines(info: dict[str, Any]) -> list[str]:
+    """`tool describe` as plain lines: words for absent values, no Python reprs."""
+    tests = info.get("tests") or {}
+    metrics = info.get("metrics") or {}
+
+    def ms(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f} ms"
+
+    rows = [
+        ("tool", info["tool_id"]), ("version", info["fingerprint"]),
+        ("parent", info["parent"] or "none (first version)"),
+        ("description", info["description"]),
+        ("language", f"{info['language']} on {info['runtime']}"
+                     + (f" ({info['runtime_version']})" if info.get("runtime_version") else "")),
+        ("created", str(info.get("created") or "-").replace("T", " ")),
+        ("lineage", " → ".join(info["lineage"])),
+        ("tests", f"{tests.get('passed', 0)}/{tests.get('total', 0)} cases passed, "
+                  f"{tests.get('hidden', 0)} hidden"),
+        ("uses", f"{metrics.get('uses') or 0} call(s), {metrics.get('failures') or 0} failed; "
+                 f"p50 {ms(metrics.get('p50_ms'))}, p95 {ms(metrics.get('p95_ms'))}; last "
+                 f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
+        ("status", f"{info['status']} (origin {info['origin']}; evidence "
+                   + ", ".join(f"{k} {v}" for k, v in sorted((info.get("evidence") or {}).items())) + ")"),
+        *([("review", "; ".join(map(str, info["review"])))] if info.get("review") else []),
+        ("path", info["path"]),
+    ]
+    lines = []
+    for key, value in rows:
+        wrapped = textwrap.wrap(str(value), 68, break_long_words=False) or [""]
+        lines += [f"{key:<12}{wrapped[0]}", *(f"{'':12}{more}" for more in wrapped[1:])]
+    return lines
 
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -22,16 +22,22 @@ from ouroboros.capabilities.skills.authoring import (
     ToolAuthor,
     read_history,
 )
-from ouroboros.capabilities.skills.control import SolveLimits, Solver, SolveStats, stats_path
-from ouroboros.capabilities.skills.discovery import index_version, open_index, sync_index
 from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
-from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex
-from ouroboros.capabilities.skills.serving import search_served, status
-from ouroboros.capabilities.skills.starter import starter_dirs
-from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
+from ouroboros.interfaces.cli.output import (
+    HomeOption,
+    JsonOption,
+    console,
+    open_runtime,
+    print_json,
+)
 from ouroboros.kernel import OuroError, Runtime
+
+if TYPE_CHECKING:
+    # Retrieval (numpy, bm25s, the embedding model) is imported by the commands that
+    # search: `ouro tool run` and `ouro tool list` load this module too.
+    from ouroboros.capabilities.skills.retrieval import SkillIndex
 
 LLM_CONFIG_TARGET = "config/skills/llm"
 
@@ -49,7 +55,9 @@ store_for: Callable[[Runtime], SkillStore] = open_store
 
 
 def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
-    rt = Runtime.open(home)
+    from ouroboros.capabilities.skills.discovery import open_index, sync_index
+
+    rt = open_runtime(home)
     store = store_for(rt)
     index = open_index(store)
     sync_index(store, index)
@@ -57,6 +65,8 @@ def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
 
 
 def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> ToolAuthor:
+    from ouroboros.capabilities.skills.discovery import index_version
+
     config = rt.value(LLM_CONFIG_TARGET)
     try:
         provider = provider_from_config(config if isinstance(config, dict) else None)
@@ -73,6 +83,8 @@ def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> 
 
 
 def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
+    from ouroboros.capabilities.skills.serving import status
+
     return {"id": v.tool_id, "fingerprint": v.fingerprint, "parent": v.parent,
             "description": v.description, "language": v.language, "attempts": attempts,
             "status": status(store, v), "evidence": v.meta.get("evidence")}
@@ -80,14 +92,18 @@ def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
 
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
-    k: int = typer.Option(5, "-k", help="How many tools to return."),
-    mode: str = typer.Option("fused", "--mode", help="fused (default), dense or bm25."),
+    k: int = typer.Option(5, "-k", min=1, max=1000, help="How many tools to return."),
+    mode: Literal["fused", "dense", "bm25"] = typer.Option(
+        "fused", "--mode", help="fused: dense embeddings and BM25 combined by rank."),
     include_unproven: bool = typer.Option(
         False, "--all", help="Include unproven LLM-made tools (not served by default)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Find tools by meaning: dense embeddings fused with BM25 (served tools only)."""
+    from ouroboros.capabilities.skills.retrieval import MODES
+    from ouroboros.capabilities.skills.serving import search_served
+
     if mode not in MODES:
         raise CommandFailed(f"unknown mode {mode!r}", hint="use fused, dense or bm25", exit_code=2)
     if k < 1 or not query.strip():
@@ -104,20 +120,29 @@ def search(
         return
     for rank, h in enumerate(hits, start=1):
         desc = h.text.split(": ", 1)[-1]
-        console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {h.score:.4f}  {desc}", highlight=False)
+        ranks = f"({_ranks(h)})" if mode == "fused" else ""
+        console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {ranks}", highlight=False)
+        console.print(f"   {desc}", markup=False)
+    if mode == "fused":
+        console.print("ranked by reciprocal rank fusion of the dense (embedding) and BM25 "
+                      "(word) rankings; --json has the scores", markup=False, style="dim")
 
 
 def create(
     description: str = typer.Argument(..., help="What the new tool must do."),
     name: str | None = typer.Option(None, "--name", help="snake_case name (default: derived)."),
-    language: str = typer.Option("python", "--language"),
+    language: str = typer.Option("python", "--language",
+                                 help="Source language the LLM writes (python, c, zig, wat)."),
     reference: str | None = typer.Option(
         None, "--reference", help="An existing tool whose outputs the new one must match."),
-    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", min=0, max=20,
+                                help="Repair attempts."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Have the LLM write a new tool, judged by cases it did not write (see docs/skills.md)."""
+    from ouroboros.capabilities.skills.serving import search_served
+
     rt, store, index = _open(home)
     author = _author(rt, store, index, repairs)
     similar = [(h.tool_id, h.text.split(": ", 1)[-1])
@@ -130,7 +155,8 @@ def mutate(
     tool_id: str = typer.Argument(..., help="The tool to start from."),
     description: str = typer.Argument(..., help="What must change."),
     name: str | None = typer.Option(None, "--name", help="Store as a new tool with this name."),
-    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", help="Repair attempts."),
+    repairs: int = typer.Option(DEFAULT_MAX_REPAIRS, "--repairs", min=0, max=20,
+                                help="Repair attempts."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -173,15 +199,17 @@ def _finish(store: SkillStore, run: Callable[[], Any], as_json: bool) -> None:
 
 def solve(
     task: str = typer.Argument(..., help="The task, in plain words."),
-    input_json: str | None = typer.Option(None, "--input", help="Input for the task (JSON)."),
-    steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Most model turns."),
+    input_json: str | None = typer.Option(None, "--input", metavar="JSON",
+                                          help="Input for the task (JSON)."),
+    steps: int = typer.Option(8, "--steps", min=1, max=100, help="Most model turns."),
     max_calls: int = typer.Option(16, "--max-calls", min=1, max=1000,
                                   help="Most function calls in the task."),
     max_creates: int = typer.Option(1, "--max-creates", min=0, max=100,
                                     help="Most tools created."),
     max_mutates: int = typer.Option(2, "--max-mutates", min=0, max=100,
                                     help="Most tools mutated."),
-    max_tokens: int = typer.Option(200_000, "--max-tokens", min=1, help="Token budget."),
+    max_tokens: int = typer.Option(200_000, "--max-tokens", min=1, max=10**9,
+                                   help="Token budget."),
     timeout: float = typer.Option(600.0, "--timeout", min=0.1, max=86_400,
                                   help="Wall-clock seconds for the whole task."),
     home: Path | None = HomeOption,
@@ -190,12 +218,10 @@ def solve(
     """Retrieve tools, let the model run / mutate / create, and answer.
 
     Exit 0 only when solved; 1 when unsolved, over a budget, or the model failed."""
-    value = None
-    if input_json is not None:
-        try:
-            value = json.loads(input_json)
-        except json.JSONDecodeError as e:
-            raise CommandFailed(f"--input is not valid JSON: {e}", exit_code=2) from None
+    from ouroboros.capabilities.skills.control import SolveLimits, Solver
+    from ouroboros.interfaces.json_input import loads_strict
+
+    value = None if input_json is None else loads_strict(input_json, "--input")
     rt, store, index = _open(home)
     author = _author(rt, store, index, DEFAULT_MAX_REPAIRS)
     limits = SolveLimits(turns=steps, calls=max_calls, creates=max_creates,
@@ -219,7 +245,9 @@ def solve(
 
 def stats(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """How tasks were served: existing tools reused versus new ones made."""
-    rt = Runtime.open(home)
+    from ouroboros.capabilities.skills.control import SolveStats, stats_path
+
+    rt = open_runtime(home)
     counts = SolveStats(stats_path(store_for(rt).root)).read()
     rate = SolveStats.reuse_rate(counts)
     if as_json:
@@ -237,7 +265,12 @@ def history(
     as_json: bool = JsonOption,
 ) -> None:
     """Every LLM attempt at creating or mutating a tool, accepted or rejected."""
-    rt = Runtime.open(home)
+    from ouroboros.capabilities.skills.spec import NAME_RE
+
+    if not NAME_RE.fullmatch(tool_id):
+        raise CommandFailed(f"no tool {tool_id[:80]!r}: names are lowercase letters, digits "
+                            "and _", exit_code=2)
+    rt = open_runtime(home)
     records = read_history(store_for(rt).root, tool_id)
     if as_json:
         print_json(records)
@@ -269,6 +302,9 @@ def _ranks(hit: Any) -> str:
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """Offline: index the starter tools and find them by meaning, no LLM needed."""
+    from ouroboros.capabilities.skills.discovery import open_index, sync_index
+    from ouroboros.capabilities.skills.starter import starter_dirs
+
     store = store_for(rt)
     for d in starter_dirs():
         store.add_dir(d)

@@ -1,7 +1,11 @@
 # Ouroboros audit policy: each rule adds a reason to `deny`; any reason rejects the patch.
-# Input (built by ouroboros.kernel.audit): type, target, author, reasoning, texts,
-# new_urls [{url, host}], granted [names], value_bytes, reasoning_bytes,
-# signer {root, rights}. Data: data.config = the `audit` section of kernel/gates.
+# Input (built by ouroboros.kernel.audit from ouroboros.kernel.scan): type, target,
+# injections [{marker, where}] (markers found on the folded text of every string of the
+# value, keys included, and of the reasoning), new_urls [{url, scheme, host, kind, error}]
+# (hosts resolved as a browser would; kind domain|ipv4|ipv6|none|invalid), granted
+# [names] (new grants anywhere in the value), value_bytes, reasoning_bytes,
+# signer {root, rights}. Data: data.config = the `audit` section of kernel/gates,
+# data.hosts = its url_allowlist as the URL parser resolves hosts.
 package ouroboros.audit
 
 import rego.v1
@@ -19,7 +23,7 @@ deny contains msg if {
 	some tool in input.granted
 	not input.signer.root
 	not "grant" in input.signer.rights
-	msg := sprintf("privilege escalation: grants tool %s but no signer holds the 'grant' right", [tool])
+	msg := sprintf("privilege escalation: grants %s but no signer holds the 'grant' right", [tool])
 }
 
 # A trust change is never made by a non-root signer, whatever its delegations say.
@@ -29,29 +33,55 @@ deny contains msg if {
 	msg := "privilege escalation: only the root threshold may change the trust policy"
 }
 
-# Prompt-injection markers in prompt text or in the reasoning.
+# Prompt-injection markers anywhere in the value or the reasoning.
 deny contains msg if {
-	some text in input.texts
-	some marker in data.config.injection_markers
-	contains(lower(text), lower(marker))
-	msg := sprintf("prompt-injection marker \"%s\" found", [marker])
+	some hit in input.injections
+	msg := sprintf("prompt-injection marker \"%s\" found at %s", [hit.marker, hit.where])
+}
+
+# A URL that does not parse is never waved through.
+deny contains msg if {
+	some u in input.new_urls
+	u.error != ""
+	msg := sprintf("malformed URL %s: %s", [u.url, u.error])
+}
+
+# Every scheme is judged by its host: data:, javascript:, file:/// have none to allow.
+deny contains msg if {
+	some u in input.new_urls
+	u.error == ""
+	u.host == ""
+	msg := sprintf("new external URL %s has no host to allow-list (scheme %s)", [u.url, u.scheme])
 }
 
 # No new external URL unless its host (or a parent domain) is allow-listed.
 deny contains msg if {
 	some u in input.new_urls
-	not url_allowed(u.host)
-	msg := sprintf("new external URL %s is not in the allow-list", [u.url])
+	u.error == ""
+	u.host != ""
+	not url_allowed(u)
+	msg := sprintf("new external URL %s is not in the allow-list (host %s)", [u.url, u.host])
 }
 
-url_allowed(host) if {
-	some allowed in data.config.url_allowlist
-	host == allowed
+allowed_hosts contains h if {
+	some h in data.hosts
 }
 
-url_allowed(host) if {
-	some allowed in data.config.url_allowlist
-	endswith(host, sprintf(".%s", [allowed]))
+allowed_hosts contains lower(h) if {
+	not data.hosts
+	some h in data.config.url_allowlist
+}
+
+url_allowed(u) if {
+	some allowed in allowed_hosts
+	u.host == allowed
+}
+
+# Parent domains only for domain names: 4.3.2.1 is not "under" 2.1.
+url_allowed(u) if {
+	u.kind == "domain"
+	some allowed in allowed_hosts
+	endswith(u.host, concat("", [".", allowed]))
 }
 
 # Size bounds.
