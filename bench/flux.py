@@ -12,29 +12,40 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ouroboros.capabilities.evolve.engine import EvolutionPolicy, Evolver
+from ouroboros.capabilities.evolve.executor import default_workers, make_executor
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.flux.asm import assemble
+from ouroboros.capabilities.flux.compiled import compile_program, run_compiled
+from ouroboros.capabilities.flux.cost import evaluate
 from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.fitness import FluxProblem, TestCase, score
 from ouroboros.capabilities.flux.isa import Image, Opcode
+from ouroboros.capabilities.flux.moves import MoveSet, Vocabulary
+from ouroboros.capabilities.flux.mutations import Proposer
 from ouroboros.capabilities.flux.program import Instr, Program
 from ouroboros.capabilities.flux.rewrites import peephole
+from ouroboros.capabilities.flux.search import SearchConfig, default_fuel, superoptimise
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import RunResult, run
 from ouroboros.capabilities.flux.wasm import WasmRunner
 
 console = Console()
+DATA = Path(__file__).parent / "data"
 INPUTS = ((0, 0), (1, 2), (-1, 5), (7, -3), (-13, 11), (1000, 4), (123456, -98765))
 
 
@@ -80,27 +91,96 @@ def cases_for(source: str) -> tuple[TestCase, ...]:
     return tuple(TestCase(i, run(image, i).output) for i in INPUTS)
 
 
+def naive_vm(code: list[tuple[int, int]], inputs: list[int]) -> int:
+    """The physical reference for an interpreter: a plain stack VM over decoded tuples,
+    no cycle accounting, no fuel, no wrapping; returns instructions executed."""
+    s: list[int] = []
+    mem = [0] * 16
+    pc = steps = 0
+    while True:
+        op, a = code[pc]
+        pc += 1
+        steps += 1
+        if op == 0x42:
+            s.append(inputs[a])
+        elif op == 0x17:
+            s[-1] -= 1
+        elif op == 0x03:
+            s.append(s[-1])
+        elif op == 0x32:
+            if s.pop():
+                pc = a
+        elif op == 0x31:
+            if not s.pop():
+                pc = a
+        elif op == 0x30:
+            pc = a
+        elif op == 0x40:
+            s.append(mem[a])
+        elif op == 0x41:
+            mem[a] = s.pop()
+        elif op == 0x01:
+            s.append(a)
+        elif op == 0x10:
+            b = s.pop()
+            s[-1] += b
+        elif op == 0x11:
+            b = s.pop()
+            s[-1] -= b
+        elif op == 0x43:
+            s.pop()
+        elif op == 0x35:
+            return steps
+
+
+def native_countdown(n: int) -> int:
+    """`SENSE 0; l: DEC; DUP; JNZ l` as a native Python loop (3 instructions a turn)."""
+    steps = 1
+    while True:
+        n -= 1
+        steps += 3
+        if not n:
+            return steps + 1
+
+
+def _steps(engine: Callable[..., RunResult], program: object, inputs: list[int]) -> int:
+    return int(engine(program, inputs, fuel=10**9).steps)
+
+
+def _steps_wasm(wasm: WasmRunner, image: Image) -> int:
+    return wasm.run(image, [10**8], fuel=2_000_000_000).steps
+
+
 def speed(seconds_hint: float) -> list[dict[str, object]]:
-    """Instructions per second on a tight loop, per engine."""
+    """Instructions per second on two loops, per engine, beside a naive stack VM (no
+    accounting) and, for the countdown, a native Python loop."""
     loop = assemble("SENSE 0\nl: DEC\nDUP\nJNZ l\nHALT")
     triangle = assemble((Path(__file__).parents[1] / "examples/flux/triangle.fasm").read_text())
     rows: list[dict[str, object]] = []
     wasm = WasmRunner()
-    for name, image, n in (("countdown", loop, 10**9), ("triangle", triangle, 10**9)):
-        engines: dict[str, Callable[[Image, int], RunResult]] = {
-            "reference": lambda im, n: run(im, [n], fuel=2_000_000),
-            "fast (python)": lambda im, n: run_predecoded(predecode(im.params, verify(im).instructions),
-                                                           [n], fuel=20_000_000),
-            "wasm": lambda im, n: wasm.run(im, [n], fuel=2_000_000_000),
-        }
+    n_small = 150_000
+    for name, image in (("countdown", loop), ("triangle", triangle)):
+        decoded = predecode(image.params, verify(image).instructions)
+        program = Program.from_image(image)
+        tuples = [(int(i.op), i.args[0] if i.args else 0) for i in program.instrs]
+        compile_program(decoded)  # compiled once, like wasm below
         wasm.compile(image)
+        engines: dict[str, Callable[[], int]] = {
+            "reference": partial(_steps, run, image, [n_small // 5]),
+            "fast (dispatch loop)": partial(_steps, run_predecoded, decoded, [n_small]),
+            "fast (compiled python)": partial(_steps, run_compiled, decoded, [n_small]),
+            "naive stack VM (no accounting)": partial(naive_vm, tuples, [n_small]),
+            "wasm": partial(_steps_wasm, wasm, image),
+        }
+        if name == "countdown":
+            engines["native python loop"] = lambda: native_countdown(n_small * 4)
         for engine, fn in engines.items():
             start = time.perf_counter()
-            result = fn(image, n)
+            steps = fn()
             elapsed = time.perf_counter() - start
-            rows.append({"program": name, "engine": engine, "instructions": result.steps,
+            rows.append({"program": name, "engine": engine, "instructions": steps,
                          "seconds": round(elapsed, 4),
-                         "instructions_per_second": round(result.steps / elapsed)})
+                         "instructions_per_second": round(steps / elapsed)})
     return rows
 
 
@@ -114,28 +194,77 @@ def fifty_instruction_program() -> Program:
 
 
 def evaluations(count: int) -> list[dict[str, object]]:
+    """The classic engine's generations at several population sizes, 1 vs 2 workers:
+    each worker generates and scores its share of a generation (no per-candidate IPC)."""
     base = fifty_instruction_program()
     cases = cases_for_program(base)
     problem = FluxProblem.for_program(base, cases)
-    rng = random.Random(0)
-    candidates: list[Program] = []
-    while len(candidates) < count:
-        mutated = problem.mutate(base, rng)
-        if mutated is not None:
-            candidates.append(mutated[0])
     rows: list[dict[str, object]] = []
-    for workers in (1, 2):
-        with Evaluator(problem, workers) as evaluator:
-            evaluator.evaluate(candidates[:64])  # start the pool
-            start, cpu = time.perf_counter(), time.process_time()
-            evaluator.evaluate(candidates)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-        rows.append({"workers": workers, "candidates": count, "program_instructions": len(base),
-                     "test_cases": len(cases), "seconds": round(elapsed, 3),
-                     "evaluations_per_second": round(count / elapsed),
-                     "per_cpu_second": round(count / cpu) if workers == 1 else None,
+    for population in (16, 64, 256):
+        generations = max(1, count // population)
+        timing: dict[int, float] = {}
+        cpu: dict[int, float] = {}
+        for workers in (1, 2):
+            cpu_start = cpu_seconds()
+            with Evaluator(problem, workers) as evaluator:
+                evaluator.generation(base, base, 0, 0, population, 0.1)  # start the pool
+                start = time.perf_counter()
+                for g in range(1, generations + 1):
+                    evaluator.generation(base, base, 0, g, population, 0.1)
+                timing[workers] = time.perf_counter() - start
+            cpu[workers] = cpu_seconds() - cpu_start
+        made = generations * population
+        rows.append({"population": population, "candidates": made,
+                     "program_instructions": len(base), "test_cases": len(cases),
+                     "per_second_1_worker": round(made / timing[1]),
+                     "per_second_2_workers": round(made / timing[2]),
+                     "speedup": round(timing[1] / timing[2], 2),
+                     "projected_speedup_on_2_free_cores": round(2 * cpu[1] / cpu[2], 2),
+                     "default_workers": default_workers(population),
                      "load_average": round(os.getloadavg()[0], 2)})
     return rows
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (pool workers, once joined)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def search_scaling(budget: int) -> list[dict[str, object]]:
+    """`superoptimise` at its default settings on a 51-instruction program, 1 vs 2
+    workers, interleaved twice (the machine is shared and noisy)."""
+    base = fifty_instruction_program()
+    cases = cases_for_program(base)
+    config = SearchConfig(budget=max(budget, 2000))
+    timings: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    results: dict[int, Program] = {}
+    for _ in range(2):
+        for workers in (1, 2):
+            cpu_start = cpu_seconds()
+            executor = make_executor("process", workers)
+            try:
+                start = time.perf_counter()
+                results[workers] = superoptimise(base, cases, config=config, seed=0,
+                                                 executor=executor).best
+                timings[workers].append(time.perf_counter() - start)
+            finally:
+                executor.close()
+            cpu[workers].append(cpu_seconds() - cpu_start)
+    best = {w: min(t) for w, t in timings.items()}
+    efficiency = min(cpu[1]) / min(cpu[2])  # 1.0: two workers burn no extra CPU
+    return [{"budget": config.budget, "islands": config.islands,
+             "batch_per_epoch": config.budget // config.epochs,
+             "default_workers": default_workers(config.budget // config.epochs),
+             "seconds_1_worker": round(best[1], 2), "seconds_2_workers": round(best[2], 2),
+             "speedup": round(best[1] / best[2], 2),
+             "cpu_seconds_1_worker": round(min(cpu[1]), 2),
+             "cpu_seconds_2_workers": round(min(cpu[2]), 2),
+             "projected_speedup_on_2_free_cores": round(2 * efficiency, 2),
+             "same_result": results[1] == results[2],
+             "load_average": round(os.getloadavg()[0], 2)}]
 
 
 def cases_for_program(p: Program) -> tuple[TestCase, ...]:
@@ -143,60 +272,111 @@ def cases_for_program(p: Program) -> tuple[TestCase, ...]:
     return tuple(TestCase(i, run(image, i).output) for i in INPUTS[:5])
 
 
-def random_search(original: Program, problem: FluxProblem, budget: int,
-                  seed: int) -> tuple[float, int]:
-    """Random programs ending in HALT, each instruction drawn half the time from the
-    original's own (jump-free) instructions and half from the mutation vocabulary;
-    lengths up to the original's. Keeps the best."""
+def load_suite(path: Path) -> tuple[list[dict[str, Any]], list[list[int]], list[list[int]]]:
+    data = tomllib.loads(path.read_text())
+    return data["program"], data["train_inputs"], data["held_back_inputs"]
+
+
+def old_suite() -> tuple[list[dict[str, Any]], list[list[int]], list[list[int]]]:
+    programs = [{"name": c.name, "category": "original", "source": c.source,
+                 "optimum": c.optimal} for c in SUITE]
+    return programs, [list(i) for i in INPUTS], []
+
+
+def outcome(p: Program, inputs: list[int]) -> tuple[object, ...]:
+    r = run(p.to_image(), inputs)
+    return r.output, r.channels, r.halted, r.trap
+
+
+def random_search(original: Program, cases: tuple[TestCase, ...], budget: int,
+                  seed: int) -> Program:
+    """Random search over the same operators: each candidate is the original with 1-4
+    random moves applied; keeps the fastest that passes every training case."""
     rng = random.Random(seed)
-    own = [i for i in original.instrs if not i.is_jump and i.op is not Opcode.HALT]
-    best, at = 0.0, 0
-    for n in range(1, budget + 1):
-        length = rng.randint(1, max(1, len(original) - 1))
-        instrs = tuple(rng.choice(own) if rng.random() < 0.5 else
-                       problem.proposer.random_instr(original, rng) for _ in range(length))
-        fitness = problem.evaluate(Program((*instrs, Instr(Opcode.HALT)), original.params))
-        if fitness > best:
-            best, at = fitness, n
-    return best, at
+    moves = MoveSet(Vocabulary.of(original))
+    fuel = default_fuel(original, cases)
+    best, best_cost = original, evaluate(original, cases, fuel=fuel)
+    for _ in range(budget - 1):
+        candidate = original
+        for _ in range(rng.randint(1, 4)):
+            step = moves.propose(candidate, rng)
+            if step is not None:
+                candidate = step[0]
+        c = evaluate(candidate, cases, fuel=fuel)
+        if c.correct and c.penalised < best_cost.penalised:
+            best, best_cost = candidate, c
+    return best
 
 
-def cycles_of(fitness: float) -> float | None:
-    return round(1 / fitness, 2) if fitness > 0 else None
-
-
-def superopt(budget: int, seeds: tuple[int, ...]) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
+def classic(original: Program, cases: tuple[TestCase, ...], budget: int, seed: int) -> Program:
+    """The old engine as it was: its seven mutation types with the seed's rewrite table."""
     population = 16
-    for case in SUITE:
-        original = program(case.source)
-        cases = cases_for(case.source)
-        optimal = score(program(case.optimal), cases)
-        assert optimal.confidence == 1.0, f"{case.name}: the optimal program is wrong"
-        problem = FluxProblem.for_program(original, cases)
-        before = score(original, cases).cycles_per_result
-        runs = []
-        for seed in seeds:
-            with Evolver(problem, original, EvolutionPolicy(population=population),
-                         seed=seed) as evolver:
-                best = evolver.run(max(1, (budget - 1) // population))
-                used = 1 + sum(r.evaluations for r in evolver.history
-                               if r.generation <= best.generation)
-                runs.append((score(best.genome, cases).cycles_per_result, used))
-        random_best, random_at = random_search(original, problem, budget, seeds[0])
-        peep, steps = peephole(original)
-        peep_score = score(peep, cases)
-        reached = [c <= optimal.cycles_per_result for c, _ in runs]
-        rows.append({
-            "program": case.name, "cycles_before": before, "optimum": optimal.cycles_per_result,
-            "evolved": runs[0][0], "evaluations_to_best": runs[0][1],
-            "reached_optimum_runs": f"{sum(reached)}/{len(runs)}",
-            "reached": reached[0],
-            "random_search": cycles_of(random_best), "random_evaluations_to_best": random_at,
-            "peephole": peep_score.cycles_per_result if peep_score.confidence == 1 else None,
-            "peephole_rewrites": steps,
-        })
-    return rows
+    problem = FluxProblem.for_program(original, cases, proposer=Proposer(seed_table=True))
+    with Evolver(problem, original, EvolutionPolicy(population=population), seed=seed) as ev:
+        return ev.run(max(1, (budget - 1) // population)).genome
+
+
+def search(original: Program, cases: tuple[TestCase, ...], budget: int, seed: int) -> Program:
+    return superoptimise(original, cases, config=SearchConfig(budget=budget), seed=seed).best
+
+
+METHODS: dict[str, Callable[[Program, tuple[TestCase, ...], int, int], Program]] = {
+    "search": search, "classic": classic, "random": random_search,
+    "peephole": lambda p, c, b, s: peephole(p, seed_table=True)[0],
+    "peephole+": lambda p, c, b, s: peephole(p)[0],
+}
+
+
+def compare(name: str, suite: tuple[list[dict[str, Any]], list[list[int]], list[list[int]]],
+            budget: int, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Every method on every program: reached the optimum / improved / unchanged, and
+    whether the winner is wrong on the held-back inputs."""
+    programs, train, held = suite
+    rows: list[dict[str, object]] = []
+    totals = {m: {"reached": 0, "improved": 0, "unchanged": 0, "wrong": 0, "runs": 0}
+              for m in METHODS}
+    two_of_three = 0
+    for entry in programs:
+        original = program(entry["source"])
+        optimum = program(entry["optimum"])
+        cases = tuple(TestCase.from_run(i, run(original.to_image(), i)) for i in train)
+        best_known = score(optimum, cases).cycles_per_result
+        start = score(original, cases).cycles_per_result
+        checks = train + held
+        row: dict[str, object] = {"program": entry["name"], "category": entry["category"],
+                                  "before": start, "optimum": best_known}
+        for method, fn in METHODS.items():
+            marks = []
+            for seed in (seeds if not method.startswith("peephole") else seeds[:1]):
+                began = time.perf_counter()
+                best = fn(original, cases, budget, seed)
+                elapsed = time.perf_counter() - began
+                got = score(best, cases)
+                wrong = got.confidence < 1 or any(outcome(best, i) != outcome(original, i)
+                                                  for i in checks)
+                cycles = got.cycles_per_result
+                status = ("wrong" if wrong else "reached" if cycles <= best_known + 1e-9
+                          else "improved" if cycles < start - 1e-9 else "unchanged")
+                totals[method]["runs"] += 1
+                totals[method][status] += 1
+                marks.append((status, cycles, elapsed))
+            row[method] = " ".join(f"{c:g}{'*' if st == 'reached' else '!' if st == 'wrong' else ''}"
+                                   for st, c, _ in marks)
+            if method == "search":
+                hits = sum(st == "reached" for st, _, _ in marks)
+                row["search_reached"] = f"{hits}/{len(marks)}"
+                row["search_seconds"] = round(statistics.mean(e for _, _, e in marks), 2)
+                two_of_three += hits >= min(2, len(marks))
+        rows.append(row)
+    summary = {
+        "suite": name, "programs": len(programs), "budget": budget, "seeds": list(seeds),
+        "search_programs_at_optimum_on_2_of_3_seeds": f"{two_of_three}/{len(programs)}",
+        "search_share": round(two_of_three / len(programs), 3),
+        "per_method": totals,
+        "search_hits_vs_random": round(totals["search"]["reached"] /
+                                       max(1, totals["random"]["reached"]), 2),
+    }
+    return {"rows": rows, "summary": summary}
 
 
 def table(title: str, rows: list[dict[str, object]]) -> None:
@@ -210,8 +390,10 @@ def table(title: str, rows: list[dict[str, object]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller budgets")
-    parser.add_argument("--budget", type=int, default=3000, help="evaluations per method")
+    parser.add_argument("--quick", action="store_true", help="smaller budgets, one seed")
+    parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
+    parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
+                        help="run one part")
     args = parser.parse_args()
     budget = 600 if args.quick else args.budget
     seeds = (0,) if args.quick else (0, 1, 2)
@@ -221,30 +403,30 @@ def main() -> None:
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
         "cpu": cpu, "python": platform.python_version(), "budget": budget, "seeds": list(seeds),
+        "load_average_start": round(os.getloadavg()[0], 2),
     }
-    speed_rows = speed(1.0)
-    table("Interpreter speed", speed_rows)
-    eval_rows = evaluations(1000 if args.quick else 6000)
-    table("Candidate evaluations (50-instruction programs)", eval_rows)
-    suite_rows = superopt(budget, seeds)
-    table(f"Superoptimisation at {budget} evaluations per method", suite_rows)
-    reached = sum(bool(r["reached"]) for r in suite_rows)
-    all_runs = [r["reached_optimum_runs"] for r in suite_rows]
-    hits = sum(int(str(x).split("/")[0]) for x in all_runs)
-    total = sum(int(str(x).split("/")[1]) for x in all_runs)
-    random_hits = sum(r["random_search"] is not None and float(str(r["random_search"])) <=
-                      float(str(r["optimum"])) for r in suite_rows)
-    peephole_hits = sum(r["peephole"] is not None and float(str(r["peephole"])) <=
-                        float(str(r["optimum"])) for r in suite_rows)
-    summary = {"evolution_reached_seed0": f"{reached}/{len(suite_rows)}",
-               "evolution_reached_all_seeds": f"{hits}/{total}",
-               "random_search_reached": f"{random_hits}/{len(suite_rows)}",
-               "peephole_reached": f"{peephole_hits}/{len(suite_rows)}",
-               "median_evaluations_to_best": statistics.median(
-                   int(str(r["evaluations_to_best"])) for r in suite_rows)}
-    console.print(summary)
-    results.update({"speed": speed_rows, "evaluations": eval_rows, "superopt": suite_rows,
-                    "summary": summary})
+    if args.only in (None, "speed"):
+        speed_rows = speed(1.0)
+        table("Interpreter speed", speed_rows)
+        results["speed"] = speed_rows
+    if args.only in (None, "scaling"):
+        eval_rows = evaluations(1000 if args.quick else 6000)
+        table("Classic engine: a generation generated and scored by the workers", eval_rows)
+        search_rows = search_scaling(budget)
+        table("Search engine at default settings: 1 vs 2 workers", search_rows)
+        results.update({"evaluations": eval_rows, "search_scaling": search_rows})
+    suites = {"held-out": load_suite(DATA / "flux_heldout.toml")}
+    if args.only != "heldout":
+        suites = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml"),
+                  **suites}
+    if args.only in (None, "suites", "heldout"):
+        for name, suite in suites.items():
+            compared = compare(name, suite, budget, seeds)
+            table(f"{name} suite at {budget} evaluations per method "
+                  "(* optimum reached, ! wrong on held-back inputs)", compared["rows"])
+            console.print(compared["summary"])
+            results[f"suite_{name}"] = compared
+    results["load_average_end"] = round(os.getloadavg()[0], 2)
     out = Path(__file__).parent / "results" / "flux.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -1,18 +1,24 @@
-"""Skill retrieval benchmark: quality (recall@5, NDCG@10) and search latency.
+"""Skill retrieval benchmark: quality on public catalogues, latency, and indexing speed.
 
-Quality: the labelled set in bench/data (120 tools written from public API/tool catalogue
-descriptions, 240 queries with graded labels), for BM25 alone, dense alone and fused (RRF).
+Quality (recall@1, recall@5, NDCG@10) of BM25, dense, fused (plain RRF) and the full
+pipeline, next to the old pipeline (e5-small dense + BM25 over name and description, RRF),
+on:
+- the public set (bench/data/public: MetaTool + BFCL, split by tool, see PROVENANCE.md),
+  its held-back half and its tuning half, each alone and with distractors (every other
+  tool of the set: the other half, plus 819 tools no query is about);
+- the project's own set (bench/data/skills_*.jsonl, 120 tools, 240 queries).
 
-Latency: top-5 search after the query is embedded, at 1k / 10k / 100k tools. The extra tools
-are synthetic (their vectors are perturbed copies of real tool vectors, their texts random
-mixes of catalogue words), since embedding 100k descriptions would take over an hour here;
-search cost depends on the matrix and vocabulary sizes, not on what the rows mean.
+Learning from use, on the held-back half: half of each tool's queries are recorded as
+served by that tool, the other half are measured with and without that memory.
 
-    python bench/skills_retrieval.py [--quick] [--out FILE]
+Latency: end-to-end search (query embedding included, query cache cleared) at 10k tools,
+new pipeline and old pipeline in the same run; indexing time of the public catalogue.
 
-The dense stage is one matrix-vector product, memory-bound: BLAS threads only add
-synchronisation on a shared 2-core machine, so the benchmark pins BLAS to one thread
-(as a serving process would) unless OPENBLAS_NUM_THREADS is already set.
+    python bench/skills_retrieval.py [--split heldout|tune|all] [--out FILE]
+
+Tuning uses `--split tune` only; the held-back half is read when it is asked for.
+The dense product and BLAS are pinned to one thread, as a serving process on a shared
+2-core machine would run.
 """
 
 from __future__ import annotations
@@ -29,141 +35,303 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ouroboros.capabilities.skills.embedding import default_embedder, normalise
+from ouroboros.capabilities.skills.embedding import E5Embedder, Matrix, default_embedder
 from ouroboros.capabilities.skills.evaluation import (
+    EvalQuery,
+    EvalTool,
     load_queries,
     load_tools,
     ndcg_at_k,
     recall_at_k,
 )
-from ouroboros.capabilities.skills.retrieval import MODES, SkillIndex, tokenize, tool_text
+from ouroboros.capabilities.skills.retrieval import (
+    MODES,
+    Mode,
+    SkillIndex,
+    ToolDocument,
+    document_text,
+)
+from ouroboros.capabilities.skills.retrieval.documents import display_line
+from ouroboros.capabilities.skills.retrieval.rerank import Reranker
+from ouroboros.capabilities.skills.retrieval.static import default_static_embedder
 
 DATA = Path(__file__).parent / "data"
+PUBLIC = DATA / "public"
 
 
-def quality(index: SkillIndex, queries: list[Any], qvecs: np.ndarray[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for mode in MODES:
-        recalls, ndcgs, misses = [], [], []
-        for q, v in zip(queries, qvecs, strict=True):
-            ranked = [h.tool_id for h in index.search_prepared(v, tokenize([q.query])[0], 10, mode)]
-            recalls.append(recall_at_k(ranked, q.relevant, 5))
-            ndcgs.append(ndcg_at_k(ranked, q.relevant, 10))
-            if recalls[-1] < 1.0:
-                misses.append({"query": q.query, "relevant": dict(q.relevant), "got": ranked[:5]})
-        out[mode] = {
-            "recall@5": round(statistics.fmean(recalls), 4),
-            "ndcg@10": round(statistics.fmean(ndcgs), 4),
-            "misses": misses,
-        }
-    return out
+def old_text(t: EvalTool) -> str:
+    """What the old pipeline indexed: the name as words and the description."""
+    words = t.name.replace("_", " ").replace("-", " ").replace(".", " ")
+    return f"{words}: {t.description.strip()}"
 
 
-def synthetic_index(
-    root: Path, base: SkillIndex, n: int, rng: random.Random
-) -> SkillIndex:
-    idx = SkillIndex(root, embedder=base.embedder)
-    real = base.entries()
-    vectors = np.stack([base.vector(e.tool_id) for e in real])
-    vocab = sorted({w for e in real for w in e.text.lower().replace(":", " ").split()})
-    items = [(e.tool_id, e.fingerprint, e.text) for e in real]
-    nprng = np.random.default_rng(rng.randrange(2**32))
-    extra = n - len(items)
-    picks = nprng.integers(0, len(real), size=extra)
-    noise = nprng.normal(0.0, 0.02, size=(extra, vectors.shape[1])).astype(np.float32)
-    mats = [vectors, normalise(vectors[picks] + noise)]
-    for i in range(extra):
-        text = " ".join(rng.choice(vocab) for _ in range(rng.randint(8, 20)))
-        items.append((f"synthetic_{i}", f"sha256:{i:064x}", text))
-    idx.add_vectors(items, np.concatenate(mats), base.embedder.model_id)
-    return idx
+def new_text(t: EvalTool) -> str:
+    return document_text(ToolDocument(t.name, t.description, tuple(t.input_fields)))
 
 
-def percentile(values: list[float], p: float) -> float:
+class CachedE5:
+    """The e5 model with an optional on-disk memo of its vectors (for repeated dev runs)."""
+
+    def __init__(self, model: E5Embedder, cache: Path | None) -> None:
+        self.model, self.model_id, self.dim = model, model.model_id, model.dim
+        self._path = cache / "e5-vectors.npz" if cache else None
+        self._memo: dict[str, Matrix] = {}
+        if self._path is not None and self._path.exists():
+            with np.load(self._path) as data:
+                self._memo = {k: data[k] for k in data.files}
+
+    def _key(self, kind: str, text: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{self.model_id}\0{kind}\0{text}".encode()).hexdigest()
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        keys = [self._key("p", t) for t in texts]
+        todo = [t for t, k in zip(texts, keys, strict=True) if k not in self._memo]
+        if todo:
+            for t, v in zip(todo, self.model.embed_documents(todo), strict=True):
+                self._memo[self._key("p", t)] = v
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memo[k] for k in keys]).astype(np.float32)
+
+    def embed_query(self, text: str) -> Matrix:
+        k = self._key("q", text)
+        if k not in self._memo:
+            self._memo[k] = self.model.embed_query(text)
+        return self._memo[k]
+
+    def save(self) -> None:
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._path, "wb") as f:
+                np.savez(f, **self._memo)  # type: ignore[arg-type]
+
+
+def percentile(values: Sequence[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-def latency(index: SkillIndex, queries: list[Any], qvecs: np.ndarray[Any, Any], rounds: int
-            ) -> dict[str, Any]:
-    toks = [tokenize([q.query])[0] for q in queries]
-    t0 = time.perf_counter()
-    index.search_prepared(qvecs[0], toks[0], 5, "fused")  # builds the BM25 view
-    build_ms = (time.perf_counter() - t0) * 1000
-    out: dict[str, Any] = {"tools": len(index), "first_search_ms": round(build_ms, 1)}
-    for mode in MODES:
-        times = []
-        for _ in range(rounds):
-            for v, t in zip(qvecs, toks, strict=True):
-                s = time.perf_counter()
-                index.search_prepared(v, t, 5, mode)
-                times.append((time.perf_counter() - s) * 1000)
-        out[mode] = {"p50_ms": round(percentile(times, 50), 3),
-                     "p95_ms": round(percentile(times, 95), 3)}
-    # one more tool, then the first search: BM25 statistics are rebuilt from cached tokens
-    base = index.entries()[0]
-    index.add_vectors([("late_addition", "sha256:" + "e" * 64, "late addition: " + base.text)],
-                      index.vector(base.tool_id)[None, :], base.model_id)
-    t0 = time.perf_counter()
-    index.search_prepared(qvecs[0], toks[0], 5, "fused")
-    out["search_after_add_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# -- quality -----------------------------------------------------------------------------
+def measure(index: SkillIndex, queries: Sequence[EvalQuery], qvecs: dict[str, Matrix],
+            modes: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in modes:
+        r1: list[float] = []
+        r5: list[float] = []
+        nd: list[float] = []
+        by_source: dict[str, list[float]] = {}
+        for q in queries:
+            vec = qvecs.get(q.query) if mode != "bm25" else None
+            hits = index.search_prepared(vec, q.query, 10, mode)  # type: ignore[arg-type]
+            ranked = [h.tool_id for h in hits]
+            r1.append(recall_at_k(ranked, q.relevant, 1))
+            r5.append(recall_at_k(ranked, q.relevant, 5))
+            nd.append(ndcg_at_k(ranked, q.relevant, 10))
+            by_source.setdefault(q.source or "own", []).append(r5[-1])
+        out[mode] = {"recall@1": round(statistics.fmean(r1), 4),
+                     "recall@5": round(statistics.fmean(r5), 4),
+                     "ndcg@10": round(statistics.fmean(nd), 4),
+                     "recall@5_by_source": {s: round(statistics.fmean(v), 4)
+                                            for s, v in sorted(by_source.items())}}
     return out
 
 
+def build(root: Path, tools: Sequence[EvalTool], text: Callable[[EvalTool], str],
+          embedder: Any, vectors: dict[str, Matrix] | None = None, rerank: Any = None
+          ) -> SkillIndex:
+    index = SkillIndex(root, embedder, reranker=Reranker(root / "rerank", rerank)
+                       if rerank is not None else False)
+    items = [(t.id, f"sha256:{i:064x}", text(t)) for i, t in enumerate(tools)]
+    if vectors is None:
+        index.add_many(items)
+    else:
+        index.add_vectors(items, np.stack([vectors[t.id] for t in tools]), embedder.model_id)
+    return index
+
+
+def catalogues(tools: list[EvalTool], queries: list[EvalQuery], half: str
+               ) -> dict[str, tuple[list[EvalTool], list[EvalQuery]]]:
+    qs = [q for q in queries if q.split == half]
+    own = [t for t in tools if t.split == half]
+    return {f"{half}": (own, qs), f"{half}+distractors": (tools, qs)}
+
+
+def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: list[str],
+            own_tools: list[EvalTool], own_queries: list[EvalQuery], e5: CachedE5
+            ) -> dict[str, Any]:
+    static = default_static_embedder()
+    all_queries = [q for q in queries if q.split in halves] + own_queries
+    result: dict[str, Any] = {"load_at_start": load()}
+
+    # old pipeline: e5 over name + description (also the indexing baseline)
+    t0 = time.perf_counter()
+    e5_docs = e5.embed_documents([old_text(t) for t in tools + own_tools])
+    e5_index_s = time.perf_counter() - t0
+    e5_vecs = {t.id: e5_docs[i] for i, t in enumerate(tools + own_tools)}
+    t0 = time.perf_counter()
+    e5_q = {q.query: e5.embed_query(q.query) for q in all_queries}
+    e5_query_ms = (time.perf_counter() - t0) * 1000 / max(1, len(all_queries))
+    static_q = {q.query: static.embed_query(q.query) for q in all_queries}
+    result["embedding"] = {
+        "old_e5_index_tools": len(e5_docs), "old_e5_index_s": round(e5_index_s, 2),
+        "old_e5_query_mean_ms": round(e5_query_ms, 2), "load": load()}
+
+    sets = {}
+    for half in halves:
+        sets.update(catalogues(tools, queries, half))
+    sets["own"] = (own_tools, own_queries)
+    for name, (cat_tools, cat_queries) in sets.items():
+        old = build(tmp / f"old-{name}", cat_tools, old_text, e5, e5_vecs)
+        new = build(tmp / f"new-{name}", cat_tools, new_text, static, rerank=e5)
+        result[name] = {
+            "tools": len(cat_tools), "queries": len(cat_queries),
+            "old": measure(old, cat_queries, e5_q, ("bm25", "dense", "fused")),
+            "new": measure(new, cat_queries, static_q, MODES),
+        }
+        _print_quality(name, result[name])
+    if "heldout" in halves:
+        result["use"] = learning_from_use(tmp, tools, queries, static)
+    return result
+
+
+def learning_from_use(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery],
+                      static: Any) -> dict[str, Any]:
+    """Half of each held-back tool's queries served by it; the other half measured."""
+    own = [t for t in tools if t.split == "heldout"]
+    qs = sorted((q for q in queries if q.split == "heldout"), key=lambda q: q.id)
+    seen: dict[str, int] = {}
+    taught: list[EvalQuery] = []
+    measured: list[EvalQuery] = []
+    for q in qs:
+        tool = next(iter(q.relevant))
+        seen[tool] = seen.get(tool, 0) + 1
+        (taught if seen[tool] % 2 == 1 else measured).append(q)
+    qvecs = {q.query: static.embed_query(q.query) for q in measured}
+    out: dict[str, Any] = {"taught": len(taught), "measured": len(measured)}
+    index = build(tmp / "use", own, new_text, static)  # learning from use: the fast path
+    out["before"] = measure(index, measured, qvecs, ("fast",))["fast"]
+    for q in taught:
+        index.record_use(q.query, list(q.relevant))
+    out["after"] = measure(index, measured, qvecs, ("fast",))["fast"]
+    print(f"\nlearning from use (held-back, {len(taught)} queries taught, {len(measured)} "
+          f"measured): fast recall@5 {out['before']['recall@5']:.3f} → "
+          f"{out['after']['recall@5']:.3f}, NDCG@10 {out['before']['ndcg@10']:.3f} → "
+          f"{out['after']['ndcg@10']:.3f}")
+    return out
+
+
+# -- latency -----------------------------------------------------------------------------
+def synthetic_tools(base: list[EvalTool], n: int, rng: random.Random) -> list[EvalTool]:
+    vocab = sorted({w for t in base for w in t.description.split() if w.isalpha()})
+    out = list(base)
+    for i in range(n - len(base)):
+        desc = " ".join(rng.choice(vocab) for _ in range(rng.randint(8, 20)))
+        out.append(EvalTool(f"synthetic_{i}", f"synthetic_{i}", desc))
+    return out
+
+
+def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Embedder,
+            size: int, rounds: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    big = synthetic_tools(tools, size, rng)
+    static = default_static_embedder()
+    out: dict[str, Any] = {"tools": len(big), "load_at_start": load()}
+
+    # indexing: the first 1,000 real public tools into a fresh index, new pipeline
+    t0 = time.perf_counter()
+    build(tmp / "add1000", tools[:1000], new_text, static)
+    out["add_1000_tools_s"] = round(time.perf_counter() - t0, 3)
+
+    # e5 rows at this size: real ones for 200 real tools, perturbed copies beyond (embedding
+    # 10k descriptions with e5 would take most of an hour; search cost is the same)
+    real = e5.embed_documents([old_text(t) for t in tools[:200]])
+    picks = np.random.default_rng(7).integers(0, len(real), size=len(big))
+    noise = np.random.default_rng(8).normal(0.0, 0.02, size=(len(big), real.shape[1]))
+    vecs = real[picks] + noise.astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    new = build(tmp / "lat-new", big, new_text, static, rerank=e5)
+    assert new.reranker is not None
+    new.reranker.seed([(e.tool_id, e.fingerprint, display_line(e.text)) for e in new.entries()],
+                      vecs.astype(np.float32))
+    old = SkillIndex(tmp / "lat-old", e5)
+    old.add_vectors([(t.id, f"sha256:{i:064x}", old_text(t)) for i, t in enumerate(big)],
+                    vecs.astype(np.float32), e5.model_id)
+    texts = [q.query for q in queries]
+    runs: list[tuple[str, SkillIndex, Mode]] = [("new", new, "full"), ("fast", new, "fast"),
+                                                ("old", old, "fused")]
+    for label, index, mode in runs:
+        t0 = time.perf_counter()
+        index.search(texts[0], 5, mode)  # builds the BM25 view
+        out[f"{label}_first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        times = []
+        sample = texts if label == "fast" else texts[:400]
+        for _ in range(rounds if label == "fast" else 1):
+            for text in sample:
+                index.cache = type(index.cache)()  # every query is embedded: no cache hit
+                s = time.perf_counter()
+                index.search(text, 5, mode)
+                times.append((time.perf_counter() - s) * 1000)
+        out[label] = {"queries": len(times), "p50_ms": round(percentile(times, 50), 3),
+                      "p95_ms": round(percentile(times, 95), 3), "load": load()}
+    cached = []
+    for text in texts[:300]:
+        new.search(text, 5, "full")
+        s = time.perf_counter()
+        new.search(text, 5, "full")
+        cached.append((time.perf_counter() - s) * 1000)
+    out["new_cached_p50_ms"] = round(percentile(cached, 50), 3)
+    return out
+
+
+# -- main --------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1k and 10k only, fewer rounds")
+    ap.add_argument("--split", choices=("heldout", "tune", "all"), default="heldout")
+    ap.add_argument("--size", type=int, default=10_000, help="tools for the latency run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--cache", type=Path, help="memo of e5 vectors across runs (quality only; "
+                    "latency always embeds)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/skills_retrieval.json"))
     args = ap.parse_args()
+    halves = ["tune", "heldout"] if args.split == "all" else [args.split]
 
-    tools = load_tools(DATA / "skills_tools.jsonl")
-    queries = load_queries(DATA / "skills_queries.jsonl", {t.id for t in tools})
-    emb = default_embedder()
+    tools = load_tools(PUBLIC / "tools.jsonl")
+    queries = load_queries(PUBLIC / "queries.jsonl", {t.id for t in tools})
+    own_tools = load_tools(DATA / "skills_tools.jsonl")
+    own_queries = load_queries(DATA / "skills_queries.jsonl", {t.id for t in own_tools})
+    e5_model = default_embedder()
+    e5 = CachedE5(e5_model, args.cache)
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"nproc": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version(),
+                    "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
+        "models": {"new": default_static_embedder().model_id, "old": e5_model.model_id},
+        "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves},
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        index = SkillIndex(Path(tmp) / "eval", emb)
-        t0 = time.perf_counter()
-        index.add_many([(t.id, f"sha256:{i:064x}", tool_text(t.name, t.description))
-                        for i, t in enumerate(tools)])
-        index_s = time.perf_counter() - t0
-        qtimes = []
-        qvecs_l = []
-        for q in queries:
-            s = time.perf_counter()
-            qvecs_l.append(emb.embed_query(q.query))
-            qtimes.append((time.perf_counter() - s) * 1000)
-        qvecs = np.stack(qvecs_l)
-        result: dict[str, Any] = {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": {"nproc": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version(),
-                        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-                        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
-            "model_id": emb.model_id,
-            "eval_set": {"tools": len(tools), "queries": len(queries)},
-            "embed": {"index_tools_s": round(index_s, 2),
-                      "query_p50_ms": round(percentile(qtimes, 50), 1),
-                      "query_p95_ms": round(percentile(qtimes, 95), 1)},
-            "quality": quality(index, queries, qvecs),
-        }
-        # incremental add: one new tool into the eval index (embedding + append + fsync)
-        s = time.perf_counter()
-        index.add("incremental_probe", "sha256:" + "f" * 64, "probe: a tool added on its own")
-        result["embed"]["add_one_tool_ms"] = round((time.perf_counter() - s) * 1000, 1)
-
-        rng = random.Random(7)
-        sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
-        rounds = 1 if args.quick else 3
-        result["latency"] = []
-        for n in sizes:
-            big = synthetic_index(Path(tmp) / f"n{n}", index, n, rng)
-            result["latency"].append(latency(big, queries, qvecs, rounds))
-            del big
+        result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools, own_queries,
+                                    e5)
+        e5.save()
+        if not args.no_latency:
+            lat_queries = [q for q in queries if q.split in halves]
+            result["latency"] = latency(Path(tmp), tools, lat_queries, e5_model, args.size,
+                                        args.rounds)
+            _print_latency(result["latency"])
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    _print(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {args.out}")
@@ -179,20 +347,25 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def _print(r: dict[str, Any]) -> None:
-    print(f"model {r['model_id']}  ({r['eval_set']['tools']} tools, "
-          f"{r['eval_set']['queries']} queries)")
-    print(f"query embedding p50 {r['embed']['query_p50_ms']} ms, "
-          f"p95 {r['embed']['query_p95_ms']} ms; add one tool {r['embed']['add_one_tool_ms']} ms")
-    print(f"\n{'retriever':<10} {'recall@5':>9} {'NDCG@10':>9}")
-    for mode in ("bm25", "dense", "fused"):
-        q = r["quality"][mode]
-        print(f"{mode:<10} {q['recall@5']:>9.3f} {q['ndcg@10']:>9.3f}")
-    print(f"\n{'tools':>8} {'mode':<6} {'p50 ms':>8} {'p95 ms':>8}")
-    for row in r["latency"]:
-        for mode in ("bm25", "dense", "fused"):
-            print(f"{row['tools']:>8} {mode:<6} {row[mode]['p50_ms']:>8.3f} "
-                  f"{row[mode]['p95_ms']:>8.3f}")
+def _print_quality(name: str, r: dict[str, Any]) -> None:
+    print(f"\n{name}: {r['tools']} tools, {r['queries']} queries")
+    print(f"  {'pipeline':<22} {'R@1':>6} {'R@5':>6} {'NDCG@10':>8}  R@5 by source")
+    for side, modes in (("old", ("bm25", "dense", "fused")), ("new", MODES)):
+        for mode in modes:
+            m = r[side][mode]
+            src = " ".join(f"{s}:{v:.3f}" for s, v in m["recall@5_by_source"].items())
+            print(f"  {side + ' ' + mode:<22} {m['recall@1']:>6.3f} {m['recall@5']:>6.3f} "
+                  f"{m['ndcg@10']:>8.3f}  {src}")
+
+
+def _print_latency(r: dict[str, Any]) -> None:
+    print(f"\nlatency at {r['tools']} tools (query embedding included, no cache):")
+    for label in ("new", "fast", "old"):
+        m = r[label]
+        print(f"  {label}: p50 {m['p50_ms']} ms, p95 {m['p95_ms']} ms over {m['queries']} "
+              f"queries (load {m['load']})")
+    print(f"  new full, cached query: p50 {r['new_cached_p50_ms']} ms; first search "
+          f"{r['new_first_search_ms']} ms; add 1,000 tools {r['add_1000_tools_s']} s")
 
 
 if __name__ == "__main__":

@@ -131,9 +131,40 @@ def test_evolve_exit_3_when_the_kernel_rejects(tmp_path: Path) -> None:
     Runtime.init(home).close()
     tests = write(tmp_path, "t.json", '[{"input": [1, 2], "output": [5]}, {"input": [0, 0], "output": [1]}]')
     r = ouro("evolve", str(EXAMPLES / "sum2x.fasm"), "--tests", str(tests), "--generations", "3",
-             "-o", str(tmp_path / "b.fasm"), "--home", str(home), "--json")
+             "-o", str(tmp_path / "b.fasm"), "--home", str(home), "--json", "--engine", "classic")
     assert r.returncode == 3, r.stderr
     assert json.loads(r.stdout)["patch"]["stage"] == "test"
+
+
+def test_search_refuses_a_program_that_fails_its_own_tests(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    tests = write(tmp_path, "t.json", '[{"input": [1, 2], "output": [5]}, {"input": [0, 0], "output": [1]}]')
+    r = ouro("evolve", str(EXAMPLES / "sum2x.fasm"), "--tests", str(tests), "--budget", "50",
+             "-o", str(tmp_path / "b.fasm"), "--home", str(home))
+    assert r.returncode == 2 and "fails 1 of its 2 test cases" in r.stderr
+    assert not (tmp_path / "b.fasm").exists()
+    with Runtime.open(home) as rt:
+        assert [e.kind for e in rt.log()] == ["Genesis"]
+
+
+def test_search_proves_the_winner_and_submits_the_grown_suite(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    r = ouro("evolve", str(EXAMPLES / "sum2x.fasm"), "--tests", str(EXAMPLES / "sum2x.tests.json"),
+             "--budget", "600", "--seed", "1", "-o", str(tmp_path / "b.fasm"), "--home", str(home),
+             "--json", "--executor", "local")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["engine"] == "search" and summary["evaluations"] <= 600
+    assert summary["after"]["cycles_per_result"] < summary["before"]["cycles_per_result"]
+    assert summary["equivalence"]["status"] == "proved"
+    assert summary["patch"]["status"] == "applied"
+    with Runtime.open(home) as rt:
+        stored = rt.value("flux/programs/sum2x")
+        events = [e for e in rt.log() if e.kind == "EvolutionGeneration"]
+    assert len(stored["tests"]) == summary["tests"] >= 1
+    assert len(events) == summary["accepted"] >= 1
 
 
 @pytest.mark.parametrize(("tests", "message"), [

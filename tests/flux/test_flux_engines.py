@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.flux.asm import assemble
+from ouroboros.capabilities.flux.compiled import compile_program, run_compiled
 from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
@@ -23,7 +24,9 @@ def test_fast_and_wasm_agree_with_reference(program: Program, values: list[int],
     image = program.to_image()
     verdict = verify(image)
     expected = run(image, values, fuel=fuel)
-    assert run_predecoded(predecode(image.params, verdict.instructions), values, fuel=fuel) == expected
+    decoded = predecode(image.params, verdict.instructions)
+    assert run_predecoded(decoded, values, fuel=fuel) == expected
+    assert run_compiled(decoded, values, fuel=fuel) == expected
     assert RUNNER.run(image, values, fuel=fuel) == expected
 
 
@@ -38,6 +41,8 @@ def test_traps_agree(source: str, values: list[int]) -> None:
     expected = run(image, values, fuel=5000)
     assert RUNNER.run(image, values, fuel=5000) == expected
     assert run_predecoded(predecode(image.params, verify(image).instructions), values, fuel=5000) == expected
+    assert run_compiled(predecode(image.params, verify(image).instructions), values,
+                        fuel=5000) == expected
 
 
 def test_many_outputs_grow_wasm_memory() -> None:
@@ -50,3 +55,10 @@ def test_many_outputs_grow_wasm_memory() -> None:
 def test_unverified_programs_are_not_translated() -> None:
     with pytest.raises(ValueError, match="unverified"):
         translate(assemble("ADD\nHALT"))
+
+
+def test_programs_with_calls_are_left_to_the_dispatch_loop() -> None:
+    image = assemble("PUSH 2\nCALL f\nACT 0\nHALT\nf: INC\nRET")
+    decoded = predecode(image.params, verify(image).instructions)
+    assert compile_program(decoded) is None
+    assert run_compiled(decoded, fuel=100) == run(image, fuel=100)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ouroboros.capabilities.evolve.engine import EvolutionPolicy, Evolver
-from ouroboros.capabilities.flux.asm import assemble
+from ouroboros.capabilities.flux.asm import assemble, disassemble
 from ouroboros.capabilities.flux.fitness import (
     FluxProblem,
     TestCase,
@@ -61,9 +61,18 @@ def test_fitness_definition() -> None:
     s = score(SLOW, CASES, trust=0.5)
     assert s.confidence == 1.0
     assert s.cycles_per_result == 2 + 1 + 1 + 1 + 3 + 1 + 2 + 1
-    assert s.fitness == pytest.approx((1 / 12) * 1.0 * 0.5)
+    penalised = 12 + 0.001 * SLOW.size  # no unreachable code: only the size penalty
+    assert s.penalised_cycles == pytest.approx(penalised)
+    assert s.fitness == pytest.approx((1 / penalised) * 1.0 * 0.5)
     half = score(SLOW, (*CASES[:2], TestCase((1,), (9,)), TestCase((2,), (9,))))
-    assert half.confidence == 0.5 and half.fitness == pytest.approx((1 / 12) * 0.5)
+    assert half.confidence == 0.5 and half.fitness == pytest.approx((1 / penalised) * 0.5)
+
+
+def test_unreachable_code_costs_fitness() -> None:
+    dead = Program.from_image(assemble(disassemble(SLOW.to_image()) + "PUSH 1\nPOP\nHALT\n"))
+    assert score(dead, CASES).cycles_per_result == score(SLOW, CASES).cycles_per_result
+    assert score(dead, CASES).penalised_cycles == pytest.approx(
+        score(SLOW, CASES).penalised_cycles + 3 * 0.25 + 0.001 * 7)
 
 
 def test_invalid_or_failing_programs_score_zero() -> None:
@@ -98,7 +107,10 @@ def test_evolution_reaches_the_optimum_and_keeps_behaviour() -> None:
     ('[\n{"input": [1], "output": [2]},\n]', "line 3: invalid JSON"),
     ("{}", "non-empty JSON list"),
     ("[]", "non-empty JSON list"),
-    ('[{"input": [1]}]', 'case 1: must be an object with exactly "input" and "output"'),
+    ('[{"input": [1]}]', 'case 1: must be an object with "input" and "output"'),
+    ('[{"input": [1], "output": [1], "extra": []}]', 'case 1: must be an object with'),
+    ('[{"input": [1], "output": [1, 2], "channels": [0]}]', 'one channel .0..255. per output'),
+    ('[{"input": [1], "output": [1], "channels": [256]}]', 'one channel .0..255. per output'),
     ('[{"input": [1], "output": [2]}, {"input": [1.5], "output": []}]',
      'case 2: "input" must be a list of 64-bit integers'),
     ('[{"input": [true], "output": []}]', 'case 1: "input" must be a list'),

@@ -64,7 +64,7 @@ def test_search_finds_starter_tools_and_prints_json(home: Path, no_llm_env: None
     data = json.loads(out)
     assert data["results"][0]["tool_id"] == "unit_convert"
     assert len(data["results"]) == 2
-    assert data["model"].startswith("intfloat/multilingual-e5-small")
+    assert data["model"].startswith("static-e5-small")
     code, out, _ = invoke(["search", "how many words in my essay", "--home", str(home)])
     assert code == 0 and out.startswith("1. word_stats")
 
@@ -95,13 +95,18 @@ def test_create_mutate_solve_stats_history_through_the_endpoint(
 ) -> None:
     monkeypatch.setenv("OURO_LLM_BASE_URL", chat_stub.base_url)
     monkeypatch.setenv("OURO_LLM_MODEL", "stub-model")
-    chat_stub.replies += [WRITER, answer()]
+    chat_stub.replies += [WRITER, answer(),
+                          "1. how long is my essay in words\n- word count of this text"]
     code, out, _ = invoke(["create", "count the words of a text", "--name", "wc",
                            "--json", "--home", str(home)])
     assert code == 0, out
     created = json.loads(out)
     assert created["id"] == "wc" and created["attempts"] == 1
     assert created["status"] == "proven" and created["evidence"]["independent"] == 3
+    index_root = Path(next(home.rglob("index/entries.jsonl"))).parent
+    entry = json.loads((index_root / "entries.jsonl").read_text().splitlines()[-1])
+    assert entry["tool_id"] == "wc"  # the model's example requests are indexed with the tool
+    assert "asked as: how long is my essay in words | word count of this text" in entry["text"]
 
     chat_stub.replies += [WRITER, answer(src="import json, sys\nraise SystemExit('no')")]
     code, _, err = invoke(["mutate", "wc", "break it", "--repairs", "0", "--home", str(home)])
@@ -112,6 +117,9 @@ def test_create_mutate_solve_stats_history_through_the_endpoint(
     code, out, _ = invoke(["solve", "count words in 'x y'", "--json", "--home", str(home)])
     assert code == 0, out
     assert json.loads(out)["outcome"] == "reused"
+    usage = [json.loads(ln) for ln in (index_root / "usage.jsonl").read_text().splitlines()]
+    assert [u["tool"] for u in usage] == ["wc"]  # the tool that served the task is learnt
+    assert "x y" not in (index_root / "usage.jsonl").read_text()
 
     code, out, _ = invoke(["stats", "--json", "--home", str(home)])
     assert json.loads(out)["reused"] == 1 and json.loads(out)["reuse_rate"] == 1.0
@@ -152,3 +160,22 @@ def test_create_waiting_for_approval_exits_4(
     code, _, err = invoke(["create", "count words", "--name", "wc", "--home", str(home)])
     assert code == 4 and err is not None
     assert "waits for approval" in err.message and err.hint.startswith("approve with: ouro approve")
+
+
+def test_a_run_after_a_search_teaches_the_index(home: Path, no_llm_env: None) -> None:
+    from ouroboros.interfaces.cli.tool import app as tool_app
+
+    add_starters(home, ["unit_convert", "word_stats"])
+    code, out, _ = invoke(["search", "how far is a marathon in miles", "--json",
+                           "--home", str(home)])
+    assert code == 0 and json.loads(out)["results"][0]["tool_id"] == "unit_convert"
+    result = CliRunner().invoke(tool_app, ["run", "unit_convert", "--input",
+                                           '{"value": 42.195, "from": "km", "to": "mi"}',
+                                           "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    usage_file = next(home.rglob("index/usage.jsonl"))
+    assert [json.loads(ln)["tool"] for ln in usage_file.read_text().splitlines()] == [
+        "unit_convert"]
+    code, out, _ = invoke(["search", "how far is a marathon in km", "--json",
+                           "--home", str(home)])
+    assert json.loads(out)["results"][0]["use_rank"] == 1

@@ -6,10 +6,11 @@ numeric vectors, and whatever else a capability defines. One generation:
 1. trust gate: no self-modification while `trust < policy.min_trust`
    (`TrustGateClosed`, and nothing changes);
 2. propose `policy.population` candidates from the current genome (a crossover with
-   the best-so-far first, with probability `policy.crossover_rate`), drawing all
-   randomness from one seeded `random.Random`, in order, in this process;
-3. evaluate them (in parallel, see `parallel.py`) and `compete`: the fittest wins,
-   ties go to the earliest;
+   the best-so-far first, with probability `policy.crossover_rate`); candidate i of
+   generation g draws from its own seeded `random.Random(f"{seed}:{g}:{i}")`;
+3. generate and score them where they are made (workers take whole ranges of a
+   generation, see `parallel.py`) and compete: the fittest wins, ties go to the
+   earliest;
 4. apply the winner over a snapshot; if its fitness is below
    `policy.rollback_threshold x` the current fitness, roll back to the snapshot.
 
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from ouroboros.capabilities.evolve.executor import default_workers
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.evolve.trend import Trend, classify
 
@@ -98,11 +100,13 @@ class Evolver(Generic[G]):
     policy: EvolutionPolicy = field(default_factory=EvolutionPolicy)
     seed: int = 0
     trust: float = 1.0
-    workers: int = 1
+    workers: int | None = 1  # None: chosen from the population (executor.default_workers)
     on_accept: Callable[[EvolutionRecord, G], None] | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        if self.workers is None:
+            self.workers = default_workers(self.policy.population)
         self.evaluator: Evaluator[G] = Evaluator(self.problem, self.workers)
         self.evaluator.start()
         self.fitness = self.evaluator.evaluate([self.genome])[0]
@@ -161,19 +165,19 @@ class Evolver(Generic[G]):
                 "no self-modification until trust is restored")
         self.generation += 1
         before = self.fitness
-        candidates = self.propose()
-        if not candidates:
+        pick, made = self.evaluator.generation(self.genome, self.best.genome, self.seed,
+                                               self.generation, self.policy.population,
+                                               self.policy.crossover_rate)
+        if pick is None:
             record = EvolutionRecord(self.generation, "none", before, before, False, 0)
             self.history.append(record)
             return record
-        index, fitness = self.compete([c[0] for c in candidates])
-        genome, label = candidates[index]
+        genome, fitness, label = pick.genome, pick.fitness, pick.label
         self.apply(genome, fitness)
         accepted = fitness > 0 and fitness >= self.policy.rollback_threshold * before
         if not accepted:
             self.rollback()
-        record = EvolutionRecord(self.generation, label, before, fitness, accepted,
-                                 len(candidates))
+        record = EvolutionRecord(self.generation, label, before, fitness, accepted, made)
         self.history.append(record)
         if accepted:
             if fitness > self.best.fitness:

@@ -64,3 +64,11 @@ def example_fitness(vector: Vector) -> float:
     quality = sum(s * q for s, q in zip(share, _QUALITY, strict=True))
     cost = sum(s * c for s, c in zip(share, _COST, strict=True))
     return max(0.0, quality - 0.45 * cost)
+
+
+def example_routing_fitness(candidate: dict[str, object]) -> float:
+    """`example_fitness` for `ouro evolve routing --fitness module:function`: the
+    candidate is {"weights": {"small": w, "medium": w, "large": w}}."""
+    weights = candidate["weights"]
+    assert isinstance(weights, dict)
+    return example_fitness(tuple(float(weights[r]) for r in EXAMPLE_ROUTES))

@@ -1,10 +1,13 @@
 """Test cases, fitness, and FLUX as a problem for the generic evolution engine.
 
-fitness = (1 / cycles_per_result) x confidence x trust, where
+fitness = (1 / penalised_cycles) x confidence x trust, where
 - confidence = passed cases / all cases (a case passes when the run halts without a
   trap and the values emitted by ACT/INSTINCT, in order, equal the expected output);
 - cycles_per_result = mean cycles over the passing cases;
-- trust = the agent's trust in [0, 1].
+- trust = the agent's trust in [0, 1];
+- penalised_cycles = cycles_per_result + 0.001 x code bytes + 0.25 x unreachable
+  instructions (so of two equally fast programs the smaller wins, and code after HALT
+  is never free).
 A program that fails verification, or passes no case, has fitness 0.
 
 Under evolution (`FluxProblem`) two guards keep the formula honest: a candidate that
@@ -22,23 +25,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ouroboros.capabilities.flux import genome as genome_mod
+from ouroboros.capabilities.flux.analysis import unreachable_count
 from ouroboros.capabilities.flux.fastpath import predecode, run_predecoded
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, INT64_MAX, INT64_MIN
 from ouroboros.capabilities.flux.mutations import Proposer, breed
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify_instructions
+from ouroboros.capabilities.flux.vm import RunResult
 
 MAX_CASES = 1000
+_CASE_KEYS = {"input", "output", "channels"}
 
 
 @dataclass(frozen=True)
 class TestCase:
+    """Inputs and the expected emitted values; `channels`, when given, must match too."""
+
     __test__ = False  # not a pytest class
     inputs: tuple[int, ...]
     output: tuple[int, ...]
+    channels: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, list[int]]:
-        return {"input": list(self.inputs), "output": list(self.output)}
+        out = {"input": list(self.inputs), "output": list(self.output)}
+        if self.channels is not None:
+            out["channels"] = list(self.channels)
+        return out
+
+    def passed_by(self, result: RunResult) -> bool:
+        return result.halted and result.output == self.output and (
+            self.channels is None or result.channels == self.channels)
+
+    @classmethod
+    def from_run(cls, inputs: Sequence[int], result: RunResult) -> TestCase:
+        """The case a reference run defines: its outputs and their channels."""
+        return cls(tuple(inputs), result.output, result.channels)
 
 
 class TestsFileError(ValueError):
@@ -59,14 +80,20 @@ def parse_tests(text: str) -> tuple[TestCase, ...]:
         raise TestsFileError(f"{len(data)} cases; at most {MAX_CASES}")
     cases = []
     for n, item in enumerate(data, start=1):
-        if not isinstance(item, dict) or set(item) != {"input", "output"}:
-            raise TestsFileError(f"case {n}: must be an object with exactly \"input\" and \"output\"")
-        for key in ("input", "output"):
+        if not isinstance(item, dict) or not {"input", "output"} <= set(item) <= _CASE_KEYS:
+            raise TestsFileError(f"case {n}: must be an object with \"input\" and \"output\" "
+                                 "(and optionally \"channels\")")
+        for key in sorted(set(item)):
             values = item[key]
             if not isinstance(values, list) or not all(
                     type(v) is int and INT64_MIN <= v <= INT64_MAX for v in values):
                 raise TestsFileError(f"case {n}: \"{key}\" must be a list of 64-bit integers")
-        cases.append(TestCase(tuple(item["input"]), tuple(item["output"])))
+        channels = item.get("channels")
+        if channels is not None and (len(channels) != len(item["output"]) or
+                                     not all(0 <= c <= 255 for c in channels)):
+            raise TestsFileError(f"case {n}: \"channels\" needs one channel (0..255) per output")
+        cases.append(TestCase(tuple(item["input"]), tuple(item["output"]),
+                              None if channels is None else tuple(channels)))
     return tuple(cases)
 
 
@@ -79,6 +106,7 @@ class Score:
     total: int
     reasons: tuple[str, ...] = ()
     worst_cycles: int = 0
+    penalised_cycles: float = 0.0  # cycles per result + size and unreachable-code penalties
 
     @property
     def valid(self) -> bool:
@@ -87,7 +115,8 @@ class Score:
     def to_json(self) -> dict[str, object]:
         return {"fitness": self.fitness, "confidence": self.confidence,
                 "cycles_per_result": self.cycles_per_result, "passed": self.passed,
-                "total": self.total, "reasons": list(self.reasons)}
+                "total": self.total, "reasons": list(self.reasons),
+                "penalised_cycles": self.penalised_cycles}
 
 
 def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
@@ -104,14 +133,26 @@ def score(program: Program, cases: Sequence[TestCase], *, trust: float = 1.0,
     cycles = []
     for case in cases:
         result = run_predecoded(compiled, case.inputs, fuel=fuel)
-        if result.halted and result.output == case.output:
+        if case.passed_by(result):
             cycles.append(result.cycles)
     if not cycles:
         return Score(0.0, 0.0, 0.0, 0, len(cases), (), 0)
     confidence = len(cycles) / len(cases)
     per_result = sum(cycles) / len(cycles)
-    fitness = (1.0 / max(per_result, 1.0)) * confidence * trust
-    return Score(fitness, confidence, per_result, len(cycles), len(cases), (), max(cycles))
+    penalised = penalised_cycles(program, per_result)
+    fitness = (1.0 / max(penalised, 1.0)) * confidence * trust
+    return Score(fitness, confidence, per_result, len(cycles), len(cases), (), max(cycles),
+                 penalised)
+
+
+SIZE_PENALTY = 0.001  # cycles per code byte: breaks ties between equally fast programs
+UNREACHABLE_PENALTY = 0.25  # cycles per instruction no path reaches (code after HALT)
+
+
+def penalised_cycles(program: Program, cycles_per_result: float) -> float:
+    """Cycles per result plus the size and unreachable-code penalties (docs/flux.md)."""
+    return (cycles_per_result + SIZE_PENALTY * program.size
+            + UNREACHABLE_PENALTY * unreachable_count(program))
 
 
 @dataclass(frozen=True)

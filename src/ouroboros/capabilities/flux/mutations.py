@@ -54,12 +54,14 @@ class Proposer:
     constants), which keeps the search inside the program's own vocabulary."""
 
     def __init__(self, weights: Mapping[MutationType, float] | None = None,
-                 max_bytes: int = MAX_CODE_BYTES) -> None:
+                 max_bytes: int = MAX_CODE_BYTES, seed_table: bool = False) -> None:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.max_bytes = max_bytes
+        self.seed_table = seed_table  # OptimizeOpcode with the seed's rewrite table only
 
     def propose(self, program: Program, rng: random.Random) -> Mutation | None:
-        kinds = [k for k in MutationType if self.weights.get(k, 0) > 0 and _applies(k, program)]
+        kinds = [k for k in MutationType if self.weights.get(k, 0) > 0
+                 and _applies(k, program, self.seed_table)]
         if not kinds:
             return None
         kind = rng.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
@@ -85,10 +87,10 @@ class Proposer:
 Operator = Callable[[Proposer, Program, random.Random], "Mutation | None"]
 
 
-def _applies(kind: MutationType, program: Program) -> bool:
+def _applies(kind: MutationType, program: Program, seed_table: bool = False) -> bool:
     ops = {i.op for i in program.instrs}
     if kind is MutationType.OPTIMIZE_OPCODE:
-        return next(rewrites.sites(program), None) is not None
+        return next(rewrites.sites(program, seed_table=seed_table), None) is not None
     if kind is MutationType.PATCH_JUMP:
         return any(i.is_jump for i in program.instrs)
     if kind is MutationType.ADJUST_DECAY:
@@ -99,7 +101,7 @@ def _applies(kind: MutationType, program: Program) -> bool:
 
 
 def _optimize(self: Proposer, program: Program, rng: random.Random) -> Mutation | None:
-    site = rng.choice(list(rewrites.sites(program)))
+    site = rng.choice(list(rewrites.sites(program, seed_table=self.seed_table)))
     old = program.instrs[site.index:site.index + site.width]
     return Mutation(MutationType.OPTIMIZE_OPCODE,
                     f"{'; '.join(map(str, old))} -> {'; '.join(map(str, site.replacement)) or '(nothing)'}",

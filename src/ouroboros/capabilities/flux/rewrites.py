@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ouroboros.capabilities.flux import analysis
 from ouroboros.capabilities.flux.isa import OPS, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 
@@ -26,6 +27,17 @@ _IDENTITY_OPERANDS = {  # PUSH k; OP  ==  nothing
 _CANCELLING = {(Opcode.SWAP, Opcode.SWAP), (Opcode.NEG, Opcode.NEG), (Opcode.NOT, Opcode.NOT), (Opcode.INC, Opcode.DEC),
                (Opcode.DEC, Opcode.INC), (Opcode.DUP, Opcode.POP)}
 _FOLD = {Opcode.ADD: lambda a, b: a + b, Opcode.SUB: lambda a, b: a - b, Opcode.MUL: lambda a, b: a * b}
+
+
+# Instructions that push one value and do nothing else: they commute with each other,
+# and one followed by POP is no work at all.
+PRODUCERS = frozenset({Opcode.PUSH, Opcode.SENSE, Opcode.LOAD, Opcode.PARAM})
+COMMUTATIVE = frozenset({Opcode.ADD, Opcode.MUL, Opcode.AND, Opcode.OR, Opcode.XOR, Opcode.EQ})
+# No side effect and no trap: safe to compute once instead of twice.
+_PURE = PRODUCERS | {Opcode.DUP, Opcode.SWAP, Opcode.OVER, Opcode.POP, Opcode.ADD, Opcode.SUB,
+                     Opcode.MUL, Opcode.NEG, Opcode.INC, Opcode.DEC, Opcode.AND, Opcode.OR,
+                     Opcode.XOR, Opcode.NOT, Opcode.SHL, Opcode.SHR, Opcode.EQ, Opcode.LT,
+                     Opcode.GT, Opcode.THRESH, Opcode.NOP}
 
 
 def _pair_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
@@ -71,7 +83,30 @@ def _fold_rule(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
     return None
 
 
-RULES: tuple[tuple[int, Rule], ...] = ((1, _single_rule), (2, _pair_rule), (3, _fold_rule))
+def _pair_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
+    a, b = w
+    if a.op in PRODUCERS and b.op is Opcode.POP:
+        return ()
+    if a.op is Opcode.NEG and b.op in (Opcode.ADD, Opcode.SUB):  # x + -y = x - y, x - -y = x + y
+        return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
+    if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
+        return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
+    return None
+
+
+def _triple_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
+    a, b, op = w
+    if a.op in PRODUCERS and b.op in PRODUCERS and op.op is Opcode.SWAP:
+        return (b, a)  # two independent pushes: push them the other way round
+    return None
+
+
+#: The seed's OptimizeOpcode table (what the classic engine and the peephole baseline
+#: started with), and the table the search uses, which adds rules tuned on the tuning
+#: suite (bench/data/flux_tuning.toml).
+SEED_RULES: tuple[tuple[int, Rule], ...] = ((1, _single_rule), (2, _pair_rule),
+                                            (3, _fold_rule))
+RULES: tuple[tuple[int, Rule], ...] = (*SEED_RULES, (2, _pair_rule_more), (3, _triple_rule_more))
 
 
 @dataclass(frozen=True)
@@ -85,29 +120,111 @@ def cost(instrs: tuple[Instr, ...]) -> int:
     return sum(OPS[i.op].cycles for i in instrs)
 
 
-def sites(program: Program) -> Iterator[Site]:
-    """Every place a rule applies, in program order."""
+def _self_contained(block: tuple[Instr, ...]) -> bool:
+    """Pure, reads nothing it did not push, and leaves exactly one value."""
+    depth = 0
+    for ins in block:
+        if ins.op not in _PURE:
+            return False
+        info = OPS[ins.op]
+        if depth < info.pops:
+            return False
+        depth += info.pushes - info.pops
+    return depth == 1
+
+
+def _cse_sites(program: Program, targets: set[int]) -> Iterator[Site]:
+    """`B; B` where B computes one value from nothing: `B; DUP` (common subexpression)."""
+    instrs = program.instrs
+    for index in range(len(instrs)):
+        for width in (1, 2, 3):
+            end = index + 2 * width
+            block = instrs[index:index + width]
+            if end > len(instrs) or instrs[index + width:end] != block:
+                continue
+            if any(index < t < end for t in targets) or not _self_contained(block):
+                continue
+            if cost(block) > 1:
+                yield Site(index + width, width, (Instr(Opcode.DUP),))
+
+
+def _dead_store_sites(program: Program) -> Iterator[Site]:
+    for index in analysis.dead_stores(program):
+        yield Site(index, 1, (Instr(Opcode.POP),))
+
+
+def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
+    """Every place a rule applies, in program order (`seed_table`: only the seed's
+    table, without common subexpressions and dead stores)."""
     targets = jump_targets(program)
     instrs = program.instrs
     for index in range(len(instrs)):
-        for width, rule in RULES:
+        for width, rule in (SEED_RULES if seed_table else RULES):
             window = instrs[index:index + width]
             if len(window) < width or any(index < t < index + width for t in targets):
                 continue
             new = rule(window, index)
             if new is not None and cost(new) < cost(window):
                 yield Site(index, width, new)
+    if seed_table:
+        return
+    yield from _cse_sites(program, targets)
+    yield from _dead_store_sites(program)
+
+
+def neutral_sites(program: Program) -> Iterator[Site]:
+    """Sound rewrites that cost the same but open the way to cheaper ones:
+    - forwarding: `P; STORE n ... LOAD n` with P a producer and one path between them
+      becomes `P; STORE n ... P` (the STORE may then be dead);
+    - commuting: `P1; P2; op` with op commutative becomes `P2; P1; op`."""
+    instrs = program.instrs
+    targets = jump_targets(program)
+    for index, ins in enumerate(instrs):
+        if ins.op is Opcode.LOAD:
+            source = _forwarded(program, index, ins.args[0])
+            if source is not None:
+                yield Site(index, 1, (source,))
+        if (ins.op in COMMUTATIVE and index >= 2 and instrs[index - 1].op in PRODUCERS
+                and instrs[index - 2].op in PRODUCERS and instrs[index - 1] != instrs[index - 2]
+                and not any(index - 2 < t <= index for t in targets)):
+            yield Site(index - 2, 2, (instrs[index - 1], instrs[index - 2]))
+
+
+def _forwarded(program: Program, index: int, slot: int) -> Instr | None:
+    """The producer whose value slot `slot` holds at `index`, if a single path leads
+    back to `P; STORE slot` without another write to the slot or to P's own source."""
+    preds = analysis.predecessors(program)
+    at = index
+    seen: set[int] = set()
+    while True:
+        before = preds.get(at, [])
+        if len(before) != 1 or before[0] in seen:
+            return None
+        at = before[0]
+        seen.add(at)
+        ins = program.instrs[at]
+        if ins.op in (Opcode.CALL, Opcode.RET, Opcode.DECAY):
+            return None
+        if ins.op is Opcode.STORE and ins.args[0] == slot:
+            producer = preds.get(at, [])
+            if len(producer) != 1:
+                return None
+            source = program.instrs[producer[0]]
+            if source.op in (Opcode.SENSE, Opcode.PUSH, Opcode.PARAM):
+                return source
+            return None
 
 
 def apply_site(program: Program, site: Site) -> Program:
     return program.replace(site.index, site.width, site.replacement)
 
 
-def peephole(program: Program, *, limit: int = 1000) -> tuple[Program, int]:
+def peephole(program: Program, *, limit: int = 1000,
+             seed_table: bool = False) -> tuple[Program, int]:
     """Apply rules to a fixed point; returns the program and the rewrites made."""
     steps = 0
     while steps < limit:
-        site = next(sites(program), None)
+        site = next(sites(program, seed_table=seed_table), None)
         if site is None:
             break
         program = apply_site(program, site)

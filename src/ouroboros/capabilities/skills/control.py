@@ -434,6 +434,7 @@ def _json_arg(value: Any) -> Any:
 
 
 def _description(text: str) -> str:
+    text = text.split("\n", 1)[0]  # an index entry's first line: "name words: description"
     return text.split(": ", 1)[1] if ": " in text else text
 
 

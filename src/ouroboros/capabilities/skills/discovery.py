@@ -1,10 +1,12 @@
 """Keeping the retrieval index in step with the skill store.
 
 The store owns versions; the index (under `<store root>/index/`) owns their vectors. After
-a tool is added or mutated, `index_version` embeds just that version, records the vector
-and model id beside it (`embedding.vec`, meta.json `embedding_model`) and appends it to
-the index; `sync_index` catches up with tools added by other processes or before retrieval
-existed. Neither re-embeds a version that is already current.
+a tool is added or mutated, `index_version` embeds just that version's document (its
+description, field names, visible examples and any LLM-written queries: see
+retrieval/documents.py), records the vector and model id beside it (`embedding.vec`,
+meta.json `embedding_model`) and appends it to the index; `sync_index` catches up, in one
+batch, with tools added by other processes (`ouro tool add`) or before retrieval existed.
+Neither re-embeds a version that is already current.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .embedding import Embedder
-from .retrieval import SkillIndex, tool_text
+from .retrieval import SkillIndex
+from .retrieval.documents import document_for_version, document_text
+from .retrieval.synthetic import read_synthetic
 
 
 class IndexedStore(Protocol):
@@ -40,10 +44,16 @@ def open_index(store: IndexedStore, embedder: Embedder | None = None) -> SkillIn
     return index
 
 
+def version_text(index: SkillIndex, version: Any) -> str:
+    """The document a version is indexed by (visible test cases only)."""
+    synthetic = read_synthetic(index.root, version.tool_id, version.fingerprint)
+    return document_text(document_for_version(version, synthetic))
+
+
 def index_version(store: IndexedStore, index: SkillIndex, version: Any) -> None:
     """Embed one version (if not already current) and attach its vector to the version."""
     entry = index.get(version.tool_id)
-    text = tool_text(version.tool_id, version.description)
+    text = version_text(index, version)
     if entry is not None and entry.fingerprint == version.fingerprint and entry.text == text \
             and version.meta.get("embedding_model") == index.model_id:
         return
@@ -52,17 +62,16 @@ def index_version(store: IndexedStore, index: SkillIndex, version: Any) -> None:
 
 
 def sync_index(store: IndexedStore, index: SkillIndex) -> int:
-    """Index every current tool version the index lacks; returns how many were embedded."""
+    """Index every current tool version the index lacks, in one batch; returns how many."""
     current = store.list()
     stale = []
     for v in current:
         entry = index.get(v.tool_id)
-        text = tool_text(v.tool_id, v.description)
+        text = version_text(index, v)
         if entry is None or entry.fingerprint != v.fingerprint or entry.text != text:
-            stale.append(v)
+            stale.append((v, text))
     if stale:
-        index.add_many([(v.tool_id, v.fingerprint, tool_text(v.tool_id, v.description))
-                        for v in stale])
+        index.add_many([(v.tool_id, v.fingerprint, text) for v, text in stale])
     for v in current:
         if v.meta.get("embedding_model") != index.model_id and v.tool_id in index:
             _attach(store, index, v)

@@ -19,6 +19,10 @@ class EvalTool:
     id: str
     name: str
     description: str
+    input_fields: Sequence[str] = ()
+    source: str = ""
+    role: str = "target"  # or "distractor": no query is answered by it
+    split: str = ""  # public set: "tune", "heldout" or "distractor"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class EvalQuery:
     id: str
     query: str
     relevant: Mapping[str, int]
+    source: str = ""
+    split: str = ""
 
 
 def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:

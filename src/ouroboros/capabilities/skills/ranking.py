@@ -22,12 +22,6 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return [list(t) for t in out]
 
 
-def tool_text(name: str, description: str) -> str:
-    """The text a tool is indexed by: its name (as words) and its description."""
-    words = name.replace("_", " ").replace("-", " ").replace(".", " ")
-    return f"{words}: {description.strip()}"
-
-
 def rrf(rankings: Iterable[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
     """Reciprocal rank fusion: each ranking adds 1/(k + rank) to the items it lists."""
     fused: dict[int, float] = {}

@@ -64,7 +64,7 @@ def is_served_id(store: ServingStore, tool_id: str) -> bool:
 
 
 def search_served(store: ServingStore, index: SkillIndex, query: str, k: int = 5,
-                  mode: Any = "fused", include_unproven: bool = False) -> list[SearchHit]:
+                  mode: Any = "full", include_unproven: bool = False) -> list[SearchHit]:
     """The k best served tools for a query. Only the hits are checked (a few reads, however
     many tools the store holds), searching deeper while unserved ones crowd them out."""
     if include_unproven:

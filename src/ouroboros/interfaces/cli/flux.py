@@ -189,15 +189,25 @@ def evolve_command(
     tests: Path = typer.Option(..., "--tests", metavar="FILE",
                                help='JSON list of {"input": [...], "output": [...]}.'),
     generations: int = typer.Option(200, "--generations", min=1, max=1_000_000,
-                                    help="Generations to run."),
+                                    help="Generations to run (classic engine; with the "
+                                         "search, the default budget is generations x "
+                                         "population)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same run)."),
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="Best program (.fasm); default FILE.best.fasm "
                                             "beside FILE."),
     population: int = typer.Option(16, "--population", min=1, max=100_000,
                                    help="Candidates per generation."),
-    workers: int = typer.Option(2, "--workers", min=1, max=256,
-                                help="Processes evaluating candidates."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=256,
+                                       help="Processes evaluating candidates (default: "
+                                            "from the batch size)."),
+    engine: Literal["search", "classic"] = typer.Option(
+        "search", "--engine", help="search (STOKE-style, with equivalence proofs) or classic."),
+    budget: int | None = typer.Option(None, "--budget", min=1, max=100_000_000,
+                                      help="Candidate evaluations (default generations x "
+                                           "population)."),
+    executor: Literal["local", "process"] = typer.Option(
+        "process", "--executor", help="Where candidates are evaluated: local or process."),
     trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0,
                                 help="Trust in the evolver, 0..1: it scales fitness, and "
                                      "below the policy's minimum (0.5) evolution is refused."),
@@ -220,7 +230,8 @@ def evolve_command(
         source=file, tests=tests, generations=generations, seed=seed,
         output=best_path, population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
-        home=home, submit=submit, quiet=as_json, plot=plot,
+        home=home, submit=submit, quiet=as_json, plot=plot, engine=engine, budget=budget,
+        executor=executor,
     )
     summary, code = evolve(request, load_image, fail, err)
     if as_json:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ouroboros.capabilities.evolve.engine import (
     EvolutionPolicy,
@@ -15,14 +16,22 @@ from ouroboros.capabilities.evolve.engine import (
     Evolver,
     TrustGateClosed,
 )
+from ouroboros.capabilities.evolve.executor import Executor
 from ouroboros.capabilities.flux import governance
 from ouroboros.capabilities.flux.asm import assemble, disassemble
-from ouroboros.capabilities.flux.fitness import FluxProblem, TestsFileError, parse_tests, score
+from ouroboros.capabilities.flux.fitness import (
+    FluxProblem,
+    Score,
+    TestCase,
+    TestsFileError,
+    parse_tests,
+    score,
+)
 from ouroboros.capabilities.flux.isa import Image
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.interfaces.cli.inputs import read_text
-from ouroboros.interfaces.cli.output import progress_bar
+from ouroboros.interfaces.cli.output import progress_enabled
 from ouroboros.kernel import Runtime, WorkspaceMissing
 from ouroboros.kernel.workspace import resolve_home
 
@@ -38,12 +47,15 @@ class EvolveRequest:
     seed: int
     output: Path
     population: int
-    workers: int
+    workers: int | None  # None: chosen from the batch size
     trust: float
     target: str
     home: Path | None
     submit: bool
     quiet: bool
+    engine: str = "search"  # "search" (STOKE-style, docs/flux.md) or "classic"
+    budget: int | None = None  # evaluations; default generations x population
+    executor: str = "process"
     plot: bool = True
 
 
@@ -58,127 +70,150 @@ def open_runtime(home: Path | None, fail: Fail) -> Runtime:
     return rt
 
 
-def plot_trend(history: list[EvolutionRecord], initial: float, path: Path, *,
-               title: str, cycles_at_fitness: float) -> Any:
-    """Cycles per result per generation: the kept program and the best so far, accepted
-    generations as dots, and the plateau (no improvement since) shaded and labelled.
+@dataclass(frozen=True)
+class Trace:
+    """What the trend plot draws: best cycles per result against evaluations."""
 
-    ``cycles_at_fitness`` converts fitness back to cycles (fitness = confidence x trust /
-    cycles, so cycles = confidence x trust / fitness for programs as correct as the start).
-    """
+    title: str
+    points: list[tuple[int, float]]  # (evaluations, best penalised cycles per result)
+    plateau_at: int
+    total: int
+
+
+def plot_trend(trace: Trace, path: Path) -> Any:
+    """Best cycles per result over the run, titled with the program and seed; the stretch
+    after which the best never improved again is shaded and labelled as the plateau.
+    Returns the figure (for tests: its axes say what a reader sees)."""
     # The object API, not pyplot: it imports a fraction of matplotlib and no GUI backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    def cycles(fitness: float) -> float:
-        return cycles_at_fitness / fitness if fitness > 0 else float("nan")
-
-    generations = [0] + [r.generation for r in history]
-    kept = [initial] + [r.kept_fitness for r in history]
-    best, running, improved_at = [], initial, 0
-    for generation, value in zip(generations, kept, strict=True):
-        if value > running:
-            running, improved_at = value, generation
-        best.append(running)
+    xs = [x for x, _ in trace.points] + [trace.total]
+    ys = [y for _, y in trace.points] + [trace.points[-1][1]]
     figure = Figure(figsize=(7.5, 3.8))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot(generations, [cycles(v) for v in kept], label="kept program", linewidth=1,
-              color="tab:blue", alpha=0.6)
-    axes.plot(generations, [cycles(v) for v in best], label="best so far", linewidth=2,
-              color="tab:orange")
-    accepted = [r for r in history if r.accepted]
-    axes.scatter([r.generation for r in accepted], [cycles(r.fitness_after) for r in accepted],
-                 s=10, label="accepted mutation", color="tab:green", zorder=3)
-    last = generations[-1]
-    if last - improved_at >= max(5, last // 10):
-        axes.axvspan(improved_at, last, color="0.9", zorder=0)
-        axes.text((improved_at + last) / 2, cycles(best[-1]),
-                  f"plateau since generation {improved_at}\n({cycles(best[-1]):g} cycles)",
+    axes.step(xs, ys, where="post", label="best so far", linewidth=2, color="tab:orange")
+    axes.scatter([x for x, _ in trace.points], [y for _, y in trace.points], s=10,
+                 color="tab:green", label="improvement", zorder=3)
+    last, since = trace.total, trace.plateau_at
+    if last - since >= max(1, last // 10):
+        axes.axvspan(since, last, color="0.9", zorder=0)
+        axes.text((since + last) / 2, ys[-1],
+                  f"plateau from {since:,} evaluations\n({ys[-1]:g} cycles)",
                   ha="center", va="bottom", fontsize=8, color="0.3")
-    axes.set_title(title)
-    axes.set_xlabel("generation")
+    axes.set_title(trace.title)
+    axes.set_xlabel("candidate evaluations")
     axes.set_ylabel("cycles per result (lower is better)")
     axes.set_xlim(0, max(1, last))
     axes.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    return figure  # for tests: its axes say what a reader sees
+    return figure
+
+
+def classic_trace(title: str, history: list[EvolutionRecord], initial: float,
+                  trust: float) -> Trace:
+    """The classic engine's generations as a best-cycles trace (cycles = trust / fitness
+    for a program that passes all its cases)."""
+    points = [(1, trust / initial if initial else 0.0)]
+    evaluations, best = 1, initial
+    for record in history:
+        evaluations += record.evaluations
+        if record.accepted and record.fitness_after > best:
+            best = record.fitness_after
+            points.append((evaluations, trust / best))
+    return Trace(title, points, points[-1][0], evaluations)
+
+
+def _load_cases(request: EvolveRequest, fail: Fail) -> tuple[TestCase, ...]:
+    try:
+        return parse_tests(read_text(request.tests, "tests file"))
+    except (TestsFileError, ValueError, RecursionError) as exc:
+        fail(f"{request.tests}: {exc}", 2)
 
 
 def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fail,
            err: Console) -> tuple[dict[str, Any], int]:
     image = load_image(request.source)
-    try:
-        cases = parse_tests(read_text(request.tests, "tests file"))
-    except (TestsFileError, ValueError, RecursionError) as exc:
-        fail(f"{request.tests}: {exc}", 2)
+    cases = _load_cases(request, fail)
+    if request.engine not in ("search", "classic"):
+        fail(f"unknown engine {request.engine!r}: use search or classic", 2)
     verdict = verify(image)
     if not verdict.ok:
         fail(f"{request.source} does not verify: " + "; ".join(verdict.reasons), 1)
     rt = open_runtime(request.home, fail) if request.submit else None
+    if rt is not None:  # the target's accumulated suite comes first, then the file's
+        cases = governance.merge_cases(governance.target_cases(rt, request.target), cases)
     program = Program.from_image(image)
-    problem = FluxProblem.for_program(program, cases, trust=request.trust)
     before = score(program, cases, trust=request.trust)
+    budget = request.budget or request.generations * request.population
+    title = f"{request.source.stem} (seed {request.seed})"
+    extra: dict[str, Any] = {}
 
-    def on_accept(record: EvolutionRecord, genome: Program) -> None:
+    def log_improvement(summary: dict[str, Any]) -> None:
         if rt is not None:
-            governance.record_generation(rt, request.target, {
-                **record.to_json(), "size": genome.size, "seed": request.seed})
+            governance.record_generation(rt, request.target, {**summary, "seed": request.seed})
 
     policy = EvolutionPolicy(population=request.population)
     if request.trust < policy.min_trust:
         fail(f"trust {request.trust:g} is below the evolution policy's minimum "
              f"{policy.min_trust:g}: self-modification is refused until trust is restored", 3)
-    cycles_at_fitness = before.confidence * request.trust
-    with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
-                 workers=request.workers, on_accept=on_accept) as evolver:
-        with progress_bar("evolving", request.generations) as progress:
-            task = progress.tasks[0].id
-
-            def advance(record: EvolutionRecord) -> None:
-                best_now = evolver.best.fitness
-                shown = cycles_at_fitness / best_now if best_now > 0 else float("nan")
-                progress.update(task, advance=1,
-                                description=f"evolving · best {shown:g} cycles")
-
+    executor = _search_executor(request, budget) if request.engine == "search" else None
+    with Progress(TextColumn("evolving"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]:.2f} cycles"), TimeElapsedColumn(),
+                  console=err, transient=True,
+                  disable=request.quiet or not progress_enabled()) as progress:
+        if executor is not None:
             try:
-                best = evolver.run(request.generations, progress=advance)
+                best, cases, evaluations, accepted, trace, extra = _run_search(
+                    request, program, cases, budget, title, progress, log_improvement, fail,
+                    executor)
+            finally:
+                executor.close()
+            trend = "plateau" if trace.plateau_at < evaluations // 2 else "improving"
+        else:
+            try:
+                best, evaluations, accepted, trace, trend = _run_classic(
+                    request, program, cases, before, budget, title, progress, log_improvement)
             except TrustGateClosed as exc:
                 fail(str(exc), 3)
-        history, evaluations, trend = evolver.history, evolver.evaluations, evolver.trend()
-    after = score(best.genome, cases, trust=request.trust)
-    best_image = best.genome.to_image()
+    after = score(best, cases, trust=request.trust)
+    best_image = best.to_image()
     request.output.write_text(disassemble(best_image))
     plot: Path | None = None
     if request.plot:
         plot = request.output.with_name(request.output.stem + ".trend.png")
-        plot_trend(history, before.fitness, plot,
-                   title=f"FLUX evolution of {request.source.name} (seed {request.seed})",
-                   cycles_at_fitness=cycles_at_fitness)
+        plot_trend(trace, plot)
     summary: dict[str, Any] = {
         "before": {"cycles_per_result": before.cycles_per_result, "fitness": before.fitness,
                    "confidence": before.confidence},
         "after": {"cycles_per_result": after.cycles_per_result, "fitness": after.fitness,
                   "confidence": after.confidence},
-        "generations": request.generations, "evaluations": evaluations,
-        "accepted": sum(r.accepted for r in history), "trend": trend.value,
+        "engine": request.engine, "generations": request.generations, "budget": budget,
+        "evaluations": evaluations, "accepted": accepted, "trend": trend,
+        "plateau_at": trace.plateau_at, "tests": len(cases), **extra,
         "output": str(request.output), "plot": str(plot) if plot else None, "patch": None,
     }
     if not request.quiet:
         err.print(f"cycles per result: {before.cycles_per_result:g} -> {after.cycles_per_result:g}"
-                  f"   fitness: {before.fitness:.5f} -> {after.fitness:.5f}   trend: {trend.value}")
+                  f"   fitness: {before.fitness:.5f} -> {after.fitness:.5f}   trend: {trend}")
+        if "equivalence" in extra:
+            err.print(f"equivalent to {request.source.name}: {extra['equivalence']['status']} "
+                      f"({extra['equivalence']['detail']}); "
+                      f"{extra['counterexamples']} counterexample(s) became test cases")
         err.print(f"best program: {request.output}"
                   + (f"   trend plot: {plot}" if plot else ""), markup=False)
     code = 0
     if rt is not None:
         value = governance.bytecode_value(best_image, cases, after, {
-            "source": request.source.name, "seed": request.seed,
-            "generations": request.generations, "size": len(best_image.code)})
+            "source": request.source.name, "seed": request.seed, "engine": request.engine,
+            "evaluations": evaluations, "size": len(best_image.code)})
         outcome = governance.submit_program(
             rt, request.target, value,
             f"evolved {request.source.name}: {before.cycles_per_result:g} -> "
-            f"{after.cycles_per_result:g} cycles per result (seed {request.seed})")
+            f"{after.cycles_per_result:g} cycles per result (seed {request.seed}, "
+            f"{request.engine})")
         summary["patch"] = {"status": outcome.status, "hash": outcome.patch_hash,
                             "stage": getattr(outcome, "stage", None),
                             "reason": getattr(outcome, "reason", None)}
@@ -188,6 +223,76 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
                       + (f" ({outcome.stage}: {outcome.reason})" if outcome.status != "applied"
                          else ""))
     return summary, code
+
+
+def _search_executor(request: EvolveRequest, budget: int) -> Executor:
+    """Started here, before the progress bar's thread exists (workers are forked)."""
+    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
+    from ouroboros.capabilities.flux.search import SearchConfig
+
+    config = SearchConfig(budget=budget)
+    workers = request.workers or default_workers(budget // config.epochs)
+    return make_executor(request.executor, min(workers, config.islands))
+
+
+def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
+                budget: int, title: str, progress: Progress,
+                log: Callable[[dict[str, Any]], None], fail: Fail, executor: Executor,
+                ) -> tuple[Program, tuple[TestCase, ...], int, int, Trace, dict[str, Any]]:
+    from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
+    from ouroboros.kernel.errors import UsageError
+
+    config = SearchConfig(budget=budget)
+    task = progress.add_task("evolve", total=budget, best=before_cycles(program, cases))
+    improvements = 0
+
+    def on_epoch(evaluations: int, best: float, improved: bool) -> None:
+        nonlocal improvements
+        progress.update(task, completed=evaluations, best=best)
+        if improved:
+            improvements += 1
+            log({"evaluations": evaluations, "penalised_cycles": best, "engine": "search"})
+
+    try:
+        result = superoptimise(program, cases, config=config, seed=request.seed,
+                               executor=executor, progress=on_epoch)
+    except UsageError as exc:
+        fail(f"{request.source}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), 2)
+    extra = {"equivalence": {"status": result.verdict.status, "method": result.verdict.method,
+                             "detail": result.verdict.detail},
+             "counterexamples": result.counterexamples, "checks": result.checks,
+             "workers": executor.workers}
+    trace = Trace(title, result.history, result.plateau_at, result.evaluations)
+    return result.best, result.cases, result.evaluations, improvements, trace, extra
+
+
+def before_cycles(program: Program, cases: tuple[TestCase, ...]) -> float:
+    return score(program, cases).penalised_cycles
+
+
+def _run_classic(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
+                 before: Score, budget: int, title: str, progress: Progress,
+                 log: Callable[[dict[str, Any]], None],
+                 ) -> tuple[Program, int, int, Trace, str]:
+    problem = FluxProblem.for_program(program, cases, trust=request.trust)
+    policy = EvolutionPolicy(population=request.population)
+    generations = max(1, budget // request.population)
+
+    def on_accept(record: EvolutionRecord, genome: Program) -> None:
+        log({**record.to_json(), "size": genome.size})
+
+    with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
+                 workers=request.workers, on_accept=on_accept) as evolver:
+        task = progress.add_task("evolve", total=generations, best=before.penalised_cycles)
+
+        def advance(record: EvolutionRecord) -> None:
+            best = evolver.best.fitness
+            progress.update(task, advance=1, best=request.trust / best if best else 0.0)
+
+        best = evolver.run(generations, progress=advance)
+        history, evaluations, trend = evolver.history, evolver.evaluations, evolver.trend()
+    trace = classic_trace(title, history, before.fitness, request.trust)
+    return best.genome, evaluations, sum(r.accepted for r in history), trace, trend.value
 
 
 def demo(rt: Runtime, say: Callable[[str], None], examples: Path) -> None:

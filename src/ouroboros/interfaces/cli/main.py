@@ -144,6 +144,8 @@ LAZY_GROUPS: dict[str, LazyGroup] = {
     "token": LazyGroup("Bearer tokens for `ouro serve` (stored as hashes only).",
                        _module_app("ouroboros.interfaces.cli.serve_cmds", "token_app"),
                        panel="Workspace"),
+    "evolve": LazyGroup("Evolve parameters, route weights and prompts with the generic engine.",
+                        _module_app("ouroboros.interfaces.cli.evolve")),
     "agent": LazyGroup("Set up an agent that may change its own prompt, safely.",
                        _module_app("ouroboros.interfaces.cli.agent"), panel="Workspace"),
 }

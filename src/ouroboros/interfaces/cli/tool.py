@@ -211,6 +211,9 @@ def run_cmd(
     except ToolCorrupt as e:
         raise CliError(str(e), "delete that version directory: the workspace reinstalls it "
                        "from its blobs", exit_code=1, code="integrity") from None
+    from ouroboros.capabilities.skills.retrieval.feedback import credit_run
+
+    credit_run(store.root / "index", tool_id)  # retrieval learns which tool served a search
     if as_json:
         print_json({"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
                     "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
@@ -300,10 +303,7 @@ def prove_cmd(
     from ouroboros.capabilities.skills import MalformedTool
     from ouroboros.capabilities.skills.serving import prove
 
-    try:
-        raw = cases.read_bytes()
-    except OSError as e:
-        _fail(f"cannot read {cases}: {e.strerror}", 2)
+    raw = read_bytes(cases, "--cases file")  # refuses FIFOs, devices, huge files
     _, store = _store(home)
     _get(store, tool_id)
     try:
@@ -328,6 +328,21 @@ def prove_cmd(
                   f"({info['evidence']['independent']} independent cases)", highlight=False)
 
 
+def _evidence_words(evidence: Any) -> str:
+    """``{"cases": {"operator": 7}, "independent": 7}`` as ``cases: 7 by operator;
+    independent 7`` (no Python reprs)."""
+    if not evidence:
+        return "none recorded"
+    parts = []
+    for key, value in sorted(evidence.items()):
+        if isinstance(value, dict):
+            by = ", ".join(f"{n} by {who}" for who, n in sorted(value.items())) or "none"
+            parts.append(f"{key}: {by}")
+        else:
+            parts.append(f"{key} {value}")
+    return "; ".join(parts)
+
+
 def describe_lines(info: dict[str, Any]) -> list[str]:
     """`tool describe` as plain lines: words for absent values, no Python reprs."""
     tests = info.get("tests") or {}
@@ -349,8 +364,8 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
         ("uses", f"{metrics.get('uses') or 0} call(s), {metrics.get('failures') or 0} failed; "
                  f"p50 {ms(metrics.get('p50_ms'))}, p95 {ms(metrics.get('p95_ms'))}; last "
                  f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
-        ("status", f"{info['status']} (origin {info['origin']}; evidence "
-                   + ", ".join(f"{k} {v}" for k, v in sorted((info.get("evidence") or {}).items())) + ")"),
+        ("status", f"{info['status']} (origin {info['origin']})"),
+        ("evidence", _evidence_words(info.get("evidence"))),
         *([("review", "; ".join(map(str, info["review"])))] if info.get("review") else []),
         ("path", info["path"]),
     ]

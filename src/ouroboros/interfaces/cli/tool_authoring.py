@@ -78,8 +78,20 @@ def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> 
         ) from None
     except LLMError as e:
         raise CommandFailed(str(e), exit_code=2) from None
-    return ToolAuthor(store, provider, max_repairs=repairs,
-                      on_accepted=lambda v: index_version(store, index, v))
+
+    from ouroboros.capabilities.skills.retrieval.synthetic import generate, save_synthetic
+
+    def accepted(version: Any) -> None:
+        try:  # example requests make the new tool findable in users' words
+            queries = generate(provider, version)
+        except LLMError:
+            queries = []
+        if queries:
+            save_synthetic(index.root, version.tool_id, version.fingerprint, provider.model,
+                           queries)
+        index_version(store, index, version)
+
+    return ToolAuthor(store, provider, max_repairs=repairs, on_accepted=accepted)
 
 
 def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
@@ -93,24 +105,27 @@ def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
     k: int = typer.Option(5, "-k", min=1, max=1000, help="How many tools to return."),
-    mode: Literal["fused", "dense", "bm25"] = typer.Option(
-        "fused", "--mode", help="fused: dense embeddings and BM25 combined by rank."),
+    mode: Literal["full", "fast", "fused", "dense", "bm25"] = typer.Option(
+        "full", "--mode", help="full (default: static + BM25 + past use, e5 re-ranks), fast "
+                               "(no transformer), fused, dense or bm25."),
     include_unproven: bool = typer.Option(
         False, "--all", help="Include unproven LLM-made tools (not served by default)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Find tools by meaning: dense embeddings fused with BM25 (served tools only)."""
+    """Find tools by meaning: static embeddings and BM25, e5 re-ranking (served tools only)."""
     from ouroboros.capabilities.skills.retrieval import MODES
     from ouroboros.capabilities.skills.serving import search_served
 
     if mode not in MODES:
-        raise CommandFailed(f"unknown mode {mode!r}", hint="use fused, dense or bm25", exit_code=2)
+        raise CommandFailed(f"unknown mode {mode!r}",
+                            hint="use full, fast, fused, dense or bm25", exit_code=2)
     if k < 1 or not query.strip():
         raise CommandFailed("the query must be non-empty and -k at least 1", exit_code=2)
     _, store, index = _open(home)
     hits = search_served(store, index, query, k=k, mode=mode,
                          include_unproven=include_unproven)
+    index.remember(query, hits)  # a successful `ouro tool run` of a hit credits this search
     if as_json:
         print_json({"query": query, "mode": mode, "model": index.model_id,
                     "results": [h.to_json() for h in hits]})
@@ -231,6 +246,9 @@ def solve(
         result = solver.solve(task, value)
     except LLMError as e:
         raise CommandFailed(str(e), hint="nothing half-done was registered") from None
+    from ouroboros.capabilities.skills.retrieval.feedback import served_tools
+
+    index.record_use(task, served_tools(result))  # the tools that served it are found first
     if as_json:
         print_json(result.to_json())
     else:
@@ -318,8 +336,8 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         hits = index.search(query, k=3)
         say(f"search {query!r} → " + ", ".join(f"{h.tool_id} ({_ranks(h)})" for h in hits))
     lexical = index.search("what is 70 degrees fahrenheit in celsius", k=3, mode="bm25")
-    say(f"BM25 alone finds {len(lexical)} tool(s) for that (no shared words); the fused "
-        "ranking finds unit_convert by meaning.")
+    say(f"BM25 alone finds {len(lexical)} tool(s) for that (no shared words); the full "
+        "pipeline (static embeddings, BM25, e5 re-ranking) finds unit_convert by meaning.")
     top = index.search("turn a spreadsheet export into json records", k=1)[0].tool_id
     out = store.run(top, {"csv": "city,temp\nOslo,4\nLima,19"}).output
     say(f"run {top} on a small CSV → {json.dumps(out)[:120]}")

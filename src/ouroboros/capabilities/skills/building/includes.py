@@ -213,10 +213,14 @@ def _zig_unescape(raw: str) -> str:
         simple = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\\\": "\\", "\\'": "'", '\\"': '"'}
         if s in simple:
             return simple[s]
-        if s.startswith("\\x"):
-            return chr(int(s[2:], 16))
-        if s.startswith("\\u{"):
-            return chr(int(s[3:-1], 16))
+        try:  # a malformed escape (``\\x`` at the end, a code point past U+10FFFF) stays
+            # as written: Zig refuses it, and the backslash keeps the path refused here too
+            if s.startswith("\\x") and len(s) == 4:
+                return chr(int(s[2:], 16))
+            if s.startswith("\\u{"):
+                return chr(int(s[3:-1], 16))
+        except ValueError:
+            pass
         return s
 
     return re.sub(r"\\x[0-9a-fA-F]{2}|\\u\{[0-9a-fA-F]+\}|\\.", one, raw)

@@ -1,0 +1,321 @@
+"""STOKE-style stochastic superoptimisation of FLUX programs, on islands, with CEGIS.
+
+The search (docs/flux.md, "Search") keeps one Markov chain per *island*. A step proposes
+a move (`moves.MoveSet`: one edit or several at once), scores the candidate with the
+graded cost (`cost.evaluate`), and accepts it by the Metropolis rule: always when the
+cost does not rise, else with probability `exp(-beta x rise)`. Islands run at different
+temperatures (`betas`), so hot islands wander through wrong-but-close programs while
+cold ones polish; an island that has not improved for `restart_after` steps restarts
+from the best program found so far (migration). Islands run in epochs: one epoch of one
+island is one batch of work for the executor, so workers never exchange single
+candidates, and the result is the same on any number of workers.
+
+Correct on the tests is not enough. A candidate that passes every case and beats the
+best so far is checked against the original program (`equivalence.check`): proved, or
+failing that tested on generated inputs with extremes. A counterexample becomes a new
+test case (counterexample-guided, CEGIS) that every island sees from the next epoch on,
+and the candidate is scored again. Only checked programs become a best; the winner gets
+one more, larger check at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ouroboros.capabilities.evolve.executor import Executor, LocalExecutor
+from ouroboros.capabilities.flux import equivalence
+from ouroboros.capabilities.flux.cost import Cost, evaluate
+from ouroboros.capabilities.flux.fitness import TestCase, score
+from ouroboros.capabilities.flux.isa import DEFAULT_FUEL
+from ouroboros.capabilities.flux.moves import MoveSet, Vocabulary
+from ouroboros.capabilities.flux.program import Program
+from ouroboros.capabilities.flux.rewrites import peephole
+from ouroboros.capabilities.flux.vm import run
+from ouroboros.kernel.errors import UsageError
+
+EPS = 1e-9
+COMPILE_ABOVE = 3000  # cycles over all cases: beyond this, compiling a candidate pays off
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    budget: int = 5000  # candidate evaluations in all (every proposal counts)
+    islands: int = 4
+    epochs: int = 10
+    betas: tuple[float, ...] = (0.4, 1.0, 2.5, 6.0)  # inverse temperature per island
+    correctness_weight: float = 1.0
+    restart_after: int = 150  # island steps without a new island best
+    from_best: float = 0.1  # chance that a step proposes from the island's best instead
+    check_inputs: int = 300  # generated inputs when a proof is out of reach (during search)
+    final_check_inputs: int = 3000
+    weights: tuple[tuple[str, float], ...] = ()  # move weights overriding moves.MOVES
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.islands < 1 or self.epochs < 1:
+            raise ValueError("budget, islands and epochs must be at least 1")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What every worker needs to know about the problem."""
+
+    original: Program
+    fuel: int
+    vocab: Vocabulary
+    compiled: bool = False  # candidates run long: compile them (compiled.py)
+
+
+@dataclass(frozen=True)
+class Island:
+    index: int
+    rng_state: Any
+    current: Program
+    current_cost: Cost
+    best: Program
+    best_cost: Cost
+    stale: int = 0
+
+
+@dataclass(frozen=True)
+class EpochTask:
+    spec: Spec
+    config: SearchConfig
+    cases: tuple[TestCase, ...]
+    island: Island
+    steps: int
+    global_best: Program
+    global_best_cost: float
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    island: Island
+    evaluations: int
+    new_cases: tuple[TestCase, ...]
+    improvements: tuple[tuple[int, float], ...]  # (evaluation within the epoch, penalised)
+    checks: int
+    counterexamples: int
+    moves: tuple[tuple[str, int], ...]  # accepted moves by name
+
+
+@dataclass
+class SearchResult:
+    best: Program
+    original: Program
+    cases: tuple[TestCase, ...]  # the given cases plus every counterexample found
+    evaluations: int
+    history: list[tuple[int, float]]  # (evaluations so far, best penalised cycles)
+    verdict: equivalence.Verdict
+    counterexamples: int
+    checks: int
+    accepted_moves: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def plateau_at(self) -> int:
+        """Evaluations after which the best never improved again."""
+        return self.history[-1][0] if self.history else 0
+
+
+_SPECS: dict[tuple[Any, ...], equivalence.SymbolicSpec] = {}
+
+
+def _symbolic(original: Program) -> equivalence.SymbolicSpec:
+    """The original's symbolic paths, built once per process (z3 objects do not pickle)."""
+    key = (original.instrs, original.params)
+    spec = _SPECS.get(key)
+    if spec is None:
+        if len(_SPECS) > 64:
+            _SPECS.clear()
+        spec = _SPECS[key] = equivalence.SymbolicSpec(
+            original, max(1, equivalence.input_count(original)))
+    return spec
+
+
+def counterexample_case(original: Program, inputs: Sequence[int]) -> TestCase:
+    return TestCase.from_run(inputs, run(original.to_image(), inputs, fuel=DEFAULT_FUEL * 10))
+
+
+def check_candidate(original: Program, candidate: Program, count: int,
+                    seed: int = 0) -> equivalence.Verdict:
+    return equivalence.check(original, candidate, spec=_symbolic(original), count=count,
+                             seed=seed)
+
+
+def run_epoch(task: EpochTask) -> EpochReport:
+    """One island's chain for `task.steps` proposals (runs in a worker)."""
+    spec, config, island = task.spec, task.config, task.island
+    rng = random.Random()
+    rng.setstate(island.rng_state)
+    moves = MoveSet(spec.vocab, dict(config.weights))
+    beta = config.betas[island.index % len(config.betas)]
+    cases = list(task.cases)
+    new_cases: list[TestCase] = []
+    improvements: list[tuple[int, float]] = []
+    accepted: dict[str, int] = {}
+
+    def cost(program: Program) -> Cost:
+        return evaluate(program, cases, fuel=spec.fuel,
+                        correctness_weight=config.correctness_weight, compiled=spec.compiled)
+
+    current, current_cost = island.current, island.current_cost
+    best, best_cost, stale = island.best, island.best_cost, island.stale
+    bar = min(best_cost.penalised, task.global_best_cost)
+    evaluations = checks = found = 0
+    while evaluations < task.steps:
+        evaluations += 1
+        stale += 1
+        if stale > config.restart_after:
+            stale = 0
+            current = task.global_best if task.global_best_cost < best_cost.penalised else best
+            current_cost = cost(current)
+            continue
+        base, base_cost = current, current_cost
+        if rng.random() < config.from_best:
+            base, base_cost = best, best_cost
+        proposal = moves.propose(base, rng)
+        if proposal is None:
+            continue
+        candidate, name = proposal
+        c = cost(candidate)
+        if c.total == math.inf:
+            continue
+        if c.correct and c.penalised < bar - EPS:
+            checks += 1
+            verdict = check_candidate(spec.original, candidate, config.check_inputs,
+                                      seed=rng.randrange(1 << 30))
+            if verdict.counterexample is not None:
+                found += 1
+                case = counterexample_case(spec.original, verdict.counterexample)
+                cases.append(case)
+                new_cases.append(case)
+                current_cost = cost(current)
+                c = cost(candidate)
+            else:
+                best, best_cost, bar, stale = candidate, c, c.penalised, 0
+                improvements.append((evaluations, c.penalised))
+        rise = c.total - base_cost.total
+        if rise <= 0 or rng.random() < math.exp(-beta * rise):
+            current, current_cost = candidate, c
+            accepted[name] = accepted.get(name, 0) + 1
+    out = Island(island.index, rng.getstate(), current, current_cost, best, best_cost, stale)
+    return EpochReport(out, evaluations, tuple(new_cases), tuple(improvements), checks, found,
+                       tuple(sorted(accepted.items())))
+
+
+def default_fuel(program: Program, cases: Sequence[TestCase]) -> int:
+    start = score(program, cases)
+    return 4 * start.worst_cycles + 100 if start.worst_cycles else DEFAULT_FUEL
+
+
+def superoptimise(original: Program, cases: Sequence[TestCase], *,
+                  config: SearchConfig | None = None, seed: int = 0,
+                  executor: Executor | None = None,
+                  progress: Callable[[int, float, bool], None] | None = None) -> SearchResult:
+    """Search for a faster program equivalent to `original` (which must pass `cases`).
+
+    `progress(evaluations, best penalised cycles, improved)` runs after every epoch.
+    """
+    config = config or SearchConfig()
+    executor = executor or LocalExecutor()
+    start_score = score(original, cases)
+    if not start_score.valid:
+        raise UsageError("the program does not verify: " + "; ".join(start_score.reasons))
+    if start_score.passed != start_score.total:
+        raise UsageError(f"the program fails {start_score.total - start_score.passed} of its "
+                         f"{start_score.total} test cases",
+                         "the search keeps the program's behaviour: fix the program or its "
+                         "tests first")
+    spec = Spec(original, default_fuel(original, cases), Vocabulary.of(original),
+                compiled=start_score.cycles_per_result * len(cases) > COMPILE_ABOVE)
+    all_cases = list(cases)
+
+    def cost(program: Program) -> Cost:
+        return evaluate(program, all_cases, fuel=spec.fuel,
+                        correctness_weight=config.correctness_weight, compiled=spec.compiled)
+
+    evaluations = 1
+    start_cost = cost(original)
+    global_best, global_cost = original, start_cost
+    history: list[tuple[int, float]] = [(1, start_cost.penalised)]
+    bests: list[Program] = [original]
+    # The sound rewrite table to a fixed point is a free first step for every island.
+    polished, steps = peephole(original)
+    if steps:
+        evaluations += 1
+        polished_cost = cost(polished)
+        if polished_cost.correct and polished_cost.penalised < global_cost.penalised - EPS:
+            verdict = check_candidate(original, polished, config.check_inputs)
+            if verdict.counterexample is None:
+                global_best, global_cost = polished, polished_cost
+                history.append((evaluations, polished_cost.penalised))
+                bests.append(polished)
+                if progress is not None:
+                    progress(evaluations, polished_cost.penalised, True)
+    islands = [Island(i, random.Random(f"{seed}:{i}").getstate(), global_best, global_cost,
+                      global_best, global_cost) for i in range(config.islands)]
+    checks = found = 0
+    accepted: dict[str, int] = {}
+    for epoch in range(config.epochs):
+        remaining = config.budget - evaluations
+        if remaining < config.islands:
+            break
+        per_island = remaining // (config.islands * (config.epochs - epoch))
+        if per_island < 1:
+            per_island = remaining // config.islands
+        tasks = [EpochTask(spec, config, tuple(all_cases), island, per_island, global_best,
+                           global_cost.penalised) for island in islands]
+        reports = executor.map(run_epoch, tasks)
+        base = evaluations
+        for n, report in enumerate(reports):
+            for at, value in report.improvements:
+                if value < history[-1][1] - EPS:
+                    history.append((base + n * per_island + at, value))
+            evaluations += report.evaluations
+            checks += report.checks
+            found += report.counterexamples
+            for name, count in report.moves:
+                accepted[name] = accepted.get(name, 0) + count
+            known = {c.inputs for c in all_cases}
+            for case in report.new_cases:
+                if case.inputs not in known:
+                    known.add(case.inputs)
+                    all_cases.append(case)
+        islands = [r.island for r in reports]
+        if any(r.new_cases for r in reports):  # rescore every island on the grown suite
+            rescored = []
+            for island in islands:
+                evaluations += 2
+                rescored.append(replace(island, current_cost=cost(island.current),
+                                        best_cost=cost(island.best)))
+            islands = rescored
+            global_cost = cost(global_best)
+        improved = False
+        for island in islands:
+            if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
+                global_best, global_cost = island.best, island.best_cost
+                bests.append(global_best)
+                improved = True
+        if progress is not None:
+            progress(evaluations, global_cost.penalised, improved)
+    verdict, winner = _final(original, bests, all_cases, config)
+    if winner is not global_best:
+        history.append((evaluations, cost(winner).penalised))
+    return SearchResult(winner, original, tuple(all_cases), evaluations, history, verdict, found,
+                        checks, accepted)
+
+
+def _final(original: Program, bests: list[Program], cases: list[TestCase],
+           config: SearchConfig) -> tuple[equivalence.Verdict, Program]:
+    """The latest best that survives a larger check (the original always does)."""
+    for candidate in reversed(bests):
+        if candidate is original:
+            break
+        verdict = check_candidate(original, candidate, config.final_check_inputs, seed=1)
+        if verdict.counterexample is None:
+            return verdict, candidate
+        cases.append(counterexample_case(original, verdict.counterexample))
+    return equivalence.Verdict("proved", "identity", "the original program"), original

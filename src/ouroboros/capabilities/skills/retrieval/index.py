@@ -1,0 +1,349 @@
+"""The skill index: dense and BM25 retrieval, fused, with what was learnt from use.
+
+Stages of a search (mode "full", the default):
+1. the query is embedded by the static model (static.py; microseconds, cached per text);
+2. dense: the nearest tool vectors in the vector store (vectors.py);
+3. lexical: BM25 over the tools' indexed documents, after query rewriting (lexical.py);
+4. use: tools that served similar past queries (feedback.py);
+5. weighted reciprocal rank fusion of the three rankings (Cormack et al. 2009);
+6. the e5 transformer ranks the top 30 candidates of that first stage and its ranking is
+   fused in (rerank.py), unless a past use already vouches for a tool.
+
+Mode "fast" stops after step 5: no transformer, about 1 ms at 10k tools. Modes "dense" and
+"bm25" return one retriever's ranking, and "fused" plain RRF of the two with equal weights:
+the baselines the benchmark sets the full pipeline against.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..embedding import Embedder, Matrix
+from ..ranking import RRF_K, rrf, tokenize, top_indices
+from .documents import display_line
+from .feedback import UsageMemory
+from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
+from .lexical import LexicalIndex
+from .rerank import RERANK_DEPTH, Reranker
+from .static import default_static_embedder
+from .vectors import FileVectorStore, IndexEntry, ModelMismatch, RetrievalError, VectorStore
+
+Mode = Literal["full", "fast", "fused", "dense", "bm25"]
+MODES: tuple[Mode, ...] = ("full", "fast", "fused", "dense", "bm25")
+CANDIDATE_DEPTH = 50
+MIN_WORDS = 4  # content words (name included) a text needs to be found by meaning
+THIN_PENALTY = 1.0
+QUERY_CACHE_SIZE = 2048
+
+__all__ = ["MODES", "FusionWeights", "IndexEntry", "ModelMismatch", "RetrievalError",
+           "SearchHit", "SkillIndex"]
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weights of the rankings in the full pipeline (chosen on the tuning half only)."""
+
+    dense: float = 0.7  # BM25 is the stronger single retriever on public catalogues
+    lexical: float = 1.0
+    use: float = 2.0  # a tool that served a near-identical request outranks both
+    rerank: float = 1.5  # the e5 ranking of the candidates, against the first stage's 1.0
+    k: int = 5  # a small k trusts the top of each ranking (plain RRF uses 60)
+
+
+DEFAULT_WEIGHTS = FusionWeights()
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    tool_id: str
+    fingerprint: str
+    score: float
+    dense_rank: int | None
+    bm25_rank: int | None
+    text: str
+    use_rank: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class QueryCache:
+    """Query text → vector, least recently used first out (thread-safe)."""
+
+    def __init__(self, size: int = QUERY_CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], Matrix] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, model_id: str, query: str, embed: Any) -> Matrix:
+        key = (model_id, query)
+        with self._lock:
+            vec = self._items.get(key)
+            if vec is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return vec
+        vec = embed(query)
+        with self._lock:
+            self.misses += 1
+            self._items[key] = vec
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        out: Matrix = vec
+        return out
+
+
+class SkillIndex:
+    """A persistent hybrid index with one live row per tool (its newest version)."""
+
+    def __init__(self, root: Path, embedder: Embedder | None = None, *,
+                 weights: FusionWeights = DEFAULT_WEIGHTS,
+                 reranker: Reranker | bool | None = True,
+                 store: VectorStore | None = None) -> None:
+        self.root = Path(root)
+        self._embedder = embedder
+        self._store: VectorStore = store if store is not None else FileVectorStore(self.root)
+        self._lexical = LexicalIndex()
+        self._lexical_generation = -1
+        self._hubs: tuple[int, Matrix] | None = None  # (store generation, hub score per row)
+        self._views_lock = threading.Lock()  # searches may run on several server threads
+        self._probes: dict[str, Matrix] = {}
+        self.usage = UsageMemory(self.root)
+        self.cache = QueryCache()
+        self.weights = weights
+        # True: the bundled e5 model, loaded on the first unsure query; False: first stage only
+        self.reranker: Reranker | None = Reranker(self.root / "rerank") if reranker is True \
+            else (reranker or None)
+        self.reranked = 0  # how many searches escalated to the second stage
+
+    # -- properties -------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = default_static_embedder()
+        return self._embedder
+
+    @property
+    def model_id(self) -> str | None:
+        return self._store.model_id
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, tool_id: object) -> bool:
+        return tool_id in self._store
+
+    def entries(self) -> list[IndexEntry]:
+        """The live entries (newest version of each tool), in insertion order."""
+        return self._store.live()
+
+    def get(self, tool_id: str) -> IndexEntry | None:
+        return self._store.get(tool_id)
+
+    def vector(self, tool_id: str) -> Matrix:
+        return self._store.vector(tool_id)
+
+    # -- writing ----------------------------------------------------------------------
+    def add(self, tool_id: str, fingerprint: str, text: str) -> IndexEntry:
+        """Embed and append one tool; a no-op if this exact version is already live."""
+        return self.add_many([(tool_id, fingerprint, text)])[0]
+
+    def add_many(self, items: Sequence[tuple[str, str, str]]) -> list[IndexEntry]:
+        """Embed a batch of (tool_id, fingerprint, text) and append the new ones in one write."""
+        self._store.refresh()
+        latest: dict[str, tuple[str, str, str]] = {}
+        for it in items:
+            latest[it[0]] = it
+        fresh = [it for it in latest.values() if not self._is_current(*it)]
+        if fresh:
+            self._check_model()
+            vectors = self.embedder.embed_documents([t for _, _, t in fresh])
+            self._store.append(fresh, vectors, self.embedder.model_id)
+        out = []
+        for tool_id, _, _ in items:
+            entry = self._store.get(tool_id)
+            assert entry is not None
+            out.append(entry)
+        return out
+
+    def add_vectors(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
+                    model_id: str) -> None:
+        """Append rows whose vectors were computed elsewhere (same model only)."""
+        self._store.append(items, vectors, model_id)
+
+    def compact(self) -> None:
+        self._store.compact()
+
+    def reindex(self) -> None:
+        """Re-embed every live entry with the current model (after a model change)."""
+        live = self._store.live()
+        self._store.clear()
+        self.add_many([(e.tool_id, e.fingerprint, e.text) for e in live])
+
+    # -- learning from use --------------------------------------------------------------
+    def record_use(self, query: str, tool_ids: Sequence[str]) -> int:
+        """Remember that `tool_ids` served `query` (successful runs only)."""
+        known = [t for t in tool_ids if t in self._store]
+        if not known or not query.strip():
+            return 0
+        return self.usage.record(query, self.embed_query(query), known, self.embedder.model_id)
+
+    # -- searching --------------------------------------------------------------------
+    def embed_query(self, query: str) -> Matrix:
+        return self.cache.get(self.embedder.model_id, query, self.embedder.embed_query)
+
+    def search(self, query: str, k: int = 5, mode: Mode = "full", *,
+               remember: bool = False) -> list[SearchHit]:
+        """The k best tools for a natural-language query.
+
+        `remember=True` notes the query and its results, so that a successful run of one
+        of them (`UsageMemory.credit_run`) teaches the index that the tool served it.
+        """
+        if not query.strip():
+            raise ValueError("the query is empty")
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        self._store.refresh()
+        if not len(self._store):
+            return []
+        self._check_model()
+        qvec = self.embed_query(query) if mode != "bm25" else None
+        hits = self.search_prepared(qvec, query, k, mode)
+        if remember:
+            self.remember(query, hits)
+        return hits
+
+    def remember(self, query: str, hits: Sequence[SearchHit]) -> None:
+        """Note a search and its hits, so that a successful run of one of them
+        (`feedback.credit_run`) teaches the index that the tool served the query."""
+        if hits and query.strip():
+            self.usage.remember_search(query, self.embed_query(query),
+                                       [h.tool_id for h in hits], self.embedder.model_id)
+
+    def search_prepared(self, qvec: Matrix | None, query: str, k: int = 5,
+                        mode: Mode = "full") -> list[SearchHit]:
+        """Search with the query vector already computed (the part a benchmark times)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        entries = self._store.live()
+        if not entries:
+            return []
+        depth = max(k, CANDIDATE_DEPTH)
+        dense: list[int] = []
+        lexical: list[int] = []
+        use: list[int] = []
+        if mode != "bm25":
+            if qvec is None:
+                raise ValueError("dense search needs a query vector")
+            dense = top_indices(self._store.matrix() @ qvec - self._hub_scores(), depth)
+        if mode != "dense":
+            self._refresh_lexical(entries)
+            terms = self._lexical.rewrite(query) if mode in ("full", "fast") else \
+                _plain_terms(query)
+            lexical = self._lexical.top(terms, depth)[0]
+        if mode in ("full", "fast") and qvec is not None:
+            boosts = self.usage.boosts(qvec, self.embedder.model_id, self._store.dim)
+            if boosts:
+                pos = {e.tool_id: i for i, e in enumerate(entries)}
+                ranked = sorted((t for t in boosts if t in pos), key=lambda t: -boosts[t])
+                use = [pos[t] for t in ranked]
+        if mode == "dense":
+            scores = {i: 1.0 / (RRF_K + r) for r, i in enumerate(dense, start=1)}
+        elif mode == "bm25":
+            scores = {i: 1.0 / (RRF_K + r) for r, i in enumerate(lexical, start=1)}
+        elif mode == "fused":
+            scores = rrf([dense, lexical])
+        else:
+            w = self.weights
+            scores = _weighted_rrf([(dense, w.dense), (lexical, w.lexical), (use, w.use)], w.k)
+            if mode == "full" and self.reranker is not None and not use and dense:
+                scores = self._rerank(query, entries, scores, dense)
+        dense_pos = {i: r for r, i in enumerate(dense, start=1)}
+        # ties go to the dense side, then to the older tool (a stable, input-independent order)
+        order = sorted(scores, key=lambda i: (-scores[i], dense_pos.get(i, depth + 1), i))[:k]
+        bm25_pos = {i: r for r, i in enumerate(lexical, start=1)}
+        use_pos = {i: r for r, i in enumerate(use, start=1)}
+        return [SearchHit(entries[i].tool_id, entries[i].fingerprint, round(scores[i], 6),
+                          dense_pos.get(i), bm25_pos.get(i), display_line(entries[i].text),
+                          use_pos.get(i))
+                for i in order]
+
+    # -- internals --------------------------------------------------------------------
+    def _rerank(self, query: str, entries: list[IndexEntry], scores: dict[int, float],
+                dense: list[int]) -> dict[int, float]:
+        """Fuse the e5 ranking of the top candidates into the first stage's ranking."""
+        assert self.reranker is not None
+        dense_pos = {i: r for r, i in enumerate(dense)}
+        first = sorted(scores, key=lambda i: (-scores[i], dense_pos.get(i, len(dense)), i)
+                       )[:RERANK_DEPTH]
+        model = self.reranker.embedder
+        qvec = self.cache.get(model.model_id, query, model.embed_query)
+        e5 = self.reranker.order(qvec, [entries[i] for i in first], self.probes(model))
+        self.reranked += 1
+        w = self.weights
+        return _weighted_rrf([(first, 1.0), ([first[j] for j in e5], w.rerank)], w.k)
+
+    def probes(self, embedder: Embedder) -> Matrix:
+        """The hub probes embedded by a model (once per process and model)."""
+        probes = self._probes.get(embedder.model_id)
+        if probes is None:
+            probes = probe_matrix(embedder.embed_query)
+            self._probes[embedder.model_id] = probes
+        return probes
+
+    def _hub_scores(self) -> Matrix:
+        """Per tool, what its dense score loses: its hubness, and a whole point for a text
+        too thin to mean anything ("d", "broken"), which is then found by name alone."""
+        generation = self._store.generation
+        with self._views_lock:
+            if self._hubs is not None and self._hubs[0] == generation:
+                return self._hubs[1]
+            scores = HUB_WEIGHT * hub_scores(self._store.matrix(), self.probes(self.embedder))
+            words = tokenize([e.text for e in self._store.live()])
+            scores += np.array([THIN_PENALTY if len(w) < MIN_WORDS else 0.0 for w in words],
+                               dtype=np.float32)
+            self._hubs = (generation, scores)
+            return scores
+
+    def _is_current(self, tool_id: str, fingerprint: str, text: str) -> bool:
+        e = self._store.get(tool_id)
+        return e is not None and e.fingerprint == fingerprint and e.text == text and \
+            e.model_id == self._store.model_id
+
+    def _check_model(self) -> None:
+        model = self._store.model_id
+        if model is not None and self.embedder.model_id != model:
+            raise ModelMismatch(
+                f"index at {self.root} was built with {model} but the loaded model "
+                f"is {self.embedder.model_id}; rebuild it with reindex()")
+
+    def _refresh_lexical(self, entries: list[IndexEntry]) -> None:
+        with self._views_lock:
+            if self._lexical_generation != self._store.generation:
+                self._lexical.rebuild([e.text for e in entries])
+                self._lexical_generation = self._store.generation
+
+
+def _plain_terms(query: str) -> list[str]:
+    return tokenize([query])[0]
+
+
+def _weighted_rrf(rankings: Sequence[tuple[Sequence[int], float]], k: int) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for ranking, weight in rankings:
+        if weight <= 0.0:
+            continue
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+    return fused

@@ -1,0 +1,81 @@
+"""The second stage: the e5 transformer re-ranks the first stage's candidates.
+
+The static model and BM25 are fast but miss meaning a transformer gets ("70 degrees
+fahrenheit" → a unit converter that says "temperature (C, F, K)"), and keyword stuffing
+fools them. The top `RERANK_DEPTH` candidates of the first stage are ranked by e5 cosine
+(less a hub penalty, hubs.py) and that ranking is fused with the first stage's. Embedding
+the query costs 15-40 ms on this machine (cached per query text); mode "fast" skips it.
+
+e5 vectors of tools are made lazily, for the candidates that need them, and kept in
+`<index>/rerank/` (a `FileVectorStore` of their own, one row per tool version), so adding a
+thousand tools never waits for the transformer; a cold candidate costs one passage
+embedding once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..embedding import Embedder, Matrix, default_embedder
+from .documents import display_line
+from .hubs import HUB_WEIGHT, hub_scores
+from .vectors import FileVectorStore, IndexEntry
+
+RERANK_DEPTH = 30
+
+
+class Reranker:
+    """e5 cosine over candidate tools, with the tools' e5 vectors cached on disk."""
+
+    def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
+        self.root = Path(root)
+        self._embedder = embedder
+        self._store: FileVectorStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = default_embedder()
+        return self._embedder
+
+    @property
+    def store(self) -> FileVectorStore:
+        if self._store is None:
+            self._store = FileVectorStore(self.root)
+            if self._store.model_id not in (None, self.embedder.model_id):
+                self._store.clear()  # another model's vectors: they are only a cache
+        return self._store
+
+    def vectors(self, entries: Sequence[IndexEntry]) -> Matrix:
+        """e5 passage vectors of the entries' display lines (computed once per version)."""
+        with self._lock:
+            store = self.store
+            store.refresh()
+            missing = []
+            for e in entries:
+                have = store.get(e.tool_id)
+                if have is None or have.fingerprint != e.fingerprint or \
+                        have.text != display_line(e.text):
+                    missing.append(e)
+            if missing:
+                texts = [display_line(e.text) for e in missing]
+                store.append([(e.tool_id, e.fingerprint, t) for e, t in zip(missing, texts,
+                                                                              strict=True)],
+                             self.embedder.embed_documents(texts), self.embedder.model_id)
+            return np.stack([store.vector(e.tool_id) for e in entries])
+
+    def seed(self, items: Sequence[tuple[str, str, str]], vectors: Matrix) -> None:
+        """Store e5 vectors computed elsewhere (`(tool_id, fingerprint, display line)`)."""
+        self.store.append(items, vectors, self.embedder.model_id)
+
+    def order(self, query_vector: Matrix, entries: Sequence[IndexEntry], probes: Matrix
+              ) -> list[int]:
+        """Positions of `entries`, best first by e5 cosine less the hub penalty."""
+        vectors = self.vectors(entries)
+        scores = vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)
+        return [int(i) for i in np.argsort(-scores, kind="stable")]

@@ -1,0 +1,242 @@
+"""`ouro evolve`: the generic engine on parameters, route weights and prompts.
+
+    ouro evolve params PARAMS.json --fitness CMD|module:function   -> a `config` patch
+    ouro evolve routing --routes a,b,c --fitness CMD|module:function -> a `routing` patch
+    ouro evolve prompt TARGET --evalset FILE                        -> a `prompt` patch
+
+Exit codes: 0 applied (or nothing better was found), 1 the LLM endpoint failed or is not
+configured, 2 usage, 3 rejected by a gate, 4 waiting for approval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import typer
+
+from ouroboros.interfaces.cli.errors import CliError
+from ouroboros.interfaces.cli.inputs import read_json, read_text
+from ouroboros.interfaces.cli.main import OuroGroup
+from ouroboros.interfaces.cli.output import (
+    EXIT_FOR_STATUS,
+    HomeOption,
+    JsonOption,
+    err_console,
+    open_runtime,
+    print_json,
+)
+from ouroboros.interfaces.json_input import loads_strict
+from ouroboros.kernel import Runtime, SubmitOutcome
+
+app = typer.Typer(cls=OuroGroup, help="Evolve parameters, route weights and prompts with the generic engine.",
+                  no_args_is_help=True)
+
+
+def _fail(message: str, code: int, as_json: bool, hint: str = "") -> NoReturn:
+    """Raise the CLI's one error (``as_json`` is decided centrally by ``--json``)."""
+    raise CliError(message, hint, exit_code=code)
+
+
+def _read(path: Path, as_json: bool) -> str:
+    return read_text(path, f"file {path}")
+
+
+def _read_evalset(path: Path) -> Any:
+    """One JSON list, or JSON lines (one example per line), each parsed strictly."""
+    text = read_text(path, "evalset")
+    if text.lstrip().startswith("["):
+        return loads_strict(text, f"evalset {path}")
+    return [loads_strict(line, f"evalset {path}, line {n}")
+            for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _runtime(home: Path | None, submit: bool, as_json: bool) -> Runtime | None:
+    return open_runtime(home) if submit else None
+
+
+def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: bool) -> NoReturn:
+    code = 0
+    if outcome is not None:
+        summary["patch"] = outcome.to_dict()
+        code = EXIT_FOR_STATUS[outcome.status]
+    if as_json:
+        print_json(summary)
+    else:
+        for key in ("before", "after", "evaluations", "calls"):
+            if key in summary:
+                err_console.print(f"{key}: {summary[key]}", highlight=False)
+        if outcome is not None:
+            detail = "" if outcome.status == "applied" else f" ({outcome.stage}: {outcome.reason})"
+            err_console.print(f"patch {outcome.status}: {outcome.patch_hash}{detail}",
+                              highlight=False)
+        elif summary.get("note"):
+            err_console.print(summary["note"], highlight=False)
+    raise typer.Exit(code)
+
+
+def _evolve_vector(problem: Any, start: tuple[float, ...], generations: int, population: int,
+                   seed: int, workers: int | None) -> tuple[tuple[float, ...], float, float, int]:
+    from ouroboros.capabilities.evolve.engine import EvolutionPolicy, Evolver
+
+    before = problem.start_score(start)
+    with Evolver(problem, start, EvolutionPolicy(population=population), seed=seed,
+                 workers=workers) as evolver:
+        best = evolver.run(generations)
+        return best.genome, before, best.fitness, evolver.evaluations
+
+
+@app.command("params")
+def params_command(
+    params_file: Path = typer.Argument(..., help='JSON {"name": value | {"value", "min", "max"}}'),
+    fitness: str = typer.Option(..., "--fitness", help="command (JSON on stdin, score on the "
+                                                        "last stdout line) or module:function"),
+    target: str = typer.Option("config/params", "--target", help="Ledger target of the result."),
+    generations: int = typer.Option(30, "--generations", min=1, max=100_000,
+                                    help="Generations to run."),
+    population: int = typer.Option(8, "--population", min=1, max=10_000,
+                                   help="Candidates per generation."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1,
+                             help="Random seed (same seed, same run)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=256,
+                                       help="Processes evaluating candidates (default: auto)."),
+    key: str = typer.Option("runtime", "--key", help="Key that signs the config patch."),
+    submit: bool = typer.Option(True, "--submit/--no-submit",
+                                help="Submit the result as a patch (--no-submit: only print)."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Tune named numeric parameters against a fitness; submit them as a `config` patch."""
+    from ouroboros.capabilities.evolve.fitness_fn import parse_fitness
+    from ouroboros.capabilities.evolve.params import NamedProblem, parse_params
+
+    params = parse_params(read_json(params_file, "parameters file"))
+    problem = NamedProblem.for_params(params, parse_fitness(fitness))
+    rt = _runtime(home, submit, as_json)
+    genome, before, after, evaluations = _evolve_vector(
+        problem, tuple(p.value for p in params), generations, population, seed, workers)
+    best = problem.candidate(genome)
+    summary = {"before": before, "after": after, "evaluations": evaluations, "params": best,
+               "patch": None}
+    outcome = None
+    if rt is not None:
+        with rt:
+            outcome = rt.propose_and_submit(
+                type="config", target=target, value={"params": best, "fitness": after},
+                reasoning=f"evolved parameters: fitness {before:g} -> {after:g} "
+                          f"({evaluations} evaluations, seed {seed})",
+                author="evolve", keys=[key])
+    _finish(summary, outcome, as_json)
+
+
+@app.command("routing")
+def routing_command(
+    routes: str = typer.Option(..., "--routes", help="comma-separated route names"),
+    fitness: str = typer.Option(..., "--fitness", help='command or module:function; the '
+                                                        'candidate is {"weights": {...}}'),
+    target: str = typer.Option("routing/models", "--target", help="Ledger target of the result."),
+    generations: int = typer.Option(40, "--generations", min=1, max=100_000,
+                                    help="Generations to run."),
+    population: int = typer.Option(12, "--population", min=1, max=10_000,
+                                   help="Candidates per generation."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1,
+                             help="Random seed (same seed, same run)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=256,
+                                       help="Processes evaluating candidates (default: auto)."),
+    submit: bool = typer.Option(True, "--submit/--no-submit",
+                                help="Submit the result as a patch (--no-submit: only print)."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Tune route weights against a fitness; submit them as a `routing` patch."""
+    from ouroboros.capabilities.evolve.fitness_fn import parse_fitness
+    from ouroboros.capabilities.evolve.governance import submit_routing
+    from ouroboros.capabilities.evolve.params import NamedProblem
+
+    names = [r.strip() for r in routes.split(",") if r.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
+    problem = NamedProblem.for_routes(names, parse_fitness(fitness))
+    rt = _runtime(home, submit, as_json)
+    start = tuple(1.0 / len(names) for _ in names)
+    genome, before, after, evaluations = _evolve_vector(
+        problem, start, generations, population, seed, workers)
+    weights = problem.candidate(genome)["weights"]
+    summary = {"before": before, "after": after, "evaluations": evaluations,
+               "weights": weights, "patch": None}
+    outcome = None
+    if rt is not None:
+        with rt:
+            outcome = submit_routing(rt, target, weights, after,
+                                     f"evolved route weights: fitness {before:g} -> {after:g} "
+                                     f"({evaluations} evaluations, seed {seed})")
+    _finish(summary, outcome, as_json)
+
+
+@app.command("prompt")
+def prompt_command(
+    target: str = typer.Argument(..., help="the prompt's ledger target, e.g. prompts/support"),
+    evalset: Path = typer.Option(..., "--evalset", help='JSON list or lines of '
+                                                        '{"input": str, "expected": str}'),
+    start: Path | None = typer.Option(None, "--start", help="starting prompt text (default: "
+                                                            "the target's current value)"),
+    iterations: int = typer.Option(8, "--iterations", min=1, max=1000,
+                                   help="Reflection steps."),
+    metric: Literal["contains", "exact"] = typer.Option(
+        "contains", "--metric", help="How an answer is scored against the expected text."),
+    minibatch: int = typer.Option(3, "--minibatch", min=1, max=1000,
+                                  help="Failing examples shown per reflection."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1,
+                             help="Random seed (same seed, same run)."),
+    key: str = typer.Option("runtime", "--key", help="Key that signs the prompt patch."),
+    submit: bool = typer.Option(True, "--submit/--no-submit",
+                                help="Submit the winner as a patch (--no-submit: only print)."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Evolve a prompt from the examples it fails (GEPA-style); submit the winner."""
+    from ouroboros.capabilities.evolve.prompt import PromptEvolver, parse_evalset
+    from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
+
+    examples = parse_evalset(_read_evalset(evalset))
+    rt = _runtime(home, True, as_json) if (submit or start is None) else None
+    current = rt.value(target) if rt is not None else None
+    text = _read(start, as_json) if start is not None else current
+    if not isinstance(text, str) or not text.strip():
+        _fail(f"no starting prompt: {target} has no text value", 2, as_json,
+              "give one with --start FILE")
+    try:
+        provider = provider_from_config()
+    except LLMNotConfigured as exc:
+        _fail("evolve prompt needs an LLM endpoint, and none is configured", 1, as_json,
+              f"set OURO_LLM_BASE_URL and OURO_LLM_MODEL (missing: {', '.join(exc.missing)})")
+
+    def chat(messages: Any) -> str:
+        return provider.chat(messages).content
+
+    try:
+        result = PromptEvolver(chat, examples, metric=metric, seed=seed,
+                               minibatch=minibatch).run(text, iterations)
+    except LLMError as exc:
+        _fail(str(exc), 1, as_json)
+    finally:
+        pass
+    summary: dict[str, Any] = {
+        "before": result.start.mean, "after": result.best.mean, "calls": result.calls,
+        "candidates": len(result.pool), "prompt": result.best.prompt, "log": result.log,
+        "patch": None}
+    outcome = None
+    if result.best is result.start:
+        summary["note"] = "no candidate beat the starting prompt: nothing submitted"
+    elif rt is not None and submit:
+        with rt:
+            outcome = rt.propose_and_submit(
+                type="prompt", target=target, value=result.best.prompt,
+                reasoning=f"evolved prompt: {result.start.mean:.3f} -> {result.best.mean:.3f} "
+                          f"of {len(examples)} examples ({metric}), {result.calls} LLM calls, "
+                          f"seed {seed}",
+                author="evolve", keys=[key])
+    if rt is not None and outcome is None:
+        rt.close()
+    _finish(summary, outcome, as_json)
+

@@ -1,0 +1,121 @@
+"""The bytecode test gate cannot be gamed: the target's suite, equivalence, no regressions."""
+
+from __future__ import annotations
+
+from ouroboros.capabilities.flux import governance
+from ouroboros.capabilities.flux.asm import assemble
+from ouroboros.capabilities.flux.fitness import TestCase
+from ouroboros.capabilities.flux.isa import Image
+from ouroboros.capabilities.flux.vm import run
+from ouroboros.kernel import Runtime
+
+TARGET = "flux/programs/clamp"
+# min(x, 100), written the long way; the incumbent the tests start from.
+SLOW = assemble("SENSE 0\nSTORE 1\nLOAD 1\nPUSH 100\nLT\nJNZ small\nPUSH 100\nJMP out\n"
+                "small: LOAD 1\nout: ACT 0\nHALT\n")
+FAST = assemble("SENSE 0\nPUSH 100\nGT\nJZ keep\nPUSH 100\nACT 0\nHALT\nkeep: INSTINCT 0\nHALT\n")
+# Right on every case below 1000 and on the suite, wrong from 1000 on.
+SHORTCUT = assemble("SENSE 0\nDUP\nPUSH 1000\nLT\nJZ big\nDUP\nPUSH 100\nGT\nJZ keep\nPOP\n"
+                    "PUSH 100\nkeep: ACT 0\nHALT\nbig: ACT 0\nHALT\n")
+
+
+def cases_for(image: Image, inputs: list[int]) -> tuple[TestCase, ...]:
+    return tuple(TestCase.from_run((x,), run(image, (x,))) for x in inputs)
+
+
+SUITE = cases_for(SLOW, [-5, 0, 99, 100, 101, 500])
+
+
+def install(rt: Runtime) -> None:
+    value = governance.bytecode_value(SLOW, SUITE)
+    outcome = governance.submit_program(rt, TARGET, value, "first version")
+    assert outcome.status == "applied", outcome.reason
+
+
+def submit(rt: Runtime, image: Image, cases: tuple[TestCase, ...], reason: str = "faster"):  # type: ignore[no-untyped-def]
+    return governance.submit_program(rt, TARGET, governance.bytecode_value(image, cases), reason)
+
+
+def test_an_equivalent_faster_program_is_applied(rt: Runtime) -> None:
+    install(rt)
+    outcome = submit(rt, FAST, SUITE)
+    assert outcome.status == "applied", outcome.reason
+    assert rt.value(TARGET)["hex"] == FAST.to_hex()
+
+
+def test_overfit_candidate_carrying_only_its_own_tests_is_rejected(rt: Runtime) -> None:
+    install(rt)
+    wrong = assemble("PUSH 100\nACT 0\nHALT\n")  # right on the one case it brings along
+    outcome = submit(rt, wrong, cases_for(SLOW, [500]))
+    assert (outcome.status, outcome.stage) == ("rejected", "test")
+    assert "drops 5 of the target's 6 test cases" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_candidate_that_fails_the_targets_suite_is_rejected(rt: Runtime) -> None:
+    install(rt)
+    wrong = assemble("PUSH 100\nACT 0\nHALT\n")
+    outcome = submit(rt, wrong, SUITE)
+    assert (outcome.status, outcome.stage) == ("rejected", "test")
+    assert "the target's suite" in outcome.reason and "cases failed" in outcome.reason
+
+
+def test_shortcut_passing_the_whole_suite_fails_the_equivalence_check(rt: Runtime) -> None:
+    install(rt)
+    outcome = submit(rt, SHORTCUT, SUITE)
+    assert (outcome.status, outcome.stage) == ("rejected", "test")
+    assert "not equivalent to the incumbent" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_a_regression_is_refused_unless_the_reason_says_why(rt: Runtime) -> None:
+    install(rt)
+    assert submit(rt, FAST, SUITE).status == "applied"
+    outcome = submit(rt, SLOW, SUITE, "back to the old one")
+    assert (outcome.status, outcome.stage) == ("rejected", "test")
+    assert "fitness regression" in outcome.reason
+    assert rt.value(TARGET)["hex"] == FAST.to_hex()
+    explained = submit(rt, SLOW, SUITE, "restore\nregression: the fast one is hard to audit")
+    assert explained.status == "applied", explained.reason
+
+
+def test_adding_tests_is_a_patch_and_they_accumulate(rt: Runtime) -> None:
+    install(rt)
+    more = (*SUITE, *cases_for(SLOW, [-(1 << 40), 1 << 40]))
+    assert submit(rt, SLOW, more, "more cases").status == "applied"
+    assert len(rt.value(TARGET)["tests"]) == 8
+    outcome = submit(rt, FAST, SUITE)  # the faster program, but with the old, shorter suite
+    assert outcome.status == "rejected" and "drops 2 of the target's 8" in outcome.reason
+
+
+def test_a_case_naming_channels_must_match_them(rt: Runtime) -> None:
+    on_one = assemble("SENSE 0\nACT 1\nHALT\n")
+    value = governance.bytecode_value(on_one, (TestCase((3,), (3,), (0,)),))
+    outcome = governance.submit_program(rt, "flux/programs/chan", value, "wrong channel")
+    assert outcome.status == "rejected" and "channels [1]" in outcome.reason
+
+
+def test_changing_behaviour_or_pruning_tests_needs_root(rt: Runtime) -> None:
+    install(rt)
+    doubled = assemble("SENSE 0\nDUP\nADD\nACT 0\nHALT\n")
+    new_cases = cases_for(doubled, [1, 2])
+    governance.register(rt)
+    as_runtime = rt.propose_and_submit(
+        type=governance.REDEFINE_TYPE, target=TARGET,
+        value=governance.bytecode_value(doubled, new_cases), reasoning="redefine",
+        author="flux", keys=["runtime"])
+    assert (as_runtime.status, as_runtime.stage) == ("rejected", "signature")
+    as_root = rt.propose_and_submit(
+        type=governance.REDEFINE_TYPE, target=TARGET,
+        value=governance.bytecode_value(doubled, new_cases), reasoning="redefine",
+        author="root", keys=["root"])
+    assert as_root.status == "applied", as_root.reason
+    assert len(rt.value(TARGET)["tests"]) == 2
+
+
+def test_deleting_a_program_through_the_bytecode_type_is_refused(rt: Runtime) -> None:
+    install(rt)
+    outcome = rt.propose_and_submit(type="bytecode", target=TARGET, delete=True,
+                                    reasoning="drop it", author="flux", keys=["runtime"])
+    assert outcome.status == "rejected" and governance.REDEFINE_TYPE in outcome.reason
+    assert rt.value(TARGET) is not None

@@ -1,0 +1,289 @@
+"""The static embedding model, its tokenizer, documents, synthetic queries, the vector
+store's defences and the query cache."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ouroboros.capabilities.skills.embedding import EmbeddingError
+from ouroboros.capabilities.skills.retrieval import (
+    FileVectorStore,
+    RetrievalError,
+    SkillIndex,
+    ToolDocument,
+    document_text,
+)
+from ouroboros.capabilities.skills.retrieval.documents import example_text, name_words
+from ouroboros.capabilities.skills.retrieval.index import QueryCache
+from ouroboros.capabilities.skills.retrieval.pieces import UNKNOWN, PieceTokenizer
+from ouroboros.capabilities.skills.retrieval.static import StaticEmbedder, default_static_embedder
+from ouroboros.capabilities.skills.retrieval.synthetic import (
+    generate,
+    parse_queries,
+    read_synthetic,
+    save_synthetic,
+)
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEmbedder:
+    return default_static_embedder()
+
+
+def test_static_vectors_are_unit_length_and_deterministic(static: StaticEmbedder) -> None:
+    a = static.embed_query("convert miles to kilometres")
+    b = StaticEmbedder().embed_query("convert miles to kilometres")
+    assert a.shape == (static.dim,) and a.dtype == np.float32
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(a, b)
+    docs = static.embed_documents(["one", "two words"])
+    assert docs.shape == (2, static.dim)
+    assert static.model_id.startswith("static-") and "@" in static.model_id
+
+
+def test_static_model_ranks_a_paraphrase_above_another_topic(static: StaticEmbedder) -> None:
+    # a static model is near-lexical: "rain" and "weather" stay apart (the e5 stage joins
+    # them), but shared and related pieces do count
+    q = static.embed_query("turn this csv file into json")
+    csv = static.embed_query("convert csv text into json objects")
+    weather = static.embed_query("daily weather forecast for a city")
+    assert float(q @ csv) > float(q @ weather) + 0.2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=400))
+def test_any_text_embeds_without_error(text: str) -> None:
+    v = default_static_embedder().embed_query(text)
+    assert v.shape == (384,) and np.all(np.isfinite(v))
+    assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-4) or not np.any(v)
+
+
+def test_huge_and_odd_inputs(static: StaticEmbedder) -> None:
+    for text in ["x" * 100_000, "word " * 20_000, "\x00 NUL", "你好 🎉", "", "\u200b" * 50]:
+        v = static.embed_query(text)
+        assert v.shape == (384,) and np.all(np.isfinite(v))
+
+
+def test_tokenizer_prefers_the_most_probable_split() -> None:
+    tok = PieceTokenizer(["\u2581mar", "\u2581marathon", "athon", "a", "\u2581"],
+                         [-5.0, -8.0, -6.0, -1.0, -2.0])
+    assert tok.encode("marathon") == [1]  # -8 beats -5 + -6
+    assert tok.encode("maraZZ") == [0, 3, UNKNOWN]
+
+
+@given(st.text(alphabet="abc ", max_size=40))
+def test_tokenizer_covers_every_character(text: str) -> None:
+    tok = PieceTokenizer(["\u2581", "a", "b", "c", "\u2581ab"], [-1.0, -1.0, -1.0, -1.0, -1.5])
+    ids = tok.encode(text)
+    pieces = ["\u2581", "a", "b", "c", "\u2581ab"]
+    assert "".join(pieces[i] for i in ids) == "".join("\u2581" + w for w in text.split())
+
+
+def _npz(**arrays: object) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def test_a_damaged_table_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(EmbeddingError):
+        StaticEmbedder(bad)
+    bad.write_bytes(_npz(pieces=np.array(["a", "b"]), scores=np.zeros(2, np.float32),
+                         vectors=np.zeros((3, 4), np.int8), scale=np.ones(4, np.float32),
+                         source=np.array("x")))
+    with pytest.raises(EmbeddingError, match="inconsistent"):
+        StaticEmbedder(bad)
+    bad.write_bytes(_npz(pieces=np.array(["a"])))
+    with pytest.raises(EmbeddingError):
+        StaticEmbedder(bad)
+
+
+def test_another_table_is_another_model(tmp_path: Path, static: StaticEmbedder) -> None:
+    table = tmp_path / "t.npz"
+    table.write_bytes(_npz(pieces=np.array(["\u2581a", "b"]), scores=np.array([-1.0, -2.0]),
+                           vectors=np.ones((2, 4), np.int8), scale=np.ones(4, np.float32),
+                           source=np.array("tiny")))
+    tiny = StaticEmbedder(table)
+    assert tiny.model_id != static.model_id and tiny.dim == 4
+
+
+def test_documents_name_fields_and_skip_hidden_values() -> None:
+    assert name_words("ChaDri.change_drink") == "Cha Dri change drink"
+    assert name_words("csv_to_json") == "csv to json"
+    doc = ToolDocument("unit_convert", "Convert units.\x00\u202e", ["value", "from_unit"],
+                       ["value"], [example_text({"value": 1, "from": "km", "to": "mi"})],
+                       ["how far is it in miles", ""])
+    text = document_text(doc)
+    lines = text.split("\n")
+    assert lines[0] == "unit convert: Convert units."
+    assert "input: value, from unit" in lines and "output: value" in lines
+    assert "examples: value 1 from km to mi" in lines
+    assert lines[-1] == "asked as: how far is it in miles"
+
+
+def test_synthetic_answers_are_cleaned() -> None:
+    answer = ("Sure! Here are some:\n1. how far is a marathon\n- convert 5 km to miles "
+              "https://evil.example/x\n* \x1b[31mred\x1b[0m text\n2) how far is a MARATHON\n"
+              + "\n".join(f"query {i} " + "z" * 500 for i in range(20)))
+    got = parse_queries(answer)
+    assert got[1] == "how far is a marathon" and "convert 5 km to miles" in got
+    assert all("http" not in q and "\x1b" not in q and len(q) <= 160 for q in got)
+    assert len(got) == 8
+    assert sum(q.lower() == "how far is a marathon" for q in got) == 1
+
+
+class _Reply:
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+
+class _Provider:
+    model = "stub"
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def chat(self, messages: list[dict[str, str]], tools: object = None) -> _Reply:
+        self.prompts.append(messages[-1]["content"])
+        return _Reply("how far is a marathon in miles\nconvert 10 km to mi")
+
+
+class _Case:
+    def __init__(self, value: object, hidden: bool) -> None:
+        self.input, self.hidden = value, hidden
+
+
+class _Version:
+    tool_id, description = "unit_convert", "Convert units of length."
+
+    def cases(self, include_hidden: bool = False) -> list[_Case]:
+        cases = [_Case({"value": 1, "from": "km"}, False),
+                 _Case({"value": 273.15, "from": "SECRET_HIDDEN"}, True)]
+        return [c for c in cases if include_hidden or not c.hidden]
+
+
+def test_synthetic_prompt_never_holds_hidden_cases(tmp_path: Path) -> None:
+    provider = _Provider()
+    queries = generate(provider, _Version())
+    assert queries == ["how far is a marathon in miles", "convert 10 km to mi"]
+    assert "SECRET_HIDDEN" not in provider.prompts[0] and "km" in provider.prompts[0]
+    save_synthetic(tmp_path, "unit_convert", "sha256:1", "stub", queries)
+    with open(tmp_path / "synthetic.jsonl", "a") as f:
+        f.write("garbage\n" + json.dumps({"tool": "unit_convert", "fingerprint": 5}) + "\n")
+    assert read_synthetic(tmp_path, "unit_convert", "sha256:1") == queries
+    assert read_synthetic(tmp_path, "other", "sha256:1") == []
+
+
+def test_vector_store_refuses_bad_vectors_and_a_broken_manifest(tmp_path: Path) -> None:
+    store = FileVectorStore(tmp_path)
+    with pytest.raises(ValueError, match="finite"):
+        store.append([("a", "sha256:1", "a")], np.full((1, 4), np.nan, np.float32), "m")
+    with pytest.raises(ValueError, match="vectors"):
+        store.append([("a", "sha256:1", "a")], np.zeros((2, 4), np.float32), "m")
+    assert not (tmp_path / "vectors.f32").exists()
+    store.append([("a", "sha256:1", "a")], np.ones((1, 4), np.float32) / 2, "m")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(RetrievalError, match="delete"):
+        FileVectorStore(tmp_path)
+
+
+def test_entries_that_are_not_objects_end_the_log(tmp_path: Path) -> None:
+    store = FileVectorStore(tmp_path)
+    store.append([("a", "sha256:1", "a"), ("b", "sha256:2", "b")],
+                 np.eye(2, 4, dtype=np.float32), "m")
+    lines = (tmp_path / "entries.jsonl").read_text().splitlines()
+    (tmp_path / "entries.jsonl").write_text(lines[0] + "\n[1, 2]\n" + lines[1] + "\n")
+    reopened = FileVectorStore(tmp_path)
+    assert [e.tool_id for e in reopened.live()] == ["a"]
+    reopened.append([("c", "sha256:3", "c")], np.eye(1, 4, 2, dtype=np.float32), "m")
+    assert [e.tool_id for e in FileVectorStore(tmp_path).live()] == ["a", "c"]
+
+
+def test_query_cache_hits_and_stays_bounded() -> None:
+    calls: list[str] = []
+
+    def embed(q: str) -> np.ndarray:  # type: ignore[type-arg]
+        calls.append(q)
+        return np.ones(2, np.float32)
+
+    cache = QueryCache(size=3)
+    for q in ["a", "b", "a", "c", "d", "a"]:
+        cache.get("m", q, embed)
+    assert calls == ["a", "b", "c", "d"] and cache.hits == 2
+    cache.get("other-model", "a", embed)
+    assert calls[-1] == "a" and len(calls) == 5
+
+
+def test_search_reuses_the_cached_query_vector(tmp_path: Path) -> None:
+    index = SkillIndex(tmp_path)
+    index.add("weather", "sha256:1", "weather: Daily weather forecast for a city.")
+    index.search("rain in Oslo", k=1, mode="fast")
+    index.search("rain in Oslo", k=1, mode="fast")
+    assert index.cache.hits == 1 and index.cache.misses == 1
+
+
+def test_the_index_runs_on_any_vector_store(tmp_path: Path) -> None:
+    class Counting(FileVectorStore):
+        """Stands for another backend (ANN, pgvector): only the interface is used."""
+
+        appended = 0
+
+        def append(self, items, vectors, model_id):  # type: ignore[no-untyped-def]
+            Counting.appended += len(items)
+            super().append(items, vectors, model_id)
+
+    store = Counting(tmp_path / "elsewhere")
+    index = SkillIndex(tmp_path / "index", store=store)
+    index.add_many([("weather", "sha256:1", "weather: Daily weather forecast for a city."),
+                    ("csv_to_json", "sha256:2", "csv to json: Convert CSV text into JSON.")])
+    assert Counting.appended == 2 and (tmp_path / "elsewhere" / "vectors.f32").exists()
+    assert index.search("convert a csv file", k=1, mode="fast")[0].tool_id == "csv_to_json"
+
+
+def test_retrieval_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("retrieval opened a socket")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    index = SkillIndex(tmp_path)
+    index.add("weather", "sha256:1", "weather: Daily weather forecast for a city.")
+    index.add("csv_to_json", "sha256:2", "csv to json: Convert CSV text with a header row.")
+    assert index.search("will it rain in Oslo", k=1)[0].tool_id == "weather"  # e5 stage too
+
+
+def test_concurrent_searches_while_tools_are_added(tmp_path: Path) -> None:
+    import threading
+
+    index = SkillIndex(tmp_path, reranker=False)
+    index.add("weather", "sha256:0", "weather: Daily weather forecast for a city.")
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for _ in range(30):
+                assert index.search("weather forecast for Oslo", k=3)[0].tool_id == "weather"
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(1, 30):
+        index.add(f"tool_{i}", f"sha256:{i}", f"tool {i}: Convert file number {i} to text.")
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len(SkillIndex(tmp_path, reranker=False)) == 30
