@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ouroboros.interfaces.http.services import Services
@@ -67,7 +68,8 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
     # names `--allowed-host` admits.
     manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20)
     endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read)
-    app.mount(PATH, endpoint)
+    # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"
+    app.router.routes.append(Route(PATH, endpoint=endpoint))
 
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[None]:
