@@ -225,22 +225,26 @@ class McpServer:
             return _error(describe(e))
 
     async def _call_skill(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        from ouroboros.capabilities.skills.export import input_of, structured
+        from ouroboros.capabilities.skills.export import structured
 
-        skills = await anyio.to_thread.run_sync(self.skills.current)
+        # one hop to a worker thread for the lookup and the run: the hop is most of the cost
+        output, output_schema = await anyio.to_thread.run_sync(
+            functools.partial(self._run_served, name, arguments))
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=catalogue.to_json_text(output))],
+            structured_content=structured(output, output_schema))
+
+    def _run_served(self, name: str, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        from ouroboros.capabilities.skills.export import input_of
+        from ouroboros.kernel.errors import NotFound
+
+        skills = self.skills.current()
         if name not in skills:
-            from ouroboros.kernel.errors import NotFound
-
             raise NotFound(f"no tool {name[:80]!r} is served here",
                            "list_tools names every tool; run_tool runs an unproven one")
         _, input_schema, output_schema = skills[name]
-        value = input_of(arguments, input_schema)
-        out = await anyio.to_thread.run_sync(
-            functools.partial(catalogue.run_skill, self.services, name, value))
-        return types.CallToolResult(
-            content=[types.TextContent(type="text",
-                                       text=catalogue.to_json_text(out["output"]))],
-            structured_content=structured(out["output"], output_schema))
+        out = catalogue.run_skill(self.services, name, input_of(arguments, input_schema))
+        return out["output"], output_schema
 
     # -- resources ----------------------------------------------------------------------
     async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
