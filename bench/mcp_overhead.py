@@ -19,6 +19,8 @@ Rounds alternate between the rows, so a burst of machine load hits them alike.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import os
 import platform
@@ -100,10 +102,10 @@ async def measure(home: Path, url: str, token: str, calls: int) -> dict[str, lis
             samples.setdefault("in-process", []).extend(await timed(in_process, per))
             for label, client in clients.items():
                 samples.setdefault(label, []).extend(await timed(
-                    lambda c=client: c.call_tool("sum_ints", {"input": INPUT}), per))
+                    functools.partial(client.call_tool, "sum_ints", {"input": INPUT}), per))
                 if "2025" in label:  # 2026-07-28 has no ping
                     samples.setdefault(label.replace("mcp", "mcp ping", 1), []).extend(
-                        await timed(lambda c=client: c.send_ping(), per))
+                        await timed(client.send_ping, per))
     rt.close()
     return samples
 
@@ -114,9 +116,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/mcp.json"))
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from serve.live import start
-
     from ouroboros.interfaces.http.tokens import TokenStore
+    start = importlib.import_module("serve.live").start  # the tests' live-server helper
 
     with tempfile.TemporaryDirectory() as tmp:
         home = workspace(Path(tmp))
@@ -136,7 +137,7 @@ def main() -> None:
                "added_p50_ms": round(p50 - base, 3)}
         rows.append(row)
         print(f"{label:<34}{p50:>9.3f}{row['p95_ms']:>9.3f}{row['added_p50_ms']:>11.3f}")
-    result = {"benchmark": "mcp", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    result: dict[str, Any] = {"benchmark": "mcp", "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(),
                           "load_1m": round(os.getloadavg()[0], 2)},

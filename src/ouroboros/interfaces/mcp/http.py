@@ -55,8 +55,10 @@ def _caller(ctx: Any) -> Principal:
 
 def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[Any]:
     """The extension (`interfaces/http/app.py`, EXTENSIONS)."""
-    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, \
-        StreamableHTTPSessionManager
+    from mcp.server.streamable_http_manager import (
+        StreamableHTTPASGIApp,
+        StreamableHTTPSessionManager,
+    )
 
     from ouroboros.interfaces.http.auth import BearerASGI
     from ouroboros.interfaces.mcp.server import McpServer
