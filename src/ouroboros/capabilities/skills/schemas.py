@@ -192,7 +192,9 @@ def check_declared(schema: Any, what: str) -> dict[str, Any]:
     if size > MAX_SCHEMA_BYTES:
         raise MalformedTool(f"{what} is {size} bytes; at most {MAX_SCHEMA_BYTES} allowed")
     try:
-        schema_problems(schema, None)  # compiles it (metaschema check, offline refs)
+        from ouroboros.kernel.types import schema_errors
+
+        schema_errors(schema, None)  # the metaschema check, then compiled with offline refs
     except Exception as e:  # the validator's own error types differ by library
         raise MalformedTool(f"{what} is not a valid JSON Schema: {_short(str(e))}") from None
     return schema
@@ -229,17 +231,36 @@ def declared(meta: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, 
 
 
 # -- checking ---------------------------------------------------------------------------------
+#: Compiled validators by schema identity (a version's schemas live as long as the store's
+#: cache of it); the schema is kept alive with its validator so an id is never reused.
+_compiled: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    hit = _compiled.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    import jsonschema_rs  # not `jsonschema`: a run must stay light (the schema was checked
+    # against the metaschema when the version was registered, see `check_declared`)
+
+    validator = jsonschema_rs.validator_for(schema, validate_formats=False, offline=True)
+    if len(_compiled) > 4096:
+        _compiled.clear()
+    _compiled[id(schema)] = (schema, validator)
+    return validator
+
+
 def schema_problems(schema: dict[str, Any], value: Any) -> list[str]:
-    """Why ``value`` fails ``schema`` (empty when it validates), at most three reasons.
-
-    Raises:
-        jsonschema.SchemaError (or the validator's error): the schema itself is invalid.
-    """
-    from ouroboros.kernel.types import schema_errors
-
+    """Why ``value`` fails ``schema`` (empty when it validates), at most three reasons."""
     if not schema:
         return []  # {} accepts everything: skip the validator
-    return [_short(m) for m in schema_errors(schema, value)[:3]]
+    errors = []
+    for error in _validator(schema).iter_errors(value):
+        where = "/".join(str(p) for p in error.instance_path) or "(root)"
+        errors.append(_short(f"{where}: {error.message}"))
+        if len(errors) == 3:
+            break
+    return errors
 
 
 def case_problems(cases: Sequence[TestCase], schemas: ToolSchemas) -> list[str]:
