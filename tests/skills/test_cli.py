@@ -68,10 +68,21 @@ def test_unknown_tool_is_a_usage_error(home: Path) -> None:
 
 def test_tool_error_exits_1_with_its_message(home: Path) -> None:
     invoke(home, "add", str(starter("sum_ints")))
-    code, out = invoke(home, "run", "sum_ints", "--input", '"text"', "--json")
+    # an object fits the inferred schema (an error case of its own tests one), so it runs
+    code, out = invoke(home, "run", "sum_ints", "--input", '{"a": 1}', "--json")
     assert code == 1
     assert json.loads(out)["error"]["details"]["kind"] == "ToolFailed"
     assert "JSON array of integers" in json.loads(out)["error"]["message"]
+
+
+def test_an_input_off_the_schema_is_a_usage_error_and_the_tool_never_runs(home: Path) -> None:
+    invoke(home, "add", str(starter("sum_ints")))
+    code, out = invoke(home, "run", "sum_ints", "--input", '"text"', "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["code"] == "usage" and "input schema" in error["message"]
+    code, out = invoke(home, "describe", "sum_ints", "--json")
+    assert json.loads(out)["metrics"]["uses"] == 0  # refused before the sandbox
 
 
 def test_rejected_tool_exits_3_with_the_reason(home: Path, tmp_path: Path) -> None:

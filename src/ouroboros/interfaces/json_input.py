@@ -112,3 +112,33 @@ def loads_strict(text: str | bytes, what: str = "the JSON input") -> Any:
         raise UsageError(f"{what} is nested too deeply", "flatten the value") from None
     _check_structure(value, what)
     return value
+
+
+def check_parsed(value: Any, what: str = "the JSON input") -> Any:
+    """The checks of `loads_strict` for a value another parser already decoded (an MCP
+    request's arguments): depth, lone surrogates, integers outside ±2^53-1, non-finite
+    numbers. Returns the value.
+
+    Raises:
+        UsageError: naming the first problem.
+    """
+    _check_structure(value, what)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if abs(item) > MAX_SAFE_INT:
+                raise UsageError(f"{what} holds an integer outside ±2^53-1, the range JSON "
+                                 "numbers keep exactly")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise UsageError(f"{what} holds {item}, which is not a JSON number")
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            raise UsageError(f"{what} holds a {type(item).__name__}, which is not JSON")
+    return value

@@ -201,3 +201,21 @@ def plan(findings: Iterable[Finding], read: Callable[[str], str | None]) -> list
     if tasks_yaml is not None:
         drafts += [_task_draft(t, fs, tasks_yaml) for t, fs in sorted(by_task.items())]
     return sorted((d for d in drafts if d is not None), key=lambda d: (_RANK[d.severity], d.key))
+
+
+def manual_draft(diff: str, title: str, *, category: str = "bugfix", severity: str = "medium",
+                 problem: str = "-", root_cause: str = "-", solution: str = "-", risk: str = "-",
+                 evidence: str = "proposed by hand") -> Draft:
+    """A draft for a diff a person or an agent wrote (``ouro proposals new``, MCP's
+    ``propose_patch``); the loop's gates judge it like the planner's own.
+
+    Raises:
+        DiffError: ``diff`` is not a unified diff.
+    """
+    from ouroboros.capabilities.improve.diffs import parse_diff
+
+    files = tuple(dict.fromkeys(c.path for c in parse_diff(diff)))
+    return Draft(key=f"manual:{'+'.join(files)}:{title}", title=title, category=category,
+                 severity=severity, problem=problem, evidence=(evidence,),
+                 root_cause=root_cause, solution=solution, diff=diff, affected_files=files,
+                 risk=risk)

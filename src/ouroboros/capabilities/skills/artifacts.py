@@ -21,8 +21,8 @@ FINGERPRINT_CHARS = 16
 def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
     """Content identity of a version: name, description, language, every file, the runtime
     and the interpreter (or the compiled module) it runs on, over RFC 8785 bytes; for an
-    LLM-made tool its origin, and any capability it is granted (absent otherwise, so a
-    hand-written tool keeps the fingerprint it always had)."""
+    LLM-made tool its origin, any capability it is granted and any schema its author declared
+    (each absent otherwise, so a hand-written tool keeps the fingerprint it always had)."""
     material: dict[str, object] = {
         "name": spec.name,
         "description": spec.description,
@@ -36,6 +36,11 @@ def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
         material["origin"] = spec.origin
     if spec.capabilities:
         material["capabilities"] = sorted(spec.capabilities)
+    # Declared schemas are part of the version; inferred ones derive from the cases above.
+    if spec.input_schema is not None:
+        material["input_schema"] = spec.input_schema
+    if spec.output_schema is not None:
+        material["output_schema"] = spec.output_schema
     return hash_bytes(canonical_bytes(material)).split(":", 1)[1][:FINGERPRINT_CHARS]
 
 

@@ -88,3 +88,14 @@ class ToolFailed(SandboxError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class InputRejected(SandboxError):
+    """The input does not fit the tool's input schema; the tool was never started.
+
+    A `SandboxError` so every caller that handles a failed call handles this one too; it is
+    not counted as a failure of the tool (the caller sent the wrong thing)."""
+
+
+class OutputRejected(SandboxError):
+    """The tool ran but its output does not fit its output schema: a failure of the tool."""

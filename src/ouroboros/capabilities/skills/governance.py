@@ -38,6 +38,7 @@ from .builders import Built
 from .errors import SkillError, ToolRejected
 from .evidence import POLICY_TARGET, SkillPolicy, evidence_of
 from .runtimes import Runtimes, current_interpreter
+from .schemas import case_problems, check_declared, declared, schemas_of
 from .spec import ToolSpec
 from .store import SkillStore, ToolVersion
 from .testing import run_cases
@@ -66,7 +67,16 @@ SKILL_SCHEMA: dict[str, Any] = {
         "interpreter": {"anyOf": [HASH, {"type": "null"}]},
         "files": {"type": "object", "additionalProperties": HASH},
         "wasm": {"anyOf": [HASH, {"type": "null"}]},
+        "input_schema": {"type": "object"},
+        "output_schema": {"type": "object"},
+        "schema_source": {
+            "type": "object", "additionalProperties": False, "required": ["input", "output"],
+            "properties": {"input": {"enum": ["author", "inferred"]},
+                           "output": {"enum": ["author", "inferred"]}}},
     },
+    # the three schema fields come together (a version from before schemas has none)
+    "dependentRequired": {"schema_source": ["input_schema", "output_schema"],
+                          "input_schema": ["schema_source"], "output_schema": ["schema_source"]},
 }
 # Fields of meta.json that change with use; never part of the patch.
 _VOLATILE = ("metrics", "embedding_model")
@@ -219,15 +229,27 @@ def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome
     try:
         files = {rel: blobs.get(h) for rel, h in value["files"].items()}
         wasm = blobs.get(value["wasm"]) if value["wasm"] else None
+        input_schema, output_schema = declared(value)
         spec = ToolSpec(
             name=value["tool_id"], description=value["description"],
             language=value["language"], files=files,
             runtime=value["runtime"] if value["runtime"] == "micropython" else None,
             origin=str(value.get("origin") or "operator"),
             capabilities=tuple(value.get("capabilities") or ()),
+            input_schema=input_schema, output_schema=output_schema,
         )
     except (KeyError, ValueError, TypeError, SkillError) as e:
         return TestOutcome(False, f"the version's blobs are missing or invalid: {e}")
+    if "schema_source" in value:
+        try:
+            for what in ("input_schema", "output_schema"):
+                check_declared(value[what], what)  # inferred ones too: size, validity
+            problems = case_problems(spec.cases(), schemas_of(value, ()))
+        except SkillError as e:
+            return TestOutcome(False, str(e))
+        if problems:
+            return TestOutcome(False, "the schemas contradict the cases: "
+                                      + "; ".join(problems[:3]))
     if "evidence" in value and value["evidence"] != evidence_of(spec.cases(),
                                                                 spec.origin).to_json():
         return TestOutcome(False, "the recorded evidence does not match the version's cases")

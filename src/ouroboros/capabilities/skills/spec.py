@@ -2,7 +2,8 @@
 
 A hand-written tool is a directory::
 
-    meta.json          {"name": ..., "description": ..., "language": ..., "runtime"?: ...}
+    meta.json          {"name": ..., "description": ..., "language": ..., "runtime"?: ...,
+                        "input_schema"?: {...}, "output_schema"?: {...}}
     src/main.py        (or main.c, main.zig, main.wat, main.rs)
     tests/cases.json   [{"input": JSON, "expected": JSON, "hidden"?: bool}, ...]
 
@@ -12,7 +13,9 @@ validates against a JSON Schema (`schema`; a property check, see `evidence.py`).
 `source` says who wrote it: a hand-written tool's cases are the operator's; an LLM-made
 tool's are marked by the authoring code, never by the model (see `evidence.SOURCES`).
 meta.json may grant `"capabilities": ["clock"]` (the real wall clock; every other tool sees
-a fixed one); it is part of the version and shown in review.
+a fixed one); it is part of the version and shown in review. It may declare
+`"input_schema"` and `"output_schema"` (JSON Schema); without them they are inferred from the
+cases (see `schemas.py`), and every run is validated against them.
 
 Everything is validated here, on the way in, so the builders and the store only ever see a
 well-formed spec.
@@ -104,6 +107,9 @@ class ToolSpec:
     runtime: str | None = None
     origin: str = "operator"  # "operator" (a person) or "llm:<model>" (see authoring.py)
     capabilities: tuple[str, ...] = ()
+    #: Declared by the author (meta.json); None: inferred from the cases (see schemas.py).
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -153,6 +159,13 @@ def validate_spec(spec: ToolSpec) -> None:
         for i in range(1, len(parents)):
             if "/".join(parents[:i]) in spec.files:
                 raise MalformedTool(f"{'/'.join(parents[:i])!r} is both a file and a folder")
+    if spec.input_schema is not None or spec.output_schema is not None:
+        from .schemas import check_declared
+
+        for what, schema in (("input_schema", spec.input_schema),
+                             ("output_schema", spec.output_schema)):
+            if schema is not None:
+                check_declared(schema, what)
     if spec.source_path not in spec.files:
         raise MalformedTool(f"a {spec.language} tool needs {spec.source_path}")
     if CASES_PATH not in spec.files:
@@ -250,6 +263,8 @@ def load_tool_dir(path: Path) -> ToolSpec:
         raise MalformedTool(f"{path} has no meta.json with name, description and language")
     try:
         meta = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise MalformedTool(f"{meta_path} is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MalformedTool(f"{meta_path} is not valid JSON: {e}") from e
     if not isinstance(meta, dict):
@@ -263,6 +278,9 @@ def load_tool_dir(path: Path) -> ToolSpec:
     capabilities = meta.get("capabilities", [])
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise MalformedTool(f"{meta_path}: 'capabilities' must be a list of names")
+    for key in ("input_schema", "output_schema"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise MalformedTool(f"{meta_path}: {key!r} must be a JSON Schema object")
     return ToolSpec(
         name=meta["name"],
         description=meta["description"],
@@ -270,6 +288,8 @@ def load_tool_dir(path: Path) -> ToolSpec:
         files=files,
         runtime=runtime,
         capabilities=tuple(sorted(set(capabilities))),
+        input_schema=meta.get("input_schema"),
+        output_schema=meta.get("output_schema"),
     )
 
 

@@ -42,8 +42,10 @@ from .builders import Built, build
 from .building.jail import BuildLimits
 from .errors import (
     BuildFailed,
+    InputRejected,
     JailUnavailable,
     MalformedTool,
+    OutputRejected,
     SandboxError,
     ToolCorrupt,
     ToolNotFound,
@@ -52,6 +54,7 @@ from .errors import (
 from .evidence import ContractBroken, SkillPolicy, contract_changes, evidence_of
 from .runtimes import Runtimes
 from .sandbox import Limits
+from .schemas import ToolSchemas, case_problems, declared, schema_problems, schemas_for, schemas_of
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
 
@@ -146,7 +149,7 @@ class SkillStore:
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
         self.tool_lister: Callable[[], builtins.list[str]] | None = None
-        self._runnables: dict[Path, tuple[Built, str, bool]] = {}
+        self._runnables: dict[Path, tuple[Built, str, bool, ToolSchemas]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -185,6 +188,10 @@ class SkillStore:
             if parent_version is None:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
         review = self._review_reasons(spec, parent_version)
+        schemas = schemas_for(spec.cases(), spec.input_schema, spec.output_schema)
+        problems = case_problems(spec.cases(), schemas)
+        if problems:  # before the build: a contradiction costs nothing to find
+            raise ToolRejected("schema", "; ".join(problems[:3]))
         try:
             built = build(spec, self.runtimes, self.build_limits)
         except BuildFailed as e:
@@ -207,7 +214,7 @@ class SkillStore:
         if review and self.registrar is None:
             raise ToolRejected("review", "; ".join(review) + " (this needs a person's approval, "
                                "which only a workspace's `ouro approve` can give)")
-        return self._commit(spec, built, fingerprint, parent, report, review)
+        return self._commit(spec, built, fingerprint, parent, report, review, schemas)
 
     def _review_reasons(self, spec: ToolSpec, parent: ToolVersion | None) -> list[str]:
         """What a person must approve before an LLM-made version may become current."""
@@ -238,6 +245,7 @@ class SkillStore:
         parent: str | None,
         report: list[CaseResult],
         review: builtins.list[str] | None = None,
+        schemas: ToolSchemas | None = None,
     ) -> ToolVersion:
         staging_root = self.tools_dir / ".staging"
         staging_root.mkdir(parents=True, exist_ok=True)
@@ -280,6 +288,8 @@ class SkillStore:
                 "capabilities": sorted(spec.capabilities),
                 "evidence": evidence_of(spec.cases(), spec.origin).to_json(),
                 "review": {"reasons": review} if review else None,
+                **(schemas or schemas_for(spec.cases(), spec.input_schema,
+                                          spec.output_schema)).to_meta(),
             }
             write_json(stage / "meta.json", meta)
             staged = self._version_from(stage, meta)
@@ -365,15 +375,23 @@ class SkillStore:
     ) -> RunResult:
         """Call a tool with one JSON value and return the JSON it printed.
 
+        The input is validated against the version's input schema first (`InputRejected`,
+        not counted as a use: the tool never ran), the output against its output schema
+        (`OutputRejected`, a failure of the tool).
+
         Raises:
             ToolNotFound; a `SandboxError` subclass (limit hit, crash, non-zero exit, output
-            that is not JSON). Either way the call is counted in the version's metrics,
-            unless `record` is False (a reference consulted while judging another tool is
-            not a use of it).
+            that is not JSON or does not fit the schema). Either way the call is counted in
+            the version's metrics, unless `record` is False (a reference consulted while
+            judging another tool is not a use of it).
         """
         from .testing import call_tool
 
-        fp, path, built, source, real_clock = self._runnable(tool_id, fingerprint)
+        fp, path, built, source, real_clock, schemas = self._runnable(tool_id, fingerprint)
+        refused = schema_problems(schemas.input, input)
+        if refused:
+            raise InputRejected(f"the input does not fit {tool_id}'s input schema: "
+                                f"{refused[0]} (see `ouro tool describe {tool_id}`)")
         start = time.perf_counter()
         version_limits = limits or (replace(self.limits, real_clock=True) if real_clock
                                     else self.limits)
@@ -381,6 +399,10 @@ class SkillStore:
             output, execution = call_tool(
                 self.runtimes, built, source, input, version_limits
             )
+            wrong = schema_problems(schemas.output, output)
+            if wrong:
+                raise OutputRejected(f"{tool_id} printed output that does not fit its output "
+                                     f"schema: {wrong[0]}")
         except SandboxError:
             if record:
                 metrics_mod.append(path, ok=False,
@@ -417,7 +439,13 @@ class SkillStore:
             runtime=runtime,
             origin=str(version.meta.get("origin") or "operator"),
             capabilities=tuple(version.meta.get("capabilities") or ()),
+            input_schema=declared(version.meta)[0],
+            output_schema=declared(version.meta)[1],
         )
+
+    def schemas(self, version: ToolVersion) -> ToolSchemas:
+        """The input and output schemas a version runs under (recorded, else inferred)."""
+        return schemas_of(version.meta, version.cases(include_hidden=True))
 
     def set_embedding(self, tool_id: str, fingerprint: str, vector: bytes, model: str) -> None:
         """Attach a description embedding (retrieval side); the model id goes in meta.json."""
@@ -429,7 +457,7 @@ class SkillStore:
 
     def _runnable(
         self, tool_id: str, fingerprint: str | None
-    ) -> tuple[str, Path, Built, str, bool]:
+    ) -> tuple[str, Path, Built, str, bool, ToolSchemas]:
         """What a call needs, cached per version: versions are immutable, so a warm call
         reads only HEAD from disk."""
         fp, path = self._locate(tool_id, fingerprint)
@@ -437,7 +465,8 @@ class SkillStore:
         if cached is None:
             version = self.get(tool_id, fp)
             cached = (self._built_of(version), version.source,
-                      "clock" in (version.meta.get("capabilities") or ()))
+                      "clock" in (version.meta.get("capabilities") or ()),
+                      self.schemas(version))
             self._runnables[path] = cached
         return fp, path, *cached
 

@@ -222,10 +222,11 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _mount() -> None:
-    from ouroboros.interfaces.cli import demo, kernel_cmds, serve_cmds
+    from ouroboros.interfaces.cli import demo, kernel_cmds, mcp_cmds, serve_cmds
 
     kernel_cmds.register(app)
     app.command("serve")(serve_cmds.serve)
+    app.command("mcp")(mcp_cmds.mcp)
     output.CAPABILITY_REGISTRARS.extend([
         "ouroboros.capabilities.flux", "ouroboros.capabilities.skills",
         "ouroboros.capabilities.improve.registrar"])

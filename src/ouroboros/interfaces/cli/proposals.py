@@ -184,18 +184,16 @@ def new_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Propose a hand-written (or LLM-written) diff: same gates as the planner's proposals."""
-    from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
-    from ouroboros.capabilities.improve.planner import Draft
+    from ouroboros.capabilities.improve.diffs import DiffError
+    from ouroboros.capabilities.improve.planner import manual_draft
 
     text = read_text(diff_file, "diff file")
     try:
-        files = tuple(dict.fromkeys(c.path for c in parse_diff(text)))
+        draft = manual_draft(text, title, category=category, severity=severity,
+                             problem=problem, root_cause=root_cause, solution=solution,
+                             risk=risk)
     except DiffError as e:
         _fail(str(e), "make it with `git diff` or `diff -u`", 2)
-    draft = Draft(key=f"manual:{'+'.join(files)}:{title}", title=title, category=category,
-                  severity=severity, problem=problem, evidence=("proposed by hand",),
-                  root_cause=root_cause, solution=solution, diff=text, affected_files=files,
-                  risk=risk)
     with _loop(home) as loop, working("validating the proposal on a branch"):
         outcome = loop.propose(draft)
     if outcome is None:

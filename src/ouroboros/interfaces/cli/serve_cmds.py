@@ -138,5 +138,6 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
+    """Mount on a bare Typer app (main.py mounts `token` lazily and `serve` eagerly)."""
     app.add_typer(token_app, name="token")
     app.command("serve")(serve)

@@ -14,13 +14,14 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from ouroboros.capabilities.skills import (
+    InputRejected,
     SandboxError,
     SkillStore,
     ToolCorrupt,
@@ -202,6 +203,9 @@ def run_cmd(
             memory_bytes=memory_mib << 20 if memory_mib is not None else store.limits.memory_bytes,
         )
         result = store.run(tool_id, value, fingerprint=fingerprint, limits=limits)
+    except InputRejected as e:  # the caller's input, refused before the tool ran
+        raise CliError(str(e), "the tool's input schema is in `ouro tool describe "
+                       f"{tool_id} --json`", exit_code=2, code="usage") from None
     except SandboxError as e:
         raise CliError(f"{tool_id} failed: {type(e).__name__}: {e}", exit_code=1,
                        code="failure", details={"kind": type(e).__name__,
@@ -257,11 +261,41 @@ def describe_cmd(
     info = with_status(store, v)
     info["lineage"] = [f"{x.tool_id}@{x.fingerprint}" for x in store.lineage(tool_id, fingerprint)]
     info["cases"] = [c.to_json() for c in v.cases(include_hidden=False)]
+    info.update(store.schemas(v).to_meta())
     if as_json:
         print_json(info)
         return
     for line in describe_lines(info):
         console.print(line, markup=False)
+
+
+@app.command("export")
+def export_cmd(
+    tool_ids: list[str] = typer.Argument(None, metavar="[TOOL]...",
+                                         help="Tools to export (default: every served tool)."),
+    fmt: Literal["openai", "mcp"] = typer.Option(..., "--format",
+                                                 help="openai (function tools) or mcp (Tool)."),
+    include_unproven: bool = typer.Option(False, "--all",
+                                          help="Include unproven LLM-made tools."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print tools as OpenAI function definitions or MCP tool definitions (a JSON list)."""
+    from ouroboros.capabilities.skills.export import as_mcp, as_openai
+    from ouroboros.capabilities.skills.serving import status
+
+    _, store = _store(home)
+    if tool_ids:
+        versions = [_get(store, t) for t in dict.fromkeys(tool_ids)]
+    else:
+        versions = [v for v in store.list()
+                    if include_unproven or status(store, v) != "unproven"]
+    shape = as_openai if fmt == "openai" else as_mcp
+    definitions = [shape(v.tool_id, v.description, store.schemas(v)) for v in versions]
+    if as_json:
+        print_json(definitions)
+    else:
+        typer.echo(json.dumps(definitions, indent=2, ensure_ascii=False))
 
 
 @app.command("test")
@@ -366,6 +400,9 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
                  f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
         ("status", f"{info['status']} (origin {info['origin']})"),
         ("evidence", _evidence_words(info.get("evidence"))),
+        *[(what, f"{json.dumps(info[f'{what}_schema'], ensure_ascii=False)} "
+                             f"({info['schema_source'][what]})")
+          for what in ("input", "output") if f"{what}_schema" in info],
         *([("review", "; ".join(map(str, info["review"])))] if info.get("review") else []),
         ("path", info["path"]),
     ]

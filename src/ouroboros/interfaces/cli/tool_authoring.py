@@ -64,7 +64,12 @@ def _open(home: Path | None) -> tuple[Runtime, SkillStore, SkillIndex]:
     return rt, store, index
 
 
-def _author(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> ToolAuthor:
+def author_for(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) -> ToolAuthor:
+    """The LLM tool author of ``tool create|mutate|solve`` (the MCP server uses it too).
+
+    Raises:
+        CommandFailed: no LLM endpoint is configured, or its configuration is invalid.
+    """
     from ouroboros.capabilities.skills.discovery import index_version
 
     config = rt.value(LLM_CONFIG_TARGET)
@@ -159,7 +164,7 @@ def create(
     from ouroboros.capabilities.skills.serving import search_served
 
     rt, store, index = _open(home)
-    author = _author(rt, store, index, repairs)
+    author = author_for(rt, store, index, repairs)
     similar = [(h.tool_id, h.text.split(": ", 1)[-1])
                for h in search_served(store, index, description, k=3)] if len(index) else []
     _finish(store, lambda: author.create(description, name=name, language=language,
@@ -177,7 +182,7 @@ def mutate(
 ) -> None:
     """Have the LLM specialise or fix a tool; the child keeps the parent's hidden tests."""
     rt, store, index = _open(home)
-    author = _author(rt, store, index, repairs)
+    author = author_for(rt, store, index, repairs)
     _finish(store, lambda: author.mutate(tool_id, description, name=name), as_json)
 
 
@@ -238,7 +243,7 @@ def solve(
 
     value = None if input_json is None else loads_strict(input_json, "--input")
     rt, store, index = _open(home)
-    author = _author(rt, store, index, DEFAULT_MAX_REPAIRS)
+    author = author_for(rt, store, index, DEFAULT_MAX_REPAIRS)
     limits = SolveLimits(turns=steps, calls=max_calls, creates=max_creates,
                          mutates=max_mutates, tokens=max_tokens, seconds=timeout)
     solver = Solver(store, index, author.provider, author, limits=limits)

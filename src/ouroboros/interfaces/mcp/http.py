@@ -1,0 +1,81 @@
+"""MCP over streamable HTTP at ``/mcp``: the server extension ``ouro serve`` mounts.
+
+Every request passes the bearer check (`BearerASGI`, read role at least: a read token lists,
+searches and describes, a submit token also runs, creates, mutates, solves and proposes);
+each call then checks its own role against the token's `Principal`. The SDK binds a session
+to the token that opened it (another token presenting its id gets 404), so a stolen session
+id is worth nothing without the token. The app's Host check, body cap and JSON depth limit
+sit in front of ``/mcp`` like any route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ouroboros.interfaces.http.services import Services
+from ouroboros.interfaces.http.tokens import Principal, Role
+
+PATH = "/mcp"
+#: Seconds between checks for new tool versions (tests shorten it).
+POLL_ENV = "OURO_MCP_POLL"
+
+
+class _Session:
+    """Puts the token in the SDK's terms, so it binds each session to the token that made it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
+
+        principal: Principal | None = scope.get("ouro.principal")
+        if principal is not None:
+            scope["user"] = AuthenticatedUser(AccessToken(
+                token=principal.token_id, client_id=principal.token_id,
+                scopes=[principal.role.value]))
+        await self.app(scope, receive, send)
+
+
+def _caller(ctx: Any) -> Principal:
+    request = ctx.request
+    principal = request.scope.get("ouro.principal") if request is not None else None
+    if not isinstance(principal, Principal):  # pragma: no cover - BearerASGI always sets it
+        raise PermissionError("no authenticated caller")
+    return principal
+
+
+def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The extension (`interfaces/http/app.py`, EXTENSIONS)."""
+    from mcp.server.streamable_http_manager import (
+        StreamableHTTPASGIApp,
+        StreamableHTTPSessionManager,
+    )
+
+    from ouroboros.interfaces.http.auth import BearerASGI
+    from ouroboros.interfaces.mcp.server import McpServer
+
+    poll = float(os.environ.get(POLL_ENV, "1.0"))
+    mcp = McpServer(services, _caller, poll=max(0.05, poll))
+    # The app's InputGuard already answers only the Host names the server serves, so the
+    # SDK's own DNS-rebinding check (loopback names only) is left off: it would refuse the
+    # names `--allowed-host` admits.
+    manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20)
+    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read)
+    # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"
+    app.router.routes.append(Route(PATH, endpoint=endpoint))
+
+    @contextlib.asynccontextmanager
+    async def running() -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return running()
