@@ -104,7 +104,7 @@ def presigned(rt: Runtime, n: int) -> list[Any]:
                                  "base": content_hash(current[target]),
                                  "op": {"kind": "value", "value": value}, "reasoning": "tune",
                                  "test_requirements": [], "author": "signer",
-                                 "created": iso(rt.clock.now())})
+                                 "created": iso(rt.clock.now()), "ledger": rt.ledger_id})
         out.append(rt.sign(patch, "runtime"))
         current[target] = value
     return out

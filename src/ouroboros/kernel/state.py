@@ -1,8 +1,9 @@
 """State is a fold of the ledger: pure functions from events to values.
 
 The state hash covers the targets' values only (the agent's behaviour), so a rollback that
-restores the values restores the exact earlier state hash. Pending patches, breaker
-counters and the applied-patch index are folded too, for the gates.
+restores the values restores the exact earlier state hash. Pending patches, circuit
+breakers, registered witnesses and the patch index (which patch hashes were applied,
+undone by a rollback, or charged to a breaker) are folded too, for the gates.
 """
 
 from __future__ import annotations
@@ -13,15 +14,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
+from ouroboros.kernel.keys import key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator
 from ouroboros.kernel.ops import apply_op, json_copy
+from ouroboros.kernel.trust import (
+    TRUST_TARGET,
+    approval_statement,
+    distinct_keys,
+    resume_statement,
+)
 
 GENESIS_PREV = "sha256:" + "0" * 64
 
 KERNEL_KINDS = frozenset({
     "Genesis", "PatchApplied", "PatchRejected", "PatchPending", "PatchApproved",
-    "AuthorPaused", "AuthorResumed", "Checkpoint", "EffectFailed",
+    "BreakerTripped", "BreakerResumed", "Checkpoint", "EffectFailed", "WitnessAdded",
 })
+
+
+class FoldError(ValueError):
+    """An event the fold cannot accept: the ledger holds a history no gate would allow."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(f"event {seq}: {message}")
+        self.seq = seq
 
 
 @dataclass
@@ -30,10 +46,20 @@ class KernelState:
     last_hash: str = GENESIS_PREV
     values: dict[str, Any] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
-    authors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Circuit breakers by subject (a verified key id, or ``<runtime key id>/<author>``).
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Patch hash -> seq of its ``PatchApplied``.
     applied: dict[str, int] = field(default_factory=dict)
+    #: Patch hash -> seq of the rollback that undid it (until it is applied again).
+    undone: dict[str, int] = field(default_factory=dict)
+    #: Patch hash -> seq of the rejection that charged its signers' breakers: a patch is
+    #: charged once, so replaying an old rejected envelope costs its signers nothing.
+    charged: dict[str, int] = field(default_factory=dict)
     runtime_key: dict[str, str] = field(default_factory=dict)
     merkle: MerkleAccumulator = field(default_factory=MerkleAccumulator)
+    #: The genesis hash: every patch names it, and the checkpoints' origin derives from it.
+    ledger_id: str = ""
+    witnesses: list[str] = field(default_factory=list)
     #: Content hash of each target's value, filled lazily and dropped whenever the fold
     #: changes the target: every patch's base check asks for one.
     hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -49,24 +75,51 @@ class KernelState:
     def state_hash(self) -> str:
         return content_hash({t: self.target_hash(t) for t in self.values})
 
+    # -- the patch index -----------------------------------------------------------
+    def live_seq(self, patch_hash: str) -> int | None:
+        """Where the patch was applied, unless a rollback has undone it since."""
+        if patch_hash in self.undone:
+            return None
+        return self.applied.get(patch_hash)
+
+    def applied_seq(self, patch_hash: str) -> int | None:
+        return self.applied.get(patch_hash)
+
+    def undone_seq(self, patch_hash: str) -> int | None:
+        return self.undone.get(patch_hash)
+
+    def was_charged(self, patch_hash: str) -> bool:
+        return patch_hash in self.charged
+
+    def find_applied(self, prefix: str) -> list[str]:
+        return [h for h in self.applied if h.startswith(prefix)]
+
+    def breaker(self, subject: str) -> dict[str, Any]:
+        return self.breakers.get(subject, {"rejections": 0, "paused_until": None})
+
+    # -- copies and snapshots ------------------------------------------------------
     def copy(self) -> KernelState:
         return KernelState(self.seq, self.last_hash, json_copy(self.values),
-                           json_copy(self.pending), json_copy(self.authors),
-                           dict(self.applied), dict(self.runtime_key), self.merkle.copy(),
-                           dict(self.hashes))
+                           json_copy(self.pending), json_copy(self.breakers),
+                           dict(self.applied), dict(self.undone), dict(self.charged),
+                           dict(self.runtime_key), self.merkle.copy(), self.ledger_id,
+                           list(self.witnesses), dict(self.hashes))
 
     def to_bytes(self) -> bytes:
         return canonical_bytes({
             "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
-            "pending": self.pending, "authors": self.authors, "applied": self.applied,
-            "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
+            "pending": self.pending, "breakers": self.breakers, "applied": self.applied,
+            "undone": self.undone, "charged": self.charged, "runtime_key": self.runtime_key,
+            "merkle": self.merkle.to_dict(), "ledger_id": self.ledger_id,
+            "witnesses": self.witnesses,
         })
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KernelState:
         d = json.loads(data)
-        return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["authors"],
-                   d["applied"], d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]))
+        return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
+                   d["applied"], d["undone"], d["charged"], d["runtime_key"],
+                   MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"], d["witnesses"])
 
 
 def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -74,64 +127,117 @@ def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _author(state: KernelState, name: str) -> dict[str, Any]:
-    return state.authors.setdefault(name, {"rejections": 0, "paused_until": None})
+def _breaker(state: KernelState, subject: str) -> dict[str, Any]:
+    return state.breakers.setdefault(subject, {"rejections": 0, "paused_until": None})
 
 
 _UNKNOWN: Any = object()
 
 
+def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_results: bool,
+                  known_value: Any) -> None:
+    patch_hash = payload["patch_hash"]
+    if patch_hash in state.applied and patch_hash not in state.undone:
+        raise FoldError(seq, f"patch {patch_hash} is applied a second time (first at seq "
+                             f"{state.applied[patch_hash]}) without a rollback in between")
+    target = payload["target"]
+    if known_value is not _UNKNOWN:
+        new = known_value
+    else:
+        patch = patch_from_envelope(payload["envelope"])
+        if patch["target"] != target:
+            raise FoldError(seq, "payload target differs from the patch's")
+        new = apply_op(patch["op"], state.values.get(target))
+    if check_results:
+        result = content_hash(new)
+        if result != payload["result"]:
+            raise FoldError(seq, f"replaying the patch gave {result}, the ledger recorded "
+                                 f"{payload['result']}")
+        state.hashes[target] = result
+    elif known_value is not _UNKNOWN:  # the writer computed ``result`` from ``new``
+        state.hashes[target] = payload["result"]
+    else:
+        state.hashes.pop(target, None)
+    if new is None:
+        state.values.pop(target, None)
+    else:
+        state.values[target] = new
+    state.applied[patch_hash] = seq
+    state.undone.pop(patch_hash, None)
+    state.pending.pop(patch_hash, None)
+    undoes = payload.get("rollback_of")
+    if undoes:
+        state.undone[str(undoes)] = seq
+    else:
+        for subject in payload.get("subjects", ()):
+            _breaker(state, subject)["rejections"] = 0
+
+
+def _check_statement(state: KernelState, seq: int, kind: str, payload: dict[str, Any]) -> None:
+    """A replay re-checks what humans signed into the ledger: each approval by a listed
+    key, each breaker resume by the root threshold in force at the time."""
+    policy = state.values[TRUST_TARGET]
+    if kind == "PatchApproved":
+        public = str(payload["public"])
+        if key_id_of(bytes.fromhex(public)) != payload["approver"] or \
+                payload["approver"] not in policy["keys"]:
+            raise FoldError(seq, "approval by a key that is not in the trust policy")
+        if not verify_signature(public, bytes.fromhex(payload["signature"]),
+                                approval_statement(payload["patch_hash"])):
+            raise FoldError(seq, "the approval's signature does not verify")
+        return
+    statement = resume_statement(state.ledger_id, payload["subject"], payload["paused_until"])
+    good = [kid for kid, sig in payload["signatures"].items()
+            if kid in policy["root"]["keys"] and kid in policy["keys"]
+            and verify_signature(policy["keys"][kid]["public"], bytes.fromhex(sig), statement)]
+    if distinct_keys(policy, good) < int(policy["root"]["threshold"]):
+        raise FoldError(seq, "the breaker resume lacks the root threshold of valid signatures")
+
+
 def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
                time: str, body: bytes, check_results: bool = False,
                track_merkle: bool = True, known_value: Any = _UNKNOWN) -> None:
-    """Apply one decoded event to ``state`` in place. ``known_value``: the new value of a
-    ``PatchApplied`` the caller has just computed (the appending writer), saving a re-apply."""
+    """Apply one decoded event to ``state`` in place; raise ``FoldError`` for an event no
+    gate would have let through. ``known_value``: the new value of a ``PatchApplied`` the
+    caller has just computed (the appending writer), saving a re-apply."""
     if kind == "Genesis":
         state.values.update(json_copy(payload["targets"]))
         state.hashes.clear()
         state.runtime_key = dict(payload["runtime_key"])
+        state.ledger_id = hash_bytes(body)
     elif kind == "PatchApplied":
-        target = payload["target"]
-        if known_value is not _UNKNOWN:
-            new = known_value
-        else:
-            patch = patch_from_envelope(payload["envelope"])
-            if patch["target"] != target:
-                raise ValueError(f"event {seq}: payload target differs from the patch's")
-            new = apply_op(patch["op"], state.values.get(target))
-        if check_results:
-            result = content_hash(new)
-            if result != payload["result"]:
-                raise ValueError(f"event {seq}: replaying the patch gave {result}, "
-                                 f"the ledger recorded {payload['result']}")
-            state.hashes[target] = result
-        elif known_value is not _UNKNOWN:  # the writer computed ``result`` from ``new``
-            state.hashes[target] = payload["result"]
-        else:
-            state.hashes.pop(target, None)
-        if new is None:
-            state.values.pop(target, None)
-        else:
-            state.values[target] = new
-        state.applied[payload["patch_hash"]] = seq
-        state.pending.pop(payload["patch_hash"], None)
-        if not payload.get("rollback_of"):
-            _author(state, payload["author"])["rejections"] = 0
+        _fold_applied(state, seq, payload, check_results, known_value)
     elif kind == "PatchRejected":
         state.pending.pop(payload["patch_hash"], None)
-        if payload.get("author") and payload["stage"] != "breaker":
-            _author(state, payload["author"])["rejections"] += 1
+        charged = payload.get("charged", ())
+        for subject in charged:
+            _breaker(state, subject)["rejections"] += 1
+        if charged:
+            state.charged[payload["patch_hash"]] = seq
     elif kind == "PatchPending":
         state.pending[payload["patch_hash"]] = {
             "envelope": payload["envelope"], "needs": payload["needs"], "seq": seq,
-            "author": payload.get("author", ""),
+            "author": payload.get("author", ""), "subjects": payload.get("subjects", []),
+            "signers": payload.get("signers", []), "approvals": {},
         }
-    elif kind == "AuthorPaused":
-        entry = _author(state, payload["author"])
+    elif kind == "PatchApproved":
+        if check_results:
+            _check_statement(state, seq, kind, payload)
+        entry = state.pending.get(payload["patch_hash"])
+        if entry is not None:
+            entry["approvals"][payload["public"]] = payload["approver"]
+    elif kind == "BreakerTripped":
+        entry = _breaker(state, payload["subject"])
         entry["paused_until"] = payload["until"]
         entry["rejections"] = 0
-    elif kind == "AuthorResumed":
-        _author(state, payload["author"])["paused_until"] = None
+    elif kind == "BreakerResumed":
+        if check_results:
+            _check_statement(state, seq, kind, payload)
+        entry = _breaker(state, payload["subject"])
+        entry["paused_until"] = None
+        entry["rejections"] = 0
+    elif kind == "WitnessAdded" and payload["path"] not in state.witnesses:
+        state.witnesses.append(payload["path"])
     state.seq = seq
     state.last_hash = hash_bytes(body)
     if track_merkle:  # only the head state appends checkpoints; a replay need not

@@ -19,6 +19,7 @@ from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.errors import InvalidPatch, UsageError
 from ouroboros.kernel.ops import apply_op
 from ouroboros.kernel.patch import Patch
+from ouroboros.kernel.trust import policy_problems
 
 JSON = Any
 
@@ -97,7 +98,13 @@ TRUST_SCHEMA: dict[str, Any] = {
                            "types": {"type": "array", "items": {"type": "string"}},
                            "targets": {"type": "array", "items": {"type": "string"}},
                            "threshold": {"type": "integer", "minimum": 1},
-                           "rights": {"type": "array", "items": {"enum": ["grant", "approve"]}}}}},
+                           "rights": {"type": "array", "items": {"enum": ["grant", "approve"]}},
+                           "expires": {"type": "string"}}}},
+        "revoked": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["public", "at"],
+            "properties": {"public": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "name": {"type": "string"}, "at": {"type": "string"},
+                           "reason": {"type": "string"}}}},
     },
 }
 
@@ -108,7 +115,9 @@ GATES_SCHEMA: dict[str, Any] = {
         "approval": {"type": "array", "items": {
             "type": "object", "required": ["types", "targets"],
             "properties": {"types": {"type": "array", "items": {"type": "string"}},
-                           "targets": {"type": "array", "items": {"type": "string"}}}}},
+                           "targets": {"type": "array", "items": {"type": "string"}},
+                           "approvals": {"type": "integer", "minimum": 1},
+                           "self_approval": {"type": "boolean"}}}},
         "audit": {"type": "object", "required": [
             "forbidden_targets", "url_allowlist", "injection_markers",
             "max_value_bytes", "max_reasoning_bytes"]},
@@ -128,6 +137,7 @@ CORE_TYPES: tuple[PatchType, ...] = (
     PatchType("tools", {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
               description="the tool set attached to an agent"),
     PatchType("trust", TRUST_SCHEMA, targets=("kernel/trust",), root_only=True,
+              default_tests=("schema", "roundtrip", "replay", "trust.keys"),
               description="the trust policy (root threshold only)"),
     PatchType("gates", GATES_SCHEMA, targets=("kernel/gates",), root_only=True,
               description="the gate configuration (root threshold only)"),
@@ -183,6 +193,15 @@ def _test_schema(ctx: TestContext) -> TestOutcome:
 
 # apply_op never mutates its input (values are copied, JSON Patch runs out of place), so
 # the tests need not copy what they pass it.
+def _test_trust_keys(ctx: TestContext) -> TestOutcome:
+    """Key ids are the SHA-256 of their public keys, every referenced key is listed, and
+    every threshold can be met (the schema cannot say any of this)."""
+    if not isinstance(ctx.new_value, dict) or not _validator(TRUST_SCHEMA).is_valid(ctx.new_value):
+        return TestOutcome(False, "not a trust policy")
+    problems = policy_problems(ctx.new_value)
+    return TestOutcome(not problems, "; ".join(problems[:3]))
+
+
 def _test_roundtrip(ctx: TestContext) -> TestOutcome:
     try:
         restored = apply_op(ctx.inverse, ctx.new_value)
@@ -216,6 +235,7 @@ class TypeRegistry:
         reg.register_test("schema", _test_schema)
         reg.register_test("roundtrip", _test_roundtrip)
         reg.register_test("replay", _test_replay)
+        reg.register_test("trust.keys", _test_trust_keys)
         return reg
 
     def register_type(self, patch_type: PatchType) -> None:

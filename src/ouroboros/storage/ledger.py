@@ -32,17 +32,37 @@ class Head:
     since: Callable[[int], Iterator[StoredEvent]]
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Folded kernel state after event ``seq``, and the runtime key's signature over it."""
+
+    seq: int
+    data: bytes
+    sig: bytes
+
+
 class RetryAppend(Exception):
     """Raised by an append builder when the head moved since it evaluated its gates."""
 
 
 EventBuilder = Callable[[Head], Sequence[StoredEvent]]
+#: Called once the events are committed, still inside the writer's critical section, so
+#: what it publishes (the signed checkpoint) follows the ledger in the same order.
+AfterCommit = Callable[[Sequence[StoredEvent]], None]
 
 
 class LedgerBackend(Protocol):
-    def append(self, build: EventBuilder) -> list[StoredEvent]:
+    """Everything the kernel stores: events, the latest signed checkpoint, snapshots.
+
+    A new backend (PostgreSQL) implements exactly these methods; the kernel signs and
+    checks everything it stores, so a backend needs no cryptography of its own.
+    """
+
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
+               ) -> list[StoredEvent]:
         """Call ``build`` with the current head inside an exclusive transaction and store
-        what it returns, all or nothing."""
+        what it returns, all or nothing; then call ``after_commit`` with the stored events
+        before releasing the writers' lock."""
         ...
 
     def head(self) -> Head: ...
@@ -53,10 +73,25 @@ class LedgerBackend(Protocol):
 
     def count(self) -> int: ...
 
-    def put_snapshot(self, seq: int, data: bytes) -> None: ...
+    def put_checkpoint(self, note: bytes) -> None:
+        """Atomically replace the latest signed checkpoint (a C2SP signed note). Called by
+        ``after_commit``, inside the writers' critical section: no lock of its own."""
+        ...
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes] | None:
+    def get_checkpoint(self) -> bytes | None:
+        """The latest signed checkpoint, or ``None`` if none was ever written."""
+        ...
+
+    def put_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    def latest_snapshot(self, at_most: int | None = None) -> Snapshot | None:
         """The newest snapshot taken after event ``seq`` (``seq <= at_most``)."""
         ...
+
+    def snapshot_seqs(self) -> list[int]:
+        """The sequence numbers of every stored snapshot, ascending."""
+        ...
+
+    def snapshot(self, seq: int) -> Snapshot | None: ...
 
     def close(self) -> None: ...

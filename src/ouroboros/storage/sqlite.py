@@ -14,7 +14,8 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.ledger import EventBuilder, Head, StoredEvent
+from ouroboros.storage.files import write_atomically
+from ouroboros.storage.ledger import AfterCommit, EventBuilder, Head, Snapshot, StoredEvent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -24,7 +25,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     seq  INTEGER PRIMARY KEY,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    sig  BLOB NOT NULL
 );
 """
 
@@ -47,10 +49,16 @@ class SQLiteLedger:
     ``synchronous=NORMAL`` in WAL mode survives any process crash (a transaction is
     either in the WAL whole or not at all); ``durable=True`` selects ``FULL`` so a power
     loss cannot drop committed events either.
+
+    The latest signed checkpoint is a file beside the database (``ledger.checkpoint``),
+    replaced after each commit while the writers' lock is held, so it never runs ahead of
+    the events it commits to, and two writers never publish out of order.
     """
 
     def __init__(self, path: Path | str, *, durable: bool = False) -> None:
         self.path = str(path)
+        self.durable = durable
+        self.checkpoint_path = str(Path(self.path).with_suffix(".checkpoint"))
         self._lock = threading.Lock()
         # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
         # a millisecond and more, while a blocked flock wakes the moment it is released.
@@ -61,8 +69,12 @@ class SQLiteLedger:
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(snapshots)")}
+        if "sig" not in columns:  # a database from before snapshots were signed
+            self._db.execute("ALTER TABLE snapshots ADD COLUMN sig BLOB NOT NULL DEFAULT x''")
 
-    def append(self, build: EventBuilder) -> list[StoredEvent]:
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
+               ) -> list[StoredEvent]:
         with self._lock, _exclusive(self._writer_lock):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -75,6 +87,8 @@ class SQLiteLedger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            if after_commit is not None:
+                after_commit(events)
             return events
 
     @staticmethod
@@ -104,21 +118,41 @@ class SQLiteLedger:
         with self._lock:
             return self._rows(self._db, start, stop)
 
-    def put_snapshot(self, seq: int, data: bytes) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data) VALUES (?, ?)",
-                             (seq, data))
+    def put_checkpoint(self, note: bytes) -> None:
+        write_atomically(self.checkpoint_path, note, durable=self.durable)
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes] | None:
+    def get_checkpoint(self) -> bytes | None:
+        try:
+            with open(self.checkpoint_path, "rb") as fh:
+                return fh.read(1 << 20)
+        except FileNotFoundError:
+            return None
+
+    def put_snapshot(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data, sig) VALUES (?, ?, ?)",
+                             (snapshot.seq, snapshot.data, snapshot.sig))
+
+    def latest_snapshot(self, at_most: int | None = None) -> Snapshot | None:
         with self._lock:
             if at_most is None:
                 row = self._db.execute(
-                    "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
+                    "SELECT seq, data, sig FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
             else:
                 row = self._db.execute(
-                    "SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
-                    (at_most,)).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+                    "SELECT seq, data, sig FROM snapshots WHERE seq <= ? ORDER BY seq DESC "
+                    "LIMIT 1", (at_most,)).fetchone()
+        return None if row is None else Snapshot(int(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def snapshot_seqs(self) -> list[int]:
+        with self._lock:
+            return [int(r[0]) for r in self._db.execute("SELECT seq FROM snapshots ORDER BY seq")]
+
+    def snapshot(self, seq: int) -> Snapshot | None:
+        with self._lock:
+            row = self._db.execute("SELECT seq, data, sig FROM snapshots WHERE seq = ?",
+                                   (seq,)).fetchone()
+        return None if row is None else Snapshot(int(row[0]), bytes(row[1]), bytes(row[2]))
 
     def close(self) -> None:
         with self._lock:

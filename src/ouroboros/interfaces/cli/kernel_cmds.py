@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ouroboros.interfaces.cli import ledger_cmds
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -18,6 +19,7 @@ from ouroboros.interfaces.cli.output import (
     report_outcome,
 )
 from ouroboros.kernel import Runtime, UsageError
+from ouroboros.kernel.clock import SystemClock, parse_when
 from ouroboros.kernel.dsse import envelope_from_json, envelope_to_dict, new_envelope
 from ouroboros.kernel.state import patch_from_envelope
 from ouroboros.kernel.trust import TRUST_TARGET, key_names
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(key_app, name="key")
     app.add_typer(trust_app, name="trust")
     app.add_typer(patch_app, name="patch")
+    ledger_cmds.register(app)
 
     @app.command()
     def init(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
@@ -109,9 +112,10 @@ def register(app: typer.Typer) -> None:
                 else:
                     console.print(value, markup=False)
                 return
+            breakers = rt.breakers() if at is None else {}
             summary: dict[str, Any] = {"seq": st.seq, "state_hash": st.state_hash(),
                        "targets": {t: v for t, v in sorted(st.values.items())},
-                       "pending": sorted(st.pending), "breakers": st.authors}
+                       "pending": sorted(st.pending), "breakers": breakers}
         if as_json:
             print_json(summary)
             return
@@ -121,9 +125,9 @@ def register(app: typer.Typer) -> None:
             text = v if isinstance(v, str) else json.dumps(v)
             table.add_row(t, text if len(text) < 80 else text[:77] + "...")
         console.print(table)
-        paused = {a: e for a, e in st.authors.items() if e.get("paused_until")}
-        for a, e in paused.items():
-            console.print(f"[red]author {a} paused until {e['paused_until']}[/red]")
+        for e in summary["breakers"].values():
+            if e.get("paused_until"):
+                console.print(f"[red]{e['label']} paused until {e['paused_until']}[/red]")
 
     @app.command()
     def log(kind: str | None = typer.Option(None, "--kind"), since: int = 0,
@@ -144,16 +148,27 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @app.command()
-    def verify(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-        """Check every link, signature and checkpoint; exit 1 naming the first bad event."""
+    def verify(witness: list[Path] = typer.Option(None, "--witness",
+                                                  help="Also compare with this witness "
+                                                       "directory's checkpoint."),
+               home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+        """Check every link, signature, snapshot and checkpoint, replay the history and
+        compare with every signed checkpoint known; exit 1 naming the first problem."""
         with open_runtime(home) as rt:
-            report = rt.verify()
+            report = rt.verify(witnesses=witness or ())
+            vkey = rt.verifier.vkey()
+            unwritten = dict(rt.witness_errors)
         if as_json:
             print_json({"ok": True, "events": report.events, "checkpoints": report.checkpoints,
-                        "head": report.head})
-        else:
-            console.print(f"[green]ok[/green]: {report.events} events, "
-                          f"{report.checkpoints} checkpoints, head {report.head}")
+                        "head": report.head, "snapshots": report.snapshots, "vkey": vkey,
+                        "anchors": [{"source": s, "tree_size": n} for s, n in report.anchors],
+                        "witness_errors": unwritten})
+            return
+        console.print(f"[green]ok[/green]: {report.events} events, "
+                      f"{report.checkpoints} checkpoints, {report.snapshots} snapshots, "
+                      f"head {report.head}")
+        for source, size in report.anchors:
+            console.print(f"  consistent with {source} (tree size {size})")
 
     @app.command()
     def replay(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
@@ -183,19 +198,6 @@ def register(app: typer.Typer) -> None:
             print_json({"applied": [o.to_dict() for o in outcomes], "state_hash": state_hash})
         else:
             console.print(f"rolled back {len(outcomes)} patch(es); state {state_hash}")
-
-    @app.command()
-    def breakers(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-        """Authors' consecutive rejections and pauses."""
-        with open_runtime(home) as rt:
-            data = rt.breakers()
-        if as_json:
-            print_json(data)
-            return
-        table = Table("author", "consecutive rejections", "paused until")
-        for a, e in sorted(data.items()):
-            table.add_row(a, str(e["rejections"]), e.get("paused_until") or "-")
-        console.print(table)
 
 
 @key_app.command("new")
@@ -240,40 +242,64 @@ def trust_show(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     names = key_names(policy)
     console.print(f"root: {', '.join(names[k] for k in policy['root']['keys'])} "
                   f"(threshold {policy['root']['threshold']})")
-    table = Table("delegation", "keys", "types", "targets", "threshold", "rights")
+    table = Table("delegation", "keys", "types", "targets", "threshold", "rights", "expires")
     for d in policy["delegations"]:
         table.add_row(str(d["name"]), ", ".join(names.get(k, k[:12]) for k in d["keys"]),
                       ", ".join(d["types"]), ", ".join(d["targets"]), str(d["threshold"]),
-                      ", ".join(d.get("rights", [])))
+                      ", ".join(d.get("rights", [])), d.get("expires") or "-")
     console.print(table)
+    for kid, r in policy.get("revoked", {}).items():
+        console.print(f"revoked: {r.get('name', kid[:12])} ({kid[:12]}) at {r['at']}"
+                      + (f": {r['reason']}" if r.get("reason") else ""))
 
 
 @trust_app.command("grant")
-def trust_grant(key: str = typer.Argument(..., help="Key name in the keyring."),
+def trust_grant(keys: str = typer.Argument(..., metavar="KEY[,KEY..]",
+                                           help="Key name(s) in the keyring."),
                 types: str = typer.Option(..., "--types", help="Comma-separated patch types."),
                 targets: str = typer.Option("*", "--targets", help="Comma-separated target globs."),
-                threshold: int = typer.Option(1, "--threshold", min=1),
+                threshold: int = typer.Option(1, "--threshold", min=1,
+                                              help="How many of the keys must sign."),
+                expires: str | None = typer.Option(None, "--expires",
+                                                   help="30d, 12h, 2027-01-31 or an ISO time."),
                 rights: str = typer.Option("", "--rights", help="grant and/or approve."),
+                name: str | None = typer.Option(None, "--name", help="Delegation name "
+                                                "(default: the key names joined by '+')."),
                 sign_with: list[str] = typer.Option(None, "--sign-with",
                                                     help="Root key(s) to sign with; default root."),
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-    """Delegate patch types and targets to a key (a `trust` patch signed by root)."""
+    """Delegate patch types and targets to one or more keys (a root-signed `trust` patch)."""
+    names = _split(keys)
+    when = None
+    if expires is not None:
+        try:
+            when = parse_when(expires, SystemClock().now())
+        except ValueError as e:
+            raise UsageError(f"--expires: {e}") from e
     with open_runtime(home) as rt:
-        kid, public = rt.keyring.public(key)
-        policy = rt.value(TRUST_TARGET)
-        policy["keys"][kid] = {"name": key, "public": public}
-        policy["delegations"] = [d for d in policy["delegations"] if d["name"] != key]
-        policy["delegations"].append({
-            "name": key, "keys": [kid], "types": [t.strip() for t in types.split(",") if t.strip()],
-            "targets": [t.strip() for t in targets.split(",") if t.strip()],
-            "threshold": threshold, "rights": [r.strip() for r in rights.split(",") if r.strip()]})
-        patch = rt.propose("trust", TRUST_TARGET, value=policy, author="operator",
-                           reasoning=f"grant {key} {types} on {targets}")
-        envelope = new_envelope(patch.canonical())
-        for name in sign_with or rt.workspace.config.get("root_keys", ["root"]):
-            rt.sign(envelope, name)
-        outcome = rt.submit(envelope)
+        outcome = rt.grant(names, types=_split(types), targets=_split(targets),
+                           threshold=threshold, rights=_split(rights), expires=when, name=name,
+                           sign_with=sign_with or None)
     report_outcome(outcome, as_json)
+
+
+@trust_app.command("revoke")
+def trust_revoke(key: str = typer.Argument(..., help="Key name or key id."),
+                 reason: str = typer.Option("", "--reason"),
+                 sign_with: list[str] = typer.Option(None, "--sign-with",
+                                                     help="Root key(s) to sign with; default root."),
+                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Revoke a key: its signatures are refused from now on, naming the revocation."""
+    with open_runtime(home) as rt:
+        outcome, notes = rt.revoke(key, reason=reason, sign_with=sign_with or None)
+    if not as_json and outcome.status == "applied":
+        for note in notes:
+            console.print(f"  {key}: {note}")
+    report_outcome(outcome, as_json)
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 @patch_app.command("new")
