@@ -7,7 +7,6 @@ blobs, ledger backend), folds the ledger into state, runs the gates and appends 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -155,12 +154,17 @@ def _parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
     if built is not None:
         return built, None
     try:
-        patch = Patch.from_dict(json.loads(payload))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = orjson.loads(payload)  # bounded nesting depth, strict UTF-8
+    except orjson.JSONDecodeError as e:
         return None, f"payload is not JSON: {e}"
+    try:
+        patch = Patch.from_dict(data)
+        canonical = patch.canonical()
     except InvalidPatch as e:
         return None, e.message
-    if patch.canonical() != payload:
+    except Exception as e:  # fail closed on anything the parser did not foresee
+        return None, f"payload is not a patch: {type(e).__name__}: {e}"
+    if canonical != payload:
         return None, "payload is not in RFC 8785 canonical form"
     return patch, None
 
@@ -700,6 +704,9 @@ class Runtime:
         revocation removed."""
         policy, base = self.read(TRUST_TARGET)
         kid = _policy_key(policy, key, self.keyring)
+        if kid not in policy["keys"]:
+            raise NotFound(f"key {key!r} ({kid[:12]}…) is not in the trust policy",
+                           "see `ouro trust show`")
         try:
             new, notes = with_revocation(policy, kid, iso(self.clock.now()), reason)
         except ValueError as e:
