@@ -43,7 +43,7 @@ def test_every_append_leaves_a_checkpoint_of_the_exact_head(tmp_path: Path) -> N
         assert cp.head == events[-1].hash
         bodies = [s.body for s in rt.backend.read()]
         assert cp.root == merkle_root(bodies)
-    assert not (rt.home / "ledger.checkpoint.tmp").exists()  # written via rename
+    assert not (rt.home / "ledger.checkpoint.tmp").exists()  # rewritten in place
     rt.close()
 
 

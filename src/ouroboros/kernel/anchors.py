@@ -17,6 +17,7 @@ proof to the ledger's current root.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.keys import Signer
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier
-from ouroboros.storage.files import write_atomically
+from ouroboros.storage.files import rewrite_in_place, write_new
 from ouroboros.storage.ledger import LedgerBackend
 
 ORIGIN_PREFIX = "ouroboros/ledger/"
@@ -69,15 +70,14 @@ class Witness:
         try:
             known = self.vkey_path.read_text().strip()
         except FileNotFoundError:
-            write_atomically(str(self.vkey_path), (verifier.vkey() + "\n").encode(),
-                             durable=True)
+            write_new(str(self.vkey_path), (verifier.vkey() + "\n").encode())
             return
         if known != verifier.vkey():
             raise IntegrityError(f"witness {self.root} knows this log under another key "
                                  f"({known[:60]}…): it was re-created or is being impersonated")
 
     def publish(self, note: bytes, durable: bool) -> None:
-        write_atomically(str(self.checkpoint_path), note, durable=durable)
+        rewrite_in_place(str(self.checkpoint_path), note, durable=durable)
 
     def read(self) -> bytes | None:
         try:
@@ -102,19 +102,7 @@ def read_checkpoints(backend: LedgerBackend, witnesses: Sequence[Witness],
                                                               backend.get_checkpoint)]
     sources += [(f"witness {w.root}", w.read) for w in witnesses]
     for source, read in sources:
-        try:
-            note = read()
-        except OSError as e:
-            raise IntegrityError(f"{source} cannot be read: {e}") from e
-        if note is None:
-            raise IntegrityError(f"{source} is missing: the newest events cannot be vouched "
-                                 "for", hint="restore it from a witness, or find out who "
-                                 "removed it")
-        try:
-            cp = Checkpoint.open(note, verifier)
-        except (NoteError, UnicodeDecodeError) as e:
-            raise IntegrityError(f"{source} does not verify: {e}") from e
-        out.append(KnownCheckpoint(source, cp, note))
+        out.append(_read_one(source, read, verifier))
     for w in witnesses:
         try:
             known = w.vkey_path.read_text().strip()
@@ -124,6 +112,26 @@ def read_checkpoints(backend: LedgerBackend, witnesses: Sequence[Witness],
             raise IntegrityError(f"witness {w.root} knows this log under another key: the "
                                  "ledger's runtime key changed (a replaced workspace?)")
     return out
+
+
+def _read_one(source: str, read: Callable[[], bytes | None], verifier: Verifier
+              ) -> KnownCheckpoint:
+    for attempt in range(3):  # a witness copy read while it is rewritten: read it again
+        try:
+            note = read()
+        except OSError as e:
+            raise IntegrityError(f"{source} cannot be read: {e}") from e
+        if note is None:
+            raise IntegrityError(f"{source} is missing: the newest events cannot be vouched "
+                                 "for", hint="restore it from a witness, or find out who "
+                                 "removed it")
+        try:
+            return KnownCheckpoint(source, Checkpoint.open(note, verifier), note)
+        except (NoteError, UnicodeDecodeError) as e:
+            if attempt == 2:
+                raise IntegrityError(f"{source} does not verify: {e}") from e
+            time.sleep(0.001)
+    raise AssertionError("unreachable")
 
 
 def check_against_head(known: KnownCheckpoint, count: int,

@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.files import write_atomically
+from ouroboros.storage.files import rewrite_in_place
 from ouroboros.storage.ledger import AfterCommit, EventBuilder, Head, Snapshot, StoredEvent
 
 _SCHEMA = """
@@ -51,8 +51,9 @@ class SQLiteLedger:
     loss cannot drop committed events either.
 
     The latest signed checkpoint is a file beside the database (``ledger.checkpoint``),
-    replaced after each commit while the writers' lock is held, so it never runs ahead of
-    the events it commits to, and two writers never publish out of order.
+    rewritten after each commit while the writers' lock is held, so it never runs ahead
+    of the events it commits to, two writers never publish out of order, and a reader
+    (who takes the same lock) never sees half of one (see ``storage.files``).
     """
 
     def __init__(self, path: Path | str, *, durable: bool = False) -> None:
@@ -119,14 +120,15 @@ class SQLiteLedger:
             return self._rows(self._db, start, stop)
 
     def put_checkpoint(self, note: bytes) -> None:
-        write_atomically(self.checkpoint_path, note, durable=self.durable)
+        rewrite_in_place(self.checkpoint_path, note, durable=self.durable)
 
     def get_checkpoint(self) -> bytes | None:
-        try:
-            with open(self.checkpoint_path, "rb") as fh:
-                return fh.read(1 << 20)
-        except FileNotFoundError:
-            return None
+        with self._lock, _exclusive(self._writer_lock):
+            try:
+                with open(self.checkpoint_path, "rb") as fh:
+                    return fh.read(1 << 20)
+            except FileNotFoundError:
+                return None
 
     def put_snapshot(self, snapshot: Snapshot) -> None:
         with self._lock:
