@@ -85,9 +85,73 @@ def bench_ouroboros(n_append: int, n_submit: int, n_replay: int) -> dict[str, fl
         dt, _ = timed(rt.replay)
         out["replay events/s (from genesis, checking every result hash)"] = total / dt
         dt, _ = timed(lambda: rt.verify(workers=1))
-        out["verify events/s (1 core)"] = total / dt
+        out["verify events/s (1 core; chain, signatures, replay, snapshots, checkpoints)"] = (
+            total / dt)
         runs = sorted(total / timed(lambda: rt.verify(workers=2))[0] for _ in range(3))
         out["verify events/s (2 cores, median of 3)"] = runs[1]
+        rt.close()
+    return out
+
+
+def bench_controls(n: int, rounds: int = 5) -> dict[str, float]:
+    """The cost of each issue-9 control, measured by switching it off in the same process
+    and interleaving rounds (the host's speed drifts): submits/s with everything on, with
+    no checkpoint signed or written, with one witness; the signed snapshot; and verify
+    with and without the replay, snapshot and checkpoint comparisons."""
+    import statistics
+
+    from ouroboros.kernel import anchors
+    from ouroboros.kernel.ledger import verify_events
+    from ouroboros.kernel.verify import snapshot_statement
+
+    out: dict[str, float] = {}
+    real_sign, real_publish = anchors.sign_checkpoint, anchors.publish
+
+    def checkpoints(on: bool) -> None:
+        anchors.sign_checkpoint = real_sign if on else (lambda *a, **k: b"")
+        anchors.publish = real_publish if on else (lambda *a, **k: None)
+
+    with tempfile.TemporaryDirectory() as d:
+        rt = Runtime.init(Path(d) / "ws")
+        counter = iter(range(10**9))
+
+        def rate(count: int) -> float:
+            t = time.perf_counter()
+            for _ in range(count):
+                i = next(counter)
+                o = rt.propose_and_submit(type="routing", target=f"agents/a{i % 50}/routing",
+                                          value={"w": i, "b": 0.5}, reasoning="tune",
+                                          author="bench")
+                assert o.status == "applied"
+            return count / (time.perf_counter() - t)
+
+        rate(300)
+        on, off = [], []
+        for _ in range(rounds):
+            checkpoints(False)
+            off.append(rate(n))
+            checkpoints(True)
+            on.append(rate(n))
+        checkpoints(True)
+        out["controls: submits/s, checkpoint signed and written per append"] = statistics.median(on)
+        out["controls: submits/s, no checkpoint (the cost of anchoring)"] = statistics.median(off)
+        out["controls: checkpoint cost per submit (us)"] = (
+            1e6 / statistics.median(on) - 1e6 / statistics.median(off))
+        rt.add_witness(Path(d) / "witness")
+        out["controls: submits/s with one witness directory"] = statistics.median(
+            [rate(n) for _ in range(3)])
+        data = rt.refresh().to_bytes()
+        t = time.perf_counter()
+        for _ in range(200):
+            rt.signer.sign(snapshot_statement(data))
+        out["controls: signing a snapshot (us)"] = (time.perf_counter() - t) / 200 * 1e6
+        out["controls: snapshot size (bytes)"] = len(data)
+        total = rt.backend.count()
+        chain = sorted(total / timed(lambda: verify_events(rt.backend.read(), workers=2))[0]
+                       for _ in range(3))[1]
+        full = sorted(total / timed(lambda: rt.verify(workers=2))[0] for _ in range(3))[1]
+        out["controls: verify events/s, chain and signatures only (2 cores)"] = chain
+        out["controls: verify events/s, + replay, snapshots, checkpoints (2 cores)"] = full
         rt.close()
     return out
 
@@ -206,6 +270,7 @@ def main() -> None:
     # scheduling makes one two-process run noisy: report the median of three
     runs = sorted(bench_two_writers(int(3000 * scale)) for _ in range(3))
     results["end-to-end submits/s (2 processes, median of 3)"] = runs[1]
+    results.update(bench_controls(int(1000 * scale)))
     results["git commit per patch/s"] = bench_git(int(200 * scale))
     results.update(bench_eventsourcing(int(4000 * scale)))
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -14,7 +14,8 @@ from ouroboros.kernel.errors import (
 from ouroboros.kernel.gates import Gate, GateResult, Submission
 from ouroboros.kernel.ledger import Event, VerifyReport
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.runtime import ReplayReport, Runtime, SubmitOutcome
+from ouroboros.kernel.runtime import ReplayReport, Runtime
+from ouroboros.kernel.submission import SubmitOutcome
 from ouroboros.kernel.types import PatchType, TestContext, TestOutcome, TypeRegistry
 
 __all__ = [

@@ -28,13 +28,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
 
 from ouroboros.kernel.canonical import hash_bytes
-from ouroboros.kernel.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from ouroboros.kernel.merkle import (
+    MerkleAccumulator,
+    ProofError,
+    RangeHasher,
+    consistency_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier, split_notes
+from ouroboros.storage.ledger import StoredEvent
 
 INCLUSION_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_HEADER = "ouroboros/tlog-consistency@v1"
@@ -128,3 +139,31 @@ def parse_proof(data: bytes) -> InclusionProof | ConsistencyProof:
                                 notes[0].encode(), notes[1].encode())
     raise ProofError(f"unknown proof format {lines[0][:60]!r} (expected {INCLUSION_HEADER} "
                      f"or {CONSISTENCY_HEADER})")
+
+
+def prove_inclusion(events: Iterable[StoredEvent], seq: int, size: int,
+                    checkpoint: bytes) -> InclusionProof:
+    """The inclusion proof of event ``seq`` in the first ``size`` events (one pass)."""
+    hasher = RangeHasher(inclusion_ranges(seq, size))
+    body = b""
+    for ev in events:
+        hasher.add(ev.seq, leaf_hash(ev.body))
+        if ev.seq == seq:
+            body = ev.body
+    return InclusionProof(seq, body, hasher.hashes(), checkpoint)
+
+
+def prove_consistency(events: Iterable[StoredEvent], old: int, new: int,
+                      sign: Callable[[int, bytes, str], bytes]) -> ConsistencyProof:
+    """The consistency proof from ``old`` to ``new`` events, with a checkpoint for each
+    size signed by ``sign(size, root, head hash)`` (one pass)."""
+    hasher = RangeHasher(consistency_ranges(old, new))
+    acc = MerkleAccumulator()
+    notes: dict[int, bytes] = {}
+    for ev in events:
+        leaf = leaf_hash(ev.body)
+        hasher.add(ev.seq, leaf)
+        acc.append_leaf(leaf)
+        if ev.seq + 1 in (old, new):
+            notes[ev.seq + 1] = sign(acc.size, acc.root(), hash_bytes(ev.body))
+    return ConsistencyProof(hasher.hashes(), notes[old], notes[new])

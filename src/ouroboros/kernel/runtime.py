@@ -8,43 +8,42 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel import anchors, breakers
 from ouroboros.kernel.approvals import check_reviewer, plan_approval
-from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
+from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
 from ouroboros.kernel.clock import Clock, SystemClock, iso
-from ouroboros.kernel.dsse import envelope_from_dict, envelope_to_dict, new_envelope, sign_envelope
+from ouroboros.kernel.dsse import envelope_from_dict, new_envelope, sign_envelope
 from ouroboros.kernel.errors import (
     IntegrityError,
-    InvalidPatch,
     NotFound,
     OuroError,
     PatchRejected,
     UsageError,
 )
-from ouroboros.kernel.gates import STALE_BASE, Gate, Submission, default_gates, run_gates
+from ouroboros.kernel.gates import STALE_BASE, Gate, Submission, default_gates
 from ouroboros.kernel.keys import Keyring, Signer
 from ouroboros.kernel.ledger import Event, VerifyReport, make_event
 from ouroboros.kernel.merkle import (
-    MerkleAccumulator,
-    RangeHasher,
-    consistency_ranges,
-    inclusion_ranges,
     leaf_hash,
 )
 from ouroboros.kernel.note import Checkpoint, Verifier
 from ouroboros.kernel.ops import json_copy
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.proofs import ConsistencyProof, InclusionProof
+from ouroboros.kernel.proofs import (
+    ConsistencyProof,
+    InclusionProof,
+    prove_consistency,
+    prove_inclusion,
+)
 from ouroboros.kernel.state import (
     _UNKNOWN,
     KERNEL_KINDS,
@@ -52,6 +51,13 @@ from ouroboros.kernel.state import (
     KernelState,
     fold_event,
     patch_from_envelope,
+)
+from ouroboros.kernel.submission import (
+    Item,
+    SubmitOutcome,
+    decide,
+    remember,
+    untouched,
 )
 from ouroboros.kernel.trust import (
     GATES_TARGET,
@@ -72,20 +78,6 @@ from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, Snapshot,
 from ouroboros.storage.sqlite import SQLiteLedger
 
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
-Item = tuple[str, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class SubmitOutcome:
-    status: Literal["applied", "rejected", "pending"]
-    patch_hash: str
-    seq: int | None = None
-    stage: str = ""
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "patch_hash": self.patch_hash, "seq": self.seq,
-                "stage": self.stage, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -107,66 +99,6 @@ def default_gates_config() -> dict[str, Any]:
         "audit": dict(DEFAULT_AUDIT_CONFIG),
         "breaker": {"threshold": 3, "cooldown_hours": 48},
     }
-
-
-def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
-    """Whether an event another writer appended may change the gates' decision on ``sub``:
-    it changed the same target or the kernel's configuration, decided this very patch, or
-    moved one of its signers' breakers. Anything else (other targets, capability events,
-    checkpoints) leaves the decision as it was."""
-    patch = sub.patch
-    if patch is None or payload.get("patch_hash") == sub.patch_hash:
-        return True
-    subjects = set(sub.subjects)
-    if subjects and (subjects.intersection(payload.get("charged", ()))
-                     or subjects.intersection(payload.get("subjects", ()))
-                     or payload.get("subject") in subjects):
-        return True
-    if kind == "PatchApplied":
-        target = str(payload.get("target", ""))
-        return target == patch.target or target.startswith("kernel/")
-    return kind == "Genesis"
-
-
-def _untouched(seen: list[Item], sub: Submission) -> bool:
-    return not any(_touches(kind, payload, sub) for kind, payload in seen)
-
-
-def _hash_of(data: bytes | None) -> str:
-    return ABSENT if data is None else hash_bytes(data)
-
-
-#: Patches this process built, by their canonical bytes: parsing is a pure function of the
-#: bytes, so a payload we produced needs no second parse and canonical check.
-_BUILT: OrderedDict[bytes, Patch] = OrderedDict()
-
-
-def _remember(patch: Patch) -> bytes:
-    payload = patch.canonical()
-    _BUILT[payload] = patch
-    if len(_BUILT) > 256:
-        _BUILT.popitem(last=False)
-    return payload
-
-
-def _parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
-    built = _BUILT.get(payload)
-    if built is not None:
-        return built, None
-    try:
-        data = orjson.loads(payload)  # bounded nesting depth, strict UTF-8
-    except orjson.JSONDecodeError as e:
-        return None, f"payload is not JSON: {e}"
-    try:
-        patch = Patch.from_dict(data)
-        canonical = patch.canonical()
-    except InvalidPatch as e:
-        return None, e.message
-    except Exception as e:  # fail closed on anything the parser did not foresee
-        return None, f"payload is not a patch: {type(e).__name__}: {e}"
-    if canonical != payload:
-        return None, "payload is not in RFC 8785 canonical form"
-    return patch, None
 
 
 class Runtime:
@@ -497,13 +429,13 @@ class Runtime:
         return Patch.from_dict(data)
 
     def sign(self, item: Patch | Envelope, key: str | Signer) -> Envelope:
-        envelope = new_envelope(_remember(item)) if isinstance(item, Patch) else item
+        envelope = new_envelope(remember(item)) if isinstance(item, Patch) else item
         sign_envelope(envelope, key if isinstance(key, Signer) else self.keyring.load(key))
         return envelope
 
     def propose_and_submit(self, *, keys: Sequence[str] = ("runtime",), **kwargs: Any
                            ) -> SubmitOutcome:
-        envelope = new_envelope(_remember(self.propose(**kwargs)))
+        envelope = new_envelope(remember(self.propose(**kwargs)))
         for k in keys:
             self.sign(envelope, k)
         return self.submit(envelope)
@@ -536,43 +468,8 @@ class Runtime:
 
     def _decide(self, envelope: Envelope, state: KernelState, *, approved: bool = False,
                 rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
-        payload: bytes = envelope.payload
-        patch_hash = hash_bytes(payload)
-        patch, error = _parse_patch(payload)
-        sub = Submission(envelope, patch_hash, patch, error, state, self.registry,
-                         now=self.clock.now(), approved=approved,
-                         rollback=rollback_of is not None)
-        author = patch.author if patch else ""
-        if patch_hash in state.pending and not approved:
-            needs = state.pending[patch_hash]["needs"]
-            return SubmitOutcome("pending", patch_hash, state.pending[patch_hash]["seq"],
-                                 "approval", needs), [], sub
-        live = state.live_seq(patch_hash)
-        if live is not None and not approved and rollback_of is None:
-            # Idempotent: submitting an applied patch again changes nothing and says so.
-            return SubmitOutcome("applied", patch_hash, live, "",
-                                 f"already applied at seq {live}"), [], sub
-        stage, result = run_gates(self.gates, sub)
-        if result.status == "rejected":
-            items = breakers.rejection_items(state, sub.now, patch_hash, stage, result.reason,
-                                             author, breakers.charges(sub, result))
-            return SubmitOutcome("rejected", patch_hash, None, stage, result.reason), items, sub
-        if result.status == "deferred":
-            return SubmitOutcome("pending", patch_hash, None, stage, result.reason), [
-                ("PatchPending", {"patch_hash": patch_hash, "needs": result.reason,
-                                  "author": author, "subjects": list(sub.subjects),
-                                  "signers": sorted(sub.signatures.valid if sub.signatures
-                                                    else ()),
-                                  "envelope": envelope_to_dict(envelope)})], sub
-        assert patch is not None
-        applied = {"patch_hash": patch_hash, "type": patch.type, "target": patch.target,
-                   "author": author, "result": _hash_of(sub.context().new_bytes),
-                   "inverse": sub.inverse, "envelope": envelope_to_dict(envelope)}
-        if rollback_of:
-            applied["rollback_of"] = rollback_of
-        else:
-            applied["subjects"] = list(sub.subjects)
-        return SubmitOutcome("applied", patch_hash), [("PatchApplied", applied)], sub
+        return decide(envelope, state, self.gates, self.registry, self.clock.now(),
+                      approved=approved, rollback_of=rollback_of)
 
     def _run_effect(self, sub: Submission) -> None:
         ptype = sub.patch_type
@@ -619,7 +516,7 @@ class Runtime:
                 # If another writer got in first, the decision still holds unless what it
                 # appended touches this patch's inputs: then the append refuses.
                 stored = self._append(items, state, known,
-                                      still_valid=functools.partial(_untouched, sub=sub))
+                                      still_valid=functools.partial(untouched, sub=sub))
             except RetryAppend:
                 self._catch_up()
                 decided = None
@@ -719,7 +616,7 @@ class Runtime:
                       sign_with: Sequence[str] | None) -> SubmitOutcome:
         patch = self.propose("trust", TRUST_TARGET, value=policy, base=base, author="operator",
                              reasoning=reasoning)
-        envelope = new_envelope(_remember(patch))
+        envelope = new_envelope(remember(patch))
         for k in sign_with or self.workspace.config.get("root_keys", ["root"]):
             self.sign(envelope, k)
         return self.submit(envelope)
@@ -817,16 +714,10 @@ class Runtime:
         note = self.backend.get_checkpoint()
         if note is None:
             raise IntegrityError("the local checkpoint is missing")
-        cp = Checkpoint.open(note, self.verifier)
-        if not 0 <= seq < cp.size:
-            raise NotFound(f"no event {seq} under the latest checkpoint (size {cp.size})")
-        hasher = RangeHasher(inclusion_ranges(seq, cp.size))
-        body = b""
-        for ev in self.backend.read(0, cp.size):
-            hasher.add(ev.seq, leaf_hash(ev.body))
-            if ev.seq == seq:
-                body = ev.body
-        proof = InclusionProof(seq, body, hasher.hashes(), note)
+        size = Checkpoint.open(note, self.verifier).size
+        if not 0 <= seq < size:
+            raise NotFound(f"no event {seq} under the latest checkpoint (size {size})")
+        proof = prove_inclusion(self.backend.read(0, size), seq, size, note)
         proof.check(self.verifier)  # never hand out a proof that does not verify
         return proof
 
@@ -838,18 +729,10 @@ class Runtime:
         if not 0 < old <= new <= latest.size:
             raise UsageError(f"sizes must satisfy 0 < OLD <= NEW <= {latest.size}",
                              "the latest checkpoint's size is the largest")
-        hasher = RangeHasher(consistency_ranges(old, new))
-        acc = MerkleAccumulator()
-        notes: dict[int, bytes] = {}
-        for ev in self.backend.read(0, new):
-            leaf = leaf_hash(ev.body)
-            hasher.add(ev.seq, leaf)
-            acc.append_leaf(leaf)
-            if ev.seq + 1 in (old, new):
-                notes[ev.seq + 1] = anchors.sign_checkpoint(
-                    self._state.ledger_id, acc.size, acc.root(), hash_bytes(ev.body),
-                    self.signer)
-        proof = ConsistencyProof(hasher.hashes(), notes[old], notes[new])
+        signer, ledger_id = self.signer, self._state.ledger_id
+        proof = prove_consistency(
+            self.backend.read(0, new), old, new,
+            lambda size, root, head: anchors.sign_checkpoint(ledger_id, size, root, head, signer))
         proof.check(self.verifier)
         return proof
 
