@@ -71,8 +71,10 @@ def test_a_snapshot_that_adds_a_root_key_is_not_served(home: Path) -> None:
     assert ouro("verify", home=home).returncode == 1
 
 
-def test_a_snapshot_that_forgets_an_applied_patch_cannot_reopen_it(home: Path) -> None:
-    """Drop an entry from the applied index so the rolled-back envelope could apply again."""
+def test_a_patch_index_that_forgets_an_applied_patch_cannot_reopen_it(home: Path) -> None:
+    """The applied index lives in the database, unsigned (issue 17 keeps it out of the
+    snapshots): drop a rolled-back patch's rows so its envelope could apply again. The
+    gate asks the ledger itself, and ``verify`` names the tampered index."""
     rt = Runtime.open(home)
     envelope = rt.sign(rt.propose("prompt", "agents/a/prompt", value="v2", reasoning="r",
                                   author="alice"), "alice")
@@ -81,14 +83,35 @@ def test_a_snapshot_that_forgets_an_applied_patch_cannot_reopen_it(home: Path) -
     rt.rollback(patch=applied.patch_hash)
     routing(rt, 5, start=100)  # a snapshot after the rollback
     rt.close()
-    seq, state = _latest(home)
-    del state["applied"][applied.patch_hash]  # type: ignore[attr-defined]
-    state["undone"].pop(applied.patch_hash, None)  # type: ignore[attr-defined]
-    sql(home, "UPDATE snapshots SET data = ? WHERE seq = ?", canonical_bytes(state), seq)
+    gone = sql(home, "DELETE FROM patch_log WHERE hash = ? RETURNING kind",
+               bytes.fromhex(applied.patch_hash[7:]))
+    assert len(gone) == 2  # its APPLIED and UNDONE rows
     rt = Runtime.open(home)
     out = rt.submit(envelope)
     assert out.status == "rejected" and "rolled back at seq" in out.reason
+    assert "patch index no longer says" in out.reason
     assert rt.value("agents/a/prompt") == "hello"
+    with pytest.raises(IntegrityError, match="the patch index differs"):
+        rt.verify()
+    rt.close()
+
+
+def test_snapshots_hold_the_live_state_not_the_history(tmp_path: Path) -> None:
+    """Issue 17: the applied index is not in the snapshots, which stay the same size however
+    many patches were applied; old snapshots are pruned."""
+    rt = Runtime.init(tmp_path / "ws", snapshot_interval=50)
+    rt.workspace.config["snapshot_keep_every"] = 200
+    rt.snapshot_keep_every = 200
+    sizes = []
+    for rounds in range(4):
+        routing(rt, 100, start=rounds * 100)
+        snap = rt.backend.latest_snapshot()
+        assert snap is not None
+        sizes.append(len(snap.data))
+    assert max(sizes) - min(sizes) < 200  # only the Merkle stack and counters move
+    seqs = rt.backend.snapshot_seqs()
+    assert len(seqs) <= 3 + rt.backend.count() // 200 + 1
+    assert rt.verify().snapshots == len(seqs)
     rt.close()
 
 
@@ -143,29 +166,30 @@ def _forge_reapply(home: Path) -> int:
 
 def test_a_patch_applied_twice_is_rejected_by_replay_and_verify(home: Path) -> None:
     seq = _forge_reapply(home)
-    for verb in ("verify", "replay", "state"):
+    for verb in ("verify", "replay"):  # (opening folds only the tail, trusting signed events)
         r = ouro(verb, home=home)
         assert r.returncode == 1, (verb, r.stdout)
         assert f"event {seq}" in r.stderr and "applied a second time" in r.stderr
 
 
 def test_fold_rejects_reapply_unless_a_rollback_undid_it() -> None:
-    """The fold's rule matches the gate's: a second PatchApplied is only valid after a
+    """A replay's rule matches the gate's: a second PatchApplied is only valid after a
     PatchApplied whose rollback_of names the first."""
     from ouroboros.kernel.state import FoldError, fold_event
 
-    state = KernelState()
+    state = KernelState()  # a replay's state: it builds its own index as it goes
     state.values["t"] = 1
+    a, r = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
     def applied(seq: int, patch_hash: str, **extra: str) -> None:
         payload = {"patch_hash": patch_hash, "target": "t", "result": "x",
                    "envelope": {}, **extra}
         fold_event(state, seq, "PatchApplied", payload, "", b"%d" % seq, known_value=seq)
 
-    applied(1, "sha256:a")
+    applied(1, a)
     with pytest.raises(FoldError, match="applied a second time"):
-        applied(2, "sha256:a")
-    applied(2, "sha256:r", rollback_of="sha256:a")
-    applied(3, "sha256:a")  # undone in between: a rollback may redo it
+        applied(2, a)
+    applied(2, r, rollback_of=a)
+    applied(3, a)  # undone in between: a rollback may redo it
     with pytest.raises(FoldError):
-        applied(4, "sha256:a")
+        applied(4, a)

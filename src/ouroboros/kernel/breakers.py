@@ -43,8 +43,8 @@ def charges(sub: Submission, result: GateResult) -> list[str]:
     sigs = sub.signatures
     if not result.charge or sigs is None or sigs.invalid or not sub.subjects:
         return []
-    state = sub.state
-    if state.was_charged(sub.patch_hash) or state.applied_seq(sub.patch_hash) is not None:
+    record = sub.record
+    if record is not None and (record.charged is not None or record.applied is not None):
         return []
     return list(sub.subjects)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from securesystemslib.dsse import Envelope
@@ -31,6 +32,7 @@ from ouroboros.kernel.trust import (
     public_keys,
 )
 from ouroboros.kernel.types import PatchType, TestContext, TypeRegistry
+from ouroboros.storage.ledger import PatchRecord
 
 Status = Literal["accepted", "rejected", "deferred"]
 #: How a stale-base rejection's reason begins (compare-and-swap loops retry on it).
@@ -82,6 +84,11 @@ class Submission:
     inverse: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
     _context: TestContext | None = None
+
+    @cached_property
+    def record(self) -> PatchRecord | None:
+        """The patch index's entry for this patch, looked up once per submission."""
+        return self.state.index.record(self.patch_hash)
 
     def context(self) -> TestContext:
         """One context per submission, so canonical bytes are computed once for all gates."""
@@ -191,9 +198,9 @@ class SchemaGate:
             return GateResult.rejected(f"{patch.type} patches may only target "
                                        f"{', '.join(ptype.targets)}, not {patch.target!r}")
         sub.patch_type = ptype
-        seq = sub.state.applied_seq(sub.patch_hash)
-        if seq is not None:
-            undone = sub.state.undone_seq(sub.patch_hash)
+        record = sub.record
+        if record is not None and record.applied is not None:
+            seq, undone = record.applied, record.undone
             if undone is None:
                 return GateResult.rejected(f"patch was already applied at seq {seq}",
                                            charge=False)
@@ -203,6 +210,19 @@ class SchemaGate:
                     "undone patch is not applied again: make a new patch", charge=False)
         old = sub.state.values.get(patch.target)
         current = sub.state.target_hash(patch.target)
+        if (patch.base == current and record is None
+                and patch.created < sub.state.changed.get(patch.target, "")):
+            # Made before its target last changed, yet never applied by the index: the
+            # index is unsigned, so the ledger itself decides (a rolled-back envelope
+            # replayed after its index rows were removed is refused here).
+            found = sub.state.index.scan(sub.patch_hash, patch.created)
+            if found is not None:
+                where = (f"rolled back at seq {found.undone}" if found.undone is not None
+                         else "still applied")
+                return GateResult.rejected(
+                    f"patch was applied at seq {found.applied} ({where}), which the patch "
+                    "index no longer says: it was tampered with; run `ouro verify`",
+                    charge=False)
         if patch.base != current:
             return GateResult.rejected(f"{STALE_BASE}: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "

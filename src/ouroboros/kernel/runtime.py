@@ -38,6 +38,7 @@ from ouroboros.kernel.merkle import (
 from ouroboros.kernel.note import Checkpoint, Verifier
 from ouroboros.kernel.ops import json_copy
 from ouroboros.kernel.patch import Patch
+from ouroboros.kernel.patch_index import StoredIndex, index_rows
 from ouroboros.kernel.proofs import (
     ConsistencyProof,
     InclusionProof,
@@ -74,7 +75,14 @@ from ouroboros.kernel.types import TypeRegistry
 from ouroboros.kernel.verify import snapshot_problem, snapshot_statement, verify_ledger
 from ouroboros.kernel.workspace import Workspace, resolve_home
 from ouroboros.storage.blobs import BlobStore
-from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, Snapshot, StoredEvent
+from ouroboros.storage.ledger import (
+    Head,
+    IndexRow,
+    LedgerBackend,
+    RetryAppend,
+    Snapshot,
+    StoredEvent,
+)
 from ouroboros.storage.sqlite import SQLiteLedger
 
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
@@ -124,6 +132,9 @@ class Runtime:
         self.snapshot_problems: dict[int, str] = {}
         #: Witness directories the last checkpoint could not be written to (path -> why).
         self.witness_errors: dict[str, str] = {}
+        self._index = StoredIndex(self.backend)
+        self.snapshot_keep = int(workspace.config.get("snapshot_keep", 3))
+        self.snapshot_keep_every = int(workspace.config.get("snapshot_keep_every", 100_000))
         self._state = self._load_state()
         self._check_anchors()
 
@@ -218,10 +229,10 @@ class Runtime:
         while True:
             snap = self.backend.latest_snapshot(at_most)
             if snap is None:
-                return KernelState()
+                return KernelState(index=self._index)
             problem = snapshot_problem(snap, public) if public else "no genesis"
             if problem is None:
-                state = KernelState.from_bytes(snap.data)
+                state = KernelState.from_bytes(snap.data, self._index)
                 stored = next(iter(self.backend.read(snap.seq, snap.seq + 1)), None)
                 if (state.seq == snap.seq and stored is not None
                         and hash_bytes(stored.body) == state.last_hash):
@@ -283,6 +294,7 @@ class Runtime:
             data = self._state.to_bytes()
             self.backend.put_snapshot(Snapshot(self._state.seq, data,
                                                self.signer.sign(snapshot_statement(data))))
+            self.backend.prune_snapshots(self.snapshot_keep, self.snapshot_keep_every)
             self._last_snapshot = self._state.seq
 
     def state_at(self, seq: int | None = None) -> KernelState:
@@ -306,6 +318,11 @@ class Runtime:
         ``base`` to ``propose`` and the patch applies only if nothing changed in between."""
         state = self.refresh()
         return json_copy(state.values.get(target)), state.target_hash(target)
+
+    def applied_at(self, patch_hash: str) -> int | None:
+        """The seq of the patch's latest ``PatchApplied`` (even if rolled back since)."""
+        record = self._index.record(patch_hash)
+        return None if record is None else record.applied
 
     def state_hash(self, at: int | None = None) -> str:
         return self.state_at(at).state_hash()
@@ -336,11 +353,13 @@ class Runtime:
                 if head.next_seq != expect.seq + 1 or not still_valid(seen):
                     raise RetryAppend
             built.clear()
+            rows: list[IndexRow] = []
             out: list[StoredEvent] = []
             merkle = expect.merkle.copy()
             prev, seq = expect.last_hash, head.next_seq
             for kind, payload in items:
                 ev = make_event(seq, prev, kind, payload, time, signer)
+                rows += index_rows(seq, kind, payload)
                 out.append(ev)
                 built.append((ev, kind, payload))
                 merkle.append(ev.body)
@@ -354,6 +373,7 @@ class Runtime:
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
             tip[:] = [merkle, prev]
+            head.index(rows)
             return out
 
         def seal(_events: Sequence[StoredEvent]) -> None:
@@ -570,7 +590,9 @@ class Runtime:
         author = entry.get("author", "")
 
         def items(state: KernelState) -> list[Item]:
-            charged = [] if state.was_charged(patch_hash) else list(entry.get("subjects", []))
+            record = state.index.record(patch_hash)
+            charged = ([] if record is not None and record.charged is not None
+                       else list(entry.get("subjects", [])))
             return breakers.rejection_items(state, self.clock.now(), patch_hash, "approval",
                                             reason, author, charged, rejected_by=signer.key_id)
 

@@ -2,8 +2,9 @@
 
 The state hash covers the targets' values only (the agent's behaviour), so a rollback that
 restores the values restores the exact earlier state hash. Pending patches, circuit
-breakers, registered witnesses and the patch index (which patch hashes were applied,
-undone by a rollback, or charged to a breaker) are folded too, for the gates.
+breakers and registered witnesses are folded too, for the gates: all of it is the size of
+the live state. What grows with history — which patch hashes were ever applied, undone or
+charged — is the patch index (``patch_index``), kept by the backend, not in snapshots.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
 from ouroboros.kernel.keys import key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator
 from ouroboros.kernel.ops import apply_op, json_copy
+from ouroboros.kernel.patch_index import PatchIndex, ReplayIndex
 from ouroboros.kernel.trust import (
     TRUST_TARGET,
     approval_statement,
@@ -48,18 +50,17 @@ class KernelState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Circuit breakers by subject (a verified key id, or ``<runtime key id>/<author>``).
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Patch hash -> seq of its ``PatchApplied``.
-    applied: dict[str, int] = field(default_factory=dict)
-    #: Patch hash -> seq of the rollback that undid it (until it is applied again).
-    undone: dict[str, int] = field(default_factory=dict)
-    #: Patch hash -> seq of the rejection that charged its signers' breakers: a patch is
-    #: charged once, so replaying an old rejected envelope costs its signers nothing.
-    charged: dict[str, int] = field(default_factory=dict)
     runtime_key: dict[str, str] = field(default_factory=dict)
     merkle: MerkleAccumulator = field(default_factory=MerkleAccumulator)
     #: The genesis hash: every patch names it, and the checkpoints' origin derives from it.
     ledger_id: str = ""
     witnesses: list[str] = field(default_factory=list)
+    #: Target -> time of the event that last changed it (deleted targets included): a
+    #: patch created before its target's last change is checked against the ledger
+    #: itself, not only the index, before it may apply (see ``SchemaGate``).
+    changed: dict[str, str] = field(default_factory=dict)
+    #: Which patches were applied, undone or charged (not part of snapshots).
+    index: PatchIndex = field(default_factory=ReplayIndex, compare=False, repr=False)
     #: Content hash of each target's value, filled lazily and dropped whenever the fold
     #: changes the target: every patch's base check asks for one.
     hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -78,21 +79,13 @@ class KernelState:
     # -- the patch index -----------------------------------------------------------
     def live_seq(self, patch_hash: str) -> int | None:
         """Where the patch was applied, unless a rollback has undone it since."""
-        if patch_hash in self.undone:
+        record = self.index.record(patch_hash)
+        if record is None or record.undone is not None:
             return None
-        return self.applied.get(patch_hash)
-
-    def applied_seq(self, patch_hash: str) -> int | None:
-        return self.applied.get(patch_hash)
-
-    def undone_seq(self, patch_hash: str) -> int | None:
-        return self.undone.get(patch_hash)
-
-    def was_charged(self, patch_hash: str) -> bool:
-        return patch_hash in self.charged
+        return record.applied
 
     def find_applied(self, prefix: str) -> list[str]:
-        return [h for h in self.applied if h.startswith(prefix)]
+        return self.index.find_applied(prefix)
 
     def breaker(self, subject: str) -> dict[str, Any]:
         return self.breakers.get(subject, {"rejections": 0, "paused_until": None})
@@ -101,25 +94,25 @@ class KernelState:
     def copy(self) -> KernelState:
         return KernelState(self.seq, self.last_hash, json_copy(self.values),
                            json_copy(self.pending), json_copy(self.breakers),
-                           dict(self.applied), dict(self.undone), dict(self.charged),
                            dict(self.runtime_key), self.merkle.copy(), self.ledger_id,
-                           list(self.witnesses), dict(self.hashes))
+                           list(self.witnesses), dict(self.changed), self.index,
+                           dict(self.hashes))
 
     def to_bytes(self) -> bytes:
+        """The snapshot form: everything but the patch index and the hash cache."""
         return canonical_bytes({
             "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
-            "pending": self.pending, "breakers": self.breakers, "applied": self.applied,
-            "undone": self.undone, "charged": self.charged, "runtime_key": self.runtime_key,
-            "merkle": self.merkle.to_dict(), "ledger_id": self.ledger_id,
-            "witnesses": self.witnesses,
+            "pending": self.pending, "breakers": self.breakers,
+            "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
+            "ledger_id": self.ledger_id, "witnesses": self.witnesses, "changed": self.changed,
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> KernelState:
+    def from_bytes(cls, data: bytes, index: PatchIndex | None = None) -> KernelState:
         d = json.loads(data)
         return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
-                   d["applied"], d["undone"], d["charged"], d["runtime_key"],
-                   MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"], d["witnesses"])
+                   d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"],
+                   d["witnesses"], d["changed"], index if index is not None else ReplayIndex())
 
 
 def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +127,9 @@ def _breaker(state: KernelState, subject: str) -> dict[str, Any]:
 _UNKNOWN: Any = object()
 
 
-def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_results: bool,
-                  known_value: Any) -> None:
+def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], time: str,
+                  check_results: bool, known_value: Any) -> None:
     patch_hash = payload["patch_hash"]
-    if patch_hash in state.applied and patch_hash not in state.undone:
-        raise FoldError(seq, f"patch {patch_hash} is applied a second time (first at seq "
-                             f"{state.applied[patch_hash]}) without a rollback in between")
     target = payload["target"]
     if known_value is not _UNKNOWN:
         new = known_value
@@ -162,13 +152,9 @@ def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_r
         state.values.pop(target, None)
     else:
         state.values[target] = new
-    state.applied[patch_hash] = seq
-    state.undone.pop(patch_hash, None)
     state.pending.pop(patch_hash, None)
-    undoes = payload.get("rollback_of")
-    if undoes:
-        state.undone[str(undoes)] = seq
-    else:
+    state.changed[target] = time
+    if not payload.get("rollback_of"):
         for subject in payload.get("subjects", ()):
             _breaker(state, subject)["rejections"] = 0
 
@@ -200,20 +186,20 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
     """Apply one decoded event to ``state`` in place; raise ``FoldError`` for an event no
     gate would have let through. ``known_value``: the new value of a ``PatchApplied`` the
     caller has just computed (the appending writer), saving a re-apply."""
+    impossible = state.index.fold(seq, kind, payload)
+    if impossible is not None:
+        raise FoldError(seq, impossible)
     if kind == "Genesis":
         state.values.update(json_copy(payload["targets"]))
         state.hashes.clear()
         state.runtime_key = dict(payload["runtime_key"])
         state.ledger_id = hash_bytes(body)
     elif kind == "PatchApplied":
-        _fold_applied(state, seq, payload, check_results, known_value)
+        _fold_applied(state, seq, payload, time, check_results, known_value)
     elif kind == "PatchRejected":
         state.pending.pop(payload["patch_hash"], None)
-        charged = payload.get("charged", ())
-        for subject in charged:
+        for subject in payload.get("charged", ()):
             _breaker(state, subject)["rejections"] += 1
-        if charged:
-            state.charged[payload["patch_hash"]] = seq
     elif kind == "PatchPending":
         state.pending[payload["patch_hash"]] = {
             "envelope": payload["envelope"], "needs": payload["needs"], "seq": seq,

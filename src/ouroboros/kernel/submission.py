@@ -115,7 +115,8 @@ def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
         needs = state.pending[patch_hash]["needs"]
         return SubmitOutcome("pending", patch_hash, state.pending[patch_hash]["seq"],
                              "approval", needs), [], sub
-    live = state.live_seq(patch_hash)
+    record = sub.record
+    live = record.applied if record is not None and record.undone is None else None
     if live is not None and not approved and rollback_of is None:
         # Idempotent: submitting an applied patch again changes nothing and says so.
         return SubmitOutcome("applied", patch_hash, live, "",

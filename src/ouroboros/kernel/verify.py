@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from ouroboros.kernel.merkle import (
     consistency_ranges,
     verify_consistency,
 )
+from ouroboros.kernel.patch_index import ReplayIndex, stored_digest
 from ouroboros.kernel.state import FoldError, KernelState, fold_event
 from ouroboros.storage.ledger import LedgerBackend, Snapshot
 
@@ -117,6 +119,12 @@ def verify_ledger(backend: LedgerBackend, *, pinned_genesis: str | None,
             _check_snapshot(backend, ev.seq, state, merkle, public_hex)
             snapshots += 1
         head, events = ev.hash, ev.seq + 1
+    expected = state.index
+    assert isinstance(expected, ReplayIndex)
+    if stored_digest(backend, events) != (expected.rows, expected.digest):
+        raise IntegrityError("the patch index differs from what the ledger states (rows were "
+                             "added, removed or changed): gates may have let a replay "
+                             "through", hint="rebuild it from the ledger")
     unchecked = [w for w in state.witnesses if w not in listed]
     if unchecked:
         raise IntegrityError(f"witness {unchecked[0]} is registered in the ledger but was not "
@@ -144,10 +152,7 @@ def _check_snapshot(backend: LedgerBackend, seq: int, state: KernelState,
     problem = snapshot_problem(snap, public_hex)
     if problem is not None:
         raise IntegrityError(problem, seq=seq)
-    replayed = KernelState(state.seq, state.last_hash, state.values, state.pending,
-                           state.breakers, state.applied, state.undone, state.charged,
-                           state.runtime_key, merkle, state.ledger_id, state.witnesses)
-    if replayed.to_bytes() != snap.data:
+    if dataclasses.replace(state, merkle=merkle).to_bytes() != snap.data:
         raise IntegrityError(f"snapshot at seq {seq} differs from the state a replay reaches "
                              "there (a signed snapshot that disagrees: the runtime key "
                              "signed something wrong, or was misused)", seq=seq)

@@ -22,6 +22,16 @@ class StoredEvent:
     sig: bytes
 
 
+#: One entry of the patch index: (patch hash as 32 raw bytes, kind, seq of the event).
+IndexRow = tuple[bytes, int, int]
+APPLIED, UNDONE, CHARGED = 1, 2, 3
+
+
+def _no_index(rows: Sequence[IndexRow]) -> None:
+    if rows:
+        raise RuntimeError("this head cannot record patch-index rows")
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """What the next event must extend, as seen inside the append's critical section."""
@@ -30,6 +40,20 @@ class Head:
     #: ``since(start)``: the stored events from ``start`` on, read inside that same critical
     #: section, so a builder that finds the head moved can catch up without letting go.
     since: Callable[[int], Iterator[StoredEvent]]
+    #: ``index(rows)``: patch-index rows for the events being built, stored in the same
+    #: transaction (all or nothing with the events).
+    index: Callable[[Sequence[IndexRow]], None] = _no_index
+
+
+@dataclass(frozen=True, slots=True)
+class PatchRecord:
+    """What the patch index knows of one patch hash: the seq of its latest
+    ``PatchApplied``, of the rollback that undid it since (if any), and of the rejection
+    that charged its signers (if any)."""
+
+    applied: int | None = None
+    undone: int | None = None
+    charged: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +92,23 @@ class LedgerBackend(Protocol):
     def head(self) -> Head: ...
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEvent]:
-        """Events with ``start <= seq < stop`` in order."""
+        """Events with ``start <= seq < stop`` in order, fetched in bounded batches (memory
+        stays flat however long the ledger is)."""
         ...
 
     def count(self) -> int: ...
+
+    def patch_record(self, patch_hash: bytes) -> PatchRecord | None:
+        """The patch index's entry for a patch (32-byte hash), or ``None``."""
+        ...
+
+    def find_patches(self, prefix_hex: str) -> list[bytes]:
+        """Hashes of patches ever applied whose hex form starts with ``prefix_hex``."""
+        ...
+
+    def patch_index(self) -> Iterator[IndexRow]:
+        """Every row of the patch index (for ``verify``), in any order."""
+        ...
 
     def put_checkpoint(self, note: bytes) -> None:
         """Atomically replace the latest signed checkpoint (a C2SP signed note). Called by
@@ -93,5 +130,10 @@ class LedgerBackend(Protocol):
         ...
 
     def snapshot(self, seq: int) -> Snapshot | None: ...
+
+    def prune_snapshots(self, keep_last: int, keep_every: int) -> None:
+        """Delete snapshots except the newest ``keep_last`` and the oldest of each run of
+        ``keep_every`` events (so ``state --at`` stays cheap far back)."""
+        ...
 
     def close(self) -> None: ...

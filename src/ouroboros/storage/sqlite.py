@@ -15,7 +15,18 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from ouroboros.storage.files import rewrite_in_place
-from ouroboros.storage.ledger import AfterCommit, EventBuilder, Head, Snapshot, StoredEvent
+from ouroboros.storage.ledger import (
+    APPLIED,
+    CHARGED,
+    UNDONE,
+    AfterCommit,
+    EventBuilder,
+    Head,
+    IndexRow,
+    PatchRecord,
+    Snapshot,
+    StoredEvent,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -28,7 +39,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     sig  BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS patch_log (
+    hash BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (hash, kind, seq)
+) WITHOUT ROWID;
 """
+#: Rows per read batch: big enough to amortise the query, small enough to stay flat.
+_BATCH = 2000
 
 
 @contextmanager
@@ -70,6 +89,8 @@ class SQLiteLedger:
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        self._seen_version: int | None = None
+        self._known_next: int | None = None
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(snapshots)")}
         if "sig" not in columns:  # a database from before snapshots were signed
             self._db.execute("ALTER TABLE snapshots ADD COLUMN sig BLOB NOT NULL DEFAULT x''")
@@ -79,34 +100,54 @@ class SQLiteLedger:
         with self._lock, _exclusive(self._writer_lock):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
+            index: list[IndexRow] = []
             try:
                 events = list(build(Head(self._next_seq(db),
-                                         lambda start: self._rows(db, start, None))))
+                                         lambda start: self._rows(db, start, None, None),
+                                         index.extend)))
                 db.executemany("INSERT INTO events (seq, body, sig) VALUES (?, ?, ?)",
                                [(e.seq, e.body, e.sig) for e in events])
+                if index:
+                    db.executemany("INSERT OR IGNORE INTO patch_log (hash, kind, seq) "
+                                   "VALUES (?, ?, ?)", index)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            if events:
+                self._known_next = events[-1].seq + 1  # our own commit: no need to ask again
             if after_commit is not None:
                 after_commit(events)
             return events
 
-    @staticmethod
-    def _next_seq(db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT max(seq) FROM events").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+    def _next_seq(self, db: sqlite3.Connection) -> int:
+        """The next seq, asking SQLite only when another connection committed since we
+        last looked (``PRAGMA data_version`` changes exactly then; it reads no table)."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version or self._known_next is None:
+            row = db.execute("SELECT max(seq) FROM events").fetchone()
+            self._known_next = 0 if row[0] is None else int(row[0]) + 1
+            self._seen_version = version
+        return self._known_next
 
-    @staticmethod
-    def _rows(db: sqlite3.Connection, start: int, stop: int | None) -> Iterator[StoredEvent]:
-        # fetchall first: callers may interleave reads and appends on this connection
-        if stop is None:
-            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq",
-                              (start,)).fetchall()
-        else:
-            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? AND seq < ? "
-                              "ORDER BY seq", (start, stop)).fetchall()
-        return (StoredEvent(int(seq), bytes(body), bytes(sig)) for seq, body, sig in rows)
+    def _rows(self, db: sqlite3.Connection, start: int, stop: int | None,
+              lock: threading.Lock | None) -> Iterator[StoredEvent]:
+        """Events from ``start`` in batches of ``_BATCH``, each its own query: no cursor
+        stays open between batches (callers interleave reads and appends on this
+        connection), and the ledger only grows, so batches never overlap or skip."""
+        while stop is None or start < stop:
+            limit = _BATCH if stop is None else min(_BATCH, stop - start)
+            query = ("SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq LIMIT ?")
+            if lock is None:
+                rows = db.execute(query, (start, limit)).fetchall()
+            else:
+                with lock:
+                    rows = db.execute(query, (start, limit)).fetchall()
+            for seq, body, sig in rows:
+                yield StoredEvent(int(seq), bytes(body), bytes(sig))
+            if len(rows) < limit:
+                return
+            start = int(rows[-1][0]) + 1
 
     def head(self) -> Head:
         with self._lock:
@@ -116,8 +157,40 @@ class SQLiteLedger:
         return self.head().next_seq
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEvent]:
+        return self._rows(self._db, start, stop, self._lock)
+
+    def patch_record(self, patch_hash: bytes) -> PatchRecord | None:
         with self._lock:
-            return self._rows(self._db, start, stop)
+            rows = self._db.execute("SELECT kind, max(seq) FROM patch_log WHERE hash = ? "
+                                    "GROUP BY kind", (patch_hash,)).fetchall()
+        if not rows:
+            return None
+        latest = {int(kind): int(seq) for kind, seq in rows}
+        applied, undone = latest.get(APPLIED), latest.get(UNDONE)
+        if undone is not None and (applied is None or undone < applied):
+            undone = None  # undone, then applied again by a rollback: live
+        return PatchRecord(applied, undone, latest.get(CHARGED))
+
+    def find_patches(self, prefix_hex: str) -> list[bytes]:
+        lo = bytes.fromhex((prefix_hex + "0" * 64)[:64])
+        hi = bytes.fromhex((prefix_hex + "f" * 64)[:64])
+        with self._lock:
+            return [bytes(r[0]) for r in self._db.execute(
+                "SELECT DISTINCT hash FROM patch_log WHERE hash BETWEEN ? AND ? AND kind = ?",
+                (lo, hi, APPLIED))]
+
+    def patch_index(self) -> Iterator[IndexRow]:
+        last = (b"", 0, -1)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT hash, kind, seq FROM patch_log WHERE (hash, kind, seq) > (?, ?, ?) "
+                    "ORDER BY hash, kind, seq LIMIT ?", (*last, _BATCH)).fetchall()
+            for h, kind, seq in rows:
+                yield bytes(h), int(kind), int(seq)
+            if len(rows) < _BATCH:
+                return
+            last = (bytes(rows[-1][0]), int(rows[-1][1]), int(rows[-1][2]))
 
     def put_checkpoint(self, note: bytes) -> None:
         rewrite_in_place(self.checkpoint_path, note, durable=self.durable)
@@ -149,6 +222,13 @@ class SQLiteLedger:
     def snapshot_seqs(self) -> list[int]:
         with self._lock:
             return [int(r[0]) for r in self._db.execute("SELECT seq FROM snapshots ORDER BY seq")]
+
+    def prune_snapshots(self, keep_last: int, keep_every: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM (SELECT seq FROM "
+                "snapshots ORDER BY seq DESC LIMIT ?)) AND seq NOT IN (SELECT min(seq) FROM "
+                "snapshots GROUP BY seq / ?)", (keep_last, keep_every))
 
     def snapshot(self, seq: int) -> Snapshot | None:
         with self._lock:

@@ -112,7 +112,7 @@ class Governance:
         return patch_hash in self.rt.pending()
 
     def is_applied(self, patch_hash: str) -> bool:
-        return patch_hash in self.rt.refresh().applied
+        return self.rt.applied_at(patch_hash) is not None
 
     def rejection(self, patch_hash: str) -> dict[str, Any] | None:
         """The kernel's latest ``PatchRejected`` payload for a patch, if any."""
