@@ -29,7 +29,8 @@ class ManualClock:
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (``isoformat`` is C code; ``strftime`` is slower)."""
+    return t.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(s: str) -> datetime:

@@ -37,8 +37,11 @@ def note_key_id(name: str, public_raw: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([ED25519]) + public_raw).digest()[:4]
 
 
+_NAME = re.compile(r"[^\s+]+")
+
+
 def _check_name(name: str) -> None:
-    if not name or any(c.isspace() for c in name) or "+" in name:
+    if not _NAME.fullmatch(name):
         raise NoteError(f"invalid key name {name!r}: non-empty, no spaces, no '+'")
 
 

@@ -85,6 +85,10 @@ class SQLiteLedger:
         self._writer_lock = open(self.path + ".lock", "a+b")  # noqa: SIM115 - lives with self
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
+        # 8 KiB pages: an event (about 1.2-1.6 KB) packs 5 to a page instead of 2 to a
+        # 4 KiB page, which keeps the database near the bytes it holds. Only takes effect
+        # when the file is created.
+        self._db.execute("PRAGMA page_size=8192")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=30000")
