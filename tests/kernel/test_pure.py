@@ -233,3 +233,19 @@ def test_jsonschema_rs_agrees_with_jsonschema_on_the_kernel_schemas(value: Any) 
     for schema in [t.value_schema for t in CORE_TYPES] + EXTRA_SCHEMAS:
         reference = jsonschema.validators.validator_for(schema)(schema)
         assert _validator(schema).is_valid(value) == reference.is_valid(value), schema
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "discard"]), st.integers(0, 2**64 - 1)),
+                max_size=400))
+@settings(max_examples=60)
+def test_compact_set_behaves_like_a_set(ops: list[tuple[str, int]]) -> None:
+    """The replay's live-patch set (64-bit keys in one array): same answers as a set."""
+    from ouroboros.kernel.patch_index import CompactSet
+
+    compact, reference = CompactSet(capacity=8), set()
+    for op, key in ops:
+        key = key | 2  # the set marks keys this way; distinct marked keys are distinct
+        getattr(compact, op)(key)
+        getattr(reference, op)(key)
+    assert all((k in compact) for k in reference)
+    assert not any((k in compact) for _, k in ops if (k | 2) not in reference)

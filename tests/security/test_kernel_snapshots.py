@@ -74,7 +74,8 @@ def test_a_snapshot_that_adds_a_root_key_is_not_served(home: Path) -> None:
 def test_a_patch_index_that_forgets_an_applied_patch_cannot_reopen_it(home: Path) -> None:
     """The applied index lives in the database, unsigned (issue 17 keeps it out of the
     snapshots): drop a rolled-back patch's rows so its envelope could apply again. The
-    gate asks the ledger itself, and ``verify`` names the tampered index."""
+    signed state remembers what each target's last change rolled back, and ``verify``
+    names the tampered index."""
     rt = Runtime.open(home)
     envelope = rt.sign(rt.propose("prompt", "agents/a/prompt", value="v2", reasoning="r",
                                   author="alice"), "alice")
@@ -88,8 +89,8 @@ def test_a_patch_index_that_forgets_an_applied_patch_cannot_reopen_it(home: Path
     assert len(gone) == 2  # its APPLIED and UNDONE rows
     rt = Runtime.open(home)
     out = rt.submit(envelope)
-    assert out.status == "rejected" and "rolled back at seq" in out.reason
-    assert "patch index no longer says" in out.reason
+    assert out.status == "rejected" and "was rolled back by the last change" in out.reason
+    assert "the patch index has no entry for it" in out.reason
     assert rt.value("agents/a/prompt") == "hello"
     with pytest.raises(IntegrityError, match="the patch index differs"):
         rt.verify()

@@ -210,19 +210,15 @@ class SchemaGate:
                     "undone patch is not applied again: make a new patch", charge=False)
         old = sub.state.values.get(patch.target)
         current = sub.state.target_hash(patch.target)
-        if (patch.base == current and record is None
-                and patch.created < sub.state.changed.get(patch.target, "")):
-            # Made before its target last changed, yet never applied by the index: the
-            # index is unsigned, so the ledger itself decides (a rolled-back envelope
-            # replayed after its index rows were removed is refused here).
-            found = sub.state.index.scan(sub.patch_hash, patch.created)
-            if found is not None:
-                where = (f"rolled back at seq {found.undone}" if found.undone is not None
-                         else "still applied")
-                return GateResult.rejected(
-                    f"patch was applied at seq {found.applied} ({where}), which the patch "
-                    "index no longer says: it was tampered with; run `ouro verify`",
-                    charge=False)
+        if sub.state.rolled_back.get(patch.target) == sub.patch_hash and not sub.rollback:
+            # The signed state says the target's last change undid this very patch; the
+            # (unsigned) index agreeing or not does not matter.
+            return GateResult.rejected(
+                f"patch was rolled back by the last change of {patch.target!r}; an undone "
+                "patch is not applied again: make a new patch"
+                + ("" if record is not None else
+                   " (the patch index has no entry for it: it was tampered with; run "
+                   "`ouro verify`)"), charge=False)
         if patch.base != current:
             return GateResult.rejected(f"{STALE_BASE}: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "

@@ -55,10 +55,10 @@ class KernelState:
     #: The genesis hash: every patch names it, and the checkpoints' origin derives from it.
     ledger_id: str = ""
     witnesses: list[str] = field(default_factory=list)
-    #: Target -> time of the event that last changed it (deleted targets included): a
-    #: patch created before its target's last change is checked against the ledger
-    #: itself, not only the index, before it may apply (see ``SchemaGate``).
-    changed: dict[str, str] = field(default_factory=dict)
+    #: Target -> the patch its last change rolled back (while that change stands): the
+    #: schema gate refuses that patch from the signed state itself, whatever the unsigned
+    #: patch index says.
+    rolled_back: dict[str, str] = field(default_factory=dict)
     #: Which patches were applied, undone or charged (not part of snapshots).
     index: PatchIndex = field(default_factory=ReplayIndex, compare=False, repr=False)
     #: Content hash of each target's value, filled lazily and dropped whenever the fold
@@ -95,7 +95,7 @@ class KernelState:
         return KernelState(self.seq, self.last_hash, json_copy(self.values),
                            json_copy(self.pending), json_copy(self.breakers),
                            dict(self.runtime_key), self.merkle.copy(), self.ledger_id,
-                           list(self.witnesses), dict(self.changed), self.index,
+                           list(self.witnesses), dict(self.rolled_back), self.index,
                            dict(self.hashes))
 
     def to_bytes(self) -> bytes:
@@ -104,7 +104,8 @@ class KernelState:
             "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
             "pending": self.pending, "breakers": self.breakers,
             "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
-            "ledger_id": self.ledger_id, "witnesses": self.witnesses, "changed": self.changed,
+            "ledger_id": self.ledger_id, "witnesses": self.witnesses,
+            "rolled_back": self.rolled_back,
         })
 
     @classmethod
@@ -112,7 +113,8 @@ class KernelState:
         d = json.loads(data)
         return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
                    d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"],
-                   d["witnesses"], d["changed"], index if index is not None else ReplayIndex())
+                   d["witnesses"], d["rolled_back"],
+                   index if index is not None else ReplayIndex())
 
 
 def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +129,8 @@ def _breaker(state: KernelState, subject: str) -> dict[str, Any]:
 _UNKNOWN: Any = object()
 
 
-def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], time: str,
-                  check_results: bool, known_value: Any) -> None:
+def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_results: bool,
+                  known_value: Any) -> None:
     patch_hash = payload["patch_hash"]
     target = payload["target"]
     if known_value is not _UNKNOWN:
@@ -153,8 +155,12 @@ def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], time: s
     else:
         state.values[target] = new
     state.pending.pop(patch_hash, None)
-    state.changed[target] = time
-    if not payload.get("rollback_of"):
+    undid = payload.get("rollback_of")
+    if undid:
+        state.rolled_back[target] = str(undid)
+    else:
+        state.rolled_back.pop(target, None)
+    if not undid:
         for subject in payload.get("subjects", ()):
             _breaker(state, subject)["rejections"] = 0
 
@@ -195,7 +201,7 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
         state.runtime_key = dict(payload["runtime_key"])
         state.ledger_id = hash_bytes(body)
     elif kind == "PatchApplied":
-        _fold_applied(state, seq, payload, time, check_results, known_value)
+        _fold_applied(state, seq, payload, check_results, known_value)
     elif kind == "PatchRejected":
         state.pending.pop(payload["patch_hash"], None)
         for subject in payload.get("charged", ()):
