@@ -22,7 +22,7 @@ from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
 from ouroboros.kernel.errors import IntegrityError
 from ouroboros.kernel.keys import Signer, key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator, leaf_hash
-from ouroboros.kernel.state import GENESIS_PREV
+from ouroboros.kernel.state import GENESIS_PREV, KERNEL_KINDS
 from ouroboros.storage.ledger import StoredEvent
 
 
@@ -66,8 +66,10 @@ class VerifyReport:
 
 _FIELDS = {"seq", "prev", "kind", "time", "key_id", "payload"}
 _CHUNK = 2000
-# (seq, error, prev, hash, leaf hash, checkpoint (tree_size, root) or None)
-Checked = tuple[int, str | None, str, str, bytes, tuple[int, str] | None]
+# (seq, error, prev, hash, leaf hash, checkpoint (tree_size, root) or None, kind, payload
+# of a kernel event or None: what a replay needs, so the parent never parses a body again)
+Checked = tuple[int, str | None, str, str, bytes, tuple[int, str] | None, str,
+                dict[str, Any] | None]
 
 
 def _check_rows(args: tuple[str, str, list[tuple[int, bytes, bytes]]]) -> list[Checked]:
@@ -89,11 +91,13 @@ def _check_rows(args: tuple[str, str, list[tuple[int, bytes, bytes]]]) -> list[C
             if not verify_signature(public_hex, sig, body):
                 raise ValueError("signature does not verify")
             cp = None
-            if d["kind"] == "Checkpoint":
+            kind = str(d["kind"])
+            if kind == "Checkpoint":
                 cp = (int(d["payload"]["tree_size"]), str(d["payload"]["root"]))
-            out.append((seq, None, str(d["prev"]), digest, leaf, cp))
+            payload = d["payload"] if kind in KERNEL_KINDS else None
+            out.append((seq, None, str(d["prev"]), digest, leaf, cp, kind, payload))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            out.append((seq, str(e), "", digest, leaf, None))
+            out.append((seq, str(e), "", digest, leaf, None, "", None))
     return out
 
 
@@ -164,29 +168,33 @@ def _checked_in_order(public_hex: str, key_id: str, stored: Iterator[StoredEvent
 
 @dataclass(frozen=True, slots=True)
 class VerifiedEvent:
-    """An event whose body, signature, sequence number and link have been checked."""
+    """An event whose body, signature, sequence number and link have been checked, with
+    its kind and (for kernel kinds) its payload as the worker parsed them."""
 
     seq: int
     body: bytes
     hash: str
     leaf: bytes
+    kind: str
+    payload: dict[str, Any] | None
 
 
 def iter_verified(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,
-                  workers: int | None = None, stats: dict[str, int] | None = None
-                  ) -> Iterator[VerifiedEvent]:
+                  workers: int | None = None, stats: dict[str, int] | None = None,
+                  merkle: MerkleAccumulator | None = None) -> Iterator[VerifiedEvent]:
     """Yield every event once it is checked (body, signature, link, sequence number, the
     in-ledger checkpoints); raise ``IntegrityError`` naming the first bad one. The
     per-event work (parsing, hashing, Ed25519) runs on every core; this process only
-    follows the chain and the Merkle tree. ``stats`` receives the checkpoint count."""
+    follows the chain and the Merkle tree (``merkle``, if given, is that tree: the
+    caller reads its root). ``stats`` receives the checkpoint count."""
     it = iter(stored)
     first = next(it, None)
     public_hex, key_id = _genesis_key(first, pinned_genesis)
     assert first is not None
-    merkle = MerkleAccumulator()
+    merkle = merkle if merkle is not None else MerkleAccumulator()
     prev, expected, checkpoints = GENESIS_PREV, 0, 0
     workers = workers or min(2, os.cpu_count() or 1)
-    for (seq, error, ev_prev, digest, leaf, cp), body in _checked_in_order(
+    for (seq, error, ev_prev, digest, leaf, cp, kind, payload), body in _checked_in_order(
             public_hex, key_id, itertools.chain([first], it), workers):
         if seq != expected:
             raise IntegrityError(f"event {seq}: sequence gap: expected seq {expected}", seq=seq)
@@ -204,7 +212,7 @@ def iter_verified(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
                 stats["checkpoints"] = checkpoints
         merkle.append_leaf(leaf)
         prev, expected = digest, expected + 1
-        yield VerifiedEvent(seq, body, digest, leaf)
+        yield VerifiedEvent(seq, body, digest, leaf, kind, payload)
 
 
 def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,

@@ -188,10 +188,12 @@ def _check_statement(state: KernelState, seq: int, kind: str, payload: dict[str,
 
 def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
                time: str, body: bytes, check_results: bool = False,
-               track_merkle: bool = True, known_value: Any = _UNKNOWN) -> None:
+               track_merkle: bool = True, known_value: Any = _UNKNOWN,
+               body_hash: str | None = None) -> None:
     """Apply one decoded event to ``state`` in place; raise ``FoldError`` for an event no
     gate would have let through. ``known_value``: the new value of a ``PatchApplied`` the
-    caller has just computed (the appending writer), saving a re-apply."""
+    caller has just computed (the appending writer), saving a re-apply; ``body_hash``: the
+    body's hash if the caller has it already (a verifier's worker computed it)."""
     impossible = state.index.fold(seq, kind, payload)
     if impossible is not None:
         raise FoldError(seq, impossible)
@@ -231,6 +233,6 @@ def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
     elif kind == "WitnessAdded" and payload["path"] not in state.witnesses:
         state.witnesses.append(payload["path"])
     state.seq = seq
-    state.last_hash = hash_bytes(body)
+    state.last_hash = body_hash if body_hash is not None else hash_bytes(body)
     if track_merkle:  # only the head state appends checkpoints; a replay need not
         state.merkle.append(body)
