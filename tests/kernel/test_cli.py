@@ -100,7 +100,8 @@ def test_rollback_and_breakers_cli(home: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(ouro("state", "agents/a/config", "--json", home=home).stdout) == {"n": 0}
     r = ouro("breakers", "--json", home=home)
-    assert json.loads(r.stdout)["alice"]["rejections"] == 0
+    by_label = {e["label"]: e for e in json.loads(r.stdout).values()}
+    assert by_label["alice"]["rejections"] == 0 and by_label["alice"]["paused_until"] is None
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:

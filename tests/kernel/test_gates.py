@@ -151,14 +151,17 @@ def test_stale_base_is_rejected_never_merged(alice: Runtime) -> None:
     assert alice.value("agents/a/prompt") == "two"
 
 
-def test_replaying_an_applied_envelope_is_rejected(alice: Runtime) -> None:
+def test_replaying_an_applied_envelope_is_a_no_op_that_says_so(alice: Runtime) -> None:
     env = alice.sign(alice.propose("config", "agents/a/config", value={"a": 1}, reasoning="r",
                                    author="alice"), "alice")
-    assert alice.submit(env).status == "applied"
+    first = alice.submit(env)
+    assert first.status == "applied"
     submit(alice, type="config", target="agents/a/config", value={"a": 2})
-    submit(alice, type="config", target="agents/a/config", value={"a": 1})
+    before = len(alice.log())
     out = alice.submit(env)
-    assert out.status == "rejected" and "already applied" in out.reason
+    assert (out.status, out.seq) == ("applied", first.seq)
+    assert out.reason == f"already applied at seq {first.seq}"
+    assert len(alice.log()) == before and alice.value("agents/a/config") == {"a": 2}
 
 
 def test_schema_test_rejects_invalid_value(alice: Runtime) -> None:
@@ -264,11 +267,13 @@ def test_approve_by_unprivileged_key_is_refused(rt: Runtime) -> None:
 
 
 def test_breaker_pauses_author_after_three_rejections(alice: Runtime, clock: ManualClock) -> None:
-    for _ in range(3):
-        out = submit(alice, type="config", target="kernel/gates", value={"x": 1})
+    for i in range(3):  # three different patches: one patch is charged once
+        out = submit(alice, type="config", target="kernel/gates", value={"x": i})
         assert out.stage == "audit"
-    paused = alice.breakers()["alice"]["paused_until"]
-    assert paused is not None and alice.log()[-1].kind == "AuthorPaused"
+    kid = alice.keyring.public("alice")[0]
+    paused = alice.breakers()[kid]["paused_until"]
+    assert paused is not None and alice.log()[-1].kind == "BreakerTripped"
+    assert alice.paused_until("alice") == paused
     blocked = submit(alice, type="prompt", target="agents/a/prompt", value="ok")
     assert (blocked.stage, blocked.status) == ("breaker", "rejected")
     clock.advance(hours=48, seconds=1)
@@ -305,7 +310,8 @@ def test_human_rejections_also_trip_the_breaker(rt: Runtime) -> None:
                                     author="improve")
         assert out.status == "pending"
         rt.reject(out.patch_hash, "no")
-    assert rt.breakers()["improve"]["paused_until"] is not None
+    assert rt.paused_until("improve") is not None
+    assert rt.paused_until("runtime/improve") == rt.paused_until("improve")
     blocked = rt.propose_and_submit(type="file", target="repo/g", value="x", reasoning="r",
                                     author="improve")
     assert blocked.stage == "breaker"

@@ -266,3 +266,22 @@ def test_a_moved_head_is_caught_up_inside_the_append(tmp_path: Path,
     mine.verify()
     mine.close()
     other.close()
+
+
+def test_reads_stream_in_batches_while_the_ledger_grows(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read`` fetches bounded batches (no fetchall), each its own query: appending between
+    two batches on the same connection neither skips nor repeats an event."""
+    from ouroboros.storage import sqlite as sqlite_backend
+
+    monkeypatch.setattr(sqlite_backend, "_BATCH", 7)
+    rt = Runtime.init(tmp_path / "ws")
+    rt.record_batch([("Note", {"i": i}) for i in range(20)])
+    seen = []
+    for ev in rt.backend.read():
+        seen.append(ev.seq)
+        if ev.seq == 10:
+            rt.record_batch([("Note", {"i": 100 + i}) for i in range(5)])
+    assert seen == list(range(rt.backend.count()))
+    assert [e.seq for e in rt.backend.read(3, 9)] == list(range(3, 9))
+    rt.close()

@@ -91,7 +91,8 @@ def test_delete_of_absent_target_is_refused() -> None:
 def _patch(**kw: Any) -> dict[str, Any]:
     base = {"type": "prompt", "target": "agents/a/prompt", "base": ABSENT,
             "op": {"kind": "value", "value": "hi"}, "reasoning": "r", "test_requirements": [],
-            "author": "alice", "created": "2026-01-01T00:00:00.000000Z"}
+            "author": "alice", "created": "2026-01-01T00:00:00.000000Z",
+            "ledger": "sha256:" + "ab" * 32}
     base.update(kw)
     return base
 
@@ -103,6 +104,10 @@ def _patch(**kw: Any) -> dict[str, Any]:
     ({"op": {"kind": "value", "value": None}}, "cannot set null"),
     ({"test_requirements": "schema"}, "list of test names"),
     ({"extra": 1}, "unknown fields extra"),
+    ({"ledger": "workspace-a"}, "genesis hash of the ledger"),
+    ({"expires": "tomorrow"}, "expires must be a UTC time"),
+    ({"expires": "2026-13-01T00:00:00.000000Z"}, "expires must be a UTC time"),
+    ({"expires": None}, "expires must be a UTC time"),
 ])
 def test_patch_parsing_names_what_is_wrong(change: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidPatch, match=message):
@@ -117,7 +122,8 @@ def test_patch_missing_fields_are_listed() -> None:
 
 
 @given(st.one_of(json_values, st.dictionaries(st.sampled_from(
-    ["type", "target", "base", "op", "reasoning", "test_requirements", "author", "created"]),
+    ["type", "target", "base", "op", "reasoning", "test_requirements", "author", "created",
+     "ledger", "expires"]),
     json_values)))
 @settings(max_examples=300)
 def test_patch_parsing_never_crashes(data: Any) -> None:
@@ -128,6 +134,9 @@ def test_patch_parsing_never_crashes(data: Any) -> None:
 def test_patch_hash_is_hash_of_canonical_bytes() -> None:
     p = Patch.from_dict(_patch())
     assert p.hash == content_hash(p.to_dict())
+    assert "expires" not in p.to_dict()  # absent, never null: one canonical form
+    timed = Patch.from_dict(_patch(expires="2026-02-01T00:00:00.000000Z"))
+    assert timed.to_dict()["expires"] == "2026-02-01T00:00:00.000000Z" and timed.hash != p.hash
 
 
 @pytest.mark.parametrize("n", [*range(0, 20), 31, 32, 33, 100])
@@ -224,3 +233,19 @@ def test_jsonschema_rs_agrees_with_jsonschema_on_the_kernel_schemas(value: Any) 
     for schema in [t.value_schema for t in CORE_TYPES] + EXTRA_SCHEMAS:
         reference = jsonschema.validators.validator_for(schema)(schema)
         assert _validator(schema).is_valid(value) == reference.is_valid(value), schema
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "discard"]), st.integers(0, 2**64 - 1)),
+                max_size=400))
+@settings(max_examples=60)
+def test_compact_set_behaves_like_a_set(ops: list[tuple[str, int]]) -> None:
+    """The replay's live-patch set (64-bit keys in one array): same answers as a set."""
+    from ouroboros.kernel.patch_index import CompactSet
+
+    compact, reference = CompactSet(capacity=8), set()
+    for op, key in ops:
+        key = key | 2  # the set marks keys this way; distinct marked keys are distinct
+        getattr(compact, op)(key)
+        getattr(reference, op)(key)
+    assert all((k in compact) for k in reference)
+    assert not any((k in compact) for _, k in ops if (k | 2) not in reference)

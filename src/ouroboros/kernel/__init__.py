@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ouroboros.kernel.gates import Gate, GateResult, Submission
     from ouroboros.kernel.ledger import Event, VerifyReport
     from ouroboros.kernel.patch import Patch
-    from ouroboros.kernel.runtime import ReplayReport, Runtime, SubmitOutcome
+    from ouroboros.kernel.runtime import ReplayReport, Runtime
+    from ouroboros.kernel.submission import SubmitOutcome
     from ouroboros.kernel.types import PatchType, TestContext, TestOutcome, TypeRegistry
 
 _WHERE = {
@@ -37,7 +38,7 @@ _WHERE = {
     "Gate": "gates", "GateResult": "gates", "Submission": "gates",
     "Event": "ledger", "VerifyReport": "ledger",
     "Patch": "patch",
-    "ReplayReport": "runtime", "Runtime": "runtime", "SubmitOutcome": "runtime",
+    "ReplayReport": "runtime", "Runtime": "runtime", "SubmitOutcome": "submission",
     "PatchType": "types", "TestContext": "types", "TestOutcome": "types",
     "TypeRegistry": "types",
 }

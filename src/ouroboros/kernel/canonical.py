@@ -27,33 +27,42 @@ _SORTED = orjson.OPT_SORT_KEYS
 
 
 def _fast_path_ok(value: Any) -> bool:
+    """Whether orjson's sorted output is the JCS form of ``value``. One pass over the
+    containers; scalars inside a container are judged where they are met (the common
+    case: a dict of strings and small ints) instead of going through the stack."""
     stack = [value]
+    pop, push = stack.pop, stack.append
     while stack:
-        v = stack.pop()
+        v = pop()
         t = type(v)
-        if t is str or v is None or t is bool:
-            continue
-        if t is int:
-            if -_SAFE_INT <= v <= _SAFE_INT:
-                continue
-            return False
         if t is dict:
-            for k, item in v.items():
+            items: Any = v.values()
+            for k in v:
                 if type(k) is not str or not k.isascii():
                     return False  # JCS sorts by UTF-16 units; Python by code points
-                stack.append(item)
-            continue
-        if t is list:
-            stack.extend(v)
-            continue
-        if t is float:
-            # orjson (like Python's repr) and ECMAScript's Number#toString agree on the
-            # shortest digits; they differ only for integral values ("1.0" vs "1") and in
-            # where they switch to exponent notation.
-            if v.is_integer() or not 1e-4 <= abs(v) < 1e16:
+        elif t is list:
+            items = v
+        else:
+            items = (v,)
+        for item in items:
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            if ti is int:
+                if -_SAFE_INT <= item <= _SAFE_INT:
+                    continue
                 return False
-            continue
-        return False  # tuples, subclasses and the rest: let the reference decide
+            if ti is dict or ti is list:
+                push(item)
+                continue
+            if ti is float:
+                # orjson (like Python's repr) and ECMAScript's Number#toString agree on the
+                # shortest digits; they differ only for integral values ("1.0" vs "1")
+                # and in where they switch to exponent notation.
+                if item.is_integer() or not 1e-4 <= abs(item) < 1e16:
+                    return False
+                continue
+            return False  # tuples, subclasses and the rest: let the reference decide
     return True
 
 
@@ -71,9 +80,16 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Equality of JSON values as the ledger sees them (``True`` is not ``1``)."""
+    """Equality of JSON values as the ledger sees them (``True`` is not ``1``). Identical
+    orjson bytes mean identical values, so the structural JCS check runs only when they
+    differ (``1`` and ``1.0`` print differently there but are one JCS number)."""
     if a is None or b is None:
         return a is b
+    try:
+        if orjson.dumps(a, option=_SORTED) == orjson.dumps(b, option=_SORTED):
+            return True
+    except orjson.JSONEncodeError:
+        pass
     return canonical_bytes(a) == canonical_bytes(b)
 
 

@@ -1,17 +1,21 @@
-"""Gates, in order: signature → schema → test → audit → approval.
+"""Gates, in order: signature → breaker → schema → test → audit → approval.
 
 Each gate is a small object with ``name`` and ``check(submission) -> GateResult``; the
 pipeline stops at the first rejection or deferral. Gates are pluggable: a Runtime takes
-any sequence of them.
+any sequence of them. A gate that raises is a rejection at that gate, never a traceback.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ouroboros.kernel.audit import RegoAudit, audit_input
+from ouroboros.kernel.breakers import breaker_subjects, label, paused_until
+from ouroboros.kernel.clock import parse_iso
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.kernel.ops import apply_op, inverse_of
@@ -26,25 +30,32 @@ from ouroboros.kernel.trust import (
     public_keys,
 )
 from ouroboros.kernel.types import PatchType, TestContext, TypeRegistry
+from ouroboros.storage.ledger import PatchRecord
 
 if TYPE_CHECKING:
     from securesystemslib.dsse import Envelope
 
 Status = Literal["accepted", "rejected", "deferred"]
+#: How a stale-base rejection's reason begins (compare-and-swap loops retry on it).
+STALE_BASE = "stale base"
 
 
 @dataclass(frozen=True)
 class GateResult:
     status: Status
     reason: str = ""
+    #: Whether a rejection counts against the signers' circuit breakers. Reasons anyone can
+    #: provoke with a genuine envelope (replaying it late, into another ledger, after a
+    #: race) are not the signers' doing and count against no one.
+    charge: bool = True
 
     @classmethod
     def accepted(cls) -> GateResult:
         return cls("accepted")
 
     @classmethod
-    def rejected(cls, reason: str) -> GateResult:
-        return cls("rejected", reason)
+    def rejected(cls, reason: str, *, charge: bool = True) -> GateResult:
+        return cls("rejected", reason, charge)
 
     @classmethod
     def deferred(cls, needs: str) -> GateResult:
@@ -61,16 +72,24 @@ class Submission:
     parse_error: str | None
     state: KernelState
     registry: TypeRegistry
+    now: datetime
     approved: bool = False
     rollback: bool = False
     signatures: SignatureCheck | None = None
     auth: Authorisation | None = None
+    #: Breaker subjects of the verified signatures (see ``breaker_subjects``).
+    subjects: tuple[str, ...] = ()
     patch_type: PatchType | None = None
     old_value: Any = None
     new_value: Any = None
     inverse: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
     _context: TestContext | None = None
+
+    @cached_property
+    def record(self) -> PatchRecord | None:
+        """The patch index's entry for this patch, looked up once per submission."""
+        return self.state.index.record(self.patch_hash)
 
     def context(self) -> TestContext:
         """One context per submission, so canonical bytes are computed once for all gates."""
@@ -88,8 +107,8 @@ class Gate(Protocol):
 
 
 class SignatureGate:
-    """Every signature must verify over the DSSE PAE, and the valid ones must satisfy the
-    trust policy for this patch's type and target."""
+    """Every signature must verify over the DSSE PAE, no signer may be revoked, and the
+    valid ones must satisfy the trust policy for this patch's type and target."""
 
     name = "signature"
 
@@ -98,23 +117,53 @@ class SignatureGate:
         if not sub.envelope.signatures:
             return GateResult.rejected("the envelope has no signature; sign it with "
                                        "`ouro patch sign FILE --key NAME`")
+        revoked = policy.get("revoked", {})
+        gone = sorted(k for k in sub.envelope.signatures if k in revoked)
+        if gone:
+            r = revoked[gone[0]]
+            return GateResult.rejected(
+                f"key {r.get('name', gone[0][:12])} ({gone[0][:12]}) was revoked at {r['at']}"
+                + (f": {r['reason']}" if r.get("reason") else ""))
         sigs = check_signatures(sub.envelope, public_keys(policy))
         sub.signatures = sigs
         if sigs.invalid:
             bad = ", ".join(sorted(k[:12] for k in sigs.invalid))
             return GateResult.rejected(f"signature by key {bad} does not verify: the envelope "
-                                       "was tampered with or signed over other bytes")
+                                       "was tampered with or signed over other bytes",
+                                       charge=False)
         if not sigs.valid:
             unknown = ", ".join(sorted(k[:12] for k in sigs.unknown))
             return GateResult.rejected(f"untrusted key {unknown}: no signature is by a key in "
                                        "the trust policy (grant it with `ouro trust grant`)")
         if sub.patch is None:
             return GateResult.accepted()  # the schema gate names what is wrong with it
+        sub.subjects = breaker_subjects(sigs.valid, sub.state.runtime_key.get("id", ""),
+                                        sub.patch.author)
         ptype = sub.registry.get(sub.patch.type)
         root_only = ptype.root_only if ptype else False
-        auth = authorise(policy, sub.patch.type, sub.patch.target, root_only, sigs.valid)
+        auth = authorise(policy, sub.patch.type, sub.patch.target, root_only, sigs.valid,
+                         sub.now)
         sub.auth = auth
         return GateResult.accepted() if auth.ok else GateResult.rejected(auth.reason)
+
+
+class BreakerGate:
+    """A signer whose breaker tripped is refused until the pause ends or root resumes it.
+    Rollbacks are never paused: they are how an operator recovers."""
+
+    name = "breaker"
+
+    def check(self, sub: Submission) -> GateResult:
+        if sub.rollback:
+            return GateResult.accepted()
+        for subject in sub.subjects:
+            until = paused_until(sub.state, subject, sub.now)
+            if until is not None:
+                who = label(sub.state, subject)
+                return GateResult.rejected(
+                    f"{who} is paused until {until} after repeated rejections "
+                    f"(`ouro breakers resume {who}` lifts it with the root key)", charge=False)
+        return GateResult.accepted()
 
 
 def _effective_schema(sub: Submission, ptype: PatchType) -> dict[str, Any]:
@@ -126,7 +175,8 @@ def _effective_schema(sub: Submission, ptype: PatchType) -> dict[str, Any]:
 
 
 class SchemaGate:
-    """A known type allowed on this target, a fresh base, and an op that applies."""
+    """Bound to this ledger and not expired; a known type allowed on this target; not
+    applied already; a fresh base; and an op that applies."""
 
     name = "schema"
 
@@ -134,6 +184,13 @@ class SchemaGate:
         if sub.patch is None:
             return GateResult.rejected(sub.parse_error or "payload is not a patch")
         patch = sub.patch
+        if patch.ledger != sub.state.ledger_id:
+            return GateResult.rejected(
+                f"the patch is bound to ledger {patch.ledger[:19]}…, not this one "
+                f"({sub.state.ledger_id[:19]}…): it was signed for another workspace",
+                charge=False)
+        if patch.expires is not None and parse_iso(patch.expires) <= sub.now:
+            return GateResult.rejected(f"the patch expired at {patch.expires}", charge=False)
         ptype = sub.registry.get(patch.type)
         if ptype is None:
             known = ", ".join(sorted(sub.registry.types))
@@ -142,15 +199,32 @@ class SchemaGate:
             return GateResult.rejected(f"{patch.type} patches may only target "
                                        f"{', '.join(ptype.targets)}, not {patch.target!r}")
         sub.patch_type = ptype
-        seq = sub.state.applied.get(sub.patch_hash)
-        if seq is not None and not sub.rollback:
-            return GateResult.rejected(f"patch was already applied at seq {seq}")
+        record = sub.record
+        if record is not None and record.applied is not None:
+            seq, undone = record.applied, record.undone
+            if undone is None:
+                return GateResult.rejected(f"patch was already applied at seq {seq}",
+                                           charge=False)
+            if not sub.rollback:  # only a rollback may redo what a rollback undid
+                return GateResult.rejected(
+                    f"patch was applied at seq {seq} and rolled back at seq {undone}; an "
+                    "undone patch is not applied again: make a new patch", charge=False)
         old = sub.state.values.get(patch.target)
         current = sub.state.target_hash(patch.target)
+        if sub.state.rolled_back.get(patch.target) == sub.patch_hash and not sub.rollback:
+            # The signed state says the target's last change undid this very patch; the
+            # (unsigned) index agreeing or not does not matter.
+            return GateResult.rejected(
+                f"patch was rolled back by the last change of {patch.target!r}; an undone "
+                "patch is not applied again: make a new patch"
+                + ("" if record is not None else
+                   " (the patch index has no entry for it: it was tampered with; run "
+                   "`ouro verify`)"), charge=False)
         if patch.base != current:
-            return GateResult.rejected(f"stale base: the patch was made against {patch.base[:19]}… "
+            return GateResult.rejected(f"{STALE_BASE}: the patch was made against {patch.base[:19]}… "
                                        f"but {patch.target!r} is now {current[:19]}…; "
-                                       "re-create the patch against the current value")
+                                       "re-create the patch against the current value",
+                                       charge=False)
         try:
             new = apply_op(patch.op, old)
         except InvalidPatch as e:
@@ -211,8 +285,18 @@ class AuditGate:
         return GateResult.rejected("; ".join(reasons)) if reasons else GateResult.accepted()
 
 
+def approval_rule(state: KernelState, patch: Patch) -> dict[str, Any] | None:
+    """The first approval rule of ``kernel/gates`` that covers this patch, if any."""
+    for rule in state.values[GATES_TARGET]["approval"]:
+        if patch.type in rule["types"] and any(
+                fnmatch.fnmatchcase(patch.target, g) for g in rule["targets"]):
+            return dict(rule)
+    return None
+
+
 class ApprovalGate:
-    """Defers patches whose type and target match an approval rule until a human approves."""
+    """Defers patches whose type and target match an approval rule until enough humans
+    (``approvals``, default 1, counted by distinct public keys) approve."""
 
     name = "approval"
 
@@ -220,22 +304,30 @@ class ApprovalGate:
         assert sub.patch is not None
         if sub.approved or sub.rollback:
             return GateResult.accepted()
-        for rule in sub.state.values[GATES_TARGET]["approval"]:
-            if sub.patch.type in rule["types"] and any(
-                    fnmatch.fnmatchcase(sub.patch.target, g) for g in rule["targets"]):
-                return GateResult.deferred(f"approval: {sub.patch.type} patches to "
-                                           f"{sub.patch.target} need `ouro approve`")
+        rule = approval_rule(sub.state, sub.patch)
+        if rule is not None:
+            n = int(rule.get("approvals", 1))
+            return GateResult.deferred(f"approval: {sub.patch.type} patches to "
+                                       f"{sub.patch.target} need {n} approval(s) "
+                                       "(`ouro approve`)")
         return GateResult.accepted()
 
 
 def default_gates(rego: RegoAudit | None = None) -> list[Gate]:
-    return [SignatureGate(), SchemaGate(), TestGate(), AuditGate(rego), ApprovalGate()]
+    return [SignatureGate(), BreakerGate(), SchemaGate(), TestGate(), AuditGate(rego),
+            ApprovalGate()]
 
 
 def run_gates(gates: list[Gate], sub: Submission) -> tuple[str, GateResult]:
-    """Run the gates in order; return the deciding stage (or ``"apply"``) and its result."""
+    """Run the gates in order; return the deciding stage (or ``"apply"``) and its result.
+    A gate that raises rejects the patch at that gate (fail closed); the failure counts
+    against no one, since it says nothing about what the signers did."""
     for gate in gates:
-        result = gate.check(sub)
+        try:
+            result = gate.check(sub)
+        except Exception as e:
+            return gate.name, GateResult.rejected(
+                f"the {gate.name} gate failed: {type(e).__name__}: {e}", charge=False)
         if result.status != "accepted":
             return gate.name, result
     return "apply", GateResult.accepted()

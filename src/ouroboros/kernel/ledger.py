@@ -21,7 +21,7 @@ from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
 from ouroboros.kernel.errors import IntegrityError
 from ouroboros.kernel.keys import Signer, key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator, leaf_hash
-from ouroboros.kernel.state import GENESIS_PREV
+from ouroboros.kernel.state import GENESIS_PREV, KERNEL_KINDS
 from ouroboros.storage.ledger import StoredEvent
 
 if TYPE_CHECKING:
@@ -61,12 +61,17 @@ class VerifyReport:
     events: int
     checkpoints: int
     head: str
+    #: The signed checkpoints the ledger was compared with: (where, tree size).
+    anchors: tuple[tuple[str, int], ...] = ()
+    snapshots: int = 0
 
 
 _FIELDS = {"seq", "prev", "kind", "time", "key_id", "payload"}
 _CHUNK = 2000
-# (seq, error, prev, hash, leaf hash, checkpoint (tree_size, root) or None)
-Checked = tuple[int, str | None, str, str, bytes, tuple[int, str] | None]
+# (seq, error, prev, hash, leaf hash, checkpoint (tree_size, root) or None, kind, payload
+# of a kernel event or None: what a replay needs, so the parent never parses a body again)
+Checked = tuple[int, str | None, str, str, bytes, tuple[int, str] | None, str,
+                dict[str, Any] | None]
 
 
 def _check_rows(args: tuple[str, str, list[tuple[int, bytes, bytes]]]) -> list[Checked]:
@@ -88,11 +93,13 @@ def _check_rows(args: tuple[str, str, list[tuple[int, bytes, bytes]]]) -> list[C
             if not verify_signature(public_hex, sig, body):
                 raise ValueError("signature does not verify")
             cp = None
-            if d["kind"] == "Checkpoint":
+            kind = str(d["kind"])
+            if kind == "Checkpoint":
                 cp = (int(d["payload"]["tree_size"]), str(d["payload"]["root"]))
-            out.append((seq, None, str(d["prev"]), digest, leaf, cp))
+            payload = d["payload"] if kind in KERNEL_KINDS else None
+            out.append((seq, None, str(d["prev"]), digest, leaf, cp, kind, payload))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            out.append((seq, str(e), "", digest, leaf, None))
+            out.append((seq, str(e), "", digest, leaf, None, "", None))
     return out
 
 
@@ -128,46 +135,70 @@ def _chunks(stored: Iterator[StoredEvent]) -> Iterator[list[tuple[int, bytes, by
 
 
 def _checked_in_order(public_hex: str, key_id: str, stored: Iterator[StoredEvent],
-                      workers: int) -> Iterator[Checked]:
-    """Per-event checks, on ``workers`` processes, yielded in ledger order with a bounded
-    number of chunks in flight (memory stays flat however long the ledger is)."""
+                      workers: int) -> Iterator[tuple[Checked, bytes]]:
+    """Per-event checks, on ``workers`` processes, yielded in ledger order with each body
+    (kept here, never sent back) and a bounded number of chunks in flight (memory stays
+    flat however long the ledger is)."""
     chunks = _chunks(stored)
+
+    def with_bodies(chunk: list[tuple[int, bytes, bytes]], checked: list[Checked]
+                    ) -> Iterator[tuple[Checked, bytes]]:
+        return zip(checked, (body for _, body, _ in chunk), strict=True)
+
     if workers <= 1:
         for chunk in chunks:
-            yield from _check_rows((public_hex, key_id, chunk))
+            yield from with_bodies(chunk, _check_rows((public_hex, key_id, chunk)))
         return
     first = next(chunks, None)
     if first is None:
         return
     if len(first) < _CHUNK:  # a small ledger: not worth starting processes
-        yield from _check_rows((public_hex, key_id, first))
+        yield from with_bodies(first, _check_rows((public_hex, key_id, first)))
         return
     from concurrent.futures import ProcessPoolExecutor  # only a parallel verify needs it
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[list[Checked]]] = deque(
-            [pool.submit(_check_rows, (public_hex, key_id, first))])
+        pending: deque[tuple[list[tuple[int, bytes, bytes]], Future[list[Checked]]]] = deque(
+            [(first, pool.submit(_check_rows, (public_hex, key_id, first)))])
         for chunk in chunks:
-            pending.append(pool.submit(_check_rows, (public_hex, key_id, chunk)))
+            pending.append((chunk, pool.submit(_check_rows, (public_hex, key_id, chunk))))
             if len(pending) > workers * 3:
-                yield from pending.popleft().result()
+                done, future = pending.popleft()
+                yield from with_bodies(done, future.result())
         while pending:
-            yield from pending.popleft().result()
+            done, future = pending.popleft()
+            yield from with_bodies(done, future.result())
 
 
-def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,
-                  workers: int | None = None) -> VerifyReport:
-    """Check every body, signature, link, sequence number and checkpoint; raise
-    ``IntegrityError`` naming the first bad event. The per-event work (parsing, hashing,
-    Ed25519) runs on every core; this process only follows the chain and the Merkle tree."""
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    """An event whose body, signature, sequence number and link have been checked, with
+    its kind and (for kernel kinds) its payload as the worker parsed them."""
+
+    seq: int
+    body: bytes
+    hash: str
+    leaf: bytes
+    kind: str
+    payload: dict[str, Any] | None
+
+
+def iter_verified(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,
+                  workers: int | None = None, stats: dict[str, int] | None = None,
+                  merkle: MerkleAccumulator | None = None) -> Iterator[VerifiedEvent]:
+    """Yield every event once it is checked (body, signature, link, sequence number, the
+    in-ledger checkpoints); raise ``IntegrityError`` naming the first bad one. The
+    per-event work (parsing, hashing, Ed25519) runs on every core; this process only
+    follows the chain and the Merkle tree (``merkle``, if given, is that tree: the
+    caller reads its root). ``stats`` receives the checkpoint count."""
     it = iter(stored)
     first = next(it, None)
     public_hex, key_id = _genesis_key(first, pinned_genesis)
     assert first is not None
-    merkle = MerkleAccumulator()
+    merkle = merkle if merkle is not None else MerkleAccumulator()
     prev, expected, checkpoints = GENESIS_PREV, 0, 0
     workers = workers or min(2, os.cpu_count() or 1)
-    for seq, error, ev_prev, digest, leaf, cp in _checked_in_order(
+    for (seq, error, ev_prev, digest, leaf, cp, kind, payload), body in _checked_in_order(
             public_hex, key_id, itertools.chain([first], it), workers):
         if seq != expected:
             raise IntegrityError(f"event {seq}: sequence gap: expected seq {expected}", seq=seq)
@@ -181,6 +212,19 @@ def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None =
                 raise IntegrityError(f"event {seq}: checkpoint Merkle root does not match the "
                                      "events before it", seq=seq)
             checkpoints += 1
+            if stats is not None:
+                stats["checkpoints"] = checkpoints
         merkle.append_leaf(leaf)
         prev, expected = digest, expected + 1
-    return VerifyReport(events=expected, checkpoints=checkpoints, head=prev)
+        yield VerifiedEvent(seq, body, digest, leaf, kind, payload)
+
+
+def verify_events(stored: Iterable[StoredEvent], *, pinned_genesis: str | None = None,
+                  workers: int | None = None) -> VerifyReport:
+    """The chain alone: every body, signature, link, sequence number and checkpoint."""
+    stats: dict[str, int] = {}
+    events, head = 0, GENESIS_PREV
+    for ev in iter_verified(stored, pinned_genesis=pinned_genesis, workers=workers,
+                            stats=stats):
+        events, head = ev.seq + 1, ev.hash
+    return VerifyReport(events=events, checkpoints=stats.get("checkpoints", 0), head=head)

@@ -7,13 +7,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
+from ouroboros.kernel.clock import parse_iso
 from ouroboros.kernel.errors import InvalidPatch
 
-FIELDS = ("type", "target", "base", "op", "reasoning", "test_requirements", "author", "created")
+FIELDS = ("type", "target", "base", "op", "reasoning", "test_requirements", "author", "created",
+          "ledger")
+OPTIONAL = ("expires",)
 OP_KINDS = ("value", "json_patch", "diff", "delete")
 _TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,199}$")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+
+
+def _valid_time(text: str) -> bool:
+    try:
+        parse_iso(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_op(op: Any) -> dict[str, Any]:
@@ -36,10 +48,14 @@ def _check_op(op: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Patch:
-    """``{type, target, base, op, reasoning, test_requirements, author, created}``.
+    """``{type, target, base, op, reasoning, test_requirements, author, created, ledger
+    [, expires]}``.
 
     ``base`` is the content hash of the target's value the patch was made against;
     ``op`` is data (a value, a JSON Patch, a unified diff or a delete), never code.
+    ``ledger`` binds the signed patch to one ledger (its genesis hash), so an envelope
+    signed for one workspace is refused by every other; ``expires`` (optional, UTC
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) bounds how long a signed patch may be submitted.
     """
 
     type: str
@@ -50,6 +66,8 @@ class Patch:
     test_requirements: tuple[str, ...]
     author: str
     created: str
+    ledger: str
+    expires: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Patch:
@@ -59,12 +77,19 @@ class Patch:
         missing = [f for f in FIELDS if f not in data]
         if missing:
             raise InvalidPatch(f"patch is missing {', '.join(missing)}")
-        extra = sorted(set(data) - set(FIELDS))
+        extra = sorted(set(data) - set(FIELDS) - set(OPTIONAL))
         if extra:
             raise InvalidPatch(f"patch has unknown fields {', '.join(extra)}")
-        for name in ("type", "target", "base", "reasoning", "author", "created"):
+        for name in ("type", "target", "base", "reasoning", "author", "created", "ledger"):
             if not isinstance(data[name], str):
                 raise InvalidPatch(f"patch field {name!r} must be a string")
+        if not _HASH.match(data["ledger"]):
+            raise InvalidPatch("patch ledger must be the sha256:<64 hex> genesis hash of the "
+                               "ledger it is meant for")
+        expires = data.get("expires")
+        if "expires" in data and not (isinstance(expires, str) and _TIME.match(expires)
+                                      and _valid_time(expires)):
+            raise InvalidPatch("patch expires must be a UTC time YYYY-MM-DDTHH:MM:SS.ffffffZ")
         if not _NAME.match(data["type"]):
             raise InvalidPatch(f"patch type {data['type']!r} is not a valid name")
         if not _TARGET.match(data["target"]) or ".." in data["target"]:
@@ -81,12 +106,15 @@ class Patch:
         return cls(type=data["type"], target=data["target"], base=data["base"],
                    op=_check_op(data["op"]), reasoning=data["reasoning"],
                    test_requirements=tuple(tests), author=data["author"],
-                   created=data["created"])
+                   created=data["created"], ledger=data["ledger"], expires=expires)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "target": self.target, "base": self.base, "op": self.op,
+        data = {"type": self.type, "target": self.target, "base": self.base, "op": self.op,
                 "reasoning": self.reasoning, "test_requirements": list(self.test_requirements),
-                "author": self.author, "created": self.created}
+                "author": self.author, "created": self.created, "ledger": self.ledger}
+        if self.expires is not None:  # absent, not null: one canonical form per patch
+            data["expires"] = self.expires
+        return data
 
     def canonical(self) -> bytes:
         return canonical_bytes(self.to_dict())

@@ -18,14 +18,14 @@ if TYPE_CHECKING:
     from ouroboros.kernel.runtime import Runtime
 
 
-def _inverse_patch(payload: dict[str, object], reason: str) -> Patch:
+def _inverse_patch(payload: dict[str, object], reason: str, ledger: str) -> Patch:
     envelope = payload["envelope"]
     assert isinstance(envelope, dict)
     original = patch_from_envelope(envelope)
     return Patch.from_dict({
         "type": original["type"], "target": original["target"], "base": payload["result"],
         "op": payload["inverse"], "reasoning": reason, "test_requirements": [],
-        "author": "rollback", "created": original["created"]})
+        "author": "rollback", "created": original["created"], "ledger": ledger})
 
 
 def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
@@ -37,18 +37,21 @@ def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
             raise NotFound(f"no event {to} in the ledger (head is {state.seq})")
         applied = [e for e in rt.log(kind="PatchApplied", since=to + 1)]
         for ev in reversed(applied):
-            yield (_inverse_patch(ev.payload, f"rollback to seq {to}: undo {ev.payload['patch_hash']}"),
+            yield (_inverse_patch(ev.payload, f"rollback to seq {to}: undo {ev.payload['patch_hash']}",
+                                  state.ledger_id),
                    str(ev.payload["patch_hash"]))
         return
     assert patch is not None
     ident = patch if patch.startswith("sha256:") else "sha256:" + patch
-    matches = [h for h in state.applied if h.startswith(ident)]
+    matches = [h for h in state.find_applied(ident) if state.live_seq(h) is not None]
     if len(matches) != 1:
         raise NotFound(f"{len(matches)} applied patches match {ident}",
                        "give the full hash from `ouro log --kind PatchApplied`")
-    ev = rt.log(since=state.applied[matches[0]], limit=1)[0]
+    seq = state.live_seq(matches[0])
+    assert seq is not None
+    ev = rt.log(since=seq, limit=1)[0]
     target = str(ev.payload["target"])
     if content_hash(state.values.get(target)) != ev.payload["result"]:
         raise UsageError(f"{target!r} changed after patch {matches[0][:19]}…",
                          "roll back to a sequence number with --to instead")
-    yield _inverse_patch(ev.payload, f"rollback of {matches[0]}"), matches[0]
+    yield _inverse_patch(ev.payload, f"rollback of {matches[0]}", state.ledger_id), matches[0]

@@ -7,58 +7,87 @@ blobs, ledger backend), folds the ledger into state, runs the gates and appends 
 from __future__ import annotations
 
 import functools
-import json
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ouroboros.kernel.canonical import ABSENT, canonical_bytes, hash_bytes
-from ouroboros.kernel.clock import Clock, SystemClock, iso, parse_iso
-from ouroboros.kernel.dsse import envelope_from_dict, envelope_to_dict, new_envelope, sign_envelope
+from ouroboros.kernel import anchors, breakers
+from ouroboros.kernel.approvals import check_reviewer, plan_approval
+from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
+from ouroboros.kernel.clock import Clock, SystemClock, iso
+from ouroboros.kernel.dsse import envelope_from_dict, new_envelope, sign_envelope
 from ouroboros.kernel.errors import (
-    InvalidPatch,
+    IntegrityError,
     NotFound,
     OuroError,
     PatchRejected,
     UsageError,
 )
-from ouroboros.kernel.gates import Gate, Submission, default_gates, run_gates
+from ouroboros.kernel.gates import STALE_BASE, Gate, Submission, default_gates
 from ouroboros.kernel.keys import Keyring, Signer
-from ouroboros.kernel.ledger import Event, VerifyReport, make_event, verify_events
+from ouroboros.kernel.ledger import Event, VerifyReport, make_event
+from ouroboros.kernel.merkle import (
+    leaf_hash,
+)
+from ouroboros.kernel.note import Checkpoint, Verifier
 from ouroboros.kernel.ops import json_copy
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.state import _UNKNOWN, KERNEL_KINDS, KernelState, fold_event
-from ouroboros.kernel.trust import GATES_TARGET, SCHEMAS_TARGET, TRUST_TARGET, default_policy
+from ouroboros.kernel.patch_index import StoredIndex, index_rows
+from ouroboros.kernel.proofs import (
+    ConsistencyProof,
+    InclusionProof,
+    prove_consistency,
+    prove_inclusion,
+)
+from ouroboros.kernel.state import (
+    _UNKNOWN,
+    KERNEL_KINDS,
+    FoldError,
+    KernelState,
+    fold_event,
+    patch_from_envelope,
+)
+from ouroboros.kernel.submission import (
+    Item,
+    SubmitOutcome,
+    decide,
+    remember,
+    untouched,
+)
+from ouroboros.kernel.trust import (
+    GATES_TARGET,
+    SCHEMAS_TARGET,
+    TRUST_TARGET,
+    default_policy,
+    distinct_keys,
+    key_names,
+    resume_statement,
+    with_grant,
+    with_revocation,
+)
 from ouroboros.kernel.types import TypeRegistry
+from ouroboros.kernel.verify import snapshot_problem, snapshot_statement, verify_ledger
 from ouroboros.kernel.workspace import Workspace, resolve_home
 from ouroboros.storage.blobs import BlobStore
-from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, StoredEvent
+from ouroboros.storage.ledger import (
+    Head,
+    IndexRow,
+    LedgerBackend,
+    RetryAppend,
+    Snapshot,
+    StoredEvent,
+)
 from ouroboros.storage.sqlite import SQLiteLedger
 
 if TYPE_CHECKING:
     from securesystemslib.dsse import Envelope
 
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
-Item = tuple[str, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class SubmitOutcome:
-    status: Literal["applied", "rejected", "pending"]
-    patch_hash: str
-    seq: int | None = None
-    stage: str = ""
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "patch_hash": self.patch_hash, "seq": self.seq,
-                "stage": self.stage, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -83,66 +112,15 @@ def default_gates_config() -> dict[str, Any]:
     }
 
 
-def _touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
-    """Whether an event another writer appended may change the gates' decision on ``sub``:
-    it changed the same target or the kernel's configuration, decided this very patch, or
-    moved its author's breaker. Anything else (other targets, capability events,
-    checkpoints) leaves the decision as it was."""
-    patch = sub.patch
-    if patch is None or payload.get("patch_hash") == sub.patch_hash:
-        return True
-    if payload.get("author") == patch.author:
-        return True
-    if kind == "PatchApplied":
-        target = str(payload.get("target", ""))
-        return target == patch.target or target.startswith("kernel/")
-    return kind in ("AuthorPaused", "AuthorResumed", "Genesis")
-
-
-def _untouched(seen: list[Item], sub: Submission) -> bool:
-    return not any(_touches(kind, payload, sub) for kind, payload in seen)
-
-
-def _hash_of(data: bytes | None) -> str:
-    return ABSENT if data is None else hash_bytes(data)
-
-
-#: Patches this process built, by their canonical bytes: parsing is a pure function of the
-#: bytes, so a payload we produced needs no second parse and canonical check.
-_BUILT: OrderedDict[bytes, Patch] = OrderedDict()
-
-
-def _remember(patch: Patch) -> bytes:
-    payload = patch.canonical()
-    _BUILT[payload] = patch
-    if len(_BUILT) > 256:
-        _BUILT.popitem(last=False)
-    return payload
-
-
-def _parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
-    built = _BUILT.get(payload)
-    if built is not None:
-        return built, None
-    try:
-        patch = Patch.from_dict(json.loads(payload))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return None, f"payload is not JSON: {e}"
-    except InvalidPatch as e:
-        return None, e.message
-    if patch.canonical() != payload:
-        return None, "payload is not in RFC 8785 canonical form"
-    return patch, None
-
-
 class Runtime:
     def __init__(self, workspace: Workspace, backend: LedgerBackend | None = None, *,
                  clock: Clock | None = None, gates: Sequence[Gate] | None = None,
                  registry: TypeRegistry | None = None) -> None:
         self.workspace = workspace
         self.home = workspace.home
-        self.backend: LedgerBackend = backend or SQLiteLedger(
-            workspace.ledger_path, durable=bool(workspace.config.get("durable", False)))
+        self.durable = bool(workspace.config.get("durable", False))
+        self.backend: LedgerBackend = backend or SQLiteLedger(workspace.ledger_path,
+                                                              durable=self.durable)
         self.keyring = Keyring(workspace.keys_dir)
         self.blobs = BlobStore(workspace.blobs_dir)
         self.clock: Clock = clock or SystemClock()
@@ -152,14 +130,24 @@ class Runtime:
         self.snapshot_interval = int(workspace.config.get("snapshot_interval", 1000))
         self._signer: Signer | None = None
         self._last_snapshot = -1
+        #: Snapshots found untrustworthy on open (seq -> why); the state was rebuilt past
+        #: them, and ``verify`` reports them as integrity errors.
+        self.snapshot_problems: dict[int, str] = {}
+        #: Witness directories the last checkpoint could not be written to (path -> why).
+        self.witness_errors: dict[str, str] = {}
+        self._index = StoredIndex(self.backend)
+        self.snapshot_keep = int(workspace.config.get("snapshot_keep", 3))
+        self.snapshot_keep_every = int(workspace.config.get("snapshot_keep_every", 100_000))
         self._state = self._load_state()
+        self._check_anchors()
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
     def init(cls, home: Path | str | None = None, *, clock: Clock | None = None,
              checkpoint_interval: int = 1000, snapshot_interval: int = 1000,
              durable: bool = False) -> Runtime:
-        """Create a workspace: root and runtime keys, and the signed genesis event."""
+        """Create a workspace: root and runtime keys, the signed genesis event and the
+        first signed checkpoint."""
         path = resolve_home(home)
         ws = Workspace.create(path, {"version": 1, "runtime_key": "runtime",
                                      "root_keys": ["root"], "checkpoint_interval":
@@ -176,9 +164,16 @@ class Runtime:
             "targets": {TRUST_TARGET: policy, GATES_TARGET: default_gates_config(),
                         SCHEMAS_TARGET: {}},
         }, iso(clock.now()), runtime)
+        ledger_id = hash_bytes(genesis.body)
         backend = SQLiteLedger(ws.ledger_path, durable=durable)
-        backend.append(lambda head: [genesis] if head.next_seq == 0 else [])
-        ws.config["genesis"] = hash_bytes(genesis.body)
+
+        def seal(events: Sequence[StoredEvent]) -> None:
+            if events:
+                backend.put_checkpoint(anchors.sign_checkpoint(
+                    ledger_id, 1, leaf_hash(genesis.body), ledger_id, runtime))
+
+        backend.append(lambda head: [genesis] if head.next_seq == 0 else [], seal)
+        ws.config["genesis"] = ledger_id
         ws.save()
         return cls(ws, backend, clock=clock)
 
@@ -202,39 +197,92 @@ class Runtime:
             self._signer = self.keyring.load(self.workspace.config.get("runtime_key", "runtime"))
         return self._signer
 
+    @property
+    def ledger_id(self) -> str:
+        """The genesis hash: every patch for this ledger names it."""
+        return self._state.ledger_id
+
+    @property
+    def verifier(self) -> Verifier:
+        """The key that signs this ledger's checkpoints, as a C2SP note verifier."""
+        return anchors.verifier_for(self._state.ledger_id, self._state.runtime_key["public"])
+
     # --------------------------------------------------------------------- state
     def _fold(self, state: KernelState, events: Iterable[StoredEvent],
               check_results: bool = False, track_merkle: bool = True,
               seen: list[Item] | None = None) -> KernelState:
-        """Fold stored events into ``state``; collect their kinds and payloads in ``seen``."""
+        """Fold stored events into ``state``; collect their kinds and payloads in ``seen``.
+        A history no gate would allow is an ``IntegrityError``."""
         for s in events:
             d = orjson.loads(s.body)
-            fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body, check_results,
-                       track_merkle)
+            try:
+                fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body,
+                           check_results, track_merkle)
+            except FoldError as e:
+                raise IntegrityError(str(e), seq=e.seq, hint="run `ouro verify`") from e
             if seen is not None:
                 seen.append((d["kind"], d["payload"]))
         return state
 
     def _snapshot_state(self, at_most: int | None = None) -> KernelState:
-        snap = self.backend.latest_snapshot(at_most)
-        if snap is not None:
-            seq, data = snap
-            state = KernelState.from_bytes(data)
-            stored = next(iter(self.backend.read(seq, seq + 1)), None)
-            if stored is not None and hash_bytes(stored.body) == state.last_hash:
-                return state
-        return KernelState()
+        """The newest trustworthy snapshot at or before ``at_most``: signed by the runtime
+        key and taken after the event the ledger holds at its seq. Others are skipped (and
+        remembered for ``verify``), down to a fold from genesis."""
+        public = self._genesis_public()
+        while True:
+            snap = self.backend.latest_snapshot(at_most)
+            if snap is None:
+                return KernelState(index=self._index)
+            problem = snapshot_problem(snap, public) if public else "no genesis"
+            if problem is None:
+                state = KernelState.from_bytes(snap.data, self._index)
+                stored = next(iter(self.backend.read(snap.seq, snap.seq + 1)), None)
+                if (state.seq == snap.seq and stored is not None
+                        and hash_bytes(stored.body) == state.last_hash):
+                    return state
+                problem = f"snapshot at seq {snap.seq} does not match the event stored there"
+            self.snapshot_problems[snap.seq] = problem
+            at_most = snap.seq - 1
+
+    def _genesis_public(self) -> str:
+        first = next(iter(self.backend.read(0, 1)), None)
+        if first is None:
+            return ""
+        return str(orjson.loads(first.body)["payload"]["runtime_key"]["public"])
 
     def _load_state(self) -> KernelState:
         state = self._snapshot_state()
         self._last_snapshot = state.seq
         return self._fold(state, self.backend.read(state.seq + 1))
 
+    def _check_anchors(self) -> None:
+        """The ledger must hold every event its signed checkpoints (local and witnesses)
+        commit to: a shortened or rewritten ledger refuses to open."""
+        if self._state.seq < 0:
+            raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+        known = anchors.read_checkpoints(self.backend, self._witnesses(self._state.witnesses),
+                                         self.verifier)
+        count = self.backend.count()
+
+        def event_hash(seq: int) -> str | None:
+            stored = next(iter(self.backend.read(seq, seq + 1)), None)
+            return None if stored is None else hash_bytes(stored.body)
+
+        for k in known:
+            anchors.check_against_head(k, count, event_hash)
+
+    def _witnesses(self, paths: Iterable[str]) -> list[anchors.Witness]:
+        return [anchors.Witness(Path(p), self._state.ledger_id) for p in paths]
+
     def refresh(self) -> KernelState:
         """Catch up with events other processes appended."""
         head = self.backend.head()
         if head.next_seq - 1 > self._state.seq:
             self._catch_up()
+        elif head.next_seq - 1 < self._state.seq:
+            raise IntegrityError(f"the ledger shrank: this process has seen event "
+                                 f"{self._state.seq}, the ledger now ends at {head.next_seq - 1}",
+                                 seq=head.next_seq)
         return self._state
 
     def _catch_up(self) -> list[Item]:
@@ -246,7 +294,10 @@ class Runtime:
 
     def _maybe_snapshot(self) -> None:
         if self._state.seq - self._last_snapshot >= self.snapshot_interval:
-            self.backend.put_snapshot(self._state.seq, self._state.to_bytes())
+            data = self._state.to_bytes()
+            self.backend.put_snapshot(Snapshot(self._state.seq, data,
+                                               self.signer.sign(snapshot_statement(data))))
+            self.backend.prune_snapshots(self.snapshot_keep, self.snapshot_keep_every)
             self._last_snapshot = self._state.seq
 
     def state_at(self, seq: int | None = None) -> KernelState:
@@ -265,6 +316,17 @@ class Runtime:
     def value(self, target: str) -> Any:
         return json_copy(self.refresh().values.get(target))
 
+    def read(self, target: str) -> tuple[Any, str]:
+        """A target's value and its content hash, read together: pass the hash as
+        ``base`` to ``propose`` and the patch applies only if nothing changed in between."""
+        state = self.refresh()
+        return json_copy(state.values.get(target)), state.target_hash(target)
+
+    def applied_at(self, patch_hash: str) -> int | None:
+        """The seq of the patch's latest ``PatchApplied`` (even if rolled back since)."""
+        record = self._index.record(patch_hash)
+        return None if record is None else record.applied
+
     def state_hash(self, at: int | None = None) -> str:
         return self.state_at(at).state_hash()
 
@@ -277,10 +339,13 @@ class Runtime:
         ``known`` maps patch hashes to the new values the gates already computed, so the
         fold need not apply those patches a second time. With ``still_valid``, a head that
         moved is caught up inside the append's critical section, and the items go on top
-        if ``still_valid`` says the events found there leave them as they are."""
+        if ``still_valid`` says the events found there leave them as they are. Once the
+        events are committed, and before the writers' lock is released, a signed
+        checkpoint of the new head is published (beside the ledger and to each witness)."""
         signer, time = self.signer, iso(self.clock.now())
         interval = self.checkpoint_interval
         built: list[tuple[StoredEvent, str, dict[str, Any]]] = []
+        tip: list[Any] = []  # the Merkle tree and head hash the committed events leave
 
         def build(head: Head) -> list[StoredEvent]:
             if head.next_seq != expect.seq + 1:
@@ -291,11 +356,13 @@ class Runtime:
                 if head.next_seq != expect.seq + 1 or not still_valid(seen):
                     raise RetryAppend
             built.clear()
+            rows: list[IndexRow] = []
             out: list[StoredEvent] = []
             merkle = expect.merkle.copy()
             prev, seq = expect.last_hash, head.next_seq
             for kind, payload in items:
                 ev = make_event(seq, prev, kind, payload, time, signer)
+                rows += index_rows(seq, kind, payload)
                 out.append(ev)
                 built.append((ev, kind, payload))
                 merkle.append(ev.body)
@@ -308,9 +375,20 @@ class Runtime:
                     built.append((cp, "Checkpoint", {}))
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
+            tip[:] = [merkle, prev]
+            head.index(rows)
             return out
 
-        self.backend.append(build)
+        def seal(_events: Sequence[StoredEvent]) -> None:
+            merkle, prev = tip
+            paths = [*expect.witnesses, *(str(p["path"]) for k, p in items
+                                          if k == "WitnessAdded")]
+            note = anchors.sign_checkpoint(self._state.ledger_id, merkle.size, merkle.root(),
+                                           prev, signer)
+            anchors.publish(self.backend, note, self._witnesses(dict.fromkeys(paths)),
+                            self.durable, self.witness_errors)
+
+        self.backend.append(build, seal)
         known = known or {}
         mine: list[StoredEvent] = []
         for ev, kind, payload in built:
@@ -347,7 +425,11 @@ class Runtime:
     def propose(self, type: str, target: str, *, value: Any = None,
                 json_patch: list[dict[str, Any]] | None = None, diff: str | None = None,
                 delete: bool = False, reasoning: str, tests: Sequence[str] = (),
-                author: str = "operator") -> Patch:
+                author: str = "operator", base: str | None = None,
+                expires: datetime | str | None = None) -> Patch:
+        """A patch for this ledger. ``base`` is the content hash the change was computed
+        from (``read`` returns it); without it the current value's hash is used, which is
+        right only when the change does not depend on the value read earlier."""
         given = [value is not None, json_patch is not None, diff is not None, delete]
         if sum(given) != 1:
             raise UsageError("give exactly one of value, json_patch, diff or delete")
@@ -359,74 +441,58 @@ class Runtime:
             op = {"kind": "diff", "diff": diff}
         else:
             op = {"kind": "delete"}
-        base = self.refresh().target_hash(target)
-        return Patch.from_dict({"type": type, "target": target, "base": base, "op": op,
-                                "reasoning": reasoning, "test_requirements": list(tests),
-                                "author": author, "created": iso(self.clock.now())})
+        state = self.refresh()
+        data: dict[str, Any] = {
+            "type": type, "target": target,
+            "base": base if base is not None else state.target_hash(target), "op": op,
+            "reasoning": reasoning, "test_requirements": list(tests), "author": author,
+            "created": iso(self.clock.now()), "ledger": state.ledger_id}
+        if expires is not None:
+            data["expires"] = iso(expires) if isinstance(expires, datetime) else expires
+        return Patch.from_dict(data)
 
     def sign(self, item: Patch | Envelope, key: str | Signer) -> Envelope:
-        envelope = new_envelope(_remember(item)) if isinstance(item, Patch) else item
+        envelope = new_envelope(remember(item)) if isinstance(item, Patch) else item
         sign_envelope(envelope, key if isinstance(key, Signer) else self.keyring.load(key))
         return envelope
 
     def propose_and_submit(self, *, keys: Sequence[str] = ("runtime",), **kwargs: Any
                            ) -> SubmitOutcome:
-        envelope = new_envelope(_remember(self.propose(**kwargs)))
+        envelope = new_envelope(remember(self.propose(**kwargs)))
         for k in keys:
             self.sign(envelope, k)
         return self.submit(envelope)
 
-    def _paused_until(self, state: KernelState, author: str) -> str | None:
-        until = state.authors.get(author, {}).get("paused_until")
-        if until and parse_iso(until) > self.clock.now():
-            return str(until)
-        return None
+    def compare_and_swap(self, type: str, target: str, expected: str, *,
+                         keys: Sequence[str] = ("runtime",), **kwargs: Any) -> SubmitOutcome:
+        """Apply the change only if ``target``'s content hash is still ``expected``;
+        otherwise the outcome is a stale-base rejection and nothing changes."""
+        return self.propose_and_submit(type=type, target=target, base=expected, keys=keys,
+                                       **kwargs)
+
+    def update(self, type: str, target: str, change: Callable[[Any], Any], *,
+               reasoning: str, author: str = "operator", keys: Sequence[str] = ("runtime",),
+               tests: Sequence[str] = (), attempts: int = 100) -> SubmitOutcome:
+        """Read-modify-write without lost updates: read the value and its hash, compute
+        ``change(value)`` (``None`` deletes), and compare-and-swap; when another writer got
+        there first, read again and retry. Each lost race is one stale-base rejection in
+        the ledger (counted against no one)."""
+        for _ in range(attempts):
+            value, base = self.read(target)
+            new = change(json_copy(value))
+            outcome = self.compare_and_swap(type, target, base, keys=keys, reasoning=reasoning,
+                                            author=author, tests=tests, value=new,
+                                            delete=new is None)
+            if outcome.status == "rejected" and outcome.reason.startswith(STALE_BASE):
+                continue
+            return outcome
+        raise OuroError(f"{target!r} kept changing: gave up after {attempts} attempts",
+                        "try again, or reduce contention on this target")
 
     def _decide(self, envelope: Envelope, state: KernelState, *, approved: bool = False,
                 rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
-        payload: bytes = envelope.payload
-        patch_hash = hash_bytes(payload)
-        patch, error = _parse_patch(payload)
-        sub = Submission(envelope, patch_hash, patch, error, state, self.registry,
-                         approved=approved, rollback=rollback_of is not None)
-        author = patch.author if patch else ""
-        if patch_hash in state.pending and not approved:
-            needs = state.pending[patch_hash]["needs"]
-            return SubmitOutcome("pending", patch_hash, state.pending[patch_hash]["seq"],
-                                 "approval", needs), [], sub
-        until = self._paused_until(state, author) if patch else None
-        if until is not None:
-            stage, status, reason = "breaker", "rejected", f"author {author!r} is paused until {until} after repeated rejections"
-        else:
-            stage, result = run_gates(self.gates, sub)
-            status, reason = result.status, result.reason
-        if status == "rejected":
-            items = self._rejection(state, patch_hash, stage, reason, author)
-            return SubmitOutcome("rejected", patch_hash, None, stage, reason), items, sub
-        if status == "deferred":
-            return SubmitOutcome("pending", patch_hash, None, stage, reason), [
-                ("PatchPending", {"patch_hash": patch_hash, "needs": reason, "author": author,
-                                  "envelope": envelope_to_dict(envelope)})], sub
-        assert patch is not None
-        applied = {"patch_hash": patch_hash, "type": patch.type, "target": patch.target,
-                   "author": author, "result": _hash_of(sub.context().new_bytes),
-                   "inverse": sub.inverse, "envelope": envelope_to_dict(envelope)}
-        if rollback_of:
-            applied["rollback_of"] = rollback_of
-        return SubmitOutcome("applied", patch_hash), [("PatchApplied", applied)], sub
-
-    def _rejection(self, state: KernelState, patch_hash: str, stage: str, reason: str,
-                   author: str, **extra: str) -> list[Item]:
-        """The PatchRejected event, and AuthorPaused when it trips the author's breaker."""
-        items: list[Item] = [("PatchRejected", {"patch_hash": patch_hash, "stage": stage,
-                                                "reason": reason, "author": author, **extra})]
-        breaker = state.values[GATES_TARGET]["breaker"]
-        count = state.authors.get(author, {}).get("rejections", 0) + 1
-        if author and stage != "breaker" and count >= int(breaker["threshold"]):
-            until = self.clock.now() + timedelta(hours=float(breaker["cooldown_hours"]))
-            items.append(("AuthorPaused", {"author": author, "until": iso(until),
-                                           "reason": f"{count} consecutive rejections"}))
-        return items
+        return decide(envelope, state, self.gates, self.registry, self.clock.now(),
+                      approved=approved, rollback_of=rollback_of)
 
     def _run_effect(self, sub: Submission) -> None:
         ptype = sub.patch_type
@@ -443,7 +509,9 @@ class Runtime:
 
     def submit(self, envelope: Envelope | dict[str, Any] | str | bytes, *,
                _approval: Item | None = None) -> SubmitOutcome:
-        """Run the gates and append exactly one outcome (applied, rejected or pending)."""
+        """Run the gates and append exactly one outcome (applied, rejected or pending).
+        Submitting an applied (or pending) patch again appends nothing and returns its
+        status."""
         if isinstance(envelope, dict):
             envelope = envelope_from_dict(envelope)
         elif isinstance(envelope, str | bytes):
@@ -471,7 +539,7 @@ class Runtime:
                 # If another writer got in first, the decision still holds unless what it
                 # appended touches this patch's inputs: then the append refuses.
                 stored = self._append(items, state, known,
-                                      still_valid=functools.partial(_untouched, sub=sub))
+                                      still_valid=functools.partial(untouched, sub=sub))
             except RetryAppend:
                 self._catch_up()
                 decided = None
@@ -496,39 +564,136 @@ class Runtime:
             raise UsageError(f"{ident} matches {len(matches)} pending patches", "give more digits")
         return matches[0], pending[matches[0]]
 
-    def _approver(self, key: str) -> Signer:
-        signer = self.keyring.load(key)
-        policy = self.refresh().values[TRUST_TARGET]
-        allowed = signer.key_id in policy["root"]["keys"] or any(
-            signer.key_id in d["keys"] and "approve" in d.get("rights", [])
-            for d in policy["delegations"])
-        if not allowed:
-            raise UsageError(f"key {key!r} may not approve or reject patches",
-                             "use a root key or one with the 'approve' right")
-        return signer
-
     def approve(self, ident: str, key: str = "root") -> SubmitOutcome:
-        patch_hash, entry = self._find_pending(ident)
-        signer = self._approver(key)
-        approval: Item = ("PatchApproved", {
-            "patch_hash": patch_hash, "approver": signer.key_id,
-            "signature": signer.sign(b"ouroboros-approve:" + patch_hash.encode()).hex()})
-        return self.submit(envelope_from_dict(entry["envelope"]), _approval=approval)
+        """Approve a pending patch with ``key``. When the approvals its rule asks for are
+        complete the gates run again and the patch applies with its last approval, in one
+        transaction; until then the approval alone is recorded (status ``pending``)."""
+        signer = self.keyring.load(key)
+        for _ in range(50):
+            patch_hash, entry = self._find_pending(ident)
+            state = self._state
+            plan = plan_approval(state, patch_hash, entry, signer, key, self.clock.now())
+            if plan.complete:
+                return self.submit(envelope_from_dict(entry["envelope"]), _approval=plan.item)
+            try:
+                [stored] = self._append([plan.item], state)
+            except RetryAppend:
+                continue
+            return SubmitOutcome("pending", patch_hash, stored.seq, "approval",
+                                 f"{plan.have} of {plan.needed} approvals")
+        raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
 
     def reject(self, ident: str, reason: str, key: str = "root") -> SubmitOutcome:
+        """Reject a pending patch; it counts against its signers' breakers like any
+        rejection they caused."""
         patch_hash, entry = self._find_pending(ident)
-        signer = self._approver(key)
+        signer = self.keyring.load(key)
+        patch = Patch.from_dict(patch_from_envelope(entry["envelope"]))
+        check_reviewer(self.refresh(), signer, key, patch, self.clock.now())
         author = entry.get("author", "")
-        seq = self._append_retrying(lambda state: self._rejection(
-            state, patch_hash, "approval", reason, author, rejected_by=signer.key_id))[0].seq
+
+        def items(state: KernelState) -> list[Item]:
+            record = state.index.record(patch_hash)
+            charged = ([] if record is not None and record.charged is not None
+                       else list(entry.get("subjects", [])))
+            return breakers.rejection_items(state, self.clock.now(), patch_hash, "approval",
+                                            reason, author, charged, rejected_by=signer.key_id)
+
+        seq = self._append_retrying(items)[0].seq
         return SubmitOutcome("rejected", patch_hash, seq, "approval", reason)
+
+    # --------------------------------------------------------------------- trust
+    def grant(self, keys: Sequence[str], *, types: Sequence[str], targets: Sequence[str] = ("*",),
+              threshold: int = 1, rights: Sequence[str] = (), expires: datetime | None = None,
+              name: str | None = None, sign_with: Sequence[str] | None = None) -> SubmitOutcome:
+        """Delegate ``types`` on ``targets`` to ``threshold`` of the keyring keys ``keys``
+        (a ``trust`` patch signed by the root key(s), made against the policy it read)."""
+        ids = dict(self.keyring.public(k) for k in keys)
+        name = name or "+".join(keys)
+        policy, base = self.read(TRUST_TARGET)
+        try:
+            new = with_grant(policy, name, ids, list(types), list(targets), threshold,
+                             list(rights), iso(expires) if expires is not None else None)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        return self._change_trust(new, base, f"grant {name}: {','.join(types)} on "
+                                  f"{','.join(targets)}", sign_with)
+
+    def revoke(self, key: str, *, reason: str = "", sign_with: Sequence[str] | None = None
+               ) -> tuple[SubmitOutcome, list[str]]:
+        """Revoke a key (a keyring name, a name in the policy, or a key id prefix): its
+        signatures are refused from then on, by name. Returns the outcome and what the
+        revocation removed."""
+        policy, base = self.read(TRUST_TARGET)
+        kid = _policy_key(policy, key, self.keyring)
+        if kid not in policy["keys"]:
+            raise NotFound(f"key {key!r} ({kid[:12]}…) is not in the trust policy",
+                           "see `ouro trust show`")
+        try:
+            new, notes = with_revocation(policy, kid, iso(self.clock.now()), reason)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        outcome = self._change_trust(new, base, f"revoke {key}" + (f": {reason}" if reason else ""),
+                                     sign_with)
+        return outcome, notes
+
+    def _change_trust(self, policy: dict[str, Any], base: str, reasoning: str,
+                      sign_with: Sequence[str] | None) -> SubmitOutcome:
+        patch = self.propose("trust", TRUST_TARGET, value=policy, base=base, author="operator",
+                             reasoning=reasoning)
+        envelope = new_envelope(remember(patch))
+        for k in sign_with or self.workspace.config.get("root_keys", ["root"]):
+            self.sign(envelope, k)
+        return self.submit(envelope)
 
     # ----------------------------------------------------------------- breakers
     def breakers(self) -> dict[str, dict[str, Any]]:
-        return {a: dict(v) for a, v in self.refresh().authors.items()}
+        """Every breaker by subject, with the name people use for it (``label``)."""
+        state = self.refresh()
+        return {s: {**v, "label": breakers.label(state, s)} for s, v in state.breakers.items()}
 
-    def resume(self, author: str) -> int:
-        return self._record_kernel("AuthorResumed", {"author": author})
+    def paused_until(self, who: str) -> str | None:
+        """When ``who``'s pause ends (``None`` if it is not paused); see ``resume``."""
+        state = self.refresh()
+        return breakers.paused_until(state, breakers.resolve(state, who), self.clock.now())
+
+    def resume(self, who: str, keys: Sequence[str] | None = None) -> int:
+        """Lift a pause early: ``who`` is a key name or id, or an author the runtime key
+        signs for. Needs the root threshold; the signatures go into the ledger."""
+        signers = [self.keyring.load(k)
+                   for k in keys or self.workspace.config.get("root_keys", ["root"])]
+        state = self.refresh()
+        subject = breakers.resolve(state, who)
+        until = state.breaker(subject).get("paused_until")
+        if not until:
+            raise UsageError(f"{who} is not paused", "see `ouro breakers`")
+        policy = state.values[TRUST_TARGET]
+        roots = {s.key_id for s in signers} & set(policy["root"]["keys"])
+        if distinct_keys(policy, roots) < int(policy["root"]["threshold"]):
+            raise UsageError(f"resuming a breaker needs {policy['root']['threshold']} root "
+                             "signature(s)", "sign with the root key(s): --key root")
+        statement = resume_statement(state.ledger_id, subject, str(until))
+        payload = {"subject": subject, "paused_until": until,
+                   "signatures": {s.key_id: s.sign(statement).hex() for s in signers
+                                  if s.key_id in roots}}
+        return self._record_kernel("BreakerResumed", payload)
+
+    # ------------------------------------------------------------------ witnesses
+    def add_witness(self, path: str | Path) -> Path:
+        """Keep a copy of every future checkpoint in directory ``path`` (created if needed)
+        and record it in the ledger; it gets the current checkpoint at once."""
+        root = anchors.witness_path(path)
+        state = self.refresh()
+        if str(root) in state.witnesses:
+            return root
+        anchors.Witness(root, state.ledger_id).enrol(self.verifier)
+        self._record_kernel("WitnessAdded", {"path": str(root), "vkey": self.verifier.vkey()})
+        if str(root) in self.witness_errors:
+            raise UsageError(f"cannot write to witness {root}: {self.witness_errors[str(root)]}")
+        return root
+
+    def witnesses(self) -> list[str]:
+        return list(self.refresh().witnesses)
 
     # --------------------------------------------------------------- inspection
     def log(self, kind: str | None = None, since: int = 0, limit: int | None = None
@@ -542,20 +707,59 @@ class Runtime:
                     break
         return out
 
-    def verify(self, workers: int | None = None) -> VerifyReport:
-        return verify_events(self.backend.read(), workers=workers,
-                             pinned_genesis=self.workspace.config.get("genesis"))
+    def verify(self, workers: int | None = None, witnesses: Sequence[str | Path] = ()
+               ) -> VerifyReport:
+        """Check the chain, replay the history, check every snapshot and compare the
+        ledger with every signed checkpoint (local, registered witnesses, ``witnesses``)."""
+        if self.snapshot_problems:
+            seq, problem = min(self.snapshot_problems.items())
+            raise IntegrityError(problem, seq=seq)
+        paths = [*self.refresh().witnesses, *(str(anchors.witness_path(w)) for w in witnesses)]
+        return verify_ledger(self.backend, pinned_genesis=self.workspace.config.get("genesis"),
+                             witnesses=paths, workers=workers)
 
     def replay(self) -> ReplayReport:
         """Recompute state from genesis, checking every recorded result hash, and compare
         with the state reached through the latest snapshot."""
-        try:
-            full = self._fold(KernelState(), self.backend.read(), check_results=True,
-                              track_merkle=False)
-        except ValueError as e:
-            raise OuroError(f"replay diverged: {e}") from e
+        full = self._fold(KernelState(), self.backend.read(), check_results=True,
+                          track_merkle=False)
         snap = self._load_state()
         return ReplayReport(full.seq + 1, full.state_hash(), snap.state_hash())
+
+    # ------------------------------------------------------------------- proofs
+    def checkpoint(self) -> Checkpoint:
+        """The latest signed checkpoint (verified)."""
+        note = self.backend.get_checkpoint()
+        if note is None:
+            raise IntegrityError("the local checkpoint is missing")
+        return Checkpoint.open(note, self.verifier)
+
+    def inclusion_proof(self, seq: int) -> InclusionProof:
+        """A C2SP tlog-proof that event ``seq`` is in the log of the latest checkpoint."""
+        note = self.backend.get_checkpoint()
+        if note is None:
+            raise IntegrityError("the local checkpoint is missing")
+        size = Checkpoint.open(note, self.verifier).size
+        if not 0 <= seq < size:
+            raise NotFound(f"no event {seq} under the latest checkpoint (size {size})")
+        proof = prove_inclusion(self.backend.read(0, size), seq, size, note)
+        proof.check(self.verifier)  # never hand out a proof that does not verify
+        return proof
+
+    def consistency_proof(self, old: int, new: int | None = None) -> ConsistencyProof:
+        """A proof that the log at size ``new`` (default: the latest checkpoint) extends
+        the log at size ``old``, with a signed checkpoint for each size."""
+        latest = self.checkpoint()
+        new = latest.size if new is None else new
+        if not 0 < old <= new <= latest.size:
+            raise UsageError(f"sizes must satisfy 0 < OLD <= NEW <= {latest.size}",
+                             "the latest checkpoint's size is the largest")
+        signer, ledger_id = self.signer, self._state.ledger_id
+        proof = prove_consistency(
+            self.backend.read(0, new), old, new,
+            lambda size, root, head: anchors.sign_checkpoint(ledger_id, size, root, head, signer))
+        proof.check(self.verifier)
+        return proof
 
     # ------------------------------------------------------------------ rollback
     def rollback(self, *, to: int | None = None, patch: str | None = None,
@@ -598,3 +802,16 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _policy_key(policy: dict[str, Any], key: str, keyring: Keyring) -> str:
+    """The key id ``key`` names: a keyring key, a key name in the policy, or an id prefix."""
+    by_name = {n: kid for kid, n in key_names(policy).items() if kid in policy["keys"]}
+    if key in by_name:
+        return str(by_name[key])
+    if key in keyring.names():
+        return keyring.public(key)[0]
+    ids = [k for k in policy["keys"] if len(key) >= 8 and k.startswith(key)]
+    if len(ids) == 1:
+        return str(ids[0])
+    raise NotFound(f"no key {key!r} in the trust policy", "see `ouro trust show`")

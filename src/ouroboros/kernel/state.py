@@ -1,8 +1,10 @@
 """State is a fold of the ledger: pure functions from events to values.
 
 The state hash covers the targets' values only (the agent's behaviour), so a rollback that
-restores the values restores the exact earlier state hash. Pending patches, breaker
-counters and the applied-patch index are folded too, for the gates.
+restores the values restores the exact earlier state hash. Pending patches, circuit
+breakers and registered witnesses are folded too, for the gates: all of it is the size of
+the live state. What grows with history — which patch hashes were ever applied, undone or
+charged — is the patch index (``patch_index``), kept by the backend, not in snapshots.
 """
 
 from __future__ import annotations
@@ -13,15 +15,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, content_hash, hash_bytes
+from ouroboros.kernel.keys import key_id_of, verify_signature
 from ouroboros.kernel.merkle import MerkleAccumulator
 from ouroboros.kernel.ops import apply_op, json_copy
+from ouroboros.kernel.patch_index import PatchIndex, ReplayIndex
+from ouroboros.kernel.trust import (
+    TRUST_TARGET,
+    approval_statement,
+    distinct_keys,
+    resume_statement,
+)
 
 GENESIS_PREV = "sha256:" + "0" * 64
 
 KERNEL_KINDS = frozenset({
     "Genesis", "PatchApplied", "PatchRejected", "PatchPending", "PatchApproved",
-    "AuthorPaused", "AuthorResumed", "Checkpoint", "EffectFailed",
+    "BreakerTripped", "BreakerResumed", "Checkpoint", "EffectFailed", "WitnessAdded",
 })
+
+
+class FoldError(ValueError):
+    """An event the fold cannot accept: the ledger holds a history no gate would allow."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(f"event {seq}: {message}")
+        self.seq = seq
 
 
 @dataclass
@@ -30,10 +48,19 @@ class KernelState:
     last_hash: str = GENESIS_PREV
     values: dict[str, Any] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
-    authors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    applied: dict[str, int] = field(default_factory=dict)
+    #: Circuit breakers by subject (a verified key id, or ``<runtime key id>/<author>``).
+    breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
     runtime_key: dict[str, str] = field(default_factory=dict)
     merkle: MerkleAccumulator = field(default_factory=MerkleAccumulator)
+    #: The genesis hash: every patch names it, and the checkpoints' origin derives from it.
+    ledger_id: str = ""
+    witnesses: list[str] = field(default_factory=list)
+    #: Target -> the patch its last change rolled back (while that change stands): the
+    #: schema gate refuses that patch from the signed state itself, whatever the unsigned
+    #: patch index says.
+    rolled_back: dict[str, str] = field(default_factory=dict)
+    #: Which patches were applied, undone or charged (not part of snapshots).
+    index: PatchIndex = field(default_factory=ReplayIndex, compare=False, repr=False)
     #: Content hash of each target's value, filled lazily and dropped whenever the fold
     #: changes the target: every patch's base check asks for one.
     hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -49,24 +76,45 @@ class KernelState:
     def state_hash(self) -> str:
         return content_hash({t: self.target_hash(t) for t in self.values})
 
+    # -- the patch index -----------------------------------------------------------
+    def live_seq(self, patch_hash: str) -> int | None:
+        """Where the patch was applied, unless a rollback has undone it since."""
+        record = self.index.record(patch_hash)
+        if record is None or record.undone is not None:
+            return None
+        return record.applied
+
+    def find_applied(self, prefix: str) -> list[str]:
+        return self.index.find_applied(prefix)
+
+    def breaker(self, subject: str) -> dict[str, Any]:
+        return self.breakers.get(subject, {"rejections": 0, "paused_until": None})
+
+    # -- copies and snapshots ------------------------------------------------------
     def copy(self) -> KernelState:
         return KernelState(self.seq, self.last_hash, json_copy(self.values),
-                           json_copy(self.pending), json_copy(self.authors),
-                           dict(self.applied), dict(self.runtime_key), self.merkle.copy(),
+                           json_copy(self.pending), json_copy(self.breakers),
+                           dict(self.runtime_key), self.merkle.copy(), self.ledger_id,
+                           list(self.witnesses), dict(self.rolled_back), self.index,
                            dict(self.hashes))
 
     def to_bytes(self) -> bytes:
+        """The snapshot form: everything but the patch index and the hash cache."""
         return canonical_bytes({
             "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
-            "pending": self.pending, "authors": self.authors, "applied": self.applied,
+            "pending": self.pending, "breakers": self.breakers,
             "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
+            "ledger_id": self.ledger_id, "witnesses": self.witnesses,
+            "rolled_back": self.rolled_back,
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> KernelState:
+    def from_bytes(cls, data: bytes, index: PatchIndex | None = None) -> KernelState:
         d = json.loads(data)
-        return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["authors"],
-                   d["applied"], d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]))
+        return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
+                   d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"],
+                   d["witnesses"], d["rolled_back"],
+                   index if index is not None else ReplayIndex())
 
 
 def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -74,65 +122,117 @@ def patch_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _author(state: KernelState, name: str) -> dict[str, Any]:
-    return state.authors.setdefault(name, {"rejections": 0, "paused_until": None})
+def _breaker(state: KernelState, subject: str) -> dict[str, Any]:
+    return state.breakers.setdefault(subject, {"rejections": 0, "paused_until": None})
 
 
 _UNKNOWN: Any = object()
 
 
+def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_results: bool,
+                  known_value: Any) -> None:
+    patch_hash = payload["patch_hash"]
+    target = payload["target"]
+    if known_value is not _UNKNOWN:
+        new = known_value
+    else:
+        patch = patch_from_envelope(payload["envelope"])
+        if patch["target"] != target:
+            raise FoldError(seq, "payload target differs from the patch's")
+        new = apply_op(patch["op"], state.values.get(target))
+    if check_results:
+        result = content_hash(new)
+        if result != payload["result"]:
+            raise FoldError(seq, f"replaying the patch gave {result}, the ledger recorded "
+                                 f"{payload['result']}")
+        state.hashes[target] = result
+    elif known_value is not _UNKNOWN:  # the writer computed ``result`` from ``new``
+        state.hashes[target] = payload["result"]
+    else:
+        state.hashes.pop(target, None)
+    if new is None:
+        state.values.pop(target, None)
+    else:
+        state.values[target] = new
+    state.pending.pop(patch_hash, None)
+    undid = payload.get("rollback_of")
+    if undid:
+        state.rolled_back[target] = str(undid)
+    else:
+        state.rolled_back.pop(target, None)
+    if not undid:
+        for subject in payload.get("subjects", ()):
+            _breaker(state, subject)["rejections"] = 0
+
+
+def _check_statement(state: KernelState, seq: int, kind: str, payload: dict[str, Any]) -> None:
+    """A replay re-checks what humans signed into the ledger: each approval by a listed
+    key, each breaker resume by the root threshold in force at the time."""
+    policy = state.values[TRUST_TARGET]
+    if kind == "PatchApproved":
+        public = str(payload["public"])
+        if key_id_of(bytes.fromhex(public)) != payload["approver"] or \
+                payload["approver"] not in policy["keys"]:
+            raise FoldError(seq, "approval by a key that is not in the trust policy")
+        if not verify_signature(public, bytes.fromhex(payload["signature"]),
+                                approval_statement(payload["patch_hash"])):
+            raise FoldError(seq, "the approval's signature does not verify")
+        return
+    statement = resume_statement(state.ledger_id, payload["subject"], payload["paused_until"])
+    good = [kid for kid, sig in payload["signatures"].items()
+            if kid in policy["root"]["keys"] and kid in policy["keys"]
+            and verify_signature(policy["keys"][kid]["public"], bytes.fromhex(sig), statement)]
+    if distinct_keys(policy, good) < int(policy["root"]["threshold"]):
+        raise FoldError(seq, "the breaker resume lacks the root threshold of valid signatures")
+
+
 def fold_event(state: KernelState, seq: int, kind: str, payload: dict[str, Any],
                time: str, body: bytes, check_results: bool = False,
-               track_merkle: bool = True, known_value: Any = _UNKNOWN) -> None:
-    """Apply one decoded event to ``state`` in place. ``known_value``: the new value of a
-    ``PatchApplied`` the caller has just computed (the appending writer), saving a re-apply."""
+               track_merkle: bool = True, known_value: Any = _UNKNOWN,
+               body_hash: str | None = None) -> None:
+    """Apply one decoded event to ``state`` in place; raise ``FoldError`` for an event no
+    gate would have let through. ``known_value``: the new value of a ``PatchApplied`` the
+    caller has just computed (the appending writer), saving a re-apply; ``body_hash``: the
+    body's hash if the caller has it already (a verifier's worker computed it)."""
+    impossible = state.index.fold(seq, kind, payload)
+    if impossible is not None:
+        raise FoldError(seq, impossible)
     if kind == "Genesis":
         state.values.update(json_copy(payload["targets"]))
         state.hashes.clear()
         state.runtime_key = dict(payload["runtime_key"])
+        state.ledger_id = hash_bytes(body)
     elif kind == "PatchApplied":
-        target = payload["target"]
-        if known_value is not _UNKNOWN:
-            new = known_value
-        else:
-            patch = patch_from_envelope(payload["envelope"])
-            if patch["target"] != target:
-                raise ValueError(f"event {seq}: payload target differs from the patch's")
-            new = apply_op(patch["op"], state.values.get(target))
-        if check_results:
-            result = content_hash(new)
-            if result != payload["result"]:
-                raise ValueError(f"event {seq}: replaying the patch gave {result}, "
-                                 f"the ledger recorded {payload['result']}")
-            state.hashes[target] = result
-        elif known_value is not _UNKNOWN:  # the writer computed ``result`` from ``new``
-            state.hashes[target] = payload["result"]
-        else:
-            state.hashes.pop(target, None)
-        if new is None:
-            state.values.pop(target, None)
-        else:
-            state.values[target] = new
-        state.applied[payload["patch_hash"]] = seq
-        state.pending.pop(payload["patch_hash"], None)
-        if not payload.get("rollback_of"):
-            _author(state, payload["author"])["rejections"] = 0
+        _fold_applied(state, seq, payload, check_results, known_value)
     elif kind == "PatchRejected":
         state.pending.pop(payload["patch_hash"], None)
-        if payload.get("author") and payload["stage"] != "breaker":
-            _author(state, payload["author"])["rejections"] += 1
+        for subject in payload.get("charged", ()):
+            _breaker(state, subject)["rejections"] += 1
     elif kind == "PatchPending":
         state.pending[payload["patch_hash"]] = {
             "envelope": payload["envelope"], "needs": payload["needs"], "seq": seq,
-            "author": payload.get("author", ""),
+            "author": payload.get("author", ""), "subjects": payload.get("subjects", []),
+            "signers": payload.get("signers", []), "approvals": {},
         }
-    elif kind == "AuthorPaused":
-        entry = _author(state, payload["author"])
+    elif kind == "PatchApproved":
+        if check_results:
+            _check_statement(state, seq, kind, payload)
+        entry = state.pending.get(payload["patch_hash"])
+        if entry is not None:
+            entry["approvals"][payload["public"]] = payload["approver"]
+    elif kind == "BreakerTripped":
+        entry = _breaker(state, payload["subject"])
         entry["paused_until"] = payload["until"]
         entry["rejections"] = 0
-    elif kind == "AuthorResumed":
-        _author(state, payload["author"])["paused_until"] = None
+    elif kind == "BreakerResumed":
+        if check_results:
+            _check_statement(state, seq, kind, payload)
+        entry = _breaker(state, payload["subject"])
+        entry["paused_until"] = None
+        entry["rejections"] = 0
+    elif kind == "WitnessAdded" and payload["path"] not in state.witnesses:
+        state.witnesses.append(payload["path"])
     state.seq = seq
-    state.last_hash = hash_bytes(body)
+    state.last_hash = body_hash if body_hash is not None else hash_bytes(body)
     if track_merkle:  # only the head state appends checkpoints; a replay need not
         state.merkle.append(body)

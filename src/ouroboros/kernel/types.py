@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.canonical import canonical_bytes, same_value
 from ouroboros.kernel.errors import InvalidPatch, UsageError
 from ouroboros.kernel.ops import apply_op
 from ouroboros.kernel.patch import Patch
+from ouroboros.kernel.trust import policy_problems
 
 JSON = Any
 
@@ -94,7 +95,13 @@ TRUST_SCHEMA: dict[str, Any] = {
                            "types": {"type": "array", "items": {"type": "string"}},
                            "targets": {"type": "array", "items": {"type": "string"}},
                            "threshold": {"type": "integer", "minimum": 1},
-                           "rights": {"type": "array", "items": {"enum": ["grant", "approve"]}}}}},
+                           "rights": {"type": "array", "items": {"enum": ["grant", "approve"]}},
+                           "expires": {"type": "string"}}}},
+        "revoked": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["public", "at"],
+            "properties": {"public": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "name": {"type": "string"}, "at": {"type": "string"},
+                           "reason": {"type": "string"}}}},
     },
 }
 
@@ -105,7 +112,9 @@ GATES_SCHEMA: dict[str, Any] = {
         "approval": {"type": "array", "items": {
             "type": "object", "required": ["types", "targets"],
             "properties": {"types": {"type": "array", "items": {"type": "string"}},
-                           "targets": {"type": "array", "items": {"type": "string"}}}}},
+                           "targets": {"type": "array", "items": {"type": "string"}},
+                           "approvals": {"type": "integer", "minimum": 1},
+                           "self_approval": {"type": "boolean"}}}},
         "audit": {"type": "object", "required": [
             "forbidden_targets", "url_allowlist", "injection_markers",
             "max_value_bytes", "max_reasoning_bytes"]},
@@ -125,6 +134,7 @@ CORE_TYPES: tuple[PatchType, ...] = (
     PatchType("tools", {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
               description="the tool set attached to an agent"),
     PatchType("trust", TRUST_SCHEMA, targets=("kernel/trust",), root_only=True,
+              default_tests=("schema", "roundtrip", "replay", "trust.keys"),
               description="the trust policy (root threshold only)"),
     PatchType("gates", GATES_SCHEMA, targets=("kernel/gates",), root_only=True,
               description="the gate configuration (root threshold only)"),
@@ -183,13 +193,21 @@ def _test_schema(ctx: TestContext) -> TestOutcome:
 
 # apply_op never mutates its input (values are copied, JSON Patch runs out of place), so
 # the tests need not copy what they pass it.
+def _test_trust_keys(ctx: TestContext) -> TestOutcome:
+    """Key ids are the SHA-256 of their public keys, every referenced key is listed, and
+    every threshold can be met (the schema cannot say any of this)."""
+    if not isinstance(ctx.new_value, dict) or not _validator(TRUST_SCHEMA).is_valid(ctx.new_value):
+        return TestOutcome(False, "not a trust policy")
+    problems = policy_problems(ctx.new_value)
+    return TestOutcome(not problems, "; ".join(problems[:3]))
+
+
 def _test_roundtrip(ctx: TestContext) -> TestOutcome:
     try:
         restored = apply_op(ctx.inverse, ctx.new_value)
     except InvalidPatch as e:
         return TestOutcome(False, f"inverse does not apply: {e}")
-    ok = (restored is None) if ctx.old_value is None else (
-        restored is not None and canonical_bytes(restored) == ctx.old_bytes)
+    ok = (restored is None) if ctx.old_value is None else same_value(restored, ctx.old_value)
     return TestOutcome(ok, "inverse did not restore the old value")
 
 
@@ -199,7 +217,7 @@ def _test_replay(ctx: TestContext) -> TestOutcome:
     if first is None or second is None or ctx.new_value is None:
         ok = first is second is ctx.new_value
     else:
-        ok = canonical_bytes(first) == canonical_bytes(second) == ctx.new_bytes
+        ok = same_value(first, second) and same_value(first, ctx.new_value)
     return TestOutcome(ok, "applying the patch twice to a copy gave different values")
 
 
@@ -216,6 +234,7 @@ class TypeRegistry:
         reg.register_test("schema", _test_schema)
         reg.register_test("roundtrip", _test_roundtrip)
         reg.register_test("replay", _test_replay)
+        reg.register_test("trust.keys", _test_trust_keys)
         return reg
 
     def register_type(self, patch_type: PatchType) -> None:

@@ -5,7 +5,8 @@ The kernel depends on the small interfaces here; backends are chosen by configur
 """
 
 from ouroboros.storage.blobs import BlobStore
-from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, StoredEvent
+from ouroboros.storage.ledger import Head, LedgerBackend, RetryAppend, Snapshot, StoredEvent
 from ouroboros.storage.sqlite import SQLiteLedger
 
-__all__ = ["BlobStore", "Head", "LedgerBackend", "RetryAppend", "SQLiteLedger", "StoredEvent"]
+__all__ = ["BlobStore", "Head", "LedgerBackend", "RetryAppend", "SQLiteLedger", "Snapshot",
+           "StoredEvent"]

@@ -22,6 +22,16 @@ class StoredEvent:
     sig: bytes
 
 
+#: One entry of the patch index: (patch hash as 32 raw bytes, kind, seq of the event).
+IndexRow = tuple[bytes, int, int]
+APPLIED, UNDONE, CHARGED = 1, 2, 3
+
+
+def _no_index(rows: Sequence[IndexRow]) -> None:
+    if rows:
+        raise RuntimeError("this head cannot record patch-index rows")
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """What the next event must extend, as seen inside the append's critical section."""
@@ -30,6 +40,29 @@ class Head:
     #: ``since(start)``: the stored events from ``start`` on, read inside that same critical
     #: section, so a builder that finds the head moved can catch up without letting go.
     since: Callable[[int], Iterator[StoredEvent]]
+    #: ``index(rows)``: patch-index rows for the events being built, stored in the same
+    #: transaction (all or nothing with the events).
+    index: Callable[[Sequence[IndexRow]], None] = _no_index
+
+
+@dataclass(frozen=True, slots=True)
+class PatchRecord:
+    """What the patch index knows of one patch hash: the seq of its latest
+    ``PatchApplied``, of the rollback that undid it since (if any), and of the rejection
+    that charged its signers (if any)."""
+
+    applied: int | None = None
+    undone: int | None = None
+    charged: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Folded kernel state after event ``seq``, and the runtime key's signature over it."""
+
+    seq: int
+    data: bytes
+    sig: bytes
 
 
 class RetryAppend(Exception):
@@ -37,26 +70,70 @@ class RetryAppend(Exception):
 
 
 EventBuilder = Callable[[Head], Sequence[StoredEvent]]
+#: Called once the events are committed, still inside the writer's critical section, so
+#: what it publishes (the signed checkpoint) follows the ledger in the same order.
+AfterCommit = Callable[[Sequence[StoredEvent]], None]
 
 
 class LedgerBackend(Protocol):
-    def append(self, build: EventBuilder) -> list[StoredEvent]:
+    """Everything the kernel stores: events, the latest signed checkpoint, snapshots.
+
+    A new backend (PostgreSQL) implements exactly these methods; the kernel signs and
+    checks everything it stores, so a backend needs no cryptography of its own.
+    """
+
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
+               ) -> list[StoredEvent]:
         """Call ``build`` with the current head inside an exclusive transaction and store
-        what it returns, all or nothing."""
+        what it returns, all or nothing; then call ``after_commit`` with the stored events
+        before releasing the writers' lock."""
         ...
 
     def head(self) -> Head: ...
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEvent]:
-        """Events with ``start <= seq < stop`` in order."""
+        """Events with ``start <= seq < stop`` in order, fetched in bounded batches (memory
+        stays flat however long the ledger is)."""
         ...
 
     def count(self) -> int: ...
 
-    def put_snapshot(self, seq: int, data: bytes) -> None: ...
+    def patch_record(self, patch_hash: bytes) -> PatchRecord | None:
+        """The patch index's entry for a patch (32-byte hash), or ``None``."""
+        ...
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes] | None:
+    def find_patches(self, prefix_hex: str) -> list[bytes]:
+        """Hashes of patches ever applied whose hex form starts with ``prefix_hex``."""
+        ...
+
+    def patch_index(self) -> Iterator[IndexRow]:
+        """Every row of the patch index (for ``verify``), in any order."""
+        ...
+
+    def put_checkpoint(self, note: bytes) -> None:
+        """Atomically replace the latest signed checkpoint (a C2SP signed note). Called by
+        ``after_commit``, inside the writers' critical section: no lock of its own."""
+        ...
+
+    def get_checkpoint(self) -> bytes | None:
+        """The latest signed checkpoint, or ``None`` if none was ever written."""
+        ...
+
+    def put_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    def latest_snapshot(self, at_most: int | None = None) -> Snapshot | None:
         """The newest snapshot taken after event ``seq`` (``seq <= at_most``)."""
+        ...
+
+    def snapshot_seqs(self) -> list[int]:
+        """The sequence numbers of every stored snapshot, ascending."""
+        ...
+
+    def snapshot(self, seq: int) -> Snapshot | None: ...
+
+    def prune_snapshots(self, keep_last: int, keep_every: int) -> None:
+        """Delete snapshots except the newest ``keep_last`` and the oldest of each run of
+        ``keep_every`` events (so ``state --at`` stays cheap far back)."""
         ...
 
     def close(self) -> None: ...

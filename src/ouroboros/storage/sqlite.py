@@ -14,7 +14,19 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.ledger import EventBuilder, Head, StoredEvent
+from ouroboros.storage.files import rewrite_in_place
+from ouroboros.storage.ledger import (
+    APPLIED,
+    CHARGED,
+    UNDONE,
+    AfterCommit,
+    EventBuilder,
+    Head,
+    IndexRow,
+    PatchRecord,
+    Snapshot,
+    StoredEvent,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -24,9 +36,18 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     seq  INTEGER PRIMARY KEY,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    sig  BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS patch_log (
+    hash BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (hash, kind, seq)
+) WITHOUT ROWID;
 """
+#: Rows per read batch: big enough to amortise the query, small enough to stay flat.
+_BATCH = 2000
 
 
 @contextmanager
@@ -47,51 +68,90 @@ class SQLiteLedger:
     ``synchronous=NORMAL`` in WAL mode survives any process crash (a transaction is
     either in the WAL whole or not at all); ``durable=True`` selects ``FULL`` so a power
     loss cannot drop committed events either.
+
+    The latest signed checkpoint is a file beside the database (``ledger.checkpoint``),
+    rewritten after each commit while the writers' lock is held, so it never runs ahead
+    of the events it commits to, two writers never publish out of order, and a reader
+    (who takes the same lock) never sees half of one (see ``storage.files``).
     """
 
     def __init__(self, path: Path | str, *, durable: bool = False) -> None:
         self.path = str(path)
+        self.durable = durable
+        self.checkpoint_path = str(Path(self.path).with_suffix(".checkpoint"))
         self._lock = threading.Lock()
         # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
         # a millisecond and more, while a blocked flock wakes the moment it is released.
         self._writer_lock = open(self.path + ".lock", "a+b")  # noqa: SIM115 - lives with self
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
+        # 8 KiB pages: an event (about 1.2-1.6 KB) packs 5 to a page instead of 2 to a
+        # 4 KiB page, which keeps the database near the bytes it holds. Only takes effect
+        # when the file is created.
+        self._db.execute("PRAGMA page_size=8192")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        self._seen_version: int | None = None
+        self._known_next: int | None = None
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(snapshots)")}
+        if "sig" not in columns:  # a database from before snapshots were signed
+            self._db.execute("ALTER TABLE snapshots ADD COLUMN sig BLOB NOT NULL DEFAULT x''")
 
-    def append(self, build: EventBuilder) -> list[StoredEvent]:
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
+               ) -> list[StoredEvent]:
         with self._lock, _exclusive(self._writer_lock):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
+            index: list[IndexRow] = []
             try:
                 events = list(build(Head(self._next_seq(db),
-                                         lambda start: self._rows(db, start, None))))
+                                         lambda start: self._rows(db, start, None, None),
+                                         index.extend)))
                 db.executemany("INSERT INTO events (seq, body, sig) VALUES (?, ?, ?)",
                                [(e.seq, e.body, e.sig) for e in events])
+                if index:
+                    db.executemany("INSERT OR IGNORE INTO patch_log (hash, kind, seq) "
+                                   "VALUES (?, ?, ?)", index)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            if events:
+                self._known_next = events[-1].seq + 1  # our own commit: no need to ask again
+            if after_commit is not None:
+                after_commit(events)
             return events
 
-    @staticmethod
-    def _next_seq(db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT max(seq) FROM events").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+    def _next_seq(self, db: sqlite3.Connection) -> int:
+        """The next seq, asking SQLite only when another connection committed since we
+        last looked (``PRAGMA data_version`` changes exactly then; it reads no table)."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version or self._known_next is None:
+            row = db.execute("SELECT max(seq) FROM events").fetchone()
+            self._known_next = 0 if row[0] is None else int(row[0]) + 1
+            self._seen_version = version
+        return self._known_next
 
-    @staticmethod
-    def _rows(db: sqlite3.Connection, start: int, stop: int | None) -> Iterator[StoredEvent]:
-        # fetchall first: callers may interleave reads and appends on this connection
-        if stop is None:
-            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq",
-                              (start,)).fetchall()
-        else:
-            rows = db.execute("SELECT seq, body, sig FROM events WHERE seq >= ? AND seq < ? "
-                              "ORDER BY seq", (start, stop)).fetchall()
-        return (_stored(seq, body, sig) for seq, body, sig in rows)
+    def _rows(self, db: sqlite3.Connection, start: int, stop: int | None,
+              lock: threading.Lock | None) -> Iterator[StoredEvent]:
+        """Events from ``start`` in batches of ``_BATCH``, each its own query: no cursor
+        stays open between batches (callers interleave reads and appends on this
+        connection), and the ledger only grows, so batches never overlap or skip."""
+        while stop is None or start < stop:
+            limit = _BATCH if stop is None else min(_BATCH, stop - start)
+            query = ("SELECT seq, body, sig FROM events WHERE seq >= ? ORDER BY seq LIMIT ?")
+            if lock is None:
+                rows = db.execute(query, (start, limit)).fetchall()
+            else:
+                with lock:
+                    rows = db.execute(query, (start, limit)).fetchall()
+            for seq, body, sig in rows:
+                yield _stored(seq, body, sig)
+            if len(rows) < limit:
+                return
+            start = int(rows[-1][0]) + 1
 
     def head(self) -> Head:
         with self._lock:
@@ -101,31 +161,98 @@ class SQLiteLedger:
         return self.head().next_seq
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEvent]:
-        with self._lock:
-            return self._rows(self._db, start, stop)
+        return self._rows(self._db, start, stop, self._lock)
 
-    def put_snapshot(self, seq: int, data: bytes) -> None:
+    def patch_record(self, patch_hash: bytes) -> PatchRecord | None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data) VALUES (?, ?)",
-                             (seq, data))
+            rows = self._db.execute("SELECT kind, max(seq) FROM patch_log WHERE hash = ? "
+                                    "GROUP BY kind", (patch_hash,)).fetchall()
+        if not rows:
+            return None
+        latest = {int(kind): int(seq) for kind, seq in rows}
+        applied, undone = latest.get(APPLIED), latest.get(UNDONE)
+        if undone is not None and (applied is None or undone < applied):
+            undone = None  # undone, then applied again by a rollback: live
+        return PatchRecord(applied, undone, latest.get(CHARGED))
 
-    def latest_snapshot(self, at_most: int | None = None) -> tuple[int, bytes] | None:
+    def find_patches(self, prefix_hex: str) -> list[bytes]:
+        lo = bytes.fromhex((prefix_hex + "0" * 64)[:64])
+        hi = bytes.fromhex((prefix_hex + "f" * 64)[:64])
+        with self._lock:
+            return [bytes(r[0]) for r in self._db.execute(
+                "SELECT DISTINCT hash FROM patch_log WHERE hash BETWEEN ? AND ? AND kind = ?",
+                (lo, hi, APPLIED))]
+
+    def patch_index(self) -> Iterator[IndexRow]:
+        last = (b"", 0, -1)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT hash, kind, seq FROM patch_log WHERE (hash, kind, seq) > (?, ?, ?) "
+                    "ORDER BY hash, kind, seq LIMIT ?", (*last, _BATCH)).fetchall()
+            for h, kind, seq in rows:
+                yield bytes(h), int(kind), int(seq)
+            if len(rows) < _BATCH:
+                return
+            last = (bytes(rows[-1][0]), int(rows[-1][1]), int(rows[-1][2]))
+
+    def put_checkpoint(self, note: bytes) -> None:
+        rewrite_in_place(self.checkpoint_path, note, durable=self.durable)
+
+    def get_checkpoint(self) -> bytes | None:
+        with self._lock, _exclusive(self._writer_lock):
+            try:
+                with open(self.checkpoint_path, "rb") as fh:
+                    return fh.read(1 << 20)
+            except FileNotFoundError:
+                return None
+
+    def put_snapshot(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data, sig) VALUES (?, ?, ?)",
+                             (snapshot.seq, snapshot.data, snapshot.sig))
+
+    def latest_snapshot(self, at_most: int | None = None) -> Snapshot | None:
         with self._lock:
             if at_most is None:
                 row = self._db.execute(
-                    "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
+                    "SELECT seq, data, sig FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()
             else:
                 row = self._db.execute(
-                    "SELECT seq, data FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
-                    (at_most,)).fetchone()
-        if row is not None and not isinstance(row[1], bytes | memoryview):
-            raise sqlite3.DatabaseError(f"snapshot {row[0]} is damaged (no data)")
-        return None if row is None else (int(row[0]), bytes(row[1]))
+                    "SELECT seq, data, sig FROM snapshots WHERE seq <= ? ORDER BY seq DESC "
+                    "LIMIT 1", (at_most,)).fetchone()
+        return None if row is None else _snapshot(row)
+
+    def snapshot_seqs(self) -> list[int]:
+        with self._lock:
+            return [int(r[0]) for r in self._db.execute("SELECT seq FROM snapshots ORDER BY seq")]
+
+    def prune_snapshots(self, keep_last: int, keep_every: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM (SELECT seq FROM "
+                "snapshots ORDER BY seq DESC LIMIT ?)) AND seq NOT IN (SELECT min(seq) FROM "
+                "snapshots GROUP BY seq / ?)", (keep_last, keep_every))
+
+    def snapshot(self, seq: int) -> Snapshot | None:
+        with self._lock:
+            row = self._db.execute("SELECT seq, data, sig FROM snapshots WHERE seq = ?",
+                                   (seq,)).fetchone()
+        return None if row is None else _snapshot(row)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
             self._writer_lock.close()
+
+
+def _snapshot(row: tuple[object, ...]) -> Snapshot:
+    """A snapshot row; NULLs or other types mean a damaged file (reported as integrity)."""
+    seq, data, sig = row
+    if not isinstance(seq, int) or not isinstance(data, bytes | memoryview) or not isinstance(
+            sig, bytes | memoryview):
+        raise sqlite3.DatabaseError(f"snapshot {seq!r} is damaged")
+    return Snapshot(seq, bytes(data), bytes(sig))
 
 
 def _stored(seq: object, body: object, sig: object) -> StoredEvent:

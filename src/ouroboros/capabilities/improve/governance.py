@@ -112,7 +112,7 @@ class Governance:
         return patch_hash in self.rt.pending()
 
     def is_applied(self, patch_hash: str) -> bool:
-        return patch_hash in self.rt.refresh().applied
+        return self.rt.applied_at(patch_hash) is not None
 
     def rejection(self, patch_hash: str) -> dict[str, Any] | None:
         """The kernel's latest ``PatchRejected`` payload for a patch, if any."""
@@ -129,11 +129,11 @@ class Governance:
 
     # -- breaker and events -----------------------------------------------------------
     def paused_until(self, now: datetime) -> str | None:
-        until = self.rt.breakers().get(AUTHOR, {}).get("paused_until")
+        until = self.rt.paused_until(AUTHOR)  # the runtime key's breaker for this author
         return str(until) if until and parse_iso(str(until)) > now else None
 
     def resume(self) -> None:
-        self.rt.resume(AUTHOR)
+        self.rt.resume(AUTHOR, keys=[self.approver_key])
 
     def record(self, kind: str, payload: dict[str, Any]) -> int:
         return self.rt.record(kind, payload)

@@ -28,15 +28,7 @@ CAPABILITY_DEMOS: list[tuple[str, str]] = []
 def kernel_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     say("A fresh workspace has a root key, the runtime's key and a signed genesis event.")
     rt.keyring.new("alice")
-    kid, public = rt.keyring.public("alice")
-    policy = rt.value("kernel/trust")
-    policy["keys"][kid] = {"name": "alice", "public": public}
-    policy["delegations"].append({"name": "alice", "keys": [kid], "threshold": 1,
-                                  "types": ["prompt", "config", "policy"], "targets": ["*"],
-                                  "rights": []})
-    grant = rt.sign(rt.propose("trust", "kernel/trust", value=policy, author="operator",
-                               reasoning="let alice change agent prompts and config"), "root")
-    out = rt.submit(grant)
+    out = rt.grant(["alice"], types=["prompt", "config", "policy"])
     say(f"Root delegated prompt, config and policy patches to alice: {out.status} (seq {out.seq}).")
 
     patch = rt.propose("prompt", "agents/support/prompt", value="You are a concise support agent.",
@@ -76,8 +68,9 @@ def kernel_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     assert out.seq is not None
     say(f"A patch made against an older base: {out.status} ({out.reason[:60]}…).")
 
-    say(f"Breaker: alice has {rt.breakers()['alice']['rejections']} consecutive rejections; "
-        "three pause her for 48 h.")
+    alice = next(e for e in rt.breakers().values() if e["label"] == "alice")
+    say(f"Breaker: alice's key has {alice['rejections']} consecutive rejection(s) charged (a "
+        "stale base is a race, not her doing); three pause her key for 48 h.")
 
     before = rt.state_hash(at=out.seq - 2)
     outs = rt.rollback(to=out.seq - 2)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ouroboros.interfaces.cli import ledger_cmds
 from ouroboros.interfaces.cli.errors import not_found, usage
 from ouroboros.interfaces.cli.inputs import read_json, read_text, writable_parent
 from ouroboros.interfaces.cli.output import (
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(key_app, name="key", rich_help_panel="Workspace")
     app.add_typer(trust_app, name="trust", rich_help_panel="Workspace")
     app.add_typer(patch_app, name="patch", rich_help_panel="Patches")
+    ledger_cmds.register(app)
 
     @app.command(rich_help_panel="Workspace")
     def init(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
@@ -172,9 +174,10 @@ def register(app: typer.Typer) -> None:
                 else:
                     console.print(value, markup=False)
                 return
+            breakers = rt.breakers() if at is None else {}
             summary: dict[str, Any] = {"seq": st.seq, "state_hash": st.state_hash(),
                        "targets": {t: v for t, v in sorted(st.values.items())},
-                       "pending": sorted(st.pending), "breakers": st.authors}
+                       "pending": sorted(st.pending), "breakers": breakers}
         if as_json:
             print_json(summary)
             return
@@ -188,10 +191,10 @@ def register(app: typer.Typer) -> None:
             table.add_row(_plain(t), _plain(text if len(text) < 120 else text[:117] + "..."))
         console.print(table)
         console.print("a whole value: `ouro state TARGET`", markup=False)
-        paused = {a: e for a, e in st.authors.items() if e.get("paused_until")}
-        for a, e in paused.items():
-            console.print(f"author {a} paused until {e['paused_until']}", style="red",
-                          markup=False)
+        for e in summary["breakers"].values():
+            if e.get("paused_until"):
+                console.print(f"{e['label']} paused until {e['paused_until']}", style="red",
+                              markup=False)
 
     @app.command(rich_help_panel="Ledger")
     def log(kind: str | None = typer.Option(None, "--kind", metavar="KIND",
@@ -216,17 +219,27 @@ def register(app: typer.Typer) -> None:
         _print_events(events)
 
     @app.command(rich_help_panel="Ledger")
-    def verify(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-        """Check every link, signature and checkpoint; exit 1 naming the first bad event."""
-        with open_runtime(home, capabilities=False) as rt, \
-                working(f"verifying {rt.backend.count():,} events"):
-            report = rt.verify()
+    def verify(witness: list[Path] = typer.Option(None, "--witness", metavar="DIR",
+                                                  help="Also compare with this witness "
+                                                       "directory's checkpoint (repeatable)."),
+               home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+        """Check every link, signature, snapshot and checkpoint, replay the history and
+        compare with every signed checkpoint known; exit 1 naming the first problem."""
+        with open_runtime(home) as rt, working(f"verifying {rt.backend.count():,} events"):
+            report = rt.verify(witnesses=witness or ())
+            vkey = rt.verifier.vkey()
+            unwritten = dict(rt.witness_errors)
         if as_json:
             print_json({"ok": True, "events": report.events, "checkpoints": report.checkpoints,
-                        "head": report.head})
-        else:
-            console.print(f"[green]ok[/green]: {report.events} events, "
-                          f"{report.checkpoints} checkpoints, head {report.head}")
+                        "head": report.head, "snapshots": report.snapshots, "vkey": vkey,
+                        "anchors": [{"source": s, "tree_size": n} for s, n in report.anchors],
+                        "witness_errors": unwritten})
+            return
+        console.print(f"[green]ok[/green]: {report.events} events, "
+                      f"{report.checkpoints} checkpoints, {report.snapshots} snapshots, "
+                      f"head {report.head}")
+        for source, size in report.anchors:
+            console.print(f"  consistent with {source} (tree size {size})")
 
     @app.command(rich_help_panel="Ledger")
     def replay(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
@@ -266,19 +279,6 @@ def register(app: typer.Typer) -> None:
             print_json({"applied": [o.to_dict() for o in outcomes], "state_hash": state_hash})
         else:
             console.print(f"rolled back {len(outcomes)} patch(es); state {state_hash}")
-
-    @app.command(rich_help_panel="Patches")
-    def breakers(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-        """Authors' consecutive rejections and pauses."""
-        with open_runtime(home, capabilities=False) as rt:
-            data = rt.breakers()
-        if as_json:
-            print_json(data)
-            return
-        table = _table("author", "consecutive rejections", "paused until")
-        for a, e in sorted(data.items()):
-            table.add_row(_plain(a), str(e["rejections"]), e.get("paused_until") or "-")
-        console.print(table)
 
 
 def _check_kind(events: list[Event], kind: str) -> None:
@@ -354,12 +354,15 @@ def trust_show(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     names = key_names(policy)
     console.print(f"root: {', '.join(names[k] for k in policy['root']['keys'])} "
                   f"(threshold {policy['root']['threshold']})", markup=False)
-    table = _table("delegation", "keys", "types", "targets", "threshold", "rights")
+    table = _table("delegation", "keys", "types", "targets", "threshold", "rights", "expires")
     for d in policy["delegations"]:
         table.add_row(str(d["name"]), ", ".join(names.get(k, k[:12]) for k in d["keys"]),
                       ", ".join(d["types"]), ", ".join(d["targets"]), str(d["threshold"]),
-                      ", ".join(d.get("rights", [])))
+                      ", ".join(d.get("rights", [])), d.get("expires") or "-")
     console.print(table)
+    for kid, r in policy.get("revoked", {}).items():
+        console.print(f"revoked: {r.get('name', kid[:12])} ({kid[:12]}) at {r['at']}"
+                      + (f": {r['reason']}" if r.get("reason") else ""))
 
 
 def _csv(text: str) -> list[str]:
@@ -367,7 +370,8 @@ def _csv(text: str) -> list[str]:
 
 
 @trust_app.command("grant")
-def trust_grant(key: str = typer.Argument(..., help="Key name in the keyring."),
+def trust_grant(keys: str = typer.Argument(..., metavar="KEY[,KEY..]",
+                                           help="Key name(s) in the keyring."),
                 types: str = typer.Option(..., "--types", metavar="T,..",
                                           help="Comma-separated patch types, e.g. "
                                                "prompt,config."),
@@ -375,45 +379,60 @@ def trust_grant(key: str = typer.Argument(..., help="Key name in the keyring."),
                                             help="Comma-separated target globs, e.g. "
                                                  "'agents/*'."),
                 threshold: int = typer.Option(1, "--threshold", min=1, max=16,
-                                              help="Signatures from this delegation's keys "
-                                                   "a patch needs."),
+                                              help="How many of the keys must sign a patch."),
+                expires: str | None = typer.Option(None, "--expires", metavar="WHEN",
+                                                   help="30d, 12h, 2027-01-31 or an ISO time."),
                 rights: str = typer.Option("", "--rights", metavar="R,..",
                                            help="Extra rights: grant (tool grants) and/or "
                                                 "approve (approve pending patches)."),
+                name: str | None = typer.Option(None, "--name",
+                                                help="Delegation name (default: the key "
+                                                     "names joined by '+')."),
                 sign_with: list[str] = typer.Option(None, "--sign-with", metavar="NAME",
                                                     help="Root key(s) to sign with; "
                                                          "default root."),
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-    """Delegate patch types and targets to a key (a `trust` patch signed by root)."""
-    from ouroboros.kernel.dsse import new_envelope
-    from ouroboros.kernel.trust import TRUST_TARGET
+    """Delegate patch types and targets to one or more keys (a root-signed `trust` patch)."""
+    from ouroboros.kernel.clock import SystemClock, parse_when
 
-    type_list, target_list, right_list = _csv(types), _csv(targets), _csv(rights)
-    if not type_list or not target_list:
-        raise usage("--types and --targets need at least one entry each")
+    names, type_list, target_list, right_list = (_csv(keys), _csv(types), _csv(targets),
+                                                 _csv(rights))
+    if not names or not type_list or not target_list:
+        raise usage("KEY, --types and --targets need at least one entry each")
     unknown_rights = sorted(set(right_list) - {"grant", "approve"})
     if unknown_rights:
         raise usage(f"unknown right(s): {', '.join(unknown_rights)}",
                     "--rights takes grant and/or approve")
+    when = None
+    if expires is not None:
+        try:
+            when = parse_when(expires, SystemClock().now())
+        except ValueError as e:
+            raise usage(f"--expires: {e}", "e.g. 30d, 12h, 2027-01-31") from e
     with open_runtime(home) as rt:
         known = set(rt.registry.types)
         unknown = [t for t in type_list if t not in known]
         if unknown:
             raise usage(f"unknown patch type(s): {', '.join(unknown)}",
                         f"known: {', '.join(sorted(known))}")
-        kid, public = rt.keyring.public(key)
-        policy = rt.value(TRUST_TARGET)
-        policy["keys"][kid] = {"name": key, "public": public}
-        policy["delegations"] = [d for d in policy["delegations"] if d["name"] != key]
-        policy["delegations"].append({
-            "name": key, "keys": [kid], "types": type_list, "targets": target_list,
-            "threshold": threshold, "rights": right_list})
-        patch = rt.propose("trust", TRUST_TARGET, value=policy, author="operator",
-                           reasoning=f"grant {key} {types} on {targets}")
-        envelope = new_envelope(patch.canonical())
-        for name in sign_with or rt.workspace.config.get("root_keys", ["root"]):
-            rt.sign(envelope, name)
-        outcome = rt.submit(envelope)
+        outcome = rt.grant(names, types=type_list, targets=target_list, threshold=threshold,
+                           rights=right_list, expires=when, name=name,
+                           sign_with=sign_with or None)
+    report_outcome(outcome, as_json)
+
+
+@trust_app.command("revoke")
+def trust_revoke(key: str = typer.Argument(..., help="Key name or key id."),
+                 reason: str = typer.Option("", "--reason", help="Why (kept in the ledger)."),
+                 sign_with: list[str] = typer.Option(None, "--sign-with",
+                                                     help="Root key(s) to sign with; default root."),
+                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Revoke a key: its signatures are refused from now on, naming the revocation."""
+    with open_runtime(home) as rt:
+        outcome, notes = rt.revoke(key, reason=reason, sign_with=sign_with or None)
+    if not as_json and outcome.status == "applied":
+        for note in notes:
+            console.print(f"  {key}: {note}")
     report_outcome(outcome, as_json)
 
 

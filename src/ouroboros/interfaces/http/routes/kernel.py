@@ -54,9 +54,10 @@ def state(_: Reader, services: ServicesDep,
           at: Annotated[int | None, Query(ge=0, description="A past seq")] = None) -> Response:
     with services.lease() as lease:
         st = lease.rt.state_at(at)
+        breakers = lease.rt.breakers() if at is None else {}  # as `ouro state --json`
         return json_response({"seq": st.seq, "state_hash": st.state_hash(),
                               "targets": dict(sorted(st.values.items())),
-                              "pending": sorted(st.pending), "breakers": st.authors})
+                              "pending": sorted(st.pending), "breakers": breakers})
 
 
 @router.get("/state/{target:path}", response_model=schemas.TargetValue,

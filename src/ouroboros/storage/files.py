@@ -1,0 +1,48 @@
+"""Small files rewritten on every append: the signed checkpoint beside the ledger and its
+copies in witness directories.
+
+Why not a temporary file and a rename: on ext4 (the default Linux file system) a rename
+over an existing file, like a truncation to zero, makes the kernel start writing the new
+data out at once (``auto_da_alloc``), which measured 1.4–3.8 ms per replacement here,
+5–10 times a whole governed submit. A checkpoint is instead rewritten in place with one
+``pwrite`` at offset 0 (about 2 µs):
+
+- a process crash cannot tear it: a write of a few hundred bytes to the page cache is one
+  system call that completes or does not happen;
+- its length never shrinks (tree sizes only grow), so no truncation is needed; a longer
+  file than the note means someone else wrote there, and the note then fails to parse;
+- concurrent readers can see a half-copied page, so readers either hold the writers' lock
+  (the local checkpoint) or read again when a signature fails (witness copies).
+
+With ``durable`` the file is fsynced after the ledger's own commit was: the checkpoint can
+then never survive a power loss that the events it vouches for did not.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
+    """Write ``data`` at offset 0 of ``path`` (created if missing), cut any longer tail."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new(path: str, data: bytes) -> None:
+    """Create ``path`` with ``data`` durably (once-only files such as a verifier key)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""Class 6: approvals are scoped, never self-granted, and counted by distinct keys.
+
+The attacker holds a key with the ``approve`` right for some types/targets and tries to
+approve other patches, its own patches, or to count twice (two ids for one public key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ouroboros.kernel import PatchType, Runtime, UsageError
+from ouroboros.kernel.trust import GATES_TARGET, TRUST_TARGET
+
+from .kernelkit import grant, ouro
+
+
+def _gates(rt: Runtime, approval: list[dict[str, Any]]) -> None:
+    gates = rt.value(GATES_TARGET)
+    gates["approval"] = approval
+    out = rt.submit(rt.sign(rt.propose("gates", GATES_TARGET, value=gates, reasoning="r",
+                                       author="operator"), "root"))
+    assert out.status == "applied", out
+
+
+@pytest.fixture
+def reviewed(rt: Runtime) -> Runtime:
+    rt.registry.register_type(PatchType("file", {"type": "string"}))
+    grant(rt, "docs", ["file"], targets=["docs/*"], rights=["approve"])
+    grant(rt, "ops", ["file", "config"], targets=["ops/*", "docs/*"], rights=["approve"])
+    return rt
+
+
+def _pending(rt: Runtime, target: str, key: str = "runtime", author: str = "improve") -> str:
+    out = rt.submit(rt.sign(rt.propose("file", target, value="x", reasoning="r",
+                                       author=author), key))
+    assert out.status == "pending", out
+    return out.patch_hash
+
+
+def test_the_approve_right_stops_at_the_delegations_types_and_targets(reviewed: Runtime) -> None:
+    ops_patch = _pending(reviewed, "ops/deploy.yaml")
+    with pytest.raises(UsageError, match="covers file patches on docs/\\*, not file on 'ops/"):
+        reviewed.approve(ops_patch, key="docs")
+    with pytest.raises(UsageError, match="may not approve"):
+        reviewed.reject(ops_patch, "no", key="docs")
+    assert ops_patch in reviewed.pending()
+    assert reviewed.approve(ops_patch, key="ops").status == "applied"
+    docs_patch = _pending(reviewed, "docs/readme.md")
+    assert reviewed.approve(docs_patch, key="docs").status == "applied"
+
+
+def test_an_expired_or_revoked_approver_is_refused(reviewed: Runtime, clock: Any) -> None:
+    grant(reviewed, "temp", ["file"], rights=["approve"])
+    policy = reviewed.value(TRUST_TARGET)
+    next(d for d in policy["delegations"] if d["name"] == "temp")["expires"] = \
+        "2026-01-01T01:00:00.000000Z"
+    out = reviewed.submit(reviewed.sign(reviewed.propose("trust", TRUST_TARGET, value=policy,
+                                                         reasoning="r"), "root"))
+    assert out.status == "applied", out
+    patch = _pending(reviewed, "docs/a.md")
+    clock.advance(hours=2)
+    with pytest.raises(UsageError, match="expired at 2026-01-01T01:00:00"):
+        reviewed.approve(patch, key="temp")
+    reviewed.revoke("docs", reason="left the team")
+    with pytest.raises(UsageError, match="was revoked"):
+        reviewed.approve(patch, key="docs")
+
+
+def test_self_approval_is_refused_unless_the_rule_allows_it(reviewed: Runtime) -> None:
+    grant(reviewed, "writer", ["file"], targets=["docs/*"], rights=["approve"],)
+    mine = _pending(reviewed, "docs/mine.md", key="writer", author="writer")
+    with pytest.raises(UsageError, match="approving one's own patch is refused"):
+        reviewed.approve(mine, key="writer")
+    r = ouro("approve", mine[7:19], "--key", "writer", home=reviewed.home)
+    assert r.returncode == 2 and "own patch" in r.stderr
+    assert mine in reviewed.pending()
+    _gates(reviewed, [{"types": ["file"], "targets": ["*"], "self_approval": True}])
+    assert reviewed.approve(mine, key="writer").status == "applied"
+
+
+def test_approval_thresholds_count_distinct_keys(reviewed: Runtime) -> None:
+    _gates(reviewed, [{"types": ["file"], "targets": ["*"], "approvals": 2}])
+    patch = _pending(reviewed, "docs/two.md")
+    first = reviewed.approve(patch, key="docs")
+    assert (first.status, first.reason) == ("pending", "1 of 2 approvals")
+    with pytest.raises(UsageError, match="already approved"):
+        reviewed.approve(patch, key="docs")
+    assert reviewed.value("docs/two.md") is None
+    done = reviewed.approve(patch, key="ops")
+    assert done.status == "applied" and reviewed.value("docs/two.md") == "x"
+    kinds = [e.kind for e in reviewed.log()][-3:]
+    assert kinds == ["PatchApproved", "PatchApproved", "PatchApplied"]
+    assert reviewed.replay().consistent  # both approval signatures re-checked
+
+
+def test_one_public_key_under_two_ids_is_refused_by_the_trust_gate(rt: Runtime) -> None:
+    """With two ids for one key, a 2-of-2 delegation could be met by one signer."""
+    alice = rt.keyring.new("alice")
+    policy = rt.value(TRUST_TARGET)
+    fake_id = "f" * 64
+    policy["keys"][alice.key_id] = {"name": "alice", "public": alice.public_hex}
+    policy["keys"][fake_id] = {"name": "alice-again", "public": alice.public_hex}
+    policy["delegations"].append({"name": "pair", "keys": [alice.key_id, fake_id],
+                                  "types": ["prompt"], "targets": ["*"], "threshold": 2})
+    out = rt.submit(rt.sign(rt.propose("trust", TRUST_TARGET, value=policy, reasoning="r"),
+                            "root"))
+    assert (out.status, out.stage) == ("rejected", "test")
+    assert "is not the SHA-256 of its public key" in out.reason
+    assert "public key listed twice" in out.reason
+
+
+def test_thresholds_count_distinct_public_keys_even_if_ids_collide() -> None:
+    """Defence in depth: ``authorise`` counts public keys, not ids."""
+    from datetime import UTC, datetime
+
+    from ouroboros.kernel.trust import authorise
+
+    policy = {"keys": {"a": {"public": "11" * 32}, "b": {"public": "11" * 32},
+                       "c": {"public": "22" * 32}},
+              "root": {"keys": ["c"], "threshold": 1},
+              "delegations": [{"name": "d", "keys": ["a", "b"], "types": ["prompt"],
+                               "targets": ["*"], "threshold": 2}]}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    auth = authorise(policy, "prompt", "x", False, frozenset({"a", "b"}), now)
+    assert not auth.ok and "found 1" in auth.reason

@@ -1,0 +1,102 @@
+"""Class 8: trust is managed from the CLI: multi-key grants, expiry, revocation.
+
+A revoked or expired key's patches are rejected with that reason; a threshold of distinct
+keys is enforced; nothing but the root key can change the policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ouroboros.kernel import ManualClock, Runtime
+
+from .kernelkit import ouro, submit
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "ws"
+    assert ouro("init", home=h).returncode == 0
+    for name in ("alice", "bob"):
+        assert ouro("key", "new", name, home=h).returncode == 0
+    return h
+
+
+def _submit(home: Path, tmp_path: Path, keys: list[str], value: str) -> tuple[int, str]:
+    (tmp_path / "v.txt").write_text(value)
+    env = tmp_path / "env.json"
+    r = ouro("patch", "new", "--type", "prompt", "--target", "agents/a/prompt", "--text",
+             str(tmp_path / "v.txt"), "--reason", "r", "--author", keys[0], "-o", str(env),
+             home=home)
+    assert r.returncode == 0, r.stderr
+    for k in keys:
+        assert ouro("patch", "sign", str(env), "--key", k, home=home).returncode == 0
+    r = ouro("patch", "submit", str(env), "--json", home=home)
+    return r.returncode, json.loads(r.stdout).get("reason", "") if r.stdout else r.stderr
+
+
+def test_a_two_of_two_grant_needs_both_keys(home: Path, tmp_path: Path) -> None:
+    r = ouro("trust", "grant", "alice,bob", "--types", "prompt", "--targets", "agents/*",
+             "--threshold", "2", "--name", "pair", home=home)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code, reason = _submit(home, tmp_path, ["alice"], "one")
+    assert code == 3 and "needs 2 signature(s) from distinct keys, found 1" in reason
+    code, _ = _submit(home, tmp_path, ["alice", "bob"], "both")
+    assert code == 0
+    shown = json.loads(ouro("trust", "show", "--json", home=home).stdout)
+    pair = next(d for d in shown["delegations"] if d["name"] == "pair")
+    assert pair["threshold"] == 2 and len(pair["keys"]) == 2
+
+
+def test_a_revoked_key_is_refused_by_name(home: Path, tmp_path: Path) -> None:
+    assert ouro("trust", "grant", "alice", "--types", "prompt", home=home).returncode == 0
+    assert _submit(home, tmp_path, ["alice"], "before")[0] == 0
+    r = ouro("trust", "revoke", "alice", "--reason", "laptop stolen", home=home)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code, reason = _submit(home, tmp_path, ["alice"], "after")
+    assert code == 3 and "was revoked at" in reason and "laptop stolen" in reason
+    r = ouro("trust", "grant", "alice", "--types", "prompt", home=home)
+    assert r.returncode == 2 and "stays revoked" in r.stderr
+    shown = ouro("trust", "show", home=home).stdout
+    assert "revoked: alice" in shown
+
+
+def test_an_expired_delegation_is_refused_with_its_date(tmp_path: Path) -> None:
+    clock = ManualClock()
+    rt = Runtime.init(tmp_path / "ws", clock=clock)
+    rt.keyring.new("alice")
+    rt.grant(["alice"], types=["prompt"], expires=clock.now().replace(hour=6))
+    assert submit(rt, "alice", type="prompt", target="agents/a/prompt",
+                  value="early").status == "applied"
+    clock.advance(hours=7)
+    out = submit(rt, "alice", type="prompt", target="agents/a/prompt", value="late")
+    assert out.stage == "signature"
+    assert out.reason == "delegation 'alice' expired at 2026-01-01T06:00:00.000000Z"
+    rt.close()
+
+
+def test_grant_and_revoke_need_the_root_key(home: Path) -> None:
+    assert ouro("trust", "grant", "alice", "--types", "prompt", home=home).returncode == 0
+    r = ouro("trust", "grant", "alice", "--types", "prompt,trust", "--sign-with", "alice",
+             home=home)
+    assert r.returncode == 3 and "need 1 root signature" in r.stdout
+    r = ouro("trust", "revoke", "bob", home=home)
+    assert r.returncode == 2 and "key 'bob'" in r.stderr and "not in the trust policy" in r.stderr
+    r = ouro("trust", "revoke", "alice", "--sign-with", "alice", home=home)
+    assert r.returncode == 3 and "need 1 root signature" in r.stdout
+    r = ouro("trust", "revoke", "root", home=home)  # the only root key: refused
+    assert r.returncode == 2 and "root threshold" in r.stderr
+
+
+def test_bad_grants_are_refused_cleanly(home: Path) -> None:
+    for args, code, message in [
+            (["alice", "--expires", "next tuesday"], 2, "--expires"),
+            (["alice", "--threshold", "3"], 2, "threshold 3 must be between 1 and the 1 key(s)"),
+            (["alice", "--rights", "everything"], 3, "everything"),
+            (["nobody"], 2, "no key named 'nobody'")]:
+        r = ouro("trust", "grant", *args, "--types", "prompt", home=home)
+        assert r.returncode == code and message in (r.stderr + r.stdout), (args, r)
+        assert "Traceback" not in r.stderr
