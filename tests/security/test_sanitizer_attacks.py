@@ -161,6 +161,26 @@ def test_ip_addresses_in_every_notation(text: str, placeholder: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "lead", ["=", ":", ":=", "==", "+", "!", "#", "%", "&", "*", "?", "|", "@", "$", "=@"]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/Users/bob/Library/Keychains/login.keychain-db", "~/bob/.aws/credentials",
+        "./bob/.ssh/id_rsa", "../bob/.netrc", r"\\fileserver\bob$\keys.txt",
+    ],
+)  # fmt: skip
+def test_a_path_glued_to_punctuation_with_no_key_is_still_a_path(lead: str, path: str) -> None:
+    """``=/Users/bob/…`` (hypothesis found it), ``curl -d @/home/…``: the punctuation is
+    not a name, and the path after it is cut like any other."""
+    for text in (lead + path, f"x {lead}{path} y", f"-d {lead}{path}\n"):
+        out = SANITIZER.text(text)
+        assert "bob" not in out and "<path>" in out, (text, out)
+        assert out.startswith(text[: text.index(lead) + len(lead)]), (text, out)
+        assert SANITIZER.text(out) == out
+
+
+@pytest.mark.parametrize(
     "text",
     [
         r"\\fileserver01\finance$\payroll.xlsx", r"C:\Users\alice\AppData\token.json",
