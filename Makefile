@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sanitizer.py
 	$(BIN)/python bench/improve_loop.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/mcp_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

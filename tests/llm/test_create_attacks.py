@@ -10,6 +10,7 @@ import pytest
 
 from ouroboros.capabilities.llm import OpenAICompatibleProvider
 from ouroboros.capabilities.skills import (
+    InputRejected,
     SkillStore,
     ToolFailed,
     ToolNotFound,
@@ -352,8 +353,10 @@ def test_real_successful_uses_promote_only_where_the_policy_says_so(
     for _ in range(2):
         store.run("add", {"a": 1, "b": 2})
     store.run("add_b", {"a": 1, "b": 2})
+    with pytest.raises(InputRejected):
+        store.run("add_b", {"a": 1})  # off its inferred schema: refused, the tool never ran
     with pytest.raises(ToolFailed):
-        store.run("add_b", {"a": 1})  # a failed real use: never promoted by use
+        store.run("add_b", {"a": 1.0, "b": 2})  # in the schema, refused by the tool: a failed use
     store.run("add_b", {"a": 2, "b": 2})
     assert unserved(store) == {"add_b"}
     assert unserved(SkillStore(tmp_path / "s", runtimes=runtimes)) == {"add", "add_b"}

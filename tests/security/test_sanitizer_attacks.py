@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ouroboros.capabilities.improve.collectors import ingest
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.sanitizer import Redactions, Sanitizer
 from ouroboros.capabilities.improve.telemetry import TelemetryStore
 
 GHP = "ghp_R7bX2qLk9VwZ4nTs8MfYc3Hd6Jp1Ga5Ue0Qo"
@@ -161,6 +161,26 @@ def test_ip_addresses_in_every_notation(text: str, placeholder: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "lead", ["=", ":", ":=", "==", "+", "!", "#", "%", "&", "*", "?", "|", "@", "$", "=@"]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/Users/bob/Library/Keychains/login.keychain-db", "~/bob/.aws/credentials",
+        "./bob/.ssh/id_rsa", "../bob/.netrc", r"\\fileserver\bob$\keys.txt",
+    ],
+)  # fmt: skip
+def test_a_path_glued_to_punctuation_with_no_key_is_still_a_path(lead: str, path: str) -> None:
+    """``=/Users/bob/…`` (hypothesis found it), ``curl -d @/home/…``: the punctuation is
+    not a name, and the path after it is cut like any other."""
+    for text in (lead + path, f"x {lead}{path} y", f"-d {lead}{path}\n"):
+        out = SANITIZER.text(text)
+        assert "bob" not in out and "<path>" in out, (text, out)
+        assert out.startswith(text[: text.index(lead) + len(lead)]), (text, out)
+        assert SANITIZER.text(out) == out
+
+
+@pytest.mark.parametrize(
     "text",
     [
         r"\\fileserver01\finance$\payroll.xlsx", r"C:\Users\alice\AppData\token.json",
@@ -285,3 +305,43 @@ def test_hostile_events_leave_nothing_in_the_store(tmp_path: Path) -> None:
         assert not [w for w in _windows(secret) if w in text], secret
     assert "\u200b" not in text and "\x1b" not in text
     assert report.redactions["secret"] >= len(messages)
+
+
+@pytest.mark.parametrize(
+    "name", ["b64tool", "sha256sum", "md5sum", "gpt4o-mini", "a1b2c3", "build-3f2a1b9c7d",
+             "mcp:fs/read_file", "E11000", "job 2026-01-10"],
+)  # fmt: skip
+def test_names_that_only_look_generated_are_kept(name: str) -> None:
+    """A tool, agent or task name (or an error code) is what analysis groups by; the
+    default-deny guess from its shape alone does not apply to it."""
+    assert SANITIZER.name(name) == name
+    for field in ("tool", "agent", "task_name", "error_code"):
+        if field == "error_code" and " " in name:
+            continue
+        assert SANITIZER.event({field: name})[field] == name
+
+
+@pytest.mark.parametrize(
+    ("name", "secret", "placeholder"),
+    [
+        (AKIA, AKIA, "<secret:aws-access-key>"), (f"E_{AKIA}", AKIA, "<secret:aws-access-key>"),
+        (f"deploy {GHP}", GHP, "<secret:github-pat>"), (GHP[:30], GHP[:30], "<secret:"),
+        ("xK9vQ2mZ7pL4wR8nT3bYc5", "xK9vQ2mZ7pL4wR8nT3bYc5", "<secret:high-entropy>"),
+        ("ops@example.com", "ops@example.com", "<email>"),
+        ("/home/alice/bin/sync", "alice", "<path>"), ("call 4111111111111111", "41111111", "<card>"),
+        ("sync 10.1.2.3", "10.1.2.3", "<ip:private>"),
+    ],
+)  # fmt: skip
+def test_a_secret_in_a_name_field_is_still_redacted(name: str, secret: str, placeholder: str) -> None:
+    redactions = Redactions()
+    for field in ("tool", "agent", "task_name", "error_code"):
+        out = SANITIZER.event({field: name}, redactions)[field]
+        assert secret not in out and placeholder in out, (field, out)
+    assert sum(redactions.counts.values()) >= 4
+
+
+def test_free_text_in_a_name_field_is_sanitized_as_text() -> None:
+    """Only name-shaped values are names: anything else gets the full default-deny."""
+    text = f"Tr0ub4dor&3x! and {GHP[:12]}"
+    assert SANITIZER.name(text) == SANITIZER.text(text)
+    assert "Tr0ub4dor" not in SANITIZER.name(text)

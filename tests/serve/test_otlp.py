@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import threading
 import time
@@ -153,6 +154,32 @@ def test_proto3_json_base64_ids_are_the_same_span_as_hex(live: LiveServer) -> No
     mine = [e for e in stored(live.home) if e.get("tool") == "b64tool"]
     assert len(mine) == 1 and mine[0]["trace_id"] == trace.hex()
     assert mine[0]["span_id"] == span.hex()
+
+
+@pytest.mark.parametrize(
+    ("tool", "placeholder"),
+    [
+        ("AKIAZ7QX4LRM2VN5TB3W", "<secret:aws-access-key>"),
+        (f"deploy {SECRET}", "deploy <secret:github-pat>"),
+        ("xK9vQ2mZ7pL4wR8nT3bYc5", "<secret:high-entropy>"),
+        ("alice.smith@example.com", "<email>"),
+        ("/Users/alice/bin/sync", "<path>"),
+    ],
+)
+def test_a_secret_passed_off_as_a_tool_name_is_still_redacted(
+    live: LiveServer, tool: str, placeholder: str
+) -> None:
+    """Tool names are kept verbatim (analysis groups by them) only when nothing in them
+    can be named: a key, an address or a path in ``gen_ai.tool.name`` is replaced."""
+    trace, span = hashlib.sha256(tool.encode()).digest()[:16], bytes(range(41, 49))
+    with live.client(live.token("collector", "submit")) as c:
+        r = c.post("/v1/traces", json=span_json(base64.b64encode(trace).decode(),
+                                                base64.b64encode(span).decode(), tool))
+        assert r.status_code == 200 and r.json() == {}
+    mine = [e for e in stored(live.home) if e.get("trace_id") == trace.hex()]
+    assert [e["tool"] for e in mine] == [placeholder]
+    written = b"".join(p.read_bytes() for p in (live.home / "telemetry").rglob("*.jsonl"))
+    assert tool.encode() not in written and tool.split()[-1].encode() not in written
 
 
 def test_the_same_span_sent_concurrently_is_stored_once(live: LiveServer) -> None:

@@ -287,3 +287,126 @@ def test_concurrent_searches_while_tools_are_added(tmp_path: Path) -> None:
         t.join(60)
     assert not errors, errors[0]
     assert len(SkillIndex(tmp_path, reranker=False)) == 30
+
+
+def test_threads_adding_and_searching_lose_nothing_and_never_mix_states(
+    tmp_path: Path, static: StaticEmbedder
+) -> None:
+    """Writers on one index object and on a second one (its own store), readers checking
+    that every view they get is one state: as many vectors as entries, each its own."""
+    import threading
+
+    first, second = SkillIndex(tmp_path, static, reranker=False), \
+        SkillIndex(tmp_path, static, reranker=False)
+    first.add("weather", "sha256:0", "weather: Daily weather forecast for a city.")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write(index: SkillIndex, who: str) -> None:
+        try:
+            for i in range(8):
+                index.add(f"{who}_{i}", f"sha256:{who}{i}", f"{who} {i}: Convert file {i} to text.")
+        except BaseException as e:
+            errors.append(e)
+
+    def read(index: SkillIndex) -> None:
+        try:
+            while not done.is_set():
+                assert index.search("weather forecast for Oslo", k=2)[0].tool_id == "weather"
+                _, entries, matrix = index._store.view()
+                assert len(entries) == matrix.shape[0]
+                row = next(i for i, e in enumerate(entries) if e.tool_id == "weather")
+                np.testing.assert_allclose(matrix[row], static.embed_documents(
+                    ["weather: Daily weather forecast for a city."])[0], atol=1e-6)
+        except BaseException as e:
+            errors.append(e)
+
+    writers = [threading.Thread(target=write, args=(ix, w))
+               for ix, w in ((first, "a"), (first, "b"), (second, "c"), (second, "d"))]
+    readers = [threading.Thread(target=read, args=(ix,)) for ix in (first, second)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    done.set()
+    for t in readers:
+        t.join(120)
+    assert not errors, errors[0]
+    reopened = FileVectorStore(tmp_path)
+    first.search("convert a file", k=1)  # a search picks up what the other object wrote
+    assert len(reopened) == 33 and len(first) == 33
+    assert _rows_on_disk(tmp_path, reopened.dim) == 33
+
+
+def _rows_on_disk(root: Path, dim: int) -> int:
+    """Rows in the files, checked dense (0, 1, 2 …) and as many vectors as entries."""
+    rows = [json.loads(line)["row"] for line in (root / "entries.jsonl").read_text().splitlines()]
+    assert rows == list(range(len(rows)))
+    assert (root / "vectors.f32").stat().st_size == len(rows) * dim * 4
+    return len(rows)
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ouroboros.capabilities.skills.retrieval import SkillIndex
+
+root, who = Path(sys.argv[1]), sys.argv[2]
+index = SkillIndex(root, reranker=False)
+
+
+def check() -> None:  # what this process sees is one state of the files, row for row
+    index.search("convert a file to text", k=3)
+    store = index._store
+    entries, matrix = store.live(), store.matrix()
+    assert len(entries) == len(matrix), (len(entries), len(matrix))
+    if entries:
+        texts = [e.text for e in entries]
+        np.testing.assert_allclose(matrix, index.embedder.embed_documents(texts), atol=1e-6)
+
+
+if who == "reader":
+    index.add("seed", "sha256:seed", "seed: Convert a seed file to text.")
+    while not (root / "stop").exists():
+        check()
+else:
+    for version in range(12):
+        for i in range(5):
+            index.add(f"{who}_{i}", f"sha256:{who}{i}v{version}",
+                      f"{who} {i}: Convert file {i} to text, version {version}.")
+        check()
+"""
+
+
+def test_processes_adding_versions_at_once_keep_every_tool_aligned(
+    tmp_path: Path, static: StaticEmbedder
+) -> None:
+    """Three processes append 60 versions each while a fourth only searches (the store
+    compacts several times meanwhile): every tool's newest version survives, rows stay
+    dense, and every process only ever sees whole states (each vector its own text's)."""
+    import subprocess
+    import sys
+
+    def child(who: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), who],
+                                stderr=subprocess.PIPE, text=True)
+
+    reader = child("reader")
+    writers = [child(who) for who in ("a", "b", "c")]
+    for proc in writers:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    (tmp_path / "stop").touch()
+    _, err = reader.communicate(timeout=300)
+    assert reader.returncode == 0, err
+    store = FileVectorStore(tmp_path)
+    live = store.live()
+    assert sorted(e.tool_id for e in live) == sorted(
+        ["seed", *(f"{w}_{i}" for w in "abc" for i in range(5))])
+    assert all(e.fingerprint.endswith("v11") for e in live if e.tool_id != "seed")
+    assert 16 <= _rows_on_disk(tmp_path, store.dim) < 3 * 60  # compaction ran
+    np.testing.assert_allclose(store.matrix(), static.embed_documents([e.text for e in live]),
+                               atol=1e-6)

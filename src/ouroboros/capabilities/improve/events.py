@@ -212,6 +212,18 @@ _CHECKS: dict[str, re.Pattern[str] | None] = {
     "error_message": None,
 }
 
+#: Fields validated above as names or identifiers, never free text: what analysis groups
+#: by (a tool, an agent, an error code). The sanitizer keeps them verbatim unless it can
+#: name something sensitive in them (see ``Sanitizer.name``).
+NAME_FIELDS = frozenset(
+    name for name, pattern in _CHECKS.items() if pattern is not None and name != "session_id"
+)
+
+
+def is_name(value: str) -> bool:
+    """Is ``value`` shaped like a name field (the widest of the name patterns)?"""
+    return _NAME.fullmatch(value) is not None
+
 
 def _plan(event_type: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
     allowed = set(COMMON_FIELDS) | set(REQUIRED[event_type]) | set(OPTIONAL[event_type])

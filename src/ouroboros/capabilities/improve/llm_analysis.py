@@ -30,6 +30,7 @@ from ouroboros.capabilities.improve.analysis import (
     Thresholds,
     aggregate,
 )
+from ouroboros.capabilities.improve.events import NAME_FIELDS
 from ouroboros.capabilities.improve.sanitizer import Sanitizer
 from ouroboros.capabilities.llm import LLMConfig as ClientConfig
 from ouroboros.capabilities.llm import LLMError, OpenAICompatibleProvider
@@ -138,12 +139,13 @@ class LLMAnalyser:
         return PROMPT_TEMPLATE.format(telemetry_jsonl=fence(telemetry, "telemetry"),
                                       error_reports_json=fence(reports, "error reports"))
 
-    def _clean(self, value: Any) -> Any:
-        """Defence in depth: the summaries come from sanitized events, sanitize again."""
+    def _clean(self, value: Any, key: str = "") -> Any:
+        """Defence in depth: the summaries come from sanitized events, sanitize again
+        (names as names: a tool called ``b64tool`` must keep the name rules found)."""
         if isinstance(value, str):
-            return self.sanitizer.text(value)
+            return self.sanitizer.name(value) if key in NAME_FIELDS else self.sanitizer.text(value)
         if isinstance(value, Mapping):
-            return {self.sanitizer.text(str(k)): self._clean(v) for k, v in value.items()}
+            return {self.sanitizer.name(str(k)): self._clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
@@ -208,7 +210,7 @@ class LLMAnalyser:
 
         def name(key: str) -> str | None:
             value = item.get(key)
-            return self.sanitizer.text(value)[:128] if isinstance(value, str) and value else None
+            return self.sanitizer.name(value)[:128] if isinstance(value, str) and value else None
 
         def words(text: str) -> str:  # it lands in proposal markdown: escaped, one line
             return escape_markdown(self.sanitizer.text(text)[:500])

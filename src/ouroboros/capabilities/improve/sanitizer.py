@@ -21,13 +21,14 @@ the cache turns most calls into one dictionary lookup.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
+from ouroboros.capabilities.improve.events import MAX_MESSAGE, NAME_FIELDS, cut_text, is_name
 from ouroboros.capabilities.improve.redaction import (
     KNOWN_PLACEHOLDERS,
     RedactionPolicy,
@@ -68,6 +69,12 @@ _STRUCTURAL = frozenset(
         "span_id",
     }
 )
+
+#: Placeholders that say only "this token looks generated" (default-deny by shape, with no
+#: rule naming a secret or a person's data). A name is not free text: ``b64tool``,
+#: ``sha256sum`` and ``gpt4o-mini`` are what analysis groups by, and are kept.
+_SHAPE_ONLY = frozenset({"<token>", "<n>", "<time>"})
+_PLACEHOLDER = re.compile(r"<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>")
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,24 @@ class Sanitizer:
         out = self._redactor.redact(folded, counts)
         return out, tuple(sorted(counts.items()))
 
+    def name(self, value: str) -> str:
+        """A tool, agent or task name, or an error code: kept verbatim unless the scan
+        names something in it (a secret's format, a high-entropy blob, an address, a
+        path, a card number …), in which case it is sanitized like text.
+
+        Only name-shaped values qualify (``events.is_name``): free text in a name field
+        is sanitized as text.
+        """
+        return self._name_with_counts(value)[0]
+
+    def _name_with_counts(self, value: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+        clean, counts = self.text_with_counts(value)
+        if clean == value or not is_name(value):
+            return clean, counts
+        if _SHAPE_ONLY.issuperset(_PLACEHOLDER.findall(clean)):
+            return value, ()  # only guessed from its shape: a name is allowed to look odd
+        return clean, counts
+
     # -- events ------------------------------------------------------------------
 
     def pseudonym(self, session_id: str) -> str:
@@ -136,7 +161,11 @@ class Sanitizer:
                     value if value.startswith("s-") and len(value) == 18 else self.pseudonym(value)
                 )
             else:
-                clean, counts = self.text_with_counts(value)
+                clean, counts = (
+                    self._name_with_counts(value)
+                    if key in NAME_FIELDS
+                    else self.text_with_counts(value)
+                )
                 out[key] = cut_text(clean, MAX_MESSAGE) if key == "error_message" else clean
                 if redactions is not None:
                     for name, n in counts:

@@ -75,6 +75,7 @@ _PORT = re.compile(r":\d{1,5}")
 _HOSTNAME = re.compile(r"[^\W_](?:[\w\-]*[^\W_])?(?:\.[^\W_](?:[\w\-]*[^\W_])?)*\.?")
 _LEAD = re.compile(r"[^\w\s]+")
 _SEPARATING = re.compile(r"[=:!#%^&*+?,;|'\"`]")
+_PATH_START = re.compile(r"(?:~|\.{1,2})?/|\\\\")
 _GLUED = re.compile(r"[^\s\"'`]+")
 _STRUCTURES = frozenset({"email", "obfuscated", "url", "pem", "putty", "num", "ip4", "ip6",
                          "path", "unc", "win", "ts", "dur"})  # fmt: skip
@@ -362,10 +363,11 @@ class Scan:
         if 0 <= self.cli_until < start:
             self.cli_until = -1
         lead = _LEAD.match(token)
-        if lead is not None and lead.end() < len(token) and _SEPARATING.search(lead.group()):
-            # "=/home/x", "!ghp_…", "@=a@b.c": separating punctuation first
-            self.out.append(lead.group())
-            return start + lead.end()  # what follows is scanned as a token start
+        if lead is not None and lead.end() < len(token):
+            cut = self._lead_cut(lead.group(), start)
+            if cut:
+                self.out.append(token[:cut])
+                return start + cut  # what follows is scanned as a token start
         if not glued:
             resume = self._token_start(token, start, end)
             if resume >= 0:
@@ -401,6 +403,23 @@ class Scan:
             return self._keyed(token, key_token, start, end, key)
         self._emit_classified(token)
         return end
+
+    def _lead_cut(self, lead: str, start: int) -> int:
+        """Where the punctuation leading a token ends, for ``"=/home/x"``, ``"!ghp_…"``,
+        ``"@=a@b.c"``, ``"-d @/Users/bob/x.json"``; 0 to read the token whole.
+
+        The cut is never after the start of a path: ``"=/Users/bob/…"`` must reach the
+        path handler from its first character, or its pieces pass as plain words.
+        """
+        cut = max((m.end() for m in _SEPARATING.finditer(lead)), default=0)
+        if cut:
+            return cut  # what follows the last separator starts a token (maybe a path)
+        path = _PATH_START.search(lead, 1)
+        if path is not None:
+            structure = _MAIN.match(self.text, start + path.start())
+            if structure is not None and structure.lastgroup in ("path", "unc"):
+                return path.start()
+        return 0
 
     def _token_start(self, token: str, start: int, end: int) -> int:
         """Readings only a token that starts after a space can have; -1 if none applies."""

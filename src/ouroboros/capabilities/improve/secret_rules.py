@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 
 _E = r"(?![A-Za-z0-9_\-])"  # a token format ends where its alphabet does
@@ -340,8 +341,10 @@ class DetectSecretsLabeller:
     def __init__(self) -> None:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
+        # The library types its mapping with an unbound TypeVar; name the value type here.
+        plugins: Mapping[str, type[object]] = get_mapping_from_secret_type_to_class()
         self._patterns: list[tuple[re.Pattern[str], str]] = []
-        for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+        for secret_type, cls in sorted(plugins.items()):
             label = DETECT_SECRETS_LABELS.get(secret_type)
             if label is None:  # entropy, keyword and public-IP plugins: no format to name
                 continue

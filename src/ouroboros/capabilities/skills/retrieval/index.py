@@ -112,8 +112,10 @@ class SkillIndex:
         self.root = Path(root)
         self._embedder = embedder
         self._store: VectorStore = store if store is not None else FileVectorStore(self.root)
-        self._lexical = LexicalIndex()
-        self._lexical_generation = -1
+        # Views derived from one store generation; a search uses those of the state it
+        # read, never a newer one another thread built meanwhile.
+        self._tokens: dict[str, list[str]] = {}  # document text -> BM25 tokens (cache)
+        self._lexical: tuple[int, LexicalIndex] | None = None
         self._hubs: tuple[int, Matrix] | None = None  # (store generation, hub score per row)
         self._views_lock = threading.Lock()  # searches may run on several server threads
         self._probes: dict[str, Matrix] = {}
@@ -236,7 +238,7 @@ class SkillIndex:
         """Search with the query vector already computed (the part a benchmark times)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-        entries = self._store.live()
+        generation, entries, matrix = self._store.view()  # one state for the whole search
         if not entries:
             return []
         depth = max(k, CANDIDATE_DEPTH)
@@ -246,14 +248,14 @@ class SkillIndex:
         if mode != "bm25":
             if qvec is None:
                 raise ValueError("dense search needs a query vector")
-            dense = top_indices(self._store.matrix() @ qvec - self._hub_scores(), depth)
+            hubs = self._hub_scores(generation, entries, matrix)
+            dense = top_indices(matrix @ qvec - hubs, depth)
         if mode != "dense":
-            self._refresh_lexical(entries)
-            terms = self._lexical.rewrite(query) if mode in ("full", "fast") else \
-                _plain_terms(query)
-            lexical = self._lexical.top(terms, depth)[0]
+            bm25 = self._lexical_view(generation, entries)
+            terms = bm25.rewrite(query) if mode in ("full", "fast") else _plain_terms(query)
+            lexical = bm25.top(terms, depth)[0]
         if mode in ("full", "fast") and qvec is not None:
-            boosts = self.usage.boosts(qvec, self.embedder.model_id, self._store.dim)
+            boosts = self.usage.boosts(qvec, self.embedder.model_id, int(matrix.shape[1]))
             if boosts:
                 pos = {e.tool_id: i for i, e in enumerate(entries)}
                 ranked = sorted((t for t in boosts if t in pos), key=lambda t: -boosts[t])
@@ -302,18 +304,19 @@ class SkillIndex:
             self._probes[embedder.model_id] = probes
         return probes
 
-    def _hub_scores(self) -> Matrix:
+    def _hub_scores(self, generation: int, entries: list[IndexEntry],
+                    matrix: Matrix) -> Matrix:
         """Per tool, what its dense score loses: its hubness, and a whole point for a text
         too thin to mean anything ("d", "broken"), which is then found by name alone."""
-        generation = self._store.generation
         with self._views_lock:
             if self._hubs is not None and self._hubs[0] == generation:
                 return self._hubs[1]
-            scores = HUB_WEIGHT * hub_scores(self._store.matrix(), self.probes(self.embedder))
-            words = tokenize([e.text for e in self._store.live()])
+            scores = HUB_WEIGHT * hub_scores(matrix, self.probes(self.embedder))
+            words = tokenize([e.text for e in entries])
             scores += np.array([THIN_PENALTY if len(w) < MIN_WORDS else 0.0 for w in words],
                                dtype=np.float32)
-            self._hubs = (generation, scores)
+            if self._hubs is None or self._hubs[0] < generation:
+                self._hubs = (generation, scores)
             return scores
 
     def _is_current(self, tool_id: str, fingerprint: str, text: str) -> bool:
@@ -328,11 +331,15 @@ class SkillIndex:
                 f"index at {self.root} was built with {model} but the loaded model "
                 f"is {self.embedder.model_id}; rebuild it with reindex()")
 
-    def _refresh_lexical(self, entries: list[IndexEntry]) -> None:
+    def _lexical_view(self, generation: int, entries: list[IndexEntry]) -> LexicalIndex:
+        """BM25 over exactly `entries` (the state of `generation`)."""
         with self._views_lock:
-            if self._lexical_generation != self._store.generation:
-                self._lexical.rebuild([e.text for e in entries])
-                self._lexical_generation = self._store.generation
+            if self._lexical is not None and self._lexical[0] == generation:
+                return self._lexical[1]
+            view = LexicalIndex([e.text for e in entries], self._tokens)
+            if self._lexical is None or self._lexical[0] < generation:
+                self._lexical = (generation, view)
+            return view
 
 
 def _plain_terms(query: str) -> list[str]:

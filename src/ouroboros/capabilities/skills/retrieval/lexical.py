@@ -2,7 +2,8 @@
 
 BM25 (`bm25s`, Lucene variant) runs over stop-worded, Snowball-stemmed tokens of each
 tool's indexed document. Its statistics depend on the whole corpus, so the view is rebuilt
-from cached tokens (no model, milliseconds) after the set of live tools changes.
+from cached tokens (no model, milliseconds) after the set of live tools changes; each
+build is a new immutable view.
 
 Query rewriting: a request is wrapped in words that say nothing about the tool ("can you
 please help me find ...", "I need to ..."). Those words, and any word that occurs in more
@@ -35,34 +36,32 @@ FILLER = frozenset(tokenize([" ".join(sorted(STOPWORDS_EN_PLUS)) + (
 
 
 class LexicalIndex:
-    """BM25 over the live documents, rebuilt lazily from cached tokens."""
+    """BM25 over one set of live documents; immutable once built, so a search holding it
+    is never mixed with a newer catalogue. ``tokens`` is a cache (document text → tokens)
+    shared between builds; the caller serialises builds that share it."""
 
-    def __init__(self) -> None:
-        self._tokens: dict[str, list[str]] = {}  # document text -> tokens
-        self._bm25: bm25s.BM25 | None = None
-        self._df: dict[str, int] = {}
-        self._n = 0
-
-    def rebuild(self, texts: Sequence[str]) -> None:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._tokens]
+    def __init__(self, texts: Sequence[str] = (),
+                 tokens: dict[str, list[str]] | None = None) -> None:
+        cache = {} if tokens is None else tokens
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
         for text, toks in zip(missing, tokenize(missing), strict=True):
-            self._tokens[text] = toks
-        corpus = [self._tokens[t] for t in texts]
+            cache[text] = toks
+        corpus = [cache[t] for t in texts]
         self._n = len(corpus)
         df: dict[str, int] = {}
         for toks in corpus:
             for tok in set(toks):
                 df[tok] = df.get(tok, 0) + 1
         self._df = df
-        if len(self._tokens) > 4 * max(self._n, 256):  # forget texts of dead rows
+        if len(cache) > 4 * max(self._n, 256):  # forget texts of dead rows
             live = set(texts)
-            self._tokens = {t: v for t, v in self._tokens.items() if t in live}
-        if not corpus:
-            self._bm25 = None
-            return
-        bm25 = bm25s.BM25()
-        bm25.index(corpus, show_progress=False)
-        self._bm25 = bm25
+            for text in [t for t in cache if t not in live]:
+                del cache[text]
+        self._bm25: bm25s.BM25 | None = None
+        if corpus:
+            bm25 = bm25s.BM25()
+            bm25.index(corpus, show_progress=False)
+            self._bm25 = bm25
 
     def rewrite(self, query: str) -> list[str]:
         """The BM25 terms of a query: no filler, nothing most tools contain."""

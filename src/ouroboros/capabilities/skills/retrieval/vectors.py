@@ -10,7 +10,7 @@ noticing.
 - `entries.jsonl`: `{row, tool_id, fingerprint, text, model_id}` per row, written after its
   vector, so a torn write leaves a vector without an entry, which loading drops;
 - `manifest.json`: the model id and dimension the rows were made with;
-- `.lock`: one writer at a time across processes.
+- `.lock`: one writer at a time across processes (exclusive), loads under a shared lock.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -53,7 +54,9 @@ class VectorStore(Protocol):
     What `SkillIndex` needs and nothing more: an ANN index or pgvector implements these and
     is passed as `SkillIndex(root, store=...)`. `generation` changes whenever the live rows
     do, so derived views (BM25, hub scores) know to rebuild; `matrix()` is the live rows in
-    `live()` order (an ANN store may answer `nearest` without it and build it lazily).
+    `live()` order (an ANN store may answer `nearest` without it and build it lazily);
+    `view()` is generation, live rows and matrix of one state, for readers that must not
+    mix two (a search running while another thread or process appends).
     """
 
     @property
@@ -77,6 +80,8 @@ class VectorStore(Protocol):
 
     def matrix(self) -> Matrix: ...
 
+    def view(self) -> tuple[int, list[IndexEntry], Matrix]: ...
+
     def nearest(self, query: Matrix, k: int) -> list[tuple[IndexEntry, float]]: ...
 
     def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
@@ -89,59 +94,105 @@ class VectorStore(Protocol):
     def clear(self) -> None: ...
 
 
+class _Rows:
+    """One consistent reading of the files. Readers take the current one and use only it;
+    a writer builds the next and publishes it by one assignment, so a search never sees a
+    half-loaded store (entries of one state, vectors of another)."""
+
+    __slots__ = ("_view", "dim", "entries", "entries_bytes", "generation", "live", "model_id",
+                 "signature", "vectors")
+
+    def __init__(self, entries: list[IndexEntry], live: dict[str, int], model_id: str | None,
+                 dim: int, vectors: Matrix, entries_bytes: int, signature: Signature,
+                 generation: int) -> None:
+        self.entries = entries
+        self.live = live  # tool_id -> row, in the order of each tool's newest row
+        self.model_id = model_id
+        self.dim = dim
+        self.vectors = vectors
+        self.entries_bytes = entries_bytes
+        self.signature = signature
+        self.generation = generation
+        self._view: tuple[list[IndexEntry], Matrix] | None = None
+
+    def view(self) -> tuple[list[IndexEntry], Matrix]:
+        """The live rows and their vectors, in row order (computed once; a race computes
+        the same value twice, harmlessly)."""
+        if self._view is None:
+            rows = sorted(self.live.values())
+            matrix = np.ascontiguousarray(self.vectors[rows]) if rows else \
+                np.zeros((0, self.dim), dtype=np.float32)
+            self._view = ([self.entries[r] for r in rows], matrix)
+        return self._view
+
+
+#: (size, inode, mtime) of each file: a rename (compaction) or a rewrite changes it even
+#: when the sizes happen to come out equal.
+Signature = tuple[tuple[int, int, int], ...]
+_FILES = ("entries.jsonl", "vectors.f32", "manifest.json")
+
+
 class FileVectorStore:
-    """Append-only float32 rows on local disk, searched by one matrix-vector product."""
+    """Append-only float32 rows on local disk, searched by one matrix-vector product.
+
+    Safe for many threads and processes: writers hold a thread lock and an exclusive
+    `flock` on `.lock` and re-read the files under it before appending; readers load under
+    a shared `flock` (never between a compaction's two renames) and publish what they
+    read as one immutable `_Rows`.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._entries: list[IndexEntry] = []
-        self._live: dict[str, int] = {}  # tool_id -> row
-        self._model_id: str | None = None
-        self._dim = 0
-        self._vectors = np.zeros((0, 0), dtype=np.float32)
-        self._entries_bytes = 0
-        self._signature = (-1, -1)
-        self._generation = 0  # bumped on every change, so views know to rebuild
-        self._live_cache: tuple[int, list[IndexEntry], Matrix] | None = None
-        self._load()
+        self._mutex = threading.RLock()  # one writer or loader per process at a time
+        self._generations = 0  # bumped on every change, so views know to rebuild
+        with self._mutex:
+            self._rows = self._read_shared()
 
     # -- reading ------------------------------------------------------------------------
     @property
     def model_id(self) -> str | None:
-        return self._model_id
+        return self._rows.model_id
 
     @property
     def dim(self) -> int:
-        return self._dim
+        return self._rows.dim
 
     @property
     def generation(self) -> int:
-        return self._generation
+        return self._rows.generation
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._rows.live)
 
     def __contains__(self, tool_id: object) -> bool:
-        return tool_id in self._live
+        return tool_id in self._rows.live
 
     def get(self, tool_id: str) -> IndexEntry | None:
-        row = self._live.get(tool_id)
-        return None if row is None else self._entries[row]
+        rows = self._rows
+        row = rows.live.get(tool_id)
+        return None if row is None else rows.entries[row]
 
     def vector(self, tool_id: str) -> Matrix:
-        out: Matrix = self._vectors[self._live[tool_id]].copy()
+        rows = self._rows
+        out: Matrix = rows.vectors[rows.live[tool_id]].copy()
         return out
 
     def live(self) -> list[IndexEntry]:
         """The newest row of each tool, in row order."""
-        return self._live_view()[0]
+        return self._rows.view()[0]
 
     def matrix(self) -> Matrix:
         """The live rows' vectors, in the order of `live()`."""
-        return self._live_view()[1]
+        return self._rows.view()[1]
+
+    def view(self) -> tuple[int, list[IndexEntry], Matrix]:
+        """`generation`, `live()` and `matrix()` of one and the same state."""
+        rows = self._rows
+        entries, matrix = rows.view()
+        return rows.generation, entries, matrix
 
     def nearest(self, query: Matrix, k: int) -> list[tuple[IndexEntry, float]]:
-        entries, matrix = self._live_view()
+        entries, matrix = self._rows.view()
         if not entries:
             return []
         scores = matrix @ query
@@ -149,10 +200,13 @@ class FileVectorStore:
 
     def refresh(self) -> bool:
         """Pick up rows another process appended (or a compaction); True if anything changed."""
-        if self._disk_signature() != self._signature:
-            self._load()
+        if self._disk_signature() == self._rows.signature:
+            return False
+        with self._mutex:
+            if self._disk_signature() == self._rows.signature:
+                return False  # another thread of this process loaded it meanwhile
+            self._rows = self._read_shared()
             return True
-        return False
 
     # -- writing ------------------------------------------------------------------------
     def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
@@ -168,22 +222,22 @@ class FileVectorStore:
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
         if not np.all(np.isfinite(vectors)):
             raise ValueError("vectors must be finite")
-        self.root.mkdir(parents=True, exist_ok=True)
         with self.locked():
-            self.refresh()
-            if self._model_id is None:
+            rows = self._reload_locked()
+            if rows.model_id is None:
                 self._start(model_id, int(vectors.shape[1]))
-            elif model_id != self._model_id:
+                rows = self._reload_locked()
+            elif model_id != rows.model_id:
                 raise ModelMismatch(
-                    f"index at {self.root} holds vectors from {self._model_id}, not "
+                    f"index at {self.root} holds vectors from {rows.model_id}, not "
                     f"{model_id}; rebuild it with reindex()")
-            if vectors.shape[1] != self._dim:
+            if vectors.shape[1] != rows.dim:
                 raise ValueError(
-                    f"vectors have dimension {vectors.shape[1]}, index has {self._dim}")
-            first = len(self._entries)
+                    f"vectors have dimension {vectors.shape[1]}, index has {rows.dim}")
+            first = len(rows.entries)
             new = [IndexEntry(first + i, tool_id, fp, text, model_id)
                    for i, (tool_id, fp, text) in enumerate(items)]
-            self._cut_torn_tails()
+            self._cut_torn_tails(rows)
             with open(self.root / "vectors.f32", "ab") as f:
                 f.write(vectors.tobytes())
                 f.flush()
@@ -193,56 +247,57 @@ class FileVectorStore:
                 f.write(lines)
                 f.flush()
                 os.fsync(f.fileno())
-            self._entries_bytes += len(lines.encode("utf-8"))
-            self._vectors = np.concatenate([self._vectors, vectors]) if first else vectors.copy()
+            live = dict(rows.live)
             for e in new:
-                self._entries.append(e)
-                self._live.pop(e.tool_id, None)  # re-insert so order follows the newest row
-                self._live[e.tool_id] = e.row
-            self._changed()
-            self._signature = self._disk_signature()
-            if len(self._entries) > 2 * len(self._live) + 64:
+                live.pop(e.tool_id, None)  # re-insert so order follows the newest row
+                live[e.tool_id] = e.row
+            self._rows = _Rows(
+                [*rows.entries, *new], live, rows.model_id, rows.dim,
+                np.concatenate([rows.vectors, vectors]) if first else vectors.astype(np.float32),
+                rows.entries_bytes + len(lines.encode("utf-8")), self._disk_signature(),
+                self._next_generation())
+            if first + len(new) > 2 * len(live) + 64:
                 self._compact_locked()
 
     def compact(self) -> None:
         """Rewrite the files keeping only live rows (atomically, by rename)."""
         with self.locked():
-            self.refresh()
+            self._reload_locked()
             self._compact_locked()
 
     def clear(self) -> None:
         """Forget every row (before a re-embedding with another model)."""
         with self.locked():
-            for name in ("vectors.f32", "entries.jsonl", "manifest.json"):
+            for name in _FILES:
                 (self.root / name).unlink(missing_ok=True)
-            self._load()
+            self._rows = self._read()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """One writer at a time across processes (an advisory lock on `.lock`)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        """One writer at a time across threads and processes (this process's lock, then an
+        advisory exclusive lock on `.lock`)."""
+        with self._mutex:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / ".lock", "a+b") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     # -- internals ----------------------------------------------------------------------
-    def _changed(self) -> None:
-        self._generation += 1
-        self._live_cache = None
+    def _next_generation(self) -> int:
+        self._generations += 1
+        return self._generations
 
-    def _live_view(self) -> tuple[list[IndexEntry], Matrix]:
-        if self._live_cache is None or self._live_cache[0] != self._generation:
-            rows = sorted(self._live.values())
-            matrix = np.ascontiguousarray(self._vectors[rows]) if rows else \
-                np.zeros((0, self._dim), dtype=np.float32)
-            self._live_cache = (self._generation, [self._entries[r] for r in rows], matrix)
-        return self._live_cache[1], self._live_cache[2]
+    def _reload_locked(self) -> _Rows:
+        """The current rows, re-read if the files changed (the exclusive lock is held)."""
+        if self._disk_signature() != self._rows.signature:
+            self._rows = self._read()
+        return self._rows
 
     def _compact_locked(self) -> None:
-        live, vectors = self._live_view()
+        live, vectors = self._rows.view()
         entries = [IndexEntry(i, e.tool_id, e.fingerprint, e.text, e.model_id)
                    for i, e in enumerate(live)]
         tmp_v, tmp_e = self.root / "vectors.f32.tmp", self.root / "entries.jsonl.tmp"
@@ -251,69 +306,85 @@ class FileVectorStore:
                          encoding="utf-8")
         os.replace(tmp_v, self.root / "vectors.f32")
         os.replace(tmp_e, self.root / "entries.jsonl")
-        self._load()
+        self._rows = self._read()
 
     def _start(self, model_id: str, dim: int) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         manifest = {"model_id": model_id, "dim": dim, "format": 1}
         tmp = self.root / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.root / "manifest.json")
-        self._model_id, self._dim = model_id, dim
-        self._vectors = np.zeros((0, dim), dtype=np.float32)
 
-    def _load(self) -> None:
-        self._entries, self._live = [], {}
-        self._entries_bytes = 0
-        self._signature = self._disk_signature()
-        self._model_id, self._dim = None, 0
-        self._vectors = np.zeros((0, 0), dtype=np.float32)
-        self._changed()
+    def _read_shared(self) -> _Rows:
+        """`_read` under a shared lock, so no writer is between a compaction's renames."""
+        if not (self.root / "manifest.json").exists():
+            return self._read()  # nothing to be consistent with (and no directory to lock)
+        try:
+            f = open(self.root / ".lock", "a+b")  # noqa: SIM115 - released below
+        except OSError:  # a read-only index: nobody can be writing it
+            return self._read()
+        with f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            try:
+                return self._read()
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _read(self) -> _Rows:
+        """The files as they are now (call with a lock held: shared or exclusive)."""
+        signature = self._disk_signature()
+        empty = np.zeros((0, 0), dtype=np.float32)
         manifest_path = self.root / "manifest.json"
         if not manifest_path.exists():
-            return
+            return _Rows([], {}, None, 0, empty, 0, signature, self._next_generation())
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            self._model_id, self._dim = str(manifest["model_id"]), int(manifest["dim"])
+            model_id, dim = str(manifest["model_id"]), int(manifest["dim"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise RetrievalError(
                 f"{manifest_path} is unreadable ({err}); delete {self.root} and search again "
                 "to rebuild the index from the store") from err
-        if self._dim <= 0:
-            raise RetrievalError(f"{manifest_path} names dimension {self._dim}")
+        if dim <= 0:
+            raise RetrievalError(f"{manifest_path} names dimension {dim}")
         vec_path = self.root / "vectors.f32"
         raw = np.fromfile(vec_path, dtype="<f4") if vec_path.exists() else np.zeros(0, "<f4")
-        rows_on_disk = raw.size // self._dim
+        rows_on_disk = raw.size // dim
         entries_path = self.root / "entries.jsonl"
         data = entries_path.read_bytes() if entries_path.exists() else b""
         lines = data.split(b"\n")[:-1]  # only newline-terminated lines are complete
+        entries: list[IndexEntry] = []
+        live: dict[str, int] = {}
+        entries_bytes = 0
         for line in lines:
             try:
                 e = IndexEntry(**json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
                 break  # a torn last line: everything before it is intact
-            if e.row != len(self._entries) or e.row >= rows_on_disk:
+            if e.row != len(entries) or e.row >= rows_on_disk:
                 break
-            self._entries_bytes += len(line) + 1
-            self._entries.append(e)
-            self._live.pop(e.tool_id, None)
-            self._live[e.tool_id] = e.row
-        n = len(self._entries)
-        self._vectors = raw[: n * self._dim].reshape(n, self._dim).astype(np.float32)
+            entries_bytes += len(line) + 1
+            entries.append(e)
+            live.pop(e.tool_id, None)
+            live[e.tool_id] = e.row
+        n = len(entries)
+        vectors = raw[: n * dim].reshape(n, dim).astype(np.float32)
+        return _Rows(entries, live, model_id, dim, vectors, entries_bytes, signature,
+                     self._next_generation())
 
-    def _disk_signature(self) -> tuple[int, int]:
-        sizes = []
-        for name in ("entries.jsonl", "vectors.f32"):
+    def _disk_signature(self) -> Signature:
+        out = []
+        for name in _FILES:
             try:
-                sizes.append((self.root / name).stat().st_size)
+                st = (self.root / name).stat()
             except FileNotFoundError:
-                sizes.append(-1)
-        return sizes[0], sizes[1]
+                out.append((-1, -1, -1))
+            else:
+                out.append((st.st_size, st.st_ino, st.st_mtime_ns))
+        return tuple(out)
 
-    def _cut_torn_tails(self) -> None:
+    def _cut_torn_tails(self, rows: _Rows) -> None:
         """Drop bytes past the last complete row, so the next append lines up."""
-        for name, size in (("entries.jsonl", self._entries_bytes),
-                           ("vectors.f32", len(self._entries) * self._dim * 4)):
+        for name, size in (("entries.jsonl", rows.entries_bytes),
+                           ("vectors.f32", len(rows.entries) * rows.dim * 4)):
             path = self.root / name
             if path.exists() and path.stat().st_size > size:
                 os.truncate(path, size)
