@@ -32,6 +32,7 @@ Extension = Callable[[FastAPI, Services], contextlib.AbstractAsyncContextManager
 EXTENSIONS: list[str] = [
     "ouroboros.interfaces.http.routes:mount_api",       # /api/v1
     "ouroboros.interfaces.http.routes.otlp:mount",      # /v1/traces, /v1/logs
+    "ouroboros.interfaces.http.console:mount",          # the web console at /
 ]
 
 API_PREFIX = "/api/v1"
