@@ -81,6 +81,15 @@ def test_without_a_session_pages_redirect_to_login_and_actions_are_refused(
     assert len(ledger(live)) == before and workspace.pending["csrf"] in pending_ids(live)
 
 
+def test_a_console_session_is_no_credential_for_the_api(admin: httpx.Client) -> None:
+    """The API takes bearer tokens only: a page cannot use the operator's cookie on it."""
+    assert admin.cookies.get("ouro_console")
+    r = admin.get("/api/v1/state")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = admin.post("/api/v1/pending/" + "0" * 64 + "/approve")
+    assert r.status_code == 401
+
+
 def test_the_api_keeps_its_json_errors_beside_the_console(live: LiveServer) -> None:
     with httpx.Client(base_url=live.url) as anon:
         r = anon.get("/api/v1/nope")
@@ -126,6 +135,13 @@ def test_login_sets_a_strict_httponly_cookie_and_a_fresh_session_id(live: LiveSe
         page = c.get("/tools")
         assert page.status_code == 200 and "login-user" in page.text
         assert token not in page.text
+        # logging in again replaces the session: the first id is dead
+        form = c.get("/login")
+        r = c.post("/login", data={"login": login_mac(form.text), "token": token})
+        assert r.status_code == 303
+        with httpx.Client(base_url=live.url, follow_redirects=False) as old:
+            old.cookies.set("ouro_console", session_id)
+            assert old.get("/tools").status_code == 303
 
 
 def test_bad_tokens_and_forged_login_forms_are_refused(live: LiveServer) -> None:

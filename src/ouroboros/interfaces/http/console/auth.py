@@ -236,16 +236,18 @@ async def login(request: Request) -> Response:
     if not store.check_login_nonce(request.cookies.get(LOGIN_COOKIE), field(form, "login", 200)):
         return _login_page(request, next_url, "the login form expired or came from another "
                            "page; try again", 403)
-    token = field(form, "token", 200).strip()
+    token = field(form, "token", 8192).strip()
     services = services_of(request)
-    try:
-        principal = await run_in_threadpool(services.tokens.verify, token) if token else None
+    try:  # a token is 62 characters: anything much longer is not one
+        principal = await run_in_threadpool(services.tokens.verify, token) \
+            if 0 < len(token) <= 200 else None
     except UsageError:
         raise PageError(503, "Tokens unreadable", "the server cannot check tokens now",
                         "the server's log says why") from None
     if principal is None:
         return _login_page(request, next_url, "that token is not valid (unknown, revoked "
                            "or mistyped)", 401)
+    store.end(request.cookies.get(SESSION_COOKIE))  # a login replaces any earlier session
     session_id, session = store.create(token)
     session.say("good", f"logged in as {principal.name} ({principal.role.value})")
     response = redirect(next_url)
