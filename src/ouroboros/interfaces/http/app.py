@@ -34,6 +34,7 @@ EXTENSIONS: list[str] = [
     "ouroboros.interfaces.http.routes.otlp:mount",      # /v1/traces, /v1/logs
     "ouroboros.interfaces.http.jobs:mount",             # scheduled work, /api/v1/schedule
     "ouroboros.interfaces.mcp.http:mount",              # /mcp
+    "ouroboros.interfaces.http.console:mount",          # the web console at /
 ]
 
 API_PREFIX = "/api/v1"
