@@ -5,8 +5,8 @@ batch. Ray is heavy (~0.3 s to import, ~3 s to start), so it is imported only he
 only when `--executor ray` is asked for; without it that fails with a usage error.
 
 Started locally, Ray is kept small and quiet: as many CPUs as workers (at most the
-machine's), a 128 MiB object store, no dashboard, no usage statistics, only errors in
-the log, its session files in a fresh temporary directory that `close` removes after
+machine's), a 128 MiB object store, no dashboard, no usage statistics, every service on
+loopback (127.0.0.1), only errors in the log, its session files in a fresh temporary directory that `close` removes after
 `ray.shutdown()`. Joined to a cluster (`address`, or `$OURO_RAY_ADDRESS`), it leaves the
 cluster running and the cluster must have the same `ouroboros` installed. A Ray that is
 already running in this process (a notebook, the test session) is used as it is and not
@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -35,18 +36,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ADDRESS_ENV = "OURO_RAY_ADDRESS"
+# Ray's switch for "single-machine Ray": every service on 127.0.0.1 (its default on macOS).
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 OBJECT_STORE_BYTES = 128 << 20
 # "auto" (a cluster started on this host with `ray start`), host:port, or ray://host:port.
 _ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5})$")
 
 
-def load_ray() -> ModuleType:
-    """Import Ray (with usage statistics off), or say how to install it.
+def load_ray(local: bool = True) -> ModuleType:
+    """Import Ray (with usage statistics off), or say how to install it. `local`: the
+    Ray this process starts binds to loopback only (Ray reads that at import time and
+    otherwise advertises the machine's network address).
 
     Raises:
         UsageError: Ray is not installed (exit 2).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(_LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError as exc:
@@ -79,8 +86,8 @@ class RayExecutor:
     """One Ray task per batch, results in order (see the module docstring)."""
 
     def __init__(self, workers: int, *, address: str | None = None) -> None:
-        self._ray = load_ray()
         address = resolve_address(address)
+        self._ray = load_ray(local=address is None)
         self._owned = False
         self._temp_dir: str | None = None
         ray = self._ray
@@ -98,9 +105,16 @@ class RayExecutor:
                 ray.init(address=address, **quiet)
             else:
                 self._temp_dir = tempfile.mkdtemp(prefix="ouro-ray-")
+                # On loopback: a private Ray is reachable from this machine only. Its workers
+                # import what this process can (a `module:function` fitness, say): Ray
+                # passes on only the installed packages, so the search path goes along.
+                search_path = [p for p in dict.fromkeys([*sys.path, os.getcwd()])
+                               if p and os.path.isdir(p)]
                 ray.init(num_cpus=max(1, min(workers, os.cpu_count() or 1)),
                          include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                         _temp_dir=self._temp_dir, **quiet)
+                         _temp_dir=self._temp_dir, _node_ip_address="127.0.0.1",
+                         job_config=ray.job_config.JobConfig(code_search_path=search_path),
+                         **quiet)
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
             self._remove_temp()
             where = f"the Ray cluster at {address}" if address else "a local Ray"
