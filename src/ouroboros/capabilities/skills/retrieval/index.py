@@ -253,7 +253,8 @@ class SkillIndex:
         if mode != "bm25":
             if qvec is None:
                 raise ValueError("dense search needs a query vector")
-            dense = self.dense_index().top(qvec, depth)
+            # positions past `entries` belong to rows appended meanwhile (another thread)
+            dense = [i for i in self.dense_index().top(qvec, depth) if i < len(entries)]
         if mode != "dense":
             self._refresh_lexical(entries)
             terms = self._lexical.rewrite(query) if mode in ("full", "fast") else \
@@ -304,21 +305,31 @@ class SkillIndex:
     def dense_index(self) -> DenseIndex:
         """The dense first stage for the live rows: exact below `ann_threshold` live tools,
         the saved ANN index (brought up to date) from there on; rebuilt per generation."""
-        penalty = self._hub_scores()
-        generation = self._store.generation
         view = self._dense_view
-        if view is not None and view[0] == generation:
+        if view is not None and view[0] == self._store.generation:
             return view[1]
-        entries = self._store.live()
+        while True:  # one generation throughout: another thread may be appending
+            generation, entries, matrix = self._snapshot()
+            penalty = self._hub_scores()
+            if self._store.generation == generation and len(penalty) == len(entries):
+                break
         dense: DenseIndex
         if len(entries) < self.ann_threshold:
-            dense = BruteForce(self._store.matrix(), penalty)
+            dense = BruteForce(matrix, penalty)
         else:
             keys = [row_key(e.tool_id, e.fingerprint, e.text, e.model_id) for e in entries]
-            dense = AnnIndex.sync(self.root / "ann", self._penalty_tag(), keys,
-                                  self._store.matrix(), penalty)
+            dense = AnnIndex.sync(self.root / "ann", self._penalty_tag(), keys, matrix,
+                                  penalty)
         self._dense_view = (generation, dense)
         return dense
+
+    def _snapshot(self) -> tuple[int, list[IndexEntry], Matrix]:
+        """The live rows and their vectors, both of one store generation."""
+        while True:
+            generation = self._store.generation
+            entries, matrix = self._store.live(), self._store.matrix()
+            if self._store.generation == generation and len(entries) == len(matrix):
+                return generation, entries, matrix
 
     def _penalty_tag(self) -> str:
         """What the penalties in a saved ANN index were made with: another model, probe
@@ -338,12 +349,12 @@ class SkillIndex:
     def _hub_scores(self) -> Matrix:
         """Per tool, what its dense score loses: its hubness, and a whole point for a text
         too thin to mean anything ("d", "broken"), which is then found by name alone."""
-        generation = self._store.generation
         with self._views_lock:
-            if self._hubs is not None and self._hubs[0] == generation:
+            if self._hubs is not None and self._hubs[0] == self._store.generation:
                 return self._hubs[1]
-            scores = HUB_WEIGHT * hub_scores(self._store.matrix(), self.probes(self.embedder))
-            words = tokenize([e.text for e in self._store.live()])
+            generation, entries, matrix = self._snapshot()
+            scores = HUB_WEIGHT * hub_scores(matrix, self.probes(self.embedder))
+            words = tokenize([e.text for e in entries])
             scores += np.array([THIN_PENALTY if len(w) < MIN_WORDS else 0.0 for w in words],
                                dtype=np.float32)
             self._hubs = (generation, scores)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -103,6 +104,9 @@ class FileVectorStore:
         self._signature = (-1, -1)
         self._generation = 0  # bumped on every change, so views know to rebuild
         self._live_cache: tuple[int, list[IndexEntry], Matrix] | None = None
+        # Searches on server threads refresh while another thread appends: one at a time
+        # in this process (the file lock orders processes).
+        self._mutex = threading.RLock()
         self._load()
 
     # -- reading ------------------------------------------------------------------------
@@ -149,10 +153,11 @@ class FileVectorStore:
 
     def refresh(self) -> bool:
         """Pick up rows another process appended (or a compaction); True if anything changed."""
-        if self._disk_signature() != self._signature:
-            self._load()
-            return True
-        return False
+        with self._mutex:
+            if self._disk_signature() != self._signature:
+                self._load()
+                return True
+            return False
 
     # -- writing ------------------------------------------------------------------------
     def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
@@ -169,7 +174,7 @@ class FileVectorStore:
         if not np.all(np.isfinite(vectors)):
             raise ValueError("vectors must be finite")
         self.root.mkdir(parents=True, exist_ok=True)
-        with self.locked():
+        with self._mutex, self.locked():
             self.refresh()
             if self._model_id is None:
                 self._start(model_id, int(vectors.shape[1]))
@@ -206,13 +211,13 @@ class FileVectorStore:
 
     def compact(self) -> None:
         """Rewrite the files keeping only live rows (atomically, by rename)."""
-        with self.locked():
+        with self._mutex, self.locked():
             self.refresh()
             self._compact_locked()
 
     def clear(self) -> None:
         """Forget every row (before a re-embedding with another model)."""
-        with self.locked():
+        with self._mutex, self.locked():
             for name in ("vectors.f32", "entries.jsonl", "manifest.json"):
                 (self.root / name).unlink(missing_ok=True)
             self._load()
@@ -234,6 +239,10 @@ class FileVectorStore:
         self._live_cache = None
 
     def _live_view(self) -> tuple[list[IndexEntry], Matrix]:
+        with self._mutex:
+            return self._live_view_locked()
+
+    def _live_view_locked(self) -> tuple[list[IndexEntry], Matrix]:
         if self._live_cache is None or self._live_cache[0] != self._generation:
             rows = sorted(self._live.values())
             matrix = np.ascontiguousarray(self._vectors[rows]) if rows else \
