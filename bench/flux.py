@@ -388,13 +388,45 @@ def table(title: str, rows: list[dict[str, object]]) -> None:
     console.print(t)
 
 
+def executors_main(budget: int, ray_address: str | None) -> None:
+    from flux_executors import compare
+
+    base = fifty_instruction_program()
+    cases = cases_for_program(base)
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "nproc": os.cpu_count(), "python": platform.python_version(),
+                               "load_average_start": round(os.getloadavg()[0], 2),
+                               "program_instructions": len(base), "test_cases": len(cases)}
+    results.update(compare(base, cases, budget, ray_address))
+    table(f"Search, {budget} evaluations, 4 islands: the same run on each executor",
+          [{"executor": k, **v} for k, v in results["search"].items()])
+    table("Classic engine, population 256", [{"executor": k, **v}
+                                             for k, v in results["classic_population_256"].items()])
+    console.print({k: results[k] for k in ("search_same_result", "classic_same_result",
+                                           "ray_startup_seconds", "measured")})
+    for name, rows in results["scale_out_estimate"].items():
+        table(f"Scale-out estimate on Ray ({name.replace('_', ' ')}), from measured costs", rows)
+    results["load_average_end"] = round(os.getloadavg()[0], 2)
+    out = Path(__file__).parent / "results" / "flux_executors.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller budgets, one seed")
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
                         help="run one part")
+    parser.add_argument("--executor", choices=("process", "ray"), default="process",
+                        help="ray: only the executors side by side (local, process pool, "
+                             "Ray) and the scale-out estimate (bench/flux_executors.py)")
+    parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
     args = parser.parse_args()
+    if args.executor == "ray":
+        executors_main(args.budget, args.ray_address)
+        return
     budget = 600 if args.quick else args.budget
     seeds = (0,) if args.quick else (0, 1, 2)
     cpu = next((line.split(":", 1)[1].strip() for line in

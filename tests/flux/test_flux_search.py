@@ -121,5 +121,5 @@ def test_default_workers_follow_the_batch_size() -> None:
     assert default_workers(64, cpus=2) == 2
     assert default_workers(10_000, cpus=2) == 2
     assert isinstance(make_executor("process", 1), LocalExecutor)
-    with pytest.raises(UsageError):
-        make_executor("ray", 2)
+    with pytest.raises(UsageError, match="unknown executor 'dask'"):
+        make_executor("dask", 2)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from ouroboros.capabilities.evolve.executor import default_workers
+from ouroboros.capabilities.evolve.executor import Executor, default_workers
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.evolve.trend import Trend, classify
 
@@ -102,12 +102,15 @@ class Evolver(Generic[G]):
     trust: float = 1.0
     workers: int | None = 1  # None: chosen from the population (executor.default_workers)
     on_accept: Callable[[EvolutionRecord, G], None] | None = None
+    # Where generations are scored (a process pool, Ray); the caller closes it. None: a
+    # process pool of `workers` owned by this evolver (in-process for one worker).
+    executor: Executor | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         if self.workers is None:
             self.workers = default_workers(self.policy.population)
-        self.evaluator: Evaluator[G] = Evaluator(self.problem, self.workers)
+        self.evaluator: Evaluator[G] = Evaluator(self.problem, self.workers, self.executor)
         self.evaluator.start()
         self.fitness = self.evaluator.evaluate([self.genome])[0]
         self.generation = 0

@@ -1,31 +1,37 @@
-"""Where batches of search work run: in this process, or on a pool of processes.
+"""Where batches of search work run: in this process, on a pool of processes, or on Ray.
 
 The engines hand an executor *whole batches* (an island's epoch of a few hundred steps,
-or a chunk of a generation's candidates that the worker generates and scores itself),
-never one candidate at a time, so inter-process traffic is one message per batch. The
-functions passed to `map` are module-level and their arguments picklable, so another
-backend (a Ray cluster, say) only has to implement this small interface:
+a chunk of a generation's candidates that the worker generates and scores itself, or one
+tool's test cases), never one candidate at a time, so inter-process traffic is one
+message per batch. The functions passed to `map` are module-level and their arguments
+picklable, so every backend implements the same small interface:
 
     map(fn, items) -> [fn(item) for item in items], in order
     close()
 
-Results never depend on the executor: every batch carries its own seeded state.
+Results never depend on the executor: every batch carries its own seeded state. The Ray
+backend (`ray_backend.py`) imports Ray only when it is asked for.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from ouroboros.kernel.errors import UsageError
+from ouroboros.kernel.errors import OuroError, UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-EXECUTORS = ("local", "process")
+EXECUTORS = ("local", "process", "ray")
 BATCH_PER_WORKER = 32  # below this many candidates per worker, IPC costs more than it saves
+
+
+class ExecutorFailed(OuroError):
+    """A worker died or the cluster went away mid-batch (exit 1); nothing was kept."""
 
 
 class Executor(Protocol):
@@ -48,6 +54,12 @@ class LocalExecutor:
         pass
 
 
+def _worker_init() -> None:
+    # A pool forked from a process that runs a Ray driver inherits Ray's SIGTERM handler,
+    # which prints a stack dump when the pool is torn down; a worker needs none of it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class ProcessExecutor:
     """A pool of worker processes (fork where the platform has it), started lazily."""
 
@@ -60,7 +72,7 @@ class ProcessExecutor:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ctx.Pool(self.workers)
+            self._pool = ctx.Pool(self.workers, initializer=_worker_init)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) < 2:
@@ -81,10 +93,21 @@ def default_workers(batch: int, cpus: int | None = None) -> int:
     return max(1, min(cpus, batch // BATCH_PER_WORKER))
 
 
-def make_executor(kind: str = "process", workers: int = 1) -> Executor:
-    """`local`, or `process` with `workers` processes (1 worker = local)."""
+def make_executor(kind: str = "process", workers: int = 1, *,
+                  ray_address: str | None = None) -> Executor:
+    """`local`; `process` with `workers` processes (1 worker = local); or `ray` with
+    `workers` tasks in flight, on a local Ray started here or on the cluster at
+    `ray_address` (default `$OURO_RAY_ADDRESS`).
+
+    Raises:
+        UsageError: an unknown kind, or `ray` without Ray installed (exit 2).
+    """
     if kind not in EXECUTORS:
         raise UsageError(f"unknown executor {kind!r}", f"use one of: {', '.join(EXECUTORS)}")
+    if kind == "ray":
+        from ouroboros.capabilities.evolve.ray_backend import RayExecutor
+
+        return RayExecutor(workers, address=ray_address)
     if kind == "local" or workers <= 1:
         return LocalExecutor()
     executor = ProcessExecutor(workers)

@@ -56,7 +56,7 @@ from .runtimes import Runtimes
 from .sandbox import Limits
 from .schemas import ToolSchemas, case_problems, declared, schema_problems, schemas_for, schemas_of
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
-from .testing import CaseResult, TestReport, run_cases
+from .testing import CaseResult, TestBatch, TestReport, run_batch, run_cases
 
 _FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
 
@@ -422,12 +422,22 @@ class SkillStore:
 
     def test(self, tool_id: str, fingerprint: str | None = None) -> TestReport:
         """Re-run every case (hidden ones too) against the stored version."""
+        batch = self.test_batch(tool_id, fingerprint)
+        return TestReport(batch.tool_id, batch.fingerprint, run_batch(batch, self.runtimes))
+
+    def test_batch(self, tool_id: str, fingerprint: str | None = None) -> TestBatch:
+        """Every case of the stored version (hidden ones too), ready to run elsewhere; the
+        module and source are checked against their recorded hashes first.
+
+        Raises:
+            ToolNotFound, ToolCorrupt.
+        """
         version = self.get(tool_id, fingerprint)
         spec = self.spec_of(version, include_hidden=True)
         built = self._built_of(version)
-        results = run_cases(self.runtimes, spec, built, spec.cases(),
-                            self._limits_for(version.meta))
-        return TestReport(version.tool_id, version.fingerprint, results)
+        source = spec.files[spec.source_path].decode("utf-8", "replace")
+        return TestBatch(version.tool_id, version.fingerprint, built, source,
+                         tuple(spec.cases()), self._limits_for(version.meta))
 
     def spec_of(self, version: ToolVersion, include_hidden: bool = False) -> ToolSpec:
         runtime = version.runtime if version.runtime == "micropython" else None

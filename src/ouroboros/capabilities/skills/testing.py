@@ -10,6 +10,7 @@ with an error message of its own (crashes, limit hits and off-schema output fail
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,46 @@ def run_cases(
     for case in cases:
         results.append(_judge(runtimes, built, source, case, limits))
     return results
+
+
+@dataclass(frozen=True)
+class TestBatch:
+    """Some of one version's cases with everything needed to judge them anywhere: the
+    checked module (or interpreter pin), the source, and the limits of every call. It is
+    picklable, so a pool or a Ray worker runs it with its own sandbox, under the same
+    fuel, memory, deadline and output limits as a call in this process."""
+
+    tool_id: str
+    fingerprint: str
+    built: Built
+    source: str
+    cases: tuple[TestCase, ...]
+    limits: Limits
+
+    def split(self, per_batch: int) -> list[TestBatch]:
+        """The same cases in order, at most `per_batch` to a batch."""
+        per_batch = max(1, per_batch)
+        return [TestBatch(self.tool_id, self.fingerprint, self.built, self.source,
+                          self.cases[i:i + per_batch], self.limits)
+                for i in range(0, len(self.cases), per_batch)] or [self]
+
+
+_WORKER_RUNTIMES: tuple[int, Runtimes] | None = None
+
+
+def _worker_runtimes() -> Runtimes:
+    """A sandbox of this process's own: a forked worker never reuses its parent's engine."""
+    global _WORKER_RUNTIMES
+    if _WORKER_RUNTIMES is None or _WORKER_RUNTIMES[0] != os.getpid():
+        _WORKER_RUNTIMES = (os.getpid(), Runtimes())
+    return _WORKER_RUNTIMES[1]
+
+
+def run_batch(batch: TestBatch, runtimes: Runtimes | None = None) -> list[CaseResult]:
+    """Judge a batch's cases in order (module-level, so any executor can run it)."""
+    runtimes = runtimes or _worker_runtimes()
+    return [_judge(runtimes, batch.built, batch.source, case, batch.limits)
+            for case in batch.cases]
 
 
 def _judge(

@@ -16,6 +16,7 @@ from typing import Any, Literal, NoReturn
 import typer
 
 from ouroboros.interfaces.cli.errors import CliError
+from ouroboros.interfaces.cli.executors import ExecutorKind, ExecutorOption, RayAddressOption
 from ouroboros.interfaces.cli.inputs import read_json, read_text
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
@@ -76,14 +77,25 @@ def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: boo
 
 
 def _evolve_vector(problem: Any, start: tuple[float, ...], generations: int, population: int,
-                   seed: int, workers: int | None) -> tuple[tuple[float, ...], float, float, int]:
+                   seed: int, workers: int | None, executor: str, ray_address: str | None,
+                   ) -> tuple[tuple[float, ...], float, float, int]:
+    """The engine on a vector; the same seed gives the same result on every executor."""
     from ouroboros.capabilities.evolve.engine import EvolutionPolicy, Evolver
+    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
 
     before = problem.start_score(start)
-    with Evolver(problem, start, EvolutionPolicy(population=population), seed=seed,
-                 workers=workers) as evolver:
-        best = evolver.run(generations)
-        return best.genome, before, best.fitness, evolver.evaluations
+    ray = None
+    if executor == "ray":
+        ray = make_executor("ray", workers or max(2, default_workers(population)),
+                            ray_address=ray_address)
+    try:
+        with Evolver(problem, start, EvolutionPolicy(population=population), seed=seed,
+                     workers=1 if executor == "local" else workers, executor=ray) as evolver:
+            best = evolver.run(generations)
+            return best.genome, before, best.fitness, evolver.evaluations
+    finally:
+        if ray is not None:
+            ray.close()
 
 
 @app.command("params")
@@ -100,6 +112,8 @@ def params_command(
                              help="Random seed (same seed, same run)."),
     workers: int | None = typer.Option(None, "--workers", min=1, max=256,
                                        help="Processes evaluating candidates (default: auto)."),
+    executor: ExecutorKind = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
     key: str = typer.Option("runtime", "--key", help="Key that signs the config patch."),
     submit: bool = typer.Option(True, "--submit/--no-submit",
                                 help="Submit the result as a patch (--no-submit: only print)."),
@@ -114,10 +128,11 @@ def params_command(
     problem = NamedProblem.for_params(params, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
     genome, before, after, evaluations = _evolve_vector(
-        problem, tuple(p.value for p in params), generations, population, seed, workers)
+        problem, tuple(p.value for p in params), generations, population, seed, workers,
+        executor, ray_address)
     best = problem.candidate(genome)
     summary = {"before": before, "after": after, "evaluations": evaluations, "params": best,
-               "patch": None}
+               "executor": executor, "patch": None}
     outcome = None
     if rt is not None:
         with rt:
@@ -143,6 +158,8 @@ def routing_command(
                              help="Random seed (same seed, same run)."),
     workers: int | None = typer.Option(None, "--workers", min=1, max=256,
                                        help="Processes evaluating candidates (default: auto)."),
+    executor: ExecutorKind = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
     submit: bool = typer.Option(True, "--submit/--no-submit",
                                 help="Submit the result as a patch (--no-submit: only print)."),
     home: Path | None = HomeOption,
@@ -160,10 +177,10 @@ def routing_command(
     rt = _runtime(home, submit, as_json)
     start = tuple(1.0 / len(names) for _ in names)
     genome, before, after, evaluations = _evolve_vector(
-        problem, start, generations, population, seed, workers)
+        problem, start, generations, population, seed, workers, executor, ray_address)
     weights = problem.candidate(genome)["weights"]
     summary = {"before": before, "after": after, "evaluations": evaluations,
-               "weights": weights, "patch": None}
+               "weights": weights, "executor": executor, "patch": None}
     outcome = None
     if rt is not None:
         with rt:

@@ -28,6 +28,7 @@ from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import RunResult
 from ouroboros.capabilities.flux.vm import run as run_reference
 from ouroboros.interfaces.cli.errors import CliError
+from ouroboros.interfaces.cli.executors import ExecutorKind, ExecutorOption, RayAddressOption
 from ouroboros.interfaces.cli.inputs import read_bytes, writable_parent
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import JsonOption, err_console
@@ -206,8 +207,8 @@ def evolve_command(
     budget: int | None = typer.Option(None, "--budget", min=1, max=100_000_000,
                                       help="Candidate evaluations (default generations x "
                                            "population)."),
-    executor: Literal["local", "process"] = typer.Option(
-        "process", "--executor", help="Where candidates are evaluated: local or process."),
+    executor: ExecutorKind = ExecutorOption,
+    ray_address: str | None = RayAddressOption,
     trust: float = typer.Option(1.0, "--trust", min=0.0, max=1.0,
                                 help="Trust in the evolver, 0..1: it scales fitness, and "
                                      "below the policy's minimum (0.5) evolution is refused."),
@@ -231,7 +232,7 @@ def evolve_command(
         output=best_path, population=population,
         workers=workers, trust=trust, target=target or f"flux/programs/{file.stem}",
         home=home, submit=submit, quiet=as_json, plot=plot, engine=engine, budget=budget,
-        executor=executor,
+        executor=executor, ray_address=ray_address,
     )
     summary, code = evolve(request, load_image, fail, err)
     if as_json:

@@ -55,7 +55,8 @@ class EvolveRequest:
     quiet: bool
     engine: str = "search"  # "search" (STOKE-style, docs/flux.md) or "classic"
     budget: int | None = None  # evaluations; default generations x population
-    executor: str = "process"
+    executor: str = "process"  # local | process | ray (both engines)
+    ray_address: str | None = None
     plot: bool = True
 
 
@@ -173,11 +174,17 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
                 executor.close()
             trend = "plateau" if trace.plateau_at < evaluations // 2 else "improving"
         else:
+            classic_executor = _classic_executor(request)
             try:
                 best, evaluations, accepted, trace, trend = _run_classic(
-                    request, program, cases, before, budget, title, progress, log_improvement)
+                    request, program, cases, before, budget, title, progress, log_improvement,
+                    classic_executor)
             except TrustGateClosed as exc:
                 fail(str(exc), 3)
+            finally:
+                if classic_executor is not None:
+                    classic_executor.close()
+            extra = {"executor": request.executor}
     after = score(best, cases, trust=request.trust)
     best_image = best.to_image()
     request.output.write_text(disassemble(best_image))
@@ -232,7 +239,18 @@ def _search_executor(request: EvolveRequest, budget: int) -> Executor:
 
     config = SearchConfig(budget=budget)
     workers = request.workers or default_workers(budget // config.epochs)
-    return make_executor(request.executor, min(workers, config.islands))
+    return make_executor(request.executor, min(workers, config.islands),
+                         ray_address=request.ray_address)
+
+
+def _classic_executor(request: EvolveRequest) -> Executor | None:
+    """Ray, or a pool the engine starts itself (None), or none at all (local)."""
+    from ouroboros.capabilities.evolve.executor import default_workers, make_executor
+
+    if request.executor != "ray":
+        return None
+    workers = request.workers or max(2, default_workers(request.population))
+    return make_executor("ray", workers, ray_address=request.ray_address)
 
 
 def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
@@ -261,7 +279,7 @@ def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase,
     extra = {"equivalence": {"status": result.verdict.status, "method": result.verdict.method,
                              "detail": result.verdict.detail},
              "counterexamples": result.counterexamples, "checks": result.checks,
-             "workers": executor.workers}
+             "executor": request.executor, "workers": executor.workers}
     trace = Trace(title, result.history, result.plateau_at, result.evaluations)
     return result.best, result.cases, result.evaluations, improvements, trace, extra
 
@@ -272,9 +290,10 @@ def before_cycles(program: Program, cases: tuple[TestCase, ...]) -> float:
 
 def _run_classic(request: EvolveRequest, program: Program, cases: tuple[TestCase, ...],
                  before: Score, budget: int, title: str, progress: Progress,
-                 log: Callable[[dict[str, Any]], None],
+                 log: Callable[[dict[str, Any]], None], executor: Executor | None,
                  ) -> tuple[Program, int, int, Trace, str]:
     problem = FluxProblem.for_program(program, cases, trust=request.trust)
+    workers = 1 if request.executor == "local" else request.workers
     policy = EvolutionPolicy(population=request.population)
     generations = max(1, budget // request.population)
 
@@ -282,7 +301,7 @@ def _run_classic(request: EvolveRequest, program: Program, cases: tuple[TestCase
         log({**record.to_json(), "size": genome.size})
 
     with Evolver(problem, program, policy, seed=request.seed, trust=request.trust,
-                 workers=request.workers, on_accept=on_accept) as evolver:
+                 workers=workers, on_accept=on_accept, executor=executor) as evolver:
         task = progress.add_task("evolve", total=generations, best=before.penalised_cycles)
 
         def advance(record: EvolutionRecord) -> None:

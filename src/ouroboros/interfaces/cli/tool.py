@@ -31,6 +31,7 @@ from ouroboros.capabilities.skills import (
 )
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
 from ouroboros.interfaces.cli.errors import CliError, not_found
+from ouroboros.interfaces.cli.executors import ExecutorKind, ExecutorOption, RayAddressOption
 from ouroboros.interfaces.cli.inputs import read_bytes, require_dir
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
@@ -300,28 +301,81 @@ def export_cmd(
 
 @app.command("test")
 def test_cmd(
-    tool_id: str = typer.Argument(..., help="Tool id."),
+    tool_ids: list[str] = typer.Argument(None, metavar="[TOOL_ID]...",
+                                         help="Tool ids (or --all)."),
     fingerprint: str = VersionOption,
+    all_tools: bool = typer.Option(False, "--all", help="Test every tool's current version."),
+    executor: ExecutorKind = ExecutorOption,
+    workers: int | None = typer.Option(None, "--workers", min=1, max=256,
+                                       help="Workers for --executor process|ray (default: "
+                                            "one per core)."),
+    ray_address: str | None = RayAddressOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Re-run a tool's cases (hidden ones included) against its stored binary."""
+    """Re-run tools' cases (hidden ones included) against their stored binaries.
+
+    One tool prints its report; several (or --all) print one report per tool, and the
+    cases run in batches on --executor (process: a pool here; ray: Ray), each batch under
+    the same sandbox limits as a call.
+    """
     _, store = _store(home)
-    _get(store, tool_id, fingerprint)
+    ids = list(tool_ids or [])
+    if all_tools:
+        if ids:
+            _fail("give tool ids or --all, not both", 2)
+        ids = [v.tool_id for v in store.list()]
+    if not ids and not all_tools:
+        _fail("name a tool to test, or pass --all", 2, "list them with `ouro tool list`")
+    if fingerprint is not None and len(ids) != 1:
+        _fail("--version names one version: give exactly one tool id with it", 2)
+    if len(set(ids)) != len(ids):
+        _fail("a tool id is given twice", 2)
+    for tool_id in ids:
+        _get(store, tool_id, fingerprint)
     try:
-        report = store.test(tool_id, fingerprint)
+        if len(ids) == 1 and executor == "local":
+            reports = [store.test(ids[0], fingerprint)]
+        else:
+            reports = _test_many(store, ids, fingerprint, executor, workers, ray_address)
     except ToolCorrupt as e:
         raise CliError(str(e), exit_code=1, code="integrity") from None
+    passed = all(r.passed for r in reports)
     if as_json:
-        print_json(report.to_json())
+        if len(reports) == 1 and not all_tools:
+            print_json(reports[0].to_json())
+        else:
+            print_json({"passed": passed, "executor": executor,
+                        "tools": [r.to_json() for r in reports]})
     else:
-        for r in report.results:
-            mark = "[green]pass[/green]" if r.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.describe()}", highlight=False)
-        failed = sum(1 for r in report.results if not r.ok)
-        console.print(f"{len(report.results) - failed}/{len(report.results)} passed")
-    if not report.passed:
+        for report in reports:
+            if len(reports) > 1:
+                console.print(f"[bold]{report.tool_id}[/bold]@{report.fingerprint}",
+                              highlight=False)
+            for r in report.results:
+                mark = "[green]pass[/green]" if r.ok else "[red]FAIL[/red]"
+                console.print(f"{mark} {r.describe()}", highlight=False)
+            failed = sum(1 for r in report.results if not r.ok)
+            console.print(f"{len(report.results) - failed}/{len(report.results)} passed")
+        if not ids:
+            console.print("no tools yet: add one with `ouro tool add DIR`")
+    if not passed:
         raise typer.Exit(1)
+
+
+def _test_many(store: SkillStore, ids: list[str], fingerprint: str | None, kind: str,
+               workers: int | None, ray_address: str | None) -> list[Any]:
+    """Every tool's cases in batches on the executor (closed before returning)."""
+    import os
+
+    from ouroboros.capabilities.evolve.executor import make_executor
+    from ouroboros.capabilities.skills.bulk_testing import test_tools
+
+    executor = make_executor(kind, workers or os.cpu_count() or 1, ray_address=ray_address)
+    try:
+        return test_tools(store, ids, executor, fingerprint=fingerprint)
+    finally:
+        executor.close()
 
 
 @app.command("prove")

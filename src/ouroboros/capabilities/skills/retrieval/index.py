@@ -16,6 +16,8 @@ the baselines the benchmark sets the full pipeline against.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,10 +28,12 @@ from typing import Any, Literal
 import numpy as np
 
 from ..embedding import Embedder, Matrix
-from ..ranking import RRF_K, rrf, tokenize, top_indices
+from ..ranking import RRF_K, rrf, tokenize
+from .ann import AnnIndex, BruteForce, DenseIndex, row_key
+from .ann import ann_threshold as ann_threshold_of
 from .documents import display_line
 from .feedback import UsageMemory
-from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
+from .hubs import HUB_WEIGHT, PROBES, hub_scores, probe_matrix
 from .lexical import LexicalIndex
 from .rerank import RERANK_DEPTH, Reranker
 from .static import default_static_embedder
@@ -108,8 +112,11 @@ class SkillIndex:
     def __init__(self, root: Path, embedder: Embedder | None = None, *,
                  weights: FusionWeights = DEFAULT_WEIGHTS,
                  reranker: Reranker | bool | None = True,
-                 store: VectorStore | None = None) -> None:
+                 store: VectorStore | None = None, ann_threshold: int | None = None) -> None:
         self.root = Path(root)
+        # live tools from which the dense stage uses the ANN index (ann.py); env-configurable
+        self.ann_threshold = ann_threshold_of(ann_threshold)
+        self._dense_view: tuple[int, DenseIndex] | None = None
         self._embedder = embedder
         self._store: VectorStore = store if store is not None else FileVectorStore(self.root)
         # Views derived from one store generation; a search uses those of the state it
@@ -248,8 +255,7 @@ class SkillIndex:
         if mode != "bm25":
             if qvec is None:
                 raise ValueError("dense search needs a query vector")
-            hubs = self._hub_scores(generation, entries, matrix)
-            dense = top_indices(matrix @ qvec - hubs, depth)
+            dense = self.dense_index((generation, entries, matrix)).top(qvec, depth)
         if mode != "dense":
             bm25 = self._lexical_view(generation, entries)
             terms = bm25.rewrite(query) if mode in ("full", "fast") else _plain_terms(query)
@@ -295,6 +301,35 @@ class SkillIndex:
         self.reranked += 1
         w = self.weights
         return _weighted_rrf([(first, 1.0), ([first[j] for j in e5], w.rerank)], w.k)
+
+    def dense_index(self, view: tuple[int, list[IndexEntry], Matrix] | None = None
+                    ) -> DenseIndex:
+        """The dense first stage for the live rows of one store state (`view`, default the
+        current one): exact below `ann_threshold` live tools, the saved ANN index (brought
+        up to date) from there on; rebuilt per generation."""
+        generation, entries, matrix = view if view is not None else self._store.view()
+        cached = self._dense_view
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        penalty = self._hub_scores(generation, entries, matrix)
+        dense: DenseIndex
+        if len(entries) < self.ann_threshold:
+            dense = BruteForce(matrix, penalty)
+        else:
+            keys = [row_key(e.tool_id, e.fingerprint, e.text, e.model_id) for e in entries]
+            dense = AnnIndex.sync(self.root / "ann", self._penalty_tag(), keys, matrix,
+                                  penalty)
+        with self._views_lock:  # never replace a newer view another thread built
+            if self._dense_view is None or self._dense_view[0] < generation:
+                self._dense_view = (generation, dense)
+        return dense
+
+    def _penalty_tag(self) -> str:
+        """What the penalties in a saved ANN index were made with: another model, probe
+        set or weight makes it stale."""
+        recipe = json.dumps([self.embedder.model_id, PROBES, HUB_WEIGHT, THIN_PENALTY,
+                             MIN_WORDS])
+        return hashlib.sha256(recipe.encode()).hexdigest()[:32]
 
     def probes(self, embedder: Embedder) -> Matrix:
         """The hub probes embedded by a model (once per process and model)."""
