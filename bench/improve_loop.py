@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.diffs import make_diff, parse_diff
-from ouroboros.capabilities.improve.notify import RecordingNotifier
-from ouroboros.capabilities.improve.planner import Draft, plan
-from ouroboros.capabilities.improve.policy import check_policy
+from ouroboros.capabilities.improve.proposals.diffs import make_diff, parse_diff
+from ouroboros.capabilities.improve.proposals.notify import RecordingNotifier
+from ouroboros.capabilities.improve.proposals.planner import Draft, plan
+from ouroboros.capabilities.improve.proposals.policy import check_policy
+from ouroboros.capabilities.improve.proposals.repo import example_deployment
 from ouroboros.capabilities.improve.registrar import attach
-from ouroboros.capabilities.improve.repo import example_deployment
 from ouroboros.kernel import ManualClock, Runtime
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)

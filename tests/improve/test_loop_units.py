@@ -11,11 +11,16 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.breakers import Breakers
-from ouroboros.capabilities.improve.diffs import DiffError, FileChange, make_diff, parse_diff
-from ouroboros.capabilities.improve.monitor import Monitor, is_spike
-from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy, grants
-from ouroboros.capabilities.improve.proposals import (
+from ouroboros.capabilities.improve.proposals.breakers import Breakers
+from ouroboros.capabilities.improve.proposals.diffs import (
+    DiffError,
+    FileChange,
+    make_diff,
+    parse_diff,
+)
+from ouroboros.capabilities.improve.proposals.monitor import Monitor, is_spike
+from ouroboros.capabilities.improve.proposals.policy import PolicyConfig, check_policy, grants
+from ouroboros.capabilities.improve.proposals.proposal import (
     Proposal,
     ProposalError,
     Review,
@@ -23,8 +28,13 @@ from ouroboros.capabilities.improve.proposals import (
     render,
     render_index,
 )
-from ouroboros.capabilities.improve.store import ProposalStore
-from ouroboros.capabilities.improve.yamledit import EditError, append_to_block, get, set_scalar
+from ouroboros.capabilities.improve.proposals.store import ProposalStore
+from ouroboros.capabilities.improve.proposals.yamledit import (
+    EditError,
+    append_to_block,
+    get,
+    set_scalar,
+)
 
 AT = datetime(2026, 1, 10, 2, 6, tzinfo=UTC)
 AGENTS = (Path(__file__).parents[2] / "examples" / "agent-deployment" / "agents.yaml").read_text()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.sanitizer import (
+from ouroboros.capabilities.improve.intake.sanitizer import (
     _MAIN,
     EXTERNAL_IP,
     PATH,
@@ -19,7 +19,11 @@ from ouroboros.capabilities.improve.sanitizer import (
     gate,
     generalise_ip,
 )
-from ouroboros.capabilities.improve.synthetic import SECRET_KINDS, planted_secret, secret_core
+from ouroboros.capabilities.improve.intake.synthetic import (
+    SECRET_KINDS,
+    planted_secret,
+    secret_core,
+)
 
 CONTEXTS = (
     "{s}",

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from ouroboros.capabilities.improve.governance import Governance
-from ouroboros.capabilities.improve.loop import ImproveLoop
-from ouroboros.capabilities.improve.notify import notifier_from_env
+from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+from ouroboros.capabilities.improve.proposals.notify import notifier_from_env
 from ouroboros.kernel import Runtime
 
 _LOOPS: WeakKeyDictionary[Runtime, ImproveLoop] = WeakKeyDictionary()
@@ -33,7 +33,7 @@ def loop_of(rt: Runtime) -> ImproveLoop:
     and notifying through ``OURO_WEBHOOK_URL`` (or stderr)."""
     loop = _LOOPS.get(rt)
     if loop is None:
-        from ouroboros.capabilities.improve.runtime_telemetry import store_for
+        from ouroboros.capabilities.improve.intake.runtime import store_for
 
         store = store_for(rt)
         loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),

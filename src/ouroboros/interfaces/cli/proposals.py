@@ -12,13 +12,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.chat import handle_chat
-from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused
-from ouroboros.capabilities.improve.notify import Notifier
-from ouroboros.capabilities.improve.proposals import STATUSES, ProposalError, to_dict
+from ouroboros.capabilities.improve.intake.runtime import store_for
+from ouroboros.capabilities.improve.proposals.chat import handle_chat
+from ouroboros.capabilities.improve.proposals.loop import ImproveLoop, NotApproved, Outcome, Paused
+from ouroboros.capabilities.improve.proposals.notify import Notifier
+from ouroboros.capabilities.improve.proposals.proposal import STATUSES, ProposalError, to_dict
+from ouroboros.capabilities.improve.proposals.repo import GitError
 from ouroboros.capabilities.improve.registrar import attach, loop_of
-from ouroboros.capabilities.improve.repo import GitError
-from ouroboros.capabilities.improve.runtime_telemetry import store_for
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -157,8 +157,8 @@ def new_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Propose a hand-written (or LLM-written) diff: same gates as the planner's proposals."""
-    from ouroboros.capabilities.improve.diffs import DiffError, parse_diff
-    from ouroboros.capabilities.improve.planner import Draft
+    from ouroboros.capabilities.improve.proposals.diffs import DiffError, parse_diff
+    from ouroboros.capabilities.improve.proposals.planner import Draft
 
     try:
         text = (typer.get_text_stream("stdin").read() if str(diff_file) == "-"
@@ -264,13 +264,13 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """The loop end to end on generated telemetry with injected faults, offline."""
     import tempfile
 
-    from ouroboros.capabilities.improve import synthetic
     from ouroboros.capabilities.improve.analysis import analyse
-    from ouroboros.capabilities.improve.collectors import ingest
-    from ouroboros.capabilities.improve.diffs import make_diff
-    from ouroboros.capabilities.improve.notify import RecordingNotifier
-    from ouroboros.capabilities.improve.planner import Draft
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake import synthetic
+    from ouroboros.capabilities.improve.intake.collectors import ingest
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.notify import RecordingNotifier
+    from ouroboros.capabilities.improve.proposals.planner import Draft
     from ouroboros.kernel import ManualClock
 
     # Simulated time, so the one-hour monitoring window passes in a moment.

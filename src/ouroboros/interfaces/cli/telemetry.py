@@ -14,12 +14,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ouroboros.capabilities.improve import synthetic
 from ouroboros.capabilities.improve.analysis import Finding, Thresholds
-from ouroboros.capabilities.improve.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.events import EVENT_TYPES, parse_timestamp
-from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
-from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+from ouroboros.capabilities.improve.analysis.workspace import findings
+from ouroboros.capabilities.improve.intake import synthetic
+from ouroboros.capabilities.improve.intake.collectors import IngestReport, ingest
+from ouroboros.capabilities.improve.intake.events import EVENT_TYPES, parse_timestamp
+from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
+from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -181,7 +182,7 @@ def eval_cmd(
         llm_found = _llm_findings(store, moment, thresholds)
     proposed: list[dict[str, str]] = []
     if propose:
-        from ouroboros.capabilities.improve.llm_analysis import is_verified
+        from ouroboros.capabilities.improve.analysis.llm import is_verified
 
         # an LLM finding the rules cannot reproduce is shown, never proposed or alerted
         proposed = _propose(home, found + [f for f in llm_found if is_verified(f)])
@@ -199,7 +200,7 @@ def eval_cmd(
 
 def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
     """Hand the findings to the proposals loop (one pipeline: each becomes a file patch)."""
-    from ouroboros.capabilities.improve.loop import Paused
+    from ouroboros.capabilities.improve.proposals.loop import Paused
     from ouroboros.interfaces.cli.proposals import propose_from_findings
 
     with open_runtime(home) as rt:
@@ -212,8 +213,8 @@ def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
 
 
 def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Thresholds) -> list[Finding]:
-    from ouroboros.capabilities.improve.analysis import aggregate
-    from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
+    from ouroboros.capabilities.improve.analysis import aggregate, findings_of
+    from ouroboros.capabilities.improve.analysis.llm import LLMAnalyser, LLMAnalysisError, LLMConfig
 
     try:
         config = LLMConfig.from_env()
@@ -228,7 +229,7 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     )
     agg = aggregate(store.events(since=since, until=moment), moment, thresholds)
     try:
-        return LLMAnalyser(config).analyse_aggregate(agg, agg.findings())
+        return LLMAnalyser(config).analyse_aggregate(agg, findings_of(agg))
     except LLMAnalysisError as e:
         console.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None

@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ouroboros.capabilities.improve.analysis import TIMEOUT_CODES, Finding
-from ouroboros.capabilities.improve.diffs import make_diff
-from ouroboros.capabilities.improve.yamledit import EditError, append_to_block, get, set_scalar
+from ouroboros.capabilities.improve.proposals.diffs import make_diff
+from ouroboros.capabilities.improve.proposals.yamledit import (
+    EditError,
+    append_to_block,
+    get,
+    set_scalar,
+)
 
 AGENTS = "agents.yaml"
 TASKS = "scheduled_tasks.yaml"

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from ouroboros.capabilities.improve.events import format_timestamp, normalise_event
-from ouroboros.capabilities.improve.sanitizer import Redactions, Sanitizer
+from ouroboros.capabilities.improve.intake.events import format_timestamp, normalise_event
+from ouroboros.capabilities.improve.intake.sanitizer import Redactions, Sanitizer
 
 Clock = Callable[[], datetime]
 

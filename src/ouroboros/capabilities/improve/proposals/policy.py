@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from ouroboros.capabilities.improve.diffs import FileChange
-from ouroboros.capabilities.improve.yamledit import load_yaml
+from ouroboros.capabilities.improve.proposals.diffs import FileChange
+from ouroboros.capabilities.improve.proposals.yamledit import load_yaml
 from ouroboros.kernel.scan import is_grant_key
 from ouroboros.kernel.urls import UrlRef, host_allowed, urls_in_text
 

@@ -11,10 +11,10 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ouroboros.capabilities.improve.proposals import STATUSES, ProposalError
+from ouroboros.capabilities.improve.proposals.proposal import STATUSES, ProposalError
 
 if TYPE_CHECKING:
-    from ouroboros.capabilities.improve.loop import ImproveLoop
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
 
 Action = Literal["list", "show", "approve", "reject", "apply", "status", "reset", "help"]
 

@@ -17,10 +17,14 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ouroboros.capabilities.improve.events import EventError, format_timestamp, normalise_event
-from ouroboros.capabilities.improve.otlp import iter_spans
-from ouroboros.capabilities.improve.sanitizer import Redactions
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.intake.events import (
+    EventError,
+    format_timestamp,
+    normalise_event,
+)
+from ouroboros.capabilities.improve.intake.otlp import iter_spans
+from ouroboros.capabilities.improve.intake.sanitizer import Redactions
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 BATCH = 20_000
 MAX_REPORTED = 1_000  # malformed lines listed individually; all are counted

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ouroboros.capabilities.improve.events import format_timestamp
+from ouroboros.capabilities.improve.intake.events import format_timestamp
 
 #: (agent, tool, median latency ms) pairs of the background deployment.
 DEPLOYMENT: tuple[tuple[str, str, float], ...] = (

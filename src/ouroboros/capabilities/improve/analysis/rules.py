@@ -8,20 +8,29 @@ the user-facing signals (corrections) and scheduled-task health.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
-from ouroboros.capabilities.improve.analysis import (
+from ouroboros.capabilities.improve.analysis.aggregate import Aggregate, ToolStats, aggregate
+from ouroboros.capabilities.improve.analysis.findings import (
     KINDS,
     SEVERITIES,
-    Aggregate,
     Finding,
-    ToolStats,
+    Thresholds,
     p95,
     rising,
     severity_by_count,
     single_agent,
     top,
 )
+
+
+def analyse(
+    events: Iterable[Mapping[str, Any]], now: datetime, thresholds: Thresholds | None = None
+) -> list[Finding]:
+    """Findings over the 24 h before ``now``, most severe first (stability first)."""
+    return findings_of(aggregate(events, now, thresholds))
 
 
 def findings_of(agg: Aggregate) -> list[Finding]:

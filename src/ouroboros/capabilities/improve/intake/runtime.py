@@ -10,12 +10,11 @@ once. Tool runs are recorded by whoever runs the tool, through
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ouroboros.capabilities.improve.analysis import Finding, Thresholds, analyse
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 if TYPE_CHECKING:
     from ouroboros.kernel import Runtime, SubmitOutcome
@@ -109,12 +108,3 @@ def _pending_type(payload: dict[str, Any]) -> str:
         pass
     return "unknown"
 
-
-def findings(
-    store: TelemetryStore, now: datetime | None = None, thresholds: Thresholds | None = None
-) -> list[Finding]:
-    """The analysis over a store, reading only the day files the window needs."""
-    th = thresholds or Thresholds()
-    now = now or store.clock()
-    since = now - timedelta(hours=th.window_hours) - timedelta(days=th.baseline_days)
-    return analyse(store.events(since=since, until=now), now, th)

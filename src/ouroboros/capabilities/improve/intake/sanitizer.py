@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
-from ouroboros.capabilities.improve.secret_rules import KEYWORDS, TOKEN_RULES
+from ouroboros.capabilities.improve.intake.events import MAX_MESSAGE, cut_text
+from ouroboros.capabilities.improve.intake.secret_rules import KEYWORDS, TOKEN_RULES
 
 REDACTED = "[REDACTED_KEY]"
 EXTERNAL_IP = "[EXTERNAL_IP]"

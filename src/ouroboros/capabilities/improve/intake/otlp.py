@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ouroboros.capabilities.improve.events import EventError
+from ouroboros.capabilities.improve.intake.events import EventError
 
 _STATUS_ERROR = (2, "2", "STATUS_CODE_ERROR")
 

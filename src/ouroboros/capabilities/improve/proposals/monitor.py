@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from ouroboros.capabilities.improve.proposals import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
 
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_RISE = 0.25

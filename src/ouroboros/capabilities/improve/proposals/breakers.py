@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ouroboros.capabilities.improve.proposals import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
 
 REJECTIONS_TO_PAUSE = 3
 ANALYSIS_PAUSE = timedelta(hours=48)

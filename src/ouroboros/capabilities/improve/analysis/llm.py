@@ -22,15 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ouroboros.capabilities.improve.analysis import (
-    KINDS,
-    SEVERITIES,
-    Aggregate,
-    Finding,
-    Thresholds,
-    aggregate,
-)
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.analysis.aggregate import Aggregate, aggregate
+from ouroboros.capabilities.improve.analysis.findings import KINDS, SEVERITIES, Finding, Thresholds
+from ouroboros.capabilities.improve.analysis.rules import findings_of
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
 from ouroboros.capabilities.llm import LLMConfig as ClientConfig
 from ouroboros.capabilities.llm import LLMError, OpenAICompatibleProvider
 from ouroboros.capabilities.llm.untrusted import FENCE_RULE, escape_markdown, fence
@@ -155,7 +150,7 @@ class LLMAnalyser:
         thresholds: Thresholds | None = None,
     ) -> list[Finding]:
         agg = aggregate(events, now, thresholds)
-        return self.analyse_aggregate(agg, agg.findings())
+        return self.analyse_aggregate(agg, findings_of(agg))
 
     def analyse_aggregate(self, agg: Aggregate, findings: Iterable[Finding]) -> list[Finding]:
         """The model's findings, each verified against `agg` (see :func:`verify`).

@@ -18,23 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
-from ouroboros.capabilities.improve.breakers import Breakers
-from ouroboros.capabilities.improve.diffs import DiffError, declared_paths, parse_diff
-from ouroboros.capabilities.improve.governance import Governance
-from ouroboros.capabilities.improve.monitor import DEFAULT_WINDOW, Check, Monitor
-from ouroboros.capabilities.improve.notify import (
+from ouroboros.capabilities.improve.proposals.breakers import Breakers
+from ouroboros.capabilities.improve.proposals.diffs import DiffError, declared_paths, parse_diff
+from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.monitor import DEFAULT_WINDOW, Check, Monitor
+from ouroboros.capabilities.improve.proposals.notify import (
     Message,
     NotificationBatcher,
     Notifier,
     StdoutNotifier,
 )
-from ouroboros.capabilities.improve.planner import Draft, plan
-from ouroboros.capabilities.improve.policy import (
+from ouroboros.capabilities.improve.proposals.planner import Draft, plan
+from ouroboros.capabilities.improve.proposals.policy import (
     PolicyConfig,
     check_policy,
     forbidden_path_reasons,
 )
-from ouroboros.capabilities.improve.proposals import (
+from ouroboros.capabilities.improve.proposals.proposal import (
     CATEGORIES,
     OPEN_STATUSES,
     SEVERITIES,
@@ -44,9 +44,9 @@ from ouroboros.capabilities.improve.proposals import (
     markdown_block,
     markdown_line,
 )
-from ouroboros.capabilities.improve.repo import GitError, TargetRepo, proposal_branch
-from ouroboros.capabilities.improve.store import ProposalStore
-from ouroboros.capabilities.improve.validation import validate_tree
+from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
+from ouroboros.capabilities.improve.proposals.store import ProposalStore
+from ouroboros.capabilities.improve.proposals.validation import validate_tree
 from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
@@ -442,6 +442,6 @@ class ImproveLoop:
 
 
 def _ts(event: Mapping[str, Any]) -> datetime:
-    from ouroboros.capabilities.improve.events import parse_timestamp
+    from ouroboros.capabilities.improve.intake.events import parse_timestamp
 
     return parse_timestamp(event.get("timestamp"))

@@ -1,9 +1,10 @@
-"""Rule-based analysis of sanitized telemetry (the plan's EvalAgent, offline).
+"""Rule-based analysis of sanitized telemetry (the plan's EvalAgent, offline): the
+aggregation.
 
 Stability first: recurring error patterns, tool reliability, timeout clusters,
 p95 latency regressions, user corrections and task-failure trends, in that order
 of priority. The analysis is one pass over the events into small aggregates
-(:class:`Aggregate`), then pure rules over the aggregates (:mod:`rules`), so a million events
+(:class:`Aggregate`), then pure rules over the aggregates (:mod:`.rules`), so a million events
 stream through in seconds and the same aggregates feed the optional LLM analyser.
 
 The window is the 24 hours before ``now``; the seven days before that are the
@@ -13,71 +14,25 @@ noise is not a proposal.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import EventError, canonical_timestamp, format_timestamp
-
-KINDS = (
-    "error_pattern",
-    "tool_reliability",
-    "timeout_cluster",
-    "latency_anomaly",
-    "user_corrections",
-    "task_failure_trend",
+from ouroboros.capabilities.improve.analysis.findings import (
+    CRITICAL_CODES,
+    TIMEOUT_CODES,
+    Thresholds,
+    p95,
+    top,
 )
-SEVERITIES = ("critical", "high", "medium", "low")
-
-#: Error codes that make a single occurrence worth a proposal.
-CRITICAL_CODES = frozenset(
-    {"DATA_LOSS", "CORRUPTION", "SECURITY", "SECRET_LEAK", "PRIVILEGE_ESCALATION", "CRASH"}
+from ouroboros.capabilities.improve.intake.events import (
+    EventError,
+    canonical_timestamp,
+    format_timestamp,
 )
-TIMEOUT_CODES = frozenset({"TIMEOUT", "DEADLINE_EXCEEDED", "ETIMEDOUT", "GATEWAY_TIMEOUT"})
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One stability issue worth a proposal; every text field is already sanitized."""
-
-    kind: str  # error_pattern|tool_reliability|timeout_cluster|latency_anomaly|user_corrections|task_failure_trend
-    severity: str  # critical|high|medium|low
-    tool: str | None
-    agent: str | None
-    summary: str
-    evidence: tuple[str, ...]
-    count: int
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Every number the rules use, in one place so docs and tests can cite them."""
-
-    window_hours: float = 24.0
-    baseline_days: float = 7.0
-    min_pattern_count: int = 3
-    min_pattern_share: float = 0.01  # of the tool's calls: rarer patterns are noise
-    min_calls: int = 10
-    failure_rate: float = 0.05  # below this a tool is healthy
-    cluster_timeouts: int = 3  # timeouts in one 10-minute bucket
-    latency_min_samples: int = 20
-    latency_ratio: float = 1.5
-    latency_min_delta_ms: float = 250.0
-    min_corrections: int = 3
-    corrections_per_session: float = 0.1
-    min_task_failures: int = 3
-    trend_ratio: float = 2.0
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 @lru_cache(maxsize=8192)
@@ -203,14 +158,6 @@ class Aggregate:
         if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
             self.critical.add(key)
 
-    # -- rules -------------------------------------------------------------------
-
-    def findings(self) -> list[Finding]:
-        """The six rules over these aggregates (see :mod:`rules`), most severe first."""
-        from ouroboros.capabilities.improve.rules import findings_of
-
-        return findings_of(self)
-
     def summary(self) -> dict[str, Any]:
         """Aggregates only (no event text beyond sanitized patterns), for the LLM analyser."""
         tools = {
@@ -240,34 +187,11 @@ class Aggregate:
         }
 
 
-def top(counter: Counter[Any], n: int) -> list[tuple[Any, int]]:
-    """``most_common`` with ties broken by key, so findings never depend on event order."""
-    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:n]
-
-
 def _timestamp_or_none(value: object) -> str | None:
     try:
         return canonical_timestamp(value)
     except EventError:
         return None
-
-
-def rising(daily: float, baseline_daily: float, th: Thresholds) -> bool:
-    """Up by ``trend_ratio`` *and* by more than Poisson noise (3 sigma) over the baseline."""
-    if baseline_daily <= 0:
-        return False
-    return daily >= th.trend_ratio * baseline_daily and daily - baseline_daily >= 3 * math.sqrt(
-        baseline_daily
-    )
-
-
-def severity_by_count(count: int) -> str:
-    return "high" if count >= 50 else "medium" if count >= 10 else "low"
-
-
-def single_agent(agents: Counter[str]) -> str | None:
-    """The agent to name on a finding: only when one agent accounts for it all."""
-    return next(iter(agents)) if len(agents) == 1 else None
 
 
 def aggregate(
@@ -279,13 +203,6 @@ def aggregate(
     for event in events:
         add(event)
     return agg
-
-
-def analyse(
-    events: Iterable[Mapping[str, Any]], now: datetime, thresholds: Thresholds | None = None
-) -> list[Finding]:
-    """Findings over the 24 h before ``now``, most severe first (stability first)."""
-    return aggregate(events, now, thresholds).findings()
 
 
 def error_rate(

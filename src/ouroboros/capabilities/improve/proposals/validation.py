@@ -25,7 +25,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from ouroboros.capabilities.improve.yamledit import load_yaml
+from ouroboros.capabilities.improve.proposals.yamledit import load_yaml
 
 _HERE = Path(__file__).parent / "schemas"
 

@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from ouroboros.capabilities.improve.proposals import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
 
 HIGH_BATCH = timedelta(hours=1)
 DIGEST_AT = time(9, 0)

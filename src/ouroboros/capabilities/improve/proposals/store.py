@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ouroboros.capabilities.improve.proposals import (
+from ouroboros.capabilities.improve.proposals.proposal import (
     TEMPLATES,
     Proposal,
     ProposalError,
@@ -17,7 +17,7 @@ from ouroboros.capabilities.improve.proposals import (
     render,
     render_index,
 )
-from ouroboros.capabilities.improve.repo import TargetRepo
+from ouroboros.capabilities.improve.proposals.repo import TargetRepo
 
 
 class ProposalStore:
