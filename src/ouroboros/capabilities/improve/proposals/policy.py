@@ -107,6 +107,11 @@ def _matches(path: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+def matches_any(path: str, patterns: Iterable[str]) -> bool:
+    """Whether any form of ``path`` (see :func:`path_forms`) matches one of the globs."""
+    return _matches(path, patterns)
+
+
 def _is_contract(path: str) -> bool:
     return any(f == CONTRACT.casefold() or f.endswith("/" + CONTRACT.casefold())
                for f in path_forms(path) if f == f.casefold())

@@ -72,13 +72,9 @@ def proposal_branch(proposal_id: str) -> str:
 
 
 def example_deployment() -> Path:
-    """The shipped example deployment that seeds a workspace's default target repo."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "examples" / "agent-deployment"
-        if (candidate / "agents.yaml").is_file():
-            return candidate
-    raise FileNotFoundError("examples/agent-deployment not found next to the ouroboros sources")
+    """The example deployment shipped as package data (it seeds the default target repo
+    and ``ouro improve init-example``)."""
+    return Path(__file__).resolve().parents[1] / "example" / "agent-deployment"
 
 
 def _no_links(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
@@ -91,8 +87,10 @@ def _no_links(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
 class TargetRepo:
     """One git repository whose ``main`` is the deployed configuration."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, main: str = MAIN, remote: str | None = None) -> None:
         self.path = Path(path)
+        self.main = main
+        self.remote = remote  # the remote to push to and fetch from, when there is one
 
     # -- plumbing ---------------------------------------------------------------------
     def git(
@@ -117,19 +115,19 @@ class TargetRepo:
         return proc.stdout.decode("utf-8", "surrogateescape")
 
     @classmethod
-    def init(cls, path: Path, source: Path | None = None) -> TargetRepo:
+    def init(cls, path: Path, source: Path | None = None, main: str = MAIN) -> TargetRepo:
         """Create a repository at ``path`` whose first commit on main is ``source``'s files."""
         path = Path(path)
         if (path / ".git").exists():
-            repo = cls(path)
-            if not repo.branch_exists(MAIN):
-                raise GitError("init", f"{path} has no `{MAIN}` branch; the loop merges into {MAIN}")
+            repo = cls(path, main)
+            if not repo.branch_exists(main):
+                raise GitError("init", f"{path} has no `{main}` branch; the loop merges into {main}")
             return repo
         src = source or example_deployment()
         path.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, path, dirs_exist_ok=True)
-        repo = cls(path)
-        repo.git("init", "-q", "-b", MAIN, action="init")
+        repo = cls(path, main)
+        repo.git("init", "-q", "-b", main, action="init")
         repo.git("config", "user.name", "Ouroboros")
         repo.git("config", "user.email", "ouroboros@localhost")
         repo.git("add", "-A", action="init")
@@ -141,7 +139,7 @@ class TargetRepo:
         return self.git("rev-parse", "--verify", f"{ref}{suffix}", action="rev-parse").strip()
 
     def head(self) -> str:
-        return self.rev(MAIN)
+        return self.rev(self.main)
 
     def branch_exists(self, branch: str) -> bool:
         try:
@@ -220,11 +218,11 @@ class TargetRepo:
         """Why ``branch`` would not merge cleanly into main now, or None (nothing is written
         to any ref or working tree)."""
         try:
-            self.git("merge-tree", "--write-tree", "--name-only", "--no-messages", MAIN, branch,
-                     action="merge-tree")
+            self.git("merge-tree", "--write-tree", "--name-only", "--no-messages", self.main,
+                     branch, action="merge-tree")
         except GitError as e:
             files = [line for line in e.reason.splitlines()[1:] if line.strip()]
-            return f"{branch} conflicts with {MAIN} in {', '.join(files) or e.reason}"
+            return f"{branch} conflicts with {self.main} in {', '.join(files) or e.reason}"
         return None
 
     def delete_branch(self, branch: str) -> None:
@@ -290,8 +288,9 @@ class TargetRepo:
 
     def _require_main_checked_out(self) -> None:
         current = self.git("symbolic-ref", "--short", "HEAD").strip()
-        if current != MAIN:
-            raise GitError("checkout", f"{MAIN} must be checked out in {self.path}, not {current}")
+        if current != self.main:
+            raise GitError("checkout",
+                           f"{self.main} must be checked out in {self.path}, not {current}")
         status = self.git("status", "--porcelain", "--untracked-files=no").strip()
         if status:
             raise GitError("checkout", f"uncommitted changes in {self.path}; commit or stash them")

@@ -9,12 +9,13 @@ so a proposal cannot loosen them), ``py_compile`` for Python, shellcheck (from t
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import py_compile
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -93,11 +94,29 @@ def _yamllint(path: str, text: str) -> Check:
     return Check("yamllint", path, not problems, detail)
 
 
-def _schema_check(path: str, doc: Any) -> Check | None:
-    schema = SCHEMAS.get(path)
+#: Schemas by repository path glob (a connected repository's ``[improve.schemas]``, read
+#: at the pinned base so a proposal cannot loosen them); None: the shipped ones.
+Schemas = Mapping[str, Mapping[str, Any]]
+
+
+def _schema_for(path: str, schemas: Schemas | None) -> Mapping[str, Any] | None:
+    if schemas is None:
+        name = SCHEMAS.get(path)
+        return _schema(name) if name else None
+    for glob, schema in schemas.items():
+        if path == glob or fnmatch.fnmatchcase(path, glob):
+            return schema
+    return None
+
+
+def _schema_check(path: str, doc: Any, schemas: Schemas | None = None) -> Check | None:
+    schema = _schema_for(path, schemas)
     if schema is None:
         return None
-    validator = jsonschema.Draft202012Validator(_schema(schema))
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+    except jsonschema.exceptions.SchemaError as e:
+        return Check("json-schema", path, False, f"the repository's schema is invalid: {e.message}")
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     detail = "; ".join(
         f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:3]
@@ -105,22 +124,22 @@ def _schema_check(path: str, doc: Any) -> Check | None:
     return Check("json-schema", path, not errors, detail)
 
 
-def _validate_yaml(path: str, text: str) -> list[Check]:
+def _validate_yaml(path: str, text: str, schemas: Schemas | None) -> list[Check]:
     checks = [_yamllint(path, text)]
     try:
         doc = load_yaml(text)
     except yaml.YAMLError as e:
         return [*checks, Check("json-schema", path, False, f"YAML does not parse: {e}")]
-    schema = _schema_check(path, doc)
+    schema = _schema_check(path, doc, schemas)
     return [*checks, schema] if schema else checks
 
 
-def _validate_json(path: str, text: str) -> list[Check]:
+def _validate_json(path: str, text: str, schemas: Schemas | None) -> list[Check]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         return [Check("json", path, False, str(e))]
-    schema = _schema_check(path, doc)
+    schema = _schema_check(path, doc, schemas)
     return [Check("json", path, True), *([schema] if schema else [])]
 
 
@@ -149,10 +168,12 @@ def _validate_shell(path: str, file: Path, root: Path) -> Check:
     return Check("shellcheck", path, proc.returncode == 0, "; ".join(lines[:3]))
 
 
-def validate_tree(root: Path, paths: Sequence[str]) -> ValidationReport:
+def validate_tree(root: Path, paths: Sequence[str],
+                  schemas: Schemas | None = None) -> ValidationReport:
     """Validate the changed ``paths`` inside an extracted tree ``root``.
 
-    Deleted files are skipped; everything else with a known type is checked.
+    Deleted files are skipped; everything else with a known type is checked. ``schemas``
+    (glob -> JSON Schema) replaces the shipped schemas for a connected repository.
     """
     checks: list[Check] = []
     for path in paths:
@@ -160,11 +181,15 @@ def validate_tree(root: Path, paths: Sequence[str]) -> ValidationReport:
         if not file.is_file():
             continue
         if path.endswith((".yaml", ".yml")):
-            checks.extend(_validate_yaml(path, file.read_text(encoding="utf-8")))
+            checks.extend(_validate_yaml(path, _text(file), schemas))
         elif path.endswith(".json"):
-            checks.extend(_validate_json(path, file.read_text(encoding="utf-8")))
+            checks.extend(_validate_json(path, _text(file), schemas))
         elif path.endswith(".py"):
             checks.append(_validate_python(path, file))
         elif path.endswith(".sh"):
             checks.append(_validate_shell(path, file, root))
     return ValidationReport(tuple(checks))
+
+
+def _text(file: Path) -> str:
+    return file.read_text(encoding="utf-8", errors="replace")
