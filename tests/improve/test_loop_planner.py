@@ -14,9 +14,10 @@ from ouroboros.capabilities.improve.analysis import Finding
 from ouroboros.capabilities.improve.proposals.diffs import parse_diff
 from ouroboros.capabilities.improve.proposals.planner import CLARIFY, plan
 from ouroboros.capabilities.improve.proposals.policy import check_policy
+from ouroboros.capabilities.improve.proposals.repo import example_deployment
 from ouroboros.capabilities.improve.proposals.yamledit import set_scalar
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "agent-deployment"
+EXAMPLE = example_deployment()
 FILES = {p: (EXAMPLE / p).read_text() for p in ("agents.yaml", "scheduled_tasks.yaml")}
 
 

@@ -28,6 +28,7 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     render,
     render_index,
 )
+from ouroboros.capabilities.improve.proposals.repo import example_deployment
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.yamledit import (
     EditError,
@@ -37,7 +38,7 @@ from ouroboros.capabilities.improve.proposals.yamledit import (
 )
 
 AT = datetime(2026, 1, 10, 2, 6, tzinfo=UTC)
-AGENTS = (Path(__file__).parents[2] / "examples" / "agent-deployment" / "agents.yaml").read_text()
+AGENTS = (example_deployment() / "agents.yaml").read_text()
 
 
 def _proposal(**kw: object) -> Proposal:

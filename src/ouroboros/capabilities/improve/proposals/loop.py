@@ -20,20 +20,22 @@ from typing import Any
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
 from ouroboros.capabilities.improve.proposals.diffs import DiffError, declared_paths, parse_diff
+from ouroboros.capabilities.improve.proposals.forge import Forge
 from ouroboros.capabilities.improve.proposals.governance import Governance
-from ouroboros.capabilities.improve.proposals.monitor import DEFAULT_WINDOW, Check, Monitor
+from ouroboros.capabilities.improve.proposals.monitor import Check, Monitor
 from ouroboros.capabilities.improve.proposals.notify import (
     Message,
     NotificationBatcher,
     Notifier,
     StdoutNotifier,
 )
-from ouroboros.capabilities.improve.proposals.planner import Draft, plan
+from ouroboros.capabilities.improve.proposals.planner import Draft
 from ouroboros.capabilities.improve.proposals.policy import (
     PolicyConfig,
     check_policy,
     forbidden_path_reasons,
 )
+from ouroboros.capabilities.improve.proposals.preflight import path_reasons
 from ouroboros.capabilities.improve.proposals.proposal import (
     CATEGORIES,
     OPEN_STATUSES,
@@ -44,10 +46,15 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     markdown_block,
     markdown_line,
 )
+from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher, run_deploy
+from ouroboros.capabilities.improve.proposals.remote import clone, sync_main
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
+from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
 from ouroboros.capabilities.improve.proposals.validation import validate_tree
+from ouroboros.capabilities.improve.proposals.writer import RuleWriter, Skip, Writer
 from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
+from ouroboros.kernel.settings import ImproveSettings
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
 #: may return more; the loop filters). ``TelemetryStore.events`` fits.
@@ -69,6 +76,14 @@ class Outcome:
     gate: SubmitOutcome | None = None
 
 
+@dataclass(frozen=True)
+class Report:
+    """What one round of proposing did: the outcomes, and the findings with no proposal."""
+
+    outcomes: list[Outcome]
+    skipped: list[Skip]
+
+
 class ImproveLoop:
     def __init__(
         self,
@@ -76,26 +91,65 @@ class ImproveLoop:
         *,
         events: EventSource = lambda since, until: (),
         notifier: Notifier | None = None,
-        window: timedelta = DEFAULT_WINDOW,
+        window: timedelta | None = None,
         policy: PolicyConfig | None = None,
         target: Path | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
         clock: Callable[[], datetime] | None = None,
+        settings: ImproveSettings | None = None,
+        writer: Writer | None = None,
+        forge: Forge | None = None,
     ) -> None:
         self.rt = rt
         self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
-        self.repo = TargetRepo.init(target or self.root / "target")
+        self.settings = settings or ImproveSettings()
+        self.repo = self._target(target)
         self.store = ProposalStore.init(self.root / "proposals")
         self.breakers = Breakers(self.root / "breakers.json")
         self.notifications = NotificationBatcher(self.root / "notifications.json",
                                                  notifier or StdoutNotifier())
-        self.monitor = Monitor(self.root / "monitor.json", self._rate, window)
+        mon = self.settings.monitor
+        self.monitor = Monitor(self.root / "monitor.json", self._rate,
+                               window or timedelta(minutes=mon.window_minutes),
+                               mon.max_rise, mon.min_calls)
         self.governance = Governance(rt)
         self.events = events
-        self.policy = policy or PolicyConfig()
+        self._policy = policy  # an explicit policy wins over the target's configuration
+        self.writer: Writer = writer or RuleWriter()
+        self.publisher = Publisher(self.repo, self.root / "pulls.json", forge,
+                                   self.settings.target.push)
         self.new_id = new_id
+        self._configs: dict[str, TargetConfig] = {}
+        self._remote_merges: dict[str, str] = {}
         self.governance.bind(self)
+
+    def _target(self, target: Path | None) -> TargetRepo:
+        """The target checkout: an explicit path, a clone of the configured repository,
+        or (nothing configured) a repository seeded from the example deployment."""
+        t = self.settings.target
+        path = target or self.root / "target"
+        if t.repo and target is None:
+            if not (path / ".git").exists():
+                return clone(t.repo, path, t.branch, t.remote)
+            repo = TargetRepo(path, t.branch, t.remote)
+            if not repo.branch_exists(t.branch):
+                raise GitError("target", f"{path} has no branch {t.branch}")
+            return repo
+        return TargetRepo.init(path, main=t.branch)
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self._policy or self.target_config(self.repo.head()).policy
+
+    def target_config(self, at: str) -> TargetConfig:
+        """The checks for proposals on base ``at`` (the repository's own config at ``at``)."""
+        if at not in self._configs:
+            config = load_target_config(lambda p: self.repo.read(at, p), at, self.settings)
+            if self._policy is not None:
+                config = replace(config, policy=self._policy)
+            self._configs[at] = config
+        return self._configs[at]
 
     def clock(self) -> datetime:
         """The loop's time (the kernel's clock unless one is injected, e.g. by the demo)."""
@@ -132,7 +186,8 @@ class ImproveLoop:
         except GitError as e:
             return False, f"{e.action} failed: {e.reason}"
         with self.repo.checkout_tree(commit) as tree:
-            report = validate_tree(tree, self.repo.changed_files(base, commit))
+            report = validate_tree(tree, self.repo.changed_files(base, commit),
+                                   self.target_config(base).schemas)
         if not report.ok:
             return False, f"validation failed: {report.reason()}"
         return True, "; ".join(str(c) for c in report.checks) or "no files to validate"
@@ -152,9 +207,11 @@ class ImproveLoop:
         extra = [p for c in raw for p in c.paths]
         extra += sorted(declared_paths(self.governance.diff_of(value)))
         modes = {c.paths[-1]: c.new_mode for c in raw}
-        return [*forbidden_path_reasons(changes, self.policy, extra, modes),
+        config = self.target_config(base)
+        return [*forbidden_path_reasons(changes, config.policy, extra, modes),
+                *path_reasons([*(p for c in changes for p in c.paths), *extra], config),
                 *check_policy(changes, lambda p: self.repo.read(base, p),
-                              lambda p: self.repo.read(branch, p), self.policy,
+                              lambda p: self.repo.read(branch, p), config.policy,
                               paths_checked=True)]
 
     def effect(self, value: Mapping[str, Any]) -> None:
@@ -187,18 +244,29 @@ class ImproveLoop:
 
     # -- proposing --------------------------------------------------------------------
     def propose_from_findings(self, findings: Iterable[Finding]) -> list[Outcome]:
-        """Plan drafts for ``findings`` at main's head and submit each one."""
+        """Write drafts for ``findings`` at main's head and submit each one."""
+        return self.propose_report(findings).outcomes
+
+    def propose_report(self, findings: Iterable[Finding]) -> Report:
+        """Like :meth:`propose_from_findings`, also saying why a finding made no proposal."""
         self._check_not_paused()
         head = self.repo.head()
-        drafts = plan(findings, lambda path: self.repo.read(head, path))
-        outcomes = []
-        for draft in drafts:
+        found = list(findings)
+        open_keys = {p.key for p in self.store.all() if p.status in OPEN_STATUSES}
+        written = self.writer.write(found, self.repo, head, self.target_config(head))
+        outcomes, skipped = [], list(written.skipped)
+        for draft in written.drafts:
             if self.breakers.category_blocked(draft.category, self.clock()):
+                skipped += [Skip(f, f"category {draft.category} is paused") for f in draft.findings]
                 continue  # that category is paused; the other categories still go ahead
+            if draft.key in open_keys:
+                skipped += [Skip(f, f"an open proposal already has the fix {draft.key}")
+                            for f in draft.findings]
+                continue
             outcome = self.propose(draft)
             if outcome is not None:
                 outcomes.append(outcome)
-        return outcomes
+        return Report(outcomes, skipped)
 
     def propose(self, draft: Draft, base: str | None = None) -> Outcome | None:
         """Submit one draft through the gates; None when an open proposal already has its key."""
@@ -242,6 +310,8 @@ class ImproveLoop:
             self.breakers.record_rejection(now)
             return Outcome(proposal, f"blocked at the {result.stage} gate: {result.reason}", result)
         proposal = replace(proposal, checklist=tuple((True, item) for _, item in proposal.checklist))
+        for line in self.publisher.publish(proposal, _pull_body(proposal)):
+            proposal = proposal.logged(now, line)
         self._save(proposal, None, "validated on its branch; waiting for approval")
         self.notifications.proposal_created(pid, proposal.title, proposal.severity, now,
                                             len(self.proposals("pending")))
@@ -296,6 +366,7 @@ class ImproveLoop:
                            review=Review(reviewer, now, "rejected", reason.strip()))
         if self.governance.is_pending(proposal.patch_hash):
             self.governance.reject(proposal.patch_hash, f"{reviewer}: {reason.strip()}")
+        self.publisher.withdraw(proposal, reason.strip())
         self.repo.delete_branch(proposal.branch)
         self._save(rejected, proposal.status, f"rejected by {reviewer}: {reason.strip()}")
         paused = self.breakers.record_rejection(now)
@@ -352,10 +423,32 @@ class ImproveLoop:
                 changed.append(self.get(proposal.id))
         return changed
 
+    def notice(self) -> list[Noticed]:
+        """Pending proposals a human merged (or closed) on the remote or the forge: a merge
+        that the remote really holds is approved and applied here; a forge's claim the
+        remote contradicts is reported and changes nothing."""
+        noticed = self.publisher.notice(self.proposals("pending"))
+        for seen in noticed:
+            proposal = self.get(seen.proposal_id)
+            now = self.clock()
+            if seen.verdict == "disputed":
+                self.store.save(proposal.logged(now, seen.detail),
+                                f"proposal {proposal.id}: forge claim disputed")
+                self.notifications.alert(Message(f"Proposal {proposal.id}: merge not found",
+                                                 seen.detail, "high"), now)
+            elif seen.verdict == "closed":
+                self.reject(proposal.id, seen.detail, reviewer="forge")
+            elif seen.merge_commit:
+                self._remote_merges[proposal.id] = seen.merge_commit
+                self.approve(proposal.id, reviewer=f"forge:{seen.by or 'human'}",
+                             notes=seen.detail)
+        return noticed
+
     def tick(self) -> list[Check]:
-        """Catch up with kernel decisions, judge open monitoring windows, send due
-        notifications."""
+        """Catch up with kernel decisions and merges done on the forge, judge open
+        monitoring windows, send due notifications."""
         self.sync()
+        self.notice()
         now = self.clock()
         checks = self.monitor.check(now)
         for check in checks:
@@ -400,13 +493,34 @@ class ImproveLoop:
 
     def _merge(self, proposal: Proposal) -> None:
         now = self.clock()
+        before = self.repo.head()
+        remote_merge = self._remote_merges.pop(proposal.id, None)
         try:
-            merge = self.repo.merge(proposal.branch, f"Merge proposal {proposal.id}: {proposal.title}")
+            if remote_merge:  # a human merged on the forge: main follows the remote
+                sync_main(self.repo)
+                merge = remote_merge
+            else:
+                merge = self.repo.merge(proposal.branch,
+                                        f"Merge proposal {proposal.id}: {proposal.title}")
         except GitError as e:
             self._fail(proposal, f"{e.action} failed: {e.reason}")
             return
+        refused = None if remote_merge else self.publisher.push_main(before)
+        if refused:
+            self._fail(proposal, refused)
+            return
+        where = f"{self.repo.main} as {merge}"
         done = replace(proposal.transition("implemented"), merge_commit=merge).logged(
-            now, f"merged into main as {merge}; monitoring until {now + self.monitor.window:%H:%M}Z")
+            now, f"merged into {where}" + (" (pushed)" if self.publisher.enabled else ""))
+        deploy = run_deploy(self.settings.deploy, self.repo.path, proposal.id, merge)
+        if self.settings.deploy.command:
+            done = done.logged(now, deploy.detail if deploy.ok else
+                               f"DEPLOY FAILED: {deploy.detail}")
+        if not deploy.ok:
+            self._save(done, proposal.status, f"merged as {merge}")
+            self._revert(done, None, f"deploy failed: {deploy.detail}")
+            return
+        done = done.logged(now, f"monitoring until {now + self.monitor.window:%H:%M}Z")
         self._save(done, proposal.status, f"merged as {merge}")
         self.monitor.open(proposal.id, now)
 
@@ -419,13 +533,16 @@ class ImproveLoop:
                                  now)
         return failed
 
-    def _revert(self, proposal: Proposal, check: Check) -> None:
+    def _revert(self, proposal: Proposal, check: Check | None, why: str = "") -> None:
         now = self.clock()
-        reason = f"error rate spike after merge: {check.describe()}"
+        reason = why or f"error rate spike after merge: {check.describe() if check else '?'}"
+        message = f"Revert proposal {proposal.id}: {reason}"
         try:
-            commit = self.repo.revert(proposal.merge_commit,
-                                      f"Revert proposal {proposal.id}: {reason}")
+            self.repo.revert(proposal.merge_commit, message)
+            commit, unpushed = self.publisher.push_revert(proposal.merge_commit, message)
             line = f"auto-reverted as {commit}: {reason}"
+            if unpushed:
+                line += f"; REVERT NOT PUSHED ({unpushed}): push {self.repo.main} by hand"
         except GitError as e:
             line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
         reverted = proposal.transition("reverted").logged(now, line)
@@ -436,9 +553,15 @@ class ImproveLoop:
             line += f"; kernel rollback refused: {e.message}"
             self.store.save(reverted.logged(now, f"kernel rollback refused: {e.message}"),
                             f"proposal {proposal.id}: kernel rollback refused")
-        self.breakers.halt(f"proposal {proposal.id} auto-reverted ({check.describe()})")
+        self.breakers.halt(f"proposal {proposal.id} auto-reverted ({reason})")
         self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
                                  now)
+
+
+def _pull_body(p: Proposal) -> str:
+    return (f"Proposal {p.id} ({p.category}, {p.severity}) from the Ouroboros improvement "
+            f"loop.\n\n{p.problem}\n\n**Solution**: {p.solution}\n\n**Risk**: {p.risk}\n\n"
+            f"Merge this pull request, or run `ouro proposals approve {p.id}`.")
 
 
 def _ts(event: Mapping[str, Any]) -> datetime:

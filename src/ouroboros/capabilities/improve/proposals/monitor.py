@@ -63,10 +63,13 @@ def is_spike(baseline: float, current: float, max_rise: float = MAX_RISE) -> boo
 
 
 class Monitor:
-    def __init__(self, path: Path, rate: RateFn, window: timedelta = DEFAULT_WINDOW) -> None:
+    def __init__(self, path: Path, rate: RateFn, window: timedelta = DEFAULT_WINDOW,
+                 max_rise: float = MAX_RISE, min_calls: int = MIN_CALLS_EARLY) -> None:
         self.path = Path(path)
         self.rate = rate
         self.window = window
+        self.max_rise = max_rise
+        self.min_calls = min_calls
         self.windows: dict[str, Window] = {}
         if self.path.exists():
             data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -96,9 +99,9 @@ class Monitor:
         for pid, w in sorted(self.windows.items()):
             merged, until = parse_time(w.merged_at), parse_time(w.until)
             current, calls = self.rate(merged, min(now, until))
-            spike = is_spike(w.baseline, current) and calls > 0
+            spike = is_spike(w.baseline, current, self.max_rise) and calls > 0
             ended = now >= until
-            if spike and (ended or calls >= MIN_CALLS_EARLY):
+            if spike and (ended or calls >= self.min_calls):
                 verdict: Verdict = "spike"
             elif ended:
                 verdict = "stable"
