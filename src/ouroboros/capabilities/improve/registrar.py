@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from ouroboros.capabilities.improve.proposals.forge import forge_from_settings
 from ouroboros.capabilities.improve.proposals.governance import Governance
 from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
-from ouroboros.capabilities.improve.proposals.forge import forge_from_settings
 from ouroboros.capabilities.improve.proposals.notify import WebhookNotifier, notifier_from_env
 from ouroboros.capabilities.improve.proposals.writer import LLMWriter
 from ouroboros.capabilities.llm import LLMConfig, LLMError, OpenAICompatibleProvider
@@ -112,3 +112,7 @@ def register(rt: Runtime) -> None:
     so ``ouro approve <patch>`` runs its gates and merges."""
     if rt not in _LOOPS:
         Governance(rt).bind(_LazyGates(rt))
+    from ouroboros.capabilities.improve.intake.runtime import store_for
+    from ouroboros.capabilities.improve.intake.spans import install
+
+    install(store_for(rt))  # the runtime's own spans go to this workspace's telemetry

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
@@ -52,6 +54,8 @@ from .runtimes import Runtimes
 from .sandbox import Limits
 from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
 from .testing import CaseResult, TestReport, run_cases
+
+_TRACER = trace.get_tracer("ouroboros.skills")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -368,15 +372,21 @@ class SkillStore:
         start = time.perf_counter()
         version_limits = limits or (replace(self.limits, real_clock=True) if real_clock
                                     else self.limits)
-        try:
-            output, execution = call_tool(
-                self.runtimes, built, source, input, version_limits
-            )
-        except SandboxError:
-            if record:
-                metrics_mod.append(path, ok=False,
-                                   elapsed_ms=(time.perf_counter() - start) * 1000)
-            raise
+        # An OpenTelemetry span (a no-op until an interface installs a provider).
+        with _TRACER.start_as_current_span("ouro.tool.run", attributes={
+                "ouro.tool": tool_id, "ouro.fingerprint": fp}) as span:
+            if not record:
+                span.set_attribute("ouro.reference", True)
+            try:
+                output, execution = call_tool(
+                    self.runtimes, built, source, input, version_limits
+                )
+            except SandboxError as e:
+                span.set_attribute("ouro.error_code", type(e).__name__)
+                if record:
+                    metrics_mod.append(path, ok=False,
+                                       elapsed_ms=(time.perf_counter() - start) * 1000)
+                raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         if record:
             metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)

@@ -17,8 +17,10 @@ kernel_cmds.register(app)
 
 def _mount_capabilities() -> None:
     from ouroboros.interfaces.cli import (
+        config,
         demo,
         flux,
+        improve,
         output,
         proposals,
         telemetry,
@@ -39,6 +41,8 @@ def _mount_capabilities() -> None:
     demo.CAPABILITY_DEMOS.append(("Skill retrieval", "ouroboros.interfaces.cli.tool_authoring"))
     output.CAPABILITY_REGISTRARS.append("ouroboros.capabilities.improve.registrar")
     app.add_typer(proposals.app, name="proposals")
+    app.add_typer(improve.app, name="improve")
+    app.add_typer(config.app, name="config")
     demo.CAPABILITY_DEMOS.append(("Self-improvement: proposals, approval, monitoring",
                                   "ouroboros.interfaces.cli.proposals"))
     demo.register(app)

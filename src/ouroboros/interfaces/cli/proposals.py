@@ -12,13 +12,19 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.intake.runtime import store_for
 from ouroboros.capabilities.improve.proposals.chat import handle_chat
-from ouroboros.capabilities.improve.proposals.loop import ImproveLoop, NotApproved, Outcome, Paused
+from ouroboros.capabilities.improve.proposals.loop import (
+    ImproveLoop,
+    NotApproved,
+    Outcome,
+    Paused,
+    Report,
+)
 from ouroboros.capabilities.improve.proposals.notify import Notifier
 from ouroboros.capabilities.improve.proposals.proposal import STATUSES, ProposalError, to_dict
 from ouroboros.capabilities.improve.proposals.repo import GitError
-from ouroboros.capabilities.improve.registrar import attach, loop_of
+from ouroboros.capabilities.improve.proposals.writer import RuleWriter
+from ouroboros.capabilities.improve.registrar import attach, llm_writer, loop_of
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -28,6 +34,7 @@ from ouroboros.interfaces.cli.output import (
     print_json,
 )
 from ouroboros.kernel import Runtime
+from ouroboros.kernel.settings import load_settings
 
 app = typer.Typer(help="Improvement proposals: git-tracked, gated, human-approved.",
                   no_args_is_help=True)
@@ -39,14 +46,25 @@ EXIT_FOR_STATUS = {"implemented": 0, "pending": 4, "approved": 4, "blocked": 3, 
                    "rejected": 0, "reverted": 0}
 
 
-def loop_for(rt: Runtime, notifier: Notifier | None = None) -> ImproveLoop:
-    """The loop on a runtime, reading the workspace's sanitized telemetry (notifications
-    through ``OURO_WEBHOOK_URL`` or stderr, unless a notifier is given)."""
-    if notifier is None:
-        return loop_of(rt)
-    store = store_for(rt)
-    return attach(rt, events=lambda since, until: store.events(since=since, until=until),
-                  notifier=notifier)
+def loop_for(rt: Runtime, notifier: Notifier | None = None,
+             writer: str | None = None) -> ImproveLoop:
+    """The loop on a runtime from the workspace's settings, reading its sanitized
+    telemetry (notifications through the configured webhook, ``OURO_WEBHOOK_URL`` or
+    stderr, unless a notifier is given; ``writer`` overrides ``improve.writer.kind``)."""
+    settings = load_settings(rt.home, flags={"improve.writer.kind": ("--writer", writer)}
+                             ).settings
+    loop = loop_of(rt, settings)
+    if writer is not None and loop.writer.name != writer:
+        loop.writer = llm_writer(rt, settings) if writer == "llm" else RuleWriter()
+    if notifier is not None:
+        loop.notifications.notifier = notifier
+    return loop
+
+
+def propose_report(rt: Runtime, findings: Iterable[Finding], notifier: Notifier | None = None,
+                   writer: str | None = None) -> Report:
+    """Findings into proposals, with the reason for each finding that made none."""
+    return loop_for(rt, notifier, writer).propose_report(findings)
 
 
 def propose_from_findings(rt: Runtime, findings: Iterable[Finding],

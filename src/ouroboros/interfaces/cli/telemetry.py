@@ -171,6 +171,9 @@ def eval_cmd(
     propose: bool = typer.Option(
         False, "--propose", help="Turn the findings into proposals (pending human approval)."
     ),
+    writer: str | None = typer.Option(
+        None, "--writer", help="Who writes the diffs: rules|llm (overrides improve.writer.kind)."
+    ),
 ) -> None:
     """Run the stability analysis over the stored telemetry and print the findings."""
     store = _store(home)
@@ -181,35 +184,44 @@ def eval_cmd(
     if llm:
         llm_found = _llm_findings(store, moment, thresholds)
     proposed: list[dict[str, str]] = []
+    skipped: list[dict[str, Any]] = []
     if propose:
         from ouroboros.capabilities.improve.analysis.llm import is_verified
 
         # an LLM finding the rules cannot reproduce is shown, never proposed or alerted
-        proposed = _propose(home, found + [f for f in llm_found if is_verified(f)])
+        proposed, skipped = _propose(home, found + [f for f in llm_found if is_verified(f)],
+                                     writer)
     if as_json:
         report: dict[str, Any] = {"now": moment.isoformat(),
                                   "findings": [finding_dict(f) for f in found + llm_found]}
         if propose:
             report["proposals"] = proposed
+            report["no_proposal"] = skipped
         print_json(report)
         return
     print_findings(found + llm_found)
     for p in proposed:
         console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — {p['message']}")
+    for s in skipped:
+        console.print(f"no proposal for {s['kind']} {s['subject']}: {s['reason']}",
+                      highlight=False, markup=False)
 
 
-def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
+def _propose(home: Path | None, found: list[Finding], writer: str | None
+             ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Hand the findings to the proposals loop (one pipeline: each becomes a file patch)."""
     from ouroboros.capabilities.improve.proposals.loop import Paused
-    from ouroboros.interfaces.cli.proposals import propose_from_findings
+    from ouroboros.interfaces.cli.proposals import propose_report
 
     with open_runtime(home) as rt:
         try:
-            outcomes = propose_from_findings(rt, found)
+            report = propose_report(rt, found, writer=writer)
         except Paused as e:
             raise UsageError(f"no proposals now: {e}", "see `ouro proposals status`") from e
-    return [{"id": o.proposal.id, "title": o.proposal.title, "status": o.proposal.status,
-             "message": o.message} for o in outcomes]
+    return ([{"id": o.proposal.id, "title": o.proposal.title, "status": o.proposal.status,
+              "message": o.message} for o in report.outcomes],
+            [{"kind": s.finding.kind, "subject": s.finding.tool or s.finding.agent or "-",
+              "summary": s.finding.summary, "reason": s.reason} for s in report.skipped])
 
 
 def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Thresholds) -> list[Finding]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ouroboros.capabilities.improve.intake.spans import record_outcome_span, store_tracer
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
     except (FileNotFoundError, ValueError):
         since = 0
     types: dict[str, str] = {}
+    tracer = store_tracer(store)  # each outcome becomes an ``ouro.patch`` span in the store
     recorded = 0
     last = since
     for event in rt.log(since=since + 1):
@@ -80,14 +82,10 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
             status = "rejected"
         else:
             continue
-        store.record_patch_outcome(
-            status=status,
-            patch_type=types.get(patch_hash, "unknown"),
-            author=payload.get("author") or "unknown",
-            stage=payload.get("stage"),
-            reason=payload.get("reason"),
-            at=when,
-        )
+        record_outcome_span(tracer, at=when, status=status,
+                            patch_type=types.get(patch_hash, "unknown"),
+                            author=payload.get("author") or "unknown",
+                            stage=payload.get("stage"), reason=payload.get("reason"))
         recorded += 1
     if last != since:
         store.root.parent.mkdir(parents=True, exist_ok=True)

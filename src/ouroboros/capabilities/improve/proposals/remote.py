@@ -47,6 +47,19 @@ def clone(source: str, path: Path, branch: str, remote: str = "origin") -> Targe
     return repo
 
 
+def checked_out_branch(source: str) -> str | None:
+    """The branch checked out in a local non-bare repository (git refuses pushes to it)."""
+    if is_remote_url(source) or not Path(source).is_dir():
+        return None
+    repo = TargetRepo(Path(source))
+    try:
+        if repo.git("rev-parse", "--is-bare-repository").strip() == "true":
+            return None
+        return repo.git("symbolic-ref", "--short", "-q", "HEAD").strip() or None
+    except GitError:
+        return None
+
+
 def remote_url(repo: TargetRepo) -> str | None:
     if not repo.remote:
         return None

@@ -28,7 +28,7 @@ from yamllint.config import YamlLintConfig
 
 from ouroboros.capabilities.improve.proposals.yamledit import load_yaml
 
-_HERE = Path(__file__).parent / "schemas"
+_HERE = SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 #: Which shipped schema validates which repository file.
 SCHEMAS: dict[str, str] = {
