@@ -204,12 +204,12 @@ class ImproveLoop:
             return [f"cannot read the branch diff: {e}"]
         # Paths from git's own view of the branch and from the submitted diff's headers
         # (a copy's or rename's source is named there even when git sees only an add).
-        extra = [p for c in raw for p in c.paths]
-        extra += sorted(declared_paths(self.governance.diff_of(value)))
+        real = [p for c in raw for p in c.paths]
+        extra = real + sorted(declared_paths(self.governance.diff_of(value)))
         modes = {c.paths[-1]: c.new_mode for c in raw}
         config = self.target_config(base)
         return [*forbidden_path_reasons(changes, config.policy, extra, modes),
-                *path_reasons([*(p for c in changes for p in c.paths), *extra], config),
+                *path_reasons([*(p for c in changes for p in c.paths), *real], config),
                 *check_policy(changes, lambda p: self.repo.read(base, p),
                               lambda p: self.repo.read(branch, p), config.policy,
                               paths_checked=True)]

@@ -56,9 +56,10 @@ def preflight(repo: TargetRepo, base: str, diff: str, config: TargetConfig,
     except DiffError as e:
         return [f"not a unified diff: {e}"]
     declared = sorted(declared_paths(diff))
-    paths = [*(p for c in changes for p in c.paths), *declared]
+    # Forbidden paths: every name the headers declare too (as written and stripped); the
+    # allow-list: the real paths (the diff's, then git's own view of the result below).
     reasons = [*forbidden_path_reasons(changes, config.policy, declared),
-               *path_reasons(paths, config)]
+               *path_reasons([p for c in changes for p in c.paths], config)]
     if reasons:
         return reasons
     try:
