@@ -23,7 +23,7 @@ _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 _EVERY = re.compile(r"^every\s+(\d{1,6})\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 9 * * *", "@weekly": "0 6 * * 1",
+_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 9 * * *", "@weekly": "0 6 * * mon",
             "@monthly": "0 6 1 * *"}
 
 EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
@@ -49,9 +49,18 @@ def interval_seconds(schedule: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
 def crontab_of(schedule: str) -> str:
-    """A schedule's five-field crontab (aliases such as ``@weekly`` expanded)."""
-    return _ALIASES.get(schedule.strip(), schedule.strip())
+    """A schedule's five-field crontab (aliases such as ``@weekly`` expanded), with numeric
+    days of the week as names: cron counts 0 = Sunday, APScheduler 3 counts 0 = Monday, so
+    names keep ``1-5`` meaning Monday to Friday."""
+    text = _ALIASES.get(schedule.strip(), schedule.strip())
+    fields = text.split()
+    if len(fields) == 5:
+        fields[4] = re.sub(r"\d+", lambda m: _DAYS[int(m.group()) % 7], fields[4])
+    return " ".join(fields)
 
 
 def check_schedule(schedule: str) -> str:
