@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from ouroboros.capabilities.improve.proposals.state import STATE_VALUE_SCHEMA
 from ouroboros.kernel import PatchType, Runtime, SubmitOutcome, TestContext, TestOutcome
 from ouroboros.kernel.clock import parse_iso
 
@@ -26,8 +27,8 @@ VALIDATION_TEST = "improve.validation"
 AUTHOR = "improve"
 TARGET_PREFIX = "improve/proposals/"
 
-#: JSON Schema of a ``file`` patch value (the kernel's schema gate checks it).
-FILE_VALUE_SCHEMA: dict[str, Any] = {
+#: JSON Schema of a ``file`` patch value against the target repository.
+GIT_VALUE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["proposal", "repository", "base", "branch", "diff", "files", "category"],
     "additionalProperties": False,
@@ -41,6 +42,10 @@ FILE_VALUE_SCHEMA: dict[str, Any] = {
         "category": {"enum": ["bugfix", "optimization", "enhancement"]},
     },
 }
+
+#: JSON Schema of a ``file`` patch value (the kernel's schema gate checks it): a diff
+#: against the target repository, or a change to the kernel's own state.
+FILE_VALUE_SCHEMA: dict[str, Any] = {"oneOf": [GIT_VALUE_SCHEMA, STATE_VALUE_SCHEMA]}
 
 
 class Gates(Protocol):
@@ -98,6 +103,35 @@ class Governance:
         return self.rt.propose_and_submit(
             type=FILE_TYPE, target=TARGET_PREFIX + str(value["proposal"]), value=value,
             reasoning=reasoning, tests=[VALIDATION_TEST], author=AUTHOR)
+
+    def submit_state(self, value: dict[str, Any], reasoning: str) -> SubmitOutcome:
+        """Propose a change to the kernel's state, wrapped as a ``file`` patch (so a human
+        approves it); its effect submits the inner patch."""
+        return self.rt.propose_and_submit(
+            type=FILE_TYPE, target=TARGET_PREFIX + str(value["proposal"]), value=value,
+            reasoning=reasoning, tests=[VALIDATION_TEST], author=AUTHOR)
+
+    def submit_inner(self, value: Mapping[str, Any], reasoning: str) -> SubmitOutcome:
+        """The approved state change itself, through every gate (runtime key, author
+        ``improve``)."""
+        return self.rt.propose_and_submit(
+            type=str(value["type"]), target=str(value["target"]), value=value["value"],
+            reasoning=reasoning, author=AUTHOR)
+
+    def may_sign(self, patch_type: str, target: str) -> str | None:
+        """Why the runtime key may not sign ``patch_type`` for ``target``, or None."""
+        from ouroboros.kernel.trust import TRUST_TARGET, authorise
+
+        policy = self.rt.refresh().values[TRUST_TARGET]
+        verdict = authorise(policy, patch_type, target, False,
+                            frozenset({self.rt.signer.key_id}))
+        return None if verdict.ok else verdict.reason
+
+    def state_hash(self, target: str) -> str:
+        return self.rt.refresh().target_hash(target)
+
+    def state_values(self) -> dict[str, Any]:
+        return dict(self.rt.refresh().values)
 
     def diff_of(self, value: Mapping[str, Any]) -> str:
         return self.rt.blobs.get(str(value["diff"])).decode("utf-8")

@@ -49,6 +49,7 @@ from ouroboros.capabilities.improve.proposals.proposal import (
 from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher, run_deploy
 from ouroboros.capabilities.improve.proposals.remote import clone, sync_main
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
+from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
 from ouroboros.capabilities.improve.proposals.validation import validate_tree
@@ -59,6 +60,9 @@ from ouroboros.kernel.settings import ImproveSettings
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
 #: may return more; the loop filters). ``TelemetryStore.events`` fits.
 EventSource = Callable[[datetime, datetime], Iterable[Mapping[str, Any]]]
+
+
+NO_BRANCH = "-"  # a proposal on kernel state has no branch
 
 
 class Paused(ProposalError):
@@ -122,6 +126,7 @@ class ImproveLoop:
         self.new_id = new_id
         self._configs: dict[str, TargetConfig] = {}
         self._remote_merges: dict[str, str] = {}
+        self.state_flow = StateFlow(self)
         self.governance.bind(self)
 
     def _target(self, target: Path | None) -> TargetRepo:
@@ -167,8 +172,11 @@ class ImproveLoop:
         """Test gate: the diff applies to a branch from the pinned base and validates.
 
         At submission the branch is created; at approval (the kernel runs the gates
-        again) it must still hold exactly the diff and merge cleanly into main.
+        again) it must still hold exactly the diff and merge cleanly into main. A change
+        to kernel state must still be made against the target's current value.
         """
+        if value.get("kind") == "state":
+            return self.state_flow.test(value)
         branch, base = str(value["branch"]), str(value["base"])
         diff = self.governance.diff_of(value)
         try:
@@ -194,6 +202,8 @@ class ImproveLoop:
 
     def audit(self, value: Mapping[str, Any]) -> list[str]:
         """Audit gate: the policy tests on the branch's real diff against its base."""
+        if value.get("kind") == "state":
+            return self.state_flow.audit(value)
         branch, base = str(value["branch"]), str(value["base"])
         if not self.repo.branch_exists(branch):
             return [f"branch {branch} missing: the test gate did not create it"]
@@ -227,7 +237,10 @@ class ImproveLoop:
             self._save(approved, proposal.status, "approved through the kernel (`ouro approve`)")
             self.breakers.record_approval()
             proposal = approved
-        self._merge(proposal)
+        if value.get("kind") == "state":
+            self.state_flow.apply(proposal, value)
+        else:
+            self._merge(proposal)
 
     def rolled_back(self, proposal_id: str) -> None:
         """Effect of a kernel rollback of the proposal's patch (``ouro rollback``): revert
@@ -236,8 +249,12 @@ class ImproveLoop:
         if proposal.status != "implemented":
             return  # e.g. the monitor already reverted it
         now = self.clock()
-        commit = self.repo.revert(proposal.merge_commit,
-                                  f"Revert proposal {proposal.id}: rolled back in the kernel")
+        if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
+            self.governance.rollback(proposal.merge_commit)
+            commit = proposal.merge_commit
+        else:
+            commit = self.repo.revert(proposal.merge_commit,
+                                      f"Revert proposal {proposal.id}: rolled back in the kernel")
         self.monitor.close(proposal.id)
         line = f"reverted as {commit} by a kernel rollback (`ouro rollback`)"
         self._save(proposal.transition("reverted").logged(now, line), proposal.status, line)
@@ -255,7 +272,10 @@ class ImproveLoop:
         open_keys = {p.key for p in self.store.all() if p.status in OPEN_STATUSES}
         written = self.writer.write(found, self.repo, head, self.target_config(head))
         outcomes, skipped = [], list(written.skipped)
-        for draft in written.drafts:
+        state = self.state_flow.drafts(skipped)
+        covered = {id(f) for d in state for f in d.findings}
+        skipped = [s for s in skipped if id(s.finding) not in covered]
+        for draft in [*written.drafts, *state]:
             if self.breakers.category_blocked(draft.category, self.clock()):
                 skipped += [Skip(f, f"category {draft.category} is paused") for f in draft.findings]
                 continue  # that category is paused; the other categories still go ahead
@@ -279,6 +299,8 @@ class ImproveLoop:
         pid = self.new_id()
         while self.store.exists(pid) or self.repo.branch_exists(proposal_branch(pid)):
             pid = self.new_id()
+        if draft.state is not None:
+            return self.state_flow.propose(draft, pid, now)
         proposal = Proposal(
             id=pid, title=markdown_line(draft.title), created=now,
             category=draft.category, severity=draft.severity,  # type: ignore[arg-type]
@@ -538,6 +560,9 @@ class ImproveLoop:
         reason = why or f"error rate spike after merge: {check.describe() if check else '?'}"
         message = f"Revert proposal {proposal.id}: {reason}"
         try:
+            if proposal.branch == NO_BRANCH:
+                self.state_flow.revert(proposal, reason)
+                return
             self.repo.revert(proposal.merge_commit, message)
             commit, unpushed = self.publisher.push_revert(proposal.merge_commit, message)
             line = f"auto-reverted as {commit}: {reason}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ouroboros.capabilities.improve.analysis import TIMEOUT_CODES, Finding
 from ouroboros.capabilities.improve.proposals.diffs import make_diff
@@ -45,9 +46,11 @@ class Draft:
     affected_files: tuple[str, ...]
     risk: str
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    #: a change to the kernel's state instead of the repository (``proposals.state``)
+    state: Any = None
 
 
-def _is_timeout(f: Finding) -> bool:
+def is_timeout(f: Finding) -> bool:
     if f.kind == "timeout_cluster":
         return True
     return f.kind == "error_pattern" and any(
@@ -73,7 +76,7 @@ def _tool_draft(tool: str, findings: list[Finding], agents_yaml: str) -> Draft |
         return None  # a tool the deployment does not configure: nothing to tune
     timeout = float(settings.get("timeout_s") or 0)
     retries = int(settings.get("max_retries") or 0)
-    timeouts = [f for f in findings if _is_timeout(f)]
+    timeouts = [f for f in findings if is_timeout(f)]
     latency = [f for f in findings if f.kind == "latency_anomaly"]
     failures = [f for f in findings if f.kind in ("error_pattern", "tool_reliability")]
     text = agents_yaml
