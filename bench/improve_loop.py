@@ -217,6 +217,7 @@ def main() -> None:
               "planner_drafts_per_s": planner_rate, "submit_ms": submit_ms,
               "approve_ms": approve_ms, "blocked_ms": blocked_ms,
               "finding_to_proposal_ms": writers}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 
