@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,8 +33,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools leaves build/ and *.egg-info next to the sources, and a
+    # stale build/ in the work tree would put deleted modules into later wheels.
+    proj = tmp / "proj"
+    shutil.copytree(ROOT / "src", proj / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, proj / name)
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp / "dist"), str(ROOT)], cwd=tmp)
+         "-w", str(tmp / "dist"), str(proj)], cwd=tmp)
     (wheel,) = (tmp / "dist").glob("ouroboros-*.whl")
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

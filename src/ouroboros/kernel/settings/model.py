@@ -233,8 +233,9 @@ class ImproveSettings(_Section):
 
 
 class NotifySettings(_Section):
+    """Where notifications go: this webhook (JSON POST), else stderr."""
+
     webhook_url: str | None = None
-    stdout: bool = True
 
     @field_validator("webhook_url")
     @classmethod
