@@ -113,9 +113,10 @@ def connect(
         if current != url:
             stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
             path.rename(path.with_name(f"target.replaced-{stamp}"))
+    cloned = not (path / ".git").exists()
     try:
-        repo = (TargetRepo(path, target.branch, target.remote) if (path / ".git").exists()
-                else remote.clone(url, path, target.branch, target.remote))
+        repo = (remote.clone(url, path, target.branch, target.remote) if cloned
+                else TargetRepo(path, target.branch, target.remote))
         head = repo.head()
         config = load_target_config(lambda p: repo.read(head, p), head,
                                     loaded.settings.improve)
@@ -124,7 +125,8 @@ def connect(
                          f"check that it is a git repository with a `{target.branch}` branch"
                          ) from e
     except SettingsError:
-        shutil.rmtree(path, ignore_errors=True)
+        if cloned:  # the repository's own config is invalid: leave nothing behind
+            shutil.rmtree(path, ignore_errors=True)
         raise
     settings_file = home_dir / FILE_NAME
     for key, value in (("repo", url), ("branch", target.branch), ("remote", target.remote),
