@@ -47,3 +47,20 @@ def test_connect_run_once_and_scan(tmp_path: Path) -> None:
     scanned = json.loads(ouro(tmp_path, "improve", "scan", "--json").stdout)
     kinds = {f["kind"] for f in scanned["findings"]}
     assert kinds == {"never_used_tool"}  # the example's tools, never called here
+
+
+def test_a_repository_with_a_bad_config_is_not_connected(tmp_path: Path) -> None:
+    ouro(tmp_path, "init")
+    repo = tmp_path / "r"
+    repo.mkdir()
+    (repo / "ouro.toml").write_text('[improve.schemas]\n"a.yaml" = "schemas/missing.json"\n')
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "r")
+    git(tmp_path, "clone", "-q", "--bare", "r", "r.git")
+    out = ouro(tmp_path, "improve", "connect", "r.git", "--json", ok=(2,))
+    (problem,) = json.loads(out.stdout)["error"]["problems"]
+    assert "schemas/missing.json is not in the repository" in problem["message"]
+    assert problem["file"].startswith("schemas/missing.json@")
+    assert not (tmp_path / "ws" / "improve" / "target").exists()
+    assert not (tmp_path / "ws" / "ouro.toml").exists()

@@ -124,9 +124,13 @@ def connect(
         raise UsageError(f"cannot use {source}: {e.reason}",
                          f"check that it is a git repository with a `{target.branch}` branch"
                          ) from e
-    except SettingsError:
+    except SettingsError as e:
         if cloned:  # the repository's own config is invalid: leave nothing behind
             shutil.rmtree(path, ignore_errors=True)
+        if as_json:
+            print_json({"error": {"type": "SettingsError", "message": e.message,
+                                  "problems": [p.to_dict() for p in e.problems]}})
+            raise typer.Exit(2) from None
         raise
     settings_file = home_dir / FILE_NAME
     for key, value in (("repo", url), ("branch", target.branch), ("remote", target.remote),
