@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding, error_rate
+from ouroboros.capabilities.improve.proposals import branch_gates, landing
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
-from ouroboros.capabilities.improve.proposals.diffs import DiffError, declared_paths, parse_diff
 from ouroboros.capabilities.improve.proposals.forge import Forge
 from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.landing import NO_BRANCH
 from ouroboros.capabilities.improve.proposals.monitor import Check, Monitor
 from ouroboros.capabilities.improve.proposals.notify import (
     Message,
@@ -32,10 +33,7 @@ from ouroboros.capabilities.improve.proposals.notify import (
 from ouroboros.capabilities.improve.proposals.planner import Draft
 from ouroboros.capabilities.improve.proposals.policy import (
     PolicyConfig,
-    check_policy,
-    forbidden_path_reasons,
 )
-from ouroboros.capabilities.improve.proposals.preflight import path_reasons
 from ouroboros.capabilities.improve.proposals.proposal import (
     CATEGORIES,
     OPEN_STATUSES,
@@ -46,15 +44,14 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     markdown_block,
     markdown_line,
 )
-from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher, run_deploy
-from ouroboros.capabilities.improve.proposals.remote import clone, sync_main
+from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher
+from ouroboros.capabilities.improve.proposals.remote import clone
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
 from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
-from ouroboros.capabilities.improve.proposals.validation import validate_tree
 from ouroboros.capabilities.improve.proposals.writer import RuleWriter, Skip, Writer
-from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
+from ouroboros.kernel import Runtime, SubmitOutcome
 from ouroboros.kernel.settings import ImproveSettings
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
@@ -62,7 +59,6 @@ from ouroboros.kernel.settings import ImproveSettings
 EventSource = Callable[[datetime, datetime], Iterable[Mapping[str, Any]]]
 
 
-NO_BRANCH = "-"  # a proposal on kernel state has no branch
 
 
 class Paused(ProposalError):
@@ -169,60 +165,16 @@ class ImproveLoop:
 
     # -- gates (called by the kernel through governance) -------------------------------
     def test(self, value: Mapping[str, Any]) -> tuple[bool, str]:
-        """Test gate: the diff applies to a branch from the pinned base and validates.
-
-        At submission the branch is created; at approval (the kernel runs the gates
-        again) it must still hold exactly the diff and merge cleanly into main. A change
-        to kernel state must still be made against the target's current value.
-        """
+        """Test gate (see :func:`.branch_gates.test_gate`)."""
         if value.get("kind") == "state":
             return self.state_flow.test(value)
-        branch, base = str(value["branch"]), str(value["base"])
-        diff = self.governance.diff_of(value)
-        try:
-            if self.repo.branch_exists(branch):
-                problem = self.repo.branch_matches(branch, base, diff)
-                if problem:
-                    return False, problem
-                commit = self.repo.rev(branch)
-            else:
-                commit = self.repo.apply_to_branch(
-                    branch, base, diff, f"chore(ouro): proposal {value['proposal']}").commit
-            conflict = self.repo.merge_conflicts(branch)
-            if conflict:
-                return False, conflict
-        except GitError as e:
-            return False, f"{e.action} failed: {e.reason}"
-        with self.repo.checkout_tree(commit) as tree:
-            report = validate_tree(tree, self.repo.changed_files(base, commit),
-                                   self.target_config(base).schemas)
-        if not report.ok:
-            return False, f"validation failed: {report.reason()}"
-        return True, "; ".join(str(c) for c in report.checks) or "no files to validate"
+        return branch_gates.test_gate(self, value)
 
     def audit(self, value: Mapping[str, Any]) -> list[str]:
-        """Audit gate: the policy tests on the branch's real diff against its base."""
+        """Audit gate (see :func:`.branch_gates.audit_gate`)."""
         if value.get("kind") == "state":
             return self.state_flow.audit(value)
-        branch, base = str(value["branch"]), str(value["base"])
-        if not self.repo.branch_exists(branch):
-            return [f"branch {branch} missing: the test gate did not create it"]
-        try:
-            changes = parse_diff(self.repo.diff(base, branch))
-            raw = self.repo.raw_changes(base, branch)
-        except (DiffError, GitError) as e:
-            return [f"cannot read the branch diff: {e}"]
-        # Paths from git's own view of the branch and from the submitted diff's headers
-        # (a copy's or rename's source is named there even when git sees only an add).
-        real = [p for c in raw for p in c.paths]
-        extra = real + sorted(declared_paths(self.governance.diff_of(value)))
-        modes = {c.paths[-1]: c.new_mode for c in raw}
-        config = self.target_config(base)
-        return [*forbidden_path_reasons(changes, config.policy, extra, modes),
-                *path_reasons([*(p for c in changes for p in c.paths), *real], config),
-                *check_policy(changes, lambda p: self.repo.read(base, p),
-                              lambda p: self.repo.read(branch, p), config.policy,
-                              paths_checked=True)]
+        return branch_gates.audit_gate(self, value)
 
     def effect(self, value: Mapping[str, Any]) -> None:
         """Apply: merge the approved proposal's branch into main and start monitoring.
@@ -513,39 +465,6 @@ class ImproveLoop:
             "proposal": proposal.id, "from": was, "to": proposal.status, "reason": why,
             "commit": commit, "patch": proposal.patch_hash, "at": self._now_iso()})
 
-    def _merge(self, proposal: Proposal) -> None:
-        now = self.clock()
-        before = self.repo.head()
-        remote_merge = self._remote_merges.pop(proposal.id, None)
-        try:
-            if remote_merge:  # a human merged on the forge: main follows the remote
-                sync_main(self.repo)
-                merge = remote_merge
-            else:
-                merge = self.repo.merge(proposal.branch,
-                                        f"Merge proposal {proposal.id}: {proposal.title}")
-        except GitError as e:
-            self._fail(proposal, f"{e.action} failed: {e.reason}")
-            return
-        refused = None if remote_merge else self.publisher.push_main(before)
-        if refused:
-            self._fail(proposal, refused)
-            return
-        where = f"{self.repo.main} as {merge}"
-        done = replace(proposal.transition("implemented"), merge_commit=merge).logged(
-            now, f"merged into {where}" + (" (pushed)" if self.publisher.enabled else ""))
-        deploy = run_deploy(self.settings.deploy, self.repo.path, proposal.id, merge)
-        if self.settings.deploy.command:
-            done = done.logged(now, deploy.detail if deploy.ok else
-                               f"DEPLOY FAILED: {deploy.detail}")
-        if not deploy.ok:
-            self._save(done, proposal.status, f"merged as {merge}")
-            self._revert(done, None, f"deploy failed: {deploy.detail}")
-            return
-        done = done.logged(now, f"monitoring until {now + self.monitor.window:%H:%M}Z")
-        self._save(done, proposal.status, f"merged as {merge}")
-        self.monitor.open(proposal.id, now)
-
     def _fail(self, proposal: Proposal, reason: str) -> Proposal:
         now = self.clock()
         failed = proposal.transition("failed").logged(now, f"implementation failed: {reason}")
@@ -555,32 +474,11 @@ class ImproveLoop:
                                  now)
         return failed
 
+    def _merge(self, proposal: Proposal) -> None:
+        landing.merge(self, proposal)
+
     def _revert(self, proposal: Proposal, check: Check | None, why: str = "") -> None:
-        now = self.clock()
-        reason = why or f"error rate spike after merge: {check.describe() if check else '?'}"
-        message = f"Revert proposal {proposal.id}: {reason}"
-        try:
-            if proposal.branch == NO_BRANCH:
-                self.state_flow.revert(proposal, reason)
-                return
-            self.repo.revert(proposal.merge_commit, message)
-            commit, unpushed = self.publisher.push_revert(proposal.merge_commit, message)
-            line = f"auto-reverted as {commit}: {reason}"
-            if unpushed:
-                line += f"; REVERT NOT PUSHED ({unpushed}): push {self.repo.main} by hand"
-        except GitError as e:
-            line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
-        reverted = proposal.transition("reverted").logged(now, line)
-        self._save(reverted, proposal.status, line)
-        try:  # after the status change, so the rollback's effect finds nothing left to do
-            self.governance.rollback(proposal.patch_hash)
-        except OuroError as e:
-            line += f"; kernel rollback refused: {e.message}"
-            self.store.save(reverted.logged(now, f"kernel rollback refused: {e.message}"),
-                            f"proposal {proposal.id}: kernel rollback refused")
-        self.breakers.halt(f"proposal {proposal.id} auto-reverted ({reason})")
-        self.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
-                                 now)
+        landing.revert(self, proposal, check, why)
 
 
 def _pull_body(p: Proposal) -> str:
