@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ouroboros.capabilities.improve import synthetic as syn
 from ouroboros.capabilities.improve.analysis import analyse
-from ouroboros.capabilities.improve.events import format_timestamp, normalise_event
-from ouroboros.capabilities.improve.runtime_telemetry import findings
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.analysis.workspace import findings
+from ouroboros.capabilities.improve.intake import synthetic as syn
+from ouroboros.capabilities.improve.intake.events import format_timestamp, normalise_event
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 Three sanitizers in one run, on one core:
 
-* ``default-deny`` — the current sanitizer (``ouroboros.capabilities.improve.sanitizer``);
+* ``default-deny`` — the current sanitizer (``ouroboros.capabilities.improve.intake.sanitizer``);
 * ``v1`` — the previous, rule-list sanitizer (``bench/sanitizer_v1.py``), the baseline;
 * ``detect-secrets`` — what a user would pick off the shelf: every detect-secrets 1.5
   plugin over the text, each reported secret replaced (recall and kept text only on a
@@ -39,8 +39,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import improve as improve_bench  # noqa: E402 - bench/improve.py: event mixes, machine info
 import sanitizer_v1  # noqa: E402
-from ouroboros.capabilities.improve.analysis import _pattern_of  # noqa: E402
-from ouroboros.capabilities.improve.sanitizer import Sanitizer  # noqa: E402
+from ouroboros.capabilities.improve.analysis.aggregate import _pattern_of  # noqa: E402
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer  # noqa: E402
 
 corpus = importlib.import_module("tests.security.secrets_corpus")
 _PLACEHOLDER = re.compile(r"<[a-z]+(?::[a-z0-9\-]+)?>|\[(?:REDACTED_KEY|EXTERNAL_IP|PATH|EMAIL)\]")

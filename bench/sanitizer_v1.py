@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ouroboros.capabilities.improve.events import MAX_MESSAGE, cut_text
+from ouroboros.capabilities.improve.intake.events import MAX_MESSAGE, cut_text
 
 _END = r"(?![A-Za-z0-9_\-])"
 

@@ -212,8 +212,8 @@ def span_requests(n_spans: int, per_request: int) -> list[bytes]:
 
 
 def otlp(url: str, token: str, home: Path, n_spans: int) -> dict[str, float]:
-    from ouroboros.capabilities.improve.receiver import decode, receive, seen_keys
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake.receiver import decode, receive, seen_keys
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
     bodies = span_requests(n_spans, 500)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-protobuf"}

@@ -106,7 +106,7 @@ def test_proposals_status_has_no_python_reprs(tmp_path: Path) -> None:
 
 
 def test_monitor_describes_no_calls_in_words() -> None:
-    from ouroboros.capabilities.improve.monitor import Check
+    from ouroboros.capabilities.improve.proposals.monitor import Check
 
     text = Check("p1", "stable", 0.05, 0.0, 0).describe()
     assert "no calls" in text and "%" in text and "+" not in text

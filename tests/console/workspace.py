@@ -123,8 +123,8 @@ def flux(rt: Runtime) -> None:
 
 
 def proposals(rt: Runtime, ws: Workspace) -> None:
-    from ouroboros.capabilities.improve.diffs import make_diff
-    from ouroboros.capabilities.improve.planner import Draft
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.planner import Draft
     from ouroboros.capabilities.improve.registrar import loop_of
 
     loop = loop_of(rt)
@@ -144,8 +144,8 @@ def proposals(rt: Runtime, ws: Workspace) -> None:
 
 def telemetry(home: Path, tmp: Path) -> None:
     from ouroboros.capabilities.improve import synthetic
-    from ouroboros.capabilities.improve.collectors import ingest
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake.collectors import ingest
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
     now = datetime.now(UTC)
     events = tmp / "events.jsonl"

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ouroboros.capabilities.improve.diffs import make_diff
-from ouroboros.capabilities.improve.loop import ImproveLoop
-from ouroboros.capabilities.improve.notify import RecordingNotifier
-from ouroboros.capabilities.improve.planner import Draft
+from ouroboros.capabilities.improve.proposals.diffs import make_diff
+from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+from ouroboros.capabilities.improve.proposals.notify import RecordingNotifier
+from ouroboros.capabilities.improve.proposals.planner import Draft
 from ouroboros.kernel import ManualClock, Runtime
 
 T0 = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.improve import Finding, analyse, error_rate
-from ouroboros.capabilities.improve import synthetic as syn
 from ouroboros.capabilities.improve.analysis import SEVERITIES, aggregate
+from ouroboros.capabilities.improve.intake import synthetic as syn
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 START = NOW - timedelta(days=8)

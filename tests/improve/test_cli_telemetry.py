@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, store_for
+from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.telemetry import app, run_demo
 from ouroboros.kernel import ManualClock, Runtime

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ouroboros.capabilities.improve import synthetic as syn
-from ouroboros.capabilities.improve.analysis import aggregate
-from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.analysis import aggregate, findings_of
+from ouroboros.capabilities.improve.analysis.llm import LLMAnalyser, LLMAnalysisError, LLMConfig
+from ouroboros.capabilities.improve.intake import synthetic as syn
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
 
 from .conftest import ScriptedLLM
 
@@ -51,7 +51,7 @@ def test_findings_come_back_validated_and_marked(scripted_llm: ScriptedLLM) -> N
     )  # fmt: skip
     events = sanitized_events()
     (finding,) = analyser(scripted_llm).analyse(events, NOW)
-    (rule,) = [f for f in aggregate(events, NOW).findings() if f.kind == "timeout_cluster"]
+    (rule,) = [f for f in findings_of(aggregate(events, NOW)) if f.kind == "timeout_cluster"]
     # reproduced by the rules: the measured count replaces the model's claim of 40
     assert (finding.kind, finding.severity, finding.tool, finding.count) == (
         "timeout_cluster", "high", "web_search", rule.count,

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ouroboros.capabilities.improve.analysis import analyse
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.interfaces.cli.proposals import app, propose_from_findings, run_demo
 from ouroboros.kernel import ManualClock, Runtime
 
@@ -115,7 +115,7 @@ def test_run_demo_narrates_the_whole_loop(tmp_path: Path) -> None:
 
 
 def test_new_proposal_from_a_diff_file(home: Path, tmp_path: Path) -> None:
-    from ouroboros.capabilities.improve.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
 
     with Runtime.open(home) as rt:
         from ouroboros.interfaces.cli.proposals import loop_for

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ouroboros.capabilities.improve.analysis import analyse
-from ouroboros.capabilities.improve.loop import NotApproved, Paused
-from ouroboros.capabilities.improve.proposals import ProposalError
+from ouroboros.capabilities.improve.proposals.loop import NotApproved, Paused
+from ouroboros.capabilities.improve.proposals.proposal import ProposalError
 
 from .loopkit import T0, Harness, tool_events
 

@@ -178,7 +178,7 @@ def test_markdown_in_draft_text_cannot_forge_sections(h: Harness) -> None:
 def test_target_repository_without_main_is_refused(tmp_path: Path) -> None:
     import subprocess
 
-    from ouroboros.capabilities.improve.repo import GitError, TargetRepo
+    from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
 
     subprocess.run(["git", "init", "-q", "-b", "trunk", str(tmp_path / "t")], check=True)
     with pytest.raises(GitError, match="no `main` branch"):

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.improve.analysis import analyse
-from ouroboros.capabilities.improve.chat import ChatError, handle_chat, parse_command
-from ouroboros.capabilities.improve.notify import (
+from ouroboros.capabilities.improve.proposals.chat import ChatError, handle_chat, parse_command
+from ouroboros.capabilities.improve.proposals.notify import (
     Message,
     NotificationBatcher,
     NotifyError,

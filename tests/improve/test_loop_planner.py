@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.diffs import parse_diff
-from ouroboros.capabilities.improve.planner import CLARIFY, plan
-from ouroboros.capabilities.improve.policy import check_policy
-from ouroboros.capabilities.improve.yamledit import set_scalar
+from ouroboros.capabilities.improve.proposals.diffs import parse_diff
+from ouroboros.capabilities.improve.proposals.planner import CLARIFY, plan
+from ouroboros.capabilities.improve.proposals.policy import check_policy
+from ouroboros.capabilities.improve.proposals.repo import example_deployment
+from ouroboros.capabilities.improve.proposals.yamledit import set_scalar
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "agent-deployment"
+EXAMPLE = example_deployment()
 FILES = {p: (EXAMPLE / p).read_text() for p in ("agents.yaml", "scheduled_tasks.yaml")}
 
 

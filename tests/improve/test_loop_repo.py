@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.diffs import make_diff
-from ouroboros.capabilities.improve.repo import GitError, TargetRepo
+from ouroboros.capabilities.improve.proposals.diffs import make_diff
+from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,16 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.breakers import Breakers
-from ouroboros.capabilities.improve.diffs import DiffError, FileChange, make_diff, parse_diff
-from ouroboros.capabilities.improve.monitor import Monitor, is_spike
-from ouroboros.capabilities.improve.policy import PolicyConfig, check_policy, grants
-from ouroboros.capabilities.improve.proposals import (
+from ouroboros.capabilities.improve.proposals.breakers import Breakers
+from ouroboros.capabilities.improve.proposals.diffs import (
+    DiffError,
+    FileChange,
+    make_diff,
+    parse_diff,
+)
+from ouroboros.capabilities.improve.proposals.monitor import Monitor, is_spike
+from ouroboros.capabilities.improve.proposals.policy import PolicyConfig, check_policy, grants
+from ouroboros.capabilities.improve.proposals.proposal import (
     Proposal,
     ProposalError,
     Review,
@@ -23,11 +28,17 @@ from ouroboros.capabilities.improve.proposals import (
     render,
     render_index,
 )
-from ouroboros.capabilities.improve.store import ProposalStore
-from ouroboros.capabilities.improve.yamledit import EditError, append_to_block, get, set_scalar
+from ouroboros.capabilities.improve.proposals.repo import example_deployment
+from ouroboros.capabilities.improve.proposals.store import ProposalStore
+from ouroboros.capabilities.improve.proposals.yamledit import (
+    EditError,
+    append_to_block,
+    get,
+    set_scalar,
+)
 
 AT = datetime(2026, 1, 10, 2, 6, tzinfo=UTC)
-AGENTS = (Path(__file__).parents[2] / "examples" / "agent-deployment" / "agents.yaml").read_text()
+AGENTS = (example_deployment() / "agents.yaml").read_text()
 
 
 def _proposal(**kw: object) -> Proposal:
@@ -118,7 +129,7 @@ _forbidden = st.sampled_from([
     "SYSTEM_CONTRACT.md", ".env", ".env.production", "docker-compose.yml", "tools-gateway/main.py",
     "tools-gateway/actions.yaml", "agents/provision.py", "tests/test_x.py", "app/tests/t.py",
     "conftest.py", "policy/rules.rego", "src/ouroboros/kernel/ledger.py",
-    "src/ouroboros/capabilities/improve/policy.py", "schemas/agents.schema.json",
+    "src/ouroboros/capabilities/improve/proposals/policy.py", "schemas/agents.schema.json",
     ".github/workflows/ci.yml", "scripts/policy_check.py", "ledger.db",
     "telemetry/sanitizer.py", "detectors/secrets.yaml", "lib/pii_detector.py",
 ])

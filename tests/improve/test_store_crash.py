@@ -10,14 +10,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 
 WRITER = r"""
 import sys
 from datetime import UTC, datetime, timedelta
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 now = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 store = TelemetryStore(sys.argv[1], clock=lambda: now)
 tag, batches = sys.argv[2], int(sys.argv[3])

@@ -11,10 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.collectors import ingest
-from ouroboros.capabilities.improve.events import EventError, normalise_event
-from ouroboros.capabilities.improve.synthetic import SECRET_KINDS, planted_secret, secret_core
-from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+from ouroboros.capabilities.improve.intake.collectors import ingest
+from ouroboros.capabilities.improve.intake.events import EventError, normalise_event
+from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
+from ouroboros.capabilities.improve.intake.synthetic import (
+    SECRET_KINDS,
+    planted_secret,
+    secret_core,
+)
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 
@@ -331,7 +335,7 @@ def test_a_long_message_is_cut_at_a_word_boundary_never_inside_a_secret(
 def test_an_oversized_line_is_reported_without_being_loaded(
     store: TelemetryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ouroboros.capabilities.improve import collectors
+    from ouroboros.capabilities.improve.intake import collectors
 
     monkeypatch.setattr(collectors, "MAX_LINE_BYTES", 300)
     path = write_lines(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ouroboros.capabilities.improve.proposals import parse
+from ouroboros.capabilities.improve.proposals.proposal import parse
 
 from .conftest import SECRET_KEY
 from .hostile import Drip, HostileLLM, Raw

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ouroboros.capabilities.improve.secret_rules import RULE_LABELS
+from ouroboros.capabilities.improve.intake.secret_rules import RULE_LABELS
 
 try:  # imported as a package module by pytest, or run as a script
     from . import secretgen as gen

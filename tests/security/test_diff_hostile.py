@@ -19,8 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from improve.loopkit import Harness
-from ouroboros.capabilities.improve.diffs import declared_paths, parse_diff, unquote_git_path
-from ouroboros.capabilities.improve.policy import PolicyConfig, forbidden_path_reasons
+from ouroboros.capabilities.improve.proposals.diffs import (
+    declared_paths,
+    parse_diff,
+    unquote_git_path,
+)
+from ouroboros.capabilities.improve.proposals.policy import PolicyConfig, forbidden_path_reasons
 
 Edit = Callable[[Path], None]
 

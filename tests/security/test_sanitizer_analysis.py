@@ -12,8 +12,8 @@ import pytest
 from ouroboros.capabilities.improve import Finding, analyse
 from ouroboros.capabilities.improve import synthetic as syn
 from ouroboros.capabilities.improve.analysis import _pattern_of
-from ouroboros.capabilities.improve.events import normalise_event
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.intake.events import normalise_event
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
 
 NOW = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 START = NOW - timedelta(days=8)

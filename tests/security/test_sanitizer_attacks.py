@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ouroboros.capabilities.improve.collectors import ingest
-from ouroboros.capabilities.improve.sanitizer import Redactions, Sanitizer
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
+from ouroboros.capabilities.improve.intake.collectors import ingest
+from ouroboros.capabilities.improve.intake.sanitizer import Redactions, Sanitizer
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 GHP = "ghp_R7bX2qLk9VwZ4nTs8MfYc3Hd6Jp1Ga5Ue0Qo"
 AKIA = "AKIAZ7QX4LRM2VN5TB3W"

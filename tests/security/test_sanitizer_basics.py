@@ -6,8 +6,12 @@ import random
 
 import pytest
 
-from ouroboros.capabilities.improve.sanitizer import Sanitizer, SanitizerPolicy
-from ouroboros.capabilities.improve.synthetic import SECRET_KINDS, planted_secret, secret_core
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer, SanitizerPolicy
+from ouroboros.capabilities.improve.intake.synthetic import (
+    SECRET_KINDS,
+    planted_secret,
+    secret_core,
+)
 
 CONTEXTS = (
     "{s}",

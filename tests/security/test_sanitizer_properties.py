@@ -10,9 +10,9 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ouroboros.capabilities.improve.redaction import RedactionPolicy, Redactor
-from ouroboros.capabilities.improve.sanitizer import Sanitizer
-from ouroboros.capabilities.improve.unicode_fold import fold
+from ouroboros.capabilities.improve.intake.redaction import RedactionPolicy, Redactor
+from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
+from ouroboros.capabilities.improve.intake.unicode_fold import fold
 
 from .secrets_corpus import contexts, load_kinds, make_secret
 

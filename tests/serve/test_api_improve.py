@@ -16,11 +16,11 @@ import pytest
 from pydantic import BaseModel, TypeAdapter
 
 from ouroboros.capabilities.improve import synthetic
-from ouroboros.capabilities.improve.collectors import ingest
-from ouroboros.capabilities.improve.diffs import make_diff
-from ouroboros.capabilities.improve.planner import Draft
+from ouroboros.capabilities.improve.intake.collectors import ingest
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
+from ouroboros.capabilities.improve.proposals.diffs import make_diff
+from ouroboros.capabilities.improve.proposals.planner import Draft
 from ouroboros.capabilities.improve.registrar import loop_of
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
 from ouroboros.interfaces import schemas
 from ouroboros.interfaces.cli.output import open_runtime
 

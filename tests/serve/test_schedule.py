@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from ouroboros.capabilities.improve import synthetic
-from ouroboros.capabilities.improve.collectors import ingest
+from ouroboros.capabilities.improve.intake.collectors import ingest
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.capabilities.improve.schedule import (
     JOBS,
     Job,
@@ -28,7 +29,6 @@ from ouroboros.capabilities.improve.schedule import (
     next_fire,
     parse_schedule,
 )
-from ouroboros.capabilities.improve.telemetry import TelemetryStore
 from ouroboros.kernel.errors import UsageError
 
 from .conftest import new_workspace

@@ -25,9 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from opentelemetry import trace
+
 from ouroboros.capabilities.evolve.executor import Executor, default_workers
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.evolve.trend import Trend, classify
+
+_TRACER = trace.get_tracer("ouroboros.evolve")
 
 G = TypeVar("G")
 
@@ -190,11 +194,16 @@ class Evolver(Generic[G]):
         return record
 
     def run(self, generations: int,
-            progress: Callable[[EvolutionRecord], None] | None = None) -> Snapshot[G]:
-        for _ in range(generations):
-            record = self.step()
-            if progress is not None:
-                progress(record)
+            progress: Callable[[EvolutionRecord], None] | None = None,
+            what: str = "run") -> Snapshot[G]:
+        # One OpenTelemetry span per run (a no-op until an interface installs a provider).
+        with _TRACER.start_as_current_span("ouro.evolve", attributes={
+                "ouro.evolve.what": what, "ouro.evolve.generations": generations}) as span:
+            for _ in range(generations):
+                record = self.step()
+                if progress is not None:
+                    progress(record)
+            span.set_attribute("ouro.evolve.best_fitness", float(self.best.fitness))
         return self.best
 
     def trend(self) -> Trend:

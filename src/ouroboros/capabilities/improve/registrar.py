@@ -8,15 +8,20 @@ type's gates or by :func:`loop_of`.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from ouroboros.capabilities.improve.governance import Governance
-from ouroboros.capabilities.improve.loop import ImproveLoop
-from ouroboros.capabilities.improve.notify import notifier_from_env
-from ouroboros.kernel import Runtime
+from ouroboros.capabilities.improve.proposals.forge import forge_from_settings
+from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+from ouroboros.capabilities.improve.proposals.notify import WebhookNotifier, notifier_from_env
+from ouroboros.capabilities.improve.proposals.writer import LLMWriter
+from ouroboros.capabilities.llm import LLMConfig, LLMError, OpenAICompatibleProvider
+from ouroboros.kernel import Runtime, UsageError
+from ouroboros.kernel.settings import Settings, load_settings
 
 _LOOPS: WeakKeyDictionary[Runtime, ImproveLoop] = WeakKeyDictionary()
 
@@ -28,17 +33,58 @@ def attach(rt: Runtime, **kwargs: Any) -> ImproveLoop:
     return loop
 
 
-def loop_of(rt: Runtime) -> ImproveLoop:
-    """The loop attached to ``rt``, or a new one reading the workspace's telemetry store
-    and notifying through ``OURO_WEBHOOK_URL`` (or stderr)."""
+def loop_of(rt: Runtime, settings: Settings | None = None) -> ImproveLoop:
+    """The loop attached to ``rt``, or a new one from the workspace's settings
+    (``ouro.toml``): reading the workspace's telemetry store, writing with the configured
+    writer, publishing to the configured forge, notifying through the webhook (or stderr).
+
+    Raises:
+        SettingsError: the settings (or the target repository's own config) are invalid.
+    """
     loop = _LOOPS.get(rt)
     if loop is None:
-        from ouroboros.capabilities.improve.runtime_telemetry import store_for
+        from ouroboros.capabilities.improve.intake.runtime import store_for
 
+        settings = settings or load_settings(rt.home).settings
         store = store_for(rt)
+        notifier = (WebhookNotifier(settings.notify.webhook_url) if settings.notify.webhook_url
+                    else notifier_from_env(sys.stderr))
         loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),
-                      notifier=notifier_from_env(sys.stderr))
+                      notifier=notifier, settings=settings.improve,
+                      forge=forge_from_settings(settings.improve.forge))
+        if settings.improve.writer.kind == "llm":
+            loop.writer = llm_writer(rt, settings)
     return loop
+
+
+def llm_config(settings: Settings, env: Mapping[str, str] | None = None) -> LLMConfig:
+    """The LLM client's configuration from ``[llm]`` (the key from its environment variable)."""
+    env = os.environ if env is None else env
+    llm = settings.llm
+    return LLMConfig.resolve({"base_url": llm.base_url, "model": llm.model,
+                              "api_key": env.get(llm.api_key_env), "timeout_s": llm.timeout_s,
+                              "max_retries": llm.max_retries}, env)
+
+
+def llm_writer(rt: Runtime, settings: Settings) -> LLMWriter:
+    """The WriterAgent on the configured endpoint; every attempt is a ledger event.
+
+    Raises:
+        UsageError: no endpoint or model is configured.
+    """
+    try:
+        provider = OpenAICompatibleProvider(llm_config(settings))
+    except LLMError as e:
+        raise UsageError(f"writer = \"llm\" needs an LLM endpoint: {e}",
+                         "set [llm] base_url and model in ouro.toml (or OURO_LLM_BASE_URL / "
+                         "OURO_LLM_MODEL)") from e
+    return LLMWriter(provider, settings.improve.writer,
+                     record=lambda attempt: _record(rt, "WriterAttempt", attempt),
+                     store_blob=rt.blobs.put)
+
+
+def _record(rt: Runtime, kind: str, payload: dict[str, Any]) -> None:
+    rt.record(kind, payload)
 
 
 class _LazyGates:
@@ -66,3 +112,7 @@ def register(rt: Runtime) -> None:
     so ``ouro approve <patch>`` runs its gates and merges."""
     if rt not in _LOOPS:
         Governance(rt).bind(_LazyGates(rt))
+    from ouroboros.capabilities.improve.intake.runtime import store_for
+    from ouroboros.capabilities.improve.intake.spans import install
+
+    install(store_for(rt))  # the runtime's own spans go to this workspace's telemetry

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.base import BaseTrigger
 
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
     from ouroboros.kernel import Runtime
 
 log = logging.getLogger("ouroboros.schedule")
@@ -304,9 +304,10 @@ def _notify(host: JobHost) -> str:
 
 def _eval(host: JobHost) -> str:
     """``ouro telemetry collect`` + ``eval --propose``: findings become pending proposals."""
-    from ouroboros.capabilities.improve.loop import Paused
+    from ouroboros.capabilities.improve.analysis.workspace import findings
+    from ouroboros.capabilities.improve.intake.runtime import collect_ledger
+    from ouroboros.capabilities.improve.proposals.loop import Paused
     from ouroboros.capabilities.improve.registrar import loop_of
-    from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings
 
     store = host.telemetry()
     with host.runtime() as rt:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
@@ -32,6 +33,8 @@ from .llm import Budget, BudgetExceeded, LLMProvider, MeteredProvider
 from .prompts import FailingCase
 from .retrieval import SkillIndex
 from .serving import is_served_id, search_served, served_version
+
+_TRACER = trace.get_tracer("ouroboros.skills")
 
 MAX_RESULT_CHARS = 4000
 MAX_ARG_CHARS = 20_000
@@ -272,17 +275,22 @@ class Solver:
         provider = MeteredProvider(self.provider, budget)
         author = self.author.with_provider(provider)
         result = SolveResult(answer="")
-        try:
-            self._run(task, input, provider, author, result)
-        except BudgetExceeded as e:
-            result.outcome = "budget_exceeded"
-            result.stopped = {"budget": e.budget, "used": e.used, "limit": e.limit}
-            result.answer = f"stopped: {e}"
-        except Exception:
-            self.stats.bump("unsolved")
-            raise
-        finally:
-            result.spent = {**budget.to_json(), "calls": len(result.steps)}
+        with _TRACER.start_as_current_span("ouro.solve") as span:
+            try:
+                self._run(task, input, provider, author, result)
+            except BudgetExceeded as e:
+                result.outcome = "budget_exceeded"
+                result.stopped = {"budget": e.budget, "used": e.used, "limit": e.limit}
+                result.answer = f"stopped: {e}"
+            except Exception:
+                self.stats.bump("unsolved")
+                raise
+            finally:
+                result.spent = {**budget.to_json(), "calls": len(result.steps)}
+            span.set_attribute("ouro.solve.outcome", result.outcome)
+            if result.outcome in ("unsolved", "budget_exceeded"):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, result.outcome))
+                span.set_attribute("ouro.error_code", result.outcome.upper())
         self.stats.bump(result.outcome)
         return result
 

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
@@ -59,6 +61,8 @@ from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, witho
 from .testing import CaseResult, TestBatch, TestReport, run_batch, run_cases
 
 _FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
+
+_TRACER = trace.get_tracer("ouroboros.skills")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -395,19 +399,25 @@ class SkillStore:
         start = time.perf_counter()
         version_limits = limits or (replace(self.limits, real_clock=True) if real_clock
                                     else self.limits)
-        try:
-            output, execution = call_tool(
-                self.runtimes, built, source, input, version_limits
-            )
-            wrong = schema_problems(schemas.output, output)
-            if wrong:
-                raise OutputRejected(f"{tool_id} printed output that does not fit its output "
-                                     f"schema: {wrong[0]}")
-        except SandboxError:
-            if record:
-                metrics_mod.append(path, ok=False,
-                                   elapsed_ms=(time.perf_counter() - start) * 1000)
-            raise
+        # An OpenTelemetry span (a no-op until an interface installs a provider).
+        with _TRACER.start_as_current_span("ouro.tool.run", attributes={
+                "ouro.tool": tool_id, "ouro.fingerprint": fp}) as span:
+            if not record:
+                span.set_attribute("ouro.reference", True)
+            try:
+                output, execution = call_tool(
+                    self.runtimes, built, source, input, version_limits
+                )
+                wrong = schema_problems(schemas.output, output)
+                if wrong:
+                    raise OutputRejected(f"{tool_id} printed output that does not fit its "
+                                         f"output schema: {wrong[0]}")
+            except SandboxError as e:
+                span.set_attribute("ouro.error_code", type(e).__name__)
+                if record:
+                    metrics_mod.append(path, ok=False,
+                                       elapsed_ms=(time.perf_counter() - start) * 1000)
+                raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         if record:
             metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)

@@ -15,18 +15,24 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.chat import handle_chat
-from ouroboros.capabilities.improve.loop import ImproveLoop, NotApproved, Outcome, Paused
-from ouroboros.capabilities.improve.notify import Notifier
-from ouroboros.capabilities.improve.proposals import (
+from ouroboros.capabilities.improve.proposals.chat import handle_chat
+from ouroboros.capabilities.improve.proposals.loop import (
+    ImproveLoop,
+    NotApproved,
+    Outcome,
+    Paused,
+    Report,
+)
+from ouroboros.capabilities.improve.proposals.notify import Notifier
+from ouroboros.capabilities.improve.proposals.proposal import (
     Category,
     ProposalError,
     Severity,
     to_dict,
 )
-from ouroboros.capabilities.improve.registrar import attach, loop_of
-from ouroboros.capabilities.improve.repo import GitError
-from ouroboros.capabilities.improve.runtime_telemetry import store_for
+from ouroboros.capabilities.improve.proposals.repo import GitError
+from ouroboros.capabilities.improve.proposals.writer import RuleWriter
+from ouroboros.capabilities.improve.registrar import attach, llm_writer, loop_of
 from ouroboros.interfaces.cli.errors import CliError
 from ouroboros.interfaces.cli.inputs import read_text
 from ouroboros.interfaces.cli.main import OuroGroup
@@ -39,6 +45,7 @@ from ouroboros.interfaces.cli.output import (
     working,
 )
 from ouroboros.kernel import Runtime
+from ouroboros.kernel.settings import load_settings
 
 app = typer.Typer(cls=OuroGroup, no_args_is_help=True,
                   help="Improvement proposals: git-tracked, gated, human-approved.")
@@ -56,14 +63,25 @@ EXIT_FOR_STATUS = {"implemented": 0, "pending": 4, "approved": 4, "blocked": 3, 
                    "rejected": 0, "reverted": 0}
 
 
-def loop_for(rt: Runtime, notifier: Notifier | None = None) -> ImproveLoop:
-    """The loop on a runtime, reading the workspace's sanitized telemetry (notifications
-    through ``OURO_WEBHOOK_URL`` or stderr, unless a notifier is given)."""
-    if notifier is None:
-        return loop_of(rt)
-    store = store_for(rt)
-    return attach(rt, events=lambda since, until: store.events(since=since, until=until),
-                  notifier=notifier)
+def loop_for(rt: Runtime, notifier: Notifier | None = None,
+             writer: str | None = None) -> ImproveLoop:
+    """The loop on a runtime from the workspace's settings, reading its sanitized
+    telemetry (notifications through the configured webhook, ``OURO_WEBHOOK_URL`` or
+    stderr, unless a notifier is given; ``writer`` overrides ``improve.writer.kind``)."""
+    settings = load_settings(rt.home, flags={"improve.writer.kind": ("--writer", writer)}
+                             ).settings
+    loop = loop_of(rt, settings)
+    if writer is not None and loop.writer.name != writer:
+        loop.writer = llm_writer(rt, settings) if writer == "llm" else RuleWriter()
+    if notifier is not None:
+        loop.notifications.notifier = notifier
+    return loop
+
+
+def propose_report(rt: Runtime, findings: Iterable[Finding], notifier: Notifier | None = None,
+                   writer: str | None = None) -> Report:
+    """Findings into proposals, with the reason for each finding that made none."""
+    return loop_for(rt, notifier, writer).propose_report(findings)
 
 
 def propose_from_findings(rt: Runtime, findings: Iterable[Finding],
@@ -184,8 +202,8 @@ def new_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Propose a hand-written (or LLM-written) diff: same gates as the planner's proposals."""
-    from ouroboros.capabilities.improve.diffs import DiffError
-    from ouroboros.capabilities.improve.planner import manual_draft
+    from ouroboros.capabilities.improve.proposals.diffs import DiffError
+    from ouroboros.capabilities.improve.proposals.planner import manual_draft
 
     text = read_text(diff_file, "diff file")
     try:
@@ -312,13 +330,13 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
     """The loop end to end on generated telemetry with injected faults, offline."""
     import tempfile
 
-    from ouroboros.capabilities.improve import synthetic
     from ouroboros.capabilities.improve.analysis import analyse
-    from ouroboros.capabilities.improve.collectors import ingest
-    from ouroboros.capabilities.improve.diffs import make_diff
-    from ouroboros.capabilities.improve.notify import RecordingNotifier
-    from ouroboros.capabilities.improve.planner import Draft
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake import synthetic
+    from ouroboros.capabilities.improve.intake.collectors import ingest
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.notify import RecordingNotifier
+    from ouroboros.capabilities.improve.proposals.planner import Draft
     from ouroboros.kernel import ManualClock
 
     # Simulated time, so the one-hour monitoring window passes in a moment.

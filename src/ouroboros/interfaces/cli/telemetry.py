@@ -15,12 +15,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ouroboros.capabilities.improve import synthetic
 from ouroboros.capabilities.improve.analysis import Finding, Thresholds
-from ouroboros.capabilities.improve.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.events import EVENT_TYPES, parse_timestamp
-from ouroboros.capabilities.improve.runtime_telemetry import collect_ledger, findings, store_for
-from ouroboros.capabilities.improve.telemetry import ReadStats, TelemetryStore
+from ouroboros.capabilities.improve.analysis.workspace import findings
+from ouroboros.capabilities.improve.intake import synthetic
+from ouroboros.capabilities.improve.intake.collectors import IngestReport, ingest
+from ouroboros.capabilities.improve.intake.events import EVENT_TYPES, parse_timestamp
+from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
+from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.errors import CliError, usage
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
@@ -219,13 +220,16 @@ def eval_cmd(
     propose: bool = typer.Option(
         False, "--propose", help="Turn the findings into proposals (pending human approval)."
     ),
+    writer: str | None = typer.Option(
+        None, "--writer", help="Who writes the diffs: rules|llm (overrides improve.writer.kind)."
+    ),
 ) -> None:
     """Run the stability analysis over the stored telemetry and print the findings."""
     store = _store(home)
     moment = _parse_now(now) or datetime.now(UTC)
     thresholds = Thresholds(window_hours=window_hours)
     if llm:
-        from ouroboros.capabilities.improve.llm_analysis import LLMAnalysisError, LLMConfig
+        from ouroboros.capabilities.improve.analysis.llm import LLMAnalysisError, LLMConfig
 
         try:
             configured = LLMConfig.from_env()
@@ -245,13 +249,14 @@ def eval_cmd(
         except CliError as e:
             llm_error = e  # the rule findings are still worth showing
     proposed: list[dict[str, str]] = []
+    skipped: list[dict[str, Any]] = []
     if propose:
-        from ouroboros.capabilities.improve.llm_analysis import is_verified
+        from ouroboros.capabilities.improve.analysis.llm import is_verified
 
         # an LLM finding the rules cannot reproduce is shown, never proposed or alerted
         candidates = found + [f for f in llm_found if is_verified(f)]
         with working(f"proposing fixes for {len(candidates)} finding(s)"):
-            proposed = _propose(home, candidates)
+            proposed, skipped = _propose(home, candidates, writer)
     if as_json:
         report: dict[str, Any] = {"now": moment.isoformat(),
                                   "findings": [finding_dict(f) for f in found + llm_found]}
@@ -259,6 +264,7 @@ def eval_cmd(
             report["events_in_window"] = in_window
         if propose:
             report["proposals"] = proposed
+            report["no_proposal"] = skipped
         if llm_error is not None:
             report["llm_error"] = {"message": llm_error.message, "hint": llm_error.hint}
         print_json(report)
@@ -274,6 +280,9 @@ def eval_cmd(
         for p in proposed:
             console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — "
                           f"{p['message']}", markup=False)
+        for s in skipped:
+            console.print(f"no proposal for {s['kind']} {s['subject']}: {s['reason']}",
+                          highlight=False, markup=False)
         if found and not propose:
             console.print("turn these into proposals with `ouro telemetry eval --propose`",
                           markup=False)
@@ -284,23 +293,26 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
-def _propose(home: Path | None, found: list[Finding]) -> list[dict[str, str]]:
+def _propose(home: Path | None, found: list[Finding], writer: str | None
+             ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Hand the findings to the proposals loop (one pipeline: each becomes a file patch)."""
-    from ouroboros.capabilities.improve.loop import Paused
-    from ouroboros.interfaces.cli.proposals import propose_from_findings
+    from ouroboros.capabilities.improve.proposals.loop import Paused
+    from ouroboros.interfaces.cli.proposals import propose_report
 
     with open_runtime(home) as rt:
         try:
-            outcomes = propose_from_findings(rt, found)
+            report = propose_report(rt, found, writer=writer)
         except Paused as e:
             raise UsageError(f"no proposals now: {e}", "see `ouro proposals status`") from e
-    return [{"id": o.proposal.id, "title": o.proposal.title, "status": o.proposal.status,
-             "message": o.message} for o in outcomes]
+    return ([{"id": o.proposal.id, "title": o.proposal.title, "status": o.proposal.status,
+              "message": o.message} for o in report.outcomes],
+            [{"kind": s.finding.kind, "subject": s.finding.tool or s.finding.agent or "-",
+              "summary": s.finding.summary, "reason": s.reason} for s in report.skipped])
 
 
 def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Thresholds) -> list[Finding]:
-    from ouroboros.capabilities.improve.analysis import aggregate
-    from ouroboros.capabilities.improve.llm_analysis import LLMAnalyser, LLMAnalysisError, LLMConfig
+    from ouroboros.capabilities.improve.analysis import aggregate, findings_of
+    from ouroboros.capabilities.improve.analysis.llm import LLMAnalyser, LLMAnalysisError, LLMConfig
 
     try:
         config = LLMConfig.from_env()
@@ -316,7 +328,7 @@ def _llm_findings(store: TelemetryStore, moment: datetime, thresholds: Threshold
     )
     agg = aggregate(store.events(since=since, until=moment), moment, thresholds)
     try:
-        return LLMAnalyser(config).analyse_aggregate(agg, agg.findings())
+        return LLMAnalyser(config).analyse_aggregate(agg, findings_of(agg))
     except LLMAnalysisError as e:
         raise CliError(str(e), "check OURO_LLM_BASE_URL / OURO_LLM_MODEL", exit_code=1,
                        code="failure") from None

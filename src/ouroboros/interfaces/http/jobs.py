@@ -25,8 +25,8 @@ from ouroboros.interfaces.http.routes.deps import AUTH_RESPONSES, Admin, Reader
 from ouroboros.interfaces.http.services import Services
 
 if TYPE_CHECKING:
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
     from ouroboros.capabilities.improve.schedule import Scheduler
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
     from ouroboros.kernel import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["schedule"], responses=AUTH_RESPONSES)

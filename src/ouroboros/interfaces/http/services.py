@@ -28,8 +28,8 @@ from ouroboros.kernel import OuroError, Runtime
 from ouroboros.kernel.workspace import Workspace, resolve_home
 
 if TYPE_CHECKING:
-    from ouroboros.capabilities.improve.loop import ImproveLoop
-    from ouroboros.capabilities.improve.telemetry import TelemetryStore
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
     from ouroboros.capabilities.skills import SkillStore
     from ouroboros.capabilities.skills.retrieval import SkillIndex
 
@@ -172,7 +172,7 @@ class Services:
         """One telemetry store per server (its sanitizer is costly to build)."""
         with self._telemetry_lock:
             if self._telemetry is None:
-                from ouroboros.capabilities.improve.telemetry import TelemetryStore
+                from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
                 self._telemetry = TelemetryStore(self.home)
             return self._telemetry

@@ -241,8 +241,8 @@ def _solve(services: Services, a: SolveArgs, _: str) -> Any:
 
 
 def _propose_patch(services: Services, a: ProposeArgs, caller: str) -> Any:
-    from ouroboros.capabilities.improve.planner import manual_draft
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.planner import manual_draft
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     draft = manual_draft(a.diff, a.title, category=a.category, severity=a.severity,
                          problem=a.problem, root_cause=a.root_cause, solution=a.solution,
@@ -256,7 +256,7 @@ def _propose_patch(services: Services, a: ProposeArgs, caller: str) -> Any:
 
 
 def _list_proposals(services: Services, a: ProposalsArgs, _: str) -> Any:
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     with services.decisions, services.lease() as lease:
         items = lease.loop().proposals(None if a.all else a.status)

@@ -50,9 +50,9 @@ def describe(e: BaseException) -> CallError:
     """The tool error for ``e`` (never raises)."""
     from pydantic import ValidationError
 
-    from ouroboros.capabilities.improve.diffs import DiffError
-    from ouroboros.capabilities.improve.proposals import ProposalError
-    from ouroboros.capabilities.improve.repo import GitError
+    from ouroboros.capabilities.improve.proposals.diffs import DiffError
+    from ouroboros.capabilities.improve.proposals.proposal import ProposalError
+    from ouroboros.capabilities.improve.proposals.repo import GitError
     from ouroboros.capabilities.skills import errors as skill
     from ouroboros.capabilities.skills.authoring import AuthoringFailed
     from ouroboros.capabilities.skills.governance import ToolPending

@@ -114,9 +114,9 @@ async def reject_patch(request: Request, ident: PatchId) -> Response:
 def _loop(services: Services, key: str) -> Iterator[Any]:
     """The improvement loop under the decision lock, deciding with ``key``; its errors as
     error pages."""
-    from ouroboros.capabilities.improve.loop import NotApproved, Paused
-    from ouroboros.capabilities.improve.proposals import ProposalError
-    from ouroboros.capabilities.improve.repo import GitError
+    from ouroboros.capabilities.improve.proposals.loop import NotApproved, Paused
+    from ouroboros.capabilities.improve.proposals.proposal import ProposalError
+    from ouroboros.capabilities.improve.proposals.repo import GitError
 
     with services.decisions, services.lease() as lease:
         loop = lease.loop()

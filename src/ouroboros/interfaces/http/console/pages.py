@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ouroboros.capabilities.improve.repo import GitError
+from ouroboros.capabilities.improve.proposals.repo import GitError
 from ouroboros.interfaces.http.console import views
 from ouroboros.interfaces.http.console.auth import PageError, Viewer, services_of, viewer
 from ouroboros.interfaces.http.console.rendering import render
@@ -131,7 +131,7 @@ def _target_of(entry: dict[str, Any]) -> str:
 def proposals(request: Request,
               status: Annotated[str, Query(pattern=f"^({'|'.join(STATUSES)}|all)$")]
               = "pending") -> Response:
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     who = viewer(request)
     with services_of(request).lease() as lease:
@@ -143,7 +143,7 @@ def proposals(request: Request,
 
 @router.get("/proposals/{ident}")
 def proposal(request: Request, ident: ProposalId) -> Response:
-    from ouroboros.capabilities.improve.proposals import ProposalError, to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import ProposalError, to_dict
 
     who = viewer(request)
     with services_of(request).lease() as lease:
@@ -216,7 +216,7 @@ WINDOWS = (1, 6, 24, 72, 168)
 def findings(request: Request,
              window: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> Response:
     from ouroboros.capabilities.improve.analysis import Thresholds
-    from ouroboros.capabilities.improve.runtime_telemetry import findings as analyse
+    from ouroboros.capabilities.improve.analysis.workspace import findings as analyse
     from ouroboros.interfaces.cli.telemetry import finding_dict
 
     who = viewer(request)

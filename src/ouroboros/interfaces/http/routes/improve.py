@@ -37,9 +37,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 def _loop(services: Services, who: Principal | None = None) -> Iterator[Any]:
     """The loop under the server's decision lock; its errors as 404 / 409. An approver's
     kernel decisions are signed with the token's key."""
-    from ouroboros.capabilities.improve.loop import NotApproved, Paused
-    from ouroboros.capabilities.improve.proposals import ProposalError
-    from ouroboros.capabilities.improve.repo import GitError
+    from ouroboros.capabilities.improve.proposals.loop import NotApproved, Paused
+    from ouroboros.capabilities.improve.proposals.proposal import ProposalError
+    from ouroboros.capabilities.improve.proposals.repo import GitError
 
     with services.decisions, services.lease() as lease:
         loop = lease.loop()
@@ -61,7 +61,7 @@ def _loop(services: Services, who: Principal | None = None) -> Iterator[Any]:
 
 
 def _outcome(outcome: Any) -> Response:
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     return json_response({**to_dict(outcome.proposal), "message": outcome.message})
 
@@ -71,7 +71,7 @@ def _outcome(outcome: Any) -> Response:
 def list_proposals(_: Reader, services: ServicesDep,
                    status: Annotated[str, Query(pattern=f"^({STATUSES})$")] = "pending",
                    all: bool = False) -> Response:
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     with _loop(services) as loop:
         items = loop.proposals(None if all else status)
@@ -82,7 +82,7 @@ def list_proposals(_: Reader, services: ServicesDep,
 @router.get("/proposals/{ident}", response_model=schemas.Proposal, responses=_RESPONSES,
             summary="One proposal with its diff, review and log (ouro proposals show)")
 def show_proposal(ident: ProposalId, _: Reader, services: ServicesDep) -> Response:
-    from ouroboros.capabilities.improve.proposals import to_dict
+    from ouroboros.capabilities.improve.proposals.proposal import to_dict
 
     with _loop(services) as loop:
         return json_response(to_dict(loop.get(ident)))
@@ -119,7 +119,7 @@ def findings(_: Reader, services: ServicesDep,
              now: Annotated[datetime | None, Query(description="ISO 8601; default now")]
              = None) -> Response:
     from ouroboros.capabilities.improve.analysis import Thresholds
-    from ouroboros.capabilities.improve.runtime_telemetry import findings as analyse
+    from ouroboros.capabilities.improve.analysis.workspace import findings as analyse
     from ouroboros.interfaces.cli.telemetry import finding_dict
 
     moment = (now if now.tzinfo else now.replace(tzinfo=UTC)) if now else datetime.now(UTC)

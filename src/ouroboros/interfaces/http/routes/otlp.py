@@ -5,7 +5,7 @@ with ``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>``, a submit tok
 Bodies are ``application/x-protobuf`` or ``application/json``, optionally gzip; the
 answer is the ``Export*ServiceResponse`` in the request's encoding, with
 ``partial_success`` when records were rejected. Decoding, recognition of tool calls,
-sanitizing and dedup are the improve capability's (`capabilities/improve/receiver.py`).
+sanitizing and dedup are the improve capability's (`capabilities/improve/intake/receiver.py`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,12 @@ def inflate(body: bytes, cap: int) -> bytes:
 
 async def _receive(request: Request, services: Services, signal: Literal["traces", "logs"]
                    ) -> Response:
-    from ouroboros.capabilities.improve.receiver import OTLPDecodeError, decode, receive, response
+    from ouroboros.capabilities.improve.intake.receiver import (
+        OTLPDecodeError,
+        decode,
+        receive,
+        response,
+    )
     from ouroboros.interfaces.http.limits import json_too_deep
 
     encoding = _encoding(request)
@@ -101,7 +106,7 @@ async def logs(request: Request, _: Submitter, services: ServicesDep) -> Respons
 
 
 def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[None]:
-    from ouroboros.capabilities.improve.receiver import seen_keys
+    from ouroboros.capabilities.improve.intake.receiver import seen_keys
 
     app.include_router(router)
 

@@ -1,0 +1,234 @@
+"""Rule-based analysis of sanitized telemetry (the plan's EvalAgent, offline): the
+aggregation.
+
+Stability first: recurring error patterns, tool reliability, timeout clusters,
+p95 latency regressions, user corrections and task-failure trends, in that order
+of priority. The analysis is one pass over the events into small aggregates
+(:class:`Aggregate`), then pure rules over the aggregates (:mod:`.rules`), so a million events
+stream through in seconds and the same aggregates feed the optional LLM analyser.
+
+The window is the 24 hours before ``now``; the seven days before that are the
+baseline for trends. A tool below every threshold produces no finding at all:
+noise is not a proposal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from ouroboros.capabilities.improve.analysis.findings import (
+    CRITICAL_CODES,
+    TIMEOUT_CODES,
+    Thresholds,
+    p95,
+    top,
+)
+from ouroboros.capabilities.improve.intake.events import (
+    EventError,
+    canonical_timestamp,
+    format_timestamp,
+)
+from ouroboros.capabilities.improve.intake.placeholders import fold_placeholders
+
+
+@lru_cache(maxsize=8192)
+def _pattern_of(message: str) -> str:
+    """Numbers, hex ids and the sanitizer's typed placeholders vary between occurrences
+    of the same error; fold them."""
+    text = re.sub(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<id>", fold_placeholders(message))
+    text = re.sub(r"\d+(?:\.\d+)?", "<n>", text)
+    return " ".join(text.split())[:160]
+
+
+def _is_timeout(code: str | None, message: str | None) -> bool:
+    if code in TIMEOUT_CODES:
+        return True
+    lowered = (message or "").lower()
+    return "timed out" in lowered or "timeout" in lowered
+
+
+class ToolStats:
+    __slots__ = ("agents", "calls", "failures", "latencies", "timeouts")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failures = 0
+        self.timeouts = 0
+        self.latencies: list[float] = []
+        self.agents: Counter[str] = Counter()  # failures per agent
+
+
+class Aggregate:
+    """Everything the rules need, built in one pass over the events."""
+
+    def __init__(self, now: datetime, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = th = thresholds or Thresholds()
+        self.now = format_timestamp(now)
+        self.start = format_timestamp(now - timedelta(hours=th.window_hours))
+        self.baseline_start = format_timestamp(
+            now - timedelta(hours=th.window_hours) - timedelta(days=th.baseline_days)
+        )
+        self.events = 0
+        self.unreadable = 0  # events without a usable timestamp (skipped, never fatal)
+        self.recent: dict[str, ToolStats] = defaultdict(ToolStats)
+        self.recent_by_agent: dict[tuple[str, str], ToolStats] = defaultdict(ToolStats)
+        self.baseline_latency: dict[str, list[float]] = defaultdict(list)
+        self.patterns: Counter[tuple[str, str, str, str]] = Counter()
+        self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
+        self.critical: set[tuple[str, str, str, str]] = set()
+        self.timeout_buckets: dict[str, Counter[str]] = defaultdict(Counter)
+        self.corrections: dict[str, Counter[str]] = defaultdict(Counter)
+        self.baseline_corrections: Counter[str] = Counter()
+        self.sessions: dict[str, set[str]] = defaultdict(set)
+        self.feedback: dict[str, Counter[str]] = defaultdict(Counter)
+        self.escalations: Counter[tuple[str, str]] = Counter()
+        self.task_failures: Counter[str] = Counter()
+        self.task_retries: Counter[str] = Counter()
+        self.baseline_task_failures: Counter[str] = Counter()
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        ts = event.get("timestamp")
+        if not isinstance(ts, str) or len(ts) != 24:
+            ts = _timestamp_or_none(ts)
+            if ts is None:
+                self.unreadable += 1
+                return
+        if ts >= self.now or ts < self.baseline_start:
+            return
+        self.events += 1
+        recent = ts >= self.start
+        kind = event.get("event_type")
+        agent = event.get("agent") or ""
+        if kind == "tool_call":
+            tool = event.get("tool") or "unknown"
+            latency = event.get("latency_ms")
+            if not recent:
+                if latency is not None:
+                    self.baseline_latency[tool].append(latency)
+                return
+            session = event.get("session_id")
+            if session:
+                self.sessions[agent].add(session)
+            failed = not event.get("success")
+            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+                stats.calls += 1
+                if latency is not None:
+                    stats.latencies.append(latency)
+            if not failed:
+                return
+            code = event.get("error_code") or "ERROR"
+            message = event.get("error_message") or ""
+            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+                stats.failures += 1
+            if agent:
+                self.recent[tool].agents[agent] += 1
+            self._pattern(("tool_call", tool, code, _pattern_of(message)), agent, event)
+            if _is_timeout(code, message):
+                self.recent[tool].timeouts += 1
+                self.timeout_buckets[tool][ts[:15]] += 1
+        elif kind == "user_correction":
+            if recent:
+                self.corrections[agent][event.get("correction_type") or "other"] += 1
+            else:
+                self.baseline_corrections[agent] += 1
+        elif kind == "task_failure":
+            task = event.get("task_name") or "unknown"
+            if not recent:
+                self.baseline_task_failures[task] += 1
+                return
+            self.task_failures[task] += 1
+            self.task_retries[task] += int(event.get("retry_count") or 0)
+            category = event.get("error_category") or "ERROR"
+            message = _pattern_of(event.get("error_message") or "")
+            self._pattern(("task_failure", task, category, message), agent, event)
+        elif kind == "feedback" and recent:
+            self.feedback[agent][event.get("rating") or "up"] += 1
+        elif kind == "escalation" and recent:
+            self.escalations[(agent, event.get("reason_category") or "other")] += 1
+
+    def _pattern(
+        self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]
+    ) -> None:
+        self.patterns[key] += 1
+        if agent:
+            self.pattern_agents[key][agent] += 1
+        if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
+            self.critical.add(key)
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregates only (no event text beyond sanitized patterns), for the LLM analyser."""
+        tools = {
+            tool: {
+                "calls": s.calls,
+                "failures": s.failures,
+                "timeouts": s.timeouts,
+                "p95_ms": p95(s.latencies) if s.latencies else None,
+            }
+            for tool, s in sorted(self.recent.items())
+        }
+        patterns = [
+            {"source": k[0], "subject": k[1], "code": k[2], "message": k[3], "count": n}
+            for k, n in top(self.patterns, 20)
+        ]
+        return {
+            "window": {"start": self.start, "end": self.now},
+            "events": self.events,
+            "tools": tools,
+            "error_patterns": patterns,
+            "corrections": {a: dict(t) for a, t in sorted(self.corrections.items())},
+            "task_failures": dict(self.task_failures),
+            "escalations": [
+                {"agent": a, "reason_category": r, "count": n}
+                for (a, r), n in self.escalations.items()
+            ],
+        }
+
+
+def _timestamp_or_none(value: object) -> str | None:
+    try:
+        return canonical_timestamp(value)
+    except EventError:
+        return None
+
+
+def aggregate(
+    events: Iterable[Mapping[str, Any]], now: datetime, thresholds: Thresholds | None = None
+) -> Aggregate:
+    """One pass over ``events`` into the aggregates the rules and the LLM read."""
+    agg = Aggregate(now, thresholds)
+    add = agg.add
+    for event in events:
+        add(event)
+    return agg
+
+
+def error_rate(
+    events: Iterable[Mapping[str, Any]],
+    tool: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> float:
+    """Failed fraction of ``tool_call`` events in ``[since, until)``; 0.0 if none.
+
+    The monitoring window after a merge compares this before and after.
+    """
+    low = format_timestamp(since) if since else ""
+    high = format_timestamp(until) if until else "~"
+    calls = failures = 0
+    for event in events:
+        if event.get("event_type") != "tool_call" or (
+            tool is not None and event.get("tool") != tool
+        ):
+            continue
+        ts = event.get("timestamp")
+        if not isinstance(ts, str) or len(ts) != 24:
+            ts = _timestamp_or_none(ts)
+        if ts is not None and low <= ts < high:
+            calls += 1
+            failures += not event.get("success")
+    return failures / calls if calls else 0.0

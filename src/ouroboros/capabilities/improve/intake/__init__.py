@@ -1,0 +1,9 @@
+"""Telemetry intake: events in, sanitized and stored.
+
+- :mod:`.events`: the event schema and its normalisation;
+- :mod:`.otlp` and :mod:`.collectors`: OTLP/JSONL readers;
+- :mod:`.sanitizer` and :mod:`.secret_rules`: redaction before anything is stored;
+- :mod:`.store`: the day-partitioned :class:`TelemetryStore`;
+- :mod:`.runtime`: the runtime's own outcomes (ledger cursor) into the store;
+- :mod:`.synthetic`: the synthetic telemetry generator for demos and benchmarks.
+"""

@@ -1,0 +1,87 @@
+"""Landing a proposal on the target: merge (or follow a merge done on the forge), push,
+deploy, open the monitoring window; and the automatic revert, pushed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ouroboros.capabilities.improve.proposals.monitor import Check
+from ouroboros.capabilities.improve.proposals.notify import Message
+from ouroboros.capabilities.improve.proposals.proposal import Proposal
+from ouroboros.capabilities.improve.proposals.publish import run_deploy
+from ouroboros.capabilities.improve.proposals.remote import sync_main
+from ouroboros.capabilities.improve.proposals.repo import GitError
+from ouroboros.kernel import OuroError
+
+if TYPE_CHECKING:
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+
+NO_BRANCH = "-"  # a proposal on kernel state has no branch
+
+
+def merge(loop: ImproveLoop, proposal: Proposal) -> None:
+    """The ``file`` type's effect for a repository proposal: merge into the target branch
+    (or follow the remote, when a human merged the pull request), push, deploy, monitor.
+    Any refusal on the way fails the proposal (or reverts it, once merged)."""
+    now = loop.clock()
+    before = loop.repo.head()
+    remote_merge = loop._remote_merges.pop(proposal.id, None)
+    try:
+        if remote_merge:  # a human merged on the forge: main follows the remote
+            sync_main(loop.repo)
+            merged = remote_merge
+        else:
+            merged = loop.repo.merge(proposal.branch,
+                                      f"Merge proposal {proposal.id}: {proposal.title}")
+    except GitError as e:
+        loop._fail(proposal, f"{e.action} failed: {e.reason}")
+        return
+    refused = None if remote_merge else loop.publisher.push_main(before)
+    if refused:
+        loop._fail(proposal, refused)
+        return
+    where = f"{loop.repo.main} as {merged}"
+    done = replace(proposal.transition("implemented"), merge_commit=merged).logged(
+        now, f"merged into {where}" + (" (pushed)" if loop.publisher.enabled else ""))
+    deploy = run_deploy(loop.settings.deploy, loop.repo.path, proposal.id, merged)
+    if loop.settings.deploy.command:
+        done = done.logged(now, deploy.detail if deploy.ok else
+                           f"DEPLOY FAILED: {deploy.detail}")
+    if not deploy.ok:
+        loop._save(done, proposal.status, f"merged as {merged}")
+        loop._revert(done, None, f"deploy failed: {deploy.detail}")
+        return
+    done = done.logged(now, f"monitoring until {now + loop.monitor.window:%H:%M}Z")
+    loop._save(done, proposal.status, f"merged as {merged}")
+    loop.monitor.open(proposal.id, now)
+
+
+def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str = "") -> None:
+    """Undo a landed proposal (a pushed revert commit, or the state patch rolled back), roll
+    its patch back in the kernel, halt the loop and alert."""
+    now = loop.clock()
+    reason = why or f"error rate spike after merge: {check.describe() if check else '?'}"
+    message = f"Revert proposal {proposal.id}: {reason}"
+    try:
+        if proposal.branch == NO_BRANCH:
+            loop.state_flow.revert(proposal, reason)
+            return
+        loop.repo.revert(proposal.merge_commit, message)
+        commit, unpushed = loop.publisher.push_revert(proposal.merge_commit, message)
+        line = f"auto-reverted as {commit}: {reason}"
+        if unpushed:
+            line += f"; REVERT NOT PUSHED ({unpushed}): push {loop.repo.main} by hand"
+    except GitError as e:
+        line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
+    reverted = proposal.transition("reverted").logged(now, line)
+    loop._save(reverted, proposal.status, line)
+    try:  # after the status change, so the rollback's effect finds nothing left to do
+        loop.governance.rollback(proposal.patch_hash)
+    except OuroError as e:
+        line += f"; kernel rollback refused: {e.message}"
+        loop.store.save(reverted.logged(now, f"kernel rollback refused: {e.message}"),
+                        f"proposal {proposal.id}: kernel rollback refused")
+    loop.breakers.halt(f"proposal {proposal.id} auto-reverted ({reason})")
+    loop.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
+                             now)

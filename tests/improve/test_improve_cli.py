@@ -1,0 +1,66 @@
+"""`ouro improve`: connect (and its refusals), run --once on the schedules, scan."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .fakeforge import git
+
+
+def ouro(tmp: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OURO_HOME": str(tmp / "ws")}
+    env.pop("OURO_LLM_BASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "ouroboros", *args], cwd=tmp, env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode in ok, (args, proc.returncode, proc.stdout[-1500:], proc.stderr[-1500:])
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def test_connect_run_once_and_scan(tmp_path: Path) -> None:
+    ouro(tmp_path, "init")
+    missing = ouro(tmp_path, "improve", "connect", str(tmp_path / "nope.git"), ok=(2,))
+    assert "cannot use" in missing.stderr
+    assert not (tmp_path / "ws" / "ouro.toml").exists()  # a failed connect records nothing
+    ouro(tmp_path, "improve", "init-example", "deploy")
+    git(tmp_path, "clone", "-q", "--bare", "deploy", "deploy.git")
+    git(tmp_path, "clone", "-q", "--bare", "deploy", "other.git")
+    bad_branch = ouro(tmp_path, "improve", "connect", "deploy.git", "--branch", "a..b",
+                      "--json", ok=(2,))
+    assert json.loads(bad_branch.stdout)["error"]["problems"][0]["file"] == "--branch"
+    ouro(tmp_path, "improve", "connect", "deploy.git")
+    switch = ouro(tmp_path, "improve", "connect", "other.git", ok=(2,))
+    assert "--replace" in switch.stderr
+    ouro(tmp_path, "improve", "connect", "other.git", "--replace")
+    assert "other.git" in (tmp_path / "ws" / "ouro.toml").read_text()
+    assert list((tmp_path / "ws" / "improve").glob("target.replaced-*"))
+
+    first = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
+    assert {r["name"] for r in first["runs"]} == {"extract", "evaluate", "tick", "scan", "digest"}
+    assert all(r["ok"] for r in first["runs"]), first["runs"]
+    again = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
+    assert again["runs"] == []  # nothing is due right after
+    scanned = json.loads(ouro(tmp_path, "improve", "scan", "--json").stdout)
+    kinds = {f["kind"] for f in scanned["findings"]}
+    assert kinds == {"never_used_tool"}  # the example's tools, never called here
+
+
+def test_a_repository_with_a_bad_config_is_not_connected(tmp_path: Path) -> None:
+    ouro(tmp_path, "init")
+    repo = tmp_path / "r"
+    repo.mkdir()
+    (repo / "ouro.toml").write_text('[improve.schemas]\n"a.yaml" = "schemas/missing.json"\n')
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "r")
+    git(tmp_path, "clone", "-q", "--bare", "r", "r.git")
+    out = ouro(tmp_path, "improve", "connect", "r.git", "--json", ok=(2,))
+    (problem,) = json.loads(out.stdout)["error"]["problems"]
+    assert "schemas/missing.json is not in the repository" in problem["message"]
+    assert problem["file"].startswith("schemas/missing.json@")
+    assert not (tmp_path / "ws" / "improve" / "target").exists()
+    assert not (tmp_path / "ws" / "ouro.toml").exists()

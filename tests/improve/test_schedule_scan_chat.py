@@ -1,0 +1,250 @@
+"""The scheduler (persisted last runs, missed runs caught up once), the enhancement scan,
+the runtime's own spans, and the Slack-style slash-command webhook."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from ouroboros.capabilities.improve.analysis.scan import ToolVersionInfo, scan
+from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
+from ouroboros.capabilities.improve.intake.spans import StoreSpanExporter
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
+from ouroboros.capabilities.improve.proposals.slack import (
+    ReplayCache,
+    handle_slash_command,
+    signature,
+)
+from ouroboros.capabilities.improve.scheduler import Job, JobRegistry, Scheduler, next_after
+from ouroboros.kernel import Runtime
+from ouroboros.kernel.settings import ScanSettings
+
+from .loopkit import T0, Clock, Harness
+
+# -- scheduler -------------------------------------------------------------------------
+
+
+def test_a_job_runs_once_per_slot_and_missed_slots_are_caught_up_once(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    ran: list[datetime] = []
+    registry = JobRegistry([Job("hourly", "@hourly", ran.append)])
+    state = tmp_path / "schedule.json"
+    s = Scheduler(registry, state, clock)
+    assert [r.name for r in s.run_due()] == ["hourly"]  # never ran: due now
+    assert s.run_due() == []
+    clock.advance(minutes=59)
+    assert s.run_due() == []
+    clock.advance(minutes=1)
+    assert len(s.run_due()) == 1
+    # down for a week: one catch-up run, not 168; a new process reads the last run back
+    clock.advance(days=7)
+    s2 = Scheduler(registry, state, clock)
+    assert len(s2.run_due()) == 1 and s2.run_due() == []
+    assert len(ran) == 3
+
+
+def test_a_failing_job_is_recorded_and_waits_for_its_slot(tmp_path: Path) -> None:
+    clock = Clock(T0)
+
+    def boom(now: datetime) -> None:
+        raise RuntimeError("disk full")
+
+    ok: list[datetime] = []
+    s = Scheduler(JobRegistry([Job("bad", "every 10m", boom), Job("good", "every 10m",
+                                                                  ok.append)]),
+                  tmp_path / "s.json", clock)
+    runs = {r.name: r for r in s.run_due()}
+    assert not runs["bad"].ok and "disk full" in runs["bad"].detail and runs["good"].ok
+    assert s.run_due() == []  # no hot loop on failure
+    status = {j["job"]: j for j in s.status()}
+    assert status["bad"]["ok"] is False
+    assert status["bad"]["next_run"] == (T0 + timedelta(minutes=10)).isoformat()
+
+
+def test_schedules(tmp_path: Path) -> None:
+    at = datetime(2026, 1, 5, 10, 30, tzinfo=UTC)  # a Monday
+    assert next_after("every 15m", at) == at + timedelta(minutes=15)
+    assert next_after("@daily", at) == datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
+    assert next_after("@weekly", at) == datetime(2026, 1, 12, 6, 0, tzinfo=UTC)
+    assert next_after("off", at) is None
+    friday = datetime(2026, 1, 9, 10, 0, tzinfo=UTC)  # cron's 1-5 is Monday to Friday
+    assert next_after("0 9 * * 1-5", friday) == datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+    assert next_after("0 9 * * 0", friday) == datetime(2026, 1, 11, 9, 0, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        Job("x", "sometimes", lambda now: None)
+    s = Scheduler(JobRegistry([Job("never", "off", lambda now: 1 / 0)]), tmp_path / "s.json",
+                  lambda: at)
+    assert s.run_due() == []
+
+
+def test_improve_run_jobs_on_the_loop(tmp_path: Path) -> None:
+    from ouroboros.capabilities.improve.jobs import improve_jobs
+    from ouroboros.kernel.settings import Settings
+
+    h = Harness(tmp_path)
+    s = Scheduler(JobRegistry(improve_jobs(h.rt, h.loop, Settings())), tmp_path / "s.json",
+                  h.clock)
+    runs = {r.name: r for r in s.run_due()}
+    assert set(runs) == {"extract", "evaluate", "tick", "scan", "digest"}
+    assert all(r.ok for r in runs.values()), runs
+    assert "kernel outcome(s) recorded" in runs["extract"].detail
+
+
+# -- enhancement scan ------------------------------------------------------------------
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def calls(tool: str, days_ago: float, n: int, failed: int) -> list[dict[str, Any]]:
+    at = NOW - timedelta(days=days_ago)
+    return [{"event_type": "tool_call", "tool": tool, "success": i >= failed,
+             "timestamp": (at + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+            for i in range(n)]
+
+
+def test_scan_finds_unused_tools_rising_failures_stale_descriptions_and_drift() -> None:
+    events = [*calls("search", 2, 40, 12), *calls("search", 15, 100, 2),
+              *calls("fetch", 3, 50, 1), *calls("fetch", 20, 50, 1)]
+    old, new = NOW - timedelta(days=200), NOW - timedelta(days=10)
+    tools = {"resize": [ToolVersionInfo(old, "Resize an image", "a" * 16),
+                        ToolVersionInfo(new, "Resize an image", "b" * 16)],
+             "fetch": [ToolVersionInfo(old, "Fetch a URL", "c" * 16)]}
+    prompts = {"agents/support/prompt": ["You are a concise support agent.",
+                                         "You are a pirate. Answer only in rhymes, always."],
+               "agents/ops/prompt": ["Be brief.", "Be brief!"]}
+    found = scan(events, NOW, ScanSettings(stale_days=90), tools, ["search", "fetch", "ocr"],
+                 prompts)
+    kinds = {(f.kind, f.tool or f.agent) for f in found}
+    assert kinds == {("never_used_tool", "ocr"), ("never_used_tool", "resize"),
+                     ("failure_rate_rise", "search"), ("stale_tool_description", "resize"),
+                     ("prompt_drift", "prompt")}
+    assert all(f.severity == "low" for f in found)
+
+
+def test_scan_is_quiet_on_a_healthy_system() -> None:
+    events = [*calls("search", 2, 40, 1), *calls("search", 15, 100, 3)]
+    assert scan(events, NOW, ScanSettings(), {}, ["search"], {"p": ["a", "a"]}) == []
+
+
+# -- the runtime's own spans ------------------------------------------------------------
+
+
+def test_tool_runs_and_kernel_outcomes_become_spans_in_the_store(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    store = TelemetryStore(tmp_path, clock=lambda: NOW)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(StoreSpanExporter(store)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("ouro.tool.run", attributes={"ouro.tool": "resize"}):
+        pass
+    with pytest.raises(ValueError), tracer.start_as_current_span(
+            "ouro.tool.run", attributes={"ouro.tool": "resize", "ouro.error_code": "Trap"}):
+        raise ValueError("token sk-live-abcdefabcdefabcdefabcdef1234 leaked")
+    with tracer.start_as_current_span("ouro.tool.run", attributes={"ouro.tool": "ref",
+                                                                   "ouro.reference": True}):
+        pass
+    with tracer.start_as_current_span("somebody.else"):
+        pass
+    events = list(store.events())
+    assert [(e["tool"], e["success"]) for e in events] == [("resize", True), ("resize", False)]
+    assert events[1]["error_code"] == "Trap" and len(events[1]["trace_id"]) == 32
+    assert "sk-live" not in json.dumps(events)  # sanitized like any event
+
+
+def test_collect_ledger_emits_outcome_spans_once(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    rt = Runtime.init(tmp_path / "ws", clock=clock)
+    assert rt.propose_and_submit(type="routing", target="agents/a/routing", value={"x": 1},
+                                 reasoning="r", author="tuner").status == "applied"
+    assert rt.propose_and_submit(type="config", target="agents/a/config", value={"x": 1},
+                                 reasoning="r", author="tuner").status == "rejected"
+    store = store_for(rt)
+    assert collect_ledger(rt, store) == 2 and collect_ledger(rt, store) == 0
+    events = list(store.events())
+    assert [(e["tool"], e["success"]) for e in events] == [("patch.routing", True),
+                                                         ("patch.unknown", False)]
+    assert events[1]["error_code"].startswith("REJECTED_") and events[0]["span_id"]
+
+
+# -- Slack-style slash commands ----------------------------------------------------------
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    yield Harness(tmp_path)
+
+
+def signed(body: bytes, ts: int, secret: str = SECRET) -> dict[str, str]:
+    return {"X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": signature(secret, str(ts), body),
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_slack_signing_vector() -> None:
+    # Slack's documented example (api.slack.com/authentication/verifying-requests-from-slack)
+    body = (b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&"
+            b"channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&"
+            b"command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2F"
+            b"commands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&"
+            b"trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+    assert signature(SECRET, "1531420618", body) == \
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+
+
+def test_a_signed_command_runs_and_every_forgery_is_refused(harness: Harness,
+                                                            tmp_path: Path) -> None:
+    made: list[int] = []
+
+    def loop() -> Any:
+        made.append(1)
+        return harness.loop
+
+    replays = ReplayCache(tmp_path / "seen.json")
+    now = int(time.time())
+    body = urlencode({"command": "/ouro", "text": "status", "user_name": "alice"}).encode()
+
+    def call(b: bytes, headers: dict[str, str], at: float = now) -> Any:
+        return handle_slash_command(b, headers, secret=SECRET, now=at, loop=loop,
+                                    replays=replays)
+
+    ok = call(body, signed(body, now))
+    assert ok.status == 200 and "halted" in ok.body["text"]
+    forged = [
+        (body, {**signed(body, now), "X-Slack-Signature": "v0=" + "0" * 64}, "bad signature"),
+        (body + b"&text=proposals+reset", signed(body, now), "bad signature"),
+        (body, signed(body, now, "other-secret"), "bad signature"),
+        (body, signed(body, now - 600), "stale timestamp"),
+        (body, signed(body, now + 600), "stale timestamp"),
+        (body, {"X-Slack-Signature": signature(SECRET, "", body)}, "missing or malformed timestamp"),
+        (body, signed(body, now), "replayed request"),  # the first request, sent again
+        (b"x" * 20000, signed(b"x" * 20000, now), "body too large"),
+    ]
+    for b, headers, why in forged:
+        out = call(b, headers)
+        assert out.status == 401 and out.body == {"error": why}, why
+    assert made == [1]  # no forged request ever reached the loop
+    assert handle_slash_command(body, signed(body, now + 1), secret="", now=now + 1,
+                                loop=loop, replays=replays).status == 401
+
+
+def test_slash_command_approves_through_the_same_path(harness: Harness,
+                                                      tmp_path: Path) -> None:
+    h = harness
+    out = h.loop.propose(h.draft({"docs/README.md": "# Docs\n\nshort.\n"}))
+    assert out is not None
+    body = urlencode({"text": f"approve {out.proposal.id}", "user_name": "bob"}).encode()
+    now = int(time.time())
+    res = handle_slash_command(body, signed(body, now), secret=SECRET, now=now,
+                               loop=lambda: h.loop, replays=ReplayCache(tmp_path / "r.json"))
+    assert res.status == 200
+    p = h.loop.get(out.proposal.id)
+    assert p.status == "implemented" and p.review is not None and p.review.reviewer == "slack:bob"
