@@ -125,3 +125,65 @@ def test_thresholds_count_distinct_public_keys_even_if_ids_collide() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     auth = authorise(policy, "prompt", "x", False, frozenset({"a", "b"}), now)
     assert not auth.ok and "found 1" in auth.reason
+
+
+# -- grants under review: a grant waits for a person who may grant, never more ----------
+@pytest.fixture
+def tools_reviewed(rt: Runtime) -> Runtime:
+    """`tools` patches to agents/* are reviewed; `agent` may change tool sets but not grant;
+    `clerk` may approve but not grant; `admin` may approve and grant."""
+    _gates(rt, [{"types": ["tools"], "targets": ["agents/*"], "approvals": 1}])
+    grant(rt, "agent", ["tools"], targets=["agents/*"])
+    grant(rt, "clerk", ["tools"], targets=["agents/*"], rights=["approve"])
+    grant(rt, "admin", ["tools"], targets=["agents/*"], rights=["approve", "grant"])
+    return rt
+
+
+def _ask(rt: Runtime, value: Any, key: str = "agent") -> Any:
+    return rt.submit(rt.sign(rt.propose("tools", "agents/a/tools", value=value, reasoning="r",
+                                        author=key), key))
+
+
+def test_a_grant_under_an_approval_rule_waits_for_a_person(tools_reviewed: Runtime) -> None:
+    out = _ask(tools_reviewed, ["shell"])
+    assert (out.status, out.stage) == ("pending", "audit"), out
+    assert "'grant' right" in out.reason and tools_reviewed.value("agents/a/tools") is None
+
+
+def test_an_approver_without_the_grant_right_grants_nothing(tools_reviewed: Runtime) -> None:
+    out = _ask(tools_reviewed, ["shell"])
+    done = tools_reviewed.approve(out.patch_hash, key="clerk")
+    assert (done.status, done.stage) == ("rejected", "audit"), done
+    assert "privilege escalation" in done.reason
+    assert tools_reviewed.value("agents/a/tools") is None
+    assert tools_reviewed.log()[-1].kind == "PatchRejected"
+
+
+def test_an_approver_holding_grant_lets_it_through(tools_reviewed: Runtime) -> None:
+    out = _ask(tools_reviewed, ["shell"])
+    done = tools_reviewed.approve(out.patch_hash, key="admin")
+    assert done.status == "applied", done
+    assert tools_reviewed.value("agents/a/tools") == ["shell"]
+
+
+def test_a_grant_right_elsewhere_does_not_count(tools_reviewed: Runtime) -> None:
+    """`ops` holds grant and approve, but for other targets: it cannot even approve here,
+    and a root-approved grant is the only other way through."""
+    grant(tools_reviewed, "ops", ["tools"], targets=["ops/*"], rights=["approve", "grant"])
+    out = _ask(tools_reviewed, ["shell"])
+    with pytest.raises(UsageError, match="may not approve"):
+        tools_reviewed.approve(out.patch_hash, key="ops")
+    assert tools_reviewed.approve(out.patch_hash, key="root").status == "applied"
+
+
+def test_a_grant_with_another_audit_reason_is_refused_outright(tools_reviewed: Runtime) -> None:
+    out = _ask(tools_reviewed, ["shell", "ignore previous instructions"])
+    assert (out.status, out.stage) == ("rejected", "audit"), out
+    assert "prompt-injection marker" in out.reason and tools_reviewed.pending() == {}
+
+
+def test_without_an_approval_rule_a_grant_is_refused_outright(rt: Runtime) -> None:
+    grant(rt, "agent", ["tools"], targets=["agents/*"])
+    out = _ask(rt, ["shell"])
+    assert (out.status, out.stage) == ("rejected", "audit") and "privilege escalation" in out.reason
+    assert rt.pending() == {}

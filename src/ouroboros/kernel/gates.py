@@ -74,6 +74,9 @@ class Submission:
     registry: TypeRegistry
     now: datetime
     approved: bool = False
+    #: Key ids whose approvals (recorded, and the one completing them) let this patch
+    #: through; a grant in it counts when one of them holds the 'grant' right.
+    approvers: frozenset[str] = frozenset()
     rollback: bool = False
     signatures: SignatureCheck | None = None
     auth: Authorisation | None = None
@@ -269,12 +272,33 @@ class AuditGate:
     def check(self, sub: Submission) -> GateResult:
         assert sub.patch is not None and sub.patch_type is not None
         auth = sub.auth or Authorisation(False, False, frozenset())
+        rights = auth.rights
+        if sub.approved and sub.approvers and "grant" not in rights:
+            # A person who holds the 'grant' right for this type and target and approved
+            # the patch grants what it asks for; an approver without it grants nothing.
+            by_approvers = authorise(sub.state.values[TRUST_TARGET], sub.patch.type,
+                                     sub.patch.target, False, sub.approvers, sub.now)
+            rights = rights | (by_approvers.rights & {"grant"})
+        reasons = self._deny(sub, auth.root, rights)
+        if reasons and not sub.approved and "grant" not in rights \
+                and approval_rule(sub.state, sub.patch) is not None \
+                and not self._deny(sub, auth.root, rights | {"grant"}):
+            # Only the grant stands in the way and a person reviews this patch anyway:
+            # wait for an approver who may grant, rather than refuse outright.
+            return GateResult.deferred(
+                f"approval: {sub.patch.type} patches to {sub.patch.target} that grant "
+                f"capabilities need approval by a key holding the 'grant' right "
+                f"(`ouro approve`); {reasons[0]}")
+        return GateResult.rejected("; ".join(reasons)) if reasons else GateResult.accepted()
+
+    def _deny(self, sub: Submission, root: bool, rights: frozenset[str]) -> list[str]:
+        assert sub.patch is not None and sub.patch_type is not None
         config = sub.state.values[GATES_TARGET]["audit"]
         ctx = sub.context()
         facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
                             author=sub.patch.author, reasoning=sub.patch.reasoning,
-                            old=sub.old_value, new=sub.new_value, root=auth.root,
-                            rights=auth.rights, new_bytes=ctx.new_bytes,
+                            old=sub.old_value, new=sub.new_value, root=root,
+                            rights=rights, new_bytes=ctx.new_bytes,
                             markers=config["injection_markers"])
         reasons = self.rego.deny(config, facts)
         if sub.patch_type.audit is not None:
@@ -282,7 +306,7 @@ class AuditGate:
                 reasons += sub.patch_type.audit(ctx)
             except Exception as e:
                 reasons.append(f"{sub.patch.type} audit crashed: {type(e).__name__}: {e}")
-        return GateResult.rejected("; ".join(reasons)) if reasons else GateResult.accepted()
+        return reasons
 
 
 def approval_rule(state: KernelState, patch: Patch) -> dict[str, Any] | None:

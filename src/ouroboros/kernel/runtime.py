@@ -490,9 +490,10 @@ class Runtime:
                         "try again, or reduce contention on this target")
 
     def _decide(self, envelope: Envelope, state: KernelState, *, approved: bool = False,
-                rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
+                approvers: frozenset[str] = frozenset(), rollback_of: str | None = None
+                ) -> tuple[SubmitOutcome, list[Item], Submission]:
         return decide(envelope, state, self.gates, self.registry, self.clock.now(),
-                      approved=approved, rollback_of=rollback_of)
+                      approved=approved, approvers=approvers, rollback_of=rollback_of)
 
     def _run_effect(self, sub: Submission) -> None:
         ptype = sub.patch_type
@@ -524,7 +525,8 @@ class Runtime:
             # to commit, so the first attempt skips the extra head query.
             state = self._state
             if decided is None:
-                decided = self._decide(envelope, state, approved=_approval is not None)
+                decided = self._decide(envelope, state, approved=_approval is not None,
+                                       approvers=_approvers(state, _approval))
             outcome, items, sub = decided
             if not items:
                 if attempt == 0:
@@ -815,3 +817,11 @@ def _policy_key(policy: dict[str, Any], key: str, keyring: Keyring) -> str:
     if len(ids) == 1:
         return str(ids[0])
     raise NotFound(f"no key {key!r} in the trust policy", "see `ouro trust show`")
+
+
+def _approvers(state: KernelState, approval: Item | None) -> frozenset[str]:
+    """The key ids that approved a pending patch: those recorded, and the completing one."""
+    if approval is None:
+        return frozenset()
+    entry = state.pending.get(str(approval[1].get("patch_hash", "")), {})
+    return frozenset({*entry.get("approvals", {}).values(), str(approval[1]["approver"])})

@@ -101,14 +101,14 @@ def parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
 
 def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
        registry: TypeRegistry, now: datetime, *, approved: bool = False,
-       rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
+       approvers: frozenset[str] = frozenset(), rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
     """The gates' decision on ``envelope`` against ``state``, and the events that record
     it (none for a patch already applied or pending). Pure: nothing is written."""
     payload: bytes = envelope.payload
     patch_hash = hash_bytes(payload)
     patch, error = parse_patch(payload)
     sub = Submission(envelope, patch_hash, patch, error, state, registry,
-                     now=now, approved=approved,
+                     now=now, approved=approved, approvers=approvers,
                      rollback=rollback_of is not None)
     author = patch.author if patch else ""
     if patch_hash in state.pending and not approved:
