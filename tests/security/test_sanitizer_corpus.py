@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from ouroboros.capabilities.improve.analysis import _pattern_of
+from ouroboros.capabilities.improve.analysis.aggregate import _pattern_of
 from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
 
 from .secrets_corpus import Secret, build_corpus, contexts, load_corpus, load_harmless, load_kinds
