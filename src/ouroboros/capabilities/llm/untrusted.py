@@ -55,14 +55,10 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def normalise_for_scan(text: str) -> str:
-    """Folded text for marker matching: NFKC, casefolded, format characters dropped,
-    whitespace collapsed, so "IGNORE\u200b previous\n instructions" still matches."""
-    folded = unicodedata.normalize("NFKC", printable(text)).casefold()
-    return " ".join(folded.split())
-
-
 def markers_in(text: str, markers: list[str]) -> list[str]:
-    """Which injection markers occur anywhere in `text` (after normalisation)."""
-    scanned = normalise_for_scan(text)
-    return [m for m in markers if normalise_for_scan(m) in scanned]
+    """Which injection markers occur anywhere in `text`: the kernel audit gate's own
+    matcher (visual skeleton: NFKC, case fold, format characters, confusables, spaced-out
+    letters), so a tool description is held to exactly what a prompt patch is."""
+    from ouroboros.kernel.markers import find_markers
+
+    return list(dict.fromkeys(h.marker for h in find_markers([text], markers)))
