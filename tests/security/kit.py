@@ -16,3 +16,13 @@ def grant_key(rt: Runtime, name: str, types: list[str], rights: list[str] | None
     out = rt.submit(rt.sign(rt.propose("trust", "kernel/trust", value=policy, reasoning="grant",
                                        author="operator"), "root"))
     assert out.status == "applied", out
+
+
+def lift_breaker(rt: Runtime) -> None:
+    """Raise the breaker threshold out of reach (root-signed): for modules that send many
+    rejected patches under one key to test something else (the breaker has its own tests)."""
+    gates = rt.value("kernel/gates")
+    gates["breaker"]["threshold"] = 10_000
+    out = rt.submit(rt.sign(rt.propose("gates", "kernel/gates", value=gates,
+                                       reasoning="no breaker here", author="operator"), "root"))
+    assert out.status == "applied", out

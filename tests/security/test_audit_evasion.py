@@ -14,16 +14,18 @@ import pytest
 from ouroboros.kernel import Runtime
 
 from .corpus import EVASIONS, LOOKALIKES, Case
-from .kit import grant_key
+from .kit import grant_key, lift_breaker
 
 _authors = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    """One workspace for the module; each case has its own author (so the breaker, which
-    counts one author's rejections, never steps in) and its own target."""
+    """One workspace for the module; each case has its own target and author. Breakers
+    count a signing key's rejections, and every case is signed by `mallory`: the breaker
+    is lifted out of the way here (it has tests of its own)."""
     runtime = Runtime.init(Path(tmp_path_factory.mktemp("audit")) / "ws")
+    lift_breaker(runtime)
     grant_key(runtime, "mallory", ["prompt", "config", "policy", "tools", "routing"])
     # Existing values to patch: tools already granted, a config with a tool list.
     for kind, target, value in [("tools", "agents/base/tools", ["search", "read_file"]),
@@ -62,7 +64,8 @@ def test_evasion_is_rejected_at_audit_and_nothing_changes(rt: Runtime, case: Cas
     assert events[0].payload["stage"] == "audit"
     assert events[0].payload["patch_hash"] == out.patch_hash
     assert rt.state_hash() == before_hash
-    assert out.patch_hash not in rt.refresh().applied
+    record = rt.refresh().index.record(out.patch_hash)
+    assert record is None or record.applied is None
 
 
 @pytest.mark.parametrize("case", LOOKALIKES, ids=[c.id for c in LOOKALIKES])

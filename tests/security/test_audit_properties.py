@@ -21,7 +21,7 @@ from ouroboros.kernel.scan import scan
 from ouroboros.kernel.textfold import fold
 from ouroboros.kernel.urls import urls_in_text
 
-from .kit import grant_key
+from .kit import grant_key, lift_breaker
 
 MARKERS: list[str] = DEFAULT_AUDIT_CONFIG["injection_markers"]
 _authors = itertools.count()
@@ -37,6 +37,7 @@ url_texts = st.lists(st.sampled_from(URL_PIECES), min_size=1, max_size=12).map("
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     runtime = Runtime.init(Path(tmp_path_factory.mktemp("props")) / "ws")
     grant_key(runtime, "fuzzer", ["prompt"])
+    lift_breaker(runtime)  # every fuzzed rejection is signed by `fuzzer`
     yield runtime
     runtime.close()
 
