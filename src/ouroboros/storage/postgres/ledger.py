@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS {s}.patch_log (
 """
 #: Rows per read batch: big enough to amortise the query, small enough to stay flat.
 _BATCH = 2000
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 _T = TypeVar("_T")
 
 
@@ -163,26 +164,28 @@ class PostgresLedger:
             locked = False
             try:
                 index: list[IndexRow] = []
-                with db.pipeline():
+                with db.pipeline():  # one round trip: lock, BEGIN, head
                     db.execute(q["lock"], (self._key,), prepare=True)
                     locked = True
                     db.execute("BEGIN")
                     top = db.execute(q["top"], prepare=True).fetchone()
-                    next_seq = 0 if top is None or top[0] is None else int(top[0]) + 1
-                    try:
-                        events = list(build(Head(next_seq, lambda s: self._rows(s, None),
-                                                 index.extend)))
-                        with db.cursor() as cur:
-                            if events:
-                                cur.executemany(q["insert"], [(e.seq, e.body, e.sig)
-                                                              for e in events])
-                            if index:
-                                cur.executemany(q["index"], index)
-                        db.execute("COMMIT")
-                    except BaseException:
-                        if not db.broken:
-                            db.execute("ROLLBACK")
-                        raise
+                next_seq = 0 if top is None or top[0] is None else int(top[0]) + 1
+                try:
+                    # The builder runs outside any pipeline: it may read (catch up) and it
+                    # may raise (RetryAppend), neither of which a pipeline should see.
+                    events = list(build(Head(next_seq, lambda s: self._rows(s, None),
+                                             index.extend)))
+                    with db.pipeline(), db.cursor() as cur:  # one round trip: rows, COMMIT
+                        if events:
+                            cur.executemany(q["insert"], [(e.seq, e.body, e.sig)
+                                                          for e in events])
+                        if index:
+                            cur.executemany(q["index"], index)
+                        cur.execute("COMMIT")
+                except BaseException:
+                    if not db.broken and db.info.transaction_status != _IDLE:
+                        db.execute("ROLLBACK")
+                    raise
                 if after_commit is not None:
                     after_commit(events)
                 return events
