@@ -84,7 +84,7 @@ def ledger_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     real = Runtime.init.__func__  # type: ignore[attr-defined]
 
     def init(cls: type[Runtime], home: Any = None, **kwargs: Any) -> Runtime:
-        if kwargs.get("ledger") is None:
+        if "ledger" not in kwargs:  # (ledger=None asks for SQLite explicitly)
             kwargs["ledger"] = fresh()
         return real(cls, home, **kwargs)  # type: ignore[no-any-return]
 

@@ -339,6 +339,13 @@ class PostgresLedger:
             return n
 
 
+    def discard(self) -> None:
+        """Empty this ledger (a migration whose copy did not verify)."""
+        with self._lock, self._errors(), self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+            self._db.execute(self._q["truncate"])
+
+
 def _statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, str]:
     s = sql.Identifier(ledger)
 
@@ -371,6 +378,7 @@ def _statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, str]:
                    "(SELECT min(seq) FROM {s}.snapshots GROUP BY seq / %s)"),
         "emptiness": q("SELECT EXISTS (SELECT 1 FROM {s}.events), EXISTS (SELECT 1 FROM "
                        "{s}.snapshots), EXISTS (SELECT 1 FROM {s}.patch_log)"),
+        "truncate": q("TRUNCATE {s}.events, {s}.snapshots, {s}.patch_log"),
         "copy_events": q("COPY {s}.events (seq, body, sig) FROM STDIN"),
         "copy_index": q("COPY {s}.patch_log (hash, kind, seq) FROM STDIN"),
     }
