@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -459,7 +460,22 @@ def main() -> None:
     ap.add_argument("--scale", nargs="?", const="10000,100000,1000000", default=None,
                     help="Issue 17's scale run instead: comma-separated patch-event counts.")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="postgresql: issue 14's run (1, 2, 4 writers on SQLite and "
+                         "PostgreSQL side by side, and a kill test)")
     args = ap.parse_args()
+    if args.backend == "postgresql":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from kernel_postgres import run
+
+        pg = run(100 if args.quick else 400)
+        pg_out = Path(args.out or "bench/results/kernel_postgres.json")
+        pg_out.parent.mkdir(parents=True, exist_ok=True)
+        pg_out.write_text(json.dumps({"meta": _meta(), "results": pg}, indent=2))
+        width = max(map(len, pg))
+        for k, v in pg.items():
+            print(f"{k:<{width}}  {v:>12,.0f}")
+        return
     if args.scale is not None:
         scaled = bench_scale([int(x) for x in args.scale.split(",")])
         scaled["meta"] = _meta()

@@ -6,8 +6,10 @@ venv="${1:-.venv}"
 python="${PYTHON:-python3}"
 # Debian packages the project needs, installed only when missing (as root, or with
 # passwordless sudo): bubblewrap (every tool build runs in its jail) and the ICU headers
-# PyICU builds against (the audit gate's TR39 confusables skeleton), and chromium (the web
-# console's end-to-end tests drive it with Playwright; no browser is ever downloaded).
+# PyICU builds against (the audit gate's TR39 confusables skeleton), chromium (the web
+# console's end-to-end tests drive it with Playwright; no browser is ever downloaded) and
+# PostgreSQL 15's server binaries (the tests run the PostgreSQL ledger against a throw-away
+# server of their own).
 apt_need() {
     local missing=()
     for pkg in "$@"; do
@@ -25,7 +27,7 @@ apt_need() {
     $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    apt_need bubblewrap libicu-dev pkg-config g++ chromium
+    apt_need bubblewrap libicu-dev pkg-config g++ chromium postgresql-15
 fi
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"

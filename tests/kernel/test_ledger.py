@@ -6,7 +6,6 @@ import itertools
 import multiprocessing
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledgerkit import raw_sql
 from ouroboros.kernel import IntegrityError, Runtime
 
 
@@ -45,13 +45,11 @@ def test_checkpoints_commit_merkle_roots(tmp_path: Path) -> None:
     assert rt.verify().checkpoints == len(cps)
 
 
-def _tamper(db: Path, seq: int, column: str, pos: int) -> None:
-    con = sqlite3.connect(db)
-    data = bytearray(con.execute(f"SELECT {column} FROM events WHERE seq=?", (seq,)).fetchone()[0])
+def _tamper(home: Path, seq: int, column: str, pos: int) -> None:
+    """Flip one bit of an event's body or signature, directly in the database."""
+    data = bytearray(raw_sql(home, f"SELECT {column} FROM events WHERE seq=?", seq)[0][0])
     data[pos % len(data)] ^= 0x01
-    con.execute(f"UPDATE events SET {column}=? WHERE seq=?", (bytes(data), seq))
-    con.commit()
-    con.close()
+    raw_sql(home, f"UPDATE events SET {column}=? WHERE seq=?", bytes(data), seq)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +61,7 @@ def ledger_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.mark.backends("sqlite")  # copies the workspace's database file
 @given(seq=st.integers(0, 9), column=st.sampled_from(["body", "sig"]), pos=st.integers(0, 10_000))
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_single_byte_change_is_detected(ledger_template: Path, tmp_path: Path, seq: int,
@@ -71,7 +70,7 @@ def test_every_single_byte_change_is_detected(ledger_template: Path, tmp_path: P
 
     home = tmp_path / f"t{seq}-{column}-{pos}"
     shutil.copytree(ledger_template, home)
-    _tamper(home / "ledger.db", seq, column, pos)
+    _tamper(home, seq, column, pos)
     rt = Runtime.__new__(Runtime)  # open without folding: the state may be unreadable now
     from ouroboros.kernel.ledger import verify_events
     from ouroboros.kernel.workspace import Workspace
@@ -90,7 +89,7 @@ def test_verify_cli_names_the_first_bad_event(tmp_path: Path) -> None:
     rt = Runtime.init(tmp_path / "ws")
     fill(rt, 4)
     rt.close()
-    _tamper(tmp_path / "ws" / "ledger.db", 2, "body", 40)
+    _tamper(tmp_path / "ws", 2, "body", 40)
     proc = subprocess.run([sys.executable, "-m", "ouroboros", "verify", "--home",
                            str(tmp_path / "ws")], capture_output=True, text=True)
     assert proc.returncode == 1
@@ -99,10 +98,7 @@ def test_verify_cli_names_the_first_bad_event(tmp_path: Path) -> None:
 
 def test_deleted_event_is_a_sequence_gap(rt: Runtime) -> None:
     fill(rt, 3)
-    con = sqlite3.connect(rt.workspace.ledger_path)
-    con.execute("DELETE FROM events WHERE seq=2")
-    con.commit()
-    con.close()
+    raw_sql(rt.home, "DELETE FROM events WHERE seq=2")
     with pytest.raises(IntegrityError, match="event 3: sequence gap") as err:
         rt.verify()
     assert err.value.seq == 3
@@ -176,8 +172,8 @@ def test_parallel_verification_names_the_first_bad_event(tmp_path: Path) -> None
     for i in range(0, len(items), 1000):
         rt.record_batch(items[i:i + 1000])
     assert rt.verify(workers=2).events == rt.backend.count()
-    _tamper(rt.workspace.ledger_path, 4321, "sig", 7)
-    _tamper(rt.workspace.ledger_path, 2500, "body", 30)
+    _tamper(rt.home, 4321, "sig", 7)
+    _tamper(rt.home, 2500, "body", 30)
     with pytest.raises(IntegrityError) as err:
         rt.verify(workers=2)
     assert err.value.seq == 2500
@@ -273,8 +269,10 @@ def test_reads_stream_in_batches_while_the_ledger_grows(tmp_path: Path,
     """``read`` fetches bounded batches (no fetchall), each its own query: appending between
     two batches on the same connection neither skips nor repeats an event."""
     from ouroboros.storage import sqlite as sqlite_backend
+    from ouroboros.storage.postgres import ledger as postgres_backend
 
     monkeypatch.setattr(sqlite_backend, "_BATCH", 7)
+    monkeypatch.setattr(postgres_backend, "_BATCH", 7)
     rt = Runtime.init(tmp_path / "ws")
     rt.record_batch([("Note", {"i": i}) for i in range(20)])
     seen = []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from ledgerkit import raw_sql
 from ouroboros.kernel import Runtime, SubmitOutcome
 from ouroboros.kernel.dsse import envelope_to_dict
 
@@ -37,14 +37,8 @@ def envelope_json(rt: Runtime, key: str, **kw: Any) -> str:
 
 
 def sql(home: Path, statement: str, *args: Any) -> list[Any]:
-    """What a workspace writer can do: run any SQL on the ledger database."""
-    con = sqlite3.connect(home / "ledger.db")
-    try:
-        rows = con.execute(statement, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
+    """What a database writer can do: run any SQL on the ledger (SQLite or PostgreSQL)."""
+    return raw_sql(home, statement, *args)
 
 
 def count_events(home: Path) -> int:

@@ -111,10 +111,10 @@ def test_a_fork_signed_with_the_runtime_key_is_caught_by_the_witness(
         home: Path, tmp_path: Path) -> None:
     """Even the runtime key's holder cannot rewrite history a witness has seen: a new,
     validly signed branch of the same length disagrees with the witness's checkpoint."""
+    from ledgerkit import backend_of
     from ouroboros.kernel.anchors import sign_checkpoint
     from ouroboros.kernel.canonical import hash_bytes
     from ouroboros.kernel.ledger import make_event
-    from ouroboros.storage.sqlite import SQLiteLedger
 
     rt = Runtime.open(home)
     witness = rt.add_witness(tmp_path / "w")
@@ -123,7 +123,7 @@ def test_a_fork_signed_with_the_runtime_key_is_caught_by_the_witness(
     rt.close()
     size = len(events)
     sql(home, "DELETE FROM events WHERE seq >= ?", size - 2)
-    backend = SQLiteLedger(home / "ledger.db")
+    backend = backend_of(home)
     forged = []
     prev = events[-3].hash
     for seq in (size - 2, size - 1):

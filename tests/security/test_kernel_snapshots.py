@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from ledgerkit import backend_of
 from ouroboros.kernel import IntegrityError, Runtime
 from ouroboros.kernel.canonical import canonical_bytes, hash_bytes
 from ouroboros.kernel.ledger import make_event
 from ouroboros.kernel.state import KernelState
 from ouroboros.kernel.verify import snapshot_statement
-from ouroboros.storage.sqlite import SQLiteLedger
 
 from .kernelkit import grant, ouro, routing, sql, submit
 
@@ -151,7 +151,7 @@ def _forge_reapply(home: Path) -> int:
     signer, last = rt.signer, rt.log()[-1]
     ledger_id = rt.ledger_id
     rt.close()
-    backend = SQLiteLedger(home / "ledger.db")
+    backend = backend_of(home)
     payload = dict(first.payload)
     ev = make_event(last.seq + 1, last.hash, "PatchApplied", payload, last.time, signer)
     backend.append(lambda head: [ev])

@@ -72,17 +72,18 @@ from ouroboros.kernel.trust import (
 )
 from ouroboros.kernel.types import TypeRegistry
 from ouroboros.kernel.verify import snapshot_problem, snapshot_statement, verify_ledger
-from ouroboros.kernel.workspace import Workspace, resolve_home
+from ouroboros.kernel.workspace import CONFIG_NAME, Workspace, resolve_home
+from ouroboros.storage.backends import open_ledger
 from ouroboros.storage.blobs import BlobStore
 from ouroboros.storage.ledger import (
     Head,
     IndexRow,
     LedgerBackend,
+    LedgerUnavailable,
     RetryAppend,
     Snapshot,
     StoredEvent,
 )
-from ouroboros.storage.sqlite import SQLiteLedger
 
 if TYPE_CHECKING:
     from securesystemslib.dsse import Envelope
@@ -119,8 +120,7 @@ class Runtime:
         self.workspace = workspace
         self.home = workspace.home
         self.durable = bool(workspace.config.get("durable", False))
-        self.backend: LedgerBackend = backend or SQLiteLedger(workspace.ledger_path,
-                                                              durable=self.durable)
+        self.backend: LedgerBackend = backend or _open_backend(workspace, self.durable)
         self.keyring = Keyring(workspace.keys_dir)
         self.blobs = BlobStore(workspace.blobs_dir)
         self.clock: Clock = clock or SystemClock()
@@ -145,14 +145,38 @@ class Runtime:
     @classmethod
     def init(cls, home: Path | str | None = None, *, clock: Clock | None = None,
              checkpoint_interval: int = 1000, snapshot_interval: int = 1000,
-             durable: bool = False) -> Runtime:
+             durable: bool = False, ledger: str | None = None) -> Runtime:
         """Create a workspace: root and runtime keys, the signed genesis event and the
-        first signed checkpoint."""
+        first signed checkpoint. ``ledger``: a ``postgresql://`` URL whose ledger (an empty
+        one) this workspace uses instead of SQLite; it is stored without its password."""
         path = resolve_home(home)
-        ws = Workspace.create(path, {"version": 1, "runtime_key": "runtime",
-                                     "root_keys": ["root"], "checkpoint_interval":
-                                     checkpoint_interval, "snapshot_interval": snapshot_interval,
-                                     "durable": durable})
+        backend: LedgerBackend | None = None
+        config: dict[str, Any] = {"version": 1, "runtime_key": "runtime",
+                                  "root_keys": ["root"], "checkpoint_interval":
+                                  checkpoint_interval, "snapshot_interval": snapshot_interval,
+                                  "durable": durable}
+        if ledger is not None:
+            # Reach the server and check its ledger is empty before anything is written.
+            if (path / CONFIG_NAME).exists():
+                raise UsageError(f"a workspace already exists at {path}",
+                                 "use it, or pick another --home")
+            created = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                backend = open_ledger(path, ledger, durable=durable, create=True)
+                if backend.count():
+                    backend.close()
+                    raise UsageError(f"the ledger at {ledger_public(ledger)} already holds "
+                                     "events", "use an empty database or another "
+                                     "?ledger=NAME")
+            except LedgerUnavailable as e:
+                _remove_quietly(path, created)
+                raise ledger_error(e) from e
+            except BaseException:
+                _remove_quietly(path, created)
+                raise
+            config["ledger"] = ledger_public(ledger)
+        ws = Workspace.create(path, config)
         keyring = Keyring(ws.keys_dir)
         root, runtime = keyring.new("root"), keyring.new("runtime")
         policy = default_policy((root.key_id, root.public_hex),
@@ -165,14 +189,22 @@ class Runtime:
                         SCHEMAS_TARGET: {}},
         }, iso(clock.now()), runtime)
         ledger_id = hash_bytes(genesis.body)
-        backend = SQLiteLedger(ws.ledger_path, durable=durable)
+        if backend is None:
+            backend = _open_backend(ws, durable)
+        store = backend
 
         def seal(events: Sequence[StoredEvent]) -> None:
             if events:
-                backend.put_checkpoint(anchors.sign_checkpoint(
+                store.put_checkpoint(anchors.sign_checkpoint(
                     ledger_id, 1, leaf_hash(genesis.body), ledger_id, runtime))
 
-        backend.append(lambda head: [genesis] if head.next_seq == 0 else [], seal)
+        def first(head: Head) -> list[StoredEvent]:
+            if head.next_seq != 0:  # another workspace got to this (shared) ledger first
+                raise UsageError("the ledger was filled by someone else during `init`",
+                                 "use an empty database or another ?ledger=NAME")
+            return [genesis]
+
+        backend.append(first, seal)
         ws.config["genesis"] = ledger_id
         ws.save()
         return cls(ws, backend, clock=clock)
@@ -804,6 +836,45 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _open_backend(ws: Workspace, durable: bool) -> LedgerBackend:
+    try:
+        return open_ledger(ws.home, ws.ledger_url, durable=durable)
+    except LedgerUnavailable as e:
+        raise ledger_error(e) from e
+
+
+def ledger_error(e: LedgerUnavailable) -> OuroError:
+    """A backend's failure as the kernel's typed error (exit 2 usage, 1 otherwise)."""
+    if e.kind == "usage":
+        return UsageError(e.message, e.hint)
+    if e.kind == "integrity":
+        return IntegrityError(e.message, hint=e.hint)
+    return OuroError(e.message, e.hint)
+
+
+def ledger_public(url: str) -> str:
+    """A ledger URL as a workspace stores it: without its password."""
+    from ouroboros.storage.postgres.url import parse
+
+    try:
+        return parse(url).public
+    except LedgerUnavailable as e:
+        raise ledger_error(e) from e
+
+
+def _remove_quietly(path: Path, created: bool) -> None:
+    """Undo what a failed ``init`` left: the checkpoint lock file, and the folder if the
+    init made it."""
+    import contextlib
+
+    for name in ("ledger.checkpoint.lock",):
+        with contextlib.suppress(OSError):
+            (path / name).unlink()
+    if created:
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def _policy_key(policy: dict[str, Any], key: str, keyring: Keyring) -> str:

@@ -31,6 +31,12 @@ class Workspace:
         return self.home / "ledger.db"
 
     @property
+    def ledger_url(self) -> str | None:
+        """The PostgreSQL ledger's URL (without password), or ``None`` for SQLite."""
+        url = self.config.get("ledger")
+        return None if url is None else str(url)
+
+    @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
 

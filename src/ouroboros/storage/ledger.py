@@ -65,6 +65,19 @@ class Snapshot:
     sig: bytes
 
 
+class LedgerUnavailable(Exception):
+    """The backend cannot serve the ledger: a bad URL (``kind="usage"``), a server that is
+    down or refuses the login (``"failure"``), or a ledger that is missing or damaged in
+    the database (``"integrity"``). Storage names the problem; the interfaces map ``kind``
+    to an exit code (storage does not import the kernel's errors)."""
+
+    def __init__(self, message: str, hint: str = "", *, kind: str = "failure") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.kind = kind
+
+
 class RetryAppend(Exception):
     """Raised by an append builder when the head moved since it evaluated its gates."""
 

@@ -240,6 +240,17 @@ class SQLiteLedger:
                                    (seq,)).fetchone()
         return None if row is None else _snapshot(row)
 
+    def seal_moved(self, where: str | None) -> None:
+        """After ``ouro migrate``: refuse every later append here (a process that opened
+        the workspace before the switch must not grow the old ledger), naming ``where``
+        the ledger went; ``None`` lifts the seal (a migration that failed)."""
+        with self._lock:
+            self._db.execute("DROP TRIGGER IF EXISTS ledger_moved")
+            if where is not None:
+                message = f"this ledger moved to {where}: reopen the workspace".replace("'", "")
+                self._db.execute("CREATE TRIGGER ledger_moved BEFORE INSERT ON events BEGIN "
+                                 f"SELECT RAISE(ABORT, '{message}'); END")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

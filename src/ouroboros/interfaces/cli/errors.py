@@ -29,6 +29,7 @@ from ouroboros.kernel.errors import (
     UsageError,
     WorkspaceMissing,
 )
+from ouroboros.storage.ledger import LedgerUnavailable
 
 #: Exit codes (DESIGN.md): 0 ok, 1 failure or integrity, 2 usage, 3 rejected, 4 pending.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED, EXIT_PENDING = 0, 1, 2, 3, 4
@@ -135,6 +136,9 @@ def describe(e: BaseException) -> ErrorReport:
         return ErrorReport("usage", e.format_message(), _click_hint(e), EXIT_USAGE, {})
     if isinstance(e, KeyboardInterrupt):
         return ErrorReport("interrupted", "interrupted", "", EXIT_INTERRUPTED, {})
+    if isinstance(e, LedgerUnavailable):  # the PostgreSQL ledger: down, refused, missing
+        code = e.kind if e.kind in CODES else "failure"
+        return ErrorReport(code, e.message, e.hint, CODES[code][0], {})
     if isinstance(e, sqlite3.DatabaseError):
         # A database the kernel cannot read is damaged or locked: no command can fix that
         # by retrying with other arguments, so it is an integrity failure, not a bug.

@@ -65,6 +65,12 @@ def _plain(text: str) -> Any:
     return Text(text)
 
 
+def _has_password(url: str) -> bool:
+    from ouroboros.storage.postgres.url import parse
+
+    return parse(url).has_password
+
+
 def _short(patch_hash: str) -> str:
     """The id people type: 12 hex digits after ``sha256:`` (any unique prefix works)."""
     return patch_hash[7:19]
@@ -77,7 +83,12 @@ def register(app: typer.Typer) -> None:
     ledger_cmds.register(app)
 
     @app.command(rich_help_panel="Workspace")
-    def init(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    def init(home: Path | None = HomeOption,
+             ledger: str | None = typer.Option(
+                 None, "--ledger", metavar="URL",
+                 help="Keep the ledger in PostgreSQL: postgresql://USER@HOST[:PORT]/DB"
+                      "[?ledger=NAME] (stored without its password; see docs/postgresql.md)."),
+             as_json: bool = JsonOption) -> None:
         """Create a workspace: root and runtime keys, trust policy, genesis event."""
         from ouroboros.kernel import Runtime
         from ouroboros.kernel.workspace import resolve_home
@@ -86,18 +97,43 @@ def register(app: typer.Typer) -> None:
         if where.exists() and not where.is_dir():
             raise usage(f"{where} exists and is not a directory", "pick another --home")
         try:
-            rt = Runtime.init(home)
+            rt = Runtime.init(home, ledger=ledger)
         except OSError as e:
             raise usage(f"cannot create a workspace at {where}: {e.strerror}",
                         "pick another --home") from None
         with rt:
             info = {"home": str(rt.home), "genesis": rt.workspace.config["genesis"],
-                    "keys": rt.keyring.names()}
+                    "keys": rt.keyring.names(), "ledger": rt.workspace.ledger_url or "sqlite"}
         if as_json:
             print_json(info)
         else:
             console.print(f"workspace created at [bold]{info['home']}[/bold]; "
                           f"keys: {', '.join(info['keys'])}", markup=True)
+            if ledger is not None:
+                console.print(f"ledger: {info['ledger']}", markup=False)
+                if _has_password(ledger):
+                    console.print("the password was not stored: give it to later commands "
+                                  "with PGPASSWORD, ~/.pgpass or $OURO_LEDGER_URL",
+                                  markup=False)
+
+    @app.command(rich_help_panel="Workspace")
+    def migrate(to: str = typer.Option(..., "--to", metavar="URL",
+                                       help="The empty PostgreSQL ledger to move to."),
+                home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+        """Copy this workspace's SQLite ledger into PostgreSQL, verify the copy in full,
+        then switch the workspace to it (nothing changes if any step fails)."""
+        from ouroboros.kernel.migrate import migrate as run_migration
+        from ouroboros.kernel.workspace import Workspace, resolve_home
+
+        with working("copying and verifying the ledger"):
+            report = run_migration(Workspace.load(resolve_home(home)), to)
+        info = {"ledger": report.url, "events": report.events, "snapshots": report.snapshots,
+                "index_rows": report.index_rows, "head": report.head}
+        if as_json:
+            print_json(info)
+        else:
+            console.print(f"moved {report.events:,} events to {report.url} and verified "
+                          f"them; the workspace now uses it", markup=False)
 
     @app.command(rich_help_panel="Patches")
     def approve(ident: str = typer.Argument(..., metavar="ID",
