@@ -31,7 +31,7 @@ def test_connect_run_once_and_scan(tmp_path: Path) -> None:
     git(tmp_path, "clone", "-q", "--bare", "deploy", "other.git")
     bad_branch = ouro(tmp_path, "improve", "connect", "deploy.git", "--branch", "a..b",
                       "--json", ok=(2,))
-    assert json.loads(bad_branch.stdout)["error"]["problems"][0]["file"] == "--branch"
+    assert json.loads(bad_branch.stdout)["error"]["details"]["problems"][0]["file"] == "--branch"
     ouro(tmp_path, "improve", "connect", "deploy.git")
     switch = ouro(tmp_path, "improve", "connect", "other.git", ok=(2,))
     assert "--replace" in switch.stderr
@@ -40,7 +40,7 @@ def test_connect_run_once_and_scan(tmp_path: Path) -> None:
     assert list((tmp_path / "ws" / "improve").glob("target.replaced-*"))
 
     first = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
-    assert {r["name"] for r in first["runs"]} == {"extract", "evaluate", "tick", "scan", "digest"}
+    assert {r["name"] for r in first["runs"]} == {"extract", "evaluate", "tick", "scan", "notify"}
     assert all(r["ok"] for r in first["runs"]), first["runs"]
     again = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
     assert again["runs"] == []  # nothing is due right after
@@ -59,7 +59,7 @@ def test_a_repository_with_a_bad_config_is_not_connected(tmp_path: Path) -> None
     git(repo, "commit", "-q", "-m", "r")
     git(tmp_path, "clone", "-q", "--bare", "r", "r.git")
     out = ouro(tmp_path, "improve", "connect", "r.git", "--json", ok=(2,))
-    (problem,) = json.loads(out.stdout)["error"]["problems"]
+    (problem,) = json.loads(out.stdout)["error"]["details"]["problems"]
     assert "schemas/missing.json is not in the repository" in problem["message"]
     assert problem["file"].startswith("schemas/missing.json@")
     assert not (tmp_path / "ws" / "improve" / "target").exists()

@@ -45,7 +45,7 @@ class ServerSettings:
     """How the app behaves; every field has a safe default.
 
     ``schedule`` maps job names to schedule specs (see `ouroboros.capabilities.improve.
-    schedule`); ``None`` keeps each job's default, ``{}`` plus ``scheduler=False`` runs none.
+    schedule`) over ``[schedules]`` of ``ouro.toml``; ``scheduler=False`` runs none.
     """
 
     limits: Limits = field(default_factory=Limits)
