@@ -101,7 +101,7 @@ def test_running_eval_now_turns_findings_into_proposals(live: LiveServer) -> Non
 @pytest.mark.parametrize("args,message", [
     (["--schedule", "ghost=5m"], "unknown scheduled job"),
     (["--schedule", "tick=sometimes"], "is not a schedule"),
-    (["--schedule", "tick=every 5m; rm -rf /"], "is not a schedule"),
+    (["--schedule", "tick=every 5m; rm -rf /"], "is not a valid cron expression"),
     (["--schedule", "tick"], "JOB=SPEC"),
 ])
 def test_a_bad_schedule_stops_serve_before_it_binds(tmp_path: Path, args: list[str],
