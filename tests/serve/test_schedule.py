@@ -4,11 +4,9 @@ before the server binds. The scheduler itself: tests/improve/test_schedule.py.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +22,7 @@ from ouroboros.capabilities.improve.schedule import JobRecords
 
 from .conftest import new_workspace
 from .live import LiveServer, start
+
 
 # -- inside ouro serve ----------------------------------------------------------------
 def poll(check: Any, timeout: float = 90.0) -> Any:

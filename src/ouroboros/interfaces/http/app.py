@@ -33,6 +33,7 @@ EXTENSIONS: list[str] = [
     "ouroboros.interfaces.http.routes:mount_api",       # /api/v1
     "ouroboros.interfaces.http.routes.otlp:mount",      # /v1/traces, /v1/logs
     "ouroboros.interfaces.http.jobs:mount",             # scheduled work, /api/v1/schedule
+    "ouroboros.interfaces.http.routes.slack:mount",     # /slack/commands (Slack-signed)
     "ouroboros.interfaces.mcp.http:mount",              # /mcp
     "ouroboros.interfaces.http.console:mount",          # the web console at /
 ]
