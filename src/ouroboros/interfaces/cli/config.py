@@ -12,6 +12,7 @@ import typer
 from ouroboros.interfaces.cli.errors import CliError
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, print_json
+from ouroboros.kernel.errors import WorkspaceMissing
 from ouroboros.kernel.settings import LoadedSettings, Settings, SettingsError, load_settings
 from ouroboros.kernel.workspace import resolve_home
 
@@ -33,10 +34,16 @@ def load_loaded(home: Path | None,
     """The settings with their origins.
 
     Raises:
+        WorkspaceMissing: the home directory does not exist (a directory with only an
+            ``ouro.toml`` is fine: settings can be checked before ``ouro init``).
         CliError: they do not validate (exit 2, every problem named).
     """
+    where = resolve_home(home)
+    if not where.is_dir():
+        raise WorkspaceMissing(f"no Ouroboros workspace at {where}",
+                               "run `ouro init` there, or pass --home / set OURO_HOME")
     try:
-        return load_settings(resolve_home(home), flags=flags)
+        return load_settings(where, flags=flags)
     except SettingsError as e:
         raise as_cli_error(e) from None
 

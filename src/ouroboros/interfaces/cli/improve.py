@@ -66,14 +66,18 @@ def init_example(
     from ouroboros.capabilities.improve.proposals.repo import example_deployment
     from ouroboros.capabilities.improve.proposals.validation import SCHEMA_DIR, SCHEMAS
 
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"{path} is not an empty directory", "pick a new directory")
-    shutil.copytree(example_deployment(), path, dirs_exist_ok=True)
-    schemas = path / "schemas"
-    schemas.mkdir(exist_ok=True)
-    for name in sorted(set(SCHEMAS.values())):
-        shutil.copyfile(SCHEMA_DIR / name, schemas / name)
-    (path / FILE_NAME).write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    try:
+        if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
+            raise UsageError(f"{path} is not an empty directory", "pick a new directory")
+        shutil.copytree(example_deployment(), path, dirs_exist_ok=True)
+        schemas = path / "schemas"
+        schemas.mkdir(exist_ok=True)
+        for name in sorted(set(SCHEMAS.values())):
+            shutil.copyfile(SCHEMA_DIR / name, schemas / name)
+        (path / FILE_NAME).write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    except OSError as e:  # a name too long, a read-only place, a loop of symlinks
+        raise UsageError(f"cannot create the example in {path}: {e.strerror or e}",
+                         "pick a new directory you can write to") from None
     _git(path, "init", "-q", "-b", "main")
     _git(path, "add", "-A")
     _git(path, "-c", "user.name=Ouroboros", "-c", "user.email=ouroboros@localhost",
@@ -107,8 +111,13 @@ def connect(
         "improve.target.remote": ("--remote", remote_name),
         "improve.target.push": ("--no-push", False if no_push else None)})
     target = loaded.improve.target
-    url = source if remote.is_remote_url(source) else str(Path(source).expanduser().resolve())
-    if target.push and remote.checked_out_branch(url) == target.branch:
+    try:
+        url = source if remote.is_remote_url(source) else str(Path(source).expanduser().resolve())
+        checked_out = remote.checked_out_branch(url)
+    except (OSError, RuntimeError) as e:  # a name too long, a loop of symlinks
+        raise UsageError(f"cannot use {source!r}: {getattr(e, 'strerror', None) or e}",
+                         "give the path or URL of a git repository") from None
+    if target.push and checked_out == target.branch:
         raise UsageError(f"{source} has {target.branch} checked out, and git refuses pushes "
                          "into a checked-out branch",
                          f"connect a bare clone (git clone --bare {source} DIR.git) or your real "
