@@ -38,7 +38,8 @@ LEAVES = leaves()
 #: option and a missing workspace are exercised here (they have their own tests).
 LONG_RUNNING = {"demo", "serve", "mcp"}
 #: Heavy defaults a fuzzed run should not pay for (the hostile value still replaces them).
-BASE = {"telemetry generate": ["--days", "0.01", "--rate", "60"]}
+BASE = {"telemetry generate": ["--days", "0.01", "--rate", "60"],
+        "improve run": ["--once"]}  # without it, a valid workspace runs until stopped
 
 
 def ids(leaf: Leaf) -> str:

@@ -31,7 +31,7 @@ def test_connect_run_once_and_scan(tmp_path: Path) -> None:
     git(tmp_path, "clone", "-q", "--bare", "deploy", "other.git")
     bad_branch = ouro(tmp_path, "improve", "connect", "deploy.git", "--branch", "a..b",
                       "--json", ok=(2,))
-    assert json.loads(bad_branch.stdout)["error"]["problems"][0]["file"] == "--branch"
+    assert json.loads(bad_branch.stdout)["error"]["details"]["problems"][0]["file"] == "--branch"
     ouro(tmp_path, "improve", "connect", "deploy.git")
     switch = ouro(tmp_path, "improve", "connect", "other.git", ok=(2,))
     assert "--replace" in switch.stderr
@@ -40,7 +40,7 @@ def test_connect_run_once_and_scan(tmp_path: Path) -> None:
     assert list((tmp_path / "ws" / "improve").glob("target.replaced-*"))
 
     first = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
-    assert {r["name"] for r in first["runs"]} == {"extract", "evaluate", "tick", "scan", "digest"}
+    assert {r["name"] for r in first["runs"]} == {"extract", "evaluate", "tick", "scan", "notify"}
     assert all(r["ok"] for r in first["runs"]), first["runs"]
     again = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
     assert again["runs"] == []  # nothing is due right after
@@ -59,8 +59,47 @@ def test_a_repository_with_a_bad_config_is_not_connected(tmp_path: Path) -> None
     git(repo, "commit", "-q", "-m", "r")
     git(tmp_path, "clone", "-q", "--bare", "r", "r.git")
     out = ouro(tmp_path, "improve", "connect", "r.git", "--json", ok=(2,))
-    (problem,) = json.loads(out.stdout)["error"]["problems"]
+    (problem,) = json.loads(out.stdout)["error"]["details"]["problems"]
     assert "schemas/missing.json is not in the repository" in problem["message"]
     assert problem["file"].startswith("schemas/missing.json@")
     assert not (tmp_path / "ws" / "improve" / "target").exists()
     assert not (tmp_path / "ws" / "ouro.toml").exists()
+
+
+def test_run_keeps_the_schedules_until_sigterm(tmp_path: Path) -> None:
+    """`ouro improve run` (no --once): every job that never ran runs at start on
+    APScheduler, a second start does not run them again, SIGTERM stops it cleanly."""
+    import signal
+    import time
+
+    ouro(tmp_path, "init")
+    (tmp_path / "ws" / "ouro.toml").write_text('[schedules]\nscan = "off"\n')
+    state = tmp_path / "ws" / "improve" / "schedule.json"
+    env = {**os.environ, "OURO_HOME": str(tmp_path / "ws")}
+    env.pop("OURO_LLM_BASE_URL", None)
+
+    def finished() -> dict[str, object]:
+        try:
+            jobs = json.loads(state.read_text())["jobs"]
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: v for k, v in jobs.items() if v.get("runs")}
+
+    proc = subprocess.Popen([sys.executable, "-m", "ouroboros", "improve", "run", "--json"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(finished()) < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert set(finished()) == {"extract", "evaluate", "tick", "notify"}  # scan is off
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    doc = json.loads(out)
+    assert doc["stopped"] is True
+    assert {j["name"]: j["ok"] for j in doc["jobs"] if j["runs"]} == {
+        "extract": True, "evaluate": True, "tick": True, "notify": True}
+    again = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
+    assert again["runs"] == []  # the records of the long run count

@@ -111,7 +111,7 @@ def test_cli_config_check_and_show(tmp_path: Path) -> None:
     bad = ouro("config", "check", "--json", home=tmp_path, cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     error = json.loads(bad.stdout)["error"]
-    (problem,) = error["problems"]
+    (problem,) = error["details"]["problems"]
     assert problem["key"] == "improve.monitor.window_minutes" and problem["line"] == 2
     (tmp_path / "ouro.toml").write_text("[improve.monitor]\nwindow_minutes = 30\n")
     ok = ouro("config", "check", home=tmp_path, cwd=tmp_path)

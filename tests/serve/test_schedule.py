@@ -1,13 +1,12 @@
-"""Scheduled work: schedules, catch-up after downtime (once), records, shutdown, and the
-jobs inside a real `ouro serve`."""
+"""Scheduled work inside a real `ouro serve`: catch-up after downtime (once), schedules
+from ouro.toml and --schedule, running a job now over the API, bad schedules refused
+before the server binds. The scheduler itself: tests/improve/test_schedule.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,119 +18,10 @@ import pytest
 from ouroboros.capabilities.improve.intake import synthetic
 from ouroboros.capabilities.improve.intake.collectors import ingest
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
-from ouroboros.capabilities.improve.schedule import (
-    JOBS,
-    Job,
-    JobRecords,
-    Schedule,
-    Scheduler,
-    first_run,
-    next_fire,
-    parse_schedule,
-)
-from ouroboros.kernel.errors import UsageError
+from ouroboros.capabilities.improve.schedule import JobRecords
 
 from .conftest import new_workspace
 from .live import LiveServer, start
-
-T = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
-
-
-def test_schedule_forms() -> None:
-    assert parse_schedule("30s").interval == 30
-    assert parse_schedule("5m").interval == 300
-    assert parse_schedule("2h").interval == 7200
-    assert parse_schedule("1d").interval == 86400
-    assert parse_schedule("*/5 * * * *").cron == "*/5 * * * *"
-    assert parse_schedule("off").off and parse_schedule(" OFF ").off
-    for bad in ("", "5", "5x", "-1m", "0s", "every hour", "61 * * * *", "* * * *",
-                "1" * 20 + "s"):
-        with pytest.raises(UsageError):
-            parse_schedule(bad)
-
-
-def test_first_run_catches_up_once_and_otherwise_waits() -> None:
-    hourly = Schedule("1h", interval=3600)
-    assert first_run(hourly, None, T) == T + timedelta(hours=1)  # never ran: next regular
-    assert first_run(hourly, T - timedelta(minutes=10), T) == T + timedelta(minutes=50)
-    assert first_run(hourly, T - timedelta(hours=2), T) == T  # missed one: now
-    assert first_run(hourly, T - timedelta(days=30), T) == T  # missed 720: still once, now
-    cron = parse_schedule("0 * * * *")
-    assert next_fire(cron, T) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
-    assert next_fire(cron, datetime(2026, 3, 1, 13, 0, tzinfo=UTC)) == datetime(
-        2026, 3, 1, 14, 0, tzinfo=UTC)  # strictly after
-    assert first_run(cron, datetime(2026, 3, 1, 11, 59, tzinfo=UTC), T) == T
-    assert first_run(cron, datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC), T) == datetime(
-        2026, 3, 1, 13, 0, tzinfo=UTC)
-
-
-class Host:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-
-    @contextlib.contextmanager
-    def runtime(self) -> Iterator[Any]:
-        yield None
-
-    def telemetry(self) -> Any:
-        return None
-
-
-def test_runs_are_recorded_and_failures_do_not_escape(tmp_path: Path) -> None:
-    calls: list[str] = []
-
-    def ok(_: Any) -> str:
-        calls.append("ok")
-        return "did it"
-
-    def boom(_: Any) -> str:
-        raise RuntimeError("disk on fire")
-
-    jobs = {"ok": Job("ok", ok, "1h", "fine"), "boom": Job("boom", boom, "1h", "fails")}
-    scheduler = Scheduler(Host(tmp_path), jobs=jobs, clock=lambda: T)
-    assert scheduler.run("ok")["ok"] is True
-    failed = scheduler.run("boom")
-    assert failed["ok"] is False and "disk on fire" in failed["summary"]
-    records = JobRecords(tmp_path / "improve" / "schedule.json").read()
-    assert records["ok"]["runs"] == 1 and records["ok"]["summary"] == "did it"
-    assert records["boom"]["ok"] is False and records["boom"]["running"] is False
-    assert JobRecords(tmp_path / "improve" / "schedule.json").last_run("ok") == T
-    with pytest.raises(UsageError):
-        Scheduler(Host(tmp_path), {"ghost": "5m"}, jobs=jobs)
-    with pytest.raises(UsageError):
-        Scheduler(Host(tmp_path), {"ok": "whenever"}, jobs=jobs)
-
-
-def test_a_job_is_never_run_twice_at_once_and_shutdown_waits_for_it(tmp_path: Path) -> None:
-    release, entered = threading.Event(), threading.Event()
-
-    def slow(_: Any) -> str:
-        entered.set()
-        assert release.wait(30)
-        return "finished"
-
-    jobs = {"slow": Job("slow", slow, "1s", "slow")}
-    records = JobRecords(tmp_path / "improve" / "schedule.json")
-    with records._locked() as state:  # last ran long ago: the catch-up run starts at once
-        state["slow"] = {"last_run": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}
-    scheduler = Scheduler(Host(tmp_path), jobs=jobs)
-    scheduler.start()
-    assert entered.wait(30)
-    assert scheduler.run("slow")["summary"] == "already running"
-    stopper = threading.Thread(target=scheduler.shutdown)
-    stopper.start()
-    stopper.join(0.5)
-    assert stopper.is_alive()  # waiting for the running job
-    release.set()
-    stopper.join(30)
-    assert not stopper.is_alive()
-    assert records.read()["slow"]["summary"] == "finished"
-
-
-def test_the_built_in_jobs_are_registered() -> None:
-    assert {"tick", "notify", "eval"} <= set(JOBS)
-    for job in JOBS.values():
-        assert not parse_schedule(job.default).off
 
 
 # -- inside ouro serve ----------------------------------------------------------------
@@ -159,8 +49,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with records._locked() as state:  # down for two hours: tick missed one hourly run
         state["tick"] = {"last_run": (now - timedelta(hours=2)).isoformat()}
         state["notify"] = {"last_run": (now - timedelta(minutes=10)).isoformat()}
-    server = start(home, "--schedule", "tick=1h", "--schedule", "notify=1h",
-                   "--schedule", "eval=off")
+    # from ouro.toml: scan off, notify hourly; the flags override tick and evaluate
+    (home / "ouro.toml").write_text('[schedules]\nscan = "off"\nnotify = "every 1h"\n'
+                                    'tick = "@daily"\n')
+    server = start(home, "--schedule", "tick=1h", "--schedule", "evaluate=off")
     try:
         yield server
     finally:
@@ -182,15 +74,21 @@ def test_a_missed_run_is_caught_up_once_at_start(live: LiveServer) -> None:
         assert jobs["notify"]["runs"] is None  # ran 10 min ago: waits for its hour
         assert datetime.fromisoformat(jobs["notify"]["next_run"]) < datetime.now(UTC) + \
             timedelta(minutes=51)
-        assert jobs["eval"]["next_run"] is None and jobs["eval"]["schedule"] == "off"
+        assert jobs["evaluate"]["next_run"] is None and jobs["evaluate"]["schedule"] == "off"
+        assert jobs["scan"]["next_run"] is None and jobs["notify"]["schedule"] == "every 1h"
+        assert jobs["tick"]["schedule"] == "1h"  # the flag over the file
+        # extract never ran in this workspace: it ran at start, then every 5 minutes
+        extract = poll(lambda: (j := {x["name"]: x for x in c.get(
+            "/api/v1/schedule").json()}["extract"])["runs"] and j)
+        assert extract["ok"] is True and "recorded as spans" in extract["summary"]
 
 
 def test_running_eval_now_turns_findings_into_proposals(live: LiveServer) -> None:
     with live.client(live.token("reader", "read")) as reader:
-        assert reader.post("/api/v1/schedule/eval/run").status_code == 403
+        assert reader.post("/api/v1/schedule/evaluate/run").status_code == 403
         assert reader.get("/api/v1/proposals").json() == []
     with live.client(live.token("admin", "admin", "root")) as admin:
-        r = admin.post("/api/v1/schedule/eval/run")
+        r = admin.post("/api/v1/schedule/evaluate/run")
         assert r.status_code == 200 and r.json()["ok"] is True, r.text
         assert "proposal" in r.json()["summary"]
         titles = [p["title"] for p in admin.get("/api/v1/proposals").json()]
@@ -201,7 +99,8 @@ def test_running_eval_now_turns_findings_into_proposals(live: LiveServer) -> Non
 
 @pytest.mark.parametrize("args,message", [
     (["--schedule", "ghost=5m"], "unknown scheduled job"),
-    (["--schedule", "tick=sometimes"], "not 30s"),
+    (["--schedule", "tick=sometimes"], "is not a schedule"),
+    (["--schedule", "tick=every 5m; rm -rf /"], "is not a valid cron expression"),
     (["--schedule", "tick"], "JOB=SPEC"),
 ])
 def test_a_bad_schedule_stops_serve_before_it_binds(tmp_path: Path, args: list[str],
@@ -211,6 +110,15 @@ def test_a_bad_schedule_stops_serve_before_it_binds(tmp_path: Path, args: list[s
                         "--port", "0", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_bad_schedule_in_ouro_toml_stops_serve_with_its_key(tmp_path: Path) -> None:
+    home = new_workspace(tmp_path / "ws")
+    (home / "ouro.toml").write_text('[schedules]\nnotify = "sometimes"\n')
+    r = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home", str(home),
+                        "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "schedules.notify" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "listening" not in r.stdout
 
 
 def test_schedule_json_is_what_status_reads(live: LiveServer) -> None:

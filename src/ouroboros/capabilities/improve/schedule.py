@@ -1,20 +1,24 @@
 """Scheduled work: the loop's periodic jobs on APScheduler, caught up once after downtime.
 
-What cron did for the improvement loop (``ouro proposals tick``, notifications,
-``ouro telemetry eval --propose``) runs here on schedules, inside ``ouro serve`` today and
-in any other long-running host tomorrow (``ouro improve run``): a host gives a
-`JobHost` (how to get a runtime and the telemetry store) and the schedules; `Scheduler`
-does the rest.
+One registry and one scheduler for every host: ``ouro serve`` runs it in the server
+(`interfaces/http/jobs.py`, ``/api/v1/schedule``), ``ouro improve run`` alone (``--once``
+for cron). A host gives a `JobHost` (its home, settings, a runtime, the telemetry store);
+`Scheduler` does the rest.
 
 - **Registry**: `JOBS` maps names to `Job` (a function of the host, a default schedule);
-  `register_job` adds one (scan, extraction, digest jobs go here). Nothing is hard-wired
-  to the three built-in jobs.
-- **Schedules**: ``30s``, ``5m``, ``1h``, ``1d`` intervals, a five-field cron line
-  (UTC), or ``off`` (`parse_schedule`).
+  `register_job` adds one. The loop's jobs (`.jobs`: extract, evaluate, tick, scan,
+  notify) register on import of this module; nothing is hard-wired to them.
+- **Schedules**: ``[schedules]`` in ``ouro.toml`` (`Settings.schedules`), overridden per
+  host (``ouro serve --schedule JOB=SPEC``); a job the settings do not name keeps its
+  default. The syntax is the settings' (`ouroboros.kernel.settings.check_schedule`):
+  ``every 5m`` or ``5m``, ``@hourly|@daily|@weekly|@monthly``, five cron fields (UTC,
+  0 = Sunday), or ``off``.
 - **Catch-up**: each job's last start is persisted in ``<home>/improve/schedule.json``.
-  At start, a job whose schedule fired at least once while nothing ran runs once, now
-  (however many runs were missed); otherwise it runs at its next regular time (`first_run`).
-- **Shutdown** waits for a running job; a job's failure is recorded, never raised.
+  A job that never ran, or whose schedule fired at least once since its last start,
+  runs once, now (however many runs were missed); otherwise at its next regular time
+  (`first_run`).
+- **Failures and shutdown**: a job's failure is recorded (``ok: false``, the error),
+  never raised, and the job waits for its next time; shutdown waits for a running job.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ouroboros.kernel.errors import UsageError
+from ouroboros.kernel.settings import check_schedule, crontab_of, interval_seconds
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,17 +46,18 @@ if TYPE_CHECKING:
 
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
     from ouroboros.kernel import Runtime
+    from ouroboros.kernel.settings import Settings
 
 log = logging.getLogger("ouroboros.schedule")
 STATE_FILE = "schedule.json"
-_INTERVAL = re.compile(r"^(\d{1,7})([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class JobHost(Protocol):
     """What a job may use from the process that runs it."""
 
     home: Path
+    settings: Settings
 
     def runtime(self) -> contextlib.AbstractContextManager[Runtime]:
         """A runtime for the job's duration (the host serialises the loop's writers)."""
@@ -72,8 +78,12 @@ JOBS: dict[str, Job] = {}
 
 
 def register_job(job: Job) -> None:
-    """Add (or replace) a job in the registry."""
-    if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", job.name):
+    """Add (or replace) a job in the registry.
+
+    Raises:
+        ValueError: a malformed name; UsageError: a malformed default schedule.
+    """
+    if not _NAME.fullmatch(job.name):  # fullmatch: "$" would let "tick\n" through
         raise ValueError(f"invalid job name {job.name!r}")
     parse_schedule(job.default)
     JOBS[job.name] = job
@@ -82,7 +92,7 @@ def register_job(job: Job) -> None:
 # -- schedules (pure) ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Schedule:
-    """``interval`` seconds, or a ``cron`` line; neither means off."""
+    """``interval`` seconds, or a ``cron`` line (APScheduler's day names); neither is off."""
 
     spec: str
     interval: int | None = None
@@ -94,50 +104,47 @@ class Schedule:
 
 
 def parse_schedule(spec: str) -> Schedule:
-    """``30s`` / ``5m`` / ``1h`` / ``1d``, a five-field cron line, or ``off``.
+    """``every 5m`` / ``5m``, ``@hourly|@daily|@weekly|@monthly``, five cron fields, or ``off``.
 
     Raises:
         UsageError: anything else (the message shows the forms).
     """
-    text = spec.strip()
-    if text.lower() == "off":
+    try:
+        text = check_schedule(spec)
+    except ValueError as e:
+        raise UsageError(f"schedule {spec!r}: {e}",
+                         "e.g. --schedule tick=5m or --schedule evaluate='0 * * * *'") from None
+    if text == "off":
         return Schedule("off")
-    match = _INTERVAL.match(text)
-    if match:
-        seconds = int(match.group(1)) * _UNITS[match.group(2)]
-        if seconds < 1:
-            raise UsageError(f"schedule {spec!r}: an interval must be at least 1s")
+    seconds = interval_seconds(text)
+    if seconds is not None:
         return Schedule(text, interval=seconds)
-    if len(text.split()) == 5:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(text, timezone=UTC)
-        except ValueError as e:
-            raise UsageError(f"schedule {spec!r} is not a valid cron line: {e}") from None
-        return Schedule(text, cron=text)
-    raise UsageError(f"schedule {spec!r} is not 30s / 5m / 1h / 1d, a cron line, or off",
-                     "e.g. --schedule tick=5m or --schedule eval='0 * * * *'")
+    return Schedule(text, cron=crontab_of(text))
 
 
-def next_fire(schedule: Schedule, after: datetime) -> datetime:
-    """The schedule's first time strictly after ``after``."""
+def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
+    """The schedule's first time strictly after ``after`` (None: off)."""
     if schedule.interval is not None:
         return after + timedelta(seconds=schedule.interval)
+    if schedule.cron is None:
+        return None
     from apscheduler.triggers.cron import CronTrigger
 
-    trigger = CronTrigger.from_crontab(str(schedule.cron), timezone=UTC)
-    fire: datetime = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
-    return fire
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=UTC)
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    return fire.astimezone(UTC) if fire else None
 
 
-def first_run(schedule: Schedule, last_run: datetime | None, now: datetime) -> datetime:
-    """When a job should first run in this process: ``now`` when its schedule fired since
-    its last run (one catch-up for any number of missed runs), else its next regular time."""
+def first_run(schedule: Schedule, last_run: datetime | None, now: datetime) -> datetime | None:
+    """When a job should first run in this process: ``now`` when it never ran or its
+    schedule fired since its last run (one catch-up for any number of missed runs), else
+    its next regular time; None when it is off."""
+    if schedule.off:
+        return None
     if last_run is None:
-        return next_fire(schedule, now)
+        return now
     due = next_fire(schedule, last_run)
-    return now if due <= now else due
+    return None if due is None else (now if due <= now else due)
 
 
 # -- persisted state ----------------------------------------------------------------------
@@ -151,17 +158,19 @@ class JobRecords:
     def read(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return {}
         jobs = data.get("jobs") if isinstance(data, dict) else None
-        return jobs if isinstance(jobs, dict) else {}
+        return {k: v for k, v in jobs.items() if isinstance(v, dict)} \
+            if isinstance(jobs, dict) else {}
 
     def last_run(self, name: str) -> datetime | None:
         entry = self.read().get(name) or {}
         try:
-            return datetime.fromisoformat(entry["last_run"])
+            at = datetime.fromisoformat(entry["last_run"])
         except (KeyError, TypeError, ValueError):
             return None
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
@@ -188,14 +197,26 @@ class JobRecords:
                           "runs": int(entry.get("runs", 0)) + 1})
 
 
+def schedules_of(settings: Settings, jobs: Mapping[str, Job],
+                 overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each job's schedule: ``overrides`` (a host's flags), else ``[schedules]`` of the
+    settings, else the job's default."""
+    configured = settings.schedules.model_dump()
+    return {name: (overrides or {}).get(name, configured.get(name, job.default))
+            for name, job in jobs.items()}
+
+
 # -- the scheduler ------------------------------------------------------------------------
 class Scheduler:
-    """The jobs of `JOBS` (or ``jobs``) on their schedules, in background threads."""
+    """The jobs of `JOBS` (or ``jobs``) on their schedules, in background threads
+    (`start`), or what is due now in this thread (`run_due`)."""
 
     def __init__(self, host: JobHost, schedules: Mapping[str, str] | None = None, *,
                  jobs: Mapping[str, Job] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """``schedules`` overrides job defaults by name.
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_run: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``schedules`` overrides the host's ``[schedules]`` settings and job defaults
+        by name; ``on_run`` hears of every finished run (a host's log).
 
         Raises:
             UsageError: a schedule names an unknown job or is malformed.
@@ -206,10 +227,11 @@ class Scheduler:
         if unknown:
             raise UsageError(f"unknown scheduled job {unknown[0]!r}",
                              f"jobs: {', '.join(sorted(self.jobs))}")
-        self.schedules = {name: parse_schedule((schedules or {}).get(name, job.default))
-                          for name, job in self.jobs.items()}
+        specs = schedules_of(host.settings, self.jobs, schedules)
+        self.schedules = {name: parse_schedule(spec) for name, spec in specs.items()}
         self.records = JobRecords(Path(host.home) / "improve" / STATE_FILE)
         self.clock = clock
+        self.on_run = on_run
         self._scheduler: BackgroundScheduler | None = None
         self._running: set[str] = set()
         self._guard = threading.Lock()
@@ -221,9 +243,9 @@ class Scheduler:
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         now = self.clock()
         for name, schedule in self.schedules.items():
-            if schedule.off:
-                continue
             first = first_run(schedule, self.records.last_run(name), now)
+            if first is None:
+                continue
             scheduler.add_job(self.run, trigger=self._trigger(schedule, first), args=[name],
                               id=name, name=name, next_run_time=first)
         scheduler.start()
@@ -239,6 +261,17 @@ class Scheduler:
 
         return CronTrigger.from_crontab(str(schedule.cron), timezone=UTC)
 
+    def due(self, now: datetime | None = None) -> list[str]:
+        """The jobs due at ``now``: never ran, or their schedule fired since their last run."""
+        now = now or self.clock()
+        return [name for name, schedule in self.schedules.items()
+                if (at := first_run(schedule, self.records.last_run(name), now)) is not None
+                and at <= now]
+
+    def run_due(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Run each due job once, here, in registry order (``ouro improve run --once``)."""
+        return [self.run(name) for name in self.due(now)]
+
     def run(self, name: str) -> dict[str, Any]:
         """Run one job now, in this thread (the scheduler's or a caller's); a second run of
         a job that is running is refused, not queued. Returns its record."""
@@ -253,25 +286,36 @@ class Scheduler:
             try:
                 summary, ok = job.run(self.host), True
             except Exception as e:  # a job's failure is recorded, never kills the scheduler
-                log.exception("scheduled job %s failed", name)
+                log.warning("scheduled job %s failed: %s: %s", name, type(e).__name__, e)
+                log.debug("scheduled job %s failed", name, exc_info=True)
                 summary, ok = f"{type(e).__name__}: {e}", False
             self.records.finished(name, self.clock(), ok, summary,
                                   (time.perf_counter() - t0) * 1000)
         finally:
             with self._guard:
                 self._running.discard(name)
-        return {"name": name, "ok": ok, "summary": summary, "started": started.isoformat()}
+        result = {"name": name, "ok": ok, "summary": summary[:500],
+                  "started": started.isoformat()}
+        if self.on_run is not None:
+            with contextlib.suppress(Exception):  # a host's log never fails a job
+                self.on_run(result)
+        return result
 
     def status(self) -> list[dict[str, Any]]:
         """Every job: schedule, next run, and what its last run did."""
         records = self.records.read()
+        now = self.clock()
         out = []
         for name, job in sorted(self.jobs.items()):
-            nxt = None
-            if self._scheduler is not None and (aps := self._scheduler.get_job(name)):
-                nxt = aps.next_run_time.isoformat() if aps.next_run_time else None
+            nxt: datetime | None = None
+            if self._scheduler is not None:
+                aps = self._scheduler.get_job(name)
+                nxt = aps.next_run_time if aps is not None else None
+            else:
+                nxt = first_run(self.schedules[name], self.records.last_run(name), now)
             out.append({"name": name, "description": job.description,
-                        "schedule": self.schedules[name].spec, "next_run": nxt,
+                        "schedule": self.schedules[name].spec,
+                        "next_run": nxt.isoformat() if nxt else None,
                         **{k: records.get(name, {}).get(k) for k in (
                             "last_run", "finished", "ok", "summary", "duration_ms", "runs")}})
         return out
@@ -283,46 +327,5 @@ class Scheduler:
             self._scheduler = None
 
 
-# -- the built-in jobs --------------------------------------------------------------------
-def _tick(host: JobHost) -> str:
-    from ouroboros.capabilities.improve.registrar import loop_of
-
-    with host.runtime() as rt:
-        checks = loop_of(rt).tick()
-    verdicts = ", ".join(f"{c.proposal_id} {c.verdict}" for c in checks)
-    return f"{len(checks)} monitoring check(s)" + (f": {verdicts}" if verdicts else "")
-
-
-def _notify(host: JobHost) -> str:
-    from ouroboros.capabilities.improve.registrar import loop_of
-
-    with host.runtime() as rt:
-        loop = loop_of(rt)
-        sent = loop.notifications.flush(loop.clock(), len(loop.proposals("pending")))
-    return f"{len(sent)} notification(s) sent"
-
-
-def _eval(host: JobHost) -> str:
-    """``ouro telemetry collect`` + ``eval --propose``: findings become pending proposals."""
-    from ouroboros.capabilities.improve.analysis.workspace import findings
-    from ouroboros.capabilities.improve.intake.runtime import collect_ledger
-    from ouroboros.capabilities.improve.proposals.loop import Paused
-    from ouroboros.capabilities.improve.registrar import loop_of
-
-    store = host.telemetry()
-    with host.runtime() as rt:
-        collected = collect_ledger(rt, store)
-        found = findings(store, store.clock())
-        try:
-            outcomes = loop_of(rt).propose_from_findings(found) if found else []
-        except Paused as e:
-            return f"{len(found)} finding(s); no proposals: {e}"
-    return (f"{collected} ledger outcome(s) collected; {len(found)} finding(s); "
-            f"{len(outcomes)} proposal(s)")
-
-
-register_job(Job("tick", _tick, "5m", "judge monitoring windows (auto-revert on a spike), "
-                 "catch up with kernel decisions, send due notifications"))
-register_job(Job("notify", _notify, "1m", "send notifications that are due"))
-register_job(Job("eval", _eval, "1h", "collect the ledger's outcomes, analyse telemetry, "
-                 "turn findings into proposals (pending approval)"))
+# The loop's own jobs register themselves; last, because they import `Job` from here.
+from ouroboros.capabilities.improve import jobs as _jobs  # noqa: E402, F401

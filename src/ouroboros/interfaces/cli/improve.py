@@ -6,20 +6,15 @@ import contextlib
 import shutil
 import signal
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ouroboros.capabilities.improve.analysis.findings import Finding
-from ouroboros.capabilities.improve.jobs import improve_jobs, scan_findings
-from ouroboros.capabilities.improve.proposals import remote
-from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, example_deployment
-from ouroboros.capabilities.improve.proposals.target_config import load_target_config
-from ouroboros.capabilities.improve.proposals.validation import SCHEMA_DIR, SCHEMAS
-from ouroboros.capabilities.improve.scheduler import JobRegistry, JobRun, Scheduler, as_dict
-from ouroboros.interfaces.cli.config import load_or_exit
+from ouroboros.interfaces.cli.config import load
+from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -27,13 +22,20 @@ from ouroboros.interfaces.cli.output import (
     err_console,
     open_runtime,
     print_json,
+    working,
 )
-from ouroboros.interfaces.cli.proposals import loop_for
 from ouroboros.kernel import UsageError
 from ouroboros.kernel.settings import FILE_NAME, SettingsError, write_setting
 from ouroboros.kernel.workspace import resolve_home
 
-app = typer.Typer(help="The improvement loop on your own repository.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from ouroboros.capabilities.improve.analysis.findings import Finding
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+    from ouroboros.kernel import Runtime
+    from ouroboros.kernel.settings import Settings
+
+app = typer.Typer(cls=OuroGroup, help="The improvement loop on your own repository.",
+                  no_args_is_help=True)
 
 EXAMPLE_CONFIG = """\
 # Read by Ouroboros at the pinned base commit of every proposal; a proposal can
@@ -50,6 +52,8 @@ allowed_paths = ["agents.yaml", "scheduled_tasks.yaml", "config/*.json", "docs/*
 
 
 def _git(cwd: Path, *args: str) -> str:
+    from ouroboros.capabilities.improve.proposals.repo import TargetRepo
+
     return TargetRepo(cwd).git(*args, action=f"git {args[0]}")
 
 
@@ -59,14 +63,21 @@ def init_example(
     as_json: bool = JsonOption,
 ) -> None:
     """Create the example agent deployment as a git repository (to try `connect` on)."""
-    if path.exists() and any(path.iterdir()):
-        raise UsageError(f"{path} is not empty", "pick a new directory")
-    shutil.copytree(example_deployment(), path, dirs_exist_ok=True)
-    schemas = path / "schemas"
-    schemas.mkdir(exist_ok=True)
-    for name in sorted(set(SCHEMAS.values())):
-        shutil.copyfile(SCHEMA_DIR / name, schemas / name)
-    (path / FILE_NAME).write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    from ouroboros.capabilities.improve.proposals.repo import example_deployment
+    from ouroboros.capabilities.improve.proposals.validation import SCHEMA_DIR, SCHEMAS
+
+    try:
+        if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
+            raise UsageError(f"{path} is not an empty directory", "pick a new directory")
+        shutil.copytree(example_deployment(), path, dirs_exist_ok=True)
+        schemas = path / "schemas"
+        schemas.mkdir(exist_ok=True)
+        for name in sorted(set(SCHEMAS.values())):
+            shutil.copyfile(SCHEMA_DIR / name, schemas / name)
+        (path / FILE_NAME).write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    except OSError as e:  # a name too long, a read-only place, a loop of symlinks
+        raise UsageError(f"cannot create the example in {path}: {e.strerror or e}",
+                         "pick a new directory you can write to") from None
     _git(path, "init", "-q", "-b", "main")
     _git(path, "add", "-A")
     _git(path, "-c", "user.name=Ouroboros", "-c", "user.email=ouroboros@localhost",
@@ -76,7 +87,7 @@ def init_example(
         print_json({"path": str(path.resolve()), "branch": "main", "head": head})
     else:
         console.print(f"example deployment in {path} (main at {head[:12]}); next: "
-                      f"ouro improve connect {path}", highlight=False)
+                      f"ouro improve connect {path}", highlight=False, markup=False)
 
 
 @app.command("connect")
@@ -90,14 +101,23 @@ def connect(
     as_json: bool = JsonOption,
 ) -> None:
     """Make the loop target your own git repository (recorded in <home>/ouro.toml)."""
+    from ouroboros.capabilities.improve.proposals import remote
+    from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
+    from ouroboros.capabilities.improve.proposals.target_config import load_target_config
+
     home_dir = resolve_home(home)
-    loaded = load_or_exit(home, as_json, {
+    loaded = load(home, {
         "improve.target.repo": ("connect", source), "improve.target.branch": ("--branch", branch),
         "improve.target.remote": ("--remote", remote_name),
         "improve.target.push": ("--no-push", False if no_push else None)})
-    target = loaded.settings.improve.target
-    url = source if remote.is_remote_url(source) else str(Path(source).expanduser().resolve())
-    if target.push and remote.checked_out_branch(url) == target.branch:
+    target = loaded.improve.target
+    try:
+        url = source if remote.is_remote_url(source) else str(Path(source).expanduser().resolve())
+        checked_out = remote.checked_out_branch(url)
+    except (OSError, RuntimeError) as e:  # a name too long, a loop of symlinks
+        raise UsageError(f"cannot use {source!r}: {getattr(e, 'strerror', None) or e}",
+                         "give the path or URL of a git repository") from None
+    if target.push and checked_out == target.branch:
         raise UsageError(f"{source} has {target.branch} checked out, and git refuses pushes "
                          "into a checked-out branch",
                          f"connect a bare clone (git clone --bare {source} DIR.git) or your real "
@@ -115,11 +135,11 @@ def connect(
             path.rename(path.with_name(f"target.replaced-{stamp}"))
     cloned = not (path / ".git").exists()
     try:
-        repo = (remote.clone(url, path, target.branch, target.remote) if cloned
-                else TargetRepo(path, target.branch, target.remote))
-        head = repo.head()
-        config = load_target_config(lambda p: repo.read(head, p), head,
-                                    loaded.settings.improve)
+        with working(f"cloning {source}" if cloned else "reading the target's config"):
+            repo = (remote.clone(url, path, target.branch, target.remote) if cloned
+                    else TargetRepo(path, target.branch, target.remote))
+            head = repo.head()
+            config = load_target_config(lambda p: repo.read(head, p), head, loaded.improve)
     except GitError as e:
         raise UsageError(f"cannot use {source}: {e.reason}",
                          f"check that it is a git repository with a `{target.branch}` branch"
@@ -127,11 +147,7 @@ def connect(
     except SettingsError as e:
         if cloned:  # the repository's own config is invalid: leave nothing behind
             shutil.rmtree(path, ignore_errors=True)
-        if as_json:
-            print_json({"error": {"type": "SettingsError", "message": e.message,
-                                  "problems": [p.to_dict() for p in e.problems]}})
-            raise typer.Exit(2) from None
-        raise
+        raise settings_error(e) from None
     settings_file = home_dir / FILE_NAME
     for key, value in (("repo", url), ("branch", target.branch), ("remote", target.remote),
                        ("push", target.push)):
@@ -142,7 +158,7 @@ def connect(
         print_json(result)
     else:
         console.print(f"connected to {url} ({target.branch} at {head[:12]}); "
-                      f"{config.describe()}", highlight=False)
+                      f"{config.describe()}", highlight=False, markup=False)
 
 
 def _finding_dict(f: Finding) -> dict[str, Any]:
@@ -158,11 +174,13 @@ def scan_cmd(
 ) -> None:
     """The enhancement scan now: never-used tools, rising failure rates, stale tool
     descriptions, prompt drift."""
-    loaded = load_or_exit(home, as_json)
-    with open_runtime(home) as rt:
+    from ouroboros.capabilities.improve.jobs import scan_findings
+    from ouroboros.interfaces.cli.proposals import loop_for
+
+    settings = load(home)
+    with open_runtime(home) as rt, working("scanning telemetry and the ledger"):
         loop = loop_for(rt)
-        now = loop.clock()
-        found = scan_findings(rt, loop, loaded.settings, now)
+        found = scan_findings(rt, loop, settings, loop.clock())
         report = loop.propose_report(found) if propose and found else None
     out: dict[str, Any] = {"findings": [_finding_dict(f) for f in found]}
     if report is not None:
@@ -178,50 +196,93 @@ def scan_cmd(
     if not found:
         console.print("nothing to enhance")
     for item in out.get("proposals", []):
-        console.print(f"proposal {item['id']} ({item['status']}): {item['message']}")
+        console.print(f"proposal {item['id']} ({item['status']}): {item['message']}",
+                      highlight=False, markup=False)
     for item in out.get("no_proposal", []):
         console.print(f"no proposal for {item['kind']}: {item['reason']}", markup=False)
+
+
+class CliHost:
+    """``ouro improve run`` as a `JobHost`: one runtime, one job at a time on it."""
+
+    def __init__(self, rt: Runtime, settings: Settings) -> None:
+        from ouroboros.capabilities.improve.intake.runtime import store_for
+
+        self.rt = rt
+        self.home = Path(rt.home)
+        self.settings = settings
+        self._store = store_for(rt)
+        self._lock = threading.Lock()  # a Runtime is used by one thread at a time
+
+    @contextlib.contextmanager
+    def runtime(self) -> Iterator[Runtime]:
+        with self._lock:
+            yield self.rt
+
+    def telemetry(self) -> TelemetryStore:
+        return self._store
 
 
 @app.command("run")
 def run_cmd(
     once: bool = typer.Option(False, "--once", help="Run the jobs that are due, then exit."),
-    poll: float = typer.Option(15.0, "--poll", min=0.1, help="Seconds between checks."),
     writer: str | None = typer.Option(None, "--writer", help="rules|llm (overrides the setting)."),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Run extraction, evaluation, tick, scan and digest on their schedules (missed runs
-    after downtime are caught up once). Ctrl-C stops it."""
-    loaded = load_or_exit(home, as_json, {"improve.writer.kind": ("--writer", writer)})
-    with open_runtime(home) as rt:
-        loop = loop_for(rt, writer=writer)
-        from ouroboros.capabilities.improve.intake.runtime import store_for
-        from ouroboros.capabilities.improve.intake.spans import install
+    """Run the scheduled jobs (extract, evaluate, tick, scan, notify, as `ouro serve`
+    does) on their [schedules]; a job missed during downtime runs once. Ctrl-C stops it."""
+    from ouroboros.capabilities.improve.intake.runtime import store_for
+    from ouroboros.capabilities.improve.intake.spans import install
+    from ouroboros.capabilities.improve.schedule import Scheduler
+    from ouroboros.interfaces.cli.proposals import loop_for
 
-        install(store_for(rt), loaded.settings.telemetry.otlp_endpoint)
-        scheduler = Scheduler(JobRegistry(improve_jobs(rt, loop, loaded.settings)),
-                              loop.root / "schedule.json", loop.clock)
+    settings = load(home, {"improve.writer.kind": ("--writer", writer)})
+    with open_runtime(home) as rt:
+        loop = loop_for(rt, writer=writer)  # attached: every job's loop_of(rt) is this one
+        install(store_for(rt), settings.telemetry.otlp_endpoint)
+        scheduler = Scheduler(CliHost(rt, settings), clock=loop.clock,
+                              on_run=None if once or as_json else _print_run)
         if once:
-            runs = scheduler.run_due()
+            with working(f"running {', '.join(scheduler.due()) or 'no job'}"):
+                runs = scheduler.run_due()
             if as_json:
-                print_json({"runs": [as_dict(r) for r in runs], "jobs": scheduler.status()})
-            else:
-                for r in runs:
-                    _print_run(r)
-                if not runs:
-                    console.print("no job is due")
+                print_json({"runs": runs, "jobs": scheduler.status()})
+                return
+            for r in runs:
+                _print_run(r)
+            if not runs:
+                console.print("no job is due")
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        console.print(f"running {', '.join(scheduler.registry.jobs)} (Ctrl-C stops)")
-        with contextlib.suppress(KeyboardInterrupt):
-            scheduler.run_forever(stop, _print_run if not as_json else
-                                  lambda r: print_json(as_dict(r)), poll)
+        if not as_json:
+            console.print(f"running {', '.join(scheduler.jobs)} (Ctrl-C stops)",
+                          highlight=False)
+        scheduler.start()
+        try:
+            stop.wait()
+        finally:
+            scheduler.shutdown()  # waits for a running job
+        if as_json:
+            print_json({"stopped": True, "jobs": scheduler.status()})
 
 
-def _print_run(run: JobRun) -> None:
-    style = "green" if run.ok else "red"
-    out = console if run.ok else err_console
-    out.print(f"[{style}]{run.name}[/{style}] {run.at}: {run.detail}", highlight=False)
+def _print_run(run: dict[str, Any]) -> None:
+    style = "green" if run["ok"] else "red"
+    out = console if run["ok"] else err_console
+    out.print(f"[{style}]{run['name']}[/{style}] {run.get('started', '')}: "
+              f"{escape(run['summary'])}", highlight=False)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def settings_error(e: SettingsError) -> Exception:
+    from ouroboros.interfaces.cli.config import as_cli_error
+
+    return as_cli_error(e)

@@ -95,8 +95,9 @@ def serve(
     allowed_host: list[str] = typer.Option([], "--allowed-host",
                                            help="Host header names to answer (repeatable)."),
     schedule: list[str] = typer.Option([], "--schedule", metavar="JOB=SPEC",
-                                       help="A job's schedule: 30s, 5m, 1h, a cron line "
-                                            "'*/5 * * * *', or off (repeatable)."),
+                                       help="A job's schedule over ouro.toml's "
+                                            "[schedules]: 5m, 'every 1h', @daily, a cron "
+                                            "line '*/5 * * * *', or off (repeatable)."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Run no scheduled work."),
     max_body: int = typer.Option(1 << 20, "--max-body", min=1024, help="API body cap, bytes."),
     max_otlp: int = typer.Option(8 << 20, "--max-otlp", min=1024,

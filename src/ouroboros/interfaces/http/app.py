@@ -33,6 +33,7 @@ EXTENSIONS: list[str] = [
     "ouroboros.interfaces.http.routes:mount_api",       # /api/v1
     "ouroboros.interfaces.http.routes.otlp:mount",      # /v1/traces, /v1/logs
     "ouroboros.interfaces.http.jobs:mount",             # scheduled work, /api/v1/schedule
+    "ouroboros.interfaces.http.routes.slack:mount",     # /slack/commands (Slack-signed)
     "ouroboros.interfaces.mcp.http:mount",              # /mcp
     "ouroboros.interfaces.http.console:mount",          # the web console at /
 ]
@@ -45,7 +46,7 @@ class ServerSettings:
     """How the app behaves; every field has a safe default.
 
     ``schedule`` maps job names to schedule specs (see `ouroboros.capabilities.improve.
-    schedule`); ``None`` keeps each job's default, ``{}`` plus ``scheduler=False`` runs none.
+    schedule`) over ``[schedules]`` of ``ouro.toml``; ``scheduler=False`` runs none.
     """
 
     limits: Limits = field(default_factory=Limits)

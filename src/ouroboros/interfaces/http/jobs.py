@@ -3,8 +3,9 @@ server's runtimes, and ``/api/v1/schedule`` to see it and run a job now.
 
 Jobs get runtimes from the server's pool under the same decision lock as the API's
 approvals and proposals, so a scheduled ``tick`` and a human's approval never run the
-loop at once. Schedules come from ``ServerSettings.schedule`` (``--schedule JOB=SPEC``);
-a bad one stops ``ouro serve`` before it binds.
+loop at once. Schedules come from ``[schedules]`` in the workspace's ``ouro.toml``,
+overridden by ``ServerSettings.schedule`` (``--schedule JOB=SPEC``); a bad one stops
+``ouro serve`` before it binds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
     from ouroboros.capabilities.improve.schedule import Scheduler
     from ouroboros.kernel import Runtime
+    from ouroboros.kernel.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["schedule"], responses=AUTH_RESPONSES)
 
@@ -35,9 +37,10 @@ router = APIRouter(prefix="/api/v1", tags=["schedule"], responses=AUTH_RESPONSES
 class ServerHost:
     """The server as a `JobHost`."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, settings: Settings) -> None:
         self.services = services
         self.home: Path = services.home
+        self.settings = settings
 
     @contextlib.contextmanager
     def runtime(self) -> Iterator[Runtime]:
@@ -94,9 +97,12 @@ def run_job(request: Request, _: Admin,
 
 def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[None]:
     from ouroboros.capabilities.improve.schedule import Scheduler
+    from ouroboros.kernel.settings import load_settings
 
     settings = app.state.settings
-    scheduler = Scheduler(ServerHost(services), settings.schedule)  # UsageError if malformed
+    workspace = load_settings(services.home).settings  # SettingsError names file and key
+    # UsageError if a schedule is malformed or names no job: before the server binds
+    scheduler = Scheduler(ServerHost(services, workspace), settings.schedule)
     app.state.scheduler = scheduler
     app.include_router(router)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
-_EVERY = re.compile(r"^every\s+(\d{1,6})\s*([smhd])$")
+_EVERY = re.compile(r"^(?:every\s+)?([0-9]{1,6})\s*([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ALIASES = {"@hourly": "0 * * * *", "@daily": "0 9 * * *", "@weekly": "0 6 * * mon",
             "@monthly": "0 6 1 * *"}
@@ -44,7 +44,8 @@ def http_url(value: str | None, what: str) -> str | None:
 
 
 def interval_seconds(schedule: str) -> int | None:
-    """Seconds of an ``every N[smhd]`` schedule, or None for a cron expression."""
+    """Seconds of an ``every N[smhd]`` (or bare ``N[smhd]``) schedule, or None for a cron
+    expression."""
     match = _EVERY.match(schedule.strip())
     return int(match.group(1)) * _UNITS[match.group(2)] if match else None
 
@@ -64,9 +65,11 @@ def crontab_of(schedule: str) -> str:
 
 
 def check_schedule(schedule: str) -> str:
-    """``off``, ``every N[smhd]``, ``@hourly|@daily|@weekly|@monthly`` or five cron fields."""
+    """``off``, ``every N[smhd]`` (or ``N[smhd]``), ``@hourly|@daily|@weekly|@monthly`` or
+    five cron fields; returns it stripped, ``off`` in any case as ``off``."""
     text = schedule.strip()
-    if text == "off":
+    if text.lower() == "off":
+        return "off"
         return text
     seconds = interval_seconds(text)
     if seconds is not None:
@@ -75,8 +78,8 @@ def check_schedule(schedule: str) -> str:
         return text
     crontab = crontab_of(text)
     if len(crontab.split()) != 5:
-        raise ValueError(f"{schedule!r} is not a schedule: use 'every 15m', '@daily', 'off' or "
-                         "five cron fields such as '0 9 * * 1-5'")
+        raise ValueError(f"{schedule!r} is not a schedule: use 'every 15m' (or '15m'), "
+                         "'@daily', 'off' or five cron fields such as '0 9 * * 1-5'")
     from apscheduler.triggers.cron import CronTrigger
 
     try:
@@ -244,13 +247,15 @@ class NotifySettings(_Section):
 
 
 class Schedules(_Section):
-    """When ``ouro improve run`` (or ``ouro serve``) runs each job."""
+    """When ``ouro serve`` and ``ouro improve run`` run each job of the scheduler's registry
+    (``ouroboros.capabilities.improve.schedule``); a job registered by an extension and
+    not named here keeps its own default."""
 
     extract: str = "every 5m"
     evaluate: str = "@hourly"
     tick: str = "every 5m"
     scan: str = "@weekly"
-    digest: str = "@daily"
+    notify: str = "every 1m"
 
     @field_validator("*")
     @classmethod

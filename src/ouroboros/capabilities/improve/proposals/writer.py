@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ouroboros.capabilities.improve.analysis import Finding
+from ouroboros.capabilities.improve.intake.secret_scrub import scrub_secrets
 from ouroboros.capabilities.improve.proposals.diffs import parse_diff
 from ouroboros.capabilities.improve.proposals.planner import AGENTS, TASKS, Draft, plan
 from ouroboros.capabilities.improve.proposals.policy import forbidden_path_reasons, matches_any
@@ -244,17 +245,24 @@ class LLMWriter:
                               "agent": f.agent, "summary": f.summary, "count": f.count,
                               "evidence": list(f.evidence)[:20], "metrics": f.metrics}, indent=1)
         paths = self._paths(repo, base, config)
+        listing = scrub_secrets("\n".join(paths))[0]
         parts = [f"Finding (from sanitized telemetry):\n{fence(finding, 'finding')}",
                  "Allowed paths: " + (", ".join(config.allowed_paths) or "any file that is not "
                                       "forbidden"),
-                 f"Repository files at {base[:12]}:\n{fence(chr(10).join(paths), 'file list')}"]
+                 f"Repository files at {base[:12]}:\n{fence(listing, 'file list')}"]
         used = 0
         for path in self._relevant(paths, f):
             text = repo.read(base, path)
             if text is None or len(text) > MAX_FILE or used + len(text) > MAX_CONTEXT:
                 continue
             used += len(text)
-            parts.append(f"File {path}:\n{fence(text, 'file')}")
+            # Repository content is untrusted data and may hold secrets: the secrets the
+            # telemetry sanitizer's rules name become its placeholders (the rest stays
+            # byte for byte, so diffs still apply), and the whole is fenced.
+            shown, hidden = scrub_secrets(text)
+            note = (f" ({hidden} secret(s) replaced by <secret:…> placeholders: never "
+                    "write them back)") if hidden else ""
+            parts.append(f"File {scrub_secrets(path)[0]}{note}:\n{fence(shown, 'file')}")
         return "\n\n".join(parts)
 
     def _paths(self, repo: TargetRepo, base: str, config: TargetConfig) -> list[str]:

@@ -1,5 +1,5 @@
-"""The scheduler (persisted last runs, missed runs caught up once), the enhancement scan,
-the runtime's own spans, and the Slack-style slash-command webhook."""
+"""The enhancement scan, the runtime's own spans, and the Slack-style slash-command
+handler (the scheduler: test_schedule.py; the mounted webhook: tests/serve/test_slack.py)."""
 
 from __future__ import annotations
 
@@ -22,80 +22,10 @@ from ouroboros.capabilities.improve.proposals.slack import (
     handle_slash_command,
     signature,
 )
-from ouroboros.capabilities.improve.scheduler import Job, JobRegistry, Scheduler, next_after
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.settings import ScanSettings
 
 from .loopkit import T0, Clock, Harness
-
-# -- scheduler -------------------------------------------------------------------------
-
-
-def test_a_job_runs_once_per_slot_and_missed_slots_are_caught_up_once(tmp_path: Path) -> None:
-    clock = Clock(T0)
-    ran: list[datetime] = []
-    registry = JobRegistry([Job("hourly", "@hourly", ran.append)])
-    state = tmp_path / "schedule.json"
-    s = Scheduler(registry, state, clock)
-    assert [r.name for r in s.run_due()] == ["hourly"]  # never ran: due now
-    assert s.run_due() == []
-    clock.advance(minutes=59)
-    assert s.run_due() == []
-    clock.advance(minutes=1)
-    assert len(s.run_due()) == 1
-    # down for a week: one catch-up run, not 168; a new process reads the last run back
-    clock.advance(days=7)
-    s2 = Scheduler(registry, state, clock)
-    assert len(s2.run_due()) == 1 and s2.run_due() == []
-    assert len(ran) == 3
-
-
-def test_a_failing_job_is_recorded_and_waits_for_its_slot(tmp_path: Path) -> None:
-    clock = Clock(T0)
-
-    def boom(now: datetime) -> None:
-        raise RuntimeError("disk full")
-
-    ok: list[datetime] = []
-    s = Scheduler(JobRegistry([Job("bad", "every 10m", boom), Job("good", "every 10m",
-                                                                  ok.append)]),
-                  tmp_path / "s.json", clock)
-    runs = {r.name: r for r in s.run_due()}
-    assert not runs["bad"].ok and "disk full" in runs["bad"].detail and runs["good"].ok
-    assert s.run_due() == []  # no hot loop on failure
-    status = {j["job"]: j for j in s.status()}
-    assert status["bad"]["ok"] is False
-    assert status["bad"]["next_run"] == (T0 + timedelta(minutes=10)).isoformat()
-
-
-def test_schedules(tmp_path: Path) -> None:
-    at = datetime(2026, 1, 5, 10, 30, tzinfo=UTC)  # a Monday
-    assert next_after("every 15m", at) == at + timedelta(minutes=15)
-    assert next_after("@daily", at) == datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
-    assert next_after("@weekly", at) == datetime(2026, 1, 12, 6, 0, tzinfo=UTC)
-    assert next_after("off", at) is None
-    friday = datetime(2026, 1, 9, 10, 0, tzinfo=UTC)  # cron's 1-5 is Monday to Friday
-    assert next_after("0 9 * * 1-5", friday) == datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
-    assert next_after("0 9 * * 0", friday) == datetime(2026, 1, 11, 9, 0, tzinfo=UTC)
-    with pytest.raises(ValueError):
-        Job("x", "sometimes", lambda now: None)
-    s = Scheduler(JobRegistry([Job("never", "off", lambda now: 1 / 0)]), tmp_path / "s.json",
-                  lambda: at)
-    assert s.run_due() == []
-
-
-def test_improve_run_jobs_on_the_loop(tmp_path: Path) -> None:
-    from ouroboros.capabilities.improve.jobs import improve_jobs
-    from ouroboros.kernel.settings import Settings
-
-    h = Harness(tmp_path)
-    s = Scheduler(JobRegistry(improve_jobs(h.rt, h.loop, Settings())), tmp_path / "s.json",
-                  h.clock)
-    runs = {r.name: r for r in s.run_due()}
-    assert set(runs) == {"extract", "evaluate", "tick", "scan", "digest"}
-    assert all(r.ok for r in runs.values()), runs
-    assert "kernel outcome(s) recorded" in runs["extract"].detail
-
 
 # -- enhancement scan ------------------------------------------------------------------
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
