@@ -180,8 +180,44 @@ def test_resources_read_state_and_log_and_refuse_tricks(home: Path) -> None:
                 with pytest.raises(MCPError):
                     await client.read_resource(uri)
             templates = (await client.list_resource_templates()).resource_templates
-            assert {t.uri_template for t in templates} == {"ouro://state/{+target}",
-                                                          "ouro://log{?since,limit,kind}"}
+            assert {t.uri_template for t in templates} == {
+                "ouro://state/{+target}", "ouro://log{?since,limit,kind}",
+                "ouro://proofs/inclusion/{seq}", "ouro://proofs/consistency{?old,new}"}
+
+    run(go)
+
+
+def test_resources_serve_checkpoints_and_proofs_a_third_party_checks(
+        home: Path, tmp_path: Path) -> None:
+    from ouroboros.kernel.note import Checkpoint, Verifier
+    from ouroboros.kernel.proofs import parse_proof
+
+    with open_runtime(home) as rt:  # the log's key, as its operator publishes it
+        verifier = Verifier.parse(rt.verifier.vkey())
+
+    async def go() -> None:
+        async with Client(stdio(home), mode="legacy") as client:
+            assert "ouro://checkpoint" in [r.uri for r in (await client.list_resources()
+                                                            ).resources]
+
+            async def read(uri: str) -> Any:
+                result = await client.read_resource(uri)
+                return json.loads(result.contents[0].text)  # type: ignore[union-attr]
+
+            cp = await read("ouro://checkpoint")
+            assert Checkpoint.open(cp["note"].encode(), verifier).size == cp["size"] > 1
+            inclusion = parse_proof((await read("ouro://proofs/inclusion/1"))["file"].encode())
+            assert inclusion.check(verifier).size == cp["size"]
+            consistency = await read(f"ouro://proofs/consistency?old=1&new={cp['size']}")
+            old, new = parse_proof(consistency["file"].encode()).check(verifier)  # type: ignore[misc]
+            assert (old.size, new.size) == (1, cp["size"])
+            for uri in ("ouro://proofs/inclusion/99999", "ouro://proofs/inclusion/-1",
+                        "ouro://proofs/inclusion/%EF%BC%97", "ouro://proofs/inclusion/\uff17",
+                        "ouro://proofs/inclusion/1?x=1",
+                        "ouro://proofs/consistency?old=3&new=1", "ouro://proofs/consistency",
+                        "ouro://proofs/consistency?old=1&old=2", "ouro://checkpoint?x=1"):
+                with pytest.raises(MCPError):
+                    await client.read_resource(uri)
 
     run(go)
 

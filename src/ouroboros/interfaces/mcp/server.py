@@ -258,6 +258,8 @@ class McpServer:
                            description="Every target's name, the seq and the state hash"),
             types.Resource(uri="ouro://log", name="log", mime_type=json_type,
                            description="The last ledger events (ouro://log?since=&limit=&kind=)"),
+            types.Resource(uri="ouro://checkpoint", name="checkpoint", mime_type=json_type,
+                           description="The latest signed checkpoint (C2SP signed note)"),
             *(types.Resource(uri=f"ouro://state/{t}", name=t, mime_type=json_type,
                              description=f"The value of {t} and its content hash")
               for t in targets)]
@@ -273,7 +275,15 @@ class McpServer:
                                    description="One target's value and content hash"),
             types.ResourceTemplate(uri_template="ouro://log{?since,limit,kind}", name="log",
                                    mime_type="application/json",
-                                   description="Ledger events from a seq, of one kind")])
+                                   description="Ledger events from a seq, of one kind"),
+            types.ResourceTemplate(uri_template="ouro://proofs/inclusion/{seq}",
+                                   name="inclusion_proof", mime_type="application/json",
+                                   description="A proof that event SEQ is in the log (its "
+                                   "`file` checks with `ouro proof check`)"),
+            types.ResourceTemplate(uri_template="ouro://proofs/consistency{?old,new}",
+                                   name="consistency_proof", mime_type="application/json",
+                                   description="A proof that the log at size NEW extends "
+                                   "it at size OLD")])
 
     async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
                              params: types.ReadResourceRequestParams
