@@ -343,6 +343,23 @@ def test_http_a_session_answers_only_the_token_that_opened_it(live: LiveServer) 
         assert r.status_code == 404  # as if the session did not exist
 
 
+def test_http_a_call_is_answered_with_one_json_body(live: LiveServer) -> None:
+    """JSON response mode: a POST's answer is the JSON-RPC response itself (no SSE stream),
+    so a plain HTTP client that accepts only JSON can drive the server."""
+    token = live.token("mcp-agent", "submit")
+    with live.client(token) as c:
+        session = _initialize(c)
+        headers = {"Accept": "application/json", "mcp-session-id": session,
+                   "mcp-protocol-version": "2025-11-25"}
+        c.post("/mcp", headers=headers,
+               json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        r = c.post("/mcp", headers=headers, json={
+            "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "sum_ints", "arguments": {"input": [40, 2]}}})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["id"] == 7 and r.json()["result"]["structuredContent"] == {"output": 42}
+
+
 def test_http_a_revoked_token_is_refused_from_its_next_request(live: LiveServer) -> None:
     from ouroboros.interfaces.http.tokens import TokenStore
 
