@@ -75,7 +75,8 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
     # `subscriptions/listen` is answered as a stream whatever this says.
     manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20,
                                            json_response=True)
-    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read)
+    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read,
+                          services.limiter)
     # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"
     app.router.routes.append(Route(PATH, endpoint=endpoint))
 

@@ -95,7 +95,8 @@ async def submit_fast(request: Request) -> Response:
     route above: the hottest write path skips dependency solving (same checks, same
     answers; the FastAPI route is what /openapi.json describes)."""
     services: Services = request.app.state.services
-    authorize(authenticate(services.tokens, request.headers.get("authorization")), Role.submit)
+    authorize(authenticate(services.tokens, request.headers.get("authorization"),
+                           services.limiter), Role.submit)
     return await submit_envelope(request, services)
 
 
