@@ -143,7 +143,7 @@ def proposals(rt: Runtime, ws: Workspace) -> None:
 
 
 def telemetry(home: Path, tmp: Path) -> None:
-    from ouroboros.capabilities.improve import synthetic
+    from ouroboros.capabilities.improve.intake import synthetic
     from ouroboros.capabilities.improve.intake.collectors import ingest
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from ouroboros.capabilities.improve import synthetic
+from ouroboros.capabilities.improve.intake import synthetic
 from ouroboros.capabilities.improve.intake.collectors import ingest
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.capabilities.improve.proposals.diffs import make_diff

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ouroboros.capabilities.improve import synthetic
+from ouroboros.capabilities.improve.intake import synthetic
 from ouroboros.capabilities.improve.intake.collectors import ingest
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.capabilities.improve.schedule import (
