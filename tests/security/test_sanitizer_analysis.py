@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ouroboros.capabilities.improve import Finding, analyse
-from ouroboros.capabilities.improve.intake import synthetic as syn
 from ouroboros.capabilities.improve.analysis import _pattern_of
+from ouroboros.capabilities.improve.intake import synthetic as syn
 from ouroboros.capabilities.improve.intake.events import normalise_event
 from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
 
