@@ -10,10 +10,14 @@ costs least, so the overhead shows most):
 - ``mcp ping``: an MCP ``ping`` round trip on the same connection (the physical floor of
   the transport: framing, JSON, the event loop; no tool; the 2026-07-28 era has no ping);
 - ``mcp stdio`` (handshake era, as Claude Desktop speaks it, and 2026-07-28) and
-  ``mcp http`` (handshake era, bearer token, against ``ouro serve``): ``tools/call``.
+  ``mcp http`` (both eras, bearer token, against ``ouro serve``): ``tools/call``;
+- ``http api``: ``POST /api/v1/tools/sum_ints/run`` on the same server (the baseline an
+  HTTP user would pick), from an async httpx client like the MCP client's.
 
-"Added p50" is the MCP row's p50 minus the in-process p50 (target: at most 2 ms).
-Rounds alternate between the rows, so a burst of machine load hits them alike.
+"Added p50" is the row's p50 minus the in-process p50 (target: at most 2 ms). Rounds
+alternate between the rows, so a burst of machine load hits them alike. For the rows
+against ``ouro serve`` the server's CPU per call is also given (from /proc, over each
+row's calls): on a loaded machine it is steadier than wall-clock time.
 """
 
 from __future__ import annotations
@@ -67,7 +71,15 @@ async def timed(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     return out
 
 
-async def measure(home: Path, url: str, token: str, calls: int) -> dict[str, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(home: Path, url: str, token: str, calls: int, server_pid: int
+                  ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    import httpx
     from mcp import Client, StdioServerParameters
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
@@ -77,6 +89,7 @@ async def measure(home: Path, url: str, token: str, calls: int) -> dict[str, lis
     from ouroboros.interfaces.cli.output import open_runtime
 
     samples: dict[str, list[float]] = {}
+    server_cpu: dict[str, float] = {}
     rt = open_runtime(home)
     store = open_store(rt)
 
@@ -85,29 +98,40 @@ async def measure(home: Path, url: str, token: str, calls: int) -> dict[str, lis
 
     stdio = StdioServerParameters(command=sys.executable,
                                   args=["-m", "ouroboros", "mcp", "--home", str(home)])
-    http = streamable_http_client(f"{url}/mcp", http_client=create_mcp_http_client(
-        headers={"Authorization": f"Bearer {token}"}))
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def http() -> Any:
+        return streamable_http_client(f"{url}/mcp",
+                                      http_client=create_mcp_http_client(headers=auth))
+
     async with Client(stdio, mode="legacy") as legacy, \
             Client(StdioServerParameters(command=stdio.command, args=stdio.args)) as modern, \
-            Client(http, mode="legacy") as remote:
-        clients = {"mcp stdio (2025-11-25)": legacy, "mcp stdio (2026-07-28)": modern,
-                   "mcp http (2025-11-25)": remote}
-        for client in clients.values():  # warm: the module, the lease, the tool list
+            Client(http(), mode="legacy") as remote, Client(http()) as remote_modern, \
+            httpx.AsyncClient(base_url=url, headers=auth) as api:
+        async def api_run() -> None:
+            r = await api.post("/api/v1/tools/sum_ints/run", json={"input": INPUT})
+            r.raise_for_status()
+
+        calls_of: dict[str, Callable[[], Awaitable[Any]]] = {"in-process": in_process}
+        for label, client in {"mcp stdio (2025-11-25)": legacy,
+                              "mcp stdio (2026-07-28)": modern,
+                              "mcp http (2025-11-25)": remote,
+                              "mcp http (2026-07-28)": remote_modern}.items():
+            calls_of[label] = functools.partial(client.call_tool, "sum_ints", {"input": INPUT})
+            if "2025" in label:  # 2026-07-28 has no ping
+                calls_of[label.replace("mcp", "mcp ping", 1)] = client.send_ping
+        calls_of["http api (POST /tools/sum_ints/run)"] = api_run
+        for call in calls_of.values():  # warm: the module, the lease, the tool list
             for _ in range(20):
-                await client.call_tool("sum_ints", {"input": INPUT})
-        for _ in range(20):
-            await in_process()
+                await call()
         for _ in range(ROUNDS):
             per = max(1, calls // ROUNDS)
-            samples.setdefault("in-process", []).extend(await timed(in_process, per))
-            for label, client in clients.items():
-                samples.setdefault(label, []).extend(await timed(
-                    functools.partial(client.call_tool, "sum_ints", {"input": INPUT}), per))
-                if "2025" in label:  # 2026-07-28 has no ping
-                    samples.setdefault(label.replace("mcp", "mcp ping", 1), []).extend(
-                        await timed(client.send_ping, per))
+            for label, call in calls_of.items():
+                before = cpu_seconds(server_pid)
+                samples.setdefault(label, []).extend(await timed(call, per))
+                server_cpu[label] = server_cpu.get(label, 0.0) + cpu_seconds(server_pid) - before
     rt.close()
-    return samples
+    return samples, server_cpu
 
 
 def main() -> None:
@@ -122,21 +146,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = workspace(Path(tmp))
         token = TokenStore(home).new("bench", "submit")[0]
-        server = start(home, "--no-scheduler")
+        server = start(home, "--no-scheduler", "--rate-limit", "off")
         try:
-            samples = anyio.run(measure, home, server.url, token, args.calls)
+            samples, server_cpu = anyio.run(measure, home, server.url, token, args.calls,
+                                            server.proc.pid)
         finally:
             server.stop()
     base = statistics.median(samples["in-process"])
     rows = []
-    print(f"{'row':<34}{'p50 ms':>9}{'p95 ms':>9}{'added p50':>11}")
+    print(f"{'row':<38}{'p50 ms':>9}{'p95 ms':>9}{'added p50':>11}{'server CPU':>12}")
     for label, values in samples.items():
         p50 = statistics.median(values)
-        row = {"row": label, "calls": len(values), "p50_ms": round(p50, 3),
-               "p95_ms": round(pct(values, 95), 3),
-               "added_p50_ms": round(p50 - base, 3)}
+        row: dict[str, Any] = {"row": label, "calls": len(values), "p50_ms": round(p50, 3),
+                               "p95_ms": round(pct(values, 95), 3),
+                               "added_p50_ms": round(p50 - base, 3)}
+        served = "http" in label
+        if served:
+            row["server_cpu_ms_per_call"] = round(server_cpu[label] / len(values) * 1000, 3)
         rows.append(row)
-        print(f"{label:<34}{p50:>9.3f}{row['p95_ms']:>9.3f}{row['added_p50_ms']:>11.3f}")
+        cpu = f"{row['server_cpu_ms_per_call']:>12.3f}" if served else ""
+        print(f"{label:<38}{p50:>9.3f}{row['p95_ms']:>9.3f}{row['added_p50_ms']:>11.3f}{cpu}")
     result: dict[str, Any] = {"benchmark": "mcp", "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "platform": platform.platform(),

@@ -180,8 +180,44 @@ def test_resources_read_state_and_log_and_refuse_tricks(home: Path) -> None:
                 with pytest.raises(MCPError):
                     await client.read_resource(uri)
             templates = (await client.list_resource_templates()).resource_templates
-            assert {t.uri_template for t in templates} == {"ouro://state/{+target}",
-                                                          "ouro://log{?since,limit,kind}"}
+            assert {t.uri_template for t in templates} == {
+                "ouro://state/{+target}", "ouro://log{?since,limit,kind}",
+                "ouro://proofs/inclusion/{seq}", "ouro://proofs/consistency{?old,new}"}
+
+    run(go)
+
+
+def test_resources_serve_checkpoints_and_proofs_a_third_party_checks(
+        home: Path, tmp_path: Path) -> None:
+    from ouroboros.kernel.note import Checkpoint, Verifier
+    from ouroboros.kernel.proofs import parse_proof
+
+    with open_runtime(home) as rt:  # the log's key, as its operator publishes it
+        verifier = Verifier.parse(rt.verifier.vkey())
+
+    async def go() -> None:
+        async with Client(stdio(home), mode="legacy") as client:
+            assert "ouro://checkpoint" in [r.uri for r in (await client.list_resources()
+                                                            ).resources]
+
+            async def read(uri: str) -> Any:
+                result = await client.read_resource(uri)
+                return json.loads(result.contents[0].text)  # type: ignore[union-attr]
+
+            cp = await read("ouro://checkpoint")
+            assert Checkpoint.open(cp["note"].encode(), verifier).size == cp["size"] > 1
+            inclusion = parse_proof((await read("ouro://proofs/inclusion/1"))["file"].encode())
+            assert inclusion.check(verifier).size == cp["size"]
+            consistency = await read(f"ouro://proofs/consistency?old=1&new={cp['size']}")
+            old, new = parse_proof(consistency["file"].encode()).check(verifier)  # type: ignore[misc]
+            assert (old.size, new.size) == (1, cp["size"])
+            for uri in ("ouro://proofs/inclusion/99999", "ouro://proofs/inclusion/-1",
+                        "ouro://proofs/inclusion/%EF%BC%97", "ouro://proofs/inclusion/\uff17",
+                        "ouro://proofs/inclusion/1?x=1",
+                        "ouro://proofs/consistency?old=3&new=1", "ouro://proofs/consistency",
+                        "ouro://proofs/consistency?old=1&old=2", "ouro://checkpoint?x=1"):
+                with pytest.raises(MCPError):
+                    await client.read_resource(uri)
 
     run(go)
 
@@ -305,6 +341,23 @@ def test_http_a_session_answers_only_the_token_that_opened_it(live: LiveServer) 
                                     "mcp-session-id": session},
                    json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
         assert r.status_code == 404  # as if the session did not exist
+
+
+def test_http_a_call_is_answered_with_one_json_body(live: LiveServer) -> None:
+    """JSON response mode: a POST's answer is the JSON-RPC response itself (no SSE stream),
+    so a plain HTTP client that accepts only JSON can drive the server."""
+    token = live.token("mcp-agent", "submit")
+    with live.client(token) as c:
+        session = _initialize(c)
+        headers = {"Accept": "application/json", "mcp-session-id": session,
+                   "mcp-protocol-version": "2025-11-25"}
+        c.post("/mcp", headers=headers,
+               json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        r = c.post("/mcp", headers=headers, json={
+            "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "sum_ints", "arguments": {"input": [40, 2]}}})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["id"] == 7 and r.json()["result"]["structuredContent"] == {"output": 42}
 
 
 def test_http_a_revoked_token_is_refused_from_its_next_request(live: LiveServer) -> None:

@@ -23,9 +23,10 @@ from .test_api_tools import with_sum_ints
 EXAMPLES = 20
 #: Operations whose well-formed input may still be refused on its meaning, with a
 #: documented status: a gate rejects an envelope (422 outcome), a tool fails on its input
-#: (422), bytes are not an OTLP message (400). Every other check still applies to them.
-SEMANTIC = re.compile(r"^POST (/api/v1/patches|/api/v1/pending/.*|/api/v1/tools/\{name\}/run"
-                      r"|/v1/(traces|logs))$")
+#: (422), bytes are not an OTLP message (400), a consistency proof from a larger tree to a
+#: smaller one (400). Every other check still applies to them.
+SEMANTIC = re.compile(r"^(POST (/api/v1/patches|/api/v1/pending/.*|/api/v1/tools/\{name\}/run"
+                      r"|/v1/(traces|logs))|GET /api/v1/proofs/consistency)$")
 
 
 @pytest.fixture(scope="module")

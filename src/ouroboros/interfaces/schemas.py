@@ -102,6 +102,40 @@ class VerifyResult(Shape):
     message: str | None = None
 
 
+class CheckpointJson(Shape):
+    """``ouro proof checkpoint --json``: the latest signed checkpoint (C2SP tlog-checkpoint)."""
+
+    origin: str
+    size: int
+    root: str = Field(description="The Merkle root of the first `size` events, base64")
+    head: str = Field(description="The hash of event size-1")
+    note: str = Field(description="The signed note, verbatim")
+    vkey: str = Field(description="The log's verifier key (check against one you trust)")
+
+
+class InclusionProofJson(Shape):
+    """``ouro proof inclusion SEQ --json``."""
+
+    index: int
+    proof: list[str] = Field(description="The RFC 9162 audit path, base64, leaf sibling first")
+    vkey: str
+    event: str = Field(description="The event's stored body, base64 (its leaf)")
+    checkpoint: str = Field(description="The signed checkpoint the path leads to")
+    file: str = Field(description="The C2SP tlog-proof file `ouro proof check` reads")
+
+
+class ConsistencyProofJson(Shape):
+    """``ouro proof consistency OLD [NEW] --json``."""
+
+    old: int
+    new: int
+    proof: list[str] = Field(description="The RFC 9162 consistency proof, base64")
+    vkey: str
+    old_checkpoint: str
+    new_checkpoint: str
+    file: str = Field(description="The proof file `ouro proof check` reads")
+
+
 # -- skills -------------------------------------------------------------------------------
 class ToolMetrics(Shape):
     uses: int | None = None

@@ -763,10 +763,15 @@ class Runtime:
     # ------------------------------------------------------------------- proofs
     def checkpoint(self) -> Checkpoint:
         """The latest signed checkpoint (verified)."""
+        return Checkpoint.open(self.checkpoint_note(), self.verifier)
+
+    def checkpoint_note(self) -> bytes:
+        """The latest signed checkpoint as its C2SP signed note, verified, verbatim."""
         note = self.backend.get_checkpoint()
         if note is None:
             raise IntegrityError("the local checkpoint is missing")
-        return Checkpoint.open(note, self.verifier)
+        Checkpoint.open(note, self.verifier)  # never hand out a note that does not verify
+        return note
 
     def inclusion_proof(self, seq: int) -> InclusionProof:
         """A C2SP tlog-proof that event ``seq`` is in the log of the latest checkpoint."""

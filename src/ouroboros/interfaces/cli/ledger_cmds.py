@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from ouroboros.interfaces.cli.output import (
     open_runtime,
     print_json,
 )
+from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.merkle import ProofError
 from ouroboros.kernel.note import NoteError, Verifier
@@ -45,8 +45,16 @@ def _emit(data: bytes, output: Path | None) -> None:
     console.print(f"wrote {output}")
 
 
-def _b64(items: list[bytes]) -> list[str]:
-    return [base64.b64encode(h).decode() for h in items]
+@proof_app.command("checkpoint")
+def proof_checkpoint(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """The latest signed checkpoint (a C2SP signed note), verified before it is printed."""
+    with open_runtime(home) as rt:
+        note = rt.checkpoint_note()
+        verifier = rt.verifier
+    if as_json:
+        print_json(checkpoint_json(note, verifier))
+        return
+    sys.stdout.write(note.decode())
 
 
 @proof_app.command("inclusion")
@@ -56,11 +64,9 @@ def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the 
     """A C2SP tlog-proof that event SEQ is in the log (under the latest checkpoint)."""
     with open_runtime(home) as rt:
         proof = rt.inclusion_proof(seq)
-        vkey = rt.verifier.vkey()
+        verifier = rt.verifier
     if as_json:
-        print_json({"index": proof.index, "proof": _b64(proof.hashes), "vkey": vkey,
-                    "event": base64.b64encode(proof.body).decode(),
-                    "checkpoint": proof.checkpoint.decode(), "file": proof.encode().decode()})
+        print_json(inclusion_json(proof, verifier))
         return
     _emit(proof.encode(), output)
 
@@ -74,11 +80,9 @@ def proof_consistency(old: int = typer.Argument(..., help="The older tree size."
     """A proof that the log at size NEW extends the log at size OLD, unchanged."""
     with open_runtime(home) as rt:
         proof = rt.consistency_proof(old, new)
-        vkey = rt.verifier.vkey()
+        verifier = rt.verifier
     if as_json:
-        print_json({"old": old, "new": new, "proof": _b64(proof.hashes), "vkey": vkey,
-                    "old_checkpoint": proof.old.decode(), "new_checkpoint": proof.new.decode(),
-                    "file": proof.encode().decode()})
+        print_json(consistency_json(proof, verifier))
         return
     _emit(proof.encode(), output)
 

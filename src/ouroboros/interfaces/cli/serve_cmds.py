@@ -103,6 +103,11 @@ def serve(
     max_otlp: int = typer.Option(8 << 20, "--max-otlp", min=1024,
                                  help="OTLP body cap (after gunzip), bytes."),
     pool: int = typer.Option(8, "--pool", min=1, max=64, help="Runtimes kept open."),
+    rate_limit: str = typer.Option("100", "--rate-limit", metavar="PER_SECOND",
+                                   help="Requests a second per token (429 past it), or off."),
+    rate_burst: int | None = typer.Option(None, "--rate-burst", min=1,
+                                          help="Requests a token may make at once "
+                                               "(default: twice the rate)."),
     log_level: Literal["critical", "error", "warning", "info", "debug"] = typer.Option(
         "warning", "--log-level", help="uvicorn's log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
@@ -120,8 +125,11 @@ def serve(
         if not sep or not name.strip() or not spec.strip():
             raise UsageError(f"--schedule {item!r} is not JOB=SPEC", "e.g. --schedule tick=5m")
         jobs[name.strip()] = spec.strip()
+    from ouroboros.interfaces.http.ratelimit import RateLimit
+
     settings = ServerSettings(pool_size=pool, scheduler=not no_scheduler,
-                              schedule=jobs or None)
+                              schedule=jobs or None,
+                              rate_limit=RateLimit.parse(rate_limit, rate_burst))
     settings = replace(settings, limits=replace(settings.limits, max_body_bytes=max_body,
                                                 max_otlp_bytes=max_otlp))
     where = resolve_home(home)

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from ouroboros.interfaces.http import errors
 from ouroboros.interfaces.http.errors import ErrorBody
 from ouroboros.interfaces.http.limits import InputGuard, Limits
+from ouroboros.interfaces.http.ratelimit import RateLimit
 from ouroboros.interfaces.http.services import Services
 
 #: ``mount(app, services) -> AbstractAsyncContextManager | None``
@@ -50,6 +51,7 @@ class ServerSettings:
     """
 
     limits: Limits = field(default_factory=Limits)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
     pool_size: int = 8
     lease_timeout: float = 30.0
     scheduler: bool = True
@@ -74,7 +76,7 @@ def create_app(home: Path | str | None = None, settings: ServerSettings | None =
     """
     settings = settings or ServerSettings()
     services = Services(home, pool_size=settings.pool_size,
-                        lease_timeout=settings.lease_timeout)
+                        lease_timeout=settings.lease_timeout, rate_limit=settings.rate_limit)
     contexts: list[contextlib.AbstractAsyncContextManager[Any]] = []
 
     @contextlib.asynccontextmanager

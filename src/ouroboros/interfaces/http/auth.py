@@ -2,7 +2,8 @@
 
 ``Depends(require(Role.submit))`` on a route (or a router) answers 401 without a valid
 bearer token and 403 when the token's role lacks the right, and hands the route the
-caller's `Principal`. `BearerASGI` wraps a mounted sub-application (MCP, for one) in the
+caller's `Principal`; a token over its rate limit (`ratelimit.py`) gets 429 with
+``Retry-After``. `BearerASGI` wraps a mounted sub-application (MCP, for one) in the
 same check, since FastAPI dependencies do not reach inside a mount.
 """
 
@@ -15,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ouroboros.interfaces.http.errors import ApiError, error_response, log
+from ouroboros.interfaces.http.ratelimit import RateLimiter, retry_after
 from ouroboros.interfaces.http.tokens import Principal, Role, TokenStore
 from ouroboros.kernel.errors import UsageError
 
@@ -28,12 +30,19 @@ def tokens_of(request: Request) -> TokenStore:
     return store
 
 
-def authenticate(store: TokenStore, authorization: str | None) -> Principal:
-    """The principal behind an ``Authorization`` header value.
+def limiter_of(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.services.limiter
+    return limiter
+
+
+def authenticate(store: TokenStore, authorization: str | None,
+                 limiter: RateLimiter | None = None) -> Principal:
+    """The principal behind an ``Authorization`` header value, counted against its
+    token's rate limit when a ``limiter`` is given.
 
     Raises:
         ApiError: 401 when the header is missing, not a bearer token, or the token is
-            unknown or revoked.
+            unknown or revoked; 429 when the token is over its rate.
     """
     if not authorization:
         raise ApiError(401, "unauthorized", "this endpoint needs a bearer token",
@@ -52,6 +61,14 @@ def authenticate(store: TokenStore, authorization: str | None) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "the token is not valid (unknown or revoked)",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if limiter is not None:  # after the check: only a verified token spends its bucket
+        wait = limiter.take(principal.token_id)
+        if wait > 0:
+            raise ApiError(429, "rate_limited",
+                           f"token {principal.name!r} is over its rate limit "
+                           f"({limiter.limit.rate:g} requests a second, bursts of "
+                           f"{limiter.limit.burst})", f"retry in {wait:.2f} s",
+                           headers={"Retry-After": retry_after(wait)})
     return principal
 
 
@@ -70,7 +87,8 @@ def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
                          = Depends(_bearer)) -> Principal:
         # ``credentials`` is declared for the OpenAPI security scheme; the header is read
         # directly so that a malformed one gets our message, not HTTPBearer's.
-        principal = authenticate(tokens_of(request), request.headers.get("authorization"))
+        principal = authenticate(tokens_of(request), request.headers.get("authorization"),
+                                 limiter_of(request))
         authorize(principal, needed)
         request.state.principal = principal
         return principal
@@ -86,10 +104,12 @@ class BearerASGI:
     anything but HTTP pass through untouched (WebSocket upgrades are refused with 403).
     """
 
-    def __init__(self, app: ASGIApp, store: TokenStore, needed: Role) -> None:
+    def __init__(self, app: ASGIApp, store: TokenStore, needed: Role,
+                 limiter: RateLimiter | None = None) -> None:
         self.app = app
         self.store = store
         self.needed = needed
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -104,7 +124,7 @@ class BearerASGI:
                 header = value.decode("latin-1")
                 break
         try:
-            principal = authenticate(self.store, header)
+            principal = authenticate(self.store, header, self.limiter)
             authorize(principal, self.needed)
         except ApiError as e:
             await error_response(e.status, e.code, e.message, e.hint, e.headers)(

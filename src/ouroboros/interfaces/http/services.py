@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ouroboros.interfaces.http.ratelimit import RateLimit, RateLimiter
 from ouroboros.interfaces.http.tokens import TokenStore
 from ouroboros.kernel import OuroError, Runtime
 from ouroboros.kernel.workspace import Workspace, resolve_home
@@ -85,10 +86,12 @@ class Services:
     """The server's shared state; one per app, closed by the app's lifespan."""
 
     def __init__(self, home: Path | str | None, *, pool_size: int = 8,
-                 lease_timeout: float = 30.0) -> None:
+                 lease_timeout: float = 30.0, rate_limit: RateLimit | None = None) -> None:
         self.home = resolve_home(home)
         self.workspace = Workspace.load(self.home)  # WorkspaceMissing names the fix
         self.tokens = TokenStore(self.home)
+        #: Every bearer check counts against its token's bucket (API, MCP, OTLP).
+        self.limiter = RateLimiter(rate_limit or RateLimit())
         self.pool_size = pool_size
         self.lease_timeout = lease_timeout
         self._idle: queue.LifoQueue[Lease] = queue.LifoQueue()

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ouroboros.interfaces.http.services import Lease, Services
 from ouroboros.interfaces.http.tokens import Role
+from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel.errors import NotFound, UsageError
 
 ToolName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$",
@@ -317,7 +318,37 @@ def read_resource(services: Services, uri: str) -> Any:
             events = lease.rt.log(kind=query["kind"], since=query["since"],
                                   limit=query["limit"])
             return [e.to_dict() for e in events]
+        if path == "checkpoint" and not parts.query:
+            return checkpoint_json(lease.rt.checkpoint_note(), lease.rt.verifier)
+        if path.startswith("proofs/inclusion/") and not parts.query:
+            seq = _whole(path[len("proofs/inclusion/"):], "seq")
+            return inclusion_json(lease.rt.inclusion_proof(seq), lease.rt.verifier)
+        if path == "proofs/consistency":
+            sizes = _query(parts.query, {"old", "new"})
+            if "old" not in sizes:
+                raise UsageError("a consistency proof needs old (and optionally new)")
+            new = _whole(sizes["new"], "new") if "new" in sizes else None
+            proof = lease.rt.consistency_proof(_whole(sizes["old"], "old"), new)
+            return consistency_json(proof, lease.rt.verifier)
     raise NotFound(f"no resource {uri[:200]!r}", "list them with resources/list")
+
+
+def _whole(raw: str, name: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > 2**62:  # ASCII digits only
+        raise UsageError(f"{name} must be a whole number from 0 to {2**62}")
+    return int(raw)
+
+
+def _query(text: str, names: set[str]) -> dict[str, str]:
+    """A query of the given names, each at most once."""
+    try:
+        query = parse_qs(text, keep_blank_values=False, strict_parsing=bool(text),
+                         max_num_fields=len(names))
+    except ValueError as e:
+        raise UsageError(f"bad query: {e}") from None
+    if set(query) - names or any(len(v) != 1 for v in query.values()):
+        raise UsageError(f"the query takes {', '.join(sorted(names))}, once each")
+    return {k: v[0] for k, v in query.items()}
 
 
 def _log_query(text: str) -> dict[str, Any]:
@@ -332,7 +363,7 @@ def _log_query(text: str) -> dict[str, Any]:
 
     def number(name: str, default: int, high: int) -> int:
         raw = query.get(name, [str(default)])[0]
-        if not raw.isdigit() or len(raw) > 19 or not 0 <= int(raw) <= high:
+        if not re.fullmatch(r"[0-9]{1,19}", raw) or not 0 <= int(raw) <= high:
             raise UsageError(f"{name} must be a whole number from 0 to {high}")
         return int(raw)
 

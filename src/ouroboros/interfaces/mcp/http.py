@@ -68,8 +68,15 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
     # The app's InputGuard already answers only the Host names the server serves, so the
     # SDK's own DNS-rebinding check (loopback names only) is left off: it would refuse the
     # names `--allowed-host` admits.
-    manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20)
-    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read)
+    # JSON, not SSE, answers to POSTs: the catalogue sends nothing on a request's own stream
+    # (no progress, no server-initiated requests), and an SSE stream per call cost 0.8 ms
+    # of server CPU and a stream parser in the client (docs/BENCHMARKS.md, "MCP"). List
+    # changes still reach handshake-era clients on their GET stream; a 2026-era
+    # `subscriptions/listen` is answered as a stream whatever this says.
+    manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20,
+                                           json_response=True)
+    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read,
+                          services.limiter)
     # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"
     app.router.routes.append(Route(PATH, endpoint=endpoint))
 

@@ -95,6 +95,11 @@ class SkillTools:
             self._key, self._tools = key, tools
         return tools
 
+    def cached(self) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
+        """The set as last built (no ledger read: for callers on the event loop)."""
+        with self._lock:
+            return self._tools
+
     def _build(self) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
         from ouroboros.capabilities.skills.export import as_mcp
         from ouroboros.capabilities.skills.serving import status
@@ -127,6 +132,7 @@ class McpServer:
         self._sessions: collections.OrderedDict[int, ServerSession] = collections.OrderedDict()
         self._seen: Any = None
         self._check_now = anyio.Event()
+        self._builtin_schemas: dict[str, dict[str, Any]] = {}
         try:
             number = version("ouroboros")
         except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
@@ -138,7 +144,8 @@ class McpServer:
             on_list_resources=self._list_resources,
             on_list_resource_templates=self._list_templates,
             on_read_resource=self._read_resource,
-            on_subscriptions_listen=self.listen)
+            on_subscriptions_listen=self.listen,
+            get_tool_input_schema=self._input_schema)
         self.server.add_notification_handler("notifications/initialized",
                                              types.NotificationParams, self._initialized)
 
@@ -152,6 +159,7 @@ class McpServer:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         self._seen = await anyio.to_thread.run_sync(self.skills.signature)
+        await anyio.to_thread.run_sync(self.skills.current)  # what `_input_schema` reads
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._watch)
             try:
@@ -176,6 +184,7 @@ class McpServer:
         if seen == self._seen:
             return False
         self._seen = seen
+        await anyio.to_thread.run_sync(self.skills.current)  # what `_input_schema` reads
         await self.bus.publish(ToolsListChanged())
         for session in list(self._sessions.values()):
             await session.send_tool_list_changed()  # best effort: never raises
@@ -189,6 +198,18 @@ class McpServer:
             self._sessions.popitem(last=False)
 
     # -- tools --------------------------------------------------------------------------
+    def _input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's MCP input schema for the SDK's ``Mcp-Param-*`` header check of a
+        2026-era call. Without it the SDK runs the whole ``tools/list`` handler (a ledger
+        read, every skill's definition) before each call; on the event loop, so from
+        memory: the skills as last built (kept current by the watcher), None for one not
+        seen yet (the check is skipped; the call validates its arguments anyway)."""
+        builtin = catalogue.BUILTINS.get(name)
+        if builtin is not None:
+            return self._builtin_schemas.setdefault(name, builtin.args.model_json_schema())
+        entry = self.skills.cached().get(name)
+        return entry[0].input_schema if entry is not None else None
+
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           _: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         caller = self._caller(ctx)
@@ -258,6 +279,8 @@ class McpServer:
                            description="Every target's name, the seq and the state hash"),
             types.Resource(uri="ouro://log", name="log", mime_type=json_type,
                            description="The last ledger events (ouro://log?since=&limit=&kind=)"),
+            types.Resource(uri="ouro://checkpoint", name="checkpoint", mime_type=json_type,
+                           description="The latest signed checkpoint (C2SP signed note)"),
             *(types.Resource(uri=f"ouro://state/{t}", name=t, mime_type=json_type,
                              description=f"The value of {t} and its content hash")
               for t in targets)]
@@ -273,7 +296,15 @@ class McpServer:
                                    description="One target's value and content hash"),
             types.ResourceTemplate(uri_template="ouro://log{?since,limit,kind}", name="log",
                                    mime_type="application/json",
-                                   description="Ledger events from a seq, of one kind")])
+                                   description="Ledger events from a seq, of one kind"),
+            types.ResourceTemplate(uri_template="ouro://proofs/inclusion/{seq}",
+                                   name="inclusion_proof", mime_type="application/json",
+                                   description="A proof that event SEQ is in the log (its "
+                                   "`file` checks with `ouro proof check`)"),
+            types.ResourceTemplate(uri_template="ouro://proofs/consistency{?old,new}",
+                                   name="consistency_proof", mime_type="application/json",
+                                   description="A proof that the log at size NEW extends "
+                                   "it at size OLD")])
 
     async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
                              params: types.ReadResourceRequestParams

@@ -27,4 +27,6 @@ Admin = Annotated[Principal, Depends(require(Role.admin))]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid bearer token"},
     403: {"model": ErrorBody, "description": "The token's role lacks the right"},
+    429: {"model": ErrorBody, "description": "The token is over its rate limit (see the "
+          "`Retry-After` header)"},
 }

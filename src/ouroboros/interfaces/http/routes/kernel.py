@@ -1,7 +1,7 @@
-"""The kernel over HTTP: state, patches, approvals, the log, verification.
+"""The kernel over HTTP: state, patches, approvals, the log, verification, proofs.
 
 Each route is the matching ``ouro`` command: ``state``, ``patch submit``, ``pending``,
-``approve``, ``reject``, ``log``, ``verify``; the shapes are the CLI's ``--json`` shapes
+``approve``, ``reject``, ``log``, ``verify``, ``proof checkpoint|inclusion|consistency``; the shapes are the CLI's ``--json`` shapes
 (`ouroboros.interfaces.schemas`). Answers are serialised inside the lease, from the
 runtime's own state, and sent as prepared bytes (no second validation pass).
 """
@@ -27,6 +27,7 @@ from ouroboros.interfaces.http.routes.deps import (
 )
 from ouroboros.interfaces.http.services import Services
 from ouroboros.interfaces.http.tokens import Role
+from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel import IntegrityError, NotFound, SubmitOutcome, UsageError
 from ouroboros.kernel.state import patch_from_envelope
 
@@ -94,7 +95,8 @@ async def submit_fast(request: Request) -> Response:
     route above: the hottest write path skips dependency solving (same checks, same
     answers; the FastAPI route is what /openapi.json describes)."""
     services: Services = request.app.state.services
-    authorize(authenticate(services.tokens, request.headers.get("authorization")), Role.submit)
+    authorize(authenticate(services.tokens, request.headers.get("authorization"),
+                           services.limiter), Role.submit)
     return await submit_envelope(request, services)
 
 
@@ -192,7 +194,64 @@ def verify(_: Reader, services: ServicesDep) -> Response:
                           "checkpoints": report.checkpoints, "head": report.head})
 
 
-# Proofs and checkpoints (issue 9, branch `kernel`): when `Runtime.checkpoint()`,
-# `inclusion_proof(seq)` and `consistency_proof(old, new)` are merged, they go here as
-# GET /checkpoint, GET /proofs/inclusion/{seq} and GET /proofs/consistency?old=&new=
-# (read role), answering the same JSON as `ouro proof … --json`.
+# -- checkpoints and proofs -----------------------------------------------------------
+# What `ouro proof … --json` prints (`ouroboros.interfaces.ledger_json`), so a third party
+# checks what it fetched here with `ouro proof check` and the log's verifier key alone.
+_TEXT = "text/plain; charset=utf-8"
+
+
+def _wants_text(request: Request) -> bool:
+    """``Accept: text/plain`` (and not JSON) asks for the signed note itself."""
+    accept = request.headers.get("accept", "").lower()
+    return "text/plain" in accept and "application/json" not in accept
+
+
+@router.get("/checkpoint", response_model=schemas.CheckpointJson,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "The signed checkpoint: JSON, or with "
+                             "`Accept: text/plain` the C2SP signed note verbatim"}},
+            summary="The latest signed checkpoint (ouro proof checkpoint)")
+def checkpoint(request: Request, _: Reader, services: ServicesDep) -> Response:
+    with services.lease() as lease:
+        note = lease.rt.checkpoint_note()
+        verifier = lease.rt.verifier
+    if _wants_text(request):
+        return Response(note, media_type=_TEXT)
+    return json_response(checkpoint_json(note, verifier))
+
+
+@router.get("/proofs/inclusion/{seq}", response_model=schemas.InclusionProofJson,
+            responses={404: {"model": ErrorBody,
+                             "description": "No such event under the latest checkpoint"}},
+            summary="A C2SP tlog-proof that event SEQ is in the log (ouro proof inclusion)")
+def inclusion(_: Reader, services: ServicesDep,
+              seq: Annotated[int, Path(ge=0, le=2**62, description="The event's seq")],
+              ) -> Response:
+    with services.lease() as lease:
+        proof = lease.rt.inclusion_proof(seq)
+        verifier = lease.rt.verifier
+    return json_response(inclusion_json(proof, verifier))
+
+
+@router.get("/proofs/consistency", response_model=schemas.ConsistencyProofJson,
+            responses={400: {"model": ErrorBody, "description": "old is larger than new"},
+                       404: {"model": ErrorBody,
+                             "description": "A size past the latest checkpoint"}},
+            summary="A proof that the log at size NEW extends it at size OLD "
+                    "(ouro proof consistency)")
+def consistency(_: Reader, services: ServicesDep,
+                old: Annotated[int, Query(ge=1, le=2**62, description="The older tree size")],
+                new: Annotated[int | None, Query(ge=1, le=2**62, description="The newer "
+                               "tree size (default: the latest checkpoint's)")] = None,
+                ) -> Response:
+    if new is not None and old > new:
+        raise UsageError(f"old ({old}) is larger than new ({new})",
+                         "a consistency proof goes from a smaller tree to a larger one")
+    with services.lease() as lease:
+        latest = lease.rt.checkpoint().size
+        if max(old, new or 0) > latest:  # as an event past it: not (yet) there
+            raise NotFound(f"no signed checkpoint of size {max(old, new or 0)}: the latest "
+                           f"has size {latest}", "GET /api/v1/checkpoint gives the latest")
+        proof = lease.rt.consistency_proof(old, new)
+        verifier = lease.rt.verifier
+    return json_response(consistency_json(proof, verifier))
