@@ -92,6 +92,7 @@ while True:
     rt.propose_and_submit(type="routing", target=f"agents/k{i % 5}/routing", value={"w": i},
                           reasoning="kill " + "x" * (i % 40), author="killer")
     i += 1
+    print("ok", flush=True)
 """
 
 
@@ -106,6 +107,8 @@ def test_sigkill_of_writers_mid_append_leaves_a_whole_verifiable_ledger(tmp_path
                                   stdout=subprocess.PIPE) for _ in range(2)]
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
+        for p in procs:  # each has appended (however loaded the machine), then a while more
+            assert p.stdout is not None and p.stdout.readline().strip() == b"ok"
         time.sleep(0.05 + 0.05 * round_)
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)

@@ -146,10 +146,11 @@ class Scan:
             pos = handlers[match.lastgroup](self, match)  # type: ignore[index]
             if out and out[-1].endswith(">") and pos < end:
                 glued = _TOKEN.match(text, pos)
-                if glued is not None and out[-1].startswith("<ip") and _PORT.fullmatch(
-                    glued.group()
-                ):
-                    out.append(glued.group())  # "<ip:private>:5432": the port stays
+                if glued is not None and out[-1].startswith(("<ip", "<token>")) and \
+                        _PORT.fullmatch(glued.group()):
+                    # "<ip:private>:5432", "A0://<token>:8080": the port stays, as it did
+                    # when the host was replaced (`_host`), so a second pass changes nothing
+                    out.append(glued.group())
                     pos = glued.end()
                 elif glued is not None:
                     # Text glued to a placeholder ("a@b.c::1", "<n>&password=x") is read
@@ -338,8 +339,10 @@ class Scan:
                 self._emit("token")
         if port:
             self.out.append(":")
-            if port.isdigit():
+            if _PORT.fullmatch(":" + port):
                 self.out.append(port)
+            elif port.isdigit():
+                self._emit("n")  # too long for a port: a number like any other
             else:
                 self._emit("token")  # not a port: a password without its user, perhaps
 
