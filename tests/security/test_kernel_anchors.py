@@ -202,7 +202,9 @@ def test_truncating_to_before_a_witness_was_added_needs_an_external_witness(
     (home / "ledger.checkpoint").write_bytes(old_note)
     assert ouro("verify", home=home).returncode == 0  # the ledger alone looks whole
     r = ouro("verify", "--witness", str(witness), "--json", home=home)
-    assert r.returncode == 1 and f"witness {witness}" in r.stderr and "are missing" in r.stderr
+    error = json.loads(r.stdout)["error"]  # under --json the error is on stdout
+    assert r.returncode == 1 and r.stderr == "" and error["code"] == "integrity"
+    assert f"witness {witness}" in error["message"] and "are missing" in error["message"]
 
 
 def test_checkpoints_are_c2sp_signed_notes(home: Path) -> None:
