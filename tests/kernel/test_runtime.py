@@ -98,6 +98,21 @@ def test_rollback_of_one_patch_and_history_kept(rt: Runtime) -> None:
     assert len(rt.log()) == before + 1 and last.payload["rollback_of"] == h
 
 
+def test_rollback_by_hash_refuses_what_is_no_hash_prefix(rt: Runtime) -> None:
+    """Not hex, too long, empty, or hex after a stray prefix: a usage error before the
+    index is queried (``bytes.fromhex`` raised ValueError on these), nothing appended;
+    upper-case hex and the ``sha256:`` prefix are still accepted."""
+    routing(rt, "agents/a/routing", {"w": 1})
+    h = rt.log(kind="PatchApplied")[-1].payload["patch_hash"]
+    before = len(rt.log())
+    for bad in ("[[[[", "zz", "", "sha256:", "0" * 65, h + "0", "abc\n", "１２３", "sha1:ab"):
+        with pytest.raises(UsageError, match="not a patch hash or a prefix of one"):
+            rt.rollback(patch=bad)
+    assert len(rt.log()) == before
+    [out] = rt.rollback(patch=h[:20].upper().replace("SHA256:", "sha256:"))
+    assert out.status == "applied" and rt.value("agents/a/routing") is None
+
+
 def test_rollback_of_a_patch_whose_target_moved_on_is_refused(rt: Runtime) -> None:
     routing(rt, "agents/a/routing", {"w": 1})
     h = rt.log(kind="PatchApplied")[-1].payload["patch_hash"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ouroboros.kernel import IntegrityError, ManualClock, Runtime
+from ouroboros.kernel import IntegrityError, ManualClock, Runtime, UsageError
 from ouroboros.kernel.merkle import merkle_root
 from ouroboros.kernel.note import Checkpoint, Verifier, note_key_id, open_note, sign_note
 
@@ -202,7 +202,9 @@ def test_truncating_to_before_a_witness_was_added_needs_an_external_witness(
     (home / "ledger.checkpoint").write_bytes(old_note)
     assert ouro("verify", home=home).returncode == 0  # the ledger alone looks whole
     r = ouro("verify", "--witness", str(witness), "--json", home=home)
-    assert r.returncode == 1 and f"witness {witness}" in r.stderr and "are missing" in r.stderr
+    error = json.loads(r.stdout)["error"]  # under --json the error is on stdout
+    assert r.returncode == 1 and r.stderr == "" and error["code"] == "integrity"
+    assert f"witness {witness}" in error["message"] and "are missing" in error["message"]
 
 
 def test_checkpoints_are_c2sp_signed_notes(home: Path) -> None:
@@ -261,3 +263,23 @@ def test_a_long_running_process_notices_the_ledger_shrinking(tmp_path: Path) -> 
         rt.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 1},
                               reasoning="r", author="t")
     rt.close()
+
+
+def test_an_unresolvable_witness_path_is_refused_and_nothing_is_recorded(
+        home: Path, tmp_path: Path) -> None:
+    """A symbolic link loop (Python 3.11's ``resolve`` raises ``RuntimeError`` for it) or
+    ``~nosuchuser`` is a usage error from the kernel API too, not an internal one; no
+    ``WitnessAdded`` is written and ``verify --witness`` refuses it the same way."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    rt = Runtime.open(home)
+    size = count_events(home)
+    try:
+        for bad in (loop, loop / "inside", "~no-such-user-ouro/w"):
+            with pytest.raises(UsageError, match="cannot be resolved"):
+                rt.add_witness(bad)
+            with pytest.raises(UsageError, match="cannot be resolved"):
+                rt.verify(witnesses=[bad])
+        assert rt.witnesses() == [] and count_events(home) == size
+    finally:
+        rt.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ouroboros.kernel import ManualClock, Runtime
+from ouroboros.kernel.trust import TRUST_TARGET
 
 from .kernelkit import ouro, submit
 
@@ -92,11 +93,23 @@ def test_grant_and_revoke_need_the_root_key(home: Path) -> None:
 
 
 def test_bad_grants_are_refused_cleanly(home: Path) -> None:
+    """A value the CLI can tell is malformed (an unknown right among them) is a usage
+    error, exit 2, before anything is signed; the same policy signed and submitted by
+    other means is refused by the trust policy's schema gate (exit 3 in the CLI)."""
+    before = json.loads(ouro("trust", "show", "--json", home=home).stdout)
     for args, code, message in [
             (["alice", "--expires", "next tuesday"], 2, "--expires"),
             (["alice", "--threshold", "3"], 2, "threshold 3 must be between 1 and the 1 key(s)"),
-            (["alice", "--rights", "everything"], 3, "everything"),
+            (["alice", "--rights", "everything"], 2, "unknown right(s): everything"),
             (["nobody"], 2, "no key named 'nobody'")]:
         r = ouro("trust", "grant", *args, "--types", "prompt", home=home)
         assert r.returncode == code and message in (r.stderr + r.stdout), (args, r)
         assert "Traceback" not in r.stderr
+    assert json.loads(ouro("trust", "show", "--json", home=home).stdout) == before
+    rt = Runtime.open(home)
+    try:
+        outcome = rt.grant(["alice"], types=["prompt"], rights=["everything"])
+        assert outcome.status == "rejected" and "everything" in outcome.reason
+        assert not any(d["name"] == "alice" for d in rt.value(TRUST_TARGET)["delegations"])
+    finally:
+        rt.close()

@@ -169,4 +169,12 @@ def sign_checkpoint(ledger_id: str, size: int, root: bytes, head: str, signer: S
 
 
 def witness_path(path: str | os.PathLike[str]) -> Path:
-    return Path(path).expanduser().resolve()
+    """The absolute, symlink-free form a witness is registered and compared under. A path
+    that cannot be resolved (a symbolic link loop, ``~nosuchuser``, a name too long) is
+    the caller's mistake, not a kernel fault."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as e:  # 3.11 reports a symlink loop as RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UsageError(f"witness {path} cannot be resolved: {reason}",
+                         "give a directory path without symbolic link loops") from None

@@ -6,6 +6,7 @@ recorded when the originals were applied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,9 @@ from ouroboros.kernel.state import KernelState, patch_from_envelope
 
 if TYPE_CHECKING:
     from ouroboros.kernel.runtime import Runtime
+
+#: A patch hash or a prefix of one: 1 to 64 hex digits (after an optional ``sha256:``).
+_HEX_PREFIX = re.compile(r"[0-9a-f]{1,64}")
 
 
 def _inverse_patch(payload: dict[str, object], reason: str, ledger: str) -> Patch:
@@ -42,7 +46,11 @@ def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
                    str(ev.payload["patch_hash"]))
         return
     assert patch is not None
-    ident = patch if patch.startswith("sha256:") else "sha256:" + patch
+    digits = patch.removeprefix("sha256:").lower()
+    if not _HEX_PREFIX.fullmatch(digits):
+        raise UsageError(f"--patch {patch[:80]!r} is not a patch hash or a prefix of one",
+                         "give hex digits from `ouro log --kind PatchApplied`")
+    ident = "sha256:" + digits
     matches = [h for h in state.find_applied(ident) if state.live_seq(h) is not None]
     if len(matches) != 1:
         raise NotFound(f"{len(matches)} applied patches match {ident}",

@@ -26,6 +26,7 @@ from ouroboros.kernel.anchors import (
     Witness,
     read_checkpoints,
     verifier_for,
+    witness_path,
 )
 from ouroboros.kernel.canonical import hash_bytes
 from ouroboros.kernel.errors import IntegrityError
@@ -73,7 +74,7 @@ def verify_ledger(backend: LedgerBackend, *, pinned_genesis: str | None,
     # Checkpoints are read before the ledger is counted: the ledger only grows, so a
     # checkpoint written meanwhile can never look ahead of it.
     anchors: list[_Anchor] = []
-    listed = list(dict.fromkeys(str(Path(w).expanduser().resolve()) for w in witnesses))
+    listed = list(dict.fromkeys(str(witness_path(w)) for w in witnesses))
     if genesis is not None and genesis.get("kind") == "Genesis":
         assert first is not None
         ledger_id = hash_bytes(first.body)

@@ -9,6 +9,7 @@ and text that is not UTF-8 before the command body runs.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -129,11 +130,30 @@ def _refusal(value: Any) -> str | None:
         # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape) and
         # would fail much later, when printed, hashed or stored.
         return "the value is not valid UTF-8 text"
+    if isinstance(value, Path):
+        return _path_refusal(value)
     if isinstance(value, list | tuple):
         for item in value:
             reason = _refusal(item)
             if reason:
                 return reason
+    return None
+
+
+def _path_refusal(path: Path) -> str | None:
+    """Why no command could use ``path``: a symbolic link loop (anywhere along it) or a
+    name the file system refuses. Checked once here, so no command meets the
+    ``RuntimeError`` that ``Path.resolve`` raises for a loop, nor an ``OSError`` from an
+    ``exists()`` probe. A path that does not exist yet is fine: outputs are created."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path} is a symbolic link loop"
+        if e.errno == errno.ENAMETOOLONG:
+            return "the path name is too long for the file system"
+    except ValueError:  # an embedded NUL: argv cannot carry one, the API could
+        return "the path contains a NUL character"
     return None
 
 

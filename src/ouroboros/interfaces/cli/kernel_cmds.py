@@ -390,12 +390,25 @@ def trust_show(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     names = key_names(policy)
     console.print(f"root: {', '.join(names[k] for k in policy['root']['keys'])} "
                   f"(threshold {policy['root']['threshold']})", markup=False)
-    table = _table("delegation", "keys", "types", "targets", "threshold", "rights", "expires")
+    # One block per delegation, not a seven-column table: type lists and expiry times
+    # would be cut with an ellipsis at 80 columns. Values wrap at ", " and a single
+    # token longer than the line folds; nothing is elided.
+    from rich.table import Table
+    from rich.text import Text
+
     for d in policy["delegations"]:
-        table.add_row(str(d["name"]), ", ".join(names.get(k, k[:12]) for k in d["keys"]),
-                      ", ".join(d["types"]), ", ".join(d["targets"]), str(d["threshold"]),
-                      ", ".join(d.get("rights", [])), d.get("expires") or "-")
-    console.print(table)
+        block = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
+        block.add_column(no_wrap=True)
+        block.add_column(overflow="fold")
+        for field, value in (
+                ("keys", f"{', '.join(names.get(k, k[:12]) for k in d['keys'])} "
+                         f"(threshold {d['threshold']})"),
+                ("types", ", ".join(d["types"])), ("targets", ", ".join(d["targets"])),
+                ("rights", ", ".join(d.get("rights", [])) or "-"),
+                ("expires", d.get("expires") or "-")):
+            block.add_row(field, Text(value))  # a target glob like a/[ab]* is no markup
+        console.print(f"delegation {d['name']}", markup=False, highlight=False)
+        console.print(block)
     for kid, r in policy.get("revoked", {}).items():
         console.print(f"revoked: {r.get('name', kid[:12])} ({kid[:12]}) at {r['at']}"
                       + (f": {r['reason']}" if r.get("reason") else ""))

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ouroboros.interfaces.cli.inputs import read_bytes, read_text
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -37,6 +38,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(breakers_app, name="breakers")
 
 
+OutputOption = typer.Option(None, "-o", "--output", metavar="FILE",
+                            help="Write the proof file here (default: stdout).")
+
+
 def _emit(data: bytes, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(data.decode())
@@ -59,7 +64,7 @@ def proof_checkpoint(home: Path | None = HomeOption, as_json: bool = JsonOption)
 
 @proof_app.command("inclusion")
 def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the event."),
-                    output: Path | None = typer.Option(None, "-o", "--output"),
+                    output: Path | None = OutputOption,
                     home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """A C2SP tlog-proof that event SEQ is in the log (under the latest checkpoint)."""
     with open_runtime(home) as rt:
@@ -75,7 +80,7 @@ def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the 
 def proof_consistency(old: int = typer.Argument(..., help="The older tree size."),
                       new: int | None = typer.Argument(None, help="The newer tree size "
                                                        "(default: the latest checkpoint's)."),
-                      output: Path | None = typer.Option(None, "-o", "--output"),
+                      output: Path | None = OutputOption,
                       home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """A proof that the log at size NEW extends the log at size OLD, unchanged."""
     with open_runtime(home) as rt:
@@ -87,9 +92,17 @@ def proof_consistency(old: int = typer.Argument(..., help="The older tree size."
     _emit(proof.encode(), output)
 
 
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names a regular file; a key that is no valid path name is not."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _verifier(vkey: str | None, home: Path | None) -> Verifier:
     if vkey is not None:
-        text = Path(vkey).read_text() if Path(vkey).is_file() else vkey
+        text = read_text(vkey, "--vkey file") if _is_file(vkey) else vkey
         try:
             return Verifier.parse(text)
         except NoteError as e:
@@ -112,10 +125,7 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Check a proof file offline: the checkpoint signature(s), then the Merkle path
     (exit 0 valid, 1 invalid, 2 unreadable)."""
-    try:
-        data = file.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {file}: {e.strerror}") from e
+    data = read_bytes(file, "proof file")
     verifier = _verifier(vkey, home)
     try:
         proof = parse_proof(data)
@@ -123,10 +133,7 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
         raise UsageError(f"{file} is not a proof file: {e}") from e
     held = None
     if checkpoint is not None:
-        try:
-            held = checkpoint.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read {checkpoint}: {e.strerror}") from e
+        held = read_bytes(checkpoint, "checkpoint")
     try:
         result = _check(proof, verifier, held)
     except (ProofError, NoteError) as e:
@@ -200,7 +207,10 @@ def breakers_show(ctx: typer.Context, home: Path | None = HomeOption,
 
 
 @breakers_app.command("resume")
-def breakers_resume(who: str = typer.Argument(..., metavar="AUTHOR|KEY"),
+def breakers_resume(who: str = typer.Argument(..., metavar="AUTHOR|KEY",
+                                           help="The paused signing key (name or id) or "
+                                                "runtime author, as `ouro breakers` "
+                                                "lists it."),
                     key: list[str] = typer.Option(None, "--key",
                                                   help="Root key(s) to sign with; default root."),
                     home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
