@@ -9,10 +9,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from securesystemslib.dsse import Envelope
 
 from ouroboros.kernel import breakers
 from ouroboros.kernel.canonical import ABSENT, hash_bytes
@@ -22,6 +21,9 @@ from ouroboros.kernel.gates import Gate, Submission, run_gates
 from ouroboros.kernel.patch import Patch
 from ouroboros.kernel.state import KernelState
 from ouroboros.kernel.types import TypeRegistry
+
+if TYPE_CHECKING:
+    from securesystemslib.dsse import Envelope
 
 Item = tuple[str, dict[str, Any]]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from ouroboros.interfaces.cli.output import (
     HomeOption,
@@ -18,10 +17,10 @@ from ouroboros.interfaces.cli.output import (
     print_json,
 )
 from ouroboros.kernel.errors import IntegrityError, UsageError
-from ouroboros.kernel.merkle import ProofError
-from ouroboros.kernel.note import NoteError, Verifier
-from ouroboros.kernel.proofs import ConsistencyProof, InclusionProof, parse_proof
-from ouroboros.kernel.workspace import CONFIG_NAME, resolve_home
+
+if TYPE_CHECKING:  # the kernel's proof modules load in the commands that use them
+    from ouroboros.kernel.note import Verifier
+    from ouroboros.kernel.proofs import ConsistencyProof, InclusionProof
 
 proof_app = typer.Typer(help="Merkle proofs a third party can check offline.",
                         no_args_is_help=True)
@@ -29,6 +28,9 @@ witness_app = typer.Typer(help="Directories that keep a copy of every signed che
                           no_args_is_help=True)
 breakers_app = typer.Typer(help="Circuit breakers by signing key (and runtime author).",
                            invoke_without_command=True)
+
+OutputOption = typer.Option(None, "-o", "--output",
+                            help="Write the proof to this file (default: standard output).")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +53,7 @@ def _b64(items: list[bytes]) -> list[str]:
 
 @proof_app.command("inclusion")
 def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the event."),
-                    output: Path | None = typer.Option(None, "-o", "--output"),
+                    output: Path | None = OutputOption,
                     home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """A C2SP tlog-proof that event SEQ is in the log (under the latest checkpoint)."""
     with open_runtime(home) as rt:
@@ -69,7 +71,7 @@ def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the 
 def proof_consistency(old: int = typer.Argument(..., help="The older tree size."),
                       new: int | None = typer.Argument(None, help="The newer tree size "
                                                        "(default: the latest checkpoint's)."),
-                      output: Path | None = typer.Option(None, "-o", "--output"),
+                      output: Path | None = OutputOption,
                       home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """A proof that the log at size NEW extends the log at size OLD, unchanged."""
     with open_runtime(home) as rt:
@@ -84,6 +86,9 @@ def proof_consistency(old: int = typer.Argument(..., help="The older tree size."
 
 
 def _verifier(vkey: str | None, home: Path | None) -> Verifier:
+    from ouroboros.kernel.note import NoteError, Verifier
+    from ouroboros.kernel.workspace import CONFIG_NAME, resolve_home
+
     if vkey is not None:
         text = Path(vkey).read_text() if Path(vkey).is_file() else vkey
         try:
@@ -108,6 +113,10 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Check a proof file offline: the checkpoint signature(s), then the Merkle path
     (exit 0 valid, 1 invalid, 2 unreadable)."""
+    from ouroboros.kernel.merkle import ProofError
+    from ouroboros.kernel.note import NoteError
+    from ouroboros.kernel.proofs import parse_proof
+
     try:
         data = file.read_bytes()
     except OSError as e:
@@ -135,7 +144,9 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
 
 def _check(proof: InclusionProof | ConsistencyProof, verifier: Verifier,
            held: bytes | None) -> dict[str, Any]:
+    from ouroboros.kernel.merkle import ProofError
     from ouroboros.kernel.note import Checkpoint
+    from ouroboros.kernel.proofs import InclusionProof
 
     mine = Checkpoint.open(held, verifier) if held is not None else None
     if isinstance(proof, InclusionProof):
@@ -189,6 +200,8 @@ def breakers_show(ctx: typer.Context, home: Path | None = HomeOption,
     if as_json:
         print_json(data)
         return
+    from rich.table import Table
+
     table = Table("signer", "consecutive rejections", "paused until")
     for _subject, e in sorted(data.items(), key=lambda kv: kv[1]["label"]):
         table.add_row(e["label"], str(e["rejections"]), e.get("paused_until") or "-")
