@@ -11,7 +11,6 @@ unchanged, only deferred. The stand-ins are never left in ``sys.modules``.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -44,12 +43,15 @@ class _Traceback:
 _STANDINS = {"rich.markdown": ("Markdown", _Markdown), "rich.traceback": ("Traceback", _Traceback)}
 
 
-class _Loader(importlib.abc.Loader):
-    def __init__(self, real: importlib.abc.Loader) -> None:
+class _Loader:
+    """Wraps the real loader (duck-typed: ``importlib.abc`` alone costs ~5 ms to import)."""
+
+    def __init__(self, real: Any) -> None:
         self.real = real
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self.real.create_module(spec)
+        module: types.ModuleType | None = self.real.create_module(spec)
+        return module
 
     def exec_module(self, module: types.ModuleType) -> None:
         placed = []
@@ -66,7 +68,7 @@ class _Loader(importlib.abc.Loader):
                 sys.modules.pop(name, None)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None
                   ) -> importlib.machinery.ModuleSpec | None:
@@ -76,7 +78,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
-        spec.loader = _Loader(spec.loader)
+        spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
         return spec
 
 
