@@ -127,6 +127,9 @@ def main() -> None:
         "sandbox_only_p50_us": [round(v, 1) for v in alone],
         "ratio_per_round": [round(r, 2) for r in ratios],
         "ratio_median": round(statistics.median(ratios), 2),
+        # The raw call's p50 is bimodal on this shared host (a core shared or not): its
+        # best round is the floor, the governed median is what a caller sees.
+        "ratio_to_best_raw": round(statistics.median(governed) / min(bare), 2),
         "ratio_to_sandbox_median": round(statistics.median(over_sandbox), 2),
         "overhead_over_sandbox_us": round(statistics.median(
             [g - a for g, a in zip(governed, alone, strict=True)]), 1),
@@ -135,7 +138,8 @@ def main() -> None:
     print(f"governed SkillStore.run p50 µs: {', '.join(f'{v:.0f}' for v in governed)}")
     print(f"raw wasmtime call p50 µs:       {', '.join(f'{v:.0f}' for v in bare)}")
     print(f"sandbox call alone p50 µs:      {', '.join(f'{v:.0f}' for v in alone)}")
-    print(f"governed / raw wasmtime: {result['ratio_median']}×; governed / sandbox alone: "
+    print(f"governed / raw wasmtime: {result['ratio_median']}× (median of rounds), "
+          f"{result['ratio_to_best_raw']}× (its best round); governed / sandbox alone: "
           f"{result['ratio_to_sandbox_median']}× (+{result['overhead_over_sandbox_us']} µs); "
           f"load {load_before:.2f} → {os.getloadavg()[0]:.2f}; uses recorded {uses}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
