@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/kernel.py
 	$(BIN)/python bench/flux.py
 	$(BIN)/python bench/skills.py
+	$(BIN)/python bench/tool_run.py
 	$(BIN)/python bench/build_jail.py
 	$(BIN)/python bench/skills_retrieval.py
 	$(BIN)/python bench/improve.py

@@ -99,6 +99,10 @@ def main() -> None:
         home = Path(tmp) / "ws"
         env = {**os.environ, "COLUMNS": "80"}
         env.pop("OURO_HOME", None)
+        # An installed ouroboros has its bytecode compiled (pip does it); with
+        # PYTHONDONTWRITEBYTECODE set (as in some CI shells) an editable checkout would
+        # recompile every module on every start, which measures the compiler, not ouro.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         ouro = [sys.executable, "-m", "ouroboros"]
         subprocess.run([*ouro, "init", "--home", str(home)], env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -13,7 +13,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ouroboros.kernel.audit import RegoAudit, audit_input
 from ouroboros.kernel.breakers import breaker_subjects, label, paused_until
 from ouroboros.kernel.clock import parse_iso
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
@@ -34,6 +33,8 @@ from ouroboros.storage.ledger import PatchRecord
 
 if TYPE_CHECKING:
     from securesystemslib.dsse import Envelope
+
+    from ouroboros.kernel.audit import RegoAudit
 
 Status = Literal["accepted", "rejected", "deferred"]
 #: How a stale-base rejection's reason begins (compare-and-swap loops retry on it).
@@ -267,7 +268,17 @@ class AuditGate:
     name = "audit"
 
     def __init__(self, rego: RegoAudit | None = None) -> None:
-        self.rego = rego or RegoAudit()
+        self._rego = rego
+
+    @property
+    def rego(self) -> RegoAudit:
+        """The policy evaluator, made on first use: the audit module (URL parser, text
+        scanners) is not imported by commands that only read the ledger (`ouro state`)."""
+        if self._rego is None:
+            from ouroboros.kernel.audit import RegoAudit
+
+            self._rego = RegoAudit()
+        return self._rego
 
     def check(self, sub: Submission) -> GateResult:
         assert sub.patch is not None and sub.patch_type is not None
@@ -295,6 +306,8 @@ class AuditGate:
         assert sub.patch is not None and sub.patch_type is not None
         config = sub.state.values[GATES_TARGET]["audit"]
         ctx = sub.context()
+        from ouroboros.kernel.audit import audit_input
+
         facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
                             author=sub.patch.author, reasoning=sub.patch.reasoning,
                             old=sub.old_value, new=sub.new_value, root=root,

@@ -132,13 +132,13 @@ class Keyring:
 
     def load(self, name: str) -> Signer:
         """Load a private key (cached: key files never change under a name)."""
+        cached = self._loaded.get(name)
+        if cached is not None:  # before the imports: this runs once per submit
+            return cached
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        cached = self._loaded.get(name)
-        if cached is not None:
-            return cached
         self._check_name(name)
         path = self.root / f"{name}.key"
         pem = _read_private(path, name, self.root)

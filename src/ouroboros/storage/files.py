@@ -36,6 +36,39 @@ def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
         os.close(fd)
 
 
+class InPlaceFile:
+    """``rewrite_in_place`` for a file rewritten on every append (the ledger's own
+    checkpoint): the descriptor stays open, so a rewrite is fstat + pwrite, not open +
+    pwrite + fstat + close. If the file was removed or renamed over since it was opened
+    (its link count is 0), it is opened again by name: the write always lands in the file
+    that readers find at ``path``. Callers serialise rewrites (the writers' lock)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def rewrite(self, data: bytes, *, durable: bool) -> None:
+        fd = self._fd
+        if fd is None:
+            fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            os.close(fd)
+            self._fd = None
+            fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            st = os.fstat(fd)
+        os.pwrite(fd, data, 0)
+        if st.st_size > len(data):
+            os.ftruncate(fd, len(data))
+        if durable:
+            os.fsync(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def write_new(path: str, data: bytes) -> None:
     """Create ``path`` with ``data`` durably (once-only files such as a verifier key)."""
     tmp = path + ".tmp"

@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.files import rewrite_in_place
+from ouroboros.storage.files import InPlaceFile
 from ouroboros.storage.ledger import (
     APPLIED,
     CHARGED,
@@ -79,6 +79,7 @@ class SQLiteLedger:
         self.path = str(path)
         self.durable = durable
         self.checkpoint_path = str(Path(self.path).with_suffix(".checkpoint"))
+        self._checkpoint = InPlaceFile(self.checkpoint_path)
         self._lock = threading.Lock()
         # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
         # a millisecond and more, while a blocked flock wakes the moment it is released.
@@ -197,7 +198,7 @@ class SQLiteLedger:
             last = (bytes(rows[-1][0]), int(rows[-1][1]), int(rows[-1][2]))
 
     def put_checkpoint(self, note: bytes) -> None:
-        rewrite_in_place(self.checkpoint_path, note, durable=self.durable)
+        self._checkpoint.rewrite(note, durable=self.durable)
 
     def get_checkpoint(self) -> bytes | None:
         with self._lock, _exclusive(self._writer_lock):
@@ -255,6 +256,7 @@ class SQLiteLedger:
         with self._lock:
             self._db.close()
             self._writer_lock.close()
+            self._checkpoint.close()
 
 
 def _snapshot(row: tuple[object, ...]) -> Snapshot:

@@ -25,13 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from opentelemetry import trace
-
+from ouroboros.capabilities import tracing
 from ouroboros.capabilities.evolve.executor import Executor, default_workers
 from ouroboros.capabilities.evolve.parallel import Evaluator
 from ouroboros.capabilities.evolve.trend import Trend, classify
-
-_TRACER = trace.get_tracer("ouroboros.evolve")
 
 G = TypeVar("G")
 
@@ -197,7 +194,7 @@ class Evolver(Generic[G]):
             progress: Callable[[EvolutionRecord], None] | None = None,
             what: str = "run") -> Snapshot[G]:
         # One OpenTelemetry span per run (a no-op until an interface installs a provider).
-        with _TRACER.start_as_current_span("ouro.evolve", attributes={
+        with tracing.span("ouroboros.evolve", "ouro.evolve", attributes={
                 "ouro.evolve.what": what, "ouro.evolve.generations": generations}) as span:
             for _ in range(generations):
                 record = self.step()

@@ -1,21 +1,45 @@
 """One client for every OpenAI-compatible model the capabilities ask, and the rules for
-what comes back: deadlines, retries, size caps, validated shapes, budgets, untrusted text."""
+what comes back: deadlines, retries, size caps, validated shapes, budgets, untrusted text.
 
-from .budget import Budget, MeteredProvider
-from .client import LLMProvider, OpenAICompatibleProvider, provider_from_config
-from .config import LLMConfig
-from .errors import (
-    AnswerTooLarge,
-    BudgetExceeded,
-    LLMError,
-    LLMHTTPError,
-    LLMNotConfigured,
-    LLMTimeout,
-    LLMUnreachable,
-    MalformedAnswer,
-)
-from .untrusted import FENCE_RULE, escape_markdown, fence, markers_in
-from .wire import ChatReply, ToolCall, Usage
+Names are imported on first use (PEP 562): the skills capability checks descriptions with
+``untrusted.markers_in`` on every ``ouro tool`` command, and must not pay for the HTTP
+client (httpcore, pydantic) to do so.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .budget import Budget, MeteredProvider
+    from .client import LLMProvider, OpenAICompatibleProvider, provider_from_config
+    from .config import LLMConfig
+    from .errors import (
+        AnswerTooLarge,
+        BudgetExceeded,
+        LLMError,
+        LLMHTTPError,
+        LLMNotConfigured,
+        LLMTimeout,
+        LLMUnreachable,
+        MalformedAnswer,
+    )
+    from .untrusted import FENCE_RULE, escape_markdown, fence, markers_in
+    from .wire import ChatReply, ToolCall, Usage
+
+_WHERE = {
+    "Budget": "budget", "MeteredProvider": "budget",
+    "LLMProvider": "client", "OpenAICompatibleProvider": "client",
+    "provider_from_config": "client",
+    "LLMConfig": "config",
+    "AnswerTooLarge": "errors", "BudgetExceeded": "errors", "LLMError": "errors",
+    "LLMHTTPError": "errors", "LLMNotConfigured": "errors", "LLMTimeout": "errors",
+    "LLMUnreachable": "errors", "MalformedAnswer": "errors",
+    "FENCE_RULE": "untrusted", "escape_markdown": "untrusted", "fence": "untrusted",
+    "markers_in": "untrusted",
+    "ChatReply": "wire", "ToolCall": "wire", "Usage": "wire",
+}
 
 __all__ = [
     "FENCE_RULE",
@@ -40,3 +64,16 @@ __all__ = [
     "markers_in",
     "provider_from_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ouroboros.capabilities.llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

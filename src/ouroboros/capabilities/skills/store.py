@@ -26,8 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
-
+from ouroboros.capabilities import tracing
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
@@ -62,7 +61,6 @@ from .testing import CaseResult, TestBatch, TestReport, run_batch, run_cases
 
 _FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
 
-_TRACER = trace.get_tracer("ouroboros.skills")
 
 MUTABLE_META = frozenset({"metrics", "embedding_model"})
 
@@ -154,6 +152,7 @@ class SkillStore:
         self.head_resolver: Callable[[str], str | None] | None = None
         self.tool_lister: Callable[[], builtins.list[str]] | None = None
         self._runnables: dict[Path, tuple[Built, str, bool, ToolSchemas]] = {}
+        self._paths: dict[tuple[str, str], Path] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -330,7 +329,12 @@ class SkillStore:
         fp = fingerprint or self._head(tool_id)
         if fp is None:
             raise ToolNotFound(f"no tool {tool_id!r}: `ouro tool list` shows what exists")
-        return fp, self.tools_dir / tool_id / "versions" / fp
+        path = self._paths.get((tool_id, fp))
+        if path is None:  # versions are immutable: one Path per version, not per call
+            if len(self._paths) >= 4096:
+                self._paths.clear()
+            path = self._paths[(tool_id, fp)] = self.tools_dir / tool_id / "versions" / fp
+        return fp, path
 
     def get(self, tool_id: str, fingerprint: str | None = None) -> ToolVersion:
         fp, path = self._locate(tool_id, fingerprint)
@@ -400,7 +404,7 @@ class SkillStore:
         version_limits = limits or (replace(self.limits, real_clock=True) if real_clock
                                     else self.limits)
         # An OpenTelemetry span (a no-op until an interface installs a provider).
-        with _TRACER.start_as_current_span("ouro.tool.run", attributes={
+        with tracing.span("ouroboros.skills", "ouro.tool.run", attributes={
                 "ouro.tool": tool_id, "ouro.fingerprint": fp}) as span:
             if not record:
                 span.set_attribute("ouro.reference", True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from ouroboros.interfaces.cli.inputs import read_bytes, read_text
 from ouroboros.interfaces.cli.output import (
@@ -19,10 +18,10 @@ from ouroboros.interfaces.cli.output import (
 )
 from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel.errors import IntegrityError, UsageError
-from ouroboros.kernel.merkle import ProofError
-from ouroboros.kernel.note import NoteError, Verifier
-from ouroboros.kernel.proofs import ConsistencyProof, InclusionProof, parse_proof
-from ouroboros.kernel.workspace import CONFIG_NAME, resolve_home
+
+if TYPE_CHECKING:  # the kernel's proof modules load in the commands that use them
+    from ouroboros.kernel.note import Verifier
+    from ouroboros.kernel.proofs import ConsistencyProof, InclusionProof
 
 proof_app = typer.Typer(help="Merkle proofs a third party can check offline.",
                         no_args_is_help=True)
@@ -30,6 +29,9 @@ witness_app = typer.Typer(help="Directories that keep a copy of every signed che
                           no_args_is_help=True)
 breakers_app = typer.Typer(help="Circuit breakers by signing key (and runtime author).",
                            invoke_without_command=True)
+
+OutputOption = typer.Option(None, "-o", "--output",
+                            help="Write the proof to this file (default: standard output).")
 
 
 def register(app: typer.Typer) -> None:
@@ -101,6 +103,9 @@ def _is_file(text: str) -> bool:
 
 
 def _verifier(vkey: str | None, home: Path | None) -> Verifier:
+    from ouroboros.kernel.note import NoteError, Verifier
+    from ouroboros.kernel.workspace import CONFIG_NAME, resolve_home
+
     if vkey is not None:
         text = read_text(vkey, "--vkey file") if _is_file(vkey) else vkey
         try:
@@ -125,6 +130,10 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
                 home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Check a proof file offline: the checkpoint signature(s), then the Merkle path
     (exit 0 valid, 1 invalid, 2 unreadable)."""
+    from ouroboros.kernel.merkle import ProofError
+    from ouroboros.kernel.note import NoteError
+    from ouroboros.kernel.proofs import parse_proof
+
     data = read_bytes(file, "proof file")
     verifier = _verifier(vkey, home)
     try:
@@ -146,7 +155,9 @@ def proof_check(file: Path = typer.Argument(..., help="A proof written by `ouro 
 
 def _check(proof: InclusionProof | ConsistencyProof, verifier: Verifier,
            held: bytes | None) -> dict[str, Any]:
+    from ouroboros.kernel.merkle import ProofError
     from ouroboros.kernel.note import Checkpoint
+    from ouroboros.kernel.proofs import InclusionProof
 
     mine = Checkpoint.open(held, verifier) if held is not None else None
     if isinstance(proof, InclusionProof):
@@ -200,6 +211,8 @@ def breakers_show(ctx: typer.Context, home: Path | None = HomeOption,
     if as_json:
         print_json(data)
         return
+    from rich.table import Table
+
     table = Table("signer", "consecutive rejections", "paused until")
     for _subject, e in sorted(data.items(), key=lambda kv: kv[1]["label"]):
         table.add_row(e["label"], str(e["rejections"]), e.get("paused_until") or "-")

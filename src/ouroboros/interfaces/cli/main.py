@@ -26,10 +26,12 @@ from typer._click import core as click_core
 from typer._click import exceptions as click_exceptions
 from typer.core import TyperCommand, TyperGroup
 
-from ouroboros.interfaces.cli import output
+from ouroboros.interfaces.cli import output, typer_help
 from ouroboros.interfaces.cli.inputs import harden
 
 DEBUG_ENV = "OURO_DEBUG"
+
+typer_help.install()
 
 
 def run_guarded(invoke: Callable[[], Any], args: Sequence[str]) -> int:

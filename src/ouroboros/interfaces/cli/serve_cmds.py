@@ -9,22 +9,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
-from rich.table import Table
 
 from ouroboros.interfaces.cli.main import OuroGroup
 from ouroboros.interfaces.cli.output import HomeOption, JsonOption, console, err_console, print_json
-from ouroboros.interfaces.http.tokens import TokenStore
 from ouroboros.kernel.errors import UsageError
-from ouroboros.kernel.workspace import Workspace, resolve_home
+from ouroboros.kernel.workspace import resolve_home
+
+if TYPE_CHECKING:  # `serve` is mounted for every command; the token store loads on use
+    from ouroboros.interfaces.http.tokens import TokenStore
+    from ouroboros.kernel.workspace import Workspace
 
 token_app = typer.Typer(cls=OuroGroup, help="Bearer tokens for `ouro serve` (stored as hashes only).",
                         no_args_is_help=True)
 
 
 def _tokens(home: Path | None) -> tuple[Workspace, TokenStore]:
+    from ouroboros.interfaces.http.tokens import TokenStore
+    from ouroboros.kernel.workspace import Workspace
+
     workspace = Workspace.load(resolve_home(home))  # WorkspaceMissing names the fix
     return workspace, TokenStore(workspace.home)
 
@@ -67,6 +72,8 @@ def token_list(home: Path | None = HomeOption, as_json: bool = JsonOption) -> No
     if not items:
         console.print("no tokens: issue one with `ouro token new NAME --role ROLE`")
         return
+    from rich.table import Table
+
     table = Table("id", "name", "role", "key", "created")
     for t in items:
         table.add_row(t["id"], t["name"], t["role"], t["key"] or "-", t["created"])

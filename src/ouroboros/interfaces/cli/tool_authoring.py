@@ -16,15 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 
 from ouroboros.capabilities.skills import SkillStore
-from ouroboros.capabilities.skills.authoring import (
-    DEFAULT_MAX_REPAIRS,
-    AuthoringFailed,
-    ToolAuthor,
-    read_history,
-)
 from ouroboros.capabilities.skills.errors import SkillError
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
-from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
+from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured
+from ouroboros.capabilities.skills.prompts import DEFAULT_MAX_REPAIRS
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -37,6 +32,7 @@ from ouroboros.kernel import OuroError, Runtime
 if TYPE_CHECKING:
     # Retrieval (numpy, bm25s, the embedding model) is imported by the commands that
     # search: `ouro tool run` and `ouro tool list` load this module too.
+    from ouroboros.capabilities.skills.authoring import ToolAuthor
     from ouroboros.capabilities.skills.retrieval import SkillIndex
 
 LLM_CONFIG_TARGET = "config/skills/llm"
@@ -70,7 +66,9 @@ def author_for(rt: Runtime, store: SkillStore, index: SkillIndex, repairs: int) 
     Raises:
         CommandFailed: no LLM endpoint is configured, or its configuration is invalid.
     """
+    from ouroboros.capabilities.skills.authoring import ToolAuthor
     from ouroboros.capabilities.skills.discovery import index_version
+    from ouroboros.capabilities.skills.llm import provider_from_config
 
     config = rt.value(LLM_CONFIG_TARGET)
     try:
@@ -187,6 +185,8 @@ def mutate(
 
 
 def _finish(store: SkillStore, run: Callable[[], Any], as_json: bool) -> None:
+    from ouroboros.capabilities.skills.authoring import AuthoringFailed
+
     try:
         done = run()
     except AuthoringFailed as e:
@@ -294,6 +294,8 @@ def history(
         raise CommandFailed(f"no tool {tool_id[:80]!r}: names are lowercase letters, digits "
                             "and _", exit_code=2)
     rt = open_runtime(home)
+    from ouroboros.capabilities.skills.authoring import read_history
+
     records = read_history(store_for(rt).root, tool_id)
     if as_json:
         print_json(records)

@@ -20,7 +20,6 @@ builds, virtual environments and worktrees.
 from __future__ import annotations
 
 import fcntl
-import importlib.metadata
 import os
 import shutil
 from pathlib import Path
@@ -66,6 +65,8 @@ def zig_package() -> Path:
 
 
 def zig_version() -> str:
+    import importlib.metadata  # only when a tool is built (email.parser and friends)
+
     return importlib.metadata.version("ziglang")
 
 
