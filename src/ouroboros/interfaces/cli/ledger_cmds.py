@@ -16,7 +16,6 @@ from ouroboros.interfaces.cli.output import (
     open_runtime,
     print_json,
 )
-from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:  # the kernel's proof modules load in the commands that use them
@@ -59,6 +58,8 @@ def proof_checkpoint(home: Path | None = HomeOption, as_json: bool = JsonOption)
         note = rt.checkpoint_note()
         verifier = rt.verifier
     if as_json:
+        from ouroboros.interfaces.ledger_json import checkpoint_json
+
         print_json(checkpoint_json(note, verifier))
         return
     sys.stdout.write(note.decode())
@@ -73,6 +74,8 @@ def proof_inclusion(seq: int = typer.Argument(..., help="Sequence number of the 
         proof = rt.inclusion_proof(seq)
         verifier = rt.verifier
     if as_json:
+        from ouroboros.interfaces.ledger_json import inclusion_json
+
         print_json(inclusion_json(proof, verifier))
         return
     _emit(proof.encode(), output)
@@ -89,6 +92,8 @@ def proof_consistency(old: int = typer.Argument(..., help="The older tree size."
         proof = rt.consistency_proof(old, new)
         verifier = rt.verifier
     if as_json:
+        from ouroboros.interfaces.ledger_json import consistency_json
+
         print_json(consistency_json(proof, verifier))
         return
     _emit(proof.encode(), output)
