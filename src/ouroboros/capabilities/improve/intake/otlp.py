@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,34 +204,44 @@ def log_to_record(log: Mapping[str, Any], resource: Mapping[str, Any]) -> dict[s
     return record
 
 
-def iter_log_records(document: Mapping[str, Any]) -> Iterator[SpanRecord]:
-    """Every log record of an ``ExportLogsServiceRequest``, numbered from 1."""
+def _walk(document: Mapping[str, Any], outer: str, inner: str, items: str, what: str,
+          convert: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None],
+          skip: str) -> Iterator[SpanRecord]:
+    """The items of an OTLP export request (resource -> scope -> items), numbered from 1
+    in document order, each converted with its resource's attributes; the two request
+    kinds (traces, logs) differ only in their field names."""
     index = 0
-    resource_logs = document.get("resourceLogs")
-    for rl in resource_logs if isinstance(resource_logs, list) else []:
-        if not isinstance(rl, Mapping):
+    resources = document.get(outer)
+    for r in resources if isinstance(resources, list) else []:
+        if not isinstance(r, Mapping):
             continue
-        resource_obj = rl.get("resource")
+        resource_obj = r.get("resource")
         resource = (
             attributes(resource_obj.get("attributes")) if isinstance(resource_obj, Mapping) else {}
         )
-        scope_logs = rl.get("scopeLogs")
-        for sl in scope_logs if isinstance(scope_logs, list) else []:
-            records = sl.get("logRecords") if isinstance(sl, Mapping) else None
-            for log in records if isinstance(records, list) else []:
+        scopes = r.get(inner)
+        for sc in scopes if isinstance(scopes, list) else []:
+            found = sc.get(items) if isinstance(sc, Mapping) else None
+            for item in found if isinstance(found, list) else []:
                 index += 1
-                if not isinstance(log, Mapping):
-                    yield SpanRecord(index, error="log record: expected a JSON object")
+                if not isinstance(item, Mapping):
+                    yield SpanRecord(index, error=f"{what}: expected a JSON object")
                     continue
                 try:
-                    record = log_to_record(log, resource)
+                    record = convert(item, resource)
                 except EventError as e:
-                    yield SpanRecord(index, error=str(e).replace("span:", "log record:"))
+                    yield SpanRecord(index, error=str(e).replace("span:", f"{what}:"))
                     continue
                 if record is None:
-                    yield SpanRecord(index, skip="not an ouro.event_type log record")
+                    yield SpanRecord(index, skip=skip)
                 else:
                     yield SpanRecord(index, record=record)
+
+
+def iter_log_records(document: Mapping[str, Any]) -> Iterator[SpanRecord]:
+    """Every log record of an ``ExportLogsServiceRequest``, numbered from 1."""
+    return _walk(document, "resourceLogs", "scopeLogs", "logRecords", "log record",
+                 log_to_record, "not an ouro.event_type log record")
 
 
 def _exception(span: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,29 +254,5 @@ def _exception(span: Mapping[str, Any]) -> dict[str, Any]:
 
 def iter_spans(document: Mapping[str, Any]) -> Iterator[SpanRecord]:
     """Every span of an ``ExportTraceServiceRequest``, numbered from 1 in document order."""
-    index = 0
-    resource_spans = document.get("resourceSpans")
-    for rs in resource_spans if isinstance(resource_spans, list) else []:
-        if not isinstance(rs, Mapping):
-            continue
-        resource_obj = rs.get("resource")
-        resource = (
-            attributes(resource_obj.get("attributes")) if isinstance(resource_obj, Mapping) else {}
-        )
-        scope_spans = rs.get("scopeSpans")
-        for ss in scope_spans if isinstance(scope_spans, list) else []:
-            spans = ss.get("spans") if isinstance(ss, Mapping) else None
-            for span in spans if isinstance(spans, list) else []:
-                index += 1
-                if not isinstance(span, Mapping):
-                    yield SpanRecord(index, error="span: expected a JSON object")
-                    continue
-                try:
-                    record = span_to_record(span, resource)
-                except EventError as e:
-                    yield SpanRecord(index, error=str(e))
-                    continue
-                if record is None:
-                    yield SpanRecord(index, skip="not a tool or ouro.event_type span")
-                else:
-                    yield SpanRecord(index, record=record)
+    return _walk(document, "resourceSpans", "scopeSpans", "spans", "span", span_to_record,
+                 "not a tool or ouro.event_type span")
