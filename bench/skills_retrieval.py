@@ -6,6 +6,9 @@ on:
 - the public set (bench/data/public: MetaTool + BFCL, split by tool, see PROVENANCE.md),
   its held-back half and its tuning half, each alone and with distractors (every other
   tool of the set: the other half, plus 819 tools no query is about);
+- with the held-back half, the fresh held-back sample (queries_fresh.jsonl: 850 MetaTool
+  queries never used before, of the held-back tools; PROVENANCE.md), alone and with
+  distractors;
 - the project's own set (bench/data/skills_*.jsonl, 120 tools, 240 queries).
 
 Learning from use, on the held-back half: half of each tool's queries are recorded as
@@ -169,10 +172,10 @@ def catalogues(tools: list[EvalTool], queries: list[EvalQuery], half: str
 
 
 def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: list[str],
-            own_tools: list[EvalTool], own_queries: list[EvalQuery], e5: CachedE5
-            ) -> dict[str, Any]:
+            own_tools: list[EvalTool], own_queries: list[EvalQuery], e5: CachedE5,
+            fresh: list[EvalQuery]) -> dict[str, Any]:
     static = default_static_embedder()
-    all_queries = [q for q in queries if q.split in halves] + own_queries
+    all_queries = [q for q in queries if q.split in halves] + own_queries + fresh
     result: dict[str, Any] = {"load_at_start": load()}
 
     # old pipeline: e5 over name + description (also the indexing baseline)
@@ -191,6 +194,9 @@ def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: 
     sets = {}
     for half in halves:
         sets.update(catalogues(tools, queries, half))
+    if fresh:  # the second held-back sample: same held-back catalogue, unused queries
+        sets["fresh"] = ([t for t in tools if t.split == "heldout"], fresh)
+        sets["fresh+distractors"] = (tools, fresh)
     sets["own"] = (own_tools, own_queries)
     for name, (cat_tools, cat_queries) in sets.items():
         old = build(tmp / f"old-{name}", cat_tools, old_text, e5, e5_vecs)
@@ -323,6 +329,9 @@ def main() -> None:
     queries = load_queries(PUBLIC / "queries.jsonl", {t.id for t in tools})
     own_tools = load_tools(DATA / "skills_tools.jsonl")
     own_queries = load_queries(DATA / "skills_queries.jsonl", {t.id for t in own_tools})
+    # read only when the held-back half is asked for, like the held-back half itself
+    fresh = load_queries(PUBLIC / "queries_fresh.jsonl", {t.id for t in tools}) \
+        if "heldout" in halves else []
     e5_model = default_embedder()
     e5 = CachedE5(e5_model, args.cache)
     result: dict[str, Any] = {
@@ -331,11 +340,12 @@ def main() -> None:
                     "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
         "models": {"new": default_static_embedder().model_id, "old": e5_model.model_id},
-        "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves},
+        "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves,
+                       "fresh_queries": len(fresh)},
     }
     with tempfile.TemporaryDirectory() as tmp:
         result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools, own_queries,
-                                    e5)
+                                    e5, fresh)
         e5.save()
         if not args.no_latency:
             lat_queries = [q for q in queries if q.split in halves]
