@@ -319,6 +319,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--sample", type=int, default=500, help="queries timed per pipeline")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--no-quality", action="store_true", help="only the latency run")
     ap.add_argument("--cache", type=Path, help="memo of e5 vectors across runs (quality only; "
                     "latency always embeds)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/skills_retrieval.json"))
@@ -344,9 +345,10 @@ def main() -> None:
                        "fresh_queries": len(fresh)},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools, own_queries,
-                                    e5, fresh)
-        e5.save()
+        if not args.no_quality:
+            result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools,
+                                        own_queries, e5, fresh)
+            e5.save()
         if not args.no_latency:
             lat_queries = [q for q in queries if q.split in halves]
             result["latency"] = latency(Path(tmp), tools, lat_queries, e5_model, args.size,
