@@ -112,7 +112,7 @@ def search(
     k: int = typer.Option(5, "-k", min=1, max=1000, help="How many tools to return."),
     mode: Literal["full", "deep", "fast", "fused", "dense", "bm25"] = typer.Option(
         "full", "--mode", help="full (default: static + BM25 + past use, e5 re-ranks when "
-                               "they disagree), deep (e5 always re-ranks), fast (no "
+                               "they are unsure), deep (e5 always re-ranks), fast (no "
                                "transformer), fused, dense or bm25."),
     include_unproven: bool = typer.Option(
         False, "--all", help="Include unproven LLM-made tools (not served by default)."),

@@ -81,9 +81,3 @@ class Reranker:
         out: Matrix = (vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)
                        ).astype(np.float32)
         return out
-
-    def order(self, query_vector: Matrix, entries: Sequence[IndexEntry], probes: Matrix
-              ) -> list[int]:
-        """Positions of `entries`, best first by e5 cosine less the hub penalty."""
-        scores = self.scores(query_vector, entries, probes)
-        return [int(i) for i in np.argsort(-scores, kind="stable")]
