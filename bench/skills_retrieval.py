@@ -6,6 +6,9 @@ on:
 - the public set (bench/data/public: MetaTool + BFCL, split by tool, see PROVENANCE.md),
   its held-back half and its tuning half, each alone and with distractors (every other
   tool of the set: the other half, plus 819 tools no query is about);
+- with the held-back half, the fresh held-back sample (queries_fresh.jsonl: 850 MetaTool
+  queries never used before, of the held-back tools; PROVENANCE.md), alone and with
+  distractors;
 - the project's own set (bench/data/skills_*.jsonl, 120 tools, 240 queries).
 
 Learning from use, on the held-back half: half of each tool's queries are recorded as
@@ -169,10 +172,10 @@ def catalogues(tools: list[EvalTool], queries: list[EvalQuery], half: str
 
 
 def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: list[str],
-            own_tools: list[EvalTool], own_queries: list[EvalQuery], e5: CachedE5
-            ) -> dict[str, Any]:
+            own_tools: list[EvalTool], own_queries: list[EvalQuery], e5: CachedE5,
+            fresh: list[EvalQuery]) -> dict[str, Any]:
     static = default_static_embedder()
-    all_queries = [q for q in queries if q.split in halves] + own_queries
+    all_queries = [q for q in queries if q.split in halves] + own_queries + fresh
     result: dict[str, Any] = {"load_at_start": load()}
 
     # old pipeline: e5 over name + description (also the indexing baseline)
@@ -191,6 +194,9 @@ def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: 
     sets = {}
     for half in halves:
         sets.update(catalogues(tools, queries, half))
+    if fresh:  # the second held-back sample: same held-back catalogue, unused queries
+        sets["fresh"] = ([t for t in tools if t.split == "heldout"], fresh)
+        sets["fresh+distractors"] = (tools, fresh)
     sets["own"] = (own_tools, own_queries)
     for name, (cat_tools, cat_queries) in sets.items():
         old = build(tmp / f"old-{name}", cat_tools, old_text, e5, e5_vecs)
@@ -243,7 +249,7 @@ def synthetic_tools(base: list[EvalTool], n: int, rng: random.Random) -> list[Ev
 
 
 def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Embedder,
-            size: int, rounds: int) -> dict[str, Any]:
+            size: int, rounds: int, sample: int) -> dict[str, Any]:
     rng = random.Random(7)
     big = synthetic_tools(tools, size, rng)
     static = default_static_embedder()
@@ -268,23 +274,33 @@ def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Em
     old = SkillIndex(tmp / "lat-old", e5)
     old.add_vectors([(t.id, f"sha256:{i:064x}", old_text(t)) for i, t in enumerate(big)],
                     vecs.astype(np.float32), e5.model_id)
-    texts = [q.query for q in queries]
-    runs: list[tuple[str, SkillIndex, Mode]] = [("new", new, "full"), ("fast", new, "fast"),
-                                                ("old", old, "fused")]
+    # the same sample of queries for every pipeline, interleaved query by query so that the
+    # shared machine's load swings hit them all alike
+    texts = random.Random(11).sample([q.query for q in queries], min(len(queries), sample))
+    runs: list[tuple[str, SkillIndex, Mode]] = [
+        ("full", new, "full"), ("deep", new, "deep"), ("fast", new, "fast"),
+        ("bm25", new, "bm25"), ("static_dense", new, "dense"), ("old", old, "fused"),
+        ("old_e5_dense", old, "dense")]
+    times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
     for label, index, mode in runs:
         t0 = time.perf_counter()
         index.search(texts[0], 5, mode)  # builds the BM25 view
         out[f"{label}_first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        times = []
-        sample = texts if label == "fast" else texts[:400]
-        for _ in range(rounds if label == "fast" else 1):
-            for text in sample:
+    new.reranked = new.confident = 0
+    for _ in range(rounds):
+        for text in texts:
+            for label, index, mode in runs:
                 index.cache = type(index.cache)()  # every query is embedded: no cache hit
                 s = time.perf_counter()
                 index.search(text, 5, mode)
-                times.append((time.perf_counter() - s) * 1000)
-        out[label] = {"queries": len(times), "p50_ms": round(percentile(times, 50), 3),
-                      "p95_ms": round(percentile(times, 95), 3), "load": load()}
+                times[label].append((time.perf_counter() - s) * 1000)
+    for label, _, _ in runs:
+        t = times[label]
+        out[label] = {"queries": len(t), "p50_ms": round(percentile(t, 50), 3),
+                      "p95_ms": round(percentile(t, 95), 3),
+                      "mean_ms": round(statistics.fmean(t), 3)}
+    out["full_confident_share"] = round(new.confident / max(1, len(times["full"])), 3)
+    out["load_at_end"] = load()
     cached = []
     for text in texts[:300]:
         new.search(text, 5, "full")
@@ -300,8 +316,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("heldout", "tune", "all"), default="heldout")
     ap.add_argument("--size", type=int, default=10_000, help="tools for the latency run")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--sample", type=int, default=500, help="queries timed per pipeline")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--no-quality", action="store_true", help="only the latency run")
     ap.add_argument("--cache", type=Path, help="memo of e5 vectors across runs (quality only; "
                     "latency always embeds)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/skills_retrieval.json"))
@@ -312,6 +330,9 @@ def main() -> None:
     queries = load_queries(PUBLIC / "queries.jsonl", {t.id for t in tools})
     own_tools = load_tools(DATA / "skills_tools.jsonl")
     own_queries = load_queries(DATA / "skills_queries.jsonl", {t.id for t in own_tools})
+    # read only when the held-back half is asked for, like the held-back half itself
+    fresh = load_queries(PUBLIC / "queries_fresh.jsonl", {t.id for t in tools}) \
+        if "heldout" in halves else []
     e5_model = default_embedder()
     e5 = CachedE5(e5_model, args.cache)
     result: dict[str, Any] = {
@@ -320,16 +341,18 @@ def main() -> None:
                     "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
         "models": {"new": default_static_embedder().model_id, "old": e5_model.model_id},
-        "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves},
+        "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves,
+                       "fresh_queries": len(fresh)},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools, own_queries,
-                                    e5)
-        e5.save()
+        if not args.no_quality:
+            result["quality"] = quality(Path(tmp), tools, queries, halves, own_tools,
+                                        own_queries, e5, fresh)
+            e5.save()
         if not args.no_latency:
             lat_queries = [q for q in queries if q.split in halves]
             result["latency"] = latency(Path(tmp), tools, lat_queries, e5_model, args.size,
-                                        args.rounds)
+                                        args.rounds, args.sample)
             _print_latency(result["latency"])
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -359,13 +382,14 @@ def _print_quality(name: str, r: dict[str, Any]) -> None:
 
 
 def _print_latency(r: dict[str, Any]) -> None:
-    print(f"\nlatency at {r['tools']} tools (query embedding included, no cache):")
-    for label in ("new", "fast", "old"):
+    print(f"\nlatency at {r['tools']} tools (query embedding included, no cache), load "
+          f"{r['load_at_start']} → {r['load_at_end']}:")
+    for label in ("full", "deep", "fast", "bm25", "static_dense", "old", "old_e5_dense"):
         m = r[label]
-        print(f"  {label}: p50 {m['p50_ms']} ms, p95 {m['p95_ms']} ms over {m['queries']} "
-              f"queries (load {m['load']})")
-    print(f"  new full, cached query: p50 {r['new_cached_p50_ms']} ms; first search "
-          f"{r['new_first_search_ms']} ms; add 1,000 tools {r['add_1000_tools_s']} s")
+        print(f"  {label:<13} p50 {m['p50_ms']:>8} ms  p95 {m['p95_ms']:>8} ms  mean "
+              f"{m['mean_ms']:>8} ms  ({m['queries']} queries)")
+    print(f"  full: {r['full_confident_share']:.0%} of queries settled without e5; cached "
+          f"query p50 {r['new_cached_p50_ms']} ms; add 1,000 tools {r['add_1000_tools_s']} s")
 
 
 if __name__ == "__main__":

@@ -171,3 +171,33 @@ def test_library_in_a_fresh_directory_is_the_same(library: SkillIndex, tmp_path:
     again = SkillIndex(library.root)
     assert _ids(again.search("how far is a marathon in miles", k=3)) == _ids(
         library.search("how far is a marathon in miles", k=3))
+
+
+def test_full_skips_e5_only_when_the_first_stage_is_sure(tmp_path: Path) -> None:
+    index = build(tmp_path / "gate", starter_documents() + HOSTILE)
+    # BM25's best tool shares two words with the query and is the static side's first:
+    # the transformer is not asked
+    sure = index.search("convert 5 kg to pounds", k=3)
+    assert (index.reranked, index.confident) == (0, 1)
+    assert sure[0].tool_id == "unit_convert"
+    # the do-anything tool wins both cheap sides on one stuffed word ("far"): e5 decides
+    hits = index.search("how far is a marathon in miles", k=3)
+    assert (index.reranked, index.confident) == (1, 1)
+    assert hits[0].tool_id == "unit_convert"
+    # deep always re-ranks, fast never does
+    index.search("convert 5 kg to pounds", k=3, mode="deep")
+    index.search("how far is a marathon in miles", k=3, mode="fast")
+    assert (index.reranked, index.confident) == (2, 1)
+
+
+def test_stuffing_the_query_words_wins_nothing_the_gate_gave(tmp_path: Path) -> None:
+    """A tool that repeats the query's words wins BM25 and the static side, so the gate
+    trusts the first stage for it. It ranks first with e5 re-ranking too ("deep"): the
+    skip gives an attacker nothing the transformer would have taken away, and the honest
+    tool stays in the top five."""
+    stuffed = ToolDocument("mile_far_marathon", "marathon miles far marathon miles far")
+    index = build(tmp_path / "stuffed", starter_documents() + HOSTILE + [stuffed])
+    full = _ids(index.search("how far is a marathon in miles", k=5))
+    deep = _ids(index.search("how far is a marathon in miles", k=5, mode="deep"))
+    assert full[0] == deep[0] == "mile_far_marathon"
+    assert "unit_convert" in full and "unit_convert" in deep[:2]

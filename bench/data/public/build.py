@@ -26,6 +26,7 @@ from typing import Any
 
 SALT = "ouroboros-retrieval-split-v1"
 METATOOL_QUERIES_PER_TOOL = 10
+FRESH_QUERIES_PER_TOOL = 10  # the next ten per held-back tool, in the same order
 BFCL_CATEGORIES = ("simple_python", "multiple", "live_simple", "live_multiple",
                    "simple_java", "simple_javascript")
 BFCL_DISTRACTOR_CATEGORIES = ("irrelevance",)
@@ -41,6 +42,39 @@ def split_of(tool_id: str) -> str:
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def _metatool_queries(root: Path, des: dict[str, str]) -> dict[str, list[str]]:
+    """Per tool, its single-tool queries in SHA-256 order."""
+    by_query: dict[str, set[str]] = {}
+    with open(root / "all_clean_data.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            q = row["Query"].strip()
+            if q and row["Tool"] in des:
+                by_query.setdefault(q, set()).add(row["Tool"])
+    per_tool: dict[str, list[str]] = {}
+    for q, names in by_query.items():
+        if len(names) == 1:  # a query filed under two tools says nothing about ranking
+            per_tool.setdefault(next(iter(names)), []).append(q)
+    return {name: sorted(qs, key=digest) for name, qs in per_tool.items()}
+
+
+def metatool_fresh(root: Path) -> list[dict[str, Any]]:
+    """A second held-back sample, frozen after the first had been read several times:
+    queries of held-back MetaTool tools that `metatool` never picked (positions 10-19 of
+    each tool's SHA-256 order). Measured once, at the end of a tuning round."""
+    des = json.loads((root / "plugin_des.json").read_text(encoding="utf-8"))
+    per_tool = _metatool_queries(root, des)
+    out = []
+    for name in des:
+        tid = f"metatool/{name}"
+        if split_of(tid) != "heldout":
+            continue
+        start = METATOOL_QUERIES_PER_TOOL
+        for q in per_tool.get(name, [])[start:start + FRESH_QUERIES_PER_TOOL]:
+            out.append({"id": f"metatool/{digest(q)[:12]}", "query": q, "relevant": {tid: 2},
+                        "source": "metatool", "split": "fresh"})
+    return out
 
 
 def metatool(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -61,19 +95,10 @@ def metatool(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         tools.append({"id": f"metatool/{name}", "name": name,
                       "description": p["description_for_human"].strip(), "input_fields": [],
                       "source": "metatool", "role": "distractor", "split": "distractor"})
-    by_query: dict[str, set[str]] = {}
-    with open(root / "all_clean_data.csv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            q = row["Query"].strip()
-            if q and row["Tool"] in des:
-                by_query.setdefault(q, set()).add(row["Tool"])
-    per_tool: dict[str, list[str]] = {}
-    for q, names in by_query.items():
-        if len(names) == 1:  # a query filed under two tools says nothing about ranking
-            per_tool.setdefault(next(iter(names)), []).append(q)
+    per_tool = _metatool_queries(root, des)
     queries: list[dict[str, Any]] = []
     for name in des:
-        picked = sorted(per_tool.get(name, []), key=digest)[:METATOOL_QUERIES_PER_TOOL]
+        picked = per_tool.get(name, [])[:METATOOL_QUERIES_PER_TOOL]
         for q in picked:
             tid = f"metatool/{name}"
             queries.append({"id": f"metatool/{digest(q)[:12]}", "query": q,
@@ -124,9 +149,20 @@ def bfcl(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metatool", type=Path, required=True)
-    ap.add_argument("--bfcl", type=Path, required=True)
+    ap.add_argument("--bfcl", type=Path)
+    ap.add_argument("--fresh", action="store_true",
+                    help="write only queries_fresh.jsonl (MetaTool needed, BFCL not)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = ap.parse_args()
+    if args.fresh:
+        fresh = metatool_fresh(args.metatool)
+        with open(args.out / "queries_fresh.jsonl", "w", encoding="utf-8") as f:
+            for q in fresh:
+                f.write(json.dumps(q, ensure_ascii=False, sort_keys=True) + "\n")
+        print(f"fresh: {len(fresh)} queries")
+        return
+    if args.bfcl is None:
+        ap.error("--bfcl is needed to build the set")
     mt_tools, mt_queries = metatool(args.metatool)
     bf_tools, bf_queries = bfcl(args.bfcl)
     tools = mt_tools + bf_tools

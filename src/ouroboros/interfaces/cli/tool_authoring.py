@@ -108,9 +108,10 @@ def _version_json(store: SkillStore, v: Any, attempts: int) -> dict[str, Any]:
 def search(
     query: str = typer.Argument(..., help="What the tool should do, in plain words."),
     k: int = typer.Option(5, "-k", min=1, max=1000, help="How many tools to return."),
-    mode: Literal["full", "fast", "fused", "dense", "bm25"] = typer.Option(
-        "full", "--mode", help="full (default: static + BM25 + past use, e5 re-ranks), fast "
-                               "(no transformer), fused, dense or bm25."),
+    mode: Literal["full", "deep", "fast", "fused", "dense", "bm25"] = typer.Option(
+        "full", "--mode", help="full (default: static + BM25 + past use, e5 re-ranks when "
+                               "they are unsure), deep (e5 always re-ranks), fast (no "
+                               "transformer), fused, dense or bm25."),
     include_unproven: bool = typer.Option(
         False, "--all", help="Include unproven LLM-made tools (not served by default)."),
     home: Path | None = HomeOption,
@@ -122,7 +123,7 @@ def search(
 
     if mode not in MODES:
         raise CommandFailed(f"unknown mode {mode!r}",
-                            hint="use full, fast, fused, dense or bm25", exit_code=2)
+                            hint="use full, deep, fast, fused, dense or bm25", exit_code=2)
     if k < 1 or not query.strip():
         raise CommandFailed("the query must be non-empty and -k at least 1", exit_code=2)
     _, store, index = _open(home)

@@ -47,6 +47,7 @@ class LexicalIndex:
         for text, toks in zip(missing, tokenize(missing), strict=True):
             cache[text] = toks
         corpus = [cache[t] for t in texts]
+        self._corpus = corpus
         self._n = len(corpus)
         df: dict[str, int] = {}
         for toks in corpus:
@@ -81,3 +82,7 @@ class LexicalIndex:
             return [], np.zeros(self._n, dtype=np.float32)
         scores = np.asarray(self._bm25.get_scores(known), dtype=np.float32)
         return [i for i in top_indices(scores, depth) if scores[i] > 0.0], scores
+
+    def matched(self, terms: Sequence[str], row: int) -> int:
+        """How many distinct query terms the document of `row` contains."""
+        return len(set(terms).intersection(self._corpus[row]))

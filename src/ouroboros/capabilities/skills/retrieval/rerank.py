@@ -2,8 +2,9 @@
 
 The static model and BM25 are fast but miss meaning a transformer gets ("70 degrees
 fahrenheit" → a unit converter that says "temperature (C, F, K)"), and keyword stuffing
-fools them. The top `RERANK_DEPTH` candidates of the first stage are ranked by e5 cosine
-(less a hub penalty, hubs.py) and that ranking is fused with the first stage's. Embedding
+fools them. The top `RERANK_DEPTH` candidates of the first stage are scored by e5 cosine
+(less a hub penalty, hubs.py) and that score, standardised over the candidates, is added
+to their first-stage reciprocal ranks (index.py). Embedding
 the query costs 15-40 ms on this machine (cached per query text); mode "fast" skips it.
 
 e5 vectors of tools are made lazily, for the candidates that need them, and kept in
@@ -73,9 +74,10 @@ class Reranker:
         """Store e5 vectors computed elsewhere (`(tool_id, fingerprint, display line)`)."""
         self.store.append(items, vectors, self.embedder.model_id)
 
-    def order(self, query_vector: Matrix, entries: Sequence[IndexEntry], probes: Matrix
-              ) -> list[int]:
-        """Positions of `entries`, best first by e5 cosine less the hub penalty."""
+    def scores(self, query_vector: Matrix, entries: Sequence[IndexEntry], probes: Matrix
+               ) -> Matrix:
+        """e5 cosine of each entry to the query, less its hub penalty."""
         vectors = self.vectors(entries)
-        scores = vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)
-        return [int(i) for i in np.argsort(-scores, kind="stable")]
+        out: Matrix = (vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)
+                       ).astype(np.float32)
+        return out
