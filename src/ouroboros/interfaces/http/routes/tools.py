@@ -71,7 +71,9 @@ def search_tools(_: Reader, services: ServicesDep,
                  q: Annotated[str, Query(min_length=1, max_length=1000,
                                          description="What the tool should do")],
                  k: Annotated[int, Query(ge=1, le=50)] = 5,
-                 mode: Annotated[str, Query(pattern="^(fused|dense|bm25)$")] = "fused",
+                 mode: Annotated[str, Query(
+                     pattern="^(full|deep|fast|fused|dense|bm25)$",
+                     description="The pipeline, as `ouro tool search --mode`")] = "full",
                  all: Annotated[bool, Query(description="Include unproven tools")] = False,
                  ) -> Response:
     from ouroboros.capabilities.skills.serving import search_served
