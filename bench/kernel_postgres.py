@@ -117,6 +117,7 @@ def _event_size(url: str) -> int:
         rt = Runtime.init(Path(d) / "ws", ledger=url)
         o = rt.propose_and_submit(type="routing", target="agents/w0/routing",
                                   value={"w": 1, "b": 0.5}, reasoning="tune", author="w0")
+        assert o.seq is not None
         ev = next(iter(rt.backend.read(o.seq, o.seq + 1)))
         rt.close()
         return len(ev.body) + len(ev.sig)
