@@ -218,9 +218,9 @@ class PostgresLedger:
     # -------------------------------------------------------------- appends
     def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
                ) -> list[StoredEvent]:
-        # The host's writers take turns (the checkpoint's file lock): they would only make
-        # each other build twice, and the checkpoints they publish then follow the
-        # commits. Writers on other hosts are ordered by the function's advisory lock.
+        # The host's writers take turns (a file lock beside the checkpoint) from reading
+        # the head to the commit: racing, they would only make each other build and sign
+        # twice. Writers on other hosts are ordered by the function's advisory lock.
         with self._host_lock(), self._errors():
             next_seq = self._known_next if self._known_next is not None else self._top()
             missed: list[StoredEvent] = []  # events the last refusal carried
@@ -250,9 +250,12 @@ class PostgresLedger:
                 next_seq = head
             else:
                 raise RetryAppend
-            if after_commit is not None:
-                after_commit(events)
-            return events
+        # The checkpoint is signed and written once the commit is in and the host's lock
+        # is free again: the next writer need not wait for it, and a late one never
+        # replaces a newer checkpoint (``put_checkpoint``; witnesses do the same).
+        if after_commit is not None:
+            after_commit(events)
+        return events
 
     def _since(self, head: int, missed: list[StoredEvent]
                ) -> Callable[[int], Iterator[StoredEvent]]:
