@@ -1,11 +1,10 @@
 """The ledger's hot statements on libpq directly (psycopg's ``pgconn``), binary both ways.
 
-Every governed submit makes a few short round trips (the head, the patch index, the
-append). Through psycopg's cursor layer each costs 10–15 µs of Python when the machine is
-quiet, and about 100 µs when the process wakes from its wait with cold caches, which is
-what happens on a busy machine (measured in docs/BENCHMARKS.md, "PostgreSQL ledger
-(issue 14)"); a blocking ``PQexecPrepared`` costs a fraction of that. Only statements with
-fixed parameter types go here; everything else stays on psycopg.
+Every governed submit makes three short round trips (the head, the patch index, the
+append). Through psycopg's cursor layer a statement whose answer takes 1 ms cost
+95–110 µs of client CPU here (Python running with cold caches after the wait), a blocking
+``PQexecPrepared`` 15–30 µs (docs/postgresql.md). Only statements with fixed parameter
+types go here; everything else stays on psycopg.
 
 A failed statement raises the psycopg exception class of its SQLSTATE, so callers map
 errors exactly as for psycopg's own calls.
