@@ -202,7 +202,8 @@ def test_truncating_to_before_a_witness_was_added_needs_an_external_witness(
     (home / "ledger.checkpoint").write_bytes(old_note)
     assert ouro("verify", home=home).returncode == 0  # the ledger alone looks whole
     r = ouro("verify", "--witness", str(witness), "--json", home=home)
-    assert r.returncode == 1 and f"witness {witness}" in r.stderr and "are missing" in r.stderr
+    message = json.loads(r.stdout)["error"]["message"]  # --json: the error is on stdout
+    assert r.returncode == 1 and f"witness {witness}" in message and "are missing" in message
 
 
 def test_checkpoints_are_c2sp_signed_notes(home: Path) -> None:

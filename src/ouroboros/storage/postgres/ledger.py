@@ -241,7 +241,9 @@ class PostgresLedger:
                     wire.bytea_array([r[0] for r in index]) if index else None,
                     wire.int2_array([r[1] for r in index]) if index else None,
                     wire.int8_array([r[2] for r in index]) if index else None))
-                head = self._saw(_int(rows[0][1]))
+                # The server's head, even one lower than we believed (rows deleted behind
+                # our back): the kernel then sees the ledger shrink instead of retrying.
+                head = self._known_next = _int(rows[0][1])
                 if rows[0][0] == b"\x01":
                     break
                 # Another writer got in first: build again on the head it left, with the
@@ -270,14 +272,14 @@ class PostgresLedger:
 
     def _top(self) -> int:
         [(top,)] = self._fast["top"].run(())
-        return self._saw(0 if top is None else _int(top) + 1)
+        self._known_next = 0 if top is None else _int(top) + 1
+        return self._known_next
 
-    def _saw(self, next_seq: int) -> int:
-        """Remember the newest head seen: the next append is built on it (the ledger only
-        grows, and the function checks it anyway)."""
+    def _saw(self, next_seq: int) -> None:
+        """Remember a head that rows read show: the next append is built on the newest
+        seen (the function checks it anyway)."""
         if self._known_next is None or next_seq > self._known_next:
             self._known_next = next_seq
-        return next_seq
 
     def _rows(self, start: int, stop: int | None, locked: bool = False
               ) -> Iterator[StoredEvent]:
