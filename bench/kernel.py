@@ -474,7 +474,8 @@ def main() -> None:
         pg_out.write_text(json.dumps({"meta": _meta(), "results": pg}, indent=2))
         width = max(map(len, pg))
         for k, v in pg.items():
-            print(f"{k:<{width}}  {v:>12,.0f}")
+            shown = ", ".join(f"{x:.2f}" for x in v) if isinstance(v, list) else f"{v:>12,.0f}"
+            print(f"{k:<{width}}  {shown}")
         return
     if args.scale is not None:
         scaled = bench_scale([int(x) for x in args.scale.split(",")])

@@ -91,8 +91,8 @@ i = 0
 while True:
     rt.propose_and_submit(type="routing", target=f"agents/k{i % 5}/routing", value={"w": i},
                           reasoning="kill " + "x" * (i % 40), author="killer")
+    print(i, flush=True)
     i += 1
-    print("ok", flush=True)
 """
 
 
@@ -105,10 +105,9 @@ def test_sigkill_of_writers_mid_append_leaves_a_whole_verifiable_ledger(tmp_path
     for round_ in range(6):
         procs = [subprocess.Popen([sys.executable, str(script), str(home)],
                                   stdout=subprocess.PIPE) for _ in range(2)]
-        for p in procs:
+        for p in procs:  # each has one submit in (a busy machine is slow to start)
             assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
-        for p in procs:  # each has appended (however loaded the machine), then a while more
-            assert p.stdout is not None and p.stdout.readline().strip() == b"ok"
+            assert p.stdout.readline().strip() == b"0"
         time.sleep(0.05 + 0.05 * round_)
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)

@@ -25,7 +25,7 @@ from pathlib import Path
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.keys import Signer
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier
-from ouroboros.storage.files import rewrite_in_place, write_new
+from ouroboros.storage.files import rewrite_unless_newer, write_new
 from ouroboros.storage.ledger import LedgerBackend
 
 ORIGIN_PREFIX = "ouroboros/ledger/"
@@ -77,7 +77,9 @@ class Witness:
                                  f"({known[:60]}…): it was re-created or is being impersonated")
 
     def publish(self, note: bytes, durable: bool) -> None:
-        rewrite_in_place(str(self.checkpoint_path), note, durable=durable)
+        # Writers may publish in any order once their commits are in (PostgreSQL): a
+        # witness keeps the larger tree and never moves back.
+        rewrite_unless_newer(str(self.checkpoint_path), note, durable=durable)
 
     def read(self) -> bytes | None:
         try:

@@ -16,11 +16,23 @@ data out at once (``auto_da_alloc``), which measured 1.4–3.8 ms per replacemen
 
 With ``durable`` the file is fsynced after the ledger's own commit was: the checkpoint can
 then never survive a power loss that the events it vouches for did not.
+
+Where writers publish after their commit and outside the ledger's lock (PostgreSQL), two
+of them can arrive in either order; ``rewrite_unless_newer`` keeps a checkpoint from
+moving back: it compares tree sizes under a lock and leaves a newer checkpoint alone.
 """
 
 from __future__ import annotations
 
 import os
+import re
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_SIZE_LINE = re.compile(rb"[^\n]*\n(0|[1-9][0-9]{0,18})\n")
 
 
 def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
@@ -79,3 +91,32 @@ def write_new(path: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def tree_size(note: bytes) -> int:
+    """The tree size a signed checkpoint commits to (its second line, C2SP
+    tlog-checkpoint), or -1 for anything that is not one. Read without checking the
+    signature: only to order writers; readers verify."""
+    m = _SIZE_LINE.match(note)
+    return int(m.group(1)) if m else -1
+
+
+def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = True) -> bool:
+    """``rewrite_in_place`` unless ``path`` already holds a checkpoint of a larger tree;
+    ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
+    rewritten in place, so always the same inode); ``False`` when the caller already holds
+    a lock that orders them."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if lock and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+        if tree_size(os.pread(fd, 1 << 16, 0)) > tree_size(data):
+            return False
+        os.pwrite(fd, data, 0)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+        if durable:
+            os.fsync(fd)
+        return True
+    finally:
+        os.close(fd)

@@ -83,8 +83,9 @@ class RetryAppend(Exception):
 
 
 EventBuilder = Callable[[Head], Sequence[StoredEvent]]
-#: Called once the events are committed, still inside the writer's critical section, so
-#: what it publishes (the signed checkpoint) follows the ledger in the same order.
+#: Called once the events are committed, with them. SQLite calls it still inside the
+#: writers' lock; PostgreSQL just after it, so what it publishes (the signed checkpoint)
+#: may arrive after a later writer's, and ``put_checkpoint`` there keeps the larger tree.
 AfterCommit = Callable[[Sequence[StoredEvent]], None]
 
 
@@ -97,9 +98,11 @@ class LedgerBackend(Protocol):
 
     def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
                ) -> list[StoredEvent]:
-        """Call ``build`` with the current head inside an exclusive transaction and store
-        what it returns, all or nothing; then call ``after_commit`` with the stored events
-        before releasing the writers' lock."""
+        """Call ``build`` with the head and store what it returns, all or nothing, only if
+        the head is still the one ``build`` saw; then call ``after_commit`` with the stored
+        events. A backend may call ``build`` again on a head that moved (PostgreSQL: the
+        server refused the first attempt), so ``build`` must rebuild from scratch each
+        time; ``head.since`` then yields exactly the events up to that head."""
         ...
 
     def head(self) -> Head: ...
@@ -124,8 +127,9 @@ class LedgerBackend(Protocol):
         ...
 
     def put_checkpoint(self, note: bytes) -> None:
-        """Atomically replace the latest signed checkpoint (a C2SP signed note). Called by
-        ``after_commit``, inside the writers' critical section: no lock of its own."""
+        """Atomically replace the latest signed checkpoint (a C2SP signed note), called by
+        ``after_commit``. SQLite: inside the writers' lock, no lock of its own. PostgreSQL:
+        after it, under the checkpoint's file lock, and never over a larger tree."""
         ...
 
     def get_checkpoint(self) -> bytes | None:

@@ -1,20 +1,23 @@
 """PostgreSQL ledger backend: one schema per ledger, shared by processes on many hosts.
 
-Appends are serialised per ledger by a session-level advisory lock whose key is derived
-from the schema name: a writer takes it, reads the head inside a transaction, lets the
-kernel build (and sign) the events, commits, publishes the signed checkpoint, and only
-then lets go, exactly the order the SQLite backend keeps with its file lock. A writer that
-dies mid-append loses its session, so PostgreSQL rolls back its transaction and releases
-its lock: nothing is half-written and nobody waits for a dead writer. The primary key on
-``seq`` is the second wall: even a writer that bypassed the lock could not fork the chain.
-
-Each append is three round trips: the lock, ``BEGIN`` and the head query go out in one
-pipeline; the inserts and ``COMMIT`` in a second; the unlock in a third, after the
-checkpoint is written. Statements are prepared on first use.
+An append is one round trip: the kernel builds (and signs) the events on the head this
+process last saw, and one call of the schema's ``append_events`` function takes a
+transaction-level advisory lock (its key derived from the schema name), checks that the
+head is still the one the events extend, and inserts them with their patch-index rows;
+the lock goes with the commit. If another writer moved the head, nothing is stored and
+the reply carries the events the caller missed: the kernel catches up as it does on
+SQLite (unrelated events are folded and the decision stands; events touching the patch's
+inputs make it decide again) and the call is repeated. A writer that dies mid-call loses
+its session, so PostgreSQL rolls its transaction back and drops its lock: nothing is
+half-written and nobody waits for a dead writer. The primary key on ``seq`` is the second
+wall: even a writer that bypassed the function could not fork the chain.
 
 The latest signed checkpoint stays on the local workspace (``ledger.checkpoint``), outside
 the database, like the witnesses: whoever can rewrite the database cannot also roll back
-the anchors that pin its head (docs/security.md, "PostgreSQL ledger").
+the anchors that pin its head (docs/security.md, "PostgreSQL ledger"). It is written once
+the commit is in, so it never runs ahead of the events it vouches for; writers on one host
+may publish in either order, so a checkpoint is only replaced by one of a tree at least as
+large (compared under the checkpoint's file lock): it never moves back.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.types.numeric import Int8
 
-from ouroboros.storage.files import rewrite_in_place
+from ouroboros.storage.files import rewrite_unless_newer
 from ouroboros.storage.ledger import (
     APPLIED,
     CHARGED,
@@ -40,9 +44,11 @@ from ouroboros.storage.ledger import (
     IndexRow,
     LedgerUnavailable,
     PatchRecord,
+    RetryAppend,
     Snapshot,
     StoredEvent,
 )
+from ouroboros.storage.postgres import wire
 from ouroboros.storage.postgres.url import LedgerURL
 
 try:
@@ -68,9 +74,48 @@ CREATE TABLE IF NOT EXISTS {s}.patch_log (
     PRIMARY KEY (hash, kind, seq)
 );
 """
+#: The append, server-side: one round trip, the advisory lock held only for the insert.
+#: Returns a status row (stored?, the head after the call) and, when the head had moved,
+#: up to ``_BATCH`` of the events from ``expect`` on, so the caller catches up without
+#: asking again. ``expect`` is the seq the first event takes; the events are stored at
+#: ``expect``, ``expect + 1``, ... (the caller checked their seqs match).
+_APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION {s}.append_events(
+    lock_key bigint, expect bigint, bodies bytea[], sigs bytea[],
+    index_hash bytea[], index_kind smallint[], index_seq bigint[])
+RETURNS TABLE (stored boolean, at_seq bigint, ev_body bytea, ev_sig bytea)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    head bigint;
+    n integer := coalesce(array_length(bodies, 1), 0);
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    SELECT coalesce(max(e.seq) + 1, 0) INTO head FROM {s}.events AS e;
+    IF head <> expect THEN
+        RETURN QUERY SELECT false, head, NULL::bytea, NULL::bytea;
+        RETURN QUERY SELECT NULL::boolean, e.seq, e.body, e.sig FROM {s}.events AS e
+            WHERE e.seq >= expect ORDER BY e.seq LIMIT {batch};
+        RETURN;
+    END IF;
+    IF n = 0 OR coalesce(array_length(sigs, 1), 0) <> n THEN
+        RAISE EXCEPTION 'append_events: % bodies and % signatures', n,
+            coalesce(array_length(sigs, 1), 0) USING ERRCODE = 'data_exception';
+    END IF;
+    INSERT INTO {s}.events (seq, body, sig)
+        SELECT expect + t.o - 1, t.b, t.s FROM unnest(bodies, sigs) WITH ORDINALITY AS t(b, s, o);
+    IF index_hash IS NOT NULL THEN
+        INSERT INTO {s}.patch_log (hash, kind, seq)
+            SELECT * FROM unnest(index_hash, index_kind, index_seq) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN QUERY SELECT true, expect + n, NULL::bytea, NULL::bytea;
+END
+$fn$
+"""
+#: A moved head is retried this many times within one append before the kernel is told
+#: (``RetryAppend``: it re-decides on a fresh state, with its own bound).
+_ATTEMPTS = 20
 #: Rows per read batch: big enough to amortise the query, small enough to stay flat.
 _BATCH = 2000
-_IDLE = psycopg.pq.TransactionStatus.IDLE
 _T = TypeVar("_T")
 
 
@@ -92,6 +137,7 @@ class PostgresLedger:
         self.durable = durable
         self.checkpoint_path = str(checkpoint_path)
         self._key = lock_key(url.ledger)
+        self._known_next: int | None = None  # the newest head this object has seen
         self._lock = threading.Lock()
         # The local checkpoint's readers and writers on this host meet on a file lock (the
         # advisory lock orders writers, but a reader does not take it).
@@ -99,6 +145,8 @@ class PostgresLedger:
         try:
             self._db = _connect(url)
             self._q = _statements(self._db, url.ledger)
+            self._fast = _fast_statements(self._db, url.ledger)
+            self._key_param = wire.int8(self._key)
             with self._errors():
                 # Not durable: a commit returns before its WAL is flushed to disk, which
                 # survives a crash of any client (the server has the commit) but not of
@@ -125,17 +173,27 @@ class PostgresLedger:
                 if statement.strip():
                     self._db.execute(sql.SQL(statement).format(s=schema),
                                      prepare=False)
+            self._create_function()
+
+    def _create_function(self) -> None:
+        self._db.execute(sql.SQL(_APPEND_FUNCTION).format(
+            s=sql.Identifier(self.url.ledger), batch=sql.Literal(_BATCH)), prepare=False)
 
     def _check_schema(self) -> None:
         row = self._db.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND "
-            "table_name IN ('events', 'snapshots', 'patch_log')", (self.url.ledger,)).fetchone()
+            "SELECT count(*), to_regprocedure(%s) IS NOT NULL FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name IN ('events', 'snapshots', 'patch_log')",
+            (self._q["signature"], self.url.ledger)).fetchone()
         if row is None or row[0] != 3:
             raise LedgerUnavailable(
                 f"the ledger {self.url.ledger!r} does not exist in {self.url.public} (its "
                 "schema or tables are missing)",
                 "the database was reset or the URL names another one; restore the ledger "
                 "from a backup, or `ouro init` a new workspace", kind="integrity")
+        if not row[1]:  # a ledger made before appends were one server-side call
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+                self._create_function()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -159,39 +217,69 @@ class PostgresLedger:
     # -------------------------------------------------------------- appends
     def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
                ) -> list[StoredEvent]:
+        # No lock is held between calls: writers race, the function's advisory lock orders
+        # their commits, and a loser builds again on the head the winner left (measured
+        # faster on 2 cores than making this host's writers take turns under a file lock
+        # across the round trip: a descheduled holder stalls them all).
         with self._lock, self._errors():
-            db, q = self._db, self._q
-            locked = False
-            try:
+            next_seq = self._known_next if self._known_next is not None else self._top()
+            missed: list[StoredEvent] = []  # events the last refusal carried
+            for _ in range(_ATTEMPTS):
                 index: list[IndexRow] = []
-                with db.pipeline():  # one round trip: lock, BEGIN, head
-                    db.execute(q["lock"], (self._key,), prepare=True)
-                    locked = True
-                    db.execute("BEGIN")
-                    top = db.execute(q["top"], prepare=True).fetchone()
-                next_seq = 0 if top is None or top[0] is None else int(top[0]) + 1
-                try:
-                    # The builder runs outside any pipeline: it may read (catch up) and it
-                    # may raise (RetryAppend), neither of which a pipeline should see.
-                    events = list(build(Head(next_seq, lambda s: self._rows(s, None),
-                                             index.extend)))
-                    with db.pipeline(), db.cursor() as cur:  # one round trip: rows, COMMIT
-                        if events:
-                            cur.executemany(q["insert"], [(e.seq, e.body, e.sig)
-                                                          for e in events])
-                        if index:
-                            cur.executemany(q["index"], index)
-                        cur.execute("COMMIT")
-                except BaseException:
-                    if not db.broken and db.info.transaction_status != _IDLE:
-                        db.execute("ROLLBACK")
-                    raise
-                if after_commit is not None:
-                    after_commit(events)
-                return events
-            finally:
-                if locked and not db.broken:
-                    db.execute(q["unlock"], (self._key,), prepare=True)
+                events = list(build(Head(next_seq, self._since(next_seq, missed),
+                                         index.extend)))
+                if not events:
+                    break
+                if [e.seq for e in events] != list(range(next_seq, next_seq + len(events))):
+                    raise LedgerUnavailable("the kernel built events out of sequence "
+                                            f"(from {events[0].seq}, head {next_seq})",
+                                            kind="integrity")
+                rows = self._fast["append"].run((
+                    self._key_param, wire.int8(next_seq),
+                    wire.bytea_array([e.body for e in events]),
+                    wire.bytea_array([e.sig for e in events]),
+                    wire.bytea_array([r[0] for r in index]) if index else None,
+                    wire.int2_array([r[1] for r in index]) if index else None,
+                    wire.int8_array([r[2] for r in index]) if index else None))
+                # The server's head, even one lower than we believed (rows deleted behind
+                # our back): the kernel then sees the ledger shrink instead of retrying.
+                head = self._known_next = _int(rows[0][1])
+                if rows[0][0] == b"\x01":
+                    break
+                # Another writer got in first: build again on the head it left, with the
+                # events it appended at hand.
+                missed = [_stored(_int(r[1]), r[2], r[3]) for r in rows[1:]]
+                next_seq = head
+            else:
+                raise RetryAppend
+        # The checkpoint is signed and written once the commit is in and the host's lock
+        # is free again: the next writer need not wait for it, and a late one never
+        # replaces a newer checkpoint (``put_checkpoint``; witnesses do the same).
+        if after_commit is not None:
+            after_commit(events)
+        return events
+
+    def _since(self, head: int, missed: list[StoredEvent]
+               ) -> Callable[[int], Iterator[StoredEvent]]:
+        """A builder's catch-up: events from ``start`` up to the head it was given (never
+        past it: the builder extends exactly that head), from the last refusal's rows
+        when they cover the range, else read."""
+        def since(start: int) -> Iterator[StoredEvent]:
+            if missed and missed[0].seq <= start and missed[-1].seq >= head - 1:
+                return iter(missed[start - missed[0].seq:head - missed[0].seq])
+            return self._rows(start, head)
+        return since
+
+    def _top(self) -> int:
+        [(top,)] = self._fast["top"].run(())
+        self._known_next = 0 if top is None else _int(top) + 1
+        return self._known_next
+
+    def _saw(self, next_seq: int) -> None:
+        """Remember a head that rows read show: the next append is built on the newest
+        seen (the function checks it anyway)."""
+        if self._known_next is None or next_seq > self._known_next:
+            self._known_next = next_seq
 
     def _rows(self, start: int, stop: int | None, locked: bool = False
               ) -> Iterator[StoredEvent]:
@@ -203,14 +291,16 @@ class PostgresLedger:
             limit = _BATCH if stop is None else min(_BATCH, stop - start)
 
             def batch(start: int = start, limit: int = limit) -> list[Any]:
-                return self._db.execute(self._q["rows"], (start, limit), prepare=True
-                                        ).fetchall()
+                return self._db.execute(self._q["rows"], (Int8(start), Int8(limit)),
+                                        prepare=True, binary=True).fetchall()
 
             if locked:
                 rows = self._query(batch)
             else:
                 with self._errors():
                     rows = batch()
+            if rows:
+                self._saw(int(rows[-1][0]) + 1)
             for seq, body, sig in rows:
                 yield _stored(seq, body, sig)
             if len(rows) < limit:
@@ -222,8 +312,7 @@ class PostgresLedger:
             return fn()
 
     def head(self) -> Head:
-        top = self._query(lambda: self._db.execute(self._q["top"], prepare=True).fetchone())
-        return Head(0 if top is None or top[0] is None else int(top[0]) + 1, self.read)
+        return Head(self._query(self._top), self.read)
 
     def count(self) -> int:
         return self.head().next_seq
@@ -233,11 +322,10 @@ class PostgresLedger:
 
     # -------------------------------------------------------------- patch index
     def patch_record(self, patch_hash: bytes) -> PatchRecord | None:
-        rows = self._query(lambda: self._db.execute(self._q["record"], (patch_hash,),
-                                                    prepare=True).fetchall())
+        rows = self._query(lambda: self._fast["record"].run((patch_hash,)))
         if not rows:
             return None
-        latest = {int(kind): int(seq) for kind, seq in rows}
+        latest = {_int(kind): _int(seq) for kind, seq in rows}
         applied, undone = latest.get(APPLIED), latest.get(UNDONE)
         if undone is not None and (applied is None or undone < applied):
             undone = None  # undone, then applied again by a rollback: live
@@ -265,8 +353,10 @@ class PostgresLedger:
 
     # -------------------------------------------------------------- checkpoint (local)
     def put_checkpoint(self, note: bytes) -> None:
-        with _flocked(self._file_lock):
-            rewrite_in_place(self.checkpoint_path, note, durable=self.durable)
+        # Called by ``after_commit`` once the commit is in, outside any append lock:
+        # writers arrive in any order, and a checkpoint of a larger tree already there stays.
+        with self._lock, _flocked(self._file_lock):
+            rewrite_unless_newer(self.checkpoint_path, note, durable=self.durable, lock=False)
 
     def get_checkpoint(self) -> bytes | None:
         with self._lock, _flocked(self._file_lock):
@@ -353,15 +443,13 @@ def _statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, str]:
         return sql.SQL(text).format(s=s).as_string(db)
 
     return {
-        "lock": "SELECT pg_advisory_lock(%s)",
-        "unlock": "SELECT pg_advisory_unlock(%s)",
-        "top": q("SELECT max(seq) FROM {s}.events"),
+        "signature": q("{s}.append_events(bigint, bigint, bytea[], bytea[], bytea[], "
+                       "smallint[], bigint[])"),
         "insert": q("INSERT INTO {s}.events (seq, body, sig) VALUES (%s, %s, %s)"),
         "index": q("INSERT INTO {s}.patch_log (hash, kind, seq) VALUES (%s, %s, %s) "
                    "ON CONFLICT DO NOTHING"),
         "rows": q("SELECT seq, body, sig FROM {s}.events WHERE seq >= %s ORDER BY seq "
                   "LIMIT %s"),
-        "record": q("SELECT kind, max(seq) FROM {s}.patch_log WHERE hash = %s GROUP BY kind"),
         "find": q("SELECT DISTINCT hash FROM {s}.patch_log WHERE hash BETWEEN %s AND %s "
                   "AND kind = %s"),
         "index_page": q("SELECT hash, kind, seq FROM {s}.patch_log WHERE (hash, kind, seq) > "
@@ -382,6 +470,30 @@ def _statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, str]:
         "copy_events": q("COPY {s}.events (seq, body, sig) FROM STDIN"),
         "copy_index": q("COPY {s}.patch_log (hash, kind, seq) FROM STDIN"),
     }
+
+
+def _fast_statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, wire.Statement]:
+    """The statements of every submit, on libpq directly (``wire``)."""
+    s = sql.Identifier(ledger).as_string(db)
+    bytea_array, int2_array, int8_array = 1001, 1005, 1016
+    return {
+        "append": wire.Statement(
+            db, "append", f"SELECT * FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7)",
+            (wire.INT8, wire.INT8, bytea_array, bytea_array, bytea_array, int2_array,
+             int8_array)),
+        "top": wire.Statement(db, "top", f"SELECT max(seq) FROM {s}.events", ()),
+        "record": wire.Statement(db, "record", f"SELECT kind::bigint, max(seq) FROM "
+                                 f"{s}.patch_log WHERE hash = $1 GROUP BY kind",
+                                 (wire.BYTEA,)),
+    }
+
+
+def _int(value: bytes | None) -> int:
+    """A binary ``bigint`` the server returned; ``NULL`` where none may be is damage."""
+    if value is None or len(value) != 8:
+        raise LedgerUnavailable("the ledger's server returned a malformed number",
+                                kind="integrity")
+    return int.from_bytes(value, "big", signed=True)
 
 
 def _connect(url: LedgerURL) -> psycopg.Connection[Any]:
