@@ -57,9 +57,11 @@ class SearchConfig:
     # step's program with the cheapest sequence of the same effect on the test contexts,
     # the states one such call may expand, and whether a new island best is polished
     # window by window (widest first) before the chain moves on.
-    synth_rate: float = 0.05
-    synth_states: int = 1500
+    synth_rate: float = 0.02
+    synth_states: int = 800
     polish: bool = True
+    polish_states: int = 3000
+    synth_budget: int = 3000  # states one island may expand in one epoch, in all
     # Candidates already scored in this epoch are not scored again (no evaluation spent).
     dedupe: bool = True
 
@@ -164,34 +166,46 @@ class _Windows:
         self.traces: dict[Program, synth.Trace] = {}
         self.done: dict[tuple[Program, int, int], list[Program]] = {}
         self.probes = 0
+        self.states = 0  # expanded in this epoch
+
+    @property
+    def spent(self) -> bool:
+        return self.states >= self.config.synth_budget
 
     def reset(self) -> None:  # the cases grew: contexts and results are stale
         self.traces.clear()
         self.done.clear()
 
-    def sites(self, program: Program, cases: Sequence[TestCase]) -> list[tuple[int, int]]:
+    def trace(self, program: Program, cases: Sequence[TestCase]) -> synth.Trace:
         tr = self.traces.get(program)
         if tr is None:
             if len(self.traces) > 64:
                 self.traces.clear()
             tr = self.traces[program] = synth.trace(program, cases, self.spec.fuel)
-        return synth.windows(program, tr)
+        return tr
 
-    def rewrite(self, program: Program, site: tuple[int, int]) -> list[Program]:
-        key = (program, *site)
+    def sites(self, program: Program, cases: Sequence[TestCase]) -> list[tuple[int, int]]:
+        return synth.windows(program, self.trace(program, cases))
+
+    def rewrite(self, program: Program, cases: Sequence[TestCase], site: tuple[int, int],
+                states: int) -> list[Program]:
+        key = (program, *site, states)
         out = self.done.get(key)
         if out is None:
             self.probes += 1
             if len(self.done) > 4096:
                 self.done.clear()
-            out = self.done[key] = list(synth.candidates(
-                program, self.traces[program], site[0], site[1],
-                max_states=self.config.synth_states))
+            out, expanded = synth.candidates(program, self.trace(program, cases), site[0],
+                                             site[1], max_states=states)
+            self.states += expanded
+            self.done[key] = out
         return out
 
     def polish_queue(self, program: Program, cases: Sequence[TestCase]) -> list[tuple[int, int]]:
-        """Every window, narrowest first (popped from the end: widest first)."""
-        return sorted(self.sites(program, cases), key=lambda s: (s[1], -s[0]))
+        """Every window of two or more instructions, narrowest first (popped from the
+        end: widest first)."""
+        return sorted((s for s in self.sites(program, cases) if s[1] > 1),
+                      key=lambda s: (s[1], -s[0]))
 
 
 def run_epoch(task: EpochTask) -> EpochReport:
@@ -220,9 +234,9 @@ def run_epoch(task: EpochTask) -> EpochReport:
     evaluations = checks = found = attempts = 0
     while evaluations < task.steps and attempts < 4 * task.steps:
         attempts += 1
-        if queue and queued is best:  # polish the new best: its windows, widest first
+        if queue and queued is best and not win.spent:  # polish the new best, widest first
             site = queue.pop()
-            rewrites = win.rewrite(best, site)
+            rewrites = win.rewrite(best, cases, site, config.polish_states)
             if not rewrites or rewrites[0] in scored:
                 continue
             base, base_cost = best, best_cost
@@ -240,10 +254,11 @@ def run_epoch(task: EpochTask) -> EpochReport:
             if rng.random() < config.from_best:
                 base, base_cost = best, best_cost
             proposal: tuple[Program, str] | None = None
-            if config.synth_rate and rng.random() < config.synth_rate:
+            if config.synth_rate and rng.random() < config.synth_rate and not win.spent:
                 sites = win.sites(base, cases)
                 if sites:
-                    options = win.rewrite(base, rng.choice(sites))
+                    options = win.rewrite(base, cases, rng.choice(sites),
+                                          config.synth_states)
                     if options:
                         proposal = rng.choice(options), "synth"
             if proposal is None:

@@ -24,9 +24,9 @@ is what lets `PUSH 0; LOAD 0; SUB` become `SENSE 0; NEG` where slot 0 holds inpu
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
 from ouroboros.capabilities.flux.fitness import TestCase
 from ouroboros.capabilities.flux.isa import OPS, Opcode, wrap64
@@ -65,6 +65,7 @@ _STACK_OPS = (Opcode.DUP, Opcode.SWAP, Opcode.OVER, Opcode.POP)
 WINDOW_OPS = frozenset({*_BINARY, *_UNARY, *_STACK_OPS, Opcode.PUSH, Opcode.SENSE,
                         Opcode.LOAD, Opcode.ACT, Opcode.INSTINCT, Opcode.NOP})
 _I32 = (-(1 << 31), (1 << 31) - 1)
+MAX_EXCESS = 2  # a state may hold at most this many values beyond the target's depth
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class _Tracer(_State):
 
 @dataclass(frozen=True)
 class Trace:
-    """Per instruction index: its context, or None if some case ran it more than once."""
+    """Per instruction index: its context, or None if some case ran it more than once or
+    fewer than two cases ran it."""
 
     contexts: dict[int, Context | None]
 
@@ -130,7 +132,7 @@ def trace(program: Program, cases: Sequence[TestCase], fuel: int) -> Trace:
     contexts: dict[int, Context | None] = {}
     for i, rows in firsts.items():
         depths = {len(s) for s, _, _ in rows}
-        if i in looped or len(depths) != 1:
+        if i in looped or len(depths) != 1 or len(rows) < 2:  # one context proves little
             contexts[i] = None
             continue
         contexts[i] = Context(tuple(s for s, _, _ in rows), tuple(m for _, m, _ in rows),
@@ -245,23 +247,42 @@ def alphabet(inputs: Sequence[int], window: Sequence[Instr], ctx: Context) -> li
     return out
 
 
+_CACHE: dict[tuple[Any, ...], tuple[tuple[Instr, ...], ...]] = {}
+
+
 def synthesise(program: Program, start: int, width: int, ctx: Context, *,
                max_states: int = 400, limit: int = 3) -> tuple[tuple[Instr, ...], ...]:
     """Up to `limit` sequences with the window's effect on `ctx`, cheapest first, none
     dearer than the window and none equal to it."""
-    return _synthesise(program.instrs[start:start + width], program_inputs(program), ctx,
-                       max_states, limit)
+    return synthesise_counted(program, start, width, ctx, max_states=max_states,
+                              limit=limit)[0]
 
 
-@lru_cache(maxsize=8192)
+def synthesise_counted(program: Program, start: int, width: int, ctx: Context, *,
+                       max_states: int = 400,
+                       limit: int = 3) -> tuple[tuple[tuple[Instr, ...], ...], int]:
+    """`synthesise` and the states it expanded (0 when the answer was memoised: a chain
+    meets the same window in the same context often, so results are kept per process)."""
+    key = (program.instrs[start:start + width], program_inputs(program), ctx, max_states,
+           limit)
+    found = _CACHE.get(key)
+    if found is not None:
+        return found, 0
+    found, expanded = _synthesise(*key)
+    if len(_CACHE) > 8192:
+        _CACHE.clear()
+    _CACHE[key] = found
+    return found, expanded
+
+
 def _synthesise(window: tuple[Instr, ...], inputs: tuple[int, ...], ctx: Context,
-                max_states: int, limit: int) -> tuple[tuple[Instr, ...], ...]:
-    """Memoised per process: a chain meets the same window in the same context often."""
+                max_states: int, limit: int) -> tuple[tuple[tuple[Instr, ...], ...], int]:
     target = effect(window, ctx)
     if target is None:
-        return ()
+        return (), 0
     bound = cycles(window)
-    alpha = [(ins, OPS[ins.op].cycles) for ins in alphabet(inputs, window, ctx)]
+    alpha = [(ins, OPS[ins.op].cycles, ins.op in _BINARY, ins.op in _UNARY or
+              ins.op is Opcode.DUP) for ins in alphabet(inputs, window, ctx)]
     t_stack, t_emitted = target
     t_depth, t_emits = len(t_stack), len(t_emitted)
     begin = _start(ctx)
@@ -279,9 +300,14 @@ def _synthesise(window: tuple[Instr, ...], inputs: tuple[int, ...], ctx: Context
                 found.append(seq)
             continue
         expanded += 1
-        for ins, c in alpha:
+        stack0 = state[0]
+        # Folding constants is PUSH's job: no operation on values that are the same on
+        # every context (lossy on purpose; it keeps the classes the search walks few).
+        top_const = bool(stack0) and len(set(stack0[-1])) == 1
+        both_const = top_const and len(stack0) > 1 and len(set(stack0[-2])) == 1
+        for ins, c, binary, unary in alpha:
             total = cost + c
-            if total > bound:
+            if total > bound or (binary and both_const) or (unary and top_const):
                 continue
             nxt = step(state, ins, ctx)
             if nxt is None:
@@ -291,20 +317,21 @@ def _synthesise(window: tuple[Instr, ...], inputs: tuple[int, ...], ctx: Context
             if n > t_emits or (n and emitted[-1] != t_emitted[n - 1]):
                 continue
             left = bound - total
-            if len(stack) - t_depth > left or 2 * (t_emits - n) > left:
+            if len(stack) - t_depth > min(left, MAX_EXCESS) or 2 * (t_emits - n) > left:
                 continue
             if seen.get(nxt, total + 1) <= total:
                 continue
             seen[nxt] = total
             tie += 1
             heapq.heappush(heap, (total, tie, nxt, (*seq, ins)))
-    return tuple(found)
+    return tuple(found), expanded
 
 
 def candidates(program: Program, tr: Trace, start: int, width: int,
-               max_states: int = 400) -> Iterator[Program]:
+               max_states: int = 400) -> tuple[list[Program], int]:
+    """The window's rewrites as whole programs, and the states expanded to find them."""
     ctx = tr.contexts.get(start)
     if ctx is None:
-        return
-    for seq in synthesise(program, start, width, ctx, max_states=max_states):
-        yield program.replace(start, width, seq)
+        return [], 0
+    found, expanded = synthesise_counted(program, start, width, ctx, max_states=max_states)
+    return [program.replace(start, width, seq) for seq in found], expanded
