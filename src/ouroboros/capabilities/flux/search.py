@@ -164,7 +164,7 @@ class _Windows:
     def __init__(self, spec: Spec, config: SearchConfig) -> None:
         self.spec, self.config = spec, config
         self.traces: dict[Program, synth.Trace] = {}
-        self.done: dict[tuple[Program, int, int], list[Program]] = {}
+        self.done: dict[tuple[Program, int, int, int], list[Program]] = {}
         self.probes = 0
         self.states = 0  # expanded in this epoch
 
