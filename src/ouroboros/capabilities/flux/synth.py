@@ -247,7 +247,7 @@ def alphabet(inputs: Sequence[int], window: Sequence[Instr], ctx: Context) -> li
     return out
 
 
-_CACHE: dict[tuple[Any, ...], tuple[tuple[Instr, ...], ...]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[tuple[tuple[Instr, ...], ...], int]] = {}
 
 
 def synthesise(program: Program, start: int, width: int, ctx: Context, *,
@@ -261,18 +261,18 @@ def synthesise(program: Program, start: int, width: int, ctx: Context, *,
 def synthesise_counted(program: Program, start: int, width: int, ctx: Context, *,
                        max_states: int = 400,
                        limit: int = 3) -> tuple[tuple[tuple[Instr, ...], ...], int]:
-    """`synthesise` and the states it expanded (0 when the answer was memoised: a chain
-    meets the same window in the same context often, so results are kept per process)."""
+    """`synthesise` and the states it expanded. A chain meets the same window in the
+    same context often, so answers are memoised per process; a memoised answer reports
+    the states it once cost, so what a caller charges for it does not depend on which
+    process (with which memory) computed it."""
     key = (program.instrs[start:start + width], program_inputs(program), ctx, max_states,
            limit)
-    found = _CACHE.get(key)
-    if found is not None:
-        return found, 0
-    found, expanded = _synthesise(*key)
-    if len(_CACHE) > 8192:
-        _CACHE.clear()
-    _CACHE[key] = found
-    return found, expanded
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 8192:
+            _CACHE.clear()
+        hit = _CACHE[key] = _synthesise(*key)
+    return hit
 
 
 def _synthesise(window: tuple[Instr, ...], inputs: tuple[int, ...], ctx: Context,
