@@ -8,12 +8,12 @@ bench/results/flux.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import random
 import resource
-import statistics
 import time
 import tomllib
 from collections.abc import Callable
@@ -296,19 +296,35 @@ def outcome(p: Program, inputs: list[int]) -> tuple[object, ...]:
 
 
 def random_search(original: Program, cases: tuple[TestCase, ...], budget: int,
-                  seed: int) -> Program:
-    """Random search over the same operators: each candidate is the original with 1-4
-    random moves applied; keeps the fastest that passes every training case."""
+                  seed: int, old_operators: bool = False) -> Program:
+    """Random search over the operators: each candidate is the original with 1-4 random
+    moves applied (the search's moves, or with `old_operators` the classic engine's
+    seven mutation types); keeps the fastest that passes every training case. Like the
+    search, it does not score a candidate twice (a repeat costs no evaluation; at most
+    4 x budget draws)."""
     rng = random.Random(seed)
     moves = MoveSet(Vocabulary.of(original))
+    proposer = Proposer(seed_table=True)
     fuel = default_fuel(original, cases)
     best, best_cost = original, evaluate(original, cases, fuel=fuel)
-    for _ in range(budget - 1):
+    seen = {original}
+    evaluations, draws = 1, 0
+    while evaluations < budget and draws < 4 * budget:
+        draws += 1
         candidate = original
         for _ in range(rng.randint(1, 4)):
-            step = moves.propose(candidate, rng)
-            if step is not None:
-                candidate = step[0]
+            if old_operators:
+                mutation = proposer.propose(candidate, rng)
+                if mutation is not None:
+                    candidate = mutation.program
+            else:
+                step = moves.propose(candidate, rng)
+                if step is not None:
+                    candidate = step[0]
+        if candidate in seen:
+            continue
+        seen.add(candidate)
+        evaluations += 1
         c = evaluate(candidate, cases, fuel=fuel)
         if c.correct and c.penalised < best_cost.penalised:
             best, best_cost = candidate, c
@@ -327,61 +343,101 @@ def search(original: Program, cases: tuple[TestCase, ...], budget: int, seed: in
     return superoptimise(original, cases, config=SearchConfig(budget=budget), seed=seed).best
 
 
+#: The search as the first round left it: no window synthesis, no polish, candidates
+#: scored again when met again (the tail-duplication rewrite, added since, is on).
+ROUND_1 = {"synth_rate": 0.0, "polish": False, "dedupe": False}
+
+
+def search_round_1(original: Program, cases: tuple[TestCase, ...], budget: int,
+                   seed: int) -> Program:
+    config = SearchConfig(budget=budget, **ROUND_1)  # type: ignore[arg-type]
+    return superoptimise(original, cases, config=config, seed=seed).best
+
+
 METHODS: dict[str, Callable[[Program, tuple[TestCase, ...], int, int], Program]] = {
-    "search": search, "classic": classic, "random": random_search,
+    "search": search, "search-r1": search_round_1, "classic": classic,
+    "random": random_search, "random-old": partial(random_search, old_operators=True),
     "peephole": lambda p, c, b, s: peephole(p, seed_table=True)[0],
     "peephole+": lambda p, c, b, s: peephole(p)[0],
 }
 
 
-def compare(name: str, suite: tuple[list[dict[str, Any]], list[list[int]], list[list[int]]],
-            budget: int, seeds: tuple[int, ...]) -> dict[str, Any]:
+Suite = tuple[list[dict[str, Any]], list[list[int]], list[list[int]]]
+
+
+def _run(job: tuple[Suite, int, str, int, int]) -> tuple[str, float, float]:
+    """One method on one program and seed: (status, mean training cycles, seconds)."""
+    (programs, train, held), index, method, budget, seed = job
+    entry = programs[index]
+    original = program(entry["source"])
+    cases = tuple(TestCase.from_run(i, run(original.to_image(), i)) for i in train)
+    best_known = score(program(entry["optimum"]), cases).cycles_per_result
+    start = score(original, cases).cycles_per_result
+    began = time.perf_counter()
+    best = METHODS[method](original, cases, budget, seed)
+    elapsed = time.perf_counter() - began
+    got = score(best, cases)
+    wrong = got.confidence < 1 or any(outcome(best, i) != outcome(original, i)
+                                      for i in train + held)
+    cycles = got.cycles_per_result
+    status = ("wrong" if wrong else "reached" if cycles <= best_known + 1e-9
+              else "improved" if cycles < start - 1e-9 else "unchanged")
+    return status, cycles, elapsed
+
+
+def compare(name: str, suite: Suite, budget: int, seeds: tuple[int, ...],
+            jobs: int = 1) -> dict[str, Any]:
     """Every method on every program: reached the optimum / improved / unchanged, and
-    whether the winner is wrong on the held-back inputs."""
-    programs, train, held = suite
+    whether the winner is wrong on the held-back inputs. `jobs` processes share the
+    runs (each run is single-threaded; timings are then under that much load)."""
+    programs, train, _ = suite
+    work = [(suite, index, method, budget, seed)
+            for index in range(len(programs)) for method in METHODS
+            for seed in (seeds if not method.startswith("peephole") else seeds[:1])]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            results = list(pool.map(_run, work, chunksize=1))
+    else:
+        results = [_run(job) for job in work]
+    marks: dict[tuple[int, str], list[tuple[str, float, float]]] = {}
+    for (_, index, method, _, _), result in zip(work, results, strict=True):
+        marks.setdefault((index, method), []).append(result)
+    totals = {m: {"reached": 0, "improved": 0, "unchanged": 0, "wrong": 0, "runs": 0,
+                  "programs_2_of_3": 0, "mean_seconds": 0.0} for m in METHODS}
     rows: list[dict[str, object]] = []
-    totals = {m: {"reached": 0, "improved": 0, "unchanged": 0, "wrong": 0, "runs": 0}
-              for m in METHODS}
-    two_of_three = 0
-    for entry in programs:
+    for index, entry in enumerate(programs):
         original = program(entry["source"])
-        optimum = program(entry["optimum"])
         cases = tuple(TestCase.from_run(i, run(original.to_image(), i)) for i in train)
-        best_known = score(optimum, cases).cycles_per_result
-        start = score(original, cases).cycles_per_result
-        checks = train + held
-        row: dict[str, object] = {"program": entry["name"], "category": entry["category"],
-                                  "before": start, "optimum": best_known}
-        for method, fn in METHODS.items():
-            marks = []
-            for seed in (seeds if not method.startswith("peephole") else seeds[:1]):
-                began = time.perf_counter()
-                best = fn(original, cases, budget, seed)
-                elapsed = time.perf_counter() - began
-                got = score(best, cases)
-                wrong = got.confidence < 1 or any(outcome(best, i) != outcome(original, i)
-                                                  for i in checks)
-                cycles = got.cycles_per_result
-                status = ("wrong" if wrong else "reached" if cycles <= best_known + 1e-9
-                          else "improved" if cycles < start - 1e-9 else "unchanged")
+        row: dict[str, object] = {
+            "program": entry["name"], "category": entry["category"],
+            "before": score(original, cases).cycles_per_result,
+            "optimum": score(program(entry["optimum"]), cases).cycles_per_result}
+        for method in METHODS:
+            got = marks[(index, method)]
+            for status, _, elapsed in got:
                 totals[method]["runs"] += 1
                 totals[method][status] += 1
-                marks.append((status, cycles, elapsed))
-            row[method] = " ".join(f"{c:g}{'*' if st == 'reached' else '!' if st == 'wrong' else ''}"
-                                   for st, c, _ in marks)
-            if method == "search":
-                hits = sum(st == "reached" for st, _, _ in marks)
-                row["search_reached"] = f"{hits}/{len(marks)}"
-                row["search_seconds"] = round(statistics.mean(e for _, _, e in marks), 2)
-                two_of_three += hits >= min(2, len(marks))
+                totals[method]["mean_seconds"] += elapsed
+            hits = sum(st == "reached" for st, _, _ in got)
+            totals[method]["programs_2_of_3"] += hits >= min(2, len(got))
+            row[method] = " ".join(
+                f"{c:g}{'*' if st == 'reached' else '!' if st == 'wrong' else ''}"
+                for st, c, _ in got)
         rows.append(row)
+    for t in totals.values():
+        t["mean_seconds"] = round(t["mean_seconds"] / max(1, t["runs"]), 3)
+    n = len(programs)
     summary = {
-        "suite": name, "programs": len(programs), "budget": budget, "seeds": list(seeds),
-        "search_programs_at_optimum_on_2_of_3_seeds": f"{two_of_three}/{len(programs)}",
-        "search_share": round(two_of_three / len(programs), 3),
+        "suite": name, "programs": n, "budget": budget, "seeds": list(seeds),
+        "search_programs_at_optimum_on_2_of_3_seeds": f"{totals['search']['programs_2_of_3']}/{n}",
+        "search_share": round(totals["search"]["programs_2_of_3"] / n, 3),
         "per_method": totals,
         "search_hits_vs_random": round(totals["search"]["reached"] /
                                        max(1, totals["random"]["reached"]), 2),
+        "search_hits_vs_random_old": round(totals["search"]["reached"] /
+                                           max(1, totals["random-old"]["reached"]), 2),
     }
     return {"rows": rows, "summary": summary}
 
@@ -425,7 +481,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller budgets, one seed")
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
-                        help="run one part")
+                        help="run one part (suites: the tuning suites only; heldout: both "
+                             "held-out suites)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes sharing the suite runs (default 1)")
     parser.add_argument("--executor", choices=("process", "ray"), default="process",
                         help="ray: only the executors side by side (local, process pool, "
                              "Ray) and the scale-out estimate (bench/flux_executors.py)")
@@ -454,13 +513,16 @@ def main() -> None:
         search_rows = search_scaling(budget)
         table("Search engine at default settings: 1 vs 2 workers", search_rows)
         results.update({"evaluations": eval_rows, "search_scaling": search_rows})
-    suites = {"held-out": load_suite(DATA / "flux_heldout.toml")}
-    if args.only != "heldout":
-        suites = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml"),
-                  **suites}
+    # Two held-out suites: the first round's (tuned on afterwards in the second round, so
+    # no longer clean) and the fresh one, frozen before the second round's engine work.
+    fresh = DATA / "flux_fresh.toml"
+    results["fresh_suite_sha256"] = hashlib.sha256(fresh.read_bytes()).hexdigest()
+    tuning = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml")}
+    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh)}
+    suites = {"suites": tuning, "heldout": held_out}.get(args.only or "", {**tuning, **held_out})
     if args.only in (None, "suites", "heldout"):
         for name, suite in suites.items():
-            compared = compare(name, suite, budget, seeds)
+            compared = compare(name, suite, budget, seeds, args.jobs)
             table(f"{name} suite at {budget} evaluations per method "
                   "(* optimum reached, ! wrong on held-back inputs)", compared["rows"])
             console.print(compared["summary"])

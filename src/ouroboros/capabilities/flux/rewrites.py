@@ -153,6 +153,24 @@ def _dead_store_sites(program: Program) -> Iterator[Site]:
         yield Site(index, 1, (Instr(Opcode.POP),))
 
 
+def _tail_sites(program: Program) -> Iterator[Site]:
+    """`JMP L` where L starts a short exit block (at most 4 instructions, no jump, the
+    last a HALT): a copy of the block instead saves the jump's cycles on that path (tail
+    duplication; the original block stays for whoever else reaches it)."""
+    instrs = program.instrs
+    for index, ins in enumerate(instrs):
+        if ins.op is not Opcode.JMP or ins.args[0] == index + 1:
+            continue
+        start = ins.args[0]
+        block = instrs[start:start + 4]
+        for end, b in enumerate(block):
+            if b.op in (Opcode.JMP, Opcode.JZ, Opcode.JNZ, Opcode.CALL, Opcode.RET):
+                break
+            if b.op is Opcode.HALT:
+                yield Site(index, 1, block[:end + 1])
+                break
+
+
 def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
     """Every place a rule applies, in program order (`seed_table`: only the seed's
     table, without common subexpressions and dead stores)."""
@@ -170,6 +188,7 @@ def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
         return
     yield from _cse_sites(program, targets)
     yield from _dead_store_sites(program)
+    yield from _tail_sites(program)
 
 
 def neutral_sites(program: Program) -> Iterator[Site]:

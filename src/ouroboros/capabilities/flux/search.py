@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ouroboros.capabilities.evolve.executor import Executor, LocalExecutor
-from ouroboros.capabilities.flux import equivalence
+from ouroboros.capabilities.flux import equivalence, synth
 from ouroboros.capabilities.flux.cost import Cost, evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL
@@ -53,6 +53,17 @@ class SearchConfig:
     check_inputs: int = 300  # generated inputs when a proof is out of reach (during search)
     final_check_inputs: int = 3000
     weights: tuple[tuple[str, float], ...] = ()  # move weights overriding moves.MOVES
+    # Window synthesis (synth.py): the share of steps that rewrite a random window of the
+    # step's program with the cheapest sequence of the same effect on the test contexts,
+    # the states one such call may expand, and whether a new island best is polished
+    # window by window (widest first) before the chain moves on.
+    synth_rate: float = 0.02
+    synth_states: int = 800
+    polish: bool = True
+    polish_states: int = 3000
+    synth_budget: int = 3000  # states one island may expand in one epoch, in all
+    # Candidates already scored in this epoch are not scored again (no evaluation spent).
+    dedupe: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -100,6 +111,7 @@ class EpochReport:
     checks: int
     counterexamples: int
     moves: tuple[tuple[str, int], ...]  # accepted moves by name
+    probes: int = 0  # window syntheses run (not candidate evaluations)
 
 
 @dataclass
@@ -113,6 +125,7 @@ class SearchResult:
     counterexamples: int
     checks: int
     accepted_moves: dict[str, int] = field(default_factory=dict)
+    probes: int = 0  # window syntheses run besides the evaluations
 
     @property
     def plateau_at(self) -> int:
@@ -145,6 +158,56 @@ def check_candidate(original: Program, candidate: Program, count: int,
                              seed=seed)
 
 
+class _Windows:
+    """Window synthesis for one epoch: traces and results cached per program."""
+
+    def __init__(self, spec: Spec, config: SearchConfig) -> None:
+        self.spec, self.config = spec, config
+        self.traces: dict[Program, synth.Trace] = {}
+        self.done: dict[tuple[Program, int, int, int], list[Program]] = {}
+        self.probes = 0
+        self.states = 0  # expanded in this epoch
+
+    @property
+    def spent(self) -> bool:
+        return self.states >= self.config.synth_budget
+
+    def reset(self) -> None:  # the cases grew: contexts and results are stale
+        self.traces.clear()
+        self.done.clear()
+
+    def trace(self, program: Program, cases: Sequence[TestCase]) -> synth.Trace:
+        tr = self.traces.get(program)
+        if tr is None:
+            if len(self.traces) > 64:
+                self.traces.clear()
+            tr = self.traces[program] = synth.trace(program, cases, self.spec.fuel)
+        return tr
+
+    def sites(self, program: Program, cases: Sequence[TestCase]) -> list[tuple[int, int]]:
+        return synth.windows(program, self.trace(program, cases))
+
+    def rewrite(self, program: Program, cases: Sequence[TestCase], site: tuple[int, int],
+                states: int) -> list[Program]:
+        key = (program, *site, states)
+        out = self.done.get(key)
+        if out is None:
+            self.probes += 1
+            if len(self.done) > 4096:
+                self.done.clear()
+            out, expanded = synth.candidates(program, self.trace(program, cases), site[0],
+                                             site[1], max_states=states)
+            self.states += expanded
+            self.done[key] = out
+        return out
+
+    def polish_queue(self, program: Program, cases: Sequence[TestCase]) -> list[tuple[int, int]]:
+        """Every window of two or more instructions, narrowest first (popped from the
+        end: widest first)."""
+        return sorted((s for s in self.sites(program, cases) if s[1] > 1),
+                      key=lambda s: (s[1], -s[0]))
+
+
 def run_epoch(task: EpochTask) -> EpochReport:
     """One island's chain for `task.steps` proposals (runs in a worker)."""
     spec, config, island = task.spec, task.config, task.island
@@ -156,6 +219,10 @@ def run_epoch(task: EpochTask) -> EpochReport:
     new_cases: list[TestCase] = []
     improvements: list[tuple[int, float]] = []
     accepted: dict[str, int] = {}
+    scored: dict[Program, Cost] = {}
+    win = _Windows(spec, config)
+    queue: list[tuple[int, int]] = []  # windows of the island best still to polish
+    queued: Program | None = None
 
     def cost(program: Program) -> Cost:
         return evaluate(program, cases, fuel=spec.fuel,
@@ -164,23 +231,53 @@ def run_epoch(task: EpochTask) -> EpochReport:
     current, current_cost = island.current, island.current_cost
     best, best_cost, stale = island.best, island.best_cost, island.stale
     bar = min(best_cost.penalised, task.global_best_cost)
-    evaluations = checks = found = 0
-    while evaluations < task.steps:
-        evaluations += 1
-        stale += 1
-        if stale > config.restart_after:
-            stale = 0
-            current = task.global_best if task.global_best_cost < best_cost.penalised else best
-            current_cost = cost(current)
-            continue
-        base, base_cost = current, current_cost
-        if rng.random() < config.from_best:
+    evaluations = checks = found = attempts = 0
+    while evaluations < task.steps and attempts < 4 * task.steps:
+        attempts += 1
+        if queue and queued is best and not win.spent:  # polish the new best, widest first
+            site = queue.pop()
+            rewrites = win.rewrite(best, cases, site, config.polish_states)
+            if not rewrites or rewrites[0] in scored:
+                continue
             base, base_cost = best, best_cost
-        proposal = moves.propose(base, rng)
-        if proposal is None:
-            continue
-        candidate, name = proposal
+            candidate, name = rewrites[0], "synth"
+            evaluations += 1
+        else:
+            evaluations += 1
+            stale += 1
+            if stale > config.restart_after:
+                stale = 0
+                current = task.global_best if task.global_best_cost < best_cost.penalised else best
+                current_cost = cost(current)
+                continue
+            base, base_cost = current, current_cost
+            if rng.random() < config.from_best:
+                base, base_cost = best, best_cost
+            proposal: tuple[Program, str] | None = None
+            if config.synth_rate and rng.random() < config.synth_rate and not win.spent:
+                sites = win.sites(base, cases)
+                if sites:
+                    options = win.rewrite(base, cases, rng.choice(sites),
+                                          config.synth_states)
+                    if options:
+                        proposal = rng.choice(options), "synth"
+            if proposal is None:
+                proposal = moves.propose(base, rng)
+            if proposal is None:
+                continue
+            candidate, name = proposal
+            if config.dedupe and candidate in scored:
+                evaluations -= 1  # already scored in this epoch: nothing spent
+                c = scored[candidate]
+                rise = c.total - base_cost.total
+                if rise <= 0 or rng.random() < math.exp(-beta * rise):
+                    current, current_cost = candidate, c
+                continue
         c = cost(candidate)
+        if config.dedupe:
+            if len(scored) > 20000:
+                scored.clear()
+            scored[candidate] = c
         if c.total == math.inf:
             continue
         if c.correct and c.penalised < bar - EPS:
@@ -192,18 +289,22 @@ def run_epoch(task: EpochTask) -> EpochReport:
                 case = counterexample_case(spec.original, verdict.counterexample)
                 cases.append(case)
                 new_cases.append(case)
+                scored.clear()
+                win.reset()
                 current_cost = cost(current)
                 c = cost(candidate)
             else:
                 best, best_cost, bar, stale = candidate, c, c.penalised, 0
                 improvements.append((evaluations, c.penalised))
+                if config.polish:
+                    queue, queued = win.polish_queue(best, cases), best
         rise = c.total - base_cost.total
         if rise <= 0 or rng.random() < math.exp(-beta * rise):
             current, current_cost = candidate, c
             accepted[name] = accepted.get(name, 0) + 1
     out = Island(island.index, rng.getstate(), current, current_cost, best, best_cost, stale)
     return EpochReport(out, evaluations, tuple(new_cases), tuple(improvements), checks, found,
-                       tuple(sorted(accepted.items())))
+                       tuple(sorted(accepted.items())), win.probes)
 
 
 def default_fuel(program: Program, cases: Sequence[TestCase]) -> int:
@@ -257,7 +358,7 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                     progress(evaluations, polished_cost.penalised, True)
     islands = [Island(i, random.Random(f"{seed}:{i}").getstate(), global_best, global_cost,
                       global_best, global_cost) for i in range(config.islands)]
-    checks = found = 0
+    checks = found = probes = 0
     accepted: dict[str, int] = {}
     for epoch in range(config.epochs):
         remaining = config.budget - evaluations
@@ -277,6 +378,7 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
             evaluations += report.evaluations
             checks += report.checks
             found += report.counterexamples
+            probes += report.probes
             for name, count in report.moves:
                 accepted[name] = accepted.get(name, 0) + count
             known = {c.inputs for c in all_cases}
@@ -305,7 +407,7 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
     if winner is not global_best:
         history.append((evaluations, cost(winner).penalised))
     return SearchResult(winner, original, tuple(all_cases), evaluations, history, verdict, found,
-                        checks, accepted)
+                        checks, accepted, probes)
 
 
 def _final(original: Program, bests: list[Program], cases: list[TestCase],
