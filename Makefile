@@ -28,11 +28,16 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/kernel.py
+	$(BIN)/python bench/kernel.py --backend postgresql
 	$(BIN)/python bench/flux.py
+	$(BIN)/python bench/flux.py --executor ray
 	$(BIN)/python bench/skills.py
 	$(BIN)/python bench/tool_run.py
 	$(BIN)/python bench/build_jail.py
+	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/skills_retrieval.py
+	$(BIN)/python bench/skills_retrieval_scale.py
+	$(BIN)/python bench/llm_evidence.py
 	$(BIN)/python bench/improve.py
 	$(BIN)/python bench/sanitizer.py
 	$(BIN)/python bench/improve_loop.py

@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import resource
+import statistics
 import time
 import tomllib
 from collections.abc import Callable
