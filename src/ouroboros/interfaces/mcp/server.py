@@ -73,16 +73,23 @@ class SkillTools:
         self._lock = threading.Lock()
         self._key: Any = None
         self._tools: dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]] = {}
+        self._by_seq: tuple[tuple[str, int], Any] | None = None  # ledger position -> signature
 
     def signature(self) -> Any:
         """What the served set depends on: every tool's current version and the policy."""
         from ouroboros.capabilities.skills.evidence import POLICY_TARGET
 
         with self.services.lease() as lease:
-            values = lease.rt.refresh().values
-            return (tuple(sorted((t, (v or {}).get("fingerprint")) for t, v in values.items()
-                                 if t.startswith("skills/"))),
-                    catalogue.to_json_text(values.get(POLICY_TARGET)))
+            state = lease.rt.refresh()
+            seen = self._by_seq
+            if seen is not None and seen[0] == (state.ledger_id, state.seq):
+                return seen[1]  # nothing was appended since: the same set (no scan per call)
+            values = state.values
+            key = (tuple(sorted((t, (v or {}).get("fingerprint")) for t, v in values.items()
+                                if t.startswith("skills/"))),
+                   catalogue.to_json_text(values.get(POLICY_TARGET)))
+            self._by_seq = ((state.ledger_id, state.seq), key)
+            return key
 
     def current(self) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
         """name → (Tool, input schema, output schema)."""
