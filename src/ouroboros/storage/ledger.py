@@ -56,6 +56,20 @@ class PatchRecord:
     charged: int | None = None
 
 
+def record_of(latest: dict[int, int]) -> PatchRecord:
+    """A patch's record from its index rows: the highest seq of each row kind."""
+    applied, undone = latest.get(APPLIED), latest.get(UNDONE)
+    if undone is not None and (applied is None or undone < applied):
+        undone = None  # undone, then applied again by a rollback: live
+    return PatchRecord(applied, undone, latest.get(CHARGED))
+
+
+def hash_range(prefix_hex: str) -> tuple[bytes, bytes]:
+    """The lowest and highest 32-byte hashes that start with ``prefix_hex``."""
+    return (bytes.fromhex((prefix_hex + "0" * 64)[:64]),
+            bytes.fromhex((prefix_hex + "f" * 64)[:64]))
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Folded kernel state after event ``seq``, and the runtime key's signature over it."""

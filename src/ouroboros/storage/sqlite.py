@@ -17,8 +17,6 @@ except ImportError:  # pragma: no cover - Windows
 from ouroboros.storage.files import InPlaceFile
 from ouroboros.storage.ledger import (
     APPLIED,
-    CHARGED,
-    UNDONE,
     AfterCommit,
     EventBuilder,
     Head,
@@ -26,6 +24,8 @@ from ouroboros.storage.ledger import (
     PatchRecord,
     Snapshot,
     StoredEvent,
+    hash_range,
+    record_of,
 )
 
 _SCHEMA = """
@@ -170,15 +170,10 @@ class SQLiteLedger:
                                     "GROUP BY kind", (patch_hash,)).fetchall()
         if not rows:
             return None
-        latest = {int(kind): int(seq) for kind, seq in rows}
-        applied, undone = latest.get(APPLIED), latest.get(UNDONE)
-        if undone is not None and (applied is None or undone < applied):
-            undone = None  # undone, then applied again by a rollback: live
-        return PatchRecord(applied, undone, latest.get(CHARGED))
+        return record_of({int(kind): int(seq) for kind, seq in rows})
 
     def find_patches(self, prefix_hex: str) -> list[bytes]:
-        lo = bytes.fromhex((prefix_hex + "0" * 64)[:64])
-        hi = bytes.fromhex((prefix_hex + "f" * 64)[:64])
+        lo, hi = hash_range(prefix_hex)
         with self._lock:
             return [bytes(r[0]) for r in self._db.execute(
                 "SELECT DISTINCT hash FROM patch_log WHERE hash BETWEEN ? AND ? AND kind = ?",

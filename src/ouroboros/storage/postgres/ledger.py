@@ -36,8 +36,6 @@ from psycopg.types.numeric import Int8
 from ouroboros.storage.files import rewrite_unless_newer
 from ouroboros.storage.ledger import (
     APPLIED,
-    CHARGED,
-    UNDONE,
     AfterCommit,
     EventBuilder,
     Head,
@@ -47,6 +45,8 @@ from ouroboros.storage.ledger import (
     RetryAppend,
     Snapshot,
     StoredEvent,
+    hash_range,
+    record_of,
 )
 from ouroboros.storage.postgres import wire
 from ouroboros.storage.postgres.url import LedgerURL
@@ -325,15 +325,10 @@ class PostgresLedger:
         rows = self._query(lambda: self._fast["record"].run((patch_hash,)))
         if not rows:
             return None
-        latest = {_int(kind): _int(seq) for kind, seq in rows}
-        applied, undone = latest.get(APPLIED), latest.get(UNDONE)
-        if undone is not None and (applied is None or undone < applied):
-            undone = None  # undone, then applied again by a rollback: live
-        return PatchRecord(applied, undone, latest.get(CHARGED))
+        return record_of({_int(kind): _int(seq) for kind, seq in rows})
 
     def find_patches(self, prefix_hex: str) -> list[bytes]:
-        lo = bytes.fromhex((prefix_hex + "0" * 64)[:64])
-        hi = bytes.fromhex((prefix_hex + "f" * 64)[:64])
+        lo, hi = hash_range(prefix_hex)
         rows = self._query(lambda: self._db.execute(self._q["find"], (lo, hi, APPLIED))
                            .fetchall())
         return [bytes(r[0]) for r in rows]
