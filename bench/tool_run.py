@@ -13,6 +13,13 @@ The governed call adds what `ouro tool run` and `ouro serve` do per call: the ve
 from the ledger state (another process's approval is seen), the input/output schema
 checks, JSON in and out, the telemetry span hook and the metrics line. Rounds alternate
 the two so both see the same load.
+
+Two more rows give the cost of the runtime's own telemetry (what `ouro serve`, `ouro mcp`
+and every `open_runtime` with capabilities install): each run's span written to the
+workspace's telemetry store as it ends, one append and fsync per span (the exporter as it
+was first built), and batched as `intake.spans` does now (one append and fsync per batch,
+off the caller's thread). The three share one tracer provider whose processor is switched
+between rounds, so they differ only in what happens to the finished span.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from ouroboros.capabilities.improve.intake import spans
+from ouroboros.capabilities.improve.intake.runtime import store_for
 from ouroboros.capabilities.skills.governance import open_store
 from ouroboros.capabilities.skills.sandbox import MAX_WASM_STACK, Limits, WasmSandbox
 from ouroboros.capabilities.skills.spec import load_tool_dir
@@ -78,6 +88,37 @@ def p50_us(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+class Switch(SpanProcessor):
+    """A span processor that hands finished spans to one of several (or to none)."""
+
+    def __init__(self) -> None:
+        self.current: SpanProcessor | None = None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.current is not None:
+            self.current.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.current.force_flush(timeout_millis) if self.current is not None else True
+
+
+def telemetry_switch(rt: Runtime) -> tuple[Switch, SpanProcessor, SpanProcessor]:
+    """The process's tracer provider, with the per-span and the batched processor."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    exporter = spans.StoreSpanExporter(store_for(rt))
+    switch = Switch()
+    provider = TracerProvider()
+    provider.add_span_processor(switch)
+    trace.set_tracer_provider(provider)
+    batched = BatchSpanProcessor(exporter, max_queue_size=spans.QUEUE,
+                                 schedule_delay_millis=spans.FLUSH_MS,
+                                 max_export_batch_size=4096)
+    return switch, SimpleSpanProcessor(exporter), batched
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -103,13 +144,23 @@ def main() -> None:
             return json.loads(sandbox.run(wasm, ["sum_ints"], data, limits).stdout)
 
         assert sandbox_call() == 10
+        switch, per_span, batched = telemetry_switch(rt)
         governed: list[float] = []
         bare: list[float] = []
         alone: list[float] = []
+        spanned: dict[str, list[float]] = {"per_span": [], "batched": []}
         for _ in range(args.rounds):
+            switch.current = None
             governed.append(p50_us(lambda: store.run("sum_ints", [1, 2, 3, 4]), args.calls))
             bare.append(p50_us(lambda: raw(data), args.calls))
             alone.append(p50_us(sandbox_call, args.calls))
+            for name, processor in (("per_span", per_span), ("batched", batched)):
+                switch.current = processor
+                spanned[name].append(p50_us(lambda: store.run("sum_ints", [1, 2, 3, 4]),
+                                            args.calls))
+                processor.force_flush()
+        switch.current = None
+        recorded = sum(1 for e in store_for(rt).events() if e["tool"] == "sum_ints")
         uses = store.get("sum_ints").meta["metrics"]["uses"]
         rt.close()
         for leftover in raw_dir.iterdir():
@@ -134,10 +185,16 @@ def main() -> None:
         "overhead_over_sandbox_us": round(statistics.median(
             [g - a for g, a in zip(governed, alone, strict=True)]), 1),
         "metrics_uses_recorded": uses,
+        "with_telemetry_per_span_p50_us": [round(v, 1) for v in spanned["per_span"]],
+        "with_telemetry_batched_p50_us": [round(v, 1) for v in spanned["batched"]],
+        "telemetry_events_recorded": recorded,
     }
     print(f"governed SkillStore.run p50 µs: {', '.join(f'{v:.0f}' for v in governed)}")
     print(f"raw wasmtime call p50 µs:       {', '.join(f'{v:.0f}' for v in bare)}")
     print(f"sandbox call alone p50 µs:      {', '.join(f'{v:.0f}' for v in alone)}")
+    print(f"with telemetry, per span p50 µs: {', '.join(f'{v:.0f}' for v in spanned['per_span'])}")
+    print(f"with telemetry, batched p50 µs:  {', '.join(f'{v:.0f}' for v in spanned['batched'])}"
+          f"  ({recorded} events recorded)")
     print(f"governed / raw wasmtime: {result['ratio_median']}× (median of rounds), "
           f"{result['ratio_to_best_raw']}× (its best round); governed / sandbox alone: "
           f"{result['ratio_to_sandbox_median']}× (+{result['overhead_over_sandbox_us']} µs); "

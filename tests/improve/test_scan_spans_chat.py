@@ -178,3 +178,75 @@ def test_slash_command_approves_through_the_same_path(harness: Harness,
     assert res.status == 200
     p = h.loop.get(out.proposal.id)
     assert p.status == "implemented" and p.review is not None and p.review.reviewer == "slack:bob"
+
+
+def _workspace_with_sum_ints(home: Path) -> None:
+    import ouroboros.interfaces.cli.main  # noqa: F401  (the capability registrars)
+    from ouroboros.capabilities.skills.governance import open_store
+    from ouroboros.capabilities.skills.starter import starter_dirs
+    from ouroboros.interfaces.cli.output import open_runtime
+
+    Runtime.init(home).close()
+    with open_runtime(home) as rt:
+        open_store(rt).add_dir(next(d for d in starter_dirs() if d.name == "sum_ints"))
+
+
+def _runs(home: Path, n: int) -> None:
+    import ouroboros.interfaces.cli.main  # noqa: F401  (the capability registrars)
+    from ouroboros.capabilities.skills.governance import open_store
+    from ouroboros.interfaces.cli.output import open_runtime
+
+    with open_runtime(home) as rt:  # installs the provider on this workspace's store
+        store = open_store(rt)
+        for _ in range(n):
+            assert store.run("sum_ints", [1, 2, 3]).output == 6
+
+
+def _tool_events(home: Path) -> list[dict[str, Any]]:
+    return [e for e in TelemetryStore(home).events() if e["tool"] == "sum_ints"]
+
+
+def test_tool_run_spans_are_written_in_batches_and_every_reader_sees_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "ws"
+    _workspace_with_sum_ints(home)
+    writes: list[bytes] = []
+    real = TelemetryStore._append_lines
+
+    def counted(self: TelemetryStore, path: Path, payload: bytes) -> None:
+        writes.append(payload)
+        real(self, path, payload)
+
+    monkeypatch.setattr(TelemetryStore, "_append_lines", counted)
+    _runs(home, 60)
+    events = _tool_events(home)  # a reader flushes what this process holds back first
+    assert len(events) == 60 and all(e["success"] and e["agent"] == "runtime" for e in events)
+    assert len({e["span_id"] for e in events}) == 60
+    # one write (and fsync) per batch, not per run: at most one per FLUSH_MS of runs
+    assert sum(p.count(b"sum_ints") for p in writes) == 60 and len(writes) <= 10
+    assert _tool_events(home) == events  # a second read finds nothing new, nothing twice
+
+
+def test_spans_go_to_the_workspace_they_ran_in_when_another_one_opens(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    _workspace_with_sum_ints(first)
+    _workspace_with_sum_ints(second)
+    _runs(first, 3)
+    _runs(second, 2)  # opening it switches the store: the first one's spans are written
+    assert (len(_tool_events(first)), len(_tool_events(second))) == (3, 2)
+
+
+def test_a_process_that_exits_has_written_its_spans(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "ws"
+    _workspace_with_sum_ints(home)
+    script = ("import sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+              "from improve.test_scan_spans_chat import _runs; _runs(Path(sys.argv[1]), 5)")
+    done = subprocess.run([sys.executable, "-c", script, str(home),
+                           str(Path(__file__).parents[1])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = b"".join(p.read_bytes() for p in (home / "telemetry" / "events").glob("*.jsonl"))
+    assert lines.count(b'"tool":"sum_ints"') == 5  # read raw: no flush by this process

@@ -23,10 +23,25 @@ from typing import Any
 
 import orjson
 
-from ouroboros.capabilities.improve.intake.events import format_timestamp, normalise_event
+from ouroboros.capabilities.improve.intake.events import (
+    EventError,
+    format_timestamp,
+    normalise_event,
+)
 from ouroboros.capabilities.improve.intake.sanitizer import Redactions, Sanitizer
 
 Clock = Callable[[], datetime]
+
+#: Writers that hold events back to batch them (the runtime's own spans,
+#: ``intake.spans``): every reader in this process flushes them first, so a process
+#: always reads what it recorded.
+_PENDING: list[Callable[[], object]] = []
+
+
+def flush_before_reading(flush: Callable[[], object]) -> None:
+    """Register ``flush`` to run before any store of this process is read."""
+    if flush not in _PENDING:
+        _PENDING.append(flush)
 
 
 def utc_now() -> datetime:
@@ -110,6 +125,17 @@ class TelemetryStore:
         self.append([event])
         return event
 
+    def record_many(self, raws: Iterable[Mapping[str, Any]]) -> int:
+        """`record` for a batch, written with one append (one fsync per day file); an
+        invalid record is skipped, never stops the others. Returns how many were stored."""
+        events = []
+        for raw in raws:
+            try:
+                events.append(self.sanitizer.event(normalise_event(raw).event, self.redactions))
+            except EventError:
+                continue
+        return self.append(events) if events else 0
+
     def record_tool_run(
         self,
         *,
@@ -182,6 +208,8 @@ class TelemetryStore:
     # -- reading -----------------------------------------------------------------
 
     def files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
+        for flush in tuple(_PENDING):
+            flush()
         if not self.root.is_dir():
             return []
         low = since.astimezone(UTC).date().isoformat() if since else ""
