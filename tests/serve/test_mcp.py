@@ -459,3 +459,23 @@ def test_create_tool_through_the_llm_registers_a_tool_and_tells_the_client(
         run(go)
     finally:
         llm.close()
+
+
+def test_a_call_after_the_served_set_changed_needs_one_runtime_not_two(tmp_path: Path) -> None:
+    """The lookup, the rebuild of the served set and the run share the call's runtime: a
+    second one taken from the pool while holding the first would wait forever once
+    concurrent calls held every runtime (here the pool has one)."""
+    from ouroboros.interfaces.http.services import Services
+    from ouroboros.interfaces.mcp.server import McpServer
+
+    home = new_workspace(tmp_path / "ws")
+    add_tool(home, "sum_ints")
+    services = Services(home, pool_size=1, lease_timeout=2.0)
+    try:
+        server = McpServer(services, lambda _: None)  # type: ignore[arg-type,return-value]
+        assert server._run_served("sum_ints", {"input": [1, 2]})[0] == 3
+        add_tool(home, "word_stats")  # another process adds a version: the set changes
+        assert server._run_served("sum_ints", {"input": [4, 5]})[0] == 9
+        assert "word_stats" in server.skills.cached()
+    finally:
+        services.close()

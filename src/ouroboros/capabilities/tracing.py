@@ -32,6 +32,7 @@ class _NoSpan:
 
 
 _NO_SPAN = _NoSpan()
+_TRACERS: dict[str, Any] = {}
 
 
 def live() -> bool:
@@ -46,9 +47,13 @@ def span(instrumentation: str, name: str, attributes: Attributes | None = None
     if not live():
         yield _NO_SPAN
         return
-    from opentelemetry import trace
+    tracer = _TRACERS.get(instrumentation)
+    if tracer is None:
+        from opentelemetry import trace
 
-    tracer = trace.get_tracer(instrumentation)
+        # one per name: `get_tracer` builds a new tracer (and its scope) on every call;
+        # before a provider is set this is the API's proxy, which follows it once set
+        tracer = _TRACERS.setdefault(instrumentation, trace.get_tracer(instrumentation))
     with tracer.start_as_current_span(name, attributes=attributes) as current:
         yield current
 

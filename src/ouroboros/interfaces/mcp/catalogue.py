@@ -174,12 +174,17 @@ def _describe_tool(services: Services, a: DescribeArgs, _: str) -> Any:
 
 def run_skill(services: Services, name: str, value: Any, version: str | None = None) -> Any:
     """``ouro tool run NAME --input VALUE --json`` (what the per-skill tools call too)."""
+    with services.lease() as lease:
+        return run_on(lease, name, value, version)
+
+
+def run_on(lease: Lease, name: str, value: Any, version: str | None = None) -> Any:
+    """`run_skill` on a runtime the caller already holds."""
     from ouroboros.capabilities.skills.retrieval.feedback import credit_run
 
-    with services.lease() as lease:
-        store = lease.skills()
-        result = store.run(name, value, fingerprint=version)
-        credit_run(store.root / "index", name)  # retrieval learns which tool served a search
+    store = lease.skills()
+    result = store.run(name, value, fingerprint=version)
+    credit_run(store.root / "index", name)  # retrieval learns which tool served a search
     return {"ok": True, "tool_id": result.tool_id, "fingerprint": result.fingerprint,
             "output": result.output, "elapsed_ms": round(result.elapsed_ms, 3),
             "fuel_used": result.fuel_used}

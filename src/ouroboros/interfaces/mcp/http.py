@@ -77,8 +77,9 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
                                            json_response=True)
     endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read,
                           services.limiter)
-    # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"
-    app.router.routes.append(Route(PATH, endpoint=endpoint))
+    # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"; first, so
+    # a call is not matched against every API route before it (one exact path, no clash)
+    app.router.routes.insert(0, Route(PATH, endpoint=endpoint))
 
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[None]:

@@ -33,7 +33,7 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
-from ouroboros.interfaces.http.services import Services
+from ouroboros.interfaces.http.services import Lease, Services
 from ouroboros.interfaces.http.tokens import Principal, Role
 from ouroboros.interfaces.json_input import check_parsed
 from ouroboros.interfaces.mcp import catalogue
@@ -75,29 +75,32 @@ class SkillTools:
         self._tools: dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]] = {}
         self._by_seq: tuple[tuple[str, int], Any] | None = None  # ledger position -> signature
 
-    def signature(self) -> Any:
+    def signature(self, lease: Lease | None = None) -> Any:
         """What the served set depends on: every tool's current version and the policy."""
+        if lease is None:
+            with self.services.lease() as own:
+                return self.signature(own)
         from ouroboros.capabilities.skills.evidence import POLICY_TARGET
 
-        with self.services.lease() as lease:
-            state = lease.rt.refresh()
-            seen = self._by_seq
-            if seen is not None and seen[0] == (state.ledger_id, state.seq):
-                return seen[1]  # nothing was appended since: the same set (no scan per call)
-            values = state.values
-            key = (tuple(sorted((t, (v or {}).get("fingerprint")) for t, v in values.items()
-                                if t.startswith("skills/"))),
-                   catalogue.to_json_text(values.get(POLICY_TARGET)))
-            self._by_seq = ((state.ledger_id, state.seq), key)
-            return key
+        state = lease.rt.refresh()
+        seen = self._by_seq
+        if seen is not None and seen[0] == (state.ledger_id, state.seq):
+            return seen[1]  # nothing was appended since: the same set (no scan per call)
+        values = state.values
+        key = (tuple(sorted((t, (v or {}).get("fingerprint")) for t, v in values.items()
+                            if t.startswith("skills/"))),
+               catalogue.to_json_text(values.get(POLICY_TARGET)))
+        self._by_seq = ((state.ledger_id, state.seq), key)
+        return key
 
-    def current(self) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
-        """name → (Tool, input schema, output schema)."""
-        key = self.signature()
+    def current(self, lease: Lease | None = None
+                ) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
+        """name → (Tool, input schema, output schema); on ``lease`` when given."""
+        key = self.signature(lease)
         with self._lock:
             if key == self._key:
                 return self._tools
-        tools = self._build()
+        tools = self._build(lease)
         with self._lock:
             self._key, self._tools = key, tools
         return tools
@@ -107,19 +110,24 @@ class SkillTools:
         with self._lock:
             return self._tools
 
-    def _build(self) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
+    def _build(self, lease: Lease | None
+               ) -> dict[str, tuple[types.Tool, dict[str, Any], dict[str, Any]]]:
+        # on the caller's lease when it holds one: a second from the pool while holding the
+        # first could wait on a pool that concurrent calls have emptied the same way
+        if lease is None:
+            with self.services.lease() as own:
+                return self._build(own)
         from ouroboros.capabilities.skills.export import as_mcp
         from ouroboros.capabilities.skills.serving import status
 
         out = {}
-        with self.services.lease() as lease:
-            store = lease.skills()
-            for v in store.list():
-                if v.tool_id in catalogue.BUILTINS or status(store, v) == "unproven":
-                    continue
-                schemas = store.schemas(v)
-                tool = types.Tool.model_validate(as_mcp(v.tool_id, v.description, schemas))
-                out[v.tool_id] = (tool, schemas.input, schemas.output)
+        store = lease.skills()
+        for v in store.list():
+            if v.tool_id in catalogue.BUILTINS or status(store, v) == "unproven":
+                continue
+            schemas = store.schemas(v)
+            tool = types.Tool.model_validate(as_mcp(v.tool_id, v.description, schemas))
+            out[v.tool_id] = (tool, schemas.input, schemas.output)
         return out
 
 
@@ -266,12 +274,13 @@ class McpServer:
         from ouroboros.capabilities.skills.export import input_of
         from ouroboros.kernel.errors import NotFound
 
-        skills = self.skills.current()
-        if name not in skills:
-            raise NotFound(f"no tool {name[:80]!r} is served here",
-                           "list_tools names every tool; run_tool runs an unproven one")
-        _, input_schema, output_schema = skills[name]
-        out = catalogue.run_skill(self.services, name, input_of(arguments, input_schema))
+        with self.services.lease() as lease:  # one runtime for the lookup and the run
+            skills = self.skills.current(lease)
+            if name not in skills:
+                raise NotFound(f"no tool {name[:80]!r} is served here",
+                               "list_tools names every tool; run_tool runs an unproven one")
+            _, input_schema, output_schema = skills[name]
+            out = catalogue.run_on(lease, name, input_of(arguments, input_schema))
         return out["output"], output_schema
 
     # -- resources ----------------------------------------------------------------------
