@@ -479,3 +479,97 @@ def test_a_call_after_the_served_set_changed_needs_one_runtime_not_two(tmp_path:
         assert "word_stats" in server.skills.cached()
     finally:
         services.close()
+
+
+# -- request spans -------------------------------------------------------------------------
+class _Collector:
+    """A loopback OTLP/HTTP collector: keeps every POSTed trace export, answers 200."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        bodies = self.bodies = []  # type: list[bytes]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self) -> list[Any]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        out = []
+        for body in self.bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            out += [s for r in request.resource_spans for sc in r.scope_spans for s in sc.spans]
+        return out
+
+
+def test_request_spans_are_made_only_when_spans_leave_the_process(tmp_path: Path) -> None:
+    """With `[telemetry] otlp_endpoint`, the collector gets the runtime's tool-run spans and
+    the request spans around them (FastAPI's HTTP span, the MCP SDK's message span), in one
+    trace; without it no request span is made (the workspace's store keeps only `ouro.*`),
+    and the store gets the tool runs either way."""
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+    from ouroboros.interfaces.http.services import Services
+    from ouroboros.interfaces.mcp.server import McpServer
+
+    collector = _Collector()
+    exported = new_workspace(tmp_path / "exported")
+    add_tool(exported, "sum_ints")
+    (exported / "ouro.toml").write_text(f'[telemetry]\notlp_endpoint = "{collector.url}"\n')
+    server = start(exported, "--no-scheduler")
+    try:
+        token = server.token("agent", "submit")
+        r = httpx.post(f"{server.url}/api/v1/tools/sum_ints/run", json={"input": [1, 2]},
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["output"] == 3
+
+        async def call() -> None:
+            async with Client(over_http(server, token)) as client:
+                result = await client.call_tool("sum_ints", {"input": [3, 4]})
+                assert result.structured_content == {"output": 7}
+
+        run(call)
+    finally:
+        code, err = server.stop()  # a graceful stop flushes the exporter's batch
+    assert code == 0, err
+    spans = collector.spans()
+    names = [s.name for s in spans]
+    assert names.count("ouro.tool.run") == 2, names
+    mcp = [s for s in spans if s.name == "tools/call sum_ints"]
+    http = [s for s in spans if "/api/v1/tools" in s.name]
+    assert len(mcp) == 1 and len(http) == 1, names
+    runs = [s for s in spans if s.name == "ouro.tool.run"]
+    assert {s.trace_id for s in runs} == {mcp[0].trace_id, http[0].trace_id}  # nested
+    stored = [e for e in TelemetryStore(exported).events() if e["tool"] == "sum_ints"]
+    assert len(stored) == 2  # the store keeps the runtime's spans only, as without export
+
+    quiet = new_workspace(tmp_path / "quiet")
+    services = Services(quiet, pool_size=1)
+    try:
+        assert services.export_spans() is False
+        middleware = McpServer(services, lambda _: None,  # type: ignore[arg-type,return-value]
+                               ).server.middleware
+        assert not any(type(m).__name__ == "OpenTelemetryMiddleware" for m in middleware)
+        with_spans = McpServer(services, lambda _: None,  # type: ignore[arg-type,return-value]
+                               request_spans=True).server.middleware
+        assert any(type(m).__name__ == "OpenTelemetryMiddleware" for m in with_spans)
+    finally:
+        services.close()
+    from ouroboros.interfaces.http.app import create_app
+
+    assert create_app(quiet).state.request_spans is False

@@ -93,13 +93,16 @@ def create_app(home: Path | str | None = None, settings: ServerSettings | None =
         number = version("ouroboros")
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         number = "0"
+    request_spans = services.export_spans()  # SettingsError names file and key
     app = FastAPI(title="Ouroboros", version=number, lifespan=lifespan,
+                  telemetry={"tracing": request_spans},
                   description="The governed kernel, its capabilities and the OTLP receiver "
                               "over HTTP. Every endpoint but `/api/v1/health` needs "
                               "`Authorization: Bearer <token>`.",
                   responses={400: {"model": ErrorBody, "description": "Bad input"},
                              413: {"model": ErrorBody, "description": "Body over the cap"}})
     app.state.services = services
+    app.state.request_spans = request_spans
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(InputGuard, limits=settings.limits)

@@ -16,6 +16,7 @@ Routes never open anything themselves: ``services.lease()`` is the one door.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -179,6 +180,33 @@ class Services:
 
                 self._telemetry = TelemetryStore(self.home)
             return self._telemetry
+
+    def export_spans(self) -> bool:
+        """Send this process's spans to the workspace's ``[telemetry] otlp_endpoint`` (if
+        set and its exporter is installed); whether they go there.
+
+        Only then are *request* spans made (FastAPI's per HTTP request, the MCP SDK's per
+        message): the workspace's store keeps only the runtime's ``ouro.*`` spans, so
+        otherwise they would be made to be dropped, at 0.3 ms of server CPU per request
+        (docs/BENCHMARKS.md, "MCP: tool-run overhead").
+
+        Raises:
+            SettingsError: ``ouro.toml`` is not valid (file, line and key named).
+        """
+        from ouroboros.kernel.settings import load_settings
+
+        endpoint = load_settings(self.home).settings.telemetry.otlp_endpoint
+        if not endpoint:
+            return False
+        from ouroboros.capabilities.improve.intake.spans import exporting, install
+
+        install(self.telemetry(), endpoint)
+        if not exporting():
+            logging.getLogger("ouroboros.serve").warning(
+                "[telemetry] otlp_endpoint is %s but the OTLP exporter is not installed "
+                "(pip install opentelemetry-exporter-otlp-proto-http): spans stay local",
+                endpoint)
+        return exporting()
 
     def close(self, drain_timeout: float = 60.0) -> None:
         """Refuse new leases, wait (up to ``drain_timeout``) for those in use to come back,

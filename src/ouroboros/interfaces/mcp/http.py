@@ -64,7 +64,8 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
     from ouroboros.interfaces.mcp.server import McpServer
 
     poll = float(os.environ.get(POLL_ENV, "1.0"))
-    mcp = McpServer(services, _caller, poll=max(0.05, poll))
+    mcp = McpServer(services, _caller, poll=max(0.05, poll),
+                    request_spans=bool(getattr(app.state, "request_spans", False)))
     # The app's InputGuard already answers only the Host names the server serves, so the
     # SDK's own DNS-rebinding check (loopback names only) is left off: it would refuse the
     # names `--allowed-host` admits.

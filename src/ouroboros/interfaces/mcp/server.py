@@ -5,6 +5,9 @@ bodies in worker threads (kernel work blocks; the event loop must not), each on 
 runtime. ``caller_of(ctx)`` says who is calling: the token's `Principal` on HTTP, the local
 operator on stdio; every tool and resource checks its role.
 
+**Request spans.** The SDK makes an OpenTelemetry span per message; it is kept only with
+``request_spans`` (an OTLP collector is configured: `Services.export_spans`).
+
 **List changes.** A watcher polls the ledger (one head query when nothing changed) and,
 when the set of served tools or the skills policy changed, tells every client: clients of
 the handshake era (protocol 2025-11-25 and before, e.g. Claude Desktop) by
@@ -135,7 +138,7 @@ class McpServer:
     """One SDK `Server` over a workspace's `Services`; see the module docstring."""
 
     def __init__(self, services: Services, caller_of: CallerOf, *, poll: float = 1.0,
-                 name: str = "ouroboros") -> None:
+                 name: str = "ouroboros", request_spans: bool = False) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         self.services = services
@@ -161,6 +164,13 @@ class McpServer:
             on_read_resource=self._read_resource,
             on_subscriptions_listen=self.listen,
             get_tool_input_schema=self._input_schema)
+        if not request_spans:
+            # the SDK's span per message: kept only when spans leave the process (see
+            # `Services.export_spans`); the store would drop it
+            from mcp.server._otel import OpenTelemetryMiddleware
+
+            self.server.middleware = [m for m in self.server.middleware
+                                      if not isinstance(m, OpenTelemetryMiddleware)]
         self.server.add_notification_handler("notifications/initialized",
                                              types.NotificationParams, self._initialized)
 

@@ -32,7 +32,12 @@ def serve_stdio(home: Path | str | None, role: Role = Role.submit, *, poll: floa
 
     services = Services(home, pool_size=POOL)
     caller = Principal(name="local", role=role, key=None, token_id="stdio")
-    mcp = McpServer(services, lambda _: caller, poll=poll)
+    try:
+        mcp = McpServer(services, lambda _: caller, poll=poll,
+                        request_spans=services.export_spans())
+    except BaseException:
+        services.close()
+        raise
 
     async def main() -> None:
         async with stdio_server() as (read, write):

@@ -143,6 +143,11 @@ def install(store: TelemetryStore, otlp_endpoint: str | None = None) -> TracerPr
 _OTLP: dict[str, bool] = {}
 
 
+def exporting() -> bool:
+    """Whether this process's spans also go to an OTLP collector."""
+    return any(_OTLP.values())
+
+
 def flush() -> None:
     """Write the spans this process holds back to the store (readers call it first; an
     OTLP collector's own batch is not waited for)."""
