@@ -108,3 +108,28 @@ def test_path_explosion_falls_back_to_testing_in_bounded_time() -> None:
     popcount = prog(";".join([*lines, "ACT 0", "HALT"]))
     verdict = equivalence.check(popcount, popcount, count=200)
     assert (verdict.status, verdict.method) == ("tested", "testing")
+
+
+def test_a_counterexample_is_a_function_of_the_two_programs_alone() -> None:
+    """z3's model for a `sat` query depends on everything made in its context before; in a
+    shared context the same comparison gave 30 different counterexamples in 30 tries once
+    other work had run in between (and a search's winner changed between runs in one
+    process). Each comparison now has a context of its own."""
+    import z3
+
+    ref = prog("SENSE 0;SENSE 1;ADD;SENSE 2;MUL;ACT 0;HALT")
+    bad = prog("SENSE 0;SENSE 1;OR;SENSE 2;MUL;ACT 0;HALT")
+    spec = equivalence.SymbolicSpec(ref, 3)
+    first = spec.compare(bad)
+    assert first is not None and first.counterexample is not None
+    assert outcome(ref, first.counterexample) != outcome(bad, first.counterexample)
+    seen = {first.counterexample}
+    for k in range(1, 30):  # other comparisons and other z3 work in between
+        spec.compare(prog(f"SENSE 0;SENSE 1;XOR;PUSH {k};ADD;SENSE 2;MUL;ACT 0;HALT"))
+        _ = [z3.BitVec(f"j{k}_{i}", 64) * (i + 3) for i in range(50)]
+        again = spec.compare(bad)
+        assert again is not None
+        seen.add(again.counterexample)
+    assert seen == {first.counterexample}
+    fresh = equivalence.SymbolicSpec(ref, 3).compare(bad)
+    assert fresh is not None and fresh.counterexample == first.counterexample

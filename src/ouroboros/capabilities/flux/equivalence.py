@@ -104,22 +104,23 @@ class SymbolicPath:
     end: str
 
 
-def symbolic_paths(program: Program, inputs: Sequence[Any], *, max_paths: int = MAX_PATHS,
-                   max_steps: int = MAX_STEPS) -> list[SymbolicPath]:
+def symbolic_paths(program: Program, inputs: Sequence[Any], *, ctx: Any = None,
+                   max_paths: int = MAX_PATHS, max_steps: int = MAX_STEPS
+                   ) -> list[SymbolicPath]:
     """Every path of a verified program as (condition, emitted values, end); raises
-    Unproven beyond the bounds."""
+    Unproven beyond the bounds. Terms are made in z3 context ``ctx`` (the inputs' own)."""
     import z3
 
-    zero = z3.BitVecVal(0, 64)
-    one = z3.BitVecVal(1, 64)
-    params = [z3.BitVecVal(p, 64) for p in program.params]
+    zero = z3.BitVecVal(0, 64, ctx)
+    one = z3.BitVecVal(1, 64, ctx)
+    params = [z3.BitVecVal(p, 64, ctx) for p in program.params]
     instrs = program.instrs
     done: list[SymbolicPath] = []
     work = [_Path(0, [], [zero] * MEMORY_SLOTS, [], [], [])]
 
     def finish(path: _Path, end: str) -> None:
-        done.append(SymbolicPath(z3.And(*path.condition) if path.condition else z3.BoolVal(True),
-                                 tuple(path.emitted), end))
+        done.append(SymbolicPath(z3.And(*path.condition) if path.condition
+                                 else z3.BoolVal(True, ctx), tuple(path.emitted), end))
 
     def read(index: int) -> Any:
         return inputs[index] if index < len(inputs) else zero
@@ -136,7 +137,7 @@ def symbolic_paths(program: Program, inputs: Sequence[Any], *, max_paths: int = 
             path.steps += 1
             path.pc += 1
             if op is Opcode.PUSH:
-                s.append(z3.BitVecVal(args[0], 64))
+                s.append(z3.BitVecVal(args[0], 64, ctx))
             elif op is Opcode.POP:
                 s.pop()
             elif op is Opcode.DUP:
@@ -186,7 +187,7 @@ def symbolic_paths(program: Program, inputs: Sequence[Any], *, max_paths: int = 
             elif op is Opcode.DECAY:
                 slot = args[0]
                 product = path.memory[slot] * params[args[1]]
-                path.memory[slot] = z3.simplify(product / z3.BitVecVal(DECAY_SCALE, 64))
+                path.memory[slot] = z3.simplify(product / z3.BitVecVal(DECAY_SCALE, 64, ctx))
             elif op is Opcode.NOP:
                 pass
             elif op is Opcode.JMP:
@@ -248,46 +249,62 @@ class SymbolicSpec:
     """A reference program's paths, computed once and compared with many candidates."""
 
     def __init__(self, program: Program, n_inputs: int) -> None:
-        import z3
-
         self.program = program
         self.n_inputs = n_inputs
-        self.inputs = [z3.BitVec(f"in{i}", 64) for i in range(n_inputs)]
         self.error: str | None = None
-        try:
-            self.paths: list[SymbolicPath] | None = symbolic_paths(program, self.inputs)
+        try:  # the reference's paths, once: too many, or unbounded, and nothing is proved
+            self.paths: list[SymbolicPath] | None = self._paths(program, *self._fresh())
         except Unproven as exc:
             self.paths, self.error = None, str(exc)
 
+    def _fresh(self) -> tuple[Any, list[Any]]:
+        import z3
+
+        ctx = z3.Context()
+        return ctx, [z3.BitVec(f"in{i}", 64, ctx) for i in range(self.n_inputs)]
+
+    @staticmethod
+    def _paths(program: Program, ctx: Any, inputs: list[Any]) -> list[SymbolicPath]:
+        return symbolic_paths(program, inputs, ctx=ctx)
+
     def compare(self, candidate: Program) -> Verdict | None:
-        """A proof or a counterexample; None when the solver cannot decide."""
+        """A proof or a counterexample; None when the solver cannot decide.
+
+        Each comparison is made in a z3 context of its own (about 1 ms, and the reference's
+        paths made again): which counterexample a `sat` model gives depends on everything
+        made in the context before, so a shared context answered differently from one run
+        to the next in a long-lived process, and between 1 and 2 workers (each worker's
+        history its own). In a fresh context the answer is a function of the two programs.
+        """
         import z3
 
         if self.paths is None or input_count(candidate) > self.n_inputs:
             return None
+        ctx, inputs = self._fresh()
         try:
-            theirs = symbolic_paths(candidate, self.inputs)
+            ours = self._paths(self.program, ctx, inputs)
+            theirs = self._paths(candidate, ctx, inputs)
         except Unproven:
             return None
-        if len(self.paths) * len(theirs) > MAX_PAIRS:
+        if len(ours) * len(theirs) > MAX_PAIRS:
             return None  # a query this large would not finish in time: test instead
         differs = []
-        for a, b in itertools.product(self.paths, theirs):
+        for a, b in itertools.product(ours, theirs):
             diff = _differ(a, b)
             if not z3.is_false(diff):
                 differs.append(z3.And(a.condition, b.condition, diff))
         if not differs:
             return Verdict("proved", "smt", "no feasible pair of paths can differ")
-        solver = z3.Solver()
+        solver = z3.Solver(ctx=ctx)
         solver.set("timeout", SOLVER_TIMEOUT_MS)
         solver.add(z3.Or(*differs))
         answer = solver.check()
         if answer == z3.unsat:
-            return Verdict("proved", "smt", f"{len(self.paths)}x{len(theirs)} paths, unsat")
+            return Verdict("proved", "smt", f"{len(ours)}x{len(theirs)} paths, unsat")
         if answer == z3.sat:
             model = solver.model()
             values = tuple(_signed(model.eval(v, model_completion=True).as_long())
-                           for v in self.inputs)
+                           for v in inputs)
             return Verdict("counterexample", "smt", "the solver found a differing input",
                            values)
         return None
@@ -296,11 +313,12 @@ class SymbolicSpec:
 def _differ(a: SymbolicPath, b: SymbolicPath) -> Any:
     import z3
 
+    ctx = a.condition.ctx
     if a.end != b.end or len(a.emitted) != len(b.emitted) or any(
             ca != cb for (_, ca), (_, cb) in zip(a.emitted, b.emitted, strict=True)):
-        return z3.BoolVal(True)
+        return z3.BoolVal(True, ctx)
     terms = [va != vb for (va, _), (vb, _) in zip(a.emitted, b.emitted, strict=True)]
-    return z3.simplify(z3.Or(*terms)) if terms else z3.BoolVal(False)
+    return z3.simplify(z3.Or(*terms)) if terms else z3.BoolVal(False, ctx)
 
 
 def _signed(value: int) -> int:
