@@ -7,14 +7,26 @@ provider can only be installed by a process that has imported ``opentelemetry.tr
 (or asked for one through ``OTEL_PYTHON_TRACER_PROVIDER``), so until then ``span`` hands
 out a do-nothing span without importing OpenTelemetry at all; afterwards it is the real
 ``start_as_current_span`` (exceptions recorded, parent context kept).
+
+**The spool.** A lean process that will never load OpenTelemetry (``ouro tool run``) calls
+:func:`spool_to` with its workspace: its spans are then written as one raw JSON line each
+to ``<home>/telemetry/spool.jsonl`` (name, times, ok, random ids, and only the attributes
+in ``SPOOL_KEYS`` that are names, codes, numbers or flags: no free text, so nothing in the
+spool needs sanitizing), about 20 µs a span. The telemetry store takes the spool on its
+next read (``improve.intake.spool``). The lines are written without fsync: a process that
+dies keeps them; a machine that loses power may lose its last seconds of them.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
@@ -34,6 +46,33 @@ class _NoSpan:
 _NO_SPAN = _NoSpan()
 _TRACERS: dict[str, Any] = {}
 
+#: The spool's file under the workspace (read by ``improve.intake.spool``).
+SPOOL_PATH = ("telemetry", "spool.jsonl")
+#: The attributes a spooled span keeps (what the telemetry event is made of, but for the
+#: error's free text, which only a sanitizer may store).
+SPOOL_KEYS = frozenset({"ouro.tool", "ouro.fingerprint", "ouro.agent", "ouro.error_code",
+                        "ouro.reference", "ouro.solve.outcome", "ouro.evolve.what",
+                        "ouro.evolve.generations", "ouro.evolve.best_fitness"})
+_SPOOL: Path | None = None
+
+
+def spool_to(home: Path | str | None) -> None:
+    """Write this process's spans to ``home``'s spool while no provider can take them
+    (None: stop)."""
+    global _SPOOL
+    _SPOOL = None if home is None else Path(home).joinpath(*SPOOL_PATH)
+
+
+class _SpooledSpan:
+    __slots__ = ("attributes", "ok")
+
+    def __init__(self, attributes: Attributes | None) -> None:
+        self.attributes: dict[str, Any] = dict(attributes or {})
+        self.ok = True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
 
 def live() -> bool:
     """Whether spans may be received: OpenTelemetry is loaded or a provider is named."""
@@ -43,9 +82,20 @@ def live() -> bool:
 @contextmanager
 def span(instrumentation: str, name: str, attributes: Attributes | None = None
          ) -> Iterator[Span]:
-    """``tracer(instrumentation).start_as_current_span(name)``, or a no-op span."""
+    """``tracer(instrumentation).start_as_current_span(name)``, or a spooled or no-op
+    span."""
     if not live():
-        yield _NO_SPAN
+        if _SPOOL is None:
+            yield _NO_SPAN
+            return
+        spooled, start = _SpooledSpan(attributes), time.time_ns()
+        try:
+            yield spooled
+        except BaseException:
+            spooled.ok = False
+            raise
+        finally:
+            _spool(_SPOOL, name, spooled, start, time.time_ns())
         return
     tracer = _TRACERS.get(instrumentation)
     if tracer is None:
@@ -62,6 +112,37 @@ def mark_error(current: Span, description: str) -> None:
     """Set an ERROR status on a span from ``span`` (nothing for the no-op span)."""
     if isinstance(current, _NoSpan):
         return
+    if isinstance(current, _SpooledSpan):
+        current.ok = False  # the description is free text: not spooled
+        return
     from opentelemetry import trace
 
     current.set_status(trace.Status(trace.StatusCode.ERROR, description))  # type: ignore[attr-defined]
+
+
+def _spool(path: Path, name: str, current: _SpooledSpan, start: int, end: int) -> None:
+    """Append the span's line; never raises (a tool run does not fail on its telemetry)."""
+    kept = {k: v for k, v in current.attributes.items() if k in SPOOL_KEYS and (
+        isinstance(v, bool | int | float) or (isinstance(v, str) and len(v) <= 256))}
+    line = json.dumps({"name": name, "start": start, "end": end, "ok": current.ok,
+                       "trace": os.urandom(16).hex(), "span": os.urandom(8).hex(),
+                       "attrs": kept}, separators=(",", ":")).encode() + b"\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(8):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # a drainer renames the file under LOCK_EX
+                try:
+                    now = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                held = os.fstat(fd)
+                if (held.st_ino, held.st_dev) != (now.st_ino, now.st_dev):
+                    continue  # a drainer took this file meanwhile: write to the new one
+                os.write(fd, line)  # one write of one short line: whole, under O_APPEND
+                return
+            finally:
+                os.close(fd)  # releases the lock
+    except OSError:
+        pass

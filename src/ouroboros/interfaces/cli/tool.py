@@ -54,7 +54,12 @@ VersionOption = typer.Option(None, "--version", metavar="FINGERPRINT",
 
 def _store(home: Path | None) -> tuple[Runtime, SkillStore]:
     # open_store registers the skill patch type; the other capabilities are not needed.
+    # Without them no tracer provider is installed: the runs' spans go to the workspace's
+    # spool, which its telemetry store takes on its next read (docs/telemetry.md).
+    from ouroboros.capabilities import tracing
+
     rt = open_runtime(home, capabilities=False)
+    tracing.spool_to(rt.home)
     return rt, open_store(rt)
 
 

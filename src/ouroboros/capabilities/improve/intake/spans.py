@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Status, StatusCode
 
+from ouroboros.capabilities.improve.intake.spool import event_from
 from ouroboros.capabilities.improve.intake.store import TelemetryStore, flush_before_reading
 
 #: The longest a finished span waits before it is written.
@@ -41,10 +42,6 @@ FLUSH_MS = 200
 #: Spans held at most (a burst past it drops the oldest, with the SDK's warning); at
 #: thousands of tool runs a second a batch holds hundreds.
 QUEUE = 1 << 16
-
-#: Span names the exporter records; any other span is ignored (it is not ours to store).
-KINDS = {"ouro.tool.run": "tool", "ouro.solve": "solve", "ouro.evolve": "evolve",
-         "ouro.patch": "patch"}
 
 
 def _at(ns: int | None) -> datetime | None:
@@ -78,42 +75,14 @@ class StoreSpanExporter(SpanExporter):
 
     @staticmethod
     def event_of(span: ReadableSpan) -> dict[str, Any] | None:
-        kind = KINDS.get(span.name)
-        if kind is None:
-            return None
-        attrs = dict(span.attributes or {})
-        if attrs.get("ouro.reference"):
-            return None  # a tool consulted while judging another is not a use of it
-        ok = span.status.status_code != StatusCode.ERROR
-        if kind == "tool":
-            tool = str(attrs.get("ouro.tool", "unknown"))
-        elif kind == "patch":
-            tool = f"patch.{attrs.get('ouro.patch.type', 'unknown')}"
-            ok = attrs.get("ouro.patch.status") != "rejected"
-        elif kind == "evolve":
-            tool = f"evolve.{attrs.get('ouro.evolve.what', 'run')}"
-        else:
-            tool = "solve"
-        start, end = span.start_time, span.end_time
-        latency = (end - start) / 1e6 if start and end and end >= start else None
         ctx = span.get_span_context()
-        code = attrs.get("ouro.error_code") or (None if ok else "ERROR")
-        if kind == "patch" and not ok:
-            code = f"REJECTED_{str(attrs.get('ouro.patch.stage') or 'unknown').upper()}"
-        when = _at(start) or datetime.now(UTC)
-        return {
-            "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
-            "event_type": "tool_call",
-            "agent": str(attrs.get("ouro.agent") or "runtime"),
-            "tool": tool,
-            "success": ok,
-            "latency_ms": latency,
-            "error_code": None if ok else str(code),
-            "error_message": None if ok else str(attrs.get("ouro.error")
-                                                 or span.status.description or "failed"),
-            "trace_id": f"{ctx.trace_id:032x}" if ctx and ctx.trace_id else None,
-            "span_id": f"{ctx.span_id:016x}" if ctx and ctx.span_id else None,
-        }
+        return event_from(
+            span.name, dict(span.attributes or {}),
+            ok=span.status.status_code != StatusCode.ERROR,
+            description=span.status.description, start_ns=span.start_time,
+            end_ns=span.end_time,
+            trace_id=f"{ctx.trace_id:032x}" if ctx and ctx.trace_id else None,
+            span_id=f"{ctx.span_id:016x}" if ctx and ctx.span_id else None)
 
 
 _EXPORTER = StoreSpanExporter()

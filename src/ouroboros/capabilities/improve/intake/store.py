@@ -13,6 +13,7 @@ writer first terminates it so that it can never glue onto a new record.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -83,6 +84,14 @@ class TelemetryStore:
         return self._sanitizer
 
     # -- writing -----------------------------------------------------------------
+
+    def _drain_spool(self) -> None:
+        """Store what lean processes spooled (`intake.spool`); a workspace this process
+        may not write is read as it is."""
+        from ouroboros.capabilities.improve.intake.spool import drain
+
+        with contextlib.suppress(OSError):
+            drain(self, self.root.parent.parent)
 
     def oldest_kept(self) -> date:
         """Events dated before this day are expired (not stored, and pruned)."""
@@ -210,6 +219,7 @@ class TelemetryStore:
     def files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
         for flush in tuple(_PENDING):
             flush()
+        self._drain_spool()
         if not self.root.is_dir():
             return []
         low = since.astimezone(UTC).date().isoformat() if since else ""
