@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/skills_retrieval.py
 	$(BIN)/python bench/skills_retrieval_scale.py
+	$(BIN)/python bench/vectors_postgres.py
 	$(BIN)/python bench/llm_evidence.py
 	$(BIN)/python bench/improve.py
 	$(BIN)/python bench/sanitizer.py

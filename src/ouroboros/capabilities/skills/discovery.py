@@ -20,6 +20,7 @@ from .embedding import Embedder
 from .retrieval import SkillIndex
 from .retrieval.documents import document_for_version, document_text
 from .retrieval.synthetic import read_synthetic
+from .retrieval.vectors import VectorStore
 
 
 class IndexedStore(Protocol):
@@ -35,10 +36,30 @@ def index_dir(store_root: Path) -> Path:
     return Path(store_root) / "index"
 
 
+def vector_store_for(store_root: Path) -> VectorStore | None:
+    """Where the index's vectors live: the ledger's PostgreSQL schema for a workspace whose
+    ledger is there (every host searches the same rows), else files under the index folder
+    (None). A skill store outside a workspace keeps files."""
+    from ouroboros.kernel.errors import WorkspaceMissing
+    from ouroboros.kernel.workspace import Workspace
+
+    try:
+        url = Workspace.load(Path(store_root).parent).ledger_url
+    except WorkspaceMissing:
+        return None
+    if url is None:
+        return None
+    from ouroboros.storage.postgres.url import for_workspace
+
+    from .retrieval.pgvectors import PostgresVectorStore
+
+    return PostgresVectorStore(for_workspace(url))
+
+
 def open_index(store: IndexedStore, embedder: Embedder | None = None) -> SkillIndex:
     """The store's index; rebuilt from its stored texts if the model changed (for example
     after an upgrade of the model package), since vectors of two models never mix."""
-    index = SkillIndex(index_dir(store.root), embedder)
+    index = SkillIndex(index_dir(store.root), embedder, store=vector_store_for(store.root))
     if index.model_id is not None and index.model_id != index.embedder.model_id:
         index.reindex()
     return index
