@@ -5,5 +5,7 @@
 - :mod:`.sanitizer` and :mod:`.secret_rules`: redaction before anything is stored;
 - :mod:`.store`: the day-partitioned :class:`TelemetryStore`;
 - :mod:`.runtime`: the runtime's own outcomes (ledger cursor) into the store;
+- :mod:`.spans` and :mod:`.spool`: the runtime's own spans into the store (batched from
+  a live tracer provider; spooled raw by lean processes and taken by the next reader);
 - :mod:`.synthetic`: the synthetic telemetry generator for demos and benchmarks.
 """

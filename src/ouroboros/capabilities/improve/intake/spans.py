@@ -21,7 +21,7 @@ provider flushes at exit. A process killed outright loses at most its last
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -42,10 +42,6 @@ FLUSH_MS = 200
 #: Spans held at most (a burst past it drops the oldest, with the SDK's warning); at
 #: thousands of tool runs a second a batch holds hundreds.
 QUEUE = 1 << 16
-
-
-def _at(ns: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else None
 
 
 class StoreSpanExporter(SpanExporter):
