@@ -1,9 +1,8 @@
 """One client for every OpenAI-compatible model the capabilities ask, and the rules for
 what comes back: deadlines, retries, size caps, validated shapes, budgets, untrusted text.
 
-Names are imported on first use (PEP 562): the skills capability checks descriptions with
-``untrusted.markers_in`` on every ``ouro tool`` command, and must not pay for the HTTP
-client (httpcore, pydantic) to do so.
+Names are imported on first use (PEP 562): a command that needs one helper must not pay
+for the HTTP client (httpcore, pydantic) to get it.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
         LLMUnreachable,
         MalformedAnswer,
     )
-    from .untrusted import FENCE_RULE, escape_markdown, fence, markers_in
+    from .untrusted import FENCE_RULE, escape_markdown, fence
     from .wire import ChatReply, ToolCall, Usage
 
 _WHERE = {
@@ -37,7 +36,6 @@ _WHERE = {
     "LLMHTTPError": "errors", "LLMNotConfigured": "errors", "LLMTimeout": "errors",
     "LLMUnreachable": "errors", "MalformedAnswer": "errors",
     "FENCE_RULE": "untrusted", "escape_markdown": "untrusted", "fence": "untrusted",
-    "markers_in": "untrusted",
     "ChatReply": "wire", "ToolCall": "wire", "Usage": "wire",
 }
 
@@ -61,7 +59,6 @@ __all__ = [
     "Usage",
     "escape_markdown",
     "fence",
-    "markers_in",
     "provider_from_config",
 ]
 

@@ -53,12 +53,3 @@ def printable(text: str) -> str:
             continue
         out.append(" " if cat in ("Cc", "Zl", "Zp") and ch not in "\n\t" else ch)
     return "".join(out)
-
-
-def markers_in(text: str, markers: list[str]) -> list[str]:
-    """Which injection markers occur anywhere in `text`: the kernel audit gate's own
-    matcher (visual skeleton: NFKC, case fold, format characters, confusables, spaced-out
-    letters), so a tool description is held to exactly what a prompt patch is."""
-    from ouroboros.kernel.markers import find_markers
-
-    return list(dict.fromkeys(h.marker for h in find_markers([text], markers)))

@@ -30,7 +30,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ouroboros.capabilities.llm.untrusted import markers_in
 from ouroboros.kernel import PatchType, TestContext, TestOutcome
 
 from . import metrics as metrics_mod
@@ -116,7 +115,8 @@ def register(rt: Runtime, runtimes: Runtimes | None = None) -> None:
 
 
 def audit_version(ctx: TestContext) -> list[str]:
-    """The whole description against the size cap and the kernel's injection markers."""
+    """The description against the size cap. Its prompt-injection markers are the kernel
+    audit gate's to find: it scans every string of every patch's value, this one's too."""
     value = ctx.new_value
     if not isinstance(value, dict):
         return []
@@ -125,10 +125,6 @@ def audit_version(ctx: TestContext) -> list[str]:
     if len(description) > MAX_DESCRIPTION_CHARS:
         reasons.append(f"description is {len(description)} characters, over the "
                        f"{MAX_DESCRIPTION_CHARS}-character cap")
-    gates = ctx.state.get("kernel/gates") or {}
-    markers = list((gates.get("audit") or {}).get("injection_markers") or [])
-    for marker in markers_in(description, markers):
-        reasons.append(f"prompt-injection marker \"{marker}\" found in the description")
     return reasons
 
 
