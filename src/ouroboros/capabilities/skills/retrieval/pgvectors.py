@@ -18,11 +18,10 @@ import numpy as np
 from ouroboros.storage.postgres.url import LedgerURL
 
 from ..embedding import Matrix
-from ..ranking import top_indices
-from .vectors import IndexEntry, ModelMismatch, _Rows
+from .vectors import IndexEntry, ModelMismatch, _Rows, _RowsReader
 
 
-class PostgresVectorStore:
+class PostgresVectorStore(_RowsReader):
     """Rows of the skill index in the workspace's PostgreSQL ledger schema."""
 
     def __init__(self, url: LedgerURL) -> None:
@@ -38,53 +37,6 @@ class PostgresVectorStore:
 
     def close(self) -> None:
         self._db.close()
-
-    # -- reading ------------------------------------------------------------------------
-    @property
-    def model_id(self) -> str | None:
-        return self._rows.model_id
-
-    @property
-    def dim(self) -> int:
-        return self._rows.dim
-
-    @property
-    def generation(self) -> int:
-        return self._rows.generation
-
-    def __len__(self) -> int:
-        return len(self._rows.live)
-
-    def __contains__(self, tool_id: object) -> bool:
-        return tool_id in self._rows.live
-
-    def get(self, tool_id: str) -> IndexEntry | None:
-        rows = self._rows
-        row = rows.live.get(tool_id)
-        return None if row is None else rows.entries[row]
-
-    def vector(self, tool_id: str) -> Matrix:
-        rows = self._rows
-        out: Matrix = rows.vectors[rows.live[tool_id]].copy()
-        return out
-
-    def live(self) -> list[IndexEntry]:
-        return self._rows.view()[0]
-
-    def matrix(self) -> Matrix:
-        return self._rows.view()[1]
-
-    def view(self) -> tuple[int, list[IndexEntry], Matrix]:
-        rows = self._rows
-        entries, matrix = rows.view()
-        return rows.generation, entries, matrix
-
-    def nearest(self, query: Matrix, k: int) -> list[tuple[IndexEntry, float]]:
-        entries, matrix = self._rows.view()
-        if not entries:
-            return []
-        scores = matrix @ query
-        return [(entries[i], float(scores[i])) for i in top_indices(scores, k)]
 
     def refresh(self) -> bool:
         """Pick up rows another process or host appended, or a compaction."""

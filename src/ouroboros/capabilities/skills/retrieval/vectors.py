@@ -132,23 +132,12 @@ Signature = tuple[tuple[int, int, int], ...]
 _FILES = ("entries.jsonl", "vectors.f32", "manifest.json")
 
 
-class FileVectorStore:
-    """Append-only float32 rows on local disk, searched by one matrix-vector product.
+class _RowsReader:
+    """The reading half of a `VectorStore` over one published `_Rows` (``self._rows``):
+    the same for every place rows are kept."""
 
-    Safe for many threads and processes: writers hold a thread lock and an exclusive
-    `flock` on `.lock` and re-read the files under it before appending; readers load under
-    a shared `flock` (never between a compaction's two renames) and publish what they
-    read as one immutable `_Rows`.
-    """
+    _rows: _Rows
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self._mutex = threading.RLock()  # one writer or loader per process at a time
-        self._generations = 0  # bumped on every change, so views know to rebuild
-        with self._mutex:
-            self._rows = self._read_shared()
-
-    # -- reading ------------------------------------------------------------------------
     @property
     def model_id(self) -> str | None:
         return self._rows.model_id
@@ -197,6 +186,23 @@ class FileVectorStore:
             return []
         scores = matrix @ query
         return [(entries[i], float(scores[i])) for i in top_indices(scores, k)]
+
+
+class FileVectorStore(_RowsReader):
+    """Append-only float32 rows on local disk, searched by one matrix-vector product.
+
+    Safe for many threads and processes: writers hold a thread lock and an exclusive
+    `flock` on `.lock` and re-read the files under it before appending; readers load under
+    a shared `flock` (never between a compaction's two renames) and publish what they
+    read as one immutable `_Rows`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._mutex = threading.RLock()  # one writer or loader per process at a time
+        self._generations = 0  # bumped on every change, so views know to rebuild
+        with self._mutex:
+            self._rows = self._read_shared()
 
     def refresh(self) -> bool:
         """Pick up rows another process appended (or a compaction); True if anything changed."""
