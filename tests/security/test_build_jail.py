@@ -297,3 +297,13 @@ def test_a_broken_bwrap_is_refused_not_bypassed(ward: Ward, monkeypatch: pytest.
     ward.refuses_spec(spec("wat", '(module (func (export "_start")))'), "jail",
                       r"cannot create a sandbox here: bwrap: No permissions")
     assert subprocess.run([str(fake)], capture_output=True).returncode == 1
+
+
+def test_a_build_stopped_by_the_cpu_budget_says_so() -> None:
+    """RLIMIT_CPU's soft limit sends SIGXCPU: a compiler on several threads reaches the CPU
+    budget before the wall clock, and the error names that budget (not a bare signal)."""
+    code = "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)\n"
+    with pytest.raises(BuildFailed, match=r"the probe used more than 3 s of CPU time "
+                                          r"\(the build was killed\)"):
+        probe(code, BuildLimits(timeout_s=3, memory_bytes=1 << 30, file_bytes=8 << 20))
+

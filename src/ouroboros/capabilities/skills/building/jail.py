@@ -47,6 +47,7 @@ OPT_OUT_ENV = "OURO_UNJAILED_BUILDS"
 JAIL_UID = 65534
 SANDBOX_PATH = "/usr/bin:/bin"
 _SIGXFSZ = int(signal.SIGXFSZ)
+_SIGXCPU = int(signal.SIGXCPU)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class BuildLimits:
     build writes (``RLIMIT_FSIZE``: the write fails or the compiler is killed) and so the
     module it produces; `processes` applies when the build user is not root (the kernel
     exempts root); `log_bytes` is how much of the compiler's output is kept for the message.
+    `timeout_s` is both the wall-clock deadline and the CPU budget (``RLIMIT_CPU``: SIGXCPU
+    at it, so a compiler whose threads spend it first is reported as such).
     """
 
     timeout_s: float = 300.0
@@ -284,6 +287,10 @@ class BuildRoom:
                               f"{self.limits.file_bytes}-byte cap (the build was killed)",
                               ran.output)
         signum = -code if code < 0 else code - 128 if self.jailed and code > 128 else 0
+        if signum == _SIGXCPU:
+            # a compiler on several threads spends the CPU budget before the wall clock's
+            raise BuildFailed(f"{what} used more than {math.ceil(self.limits.timeout_s)} s of "
+                              "CPU time (the build was killed)", ran.output)
         if signum > 0:
             lim = self.limits
             raise BuildFailed(
@@ -350,7 +357,9 @@ class BuildRoom:
     def _prlimit(self) -> list[str]:
         lim = self.limits
         args = ["prlimit", f"--data={lim.memory_bytes}", f"--fsize={lim.file_bytes}",
-                f"--nofile={lim.open_files}", "--core=0", f"--cpu={math.ceil(lim.timeout_s)}"]
+                f"--nofile={lim.open_files}", "--core=0",
+                # SIGXCPU at the budget names the cause; SIGKILL a second later if ignored
+                f"--cpu={math.ceil(lim.timeout_s)}:{math.ceil(lim.timeout_s) + 1}"]
         if os.getuid() != 0:  # RLIMIT_NPROC counts the user's every process; root ignores it
             args.append(f"--nproc={_processes_of_user() + lim.processes}")
         return [*args, "--"]
