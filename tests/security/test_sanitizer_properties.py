@@ -65,6 +65,11 @@ def test_an_inserted_secret_never_survives(
 @given(st.one_of(any_text, tricky_text))
 @example("A0://0008:0000")  # a replaced host kept its port, then lost it on the next pass
 @example("A0://0008:1234567")  # a "port" too long to be one
+@example("@0.0.0.0.0000")  # folded to "@0.0.0.0.<n>", whose first piece then held an address
+@example("redis://default:s3cretPassw0rd@cache.internal:6379/0 refused")  # the port, read again
+@example("pass:http://:ms")  # a second look named the value a password
+@example("password\t14:3214:3214:32")
+@example('-u""\u0430%40"ghp_14:32-p')  # a Cyrillic letter the first pass kept
 def test_sanitizing_is_idempotent(text: str) -> None:
     once = SANITIZER.text(text)
     assert SANITIZER.text(once) == once

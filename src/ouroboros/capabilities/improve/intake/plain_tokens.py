@@ -47,7 +47,9 @@ def classify(token: str) -> tuple[str, str | None]:
     if "bad" not in kinds and not _suspicious_mix(core, parts):
         if "long-number" not in kinds:
             return token, None
-        return _numbers_in_place(core, parts, kinds) + trail, "n"
+        folded = _numbers_in_place(core, parts, kinds)
+        if folded is not None:
+            return folded + trail, "n"
     label = rules.decoded_label(core)
     if label is not None:
         return f"<secret:{label}>{trail}", f"secret:{label}"
@@ -75,15 +77,24 @@ def _suspicious_mix(core: str, parts: list[tuple[str, int, int]]) -> bool:
     )
 
 
-def _numbers_in_place(core: str, parts: list[tuple[str, int, int]], kinds: list[str]) -> str:
-    out, at = [], 0
+def _numbers_in_place(core: str, parts: list[tuple[str, int, int]], kinds: list[str]
+                      ) -> str | None:
+    """``core`` with its long numbers folded (``req-<n>``), or None when that would not be
+    a fixed point: the next pass reads each piece between two placeholders as a token of
+    its own, so every piece must be kept as it is there too ("@0.0.0.0.0000" would become
+    "@0.0.0.0.<n>", whose "@0.0.0.0." holds an address: the token goes whole instead)."""
+    out, pieces, at = [], [], 0
     for (part, start, end), kind in zip(parts, kinds, strict=True):
         if kind == "long-number":
+            pieces.append(core[at:start])
             out.append(core[at:start])
             label = shapes.number_label(part) or "n"
             out.append(f"<{label}>")
             at = end
+    pieces.append(core[at:])
     out.append(core[at:])
+    if any(piece and classify(piece)[1] is not None for piece in pieces):
+        return None
     return "".join(out)
 
 

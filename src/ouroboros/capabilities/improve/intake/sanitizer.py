@@ -74,6 +74,8 @@ _STRUCTURAL = frozenset(
 #: rule naming a secret or a person's data). A name is not free text: ``b64tool``,
 #: ``sha256sum`` and ``gpt4o-mini`` are what analysis groups by, and are kept.
 _SHAPE_ONLY = frozenset({"<token>", "<n>", "<time>"})
+#: Passes of the scanner at most (the second almost always finds nothing to do).
+MAX_PASSES = 4
 _PLACEHOLDER = re.compile(r"<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>")
 
 
@@ -121,6 +123,15 @@ class Sanitizer:
         folded = fold(text)
         counts: Counter[str] = Counter()
         out = self._redactor.redact(folded, counts)
+        # A fixed point, whatever the rules: a replacement can change how the text around it
+        # reads ("pass:http://:ms" → "pass:http://:<token>", whose value a second look names
+        # a password). Sanitizing stored text again must change nothing, and the second look
+        # only ever replaces more; known placeholders are not counted twice.
+        for _ in range(MAX_PASSES - 1 if out != folded else 0):  # unchanged: a fixed point
+            again = self._redactor.redact(fold(out), counts)
+            if again == out:
+                break
+            out = again
         return out, tuple(sorted(counts.items()))
 
     def name(self, value: str) -> str:

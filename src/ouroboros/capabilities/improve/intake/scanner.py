@@ -152,6 +152,9 @@ class Scan:
                     # when the host was replaced (`_host`), so a second pass changes nothing
                     out.append(glued.group())
                     pos = glued.end()
+                elif glued is not None and out[-1] == "<secret:url-credentials>" and \
+                        glued.group().startswith("@"):
+                    pos = self._after_credentials(glued)
                 elif glued is not None:
                     # Text glued to a placeholder ("a@b.c::1", "<n>&password=x") is read
                     # as a token, never as the start of an address: the replacement must
@@ -304,6 +307,12 @@ class Scan:
                 self._emit("secret:url-credentials")
                 self.out.append("@")
         self._host(authority)
+        self._url_path(authority, tail)
+        self.out.append(url[len(core) :])
+        return match.end()
+
+    def _url_path(self, authority: str, tail: str) -> None:
+        """A URL's path kept where the policy allows it (each segment judged), else dropped."""
         path = tail.replace("\\", "/").split("?", 1)[0].split("#", 1)[0]
         if path and any((authority + path).startswith(p) for p in self.policy.url_prefixes):
             for segment in re.split(r"(/)", path):
@@ -313,7 +322,18 @@ class Scan:
                     self.out.append(segment)
         elif tail and tail != "/":
             self.counts["url"] += 1
-        self.out.append(url[len(core) :])
+
+    def _after_credentials(self, match: re.Match[str]) -> int:
+        """``@host:port/path`` glued to a URL's redacted credentials (text sanitized
+        before): read as the URL read it, so a second pass keeps what the first kept."""
+        token = match.group()
+        core = token.rstrip(TRAILING)
+        rest = core[1:]
+        cut = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+        self.out.append("@")
+        self._host(rest[:cut])
+        self._url_path(rest[:cut], rest[cut:])
+        self.out.append(token[len(core) :])
         return match.end()
 
     def _host(self, authority: str) -> None:
