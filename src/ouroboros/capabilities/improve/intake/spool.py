@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ouroboros.capabilities.tracing import SPOOL_PATH
+
 if TYPE_CHECKING:
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 #: to store (an HTTP server span, a client library's).
 KINDS = {"ouro.tool.run": "tool", "ouro.solve": "solve", "ouro.evolve": "evolve",
          "ouro.patch": "patch"}
-SPOOL = "spool.jsonl"
 LOCK = "spool.lock"
 #: The largest spool line read (a longer one is not the tracer's: skipped).
 MAX_LINE = 4096
@@ -90,8 +91,8 @@ def drain(store: TelemetryStore, home: Path) -> int:
         OSError: the spool cannot be taken or the store written (a read-only workspace);
             what was taken stays on disk for the next reader.
     """
-    folder = Path(home) / "telemetry"
-    spool = folder / SPOOL
+    spool = Path(home).joinpath(*SPOOL_PATH)
+    folder = spool.parent
     if not spool.exists() and not any(folder.glob("spool.*.draining")):
         return 0
     with open(folder / LOCK, "a+b") as lock:

@@ -18,7 +18,7 @@ import numpy as np
 from ouroboros.storage.postgres.url import LedgerURL
 
 from ..embedding import Matrix
-from .vectors import IndexEntry, ModelMismatch, _Rows, _RowsReader
+from .vectors import IndexEntry, ModelMismatch, _Rows, _RowsReader, checked_rows
 
 
 class PostgresVectorStore(_RowsReader):
@@ -53,16 +53,10 @@ class PostgresVectorStore(_RowsReader):
         """Append `(tool_id, fingerprint, text)` rows with their vectors (one model only)."""
         from ouroboros.storage.postgres.vectors import VectorModelMismatch
 
-        if len(items) != len(vectors):
-            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
-        for tool_id, fingerprint, _ in items:
-            if not tool_id or not fingerprint:
-                raise ValueError("tool_id and fingerprint must be non-empty")
-        if not items:
+        checked = checked_rows(items, vectors)
+        if checked is None:
             return
-        vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        if vectors.ndim != 2 or not np.all(np.isfinite(vectors)):
-            raise ValueError("vectors must be a finite 2-d array")
+        vectors = checked
         with self._mutex:
             try:
                 self._db.append(items, [bytes(v.tobytes()) for v in vectors], model_id,

@@ -94,6 +94,25 @@ class VectorStore(Protocol):
     def clear(self) -> None: ...
 
 
+def checked_rows(items: Sequence[tuple[str, str, str]], vectors: Matrix) -> Matrix | None:
+    """An append's vectors as stored (little-endian float32), None for an empty batch.
+
+    Raises:
+        ValueError: counts differ, an id is empty, or the vectors are not a finite 2-d array.
+    """
+    if len(items) != len(vectors):
+        raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+    for tool_id, fingerprint, _ in items:
+        if not tool_id or not fingerprint:
+            raise ValueError("tool_id and fingerprint must be non-empty")
+    if not items:
+        return None
+    rows: Matrix = np.ascontiguousarray(vectors, dtype="<f4")
+    if rows.ndim != 2 or not np.all(np.isfinite(rows)):
+        raise ValueError("vectors must be a finite 2-d array")
+    return rows
+
+
 class _Rows:
     """One consistent reading of the files. Readers take the current one and use only it;
     a writer builds the next and publishes it by one assignment, so a search never sees a
@@ -218,16 +237,10 @@ class FileVectorStore(_RowsReader):
     def append(self, items: Sequence[tuple[str, str, str]], vectors: Matrix,
                model_id: str) -> None:
         """Append `(tool_id, fingerprint, text)` rows with their vectors (one model only)."""
-        if len(items) != len(vectors):
-            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
-        for tool_id, fingerprint, _ in items:
-            if not tool_id or not fingerprint:
-                raise ValueError("tool_id and fingerprint must be non-empty")
-        if not items:
+        checked = checked_rows(items, vectors)
+        if checked is None:
             return
-        vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        if not np.all(np.isfinite(vectors)):
-            raise ValueError("vectors must be finite")
+        vectors = checked
         with self.locked():
             rows = self._reload_locked()
             if rows.model_id is None:
