@@ -25,7 +25,7 @@ from pathlib import Path
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.keys import Signer
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier
-from ouroboros.storage.files import rewrite_unless_newer, write_new
+from ouroboros.storage.files import read_note, rewrite_unless_newer, write_new
 from ouroboros.storage.ledger import LedgerBackend
 
 ORIGIN_PREFIX = "ouroboros/ledger/"
@@ -82,10 +82,7 @@ class Witness:
         rewrite_unless_newer(str(self.checkpoint_path), note, durable=durable)
 
     def read(self) -> bytes | None:
-        try:
-            return self.checkpoint_path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_note(str(self.checkpoint_path))
 
 
 @dataclass(frozen=True)

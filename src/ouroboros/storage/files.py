@@ -35,6 +35,20 @@ except ImportError:  # pragma: no cover - Windows
 _SIZE_LINE = re.compile(rb"[^\n]*\n(0|[1-9][0-9]{0,18})\n")
 
 
+#: The most of a checkpoint file read back (a signed note is a few hundred bytes).
+MAX_NOTE = 1 << 20
+
+
+def read_note(path: str) -> bytes | None:
+    """A checkpoint file's bytes (at most ``MAX_NOTE``), None when there is none; the
+    caller holds whatever lock orders it with the writers."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(MAX_NOTE)
+    except FileNotFoundError:
+        return None
+
+
 def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
     """Write ``data`` at offset 0 of ``path`` (created if missing), cut any longer tail."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.files import InPlaceFile
+from ouroboros.storage.files import InPlaceFile, read_note
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -197,11 +197,7 @@ class SQLiteLedger:
 
     def get_checkpoint(self) -> bytes | None:
         with self._lock, _exclusive(self._writer_lock):
-            try:
-                with open(self.checkpoint_path, "rb") as fh:
-                    return fh.read(1 << 20)
-            except FileNotFoundError:
-                return None
+            return read_note(self.checkpoint_path)
 
     def put_snapshot(self, snapshot: Snapshot) -> None:
         with self._lock:

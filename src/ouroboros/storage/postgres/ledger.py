@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.numeric import Int8
 
-from ouroboros.storage.files import rewrite_unless_newer
+from ouroboros.storage.files import read_note, rewrite_unless_newer
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -355,11 +355,7 @@ class PostgresLedger:
 
     def get_checkpoint(self) -> bytes | None:
         with self._lock, _flocked(self._file_lock):
-            try:
-                with open(self.checkpoint_path, "rb") as fh:
-                    return fh.read(1 << 20)
-            except FileNotFoundError:
-                return None
+            return read_note(self.checkpoint_path)
 
     # -------------------------------------------------------------- snapshots
     def put_snapshot(self, snapshot: Snapshot) -> None:
