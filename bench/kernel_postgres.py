@@ -18,18 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kernel import _submitter  # the SQLite benchmark's writer: the same work on both
 from ouroboros.kernel import Runtime
 from ouroboros.storage.postgres.server import LocalServer
-
-
-def _writer(home: str, n: int, who: str, start: Any) -> None:
-    rt = Runtime.open(home)
-    start.wait()
-    for i in range(n):
-        o = rt.propose_and_submit(type="routing", target=f"agents/{who}{i % 50}/routing",
-                                  value={"w": i, "b": 0.5}, reasoning="tune", author=who)
-        assert o.status == "applied"
-    rt.close()
 
 
 def _rate(ledger: str | None, writers: int, n: int, durable: bool = False) -> float:
@@ -38,7 +29,7 @@ def _rate(ledger: str | None, writers: int, n: int, durable: bool = False) -> fl
         home = Path(d) / "ws"
         Runtime.init(home, ledger=ledger, durable=durable).close()
         start = ctx.Event()
-        procs = [ctx.Process(target=_writer, args=(str(home), n, f"w{k}", start))
+        procs = [ctx.Process(target=_submitter, args=(str(home), n, f"w{k}", start))
                  for k in range(writers)]
         for p in procs:
             p.start()
