@@ -7,9 +7,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from llm.hostile import HostileLLM
+
+from .ownrepo import World, make_world
 
 
 @dataclass
@@ -68,3 +73,18 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileLLM]:
+    """A scripted, hostile OpenAI-compatible server playing the writer."""
+    server = HostileLLM()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, hostile: HostileLLM) -> Iterator[World]:
+    """The user's own repository with the loop attached and the writer at ``hostile``
+    (a module may narrow it, e.g. one attempt)."""
+    yield from make_world(tmp_path, hostile.base_url)

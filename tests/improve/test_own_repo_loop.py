@@ -5,11 +5,8 @@ the WriterAgent."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from llm.hostile import HostileLLM
 
@@ -25,18 +22,6 @@ from .ownrepo import (
     make_world,
     timeout_finding,
 )
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileLLM]:
-    server = HostileLLM()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def world(tmp_path: Path, hostile: HostileLLM) -> Iterator[World]:
-    yield from make_world(tmp_path, hostile.base_url)
 
 
 def writer_attempts(w: World) -> list[dict[str, object]]:

@@ -15,13 +15,6 @@ from .ownrepo import SERVICE, World, answer, make_world, timeout_finding
 
 
 @pytest.fixture
-def hostile() -> Iterator[HostileLLM]:
-    server = HostileLLM()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def world(tmp_path: Path, hostile: HostileLLM) -> Iterator[World]:
     yield from make_world(tmp_path, hostile.base_url, attempts=1)
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,7 @@ from llm.hostile import HostileLLM
 from ouroboros.capabilities.improve.intake.secret_scrub import scrub_secrets
 
 from .fakeforge import git
-from .ownrepo import SERVICE, World, answer, good_diff, make_world, timeout_finding
+from .ownrepo import SERVICE, World, answer, good_diff, timeout_finding
 
 GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -49,18 +47,6 @@ def test_what_is_not_a_secret_stays_byte_for_byte() -> None:
             "url: https://example.com/a/b?c=d\n# tokens: 500 per minute\n")
     assert scrub_secrets(code) == (code, 0)
     assert scrub_secrets(SERVICE) == (SERVICE, 0)
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileLLM]:
-    server = HostileLLM()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def world(tmp_path: Path, hostile: HostileLLM) -> Iterator[World]:
-    yield from make_world(tmp_path, hostile.base_url)
 
 
 def test_no_secret_in_a_target_file_reaches_the_llm(world: World, hostile: HostileLLM) -> None:
