@@ -97,10 +97,8 @@ def run_job(request: Request, _: Admin,
 
 def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[None]:
     from ouroboros.capabilities.improve.schedule import Scheduler
-    from ouroboros.kernel.settings import load_settings
-
     settings = app.state.settings
-    workspace = load_settings(services.home).settings  # SettingsError names file and key
+    workspace = services.settings()  # SettingsError names file and key
     # UsageError if a schedule is malformed or names no job: before the server binds
     scheduler = Scheduler(ServerHost(services, workspace), settings.schedule)
     app.state.scheduler = scheduler

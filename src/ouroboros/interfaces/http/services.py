@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
     from ouroboros.capabilities.skills import SkillStore
     from ouroboros.capabilities.skills.retrieval import SkillIndex
+    from ouroboros.kernel.settings import Settings
 
 
 def open_runtime(home: Path) -> Runtime:
@@ -105,6 +106,7 @@ class Services:
         self._writer_lock = threading.Lock()
         self._closed = False
         self._telemetry: TelemetryStore | None = None
+        self._settings: Settings | None = None
         self._telemetry_lock = threading.Lock()
         #: Serialises decisions (approvals, rejections) and the improvement loop's work in
         #: this server: two approvals of one pending patch in flight at once must not both
@@ -181,6 +183,18 @@ class Services:
                 self._telemetry = TelemetryStore(self.home)
             return self._telemetry
 
+    def settings(self) -> Settings:
+        """The workspace's ``ouro.toml`` settings, read once per server.
+
+        Raises:
+            SettingsError: the file is not valid (file, line and key named).
+        """
+        if self._settings is None:
+            from ouroboros.kernel.settings import load_settings
+
+            self._settings = load_settings(self.home).settings
+        return self._settings
+
     def export_spans(self) -> bool:
         """Send this process's spans to the workspace's ``[telemetry] otlp_endpoint`` (if
         set and its exporter is installed); whether they go there.
@@ -193,9 +207,7 @@ class Services:
         Raises:
             SettingsError: ``ouro.toml`` is not valid (file, line and key named).
         """
-        from ouroboros.kernel.settings import load_settings
-
-        endpoint = load_settings(self.home).settings.telemetry.otlp_endpoint
+        endpoint = self.settings().telemetry.otlp_endpoint
         if not endpoint:
             return False
         from ouroboros.capabilities.improve.intake.spans import exporting, install
