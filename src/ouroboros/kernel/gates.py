@@ -88,11 +88,16 @@ class Submission:
     new_value: Any = None
     inverse: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] | None = None
+    #: Decide as if the index had no entry for this patch, without asking it: the append
+    #: then stores nothing if it has one (``unrecorded``), and the caller decides again.
+    assume_unrecorded: bool = False
     _context: TestContext | None = None
 
     @cached_property
     def record(self) -> PatchRecord | None:
         """The patch index's entry for this patch, looked up once per submission."""
+        if self.assume_unrecorded:
+            return None
         return self.state.index.record(self.patch_hash)
 
     def context(self) -> TestContext:

@@ -37,7 +37,7 @@ from ouroboros.kernel.merkle import (
 from ouroboros.kernel.note import Checkpoint, Verifier
 from ouroboros.kernel.ops import json_copy
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.patch_index import StoredIndex, index_rows
+from ouroboros.kernel.patch_index import StoredIndex, index_rows, raw
 from ouroboros.kernel.proofs import (
     ConsistencyProof,
     InclusionProof,
@@ -365,7 +365,8 @@ class Runtime:
     # ------------------------------------------------------------------- appends
     def _append(self, items: Sequence[Item], expect: KernelState,
                 known: dict[str, Any] | None = None,
-                still_valid: Callable[[list[Item]], bool] | None = None) -> list[StoredEvent]:
+                still_valid: Callable[[list[Item]], bool] | None = None,
+                unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
         """Append ``items`` after ``expect``'s head (or raise ``RetryAppend``) and fold them;
         return the events of ``items`` in order (without the checkpoints added between).
         ``known`` maps patch hashes to the new values the gates already computed, so the
@@ -373,7 +374,9 @@ class Runtime:
         moved is caught up inside the append's critical section, and the items go on top
         if ``still_valid`` says the events found there leave them as they are. Once the
         events are committed, and before the writers' lock is released, a signed
-        checkpoint of the new head is published (beside the ledger and to each witness)."""
+        checkpoint of the new head is published (beside the ledger and to each witness).
+        ``unrecorded``: patch hashes decided on without asking the patch index (the
+        backend refuses with ``IndexMoved`` if it holds one)."""
         signer, time = self.signer, iso(self.clock.now())
         interval = self.checkpoint_interval
         built: list[tuple[StoredEvent, str, dict[str, Any]]] = []
@@ -420,7 +423,7 @@ class Runtime:
             anchors.publish(self.backend, note, self._witnesses(dict.fromkeys(paths)),
                             self.durable, self.witness_errors)
 
-        self.backend.append(build, seal)
+        self.backend.append(build, seal, unrecorded)
         known = known or {}
         mine: list[StoredEvent] = []
         for ev, kind, payload in built:
@@ -522,10 +525,12 @@ class Runtime:
                         "try again, or reduce contention on this target")
 
     def _decide(self, envelope: Envelope, state: KernelState, *, approved: bool = False,
-                approvers: frozenset[str] = frozenset(), rollback_of: str | None = None
+                approvers: frozenset[str] = frozenset(), rollback_of: str | None = None,
+                assume_unrecorded: bool = False
                 ) -> tuple[SubmitOutcome, list[Item], Submission]:
         return decide(envelope, state, self.gates, self.registry, self.clock.now(),
-                      approved=approved, approvers=approvers, rollback_of=rollback_of)
+                      approved=approved, approvers=approvers, rollback_of=rollback_of,
+                      assume_unrecorded=assume_unrecorded)
 
     def _run_effect(self, sub: Submission) -> None:
         ptype = sub.patch_type
@@ -554,11 +559,14 @@ class Runtime:
         decided: tuple[SubmitOutcome, list[Item], Submission] | None = None
         for attempt in range(50):
             # The head check inside the append makes a decision on a stale view impossible
-            # to commit, so the first attempt skips the extra head query.
+            # to commit, so the first attempt skips the extra head query; it also takes the
+            # patch for one the index has never seen (nearly every submission) and lets the
+            # append check that, which saves the lookup's round trip on PostgreSQL.
             state = self._state
             if decided is None:
                 decided = self._decide(envelope, state, approved=_approval is not None,
-                                       approvers=_approvers(state, _approval))
+                                       approvers=_approvers(state, _approval),
+                                       assume_unrecorded=attempt == 0)
             outcome, items, sub = decided
             if not items:
                 if attempt == 0:
@@ -573,7 +581,9 @@ class Runtime:
                 # If another writer got in first, the decision still holds unless what it
                 # appended touches this patch's inputs: then the append refuses.
                 stored = self._append(items, state, known,
-                                      still_valid=functools.partial(untouched, sub=sub))
+                                      still_valid=functools.partial(untouched, sub=sub),
+                                      unrecorded=[raw(sub.patch_hash)]
+                                      if sub.assume_unrecorded else ())
             except RetryAppend:
                 self._catch_up()
                 decided = None

@@ -105,15 +105,17 @@ def parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
 
 def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
        registry: TypeRegistry, now: datetime, *, approved: bool = False,
-       approvers: frozenset[str] = frozenset(), rollback_of: str | None = None) -> tuple[SubmitOutcome, list[Item], Submission]:
+       approvers: frozenset[str] = frozenset(), rollback_of: str | None = None,
+       assume_unrecorded: bool = False) -> tuple[SubmitOutcome, list[Item], Submission]:
     """The gates' decision on ``envelope`` against ``state``, and the events that record
-    it (none for a patch already applied or pending). Pure: nothing is written."""
+    it (none for a patch already applied or pending). Pure: nothing is written. With
+    ``assume_unrecorded`` the patch index is not asked (see ``Submission``)."""
     payload: bytes = envelope.payload
     patch_hash = hash_bytes(payload)
     patch, error = parse_patch(payload)
     sub = Submission(envelope, patch_hash, patch, error, state, registry,
                      now=now, approved=approved, approvers=approvers,
-                     rollback=rollback_of is not None)
+                     rollback=rollback_of is not None, assume_unrecorded=assume_unrecorded)
     author = patch.author if patch else ""
     if patch_hash in state.pending and not approved:
         needs = state.pending[patch_hash]["needs"]

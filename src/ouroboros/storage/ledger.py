@@ -96,6 +96,10 @@ class RetryAppend(Exception):
     """Raised by an append builder when the head moved since it evaluated its gates."""
 
 
+class IndexMoved(RetryAppend):
+    """Raised by an append when a patch its caller took for unrecorded is in the index."""
+
+
 EventBuilder = Callable[[Head], Sequence[StoredEvent]]
 #: Called once the events are committed, with them. SQLite calls it still inside the
 #: writers' lock; PostgreSQL just after it, so what it publishes (the signed checkpoint)
@@ -110,13 +114,18 @@ class LedgerBackend(Protocol):
     checks everything it stores, so a backend needs no cryptography of its own.
     """
 
-    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
-               ) -> list[StoredEvent]:
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None,
+               unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
         """Call ``build`` with the head and store what it returns, all or nothing, only if
         the head is still the one ``build`` saw; then call ``after_commit`` with the stored
         events. A backend may call ``build`` again on a head that moved (PostgreSQL: the
         server refused the first attempt), so ``build`` must rebuild from scratch each
-        time; ``head.since`` then yields exactly the events up to that head."""
+        time; ``head.since`` then yields exactly the events up to that head.
+
+        ``unrecorded``: patch hashes (raw) the caller decided on as unknown to the patch
+        index without asking; if the index holds any row for one of them when the append
+        would commit, nothing is stored and ``IndexMoved`` is raised (the caller asks and
+        decides again). It saves the lookup's round trip on the common path."""
         ...
 
     def head(self) -> Head: ...

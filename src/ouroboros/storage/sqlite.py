@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +20,7 @@ from ouroboros.storage.ledger import (
     AfterCommit,
     EventBuilder,
     Head,
+    IndexMoved,
     IndexRow,
     PatchRecord,
     Snapshot,
@@ -100,13 +101,17 @@ class SQLiteLedger:
         if "sig" not in columns:  # a database from before snapshots were signed
             self._db.execute("ALTER TABLE snapshots ADD COLUMN sig BLOB NOT NULL DEFAULT x''")
 
-    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
-               ) -> list[StoredEvent]:
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None,
+               unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
         with self._lock, _exclusive(self._writer_lock):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             index: list[IndexRow] = []
             try:
+                for h in unrecorded:
+                    if db.execute("SELECT 1 FROM patch_log WHERE hash = ? LIMIT 1",
+                                  (h,)).fetchone() is not None:
+                        raise IndexMoved
                 events = list(build(Head(self._next_seq(db),
                                          lambda start: self._rows(db, start, None, None),
                                          index.extend)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from ouroboros.storage.ledger import (
     AfterCommit,
     EventBuilder,
     Head,
+    IndexMoved,
     IndexRow,
     LedgerUnavailable,
     PatchRecord,
@@ -78,11 +79,16 @@ CREATE TABLE IF NOT EXISTS {s}.patch_log (
 #: Returns a status row (stored?, the head after the call) and, when the head had moved,
 #: up to ``_BATCH`` of the events from ``expect`` on, so the caller catches up without
 #: asking again. ``expect`` is the seq the first event takes; the events are stored at
-#: ``expect``, ``expect + 1``, ... (the caller checked their seqs match).
+#: ``expect``, ``expect + 1``, ... (the caller checked their seqs match). ``unrecorded``:
+#: patch hashes the caller decided on without looking them up; if the patch index holds
+#: one, nothing is stored and the status row says so by a refusal at the expected head.
 _APPEND_FUNCTION = """
+DROP FUNCTION IF EXISTS {s}.append_events(bigint, bigint, bytea[], bytea[], bytea[],
+                                          smallint[], bigint[]);
 CREATE OR REPLACE FUNCTION {s}.append_events(
     lock_key bigint, expect bigint, bodies bytea[], sigs bytea[],
-    index_hash bytea[], index_kind smallint[], index_seq bigint[])
+    index_hash bytea[], index_kind smallint[], index_seq bigint[],
+    unrecorded bytea[] DEFAULT NULL)
 RETURNS TABLE (stored boolean, at_seq bigint, ev_body bytea, ev_sig bytea)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -95,6 +101,11 @@ BEGIN
         RETURN QUERY SELECT false, head, NULL::bytea, NULL::bytea;
         RETURN QUERY SELECT NULL::boolean, e.seq, e.body, e.sig FROM {s}.events AS e
             WHERE e.seq >= expect ORDER BY e.seq LIMIT {batch};
+        RETURN;
+    END IF;
+    IF unrecorded IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {s}.patch_log AS p WHERE p.hash = ANY (unrecorded)) THEN
+        RETURN QUERY SELECT false, head, NULL::bytea, NULL::bytea;
         RETURN;
     END IF;
     IF n = 0 OR coalesce(array_length(sigs, 1), 0) <> n THEN
@@ -215,8 +226,8 @@ class PostgresLedger:
             raise _unavailable(self.url, e) from e
 
     # -------------------------------------------------------------- appends
-    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None
-               ) -> list[StoredEvent]:
+    def append(self, build: EventBuilder, after_commit: AfterCommit | None = None,
+               unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
         # No lock is held between calls: writers race, the function's advisory lock orders
         # their commits, and a loser builds again on the head the winner left (measured
         # faster on 2 cores than making this host's writers take turns under a file lock
@@ -240,12 +251,15 @@ class PostgresLedger:
                     wire.bytea_array([e.sig for e in events]),
                     wire.bytea_array([r[0] for r in index]) if index else None,
                     wire.int2_array([r[1] for r in index]) if index else None,
-                    wire.int8_array([r[2] for r in index]) if index else None))
+                    wire.int8_array([r[2] for r in index]) if index else None,
+                    wire.bytea_array(list(unrecorded)) if unrecorded else None))
                 # The server's head, even one lower than we believed (rows deleted behind
                 # our back): the kernel then sees the ledger shrink instead of retrying.
                 head = self._known_next = _int(rows[0][1])
                 if rows[0][0] == b"\x01":
                     break
+                if head == next_seq:  # refused on the right head: a patch is recorded
+                    raise IndexMoved
                 # Another writer got in first: build again on the head it left, with the
                 # events it appended at hand.
                 missed = [_stored(_int(r[1]), r[2], r[3]) for r in rows[1:]]
@@ -435,7 +449,7 @@ def _statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, str]:
 
     return {
         "signature": q("{s}.append_events(bigint, bigint, bytea[], bytea[], bytea[], "
-                       "smallint[], bigint[])"),
+                       "smallint[], bigint[], bytea[])"),
         "insert": q("INSERT INTO {s}.events (seq, body, sig) VALUES (%s, %s, %s)"),
         "index": q("INSERT INTO {s}.patch_log (hash, kind, seq) VALUES (%s, %s, %s) "
                    "ON CONFLICT DO NOTHING"),
@@ -469,9 +483,9 @@ def _fast_statements(db: psycopg.Connection[Any], ledger: str) -> dict[str, wire
     bytea_array, int2_array, int8_array = 1001, 1005, 1016
     return {
         "append": wire.Statement(
-            db, "append", f"SELECT * FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7)",
+            db, "append", f"SELECT * FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8)",
             (wire.INT8, wire.INT8, bytea_array, bytea_array, bytea_array, int2_array,
-             int8_array)),
+             int8_array, bytea_array)),
         "top": wire.Statement(db, "top", f"SELECT max(seq) FROM {s}.events", ()),
         "record": wire.Statement(db, "record", f"SELECT kind::bigint, max(seq) FROM "
                                  f"{s}.patch_log WHERE hash = $1 GROUP BY kind",
