@@ -67,7 +67,6 @@ def test_the_append_function_stores_nothing_on_a_wrong_head_or_bad_input(
     submit(rt, "a", 0)
     events = list(rt.backend.read())
     name = rt.workspace.ledger_url
-    rt.close()
     assert name is not None
     key = lock_key(parse(name).ledger)
     n = len(events)
@@ -81,12 +80,19 @@ def test_the_append_function_stores_nothing_on_a_wrong_head_or_bad_input(
     rows = raw_sql(home, "SELECT * FROM append_events(?, ?, ?, ?, NULL, NULL, NULL)",
                    key, n + 5, forged, [b"s"])
     assert rows == [(False, n, None, None)]
+    # the right head, but a patch the caller took for unrecorded is in the index:
+    # refused at the head it expected, nothing stored (an unknown hash does not refuse)
+    applied = bytes.fromhex(str(rt.log(kind="PatchApplied")[-1].payload["patch_hash"])[7:])
+    rows = raw_sql(home, "SELECT * FROM append_events(?, ?, ?, ?, NULL, NULL, NULL, "
+                         "?::bytea[])", key, n, forged, [b"s"], [b"\0" * 32, applied])
+    assert rows == [(False, n, None, None)]
     # bodies without signatures, or nothing at all: an error, nothing stored
     for bodies, sigs in ((forged * 2, [b"s"]), ([], [])):
         with pytest.raises(Exception, match="bodies and"):
             raw_sql(home, "SELECT * FROM append_events(?, ?, ?::bytea[], ?::bytea[], NULL, "
                           "NULL, NULL)", key, n, bodies, sigs)
     assert int(raw_sql(home, "SELECT count(*) FROM events")[0][0]) == n
+    rt.close()
     rt = Runtime.open(home)  # the ledger is as it was
     assert rt.verify().events == n
     rt.close()
@@ -180,3 +186,32 @@ def test_the_checkpoint_never_runs_ahead_or_back_under_writers_and_kills(
     submit(rt, "after", 0)  # the next append anchors the whole head again
     assert rt.checkpoint().size == rt.backend.count()
     rt.close()
+
+
+def test_a_ledger_with_the_previous_append_function_is_upgraded_on_open(
+        tmp_path: Path) -> None:
+    """A ledger made before appends checked the patch index has the seven-argument
+    function: opening it replaces that one (no overload left to call by mistake)."""
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    submit(rt, "a", 0)
+    rt.close()
+    raw_sql(home, "DROP FUNCTION append_events(bigint, bigint, bytea[], bytea[], bytea[], "
+                  "smallint[], bigint[], bytea[])")
+    raw_sql(home, "CREATE FUNCTION append_events(bigint, bigint, bytea[], bytea[], bytea[], "
+                  "smallint[], bigint[]) RETURNS TABLE (stored boolean, at_seq bigint, "
+                  "ev_body bytea, ev_sig bytea) LANGUAGE sql AS $$ SELECT false, 0::bigint, "
+                  "NULL::bytea, NULL::bytea $$")
+    rt = Runtime.open(home)
+    try:
+        submit(rt, "a", 1)
+        envelope = rt.sign(rt.propose("routing", "agents/a1/routing", value={"w": 1},
+                                      reasoning="t"), "runtime")
+        assert rt.submit(envelope).status == "applied"
+        assert rt.submit(envelope).reason.startswith("already applied")
+        arities = raw_sql(home, "SELECT pronargs FROM pg_proc WHERE proname = "
+                                "'append_events' AND pronamespace = current_schema()::regnamespace")
+        assert arities == [(8,)]
+        rt.verify()
+    finally:
+        rt.close()

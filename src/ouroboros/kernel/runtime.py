@@ -312,9 +312,7 @@ class Runtime:
         if head.next_seq - 1 > self._state.seq:
             self._catch_up()
         elif head.next_seq - 1 < self._state.seq:
-            raise IntegrityError(f"the ledger shrank: this process has seen event "
-                                 f"{self._state.seq}, the ledger now ends at {head.next_seq - 1}",
-                                 seq=head.next_seq)
+            raise _shrank(self._state.seq, head.next_seq)
         return self._state
 
     def _catch_up(self) -> list[Item]:
@@ -383,8 +381,10 @@ class Runtime:
         tip: list[Any] = []  # the Merkle tree and head hash the committed events leave
 
         def build(head: Head) -> list[StoredEvent]:
+            if head.next_seq <= expect.seq:  # events this process has folded are gone
+                raise _shrank(expect.seq, head.next_seq)
             if head.next_seq != expect.seq + 1:
-                if still_valid is None or expect is not self._state or head.next_seq <= expect.seq:
+                if still_valid is None or expect is not self._state:
                     raise RetryAppend
                 seen: list[Item] = []
                 self._fold(expect, head.since(expect.seq + 1), seen=seen)
@@ -465,6 +465,16 @@ class Runtime:
         """A patch for this ledger. ``base`` is the content hash the change was computed
         from (``read`` returns it); without it the current value's hash is used, which is
         right only when the change does not depend on the value read earlier."""
+        return self._propose(self.refresh(), type, target, value=value,
+                             json_patch=json_patch, diff=diff, delete=delete,
+                             reasoning=reasoning, tests=tests, author=author, base=base,
+                             expires=expires)
+
+    def _propose(self, state: KernelState, type: str, target: str, *, value: Any = None,
+                 json_patch: list[dict[str, Any]] | None = None, diff: str | None = None,
+                 delete: bool = False, reasoning: str, tests: Sequence[str] = (),
+                 author: str = "operator", base: str | None = None,
+                 expires: datetime | str | None = None) -> Patch:
         given = [value is not None, json_patch is not None, diff is not None, delete]
         if sum(given) != 1:
             raise UsageError("give exactly one of value, json_patch, diff or delete")
@@ -476,7 +486,6 @@ class Runtime:
             op = {"kind": "diff", "diff": diff}
         else:
             op = {"kind": "delete"}
-        state = self.refresh()
         data: dict[str, Any] = {
             "type": type, "target": target,
             "base": base if base is not None else state.target_hash(target), "op": op,
@@ -493,10 +502,19 @@ class Runtime:
 
     def propose_and_submit(self, *, keys: Sequence[str] = ("runtime",), **kwargs: Any
                            ) -> SubmitOutcome:
-        envelope = new_envelope(remember(self.propose(**kwargs)))
-        for k in keys:
-            self.sign(envelope, k)
-        return self.submit(envelope)
+        """Propose, sign with ``keys`` and submit. Without a ``base`` the change is a blind
+        write: it is proposed on this process's last view (no head query) and, should
+        another writer have changed the target since, proposed and signed again on the
+        view the append found, so its base is the value it replaces when it is applied."""
+        def signed(state: KernelState) -> Envelope:
+            envelope = new_envelope(remember(self._propose(state, **kwargs)))
+            for k in keys:
+                self.sign(envelope, k)
+            return envelope
+
+        if kwargs.get("base") is not None:
+            return self.submit(signed(self.refresh()))
+        return self.submit(signed(self._state), _rebase=signed)
 
     def compare_and_swap(self, type: str, target: str, expected: str, *,
                          keys: Sequence[str] = ("runtime",), **kwargs: Any) -> SubmitOutcome:
@@ -546,7 +564,8 @@ class Runtime:
         return self._append_retrying(lambda _s: [(kind, payload)])[0].seq
 
     def submit(self, envelope: Envelope | dict[str, Any] | str | bytes, *,
-               _approval: Item | None = None) -> SubmitOutcome:
+               _approval: Item | None = None,
+               _rebase: Callable[[KernelState], Envelope] | None = None) -> SubmitOutcome:
         """Run the gates and append exactly one outcome (applied, rejected or pending).
         Submitting an applied (or pending) patch again appends nothing and returns its
         status."""
@@ -557,17 +576,22 @@ class Runtime:
 
             envelope = envelope_from_json(envelope)
         decided: tuple[SubmitOutcome, list[Item], Submission] | None = None
+        patch: Patch | None = None
         for attempt in range(50):
             # The head check inside the append makes a decision on a stale view impossible
             # to commit, so the first attempt skips the extra head query; it also takes the
             # patch for one the index has never seen (nearly every submission) and lets the
             # append check that, which saves the lookup's round trip on PostgreSQL.
             state = self._state
+            if (decided is None and _rebase is not None and patch is not None
+                    and patch.base != state.target_hash(patch.target)):
+                envelope = _rebase(state)  # a blind write whose target moved under it
             if decided is None:
                 decided = self._decide(envelope, state, approved=_approval is not None,
                                        approvers=_approvers(state, _approval),
                                        assume_unrecorded=attempt == 0)
             outcome, items, sub = decided
+            patch = sub.patch
             if not items:
                 if attempt == 0:
                     self.refresh()  # nothing to append means nothing checked the head
@@ -851,6 +875,11 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _shrank(seen: int, next_seq: int) -> IntegrityError:
+    return IntegrityError(f"the ledger shrank: this process has seen event {seen}, the "
+                          f"ledger now ends at {next_seq - 1}", seq=next_seq)
 
 
 def _open_backend(ws: Workspace, durable: bool) -> LedgerBackend:
