@@ -22,26 +22,29 @@ from kernel import _submitter  # the SQLite benchmark's writer: the same work on
 from ouroboros.kernel import Runtime
 from ouroboros.storage.postgres.server import LocalServer
 
+#: Untimed submits each writer makes first (steady state: see ``_submitter``).
+WARM = 20
 
-def _rate(ledger: str | None, writers: int, n: int, durable: bool = False) -> float:
+
+def _rate(ledger: str | None, writers: int, n: int, durable: bool = False,
+          warm: int = WARM) -> float:
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory() as d:
         home = Path(d) / "ws"
         Runtime.init(home, ledger=ledger, durable=durable).close()
-        start = ctx.Event()
-        procs = [ctx.Process(target=_submitter, args=(str(home), n, f"w{k}", start))
+        start = ctx.Barrier(writers + 1, timeout=120)  # every writer open and warmed up
+        procs = [ctx.Process(target=_submitter, args=(str(home), n, f"w{k}", start, warm))
                  for k in range(writers)]
         for p in procs:
             p.start()
-        time.sleep(1.0)  # let every writer open the workspace first
+        start.wait()
         t = time.perf_counter()
-        start.set()
         for p in procs:
             p.join()
             assert p.exitcode == 0
         dt = time.perf_counter() - t
         rt = Runtime.open(home)
-        assert len(rt.log(kind="PatchApplied")) == writers * n
+        assert len(rt.log(kind="PatchApplied")) == writers * (n + warm)
         rt.verify()
         rt.close()
     return writers * n / dt
