@@ -482,8 +482,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller budgets, one seed")
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
-                        help="run one part (suites: the tuning suites only; heldout: both "
-                             "held-out suites)")
+                        help="run one part (suites: the tuning suites only; heldout: the "
+                             "held-out suites: held-out, fresh, fresh2)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes sharing the suite runs (default 1)")
     parser.add_argument("--executor", choices=("process", "ray"), default="process",
@@ -514,12 +514,16 @@ def main() -> None:
         search_rows = search_scaling(budget)
         table("Search engine at default settings: 1 vs 2 workers", search_rows)
         results.update({"evaluations": eval_rows, "search_scaling": search_rows})
-    # Two held-out suites: the first round's (tuned on afterwards in the second round, so
-    # no longer clean) and the fresh one, frozen before the second round's engine work.
-    fresh = DATA / "flux_fresh.toml"
+    # Held-out suites: the first round's (tuned on afterwards in the second round, so
+    # no longer clean), the fresh one, frozen before the second round's engine work.
+    # A second fresh suite (fresh2) was frozen before the third round's engine work,
+    # when the first fresh suite's misses were already known.
+    fresh, fresh2 = DATA / "flux_fresh.toml", DATA / "flux_fresh2.toml"
     results["fresh_suite_sha256"] = hashlib.sha256(fresh.read_bytes()).hexdigest()
+    results["fresh2_suite_sha256"] = hashlib.sha256(fresh2.read_bytes()).hexdigest()
     tuning = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml")}
-    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh)}
+    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh),
+                "fresh2": load_suite(fresh2)}
     suites = {"suites": tuning, "heldout": held_out}.get(args.only or "", {**tuning, **held_out})
     if args.only in (None, "suites", "heldout"):
         for name, suite in suites.items():
