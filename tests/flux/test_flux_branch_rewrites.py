@@ -94,6 +94,17 @@ def test_a_branch_whose_paths_emit_on_different_channels_is_left_alone() -> None
     refuted(src, prog("SENSE 0;PUSH 0;LT;ACT 0;HALT"))
 
 
+def test_a_swap_before_a_commutative_op_goes_and_before_a_comparison_flips_it() -> None:
+    for op, then in (("ADD", "ADD"), ("EQ", "EQ"), ("LT", "GT"), ("GT", "LT")):
+        src = prog(f"SENSE 0;SENSE 1;DEC;SWAP;{op};ACT 0;HALT")
+        assert text(optimised(src)) == f"SENSE 0;SENSE 1;DEC;{then};ACT 0;HALT"
+        assert_proved(src, optimised(src))
+    refuted(prog("SENSE 0;SENSE 1;DEC;SWAP;LT;ACT 0;HALT"),
+            prog("SENSE 0;SENSE 1;DEC;LT;ACT 0;HALT"))
+    # SUB does not commute: SWAP; SUB stays.
+    assert optimised(prog("SENSE 0;SENSE 1;DEC;SWAP;SUB;ACT 0;HALT")).instrs[3].op is Opcode.SWAP
+
+
 def test_a_multiply_by_a_negative_power_of_two_is_a_shift_and_a_negation() -> None:
     for k in (2, 8, 1 << 20, 1 << 31):
         src = prog(f"SENSE 0;PUSH {-k};MUL;ACT 0;HALT")

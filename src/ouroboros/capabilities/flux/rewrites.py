@@ -91,6 +91,10 @@ def _pair_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | Non
         return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
     if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
         return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
+    if a.op is Opcode.SWAP and b.op in COMMUTATIVE:  # b op a = a op b
+        return (b,)
+    if a.op is Opcode.SWAP and b.op in (Opcode.LT, Opcode.GT):  # b < a is a > b
+        return (Instr(Opcode.GT if b.op is Opcode.LT else Opcode.LT),)
     if a.op is Opcode.PUSH and b.op is Opcode.MUL and a.args[0] < -1 and _power_of_two(-a.args[0]):
         # x * -2^k = -(x << k), wrapping both ways
         return (Instr(Opcode.PUSH, ((-a.args[0]).bit_length() - 1,)), Instr(Opcode.SHL),
