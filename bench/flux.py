@@ -387,13 +387,13 @@ def _run(job: tuple[Suite, int, str, int, int]) -> tuple[str, float, float]:
 
 
 def compare(name: str, suite: Suite, budget: int, seeds: tuple[int, ...],
-            jobs: int = 1) -> dict[str, Any]:
+            jobs: int = 1, methods: tuple[str, ...] = tuple(METHODS)) -> dict[str, Any]:
     """Every method on every program: reached the optimum / improved / unchanged, and
     whether the winner is wrong on the held-back inputs. `jobs` processes share the
     runs (each run is single-threaded; timings are then under that much load)."""
     programs, train, _ = suite
     work = [(suite, index, method, budget, seed)
-            for index in range(len(programs)) for method in METHODS
+            for index in range(len(programs)) for method in methods
             for seed in (seeds if not method.startswith("peephole") else seeds[:1])]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -406,7 +406,7 @@ def compare(name: str, suite: Suite, budget: int, seeds: tuple[int, ...],
     for (_, index, method, _, _), result in zip(work, results, strict=True):
         marks.setdefault((index, method), []).append(result)
     totals = {m: {"reached": 0, "improved": 0, "unchanged": 0, "wrong": 0, "runs": 0,
-                  "programs_2_of_3": 0, "mean_seconds": 0.0} for m in METHODS}
+                  "programs_2_of_3": 0, "mean_seconds": 0.0} for m in methods}
     rows: list[dict[str, object]] = []
     for index, entry in enumerate(programs):
         original = program(entry["source"])
@@ -415,7 +415,7 @@ def compare(name: str, suite: Suite, budget: int, seeds: tuple[int, ...],
             "program": entry["name"], "category": entry["category"],
             "before": score(original, cases).cycles_per_result,
             "optimum": score(program(entry["optimum"]), cases).cycles_per_result}
-        for method in METHODS:
+        for method in methods:
             got = marks[(index, method)]
             for status, _, elapsed in got:
                 totals[method]["runs"] += 1
@@ -430,16 +430,17 @@ def compare(name: str, suite: Suite, budget: int, seeds: tuple[int, ...],
     for t in totals.values():
         t["mean_seconds"] = round(t["mean_seconds"] / max(1, t["runs"]), 3)
     n = len(programs)
-    summary = {
-        "suite": name, "programs": n, "budget": budget, "seeds": list(seeds),
-        "search_programs_at_optimum_on_2_of_3_seeds": f"{totals['search']['programs_2_of_3']}/{n}",
-        "search_share": round(totals["search"]["programs_2_of_3"] / n, 3),
-        "per_method": totals,
-        "search_hits_vs_random": round(totals["search"]["reached"] /
-                                       max(1, totals["random"]["reached"]), 2),
-        "search_hits_vs_random_old": round(totals["search"]["reached"] /
-                                           max(1, totals["random-old"]["reached"]), 2),
-    }
+    summary: dict[str, Any] = {"suite": name, "programs": n, "budget": budget,
+                               "seeds": list(seeds), "per_method": totals}
+    if "search" in totals:
+        search_hits = totals["search"]["reached"]
+        summary["search_programs_at_optimum_on_2_of_3_seeds"] = \
+            f"{totals['search']['programs_2_of_3']}/{n}"
+        summary["search_share"] = round(totals["search"]["programs_2_of_3"] / n, 3)
+        for key, method in (("search_hits_vs_random", "random"),
+                            ("search_hits_vs_random_old", "random-old")):
+            if method in totals:
+                summary[key] = round(search_hits / max(1, totals[method]["reached"]), 2)
     return {"rows": rows, "summary": summary}
 
 
@@ -482,14 +483,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller budgets, one seed")
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
-                        help="run one part (suites: the tuning suites only; heldout: both "
-                             "held-out suites)")
+                        help="run one part (suites: the tuning suites only; heldout: the "
+                             "held-out suites: held-out, fresh, fresh2)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes sharing the suite runs (default 1)")
     parser.add_argument("--executor", choices=("process", "ray"), default="process",
                         help="ray: only the executors side by side (local, process pool, "
                              "Ray) and the scale-out estimate (bench/flux_executors.py)")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated suite methods to run (default: all)")
+    parser.add_argument("--suites", default=None,
+                        help="comma-separated suite names to run among those --only selects")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flux.json",
+                        help="where to write the JSON results")
     args = parser.parse_args()
     if args.executor == "ray":
         executors_main(args.budget, args.ray_address)
@@ -514,25 +521,31 @@ def main() -> None:
         search_rows = search_scaling(budget)
         table("Search engine at default settings: 1 vs 2 workers", search_rows)
         results.update({"evaluations": eval_rows, "search_scaling": search_rows})
-    # Two held-out suites: the first round's (tuned on afterwards in the second round, so
-    # no longer clean) and the fresh one, frozen before the second round's engine work.
-    fresh = DATA / "flux_fresh.toml"
+    # Held-out suites: the first round's (tuned on afterwards in the second round, so
+    # no longer clean), the fresh one, frozen before the second round's engine work.
+    # A second fresh suite (fresh2) was frozen before the third round's engine work,
+    # when the first fresh suite's misses were already known.
+    fresh, fresh2 = DATA / "flux_fresh.toml", DATA / "flux_fresh2.toml"
     results["fresh_suite_sha256"] = hashlib.sha256(fresh.read_bytes()).hexdigest()
+    results["fresh2_suite_sha256"] = hashlib.sha256(fresh2.read_bytes()).hexdigest()
     tuning = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml")}
-    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh)}
+    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh),
+                "fresh2": load_suite(fresh2)}
     suites = {"suites": tuning, "heldout": held_out}.get(args.only or "", {**tuning, **held_out})
+    if args.suites:
+        suites = {k: v for k, v in suites.items() if k in args.suites.split(",")}
+    methods = tuple(m for m in METHODS if m in args.methods.split(","))
     if args.only in (None, "suites", "heldout"):
         for name, suite in suites.items():
-            compared = compare(name, suite, budget, seeds, args.jobs)
+            compared = compare(name, suite, budget, seeds, args.jobs, methods)
             table(f"{name} suite at {budget} evaluations per method "
                   "(* optimum reached, ! wrong on held-back inputs)", compared["rows"])
             console.print(compared["summary"])
             results[f"suite_{name}"] = compared
     results["load_average_end"] = round(os.getloadavg()[0], 2)
-    out = Path(__file__).parent / "results" / "flux.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"wrote {out}")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

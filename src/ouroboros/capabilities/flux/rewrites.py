@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ouroboros.capabilities.flux import analysis
-from ouroboros.capabilities.flux.isa import OPS, Opcode
+from ouroboros.capabilities.flux.isa import BRANCHES, JUMPS, OPS, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 
 Rule = Callable[[tuple[Instr, ...], int], tuple[Instr, ...] | None]
@@ -91,7 +91,19 @@ def _pair_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | Non
         return (Instr(Opcode.SUB if b.op is Opcode.ADD else Opcode.ADD),)
     if a.op is Opcode.SENSE and b.op is Opcode.ACT and a.args == b.args:
         return (Instr(Opcode.INSTINCT, a.args),)  # the fused reflex: same value, same channel
+    if a.op is Opcode.SWAP and b.op in COMMUTATIVE:  # b op a = a op b
+        return (b,)
+    if a.op is Opcode.SWAP and b.op in (Opcode.LT, Opcode.GT):  # b < a is a > b
+        return (Instr(Opcode.GT if b.op is Opcode.LT else Opcode.LT),)
+    if a.op is Opcode.PUSH and b.op is Opcode.MUL and a.args[0] < -1 and _power_of_two(-a.args[0]):
+        # x * -2^k = -(x << k), wrapping both ways
+        return (Instr(Opcode.PUSH, ((-a.args[0]).bit_length() - 1,)), Instr(Opcode.SHL),
+                Instr(Opcode.NEG))
     return None
+
+
+def _power_of_two(k: int) -> bool:
+    return k > 0 and k & (k - 1) == 0
 
 
 def _triple_rule_more(w: tuple[Instr, ...], index: int) -> tuple[Instr, ...] | None:
@@ -171,6 +183,149 @@ def _tail_sites(program: Program) -> Iterator[Site]:
                 break
 
 
+def _retarget(t: int, start: int, count: int, new_len: int) -> int:
+    """Where a jump to `t` points once `count` instructions at `start` become `new_len`
+    (a target inside the window goes to its start, as in Program.replace)."""
+    if t < start:
+        return t
+    if t < start + count:
+        return start
+    return t + new_len - count
+
+
+def _branch_sites(program: Program, targets: set[int]) -> Iterator[Site]:
+    """Rewrites of conditional branches:
+    - `PUSH 0; EQ; JZ L` -> `JNZ L` and `PUSH 0; EQ; JNZ L` -> `JZ L` (the test inverted);
+    - `PUSH 2^k; MOD` right before `JZ`/`JNZ` or `PUSH 0; EQ` -> `PUSH 2^k - 1; AND`
+      (x rem 2^k is zero exactly when the low k bits are, for either sign);
+    - `JZ L`/`JNZ L` where L is the next instruction -> `POP`."""
+    instrs = program.instrs
+    for i, ins in enumerate(instrs):
+        if ins.op not in BRANCHES:
+            continue
+        target = ins.args[0]
+        if (i >= 2 and _is_push(instrs[i - 2], 0) and instrs[i - 1].op is Opcode.EQ
+                and not any(i - 2 < t <= i for t in targets) and not i - 2 < target <= i):
+            flipped = Opcode.JNZ if ins.op is Opcode.JZ else Opcode.JZ
+            yield Site(i - 2, 3, (Instr(flipped, (_retarget(target, i - 2, 3, 1),)),))
+        if target == i + 1:
+            yield Site(i, 1, (Instr(Opcode.POP),))
+    for i in range(len(instrs) - 2):
+        a, b, c = instrs[i], instrs[i + 1], instrs[i + 2]
+        zero_test = c.op in BRANCHES or (
+            _is_push(c, 0) and i + 3 < len(instrs) and instrs[i + 3].op is Opcode.EQ)
+        if (a.op is Opcode.PUSH and _power_of_two(a.args[0]) and a.args[0] > 1
+                and b.op is Opcode.MOD and zero_test and i + 1 not in targets):
+            yield Site(i, 2, (Instr(Opcode.PUSH, (a.args[0] - 1,)), Instr(Opcode.AND)))
+
+
+def _thread_sites(program: Program) -> Iterator[Site]:
+    """Jump threading: a jump whose target is `JMP M` (a chain of them) goes to M at
+    once; the cycles of every skipped JMP are saved on that path."""
+    instrs = program.instrs
+    for i, ins in enumerate(instrs):
+        if ins.op not in (Opcode.JMP, Opcode.JZ, Opcode.JNZ):
+            continue
+        t, seen = ins.args[0], {i}
+        while 0 <= t < len(instrs) and instrs[t].op is Opcode.JMP and t not in seen:
+            seen.add(t)
+            t = instrs[t].args[0]
+        if t != ins.args[0] and t not in seen and 0 <= t < len(instrs):
+            yield Site(i, 1, (Instr(ins.op, (t,)),))
+
+
+def _continuation(program: Program, index: int) -> int:
+    """Where control really goes from `index`, through unconditional jumps."""
+    seen: set[int] = set()
+    while 0 <= index < len(program) and program.instrs[index].op is Opcode.JMP:
+        if index in seen:
+            return -1
+        seen.add(index)
+        index = program.instrs[index].args[0]
+    return index
+
+
+def _same_tail(program: Program, p: int, q: int, limit: int = 12) -> bool:
+    """True if running on from `p` and from `q` does the same: they meet, or they run
+    the same jump-free instructions up to a HALT (or the same JMP)."""
+    instrs = program.instrs
+    for _ in range(limit):
+        p, q = _continuation(program, p), _continuation(program, q)
+        if p == q and p >= 0:
+            return True
+        if not (0 <= p < len(instrs) and 0 <= q < len(instrs)) or instrs[p] != instrs[q]:
+            return False
+        op = instrs[p].op
+        if op is Opcode.HALT:
+            return True
+        if op in JUMPS or op is Opcode.RET:
+            return False
+        p, q = p + 1, q + 1
+    return False
+
+
+def _from_boolean(one: int, zero: int) -> tuple[Instr, ...] | None:
+    """Instructions mapping a boolean b (0 or 1) on the stack to `one` if b else `zero`,
+    cheaper than a branch and a push (3 cycles), if known."""
+    if (one, zero) == (1, 0):
+        return ()
+    if (one, zero) == (0, 1):
+        return (Instr(Opcode.PUSH, (1,)), Instr(Opcode.XOR))
+    if (one, zero) == (-1, 0):
+        return (Instr(Opcode.NEG),)
+    if (one, zero) == (0, -1):
+        return (Instr(Opcode.DEC),)
+    if one == zero:
+        return (Instr(Opcode.POP), Instr(Opcode.PUSH, (one,)))
+    if one == zero + 1 and -(1 << 31) <= zero < (1 << 31):
+        return (Instr(Opcode.PUSH, (zero,)), Instr(Opcode.ADD))
+    return None
+
+
+def _select_sites(program: Program, targets: set[int],
+                  tops: list[tuple[int, int] | None]) -> Iterator[Site]:
+    """Branch to branch-free: `JZ L; PUSH c1; T` with `L: PUSH c0; T`, where the value
+    tested is a boolean b (0 or 1: a comparison, `x & 1`, ... by `analysis.top_intervals`) and the
+    two paths go on the same way, -> `f; T` where f maps the boolean to c1 or c0 (nothing for 1/0, `PUSH 1; XOR` for 0/1, `NEG`, `DEC`, `PUSH c0;
+    ADD` for c1 = c0 + 1). `JNZ` the other way round. The PUSH at L stays for whoever
+    else jumps there (else it is unreachable and goes)."""
+    instrs = program.instrs
+    for i, ins in enumerate(instrs):
+        if ins.op not in BRANCHES or i < 1 or i + 2 >= len(instrs):
+            continue
+        top = tops[i]
+        if top is None or top[0] < 0 or top[1] > 1 or i in targets or i + 1 in targets:
+            continue
+        taken, fall = ins.args[0], instrs[i + 1]
+        if not _is_push(fall) or not 0 <= taken < len(instrs) - 1 or taken in (i, i + 1):
+            continue
+        if not _is_push(instrs[taken]) or not _same_tail(program, i + 2, taken + 1):
+            continue
+        c_taken, c_fall = instrs[taken].args[0], fall.args[0]
+        one, zero = (c_fall, c_taken) if ins.op is Opcode.JZ else (c_taken, c_fall)
+        new = _from_boolean(one, zero)
+        if new is not None:
+            yield Site(i, 2, new)
+
+
+def _nonneg_sites(program: Program, targets: set[int],
+                  tops: list[tuple[int, int] | None]) -> Iterator[Site]:
+    """Strength reduction guarded by a proof of non-negativity: `PUSH 2^k; DIV` ->
+    `PUSH k; SHR` and `PUSH 2^k; MOD` -> `PUSH 2^k - 1; AND` where the interval analysis
+    (`analysis.top_intervals`) shows the dividend is >= 0 on every path (for a negative dividend
+    both would be wrong: DIV truncates toward zero, MOD takes its sign)."""
+    instrs = program.instrs
+    for i, ins in enumerate(instrs):
+        if (ins.op is Opcode.PUSH and _power_of_two(ins.args[0]) and i + 1 < len(instrs)
+                and instrs[i + 1].op in (Opcode.DIV, Opcode.MOD) and i + 1 not in targets):
+            top = tops[i]
+            if top is not None and top[0] >= 0:
+                k = ins.args[0]
+                yield (Site(i, 2, (Instr(Opcode.PUSH, (k.bit_length() - 1,)), Instr(Opcode.SHR)))
+                       if instrs[i + 1].op is Opcode.DIV else
+                       Site(i, 2, (Instr(Opcode.PUSH, (k - 1,)), Instr(Opcode.AND))))
+
+
 def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
     """Every place a rule applies, in program order (`seed_table`: only the seed's
     table, without common subexpressions and dead stores)."""
@@ -189,6 +344,11 @@ def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
     yield from _cse_sites(program, targets)
     yield from _dead_store_sites(program)
     yield from _tail_sites(program)
+    yield from _branch_sites(program, targets)
+    yield from _thread_sites(program)
+    tops = analysis.top_intervals(program, targets)
+    yield from _select_sites(program, targets, tops)
+    yield from _nonneg_sites(program, targets, tops)
 
 
 def neutral_sites(program: Program) -> Iterator[Site]:
