@@ -7,7 +7,7 @@ Stages of a search (mode "full", the default):
 4. use: tools that served similar past queries (feedback.py);
 5. weighted reciprocal rank fusion of the three rankings (Cormack et al. 2009);
 6. only when the first stage is unsure and no past use vouches for a tool: the e5
-   transformer scores the top 30 candidates and its score is added to the first stage's
+   transformer scores the top 50 candidates and its score is added to the first stage's
    (rerank.py). The first stage is sure when its two sides agree near the top on a tool
    that shares at least two words with the query (`first_stage_settles`): there e5 adds
    nothing (tuning half), and skipping it keeps most searches near 1 ms.

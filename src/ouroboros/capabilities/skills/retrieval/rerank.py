@@ -26,7 +26,7 @@ from .documents import display_line
 from .hubs import HUB_WEIGHT, hub_scores
 from .vectors import FileVectorStore, IndexEntry
 
-RERANK_DEPTH = 30
+RERANK_DEPTH = 50  # tuning half: recall@5 +0.3 (full) / +0.4 (deep) points over 30
 
 
 class Reranker:
