@@ -474,7 +474,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from kernel_postgres import run
 
-        pg = run(100 if args.quick else 400)
+        pg = run(100 if args.quick else 1500)
         pg_out = Path(args.out or "bench/results/kernel_postgres.json")
         pg_out.parent.mkdir(parents=True, exist_ok=True)
         pg_out.write_text(json.dumps({"meta": _meta(), "results": pg}, indent=2))

@@ -180,12 +180,32 @@ def physical_limits(url: str, size: int, n: int = 2000) -> dict[str, float]:
     return out
 
 
+def growth(url: str, chunks: int = 8, per: int = 1000) -> list[float]:
+    """One writer's submits/s in consecutive chunks of a growing ledger: flat unless a
+    per-append cost grows with history (a plan that scans the patch index did)."""
+    with tempfile.TemporaryDirectory() as d:
+        home = Path(d) / "ws"
+        Runtime.init(home, ledger=url).close()
+        rt = Runtime.open(home)
+        rates = []
+        for c in range(chunks):
+            t = time.perf_counter()
+            for i in range(per):
+                rt.propose_and_submit(type="routing", target=f"agents/g{i % 50}/routing",
+                                      value={"w": i, "c": c}, reasoning="grow", author="g")
+            rates.append(per / (time.perf_counter() - t))
+        rt.close()
+    return rates
+
+
 def run(n: int, counts: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
     out: dict[str, Any] = {"load before (1, 5, 15 min)": list(os.getloadavg())}
     with LocalServer(fsync=True) as pg:
         pg.create_database("bench")
         size = _event_size(pg.url("bench", ledger="size"))
         out.update(physical_limits(pg.url("bench"), size))
+        rates = growth(pg.url("bench", ledger="growth"), per=max(n // 2, 50))
+        out["postgresql, 1 writer: submits/s in consecutive chunks (growing ledger)"] = rates
         for writers in counts:
             out[f"sqlite: submits/s, {writers} writer(s)"] = _rate(None, writers, n)
             for durable, label in ((False, "postgresql"), (True, "postgresql durable")):

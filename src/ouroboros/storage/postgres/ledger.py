@@ -90,7 +90,12 @@ CREATE OR REPLACE FUNCTION {s}.append_events(
     index_hash bytea[], index_kind smallint[], index_seq bigint[],
     unrecorded bytea[] DEFAULT NULL)
 RETURNS TABLE (stored boolean, at_seq bigint, ev_body bytea, ev_sig bytea)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- PL/pgSQL keeps a generic plan made when the tables were tiny, where a sequential scan
+-- is cheapest; as the patch index grows that plan makes every append (under the lock)
+-- slower. Every statement here has an index to use, so forbid the scans.
+SET enable_seqscan = off
+AS $fn$
 DECLARE
     head bigint;
     n integer := coalesce(array_length(bodies, 1), 0);
