@@ -205,3 +205,47 @@ def test_a_shrunken_ledger_is_an_integrity_error_even_without_a_head_query(
                                   reasoning="r")
     finally:
         rt.close()
+
+
+def _blind_writer(home: str, who: str, n: int, start: Any) -> None:
+    rt = Runtime.open(home)
+    start.wait(60)
+    for i in range(n):
+        out = rt.propose_and_submit(type="routing", target=TARGET, value={"who": int(who[1:]), "i": i},
+                                    reasoning="blind", author=who)
+        assert out.status == "applied", out
+    rt.close()
+
+
+def test_blind_writers_racing_on_one_target_all_land_and_none_is_rejected(
+        tmp_path: Path) -> None:
+    """Three processes overwrite one target 25 times each: every write lands on the value
+    it replaced (each patch's base is the previous patch's result), none is rejected as
+    stale, and the ledger verifies."""
+    import multiprocessing
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_blind_writer, args=(str(home), f"w{k}", 25, start))
+             for k in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    rt = Runtime.open(home)
+    try:
+        applied = [e.payload for e in rt.log(kind="PatchApplied") if e.payload["target"] == TARGET]
+        assert len(applied) == 75 and rt.log(kind="PatchRejected") == []
+        previous: str | None = None
+        for payload in applied:
+            patch = Patch.from_dict(patch_from_envelope(payload["envelope"]))
+            if previous is not None:
+                assert patch.base == previous  # a chain: nothing overwritten unseen
+            previous = payload["result"]
+        rt.verify()
+    finally:
+        rt.close()
