@@ -4,6 +4,7 @@ database writer can do, whichever engine holds it) and open its backend directly
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,20 @@ def raw_sql(home: Path, statement: str, *args: Any) -> list[Any]:
         db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(parsed.ledger)))
         cur = db.execute(statement.replace("?", "%s"), args)  # type: ignore[arg-type]
         return [tuple(r) for r in cur.fetchall()] if cur.description else []
+
+
+def race(target: Callable[..., None], each: Sequence[tuple[Any, ...]],
+         timeout: float = 300) -> None:
+    """Run ``target(*args, start)`` in a spawned process per ``args`` in ``each``, all
+    released at once by the ``start`` event they wait on; every one must exit 0."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, start)) for args in each]
+    for p in procs:
+        p.start()
+    start.set()
+    for p, args in zip(procs, each, strict=True):
+        p.join(timeout)
+        assert p.exitcode == 0, f"{target.__name__}{args!r} exited with {p.exitcode}"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerkit import raw_sql
+from ledgerkit import race, raw_sql
 from ouroboros.kernel import IntegrityError, Runtime
 
 
@@ -201,15 +201,7 @@ def test_writers_racing_on_one_target_never_lose_an_update(tmp_path: Path) -> No
 
     home = tmp_path / "ws"
     Runtime.init(home).close()
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_contend, args=(str(home), 20, who, start)) for who in ("p", "q")]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(180)
-        assert p.exitcode == 0
+    race(_contend, [(str(home), 20, who) for who in ("p", "q")], timeout=180)
     rt = Runtime.open(home)
     rt.verify()
     last = ABSENT

@@ -10,11 +10,13 @@ apply a write on a base that is not the value it replaces."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ledgerkit import race
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.canonical import content_hash
 from ouroboros.kernel.patch import Patch
@@ -49,57 +51,58 @@ def _signed(rt: Runtime, value: Any, target: str = TARGET) -> Any:
     return rt.sign(rt.propose("routing", target, value=value, reasoning="r"), "runtime")
 
 
-def test_an_applied_patch_submitted_again_is_refused_by_the_append(tmp_path: Path) -> None:
-    """The submitter took it for new; the index says otherwise inside the append, so
-    nothing is stored and the answer is the honest 'already applied'."""
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[tuple[Runtime, Runtime]]:
+    """Two runtimes (as two processes would be) on one new workspace."""
     home = tmp_path / "ws"
     Runtime.init(home).close()
     a, b = Runtime.open(home), Runtime.open(home)
-    try:
-        envelope = _signed(a, {"w": 1})
-        first = a.submit(envelope)
-        assert first.status == "applied"
-        b.refresh()  # b has seen the event: only the index can tell it the patch is applied
-        events = b.backend.count()
-        appends = _appends(b)
-        again = b.submit(envelope)
-        assert (again.status, again.seq) == ("applied", first.seq)
-        assert again.reason == f"already applied at seq {first.seq}"
-        assert appends == ["index moved"] and b.backend.count() == events
-        assert len(b.log(kind="PatchApplied")) == 1
-    finally:
-        a.close()
-        b.close()
+    yield a, b
+    a.close()
+    b.close()
 
 
-def test_one_envelope_from_two_writers_at_once_is_applied_once(tmp_path: Path) -> None:
-    home = tmp_path / "ws"
-    Runtime.init(home).close()
-    writers = [Runtime.open(home), Runtime.open(home)]
-    try:
-        for i in range(12):
-            envelope = _signed(writers[0], {"w": i}, target=f"agents/r{i}/routing")
-            barrier = threading.Barrier(2)
-            outcomes: list[Any] = [None, None]
+def test_an_applied_patch_submitted_again_is_refused_by_the_append(
+        two: tuple[Runtime, Runtime]) -> None:
+    """The submitter took it for new; the index says otherwise inside the append, so
+    nothing is stored and the answer is the honest 'already applied'."""
+    a, b = two
+    envelope = _signed(a, {"w": 1})
+    first = a.submit(envelope)
+    assert first.status == "applied"
+    b.refresh()  # b has seen the event: only the index can tell it the patch is applied
+    events = b.backend.count()
+    appends = _appends(b)
+    again = b.submit(envelope)
+    assert (again.status, again.seq) == ("applied", first.seq)
+    assert again.reason == f"already applied at seq {first.seq}"
+    assert appends == ["index moved"] and b.backend.count() == events
+    assert len(b.log(kind="PatchApplied")) == 1
 
-            def run(k: int, envelope: Any = envelope, barrier: Any = barrier,
-                    outcomes: list[Any] = outcomes) -> None:
-                barrier.wait()
-                outcomes[k] = writers[k].submit(envelope)
 
-            threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-            assert [o.status for o in outcomes] == ["applied", "applied"], outcomes
-            assert outcomes[0].seq == outcomes[1].seq
-        applied = [e.payload["patch_hash"] for e in writers[0].log(kind="PatchApplied")]
-        assert len(applied) == len(set(applied)) == 12
-        assert writers[1].verify().events == writers[1].backend.count()
-    finally:
-        for w in writers:
-            w.close()
+def test_one_envelope_from_two_writers_at_once_is_applied_once(
+        two: tuple[Runtime, Runtime]) -> None:
+    writers = list(two)
+    for i in range(12):
+        envelope = _signed(writers[0], {"w": i}, target=f"agents/r{i}/routing")
+        barrier = threading.Barrier(2)
+        outcomes: list[Any] = [None, None]
+
+        def run(k: int, envelope: Any = envelope, barrier: Any = barrier,
+                outcomes: list[Any] = outcomes) -> None:
+            barrier.wait()
+            outcomes[k] = writers[k].submit(envelope)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert [o.status for o in outcomes] == ["applied", "applied"], outcomes
+        assert outcomes[0].seq == outcomes[1].seq
+    applied = [e.payload["patch_hash"] for e in writers[0].log(kind="PatchApplied")]
+    assert len(applied) == len(set(applied)) == 12
+    assert writers[1].verify().events == writers[1].backend.count()
 
 
 def test_a_charged_rejection_submitted_again_charges_no_one(rt: Runtime) -> None:
@@ -121,55 +124,45 @@ def test_a_charged_rejection_submitted_again_charges_no_one(rt: Runtime) -> None
     assert rt.breakers()[kid]["rejections"] == 1
 
 
-def test_a_blind_write_on_a_stale_view_replaces_the_current_value(tmp_path: Path) -> None:
+def test_a_blind_write_on_a_stale_view_replaces_the_current_value(
+        two: tuple[Runtime, Runtime]) -> None:
     """b last looked before a changed the target: b's write is proposed again on the value
     the append found, so the ledger holds no stale-base rejection and the applied patch's
     base is a's value."""
-    home = tmp_path / "ws"
-    Runtime.init(home).close()
-    a, b = Runtime.open(home), Runtime.open(home)
-    try:
-        b.refresh()
-        assert a.propose_and_submit(type="routing", target=TARGET, value={"w": 1},
-                                    reasoning="r").status == "applied"
-        out = b.propose_and_submit(type="routing", target=TARGET, value={"w": 2},
-                                   reasoning="r")
-        assert out.status == "applied", out
-        assert a.value(TARGET) == {"w": 2}
-        assert a.log(kind="PatchRejected") == []
-        last = a.log(kind="PatchApplied")[-1].payload
-        patch = Patch.from_dict(patch_from_envelope(last["envelope"]))
-        assert patch.base == content_hash({"w": 1}) and last["patch_hash"] == out.patch_hash
-        a.verify()
-    finally:
-        a.close()
-        b.close()
+    a, b = two
+    b.refresh()
+    assert a.propose_and_submit(type="routing", target=TARGET, value={"w": 1},
+                                reasoning="r").status == "applied"
+    out = b.propose_and_submit(type="routing", target=TARGET, value={"w": 2},
+                               reasoning="r")
+    assert out.status == "applied", out
+    assert a.value(TARGET) == {"w": 2}
+    assert a.log(kind="PatchRejected") == []
+    last = a.log(kind="PatchApplied")[-1].payload
+    patch = Patch.from_dict(patch_from_envelope(last["envelope"]))
+    assert patch.base == content_hash({"w": 1}) and last["patch_hash"] == out.patch_hash
+    a.verify()
 
 
-def test_a_blind_write_to_an_untouched_target_is_not_signed_again(tmp_path: Path) -> None:
-    home = tmp_path / "ws"
-    Runtime.init(home).close()
-    a, b = Runtime.open(home), Runtime.open(home)
-    try:
-        b.refresh()
-        a.propose_and_submit(type="routing", target="agents/other/routing", value={"w": 1},
-                             reasoning="r")
-        signs: list[str] = []
-        real = b.sign
+def test_a_blind_write_to_an_untouched_target_is_not_signed_again(
+        two: tuple[Runtime, Runtime]) -> None:
+    a, b = two
+    b.refresh()
+    a.propose_and_submit(type="routing", target="agents/other/routing", value={"w": 1},
+                         reasoning="r")
+    signs: list[str] = []
+    real = b.sign
 
-        def sign(item: Any, key: Any) -> Any:
-            signs.append(str(key))
-            return real(item, key)
+    def sign(item: Any, key: Any) -> Any:
+        signs.append(str(key))
+        return real(item, key)
 
-        b.sign = sign  # type: ignore[method-assign]
-        out = b.propose_and_submit(type="routing", target=TARGET, value={"w": 2},
-                                   reasoning="r")
-        assert out.status == "applied" and signs == ["runtime"]
-        assert out.seq == a.backend.count() - 1 - int(
-            a.log()[-1].kind == "Checkpoint")  # on top of a's event, not refused
-    finally:
-        a.close()
-        b.close()
+    b.sign = sign  # type: ignore[method-assign]
+    out = b.propose_and_submit(type="routing", target=TARGET, value={"w": 2},
+                               reasoning="r")
+    assert out.status == "applied" and signs == ["runtime"]
+    assert out.seq == a.backend.count() - 1 - int(
+        a.log()[-1].kind == "Checkpoint")  # on top of a's event, not refused
 
 
 def test_a_write_with_an_explicit_base_is_never_rebased(rt: Runtime, tmp_path: Path) -> None:
@@ -211,7 +204,8 @@ def _blind_writer(home: str, who: str, n: int, start: Any) -> None:
     rt = Runtime.open(home)
     start.wait(60)
     for i in range(n):
-        out = rt.propose_and_submit(type="routing", target=TARGET, value={"who": int(who[1:]), "i": i},
+        out = rt.propose_and_submit(type="routing", target=TARGET,
+                                    value={"who": int(who[1:]), "i": i},
                                     reasoning="blind", author=who)
         assert out.status == "applied", out
     rt.close()
@@ -222,23 +216,13 @@ def test_blind_writers_racing_on_one_target_all_land_and_none_is_rejected(
     """Three processes overwrite one target 25 times each: every write lands on the value
     it replaced (each patch's base is the previous patch's result), none is rejected as
     stale, and the ledger verifies."""
-    import multiprocessing
-
     home = tmp_path / "ws"
     Runtime.init(home).close()
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_blind_writer, args=(str(home), f"w{k}", 25, start))
-             for k in range(3)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0
+    race(_blind_writer, [(str(home), f"w{k}", 25) for k in range(3)])
     rt = Runtime.open(home)
     try:
-        applied = [e.payload for e in rt.log(kind="PatchApplied") if e.payload["target"] == TARGET]
+        applied = [e.payload for e in rt.log(kind="PatchApplied")
+                   if e.payload["target"] == TARGET]
         assert len(applied) == 75 and rt.log(kind="PatchRejected") == []
         previous: str | None = None
         for payload in applied:

@@ -7,10 +7,10 @@ lands exactly once.
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
+from ledgerkit import race
 from ouroboros.kernel import Runtime
 
 TARGET = "agents/counter/routing"
@@ -29,16 +29,8 @@ def _incrementer(home: str, n: int, start: Any) -> None:
 def test_three_concurrent_writers_lose_no_increment(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     Runtime.init(home).close()
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
     n = 40
-    procs = [ctx.Process(target=_incrementer, args=(str(home), n, start)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0
+    race(_incrementer, [(str(home), n)] * 3)
     rt = Runtime.open(home)
     assert rt.value(TARGET) == {"n": 3 * n}
     applied = [e for e in rt.log(kind="PatchApplied") if e.payload["target"] == TARGET]
