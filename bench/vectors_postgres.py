@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,19 +29,13 @@ from ouroboros.capabilities.skills.retrieval.vectors import FileVectorStore, Vec
 from ouroboros.kernel import Runtime
 from ouroboros.storage.postgres.server import LocalServer
 from ouroboros.storage.postgres.url import parse
+from skills import timed  # the skills benchmark's timer: same warm-up, p50 in ms
 
 DIM = 384
 
 
-def p50_ms(fn: Any, n: int) -> float:
-    for _ in range(min(50, n)):
-        fn()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return statistics.median(out)
+def p50_ms(fn: Callable[[], Any], n: int) -> float:
+    return float(timed(fn, n, warmup=min(50, n))["p50_ms"])
 
 
 def main() -> None:
