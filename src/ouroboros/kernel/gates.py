@@ -26,7 +26,7 @@ from ouroboros.kernel.trust import (
     TRUST_TARGET,
     Authorisation,
     authorise,
-    public_keys,
+    policy_view,
 )
 from ouroboros.kernel.types import PatchType, TestContext, TypeRegistry
 from ouroboros.storage.ledger import PatchRecord
@@ -52,7 +52,7 @@ class GateResult:
 
     @classmethod
     def accepted(cls) -> GateResult:
-        return cls("accepted")
+        return _ACCEPTED  # immutable, so one instance serves every gate
 
     @classmethod
     def rejected(cls, reason: str, *, charge: bool = True) -> GateResult:
@@ -61,6 +61,9 @@ class GateResult:
     @classmethod
     def deferred(cls, needs: str) -> GateResult:
         return cls("deferred", needs)
+
+
+_ACCEPTED = GateResult("accepted")
 
 
 @dataclass
@@ -133,7 +136,8 @@ class SignatureGate:
             return GateResult.rejected(
                 f"key {r.get('name', gone[0][:12])} ({gone[0][:12]}) was revoked at {r['at']}"
                 + (f": {r['reason']}" if r.get("reason") else ""))
-        sigs = check_signatures(sub.envelope, public_keys(policy))
+        view = policy_view(policy)
+        sigs = check_signatures(sub.envelope, view.public)
         sub.signatures = sigs
         if sigs.invalid:
             bad = ", ".join(sorted(k[:12] for k in sigs.invalid))
@@ -150,8 +154,7 @@ class SignatureGate:
                                         sub.patch.author)
         ptype = sub.registry.get(sub.patch.type)
         root_only = ptype.root_only if ptype else False
-        auth = authorise(policy, sub.patch.type, sub.patch.target, root_only, sigs.valid,
-                         sub.now)
+        auth = view.authorise(sub.patch.type, sub.patch.target, root_only, sigs.valid, sub.now)
         sub.auth = auth
         return GateResult.accepted() if auth.ok else GateResult.rejected(auth.reason)
 
@@ -251,7 +254,9 @@ class TestGate:
 
     def check(self, sub: Submission) -> GateResult:
         assert sub.patch is not None and sub.patch_type is not None
-        names = list(dict.fromkeys([*sub.patch_type.default_tests, *sub.patch.test_requirements]))
+        names = (sub.patch_type.default_tests if not sub.patch.test_requirements else
+                 list(dict.fromkeys([*sub.patch_type.default_tests,
+                                     *sub.patch.test_requirements])))
         unknown = [n for n in names if n not in sub.registry.tests]
         if unknown:
             return GateResult.rejected(f"unknown test {', '.join(unknown)} "

@@ -99,6 +99,52 @@ def authorise(policy: dict[str, Any], patch_type: str, target: str, root_only: b
                          f"for {target!r}")
 
 
+class PolicyView:
+    """What the signature gate derives from one trust policy object, computed once per
+    object: the trusted public keys and, for a policy whose delegations never expire, each
+    authorisation it has decided (a pure function of type, target and signers then).
+
+    State values are never changed in place (a trust patch folds a new object in), so
+    keeping the object and checking identity, as the schema and audit caches do, ties
+    every entry to exactly the policy it was made from."""
+
+    _MAX = 4096
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        self.policy = policy
+        self.public = public_keys(policy)
+        # With an expiry anywhere, a decision depends on the time: decide every time.
+        self._timeless = not any(d.get("expires") for d in policy["delegations"])
+        self._decided: dict[tuple[str, str, bool, frozenset[str]], Authorisation] = {}
+
+    def authorise(self, patch_type: str, target: str, root_only: bool,
+                  valid: frozenset[str], now: datetime) -> Authorisation:
+        if not self._timeless:
+            return authorise(self.policy, patch_type, target, root_only, valid, now)
+        key = (patch_type, target, root_only, valid)
+        hit = self._decided.get(key)
+        if hit is None:
+            hit = authorise(self.policy, patch_type, target, root_only, valid, now)
+            if len(self._decided) >= self._MAX:
+                self._decided.clear()
+            self._decided[key] = hit
+        return hit
+
+
+_VIEWS: dict[int, PolicyView] = {}
+
+
+def policy_view(policy: dict[str, Any]) -> PolicyView:
+    """The view of ``policy`` (by identity; the view holds the object, so its id is not
+    reused while the entry lives)."""
+    view = _VIEWS.get(id(policy))
+    if view is None or view.policy is not policy:
+        if len(_VIEWS) >= 16:
+            _VIEWS.clear()
+        view = _VIEWS[id(policy)] = PolicyView(policy)
+    return view
+
+
 def may_approve(policy: dict[str, Any], key_id: str, patch_type: str, target: str,
                 now: datetime) -> str | None:
     """``None`` if ``key_id`` may approve (or reject) this patch, else the reason not: a

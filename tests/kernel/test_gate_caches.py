@@ -1,0 +1,150 @@
+"""The submit path's caches decide exactly what the uncached gates decide.
+
+Each cache here is keyed on everything its answer depends on; these tests change one of
+those inputs after a decision was cached and check the next decision follows it: a
+narrowed or expiring delegation, a different set of signers, other audit facts, a value
+whose grants and strings the single walk must report like the two walks it replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_gates import grant, submit
+
+from ouroboros.kernel import ManualClock, Runtime
+from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG, RegoAudit, audit_input
+from ouroboros.kernel.errors import InvalidPatch
+from ouroboros.kernel.scan import _pointer, grants, strings, strings_and_grants
+from ouroboros.kernel.trust import TRUST_TARGET, authorise, policy_view
+
+
+def _retarget(rt: Runtime, name: str, targets: list[str]) -> None:
+    policy = rt.value(TRUST_TARGET)
+    next(d for d in policy["delegations"] if d["name"] == name)["targets"] = targets
+    out = rt.submit(rt.sign(rt.propose("trust", TRUST_TARGET, value=policy, reasoning="narrow",
+                                       author="operator"), "root"))
+    assert out.status == "applied", out
+
+
+def test_a_narrowed_delegation_binds_the_very_next_submit(rt: Runtime) -> None:
+    grant(rt, "alice", ["prompt"], targets=["agents/*"])
+    for i in range(3):  # decided once, then from the policy's cache
+        assert submit(rt, type="prompt", target="agents/a/prompt", value=f"v{i}").status == \
+            "applied"
+    _retarget(rt, "alice", ["agents/b/*"])
+    out = submit(rt, type="prompt", target="agents/a/prompt", value="after")
+    assert out.status == "rejected" and out.stage == "signature"
+    assert "no delegation lets alice sign prompt patches for 'agents/a/prompt'" in out.reason
+    assert submit(rt, type="prompt", target="agents/b/prompt", value="ok").status == "applied"
+    assert rt.value("agents/a/prompt") == "v2"
+
+
+def test_an_expiring_delegation_is_judged_at_each_submit(tmp_path: Any) -> None:
+    """One delegation with an expiry makes every decision under that policy time-bound:
+    the expired one is refused at once, the timeless one beside it still passes."""
+    clock = ManualClock()
+    rt = Runtime.init(tmp_path / "ws", clock=clock)
+    try:
+        rt.keyring.new("alice")
+        rt.keyring.new("bob")
+        rt.grant(["alice"], types=["prompt"])
+        rt.grant(["bob"], types=["prompt"], expires=clock.now().replace(hour=1))
+        for who in ("alice", "bob", "alice", "bob"):
+            assert submit(rt, who, type="prompt", target=f"agents/{who}/prompt",
+                          value=f"{who} {clock.now()}").status == "applied"
+            clock.advance(minutes=10)
+        clock.advance(hours=1)
+        late = submit(rt, "bob", type="prompt", target="agents/bob/prompt", value="late")
+        assert late.status == "rejected" and "expired at 2026-01-01T01:00:00" in late.reason
+        assert submit(rt, "alice", type="prompt", target="agents/alice/prompt",
+                      value="still").status == "applied"
+    finally:
+        rt.close()
+
+
+def test_a_decision_for_two_signers_is_not_reused_for_one(rt: Runtime) -> None:
+    grant(rt, "alice", ["prompt"])  # makes the key; the pair below is what counts
+    rt.keyring.new("bob")
+    rt.grant(["alice", "bob"], types=["config"], threshold=2, name="pair")
+
+    def signed_by(keys: list[str], value: int) -> Any:
+        env = rt.sign(rt.propose(type="config", target="agents/a/config", value={"n": value},
+                                 reasoning="r", author="alice"), keys[0])
+        for k in keys[1:]:
+            rt.sign(env, k)
+        return rt.submit(env)
+
+    assert signed_by(["alice", "bob"], 1).status == "applied"
+    one = signed_by(["alice"], 2)
+    assert one.status == "rejected" and "needs 2 signature(s) from distinct keys, found 1" \
+        in one.reason
+    assert signed_by(["bob", "alice"], 3).status == "applied"
+
+
+def test_the_policy_view_is_per_object_and_agrees_with_authorise(rt: Runtime) -> None:
+    grant(rt, "alice", ["prompt"], targets=["agents/*"])
+    policy = rt.value(TRUST_TARGET)
+    view = policy_view(policy)
+    assert policy_view(policy) is view
+    equal = rt.value(TRUST_TARGET)  # equal content, another object: its own view
+    assert equal == policy and policy_view(equal) is not view
+    kid = rt.keyring.public("alice")[0]
+    now = rt.clock.now()
+    for ptype, target, valid in [("prompt", "agents/a/prompt", frozenset({kid})),
+                                 ("prompt", "tools/x", frozenset({kid})),
+                                 ("config", "agents/a/config", frozenset({kid})),
+                                 ("prompt", "agents/a/prompt", frozenset())]:
+        for _ in range(2):  # the second answer comes from the cache
+            assert view.authorise(ptype, target, False, valid, now) == \
+                authorise(policy, ptype, target, False, valid, now)
+
+
+JSON_KEYS = st.sampled_from(["tools", "Tools", "allowed_tools", "tооls", "permissions", "x",
+                             "a/b", "m~n", "~1", "", "scopes", "note"])
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_KEYS, inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON, st.booleans())
+def test_one_walk_finds_what_the_two_walks_find(value: Any, root_is_grant: bool) -> None:
+    texts, found = strings_and_grants(value, root_is_grant=root_is_grant)
+    assert texts == list(strings(value))
+    assert found == grants(value, root_is_grant=root_is_grant)
+
+
+def test_pointers_escape_tilde_and_slash_as_rfc_6901_says() -> None:
+    assert _pointer("", "a/b~c") == "/a~1b~0c"
+    assert _pointer("/x", "~1") == "/x/~01"
+    assert _pointer("/x", 3) == "/x/3"
+
+
+def _facts(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = dict(patch_type="prompt", target="agents/a/prompt", author="a",
+                                reasoning="r", old=None, new="hello", root=False,
+                                rights=frozenset())
+    return audit_input(**{**base, **kw}, markers=DEFAULT_AUDIT_CONFIG["injection_markers"])
+
+
+def test_the_decision_cache_is_keyed_on_every_fact() -> None:
+    audit = RegoAudit()
+    config = dict(DEFAULT_AUDIT_CONFIG)
+    assert audit.deny(config, _facts()) == []
+    reordered = dict(reversed(list(_facts().items())))
+    assert audit.deny(config, reordered) == [] and audit.evaluations == 1
+    denied = audit.deny(config, _facts(target="kernel/gates"))
+    assert denied and audit.evaluations == 2
+    assert audit.deny(config, _facts(new="see https://evil.example.net/x")) != [] and \
+        audit.evaluations == 3
+    # Facts with no exact JSON form (an integer beyond 2**53) are refused as before the
+    # cache key changed: the gate fails closed on them, nothing is evaluated or cached.
+    huge = {**_facts(), "value_bytes": 2**60}
+    with pytest.raises(InvalidPatch, match="exceeds safe integer domain"):
+        audit.deny(config, huge)
+    assert audit.evaluations == 3
