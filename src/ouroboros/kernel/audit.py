@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.markers import find_markers
-from ouroboros.kernel.scan import Injection, grants, injections, strings, urls
+from ouroboros.kernel.scan import Injection, grants, injections, strings, strings_and_grants, urls
 from ouroboros.kernel.trust import GATES_TARGET
 from ouroboros.kernel.urls import normalise_host
 
@@ -52,7 +54,7 @@ def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, ol
     Facts carry no free text, so patches that differ only in wording share a decision.
     """
     markers = tuple(markers)
-    texts = list(strings(new))
+    texts, granted = strings_and_grants(new, root_is_grant=patch_type == "tools")
     if target == GATES_TARGET:  # the gate configuration lists the markers themselves
         texts = [(w, t) for w, t in texts if not w.startswith(_MARKER_LIST)]
     found = injections(texts, markers)
@@ -62,7 +64,6 @@ def audit_input(*, patch_type: str, target: str, author: str, reasoning: str, ol
     if added_urls:  # most values carry no URL at all: then the old value need not be read
         before = {u.url for u in urls(t for _, t in strings(old))}
         added_urls = tuple(u for u in added_urls if u.url not in before)
-    granted = grants(new, root_is_grant=patch_type == "tools")
     if granted:
         granted -= grants(old, root_is_grant=patch_type == "tools")
     return {
@@ -81,6 +82,16 @@ def policy_data(config: dict[str, Any]) -> dict[str, Any]:
     resolves hosts (IDNA, lower case), so ``Bücher.de`` matches ``xn--bcher-kva.de``."""
     hosts = sorted({normalise_host(str(h)) for h in config.get("url_allowlist", [])})
     return {"config": config, "hosts": hosts}
+
+
+def _facts_key(facts: dict[str, Any]) -> bytes:
+    """The decision cache's key for ``facts``. The facts are plain JSON this module built
+    (strings, small integers, booleans), so orjson's sorted output names them exactly;
+    it need not be the RFC 8785 form, only the same bytes for the same facts."""
+    try:
+        return orjson.dumps(facts, option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError:
+        return canonical_bytes(facts)
 
 
 class RegoAudit:
@@ -122,7 +133,7 @@ class RegoAudit:
             if len(self._config_keys) > 64:
                 self._config_keys.clear()
             self._config_keys[id(config)] = (config, config_key)
-        key = config_key + b"\x00" + canonical_bytes(facts)
+        key = config_key + b"\x00" + _facts_key(facts)
         with self._lock:
             cached = self._decisions.get(key)
             if cached is not None:

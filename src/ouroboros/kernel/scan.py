@@ -58,7 +58,10 @@ class Findings:
 
 
 def _pointer(parent: str, key: str | int) -> str:
-    return f"{parent}/{str(key).replace('~', '~0').replace('/', '~1')}"
+    key = str(key)
+    if "~" in key or "/" in key:
+        key = key.replace("~", "~0").replace("/", "~1")
+    return f"{parent}/{key}"
 
 
 def strings(value: Any) -> Iterator[tuple[str, str]]:
@@ -77,6 +80,34 @@ def strings(value: Any) -> Iterator[tuple[str, str]]:
             stack.extend(reversed(children))
         elif isinstance(node, list | tuple):
             stack.extend(reversed([(_pointer(where, i), v) for i, v in enumerate(node)]))
+
+
+def strings_and_grants(value: Any, *, root_is_grant: bool = False
+                       ) -> tuple[list[tuple[str, str]], frozenset[Grant]]:
+    """``list(strings(value))`` and ``grants(value)`` in one walk (the audit gate needs
+    both of every new value)."""
+    texts: list[tuple[str, str]] = []
+    found: set[Grant] = set()
+    if root_is_grant:
+        found |= {Grant("", n) for n in _names(value)}
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            texts.append((where, node))
+        elif isinstance(node, dict):
+            children = []
+            for k, v in node.items():
+                at = _pointer(where, k)
+                key = str(k)
+                texts.append((f"{at}#key", key))
+                if is_grant_key(key):
+                    found |= {Grant(at, n) for n in _names(v)}
+                children.append((at, v))
+            stack.extend(reversed(children))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed([(_pointer(where, i), v) for i, v in enumerate(node)]))
+    return texts, frozenset(found)
 
 
 @text_cache(maxsize=4096)
