@@ -30,7 +30,9 @@ class ManualClock:
 
 def iso(t: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (``isoformat`` is C code; ``strftime`` is slower)."""
-    return t.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    if t.tzinfo is not UTC:  # naive (local) or another zone: convert first
+        t = t.astimezone(UTC)
+    return t.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(s: str) -> datetime:

@@ -28,13 +28,16 @@ def _valid_time(text: str) -> bool:
     return True
 
 
+_OP_FIELDS = {"value": {"kind", "value"}, "json_patch": {"kind", "ops"},
+              "diff": {"kind", "diff"}, "delete": {"kind"}}
+
+
 def _check_op(op: Any) -> dict[str, Any]:
     if not isinstance(op, dict) or op.get("kind") not in OP_KINDS:
         raise InvalidPatch(f"op must be an object whose kind is one of {', '.join(OP_KINDS)}")
     kind = op["kind"]
-    expected = {"value": {"kind", "value"}, "json_patch": {"kind", "ops"},
-                "diff": {"kind", "diff"}, "delete": {"kind"}}[kind]
-    if set(op) != expected:
+    expected = _OP_FIELDS[kind]
+    if op.keys() != expected:
         raise InvalidPatch(f"a {kind} op has exactly the fields {', '.join(sorted(expected))}")
     if kind == "value" and op["value"] is None:
         raise InvalidPatch("a value op cannot set null; use a delete op to remove a target")

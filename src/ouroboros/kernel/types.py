@@ -71,6 +71,8 @@ class PatchType:
     description: str = ""
 
     def allows_target(self, target: str) -> bool:
+        if self.targets == ("*",):  # most types: any target (the patch model checked it)
+            return True
         return any(fnmatch.fnmatchcase(target, g) for g in self.targets)
 
 
