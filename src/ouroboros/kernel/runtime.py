@@ -612,7 +612,7 @@ class Runtime:
                 self._catch_up()
                 decided = None
                 continue
-            outcome = replace(outcome, seq=stored[len(approval)].seq)
+            outcome = outcome.at(stored[len(approval)].seq)
             if outcome.status == "applied":
                 self._run_effect(sub)
             return outcome

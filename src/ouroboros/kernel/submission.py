@@ -38,6 +38,11 @@ class SubmitOutcome:
     stage: str = ""
     reason: str = ""
 
+    def at(self, seq: int) -> SubmitOutcome:
+        """This outcome, recorded at ``seq`` (``dataclasses.replace`` costs microseconds
+        more, on every submit)."""
+        return SubmitOutcome(self.status, self.patch_hash, seq, self.stage, self.reason)
+
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "patch_hash": self.patch_hash, "seq": self.seq,
                 "stage": self.stage, "reason": self.reason}
