@@ -64,28 +64,11 @@ def _pointer(parent: str, key: str | int) -> str:
     return f"{parent}/{key}"
 
 
-def strings(value: Any) -> Iterator[tuple[str, str]]:
-    """(pointer, text) of every string in ``value``, keys included, in document order."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, str):
-            yield where, node
-        elif isinstance(node, dict):
-            children = []
-            for k, v in node.items():
-                at = _pointer(where, k)
-                yield f"{at}#key", str(k)
-                children.append((at, v))
-            stack.extend(reversed(children))
-        elif isinstance(node, list | tuple):
-            stack.extend(reversed([(_pointer(where, i), v) for i, v in enumerate(node)]))
-
-
 def strings_and_grants(value: Any, *, root_is_grant: bool = False
                        ) -> tuple[list[tuple[str, str]], frozenset[Grant]]:
-    """``list(strings(value))`` and ``grants(value)`` in one walk (the audit gate needs
-    both of every new value)."""
+    """Every string in ``value`` as (pointer, text), keys included, in document order, and
+    every capability grant in it (``root_is_grant`` for a ``tools`` value), in one walk:
+    the audit gate needs both of every new value."""
     texts: list[tuple[str, str]] = []
     found: set[Grant] = set()
     if root_is_grant:
@@ -132,23 +115,14 @@ def _names(value: Any) -> Iterable[str]:
     return [value if isinstance(value, str) else json.dumps(value)]
 
 
+def strings(value: Any) -> Iterator[tuple[str, str]]:
+    """(pointer, text) of every string in ``value``, keys included, in document order."""
+    return iter(strings_and_grants(value)[0])
+
+
 def grants(value: Any, *, root_is_grant: bool = False) -> frozenset[Grant]:
     """Every capability grant in ``value``; ``root_is_grant`` for a ``tools`` value."""
-    found: set[Grant] = set()
-    if root_is_grant:
-        found |= {Grant("", n) for n in _names(value)}
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, dict):
-            for k, v in node.items():
-                at = _pointer(where, k)
-                if is_grant_key(str(k)):
-                    found |= {Grant(at, n) for n in _names(v)}
-                stack.append((at, v))
-        elif isinstance(node, list | tuple):
-            stack.extend((_pointer(where, i), v) for i, v in enumerate(node))
-    return frozenset(found)
+    return strings_and_grants(value, root_is_grant=root_is_grant)[1]
 
 
 def injections(texts: list[tuple[str, str]], markers: Iterable[str]) -> tuple[Injection, ...]:
@@ -175,6 +149,5 @@ def scan(value: Any, markers: Iterable[str] = (), *, grant_root: bool = False) -
     Returns:
         The findings; an empty :class:`Findings` for a value with nothing to report.
     """
-    texts = list(strings(value))
-    return Findings(injections(texts, markers), urls(t for _, t in texts),
-                    grants(value, root_is_grant=grant_root))
+    texts, granted = strings_and_grants(value, root_is_grant=grant_root)
+    return Findings(injections(texts, markers), urls(t for _, t in texts), granted)
