@@ -28,6 +28,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/kernel.py
+	$(BIN)/python bench/submit_share.py
 	$(BIN)/python bench/kernel.py --backend postgresql
 	$(BIN)/python bench/flux.py
 	$(BIN)/python bench/flux.py --executor ray
