@@ -144,6 +144,7 @@ def _two_walks(value: Any, root_is_grant: bool) -> tuple[list[tuple[str, str]], 
     return texts, found
 
 
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
 @settings(max_examples=300, deadline=None)
 @given(JSON, st.booleans())
 def test_one_walk_finds_what_the_two_walks_find(value: Any, root_is_grant: bool) -> None:
@@ -152,6 +153,7 @@ def test_one_walk_finds_what_the_two_walks_find(value: Any, root_is_grant: bool)
     assert texts == want_texts and found == want_found
 
 
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
 def test_pointers_escape_tilde_and_slash_as_rfc_6901_says() -> None:
     assert _pointer("", "a/b~c") == "/a~1b~0c"
     assert _pointer("/x", "~1") == "/x/~01"
@@ -165,6 +167,7 @@ def _facts(**kw: Any) -> dict[str, Any]:
     return audit_input(**{**base, **kw}, markers=DEFAULT_AUDIT_CONFIG["injection_markers"])
 
 
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
 def test_the_decision_cache_is_keyed_on_every_fact() -> None:
     audit = RegoAudit()
     config = dict(DEFAULT_AUDIT_CONFIG)
