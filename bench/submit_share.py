@@ -23,25 +23,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel import _LIMIT, _meta, _physical_limits
 
+# The child imports the tree under test (PYTHONPATH) and this bench's own submit loop.
 _CHILD = """
-import itertools, json, statistics, sys, tempfile, time
+import itertools, json, statistics, sys, tempfile
 from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from kernel import _submit_rate
 from ouroboros.kernel import Runtime
 n = int(sys.argv[1])
 with tempfile.TemporaryDirectory() as d:
     rt = Runtime.init(Path(d) / "ws")
     counter = itertools.count()
-    def submits(count):
-        t = time.perf_counter()
-        for _ in range(count):
-            i = next(counter)
-            out = rt.propose_and_submit(type="routing", target=f"agents/s{i % 50}/routing",
-                                        value={"w": -i, "b": 0.5}, reasoning="tune",
-                                        author="bench")
-            assert out.status == "applied", out
-        return count / (time.perf_counter() - t)
-    submits(300)
-    rate = statistics.median(submits(n) for _ in range(3))
+    _submit_rate(rt, counter, 300)
+    rate = statistics.median(_submit_rate(rt, counter, n) for _ in range(3))
     body = len(next(iter(rt.backend.read(rt.backend.count() - 1))).body)
     rt.close()
 print(json.dumps({"rate": rate, "body": body}))
@@ -50,7 +44,8 @@ print(json.dumps({"rate": rate, "body": body}))
 
 def _rate(src: str, submits: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": src}
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(submits)], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(submits),
+                          str(Path(__file__).resolve().parent)], env=env, check=True,
                          capture_output=True, text=True).stdout
     got: dict[str, float] = json.loads(out)
     return got
