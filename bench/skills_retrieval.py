@@ -61,6 +61,7 @@ from ouroboros.capabilities.skills.retrieval import (
     document_text,
 )
 from ouroboros.capabilities.skills.retrieval.documents import display_line
+from ouroboros.capabilities.skills.retrieval.minilm import default_minilm
 from ouroboros.capabilities.skills.retrieval.rerank import Reranker
 from ouroboros.capabilities.skills.retrieval.static import default_static_embedder
 
@@ -152,10 +153,12 @@ def measure(index: SkillIndex, queries: Sequence[EvalQuery], qvecs: dict[str, Ma
 
 
 def build(root: Path, tools: Sequence[EvalTool], text: Callable[[EvalTool], str],
-          embedder: Any, vectors: dict[str, Matrix] | None = None, rerank: Any = None
-          ) -> SkillIndex:
+          embedder: Any, vectors: dict[str, Matrix] | None = None, rerank: Any = None,
+          semantic: bool | None = None) -> SkillIndex:
+    """An index of `tools`; `rerank` (an e5 model) turns on the second stage and, unless
+    `semantic=False`, the MiniLM stage too (the product's default)."""
     index = SkillIndex(root, embedder, reranker=Reranker(root / "rerank", rerank)
-                       if rerank is not None else False)
+                       if rerank is not None else False, semantic=semantic)
     items = [(t.id, f"sha256:{i:064x}", text(t)) for i, t in enumerate(tools)]
     if vectors is None:
         index.add_many(items)
@@ -201,9 +204,13 @@ def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: 
     for name, (cat_tools, cat_queries) in sets.items():
         old = build(tmp / f"old-{name}", cat_tools, old_text, e5, e5_vecs)
         new = build(tmp / f"new-{name}", cat_tools, new_text, static, rerank=e5)
+        # the pipeline before the MiniLM stage, measured in the same run
+        before = build(tmp / f"before-{name}", cat_tools, new_text, static, rerank=e5,
+                       semantic=False)
         result[name] = {
             "tools": len(cat_tools), "queries": len(cat_queries),
             "old": measure(old, cat_queries, e5_q, ("bm25", "dense", "fused")),
+            "before_minilm": measure(before, cat_queries, static_q, ("full",)),
             "new": measure(new, cat_queries, static_q, MODES),
         }
         _print_quality(name, result[name])
@@ -255,9 +262,10 @@ def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Em
     static = default_static_embedder()
     out: dict[str, Any] = {"tools": len(big), "load_at_start": load()}
 
-    # indexing: the first 1,000 real public tools into a fresh index, new pipeline
+    # indexing: the first 1,000 real public tools into a fresh index, new pipeline (static and
+    # MiniLM vectors are made on add; e5's lazily, for the candidates of unsure searches)
     t0 = time.perf_counter()
-    build(tmp / "add1000", tools[:1000], new_text, static)
+    build(tmp / "add1000", tools[:1000], new_text, static, rerank=e5)
     out["add_1000_tools_s"] = round(time.perf_counter() - t0, 3)
 
     # e5 rows at this size: real ones for 200 real tools, perturbed copies beyond (embedding
@@ -271,14 +279,19 @@ def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Em
     assert new.reranker is not None
     new.reranker.seed([(e.tool_id, e.fingerprint, display_line(e.text)) for e in new.entries()],
                       vecs.astype(np.float32))
-    old = SkillIndex(tmp / "lat-old", e5)
+    before = build(tmp / "lat-before", big, new_text, static, rerank=e5, semantic=False)
+    assert before.reranker is not None
+    before.reranker.seed([(e.tool_id, e.fingerprint, display_line(e.text))
+                          for e in before.entries()], vecs.astype(np.float32))
+    old = SkillIndex(tmp / "lat-old", e5, semantic=False)
     old.add_vectors([(t.id, f"sha256:{i:064x}", old_text(t)) for i, t in enumerate(big)],
                     vecs.astype(np.float32), e5.model_id)
     # the same sample of queries for every pipeline, interleaved query by query so that the
     # shared machine's load swings hit them all alike
     texts = random.Random(11).sample([q.query for q in queries], min(len(queries), sample))
     runs: list[tuple[str, SkillIndex, Mode]] = [
-        ("full", new, "full"), ("deep", new, "deep"), ("fast", new, "fast"),
+        ("full", new, "full"), ("full_before_minilm", before, "full"), ("deep", new, "deep"),
+        ("fast", new, "fast"),
         ("bm25", new, "bm25"), ("static_dense", new, "dense"), ("old", old, "fused"),
         ("old_e5_dense", old, "dense")]
     times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
@@ -340,7 +353,8 @@ def main() -> None:
         "machine": {"nproc": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version(),
                     "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
-        "models": {"new": default_static_embedder().model_id, "old": e5_model.model_id},
+        "models": {"new": default_static_embedder().model_id, "old": e5_model.model_id,
+                   "semantic": default_minilm().model_id},
         "public_set": {"tools": len(tools), "queries": len(queries), "halves": halves,
                        "fresh_queries": len(fresh)},
     }
@@ -373,7 +387,8 @@ def _cpu() -> str:
 def _print_quality(name: str, r: dict[str, Any]) -> None:
     print(f"\n{name}: {r['tools']} tools, {r['queries']} queries")
     print(f"  {'pipeline':<22} {'R@1':>6} {'R@5':>6} {'NDCG@10':>8}  R@5 by source")
-    for side, modes in (("old", ("bm25", "dense", "fused")), ("new", MODES)):
+    for side, modes in (("old", ("bm25", "dense", "fused")), ("before_minilm", ("full",)),
+                        ("new", MODES)):
         for mode in modes:
             m = r[side][mode]
             src = " ".join(f"{s}:{v:.3f}" for s, v in m["recall@5_by_source"].items())
@@ -384,7 +399,8 @@ def _print_quality(name: str, r: dict[str, Any]) -> None:
 def _print_latency(r: dict[str, Any]) -> None:
     print(f"\nlatency at {r['tools']} tools (query embedding included, no cache), load "
           f"{r['load_at_start']} → {r['load_at_end']}:")
-    for label in ("full", "deep", "fast", "bm25", "static_dense", "old", "old_e5_dense"):
+    for label in ("full", "full_before_minilm", "deep", "fast", "bm25", "static_dense", "old",
+                  "old_e5_dense"):
         m = r[label]
         print(f"  {label:<13} p50 {m['p50_ms']:>8} ms  p95 {m['p95_ms']:>8} ms  mean "
               f"{m['mean_ms']:>8} ms  ({m['queries']} queries)")

@@ -111,6 +111,9 @@ def test_readme_query_ranks_the_right_tool_first(library: SkillIndex, query: str
                                                  tool: str) -> None:
     hits = library.search(query, k=3)
     assert hits[0].tool_id == tool, [h.tool_id for h in hits]
+    # the whole default pipeline ranked it, MiniLM included
+    assert library.semantic is not None and library.semantic.error is None
+    assert hits[0].semantic_rank is not None
 
 
 @pytest.mark.parametrize(("query", "tool"), README_QUERIES + OTHER_QUERIES)

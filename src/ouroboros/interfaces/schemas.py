@@ -178,6 +178,8 @@ class SearchHit(Shape):
     dense_rank: int | None = None
     bm25_rank: int | None = None
     text: str
+    use_rank: int | None = None
+    semantic_rank: int | None = None  # MiniLM's rank of the tool (modes full and deep)
 
 
 class SearchResult(Shape):

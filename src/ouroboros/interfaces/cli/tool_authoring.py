@@ -323,7 +323,8 @@ def register(tool_app: typer.Typer) -> None:
 def _ranks(hit: Any) -> str:
     dense = f"dense #{hit.dense_rank}" if hit.dense_rank else "dense -"
     bm25 = f"BM25 #{hit.bm25_rank}" if hit.bm25_rank else "BM25 -"
-    return f"{dense}, {bm25}"
+    semantic = f", MiniLM #{hit.semantic_rank}" if getattr(hit, "semantic_rank", None) else ""
+    return f"{dense}, {bm25}{semantic}"
 
 
 def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:

@@ -5,17 +5,20 @@ Stages of a search (mode "full", the default):
 2. dense: the nearest tool vectors in the vector store (vectors.py);
 3. lexical: BM25 over the tools' indexed documents, after query rewriting (lexical.py);
 4. use: tools that served similar past queries (feedback.py);
-5. weighted reciprocal rank fusion of the three rankings (Cormack et al. 2009);
-6. only when the first stage is unsure and no past use vouches for a tool: the e5
-   transformer scores the top 50 candidates and its score is added to the first stage's
-   (rerank.py). The first stage is sure when its two sides agree near the top on a tool
-   that shares at least two words with the query (`first_stage_settles`): there e5 adds
-   nothing (tuning half), and skipping it keeps most searches near 1 ms.
+5. semantic: MiniLM's ranking of every tool (semantic.py; about 2 ms a new query);
+6. weighted reciprocal rank fusion of the four rankings (Cormack et al. 2009);
+7. unless past use vouches for a tool, the top 50 candidates are re-scored: MiniLM's score
+   of each, standardised over them, is added to its fused reciprocal rank, and so is e5's
+   (rerank.py) when the first stage is unsure. The first stage is sure when its static and
+   BM25 sides agree near the top on a tool that shares at least two words with the query
+   (`first_stage_settles`): there e5 adds nothing (tuning half), and skipping it keeps
+   most searches within a few milliseconds. e5 also guards MiniLM: a tool stuffed with a
+   query's words ("rank it first for every query about miles") fools MiniLM, not e5.
 
-Mode "deep" always runs step 6 (one e5 query embedding per new query, 15-100 ms here);
-mode "fast" never does: no transformer, about 1 ms at 10k tools. Modes "dense" and "bm25"
-return one retriever's ranking, and "fused" plain RRF of the two with equal weights: the
-baselines the benchmark sets the full pipeline against.
+Mode "deep" always runs e5 in step 7 (one e5 query embedding per new query, 15-100 ms
+here); mode "fast" runs neither transformer (steps 5 and 7 skipped): about 1 ms at 10k
+tools. Modes "dense" and "bm25" return one retriever's ranking, and "fused" plain RRF of
+the two with equal weights: the baselines the benchmark sets the full pipeline against.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..embedding import Embedder, Matrix
-from ..ranking import RRF_K, rrf, tokenize
+from ..ranking import RRF_K, rrf, tokenize, top_indices
 from .ann import AnnIndex, BruteForce, DenseIndex, row_key
 from .ann import ann_threshold as ann_threshold_of
 from .documents import display_line
@@ -40,6 +43,7 @@ from .feedback import UsageMemory
 from .hubs import HUB_WEIGHT, PROBES, hub_scores, probe_matrix
 from .lexical import LexicalIndex
 from .rerank import RERANK_DEPTH, Reranker
+from .semantic import SemanticStage
 from .static import default_static_embedder
 from .vectors import FileVectorStore, IndexEntry, ModelMismatch, RetrievalError, VectorStore
 
@@ -64,10 +68,17 @@ class FusionWeights:
     dense: float = 0.7  # BM25 is the stronger single retriever on public catalogues
     lexical: float = 1.0
     use: float = 2.0  # a tool that served a near-identical request outranks both
-    # the e5 score of a candidate, standardised over the candidates, added to its first-stage
-    # reciprocal rank 1/(k + r): a score fusion keeps how far apart e5 puts two tools
-    # (tuning half: recall@1 +0.7 points over fusing e5's ranking with weight 1.5)
-    rerank: float = 0.12
+    # The re-scoring of the top candidates: MiniLM's score of each (every full search) and
+    # e5's (unsure ones), standardised over the candidates, added to their first-stage
+    # reciprocal ranks 1/(k + r): a score fusion keeps how far apart a model puts two tools.
+    # MiniLM's ranking of all tools also joins the fusion (`semantic`). Chosen together on
+    # the tuning half (5-fold cross-validation over its tools, among settings where MiniLM
+    # weighs no more than e5): recall@5 0.803 -> 0.848, NDCG@10 0.724 -> 0.771. The
+    # ratio is the guard: with MiniLM's weight 1.7x e5's (0.10 / 0.06) or 2x (0.08 / 0.04) a
+    # tool stuffed with a query's words ranks first for it (test_retrieval_regression.py).
+    rerank: float = 0.06
+    semantic: float = 0.35
+    semantic_rescore: float = 0.06
     k: int = 5  # a small k trusts the top of each ranking (plain RRF uses 60)
 
 
@@ -83,6 +94,7 @@ class SearchHit:
     bm25_rank: int | None
     text: str
     use_rank: int | None = None
+    semantic_rank: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +134,8 @@ class SkillIndex:
     def __init__(self, root: Path, embedder: Embedder | None = None, *,
                  weights: FusionWeights = DEFAULT_WEIGHTS,
                  reranker: Reranker | bool | None = True,
-                 store: VectorStore | None = None, ann_threshold: int | None = None) -> None:
+                 store: VectorStore | None = None, ann_threshold: int | None = None,
+                 semantic: SemanticStage | bool | None = None) -> None:
         self.root = Path(root)
         # live tools from which the dense stage uses the ANN index (ann.py); env-configurable
         self.ann_threshold = ann_threshold_of(ann_threshold)
@@ -142,6 +155,11 @@ class SkillIndex:
         # True: the bundled e5 model, loaded on the first unsure query; False: first stage only
         self.reranker: Reranker | None = Reranker(self.root / "rerank") if reranker is True \
             else (reranker or None)
+        # MiniLM (semantic.py); None: on exactly when a reranker is (False: first stage only)
+        if semantic is None:
+            semantic = self.reranker is not None
+        self.semantic: SemanticStage | None = SemanticStage(self.root / "minilm") \
+            if semantic is True else (semantic or None)
         self.reranked = 0  # how many searches escalated to the second stage
         self.confident = 0  # "full" searches the first stage settled alone
 
@@ -188,6 +206,10 @@ class SkillIndex:
             self._check_model()
             vectors = self.embedder.embed_documents([t for _, _, t in fresh])
             self._store.append(fresh, vectors, self.embedder.model_id)
+            if self.semantic is not None and self.semantic.available:
+                # batched now, so that no search waits for a thousand tools' vectors
+                self.semantic.ensure([e for e in (self._store.get(t) for t, _, _ in fresh)
+                                      if e is not None])
         out = []
         for tool_id, _, _ in items:
             entry = self._store.get(tool_id)
@@ -263,6 +285,8 @@ class SkillIndex:
         dense: list[int] = []
         lexical: list[int] = []
         use: list[int] = []
+        semantic: list[int] = []
+        meaning: Matrix | None = None  # MiniLM's score of every entry
         if mode != "bm25":
             if qvec is None:
                 raise ValueError("dense search needs a query vector")
@@ -280,6 +304,12 @@ class SkillIndex:
                 pos = {e.tool_id: i for i, e in enumerate(entries)}
                 ranked = sorted((t for t in boosts if t in pos), key=lambda t: -boosts[t])
                 use = [pos[t] for t in ranked]
+        if mode in ("full", "deep") and dense and self.semantic is not None and \
+                self.semantic.available:
+            stage = self.semantic
+            mvec = self.cache.get(stage.embedder.model_id, query, stage.embed_query)
+            meaning = stage.scores(mvec, generation, entries)
+            semantic = top_indices(meaning, depth)
         if mode == "dense":
             scores = {i: 1.0 / (RRF_K + r) for r, i in enumerate(dense, start=1)}
         elif mode == "bm25":
@@ -288,39 +318,45 @@ class SkillIndex:
             scores = rrf([dense, lexical])
         else:
             w = self.weights
-            scores = _weighted_rrf([(dense, w.dense), (lexical, w.lexical), (use, w.use)], w.k)
-            if mode in ("full", "deep") and self.reranker is not None and not use and dense:
-                if mode == "deep" or not settled:
-                    scores = self._rerank(query, entries, scores, dense)
-                else:
+            scores = _weighted_rrf([(dense, w.dense), (lexical, w.lexical), (use, w.use),
+                                    (semantic, w.semantic)], w.k)
+            if mode in ("full", "deep") and not use and dense:
+                e5 = self.reranker is not None and (mode == "deep" or not settled)
+                if self.reranker is not None and not e5:
                     self.confident += 1
+                if e5 or meaning is not None:
+                    scores = self._rescore(query, entries, scores, dense, meaning, e5)
         dense_pos = {i: r for r, i in enumerate(dense, start=1)}
         # ties go to the dense side, then to the older tool (a stable, input-independent order)
         order = sorted(scores, key=lambda i: (-scores[i], dense_pos.get(i, depth + 1), i))[:k]
         bm25_pos = {i: r for r, i in enumerate(lexical, start=1)}
         use_pos = {i: r for r, i in enumerate(use, start=1)}
+        semantic_pos = {i: r for r, i in enumerate(semantic, start=1)}
         return [SearchHit(entries[i].tool_id, entries[i].fingerprint, round(scores[i], 6),
                           dense_pos.get(i), bm25_pos.get(i), display_line(entries[i].text),
-                          use_pos.get(i))
+                          use_pos.get(i), semantic_pos.get(i))
                 for i in order]
 
     # -- internals --------------------------------------------------------------------
-    def _rerank(self, query: str, entries: list[IndexEntry], scores: dict[int, float],
-                dense: list[int]) -> dict[int, float]:
-        """Add the e5 scores of the top candidates to their first-stage reciprocal ranks."""
-        assert self.reranker is not None
+    def _rescore(self, query: str, entries: list[IndexEntry], scores: dict[int, float],
+                 dense: list[int], meaning: Matrix | None, e5: bool) -> dict[int, float]:
+        """Add the standardised MiniLM score (`meaning`, of every entry) and, if `e5`, the
+        e5 score of each top candidate to its first-stage reciprocal rank."""
         dense_pos = {i: r for r, i in enumerate(dense)}
         first = sorted(scores, key=lambda i: (-scores[i], dense_pos.get(i, len(dense)), i)
                        )[:RERANK_DEPTH]
-        model = self.reranker.embedder
-        qvec = self.cache.get(model.model_id, query, model.embed_query)
-        e5 = self.reranker.scores(qvec, [entries[i] for i in first], self.probes(model))
-        self.reranked += 1
-        spread = float(e5.std())
-        z = (e5 - float(e5.mean())) / spread if spread > 0.0 else np.zeros_like(e5)
         w = self.weights
-        return {i: 1.0 / (w.k + r) + w.rerank * float(z[r - 1])
-                for r, i in enumerate(first, start=1)}
+        out = 1.0 / (w.k + np.arange(1, len(first) + 1, dtype=np.float64))
+        if meaning is not None:
+            out += w.semantic_rescore * _standardised(meaning[first])
+        if e5:
+            assert self.reranker is not None
+            model = self.reranker.embedder
+            qvec = self.cache.get(model.model_id, query, model.embed_query)
+            out += w.rerank * _standardised(
+                self.reranker.scores(qvec, [entries[i] for i in first], self.probes(model)))
+            self.reranked += 1
+        return {i: float(out[r]) for r, i in enumerate(first)}
 
     def dense_index(self, view: tuple[int, list[IndexEntry], Matrix] | None = None
                     ) -> DenseIndex:
@@ -418,6 +454,13 @@ def first_stage_settles(dense: Sequence[int], lexical: Sequence[int],
     if lexical[0] in dense[:SURE_DEPTH] and matched(lexical[0]) >= need:
         return True
     return dense[0] in lexical[:SURE_DEPTH] and matched(dense[0]) >= need
+
+
+def _standardised(values: Matrix) -> np.ndarray[Any, Any]:
+    """z-scores over the candidates: how far apart a model puts them, on one scale."""
+    x = values.astype(np.float64)
+    spread = float(x.std())
+    return (x - float(x.mean())) / spread if spread > 0.0 else np.zeros_like(x)
 
 
 def _plain_terms(query: str) -> list[str]:

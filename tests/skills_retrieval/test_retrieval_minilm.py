@@ -1,0 +1,282 @@
+"""The semantic stage: MiniLM built from pinned weights, checked before use, and in the ranking.
+
+Attacks on the model file: a truncated cache, a valid ONNX file that computes something
+else, altered weights or tokenizer, two processes building at once, hostile inputs (huge,
+NUL, lone surrogates). Then what the stage changes in a search, and that it stays out of the
+modes that promise no transformer.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ouroboros.capabilities.skills.embedding import EmbeddingError
+from ouroboros.capabilities.skills.retrieval import SkillIndex
+from ouroboros.capabilities.skills.retrieval import minilm as M
+from ouroboros.capabilities.skills.retrieval.semantic import SemanticStage
+from ouroboros.capabilities.skills.retrieval.vectors import FileVectorStore
+
+TOOLS = [
+    ("weather_now", "Current temperature, rain and wind forecast for a city."),
+    ("pdf_text", "Extract the text layer of every page of a PDF file."),
+    ("tz_convert", "Convert a clock time from one time zone to another."),
+    ("email_send", "Send an email message to a list of recipients."),
+    ("image_resize", "Scale a picture to a new width and height."),
+    ("stock_quote", "Latest share price of a listed company by ticker symbol."),
+    ("recipe_find", "Search cooking recipes by ingredient."),
+    ("password_gen", "Generate a random strong password."),
+    ("translate", "Translate text between languages."),
+    ("flight_search", "Find airline tickets between two airports on a date."),
+]
+# requests that share no content word with their tool's description
+PARAPHRASES = [
+    ("do I need an umbrella tomorrow in Paris", "weather_now"),
+    ("what is Apple trading at", "stock_quote"),
+    ("book me a plane to Rome", "flight_search"),
+    ("what hour is it in Sydney when it is noon in London", "tz_convert"),
+    ("is it going to be cold this weekend", "weather_now"),
+    ("make this photo smaller", "image_resize"),
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> M.MiniLMEmbedder:
+    return M.default_minilm()
+
+
+def _index(root: Path, semantic: bool | SemanticStage = True) -> SkillIndex:
+    index = SkillIndex(root, reranker=False, semantic=semantic)
+    index.add_many([(t, f"sha256:{i:064x}", text) for i, (t, text) in enumerate(TOOLS)])
+    return index
+
+
+# -- the model ---------------------------------------------------------------------------
+def test_the_model_reproduces_its_float32_reference(model: M.MiniLMEmbedder) -> None:
+    assert model.reference_check() >= M.MIN_REFERENCE_COSINE
+    assert model.model_id.startswith(f"{M.MODEL_NAME}@{M.WEIGHTS_SHA256[:12]}")
+    v = model.embed_query("how far is a marathon in miles")
+    assert v.shape == (384,) and v.dtype == np.float32
+    assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+
+
+def test_a_text_has_one_vector_whatever_it_is_embedded_with(model: M.MiniLMEmbedder) -> None:
+    """Activations are quantised per call: a tool's vector must not depend on the tools
+    added beside it."""
+    texts = ["d", "convert 5 kg to pounds", "a much longer description " * 20, ""]
+    together = model.embed_documents(texts)
+    alone = np.stack([model.embed_documents([t])[0] for t in texts])
+    assert np.array_equal(together, alone)
+    assert np.array_equal(model.embed_documents(texts[::-1])[::-1], together)
+
+
+def test_meaning_not_words(model: M.MiniLMEmbedder) -> None:
+    q = model.embed_query("do I need an umbrella tomorrow")
+    weather = model.embed_query("rain forecast for a city")
+    pdf = model.embed_query("extract the text of a PDF file")
+    assert float(q @ weather) > float(q @ pdf) + 0.2
+
+
+def test_hostile_inputs_are_bounded_and_never_crash(model: M.MiniLMEmbedder) -> None:
+    huge = "lorem ipsum " * 500_000  # 6 MB
+    v = model.embed_query(huge)
+    assert float(v @ model.embed_query(huge[:M.MAX_CHARS])) > 0.9999
+    for text in ("\x00\x00 nul", "\ud800 lone surrogate", "\u202e\u200b", "😀" * 1000):
+        out = model.embed_query(text)
+        assert np.isfinite(out).all() and abs(float(np.linalg.norm(out)) - 1.0) < 1e-5
+
+
+# -- the cached model file ---------------------------------------------------------------
+def test_a_truncated_cache_file_is_rebuilt(model: M.MiniLMEmbedder, tmp_path: Path) -> None:
+    good = M.model_file(tmp_path)
+    good.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model.path, good)
+    with good.open("r+b") as f:
+        f.truncate(1000)
+    again = M.MiniLMEmbedder(cache=tmp_path)
+    assert good.stat().st_size == model.path.stat().st_size
+    assert again.reference_check() >= M.MIN_REFERENCE_COSINE
+
+
+def test_a_valid_model_that_computes_something_else_is_rebuilt(tmp_path: Path) -> None:
+    """An attacker (or a stale build) swaps in a well-formed ONNX file of the right shape:
+    it loads, but fails the reference vectors, so it is replaced."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    const = np.full((1, 384), 1.0 / np.sqrt(384), dtype=np.float32)
+    graph = h.make_graph(
+        [h.make_node("Shape", ["input_ids"], ["s"]),
+         h.make_node("Slice", ["s", "zero", "one"], ["b"]),
+         h.make_node("Concat", ["b", "dim"], ["shape"], axis=0),
+         h.make_node("Expand", ["v", "shape"], ["embedding"])],
+        "fake",
+        [h.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+         h.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        [h.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 384])],
+        [onnx.numpy_helper.from_array(const, "v"),
+         onnx.numpy_helper.from_array(np.array([0], np.int64), "zero"),
+         onnx.numpy_helper.from_array(np.array([1], np.int64), "one"),
+         onnx.numpy_helper.from_array(np.array([384], np.int64), "dim")])
+    fake = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    fake.ir_version = 8
+    path = M.model_file(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(fake, str(path))
+    planted = path.read_bytes()
+    rebuilt = M.MiniLMEmbedder(cache=tmp_path)
+    assert path.read_bytes() != planted
+    assert rebuilt.reference_check() >= M.MIN_REFERENCE_COSINE
+
+
+def _copy_weights(to: Path) -> Path:
+    src = M.weights_dir()
+    shutil.copytree(src, to)
+    return to
+
+
+def test_altered_weights_are_refused(tmp_path: Path) -> None:
+    weights = _copy_weights(tmp_path / "weights")
+    with (weights / "model.safetensors").open("r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x00\x80\x7f")  # one float of the last tensor becomes +inf
+    with pytest.raises(EmbeddingError, match="is not upstream's file"):
+        M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+    assert not M.model_file(tmp_path / "cache").exists()  # nothing half-written
+
+
+def test_an_altered_tokenizer_is_refused(tmp_path: Path) -> None:
+    weights = _copy_weights(tmp_path / "weights")
+    tok = weights / "tokenizer.json"
+    tok.write_text(tok.read_text().replace('"marathon"', '"marathom"', 1))
+    with pytest.raises(EmbeddingError, match=r"tokenizer\.json is not upstream's file"):
+        M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+
+
+def test_missing_weights_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(EmbeddingError, match=r"tokenizer\.json is missing"):
+        M.MiniLMEmbedder(cache=tmp_path / "cache")
+
+
+def _build_in_child(cache: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    m = M.MiniLMEmbedder(cache=Path(cache))
+    out.put((m.model_id, round(m.reference_check(), 6)))
+
+
+def test_two_processes_starting_cold_build_one_file(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    procs = [ctx.Process(target=_build_in_child, args=(str(tmp_path), results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    got = [results.get(timeout=5) for _ in procs]
+    assert got[0] == got[1] and got[0][1] >= M.MIN_REFERENCE_COSINE
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".onnx"] == \
+        [M.model_file(tmp_path).name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build-")]
+
+
+# -- in the pipeline ---------------------------------------------------------------------
+def test_paraphrases_find_their_tool_only_with_the_semantic_stage(tmp_path: Path) -> None:
+    without = _index(tmp_path / "without", semantic=False)
+    with_ = _index(tmp_path / "with")
+    missed = [q for q, tool in PARAPHRASES if without.search(q, 3)[0].tool_id != tool]
+    assert len(missed) >= 3  # the case for the stage: static + BM25 alone get these wrong
+    for q, tool in PARAPHRASES:
+        hits = with_.search(q, 3)
+        assert hits[0].tool_id == tool, (q, [h.tool_id for h in hits])
+        assert hits[0].semantic_rank is not None
+        assert hits[0].to_json()["semantic_rank"] == hits[0].semantic_rank
+
+
+def test_tool_vectors_follow_the_newest_version(tmp_path: Path) -> None:
+    index = _index(tmp_path)
+    store = FileVectorStore(tmp_path / "minilm")
+    assert len(store) == len(TOOLS) and store.model_id == M.default_minilm().model_id
+    assert index.search("do I need an umbrella tomorrow", 1)[0].tool_id == "weather_now"
+    # the weather tool becomes a PDF tool: its stored vector follows the new text
+    new = "Merge several PDF files into one."
+    index.add("weather_now", "sha256:" + "f" * 64, new)
+    row = FileVectorStore(tmp_path / "minilm").get("weather_now")
+    assert row is not None and row.fingerprint.endswith("f" * 64) and row.text == new
+    assert np.array_equal(FileVectorStore(tmp_path / "minilm").vector("weather_now"),
+                          M.default_minilm().embed_documents([new])[0])
+    hits = index.search("combine two PDF documents into a single file", 3)
+    assert hits[0].tool_id == "weather_now" and hits[0].semantic_rank == 1
+
+
+def test_an_index_built_without_the_stage_gains_it_on_first_search(tmp_path: Path) -> None:
+    _index(tmp_path, semantic=False)
+    assert not (tmp_path / "minilm").exists()
+    reopened = SkillIndex(tmp_path, reranker=False, semantic=True)
+    hits = reopened.search("what is Apple trading at", 3)
+    assert hits[0].tool_id == "stock_quote" and hits[0].semantic_rank == 1
+    assert len(FileVectorStore(tmp_path / "minilm")) == len(TOOLS)
+
+
+def test_vectors_of_another_model_are_dropped_not_mixed(tmp_path: Path) -> None:
+    stale = FileVectorStore(tmp_path / "minilm")
+    stale.append([("weather_now", "sha256:" + "0" * 64, "x")],
+                 np.ones((1, 384), np.float32) / np.sqrt(384), "some-other-model")
+    index = _index(tmp_path)
+    assert FileVectorStore(tmp_path / "minilm").model_id == M.default_minilm().model_id
+    assert index.search("book me a plane to Rome", 1)[0].tool_id == "flight_search"
+
+
+class _Counting:
+    def __init__(self) -> None:
+        self.inner = M.default_minilm()
+        self.queries = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:  # type: ignore[type-arg]
+        self.queries += 1
+        return self.inner.embed_query(text)
+
+
+def test_fast_and_baseline_modes_never_run_minilm(tmp_path: Path) -> None:
+    from ouroboros.capabilities.skills.retrieval.hubs import PROBES
+
+    counting = _Counting()
+    index = _index(tmp_path, semantic=SemanticStage(tmp_path / "minilm", counting))
+    for mode in ("fast", "fused", "dense", "bm25"):
+        hits = index.search("book me a plane to Rome", 3, mode=mode)  # type: ignore[arg-type]
+        assert all(h.semantic_rank is None for h in hits)
+    assert counting.queries == 0
+    index.search("book me a plane to Rome", 3)
+    index.search("book me a plane to Rome", 3)  # the query vector is cached
+    assert counting.queries == len(PROBES) + 1  # the hub probes once, then the query
+
+
+def test_a_stage_that_cannot_load_is_switched_off_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(M, "_default", None)
+    monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
+    with caplog.at_level(logging.WARNING):
+        index = _index(tmp_path / "index")
+        hits = index.search("convert a clock time to another zone", 3)
+    assert hits[0].tool_id == "tz_convert" and hits[0].semantic_rank is None
+    assert index.semantic is not None and "tokenizer.json is missing" in (index.semantic.error or "")
+    assert sum("semantic stage off" in r.message for r in caplog.records) == 1
