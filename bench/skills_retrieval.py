@@ -55,6 +55,7 @@ from ouroboros.capabilities.skills.evaluation import (
 )
 from ouroboros.capabilities.skills.retrieval import (
     MODES,
+    FusionWeights,
     Mode,
     SkillIndex,
     ToolDocument,
@@ -152,13 +153,18 @@ def measure(index: SkillIndex, queries: Sequence[EvalQuery], qvecs: dict[str, Ma
     return out
 
 
+# the pipeline before the semantic stage (commit f1062fc): no MiniLM, e5 weighted 0.12
+BEFORE_MINILM = FusionWeights(rerank=0.12, semantic=0.0, semantic_rescore=0.0)
+
+
 def build(root: Path, tools: Sequence[EvalTool], text: Callable[[EvalTool], str],
           embedder: Any, vectors: dict[str, Matrix] | None = None, rerank: Any = None,
-          semantic: bool | None = None) -> SkillIndex:
+          semantic: bool | None = None, weights: FusionWeights = FusionWeights()
+          ) -> SkillIndex:
     """An index of `tools`; `rerank` (an e5 model) turns on the second stage and, unless
     `semantic=False`, the MiniLM stage too (the product's default)."""
     index = SkillIndex(root, embedder, reranker=Reranker(root / "rerank", rerank)
-                       if rerank is not None else False, semantic=semantic)
+                       if rerank is not None else False, semantic=semantic, weights=weights)
     items = [(t.id, f"sha256:{i:064x}", text(t)) for i, t in enumerate(tools)]
     if vectors is None:
         index.add_many(items)
@@ -206,7 +212,7 @@ def quality(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], halves: 
         new = build(tmp / f"new-{name}", cat_tools, new_text, static, rerank=e5)
         # the pipeline before the MiniLM stage, measured in the same run
         before = build(tmp / f"before-{name}", cat_tools, new_text, static, rerank=e5,
-                       semantic=False)
+                       semantic=False, weights=BEFORE_MINILM)
         result[name] = {
             "tools": len(cat_tools), "queries": len(cat_queries),
             "old": measure(old, cat_queries, e5_q, ("bm25", "dense", "fused")),
@@ -279,7 +285,8 @@ def latency(tmp: Path, tools: list[EvalTool], queries: list[EvalQuery], e5: E5Em
     assert new.reranker is not None
     new.reranker.seed([(e.tool_id, e.fingerprint, display_line(e.text)) for e in new.entries()],
                       vecs.astype(np.float32))
-    before = build(tmp / "lat-before", big, new_text, static, rerank=e5, semantic=False)
+    before = build(tmp / "lat-before", big, new_text, static, rerank=e5, semantic=False,
+                   weights=BEFORE_MINILM)
     assert before.reranker is not None
     before.reranker.seed([(e.tool_id, e.fingerprint, display_line(e.text))
                           for e in before.entries()], vecs.astype(np.float32))
