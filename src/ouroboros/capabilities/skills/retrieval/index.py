@@ -207,7 +207,7 @@ class SkillIndex:
             vectors = self.embedder.embed_documents([t for _, _, t in fresh])
             self._store.append(fresh, vectors, self.embedder.model_id)
             if self.semantic is not None and self.semantic.available:
-                # batched now, so that no search waits for a thousand tools' vectors
+                # made now, so that no search waits for a thousand tools' vectors
                 self.semantic.ensure([e for e in (self._store.get(t) for t, _, _ in fresh)
                                       if e is not None])
         out = []
