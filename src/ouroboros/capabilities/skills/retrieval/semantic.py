@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..embedding import Embedder, EmbeddingError, Matrix
-from .documents import display_line
 from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
+from .rerank import embed_missing_lines
 from .vectors import FileVectorStore, IndexEntry
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,8 @@ class SemanticStage:
             self._ensure_locked(entries)
 
     def _ensure_locked(self, entries: Sequence[IndexEntry]) -> None:
-        store = self.store
-        store.refresh()
-        missing = []
-        for e in entries:
-            have = store.get(e.tool_id)
-            if have is None or have.fingerprint != e.fingerprint or \
-                    have.text != display_line(e.text):
-                missing.append(e)
-        if missing:
-            texts = [display_line(e.text) for e in missing]
-            store.append([(e.tool_id, e.fingerprint, t)
-                          for e, t in zip(missing, texts, strict=True)],
-                         self.embedder.embed_documents(texts), self.embedder.model_id)
+        self.store.refresh()
+        embed_missing_lines(self.store, entries, self.embedder)
 
     def scores(self, query_vector: Matrix, generation: int,
                entries: Sequence[IndexEntry]) -> Matrix:
