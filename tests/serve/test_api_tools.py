@@ -105,6 +105,7 @@ def test_search_finds_by_meaning_and_validates_its_query(agent: httpx.Client) ->
     r = agent.get("/api/v1/tools/search", params={"q": "add up a list of whole numbers"})
     assert r.status_code == 200
     assert r.json()["results"][0]["tool_id"] == "sum_ints"
+    assert r.json()["semantic_model"].startswith("sentence-transformers/all-MiniLM-L6-v2@")
     for params in ({"q": ""}, {"q": "x", "k": 0}, {"q": "x", "mode": "magic"}, {},
                    {"q": "x" * 1001}):
         assert agent.get("/api/v1/tools/search", params=params).status_code == 422

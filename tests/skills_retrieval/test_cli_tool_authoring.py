@@ -65,6 +65,11 @@ def test_search_finds_starter_tools_and_prints_json(home: Path, no_llm_env: None
     assert data["results"][0]["tool_id"] == "unit_convert"
     assert len(data["results"]) == 2
     assert data["model"].startswith("static-e5-small")
+    assert data["semantic_model"].startswith("sentence-transformers/all-MiniLM-L6-v2@")
+    assert data["results"][0]["semantic_rank"] is not None
+    code, out, _ = invoke(["search", "convert miles to km", "--mode", "fast", "--json",
+                           "--home", str(home)])
+    assert code == 0 and json.loads(out)["semantic_model"] is None
     code, out, _ = invoke(["search", "how many words in my essay", "--home", str(home)])
     assert code == 0 and out.startswith("1. word_stats")
 

@@ -200,6 +200,14 @@ def test_paraphrases_find_their_tool_only_with_the_semantic_stage(tmp_path: Path
         assert hits[0].to_json()["semantic_rank"] == hits[0].semantic_rank
 
 
+def test_results_name_the_semantic_model_only_where_it_ranked(tmp_path: Path) -> None:
+    index = _index(tmp_path)
+    assert index.semantic_model("full") == index.semantic_model("deep") == \
+        M.default_minilm().model_id
+    assert [index.semantic_model(m) for m in ("fast", "fused", "dense", "bm25")] == [None] * 4
+    assert _index(tmp_path / "off", semantic=False).semantic_model() is None
+
+
 def test_tool_vectors_follow_the_newest_version(tmp_path: Path) -> None:
     index = _index(tmp_path)
     store = FileVectorStore(tmp_path / "minilm")

@@ -188,6 +188,7 @@ class SearchResult(Shape):
     query: str
     mode: str
     model: str | None = None
+    semantic_model: str | None = None  # MiniLM's id when it ranked (modes full and deep)
     results: list[SearchHit]
 
 

@@ -132,6 +132,7 @@ def search(
     index.remember(query, hits)  # a successful `ouro tool run` of a hit credits this search
     if as_json:
         print_json({"query": query, "mode": mode, "model": index.model_id,
+                    "semantic_model": index.semantic_model(mode),
                     "results": [h.to_json() for h in hits]})
         return
     if not hits:

@@ -157,6 +157,7 @@ def _search_tools(services: Services, a: SearchArgs, _: str) -> Any:
         hits = search_served(store, index, a.query, k=a.k, include_unproven=a.all)
         index.remember(a.query, hits)  # a later run of a hit credits this search
         return {"query": a.query, "model": index.model_id,
+                "semantic_model": index.semantic_model(),
                 "results": [h.to_json() for h in hits]}
 
 

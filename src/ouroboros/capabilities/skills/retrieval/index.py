@@ -174,6 +174,13 @@ class SkillIndex:
     def model_id(self) -> str | None:
         return self._store.model_id
 
+    def semantic_model(self, mode: str = "full") -> str | None:
+        """The id of the model the semantic stage ranks with in `mode`, if it runs there."""
+        stage = self.semantic
+        if mode not in ("full", "deep") or stage is None or not stage.available:
+            return None
+        return stage.embedder.model_id
+
     def __len__(self) -> int:
         return len(self._store)
 

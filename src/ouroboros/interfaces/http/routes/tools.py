@@ -84,6 +84,7 @@ def search_tools(_: Reader, services: ServicesDep,
         hits = search_served(store, index, q, k=k, mode=mode,
                              include_unproven=all) if q.strip() else []
         return json_response({"query": q, "mode": mode, "model": index.model_id,
+                              "semantic_model": index.semantic_model(mode),
                               "results": [h.to_json() for h in hits]})
 
 
