@@ -347,7 +347,8 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         say(f"search {query!r} → " + ", ".join(f"{h.tool_id} ({_ranks(h)})" for h in hits))
     lexical = index.search("what is 70 degrees fahrenheit in celsius", k=3, mode="bm25")
     say(f"BM25 alone finds {len(lexical)} tool(s) for that (no shared words); the full "
-        "pipeline (static embeddings, BM25, e5 re-ranking) finds unit_convert by meaning.")
+        "pipeline (static embeddings, BM25, MiniLM, e5 when unsure) finds unit_convert by "
+        "meaning.")
     top = index.search("turn a spreadsheet export into json records", k=1)[0].tool_id
     out = store.run(top, {"csv": "city,temp\nOslo,4\nLima,19"}).output
     say(f"run {top} on a small CSV → {json.dumps(out)[:120]}")
