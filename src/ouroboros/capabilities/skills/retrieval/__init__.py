@@ -3,8 +3,9 @@
 The public face of the package; the parts live in modules named for what they hold:
 `index` (the search pipeline), `vectors` (vector storage behind a small interface),
 `static` and `pieces` (the static embedding model), `lexical` (BM25 and query rewriting),
-`documents` (what text a tool is indexed by), `feedback` (learning from use) and
-`synthetic` (LLM-written example queries). See docs/skills-retrieval.md.
+`documents` (what text a tool is indexed by), `feedback` (learning from use),
+`synthetic` (LLM-written example queries), `rerank` (e5 on unsure searches), `minilm` and
+`semantic` (the MiniLM stage), and `linevectors` (the per-model tool vectors both keep). See docs/skills-retrieval.md.
 """
 
 from __future__ import annotations

@@ -15,66 +15,30 @@ embedding once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..embedding import Embedder, Matrix, default_embedder
-from .documents import display_line
 from .hubs import HUB_WEIGHT, hub_scores
-from .vectors import FileVectorStore, IndexEntry
+from .linevectors import LineVectors
+from .vectors import IndexEntry
 
 RERANK_DEPTH = 50  # tuning half: recall@5 +0.3 (full) / +0.4 (deep) points over 30
 
 
-def embed_missing_lines(store: FileVectorStore, entries: Sequence[IndexEntry],
-                        embedder: Embedder) -> None:
-    """Append to `store` the vectors of the entries' display lines it lacks for their
-    current version (a model's per-tool cache; the caller holds its lock)."""
-    missing = []
-    for e in entries:
-        have = store.get(e.tool_id)
-        if have is None or have.fingerprint != e.fingerprint or \
-                have.text != display_line(e.text):
-            missing.append(e)
-    if missing:
-        texts = [display_line(e.text) for e in missing]
-        store.append([(e.tool_id, e.fingerprint, t) for e, t in zip(missing, texts, strict=True)],
-                     embedder.embed_documents(texts), embedder.model_id)
-
-
-class Reranker:
+class Reranker(LineVectors):
     """e5 cosine over candidate tools, with the tools' e5 vectors cached on disk."""
 
     def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
-        self.root = Path(root)
-        self._embedder = embedder
-        self._store: FileVectorStore | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = default_embedder()
-        return self._embedder
-
-    @property
-    def store(self) -> FileVectorStore:
-        if self._store is None:
-            self._store = FileVectorStore(self.root)
-            if self._store.model_id not in (None, self.embedder.model_id):
-                self._store.clear()  # another model's vectors: they are only a cache
-        return self._store
+        super().__init__(root, embedder, default_embedder)
 
     def vectors(self, entries: Sequence[IndexEntry]) -> Matrix:
         """e5 passage vectors of the entries' display lines (computed once per version)."""
         with self._lock:
-            store = self.store
-            store.refresh()
-            embed_missing_lines(store, entries, self.embedder)
-            return np.stack([store.vector(e.tool_id) for e in entries])
+            self._ensure_locked(entries)
+            return np.stack([self.store.vector(e.tool_id) for e in entries])
 
     def seed(self, items: Sequence[tuple[str, str, str]], vectors: Matrix) -> None:
         """Store e5 vectors computed elsewhere (`(tool_id, fingerprint, display line)`)."""

@@ -17,7 +17,6 @@ process without the model) is made on the next search that needs it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,30 +24,25 @@ import numpy as np
 
 from ..embedding import Embedder, EmbeddingError, Matrix
 from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
-from .rerank import embed_missing_lines
-from .vectors import FileVectorStore, IndexEntry
+from .linevectors import LineVectors
+from .vectors import IndexEntry
 
 log = logging.getLogger(__name__)
 
 
-class SemanticStage:
+def _default_minilm() -> Embedder:
+    from .minilm import default_minilm  # onnxruntime is imported only when a search needs it
+    return default_minilm()
+
+
+class SemanticStage(LineVectors):
     """MiniLM scores of every live tool for a query, with the tools' vectors on disk."""
 
     def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
-        self.root = Path(root)
-        self._embedder = embedder
-        self._store: FileVectorStore | None = None
-        self._lock = threading.Lock()
+        super().__init__(root, embedder, _default_minilm)
         self._view: tuple[int, Matrix, Matrix] | None = None  # generation, vectors, penalty
         self._probes: Matrix | None = None
         self.error: str | None = None  # why the model could not be loaded, if it could not
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            from .minilm import default_minilm
-            self._embedder = default_minilm()
-        return self._embedder
 
     @property
     def available(self) -> bool:
@@ -65,22 +59,10 @@ class SemanticStage:
             return False
         return True
 
-    @property
-    def store(self) -> FileVectorStore:
-        if self._store is None:
-            self._store = FileVectorStore(self.root)
-            if self._store.model_id not in (None, self.embedder.model_id):
-                self._store.clear()  # another model's vectors: they are only a cache
-        return self._store
-
     def ensure(self, entries: Sequence[IndexEntry]) -> None:
         """Embed the entries that have no vector of their current version yet."""
         with self._lock:
             self._ensure_locked(entries)
-
-    def _ensure_locked(self, entries: Sequence[IndexEntry]) -> None:
-        self.store.refresh()
-        embed_missing_lines(self.store, entries, self.embedder)
 
     def scores(self, query_vector: Matrix, generation: int,
                entries: Sequence[IndexEntry]) -> Matrix:
