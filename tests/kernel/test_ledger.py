@@ -45,6 +45,42 @@ def test_checkpoints_commit_merkle_roots(tmp_path: Path) -> None:
     assert rt.verify().checkpoints == len(cps)
 
 
+
+def _tree_of_ledger(rt: Runtime) -> tuple[int, bytes, str]:
+    from ouroboros.kernel.canonical import hash_bytes
+    from ouroboros.kernel.merkle import merkle_root
+
+    bodies = [s.body for s in rt.backend.read()]
+    return len(bodies), merkle_root(bodies), hash_bytes(bodies[-1])
+
+
+def test_head_tree_after_appends_is_the_tree_of_the_ledger(tmp_path: Path) -> None:
+    """The append hands its Merkle tree and body hashes to the fold instead of hashing the
+    events again: after one-event and many-event appends, checkpoints between them, and
+    a second writer's events folded inside the append, each writer's head tree (which
+    every later checkpoint is signed from) is exactly the tree of the stored events."""
+    a = Runtime.init(tmp_path / "ws", checkpoint_interval=3)
+    b = Runtime.open(tmp_path / "ws")
+    for i in range(7):
+        for rt in (a, b):  # each append first folds the other's newest events
+            out = rt.propose_and_submit(type="routing", target=f"agents/x{i % 2}/routing",
+                                        value={"w": i}, reasoning="tune", author="tuner")
+            assert out.status == "applied"
+        a.record_batch([("ProbeNoted", {"i": i}), ("ProbeNoted", {"i": -i}),
+                        ("ProbeNoted", {"i": 2 * i})])  # crosses a checkpoint inside
+    a.rollback(to=5)
+    b.refresh()
+    size, root, head = _tree_of_ledger(a)
+    assert any(e.kind == "Checkpoint" for e in a.log())
+    for rt in (a, b):
+        assert (rt._state.merkle.size, rt._state.merkle.root(), rt._state.last_hash) == \
+            (size, root, head)
+        assert rt.checkpoint().size == size  # the published note is signed from that tree
+    assert a.verify().events == size
+    a.close()
+    b.close()
+
+
 def _tamper(home: Path, seq: int, column: str, pos: int) -> None:
     """Flip one bit of an event's body or signature, directly in the database."""
     data = bytearray(raw_sql(home, f"SELECT {column} FROM events WHERE seq=?", seq)[0][0])

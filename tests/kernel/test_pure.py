@@ -249,3 +249,26 @@ def test_compact_set_behaves_like_a_set(ops: list[tuple[str, int]]) -> None:
         getattr(reference, op)(key)
     assert all((k in compact) for k in reference)
     assert not any((k in compact) for _, k in ops if (k | 2) not in reference)
+
+
+@pytest.mark.backends("sqlite")  # no ledger
+def test_once_computes_per_instance_and_only_once() -> None:
+    from dataclasses import dataclass
+
+    from ouroboros.kernel.once import once
+
+    calls: list[int] = []
+
+    @dataclass(frozen=True)
+    class Box:
+        n: int
+
+        @once
+        def double(self) -> int:
+            calls.append(self.n)
+            return 2 * self.n
+
+    a, b = Box(1), Box(2)
+    assert (a.double, a.double, b.double, a.double) == (2, 2, 4, 2)
+    assert calls == [1, 2]  # once per object, never shared between objects
+    assert isinstance(Box.double, once)

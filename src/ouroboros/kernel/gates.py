@@ -8,15 +8,16 @@ any sequence of them. A gate that raises is a rejection at that gate, never a tr
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ouroboros.kernel.breakers import breaker_subjects, label, paused_until
 from ouroboros.kernel.clock import parse_iso
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
+from ouroboros.kernel.once import once
 from ouroboros.kernel.ops import apply_op, inverse_of
 from ouroboros.kernel.patch import Patch
 from ouroboros.kernel.state import KernelState
@@ -96,7 +97,7 @@ class Submission:
     assume_unrecorded: bool = False
     _context: TestContext | None = None
 
-    @cached_property
+    @once
     def record(self) -> PatchRecord | None:
         """The patch index's entry for this patch, looked up once per submission."""
         if self.assume_unrecorded:
@@ -279,6 +280,7 @@ class AuditGate:
 
     def __init__(self, rego: RegoAudit | None = None) -> None:
         self._rego = rego
+        self._facts: Callable[..., dict[str, Any]] | None = None
 
     @property
     def rego(self) -> RegoAudit:
@@ -316,13 +318,15 @@ class AuditGate:
         assert sub.patch is not None and sub.patch_type is not None
         config = sub.state.values[GATES_TARGET]["audit"]
         ctx = sub.context()
-        from ouroboros.kernel.audit import audit_input
+        if self._facts is None:  # imported here for the reason `rego` is made on first use
+            from ouroboros.kernel.audit import audit_input
 
-        facts = audit_input(patch_type=sub.patch.type, target=sub.patch.target,
-                            author=sub.patch.author, reasoning=sub.patch.reasoning,
-                            old=sub.old_value, new=sub.new_value, root=root,
-                            rights=rights, new_bytes=ctx.new_bytes,
-                            markers=config["injection_markers"])
+            self._facts = audit_input
+        facts = self._facts(patch_type=sub.patch.type, target=sub.patch.target,
+                           author=sub.patch.author, reasoning=sub.patch.reasoning,
+                           old=sub.old_value, new=sub.new_value, root=root,
+                           rights=rights, new_bytes=ctx.new_bytes,
+                           markers=config["injection_markers"])
         reasons = self.rego.deny(config, facts)
         if sub.patch_type.audit is not None:
             try:

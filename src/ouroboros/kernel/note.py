@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -80,14 +81,20 @@ class Verifier:
         return verifier
 
 
+@functools.lru_cache(maxsize=64)
+def _signing_line(name: str, public_hex: str) -> tuple[bytes, bytes]:
+    """The key id and the signature line's prefix for ``name``'s key: a checkpoint is
+    signed on every append, always by the same few keys."""
+    _check_name(name)
+    return note_key_id(name, bytes.fromhex(public_hex)), f"\n{_DASH}{name} ".encode()
+
+
 def sign_note(text: bytes, name: str, signer: Signer) -> bytes:
     """A signed note: ``text`` (ending in a newline), a blank line, one signature line."""
-    _check_name(name)
+    key_id, line = _signing_line(name, signer.public_hex)
     if not text.endswith(b"\n"):
         raise NoteError("note text must end with a newline")
-    key_id = note_key_id(name, bytes.fromhex(signer.public_hex))
-    sig = base64.b64encode(key_id + signer.sign(text)).decode()
-    return text + b"\n" + f"{_DASH}{name} {sig}\n".encode()
+    return text + line + base64.b64encode(key_id + signer.sign(text)) + b"\n"
 
 
 def open_note(note: bytes, verifier: Verifier) -> bytes:

@@ -28,6 +28,9 @@ def _valid_time(text: str) -> bool:
     return True
 
 
+_REQUIRED = frozenset(FIELDS)
+_ALLOWED = frozenset(FIELDS + OPTIONAL)
+_STRINGS = ("type", "target", "base", "reasoning", "author", "created", "ledger")
 _OP_FIELDS = {"value": {"kind", "value"}, "json_patch": {"kind", "ops"},
               "diff": {"kind", "diff"}, "delete": {"kind"}}
 
@@ -77,13 +80,12 @@ class Patch:
         """Validate every field on the way in; anything malformed is ``InvalidPatch``."""
         if not isinstance(data, dict):
             raise InvalidPatch("a patch is a JSON object")
-        missing = [f for f in FIELDS if f not in data]
-        if missing:
-            raise InvalidPatch(f"patch is missing {', '.join(missing)}")
-        extra = sorted(set(data) - set(FIELDS) - set(OPTIONAL))
-        if extra:
-            raise InvalidPatch(f"patch has unknown fields {', '.join(extra)}")
-        for name in ("type", "target", "base", "reasoning", "author", "created", "ledger"):
+        keys = data.keys()
+        if not keys >= _REQUIRED:
+            raise InvalidPatch(f"patch is missing {', '.join(f for f in FIELDS if f not in data)}")
+        if not keys <= _ALLOWED:
+            raise InvalidPatch(f"patch has unknown fields {', '.join(sorted(keys - _ALLOWED))}")
+        for name in _STRINGS:
             if not isinstance(data[name], str):
                 raise InvalidPatch(f"patch field {name!r} must be a string")
         if not _HASH.match(data["ledger"]):

@@ -377,7 +377,7 @@ class Runtime:
         backend refuses with ``IndexMoved`` if it holds one)."""
         signer, time = self.signer, iso(self.clock.now())
         interval = self.checkpoint_interval
-        built: list[tuple[StoredEvent, str, dict[str, Any]]] = []
+        built: list[tuple[StoredEvent, str, dict[str, Any], str]] = []
         tip: list[Any] = []  # the Merkle tree and head hash the committed events leave
 
         def build(head: Head) -> list[StoredEvent]:
@@ -399,17 +399,17 @@ class Runtime:
                 ev = make_event(seq, prev, kind, payload, time, signer)
                 rows += index_rows(seq, kind, payload)
                 out.append(ev)
-                built.append((ev, kind, payload))
                 merkle.append(ev.body)
                 prev, seq = hash_bytes(ev.body), seq + 1
+                built.append((ev, kind, payload, prev))
                 if interval and seq % interval == 0:
                     cp = make_event(seq, prev, "Checkpoint",
                                     {"tree_size": merkle.size, "root": merkle.root().hex()},
                                     time, signer)
                     out.append(cp)
-                    built.append((cp, "Checkpoint", {}))
                     merkle.append(cp.body)
                     prev, seq = hash_bytes(cp.body), seq + 1
+                    built.append((cp, "Checkpoint", {}, prev))
             tip[:] = [merkle, prev]
             head.index(rows)
             return out
@@ -426,11 +426,18 @@ class Runtime:
         self.backend.append(build, seal, unrecorded)
         known = known or {}
         mine: list[StoredEvent] = []
-        for ev, kind, payload in built:
-            fold_event(self._state, ev.seq, kind, payload, time, ev.body,
-                       known_value=known.get(payload.get("patch_hash", ""), _UNKNOWN))
+        state = self._state
+        # The build already hashed these bodies into a copy of ``expect``'s Merkle tree;
+        # when that is the head state, the fold takes the hashes and the tree as they are.
+        reuse = expect is state
+        for ev, kind, payload, body_hash in built:
+            fold_event(state, ev.seq, kind, payload, time, ev.body, track_merkle=not reuse,
+                       known_value=known.get(payload.get("patch_hash", ""), _UNKNOWN),
+                       body_hash=body_hash)
             if kind != "Checkpoint":  # callers never append checkpoints themselves
                 mine.append(ev)
+        if reuse and built:
+            state.merkle = tip[0]
         self._maybe_snapshot()
         return mine
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, same_value
 from ouroboros.kernel.errors import InvalidPatch, UsageError
+from ouroboros.kernel.once import once
 from ouroboros.kernel.ops import apply_op
 from ouroboros.kernel.patch import Patch
 from ouroboros.kernel.trust import policy_problems
@@ -34,12 +35,12 @@ class TestContext:
     state: Mapping[str, JSON]
     schema: dict[str, Any] | None = None
 
-    @cached_property
+    @once
     def old_bytes(self) -> bytes | None:
         """Canonical bytes of the old value (``None`` when absent), computed once."""
         return None if self.old_value is None else canonical_bytes(self.old_value)
 
-    @cached_property
+    @once
     def new_bytes(self) -> bytes | None:
         return None if self.new_value is None else canonical_bytes(self.new_value)
 
