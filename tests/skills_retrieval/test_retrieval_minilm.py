@@ -288,3 +288,69 @@ def test_a_stage_that_cannot_load_is_switched_off_and_says_why(
     assert hits[0].tool_id == "tz_convert" and hits[0].semantic_rank is None
     assert index.semantic is not None and "tokenizer.json is missing" in (index.semantic.error or "")
     assert sum("semantic stage off" in r.message for r in caplog.records) == 1
+
+
+# -- the tools' vectors on disk (`<index>/minilm/`, only a cache) ---------------------------
+def _hits(index: SkillIndex, query: str = "book me a plane to Rome") -> list[tuple[str, float]]:
+    return [(h.tool_id, h.score) for h in index.search(query, 3)]
+
+
+def _healed(root: Path) -> None:
+    store = FileVectorStore(root / "minilm")
+    assert store.model_id == M.default_minilm().model_id and store.dim == 384
+    assert len(store) == len(TOOLS)
+    vectors = np.stack([store.vector(t) for t, _ in TOOLS])
+    assert np.array_equal(vectors, M.default_minilm().embed_documents([t for _, t in TOOLS]))
+
+
+@pytest.mark.parametrize(("garbage", "warned"), [("{not json", 1),
+                                                ('{"model_id": "%s", "dim": 768}', 0)])
+def test_an_unreadable_vector_manifest_is_rebuilt_not_fatal(
+        tmp_path: Path, garbage: str, warned: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A torn or altered `minilm/manifest.json` (or one naming another dimension) made every
+    search raise; the stage's vectors are only a cache, so they are made again."""
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    (tmp_path / "index" / "minilm" / "manifest.json").write_text(
+        garbage.replace("%s", M.default_minilm().model_id))
+    with caplog.at_level(logging.WARNING):
+        reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+        assert _hits(reopened) == clean
+    assert reopened.semantic is not None and reopened.semantic.error is None
+    assert sum("dropping" in r.message and "minilm" in r.message for r in caplog.records) == \
+        warned  # a torn manifest is worth a word; a wrong dimension is another model's cache
+    _healed(tmp_path / "index")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e30, 0.0])
+def test_garbage_rows_in_the_vector_cache_are_made_again(tmp_path: Path, value: float) -> None:
+    """NaN, infinite, huge or zero rows in `minilm/vectors.f32` ranked tools by garbage, with
+    no word said; a row that is not a unit vector is treated as missing."""
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    path = tmp_path / "index" / "minilm" / "vectors.f32"
+    raw = np.fromfile(path, "<f4").reshape(len(TOOLS), 384)
+    raw[[0, 2, 9]] = value
+    raw.tofile(path)
+    reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+    assert _hits(reopened) == clean
+    _healed(tmp_path / "index")
+
+
+def test_a_vector_cache_that_cannot_be_read_switches_the_stage_off(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A directory planted where `minilm/vectors.f32` goes made every search and `tool add`
+    raise IsADirectoryError; now the stage goes off with one warning and nothing is lost."""
+    _index(tmp_path)
+    path = tmp_path / "minilm" / "vectors.f32"
+    path.unlink()
+    path.mkdir()
+    with caplog.at_level(logging.WARNING):
+        reopened = SkillIndex(tmp_path, reranker=False, semantic=True)
+        hits = reopened.search("convert a clock time to another zone", 3)
+        reopened.add("extra", "sha256:" + "e" * 64, "Count the words of a text.")
+        reopened.search("how many words are in this", 3)
+    assert hits[0].tool_id == "tz_convert" and hits[0].semantic_rank is None
+    assert reopened.semantic is not None and "vectors.f32" in (reopened.semantic.error or "")
+    assert sum("semantic stage off" in r.message for r in caplog.records) == 1
+    assert len(SkillIndex(tmp_path, reranker=False, semantic=False)) == len(TOOLS) + 1

@@ -316,7 +316,8 @@ class SkillIndex:
             stage = self.semantic
             mvec = self.cache.get(stage.embedder.model_id, query, stage.embed_query)
             meaning = stage.scores(mvec, generation, entries)
-            semantic = top_indices(meaning, depth)
+            if meaning is not None:
+                semantic = top_indices(meaning, depth)
         if mode == "dense":
             scores = {i: 1.0 / (RRF_K + r) for r, i in enumerate(dense, start=1)}
         elif mode == "bm25":

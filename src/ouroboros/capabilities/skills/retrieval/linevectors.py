@@ -7,13 +7,19 @@ are dropped rather than mixed in.
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..embedding import Embedder
 from .documents import display_line
-from .vectors import FileVectorStore, IndexEntry
+from .vectors import _FILES, FileVectorStore, IndexEntry, RetrievalError
+
+log = logging.getLogger(__name__)
 
 
 class LineVectors:
@@ -27,6 +33,7 @@ class LineVectors:
         self._make_embedder = make_embedder
         self._store: FileVectorStore | None = None
         self._lock = threading.Lock()
+        self._unfit: tuple[int, set[str]] = (-1, set())  # store generation, tools with bad rows
 
     @property
     def embedder(self) -> Embedder:
@@ -37,19 +44,38 @@ class LineVectors:
     @property
     def store(self) -> FileVectorStore:
         if self._store is None:
-            self._store = FileVectorStore(self.root)
-            if self._store.model_id not in (None, self.embedder.model_id):
-                self._store.clear()  # another model's vectors: they are only a cache
+            try:
+                store = FileVectorStore(self.root)
+            except RetrievalError as e:  # a torn or altered manifest: only a cache, start again
+                log.warning("dropping %s: %s", self.root, e)
+                _drop(self.root)
+                store = FileVectorStore(self.root)
+            if store.model_id not in (None, self.embedder.model_id) or \
+                    (store.model_id is not None and store.dim != self.embedder.dim):
+                store.clear()  # another model's vectors: they are only a cache
+            self._store = store
         return self._store
+
+    def _unfit_rows(self, store: FileVectorStore) -> set[str]:
+        """Tools whose stored vector is not a finite unit vector (NaN, inf, zero, altered
+        bytes): made again rather than ranked by (checked once per store state)."""
+        generation, rows, matrix = store.view()
+        if self._unfit[0] != generation:
+            with np.errstate(invalid="ignore", over="ignore"):
+                norms = np.linalg.norm(matrix, axis=1) if len(rows) else np.zeros(0)
+                bad = ~(np.abs(norms - 1.0) < 1e-3)
+            self._unfit = (generation, {rows[i].tool_id for i in np.flatnonzero(bad)})
+        return self._unfit[1]
 
     def _ensure_locked(self, entries: Sequence[IndexEntry]) -> None:
         """Embed the entries whose current version has no vector yet (lock held)."""
         store = self.store
         store.refresh()
+        unfit = self._unfit_rows(store)
         missing = []
         for e in entries:
             have = store.get(e.tool_id)
-            if have is None or have.fingerprint != e.fingerprint or \
+            if have is None or have.fingerprint != e.fingerprint or e.tool_id in unfit or \
                     have.text != display_line(e.text):
                 missing.append(e)
         if missing:
@@ -57,3 +83,14 @@ class LineVectors:
             store.append([(e.tool_id, e.fingerprint, t)
                           for e, t in zip(missing, texts, strict=True)],
                          self.embedder.embed_documents(texts), self.embedder.model_id)
+
+
+def _drop(root: Path) -> None:
+    """Delete a store's files (under its writers' lock) when they cannot even be opened."""
+    with open(root / ".lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            for name in _FILES:
+                (root / name).unlink(missing_ok=True)
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -25,7 +25,12 @@ import numpy as np
 from ..embedding import Embedder, EmbeddingError, Matrix
 from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
 from .linevectors import LineVectors
-from .vectors import IndexEntry
+from .vectors import IndexEntry, RetrievalError
+
+# what the stage's own files can raise (a directory or a dangling name planted in
+# `<index>/minilm/`, a full disk, a model that fails mid-call): the stage goes off, the
+# search goes on
+_STAGE_ERRORS = (EmbeddingError, RetrievalError, OSError, ValueError)
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +59,32 @@ class SemanticStage(LineVectors):
         try:
             self._embedder = self.embedder
         except EmbeddingError as e:
-            self.error = str(e)
-            log.warning("semantic stage off: %s", e)
+            self._off(e)
             return False
         return True
 
+    def _off(self, e: Exception) -> None:
+        self.error = str(e)
+        log.warning("semantic stage off: %s", e)
+
     def ensure(self, entries: Sequence[IndexEntry]) -> None:
         """Embed the entries that have no vector of their current version yet."""
-        with self._lock:
-            self._ensure_locked(entries)
+        try:
+            with self._lock:
+                self._ensure_locked(entries)
+        except _STAGE_ERRORS as e:
+            self._off(e)
 
     def scores(self, query_vector: Matrix, generation: int,
-               entries: Sequence[IndexEntry]) -> Matrix:
+               entries: Sequence[IndexEntry]) -> Matrix | None:
         """Cosine of every entry to the query, less its hub penalty, in `entries`' order
-        (`generation`: the main store's state those entries are, for the cached matrix)."""
-        vectors, penalty = self._matrix(generation, entries)
+        (`generation`: the main store's state those entries are, for the cached matrix);
+        None if the stage's files cannot be used (it is then off, and says why once)."""
+        try:
+            vectors, penalty = self._matrix(generation, entries)
+        except _STAGE_ERRORS as e:
+            self._off(e)
+            return None
         out: Matrix = (vectors @ query_vector - penalty).astype(np.float32, copy=False)
         return out
 
