@@ -354,3 +354,43 @@ def test_a_vector_cache_that_cannot_be_read_switches_the_stage_off(
     assert reopened.semantic is not None and "vectors.f32" in (reopened.semantic.error or "")
     assert sum("semantic stage off" in r.message for r in caplog.records) == 1
     assert len(SkillIndex(tmp_path, reranker=False, semantic=False)) == len(TOOLS) + 1
+
+
+# -- a cache directory the process cannot write ------------------------------------------
+def test_a_cache_whose_lock_cannot_be_taken_still_serves_its_model(
+        model: M.MiniLMEmbedder, tmp_path: Path) -> None:
+    """A prebuilt model in a cache this process cannot write (a read-only mount, another
+    user's directory; here the lock's name is taken by a directory, which fails the same
+    `open`) raised PermissionError on every start, before the good file was even read."""
+    good = M.model_file(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    shutil.copyfile(model.path, good)
+    (tmp_path / ".lock").mkdir()
+    served = M.MiniLMEmbedder(cache=tmp_path)
+    assert served.reference_check() >= M.MIN_REFERENCE_COSINE
+    assert good.read_bytes() == model.path.read_bytes()
+
+
+@pytest.mark.parametrize("plant", ["file_at_cache", "dir_at_model"])
+def test_a_cache_that_cannot_be_built_in_switches_the_stage_off_and_names_the_fix(
+        tmp_path: Path, plant: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """OURO_MODEL_CACHE naming a file, or a directory planted at the model's file name,
+    raised FileExistsError / IsADirectoryError out of every search instead of turning the
+    stage off with one warning."""
+    cache = tmp_path / "cache"
+    if plant == "file_at_cache":
+        cache.write_text("not a directory")
+    else:
+        M.model_file(cache).mkdir(parents=True)
+    with pytest.raises(EmbeddingError, match="OURO_MODEL_CACHE"):
+        M.MiniLMEmbedder(cache=cache)
+    monkeypatch.setattr(M.default_minilm, "_value", None)
+    monkeypatch.setenv("OURO_MODEL_CACHE", str(cache))
+    with caplog.at_level(logging.WARNING):
+        index = _index(tmp_path / "index")
+        hits = index.search("convert a clock time to another zone", 3)
+    assert hits[0].tool_id == "tz_convert" and hits[0].semantic_rank is None
+    assert sum("semantic stage off" in r.message and "OURO_MODEL_CACHE" in r.message
+               for r in caplog.records) == 1
+    assert not [p for p in tmp_path.rglob(".build-*")]

@@ -239,12 +239,20 @@ def build_model(source: Path, out: Path, *, quantise: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("a") as f:
+def _build_lock(directory: Path) -> Iterator[bool]:
+    """Whether it holds the lock: a cache this process cannot write (read-only, another
+    user's) is used without one, since whoever cannot lock it cannot build there either,
+    and a build lands by one rename."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        f = (directory / ".lock").open("a")
+    except OSError:
+        yield False
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)  # two processes starting cold build it once
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -293,7 +301,12 @@ class MiniLMEmbedder:
             for attempt in ("cached", "rebuilt"):
                 if attempt == "rebuilt" or not self.path.is_file():
                     log.info("building %s from %s (once per machine)", self.path, self.source)
-                    build_model(self.source, self.path)
+                    try:
+                        build_model(self.source, self.path)
+                    except OSError as e:
+                        raise EmbeddingError(
+                            f"cannot build the MiniLM model in {self.path.parent} ({e}); set "
+                            f"OURO_MODEL_CACHE to a directory this process can write") from e
                 try:
                     session = self._session_for(self.path)
                     self._session = session
