@@ -394,3 +394,32 @@ def test_a_cache_that_cannot_be_built_in_switches_the_stage_off_and_names_the_fi
     assert sum("semantic stage off" in r.message and "OURO_MODEL_CACHE" in r.message
                for r in caplog.records) == 1
     assert not [p for p in tmp_path.rglob(".build-*")]
+
+
+def _build_forever(cache: str) -> None:
+    M.MiniLMEmbedder(cache=Path(cache))
+
+
+def test_a_build_killed_midway_leaves_nothing_behind(tmp_path: Path) -> None:
+    """kill -9 during the build left its `.build-*` directory (87 MB: the float32 graph and
+    part of the int8 one) in the cache for good; the next start under the lock sweeps it."""
+    import os
+    import signal
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_build_forever, args=(str(tmp_path),))
+    child.start()
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".build-") and any(p.iterdir())
+                  for p in tmp_path.glob(".build-*")):
+        assert time.monotonic() < deadline and child.is_alive()
+        time.sleep(0.05)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=30)
+    assert [p.name for p in tmp_path.glob(".build-*")]  # what the killed build left
+    model = M.MiniLMEmbedder(cache=tmp_path)
+    assert model.reference_check() >= M.MIN_REFERENCE_COSINE
+    assert not list(tmp_path.glob(".build-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", M.model_file(tmp_path).name]

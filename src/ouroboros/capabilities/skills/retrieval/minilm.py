@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from importlib import resources
@@ -297,7 +298,10 @@ class MiniLMEmbedder:
         return self._dim
 
     def _open(self) -> Any:
-        with _build_lock(self.path.parent):
+        with _build_lock(self.path.parent) as locked:
+            if locked:  # every build holds the lock: one left now was killed midway (~90 MB)
+                for stale in self.path.parent.glob(".build-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
             for attempt in ("cached", "rebuilt"):
                 if attempt == "rebuilt" or not self.path.is_file():
                     log.info("building %s from %s (once per machine)", self.path, self.source)
