@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -403,7 +404,6 @@ def _build_forever(cache: str) -> None:
 def test_a_build_killed_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     """kill -9 during the build left its `.build-*` directory (87 MB: the float32 graph and
     part of the int8 one) in the cache for good; the next start under the lock sweeps it."""
-    import os
     import signal
     import time
 
@@ -423,3 +423,32 @@ def test_a_build_killed_midway_leaves_nothing_behind(tmp_path: Path) -> None:
     assert model.reference_check() >= M.MIN_REFERENCE_COSINE
     assert not list(tmp_path.glob(".build-*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", M.model_file(tmp_path).name]
+
+
+@pytest.mark.parametrize("plant", ["symlink:entries.jsonl", "symlink:vectors.f32",
+                                   "hardlink:entries.jsonl", "symlink:manifest.json.tmp",
+                                   "fifo:entries.jsonl"])
+def test_a_link_planted_in_the_vector_cache_is_never_written_through(
+        tmp_path: Path, plant: str) -> None:
+    """`<index>/minilm/entries.jsonl` as a link to one of the user's files: the next search
+    truncated that file to nothing and appended JSON lines carrying tool descriptions to it
+    (a link at `manifest.json.tmp` had the manifest written through it). Now a name that is
+    not a plain file of the store is dropped (the name, never its target) and made again.
+    (A FIFO there hung the search in `read_bytes`.)"""
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index", semantic=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the user's own file\n" * 50)
+    kind, name = plant.split(":")
+    cache = tmp_path / "index" / "minilm"
+    cache.mkdir()
+    if kind == "symlink":
+        (cache / name).symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(cache / name)
+    else:
+        (cache / name).hardlink_to(victim)
+    reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+    assert _hits(reopened) == clean
+    assert victim.read_bytes() == b"the user's own file\n" * 50
+    _healed(tmp_path / "index")

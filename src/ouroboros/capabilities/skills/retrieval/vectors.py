@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -320,6 +321,8 @@ class FileVectorStore(_RowsReader):
         entries = [IndexEntry(i, e.tool_id, e.fingerprint, e.text, e.model_id)
                    for i, e in enumerate(live)]
         tmp_v, tmp_e = self.root / "vectors.f32.tmp", self.root / "entries.jsonl.tmp"
+        for tmp in (tmp_v, tmp_e):
+            tmp.unlink(missing_ok=True)  # a link planted there would be written through
         tmp_v.write_bytes(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
         tmp_e.write_text("".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries),
                          encoding="utf-8")
@@ -330,6 +333,7 @@ class FileVectorStore(_RowsReader):
     def _start(self, model_id: str, dim: int) -> None:
         manifest = {"model_id": model_id, "dim": dim, "format": 1}
         tmp = self.root / "manifest.json.tmp"
+        tmp.unlink(missing_ok=True)  # a link planted there would be written through
         tmp.write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.root / "manifest.json")
 
@@ -351,6 +355,15 @@ class FileVectorStore(_RowsReader):
     def _read(self) -> _Rows:
         """The files as they are now (call with a lock held: shared or exclusive)."""
         signature = self._disk_signature()
+        for name in _FILES:  # appends and truncations write in place: never through a link
+            try:
+                st = (self.root / name).lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise RetrievalError(
+                    f"{self.root / name} is not a plain file of this index (a link, directory "
+                    f"or device); refusing to read or write through it")
         empty = np.zeros((0, 0), dtype=np.float32)
         manifest_path = self.root / "manifest.json"
         if not manifest_path.exists():
