@@ -452,3 +452,23 @@ def test_a_link_planted_in_the_vector_cache_is_never_written_through(
     assert _hits(reopened) == clean
     assert victim.read_bytes() == b"the user's own file\n" * 50
     _healed(tmp_path / "index")
+
+
+def test_a_huge_vector_file_is_not_read_past_its_rows(tmp_path: Path) -> None:
+    """`minilm/vectors.f32` grown to gigabytes (here 1 GB, sparse) was read whole on every
+    open: 6 GB raised MemoryError out of the search, more could take the machine's memory.
+    Only the rows the entries name are read."""
+    import tracemalloc
+
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    os.truncate(tmp_path / "index" / "minilm" / "vectors.f32", 1 << 30)
+    tracemalloc.start()
+    try:
+        reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+        assert _hits(reopened) == clean
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+    _healed(tmp_path / "index")

@@ -378,8 +378,7 @@ class FileVectorStore(_RowsReader):
         if dim <= 0:
             raise RetrievalError(f"{manifest_path} names dimension {dim}")
         vec_path = self.root / "vectors.f32"
-        raw = np.fromfile(vec_path, dtype="<f4") if vec_path.exists() else np.zeros(0, "<f4")
-        rows_on_disk = raw.size // dim
+        rows_on_disk = vec_path.stat().st_size // (4 * dim) if vec_path.exists() else 0
         entries_path = self.root / "entries.jsonl"
         data = entries_path.read_bytes() if entries_path.exists() else b""
         lines = data.split(b"\n")[:-1]  # only newline-terminated lines are complete
@@ -398,7 +397,9 @@ class FileVectorStore(_RowsReader):
             live.pop(e.tool_id, None)
             live[e.tool_id] = e.row
         n = len(entries)
-        vectors = raw[: n * dim].reshape(n, dim).astype(np.float32)
+        # only the rows the entries name: a file grown to gigabytes is never read whole
+        raw = np.fromfile(vec_path, dtype="<f4", count=n * dim) if n else np.zeros(0, "<f4")
+        vectors = raw.reshape(n, dim).astype(np.float32)
         return _Rows(entries, live, model_id, dim, vectors, entries_bytes, signature,
                      self._next_generation())
 
