@@ -160,6 +160,17 @@ def test_an_altered_tokenizer_is_refused(tmp_path: Path) -> None:
         M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
 
 
+def test_an_altered_config_is_refused(tmp_path: Path) -> None:
+    """config.json was read unchecked: layer_norm_eps 1e-12 -> 1e-3 built a different graph
+    that still passed the reference check (cosine 0.980) and was cached as the model."""
+    weights = _copy_weights(tmp_path / "weights")
+    config = weights / "config.json"
+    config.write_text(config.read_text().replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": 1e-3'))
+    with pytest.raises(EmbeddingError, match=r"config\.json is not upstream's file"):
+        M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+    assert not M.model_file(tmp_path / "cache").exists()  # nothing half-written
+
+
 def test_missing_weights_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(EmbeddingError, match=r"tokenizer\.json is missing"):
