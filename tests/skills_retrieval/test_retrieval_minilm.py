@@ -171,6 +171,27 @@ def test_an_altered_config_is_refused(tmp_path: Path) -> None:
     assert not M.model_file(tmp_path / "cache").exists()  # nothing half-written
 
 
+def test_a_file_swapped_after_its_check_is_not_the_one_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each upstream file was hashed, then opened again to be used: one swapped in between
+    was used unchecked (here the tokenizer with "umbrella", a word of no reference text,
+    mapped elsewhere: it passed the reference check and changed that word's vectors)."""
+    weights = _copy_weights(tmp_path / "weights")
+    tok = weights / "tokenizer.json"
+    check = M._checked
+
+    def check_then_swap(path: Path, want: str) -> object:
+        out = check(path, want)
+        if path.name == "tokenizer.json":
+            tok.write_text(tok.read_text().replace('"umbrella"', '"umbrelIa"', 1))
+        return out
+
+    monkeypatch.setattr(M, "_checked", check_then_swap)
+    swapped = M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+    assert np.array_equal(swapped.embed_query("do I need an umbrella"),
+                          M.default_minilm().embed_query("do I need an umbrella"))
+
+
 def test_missing_weights_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(EmbeddingError, match=r"tokenizer\.json is missing"):

@@ -78,28 +78,24 @@ def cache_dir() -> Path:
     return Path(base) / "ouroboros" / "models"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _checked(path: Path, want: str) -> Path:
+def _checked(path: Path, want: str) -> bytes:
+    """The file's bytes if they are upstream's: read once, so what was hashed is what is
+    used (a file swapped between a check and a second read went in unchecked)."""
     if not path.is_file():
         raise EmbeddingError(f"{path} is missing")
-    got = _sha256(path)
+    raw = path.read_bytes()
+    got = hashlib.sha256(raw).hexdigest()
     if got != want:
         raise EmbeddingError(f"{path} is not upstream's file (sha256 {got[:16]}..., "
                              f"expected {want[:16]}...)")
-    return path
+    return raw
 
 
 # -- the graph ---------------------------------------------------------------------------
-def read_safetensors(path: Path) -> dict[str, np.ndarray[Any, Any]]:
-    """Tensors of a .safetensors file (8-byte header length, JSON header, raw data)."""
-    raw = path.read_bytes()
+def read_safetensors(path: Path, raw: bytes | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    """Tensors of a .safetensors file (8-byte header length, JSON header, raw data); `raw`:
+    its bytes, already read (and checked)."""
+    raw = path.read_bytes() if raw is None else raw
     try:
         n = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8:8 + n])
@@ -214,8 +210,9 @@ def build_graph(weights: dict[str, np.ndarray[Any, Any]], config: dict[str, Any]
 
 def build_model(source: Path, out: Path, *, quantise: bool = True) -> None:
     """Write the ONNX file for the weights in `source` to `out` (atomically)."""
-    weights = read_safetensors(_checked(source / "model.safetensors", WEIGHTS_SHA256))
-    config = json.loads(_checked(source / "config.json", CONFIG_SHA256).read_text())
+    path = source / "model.safetensors"
+    weights = read_safetensors(path, _checked(path, WEIGHTS_SHA256))
+    config = json.loads(_checked(source / "config.json", CONFIG_SHA256))
     try:
         import onnx
     except ImportError as e:  # pragma: no cover - a broken install
@@ -284,7 +281,7 @@ class MiniLMEmbedder:
         self._ort = onnxruntime
         self.source = source or weights_dir()
         tokenizer = _checked(self.source / "tokenizer.json", TOKENIZER_SHA256)
-        self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        self._tokenizer = Tokenizer.from_str(tokenizer.decode("utf-8"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self.path = model_file(cache)
