@@ -504,3 +504,23 @@ def test_a_huge_vector_file_is_not_read_past_its_rows(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert peak < 64 << 20, peak
     _healed(tmp_path / "index")
+
+
+def test_an_e5_cache_that_cannot_be_read_switches_the_reranker_off(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The e5 re-ranker keeps its vectors in the same kind of cache (LineVectors): a
+    directory planted at `rerank/vectors.f32` made every unsure or deep search raise
+    IsADirectoryError. Now e5 goes off with one warning; the first stage and MiniLM answer."""
+    index = SkillIndex(tmp_path, semantic=True)
+    index.add_many([(t, f"sha256:{i:064x}", text) for i, (t, text) in enumerate(TOOLS)])
+    index.search("book me a plane to Rome", 3, mode="deep")
+    path = tmp_path / "rerank" / "vectors.f32"
+    path.unlink()
+    path.mkdir()
+    with caplog.at_level(logging.WARNING):
+        reopened = SkillIndex(tmp_path, semantic=True)
+        for _ in range(2):
+            hits = reopened.search("book me a plane to Rome", 3, mode="deep")
+            assert hits[0].tool_id == "flight_search" and hits[0].semantic_rank == 1
+    assert reopened.reranker is not None and "vectors.f32" in (reopened.reranker.error or "")
+    assert sum("e5 re-ranker off" in r.message for r in caplog.records) == 1

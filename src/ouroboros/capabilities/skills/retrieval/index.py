@@ -357,13 +357,14 @@ class SkillIndex:
         out = 1.0 / (w.k + np.arange(1, len(first) + 1, dtype=np.float64))
         if meaning is not None:
             out += w.semantic_rescore * _standardised(meaning[first])
-        if e5:
-            assert self.reranker is not None
-            model = self.reranker.embedder
+        reranker = self.reranker
+        if e5 and reranker is not None and reranker.error is None:  # e5: a reranker is set
+            model = reranker.embedder
             qvec = self.cache.get(model.model_id, query, model.embed_query)
-            out += w.rerank * _standardised(
-                self.reranker.scores(qvec, [entries[i] for i in first], self.probes(model)))
-            self.reranked += 1
+            e5_scores = reranker.scores(qvec, [entries[i] for i in first], self.probes(model))
+            if e5_scores is not None:  # None: its cache cannot be used, it is off (once)
+                out += w.rerank * _standardised(e5_scores)
+                self.reranked += 1
         return {i: float(out[r]) for r, i in enumerate(first)}
 
     def dense_index(self, view: tuple[int, list[IndexEntry], Matrix] | None = None
