@@ -524,3 +524,23 @@ def test_an_e5_cache_that_cannot_be_read_switches_the_reranker_off(
             assert hits[0].tool_id == "flight_search" and hits[0].semantic_rank == 1
     assert reopened.reranker is not None and "vectors.f32" in (reopened.reranker.error or "")
     assert sum("e5 re-ranker off" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("row", 0.0), ("tool_id", ["weather_now"]),
+                                              ("text", {"a": 1})])
+def test_a_mistyped_entry_in_the_vector_cache_is_a_torn_tail_not_a_crash(
+        tmp_path: Path, field: str, value: object) -> None:
+    """Valid JSON of the wrong type in `minilm/entries.jsonl` (`"row": 0.0`, a list for a
+    tool id) passed the torn-line check and raised IndexError / TypeError out of every
+    search. It now ends the readable rows like a torn line, and they are made again."""
+    import json
+
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    path = tmp_path / "index" / "minilm" / "entries.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[0][field] = value
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+    assert _hits(reopened) == clean
+    _healed(tmp_path / "index")

@@ -390,8 +390,10 @@ class FileVectorStore(_RowsReader):
                 e = IndexEntry(**json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
                 break  # a torn last line: everything before it is intact
-            if e.row != len(entries) or e.row >= rows_on_disk:
-                break
+            if type(e.row) is not int or e.row != len(entries) or e.row >= rows_on_disk or \
+                    not all(isinstance(v, str) for v in (e.tool_id, e.fingerprint, e.text,
+                                                         e.model_id)):
+                break  # valid JSON of the wrong types reads like a torn line
             entries_bytes += len(line) + 1
             entries.append(e)
             live.pop(e.tool_id, None)
