@@ -544,3 +544,19 @@ def test_a_mistyped_entry_in_the_vector_cache_is_a_torn_tail_not_a_crash(
     reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
     assert _hits(reopened) == clean
     _healed(tmp_path / "index")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs to give a file to another user")
+def test_a_model_file_planted_by_another_user_is_not_trusted(
+        model: M.MiniLMEmbedder, tmp_path: Path) -> None:
+    """A cache in a shared directory (OURO_MODEL_CACHE=/tmp/models): another local user
+    can plant the model file first, and one made to agree on the eight reference texts
+    was loaded as MiniLM. A cached file owned by anyone but this user or root is rebuilt;
+    in a sticky directory it cannot be replaced, and the stage goes off saying so."""
+    planted = M.model_file(tmp_path)
+    shutil.copyfile(model.path, planted)  # stands for a crafted file that passes the check
+    os.chown(planted, 65534, 65534)
+    ours = M.MiniLMEmbedder(cache=tmp_path)
+    assert planted.stat().st_uid == os.getuid()  # this user's own build replaced it
+    assert planted.read_bytes() == model.path.read_bytes()
+    assert ours.reference_check() >= M.MIN_REFERENCE_COSINE

@@ -258,6 +258,15 @@ def _build_lock(directory: Path) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _made_by_us(path: Path) -> None:
+    """A cached model must be this user's (or root's, e.g. built into a system image): in a
+    shared cache directory another local user could plant one made to pass the reference
+    check, which catches a broken model, not a crafted one."""
+    owner = path.stat().st_uid
+    if owner not in (os.getuid(), 0):
+        raise EmbeddingError(f"{path} belongs to another user (uid {owner})")
+
+
 def model_file(cache: Path | None = None) -> Path:
     """The cache's path of the int8 model for this build (built there by `MiniLMEmbedder`)."""
     key = hashlib.sha256(f"{WEIGHTS_SHA256}:{BUILD}".encode()).hexdigest()[:16]
@@ -312,6 +321,8 @@ class MiniLMEmbedder:
                             f"cannot build the MiniLM model in {self.path.parent} ({e}); set "
                             f"OURO_MODEL_CACHE to a directory this process can write") from e
                 try:
+                    if attempt == "cached":
+                        _made_by_us(self.path)
                     session = self._session_for(self.path)
                     self._session = session
                     worst = self.reference_check()
