@@ -8,6 +8,7 @@ modes that promise no transformer.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -165,10 +166,31 @@ def test_an_altered_config_is_refused(tmp_path: Path) -> None:
     that still passed the reference check (cosine 0.980) and was cached as the model."""
     weights = _copy_weights(tmp_path / "weights")
     config = weights / "config.json"
-    config.write_text(config.read_text().replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": 1e-3'))
-    with pytest.raises(EmbeddingError, match=r"config\.json is not upstream's file"):
-        M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
-    assert not M.model_file(tmp_path / "cache").exists()  # nothing half-written
+    text = config.read_text()
+    for altered, named in ((text.replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": 1e-3'),
+                            "layer_norm_eps"),
+                           (text.replace('"num_hidden_layers": 6', '"num_hidden_layers": 5'),
+                            "num_hidden_layers"),
+                           (text.replace('"hidden_size": 384', '"hidden_size": 384.0'),
+                            "hidden_size"),
+                           ("[]", "not a JSON object"), ("{", "line 1 column 2")):
+        config.write_text(altered)
+        with pytest.raises(EmbeddingError, match=r"config\.json is not upstream's config") as e:
+            M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+        assert named in str(e.value)
+        assert not M.model_file(tmp_path / "cache").exists()  # nothing half-written
+
+
+def test_upstreams_config_saved_another_way_is_the_same_model(tmp_path: Path) -> None:
+    """The config is checked by the values the graph is built from, so upstream's file
+    re-saved with other whitespace and key order (a copy under OURO_MINILM_DIR) builds and
+    passes the reference check."""
+    weights = _copy_weights(tmp_path / "weights")
+    config = weights / "config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps(dict(sorted(data.items(), reverse=True)), indent=4))
+    model = M.MiniLMEmbedder(source=weights, cache=tmp_path / "cache")
+    assert model.reference_check() >= M.MIN_REFERENCE_COSINE
 
 
 def test_a_file_swapped_after_its_check_is_not_the_one_used(

@@ -43,9 +43,13 @@ WEIGHTS_DIR = "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"
 # upstream's files (huggingface.co/sentence-transformers/all-MiniLM-L6-v2)
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-# the graph is built from it (layers, heads, LayerNorm epsilon): a changed epsilon still
-# passes the reference check, so it is pinned like the weights
-CONFIG_SHA256 = "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
+# What the graph is built from in config.json, as upstream has it: a changed LayerNorm
+# epsilon still passes the reference check, so these must be exactly upstream's. The
+# values, not the file's hash: a copy of upstream's file saved with other whitespace or key
+# order (OURO_MINILM_DIR) is the same model.
+CONFIG = {"hidden_size": 384, "num_attention_heads": 12, "num_hidden_layers": 6,
+          "intermediate_size": 1536, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
+          "max_position_embeddings": 512, "type_vocab_size": 2, "vocab_size": 30522}
 BUILD = "1"  # bump when the graph or its quantisation changes: a new cache file and model id
 MAX_TOKENS = 256  # the model's training window (sentence_bert_config.json)
 MAX_CHARS = 4000  # past ~256 word pieces the text is cut anyway; don't tokenise megabytes
@@ -89,6 +93,24 @@ def _checked(path: Path, want: str) -> bytes:
         raise EmbeddingError(f"{path} is not upstream's file (sha256 {got[:16]}..., "
                              f"expected {want[:16]}...)")
     return raw
+
+
+def _checked_config(path: Path) -> dict[str, Any]:
+    """config.json's values that the graph is built from, refused unless upstream's."""
+    try:
+        config = json.loads(path.read_bytes())
+    except FileNotFoundError as e:
+        raise EmbeddingError(f"{path} is missing") from e
+    except (OSError, ValueError) as e:
+        raise EmbeddingError(f"{path} is not upstream's config: {e}") from e
+    if not isinstance(config, dict):
+        raise EmbeddingError(f"{path} is not upstream's config: not a JSON object")
+    wrong = sorted(k for k, v in CONFIG.items()
+                   if type(config.get(k)) is not type(v) or config.get(k) != v)
+    if wrong:
+        raise EmbeddingError(f"{path} is not upstream's config: {', '.join(wrong)} differ "
+                             f"(expected {', '.join(f'{k}={CONFIG[k]}' for k in wrong)})")
+    return config
 
 
 # -- the graph ---------------------------------------------------------------------------
@@ -212,7 +234,7 @@ def build_model(source: Path, out: Path, *, quantise: bool = True) -> None:
     """Write the ONNX file for the weights in `source` to `out` (atomically)."""
     path = source / "model.safetensors"
     weights = read_safetensors(path, _checked(path, WEIGHTS_SHA256))
-    config = json.loads(_checked(source / "config.json", CONFIG_SHA256))
+    config = _checked_config(source / "config.json")
     try:
         import onnx
     except ImportError as e:  # pragma: no cover - a broken install
