@@ -204,3 +204,10 @@ def test_lazy_help_lines_match_the_groups_own_help() -> None:
     for name, lazy in LAZY_GROUPS.items():
         group = typer_mod.main.get_group(lazy.loader())
         assert (group.help or "").strip() == lazy.help, f"`ouro {name}` help drifted"
+
+
+def test_help_text_in_brackets_is_shown_not_eaten_as_markup() -> None:
+    """`[tool.ouroboros]` in a help line is text, not a rich markup tag to drop."""
+    for args in (("config", "--help"), ("--help",)):
+        r = run(*args)
+        assert r.code == 0 and "(ouro.toml, [tool.ouroboros])" in r.stdout, r.describe()

@@ -16,7 +16,7 @@ from ouroboros.kernel.errors import WorkspaceMissing
 from ouroboros.kernel.settings import LoadedSettings, Settings, SettingsError, load_settings
 from ouroboros.kernel.workspace import resolve_home
 
-app = typer.Typer(cls=OuroGroup, help="The workspace's settings (ouro.toml, [tool.ouroboros]).",
+app = typer.Typer(cls=OuroGroup, help="The workspace's settings (ouro.toml, \\[tool.ouroboros]).",
                   no_args_is_help=True)
 
 

@@ -145,7 +145,7 @@ LAZY_GROUPS: dict[str, LazyGroup] = {
                            _module_app("ouroboros.interfaces.cli.proposals")),
     "improve": LazyGroup("The improvement loop on your own repository.",
                          _module_app("ouroboros.interfaces.cli.improve")),
-    "config": LazyGroup("The workspace's settings (ouro.toml, [tool.ouroboros]).",
+    "config": LazyGroup("The workspace's settings (ouro.toml, \\[tool.ouroboros]).",
                         _module_app("ouroboros.interfaces.cli.config"), panel="Workspace"),
     "token": LazyGroup("Bearer tokens for `ouro serve` (stored as hashes only).",
                        _module_app("ouroboros.interfaces.cli.serve_cmds", "token_app"),
