@@ -211,3 +211,12 @@ def test_help_text_in_brackets_is_shown_not_eaten_as_markup() -> None:
     for args in (("config", "--help"), ("--help",)):
         r = run(*args)
         assert r.code == 0 and "(ouro.toml, [tool.ouroboros])" in r.stdout, r.describe()
+
+
+@pytest.mark.parametrize("when", ["999999999d", "9999999999d", "99999999999999999999h"])
+def test_an_expiry_past_the_calendar_is_a_usage_error(when: str, home: Path) -> None:
+    before = run("trust", "show", "--json").stdout
+    r = run("trust", "grant", "alice", "--types", "prompt", "--expires", when, "--json")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r.describe()
+    assert "--expires" in r.json()["error"]["message"]
+    assert run("trust", "show", "--json").stdout == before

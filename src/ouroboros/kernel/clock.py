@@ -45,7 +45,10 @@ def parse_when(text: str, now: datetime) -> datetime:
     text = text.strip()
     units = {"d": "days", "h": "hours", "m": "minutes"}
     if text[:-1].isdigit() and text[-1:] in units:
-        return now + timedelta(**{units[text[-1]]: int(text[:-1])})
+        try:
+            return now + timedelta(**{units[text[-1]]: int(text[:-1])})
+        except OverflowError:
+            raise ValueError(f"{text!r} is past the calendar's end (year 9999)") from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
