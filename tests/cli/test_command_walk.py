@@ -220,3 +220,23 @@ def test_an_expiry_past_the_calendar_is_a_usage_error(when: str, home: Path) -> 
     assert r.code == 2 and r.json()["error"]["code"] == "usage", r.describe()
     assert "--expires" in r.json()["error"]["message"]
     assert run("trust", "show", "--json").stdout == before
+
+
+def test_patch_new_refuses_an_envelope_no_later_command_could_read(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`patch new --text` took a 50 MB file and wrote a 66 MiB envelope that `patch sign`
+    and `patch submit` then refused (their input limit is 64 MiB): it is refused at once,
+    and nothing is written. (The limit is lowered here so the test needs no 50 MB file.)"""
+    from ouroboros.interfaces.cli import kernel_cmds
+
+    monkeypatch.setattr(kernel_cmds, "MAX_INPUT_BYTES", 4096)
+    text, out = tmp_path / "big.txt", tmp_path / "env.json"
+    text.write_text("x" * 3500)  # under the limit itself; base64 and the JSON push it over
+    r = run("patch", "new", "--type", "prompt", "--target", "agents/a/prompt", "--text",
+            str(text), "--reason", "r", "-o", str(out), "--home", str(home), "--json")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r.describe()
+    assert "patch sign" in r.json()["error"]["message"] and not out.exists()
+    text.write_text("x" * 1000)  # a value whose envelope fits is written as before
+    r = run("patch", "new", "--type", "prompt", "--target", "agents/a/prompt", "--text",
+            str(text), "--reason", "r", "-o", str(out), "--home", str(home), "--json")
+    assert r.code == 0 and out.stat().st_size <= 4096, r.describe()

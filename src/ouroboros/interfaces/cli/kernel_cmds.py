@@ -16,7 +16,7 @@ import typer
 
 from ouroboros.interfaces.cli import ledger_cmds
 from ouroboros.interfaces.cli.errors import not_found, usage
-from ouroboros.interfaces.cli.inputs import read_json, read_text, writable_parent
+from ouroboros.interfaces.cli.inputs import MAX_INPUT_BYTES, read_json, read_text, writable_parent
 from ouroboros.interfaces.cli.output import (
     HomeOption,
     JsonOption,
@@ -533,6 +533,10 @@ def patch_new(type_: str = typer.Option(..., "--type", metavar="TYPE",
         patch = rt.propose(type_, target, reasoning=reason, tests=test or [], author=author,
                            delete=delete, value=new_value, json_patch=ops, diff=diff_text)
     data = json.dumps(envelope_to_dict(new_envelope(patch.canonical())), indent=2) + "\n"
+    if len(data) > MAX_INPUT_BYTES:  # ASCII (json.dumps escapes): refuse what `patch sign` cannot read
+        raise usage(f"the envelope would be {len(data) >> 20} MiB (base64 adds a third); "
+                    f"`patch sign` and `patch submit` read at most {MAX_INPUT_BYTES >> 20} MiB",
+                    "make the value smaller (the audit gate's default limit is 1 MB)")
     if output:
         output.write_text(data)
         if as_json:
