@@ -411,6 +411,67 @@ def test_a_vector_cache_that_cannot_be_read_switches_the_stage_off(
     assert len(SkillIndex(tmp_path, reranker=False, semantic=False)) == len(TOOLS) + 1
 
 
+
+def test_a_stage_off_for_its_files_comes_back_once_they_are_mended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A stage switched off by its files (here a directory planted at `vectors.f32`; in
+    life a full disk) stayed off until the process restarted, so a long-running `ouro
+    serve` lost it for good. It is tried again `RETRY_SECONDS` after the failure: still
+    off before that, still off (one more warning) while the cause stands, back on when
+    it is mended, with the cache made again from the tools."""
+    from ouroboros.capabilities.skills.retrieval import linevectors
+
+    clock = [1000.0]
+    monkeypatch.setattr(linevectors, "_now", lambda: clock[0])
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    path = tmp_path / "index" / "minilm" / "vectors.f32"
+    path.unlink()
+    path.mkdir()
+    reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+    query = "convert a clock time to another zone"
+    with caplog.at_level(logging.WARNING):
+        assert reopened.search(query, 3)[0].semantic_rank is None  # off
+        clock[0] += linevectors.RETRY_SECONDS + 1
+        assert reopened.search(query, 3)[0].semantic_rank is None  # tried: still planted
+        assert sum("semantic stage off" in r.message for r in caplog.records) == 2
+        path.rmdir()  # mended
+        clock[0] += linevectors.RETRY_SECONDS / 2
+        assert reopened.search(query, 3)[0].semantic_rank is None  # not yet tried again
+        clock[0] += linevectors.RETRY_SECONDS / 2 + 1
+        assert reopened.search(query, 3)[0].semantic_rank is not None  # back
+    assert reopened.semantic is not None and reopened.semantic.error is None
+    assert sum("semantic stage off" in r.message for r in caplog.records) == 2
+    assert _hits(reopened) == clean
+    _healed(tmp_path / "index")
+
+
+def test_a_model_that_cannot_load_is_not_tried_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that cannot load stays off after the wait: trying it again would cost a
+    rebuild (~10 s) on every try, and nothing in the process will mend it."""
+    from ouroboros.capabilities.skills.retrieval import linevectors
+
+    clock = [1000.0]
+    monkeypatch.setattr(linevectors, "_now", lambda: clock[0])
+    monkeypatch.setattr(M.default_minilm, "_value", None)
+    monkeypatch.setenv("OURO_MINILM_DIR", str(tmp_path / "nowhere"))
+    index = _index(tmp_path / "index")
+    calls: list[int] = []
+    real = SemanticStage.embedder.fget  # type: ignore[attr-defined]
+
+    def counted(self: SemanticStage) -> object:
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(SemanticStage, "embedder", property(counted))
+    for _ in range(3):
+        clock[0] += 10 * linevectors.RETRY_SECONDS
+        assert index.search("convert a clock time to another zone", 3)[0].semantic_rank is None
+    assert calls == [] and "tokenizer.json is missing" in (index.semantic.error or "")
+
+
 # -- a cache directory the process cannot write ------------------------------------------
 def test_a_cache_whose_lock_cannot_be_taken_still_serves_its_model(
         model: M.MiniLMEmbedder, tmp_path: Path) -> None:
@@ -546,6 +607,29 @@ def test_an_e5_cache_that_cannot_be_read_switches_the_reranker_off(
             assert hits[0].tool_id == "flight_search" and hits[0].semantic_rank == 1
     assert reopened.reranker is not None and "vectors.f32" in (reopened.reranker.error or "")
     assert sum("e5 re-ranker off" in r.message for r in caplog.records) == 1
+
+
+
+def test_an_e5_cache_off_for_its_files_comes_back_once_mended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ouroboros.capabilities.skills.retrieval import linevectors
+
+    clock = [1000.0]
+    monkeypatch.setattr(linevectors, "_now", lambda: clock[0])
+    index = SkillIndex(tmp_path, semantic=True)
+    index.add_many([(t, f"sha256:{i:064x}", text) for i, (t, text) in enumerate(TOOLS)])
+    index.search("book me a plane to Rome", 3, mode="deep")  # e5's vectors are made here
+    path = tmp_path / "rerank" / "vectors.f32"
+    path.unlink()
+    path.mkdir()
+    reopened = SkillIndex(tmp_path, semantic=True)
+    reopened.search("book me a plane to Rome", 3, mode="deep")
+    assert reopened.reranked == 0 and reopened.reranker is not None and reopened.reranker.error
+    path.rmdir()
+    clock[0] += linevectors.RETRY_SECONDS + 1
+    hits = reopened.search("book me a plane to Rome", 3, mode="deep")
+    assert reopened.reranked == 1 and reopened.reranker.error is None
+    assert hits[0].tool_id == "flight_search"
 
 
 @pytest.mark.parametrize(("field", "value"), [("row", 0.0), ("tool_id", ["weather_now"]),

@@ -358,7 +358,7 @@ class SkillIndex:
         if meaning is not None:
             out += w.semantic_rescore * _standardised(meaning[first])
         reranker = self.reranker
-        if e5 and reranker is not None and reranker.error is None:  # e5: a reranker is set
+        if e5 and reranker is not None and reranker.usable():  # e5: a reranker is set
             model = reranker.embedder
             qvec = self.cache.get(model.model_id, query, model.embed_query)
             e5_scores = reranker.scores(qvec, [entries[i] for i in first], self.probes(model))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,12 @@ from .documents import display_line
 from .vectors import _FILES, FileVectorStore, IndexEntry, RetrievalError
 
 log = logging.getLogger(__name__)
+
+#: After a failure of its files (a full disk, a directory planted where a file goes), a
+#: cache is tried again this long after, so a long-running server gets the stage back
+#: once the cause is mended; a model that cannot load stays off (retrying costs a rebuild).
+RETRY_SECONDS = 60.0
+_now = time.monotonic
 
 
 class LineVectors:
@@ -34,6 +41,32 @@ class LineVectors:
         self._store: FileVectorStore | None = None
         self._lock = threading.Lock()
         self._unfit: tuple[int, set[str]] = (-1, set())  # store generation, tools with bad rows
+        self.error: str | None = None  # why this cache is off, if it is
+        self._retry_at: float | None = None  # when to try it again (None: not before restart)
+        self.what = "vector cache"  # how the log names it
+
+    def switch_off(self, e: Exception, *, for_good: bool) -> None:
+        """Stop using this cache and say why (once per failure); unless ``for_good``, try
+        its files again after ``RETRY_SECONDS``."""
+        self.error = str(e)
+        self._retry_at = None if for_good else _now() + RETRY_SECONDS
+        log.warning("%s off: %s", self.what, e)
+
+    def usable(self) -> bool:
+        """Whether to use it now: it is on, or it failed on its files long enough ago to try
+        them again (re-opened from disk, as if new)."""
+        if self.error is None:
+            return True
+        if self._retry_at is None or _now() < self._retry_at:
+            return False
+        log.info("%s: trying its files again after: %s", self.what, self.error)
+        self.error, self._retry_at, self._store = None, None, None
+        self._unfit = (-1, set())
+        self._forget()
+        return True
+
+    def _forget(self) -> None:
+        """Drop what a subclass derived from the files (called when they are re-opened)."""
 
     @property
     def embedder(self) -> Embedder:

@@ -15,7 +15,6 @@ embedding once.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from .hubs import HUB_WEIGHT, hub_scores
 from .linevectors import LineVectors
 from .vectors import IndexEntry, RetrievalError
 
-log = logging.getLogger(__name__)
-
 RERANK_DEPTH = 50  # tuning half: recall@5 +0.3 (full) / +0.4 (deep) points over 30
 
 
@@ -36,7 +33,7 @@ class Reranker(LineVectors):
 
     def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
         super().__init__(root, embedder, default_embedder)
-        self.error: str | None = None  # why its vectors on disk cannot be used, if they cannot
+        self.what = "e5 re-ranker"
 
     def vectors(self, entries: Sequence[IndexEntry]) -> Matrix:
         """e5 passage vectors of the entries' display lines (computed once per version)."""
@@ -51,13 +48,12 @@ class Reranker(LineVectors):
     def scores(self, query_vector: Matrix, entries: Sequence[IndexEntry], probes: Matrix
                ) -> Matrix | None:
         """e5 cosine of each entry to the query, less its hub penalty; None if its files
-        cannot be used (a directory planted at one, a full disk): it is then off, and says
-        why once."""
+        cannot be used (a directory planted at one, a full disk): it is then off, says why
+        once, and is tried again after `RETRY_SECONDS`."""
         try:
             vectors = self.vectors(entries)
         except (RetrievalError, OSError, ValueError) as e:
-            self.error = str(e)
-            log.warning("e5 re-ranker off: %s", e)
+            self.switch_off(e, for_good=False)
             return None
         out: Matrix = (vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)
                        ).astype(np.float32)

@@ -16,7 +16,6 @@ process without the model) is made on the next search that needs it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +31,6 @@ from .vectors import IndexEntry, RetrievalError
 # search goes on
 _STAGE_ERRORS = (EmbeddingError, RetrievalError, OSError, ValueError)
 
-log = logging.getLogger(__name__)
-
 
 def _default_minilm() -> Embedder:
     from .minilm import default_minilm  # onnxruntime is imported only when a search needs it
@@ -47,14 +44,15 @@ class SemanticStage(LineVectors):
         super().__init__(root, embedder, _default_minilm)
         self._view: tuple[int, Matrix, Matrix] | None = None  # generation, vectors, penalty
         self._probes: Matrix | None = None
-        self.error: str | None = None  # why the model could not be loaded, if it could not
+        self.what = "semantic stage"
 
     @property
     def available(self) -> bool:
         """Whether the model loads. If it cannot (weights not installed, a build that fails
         its reference check), searches go on without this stage, and say so once in the
-        log; `error` keeps the reason."""
-        if self.error is not None:
+        log; `error` keeps the reason. A failure of its files instead (a full disk, a
+        directory planted at one) turns it off until `RETRY_SECONDS` have passed."""
+        if not self.usable():
             return False
         try:
             self._embedder = self.embedder
@@ -64,8 +62,11 @@ class SemanticStage(LineVectors):
         return True
 
     def _off(self, e: Exception) -> None:
-        self.error = str(e)
-        log.warning("semantic stage off: %s", e)
+        # a model that cannot load or run stays off; the stage's files are tried again
+        self.switch_off(e, for_good=isinstance(e, EmbeddingError))
+
+    def _forget(self) -> None:
+        self._view = None
 
     def ensure(self, entries: Sequence[IndexEntry]) -> None:
         """Embed the entries that have no vector of their current version yet."""
