@@ -113,6 +113,19 @@ def test_findings_name_the_failing_tool(live: LiveServer) -> None:
         assert c.get("/api/v1/telemetry/findings", params={"now": "yesterday"}).status_code == 422
 
 
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00",
+                                 "9999-12-31T23:59:59-14:00", "1970-01-01T00:00:00Z"])
+def test_a_time_at_the_calendars_edge_is_422_not_a_crash(live: LiveServer, now: str) -> None:
+    """As `ouro telemetry eval --now`: a time outside the years 1971 to 9000 is refused
+    (the window before 0001-01-01 does not exist; it was an OverflowError and a 500)."""
+    with live.client(live.token("reader", "read")) as c:
+        r = c.get("/api/v1/telemetry/findings", params={"now": now})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_request"
+        assert "outside the years 1971 to 9000" in r.json()["error"]["message"]
+        assert c.get("/api/v1/telemetry/findings").status_code == 200  # still serving
+
+
 def check(model: Any, data: Any) -> None:
     TypeAdapter(model).validate_python(data)
 

@@ -123,5 +123,9 @@ def findings(_: Reader, services: ServicesDep,
     from ouroboros.interfaces.cli.telemetry import finding_dict
 
     moment = (now if now.tzinfo else now.replace(tzinfo=UTC)) if now else datetime.now(UTC)
+    if not 1971 <= moment.year <= 9000:  # as `ouro telemetry eval --now`: the window
+        # before 0001-01-01 (or after 9999) does not exist
+        raise ApiError(422, "invalid_request",
+                       f"now {moment.isoformat()} is outside the years 1971 to 9000")
     found = analyse(services.telemetry(), moment, Thresholds(window_hours=window_hours))
     return json_response({"now": moment.isoformat(), "findings": [finding_dict(f) for f in found]})
