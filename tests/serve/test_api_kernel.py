@@ -312,6 +312,24 @@ def test_deep_huge_and_encoded_bodies_are_refused(agent: httpx.Client) -> None:
     assert agent.get("/api/v1/whoami").status_code == 200  # still serving
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-protobuf",
+                                          "application/x-www-form-urlencoded"])
+def test_a_deep_envelope_under_another_content_type_is_400_not_a_crash(
+        agent: httpx.Client, content_type: str) -> None:
+    """The depth guard reads only JSON-typed bodies, but /patches parses any body as JSON:
+    a deep one under another type was a RecursionError and a 500."""
+    before = len(agent.get("/api/v1/log", params={"limit": 1000}).json())
+    for deep in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        r = agent.post("/api/v1/patches", content=deep, headers={"Content-Type": content_type})
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["code"] == "invalid_patch"
+        assert error["message"].startswith("envelope is not valid JSON: ")
+        assert "nest" in error["message"]
+    assert len(agent.get("/api/v1/log", params={"limit": 1000}).json()) == before
+    assert agent.get("/api/v1/verify").json()["ok"] is True
+
+
 def raw_request(base_url: str, data: bytes) -> bytes:
     """Bytes on a socket, for requests a well-behaved client refuses to send."""
     import socket

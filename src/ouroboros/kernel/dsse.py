@@ -85,6 +85,8 @@ def envelope_from_json(text: str | bytes) -> Envelope:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidPatch(f"envelope is not valid JSON: {e}") from e
+    except RecursionError:  # whatever the body claimed to be: refused, not a crash
+        raise InvalidPatch("envelope is not valid JSON: it nests too deeply") from None
     return envelope_from_dict(data)
 
 
