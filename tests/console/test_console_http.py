@@ -168,6 +168,22 @@ def test_bad_tokens_and_forged_login_forms_are_refused(live: LiveServer) -> None
         assert r.status_code == 403 and "ouro_console=" not in r.headers.get("set-cookie", "")
 
 
+def test_a_login_nonce_cookie_of_other_digits_is_refused_not_a_crash(
+        live: LiveServer) -> None:
+    """'²' (byte B2 read as Latin-1) passes str.isdigit() but not int(): a login cookie
+    made of such digits was a ValueError and a 500."""
+    good = live.token("login-user-digits", "read")
+    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+        mac = login_mac(c.get("/login").text)
+        for cookie in (b"\xb2.x", b"\xb9\xb2\xb3.abc", "\u0663".encode() + b".x"):
+            r = c.post("/login", content=f"login={mac}&token={good}".encode(),
+                       headers={"Content-Type": "application/x-www-form-urlencoded",
+                                "Cookie": b"ouro_console_login=" + cookie})
+            assert r.status_code == 403, (cookie, r.status_code, r.text[:300])
+            assert "the login form expired or came from another page" in r.text
+            assert "ouro_console=" not in r.headers.get("set-cookie", "")
+
+
 def test_next_never_leaves_the_console(live: LiveServer) -> None:
     token = live.token("login-user3", "read")
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example",

@@ -131,7 +131,8 @@ class SessionStore:
         if not cookie or not presented or len(cookie) > 128 or len(presented) > 128:
             return False
         issued, _, _ = cookie.partition(".")
-        if not issued.isdigit() or time.time() - int(issued) > LOGIN_NONCE_TTL:
+        if not (issued.isascii() and issued.isdigit()) \
+                or time.time() - int(issued) > LOGIN_NONCE_TTL:
             return False
         return hmac.compare_digest(self._login_mac(cookie).encode(),
                                    presented.encode("utf-8", "surrogatepass"))
