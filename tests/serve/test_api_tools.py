@@ -83,6 +83,28 @@ def test_a_failing_tool_and_a_limit_are_422_and_the_server_lives_on(
     assert agent.post("/api/v1/tools/sum_ints/run", json={"input": [2]}).json()["output"] == 2
 
 
+@pytest.mark.parametrize("raw,problem", [
+    (b'{"input": ["\\ud800"]}', "contains a lone surrogate"),
+    (b'{"input": {"\\udfff": 1}}', "contains a lone surrogate"),
+    (b'{"input": [NaN]}', "holds nan, which is not a JSON number"),
+    (b'{"input": [123456789012345678901234567890]}', "outside ±2^53-1"),
+])
+def test_an_input_json_cannot_hold_is_400_as_in_the_cli_and_mcp(
+        agent: httpx.Client, raw: bytes, problem: str) -> None:
+    """The CLI, the console and MCP parse a run's input strictly; the API took anything
+    Python's json reads: a lone surrogate crashed the schema check (a 500), NaN became
+    null, a huge integer wrapped around in the tool. Refused before the tool runs."""
+    uses = agent.get("/api/v1/tools/sum_ints").json()["metrics"]["uses"]
+    r = agent.post("/api/v1/tools/sum_ints/run", content=raw,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "bad_request"
+    assert r.json()["error"]["message"].startswith("the input ")
+    assert problem in r.json()["error"]["message"]
+    assert agent.get("/api/v1/tools/sum_ints").json()["metrics"]["uses"] == uses
+    assert agent.post("/api/v1/tools/sum_ints/run", json={"input": [2]}).json()["output"] == 2
+
+
 @pytest.mark.parametrize("path,body,status", [
     ("/api/v1/tools/..%2F..%2Fetc/run", {"input": 1}, (404, 422)),
     ("/api/v1/tools/Sum_Ints/run", {"input": 1}, (422,)),

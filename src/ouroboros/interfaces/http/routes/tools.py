@@ -108,6 +108,9 @@ def describe_tool(name: ToolName, _: Reader, services: ServicesDep,
              summary="Run a tool on one JSON input in the sandbox (ouro tool run)")
 def run_tool(name: ToolName, body: schemas.RunRequest, _: Submitter,
              services: ServicesDep) -> Response:
+    from ouroboros.interfaces.json_input import check_parsed
+
+    check_parsed(body.input, "the input")  # as the CLI, console and MCP: 400, not a crash
     with services.lease() as lease:
         store = lease.skills()
         base = store.limits
