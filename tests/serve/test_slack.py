@@ -119,6 +119,22 @@ def test_forged_stale_replayed_and_oversized_requests_decide_nothing(live: LiveS
     assert status_of(live, pid) == "pending"
 
 
+def test_a_timestamp_of_latin1_digits_is_401_not_a_crash(live: LiveServer) -> None:
+    """Bytes B9 B2 B3 read as Latin-1 are '¹²³': str.isdigit() says yes, int() raises. An
+    unsigned request with such a timestamp was a 500 (before any signature check)."""
+    pid = propose(live.home, "Document superscripts")
+    body = form(f"approve {pid}", "mallory")
+    good = headers(body)
+    for stamp in (b"\xb9\xb2\xb3", b"\xb2" * 10):
+        with live.client() as c:
+            r = c.post(PATH, content=body, headers={**good, "X-Slack-Request-Timestamp": stamp})
+        assert r.status_code == 401, (stamp, r.status_code, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "unauthorized"
+        assert error["message"] == "missing or malformed timestamp"
+    assert status_of(live, pid) == "pending"
+
+
 def raw_post(live: LiveServer, body: bytes, hdrs: dict[str, str]) -> Any:
     import socket
 

@@ -78,7 +78,7 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float,
         return "body too large"
     timestamp = _header(headers, "X-Slack-Request-Timestamp").strip()
     given = _header(headers, "X-Slack-Signature").strip()
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         return "missing or malformed timestamp"
     if abs(now - int(timestamp)) > max_skew_s:
         return "stale timestamp"
