@@ -64,6 +64,34 @@ def test_a_foreign_host_header_is_refused(live: LiveServer) -> None:
     assert r.json()["error"]["code"] == "bad_host"
 
 
+@pytest.mark.parametrize("hosts", [(b"attacker.example", b"127.0.0.1"),
+                                   (b"127.0.0.1", b"attacker.example"),
+                                   (b"127.0.0.1", b"localhost")])
+def test_a_request_with_two_host_headers_is_refused(live: LiveServer,
+                                                    hosts: tuple[bytes, bytes]) -> None:
+    """RFC 9112 3.2: more than one Host is a 400. The guard checked the last one while the
+    routes (and the console's origin check) read the first: a foreign name first and a
+    loopback name last was served."""
+    import socket
+
+    host, port = live.url.removeprefix("http://").split(":")
+    token = live.token("reader", "read").encode()
+    request = (b"GET /api/v1/whoami HTTP/1.1\r\nHost: " + hosts[0] + b"\r\nHost: " + hosts[1]
+               + b"\r\nAuthorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    assert httpx.Response(400, content=body).json()["error"] == {
+        "code": "bad_host", "message": "the request has more than one Host header",
+        "hint": "send one Host header"}
+    with live.client(live.token("reader", "read")) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+
+
 def test_a_body_over_the_cap_is_413_before_it_is_read(live: LiveServer) -> None:
     with live.client(live.token("reader", "read")) as c:
         r = c.post("/api/v1/whoami", content=b"x" * (2 << 20),

@@ -83,6 +83,11 @@ class InputGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         limits = self.limits
+        if sum(1 for k, _ in scope.get("headers", []) if k.lower() == b"host") > 1:
+            # RFC 9112 3.2; the check below would read the last, the routes the first
+            await error_response(400, "bad_host", "the request has more than one Host "
+                                 "header", "send one Host header")(scope, receive, send)
+            return
         if limits.allowed_hosts is not None:
             host = host_name(headers.get("host", ""))
             if host not in limits.allowed_hosts:
