@@ -343,6 +343,38 @@ def test_http_a_session_answers_only_the_token_that_opened_it(live: LiveServer) 
         assert r.status_code == 404  # as if the session did not exist
 
 
+def test_http_one_token_cannot_take_every_session(home: Path) -> None:
+    """The SDK caps open sessions for the whole server (10,000, 30 min idle); one read
+    token opening sessions in a loop filled them, and every other token's `initialize`
+    was a 503 until they idled out. Each token now has its own share: past it, 429 with
+    the error shape; the token's open sessions still answer, an ended one frees a place,
+    and other tokens are unaffected."""
+    server = start(home, "--no-scheduler", env={"OURO_MCP_SESSIONS_PER_TOKEN": "3"})
+    try:
+        with server.client(server.token("mcp-hog", "read")) as hog:
+            sessions = [_initialize(hog) for _ in range(3)]
+            r = hog.post("/mcp", headers={"Accept": "application/json, text/event-stream"},
+                         json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                             "protocolVersion": "2025-11-25", "capabilities": {},
+                             "clientInfo": {"name": "raw", "version": "0"}}})
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["code"] == "too_many_sessions"
+            assert "3 open MCP sessions" in r.json()["error"]["message"]
+            assert "mcp-session-id" not in r.headers
+            headers = {"Accept": "application/json, text/event-stream",
+                       "mcp-session-id": sessions[0]}
+            listed = hog.post("/mcp", headers=headers,
+                              json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+            assert listed.status_code == 200 and "result" in listed.json()
+            assert hog.delete("/mcp", headers=headers).status_code == 200
+            _initialize(hog)  # the ended session's place
+        with server.client(server.token("mcp-other", "read")) as other:
+            _initialize(other)
+    finally:
+        code, err = server.stop()
+        assert code == 0 and "Traceback" not in err, err
+
+
 def test_http_a_call_is_answered_with_one_json_body(live: LiveServer) -> None:
     """JSON response mode: a POST's answer is the JSON-RPC response itself (no SSE stream),
     so a plain HTTP client that accepts only JSON can drive the server."""

@@ -25,24 +25,48 @@ from ouroboros.interfaces.http.tokens import Principal, Role
 PATH = "/mcp"
 #: Seconds between checks for new tool versions (tests shorten it).
 POLL_ENV = "OURO_MCP_POLL"
+#: Sessions one token may hold open at once (the SDK's cap, 10,000, is for the whole
+#: server: one token must not be able to take them all). Tests lower it.
+SESSIONS_PER_TOKEN_ENV = "OURO_MCP_SESSIONS_PER_TOKEN"
+SESSIONS_PER_TOKEN = 256
 
 
 class _Session:
-    """Puts the token in the SDK's terms, so it binds each session to the token that made it."""
+    """Puts the token in the SDK's terms, so it binds each session to the token that made it,
+    and refuses a new session to a token holding ``per_token`` open ones."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, manager: Any, per_token: int) -> None:
         self.app = app
+        self.manager = manager
+        self.per_token = per_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
         from mcp.server.auth.provider import AccessToken
 
+        from ouroboros.interfaces.http.errors import error_response
+
         principal: Principal | None = scope.get("ouro.principal")
         if principal is not None:
+            opening = scope.get("method") == "POST" and not any(
+                name == b"mcp-session-id" for name, _ in scope.get("headers", []))
+            if opening and self._open(principal) >= self.per_token:
+                await error_response(
+                    429, "too_many_sessions", f"token {principal.name!r} holds "
+                    f"{self.per_token} open MCP sessions, the most one token may",
+                    "reuse a session, end those you no longer need (DELETE /mcp with "
+                    "their Mcp-Session-Id) or let them idle out")(scope, receive, send)
+                return
             scope["user"] = AuthenticatedUser(AccessToken(
                 token=principal.token_id, client_id=principal.token_id,
                 scopes=[principal.role.value]))
         await self.app(scope, receive, send)
+
+    def _open(self, principal: Principal) -> int:
+        """The sessions this token opened that are still open (the SDK forgets a session's
+        owner when the session ends)."""
+        owners = self.manager._session_owners.values()
+        return sum(1 for owner in owners if owner["client_id"] == principal.token_id)
 
 
 def _caller(ctx: Any) -> Principal:
@@ -76,8 +100,9 @@ def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextMa
     # `subscriptions/listen` is answered as a stream whatever this says.
     manager = StreamableHTTPSessionManager(app=mcp.server, max_request_body_size=1 << 20,
                                            json_response=True)
-    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager)), services.tokens, Role.read,
-                          services.limiter)
+    per_token = int(os.environ.get(SESSIONS_PER_TOKEN_ENV, SESSIONS_PER_TOKEN))
+    endpoint = BearerASGI(_Session(StreamableHTTPASGIApp(manager), manager, max(1, per_token)),
+                          services.tokens, Role.read, services.limiter)
     # a Route, not a mount: a mount answers "/mcp" with a redirect to "/mcp/"; first, so
     # a call is not matched against every API route before it (one exact path, no clash)
     app.router.routes.insert(0, Route(PATH, endpoint=endpoint))
