@@ -100,6 +100,30 @@ def test_a_body_over_the_cap_is_413_before_it_is_read(live: LiveServer) -> None:
     assert r.json()["error"]["code"] == "payload_too_large"
 
 
+@pytest.mark.parametrize("tail", [b'"\\' * 480_000, b'"a\\"' * 240_000, b'"' + b"\\a" * 480_000])
+def test_an_unterminated_string_does_not_stall_the_depth_check(live: LiveServer,
+                                                               tail: bytes) -> None:
+    """The depth check strips strings with a regex; a string that never closes failed
+    it and the search retried from every later quote: quadratic, on the event loop, before
+    any token is checked. 64 kB of `"\\` stalled every request for 13 s; 1 MB for most of an
+    hour. Now refused as fast as any body, and other requests are answered meanwhile."""
+    import threading
+    import time
+
+    body = b"[" * 65 + tail
+    answers: list[httpx.Response] = []
+    attack = threading.Thread(target=lambda: answers.append(httpx.post(
+        live.url + "/api/v1/health", content=body, timeout=60.0)))
+    attack.start()
+    started = time.monotonic()
+    with live.client() as c:
+        assert c.get("/api/v1/health").status_code == 200
+    attack.join(timeout=60.0)
+    assert time.monotonic() - started < 10.0
+    assert answers and answers[0].status_code == 400, answers
+    assert answers[0].json()["error"]["code"] == "too_deep"
+
+
 def test_the_server_keeps_serving_after_bad_requests(live: LiveServer) -> None:
     with httpx.Client(base_url=live.url) as c:
         assert c.get("/api/v1/health").status_code == 200

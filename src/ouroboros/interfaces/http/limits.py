@@ -23,7 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ouroboros.interfaces.http.errors import error_response
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string that never closes runs to the end of the body: a parser reads what follows as
+# its text too (and stops there with an error); were it left unmatched, the search would
+# retry from every later quote, quadratic in the body.
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
