@@ -24,9 +24,10 @@ EXAMPLES = 20
 #: Operations whose well-formed input may still be refused on its meaning, with a
 #: documented status: a gate rejects an envelope (422 outcome), a tool fails on its input
 #: (422), bytes are not an OTLP message (400), a consistency proof from a larger tree to a
-#: smaller one (400). Every other check still applies to them.
+#: smaller one (400), findings at a `now` outside the years 1971 to 9000 (422: the window
+#: would leave the calendar). Every other check still applies to them.
 SEMANTIC = re.compile(r"^(POST (/api/v1/patches|/api/v1/pending/.*|/api/v1/tools/\{name\}/run"
-                      r"|/v1/(traces|logs))|GET /api/v1/proofs/consistency)$")
+                      r"|/v1/(traces|logs))|GET /api/v1/(proofs/consistency|telemetry/findings))$")
 
 
 @pytest.fixture(scope="module")

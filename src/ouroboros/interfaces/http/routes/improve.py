@@ -116,7 +116,8 @@ def reject_proposal(ident: ProposalId, body: schemas.RejectProposalRequest,
             summary="The stability analysis over stored telemetry (ouro telemetry eval)")
 def findings(_: Reader, services: ServicesDep,
              window_hours: Annotated[float, Query(ge=1.0, le=24 * 90)] = 24.0,
-             now: Annotated[datetime | None, Query(description="ISO 8601; default now")]
+             now: Annotated[datetime | None, Query(description="ISO 8601, in the years 1971 "
+                                                                "to 9000; default now")]
              = None) -> Response:
     from ouroboros.capabilities.improve.analysis import Thresholds
     from ouroboros.capabilities.improve.analysis.workspace import findings as analyse
