@@ -7,7 +7,6 @@ are dropped rather than mixed in.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..embedding import Embedder
 from .documents import display_line
-from .vectors import _FILES, FileVectorStore, IndexEntry, RetrievalError
+from .vectors import FileVectorStore, IndexEntry, RetrievalError, discard_files
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +26,16 @@ log = logging.getLogger(__name__)
 #: once the cause is mended; a model that cannot load stays off (retrying costs a rebuild).
 RETRY_SECONDS = 60.0
 _now = time.monotonic
+#: What a cache's own files can raise (a directory or a dangling name planted among them,
+#: a full disk, garbage in them): the cache goes off, the search goes on.
+FILE_ERRORS = (RetrievalError, OSError, ValueError)
 
 
 class LineVectors:
     """Display-line vectors of tools by one model (`make_embedder` is called on first use,
     unless an embedder is given)."""
+
+    what = "vector cache"  # how the log names it
 
     def __init__(self, root: Path, embedder: Embedder | None,
                  make_embedder: Callable[[], Embedder]) -> None:
@@ -43,7 +47,6 @@ class LineVectors:
         self._unfit: tuple[int, set[str]] = (-1, set())  # store generation, tools with bad rows
         self.error: str | None = None  # why this cache is off, if it is
         self._retry_at: float | None = None  # when to try it again (None: not before restart)
-        self.what = "vector cache"  # how the log names it
 
     def switch_off(self, e: Exception, *, for_good: bool) -> None:
         """Stop using this cache and say why (once per failure); unless ``for_good``, try
@@ -81,7 +84,7 @@ class LineVectors:
                 store = FileVectorStore(self.root)
             except RetrievalError as e:  # a torn or altered manifest: only a cache, start again
                 log.warning("dropping %s: %s", self.root, e)
-                _drop(self.root)
+                discard_files(self.root)
                 store = FileVectorStore(self.root)
             if store.model_id not in (None, self.embedder.model_id) or \
                     (store.model_id is not None and store.dim != self.embedder.dim):
@@ -117,13 +120,3 @@ class LineVectors:
                           for e, t in zip(missing, texts, strict=True)],
                          self.embedder.embed_documents(texts), self.embedder.model_id)
 
-
-def _drop(root: Path) -> None:
-    """Delete a store's files (under its writers' lock) when they cannot even be opened."""
-    with open(root / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            for name in _FILES:
-                (root / name).unlink(missing_ok=True)
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..embedding import Embedder, Matrix, default_embedder
 from .hubs import HUB_WEIGHT, hub_scores
-from .linevectors import LineVectors
-from .vectors import IndexEntry, RetrievalError
+from .linevectors import FILE_ERRORS, LineVectors
+from .vectors import IndexEntry
 
 RERANK_DEPTH = 50  # tuning half: recall@5 +0.3 (full) / +0.4 (deep) points over 30
 
@@ -31,9 +31,10 @@ RERANK_DEPTH = 50  # tuning half: recall@5 +0.3 (full) / +0.4 (deep) points over
 class Reranker(LineVectors):
     """e5 cosine over candidate tools, with the tools' e5 vectors cached on disk."""
 
+    what = "e5 re-ranker"
+
     def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
         super().__init__(root, embedder, default_embedder)
-        self.what = "e5 re-ranker"
 
     def vectors(self, entries: Sequence[IndexEntry]) -> Matrix:
         """e5 passage vectors of the entries' display lines (computed once per version)."""
@@ -52,7 +53,7 @@ class Reranker(LineVectors):
         once, and is tried again after `RETRY_SECONDS`."""
         try:
             vectors = self.vectors(entries)
-        except (RetrievalError, OSError, ValueError) as e:
+        except FILE_ERRORS as e:
             self.switch_off(e, for_good=False)
             return None
         out: Matrix = (vectors @ query_vector - HUB_WEIGHT * hub_scores(vectors, probes)

@@ -23,13 +23,11 @@ import numpy as np
 
 from ..embedding import Embedder, EmbeddingError, Matrix
 from .hubs import HUB_WEIGHT, hub_scores, probe_matrix
-from .linevectors import LineVectors
-from .vectors import IndexEntry, RetrievalError
+from .linevectors import FILE_ERRORS, LineVectors
+from .vectors import IndexEntry
 
-# what the stage's own files can raise (a directory or a dangling name planted in
-# `<index>/minilm/`, a full disk, a model that fails mid-call): the stage goes off, the
-# search goes on
-_STAGE_ERRORS = (EmbeddingError, RetrievalError, OSError, ValueError)
+# its files failing, or a model that fails mid-call: the stage goes off, the search goes on
+_STAGE_ERRORS = (EmbeddingError, *FILE_ERRORS)
 
 
 def _default_minilm() -> Embedder:
@@ -40,11 +38,12 @@ def _default_minilm() -> Embedder:
 class SemanticStage(LineVectors):
     """MiniLM scores of every live tool for a query, with the tools' vectors on disk."""
 
+    what = "semantic stage"
+
     def __init__(self, root: Path, embedder: Embedder | None = None) -> None:
         super().__init__(root, embedder, _default_minilm)
         self._view: tuple[int, Matrix, Matrix] | None = None  # generation, vectors, penalty
         self._probes: Matrix | None = None
-        self.what = "semantic stage"
 
     @property
     def available(self) -> bool:

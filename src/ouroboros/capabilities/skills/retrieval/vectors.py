@@ -152,6 +152,29 @@ Signature = tuple[tuple[int, int, int], ...]
 _FILES = ("entries.jsonl", "vectors.f32", "manifest.json")
 
 
+@contextmanager
+def _writers_lock(root: Path) -> Iterator[None]:
+    """The advisory exclusive lock on `root/.lock` that orders a store's writers."""
+    with open(root / ".lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _unlink_files(root: Path) -> None:
+    for name in _FILES:
+        (root / name).unlink(missing_ok=True)
+
+
+def discard_files(root: Path) -> None:
+    """Delete a store's files under its writers' lock, for a store whose files cannot even
+    be opened (a torn manifest: only a cache, to be made again)."""
+    with _writers_lock(root):
+        _unlink_files(root)
+
+
 class _RowsReader:
     """The reading half of a `VectorStore` over one published `_Rows` (``self._rows``):
     the same for every place rows are kept."""
@@ -288,8 +311,7 @@ class FileVectorStore(_RowsReader):
     def clear(self) -> None:
         """Forget every row (before a re-embedding with another model)."""
         with self.locked():
-            for name in _FILES:
-                (self.root / name).unlink(missing_ok=True)
+            _unlink_files(self.root)
             self._rows = self._read()
 
     @contextmanager
@@ -298,12 +320,8 @@ class FileVectorStore(_RowsReader):
         advisory exclusive lock on `.lock`)."""
         with self._mutex:
             self.root.mkdir(parents=True, exist_ok=True)
-            with open(self.root / ".lock", "a+b") as f:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            with _writers_lock(self.root):
+                yield
 
     # -- internals ----------------------------------------------------------------------
     def _next_generation(self) -> int:
