@@ -19,7 +19,6 @@ dies keeps them; a machine that loses power may lose its last seconds of them.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+from ouroboros.storage.files import flocked
 
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
 
@@ -130,9 +131,8 @@ def _spool(path: Path, name: str, current: _SpooledSpan, start: int, end: int) -
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(8):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)  # a drainer renames the file under LOCK_EX
+            # Shared: a drainer renames the file under its exclusive lock.
+            with flocked(path, shared=True, flags=os.O_WRONLY | os.O_APPEND | os.O_CREAT) as fd:
                 try:
                     now = os.stat(path)
                 except FileNotFoundError:
@@ -142,7 +142,5 @@ def _spool(path: Path, name: str, current: _SpooledSpan, start: int, end: int) -
                     continue  # a drainer took this file meanwhile: write to the new one
                 os.write(fd, line)  # one write of one short line: whole, under O_APPEND
                 return
-            finally:
-                os.close(fd)  # releases the lock
     except OSError:
         pass

@@ -25,7 +25,7 @@ from pathlib import Path
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.keys import Signer
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier
-from ouroboros.storage.files import read_note, rewrite_unless_newer, write_new
+from ouroboros.storage.files import read_note, read_small, rewrite_unless_newer, write_new
 from ouroboros.storage.ledger import LedgerBackend
 
 ORIGIN_PREFIX = "ouroboros/ledger/"
@@ -68,10 +68,16 @@ class Witness:
         if not self.root.is_dir():
             raise UsageError(f"witness path {self.root} is not a directory")
         try:
-            known = self.vkey_path.read_text().strip()
-        except FileNotFoundError:
-            write_new(str(self.vkey_path), (verifier.vkey() + "\n").encode())
+            raw = read_small(self.vkey_path, 1 << 12)
+        except OSError as e:
+            raise UsageError(f"witness {self.root}: {e}") from None
+        if raw is None:
+            try:
+                write_new(str(self.vkey_path), (verifier.vkey() + "\n").encode())
+            except OSError as e:
+                raise UsageError(f"witness {self.root}: {e}") from None
             return
+        known = raw.decode(errors="replace").strip()
         if known != verifier.vkey():
             raise IntegrityError(f"witness {self.root} knows this log under another key "
                                  f"({known[:60]}…): it was re-created or is being impersonated")
@@ -104,9 +110,12 @@ def read_checkpoints(backend: LedgerBackend, witnesses: Sequence[Witness],
         out.append(_read_one(source, read, verifier))
     for w in witnesses:
         try:
-            known = w.vkey_path.read_text().strip()
-        except FileNotFoundError:
+            raw = read_small(w.vkey_path, 1 << 12)
+        except OSError as e:
+            raise IntegrityError(f"witness {w.root}: {e}") from None
+        if raw is None:
             continue
+        known = raw.decode(errors="replace").strip()
         if known != verifier.vkey():
             raise IntegrityError(f"witness {w.root} knows this log under another key: the "
                                  "ledger's runtime key changed (a replaced workspace?)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.kernel.errors import UsageError, WorkspaceMissing
+from ouroboros.storage.files import replace_file
 
 CONFIG_NAME = "workspace.json"
 
@@ -72,6 +73,5 @@ class Workspace:
         return ws
 
     def save(self) -> None:
-        tmp = self.home / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.home / CONFIG_NAME)
+        replace_file(self.home / CONFIG_NAME,
+                     json.dumps(self.config, indent=2, sort_keys=True) + "\n")

@@ -20,12 +20,23 @@ then never survive a power loss that the events it vouches for did not.
 Where writers publish after their commit and outside the ledger's lock (PostgreSQL), two
 of them can arrive in either order; ``rewrite_unless_newer`` keeps a checkpoint from
 moving back: it compares tree sizes under a lock and leaves a newer checkpoint alone.
+
+Every file the runtime creates or locks by name is opened here (``open_regular``,
+``flocked``): whoever can add entries to a directory the runtime writes (a witness on a
+shared mount, an index folder) could otherwise plant a symbolic link under the expected
+name and have the runtime create, truncate or overwrite the link's target with its own
+rights, or a FIFO that blocks a reader for ever. No link is followed and nothing but a
+regular file is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import stat
+from collections.abc import Iterator
 
 try:
     import fcntl
@@ -38,20 +49,111 @@ _SIZE_LINE = re.compile(rb"[^\n]*\n(0|[1-9][0-9]{0,18})\n")
 #: The most of a checkpoint file read back (a signed note is a few hundred bytes).
 MAX_NOTE = 1 << 20
 
+_GUARD = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO opens, not waits
+
+
+class UnsafeFile(OSError):
+    """A link or special file where the runtime expected its own regular file; its
+    ``strerror`` names the path (callers often show only that)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that follows no symbolic link in the last component and returns only a
+    regular file's descriptor; the refusal is an ``OSError`` naming the path."""
+    try:
+        fd = os.open(path, flags | _GUARD, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeFile(errno.ELOOP, f"{os.fspath(path)} is a symbolic link; the runtime "
+                             "does not follow links where it writes or locks (remove it)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is not a regular file (remove it)")
+    return fd
+
+
+def regular_opener(path: str, flags: int) -> int:
+    """``open(path, mode, opener=regular_opener)``: the built-in ``open`` through
+    ``open_regular`` (0644 before the umask, as ``open`` creates files)."""
+    return open_regular(path, flags, 0o644)
+
+
+@contextlib.contextmanager
+def flocked(path: str | os.PathLike[str], *, shared: bool = False,
+            flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o600) -> Iterator[int]:
+    """Hold ``flock`` on ``path`` (a lock file, or a log appended under its own lock:
+    ``flags``; created if missing) for the block; yields the descriptor. The lock goes
+    with the descriptor, released by the close."""
+    fd = open_regular(path, flags, mode)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> bytes | None:
+    """At most ``limit`` bytes (all with None) of a regular file, None when there is none."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if limit is None:
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return fh.read()
+        out = bytearray()
+        while len(out) < limit:
+            chunk = os.read(fd, limit - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False,
+                 mode: int = 0o644) -> None:
+    """Replace ``path`` whole by writing ``<path>.tmp`` and renaming it over: readers see
+    the old or the new file, never half of one. A leftover temporary file (a crash, or a
+    planted link) is removed, never written through; ``durable`` fsyncs before the rename."""
+    tmp = os.fspath(path) + ".tmp"
+    create_new(tmp, data, durable=durable, mode=mode)
+    os.replace(tmp, path)
+
+
+def create_new(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False,
+               mode: int = 0o644) -> None:
+    """Write ``data`` to a new file ``path``; whatever was there (a leftover temporary
+    file, a planted link) is removed first, never written through."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data.encode() if isinstance(data, str) else data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def read_note(path: str) -> bytes | None:
     """A checkpoint file's bytes (at most ``MAX_NOTE``), None when there is none; the
     caller holds whatever lock orders it with the writers."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(MAX_NOTE)
-    except FileNotFoundError:
-        return None
+    return read_small(path, MAX_NOTE)
 
 
 def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
     """Write ``data`` at offset 0 of ``path`` (created if missing), cut any longer tail."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         os.pwrite(fd, data, 0)
         if os.fstat(fd).st_size > len(data):
@@ -76,12 +178,12 @@ class InPlaceFile:
     def rewrite(self, data: bytes, *, durable: bool) -> None:
         fd = self._fd
         if fd is None:
-            fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         st = os.fstat(fd)
         if st.st_nlink == 0:
             os.close(fd)
             self._fd = None
-            fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             st = os.fstat(fd)
         os.pwrite(fd, data, 0)
         if st.st_size > len(data):
@@ -97,14 +199,7 @@ class InPlaceFile:
 
 def write_new(path: str, data: bytes) -> None:
     """Create ``path`` with ``data`` durably (once-only files such as a verifier key)."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_file(path, data, durable=True)
 
 
 def tree_size(note: bytes) -> int:
@@ -120,7 +215,7 @@ def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = 
     ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
     rewritten in place, so always the same inode); ``False`` when the caller already holds
     a lock that orders them."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if lock and fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close

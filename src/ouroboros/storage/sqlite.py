@@ -13,7 +13,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.files import InPlaceFile, read_note
+from ouroboros.storage.files import InPlaceFile, read_note, regular_opener
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -89,7 +89,8 @@ class SQLiteLedger:
         self._lock = threading.Lock()
         # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
         # a millisecond and more, while a blocked flock wakes the moment it is released.
-        self._writer_lock = open(self.path + ".lock", "a+b")  # noqa: SIM115 - lives with self
+        self._writer_lock = open(self.path + ".lock", "a+b",  # noqa: SIM115 - lives with self
+                                 opener=regular_opener)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
         # 8 KiB pages: an event (about 1.2-1.6 KB) packs 5 to a page instead of 2 to a

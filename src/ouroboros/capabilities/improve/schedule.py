@@ -24,10 +24,8 @@ for cron). A host gives a `JobHost` (its home, settings, a runtime, the telemetr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.settings import check_schedule, crontab_of, interval_seconds
+from ouroboros.storage.files import flocked, replace_file
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -175,13 +174,11 @@ class JobRecords:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_suffix(".lock"), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with self._lock, flocked(self.path.with_suffix(".lock"), mode=0o644):
             jobs = self.read()
             yield jobs
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"version": 1, "jobs": jobs}, indent=2, sort_keys=True))
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps({"version": 1, "jobs": jobs}, indent=2,
+                                               sort_keys=True))
 
     def started(self, name: str, at: datetime) -> None:
         with self._locked() as jobs:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.kernel import canonical_bytes, hash_bytes
+from ouroboros.storage.files import create_new
 
 from .blobs import blob_hash
 from .builders import Built
@@ -58,7 +59,7 @@ def default_runtimes() -> Runtimes:
 def write_bytes(path: Path, data: bytes) -> None:
     """Temporary file then rename: a reader sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_bytes(data)
+    create_new(tmp, data)
     os.replace(tmp, path)
 
 

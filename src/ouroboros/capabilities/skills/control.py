@@ -9,10 +9,8 @@ instead of regeneration, and this is where that is measured.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from ouroboros.capabilities import tracing
 from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
+from ouroboros.storage.files import flocked, replace_file
 
 from .authoring import AuthoringFailed, ToolAuthor
 from .errors import SkillError
@@ -210,14 +209,12 @@ class SolveStats:
 
     def bump(self, outcome: str) -> dict[str, int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_suffix(".lock"), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # other processes solve too
+        # Other processes solve too.
+        with self._lock, flocked(self.path.with_suffix(".lock"), mode=0o644):
             stats = self.read()
             stats["tasks"] += 1
             stats[outcome] = stats.get(outcome, 0) + 1
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(stats, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps(stats, sort_keys=True))
             return stats
 
     @staticmethod

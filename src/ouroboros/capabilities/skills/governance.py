@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ouroboros.kernel import PatchType, TestContext, TestOutcome
+from ouroboros.storage.files import replace_file
 
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
@@ -304,9 +305,7 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, final)
     head.parent.mkdir(parents=True, exist_ok=True)
-    tmp_head = head.with_name(".HEAD.tmp")
-    tmp_head.write_text(value["fingerprint"])
-    os.replace(tmp_head, head)
+    replace_file(head, value["fingerprint"])
 
 
 def attach_tools(

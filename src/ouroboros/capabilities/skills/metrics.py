@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ouroboros.storage.files import flocked, open_regular
+
 WINDOW = 200
 
 
@@ -104,8 +106,8 @@ class _Appender:
             return fds
         if len(self._fds) >= self.LIMIT:
             self.close()
-        lock_fd = os.open(version_dir / ".lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                          | os.O_CLOEXEC, 0o644)
+        lock_fd = open_regular(version_dir / ".lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                               0o644)
         try:
             log_fd = _open_log(version_dir)
         except BaseException:
@@ -126,8 +128,7 @@ class _Appender:
 
 
 def _open_log(version_dir: Path) -> int:
-    return os.open(version_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                   0o644)
+    return open_regular(version_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 _APPENDER = _Appender()
@@ -157,9 +158,5 @@ def fold(version_dir: Path, write_meta: Any) -> dict[str, Any]:
 
 @contextmanager
 def locked(version_dir: Path, shared: bool = False) -> Iterator[None]:
-    with open(version_dir / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with flocked(version_dir / ".lock", shared=shared, mode=0o644):
+        yield

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import fcntl
 import hashlib
 import hmac
 import json
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.kernel.errors import NotFound, UsageError
+from ouroboros.storage.files import flocked
 
 TOKENS_FILE = "tokens.json"
 SERVE_DIR = "serve"
@@ -112,21 +112,17 @@ class TokenStore:
         """The entries under an exclusive lock; what the block leaves in the list is saved."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        fd = os.open(self.dir / "tokens.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(self.dir / "tokens.lock"):
             entries = list(self._read().values())
             yield entries
             self._write(entries)
-        finally:
-            os.close(fd)
 
     def _write(self, entries: list[TokenInfo]) -> None:
         data = {"version": 1, "tokens": [{**asdict(e), "role": e.role.value} for e in entries]}
         tmp = self.path.with_name(TOKENS_FILE + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
             fh.flush()

@@ -50,6 +50,7 @@ from ouroboros.kernel.settings.sources import (
     read_toml,
     validate,
 )
+from ouroboros.storage.files import create_new
 
 __all__ = [
     "FILE_NAME",
@@ -112,7 +113,7 @@ def write_setting(path: Path, key: tuple[str, ...], value: Any) -> None:
     table[key[-1]] = value
     text = tomlkit.dumps(doc)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    create_new(tmp, text)
     check = read_toml(tmp)
     try:
         validate([check] if check else [])

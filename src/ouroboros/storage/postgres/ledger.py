@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.numeric import Int8
 
-from ouroboros.storage.files import read_note, rewrite_unless_newer
+from ouroboros.storage.files import read_note, regular_opener, rewrite_unless_newer
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -157,7 +157,8 @@ class PostgresLedger:
         self._lock = threading.Lock()
         # The local checkpoint's readers and writers on this host meet on a file lock (the
         # advisory lock orders writers, but a reader does not take it).
-        self._file_lock = open(self.checkpoint_path + ".lock", "a+b")  # noqa: SIM115
+        self._file_lock = open(self.checkpoint_path + ".lock", "a+b",  # noqa: SIM115
+                               opener=regular_opener)
         try:
             self._db = _connect(url)
             self._q = _statements(self._db, url.ledger)

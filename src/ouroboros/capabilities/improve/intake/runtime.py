@@ -9,13 +9,13 @@ once. Tool runs are recorded by whoever runs the tool, through
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ouroboros.capabilities.improve.intake.spans import record_outcome_span, store_tracer
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
+from ouroboros.storage.files import replace_file
 
 if TYPE_CHECKING:
     from ouroboros.kernel import Runtime, SubmitOutcome
@@ -89,9 +89,7 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
         recorded += 1
     if last != since:
         store.root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cursor.with_suffix(".tmp")
-        tmp.write_text(str(last))
-        os.replace(tmp, cursor)
+        replace_file(cursor, str(last))
     return recorded
 
 

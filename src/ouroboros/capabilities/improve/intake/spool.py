@@ -18,7 +18,7 @@ read (at least once, like `runtime.collect_ledger`), never loses it.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
 import time
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ouroboros.capabilities.tracing import SPOOL_PATH
+from ouroboros.storage.files import flocked, read_small
 
 if TYPE_CHECKING:
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
@@ -95,21 +96,14 @@ def drain(store: TelemetryStore, home: Path) -> int:
     folder = spool.parent
     if not spool.exists() and not any(folder.glob("spool.*.draining")):
         return 0
-    with open(folder / LOCK, "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one drainer; released by the close
-        try:
-            fd = os.open(spool, os.O_RDONLY)
-        except FileNotFoundError:
-            fd = -1
-        if fd >= 0:
-            try:  # writers hold LOCK_SH from their check to their write
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.replace(spool, folder / f"spool.{time.time_ns()}.draining")
-            finally:
-                os.close(fd)
+    with flocked(folder / LOCK, mode=0o644):  # one drainer
+        # Writers hold LOCK_SH on the spool from their check to their write.
+        with contextlib.suppress(FileNotFoundError), flocked(spool, flags=os.O_RDONLY):
+            os.replace(spool, folder / f"spool.{time.time_ns()}.draining")
         stored = 0
         for taken in sorted(folder.glob("spool.*.draining")):
-            events = [e for e in map(_event, taken.read_bytes().split(b"\n")) if e is not None]
+            events = [e for e in map(_event, (read_small(taken, None) or b"").split(b"\n"))
+                      if e is not None]
             if events:
                 stored += store.record_many(events)
             taken.unlink()

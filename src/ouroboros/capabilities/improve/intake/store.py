@@ -14,7 +14,6 @@ writer first terminates it so that it can never glue onto a new record.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ouroboros.capabilities.improve.intake.events import (
     normalise_event,
 )
 from ouroboros.capabilities.improve.intake.sanitizer import Redactions, Sanitizer
+from ouroboros.storage.files import flocked
 
 Clock = Callable[[], datetime]
 
@@ -110,9 +110,7 @@ class TelemetryStore:
         return sum(len(lines) for lines in by_day.values())
 
     def _append_lines(self, path: Path, payload: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(path, flags=os.O_WRONLY | os.O_APPEND | os.O_CREAT) as fd:
             size = os.fstat(fd).st_size
             if size and _last_byte(path, size) != b"\n":
                 payload = b"\n" + payload  # seal a line torn by an earlier crash
@@ -121,8 +119,6 @@ class TelemetryStore:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def record(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Validates, sanitizes and stores one event from the runtime itself.

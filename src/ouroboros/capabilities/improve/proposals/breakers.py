@@ -9,12 +9,12 @@ half-written breaker.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.storage.files import replace_file
 
 REJECTIONS_TO_PAUSE = 3
 ANALYSIS_PAUSE = timedelta(hours=48)
@@ -43,9 +43,7 @@ class Breakers:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps(asdict(self.state), indent=2, sort_keys=True))
 
     # -- questions --------------------------------------------------------------------
     def halted(self) -> str | None:

@@ -10,7 +10,6 @@ drive the clock.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.storage.files import replace_file
 
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_RISE = 0.25
@@ -79,10 +79,8 @@ class Monitor:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.windows.items()}, indent=2),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.windows.items()},
+                                           indent=2))
 
     def open(self, proposal_id: str, merged_at: datetime) -> Window:
         baseline, calls = self.rate(merged_at - self.window, merged_at)

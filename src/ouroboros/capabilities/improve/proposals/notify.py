@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.storage.files import replace_file
 
 HIGH_BATCH = timedelta(hours=1)
 DIGEST_AT = time(9, 0)
@@ -124,9 +125,7 @@ class NotificationBatcher:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.queue), indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps(asdict(self.queue), indent=2))
 
     def proposal_created(self, proposal_id: str, title: str, severity: str, now: datetime,
                          pending: int) -> list[Message]:

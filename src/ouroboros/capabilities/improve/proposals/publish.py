@@ -19,6 +19,7 @@ from ouroboros.capabilities.improve.proposals.forge import Forge, ForgeError, Pu
 from ouroboros.capabilities.improve.proposals.proposal import Proposal
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
 from ouroboros.kernel.settings import DeploySettings
+from ouroboros.storage.files import replace_file
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,8 @@ class Publisher:
             self.pulls = {k: Pull(**v) for k, v in json.loads(path.read_text()).items()}
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.pulls.items()}, indent=1))
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.pulls.items()},
+                                           indent=1))
 
     # -- proposing --------------------------------------------------------------------
     def publish(self, p: Proposal, body: str) -> list[str]:

@@ -12,11 +12,9 @@ The text after the slash command is the chat grammar of :mod:`.chat`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from urllib.parse import parse_qs
 
 from ouroboros.capabilities.improve.proposals.chat import USAGE, handle_chat
 from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+from ouroboros.storage.files import flocked, replace_file
 
 MAX_BODY = 16 * 1024
 
@@ -49,8 +48,7 @@ class ReplayCache:
     def seen_before(self, sig: str, now: float, max_skew_s: int) -> bool:
         """Record ``sig``; True if it was already there (a replay)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flocked(self.path.with_suffix(".lock"), mode=0o644):
             seen: dict[str, float] = {}
             with contextlib.suppress(FileNotFoundError, ValueError):
                 seen = json.loads(self.path.read_text())
@@ -58,9 +56,7 @@ class ReplayCache:
             if sig in seen:
                 return True
             seen[sig] = now
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(seen))
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps(seen))
         return False
 
 

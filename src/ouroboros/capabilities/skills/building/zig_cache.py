@@ -19,10 +19,12 @@ builds, virtual environments and worktrees.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from ouroboros.storage.files import flocked
 
 from ..cache import cache_root
 from ..errors import BuildFailed
@@ -130,19 +132,10 @@ def ensure_pristine() -> Path:
     return pristine
 
 
-class _lock:
+def _lock(pristine: Path) -> AbstractContextManager[int]:
     """An exclusive lock on one pristine cache (across processes)."""
-
-    def __init__(self, pristine: Path) -> None:
-        pristine.parent.mkdir(parents=True, exist_ok=True)
-        self._path = pristine.parent / f".{pristine.name}.lock"
-
-    def __enter__(self) -> None:
-        self._fh = open(self._path, "w")
-        fcntl.flock(self._fh, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        self._fh.close()
+    pristine.parent.mkdir(parents=True, exist_ok=True)
+    return flocked(pristine.parent / f".{pristine.name}.lock", mode=0o644)
 
 
 def _warm_up(pristine: Path) -> None:

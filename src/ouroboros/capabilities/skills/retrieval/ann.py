@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -139,15 +140,17 @@ class AnnIndex:
     def save(self, directory: Path, tag: str) -> None:
         """Index, keys and manifest, each by rename; a reader that meets a mix rebuilds."""
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "index.usearch.tmp"
-        self.index.save(str(tmp))
-        np.save(directory / "keys.tmp.npy", self.keys)
-        manifest = {"format": FORMAT, "tag": tag, "count": len(self.keys),
-                    "dim": int(self.index.ndim)}
-        (directory / "manifest.json.tmp").write_text(json.dumps(manifest), encoding="utf-8")
-        os.replace(directory / "keys.tmp.npy", directory / "keys.npy")
-        os.replace(tmp, directory / "index.usearch")
-        os.replace(directory / "manifest.json.tmp", directory / "manifest.json")
+        # Written in a fresh private folder first: no name there can have been planted
+        # (usearch and numpy open by name and would follow a link).
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as fresh:
+            tmp = Path(fresh)
+            self.index.save(str(tmp / "index.usearch"))
+            np.save(tmp / "keys.npy", self.keys)
+            manifest = {"format": FORMAT, "tag": tag, "count": len(self.keys),
+                        "dim": int(self.index.ndim)}
+            (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+            for name in ("keys.npy", "index.usearch", "manifest.json"):
+                os.replace(tmp / name, directory / name)
 
 
 def _load(directory: Path, tag: str, dim: int) -> tuple[Any, np.ndarray[Any, Any]] | None:

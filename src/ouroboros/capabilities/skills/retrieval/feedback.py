@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import hashlib
 import json
 import math
@@ -32,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ouroboros.storage.files import flocked, replace_file
 
 if TYPE_CHECKING:  # numpy is imported where vectors are handled: crediting a run needs none
 
@@ -189,12 +190,8 @@ class UsageMemory:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".usage.lock", "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with flocked(self.root / ".usage.lock", mode=0o644):
+            yield
 
 
 def _read_lines(path: Path) -> list[dict[str, object]]:
@@ -230,9 +227,7 @@ def _append_bounded(path: Path, lines: str, keep: int) -> None:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, text)
 
 
 SERVING_OUTCOMES = ("reused", "mutated", "created")

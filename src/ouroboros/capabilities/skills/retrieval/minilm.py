@@ -20,7 +20,6 @@ rebuilt, and a build that still disagrees is an error, never a silently worse ra
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ouroboros.storage.files import flocked
 
 from ..embedding import EmbeddingError, Matrix, ProcessWide, normalise
 
@@ -265,19 +266,17 @@ def build_model(source: Path, out: Path, *, quantise: bool = True) -> None:
 def _build_lock(directory: Path) -> Iterator[bool]:
     """Whether it holds the lock: a cache this process cannot write (read-only, another
     user's) is used without one, since whoever cannot lock it cannot build there either,
-    and a build lands by one rename."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        f = (directory / ".lock").open("a")
-    except OSError:
-        yield False
-        return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # two processes starting cold build it once
+    and a build lands by one rename. A link planted as the lock is not followed (nothing is
+    created at its target) and the build goes ahead unlocked, as for a read-only cache."""
+    with contextlib.ExitStack() as held:
         try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            directory.mkdir(parents=True, exist_ok=True)
+            # Two processes starting cold build it once.
+            held.enter_context(flocked(directory / ".lock", mode=0o644))
+        except OSError:
+            yield False
+            return
+        yield True
 
 
 def _made_by_us(path: Path) -> None:

@@ -15,18 +15,19 @@ noticing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ouroboros.storage.files import UnsafeFile, create_new, flocked, replace_file
 
 from ..embedding import Matrix
 from ..ranking import top_indices
@@ -155,12 +156,8 @@ _FILES = ("entries.jsonl", "vectors.f32", "manifest.json")
 @contextmanager
 def _writers_lock(root: Path) -> Iterator[None]:
     """The advisory exclusive lock on `root/.lock` that orders a store's writers."""
-    with open(root / ".lock", "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with flocked(root / ".lock", mode=0o644):
+        yield
 
 
 def _unlink_files(root: Path) -> None:
@@ -339,36 +336,28 @@ class FileVectorStore(_RowsReader):
         entries = [IndexEntry(i, e.tool_id, e.fingerprint, e.text, e.model_id)
                    for i, e in enumerate(live)]
         tmp_v, tmp_e = self.root / "vectors.f32.tmp", self.root / "entries.jsonl.tmp"
-        for tmp in (tmp_v, tmp_e):
-            tmp.unlink(missing_ok=True)  # a link planted there would be written through
-        tmp_v.write_bytes(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-        tmp_e.write_text("".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries),
-                         encoding="utf-8")
+        create_new(tmp_v, np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+        create_new(tmp_e, "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries))
         os.replace(tmp_v, self.root / "vectors.f32")
         os.replace(tmp_e, self.root / "entries.jsonl")
         self._rows = self._read()
 
     def _start(self, model_id: str, dim: int) -> None:
         manifest = {"model_id": model_id, "dim": dim, "format": 1}
-        tmp = self.root / "manifest.json.tmp"
-        tmp.unlink(missing_ok=True)  # a link planted there would be written through
-        tmp.write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.root / "manifest.json")
+        replace_file(self.root / "manifest.json", json.dumps(manifest, sort_keys=True))
 
     def _read_shared(self) -> _Rows:
         """`_read` under a shared lock, so no writer is between a compaction's renames."""
         if not (self.root / "manifest.json").exists():
             return self._read()  # nothing to be consistent with (and no directory to lock)
-        try:
-            f = open(self.root / ".lock", "a+b")  # noqa: SIM115 - released below
-        except OSError:  # a read-only index: nobody can be writing it
-            return self._read()
-        with f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        with ExitStack() as held:
             try:
-                return self._read()
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                held.enter_context(flocked(self.root / ".lock", shared=True, mode=0o644))
+            except UnsafeFile:  # a planted link or FIFO: refused, not read around
+                raise
+            except OSError:  # a read-only index: nobody can be writing it
+                pass
+            return self._read()
 
     def _read(self) -> _Rows:
         """The files as they are now (call with a lock held: shared or exclusive)."""
