@@ -105,8 +105,9 @@ def test_a_fifo_planted_as_a_witness_copy_does_not_hang_verify(tmp_path: Path) -
         except Exception as e:
             print("refused:", type(e).__name__, e)
     """)
+    here = str(Path(files.__file__).parents[2])  # this tree's code, whatever the cwd
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, env={**os.environ, "PYTHONPATH": here})
     assert "refused: IntegrityError" in r.stdout and "not a regular file" in r.stdout, (
         r.stdout, r.stderr)
 
