@@ -666,3 +666,23 @@ def test_a_model_file_planted_by_another_user_is_not_trusted(
     assert planted.stat().st_uid == os.getuid()  # this user's own build replaced it
     assert planted.read_bytes() == model.path.read_bytes()
     assert ours.reference_check() >= M.MIN_REFERENCE_COSINE
+
+
+def test_a_huge_entries_file_is_not_read_past_its_rows(tmp_path: Path) -> None:
+    """`minilm/entries.jsonl` grown to a gigabyte (sparse, no line break) was read whole
+    on every open. Lines are read one at a time, each at most `MAX_ENTRY_LINE` long, and
+    no further than the rows the vectors file holds."""
+    import tracemalloc
+
+    clean = _hits(_index(tmp_path / "clean"))
+    _index(tmp_path / "index")
+    os.truncate(tmp_path / "index" / "minilm" / "entries.jsonl", 1 << 30)
+    tracemalloc.start()
+    try:
+        reopened = SkillIndex(tmp_path / "index", reranker=False, semantic=True)
+        assert _hits(reopened) == clean
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 160 << 20, peak
+    _healed(tmp_path / "index")

@@ -160,6 +160,26 @@ def _writers_lock(root: Path) -> Iterator[None]:
         yield
 
 
+#: The longest line of `entries.jsonl` read; a longer one reads like a torn line.
+MAX_ENTRY_LINE = 64 << 20
+
+
+def _lines(path: Path, most: int) -> Iterator[bytes]:
+    """Up to ``most`` newline-terminated lines of ``path`` (only those are complete), one
+    at a time, each at most ``MAX_ENTRY_LINE`` long: a file grown to gigabytes is never
+    read whole, and whatever follows a torn or overlong line is never read."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with f:
+        for _ in range(most):
+            line = f.readline(MAX_ENTRY_LINE + 1)
+            if not line.endswith(b"\n"):
+                return
+            yield line[:-1]
+
+
 def _unlink_files(root: Path) -> None:
     for name in _FILES:
         (root / name).unlink(missing_ok=True)
@@ -386,13 +406,10 @@ class FileVectorStore(_RowsReader):
             raise RetrievalError(f"{manifest_path} names dimension {dim}")
         vec_path = self.root / "vectors.f32"
         rows_on_disk = vec_path.stat().st_size // (4 * dim) if vec_path.exists() else 0
-        entries_path = self.root / "entries.jsonl"
-        data = entries_path.read_bytes() if entries_path.exists() else b""
-        lines = data.split(b"\n")[:-1]  # only newline-terminated lines are complete
         entries: list[IndexEntry] = []
         live: dict[str, int] = {}
         entries_bytes = 0
-        for line in lines:
+        for line in _lines(self.root / "entries.jsonl", rows_on_disk):
             try:
                 e = IndexEntry(**json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
