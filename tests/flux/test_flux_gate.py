@@ -119,3 +119,23 @@ def test_deleting_a_program_through_the_bytecode_type_is_refused(rt: Runtime) ->
                                     reasoning="drop it", author="flux", keys=["runtime"])
     assert outcome.status == "rejected" and governance.REDEFINE_TYPE in outcome.reason
     assert rt.value(TARGET) is not None
+
+
+# min(x, 100) with a backdoor: 0 on one 64-bit input. A loop the second input drives (0 in
+# every case, so it costs 3 cycles) takes it past the prover's bounds; 2,000 generated
+# inputs never meet the magic value, so the check said `tested` and the gate applied it.
+BACKDOOR = assemble(
+    "SENSE 1\nPUSH 255\nAND\nspin: DUP\nJZ go\nDEC\nJMP spin\ngo: POP\n"
+    "SENSE 0\nPUSH 0x5eed1234\nEQ\nJNZ evil\n"
+    "SENSE 0\nPUSH 100\nGT\nJZ keep\nPUSH 100\nACT 0\nHALT\nkeep: INSTINCT 0\nHALT\n"
+    "evil: PUSH 0\nACT 0\nHALT\n")
+
+
+def test_a_candidate_that_escapes_the_proof_of_a_provable_incumbent_is_refused(
+        rt: Runtime) -> None:
+    install(rt)
+    assert run(BACKDOOR, (0x5EED1234,)).output == (0,)  # wrong there: min would be 100
+    outcome = submit(rt, BACKDOOR, SUITE, "shorter\nregression: a loop for later")
+    assert (outcome.status, outcome.stage) == ("rejected", "test"), outcome.reason
+    assert "not proved equivalent" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()

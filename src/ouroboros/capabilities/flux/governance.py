@@ -12,7 +12,9 @@ The *test gate* `flux.cases` cannot be gamed by the patch it judges:
   them, not only the cases the patch added;
 - it must be *equivalent* to the incumbent program (`equivalence.check`: an SMT proof,
   or a large generated input set with extremes), so a shortcut that fits the suite and
-  breaks elsewhere is refused with the input that shows it;
+  breaks elsewhere is refused with the input that shows it; when the incumbent is within
+  the prover's bounds, only a proof will do (a candidate that leaves them, say by adding
+  a loop, could hide a backdoor on one input that no generated input meets);
 - it must not be slower on the suite (penalised cycles per result) unless the patch's
   reasoning says why, in a line starting with `regression:`.
 A `bytecode_redefine` patch (root only) changes what a program computes or prunes its
@@ -136,10 +138,19 @@ def check_against_incumbent(old: Mapping[str, Any], new: Mapping[str, Any],
     ok, detail = check_cases(new)
     if not ok:
         return False, f"the target's suite: {detail}"
-    verdict = equivalence.check(old_program, new_program)
+    spec = equivalence.SymbolicSpec(old_program,
+                                    equivalence.input_count(old_program, new_program))
+    verdict = equivalence.check(old_program, new_program, spec=spec)
     if verdict.counterexample is not None:
         return False, (f"not equivalent to the incumbent program: on input "
                        f"{list(verdict.counterexample)} ({verdict.detail or 'outputs differ'})")
+    if verdict.status != "proved" and spec.paths is not None:
+        # The incumbent is within the prover's bounds: a candidate that is not (a loop
+        # added, paths or a query the solver cannot finish) would be judged on generated
+        # inputs only, which a backdoor keyed on one 64-bit value never meets.
+        return False, (f"not proved equivalent to the incumbent program ({verdict.detail}): "
+                       f"the incumbent is provable, so its replacement must be too; a "
+                       f"root-signed {REDEFINE_TYPE} patch can change it otherwise")
     before = score(old_program, new_cases).penalised_cycles
     after = score(new_program, new_cases).penalised_cycles
     if after > before + 1e-9 and not any(line.strip().lower().startswith(REGRESSION_MARKER)
