@@ -184,3 +184,56 @@ def test_pareto_front_keeps_a_candidate_that_alone_solves_an_example() -> None:
             Candidate("dominated", (0.0, 0.0))]
     picked = {evolver.pareto_parent(pool) for _ in range(200)}
     assert picked == {0, 1}
+
+
+def test_a_fitness_printing_bytes_that_are_not_utf8_cannot_score(tmp_path: Path,
+                                                                  home: Path) -> None:
+    # The command's stdout was decoded strictly: "unexpected error: UnicodeDecodeError".
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    script = "import sys; sys.stdout.buffer.write(bytes([255, 254]) + b' 1\\n')"
+    r = ouro("params", str(params), "--fitness", f"{sys.executable} -c \"{script}\"",
+             "--home", str(home), "--json")
+    assert r.returncode == 2, r.stderr
+    assert "not a number" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_a_fitness_command_flooding_stdout_is_stopped() -> None:
+    # It printed gigabytes into memory for up to 30 s; past 1 MiB it is killed and the
+    # candidate cannot be scored (the last line is still the score protocol).
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessCommand, FitnessFailed
+
+    flood = FitnessCommand((sys.executable, "-c",
+                            "import sys\nwhile True: sys.stdout.write('9' * 65536 + '\\n')"))
+    with pytest.raises(FitnessFailed, match="more than 1 MiB"):
+        flood({"x": 1})
+    chatty = FitnessCommand((sys.executable, "-c",
+                             "import sys\nsys.stderr.write('e' * (8 << 20))\nprint(4)"))
+    assert chatty({"x": 1}) == 4.0  # stderr is drained (only its tail is kept)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_fitness_command_leaves_no_process_behind(tmp_path: Path) -> None:
+    # A background child holding stdout made a command that had printed its score and
+    # exited count as a 30 s timeout, and the child outlived the scoring (one per
+    # candidate). The score is read once the command exits; its process group is killed.
+    import time
+
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessCommand
+
+    pidfile = tmp_path / "pid"
+    script = f"cat >/dev/null; echo 5; sleep 300 & echo $! > {pidfile}"
+    assert FitnessCommand(("sh", "-c", script), timeout_s=120)({"x": 1}) == 5.0
+    pid = int(pidfile.read_text())
+    for _ in range(100):  # SIGKILL is asynchronous: wait for it to land, at most 10 s
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)
