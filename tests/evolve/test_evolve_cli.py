@@ -237,3 +237,39 @@ def test_a_fitness_command_leaves_no_process_behind(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    # exited 0 with no output at all
+    ("def score(c):\n    raise SystemExit(0)\n", "SystemExit"),
+    # printed the candidate, exit 1, no JSON
+    ("import sys\ndef score(c):\n    sys.exit(c)\n", "SystemExit"),
+    # at import time: exit 0 and nothing; "unexpected error: SyntaxError"
+    ("import sys\nsys.exit(0)\n", "cannot import exiting_fitness:score: SystemExit"),
+    ("x = (\n", "cannot import exiting_fitness:score: SyntaxError"),
+])
+def test_a_fitness_function_that_exits_cannot_score(tmp_path: Path, source: str,
+                                                    message: str) -> None:
+    (tmp_path / "exiting_fitness.py").write_text(source)
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    r = ouro("params", str(params), "--fitness", "exiting_fitness:score", "--no-submit",
+             "--json", env={"PYTHONPATH": path})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in json.loads(r.stdout)["error"]["message"]
+
+
+def test_a_fitness_function_that_prints_keeps_the_json_output_valid(tmp_path: Path) -> None:
+    (tmp_path / "chatty_fitness.py").write_text(
+        "def score(c):\n    print('scoring', c)\n    return -(c['x'] - 2) ** 2\n")
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    for executor in ("local", "process"):
+        r = ouro("params", str(params), "--fitness", "chatty_fitness:score", "--no-submit",
+                 "--generations", "2", "--executor", executor, "--json",
+                 env={"PYTHONPATH": path})
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["before"] == -1.0  # stdout is the JSON document only
+        assert "scoring" in r.stderr

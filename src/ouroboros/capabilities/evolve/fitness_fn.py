@@ -27,6 +27,7 @@ import selectors
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -131,16 +132,24 @@ class FitnessFunction:
 
     def __call__(self, candidate: Mapping[str, Any]) -> float:
         module, name = self.spec.split(":")
-        try:
-            fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise FitnessFailed(f"cannot import {self.spec}: {exc}") from exc
+        # Its prints go to stderr: stdout is the command's own (`--json`: one document).
+        with contextlib.redirect_stdout(sys.stderr):
+            try:  # importing runs the module: a SyntaxError, or sys.exit at import time
+                fn = getattr(importlib.import_module(module), name)
+            except (Exception, SystemExit) as exc:
+                raise FitnessFailed(f"cannot import {self.spec}: {type(exc).__name__}: "
+                                    f"{str(exc)[:200]}") from exc
+            return self._score(fn, candidate)
+
+    @staticmethod
+    def _score(fn: Callable[[dict[str, Any]], Any], candidate: Mapping[str, Any]) -> float:
         try:
             return _number(fn(dict(candidate)))
         except FitnessFailed:
             raise
-        except Exception as exc:  # the user's function failed: this candidate scores 0
-            raise FitnessFailed(f"{type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # the user's function failed (or called
+            # sys.exit, which ended `ouro` itself, exit 0 and no output): it scores 0
+            raise FitnessFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def _number(value: Any) -> float:
