@@ -262,7 +262,7 @@ def test_a_fitness_function_that_exits_cannot_score(tmp_path: Path, source: str,
 
 def test_a_fitness_function_that_prints_keeps_the_json_output_valid(tmp_path: Path) -> None:
     (tmp_path / "chatty_fitness.py").write_text(
-        "def score(c):\n    print('scoring', c)\n    return -(c['x'] - 2) ** 2\n")
+        "def score(c):\n    print('scoring', c)\n    return 100 - (c['x'] - 2) ** 2\n")
     params = tmp_path / "p.json"
     params.write_text('{"x": 1}')
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
@@ -271,5 +271,23 @@ def test_a_fitness_function_that_prints_keeps_the_json_output_valid(tmp_path: Pa
                  "--generations", "2", "--executor", executor, "--json",
                  env={"PYTHONPATH": path})
         assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["before"] == -1.0  # stdout is the JSON document only
+        assert json.loads(r.stdout)["before"] == 99.0  # stdout is the JSON document only
         assert "scoring" in r.stderr
+
+
+def test_a_negative_starting_score_is_refused(tmp_path: Path, home: Path) -> None:
+    # The engine counts a negative score as 0 and accepts only scores above 0: a loss
+    # (-(x-2)^2, start -1) reported "before -1, after 0" and submitted the unchanged
+    # start as an improvement, whatever the candidates scored.
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    loss = "import json,sys; c=json.load(sys.stdin); print(-(c['x'] - 2) ** 2)"
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("params", str(params), "--fitness", f"{sys.executable} -c \"{loss}\"",
+             "--generations", "2", "--workers", "1", "--key", "root", "--home", str(home),
+             "--json")
+    assert r.returncode == 2, r.stdout
+    assert "scored the starting candidate -1" in json.loads(r.stdout)["error"]["message"]
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before
