@@ -291,3 +291,34 @@ def test_a_negative_starting_score_is_refused(tmp_path: Path, home: Path) -> Non
     assert "scored the starting candidate -1" in json.loads(r.stdout)["error"]["message"]
     with Runtime.open(home) as rt:
         assert len(rt.log()) == before
+
+
+def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # --start names a weaker prompt than the one in the ledger: the winner beat its start
+    # (0 -> 0.5) and replaced the better current prompt (1.0) with no reason given.
+    seed_prompt(home, "Repeat the word in UPPERCASE.")
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if messages[0]["role"] == "system":
+            word, system = messages[-1]["content"], messages[0]["content"]
+            upper = "UPPERCASE" in system or ("HALF" in system and word in ("alpha", "beta"))
+            return word.upper() if upper else word
+        return "<prompt>Repeat the word. HALF</prompt>"
+
+    stub.replies = [reply] * 100
+    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
+    (tmp_path / "start.txt").write_text("Repeat the word.")
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--start", str(tmp_path / "start.txt"), "--iterations", "2", "--key", "root",
+             "--home", str(home), "--json", env=llm_env(stub))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert (summary["before"], summary["after"], summary["current"]) == (0.0, 0.5, 1.0)
+    assert summary["patch"] is None and "does not beat" in summary["note"]
+    with Runtime.open(home) as rt:
+        assert rt.value("prompts/echo") == "Repeat the word in UPPERCASE."
+        assert len(rt.log()) == before
