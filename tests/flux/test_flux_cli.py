@@ -288,3 +288,26 @@ def test_assembly_numbers_are_ascii_and_a_separator_line_is_an_error(
     assert r.returncode == 1, r.stdout
     assert message in r.stderr, r.stderr
     assert "IndexError" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling symlink"])
+def test_an_unwritable_trend_plot_path_is_refused_before_evolving(tmp_path: Path,
+                                                                  kind: str) -> None:
+    # The plot's name is derived (FILE.best.trend.png) and was never checked: after the
+    # whole run, "unexpected error: IsADirectoryError" and nothing submitted.
+    source = write(tmp_path, "sum2x.fasm", SUM2X_SOURCE)
+    tests = write(tmp_path, "sum2x.tests.json", SUM2X_TESTS)
+    plot = tmp_path / "sum2x.best.trend.png"
+    if kind == "directory":
+        plot.mkdir()
+    else:
+        plot.symlink_to(tmp_path / "missing" / "x.png")
+    r = ouro("evolve", str(source), "--tests", str(tests), "--no-submit", "--generations", "2",
+             "--population", "4", "--json")
+    assert r.returncode == 2, r.stdout
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "usage" and "trend plot" in error["message"]
+    assert not (tmp_path / "sum2x.best.fasm").exists()
+    r = ouro("evolve", str(source), "--tests", str(tests), "--no-submit", "--generations", "2",
+             "--population", "4", "--no-plot", "--json")
+    assert r.returncode == 0, r.stdout

@@ -246,6 +246,8 @@ def evolve_command(
 
     best_path = output or file.with_name(file.stem + ".best.fasm")
     writable_parent(best_path, "--output")
+    if plot:  # its name is derived: check it before the run, not after
+        writable_parent(best_path.with_name(best_path.stem + ".trend.png"), "trend plot")
     request = EvolveRequest(
         source=file, tests=tests, generations=generations, seed=seed,
         output=best_path, population=population,
