@@ -170,6 +170,9 @@ def test_search_proves_the_winner_and_submits_the_grown_suite(tmp_path: Path) ->
 @pytest.mark.parametrize(("tests", "message"), [
     ("[1, 2", "line 1: invalid JSON"),
     ('[{"input": "3"}]', "case 1"),
+    # a reviewer reads input [1]; json.loads kept the last, [2]
+    ('[{"input": [1], "output": [2], "input": [2]}]', 'duplicate key "input"'),
+    ("[" * 100_000, "maximum recursion depth"),
 ])
 def test_evolve_refuses_malformed_tests_and_submits_nothing(tmp_path: Path, tests: str,
                                                             message: str) -> None:
