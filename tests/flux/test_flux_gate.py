@@ -139,3 +139,13 @@ def test_a_candidate_that_escapes_the_proof_of_a_provable_incumbent_is_refused(
     assert (outcome.status, outcome.stage) == ("rejected", "test"), outcome.reason
     assert "not proved equivalent" in outcome.reason
     assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_a_case_that_traps_after_the_right_output_names_the_trap() -> None:
+    # Right value on the right channel, then it runs off the end of its code: the reason
+    # said "expected [3] on channels [0], got channels [0]" (a mismatch it did not have).
+    falls_off = assemble("SENSE 0\nINC\nACT 0\n")
+    value = governance.bytecode_value(falls_off, (TestCase((2,), (3,), (0,)),))
+    ok, detail = governance.check_cases(value)
+    assert not ok
+    assert "got trap bad_jump" in detail

@@ -109,7 +109,7 @@ def check_cases(value: Mapping[str, Any]) -> tuple[bool, str]:
         result = run(image, case.inputs)
         if not case.passed_by(result):
             got = f"trap {result.trap}" if result.trap else f"output {list(result.output)}"
-            if case.channels is not None and result.output == case.output:
+            if case.channels is not None and result.output == case.output and result.halted:
                 got = f"channels {list(result.channels)}"
             want = list(case.output) if case.channels is None else \
                 f"{list(case.output)} on channels {list(case.channels)}"
