@@ -149,3 +149,16 @@ def test_a_case_that_traps_after_the_right_output_names_the_trap() -> None:
     ok, detail = governance.check_cases(value)
     assert not ok
     assert "got trap bad_jump" in detail
+
+
+def test_an_unverifiable_candidate_is_refused_by_the_gate_without_a_crash(rt: Runtime) -> None:
+    # Passes the suite, underflows on one input: the symbolic executor (which assumes a
+    # verified program) raised IndexError, "test flux.cases crashed".
+    install(rt)
+    underflows = assemble("SENSE 0\nDUP\nPUSH 12345\nEQ\nJZ ok\nPOP\nPOP\nPOP\n"
+                          "ok: PUSH 100\nLT\nJNZ small\nPUSH 100\nACT 0\nHALT\n"
+                          "small: INSTINCT 0\nHALT\n")
+    outcome = submit(rt, underflows, SUITE)
+    assert outcome.status == "rejected"
+    assert "crashed" not in outcome.reason and "verif" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()

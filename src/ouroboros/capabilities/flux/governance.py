@@ -138,6 +138,9 @@ def check_against_incumbent(old: Mapping[str, Any], new: Mapping[str, Any],
     ok, detail = check_cases(new)
     if not ok:
         return False, f"the target's suite: {detail}"
+    verdict_new = verify(image_of(new))
+    if not verdict_new.ok:  # the equivalence check executes verified programs only
+        return False, "the program does not verify: " + "; ".join(verdict_new.reasons[:3])
     spec = equivalence.SymbolicSpec(old_program,
                                     equivalence.input_count(old_program, new_program))
     verdict = equivalence.check(old_program, new_program, spec=spec)
