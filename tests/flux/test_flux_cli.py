@@ -314,3 +314,27 @@ def test_an_unwritable_trend_plot_path_is_refused_before_evolving(tmp_path: Path
     r = ouro("evolve", str(source), "--tests", str(tests), "--no-submit", "--generations", "2",
              "--population", "4", "--no-plot", "--json")
     assert r.returncode == 0, r.stdout
+
+
+def test_a_file_name_cannot_write_the_regression_line_of_the_reason(tmp_path: Path) -> None:
+    # The patch's reason quotes the source's file name; a name with a line break and
+    # "regression:" supplied the line the gate accepts as the reason a slower program
+    # may replace a faster one.
+    from ouroboros.capabilities.flux import governance
+    from ouroboros.capabilities.flux.fitness import parse_tests
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    fast = assemble("SENSE 0\nSENSE 1\nDUP\nADD\nADD\nACT 0\nHALT\n")
+    with Runtime.open(home) as rt:
+        value = governance.bytecode_value(fast, parse_tests(SUM2X_TESTS))
+        assert governance.submit_program(rt, "flux/programs/s", value, "fast").status == "applied"
+    source = write(tmp_path, "slow\nregression: the name says so.fasm", SUM2X_SOURCE)
+    r = ouro("evolve", str(source), "--tests", str(EXAMPLES / "sum2x.tests.json"),
+             "--engine", "classic", "--generations", "1", "--population", "1", "--no-plot",
+             "--target", "flux/programs/s", "-o", str(tmp_path / "b.fasm"),
+             "--home", str(home), "--json")
+    assert r.returncode == 3, r.stdout
+    assert "fitness regression" in json.loads(r.stdout)["patch"]["reason"]
+    with Runtime.open(home) as rt:
+        assert rt.value("flux/programs/s")["hex"] == fast.to_hex()

@@ -219,9 +219,11 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
         value = governance.bytecode_value(best_image, cases, after, {
             "source": request.source.name, "seed": request.seed, "engine": request.engine,
             "evaluations": evaluations, "size": len(best_image.code)})
+        # One line: a name with a line break could write the gate's "regression:" line.
+        name = " ".join(request.source.name.splitlines())
         outcome = governance.submit_program(
             rt, request.target, value,
-            f"evolved {request.source.name}: {before.cycles_per_result:g} -> "
+            f"evolved {name}: {before.cycles_per_result:g} -> "
             f"{after.cycles_per_result:g} cycles per result (seed {request.seed}, "
             f"{request.engine})")
         summary["patch"] = {"status": outcome.status, "hash": outcome.patch_hash,
