@@ -162,3 +162,20 @@ def test_an_unverifiable_candidate_is_refused_by_the_gate_without_a_crash(rt: Ru
     assert outcome.status == "rejected"
     assert "crashed" not in outcome.reason and "verif" in outcome.reason
     assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_the_gate_runs_a_verified_programs_cases_natively_with_the_same_verdicts() -> None:
+    # 1,000 cases of a countdown near the fuel bound: a minute of the gate's time on the
+    # reference interpreter (a submitter could stall every submission behind it); the
+    # native engine gives the same verdicts, traps and fuel included.
+    countdown = assemble("SENSE 0\nloop: DUP\nJZ done\nDEC\nJMP loop\ndone: ACT 0\nHALT\n")
+    slow_cases = tuple(TestCase((12_000 + i,), (0,)) for i in range(1000))
+    ok, detail = governance.check_cases(governance.bytecode_value(countdown, slow_cases))
+    assert (ok, detail) == (True, "1000/1000 cases passed")
+    beyond_fuel = governance.bytecode_value(countdown, (TestCase((10**6,), (0,)),))
+    assert governance.check_cases(beyond_fuel) == (
+        False, "1/1 cases failed: case 1: expected [0], got trap fuel_exhausted")
+    divides = assemble("PUSH 1\nSENSE 0\nDIV\nACT 0\nHALT\n")
+    value = governance.bytecode_value(divides, (TestCase((0,), (1,)), TestCase((1,), (1,))))
+    assert governance.check_cases(value) == (
+        False, "1/2 cases failed: case 1: expected [1], got trap division_by_zero")
