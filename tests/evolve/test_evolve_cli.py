@@ -184,3 +184,141 @@ def test_pareto_front_keeps_a_candidate_that_alone_solves_an_example() -> None:
             Candidate("dominated", (0.0, 0.0))]
     picked = {evolver.pareto_parent(pool) for _ in range(200)}
     assert picked == {0, 1}
+
+
+def test_a_fitness_printing_bytes_that_are_not_utf8_cannot_score(tmp_path: Path,
+                                                                  home: Path) -> None:
+    # The command's stdout was decoded strictly: "unexpected error: UnicodeDecodeError".
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    script = "import sys; sys.stdout.buffer.write(bytes([255, 254]) + b' 1\\n')"
+    r = ouro("params", str(params), "--fitness", f"{sys.executable} -c \"{script}\"",
+             "--home", str(home), "--json")
+    assert r.returncode == 2, r.stderr
+    assert "not a number" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_a_fitness_command_flooding_stdout_is_stopped() -> None:
+    # It printed gigabytes into memory for up to 30 s; past 1 MiB it is killed and the
+    # candidate cannot be scored (the last line is still the score protocol).
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessCommand, FitnessFailed
+
+    flood = FitnessCommand((sys.executable, "-c",
+                            "import sys\nwhile True: sys.stdout.write('9' * 65536 + '\\n')"))
+    with pytest.raises(FitnessFailed, match="more than 1 MiB"):
+        flood({"x": 1})
+    chatty = FitnessCommand((sys.executable, "-c",
+                             "import sys\nsys.stderr.write('e' * (8 << 20))\nprint(4)"))
+    assert chatty({"x": 1}) == 4.0  # stderr is drained (only its tail is kept)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_fitness_command_leaves_no_process_behind(tmp_path: Path) -> None:
+    # A background child holding stdout made a command that had printed its score and
+    # exited count as a 30 s timeout, and the child outlived the scoring (one per
+    # candidate). The score is read once the command exits; its process group is killed.
+    import time
+
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessCommand
+
+    pidfile = tmp_path / "pid"
+    script = f"cat >/dev/null; echo 5; sleep 300 & echo $! > {pidfile}"
+    assert FitnessCommand(("sh", "-c", script), timeout_s=120)({"x": 1}) == 5.0
+    pid = int(pidfile.read_text())
+    for _ in range(100):  # SIGKILL is asynchronous: wait for it to land, at most 10 s
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    # exited 0 with no output at all
+    ("def score(c):\n    raise SystemExit(0)\n", "SystemExit"),
+    # printed the candidate, exit 1, no JSON
+    ("import sys\ndef score(c):\n    sys.exit(c)\n", "SystemExit"),
+    # at import time: exit 0 and nothing; "unexpected error: SyntaxError"
+    ("import sys\nsys.exit(0)\n", "cannot import exiting_fitness:score: SystemExit"),
+    ("x = (\n", "cannot import exiting_fitness:score: SyntaxError"),
+])
+def test_a_fitness_function_that_exits_cannot_score(tmp_path: Path, source: str,
+                                                    message: str) -> None:
+    (tmp_path / "exiting_fitness.py").write_text(source)
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    r = ouro("params", str(params), "--fitness", "exiting_fitness:score", "--no-submit",
+             "--json", env={"PYTHONPATH": path})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in json.loads(r.stdout)["error"]["message"]
+
+
+def test_a_fitness_function_that_prints_keeps_the_json_output_valid(tmp_path: Path) -> None:
+    (tmp_path / "chatty_fitness.py").write_text(
+        "def score(c):\n    print('scoring', c)\n    return 100 - (c['x'] - 2) ** 2\n")
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    for executor in ("local", "process"):
+        r = ouro("params", str(params), "--fitness", "chatty_fitness:score", "--no-submit",
+                 "--generations", "2", "--executor", executor, "--json",
+                 env={"PYTHONPATH": path})
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["before"] == 99.0  # stdout is the JSON document only
+        assert "scoring" in r.stderr
+
+
+def test_a_negative_starting_score_is_refused(tmp_path: Path, home: Path) -> None:
+    # The engine counts a negative score as 0 and accepts only scores above 0: a loss
+    # (-(x-2)^2, start -1) reported "before -1, after 0" and submitted the unchanged
+    # start as an improvement, whatever the candidates scored.
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    loss = "import json,sys; c=json.load(sys.stdin); print(-(c['x'] - 2) ** 2)"
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("params", str(params), "--fitness", f"{sys.executable} -c \"{loss}\"",
+             "--generations", "2", "--workers", "1", "--key", "root", "--home", str(home),
+             "--json")
+    assert r.returncode == 2, r.stdout
+    assert "scored the starting candidate -1" in json.loads(r.stdout)["error"]["message"]
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before
+
+
+def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # --start names a weaker prompt than the one in the ledger: the winner beat its start
+    # (0 -> 0.5) and replaced the better current prompt (1.0) with no reason given.
+    seed_prompt(home, "Repeat the word in UPPERCASE.")
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if messages[0]["role"] == "system":
+            word, system = messages[-1]["content"], messages[0]["content"]
+            upper = "UPPERCASE" in system or ("HALF" in system and word in ("alpha", "beta"))
+            return word.upper() if upper else word
+        return "<prompt>Repeat the word. HALF</prompt>"
+
+    stub.replies = [reply] * 100
+    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
+    (tmp_path / "start.txt").write_text("Repeat the word.")
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--start", str(tmp_path / "start.txt"), "--iterations", "2", "--key", "root",
+             "--home", str(home), "--json", env=llm_env(stub))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert (summary["before"], summary["after"], summary["current"]) == (0.0, 0.5, 1.0)
+    assert summary["patch"] is None and "does not beat" in summary["note"]
+    with Runtime.open(home) as rt:
+        assert rt.value("prompts/echo") == "Repeat the word in UPPERCASE."
+        assert len(rt.log()) == before

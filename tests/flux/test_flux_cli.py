@@ -170,6 +170,9 @@ def test_search_proves_the_winner_and_submits_the_grown_suite(tmp_path: Path) ->
 @pytest.mark.parametrize(("tests", "message"), [
     ("[1, 2", "line 1: invalid JSON"),
     ('[{"input": "3"}]', "case 1"),
+    # a reviewer reads input [1]; json.loads kept the last, [2]
+    ('[{"input": [1], "output": [2], "input": [2]}]', 'duplicate key "input"'),
+    ("[" * 100_000, "maximum recursion depth"),
 ])
 def test_evolve_refuses_malformed_tests_and_submits_nothing(tmp_path: Path, tests: str,
                                                             message: str) -> None:
@@ -238,3 +241,100 @@ def test_disasm_prints_canonical_assembly(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert r.stdout.startswith(".param p0 900\n.param p1 50\n")
     assert assemble(r.stdout) == assemble((EXAMPLES / "reflex.fasm").read_text())
+
+
+def test_an_oversized_image_is_refused_quickly_in_one_line(tmp_path: Path) -> None:
+    # 4 MiB of code (the file cap) used to take verify 20 s and 3.6 GB decoding and
+    # analysing every byte; the size bound (4096) is now checked before any decoding.
+    image = tmp_path / "big.bin"
+    image.write_bytes(b"FLUX\x01\x00" + b"\x00" * ((4 << 20) - 10))
+    for command in ("verify", "disasm", "run"):
+        r = ouro(command, str(image))
+        assert r.returncode == 1, (command, r.stderr)
+        assert "the size bound is 4096" in r.stderr
+        assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
+    from ouroboros.capabilities.flux.isa import Image
+    from ouroboros.capabilities.flux.verifier import verify
+    verdict = verify(Image(b"\x00" * (4 << 20)))
+    assert not verdict.ok and verdict.reasons == ("program is 4194304 bytes; the size bound is 4096",)
+
+
+def test_run_a_jump_into_the_middle_of_an_instruction_traps(tmp_path: Path) -> None:
+    # `JMP 1` lands inside itself: the reference engine reports bad_opcode/bad_jump as a
+    # trap (exit 1); it was "unexpected error: ValueError" from counting the inputs.
+    r = ouro("run", str(write(tmp_path, "mid.fasm", "JMP 1\nHALT\n")), "--json")
+    assert r.returncode == 1, r.stderr
+    assert "unexpected" not in r.stderr
+    assert json.loads(r.stdout)["trap"] == "bad_opcode"  # 0x01 (PUSH) with 2 bytes left
+
+
+def test_instinct_counts_as_reading_an_input(tmp_path: Path) -> None:
+    # INSTINCT n emits input n: a missing input must be refused like one SENSE reads.
+    r = ouro("run", str(write(tmp_path, "reflex.fasm", "INSTINCT 2\nHALT\n")), "--input", "1")
+    assert r.returncode == 2 and "reads 3 input(s)" in r.stderr
+    r = ouro("run", str(write(tmp_path, "reflex.fasm", "INSTINCT 2\nHALT\n")), "--input", "1,2,9")
+    assert r.returncode == 0 and "output: [9]" in r.stdout
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (",\nHALT\n", "bad.fasm:1: a line of only separators"),
+    ("PUSH \u09ea\nHALT\n", "bad.fasm:1: PUSH operand '\u09ea' must be an integer"),
+    ("PUSH 1_000\nHALT\n", "bad.fasm:1: PUSH operand '1_000' must be an integer"),
+    (".param k \u0661\nPARAM k\nHALT\n", "bad.fasm:1: parameter value '\u0661' is not"),
+    ("PUSH 1\n.byte \uff11\nHALT\n", "bad.fasm:2: .byte needs one value"),
+])
+def test_assembly_numbers_are_ascii_and_a_separator_line_is_an_error(
+        tmp_path: Path, source: str, message: str) -> None:
+    # Python's int() reads any Unicode digit ('\u09ea', Bengali four, looks like an 8)
+    # and underscores: the source a reviewer reads must be the number assembled.
+    r = ouro("asm", str(write(tmp_path, "bad.fasm", source)))
+    assert r.returncode == 1, r.stdout
+    assert message in r.stderr, r.stderr
+    assert "IndexError" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling symlink"])
+def test_an_unwritable_trend_plot_path_is_refused_before_evolving(tmp_path: Path,
+                                                                  kind: str) -> None:
+    # The plot's name is derived (FILE.best.trend.png) and was never checked: after the
+    # whole run, "unexpected error: IsADirectoryError" and nothing submitted.
+    source = write(tmp_path, "sum2x.fasm", SUM2X_SOURCE)
+    tests = write(tmp_path, "sum2x.tests.json", SUM2X_TESTS)
+    plot = tmp_path / "sum2x.best.trend.png"
+    if kind == "directory":
+        plot.mkdir()
+    else:
+        plot.symlink_to(tmp_path / "missing" / "x.png")
+    r = ouro("evolve", str(source), "--tests", str(tests), "--no-submit", "--generations", "2",
+             "--population", "4", "--json")
+    assert r.returncode == 2, r.stdout
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "usage" and "trend plot" in error["message"]
+    assert not (tmp_path / "sum2x.best.fasm").exists()
+    r = ouro("evolve", str(source), "--tests", str(tests), "--no-submit", "--generations", "2",
+             "--population", "4", "--no-plot", "--json")
+    assert r.returncode == 0, r.stdout
+
+
+def test_a_file_name_cannot_write_the_regression_line_of_the_reason(tmp_path: Path) -> None:
+    # The patch's reason quotes the source's file name; a name with a line break and
+    # "regression:" supplied the line the gate accepts as the reason a slower program
+    # may replace a faster one.
+    from ouroboros.capabilities.flux import governance
+    from ouroboros.capabilities.flux.fitness import parse_tests
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    fast = assemble("SENSE 0\nSENSE 1\nDUP\nADD\nADD\nACT 0\nHALT\n")
+    with Runtime.open(home) as rt:
+        value = governance.bytecode_value(fast, parse_tests(SUM2X_TESTS))
+        assert governance.submit_program(rt, "flux/programs/s", value, "fast").status == "applied"
+    source = write(tmp_path, "slow\nregression: the name says so.fasm", SUM2X_SOURCE)
+    r = ouro("evolve", str(source), "--tests", str(EXAMPLES / "sum2x.tests.json"),
+             "--engine", "classic", "--generations", "1", "--population", "1", "--no-plot",
+             "--target", "flux/programs/s", "-o", str(tmp_path / "b.fasm"),
+             "--home", str(home), "--json")
+    assert r.returncode == 3, r.stdout
+    assert "fitness regression" in json.loads(r.stdout)["patch"]["reason"]
+    with Runtime.open(home) as rt:
+        assert rt.value("flux/programs/s")["hex"] == fast.to_hex()

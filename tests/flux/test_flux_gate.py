@@ -119,3 +119,63 @@ def test_deleting_a_program_through_the_bytecode_type_is_refused(rt: Runtime) ->
                                     reasoning="drop it", author="flux", keys=["runtime"])
     assert outcome.status == "rejected" and governance.REDEFINE_TYPE in outcome.reason
     assert rt.value(TARGET) is not None
+
+
+# min(x, 100) with a backdoor: 0 on one 64-bit input. A loop the second input drives (0 in
+# every case, so it costs 3 cycles) takes it past the prover's bounds; 2,000 generated
+# inputs never meet the magic value, so the check said `tested` and the gate applied it.
+BACKDOOR = assemble(
+    "SENSE 1\nPUSH 255\nAND\nspin: DUP\nJZ go\nDEC\nJMP spin\ngo: POP\n"
+    "SENSE 0\nPUSH 0x5eed1234\nEQ\nJNZ evil\n"
+    "SENSE 0\nPUSH 100\nGT\nJZ keep\nPUSH 100\nACT 0\nHALT\nkeep: INSTINCT 0\nHALT\n"
+    "evil: PUSH 0\nACT 0\nHALT\n")
+
+
+def test_a_candidate_that_escapes_the_proof_of_a_provable_incumbent_is_refused(
+        rt: Runtime) -> None:
+    install(rt)
+    assert run(BACKDOOR, (0x5EED1234,)).output == (0,)  # wrong there: min would be 100
+    outcome = submit(rt, BACKDOOR, SUITE, "shorter\nregression: a loop for later")
+    assert (outcome.status, outcome.stage) == ("rejected", "test"), outcome.reason
+    assert "not proved equivalent" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_a_case_that_traps_after_the_right_output_names_the_trap() -> None:
+    # Right value on the right channel, then it runs off the end of its code: the reason
+    # said "expected [3] on channels [0], got channels [0]" (a mismatch it did not have).
+    falls_off = assemble("SENSE 0\nINC\nACT 0\n")
+    value = governance.bytecode_value(falls_off, (TestCase((2,), (3,), (0,)),))
+    ok, detail = governance.check_cases(value)
+    assert not ok
+    assert "got trap bad_jump" in detail
+
+
+def test_an_unverifiable_candidate_is_refused_by_the_gate_without_a_crash(rt: Runtime) -> None:
+    # Passes the suite, underflows on one input: the symbolic executor (which assumes a
+    # verified program) raised IndexError, "test flux.cases crashed".
+    install(rt)
+    underflows = assemble("SENSE 0\nDUP\nPUSH 12345\nEQ\nJZ ok\nPOP\nPOP\nPOP\n"
+                          "ok: PUSH 100\nLT\nJNZ small\nPUSH 100\nACT 0\nHALT\n"
+                          "small: INSTINCT 0\nHALT\n")
+    outcome = submit(rt, underflows, SUITE)
+    assert outcome.status == "rejected"
+    assert "crashed" not in outcome.reason and "verif" in outcome.reason
+    assert rt.value(TARGET)["hex"] == SLOW.to_hex()
+
+
+def test_the_gate_runs_a_verified_programs_cases_natively_with_the_same_verdicts() -> None:
+    # 1,000 cases of a countdown near the fuel bound: a minute of the gate's time on the
+    # reference interpreter (a submitter could stall every submission behind it); the
+    # native engine gives the same verdicts, traps and fuel included.
+    countdown = assemble("SENSE 0\nloop: DUP\nJZ done\nDEC\nJMP loop\ndone: ACT 0\nHALT\n")
+    slow_cases = tuple(TestCase((12_000 + i,), (0,)) for i in range(1000))
+    ok, detail = governance.check_cases(governance.bytecode_value(countdown, slow_cases))
+    assert (ok, detail) == (True, "1000/1000 cases passed")
+    beyond_fuel = governance.bytecode_value(countdown, (TestCase((10**6,), (0,)),))
+    assert governance.check_cases(beyond_fuel) == (
+        False, "1/1 cases failed: case 1: expected [0], got trap fuel_exhausted")
+    divides = assemble("PUSH 1\nSENSE 0\nDIV\nACT 0\nHALT\n")
+    value = governance.bytecode_value(divides, (TestCase((0,), (1,)), TestCase((1,), (1,))))
+    assert governance.check_cases(value) == (
+        False, "1/2 cases failed: case 1: expected [1], got trap division_by_zero")

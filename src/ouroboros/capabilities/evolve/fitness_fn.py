@@ -3,7 +3,9 @@
 Both receive the candidate as a JSON object and return one number, higher is better:
 
 - a **command** (`--fitness "python3 score.py"`) gets the candidate as JSON on stdin and
-  prints the score as the last line of stdout; it runs without a shell, with a timeout;
+  prints the score as the last line of stdout; it runs without a shell, with a timeout,
+  in a session of its own whose processes are killed when it exits or times out (none
+  outlives the scoring), and at most 1 MiB of its stdout is read;
 - a **function** (`--fitness mypkg.scoring:score`) is imported and called with the
   candidate as a dict.
 
@@ -15,20 +17,31 @@ picklable, so candidates can be scored in worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import os
 import re
+import selectors
 import shlex
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from ouroboros.kernel.errors import UsageError
 
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 TIMEOUT_S = 30.0
+#: A score is one line: a command printing more than this on stdout is stopped (it was
+#: read into memory whole, for up to TIMEOUT_S); of stderr only the tail is kept.
+MAX_STDOUT = 1 << 20
+MAX_STDERR = 4096
 
 
 class FitnessFailed(Exception):
@@ -42,16 +55,75 @@ class FitnessCommand:
 
     def __call__(self, candidate: Mapping[str, Any]) -> float:
         try:
-            done = subprocess.run(self.argv, input=json.dumps(candidate), capture_output=True,
-                                  text=True, timeout=self.timeout_s, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise FitnessFailed(f"timed out after {self.timeout_s:g} s") from exc
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             raise FitnessFailed(f"cannot run {self.argv[0]}: {exc.strerror}") from exc
-        if done.returncode != 0:
-            raise FitnessFailed(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
-        lines = done.stdout.strip().splitlines()
+        try:
+            out, err = _collect(proc, json.dumps(candidate).encode(), self.timeout_s)
+        finally:
+            _kill_group(proc)
+        if proc.returncode != 0:
+            raise FitnessFailed(f"exit {proc.returncode}: {_text(err).strip()[-200:]}")
+        lines = _text(out).strip().splitlines()
         return _number(lines[-1] if lines else "")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the command need not read its stdin
+        pipe.write(data)
+    with contextlib.suppress(OSError):
+        pipe.close()
+
+
+def _collect(proc: subprocess.Popen[bytes], data: bytes, timeout_s: float,
+             ) -> tuple[bytes, bytes]:
+    """The command's stdout (at most MAX_STDOUT) and the tail of its stderr, read until it
+    exits and its pipes fall quiet: a background child that keeps them open is not
+    waited for (its process group is killed next)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, out)
+        selector.register(proc.stderr, selectors.EVENT_READ, err)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FitnessFailed(f"timed out after {timeout_s:g} s")
+            ready = selector.select(min(left, 0.1))
+            if not ready and proc.poll() is not None:
+                break
+            for key, _ in ready:
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                key.data.extend(chunk)
+                if key.data is err and len(err) > MAX_STDERR:
+                    del err[:-MAX_STDERR]
+            if len(out) > MAX_STDOUT:
+                raise FitnessFailed(f"printed more than {MAX_STDOUT >> 20} MiB on stdout")
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:  # it closed its pipes but runs on
+        raise FitnessFailed(f"timed out after {timeout_s:g} s") from exc
+    return bytes(out), bytes(err)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command and anything it started (it ran in a session of its own)."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @dataclass(frozen=True)
@@ -60,16 +132,24 @@ class FitnessFunction:
 
     def __call__(self, candidate: Mapping[str, Any]) -> float:
         module, name = self.spec.split(":")
-        try:
-            fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise FitnessFailed(f"cannot import {self.spec}: {exc}") from exc
+        # Its prints go to stderr: stdout is the command's own (`--json`: one document).
+        with contextlib.redirect_stdout(sys.stderr):
+            try:  # importing runs the module: a SyntaxError, or sys.exit at import time
+                fn = getattr(importlib.import_module(module), name)
+            except (Exception, SystemExit) as exc:
+                raise FitnessFailed(f"cannot import {self.spec}: {type(exc).__name__}: "
+                                    f"{str(exc)[:200]}") from exc
+            return self._score(fn, candidate)
+
+    @staticmethod
+    def _score(fn: Callable[[dict[str, Any]], Any], candidate: Mapping[str, Any]) -> float:
         try:
             return _number(fn(dict(candidate)))
         except FitnessFailed:
             raise
-        except Exception as exc:  # the user's function failed: this candidate scores 0
-            raise FitnessFailed(f"{type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # the user's function failed (or called
+            # sys.exit, which ended `ouro` itself, exit 0 and no output): it scores 0
+            raise FitnessFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def _number(value: Any) -> float:

@@ -103,8 +103,13 @@ class NamedProblem:
     def start_score(self, genome: Vector) -> float:
         """The starting point must score: a broken fitness stops the run here."""
         try:
-            return self.fitness(self.candidate(genome))
+            score = self.fitness(self.candidate(genome))
         except FitnessFailed as exc:
             raise UsageError(f"the fitness function cannot score the starting candidate: {exc}",
                              "run it by hand on the JSON candidate to see why") from exc
+        if score < 0:  # every candidate would count as 0: a run could only claim progress
+            raise UsageError(f"the fitness function scored the starting candidate {score:g}: "
+                             "scores are 0 or more, higher is better (a negative one counts "
+                             "as 0)", "shift it, e.g. print 100 - loss instead of -loss")
+        return score
 

@@ -31,6 +31,10 @@ from ouroboros.capabilities.flux.isa import (
 
 _IDENT = re.compile(r"^[A-Za-z_.$][A-Za-z0-9_.$]*$")
 _LABEL = re.compile(r"^\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*:(.*)$")
+#: The integers docs/flux.md allows: ASCII decimal or 0x hex. Python's int() also reads
+#: any Unicode digit ('\u09ea', a Bengali four, looks like an 8) and underscores, so the
+#: source a reviewer reads could differ from the number assembled.
+_INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)", re.ASCII)
 
 
 class AssemblyError(ValueError):
@@ -51,6 +55,8 @@ class _Pending:
 
 
 def _int(token: str) -> int | None:
+    if _INTEGER.fullmatch(token) is None:
+        return None
     try:
         return int(token, 0)
     except ValueError:
@@ -75,6 +81,8 @@ def assemble(text: str, *, max_bytes: int = MAX_CODE_BYTES) -> Image:
         if not line:
             continue
         tokens = line.replace(",", " ").split()
+        if not tokens:
+            raise AssemblyError(number, "a line of only separators (',')")
         head = tokens[0]
         if head.lower() == ".param":
             _param_directive(number, tokens, params, values)
@@ -88,7 +96,8 @@ def assemble(text: str, *, max_bytes: int = MAX_CODE_BYTES) -> Image:
             continue
         opcode = BY_NAME.get(head.upper())
         if opcode is None:
-            raise AssemblyError(number, f"unknown mnemonic {head!r}")
+            raise AssemblyError(number, f"unknown mnemonic {head[:40]!r}"
+                                        + ("..." if len(head) > 40 else ""))
         info = OPS[opcode]
         if len(tokens) - 1 < len(info.operands):
             raise AssemblyError(

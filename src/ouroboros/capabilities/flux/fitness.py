@@ -68,10 +68,20 @@ class TestsFileError(ValueError):
     __test__ = False
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A case with a key twice reads as one thing and parses as another (the last)."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise TestsFileError(f"duplicate key {json.dumps(key)} in a case")
+        out[key] = value
+    return out
+
+
 def parse_tests(text: str) -> tuple[TestCase, ...]:
     """Parse `[{"input": [ints], "output": [ints]}, ...]` strictly."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise TestsFileError(f"line {exc.lineno}: invalid JSON: {exc.msg}") from exc
     if not isinstance(data, list) or not data:

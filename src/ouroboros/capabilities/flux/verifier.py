@@ -69,13 +69,15 @@ def verify(image: Image, *, max_bytes: int = MAX_CODE_BYTES) -> Verdict:
     """Check an image against every rule in docs/flux.md; list every reason it fails."""
     if not image.code:
         return Verdict(False, ("program is empty",))
+    if len(image.code) > max_bytes:
+        # Refused before decoding: analysing megabytes of code (a patch value, a file)
+        # took the verifier minutes and gigabytes, and the size alone is the verdict.
+        return Verdict(False, (f"program is {len(image.code)} bytes; the size bound is "
+                               f"{max_bytes}",))
     try:
         decoded = decode_code(image.code)
     except DecodeError as exc:
-        reasons = [str(exc)]
-        if len(image.code) > max_bytes:
-            reasons.insert(0, f"program is {len(image.code)} bytes; the size bound is {max_bytes}")
-        return Verdict(False, tuple(reasons))
+        return Verdict(False, (str(exc),))
     return verify_instructions(decoded, image.params, len(image.code), max_bytes=max_bytes)
 
 

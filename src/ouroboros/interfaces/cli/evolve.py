@@ -231,26 +231,36 @@ def prompt_command(
     def chat(messages: Any) -> str:
         return provider.chat(messages).content
 
+    evolver = PromptEvolver(chat, examples, metric=metric, seed=seed, minibatch=minibatch)
+    incumbent: float | None = None
     try:
-        result = PromptEvolver(chat, examples, metric=metric, seed=seed,
-                               minibatch=minibatch).run(text, iterations)
+        result = evolver.run(text, iterations)
+        if (submit and result.best is not result.start and isinstance(current, str)
+                and current != text):
+            # --start gave another prompt than the target's: the winner must beat the
+            # target's current prompt too, or a weaker one replaces it.
+            scores, _ = evolver.score(current, range(len(examples)))
+            incumbent = sum(scores) / len(scores)
     except LLMError as exc:
         _fail(str(exc), 1, as_json)
-    finally:
-        pass
     summary: dict[str, Any] = {
-        "before": result.start.mean, "after": result.best.mean, "calls": result.calls,
+        "before": result.start.mean, "after": result.best.mean, "calls": evolver.calls,
         "candidates": len(result.pool), "prompt": result.best.prompt, "log": result.log,
         "patch": None}
+    if incumbent is not None:
+        summary["current"] = incumbent
     outcome = None
     if result.best is result.start:
         summary["note"] = "no candidate beat the starting prompt: nothing submitted"
+    elif incumbent is not None and result.best.mean <= incumbent:
+        summary["note"] = (f"the winner ({result.best.mean:.3f}) does not beat {target}'s "
+                           f"current prompt ({incumbent:.3f}): nothing submitted")
     elif rt is not None and submit:
         with rt:
             outcome = rt.propose_and_submit(
                 type="prompt", target=target, value=result.best.prompt,
                 reasoning=f"evolved prompt: {result.start.mean:.3f} -> {result.best.mean:.3f} "
-                          f"of {len(examples)} examples ({metric}), {result.calls} LLM calls, "
+                          f"of {len(examples)} examples ({metric}), {evolver.calls} LLM calls, "
                           f"seed {seed}",
                 author="evolve", keys=[key])
     if rt is not None and outcome is None:

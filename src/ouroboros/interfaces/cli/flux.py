@@ -21,6 +21,7 @@ from ouroboros.capabilities.flux.isa import (
     INT64_MAX,
     INT64_MIN,
     MAGIC,
+    MAX_CODE_BYTES,
     DecodeError,
     Image,
 )
@@ -46,14 +47,16 @@ def fail(message: str, code: int, hint: str = "") -> NoReturn:
 
 
 def load_image(path: Path) -> Image:
-    """A FLUX image from assembly text, a binary image, or an image in hex."""
+    """A FLUX image from assembly text, a binary image, or an image in hex; an image
+    whose code is beyond the size bound is refused here (no command can use it, and
+    decoding megabytes of it took seconds and gigabytes)."""
     data = read_bytes(path, "program", max_bytes=MAX_PROGRAM_BYTES)
     try:
         if data.startswith(MAGIC):
-            return Image.from_bytes(data)
+            return _bounded(path, Image.from_bytes(data))
         text = data.decode("utf-8")
         if text.strip().lower().startswith(MAGIC.hex()):
-            return Image.from_bytes(bytes.fromhex(text.strip()))
+            return _bounded(path, Image.from_bytes(bytes.fromhex(text.strip())))
         return assemble(text)
     except AssemblyError as exc:
         fail(f"{path}:{exc.line}: {exc.reason}", 1)
@@ -64,6 +67,13 @@ def load_image(path: Path) -> Image:
         fail(f"{path}: {exc}", 1)
     except LookupError as exc:  # the assembler indexes past a line like "," (a bug there)
         fail(f"{path}: not FLUX assembly ({type(exc).__name__}: {exc})", 1)
+
+
+def _bounded(path: Path, image: Image) -> Image:
+    if len(image.code) > MAX_CODE_BYTES:
+        fail(f"{path}: program is {len(image.code)} bytes; the size bound is "
+             f"{MAX_CODE_BYTES}", 1)
+    return image
 
 
 @app.command("asm")
@@ -133,11 +143,20 @@ def parse_inputs(text: str) -> list[int]:
 
 
 def inputs_read(image: Image) -> int:
-    """How many inputs a program reads: one more than its highest SENSE channel."""
-    from ouroboros.capabilities.flux.isa import Opcode
-    from ouroboros.capabilities.flux.program import Program
+    """How many inputs a program reads: one more than its highest SENSE or INSTINCT
+    index. Decoded as far as it decodes: an unverified image (a jump into the middle of
+    an instruction, a bad opcode) is the reference engine's to trap on, not an error."""
+    from ouroboros.capabilities.flux.isa import Opcode, decode_at
 
-    channels = [i.args[0] for i in Program.from_image(image).instrs if i.op is Opcode.SENSE]
+    channels, offset = [], 0
+    while offset < len(image.code):
+        try:
+            ins = decode_at(image.code, offset)
+        except DecodeError:
+            break
+        if ins.opcode in (Opcode.SENSE, Opcode.INSTINCT):
+            channels.append(ins.args[0])
+        offset += ins.size
     return max(channels) + 1 if channels else 0
 
 
@@ -173,8 +192,8 @@ def run_command(
     values = parse_inputs(inputs)
     needed = inputs_read(image)
     if len(values) < needed and not pad:
-        fail(f"{file.name} reads {needed} input(s) (SENSE 0..{needed - 1}) but --input gave "
-             f"{len(values)}", 2, "give every input, or --pad-inputs to read missing ones as 0")
+        fail(f"{file.name} reads {needed} input(s) (SENSE/INSTINCT 0..{needed - 1}) but "
+             f"--input gave {len(values)}", 2, "give every input, or --pad-inputs to read missing ones as 0")
     result = execute(image, values, fuel, engine)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
@@ -227,6 +246,8 @@ def evolve_command(
 
     best_path = output or file.with_name(file.stem + ".best.fasm")
     writable_parent(best_path, "--output")
+    if plot:  # its name is derived: check it before the run, not after
+        writable_parent(best_path.with_name(best_path.stem + ".trend.png"), "trend plot")
     request = EvolveRequest(
         source=file, tests=tests, generations=generations, seed=seed,
         output=best_path, population=population,

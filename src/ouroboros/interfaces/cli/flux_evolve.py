@@ -187,11 +187,14 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
             extra = {"executor": request.executor}
     after = score(best, cases, trust=request.trust)
     best_image = best.to_image()
-    request.output.write_text(disassemble(best_image))
     plot: Path | None = None
-    if request.plot:
-        plot = request.output.with_name(request.output.stem + ".trend.png")
-        plot_trend(trace, plot)
+    try:
+        request.output.write_text(disassemble(best_image))
+        if request.plot:
+            plot = request.output.with_name(request.output.stem + ".trend.png")
+            plot_trend(trace, plot)
+    except OSError as exc:  # checked before the run; changed since (permissions, a race)
+        fail(f"cannot write {exc.filename or request.output}: {exc.strerror}", 2)
     summary: dict[str, Any] = {
         "before": {"cycles_per_result": before.cycles_per_result, "fitness": before.fitness,
                    "confidence": before.confidence},
@@ -216,9 +219,11 @@ def evolve(request: EvolveRequest, load_image: Callable[[Path], Image], fail: Fa
         value = governance.bytecode_value(best_image, cases, after, {
             "source": request.source.name, "seed": request.seed, "engine": request.engine,
             "evaluations": evaluations, "size": len(best_image.code)})
+        # One line: a name with a line break could write the gate's "regression:" line.
+        name = " ".join(request.source.name.splitlines())
         outcome = governance.submit_program(
             rt, request.target, value,
-            f"evolved {request.source.name}: {before.cycles_per_result:g} -> "
+            f"evolved {name}: {before.cycles_per_result:g} -> "
             f"{after.cycles_per_result:g} cycles per result (seed {request.seed}, "
             f"{request.engine})")
         summary["patch"] = {"status": outcome.status, "hash": outcome.patch_hash,
