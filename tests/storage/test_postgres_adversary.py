@@ -7,9 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from ledgerkit import raw_sql
+from ouroboros.kernel import Runtime
+from ouroboros.storage.ledger import LedgerUnavailable
+from ouroboros.storage.postgres import PostgresLedger
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -44,3 +50,75 @@ def test_a_malformed_ledger_url_never_shows_its_password(tmp_path: Path, url: st
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert "s3cret" not in r.stderr + r.stdout
+
+
+# ------------------------------------------------------------------ a lost session
+def fill(rt: Runtime, n: int, who: str = "t") -> None:
+    for i in range(n):
+        out = rt.propose_and_submit(type="routing", target=f"agents/{who}{i % 3}/routing",
+                                    value={"w": i}, reasoning="tune", author=who)
+        assert out.status == "applied", out
+
+
+def _terminate(rt: Runtime) -> None:
+    """End the runtime's server session from another connection, as an administrator
+    (or a server restart, or a dropped network) would."""
+    import psycopg
+
+    from ouroboros.storage.postgres.url import for_workspace
+
+    assert isinstance(rt.backend, PostgresLedger)
+    pid = rt.backend._db.pgconn.backend_pid
+    with psycopg.connect(for_workspace(str(rt.workspace.ledger_url)).conninfo,
+                         autocommit=True) as db:
+        assert db.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    for _ in range(200):  # the server ends it asynchronously
+        if not raw_sql(rt.workspace.home, "SELECT 1 FROM pg_stat_activity WHERE pid = ?", pid):
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("call", ["submit", "read"])
+def test_a_lost_session_is_one_clear_error_and_the_process_recovers(tmp_path: Path,
+                                                                    call: str) -> None:
+    """A long-lived process (``ouro serve``) whose session the server ended must not stay
+    broken until restarted: the call that meets the dead session fails with a clear
+    error, the next one opens a new session; nothing is half-written or lost."""
+    rt = Runtime.init(tmp_path / "ws")
+    fill(rt, 3)
+    before = rt.backend.count()
+    _terminate(rt)
+    with pytest.raises(LedgerUnavailable, match="cannot be used") as err:
+        if call == "submit":
+            fill(rt, 1, who="lost")
+        else:
+            rt.backend.count()
+    assert "is the PostgreSQL server running" in err.value.hint
+    fill(rt, 2, who="after")  # the same process, a new session
+    report = rt.verify()
+    assert report.events > before and rt.replay().consistent
+    applied = [e.payload["target"] for e in rt.log(kind="PatchApplied")]
+    assert "agents/after0/routing" in applied and "agents/after1/routing" in applied
+    assert applied.count("agents/lost0/routing") <= 1  # stored once or not at all
+    rt.close()
+    again = Runtime.open(tmp_path / "ws")  # and a fresh process agrees
+    assert again.verify().events == report.events
+    again.close()
+
+
+def test_a_server_restart_between_calls_is_survived_by_an_open_runtime(
+        tmp_path: Path) -> None:
+    from ouroboros.storage.postgres.server import LocalServer
+
+    with LocalServer(fsync=False) as pg:
+        pg.create_database("db")
+        rt = Runtime.init(tmp_path / "ws", ledger=pg.url("db", ledger="restarted"))
+        fill(rt, 2)
+        pg._run(pg.bindir / "pg_ctl", "-D", pg.data, "-l", pg.root / "server.log", "-w",
+                "-t", "60", "-m", "fast", "restart")
+        with pytest.raises(LedgerUnavailable, match="cannot be used"):
+            rt.state("agents/t0/routing")
+        assert rt.state("agents/t0/routing") == {"w": 0}  # a new session
+        fill(rt, 2, who="after")
+        assert rt.verify().events == rt.backend.count()
+        rt.close()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.types.numeric import Int8
 
 from ouroboros.storage.files import read_note, rewrite_unless_newer
@@ -164,11 +164,7 @@ class PostgresLedger:
             self._fast = _fast_statements(self._db, url.ledger)
             self._key_param = wire.int8(self._key)
             with self._errors():
-                # Not durable: a commit returns before its WAL is flushed to disk, which
-                # survives a crash of any client (the server has the commit) but not of
-                # the server's machine: the SQLite backend's synchronous=NORMAL trade.
-                self._db.execute(sql.SQL("SET synchronous_commit = {}").format(
-                    sql.SQL("on" if durable else "off")), prepare=False)
+                self._set_up_session()
                 if create:
                     self._create()
                 else:
@@ -178,6 +174,27 @@ class PostgresLedger:
             raise
 
     # -------------------------------------------------------------- set-up
+    def _set_up_session(self) -> None:
+        # Not durable: a commit returns before its WAL is flushed to disk, which survives
+        # a crash of any client (the server has the commit) but not of the server's
+        # machine: the SQLite backend's synchronous=NORMAL trade.
+        self._db.execute(sql.SQL("SET synchronous_commit = {}").format(
+            sql.SQL("on" if self.durable else "off")), prepare=False)
+
+    def _live(self) -> None:
+        """A new session when the last one was lost (the server restarted, an
+        administrator ended it, the network dropped): the call that met the dead session
+        failed, and a long-lived process (``ouro serve``) recovers on its next call
+        instead of failing every call until restarted. The head is read afresh: whether
+        the lost call's append was committed is the server's to say."""
+        if not self._db.closed and self._db.pgconn.status == pq.ConnStatus.OK:
+            return
+        self._db.close()
+        self._db = _connect(self.url)
+        self._fast = _fast_statements(self._db, self.url.ledger)
+        self._known_next = None
+        self._set_up_session()
+
     def _create(self) -> None:
         schema = sql.Identifier(self.url.ledger)
         with self._db.transaction():
@@ -215,6 +232,7 @@ class PostgresLedger:
     def _errors(self) -> Iterator[None]:
         """Every psycopg failure as a ``LedgerUnavailable`` that says what to do."""
         try:
+            self._live()
             yield
         except LedgerUnavailable:
             raise
