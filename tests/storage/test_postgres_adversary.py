@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,35 @@ def test_a_server_restart_between_calls_is_survived_by_an_open_runtime(
         fill(rt, 2, who="after")
         assert rt.verify().events == rt.backend.count()
         rt.close()
+
+
+def test_http_a_lost_session_is_a_503_problem_then_the_server_recovers(
+        pg_server: Any, tmp_path: Path) -> None:
+    """``ouro serve`` on a PostgreSQL workspace whose sessions the server ended: the
+    request that meets the dead session is a 503 JSON problem naming the ledger (not a
+    500 ``internal_error`` with a traceback in the log), and the next one is served."""
+    import psycopg
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from serve.live import start
+
+    db = f"serve_{os.getpid()}"
+    pg_server.create_database(db)
+    home = tmp_path / "ws"
+    Runtime.init(home, ledger=pg_server.url(db)).close()
+    server = start(home, "--no-scheduler")
+    try:
+        with server.client(server.token("reader", "read")) as c:
+            assert c.get("/api/v1/state").status_code == 200
+            with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = %s", (db,))
+            r = c.get("/api/v1/state")
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "unavailable"
+            assert "cannot be used" in r.json()["error"]["message"]
+            assert c.get("/api/v1/state").status_code == 200
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err
