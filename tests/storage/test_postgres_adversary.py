@@ -4,7 +4,9 @@ only read, and rows forged in the tables the kernel never wrote."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -155,3 +157,74 @@ def test_http_a_lost_session_is_a_503_problem_then_the_server_recovers(
         code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err, err
+
+
+# ------------------------------------------------------------------ an interrupted migrate
+_DIES = """
+import os, sys
+from pathlib import Path
+from ouroboros.kernel.migrate import migrate
+from ouroboros.kernel.workspace import Workspace
+home, url, when = sys.argv[1:]
+if when == "after-seal":  # the host dies between sealing SQLite and switching the config
+    Workspace.save = lambda self: os._exit(9)
+migrate(Workspace.load(Path(home)), url,
+        before_switch=(lambda: os._exit(9)) if when == "after-copy" else None)
+"""
+
+
+@pytest.mark.parametrize("when", ["after-copy", "after-seal"])
+def test_a_migration_killed_after_its_copy_can_be_run_again(new_pg_ledger: Any,
+                                                            tmp_path: Path,
+                                                            when: str) -> None:
+    """The host dies once the copy is committed (during its verification, or after the old
+    ledger was sealed): nothing switched, and running ``ouro migrate`` again must finish
+    the job instead of refusing the target as 'not empty' forever (it holds nothing but
+    a copy of this very ledger)."""
+    home = tmp_path / "ws"
+    rt = Runtime.init(home, ledger=None, snapshot_interval=5, checkpoint_interval=8)
+    fill(rt, 6)
+    before, n = rt.state_hash(), rt.backend.count()
+    rt.close()
+    url = new_pg_ledger()
+    script = tmp_path / "dies.py"
+    script.write_text(_DIES)
+    proc = subprocess.run([sys.executable, str(script), str(home), url, when],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    assert "ledger" not in json.loads((home / "workspace.json").read_text())  # not switched
+    assert raw_sql(home, "SELECT count(*) FROM events") == [(n,)]  # still SQLite's file
+    r = ouro("migrate", "--to", url, "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["events"] == n
+    rt = Runtime.open(home)
+    assert rt.workspace.ledger_url is not None and rt.state_hash() == before
+    fill(rt, 1, who="after")
+    assert rt.verify().events > n
+    rt.close()
+
+
+def test_migrate_still_refuses_a_target_holding_events_this_ledger_lacks(
+        new_pg_ledger: Any, tmp_path: Path) -> None:
+    """The leftover of an interrupted copy is replaced only when every event in it is this
+    ledger's own: a target that grew past the copy (hosts kept appending) is refused."""
+    url = new_pg_ledger()
+    home = tmp_path / "ws"
+    rt = Runtime.init(home, ledger=None)
+    fill(rt, 3)
+    rt.close()
+    script = tmp_path / "dies.py"
+    script.write_text(_DIES)
+    assert subprocess.run([sys.executable, str(script), str(home), url, "after-copy"],
+                          capture_output=True, timeout=120).returncode == 9
+    other = tmp_path / "other"  # a second copy of the workspace that migrated and grew
+    shutil.copytree(home, other)
+    assert ouro("migrate", "--to", url, home=other).returncode == 0
+    grown = Runtime.open(other)
+    fill(grown, 1, who="grown")
+    total = grown.backend.count()
+    grown.close()
+    r = ouro("migrate", "--to", url, home=home)
+    assert r.returncode == 2 and "is not empty" in r.stderr, r.stderr
+    other_rows = raw_sql(other, "SELECT count(*) FROM events")
+    assert other_rows == [(total,)]  # nothing of the grown ledger was touched

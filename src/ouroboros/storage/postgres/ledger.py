@@ -428,20 +428,25 @@ class PostgresLedger:
         return row is not None and not any(row)
 
     def copy_in(self, events: Iterator[StoredEvent], snapshots: list[Snapshot],
-                index: Iterator[IndexRow]) -> int:
+                index: Iterator[IndexRow],
+                source: Callable[[int, int], Iterator[StoredEvent]] | None = None) -> int:
         """Bulk-load another backend's rows in one transaction (``COPY``), refusing unless
         the ledger is empty; the append lock is held throughout so no writer can slip in.
-        Returns the number of events copied."""
+        ``source`` reads the ledger being copied: a target holding nothing but its first
+        events (what a migration killed after its copy committed leaves) is emptied and
+        filled again, in the same transaction. Returns the number of events copied."""
         with self._lock, self._errors():
             db, q = self._db, self._q
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
                 row = db.execute(q["emptiness"]).fetchone()
                 if row is not None and any(row):
-                    raise LedgerUnavailable(
-                        f"the ledger {self.url.ledger!r} at {self.url.public} is not empty",
-                        "migrate into an empty database or another ?ledger=NAME",
-                        kind="usage")
+                    if source is None or not self._holds_a_prefix_of(source):
+                        raise LedgerUnavailable(
+                            f"the ledger {self.url.ledger!r} at {self.url.public} is not "
+                            "empty", "migrate into an empty database or another "
+                            "?ledger=NAME", kind="usage")
+                    db.execute(q["truncate"])
                 n = 0
                 with db.cursor() as cur:
                     with cur.copy(q["copy_events"]) as copy:
@@ -456,6 +461,23 @@ class PostgresLedger:
                                         [(s.seq, s.data, s.sig) for s in snapshots])
             return n
 
+
+    def _holds_a_prefix_of(self, source: Callable[[int, int], Iterator[StoredEvent]]
+                           ) -> bool:
+        """Every event here, from seq 0 without a gap, is the same (body and signature) as
+        ``source``'s at its seq: replacing them loses nothing (under the append lock)."""
+        [(top,)] = self._fast["top"].run(())
+        if top is None:  # no event: only snapshots or index rows, nothing to lose
+            return True
+        n = _int(top) + 1
+        ours = self._rows(0, n)
+        theirs = source(0, n)
+        for seq in range(n):
+            mine, other = next(ours, None), next(theirs, None)
+            if (mine is None or other is None or mine.seq != seq or other.seq != seq
+                    or (mine.body, mine.sig) != (other.body, other.sig)):
+                return False
+        return True
 
     def discard(self) -> None:
         """Empty this ledger (a migration whose copy did not verify)."""
