@@ -29,7 +29,7 @@ from ouroboros.kernel.errors import (
     UsageError,
 )
 from ouroboros.kernel.gates import STALE_BASE, Gate, Submission, default_gates
-from ouroboros.kernel.keys import Keyring, Signer
+from ouroboros.kernel.keys import Keyring, Signer, verify_signature
 from ouroboros.kernel.ledger import Event, VerifyReport, make_event
 from ouroboros.kernel.merkle import (
     leaf_hash,
@@ -242,11 +242,25 @@ class Runtime:
     # --------------------------------------------------------------------- state
     def _fold(self, state: KernelState, events: Iterable[StoredEvent],
               check_results: bool = False, track_merkle: bool = True,
-              seen: list[Item] | None = None) -> KernelState:
+              seen: list[Item] | None = None, signed: bool = False) -> KernelState:
         """Fold stored events into ``state``; collect their kinds and payloads in ``seen``.
-        A history no gate would allow is an ``IntegrityError``."""
+        A history no gate would allow is an ``IntegrityError``, and so is an event that
+        does not extend ``state`` (its seq, stored and in its body, and its link to the
+        previous event's hash): a row copied past the head is never folded. ``signed``:
+        check the runtime key's signature too (events no signed anchor covers yet)."""
+        before: StoredEvent | None = None
         for s in events:
             d = orjson.loads(s.body)
+            if s.seq != state.seq + 1 or d.get("seq") != s.seq or d.get("prev") != state.last_hash:
+                if before is not None and state.seq >= 0:
+                    _check_signed(state, before)  # the event before was edited: name it
+                raise IntegrityError(f"event {s.seq}: it does not extend event {state.seq} "
+                                     "(sequence number or link to its hash): a row was "
+                                     "added or moved in the database", seq=s.seq,
+                                     hint="run `ouro verify`")
+            if signed and state.seq >= 0:
+                _check_signed(state, s)
+            before = s
             try:
                 fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body,
                            check_results, track_merkle)
@@ -302,6 +316,12 @@ class Runtime:
 
         for k in known:
             anchors.check_against_head(k, count, event_hash)
+        # The events folded past the snapshot are linked to it (signed) and, up to the
+        # newest checkpoint's head (signed), to that head; any after both (another
+        # process's, or rows added in the database) must carry the runtime key's signature.
+        pinned = max([k.checkpoint.size - 1 for k in known] + [self._last_snapshot])
+        for stored in self.backend.read(pinned + 1, self._state.seq + 1):
+            _check_signed(self._state, stored)
 
     def _witnesses(self, paths: Iterable[str]) -> list[anchors.Witness]:
         return [anchors.Witness(Path(p), self._state.ledger_id) for p in paths]
@@ -318,7 +338,8 @@ class Runtime:
     def _catch_up(self) -> list[Item]:
         """Fold every event after our head; return their kinds and payloads."""
         seen: list[Item] = []
-        self._fold(self._state, self.backend.read(self._state.seq + 1), seen=seen)
+        self._fold(self._state, self.backend.read(self._state.seq + 1), seen=seen,
+                   signed=True)
         self._maybe_snapshot()
         return seen
 
@@ -387,7 +408,7 @@ class Runtime:
                 if still_valid is None or expect is not self._state:
                     raise RetryAppend
                 seen: list[Item] = []
-                self._fold(expect, head.since(expect.seq + 1), seen=seen)
+                self._fold(expect, head.since(expect.seq + 1), seen=seen, signed=True)
                 if head.next_seq != expect.seq + 1 or not still_valid(seen):
                     raise RetryAppend
             built.clear()
@@ -882,6 +903,14 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _check_signed(state: KernelState, stored: StoredEvent) -> None:
+    """``stored`` carries the runtime key's signature (``state`` holds that key)."""
+    if not verify_signature(str(state.runtime_key["public"]), stored.sig, stored.body):
+        raise IntegrityError(f"event {stored.seq}: the runtime key's signature does not "
+                             "verify: a row was forged in the database", seq=stored.seq,
+                             hint="run `ouro verify`; restore the ledger from a backup")
 
 
 def _shrank(seen: int, next_seq: int) -> IntegrityError:
