@@ -228,3 +228,32 @@ def test_migrate_still_refuses_a_target_holding_events_this_ledger_lacks(
     assert r.returncode == 2 and "is not empty" in r.stderr, r.stderr
     other_rows = raw_sql(other, "SELECT count(*) FROM events")
     assert other_rows == [(total,)]  # nothing of the grown ledger was touched
+
+
+# ------------------------------------------------------------------ another workspace's ledger
+def test_another_workspaces_ledger_under_this_ones_name_is_refused_on_open(
+        tmp_path: Path) -> None:
+    """Whoever can write the database swaps two ledgers' schemas: each workspace's URL now
+    names the other's ledger, whole and validly signed (by the other runtime key). Opening
+    must refuse it by the genesis the workspace pinned, even when the other workspace's
+    checkpoint was copied too, and no event may be signed into the other ledger."""
+    from ouroboros.kernel import IntegrityError
+    from ouroboros.storage.postgres.url import parse
+
+    homes = [tmp_path / "a", tmp_path / "b"]
+    for home in homes:
+        rt = Runtime.init(home)
+        fill(rt, 2, who=home.name)
+        rt.close()
+    a, b = (parse(json.loads((h / "workspace.json").read_text())["ledger"]).ledger
+            for h in homes)
+    for statement in (f"ALTER SCHEMA {a} RENAME TO {a}_x", f"ALTER SCHEMA {b} RENAME TO {a}",
+                      f"ALTER SCHEMA {a}_x RENAME TO {b}"):
+        raw_sql(homes[0], statement)
+    sizes = [raw_sql(h, "SELECT count(*) FROM events") for h in homes]
+    r = ouro("verify", home=homes[0])
+    assert r.returncode == 1 and "another workspace's ledger" in r.stderr, r.stderr
+    shutil.copy(homes[1] / "ledger.checkpoint", homes[0] / "ledger.checkpoint")
+    with pytest.raises(IntegrityError, match="another workspace's ledger"):
+        Runtime.open(homes[0])
+    assert [raw_sql(h, "SELECT count(*) FROM events") for h in homes] == sizes

@@ -306,6 +306,12 @@ class Runtime:
         commit to: a shortened or rewritten ledger refuses to open."""
         if self._state.seq < 0:
             raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+        pinned_genesis = self.workspace.config.get("genesis")
+        if pinned_genesis is not None and self._state.ledger_id != pinned_genesis:
+            raise IntegrityError("the ledger's genesis differs from the one pinned in the "
+                                 "workspace: its ledger URL names another workspace's ledger",
+                                 seq=0, hint="point the workspace at its own ledger, or "
+                                 "restore the database from a backup")
         known = anchors.read_checkpoints(self.backend, self._witnesses(self._state.witnesses),
                                          self.verifier)
         count = self.backend.count()
