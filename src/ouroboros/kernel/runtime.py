@@ -46,6 +46,7 @@ from ouroboros.kernel.proofs import (
 )
 from ouroboros.kernel.state import (
     _UNKNOWN,
+    GENESIS_PREV,
     KERNEL_KINDS,
     FoldError,
     KernelState,
@@ -244,23 +245,15 @@ class Runtime:
               check_results: bool = False, track_merkle: bool = True,
               seen: list[Item] | None = None, signed: bool = False) -> KernelState:
         """Fold stored events into ``state``; collect their kinds and payloads in ``seen``.
-        A history no gate would allow is an ``IntegrityError``, and so is an event that
-        does not extend ``state`` (its seq, stored and in its body, and its link to the
-        previous event's hash): a row copied past the head is never folded. ``signed``:
-        check the runtime key's signature too (events no signed anchor covers yet)."""
-        before: StoredEvent | None = None
+        A history no gate would allow is an ``IntegrityError``. ``signed`` (events caught
+        up from the database, which no signed anchor covers yet): each must also extend
+        ``state`` (``_check_extends``) and carry the runtime key's signature."""
         for s in events:
             d = orjson.loads(s.body)
-            if s.seq != state.seq + 1 or d.get("seq") != s.seq or d.get("prev") != state.last_hash:
-                if before is not None and state.seq >= 0:
-                    _check_signed(state, before)  # the event before was edited: name it
-                raise IntegrityError(f"event {s.seq}: it does not extend event {state.seq} "
-                                     "(sequence number or link to its hash): a row was "
-                                     "added or moved in the database", seq=s.seq,
-                                     hint="run `ouro verify`")
-            if signed and state.seq >= 0:
-                _check_signed(state, s)
-            before = s
+            if signed:
+                _check_extends(state.seq, state.last_hash, s, d)
+                if state.seq >= 0:
+                    _check_signed(state, s)
             try:
                 fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body,
                            check_results, track_merkle)
@@ -322,12 +315,20 @@ class Runtime:
 
         for k in known:
             anchors.check_against_head(k, count, event_hash)
-        # The events folded past the snapshot are linked to it (signed) and, up to the
-        # newest checkpoint's head (signed), to that head; any after both (another
-        # process's, or rows added in the database) must carry the runtime key's signature.
+        # Events after the newest signed anchor (the snapshot, or a checkpoint's head):
+        # another process's, or rows added in the database. Each must extend the one
+        # before and carry the runtime key's signature, so this runtime never serves or
+        # signs on top of a row nobody signed (rows below the anchor are `verify`'s).
         pinned = max([k.checkpoint.size - 1 for k in known] + [self._last_snapshot])
-        for stored in self.backend.read(pinned + 1, self._state.seq + 1):
-            _check_signed(self._state, stored)
+        if pinned < self._state.seq:
+            seq, last = pinned, event_hash(pinned) if pinned >= 0 else GENESIS_PREV
+            for stored in self.backend.read(pinned + 1, self._state.seq + 1):
+                _check_extends(seq, last, stored, orjson.loads(stored.body))
+                _check_signed(self._state, stored)
+                seq, last = stored.seq, hash_bytes(stored.body)
+            if (seq, last) != (self._state.seq, self._state.last_hash):
+                raise IntegrityError(f"the ledger changed while it was opened (event {seq})",
+                                     seq=seq, hint="open it again; run `ouro verify`")
 
     def _witnesses(self, paths: Iterable[str]) -> list[anchors.Witness]:
         return [anchors.Witness(Path(p), self._state.ledger_id) for p in paths]
@@ -909,6 +910,17 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _check_extends(seq: int, last_hash: str | None, stored: StoredEvent,
+                   body: dict[str, Any]) -> None:
+    """``stored`` is the event after ``seq`` (whose hash is ``last_hash``): its seq, stored
+    and in its body, and its link. A row copied past the head (a replay of a validly
+    signed event, after a gap or at the head) fails here."""
+    if stored.seq != seq + 1 or body.get("seq") != stored.seq or body.get("prev") != last_hash:
+        raise IntegrityError(f"event {stored.seq}: it does not extend event {seq} (sequence "
+                             "number or link to its hash): a row was added or moved in the "
+                             "database", seq=stored.seq, hint="run `ouro verify`")
 
 
 def _check_signed(state: KernelState, stored: StoredEvent) -> None:
