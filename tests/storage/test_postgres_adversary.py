@@ -257,3 +257,39 @@ def test_another_workspaces_ledger_under_this_ones_name_is_refused_on_open(
     with pytest.raises(IntegrityError, match="another workspace's ledger"):
         Runtime.open(homes[0])
     assert [raw_sql(h, "SELECT count(*) FROM events") for h in homes] == sizes
+
+
+# ------------------------------------------------------------------ URLs libpq reads otherwise
+def test_a_url_without_a_host_part_is_libpqs_default_not_malformed(
+        pg_server: Any, tmp_path: Path) -> None:
+    """``postgresql:///db?host=…`` (empty authority: libpq's defaults, here the socket
+    folder given as a parameter) is a valid libpq URL; it was mangled to ``postgresql:/db``
+    and refused as malformed."""
+    from urllib.parse import quote
+
+    home = tmp_path / "ws"
+    url = (f"postgresql:///ouro_tests?ledger=noauth_{os.getpid()}&user=ouro"
+           f"&host={quote(str(pg_server.root), safe='')}&port={pg_server.port}")
+    r = ouro("init", "--ledger", url, "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    rt = Runtime.open(home)
+    fill(rt, 1)
+    assert rt.verify().events > 1
+    rt.close()
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("sslmode=bogus", "sslmode"),
+    ("target_session_attrs=nonsense", "target_session_attrs"),
+])
+def test_a_bad_libpq_parameter_value_is_a_usage_error(tmp_path: Path, query: str,
+                                                      named: str) -> None:
+    """libpq refuses these values before any connection is tried: the URL is wrong (exit
+    2), not the server down (exit 1, 'is the server running?')."""
+    home = tmp_path / "ws"
+    r = ouro("init", "--ledger", f"postgresql://u:Pw-s3cret-9@127.0.0.1:1/db?{query}",
+             home=home)
+    assert r.returncode == 2, r.stderr
+    assert named in r.stderr and "server running" not in r.stderr
+    assert "s3cret" not in r.stderr and "Traceback" not in r.stderr
+    assert not home.exists()

@@ -569,6 +569,12 @@ def _unavailable(url: LedgerURL, e: psycopg.Error) -> LedgerUnavailable:
     if "password authentication failed" in text or "no password supplied" in text:
         hint = ("set PGPASSWORD, a ~/.pgpass entry, or $OURO_LEDGER_URL with the password; "
                 "the workspace stores the URL without it")
+    elif text.startswith("connection is bad: invalid "):
+        # libpq refused a parameter's value before trying any server (sslmode=bogus,
+        # port=99999): the URL is wrong, not the server
+        return LedgerUnavailable(f"malformed ledger URL {url.public}: {text[19:]}",
+                                 "fix the URL's parameters (libpq's connection settings)",
+                                 kind="usage")
     elif isinstance(e, psycopg.OperationalError):
         hint = "is the PostgreSQL server running and reachable? check the URL's host and port"
     else:

@@ -60,9 +60,10 @@ def parse(url: str) -> LedgerURL:
     user = userinfo.partition(":")[0]
     public_netloc = f"{user}@{hostport}" if at else hostport
     public_query = [(k, v) for k, v in libpq if k != "password"]
-    public = urlunsplit(("postgresql", public_netloc, parts.path,
-                         urlencode([*public_query, ("ledger", ledger)]), ""))
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), ""))
+    # (not urlunsplit: it drops an empty authority, and libpq reads "postgresql:/db" as
+    # a key=value string; "postgresql:///db" means libpq's default host)
+    public = _unsplit(public_netloc, parts.path, urlencode([*public_query, ("ledger", ledger)]))
+    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq))
     try:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -80,6 +81,10 @@ def parse(url: str) -> LedgerURL:
 #: ``password=`` in a libpq key=value string: a single-quoted value (with \\ escapes) or
 #: a word.
 _CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+
+
+def _unsplit(netloc: str, path: str, query: str) -> str:
+    return f"postgresql://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 def for_workspace(stored: str) -> LedgerURL:
