@@ -293,3 +293,64 @@ def test_a_bad_libpq_parameter_value_is_a_usage_error(tmp_path: Path, query: str
     assert named in r.stderr and "server running" not in r.stderr
     assert "s3cret" not in r.stderr and "Traceback" not in r.stderr
     assert not home.exists()
+
+
+_SUBMITS_THROUGH_TERMINATIONS = """
+import json, sys
+from ouroboros.kernel import Runtime
+from ouroboros.storage.ledger import LedgerUnavailable
+rt = Runtime.open(sys.argv[1])
+print(rt.backend._db.pgconn.backend_pid, flush=True)
+applied, failed = [], []
+for i in range(int(sys.argv[2])):
+    target = f"agents/w{i}/routing"
+    try:
+        out = rt.propose_and_submit(type="routing", target=target, value={"w": i},
+                                    reasoning="r", author="w")
+        assert out.status == "applied", out
+        applied.append(target)
+    except LedgerUnavailable:
+        failed.append(target)
+    print(rt.backend._db.pgconn.backend_pid, flush=True)
+rt.close()
+print(json.dumps({"applied": applied, "failed": failed}), flush=True)
+"""
+
+
+def test_sessions_terminated_mid_submit_never_fork_lose_or_double_an_event(
+        tmp_path: Path) -> None:
+    """A writer's session is ended by the server again and again while it submits (some
+    mid-call, after or before the commit): each call that meets it fails cleanly, the
+    writer goes on with a new session, and the ledger verifies, holds every patch the
+    writer was told was applied, and none twice."""
+    import psycopg
+
+    from ouroboros.storage.postgres.url import for_workspace
+
+    home = tmp_path / "ws"
+    Runtime.init(home, checkpoint_interval=8, snapshot_interval=10).close()
+    script = tmp_path / "writer.py"
+    script.write_text(_SUBMITS_THROUGH_TERMINATIONS)
+    proc = subprocess.Popen([sys.executable, str(script), str(home), "60"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    conninfo = for_workspace(str(json.loads((home / "workspace.json").read_text())["ledger"]))
+    ended = 0
+    with psycopg.connect(conninfo.conninfo, autocommit=True) as admin:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                result = json.loads(line)
+                break
+            if int(line) % 3 == 0 or ended < 3:  # end some sessions, not every one
+                ended += int(admin.execute("SELECT count(*) FROM (SELECT pg_terminate_backend("
+                                           "%s)) t", (int(line),)).fetchone()[0])
+    assert proc.wait(120) == 0
+    assert ended >= 3 and result["failed"], result  # the attack did land
+    rt = Runtime.open(home)
+    rt.verify()
+    assert rt.replay().consistent
+    targets = [e.payload["target"] for e in rt.log(kind="PatchApplied")]
+    assert len(targets) == len(set(targets))  # nothing applied twice
+    assert set(result["applied"]) <= set(targets)  # nothing it was told about is lost
+    assert set(targets) <= set(result["applied"]) | set(result["failed"])
+    rt.close()
