@@ -354,3 +354,27 @@ def test_sessions_terminated_mid_submit_never_fork_lose_or_double_an_event(
     assert set(result["applied"]) <= set(targets)  # nothing it was told about is lost
     assert set(targets) <= set(result["applied"]) | set(result["failed"])
     rt.close()
+
+
+def test_the_skill_vector_rows_survive_a_lost_session(new_pg_ledger: Any,
+                                                       tmp_path: Path) -> None:
+    """The skill index's rows share the ledger's schema and server: after the session is
+    ended, the call that meets it fails cleanly and the next one opens a new session."""
+    import psycopg
+
+    from ouroboros.storage.postgres.url import parse
+    from ouroboros.storage.postgres.vectors import PostgresVectorRows
+
+    url = new_pg_ledger()
+    Runtime.init(tmp_path / "ws", ledger=url).close()
+    rows = PostgresVectorRows(parse(url))
+    rows.append([("t1", "fp", "text")], [b"\0" * 16], "m", 4)
+    with psycopg.connect(parse(url).conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (rows._db.pgconn.backend_pid,))
+    with pytest.raises(LedgerUnavailable, match="cannot be used"):
+        for _ in range(200):  # until the server has ended it
+            rows.state()
+            time.sleep(0.01)
+    rows.append([("t2", "fp", "text")], [b"\1" * 16], "m", 4)
+    assert rows.state()[1:] == (2, "m", 4)
+    rows.close()
