@@ -378,3 +378,20 @@ def test_the_skill_vector_rows_survive_a_lost_session(new_pg_ledger: Any,
     rows.append([("t2", "fp", "text")], [b"\1" * 16], "m", 4)
     assert rows.state()[1:] == (2, "m", 4)
     rows.close()
+
+
+def test_mcp_calls_name_a_lost_session_instead_of_an_internal_error(tmp_path: Path,
+                                                                     caplog: Any) -> None:
+    """An MCP tool call that meets a dead PostgreSQL session reads the backend's message
+    and hint ('unavailable'-like failure), not 'internal' with a traceback in the log."""
+    from ouroboros.interfaces.mcp.errors import describe
+
+    rt = Runtime.init(tmp_path / "ws")
+    _terminate(rt)
+    with pytest.raises(LedgerUnavailable) as err:
+        rt.backend.count()
+    call = describe(err.value)
+    assert call.code == "failure" and "cannot be used" in call.message
+    assert "is the PostgreSQL server running" in (call.hint or "")
+    assert "Traceback" not in caplog.text and "unexpected error" not in caplog.text
+    rt.close()
