@@ -395,3 +395,30 @@ def test_mcp_calls_name_a_lost_session_instead_of_an_internal_error(tmp_path: Pa
     assert "is the PostgreSQL server running" in (call.hint or "")
     assert "Traceback" not in caplog.text and "unexpected error" not in caplog.text
     rt.close()
+
+
+def test_init_into_a_schema_holding_another_applications_events_table_touches_nothing(
+        pg_server: Any, tmp_path: Path) -> None:
+    """``?ledger=NAME`` names a schema where another application keeps a table called
+    ``events``: init must refuse it as not a ledger (exit 2, not 'damaged: restore from a
+    backup') and leave no table or function of ours in that application's schema."""
+    import psycopg
+
+    schema = f"otherapp_{os.getpid()}"
+    with psycopg.connect(pg_server.url("ouro_tests"), autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.events (id int PRIMARY KEY, name text)")
+        db.execute(f"INSERT INTO {schema}.events VALUES (1, 'theirs')")
+    home = tmp_path / "ws"
+    r = ouro("init", "--ledger", pg_server.url("ouro_tests", ledger=schema), home=home)
+    assert r.returncode == 2, r.stderr
+    assert "not an Ouroboros ledger" in r.stderr and "Traceback" not in r.stderr
+    assert not home.exists()
+    with psycopg.connect(pg_server.url("ouro_tests"), autocommit=True) as db:
+        tables = db.execute("SELECT table_name FROM information_schema.tables WHERE "
+                            "table_schema = %s", (schema,)).fetchall()
+        functions = db.execute("SELECT proname FROM pg_proc p JOIN pg_namespace n ON "
+                               "n.oid = p.pronamespace WHERE nspname = %s",
+                               (schema,)).fetchall()
+        rows = db.execute(f"SELECT * FROM {schema}.events").fetchall()
+    assert tables == [("events",)] and functions == [] and rows == [(1, "theirs")]

@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS {s}.patch_log (
     PRIMARY KEY (hash, kind, seq)
 );
 """
+#: (table, column, type) of every column of the tables above.
+_COLUMNS = {("events", "seq", "bigint"), ("events", "body", "bytea"),
+            ("events", "sig", "bytea"), ("snapshots", "seq", "bigint"),
+            ("snapshots", "data", "bytea"), ("snapshots", "sig", "bytea"),
+            ("patch_log", "hash", "bytea"), ("patch_log", "kind", "smallint"),
+            ("patch_log", "seq", "bigint")}
 #: The append, server-side: one round trip, the advisory lock held only for the insert.
 #: Returns a status row (stored?, the head after the call) and, when the head had moved,
 #: up to ``_BATCH`` of the events from ``expect`` on, so the caller catches up without
@@ -206,6 +212,18 @@ class PostgresLedger:
                 if statement.strip():
                     self._db.execute(sql.SQL(statement).format(s=schema),
                                      prepare=False)
+            # CREATE TABLE IF NOT EXISTS kept any table of that name: another
+            # application's ``events`` in the schema ?ledger= named. Refuse it inside the
+            # transaction, so nothing of ours is left in that schema.
+            columns = set(self._db.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name IN ('events', 'snapshots', "
+                "'patch_log')", (self.url.ledger,)).fetchall())
+            if columns != _COLUMNS:
+                raise LedgerUnavailable(
+                    f"the schema {self.url.ledger!r} in {self.url.public} holds tables that "
+                    "are not an Ouroboros ledger's (another application's?)",
+                    "name another schema with ?ledger=NAME", kind="usage")
             self._create_function()
 
     def _create_function(self) -> None:
