@@ -422,3 +422,37 @@ def test_init_into_a_schema_holding_another_applications_events_table_touches_no
                                (schema,)).fetchall()
         rows = db.execute(f"SELECT * FROM {schema}.events").fetchall()
     assert tables == [("events",)] and functions == [] and rows == [(1, "theirs")]
+
+
+def test_a_role_that_may_only_read_reads_and_is_told_why_it_cannot_write(
+        pg_server: Any, tmp_path: Path) -> None:
+    import psycopg
+
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    fill(rt, 2)
+    rt.close()
+    ledger = parse_ledger(home)
+    role = f"reader_{os.getpid()}"
+    with psycopg.connect(pg_server.url("ouro_tests"), autocommit=True) as db:
+        db.execute(f"CREATE ROLE {role} LOGIN")
+        db.execute(f"GRANT USAGE ON SCHEMA {ledger} TO {role}")
+        db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {ledger} TO {role}")
+    config = json.loads((home / "workspace.json").read_text())
+    config["ledger"] = config["ledger"].replace("ouro@", f"{role}@")
+    (home / "workspace.json").write_text(json.dumps(config))
+    assert ouro("verify", home=home).returncode == 0
+    assert ouro("state", "agents/t0/routing", home=home).returncode == 0
+    rt = Runtime.open(home)
+    with pytest.raises(LedgerUnavailable) as err:
+        fill(rt, 1, who="ro")
+    rt.close()
+    assert "permission denied for table events" in err.value.message
+    assert "cannot be used: ERROR" not in err.value.message
+    assert role in err.value.hint and "INSERT" in err.value.hint
+
+
+def parse_ledger(home: Path) -> str:
+    from ouroboros.storage.postgres.url import parse
+
+    return parse(json.loads((home / "workspace.json").read_text())["ledger"]).ledger

@@ -593,6 +593,13 @@ def _unavailable(url: LedgerURL, e: psycopg.Error) -> LedgerUnavailable:
         return LedgerUnavailable(f"malformed ledger URL {url.public}: {text[19:]}",
                                  "fix the URL's parameters (libpq's connection settings)",
                                  kind="usage")
+    elif isinstance(e, psycopg.errors.InsufficientPrivilege):
+        from psycopg.conninfo import conninfo_to_dict
+
+        role = conninfo_to_dict(url.conninfo).get("user") or "the URL's user"
+        hint = (f"the role {role} may not do this in the ledger's schema: writers need "
+                "USAGE on it, SELECT and INSERT on its tables and EXECUTE on append_events "
+                "(readers: USAGE and SELECT)")
     elif isinstance(e, psycopg.OperationalError):
         hint = "is the PostgreSQL server running and reachable? check the URL's host and port"
     else:
