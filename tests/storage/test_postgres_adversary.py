@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ledgerkit import raw_sql
-from ouroboros.kernel import Runtime
+from ouroboros.kernel import IntegrityError, Runtime
 from ouroboros.storage.ledger import LedgerUnavailable
 from ouroboros.storage.postgres import PostgresLedger
 
@@ -237,7 +237,6 @@ def test_another_workspaces_ledger_under_this_ones_name_is_refused_on_open(
     names the other's ledger, whole and validly signed (by the other runtime key). Opening
     must refuse it by the genesis the workspace pinned, even when the other workspace's
     checkpoint was copied too, and no event may be signed into the other ledger."""
-    from ouroboros.kernel import IntegrityError
     from ouroboros.storage.postgres.url import parse
 
     homes = [tmp_path / "a", tmp_path / "b"]
@@ -297,7 +296,7 @@ def test_a_bad_libpq_parameter_value_is_a_usage_error(tmp_path: Path, query: str
 
 _SUBMITS_THROUGH_TERMINATIONS = """
 import json, sys
-from ouroboros.kernel import Runtime
+from ouroboros.kernel import IntegrityError, Runtime
 from ouroboros.storage.ledger import LedgerUnavailable
 rt = Runtime.open(sys.argv[1])
 print(rt.backend._db.pgconn.backend_pid, flush=True)
@@ -456,3 +455,41 @@ def parse_ledger(home: Path) -> str:
     from ouroboros.storage.postgres.url import parse
 
     return parse(json.loads((home / "workspace.json").read_text())["ledger"]).ledger
+
+
+# ------------------------------------------------------------------ the SQLite-only byte test's twin
+def test_every_single_bit_flip_in_the_database_is_named_by_verify(tmp_path: Path) -> None:
+    """tests/kernel/test_ledger.py::test_every_single_byte_change_is_detected copies the
+    SQLite file per example; here one PostgreSQL ledger is flipped and restored in place:
+    every bit flipped in any event's body or signature (first, middle and last byte, and a
+    spread of others) is named by the chain check at exactly that event."""
+    from ouroboros.kernel.ledger import verify_events
+    from ouroboros.kernel.workspace import Workspace
+    from ouroboros.storage.backends import open_ledger
+
+    home = tmp_path / "ws"
+    rt = Runtime.init(home, checkpoint_interval=5)
+    fill(rt, 8)
+    rt.close()
+    ws = Workspace.load(home)
+    backend = open_ledger(home, ws.ledger_url)
+    n = backend.count()
+    checked = 0
+    for seq in range(n):
+        for column in ("body", "sig"):
+            [(original,)] = raw_sql(home, f"SELECT {column} FROM events WHERE seq = ?", seq)
+            original = bytes(original)
+            for pos in sorted({0, len(original) // 2, len(original) - 1,
+                               *range(7 * seq + 3, len(original), 97)}):
+                data = bytearray(original)
+                data[pos] ^= 0x01
+                raw_sql(home, f"UPDATE events SET {column} = ? WHERE seq = ?", bytes(data),
+                        seq)
+                with pytest.raises(IntegrityError) as err:
+                    verify_events(backend.read(), pinned_genesis=ws.config["genesis"])
+                assert err.value.seq == seq, (seq, column, pos, str(err.value))
+                checked += 1
+            raw_sql(home, f"UPDATE events SET {column} = ? WHERE seq = ?", original, seq)
+    verify_events(backend.read(), pinned_genesis=ws.config["genesis"])  # restored whole
+    backend.close()
+    assert checked > 4 * n
