@@ -300,8 +300,9 @@ def test_a_migrated_copy_that_differs_from_the_anchor_is_not_switched_to(
     config = (home / "workspace.json").read_bytes()
     real = PostgresLedger.copy_in
 
-    def lossy(self: PostgresLedger, events: Any, snapshots: Any, index: Any) -> int:
-        n = real(self, iter(list(events)[:-2]), snapshots, index)
+    def lossy(self: PostgresLedger, events: Any, snapshots: Any, index: Any,
+              *source: Any) -> int:
+        n = real(self, iter(list(events)[:-2]), snapshots, index, *source)
         return n + 2  # and lie about it
 
     monkeypatch.setattr(PostgresLedger, "copy_in", lossy)

@@ -66,7 +66,7 @@ def migrate(ws: Workspace, url: str, *,
                          if s is not None]
             index = list(reader.patch_index())
             try:
-                n = target.copy_in(head.since(0), snapshots, iter(index))
+                n = target.copy_in(head.since(0), snapshots, iter(index), reader.read)
             except LedgerUnavailable as e:
                 raise ledger_error(e) from e
             if n != head.next_seq:

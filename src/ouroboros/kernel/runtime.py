@@ -29,7 +29,7 @@ from ouroboros.kernel.errors import (
     UsageError,
 )
 from ouroboros.kernel.gates import STALE_BASE, Gate, Submission, default_gates
-from ouroboros.kernel.keys import Keyring, Signer
+from ouroboros.kernel.keys import Keyring, Signer, verify_signature
 from ouroboros.kernel.ledger import Event, VerifyReport, make_event
 from ouroboros.kernel.merkle import (
     leaf_hash,
@@ -46,6 +46,7 @@ from ouroboros.kernel.proofs import (
 )
 from ouroboros.kernel.state import (
     _UNKNOWN,
+    GENESIS_PREV,
     KERNEL_KINDS,
     FoldError,
     KernelState,
@@ -242,11 +243,17 @@ class Runtime:
     # --------------------------------------------------------------------- state
     def _fold(self, state: KernelState, events: Iterable[StoredEvent],
               check_results: bool = False, track_merkle: bool = True,
-              seen: list[Item] | None = None) -> KernelState:
+              seen: list[Item] | None = None, signed: bool = False) -> KernelState:
         """Fold stored events into ``state``; collect their kinds and payloads in ``seen``.
-        A history no gate would allow is an ``IntegrityError``."""
+        A history no gate would allow is an ``IntegrityError``. ``signed`` (events caught
+        up from the database, which no signed anchor covers yet): each must also extend
+        ``state`` (``_check_extends``) and carry the runtime key's signature."""
         for s in events:
             d = orjson.loads(s.body)
+            if signed:
+                _check_extends(state.seq, state.last_hash, s, d)
+                if state.seq >= 0:
+                    _check_signed(state, s)
             try:
                 fold_event(state, s.seq, d["kind"], d["payload"], d["time"], s.body,
                            check_results, track_merkle)
@@ -292,6 +299,12 @@ class Runtime:
         commit to: a shortened or rewritten ledger refuses to open."""
         if self._state.seq < 0:
             raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+        pinned_genesis = self.workspace.config.get("genesis")
+        if pinned_genesis is not None and self._state.ledger_id != pinned_genesis:
+            raise IntegrityError("the ledger's genesis differs from the one pinned in the "
+                                 "workspace: its ledger URL names another workspace's ledger",
+                                 seq=0, hint="point the workspace at its own ledger, or "
+                                 "restore the database from a backup")
         known = anchors.read_checkpoints(self.backend, self._witnesses(self._state.witnesses),
                                          self.verifier)
         count = self.backend.count()
@@ -302,6 +315,20 @@ class Runtime:
 
         for k in known:
             anchors.check_against_head(k, count, event_hash)
+        # Events after the newest signed anchor (the snapshot, or a checkpoint's head):
+        # another process's, or rows added in the database. Each must extend the one
+        # before and carry the runtime key's signature, so this runtime never serves or
+        # signs on top of a row nobody signed (rows below the anchor are `verify`'s).
+        pinned = max([k.checkpoint.size - 1 for k in known] + [self._last_snapshot])
+        if pinned < self._state.seq:
+            seq, last = pinned, event_hash(pinned) if pinned >= 0 else GENESIS_PREV
+            for stored in self.backend.read(pinned + 1, self._state.seq + 1):
+                _check_extends(seq, last, stored, orjson.loads(stored.body))
+                _check_signed(self._state, stored)
+                seq, last = stored.seq, hash_bytes(stored.body)
+            if (seq, last) != (self._state.seq, self._state.last_hash):
+                raise IntegrityError(f"the ledger changed while it was opened (event {seq})",
+                                     seq=seq, hint="open it again; run `ouro verify`")
 
     def _witnesses(self, paths: Iterable[str]) -> list[anchors.Witness]:
         return [anchors.Witness(Path(p), self._state.ledger_id) for p in paths]
@@ -318,7 +345,8 @@ class Runtime:
     def _catch_up(self) -> list[Item]:
         """Fold every event after our head; return their kinds and payloads."""
         seen: list[Item] = []
-        self._fold(self._state, self.backend.read(self._state.seq + 1), seen=seen)
+        self._fold(self._state, self.backend.read(self._state.seq + 1), seen=seen,
+                   signed=True)
         self._maybe_snapshot()
         return seen
 
@@ -387,7 +415,7 @@ class Runtime:
                 if still_valid is None or expect is not self._state:
                     raise RetryAppend
                 seen: list[Item] = []
-                self._fold(expect, head.since(expect.seq + 1), seen=seen)
+                self._fold(expect, head.since(expect.seq + 1), seen=seen, signed=True)
                 if head.next_seq != expect.seq + 1 or not still_valid(seen):
                     raise RetryAppend
             built.clear()
@@ -882,6 +910,25 @@ class Runtime:
                 self._run_effect(rollback_sub)
             return [replace(o, seq=q) for o, q in zip(outcomes, seqs, strict=True)]
         raise OuroError("the ledger is too busy: gave up after 50 attempts", "try again")
+
+
+def _check_extends(seq: int, last_hash: str | None, stored: StoredEvent,
+                   body: dict[str, Any]) -> None:
+    """``stored`` is the event after ``seq`` (whose hash is ``last_hash``): its seq, stored
+    and in its body, and its link. A row copied past the head (a replay of a validly
+    signed event, after a gap or at the head) fails here."""
+    if stored.seq != seq + 1 or body.get("seq") != stored.seq or body.get("prev") != last_hash:
+        raise IntegrityError(f"event {stored.seq}: it does not extend event {seq} (sequence "
+                             "number or link to its hash): a row was added or moved in the "
+                             "database", seq=stored.seq, hint="run `ouro verify`")
+
+
+def _check_signed(state: KernelState, stored: StoredEvent) -> None:
+    """``stored`` carries the runtime key's signature (``state`` holds that key)."""
+    if not verify_signature(str(state.runtime_key["public"]), stored.sig, stored.body):
+        raise IntegrityError(f"event {stored.seq}: the runtime key's signature does not "
+                             "verify: a row was forged in the database", seq=stored.seq,
+                             hint="run `ouro verify`; restore the ledger from a backup")
 
 
 def _shrank(seen: int, next_seq: int) -> IntegrityError:

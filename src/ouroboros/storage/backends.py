@@ -25,7 +25,10 @@ def open_ledger(home: Path, url: str | None, *, durable: bool = False,
 
         return SQLiteLedger(home / SQLITE_FILE, durable=durable)
     if not isinstance(url, str) or "://" not in url:
-        raise LedgerUnavailable(f"unknown ledger setting {url!r}",
+        from ouroboros.storage.postgres.url import _redact
+
+        shown = _redact(url) if isinstance(url, str) else url
+        raise LedgerUnavailable(f"unknown ledger setting {shown!r}",
                                 "use a postgresql:// URL, or leave it out for SQLite",
                                 kind="usage")
     from ouroboros.storage.postgres import PostgresLedger

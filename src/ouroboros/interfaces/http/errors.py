@@ -26,6 +26,7 @@ from ouroboros.kernel.errors import (
     PatchRejected,
     UsageError,
 )
+from ouroboros.storage.ledger import LedgerUnavailable
 
 log = logging.getLogger("ouroboros.http")
 
@@ -111,6 +112,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OuroError)
     async def _ouro(_: Request, exc: OuroError) -> JSONResponse:
         status, code = status_of(exc)
+        return error_response(status, code, exc.message, exc.hint)
+
+    @app.exception_handler(LedgerUnavailable)
+    async def _ledger(_: Request, exc: LedgerUnavailable) -> JSONResponse:
+        # The PostgreSQL ledger: down, its session lost (the next request opens another),
+        # refused, or missing/damaged in the database. Not a bug of this server.
+        status, code = {"usage": (400, "bad_request"),
+                        "integrity": (500, "integrity_error")}.get(exc.kind,
+                                                                   (503, "unavailable"))
         return error_response(status, code, exc.message, exc.hint)
 
     @app.exception_handler(RequestValidationError)

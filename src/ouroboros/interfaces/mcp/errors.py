@@ -59,6 +59,7 @@ def describe(e: BaseException) -> CallError:
     from ouroboros.capabilities.skills.llm import LLMError
     from ouroboros.interfaces.http.services import Busy
     from ouroboros.kernel.errors import OuroError
+    from ouroboros.storage.ledger import LedgerUnavailable
 
     if isinstance(e, ValidationError):
         return _validation(e)
@@ -95,7 +96,7 @@ def describe(e: BaseException) -> CallError:
         return CallError("unavailable", str(e), "retry later")
     if isinstance(e, Busy):
         return CallError("unavailable", e.message, e.hint)
-    if isinstance(e, OuroError):
+    if isinstance(e, OuroError | LedgerUnavailable):  # (the PostgreSQL ledger's failures)
         from ouroboros.interfaces.cli.errors import describe as cli_describe
 
         report = cli_describe(e)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.types.numeric import Int8
 
 from ouroboros.storage.files import read_note, regular_opener, rewrite_unless_newer
@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS {s}.patch_log (
     PRIMARY KEY (hash, kind, seq)
 );
 """
+#: (table, column, type) of every column of the tables above.
+_COLUMNS = {("events", "seq", "bigint"), ("events", "body", "bytea"),
+            ("events", "sig", "bytea"), ("snapshots", "seq", "bigint"),
+            ("snapshots", "data", "bytea"), ("snapshots", "sig", "bytea"),
+            ("patch_log", "hash", "bytea"), ("patch_log", "kind", "smallint"),
+            ("patch_log", "seq", "bigint")}
 #: The append, server-side: one round trip, the advisory lock held only for the insert.
 #: Returns a status row (stored?, the head after the call) and, when the head had moved,
 #: up to ``_BATCH`` of the events from ``expect`` on, so the caller catches up without
@@ -165,11 +171,7 @@ class PostgresLedger:
             self._fast = _fast_statements(self._db, url.ledger)
             self._key_param = wire.int8(self._key)
             with self._errors():
-                # Not durable: a commit returns before its WAL is flushed to disk, which
-                # survives a crash of any client (the server has the commit) but not of
-                # the server's machine: the SQLite backend's synchronous=NORMAL trade.
-                self._db.execute(sql.SQL("SET synchronous_commit = {}").format(
-                    sql.SQL("on" if durable else "off")), prepare=False)
+                self._set_up_session()
                 if create:
                     self._create()
                 else:
@@ -179,6 +181,27 @@ class PostgresLedger:
             raise
 
     # -------------------------------------------------------------- set-up
+    def _set_up_session(self) -> None:
+        # Not durable: a commit returns before its WAL is flushed to disk, which survives
+        # a crash of any client (the server has the commit) but not of the server's
+        # machine: the SQLite backend's synchronous=NORMAL trade.
+        self._db.execute(sql.SQL("SET synchronous_commit = {}").format(
+            sql.SQL("on" if self.durable else "off")), prepare=False)
+
+    def _live(self) -> None:
+        """A new session when the last one was lost (the server restarted, an
+        administrator ended it, the network dropped): the call that met the dead session
+        failed, and a long-lived process (``ouro serve``) recovers on its next call
+        instead of failing every call until restarted. The head is read afresh: whether
+        the lost call's append was committed is the server's to say."""
+        if not self._db.closed and self._db.pgconn.status == pq.ConnStatus.OK:
+            return
+        self._db.close()
+        self._db = _connect(self.url)
+        self._fast = _fast_statements(self._db, self.url.ledger)
+        self._known_next = None
+        self._set_up_session()
+
     def _create(self) -> None:
         schema = sql.Identifier(self.url.ledger)
         with self._db.transaction():
@@ -190,6 +213,18 @@ class PostgresLedger:
                 if statement.strip():
                     self._db.execute(sql.SQL(statement).format(s=schema),
                                      prepare=False)
+            # CREATE TABLE IF NOT EXISTS kept any table of that name: another
+            # application's ``events`` in the schema ?ledger= named. Refuse it inside the
+            # transaction, so nothing of ours is left in that schema.
+            columns = set(self._db.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name IN ('events', 'snapshots', "
+                "'patch_log')", (self.url.ledger,)).fetchall())
+            if columns != _COLUMNS:
+                raise LedgerUnavailable(
+                    f"the schema {self.url.ledger!r} in {self.url.public} holds tables that "
+                    "are not an Ouroboros ledger's (another application's?)",
+                    "name another schema with ?ledger=NAME", kind="usage")
             self._create_function()
 
     def _create_function(self) -> None:
@@ -216,6 +251,7 @@ class PostgresLedger:
     def _errors(self) -> Iterator[None]:
         """Every psycopg failure as a ``LedgerUnavailable`` that says what to do."""
         try:
+            self._live()
             yield
         except LedgerUnavailable:
             raise
@@ -411,20 +447,25 @@ class PostgresLedger:
         return row is not None and not any(row)
 
     def copy_in(self, events: Iterator[StoredEvent], snapshots: list[Snapshot],
-                index: Iterator[IndexRow]) -> int:
+                index: Iterator[IndexRow],
+                source: Callable[[int, int], Iterator[StoredEvent]] | None = None) -> int:
         """Bulk-load another backend's rows in one transaction (``COPY``), refusing unless
         the ledger is empty; the append lock is held throughout so no writer can slip in.
-        Returns the number of events copied."""
+        ``source`` reads the ledger being copied: a target holding nothing but its first
+        events (what a migration killed after its copy committed leaves) is emptied and
+        filled again, in the same transaction. Returns the number of events copied."""
         with self._lock, self._errors():
             db, q = self._db, self._q
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
                 row = db.execute(q["emptiness"]).fetchone()
                 if row is not None and any(row):
-                    raise LedgerUnavailable(
-                        f"the ledger {self.url.ledger!r} at {self.url.public} is not empty",
-                        "migrate into an empty database or another ?ledger=NAME",
-                        kind="usage")
+                    if source is None or not self._holds_a_prefix_of(source):
+                        raise LedgerUnavailable(
+                            f"the ledger {self.url.ledger!r} at {self.url.public} is not "
+                            "empty", "migrate into an empty database or another "
+                            "?ledger=NAME", kind="usage")
+                    db.execute(q["truncate"])
                 n = 0
                 with db.cursor() as cur:
                     with cur.copy(q["copy_events"]) as copy:
@@ -439,6 +480,23 @@ class PostgresLedger:
                                         [(s.seq, s.data, s.sig) for s in snapshots])
             return n
 
+
+    def _holds_a_prefix_of(self, source: Callable[[int, int], Iterator[StoredEvent]]
+                           ) -> bool:
+        """Every event here, from seq 0 without a gap, is the same (body and signature) as
+        ``source``'s at its seq: replacing them loses nothing (under the append lock)."""
+        [(top,)] = self._fast["top"].run(())
+        if top is None:  # no event: only snapshots or index rows, nothing to lose
+            return True
+        n = _int(top) + 1
+        ours = self._rows(0, n)
+        theirs = source(0, n)
+        for seq in range(n):
+            mine, other = next(ours, None), next(theirs, None)
+            if (mine is None or other is None or mine.seq != seq or other.seq != seq
+                    or (mine.body, mine.sig) != (other.body, other.sig)):
+                return False
+        return True
 
     def discard(self) -> None:
         """Empty this ledger (a migration whose copy did not verify)."""
@@ -530,6 +588,19 @@ def _unavailable(url: LedgerURL, e: psycopg.Error) -> LedgerUnavailable:
     if "password authentication failed" in text or "no password supplied" in text:
         hint = ("set PGPASSWORD, a ~/.pgpass entry, or $OURO_LEDGER_URL with the password; "
                 "the workspace stores the URL without it")
+    elif text.startswith("connection is bad: invalid "):
+        # libpq refused a parameter's value before trying any server (sslmode=bogus,
+        # port=99999): the URL is wrong, not the server
+        return LedgerUnavailable(f"malformed ledger URL {url.public}: {text[19:]}",
+                                 "fix the URL's parameters (libpq's connection settings)",
+                                 kind="usage")
+    elif isinstance(e, psycopg.errors.InsufficientPrivilege):
+        from psycopg.conninfo import conninfo_to_dict
+
+        role = conninfo_to_dict(url.conninfo).get("user") or "the URL's user"
+        hint = (f"the role {role} may not do this in the ledger's schema: writers need "
+                "USAGE on it, SELECT and INSERT on its tables and EXECUTE on append_events "
+                "(readers: USAGE and SELECT)")
     elif isinstance(e, psycopg.OperationalError):
         hint = "is the PostgreSQL server running and reachable? check the URL's host and port"
     else:

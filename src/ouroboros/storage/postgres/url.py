@@ -60,18 +60,31 @@ def parse(url: str) -> LedgerURL:
     user = userinfo.partition(":")[0]
     public_netloc = f"{user}@{hostport}" if at else hostport
     public_query = [(k, v) for k, v in libpq if k != "password"]
-    public = urlunsplit(("postgresql", public_netloc, parts.path,
-                         urlencode([*public_query, ("ledger", ledger)]), ""))
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), ""))
+    # (not urlunsplit: it drops an empty authority, and libpq reads "postgresql:/db" as
+    # a key=value string; "postgresql:///db" means libpq's default host)
+    public = _unsplit(public_netloc, parts.path, urlencode([*public_query, ("ledger", ledger)]))
+    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq))
     try:
         from psycopg.conninfo import conninfo_to_dict
 
         conninfo_to_dict(conninfo)
     except Exception as e:  # psycopg.ProgrammingError: libpq's own parser refused it
-        raise LedgerUnavailable(f"malformed ledger URL {_redact(url)!r}: "
-                                f"{_first_line(e)}", hint, kind="usage") from e
+        # libpq quotes the token it could not read, which may be the password itself
+        secret = userinfo.partition(":")[2] if ":" in userinfo else ""
+        reason = _first_line(e).replace(secret, "***") if secret else _first_line(e)
+        raise LedgerUnavailable(f"malformed ledger URL {_redact(url)!r}: {reason}", hint,
+                                kind="usage") from e
     has_password = ":" in userinfo or len(public_query) < len(libpq)
     return LedgerURL(public, conninfo, ledger, has_password)
+
+
+#: ``password=`` in a libpq key=value string: a single-quoted value (with \\ escapes) or
+#: a word.
+_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+
+
+def _unsplit(netloc: str, path: str, query: str) -> str:
+    return f"postgresql://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 def for_workspace(stored: str) -> LedgerURL:
@@ -91,7 +104,10 @@ def for_workspace(stored: str) -> LedgerURL:
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages)."""
+    """``url`` with any password replaced by ``***`` (for messages); also a libpq
+    ``key=value`` string given where a URL belongs."""
+    if "://" not in url:
+        return _CONNINFO_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:

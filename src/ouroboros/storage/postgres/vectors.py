@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from ouroboros.storage.postgres.ledger import _connect, _unavailable
 from ouroboros.storage.postgres.url import LedgerURL
@@ -64,9 +64,14 @@ def vectors_lock_key(ledger: str) -> int:
 
 def _serial(method: Callable[Concatenate[PostgresVectorRows, P], R]
             ) -> Callable[Concatenate[PostgresVectorRows, P], R]:
-    """One statement or transaction on the connection at a time (threads share it)."""
+    """One statement or transaction on the connection at a time (threads share it); a
+    session the server lost (restart, terminated) is replaced first, so a long-lived
+    process recovers on the call after the one that met it."""
     def wrapper(self: PostgresVectorRows, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with self._lock:
+            if self._db.closed or self._db.pgconn.status != pq.ConnStatus.OK:
+                self._db.close()
+                self._db = _connect(self.url)
             return method(self, *args, **kwargs)
     wrapper.__doc__ = method.__doc__
     return wrapper

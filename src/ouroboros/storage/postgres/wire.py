@@ -12,6 +12,7 @@ errors exactly as for psycopg's own calls.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,9 @@ def _check(res: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> None:
     state = res.error_field(pq.DiagnosticField.SQLSTATE)
     message = (res.error_message or pgconn.error_message or b"the server did not answer")
     text = message.decode("utf-8", "replace").strip()
+    # libpq's full message starts with its severity ("ERROR:  "); psycopg's own
+    # exceptions carry the message alone, so callers word both alike
+    text = re.sub(r"^(ERROR|FATAL|PANIC):\s+", "", text)
     res.clear()
     if state is None:  # no server error: the connection itself failed
         raise psycopg.OperationalError(text)
