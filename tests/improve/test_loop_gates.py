@@ -183,3 +183,30 @@ def test_target_repository_without_main_is_refused(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "trunk", str(tmp_path / "t")], check=True)
     with pytest.raises(GitError, match="no `main` branch"):
         TargetRepo.init(tmp_path / "t")
+
+
+@pytest.mark.parametrize("attribute", ["export-ignore", "export-subst"])
+def test_a_gitattributes_file_cannot_hide_a_file_from_validation(h: Harness,
+                                                                  attribute: str) -> None:
+    # git archive honours the tree's own .gitattributes: `export-ignore` dropped the
+    # schema-violating agents.yaml from the validated tree, `export-subst` validated text
+    # other than the committed blob; the check passed and main got the unchecked file.
+    # committed: 9000 (over the schema's maximum), or the string "3$Format:%x30$" (not an
+    # integer) that git archive's export-subst turns into a valid 30
+    bad = "9000" if attribute == "export-ignore" else "3$Format:%x30$"
+    new = _agents(h).replace("    timeout_s: 30\n", f"    timeout_s: {bad}\n")
+    out = h.loop.propose(h.draft({".gitattributes": f"agents.yaml {attribute}\n",
+                                  "agents.yaml": new}))
+    _assert_blocked(h, out, "test", "json-schema agents.yaml: FAILED")
+
+
+@pytest.mark.parametrize("path, text", [
+    (".gitattributes", "agents.yaml working-tree-encoding=UTF-16LE\n"),
+    ("docs/.gitattributes", "*.md eol=crlf\n"),
+    (".gitmodules", '[submodule "x"]\n\tpath = x\n\turl = ../x\n'),
+])
+def test_git_attributes_and_modules_are_forbidden_paths(h: Harness, path: str, text: str) -> None:
+    # .gitattributes decides how git checks files out (encodings, line ends, merge
+    # drivers): the deployed working tree would differ from the validated blobs
+    out = h.loop.propose(h.draft({path: text}))
+    _assert_blocked(h, out, "audit", f"forbidden path modified: {path}")

@@ -38,6 +38,11 @@ INFRASTRUCTURE_PATHS: tuple[str, ...] = (
     "agents/provision.py",
     "agents/generate_api_key.py",
     ".git/*",
+    # how git checks files out and merges them (encodings, line ends, drivers, export
+    # rules) and what it clones alongside: main's working tree must be the validated blobs
+    ".gitattributes",
+    "*/.gitattributes",
+    ".gitmodules",
     ".github/*",
     ".gitlab-ci.yml",
 )
