@@ -103,3 +103,16 @@ def test_run_keeps_the_schedules_until_sigterm(tmp_path: Path) -> None:
         "extract": True, "evaluate": True, "tick": True, "notify": True}
     again = json.loads(ouro(tmp_path, "improve", "run", "--once", "--json").stdout)
     assert again["runs"] == []  # the records of the long run count
+
+
+def test_connect_with_a_relative_home(tmp_path: Path) -> None:
+    # `--home ws` cloned with `git -C ws/improve clone … ws/improve/target`: the clone
+    # landed in ws/improve/ws/improve/target, the connect then failed (exit 2) and the
+    # stray clone stayed behind
+    ouro(tmp_path, "init", "--home", "ws")
+    ouro(tmp_path, "improve", "init-example", "deploy")
+    out = json.loads(ouro(tmp_path, "improve", "connect", "deploy", "--no-push", "--home", "ws",
+                          "--json").stdout)
+    assert (tmp_path / out["checkout"]).resolve() == (tmp_path / "ws" / "improve" / "target").resolve()
+    assert git(tmp_path / "ws" / "improve" / "target", "rev-parse", "HEAD").strip() == out["head"]
+    assert sorted(p.name for p in (tmp_path / "ws" / "improve").iterdir()) == ["target"]
