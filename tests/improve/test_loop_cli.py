@@ -152,3 +152,25 @@ def test_kernel_cli_approve_merges_once_the_registrar_is_wired(
     _, out = _run(home, "show", item["id"], "--json")
     shown = json.loads(out)
     assert shown["status"] == "implemented" and shown["review"]["reviewer"] == "ouro approve"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "not-utf8", "directory", "dangling-link"])
+def test_an_unreadable_proposal_file_is_named_not_a_crash(home: Path, kind: str) -> None:
+    # one stray file under <home>/improve/proposals/YYYY/MM/ failed every proposals
+    # command: "not a proposal" without saying which file, or (bytes that are not UTF-8,
+    # a directory, a dangling link) an unexpected-error crash
+    month = next((home / "improve" / "proposals").glob("[0-9]*/[0-9]*"))
+    bad = month / "zz-stray.md"
+    if kind == "garbage":
+        bad.write_text("garbage\n")
+    elif kind == "not-utf8":
+        bad.write_bytes(b"# Proposal: \xff\xfe\n")
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.symlink_to(home / "no-such-file")
+    result = runner.invoke(app, ["list", "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    error = json.loads(result.stdout)["error"]
+    assert "zz-stray.md" in error["message"] and "unexpected" not in error["message"]

@@ -20,6 +20,11 @@ from ouroboros.capabilities.improve.proposals.proposal import (
 from ouroboros.capabilities.improve.proposals.repo import TargetRepo
 
 
+class UnreadableProposal(ProposalError):
+    """A file in the proposals repository is not a readable proposal (an integrity
+    problem of the workspace, not a bad request)."""
+
+
 class ProposalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -40,9 +45,19 @@ class ProposalStore:
         return store
 
     def all(self) -> list[Proposal]:
+        """Every proposal file, parsed.
+
+        Raises:
+            UnreadableProposal: a file there is not a readable proposal (named).
+        """
         found = []
         for path in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
-            found.append(parse(path.read_text(encoding="utf-8")))
+            name = path.relative_to(self.root)
+            try:
+                found.append(parse(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, ProposalError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                raise UnreadableProposal(f"proposal file {name} is unreadable: {why}") from None
         return sorted(found, key=lambda p: (p.created, p.id))
 
     def get(self, ref: str) -> Proposal:
