@@ -116,3 +116,23 @@ def test_connect_with_a_relative_home(tmp_path: Path) -> None:
     assert (tmp_path / out["checkout"]).resolve() == (tmp_path / "ws" / "improve" / "target").resolve()
     assert git(tmp_path / "ws" / "improve" / "target", "rev-parse", "HEAD").strip() == out["head"]
     assert sorted(p.name for p in (tmp_path / "ws" / "improve").iterdir()) == ["target"]
+
+
+def test_a_repository_with_a_deeply_nested_config_or_schema_is_not_connected(
+        tmp_path: Path) -> None:
+    # 50,000 nested brackets in the repository's ouro.toml or in a schema it names
+    # crashed connect with RecursionError ("this is a bug in ouro") and left the clone
+    for name, text in (("ouro.toml", "[improve]\nx = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+                       ("schemas/agents.schema.json", "[" * 50_000 + "]" * 50_000)):
+        case = tmp_path / name.replace("/", "_")
+        case.mkdir()
+        ouro(case, "init")
+        ouro(case, "improve", "init-example", "r")
+        (case / "r" / name).write_text(text)
+        git(case / "r", "commit", "-q", "-am", "deep")
+        out = ouro(case, "improve", "connect", "r", "--no-push", "--json", ok=(2,))
+        (problem,) = json.loads(out.stdout)["error"]["details"]["problems"]
+        assert "nested too deeply" in problem["message"]
+        assert problem["file"].startswith(f"{name}@")
+        assert not (case / "ws" / "improve" / "target").exists()
+        assert not (case / "ws" / "ouro.toml").exists()
