@@ -136,3 +136,17 @@ def test_a_repository_with_a_deeply_nested_config_or_schema_is_not_connected(
         assert problem["file"].startswith(f"{name}@")
         assert not (case / "ws" / "improve" / "target").exists()
         assert not (case / "ws" / "ouro.toml").exists()
+
+
+def test_a_remote_or_branch_name_git_would_read_as_an_option_is_refused(tmp_path: Path) -> None:
+    # --remote=-v was connected: the clone's remote was named "-v", and every later
+    # `git fetch|push … <remote> …` read it as an option; a branch with a trailing
+    # newline passed the name rule (`$` matches before a final newline)
+    ouro(tmp_path, "init")
+    ouro(tmp_path, "improve", "init-example", "deploy")
+    for option, value in (("--remote", "-v"), ("--remote", "--all"), ("--branch", "main\n")):
+        out = ouro(tmp_path, "improve", "connect", "deploy", "--no-push", f"{option}={value}",
+                   "--json", ok=(2,))
+        assert json.loads(out.stdout)["error"]["details"]["problems"][0]["file"] == option
+        assert not (tmp_path / "ws" / "improve" / "target").exists()
+        assert not (tmp_path / "ws" / "ouro.toml").exists()
