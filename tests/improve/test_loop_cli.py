@@ -174,3 +174,20 @@ def test_an_unreadable_proposal_file_is_named_not_a_crash(home: Path, kind: str)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     error = json.loads(result.stdout)["error"]
     assert "zz-stray.md" in error["message"] and "unexpected" not in error["message"]
+
+
+@pytest.mark.parametrize("name", ["breakers.json", "monitor.json", "notifications.json",
+                                  "pulls.json"])
+@pytest.mark.parametrize("content", [b"garbage", b'{"x": 1}', b"[]", b"\xff", b"[" * 100_000])
+def test_a_damaged_state_file_is_named_and_kept(home: Path, name: str, content: bytes) -> None:
+    # every proposals command crashed ("unexpected error: JSONDecodeError / TypeError /
+    # AttributeError ... this is a bug in ouro"); the file must not be reset either (a
+    # reset breakers.json would lift a halt, a reset monitor.json skip the monitoring)
+    state = home / "improve" / name
+    state.write_bytes(content)
+    result = runner.invoke(app, ["status", "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    message = json.loads(result.stdout)["error"]["message"]
+    assert name in message and "is unreadable" in message
+    assert state.read_bytes() == content

@@ -28,10 +28,10 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     Category,
     ProposalError,
     Severity,
+    UnreadableState,
     to_dict,
 )
 from ouroboros.capabilities.improve.proposals.repo import GitError
-from ouroboros.capabilities.improve.proposals.store import UnreadableProposal
 from ouroboros.capabilities.improve.proposals.writer import RuleWriter
 from ouroboros.capabilities.improve.registrar import attach, llm_writer, loop_of
 from ouroboros.interfaces.cli.errors import CliError
@@ -105,9 +105,9 @@ def _loop(home: Path | None) -> Iterator[ImproveLoop]:
             _fail(str(e), "approve it with `ouro proposals approve ID`", 4)
         except Paused as e:
             _fail(str(e), "see `ouro proposals status`", 3)
-        except UnreadableProposal as e:
-            _fail(str(e), "repair or remove it (the proposals repository under "
-                  "<home>/improve/proposals is git: `git status`, `git checkout`)", 1)
+        except UnreadableState as e:
+            _fail(str(e), "repair or restore it (the proposals under <home>/improve/"
+                  "proposals are git: `git status`, `git checkout`)", 1)
         except ProposalError as e:
             _fail(str(e), "see `ouro proposals list --all`", 2)
         except GitError as e:

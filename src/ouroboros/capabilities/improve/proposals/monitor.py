@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
 
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_RISE = 0.25
@@ -74,8 +74,8 @@ class Monitor:
         self.min_calls = min_calls
         self.windows: dict[str, Window] = {}
         if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.windows = {k: Window(**v) for k, v in data.items()}
+            self.windows = read_state(self.path, lambda data: {
+                k: Window(**v) for k, v in data.items()})
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

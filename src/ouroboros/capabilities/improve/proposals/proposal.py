@@ -8,13 +8,14 @@ commit in the proposals repository; the caller adds the matching ledger event.
 
 from __future__ import annotations
 
+import json
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted"]
 Category = Literal["bugfix", "optimization", "enhancement"]
@@ -38,6 +39,30 @@ _NONE = "-"
 
 class ProposalError(ValueError):
     """A proposal is malformed, missing, or asked for a transition it cannot make."""
+
+
+class UnreadableState(ProposalError):
+    """A file of the loop's own state (a proposal's markdown, ``breakers.json``,
+    ``monitor.json``, ``notifications.json``, ``pulls.json``) is not what the loop wrote:
+    an integrity problem of the workspace, never silently reset (a reset breaker would
+    lift a halt, a lost window would skip the monitoring)."""
+
+
+_T = TypeVar("_T")
+
+
+def read_state(path: Path, build: Callable[[Any], _T]) -> _T:
+    """``build`` applied to the JSON in ``path``.
+
+    Raises:
+        UnreadableState: the file cannot be read, is not JSON, or has another shape.
+    """
+    try:
+        return build(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError,
+            RecursionError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise UnreadableState(f"{path} is unreadable: {why}") from None
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,12 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     TEMPLATES,
     Proposal,
     ProposalError,
+    UnreadableState,
     parse,
     render,
     render_index,
 )
 from ouroboros.capabilities.improve.proposals.repo import TargetRepo
-
-
-class UnreadableProposal(ProposalError):
-    """A file in the proposals repository is not a readable proposal (an integrity
-    problem of the workspace, not a bad request)."""
 
 
 class ProposalStore:
@@ -48,7 +44,7 @@ class ProposalStore:
         """Every proposal file, parsed.
 
         Raises:
-            UnreadableProposal: a file there is not a readable proposal (named).
+            UnreadableState: a file there is not a readable proposal (named).
         """
         found = []
         for path in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
@@ -57,7 +53,7 @@ class ProposalStore:
                 found.append(parse(path.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError, ProposalError) as e:
                 why = e.strerror if isinstance(e, OSError) and e.strerror else e
-                raise UnreadableProposal(f"proposal file {name} is unreadable: {why}") from None
+                raise UnreadableState(f"proposal file {name} is unreadable: {why}") from None
         return sorted(found, key=lambda p: (p.created, p.id))
 
     def get(self, ref: str) -> Proposal:
