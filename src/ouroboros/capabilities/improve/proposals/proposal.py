@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
+from ouroboros.capabilities.improve.proposals.repo import proposal_branch
+
 Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted"]
 Category = Literal["bugfix", "optimization", "enhancement"]
 Severity = Literal["critical", "high", "medium", "low"]
@@ -237,6 +239,7 @@ def parse(text: str) -> Proposal:
             notes = fields.get("Notes", _NONE)
             review = Review(fields["Reviewed by"], parse_time(fields["Reviewed at"]),
                             fields["Decision"], "" if notes == _NONE else notes)
+        _check_refs(fields["ID"], fields.get("Branch", _NONE), fields.get("Merge commit", _NONE))
         checklist = tuple(
             (m.group(1) == "x", m.group(2))
             for m in re.finditer(r"^- \[( |x)\] (.+)$", secs["Validation Checklist"], re.M)
@@ -267,6 +270,22 @@ def parse(text: str) -> Proposal:
         )
     except KeyError as e:
         raise ProposalError(f"proposal is missing {e.args[0]!r}") from e
+
+
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}\Z")
+_COMMIT = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+
+
+def _check_refs(pid: str, branch: str, merge_commit: str) -> None:
+    """The fields the loop acts on with git (file names, branches deleted here and on the
+    remote, the branch watched for a merge, the commit reverted) must be the proposal's own:
+    an edited file must not aim them at ``main``, another branch, or an option."""
+    if not _ID.match(pid):
+        raise ProposalError(f"ID {pid!r} is not a proposal id")
+    if branch not in (_NONE, proposal_branch(pid)):
+        raise ProposalError(f"Branch {branch!r} is not this proposal's ({proposal_branch(pid)})")
+    if branch != _NONE and merge_commit != _NONE and not _COMMIT.match(merge_commit):
+        raise ProposalError(f"Merge commit {merge_commit!r} is not a commit id")
 
 
 def render_index(proposals: Sequence[Proposal]) -> str:
