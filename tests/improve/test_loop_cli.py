@@ -191,3 +191,22 @@ def test_a_damaged_state_file_is_named_and_kept(home: Path, name: str, content: 
     message = json.loads(result.stdout)["error"]["message"]
     assert name in message and "is unreadable" in message
     assert state.read_bytes() == content
+
+
+def test_a_deleted_target_is_not_silently_seeded_again(home: Path) -> None:
+    # with <home>/improve/target gone, the next command seeded a fresh example repository
+    # (a new history): the pending proposal's base vanished, approving it failed with
+    # "rev-parse failed: Needed a single revision" and paused its category for 24 h
+    import shutil
+
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    target = home / "improve" / "target"
+    shutil.rmtree(target)
+    result = runner.invoke(app, ["approve", item["id"], "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert "missing" in json.loads(result.stdout)["error"]["message"]
+    assert not target.exists()
+    with Runtime.open(home) as rt:
+        assert rt.pending()  # the kernel's patch is still waiting
+    proposals = home / "improve" / "proposals"
+    assert "**Status**: pending" in next(proposals.glob("[0-9]*/[0-9]*/*.md")).read_text()

@@ -130,6 +130,13 @@ class ImproveLoop:
         or (nothing configured) a repository seeded from the example deployment."""
         t = self.settings.target
         path = target or self.root / "target"
+        if not (path / ".git").exists() and any(
+                (self.root / "proposals").glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
+            # seeding or cloning it again would lose the history the proposals stand on
+            again = (f"`ouro improve connect {t.repo}` clones it again" if t.repo else
+                     f"remove {self.root} to start over with the example")
+            raise GitError("target", f"the target repository {path} is missing, but proposals "
+                           f"were made on it; restore it, or {again}")
         if t.repo and target is None:
             if not (path / ".git").exists():
                 return clone(t.repo, path, t.branch, t.remote)
