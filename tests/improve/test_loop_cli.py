@@ -210,3 +210,28 @@ def test_a_deleted_target_is_not_silently_seeded_again(home: Path) -> None:
         assert rt.pending()  # the kernel's patch is still waiting
     proposals = home / "improve" / "proposals"
     assert "**Status**: pending" in next(proposals.glob("[0-9]*/[0-9]*/*.md")).read_text()
+
+
+@pytest.mark.parametrize("spoil", ["dirty", "detached"])
+def test_a_checkout_not_ready_to_merge_decides_nothing(home: Path, spoil: str) -> None:
+    # an edited tracked file (or a detached HEAD) in <home>/improve/target was found only
+    # by the merge, after the kernel had applied the patch: the kernel said applied, the
+    # proposal said failed, main had nothing, and the category was paused for 24 h
+    from .fakeforge import git
+
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    target = home / "improve" / "target"
+    head = git(target, "rev-parse", "HEAD").strip()
+    if spoil == "dirty":
+        (target / "docs" / "runbook.md").write_text("edited by hand\n")
+    else:
+        git(target, "checkout", "-q", "--detach", "HEAD")
+    code, out = _run(home, "approve", item["id"], "--json")
+    assert code == 1, out
+    assert ("uncommitted changes" if spoil == "dirty" else "checked out") in out
+    with Runtime.open(home) as rt:
+        assert len(rt.pending()) == 1 and rt.value(f"improve/proposals/{item['id']}") is None
+    assert git(target, "rev-parse", "HEAD").strip() == head
+    git(target, "checkout", "-q", "-f", "main")
+    code, out = _run(home, "apply", item["id"], "--json")
+    assert code == 0 and json.loads(out)["status"] == "implemented"

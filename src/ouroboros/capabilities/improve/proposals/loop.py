@@ -321,6 +321,10 @@ class ImproveLoop:
             raise ProposalError(f"proposal {proposal.id} is {proposal.status}; only approved "
                                 "proposals can be applied")
         self._check_not_paused()
+        if proposal.branch != NO_BRANCH and self.governance.is_pending(proposal.patch_hash):
+            # before the kernel decides: a checkout the merge would refuse (detached, edited
+            # files) must not leave the patch applied in the kernel and nothing merged
+            self.repo._require_main_checked_out()
         if not self.governance.is_pending(proposal.patch_hash):
             self.sync()
             synced = self.get(proposal.id)

@@ -302,7 +302,10 @@ class TargetRepo:
         self.git(*args, "-", action=action, env=env, input=patch.encode("utf-8"))
 
     def _require_main_checked_out(self) -> None:
-        current = self.git("symbolic-ref", "--short", "HEAD").strip()
+        try:
+            current = self.git("symbolic-ref", "--short", "HEAD").strip()
+        except GitError:  # not a symbolic ref
+            current = "a detached HEAD"
         if current != self.main:
             raise GitError("checkout",
                            f"{self.main} must be checked out in {self.path}, not {current}")
