@@ -210,3 +210,16 @@ def test_git_attributes_and_modules_are_forbidden_paths(h: Harness, path: str, t
     # drivers): the deployed working tree would differ from the validated blobs
     out = h.loop.propose(h.draft({path: text}))
     _assert_blocked(h, out, "audit", f"forbidden path modified: {path}")
+
+
+@pytest.mark.parametrize("path", ["docs/lol.yaml", "agents.yaml"])
+def test_a_yaml_alias_bomb_is_refused_not_walked(h: Harness, path: str) -> None:
+    # ten lines of anchors, each level nine aliases of the one before: 9**9 (387 million)
+    # nodes once expanded; the policy's grant walk (and the schema check) visited every
+    # one, so the gates ran for hours (level 6 took 6 s, each level 9x more)
+    bomb = "lol0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"lol{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    text = bomb if path != "agents.yaml" else _agents(h) + "".join(
+        "  " + line + "\n" for line in bomb.splitlines())
+    out = h.loop.propose(h.draft({path: text}))
+    _assert_blocked(h, out, "test", "aliases")
