@@ -46,7 +46,12 @@ from ouroboros.capabilities.improve.proposals.proposal import (
 )
 from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher
 from ouroboros.capabilities.improve.proposals.remote import clone
-from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
+from ouroboros.capabilities.improve.proposals.repo import (
+    GitError,
+    TargetRepo,
+    exclusive,
+    proposal_branch,
+)
 from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
@@ -104,8 +109,9 @@ class ImproveLoop:
         self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
         self.settings = settings or ImproveSettings()
-        self.repo = self._target(target)
-        self.store = ProposalStore.init(self.root / "proposals")
+        with exclusive(self.root / "setup.lock"):  # processes starting at once seed once
+            self.repo = self._target(target)
+            self.store = ProposalStore.init(self.root / "proposals")
         self.breakers = Breakers(self.root / "breakers.json")
         self.notifications = NotificationBatcher(self.root / "notifications.json",
                                                  notifier or StdoutNotifier())
@@ -248,7 +254,14 @@ class ImproveLoop:
         return Report(outcomes, skipped)
 
     def propose(self, draft: Draft, base: str | None = None) -> Outcome | None:
-        """Submit one draft through the gates; None when an open proposal already has its key."""
+        """Submit one draft through the gates; None when an open proposal already has its key.
+
+        One proposing process at a time per workspace: the open-key check and the
+        submission are one step (concurrent evaluations opened the same fix twice)."""
+        with exclusive(self.root / "propose.lock"):
+            return self._propose(draft, base)
+
+    def _propose(self, draft: Draft, base: str | None) -> Outcome | None:
         now = self.clock()
         self._check_not_paused(draft.category)
         if any(p.key == draft.key and p.status in OPEN_STATUSES for p in self.store.all()):

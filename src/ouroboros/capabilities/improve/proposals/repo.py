@@ -8,6 +8,7 @@ moved only by :meth:`TargetRepo.merge` and :meth:`TargetRepo.revert`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -73,6 +74,15 @@ def example_deployment() -> Path:
     """The example deployment shipped as package data (it seeds the default target repo
     and ``ouro improve init-example``)."""
     return Path(__file__).resolve().parents[1] / "example" / "agent-deployment"
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` (a file, flock'd) exclusively: one process, or thread, at a time."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 class TargetRepo:

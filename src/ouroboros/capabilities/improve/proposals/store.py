@@ -18,7 +18,7 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     render,
     render_index,
 )
-from ouroboros.capabilities.improve.proposals.repo import TargetRepo
+from ouroboros.capabilities.improve.proposals.repo import TargetRepo, exclusive
 
 
 class ProposalStore:
@@ -82,12 +82,13 @@ class ProposalStore:
     def save(self, proposal: Proposal, message: str) -> str:
         """Write the proposal and the index, commit both; returns the commit sha."""
         path = self.root / proposal.relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(proposal), encoding="utf-8")
-        (self.root / "index.md").write_text(render_index(self.all()), encoding="utf-8")
-        self._git.git("add", "-A", action="commit")
-        self._git.git("commit", "-q", "-m", message, action="commit")
-        return self._git.rev("HEAD")
+        with exclusive(self.root.with_name(f"{self.root.name}.lock")):  # one git index
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(proposal), encoding="utf-8")
+            (self.root / "index.md").write_text(render_index(self.all()), encoding="utf-8")
+            self._git.git("add", "-A", action="commit")
+            self._git.git("commit", "-q", "-m", message, action="commit")
+            return self._git.rev("HEAD")
 
     def history(self, proposal: Proposal) -> list[str]:
         out = self._git.git("log", "--format=%h %s", "--", proposal.relpath)
