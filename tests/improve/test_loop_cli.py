@@ -235,3 +235,26 @@ def test_a_checkout_not_ready_to_merge_decides_nothing(home: Path, spoil: str) -
     git(target, "checkout", "-q", "-f", "main")
     code, out = _run(home, "apply", item["id"], "--json")
     assert code == 0 and json.loads(out)["status"] == "implemented"
+
+
+def test_show_makes_hidden_characters_in_the_diff_visible(home: Path, tmp_path: Path) -> None:
+    # the diff is the change itself and stays as it is, but `show` printed it raw: an ESC
+    # sequence in an added line cleared or retitled the reviewer's terminal, a bidi override
+    # showed the line in another order than git applies it
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.repo import TargetRepo
+
+    target = TargetRepo(home / "improve" / "target")
+    runbook = target.read("main", "docs/runbook.md") or ""
+    added = "- call \x1b]0;owned\x07\x1b[2J \u202eevil\u202c at \u200bnoon\n"
+    diff = tmp_path / "change.diff"
+    diff.write_text(make_diff("docs/runbook.md", runbook, runbook + added))
+    code, out = _run(home, "new", "--diff", str(diff), "--title", "Runbook note", "--json")
+    assert code in (0, 4), out
+    pid = json.loads(out)["id"]
+    assert json.loads(_run(home, "show", pid, "--json")[1])["diff"].count("\x1b") == 2
+    code, out = _run(home, "show", pid)
+    assert code == 0
+    assert not any(ch in out for ch in "\x07\u202e\u202c\u200b")
+    assert "\x1b]" not in out and "\x1b[2J" not in out
+    assert "\\u202e" in out and "\\u001b" in out and "noon" in out

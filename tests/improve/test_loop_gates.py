@@ -223,3 +223,28 @@ def test_a_yaml_alias_bomb_is_refused_not_walked(h: Harness, path: str) -> None:
         "  " + line + "\n" for line in bomb.splitlines())
     out = h.loop.propose(h.draft({path: text}))
     _assert_blocked(h, out, "test", "aliases")
+
+
+def test_control_and_bidi_characters_never_reach_the_proposal_text(h: Harness) -> None:
+    # a draft's prose (`ouro proposals new --title …`, an agent over the API) went into the
+    # markdown, `ouro proposals list|show` and the merge commit as written: ESC sequences
+    # that clear the screen or retitle the terminal, NUL, backspaces, bidi overrides
+    from dataclasses import replace
+
+    runbook = h.main_file("docs/runbook.md") or ""
+    hostile = "Fix \x1b[2J\x1b]0;owned\x07 timeout\x00\x08\x08 \u202eevil\u2066 \u200bx"
+    draft = replace(h.draft({"docs/runbook.md": runbook + "- a note\n"}), title=hostile,
+                    problem=f"line one {hostile}\nline two", evidence=(hostile,),
+                    root_cause=hostile, solution=hostile, risk=hostile)
+    out = h.loop.propose(draft)
+    assert out is not None and out.proposal.status == "pending"
+    p = h.loop.get(out.proposal.id)
+    for text in (p.title, p.problem, *p.evidence, p.root_cause, p.solution, p.risk):
+        assert "timeout" in text and "evil" in text
+        assert not any(ch in text for ch in "\x1b\x07\x00\x08\u202e\u2066\u200b"), repr(text)
+    assert "\n" in p.problem  # a paragraph keeps its lines
+    md = (h.loop.store.root / p.relpath).read_text()
+    assert "\x1b" not in md and "\u202e" not in md
+    merged = h.loop.approve(p.id).proposal
+    message = h.loop.repo.git("log", "-1", "--format=%B", merged.merge_commit)
+    assert "evil" in message and "\x1b" not in message and "\u202e" not in message

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from ouroboros.capabilities.improve.proposals.repo import proposal_branch
+from ouroboros.capabilities.llm.untrusted import printable
 
 Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted"]
 Category = Literal["bugfix", "optimization", "enhancement"]
@@ -146,14 +147,16 @@ def _bullets(items: Sequence[str]) -> str:
 
 
 def markdown_line(text: str) -> str:
-    """One line of markdown-safe text (titles, evidence items, file names)."""
-    return " ".join(text.split()) or "-"
+    """One line of markdown-safe text (titles, evidence items, file names); control and
+    format characters (terminal escapes, NUL, bidi overrides, zero-width) are dropped."""
+    return " ".join(printable(text).split()) or "-"
 
 
 def markdown_block(text: str) -> str:
-    """A paragraph that cannot open a markdown section of its own (keeps parse exact)."""
+    """A paragraph that cannot open a markdown section of its own (keeps parse exact), with
+    no control or format characters but its line breaks."""
     lines = [(" " + line if line.lstrip() != line or line.startswith(("#", "---", "- [", "**"))
-              else line) for line in text.strip().splitlines()]
+              else line) for line in printable(text).strip().splitlines()]
     return "\n".join(line.rstrip() for line in lines if line.strip()) or "-"
 
 
