@@ -45,6 +45,20 @@ INFRASTRUCTURE_PATHS: tuple[str, ...] = (
     ".gitmodules",
     ".github/*",
     ".gitlab-ci.yml",
+    # other CI systems: a proposal's branch is pushed before approval, and a pushed branch
+    # runs its CI configuration with the CI's secrets
+    ".gitlab/*",
+    ".circleci/*",
+    "Jenkinsfile",
+    ".travis.yml",
+    "azure-pipelines.yml",
+    ".azure-pipelines/*",
+    ".buildkite/*",
+    "bitbucket-pipelines.yml",
+    ".drone.yml",
+    ".woodpecker.yml",
+    ".woodpecker/*",
+    ".pre-commit-config.yaml",
 )
 
 #: Gates, tests, detectors and ledger code: a proposal may never weaken its own checks.
