@@ -21,7 +21,7 @@ from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.proposals import branch_gates, landing
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
 from ouroboros.capabilities.improve.proposals.forge import Forge
-from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.governance import TARGET_PREFIX, Governance
 from ouroboros.capabilities.improve.proposals.landing import NO_BRANCH
 from ouroboros.capabilities.improve.proposals.monitor import Check, Monitor
 from ouroboros.capabilities.improve.proposals.notify import (
@@ -41,6 +41,7 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     Proposal,
     ProposalError,
     Review,
+    UnreadableState,
     markdown_block,
     markdown_line,
 )
@@ -314,6 +315,7 @@ class ImproveLoop:
     # -- human decisions --------------------------------------------------------------
     def approve(self, ref: str, reviewer: str = "human", notes: str = "") -> Outcome:
         proposal = self.get(ref)
+        self._check_own_patch(proposal)
         now = self.clock()
         approved = replace(proposal.transition("approved"),
                            review=Review(reviewer, now, "approved", notes))
@@ -334,6 +336,7 @@ class ImproveLoop:
             raise ProposalError(f"proposal {proposal.id} is {proposal.status}; only approved "
                                 "proposals can be applied")
         self._check_not_paused()
+        self._check_own_patch(proposal)
         if proposal.branch != NO_BRANCH and self.governance.is_pending(proposal.patch_hash):
             # before the kernel decides: a checkout the merge would refuse (detached, edited
             # files) must not leave the patch applied in the kernel and nothing merged
@@ -359,6 +362,7 @@ class ImproveLoop:
         if not reason.strip():
             raise ProposalError("a rejection needs a reason")
         proposal = self.get(ref)
+        self._check_own_patch(proposal)
         now = self.clock()
         rejected = replace(proposal.transition("rejected"),
                            review=Review(reviewer, now, "rejected", reason.strip()))
@@ -463,6 +467,16 @@ class ImproveLoop:
         return checks
 
     # -- internals --------------------------------------------------------------------
+    def _check_own_patch(self, proposal: Proposal) -> None:
+        """The kernel patch a proposal file names must be that proposal's: an edited
+        ``Patch`` field would have a human's decision on one proposal approve (and merge)
+        or reject another's patch."""
+        target = self.governance.pending_target(proposal.patch_hash)
+        if target is not None and target != TARGET_PREFIX + proposal.id:
+            raise UnreadableState(f"proposal {proposal.id} names the kernel patch "
+                                  f"{proposal.patch_hash[:19]}…, which is {target}'s; its file "
+                                  "was edited (restore it from the proposals repository's git)")
+
     def _check_not_paused(self, category: str | None = None) -> None:
         now = self.clock()
         blocked = (self.breakers.category_blocked(category, now) if category
