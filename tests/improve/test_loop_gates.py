@@ -284,3 +284,22 @@ def test_a_proposal_file_naming_another_proposals_patch_decides_nothing(h: Harne
     assert h.governance.is_pending(b.proposal.patch_hash)
     assert h.loop.repo.head() == head
     assert h.loop.get(b.proposal.id).status == "pending"
+
+
+def test_a_proposal_file_showing_another_diff_decides_nothing(h: Harness) -> None:
+    # `proposals show` (and the console) show the file's diff, the kernel merges its own:
+    # a file whose diff was edited had the reviewer approve a change they never saw
+    from ouroboros.capabilities.improve.proposals.proposal import UnreadableState
+
+    runbook = h.main_file("docs/runbook.md") or ""
+    out = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- send reports to ops\n"}))
+    assert out is not None
+    md = h.loop.store.root / out.proposal.relpath
+    md.write_text(md.read_text().replace("+- send reports to ops", "+- a harmless note"))
+    assert "harmless" in h.loop.get(out.proposal.id).diff
+    head = h.loop.repo.head()
+    with pytest.raises(UnreadableState, match="shows a diff other than"):
+        h.loop.approve(out.proposal.id)
+    assert h.governance.is_pending(out.proposal.patch_hash) and h.loop.repo.head() == head
+    md.write_text(md.read_text().replace("+- a harmless note", "+- send reports to ops"))
+    assert h.loop.approve(out.proposal.id).proposal.status == "implemented"

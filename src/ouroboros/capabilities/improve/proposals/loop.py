@@ -468,14 +468,23 @@ class ImproveLoop:
 
     # -- internals --------------------------------------------------------------------
     def _check_own_patch(self, proposal: Proposal) -> None:
-        """The kernel patch a proposal file names must be that proposal's: an edited
-        ``Patch`` field would have a human's decision on one proposal approve (and merge)
-        or reject another's patch."""
-        target = self.governance.pending_target(proposal.patch_hash)
-        if target is not None and target != TARGET_PREFIX + proposal.id:
+        """The kernel patch a proposal file names must be that proposal's, with the diff the
+        file shows: an edited ``Patch`` field would have a human's decision on one proposal
+        approve (and merge) or reject another's patch, an edited diff show the reviewer a
+        change other than the one merged."""
+        patch = self.governance.pending_patch(proposal.patch_hash)
+        if patch is None:
+            return
+        op = patch.get("op")
+        target, value = str(patch.get("target")), op.get("value") if isinstance(op, dict) else None
+        restore = "its file was edited (restore it from the proposals repository's git)"
+        if target != TARGET_PREFIX + proposal.id:
             raise UnreadableState(f"proposal {proposal.id} names the kernel patch "
-                                  f"{proposal.patch_hash[:19]}…, which is {target}'s; its file "
-                                  "was edited (restore it from the proposals repository's git)")
+                                  f"{proposal.patch_hash[:19]}…, which is {target}'s; {restore}")
+        if isinstance(value, Mapping) and "diff" in value and \
+                _lines(self.governance.diff_of(value)) != _lines(proposal.diff):
+            raise UnreadableState(f"proposal {proposal.id} shows a diff other than its kernel "
+                                  f"patch's; {restore}")
 
     def _check_not_paused(self, category: str | None = None) -> None:
         now = self.clock()
@@ -517,6 +526,11 @@ class ImproveLoop:
 
     def _revert(self, proposal: Proposal, check: Check | None, why: str = "") -> None:
         landing.revert(self, proposal, check, why)
+
+
+def _lines(diff: str) -> list[str]:
+    """A diff's lines as the markdown file keeps them (it reads back CR and CRLF as LF)."""
+    return diff.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n").split("\n")
 
 
 def _pull_body(p: Proposal) -> str:
