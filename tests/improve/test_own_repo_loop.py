@@ -8,7 +8,10 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from llm.hostile import HostileLLM
+from ouroboros.capabilities.improve.proposals.proposal import UnreadableState
 
 from .fakeforge import git
 from .ownrepo import (
@@ -199,3 +202,33 @@ def test_a_failing_deploy_reverts_before_any_monitoring(tmp_path: Path,
         assert p.id not in w.loop.monitor.windows
     finally:
         gen.close()
+
+
+def test_an_edited_branch_field_is_refused_not_acted_on(world: World,
+                                                        hostile: HostileLLM) -> None:
+    """The markdown's Branch field named what the loop deleted and watched: edited to
+    `release`, a rejection deleted the remote's release branch; edited to `main`, the next
+    tick (no forge) saw "the branch" on the remote's main and approved the proposal in the
+    kernel, marked it implemented and monitored it, with nothing merged."""
+    w = world
+    hostile.replies = [answer(good_diff())]
+    (outcome,) = w.loop.propose_report([timeout_finding()]).outcomes
+    pid, head = outcome.proposal.id, w.remote_main()
+    git(w.remote, "branch", "release", "main")
+    w.loop.publisher.forge = None  # a remote without a forge: merges are noticed on main
+    (md,) = w.loop.store.root.glob(f"*/*/{pid}-*.md")
+    original = md.read_text()
+    applied = len(w.rt.log("PatchApplied"))
+    for branch in ("release", "main", "--all"):
+        md.write_text(original.replace(f"**Branch**: {outcome.proposal.branch}",
+                                       f"**Branch**: {branch}"))
+        with pytest.raises(UnreadableState, match="Branch"):
+            w.loop.reject(pid, "no")
+        with pytest.raises(UnreadableState, match="Branch"):
+            w.loop.tick()
+    assert w.remote_branches() == sorted(["main", "release", outcome.proposal.branch])
+    assert w.remote_main() == head and w.loop.repo.head() == head
+    assert len(w.rt.log("PatchApplied")) == applied
+    assert w.loop.monitor.windows == {}
+    md.write_text(original)
+    assert w.loop.get(pid).status == "pending"

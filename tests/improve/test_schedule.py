@@ -184,6 +184,21 @@ def test_a_damaged_state_file_is_read_as_no_runs(tmp_path: Path) -> None:
     assert s.run_due()[0]["ok"] is True and JobRecords(state).last_run("ok") == T
 
 
+def test_a_damaged_run_count_is_restarted_not_a_crash(tmp_path: Path) -> None:
+    # {"runs": "x"} crashed the recording after the job had run (int("x")): `ouro improve
+    # run --once` ended in "unexpected error: ValueError" and the later jobs never ran
+    state = tmp_path / "improve" / "schedule.json"
+    state.parent.mkdir()
+    jobs = {"ok": Job("ok", lambda _: "fine", "1h", "x")}
+    for runs in ('"x"', "[1]", "{}", "1.5", "true", "null", "-3"):
+        state.write_text(f'{{"version": 1, "jobs": {{"ok": {{"runs": {runs}}}}}}}')
+        (result,) = Scheduler(Host(tmp_path), jobs=jobs, clock=lambda: T).run_due()
+        assert result["ok"] is True
+        assert JobRecords(state).read()["ok"]["runs"] == 1
+    Scheduler(Host(tmp_path), jobs=jobs, clock=lambda: T + timedelta(hours=1)).run_due()
+    assert JobRecords(state).read()["ok"]["runs"] == 2
+
+
 def test_settings_choose_schedules_and_flags_override_them(tmp_path: Path) -> None:
     settings = toml('[schedules]\ntick = "off"\nevaluate = "every 2h"\n')
     s = Scheduler(Host(tmp_path, settings), {"evaluate": "@daily"})

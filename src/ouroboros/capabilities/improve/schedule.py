@@ -189,9 +189,10 @@ class JobRecords:
     def finished(self, name: str, at: datetime, ok: bool, summary: str, ms: float) -> None:
         with self._locked() as jobs:
             entry = jobs.setdefault(name, {})
+            runs = entry.get("runs")  # a damaged count starts again rather than crash
+            runs = runs if isinstance(runs, int) and not isinstance(runs, bool) and runs > 0 else 0
             entry.update({"finished": at.isoformat(), "ok": ok, "summary": summary[:500],
-                          "duration_ms": round(ms, 1), "running": False,
-                          "runs": int(entry.get("runs", 0)) + 1})
+                          "duration_ms": round(ms, 1), "running": False, "runs": runs + 1})
 
 
 def schedules_of(settings: Settings, jobs: Mapping[str, Job],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     Category,
     ProposalError,
     Severity,
+    UnreadableState,
     to_dict,
 )
 from ouroboros.capabilities.improve.proposals.repo import GitError
@@ -104,6 +106,9 @@ def _loop(home: Path | None) -> Iterator[ImproveLoop]:
             _fail(str(e), "approve it with `ouro proposals approve ID`", 4)
         except Paused as e:
             _fail(str(e), "see `ouro proposals status`", 3)
+        except UnreadableState as e:
+            _fail(str(e), "repair or restore it (the proposals under <home>/improve/"
+                  "proposals are git: `git status`, `git checkout`)", 1)
         except ProposalError as e:
             _fail(str(e), "see `ouro proposals list --all`", 2)
         except GitError as e:
@@ -169,22 +174,29 @@ def show_cmd(ident: str = IdArgument, home: Path | None = HomeOption,
     if as_json:
         print_json(to_dict(p))
         return
-    console.print(f"[bold]{escape(p.title)}[/bold]  ({p.id}, {p.status}, {p.severity} "
-                  f"{p.category})")
+    console.print(f"[bold]{escape(_visible(p.title))}[/bold]  ({p.id}, {p.status}, "
+                  f"{p.severity} {p.category})")
     console.print(f"file: {path}\nbranch: {p.branch} from {p.base_commit[:12]}", markup=False)
     if p.patch_hash:
         console.print(f"kernel patch: {p.patch_hash[:19]}… (the same change as the kernel sees "
                       f"it; decide with `ouro proposals approve|reject {p.id}`, which also "
                       "merges or deletes the branch)", markup=False)
-    console.print(f"\n{p.problem}\n", markup=False)
+    console.print(f"\n{_visible(p.problem)}\n", markup=False)
     for line in p.evidence[:8]:
-        console.print(f"  - {line}", markup=False)
-    console.print(Syntax(p.diff, "diff", theme="ansi_dark"))
+        console.print(f"  - {_visible(line)}", markup=False)
+    console.print(Syntax(_visible(p.diff), "diff", theme="ansi_dark"))
     if p.review:
-        console.print(f"review: {p.review.decision} by {p.review.reviewer}"
-                      + (f": {p.review.notes}" if p.review.notes else ""), markup=False)
+        console.print(_visible(f"review: {p.review.decision} by {p.review.reviewer}"
+                               + (f": {p.review.notes}" if p.review.notes else "")), markup=False)
     for line in p.log:
-        console.print(f"log: {line}", markup=False)
+        console.print(f"log: {_visible(line)}", markup=False)
+
+
+def _visible(text: str) -> str:
+    """Control and format characters (terminal escapes, bidi overrides, zero-width) shown
+    as ``\\uXXXX``: a reviewer sees them, the terminal never runs them."""
+    return "".join(f"\\u{ord(ch):04x}" if ch not in "\n\t" and unicodedata.category(ch) in
+                   ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
 
 
 @app.command("new")

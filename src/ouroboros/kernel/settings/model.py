@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!/)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}\Z")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 _EVERY = re.compile(r"^(?:every\s+)?([0-9]{1,6})\s*([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -95,7 +95,8 @@ class TargetSettings(_Section):
     repo: str | None = Field(None, description="a local path or a git remote URL; unset: the "
                              "bundled example deployment")
     branch: str = Field("main", description="the branch proposals merge into")
-    remote: str = Field("origin", pattern=r"^[A-Za-z0-9._-]{1,60}$")
+    # never a leading '-': git would read `git fetch|push <remote>` as an option
+    remote: str = Field("origin", pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,59}$")
     push: bool = Field(True, description="push proposal branches, merges and reverts")
 
     @field_validator("branch")

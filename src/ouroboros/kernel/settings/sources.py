@@ -174,6 +174,8 @@ def parse_toml(text: str, name: str, table: Key = ()) -> Source | None:
         found = re.search(r"line (\d+)", str(e))
         raise SettingsError([Problem("", f"not valid TOML: {e}", name,
                                      int(found.group(1)) if found else None)]) from e
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise SettingsError([Problem("", "not valid TOML: nested too deeply", name)]) from None
     for part in table:
         data = data.get(part, {}) if isinstance(data, dict) else {}
     if table and not data:

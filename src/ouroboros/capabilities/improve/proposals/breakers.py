@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
 from ouroboros.storage.files import replace_file
 
 REJECTIONS_TO_PAUSE = 3
@@ -38,8 +38,7 @@ class Breakers:
     def _load(self) -> BreakerState:
         if not self.path.exists():
             return BreakerState()
-        data = json.loads(self.path.read_text(encoding="utf-8"))
-        return BreakerState(**data)
+        return read_state(self.path, lambda data: BreakerState(**data))
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,13 @@ class Governance:
     def is_pending(self, patch_hash: str) -> bool:
         return patch_hash in self.rt.pending()
 
+    def pending_patch(self, patch_hash: str) -> dict[str, Any] | None:
+        """The pending patch ``patch_hash`` (target, value, ...), or None when not pending."""
+        from ouroboros.kernel.state import patch_from_envelope
+
+        entry = self.rt.pending().get(patch_hash)
+        return None if entry is None else patch_from_envelope(entry["envelope"])
+
     def is_applied(self, patch_hash: str) -> bool:
         return self.rt.applied_at(patch_hash) is not None
 

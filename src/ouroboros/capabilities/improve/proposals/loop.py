@@ -21,7 +21,7 @@ from ouroboros.capabilities.improve.analysis import Finding, error_rate
 from ouroboros.capabilities.improve.proposals import branch_gates, landing
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
 from ouroboros.capabilities.improve.proposals.forge import Forge
-from ouroboros.capabilities.improve.proposals.governance import Governance
+from ouroboros.capabilities.improve.proposals.governance import TARGET_PREFIX, Governance
 from ouroboros.capabilities.improve.proposals.landing import NO_BRANCH
 from ouroboros.capabilities.improve.proposals.monitor import Check, Monitor
 from ouroboros.capabilities.improve.proposals.notify import (
@@ -41,12 +41,18 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     Proposal,
     ProposalError,
     Review,
+    UnreadableState,
     markdown_block,
     markdown_line,
 )
 from ouroboros.capabilities.improve.proposals.publish import Noticed, Publisher
 from ouroboros.capabilities.improve.proposals.remote import clone
-from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo, proposal_branch
+from ouroboros.capabilities.improve.proposals.repo import (
+    GitError,
+    TargetRepo,
+    exclusive,
+    proposal_branch,
+)
 from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
@@ -104,8 +110,9 @@ class ImproveLoop:
         self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
         self.settings = settings or ImproveSettings()
-        self.repo = self._target(target)
-        self.store = ProposalStore.init(self.root / "proposals")
+        with exclusive(self.root / "setup.lock"):  # processes starting at once seed once
+            self.repo = self._target(target)
+            self.store = ProposalStore.init(self.root / "proposals")
         self.breakers = Breakers(self.root / "breakers.json")
         self.notifications = NotificationBatcher(self.root / "notifications.json",
                                                  notifier or StdoutNotifier())
@@ -130,6 +137,13 @@ class ImproveLoop:
         or (nothing configured) a repository seeded from the example deployment."""
         t = self.settings.target
         path = target or self.root / "target"
+        if not (path / ".git").exists() and any(
+                (self.root / "proposals").glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
+            # seeding or cloning it again would lose the history the proposals stand on
+            again = (f"`ouro improve connect {t.repo}` clones it again" if t.repo else
+                     f"remove {self.root} to start over with the example")
+            raise GitError("target", f"the target repository {path} is missing, but proposals "
+                           f"were made on it; restore it, or {again}")
         if t.repo and target is None:
             if not (path / ".git").exists():
                 return clone(t.repo, path, t.branch, t.remote)
@@ -241,7 +255,14 @@ class ImproveLoop:
         return Report(outcomes, skipped)
 
     def propose(self, draft: Draft, base: str | None = None) -> Outcome | None:
-        """Submit one draft through the gates; None when an open proposal already has its key."""
+        """Submit one draft through the gates; None when an open proposal already has its key.
+
+        One proposing process at a time per workspace: the open-key check and the
+        submission are one step (concurrent evaluations opened the same fix twice)."""
+        with exclusive(self.root / "propose.lock"):
+            return self._propose(draft, base)
+
+    def _propose(self, draft: Draft, base: str | None) -> Outcome | None:
         now = self.clock()
         self._check_not_paused(draft.category)
         if any(p.key == draft.key and p.status in OPEN_STATUSES for p in self.store.all()):
@@ -294,6 +315,7 @@ class ImproveLoop:
     # -- human decisions --------------------------------------------------------------
     def approve(self, ref: str, reviewer: str = "human", notes: str = "") -> Outcome:
         proposal = self.get(ref)
+        self._check_own_patch(proposal)
         now = self.clock()
         approved = replace(proposal.transition("approved"),
                            review=Review(reviewer, now, "approved", notes))
@@ -314,6 +336,11 @@ class ImproveLoop:
             raise ProposalError(f"proposal {proposal.id} is {proposal.status}; only approved "
                                 "proposals can be applied")
         self._check_not_paused()
+        self._check_own_patch(proposal)
+        if proposal.branch != NO_BRANCH and self.governance.is_pending(proposal.patch_hash):
+            # before the kernel decides: a checkout the merge would refuse (detached, edited
+            # files) must not leave the patch applied in the kernel and nothing merged
+            self.repo._require_main_checked_out()
         if not self.governance.is_pending(proposal.patch_hash):
             self.sync()
             synced = self.get(proposal.id)
@@ -335,6 +362,7 @@ class ImproveLoop:
         if not reason.strip():
             raise ProposalError("a rejection needs a reason")
         proposal = self.get(ref)
+        self._check_own_patch(proposal)
         now = self.clock()
         rejected = replace(proposal.transition("rejected"),
                            review=Review(reviewer, now, "rejected", reason.strip()))
@@ -439,6 +467,25 @@ class ImproveLoop:
         return checks
 
     # -- internals --------------------------------------------------------------------
+    def _check_own_patch(self, proposal: Proposal) -> None:
+        """The kernel patch a proposal file names must be that proposal's, with the diff the
+        file shows: an edited ``Patch`` field would have a human's decision on one proposal
+        approve (and merge) or reject another's patch, an edited diff show the reviewer a
+        change other than the one merged."""
+        patch = self.governance.pending_patch(proposal.patch_hash)
+        if patch is None:
+            return
+        op = patch.get("op")
+        target, value = str(patch.get("target")), op.get("value") if isinstance(op, dict) else None
+        restore = "its file was edited (restore it from the proposals repository's git)"
+        if target != TARGET_PREFIX + proposal.id:
+            raise UnreadableState(f"proposal {proposal.id} names the kernel patch "
+                                  f"{proposal.patch_hash[:19]}…, which is {target}'s; {restore}")
+        if isinstance(value, Mapping) and "diff" in value and \
+                _lines(self.governance.diff_of(value)) != _lines(proposal.diff):
+            raise UnreadableState(f"proposal {proposal.id} shows a diff other than its kernel "
+                                  f"patch's; {restore}")
+
     def _check_not_paused(self, category: str | None = None) -> None:
         now = self.clock()
         blocked = (self.breakers.category_blocked(category, now) if category
@@ -479,6 +526,11 @@ class ImproveLoop:
 
     def _revert(self, proposal: Proposal, check: Check | None, why: str = "") -> None:
         landing.revert(self, proposal, check, why)
+
+
+def _lines(diff: str) -> list[str]:
+    """A diff's lines as the markdown file keeps them (it reads back CR and CRLF as LF)."""
+    return diff.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n").split("\n")
 
 
 def _pull_body(p: Proposal) -> str:

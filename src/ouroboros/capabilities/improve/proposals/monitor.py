@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
 from ouroboros.storage.files import replace_file
 
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -74,8 +74,8 @@ class Monitor:
         self.min_calls = min_calls
         self.windows: dict[str, Window] = {}
         if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.windows = {k: Window(**v) for k, v in data.items()}
+            self.windows = read_state(self.path, lambda data: {
+                k: Window(**v) for k, v in data.items()})
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,27 @@ INFRASTRUCTURE_PATHS: tuple[str, ...] = (
     "agents/provision.py",
     "agents/generate_api_key.py",
     ".git/*",
+    # how git checks files out and merges them (encodings, line ends, drivers, export
+    # rules) and what it clones alongside: main's working tree must be the validated blobs
+    ".gitattributes",
+    "*/.gitattributes",
+    ".gitmodules",
     ".github/*",
     ".gitlab-ci.yml",
+    # other CI systems: a proposal's branch is pushed before approval, and a pushed branch
+    # runs its CI configuration with the CI's secrets
+    ".gitlab/*",
+    ".circleci/*",
+    "Jenkinsfile",
+    ".travis.yml",
+    "azure-pipelines.yml",
+    ".azure-pipelines/*",
+    ".buildkite/*",
+    "bitbucket-pipelines.yml",
+    ".drone.yml",
+    ".woodpecker.yml",
+    ".woodpecker/*",
+    ".pre-commit-config.yaml",
 )
 
 #: Gates, tests, detectors and ledger code: a proposal may never weaken its own checks.

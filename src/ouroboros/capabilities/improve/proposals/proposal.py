@@ -8,13 +8,17 @@ commit in the proposals repository; the caller adds the matching ledger event.
 
 from __future__ import annotations
 
+import json
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
+
+from ouroboros.capabilities.improve.proposals.repo import proposal_branch
+from ouroboros.capabilities.llm.untrusted import printable
 
 Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted"]
 Category = Literal["bugfix", "optimization", "enhancement"]
@@ -38,6 +42,30 @@ _NONE = "-"
 
 class ProposalError(ValueError):
     """A proposal is malformed, missing, or asked for a transition it cannot make."""
+
+
+class UnreadableState(ProposalError):
+    """A file of the loop's own state (a proposal's markdown, ``breakers.json``,
+    ``monitor.json``, ``notifications.json``, ``pulls.json``) is not what the loop wrote:
+    an integrity problem of the workspace, never silently reset (a reset breaker would
+    lift a halt, a lost window would skip the monitoring)."""
+
+
+_T = TypeVar("_T")
+
+
+def read_state(path: Path, build: Callable[[Any], _T]) -> _T:
+    """``build`` applied to the JSON in ``path``.
+
+    Raises:
+        UnreadableState: the file cannot be read, is not JSON, or has another shape.
+    """
+    try:
+        return build(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError,
+            RecursionError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise UnreadableState(f"{path} is unreadable: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -119,14 +147,16 @@ def _bullets(items: Sequence[str]) -> str:
 
 
 def markdown_line(text: str) -> str:
-    """One line of markdown-safe text (titles, evidence items, file names)."""
-    return " ".join(text.split()) or "-"
+    """One line of markdown-safe text (titles, evidence items, file names); control and
+    format characters (terminal escapes, NUL, bidi overrides, zero-width) are dropped."""
+    return " ".join(printable(text).split()) or "-"
 
 
 def markdown_block(text: str) -> str:
-    """A paragraph that cannot open a markdown section of its own (keeps parse exact)."""
+    """A paragraph that cannot open a markdown section of its own (keeps parse exact), with
+    no control or format characters but its line breaks."""
     lines = [(" " + line if line.lstrip() != line or line.startswith(("#", "---", "- [", "**"))
-              else line) for line in text.strip().splitlines()]
+              else line) for line in printable(text).strip().splitlines()]
     return "\n".join(line.rstrip() for line in lines if line.strip()) or "-"
 
 
@@ -212,6 +242,7 @@ def parse(text: str) -> Proposal:
             notes = fields.get("Notes", _NONE)
             review = Review(fields["Reviewed by"], parse_time(fields["Reviewed at"]),
                             fields["Decision"], "" if notes == _NONE else notes)
+        _check_refs(fields["ID"], fields.get("Branch", _NONE), fields.get("Merge commit", _NONE))
         checklist = tuple(
             (m.group(1) == "x", m.group(2))
             for m in re.finditer(r"^- \[( |x)\] (.+)$", secs["Validation Checklist"], re.M)
@@ -242,6 +273,22 @@ def parse(text: str) -> Proposal:
         )
     except KeyError as e:
         raise ProposalError(f"proposal is missing {e.args[0]!r}") from e
+
+
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}\Z")
+_COMMIT = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+
+
+def _check_refs(pid: str, branch: str, merge_commit: str) -> None:
+    """The fields the loop acts on with git (file names, branches deleted here and on the
+    remote, the branch watched for a merge, the commit reverted) must be the proposal's own:
+    an edited file must not aim them at ``main``, another branch, or an option."""
+    if not _ID.match(pid):
+        raise ProposalError(f"ID {pid!r} is not a proposal id")
+    if branch not in (_NONE, proposal_branch(pid)):
+        raise ProposalError(f"Branch {branch!r} is not this proposal's ({proposal_branch(pid)})")
+    if branch != _NONE and merge_commit != _NONE and not _COMMIT.match(merge_commit):
+        raise ProposalError(f"Merge commit {merge_commit!r} is not a commit id")
 
 
 def render_index(proposals: Sequence[Proposal]) -> str:

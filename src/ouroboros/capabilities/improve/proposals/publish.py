@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ouroboros.capabilities.improve.proposals import remote
 from ouroboros.capabilities.improve.proposals.forge import Forge, ForgeError, PullRequest
-from ouroboros.capabilities.improve.proposals.proposal import Proposal
+from ouroboros.capabilities.improve.proposals.proposal import Proposal, read_state
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
 from ouroboros.kernel.settings import DeploySettings
 from ouroboros.storage.files import replace_file
@@ -54,7 +54,7 @@ class Publisher:
         self.enabled = push and bool(repo.remote) and remote.remote_url(repo) is not None
         self.pulls: dict[str, Pull] = {}
         if path.exists():
-            self.pulls = {k: Pull(**v) for k, v in json.loads(path.read_text()).items()}
+            self.pulls = read_state(path, lambda data: {k: Pull(**v) for k, v in data.items()})
 
     def _save(self) -> None:
         replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.pulls.items()},

@@ -29,7 +29,7 @@ def clone(source: str, path: Path, branch: str, remote: str = "origin") -> Targe
     Raises:
         GitError: git cannot clone it, or it has no ``branch``.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # git runs in its parent: a relative path would nest
     if path.exists() and any(path.iterdir()):
         raise GitError("clone", f"{path} is not empty")
     path.parent.mkdir(parents=True, exist_ok=True)

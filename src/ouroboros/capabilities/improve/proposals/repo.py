@@ -8,16 +8,16 @@ moved only by :meth:`TargetRepo.merge` and :meth:`TargetRepo.revert`.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from ouroboros.storage.files import flocked
 
 MAIN = "main"
 _IDENTITY = {
@@ -77,11 +77,12 @@ def example_deployment() -> Path:
     return Path(__file__).resolve().parents[1] / "example" / "agent-deployment"
 
 
-def _no_links(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """Links are never materialised for validation (the policy gate rejects them)."""
-    if member.issym() or member.islnk():
-        return None
-    return tarfile.data_filter(member, dest)
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` (a file, flock'd) exclusively: one process, or thread, at a time."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with flocked(lock, mode=0o644):
+        yield
 
 
 class TargetRepo:
@@ -231,17 +232,41 @@ class TargetRepo:
 
     @contextmanager
     def checkout_tree(self, ref: str) -> Iterator[Path]:
-        """A throwaway directory holding ``ref``'s files, for linters that need files."""
+        """A throwaway directory holding ``ref``'s files, for linters that need files.
+
+        The blobs are written exactly as committed (``git cat-file``): ``git archive``
+        applied the tree's own ``.gitattributes`` (``export-ignore`` left a file out of
+        validation, ``export-subst`` validated other text than main would get). Links
+        and submodules are never materialised (the policy gate rejects them).
+        """
+        listing = self.git("ls-tree", "-r", "-z", "--full-tree", ref, action="ls-tree")
+        files: list[tuple[str, str]] = []
+        for entry in listing.split("\0"):
+            meta, _, name = entry.partition("\t")
+            fields = meta.split()
+            if len(fields) == 3 and fields[1] == "blob" and fields[0] in ("100644", "100755"):
+                if any(part in ("", ".", "..") for part in name.split("/")):
+                    raise GitError("ls-tree", f"{ref} holds an unsafe path {name!r}")
+                files.append((name, fields[2]))
         data = subprocess.run(
-            ["git", "-C", str(self.path), "archive", "--format=tar", ref],
+            ["git", "-C", str(self.path), "cat-file", "--batch"],
+            input="".join(f"{sha}\n" for _, sha in files).encode("ascii"),
             capture_output=True,
+            env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
             check=False,
         )
         if data.returncode != 0:
-            raise GitError("archive", data.stderr.decode("utf-8", "replace").strip())
+            raise GitError("cat-file", data.stderr.decode("utf-8", "replace").strip())
         with tempfile.TemporaryDirectory(prefix="ouro-validate-") as tmp:
-            with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
-                tar.extractall(tmp, filter=_no_links)
+            out, at = data.stdout, 0
+            for name, _ in files:
+                header_end = out.index(b"\n", at)
+                size = int(out[at:header_end].split()[2])
+                body = out[header_end + 1:header_end + 1 + size]
+                at = header_end + 1 + size + 1  # the blob, then git's newline
+                dest = Path(tmp, *name.split("/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(body)
             yield Path(tmp)
 
     # -- main -------------------------------------------------------------------------
@@ -287,7 +312,10 @@ class TargetRepo:
         self.git(*args, "-", action=action, env=env, input=patch.encode("utf-8"))
 
     def _require_main_checked_out(self) -> None:
-        current = self.git("symbolic-ref", "--short", "HEAD").strip()
+        try:
+            current = self.git("symbolic-ref", "--short", "HEAD").strip()
+        except GitError:  # not a symbolic ref
+            current = "a detached HEAD"
         if current != self.main:
             raise GitError("checkout",
                            f"{self.main} must be checked out in {self.path}, not {current}")

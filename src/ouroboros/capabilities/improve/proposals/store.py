@@ -13,11 +13,12 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     TEMPLATES,
     Proposal,
     ProposalError,
+    UnreadableState,
     parse,
     render,
     render_index,
 )
-from ouroboros.capabilities.improve.proposals.repo import TargetRepo
+from ouroboros.capabilities.improve.proposals.repo import TargetRepo, exclusive
 
 
 class ProposalStore:
@@ -40,9 +41,19 @@ class ProposalStore:
         return store
 
     def all(self) -> list[Proposal]:
+        """Every proposal file, parsed.
+
+        Raises:
+            UnreadableState: a file there is not a readable proposal (named).
+        """
         found = []
         for path in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
-            found.append(parse(path.read_text(encoding="utf-8")))
+            name = path.relative_to(self.root)
+            try:
+                found.append(parse(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, ProposalError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                raise UnreadableState(f"proposal file {name} is unreadable: {why}") from None
         return sorted(found, key=lambda p: (p.created, p.id))
 
     def get(self, ref: str) -> Proposal:
@@ -71,12 +82,13 @@ class ProposalStore:
     def save(self, proposal: Proposal, message: str) -> str:
         """Write the proposal and the index, commit both; returns the commit sha."""
         path = self.root / proposal.relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(proposal), encoding="utf-8")
-        (self.root / "index.md").write_text(render_index(self.all()), encoding="utf-8")
-        self._git.git("add", "-A", action="commit")
-        self._git.git("commit", "-q", "-m", message, action="commit")
-        return self._git.rev("HEAD")
+        with exclusive(self.root.with_name(f"{self.root.name}.lock")):  # one git index
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(proposal), encoding="utf-8")
+            (self.root / "index.md").write_text(render_index(self.all()), encoding="utf-8")
+            self._git.git("add", "-A", action="commit")
+            self._git.git("commit", "-q", "-m", message, action="commit")
+            return self._git.rev("HEAD")
 
     def history(self, proposal: Proposal) -> list[str]:
         out = self._git.git("log", "--format=%h %s", "--", proposal.relpath)

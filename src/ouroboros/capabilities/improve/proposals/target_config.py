@@ -95,6 +95,9 @@ def _schema(read: Read, path: str, at: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise SettingsError([Problem("improve.schemas", f"not JSON: {e}", where, e.lineno)]) \
             from None
+    except RecursionError:
+        raise SettingsError([Problem("improve.schemas", "not JSON: nested too deeply",
+                                     where)]) from None
     if not isinstance(loaded, Mapping):
         raise SettingsError([Problem("improve.schemas", "a schema must be a JSON object", where)])
     return dict(loaded)

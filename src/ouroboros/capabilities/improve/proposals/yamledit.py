@@ -19,8 +19,55 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with libyaml's C loader when present (10x faster)."""
-    return yaml.load(text, Loader=_LOADER)
+    """``yaml.safe_load`` with libyaml's C loader when present (10x faster).
+
+    Raises:
+        yaml.YAMLError: the text does not parse, or its aliases expand it far beyond its
+            own size (a "billion laughs": every reader that walks the document, the grant
+            check, the schema check, would visit each expanded node) or into a cycle.
+    """
+    try:
+        doc = yaml.load(text, Loader=_LOADER)
+        expanded, unique = _expansion(doc)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    if expanded > _MAX_FANOUT * unique + _SLACK:
+        raise yaml.YAMLError(f"aliases expand {unique} collections into {expanded}+; "
+                             "write the values out")
+    return doc
+
+
+_MAX_FANOUT = 10  # expanded collections per distinct collection
+_SLACK = 10_000
+
+
+def _expansion(doc: Any) -> tuple[int, int]:
+    """(collections counted through every alias, distinct collections); stops counting
+    past the limit, raises on a cycle (an alias inside its own anchor)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 0
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise yaml.YAMLError("an alias refers to its own anchor (a cycle)")
+        open_.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total = min(total + size(child), _CAP)
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(doc), max(len(sizes), 1)
+
+
+_CAP = 1 << 40
 
 
 @lru_cache(maxsize=64)
