@@ -11,6 +11,9 @@ a limit, and every refusal has the one error shape:
 - **Encoding**: only the OTLP routes accept ``Content-Encoding: gzip`` (they inflate it
   under their own cap); elsewhere an encoded body is 415.
 - **Depth**: a JSON body nested deeper than the cap is 400 before any parser recurses.
+- **Time**: the whole body must arrive within ``body_timeout`` seconds of the headers, or
+  the answer is 408 and the connection is closed (a client that stalls or trickles its
+  body holds a connection and a task for that long at most; uvicorn has no body deadline).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ouroboros.interfaces.http.errors import error_response
@@ -66,11 +70,16 @@ class Limits:
     max_body_bytes: int = 1 << 20
     max_otlp_bytes: int = 8 << 20
     max_json_depth: int = 64
+    body_timeout: float = 60.0
     allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
     otlp_paths: Collection[str] = ("/v1/traces", "/v1/logs")
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -112,9 +121,15 @@ class InputGuard:
             await self._too_large(cap, scope, receive, send)
             return
         try:
-            body = await _read_body(receive, cap)
+            body = await _read_body(receive, cap, limits.body_timeout)
         except _TooLarge:
             await self._too_large(cap, scope, receive, send)
+            return
+        except _TooSlow:
+            await error_response(408, "request_timeout", "the request body did not arrive "
+                                 f"within {limits.body_timeout:g} s", "send the whole body "
+                                 "at once", headers={"Connection": "close"})(
+                scope, receive, send)
             return
         content_type = headers.get("content-type", "")
         if (body and encoding in ("", "identity") and ("json" in content_type or not content_type)
@@ -131,11 +146,15 @@ class InputGuard:
             scope, receive, send)
 
 
-async def _read_body(receive: Receive, cap: int) -> bytes:
+async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
+    deadline = anyio.current_time() + timeout
     while True:
-        message = await receive()
+        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+            message = await receive()
+        if scope.cancelled_caught:
+            raise _TooSlow
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")

@@ -6,18 +6,28 @@ here (so a taken port or a refused bind is one clear usage error, and ``--port 0
 free port), then handed to uvicorn. On SIGTERM or SIGINT uvicorn stops accepting, lets
 every request in flight finish (up to ``graceful_timeout``), then the app's lifespan stops
 the scheduler (waiting for a running job) and closes the runtimes once every lease is back.
+
+Slow clients: uvicorn closes a kept-alive connection that stays idle, but arms that timer
+only after a response, and any byte (an empty line will do) disarms it; a connection that
+sends nothing, or its headers a byte at a time, was held forever. `guarded_protocol` adds a
+header deadline from the connection's opening or a request's first byte, and a cap on open
+connections (see `ServerSettings`); the body's deadline is the input guard's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
+import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ouroboros.interfaces.http.app import ServerSettings
+from ouroboros.interfaces.http.errors import error_json
 from ouroboros.interfaces.http.limits import LOOPBACK_NAMES, host_name
 from ouroboros.kernel.errors import UsageError
 
@@ -89,6 +99,81 @@ def allowed_hosts(host: str, extra: Sequence[str]) -> frozenset[str] | None:
     return frozenset(names)
 
 
+def _answer(status: int, code: str, message: str, hint: str) -> bytes:
+    """A whole HTTP/1.1 response with the error shape, closing the connection."""
+    from http import HTTPStatus
+
+    body = json.dumps(error_json(code, message, hint)).encode()
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n").encode() + body
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a header deadline and a cap on open connections.
+
+    The deadline runs from the connection's opening, and from the first byte after each
+    response, until a request's headers are complete: past it the connection is answered
+    408 (some of a request came) or just closed (nothing came). A connection opened while
+    ``max_connections`` are open is answered 503 at once and closed.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    timeout_answer = _answer(408, "request_timeout", f"the request's headers did not arrive "
+                             f"within {header_timeout:g} s", "send the request at once")
+    busy_answer = _answer(503, "unavailable", f"the server has {max_connections} "
+                          "connections open", "retry shortly")
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+        _partial = False
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                self.logger.warning("refused a connection: %d open", max_connections)
+                transport.write(busy_answer)
+                transport.close()
+                return
+            self._arm(partial=False)
+
+        def data_received(self, data: bytes) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete
+            super().data_received(data)
+            if (waiting and self._header_timer is None and not self.transport.is_closing()
+                    and (self.cycle is None or self.cycle.response_complete)):
+                self._arm(partial=bool(data.strip(b"\r\n")))  # headers begun, not ended
+            elif self._header_timer is not None and data.strip(b"\r\n"):
+                self._partial = True
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self, partial: bool) -> None:
+            self._partial = partial
+            self._header_timer = self.loop.call_later(header_timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            if self._partial:
+                self.transport.write(timeout_answer)
+            self.transport.close()
+
+    return GuardedProtocol
+
+
 def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           allow_remote: bool = False, allowed: Sequence[str] = (),
           settings: ServerSettings | None = None, log_level: str = "warning",
@@ -110,8 +195,12 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
     app = create_app(home, settings)  # before binding: no workspace, no socket
     sock = bind(host, port)
     url = url_of(sock)
+    protocol = guarded_protocol(settings.header_timeout, settings.max_connections)
+    # uvicorn's own cap counts this request's connection too; ours is at the accept
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
-                            http="httptools", timeout_graceful_shutdown=graceful_timeout,
+                            http=protocol, timeout_graceful_shutdown=graceful_timeout,
+                            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
+                            limit_concurrency=settings.max_connections + 1,
                             proxy_headers=False, server_header=False)
 
     class Server(uvicorn.Server):

@@ -1,0 +1,216 @@
+"""Slow and idle clients against a real ``ouro serve``: raw sockets on loopback.
+
+The server is started with its deadlines set small (``--header-timeout``,
+``--body-timeout``, ``--keep-alive-timeout`` 1 s, ``--max-connections``); every attack
+must end with the connection answered or closed well within a generous bound, while
+another client's ordinary request is served meanwhile. No timing is asserted beyond
+"within 30 s when the deadline is 1 s".
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import new_workspace
+from .live import LiveServer, start
+
+BOUND = 30.0  # generous: every deadline below is 1 s
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    home = new_workspace(tmp_path_factory.mktemp("slow") / "ws")
+    server = start(home, "--no-scheduler", "--header-timeout", "1", "--body-timeout", "1",
+                   "--keep-alive-timeout", "1", "--max-connections", "16")
+    try:
+        yield server
+    finally:
+        code, err = server.stop()
+        assert code == 0, err
+        assert "Traceback" not in err, err
+
+
+def _address(server: LiveServer) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def _connect(server: LiveServer) -> socket.socket:
+    return socket.create_connection(_address(server), timeout=BOUND)
+
+
+def _read_until_closed(s: socket.socket, limit: float = BOUND) -> bytes:
+    """Everything the server sends until it closes; fails if it is still open at ``limit``."""
+    s.settimeout(limit)
+    data = b""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return data
+        except TimeoutError:
+            break
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"the connection is still open after {limit} s: {data!r}")
+
+
+def _status_and_body(raw: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body)
+
+
+def _health_ok(server: LiveServer) -> None:
+    with server.client() as c:
+        assert c.get("/api/v1/health").status_code == 200
+
+
+def test_connections_that_send_nothing_are_closed(slow: LiveServer) -> None:
+    idle = [_connect(slow) for _ in range(8)]
+    try:
+        _health_ok(slow)  # served while eight connections sit idle
+        for s in idle:
+            assert _read_until_closed(s) == b""  # closed without an answer: no request began
+    finally:
+        for s in idle:
+            s.close()
+    _health_ok(slow)
+
+
+def test_headers_sent_a_byte_at_a_time_get_408(slow: LiveServer) -> None:
+    request = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    with _connect(slow) as s:
+        s.settimeout(0.3)
+        deadline = time.monotonic() + BOUND
+        answer = b""
+        for byte in request:
+            if time.monotonic() > deadline:
+                raise AssertionError("the trickled headers were never cut off")
+            try:
+                s.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            _health_ok(slow)  # another client is served during the attack
+            try:
+                answer = s.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        else:
+            raise AssertionError("every header byte was accepted: no header deadline")
+        answer += _read_until_closed(s)
+    status, body = _status_and_body(answer)
+    assert status == 408
+    assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
+
+
+def test_empty_lines_on_a_kept_alive_connection_do_not_keep_it_open(slow: LiveServer) -> None:
+    with _connect(slow) as s:
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        s.settimeout(BOUND)
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        # CRLF between requests is allowed and resets uvicorn's keep-alive timer
+        deadline = time.monotonic() + BOUND
+        while True:
+            assert time.monotonic() < deadline, "empty lines kept the connection open"
+            try:
+                s.sendall(b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            s.settimeout(0.3)
+            try:
+                if s.recv(65536) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+    _health_ok(slow)
+
+
+def test_an_idle_kept_alive_connection_is_closed(slow: LiveServer) -> None:
+    with _connect(slow) as s:
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = _read_until_closed(s)
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["stalled", "trickled"])
+def test_a_body_that_stalls_or_trickles_gets_408(slow: LiveServer, trickle: bool) -> None:
+    token = slow.token("slow-submitter", "submit")
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 5000\r\n\r\n")
+    with _connect(slow) as s:
+        s.sendall(head + b"{")
+        answer = b""
+        if trickle:
+            s.settimeout(0.2)
+            deadline = time.monotonic() + BOUND
+            while not answer:
+                assert time.monotonic() < deadline, "the trickled body was never cut off"
+                try:
+                    s.sendall(b" ")
+                    answer = s.recv(65536)
+                except TimeoutError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+        else:
+            _health_ok(slow)  # served while the body stalls
+        answer += _read_until_closed(s)
+    status, body = _status_and_body(answer)
+    assert status == 408
+    assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
+    assert b"connection: close" in answer.lower()
+    _health_ok(slow)
+
+
+def test_connections_past_the_cap_get_503_and_others_are_served_after(tmp_path: Path) -> None:
+    home = new_workspace(tmp_path / "ws")
+    server = start(home, "--no-scheduler", "--header-timeout", "60", "--max-connections", "4")
+    try:
+        held = [_connect(server) for _ in range(4)]
+        try:
+            time.sleep(0.5)  # the server has taken them (accept is asynchronous)
+            with _connect(server) as extra:  # answered at once, before it sends anything
+                answer = _read_until_closed(extra)
+            status, body = _status_and_body(answer)
+            assert status == 503
+            assert body["error"]["code"] == "unavailable"  # type: ignore[index]
+        finally:
+            for s in held:
+                s.close()
+        deadline = time.monotonic() + BOUND
+        while True:  # the held connections are gone once the server saw them close
+            with server.client() as c:
+                if c.get("/api/v1/health").status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the server never served again"
+            time.sleep(0.2)
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err
+
+
+def test_the_deadlines_are_usage_checked(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for option, value in [("--header-timeout", "0"), ("--body-timeout", "-1"),
+                          ("--keep-alive-timeout", "0"), ("--max-connections", "0")]:
+        done = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home",
+                               str(tmp_path / "none"), option, value],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (option, done.stderr)
+        assert "Traceback" not in done.stderr
