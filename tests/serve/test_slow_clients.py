@@ -214,3 +214,55 @@ def test_the_deadlines_are_usage_checked(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, (option, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def _peak_kb(server: LiveServer) -> int:
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmHWM:")).split()[1])
+
+
+@pytest.mark.parametrize("shape", ["many", "one_long", "long_url", "trailers"])
+def test_headers_past_the_cap_get_431_and_are_not_held(slow: LiveServer, shape: str) -> None:
+    before = _peak_kb(slow)
+    with _connect(slow) as s:
+        if shape == "long_url":
+            s.sendall(b"GET /api/v1/health?q=")
+        elif shape == "trailers":  # after a chunked body: trailer fields, parsed as headers
+            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n0\r\n")
+        else:
+            s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            if shape == "one_long":
+                s.sendall(b"X-Long: ")
+        line = (b"X-Pad: " + b"a" * 1000 + b"\r\n" if shape in ("many", "trailers")
+                else b"a" * 1024)
+        sent = 0
+        try:
+            while sent < 64 << 20:  # 64 MiB of request head, fast (the deadline is 1 s)
+                s.sendall(line * 64)
+                sent += len(line) * 64
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = _read_until_closed(s)
+        except ConnectionResetError:
+            answer = b""
+    after = _peak_kb(slow)
+    assert sent < 64 << 20, "all 64 MiB of head were taken in"
+    if answer:  # the answer can be lost to the reset of a socket closed with unread bytes
+        status, body = _status_and_body(answer)
+        assert status == 431
+        assert body["error"]["code"] == "headers_too_large"  # type: ignore[index]
+    assert after - before < 32 << 10, f"the server held the head: {before} → {after} kB"
+    _health_ok(slow)
+
+
+def test_a_chunked_body_in_small_chunks_is_still_read(slow: LiveServer) -> None:
+    body = b" " * (256 << 10)  # framing of 16-byte chunks: 96 kB, over the 64 kB head cap
+    with _connect(slow) as s:
+        framed = b"".join(b"10\r\n" + body[i:i + 16] + b"\r\n" for i in range(0, len(body), 16))
+        s.sendall(b"POST /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + framed + b"0\r\nX-Trailer: 1\r\n\r\n")
+        answer = _read_until_closed(s)
+    status, _ = _status_and_body(answer)
+    assert status == 405  # the body was read whole, then the route said no to the method

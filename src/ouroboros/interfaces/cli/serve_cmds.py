@@ -128,6 +128,9 @@ def serve(
     max_connections: int = typer.Option(1000, "--max-connections", min=1,
                                         help="Open connections at most (one more is "
                                              "answered 503)."),
+    max_header_bytes: int = typer.Option(64 << 10, "--max-header-bytes", min=1024,
+                                         help="A request's line and headers at most, "
+                                              "bytes (431 past it)."),
     log_level: Literal["critical", "error", "warning", "info", "debug"] = typer.Option(
         "warning", "--log-level", help="uvicorn's log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
@@ -152,7 +155,8 @@ def serve(
                               rate_limit=RateLimit.parse(rate_limit, rate_burst),
                               header_timeout=header_timeout,
                               keep_alive_timeout=keep_alive_timeout,
-                              max_connections=max_connections)
+                              max_connections=max_connections,
+                              max_header_bytes=max_header_bytes)
     settings = replace(settings, limits=replace(settings.limits, max_body_bytes=max_body,
                                                 max_otlp_bytes=max_otlp,
                                                 body_timeout=body_timeout))

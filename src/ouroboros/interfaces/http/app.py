@@ -53,7 +53,8 @@ class ServerSettings:
     ``header_timeout`` seconds of the connection opening or of its first byte (408, or the
     connection closed if nothing came); a kept-alive connection idle ``keep_alive_timeout``
     seconds is closed; past ``max_connections`` open connections a new one is answered 503
-    and closed. The body's deadline is ``limits.body_timeout``.
+    and closed; a request line and headers over ``max_header_bytes`` are 431. The body's
+    deadline is ``limits.body_timeout``.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -66,6 +67,7 @@ class ServerSettings:
     header_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
+    max_header_bytes: int = 64 << 10
 
 
 def _load(spec: str) -> Extension:

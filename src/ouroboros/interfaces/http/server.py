@@ -109,13 +109,19 @@ def _answer(status: int, code: str, message: str, hint: str) -> bytes:
             "connection: close\r\n\r\n").encode() + body
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with a header deadline and a cap on open connections.
+def guarded_protocol(header_timeout: float, max_connections: int,
+                     max_header_bytes: int = 64 << 10) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a header deadline, a cap on a request's line and
+    headers, and a cap on open connections.
 
     The deadline runs from the connection's opening, and from the first byte after each
     response, until a request's headers are complete: past it the connection is answered
     408 (some of a request came) or just closed (nothing came). A connection opened while
-    ``max_connections`` are open is answered 503 at once and closed.
+    ``max_connections`` are open is answered 503 at once and closed. A request line and
+    headers over ``max_header_bytes`` are answered 431 and the connection closed (the
+    parser has no cap of its own: it held every byte until the blank line, and a single
+    header it concatenates a piece at a time); so are a chunked body's framing and trailers
+    past that cap plus the body's own size (trailers are parsed as headers).
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -123,10 +129,18 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
                              f"within {header_timeout:g} s", "send the request at once")
     busy_answer = _answer(503, "unavailable", f"the server has {max_connections} "
                           "connections open", "retry shortly")
+    too_large_answer = _answer(431, "headers_too_large", f"the request line and headers (and "
+                               f"a chunked body's framing and trailers beyond its own size) "
+                               f"are over {max_header_bytes} bytes",
+                               "send fewer or shorter headers")
 
     class GuardedProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _partial = False
+        _head = 0  # bytes of this request that are not its body (counted per chunk read)
+        _body = 0  # bytes of its body
+        _in_head = False  # its line and headers have begun and not ended
+        _in_message = False  # it has begun and not ended
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -139,16 +153,40 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
 
         def data_received(self, data: bytes) -> None:
             waiting = self.cycle is None or self.cycle.response_complete
+            self._head += len(data)
             super().data_received(data)
+            if (self._in_message and self._head > max_header_bytes + self._body
+                    and not self.transport.is_closing()):
+                self._disarm()
+                if self._in_head or not self.cycle.response_started:
+                    self.transport.write(too_large_answer)
+                self.transport.close()
+                return
             if (waiting and self._header_timer is None and not self.transport.is_closing()
                     and (self.cycle is None or self.cycle.response_complete)):
                 self._arm(partial=bool(data.strip(b"\r\n")))  # headers begun, not ended
             elif self._header_timer is not None and data.strip(b"\r\n"):
                 self._partial = True
 
+        def on_message_begin(self) -> None:
+            self._in_head = self._in_message = True
+            self._body = 0
+            super().on_message_begin()
+
         def on_headers_complete(self) -> None:
+            self._in_head = False
             self._disarm()
             super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._head -= len(body)
+            self._body += len(body)
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._head = 0
+            self._in_message = False
+            super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -195,7 +233,8 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
     app = create_app(home, settings)  # before binding: no workspace, no socket
     sock = bind(host, port)
     url = url_of(sock)
-    protocol = guarded_protocol(settings.header_timeout, settings.max_connections)
+    protocol = guarded_protocol(settings.header_timeout, settings.max_connections,
+                                settings.max_header_bytes)
     # uvicorn's own cap counts this request's connection too; ours is at the accept
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                             http=protocol, timeout_graceful_shutdown=graceful_timeout,
