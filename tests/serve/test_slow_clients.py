@@ -208,7 +208,8 @@ def test_the_deadlines_are_usage_checked(tmp_path: Path) -> None:
     import sys
 
     for option, value in [("--header-timeout", "0"), ("--body-timeout", "-1"),
-                          ("--keep-alive-timeout", "0"), ("--max-connections", "0")]:
+                          ("--keep-alive-timeout", "0"), ("--max-connections", "0"),
+                          ("--max-header-bytes", "10")]:
         done = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home",
                                str(tmp_path / "none"), option, value],
                               capture_output=True, text=True, timeout=120)
@@ -266,3 +267,34 @@ def test_a_chunked_body_in_small_chunks_is_still_read(slow: LiveServer) -> None:
         answer = _read_until_closed(s)
     status, _ = _status_and_body(answer)
     assert status == 405  # the body was read whole, then the route said no to the method
+
+
+def _span(tool: str, span_id: str) -> bytes:
+    start = time.time_ns()
+    return json.dumps({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "cut-agent"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b" * 16, "spanId": span_id, "name": f"execute_tool {tool}",
+            "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 5_000_000),
+            "attributes": [{"key": "gen_ai.tool.name", "value": {"stringValue": tool}}]}]}]}]}
+    ).encode()
+
+
+def test_a_body_cut_short_by_a_disconnect_is_not_acted_on(slow: LiveServer) -> None:
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+
+    token = slow.token("cut-collector", "submit").encode()
+    body = _span("cut_short", "1a" * 8)
+    with _connect(slow) as s:  # says 100 bytes more than it sends, then hangs up
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                  b"application/json\r\nAuthorization: Bearer " + token + b"\r\n"
+                  b"Content-Length: " + str(len(body) + 100).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.2)
+    time.sleep(1.0)
+    with slow.client(token.decode()) as c:  # a whole request after it is stored
+        assert c.post("/v1/traces", content=_span("whole", "2b" * 8),
+                      headers={"Content-Type": "application/json"}).status_code == 200
+    tools = [e.get("tool") for e in TelemetryStore(slow.home).events()]
+    assert "whole" in tools
+    assert "cut_short" not in tools, "the server acted on a request it never received whole"
+

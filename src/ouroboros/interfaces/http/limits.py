@@ -11,6 +11,8 @@ a limit, and every refusal has the one error shape:
 - **Encoding**: only the OTLP routes accept ``Content-Encoding: gzip`` (they inflate it
   under their own cap); elsewhere an encoded body is 415.
 - **Depth**: a JSON body nested deeper than the cap is 400 before any parser recurses.
+- **Whole**: a request whose client hangs up before its body is complete goes no further
+  (a truncated body can still parse, and was acted on).
 - **Time**: the whole body must arrive within ``body_timeout`` seconds of the headers, or
   the answer is 408 and the connection is closed (a client that stalls or trickles its
   body holds a connection and a task for that long at most; uvicorn has no body deadline).
@@ -83,6 +85,10 @@ class _TooSlow(Exception):
     pass
 
 
+class _Gone(Exception):
+    pass
+
+
 class InputGuard:
     def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
@@ -125,6 +131,8 @@ class InputGuard:
         except _TooLarge:
             await self._too_large(cap, scope, receive, send)
             return
+        except _Gone:  # the client hung up before its body was whole: nothing to act on
+            return
         except _TooSlow:
             await error_response(408, "request_timeout", "the request body did not arrive "
                                  f"within {limits.body_timeout:g} s", "send the whole body "
@@ -156,7 +164,7 @@ async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes:
         if scope.cancelled_caught:
             raise _TooSlow
         if message["type"] == "http.disconnect":
-            break
+            raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
