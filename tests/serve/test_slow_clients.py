@@ -27,7 +27,8 @@ BOUND = 30.0  # generous: every deadline below is 1 s
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home = new_workspace(tmp_path_factory.mktemp("slow") / "ws")
     server = start(home, "--no-scheduler", "--header-timeout", "1", "--body-timeout", "1",
-                   "--keep-alive-timeout", "1", "--max-connections", "16")
+                   "--keep-alive-timeout", "1", "--max-connections", "16",
+                   "--write-timeout", "1")
     try:
         yield server
     finally:
@@ -209,7 +210,7 @@ def test_the_deadlines_are_usage_checked(tmp_path: Path) -> None:
 
     for option, value in [("--header-timeout", "0"), ("--body-timeout", "-1"),
                           ("--keep-alive-timeout", "0"), ("--max-connections", "0"),
-                          ("--max-header-bytes", "10")]:
+                          ("--write-timeout", "0"), ("--max-header-bytes", "10")]:
         done = subprocess.run([sys.executable, "-m", "ouroboros", "serve", "--home",
                                str(tmp_path / "none"), option, value],
                               capture_output=True, text=True, timeout=120)
@@ -298,3 +299,43 @@ def test_a_body_cut_short_by_a_disconnect_is_not_acted_on(slow: LiveServer) -> N
     assert "whole" in tools
     assert "cut_short" not in tools, "the server acted on a request it never received whole"
 
+
+def _tcp_state(s: socket.socket) -> int:
+    """The socket's TCP state from TCP_INFO (Linux): 1 established, 7 closed, 8 close-wait."""
+    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_a_client_that_never_reads_its_answers_is_disconnected(slow: LiveServer) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        s.connect(_address(slow))
+        request = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        s.setblocking(False)
+        try:  # pipelined, far more answer than any buffer holds; nothing is ever read
+            for _ in range(2000):
+                s.send(request)
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + BOUND
+        while _tcp_state(s) == 1:
+            assert time.monotonic() < deadline, "a client that reads nothing is never let go"
+            time.sleep(0.2)
+        _health_ok(slow)
+    finally:
+        s.close()
+
+
+def test_a_pipelining_client_that_hangs_up_leaves_no_error(slow: LiveServer) -> None:
+    import struct
+
+    for _ in range(3):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(_address(slow))
+            s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200)
+            time.sleep(0.3)  # the server waits to write more (its deadline is 1 s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1.0)
+    _health_ok(slow)
+    assert "Traceback" not in slow.stderr(), slow.stderr()

@@ -131,6 +131,9 @@ def serve(
     max_header_bytes: int = typer.Option(64 << 10, "--max-header-bytes", min=1024,
                                          help="A request's line and headers at most, "
                                               "bytes (431 past it)."),
+    write_timeout: float = typer.Option(60.0, "--write-timeout", min=0.001, metavar="SECONDS",
+                                        help="A client that takes none of an answer for "
+                                             "this long is disconnected."),
     log_level: Literal["critical", "error", "warning", "info", "debug"] = typer.Option(
         "warning", "--log-level", help="uvicorn's log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
@@ -156,7 +159,8 @@ def serve(
                               header_timeout=header_timeout,
                               keep_alive_timeout=keep_alive_timeout,
                               max_connections=max_connections,
-                              max_header_bytes=max_header_bytes)
+                              max_header_bytes=max_header_bytes,
+                              write_timeout=write_timeout)
     settings = replace(settings, limits=replace(settings.limits, max_body_bytes=max_body,
                                                 max_otlp_bytes=max_otlp,
                                                 body_timeout=body_timeout))

@@ -53,7 +53,8 @@ class ServerSettings:
     ``header_timeout`` seconds of the connection opening or of its first byte (408, or the
     connection closed if nothing came); a kept-alive connection idle ``keep_alive_timeout``
     seconds is closed; past ``max_connections`` open connections a new one is answered 503
-    and closed; a request line and headers over ``max_header_bytes`` are 431. The body's
+    and closed; a request line and headers over ``max_header_bytes`` are 431; a client that
+    takes none of an answer for ``write_timeout`` seconds is disconnected. The body's
     deadline is ``limits.body_timeout``.
     """
 
@@ -68,6 +69,7 @@ class ServerSettings:
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
     max_header_bytes: int = 64 << 10
+    write_timeout: float = 60.0
 
 
 def _load(spec: str) -> Extension:

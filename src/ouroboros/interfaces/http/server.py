@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import json
 import socket
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -110,7 +111,8 @@ def _answer(status: int, code: str, message: str, hint: str) -> bytes:
 
 
 def guarded_protocol(header_timeout: float, max_connections: int,
-                     max_header_bytes: int = 64 << 10) -> type[asyncio.Protocol]:
+                     max_header_bytes: int = 64 << 10,
+                     write_timeout: float = 60.0) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a header deadline, a cap on a request's line and
     headers, and a cap on open connections.
 
@@ -121,7 +123,9 @@ def guarded_protocol(header_timeout: float, max_connections: int,
     headers over ``max_header_bytes`` are answered 431 and the connection closed (the
     parser has no cap of its own: it held every byte until the blank line, and a single
     header it concatenates a piece at a time); so are a chunked body's framing and trailers
-    past that cap plus the body's own size (trailers are parsed as headers).
+    past that cap plus the body's own size (trailers are parsed as headers). A client
+    that takes none of an answer for ``write_timeout`` seconds while the server waits to
+    write more is disconnected (uvicorn waited for it forever, holding the request's task).
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -141,6 +145,8 @@ def guarded_protocol(header_timeout: float, max_connections: int,
         _body = 0  # bytes of its body
         _in_head = False  # its line and headers have begun and not ended
         _in_message = False  # it has begun and not ended
+        _write_timer: asyncio.TimerHandle | None = None
+        _running: Any = None  # the cycle whose app runs (self.cycle is the last one parsed)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -188,9 +194,43 @@ def guarded_protocol(header_timeout: float, max_connections: int,
             self._in_message = False
             super().on_message_complete()
 
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(write_timeout, self._stalled)
+
+        def resume_writing(self) -> None:
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            super().resume_writing()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            running = self._running
             super().connection_lost(exc)
+            if running is not None and not running.response_complete:
+                # uvicorn marks only the last request parsed as cut off; with requests
+                # pipelined behind it, the one answering wrote to a closed transport
+                running.disconnected = True
+                running.message_event.set()
+
+        def _stalled(self) -> None:
+            """Reset the connection: a FIN would wait behind the unread answer, and the
+            kernel would hold that answer for the orphaned socket."""
+            self._write_timer = None
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._running = cycle
+            super()._start_asgi_task(cycle, app)
 
         def _arm(self, partial: bool) -> None:
             self._partial = partial
@@ -234,7 +274,7 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
     sock = bind(host, port)
     url = url_of(sock)
     protocol = guarded_protocol(settings.header_timeout, settings.max_connections,
-                                settings.max_header_bytes)
+                                settings.max_header_bytes, settings.write_timeout)
     # uvicorn's own cap counts this request's connection too; ours is at the accept
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                             http=protocol, timeout_graceful_shutdown=graceful_timeout,
