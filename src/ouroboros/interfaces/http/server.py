@@ -34,6 +34,8 @@ from ouroboros.kernel.errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
+#: Pipelined requests a connection may have waiting behind the one being answered.
+MAX_PIPELINED = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -126,6 +128,11 @@ def guarded_protocol(header_timeout: float, max_connections: int,
     past that cap plus the body's own size (trailers are parsed as headers). A client
     that takes none of an answer for ``write_timeout`` seconds while the server waits to
     write more is disconnected (uvicorn waited for it forever, holding the request's task).
+    At most `MAX_PIPELINED` requests wait behind the one being answered: the last of them
+    is answered with ``Connection: close`` and any later one is not read (a client that
+    pipelines must resend what was not answered); uvicorn queued every request it read,
+    and it reads on whenever a request asks for its body, so 1 MiB of pipelined requests
+    held 9 MB.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -147,6 +154,7 @@ def guarded_protocol(header_timeout: float, max_connections: int,
         _in_message = False  # it has begun and not ended
         _write_timer: asyncio.TimerHandle | None = None
         _running: Any = None  # the cycle whose app runs (self.cycle is the last one parsed)
+        _dropping = False  # the pipeline was full: requests parsed from now on are not run
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -182,17 +190,25 @@ def guarded_protocol(header_timeout: float, max_connections: int,
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._disarm()
+            if not self._dropping and len(self.pipeline) >= MAX_PIPELINED:
+                self._dropping = True
+                self.pipeline[0][0].keep_alive = False  # the newest waiting: answered last
+            if self._dropping:
+                self.flow.pause_reading()
+                return
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
             self._head -= len(body)
             self._body += len(body)
-            super().on_body(body)
+            if not self._dropping:
+                super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._head = 0
             self._in_message = False
-            super().on_message_complete()
+            if not self._dropping:
+                super().on_message_complete()
 
         def pause_writing(self) -> None:
             super().pause_writing()
