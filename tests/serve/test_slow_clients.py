@@ -428,3 +428,20 @@ def test_a_few_pipelined_requests_are_all_answered(slow: LiveServer) -> None:
         answer = _read_until_closed(s)  # closed by the 1 s keep-alive timeout after the last
     assert answer.count(b"HTTP/1.1 200") == 10
     assert b"connection: close" not in answer.lower()
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "deflate, chunked", "x-foo, chunked"])
+def test_a_transfer_coding_other_than_chunked_is_501(slow: LiveServer, coding: str) -> None:
+    import gzip
+
+    token = slow.token("coder", "submit").encode()
+    inner = gzip.compress(_span("gzipped", "3c" * 8))
+    with _connect(slow) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nAuthorization: Bearer " + token + b"\r\n"
+                  b"Transfer-Encoding: " + coding.encode() + b"\r\n\r\n"
+                  + b"%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n")
+        answer = _read_until_closed(s)
+    status, body = _status_and_body(answer)
+    assert status == 501, answer  # the server does not decode it: it must not read it as is
+    assert body["error"]["code"] == "not_implemented"  # type: ignore[index]

@@ -9,7 +9,8 @@ a limit, and every refusal has the one error shape:
 - **Size**: a body over its route's cap is refused with 413 as soon as its
   ``Content-Length`` or its bytes so far say so; nothing is buffered past the cap.
 - **Encoding**: only the OTLP routes accept ``Content-Encoding: gzip`` (they inflate it
-  under their own cap); elsewhere an encoded body is 415.
+  under their own cap); elsewhere an encoded body is 415. A transfer coding other than
+  ``chunked`` is 501 (the parser would hand its bytes on undecoded).
 - **Depth**: a JSON body nested deeper than the cap is 400 before any parser recurses.
 - **Whole**: a request whose client hangs up before its body is complete goes no further
   (a truncated body can still parse, and was acted on).
@@ -113,6 +114,15 @@ class InputGuard:
                                      "served here", "use the address the server was started "
                                      "with (see --allowed-host)")(scope, receive, send)
                 return
+        codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",")]
+        if [c for c in codings if c] not in ([], ["chunked"]):
+            # the parser de-chunks and passes any other coding on undecoded (RFC 9112 6.1)
+            await error_response(501, "not_implemented", "Transfer-Encoding "
+                                 f"{headers['transfer-encoding']!r} is not supported",
+                                 "send the body chunked or with a Content-Length (OTLP "
+                                 "routes accept Content-Encoding: gzip)",
+                                 headers={"Connection": "close"})(scope, receive, send)
+            return
         otlp = scope["path"] in limits.otlp_paths
         cap = limits.max_otlp_bytes if otlp else limits.max_body_bytes
         encoding = headers.get("content-encoding", "identity").strip().lower()
