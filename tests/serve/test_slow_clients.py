@@ -445,3 +445,52 @@ def test_a_transfer_coding_other_than_chunked_is_501(slow: LiveServer, coding: s
     status, body = _status_and_body(answer)
     assert status == 501, answer  # the server does not decode it: it must not read it as is
     assert body["error"]["code"] == "not_implemented"  # type: ignore[index]
+
+
+def test_the_connection_cap_stays_under_the_open_file_limit(tmp_path: Path) -> None:
+    """With 300 files allowed and --max-connections 1000, a flood of idle connections used
+    every descriptor: a new client was dropped without an answer, and the ledger's own
+    files could not be opened. The cap is lowered to fit, with a warning."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    home = new_workspace(tmp_path / "ws")
+    log = tmp_path / "server.log"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ouroboros", "serve", "--home",
+                                 str(home), "--port", "0", "--json", "--no-scheduler",
+                                 "--header-timeout", "600", "--max-connections", "1000"],
+                                stdout=subprocess.PIPE, stderr=err, preexec_fn=limit,
+                                env={**os.environ})
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        assert line, log.read_text()
+        url = json.loads(line)["listening"]
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        held = []
+        try:
+            for _ in range(290):
+                held.append(socket.create_connection((host, int(port)), timeout=BOUND))
+            time.sleep(1.0)
+            with socket.create_connection((host, int(port)), timeout=BOUND) as extra:
+                answer = _read_until_closed(extra)  # answered at once, not dropped
+            assert answer, "a new client was dropped without an answer"
+            status, body = _status_and_body(answer)
+            assert status == 503
+            assert body["error"]["code"] == "unavailable"  # type: ignore[index]
+        finally:
+            for s in held:
+                s.close()
+        assert "--max-connections" in log.read_text()  # the lowered cap is said
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()

@@ -36,6 +36,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
 #: Pipelined requests a connection may have waiting behind the one being answered.
 MAX_PIPELINED = 16
+#: Open files kept for the server's own use (the ledger, blobs, runtimes, logs) below the
+#: process's limit when connections are counted against it.
+RESERVED_FILES = 128
 
 
 def is_loopback(host: str) -> bool:
@@ -268,6 +271,27 @@ def guarded_protocol(header_timeout: float, max_connections: int,
     return GuardedProtocol
 
 
+def connection_budget(wanted: int) -> int:
+    """The connections the open-file limit allows, at most ``wanted``: the soft limit is
+    raised toward the hard one first; `RESERVED_FILES` stay for the server's own files.
+
+    Past the limit, accept fails quietly: a new client is dropped without an answer, and
+    the ledger cannot open its files.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(hard, need)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FILES))
+
+
 def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           allow_remote: bool = False, allowed: Sequence[str] = (),
           settings: ServerSettings | None = None, log_level: str = "warning",
@@ -289,13 +313,20 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
     app = create_app(home, settings)  # before binding: no workspace, no socket
     sock = bind(host, port)
     url = url_of(sock)
-    protocol = guarded_protocol(settings.header_timeout, settings.max_connections,
+    max_connections = connection_budget(settings.max_connections)
+    if max_connections < settings.max_connections:
+        import sys
+
+        sys.stderr.write(f"ouro serve: --max-connections lowered from {settings.max_connections}"
+                         f" to {max_connections}: the open-file limit is "
+                         f"{max_connections + RESERVED_FILES} (raise it with `ulimit -n`)\n")
+    protocol = guarded_protocol(settings.header_timeout, max_connections,
                                 settings.max_header_bytes, settings.write_timeout)
     # uvicorn's own cap counts this request's connection too; ours is at the accept
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                             http=protocol, timeout_graceful_shutdown=graceful_timeout,
                             timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
-                            limit_concurrency=settings.max_connections + 1,
+                            limit_concurrency=max_connections + 1,
                             proxy_headers=False, server_header=False)
 
     class Server(uvicorn.Server):
