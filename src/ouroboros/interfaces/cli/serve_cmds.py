@@ -115,6 +115,25 @@ def serve(
     rate_burst: int | None = typer.Option(None, "--rate-burst", min=1,
                                           help="Requests a token may make at once "
                                                "(default: twice the rate)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, metavar="SECONDS",
+                                         help="A request's headers must arrive within "
+                                              "this (408, or the connection closed)."),
+    body_timeout: float = typer.Option(60.0, "--body-timeout", min=0.001, metavar="SECONDS",
+                                       help="A request's body must arrive within this "
+                                            "after its headers (408)."),
+    keep_alive_timeout: float = typer.Option(5.0, "--keep-alive-timeout", min=0.001,
+                                             metavar="SECONDS",
+                                             help="An idle kept-alive connection is closed "
+                                                  "after this."),
+    max_connections: int = typer.Option(1000, "--max-connections", min=1,
+                                        help="Open connections at most (one more is "
+                                             "answered 503)."),
+    max_header_bytes: int = typer.Option(64 << 10, "--max-header-bytes", min=1024,
+                                         help="A request's line and headers at most, "
+                                              "bytes (431 past it)."),
+    write_timeout: float = typer.Option(60.0, "--write-timeout", min=0.001, metavar="SECONDS",
+                                        help="A client that takes none of an answer for "
+                                             "this long is disconnected."),
     log_level: Literal["critical", "error", "warning", "info", "debug"] = typer.Option(
         "warning", "--log-level", help="uvicorn's log level."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
@@ -136,9 +155,15 @@ def serve(
 
     settings = ServerSettings(pool_size=pool, scheduler=not no_scheduler,
                               schedule=jobs or None,
-                              rate_limit=RateLimit.parse(rate_limit, rate_burst))
+                              rate_limit=RateLimit.parse(rate_limit, rate_burst),
+                              header_timeout=header_timeout,
+                              keep_alive_timeout=keep_alive_timeout,
+                              max_connections=max_connections,
+                              max_header_bytes=max_header_bytes,
+                              write_timeout=write_timeout)
     settings = replace(settings, limits=replace(settings.limits, max_body_bytes=max_body,
-                                                max_otlp_bytes=max_otlp))
+                                                max_otlp_bytes=max_otlp,
+                                                body_timeout=body_timeout))
     where = resolve_home(home)
 
     def ready(url: str) -> None:

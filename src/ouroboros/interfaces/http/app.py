@@ -48,6 +48,14 @@ class ServerSettings:
 
     ``schedule`` maps job names to schedule specs (see `ouroboros.capabilities.improve.
     schedule`) over ``[schedules]`` of ``ouro.toml``; ``scheduler=False`` runs none.
+
+    Slow clients (``ouro serve`` only): a request's line and headers must arrive within
+    ``header_timeout`` seconds of the connection opening or of its first byte (408, or the
+    connection closed if nothing came); a kept-alive connection idle ``keep_alive_timeout``
+    seconds is closed; past ``max_connections`` open connections a new one is answered 503
+    and closed; a request line and headers over ``max_header_bytes`` are 431; a client that
+    takes none of an answer for ``write_timeout`` seconds is disconnected. The body's
+    deadline is ``limits.body_timeout``.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -57,6 +65,11 @@ class ServerSettings:
     scheduler: bool = True
     schedule: dict[str, str] | None = None
     extensions: Sequence[str] | None = None  # None: EXTENSIONS
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1000
+    max_header_bytes: int = 64 << 10
+    write_timeout: float = 60.0
 
 
 def _load(spec: str) -> Extension:

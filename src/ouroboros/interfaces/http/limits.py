@@ -9,8 +9,14 @@ a limit, and every refusal has the one error shape:
 - **Size**: a body over its route's cap is refused with 413 as soon as its
   ``Content-Length`` or its bytes so far say so; nothing is buffered past the cap.
 - **Encoding**: only the OTLP routes accept ``Content-Encoding: gzip`` (they inflate it
-  under their own cap); elsewhere an encoded body is 415.
+  under their own cap); elsewhere an encoded body is 415. A transfer coding other than
+  ``chunked`` is 501 (the parser would hand its bytes on undecoded).
 - **Depth**: a JSON body nested deeper than the cap is 400 before any parser recurses.
+- **Whole**: a request whose client hangs up before its body is complete goes no further
+  (a truncated body can still parse, and was acted on).
+- **Time**: the whole body must arrive within ``body_timeout`` seconds of the headers, or
+  the answer is 408 and the connection is closed (a client that stalls or trickles its
+  body holds a connection and a task for that long at most; uvicorn has no body deadline).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ouroboros.interfaces.http.errors import error_response
@@ -66,11 +73,20 @@ class Limits:
     max_body_bytes: int = 1 << 20
     max_otlp_bytes: int = 8 << 20
     max_json_depth: int = 64
+    body_timeout: float = 60.0
     allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
     otlp_paths: Collection[str] = ("/v1/traces", "/v1/logs")
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+class _Gone(Exception):
     pass
 
 
@@ -98,6 +114,15 @@ class InputGuard:
                                      "served here", "use the address the server was started "
                                      "with (see --allowed-host)")(scope, receive, send)
                 return
+        codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",")]
+        if [c for c in codings if c] not in ([], ["chunked"]):
+            # the parser de-chunks and passes any other coding on undecoded (RFC 9112 6.1)
+            await error_response(501, "not_implemented", "Transfer-Encoding "
+                                 f"{headers['transfer-encoding']!r} is not supported",
+                                 "send the body chunked or with a Content-Length (OTLP "
+                                 "routes accept Content-Encoding: gzip)",
+                                 headers={"Connection": "close"})(scope, receive, send)
+            return
         otlp = scope["path"] in limits.otlp_paths
         cap = limits.max_otlp_bytes if otlp else limits.max_body_bytes
         encoding = headers.get("content-encoding", "identity").strip().lower()
@@ -112,9 +137,17 @@ class InputGuard:
             await self._too_large(cap, scope, receive, send)
             return
         try:
-            body = await _read_body(receive, cap)
+            body = await _read_body(receive, cap, limits.body_timeout)
         except _TooLarge:
             await self._too_large(cap, scope, receive, send)
+            return
+        except _Gone:  # the client hung up before its body was whole: nothing to act on
+            return
+        except _TooSlow:
+            await error_response(408, "request_timeout", "the request body did not arrive "
+                                 f"within {limits.body_timeout:g} s", "send the whole body "
+                                 "at once", headers={"Connection": "close"})(
+                scope, receive, send)
             return
         content_type = headers.get("content-type", "")
         if (body and encoding in ("", "identity") and ("json" in content_type or not content_type)
@@ -131,13 +164,17 @@ class InputGuard:
             scope, receive, send)
 
 
-async def _read_body(receive: Receive, cap: int) -> bytes:
+async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
+    deadline = anyio.current_time() + timeout
     while True:
-        message = await receive()
+        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+            message = await receive()
+        if scope.cancelled_caught:
+            raise _TooSlow
         if message["type"] == "http.disconnect":
-            break
+            raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
