@@ -73,7 +73,8 @@ def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str 
         if unpushed:
             line += f"; REVERT NOT PUSHED ({unpushed}): push {loop.repo.main} by hand"
     except GitError as e:
-        line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
+        _revert_failed(loop, proposal, reason, e)
+        return
     reverted = proposal.transition("reverted").logged(now, line)
     loop._save(reverted, proposal.status, line)
     try:  # after the status change, so the rollback's effect finds nothing left to do
@@ -85,3 +86,17 @@ def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str 
     loop.breakers.halt(f"proposal {proposal.id} auto-reverted ({reason})")
     loop.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
                              now)
+
+
+def _revert_failed(loop: ImproveLoop, proposal: Proposal, reason: str, e: GitError) -> None:
+    """The revert's git step failed (nothing of it is left on main): the change is still
+    merged, so the proposal is ``revert_failed`` (never ``reverted``), its kernel patch stays
+    applied, the loop halts and a human is alerted."""
+    now = loop.clock()
+    line = (f"AUTO-REVERT FAILED ({e.reason[:300]}) after: {reason}; the change is still on "
+            f"{loop.repo.main}: revert {proposal.merge_commit} by hand, then `ouro rollback "
+            f"--patch {proposal.patch_hash}`")
+    loop._save(proposal.transition("revert_failed").logged(now, line), proposal.status, line)
+    loop.breakers.halt(f"proposal {proposal.id}: automatic revert failed ({reason})")
+    loop.notifications.alert(Message(f"Proposal {proposal.id}: automatic revert FAILED", line,
+                                     "critical"), now)

@@ -212,7 +212,7 @@ class ImproveLoop:
         """Effect of a kernel rollback of the proposal's patch (``ouro rollback``): revert
         the merge on main too. A human's decision, so no breaker trips."""
         proposal = self.get(proposal_id)
-        if proposal.status != "implemented":
+        if proposal.status not in ("implemented", "revert_failed"):
             return  # e.g. the monitor already reverted it
         now = self.clock()
         if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
@@ -419,7 +419,7 @@ class ImproveLoop:
             else:
                 continue
             changed.append(self.get(proposal.id))
-        for proposal in self.proposals("implemented"):
+        for proposal in [*self.proposals("implemented"), *self.proposals("revert_failed")]:
             if self.governance.value(proposal.id) is None:  # rolled back in the kernel
                 self.rolled_back(proposal.id)
                 changed.append(self.get(proposal.id))
@@ -457,6 +457,14 @@ class ImproveLoop:
             proposal = self.get(check.proposal_id)
             if check.verdict == "spike":
                 self._revert(proposal, check)
+            elif check.verdict == "watching" and check.extended_until:
+                line = (f"window ended with {check.calls} tool calls against "
+                        f"{check.baseline_calls} before (no tool calls, or far fewer: an "
+                        f"outage or late telemetry); watching until {check.extended_until}")
+                self.store.save(proposal.logged(now, line),
+                                f"proposal {proposal.id}: silent window extended")
+            elif check.verdict == "silent":
+                self._silent(proposal, check, now)
             elif check.verdict == "stable":
                 stable = proposal.logged(now, f"stable after monitoring: {check.describe()}")
                 self.store.save(stable, f"proposal {stable.id}: stable ({check.describe()})")
@@ -467,6 +475,22 @@ class ImproveLoop:
         return checks
 
     # -- internals --------------------------------------------------------------------
+    def _silent(self, proposal: Proposal, check: Check, now: datetime) -> None:
+        """A window still silent after its extension: never stable. Halt and alert rather
+        than revert (silence may be telemetry that stopped, not the change); a human
+        looks, then reverts (`ouro rollback`) or resets."""
+        line = (f"SILENT after monitoring: {check.calls} tool calls since the merge against "
+                f"{check.baseline_calls} in the hour before; no verdict, all proposals halted")
+        self.store.save(proposal.logged(now, line), f"proposal {proposal.id}: silent window")
+        self.governance.record("ProposalMonitored", {
+            "proposal": proposal.id, "verdict": "silent", "baseline": check.baseline,
+            "after": check.current, "calls": check.calls,
+            "baseline_calls": check.baseline_calls})
+        self.breakers.halt(f"proposal {proposal.id}'s monitoring window ended silent "
+                           f"({check.calls} tool calls against {check.baseline_calls} before)")
+        self.notifications.alert(Message(f"Proposal {proposal.id}: telemetry silent after "
+                                          "merge", line, "critical"), now)
+
     def _check_own_patch(self, proposal: Proposal) -> None:
         """The kernel patch a proposal file names must be that proposal's, with the diff the
         file shows: an edited ``Patch`` field would have a human's decision on one proposal

@@ -1,0 +1,155 @@
+"""Adversarial tests of the last mile: monitoring windows that go silent, auto-reverts
+whose git step fails, pushes refused after the kernel approved. Real git throughout."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ouroboros.capabilities.improve.analysis import analyse
+from ouroboros.capabilities.improve.proposals.loop import Paused
+
+from .loopkit import T0, Harness, tool_events
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    h = Harness(tmp_path)
+    h.add(tool_events(T0, 24, {"web_search": 0.3}))
+    return h
+
+
+def _merged(h: Harness) -> str:
+    (outcome,) = h.loop.propose_from_findings(analyse(h.events, h.clock()))
+    pid = outcome.proposal.id
+    assert h.loop.approve(pid).proposal.status == "implemented"
+    return pid
+
+
+def test_an_outage_after_a_merge_is_never_judged_stable(h: Harness) -> None:
+    # the baseline hour had 120 calls; after the merge the tools go silent (an outage)
+    pid = _merged(h)
+    h.clock.advance(minutes=61)
+    (check,) = h.loop.tick()
+    assert check.verdict == "watching" and check.calls == 0  # a bounded extension
+    p = h.loop.get(pid)
+    assert not any("stable" in line for line in p.log)
+    assert "no tool calls" in p.log[-1]
+    assert not h.loop.breakers.state.halted
+    h.clock.advance(minutes=61)  # still silent after the extension: surfaced
+    (check,) = h.loop.tick()
+    assert check.verdict == "silent"
+    p = h.loop.get(pid)
+    assert p.status == "implemented" and not any("stable" in line for line in p.log)
+    assert "SILENT" in p.log[-1]
+    assert h.loop.breakers.state.halted and "silent" in h.loop.breakers.state.halt_reason
+    assert any(m.severity == "critical" and "silent" in m.title for m in h.notifier.sent)
+    assert h.governance.events("ProposalMonitored")[-1]["payload"]["verdict"] == "silent"
+    assert h.loop.monitor.windows == {}
+    with pytest.raises(Paused, match="silent"):
+        h.loop.propose_from_findings(analyse(h.events, h.clock()))
+
+
+def test_late_telemetry_in_the_extension_ends_the_window_normally(h: Harness) -> None:
+    pid = _merged(h)
+    merged_at = h.clock()
+    h.clock.advance(minutes=61)
+    assert [c.verdict for c in h.loop.tick()] == ["watching"]
+    # the telemetry arrives late: the window's hour had its usual traffic, healthy
+    h.add(tool_events(merged_at, 1, {"web_search": 0.01}, seed=8))
+    h.clock.advance(minutes=5)
+    (check,) = h.loop.tick()
+    assert check.verdict == "stable" and check.calls > 0
+    assert not h.loop.breakers.state.halted and h.loop.get(pid).status == "implemented"
+
+
+def test_a_trickle_far_below_the_baseline_is_silent_not_stable(h: Harness) -> None:
+    pid = _merged(h)
+    h.add(tool_events(h.clock(), 1, {}, seed=8, per_hour=3))  # 3 calls against 120
+    h.clock.advance(minutes=61)
+    (check,) = h.loop.tick()
+    assert check.verdict == "watching"
+    h.clock.advance(minutes=61)
+    (check,) = h.loop.tick()
+    assert check.verdict == "silent" and h.loop.get(pid).status == "implemented"
+
+
+def test_no_baseline_traffic_and_no_window_traffic_stays_stable(tmp_path: Path) -> None:
+    # nothing before, nothing after: no outage to see (the old behaviour, kept)
+    h = Harness(tmp_path)
+    h.add(tool_events(T0, 22, {"web_search": 0.3}))  # ends two hours before the merge
+    pid = _merged(h)
+    h.clock.advance(minutes=61)
+    (check,) = h.loop.tick()
+    assert check.verdict == "stable" and h.loop.get(pid).status == "implemented"
+
+
+def test_an_auto_revert_whose_git_step_fails_is_a_failed_revert(h: Harness) -> None:
+    pid = _merged(h)
+    merge_commit = h.loop.get(pid).merge_commit
+    patch = h.loop.get(pid).patch_hash
+    # someone edits the merged lines on main by hand: the revert now conflicts
+    repo = h.loop.repo.path
+    text = (repo / "agents.yaml").read_text().replace("timeout_s: 60", "timeout_s: 90")
+    (repo / "agents.yaml").write_text(text)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", "hand edit"], check=True,
+                   env={"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x",
+                        "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x",
+                        "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+    head = h.loop.repo.head()
+    h.add(tool_events(h.clock(), 0.5, {"web_search": 0.9, "run_python": 0.5}, seed=9))
+    h.clock.advance(minutes=30)
+    (check,) = h.loop.tick()
+    assert check.verdict == "spike"
+    p = h.loop.get(pid)
+    assert p.status == "revert_failed", p.status
+    assert "AUTO-REVERT FAILED" in p.log[-1]
+    assert h.loop.repo.head() == head  # nothing half-done on main
+    # the kernel still records the patch as applied: main still has the change
+    assert h.rt.value(f"improve/proposals/{pid}") is not None
+    assert h.governance.is_applied(patch)
+    assert h.loop.breakers.state.halted and "revert failed" in h.loop.breakers.state.halt_reason
+    assert any(m.severity == "critical" and "revert FAILED" in m.title for m in h.notifier.sent)
+    assert h.governance.events("ProposalStatusChanged")[-1]["payload"]["to"] == "revert_failed"
+    assert [x.id for x in h.loop.proposals("revert_failed")] == [pid]
+    with pytest.raises(Paused, match="revert failed"):
+        h.loop.propose_from_findings(analyse(h.events, h.clock()))
+    # a human reverts by hand through the kernel: the proposal follows
+    assert merge_commit
+    (repo / "agents.yaml").write_text(text.replace("timeout_s: 90", "timeout_s: 60"))
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", "undo hand edit"], check=True,
+                   env={"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x",
+                        "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x",
+                        "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+    h.rt.rollback(patch=patch)
+    assert h.loop.get(pid).status == "reverted"
+
+
+def test_a_failed_revert_shows_in_the_cli_list_and_status(h: Harness, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ouroboros.interfaces.cli.proposals import app
+
+    pid = _merged(h)
+    repo = h.loop.repo.path
+    (repo / "agents.yaml").write_text(
+        (repo / "agents.yaml").read_text().replace("timeout_s: 60", "timeout_s: 90"))
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", "hand edit"], check=True,
+                   env={"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@x",
+                        "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x",
+                        "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+    h.add(tool_events(h.clock(), 0.5, {"web_search": 0.9, "run_python": 0.5}, seed=9))
+    h.clock.advance(minutes=30)
+    h.loop.tick()
+    h.rt.close()
+    runner = CliRunner()
+    home = str(tmp_path / "ws")
+    listed = runner.invoke(app, ["list", "--status", "revert_failed", "--json", "--home", home])
+    assert listed.exit_code == 0, listed.output
+    assert [p["id"] for p in json.loads(listed.stdout)] == [pid]
+    status = runner.invoke(app, ["status", "--home", home])
+    assert status.exit_code == 0 and "automatic revert failed" in status.output
