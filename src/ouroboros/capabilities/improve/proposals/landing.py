@@ -35,11 +35,11 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
             merged = loop.repo.merge(proposal.branch,
                                       f"Merge proposal {proposal.id}: {proposal.title}")
     except GitError as e:
-        loop._fail(proposal, f"{e.action} failed: {e.reason}")
+        _unland(loop, proposal, f"{e.action} failed: {e.reason}")
         return
     refused = None if remote_merge else loop.publisher.push_main(before)
     if refused:
-        loop._fail(proposal, refused)
+        _unland(loop, proposal, refused)
         return
     where = f"{loop.repo.main} as {merged}"
     done = replace(proposal.transition("implemented"), merge_commit=merged).logged(
@@ -55,6 +55,22 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
     done = done.logged(now, f"monitoring until {now + loop.monitor.window:%H:%M}Z")
     loop._save(done, proposal.status, f"merged as {merged}")
     loop.monitor.open(proposal.id, now)
+
+
+def _unland(loop: ImproveLoop, proposal: Proposal, reason: str) -> None:
+    """Nothing landed (the merge or its push was refused, main is back where it was) but
+    the kernel already applied the patch: fail the proposal and roll the patch back, so the
+    kernel's record of what is merged says what the target has (a failed proposal with an
+    applied patch would read as merged to `ouro log` and every consumer of kernel state)."""
+    failed = loop._fail(proposal, reason)
+    try:  # after the status change: the rollback's effect finds nothing left to undo
+        loop.governance.rollback(proposal.patch_hash)
+    except OuroError as e:
+        loop.store.save(failed.logged(loop.clock(), f"kernel rollback refused: {e.message}; "
+                                      f"run `ouro rollback --patch {proposal.patch_hash}`"),
+                        f"proposal {proposal.id}: kernel rollback refused")
+        loop.notifications.alert(Message(f"Proposal {proposal.id}: kernel still says applied",
+                                         e.message, "critical"), loop.clock())
 
 
 def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str = "") -> None:
