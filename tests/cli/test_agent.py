@@ -127,3 +127,29 @@ def test_agent_add_is_idempotent_and_no_approval_is_explicit(ws: Path) -> None:
     assert len(off["patches"]) == 1
     gates = run("state", "kernel/gates", "--json", "--home", str(ws)).json()
     assert {"types": ["prompt"], "targets": ["agents/bot/*"]} not in gates["approval"]
+
+
+@pytest.mark.parametrize("targets", ["agents/alice/*", "a*", "agents/**", "*/prompt",
+                                     "agents/bo*", "agents/?ot/*", "agents/[a-z]*/*",
+                                     "agents/bot*", "agents/bot/*,agents/alice/prompt",
+                                     "ag*nts/bot/*", "agents/bot"])
+def test_agent_add_refuses_targets_matching_another_agents_prompt(tmp_path: Path,
+                                                                   targets: str) -> None:
+    # each of these globs matches agents/alice/prompt (or agents/botany/...): the kernel
+    # matches delegations with fnmatch, whose * crosses "/"
+    home = tmp_path / "ws"
+    run("init", "--home", str(home))
+    before = state_hash(home)
+    r = run("agent", "add", "bot", "--targets", targets, "--json", "--home", str(home))
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r.describe()
+    assert state_hash(home) == before
+    assert "bot" not in run("key", "list", "--json", "--home", str(home)).stdout
+
+
+def test_agent_add_keeps_targets_inside_its_own_prompts(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    run("init", "--home", str(home))
+    r = run("agent", "add", "bot", "--targets", "agents/bot/prompt,agents/bot/x/*", "--json",
+            "--home", str(home))
+    assert r.code == 0, r.describe()
+    assert r.json()["targets"] == ["agents/bot/prompt", "agents/bot/x/*"]

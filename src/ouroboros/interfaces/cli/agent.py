@@ -59,7 +59,11 @@ def add_cmd(
         raise usage(f"agent name {name[:40]!r} is not allowed",
                     "use 1-40 lowercase letters, digits, - or _, starting with a letter")
     globs = [t.strip() for t in targets.split(",") if t.strip()] or [f"agents/{name}/*"]
-    risky = [g for g in globs if g.startswith("kernel/") or g in ("*", "**", "agents/*")]
+    # the kernel matches delegations with fnmatch, whose * crosses "/": a glob reaches only
+    # this agent's prompts when it starts with agents/NAME/ literally ("a*", "agents/bo*",
+    # "agents/?ot/*", "agents/alice/*" all reach other agents)
+    own = f"agents/{name}/"
+    risky = [g for g in globs if not g.startswith(own) or len(g) == len(own)]
     if risky:
         raise usage(f"--targets {', '.join(risky)} reaches beyond one agent's own prompts",
                     f"give the agent its own targets, e.g. agents/{name}/*")
