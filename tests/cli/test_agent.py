@@ -153,3 +153,31 @@ def test_agent_add_keeps_targets_inside_its_own_prompts(tmp_path: Path) -> None:
             "--home", str(home))
     assert r.code == 0, r.describe()
     assert r.json()["targets"] == ["agents/bot/prompt", "agents/bot/x/*"]
+
+
+def test_agent_add_refuses_a_key_that_already_holds_wider_powers(tmp_path: Path) -> None:
+    # alice's key is delegated config and routing on every agent and may approve; making
+    # "alice" an agent printed "rights: []" while its key kept all of that
+    home = tmp_path / "ws"
+    run("init", "--home", str(home))
+    assert run("key", "new", "alice", "--home", str(home)).code == 0
+    assert run("trust", "grant", "alice", "--types", "prompt,config,routing", "--targets",
+               "agents/*", "--rights", "approve", "--name", "ops", "--home", str(home)).code == 0
+    before = state_hash(home)
+    r = run("agent", "add", "alice", "--json", "--home", str(home))
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r.describe()
+    assert "ops" in r.json()["error"]["message"]
+    assert state_hash(home) == before
+
+
+def test_agent_add_refuses_a_root_key_under_another_name(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    run("init", "--home", str(home))
+    keys = home / "keys"
+    for ext in ("key", "pub"):  # the root key, copied under the agent's name
+        (keys / f"bot.{ext}").write_bytes((keys / f"root.{ext}").read_bytes())
+        (keys / f"bot.{ext}").chmod((keys / f"root.{ext}").stat().st_mode & 0o777)
+    before = state_hash(home)
+    r = run("agent", "add", "bot", "--json", "--home", str(home))
+    assert r.code == 2 and "root key" in r.json()["error"]["message"], r.describe()
+    assert state_hash(home) == before
