@@ -153,3 +153,36 @@ def test_a_failed_revert_shows_in_the_cli_list_and_status(h: Harness, tmp_path: 
     assert [p["id"] for p in json.loads(listed.stdout)] == [pid]
     status = runner.invoke(app, ["status", "--home", home])
     assert status.exit_code == 0 and "automatic revert failed" in status.output
+
+
+def test_a_kernel_rollback_of_a_merge_a_later_one_built_on_is_surfaced(h: Harness) -> None:
+    # A raises the timeout, B (merged after) edits the same line: `ouro rollback --patch A`
+    # is accepted by the kernel (A's target is A's own), but git cannot revert A's merge
+    first = _merged(h)
+    text = h.main_file("agents.yaml") or ""
+    draft = h.draft({"agents.yaml": text.replace("timeout_s: 60", "timeout_s: 90")},
+                    key="later", title="Later change")
+    later = h.loop.propose(draft)
+    assert later is not None and h.loop.approve(later.proposal.id).proposal.status == \
+        "implemented"
+    head = h.loop.repo.head()
+    h.rt.rollback(patch=h.loop.get(first).patch_hash)
+    p = h.loop.get(first)
+    assert p.status == "revert_failed" and "REVERT FAILED" in p.log[-1], p.log[-1]
+    assert h.loop.repo.head() == head and "timeout_s: 90" in (h.main_file("agents.yaml") or "")
+    assert h.loop.breakers.state.halted
+    assert any(m.severity == "critical" and "revert FAILED" in m.title for m in h.notifier.sent)
+    assert h.rt.log("EffectFailed") == []
+    # the next ticks neither crash nor log it again
+    logged = len(h.loop.get(first).log)
+    h.clock.advance(minutes=5)
+    h.loop.tick()
+    h.loop.tick()
+    assert len(h.loop.get(first).log) == logged
+    # a second rollback of the same patch is refused, nothing appended
+    from ouroboros.kernel.errors import NotFound
+
+    events = len(h.rt.log())
+    with pytest.raises(NotFound):
+        h.rt.rollback(patch=h.loop.get(first).patch_hash)
+    assert len(h.rt.log()) == events

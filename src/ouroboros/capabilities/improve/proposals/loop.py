@@ -57,7 +57,7 @@ from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
 from ouroboros.capabilities.improve.proposals.writer import RuleWriter, Skip, Writer
-from ouroboros.kernel import Runtime, SubmitOutcome
+from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 from ouroboros.kernel.settings import ImproveSettings
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
@@ -215,12 +215,30 @@ class ImproveLoop:
         if proposal.status not in ("implemented", "revert_failed"):
             return  # e.g. the monitor already reverted it
         now = self.clock()
-        if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
-            self.governance.rollback(proposal.merge_commit)
-            commit = proposal.merge_commit
-        else:
-            commit = self.repo.revert(proposal.merge_commit,
-                                      f"Revert proposal {proposal.id}: rolled back in the kernel")
+        try:
+            if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
+                self.governance.rollback(proposal.merge_commit)
+                commit = proposal.merge_commit
+            else:
+                commit = self.repo.revert(proposal.merge_commit, f"Revert proposal "
+                                          f"{proposal.id}: rolled back in the kernel")
+        except (GitError, OuroError) as e:
+            # e.g. a later merge edited the same lines: the kernel rolled the patch back but
+            # the change is still on main. Never "reverted"; surfaced once, retried on
+            # every sync (a human who clears the way lets it through)
+            if proposal.status == "implemented":
+                why = e.reason if isinstance(e, GitError) else e.message
+                line = (f"REVERT FAILED after a kernel rollback (`ouro rollback`): "
+                        f"{why[:300]}; the change is still live: revert "
+                        f"{proposal.merge_commit} by hand")
+                self.monitor.close(proposal.id)
+                self._save(proposal.transition("revert_failed").logged(now, line),
+                           proposal.status, line)
+                self.breakers.halt(f"proposal {proposal.id}: revert failed after a kernel "
+                                   "rollback")
+                self.notifications.alert(Message(f"Proposal {proposal.id}: revert FAILED",
+                                                 line, "critical"), now)
+            return
         self.monitor.close(proposal.id)
         line = f"reverted as {commit} by a kernel rollback (`ouro rollback`)"
         self._save(proposal.transition("reverted").logged(now, line), proposal.status, line)
