@@ -181,3 +181,32 @@ def test_agent_add_refuses_a_root_key_under_another_name(tmp_path: Path) -> None
     r = run("agent", "add", "bot", "--json", "--home", str(home))
     assert r.code == 2 and "root key" in r.json()["error"]["message"], r.describe()
     assert state_hash(home) == before
+
+
+def test_an_agent_cannot_flood_the_approval_queue(ws: Path) -> None:
+    # every prompt patch of the agent waits for a human: 300 of them buried the queue
+    from ouroboros.kernel import Runtime
+    from ouroboros.kernel.dsse import new_envelope
+    from ouroboros.kernel.submission import MAX_PENDING_PER_SIGNER
+
+    with Runtime.open(ws) as rt:
+        def submit(i: int, key: str = "bot") -> str:
+            env = new_envelope(rt.propose("prompt", "agents/bot/prompt", value=f"Be brief {i}.",
+                                          author="bot", reasoning="r").canonical())
+            rt.sign(env, key)
+            out = rt.submit(env)
+            return f"{out.status}:{out.stage}"
+
+        assert {submit(i) for i in range(MAX_PENDING_PER_SIGNER)} == {"pending:approval"}
+        assert submit(1000) == "rejected:approval"
+        assert len(rt.pending()) == MAX_PENDING_PER_SIGNER
+        rejected = rt.log("PatchRejected")[-1].payload
+        assert "wait for approval" in rejected["reason"] and rejected["charged"]
+        # a human deciding one frees a place; root's own patches never queue behind it
+        rt.reject(next(iter(rt.pending())), "no")
+        assert submit(1001) == "pending:approval"
+        # the flood counts against the agent's breaker (with the human's rejection: three)
+        assert submit(1002) == "rejected:approval"
+        assert rt.log("BreakerTripped")
+        assert submit(1003) == "rejected:breaker"
+        assert len(rt.pending()) == MAX_PENDING_PER_SIGNER
