@@ -210,3 +210,17 @@ def test_an_agent_cannot_flood_the_approval_queue(ws: Path) -> None:
         assert rt.log("BreakerTripped")
         assert submit(1003) == "rejected:breaker"
         assert len(rt.pending()) == MAX_PENDING_PER_SIGNER
+
+
+def test_the_agent_cannot_roll_back_its_own_set_up(tmp_path: Path) -> None:
+    # rolling back the gates patch would drop the approval rule, the trust patch its
+    # limits: both are root decisions, whichever way (--patch, --to)
+    home = tmp_path / "ws"
+    run("init", "--home", str(home))
+    info = run("agent", "add", "bot", "--json", "--home", str(home)).json()
+    before = state_hash(home)
+    for how in (["--patch", info["patches"][0]], ["--patch", info["patches"][1]],
+                ["--to", "0"]):
+        r = run("rollback", *how, "--key", "bot", "--json", "--home", str(home))
+        assert r.code == 3 and "root signature" in r.json()["error"]["message"], r.describe()
+    assert state_hash(home) == before

@@ -41,6 +41,7 @@ def test_an_outage_after_a_merge_is_never_judged_stable(h: Harness) -> None:
     h.clock.advance(minutes=61)  # still silent after the extension: surfaced
     (check,) = h.loop.tick()
     assert check.verdict == "silent"
+    assert check.describe().startswith("0 tool calls since the merge against 120")
     p = h.loop.get(pid)
     assert p.status == "implemented" and not any("stable" in line for line in p.log)
     assert "SILENT" in p.log[-1]

@@ -64,6 +64,11 @@ class Check:
         return (self.current - self.baseline) / max(self.baseline, RATE_FLOOR)
 
     def describe(self) -> str:
+        if self.verdict == "silent" or self.extended_until:
+            return (f"{self.calls} tool calls since the merge against {self.baseline_calls} "
+                    "in the hour before: silent, no verdict on the error rate"
+                    + (f"; watching until {self.extended_until}" if self.extended_until
+                       else ""))
         if self.calls == 0:  # a rate over no calls is no measurement
             return f"no calls since the merge yet (error rate before: {100 * self.baseline:.1f}%)"
         return (f"error rate {100 * self.baseline:.1f}% -> {100 * self.current:.1f}% "
