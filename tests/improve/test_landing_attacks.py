@@ -187,3 +187,55 @@ def test_a_kernel_rollback_of_a_merge_a_later_one_built_on_is_surfaced(h: Harnes
     with pytest.raises(NotFound):
         h.rt.rollback(patch=h.loop.get(first).patch_hash)
     assert len(h.rt.log()) == events
+
+
+def test_two_ticking_processes_revert_once_and_neither_crashes(h: Harness) -> None:
+    # `ouro improve run`'s scheduler and a cron `ouro proposals tick` on one workspace:
+    # each process loaded monitor.json when it started
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+
+    pid = _merged(h)
+    other = ImproveLoop(h.rt, events=lambda since, until: h.events, notifier=h.notifier)
+    h.add(tool_events(h.clock(), 0.5, {"web_search": 0.9, "run_python": 0.5}, seed=9))
+    h.clock.advance(minutes=30)
+    assert [c.verdict for c in h.loop.tick()] == ["spike"]
+    head = h.loop.repo.head()
+    assert other.tick() == []  # the window is closed: nothing judged twice
+    p = other.get(pid)
+    assert p.status == "reverted" and "auto-reverted" in p.log[-1]
+    assert h.loop.repo.head() == head
+    assert len([m for m in h.notifier.sent if "auto-reverted" in m.title]) == 1
+
+
+def test_a_stale_process_opening_a_window_keeps_the_closed_ones_closed(h: Harness) -> None:
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+
+    first = _merged(h)
+    other = ImproveLoop(h.rt, events=lambda since, until: h.events, notifier=h.notifier)
+    h.add(tool_events(h.clock(), 1, {"web_search": 0.01}, seed=8))
+    h.clock.advance(minutes=61)
+    assert [c.verdict for c in h.loop.tick()] == ["stable"]
+    runbook = other.repo.read("main", "docs/runbook.md") or ""
+    out = other.propose(h.draft({"docs/runbook.md": runbook + "- more.\n"}, key="second"))
+    assert out is not None
+    second = other.approve(out.proposal.id).proposal
+    assert second.status == "implemented"
+    assert sorted(h.loop.status()["monitoring"]) == [second.id]
+    assert first not in other.status()["monitoring"]
+
+
+def test_a_halt_from_another_process_is_neither_missed_nor_erased(h: Harness) -> None:
+    # the tick process halts after an auto-revert; a process started before it (the
+    # console, `ouro proposals approve`) must see the halt, and its own saves keep it
+    from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
+
+    (outcome,) = h.loop.propose_from_findings(analyse(h.events, h.clock()))
+    other = ImproveLoop(h.rt, events=lambda since, until: h.events, notifier=h.notifier)
+    h.loop.breakers.halt("proposal x auto-reverted")
+    out = other.approve(outcome.proposal.id)  # records the approval: a save of the breakers
+    assert out.proposal.status == "approved" and "merge deferred" in out.message
+    assert h.loop.repo.head() == outcome.proposal.base_commit
+    fresh = ImproveLoop(h.rt, events=lambda since, until: h.events, notifier=h.notifier)
+    assert fresh.breakers.state.halted and fresh.status()["halted"]
+    with pytest.raises(Paused, match="halted"):
+        other.apply(outcome.proposal.id)

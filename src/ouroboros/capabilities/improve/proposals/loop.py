@@ -402,6 +402,7 @@ class ImproveLoop:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
+        self.monitor.reload()  # windows another process opened or closed count too
         return {**self.breakers.as_dict(), "analysis_paused_until": self.governance.paused_until(now),
                 "monitoring": sorted(self.monitor.windows),
                 "pending": len(self.proposals("pending"))}
@@ -473,6 +474,8 @@ class ImproveLoop:
         checks = self.monitor.check(now)
         for check in checks:
             proposal = self.get(check.proposal_id)
+            if proposal.status != "implemented":
+                continue  # reverted meanwhile (`ouro rollback`, another process)
             if check.verdict == "spike":
                 self._revert(proposal, check)
             elif check.verdict == "watching" and check.extended_until:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
+from ouroboros.capabilities.improve.proposals.repo import exclusive
 from ouroboros.storage.files import replace_file
 
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -99,9 +101,17 @@ class Monitor:
         self.max_rise = max_rise
         self.min_calls = min_calls
         self.windows: dict[str, Window] = {}
-        if self.path.exists():
-            self.windows = read_state(self.path, lambda data: {
-                k: Window(**v) for k, v in data.items()})
+        self.reload()
+
+    def reload(self) -> None:
+        """The windows as saved: another process (the scheduler, a cron tick, an approval)
+        may have opened or closed some since this one started."""
+        self.windows = read_state(self.path, lambda data: {
+            k: Window(**v) for k, v in data.items()}) if self.path.exists() else {}
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """One read-modify-write of ``monitor.json`` at a time across processes."""
+        return exclusive(self.path.with_name(self.path.name + ".lock"))
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,17 +121,28 @@ class Monitor:
     def open(self, proposal_id: str, merged_at: datetime) -> Window:
         baseline, calls = self.rate(merged_at - self.window, merged_at)
         window = Window(proposal_id, iso(merged_at), iso(merged_at + self.window), baseline, calls)
-        self.windows[proposal_id] = window
-        self._save()
+        with self._locked():
+            self.reload()
+            self.windows[proposal_id] = window
+            self._save()
         return window
 
     def close(self, proposal_id: str) -> None:
-        if self.windows.pop(proposal_id, None) is not None:
-            self._save()
+        with self._locked():
+            self.reload()
+            if self.windows.pop(proposal_id, None) is not None:
+                self._save()
 
     def check(self, now: datetime) -> list[Check]:
         """Judge every open window at ``now``; closed ones (stable, spike or silent) are
-        removed. A window ending silent is extended once by its own length (saved)."""
+        removed. A window ending silent is extended once by its own length (saved). A
+        window is judged and closed by one process only (another one ticking at the same
+        time finds it closed)."""
+        with self._locked():
+            self.reload()
+            return self._check(now)
+
+    def _check(self, now: datetime) -> list[Check]:
         results = []
         extended: dict[str, Window] = {}
         for pid, w in sorted(self.windows.items()):
