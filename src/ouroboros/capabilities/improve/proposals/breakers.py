@@ -9,9 +9,9 @@ half-written breaker.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
