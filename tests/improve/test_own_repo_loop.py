@@ -232,3 +232,28 @@ def test_an_edited_branch_field_is_refused_not_acted_on(world: World,
     assert w.loop.monitor.windows == {}
     md.write_text(original)
     assert w.loop.get(pid).status == "pending"
+
+
+def test_a_push_refused_after_the_kernel_approved_leaves_the_kernel_agreeing(
+        world: World, hostile: HostileLLM) -> None:
+    # the remote (a bare repository whose pre-receive hook refuses main) refuses the merge
+    # after the kernel approved the patch: the kernel must not keep saying "applied"
+    from .ownrepo import hooked_remote
+
+    w = world
+    hostile.replies = [answer(good_diff())]
+    (outcome,) = w.loop.propose_report([timeout_finding()]).outcomes
+    hooked_remote(w.remote, "refs/heads/main")
+    before = w.remote_main()
+    done = w.loop.approve(outcome.proposal.id)
+    p = done.proposal
+    assert p.status == "failed" and "refused the merge" in p.log[-1]
+    assert w.loop.repo.head() == before == w.remote_main()
+    # the kernel's record of what is merged agrees: the patch is rolled back
+    assert w.rt.value(f"improve/proposals/{p.id}") is None
+    undone = [e.payload for e in w.rt.log("PatchApplied")
+              if e.payload.get("rollback_of") == p.patch_hash]
+    assert len(undone) == 1
+    # a later sync changes nothing and a kernel rollback cannot be repeated
+    assert w.loop.sync() == []
+    assert w.loop.get(p.id).status == "failed"

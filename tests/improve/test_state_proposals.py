@@ -125,3 +125,22 @@ def test_timeouts_in_a_config_target_double_the_timeout(h: Harness) -> None:
     h.loop.approve(outcome.proposal.id)
     assert h.rt.value(target) == {"timeout_s": {"billing_api": 40, "db": 5},
                                   "max_retries": {"billing_api": 2}}
+
+
+def test_a_state_revert_whose_rollback_is_refused_is_a_failed_revert(h: Harness) -> None:
+    # a human tunes the routing again after the merge: the inner rollback is refused
+    (outcome,) = h.loop.propose_report([failing()]).outcomes
+    h.add(tool_events(h.clock() - timedelta(hours=1), 1, {}))
+    done = h.loop.approve(outcome.proposal.id)
+    assert done.proposal.status == "implemented"
+    assert h.rt.propose_and_submit(type="routing", target=ROUTING, value={"billing_api": 0.5},
+                                   reasoning="a human tuned it", author="tuner").status \
+        == "applied"
+    h.add(tool_events(h.clock(), 0.5, {"web_search": 0.9, "db_query": 0.9}, seed=3))
+    h.clock.advance(minutes=30)
+    h.loop.tick()
+    p = h.loop.get(outcome.proposal.id)
+    assert p.status == "revert_failed" and "AUTO-REVERT FAILED" in p.log[-1]
+    assert h.rt.value(ROUTING) == {"billing_api": 0.5}
+    assert h.rt.value(f"improve/proposals/{p.id}") is not None  # still applied in the kernel
+    assert h.loop.status()["halted"] and "revert failed" in h.loop.status()["halt_reason"]

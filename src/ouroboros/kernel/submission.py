@@ -108,6 +108,17 @@ def parse_patch(payload: bytes) -> tuple[Patch | None, str | None]:
     return patch, None
 
 
+#: Patches one signer (a key, or an author under the runtime key) may have waiting for
+#: approval at once: an agent whose every patch waits for a human cannot bury the queue.
+MAX_PENDING_PER_SIGNER = 50
+
+
+def _queued(state: KernelState, subjects: Sequence[str]) -> int:
+    """The pending patches any of ``subjects`` signed."""
+    mine = set(subjects)
+    return sum(1 for entry in state.pending.values() if mine.intersection(entry["subjects"]))
+
+
 def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
        registry: TypeRegistry, now: datetime, *, approved: bool = False,
        approvers: frozenset[str] = frozenset(), rollback_of: str | None = None,
@@ -137,6 +148,14 @@ def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
         items = breakers.rejection_items(state, sub.now, patch_hash, stage, result.reason,
                                          author, breakers.charges(sub, result))
         return SubmitOutcome("rejected", patch_hash, None, stage, result.reason), items, sub
+    if result.status == "deferred" and (queued := _queued(state, sub.subjects)) \
+            >= MAX_PENDING_PER_SIGNER:
+        stage, reason = "approval", (
+            f"{queued} patches of this signer already wait for approval (at most "
+            f"{MAX_PENDING_PER_SIGNER}); a human approves or rejects some first")
+        items = breakers.rejection_items(state, sub.now, patch_hash, stage, reason, author,
+                                         breakers.charges(sub, result))
+        return SubmitOutcome("rejected", patch_hash, None, stage, reason), items, sub
     if result.status == "deferred":
         return SubmitOutcome("pending", patch_hash, None, stage, result.reason), [
             ("PatchPending", {"patch_hash": patch_hash, "needs": result.reason,

@@ -59,7 +59,11 @@ def add_cmd(
         raise usage(f"agent name {name[:40]!r} is not allowed",
                     "use 1-40 lowercase letters, digits, - or _, starting with a letter")
     globs = [t.strip() for t in targets.split(",") if t.strip()] or [f"agents/{name}/*"]
-    risky = [g for g in globs if g.startswith("kernel/") or g in ("*", "**", "agents/*")]
+    # the kernel matches delegations with fnmatch, whose * crosses "/": a glob reaches only
+    # this agent's prompts when it starts with agents/NAME/ literally ("a*", "agents/bo*",
+    # "agents/?ot/*", "agents/alice/*" all reach other agents)
+    own = f"agents/{name}/"
+    risky = [g for g in globs if not g.startswith(own) or len(g) == len(own)]
     if risky:
         raise usage(f"--targets {', '.join(risky)} reaches beyond one agent's own prompts",
                     f"give the agent its own targets, e.g. agents/{name}/*")
@@ -68,7 +72,10 @@ def add_cmd(
         if name in roots or name == "runtime":
             raise usage(f"{name!r} is a kernel key", "pick another name for the agent")
         created = name not in rt.keyring.names()
-        signer = rt.keyring.new(name) if created else rt.keyring.load(name)
+        existing = None if created else rt.keyring.load(name)
+        if existing is not None:  # an existing key: refused before anything is written
+            _check_key_holds_nothing_else(rt.value(TRUST_TARGET), name, existing.key_id)
+        signer = existing or rt.keyring.new(name)
         _, public = rt.keyring.public(name)
         outcomes: list[Any] = []
 
@@ -116,3 +123,18 @@ def add_cmd(
     console.print("each one waits for `ouro approve ID` by a human" if approval else
                   "they apply once they pass the gates (no approval step)", markup=False)
     console.print(f"the agent signs with: ouro patch sign FILE --key {name}", markup=False)
+
+
+def _check_key_holds_nothing_else(policy: dict[str, Any], name: str, key_id: str) -> None:
+    """An agent's key may hold only its own delegation: an existing key that is a root
+    key or is in another delegation keeps those powers (other types, targets, rights),
+    whatever this command grants and prints."""
+    if key_id in policy.get("root", {}).get("keys", []):
+        raise usage(f"key {name!r} is a root key (its id is in the trust policy's roots)",
+                    "an agent needs a key of its own: pick another name")
+    held = [str(d.get("name")) for d in policy.get("delegations", [])
+            if key_id in d.get("keys", []) and d.get("name") != name]
+    if held:
+        raise usage(f"key {name!r} already holds the delegation(s) {', '.join(held)}; as an "
+                    "agent it would keep their types, targets and rights",
+                    "pick another name for the agent, or `ouro trust revoke` those first")

@@ -53,16 +53,17 @@ app = typer.Typer(cls=OuroGroup, no_args_is_help=True,
                   help="Improvement proposals: git-tracked, gated, human-approved.")
 
 StatusName = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed",
-                     "reverted"]
+                     "reverted", "revert_failed"]
 IdArgument = typer.Argument(..., metavar="ID", help="Proposal id (from `ouro proposals "
                             "list`; not the patch hash).")
 ReviewerOption = typer.Option("human", "--reviewer", help="Who decides (kept in the log).")
 
 STATUS_STYLE = {"pending": "yellow", "approved": "cyan", "implemented": "green",
-                "rejected": "red", "blocked": "red", "failed": "red", "reverted": "magenta"}
+                "rejected": "red", "blocked": "red", "failed": "red", "reverted": "magenta",
+                "revert_failed": "bold red"}
 #: Exit codes (DESIGN.md): 0 ok, 1 failure, 2 usage, 3 rejected by a gate, 4 awaiting approval.
 EXIT_FOR_STATUS = {"implemented": 0, "pending": 4, "approved": 4, "blocked": 3, "failed": 3,
-                   "rejected": 0, "reverted": 0}
+                   "rejected": 0, "reverted": 0, "revert_failed": 1}
 
 
 def loop_for(rt: Runtime, notifier: Notifier | None = None,

@@ -118,7 +118,7 @@ class ProposeArgs(Args):
 
 class ProposalsArgs(Args):
     status: Literal["pending", "approved", "implemented", "rejected", "blocked", "failed",
-                    "reverted"] = "pending"
+                    "reverted", "revert_failed"] = "pending"
     all: bool = False
 
 

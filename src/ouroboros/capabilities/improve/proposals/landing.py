@@ -35,11 +35,11 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
             merged = loop.repo.merge(proposal.branch,
                                       f"Merge proposal {proposal.id}: {proposal.title}")
     except GitError as e:
-        loop._fail(proposal, f"{e.action} failed: {e.reason}")
+        _unland(loop, proposal, f"{e.action} failed: {e.reason}")
         return
     refused = None if remote_merge else loop.publisher.push_main(before)
     if refused:
-        loop._fail(proposal, refused)
+        _unland(loop, proposal, refused)
         return
     where = f"{loop.repo.main} as {merged}"
     done = replace(proposal.transition("implemented"), merge_commit=merged).logged(
@@ -55,6 +55,22 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
     done = done.logged(now, f"monitoring until {now + loop.monitor.window:%H:%M}Z")
     loop._save(done, proposal.status, f"merged as {merged}")
     loop.monitor.open(proposal.id, now)
+
+
+def _unland(loop: ImproveLoop, proposal: Proposal, reason: str) -> None:
+    """Nothing landed (the merge or its push was refused, main is back where it was) but
+    the kernel already applied the patch: fail the proposal and roll the patch back, so the
+    kernel's record of what is merged says what the target has (a failed proposal with an
+    applied patch would read as merged to `ouro log` and every consumer of kernel state)."""
+    failed = loop._fail(proposal, reason)
+    try:  # after the status change: the rollback's effect finds nothing left to undo
+        loop.governance.rollback(proposal.patch_hash)
+    except OuroError as e:
+        loop.store.save(failed.logged(loop.clock(), f"kernel rollback refused: {e.message}; "
+                                      f"run `ouro rollback --patch {proposal.patch_hash}`"),
+                        f"proposal {proposal.id}: kernel rollback refused")
+        loop.notifications.alert(Message(f"Proposal {proposal.id}: kernel still says applied",
+                                         e.message, "critical"), loop.clock())
 
 
 def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str = "") -> None:
@@ -73,7 +89,8 @@ def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str 
         if unpushed:
             line += f"; REVERT NOT PUSHED ({unpushed}): push {loop.repo.main} by hand"
     except GitError as e:
-        line = f"AUTO-REVERT FAILED ({e.reason}); revert {proposal.merge_commit} by hand"
+        _revert_failed(loop, proposal, reason, e)
+        return
     reverted = proposal.transition("reverted").logged(now, line)
     loop._save(reverted, proposal.status, line)
     try:  # after the status change, so the rollback's effect finds nothing left to do
@@ -85,3 +102,17 @@ def revert(loop: ImproveLoop, proposal: Proposal, check: Check | None, why: str 
     loop.breakers.halt(f"proposal {proposal.id} auto-reverted ({reason})")
     loop.notifications.alert(Message(f"Proposal {proposal.id} auto-reverted", line, "critical"),
                              now)
+
+
+def _revert_failed(loop: ImproveLoop, proposal: Proposal, reason: str, e: GitError) -> None:
+    """The revert's git step failed (nothing of it is left on main): the change is still
+    merged, so the proposal is ``revert_failed`` (never ``reverted``), its kernel patch stays
+    applied, the loop halts and a human is alerted."""
+    now = loop.clock()
+    line = (f"AUTO-REVERT FAILED ({e.reason[:300]}) after: {reason}; the change is still on "
+            f"{loop.repo.main}: revert {proposal.merge_commit} by hand, then `ouro rollback "
+            f"--patch {proposal.patch_hash}`")
+    loop._save(proposal.transition("revert_failed").logged(now, line), proposal.status, line)
+    loop.breakers.halt(f"proposal {proposal.id}: automatic revert failed ({reason})")
+    loop.notifications.alert(Message(f"Proposal {proposal.id}: automatic revert FAILED", line,
+                                     "critical"), now)

@@ -57,7 +57,7 @@ from ouroboros.capabilities.improve.proposals.state_flow import StateFlow
 from ouroboros.capabilities.improve.proposals.store import ProposalStore
 from ouroboros.capabilities.improve.proposals.target_config import TargetConfig, load_target_config
 from ouroboros.capabilities.improve.proposals.writer import RuleWriter, Skip, Writer
-from ouroboros.kernel import Runtime, SubmitOutcome
+from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 from ouroboros.kernel.settings import ImproveSettings
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
@@ -212,15 +212,33 @@ class ImproveLoop:
         """Effect of a kernel rollback of the proposal's patch (``ouro rollback``): revert
         the merge on main too. A human's decision, so no breaker trips."""
         proposal = self.get(proposal_id)
-        if proposal.status != "implemented":
+        if proposal.status not in ("implemented", "revert_failed"):
             return  # e.g. the monitor already reverted it
         now = self.clock()
-        if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
-            self.governance.rollback(proposal.merge_commit)
-            commit = proposal.merge_commit
-        else:
-            commit = self.repo.revert(proposal.merge_commit,
-                                      f"Revert proposal {proposal.id}: rolled back in the kernel")
+        try:
+            if proposal.branch == NO_BRANCH:  # a state change: roll the inner patch back too
+                self.governance.rollback(proposal.merge_commit)
+                commit = proposal.merge_commit
+            else:
+                commit = self.repo.revert(proposal.merge_commit, f"Revert proposal "
+                                          f"{proposal.id}: rolled back in the kernel")
+        except (GitError, OuroError) as e:
+            # e.g. a later merge edited the same lines: the kernel rolled the patch back but
+            # the change is still on main. Never "reverted"; surfaced once, retried on
+            # every sync (a human who clears the way lets it through)
+            if proposal.status == "implemented":
+                why = e.reason if isinstance(e, GitError) else e.message
+                line = (f"REVERT FAILED after a kernel rollback (`ouro rollback`): "
+                        f"{why[:300]}; the change is still live: revert "
+                        f"{proposal.merge_commit} by hand")
+                self.monitor.close(proposal.id)
+                self._save(proposal.transition("revert_failed").logged(now, line),
+                           proposal.status, line)
+                self.breakers.halt(f"proposal {proposal.id}: revert failed after a kernel "
+                                   "rollback")
+                self.notifications.alert(Message(f"Proposal {proposal.id}: revert FAILED",
+                                                 line, "critical"), now)
+            return
         self.monitor.close(proposal.id)
         line = f"reverted as {commit} by a kernel rollback (`ouro rollback`)"
         self._save(proposal.transition("reverted").logged(now, line), proposal.status, line)
@@ -384,6 +402,7 @@ class ImproveLoop:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
+        self.monitor.reload()  # windows another process opened or closed count too
         return {**self.breakers.as_dict(), "analysis_paused_until": self.governance.paused_until(now),
                 "monitoring": sorted(self.monitor.windows),
                 "pending": len(self.proposals("pending"))}
@@ -419,7 +438,7 @@ class ImproveLoop:
             else:
                 continue
             changed.append(self.get(proposal.id))
-        for proposal in self.proposals("implemented"):
+        for proposal in [*self.proposals("implemented"), *self.proposals("revert_failed")]:
             if self.governance.value(proposal.id) is None:  # rolled back in the kernel
                 self.rolled_back(proposal.id)
                 changed.append(self.get(proposal.id))
@@ -455,8 +474,18 @@ class ImproveLoop:
         checks = self.monitor.check(now)
         for check in checks:
             proposal = self.get(check.proposal_id)
+            if proposal.status != "implemented":
+                continue  # reverted meanwhile (`ouro rollback`, another process)
             if check.verdict == "spike":
                 self._revert(proposal, check)
+            elif check.verdict == "watching" and check.extended_until:
+                line = (f"window ended with {check.calls} tool calls against "
+                        f"{check.baseline_calls} before (no tool calls, or far fewer: an "
+                        f"outage or late telemetry); watching until {check.extended_until}")
+                self.store.save(proposal.logged(now, line),
+                                f"proposal {proposal.id}: silent window extended")
+            elif check.verdict == "silent":
+                self._silent(proposal, check, now)
             elif check.verdict == "stable":
                 stable = proposal.logged(now, f"stable after monitoring: {check.describe()}")
                 self.store.save(stable, f"proposal {stable.id}: stable ({check.describe()})")
@@ -467,6 +496,22 @@ class ImproveLoop:
         return checks
 
     # -- internals --------------------------------------------------------------------
+    def _silent(self, proposal: Proposal, check: Check, now: datetime) -> None:
+        """A window still silent after its extension: never stable. Halt and alert rather
+        than revert (silence may be telemetry that stopped, not the change); a human
+        looks, then reverts (`ouro rollback`) or resets."""
+        line = (f"SILENT after monitoring: {check.calls} tool calls since the merge against "
+                f"{check.baseline_calls} in the hour before; no verdict, all proposals halted")
+        self.store.save(proposal.logged(now, line), f"proposal {proposal.id}: silent window")
+        self.governance.record("ProposalMonitored", {
+            "proposal": proposal.id, "verdict": "silent", "baseline": check.baseline,
+            "after": check.current, "calls": check.calls,
+            "baseline_calls": check.baseline_calls})
+        self.breakers.halt(f"proposal {proposal.id}'s monitoring window ended silent "
+                           f"({check.calls} tool calls against {check.baseline_calls} before)")
+        self.notifications.alert(Message(f"Proposal {proposal.id}: telemetry silent after "
+                                          "merge", line, "critical"), now)
+
     def _check_own_patch(self, proposal: Proposal) -> None:
         """The kernel patch a proposal file names must be that proposal's, with the diff the
         file shows: an edited ``Patch`` field would have a human's decision on one proposal

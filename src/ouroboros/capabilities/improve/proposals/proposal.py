@@ -20,7 +20,8 @@ from typing import Any, Literal, TypeVar, get_args
 from ouroboros.capabilities.improve.proposals.repo import proposal_branch
 from ouroboros.capabilities.llm.untrusted import printable
 
-Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted"]
+Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted",
+                 "revert_failed"]
 Category = Literal["bugfix", "optimization", "enhancement"]
 Severity = Literal["critical", "high", "medium", "low"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -28,11 +29,14 @@ CATEGORIES: tuple[str, ...] = get_args(Category)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 #: pending -> approved | rejected (human) | blocked (a gate); approved -> implemented
-#: (merged) | failed (merge failed); implemented -> reverted (monitor or human).
+#: (merged) | failed (merge failed); implemented -> reverted (monitor or human) |
+#: revert_failed (the automatic revert's git step failed: the change is still merged);
+#: revert_failed -> reverted (a human's kernel rollback, once main allows the revert).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"approved", "rejected", "blocked"}),
     "approved": frozenset({"implemented", "failed"}),
-    "implemented": frozenset({"reverted"}),
+    "implemented": frozenset({"reverted", "revert_failed"}),
+    "revert_failed": frozenset({"reverted"}),
 }
 OPEN_STATUSES = frozenset({"pending", "approved"})
 

@@ -127,8 +127,16 @@ class StateFlow:
         try:
             loop.governance.rollback(proposal.merge_commit)
             line = f"auto-reverted: rolled back {proposal.merge_commit[:19]}…: {reason}"
-        except OuroError as e:
-            line = f"AUTO-REVERT FAILED ({e.message}); roll back {proposal.merge_commit} by hand"
+        except OuroError as e:  # the change stands: never "reverted", the loop halts
+            line = (f"AUTO-REVERT FAILED ({e.message}) after: {reason}; roll back "
+                    f"{proposal.merge_commit} by hand, then `ouro rollback --patch "
+                    f"{proposal.patch_hash}`")
+            loop._save(proposal.transition("revert_failed").logged(now, line), proposal.status,
+                       line)
+            loop.breakers.halt(f"proposal {proposal.id}: automatic revert failed ({reason})")
+            loop.notifications.alert(Message(f"Proposal {proposal.id}: automatic revert FAILED",
+                                             line, "critical"), now)
+            return
         reverted = proposal.transition("reverted").logged(now, line)
         loop._save(reverted, proposal.status, line)
         try:

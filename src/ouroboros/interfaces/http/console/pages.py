@@ -24,7 +24,8 @@ from ouroboros.kernel import IntegrityError
 router = APIRouter(route_class=ConsoleRoute)
 
 PAGE = 50  # events per timeline page
-STATUSES = ("pending", "approved", "implemented", "rejected", "blocked", "failed", "reverted")
+STATUSES = ("pending", "approved", "implemented", "rejected", "blocked", "failed", "reverted",
+            "revert_failed")
 ToolName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 ProposalId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$")]
 

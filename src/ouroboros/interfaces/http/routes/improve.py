@@ -26,7 +26,7 @@ router = APIRouter(tags=["improve"], responses=AUTH_RESPONSES)
 
 ProposalId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$",
                                  description="A proposal id or a unique prefix")]
-STATUSES = "pending|approved|implemented|rejected|blocked|failed|reverted"
+STATUSES = "pending|approved|implemented|rejected|blocked|failed|reverted|revert_failed"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such proposal"},
     409: {"model": ErrorBody, "description": "The proposal cannot make that transition now"},
