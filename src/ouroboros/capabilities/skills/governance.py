@@ -148,6 +148,7 @@ def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> 
     store = SkillStore(skills_root(rt), blobs=rt.blobs, runtimes=runtimes, **kwargs)
     store.registrar = lambda staged: submit_version(rt, store, staged)
     store.head_resolver = lambda tool_id: current_version(rt, store.root, tool_id)
+    store.value_resolver = lambda tool_id: rt.refresh().values.get(f"skills/{tool_id}")
     store.tool_lister = lambda: [
         target.split("/", 1)[1] for target, value in rt.refresh().values.items()
         if target.startswith("skills/") and value is not None

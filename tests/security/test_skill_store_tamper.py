@@ -1,0 +1,96 @@
+"""A workspace writer edits a registered tool's directory; the ledger names the version.
+
+The workspace writer (docs/security.md) may write the tool directories but holds no key:
+whatever it edits there, the store must not run, serve or test anything but the content
+the ledger's `skill` patch registered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ouroboros.capabilities.skills import SkillStore, ToolCorrupt
+from ouroboros.capabilities.skills.blobs import blob_hash
+from ouroboros.capabilities.skills.governance import open_store
+from ouroboros.capabilities.skills.runtimes import Runtimes
+from ouroboros.capabilities.skills.serving import is_served_id, unserved
+from ouroboros.kernel import Runtime
+
+from .conftest import cases, spec
+
+DOUBLE = "import json, sys\nprint(json.dumps(2 * json.loads(sys.stdin.read())))\n"
+EVIL = "import json, sys\nprint(json.dumps(666))\n"
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Runtime:
+    return Runtime.init(tmp_path / "ws")
+
+
+@pytest.fixture
+def wstore(rt: Runtime, runtimes: Runtimes) -> SkillStore:
+    return open_store(rt, runtimes)
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads((path / "meta.json").read_text())
+    return meta
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_source_swapped_with_its_hash_in_meta_json_is_never_run(
+    wstore: SkillStore
+) -> None:
+    v = wstore.add(spec("python", DOUBLE, name="double", runtime="micropython", tests=cases((2, 4))))
+    (v.path / "src/main.py").write_text(EVIL)
+    meta = _meta(v.path)
+    meta["files"]["src/main.py"] = blob_hash(EVIL.encode())
+    _write_meta(v.path, meta)
+    fresh = SkillStore(wstore.root, blobs=wstore.blobs, runtimes=wstore.runtimes)
+    fresh.head_resolver, fresh.tool_lister = wstore.head_resolver, wstore.tool_lister
+    for s in (wstore, fresh):
+        with pytest.raises(ToolCorrupt):
+            s.run("double", 5)
+        with pytest.raises(ToolCorrupt):
+            s.run("double", 5, fingerprint=v.fingerprint)
+
+
+def test_tampered_cases_do_not_pass_the_stored_tests_or_reach_a_child(
+    wstore: SkillStore
+) -> None:
+    v = wstore.add(spec("python", DOUBLE, name="double", runtime="micropython", tests=cases((2, 4), (3, 6), (5, 10))))
+    (v.path / "tests/cases.json").write_bytes(cases((0, 0)))
+    with pytest.raises(ToolCorrupt):
+        wstore.test("double")
+    with pytest.raises(ToolCorrupt):
+        v.cases(include_hidden=True)
+    with pytest.raises(ToolCorrupt):
+        v.files()
+
+
+def test_evidence_forged_in_meta_json_does_not_serve_an_unproven_tool(
+    rt: Runtime, wstore: SkillStore
+) -> None:
+    authored = json.dumps([{"input": i, "expected": 2 * i, "source": "author"}
+                           for i in (2, 3, 5)]).encode()
+    made = spec("python", DOUBLE, name="double", runtime="micropython", tests=authored)
+    v = wstore.add(replace(made, origin="llm:hostile"))
+    assert not is_served_id(wstore, "double")
+    meta = _meta(v.path)
+    meta["evidence"] = {**meta["evidence"], "origin": "operator"}
+    _write_meta(v.path, meta)
+    assert not is_served_id(wstore, "double")
+    meta["evidence"] = {**meta["evidence"], "independent": 99}
+    _write_meta(v.path, meta)
+    assert not is_served_id(wstore, "double")
+    with pytest.raises(ToolCorrupt):  # fail closed, naming the tool, rather than serve it
+        unserved(wstore)
+    assert rt.value("skills/double")["evidence"]["independent"] == 0
