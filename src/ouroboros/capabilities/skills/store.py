@@ -202,6 +202,9 @@ class SkillStore:
             if parent is not None:
                 parent_version = self._find_version(parent)
         else:
+            if not _FINGERPRINT.fullmatch(parent):  # a glob pattern and a path component
+                raise ToolRejected("malformed", f"parent {parent[:80]!r} is not a version "
+                                   f"fingerprint ({FINGERPRINT_CHARS} hex digits)")
             parent_version = self._find_version(parent)
             if parent_version is None:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
@@ -568,7 +571,7 @@ class SkillStore:
         return head.read_text().strip() if head.is_file() else None
 
     def _find_version(self, fingerprint: str) -> ToolVersion | None:
-        if not self.tools_dir.is_dir():
+        if not self.tools_dir.is_dir() or not _FINGERPRINT.fullmatch(fingerprint):
             return None
         for path in self.tools_dir.glob(f"*/versions/{fingerprint}"):
             if path.is_dir():

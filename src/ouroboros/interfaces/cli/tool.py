@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import textwrap
 import time
 from collections.abc import Callable
@@ -154,6 +155,9 @@ def add_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a tool, run its tests (hidden ones too) and register it by a skill patch."""
+    if parent is not None and not re.fullmatch(r"[0-9a-f]{16}", parent):
+        raise CliError(f"--parent {parent[:80]!r} is not a version fingerprint (16 hex digits)",
+                       "`ouro tool describe NAME` shows its lineage")
     require_dir(directory, "tool directory")
     _, store = _store(home)
     runtime, estimate = _build_estimate(store, directory)
