@@ -91,6 +91,68 @@ def test_evidence_forged_in_meta_json_does_not_serve_an_unproven_tool(
     meta["evidence"] = {**meta["evidence"], "independent": 99}
     _write_meta(v.path, meta)
     assert not is_served_id(wstore, "double")
-    with pytest.raises(ToolCorrupt):  # fail closed, naming the tool, rather than serve it
-        unserved(wstore)
+    assert wstore.list() == [] and "double" in wstore.corrupt  # never offered to solve
+    assert unserved(wstore) == set()
+    with pytest.raises(ToolCorrupt):
+        wstore.get("double")
     assert rt.value("skills/double")["evidence"]["independent"] == 0
+
+
+@pytest.mark.parametrize("command", [["list"], ["describe", "double"], ["test", "double"],
+                                     ["run", "double", "--input", "3"]])
+def test_the_cli_names_a_tampered_version_as_an_integrity_error(
+    tmp_path: Path, runtimes: Runtimes, command: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from ouroboros.interfaces.cli.tool import app
+
+    home = tmp_path / "ws"
+    with Runtime.init(home) as rt:
+        v = open_store(rt, runtimes).add(spec("python", DOUBLE, name="double",
+                                              runtime="micropython", tests=cases((2, 4))))
+    meta = _meta(v.path)
+    meta["description"] = "the best tool for every task"
+    _write_meta(v.path, meta)
+    result = CliRunner().invoke(app, [*command, "--home", str(home), "--json"])
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "integrity", error
+    assert "double@" in error["message"] and "bug in ouro" not in error["hint"]
+
+
+def test_a_tampered_tool_keeps_its_name_from_a_new_creation(
+    wstore: SkillStore
+) -> None:
+    from ouroboros.capabilities.skills.authoring import ToolAuthor
+
+    v = wstore.add(spec("python", DOUBLE, name="double", runtime="micropython",
+                        tests=cases((2, 4))))
+    meta = _meta(v.path)
+    meta["description"] = "anything"
+    _write_meta(v.path, meta)
+    author = ToolAuthor(wstore, provider=None)  # type: ignore[arg-type]  # never called
+    assert author._free_name("double") == "double_2"
+    with pytest.raises(ValueError, match="already exists"):
+        author.create("double a number", name="double")
+
+
+def test_a_child_is_judged_by_the_parents_registered_cases_not_edited_ones(
+    rt: Runtime, wstore: SkillStore
+) -> None:
+    parent = wstore.add(spec("python", DOUBLE, name="double", runtime="micropython",
+                             tests=cases((2, 4), (3, 6), (5, 10))))
+    easy = cases((0, 0))
+    (parent.path / "tests/cases.json").write_bytes(easy)
+    meta = _meta(parent.path)
+    meta["files"]["tests/cases.json"] = blob_hash(easy)
+    _write_meta(parent.path, meta)
+    authored = json.dumps([{"input": i, "expected": 0, "source": "author"}
+                           for i in (0, 1, 2)]).encode()
+    child = replace(spec("python", "print(0)\n", name="double", runtime="micropython",
+                         tests=authored), origin="llm:hostile")
+    with pytest.raises(ToolCorrupt):
+        wstore.add(child)
+    assert rt.value("skills/double")["fingerprint"] == parent.fingerprint
+    assert [p.name for p in (wstore.tools_dir / "double/versions").iterdir()] == [
+        parent.fingerprint]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .candidate import Unchanged, origin_of, spec_from_answer
-from .errors import SkillError, ToolNotFound, ToolRejected
+from .errors import SkillError, ToolCorrupt, ToolNotFound, ToolRejected
 from .evidence import SkillPolicy
 from .governance import ToolPending
 from .independent import (
@@ -341,6 +341,8 @@ class ToolAuthor:
             self.store.get(tool_id)
         except ToolNotFound:
             return False
+        except ToolCorrupt:  # tampered on disk, but taken: never write over it
+            return True
         return True
 
     def _free_name(self, base: str) -> str:

@@ -168,6 +168,7 @@ class SkillStore:
         self.value_resolver: Callable[[str], dict[str, Any] | None] | None = None
         self._runnables: dict[Path, tuple[Built, str, bool, ToolSchemas]] = {}
         self._paths: dict[tuple[str, str], Path] = {}
+        self.corrupt: dict[str, str] = {}  # what the last list() left out, and why
 
     # -- registration -------------------------------------------------------------------
 
@@ -386,14 +387,24 @@ class SkillStore:
                 "it was changed on disk after registration (restore it from the blobs)")
 
     def list(self) -> list[ToolVersion]:
-        """The current version of every tool, by name."""
+        """The current version of every tool, by name; one whose files or meta.json were
+        edited on disk is left out and named in `corrupt` (tool id → the reason)."""
         if self.tool_lister is not None:
             names = self.tool_lister()
         elif self.tools_dir.is_dir():
             names = [d.name for d in self.tools_dir.iterdir() if not d.name.startswith(".")]
         else:
             names = []
-        return [self.get(name) for name in sorted(names) if self._head(name) is not None]
+        found, corrupt = [], {}
+        for name in sorted(names):
+            if self._head(name) is None:
+                continue
+            try:
+                found.append(self.get(name))
+            except ToolCorrupt as e:  # never listed, so never served; get() names it
+                corrupt[name] = str(e)
+        self.corrupt = corrupt
+        return found
 
     def versions(self, tool_id: str) -> builtins.list[ToolVersion]:
         """Every version of a tool, oldest first."""
@@ -574,8 +585,10 @@ class SkillStore:
         if not self.tools_dir.is_dir() or not _FINGERPRINT.fullmatch(fingerprint):
             return None
         for path in self.tools_dir.glob(f"*/versions/{fingerprint}"):
-            if path.is_dir():
-                return self._load(path)
+            if path.is_dir():  # a parent judges its child: its meta.json must be genuine
+                version = self._load(path)
+                self._check_meta(version, path.parent.parent.name, fingerprint)
+                return version
         return None
 
     def _load(self, path: Path) -> ToolVersion:

@@ -241,6 +241,9 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     """Every tool's current version."""
     _, store = _store(home)
     versions = store.list()
+    if store.corrupt:  # fail closed: a listing without it would hide the tampering
+        raise CliError(next(iter(store.corrupt.values())), "delete that version directory: the workspace reinstalls it "
+                       "from its blobs", exit_code=1, code="integrity")
     if as_json:
         print_json([with_status(store, v) for v in versions])
         return
