@@ -227,6 +227,9 @@ def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome
     value = ctx.new_value
     if value is None:
         return TestOutcome(True, "tool unregistered")
+    if ctx.patch.target != f"skills/{value.get('tool_id')}":  # the store's folder is the target's
+        return TestOutcome(False, f"the target {ctx.patch.target!r} is not the version's tool "
+                                  f"(skills/{str(value.get('tool_id'))[:80]})")
     review = value.get("review")
     if ctx.patch.type == "skill" and review:
         return TestOutcome(False, "a version with review reasons must be a skill_review patch "
