@@ -156,3 +156,29 @@ def test_a_child_is_judged_by_the_parents_registered_cases_not_edited_ones(
     assert rt.value("skills/double")["fingerprint"] == parent.fingerprint
     assert [p.name for p in (wstore.tools_dir / "double/versions").iterdir()] == [
         parent.fingerprint]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "scribbled"])
+def test_a_version_whose_folder_and_blob_are_gone_is_corrupt_and_leaves_nothing_half_made(
+    rt: Runtime, wstore: SkillStore, damage: str
+) -> None:
+    import shutil
+
+    v = wstore.add(spec("python", DOUBLE, name="double", runtime="micropython",
+                        tests=cases((2, 4))))
+    digest = v.meta["files"]["src/main.py"]
+    blob = Path(rt.blobs.root) / digest[7:9] / digest[9:]  # type: ignore[attr-defined]
+    saved = blob.read_bytes()
+    shutil.rmtree(v.path)
+    if damage == "deleted":
+        blob.unlink()
+    else:
+        blob.write_bytes(b"print(666)\n")
+    fresh = open_store(rt, wstore.runtimes)
+    with pytest.raises(ToolCorrupt, match="double"):
+        fresh.get("double")
+    assert fresh.list() == [] and "double" in fresh.corrupt
+    versions = fresh.tools_dir / "double" / "versions"
+    assert sorted(p.name for p in versions.iterdir()) == []  # no half-installed folder
+    blob.write_bytes(saved)  # put back, the version is installed again from its blobs
+    assert fresh.run("double", 5).output == 10

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from ouroboros.storage.files import replace_file
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
 from .builders import Built
-from .errors import SkillError, ToolRejected
+from .errors import SkillError, ToolCorrupt, ToolRejected
 from .evidence import POLICY_TARGET, SkillPolicy, evidence_of
 from .runtimes import Runtimes, current_interpreter
 from .schemas import case_problems, check_declared, declared, schemas_of
@@ -165,7 +166,12 @@ def current_version(rt: Runtime, root: Path, tool_id: str) -> str | None:
         return None
     fingerprint = str(value["fingerprint"])
     if not os.path.isdir(_version_dir(str(root), tool_id, fingerprint)):
-        install(root, rt.blobs, f"skills/{tool_id}", rt.value(f"skills/{tool_id}"))
+        try:
+            install(root, rt.blobs, f"skills/{tool_id}", rt.value(f"skills/{tool_id}"))
+        except (KeyError, ValueError) as e:  # BlobNotFound is a KeyError; a bad blob ValueError
+            raise ToolCorrupt(f"{tool_id}@{fingerprint}: its folder is missing and the blobs "
+                              f"cannot restore it ({type(e).__name__}: {e}); restore the "
+                              "workspace's blobs from a backup") from None
     return fingerprint
 
 
@@ -300,14 +306,18 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
     if not final.is_dir():
         tmp = final.with_name(f".{final.name}.installing")
         tmp.mkdir(parents=True, exist_ok=True)
-        for rel, digest in value["files"].items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(blobs.get(digest))
-        if value.get("wasm"):
-            (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
-        meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, final)
+        try:
+            for rel, digest in value["files"].items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(blobs.get(digest))
+            if value.get("wasm"):
+                (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
+            meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-installed is left behind
+            raise
     head.parent.mkdir(parents=True, exist_ok=True)
     replace_file(head, value["fingerprint"])
 

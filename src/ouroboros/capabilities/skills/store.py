@@ -397,9 +397,9 @@ class SkillStore:
             names = []
         found, corrupt = [], {}
         for name in sorted(names):
-            if self._head(name) is None:
-                continue
             try:
+                if self._head(name) is None:
+                    continue
                 found.append(self.get(name))
             except ToolCorrupt as e:  # never listed, so never served; get() names it
                 corrupt[name] = str(e)
