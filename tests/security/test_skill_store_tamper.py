@@ -99,7 +99,7 @@ def test_evidence_forged_in_meta_json_does_not_serve_an_unproven_tool(
 
 
 @pytest.mark.parametrize("command", [["list"], ["describe", "double"], ["test", "double"],
-                                     ["run", "double", "--input", "3"]])
+                                     ["test", "--all"], ["run", "double", "--input", "3"]])
 def test_the_cli_names_a_tampered_version_as_an_integrity_error(
     tmp_path: Path, runtimes: Runtimes, command: list[str]
 ) -> None:
