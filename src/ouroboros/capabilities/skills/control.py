@@ -422,8 +422,9 @@ class Solver:
         value = _json_arg(input_json)
         result.ran.append(tool_id)
         try:
-            served_version(self.store, tool_id)
-            run = self.store.run(tool_id, value)
+            # the version checked is the version run, whatever became current meanwhile
+            served = served_version(self.store, tool_id)
+            run = self.store.run(tool_id, value, fingerprint=served.fingerprint)
         except SkillError as e:
             result.ran[-1] = f"{tool_id}!failed"
             return {"error": f"{type(e).__name__}: {e}"}
