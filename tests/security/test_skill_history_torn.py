@@ -36,3 +36,25 @@ def test_a_torn_or_scribbled_history_line_is_skipped_and_the_next_record_kept(
         result = CliRunner().invoke(app, [*args, "--home", str(home)])
         assert result.exit_code == 0, result.output
         assert "bug in ouro" not in result.output
+
+
+@pytest.mark.parametrize("bad", [b"[1, 2]", b'{"tasks": "many"}', b'{"tasks": 1e999}',
+                                 b'{"reused": [3]}', b"\xff\xfe", b'{"tasks": -5}', b"null"])
+def test_a_scribbled_solve_stats_file_neither_breaks_stats_nor_the_next_solve(
+    tmp_path: Path, bad: bytes
+) -> None:
+    from ouroboros.capabilities.skills.control import SolveStats, stats_path
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    with Runtime.open(home) as rt:
+        path = stats_path(open_store(rt).root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bad)
+    result = CliRunner().invoke(app, ["tool", "stats", "--json", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert all(isinstance(v, int) and v >= 0 for k, v in counts.items() if k != "reuse_rate")
+    after = SolveStats(path).bump("reused")  # what a solve does when it ends
+    assert after["reused"] >= 1 and after["tasks"] >= 1
+    assert json.loads(path.read_text())["reused"] == after["reused"]

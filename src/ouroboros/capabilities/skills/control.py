@@ -199,13 +199,16 @@ class SolveStats:
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, int]:
-        data: dict[str, Any] = {}
+        data: Any = {}
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+            except (ValueError, UnicodeDecodeError):
                 data = {}
-        return {k: int(data.get(k, 0)) for k in self.KEYS}
+        if not isinstance(data, dict):
+            data = {}
+        # a scribbled file counts from zero rather than failing every solve at its end
+        return {k: v if type(v := data.get(k, 0)) is int and v >= 0 else 0 for k in self.KEYS}
 
     def bump(self, outcome: str) -> dict[str, int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
