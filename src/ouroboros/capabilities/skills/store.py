@@ -596,6 +596,7 @@ class SkillStore:
             meta = metrics_mod.fold(path, write_json)
         else:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        meta["metrics"] = metrics_mod.clean(meta.get("metrics"))
         return self._version_from(path, meta)
 
     @staticmethod
