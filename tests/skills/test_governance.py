@@ -181,7 +181,7 @@ def test_gate_rejects_every_single_byte_tamper(
 
     v = wstore.add(make_spec("double", source=DOUBLE, tests=cases((2, 4))))
     value = patch_value(v.meta)
-    assert check_cases(SimpleNamespace(new_value=value, patch=SimpleNamespace(type="skill")), rt.blobs, runtimes).ok
+    assert check_cases(SimpleNamespace(new_value=value, patch=SimpleNamespace(type="skill", target="skills/double")), rt.blobs, runtimes).ok
 
     @settings(max_examples=40, deadline=None)
     @given(path=st.sampled_from(sorted(value["files"])), where=st.integers(0, 10_000),
@@ -190,7 +190,7 @@ def test_gate_rejects_every_single_byte_tamper(
         data = bytearray(rt.blobs.get(value["files"][path]))
         data[where % len(data)] ^= 1 << bit
         forged = {**value, "files": {**value["files"], path: rt.blobs.put(bytes(data))}}
-        outcome = check_cases(SimpleNamespace(new_value=forged, patch=SimpleNamespace(type="skill")), rt.blobs, runtimes)
+        outcome = check_cases(SimpleNamespace(new_value=forged, patch=SimpleNamespace(type="skill", target="skills/double")), rt.blobs, runtimes)
         assert not outcome.ok
         assert ("fingerprint does not match" in outcome.detail
                 or "blobs are missing or invalid" in outcome.detail)

@@ -87,8 +87,8 @@ def test_a_specialisation_under_a_new_name_keeps_cross_tool_lineage(
 
 
 def test_unknown_parent_is_rejected(store: SkillStore, make_spec: SpecFactory) -> None:
-    with pytest.raises(ToolRejected, match="parent version deadbeef does not exist"):
-        store.add(make_spec(), parent="deadbeef")
+    with pytest.raises(ToolRejected, match="parent version deadbeefdeadbeef does not exist"):
+        store.add(make_spec(), parent="deadbeefdeadbeef")
     assert leftovers(store) == []
 
 

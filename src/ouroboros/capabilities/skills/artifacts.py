@@ -24,24 +24,50 @@ def compute_fingerprint(spec: ToolSpec, built: Built) -> str:
     and the interpreter (or the compiled module) it runs on, over RFC 8785 bytes; for an
     LLM-made tool its origin, any capability it is granted and any schema its author declared
     (each absent otherwise, so a hand-written tool keeps the fingerprint it always had)."""
+    return _fingerprint(
+        spec.name, spec.description, spec.language, built.runtime, built.runtime_digest,
+        blob_hash(built.wasm) if built.wasm is not None else None,
+        {rel: blob_hash(data) for rel, data in spec.files.items()},
+        spec.origin, spec.capabilities, spec.input_schema, spec.output_schema,
+    )
+
+
+def meta_fingerprint(meta: dict[str, Any]) -> str:
+    """The fingerprint a stored version's meta.json describes (its recorded hashes in place of
+    the bytes), so meta.json cannot name other content than the version it sits in."""
+    source = meta.get("schema_source") or {}
+    return _fingerprint(
+        meta["tool_id"], meta["description"], meta["language"], meta["runtime"],
+        meta.get("interpreter") or "", meta.get("wasm"), dict(meta["files"]),
+        str(meta.get("origin") or "operator"), tuple(meta.get("capabilities") or ()),
+        meta.get("input_schema") if source.get("input") == "author" else None,
+        meta.get("output_schema") if source.get("output") == "author" else None,
+    )
+
+
+def _fingerprint(
+    name: str, description: str, language: str, runtime: str, interpreter: str,
+    wasm: str | None, files: dict[str, str], origin: str, capabilities: Any,
+    input_schema: Any, output_schema: Any,
+) -> str:
     material: dict[str, object] = {
-        "name": spec.name,
-        "description": spec.description,
-        "language": spec.language,
-        "runtime": built.runtime,
-        "interpreter": built.runtime_digest,
-        "wasm": blob_hash(built.wasm) if built.wasm is not None else None,
-        "files": {rel: blob_hash(data) for rel, data in sorted(spec.files.items())},
+        "name": name,
+        "description": description,
+        "language": language,
+        "runtime": runtime,
+        "interpreter": interpreter,
+        "wasm": wasm,
+        "files": dict(sorted(files.items())),
     }
-    if spec.origin != "operator":
-        material["origin"] = spec.origin
-    if spec.capabilities:
-        material["capabilities"] = sorted(spec.capabilities)
+    if origin != "operator":
+        material["origin"] = origin
+    if capabilities:
+        material["capabilities"] = sorted(capabilities)
     # Declared schemas are part of the version; inferred ones derive from the cases above.
-    if spec.input_schema is not None:
-        material["input_schema"] = spec.input_schema
-    if spec.output_schema is not None:
-        material["output_schema"] = spec.output_schema
+    if input_schema is not None:
+        material["input_schema"] = input_schema
+    if output_schema is not None:
+        material["output_schema"] = output_schema
     return hash_bytes(canonical_bytes(material)).split(":", 1)[1][:FINGERPRINT_CHARS]
 
 

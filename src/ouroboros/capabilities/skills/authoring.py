@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .candidate import Unchanged, origin_of, spec_from_answer
-from .errors import SkillError, ToolNotFound, ToolRejected
+from .errors import SkillError, ToolCorrupt, ToolNotFound, ToolRejected
 from .evidence import SkillPolicy
 from .governance import ToolPending
 from .independent import (
@@ -124,7 +125,15 @@ def read_history(store_root: Path, tool_id: str) -> list[dict[str, Any]]:
     path = history_path(store_root, tool_id)
     if not path.exists():
         return []
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue  # a line torn by a crash mid-append, or scribbled: skip it
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def name_from_task(task: str) -> str:
@@ -341,6 +350,8 @@ class ToolAuthor:
             self.store.get(tool_id)
         except ToolNotFound:
             return False
+        except ToolCorrupt:  # tampered on disk, but taken: never write over it
+            return True
         return True
 
     def _free_name(self, base: str) -> str:
@@ -425,8 +436,13 @@ class ToolAuthor:
     def _record(self, tool_id: str, record: dict[str, Any]) -> None:
         path = history_path(self.store.root, tool_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        with open(path, "a+b") as f:
+            if f.tell() > 0:  # after a crash mid-append: end the torn line, keep this one whole
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode("utf-8"))
 
 
 def _clip(key: str, text: str) -> dict[str, Any]:

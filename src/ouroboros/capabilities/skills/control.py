@@ -161,7 +161,7 @@ class SolveStore(Protocol):
 
     def get(self, tool_id: str) -> Any: ...
 
-    def run(self, tool_id: str, input: Any) -> Any: ...
+    def run(self, tool_id: str, input: Any, fingerprint: str | None = None) -> Any: ...
 
 
 SOLVED = frozenset({"reused", "mutated", "created", "no_tool"})
@@ -199,13 +199,16 @@ class SolveStats:
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, int]:
-        data: dict[str, Any] = {}
+        data: Any = {}
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+            except (ValueError, UnicodeDecodeError):
                 data = {}
-        return {k: int(data.get(k, 0)) for k in self.KEYS}
+        if not isinstance(data, dict):
+            data = {}
+        # a scribbled file counts from zero rather than failing every solve at its end
+        return {k: v if type(v := data.get(k, 0)) is int and v >= 0 else 0 for k in self.KEYS}
 
     def bump(self, outcome: str) -> dict[str, int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,8 +425,9 @@ class Solver:
         value = _json_arg(input_json)
         result.ran.append(tool_id)
         try:
-            served_version(self.store, tool_id)
-            run = self.store.run(tool_id, value)
+            # the version checked is the version run, whatever became current meanwhile
+            served = served_version(self.store, tool_id)
+            run = self.store.run(tool_id, value, fingerprint=served.fingerprint)
         except SkillError as e:
             result.ran[-1] = f"{tool_id}!failed"
             return {"error": f"{type(e).__name__}: {e}"}

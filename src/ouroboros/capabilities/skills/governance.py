@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from ouroboros.storage.files import replace_file
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
 from .builders import Built
-from .errors import SkillError, ToolRejected
+from .errors import SkillError, ToolCorrupt, ToolRejected
 from .evidence import POLICY_TARGET, SkillPolicy, evidence_of
 from .runtimes import Runtimes, current_interpreter
 from .schemas import case_problems, check_declared, declared, schemas_of
@@ -148,6 +149,7 @@ def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> 
     store = SkillStore(skills_root(rt), blobs=rt.blobs, runtimes=runtimes, **kwargs)
     store.registrar = lambda staged: submit_version(rt, store, staged)
     store.head_resolver = lambda tool_id: current_version(rt, store.root, tool_id)
+    store.value_resolver = lambda tool_id: rt.refresh().values.get(f"skills/{tool_id}")
     store.tool_lister = lambda: [
         target.split("/", 1)[1] for target, value in rt.refresh().values.items()
         if target.startswith("skills/") and value is not None
@@ -164,7 +166,12 @@ def current_version(rt: Runtime, root: Path, tool_id: str) -> str | None:
         return None
     fingerprint = str(value["fingerprint"])
     if not os.path.isdir(_version_dir(str(root), tool_id, fingerprint)):
-        install(root, rt.blobs, f"skills/{tool_id}", rt.value(f"skills/{tool_id}"))
+        try:
+            install(root, rt.blobs, f"skills/{tool_id}", rt.value(f"skills/{tool_id}"))
+        except (KeyError, ValueError) as e:  # BlobNotFound is a KeyError; a bad blob ValueError
+            raise ToolCorrupt(f"{tool_id}@{fingerprint}: its folder is missing and the blobs "
+                              f"cannot restore it ({type(e).__name__}: {e}); restore the "
+                              "workspace's blobs from a backup") from None
     return fingerprint
 
 
@@ -226,6 +233,9 @@ def check_cases(ctx: TestContext, blobs: Any, runtimes: Runtimes) -> TestOutcome
     value = ctx.new_value
     if value is None:
         return TestOutcome(True, "tool unregistered")
+    if ctx.patch.target != f"skills/{value.get('tool_id')}":  # the store's folder is the target's
+        return TestOutcome(False, f"the target {ctx.patch.target!r} is not the version's tool "
+                                  f"(skills/{str(value.get('tool_id'))[:80]})")
     review = value.get("review")
     if ctx.patch.type == "skill" and review:
         return TestOutcome(False, "a version with review reasons must be a skill_review patch "
@@ -296,14 +306,18 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
     if not final.is_dir():
         tmp = final.with_name(f".{final.name}.installing")
         tmp.mkdir(parents=True, exist_ok=True)
-        for rel, digest in value["files"].items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(blobs.get(digest))
-        if value.get("wasm"):
-            (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
-        meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, final)
+        try:
+            for rel, digest in value["files"].items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(blobs.get(digest))
+            if value.get("wasm"):
+                (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
+            meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-installed is left behind
+            raise
     head.parent.mkdir(parents=True, exist_ok=True)
     replace_file(head, value["fingerprint"])
 

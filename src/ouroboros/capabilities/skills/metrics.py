@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,31 @@ WINDOW = 200
 def empty() -> dict[str, Any]:
     return {"uses": 0, "failures": 0, "p50_ms": None, "p95_ms": None, "last_used": None,
             "recent_ms": []}
+
+
+def clean(metrics: Any) -> dict[str, Any]:
+    """Metrics as read from meta.json, every field of its type: meta.json's one field that
+    changes with use is not in the fingerprint nor the ledger, so a scribbled field starts
+    over rather than breaking every listing and call of the version."""
+    out = empty()
+    if not isinstance(metrics, dict):
+        return out
+    for key in ("uses", "failures"):
+        value = metrics.get(key)
+        if type(value) is int and value >= 0:
+            out[key] = value
+    recent = metrics.get("recent_ms")
+    if isinstance(recent, list):
+        out["recent_ms"] = [float(x) for x in recent if type(x) in (int, float)
+                            and math.isfinite(x) and x >= 0][-WINDOW:]
+    for key in ("p50_ms", "p95_ms"):
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            out[key] = float(value)
+    if isinstance(metrics.get("last_used"), str):
+        out["last_used"] = metrics["last_used"]
+    return out
 
 
 def record(
@@ -143,7 +169,7 @@ def fold(version_dir: Path, write_meta: Any) -> dict[str, Any]:
         meta: dict[str, Any] = json.loads((version_dir / "meta.json").read_text())
         if not log.is_file():
             return meta
-        metrics = meta.get("metrics") or empty()
+        metrics = clean(meta.get("metrics"))
         for raw in log.read_text().splitlines():
             try:
                 call = json.loads(raw)

@@ -12,7 +12,7 @@ import json
 from dataclasses import replace
 from typing import Any, Protocol
 
-from .errors import MalformedTool, ToolNotFound
+from .errors import MalformedTool, ToolCorrupt, ToolNotFound
 from .evidence import SkillPolicy, is_served, status_of
 from .retrieval import SearchHit, SkillIndex
 from .spec import CASES_PATH, parse_cases
@@ -55,10 +55,11 @@ def status(store: ServingStore, version: Any) -> str:
 
 
 def is_served_id(store: ServingStore, tool_id: str) -> bool:
-    """Whether a tool exists and its current version is served."""
+    """Whether a tool exists and its current version is served (not one whose files no
+    longer match what was registered)."""
     try:
         version = store.get(tool_id)
-    except ToolNotFound:
+    except (ToolNotFound, ToolCorrupt):
         return False
     return is_served(version.meta, _policy(store))
 

@@ -34,6 +34,7 @@ from .artifacts import (
     FINGERPRINT_CHARS,
     compute_fingerprint,
     default_runtimes,
+    meta_fingerprint,
     write_bytes,
     write_json,
     write_text,
@@ -56,7 +57,15 @@ from .evidence import ContractBroken, SkillPolicy, contract_changes, evidence_of
 from .runtimes import Runtimes
 from .sandbox import Limits
 from .schemas import ToolSchemas, case_problems, declared, schema_problems, schemas_for, schemas_of
-from .spec import NAME_RE, TestCase, ToolSpec, load_tool_dir, parse_cases, without_hidden
+from .spec import (
+    CASES_PATH,
+    NAME_RE,
+    TestCase,
+    ToolSpec,
+    load_tool_dir,
+    parse_cases,
+    without_hidden,
+)
 from .testing import CaseResult, TestBatch, TestReport, run_batch, run_cases
 
 _FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
@@ -89,13 +98,17 @@ class ToolVersion:
 
     def cases(self, include_hidden: bool = False) -> list[TestCase]:
         """Test cases; hidden ones only on request (never give them to a mutating LLM)."""
-        cases = parse_cases((self.path / "tests" / "cases.json").read_bytes())
+        data = (self.path / CASES_PATH).read_bytes()
+        _check(self, CASES_PATH, data, self.meta["files"][CASES_PATH])
+        cases = parse_cases(data)
         return [c for c in cases if include_hidden or not c.hidden]
 
     def files(self, include_hidden: bool = False) -> dict[str, bytes]:
         """The version's source and tests as a `ToolSpec.files` map (hidden cases removed
         unless asked), the starting point of a mutation."""
         out = {rel: (self.path / rel).read_bytes() for rel in self.meta["files"]}
+        for rel, data in out.items():
+            _check(self, rel, data, self.meta["files"][rel])
         if not include_hidden:
             out["tests/cases.json"] = without_hidden(out["tests/cases.json"])
         return out
@@ -151,8 +164,11 @@ class SkillStore:
         # In a workspace the kernel state names each tool's current version (see governance).
         self.head_resolver: Callable[[str], str | None] | None = None
         self.tool_lister: Callable[[], builtins.list[str]] | None = None
+        # ... and the registered value of that version (its meta.json less the volatile fields).
+        self.value_resolver: Callable[[str], dict[str, Any] | None] | None = None
         self._runnables: dict[Path, tuple[Built, str, bool, ToolSchemas]] = {}
         self._paths: dict[tuple[str, str], Path] = {}
+        self.corrupt: dict[str, str] = {}  # what the last list() left out, and why
 
     # -- registration -------------------------------------------------------------------
 
@@ -187,6 +203,9 @@ class SkillStore:
             if parent is not None:
                 parent_version = self._find_version(parent)
         else:
+            if not _FINGERPRINT.fullmatch(parent):  # a glob pattern and a path component
+                raise ToolRejected("malformed", f"parent {parent[:80]!r} is not a version "
+                                   f"fingerprint ({FINGERPRINT_CHARS} hex digits)")
             parent_version = self._find_version(parent)
             if parent_version is None:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
@@ -340,17 +359,52 @@ class SkillStore:
         fp, path = self._locate(tool_id, fingerprint)
         if not path.is_dir():
             raise ToolNotFound(f"tool {tool_id!r} has no version {fp}")
-        return self._load(path)
+        version = self._load(path)
+        self._check_meta(version, tool_id, fp)
+        return version
+
+    def _check_meta(self, version: ToolVersion, tool_id: str, fingerprint: str) -> None:
+        """meta.json must describe the version it sits in: its hashes and fields give back the
+        folder's fingerprint, and in a workspace its fixed fields are the ledger's value for
+        the current version (evidence, review and origin decide what is served).
+
+        Raises:
+            ToolCorrupt: meta.json was edited on disk after registration.
+        """
+        meta = version.meta
+        try:
+            same = (meta.get("tool_id") == tool_id and meta.get("fingerprint") == fingerprint
+                    and meta_fingerprint(meta) == fingerprint)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            same = False
+        if same and self.value_resolver is not None:
+            value = self.value_resolver(tool_id)
+            if value is not None and value.get("fingerprint") == fingerprint:
+                same = {k: v for k, v in meta.items() if k not in MUTABLE_META} == value
+        if not same:
+            raise ToolCorrupt(
+                f"{tool_id}@{fingerprint}: meta.json does not match the registered version; "
+                "it was changed on disk after registration (restore it from the blobs)")
 
     def list(self) -> list[ToolVersion]:
-        """The current version of every tool, by name."""
+        """The current version of every tool, by name; one whose files or meta.json were
+        edited on disk is left out and named in `corrupt` (tool id → the reason)."""
         if self.tool_lister is not None:
             names = self.tool_lister()
         elif self.tools_dir.is_dir():
             names = [d.name for d in self.tools_dir.iterdir() if not d.name.startswith(".")]
         else:
             names = []
-        return [self.get(name) for name in sorted(names) if self._head(name) is not None]
+        found, corrupt = [], {}
+        for name in sorted(names):
+            try:
+                if self._head(name) is None:
+                    continue
+                found.append(self.get(name))
+            except ToolCorrupt as e:  # never listed, so never served; get() names it
+                corrupt[name] = str(e)
+        self.corrupt = corrupt
+        return found
 
     def versions(self, tool_id: str) -> builtins.list[ToolVersion]:
         """Every version of a tool, oldest first."""
@@ -528,11 +582,13 @@ class SkillStore:
         return head.read_text().strip() if head.is_file() else None
 
     def _find_version(self, fingerprint: str) -> ToolVersion | None:
-        if not self.tools_dir.is_dir():
+        if not self.tools_dir.is_dir() or not _FINGERPRINT.fullmatch(fingerprint):
             return None
         for path in self.tools_dir.glob(f"*/versions/{fingerprint}"):
-            if path.is_dir():
-                return self._load(path)
+            if path.is_dir():  # a parent judges its child: its meta.json must be genuine
+                version = self._load(path)
+                self._check_meta(version, path.parent.parent.name, fingerprint)
+                return version
         return None
 
     def _load(self, path: Path) -> ToolVersion:
@@ -540,6 +596,7 @@ class SkillStore:
             meta = metrics_mod.fold(path, write_json)
         else:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        meta["metrics"] = metrics_mod.clean(meta.get("metrics"))
         return self._version_from(path, meta)
 
     @staticmethod

@@ -14,6 +14,7 @@ The codes (stable; scripts may match on them) are documented in docs/cli.md.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +146,11 @@ def describe(e: BaseException) -> ErrorReport:
         return ErrorReport("integrity", f"the workspace database cannot be read: {e}",
                            "restore the workspace from a backup; `ouro verify` names the "
                            "first bad event once it opens", EXIT_FAILURE, {})
+    skill_errors = sys.modules.get("ouroboros.capabilities.skills.errors")
+    if skill_errors is not None and isinstance(e, skill_errors.ToolCorrupt):
+        # a version's files or meta.json edited on disk after registration: not a bug
+        return ErrorReport("integrity", str(e), "delete that version directory: the "
+                           "workspace reinstalls it from its blobs", EXIT_FAILURE, {})
     if isinstance(e, MemoryError):
         return ErrorReport("failure", "out of memory", "give the command a smaller input",
                            EXIT_FAILURE, {})

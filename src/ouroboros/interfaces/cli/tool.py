@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import textwrap
 import time
 from collections.abc import Callable
@@ -154,6 +155,9 @@ def add_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a tool, run its tests (hidden ones too) and register it by a skill patch."""
+    if parent is not None and not re.fullmatch(r"[0-9a-f]{16}", parent):
+        raise CliError(f"--parent {parent[:80]!r} is not a version fingerprint (16 hex digits)",
+                       "`ouro tool describe NAME` shows its lineage")
     require_dir(directory, "tool directory")
     _, store = _store(home)
     runtime, estimate = _build_estimate(store, directory)
@@ -237,6 +241,9 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
     """Every tool's current version."""
     _, store = _store(home)
     versions = store.list()
+    if store.corrupt:  # fail closed: a listing without it would hide the tampering
+        raise CliError(next(iter(store.corrupt.values())), "delete that version directory: the workspace reinstalls it "
+                       "from its blobs", exit_code=1, code="integrity")
     if as_json:
         print_json([with_status(store, v) for v in versions])
         return
@@ -329,7 +336,8 @@ def test_cmd(
     if all_tools:
         if ids:
             _fail("give tool ids or --all, not both", 2)
-        ids = [v.tool_id for v in store.list()]
+        # a tampered tool is left out of the listing, not out of the test: it fails below
+        ids = sorted([v.tool_id for v in store.list()] + list(store.corrupt))
     if not ids and not all_tools:
         _fail("name a tool to test, or pass --all", 2, "list them with `ouro tool list`")
     if fingerprint is not None and len(ids) != 1:

@@ -307,8 +307,8 @@ def history(
         return
     for r in records:
         extra = r.get("fingerprint") or f"{r.get('reason', '')}: {str(r.get('detail', ''))[:100]}"
-        console.print(f"{r['action']} attempt {r['attempt']}/{r['of']} [{r['model']}] "
-                      f"{r['outcome']} {extra}", highlight=False)
+        console.print(f"{r.get('action')} attempt {r.get('attempt')}/{r.get('of')} "
+                      f"[{r.get('model')}] {r.get('outcome')} {extra}", highlight=False)
 
 
 def register(tool_app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ouroboros.capabilities.skills.errors import ToolCorrupt
 from ouroboros.kernel.errors import (
     IntegrityError,
     InvalidPatch,
@@ -113,6 +114,12 @@ def install(app: FastAPI) -> None:
     async def _ouro(_: Request, exc: OuroError) -> JSONResponse:
         status, code = status_of(exc)
         return error_response(status, code, exc.message, exc.hint)
+
+    @app.exception_handler(ToolCorrupt)
+    async def _corrupt(_: Request, exc: ToolCorrupt) -> JSONResponse:
+        # a version's files or meta.json edited on disk after registration: not a bug
+        return error_response(500, "tool_corrupt", str(exc), "delete that version "
+                              "directory: the workspace reinstalls it from its blobs")
 
     @app.exception_handler(LedgerUnavailable)
     async def _ledger(_: Request, exc: LedgerUnavailable) -> JSONResponse:
