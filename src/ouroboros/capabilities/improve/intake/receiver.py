@@ -146,12 +146,17 @@ class SeenKeys:
         self._db.close()
 
 
-def _key(signal: Signal, raw: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
+def _key(signal: Signal, raw: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    """A span's trace and span ids; a span without usable ids (absent, all zero, junk) and a
+    log record are the same record when their bytes are: without that, one id-less failing
+    span re-posted N times was N failures, enough alone to flag a healthy tool or spike a
+    monitoring window into an automatic revert."""
     if signal == "traces":
         trace, span = record.get("trace_id"), record.get("span_id")
-        return f"span:{trace}:{span}" if trace and span else None
+        if trace and span:
+            return f"span:{trace}:{span}"
     digest = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f"log:{digest}"
+    return f"{'span-digest' if signal == 'traces' else 'log'}:{digest}"
 
 
 def _records(document: Any, signal: Signal) -> Iterator[tuple[SpanRecord, Mapping[str, Any]]]:

@@ -1,0 +1,89 @@
+"""The improvement loop's decisions, attacked through its input: OTLP spans crafted by one
+telemetry token holder to steer analysis and the monitoring window (real SQLite dedup, real
+day files)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ouroboros.capabilities.improve.intake.receiver import SeenKeys, receive, seen_keys
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home: Path) -> TelemetryStore:
+    return TelemetryStore(home, clock=lambda: NOW)
+
+
+@pytest.fixture
+def seen(home: Path) -> Iterator[SeenKeys]:
+    keys = seen_keys(home)
+    yield keys
+    keys.close()
+
+
+def _nanos(moment: datetime) -> str:
+    return str(int(moment.timestamp() * 1_000_000) * 1000)
+
+
+def span(tool: str = "web_search", *, ok: bool = False, minutes_ago: float = 5,
+         ids: dict[str, str] | None = None, **attrs: Any) -> dict[str, Any]:
+    start = NOW - timedelta(minutes=minutes_ago)
+    body: dict[str, Any] = {
+        "name": f"execute_tool {tool}",
+        "startTimeUnixNano": _nanos(start),
+        "endTimeUnixNano": _nanos(start + timedelta(milliseconds=40)),
+        "attributes": [{"key": "gen_ai.tool.name", "value": {"stringValue": tool}},
+                       *({"key": k, "value": {"stringValue": v}} for k, v in attrs.items())],
+        "status": {"code": 1 if ok else 2, "message": "boom"},
+    }
+    body.update(ids or {})
+    return body
+
+
+def request(*spans: dict[str, Any], service: str = "agent") -> dict[str, Any]:
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": service}}]},
+        "scopeSpans": [{"spans": list(spans)}]}]}
+
+
+def tool_calls(store: TelemetryStore) -> list[dict[str, Any]]:
+    return [e for e in store.events() if e.get("event_type") == "tool_call"]
+
+
+@pytest.mark.parametrize("ids", [
+    {},  # no ids at all
+    {"traceId": "0" * 32, "spanId": "0" * 16},  # all-zero ids (invalid per OTLP)
+    {"traceId": "not-an-id", "spanId": "zz"},  # ids that are neither hex nor base64
+], ids=["none", "zero", "junk"])
+def test_a_span_without_usable_ids_replayed_is_stored_once(
+        store: TelemetryStore, seen: SeenKeys, ids: dict[str, str]) -> None:
+    """One failing span with no usable id, posted 50 times (in one request and across
+    requests), must not become 50 failures: that alone would flag a healthy tool as failing
+    (a proposal against it) or spike a monitoring window (an automatic revert)."""
+    one = span(ids=ids)
+    first = receive(request(*[one] * 25), "traces", store, seen)
+    second = receive(request(*[one] * 25), "traces", store, seen)
+    assert (first.stored, first.duplicates) == (1, 24)
+    assert (second.stored, second.duplicates) == (0, 25)
+    assert len(tool_calls(store)) == 1
+
+
+def test_distinct_spans_without_ids_are_all_kept(store: TelemetryStore, seen: SeenKeys) -> None:
+    """The dedup of id-less spans is by content: two real calls (other times) both count."""
+    report = receive(request(span(minutes_ago=5), span(minutes_ago=6), span(ok=True)),
+                     "traces", store, seen)
+    assert (report.stored, report.duplicates) == (3, 0)
