@@ -122,3 +122,39 @@ def test_an_error_message_from_telemetry_is_inert_in_the_rule_based_proposal(
                  r"`rm", r"www\.evil"):
         assert not re.search(r"(?<!\\)" + live, shown), live
     assert r"\<img" in shown and r"\[Approve now\]" in shown
+
+
+def test_a_flood_of_distinct_names_is_bounded_and_a_real_failing_tool_still_found() -> None:
+    """Every distinct tool, agent, (tool, agent) pair, error message and session was a new
+    entry of the aggregate (~1.4 kB each): one token's rate budget (8.6 M spans a day, each
+    with fresh names) grew `ouro telemetry eval` and the scheduled analysis to gigabytes.
+    Each keyed table now has a cap; events past it are counted, not kept, and a tool already
+    tracked keeps being counted in full."""
+    import importlib
+
+    from ouroboros.capabilities.improve.analysis.rules import findings_of
+
+    # the package exports the function `aggregate` under the module's name
+    agg_module = importlib.import_module("ouroboros.capabilities.improve.analysis.aggregate")
+
+    cap = agg_module.MAX_KEYS
+    at = "2026-03-02T11:00:00.000Z"
+    real = [{"timestamp": at, "event_type": "tool_call", "agent": "ResearchAgent",
+             "tool": "web_search", "success": i % 2 == 0, "error_code": "HTTP_502",
+             "error_message": "bad gateway", "latency_ms": 10.0, "session_id": "s1"}
+            for i in range(40)]
+    flood = [{"timestamp": at, "event_type": "tool_call", "agent": f"a{i}", "tool": f"t{i}",
+              "success": False, "error_code": f"E{i}", "error_message": f"boom x{i:x}y",
+              "latency_ms": 5.0, "session_id": f"s{i}"} for i in range(cap + 500)]
+    corrections = [{"timestamp": at, "event_type": "user_correction", "agent": f"c{i}",
+                    "correction_type": "wrong"} for i in range(cap + 500)]
+    # the real tool's calls come first, then the flood, then more of the real tool's calls
+    agg = agg_module.aggregate([*real[:20], *flood, *corrections, *real[20:]], NOW)
+    for table in (agg.recent, agg.recent_by_agent, agg.patterns, agg.pattern_agents,
+                  agg.corrections, agg.sessions):
+        assert len(table) <= cap
+    assert sum(len(s) for s in agg.sessions.values()) <= cap
+    assert agg.overflow >= 1000 and agg.summary()["overflow"] == agg.overflow
+    assert agg.recent["web_search"].calls == 40 and agg.recent["web_search"].failures == 20
+    found = {(f.kind, f.tool) for f in findings_of(agg)}
+    assert ("tool_reliability", "web_search") in found
