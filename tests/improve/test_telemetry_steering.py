@@ -158,3 +158,35 @@ def test_a_flood_of_distinct_names_is_bounded_and_a_real_failing_tool_still_foun
     assert agg.recent["web_search"].calls == 40 and agg.recent["web_search"].failures == 20
     found = {(f.kind, f.tool) for f in findings_of(agg)}
     assert ("tool_reliability", "web_search") in found
+
+
+def test_latencies_kept_per_tool_are_bounded_and_the_p95_still_right() -> None:
+    """Every call's latency was kept (the window's and the 7-day baseline's) to take a p95:
+    memory grew with the number of events, ~32 bytes a call, gigabytes for a week of one
+    token's rate budget. A tool keeps a bounded, deterministic sample; the finding still
+    counts every call."""
+    import importlib
+
+    from ouroboros.capabilities.improve.analysis.rules import findings_of
+
+    agg_module = importlib.import_module("ouroboros.capabilities.improve.analysis.aggregate")
+    cap = agg_module.MAX_SAMPLES
+    n = 3 * cap
+
+    def calls(start: datetime, slow: bool) -> list[dict[str, Any]]:
+        return [{"timestamp": (start + timedelta(milliseconds=i)).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z",
+                 "event_type": "tool_call", "agent": "a", "tool": "db_query", "success": True,
+                 # 90 % fast, 10 % slow: the p95 is in the slow tail
+                 "latency_ms": (4000.0 if slow else 800.0) if i % 10 == 0 else 100.0 + i % 50}
+                for i in range(n)]
+
+    events = [*calls(NOW - timedelta(days=3), False), *calls(NOW - timedelta(hours=2), True)]
+    first = agg_module.aggregate(events, NOW)
+    second = agg_module.aggregate(events, NOW)
+    assert len(first.recent["db_query"].latencies) == cap
+    assert len(first.baseline_latency["db_query"]) == cap
+    assert first.recent["db_query"].latencies == second.recent["db_query"].latencies
+    (finding,) = [f for f in findings_of(first) if f.kind == "latency_anomaly"]
+    assert finding.metrics["p95_ms"] == 4000.0 and finding.metrics["baseline_p95_ms"] == 800.0
+    assert finding.count == n and f"over {n} calls" in finding.evidence[0]

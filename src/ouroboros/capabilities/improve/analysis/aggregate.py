@@ -43,6 +43,31 @@ from ouroboros.capabilities.improve.intake.placeholders import fold_placeholders
 MAX_KEYS = 20_000
 #: A new error message of a full pattern table joins its tool's and code's catch-all.
 OTHER_MESSAGES = "<other messages>"
+#: Latencies a tool keeps for its p95 (window and baseline each): a uniform sample of
+#: every call past that, so memory does not grow with the number of events.
+MAX_SAMPLES = 10_000
+
+
+class Samples(list[float]):
+    """Latencies for a p95: all of them up to ``MAX_SAMPLES``, then a uniform reservoir
+    sample (deterministic: the same events give the same sample). ``seen`` counts all."""
+
+    __slots__ = ("_state", "seen")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+        self._state = 0
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self) < MAX_SAMPLES:
+            self.append(value)
+            return
+        self._state = (self._state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        slot = (self._state >> 11) % self.seen
+        if slot < MAX_SAMPLES:
+            self[slot] = value
 
 
 @lru_cache(maxsize=8192)
@@ -68,7 +93,7 @@ class ToolStats:
         self.calls = 0
         self.failures = 0
         self.timeouts = 0
-        self.latencies: list[float] = []
+        self.latencies = Samples()
         self.agents: Counter[str] = Counter()  # failures per agent
 
 
@@ -88,7 +113,7 @@ class Aggregate:
         self._entries = 0  # nested entries held (agents, sessions, correction types)
         self.recent: dict[str, ToolStats] = defaultdict(ToolStats)
         self.recent_by_agent: dict[tuple[str, str], ToolStats] = defaultdict(ToolStats)
-        self.baseline_latency: dict[str, list[float]] = defaultdict(list)
+        self.baseline_latency: dict[str, Samples] = defaultdict(Samples)
         self.patterns: Counter[tuple[str, str, str, str]] = Counter()
         self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
         self.critical: set[tuple[str, str, str, str]] = set()
@@ -120,7 +145,7 @@ class Aggregate:
             latency = event.get("latency_ms")
             if not recent:
                 if latency is not None and self._admit(self.baseline_latency, tool):
-                    self.baseline_latency[tool].append(latency)
+                    self.baseline_latency[tool].add(latency)
                 return
             if not self._admit(self.recent, tool):
                 return
@@ -134,7 +159,7 @@ class Aggregate:
             for stats in tables:
                 stats.calls += 1
                 if latency is not None:
-                    stats.latencies.append(latency)
+                    stats.latencies.add(latency)
             if not failed:
                 return
             code = event.get("error_code") or "ERROR"
