@@ -190,3 +190,19 @@ def test_latencies_kept_per_tool_are_bounded_and_the_p95_still_right() -> None:
     (finding,) = [f for f in findings_of(first) if f.kind == "latency_anomaly"]
     assert finding.metrics["p95_ms"] == 4000.0 and finding.metrics["baseline_p95_ms"] == 800.0
     assert finding.count == n and f"over {n} calls" in finding.evidence[0]
+
+
+def test_a_span_dated_ahead_cannot_seed_a_monitoring_window_not_yet_open(
+        store: TelemetryStore, seen: SeenKeys) -> None:
+    """The receiver took spans dated up to a day ahead: a token holder could plant failures
+    (or a flood of successes) dated into the next 24 hours, and every monitoring window opened
+    then would read them as live calls: a revert of a good merge, or a bad one held, by a
+    token already revoked. An exporter sends a span after it ended, so the receiver now
+    allows only clock skew (5 minutes) ahead."""
+    ahead = {"traceId": "ab" * 16}
+    planted = [span(minutes_ago=-m, ids={**ahead, "spanId": f"{m:016x}"}) for m in (10, 60, 600)]
+    skewed = span(minutes_ago=-2, ids={**ahead, "spanId": "1" * 16})
+    report = receive(request(*planted, skewed), "traces", store, seen)
+    assert (report.stored, report.rejected) == (1, 3)
+    assert all("more than 5 minutes in the future" in e for e in report.errors)
+    assert [e["span_id"] for e in tool_calls(store)] == ["1" * 16]
