@@ -126,8 +126,9 @@ def test_an_error_message_from_telemetry_is_inert_in_the_rule_based_proposal(
 
 def test_a_flood_of_distinct_names_is_bounded_and_a_real_failing_tool_still_found() -> None:
     """Every distinct tool, agent, (tool, agent) pair, error message and session was a new
-    entry of the aggregate (~1.4 kB each): one token's rate budget (8.6 M spans a day, each
-    with fresh names) grew `ouro telemetry eval` and the scheduled analysis to gigabytes.
+    entry of the aggregate (~1.4 kB each): one token's rate budget (8.6 M requests a day,
+    each of many spans with fresh names) grew `ouro telemetry eval` and the scheduled
+    analysis to gigabytes.
     Each keyed table now has a cap; events past it are counted, not kept, and a tool already
     tracked keeps being counted in full."""
     import importlib
