@@ -207,3 +207,15 @@ def test_a_span_dated_ahead_cannot_seed_a_monitoring_window_not_yet_open(
     assert (report.stored, report.rejected) == (1, 3)
     assert all("more than 5 minutes in the future" in e for e in report.errors)
     assert [e["span_id"] for e in tool_calls(store)] == ["1" * 16]
+
+
+@pytest.mark.parametrize("name", ["w\u0435b_search", "ｗeb_search", "web_search\u200b",
+                                  "web\u2010search"], ids=["cyrillic", "fullwidth", "zwsp", "hyphen"])
+def test_a_look_alike_of_a_tool_name_is_rejected_not_stored_as_another_tool(
+        store: TelemetryStore, seen: SeenKeys, name: str) -> None:
+    """Names are ASCII identifiers: a look-alike of `web_search` is refused (partial success
+    naming the field), so it can neither split a real tool's counts nor pass as it."""
+    report = receive(request(span(name, ids={"traceId": "cd" * 16, "spanId": "2" * 16})),
+                     "traces", store, seen)
+    assert (report.stored, report.rejected) == (0, 1) and "tool: must match" in report.errors[0]
+    assert tool_calls(store) == []
