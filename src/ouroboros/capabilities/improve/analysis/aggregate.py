@@ -35,6 +35,40 @@ from ouroboros.capabilities.improve.intake.events import (
 )
 from ouroboros.capabilities.improve.intake.placeholders import fold_placeholders
 
+#: Distinct keys each table of an :class:`Aggregate` holds at most (tools, (tool, agent)
+#: pairs, error patterns, agents, tasks), and nested entries (an agent under a tool or a
+#: pattern, a session, a correction type) in all. Names are the sender's: without a cap a
+#: flood of fresh names grew the analysis by ~1.4 kB per event. A key already held is
+#: always counted; what a full table refuses is counted in ``Aggregate.overflow``.
+MAX_KEYS = 20_000
+#: A new error message of a full pattern table joins its tool's and code's catch-all.
+OTHER_MESSAGES = "<other messages>"
+#: Latencies a tool keeps for its p95 (window and baseline each): a uniform sample of
+#: every call past that, so memory does not grow with the number of events.
+MAX_SAMPLES = 10_000
+
+
+class Samples(list[float]):
+    """Latencies for a p95: all of them up to ``MAX_SAMPLES``, then a uniform reservoir
+    sample (deterministic: the same events give the same sample). ``seen`` counts all."""
+
+    __slots__ = ("_state", "seen")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+        self._state = 0
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self) < MAX_SAMPLES:
+            self.append(value)
+            return
+        self._state = (self._state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        slot = (self._state >> 11) % self.seen
+        if slot < MAX_SAMPLES:
+            self[slot] = value
+
 
 @lru_cache(maxsize=8192)
 def _pattern_of(message: str) -> str:
@@ -59,7 +93,7 @@ class ToolStats:
         self.calls = 0
         self.failures = 0
         self.timeouts = 0
-        self.latencies: list[float] = []
+        self.latencies = Samples()
         self.agents: Counter[str] = Counter()  # failures per agent
 
 
@@ -75,9 +109,11 @@ class Aggregate:
         )
         self.events = 0
         self.unreadable = 0  # events without a usable timestamp (skipped, never fatal)
+        self.overflow = 0  # keys refused by a full table (see MAX_KEYS)
+        self._entries = 0  # nested entries held (agents, sessions, correction types)
         self.recent: dict[str, ToolStats] = defaultdict(ToolStats)
         self.recent_by_agent: dict[tuple[str, str], ToolStats] = defaultdict(ToolStats)
-        self.baseline_latency: dict[str, list[float]] = defaultdict(list)
+        self.baseline_latency: dict[str, Samples] = defaultdict(Samples)
         self.patterns: Counter[tuple[str, str, str, str]] = Counter()
         self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
         self.critical: set[tuple[str, str, str, str]] = set()
@@ -108,38 +144,48 @@ class Aggregate:
             tool = event.get("tool") or "unknown"
             latency = event.get("latency_ms")
             if not recent:
-                if latency is not None:
-                    self.baseline_latency[tool].append(latency)
+                if latency is not None and self._admit(self.baseline_latency, tool):
+                    self.baseline_latency[tool].add(latency)
+                return
+            if not self._admit(self.recent, tool):
                 return
             session = event.get("session_id")
-            if session:
-                self.sessions[agent].add(session)
+            if session and self._admit(self.sessions, agent):
+                self._nested(self.sessions[agent], session)
             failed = not event.get("success")
-            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+            pair = self._admit(self.recent_by_agent, (tool, agent))
+            tables = ((self.recent[tool], self.recent_by_agent[(tool, agent)]) if pair
+                      else (self.recent[tool],))
+            for stats in tables:
                 stats.calls += 1
                 if latency is not None:
-                    stats.latencies.append(latency)
+                    stats.latencies.add(latency)
             if not failed:
                 return
             code = event.get("error_code") or "ERROR"
             message = event.get("error_message") or ""
-            for stats in (self.recent[tool], self.recent_by_agent[(tool, agent)]):
+            for stats in tables:
                 stats.failures += 1
-            if agent:
-                self.recent[tool].agents[agent] += 1
+            if agent and pair:
+                self._nested(self.recent[tool].agents, agent)
             self._pattern(("tool_call", tool, code, _pattern_of(message)), agent, event)
             if _is_timeout(code, message):
                 self.recent[tool].timeouts += 1
                 self.timeout_buckets[tool][ts[:15]] += 1
         elif kind == "user_correction":
             if recent:
-                self.corrections[agent][event.get("correction_type") or "other"] += 1
-            else:
+                if self._admit(self.corrections, agent):
+                    self._nested(self.corrections[agent],
+                                 event.get("correction_type") or "other")
+            elif self._admit(self.baseline_corrections, agent):
                 self.baseline_corrections[agent] += 1
         elif kind == "task_failure":
             task = event.get("task_name") or "unknown"
             if not recent:
-                self.baseline_task_failures[task] += 1
+                if self._admit(self.baseline_task_failures, task):
+                    self.baseline_task_failures[task] += 1
+                return
+            if not self._admit(self.task_failures, task):
                 return
             self.task_failures[task] += 1
             self.task_retries[task] += int(event.get("retry_count") or 0)
@@ -147,16 +193,42 @@ class Aggregate:
             message = _pattern_of(event.get("error_message") or "")
             self._pattern(("task_failure", task, category, message), agent, event)
         elif kind == "feedback" and recent:
-            self.feedback[agent][event.get("rating") or "up"] += 1
+            if self._admit(self.feedback, agent):
+                self.feedback[agent][event.get("rating") or "up"] += 1
         elif kind == "escalation" and recent:
-            self.escalations[(agent, event.get("reason_category") or "other")] += 1
+            reason = (agent, event.get("reason_category") or "other")
+            if self._admit(self.escalations, reason):
+                self.escalations[reason] += 1
+
+    def _admit(self, table: Mapping[Any, Any], key: object) -> bool:
+        """Is ``key`` held by ``table`` or is there room for it (else counted as overflow)?"""
+        if key in table or len(table) < MAX_KEYS:
+            return True
+        self.overflow += 1
+        return False
+
+    def _nested(self, held: Counter[str] | set[str], key: str) -> None:
+        """Counts ``key`` in a nested table, within the budget of nested entries in all."""
+        if key not in held:
+            if self._entries >= MAX_KEYS:
+                self.overflow += 1
+                return
+            self._entries += 1
+        if isinstance(held, set):
+            held.add(key)
+        else:
+            held[key] += 1
 
     def _pattern(
         self, key: tuple[str, str, str, str], agent: str, event: Mapping[str, Any]
     ) -> None:
+        if key not in self.patterns and len(self.patterns) >= MAX_KEYS:
+            key = (*key[:3], OTHER_MESSAGES)
+            if not self._admit(self.patterns, key):
+                return
         self.patterns[key] += 1
         if agent:
-            self.pattern_agents[key][agent] += 1
+            self._nested(self.pattern_agents[key], agent)
         if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
             self.critical.add(key)
 
@@ -178,6 +250,7 @@ class Aggregate:
         return {
             "window": {"start": self.start, "end": self.now},
             "events": self.events,
+            "overflow": self.overflow,
             "tools": tools,
             "error_patterns": patterns,
             "corrections": {a: dict(t) for a, t in sorted(self.corrections.items())},

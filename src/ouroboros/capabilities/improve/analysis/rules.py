@@ -12,7 +12,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ouroboros.capabilities.improve.analysis.aggregate import Aggregate, ToolStats, aggregate
+from ouroboros.capabilities.improve.analysis.aggregate import (
+    Aggregate,
+    Samples,
+    ToolStats,
+    aggregate,
+)
 from ouroboros.capabilities.improve.analysis.findings import (
     KINDS,
     SEVERITIES,
@@ -174,8 +179,8 @@ def _timeout_clusters(agg: Aggregate) -> Iterable[Finding]:
 def _latency_anomalies(agg: Aggregate) -> Iterable[Finding]:
     th = agg.thresholds
     for tool, stats in agg.recent.items():
-        base = agg.baseline_latency.get(tool, [])
-        if len(stats.latencies) < th.latency_min_samples or len(base) < th.latency_min_samples:
+        base = agg.baseline_latency.get(tool) or Samples()
+        if stats.latencies.seen < th.latency_min_samples or base.seen < th.latency_min_samples:
             continue
         now_p95, base_p95 = p95(stats.latencies), p95(base)
         delta = now_p95 - base_p95
@@ -189,10 +194,10 @@ def _latency_anomalies(agg: Aggregate) -> Iterable[Finding]:
             agent=None,
             summary=f"{tool} p95 latency rose from {base_p95:.0f} ms to {now_p95:.0f} ms",
             evidence=(
-                f"p95 {now_p95:.0f} ms over {len(stats.latencies)} calls {_window(agg)}",
-                f"baseline p95 {base_p95:.0f} ms over {len(base)} calls since {agg.baseline_start}",
+                f"p95 {now_p95:.0f} ms over {stats.latencies.seen} calls {_window(agg)}",
+                f"baseline p95 {base_p95:.0f} ms over {base.seen} calls since {agg.baseline_start}",
             ),
-            count=len(stats.latencies),
+            count=stats.latencies.seen,
             metrics={"p95_ms": now_p95, "baseline_p95_ms": base_p95, "ratio": round(ratio, 3)},
         )
 

@@ -21,6 +21,7 @@ from ouroboros.capabilities.improve.proposals.yamledit import (
     get,
     set_scalar,
 )
+from ouroboros.capabilities.llm.untrusted import escape_markdown
 
 AGENTS = "agents.yaml"
 TASKS = "scheduled_tasks.yaml"
@@ -64,10 +65,17 @@ def _severity(findings: Sequence[Finding]) -> str:
 
 
 def _evidence(findings: Sequence[Finding]) -> tuple[str, ...]:
+    """The findings' lines, markdown-escaped: they carry telemetry's error messages, text any
+    telemetry token holder wrote (a link, an image, HTML would render in the proposal)."""
     lines = [f"{f.kind}: {f.summary}" for f in findings]
     for f in findings:
         lines.extend(f.evidence)
-    return tuple(dict.fromkeys(lines))
+    return tuple(escape_markdown(line) for line in dict.fromkeys(lines))
+
+
+def _problem(findings: Sequence[Finding]) -> str:
+    """The findings' summaries, markdown-escaped (see `_evidence`)."""
+    return escape_markdown("; ".join(f.summary for f in findings))
 
 
 def _tool_draft(tool: str, findings: list[Finding], agents_yaml: str) -> Draft | None:
@@ -127,7 +135,7 @@ def _tool_draft(tool: str, findings: list[Finding], agents_yaml: str) -> Draft |
             return None
     except EditError:
         return None
-    return Draft(key, title, category, _severity(used), "; ".join(f.summary for f in used),
+    return Draft(key, title, category, _severity(used), _problem(used),
                  _evidence(used), root, solution, make_diff(AGENTS, agents_yaml, text),
                  (AGENTS,), risk, tuple(used))
 
@@ -145,7 +153,7 @@ def _agent_draft(agent: str, findings: list[Finding], agents_yaml: str) -> Draft
         title=f"Have {agent} ask before guessing",
         category="enhancement",
         severity=_severity(findings),
-        problem="; ".join(f.summary for f in findings),
+        problem=_problem(findings),
         evidence=_evidence(findings),
         root_cause=f"Users keep correcting {agent}: it answers ambiguous requests on a guess.",
         solution=f"Add one line of guidance to {agent}'s persona in `{AGENTS}` (prompt only).",
@@ -173,7 +181,7 @@ def _task_draft(task: str, findings: list[Finding], tasks_yaml: str) -> Draft | 
         title=f"Retry scheduled task {task}",
         category="bugfix",
         severity=_severity(findings),
-        problem="; ".join(f.summary for f in findings),
+        problem=_problem(findings),
         evidence=_evidence(findings),
         root_cause=f"{task} fails intermittently and is retried {retries} times.",
         solution=f"Set `tasks.{task}.retries` from {retries} to {new} in `{TASKS}` (schedule unchanged).",
