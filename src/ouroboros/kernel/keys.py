@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,13 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
+from ouroboros.storage.files import create_new
 
 if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PUBLIC_HEX = re.compile(r"[0-9a-f]{64}")
 PASSPHRASE_ENV = "OURO_KEY_PASSPHRASE"
 _ROOTS: set[Path] = set()
 
@@ -124,11 +127,29 @@ class Keyring:
             else serialization.NoEncryption())
         pem = signer.private.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8, encryption)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        (self.root / f"{name}.pub").write_text(signer.public_hex + "\n")
+        # Written whole under a temporary name, then linked into place: a crash leaves the
+        # name free or the key complete, never an empty key file that is listed, "already
+        # exists" and loads as nothing (link, unlike rename, never replaces another key).
+        tmp = self.root / f".{name}.key.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyError_(f"key {name!r} already exists", "pick another name") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._write_public(name, signer.public_hex)
         return signer
+
+    def _write_public(self, name: str, public_hex: str) -> None:
+        tmp = self.root / f".{name}.pub.{secrets.token_hex(8)}"
+        create_new(tmp, public_hex + "\n")
+        os.replace(tmp, self.root / f"{name}.pub")
 
     def load(self, name: str) -> Signer:
         """Load a private key (cached: key files never change under a name)."""
@@ -174,7 +195,13 @@ class Keyring:
         try:
             public_hex = (self.root / f"{name}.pub").read_text().strip()
         except FileNotFoundError:
-            raise KeyError_(f"no key named {name!r}", "see `ouro key list`") from None
+            public_hex = ""
+        if not _PUBLIC_HEX.fullmatch(public_hex):
+            if not (self.root / f"{name}.key").is_file():
+                raise KeyError_(f"no key named {name!r}", "see `ouro key list`")
+            # `key new` was stopped between the key and its .pub: derive it again
+            public_hex = self.load(name).public_hex
+            self._write_public(name, public_hex)
         return key_id_of(bytes.fromhex(public_hex)), public_hex
 
 

@@ -298,15 +298,22 @@ class Runtime:
         """The ledger must hold every event its signed checkpoints (local and witnesses)
         commit to: a shortened or rewritten ledger refuses to open."""
         if self._state.seq < 0:
-            raise IntegrityError("the ledger is empty (no genesis)", seq=0)
+            raise IntegrityError("the ledger is empty (no genesis)", seq=0,
+                                 hint=_interrupted_init(self.workspace))
         pinned_genesis = self.workspace.config.get("genesis")
         if pinned_genesis is not None and self._state.ledger_id != pinned_genesis:
             raise IntegrityError("the ledger's genesis differs from the one pinned in the "
                                  "workspace: its ledger URL names another workspace's ledger",
                                  seq=0, hint="point the workspace at its own ledger, or "
                                  "restore the database from a backup")
-        known = anchors.read_checkpoints(self.backend, self._witnesses(self._state.witnesses),
-                                         self.verifier)
+        try:
+            known = anchors.read_checkpoints(self.backend,
+                                             self._witnesses(self._state.witnesses),
+                                             self.verifier)
+        except IntegrityError as e:
+            if self._state.seq == 0 and not e.hint:  # the genesis alone: nothing to lose
+                e.hint = _interrupted_init(self.workspace)
+            raise
         count = self.backend.count()
 
         def event_hash(seq: int) -> str | None:
@@ -994,3 +1001,12 @@ def _approvers(state: KernelState, approval: Item | None) -> frozenset[str]:
         return frozenset()
     entry = state.pending.get(str(approval[1].get("patch_hash", "")), {})
     return frozenset({*entry.get("approvals", {}).values(), str(approval[1]["approver"])})
+
+
+def _interrupted_init(ws: Workspace) -> str:
+    """The way out of a workspace whose `ouro init` was killed before it pinned the genesis
+    (its ledger holds no event, or the genesis alone)."""
+    if "genesis" in ws.config:
+        return "restore the ledger from a backup"
+    return (f"if `ouro init` was interrupted, the workspace holds nothing yet: remove "
+            f"{ws.home} and run `ouro init` again; otherwise restore the ledger from a backup")

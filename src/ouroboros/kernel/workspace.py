@@ -65,8 +65,7 @@ class Workspace:
     @classmethod
     def create(cls, home: Path, config: dict[str, Any]) -> Workspace:
         if (home / CONFIG_NAME).exists():
-            raise UsageError(f"a workspace already exists at {home}",
-                             "use it, or pick another --home")
+            raise UsageError(f"a workspace already exists at {home}", _existing_hint(home))
         home.mkdir(parents=True, exist_ok=True)
         ws = cls(home, config)
         ws.save()
@@ -75,3 +74,16 @@ class Workspace:
     def save(self) -> None:
         replace_file(self.home / CONFIG_NAME,
                      json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+
+
+def _existing_hint(home: Path) -> str:
+    """`init` over a workspace: one whose own `init` was killed before it pinned its
+    genesis (see `Runtime.init`) gets the way to start over."""
+    try:
+        pinned = "genesis" in json.loads((home / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        pinned = False
+    if pinned:
+        return "use it, or pick another --home"
+    return (f"use it, or pick another --home; if `ouro init` was interrupted there "
+            f"(`ouro verify` fails), remove {home} and run `ouro init` again")

@@ -53,8 +53,11 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
         loop._revert(done, None, f"deploy failed: {deploy.detail}")
         return
     done = done.logged(now, f"monitoring until {now + loop.monitor.window:%H:%M}Z")
-    loop._save(done, proposal.status, f"merged as {merged}")
+    # the window before the file says "implemented": a crash between them leaves the
+    # proposal approved, and the next sync lands it again (the merge is then a no-op);
+    # the other order left a merged change nobody monitored, never auto-reverted
     loop.monitor.open(proposal.id, now)
+    loop._save(done, proposal.status, f"merged as {merged}")
 
 
 def _unland(loop: ImproveLoop, proposal: Proposal, reason: str) -> None:
