@@ -104,12 +104,9 @@ def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> by
     except FileNotFoundError:
         return None
     try:
-        if limit is None:
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                return fh.read()
         out = bytearray()
-        while len(out) < limit:
-            chunk = os.read(fd, limit - len(out))
+        while limit is None or len(out) < limit:
+            chunk = os.read(fd, 1 << 20 if limit is None else limit - len(out))
             if not chunk:
                 break
             out += chunk
@@ -151,23 +148,10 @@ def read_note(path: str) -> bytes | None:
     return read_small(path, MAX_NOTE)
 
 
-def rewrite_in_place(path: str, data: bytes, *, durable: bool) -> None:
-    """Write ``data`` at offset 0 of ``path`` (created if missing), cut any longer tail."""
-    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, data, 0)
-        if os.fstat(fd).st_size > len(data):
-            os.ftruncate(fd, len(data))
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class InPlaceFile:
-    """``rewrite_in_place`` for a file rewritten on every append (the ledger's own
-    checkpoint): the descriptor stays open, so a rewrite is fstat + pwrite, not open +
-    pwrite + fstat + close. If the file was removed or renamed over since it was opened
+    """A file rewritten in place on every append (the ledger's own checkpoint): ``data``
+    at offset 0, any longer tail cut. The descriptor stays open, so a rewrite is fstat +
+    pwrite, not open + pwrite + fstat + close. If the file was removed or renamed over since it was opened
     (its link count is 0), it is opened again by name: the write always lands in the file
     that readers find at ``path``. Callers serialise rewrites (the writers' lock)."""
 
@@ -211,8 +195,8 @@ def tree_size(note: bytes) -> int:
 
 
 def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = True) -> bool:
-    """``rewrite_in_place`` unless ``path`` already holds a checkpoint of a larger tree;
-    ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
+    """Rewrite ``path`` in place (as `InPlaceFile` does) unless it already holds a
+    checkpoint of a larger tree; ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
     rewritten in place, so always the same inode); ``False`` when the caller already holds
     a lock that orders them."""
     fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
