@@ -272,6 +272,21 @@ def test_a_tampered_or_unsigned_patch_is_rejected_at_the_signature_gate(
     assert agent.get("/api/v1/state/agents/t/config").status_code == 404
 
 
+def test_unsigned_patches_in_an_authors_name_do_not_pause_that_author(
+        live: LiveServer, agent: httpx.Client) -> None:
+    """A submit token posts many rejections naming alice (no signature, a forged one):
+    breakers count only verified signers, so alice's next signed patch still applies."""
+    for i in range(6):  # twice the default threshold of 3
+        env = envelope(live.home, f"agents/victim{i}/config", {"x": i})
+        forged = [{"keyid": s["keyid"], "sig": base64.b64encode(b"\0" * 64).decode()}
+                  for s in env["signatures"]]
+        r = agent.post("/api/v1/patches", json={**env, "signatures": [] if i % 2 else forged})
+        assert r.status_code == 422 and r.json()["stage"] == "signature", r.text
+    r = agent.post("/api/v1/patches", json=envelope(live.home, "agents/victim/config",
+                                                    {"ok": True}))
+    assert r.status_code == 201 and r.json()["status"] == "applied", r.text
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/state/..%2F..%2Fetc%2Fpasswd", "/api/v1/state/%2e%2e/kernel/trust",
     "/api/v1/state/a/../../b", "/api/v1/state/" + "a" * 300, "/api/v1/state/%00",
