@@ -355,7 +355,8 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
                 (tmp / rel).write_bytes(blobs.get(digest))
             if value.get("wasm"):
                 (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
-            meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
+            meta = {**value, "embedding_model": None, "metrics": metrics_mod.signed_empty(
+                metrics_mod.key_of(root), f"{tool_id}@{value['fingerprint']}")}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
             os.replace(tmp, final)
         except BaseException:

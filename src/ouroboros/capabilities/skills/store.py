@@ -309,7 +309,8 @@ class SkillStore:
                     "total": len(report),
                     "hidden": hidden,
                 },
-                "metrics": metrics_mod.empty(),
+                "metrics": metrics_mod.signed_empty(self._metrics_key(),
+                                                    f"{spec.name}@{fingerprint}"),
                 "embedding_model": None,
                 "origin": spec.origin,
                 "capabilities": sorted(spec.capabilities),
@@ -494,11 +495,12 @@ class SkillStore:
                 span.set_attribute("ouro.error_code", type(e).__name__)
                 if record:
                     metrics_mod.append(path, ok=False,
-                                       elapsed_ms=(time.perf_counter() - start) * 1000)
+                                       elapsed_ms=(time.perf_counter() - start) * 1000,
+                                       key=self._metrics_key())
                 raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         if record:
-            metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)
+            metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms, key=self._metrics_key())
         return RunResult(
             tool_id=tool_id,
             fingerprint=fp,
@@ -613,12 +615,21 @@ class SkillStore:
                 return version
         return None
 
+    def _metrics_key(self) -> bytes:
+        """The key of the runtime's own call records (see `metrics`): uses only it wrote
+        count, for the listing and for `promote_after_uses`."""
+        return metrics_mod.key_of(self.root)
+
     def _load(self, path: Path) -> ToolVersion:
-        if (path / metrics_mod.LOG).is_file():
-            meta = metrics_mod.fold(path, write_json)
-        else:
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        meta["metrics"] = metrics_mod.clean(meta.get("metrics"))
+        key, bound = self._metrics_key(), metrics_mod.who(path)
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if (path / metrics_mod.LOG).is_file() or \
+                metrics_mod.trusted(key, bound, meta.get("metrics")) is None:
+            # fold the calls; metrics without the runtime's MAC (edited, or from before
+            # keys) start over, counting only calls made from now on
+            meta = metrics_mod.fold(path, write_json, key)
+        meta["metrics"] = metrics_mod.trusted(key, bound, meta.get("metrics")) \
+            or metrics_mod.untrusted()
         return self._version_from(path, meta)
 
     @staticmethod
