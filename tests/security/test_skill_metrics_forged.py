@@ -131,3 +131,41 @@ def test_a_failure_is_not_erased_by_resetting_the_metrics_and_replaying_successe
     _append(v.path, [successes] * 3)
     wstore.run("double", 3)
     assert not is_served_id(wstore, "double")
+
+
+@pytest.mark.parametrize("planted", ["symlink", "empty", "directory"])
+def test_a_key_file_planted_or_damaged_is_replaced_or_named_never_followed(
+    tmp_path: Path, runtimes: Runtimes, planted: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from ouroboros.capabilities.skills import metrics
+    from ouroboros.interfaces.cli.tool import app
+
+    home = tmp_path / "ws"
+    with Runtime.init(home) as rt:
+        store = open_store(rt, runtimes)
+        _llm_made(store)
+        store.run("double", 1)
+    key = store.root / metrics.KEY
+    key.unlink()
+    target = tmp_path / "target"
+    target.write_bytes(b"precious")
+    if planted == "symlink":
+        key.symlink_to(target)
+    elif planted == "empty":
+        key.write_bytes(b"")
+    else:
+        key.mkdir()
+    metrics._KEYS.clear()  # as a new process would
+    result = CliRunner().invoke(app, ["list", "--json", "--home", str(home)])
+    assert target.read_bytes() == b"precious"
+    assert "Traceback" not in result.output and "bug in ouro" not in result.output
+    if planted == "directory":
+        assert result.exit_code == 1, result.output
+        assert "metrics.key" in json.loads(result.stdout)["error"]["message"]
+        return
+    assert result.exit_code == 0, result.output
+    assert key.is_file() and not key.is_symlink() and len(key.read_bytes()) == 32
+    (listed,) = json.loads(result.stdout)
+    assert listed["metrics"]["uses"] == 0  # signed with the old key: starts over

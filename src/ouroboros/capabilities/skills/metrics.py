@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ouroboros.storage.files import create_new, flocked, open_regular, read_small
+from ouroboros.storage.files import UnsafeFile, create_new, flocked, open_regular, read_small
+
+from .errors import ToolCorrupt
 
 WINDOW = 200
 
@@ -88,7 +90,10 @@ def key_of(root: Path) -> bytes:
 
 def _load_key(path: Path) -> bytes:
     for _ in range(5):
-        data = read_small(path, 64)
+        try:
+            data = read_small(path, 64)
+        except UnsafeFile:  # a planted link or FIFO: replaced (the name, never its target)
+            data = b""
         if data is not None and len(data) == 32:
             return data
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,9 +107,12 @@ def _load_key(path: Path) -> bytes:
                     continue
             else:
                 os.replace(tmp, path)
+        except IsADirectoryError:
+            break
         finally:
             tmp.unlink(missing_ok=True)
-    raise OSError(f"{path}: cannot read or make the metrics key")
+    raise ToolCorrupt(f"{path} is not the store's metrics key (a directory, or it keeps "
+                      "changing); remove it: a new key is made and every use count restarts")
 
 
 def who(version_dir: Path) -> str:
