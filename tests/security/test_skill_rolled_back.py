@@ -114,6 +114,9 @@ def _write_meta(path: Path, meta: dict[str, Any]) -> None:
                   "properties": 0}),
     ("created", "1999-01-01T00:00:00+00:00"),
     ("input_schema", {"type": "string"}),
+    ("created", float("nan")),  # JSON a canonical hash cannot take
+    ("tests", {"passed": 2**80}),
+    ("description", "\ud800 lone surrogate"),
 ])
 def test_an_old_versions_edited_meta_json_is_corrupt(
     tmp_path: Path, runtimes: Runtimes, field: str, forged: Any
@@ -125,7 +128,7 @@ def test_an_old_versions_edited_meta_json_is_corrupt(
     meta = _meta(v1.path if field != "parent" else v2.path)
     old = v1 if field != "parent" else v2
     v3 = _add(store, DOUBLE_V3)  # v2 is old now too
-    assert meta.get(field) != forged
+    assert meta.get(field) is not forged
     meta[field] = forged
     _write_meta(old.path, meta)
     fresh = open_store(rt, runtimes)
@@ -153,3 +156,19 @@ def test_untouched_old_versions_read_as_before(tmp_path: Path, runtimes: Runtime
     assert {v.fingerprint for v in fresh.versions("double")} == {
         v1.fingerprint, v2.fingerprint, v3.fingerprint}  # ordered by second of creation
     assert fresh.get("double", v1.fingerprint).meta["metrics"]["uses"] == 1
+
+
+@pytest.mark.parametrize("forged", [float("nan"), 2**80, "\ud800 lone surrogate"])
+def test_a_current_meta_json_no_canonical_hash_can_take_is_corrupt_not_an_invalid_patch(
+    tmp_path: Path, runtimes: Runtimes, forged: Any
+) -> None:
+    home = tmp_path / "ws"
+    with Runtime.init(home) as rt:
+        v = _add(open_store(rt, runtimes), DOUBLE)
+    meta = _meta(v.path)
+    meta["description"] = forged
+    _write_meta(v.path, meta)
+    for command in (["describe", "double"], ["run", "double", "--input", "3"]):
+        result = CliRunner().invoke(app, [*command, "--home", str(home), "--json"])
+        assert result.exit_code == 1, result.output
+        assert json.loads(result.stdout)["error"]["code"] == "integrity", result.output

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ouroboros.kernel import PatchType, TestContext, TestOutcome, content_hash
+from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.storage.files import replace_file
 
 from . import metrics as metrics_mod
@@ -204,7 +205,10 @@ class Committed:
                     self.patches.setdefault(key, []).append(str(ev.payload["patch_hash"]))
             self.seen = state.seq
         target = f"skills/{tool_id}"
-        patches = self.patches.get((target, content_hash(value)))
+        try:
+            patches = self.patches.get((target, content_hash(value)))
+        except (InvalidPatch, ValueError, TypeError):  # NaN, huge integers: never committed
+            patches = None
         if not patches:
             raise ToolCorrupt(
                 f"{tool_id}@{value.get('fingerprint')}: meta.json does not match any version "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities import tracing
+from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
@@ -383,8 +384,8 @@ class SkillStore:
         try:
             same = (meta.get("tool_id") == tool_id and meta.get("fingerprint") == fingerprint
                     and meta_fingerprint(meta) == fingerprint)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            same = False
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidPatch):
+            same = False  # InvalidPatch: NaN, a huge integer or a lone surrogate (no JCS)
         if same and self.value_resolver is not None:
             registered = {k: v for k, v in meta.items() if k not in MUTABLE_META}
             value = self.value_resolver(tool_id)
