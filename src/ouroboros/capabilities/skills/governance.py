@@ -198,12 +198,14 @@ class Committed:
         """
         state = self.rt.refresh()
         if state.seq > self.seen:
+            seen = state.seq
             for ev in self.rt.log(kind="PatchApplied", since=self.seen + 1):
                 target = str(ev.payload.get("target", ""))
                 if target.startswith("skills/"):
                     key = (target, str(ev.payload.get("result")))
                     self.patches.setdefault(key, []).append(str(ev.payload["patch_hash"]))
-            self.seen = state.seq
+                seen = max(seen, ev.seq)  # appended since the refresh: not read twice
+            self.seen = seen
         target = f"skills/{tool_id}"
         try:
             patches = self.patches.get((target, content_hash(value)))
