@@ -140,3 +140,57 @@ def test_a_removed_version_folder_raises_and_leaves_nothing(tmp_path: Path) -> N
     (d / "meta.json").write_text(json.dumps({"tool_id": "t", "metrics": metrics.empty()}))
     metrics.append(d, ok=True, elapsed_ms=1.0)
     assert _uses(d) == 1
+
+
+# -- with the store's key (signed lines): the replay guard must not drop a genuine call ----
+
+def _signed_version(tmp: Path) -> tuple[Path, bytes]:
+    root = tmp / "store"
+    d = root / "tools" / "t" / "versions" / "0123456789abcdef"
+    d.mkdir(parents=True)
+    key = metrics.key_of(root)
+    meta = {"tool_id": "t", "metrics": metrics.signed_empty(key, metrics.who(d))}
+    (d / "meta.json").write_text(json.dumps(meta))
+    return d, key
+
+
+def _signed_fold_loop(d: str, key: bytes, rounds: int) -> None:
+    for _ in range(rounds):
+        metrics.fold(Path(d), _write, key)
+
+
+def test_signed_calls_with_threads_and_another_process_folding_are_all_counted(
+    tmp_path: Path
+) -> None:
+    d, key = _signed_version(tmp_path)
+    stop = threading.Event()
+    folded: list[int] = []
+
+    def folder() -> None:
+        while not stop.is_set():
+            folded.append(int(metrics.fold(d, _write, key)["metrics"]["uses"]))
+
+    def caller() -> None:
+        for _ in range(200):
+            metrics.append(d, ok=True, elapsed_ms=0.5, key=key)
+
+    metrics.append(d, ok=True, elapsed_ms=0.5, key=key)
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_signed_fold_loop, args=(str(d), key, 150))
+    reader = threading.Thread(target=folder)
+    proc.start()
+    reader.start()
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    stop.set()
+    reader.join()
+    proc.join(60)
+    assert proc.exitcode == 0
+    m = metrics.fold(d, _write, key)["metrics"]
+    assert metrics.trusted(key, metrics.who(d), m) is not None
+    assert (m["uses"], m["rejected"]) == (801, 0)
+    assert folded == sorted(folded)
+    assert os.stat(d.parents[3] / metrics.KEY).st_mode & 0o777 == 0o600

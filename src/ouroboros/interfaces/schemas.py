@@ -143,6 +143,8 @@ class ToolMetrics(Shape):
     p50_ms: float | None = None
     p95_ms: float | None = None
     last_used: str | None = None
+    rejected: int | None = Field(None, description="Call-log lines (and edited metrics) not "
+                                 "counted: no valid MAC of this runtime, replayed or torn")
 
 
 class ToolSummary(Shape):

@@ -20,6 +20,7 @@ from .errors import (
     ToolFailed,
     ToolNotFound,
     ToolRejected,
+    ToolRolledBack,
 )
 from .governance import ToolPending, attach_tools, open_store, register
 from .sandbox import Limits
@@ -50,6 +51,7 @@ __all__ = [
     "ToolNotFound",
     "ToolPending",
     "ToolRejected",
+    "ToolRolledBack",
     "ToolSpec",
     "ToolVersion",
     "ToolchainMissing",

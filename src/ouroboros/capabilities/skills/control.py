@@ -415,7 +415,7 @@ class Solver:
     def _describe(self, tool_id: str) -> dict[str, Any]:
         v = served_version(self.store, tool_id)
         metrics = {k: val for k, val in (v.meta.get("metrics") or {}).items()
-                   if k != "recent_ms"}
+                   if k not in ("recent_ms", "mac", "after")}
         return {"id": v.tool_id, "fingerprint": v.fingerprint, "parent": v.parent,
                 "description": v.description, "language": v.language,
                 "examples": [c.to_json() for c in v.cases(include_hidden=False)][:5],

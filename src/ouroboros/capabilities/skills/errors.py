@@ -15,6 +15,11 @@ class ToolNotFound(SkillError):
     """No tool (or no such version of it) is registered."""
 
 
+class ToolRolledBack(ToolNotFound):
+    """The version exists on disk but a rollback undid the patch that registered it: the
+    ledger no longer has it applied, so it is not run."""
+
+
 class ToolCorrupt(SkillError):
     """A stored version's files no longer match the hashes recorded at registration."""
 

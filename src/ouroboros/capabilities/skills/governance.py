@@ -31,7 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ouroboros.kernel import PatchType, TestContext, TestOutcome
+from ouroboros.kernel import PatchType, TestContext, TestOutcome, content_hash
+from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.storage.files import replace_file
 
 from . import metrics as metrics_mod
@@ -150,6 +151,7 @@ def open_store(rt: Runtime, runtimes: Runtimes | None = None, **kwargs: Any) -> 
     store.registrar = lambda staged: submit_version(rt, store, staged)
     store.head_resolver = lambda tool_id: current_version(rt, store.root, tool_id)
     store.value_resolver = lambda tool_id: rt.refresh().values.get(f"skills/{tool_id}")
+    store.ledger_checker = Committed(rt).check
     store.tool_lister = lambda: [
         target.split("/", 1)[1] for target, value in rt.refresh().values.items()
         if target.startswith("skills/") and value is not None
@@ -173,6 +175,53 @@ def current_version(rt: Runtime, root: Path, tool_id: str) -> str | None:
                               f"cannot restore it ({type(e).__name__}: {e}); restore the "
                               "workspace's blobs from a backup") from None
     return fingerprint
+
+
+class Committed:
+    """Which values the ledger's applied patches gave each ``skills/<tool>`` target, read
+    incrementally (only the events since the last look), so any version's meta.json can be
+    checked against the value the ledger committed for it, and against rollbacks."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.seen = -1
+        # (target, content hash of the value a patch left there) -> those patches
+        self.patches: dict[tuple[str, str], list[str]] = {}
+
+    def check(self, tool_id: str, value: dict[str, Any]) -> str | None:
+        """None while a live (not rolled back) patch left exactly ``value`` on the tool's
+        target; otherwise why not, prefixed ``rolled back:`` when the ledger committed this
+        value and a rollback undid every patch that did.
+
+        Raises:
+            ToolCorrupt: no patch ever committed this value (edited on disk).
+        """
+        state = self.rt.refresh()
+        if state.seq > self.seen:
+            seen = state.seq
+            for ev in self.rt.log(kind="PatchApplied", since=self.seen + 1):
+                target = str(ev.payload.get("target", ""))
+                if target.startswith("skills/"):
+                    key = (target, str(ev.payload.get("result")))
+                    self.patches.setdefault(key, []).append(str(ev.payload["patch_hash"]))
+                seen = max(seen, ev.seq)  # appended since the refresh: not read twice
+            self.seen = seen
+        target = f"skills/{tool_id}"
+        try:
+            patches = self.patches.get((target, content_hash(value)))
+        except (InvalidPatch, ValueError, TypeError):  # NaN, huge integers: never committed
+            patches = None
+        if not patches:
+            raise ToolCorrupt(
+                f"{tool_id}@{value.get('fingerprint')}: meta.json does not match any version "
+                f"the ledger registered for {target}; it was changed on disk after "
+                "registration (restore it from the blobs)")
+        if any(state.live_seq(p) is not None for p in patches):
+            return None
+        undone = [r.undone for p in patches if (r := state.index.record(p)) is not None
+                  and r.undone is not None]
+        at = f" at ledger seq {max(undone)}" if undone else ""
+        return f"rolled back{at}"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -312,7 +361,8 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
                 (tmp / rel).write_bytes(blobs.get(digest))
             if value.get("wasm"):
                 (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
-            meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
+            meta = {**value, "embedding_model": None, "metrics": metrics_mod.signed_empty(
+                metrics_mod.key_of(root), f"{tool_id}@{value['fingerprint']}")}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
             os.replace(tmp, final)
         except BaseException:

@@ -3,23 +3,37 @@
 A call appends one line to the version's ``calls.log`` (O_APPEND, a shared lock, the
 files kept open between calls): cheap enough for a sub-millisecond call. Reading a version folds the log into meta.json's
 ``metrics`` under an exclusive lock, so two processes never lose a count.
+
+A store passes its ``metrics.key`` (32 random bytes, not the signing key): then every line
+carries a nonce, the time it was written under the lock, and an HMAC binding it to the
+version, and ``metrics`` its own HMAC with the time of the newest line counted. A fold counts
+only lines with a valid HMAC, an unseen nonce and a later time (a plain append, a replayed
+or another version's line never counts) and reports the others in ``rejected``; metrics
+without a valid HMAC start over from nothing, so an edited count promotes nothing
+(``promote_after_uses``).
 """
 
 from __future__ import annotations
 
 import atexit
 import fcntl
+import hashlib
+import hmac
 import json
 import math
 import os
+import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ouroboros.storage.files import flocked, open_regular
+from ouroboros.storage.files import UnsafeFile, create_new, flocked, open_regular, read_small
+
+from .errors import ToolCorrupt
 
 WINDOW = 200
 
@@ -51,7 +65,114 @@ def clean(metrics: Any) -> dict[str, Any]:
             out[key] = float(value)
     if isinstance(metrics.get("last_used"), str):
         out["last_used"] = metrics["last_used"]
+    for key in ("rejected", "after"):  # the signed fields (see `trusted`)
+        value = metrics.get(key)
+        if type(value) is int and value >= 0:
+            out[key] = value
     return out
+
+
+# -- the runtime's own records: a MAC a plain append cannot forge ---------------------------
+
+KEY = "metrics.key"
+_KEYS: dict[Path, bytes] = {}
+
+
+def key_of(root: Path) -> bytes:
+    """The store's metrics key, ``<root>/metrics.key`` (mode 0600), made on first use; a
+    damaged one is replaced (every count then starts over, none is forged)."""
+    root = Path(root)
+    key = _KEYS.get(root)
+    if key is None:
+        key = _KEYS[root] = _load_key(root / KEY)
+    return key
+
+
+def _load_key(path: Path) -> bytes:
+    for _ in range(5):
+        try:
+            data = read_small(path, 64)
+        except UnsafeFile:  # a planted link or FIFO: replaced (the name, never its target)
+            data = b""
+        if data is not None and len(data) == 32:
+            return data
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{KEY}.{secrets.token_hex(8)}")
+        create_new(tmp, secrets.token_bytes(32), mode=0o600)
+        try:
+            if data is None:  # linked into place: two first users agree on one key
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    continue
+            else:
+                os.replace(tmp, path)
+        except IsADirectoryError:
+            break
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise ToolCorrupt(f"{path} is not the store's metrics key (a directory, or it keeps "
+                      "changing); remove it: a new key is made and every use count restarts")
+
+
+def who(version_dir: Path) -> str:
+    """What a version's records are bound to: ``tool@fingerprint`` from its folder."""
+    return f"{version_dir.parent.parent.name}@{version_dir.name}"
+
+
+def _mac(key: bytes, bound: str, body: bytes) -> str:
+    return hmac.new(key, bound.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+def _body(metrics: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in metrics.items() if k != "mac"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def sign(key: bytes, bound: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in metrics.items() if k != "mac"}
+    out.setdefault("rejected", 0)
+    out.setdefault("after", 0)
+    out["mac"] = _mac(key, bound, _body(out))
+    return out
+
+
+def signed_empty(key: bytes, bound: str) -> dict[str, Any]:
+    """A new version's metrics, signed, so its first genuine calls count."""
+    return sign(key, bound, empty())
+
+
+def trusted(key: bytes, bound: str, metrics: Any) -> dict[str, Any] | None:
+    """The metrics, cleaned, if their MAC is the runtime's for this version; else None."""
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("mac"), str):
+        return None
+    try:
+        genuine = hmac.compare_digest(metrics["mac"], _mac(key, bound, _body(metrics)))
+    except (TypeError, ValueError):  # unserialisable values, non-ASCII MAC
+        return None
+    return {**clean(metrics), "mac": metrics["mac"]} if genuine else None
+
+
+def untrusted() -> dict[str, Any]:
+    """What a reader shows for metrics without a valid MAC: nothing counted, one rejected."""
+    return {**empty(), "rejected": 1, "after": 0}
+
+
+def _call(key: bytes, bound: str, raw: bytes) -> dict[str, Any] | None:
+    body, tab, mac = raw.partition(b"\t")
+    if not tab:
+        return None
+    try:
+        if not hmac.compare_digest(mac.strip(), _mac(key, bound, body).encode()):
+            return None
+        call = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(call, dict) or type(call.get("ok")) is not bool \
+            or type(call.get("ms")) not in (int, float) or type(call.get("t")) is not int \
+            or not isinstance(call.get("id"), str) or not isinstance(call.get("at"), str):
+        return None
+    return call
 
 
 def record(
@@ -82,15 +203,27 @@ def percentile(values: list[float], pct: float) -> float | None:
 LOG = "calls.log"
 
 
-def append(version_dir: Path, ok: bool, elapsed_ms: float) -> None:
-    """One call line, appended with one ``write`` under the shared lock.
+def append(version_dir: Path, ok: bool, elapsed_ms: float, key: bytes | None = None) -> None:
+    """One call line, appended with one ``write`` under the shared lock (with a key: a
+    nonce, the time under the lock and the MAC, see the module's docstring).
 
     The lock and log files stay open between calls (``_Appender``): a warm call costs
     flock, fstat, write, flock, with no path lookups and no opens."""
     now = datetime.now(UTC)
-    line = (f'{{"ok": {"true" if ok else "false"}, "ms": {round(elapsed_ms, 3)!r}, '
-            f'"at": "{now.isoformat(timespec="seconds")}"}}\n').encode()
-    _APPENDER.write(version_dir, line)
+    if key is None:
+        line = (f'{{"ok": {"true" if ok else "false"}, "ms": {round(elapsed_ms, 3)!r}, '
+                f'"at": "{now.isoformat(timespec="seconds")}"}}\n').encode()
+        _APPENDER.write(version_dir, line)
+        return
+    bound, nonce = who(version_dir), secrets.token_hex(12)
+
+    def signed() -> bytes:  # under the lock: later than every line a fold has counted
+        body = json.dumps({"ok": ok, "ms": round(elapsed_ms, 3), "id": nonce,
+                           "at": now.isoformat(timespec="seconds"), "t": time.time_ns()},
+                          sort_keys=True, separators=(",", ":")).encode()
+        return body + b"\t" + _mac(key, bound, body).encode() + b"\n"
+
+    _APPENDER.write(version_dir, signed)
 
 
 class _Appender:
@@ -107,7 +240,7 @@ class _Appender:
         self._fds: dict[Path, tuple[int, int]] = {}
         self._mutex = threading.Lock()
 
-    def write(self, version_dir: Path, line: bytes) -> None:
+    def write(self, version_dir: Path, line: bytes | Callable[[], bytes]) -> None:
         with self._mutex:
             lock_fd, log_fd = self._open(version_dir)
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
@@ -120,7 +253,7 @@ class _Appender:
                         del self._fds[version_dir]
                         raise
                     self._fds[version_dir] = (lock_fd, log_fd)
-                os.write(log_fd, line)
+                os.write(log_fd, line if isinstance(line, bytes) else line())
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
                 if version_dir not in self._fds:
@@ -162,11 +295,22 @@ os.register_at_fork(after_in_child=_APPENDER._after_fork)
 atexit.register(_APPENDER.close)
 
 
-def fold(version_dir: Path, write_meta: Any) -> dict[str, Any]:
-    """Fold pending call lines into meta.json; return the up-to-date meta."""
+def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[str, Any]:
+    """Fold pending call lines into meta.json; return the up-to-date meta. With a key,
+    metrics without a valid MAC are also started over (signed) when there is no log."""
     log = version_dir / LOG
     with locked(version_dir):
         meta: dict[str, Any] = json.loads((version_dir / "meta.json").read_text())
+        if key is not None:
+            bound, has_log = who(version_dir), log.is_file()
+            if not has_log and trusted(key, bound, meta.get("metrics")) is not None:
+                return meta
+            meta["metrics"] = _fold_signed(key, bound, meta.get("metrics"),
+                                           log.read_bytes() if has_log else b"")
+            write_meta(version_dir / "meta.json", meta)
+            if has_log:
+                log.unlink()
+            return meta
         if not log.is_file():
             return meta
         metrics = clean(meta.get("metrics"))
@@ -180,6 +324,26 @@ def fold(version_dir: Path, write_meta: Any) -> dict[str, Any]:
         write_meta(version_dir / "meta.json", meta)
         log.unlink()
         return meta
+
+
+def _fold_signed(key: bytes, bound: str, stored: Any, log: bytes) -> dict[str, Any]:
+    metrics = trusted(key, bound, stored)
+    if metrics is None:  # edited, copied or from before keys: start over, trusting only
+        # lines written from now on (any already in the log could be replays)
+        metrics = {**empty(), "rejected": 1, "after": time.time_ns()}
+    after = newest = int(metrics.get("after") or 0)
+    rejected, seen = 0, set()
+    for raw in log.splitlines():
+        call = _call(key, bound, raw)
+        if call is None or call["t"] <= after or call["id"] in seen:
+            rejected += 1  # forged, torn, replayed or another version's: never counted
+            continue
+        seen.add(call["id"])
+        newest = max(newest, call["t"])
+        metrics = record(metrics, call["ok"], float(call["ms"]), call["at"])
+    metrics["after"] = newest
+    metrics["rejected"] = int(metrics.get("rejected") or 0) + rejected
+    return sign(key, bound, metrics)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities import tracing
+from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
 
 from . import metrics as metrics_mod
@@ -52,6 +53,7 @@ from .errors import (
     ToolCorrupt,
     ToolNotFound,
     ToolRejected,
+    ToolRolledBack,
 )
 from .evidence import ContractBroken, SkillPolicy, contract_changes, evidence_of
 from .runtimes import Runtimes
@@ -166,6 +168,10 @@ class SkillStore:
         self.tool_lister: Callable[[], builtins.list[str]] | None = None
         # ... and the registered value of that version (its meta.json less the volatile fields).
         self.value_resolver: Callable[[str], dict[str, Any] | None] | None = None
+        # ... and for any version: None while a live patch of the ledger committed that value,
+        # else why not (rolled back); raises ToolCorrupt for a value it never committed.
+        self.ledger_checker: Callable[[str, dict[str, Any]], str | None] | None = None
+        self._registered: dict[Path, dict[str, Any]] = {}
         self._runnables: dict[Path, tuple[Built, str, bool, ToolSchemas]] = {}
         self._paths: dict[tuple[str, str], Path] = {}
         self.corrupt: dict[str, str] = {}  # what the last list() left out, and why
@@ -304,7 +310,8 @@ class SkillStore:
                     "total": len(report),
                     "hidden": hidden,
                 },
-                "metrics": metrics_mod.empty(),
+                "metrics": metrics_mod.signed_empty(self._metrics_key(),
+                                                    f"{spec.name}@{fingerprint}"),
                 "embedding_model": None,
                 "origin": spec.origin,
                 "capabilities": sorted(spec.capabilities),
@@ -365,8 +372,10 @@ class SkillStore:
 
     def _check_meta(self, version: ToolVersion, tool_id: str, fingerprint: str) -> None:
         """meta.json must describe the version it sits in: its hashes and fields give back the
-        folder's fingerprint, and in a workspace its fixed fields are the ledger's value for
-        the current version (evidence, review and origin decide what is served).
+        folder's fingerprint, and in a workspace its fixed fields are the value the ledger
+        committed for that version (the current value, or for an older version one a patch
+        left on the tool's target: parent, evidence, review and origin decide lineage and
+        what is served).
 
         Raises:
             ToolCorrupt: meta.json was edited on disk after registration.
@@ -375,12 +384,15 @@ class SkillStore:
         try:
             same = (meta.get("tool_id") == tool_id and meta.get("fingerprint") == fingerprint
                     and meta_fingerprint(meta) == fingerprint)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            same = False
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidPatch):
+            same = False  # InvalidPatch: NaN, a huge integer or a lone surrogate (no JCS)
         if same and self.value_resolver is not None:
+            registered = {k: v for k, v in meta.items() if k not in MUTABLE_META}
             value = self.value_resolver(tool_id)
             if value is not None and value.get("fingerprint") == fingerprint:
-                same = {k: v for k, v in meta.items() if k not in MUTABLE_META} == value
+                same = registered == value
+            elif self.ledger_checker is not None:
+                self.ledger_checker(tool_id, registered)  # raises ToolCorrupt if never committed
         if not same:
             raise ToolCorrupt(
                 f"{tool_id}@{fingerprint}: meta.json does not match the registered version; "
@@ -411,7 +423,10 @@ class SkillStore:
         base = self.tools_dir / tool_id / "versions"
         if not base.is_dir():
             raise ToolNotFound(f"no tool {tool_id!r}")
-        found = [self._load(p) for p in base.iterdir() if p.is_dir()]
+        found = [self._load(p) for p in base.iterdir()
+                 if p.is_dir() and _FINGERPRINT.fullmatch(p.name)]
+        for v in found:  # an old version's lineage and evidence are the ledger's too
+            self._check_meta(v, tool_id, v.path.name)
         return sorted(found, key=lambda v: (v.meta["created"], v.fingerprint))
 
     def lineage(
@@ -450,6 +465,13 @@ class SkillStore:
         from .testing import call_tool
 
         fp, path, built, source, real_clock, schemas = self._runnable(tool_id, fingerprint)
+        if fingerprint is not None and self.ledger_checker is not None \
+                and self._head(tool_id) != fp:
+            why = self.ledger_checker(tool_id, self._registered[path])
+            if why is not None:
+                raise ToolRolledBack(
+                    f"{tool_id}@{fp} was {why}: the ledger no longer has it applied, so it "
+                    f"is not run (`ouro tool describe {tool_id}` shows the current version)")
         refused = schema_problems(schemas.input, input)
         if refused:
             raise InputRejected(f"the input does not fit {tool_id}'s input schema: "
@@ -474,11 +496,12 @@ class SkillStore:
                 span.set_attribute("ouro.error_code", type(e).__name__)
                 if record:
                     metrics_mod.append(path, ok=False,
-                                       elapsed_ms=(time.perf_counter() - start) * 1000)
+                                       elapsed_ms=(time.perf_counter() - start) * 1000,
+                                       key=self._metrics_key())
                 raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         if record:
-            metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms)
+            metrics_mod.append(path, ok=True, elapsed_ms=elapsed_ms, key=self._metrics_key())
         return RunResult(
             tool_id=tool_id,
             fingerprint=fp,
@@ -542,6 +565,8 @@ class SkillStore:
         cached = self._runnables.get(path)
         if cached is None:
             version = self.get(tool_id, fp)
+            self._registered[path] = {k: v for k, v in version.meta.items()
+                                      if k not in MUTABLE_META}
             cached = (self._built_of(version), version.source,
                       "clock" in (version.meta.get("capabilities") or ()),
                       self.schemas(version))
@@ -591,12 +616,21 @@ class SkillStore:
                 return version
         return None
 
+    def _metrics_key(self) -> bytes:
+        """The key of the runtime's own call records (see `metrics`): uses only it wrote
+        count, for the listing and for `promote_after_uses`."""
+        return metrics_mod.key_of(self.root)
+
     def _load(self, path: Path) -> ToolVersion:
-        if (path / metrics_mod.LOG).is_file():
-            meta = metrics_mod.fold(path, write_json)
-        else:
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        meta["metrics"] = metrics_mod.clean(meta.get("metrics"))
+        key, bound = self._metrics_key(), metrics_mod.who(path)
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if (path / metrics_mod.LOG).is_file() or \
+                metrics_mod.trusted(key, bound, meta.get("metrics")) is None:
+            # fold the calls; metrics without the runtime's MAC (edited, or from before
+            # keys) start over, counting only calls made from now on
+            meta = metrics_mod.fold(path, write_json, key)
+        meta["metrics"] = metrics_mod.trusted(key, bound, meta.get("metrics")) \
+            or metrics_mod.untrusted()
         return self._version_from(path, meta)
 
     @staticmethod

@@ -63,6 +63,9 @@ def describe(e: BaseException) -> CallError:
 
     if isinstance(e, ValidationError):
         return _validation(e)
+    if isinstance(e, skill.ToolRolledBack):
+        return CallError("rolled_back", str(e), "run the current version (no version) or "
+                         "one the ledger still has applied")
     if isinstance(e, skill.ToolNotFound):
         return CallError("not_found", str(e), "list_tools or search_tools shows what exists")
     if isinstance(e, skill.InputRejected):

@@ -22,6 +22,7 @@ from ouroboros.capabilities.skills import (
     ToolNotFound,
     ToolPending,
     ToolRejected,
+    ToolRolledBack,
 )
 from ouroboros.interfaces import schemas
 from ouroboros.interfaces.http.errors import ApiError, ErrorBody
@@ -104,7 +105,9 @@ def describe_tool(name: ToolName, _: Reader, services: ServicesDep,
 
 @router.post("/tools/{name}/run", response_model=schemas.RunResult,
              responses={**_NOT_FOUND, 422: {"model": ErrorBody,
-                                            "description": "The tool failed or hit a limit"}},
+                                            "description": "The tool failed or hit a limit"},
+                        409: {"model": ErrorBody, "description": "The version asked for was "
+                              "rolled back: the ledger no longer has it applied"}},
              summary="Run a tool on one JSON input in the sandbox (ouro tool run)")
 def run_tool(name: ToolName, body: schemas.RunRequest, _: Submitter,
              services: ServicesDep) -> Response:
@@ -123,6 +126,9 @@ def run_tool(name: ToolName, body: schemas.RunRequest, _: Submitter,
         try:  # no separate lookup first: reading a version folds its call log (a write)
             result = store.run(name, body.input, fingerprint=body.version,
                                limits=limits if limits != base else None)
+        except ToolRolledBack as e:  # on disk, but the ledger no longer has it applied
+            raise ApiError(409, "rolled_back", str(e), "run the current version (no "
+                           "version) or one the ledger still has applied") from None
         except ToolNotFound as e:
             raise ApiError(404, "not_found", str(e), "see GET /api/v1/tools") from None
         except SandboxError as e:
