@@ -219,3 +219,22 @@ def test_a_look_alike_of_a_tool_name_is_rejected_not_stored_as_another_tool(
                      "traces", store, seen)
     assert (report.stored, report.rejected) == (0, 1) and "tool: must match" in report.errors[0]
     assert tool_calls(store) == []
+
+
+def test_the_runtime_stamps_its_own_events_local_and_a_receiver_the_token(
+        store: TelemetryStore, seen: SeenKeys, home: Path) -> None:
+    """``source`` is the store's: the runtime's own events are ``local`` whatever they
+    claim; the receiver's are the token's, whatever the span's attributes say; a day file
+    line from before sources were stamped still loads (read as ``unknown``)."""
+    from ouroboros.capabilities.improve.intake.store import source_of
+
+    store.record({"timestamp": NOW - timedelta(minutes=1), "event_type": "tool_call",
+                  "tool": "t", "success": True, "source": "ci-token"})
+    receive(request(span(source="local", **{"ouro.source": "local"})), "traces", store,
+            seen, "ci-token")
+    day = home / "telemetry" / "events" / f"{NOW:%Y-%m-%d}.jsonl"
+    with day.open("ab") as f:
+        f.write(b'{"timestamp": "2026-03-02T11:58:00.000Z", "event_type": "tool_call", '
+                b'"tool": "old", "success": true}\n')
+    by_tool = {e["tool"]: source_of(e) for e in tool_calls(store)}
+    assert by_tool == {"t": "local", "web_search": "ci-token", "old": "unknown"}

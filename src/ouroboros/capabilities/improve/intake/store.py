@@ -33,6 +33,20 @@ from ouroboros.storage.files import flocked
 
 Clock = Callable[[], datetime]
 
+#: The ``source`` of events the runtime itself writes (its own spans, the spool, local
+#: intake, ``ouro telemetry ingest``): the OTLP receiver stamps the submitting token's name
+#: instead (`receiver.receive`). The field is the store's, never the sender's.
+LOCAL_SOURCE = "local"
+#: The source an event stored before sources were stamped is read as.
+UNKNOWN_SOURCE = "unknown"
+
+
+def source_of(event: Mapping[str, Any]) -> str:
+    """Who submitted ``event``: the stamped ``source``, ``unknown`` for older events."""
+    source = event.get("source")
+    return source if isinstance(source, str) and source else UNKNOWN_SOURCE
+
+
 #: Writers that hold events back to batch them (the runtime's own spans,
 #: ``intake.spans``): every reader in this process flushes them first, so a process
 #: always reads what it recorded.
@@ -97,12 +111,15 @@ class TelemetryStore:
         """Events dated before this day are expired (not stored, and pruned)."""
         return (self.clock().astimezone(UTC) - timedelta(days=self.retention_days)).date()
 
-    def append(self, events: Iterable[Mapping[str, Any]]) -> int:
-        """Writes already normalised *and sanitized* events; returns how many."""
+    def append(self, events: Iterable[Mapping[str, Any]], source: str = LOCAL_SOURCE) -> int:
+        """Writes already normalised *and sanitized* events, each stamped with ``source``
+        (whatever ``source`` an event carried is replaced); returns how many."""
         by_day: dict[str, list[bytes]] = {}
         for event in events:
             day = event["timestamp"][:10]
-            by_day.setdefault(day, []).append(orjson.dumps(event) + b"\n")
+            stamped = {k: v for k, v in event.items() if k != "source"}
+            stamped["source"] = source
+            by_day.setdefault(day, []).append(orjson.dumps(stamped) + b"\n")
         self.root.mkdir(parents=True, exist_ok=True)
         for day, lines in sorted(by_day.items()):
             self._append_lines(self.root / f"{day}.jsonl", b"".join(lines))
