@@ -30,8 +30,8 @@ from ouroboros.capabilities.improve.analysis.findings import (
 )
 from ouroboros.capabilities.improve.intake.events import (
     EventError,
-    canonical_timestamp,
     format_timestamp,
+    parse_timestamp,
 )
 from ouroboros.capabilities.improve.intake.placeholders import fold_placeholders
 
@@ -46,6 +46,8 @@ OTHER_MESSAGES = "<other messages>"
 #: Latencies a tool keeps for its p95 (window and baseline each): a uniform sample of
 #: every call past that, so memory does not grow with the number of events.
 MAX_SAMPLES = 10_000
+#: The stored timestamp form (`format_timestamp`); anything else is parsed or skipped.
+_STORED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 class Samples(list[float]):
@@ -129,7 +131,7 @@ class Aggregate:
 
     def add(self, event: Mapping[str, Any]) -> None:
         ts = event.get("timestamp")
-        if not isinstance(ts, str) or len(ts) != 24:
+        if not isinstance(ts, str) or len(ts) != 24 or not _STORED.fullmatch(ts):
             ts = _timestamp_or_none(ts)
             if ts is None:
                 self.unreadable += 1
@@ -264,8 +266,8 @@ class Aggregate:
 
 def _timestamp_or_none(value: object) -> str | None:
     try:
-        return canonical_timestamp(value)
-    except EventError:
+        return format_timestamp(parse_timestamp(value))
+    except (EventError, OverflowError, ValueError):
         return None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +34,8 @@ from ouroboros.storage.files import flocked
 
 Clock = Callable[[], datetime]
 
+#: The stored timestamp form (`format_timestamp`).
+_STORED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 #: The ``source`` of events the runtime itself writes (its own spans, the spool, local
 #: intake, ``ouro telemetry ingest``): the OTLP receiver stamps the submitting token's name
 #: instead (`receiver.receive`). The field is the store's, never the sender's.
@@ -270,7 +273,9 @@ class TelemetryStore:
                     if not isinstance(ts, str):
                         stats.corrupt += 1
                     elif low <= ts < high:
-                        yield event
+                        yield event  # the reader of the event checks its form
+                    elif not _STORED.fullmatch(ts):
+                        stats.corrupt += 1  # not a time at all: counted, not silently out
 
 
 def _last_byte(path: Path, size: int) -> bytes:
