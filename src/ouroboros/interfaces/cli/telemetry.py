@@ -20,7 +20,11 @@ from ouroboros.capabilities.improve.analysis.aggregate import MAX_KEYS
 from ouroboros.capabilities.improve.analysis.workspace import evaluate, findings
 from ouroboros.capabilities.improve.intake import synthetic
 from ouroboros.capabilities.improve.intake.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.intake.events import EVENT_TYPES, parse_timestamp
+from ouroboros.capabilities.improve.intake.events import (
+    EVENT_TYPES,
+    LOCAL_SOURCE,
+    parse_timestamp,
+)
 from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
 from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.errors import CliError, usage
@@ -67,6 +71,14 @@ def _store(home: Path | None) -> TelemetryStore:
         raise WorkspaceMissing(f"no Ouroboros workspace at {where}: {e.strerror}",
                                "run `ouro init` or pass --home / set OURO_HOME") from None
     return TelemetryStore(workspace.home)
+
+
+def _trusted(store: TelemetryStore) -> frozenset[str]:
+    """The runtime's own source and the configured ``telemetry.trusted_sources``."""
+    from ouroboros.kernel.settings import load_settings
+
+    settings = load_settings(store.root.parent.parent).settings
+    return frozenset({LOCAL_SOURCE, *settings.telemetry.trusted_sources})
 
 
 def _parse_now(now: str | None) -> datetime | None:
@@ -228,7 +240,7 @@ def eval_cmd(
     """Run the stability analysis over the stored telemetry and print the findings."""
     store = _store(home)
     moment = _parse_now(now) or datetime.now(UTC)
-    thresholds = Thresholds(window_hours=window_hours)
+    thresholds = Thresholds(window_hours=window_hours, trusted_sources=_trusted(store))
     if llm:
         from ouroboros.capabilities.improve.analysis.llm import LLMAnalysisError, LLMConfig
 

@@ -30,13 +30,14 @@ from typing import Any, Literal
 import orjson
 
 from ouroboros.capabilities.improve.intake.events import (
+    UNKNOWN_SOURCE,
     EventError,
     format_timestamp,
     normalise_event,
 )
 from ouroboros.capabilities.improve.intake.otlp import SpanRecord, iter_log_records, iter_spans
 from ouroboros.capabilities.improve.intake.sanitizer import Redactions
-from ouroboros.capabilities.improve.intake.store import UNKNOWN_SOURCE, TelemetryStore
+from ouroboros.capabilities.improve.intake.store import TelemetryStore
 
 Signal = Literal["traces", "logs"]
 MAX_ERRORS = 20

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from ouroboros.capabilities.improve.intake.events import (
+    LOCAL_SOURCE,
     EventError,
     format_timestamp,
     normalise_event,
@@ -36,20 +37,6 @@ Clock = Callable[[], datetime]
 
 #: The stored timestamp form (`format_timestamp`).
 _STORED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-#: The ``source`` of events the runtime itself writes (its own spans, the spool, local
-#: intake, ``ouro telemetry ingest``): the OTLP receiver stamps the submitting token's name
-#: instead (`receiver.receive`). The field is the store's, never the sender's.
-LOCAL_SOURCE = "local"
-#: The source an event stored before sources were stamped is read as.
-UNKNOWN_SOURCE = "unknown"
-
-
-def source_of(event: Mapping[str, Any]) -> str:
-    """Who submitted ``event``: the stamped ``source``, ``unknown`` for older events."""
-    source = event.get("source")
-    return source if isinstance(source, str) and source else UNKNOWN_SOURCE
-
-
 #: Writers that hold events back to batch them (the runtime's own spans,
 #: ``intake.spans``): every reader in this process flushes them first, so a process
 #: always reads what it recorded.

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.capabilities.improve.analysis import Finding
-from ouroboros.capabilities.improve.intake.events import format_timestamp
+from ouroboros.capabilities.improve.intake.events import LOCAL_SOURCE, format_timestamp
 from ouroboros.capabilities.improve.proposals import branch_gates, landing
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
 from ouroboros.capabilities.improve.proposals.forge import Forge
 from ouroboros.capabilities.improve.proposals.governance import TARGET_PREFIX, Governance
 from ouroboros.capabilities.improve.proposals.landing import NO_BRANCH
 from ouroboros.capabilities.improve.proposals.monitor import (
-    LOCAL_SOURCE,
     Check,
     Monitor,
     Tally,

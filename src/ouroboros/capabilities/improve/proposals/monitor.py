@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ouroboros.capabilities.improve.intake.events import (
+    LOCAL_SOURCE,
     EventError,
     format_timestamp,
     parse_timestamp,
@@ -50,8 +51,6 @@ SILENT_FRACTION = 0.1
 #: The most of a window's counted calls one telemetry source may make (when there are
 #: enough sources for that; with two, each counts as many calls as the smaller one).
 SOURCE_SHARE = 1 / 3
-#: The source the runtime's own events carry (`intake.store.LOCAL_SOURCE`).
-LOCAL_SOURCE = "local"
 #: Planner keys naming one tool (``tool-timeout:web_search``) or one agent.
 _TOOL_KEYS = ("tool-timeout:", "tool-latency:", "tool-retries:")
 _AGENT_KEYS = ("agent-clarify:",)
