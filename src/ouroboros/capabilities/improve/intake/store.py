@@ -253,7 +253,7 @@ class TelemetryStore:
                         if line.strip():
                             stats.corrupt += 1
                         continue
-                    if not isinstance(event, dict):
+                    if not isinstance(event, dict) or not _well_typed(event):
                         stats.corrupt += 1
                         continue
                     ts = event.get("timestamp")
@@ -263,6 +263,29 @@ class TelemetryStore:
                         yield event  # the reader of the event checks its form
                     elif not _STORED.fullmatch(ts):
                         stats.corrupt += 1  # not a time at all: counted, not silently out
+
+
+#: Stored fields that are text (names, codes, messages): a reader groups by them, folds
+#: them, sorts them; a number, list or object there (a hand-edited or damaged day file)
+#: crashed the analysis.
+_TEXT_FIELDS = ("event_type", "agent", "tool", "task_name", "session_id", "error_code",
+                "error_message", "correction_type", "error_category", "reason_category",
+                "rating", "severity", "source", "trace_id", "span_id")
+
+
+def _well_typed(event: dict[str, Any]) -> bool:
+    """Does every field the store writes have the type it writes (a reader skips and
+    counts a line that does not, as one that is not JSON)?"""
+    get = event.get
+    for name in _TEXT_FIELDS:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    latency = get("latency_ms")
+    if latency is not None and type(latency) is not float and type(latency) is not int:
+        return False
+    retries = get("retry_count")
+    return retries is None or type(retries) is int
 
 
 def _last_byte(path: Path, size: int) -> bytes:
