@@ -25,9 +25,11 @@ class Clock(ManualClock):
 
 
 def tool_events(
-    start: datetime, hours: float, fail: dict[str, float], seed: int = 7, per_hour: int = 120
+    start: datetime, hours: float, fail: dict[str, float], seed: int = 7, per_hour: int = 120,
+    source: str = "local",
 ) -> list[dict[str, Any]]:
-    """Tool calls spread over ``hours``; ``fail[tool]`` is that tool's timeout rate."""
+    """Tool calls spread over ``hours``; ``fail[tool]`` is that tool's timeout rate; stamped
+    with ``source`` as the store stamps them (``local``: the runtime's own)."""
     rng = random.Random(seed)
     tools = ["web_search", "run_python", "db_query"]
     out = []
@@ -45,6 +47,7 @@ def tool_events(
             "error_message": "Request timed out after 30s" if failed else None,
             "latency_ms": 10000 if failed else 700 + rng.randint(0, 300),
             "session_id": f"s{i % 40}",
+            "source": source,
         })
     return out
 

@@ -154,7 +154,8 @@ class World:
             at = start + timedelta(seconds=60 * minutes * i / max(n, 1))
             self.events.append({"timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                                 "event_type": "tool_call", "agent": "svc", "tool": "search",
-                                "success": i >= failed, "latency_ms": 100.0})
+                                "success": i >= failed, "latency_ms": 100.0,
+                                "source": "local"})  # as the store stamps them
 
 
 def make_world(tmp: Path, llm_url: str, kind: str = "github", attempts: int = 3

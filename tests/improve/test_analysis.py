@@ -20,7 +20,9 @@ START = NOW - timedelta(days=8)
 
 
 def run(faults: Sequence[syn.Fault] = (), seed: int = 1) -> list[Finding]:
-    return analyse(syn.generate(START, NOW, events_per_hour=300, faults=faults, seed=seed), NOW)
+    # stamped as the store stamps what `ouro telemetry ingest` stores: the runtime's own
+    events = syn.generate(START, NOW, events_per_hour=300, faults=faults, seed=seed)
+    return analyse(({**e, "source": "local"} for e in events), NOW)
 
 
 def kinds(findings: list[Finding]) -> set[tuple[str, str | None, str | None]]:
@@ -85,7 +87,8 @@ def tool_call(minutes_ago: float, tool: str = "web_search", agent: str = "A", ok
               **extra: Any) -> dict[str, Any]:  # fmt: skip
     return {
         "timestamp": syn.format_timestamp(NOW - timedelta(minutes=minutes_ago)),
-        "event_type": "tool_call", "tool": tool, "agent": agent, "success": ok, **extra,
+        "event_type": "tool_call", "tool": tool, "agent": agent, "success": ok,
+        "source": "local", **extra,
     }  # fmt: skip
 
 

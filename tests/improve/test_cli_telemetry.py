@@ -143,3 +143,52 @@ def test_run_demo_narrates_ingest_sanitizer_and_findings(tmp_path: Path) -> None
     assert "<secret:" in text and "ghp_" not in text
     assert "high: timeout_cluster on web_search" in text
     assert "healthy tools get none" in text
+
+
+def test_eval_shows_what_it_could_not_analyse(home: Path) -> None:
+    """A flood of fresh names that fills a table (``MAX_KEYS``) hides a tool that appears
+    after it; lines with an unparseable timestamp are skipped. Neither may pass silently:
+    eval names how many (text and --json), and never crashes."""
+    from ouroboros.capabilities.improve.analysis.aggregate import MAX_KEYS
+
+    at = NOW - timedelta(hours=1)
+    day = home / "telemetry" / "events" / f"{at:%Y-%m-%d}.jsonl"
+    day.parent.mkdir(parents=True, exist_ok=True)
+    ts = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    flood = (json.dumps({"timestamp": ts, "event_type": "tool_call", "tool": f"t{i}",
+                         "success": True, "source": "flood"}) for i in range(MAX_KEYS + 7))
+    bad = [json.dumps({"timestamp": t, "event_type": "tool_call", "tool": "x",
+                       "success": False}) for t in (ts[:14] + "3x" + ts[16:], "soon", 12)]
+    day.write_text("\n".join([*flood, *bad]) + "\n")
+    code, out = invoke("eval", "--home", str(home), "--now", NOW.isoformat(), "--json")
+    assert code == 0
+    unseen = json.loads(out)["not_analysed"]
+    assert unseen["overflow"] == 7 and unseen["unreadable"] == 3
+    code, out = invoke("eval", "--home", str(home), "--now", NOW.isoformat())
+    assert code == 0
+    assert "overflow: 7 event(s) or name(s) not analysed" in out
+    assert "skipped: 3 stored line(s) unreadable" in out
+
+
+def test_eval_skips_stored_lines_with_fields_of_the_wrong_type(home: Path) -> None:
+    """A day file edited by hand (or damaged): a name field holding an object, a list or a
+    number, a message that is a number, a latency that is text. Every one crashed eval
+    (exit 1, 'internal'); each is now one skipped line, and the good lines still count."""
+    at = NOW - timedelta(hours=1)
+    day = home / "telemetry" / "events" / f"{at:%Y-%m-%d}.jsonl"
+    day.parent.mkdir(parents=True, exist_ok=True)
+    ts = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    base = {"timestamp": ts, "event_type": "tool_call", "tool": "t", "success": False,
+            "error_code": "E", "source": "local"}
+    bad = [{"tool": {"a": 1}}, {"tool": ["a"]}, {"tool": 5}, {"error_message": 5},
+           {"latency_ms": "slow"}, {"agent": {"x": 1}}, {"session_id": [1]},
+           {"event_type": "user_correction", "agent": ["a"], "correction_type": "x"},
+           {"event_type": "task_failure", "task_name": "n", "retry_count": "many"}]
+    good = [dict(base, latency_ms=5.0) for _ in range(12)]
+    day.write_text("".join(json.dumps(dict(base, **b)) + "\n" for b in [*bad, *good]))
+    code, out = invoke("eval", "--home", str(home), "--now", NOW.isoformat(), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["not_analysed"]["unreadable"] == len(bad)
+    (found,) = [f for f in report["findings"] if f["kind"] == "tool_reliability"]
+    assert found["metrics"]["calls"] == 12.0

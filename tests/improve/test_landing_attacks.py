@@ -29,7 +29,8 @@ def _merged(h: Harness) -> str:
 
 
 def test_an_outage_after_a_merge_is_never_judged_stable(h: Harness) -> None:
-    # the baseline hour had 120 calls; after the merge the tools go silent (an outage)
+    # the baseline hour had 40 calls of the changed tool (120 in all); after the merge the
+    # tools go silent (an outage)
     pid = _merged(h)
     h.clock.advance(minutes=61)
     (check,) = h.loop.tick()
@@ -41,7 +42,7 @@ def test_an_outage_after_a_merge_is_never_judged_stable(h: Harness) -> None:
     h.clock.advance(minutes=61)  # still silent after the extension: surfaced
     (check,) = h.loop.tick()
     assert check.verdict == "silent"
-    assert check.describe().startswith("0 tool calls since the merge against 120")
+    assert check.describe().startswith("0 tool calls since the merge against 40")
     p = h.loop.get(pid)
     assert p.status == "implemented" and not any("stable" in line for line in p.log)
     assert "SILENT" in p.log[-1]

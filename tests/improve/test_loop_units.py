@@ -18,7 +18,7 @@ from ouroboros.capabilities.improve.proposals.diffs import (
     make_diff,
     parse_diff,
 )
-from ouroboros.capabilities.improve.proposals.monitor import Monitor, is_spike
+from ouroboros.capabilities.improve.proposals.monitor import Monitor, Tally, is_spike
 from ouroboros.capabilities.improve.proposals.policy import PolicyConfig, check_policy, grants
 from ouroboros.capabilities.improve.proposals.proposal import (
     Proposal,
@@ -234,10 +234,15 @@ def test_spike_is_a_rise_over_25_percent(base: float, now: float, spike: bool) -
     assert is_spike(base, now) is spike
 
 
+def _tally(rate: float, calls: int) -> Tally:
+    return Tally({"local": (calls, round(rate * calls))})
+
+
 def test_monitor_needs_enough_calls_to_revert_early(tmp_path: Path) -> None:
     rates = {"before": (0.1, 100), "after": (0.5, 5)}
     m = Monitor(tmp_path / "m.json",
-                lambda s, u: rates["before"] if u <= AT else rates["after"], timedelta(hours=1))
+                lambda s, u, k: _tally(*(rates["before"] if u <= AT else rates["after"])),
+                timedelta(hours=1))
     m.open("p1", AT)
     assert m.check(AT + timedelta(minutes=10))[0].verdict == "watching"
     rates["after"] = (0.5, 25)

@@ -240,6 +240,7 @@ def test_otlp_json_spans_become_tool_call_events(store: TelemetryStore, tmp_path
         "error_code": "TIMEOUT",
         "error_message": "timed out calling https://api.search.example",
         "latency_ms": 2500.0,
+        "source": "local",  # file ingest is the operator's: the runtime's own source
     }
     assert tool_call["session_id"].startswith("s-")
     assert correction["agent"] == "CodeAgent" and correction["correction_type"] == "rephrase"

@@ -219,3 +219,115 @@ def test_a_look_alike_of_a_tool_name_is_rejected_not_stored_as_another_tool(
                      "traces", store, seen)
     assert (report.stored, report.rejected) == (0, 1) and "tool: must match" in report.errors[0]
     assert tool_calls(store) == []
+
+
+def test_the_runtime_stamps_its_own_events_local_and_a_receiver_the_token(
+        store: TelemetryStore, seen: SeenKeys, home: Path) -> None:
+    """``source`` is the store's: the runtime's own events are ``local`` whatever they
+    claim; the receiver's are the token's, whatever the span's attributes say; a day file
+    line from before sources were stamped still loads (read as ``unknown``)."""
+    from ouroboros.capabilities.improve.intake.events import source_of
+
+    store.record({"timestamp": NOW - timedelta(minutes=1), "event_type": "tool_call",
+                  "tool": "t", "success": True, "source": "ci-token"})
+    receive(request(span(source="local", **{"ouro.source": "local"})), "traces", store,
+            seen, "ci-token")
+    day = home / "telemetry" / "events" / f"{NOW:%Y-%m-%d}.jsonl"
+    with day.open("ab") as f:
+        f.write(b'{"timestamp": "2026-03-02T11:58:00.000Z", "event_type": "tool_call", '
+                b'"tool": "old", "success": true}\n')
+    by_tool = {e["tool"]: source_of(e) for e in tool_calls(store)}
+    assert by_tool == {"t": "local", "web_search": "ci-token", "old": "unknown"}
+
+
+def _ok_spans(n: int, tool: str = "web_search") -> list[dict[str, Any]]:
+    return [span(tool, ok=True, minutes_ago=30 + i / 100,
+                 ids={"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}"})
+            for i in range(n)]
+
+
+def _critical(tool: str, i: int, how: str) -> dict[str, Any]:
+    attrs = ({"ouro.severity": "critical"} if how == "severity"
+             else {"error.type": "DATA_LOSS"})
+    return span(tool, minutes_ago=10 + i, ids={"traceId": f"c{i:031x}", "spanId": f"c{i:015x}"},
+                **attrs)
+
+
+def _error_patterns(store: TelemetryStore, trusted: frozenset[str] = frozenset({"local"})
+                    ) -> list[Any]:
+    from ouroboros.capabilities.improve.analysis import Thresholds
+    from ouroboros.capabilities.improve.analysis.workspace import findings
+
+    return [f for f in findings(store, NOW, Thresholds(trusted_sources=trusted))
+            if f.kind == "error_pattern"]
+
+
+@pytest.mark.parametrize("how", ["severity", "code"])
+def test_one_sender_declared_critical_span_among_successes_is_no_critical_finding(
+        store: TelemetryStore, seen: SeenKeys, how: str) -> None:
+    """One failing span with ``ouro.severity=critical`` (or a code in ``CRITICAL_CODES``),
+    among 300 successes, from one token, was a critical finding: a proposal against a
+    healthy tool and an immediate alert. A token's word alone is not enough."""
+    receive(request(*_ok_spans(300), _critical("web_search", 0, how)), "traces", store, seen,
+            "ci-token")
+    assert _error_patterns(store) == []
+    # ... nor from one token repeating it (fresh ids), however often
+    receive(request(*(_critical("web_search", i, how) for i in range(1, 5))), "traces",
+            store, seen, "ci-token")
+    assert all(f.severity != "critical" for f in _error_patterns(store))
+
+
+@pytest.mark.parametrize("how", ["severity", "code"])
+def test_critical_is_trusted_from_the_runtime_named_sources_or_two_sources(
+        store: TelemetryStore, seen: SeenKeys, how: str) -> None:
+    receive(request(*_ok_spans(300), _critical("web_search", 0, how)), "traces", store, seen,
+            "ci-token")
+    # a source the operator named in telemetry.trusted_sources is taken at its word
+    (named,) = _error_patterns(store, frozenset({"local", "ci-token"}))
+    assert named.severity == "critical"
+    # min_pattern_count (3) declarations from two sources are a critical finding too
+    receive(request(*(_critical("web_search", i, how) for i in (1, 2))), "traces", store,
+            seen, "other-token")
+    (two,) = _error_patterns(store)
+    assert two.severity == "critical" and two.count == 3
+
+
+def test_the_runtimes_own_critical_error_is_a_finding_alone(store: TelemetryStore) -> None:
+    store.record({"timestamp": NOW - timedelta(minutes=3), "event_type": "tool_call",
+                  "tool": "web_search", "success": False, "error_code": "CORRUPTION"})
+    store.record_many({"timestamp": NOW - timedelta(minutes=20, seconds=i),
+                       "event_type": "tool_call", "tool": "web_search", "success": True}
+                      for i in range(300))
+    (found,) = _error_patterns(store)
+    assert found.severity == "critical" and found.count == 1
+
+
+def _corrections(agent: str, n: int, start: int) -> dict[str, Any]:
+    return {"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": [
+        {"timeUnixNano": _nanos(NOW - timedelta(minutes=30, seconds=start + i)),
+         "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in (
+             ("ouro.event_type", "user_correction"), ("ouro.agent", agent),
+             ("ouro.correction_type", "wrong_answer"))]}
+        for i in range(n)]}]}]}
+
+
+def test_one_token_claiming_corrections_for_an_agent_makes_no_persona_proposal(
+        store: TelemetryStore, seen: SeenKeys) -> None:
+    """``user_correction`` events for any agent name steered its persona proposal: 50 from
+    one token were 50 corrections. One source's reports alone no longer reach a threshold;
+    three sources' do."""
+    from ouroboros.capabilities.improve.analysis.workspace import findings
+
+    report = receive(_corrections("ResearchAgent", 50, 0), "logs", store, seen, "one-token")
+    assert report.stored == 50
+    assert [f for f in findings(store, NOW) if f.kind == "user_corrections"] == []
+    receive(_corrections("ResearchAgent", 3, 100), "logs", store, seen, "second")
+    receive(_corrections("ResearchAgent", 3, 200), "logs", store, seen, "third")
+    (found,) = [f for f in findings(store, NOW) if f.kind == "user_corrections"]
+    assert found.agent == "ResearchAgent" and found.count == 6  # the largest source left out
+    # the runtime's own reports need no second source
+    store.record_many({"timestamp": NOW - timedelta(minutes=5, seconds=i),
+                       "event_type": "user_correction", "agent": "CodeAgent",
+                       "correction_type": "rephrase"} for i in range(3))
+    assert {f.agent for f in findings(store, NOW) if f.kind == "user_corrections"} == {
+        "ResearchAgent", "CodeAgent"}

@@ -56,7 +56,8 @@ def _run(faults: Sequence[syn.Fault], sanitize: bool) -> list[Finding]:
     events = syn.generate(START, NOW, events_per_hour=300, faults=faults, seed=3)
     if sanitize:
         events = (SANITIZER.event(normalise_event(e).event) for e in events)
-    return analyse(events, NOW)
+    # stamped as the store stamps what `ouro telemetry ingest` stores: the runtime's own
+    return analyse(({**e, "source": "local"} for e in events), NOW)
 
 
 def _shape(findings: list[Finding]) -> list[tuple[str, str, str | None, int]]:

@@ -268,3 +268,41 @@ def test_a_second_server_on_the_same_workspace_shares_the_dedup(tmp_path: Path) 
         finally:
             assert server.stop()[0] == 0
     assert len([e for e in stored(home) if e.get("tool") == "restarttool"]) == 1
+
+
+def test_every_stored_event_carries_the_submitting_tokens_name_as_source(
+        live: LiveServer) -> None:
+    """A sender cannot choose its ``source``: span, resource and ``ouro.`` attributes named
+    ``source`` are not it; the token that posted the span is."""
+    doc = span_json("5e" * 16, "5f" * 8, "sourced_tool")
+    resource = doc["resourceSpans"][0]["resource"]["attributes"]
+    resource.append({"key": "source", "value": {"stringValue": "local"}})
+    resource.append({"key": "ouro.source", "value": {"stringValue": "local"}})
+    attrs = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
+    attrs += [{"key": "source", "value": {"stringValue": "local"}},
+              {"key": "ouro.source", "value": {"stringValue": "local"}}]
+    log = {"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "sourced-agent"}},
+        {"key": "ouro.source", "value": {"stringValue": "local"}}]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": str(time.time_ns()),
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in (
+                ("ouro.event_type", "feedback"), ("ouro.agent", "sourced-agent"),
+                ("ouro.rating", "down"), ("ouro.source", "local"), ("source", "local"))]}]}]}]}
+    with live.client(live.token("otlp-source-a", "submit")) as c:
+        assert c.post("/v1/traces", json=doc).status_code == 200
+    with live.client(live.token("otlp-source-b", "submit")) as c:
+        assert c.post("/v1/logs", json=log).status_code == 200
+    events = stored(live.home)
+    mine = [e for e in events if e.get("tool") == "sourced_tool"]
+    assert [e["source"] for e in mine] == ["otlp-source-a"]
+    feedback = [e for e in events if e.get("agent") == "sourced-agent"]
+    assert [e["source"] for e in feedback] == ["otlp-source-b"]
+
+
+def test_a_token_cannot_take_a_reserved_source_name(tmp_path: Path) -> None:
+    from ouroboros.kernel import UsageError
+
+    for reserved in ("local", "unknown", "LOCAL"):
+        with pytest.raises(UsageError, match="reserved"):
+            TokenStore(tmp_path).new(reserved, "submit")

@@ -32,6 +32,7 @@ def extract(host: JobHost) -> str:
 
 def evaluate(host: JobHost) -> str:
     """``ouro telemetry collect`` + ``eval --propose``: findings become pending proposals."""
+    from ouroboros.capabilities.improve.analysis import Thresholds
     from ouroboros.capabilities.improve.analysis.workspace import findings
     from ouroboros.capabilities.improve.intake.runtime import collect_ledger
     from ouroboros.capabilities.improve.proposals.loop import Paused
@@ -41,7 +42,7 @@ def evaluate(host: JobHost) -> str:
     with host.runtime() as rt:
         collected = collect_ledger(rt, store)  # idempotent: extract may be off
         loop = loop_of(rt)
-        found = findings(store, loop.clock())
+        found = findings(store, loop.clock(), Thresholds(trusted_sources=loop.monitor.trusted))
         try:
             report = loop.propose_report(found) if found else None
         except Paused as e:

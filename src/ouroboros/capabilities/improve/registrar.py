@@ -51,7 +51,8 @@ def loop_of(rt: Runtime, settings: Settings | None = None) -> ImproveLoop:
                     else notifier_from_env(sys.stderr))
         loop = attach(rt, events=lambda since, until: store.events(since=since, until=until),
                       notifier=notifier, settings=settings.improve,
-                      forge=forge_from_settings(settings.improve.forge))
+                      forge=forge_from_settings(settings.improve.forge),
+                      trusted_sources=settings.telemetry.trusted_sources)
         if settings.improve.writer.kind == "llm":
             loop.writer = llm_writer(rt, settings)
     return loop

@@ -16,10 +16,15 @@ import typer
 from rich.table import Table
 
 from ouroboros.capabilities.improve.analysis import Finding, Thresholds
-from ouroboros.capabilities.improve.analysis.workspace import findings
+from ouroboros.capabilities.improve.analysis.aggregate import MAX_KEYS
+from ouroboros.capabilities.improve.analysis.workspace import evaluate, findings
 from ouroboros.capabilities.improve.intake import synthetic
 from ouroboros.capabilities.improve.intake.collectors import IngestReport, ingest
-from ouroboros.capabilities.improve.intake.events import EVENT_TYPES, parse_timestamp
+from ouroboros.capabilities.improve.intake.events import (
+    EVENT_TYPES,
+    LOCAL_SOURCE,
+    parse_timestamp,
+)
 from ouroboros.capabilities.improve.intake.runtime import collect_ledger, store_for
 from ouroboros.capabilities.improve.intake.store import ReadStats, TelemetryStore
 from ouroboros.interfaces.cli.errors import CliError, usage
@@ -66,6 +71,14 @@ def _store(home: Path | None) -> TelemetryStore:
         raise WorkspaceMissing(f"no Ouroboros workspace at {where}: {e.strerror}",
                                "run `ouro init` or pass --home / set OURO_HOME") from None
     return TelemetryStore(workspace.home)
+
+
+def _trusted(store: TelemetryStore) -> frozenset[str]:
+    """The runtime's own source and the configured ``telemetry.trusted_sources``."""
+    from ouroboros.kernel.settings import load_settings
+
+    settings = load_settings(store.root.parent.parent).settings
+    return frozenset({LOCAL_SOURCE, *settings.telemetry.trusted_sources})
 
 
 def _parse_now(now: str | None) -> datetime | None:
@@ -227,7 +240,7 @@ def eval_cmd(
     """Run the stability analysis over the stored telemetry and print the findings."""
     store = _store(home)
     moment = _parse_now(now) or datetime.now(UTC)
-    thresholds = Thresholds(window_hours=window_hours)
+    thresholds = Thresholds(window_hours=window_hours, trusted_sources=_trusted(store))
     if llm:
         from ouroboros.capabilities.improve.analysis.llm import LLMAnalysisError, LLMConfig
 
@@ -238,7 +251,9 @@ def eval_cmd(
         if configured is None:
             raise CliError("--llm needs OURO_LLM_BASE_URL and OURO_LLM_MODEL",
                            "set them, or drop --llm", exit_code=2)
-    found = findings(store, moment, thresholds)
+    found, agg, read = evaluate(store, moment, thresholds)
+    unseen = {"overflow": agg.overflow, "unreadable": agg.unreadable + read.corrupt,
+              "partial": read.partial}
     in_window = None if found else sum(
         1 for _ in store.events(since=moment - timedelta(hours=window_hours), until=moment))
     llm_found: list[Finding] = []
@@ -262,6 +277,8 @@ def eval_cmd(
                                   "findings": [finding_dict(f) for f in found + llm_found]}
         if in_window is not None:
             report["events_in_window"] = in_window
+        if any(unseen.values()):
+            report["not_analysed"] = unseen
         if propose:
             report["proposals"] = proposed
             report["no_proposal"] = skipped
@@ -277,6 +294,7 @@ def eval_cmd(
                           "another time with --now", markup=False)
         else:
             print_findings(found + llm_found)
+        _print_unseen(unseen)
         for p in proposed:
             console.print(f"proposal {p['id']} ({p['status']}): {p['title']} — "
                           f"{p['message']}", markup=False)
@@ -291,6 +309,20 @@ def eval_cmd(
             console.print(f"LLM analysis failed: {llm_error.message}", style="red",
                           markup=False)
         raise typer.Exit(1)
+
+
+def _print_unseen(unseen: dict[str, int]) -> None:
+    """What the analysis could not see: never silently."""
+    if unseen["overflow"]:
+        console.print(f"overflow: {unseen['overflow']} event(s) or name(s) not analysed, a "
+                      f"table already held {MAX_KEYS} distinct names (tools, agents, error "
+                      "patterns, sessions): a flood of fresh names can hide a real one",
+                      style="yellow", markup=False, highlight=False)
+    skipped = unseen["unreadable"] + unseen["partial"]
+    if skipped:
+        console.print(f"skipped: {skipped} stored line(s) unreadable (not JSON, torn, or "
+                      "without a usable timestamp)", style="yellow", markup=False,
+                      highlight=False)
 
 
 def _propose(home: Path | None, found: list[Finding], writer: str | None

@@ -37,6 +37,10 @@ from ouroboros.storage.files import flocked
 TOKENS_FILE = "tokens.json"
 SERVE_DIR = "serve"
 _TOKEN = re.compile(r"^ouro_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+#: Names telemetry sources use for the runtime itself and for events stored before
+#: sources were stamped: the OTLP receiver stamps events with the token's name, so a token
+#: with one of these names could pass its spans off as the runtime's own.
+RESERVED_NAMES = frozenset({"local", "unknown"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _DUMMY = hashlib.sha256(b"ouroboros: no such token").hexdigest()
 
@@ -139,6 +143,10 @@ class TokenStore:
         if not _NAME.match(name):
             raise UsageError(f"invalid token name {name!r}",
                              "use letters, digits and . _ @ - (at most 64)")
+        if name.lower() in RESERVED_NAMES:
+            raise UsageError(f"the token name {name!r} is reserved",
+                             "telemetry from the runtime itself is stamped with it; pick "
+                             "another name")
         try:
             role = Role(role)
         except ValueError:

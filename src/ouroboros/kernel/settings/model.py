@@ -268,6 +268,9 @@ class TelemetrySettings(_Section):
     """The runtime's own spans: always into the store; optionally to an OTLP collector."""
 
     otlp_endpoint: str | None = None
+    trusted_sources: tuple[str, ...] = Field((), description="OTLP token names whose "
+        "telemetry is trusted like the runtime's own (`local`): a critical severity they "
+        "declare is a finding alone, and a monitoring window may be judged on them alone")
 
     @field_validator("otlp_endpoint")
     @classmethod

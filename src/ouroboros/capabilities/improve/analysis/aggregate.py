@@ -30,8 +30,9 @@ from ouroboros.capabilities.improve.analysis.findings import (
 )
 from ouroboros.capabilities.improve.intake.events import (
     EventError,
-    canonical_timestamp,
     format_timestamp,
+    parse_timestamp,
+    source_of,
 )
 from ouroboros.capabilities.improve.intake.placeholders import fold_placeholders
 
@@ -46,6 +47,8 @@ OTHER_MESSAGES = "<other messages>"
 #: Latencies a tool keeps for its p95 (window and baseline each): a uniform sample of
 #: every call past that, so memory does not grow with the number of events.
 MAX_SAMPLES = 10_000
+#: The stored timestamp form (`format_timestamp`); anything else is parsed or skipped.
+_STORED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 class Samples(list[float]):
@@ -116,9 +119,15 @@ class Aggregate:
         self.baseline_latency: dict[str, Samples] = defaultdict(Samples)
         self.patterns: Counter[tuple[str, str, str, str]] = Counter()
         self.pattern_agents: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
+        #: Patterns a trusted source declared critical (a critical code or severity).
         self.critical: set[tuple[str, str, str, str]] = set()
+        #: Critical declarations from other sources: how many, and from which sources.
+        self.critical_claims: Counter[tuple[str, str, str, str]] = Counter()
+        self.critical_sources: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
         self.timeout_buckets: dict[str, Counter[str]] = defaultdict(Counter)
         self.corrections: dict[str, Counter[str]] = defaultdict(Counter)
+        #: An agent's corrections in the window by source (each source's share is capped).
+        self.correction_sources: dict[str, Counter[str]] = defaultdict(Counter)
         self.baseline_corrections: Counter[str] = Counter()
         self.sessions: dict[str, set[str]] = defaultdict(set)
         self.feedback: dict[str, Counter[str]] = defaultdict(Counter)
@@ -129,7 +138,7 @@ class Aggregate:
 
     def add(self, event: Mapping[str, Any]) -> None:
         ts = event.get("timestamp")
-        if not isinstance(ts, str) or len(ts) != 24:
+        if not isinstance(ts, str) or len(ts) != 24 or not _STORED.fullmatch(ts):
             ts = _timestamp_or_none(ts)
             if ts is None:
                 self.unreadable += 1
@@ -177,6 +186,7 @@ class Aggregate:
                 if self._admit(self.corrections, agent):
                     self._nested(self.corrections[agent],
                                  event.get("correction_type") or "other")
+                    self._nested(self.correction_sources[agent], source_of(event))
             elif self._admit(self.baseline_corrections, agent):
                 self.baseline_corrections[agent] += 1
         elif kind == "task_failure":
@@ -230,7 +240,27 @@ class Aggregate:
         if agent:
             self._nested(self.pattern_agents[key], agent)
         if event.get("severity") == "critical" or key[2] in CRITICAL_CODES:
-            self.critical.add(key)
+            source = source_of(event)
+            if source in self.thresholds.trusted_sources:
+                self.critical.add(key)
+            else:  # a sender's word: one span among any number of successes is no alert
+                self.critical_claims[key] += 1
+                self._nested(self.critical_sources[key], source)
+
+    def is_critical(self, key: tuple[str, str, str, str]) -> bool:
+        """Declared critical by a trusted source, or ``min_pattern_count`` times by two
+        sources or more."""
+        return key in self.critical or (
+            self.critical_claims[key] >= self.thresholds.min_pattern_count
+            and len(self.critical_sources.get(key, ())) >= 2)
+
+    def corrections_of(self, agent: str) -> int:
+        """An agent's corrections in the window without the largest untrusted source's:
+        one token's reports alone never reach a threshold."""
+        count = sum(self.corrections[agent].values())
+        untrusted = [n for s, n in self.correction_sources.get(agent, Counter()).items()
+                     if s not in self.thresholds.trusted_sources]
+        return count - max(untrusted, default=0)
 
     def summary(self) -> dict[str, Any]:
         """Aggregates only (no event text beyond sanitized patterns), for the LLM analyser."""
@@ -264,8 +294,8 @@ class Aggregate:
 
 def _timestamp_or_none(value: object) -> str | None:
     try:
-        return canonical_timestamp(value)
-    except EventError:
+        return format_timestamp(parse_timestamp(value))
+    except (EventError, OverflowError, ValueError):
         return None
 
 

@@ -61,6 +61,11 @@ class Thresholds:
     corrections_per_session: float = 0.1
     min_task_failures: int = 3
     trend_ratio: float = 2.0
+    #: Telemetry sources (`intake.store.source_of`) whose word is taken alone: a critical
+    #: severity they declare, and user corrections they report. Any other source's critical
+    #: claims need ``min_pattern_count`` events from two sources or more, and an agent's
+    #: corrections must reach the thresholds without the largest such source's share.
+    trusted_sources: frozenset[str] = frozenset({"local"})
 
 
 def p95(values: list[float]) -> float:

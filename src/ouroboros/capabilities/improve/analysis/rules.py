@@ -71,7 +71,7 @@ def _error_patterns(agg: Aggregate) -> Iterable[Finding]:
     th = agg.thresholds
     for key, count in agg.patterns.items():
         source, subject, code, message = key
-        critical = key in agg.critical
+        critical = agg.is_critical(key)
         calls = agg.recent[subject].calls if source == "tool_call" else 0
         share = count / calls if calls else 1.0
         if not critical and (count < th.min_pattern_count or share < th.min_pattern_share):
@@ -206,7 +206,7 @@ def _user_corrections(agg: Aggregate) -> Iterable[Finding]:
     th = agg.thresholds
     days = th.baseline_days or 1.0
     for agent, types in agg.corrections.items():
-        count = sum(types.values())
+        count = agg.corrections_of(agent)  # one untrusted source's share left out
         if count < th.min_corrections:
             continue
         sessions = len(agg.sessions.get(agent, ())) or count

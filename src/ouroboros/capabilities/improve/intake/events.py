@@ -67,6 +67,20 @@ ALIASES = {
     "duration_ms": "latency_ms",
 }
 
+#: The ``source`` of events the runtime itself writes (its own spans, the spool, local
+#: intake, ``ouro telemetry ingest``): the OTLP receiver stamps the submitting token's name
+#: instead (`receiver.receive`). The field is the store's, never the sender's.
+LOCAL_SOURCE = "local"
+#: The source an event stored before sources were stamped is read as.
+UNKNOWN_SOURCE = "unknown"
+
+
+def source_of(event: Mapping[str, Any]) -> str:
+    """Who submitted ``event``: the stamped ``source``, ``unknown`` for older events."""
+    source = event.get("source")
+    return source if isinstance(source, str) and source else UNKNOWN_SOURCE
+
+
 SEVERITIES = ("critical", "high", "medium", "low")
 RATINGS = ("up", "down")
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from ouroboros.capabilities.improve.intake.events import (
+    UNKNOWN_SOURCE,
     EventError,
     format_timestamp,
     normalise_event,
@@ -187,9 +188,11 @@ def _get(value: object, key: str) -> object:
     return value.get(key) if isinstance(value, Mapping) else None
 
 
-def receive(document: Any, signal: Signal, store: TelemetryStore, seen: SeenKeys
-            ) -> ReceiveReport:
-    """Normalise, sanitize and store the events of one export request, each once."""
+def receive(document: Any, signal: Signal, store: TelemetryStore, seen: SeenKeys,
+            source: str = UNKNOWN_SOURCE) -> ReceiveReport:
+    """Normalise, sanitize and store the events of one export request, each once, stamped
+    with ``source`` (the submitting token's name): no span or resource attribute can set or
+    change it, so the analysis and the monitor can count each submitter separately."""
     report = ReceiveReport()
     redactions = Redactions(report.redactions)
     oldest = store.oldest_kept().isoformat()
@@ -232,7 +235,7 @@ def receive(document: Any, signal: Signal, store: TelemetryStore, seen: SeenKeys
                 if key is not None:
                     batch.add(key)
                 fresh.append((key, event))
-            report.stored = store.append([sanitize(e, redactions) for _, e in fresh])
+            report.stored = store.append([sanitize(e, redactions) for _, e in fresh], source)
             db.executemany("INSERT OR IGNORE INTO seen (key, day) VALUES (?, ?)",
                            [(k, e["timestamp"][:10]) for k, e in fresh if k is not None])
             if seen._pruned != oldest:

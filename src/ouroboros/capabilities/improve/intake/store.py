@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from ouroboros.capabilities.improve.intake.events import (
+    LOCAL_SOURCE,
     EventError,
     format_timestamp,
     normalise_event,
@@ -33,6 +35,8 @@ from ouroboros.storage.files import flocked
 
 Clock = Callable[[], datetime]
 
+#: The stored timestamp form (`format_timestamp`).
+_STORED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 #: Writers that hold events back to batch them (the runtime's own spans,
 #: ``intake.spans``): every reader in this process flushes them first, so a process
 #: always reads what it recorded.
@@ -97,12 +101,15 @@ class TelemetryStore:
         """Events dated before this day are expired (not stored, and pruned)."""
         return (self.clock().astimezone(UTC) - timedelta(days=self.retention_days)).date()
 
-    def append(self, events: Iterable[Mapping[str, Any]]) -> int:
-        """Writes already normalised *and sanitized* events; returns how many."""
+    def append(self, events: Iterable[Mapping[str, Any]], source: str = LOCAL_SOURCE) -> int:
+        """Writes already normalised *and sanitized* events, each stamped with ``source``
+        (whatever ``source`` an event carried is replaced); returns how many."""
         by_day: dict[str, list[bytes]] = {}
         for event in events:
             day = event["timestamp"][:10]
-            by_day.setdefault(day, []).append(orjson.dumps(event) + b"\n")
+            stamped = {k: v for k, v in event.items() if k != "source"}
+            stamped["source"] = source
+            by_day.setdefault(day, []).append(orjson.dumps(stamped) + b"\n")
         self.root.mkdir(parents=True, exist_ok=True)
         for day, lines in sorted(by_day.items()):
             self._append_lines(self.root / f"{day}.jsonl", b"".join(lines))
@@ -246,14 +253,39 @@ class TelemetryStore:
                         if line.strip():
                             stats.corrupt += 1
                         continue
-                    if not isinstance(event, dict):
+                    if not isinstance(event, dict) or not _well_typed(event):
                         stats.corrupt += 1
                         continue
                     ts = event.get("timestamp")
                     if not isinstance(ts, str):
                         stats.corrupt += 1
                     elif low <= ts < high:
-                        yield event
+                        yield event  # the reader of the event checks its form
+                    elif not _STORED.fullmatch(ts):
+                        stats.corrupt += 1  # not a time at all: counted, not silently out
+
+
+#: Stored fields that are text (names, codes, messages): a reader groups by them, folds
+#: them, sorts them; a number, list or object there (a hand-edited or damaged day file)
+#: crashed the analysis.
+_TEXT_FIELDS = ("event_type", "agent", "tool", "task_name", "session_id", "error_code",
+                "error_message", "correction_type", "error_category", "reason_category",
+                "rating", "severity", "source", "trace_id", "span_id")
+
+
+def _well_typed(event: dict[str, Any]) -> bool:
+    """Does every field the store writes have the type it writes (a reader skips and
+    counts a line that does not, as one that is not JSON)?"""
+    get = event.get
+    for name in _TEXT_FIELDS:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    latency = get("latency_ms")
+    if latency is not None and type(latency) is not float and type(latency) is not int:
+        return False
+    retries = get("retry_count")
+    return retries is None or type(retries) is int
 
 
 def _last_byte(path: Path, size: int) -> bytes:

@@ -56,7 +56,7 @@ def merge(loop: ImproveLoop, proposal: Proposal) -> None:
     # the window before the file says "implemented": a crash between them leaves the
     # proposal approved, and the next sync lands it again (the merge is then a no-op);
     # the other order left a merged change nobody monitored, never auto-reverted
-    loop.monitor.open(proposal.id, now)
+    loop.monitor.open(proposal.id, now, proposal.key)
     loop._save(done, proposal.status, f"merged as {merged}")
 
 

@@ -17,13 +17,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ouroboros.capabilities.improve.analysis import Finding, error_rate
+from ouroboros.capabilities.improve.analysis import Finding
+from ouroboros.capabilities.improve.intake.events import LOCAL_SOURCE, format_timestamp
 from ouroboros.capabilities.improve.proposals import branch_gates, landing
 from ouroboros.capabilities.improve.proposals.breakers import Breakers
 from ouroboros.capabilities.improve.proposals.forge import Forge
 from ouroboros.capabilities.improve.proposals.governance import TARGET_PREFIX, Governance
 from ouroboros.capabilities.improve.proposals.landing import NO_BRANCH
-from ouroboros.capabilities.improve.proposals.monitor import Check, Monitor
+from ouroboros.capabilities.improve.proposals.monitor import (
+    Check,
+    Monitor,
+    Tally,
+    tally,
+)
 from ouroboros.capabilities.improve.proposals.notify import (
     Message,
     NotificationBatcher,
@@ -105,8 +111,12 @@ class ImproveLoop:
         settings: ImproveSettings | None = None,
         writer: Writer | None = None,
         forge: Forge | None = None,
+        trusted_sources: Iterable[str] = (),
     ) -> None:
         self.rt = rt
+        #: Telemetry sources a window may be judged on alone (the runtime's own and the
+        #: configured ``telemetry.trusted_sources``); any other lone source is held.
+        trusted = frozenset({LOCAL_SOURCE, *trusted_sources})
         self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
         self.settings = settings or ImproveSettings()
@@ -119,7 +129,7 @@ class ImproveLoop:
         mon = self.settings.monitor
         self.monitor = Monitor(self.root / "monitor.json", self._rate,
                                window or timedelta(minutes=mon.window_minutes),
-                               mon.max_rise, mon.min_calls)
+                               mon.max_rise, mon.min_calls, trusted)
         self.governance = Governance(rt)
         self.events = events
         self._policy = policy  # an explicit policy wins over the target's configuration
@@ -479,7 +489,8 @@ class ImproveLoop:
             if check.verdict == "spike":
                 self._revert(proposal, check)
             elif check.verdict == "watching" and check.extended_until:
-                line = (f"window ended with {check.calls} tool calls against "
+                line = (f"window ended with {check.describe()}" if check.held else
+                        f"window ended with {check.calls} tool calls against "
                         f"{check.baseline_calls} before (no tool calls, or far fewer: an "
                         f"outage or late telemetry); watching until {check.extended_until}")
                 self.store.save(proposal.logged(now, line),
@@ -501,12 +512,14 @@ class ImproveLoop:
         than revert (silence may be telemetry that stopped, not the change); a human
         looks, then reverts (`ouro rollback`) or resets."""
         line = (f"SILENT after monitoring: {check.calls} tool calls since the merge against "
-                f"{check.baseline_calls} in the hour before; no verdict, all proposals halted")
+                f"{check.baseline_calls} in the hour before; no verdict, all proposals halted"
+                if check.held is None else
+                f"HELD after monitoring: {check.describe()}; all proposals halted")
         self.store.save(proposal.logged(now, line), f"proposal {proposal.id}: silent window")
         self.governance.record("ProposalMonitored", {
             "proposal": proposal.id, "verdict": "silent", "baseline": check.baseline,
             "after": check.current, "calls": check.calls,
-            "baseline_calls": check.baseline_calls})
+            "baseline_calls": check.baseline_calls, "held": check.held})
         self.breakers.halt(f"proposal {proposal.id}'s monitoring window ended silent "
                            f"({check.calls} tool calls against {check.baseline_calls} before)")
         self.notifications.alert(Message(f"Proposal {proposal.id}: telemetry silent after "
@@ -542,11 +555,9 @@ class ImproveLoop:
             raise Paused(f"the kernel paused author 'improve' until {until} after repeated "
                          "rejections; `ouro proposals reset` resumes it")
 
-    def _rate(self, since: datetime, until: datetime) -> tuple[float, int]:
-        events = [e for e in self.events(since, until) if e.get("event_type") == "tool_call"]
-        rate = error_rate(events, since=since, until=until)
-        calls = sum(1 for e in events if since <= _ts(e) < until)
-        return rate, calls
+    def _rate(self, since: datetime, until: datetime, key: str | None) -> Tally:
+        return tally(self.events(since, until), format_timestamp(since),
+                     format_timestamp(until), key)
 
     def _now_iso(self) -> str:
         return self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -582,9 +593,3 @@ def _pull_body(p: Proposal) -> str:
     return (f"Proposal {p.id} ({p.category}, {p.severity}) from the Ouroboros improvement "
             f"loop.\n\n{p.problem}\n\n**Solution**: {p.solution}\n\n**Risk**: {p.risk}\n\n"
             f"Merge this pull request, or run `ouro proposals approve {p.id}`.")
-
-
-def _ts(event: Mapping[str, Any]) -> datetime:
-    from ouroboros.capabilities.improve.intake.events import parse_timestamp
-
-    return parse_timestamp(event.get("timestamp"))

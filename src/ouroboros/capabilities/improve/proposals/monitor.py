@@ -8,18 +8,32 @@ the window none or far fewer: an outage gives no error rate, not a good one) is 
 stable: it is watched once more for its own length (telemetry may arrive late) and, still
 silent then, closes as ``silent``. Time is always passed in, never read, so tests drive
 the clock.
+
+What is counted (`tally`): only the calls of what the merged change touched (the tool or
+agent its planner key names; the whole workspace for a key naming neither), by telemetry
+``source`` (the submitting token, ``local`` for the runtime's own), each source counting at
+most ``SOURCE_SHARE`` of the window (`capped`). A verdict must not turn on one untrusted
+source: if leaving any one of them out changes spike into no spike or back, or leaves no
+trusted source and fewer than two others, the window is *held* (never reverted early;
+ending held it is handled as silent: no revert, no keep, a human looks).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from ouroboros.capabilities.improve.intake.events import (
+    LOCAL_SOURCE,
+    EventError,
+    format_timestamp,
+    parse_timestamp,
+)
 from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
 from ouroboros.capabilities.improve.proposals.repo import exclusive
 from ouroboros.storage.files import replace_file
@@ -34,9 +48,107 @@ MIN_CALLS_EARLY = 20
 #: baseline of at least ``MIN_CALLS_EARLY`` calls; any baseline call makes zero silent).
 SILENT_FRACTION = 0.1
 
-#: ``rate(since, until) -> (error rate, number of calls)`` over the telemetry.
-RateFn = Callable[[datetime, datetime], tuple[float, int]]
+#: The most of a window's counted calls one telemetry source may make (when there are
+#: enough sources for that; with two, each counts as many calls as the smaller one).
+SOURCE_SHARE = 1 / 3
+#: Planner keys naming one tool (``tool-timeout:web_search``) or one agent.
+_TOOL_KEYS = ("tool-timeout:", "tool-latency:", "tool-retries:")
+_AGENT_KEYS = ("agent-clarify:",)
+
 Verdict = Literal["watching", "stable", "spike", "silent"]
+
+
+@dataclass
+class Tally:
+    """A window's tool calls in scope, per source: ``(calls, failures)``; and the events
+    skipped for an unreadable timestamp."""
+
+    sources: dict[str, tuple[int, int]]
+    unreadable: int = 0
+
+
+#: ``rate(since, until, key) -> Tally`` over the telemetry; ``key`` is the merged
+#: proposal's planner key (None: the whole workspace).
+RateFn = Callable[[datetime, datetime, "str | None"], Tally]
+
+
+def scope_of(key: str | None) -> tuple[str, str] | None:
+    """What a planner key changed: ``("tool", name)``, ``("agent", name)`` or None (a key
+    naming neither, e.g. a task's retries or a manual change: the whole workspace)."""
+    if not key:
+        return None
+    for prefix in _TOOL_KEYS:
+        if key.startswith(prefix) and key[len(prefix):]:
+            return ("tool", key[len(prefix):])
+    for prefix in _AGENT_KEYS:
+        if key.startswith(prefix) and key[len(prefix):]:
+            return ("agent", key[len(prefix):])
+    return None
+
+
+def source_cap(counts: Iterable[int], share: float = SOURCE_SHARE) -> float:
+    """The most calls any one source counts for: the largest ``C`` with every source's
+    ``min(calls, C)`` at most ``max(share, 1/k)`` of their sum over the ``k`` sources."""
+    ordered = sorted(c for c in counts if c > 0)
+    if not ordered:
+        return 0.0
+    share = max(share, 1 / len(ordered))
+    below = 0.0  # calls of the sources under the segment being tried
+    for j, calls in enumerate(ordered):
+        above = len(ordered) - j  # sources counting C each on this segment
+        if share * above < 1:
+            cap = share * below / (1 - share * above)
+            if cap < calls:
+                return max(cap, float(ordered[j - 1]) if j else 0.0)
+        below += calls
+    return float(ordered[-1])
+
+
+def capped(sources: Mapping[str, tuple[int, int]]) -> tuple[float, int]:
+    """The error rate and the number of calls counted, each source capped (`source_cap`;
+    a capped source's failures scale with it)."""
+    calls = {s: n for s, (n, _) in sources.items() if n > 0}
+    if not calls:
+        return 0.0, 0
+    cap = source_cap(calls.values())
+    weights = {s: min(n, cap) for s, n in calls.items()}
+    counted = sum(weights.values())
+    failed = sum(sources[s][1] * weights[s] / calls[s] for s in calls)
+    return failed / counted, int(counted + 1e-9)
+
+
+def tally(events: Iterable[Mapping[str, Any]], since: str, until: str,
+          key: str | None) -> Tally:
+    """The ``tool_call`` events in ``[since, until)`` (stored timestamp form) within the
+    scope of ``key``, per source (``unknown`` for an event stored without one)."""
+    scope = scope_of(key)
+    counts: dict[str, tuple[int, int]] = {}
+    unreadable = 0
+    for event in events:
+        if event.get("event_type") != "tool_call":
+            continue
+        if scope is not None and event.get(scope[0]) != scope[1]:
+            continue
+        ts = _stored_form(event.get("timestamp"))
+        if ts is None:
+            unreadable += 1
+            continue
+        if not since <= ts < until:
+            continue
+        source = event.get("source")
+        source = source if isinstance(source, str) and source else "unknown"
+        calls, failures = counts.get(source, (0, 0))
+        counts[source] = (calls + 1, failures + (not event.get("success")))
+    return Tally(counts, unreadable)
+
+
+def _stored_form(value: object) -> str | None:
+    """A timestamp in the stored form, or None when it is not one (a damaged day file
+    line is skipped and counted, never fatal)."""
+    try:
+        return format_timestamp(parse_timestamp(value))
+    except (EventError, OverflowError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +160,8 @@ class Window:
     baseline_calls: int
     #: The end of the one extension a silent window gets (None: not extended).
     extended_until: str | None = None
+    #: The merged proposal's planner key: what the window judges (None: every tool).
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,12 +174,22 @@ class Check:
     #: Set when this check extended a silent window: the extension's end.
     extended_until: str | None = None
     baseline_calls: int = 0
+    #: Why the window was held rather than judged (its verdict turns on one untrusted
+    #: telemetry source, or it has too few); None: judged.
+    held: str | None = None
+    #: Events skipped for an unreadable timestamp.
+    unreadable: int = 0
 
     @property
     def rise(self) -> float:
         return (self.current - self.baseline) / max(self.baseline, RATE_FLOOR)
 
     def describe(self) -> str:
+        if self.held is not None:
+            return (f"{self.calls} tool calls since the merge: held ({self.held}), no "
+                    "verdict on the error rate"
+                    + (f"; watching until {self.extended_until}" if self.extended_until
+                       else ""))
         if self.verdict == "silent" or self.extended_until:
             return (f"{self.calls} tool calls since the merge against {self.baseline_calls} "
                     "in the hour before: silent, no verdict on the error rate"
@@ -94,12 +218,14 @@ def is_spike(baseline: float, current: float, max_rise: float = MAX_RISE) -> boo
 
 class Monitor:
     def __init__(self, path: Path, rate: RateFn, window: timedelta = DEFAULT_WINDOW,
-                 max_rise: float = MAX_RISE, min_calls: int = MIN_CALLS_EARLY) -> None:
+                 max_rise: float = MAX_RISE, min_calls: int = MIN_CALLS_EARLY,
+                 trusted: Iterable[str] = (LOCAL_SOURCE,)) -> None:
         self.path = Path(path)
         self.rate = rate
         self.window = window
         self.max_rise = max_rise
         self.min_calls = min_calls
+        self.trusted = frozenset(trusted)
         self.windows: dict[str, Window] = {}
         self.reload()
 
@@ -118,9 +244,10 @@ class Monitor:
         replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.windows.items()},
                                            indent=2))
 
-    def open(self, proposal_id: str, merged_at: datetime) -> Window:
-        baseline, calls = self.rate(merged_at - self.window, merged_at)
-        window = Window(proposal_id, iso(merged_at), iso(merged_at + self.window), baseline, calls)
+    def open(self, proposal_id: str, merged_at: datetime, key: str | None = None) -> Window:
+        baseline, calls = capped(self.rate(merged_at - self.window, merged_at, key).sources)
+        window = Window(proposal_id, iso(merged_at), iso(merged_at + self.window), baseline,
+                        calls, key=key)
         with self._locked():
             self.reload()
             self.windows[proposal_id] = window
@@ -147,13 +274,16 @@ class Monitor:
         extended: dict[str, Window] = {}
         for pid, w in sorted(self.windows.items()):
             merged, until = parse_time(w.merged_at), parse_time(w.until)
-            current, calls = self.rate(merged, min(now, until))
+            counted = self.rate(merged, min(now, until), w.key)
+            current, calls = capped(counted.sources)
             spike = is_spike(w.baseline, current, self.max_rise) and calls > 0
+            held = self._held(w.baseline, counted.sources, spike)
+            spike = spike and held is None
             ended = now >= until
             extension = None
             if spike and (ended or calls >= self.min_calls):
                 verdict: Verdict = "spike"
-            elif ended and is_silent(w.baseline_calls, calls, self.min_calls):
+            elif ended and (held or is_silent(w.baseline_calls, calls, self.min_calls)):
                 verdict = "watching"
                 if w.extended_until is None:  # late telemetry still counts for the window
                     extension = iso(now + self.window)
@@ -165,10 +295,27 @@ class Monitor:
             else:
                 verdict = "watching"
             results.append(Check(pid, verdict, w.baseline, current, calls, extension,
-                                 w.baseline_calls))
+                                 w.baseline_calls, held, counted.unreadable))
         closed = {c.proposal_id for c in results if c.verdict != "watching"}
         if closed or extended:
             self.windows = {k: extended.get(k, v) for k, v in self.windows.items()
                             if k not in closed}
             self._save()
         return results
+
+    def _held(self, baseline: float, sources: Mapping[str, tuple[int, int]],
+              spike: bool) -> str | None:
+        """Why the verdict may not be taken on these calls: it turns on one untrusted
+        source (leaving it out changes it), or leaving one out leaves nothing trusted and
+        fewer than two sources. None: judged."""
+        active = {s: v for s, v in sources.items() if v[0] > 0}
+        for source in sorted(s for s in active if s not in self.trusted):
+            rest = {s: v for s, v in active.items() if s != source}
+            if not rest:
+                return f"every call from one telemetry source, {source}"
+            if len(rest) == 1 and not self.trusted & rest.keys():
+                return f"calls from only two telemetry sources, {', '.join(sorted(active))}"
+            current, calls = capped(rest)
+            if (is_spike(baseline, current, self.max_rise) and calls > 0) != spike:
+                return f"the verdict turns on one telemetry source, {source}"
+        return None

@@ -118,7 +118,8 @@ class StateFlow:
         done = replace(proposal.transition("implemented"), merge_commit=result.patch_hash).logged(
             now, f"applied {value['type']} {value['target']} as {result.patch_hash[:19]}…; "
                  f"monitoring until {now + loop.monitor.window:%H:%M}Z")
-        loop.monitor.open(proposal.id, now)  # before "implemented" (see landing.merge)
+        # before "implemented" (see landing.merge)
+        loop.monitor.open(proposal.id, now, proposal.key)
         loop._save(done, proposal.status, f"applied as {result.patch_hash}")
 
     def revert(self, proposal: Proposal, reason: str) -> None:

@@ -222,8 +222,10 @@ def findings(request: Request,
 
     who = viewer(request)
     moment = datetime.now(UTC)
-    found = analyse(services_of(request).telemetry(), moment,
-                    Thresholds(window_hours=float(window)))
+    services = services_of(request)
+    trusted = frozenset({"local", *services.settings().telemetry.trusted_sources})
+    found = analyse(services.telemetry(), moment,
+                    Thresholds(window_hours=float(window), trusted_sources=trusted))
     return page(request, who, "findings.html", "findings",
                 items=[finding_dict(f) for f in found], window=window, windows=WINDOWS,
                 now=moment.strftime("%Y-%m-%d %H:%M UTC"))

@@ -128,5 +128,7 @@ def findings(_: Reader, services: ServicesDep,
         # before 0001-01-01 (or after 9999) does not exist
         raise ApiError(422, "invalid_request",
                        f"now {moment.isoformat()} is outside the years 1971 to 9000")
-    found = analyse(services.telemetry(), moment, Thresholds(window_hours=window_hours))
+    trusted = frozenset({"local", *services.settings().telemetry.trusted_sources})
+    found = analyse(services.telemetry(), moment,
+                    Thresholds(window_hours=window_hours, trusted_sources=trusted))
     return json_response({"now": moment.isoformat(), "findings": [finding_dict(f) for f in found]})

@@ -59,8 +59,8 @@ def inflate(body: bytes, cap: int) -> bytes:
     return out
 
 
-async def _receive(request: Request, services: Services, signal: Literal["traces", "logs"]
-                   ) -> Response:
+async def _receive(request: Request, services: Services, signal: Literal["traces", "logs"],
+                   source: str) -> Response:
     from ouroboros.capabilities.improve.intake.receiver import (
         OTLPDecodeError,
         decode,
@@ -85,7 +85,7 @@ async def _receive(request: Request, services: Services, signal: Literal["traces
             raise ApiError(400, "bad_request", str(e)) from None
         if not isinstance(document, dict):
             raise ApiError(400, "bad_request", f"an OTLP {signal} request is a JSON object")
-        report = receive(document, signal, services.telemetry(), seen)
+        report = receive(document, signal, services.telemetry(), seen, source)
         return response(signal, encoding, report.rejected, report.message()), report.stored
 
     answer, _ = await run_in_threadpool(work)
@@ -95,14 +95,14 @@ async def _receive(request: Request, services: Services, signal: Literal["traces
 
 @router.post("/v1/traces", openapi_extra=_BODY, responses=_ANSWER,
              summary="OTLP/HTTP traces: tool calls become sanitized telemetry events")
-async def traces(request: Request, _: Submitter, services: ServicesDep) -> Response:
-    return await _receive(request, services, "traces")
+async def traces(request: Request, caller: Submitter, services: ServicesDep) -> Response:
+    return await _receive(request, services, "traces", caller.name)
 
 
 @router.post("/v1/logs", openapi_extra=_BODY, responses=_ANSWER,
              summary="OTLP/HTTP logs: records with ouro.event_type become events")
-async def logs(request: Request, _: Submitter, services: ServicesDep) -> Response:
-    return await _receive(request, services, "logs")
+async def logs(request: Request, caller: Submitter, services: ServicesDep) -> Response:
+    return await _receive(request, services, "logs", caller.name)
 
 
 def mount(app: FastAPI, services: Services) -> contextlib.AbstractAsyncContextManager[None]:
