@@ -92,6 +92,51 @@ def test_a_request_with_two_host_headers_is_refused(live: LiveServer,
         assert c.get("/api/v1/whoami").status_code == 200
 
 
+def _raw(live: LiveServer, request: bytes) -> tuple[bytes, bytes]:
+    """(status, body) of one request sent as these bytes."""
+    import socket
+
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b" ", 2)[1], body
+
+
+@pytest.mark.parametrize("target", [b"http://evil.example/api/v1/whoami",
+                                    b"http://evil.example:80/api/v1/whoami",
+                                    b"https://evil.example/api/v1/whoami",
+                                    b"http://user@evil.example/api/v1/whoami",
+                                    b"http://127.0.0.1.evil.example/api/v1/whoami",
+                                    b"http://[2001:db8::1]/api/v1/whoami"])
+def test_an_absolute_form_target_naming_a_foreign_host_is_refused(live: LiveServer,
+                                                                  target: bytes) -> None:
+    """RFC 9112 3.2.2: with an absolute-form target the server uses the target's authority
+    and ignores Host. The parser dropped the authority and the routes served the path, so
+    ``GET http://evil.example/... `` with ``Host: 127.0.0.1`` went past the DNS-rebinding
+    check that a foreign Host header meets."""
+    token = live.token("reader", "read").encode()
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"400", body[:300]
+    assert httpx.Response(400, content=body).json()["error"]["code"] == "bad_host"
+
+
+def test_an_absolute_form_target_naming_this_server_is_served(live: LiveServer) -> None:
+    token = live.token("reader", "read").encode()
+    target = live.url.encode() + b"/api/v1/whoami"
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"200", body[:300]
+    # the authority decides, not a foreign Host header sent with it
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"200", body[:300]
+
+
 def test_a_body_over_the_cap_is_413_before_it_is_read(live: LiveServer) -> None:
     with live.client(live.token("reader", "read")) as c:
         r = c.post("/api/v1/whoami", content=b"x" * (2 << 20),

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -115,6 +116,20 @@ def _answer(status: int, code: str, message: str, hint: str) -> bytes:
             "connection: close\r\n\r\n").encode() + body
 
 
+def host_from_target(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """RFC 9112 3.2.2: a request whose target is not origin-form (``GET http://a.b/x``,
+    ``CONNECT a.b:443``) is for the target's authority, whatever its Host header says: the
+    Host headers are replaced (in place: the list is the scope's) by that authority, so the
+    Host check (limits.py) and the routes judge the name the request is for. The parser
+    keeps only the path, and a foreign authority with ``Host: 127.0.0.1`` was served."""
+    if target.startswith(b"/") or target == b"*":
+        return
+    _, sep, rest = target.partition(b"://")
+    authority = re.split(rb"[/?#]", rest if sep else target, maxsplit=1)[0]
+    authority = authority.rpartition(b"@")[2]  # (userinfo: deprecated, never a host)
+    headers[:] = [(k, v) for k, v in headers if k != b"host"] + [(b"host", authority)]
+
+
 def guarded_protocol(header_timeout: float, max_connections: int,
                      max_header_bytes: int = 64 << 10,
                      write_timeout: float = 60.0) -> type[asyncio.Protocol]:
@@ -193,6 +208,7 @@ def guarded_protocol(header_timeout: float, max_connections: int,
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._disarm()
+            host_from_target(self.url, self.headers)
             if not self._dropping and len(self.pipeline) >= MAX_PIPELINED:
                 self._dropping = True
                 self.pipeline[0][0].keep_alive = False  # the newest waiting: answered last
