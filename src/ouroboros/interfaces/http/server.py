@@ -20,9 +20,12 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -114,6 +117,41 @@ def _answer(status: int, code: str, message: str, hint: str) -> bytes:
     return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
             "connection: close\r\n\r\n").encode() + body
+
+
+class RateLimitedLog(logging.Filter):
+    """At most ``burst`` records of one message (its template) per ``window`` seconds on
+    the logger it filters; the first one let through after a window in which some were
+    dropped says how many. Errors always pass.
+
+    uvicorn writes a warning for every request it cannot parse and two for every request
+    asking for an upgrade it cannot do (``Upgrade: websocket`` or ``h2c``): any client that
+    can connect could fill the disk with them (184 bytes a request)."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0, kept: int = 256) -> None:
+        super().__init__()
+        self.burst, self.window, self.kept = burst, window, kept
+        self._seen: dict[str, tuple[float, int, int]] = {}  # template: start, n, dropped
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        key, now = str(record.msg), time.monotonic()
+        with self._lock:
+            start, n, dropped = self._seen.get(key, (now, 0, 0))
+            if now - start >= self.window:
+                if dropped:
+                    record.msg = (f"{record.msg} ({dropped} more like this in "
+                                  f"{self.window:g} s were not logged)")
+                start, n, dropped = now, 0, 0
+            if n >= self.burst:
+                self._seen[key] = (start, n, dropped + 1)
+                return False
+            if key not in self._seen and len(self._seen) >= self.kept:
+                self._seen.clear()  # (messages formatted in place: no template to share)
+            self._seen[key] = (start, n + 1, dropped)
+            return True
 
 
 def host_from_target(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -344,6 +382,9 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
                             timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
                             limit_concurrency=max_connections + 1,
                             proxy_headers=False, server_header=False)
+    errors_log = logging.getLogger("uvicorn.error")  # (configured by uvicorn.Config)
+    if not any(isinstance(f, RateLimitedLog) for f in errors_log.filters):
+        errors_log.addFilter(RateLimitedLog())
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
