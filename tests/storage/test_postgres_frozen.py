@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,14 @@ def frozen(pg: LocalServer) -> Iterator[None]:
     kernel and never answered."""
     pids = _server_pids(pg)
     for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+        with suppress(ProcessLookupError):  # a backend whose session just ended
+            os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
         for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def ouro(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -214,3 +216,14 @@ def test_the_timeout_is_kept_with_the_workspace_and_not_passed_to_libpq(
                                     "current_setting('statement_timeout')").fetchone()
     assert row == ("7s", "7s")
     again.close()
+
+
+
+def test_the_urls_own_server_options_win(frozen_pg: LocalServer, tmp_path: Path) -> None:
+    url = (frozen_pg.url("db", ledger="own_options")
+           + "&timeout=7&options=-c%20lock_timeout%3D5000")
+    rt = Runtime.init(tmp_path / "ws", ledger=url)
+    row = rt.backend._db.execute("SELECT current_setting('lock_timeout'), "  # type: ignore[attr-defined]
+                                 "current_setting('statement_timeout')").fetchone()
+    assert row == ("5s", "7s")
+    rt.close()

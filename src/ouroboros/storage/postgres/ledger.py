@@ -23,6 +23,7 @@ large (compared under the checkpoint's file lock): it never moves back.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -575,6 +576,8 @@ def _int(value: bytes | None) -> int:
     return int.from_bytes(value, "big", signed=True)
 
 
+#: Server-side bounds set to the URL's ``timeout`` on every session.
+_SERVER_TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
 #: libpq's TCP keepalives (seconds): an idle session (``ouro serve`` between requests)
 #: whose server or network vanished is noticed within ``idle + interval * count``.
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
@@ -591,21 +594,31 @@ def _connect(url: LedgerURL) -> psycopg.Connection[Any]:
 
     given = conninfo_to_dict(url.conninfo)
     ms = url.timeout * 1000
-    server = (f"-c statement_timeout={ms} -c lock_timeout={ms} "
-              f"-c idle_in_transaction_session_timeout={ms}")
     tcp: dict[str, Any] = {**_KEEPALIVES, "tcp_user_timeout": str(ms)}
     extra = {k: v for k, v in tcp.items() if k not in given}
+    # Set after connecting, not as a startup ``options`` (a pooler such as PgBouncer
+    # refuses that parameter); a setting the URL's own ``options`` gives is left alone.
+    options = str(given.get("options") or "")
+    server = [name for name in _SERVER_TIMEOUTS
+              if not re.search(rf"(-c\s*|--){name}\s*=", options)]
     try:
         # autocommit: the backend says BEGIN/COMMIT itself, so a read is one statement,
         # never an open transaction that would hold back vacuum.
-        return psycopg.connect(url.conninfo, autocommit=True, prepare_threshold=0,
-                               application_name="ouroboros",
-                               connect_timeout=_connect_timeout(url),
-                               # the URL's own options come last: they win
-                               options=f"{server} {given.get('options') or ''}".strip(),
-                               **extra)
+        db = psycopg.connect(url.conninfo, autocommit=True, prepare_threshold=0,
+                             application_name="ouroboros",
+                             connect_timeout=_connect_timeout(url), **extra)
     except psycopg.Error as e:
         raise _unavailable(url, e) from e
+    if server:
+        deadline = Deadline(url.timeout)
+        try:
+            with deadline.armed(db):
+                db.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(server)),
+                           [x for name in server for x in (name, str(ms))], prepare=False)
+        except psycopg.Error as e:
+            db.close()
+            raise _unavailable(url, e, cut=deadline.fired) from e
+    return db
 
 
 def _connect_timeout(url: LedgerURL) -> int:

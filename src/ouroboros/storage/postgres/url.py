@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ouroboros.storage.ledger import LedgerUnavailable
 
@@ -78,8 +78,11 @@ def parse(url: str) -> LedgerURL:
     # (not urlunsplit: it drops an empty authority, and libpq reads "postgresql:/db" as
     # a key=value string; "postgresql:///db" means libpq's default host)
     ours = [("ledger", ledger), *([("timeout", str(timeout))] if timeouts else [])]
-    public = _unsplit(public_netloc, parts.path, urlencode([*public_query, *ours]))
-    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq))
+    # (quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign, so
+    # "options=-c%20x%3D1" came back as "-c+x=1", which the server refused)
+    public = _unsplit(public_netloc, parts.path,
+                      urlencode([*public_query, *ours], quote_via=quote))
+    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq, quote_via=quote))
     try:
         from psycopg.conninfo import conninfo_to_dict
 
