@@ -43,6 +43,35 @@ def test_snapshots_make_reopening_cheap_and_agree_with_replay(tmp_path: Path) ->
     assert report.consistent and report.state_hash == expected and report.events == 24
 
 
+def test_open_reads_only_the_events_past_the_signed_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening folds from the newest signed snapshot: of the events at or below it, only
+    the genesis (the runtime key) and the snapshot's own event (its hash) are read, and
+    each event past it once (the local checkpoint pins the head, so none is checked
+    twice)."""
+    rt = Runtime.init(tmp_path / "ws", snapshot_interval=50)
+    for i in range(130):
+        routing(rt, f"agents/a{i % 4}/routing", {"w": i})
+    head = rt.backend.count() - 1
+    snap = rt.backend.latest_snapshot()
+    assert snap is not None and 0 < snap.seq < head
+    rt.close()
+    backend_type = type(rt.backend)
+    real = backend_type.read
+    seqs: list[int] = []
+
+    def read(self: object, start: int = 0, stop: int | None = None) -> object:
+        for e in real(self, start, stop):  # type: ignore[arg-type]
+            seqs.append(e.seq)
+            yield e
+
+    monkeypatch.setattr(backend_type, "read", read)
+    Runtime.open(tmp_path / "ws").close()
+    assert [s for s in seqs if s <= snap.seq] in ([0, snap.seq], [snap.seq, 0])
+    past = [s for s in seqs if s > snap.seq]
+    assert sorted(past) == list(range(snap.seq + 1, head + 1)), seqs
+
+
 def test_open_missing_workspace_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceMissing, match="no Ouroboros workspace") as err:
         Runtime.open(tmp_path / "nowhere")

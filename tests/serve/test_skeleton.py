@@ -92,6 +92,93 @@ def test_a_request_with_two_host_headers_is_refused(live: LiveServer,
         assert c.get("/api/v1/whoami").status_code == 200
 
 
+def _raw(live: LiveServer, request: bytes) -> tuple[bytes, bytes]:
+    """(status, body) of one request sent as these bytes."""
+    import socket
+
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b" ", 2)[1], body
+
+
+@pytest.mark.parametrize("target", [b"http://evil.example/api/v1/whoami",
+                                    b"http://evil.example:80/api/v1/whoami",
+                                    b"https://evil.example/api/v1/whoami",
+                                    b"http://user@evil.example/api/v1/whoami",
+                                    b"http://127.0.0.1.evil.example/api/v1/whoami",
+                                    b"http://[2001:db8::1]/api/v1/whoami"])
+def test_an_absolute_form_target_naming_a_foreign_host_is_refused(live: LiveServer,
+                                                                  target: bytes) -> None:
+    """RFC 9112 3.2.2: with an absolute-form target the server uses the target's authority
+    and ignores Host. The parser dropped the authority and the routes served the path, so
+    ``GET http://evil.example/... `` with ``Host: 127.0.0.1`` went past the DNS-rebinding
+    check that a foreign Host header meets."""
+    token = live.token("reader", "read").encode()
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"400", body[:300]
+    assert httpx.Response(400, content=body).json()["error"]["code"] == "bad_host"
+
+
+def test_an_absolute_form_target_naming_this_server_is_served(live: LiveServer) -> None:
+    token = live.token("reader", "read").encode()
+    target = live.url.encode() + b"/api/v1/whoami"
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"200", body[:300]
+    # the authority decides, not a foreign Host header sent with it
+    status, body = _raw(live, b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\n"
+                        b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert status == b"200", body[:300]
+
+
+def _answer_of(live: LiveServer, request: bytes) -> bytes:
+    """The status of one answer on a new connection (read up to its Content-Length: an
+    upgrade request's connection is not closed after it)."""
+    import socket
+
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := s.recv(65536)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = [int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                  if line.startswith(b"content-length:")]
+        while length and len(body) < length[0] and (chunk := s.recv(65536)):
+            body += chunk
+    return head.split(b" ", 2)[1] if head else b""
+
+
+def test_upgrade_and_malformed_requests_cannot_flood_the_log(live: LiveServer) -> None:
+    """uvicorn logs two warnings for every request asking for an upgrade it cannot do
+    (``Upgrade: websocket`` without a WebSocket library, ``h2c``) and one for every request
+    it cannot parse: 184 bytes of log per request, without limit, for any client that can
+    connect (a disk-filling vector). The lines are now rate-limited; the requests are
+    answered as before (the route for an upgrade request, 400 for a malformed one)."""
+    upgrades = [b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n",
+                b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, "
+                b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"
+                b"\r\n\r\n"]
+    malformed = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n"
+    before = live.log.stat().st_size
+    for i in range(500):
+        assert _answer_of(live, upgrades[i % 2]) == b"200"
+        assert _answer_of(live, malformed) == b"400"
+    with live.client() as c:  # (and the log is written: the server is still serving)
+        assert c.get("/api/v1/health").status_code == 200
+    grown = live.log.stat().st_size - before
+    assert grown < 4096, live.stderr()[-2000:]
+
+
 def test_a_body_over_the_cap_is_413_before_it_is_read(live: LiveServer) -> None:
     with live.client(live.token("reader", "read")) as c:
         r = c.post("/api/v1/whoami", content=b"x" * (2 << 20),
@@ -175,3 +262,23 @@ def test_a_damaged_token_file_fails_closed_without_saying_where(tmp_path: Path) 
     finally:
         code, err = server.stop()
     assert code == 0 and "token store unreadable" in err
+
+
+def test_the_log_rate_limit_keeps_a_burst_counts_the_rest_and_passes_errors() -> None:
+    import logging
+
+    from ouroboros.interfaces.http.server import RateLimitedLog
+
+    limit = RateLimitedLog(burst=2, window=3600.0)
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+
+    assert [limit.filter(record("Unsupported upgrade request.")) for _ in range(5)] == [
+        True, True, False, False, False]
+    assert limit.filter(record("another message"))
+    assert limit.filter(record("Unsupported upgrade request.", logging.ERROR))
+    start, n, dropped = limit._seen["Unsupported upgrade request."]
+    limit._seen["Unsupported upgrade request."] = (start - 3600.0, n, dropped)  # a window on
+    late = record("Unsupported upgrade request.")
+    assert limit.filter(late) and "3 more like this" in late.getMessage()

@@ -317,6 +317,8 @@ class Runtime:
         count = self.backend.count()
 
         def event_hash(seq: int) -> str | None:
+            if seq == self._state.seq:  # the head just folded (a query saved per open)
+                return self._state.last_hash
             stored = next(iter(self.backend.read(seq, seq + 1)), None)
             return None if stored is None else hash_bytes(stored.body)
 

@@ -20,8 +20,12 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
+import re
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -115,6 +119,55 @@ def _answer(status: int, code: str, message: str, hint: str) -> bytes:
             "connection: close\r\n\r\n").encode() + body
 
 
+class RateLimitedLog(logging.Filter):
+    """At most ``burst`` records of one message (its template) per ``window`` seconds on
+    the logger it filters; the first one let through after a window in which some were
+    dropped says how many. Errors always pass.
+
+    uvicorn writes a warning for every request it cannot parse and two for every request
+    asking for an upgrade it cannot do (``Upgrade: websocket`` or ``h2c``): any client that
+    can connect could fill the disk with them (184 bytes a request)."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0, kept: int = 256) -> None:
+        super().__init__()
+        self.burst, self.window, self.kept = burst, window, kept
+        self._seen: dict[str, tuple[float, int, int]] = {}  # template: start, n, dropped
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        key, now = str(record.msg), time.monotonic()
+        with self._lock:
+            start, n, dropped = self._seen.get(key, (now, 0, 0))
+            if now - start >= self.window:
+                if dropped:
+                    record.msg = (f"{record.msg} ({dropped} more like this in "
+                                  f"{self.window:g} s were not logged)")
+                start, n, dropped = now, 0, 0
+            if n >= self.burst:
+                self._seen[key] = (start, n, dropped + 1)
+                return False
+            if key not in self._seen and len(self._seen) >= self.kept:
+                self._seen.clear()  # (messages formatted in place: no template to share)
+            self._seen[key] = (start, n + 1, dropped)
+            return True
+
+
+def host_from_target(target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """RFC 9112 3.2.2: a request whose target is not origin-form (``GET http://a.b/x``,
+    ``CONNECT a.b:443``) is for the target's authority, whatever its Host header says: the
+    Host headers are replaced (in place: the list is the scope's) by that authority, so the
+    Host check (limits.py) and the routes judge the name the request is for. The parser
+    keeps only the path, and a foreign authority with ``Host: 127.0.0.1`` was served."""
+    if target.startswith(b"/") or target == b"*":
+        return
+    _, sep, rest = target.partition(b"://")
+    authority = re.split(rb"[/?#]", rest if sep else target, maxsplit=1)[0]
+    authority = authority.rpartition(b"@")[2]  # (userinfo: deprecated, never a host)
+    headers[:] = [(k, v) for k, v in headers if k != b"host"] + [(b"host", authority)]
+
+
 def guarded_protocol(header_timeout: float, max_connections: int,
                      max_header_bytes: int = 64 << 10,
                      write_timeout: float = 60.0) -> type[asyncio.Protocol]:
@@ -193,6 +246,7 @@ def guarded_protocol(header_timeout: float, max_connections: int,
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._disarm()
+            host_from_target(self.url, self.headers)
             if not self._dropping and len(self.pipeline) >= MAX_PIPELINED:
                 self._dropping = True
                 self.pipeline[0][0].keep_alive = False  # the newest waiting: answered last
@@ -328,6 +382,9 @@ def serve(home: Path | str | None, *, host: str = DEFAULT_HOST, port: int = DEFA
                             timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
                             limit_concurrency=max_connections + 1,
                             proxy_headers=False, server_header=False)
+    errors_log = logging.getLogger("uvicorn.error")  # (configured by uvicorn.Config)
+    if not any(isinstance(f, RateLimitedLog) for f in errors_log.filters):
+        errors_log.addFilter(RateLimitedLog())
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

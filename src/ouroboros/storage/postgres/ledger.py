@@ -23,6 +23,7 @@ large (compared under the checkpoint's file lock): it never moves back.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ from ouroboros.storage.ledger import (
     record_of,
 )
 from ouroboros.storage.postgres import wire
+from ouroboros.storage.postgres.deadline import Deadline
 from ouroboros.storage.postgres.url import LedgerURL
 
 try:
@@ -161,6 +163,7 @@ class PostgresLedger:
         self._key = lock_key(url.ledger)
         self._known_next: int | None = None  # the newest head this object has seen
         self._lock = threading.Lock()
+        self._deadline = Deadline(url.timeout)
         # The local checkpoint's readers and writers on this host meet on a file lock (the
         # advisory lock orders writers, but a reader does not take it).
         self._file_lock = open(self.checkpoint_path + ".lock", "a+b",  # noqa: SIM115
@@ -252,7 +255,8 @@ class PostgresLedger:
         """Every psycopg failure as a ``LedgerUnavailable`` that says what to do."""
         try:
             self._live()
-            yield
+            with self._deadline.armed(self._db):
+                yield
         except LedgerUnavailable:
             raise
         except psycopg.errors.UndefinedTable as e:
@@ -265,7 +269,7 @@ class PostgresLedger:
                                     f"{_first_line(e)}", "restore it from a backup",
                                     kind="integrity") from e
         except psycopg.Error as e:
-            raise _unavailable(self.url, e) from e
+            raise _unavailable(self.url, e, cut=self._deadline.fired) from e
 
     # -------------------------------------------------------------- appends
     def append(self, build: EventBuilder, after_commit: AfterCommit | None = None,
@@ -466,15 +470,22 @@ class PostgresLedger:
                             "empty", "migrate into an empty database or another "
                             "?ledger=NAME", kind="usage")
                     db.execute(q["truncate"])
+                # A copy may take longer than one ``timeout``: the bound is on a pause
+                # (no row sent for that long), not on the whole COPY.
+                db.execute("SET LOCAL statement_timeout = 0")
                 n = 0
                 with db.cursor() as cur:
                     with cur.copy(q["copy_events"]) as copy:
                         for e in events:
                             copy.write_row((e.seq, e.body, e.sig))
                             n += 1
+                            if not n % 1000:
+                                self._deadline.extend()
                     with cur.copy(q["copy_index"]) as copy:
-                        for r in index:
+                        for i, r in enumerate(index):
                             copy.write_row(r)
+                            if not i % 1000:
+                                self._deadline.extend()
                     if snapshots:
                         cur.executemany(q["put_snapshot"],
                                         [(s.seq, s.data, s.sig) for s in snapshots])
@@ -565,15 +576,49 @@ def _int(value: bytes | None) -> int:
     return int.from_bytes(value, "big", signed=True)
 
 
+#: Server-side bounds set to the URL's ``timeout`` on every session.
+_SERVER_TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+#: libpq's TCP keepalives (seconds): an idle session (``ouro serve`` between requests)
+#: whose server or network vanished is noticed within ``idle + interval * count``.
+_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+               "keepalives_count": "3"}
+
+
 def _connect(url: LedgerURL) -> psycopg.Connection[Any]:
+    """A session whose every wait is bounded (docs/postgresql.md, "Timeouts"): libpq's
+    ``connect_timeout`` (default 10 s), TCP keepalives and ``tcp_user_timeout`` (unless
+    the URL sets them), and, server-side, ``statement_timeout``, ``lock_timeout`` and
+    ``idle_in_transaction_session_timeout`` of the URL's ``timeout``; the client-side
+    bound on a server that does not answer at all is the backend's ``Deadline``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(url.conninfo)
+    ms = url.timeout * 1000
+    tcp: dict[str, Any] = {**_KEEPALIVES, "tcp_user_timeout": str(ms)}
+    extra = {k: v for k, v in tcp.items() if k not in given}
+    # Set after connecting, not as a startup ``options`` (a pooler such as PgBouncer
+    # refuses that parameter); a setting the URL's own ``options`` gives is left alone.
+    options = str(given.get("options") or "")
+    server = [name for name in _SERVER_TIMEOUTS
+              if not re.search(rf"(-c\s*|--){name}\s*=", options)]
     try:
         # autocommit: the backend says BEGIN/COMMIT itself, so a read is one statement,
         # never an open transaction that would hold back vacuum.
-        return psycopg.connect(url.conninfo, autocommit=True, prepare_threshold=0,
-                               application_name="ouroboros",
-                               connect_timeout=_connect_timeout(url))
+        db = psycopg.connect(url.conninfo, autocommit=True, prepare_threshold=0,
+                             application_name="ouroboros",
+                             connect_timeout=_connect_timeout(url), **extra)
     except psycopg.Error as e:
         raise _unavailable(url, e) from e
+    if server:
+        deadline = Deadline(url.timeout)
+        try:
+            with deadline.armed(db):
+                db.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(server)),
+                           [x for name in server for x in (name, str(ms))], prepare=False)
+        except psycopg.Error as e:
+            db.close()
+            raise _unavailable(url, e, cut=deadline.fired) from e
+    return db
 
 
 def _connect_timeout(url: LedgerURL) -> int:
@@ -583,8 +628,17 @@ def _connect_timeout(url: LedgerURL) -> int:
     return int(given) if given is not None and str(given).isdigit() else 10
 
 
-def _unavailable(url: LedgerURL, e: psycopg.Error) -> LedgerUnavailable:
+def _unavailable(url: LedgerURL, e: psycopg.Error, *, cut: bool = False
+                 ) -> LedgerUnavailable:
+    """``e`` as a one-line error saying what to check; ``cut``: the client-side deadline
+    ended the call (the server did not answer in time)."""
     text = _first_line(e)
+    if cut or (isinstance(e, psycopg.errors.QueryCanceled) and "timeout" in text) or (
+            isinstance(e, psycopg.errors.LockNotAvailable) and "timeout" in text):
+        return _timed_out(url, "did not answer" if cut else
+                          "could not take a lock" if isinstance(
+                              e, psycopg.errors.LockNotAvailable)
+                          else "did not finish a statement")
     if "password authentication failed" in text or "no password supplied" in text:
         hint = ("set PGPASSWORD, a ~/.pgpass entry, or $OURO_LEDGER_URL with the password; "
                 "the workspace stores the URL without it")
@@ -607,6 +661,13 @@ def _unavailable(url: LedgerURL, e: psycopg.Error) -> LedgerUnavailable:
         hint = "check the ledger URL and the server's logs"
     return LedgerUnavailable(f"the PostgreSQL ledger at {url.public} cannot be used: {text}",
                              hint)
+
+
+def _timed_out(url: LedgerURL, what: str = "did not answer") -> LedgerUnavailable:
+    return LedgerUnavailable(
+        f"the PostgreSQL ledger at {url.public} {what} within {url.timeout} s",
+        "is the server stopped, overloaded, or another session holding the ledger's "
+        "locks? the URL's timeout=SECONDS sets this bound (docs/postgresql.md)")
 
 
 @contextmanager

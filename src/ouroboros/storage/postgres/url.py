@@ -1,7 +1,10 @@
 """Ledger URLs: ``postgresql://[user[:password]@]host[:port]/dbname[?ledger=NAME&…]``.
 
 ``ledger`` (ours, default ``ouroboros``) names the PostgreSQL schema that holds one
-ledger, so one database can hold several; every other query parameter is libpq's.
+ledger, so one database can hold several; ``timeout`` (ours, whole seconds, default
+``DEFAULT_TIMEOUT``) bounds how long any one call waits on the server (a frozen or
+unreachable server, a lock another session holds: docs/postgresql.md); every other query
+parameter is libpq's.
 
 A workspace stores the URL *without* its password (``public``): libpq then takes it from
 ``PGPASSWORD``, ``PGPASSFILE`` / ``~/.pgpass``, or ``$OURO_LEDGER_URL`` supplies the whole
@@ -14,12 +17,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ouroboros.storage.ledger import LedgerUnavailable
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_LEDGER = "ouroboros"
+#: Seconds one call may wait on the server (``?timeout=``) before it fails.
+DEFAULT_TIMEOUT = 30
+MAX_TIMEOUT = 86400
 ENV_URL = "OURO_LEDGER_URL"
 _LEDGER_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -36,6 +42,7 @@ class LedgerURL:
     conninfo: str  #: what libpq connects with (password included if one was given)
     ledger: str  #: the schema holding this ledger
     has_password: bool  #: the URL carried a password (which ``public`` leaves out)
+    timeout: int = DEFAULT_TIMEOUT  #: seconds one call may wait on the server
 
 
 def parse(url: str) -> LedgerURL:
@@ -55,15 +62,27 @@ def parse(url: str) -> LedgerURL:
         raise LedgerUnavailable(f"bad ledger name {ledger!r} in the URL",
                                 "use one ledger=NAME of lower-case letters, digits and _ "
                                 "(at most 63)", kind="usage")
-    libpq = [(k, v) for k, v in query if k != "ledger"]
+    timeouts = [v for k, v in query if k == "timeout"]
+    if len(timeouts) > 1 or (timeouts and not (
+            timeouts[0].isascii() and timeouts[0].isdigit()
+            and 1 <= int(timeouts[0]) <= MAX_TIMEOUT)):
+        raise LedgerUnavailable(f"bad timeout {timeouts!r} in the URL",
+                                f"use one timeout=SECONDS, a whole number from 1 to "
+                                f"{MAX_TIMEOUT} (default {DEFAULT_TIMEOUT})", kind="usage")
+    timeout = int(timeouts[0]) if timeouts else DEFAULT_TIMEOUT
+    libpq = [(k, v) for k, v in query if k not in ("ledger", "timeout")]
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
     public_netloc = f"{user}@{hostport}" if at else hostport
     public_query = [(k, v) for k, v in libpq if k != "password"]
     # (not urlunsplit: it drops an empty authority, and libpq reads "postgresql:/db" as
     # a key=value string; "postgresql:///db" means libpq's default host)
-    public = _unsplit(public_netloc, parts.path, urlencode([*public_query, ("ledger", ledger)]))
-    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq))
+    ours = [("ledger", ledger), *([("timeout", str(timeout))] if timeouts else [])]
+    # (quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign, so
+    # "options=-c%20x%3D1" came back as "-c+x=1", which the server refused)
+    public = _unsplit(public_netloc, parts.path,
+                      urlencode([*public_query, *ours], quote_via=quote))
+    conninfo = _unsplit(parts.netloc, parts.path, urlencode(libpq, quote_via=quote))
     try:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -75,7 +94,7 @@ def parse(url: str) -> LedgerURL:
         raise LedgerUnavailable(f"malformed ledger URL {_redact(url)!r}: {reason}", hint,
                                 kind="usage") from e
     has_password = ":" in userinfo or len(public_query) < len(libpq)
-    return LedgerURL(public, conninfo, ledger, has_password)
+    return LedgerURL(public, conninfo, ledger, has_password, timeout)
 
 
 #: ``password=`` in a libpq key=value string: a single-quoted value (with \\ escapes) or

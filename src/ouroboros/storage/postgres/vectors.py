@@ -24,7 +24,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import psycopg
 from psycopg import pq, sql
 
-from ouroboros.storage.postgres.ledger import _connect, _unavailable
+from ouroboros.storage.ledger import LedgerUnavailable
+from ouroboros.storage.postgres.deadline import Deadline
+from ouroboros.storage.postgres.ledger import _connect, _timed_out, _unavailable
 from ouroboros.storage.postgres.url import LedgerURL
 
 _SCHEMA = """
@@ -66,13 +68,21 @@ def _serial(method: Callable[Concatenate[PostgresVectorRows, P], R]
             ) -> Callable[Concatenate[PostgresVectorRows, P], R]:
     """One statement or transaction on the connection at a time (threads share it); a
     session the server lost (restart, terminated) is replaced first, so a long-lived
-    process recovers on the call after the one that met it."""
+    process recovers on the call after the one that met it. Each call is bounded by the
+    URL's ``timeout`` (``Deadline``): a server that stops answering is an error, not a
+    wait for ever."""
     def wrapper(self: PostgresVectorRows, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with self._lock:
             if self._db.closed or self._db.pgconn.status != pq.ConnStatus.OK:
                 self._db.close()
                 self._db = _connect(self.url)
-            return method(self, *args, **kwargs)
+            try:
+                with self._deadline.armed(self._db):
+                    return method(self, *args, **kwargs)
+            except LedgerUnavailable as e:
+                if self._deadline.fired:
+                    raise _timed_out(self.url) from e
+                raise
     wrapper.__doc__ = method.__doc__
     return wrapper
 
@@ -88,19 +98,20 @@ class PostgresVectorRows:
         self.url = url
         self._key = vectors_lock_key(url.ledger)
         self._lock = threading.Lock()  # one statement or transaction at a time
+        self._deadline = Deadline(url.timeout)
         self._db = _connect(url)
         schema = sql.Identifier(url.ledger)
         self._t = {name: sql.SQL("{}.{}").format(schema, sql.Identifier(name))
                    for name in ("skill_vectors", "skill_vector_meta")}
         try:
-            with self._db.transaction():
+            with self._deadline.armed(self._db), self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(sql.SQL(statement).format(s=schema), prepare=False)
         except psycopg.Error as e:
             self._db.close()
-            raise _unavailable(url, e) from e
+            raise _unavailable(url, e, cut=self._deadline.fired) from e
 
     def close(self) -> None:
         self._db.close()
