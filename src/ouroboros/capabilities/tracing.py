@@ -15,6 +15,13 @@ in ``SPOOL_KEYS`` that are names, codes, numbers or flags: no free text, so noth
 spool needs sanitizing), about 20 µs a span. The telemetry store takes the spool on its
 next read (``improve.intake.spool``). The lines are written without fsync: a process that
 dies keeps them; a machine that loses power may lose its last seconds of them.
+
+**On whose behalf.** A server runs tools for the holders of its tokens. An interface names
+the caller (:func:`set_caller`, a context variable, so each request and the threads it
+hands work to keep their own) and every span started under it carries ``ouro.caller``;
+the telemetry store stamps such spans with that name as their ``source`` instead of
+``local``, so a token cannot pass off failures it provoked (a tool run with its fuel
+lowered) as the runtime's own trusted observations.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +54,15 @@ class _NoSpan:
 
 _NO_SPAN = _NoSpan()
 _TRACERS: dict[str, Any] = {}
+#: The span attribute naming the token a span's work was done for (see the module doc).
+CALLER = "ouro.caller"
+_CALLER: ContextVar[str | None] = ContextVar("ouro_caller", default=None)
+
+
+def set_caller(name: str | None) -> None:
+    """Spans started from now on in this context (a request, and the threads it hands
+    work to) are on behalf of the token ``name``; ``None`` or ``"local"``: the runtime's own."""
+    _CALLER.set(None if name == "local" else name)
 
 #: The spool's file under the workspace (read by ``improve.intake.spool``).
 SPOOL_PATH = ("telemetry", "spool.jsonl")
@@ -85,6 +102,9 @@ def span(instrumentation: str, name: str, attributes: Attributes | None = None
          ) -> Iterator[Span]:
     """``tracer(instrumentation).start_as_current_span(name)``, or a spooled or no-op
     span."""
+    caller = _CALLER.get()
+    if caller is not None:
+        attributes = {**(attributes or {}), CALLER: caller}
     if not live():
         if _SPOOL is None:
             yield _NO_SPAN

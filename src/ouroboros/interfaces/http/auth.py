@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ouroboros.capabilities import tracing
 from ouroboros.interfaces.http.errors import ApiError, error_response, log
 from ouroboros.interfaces.http.ratelimit import RateLimiter, retry_after
 from ouroboros.interfaces.http.tokens import Principal, Role, TokenStore
@@ -91,6 +92,7 @@ def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
                                  limiter_of(request))
         authorize(principal, needed)
         request.state.principal = principal
+        tracing.set_caller(principal.name)  # this request's spans are the token's
         return principal
 
     dependency.__name__ = f"require_{needed.value}"

@@ -36,6 +36,7 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
+from ouroboros.capabilities import tracing
 from ouroboros.interfaces.http.services import Lease, Services
 from ouroboros.interfaces.http.tokens import Principal, Role
 from ouroboros.interfaces.json_input import check_parsed
@@ -252,6 +253,7 @@ class McpServer:
                          params: types.CallToolRequestParams) -> types.CallToolResult:
         try:
             caller = self._caller(ctx)
+            tracing.set_caller(caller.name)  # the runs this call makes are the token's
             name = params.name
             arguments = check_parsed(params.arguments or {}, "the arguments")
             builtin = catalogue.BUILTINS.get(name)

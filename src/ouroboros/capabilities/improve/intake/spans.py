@@ -34,8 +34,10 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Status, StatusCode
 
+from ouroboros.capabilities.improve.intake.events import LOCAL_SOURCE
 from ouroboros.capabilities.improve.intake.spool import event_from
 from ouroboros.capabilities.improve.intake.store import TelemetryStore, flush_before_reading
+from ouroboros.capabilities.tracing import CALLER
 
 #: The longest a finished span waits before it is written.
 FLUSH_MS = 200
@@ -60,11 +62,16 @@ class StoreSpanExporter(SpanExporter):
         store = self.store
         if store is None:
             return SpanExportResult.SUCCESS
-        events = [e for e in map(self.event_of, spans) if e is not None]
-        if not events:
-            return SpanExportResult.SUCCESS
-        try:  # one write and one fsync for the batch; an invalid event is skipped alone
-            self.exported += store.record_many(events)
+        by_source: dict[str, list[dict[str, Any]]] = {}
+        for span in spans:
+            event = self.event_of(span)
+            if event is not None:  # work done for a token is that token's, not the runtime's
+                caller = (span.attributes or {}).get(CALLER)
+                source = caller if isinstance(caller, str) and caller else LOCAL_SOURCE
+                by_source.setdefault(source, []).append(event)
+        try:  # one write and one fsync per source; an invalid event is skipped alone
+            for source, events in by_source.items():
+                self.exported += store.record_many(events, source=source)
         except OSError:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

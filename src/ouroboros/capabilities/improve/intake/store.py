@@ -137,16 +137,18 @@ class TelemetryStore:
         self.append([event])
         return event
 
-    def record_many(self, raws: Iterable[Mapping[str, Any]]) -> int:
+    def record_many(self, raws: Iterable[Mapping[str, Any]],
+                    source: str = LOCAL_SOURCE) -> int:
         """`record` for a batch, written with one append (one fsync per day file); an
-        invalid record is skipped, never stops the others. Returns how many were stored."""
+        invalid record is skipped, never stops the others. Returns how many were stored.
+        ``source``: the token the runtime did this work for (``local``: its own)."""
         events = []
         for raw in raws:
             try:
                 events.append(self.sanitizer.event(normalise_event(raw).event, self.redactions))
             except EventError:
                 continue
-        return self.append(events) if events else 0
+        return self.append(events, source) if events else 0
 
     def record_tool_run(
         self,

@@ -24,6 +24,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from ouroboros.capabilities import tracing
 from ouroboros.interfaces.http.console.rendering import render, secure
 from ouroboros.interfaces.http.console.routing import ConsoleRoute
 from ouroboros.interfaces.http.console.sessions import (
@@ -156,6 +157,7 @@ async def form_action(request: Request, needed: Role) -> tuple[Viewer, FormData]
         raise PageError(403, "Not allowed", f"a {who.principal.role.value} token may not do "
                         f"this: it needs the {needed.value} role",
                         "log in with a token of that role")
+    tracing.set_caller(who.principal.name)  # a run from the console is the token's
     return who, form
 
 
