@@ -9,7 +9,6 @@ by `keyring_roots`, so the build jail can refuse to show one to a build.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -24,12 +23,7 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
-from ouroboros.storage.files import create_new
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from ouroboros.storage.files import create_new, lock_exclusive, sweep_unlocked
 
 if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -253,8 +247,7 @@ def _link_named(root: Path, path: Path, pem: bytes, name: str) -> None:
         tmp = root / f".{name}.key.{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        lock_exclusive(fd)
         if os.fstat(fd).st_nlink:
             break
         os.close(fd)  # swept between its creation and the lock: take another name
@@ -273,19 +266,7 @@ def _sweep(root: Path) -> None:
     """Remove the temporary copies of private keys a killed `key new` left (``.NAME.key.``
     and 16 hex digits): no hidden second copy of a key outlives the crash. A temporary a
     live writer holds (its lock) is left; a read-only keyring is left as it is."""
-    try:
-        entries = [e.name for e in os.scandir(root) if _KEY_TEMP.fullmatch(e.name)]
-    except OSError:
-        return
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            fd = os.open(root / entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
-                os.unlink(root / entry)
-            finally:
-                os.close(fd)
+    sweep_unlocked(root, lambda entry: _KEY_TEMP.fullmatch(entry) is not None)
 
 
 def _read_private(path: Path, name: str, root: Path) -> bytes:

@@ -25,14 +25,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ouroboros.kernel import PatchType, TestContext, TestOutcome
-from ouroboros.storage.files import replace_file
+from ouroboros.storage.files import replace_file, scratch_dir, sweep_scratch
 
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
@@ -304,9 +303,10 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
         return
     final = root / "tools" / tool_id / "versions" / value["fingerprint"]
     if not final.is_dir():
-        tmp = final.with_name(f".{final.name}.installing")
-        tmp.mkdir(parents=True, exist_ok=True)
-        try:
+        # each installer its own folder, locked while it lives, removed after (nothing
+        # half-installed is left behind); a killed one's is swept by the next install
+        sweep_scratch(final.parent, ".")
+        with scratch_dir(final.parent, f".{final.name}.installing-") as tmp:
             for rel, digest in value["files"].items():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(blobs.get(digest))
@@ -314,10 +314,11 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
                 (tmp / "tool.wasm").write_bytes(blobs.get(value["wasm"]))
             meta = {**value, "metrics": metrics_mod.empty(), "embedding_model": None}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-installed is left behind
-            raise
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not final.is_dir():  # not a concurrent installer of the same version
+                    raise
     head.parent.mkdir(parents=True, exist_ok=True)
     replace_file(head, value["fingerprint"])
 

@@ -17,8 +17,6 @@ import builtins
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,6 +26,7 @@ from typing import Any
 
 from ouroboros.capabilities import tracing
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
+from ouroboros.storage.files import scratch_dir, sweep_scratch
 
 from . import metrics as metrics_mod
 from .artifacts import (
@@ -270,9 +269,9 @@ class SkillStore:
         schemas: ToolSchemas | None = None,
     ) -> ToolVersion:
         staging_root = self.tools_dir / ".staging"
-        staging_root.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(dir=staging_root, prefix=f"{spec.name}-"))
-        try:
+        # what a killed add left there; a stage is locked while its add is alive
+        sweep_scratch(staging_root, "")
+        with scratch_dir(staging_root, f"{spec.name}-") as stage:
             file_hashes: dict[str, str] = {}
             for rel, data in sorted(spec.files.items()):
                 target = stage / rel
@@ -331,8 +330,6 @@ class SkillStore:
                         raise
             write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
             return self._version_from(final, meta)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -411,7 +408,8 @@ class SkillStore:
         base = self.tools_dir / tool_id / "versions"
         if not base.is_dir():
             raise ToolNotFound(f"no tool {tool_id!r}")
-        found = [self._load(p) for p in base.iterdir() if p.is_dir()]
+        found = [self._load(p) for p in base.iterdir()
+                 if p.is_dir() and not p.name.startswith(".")]  # not an install under way
         return sorted(found, key=lambda v: (v.meta["created"], v.fingerprint))
 
     def lineage(
