@@ -122,10 +122,23 @@ def replace_file(path: str | os.PathLike[str], data: bytes | str, *, durable: bo
                  mode: int = 0o644) -> None:
     """Replace ``path`` whole by writing ``<path>.tmp`` and renaming it over: readers see
     the old or the new file, never half of one. A leftover temporary file (a crash, or a
-    planted link) is removed, never written through; ``durable`` fsyncs before the rename."""
+    planted link) is removed, never written through; ``durable`` fsyncs the file before the
+    rename and its folder after it, so a power loss leaves the old file or the new one,
+    not an empty one or a rename that never reached the disk."""
     tmp = os.fspath(path) + ".tmp"
     create_new(tmp, data, durable=durable, mode=mode)
     os.replace(tmp, path)
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the names created, renamed or removed in the folder ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def create_new(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False,
