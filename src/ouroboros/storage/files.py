@@ -35,8 +35,11 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import stat
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 try:
     import fcntl
@@ -119,10 +122,23 @@ def replace_file(path: str | os.PathLike[str], data: bytes | str, *, durable: bo
                  mode: int = 0o644) -> None:
     """Replace ``path`` whole by writing ``<path>.tmp`` and renaming it over: readers see
     the old or the new file, never half of one. A leftover temporary file (a crash, or a
-    planted link) is removed, never written through; ``durable`` fsyncs before the rename."""
+    planted link) is removed, never written through; ``durable`` fsyncs the file before the
+    rename and its folder after it, so a power loss leaves the old file or the new one,
+    not an empty one or a rename that never reached the disk."""
     tmp = os.fspath(path) + ".tmp"
     create_new(tmp, data, durable=durable, mode=mode)
     os.replace(tmp, path)
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the names created, renamed or removed in the folder ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def create_new(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False,
@@ -213,3 +229,64 @@ def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = 
         return True
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new directory under ``parent`` for work that is renamed into place or dropped:
+    ``flock``ed (on the directory itself) while the block runs, removed after it. A kill
+    leaves it behind unlocked, for `sweep_scratch` to remove."""
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # no flock here (some NFS): never swept
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # swept between its creation and the lock: take another
+    try:
+        yield path
+    finally:
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def sweep_scratch(parent: Path, prefix: str) -> None:
+    """Remove the `scratch_dir` folders under ``parent`` whose process died (a kill, a
+    power loss): those no live process holds locked."""
+    sweep_unlocked(parent, lambda name: name.startswith(prefix))
+
+
+def lock_exclusive(fd: int) -> None:
+    """Wait for ``flock(LOCK_EX)`` on a descriptor just created (``O_EXCL | O_NOFOLLOW``)
+    that marks a temporary file as its live writer's (see `sweep_unlocked`)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def sweep_unlocked(parent: Path, match: Callable[[str], bool]) -> None:
+    """Remove the entries of ``parent`` whose name ``match``es and that no live process
+    holds locked: temporaries a killed writer left. Links and special files are left; a
+    folder that cannot be read or changed is left as it is."""
+    try:
+        names = [name for name in os.listdir(parent) if match(name)]
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            fd = os.open(parent / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC)
+            try:
+                mode = os.fstat(fd).st_mode
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
+                if stat.S_ISDIR(mode):
+                    shutil.rmtree(parent / name, ignore_errors=True)
+                elif stat.S_ISREG(mode):
+                    os.unlink(parent / name)
+            finally:
+                os.close(fd)

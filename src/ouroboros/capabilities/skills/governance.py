@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ouroboros.kernel import PatchType, TestContext, TestOutcome, content_hash
 from ouroboros.kernel.errors import InvalidPatch
-from ouroboros.storage.files import replace_file
+from ouroboros.storage.files import replace_file, scratch_dir, sweep_scratch
 
 from . import metrics as metrics_mod
 from .artifacts import compute_fingerprint, default_runtimes
@@ -353,9 +352,10 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
         return
     final = root / "tools" / tool_id / "versions" / value["fingerprint"]
     if not final.is_dir():
-        tmp = final.with_name(f".{final.name}.installing")
-        tmp.mkdir(parents=True, exist_ok=True)
-        try:
+        # each installer its own folder, locked while it lives, removed after (nothing
+        # half-installed is left behind); a killed one's is swept by the next install
+        sweep_scratch(final.parent, ".")
+        with scratch_dir(final.parent, f".{final.name}.installing-") as tmp:
             for rel, digest in value["files"].items():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(blobs.get(digest))
@@ -364,10 +364,11 @@ def install(root: Path, blobs: Any, target: str, value: dict[str, Any] | None) -
             meta = {**value, "embedding_model": None, "metrics": metrics_mod.signed_empty(
                 metrics_mod.key_of(root), f"{tool_id}@{value['fingerprint']}")}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-installed is left behind
-            raise
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not final.is_dir():  # not a concurrent installer of the same version
+                    raise
     head.parent.mkdir(parents=True, exist_ok=True)
     replace_file(head, value["fingerprint"])
 

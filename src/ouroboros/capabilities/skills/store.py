@@ -17,8 +17,6 @@ import builtins
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,6 +27,7 @@ from typing import Any
 from ouroboros.capabilities import tracing
 from ouroboros.kernel.errors import InvalidPatch
 from ouroboros.storage.blobs import BlobStore as FileBlobStore
+from ouroboros.storage.files import scratch_dir, sweep_scratch
 
 from . import metrics as metrics_mod
 from .artifacts import (
@@ -276,9 +275,9 @@ class SkillStore:
         schemas: ToolSchemas | None = None,
     ) -> ToolVersion:
         staging_root = self.tools_dir / ".staging"
-        staging_root.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(dir=staging_root, prefix=f"{spec.name}-"))
-        try:
+        # what a killed add left there; a stage is locked while its add is alive
+        sweep_scratch(staging_root, "")
+        with scratch_dir(staging_root, f"{spec.name}-") as stage:
             file_hashes: dict[str, str] = {}
             for rel, data in sorted(spec.files.items()):
                 target = stage / rel
@@ -338,8 +337,6 @@ class SkillStore:
                         raise
             write_text(self.tools_dir / spec.name / "HEAD", fingerprint)
             return self._version_from(final, meta)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -424,7 +421,7 @@ class SkillStore:
         if not base.is_dir():
             raise ToolNotFound(f"no tool {tool_id!r}")
         found = [self._load(p) for p in base.iterdir()
-                 if p.is_dir() and _FINGERPRINT.fullmatch(p.name)]
+                 if p.is_dir() and _FINGERPRINT.fullmatch(p.name)]  # not an install under way
         for v in found:  # an old version's lineage and evidence are the ledger's too
             self._check_meta(v, tool_id, v.path.name)
         return sorted(found, key=lambda v: (v.meta["created"], v.fingerprint))

@@ -25,7 +25,7 @@ from ouroboros.interfaces.cli.output import (
     working,
 )
 from ouroboros.kernel import UsageError
-from ouroboros.kernel.settings import FILE_NAME, SettingsError, write_setting
+from ouroboros.kernel.settings import FILE_NAME, SettingsError, write_settings
 from ouroboros.kernel.workspace import resolve_home
 
 if TYPE_CHECKING:
@@ -149,9 +149,9 @@ def connect(
             shutil.rmtree(path, ignore_errors=True)
         raise settings_error(e) from None
     settings_file = home_dir / FILE_NAME
-    for key, value in (("repo", url), ("branch", target.branch), ("remote", target.remote),
-                       ("push", target.push)):
-        write_setting(settings_file, ("improve", "target", key), value)
+    write_settings(settings_file, {("improve", "target", key): value for key, value in (
+        ("repo", url), ("branch", target.branch), ("remote", target.remote),
+        ("push", target.push))})  # all four or none: a kill never mixes two targets
     result = {"repo": url, "branch": target.branch, "head": head, "checkout": str(path),
               "config": config.describe(), "settings": str(settings_file)}
     if as_json:

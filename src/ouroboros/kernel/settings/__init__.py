@@ -50,7 +50,7 @@ from ouroboros.kernel.settings.sources import (
     read_toml,
     validate,
 )
-from ouroboros.storage.files import create_new
+from ouroboros.storage.files import flocked, replace_file
 
 __all__ = [
     "FILE_NAME",
@@ -80,6 +80,7 @@ __all__ = [
     "read_toml",
     "validate",
     "write_setting",
+    "write_settings",
 ]
 
 
@@ -98,26 +99,31 @@ def load_settings(home: Path | None = None, *, cwd: Path | None = None,
 
 
 def write_setting(path: Path, key: tuple[str, ...], value: Any) -> None:
-    """Set ``key`` in the TOML file at ``path`` keeping its comments and layout, after
-    checking the whole file still validates (nothing is written otherwise)."""
-    try:
-        doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() \
-            else tomlkit.document()
-    except Exception as e:  # tomlkit raises its own ParseError family
-        raise SettingsError([Problem("", f"not valid TOML: {e}", str(path))]) from e
-    table: Any = doc
-    for part in key[:-1]:
-        if part not in table:
-            table[part] = tomlkit.table()
-        table = table[part]
-    table[key[-1]] = value
-    text = tomlkit.dumps(doc)
-    tmp = path.with_name(path.name + ".tmp")
-    create_new(tmp, text)
-    check = read_toml(tmp)
-    try:
+    """Set ``key`` in the TOML file at ``path`` (see `write_settings`)."""
+    write_settings(path, {key: value})
+
+
+def write_settings(path: Path, values: Mapping[tuple[str, ...], Any]) -> None:
+    """Set every key of ``values`` in the TOML file at ``path`` keeping its comments and
+    layout, after checking the whole file still validates (nothing is written otherwise).
+
+    All keys land in one replacement (a kill leaves all of them old or all new), under the
+    file's lock (two writers never lose each other's keys), written, fsynced, renamed over
+    and the folder fsynced (a power loss leaves the old file or the new one)."""
+    with flocked(path.with_name(path.name + ".lock"), mode=0o644):
+        try:
+            doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() \
+                else tomlkit.document()
+        except Exception as e:  # tomlkit raises its own ParseError family
+            raise SettingsError([Problem("", f"not valid TOML: {e}", str(path))]) from e
+        for key, value in values.items():
+            table: Any = doc
+            for part in key[:-1]:
+                if part not in table:
+                    table[part] = tomlkit.table()
+                table = table[part]
+            table[key[-1]] = value
+        text = tomlkit.dumps(doc)
+        check = parse_toml(text, str(path))
         validate([check] if check else [])
-    except SettingsError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, path)
+        replace_file(path, text, durable=True)
