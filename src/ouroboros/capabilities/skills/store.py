@@ -64,6 +64,7 @@ from .spec import (
     NAME_RE,
     TestCase,
     ToolSpec,
+    hidden_character,
     load_tool_dir,
     parse_cases,
     without_hidden,
@@ -203,6 +204,9 @@ class SkillStore:
                 contract; nothing of the candidate is left on disk.
         """
         tool_id = spec.name
+        hidden = hidden_character(spec.description)  # new versions only: old ones still read
+        if hidden is not None:
+            raise ToolRejected("malformed", f"tool {tool_id!r}: {hidden}")
         parent_version = None
         if parent is None:
             parent = self._head(tool_id)
