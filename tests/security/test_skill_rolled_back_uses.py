@@ -107,3 +107,31 @@ def test_cli_describe_of_a_rolled_back_version_says_so(rolled: dict[str, Any]) -
     assert text.exit_code == 0 and "rolled back at ledger seq" in text.stdout, text.output
     current = json.loads(_cli(rolled["home"], "describe", "sum_ints", "--json").stdout)
     assert current["status"] != "rolled_back" and current["rolled_back"] is None
+
+
+def test_adding_a_rolled_back_version_again_registers_it_again(tmp_path: Path) -> None:
+    """`tool add` of the very files of a rolled-back version answered "added" with its
+    fingerprint while the ledger kept the older one current (and `run --version` refused
+    it): the identical version is submitted again, through the gates, and is current."""
+    import ouroboros.interfaces.cli.main  # noqa: F401  (capability registrars)
+
+    home = tmp_path / "ws"
+    a = _variant(tmp_path, "a", "Sum a list of integers.")
+    b = _variant(tmp_path, "b", "Sum a list of integers, again.")
+    with Runtime.init(home) as rt:
+        store = open_store(rt)
+        v1, v2 = store.add_dir(a), store.add_dir(b)
+        rt.rollback(patch=rt.log(kind="PatchApplied")[-1].payload["patch_hash"])
+        assert rt.value("skills/sum_ints")["fingerprint"] == v1.fingerprint
+    result = _cli(home, "add", str(b), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fingerprint"] == v2.fingerprint
+    with Runtime.open(home) as rt:
+        assert rt.value("skills/sum_ints")["fingerprint"] == v2.fingerprint
+        store = open_store(rt)
+        assert store.rolled_back(store.get("sum_ints", v2.fingerprint)) is None
+        assert store.run("sum_ints", [1, 2], fingerprint=v2.fingerprint).output == 3
+    again = _cli(home, "add", str(a), "--json")  # an applied old version: returned as is
+    assert again.exit_code == 0, again.output
+    with Runtime.open(home) as rt:
+        assert rt.value("skills/sum_ints")["fingerprint"] == v2.fingerprint

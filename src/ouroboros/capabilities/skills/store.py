@@ -236,7 +236,12 @@ class SkillStore:
         fingerprint = compute_fingerprint(spec, built)
         existing = self.tools_dir / tool_id / "versions" / fingerprint
         if existing.is_dir():
-            return self._load(existing)
+            version = self._load(existing)
+            if self.registrar is not None and self.rolled_back(version) is not None:
+                # a rollback undid it: adding it again registers it again, through the gates
+                # (returning it as added left the ledger's older version current)
+                self.registrar(version)
+            return version
         report = run_cases(self.runtimes, spec, built, spec.cases(), self._limits_for(spec))
         report_fail = next((r for r in report if not r.ok), None)
         if report_fail is not None:
