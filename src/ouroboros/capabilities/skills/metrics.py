@@ -40,7 +40,7 @@ WINDOW = 200
 #: The longest ``calls.log`` line a fold reads: the runtime writes a couple of hundred bytes
 #: a line, so a longer one is junk, skipped to its newline (never held whole) and rejected.
 MAX_CALL_LINE = 64 << 10
-#: The most nonces one fold remembers against replays (a few MiB); past that the oldest are
+#: The most nonces one fold remembers against replays (about 13 MiB); past that the oldest are
 #: forgotten and every line no newer than them is refused (see `_fold_signed`).
 MAX_SEEN = 1 << 16
 
