@@ -90,3 +90,22 @@ def test_honest_non_ascii_descriptions_are_still_added(tmp_path: Path, home: Pat
     code, out, text = _add(home, _tool(tmp_path, description=honest))
     assert code == 0, text
     assert out["status"] == "applied" and out["description"] == honest
+
+
+def test_stored_text_with_escapes_is_printed_escaped_by_describe(
+        tmp_path: Path, home: Path) -> None:
+    """A version registered before the check may hold such a description: the terminal
+    listings (list, describe, search) print it as \\uXXXX, never the raw character."""
+    from ouroboros.interfaces.cli.output import printable
+    from ouroboros.interfaces.cli.tool import describe_lines
+
+    assert printable("a\x1b[2Jb\u202ec\u200bd\x9be\tf\ng é") == (
+        "a\\u001b[2Jb\\u202ec\\u200bd\\u009be\tf\ng é")
+    code, _, text = _add(home, _tool(tmp_path))
+    assert code == 0, text
+    result = CliRunner().invoke(app, ["describe", "sum_ints", "--home", str(home), "--json"])
+    info = json.loads(result.stdout)
+    info["description"] = "Sum. \x1b]52;c;aGk=\x07 \u202eevil"
+    shown = "\n".join(describe_lines(info))
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "\\u001b]52;c;aGk=\\u0007 \\u202eevil" in shown

@@ -42,6 +42,7 @@ from ouroboros.interfaces.cli.output import (
     console,
     open_runtime,
     print_json,
+    printable,
     working,
 )
 from ouroboros.interfaces.json_input import loads_strict
@@ -278,7 +279,7 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
         m = v.meta.get("metrics") or {}
         p50 = "-" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
         table.add_row(v.tool_id, v.fingerprint, v.runtime, with_status(store, v)["status"],
-                      str(m.get("uses", 0)), p50, Text(v.description))
+                      str(m.get("uses", 0)), p50, Text(printable(v.description)))
     console.print(table)
 
 
@@ -501,7 +502,7 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
     ]
     lines = []
     for key, value in rows:
-        wrapped = textwrap.wrap(str(value), 68, break_long_words=False) or [""]
+        wrapped = textwrap.wrap(printable(str(value)), 68, break_long_words=False) or [""]
         lines += [f"{key:<12}{wrapped[0]}", *(f"{'':12}{more}" for more in wrapped[1:])]
     return lines
 
