@@ -270,9 +270,18 @@ def test_an_injected_description_is_refused_wherever_it_hides(
     hostile.replies += [WRITER, adder(description=description)]
     with pytest.raises(AuthoringFailed) as e:
         ToolAuthor(wstore, provider, max_repairs=0).create(ADD_TASK, name="add")
-    assert e.value.reason == "gate" and "prompt-injection marker" in e.value.detail
+    _refused_as_hidden_or_marker(e.value, description)
     assert ws.value("skills/add") is None
     nothing_registered(wstore, "add")
+
+
+def _refused_as_hidden_or_marker(e: AuthoringFailed, description: str) -> None:
+    """A zero-width character is refused by the store before any patch (it hides what
+    listings show: test_skill_names_unicode.py); any other disguise by the kernel's gate."""
+    if "\u200b" in description:
+        assert e.reason == "malformed" and "U+200B" in e.detail, (e.reason, e.detail)
+    else:
+        assert e.reason == "gate" and "prompt-injection marker" in e.detail, e.detail
 
 
 def test_an_oversized_description_never_reaches_a_patch(
@@ -377,6 +386,6 @@ def test_a_description_marker_is_refused_by_the_kernel_however_it_is_disguised(
     hostile.replies += [WRITER, adder(description="Adds two integers. " + disguised)]
     with pytest.raises(AuthoringFailed) as e:
         ToolAuthor(wstore, provider, max_repairs=0).create(ADD_TASK, name="add")
-    assert e.value.reason == "gate" and "prompt-injection marker" in e.value.detail
+    _refused_as_hidden_or_marker(e.value, disguised)
     assert ws.value("skills/add") is None
     nothing_registered(wstore, "add")

@@ -70,6 +70,12 @@ def test_running_a_rolled_back_version_is_a_409_naming_the_rollback(tmp_path: Pa
             ok = c.post("/api/v1/tools/sum_ints/run", json={"input": [1, 2],
                                                            "version": v1.fingerprint})
             assert ok.status_code == 200 and ok.json()["output"] == 3, ok.text
+            shown = c.get(f"/api/v1/tools/sum_ints?version={v2.fingerprint}")
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["status"] == "rolled_back", shown.json()
+            assert "ledger seq" in shown.json()["rolled_back"], shown.json()
+            current = c.get("/api/v1/tools/sum_ints").json()
+            assert current["status"] != "rolled_back" and current["rolled_back"] is None
     finally:
         code, err = server.stop()
     assert code == 0 and "Traceback" not in err, err

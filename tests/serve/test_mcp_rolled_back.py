@@ -54,5 +54,8 @@ def test_run_tool_refuses_a_rolled_back_version_and_runs_an_applied_one(
             ran = await client.call_tool("run_tool", {"name": "sum_ints", "input": [1, 2],
                                                       "version": v1.fingerprint})
             assert not ran.is_error and json.loads(text(ran))["output"] == 3
+            shown = json.loads(text(await client.call_tool(
+                "describe_tool", {"name": "sum_ints", "version": v2.fingerprint})))
+            assert shown["status"] == "rolled_back" and "ledger seq" in shown["rolled_back"]
 
     run(go)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -167,3 +170,52 @@ def test_boost_needs_the_same_model(tmp_path: Path) -> None:
     memory.record("q", v, ["t"], "model/a")
     assert memory.boosts(v, "model/a", 8) == pytest.approx({"t": 1.1})
     assert memory.boosts(v, "model/b", 8) == {}
+
+
+MB = 1 << 20
+
+
+def _peak(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_recent_searches_file_is_read_a_line_at_a_time_and_purged(
+        tmp_path: Path) -> None:
+    """Every `ouro tool run` reads recent-searches.jsonl and every remembered search
+    appends to it: 300 MiB of overlong lines (written sparsely) were read whole, twice."""
+    index = make(tmp_path)
+    query = "what does this lecture video say"
+    index.search(query, k=3)  # the models are loaded before memory is measured
+    path = tmp_path / RECENT_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for _ in range(300):  # a hole of a MiB, then a newline
+            os.lseek(fd, MB, os.SEEK_END)
+            os.write(fd, b"\n")
+    finally:
+        os.close(fd)
+    peak = _peak(lambda: index.search(query, k=3, remember=True))
+    assert peak < 16 * MB, f"{peak / MB:.1f} MiB"
+    assert path.stat().st_size < MB  # the overlong lines are gone, the search kept
+    peak = _peak(lambda: credit_run(tmp_path, "video_summary") or pytest.fail("no credit"))
+    assert peak < 16 * MB, f"{peak / MB:.1f} MiB"
+    top = make(tmp_path).search(query, k=1)[0]
+    assert top.tool_id == "video_summary" and top.use_rank == 1
+
+
+def test_a_100_mb_usage_line_without_a_newline_neither_swallows_a_use_nor_is_held(
+        tmp_path: Path) -> None:
+    index = make(tmp_path)
+    index.search("weather in paris", k=3)
+    (tmp_path / USAGE_FILE).touch()
+    os.truncate(tmp_path / USAGE_FILE, 100 * MB)  # NULs, no newline: a torn line
+    peak = _peak(lambda: index.record_use("weather in paris", ["weather"]))
+    assert peak < 16 * MB, f"{peak / MB:.1f} MiB"
+    assert (tmp_path / USAGE_FILE).stat().st_size < MB
+    hits = make(tmp_path).search("weather in paris", k=5)
+    assert hits[0].tool_id == "weather" and hits[0].use_rank == 1

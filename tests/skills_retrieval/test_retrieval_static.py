@@ -183,6 +183,35 @@ def test_synthetic_prompt_never_holds_hidden_cases(tmp_path: Path) -> None:
     assert read_synthetic(tmp_path, "other", "sha256:1") == []
 
 
+def test_a_huge_synthetic_file_is_read_a_line_at_a_time_and_a_torn_line_swallows_nothing(
+        tmp_path: Path) -> None:
+    """Indexing a version reads synthetic.jsonl: 300 MiB of long lines (written sparsely)
+    were read whole, and a save after a line with no newline was appended onto it."""
+    import os
+    import tracemalloc
+
+    mb = 1 << 20
+    path = tmp_path / "synthetic.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for _ in range(300):  # a hole of a MiB, then a newline
+            os.lseek(fd, mb, os.SEEK_END)
+            os.write(fd, b"\n")
+        os.lseek(fd, 100 * mb, os.SEEK_END)
+        os.write(fd, b"x")  # and a last line of 100 MiB with no newline
+    finally:
+        os.close(fd)
+    save_synthetic(tmp_path, "unit_convert", "sha256:1", "stub", ["convert 10 km to mi"])
+    tracemalloc.start()
+    try:
+        found = read_synthetic(tmp_path, "unit_convert", "sha256:1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == ["convert 10 km to mi"]
+    assert peak < 16 * mb, f"{peak / mb:.1f} MiB"
+
+
 def test_vector_store_refuses_bad_vectors_and_a_broken_manifest(tmp_path: Path) -> None:
     store = FileVectorStore(tmp_path)
     with pytest.raises(ValueError, match="finite"):

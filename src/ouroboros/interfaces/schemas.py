@@ -171,6 +171,8 @@ class ToolDescription(ToolSummary):
 
     lineage: list[str]
     cases: list[dict[str, JsonValue]]
+    rolled_back: str | None = Field(None, description="When a rollback undid this version "
+                                    "(status rolled_back); null while the ledger has it")
 
 
 class SearchHit(Shape):

@@ -462,7 +462,7 @@ def _check_task(task: str) -> None:
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ValueError(
             f"tool name {name!r} is invalid: use lowercase letters, digits and '_', "
             "starting with a letter"

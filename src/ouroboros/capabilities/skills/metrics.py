@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,6 +37,12 @@ from ouroboros.storage.files import UnsafeFile, create_new, flocked, open_regula
 from .errors import ToolCorrupt
 
 WINDOW = 200
+#: The longest ``calls.log`` line a fold reads: the runtime writes a couple of hundred bytes
+#: a line, so a longer one is junk, skipped to its newline (never held whole) and rejected.
+MAX_CALL_LINE = 64 << 10
+#: The most nonces one fold remembers against replays (about 13 MiB); past that the oldest are
+#: forgotten and every line no newer than them is refused (see `_fold_signed`).
+MAX_SEEN = 1 << 16
 
 
 def empty() -> dict[str, Any]:
@@ -306,7 +313,7 @@ def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[s
             if not has_log and trusted(key, bound, meta.get("metrics")) is not None:
                 return meta
             meta["metrics"] = _fold_signed(key, bound, meta.get("metrics"),
-                                           log.read_bytes() if has_log else b"")
+                                           log if has_log else None)
             write_meta(version_dir / "meta.json", meta)
             if has_log:
                 log.unlink()
@@ -314,7 +321,9 @@ def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[s
         if not log.is_file():
             return meta
         metrics = clean(meta.get("metrics"))
-        for raw in log.read_text().splitlines():
+        for raw in _lines(log):
+            if raw is None:
+                continue  # overlong: not a line the runtime wrote
             try:
                 call = json.loads(raw)
                 metrics = record(metrics, bool(call["ok"]), float(call["ms"]), call["at"])
@@ -326,19 +335,40 @@ def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[s
         return meta
 
 
-def _fold_signed(key: bytes, bound: str, stored: Any, log: bytes) -> dict[str, Any]:
+def _lines(log: Path) -> Iterator[bytes | None]:
+    """The log's lines one at a time (the last one even without its newline), each at
+    most `MAX_CALL_LINE` long; None for a longer one, read past in bounded chunks, so a
+    log of gigabytes (or one line of them) never sits in memory."""
+    with open(log, "rb") as f:
+        while line := f.readline(MAX_CALL_LINE + 1):
+            if len(line) <= MAX_CALL_LINE or line.endswith(b"\n"):
+                yield line.rstrip(b"\r\n")
+                continue
+            while line and not line.endswith(b"\n"):  # the rest of the overlong line
+                line = f.readline(MAX_CALL_LINE)
+            yield None
+
+
+def _fold_signed(key: bytes, bound: str, stored: Any, log: Path | None) -> dict[str, Any]:
     metrics = trusted(key, bound, stored)
     if metrics is None:  # edited, copied or from before keys: start over, trusting only
         # lines written from now on (any already in the log could be replays)
         metrics = {**empty(), "rejected": 1, "after": time.time_ns()}
     after = newest = int(metrics.get("after") or 0)
-    rejected, seen = 0, set()
-    for raw in log.splitlines():
-        call = _call(key, bound, raw)
+    # the nonces counted, oldest first; once MAX_SEEN are held the oldest is forgotten and
+    # `after` rises to its time, so its replay (no newer) is refused all the same
+    rejected, seen, order = 0, set(), deque[tuple[int, str]]()
+    for raw in _lines(log) if log is not None else ():
+        call = None if raw is None else _call(key, bound, raw)
         if call is None or call["t"] <= after or call["id"] in seen:
-            rejected += 1  # forged, torn, replayed or another version's: never counted
+            rejected += 1  # forged, torn, overlong, replayed or another version's
             continue
         seen.add(call["id"])
+        order.append((call["t"], call["id"]))
+        if len(order) > MAX_SEEN:
+            t, nonce = order.popleft()
+            seen.discard(nonce)
+            after = max(after, t)
         newest = max(newest, call["t"])
         metrics = record(metrics, call["ok"], float(call["ms"]), call["at"])
     metrics["after"] = newest

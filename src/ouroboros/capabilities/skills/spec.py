@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -123,9 +124,25 @@ class ToolSpec:
         return [c for c in cases if include_hidden or not c.hidden]
 
 
+def hidden_character(description: str) -> str | None:
+    """Why a new version's description cannot be shown as it is, or None: a control
+    character (a terminal escape; tab and newline are fine), a bidi control, or an
+    invisible one (zero-width, soft hyphen, BOM: Unicode's Cf), or a lone surrogate. The
+    description is printed by `ouro tool list` and search, and read by agents choosing a
+    tool; such a character hides or reorders what they see."""
+    for i, ch in enumerate(description):
+        kind = unicodedata.category(ch)
+        if (kind == "Cc" and ch not in "\t\n") or kind in ("Cf", "Cs", "Zl", "Zp"):
+            what = unicodedata.name(ch, "a control character")
+            return (f"the description has {what} (U+{ord(ch):04X}) at character {i}: control, "
+                    "bidi and invisible characters are not allowed in a description (they "
+                    "hide or reorder what `ouro tool list` and search show)")
+    return None
+
+
 def validate_spec(spec: ToolSpec) -> None:
     """Raise `MalformedTool` naming the first thing wrong with a spec."""
-    if not NAME_RE.match(spec.name):
+    if not NAME_RE.fullmatch(spec.name):  # match(): "$" also matched before a final "\n"
         raise MalformedTool(
             f"tool name {spec.name!r} is invalid: use lowercase letters, digits and '_', "
             "starting with a letter (at most 64 characters)"

@@ -63,6 +63,7 @@ from .spec import (
     NAME_RE,
     TestCase,
     ToolSpec,
+    hidden_character,
     load_tool_dir,
     parse_cases,
     without_hidden,
@@ -202,6 +203,9 @@ class SkillStore:
                 contract; nothing of the candidate is left on disk.
         """
         tool_id = spec.name
+        hidden = hidden_character(spec.description)  # new versions only: old ones still read
+        if hidden is not None:
+            raise ToolRejected("malformed", f"tool {tool_id!r}: {hidden}")
         parent_version = None
         if parent is None:
             parent = self._head(tool_id)
@@ -214,6 +218,9 @@ class SkillStore:
             parent_version = self._find_version(parent)
             if parent_version is None:
                 raise ToolRejected("malformed", f"parent version {parent} does not exist")
+            # a child of a rolled-back version would bring it back as lineage and contract
+            self._refuse_rolled_back(parent_version, "may not be a parent: a child of it "
+                                     "would bring it back")
         review = self._review_reasons(spec, parent_version)
         schemas = schemas_for(spec.cases(), spec.input_schema, spec.output_schema)
         problems = case_problems(spec.cases(), schemas)
@@ -228,7 +235,12 @@ class SkillStore:
         fingerprint = compute_fingerprint(spec, built)
         existing = self.tools_dir / tool_id / "versions" / fingerprint
         if existing.is_dir():
-            return self._load(existing)
+            version = self._load(existing)
+            if self.registrar is not None and self.rolled_back(version) is not None:
+                # a rollback undid it: adding it again registers it again, through the gates
+                # (returning it as added left the ledger's older version current)
+                self.registrar(version)
+            return version
         report = run_cases(self.runtimes, spec, built, spec.cases(), self._limits_for(spec))
         report_fail = next((r for r in report if not r.ok), None)
         if report_fail is not None:
@@ -466,9 +478,7 @@ class SkillStore:
                 and self._head(tool_id) != fp:
             why = self.ledger_checker(tool_id, self._registered[path])
             if why is not None:
-                raise ToolRolledBack(
-                    f"{tool_id}@{fp} was {why}: the ledger no longer has it applied, so it "
-                    f"is not run (`ouro tool describe {tool_id}` shows the current version)")
+                raise _rolled_back(tool_id, fp, why, "is not run")
         refused = schema_problems(schemas.input, input)
         if refused:
             raise InputRejected(f"the input does not fit {tool_id}'s input schema: "
@@ -521,11 +531,30 @@ class SkillStore:
             ToolNotFound, ToolCorrupt.
         """
         version = self.get(tool_id, fingerprint)
+        if fingerprint is not None:  # a passing report must not vouch for an undone version
+            self._refuse_rolled_back(version, "is not tested")
         spec = self.spec_of(version, include_hidden=True)
         built = self._built_of(version)
         source = spec.files[spec.source_path].decode("utf-8", "replace")
         return TestBatch(version.tool_id, version.fingerprint, built, source,
                          tuple(spec.cases()), self._limits_for(version.meta))
+
+    def rolled_back(self, version: ToolVersion) -> str | None:
+        """Why the ledger no longer has this version applied (``rolled back at ledger seq
+        N``), or None while it does; always None outside a workspace.
+
+        Raises:
+            ToolCorrupt: its meta.json is no value the ledger ever committed.
+        """
+        if self.ledger_checker is None or self._head(version.tool_id) == version.fingerprint:
+            return None
+        return self.ledger_checker(version.tool_id, {k: v for k, v in version.meta.items()
+                                                     if k not in MUTABLE_META})
+
+    def _refuse_rolled_back(self, version: ToolVersion, doing: str) -> None:
+        why = self.rolled_back(version)
+        if why is not None:
+            raise _rolled_back(version.tool_id, version.fingerprint, why, doing)
 
     def spec_of(self, version: ToolVersion, include_hidden: bool = False) -> ToolSpec:
         runtime = version.runtime if version.runtime == "micropython" else None
@@ -642,6 +671,12 @@ class SkillStore:
             path=path,
             meta=meta,
         )
+
+
+def _rolled_back(tool_id: str, fingerprint: str, why: str, doing: str) -> ToolRolledBack:
+    return ToolRolledBack(
+        f"{tool_id}@{fingerprint} was {why}: the ledger no longer has it applied, so it "
+        f"{doing} (`ouro tool describe {tool_id}` shows the current version)")
 
 
 def _check(version: ToolVersion, name: str, data: bytes, digest: str) -> None:

@@ -40,6 +40,7 @@ EXIT_INTERRUPTED = 130
 CODES: dict[str, tuple[int, str]] = {
     "usage": (EXIT_USAGE, "bad option, argument or input value"),
     "not_found": (EXIT_USAGE, "the named thing (file, tool, patch, proposal, event) does not exist"),
+    "rolled_back": (EXIT_USAGE, "the named tool version exists, but a rollback undid it"),
     "workspace_missing": (EXIT_USAGE, "no workspace at --home / $OURO_HOME / ./.ouro"),
     "invalid_patch": (EXIT_USAGE, "not a well-formed patch or envelope"),
     "key": (EXIT_USAGE, "unknown key name or unreadable key file"),

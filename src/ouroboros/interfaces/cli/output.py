@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,3 +192,15 @@ def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control, bidi and invisible characters (which `tool add` now
+    refuses in a description, but a version registered before may hold) shown as \\uXXXX,
+    so an escape sequence or a right-to-left override in stored text acts on nothing."""
+
+    def hidden(ch: str) -> bool:
+        kind = unicodedata.category(ch)
+        return kind in ("Cf", "Cs", "Zl", "Zp") or (kind == "Cc" and ch not in "\t\n")
+
+    return "".join(f"\\u{ord(ch):04x}" if hidden(ch) else ch for ch in text)

@@ -28,6 +28,7 @@ from ouroboros.capabilities.skills import (
     ToolCorrupt,
     ToolNotFound,
     ToolRejected,
+    ToolRolledBack,
     ToolVersion,
 )
 from ouroboros.capabilities.skills.governance import ToolPending, open_store
@@ -41,6 +42,7 @@ from ouroboros.interfaces.cli.output import (
     console,
     open_runtime,
     print_json,
+    printable,
     working,
 )
 from ouroboros.interfaces.json_input import loads_strict
@@ -146,6 +148,21 @@ def with_status(store: SkillStore, v: ToolVersion) -> dict[str, Any]:
     return {**summary(v), "status": status(store, v)}
 
 
+def describe_status(store: SkillStore, v: ToolVersion) -> dict[str, Any]:
+    """`with_status` for one version asked for by name: a version a rollback undid is
+    status ``rolled_back`` and ``rolled_back`` says when (None while the ledger has it)."""
+    info = with_status(store, v)
+    info["rolled_back"] = store.rolled_back(v)
+    if info["rolled_back"] is not None:
+        info["status"] = "rolled_back"
+    return info
+
+
+def rolled_back(e: ToolRolledBack) -> CliError:
+    return CliError(str(e), "`ouro ledger log` shows the rollback; add the version again to "
+                    "bring it back", exit_code=2, code="rolled_back")
+
+
 @app.command("add")
 def add_cmd(
     directory: Path = typer.Argument(..., help="Tool directory: meta.json, src/, tests/."),
@@ -167,6 +184,8 @@ def add_cmd(
         with working(f"building and testing {directory.name} ({runtime})", estimate):
             v = store.add_dir(directory, parent=parent)
         _record_build_time(store, runtime, time.monotonic() - started)
+    except ToolRolledBack as e:  # --parent: a child would resurrect an undone version
+        raise rolled_back(e) from None
     except ToolRejected as e:
         if as_json:
             print_json({"status": "rejected", "reason": e.reason, "detail": e.detail})
@@ -221,6 +240,8 @@ def run_cmd(
         raise CliError(f"{tool_id} failed: {type(e).__name__}: {e}", exit_code=1,
                        code="failure", details={"kind": type(e).__name__,
                                                 "tool_id": tool_id}) from None
+    except ToolRolledBack as e:
+        raise rolled_back(e) from None
     except ToolNotFound as e:  # one lookup: the run itself finds the version
         raise not_found(str(e), "list tools with `ouro tool list`") from None
     except ToolCorrupt as e:
@@ -258,7 +279,7 @@ def list_cmd(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None
         m = v.meta.get("metrics") or {}
         p50 = "-" if m.get("p50_ms") is None else f"{m['p50_ms']:.2f}"
         table.add_row(v.tool_id, v.fingerprint, v.runtime, with_status(store, v)["status"],
-                      str(m.get("uses", 0)), p50, Text(v.description))
+                      str(m.get("uses", 0)), p50, Text(printable(v.description)))
     console.print(table)
 
 
@@ -272,7 +293,7 @@ def describe_cmd(
     """Metadata, lineage and visible test cases of a tool (hidden cases are never shown)."""
     _, store = _store(home)
     v = _get(store, tool_id, fingerprint)
-    info = with_status(store, v)
+    info = describe_status(store, v)
     info["lineage"] = [f"{x.tool_id}@{x.fingerprint}" for x in store.lineage(tool_id, fingerprint)]
     info["cases"] = [c.to_json() for c in v.cases(include_hidden=False)]
     info.update(store.schemas(v).to_meta())
@@ -352,6 +373,8 @@ def test_cmd(
             reports = [store.test(ids[0], fingerprint)]
         else:
             reports = _test_many(store, ids, fingerprint, executor, workers, ray_address)
+    except ToolRolledBack as e:  # a passing report must not vouch for an undone version
+        raise rolled_back(e) from None
     except ToolCorrupt as e:
         raise CliError(str(e), exit_code=1, code="integrity") from None
     passed = all(r.passed for r in reports)
@@ -467,6 +490,9 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
                  f"p50 {ms(metrics.get('p50_ms'))}, p95 {ms(metrics.get('p95_ms'))}; last "
                  f"used {str(metrics.get('last_used') or 'never').replace('T', ' ')}"),
         ("status", f"{info['status']} (origin {info['origin']})"),
+        *([("ledger", f"{info['rolled_back']}: the ledger no longer has this version "
+                            "applied; it is not run, tested or used as a parent")]
+          if info.get("rolled_back") else []),
         ("evidence", _evidence_words(info.get("evidence"))),
         *[(what, f"{json.dumps(info[f'{what}_schema'], ensure_ascii=False)} "
                              f"({info['schema_source'][what]})")
@@ -476,7 +502,7 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
     ]
     lines = []
     for key, value in rows:
-        wrapped = textwrap.wrap(str(value), 68, break_long_words=False) or [""]
+        wrapped = textwrap.wrap(printable(str(value)), 68, break_long_words=False) or [""]
         lines += [f"{key:<12}{wrapped[0]}", *(f"{'':12}{more}" for more in wrapped[1:])]
     return lines
 

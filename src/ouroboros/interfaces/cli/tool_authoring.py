@@ -26,6 +26,7 @@ from ouroboros.interfaces.cli.output import (
     console,
     open_runtime,
     print_json,
+    printable,
 )
 from ouroboros.kernel import OuroError, Runtime
 
@@ -142,7 +143,7 @@ def search(
         desc = h.text.split(": ", 1)[-1]
         ranks = f"({_ranks(h)})" if mode == "fused" else ""
         console.print(f"{rank}. [bold]{h.tool_id}[/bold]  {ranks}", highlight=False)
-        console.print(f"   {desc}", markup=False)
+        console.print(f"   {printable(desc)}", markup=False)
     if mode == "fused":
         console.print("ranked by reciprocal rank fusion of the dense (embedding) and BM25 "
                       "(word) rankings; --json has the scores", markup=False, style="dim")

@@ -133,10 +133,11 @@ class Builtin:
 
 
 # -- bodies: one ``ouro`` command each -----------------------------------------------------
-def _summary(store: Any, version: Any) -> dict[str, Any]:
-    from ouroboros.interfaces.cli.tool import with_status
+def _summary(store: Any, version: Any, named: bool = False) -> dict[str, Any]:
+    from ouroboros.interfaces.cli.tool import describe_status, with_status
 
-    info = with_status(store, version)
+    # a version asked for by name may be one a rollback undid: describe_tool says so
+    info = (describe_status if named else with_status)(store, version)
     info.pop("path", None)  # the server's file system is not the caller's business
     return info
 
@@ -165,7 +166,7 @@ def _describe_tool(services: Services, a: DescribeArgs, _: str) -> Any:
     with services.lease() as lease:
         store = lease.skills()
         v = store.get(a.name, a.version)
-        info = _summary(store, v)
+        info = _summary(store, v, named=True)
         info["lineage"] = [f"{x.tool_id}@{x.fingerprint}"
                            for x in store.lineage(a.name, a.version)]
         info["cases"] = [c.to_json() for c in v.cases(include_hidden=False)]

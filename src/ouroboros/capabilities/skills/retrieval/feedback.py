@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class UsageMemory:
         now = time.time() if now is None else now
         path = self.root / RECENT_FILE
         with self._locked():
-            records = _read_lines(path)
+            records = _read_lines(path, MAX_RECENT)
             for i in range(len(records) - 1, -1, -1):
                 r = records[i]
                 tools = r.get("tools")
@@ -171,7 +172,7 @@ class UsageMemory:
             return
         counts: dict[tuple[str, str], int] = {}
         vectors: dict[tuple[str, str], Matrix] = {}
-        for r in _read_lines(path):
+        for r in _read_lines(path, MAX_USES):
             if r.get("model") != model_id:
                 continue
             key, tool, vec = r.get("key"), r.get("tool"), r.get("vec")
@@ -194,14 +195,29 @@ class UsageMemory:
             yield
 
 
-def _read_lines(path: Path) -> list[dict[str, object]]:
+def _lines(path: Path) -> Iterator[bytes | None]:
+    """The file's lines one at a time, each at most `MAX_LINE_BYTES` long; None for a
+    longer one, read past in bounded chunks: a file another process grew to gigabytes (or
+    one line of them) is never held whole."""
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
-        return []
-    out: list[dict[str, object]] = []
-    for line in data.split(b"\n"):
-        if not line.strip() or len(line) > MAX_LINE_BYTES:
+        return
+    with f:
+        while line := f.readline(MAX_LINE_BYTES + 1):
+            if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+                yield line.rstrip(b"\n")
+                continue
+            while line and not line.endswith(b"\n"):
+                line = f.readline(MAX_LINE_BYTES)
+            yield None
+
+
+def _read_lines(path: Path, keep: int) -> list[dict[str, object]]:
+    """The newest records (at most as many as `_append_bounded` lets the file hold)."""
+    out: deque[dict[str, object]] = deque(maxlen=keep + keep // 4)
+    for line in _lines(path):
+        if line is None or not line.strip():
             continue
         try:
             r = json.loads(line)
@@ -209,21 +225,32 @@ def _read_lines(path: Path) -> list[dict[str, object]]:
             continue
         if isinstance(r, dict):
             out.append(r)
-    return out
+    return list(out)
 
 
 def _append_bounded(path: Path, lines: str, keep: int) -> None:
-    """Append; past `keep` lines, rewrite keeping the newest (atomically, by rename)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(lines)
+    """Append; past `keep` lines, or once an overlong line is found, rewrite keeping the
+    newest (atomically, by rename), reading a line at a time."""
+    with open(path, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a torn last line: end it, or it swallows this one
+                lines = "\n" + lines
+        f.write(lines.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
     if path.stat().st_size <= keep * 256:  # every line is longer: no need to count
         return
-    data = path.read_bytes()
-    if data.count(b"\n") > keep + keep // 4:
-        tail = data.split(b"\n")[:-1][-keep:]
-        _rewrite(path, b"\n".join(tail).decode("utf-8", "replace") + "\n")
+    tail: deque[bytes] = deque(maxlen=keep)
+    count, overlong = 0, False
+    for line in _lines(path):
+        if line is None:
+            overlong = True
+            continue
+        count += 1
+        tail.append(line)
+    if overlong or count > keep + keep // 4:
+        _rewrite(path, b"".join(x + b"\n" for x in tail).decode("utf-8", "replace"))
 
 
 def _rewrite(path: Path, text: str) -> None:

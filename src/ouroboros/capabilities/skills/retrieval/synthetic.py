@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +73,30 @@ def save_synthetic(index_root: Path, tool_id: str, fingerprint: str, model: str,
     index_root.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"tool": tool_id, "fingerprint": fingerprint, "model": model,
                        "queries": queries[:MAX_QUERIES]}, sort_keys=True) + "\n"
-    with open(index_root / SYNTHETIC_FILE, "a", encoding="utf-8") as f:
-        f.write(line)
+    with open(index_root / SYNTHETIC_FILE, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a torn last line: end it, or it swallows this one
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
 
 _cache: dict[Path, tuple[tuple[int, float], dict[tuple[str, str], list[str]]]] = {}
+#: The longest line read (a saved one is a few KiB); a longer one is read past in bounded
+#: chunks and skipped, so a file grown to gigabytes is never held whole.
+MAX_LINE = 64 << 10
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while line := f.readline(MAX_LINE + 1):
+            if len(line) <= MAX_LINE or line.endswith(b"\n"):
+                yield line
+                continue
+            while line and not line.endswith(b"\n"):
+                line = f.readline(MAX_LINE)
 
 
 def read_synthetic(index_root: Path, tool_id: str, fingerprint: str) -> list[str]:
@@ -92,7 +110,7 @@ def read_synthetic(index_root: Path, tool_id: str, fingerprint: str) -> list[str
     cached = _cache.get(path)
     if cached is None or cached[0] != signature:
         table: dict[tuple[str, str], list[str]] = {}
-        for line in path.read_bytes().split(b"\n"):
+        for line in _lines(path):
             try:
                 r = json.loads(line) if line.strip() else None
             except (json.JSONDecodeError, UnicodeDecodeError):

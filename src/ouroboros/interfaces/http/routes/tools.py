@@ -43,10 +43,11 @@ _LLM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _summary(store: Any, version: Any) -> dict[str, Any]:
-    from ouroboros.interfaces.cli.tool import with_status
+def _summary(store: Any, version: Any, named: bool = False) -> dict[str, Any]:
+    from ouroboros.interfaces.cli.tool import describe_status, with_status
 
-    info = with_status(store, version)
+    # a version asked for by name may be one a rollback undid: describe says so
+    info = (describe_status if named else with_status)(store, version)
     info.pop("path", None)  # the server's file system is not the caller's business
     return info
 
@@ -97,7 +98,7 @@ def describe_tool(name: ToolName, _: Reader, services: ServicesDep,
     with services.lease() as lease:
         store = lease.skills()
         v = _get(lease, name, version)
-        info = _summary(store, v)
+        info = _summary(store, v, named=True)
         info["lineage"] = [f"{x.tool_id}@{x.fingerprint}" for x in store.lineage(name, version)]
         info["cases"] = [c.to_json() for c in v.cases(include_hidden=False)]
         return json_response(info)
@@ -182,6 +183,9 @@ def _authored(lease: Lease, run: Callable[[], Any]) -> Response:
                               "reason": str(e)}, 202)
     except LLMError as e:
         raise ApiError(502, "llm_error", str(e)) from None
+    except ToolRolledBack as e:  # a child would resurrect a version a rollback undid
+        raise ApiError(409, "rolled_back", str(e), "start from a version the ledger still "
+                       "has applied") from None
     except (ToolNotFound, ToolRejected, MalformedTool, ValueError) as e:
         raise ApiError(404 if isinstance(e, ToolNotFound) else 422,
                        "not_found" if isinstance(e, ToolNotFound) else "rejected",
