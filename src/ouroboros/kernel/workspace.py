@@ -72,8 +72,10 @@ class Workspace:
         return ws
 
     def save(self) -> None:
+        # durable: it pins the genesis and names the ledger; an empty file after a power
+        # loss would be a workspace nothing can open
         replace_file(self.home / CONFIG_NAME,
-                     json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+                     json.dumps(self.config, indent=2, sort_keys=True) + "\n", durable=True)
 
 
 def _existing_hint(home: Path) -> str:
