@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import hashlib
 import hmac
 import json
 import math
@@ -128,7 +127,7 @@ def who(version_dir: Path) -> str:
 
 
 def _mac(key: bytes, bound: str, body: bytes) -> str:
-    return hmac.new(key, bound.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return hmac.digest(key, bound.encode() + b"\n" + body, "sha256").hex()  # one-shot: C
 
 
 def _body(metrics: dict[str, Any]) -> bytes:
@@ -225,9 +224,11 @@ def append(version_dir: Path, ok: bool, elapsed_ms: float, key: bytes | None = N
     bound, nonce = who(version_dir), secrets.token_hex(12)
 
     def signed() -> bytes:  # under the lock: later than every line a fold has counted
-        body = json.dumps({"ok": ok, "ms": round(elapsed_ms, 3), "id": nonce,
-                           "at": now.isoformat(timespec="seconds"), "t": time.time_ns()},
-                          sort_keys=True, separators=(",", ":")).encode()
+        # the JSON by hand (every field is a literal, a hex nonce or a number): json.dumps
+        # was a third of a warm call's metrics cost; the fold MACs the bytes as written
+        body = (f'{{"at":"{now.isoformat(timespec="seconds")}","id":"{nonce}",'
+                f'"ms":{round(elapsed_ms, 3)!r},"ok":{"true" if ok else "false"},'
+                f'"t":{time.time_ns()}}}').encode()
         return body + b"\t" + _mac(key, bound, body).encode() + b"\n"
 
     _APPENDER.write(version_dir, signed)
