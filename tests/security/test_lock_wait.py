@@ -1,0 +1,178 @@
+"""A process that takes one of the runtime's locks and never lets go (Ctrl-Z or
+``kill -STOP`` of an ``ouro`` command while it holds it, or a one-liner holding
+``flock``): everyone else waited for ever. Each wait is now bounded by
+``OURO_LOCK_TIMEOUT`` (here 1 s) and ends in one line naming the lock and its holder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ouroboros.kernel import Runtime
+from ouroboros.kernel.dsse import envelope_to_dict
+
+BOUND = 1.0
+SLACK = 45.0  # "returned within the bound plus slack", never a speed assertion
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_SH if sys.argv[2:] == ["shared"] else fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+class Holder:
+    """A real child process holding ``flock`` on ``path`` until released."""
+
+    def __init__(self, path: Path, shared: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path),
+                                      *(["shared"] if shared else [])],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "held"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def held() -> Iterator[list[Holder]]:
+    holders: list[Holder] = []
+    yield holders
+    for h in holders:
+        h.release()
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OURO_LOCK_TIMEOUT": str(BOUND)}
+
+
+def ouro(*args: str, home: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "ouroboros", *args, "--home", str(home)],
+                       capture_output=True, text=True, timeout=120, env=_env())
+    return r, time.monotonic() - start
+
+
+def _envelope(rt: Runtime, tmp_path: Path, i: int, agent: str = "a") -> Path:
+    env = rt.sign(rt.propose(type="routing", target=f"agents/{agent}/routing", value={"w": i},
+                             reasoning="tune", author="root"), "root")
+    path = tmp_path / f"patch{i}.json"
+    path.write_text(json.dumps(envelope_to_dict(env)))
+    return path
+
+
+def _one_clear_line(r: subprocess.CompletedProcess[str], lock: Path, pid: int) -> None:
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    first = r.stderr.splitlines()[0]
+    assert str(lock) in first and f"process {pid}" in first, r.stderr
+
+
+def test_submit_approve_rollback_give_up_on_a_held_ledger_lock_then_work(
+        tmp_path: Path, held: list[Holder]) -> None:
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    rt.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 0},
+                          reasoning="tune", author="root")
+    first = _envelope(rt, tmp_path, 1)
+    rt.close()
+    lock = home / "ledger.db.lock"
+    holder = Holder(lock)
+    held.append(holder)
+    # `state` too: opening a runtime reads the signed checkpoint under the writers' lock
+    for args in (("patch", "submit", str(first)), ("rollback", "--to", "1"), ("state",)):
+        r, took = ouro(*args, home=home)
+        assert took < BOUND + SLACK
+        _one_clear_line(r, lock, holder.pid)
+    r, _ = ouro("patch", "submit", str(first), "--json", home=home)
+    assert r.returncode == 1
+    err = json.loads(r.stdout)["error"]
+    assert err["code"] == "failure" and str(lock) in err["message"]
+    holder.release()
+    r, _ = ouro("patch", "submit", str(first), home=home)
+    assert r.returncode == 0, r.stderr
+    r, _ = ouro("verify", home=home)
+    assert r.returncode == 0, r.stderr
+    rt = Runtime.open(home)
+    try:
+        assert rt.value("agents/a/routing") == {"w": 1}
+    finally:
+        rt.close()
+
+
+def test_a_stopped_ouro_submit_holding_the_lock_does_not_hang_the_next(
+        tmp_path: Path) -> None:
+    """SIGSTOP of a real ``ouro patch submit`` caught holding the writers' lock."""
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    envs = [_envelope(rt, tmp_path, i, agent) for i, agent in enumerate("ab")]
+    rt.close()
+    lock = home / "ledger.db.lock"
+    # The victim stops itself the first time it holds the lock.
+    stopper = ("import os, signal, sys, runpy\n"
+               "import ouroboros.storage.sqlite as s\n"
+               "orig = s._exclusive.__enter__\n"
+               "once = []\n"
+               "def enter(self):\n"
+               "    orig(self)\n"
+               "    if not once:\n"
+               "        once.append(1)\n"
+               "        os.kill(os.getpid(), signal.SIGSTOP)\n"
+               "s._exclusive.__enter__ = enter\n"
+               "sys.argv = ['ouro'] + sys.argv[1:]\n"
+               "runpy.run_module('ouroboros', run_name='__main__')\n")
+    victim = subprocess.Popen([sys.executable, "-c", stopper, "patch", "submit",
+                               str(envs[0]), "--home", str(home)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with open(f"/proc/{victim.pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "T":
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the victim never stopped holding the lock")
+        r, took = ouro("patch", "submit", str(envs[1]), home=home)
+        assert took < BOUND + SLACK
+        _one_clear_line(r, lock, victim.pid)
+    finally:
+        victim.send_signal(signal.SIGCONT)
+        _, err = victim.communicate(timeout=60)
+    assert victim.returncode == 0, err
+    r, _ = ouro("patch", "submit", str(envs[1]), home=home)
+    assert r.returncode == 0, r.stderr
+    r, _ = ouro("verify", home=home)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_bad_lock_timeout_is_a_usage_error(tmp_path: Path, held: list[Holder]) -> None:
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    env_file = _envelope(rt, tmp_path, 1)
+    rt.close()
+    held.append(Holder(home / "ledger.db.lock"))
+    for bad in ("nan", "-1", "1e308", "soon"):
+        r = subprocess.run([sys.executable, "-m", "ouroboros", "patch", "submit",
+                            str(env_file), "--home", str(home)], capture_output=True,
+                           text=True, timeout=60,
+                           env={**os.environ, "OURO_LOCK_TIMEOUT": bad})
+        assert r.returncode == 2 and "OURO_LOCK_TIMEOUT" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
