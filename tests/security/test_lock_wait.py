@@ -18,6 +18,7 @@ import pytest
 
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.dsse import envelope_to_dict
+from ouroboros.storage import files
 
 BOUND = 1.0
 SLACK = 45.0  # "returned within the bound plus slack", never a speed assertion
@@ -176,3 +177,64 @@ def test_a_bad_lock_timeout_is_a_usage_error(tmp_path: Path, held: list[Holder])
                            env={**os.environ, "OURO_LOCK_TIMEOUT": bad})
         assert r.returncode == 2 and "OURO_LOCK_TIMEOUT" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_a_held_witness_copy_does_not_stop_appends(tmp_path: Path, held: list[Holder]) -> None:
+    """A witness on a shared mount: anyone who can open its checkpoint copy can ``flock``
+    it. Every append (under the ledger's lock) waited for ever; now the witness is skipped
+    after the bound and the append stands; the copy lags (consistent, so ``verify`` passes)
+    and catches up on the next append once the lock is free."""
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    witness = rt.add_witness(tmp_path / "witness")
+    envs = [_envelope(rt, tmp_path, i, agent) for i, agent in enumerate("ab")]
+    rt.close()
+    copy = next(witness.glob("*.checkpoint"))
+    before = files.tree_size(copy.read_bytes())
+    holder = Holder(copy, shared=True)  # read access is all flock needs
+    held.append(holder)
+    r, took = ouro("patch", "submit", str(envs[0]), home=home)
+    assert took < BOUND + SLACK
+    assert r.returncode == 0, r.stderr
+    assert files.tree_size(copy.read_bytes()) == before
+    r, _ = ouro("verify", home=home)
+    assert r.returncode == 0, r.stderr
+    holder.release()
+    r, _ = ouro("patch", "submit", str(envs[1]), home=home)
+    assert r.returncode == 0, r.stderr
+    assert files.tree_size(copy.read_bytes()) == before + 2
+    r, _ = ouro("verify", home=home)
+    assert r.returncode == 0, r.stderr
+
+
+def test_no_wait_refuses_only_until_something_was_committed(
+        tmp_path: Path, held: list[Holder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server submits on its event loop under ``no_wait`` and redoes a refused submit
+    in a thread. A refusal after the block committed (a failed effect's record) would make
+    that redo skip what the first attempt had left to do: from the commit on, it waits."""
+    from ouroboros.storage.files import LockTimeout
+    from ouroboros.storage.sqlite import LedgerBusy, no_wait
+
+    monkeypatch.setenv("OURO_LOCK_TIMEOUT", "0.5")
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    try:
+        held.append(Holder(home / "ledger.db.lock"))
+        with no_wait(), pytest.raises(LedgerBusy):
+            rt.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 1},
+                                  reasoning="tune", author="root")
+        held.pop().release()
+        with no_wait():
+            rt.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 1},
+                                  reasoning="tune", author="root")
+            held.append(Holder(home / "ledger.db.lock"))
+            with pytest.raises(LockTimeout):
+                rt.propose_and_submit(type="routing", target="agents/b/routing",
+                                      value={"w": 1}, reasoning="tune", author="root")
+        held.pop().release()
+        assert rt.value("agents/a/routing") == {"w": 1}
+        rt.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 2},
+                              reasoning="tune", author="root")
+        assert rt.verify().events == rt.backend.count()  # raises if it does not verify
+    finally:
+        rt.close()

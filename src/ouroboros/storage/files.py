@@ -299,12 +299,12 @@ def tree_size(note: bytes) -> int:
 def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = True) -> bool:
     """Rewrite ``path`` in place (as `InPlaceFile` does) unless it already holds a
     checkpoint of a larger tree; ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
-    rewritten in place, so always the same inode); ``False`` when the caller already holds
-    a lock that orders them."""
+    rewritten in place, so always the same inode; held by another process past the bound:
+    `LockTimeout`); ``False`` when the caller already holds a lock that orders them."""
     fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if lock and fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+            lock_bounded(fd, fcntl.LOCK_EX, path)  # released by the close
         if tree_size(os.pread(fd, 1 << 16, 0)) > tree_size(data):
             return False
         os.pwrite(fd, data, 0)

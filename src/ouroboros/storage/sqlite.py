@@ -65,8 +65,9 @@ _NO_WAIT = threading.local()
 
 
 class no_wait:
-    """For the ``with`` block, in this thread, a writers' lock another process holds is
-    `LedgerBusy` at once instead of a wait (an event loop hands the work to a thread)."""
+    """For the ``with`` block, in this thread, until an append of the block commits, a
+    writers' lock another process holds is `LedgerBusy` at once instead of a wait (an
+    event loop hands the work, nothing of it written, to a thread)."""
 
     def __enter__(self) -> None:
         _NO_WAIT.on = True
@@ -178,6 +179,9 @@ class SQLiteLedger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            # Committed: from here on this thread's work cannot be redone elsewhere, so
+            # later locks it takes (an EffectFailed record) are waited for, not refused.
+            _NO_WAIT.on = False
             if events:
                 self._known_next = events[-1].seq + 1  # our own commit: no need to ask again
             if after_commit is not None:
