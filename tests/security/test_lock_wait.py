@@ -238,3 +238,31 @@ def test_no_wait_refuses_only_until_something_was_committed(
         assert rt.verify().events == rt.backend.count()  # raises if it does not verify
     finally:
         rt.close()
+
+
+def test_a_held_skill_metrics_lock_bounds_the_call_and_loses_no_count(
+        tmp_path: Path, held: list[Holder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tool run (CLI, ``ouro serve``, MCP) appends its call line under the version
+    folder's ``.lock``; a process holding it exclusively made every run of that version
+    hang. Now `LockTimeout` after the bound, and calls after the release all count."""
+    import json as json_
+
+    from ouroboros.capabilities.skills import metrics
+    from ouroboros.storage.files import LockTimeout
+
+    monkeypatch.setenv("OURO_LOCK_TIMEOUT", "0.5")
+    d = tmp_path / "v"
+    d.mkdir()
+    (d / "meta.json").write_text(json_.dumps({"tool_id": "t", "metrics": metrics.empty()}))
+    metrics.append(d, ok=True, elapsed_ms=1.0)  # the appender now keeps the files open
+    holder = Holder(d / ".lock")
+    held.append(holder)
+    start = time.monotonic()
+    with pytest.raises(LockTimeout, match=f"process {holder.pid}"):
+        metrics.append(d, ok=False, elapsed_ms=1.0)
+    assert time.monotonic() - start < 0.5 + SLACK
+    held.pop().release()
+    metrics.append(d, ok=False, elapsed_ms=2.0)
+    metrics.append(d, ok=True, elapsed_ms=3.0)
+    folded = metrics.fold(d, lambda p, m: p.write_text(json_.dumps(m)))
+    assert folded["metrics"]["uses"] == 3

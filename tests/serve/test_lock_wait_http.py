@@ -109,3 +109,50 @@ def test_reads_answer_while_a_submit_waits_for_a_held_lock_which_ends_in_503(
         code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err, err
+
+
+def _span(tool: str) -> dict[str, Any]:
+    start = time.time_ns()
+    return {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "agent"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "0a" * 16, "spanId": "0b" * 8, "name": f"execute_tool {tool}",
+            "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 5_000_000),
+            "attributes": [{"key": "gen_ai.tool.name", "value": {"stringValue": tool}}]}]}]}]}
+
+
+def test_a_held_telemetry_day_file_is_a_503_and_the_retry_is_stored(tmp_path: Path) -> None:
+    """The OTLP receiver appends under the day file's own lock: a holder made each
+    request wait for ever (holding a server thread). Now 503 after the bound, and the
+    span, sent again, is stored once (not dropped as already seen)."""
+    from ouroboros.capabilities.improve.intake.store import TelemetryStore
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    server = start(home, "--no-scheduler", env={"OURO_LOCK_TIMEOUT": str(BOUND)})
+    doc = _span("heldtool")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    events = home / "telemetry" / "events"
+    events.mkdir(parents=True, exist_ok=True)
+    holder: Holder | None = Holder(events / f"{day}.jsonl")
+    try:
+        assert holder is not None
+        with server.client(server.token("collector", "submit")) as c:
+            t0 = time.monotonic()
+            r = c.post("/v1/traces", json=doc, timeout=BOUND + SLACK)
+            assert time.monotonic() - t0 < BOUND + SLACK
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "unavailable"
+            assert f"process {holder.pid}" in r.json()["error"]["message"]
+            assert c.get("/api/v1/health").status_code == 200
+            holder.release()
+            holder = None
+            r = c.post("/v1/traces", json=doc)
+            assert r.status_code == 200, r.text
+    finally:
+        if holder is not None:
+            holder.release()
+        code, err = server.stop()
+    assert code == 0, err
+    mine = [e for e in TelemetryStore(home).events() if e.get("tool") == "heldtool"]
+    assert len(mine) == 1, mine
