@@ -266,3 +266,23 @@ def test_a_held_skill_metrics_lock_bounds_the_call_and_loses_no_count(
     metrics.append(d, ok=True, elapsed_ms=3.0)
     folded = metrics.fold(d, lambda p, m: p.write_text(json_.dumps(m)))
     assert folded["metrics"]["uses"] == 3
+
+
+def test_a_held_telemetry_spool_drops_the_span_and_never_fails_the_run(
+        tmp_path: Path, held: list[Holder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ouro tool run` spools its span under the spool's shared lock; a holder of the
+    exclusive lock hung every run. Now the span is dropped after the bound (telemetry
+    never fails a run) and the next one, after the release, is written."""
+    from ouroboros.capabilities import tracing
+
+    monkeypatch.setenv("OURO_LOCK_TIMEOUT", "0.5")
+    spool = tmp_path / "spool.jsonl"
+    spool.write_bytes(b"")
+    held.append(Holder(spool))
+    start = time.monotonic()
+    tracing._spool(spool, "held", tracing._SpooledSpan({}), 0, 1)  # does not raise
+    assert time.monotonic() - start < 0.5 + SLACK
+    assert spool.read_bytes() == b""
+    held.pop().release()
+    tracing._spool(spool, "free", tracing._SpooledSpan({}), 0, 1)
+    assert [json.loads(line)["name"] for line in spool.read_text().splitlines()] == ["free"]

@@ -111,7 +111,13 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
-def lock_bounded(fd: int, op: int, path: str | os.PathLike[str]) -> None:
+#: ``timeout=`` for a lock whose holder legitimately works for minutes (a model or
+#: toolchain build, a proposal through its gates): wait as long as it takes.
+UNBOUNDED = math.inf
+
+
+def lock_bounded(fd: int, op: int, path: str | os.PathLike[str],
+                 timeout: float | None = None) -> None:
     """``flock(fd, op)``, waiting at most `lock_timeout` seconds for another process to
     let go, else `LockTimeout` (naming ``path`` and, where the kernel says, the holder).
 
@@ -120,13 +126,17 @@ def lock_bounded(fd: int, op: int, path: str | os.PathLike[str]) -> None:
     polling) while the caller waits for it up to the bound. A wait given up leaves that
     thread to take the lock when the holder lets go and drop it at once: after a
     `LockTimeout` the caller must not lock through ``fd``'s open file (close it, or open
-    the lock file again), since that late unlock would release its lock."""
+    the lock file again), since that late unlock would release its lock. ``timeout``:
+    another bound than ``OURO_LOCK_TIMEOUT`` (`UNBOUNDED`: the plain blocking wait)."""
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         pass
-    bound = lock_timeout()
+    bound = lock_timeout() if timeout is None else timeout
+    if bound == UNBOUNDED:
+        fcntl.flock(fd, op)
+        return
     got, mutex, state = threading.Event(), threading.Lock(), {"abandoned": False}
     failed: list[OSError] = []
     dup = os.dup(fd)
@@ -185,15 +195,16 @@ def regular_opener(path: str, flags: int) -> int:
 
 @contextlib.contextmanager
 def flocked(path: str | os.PathLike[str], *, shared: bool = False,
-            flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o600) -> Iterator[int]:
+            flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o600,
+            timeout: float | None = None) -> Iterator[int]:
     """Hold ``flock`` on ``path`` (a lock file, or a log appended under its own lock:
     ``flags``; created if missing) for the block; yields the descriptor. The lock goes
     with the descriptor, released by the close. Another process holding it past
-    `lock_timeout` is a `LockTimeout` (see `lock_bounded`)."""
+    `lock_timeout` (or ``timeout``) is a `LockTimeout` (see `lock_bounded`)."""
     fd = open_regular(path, flags, mode)
     try:
         if fcntl is not None:
-            lock_bounded(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, path)
+            lock_bounded(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, path, timeout)
         yield fd
     finally:
         os.close(fd)
