@@ -286,3 +286,49 @@ def test_a_held_telemetry_spool_drops_the_span_and_never_fails_the_run(
     held.pop().release()
     tracing._spool(spool, "free", tracing._SpooledSpan({}), 0, 1)
     assert [json.loads(line)["name"] for line in spool.read_text().splitlines()] == ["free"]
+
+
+def _append_through_timeouts(home: str, who: str, n: int) -> None:
+    """Submit ``n`` patches with a bound so short that most contended waits give up."""
+    os.environ["OURO_LOCK_TIMEOUT"] = "0.001"
+    from ouroboros.storage.ledger import LedgerUnavailable
+
+    while True:
+        try:
+            rt = Runtime.open(home)
+            break
+        except Exception:  # the open's checkpoint read gave up: try again
+            continue
+    done = 0
+    while done < n:
+        try:
+            rt.propose_and_submit(type="routing", target=f"agents/{who}/routing",
+                                  value={"w": done}, reasoning="race", author="root")
+            done += 1
+        except LedgerUnavailable:
+            continue
+    rt.close()
+
+
+def test_given_up_waits_never_strand_the_lock_nor_lose_or_fork_events(tmp_path: Path) -> None:
+    """Each given-up wait leaves a thread that takes the lock later and drops it: it must
+    never be left held (everyone would stall), never be dropped under a later holder of
+    the same process, and no event may be lost or forked."""
+    import multiprocessing
+
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_through_timeouts, args=(str(home), who, 40))
+             for who in "abc"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(SLACK * 4)
+        assert p.exitcode == 0
+    rt = Runtime.open(home)
+    try:
+        assert rt.verify().events == 1 + 3 * 40
+        assert {rt.value(f"agents/{w}/routing")["w"] for w in "abc"} == {39}
+    finally:
+        rt.close()
