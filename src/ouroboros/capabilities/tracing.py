@@ -36,7 +36,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
-from ouroboros.storage.files import flocked
+from ouroboros.storage.files import LockTimeout, flocked
 
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
 
@@ -162,5 +162,5 @@ def _spool(path: Path, name: str, current: _SpooledSpan, start: int, end: int) -
                     continue  # a drainer took this file meanwhile: write to the new one
                 os.write(fd, line)  # one write of one short line: whole, under O_APPEND
                 return
-    except OSError:
+    except (OSError, LockTimeout):  # a spool another process holds past the bound: dropped
         pass

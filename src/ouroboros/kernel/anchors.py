@@ -25,7 +25,13 @@ from pathlib import Path
 from ouroboros.kernel.errors import IntegrityError, UsageError
 from ouroboros.kernel.keys import Signer
 from ouroboros.kernel.note import Checkpoint, NoteError, Verifier
-from ouroboros.storage.files import read_note, read_small, rewrite_unless_newer, write_new
+from ouroboros.storage.files import (
+    LockTimeout,
+    read_note,
+    read_small,
+    rewrite_unless_newer,
+    write_new,
+)
 from ouroboros.storage.ledger import LedgerBackend
 
 ORIGIN_PREFIX = "ouroboros/ledger/"
@@ -168,6 +174,8 @@ def publish(backend: LedgerBackend, note: bytes, witnesses: Sequence[Witness],
         try:
             w.publish(note, durable)
             errors.pop(str(w.root), None)
+        except LockTimeout as e:  # a process that can open the copy holds its lock
+            errors[str(w.root)] = e.message
         except OSError as e:
             errors[str(w.root)] = f"{type(e).__name__}: {e}"
 

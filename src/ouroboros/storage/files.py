@@ -33,13 +33,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from ouroboros.storage.ledger import LedgerUnavailable
 
 try:
     import fcntl
@@ -53,6 +57,113 @@ _SIZE_LINE = re.compile(rb"[^\n]*\n(0|[1-9][0-9]{0,18})\n")
 MAX_NOTE = 1 << 20
 
 _GUARD = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a FIFO opens, not waits
+
+
+#: How long a lock another process holds is waited for, in seconds, unless
+#: ``OURO_LOCK_TIMEOUT`` says otherwise (SQLite's ``busy_timeout`` is 30 s as well).
+LOCK_TIMEOUT = 30.0
+
+
+class LockTimeout(LedgerUnavailable):
+    """A lock another process held for longer than the bound (a stopped or stuck holder:
+    Ctrl-Z, ``kill -STOP``, a debugger). Nothing was done under it; interfaces show it as
+    the ledger's other unavailability errors (exit 1 ``failure``, HTTP 503)."""
+
+    def __init__(self, path: str, bound: float, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(f"{path} is locked by {holder}: gave up after waiting {bound:g} s",
+                         "is that process stopped (Ctrl-Z, kill -STOP) or stuck? resume or "
+                         "end it; OURO_LOCK_TIMEOUT=SECONDS sets how long to wait")
+        self.path = path
+        self.pid = pid
+
+
+def lock_timeout() -> float:
+    """The bound on a wait for a lock: ``OURO_LOCK_TIMEOUT`` seconds (0 = do not wait),
+    30 by default."""
+    raw = os.environ.get("OURO_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 86400):
+        raise LedgerUnavailable(f"OURO_LOCK_TIMEOUT={raw!r} is not a number of seconds "
+                                "from 0 to 86400", "set it to e.g. 30, or unset it",
+                                kind="usage")
+    return value
+
+
+def lock_holder(fd: int) -> int | None:
+    """The pid the kernel lists for a ``flock`` on ``fd``'s file (``/proc/locks``: the
+    process that took it), or None where that is not known."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", "rb") as fh:
+            lines = fh.read(1 << 20).decode("ascii", "replace").splitlines()
+    except OSError:
+        return None
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"; waiters are "1: -> FLOCK …"
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == where:
+            with contextlib.suppress(ValueError):
+                return int(parts[4])
+    return None
+
+
+#: ``timeout=`` for a lock whose holder legitimately works for minutes (a model or
+#: toolchain build, a proposal through its gates): wait as long as it takes.
+UNBOUNDED = math.inf
+
+
+def lock_bounded(fd: int, op: int, path: str | os.PathLike[str],
+                 timeout: float | None = None) -> None:
+    """``flock(fd, op)``, waiting at most `lock_timeout` seconds for another process to
+    let go, else `LockTimeout` (naming ``path`` and, where the kernel says, the holder).
+
+    Uncontended it is one ``flock(LOCK_NB)``. Contended, one thread waits in a blocking
+    ``flock`` on a duplicate of ``fd`` (so it wakes the moment the holder lets go, no
+    polling) while the caller waits for it up to the bound. A wait given up leaves that
+    thread to take the lock when the holder lets go and drop it at once: after a
+    `LockTimeout` the caller must not lock through ``fd``'s open file (close it, or open
+    the lock file again), since that late unlock would release its lock. ``timeout``:
+    another bound than ``OURO_LOCK_TIMEOUT`` (`UNBOUNDED`: the plain blocking wait)."""
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    bound = lock_timeout() if timeout is None else timeout
+    if bound == UNBOUNDED:
+        fcntl.flock(fd, op)
+        return
+    got, mutex, state = threading.Event(), threading.Lock(), {"abandoned": False}
+    failed: list[OSError] = []
+    dup = os.dup(fd)
+
+    def wait() -> None:
+        try:
+            fcntl.flock(dup, op)
+        except OSError as e:
+            failed.append(e)
+        with mutex:
+            if state["abandoned"] and not failed:
+                fcntl.flock(dup, fcntl.LOCK_UN)
+            got.set()
+        os.close(dup)
+
+    threading.Thread(target=wait, name="ouro-lock-wait", daemon=True).start()
+    if not got.wait(bound):
+        with mutex:
+            if not got.is_set():
+                state["abandoned"] = True
+        if state["abandoned"]:
+            raise LockTimeout(os.fspath(path), bound, lock_holder(fd))
+    if failed:
+        raise failed[0]
 
 
 class UnsafeFile(OSError):
@@ -87,14 +198,16 @@ def regular_opener(path: str, flags: int) -> int:
 
 @contextlib.contextmanager
 def flocked(path: str | os.PathLike[str], *, shared: bool = False,
-            flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o600) -> Iterator[int]:
+            flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o600,
+            timeout: float | None = None) -> Iterator[int]:
     """Hold ``flock`` on ``path`` (a lock file, or a log appended under its own lock:
     ``flags``; created if missing) for the block; yields the descriptor. The lock goes
-    with the descriptor, released by the close."""
+    with the descriptor, released by the close. Another process holding it past
+    `lock_timeout` (or ``timeout``) is a `LockTimeout` (see `lock_bounded`)."""
     fd = open_regular(path, flags, mode)
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            lock_bounded(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, path, timeout)
         yield fd
     finally:
         os.close(fd)
@@ -213,12 +326,12 @@ def tree_size(note: bytes) -> int:
 def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = True) -> bool:
     """Rewrite ``path`` in place (as `InPlaceFile` does) unless it already holds a
     checkpoint of a larger tree; ``True`` if it wrote. ``lock``: take the file's own ``flock`` to order writers (it is
-    rewritten in place, so always the same inode); ``False`` when the caller already holds
-    a lock that orders them."""
+    rewritten in place, so always the same inode; held by another process past the bound:
+    `LockTimeout`); ``False`` when the caller already holds a lock that orders them."""
     fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if lock and fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+            lock_bounded(fd, fcntl.LOCK_EX, path)  # released by the close
         if tree_size(os.pread(fd, 1 << 16, 0)) > tree_size(data):
             return False
         os.pwrite(fd, data, 0)

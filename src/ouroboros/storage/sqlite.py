@@ -13,7 +13,13 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ouroboros.storage.files import InPlaceFile, read_note, regular_opener
+from ouroboros.storage.files import (
+    InPlaceFile,
+    LockTimeout,
+    lock_bounded,
+    read_note,
+    regular_opener,
+)
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -50,22 +56,58 @@ CREATE TABLE IF NOT EXISTS patch_log (
 _BATCH = 2000
 
 
-class _exclusive:
-    """The writers' OS lock on ``fh`` for the ``with`` block (a class, not a generator:
-    it is taken on every append, and a generator context costs a microsecond more)."""
+class LedgerBusy(Exception):
+    """The writers' lock is held by another process and this thread asked not to wait
+    (`no_wait`): raised before anything is written."""
 
-    __slots__ = ("fd",)
 
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fd = fh.fileno()
+_NO_WAIT = threading.local()
+
+
+class no_wait:
+    """For the ``with`` block, in this thread, until an append of the block commits, a
+    writers' lock another process holds is `LedgerBusy` at once instead of a wait (an
+    event loop hands the work, nothing of it written, to a thread)."""
 
     def __enter__(self) -> None:
-        if fcntl is not None:  # not POSIX: SQLite's own locking still serialises writers
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        _NO_WAIT.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        _NO_WAIT.on = False
+
+
+class _exclusive:
+    """The writers' OS lock of ``ledger`` for the ``with`` block (a class, not a generator:
+    it is taken on every append, and a generator context costs a microsecond more).
+    Uncontended it is one ``flock``; held by another process, a wait bounded by
+    ``OURO_LOCK_TIMEOUT`` (`files.lock_bounded`), then `LockTimeout`."""
+
+    __slots__ = ("ledger",)
+
+    def __init__(self, ledger: SQLiteLedger) -> None:
+        self.ledger = ledger
+
+    def __enter__(self) -> None:
+        if fcntl is None:  # not POSIX: SQLite's own locking still serialises writers
+            return
+        fd = self.ledger._writer_lock.fileno()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if getattr(_NO_WAIT, "on", False):
+            raise LedgerBusy(self.ledger.path)
+        try:
+            lock_bounded(fd, fcntl.LOCK_EX, self.ledger.path + ".lock")
+        except LockTimeout:
+            # the given-up wait may still take and drop the lock on this open file
+            self.ledger._reopen_writer_lock()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         if fcntl is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            fcntl.flock(self.ledger._writer_lock.fileno(), fcntl.LOCK_UN)
 
 
 class SQLiteLedger:
@@ -89,8 +131,7 @@ class SQLiteLedger:
         self._lock = threading.Lock()
         # Writers queue on an OS lock first: SQLite's own busy handler polls with sleeps of
         # a millisecond and more, while a blocked flock wakes the moment it is released.
-        self._writer_lock = open(self.path + ".lock", "a+b",  # noqa: SIM115 - lives with self
-                                 opener=regular_opener)
+        self._writer_lock = self._open_writer_lock()
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
         # 8 KiB pages: an event (about 1.2-1.6 KB) packs 5 to a page instead of 2 to a
@@ -107,9 +148,17 @@ class SQLiteLedger:
         if "sig" not in columns:  # a database from before snapshots were signed
             self._db.execute("ALTER TABLE snapshots ADD COLUMN sig BLOB NOT NULL DEFAULT x''")
 
+    def _open_writer_lock(self) -> BinaryIO:
+        return open(self.path + ".lock", "a+b",
+                    opener=regular_opener)
+
+    def _reopen_writer_lock(self) -> None:
+        old, self._writer_lock = self._writer_lock, self._open_writer_lock()
+        old.close()
+
     def append(self, build: EventBuilder, after_commit: AfterCommit | None = None,
                unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
-        with self._lock, _exclusive(self._writer_lock):
+        with self._lock, _exclusive(self):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             index: list[IndexRow] = []
@@ -130,6 +179,9 @@ class SQLiteLedger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            # Committed: from here on this thread's work cannot be redone elsewhere, so
+            # later locks it takes (an EffectFailed record) are waited for, not refused.
+            _NO_WAIT.on = False
             if events:
                 self._known_next = events[-1].seq + 1  # our own commit: no need to ask again
             if after_commit is not None:
@@ -207,7 +259,7 @@ class SQLiteLedger:
         self._checkpoint.rewrite(note, durable=self.durable)
 
     def get_checkpoint(self) -> bytes | None:
-        with self._lock, _exclusive(self._writer_lock):
+        with self._lock, _exclusive(self):
             return read_note(self.checkpoint_path)
 
     def put_snapshot(self, snapshot: Snapshot) -> None:

@@ -31,7 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ouroboros.storage.files import UnsafeFile, create_new, flocked, open_regular, read_small
+from ouroboros.storage.files import (
+    LockTimeout,
+    UnsafeFile,
+    create_new,
+    flocked,
+    lock_bounded,
+    open_regular,
+    read_small,
+)
 
 from .errors import ToolCorrupt
 
@@ -251,7 +259,13 @@ class _Appender:
     def write(self, version_dir: Path, line: bytes | Callable[[], bytes]) -> None:
         with self._mutex:
             lock_fd, log_fd = self._open(version_dir)
-            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            try:
+                lock_bounded(lock_fd, fcntl.LOCK_SH, version_dir / ".lock")
+            except LockTimeout:  # drop this open file: the given-up wait may still unlock it
+                del self._fds[version_dir]
+                os.close(lock_fd)
+                os.close(log_fd)
+                raise
             try:
                 if os.fstat(log_fd).st_nlink == 0:  # folded since it was opened
                     os.close(log_fd)

@@ -28,6 +28,7 @@ from ouroboros.interfaces.http.ratelimit import RateLimit, RateLimiter
 from ouroboros.interfaces.http.tokens import TokenStore
 from ouroboros.kernel import OuroError, Runtime
 from ouroboros.kernel.workspace import Workspace, resolve_home
+from ouroboros.storage.sqlite import LedgerBusy
 
 if TYPE_CHECKING:
     from ouroboros.capabilities.improve.intake.store import TelemetryStore
@@ -112,14 +113,20 @@ class Services:
         #: this server: two approvals of one pending patch in flight at once must not both
         #: run its gates, and the loop's git repositories and state files have one writer.
         self.decisions = threading.RLock()
+        #: One submit at a time waits in a thread for a writers' lock another process
+        #: holds (an ``anyio.CapacityLimiter``, made on the event loop by the first).
+        self.submit_gate: Any = None
 
     # -- runtimes ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def lease(self, writer: bool = False) -> Iterator[Lease]:
+    def lease(self, writer: bool = False, wait: bool = True) -> Iterator[Lease]:
         """A runtime for the duration of the block (opened if the pool has room); with
-        ``writer``, the one writer runtime, in turn."""
+        ``writer``, the one writer runtime, in turn (``wait=False``: `LedgerBusy` at once
+        if another thread has it)."""
         if writer:
-            with self._writer_lock:
+            if not self._writer_lock.acquire(blocking=wait):
+                raise LedgerBusy("the writer runtime is in use")
+            try:
                 if self._closed:
                     raise Busy("the server is shutting down", "retry in a moment")
                 if self._writer is None:
@@ -134,6 +141,8 @@ class Services:
                     with self._returned:
                         self._leased -= 1
                         self._returned.notify_all()
+            finally:
+                self._writer_lock.release()
             return
         lease = self._take()
         with self._returned:

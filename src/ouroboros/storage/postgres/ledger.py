@@ -34,7 +34,13 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.types.numeric import Int8
 
-from ouroboros.storage.files import read_note, regular_opener, rewrite_unless_newer
+from ouroboros.storage.files import (
+    LockTimeout,
+    lock_bounded,
+    read_note,
+    regular_opener,
+    rewrite_unless_newer,
+)
 from ouroboros.storage.ledger import (
     APPLIED,
     AfterCommit,
@@ -410,11 +416,11 @@ class PostgresLedger:
     def put_checkpoint(self, note: bytes) -> None:
         # Called by ``after_commit`` once the commit is in, outside any append lock:
         # writers arrive in any order, and a checkpoint of a larger tree already there stays.
-        with self._lock, _flocked(self._file_lock):
+        with self._lock, _flocked(self):
             rewrite_unless_newer(self.checkpoint_path, note, durable=self.durable, lock=False)
 
     def get_checkpoint(self) -> bytes | None:
-        with self._lock, _flocked(self._file_lock):
+        with self._lock, _flocked(self):
             return read_note(self.checkpoint_path)
 
     # -------------------------------------------------------------- snapshots
@@ -671,11 +677,20 @@ def _timed_out(url: LedgerURL, what: str = "did not answer") -> LedgerUnavailabl
 
 
 @contextmanager
-def _flocked(fh: Any) -> Iterator[None]:
+def _flocked(ledger: PostgresLedger) -> Iterator[None]:
+    """The local checkpoint's file lock, waited for at most ``OURO_LOCK_TIMEOUT``."""
     if fcntl is None:
         yield
         return
-    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    fh = ledger._file_lock
+    try:
+        lock_bounded(fh.fileno(), fcntl.LOCK_EX, ledger.checkpoint_path + ".lock")
+    except LockTimeout:
+        # the given-up wait may still take and drop the lock on this open file
+        ledger._file_lock = open(ledger.checkpoint_path + ".lock", "a+b",  # noqa: SIM115
+                                 opener=regular_opener)
+        fh.close()
+        raise
     try:
         yield
     finally:

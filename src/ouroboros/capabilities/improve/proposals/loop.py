@@ -65,6 +65,7 @@ from ouroboros.capabilities.improve.proposals.target_config import TargetConfig,
 from ouroboros.capabilities.improve.proposals.writer import RuleWriter, Skip, Writer
 from ouroboros.kernel import OuroError, Runtime, SubmitOutcome
 from ouroboros.kernel.settings import ImproveSettings
+from ouroboros.storage.files import UNBOUNDED
 
 #: ``events(since, until)``: sanitized telemetry events in ``[since, until)`` (a source
 #: may return more; the loop filters). ``TelemetryStore.events`` fits.
@@ -120,7 +121,8 @@ class ImproveLoop:
         self._clock = clock or rt.clock.now
         self.root = Path(rt.home) / "improve"
         self.settings = settings or ImproveSettings()
-        with exclusive(self.root / "setup.lock"):  # processes starting at once seed once
+        # processes starting at once seed once (a clone may take minutes: no bound)
+        with exclusive(self.root / "setup.lock", timeout=UNBOUNDED):
             self.repo = self._target(target)
             self.store = ProposalStore.init(self.root / "proposals")
         self.breakers = Breakers(self.root / "breakers.json")
@@ -287,7 +289,7 @@ class ImproveLoop:
 
         One proposing process at a time per workspace: the open-key check and the
         submission are one step (concurrent evaluations opened the same fix twice)."""
-        with exclusive(self.root / "propose.lock"):
+        with exclusive(self.root / "propose.lock", timeout=UNBOUNDED):  # gates take minutes
             return self._propose(draft, base)
 
     def _propose(self, draft: Draft, base: str | None) -> Outcome | None:

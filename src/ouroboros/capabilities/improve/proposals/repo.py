@@ -78,10 +78,12 @@ def example_deployment() -> Path:
 
 
 @contextmanager
-def exclusive(lock: Path) -> Iterator[None]:
-    """Hold ``lock`` (a file, flock'd) exclusively: one process, or thread, at a time."""
+def exclusive(lock: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold ``lock`` (a file, flock'd) exclusively: one process, or thread, at a time;
+    another process holding it past ``OURO_LOCK_TIMEOUT`` (or ``timeout``) is a
+    `LockTimeout`."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with flocked(lock, mode=0o644):
+    with flocked(lock, mode=0o644, timeout=timeout):
         yield
 
 

@@ -24,7 +24,7 @@ import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from ouroboros.storage.files import flocked
+from ouroboros.storage.files import UNBOUNDED, flocked
 
 from ..cache import cache_root
 from ..errors import BuildFailed
@@ -135,7 +135,8 @@ def ensure_pristine() -> Path:
 def _lock(pristine: Path) -> AbstractContextManager[int]:
     """An exclusive lock on one pristine cache (across processes)."""
     pristine.parent.mkdir(parents=True, exist_ok=True)
-    return flocked(pristine.parent / f".{pristine.name}.lock", mode=0o644)
+    return flocked(pristine.parent / f".{pristine.name}.lock", mode=0o644,
+                   timeout=UNBOUNDED)  # a build of the cache takes minutes
 
 
 def _warm_up(pristine: Path) -> None:

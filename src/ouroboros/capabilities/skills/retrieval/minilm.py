@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ouroboros.storage.files import flocked
+from ouroboros.storage.files import UNBOUNDED, flocked
 
 from ..embedding import EmbeddingError, Matrix, ProcessWide, normalise
 
@@ -272,7 +272,8 @@ def _build_lock(directory: Path) -> Iterator[bool]:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             # Two processes starting cold build it once.
-            held.enter_context(flocked(directory / ".lock", mode=0o644))
+            held.enter_context(flocked(directory / ".lock", mode=0o644,
+                                       timeout=UNBOUNDED))  # a build takes minutes
         except OSError:
             yield False
             return

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
@@ -30,6 +32,9 @@ from ouroboros.interfaces.http.tokens import Role
 from ouroboros.interfaces.ledger_json import checkpoint_json, consistency_json, inclusion_json
 from ouroboros.kernel import IntegrityError, NotFound, SubmitOutcome, UsageError
 from ouroboros.kernel.state import patch_from_envelope
+from ouroboros.storage.files import lock_timeout
+from ouroboros.storage.ledger import LedgerUnavailable
+from ouroboros.storage.sqlite import LedgerBusy, no_wait
 
 router = APIRouter(tags=["kernel"], responses=AUTH_RESPONSES)
 
@@ -107,11 +112,41 @@ async def submit_envelope(request: Request, services: Services) -> Response:
                        "make one with `ouro patch new` and `ouro patch sign`")
     # Decided here, on the event loop: a submit is a fraction of a millisecond of CPU, and
     # handing it to a thread cost more than the submit (GIL hand-overs around every C call
-    # in Ed25519, Rego and SQLite). The loop waits only while another process holds the
-    # ledger's write lock.
-    with services.lease(writer=True) as lease:
-        outcome = lease.rt.submit(body)
+    # in Ed25519, Rego and SQLite). The loop never waits for a lock: when another process
+    # holds the ledger's writers' lock (or another submit waits for it), the append stops
+    # before writing anything and the whole submit is redone in a thread, which waits at
+    # most OURO_LOCK_TIMEOUT for the lock.
+    try:
+        with no_wait(), services.lease(writer=True, wait=False) as lease:
+            outcome = lease.rt.submit(body)
+    except LedgerBusy:
+        outcome = await _submit_in_thread(services, body)
     return json_response(outcome_json(outcome), _STATUS[outcome.status])
+
+
+async def _submit_in_thread(services: Services, body: bytes) -> SubmitOutcome:
+    """A submit that must wait for the writers' lock, in a thread: one at a time (they
+    would queue on the writer runtime), each queued one for at most the lock's bound."""
+    bound = lock_timeout()
+    if services.submit_gate is None:
+        services.submit_gate = anyio.CapacityLimiter(1)
+    gate: anyio.CapacityLimiter = services.submit_gate
+    with anyio.move_on_after(bound) as waited:
+        await gate.acquire()
+    if waited.cancelled_caught:
+        raise LedgerUnavailable(
+            f"the ledger's writers' lock stayed held: this submit waited {bound:g} s behind "
+            "another one", "is a process holding it stopped (Ctrl-Z, kill -STOP) or stuck? "
+            "OURO_LOCK_TIMEOUT=SECONDS sets how long to wait")
+    try:
+        return await anyio.to_thread.run_sync(_submit_waiting, services, body)
+    finally:
+        gate.release()
+
+
+def _submit_waiting(services: Services, body: bytes) -> SubmitOutcome:
+    with services.lease(writer=True) as lease:
+        return lease.rt.submit(body)
 
 
 @router.get("/pending", response_model=list[schemas.PendingPatch],
