@@ -156,6 +156,7 @@ class SkillStore:
         build_limits: BuildLimits | None = None,
     ) -> None:
         self.root = Path(root)
+        self._mkey: bytes | None = None  # the metrics key (see `_metrics_key`)
         self.policy = policy or SkillPolicy()
         self.tools_dir = self.root / "tools"
         self.blobs: Blobs = blobs if blobs is not None else FileBlobStore(self.root / "blobs")
@@ -645,7 +646,10 @@ class SkillStore:
     def _metrics_key(self) -> bytes:
         """The key of the runtime's own call records (see `metrics`): uses only it wrote
         count, for the listing and for `promote_after_uses`."""
-        return metrics_mod.key_of(self.root)
+        key = self._mkey
+        if key is None:  # once per store: a warm call builds no Path for it
+            key = self._mkey = metrics_mod.key_of(self.root)
+        return key
 
     def _load(self, path: Path) -> ToolVersion:
         key, bound = self._metrics_key(), metrics_mod.who(path)
