@@ -102,7 +102,9 @@ def test_collect_ledger_emits_outcome_spans_once(tmp_path: Path) -> None:
     assert [(e["tool"], e["success"]) for e in events] == [("patch.routing", True),
                                                          ("patch.unknown", False)]
     assert events[1]["error_code"].startswith("REJECTED_") and events[0]["span_id"]
-    assert [e["source"] for e in events] == ["local", "local"]  # the runtime key signed both
+    # the runtime key signed both: it also signs what a token asks for, so never local
+    runtime = "key:" + rt.refresh().runtime_key["id"][:16]
+    assert [e["source"] for e in events] == [runtime, runtime]
 
 
 def test_outcomes_are_stamped_with_who_verifiably_signed_not_local(tmp_path: Path) -> None:

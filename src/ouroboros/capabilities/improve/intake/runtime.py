@@ -7,7 +7,7 @@ once. Tool runs are recorded by whoever runs the tool, through
 :meth:`TelemetryStore.record_tool_run` on :func:`store_for` ``(rt)``.
 
 An outcome is stored with the source of who verifiably signed it (`outcome_source`), never
-``local`` for a patch a submit token sent: its rejections would be trusted failures.
+``local``: a submit token's rejected patches would be trusted failures of ``patch.<type>``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ouroboros.capabilities.improve.intake.events import LOCAL_SOURCE, UNKNOWN_SOURCE
+from ouroboros.capabilities.improve.intake.events import UNKNOWN_SOURCE
 from ouroboros.capabilities.improve.intake.spans import record_outcome_span, store_tracer
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.storage.files import replace_file
@@ -105,17 +105,20 @@ KEY_SOURCE = "key:"
 
 
 def outcome_source(kind: str, payload: dict[str, Any], runtime_key: str) -> str:
-    """Who verifiably signed a kernel outcome, as a telemetry source: ``local`` when every
-    verified signer is the runtime's own key (its in-process capabilities), ``key:<id>``
-    for another key, and ``unknown`` when the ledger event names no verified signer (a
-    rejection charged to nobody: unsigned, forged, an unknown key, or a reason anyone can
-    provoke; a rollback). The ``author`` a patch claims is not used: any key can claim any."""
+    """Who verifiably signed a kernel outcome, as a telemetry source: ``key:<id>`` of its
+    signing key (another key's before the runtime's), and ``unknown`` when the ledger event
+    names no verified signer (a rejection charged to nobody: unsigned, forged, an unknown
+    key, or a reason anyone can provoke; a rollback). Never ``local``, not even for the
+    runtime key: it also signs what a token asks for (an MCP ``create_tool``'s skill patch)
+    and the ledger does not say who asked; ``patch.*`` outcomes are trusted only where
+    ``telemetry.trusted_sources`` names the key. The ``author`` a patch claims is not used:
+    any key can claim any."""
     subjects = payload.get("charged" if kind == "PatchRejected" else "subjects")
     if not isinstance(subjects, list) or not subjects:
         return UNKNOWN_SOURCE
-    keys = sorted({str(s).partition("/")[0] for s in subjects})
-    others = [k for k in keys if k != runtime_key]
-    return KEY_SOURCE + others[0][:16] if others else LOCAL_SOURCE
+    keys = sorted({str(s).partition("/")[0] for s in subjects},
+                  key=lambda k: (k == runtime_key, k))
+    return KEY_SOURCE + keys[0][:16]
 
 
 def _pending_type(payload: dict[str, Any]) -> str:
