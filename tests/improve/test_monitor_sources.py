@@ -83,6 +83,19 @@ def w(tmp_path: Path) -> Iterator[World]:
     world.seen.close()
 
 
+@pytest.fixture
+def world_with(tmp_path: Path) -> Iterator[Callable[[Callable[[World], None]], World]]:
+    """A world whose ``before_merge`` posts calls into the baseline hour."""
+    made: list[World] = []
+
+    def make(before_merge: Callable[[World], None]) -> World:
+        made.append(World(tmp_path, before_merge))
+        return made[-1]
+    yield make
+    for world in made:
+        world.seen.close()
+
+
 @pytest.mark.parametrize("local_traffic", [False, True], ids=["alone", "beside-local"])
 def test_one_token_posting_50_failing_spans_for_the_changed_tool_does_not_revert(
         w: World, local_traffic: bool) -> None:
@@ -172,12 +185,12 @@ def test_source_cap_keeps_each_source_within_its_share(counts: list[int], cap: f
 
 
 def test_one_token_flooding_the_baseline_hour_with_failures_does_not_keep_a_bad_change(
-        tmp_path: Path) -> None:
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
     """The hour before the merge: the runtime's own web_search fails 30 %; one token posts
     100 failing calls. Capped to the runtime's weight that is still a 65 % baseline, so a
     change that doubles the runtime's failures (60 %) looked no worse and was kept."""
-    w = World(tmp_path, lambda world: world.post("flood", "web_search", 100,
-                                                  minutes_after=-30))
+    w = world_with(lambda world: world.post("flood", "web_search", 100,
+                                                 minutes_after=-30))
     w.local(fail=0.6)
     early = w.tick_at(30)
     assert early.verdict == "watching" and early.held and "flood" in early.held
@@ -189,13 +202,13 @@ def test_one_token_flooding_the_baseline_hour_with_failures_does_not_keep_a_bad_
 
 
 def test_three_sources_agreeing_in_the_baseline_hour_are_judged_as_before(
-        tmp_path: Path) -> None:
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
     def baseline(world: World) -> None:
         for token in ("a", "b", "c"):  # each like the runtime: 12 of 40 fail
             world.post(token, "web_search", 12, minutes_after=-40)
             world.post(token, "web_search", 28, ok=True, minutes_after=-20)
 
-    w = World(tmp_path, baseline)
+    w = world_with(baseline)
     for token in ("a", "b", "c"):
         w.post(token, "web_search", 10)
     check = w.tick_at(30)
@@ -249,3 +262,18 @@ def test_the_runtime_failing_still_reverts_a_change_naming_no_tool(tmp_path: Pat
         assert w.status() == "reverted"
     finally:
         w.seen.close()
+
+
+def test_one_token_flooding_the_baseline_hour_with_successes_does_not_revert_a_good_change(
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
+    """The mirror image: 100 successes in the hour before halve the baseline (30 % -> 15 %),
+    so an unchanged 30 % after the merge looked like a spike and reverted a good change."""
+    w = world_with(lambda world: world.post("flood", "web_search", 100, ok=True,
+                                                 minutes_after=-30))
+    w.local(fail=0.3, seed=2)  # 30 % after the merge too (6 of 20)
+    check = w.tick_at(30)
+    assert check.verdict == "watching" and check.held and "flood" in check.held
+    assert w.status() == "implemented"
+    end = w.tick_at(61)
+    assert end.verdict == "watching" and end.held and "flood" in end.held
+    assert w.status() == "implemented"
