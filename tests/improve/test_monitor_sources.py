@@ -190,7 +190,7 @@ def test_one_token_flooding_the_baseline_hour_with_failures_does_not_keep_a_bad_
     100 failing calls. Capped to the runtime's weight that is still a 65 % baseline, so a
     change that doubles the runtime's failures (60 %) looked no worse and was kept."""
     w = world_with(lambda world: world.post("flood", "web_search", 100,
-                                                 minutes_after=-30))
+                                            minutes_after=-30))
     w.local(fail=0.6)
     early = w.tick_at(30)
     assert early.verdict == "watching" and early.held and "flood" in early.held
@@ -269,7 +269,7 @@ def test_one_token_flooding_the_baseline_hour_with_successes_does_not_revert_a_g
     """The mirror image: 100 successes in the hour before halve the baseline (30 % -> 15 %),
     so an unchanged 30 % after the merge looked like a spike and reverted a good change."""
     w = world_with(lambda world: world.post("flood", "web_search", 100, ok=True,
-                                                 minutes_after=-30))
+                                            minutes_after=-30))
     w.local(fail=0.3, seed=2)  # 30 % after the merge too (6 of 20)
     check = w.tick_at(30)
     assert check.verdict == "watching" and check.held and "flood" in check.held
