@@ -6,7 +6,7 @@ holds (no revert, no keep) a verdict that turns on one untrusted source."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ _IDS = itertools.count(1)
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path,
+                 before_merge: Callable[[World], None] | None = None) -> None:
         self.h = Harness(tmp)
         self.store = TelemetryStore(self.h.rt.home, clock=self.h.clock)
         self.seen: SeenKeys = seen_keys(self.h.rt.home)
@@ -35,6 +36,9 @@ class World:
         (outcome,) = self.h.loop.propose_from_findings(analyse(history, self.h.clock()))
         assert outcome.proposal.key == "tool-timeout:web_search"
         self.pid = outcome.proposal.id
+        self.merged = self.h.clock()
+        if before_merge is not None:  # calls in the baseline hour (minutes_after < 0)
+            before_merge(self)
         assert self.h.loop.approve(self.pid).proposal.status == "implemented"
         self.merged = self.h.clock()
 
@@ -77,6 +81,19 @@ def w(tmp_path: Path) -> Iterator[World]:
     world = World(tmp_path)
     yield world
     world.seen.close()
+
+
+@pytest.fixture
+def world_with(tmp_path: Path) -> Iterator[Callable[[Callable[[World], None]], World]]:
+    """A world whose ``before_merge`` posts calls into the baseline hour."""
+    made: list[World] = []
+
+    def make(before_merge: Callable[[World], None]) -> World:
+        made.append(World(tmp_path, before_merge))
+        return made[-1]
+    yield make
+    for world in made:
+        world.seen.close()
 
 
 @pytest.mark.parametrize("local_traffic", [False, True], ids=["alone", "beside-local"])
@@ -165,3 +182,98 @@ def test_source_cap_keeps_each_source_within_its_share(counts: list[int], cap: f
     if len(counts) >= 3:
         counted = sum(min(c, cap) for c in counts)
         assert all(min(c, cap) <= counted / 3 + 1e-9 for c in counts)
+
+
+def test_one_token_flooding_the_baseline_hour_with_failures_does_not_keep_a_bad_change(
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
+    """The hour before the merge: the runtime's own web_search fails 30 %; one token posts
+    100 failing calls. Capped to the runtime's weight that is still a 65 % baseline, so a
+    change that doubles the runtime's failures (60 %) looked no worse and was kept."""
+    w = world_with(lambda world: world.post("flood", "web_search", 100,
+                                            minutes_after=-30))
+    w.local(fail=0.6)
+    early = w.tick_at(30)
+    assert early.verdict == "watching" and early.held and "flood" in early.held
+    assert w.status() == "implemented"
+    end = w.tick_at(61)
+    assert end.verdict == "watching" and end.held and "flood" in end.held
+    assert w.status() == "implemented"  # not kept (stable): held for a human
+    assert "held" in w.h.loop.get(w.pid).log[-1]
+
+
+def test_three_sources_agreeing_in_the_baseline_hour_are_judged_as_before(
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
+    def baseline(world: World) -> None:
+        for token in ("a", "b", "c"):  # each like the runtime: 12 of 40 fail
+            world.post(token, "web_search", 12, minutes_after=-40)
+            world.post(token, "web_search", 28, ok=True, minutes_after=-20)
+
+    w = world_with(baseline)
+    for token in ("a", "b", "c"):
+        w.post(token, "web_search", 10)
+    check = w.tick_at(30)
+    assert check.verdict == "spike" and check.held is None
+    assert w.status() == "reverted"
+
+
+class Manual(World):
+    """A merged change whose key names neither a tool nor an agent (a hand-written change
+    to the runbook): nothing narrows its window to one tool."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.h = Harness(tmp)
+        self.store = TelemetryStore(self.h.rt.home, clock=self.h.clock)
+        self.seen = seen_keys(self.h.rt.home)
+        self.store.append(tool_events(T0, 24, {}))  # the runtime's own calls never fail
+        self.h.loop.events = lambda since, until: self.store.events(since=since, until=until)
+        runbook = self.h.main_file("docs/runbook.md") or ""
+        out = self.h.loop.propose(self.h.draft({"docs/runbook.md": runbook + "- note\n"}))
+        assert out is not None and out.proposal.key == "manual"
+        self.pid = out.proposal.id
+        assert self.h.loop.approve(self.pid).proposal.status == "implemented"
+        self.merged = self.h.clock()
+
+
+@pytest.mark.parametrize("tokens", [("ci",), ("a", "b", "c")], ids=["one", "three"])
+def test_tokens_failing_any_tool_neither_revert_nor_hold_a_change_naming_no_tool(
+        tmp_path: Path, tokens: tuple[str, ...]) -> None:
+    """Judged over every tool's calls, three tokens failing run_python reverted a runbook
+    edit and one token held it (a halt); such a window counts trusted sources only."""
+    w = Manual(tmp_path)
+    try:
+        w.local(fail=0.0)
+        for token in tokens:
+            w.post(token, "run_python", 30)
+        assert w.tick_at(30).verdict == "watching"
+        end = w.tick_at(61)
+        assert end.verdict == "stable" and end.held is None and end.current == 0.0
+        assert w.status() == "implemented"
+    finally:
+        w.seen.close()
+
+
+def test_the_runtime_failing_still_reverts_a_change_naming_no_tool(tmp_path: Path) -> None:
+    w = Manual(tmp_path)
+    try:
+        w.local(fail=0.9)
+        w.post("flood", "web_search", 2000, ok=True)  # a token's successes do not hide it
+        check = w.tick_at(30)
+        assert check.verdict == "spike" and check.held is None
+        assert w.status() == "reverted"
+    finally:
+        w.seen.close()
+
+
+def test_one_token_flooding_the_baseline_hour_with_successes_does_not_revert_a_good_change(
+        world_with: Callable[[Callable[[World], None]], World]) -> None:
+    """The mirror image: 100 successes in the hour before halve the baseline (30 % -> 15 %),
+    so an unchanged 30 % after the merge looked like a spike and reverted a good change."""
+    w = world_with(lambda world: world.post("flood", "web_search", 100, ok=True,
+                                            minutes_after=-30))
+    w.local(fail=0.3, seed=2)  # 30 % after the merge too (6 of 20)
+    check = w.tick_at(30)
+    assert check.verdict == "watching" and check.held and "flood" in check.held
+    assert w.status() == "implemented"
+    end = w.tick_at(61)
+    assert end.verdict == "watching" and end.held and "flood" in end.held
+    assert w.status() == "implemented"

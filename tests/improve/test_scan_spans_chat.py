@@ -102,6 +102,32 @@ def test_collect_ledger_emits_outcome_spans_once(tmp_path: Path) -> None:
     assert [(e["tool"], e["success"]) for e in events] == [("patch.routing", True),
                                                          ("patch.unknown", False)]
     assert events[1]["error_code"].startswith("REJECTED_") and events[0]["span_id"]
+    # the runtime key signed both: it also signs what a token asks for, so never local
+    runtime = "key:" + rt.refresh().runtime_key["id"][:16]
+    assert [e["source"] for e in events] == [runtime, runtime]
+
+
+def test_outcomes_are_stamped_with_who_verifiably_signed_not_local(tmp_path: Path) -> None:
+    """A submit token's patches (signed by an unknown key, or claiming the runtime's own
+    author) were replayed from the ledger as ``local``: trusted failures of patch.<type>."""
+    rt = Runtime.init(tmp_path / "ws", clock=Clock(T0))
+    rt.keyring.new("mallory")
+    rt.keyring.new("agent")
+    assert rt.grant(["agent"], types=["routing"]).status == "applied"
+    store = store_for(rt)
+    collect_ledger(rt, store)
+    for key, author in (("mallory", "improve"), ("agent", "improve")):
+        out = rt.submit(rt.sign(rt.propose("routing", "agents/a/routing", value={"w": len(key)},
+                                           reasoning="r", author=author), key))
+        assert out.status == ("applied" if key == "agent" else "rejected"), out
+    assert rt.submit(rt.sign(rt.propose("config", "agents/a/config", value={"x": 1},
+                                        reasoning="r", author="improve"), "agent")
+                     ).status == "rejected"
+    assert collect_ledger(rt, store) == 3
+    agent = "key:" + rt.keyring.load("agent").key_id[:16]
+    assert [(e["tool"], e["success"], e["source"]) for e in store.events()][-3:] == [
+        ("patch.unknown", False, "unknown"),  # an untrusted key: charged to nobody
+        ("patch.routing", True, agent), ("patch.unknown", False, agent)]
 
 
 # -- Slack-style slash commands ----------------------------------------------------------

@@ -5,6 +5,9 @@ already a ledger event (``PatchApplied``, ``PatchRejected``, ``PatchPending``),
 so :func:`collect_ledger` reads the ledger from a cursor and records each outcome
 once. Tool runs are recorded by whoever runs the tool, through
 :meth:`TelemetryStore.record_tool_run` on :func:`store_for` ``(rt)``.
+
+An outcome is stored with the source of who verifiably signed it (`outcome_source`), never
+``local``: a submit token's rejected patches would be trusted failures of ``patch.<type>``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ouroboros.capabilities.improve.intake.events import UNKNOWN_SOURCE
 from ouroboros.capabilities.improve.intake.spans import record_outcome_span, store_tracer
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
 from ouroboros.storage.files import replace_file
@@ -64,6 +68,7 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
     except (FileNotFoundError, ValueError):
         since = 0
     types: dict[str, str] = {}
+    runtime_key = rt.refresh().runtime_key.get("id", "")
     tracer = store_tracer(store)  # each outcome becomes an ``ouro.patch`` span in the store
     recorded = 0
     last = since
@@ -85,12 +90,35 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
         record_outcome_span(tracer, at=when, status=status,
                             patch_type=types.get(patch_hash, "unknown"),
                             author=payload.get("author") or "unknown",
-                            stage=payload.get("stage"), reason=payload.get("reason"))
+                            stage=payload.get("stage"), reason=payload.get("reason"),
+                            source=outcome_source(event.kind, payload, runtime_key))
         recorded += 1
     if last != since:
         store.root.parent.mkdir(parents=True, exist_ok=True)
         replace_file(cursor, str(last))
     return recorded
+
+
+#: The source of an outcome a key other than the runtime's signed: ``key:<id prefix>`` (a
+#: token name cannot hold a colon, so no token can pass for a key or the reverse).
+KEY_SOURCE = "key:"
+
+
+def outcome_source(kind: str, payload: dict[str, Any], runtime_key: str) -> str:
+    """Who verifiably signed a kernel outcome, as a telemetry source: ``key:<id>`` of its
+    signing key (another key's before the runtime's), and ``unknown`` when the ledger event
+    names no verified signer (a rejection charged to nobody: unsigned, forged, an unknown
+    key, or a reason anyone can provoke; a rollback). Never ``local``, not even for the
+    runtime key: it also signs what a token asks for (an MCP ``create_tool``'s skill patch)
+    and the ledger does not say who asked; ``patch.*`` outcomes are trusted only where
+    ``telemetry.trusted_sources`` names the key. The ``author`` a patch claims is not used:
+    any key can claim any."""
+    subjects = payload.get("charged" if kind == "PatchRejected" else "subjects")
+    if not isinstance(subjects, list) or not subjects:
+        return UNKNOWN_SOURCE
+    keys = sorted({str(s).partition("/")[0] for s in subjects},
+                  key=lambda k: (k == runtime_key, k))
+    return KEY_SOURCE + keys[0][:16]
 
 
 def _pending_type(payload: dict[str, Any]) -> str:

@@ -148,10 +148,13 @@ def _add_otlp(provider: TracerProvider, endpoint: str) -> bool:
 
 
 def record_outcome_span(tracer: trace.Tracer, *, at: datetime, status: str, patch_type: str,
-                        author: str, stage: str | None, reason: str | None) -> None:
-    """One kernel outcome (from the ledger) as an ``ouro.patch`` span at its ledger time."""
+                        author: str, stage: str | None, reason: str | None,
+                        source: str = LOCAL_SOURCE) -> None:
+    """One kernel outcome (from the ledger) as an ``ouro.patch`` span at its ledger time,
+    stored with ``source`` (who verifiably signed it, `runtime.outcome_source`)."""
     ns = int(at.timestamp() * 1e9)
     span = tracer.start_span("ouro.patch", start_time=ns, attributes={
+        CALLER: source,
         "ouro.patch.status": status, "ouro.patch.type": patch_type, "ouro.agent": author,
         **({"ouro.patch.stage": stage} if stage else {}),
         **({"ouro.error": reason} if reason and status == "rejected" else {})})

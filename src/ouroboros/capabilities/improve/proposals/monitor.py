@@ -15,7 +15,12 @@ agent its planner key names; the whole workspace for a key naming neither), by t
 most ``SOURCE_SHARE`` of the window (`capped`). A verdict must not turn on one untrusted
 source: if leaving any one of them out changes spike into no spike or back, or leaves no
 trusted source and fewer than two others, the window is *held* (never reverted early;
-ending held it is handled as silent: no revert, no keep, a human looks).
+ending held it is handled as silent: no revert, no keep, a human looks). The baseline hour
+is held the same way: the window keeps the baseline without each untrusted source of that
+hour (`Window.baseline_without`), and a verdict that any of them would flip (alone, or
+with the same source left out of the window too) is held. A key naming neither a tool nor
+an agent (a task's retries, a manual change) is judged on trusted sources' calls only,
+baseline and window: any token's calls to any tool would otherwise count.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -162,6 +167,9 @@ class Window:
     extended_until: str | None = None
     #: The merged proposal's planner key: what the window judges (None: every tool).
     key: str | None = None
+    #: The baseline without each untrusted source of the hour before (its capped rate):
+    #: a verdict one of them flips is held, like one a source flips in the window.
+    baseline_without: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,10 +252,21 @@ class Monitor:
         replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.windows.items()},
                                            indent=2))
 
+    def _in_scope(self, key: str | None,
+                  sources: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """The sources a window with ``key`` counts: a key naming neither a tool nor an
+        agent is judged on trusted sources only (else any token failing any tool counts)."""
+        if scope_of(key) is None:
+            return {s: v for s, v in sources.items() if s in self.trusted}
+        return dict(sources)
+
     def open(self, proposal_id: str, merged_at: datetime, key: str | None = None) -> Window:
-        baseline, calls = capped(self.rate(merged_at - self.window, merged_at, key).sources)
+        sources = self._in_scope(key, self.rate(merged_at - self.window, merged_at, key).sources)
+        baseline, calls = capped(sources)
+        without = {s: capped({o: v for o, v in sources.items() if o != s})[0]
+                   for s, v in sorted(sources.items()) if v[0] > 0 and s not in self.trusted}
         window = Window(proposal_id, iso(merged_at), iso(merged_at + self.window), baseline,
-                        calls, key=key)
+                        calls, key=key, baseline_without=without)
         with self._locked():
             self.reload()
             self.windows[proposal_id] = window
@@ -275,9 +294,11 @@ class Monitor:
         for pid, w in sorted(self.windows.items()):
             merged, until = parse_time(w.merged_at), parse_time(w.until)
             counted = self.rate(merged, min(now, until), w.key)
-            current, calls = capped(counted.sources)
+            sources = self._in_scope(w.key, counted.sources)
+            current, calls = capped(sources)
             spike = is_spike(w.baseline, current, self.max_rise) and calls > 0
-            held = self._held(w.baseline, counted.sources, spike)
+            held = (self._held(w.baseline, sources, spike)
+                    or self._held_by_baseline(w, sources, spike))
             spike = spike and held is None
             ended = now >= until
             extension = None
@@ -318,4 +339,18 @@ class Monitor:
             current, calls = capped(rest)
             if (is_spike(baseline, current, self.max_rise) and calls > 0) != spike:
                 return f"the verdict turns on one telemetry source, {source}"
+        return None
+
+    def _held_by_baseline(self, w: Window, sources: Mapping[str, tuple[int, int]],
+                          spike: bool) -> str | None:
+        """Why the verdict may not be taken on this baseline: leaving one untrusted source
+        out of the hour before (and out of the window as well, if it posted there too)
+        flips it. None: judged."""
+        for source, baseline in sorted(w.baseline_without.items()):
+            rest = {s: v for s, v in sources.items() if s != source}
+            for window in (sources, rest) if rest != sources else (sources,):
+                current, calls = capped(window)
+                if (is_spike(baseline, current, self.max_rise) and calls > 0) != spike:
+                    return (f"the verdict turns on one telemetry source's calls in the hour "
+                            f"before the merge, {source}")
         return None
