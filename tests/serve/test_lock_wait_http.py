@@ -228,3 +228,46 @@ def test_reads_answer_while_a_submit_waits_for_sqlites_own_write_lock(tmp_path: 
         code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err, err
+
+
+def test_a_held_witness_copy_never_stalls_the_server(tmp_path: Path) -> None:
+    """A witness's checkpoint copy ``flock``ed by someone else: each submit, after its
+    commit, waited for the copy's lock on the event loop, up to OURO_LOCK_TIMEOUT (here a
+    long one), holding every request. Now the loop does not wait: submits land and
+    ``/health`` answers at once, the copy lags (consistent) and catches up on the first
+    submit after the lock is let go."""
+    from ouroboros.storage import files
+
+    long_bound = 120.0
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    witness = rt.add_witness(tmp_path / "witness")
+    rt.close()
+    bodies = _envelopes(home, "abcd")
+    copy = next(witness.glob("*.checkpoint"))
+    server = start(home, "--no-scheduler", env={"OURO_LOCK_TIMEOUT": str(long_bound)})
+    holder: Holder | None = None
+    try:
+        agent = server.client(server.token("agent", "submit"))
+        reader = server.client(server.token("reader", "read"))
+        before = files.tree_size(copy.read_bytes())
+        holder = Holder(copy)
+        for body in bodies[:3]:
+            # a client bound far below the server's lock bound: a loop that waits fails here
+            r = agent.post("/api/v1/patches", json=body, timeout=long_bound / 3)
+            assert r.status_code == 201, r.text
+            assert reader.get("/api/v1/health", timeout=long_bound / 3).status_code == 200
+        assert files.tree_size(copy.read_bytes()) == before
+        assert reader.get("/api/v1/verify").json()["ok"] is True
+        holder.release()
+        holder = None
+        r = agent.post("/api/v1/patches", json=bodies[3])
+        assert r.status_code == 201, r.text
+        assert files.tree_size(copy.read_bytes()) == before + 4
+        assert reader.get("/api/v1/verify").json()["ok"] is True
+    finally:
+        if holder is not None:
+            holder.release()
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err

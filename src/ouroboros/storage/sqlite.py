@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from ouroboros.storage.files import (
+    ON_LOOP,
     InPlaceFile,
     LockTimeout,
     lock_bounded,
@@ -72,13 +73,17 @@ _NO_WAIT = threading.local()
 class no_wait:
     """For the ``with`` block, in this thread, until an append of the block commits, a
     writers' lock another process holds is `LedgerBusy` at once instead of a wait (an
-    event loop hands the work, nothing of it written, to a thread)."""
+    event loop hands the work, nothing of it written, to a thread); for the whole block, a
+    witness copy another process holds is skipped at once (`files.ON_LOOP`), left to catch
+    up on a later append."""
 
     def __enter__(self) -> None:
         _NO_WAIT.on = True
+        ON_LOOP.on = True
 
     def __exit__(self, *exc: object) -> None:
         _NO_WAIT.on = False
+        ON_LOOP.on = False
 
 
 class _exclusive:
