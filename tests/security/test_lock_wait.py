@@ -332,3 +332,63 @@ def test_given_up_waits_never_strand_the_lock_nor_lose_or_fork_events(tmp_path: 
         assert {rt.value(f"agents/{w}/routing")["w"] for w in "abc"} == {39}
     finally:
         rt.close()
+
+
+_SQLITE_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+class SQLiteHolder(Holder):
+    """A real child holding SQLite's own write lock, not the ledger's lock file."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _SQLITE_HOLDER, str(path)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "held"
+
+
+def test_sqlites_own_write_lock_is_refused_under_no_wait_and_bounded_on_redo(
+        tmp_path: Path, held: list[Holder], monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's write lock held by another process without the lock file: a `no_wait`
+    append (the server's event loop) waited SQLite's 30 s busy timeout. Now it is
+    `LedgerBusy` before anything is written; the redo (no `no_wait`) waits at most
+    OURO_LOCK_TIMEOUT, then a `LockTimeout` naming the database, not a raw sqlite error;
+    a snapshot due after a `no_wait` commit is skipped, not a failure of the commit."""
+    from ouroboros.storage.files import LockTimeout
+    from ouroboros.storage.sqlite import LedgerBusy, no_wait
+
+    monkeypatch.setenv("OURO_LOCK_TIMEOUT", "0.5")
+    home = tmp_path / "ws"
+    rt = Runtime.init(home, snapshot_interval=1)
+    try:
+        with no_wait():
+            rt.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 1},
+                                  reasoning="tune", author="root")
+        count = rt.backend.count()
+        snapshots = rt.backend.snapshot_seqs()
+        held.append(SQLiteHolder(home / "ledger.db"))
+        with no_wait(), pytest.raises(LedgerBusy):
+            rt.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 1},
+                                  reasoning="tune", author="root")
+        assert rt.backend.count() == count
+        # the snapshot due now (a cache of the fold) is skipped, nothing raised
+        rt.backend.put_snapshot(rt.backend.latest_snapshot())  # type: ignore[arg-type]
+        with pytest.raises(LockTimeout) as e:
+            rt.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 1},
+                                  reasoning="tune", author="root")
+        assert str(home / "ledger.db") in e.value.message
+        assert rt.backend.count() == count
+        held.pop().release()
+        rt.propose_and_submit(type="routing", target="agents/b/routing", value={"w": 2},
+                              reasoning="tune", author="root")
+        assert rt.value("agents/b/routing") == {"w": 2}
+        assert rt.backend.snapshot_seqs() != snapshots
+        assert rt.verify().events == rt.backend.count()
+    finally:
+        rt.close()

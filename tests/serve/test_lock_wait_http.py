@@ -156,3 +156,118 @@ def test_a_held_telemetry_day_file_is_a_503_and_the_retry_is_stored(tmp_path: Pa
     assert code == 0, err
     mine = [e for e in TelemetryStore(home).events() if e.get("tool") == "heldtool"]
     assert len(mine) == 1, mine
+
+
+_SQLITE_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+class SQLiteHolder(Holder):
+    """A real child process holding SQLite's own write lock (``BEGIN IMMEDIATE``) on the
+    database, without the ledger's lock file: ``sqlite3 ledger.db`` by hand, a backup tool."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _SQLITE_HOLDER, str(path)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "held"
+        self.pid = self.proc.pid
+
+
+def test_reads_answer_while_a_submit_waits_for_sqlites_own_write_lock(tmp_path: Path) -> None:
+    """The loop's ``BEGIN IMMEDIATE`` waited SQLite's 30 s busy timeout on the event loop:
+    ``/health`` and every read stalled behind it. Now the loop's attempt does not wait, the
+    submit is redone in a thread (bounded by OURO_LOCK_TIMEOUT, then 503 naming the
+    database), and once the holder is gone submits land and the ledger verifies."""
+    home = tmp_path / "ws"
+    Runtime.init(home).close()
+    first, waiting, after = _envelopes(home, "abc")
+    server = start(home, "--no-scheduler", env={"OURO_LOCK_TIMEOUT": str(BOUND)})
+    holder: Holder | None = None
+    try:
+        agent = server.client(server.token("agent", "submit"))
+        reader = server.client(server.token("reader", "read"))
+        assert agent.post("/api/v1/patches", json=first).status_code == 201
+        holder = SQLiteHolder(home / "ledger.db")
+        answers: dict[str, tuple[httpx.Response, float]] = {}
+
+        def submit() -> None:
+            start_at = time.monotonic()
+            with server.client(server.token("agent", "submit")) as c:
+                answers["waiting"] = (c.post("/api/v1/patches", json=waiting,
+                                             timeout=BOUND * 3 + 30 + SLACK),
+                                      time.monotonic() - start_at)
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        time.sleep(0.3)  # let it reach the lock (the assertions do not depend on it)
+        health = reader.get("/api/v1/health", timeout=30 + SLACK)
+        state = reader.get("/api/v1/state", timeout=30 + SLACK)
+        assert health.status_code == 200 and state.status_code == 200, state.text
+        assert "waiting" not in answers, "a read was answered only once the submit ended"
+        thread.join(timeout=BOUND * 3 + 30 + SLACK + 10)
+        r, _ = answers["waiting"]
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert r.json()["error"]["code"] == "unavailable"
+        assert str(home / "ledger.db") in r.json()["error"]["message"], r.text
+        holder.release()
+        holder = None
+        for body in (waiting, after):
+            r = agent.post("/api/v1/patches", json=body)
+            assert r.status_code == 201, r.text
+        assert reader.get("/api/v1/verify").json()["ok"] is True
+        assert reader.get("/api/v1/state/agents/b/routing").json()["value"] == {"w": 1}
+    finally:
+        if holder is not None:
+            holder.release()
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err
+
+
+def test_a_held_witness_copy_never_stalls_the_server(tmp_path: Path) -> None:
+    """A witness's checkpoint copy ``flock``ed by someone else: each submit, after its
+    commit, waited for the copy's lock on the event loop, up to OURO_LOCK_TIMEOUT (here a
+    long one), holding every request. Now the loop does not wait: submits land and
+    ``/health`` answers at once, the copy lags (consistent) and catches up on the first
+    submit after the lock is let go."""
+    from ouroboros.storage import files
+
+    long_bound = 120.0
+    home = tmp_path / "ws"
+    rt = Runtime.init(home)
+    witness = rt.add_witness(tmp_path / "witness")
+    rt.close()
+    bodies = _envelopes(home, "abcd")
+    copy = next(witness.glob("*.checkpoint"))
+    server = start(home, "--no-scheduler", env={"OURO_LOCK_TIMEOUT": str(long_bound)})
+    holder: Holder | None = None
+    try:
+        agent = server.client(server.token("agent", "submit"))
+        reader = server.client(server.token("reader", "read"))
+        before = files.tree_size(copy.read_bytes())
+        holder = Holder(copy)
+        for body in bodies[:3]:
+            # a client bound far below the server's lock bound: a loop that waits fails here
+            r = agent.post("/api/v1/patches", json=body, timeout=long_bound / 3)
+            assert r.status_code == 201, r.text
+            assert reader.get("/api/v1/health", timeout=long_bound / 3).status_code == 200
+        assert files.tree_size(copy.read_bytes()) == before
+        assert reader.get("/api/v1/verify").json()["ok"] is True
+        holder.release()
+        holder = None
+        r = agent.post("/api/v1/patches", json=bodies[3])
+        assert r.status_code == 201, r.text
+        assert files.tree_size(copy.read_bytes()) == before + 4
+        assert reader.get("/api/v1/verify").json()["ok"] is True
+    finally:
+        if holder is not None:
+            holder.release()
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ouroboros.kernel import Runtime
+from ouroboros.kernel.dsse import envelope_to_dict
 from ouroboros.storage.ledger import LedgerUnavailable
 from ouroboros.storage.postgres import lock_key
 from ouroboros.storage.postgres.server import LocalServer
@@ -117,6 +118,40 @@ def test_a_frozen_server_is_a_bounded_clear_error_and_the_ledger_stays_whole(
     again = Runtime.open(tmp_path / "ws")
     assert again.verify().events == again.backend.count()
     again.close()
+
+
+def test_calls_queued_on_one_runtime_during_a_freeze_each_fail_within_the_bound(
+        frozen_pg: LocalServer, tmp_path: Path) -> None:
+    """Threads sharing one runtime (one session, one in-process lock): each waited for
+    the lock behind the ones ahead, then for the server, so the N-th failed only after
+    about N x timeout. Now the lock's wait is bounded by the same timeout."""
+    import time
+
+    timeout = 5
+    rt = Runtime.init(tmp_path / "ws", ledger=frozen_pg.url("db", ledger="queued_calls")
+                      + f"&timeout={timeout}&connect_timeout={timeout}")
+    submit(rt, 0)
+    took: dict[int, tuple[BaseException | None, float]] = {}
+
+    def call(i: int) -> None:
+        t0 = time.monotonic()
+        took[i] = (bounded(rt.backend.count), time.monotonic() - t0)
+
+    with frozen(frozen_pg):
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG)
+    assert sorted(took) == [0, 1, 2, 3], took
+    for err, seconds in took.values():
+        assert isinstance(err, LedgerUnavailable), took
+        # two bounds at most (the lock may come free just before its wait ends), not four
+        assert seconds < 2 * timeout + 5, took
+    assert rt.state("agents/f0/routing") == {"w": 0}
+    submit(rt, 1)
+    assert rt.verify().events == rt.backend.count()
+    rt.close()
 
 
 def envelope(home: Path, tmp_path: Path) -> Path:
@@ -227,3 +262,68 @@ def test_the_urls_own_server_options_win(frozen_pg: LocalServer, tmp_path: Path)
                                  "current_setting('statement_timeout')").fetchone()
     assert row == ("5s", "7s")
     rt.close()
+
+
+def test_requests_queued_during_a_freeze_each_fail_within_the_bound_not_in_turn(
+        frozen_pg: LocalServer, tmp_path: Path) -> None:
+    """Requests that reach the server while PostgreSQL is frozen: each used to wait for
+    the ones ahead of it (one writer runtime, one session, one lock), so the N-th failed
+    only after about N x timeout. Now a request that cannot get its turn within the URL's
+    timeout is a 503 at once: all of them answer within the bound plus slack, and once the
+    server answers again everything works and the ledger verifies."""
+    import time
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from serve.live import start
+
+    timeout = 5
+    home = tmp_path / "ws"
+    rt = Runtime.init(home, ledger=frozen_pg.url("db", ledger="queued")
+                      + f"&timeout={timeout}&connect_timeout={timeout}")
+    submit(rt, 0)
+    bodies = [envelope_to_dict(rt.sign(rt.propose(
+        type="routing", target=f"agents/q{i}/routing", value={"w": i}, reasoning="tune",
+        author="root"), "root")) for i in range(5)]
+    rt.close()
+    server = start(home, "--no-scheduler")
+    try:
+        submitter = server.token("agent", "submit")
+        with server.client(submitter) as c:
+            assert c.post("/api/v1/patches", json=bodies[4]).status_code == 201
+        answers: dict[int, tuple[int, float]] = {}
+
+        def post(i: int) -> None:
+            t0 = time.monotonic()
+            with server.client(submitter) as c:
+                try:
+                    r = c.post("/api/v1/patches", json=bodies[i], timeout=HANG)
+                    answers[i] = (r.status_code, time.monotonic() - t0)
+                except httpx.HTTPError as e:
+                    answers[i] = (-1, time.monotonic() - t0)
+                    raise AssertionError(e) from e
+
+        with frozen(frozen_pg):
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(HANG)
+        # within the bound plus slack (two bounds: the one ahead may have just begun),
+        # where waiting in turn takes four bounds
+        assert sorted(answers) == [0, 1, 2, 3], answers
+        for status, took in answers.values():
+            assert status == 503, answers
+            assert took < 2 * timeout + 5, answers
+        with server.client(submitter) as c:
+            for body in bodies[:4]:
+                r = c.post("/api/v1/patches", json=body)
+                assert r.status_code == 201, r.text
+        with server.client(server.token("reader", "read")) as c:
+            assert c.get("/api/v1/verify").json()["ok"] is True
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    assert ouro("verify", home=home).returncode == 0

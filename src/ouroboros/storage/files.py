@@ -117,6 +117,10 @@ def lock_holder(fd: int) -> int | None:
 #: ``timeout=`` for a lock whose holder legitimately works for minutes (a model or
 #: toolchain build, a proposal through its gates): wait as long as it takes.
 UNBOUNDED = math.inf
+#: ``ON_LOOP.on``: this thread is an event loop's (set by `sqlite.no_wait` for its whole
+#: block, after the commit too): a lock a stranger can hold for as long as they like (a
+#: witness's checkpoint copy) is tried, not waited for.
+ON_LOOP = threading.local()
 
 
 def lock_bounded(fd: int, op: int, path: str | os.PathLike[str],
@@ -140,6 +144,8 @@ def lock_bounded(fd: int, op: int, path: str | os.PathLike[str],
     if bound == UNBOUNDED:
         fcntl.flock(fd, op)
         return
+    if bound == 0:  # no wait: no thread left behind blocked in flock
+        raise LockTimeout(os.fspath(path), bound, lock_holder(fd))
     got, mutex, state = threading.Event(), threading.Lock(), {"abandoned": False}
     failed: list[OSError] = []
     dup = os.dup(fd)
@@ -330,8 +336,9 @@ def rewrite_unless_newer(path: str, data: bytes, *, durable: bool, lock: bool = 
     `LockTimeout`); ``False`` when the caller already holds a lock that orders them."""
     fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if lock and fcntl is not None:
-            lock_bounded(fd, fcntl.LOCK_EX, path)  # released by the close
+        if lock and fcntl is not None:  # released by the close; on an event loop, no wait
+            lock_bounded(fd, fcntl.LOCK_EX, path, 0.0 if getattr(ON_LOOP, "on", False)
+                         else None)
         if tree_size(os.pread(fd, 1 << 16, 0)) > tree_size(data):
             return False
         os.pwrite(fd, data, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,9 +15,11 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from ouroboros.storage.files import (
+    ON_LOOP,
     InPlaceFile,
     LockTimeout,
     lock_bounded,
+    lock_timeout,
     read_note,
     regular_opener,
 )
@@ -54,6 +57,9 @@ CREATE TABLE IF NOT EXISTS patch_log (
 """
 #: Rows per read batch: big enough to amortise the query, small enough to stay flat.
 _BATCH = 2000
+#: SQLite's own wait for its write lock (another process writing the file without the
+#: ledger's lock file: ``sqlite3 ledger.db``, a backup tool), in milliseconds.
+_BUSY_MS = 30000
 
 
 class LedgerBusy(Exception):
@@ -67,13 +73,17 @@ _NO_WAIT = threading.local()
 class no_wait:
     """For the ``with`` block, in this thread, until an append of the block commits, a
     writers' lock another process holds is `LedgerBusy` at once instead of a wait (an
-    event loop hands the work, nothing of it written, to a thread)."""
+    event loop hands the work, nothing of it written, to a thread); for the whole block, a
+    witness copy another process holds is skipped at once (`files.ON_LOOP`), left to catch
+    up on a later append."""
 
     def __enter__(self) -> None:
         _NO_WAIT.on = True
+        ON_LOOP.on = True
 
     def __exit__(self, *exc: object) -> None:
         _NO_WAIT.on = False
+        ON_LOOP.on = False
 
 
 class _exclusive:
@@ -140,7 +150,10 @@ class SQLiteLedger:
         self._db.execute("PRAGMA page_size=8192")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        #: The connection's busy_timeout now: 0 after a `no_wait` append (the server's
+        #: event loop), set again only when the mode changes (no cost per append).
+        self._busy_ms = _BUSY_MS
         self._db.executescript(_SCHEMA)
         self._seen_version: int | None = None
         self._known_next: int | None = None
@@ -160,7 +173,7 @@ class SQLiteLedger:
                unrecorded: Sequence[bytes] = ()) -> list[StoredEvent]:
         with self._lock, _exclusive(self):
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            self._begin(db)
             index: list[IndexRow] = []
             try:
                 for h in unrecorded:
@@ -187,6 +200,29 @@ class SQLiteLedger:
             if after_commit is not None:
                 after_commit(events)
             return events
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``: SQLite's write lock. Under `no_wait` a lock another process
+        holds is `LedgerBusy` at once (SQLite's busy wait would block the event loop);
+        otherwise the wait is bounded as every lock wait is (``OURO_LOCK_TIMEOUT``, when
+        coming from a `no_wait` attempt, else SQLite's 30 s), then `LockTimeout`."""
+        if getattr(_NO_WAIT, "on", False):
+            wait = 0
+        elif self._busy_ms == 0:  # a redo after a refused no_wait attempt: bounded
+            wait = int(lock_timeout() * 1000)
+        else:
+            wait = self._busy_ms
+        if wait != self._busy_ms:
+            db.execute(f"PRAGMA busy_timeout={wait}")
+            self._busy_ms = wait
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if wait == 0 and getattr(_NO_WAIT, "on", False):
+                raise LedgerBusy(self.path) from None
+            raise LockTimeout(self.path, wait / 1000, None) from None
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
         """The next seq, asking SQLite only when another connection committed since we
@@ -263,9 +299,21 @@ class SQLiteLedger:
             return read_note(self.checkpoint_path)
 
     def put_snapshot(self, snapshot: Snapshot) -> None:
-        with self._lock:
+        with self._lock, self._skipped_if_busy():
             self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data, sig) VALUES (?, ?, ?)",
                              (snapshot.seq, snapshot.data, snapshot.sig))
+
+    @contextlib.contextmanager
+    def _skipped_if_busy(self) -> Iterator[None]:
+        """A snapshot write (a cache of the fold: the next interval writes another) on a
+        connection that must not wait (the event loop's, after a `no_wait` append) is
+        skipped when another process holds SQLite's write lock, instead of failing a
+        submit that already committed."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if self._busy_ms != 0 or e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
 
     def latest_snapshot(self, at_most: int | None = None) -> Snapshot | None:
         with self._lock:
@@ -283,7 +331,7 @@ class SQLiteLedger:
             return [int(r[0]) for r in self._db.execute("SELECT seq FROM snapshots ORDER BY seq")]
 
     def prune_snapshots(self, keep_last: int, keep_every: int) -> None:
-        with self._lock:
+        with self._lock, self._skipped_if_busy():
             self._db.execute(
                 "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM (SELECT seq FROM "
                 "snapshots ORDER BY seq DESC LIMIT ?)) AND seq NOT IN (SELECT min(seq) FROM "

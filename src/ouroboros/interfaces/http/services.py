@@ -28,6 +28,7 @@ from ouroboros.interfaces.http.ratelimit import RateLimit, RateLimiter
 from ouroboros.interfaces.http.tokens import TokenStore
 from ouroboros.kernel import OuroError, Runtime
 from ouroboros.kernel.workspace import Workspace, resolve_home
+from ouroboros.storage.ledger import LedgerUnavailable
 from ouroboros.storage.sqlite import LedgerBusy
 
 if TYPE_CHECKING:
@@ -116,6 +117,14 @@ class Services:
         #: One submit at a time waits in a thread for a writers' lock another process
         #: holds (an ``anyio.CapacityLimiter``, made on the event loop by the first).
         self.submit_gate: Any = None
+        #: A PostgreSQL ledger's ``?timeout=`` (None: SQLite). Its submits wait on the
+        #: network, so they run in the thread, and wait their turn at most this long.
+        self.ledger_timeout: float | None = None
+        if self.workspace.ledger_url is not None:
+            from ouroboros.storage.postgres.url import parse
+
+            with contextlib.suppress(LedgerUnavailable):  # opening a runtime names it
+                self.ledger_timeout = parse(self.workspace.ledger_url).timeout
 
     # -- runtimes ---------------------------------------------------------------------
     @contextlib.contextmanager

@@ -43,6 +43,7 @@ from ouroboros.interfaces.json_input import check_parsed
 from ouroboros.interfaces.mcp import catalogue
 from ouroboros.interfaces.mcp.errors import CallError, describe
 from ouroboros.kernel.errors import OuroError
+from ouroboros.storage.ledger import LedgerUnavailable
 
 log = logging.getLogger("ouroboros.mcp")
 
@@ -201,6 +202,8 @@ class McpServer:
             self._check_now = anyio.Event()
             try:
                 await self.check_for_changes()
+            except LedgerUnavailable as e:  # a frozen or locked ledger: not a bug, one line
+                log.warning("MCP list-change check failed: %s", e.message)
             except Exception:  # a busy ledger now is no reason to stop watching
                 log.warning("MCP list-change check failed", exc_info=True)
 

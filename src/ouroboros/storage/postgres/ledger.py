@@ -169,6 +169,9 @@ class PostgresLedger:
         self._key = lock_key(url.ledger)
         self._known_next: int | None = None  # the newest head this object has seen
         self._lock = threading.Lock()
+        #: ``self._lock`` for a call: waited for at most the URL's timeout (the threads
+        #: ahead may each be waiting that long on a frozen server).
+        self._turn = _Turn(self._lock, url)
         self._deadline = Deadline(url.timeout)
         # The local checkpoint's readers and writers on this host meet on a file lock (the
         # advisory lock orders writers, but a reader does not take it).
@@ -284,7 +287,7 @@ class PostgresLedger:
         # their commits, and a loser builds again on the head the winner left (measured
         # faster on 2 cores than making this host's writers take turns under a file lock
         # across the round trip: a descheduled holder stalls them all).
-        with self._lock, self._errors():
+        with self._turn, self._errors():
             next_seq = self._known_next if self._known_next is not None else self._top()
             missed: list[StoredEvent] = []  # events the last refusal carried
             for _ in range(_ATTEMPTS):
@@ -374,7 +377,7 @@ class PostgresLedger:
             start = int(rows[-1][0]) + 1
 
     def _query(self, fn: Callable[[], _T]) -> _T:
-        with self._lock, self._errors():
+        with self._turn, self._errors():
             return fn()
 
     def head(self) -> Head:
@@ -416,11 +419,11 @@ class PostgresLedger:
     def put_checkpoint(self, note: bytes) -> None:
         # Called by ``after_commit`` once the commit is in, outside any append lock:
         # writers arrive in any order, and a checkpoint of a larger tree already there stays.
-        with self._lock, _flocked(self):
+        with self._turn, _flocked(self):
             rewrite_unless_newer(self.checkpoint_path, note, durable=self.durable, lock=False)
 
     def get_checkpoint(self) -> bytes | None:
-        with self._lock, _flocked(self):
+        with self._turn, _flocked(self):
             return read_note(self.checkpoint_path)
 
     # -------------------------------------------------------------- snapshots
@@ -464,7 +467,7 @@ class PostgresLedger:
         ``source`` reads the ledger being copied: a target holding nothing but its first
         events (what a migration killed after its copy committed leaves) is emptied and
         filled again, in the same transaction. Returns the number of events copied."""
-        with self._lock, self._errors():
+        with self._turn, self._errors():
             db, q = self._db, self._q
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
@@ -517,7 +520,7 @@ class PostgresLedger:
 
     def discard(self) -> None:
         """Empty this ledger (a migration whose copy did not verify)."""
-        with self._lock, self._errors(), self._db.transaction():
+        with self._turn, self._errors(), self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
             self._db.execute(self._q["truncate"])
 
@@ -667,6 +670,26 @@ def _unavailable(url: LedgerURL, e: psycopg.Error, *, cut: bool = False
         hint = "check the ledger URL and the server's logs"
     return LedgerUnavailable(f"the PostgreSQL ledger at {url.public} cannot be used: {text}",
                              hint)
+
+
+class _Turn:
+    """This ledger's in-process lock, taken for one call: a thread that cannot get it
+    within the URL's ``timeout`` (the calls ahead of it wait on a server that does not
+    answer) fails at once instead of waiting its turn to wait again, so the N-th of N
+    queued calls fails after one bound, not N."""
+
+    __slots__ = ("lock", "url")
+
+    def __init__(self, lock: threading.Lock, url: LedgerURL) -> None:
+        self.lock = lock
+        self.url = url
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(timeout=self.url.timeout):
+            raise _timed_out(self.url, "did not answer the calls ahead of this one")
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 def _timed_out(url: LedgerURL, what: str = "did not answer") -> LedgerUnavailable:

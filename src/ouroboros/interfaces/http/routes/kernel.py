@@ -115,25 +115,38 @@ async def submit_envelope(request: Request, services: Services) -> Response:
     # in Ed25519, Rego and SQLite). The loop never waits for a lock: when another process
     # holds the ledger's writers' lock (or another submit waits for it), the append stops
     # before writing anything and the whole submit is redone in a thread, which waits at
-    # most OURO_LOCK_TIMEOUT for the lock.
-    try:
-        with no_wait(), services.lease(writer=True, wait=False) as lease:
-            outcome = lease.rt.submit(body)
-    except LedgerBusy:
+    # most OURO_LOCK_TIMEOUT for the lock. A PostgreSQL ledger's submit waits on the
+    # network (a frozen server: the URL's timeout), so it always runs in the thread.
+    if services.ledger_timeout is not None:
         outcome = await _submit_in_thread(services, body)
+    else:
+        try:
+            with no_wait(), services.lease(writer=True, wait=False) as lease:
+                outcome = lease.rt.submit(body)
+        except LedgerBusy:
+            outcome = await _submit_in_thread(services, body)
     return json_response(outcome_json(outcome), _STATUS[outcome.status])
 
 
 async def _submit_in_thread(services: Services, body: bytes) -> SubmitOutcome:
     """A submit that must wait for the writers' lock, in a thread: one at a time (they
-    would queue on the writer runtime), each queued one for at most the lock's bound."""
+    would queue on the writer runtime), each queued one for at most the lock's bound (or
+    a PostgreSQL ledger's timeout: the one ahead may be waiting that long on the server,
+    and the N-th must not fail only after N of them)."""
     bound = lock_timeout()
+    if services.ledger_timeout is not None:
+        bound = min(bound, services.ledger_timeout)
     if services.submit_gate is None:
         services.submit_gate = anyio.CapacityLimiter(1)
     gate: anyio.CapacityLimiter = services.submit_gate
     with anyio.move_on_after(bound) as waited:
         await gate.acquire()
     if waited.cancelled_caught:
+        if services.ledger_timeout is not None:
+            raise LedgerUnavailable(
+                f"the PostgreSQL ledger did not answer the submit ahead of this one within "
+                f"{bound:g} s", "is the server stopped, overloaded, or another session "
+                "holding the ledger's locks? the URL's timeout=SECONDS sets this bound")
         raise LedgerUnavailable(
             f"the ledger's writers' lock stayed held: this submit waited {bound:g} s behind "
             "another one", "is a process holding it stopped (Ctrl-Z, kill -STOP) or stuck? "
