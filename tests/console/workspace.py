@@ -113,7 +113,15 @@ def tools(rt: Runtime, tmp: Path) -> None:
     meta = json.loads((hostile / "meta.json").read_text())
     meta.update(name="xss_tool", description=f"Sums integers. {XSS} {RLO}txet desrever")
     (hostile / "meta.json").write_text(json.dumps(meta))
-    store.add_dir(hostile)
+    # `tool add` now refuses a bidi override in a new description; a version stored by an
+    # earlier release keeps its own, so the console must still show it escaped: add this
+    # one as that release did (the add-time check off for this call only)
+    from unittest import mock
+
+    from ouroboros.capabilities.skills import store as store_module
+
+    with mock.patch.object(store_module, "hidden_character", lambda _: None):
+        store.add_dir(hostile)
 
 
 def flux(rt: Runtime) -> None:
