@@ -5,8 +5,6 @@ waits in a thread, bounded by ``OURO_LOCK_TIMEOUT`` (here 2 s), and ends as a 50
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,35 +14,12 @@ import httpx
 
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.dsse import envelope_to_dict
+from security.test_lock_wait import Holder, SQLiteHolder
 
 from .live import start
 
 BOUND = 2.0
 SLACK = 45.0  # "within the bound plus slack", never a speed assertion
-
-
-_HOLDER = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-time.sleep(600)
-"""
-
-
-class Holder:
-    """A real child process holding ``flock`` on ``path`` until released."""
-
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "held"
-        self.pid = self.proc.pid
-
-    def release(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=30)
 
 
 def _envelopes(home: Path, agents: str) -> list[dict[str, Any]]:
@@ -156,27 +131,6 @@ def test_a_held_telemetry_day_file_is_a_503_and_the_retry_is_stored(tmp_path: Pa
     assert code == 0, err
     mine = [e for e in TelemetryStore(home).events() if e.get("tool") == "heldtool"]
     assert len(mine) == 1, mine
-
-
-_SQLITE_HOLDER = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("held", flush=True)
-time.sleep(600)
-"""
-
-
-class SQLiteHolder(Holder):
-    """A real child process holding SQLite's own write lock (``BEGIN IMMEDIATE``) on the
-    database, without the ledger's lock file: ``sqlite3 ledger.db`` by hand, a backup tool."""
-
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _SQLITE_HOLDER, str(path)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "held"
-        self.pid = self.proc.pid
 
 
 def test_reads_answer_while_a_submit_waits_for_sqlites_own_write_lock(tmp_path: Path) -> None:
