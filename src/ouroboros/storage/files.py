@@ -226,9 +226,12 @@ def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> by
     except FileNotFoundError:
         return None
     try:
-        out = bytearray()
+        out, size = bytearray(), os.fstat(fd).st_size
         while limit is None or len(out) < limit:
-            chunk = os.read(fd, 1 << 20 if limit is None else limit - len(out))
+            # reads sized by the file, not the limit: a few-KiB file under a 16 MiB bound
+            # must not cost a 16 MiB buffer
+            want = max(size - len(out), 1 << 16)
+            chunk = os.read(fd, want if limit is None else min(want, limit - len(out)))
             if not chunk:
                 break
             out += chunk

@@ -46,6 +46,7 @@ from ouroboros.storage.files import (
 )
 
 from .errors import ToolCorrupt
+from .stored import read_meta
 
 WINDOW = 200
 #: The longest ``calls.log`` line a fold reads: the runtime writes a couple of hundred bytes
@@ -361,7 +362,7 @@ def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[s
     metrics without a valid MAC are also started over (signed) when there is no log."""
     log = version_dir / LOG
     with locked(version_dir):
-        meta: dict[str, Any] = json.loads((version_dir / "meta.json").read_text())
+        meta = read_meta(version_dir / "meta.json")
         if key is not None:
             bound, has_log = who(version_dir), log.is_file()
             if not has_log and trusted(key, bound, meta.get("metrics")) is not None:
