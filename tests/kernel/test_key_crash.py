@@ -13,17 +13,20 @@ from ouroboros.kernel.keys import Keyring, verify_signature
 
 # The real CLI in a child; a profile hook SIGKILLs it at the Nth C call (os.open, write,
 # fsync, link, rename…) made by Keyring.new and its writers. Nothing in the product knows
-# of it. NO_TMPFILE (a third argument) plays a system without O_TMPFILE.
+# of it (the link writers live in storage/files.py). NO_TMPFILE (a third argument)
+# plays a system without O_TMPFILE.
 CHILD = """
 import os, runpy, signal, sys
 if len(sys.argv) > 3:
     del os.O_TMPFILE
 nth, seen = int(sys.argv[1]), [0]
-WRITERS = ("new", "_write_public", "_link_anonymous", "_link_named", "_write_all")
+WRITERS = ("new", "_write_public", "link_new", "_link_anonymous", "_link_named",
+           "_write_all")
 def hook(frame, event, arg):
     code = frame.f_code
-    if event == "c_call" and code.co_name in WRITERS \\
-            and code.co_filename.endswith("kernel/keys.py"):
+    if event == "c_call" and code.co_name in WRITERS and (
+            code.co_filename.endswith("kernel/keys.py")
+            or code.co_filename.endswith("storage/files.py")):
         seen[0] += 1
         if seen[0] == nth:
             os.kill(os.getpid(), signal.SIGKILL)

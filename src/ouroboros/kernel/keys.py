@@ -9,7 +9,6 @@ by `keyring_roots`, so the build jail can refuse to show one to a build.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -23,7 +22,7 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
-from ouroboros.storage.files import create_new, lock_exclusive, sweep_unlocked
+from ouroboros.storage.files import create_new, link_new, sweep_unlocked
 
 if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -136,8 +135,10 @@ class Keyring:
         # replaces another key). The file has no name until the link where the system
         # allows it (O_TMPFILE); elsewhere a named temporary, locked while it lives, is
         # swept by the next keyring open if a kill left it (`_sweep`).
-        if not _link_anonymous(self.root, path, pem, name):
-            _link_named(self.root, path, pem, name)
+        try:
+            link_new(path, pem, lambda: f".{name}.key.{secrets.token_hex(8)}")
+        except FileExistsError:
+            raise _taken(name) from None
         self._write_public(name, signer.public_hex)
         return signer
 
@@ -202,64 +203,6 @@ class Keyring:
 
 def _taken(name: str) -> KeyError_:
     return KeyError_(f"key {name!r} already exists", "pick another name")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.fsync(fd)
-
-
-def _link_anonymous(root: Path, path: Path, pem: bytes, name: str) -> bool:
-    """Write ``pem`` to a file without a name (O_TMPFILE) and link it in as ``path``: no
-    second name of the key ever exists, and a kill before the link leaves nothing. False
-    where the system or file system cannot (then nothing was written)."""
-    flag = getattr(os, "O_TMPFILE", 0)
-    if not flag or not os.path.isdir("/proc/self/fd"):
-        return False
-    try:
-        fd = os.open(root, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-            return False  # a file system without O_TMPFILE
-        raise
-    try:
-        _write_all(fd, pem)
-        # A dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), not link(), which would
-        # try to link the /proc entry itself
-        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd)
-        except FileExistsError:
-            raise _taken(name) from None
-        finally:
-            os.close(dir_fd)
-    finally:
-        os.close(fd)
-    return True
-
-
-def _link_named(root: Path, path: Path, pem: bytes, name: str) -> None:
-    """``_link_anonymous`` where O_TMPFILE is missing: a named temporary, locked from its
-    creation to its removal so that `_sweep` leaves a live writer's alone."""
-    while True:
-        tmp = root / f".{name}.key.{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        lock_exclusive(fd)
-        if os.fstat(fd).st_nlink:
-            break
-        os.close(fd)  # swept between its creation and the lock: take another name
-    try:
-        _write_all(fd, pem)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise _taken(name) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        os.close(fd)
 
 
 def _sweep(root: Path) -> None:

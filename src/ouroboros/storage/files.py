@@ -226,9 +226,12 @@ def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> by
     except FileNotFoundError:
         return None
     try:
-        out = bytearray()
+        out, size = bytearray(), os.fstat(fd).st_size
         while limit is None or len(out) < limit:
-            chunk = os.read(fd, 1 << 20 if limit is None else limit - len(out))
+            # reads sized by the file, not the limit: a few-KiB file under a 16 MiB bound
+            # must not cost a 16 MiB buffer
+            want = max(size - len(out), 1 << 16)
+            chunk = os.read(fd, want if limit is None else min(want, limit - len(out)))
             if not chunk:
                 break
             out += chunk
@@ -410,3 +413,68 @@ def sweep_unlocked(parent: Path, match: Callable[[str], bool]) -> None:
                     os.unlink(parent / name)
             finally:
                 os.close(fd)
+
+
+def link_new(path: Path, data: bytes, temp_name: Callable[[], str], *,
+             mode: int = 0o600) -> None:
+    """Create ``path`` holding ``data``, written whole and fsynced before it gets its name,
+    then linked into place: a crash leaves the name free or the file complete, never an
+    empty or torn one, and link, unlike rename, never replaces a file another writer put
+    there first (`FileExistsError`). For secrets (private keys, MAC keys): where the system
+    allows it (O_TMPFILE) the file has no name at all before the link, so a kill leaves
+    no second copy; elsewhere a named temporary (``temp_name()`` in the same folder),
+    locked while it lives, which the caller sweeps (`sweep_unlocked`) if a kill left it."""
+    if not _link_anonymous(path, data, mode):
+        _link_named(path, data, temp_name, mode)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def _link_anonymous(path: Path, data: bytes, mode: int) -> bool:
+    """`link_new` by O_TMPFILE; False where the system or file system cannot (then
+    nothing was written)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(path.parent, flag | os.O_WRONLY | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return False  # a file system without O_TMPFILE
+        raise
+    try:
+        _write_all(fd, data)
+        # A dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), not link(), which would
+        # try to link the /proc entry itself
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _link_named(path: Path, data: bytes, temp_name: Callable[[], str], mode: int) -> None:
+    """`link_new` where O_TMPFILE is missing: a named temporary, locked from its creation
+    to its removal so that a sweep leaves a live writer's alone."""
+    while True:
+        tmp = path.with_name(temp_name())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode)
+        lock_exclusive(fd)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # swept between its creation and the lock: take another name
+    try:
+        _write_all(fd, data)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        os.close(fd)

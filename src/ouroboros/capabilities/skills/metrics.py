@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -36,14 +37,16 @@ from typing import Any
 from ouroboros.storage.files import (
     LockTimeout,
     UnsafeFile,
-    create_new,
     flocked,
+    link_new,
     lock_bounded,
     open_regular,
     read_small,
+    sweep_unlocked,
 )
 
 from .errors import ToolCorrupt
+from .stored import read_meta
 
 WINDOW = 200
 #: The longest ``calls.log`` line a fold reads: the runtime writes a couple of hundred bytes
@@ -92,6 +95,7 @@ def clean(metrics: Any) -> dict[str, Any]:
 
 KEY = "metrics.key"
 _KEYS: dict[Path, bytes] = {}
+_KEY_TEMP = re.compile(r"\.metrics\.key\.[0-9a-f]{16}")
 
 
 def key_of(root: Path) -> bytes:
@@ -105,6 +109,9 @@ def key_of(root: Path) -> bytes:
 
 
 def _load_key(path: Path) -> bytes:
+    # A temporary a killed maker left (only where the system lacks O_TMPFILE) would be a
+    # second copy of the key: removed before the key is used.
+    sweep_unlocked(path.parent, lambda name: _KEY_TEMP.fullmatch(name) is not None)
     for _ in range(5):
         try:
             data = read_small(path, 64)
@@ -113,20 +120,16 @@ def _load_key(path: Path) -> bytes:
         if data is not None and len(data) == 32:
             return data
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{KEY}.{secrets.token_hex(8)}")
-        create_new(tmp, secrets.token_bytes(32), mode=0o600)
         try:
-            if data is None:  # linked into place: two first users agree on one key
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    continue
-            else:
-                os.replace(tmp, path)
+            if data is not None:  # damaged: the name goes, then a new key takes it
+                path.unlink(missing_ok=True)
+            # Linked in whole (`files.link_new`): two first users agree on one key, and a
+            # kill leaves no key or the whole key, never a torn one or a hidden copy.
+            link_new(path, secrets.token_bytes(32), lambda: f".{KEY}.{secrets.token_hex(8)}")
+        except FileExistsError:
+            continue
         except IsADirectoryError:
             break
-        finally:
-            tmp.unlink(missing_ok=True)
     raise ToolCorrupt(f"{path} is not the store's metrics key (a directory, or it keeps "
                       "changing); remove it: a new key is made and every use count restarts")
 
@@ -359,7 +362,7 @@ def fold(version_dir: Path, write_meta: Any, key: bytes | None = None) -> dict[s
     metrics without a valid MAC are also started over (signed) when there is no log."""
     log = version_dir / LOG
     with locked(version_dir):
-        meta: dict[str, Any] = json.loads((version_dir / "meta.json").read_text())
+        meta = read_meta(version_dir / "meta.json")
         if key is not None:
             bound, has_log = who(version_dir), log.is_file()
             if not has_log and trusted(key, bound, meta.get("metrics")) is not None:

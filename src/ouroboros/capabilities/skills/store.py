@@ -14,7 +14,6 @@ that; meta.json's `metrics` and `embedding_model` are the only fields updated la
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import re
 import time
@@ -68,6 +67,7 @@ from .spec import (
     parse_cases,
     without_hidden,
 )
+from .stored import read_meta, read_stored
 from .testing import CaseResult, TestBatch, TestReport, run_batch, run_cases
 
 _FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
@@ -96,11 +96,15 @@ class ToolVersion:
 
     @property
     def source(self) -> str:
-        return (self.path / str(self.meta["source"])).read_text(encoding="utf-8")
+        path = self.path / str(self.meta["source"])
+        try:
+            return read_stored(path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolCorrupt(f"{path} is not UTF-8; restore it from the blobs") from None
 
     def cases(self, include_hidden: bool = False) -> list[TestCase]:
         """Test cases; hidden ones only on request (never give them to a mutating LLM)."""
-        data = (self.path / CASES_PATH).read_bytes()
+        data = read_stored(self.path / CASES_PATH)
         _check(self, CASES_PATH, data, self.meta["files"][CASES_PATH])
         cases = parse_cases(data)
         return [c for c in cases if include_hidden or not c.hidden]
@@ -108,7 +112,7 @@ class ToolVersion:
     def files(self, include_hidden: bool = False) -> dict[str, bytes]:
         """The version's source and tests as a `ToolSpec.files` map (hidden cases removed
         unless asked), the starting point of a mutation."""
-        out = {rel: (self.path / rel).read_bytes() for rel in self.meta["files"]}
+        out = {rel: read_stored(self.path / rel) for rel in self.meta["files"]}
         for rel, data in out.items():
             _check(self, rel, data, self.meta["files"][rel])
         if not include_hidden:
@@ -606,12 +610,12 @@ class SkillStore:
         wasm = None
         if version.meta.get("wasm"):
             wasm_path = version.path / "tool.wasm"
-            wasm = wasm_path.read_bytes() if wasm_path.is_file() else self.blobs.get(
+            wasm = read_stored(wasm_path) if wasm_path.is_file() else self.blobs.get(
                 version.meta["wasm"]
             )
             _check(version, "tool.wasm", wasm, version.meta["wasm"])
         source = version.meta["source"]
-        _check(version, source, (version.path / source).read_bytes(), version.meta["files"][source])
+        _check(version, source, read_stored(version.path / source), version.meta["files"][source])
         return Built(
             version.runtime,
             version.meta.get("runtime_version", ""),
@@ -623,7 +627,7 @@ class SkillStore:
         if not set(changes) <= MUTABLE_META:
             raise ValueError(f"only {sorted(MUTABLE_META)} may change after registration")
         with metrics_mod.locked(version.path):
-            meta = json.loads((version.path / "meta.json").read_text())
+            meta = read_meta(version.path / "meta.json")
             meta.update(changes)
             write_json(version.path / "meta.json", meta)
 
@@ -631,7 +635,7 @@ class SkillStore:
         if self.head_resolver is not None:
             return self.head_resolver(tool_id)
         head = self.tools_dir / tool_id / "HEAD"
-        return head.read_text().strip() if head.is_file() else None
+        return read_stored(head, 4096).decode("ascii", "replace").strip() if head.is_file() else None
 
     def _find_version(self, fingerprint: str) -> ToolVersion | None:
         if not self.tools_dir.is_dir() or not _FINGERPRINT.fullmatch(fingerprint):
@@ -653,7 +657,7 @@ class SkillStore:
 
     def _load(self, path: Path) -> ToolVersion:
         key, bound = self._metrics_key(), metrics_mod.who(path)
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        meta = read_meta(path / "meta.json")
         if (path / metrics_mod.LOG).is_file() or \
                 metrics_mod.trusted(key, bound, meta.get("metrics")) is None:
             # fold the calls; metrics without the runtime's MAC (edited, or from before
@@ -665,6 +669,10 @@ class SkillStore:
 
     @staticmethod
     def _version_from(path: Path, meta: dict[str, Any]) -> ToolVersion:
+        wrong = [k for k in _REQUIRED_META if not isinstance(meta.get(k), str)]
+        if wrong:  # not a meta.json the runtime wrote (a planted or truncated file)
+            raise ToolCorrupt(f"{path / 'meta.json'} lacks {', '.join(wrong)}; restore it or "
+                              "remove the version")
         return ToolVersion(
             tool_id=meta["tool_id"],
             fingerprint=meta["fingerprint"],
@@ -675,6 +683,9 @@ class SkillStore:
             path=path,
             meta=meta,
         )
+
+
+_REQUIRED_META = ("tool_id", "fingerprint", "description", "language", "runtime")
 
 
 def _rolled_back(tool_id: str, fingerprint: str, why: str, doing: str) -> ToolRolledBack:
