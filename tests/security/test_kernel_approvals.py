@@ -6,6 +6,7 @@ approve other patches, its own patches, or to count twice (two ids for one publi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -187,3 +188,52 @@ def test_without_an_approval_rule_a_grant_is_refused_outright(rt: Runtime) -> No
     out = _ask(rt, ["shell"])
     assert (out.status, out.stage) == ("rejected", "audit") and "privilege escalation" in out.reason
     assert rt.pending() == {}
+
+
+# -- approvals whose right is gone by the last approval ---------------------------------
+@pytest.fixture
+def two_needed(reviewed: Runtime) -> Runtime:
+    """`file` patches need 2 approvals; `alice`, `bob` and `carol` may approve them."""
+    _gates(reviewed, [{"types": ["file"], "targets": ["*"], "approvals": 2}])
+    for name in ("alice", "bob", "carol"):
+        grant(reviewed, name, ["file"], rights=["approve"])
+    return reviewed
+
+
+def _still_waiting(rt: Runtime, patch: str, target: str, done: Any, approvals: int) -> None:
+    assert (done.status, done.reason) == ("pending", "1 of 2 approvals"), done
+    assert rt.value(target) is None
+    assert len(rt.pending()[patch]["approvals"]) == approvals
+    assert not any(e.kind == "PatchApplied" and e.payload["patch_hash"] == patch
+                   for e in rt.log())
+
+
+def test_an_approval_by_a_key_revoked_since_no_longer_counts(two_needed: Runtime) -> None:
+    """alice approves, then her key is revoked (compromised): bob's approval alone must
+    not complete a 2-of-N rule; a second live approver does."""
+    rt = two_needed
+    patch = _pending(rt, "docs/r.md")
+    assert rt.approve(patch, key="alice").reason == "1 of 2 approvals"
+    rt.revoke("alice", reason="key leaked")
+    _still_waiting(rt, patch, "docs/r.md", rt.approve(patch, key="bob"), approvals=2)
+    assert rt.approve(patch, key="carol").status == "applied"
+    assert rt.value("docs/r.md") == "x" and rt.replay().consistent
+
+
+def test_an_approval_whose_delegation_expired_or_narrowed_since_no_longer_counts(
+        two_needed: Runtime, clock: Any) -> None:
+    rt = two_needed
+    rt.keyring.new("temp")
+    out = rt.grant(["temp"], types=["file"], rights=["approve"],
+                   expires=clock.now() + timedelta(hours=1))
+    assert out.status == "applied", out
+    expiring = _pending(rt, "docs/e.md")
+    assert rt.approve(expiring, key="temp").reason == "1 of 2 approvals"
+    clock.advance(hours=2)
+    _still_waiting(rt, expiring, "docs/e.md", rt.approve(expiring, key="bob"), approvals=2)
+
+    narrowed = _pending(rt, "docs/n.md")
+    assert rt.approve(narrowed, key="alice").reason == "1 of 2 approvals"
+    grant(rt, "alice", ["file"], targets=["ops/*"], rights=["approve"])  # docs/* taken away
+    _still_waiting(rt, narrowed, "docs/n.md", rt.approve(narrowed, key="bob"), approvals=2)
+    assert rt.approve(narrowed, key="carol").status == "applied"
