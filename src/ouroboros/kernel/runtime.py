@@ -653,6 +653,8 @@ class Runtime:
                                       unrecorded=[raw(sub.patch_hash)]
                                       if sub.assume_unrecorded else ())
             except RetryAppend:
+                if _approval is not None:
+                    raise  # `approve` plans again: the patch may be decided by now
                 self._catch_up()
                 decided = None
                 continue
@@ -685,11 +687,14 @@ class Runtime:
             patch_hash, entry = self._find_pending(ident)
             state = self._state
             plan = plan_approval(state, patch_hash, entry, signer, key, self.clock.now())
-            if plan.complete:
-                return self.submit(envelope_from_dict(entry["envelope"]), _approval=plan.item)
             try:
+                if plan.complete:
+                    return self.submit(envelope_from_dict(entry["envelope"]),
+                                       _approval=plan.item)
                 [stored] = self._append([plan.item], state)
             except RetryAppend:
+                # Another writer touched this patch (rejected, approved or applied it) or
+                # the rules: find it pending again and plan again, or say it is not.
                 continue
             return SubmitOutcome("pending", patch_hash, stored.seq, "approval",
                                  f"{plan.have} of {plan.needed} approvals")
@@ -705,6 +710,9 @@ class Runtime:
         author = entry.get("author", "")
 
         def items(state: KernelState) -> list[Item]:
+            if patch_hash not in state.pending:  # another reviewer decided it meanwhile
+                raise NotFound(f"no pending patch matches {patch_hash}: it was decided "
+                               "meanwhile", "see `ouro log`")
             record = state.index.record(patch_hash)
             charged = ([] if record is not None and record.charged is not None
                        else list(entry.get("subjects", [])))
