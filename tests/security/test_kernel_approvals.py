@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ouroboros.kernel import PatchType, Runtime, UsageError
+from ouroboros.kernel import PatchRejected, PatchType, Runtime, UsageError
 from ouroboros.kernel.trust import GATES_TARGET, TRUST_TARGET
 
 from .kernelkit import grant, ouro
@@ -237,3 +237,31 @@ def test_an_approval_whose_delegation_expired_or_narrowed_since_no_longer_counts
     grant(rt, "alice", ["file"], targets=["ops/*"], rights=["approve"])  # docs/* taken away
     _still_waiting(rt, narrowed, "docs/n.md", rt.approve(narrowed, key="bob"), approvals=2)
     assert rt.approve(narrowed, key="carol").status == "applied"
+
+
+# -- rollbacks of reviewed targets ---------------------------------------------------------
+def test_a_rollback_signed_below_root_does_not_skip_the_approval_rule(rt: Runtime) -> None:
+    """Rollbacks skip the approval gate because the root key signs them. A delegate whose
+    `config` patches wait for a person (as the runtime key's `file` patches do) rolled back
+    a change a person had approved with its own key, and no person was asked."""
+    _gates(rt, [{"types": ["config"], "targets": ["agents/*"]}])
+    grant(rt, "agent", ["config"], targets=["agents/*"])
+    out = rt.submit(rt.sign(rt.propose("config", "agents/a/config", value={"safe": True},
+                                       reasoning="r", author="agent"), "agent"))
+    assert out.status == "pending", out
+    patch = out.patch_hash
+    assert rt.approve(patch, key="root").status == "applied"
+    before = len(rt.log())
+    with pytest.raises(PatchRejected, match="approval") as err:
+        rt.rollback(patch=patch, keys=["agent"])
+    assert "root key" in str(err.value)
+    r = ouro("rollback", "--patch", patch[7:23], "--key", "agent", home=rt.home)
+    assert r.returncode == 3 and "root key" in r.stderr and "Traceback" not in r.stderr, r
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert rt.value("agents/a/config") == {"safe": True} and len(rt.log()) == before
+    assert [o.status for o in rt.rollback(patch=patch)] == ["applied"]  # the root key may
+    assert rt.value("agents/a/config") is None
+    # A target no approval rule covers is rolled back by whoever may sign its patches.
+    out = rt.submit(rt.sign(rt.propose("routing", "agents/a/routing", value={"w": 1},
+                                       reasoning="r", author="tuner"), "runtime"))
+    assert [o.status for o in rt.rollback(patch=out.patch_hash, keys=["runtime"])] == ["applied"]
