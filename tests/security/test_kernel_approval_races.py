@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ledgerkit import race
-from ouroboros.kernel import ManualClock, NotFound, PatchType, Runtime
+from ouroboros.kernel import ManualClock, NotFound, PatchType, Runtime, UsageError
 from ouroboros.kernel.gates import GateResult, Submission, default_gates
 from ouroboros.kernel.trust import GATES_TARGET
 
@@ -171,3 +171,17 @@ def test_reviewers_in_three_processes_decide_a_patch_once(home: Path, rule: int)
         else:
             assert rt.value("docs/e.md") is None and kinds[-1] == "PatchRejected"
         assert patch not in rt.pending() and rt.replay().consistent
+
+
+def test_a_reviewer_revoked_while_rejecting_records_no_rejection(home: Path) -> None:
+    """carol's key is revoked (by root, in another process) between her reject's check
+    of her right and its append: the rejection must not be recorded on a right that is
+    gone, nor charge the signer."""
+    clock = MeanwhileClock()
+    with _open(home) as root, _open(home, clock=clock) as carol:
+        patch = _pending(root, "docs/f.md")
+        clock.act = lambda: root.revoke("carol", reason="left")
+        with pytest.raises(UsageError, match="was revoked"):
+            carol.reject(patch, "no", key="carol")
+        assert _kinds(carol, patch) == ["PatchPending"] and patch in carol.pending()
+        assert all(b["rejections"] == 0 for b in carol.breakers().values())

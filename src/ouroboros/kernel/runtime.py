@@ -710,9 +710,12 @@ class Runtime:
         author = entry.get("author", "")
 
         def items(state: KernelState) -> list[Item]:
+            # Judged on the state the rejection is appended to (the append refuses a head
+            # that moved): the patch still pending, the reviewer's right still there.
             if patch_hash not in state.pending:  # another reviewer decided it meanwhile
                 raise NotFound(f"no pending patch matches {patch_hash}: it was decided "
                                "meanwhile", "see `ouro log`")
+            check_reviewer(state, signer, key, patch, self.clock.now())
             record = state.index.record(patch_hash)
             charged = ([] if record is not None and record.charged is not None
                        else list(entry.get("subjects", [])))
