@@ -26,7 +26,7 @@ from ouroboros.kernel import ManualClock, NotFound, PatchType, Runtime, UsageErr
 from ouroboros.kernel.gates import GateResult, Submission, default_gates
 from ouroboros.kernel.trust import GATES_TARGET
 
-from .kernelkit import grant
+from .kernelkit import grant, sql
 
 FILE = PatchType("file", {"type": "string"})
 
@@ -185,3 +185,17 @@ def test_a_reviewer_revoked_while_rejecting_records_no_rejection(home: Path) -> 
             carol.reject(patch, "no", key="carol")
         assert _kinds(carol, patch) == ["PatchPending"] and patch in carol.pending()
         assert all(b["rejections"] == 0 for b in carol.breakers().values())
+
+
+def test_a_pending_patch_the_index_already_holds_is_still_approved(home: Path) -> None:
+    """A ledger written before this round may hold a pending patch that was charged once
+    (a replay of a rejected envelope was queued again then). The last approval's retries
+    go back to `approve`; taking the patch for one the index has never seen made every
+    retry refuse, until "the ledger is too busy"."""
+    with _open(home) as rt:
+        patch = _pending(rt, "docs/g.md")
+        sql(home, "INSERT INTO patch_log (hash, kind, seq) VALUES (?, 3, ?)",
+            bytes.fromhex(patch[7:]), rt.pending()[patch]["seq"])
+    with _open(home) as rt:
+        assert rt.approve(patch, key="alice").status == "applied"
+        assert rt.value("docs/g.md") == "x"

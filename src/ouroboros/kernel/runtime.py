@@ -631,9 +631,11 @@ class Runtime:
                     and patch.base != state.target_hash(patch.target)):
                 envelope = _rebase(state)  # a blind write whose target moved under it
             if decided is None:
+                # (Not for a last approval: its retries go back to `approve`, so an index
+                # that holds the patch would refuse every attempt.)
                 decided = self._decide(envelope, state, approved=_approval is not None,
                                        approvers=_approvers(state, _approval),
-                                       assume_unrecorded=attempt == 0)
+                                       assume_unrecorded=attempt == 0 and _approval is None)
             outcome, items, sub = decided
             patch = sub.patch
             if not items:
