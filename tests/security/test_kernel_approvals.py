@@ -81,6 +81,23 @@ def test_self_approval_is_refused_unless_the_rule_allows_it(reviewed: Runtime) -
     assert reviewed.approve(mine, key="writer").status == "applied"
 
 
+def test_a_co_signer_trusted_only_later_may_not_approve_its_own_patch(reviewed: Runtime) -> None:
+    """alice co-signs a patch before her key is trusted (her signature is not a valid one
+    yet, so the pending patch did not list her as a signer); once she is granted the
+    approve right she approved her own patch, which then applied carrying her signature."""
+    rt = reviewed
+    rt.keyring.new("alice")
+    envelope = rt.sign(rt.propose("file", "docs/cosigned.md", value="mine", reasoning="r",
+                                  author="improve"), "runtime")
+    rt.sign(envelope, "alice")
+    patch = rt.submit(envelope).patch_hash
+    grant(rt, "alice", ["file"], targets=["docs/*"], rights=["approve"])
+    with pytest.raises(UsageError, match="approving one's own patch is refused"):
+        rt.approve(patch, key="alice")
+    assert patch in rt.pending() and rt.value("docs/cosigned.md") is None
+    assert rt.approve(patch, key="docs").status == "applied"
+
+
 def test_approval_thresholds_count_distinct_keys(reviewed: Runtime) -> None:
     _gates(reviewed, [{"types": ["file"], "targets": ["*"], "approvals": 2}])
     patch = _pending(reviewed, "docs/two.md")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ouroboros.kernel.dsse import check_signatures, envelope_from_dict
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.gates import approval_rule
 from ouroboros.kernel.keys import Signer
@@ -54,13 +55,19 @@ def plan_approval(state: KernelState, patch_hash: str, entry: dict[str, Any], si
     rule = approval_rule(state, patch) or {}
     policy = state.values[TRUST_TARGET]
     keys = policy["keys"]
+    approvals: dict[str, str] = entry.get("approvals", {})
     signed_by = {keys[k]["public"] for k in entry.get("signers", []) if k in keys}
+    # The pending entry lists the signatures valid at submission; a co-signer trusted only
+    # since is a signer too: ask the envelope itself about this approver and earlier ones.
+    reviewers = {kid: public for public, kid in approvals.items()}
+    reviewers[signer.key_id] = signer.public_hex
+    envelope = envelope_from_dict(entry["envelope"])
+    signed_by |= {reviewers[k] for k in check_signatures(envelope, reviewers).valid}
     self_ok = bool(rule.get("self_approval", False))
     if signer.public_hex in signed_by and not self_ok:
         raise UsageError(f"key {name!r} signed this patch: approving one's own patch is refused",
                          "ask another approver, or set self_approval in the kernel/gates "
                          "approval rule")
-    approvals: dict[str, str] = entry.get("approvals", {})
     if signer.public_hex in approvals:
         raise UsageError(f"key {name!r} has already approved this patch",
                          "a second approval must come from a different key")
