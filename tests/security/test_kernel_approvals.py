@@ -6,11 +6,12 @@ approve other patches, its own patches, or to count twice (two ids for one publi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from ouroboros.kernel import PatchType, Runtime, UsageError
+from ouroboros.kernel import PatchRejected, PatchType, Runtime, UsageError
 from ouroboros.kernel.trust import GATES_TARGET, TRUST_TARGET
 
 from .kernelkit import grant, ouro
@@ -78,6 +79,23 @@ def test_self_approval_is_refused_unless_the_rule_allows_it(reviewed: Runtime) -
     assert mine in reviewed.pending()
     _gates(reviewed, [{"types": ["file"], "targets": ["*"], "self_approval": True}])
     assert reviewed.approve(mine, key="writer").status == "applied"
+
+
+def test_a_co_signer_trusted_only_later_may_not_approve_its_own_patch(reviewed: Runtime) -> None:
+    """alice co-signs a patch before her key is trusted (her signature is not a valid one
+    yet, so the pending patch did not list her as a signer); once she is granted the
+    approve right she approved her own patch, which then applied carrying her signature."""
+    rt = reviewed
+    rt.keyring.new("alice")
+    envelope = rt.sign(rt.propose("file", "docs/cosigned.md", value="mine", reasoning="r",
+                                  author="improve"), "runtime")
+    rt.sign(envelope, "alice")
+    patch = rt.submit(envelope).patch_hash
+    grant(rt, "alice", ["file"], targets=["docs/*"], rights=["approve"])
+    with pytest.raises(UsageError, match="approving one's own patch is refused"):
+        rt.approve(patch, key="alice")
+    assert patch in rt.pending() and rt.value("docs/cosigned.md") is None
+    assert rt.approve(patch, key="docs").status == "applied"
 
 
 def test_approval_thresholds_count_distinct_keys(reviewed: Runtime) -> None:
@@ -187,3 +205,80 @@ def test_without_an_approval_rule_a_grant_is_refused_outright(rt: Runtime) -> No
     out = _ask(rt, ["shell"])
     assert (out.status, out.stage) == ("rejected", "audit") and "privilege escalation" in out.reason
     assert rt.pending() == {}
+
+
+# -- approvals whose right is gone by the last approval ---------------------------------
+@pytest.fixture
+def two_needed(reviewed: Runtime) -> Runtime:
+    """`file` patches need 2 approvals; `alice`, `bob` and `carol` may approve them."""
+    _gates(reviewed, [{"types": ["file"], "targets": ["*"], "approvals": 2}])
+    for name in ("alice", "bob", "carol"):
+        grant(reviewed, name, ["file"], rights=["approve"])
+    return reviewed
+
+
+def _still_waiting(rt: Runtime, patch: str, target: str, done: Any, approvals: int) -> None:
+    assert (done.status, done.reason) == ("pending", "1 of 2 approvals"), done
+    assert rt.value(target) is None
+    assert len(rt.pending()[patch]["approvals"]) == approvals
+    assert not any(e.kind == "PatchApplied" and e.payload["patch_hash"] == patch
+                   for e in rt.log())
+
+
+def test_an_approval_by_a_key_revoked_since_no_longer_counts(two_needed: Runtime) -> None:
+    """alice approves, then her key is revoked (compromised): bob's approval alone must
+    not complete a 2-of-N rule; a second live approver does."""
+    rt = two_needed
+    patch = _pending(rt, "docs/r.md")
+    assert rt.approve(patch, key="alice").reason == "1 of 2 approvals"
+    rt.revoke("alice", reason="key leaked")
+    _still_waiting(rt, patch, "docs/r.md", rt.approve(patch, key="bob"), approvals=2)
+    assert rt.approve(patch, key="carol").status == "applied"
+    assert rt.value("docs/r.md") == "x" and rt.replay().consistent
+
+
+def test_an_approval_whose_delegation_expired_or_narrowed_since_no_longer_counts(
+        two_needed: Runtime, clock: Any) -> None:
+    rt = two_needed
+    rt.keyring.new("temp")
+    out = rt.grant(["temp"], types=["file"], rights=["approve"],
+                   expires=clock.now() + timedelta(hours=1))
+    assert out.status == "applied", out
+    expiring = _pending(rt, "docs/e.md")
+    assert rt.approve(expiring, key="temp").reason == "1 of 2 approvals"
+    clock.advance(hours=2)
+    _still_waiting(rt, expiring, "docs/e.md", rt.approve(expiring, key="bob"), approvals=2)
+
+    narrowed = _pending(rt, "docs/n.md")
+    assert rt.approve(narrowed, key="alice").reason == "1 of 2 approvals"
+    grant(rt, "alice", ["file"], targets=["ops/*"], rights=["approve"])  # docs/* taken away
+    _still_waiting(rt, narrowed, "docs/n.md", rt.approve(narrowed, key="bob"), approvals=2)
+    assert rt.approve(narrowed, key="carol").status == "applied"
+
+
+# -- rollbacks of reviewed targets ---------------------------------------------------------
+def test_a_rollback_signed_below_root_does_not_skip_the_approval_rule(rt: Runtime) -> None:
+    """Rollbacks skip the approval gate because the root key signs them. A delegate whose
+    `config` patches wait for a person (as the runtime key's `file` patches do) rolled back
+    a change a person had approved with its own key, and no person was asked."""
+    _gates(rt, [{"types": ["config"], "targets": ["agents/*"]}])
+    grant(rt, "agent", ["config"], targets=["agents/*"])
+    out = rt.submit(rt.sign(rt.propose("config", "agents/a/config", value={"safe": True},
+                                       reasoning="r", author="agent"), "agent"))
+    assert out.status == "pending", out
+    patch = out.patch_hash
+    assert rt.approve(patch, key="root").status == "applied"
+    before = len(rt.log())
+    with pytest.raises(PatchRejected, match="approval") as err:
+        rt.rollback(patch=patch, keys=["agent"])
+    assert "root key" in str(err.value)
+    r = ouro("rollback", "--patch", patch[7:23], "--key", "agent", home=rt.home)
+    assert r.returncode == 3 and "root key" in r.stderr and "Traceback" not in r.stderr, r
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert rt.value("agents/a/config") == {"safe": True} and len(rt.log()) == before
+    assert [o.status for o in rt.rollback(patch=patch)] == ["applied"]  # the root key may
+    assert rt.value("agents/a/config") is None
+    # A target no approval rule covers is rolled back by whoever may sign its patches.
+    out = rt.submit(rt.sign(rt.propose("routing", "agents/a/routing", value={"w": 1},
+                                       reasoning="r", author="tuner"), "runtime"))
+    assert [o.status for o in rt.rollback(patch=out.patch_hash, keys=["runtime"])] == ["applied"]

@@ -149,3 +149,45 @@ def test_stale_base_races_count_against_no_one(alice: Runtime) -> None:
         out = alice.submit(alice.sign(patch, "alice"))
         assert "stale base" in out.reason
     assert alice.paused_until("alice") is None
+
+
+def test_replayed_reviewed_envelopes_cannot_fill_a_victims_queue(rt: Runtime) -> None:
+    """A victim's reviewed patches that a person rejected are in the (public) ledger. An
+    attacker with no key submitted 50 of them again: each went back to the approval queue
+    (nothing charged), the victim's queue was full (50), and the victim's own new patches
+    were refused and charged until its breaker paused it. A patch charged once is not
+    queued for review again; the victim's new patches go to review as before."""
+    from ouroboros.kernel.dsse import envelope_to_dict
+    from ouroboros.kernel.submission import MAX_PENDING_PER_SIGNER
+    from ouroboros.kernel.trust import GATES_TARGET
+
+    gates = rt.value(GATES_TARGET)
+    gates["approval"] = [{"types": ["config"], "targets": ["agents/*"]}]
+    assert rt.submit(rt.sign(rt.propose("gates", GATES_TARGET, value=gates, reasoning="r"),
+                             "root")).status == "applied"
+    grant(rt, "agent", ["config"], targets=["agents/*"])
+    old = []
+    for i in range(MAX_PENDING_PER_SIGNER):
+        envelope = rt.sign(rt.propose("config", f"agents/p{i}/config", value={"i": i},
+                                      reasoning="r", author="agent"), "agent")
+        assert rt.submit(envelope).status == "pending"
+        rt.reject(rt.log()[-1].payload["patch_hash"], "not now", key="root")
+        if i % 2:  # an applied patch now and then resets the victim's count, as in life
+            out = submit(rt, "agent", type="config", target=f"agents/ok{i}/config",
+                         value={"i": i})
+            assert rt.approve(out.patch_hash, key="root").status == "applied"
+        old.append(json.dumps(envelope_to_dict(envelope)))
+    attacker = Runtime.open(rt.home)
+    try:
+        for envelope in old:
+            out = attacker.submit(envelope)
+            assert (out.status, out.stage) == ("rejected", "approval"), out
+            assert "rejected before" in out.reason
+            assert attacker.log()[-1].payload["charged"] == []
+    finally:
+        attacker.close()
+    assert rt.pending() == {}
+    for i in range(3):
+        out = submit(rt, "agent", type="config", target=f"agents/new{i}/config", value={"n": i})
+        assert out.status == "pending", out
+    assert all(b["paused_until"] is None for b in rt.breakers().values())

@@ -113,3 +113,66 @@ def test_bad_grants_are_refused_cleanly(home: Path) -> None:
         assert not any(d["name"] == "alice" for d in rt.value(TRUST_TARGET)["delegations"])
     finally:
         rt.close()
+
+
+def test_expiry_times_past_the_calendar_or_malformed_are_one_line_usage_errors(
+        home: Path) -> None:
+    """An offset that moves a time past year 9999 or before year 1 when put in UTC used
+    to end in "unexpected error: OverflowError" (exit 1, 'a bug in ouro'); a leap second
+    or 24:00 must not be read as some other time. Nothing is signed or stored."""
+    before = json.loads(ouro("trust", "show", "--json", home=home).stdout)
+    for when, message in [("9999-12-31T23:00:00-05:00", "past the calendar"),
+                          ("0001-01-01T00:30:00+01:00", "past the calendar"),
+                          ("2016-12-31T23:59:60Z", "is not a time"),
+                          ("2027-01-01T24:00:00Z", "is not a time"),
+                          ("2027-01-01T12:00:00+25:00", "is not a time")]:
+        r = ouro("trust", "grant", "alice", "--types", "prompt", "--expires", when, home=home)
+        assert r.returncode == 2 and message in r.stderr, (when, r)
+        assert "Traceback" not in r.stderr and "unexpected" not in r.stderr, (when, r)
+        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error and its hint
+    assert json.loads(ouro("trust", "show", "--json", home=home).stdout) == before
+    # The edges themselves, a time without a zone (UTC) and an offset are stored in UTC.
+    for when, stored in [("9999-12-31T23:59:59Z", "9999-12-31T23:59:59.000000Z"),
+                         ("2027-01-01T12:00", "2027-01-01T12:00:00.000000Z"),
+                         ("2027-01-01T12:00:00+05:30", "2027-01-01T06:30:00.000000Z")]:
+        r = ouro("trust", "grant", "alice", "--types", "prompt", "--expires", when, home=home)
+        assert r.returncode == 0, (when, r.stderr)
+        policy = json.loads(ouro("trust", "show", "--json", home=home).stdout)
+        [alice] = [d for d in policy["delegations"] if d["name"] == "alice"]
+        assert alice["expires"] == stored, when
+
+
+def test_a_rollback_past_a_revocation_does_not_trust_the_key_again(home: Path,
+                                                                   tmp_path: Path) -> None:
+    """alice's laptop is stolen and her key revoked; later the operator rolls back to an
+    earlier seq to undo a bad change. The rollback undid the revocation too, silently:
+    the thief's signatures were accepted again. A revoked key stays revoked whatever
+    trust patch (a rollback's, or one made by hand) drops it from `revoked`."""
+    assert ouro("trust", "grant", "alice", "--types", "prompt", home=home).returncode == 0
+    assert _submit(home, tmp_path, ["alice"], "good")[0] == 0
+    good = json.loads(ouro("log", "--json", home=home).stdout)[-1]
+    before = int(good["seq"])
+    good = good["payload"]
+    assert ouro("trust", "revoke", "alice", "--reason", "laptop stolen",
+                home=home).returncode == 0
+    shown = ouro("trust", "show", "--json", home=home).stdout
+    r = ouro("rollback", "--to", str(before - 1), home=home)
+    assert r.returncode == 3 and "stays revoked" in r.stderr, r
+    assert "Traceback" not in r.stderr
+    assert ouro("trust", "show", "--json", home=home).stdout == shown
+    code, reason = _submit(home, tmp_path, ["alice"], "the thief's")
+    assert code == 3 and "was revoked at" in reason
+    with Runtime.open(home) as rt:  # the same by hand, root-signed
+        policy = rt.value(TRUST_TARGET)
+        policy["revoked"] = {}
+        out = rt.submit(rt.sign(rt.propose("trust", TRUST_TARGET, value=policy,
+                                           reasoning="r"), "root"))
+        assert (out.status, out.stage) == ("rejected", "test") and "stays revoked" in out.reason
+        assert rt.value(TRUST_TARGET)["revoked"] != {}
+    # Undoing the bad change alone still works, and leaves the key revoked.
+    r = ouro("rollback", "--patch", str(good["patch_hash"])[7:19], home=home)
+    assert r.returncode == 0, r
+    r = ouro("state", "agents/a/prompt", home=home)
+    assert r.returncode == 2 and "no target 'agents/a/prompt'" in r.stderr
+    assert "alice" in json.dumps(json.loads(ouro("trust", "show", "--json",
+                                                  home=home).stdout)["revoked"])

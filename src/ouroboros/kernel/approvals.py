@@ -4,7 +4,9 @@ The ``approve`` right is scoped like signing: a root key may approve anything; a
 key only patches whose type and target its own live delegation (with the ``approve``
 right) covers. A signer of the patch may not approve it unless the approval rule says
 ``self_approval: true``. An approval rule may ask for ``approvals: N``; they are counted
-by distinct public keys, so one key cannot approve twice under two names.
+by distinct public keys, so one key cannot approve twice under two names, and only while
+each approver still may approve: an approval by a key revoked since, or whose delegation
+has expired or no longer covers the patch, counts for nothing at the last approval.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ouroboros.kernel.dsse import check_signatures, envelope_from_dict
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.gates import approval_rule
 from ouroboros.kernel.keys import Signer
@@ -50,17 +53,30 @@ def plan_approval(state: KernelState, patch_hash: str, entry: dict[str, Any], si
     patch = Patch.from_dict(patch_from_envelope(entry["envelope"]))
     check_reviewer(state, signer, name, patch, now)
     rule = approval_rule(state, patch) or {}
-    keys = state.values[TRUST_TARGET]["keys"]
+    policy = state.values[TRUST_TARGET]
+    keys = policy["keys"]
+    approvals: dict[str, str] = entry.get("approvals", {})
     signed_by = {keys[k]["public"] for k in entry.get("signers", []) if k in keys}
-    if signer.public_hex in signed_by and not rule.get("self_approval", False):
+    # The pending entry lists the signatures valid at submission; a co-signer trusted only
+    # since is a signer too: ask the envelope itself about this approver and earlier ones.
+    reviewers = {kid: public for public, kid in approvals.items()}
+    reviewers[signer.key_id] = signer.public_hex
+    envelope = envelope_from_dict(entry["envelope"])
+    signed_by |= {reviewers[k] for k in check_signatures(envelope, reviewers).valid}
+    self_ok = bool(rule.get("self_approval", False))
+    if signer.public_hex in signed_by and not self_ok:
         raise UsageError(f"key {name!r} signed this patch: approving one's own patch is refused",
                          "ask another approver, or set self_approval in the kernel/gates "
                          "approval rule")
-    approvals: dict[str, str] = entry.get("approvals", {})
     if signer.public_hex in approvals:
         raise UsageError(f"key {name!r} has already approved this patch",
                          "a second approval must come from a different key")
     item = ("PatchApproved", {
         "patch_hash": patch_hash, "approver": signer.key_id, "public": signer.public_hex,
         "signature": signer.sign(approval_statement(patch_hash)).hex()})
-    return ApprovalPlan(patch, item, len(approvals) + 1, int(rule.get("approvals", 1)))
+    # Rights are judged now, not when each approval was given (a key may have been revoked
+    # or its delegation expired or narrowed in between).
+    live = [public for public, kid in approvals.items()
+            if may_approve(policy, kid, patch.type, patch.target, now) is None
+            and (self_ok or public not in signed_by)]
+    return ApprovalPlan(patch, item, len(live) + 1, int(rule.get("approvals", 1)))

@@ -54,4 +54,10 @@ def parse_when(text: str, now: datetime) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is not a time: give 30d, 12h, 45m, 2027-01-31 or "
                          "2027-01-31T12:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:  # in UTC here, so an offset that leaves the calendar is this error, not later
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is past the calendar's ends (years 1 to 9999) in "
+                         "UTC") from None

@@ -347,15 +347,24 @@ def approval_rule(state: KernelState, patch: Patch) -> dict[str, Any] | None:
 
 class ApprovalGate:
     """Defers patches whose type and target match an approval rule until enough humans
-    (``approvals``, default 1, counted by distinct public keys) approve."""
+    (``approvals``, default 1, counted by distinct public keys) approve. A rollback of
+    such a patch cannot wait: it passes only signed by the root threshold."""
 
     name = "approval"
 
     def check(self, sub: Submission) -> GateResult:
         assert sub.patch is not None
-        if sub.approved or sub.rollback:
+        if sub.approved:
             return GateResult.accepted()
         rule = approval_rule(sub.state, sub.patch)
+        if sub.rollback:
+            # A rollback is one atomic append and cannot wait: the root threshold's
+            # signatures stand for the person a reviewed target needs; no other key's do.
+            if rule is None or (sub.auth is not None and sub.auth.root):
+                return GateResult.accepted()
+            return GateResult.rejected(
+                f"approval: {sub.patch.type} patches to {sub.patch.target} need approval, "
+                "so a rollback of one must be signed by the root key(s)")
         if rule is not None:
             n = int(rule.get("approvals", 1))
             return GateResult.deferred(f"approval: {sub.patch.type} patches to "

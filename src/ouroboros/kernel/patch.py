@@ -14,10 +14,12 @@ FIELDS = ("type", "target", "base", "op", "reasoning", "test_requirements", "aut
           "ledger")
 OPTIONAL = ("expires",)
 OP_KINDS = ("value", "json_patch", "diff", "delete")
-_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,199}$")
-_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+# ``\Z``, not ``$`` (which also matches before a final newline: ``agents/a/prompt\n`` was
+# a target of its own that looked like ``agents/a/prompt`` and escaped its approval rule).
+_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/-]{0,199}\Z")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 
 
 def _valid_time(text: str) -> bool:

@@ -18,8 +18,9 @@ from ouroboros.kernel.state import KernelState, patch_from_envelope
 if TYPE_CHECKING:
     from ouroboros.kernel.runtime import Runtime
 
-#: A patch hash or a prefix of one: 1 to 64 hex digits (after an optional ``sha256:``).
-_HEX_PREFIX = re.compile(r"[0-9a-f]{1,64}")
+#: A patch hash or a prefix of one: 4 to 64 hex digits (after an optional ``sha256:``);
+#: a shorter prefix names whatever patch happens to start with it (as `ouro approve`).
+_HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
 def _inverse_patch(payload: dict[str, object], reason: str, ledger: str) -> Patch:
@@ -49,7 +50,7 @@ def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
     digits = patch.removeprefix("sha256:").lower()
     if not _HEX_PREFIX.fullmatch(digits):
         raise UsageError(f"--patch {patch[:80]!r} is not a patch hash or a prefix of one",
-                         "give hex digits from `ouro log --kind PatchApplied`")
+                         "give at least 4 hex digits from `ouro log --kind PatchApplied`")
     ident = "sha256:" + digits
     matches = [h for h in state.find_applied(ident) if state.live_seq(h) is not None]
     if len(matches) != 1:

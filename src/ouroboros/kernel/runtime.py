@@ -631,9 +631,11 @@ class Runtime:
                     and patch.base != state.target_hash(patch.target)):
                 envelope = _rebase(state)  # a blind write whose target moved under it
             if decided is None:
+                # (Not for a last approval: its retries go back to `approve`, so an index
+                # that holds the patch would refuse every attempt.)
                 decided = self._decide(envelope, state, approved=_approval is not None,
                                        approvers=_approvers(state, _approval),
-                                       assume_unrecorded=attempt == 0)
+                                       assume_unrecorded=attempt == 0 and _approval is None)
             outcome, items, sub = decided
             patch = sub.patch
             if not items:
@@ -653,6 +655,8 @@ class Runtime:
                                       unrecorded=[raw(sub.patch_hash)]
                                       if sub.assume_unrecorded else ())
             except RetryAppend:
+                if _approval is not None:
+                    raise  # `approve` plans again: the patch may be decided by now
                 self._catch_up()
                 decided = None
                 continue
@@ -685,11 +689,14 @@ class Runtime:
             patch_hash, entry = self._find_pending(ident)
             state = self._state
             plan = plan_approval(state, patch_hash, entry, signer, key, self.clock.now())
-            if plan.complete:
-                return self.submit(envelope_from_dict(entry["envelope"]), _approval=plan.item)
             try:
+                if plan.complete:
+                    return self.submit(envelope_from_dict(entry["envelope"]),
+                                       _approval=plan.item)
                 [stored] = self._append([plan.item], state)
             except RetryAppend:
+                # Another writer touched this patch (rejected, approved or applied it) or
+                # the rules: find it pending again and plan again, or say it is not.
                 continue
             return SubmitOutcome("pending", patch_hash, stored.seq, "approval",
                                  f"{plan.have} of {plan.needed} approvals")
@@ -705,6 +712,12 @@ class Runtime:
         author = entry.get("author", "")
 
         def items(state: KernelState) -> list[Item]:
+            # Judged on the state the rejection is appended to (the append refuses a head
+            # that moved): the patch still pending, the reviewer's right still there.
+            if patch_hash not in state.pending:  # another reviewer decided it meanwhile
+                raise NotFound(f"no pending patch matches {patch_hash}: it was decided "
+                               "meanwhile", "see `ouro log`")
+            check_reviewer(state, signer, key, patch, self.clock.now())
             record = state.index.record(patch_hash)
             charged = ([] if record is not None and record.charged is not None
                        else list(entry.get("subjects", [])))

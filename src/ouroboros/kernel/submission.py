@@ -148,6 +148,15 @@ def decide(envelope: Envelope, state: KernelState, gates: Sequence[Gate],
         items = breakers.rejection_items(state, sub.now, patch_hash, stage, result.reason,
                                          author, breakers.charges(sub, result))
         return SubmitOutcome("rejected", patch_hash, None, stage, result.reason), items, sub
+    charged = sub.record.charged if sub.record is not None else None
+    if result.status == "deferred" and charged is not None:
+        # Rejected envelopes are public (in the ledger): a replay would cost its signers
+        # nothing yet fill their review queue (and the reviewers' time) again.
+        stage, reason = "approval", (
+            f"patch was rejected before (seq {charged}); a reviewed patch is not queued "
+            "for review again: make a new patch")
+        items = breakers.rejection_items(state, sub.now, patch_hash, stage, reason, author, [])
+        return SubmitOutcome("rejected", patch_hash, None, stage, reason), items, sub
     if result.status == "deferred" and (queued := _queued(state, sub.subjects)) \
             >= MAX_PENDING_PER_SIGNER:
         stage, reason = "approval", (

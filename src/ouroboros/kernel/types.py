@@ -202,6 +202,13 @@ def _test_trust_keys(ctx: TestContext) -> TestOutcome:
     if not isinstance(ctx.new_value, dict) or not _validator(TRUST_SCHEMA).is_valid(ctx.new_value):
         return TestOutcome(False, "not a trust policy")
     problems = policy_problems(ctx.new_value)
+    # Whatever drops a key from `revoked` (a rollback past the revocation, a policy made
+    # by hand) would trust a stolen key again without anyone asking for it.
+    old_revoked = ctx.old_value.get("revoked", {}) if isinstance(ctx.old_value, dict) else {}
+    new_revoked = ctx.new_value.get("revoked", {})
+    problems += [f"key {r.get('name', kid[:12])} was revoked at {r.get('at', '?')}; a revoked "
+                 "key stays revoked (give its holder a new key)"
+                 for kid, r in old_revoked.items() if kid not in new_revoked]
     return TestOutcome(not problems, "; ".join(problems[:3]))
 
 
