@@ -296,14 +296,15 @@ def test_a_negative_starting_score_is_refused(tmp_path: Path, home: Path) -> Non
 def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
         tmp_path: Path, home: Path, stub: ChatStub) -> None:
     # --start names a weaker prompt than the one in the ledger: the winner beat its start
-    # (0 -> 0.5) and replaced the better current prompt (1.0) with no reason given.
+    # (0 -> 0.75, the held-out "delta" too) and replaced the better current prompt (1.0)
+    # with no reason given.
     seed_prompt(home, "Repeat the word in UPPERCASE.")
 
     def reply(body: dict[str, Any]) -> str:
         messages = body["messages"]
         if messages[0]["role"] == "system":
             word, system = messages[-1]["content"], messages[0]["content"]
-            upper = "UPPERCASE" in system or ("HALF" in system and word in ("alpha", "beta"))
+            upper = "UPPERCASE" in system or ("HALF" in system and word != "gamma")
             return word.upper() if upper else word
         return "<prompt>Repeat the word. HALF</prompt>"
 
@@ -317,8 +318,74 @@ def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
              "--home", str(home), "--json", env=llm_env(stub))
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert (summary["before"], summary["after"], summary["current"]) == (0.0, 0.5, 1.0)
+    assert (summary["before"], summary["after"], summary["current"]) == (0.0, 0.75, 1.0)
     assert summary["patch"] is None and "does not beat" in summary["note"]
     with Runtime.open(home) as rt:
         assert rt.value("prompts/echo") == "Repeat the word in UPPERCASE."
+        assert len(rt.log()) == before
+
+
+def test_a_prompt_that_memorises_the_answers_it_was_shown_is_not_submitted(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # A hostile model pastes the expected answers the reflection showed it into the
+    # prompt, and answers by echoing its instruction: under `contains` it scored 1.0 on
+    # every example it had seen and its prompt replaced the incumbent. Held-out examples
+    # are never shown, so a memoriser does not improve on them and is not submitted.
+    import re
+
+    seed_prompt(home, "Repeat the word.")
+    seen: list[str] = []
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if messages[0]["role"] == "system":
+            return f"{messages[0]['content']} {messages[-1]['content']}"
+        seen.extend(re.findall(r'expected: "([^"]*)"', messages[0]["content"]))
+        return f"<prompt>Repeat the word. Answers: {' '.join(sorted(set(seen)))}</prompt>"
+
+    stub.replies = [reply] * 500
+    evalset = [{"input": w, "expected": w.upper()} for w in
+               ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")]
+    (tmp_path / "eval.json").write_text(json.dumps(evalset))
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--iterations", "6", "--key", "root", "--home", str(home), "--json",
+             env=llm_env(stub))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["after"] > summary["before"]  # it did learn the answers it was shown
+    held = [e["expected"] for e in evalset[3::4]]
+    assert held and not set(held) & set(seen)  # the held-out answers never reached it
+    assert summary["held_out"] == {"examples": 2, "before": 0.0, "after": 0.0}
+    assert summary["patch"] is None and "held-out" in summary["note"]
+    with Runtime.open(home) as rt:
+        assert rt.value("prompts/echo") == "Repeat the word."
+        assert len(rt.log()) == before
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[]", "the evalset is empty"),
+    (b"", "the evalset is empty"),
+    (b'[{"input": "a", "expected": "A"}]', "two examples or more"),
+    (b'[{"input": "a", "expected": "A", "input": "b"}]', "duplicate key"),
+    (b'{"input": "a", "expected": "A"}\n{"input": 1, "expected": "B"}', "example 2"),
+    (b'[{"input": ["a"], "expected": "A"}, {"input": "b", "expected": "B"}]', "example 1"),
+    (b"[" * 100 + b"]" * 100, "nested more than"),
+    (b'[{"input": "\xff", "expected": "A"}]', "not UTF-8"),
+    (b'[{"input": "a", "expected": NaN}]', "NaN"),
+    (b'{"input": "a", "expected": "A"}\n{"input": "b",', "line 2"),
+])
+def test_a_hostile_evalset_is_refused_before_any_llm_call(
+        tmp_path: Path, home: Path, stub: ChatStub, content: bytes, message: str) -> None:
+    seed_prompt(home, "Repeat the word.")
+    (tmp_path / "eval.json").write_bytes(content)
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--key", "root", "--home", str(home), "--json", env=llm_env(stub))
+    assert r.returncode == 2, r.stderr
+    assert message in json.loads(r.stdout)["error"]["message"]
+    assert stub.requests == []
+    with Runtime.open(home) as rt:
         assert len(rt.log()) == before

@@ -249,9 +249,18 @@ def prompt_command(
         "patch": None}
     if incumbent is not None:
         summary["current"] = incumbent
+    held = {"examples": len(evolver.held), "before": result.start.mean_over(evolver.held),
+            "after": result.best.mean_over(evolver.held)}
+    summary["held_out"] = held
     outcome = None
     if result.best is result.start:
         summary["note"] = "no candidate beat the starting prompt: nothing submitted"
+    elif held["after"] <= held["before"]:
+        # Better only on examples whose answers the LLM was shown: it may have memorised
+        # them (pasted into the prompt) rather than learnt the task.
+        summary["note"] = (f"the winner does no better on the {held['examples']} held-out "
+                           f"examples ({held['before']:.3f} -> {held['after']:.3f}), only on "
+                           "those the LLM was shown: nothing submitted")
     elif incumbent is not None and result.best.mean <= incumbent:
         summary["note"] = (f"the winner ({result.best.mean:.3f}) does not beat {target}'s "
                            f"current prompt ({incumbent:.3f}): nothing submitted")
