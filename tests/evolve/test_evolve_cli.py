@@ -389,3 +389,60 @@ def test_a_hostile_evalset_is_refused_before_any_llm_call(
     assert stub.requests == []
     with Runtime.open(home) as rt:
         assert len(rt.log()) == before
+
+
+def _seed(home: Path, type: str, target: str, value: Any) -> None:
+    with Runtime.open(home) as rt:
+        patch = rt.propose(type, target, value=value, reasoning="first", author="operator")
+        assert rt.submit(rt.sign(patch, "root")).status == "applied"
+
+
+@pytest.mark.parametrize(("command", "target", "kind"), [
+    # the runtime key may sign `routing` patches on any target: the weights replaced an
+    # agent's prompt, or a configuration, with {"weights", "fitness"}
+    (["routing", "--routes", "small,medium,large"], "prompts/support", "a prompt"),
+    (["routing", "--routes", "small,medium,large"], "config/limits", "an object without"),
+    (["params", "P"], "prompts/support", "a prompt"),
+    (["params", "P"], "routing/models", "an object without"),
+])
+def test_evolve_refuses_a_target_that_holds_another_kind_of_value(
+        tmp_path: Path, home: Path, command: list[str], target: str, kind: str) -> None:
+    _seed(home, "prompt", "prompts/support", "Be helpful.")
+    _seed(home, "config", "config/limits", {"max": 3})
+    _seed(home, "routing", "routing/models", {"small": 0.5, "large": 0.5})
+    params = tmp_path / "p.json"
+    params.write_text('{"x": 1}')
+    with Runtime.open(home) as rt:
+        before, values = len(rt.log()), {t: rt.value(t) for t in
+                                         ("prompts/support", "config/limits", "routing/models")}
+    fitness = ("ouroboros.capabilities.evolve.vector:example_routing_fitness"
+               if command[0] == "routing" else f"{sys.executable} -c 'print(1)'")
+    argv = [str(params) if a == "P" else a for a in command]
+    key = ["--key", "root"] if command[0] == "params" else []  # routing: the runtime key
+    r = ouro(*argv, "--fitness", fitness, "--target", target, "--generations", "2",
+             "--workers", "1", *key, "--home", str(home), "--json")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    message = json.loads(r.stdout)["error"]["message"]
+    assert target in message and kind in message
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before
+        assert {t: rt.value(t) for t in values} == values
+
+
+def test_evolve_prompt_refuses_a_target_that_holds_no_prompt(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # With --start the target's value was not read as a prompt: an object was replaced.
+    _seed(home, "config", "config/limits", {"max": 3})
+    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
+    (tmp_path / "start.txt").write_text("Repeat the word.")
+    stub.replies = [scripted("Repeat the word in UPPERCASE.")] * 100
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro("prompt", "config/limits", "--evalset", str(tmp_path / "eval.json"),
+             "--start", str(tmp_path / "start.txt"), "--key", "root", "--home", str(home),
+             "--json", env=llm_env(stub))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "config/limits holds an object, not a prompt" in json.loads(r.stdout)["error"]["message"]
+    assert stub.requests == []
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before and rt.value("config/limits") == {"max": 3}

@@ -56,6 +56,24 @@ def _runtime(home: Path | None, submit: bool, as_json: bool) -> Runtime | None:
     return open_runtime(home) if submit else None
 
 
+def _current(rt: Runtime | None, target: str, command: str, field: str | None) -> Any:
+    """The target's value, refused unless it is what this command writes (a prompt; or an
+    object with `field`): the runtime key may sign `routing` patches on any target, and
+    a patch here replaces whatever the target holds, e.g. another agent's prompt."""
+    value = rt.value(target) if rt is not None else None
+    if value is None or (isinstance(value, str) if field is None else
+                         isinstance(value, dict) and isinstance(value.get(field), dict)):
+        return value
+    held = ("a prompt" if isinstance(value, str) else "an object" if isinstance(value, dict)
+            else f"a JSON {type(value).__name__}")
+    if field is None:
+        _fail(f"{target} holds {held}, not a prompt: evolve prompt would replace it", 2, False,
+              "name the target that holds the prompt to evolve")
+    without = f' without "{field}"' if isinstance(value, dict) else ""
+    _fail(f"{target} holds {held}{without}, not what `ouro evolve {command}` writes: it "
+          "would be replaced", 2, False, "choose a target of its own with --target")
+
+
 def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: bool) -> NoReturn:
     code = 0
     if outcome is not None:
@@ -127,6 +145,7 @@ def params_command(
     params = parse_params(read_json(params_file, "parameters file"))
     problem = NamedProblem.for_params(params, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
+    _current(rt, target, "params", "params")
     genome, before, after, evaluations = _evolve_vector(
         problem, tuple(p.value for p in params), generations, population, seed, workers,
         executor, ray_address)
@@ -175,6 +194,7 @@ def routing_command(
         _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
     problem = NamedProblem.for_routes(names, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
+    _current(rt, target, "routing", "weights")
     start = tuple(1.0 / len(names) for _ in names)
     genome, before, after, evaluations = _evolve_vector(
         problem, start, generations, population, seed, workers, executor, ray_address)
@@ -217,7 +237,7 @@ def prompt_command(
 
     examples = parse_evalset(_read_evalset(evalset))
     rt = _runtime(home, True, as_json) if (submit or start is None) else None
-    current = rt.value(target) if rt is not None else None
+    current = _current(rt, target, "prompt", None)
     text = _read(start, as_json) if start is not None else current
     if not isinstance(text, str) or not text.strip():
         _fail(f"no starting prompt: {target} has no text value", 2, as_json,
