@@ -446,3 +446,33 @@ def test_evolve_prompt_refuses_a_target_that_holds_no_prompt(
     assert stub.requests == []
     with Runtime.open(home) as rt:
         assert len(rt.log()) == before and rt.value("config/limits") == {"max": 3}
+
+
+@pytest.mark.parametrize("command", ["params", "routing"])
+def test_an_evolved_result_worse_than_the_targets_current_one_is_not_submitted(
+        tmp_path: Path, home: Path, command: str) -> None:
+    # The run starts from PARAMS.json (routing: uniform weights), not from the target: a
+    # winner that beat its own start replaced the better parameters (weights) the target
+    # held, silently.
+    if command == "params":
+        target, best = "config/tuned", {"params": {"x": 3.0, "y": -1.0}, "fitness": 100.0}
+        (tmp_path / "p.json").write_text('{"x": 0, "y": 2}')
+        argv = ["params", str(tmp_path / "p.json"), "--key", "root", "--fitness",
+                f"{sys.executable} -c \"{PARABOLA}\""]
+        field = "params"
+    else:
+        target, field = "routing/models", "weights"
+        best = {"weights": {"small": 0.0, "medium": 1.0, "large": 0.0}, "fitness": 0.6425}
+        argv = ["routing", "--routes", "small,medium,large", "--fitness",
+                "ouroboros.capabilities.evolve.vector:example_routing_fitness"]
+    _seed(home, "config" if command == "params" else "routing", target, best)
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro(*argv, "--target", target, "--generations", "3", "--population", "4",
+             "--workers", "1", "--home", str(home), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["current"] > summary["after"] > summary["before"]
+    assert summary["patch"] is None and "does not beat" in summary["note"]
+    with Runtime.open(home) as rt:
+        assert rt.value(target)[field] == best[field] and len(rt.log()) == before

@@ -10,6 +10,7 @@ configured, 2 usage, 3 rejected by a gate, 4 waiting for approval.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -74,6 +75,30 @@ def _current(rt: Runtime | None, target: str, command: str, field: str | None) -
           "would be replaced", 2, False, "choose a target of its own with --target")
 
 
+def _incumbent(problem: Any, current: Any, field: str) -> float | None:
+    """The fitness of what the target holds when it names the same parameters (routes) as
+    this run, scored like any candidate; None when there is nothing comparable."""
+    values = current.get(field) if isinstance(current, dict) else None
+    if not isinstance(values, dict) or set(values) != set(problem.names) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values.values()):
+        return None
+    return float(problem.evaluate(tuple(float(values[n]) for n in problem.names)))
+
+
+def _beats(summary: dict[str, Any], incumbent: float | None, target: str) -> bool:
+    """Whether the winner may replace the target's value: the run starts from its own
+    start, not from the target, so a winner can beat that start and still be worse."""
+    if incumbent is None:
+        return True
+    summary["current"] = incumbent
+    if summary["after"] > incumbent:
+        return True
+    summary["note"] = (f"the winner ({summary['after']:g}) does not beat {target}'s current "
+                       f"value ({incumbent:g}): nothing submitted")
+    return False
+
+
 def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: bool) -> NoReturn:
     code = 0
     if outcome is not None:
@@ -82,7 +107,7 @@ def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: boo
     if as_json:
         print_json(summary)
     else:
-        for key in ("before", "after", "evaluations", "calls"):
+        for key in ("before", "after", "current", "evaluations", "calls"):
             if key in summary:
                 err_console.print(f"{key}: {summary[key]}", highlight=False)
         if outcome is not None:
@@ -145,7 +170,7 @@ def params_command(
     params = parse_params(read_json(params_file, "parameters file"))
     problem = NamedProblem.for_params(params, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
-    _current(rt, target, "params", "params")
+    current = _current(rt, target, "params", "params")
     genome, before, after, evaluations = _evolve_vector(
         problem, tuple(p.value for p in params), generations, population, seed, workers,
         executor, ray_address)
@@ -153,7 +178,9 @@ def params_command(
     summary = {"before": before, "after": after, "evaluations": evaluations, "params": best,
                "executor": executor, "patch": None}
     outcome = None
-    if rt is not None:
+    if rt is not None and not _beats(summary, _incumbent(problem, current, "params"), target):
+        rt.close()
+    elif rt is not None:
         with rt:
             outcome = rt.propose_and_submit(
                 type="config", target=target, value={"params": best, "fitness": after},
@@ -194,7 +221,7 @@ def routing_command(
         _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
     problem = NamedProblem.for_routes(names, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
-    _current(rt, target, "routing", "weights")
+    current = _current(rt, target, "routing", "weights")
     start = tuple(1.0 / len(names) for _ in names)
     genome, before, after, evaluations = _evolve_vector(
         problem, start, generations, population, seed, workers, executor, ray_address)
@@ -202,7 +229,9 @@ def routing_command(
     summary = {"before": before, "after": after, "evaluations": evaluations,
                "weights": weights, "executor": executor, "patch": None}
     outcome = None
-    if rt is not None:
+    if rt is not None and not _beats(summary, _incumbent(problem, current, "weights"), target):
+        rt.close()
+    elif rt is not None:
         with rt:
             outcome = submit_routing(rt, target, weights, after,
                                      f"evolved route weights: fitness {before:g} -> {after:g} "
