@@ -476,3 +476,31 @@ def test_an_evolved_result_worse_than_the_targets_current_one_is_not_submitted(
     assert summary["patch"] is None and "does not beat" in summary["note"]
     with Runtime.open(home) as rt:
         assert rt.value(target)[field] == best[field] and len(rt.log()) == before
+
+
+@pytest.mark.parametrize(("command", "names", "message"), [
+    # two routes a reviewer reads as one "small" (a zero-width space; full-width letters),
+    # a name a bidi control reorders, a name with a terminal escape
+    ("routing", ["small", "sm\u200ball"], "U+200B"),
+    ("routing", ["small", "\uff53\uff4d\uff41\uff4c\uff4c"], "same name"),
+    ("routing", ["large", "s\u202emall"], "U+202E"),
+    ("params", ["x", "x\u200b"], "U+200B"),
+    ("params", ["x", "\x1b[2Jy"], "U+001B"),
+    ("params", ["x", ""], "empty"),
+])
+def test_names_with_hidden_characters_or_look_alike_duplicates_are_refused(
+        tmp_path: Path, home: Path, command: str, names: list[str], message: str) -> None:
+    fitness = f"{sys.executable} -c 'print(1)'"
+    if command == "routing":
+        argv = ["routing", "--routes", ",".join(names)]
+    else:
+        (tmp_path / "p.json").write_text(json.dumps({n: 1 for n in names}))
+        argv = ["params", str(tmp_path / "p.json"), "--key", "root"]
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    r = ouro(*argv, "--fitness", fitness, "--generations", "1", "--workers", "1",
+             "--home", str(home), "--json")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in json.loads(r.stdout)["error"]["message"]
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before

@@ -214,11 +214,12 @@ def routing_command(
     """Tune route weights against a fitness; submit them as a `routing` patch."""
     from ouroboros.capabilities.evolve.fitness_fn import parse_fitness
     from ouroboros.capabilities.evolve.governance import submit_routing
-    from ouroboros.capabilities.evolve.params import NamedProblem
+    from ouroboros.capabilities.evolve.params import NamedProblem, check_names
 
     names = [r.strip() for r in routes.split(",") if r.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
+    check_names(names, "route")
     problem = NamedProblem.for_routes(names, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
     current = _current(rt, target, "routing", "weights")
