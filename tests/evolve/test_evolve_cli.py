@@ -504,3 +504,66 @@ def test_names_with_hidden_characters_or_look_alike_duplicates_are_refused(
     assert message in json.loads(r.stdout)["error"]["message"]
     with Runtime.open(home) as rt:
         assert len(rt.log()) == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
+        tmp_path: Path, home: Path, signal_name: str) -> None:
+    # `ouro evolve` killed mid-generation (kill -9, or a supervisor's SIGTERM): its pool
+    # workers, reparented to init, went on scoring their share of the generation, one
+    # fitness command after another, for as long as that took (here 32 x 60 s).
+    import contextlib
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "slow.py").write_text(
+        "import json, os, sys, time\n"
+        "c = json.load(sys.stdin)\n"
+        f"open(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
+        "time.sleep(0 if c['x'] == 1 else 60)\n"
+        "print(100 - (c['x'] - 3) ** 2)\n")
+    (tmp_path / "p.json").write_text('{"x": 1}')
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    argv = [sys.executable, "-m", "ouroboros", "evolve", "params", str(tmp_path / "p.json"),
+            "--fitness", f"{sys.executable} {tmp_path / 'slow.py'}", "--key", "root",
+            "--home", str(home), "--executor", "process", "--workers", "2",
+            "--population", "64", "--generations", "2", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the start and a candidate from each of the two workers
+        assert len(list(pids.iterdir())) >= 3
+        workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                   .read_text().split()]
+        assert workers
+        proc.send_signal(getattr(signal, signal_name))
+        proc.wait(30)
+        left: list[int] = []
+        for _ in range(100):  # the kernel delivers the parent-death signal at once
+            left = [p for p in [*workers, *(int(f.name) for f in pids.iterdir())] if _alive(p)]
+            if not left:
+                break
+            time.sleep(0.1)
+        assert left == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in [*workers, *(int(f.name) for f in pids.iterdir())]:
+            with contextlib.suppress(OSError):  # this test's own processes, if any are left
+                os.kill(pid, signal.SIGKILL)
+    with Runtime.open(home) as rt:  # nothing half-written: the ledger verifies, unchanged
+        assert rt.verify().events == len(rt.log()) == before  # raises if it does not verify
+    (tmp_path / "slow.py").write_text("import json, sys\n"
+                                      "print(100 - (json.load(sys.stdin)['x'] - 3) ** 2)\n")
+    r = ouro("params", str(tmp_path / "p.json"), "--fitness",
+             f"{sys.executable} {tmp_path / 'slow.py'}", "--key", "root", "--generations",
+             "2", "--workers", "1", "--home", str(home), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["patch"]["status"] == "applied"

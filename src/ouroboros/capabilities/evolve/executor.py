@@ -15,9 +15,12 @@ backend (`ray_backend.py`) imports Ray only when it is asked for.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -54,10 +57,42 @@ class LocalExecutor:
         pass
 
 
-def _worker_init() -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def can_die_with_parent() -> bool:
+    """Whether `die_with_parent` works here (Linux); looks the call up in this process."""
+    return _prctl() is not None
+
+
+def die_with_parent(parent: int) -> None:
+    """Have Linux SIGKILL this process when `parent` dies (kill -9, SIGTERM): a worker
+    or fitness command would otherwise be reparented to init and go on scoring a
+    generation no one waits for. Call `_prctl()` in the parent first: after a fork only
+    the call itself runs."""
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
     # A pool forked from a process that runs a Ray driver inherits Ray's SIGTERM handler,
     # which prints a stack dump when the pool is torn down; a worker needs none of it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
 
 
 class ProcessExecutor:
@@ -72,7 +107,9 @@ class ProcessExecutor:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_worker_init)
+            can_die_with_parent()
+            self._pool = ctx.Pool(self.workers, initializer=_worker_init,
+                                  initargs=(os.getpid(),))
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) < 2:
