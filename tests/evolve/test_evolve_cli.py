@@ -567,3 +567,59 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
              "2", "--workers", "1", "--home", str(home), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["patch"]["status"] == "applied"
+
+
+def test_a_prompt_changed_during_the_run_is_not_overwritten(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # The winner was a blind write: a human's edit of the prompt made while the run was
+    # reflecting (and the checks of what the target held, made at the start) were
+    # silently replaced. The patch's base is now the value read at the start.
+    seed_prompt(home, "Repeat the word.")
+    edited: list[str] = []
+    task = scripted("Repeat the word in UPPERCASE.")
+
+    def reply(body: dict[str, Any]) -> str:
+        if body["messages"][0]["role"] == "user" and not edited:
+            with Runtime.open(home) as rt:
+                patch = rt.propose("prompt", "prompts/echo", value="Human edit.",
+                                   reasoning="edit", author="operator")
+                assert rt.submit(rt.sign(patch, "root")).status == "applied"
+            edited.append("yes")
+        return str(task(body))
+
+    stub.replies = [reply] * 100
+    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--iterations", "2", "--key", "root", "--home", str(home), "--json",
+             env=llm_env(stub))
+    assert edited and r.returncode == 3, (r.stdout, r.stderr)
+    assert "stale base" in json.loads(r.stdout)["patch"]["reason"]
+    with Runtime.open(home) as rt:
+        assert rt.value("prompts/echo") == "Human edit."
+
+
+def test_a_target_written_during_a_params_run_is_not_overwritten(tmp_path: Path,
+                                                                home: Path) -> None:
+    # Absent at the start (so nothing to compare with, no kind to refuse), written by
+    # another process during the run: the winner replaced it blindly.
+    marker = tmp_path / "wrote"
+    script = (
+        "import json, os, sys\n"
+        "c = json.load(sys.stdin)\n"
+        f"if c['x'] != 1 and not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    from ouroboros.kernel import Runtime\n"
+        f"    with Runtime.open({str(home)!r}) as rt:\n"
+        "        p = rt.propose('prompt', 'config/tuned', value='a prompt', reasoning='r')\n"
+        "        assert rt.submit(rt.sign(p, 'root')).status == 'applied'\n"
+        "print(100 - (c['x'] - 3) ** 2)\n")
+    (tmp_path / "fit.py").write_text(script)
+    (tmp_path / "p.json").write_text('{"x": 1}')
+    r = ouro("params", str(tmp_path / "p.json"), "--fitness",
+             f"{sys.executable} {tmp_path / 'fit.py'}", "--target", "config/tuned",
+             "--generations", "2", "--workers", "1", "--key", "root", "--home", str(home),
+             "--json")
+    assert marker.exists() and r.returncode == 3, (r.stdout, r.stderr)
+    assert "stale base" in json.loads(r.stdout)["patch"]["reason"]
+    with Runtime.open(home) as rt:
+        assert rt.value("config/tuned") == "a prompt"

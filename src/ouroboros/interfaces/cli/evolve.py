@@ -57,14 +57,16 @@ def _runtime(home: Path | None, submit: bool, as_json: bool) -> Runtime | None:
     return open_runtime(home) if submit else None
 
 
-def _current(rt: Runtime | None, target: str, command: str, field: str | None) -> Any:
-    """The target's value, refused unless it is what this command writes (a prompt; or an
-    object with `field`): the runtime key may sign `routing` patches on any target, and
-    a patch here replaces whatever the target holds, e.g. another agent's prompt."""
-    value = rt.value(target) if rt is not None else None
+def _current(rt: Runtime | None, target: str, command: str, field: str | None
+             ) -> tuple[Any, str | None]:
+    """The target's value and its hash (the winner's patch base: a change made during the
+    run makes it stale rather than overwritten), refused unless it is what this command
+    writes (a prompt; or an object with `field`): the runtime key may sign `routing`
+    patches on any target, and a patch here replaces whatever the target holds."""
+    value, base = rt.read(target) if rt is not None else (None, None)
     if value is None or (isinstance(value, str) if field is None else
                          isinstance(value, dict) and isinstance(value.get(field), dict)):
-        return value
+        return value, base
     held = ("a prompt" if isinstance(value, str) else "an object" if isinstance(value, dict)
             else f"a JSON {type(value).__name__}")
     if field is None:
@@ -170,7 +172,7 @@ def params_command(
     params = parse_params(read_json(params_file, "parameters file"))
     problem = NamedProblem.for_params(params, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
-    current = _current(rt, target, "params", "params")
+    current, base = _current(rt, target, "params", "params")
     genome, before, after, evaluations = _evolve_vector(
         problem, tuple(p.value for p in params), generations, population, seed, workers,
         executor, ray_address)
@@ -184,6 +186,7 @@ def params_command(
         with rt:
             outcome = rt.propose_and_submit(
                 type="config", target=target, value={"params": best, "fitness": after},
+                base=base,
                 reasoning=f"evolved parameters: fitness {before:g} -> {after:g} "
                           f"({evaluations} evaluations, seed {seed})",
                 author="evolve", keys=[key])
@@ -222,7 +225,7 @@ def routing_command(
     check_names(names, "route")
     problem = NamedProblem.for_routes(names, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
-    current = _current(rt, target, "routing", "weights")
+    current, base = _current(rt, target, "routing", "weights")
     start = tuple(1.0 / len(names) for _ in names)
     genome, before, after, evaluations = _evolve_vector(
         problem, start, generations, population, seed, workers, executor, ray_address)
@@ -236,7 +239,7 @@ def routing_command(
         with rt:
             outcome = submit_routing(rt, target, weights, after,
                                      f"evolved route weights: fitness {before:g} -> {after:g} "
-                                     f"({evaluations} evaluations, seed {seed})")
+                                     f"({evaluations} evaluations, seed {seed})", base=base)
     _finish(summary, outcome, as_json)
 
 
@@ -267,7 +270,7 @@ def prompt_command(
 
     examples = parse_evalset(_read_evalset(evalset))
     rt = _runtime(home, True, as_json) if (submit or start is None) else None
-    current = _current(rt, target, "prompt", None)
+    current, base = _current(rt, target, "prompt", None)
     text = _read(start, as_json) if start is not None else current
     if not isinstance(text, str) or not text.strip():
         _fail(f"no starting prompt: {target} has no text value", 2, as_json,
@@ -317,7 +320,7 @@ def prompt_command(
     elif rt is not None and submit:
         with rt:
             outcome = rt.propose_and_submit(
-                type="prompt", target=target, value=result.best.prompt,
+                type="prompt", target=target, value=result.best.prompt, base=base,
                 reasoning=f"evolved prompt: {result.start.mean:.3f} -> {result.best.mean:.3f} "
                           f"of {len(examples)} examples ({metric}), {evolver.calls} LLM calls, "
                           f"seed {seed}",
