@@ -623,3 +623,35 @@ def test_a_target_written_during_a_params_run_is_not_overwritten(tmp_path: Path,
     assert "stale base" in json.loads(r.stdout)["patch"]["reason"]
     with Runtime.open(home) as rt:
         assert rt.value("config/tuned") == "a prompt"
+
+
+def test_secrets_in_the_evalset_reach_neither_the_model_nor_the_ledger(
+        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+    # Examples taken from real traffic carry credentials: they went to the endpoint
+    # verbatim, and a reflector pasting what it was shown into the prompt wrote them into
+    # the ledger for good. They are scrubbed as repository files are before a prompt.
+    token, password = "ghp_" + "a1B2" * 9, "hunter2-Zq9"
+    seed_prompt(home, "Repeat the word.")
+
+    def reply(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if messages[0]["role"] == "system":
+            word = messages[-1]["content"]
+            return word.upper() if "UPPERCASE" in messages[0]["content"] else word
+        return f"<prompt>Repeat the word in UPPERCASE. Seen: {messages[0]['content']}</prompt>"
+
+    stub.replies = [reply] * 100
+    evalset = [*EVALSET, {"input": f"deploy with {token}", "expected": f"password: {password}"}]
+    (tmp_path / "eval.json").write_text(json.dumps(evalset))
+    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
+             "--iterations", "3", "--key", "root", "--home", str(home), "--json",
+             env=llm_env(stub))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["secrets_redacted"] == 2
+    sent = json.dumps([q["body"] for q in stub.requests])
+    assert "<secret:github-pat>" in sent and token not in sent and password not in sent
+    with Runtime.open(home) as rt:
+        assert summary["patch"]["status"] == "applied"
+        stored = json.dumps([e.payload for e in rt.log()])
+        assert token not in stored and password not in stored

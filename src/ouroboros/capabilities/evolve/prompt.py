@@ -75,6 +75,20 @@ def parse_evalset(items: Any) -> tuple[Example, ...]:
     return tuple(out)
 
 
+def scrubbed(examples: Sequence[Example]) -> tuple[tuple[Example, ...], int]:
+    """The examples with every credential the sanitizer's rules name replaced by its
+    placeholder (as repository files are before a prompt): they go to the endpoint, and a
+    rewrite may paste what it was shown into the prompt the ledger keeps for good."""
+    from ouroboros.capabilities.improve.intake.secret_scrub import scrub_secrets
+
+    out, hidden = [], 0
+    for e in examples:
+        (given, a), (expected, b) = scrub_secrets(e.input), scrub_secrets(e.expected)
+        out.append(Example(given, expected))
+        hidden += a + b
+    return tuple(out), hidden
+
+
 def held_out(n: int) -> tuple[int, ...]:
     """The indices never shown to the reflecting LLM: every fourth, else the last."""
     return tuple(range(3, n, 4)) or ((n - 1,) if n > 1 else ())

@@ -265,10 +265,10 @@ def prompt_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Evolve a prompt from the examples it fails (GEPA-style); submit the winner."""
-    from ouroboros.capabilities.evolve.prompt import PromptEvolver, parse_evalset
+    from ouroboros.capabilities.evolve.prompt import PromptEvolver, parse_evalset, scrubbed
     from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 
-    examples = parse_evalset(_read_evalset(evalset))
+    examples, redacted = scrubbed(parse_evalset(_read_evalset(evalset)))
     rt = _runtime(home, True, as_json) if (submit or start is None) else None
     current, base = _current(rt, target, "prompt", None)
     text = _read(start, as_json) if start is not None else current
@@ -299,7 +299,7 @@ def prompt_command(
     summary: dict[str, Any] = {
         "before": result.start.mean, "after": result.best.mean, "calls": evolver.calls,
         "candidates": len(result.pool), "prompt": result.best.prompt, "log": result.log,
-        "patch": None}
+        "secrets_redacted": redacted, "patch": None}
     if incumbent is not None:
         summary["current"] = incumbent
     held = {"examples": len(evolver.held), "before": result.start.mean_over(evolver.held),
