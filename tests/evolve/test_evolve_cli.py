@@ -655,3 +655,27 @@ def test_secrets_in_the_evalset_reach_neither_the_model_nor_the_ledger(
         assert summary["patch"]["status"] == "applied"
         stored = json.dumps([e.payload for e in rt.log()])
         assert token not in stored and password not in stored
+
+
+def test_a_fitness_function_that_kills_its_worker_ends_the_run(tmp_path: Path,
+                                                              home: Path) -> None:
+    # os._exit (or a crash in native code) in a `module:function` fitness killed a pool
+    # worker: the pool replaced it, the batch it held was lost, and `ouro evolve` waited
+    # for that batch for ever.
+    (tmp_path / "dying_fitness.py").write_text(
+        "import os\n"
+        "def score(c):\n"
+        "    if c['x'] != 1:\n"
+        "        os._exit(3)\n"
+        "    return 1.0\n")
+    (tmp_path / "p.json").write_text('{"x": 1}')
+    with Runtime.open(home) as rt:
+        before = len(rt.log())
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    r = ouro("params", str(tmp_path / "p.json"), "--fitness", "dying_fitness:score",
+             "--executor", "process", "--workers", "2", "--generations", "2", "--key", "root",
+             "--home", str(home), "--json", env={"PYTHONPATH": path})
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "worker" in json.loads(r.stdout)["error"]["message"]
+    with Runtime.open(home) as rt:
+        assert len(rt.log()) == before

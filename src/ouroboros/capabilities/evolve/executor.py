@@ -22,7 +22,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol, TypeVar
 
 from ouroboros.kernel.errors import OuroError, UsageError
 
@@ -96,11 +98,15 @@ def _worker_init(parent: int) -> None:
 
 
 class ProcessExecutor:
-    """A pool of worker processes (fork where the platform has it), started lazily."""
+    """A pool of worker processes (fork where the platform has it), started lazily.
+
+    A `concurrent.futures` pool, not a `multiprocessing.Pool`: when a worker dies (a
+    fitness function calling `os._exit`, a crash in native code) the latter replaces it
+    and waits for the batch it held for ever; this one reports the pool broken."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
         """Start the workers now (before any thread, e.g. a progress bar, runs)."""
@@ -108,19 +114,26 @@ class ProcessExecutor:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             can_die_with_parent()
-            self._pool = ctx.Pool(self.workers, initializer=_worker_init,
-                                  initargs=(os.getpid(),))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                             initializer=_worker_init, initargs=(os.getpid(),))
+            self._pool.submit(int).result()  # with fork, every worker starts on this one
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) < 2:
             return [fn(item) for item in items]
         self.start()
-        return list(self._pool.map(fn, items, chunksize=1))
+        assert self._pool is not None
+        try:
+            return list(self._pool.map(fn, items, chunksize=1))
+        except BrokenProcessPool as exc:
+            self.close()
+            raise ExecutorFailed("a worker process died mid-batch (a fitness function that "
+                                 "exits the process or crashes?): nothing was kept",
+                                 "run the fitness by hand on one candidate") from exc
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
