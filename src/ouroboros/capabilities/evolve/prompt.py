@@ -29,18 +29,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 from ouroboros.kernel.errors import UsageError
 
 Chat = Callable[[Sequence[Mapping[str, Any]]], str]
 METRICS = ("exact", "contains")
 MAX_PROMPT = 20_000
 
+# The instruction (a model's rewrite, after the first) and the answers are a model's text:
+# fenced, so neither can pose as this request's own words.
 REFLECT = """You improve the instruction (system prompt) given to an assistant.
+{rule}
 
 Current instruction:
-<prompt>
 {prompt}
-</prompt>
 
 On these inputs the assistant's answers were wrong:
 {failures}
@@ -166,8 +168,9 @@ class PromptEvolver:
             f"- input: {json.dumps(e.input)}\n  answer: {json.dumps(a[:500])}\n"
             f"  expected: {json.dumps(e.expected)}" for e, a in failures)
         self.calls += 1
-        reply = self.chat([{"role": "user", "content": REFLECT.format(prompt=prompt,
-                                                                     failures=shown)}])
+        reply = self.chat([{"role": "user", "content": REFLECT.format(
+            rule=FENCE_RULE, prompt=fence(prompt, "current instruction"),
+            failures=fence(shown, "wrong answers"))}])
         match = re.search(r"<prompt>\s*(.*?)\s*</prompt>", reply, re.S)
         new = (match.group(1) if match else "").strip()
         return new if new and new != prompt and len(new) <= MAX_PROMPT else None
