@@ -15,11 +15,16 @@ backend (`ray_backend.py`) imports Ray only when it is asked for.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol, TypeVar
 
 from ouroboros.kernel.errors import OuroError, UsageError
 
@@ -54,36 +59,81 @@ class LocalExecutor:
         pass
 
 
-def _worker_init() -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def can_die_with_parent() -> bool:
+    """Whether `die_with_parent` works here (Linux); looks the call up in this process."""
+    return _prctl() is not None
+
+
+def die_with_parent(parent: int) -> None:
+    """Have Linux SIGKILL this process when `parent` dies (kill -9, SIGTERM): a worker
+    or fitness command would otherwise be reparented to init and go on scoring a
+    generation no one waits for. Call `_prctl()` in the parent first: after a fork only
+    the call itself runs."""
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
     # A pool forked from a process that runs a Ray driver inherits Ray's SIGTERM handler,
     # which prints a stack dump when the pool is torn down; a worker needs none of it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
 
 
 class ProcessExecutor:
-    """A pool of worker processes (fork where the platform has it), started lazily."""
+    """A pool of worker processes (fork where the platform has it), started lazily.
+
+    A `concurrent.futures` pool, not a `multiprocessing.Pool`: when a worker dies (a
+    fitness function calling `os._exit`, a crash in native code) the latter replaces it
+    and waits for the batch it held for ever; this one reports the pool broken."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
         """Start the workers now (before any thread, e.g. a progress bar, runs)."""
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_worker_init)
+            can_die_with_parent()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                             initializer=_worker_init, initargs=(os.getpid(),))
+            self._pool.submit(int).result()  # with fork, every worker starts on this one
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) < 2:
             return [fn(item) for item in items]
         self.start()
-        return list(self._pool.map(fn, items, chunksize=1))
+        assert self._pool is not None
+        try:
+            return list(self._pool.map(fn, items, chunksize=1))
+        except BrokenProcessPool as exc:
+            self.close()
+            raise ExecutorFailed("a worker process died mid-batch (a fitness function that "
+                                 "exits the process or crashes?): nothing was kept",
+                                 "run the fitness by hand on one candidate") from exc
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from ouroboros.capabilities.evolve.executor import can_die_with_parent, die_with_parent
 from ouroboros.kernel.errors import UsageError
 
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -54,9 +55,12 @@ class FitnessCommand:
     timeout_s: float = TIMEOUT_S
 
     def __call__(self, candidate: Mapping[str, Any]) -> float:
+        parent = os.getpid()  # a killed `ouro` (or worker) leaves no command running
+        preexec = (lambda: die_with_parent(parent)) if can_die_with_parent() else None
         try:
             proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+                                    stderr=subprocess.PIPE, start_new_session=True,
+                                    preexec_fn=preexec)
         except OSError as exc:
             raise FitnessFailed(f"cannot run {self.argv[0]}: {exc.strerror}") from exc
         try:

@@ -24,9 +24,10 @@ def tune_routing(routes: Sequence[str], fitness: Callable[[Vector], float], *,
 
 
 def submit_routing(rt: Runtime, target: str, weights: Mapping[str, float], fitness: float,
-                   reasoning: str) -> SubmitOutcome:
-    """Propose the weights as a `routing` patch through the kernel."""
+                   reasoning: str, base: str | None = None) -> SubmitOutcome:
+    """Propose the weights as a `routing` patch through the kernel (on `base`, the hash
+    of the value the run started from, if given: a change since makes it stale)."""
     return rt.propose_and_submit(
         type="routing", target=target, value={"weights": dict(weights), "fitness": fitness},
-        reasoning=reasoning, author="evolve", keys=["runtime"],
+        reasoning=reasoning, author="evolve", keys=["runtime"], base=base,
     )

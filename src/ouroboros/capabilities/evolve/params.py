@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,28 @@ def parse_params(data: Any) -> tuple[Param, ...]:
         if not (_number(value) and _number(low) and _number(high) and low <= value <= high):
             raise UsageError(f"parameter {name!r}: needs a number value within its min/max")
         out.append(Param(str(name), float(value), float(low), float(high)))
+    check_names([p.name for p in out], "parameter")
     return tuple(out)
+
+
+def check_names(names: Sequence[str], what: str) -> None:
+    """Names a reviewer of the patch reads as they are: no control, bidi or invisible
+    character (two routes both shown as "small" would split the traffic between them),
+    none empty, no two the same after NFKC (full-width letters)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not name.strip():
+            raise UsageError(f"a {what} name is empty")
+        for ch in name:
+            if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+                raise UsageError(
+                    f"{what} {name!r} has {unicodedata.name(ch, 'a control character')} "
+                    f"(U+{ord(ch):04X}): control, bidi and invisible characters hide or "
+                    "reorder what a reviewer reads")
+        key = unicodedata.normalize("NFKC", name)
+        if key in seen:
+            raise UsageError(f"{what}s {seen[key]!r} and {name!r} read as the same name")
+        seen[key] = name
 
 
 def _number(value: Any) -> bool:

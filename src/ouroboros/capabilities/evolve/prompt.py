@@ -6,14 +6,18 @@ One iteration:
    one example (a candidate is picked in proportion to how many examples it leads on),
    so a prompt that is the only one to solve some example survives even when its mean
    is lower;
-2. run the parent on a minibatch of examples and collect the ones it gets wrong, with
-   the model's answers;
+2. run the parent on a minibatch of the examples it may learn from and collect the
+   ones it gets wrong, with the model's answers;
 3. ask the LLM to **reflect**: here is the instruction, here is where it failed and what
    was expected; write a better instruction (between `<prompt>` and `</prompt>`);
 4. score the child on the minibatch; only if it beats its parent there is it scored on
    the whole evaluation set and added to the pool.
-The winner is the candidate with the best mean over the evaluation set. Every call goes
-through `Chat` (any OpenAI-compatible endpoint); the randomness comes from one seed.
+The winner is the candidate with the best mean over the evaluation set. Every fourth
+example (at least one) is **held out**: scored, never shown to the reflecting LLM, so a
+rewrite that pastes the expected answers it was shown into the prompt gains nothing
+there; the caller submits a winner only if it also does better on the held-out examples.
+Every call goes through `Chat` (any OpenAI-compatible endpoint); the randomness comes
+from one seed.
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
 from ouroboros.kernel.errors import UsageError
 
 Chat = Callable[[Sequence[Mapping[str, Any]]], str]
 METRICS = ("exact", "contains")
 MAX_PROMPT = 20_000
 
+# The instruction (a model's rewrite, after the first) and the answers are a model's text:
+# fenced, so neither can pose as this request's own words.
 REFLECT = """You improve the instruction (system prompt) given to an assistant.
+{rule}
 
 Current instruction:
-<prompt>
 {prompt}
-</prompt>
 
 On these inputs the assistant's answers were wrong:
 {failures}
@@ -65,7 +71,29 @@ def parse_evalset(items: Any) -> tuple[Example, ...]:
         out.append(Example(item["input"], item["expected"]))
     if not out:
         raise UsageError("the evalset is empty")
+    if len(out) < 2:
+        raise UsageError("the evalset needs two examples or more: every fourth (at least one) "
+                         "is held out, never shown to the LLM, to check the winner on")
     return tuple(out)
+
+
+def scrubbed(examples: Sequence[Example]) -> tuple[tuple[Example, ...], int]:
+    """The examples with every credential the sanitizer's rules name replaced by its
+    placeholder (as repository files are before a prompt): they go to the endpoint, and a
+    rewrite may paste what it was shown into the prompt the ledger keeps for good."""
+    from ouroboros.capabilities.improve.intake.secret_scrub import scrub_secrets
+
+    out, hidden = [], 0
+    for e in examples:
+        (given, a), (expected, b) = scrub_secrets(e.input), scrub_secrets(e.expected)
+        out.append(Example(given, expected))
+        hidden += a + b
+    return tuple(out), hidden
+
+
+def held_out(n: int) -> tuple[int, ...]:
+    """The indices never shown to the reflecting LLM: every fourth, else the last."""
+    return tuple(range(3, n, 4)) or ((n - 1,) if n > 1 else ())
 
 
 def _normal(text: str) -> str:
@@ -88,6 +116,9 @@ class Candidate:
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores)
 
+    def mean_over(self, indices: Sequence[int]) -> float:
+        return sum(self.scores[i] for i in indices) / len(indices) if indices else 0.0
+
 
 @dataclass
 class PromptResult:
@@ -106,7 +137,10 @@ class PromptEvolver:
             raise UsageError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
         self.chat, self.examples, self.metric = chat, tuple(examples), metric
         self.rng = random.Random(seed)
-        self.minibatch = max(1, min(minibatch, len(self.examples)))
+        self.held = held_out(len(self.examples))
+        self.shown = [i for i in range(len(self.examples)) if i not in self.held] or \
+            list(range(len(self.examples)))
+        self.minibatch = max(1, min(minibatch, len(self.shown)))
         self.calls = 0
 
     def answer(self, prompt: str, example: Example) -> str:
@@ -134,8 +168,9 @@ class PromptEvolver:
             f"- input: {json.dumps(e.input)}\n  answer: {json.dumps(a[:500])}\n"
             f"  expected: {json.dumps(e.expected)}" for e, a in failures)
         self.calls += 1
-        reply = self.chat([{"role": "user", "content": REFLECT.format(prompt=prompt,
-                                                                     failures=shown)}])
+        reply = self.chat([{"role": "user", "content": REFLECT.format(
+            rule=FENCE_RULE, prompt=fence(prompt, "current instruction"),
+            failures=fence(shown, "wrong answers"))}])
         match = re.search(r"<prompt>\s*(.*?)\s*</prompt>", reply, re.S)
         new = (match.group(1) if match else "").strip()
         return new if new and new != prompt and len(new) <= MAX_PROMPT else None
@@ -148,7 +183,7 @@ class PromptEvolver:
         for n in range(1, iterations + 1):
             parent_index = self.pareto_parent(pool)
             parent = pool[parent_index]
-            batch = self.rng.sample(list(everything), self.minibatch)
+            batch = self.rng.sample(self.shown, self.minibatch)  # never a held-out one
             batch_scores, answers = self.score(parent.prompt, batch)
             failures = [(self.examples[i], a) for i, a, s in
                         zip(batch, answers, batch_scores, strict=True) if s < 1.0]

@@ -10,6 +10,7 @@ configured, 2 usage, 3 rejected by a gate, 4 waiting for approval.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -56,6 +57,50 @@ def _runtime(home: Path | None, submit: bool, as_json: bool) -> Runtime | None:
     return open_runtime(home) if submit else None
 
 
+def _current(rt: Runtime | None, target: str, command: str, field: str | None
+             ) -> tuple[Any, str | None]:
+    """The target's value and its hash (the winner's patch base: a change made during the
+    run makes it stale rather than overwritten), refused unless it is what this command
+    writes (a prompt; or an object with `field`): the runtime key may sign `routing`
+    patches on any target, and a patch here replaces whatever the target holds."""
+    value, base = rt.read(target) if rt is not None else (None, None)
+    if value is None or (isinstance(value, str) if field is None else
+                         isinstance(value, dict) and isinstance(value.get(field), dict)):
+        return value, base
+    held = ("a prompt" if isinstance(value, str) else "an object" if isinstance(value, dict)
+            else f"a JSON {type(value).__name__}")
+    if field is None:
+        _fail(f"{target} holds {held}, not a prompt: evolve prompt would replace it", 2, False,
+              "name the target that holds the prompt to evolve")
+    without = f' without "{field}"' if isinstance(value, dict) else ""
+    _fail(f"{target} holds {held}{without}, not what `ouro evolve {command}` writes: it "
+          "would be replaced", 2, False, "choose a target of its own with --target")
+
+
+def _incumbent(problem: Any, current: Any, field: str) -> float | None:
+    """The fitness of what the target holds when it names the same parameters (routes) as
+    this run, scored like any candidate; None when there is nothing comparable."""
+    values = current.get(field) if isinstance(current, dict) else None
+    if not isinstance(values, dict) or set(values) != set(problem.names) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values.values()):
+        return None
+    return float(problem.evaluate(tuple(float(values[n]) for n in problem.names)))
+
+
+def _beats(summary: dict[str, Any], incumbent: float | None, target: str) -> bool:
+    """Whether the winner may replace the target's value: the run starts from its own
+    start, not from the target, so a winner can beat that start and still be worse."""
+    if incumbent is None:
+        return True
+    summary["current"] = incumbent
+    if summary["after"] > incumbent:
+        return True
+    summary["note"] = (f"the winner ({summary['after']:g}) does not beat {target}'s current "
+                       f"value ({incumbent:g}): nothing submitted")
+    return False
+
+
 def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: bool) -> NoReturn:
     code = 0
     if outcome is not None:
@@ -64,7 +109,7 @@ def _finish(summary: dict[str, Any], outcome: SubmitOutcome | None, as_json: boo
     if as_json:
         print_json(summary)
     else:
-        for key in ("before", "after", "evaluations", "calls"):
+        for key in ("before", "after", "current", "evaluations", "calls"):
             if key in summary:
                 err_console.print(f"{key}: {summary[key]}", highlight=False)
         if outcome is not None:
@@ -127,6 +172,7 @@ def params_command(
     params = parse_params(read_json(params_file, "parameters file"))
     problem = NamedProblem.for_params(params, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
+    current, base = _current(rt, target, "params", "params")
     genome, before, after, evaluations = _evolve_vector(
         problem, tuple(p.value for p in params), generations, population, seed, workers,
         executor, ray_address)
@@ -134,10 +180,13 @@ def params_command(
     summary = {"before": before, "after": after, "evaluations": evaluations, "params": best,
                "executor": executor, "patch": None}
     outcome = None
-    if rt is not None:
+    if rt is not None and not _beats(summary, _incumbent(problem, current, "params"), target):
+        rt.close()
+    elif rt is not None:
         with rt:
             outcome = rt.propose_and_submit(
                 type="config", target=target, value={"params": best, "fitness": after},
+                base=base,
                 reasoning=f"evolved parameters: fitness {before:g} -> {after:g} "
                           f"({evaluations} evaluations, seed {seed})",
                 author="evolve", keys=[key])
@@ -168,13 +217,15 @@ def routing_command(
     """Tune route weights against a fitness; submit them as a `routing` patch."""
     from ouroboros.capabilities.evolve.fitness_fn import parse_fitness
     from ouroboros.capabilities.evolve.governance import submit_routing
-    from ouroboros.capabilities.evolve.params import NamedProblem
+    from ouroboros.capabilities.evolve.params import NamedProblem, check_names
 
     names = [r.strip() for r in routes.split(",") if r.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
+    check_names(names, "route")
     problem = NamedProblem.for_routes(names, parse_fitness(fitness))
     rt = _runtime(home, submit, as_json)
+    current, base = _current(rt, target, "routing", "weights")
     start = tuple(1.0 / len(names) for _ in names)
     genome, before, after, evaluations = _evolve_vector(
         problem, start, generations, population, seed, workers, executor, ray_address)
@@ -182,11 +233,13 @@ def routing_command(
     summary = {"before": before, "after": after, "evaluations": evaluations,
                "weights": weights, "executor": executor, "patch": None}
     outcome = None
-    if rt is not None:
+    if rt is not None and not _beats(summary, _incumbent(problem, current, "weights"), target):
+        rt.close()
+    elif rt is not None:
         with rt:
             outcome = submit_routing(rt, target, weights, after,
                                      f"evolved route weights: fitness {before:g} -> {after:g} "
-                                     f"({evaluations} evaluations, seed {seed})")
+                                     f"({evaluations} evaluations, seed {seed})", base=base)
     _finish(summary, outcome, as_json)
 
 
@@ -212,12 +265,12 @@ def prompt_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Evolve a prompt from the examples it fails (GEPA-style); submit the winner."""
-    from ouroboros.capabilities.evolve.prompt import PromptEvolver, parse_evalset
+    from ouroboros.capabilities.evolve.prompt import PromptEvolver, parse_evalset, scrubbed
     from ouroboros.capabilities.skills.llm import LLMError, LLMNotConfigured, provider_from_config
 
-    examples = parse_evalset(_read_evalset(evalset))
+    examples, redacted = scrubbed(parse_evalset(_read_evalset(evalset)))
     rt = _runtime(home, True, as_json) if (submit or start is None) else None
-    current = rt.value(target) if rt is not None else None
+    current, base = _current(rt, target, "prompt", None)
     text = _read(start, as_json) if start is not None else current
     if not isinstance(text, str) or not text.strip():
         _fail(f"no starting prompt: {target} has no text value", 2, as_json,
@@ -246,19 +299,28 @@ def prompt_command(
     summary: dict[str, Any] = {
         "before": result.start.mean, "after": result.best.mean, "calls": evolver.calls,
         "candidates": len(result.pool), "prompt": result.best.prompt, "log": result.log,
-        "patch": None}
+        "secrets_redacted": redacted, "patch": None}
     if incumbent is not None:
         summary["current"] = incumbent
+    held = {"examples": len(evolver.held), "before": result.start.mean_over(evolver.held),
+            "after": result.best.mean_over(evolver.held)}
+    summary["held_out"] = held
     outcome = None
     if result.best is result.start:
         summary["note"] = "no candidate beat the starting prompt: nothing submitted"
+    elif held["after"] <= held["before"]:
+        # Better only on examples whose answers the LLM was shown: it may have memorised
+        # them (pasted into the prompt) rather than learnt the task.
+        summary["note"] = (f"the winner does no better on the {held['examples']} held-out "
+                           f"examples ({held['before']:.3f} -> {held['after']:.3f}), only on "
+                           "those the LLM was shown: nothing submitted")
     elif incumbent is not None and result.best.mean <= incumbent:
         summary["note"] = (f"the winner ({result.best.mean:.3f}) does not beat {target}'s "
                            f"current prompt ({incumbent:.3f}): nothing submitted")
     elif rt is not None and submit:
         with rt:
             outcome = rt.propose_and_submit(
-                type="prompt", target=target, value=result.best.prompt,
+                type="prompt", target=target, value=result.best.prompt, base=base,
                 reasoning=f"evolved prompt: {result.start.mean:.3f} -> {result.best.mean:.3f} "
                           f"of {len(examples)} examples ({metric}), {evolver.calls} LLM calls, "
                           f"seed {seed}",
