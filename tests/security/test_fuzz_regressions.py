@@ -1,0 +1,60 @@
+"""What the atheris harnesses (fuzz/, docs/security.md "Input handling") found, each kept
+as a test that failed before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ouroboros.interfaces.json_input import check_parsed, loads_strict
+from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.errors import InvalidPatch, UsageError
+from ouroboros.kernel.runtime import Runtime
+
+# fuzz_json_input: a double in [2^53, 1e21) has an integer literal as its RFC 8785 form
+# ("1e17" -> "100000000000000000"), which every JSON reader here reads back as an integer
+# outside ±2^53-1, which the canonical form refuses.
+UNREPLAYABLE = ["1e17", "88888888808888888888.8888", "-9007199254740992.0", "9.99e20"]
+
+
+@pytest.mark.parametrize("text", UNREPLAYABLE)
+def test_a_number_whose_canonical_form_is_an_unsafe_integer_is_refused_as_input(
+        text: str) -> None:
+    with pytest.raises(UsageError, match=r"outside ±2\^53-1") as refused:
+        loads_strict(f'{{"w": {text}}}', "value file v.json")
+    assert "value file v.json" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(UsageError, match=r"outside ±2\^53-1"):
+        check_parsed({"w": float(text)}, "the arguments")
+
+
+@pytest.mark.parametrize("value", [1e21, -1e300, 9007199254740991.0, 1e15, 0.5e-7])
+def test_numbers_that_read_back_as_themselves_are_still_accepted(value: float) -> None:
+    assert loads_strict(repr(value)) == value
+    assert loads_strict(canonical_bytes(value)) == value
+
+
+@pytest.mark.parametrize("text", UNREPLAYABLE)
+def test_the_canonical_form_refuses_a_double_it_would_write_as_an_unsafe_integer(
+        text: str) -> None:
+    with pytest.raises(InvalidPatch, match=r"outside ±2\^53-1"):
+        canonical_bytes({"a": [1, {"w": float(text)}]})
+
+
+@pytest.mark.parametrize("op", [{"value": {"weight": 1e17}},
+                                {"json_patch": [{"op": "add", "path": "/w", "value": 1e17}]}])
+def test_a_patch_the_ledger_could_not_replay_is_refused_and_nothing_is_stored(
+        tmp_path: Path, op: dict[str, object]) -> None:
+    """Before: the patch was applied, and from then on `ouro verify` (and every replay)
+    failed with "value is not canonical JSON": one submit bricked the workspace."""
+    with Runtime.init(tmp_path / "ws") as rt:
+        rt.propose_and_submit(type="routing", target="agents/a/routing", value={"w": 1},
+                              reasoning="r")
+        before = rt.backend.count()
+        with pytest.raises(InvalidPatch, match=r"outside ±2\^53-1"):
+            rt.propose_and_submit(type="routing", target="agents/a/routing", reasoning="r",
+                                  **op)
+        assert rt.backend.count() == before
+    with Runtime.open(tmp_path / "ws") as fresh:
+        assert fresh.verify().events == before
+        assert fresh.replay().consistent
