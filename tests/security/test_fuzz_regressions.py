@@ -81,3 +81,20 @@ def test_folding_is_idempotent_for_every_letter_of_the_confusable_scripts() -> N
         if fold(once) != once:
             bad.append(f"U+{code:04X}")
     assert not bad, bad
+
+
+# fuzz_mcp: a resource URI urlsplit cannot read ("ouro://]x", "ouro://[::1") escaped
+# read_resource as a bare ValueError ("Invalid IPv6 URL"), not the UsageError it documents.
+@pytest.mark.parametrize("uri", ["ouro://]tate/agents/a/routing", "ouro://[state", "ouro://[::1"])
+def test_a_resource_uri_that_does_not_parse_is_a_usage_error(tmp_path: Path, uri: str) -> None:
+    from ouroboros.interfaces.http.services import Services
+    from ouroboros.interfaces.mcp.catalogue import read_resource
+
+    Runtime.init(tmp_path / "ws").close()
+    services = Services(tmp_path / "ws", pool_size=1)
+    try:
+        with pytest.raises(UsageError, match="not a resource URI") as refused:
+            read_resource(services, uri)
+        assert "resources/list" in str(refused.value)
+    finally:
+        services.close()
