@@ -18,6 +18,7 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _harness import fuzz, instrumented
 
@@ -131,7 +132,7 @@ def _proposed(body: bytes, always_verify: bool) -> None:
     type_, kind = TYPES[kind_type % len(TYPES)], KINDS[(kind_type // len(TYPES)) % len(KINDS)]
     target = TARGETS.get(type_, f"agents/a/{type_}")
     try:
-        op = json.loads(text) if kind != "delete" else True
+        op: Any = json.loads(text) if kind != "delete" else True
     except (ValueError, RecursionError):
         return
     rt = _runtime()
