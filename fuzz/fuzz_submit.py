@@ -6,9 +6,11 @@ harness signs with the workspace's runtime key before submitting, so the gates p
 signature check see the fuzzer's bytes (``@LEDGER@`` is replaced by the ledger's genesis
 hash), or (the most productive) a patch the harness proposes from a type, a target and
 an op whose JSON is the fuzzer's (a value, JSON Patch operations or a diff), signed with
-the root key (the runtime key may sign routing only): every gate sees a well-formed patch. Invariant: only ``OuroError`` subclasses escape; a submit that raises appends
-nothing; the ledger verifies after every rejected submit (checked every 50th, and always
-for kept crash inputs).
+the root key (the runtime key may sign routing only): every gate sees a well-formed patch.
+
+Invariant: only ``OuroError`` subclasses escape; a submit that raises appends nothing;
+the kernel's own targets (gates, trust) are never removed; the ledger verifies after a
+rejected submit (checked every 50th, and always for kept crash inputs).
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def _submit(rt: Runtime, body: bytes | object, always_verify: bool) -> None:
         rejected = True
     else:
         rejected = outcome.status == "rejected"
+        values = rt.refresh().values
+        assert "kernel/gates" in values and "kernel/trust" in values, outcome
     if rejected and (always_verify or _CALLS % 50 == 0):
         rt.verify(workers=1)
 

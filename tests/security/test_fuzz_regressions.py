@@ -98,3 +98,25 @@ def test_a_resource_uri_that_does_not_parse_is_a_usage_error(tmp_path: Path, uri
         assert "resources/list" in str(refused.value)
     finally:
         services.close()
+
+
+# fuzz_submit: a root-signed delete of kernel/gates was applied; every later rejection
+# then failed with KeyError('kernel/gates') (the breaker reads its config from there), so
+# no patch could be refused with a reason again.
+@pytest.mark.parametrize("op", [{"delete": True},
+                                {"json_patch": [{"op": "replace", "path": "", "value": None}]}])
+@pytest.mark.parametrize(("kind", "target"), [("gates", "kernel/gates"),
+                                              ("trust", "kernel/trust")])
+def test_the_kernels_own_config_cannot_be_deleted(tmp_path: Path, op: dict[str, object],
+                                                  kind: str, target: str) -> None:
+    with Runtime.init(tmp_path / "ws") as rt:
+        before, events = rt.value(target), rt.backend.count()
+        out = rt.submit(rt.sign(rt.propose(kind, target, reasoning="r", **op), "root"))
+        assert (out.status, out.stage) == ("rejected", "schema"), out
+        assert f"{target} cannot be deleted" in out.reason
+        assert rt.backend.count() == events + 1  # the rejection, nothing else
+        assert rt.value(target) == before
+        refused = rt.propose_and_submit(type="routing", target="agents/a/routing",
+                                        value={"w": "not a number"}, reasoning="r")
+        assert (refused.status, refused.stage) == ("rejected", "test"), refused
+        rt.verify()
