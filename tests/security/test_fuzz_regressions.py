@@ -120,3 +120,23 @@ def test_the_kernels_own_config_cannot_be_deleted(tmp_path: Path, op: dict[str, 
                                         value={"w": "not a number"}, reasoning="r")
         assert (refused.status, refused.stage) == ("rejected", "test"), refused
         rt.verify()
+
+
+# fuzz_sanitizer: `curl -u USER` lost the quotes around USER on every pass, so a text of
+# nested quotes never reached a fixed point within the sanitizer's passes (not idempotent).
+@pytest.mark.parametrize("text", ['-u"["\u0430 "" ""', '-u "x"y "" "" "" "" ""',
+                                  "--user '\"'a'\"' '' ''"])
+def test_sanitizing_a_quoted_curl_user_is_a_fixed_point(text: str) -> None:
+    from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
+
+    sanitizer = Sanitizer()
+    once = sanitizer.text(text)
+    assert sanitizer.text(once) == once
+
+
+def test_a_quoted_curl_password_is_still_redacted_and_the_user_kept() -> None:
+    from ouroboros.capabilities.improve.intake.sanitizer import Sanitizer
+
+    out = Sanitizer().text('curl -u "alice":"s3cretPassw0rd" https://example.com/x')
+    assert "s3cretPassw0rd" not in out and "<secret:password>" in out
+    assert '-u "alice":' in out
