@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/bootstrap.sh requirements/models.txt 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench fuzz install clean
 
 $(STAMP):
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/ouro demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy
 
 test: lint
@@ -45,6 +45,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/improve_loop.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/mcp_overhead.py
+
+# Coverage-guided fuzzing (atheris) of every harness in fuzz/, FUZZ_SECONDS each; the
+# corpora and crash files go under FUZZ_DIR, never into the tree (docs/security.md).
+FUZZ_SECONDS ?= 60
+FUZZ_DIR ?= /tmp/ouro-fuzz
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS) --corpus $(FUZZ_DIR)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

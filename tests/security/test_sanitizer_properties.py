@@ -70,6 +70,7 @@ def test_an_inserted_secret_never_survives(
 @example("pass:http://:ms")  # a second look named the value a password
 @example("password\t14:3214:3214:32")
 @example('-u""\u0430%40"ghp_14:32-p')  # a Cyrillic letter the first pass kept
+@example('-u"["\u0430 "" ""')  # each pass dropped a quote of the -u user (fuzz_sanitizer)
 def test_sanitizing_is_idempotent(text: str) -> None:
     once = SANITIZER.text(text)
     assert SANITIZER.text(once) == once

@@ -22,6 +22,10 @@ MAX_DEPTH = 64
 #: JSON numbers are IEEE doubles in the canonical form (RFC 8785): integers beyond
 #: ±(2^53 - 1) would not survive a round trip.
 MAX_SAFE_INT = 2**53 - 1
+#: RFC 8785 writes a double below 1e21 without an exponent, so from 2^53 on as an integer
+#: literal outside that range: 1e17 would be stored as 100000000000000000 (as in
+#: kernel/canonical.py, not imported here: `ouro --help` stays free of orjson).
+_INTEGER_FORM = 1e21
 
 
 class _Refused(ValueError):
@@ -54,7 +58,14 @@ def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise _Refused(f"number {text[:24]} overflows a double")
+    if _unsafe_float(value):
+        raise _Refused(f"number {text[:24]} is an integer outside ±2^53-1, the range JSON "
+                       "numbers keep exactly")
     return value
+
+
+def _unsafe_float(value: float) -> bool:
+    return MAX_SAFE_INT < abs(value) < _INTEGER_FORM
 
 
 def _check_structure(value: Any, what: str) -> None:
@@ -135,6 +146,9 @@ def check_parsed(value: Any, what: str = "the JSON input") -> Any:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise UsageError(f"{what} holds {item}, which is not a JSON number")
+            if _unsafe_float(item):
+                raise UsageError(f"{what} holds {item!r}, an integer outside ±2^53-1, the "
+                                 "range JSON numbers keep exactly")
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):

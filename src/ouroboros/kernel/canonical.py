@@ -23,6 +23,9 @@ from ouroboros.kernel.errors import InvalidPatch
 ABSENT = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 _SAFE_INT = 2**53 - 1
+#: ECMAScript (so RFC 8785) writes a double below 1e21 without an exponent: from 2^53 on,
+#: an integer literal that every JSON reader reads back as an integer outside ±2^53-1.
+_INTEGER_FORM = 1e21
 _SORTED = orjson.OPT_SORT_KEYS
 
 
@@ -74,9 +77,30 @@ def canonical_bytes(value: Any) -> bytes:
         except orjson.JSONEncodeError:
             pass  # lone surrogates, deep nesting: the reference raises the right error
     try:
-        return rfc8785.dumps(value)
+        out = rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
         raise InvalidPatch(f"value is not canonical JSON: {e}") from e
+    unsafe = _unsafe_double(value)
+    if unsafe is not None:
+        # 1e17 would be stored as 100000000000000000, which no replay could hash again.
+        raise InvalidPatch(f"value is not canonical JSON: the number {unsafe!r} is written "
+                           "as an integer outside ±2^53-1", "store it as a string")
+    return out
+
+
+def _unsafe_double(value: Any) -> float | None:
+    """The first double in ``value`` whose canonical form reads back as an unsafe integer."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if _SAFE_INT < abs(item) < _INTEGER_FORM:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 def same_value(a: Any, b: Any) -> bool:

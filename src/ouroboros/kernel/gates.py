@@ -242,6 +242,10 @@ class SchemaGate:
             new = apply_op(patch.op, old)
         except InvalidPatch as e:
             return GateResult.rejected(e.message)
+        if new is None and patch.target in (TRUST_TARGET, GATES_TARGET):
+            # every submit reads both: without the gate config no rejection could be made
+            return GateResult.rejected(f"{patch.target} cannot be deleted: the kernel reads "
+                                       "it on every submit; set a new value instead")
         sub.old_value, sub.new_value = old, new
         sub.inverse = inverse_of(patch.op, old, new)
         sub.schema = _effective_schema(sub, ptype)

@@ -139,8 +139,21 @@ def _ascii_fold(text: str) -> str:
 
 @lru_cache(maxsize=16384)
 def _fold_char(ch: str) -> str:
-    """One code point (of an NFD text) folded; recursion only through NFKC and case
-    folding, which are idempotent, so it ends."""
+    """One code point (of an NFD text) folded to a fixed point: a step can give a letter
+    that folds further (Cyrillic ``т`` → small capital ``ᴛ`` → ``t``), and a skeleton
+    that is not idempotent let ``insтrucтions`` pass as a different word."""
+    out = _fold_step(ch)
+    for _ in range(8):  # a fixed point after one more step for every code point
+        again = "".join(_fold_step(c) for c in unicodedata.normalize("NFD", out))
+        if again == out:
+            break
+        out = again
+    return out
+
+
+def _fold_step(ch: str) -> str:
+    """One code point folded once; recursion only through NFKC and case folding, which
+    are idempotent, so it ends."""
     if ch.isascii():
         return _ascii_fold(ch)
     cls = _char_class(ch)

@@ -301,7 +301,11 @@ def read_resource(services: Services, uri: str) -> Any:
     Raises:
         NotFound: an unknown URI or target; UsageError: a malformed one.
     """
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as e:  # "Invalid IPv6 URL": an unbalanced [ or ] in the authority
+        raise UsageError(f"{uri[:200]!r} is not a resource URI: {e}",
+                         "list them with resources/list") from None
     if parts.scheme != "ouro" or parts.fragment:
         raise NotFound(f"no resource {uri[:200]!r}", "list them with resources/list")
     path = parts.netloc + parts.path

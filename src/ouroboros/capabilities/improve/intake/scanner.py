@@ -643,7 +643,15 @@ class Scan:
             return end
         self.out.append(flag + (match.group("sep") or ""))
         user, colon, password = match.group("val").partition(":")
-        self._emit_classified(user.strip("\"'")) if user.strip("\"'") else None
+        name = user.strip("\"'")
+        if name:  # the user is kept, quotes and all: dropping them changed the text on
+            # every pass (`-u"x"y` -> `-ux"y` -> ...), so sanitizing was no fixed point
+            start = user.index(name)
+            self.out.append(user[:start])
+            self._emit_classified(name)
+            self.out.append(user[start + len(name):])
+        else:
+            self.out.append(user)
         self.out.append(colon)
         if password.strip("\"'"):
             self._emit("secret:password")
