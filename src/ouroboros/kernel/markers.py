@@ -204,13 +204,17 @@ class Document:
 
 
 @lru_cache(maxsize=64)
-def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-    """One alternation per form, so a text without any marker costs two searches."""
+def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None,
+                                             re.Pattern[str] | None]:
+    """One alternation per form (plain phrases, punctuated ones, the families' anchors),
+    so a text without any marker costs three searches."""
     markers = compile_markers(texts)
     compact = [re.escape(m.compact) for m in markers if m.wordy and not m.family]
     dense = [re.escape(m.dense) for m in markers if not m.wordy]
+    anchors = sorted({re.escape(a) for m in markers if m.family for a in m.anchors})
     return (re.compile("|".join(compact)) if compact else None,
-            re.compile("|".join(dense)) if dense else None)
+            re.compile("|".join(dense)) if dense else None,
+            re.compile("|".join(anchors)) if anchors else None)
 
 
 def _negated(tokens: list[str], k: int) -> bool:
@@ -246,13 +250,14 @@ def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[H
     if not compiled or not strings:
         return ()
     doc = Document(strings)
-    compact_rx, dense_rx = _screen(markers)
+    compact_rx, dense_rx, anchor_rx = _screen(markers)
     wordy = compact_rx is not None and compact_rx.search(doc.compact) is not None
     punctuated = dense_rx is not None and dense_rx.search(doc.dense) is not None
+    anchored = anchor_rx is not None and anchor_rx.search(doc.compact) is not None
     hits = []
     for m in compiled:
         if m.family:
-            if any(a in doc.compact for a in m.anchors):
+            if anchored and any(a in doc.compact for a in m.anchors):
                 index = doc.find(m)
                 if index is not None:
                     hits.append(Hit(m.text, index))
