@@ -225,7 +225,7 @@ EXTRA_SCHEMAS: list[dict[str, Any]] = [
 
 
 @given(schema_probe_values)
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)  # the first example imports jsonschema
 def test_jsonschema_rs_agrees_with_jsonschema_on_the_kernel_schemas(value: Any) -> None:
     """Values are validated by jsonschema-rs; the Python reference must agree on every
     schema the kernel ships (and a few typical registered ones)."""

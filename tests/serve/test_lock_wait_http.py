@@ -5,12 +5,17 @@ waits in a thread, bounded by ``OURO_LOCK_TIMEOUT`` (here 2 s), and ends as a 50
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from ouroboros.kernel import Runtime
 from ouroboros.kernel.dsse import envelope_to_dict
@@ -225,3 +230,20 @@ def test_a_held_witness_copy_never_stalls_the_server(tmp_path: Path) -> None:
         code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "1e999", "nan"])
+def test_a_bad_lock_timeout_stops_the_server_at_start_not_every_client_later(
+        tmp_path: Path, bad: str) -> None:
+    """A server started with a malformed ``OURO_LOCK_TIMEOUT`` listened anyway, and every
+    client whose request met a contended lock got a 400 for the operator's mistake: now
+    ``ouro serve`` refuses to start (exit 2) naming the variable, and never listens."""
+    Runtime.init(tmp_path / "ws").close()
+    child = subprocess.run(
+        [sys.executable, "-m", "ouroboros", "serve", "--home", str(tmp_path / "ws"),
+         "--port", "0", "--no-scheduler", "--json"], capture_output=True, text=True,
+        timeout=30, env={**os.environ, "OURO_LOCK_TIMEOUT": bad})
+    assert child.returncode == 2, (child.stdout, child.stderr)
+    error = json.loads(child.stdout)["error"]
+    assert "OURO_LOCK_TIMEOUT" in error["message"] and "listening" not in child.stdout
+    assert "Traceback" not in child.stderr

@@ -33,6 +33,33 @@ DEFAULT_AUDIT_CONFIG: dict[str, Any] = {
         "forget your instructions", "override your instructions",
         "reveal your system prompt", "you are now in developer mode", "do anything now",
         "jailbreak", "<|im_start|>", "[system override]",
+        # Families (brace groups, see kernel/markers.py): the phrasings of the kinds above
+        # that public injection corpora use, written from the kinds, not from a corpus
+        # (bench/audit_public.py measures them on corpora nobody here tuned on).
+        "{ignore,disregard,forget,bypass,override,overrule,neglect} {all ,any ,the ,your ,"
+        "my ,these ,those ,every ,of ,}{previous,prior,above,preceding,earlier,original,"
+        "initial,former,foregoing,system} {instructions,instruction,directions,directives,"
+        "rules,prompts,prompt,guidelines,commands,constraints,guidance,programming,context}",
+        "{ignore,disregard,forget,bypass} {all ,any ,your ,every }{instructions,"
+        "rules,guidelines,directives,restrictions,constraints,programming,safeguards,"
+        "filters,limitations,policies}",
+        "{ignore,disregard,bypass,override} {your ,the ,any ,all }{safety,content,ethical,"
+        "moral} {guidelines,rules,filters,policies,policy,restrictions,protocols}",
+        "do not {follow,obey} {your ,the ,any ,}{previous,prior,above,original,system} "
+        "{instructions,rules,guidelines,prompt}",
+        "{reveal,print,show,repeat,output,display,disclose,leak,dump,tell me,write out,"
+        "spell out} {your,the} {system prompt,system message,initial prompt,initial "
+        "instructions,original instructions,hidden instructions,secret instructions,"
+        "instructions above,prompt above}",
+        "{enable,enabled,activate,activated,enter,entering,switch to,now in} developer mode",
+        "{dan,stan,dude,anti dan} mode", "jailbroken",
+        "{you are,you're,act as,pretend to be,pretend you are,become} {now ,}{an ,a ,}"
+        "{unrestricted,unfiltered,uncensored,unlimited,amoral} {ai,assistant,model,"
+        "chatbot,language model,version}",
+        "{no,without} {any ,}{ethical,moral} {guidelines,restrictions,constraints,limits,"
+        "boundaries,principles}",
+        "<|im_end|>", "<|system|>", "<|assistant|>", "<|endoftext|>", "<|start_header_id|>",
+        "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "</system>", "<start_of_turn>",
     ],
     "max_value_bytes": 1_000_000,
     "max_reasoning_bytes": 20_000,

@@ -3,6 +3,12 @@
 A marker matches as a phrase anywhere in the strings read as one text; spelt out with
 spaces inside words (aligned on token boundaries); and, for a marker with punctuation
 (``<|im_start|>``), on the folded form that keeps punctuation.
+
+A marker with brace groups is a *family*: ``{ignore,disregard} {all ,the ,}{previous,prior}
+instructions`` stands for every phrase its groups spell (an empty alternative makes a
+group optional). A family is matched as one regular expression over the letters of the
+text, and a match counts only where it starts and ends on word boundaries: a phrase
+list that would run to thousands of markers costs one search.
 """
 
 from __future__ import annotations
@@ -27,12 +33,63 @@ class Marker:
     dense: str
     words: int
     wordy: bool
+    family: bool = False
+    #: A family's cheap screen: the letters of one group every phrase contains, the group
+    #: whose shortest alternative is longest (the nouns, rarely the verbs); the family's
+    #: regex runs only on texts holding one of them.
+    anchors: tuple[str, ...] = ()
+
+
+_GROUP = re.compile(r"\{([^{}]*,[^{}]*)\}")
+#: Alternatives a family may spell at most (a gates config is root's, but a typo like
+#: ten groups of ten must not make every audit search a billion phrases: such a marker
+#: is kept as its literal text).
+MAX_FAMILY = 100_000
+
+
+def _family(marker: str) -> tuple[str, tuple[str, ...]] | None:
+    """The regex over compact (folded, unspaced) text of a marker with brace groups and
+    its anchors (see `Marker`), or None for a plain marker (or one past `MAX_FAMILY`)."""
+    parts = _GROUP.split(marker)
+    if len(parts) == 1:
+        return None
+    out, size = [], 1
+    anchors: tuple[str, ...] = ()
+    for i, part in enumerate(parts):
+        if i % 2 == 0:  # literal text between groups
+            literal = "".join(fold_tokens(part))
+            out.append(re.escape(literal))
+            if len(literal) > min(map(len, anchors), default=0):
+                anchors = (literal,)
+            continue
+        alts = sorted({"".join(fold_tokens(a)) for a in part.split(",")}, key=len,
+                      reverse=True)  # longest first: "previous" before "prev"
+        size *= len(alts)
+        body = "|".join(re.escape(a) for a in alts if a)
+        out.append(f"(?:{body})" + ("?" if "" in alts else "") if body else "")
+        if "" not in alts and min(map(len, alts)) > min(map(len, anchors), default=0):
+            anchors = tuple(alts)
+    if size > MAX_FAMILY or not anchors:
+        return None
+    return "".join(out), anchors
+
+
+def family_name(marker: str) -> str:
+    """How a family is named in a finding: its first phrasing (the first alternative of
+    each group), "or a variant"; the whole family would fill a rejection with a list."""
+    phrase = _GROUP.sub(lambda g: next((a for a in g.group(1).split(",") if a), ""), marker)
+    return " ".join(phrase.split()) + " (or a variant)"
 
 
 @lru_cache(maxsize=64)
 def compile_markers(markers: tuple[str, ...]) -> tuple[Marker, ...]:
     out = []
     for m in markers:
+        family = _family(m)
+        if family is not None:
+            out.append(Marker(family_name(m), "", family[0], "", 2, True, family=True,
+                              anchors=family[1]))
+            continue
         tokens = fold_tokens(m)
         dense = fold_dense(m)
         if not dense:
@@ -108,6 +165,16 @@ class Document:
 
     def find(self, marker: Marker) -> int | None:
         """Index of the string where ``marker`` starts, or None."""
+        if marker.family:
+            _, _, compact_starts, start_set, end_set = self._boundaries()
+            tokens = [t for ts in self._per_string for t in ts]
+            for match in _family_rx(marker.compact).finditer(self.compact):
+                if match.start() in start_set and match.end() in end_set:
+                    k = bisect_right(compact_starts, match.start()) - 1
+                    if _negated(tokens, k):  # "never disclose your system prompt"
+                        continue
+                    return self._owner_at(compact_starts, match.start())
+            return None
         if not marker.wordy:
             at = self.dense.find(marker.dense)
             if at < 0:
@@ -137,13 +204,37 @@ class Document:
 
 
 @lru_cache(maxsize=64)
-def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-    """One alternation per form, so a text without any marker costs two searches."""
+def _screen(texts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None,
+                                             re.Pattern[str] | None]:
+    """One alternation per form (plain phrases, punctuated ones, the families' anchors),
+    so a text without any marker costs three searches."""
     markers = compile_markers(texts)
-    compact = [re.escape(m.compact) for m in markers if m.wordy]
+    compact = [re.escape(m.compact) for m in markers if m.wordy and not m.family]
     dense = [re.escape(m.dense) for m in markers if not m.wordy]
+    anchors = sorted({re.escape(a) for m in markers if m.family for a in m.anchors})
     return (re.compile("|".join(compact)) if compact else None,
-            re.compile("|".join(dense)) if dense else None)
+            re.compile("|".join(dense)) if dense else None,
+            re.compile("|".join(anchors)) if anchors else None)
+
+
+def _negated(tokens: list[str], k: int) -> bool:
+    """Whether the words just before token ``k`` negate what follows ("not", "never",
+    "don't", "must not", "refuse to"): a family's phrase there is an instruction not to
+    do it, as system prompts write their own defences. Only the family markers read
+    this; a plain marker matches wherever it stands."""
+    one = tokens[k - 1] if k >= 1 else ""
+    two = tokens[k - 2] + one if k >= 2 else one
+    return one in _NEGATIONS or two in _NEGATIONS
+
+
+_NEGATIONS = frozenset("".join(fold_tokens(w)) for w in (
+    "not", "never", "nor", "cannot", "don't", "doesn't", "didn't", "can't", "won't",
+    "shouldn't", "mustn't", "wouldn't", "refuse to", "refuses to", "decline to"))
+
+
+@lru_cache(maxsize=256)
+def _family_rx(source: str) -> re.Pattern[str]:
+    return re.compile(source)
 
 
 def find_markers(strings: Sequence[str], markers: Iterable[str]) -> list[Hit]:
@@ -159,12 +250,18 @@ def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[H
     if not compiled or not strings:
         return ()
     doc = Document(strings)
-    compact_rx, dense_rx = _screen(markers)
+    compact_rx, dense_rx, anchor_rx = _screen(markers)
     wordy = compact_rx is not None and compact_rx.search(doc.compact) is not None
     punctuated = dense_rx is not None and dense_rx.search(doc.dense) is not None
+    anchored = anchor_rx is not None and anchor_rx.search(doc.compact) is not None
     hits = []
     for m in compiled:
-        if (wordy if m.wordy else punctuated):
+        if m.family:
+            if anchored and any(a in doc.compact for a in m.anchors):
+                index = doc.find(m)
+                if index is not None:
+                    hits.append(Hit(m.text, index))
+        elif (wordy if m.wordy else punctuated):
             index = doc.find(m)
             if index is not None:
                 hits.append(Hit(m.text, index))

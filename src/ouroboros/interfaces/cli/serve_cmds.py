@@ -144,7 +144,11 @@ def serve(
 
     from ouroboros.interfaces.http.app import ServerSettings
     from ouroboros.interfaces.http.server import serve as run
+    from ouroboros.storage.files import lock_timeout
 
+    # Read once before listening: a malformed OURO_LOCK_TIMEOUT is the operator's to fix
+    # now (exit 2), not a 400 for every client whose request meets a lock later.
+    lock_timeout()
     jobs: dict[str, str] = {}
     for item in schedule:
         name, sep, spec = item.partition("=")
