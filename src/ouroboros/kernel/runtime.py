@@ -50,6 +50,7 @@ from ouroboros.kernel.state import (
     KERNEL_KINDS,
     FoldError,
     KernelState,
+    LegacySnapshot,
     fold_event,
     patch_from_envelope,
 )
@@ -274,7 +275,11 @@ class Runtime:
                 return KernelState(index=self._index)
             problem = snapshot_problem(snap, public) if public else "no genesis"
             if problem is None:
-                state = KernelState.from_bytes(snap.data, self._index)
+                try:
+                    state = KernelState.from_bytes(snap.data, self._index)
+                except LegacySnapshot:  # no types: fold them from an older one (or genesis)
+                    at_most = snap.seq - 1
+                    continue
                 stored = next(iter(self.backend.read(snap.seq, snap.seq + 1)), None)
                 if (state.seq == snap.seq and stored is not None
                         and hash_bytes(stored.body) == state.last_hash):
