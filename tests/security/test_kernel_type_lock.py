@@ -166,3 +166,21 @@ def test_a_snapshot_written_before_the_type_lock_is_not_trusted_for_types(
     assert rt.verify().snapshots >= 1
     assert rt.replay().consistent
     rt.close()
+
+
+def test_types_of_one_kind_follow_each_other(rt: Runtime) -> None:
+    """``skill_review`` holds ``skill`` versions (it only adds a person's approval)."""
+    rt.registry.register_type(PatchType("skill_review", {}, kind="skill"))
+    assert rt.propose_and_submit(type="skill", target="skills/t", value={"v": 1},
+                                 reasoning="v1", author="skills").status == "applied"
+    out = rt.propose_and_submit(type="skill_review", target="skills/t", value={"v": 2},
+                                reasoning="v2", author="skills")
+    assert out.status == "pending", out  # past the schema gate, waiting for a person
+    rt.approve(out.patch_hash)
+    assert rt.value("skills/t") == {"v": 2}
+    assert rt.propose_and_submit(type="skill", target="skills/t", value={"v": 3},
+                                 reasoning="v3", author="skills").status == "applied"
+    out = rt.propose_and_submit(type="routing", target="skills/t", value={"w": 1},
+                                reasoning="swap", author="tuner")
+    assert out.status == "rejected" and "set by a skill patch" in out.reason
+    assert rt.value("skills/t") == {"v": 3}
