@@ -184,3 +184,52 @@ def test_types_of_one_kind_follow_each_other(rt: Runtime) -> None:
                                 reasoning="swap", author="tuner")
     assert out.status == "rejected" and "set by a skill patch" in out.reason
     assert rt.value("skills/t") == {"v": 3}
+
+
+def test_the_first_open_after_the_upgrade_writes_a_current_snapshot(tmp_path: Path) -> None:
+    """Read-only commands (`ouro state`) never append, so without a snapshot written on
+    open every one of them would fold the ledger from genesis again (45 s at 1M events)."""
+    rt = Runtime.init(tmp_path / "ws", snapshot_interval=3)
+    for i in range(7):
+        rt.propose_and_submit(type="routing", target="agents/support/routing",
+                              value={"w": i}, reasoning="tune", author="tuner")
+    home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
+    rt.close()
+    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
+        old = json.loads(data)
+        old.pop("types"), old.pop("replaced_types")
+        raw = canonical_bytes(old)
+        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
+            signer.sign(snapshot_statement(raw)), seq)
+    first = Runtime.open(home)  # folds from genesis: every snapshot is of the old form
+    assert first._last_snapshot == head and first.state_hash() == first.replay().state_hash
+    first.close()
+    second = Runtime.open(home)
+    assert second._last_snapshot == head  # it started from the snapshot the first wrote
+    assert second.verify().snapshots >= 1 and second.snapshot_problems == {}
+    second.close()
+    latest = sql(home, "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1")[0]
+    assert latest[0] == head and "types" in json.loads(latest[1])
+
+
+def test_an_open_that_cannot_sign_a_snapshot_still_opens_on_old_snapshots(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OURO_KEY_PASSPHRASE", "correct horse")  # keys made encrypted
+    rt = Runtime.init(tmp_path / "ws", snapshot_interval=3)
+    for i in range(4):
+        rt.propose_and_submit(type="routing", target="agents/support/routing",
+                              value={"w": i}, reasoning="tune", author="tuner")
+    home, signer = rt.home, rt.signer
+    rt.close()
+    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
+        old = json.loads(data)
+        old.pop("types"), old.pop("replaced_types")
+        raw = canonical_bytes(old)
+        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
+            signer.sign(snapshot_statement(raw)), seq)
+    before = sql(home, "SELECT seq, data FROM snapshots ORDER BY seq")
+    monkeypatch.delenv("OURO_KEY_PASSPHRASE")  # the runtime key cannot be loaded now
+    with Runtime.open(home) as again:
+        assert again.value("agents/support/routing") == {"w": 3}
+        assert again._last_snapshot == -1  # folded from genesis, and said nothing
+    assert sql(home, "SELECT seq, data FROM snapshots ORDER BY seq") == before
