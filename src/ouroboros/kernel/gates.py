@@ -187,6 +187,11 @@ def _effective_schema(sub: Submission, ptype: PatchType) -> dict[str, Any]:
     return ptype.value_schema
 
 
+def _same_kind(registry: TypeRegistry, held: str, ptype: PatchType) -> bool:
+    other = registry.get(held)
+    return other is not None and other.family == ptype.family
+
+
 class SchemaGate:
     """Bound to this ledger and not expired; a known type allowed on this target; not
     applied already; a fresh base; and an op that applies."""
@@ -212,6 +217,15 @@ class SchemaGate:
             return GateResult.rejected(f"{patch.type} patches may only target "
                                        f"{', '.join(ptype.targets)}, not {patch.target!r}")
         sub.patch_type = ptype
+        held = sub.state.types.get(patch.target)
+        if held is not None and held != patch.type and not sub.rollback \
+                and not _same_kind(sub.registry, held, ptype) \
+                and not (sub.auth is not None and sub.auth.root):
+            # A delegation for one type must not rewrite what another type set (a routing
+            # patch replacing a prompt); a rollback restores an earlier value and type.
+            return GateResult.rejected(
+                f"{patch.target!r} was set by a {held} patch: a {patch.type} patch may not "
+                "replace or delete it (only the root key(s) may change a target's type)")
         record = sub.record
         if record is not None and record.applied is not None:
             seq, undone = record.applied, record.undone

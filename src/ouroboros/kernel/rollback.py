@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 _HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
-def _inverse_patch(payload: dict[str, object], reason: str, ledger: str) -> Patch:
+def _inverse_patch(payload: dict[str, object], reason: str, state: KernelState) -> Patch:
     envelope = payload["envelope"]
     assert isinstance(envelope, dict)
     original = patch_from_envelope(envelope)
+    # Undoing a change of type restores the earlier type's value: the inverse is of that
+    # type (its schema and tests fit the value), and the fold gives the target that type.
+    ptype = state.replaced_types.get(str(payload["patch_hash"]), original["type"])
+    ledger = state.ledger_id
     return Patch.from_dict({
-        "type": original["type"], "target": original["target"], "base": payload["result"],
+        "type": ptype, "target": original["target"], "base": payload["result"],
         "op": payload["inverse"], "reasoning": reason, "test_requirements": [],
         "author": "rollback", "created": original["created"], "ledger": ledger})
 
@@ -43,7 +47,7 @@ def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
         applied = [e for e in rt.log(kind="PatchApplied", since=to + 1)]
         for ev in reversed(applied):
             yield (_inverse_patch(ev.payload, f"rollback to seq {to}: undo {ev.payload['patch_hash']}",
-                                  state.ledger_id),
+                                  state),
                    str(ev.payload["patch_hash"]))
         return
     assert patch is not None
@@ -63,4 +67,4 @@ def plan_rollback(rt: Runtime, state: KernelState, *, to: int | None,
     if content_hash(state.values.get(target)) != ev.payload["result"]:
         raise UsageError(f"{target!r} changed after patch {matches[0][:19]}…",
                          "roll back to a sequence number with --to instead")
-    yield _inverse_patch(ev.payload, f"rollback of {matches[0]}", state.ledger_id), matches[0]
+    yield _inverse_patch(ev.payload, f"rollback of {matches[0]}", state), matches[0]

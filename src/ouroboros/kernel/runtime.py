@@ -50,6 +50,7 @@ from ouroboros.kernel.state import (
     KERNEL_KINDS,
     FoldError,
     KernelState,
+    LegacySnapshot,
     fold_event,
     patch_from_envelope,
 )
@@ -274,7 +275,12 @@ class Runtime:
                 return KernelState(index=self._index)
             problem = snapshot_problem(snap, public) if public else "no genesis"
             if problem is None:
-                state = KernelState.from_bytes(snap.data, self._index)
+                try:
+                    state = KernelState.from_bytes(snap.data, self._index)
+                except LegacySnapshot:  # no types: fold them from an older one (or genesis)
+                    self._legacy_snapshot = True
+                    at_most = snap.seq - 1
+                    continue
                 stored = next(iter(self.backend.read(snap.seq, snap.seq + 1)), None)
                 if (state.seq == snap.seq and stored is not None
                         and hash_bytes(stored.body) == state.last_hash):
@@ -290,9 +296,27 @@ class Runtime:
         return str(orjson.loads(first.body)["payload"]["runtime_key"]["public"])
 
     def _load_state(self) -> KernelState:
+        self._legacy_snapshot = False
         state = self._snapshot_state()
         self._last_snapshot = state.seq
-        return self._fold(state, self.backend.read(state.seq + 1))
+        state = self._fold(state, self.backend.read(state.seq + 1))
+        if self._legacy_snapshot and state.seq > self._last_snapshot:
+            self._resnapshot(state)
+        return state
+
+    def _resnapshot(self, state: KernelState) -> None:
+        """After a fold past snapshots of the form before the type lock: one current
+        snapshot at the head, so the next open (a read-only command never appends, so
+        `_maybe_snapshot` never runs) starts there instead of folding from genesis again.
+        A snapshot is a cache: if it cannot be written (a read-only ledger, a key that
+        needs a passphrase, a busy lock), the open goes on without it."""
+        try:
+            data = state.to_bytes()
+            self.backend.put_snapshot(Snapshot(state.seq, data,
+                                               self.signer.sign(snapshot_statement(data))))
+        except Exception:  # never fail an open over a cache
+            return
+        self._last_snapshot = state.seq
 
     def _check_anchors(self) -> None:
         """The ledger must hold every event its signed checkpoints (local and witnesses)

@@ -42,6 +42,15 @@ class FoldError(ValueError):
         self.seq = seq
 
 
+class LegacySnapshot(ValueError):
+    """A snapshot written before targets kept their type: it cannot say which type set
+    each target, so the state is folded from an older snapshot or from genesis instead."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"snapshot at seq {seq} predates the targets' types")
+        self.seq = seq
+
+
 @dataclass
 class KernelState:
     seq: int = -1
@@ -59,6 +68,14 @@ class KernelState:
     #: schema gate refuses that patch from the signed state itself, whatever the unsigned
     #: patch index says.
     rolled_back: dict[str, str] = field(default_factory=dict)
+    #: Target -> the type of the patch that last set it (absent while the target is empty):
+    #: the schema gate refuses a patch of another kind unless the root threshold signs it.
+    types: dict[str, str] = field(default_factory=dict)
+    #: Patch hash -> the type its target held before it, for each patch that changed a
+    #: target's type (a root conversion, or a rollback of one): rolling that patch back
+    #: restores the type (kept after: a later rollback across it may need it again). Only
+    #: type changes are kept, so it grows with conversions, not with history.
+    replaced_types: dict[str, str] = field(default_factory=dict)
     #: Which patches were applied, undone or charged (not part of snapshots).
     index: PatchIndex = field(default_factory=ReplayIndex, compare=False, repr=False)
     #: Content hash of each target's value, filled lazily and dropped whenever the fold
@@ -95,25 +112,31 @@ class KernelState:
         return KernelState(self.seq, self.last_hash, json_copy(self.values),
                            json_copy(self.pending), json_copy(self.breakers),
                            dict(self.runtime_key), self.merkle.copy(), self.ledger_id,
-                           list(self.witnesses), dict(self.rolled_back), self.index,
-                           dict(self.hashes))
+                           list(self.witnesses), dict(self.rolled_back), dict(self.types),
+                           dict(self.replaced_types), self.index, dict(self.hashes))
 
-    def to_bytes(self) -> bytes:
-        """The snapshot form: everything but the patch index and the hash cache."""
-        return canonical_bytes({
-            "seq": self.seq, "last_hash": self.last_hash, "values": self.values,
-            "pending": self.pending, "breakers": self.breakers,
-            "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
-            "ledger_id": self.ledger_id, "witnesses": self.witnesses,
-            "rolled_back": self.rolled_back,
-        })
+    def to_bytes(self, legacy: bool = False) -> bytes:
+        """The snapshot form: everything but the patch index and the hash cache.
+        ``legacy``: the form runtimes wrote before targets kept their type (``verify``
+        compares such a snapshot with it)."""
+        d = {"seq": self.seq, "last_hash": self.last_hash, "values": self.values,
+             "pending": self.pending, "breakers": self.breakers,
+             "runtime_key": self.runtime_key, "merkle": self.merkle.to_dict(),
+             "ledger_id": self.ledger_id, "witnesses": self.witnesses,
+             "rolled_back": self.rolled_back}
+        if not legacy:
+            d["types"], d["replaced_types"] = self.types, self.replaced_types
+        return canonical_bytes(d)
 
     @classmethod
     def from_bytes(cls, data: bytes, index: PatchIndex | None = None) -> KernelState:
+        """Raises ``LegacySnapshot`` for a snapshot without the targets' types."""
         d = json.loads(data)
+        if "types" not in d:
+            raise LegacySnapshot(int(d["seq"]))
         return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
                    d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"],
-                   d["witnesses"], d["rolled_back"],
+                   d["witnesses"], d["rolled_back"], d["types"], d["replaced_types"],
                    index if index is not None else ReplayIndex())
 
 
@@ -156,6 +179,7 @@ def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_r
         state.values[target] = new
     state.pending.pop(patch_hash, None)
     undid = payload.get("rollback_of")
+    _fold_type(state, patch_hash, target, payload.get("type"), undid, new is None)
     if undid:
         state.rolled_back[target] = str(undid)
     else:
@@ -163,6 +187,22 @@ def _fold_applied(state: KernelState, seq: int, payload: dict[str, Any], check_r
     if not undid:
         for subject in payload.get("subjects", ()):
             _breaker(state, subject)["rejections"] = 0
+
+
+def _fold_type(state: KernelState, patch_hash: str, target: str, ptype: str | None,
+               undid: Any, emptied: bool) -> None:
+    """The target's type after this patch: its own, or for a rollback of a patch that
+    changed the type, the type that patch replaced; none once the target is empty."""
+    prior = state.types.get(target)
+    kind = ptype
+    if undid:
+        kind = state.replaced_types.get(str(undid), ptype)
+    if emptied:
+        state.types.pop(target, None)
+    elif kind is not None:
+        state.types[target] = kind
+    if prior is not None and kind is not None and prior != kind:
+        state.replaced_types[patch_hash] = prior
 
 
 def _check_statement(state: KernelState, seq: int, kind: str, payload: dict[str, Any]) -> None:

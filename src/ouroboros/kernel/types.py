@@ -70,6 +70,13 @@ class PatchType:
     targets: tuple[str, ...] = ("*",)
     root_only: bool = False
     description: str = ""
+    #: The type whose values this one holds too (``skill_review`` holds ``skill``
+    #: versions): a target set by one may take the other. Empty: its own name.
+    kind: str = ""
+
+    @property
+    def family(self) -> str:
+        return self.kind or self.name
 
     def allows_target(self, target: str) -> bool:
         if self.targets == ("*",):  # most types: any target (the patch model checked it)

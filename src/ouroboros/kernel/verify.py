@@ -151,7 +151,8 @@ def _check_snapshot(backend: LedgerBackend, seq: int, state: KernelState,
     problem = snapshot_problem(snap, public_hex)
     if problem is not None:
         raise IntegrityError(problem, seq=seq)
-    if dataclasses.replace(state, merkle=merkle).to_bytes() != snap.data:
+    legacy = "types" not in orjson.loads(snap.data)  # written before targets kept their type
+    if dataclasses.replace(state, merkle=merkle).to_bytes(legacy) != snap.data:
         raise IntegrityError(f"snapshot at seq {seq} differs from the state a replay reaches "
                              "there (a signed snapshot that disagrees: the runtime key "
                              "signed something wrong, or was misused)", seq=seq)

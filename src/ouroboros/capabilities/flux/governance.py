@@ -267,7 +267,7 @@ def register(rt: Runtime) -> None:
     rt.registry.register_type(PatchType(
         name=REDEFINE_TYPE, value_schema=BYTECODE_SCHEMA,
         default_tests=("schema", "roundtrip", "replay", OWN_CASES_TEST), audit=audit,
-        root_only=True,
+        root_only=True, kind=PATCH_TYPE,
         description="root only: change what a FLUX program computes, or prune its tests",
     ))
     rt.registry.register_test(OWN_CASES_TEST, _own_cases_test)

@@ -112,6 +112,7 @@ def register(rt: Runtime, runtimes: Runtimes | None = None) -> None:
             effect=lambda patch, value: install(root, rt.blobs, patch.target, value),
             targets=("skills/*",),
             description=what,
+            kind="skill",  # a reviewed version is a version: either may follow the other
         ))
     rt.registry.register_test(TEST_NAME, lambda ctx: check_cases(ctx, rt.blobs, shared))
 
