@@ -100,6 +100,9 @@ def test_a_planted_ouro_toml_is_a_configuration_error_naming_it(
               else b"[tool]\nouroboros = 3\n")
         for args in (("config", "show"), ("config", "check")):
             child = ouro(*args, "--home", str(home), cwd=where)
+            if how == "link_to_victim":  # the user's own file behind a link: read through
+                assert child.returncode == 0, (toml, args, child.stdout, child.stderr)
+                continue
             body = _error(child)
             assert child.returncode == 2 and body["code"] == "usage", (toml, args, child.stdout)
             if how != "wrong_shape":  # a value of the wrong type names its key instead
@@ -124,3 +127,21 @@ def test_a_planted_public_key_file_is_derived_again_not_read(
     assert json.loads(child.stdout) == genuine  # the id comes from the private key
     assert not pub.is_symlink() and pub.read_text() == right  # replaced, not written through
     assert victim.read_text() == "ab" * 32 + "\n"
+
+
+def test_a_settings_file_behind_a_link_is_read_through_and_never_written_through(
+        home: Path, tmp_path: Path) -> None:
+    """A dotfiles-style link is the user's own setup: read, but `config set` renames a
+    file over the link instead of writing into whatever it points at."""
+    dotfiles = tmp_path / "dotfiles.toml"
+    dotfiles.write_text('[llm]\nmodel = "from-dotfiles"\n')
+    (home / "ouro.toml").unlink(missing_ok=True)
+    (home / "ouro.toml").symlink_to(dotfiles)
+    shown = ouro("config", "show", "--home", str(home), cwd=tmp_path)
+    assert shown.returncode == 0 and "from-dotfiles" in shown.stdout, shown.stdout
+    from ouroboros.kernel.settings import write_settings
+
+    write_settings(home / "ouro.toml", {("llm", "model"): "local"})  # as `improve connect`
+    assert dotfiles.read_text() == '[llm]\nmodel = "from-dotfiles"\n'  # not written through
+    assert not (home / "ouro.toml").is_symlink()
+    assert 'model = "local"' in (home / "ouro.toml").read_text()

@@ -235,12 +235,15 @@ def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> by
     return _read_fd(fd, limit)
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes | None:
+def read_bounded(path: str | os.PathLike[str], limit: int, *,
+                 follow_links: bool = False) -> bytes | None:
     """A regular file's bytes, None when there is none: a link, FIFO, device or folder is
     `UnsafeFile` (never followed, never waited on), more than ``limit`` bytes `DamagedFile`
-    (judged by its size before reading, so a huge file costs no memory); both name it."""
+    (judged by its size before reading, so a huge file costs no memory); both name it.
+    ``follow_links``: a link is read through when it ends at a regular file (the user's own
+    files, e.g. a settings file kept in a dotfiles folder); the rest holds."""
     try:
-        fd = open_regular(path, os.O_RDONLY)
+        fd = _open_followed(path) if follow_links else open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     if os.fstat(fd).st_size > limit:
@@ -252,14 +255,23 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes | None:
     return data
 
 
+def _open_followed(path: str | os.PathLike[str]) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is not a regular file (remove it)")
+    return fd
+
+
 def _too_large(path: str | os.PathLike[str], limit: int) -> DamagedFile:
     return DamagedFile(errno.EFBIG, f"{os.fspath(path)} is larger than {limit} bytes: not a "
                        "file the runtime wrote (restore or remove it)")
 
 
-def read_text_file(path: str | os.PathLike[str], limit: int) -> str | None:
+def read_text_file(path: str | os.PathLike[str], limit: int, *,
+                   follow_links: bool = False) -> str | None:
     """`read_bounded` decoded as UTF-8; other bytes are `DamagedFile` naming the offset."""
-    data = read_bounded(path, limit)
+    data = read_bounded(path, limit, follow_links=follow_links)
     if data is None:
         return None
     try:

@@ -168,11 +168,13 @@ MAX_SETTINGS_FILE = 16 << 20
 
 
 def read_settings_file(path: Path) -> str | None:
-    """A settings file's text, None when absent; a link, FIFO or device (never followed
-    or waited on), a file over `MAX_SETTINGS_FILE` or bytes that are not UTF-8 are a
-    `SettingsError` naming it."""
+    """A settings file's text, None when absent; a FIFO or device (never waited on, also
+    behind a link), a file over `MAX_SETTINGS_FILE` or bytes that are not UTF-8 are a
+    `SettingsError` naming it. A link to a regular file is read through: settings files
+    are the user's own (a pyproject.toml or an ouro.toml kept in a dotfiles folder), and
+    `write_settings` renames over a link rather than writing through it."""
     try:
-        return read_text_file(path, MAX_SETTINGS_FILE)
+        return read_text_file(path, MAX_SETTINGS_FILE, follow_links=True)
     except OSError as e:  # the Problem names the path; UnsafeFile's message did too
         why = str(e).removeprefix(f"{path} ") if isinstance(e, UnsafeFile) \
             else f"cannot read: {e.strerror or e}"
