@@ -22,7 +22,13 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 from nacl.exceptions import BadSignatureError
 
 from ouroboros.kernel.errors import KeyError_
-from ouroboros.storage.files import create_new, link_new, sweep_unlocked
+from ouroboros.storage.files import (
+    UnsafeFile,
+    create_new,
+    link_new,
+    read_text_file,
+    sweep_unlocked,
+)
 
 if TYPE_CHECKING:  # cryptography reads and writes key files only: imported where it does
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -188,14 +194,15 @@ class Keyring:
     def public(self, name: str) -> tuple[str, str]:
         """(key id, public hex) of a named key, from its ``.pub`` file."""
         self._check_name(name)
-        try:
-            public_hex = (self.root / f"{name}.pub").read_text().strip()
-        except FileNotFoundError:
+        try:  # a .pub is 65 bytes; a link, FIFO, huge or non-UTF-8 one is not the runtime's
+            public_hex = (read_text_file(self.root / f"{name}.pub", 4096) or "").strip()
+        except UnsafeFile:
             public_hex = ""
         if not _PUBLIC_HEX.fullmatch(public_hex):
             if not (self.root / f"{name}.key").is_file():
                 raise KeyError_(f"no key named {name!r}", "see `ouro key list`")
-            # `key new` was stopped between the key and its .pub: derive it again
+            # `key new` was stopped between the key and its .pub, or the .pub is not one
+            # the runtime wrote: derive it again from the private key
             public_hex = self.load(name).public_hex
             self._write_public(name, public_hex)
         return key_id_of(bytes.fromhex(public_hex)), public_hex

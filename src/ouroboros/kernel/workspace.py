@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ouroboros.kernel.errors import UsageError, WorkspaceMissing
-from ouroboros.storage.files import replace_file
+from ouroboros.kernel.errors import IntegrityError, UsageError, WorkspaceMissing
+from ouroboros.storage.files import UnsafeFile, read_json_file, replace_file
 
 CONFIG_NAME = "workspace.json"
+#: The most of workspace.json read: the runtime writes a few hundred bytes (a genesis
+#: hash, a ledger URL, a few flags); anything near a MiB was not written by it.
+MAX_CONFIG = 1 << 20
 
 
 def resolve_home(home: Path | str | None = None) -> Path:
@@ -49,17 +52,16 @@ class Workspace:
     def load(cls, home: Path) -> Workspace:
         path = home / CONFIG_NAME
         try:
-            config = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise WorkspaceMissing(f"no Ouroboros workspace at {home}",
-                                   "run `ouro init` or pass --home / set OURO_HOME") from None
+            config = read_json_file(path, MAX_CONFIG)
+        except UnsafeFile as e:  # a link, FIFO, device, huge, not UTF-8, not an object
+            raise IntegrityError(str(e), hint="restore workspace.json from a backup, or "
+                                 "remove the workspace and run `ouro init`") from None
         except OSError as e:  # --home is a file, a symlink loop, a folder we may not read
             raise WorkspaceMissing(f"no Ouroboros workspace at {home}: {e.strerror}",
                                    "run `ouro init` or pass --home / set OURO_HOME") from None
-        except UnicodeDecodeError as e:
-            raise UsageError(f"{path} is not UTF-8 text: {e.reason}") from e
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path} is not valid JSON: {e}") from e
+        if config is None:
+            raise WorkspaceMissing(f"no Ouroboros workspace at {home}",
+                                   "run `ouro init` or pass --home / set OURO_HOME")
         return cls(home, config)
 
     @classmethod
@@ -82,8 +84,8 @@ def _existing_hint(home: Path) -> str:
     """`init` over a workspace: one whose own `init` was killed before it pinned its
     genesis (see `Runtime.init`) gets the way to start over."""
     try:
-        pinned = "genesis" in json.loads((home / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
+        pinned = "genesis" in (read_json_file(home / CONFIG_NAME, MAX_CONFIG) or {})
+    except OSError:  # unreadable, or planted (see `Workspace.load`)
         pinned = False
     if pinned:
         return "use it, or pick another --home"

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from ouroboros.storage.files import UnsafeFile, read_bounded
+
+#: The most of a blob read back: the largest the runtime stores is a built module (the
+#: build's output cap, 64 MiB by default); a planted file past this is refused unread.
+MAX_BLOB = 1 << 30
 
 
 class BlobNotFound(KeyError):
     pass
+
+
+class BlobCorrupt(ValueError):
+    """A blob's file does not hold its bytes: another hash, or a link, FIFO, device,
+    folder or huge file planted under its name (never followed, waited on or read)."""
 
 
 class BlobStore:
@@ -29,7 +41,7 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         path = self._path(digest)
-        if path.exists():
+        if _holds(path, len(data)):  # a planted link, FIFO or huge file is replaced
             return digest
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -47,12 +59,23 @@ class BlobStore:
     def get(self, digest: str) -> bytes:
         path = self._path(digest)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise BlobNotFound(digest) from None
+            data = read_bounded(path, MAX_BLOB)
+        except UnsafeFile as e:
+            raise BlobCorrupt(f"blob {digest} is corrupt on disk: {e}") from None
+        if data is None:
+            raise BlobNotFound(digest)
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise ValueError(f"blob {digest} is corrupt on disk")
+            raise BlobCorrupt(f"blob {digest} is corrupt on disk")
         return data
 
     def has(self, digest: str) -> bool:
         return self._path(digest).exists()
+
+
+def _holds(path: Path, size: int) -> bool:
+    """``path`` is a regular file of ``size`` bytes (not a link, a FIFO, another size)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import re
@@ -42,6 +43,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ouroboros.storage.ledger import LedgerUnavailable
 
@@ -188,7 +190,7 @@ def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UnsafeFile(errno.ELOOP, f"{os.fspath(path)} is a symbolic link; the runtime "
-                             "does not follow links where it writes or locks (remove it)") from None
+                             "does not follow links in the files it keeps (remove it)") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -219,12 +221,87 @@ def flocked(path: str | os.PathLike[str], *, shared: bool = False,
         os.close(fd)
 
 
+class DamagedFile(UnsafeFile):
+    """A file of the runtime's that holds what the runtime never writes there: more bytes
+    than the bound, text that is not UTF-8, JSON that is torn or of another shape."""
+
+
 def read_small(path: str | os.PathLike[str], limit: int | None = MAX_NOTE) -> bytes | None:
     """At most ``limit`` bytes (all with None) of a regular file, None when there is none."""
     try:
         fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    return _read_fd(fd, limit)
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, *,
+                 follow_links: bool = False) -> bytes | None:
+    """A regular file's bytes, None when there is none: a link, FIFO, device or folder is
+    `UnsafeFile` (never followed, never waited on), more than ``limit`` bytes `DamagedFile`
+    (judged by its size before reading, so a huge file costs no memory); both name it.
+    ``follow_links``: a link is read through when it ends at a regular file (the user's own
+    files, e.g. a settings file kept in a dotfiles folder); the rest holds."""
+    try:
+        fd = _open_followed(path) if follow_links else open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    if os.fstat(fd).st_size > limit:
+        os.close(fd)
+        raise _too_large(path, limit)
+    data = _read_fd(fd, limit + 1)
+    if len(data) > limit:  # it grew while being read
+        raise _too_large(path, limit)
+    return data
+
+
+def _open_followed(path: str | os.PathLike[str]) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is not a regular file (remove it)")
+    return fd
+
+
+def _too_large(path: str | os.PathLike[str], limit: int) -> DamagedFile:
+    return DamagedFile(errno.EFBIG, f"{os.fspath(path)} is larger than {limit} bytes: not a "
+                       "file the runtime wrote (restore or remove it)")
+
+
+def read_text_file(path: str | os.PathLike[str], limit: int, *,
+                   follow_links: bool = False) -> str | None:
+    """`read_bounded` decoded as UTF-8; other bytes are `DamagedFile` naming the offset."""
+    data = read_bounded(path, limit, follow_links=follow_links)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DamagedFile(errno.EILSEQ, f"{os.fspath(path)} is not UTF-8 text (byte "
+                          f"{e.start}): restore or remove it") from None
+
+
+def read_json_file(path: str | os.PathLike[str], limit: int,
+                   shape: type = dict) -> Any:
+    """`read_bounded` parsed as JSON of type ``shape`` (an object by default), None when
+    there is no file; torn JSON, text that is not UTF-8 or another shape is `DamagedFile`."""
+    data = read_bounded(path, limit)
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested past the stack
+        raise DamagedFile(errno.EINVAL, f"{os.fspath(path)} is not valid JSON "
+                          f"({type(e).__name__}): restore or remove it") from None
+    if not isinstance(value, shape):
+        raise DamagedFile(errno.EINVAL, f"{os.fspath(path)} is not a JSON "
+                          f"{'object' if shape is dict else shape.__name__}: restore or "
+                          "remove it")
+    return value
+
+
+def _read_fd(fd: int, limit: int | None) -> bytes:
+    """At most ``limit`` bytes of ``fd`` (all with None); closes it."""
     try:
         out, size = bytearray(), os.fstat(fd).st_size
         while limit is None or len(out) < limit:

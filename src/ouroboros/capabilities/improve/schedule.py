@@ -37,7 +37,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.settings import check_schedule, crontab_of, interval_seconds
-from ouroboros.storage.files import flocked, replace_file
+from ouroboros.storage.files import flocked, read_json_file, replace_file
+
+#: The most of ``schedule.json`` read: a few hundred bytes a job, a handful of jobs.
+MAX_RECORDS = 16 << 20
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -155,9 +158,9 @@ class JobRecords:
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        try:  # a few KiB; a link, FIFO, huge or torn file is not the runtime's: start over
+            data = read_json_file(self.path, MAX_RECORDS)
+        except OSError:
             return {}
         jobs = data.get("jobs") if isinstance(data, dict) else None
         return {k: v for k, v in jobs.items() if isinstance(v, dict)} \

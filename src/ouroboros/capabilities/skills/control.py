@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from ouroboros.capabilities import tracing
 from ouroboros.capabilities.llm.untrusted import FENCE_RULE, fence
-from ouroboros.storage.files import flocked, replace_file
+from ouroboros.storage.files import flocked, read_json_file, replace_file
 
 from .authoring import AuthoringFailed, ToolAuthor
 from .errors import SkillError
@@ -199,13 +199,9 @@ class SolveStats:
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, int]:
-        data: Any = {}
-        if self.path.exists():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                data = {}
-        if not isinstance(data, dict):
+        try:  # a few hundred bytes; a link, FIFO, huge or torn file is not the runtime's
+            data: Any = read_json_file(self.path, 1 << 20) or {}
+        except OSError:  # replaced by the next bump (by rename, never through a link)
             data = {}
         # a scribbled file counts from zero rather than failing every solve at its end
         return {k: v if type(v := data.get(k, 0)) is int and v >= 0 else 0 for k in self.KEYS}

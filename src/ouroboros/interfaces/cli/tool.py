@@ -47,6 +47,7 @@ from ouroboros.interfaces.cli.output import (
 )
 from ouroboros.interfaces.json_input import loads_strict
 from ouroboros.kernel import Runtime
+from ouroboros.storage.files import read_json_file, replace_file
 
 app = typer.Typer(name="tool", cls=OuroGroup, help="Versioned WASM tools: add, run, list, describe, test, "
                   "search.", no_args_is_help=True)
@@ -84,8 +85,8 @@ _FIRST_BUILD_S = {"cpython": 150.0, "c": 60.0, "zig": 60.0, "rust": 30.0}
 
 def _build_estimate(store: SkillStore, directory: Path) -> tuple[str, float | None]:
     """What kind of build this is and how long the last one of that kind took."""
-    try:
-        meta = json.loads((directory / "meta.json").read_text())
+    try:  # the staged folder's meta.json: a few KiB (see skills/stored.py for the bound)
+        meta = read_json_file(directory / "meta.json", 16 << 20) or {}
         language = str(meta.get("language", "?"))
         runtime = str(meta.get("runtime") or ("cpython" if language == "python" else language))
     except (OSError, ValueError, AttributeError):
@@ -101,8 +102,8 @@ def _build_estimate(store: SkillStore, directory: Path) -> tuple[str, float | No
 
 
 def _build_times(store: SkillStore) -> dict[str, float]:
-    try:
-        data = json.loads((store.root / "build-times.json").read_text())
+    try:  # a few dozen bytes; anything else (a link, FIFO, huge, torn) is no estimate
+        data = read_json_file(store.root / "build-times.json", 1 << 20)
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except (OSError, ValueError, TypeError):
         return {}
@@ -111,8 +112,8 @@ def _build_times(store: SkillStore) -> dict[str, float]:
 def _record_build_time(store: SkillStore, runtime: str, seconds: float) -> None:
     times = _build_times(store)
     times[runtime] = round(seconds, 1)
-    with contextlib.suppress(OSError):  # only an estimate for the next build
-        (store.root / "build-times.json").write_text(json.dumps(times, sort_keys=True) + "\n")
+    with contextlib.suppress(OSError):  # only an estimate; renamed over, never through a link
+        replace_file(store.root / "build-times.json", json.dumps(times, sort_keys=True) + "\n")
 
 
 def summary(v: ToolVersion) -> dict[str, Any]:

@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ouroboros.kernel.errors import NotFound, UsageError
-from ouroboros.storage.files import flocked
+from ouroboros.storage.files import UnsafeFile, flocked, read_json_file
 
 TOKENS_FILE = "tokens.json"
 SERVE_DIR = "serve"
+#: The most of the token file read (re-read by the server when it changes): an entry is
+#: about 250 bytes, so this is a quarter of a million tokens.
+MAX_TOKENS_FILE = 64 << 20
 _TOKEN = re.compile(r"^ouro_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 #: Names telemetry sources use for the runtime itself and for events stored before
 #: sources were stamped: the OTLP receiver stamps events with the token's name, so a token
@@ -187,12 +190,13 @@ class TokenStore:
 
     # -- reading (the server) -----------------------------------------------------------
     def _read(self) -> dict[str, TokenInfo]:
-        try:
-            raw = self.path.read_text()
-        except FileNotFoundError:
+        try:  # not a link, FIFO or device: a request thread must never wait on it
+            data = read_json_file(self.path, MAX_TOKENS_FILE)
+        except UnsafeFile as e:  # its message names the file
+            raise UsageError(f"{e}", "restore it or delete it and issue new tokens") from None
+        if data is None:
             return {}
         try:
-            data = json.loads(raw)
             return {e["id"]: TokenInfo(e["id"], e["name"], Role(e["role"]), e.get("key"),
                                        e["created"], e["hash"]) for e in data["tokens"]}
         except (ValueError, KeyError, TypeError) as e:

@@ -47,6 +47,7 @@ from ouroboros.kernel.settings.sources import (
     file_sources,
     flag_source,
     parse_toml,
+    read_settings_file,
     read_toml,
     validate,
 )
@@ -111,9 +112,9 @@ def write_settings(path: Path, values: Mapping[tuple[str, ...], Any]) -> None:
     file's lock (two writers never lose each other's keys), written, fsynced, renamed over
     and the folder fsynced (a power loss leaves the old file or the new one)."""
     with flocked(path.with_name(path.name + ".lock"), mode=0o644):
+        text = read_settings_file(path)
         try:
-            doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() \
-                else tomlkit.document()
+            doc = tomlkit.document() if text is None else tomlkit.parse(text)
         except Exception as e:  # tomlkit raises its own ParseError family
             raise SettingsError([Problem("", f"not valid TOML: {e}", str(path))]) from e
         for key, value in values.items():

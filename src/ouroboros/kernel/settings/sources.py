@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.settings.model import Settings
+from ouroboros.storage.files import UnsafeFile, read_text_file
 
 FILE_NAME = "ouro.toml"
 PYPROJECT_TABLE = ("tool", "ouroboros")
@@ -157,13 +158,27 @@ def key_lines(text: str) -> dict[Key, int]:
 
 def read_toml(path: Path, table: Key = ()) -> Source | None:
     """The ``table`` of the TOML file at ``path`` as a source, or None when absent."""
+    text = read_settings_file(path)
+    return None if text is None else parse_toml(text, str(path), table)
+
+
+#: The most of a settings file read: hand-written files of a few KiB; a pyproject.toml
+#: of a large project is still far below this.
+MAX_SETTINGS_FILE = 16 << 20
+
+
+def read_settings_file(path: Path) -> str | None:
+    """A settings file's text, None when absent; a FIFO or device (never waited on, also
+    behind a link), a file over `MAX_SETTINGS_FILE` or bytes that are not UTF-8 are a
+    `SettingsError` naming it. A link to a regular file is read through: settings files
+    are the user's own (a pyproject.toml or an ouro.toml kept in a dotfiles folder), and
+    `write_settings` renames over a link rather than writing through it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SettingsError([Problem("", f"cannot read: {e}", str(path))]) from e
-    return parse_toml(text, str(path), table)
+        return read_text_file(path, MAX_SETTINGS_FILE, follow_links=True)
+    except OSError as e:  # the Problem names the path; UnsafeFile's message did too
+        why = str(e).removeprefix(f"{path} ") if isinstance(e, UnsafeFile) \
+            else f"cannot read: {e.strerror or e}"
+        raise SettingsError([Problem("", why, str(path))]) from None
 
 
 def parse_toml(text: str, name: str, table: Key = ()) -> Source | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ouroboros.capabilities.improve.intake.events import UNKNOWN_SOURCE
 from ouroboros.capabilities.improve.intake.spans import record_outcome_span, store_tracer
 from ouroboros.capabilities.improve.intake.store import TelemetryStore
-from ouroboros.storage.files import replace_file
+from ouroboros.storage.files import read_text_file, replace_file
 
 if TYPE_CHECKING:
     from ouroboros.kernel import Runtime, SubmitOutcome
@@ -63,9 +63,9 @@ def collect_ledger(rt: Runtime, store: TelemetryStore | None = None) -> int:
     """
     store = store or store_for(rt)
     cursor = _cursor_path(store)
-    try:
-        since = int(cursor.read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
+    try:  # a number; a link, FIFO or anything longer is not the runtime's: from the start
+        since = int((read_text_file(cursor, 64) or "").strip() or 0)
+    except (OSError, ValueError):
         since = 0
     types: dict[str, str] = {}
     runtime_key = rt.refresh().runtime_key.get("id", "")

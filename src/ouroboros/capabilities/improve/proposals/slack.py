@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from ouroboros.capabilities.improve.proposals.chat import USAGE, handle_chat
 from ouroboros.capabilities.improve.proposals.loop import ImproveLoop
-from ouroboros.storage.files import flocked, replace_file
+from ouroboros.storage.files import flocked, read_json_file, replace_file
 
 MAX_BODY = 16 * 1024
 
@@ -49,10 +49,13 @@ class ReplayCache:
         """Record ``sig``; True if it was already there (a replay)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with flocked(self.path.with_suffix(".lock"), mode=0o644):
-            seen: dict[str, float] = {}
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                seen = json.loads(self.path.read_text())
-            seen = {k: t for k, t in seen.items() if now - t <= 2 * max_skew_s}
+            seen: dict[str, Any] = {}
+            # the signatures of ten minutes (~100 bytes each); a link, FIFO, huge or torn
+            # file is not the cache's and is replaced: no request may wait on it
+            with contextlib.suppress(OSError):
+                seen = read_json_file(self.path, 64 << 20) or {}
+            seen = {k: t for k, t in seen.items()
+                    if isinstance(t, (int, float)) and now - t <= 2 * max_skew_s}
             if sig in seen:
                 return True
             seen[sig] = now

@@ -19,6 +19,10 @@ from ouroboros.capabilities.improve.proposals.proposal import (
     render_index,
 )
 from ouroboros.capabilities.improve.proposals.repo import TargetRepo, exclusive
+from ouroboros.storage.files import read_text_file, replace_file
+
+#: The most of a proposal file read: a rendered proposal is a few KiB of Markdown.
+MAX_PROPOSAL = 16 << 20
 
 
 class ProposalStore:
@@ -49,9 +53,9 @@ class ProposalStore:
         found = []
         for path in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/*.md")):
             name = path.relative_to(self.root)
-            try:
-                found.append(parse(path.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError, ProposalError) as e:
+            try:  # a link, FIFO or huge file is refused unread (its message names it)
+                found.append(parse(read_text_file(path, MAX_PROPOSAL) or ""))
+            except (OSError, ProposalError) as e:
                 why = e.strerror if isinstance(e, OSError) and e.strerror else e
                 raise UnreadableState(f"proposal file {name} is unreadable: {why}") from None
         return sorted(found, key=lambda p: (p.created, p.id))
@@ -84,8 +88,9 @@ class ProposalStore:
         path = self.root / proposal.relpath
         with exclusive(self.root.with_name(f"{self.root.name}.lock")):  # one git index
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(proposal), encoding="utf-8")
-            (self.root / "index.md").write_text(render_index(self.all()), encoding="utf-8")
+            # renamed over: a link planted under either name is replaced, not written through
+            replace_file(path, render(proposal))
+            replace_file(self.root / "index.md", render_index(self.all()))
             self._git.git("add", "-A", action="commit")
             self._git.git("commit", "-q", "-m", message, action="commit")
             return self._git.rev("HEAD")

@@ -27,12 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from ouroboros.storage.files import read_json_file
 
 from ..embedding import Matrix
 from ..ranking import top_indices
@@ -157,8 +160,11 @@ def _load(directory: Path, tag: str, dim: int) -> tuple[Any, np.ndarray[Any, Any
     """The saved index and its keys, if they belong together and to this model."""
     from usearch.index import Index
 
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    try:  # usearch and numpy open by name: only this index's plain files are given them
+        manifest = read_json_file(directory / "manifest.json", 1 << 20)
+        if manifest is None or not all(_plain(directory / n) for n in ("keys.npy",
+                                                                         "index.usearch")):
+            return None
         if manifest.get("format") != FORMAT or manifest.get("tag") != tag or \
                 manifest.get("dim") != dim:
             return None
@@ -172,3 +178,11 @@ def _load(directory: Path, tag: str, dim: int) -> tuple[Any, np.ndarray[Any, Any
     if len(keys) and not bool(np.all(index.contains(keys))):  # keys.npy of another index
         return None
     return index, keys
+
+
+def _plain(path: Path) -> bool:
+    """A regular file, not a link (a FIFO would block the load, a link read elsewhere)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

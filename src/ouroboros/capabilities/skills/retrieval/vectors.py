@@ -27,7 +27,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ouroboros.storage.files import UnsafeFile, create_new, flocked, replace_file
+from ouroboros.storage.files import (
+    UnsafeFile,
+    create_new,
+    flocked,
+    read_json_file,
+    replace_file,
+)
 
 from ..embedding import Matrix
 from ..ranking import top_indices
@@ -395,10 +401,10 @@ class FileVectorStore(_RowsReader):
         manifest_path = self.root / "manifest.json"
         if not manifest_path.exists():
             return _Rows([], {}, None, 0, empty, 0, signature, self._next_generation())
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:  # about a hundred bytes; huge, not UTF-8 or not an object: rebuild
+            manifest = read_json_file(manifest_path, 1 << 20) or {}
             model_id, dim = str(manifest["model_id"]), int(manifest["dim"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (OSError, KeyError, TypeError, ValueError) as err:
             raise RetrievalError(
                 f"{manifest_path} is unreadable ({err}); delete {self.root} and search again "
                 "to rebuild the index from the store") from err
