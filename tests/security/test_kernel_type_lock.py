@@ -136,6 +136,17 @@ def test_replay_verify_and_snapshots_agree_after_restart(tmp_path: Path) -> None
     rt.close()
 
 
+def _as_written_before_the_type_lock(home: Path, signer: Any) -> None:
+    """Every snapshot rewritten in the form of the runtimes before the type lock (no
+    ``types``), signed as they signed it."""
+    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
+        old = json.loads(data)
+        old.pop("types"), old.pop("replaced_types")
+        raw = canonical_bytes(old)
+        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
+            signer.sign(snapshot_statement(raw)), seq)
+
+
 def test_a_snapshot_written_before_the_type_lock_is_not_trusted_for_types(
         tmp_path: Path) -> None:
     """An old runtime's snapshot (signed, but with no ``types``) must neither fail
@@ -149,12 +160,7 @@ def test_a_snapshot_written_before_the_type_lock_is_not_trusted_for_types(
     home, signer = rt.home, rt.signer
     state_hash = rt.state_hash()
     rt.close()
-    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
-        old = json.loads(data)
-        old.pop("types"), old.pop("replaced_types")
-        raw = canonical_bytes(old)
-        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
-            signer.sign(snapshot_statement(raw)), seq)
+    _as_written_before_the_type_lock(home, signer)
     rt = Runtime.open(home)
     assert rt.snapshot_problems == {}
     assert rt.state_hash() == state_hash
@@ -195,12 +201,7 @@ def test_the_first_open_after_the_upgrade_writes_a_current_snapshot(tmp_path: Pa
                               value={"w": i}, reasoning="tune", author="tuner")
     home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
     rt.close()
-    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
-        old = json.loads(data)
-        old.pop("types"), old.pop("replaced_types")
-        raw = canonical_bytes(old)
-        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
-            signer.sign(snapshot_statement(raw)), seq)
+    _as_written_before_the_type_lock(home, signer)
     first = Runtime.open(home)  # folds from genesis: every snapshot is of the old form
     assert first._last_snapshot == head and first.state_hash() == first.replay().state_hash
     first.close()
@@ -221,12 +222,7 @@ def test_an_open_that_cannot_sign_a_snapshot_still_opens_on_old_snapshots(
                               value={"w": i}, reasoning="tune", author="tuner")
     home, signer = rt.home, rt.signer
     rt.close()
-    for seq, data in sql(home, "SELECT seq, data FROM snapshots"):
-        old = json.loads(data)
-        old.pop("types"), old.pop("replaced_types")
-        raw = canonical_bytes(old)
-        sql(home, "UPDATE snapshots SET data = ?, sig = ? WHERE seq = ?", raw,
-            signer.sign(snapshot_statement(raw)), seq)
+    _as_written_before_the_type_lock(home, signer)
     before = sql(home, "SELECT seq, data FROM snapshots ORDER BY seq")
     monkeypatch.delenv("OURO_KEY_PASSPHRASE")  # the runtime key cannot be loaded now
     with Runtime.open(home) as again:

@@ -675,7 +675,9 @@ class Runtime:
                 # If another writer got in first, the decision still holds unless what it
                 # appended touches this patch's inputs: then the append refuses.
                 stored = self._append(items, state, known,
-                                      still_valid=functools.partial(untouched, sub=sub),
+                                      still_valid=functools.partial(
+                                          untouched, sub=sub,
+                                          applies=outcome.status == "applied"),
                                       unrecorded=[raw(sub.patch_hash)]
                                       if sub.assume_unrecorded else ())
             except RetryAppend:

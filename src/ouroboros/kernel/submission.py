@@ -48,18 +48,22 @@ class SubmitOutcome:
                 "stage": self.stage, "reason": self.reason}
 
 
-def touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
+def touches(kind: str, payload: dict[str, Any], sub: Submission, applies: bool = False
+            ) -> bool:
     """Whether an event another writer appended may change the gates' decision on ``sub``:
     it changed the same target or the kernel's configuration, decided this very patch, or
     moved one of its signers' breakers. Anything else (other targets, capability events,
-    checkpoints) leaves the decision as it was."""
+    checkpoints) leaves the decision as it was. ``applies``: the decision is to apply, and
+    another apply by the same signers only clears their rejection count, which no apply
+    reads (without this, two processes of one author took turns refusing each other)."""
     patch = sub.patch
     if patch is None or payload.get("patch_hash") == sub.patch_hash:
         return True
     subjects = set(sub.subjects)
     if subjects and (subjects.intersection(payload.get("charged", ()))
-                     or subjects.intersection(payload.get("subjects", ()))
-                     or payload.get("subject") in subjects):
+                     or payload.get("subject") in subjects
+                     or (subjects.intersection(payload.get("subjects", ()))
+                         and not (applies and kind == "PatchApplied"))):
         return True
     if kind == "PatchApplied":
         target = str(payload.get("target", ""))
@@ -67,8 +71,8 @@ def touches(kind: str, payload: dict[str, Any], sub: Submission) -> bool:
     return kind == "Genesis"
 
 
-def untouched(seen: list[Item], sub: Submission) -> bool:
-    return not any(touches(kind, payload, sub) for kind, payload in seen)
+def untouched(seen: list[Item], sub: Submission, applies: bool = False) -> bool:
+    return not any(touches(kind, payload, sub, applies) for kind, payload in seen)
 
 
 def hash_of(data: bytes | None) -> str:
