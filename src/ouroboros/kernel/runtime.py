@@ -311,12 +311,15 @@ class Runtime:
         A snapshot is a cache: if it cannot be written (a read-only ledger, a key that
         needs a passphrase, a busy lock), the open goes on without it."""
         try:
-            data = state.to_bytes()
-            self.backend.put_snapshot(Snapshot(state.seq, data,
-                                               self.signer.sign(snapshot_statement(data))))
+            self._put_snapshot(state)
         except Exception:  # never fail an open over a cache
             return
         self._last_snapshot = state.seq
+
+    def _put_snapshot(self, state: KernelState) -> None:
+        data = state.to_bytes()
+        self.backend.put_snapshot(Snapshot(state.seq, data,
+                                           self.signer.sign(snapshot_statement(data))))
 
     def _check_anchors(self) -> None:
         """The ledger must hold every event its signed checkpoints (local and witnesses)
@@ -385,9 +388,7 @@ class Runtime:
 
     def _maybe_snapshot(self) -> None:
         if self._state.seq - self._last_snapshot >= self.snapshot_interval:
-            data = self._state.to_bytes()
-            self.backend.put_snapshot(Snapshot(self._state.seq, data,
-                                               self.signer.sign(snapshot_statement(data))))
+            self._put_snapshot(self._state)
             self.backend.prune_snapshots(self.snapshot_keep, self.snapshot_keep_every)
             self._last_snapshot = self._state.seq
 

@@ -10,11 +10,10 @@ naming the file: an integrity error a reader reports, never a hang or a tracebac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ouroboros.storage.files import UnsafeFile, read_small
+from ouroboros.storage.files import UnsafeFile, read_bounded, read_json_file
 
 from .errors import ToolCorrupt
 
@@ -30,28 +29,26 @@ def read_stored(path: Path, limit: int = MAX_STORED_FILE) -> bytes:
     """``path``'s bytes if it is a regular file (no link followed, a FIFO never waited
     on) of at most ``limit`` bytes; otherwise `ToolCorrupt` naming it."""
     try:
-        data = read_small(path, limit + 1)
-    except UnsafeFile as e:  # a link, FIFO, device or folder (the message names it)
+        data = read_bounded(path, limit)
+    except UnsafeFile as e:  # a link, FIFO, device, folder or too large (it names it)
         raise ToolCorrupt(f"{e}; restore the version's files") from None
     except OSError as e:
         raise ToolCorrupt(f"{path} cannot be read: {e.strerror or e}") from None
     if data is None:
         raise ToolCorrupt(f"{path} is missing; restore the version's files or remove "
                           "the version")
-    if len(data) > limit:
-        raise ToolCorrupt(f"{path} is larger than {limit} bytes: not a file the runtime "
-                          "wrote; restore it or remove the version")
     return data
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     """A version's ``meta.json`` as a JSON object (see `read_stored`)."""
-    data = read_stored(path, MAX_META_BYTES)
     try:
-        meta = json.loads(data)
-    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested past the stack
-        raise ToolCorrupt(f"{path} is not JSON ({type(e).__name__}); restore it or "
-                          "remove the version") from None
-    if not isinstance(meta, dict):
-        raise ToolCorrupt(f"{path} is not a JSON object; restore it or remove the version")
+        meta: dict[str, Any] | None = read_json_file(path, MAX_META_BYTES)
+    except UnsafeFile as e:  # also torn JSON, not UTF-8, not an object (it names it)
+        raise ToolCorrupt(f"{e}; restore the version's files") from None
+    except OSError as e:
+        raise ToolCorrupt(f"{path} cannot be read: {e.strerror or e}") from None
+    if meta is None:
+        raise ToolCorrupt(f"{path} is missing; restore the version's files or remove "
+                          "the version")
     return meta
