@@ -484,7 +484,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
                         help="run one part (suites: the tuning suites only; heldout: the "
-                             "held-out suites: held-out, fresh, fresh2)")
+                             "held-out suites: held-out, fresh, fresh2, fresh3)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes sharing the suite runs (default 1)")
     parser.add_argument("--executor", choices=("process", "ray"), default="process",
@@ -524,13 +524,16 @@ def main() -> None:
     # Held-out suites: the first round's (tuned on afterwards in the second round, so
     # no longer clean), the fresh one, frozen before the second round's engine work.
     # A second fresh suite (fresh2) was frozen before the third round's engine work,
-    # when the first fresh suite's misses were already known.
-    fresh, fresh2 = DATA / "flux_fresh.toml", DATA / "flux_fresh2.toml"
+    # when the first fresh suite's misses were already known. A third (fresh3) was frozen
+    # in the fourth round by a helper who had not read the operators, with several
+    # independent sites per program, so that reaching the optimum needs composition.
+    fresh, fresh2, fresh3 = (DATA / f"flux_{n}.toml" for n in ("fresh", "fresh2", "fresh3"))
     results["fresh_suite_sha256"] = hashlib.sha256(fresh.read_bytes()).hexdigest()
     results["fresh2_suite_sha256"] = hashlib.sha256(fresh2.read_bytes()).hexdigest()
+    results["fresh3_suite_sha256"] = hashlib.sha256(fresh3.read_bytes()).hexdigest()
     tuning = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml")}
     held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh),
-                "fresh2": load_suite(fresh2)}
+                "fresh2": load_suite(fresh2), "fresh3": load_suite(fresh3)}
     suites = {"suites": tuning, "heldout": held_out}.get(args.only or "", {**tuning, **held_out})
     if args.suites:
         suites = {k: v for k, v in suites.items() if k in args.suites.split(",")}
