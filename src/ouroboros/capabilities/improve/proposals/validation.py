@@ -211,19 +211,18 @@ def _changed_file(root: Path, file: Path) -> tuple[Path, str] | None:
     """The regular file a changed path names inside ``root`` and its text, None where
     there is none (deleted; a FIFO, device or folder: not a file a change holds).
 
-    A link is validated by its target only inside the tree: one leading out (to
-    ``~/.ssh/...``, ``/dev/zero``) would have the gate read, and its messages (a YAML or
-    syntax error quotes the line) show, a file of the user's that is no part of the change.
-    At most `MAX_VALIDATED` bytes are read, judged by the size first."""
-    real = file
-    if file.is_symlink():
-        try:
-            real = file.resolve()
-        except (OSError, RuntimeError):  # a loop of links
-            return None
-        if not real.is_relative_to(root.resolve()):
-            raise _NotValidated("a link to outside the tree: not validated (the change "
-                                "must hold the file itself)")
+    A link (the file's, or a folder's on its path) is validated by its target only inside
+    the tree: one leading out (to ``~/.ssh/...``, ``/dev/zero``) would have the gate read,
+    and its messages (a JSON Schema error quotes the offending value) show, a file of the
+    user's that is no part of the change. At most `MAX_VALIDATED` bytes are read, judged by the
+    size first."""
+    try:
+        real = file.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return None
+    if not real.is_relative_to(root.resolve()):
+        raise _NotValidated("a link to outside the tree: not validated (the change must "
+                            "hold the file itself)")
     try:
         data = read_bounded(real, MAX_VALIDATED)
     except DamagedFile:
