@@ -19,26 +19,10 @@ from ouroboros.kernel import Runtime
 from ouroboros.storage.blobs import BlobStore
 
 from .conftest import cases, spec
-from .test_workspace_files_unsafe import _cap
+from .plants import cap_memory, plant
 
 PLANTS = ["fifo", "dev_zero", "link_to_victim", "huge", "directory"]
 DOUBLE = "import json, sys\nprint(json.dumps(2 * json.loads(sys.stdin.read())))\n"
-
-
-def plant(path: Path, how: str, victim: Path) -> None:
-    path.unlink()
-    if how == "fifo":
-        import os
-        os.mkfifo(path)
-    elif how == "dev_zero":
-        path.symlink_to("/dev/zero")
-    elif how == "link_to_victim":
-        path.symlink_to(victim)
-    elif how == "huge":
-        with open(path, "wb") as fh:
-            fh.truncate(3 << 30)  # sparse
-    elif how == "directory":
-        path.mkdir()
 
 
 GET = """
@@ -63,9 +47,9 @@ def test_a_planted_blob_is_a_bad_blob_not_a_hang(tmp_path: Path, how: str) -> No
     path = blobs._path(digest)
     victim = tmp_path / "victim"
     victim.write_bytes(data)  # the right bytes, behind a link
-    plant(path, how, victim)
+    plant(path, how, victim, huge=3 << 30)  # past get's 1 GiB bound
     child = subprocess.run([sys.executable, "-c", GET, str(blobs.root), digest],
-                           capture_output=True, text=True, timeout=30, preexec_fn=_cap)
+                           capture_output=True, text=True, timeout=30, preexec_fn=cap_memory)
     assert child.returncode == 0, (child.stdout, child.stderr[-2000:])
     assert child.stdout.startswith("BAD") and digest in child.stdout, child.stdout
     assert victim.read_bytes() == data
@@ -85,10 +69,10 @@ def test_a_version_reinstalled_from_a_planted_blob_is_corrupt_exit_1(
     digest = version.meta["files"]["src/main.py"]
     rt.close()
     shutil.rmtree(version.path)  # the folder goes: the next reader installs it from blobs
-    plant(home / "blobs" / digest[7:9] / digest[9:], how, tmp_path / "none")
+    plant(home / "blobs" / digest[7:9] / digest[9:], how, huge=3 << 30)
     child = subprocess.run([sys.executable, "-m", "ouroboros", "tool", "run", "double",
                             "--input", "5", "--home", str(home), "--json"],
-                           capture_output=True, text=True, timeout=60, preexec_fn=_cap)
+                           capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
     assert child.returncode == 1, (child.stdout, child.stderr[-2000:])
     assert "blob" in child.stdout and "Traceback" not in child.stderr, child.stdout
     assert not version.path.exists()  # nothing half-installed

@@ -19,7 +19,8 @@ import pytest
 from ouroboros.interfaces.http.tokens import TokenStore
 from serve.live import start
 
-from .test_workspace_files_unsafe import PLANTS, home, plant  # noqa: F401 (a fixture)
+from .plants import PLANTS, cap_memory, plant
+from .test_workspace_files_unsafe import home  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("how", PLANTS)
@@ -67,8 +68,7 @@ def test_the_token_commands_name_a_planted_token_file(
     for args in (("list",), ("new", "two", "--role", "read"), ("revoke", "one")):
         child = subprocess.run([sys.executable, "-m", "ouroboros", "token", *args, "--home",
                                 str(home), "--json"], capture_output=True, text=True,
-                               timeout=30, preexec_fn=lambda: resource.setrlimit(
-                                   resource.RLIMIT_AS, (1 << 31, 1 << 31)))
+                               timeout=30, preexec_fn=cap_memory)
         assert child.returncode == 2, (args, child.stdout, child.stderr[-2000:])
         assert "tokens.json" in json.loads(child.stdout)["error"]["message"]
     assert victim.read_bytes() == tokens.read_bytes() if how == "link_to_victim" else True

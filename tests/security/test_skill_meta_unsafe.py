@@ -6,7 +6,6 @@ and nothing is written through the planted file."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from ouroboros.capabilities.skills.runtimes import Runtimes
 from ouroboros.kernel import Runtime
 
 from .conftest import cases, spec
+from .plants import plant
 
 DOUBLE = "import json, sys\nprint(json.dumps(2 * json.loads(sys.stdin.read())))\n"
 DOUBLE_V2 = "import json, sys\nx = json.loads(sys.stdin.read())\nprint(json.dumps(x + x))\n"
@@ -30,23 +30,12 @@ def _add(store: SkillStore, source: str) -> Any:
                           tests=cases((2, 4), (3, 6))))
 
 
+# this file's names for two of the shared plants (its test ids)
+_NAMES = {"not_json": "torn", "not_an_object": "wrong_shape"}
+
+
 def _plant(meta: Path, how: str, victim: Path) -> None:
-    meta.unlink()
-    if how == "fifo":
-        os.mkfifo(meta)
-    elif how == "dev_zero":
-        meta.symlink_to("/dev/zero")
-    elif how == "link_to_victim":
-        meta.symlink_to(victim)
-    elif how == "huge":
-        with open(meta, "wb") as fh:
-            fh.write(b'{"a": "' + b"x" * (64 << 20) + b'"}')
-    elif how == "not_utf8":
-        meta.write_bytes(b'{"tool_id": "\xff\xfe"}')
-    elif how == "not_json":
-        meta.write_bytes(b"{ torn")
-    elif how == "not_an_object":
-        meta.write_bytes(b"[1, 2, 3]")
+    plant(meta, _NAMES.get(how, how), victim, b"[1, 2, 3]", huge=64 << 20)
 
 
 # Each reader runs in a child with a deadline: a FIFO would block it for ever and

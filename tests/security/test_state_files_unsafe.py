@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_workspace_files_unsafe import PLANTS, _cap, plant
+from .plants import PLANTS, cap_memory, plant
 
 # Each reader in a child: prints what it got; the test checks the answer.
 READER = """
@@ -60,7 +60,7 @@ EXPECT = {"solve_stats": "0 1\n", "build_times": "0\n{'c': 1.0}\n", "schedule": 
 
 def _run(what: str, path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", READER, what, str(path)],
-                          capture_output=True, text=True, timeout=30, preexec_fn=_cap)
+                          capture_output=True, text=True, timeout=30, preexec_fn=cap_memory)
 
 
 @pytest.mark.parametrize("how", PLANTS)
@@ -101,7 +101,7 @@ def test_the_telemetry_cursor_and_a_proposal_file_planted(tmp_path: Path, how: s
     plant(cursor, how, victim, b"")
     child = subprocess.run([sys.executable, "-m", "ouroboros", "telemetry", "collect", "--home",
                             str(home), "--json"], capture_output=True, text=True, timeout=60,
-                           preexec_fn=_cap)
+                           preexec_fn=cap_memory)
     assert child.returncode == 0 and "Traceback" not in child.stderr, \
         (child.stdout, child.stderr[-2000:])
     assert victim.read_text() == "7\n"  # never written through
@@ -115,7 +115,7 @@ def test_the_telemetry_cursor_and_a_proposal_file_planted(tmp_path: Path, how: s
     (month / "0001-x.md").write_text("x")
     plant(month / "0001-x.md", how, victim, b"")
     child = subprocess.run([sys.executable, "-c", PROPOSALS, str(store.root)],
-                           capture_output=True, text=True, timeout=30, preexec_fn=_cap)
+                           capture_output=True, text=True, timeout=30, preexec_fn=cap_memory)
     assert child.returncode == 0, (child.stdout, child.stderr[-2000:])
     assert child.stdout.startswith("UNREADABLE") and "0001-x.md" in child.stdout, child.stdout
     assert victim.read_text() == "7\n"

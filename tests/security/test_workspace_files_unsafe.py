@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -18,38 +17,13 @@ import pytest
 
 from ouroboros.kernel import Runtime
 
-PLANTS = ["fifo", "dev_zero", "link_to_victim", "huge", "not_utf8", "torn", "wrong_shape"]
-
-
-def _cap() -> None:  # in the child: /dev/zero read whole would pass 2 GiB and fail here
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))
+from .plants import PLANTS, plant, run_capped
 
 
 def ouro(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """A CLI run in a child with a deadline (a FIFO would block it for ever) and an
     address-space cap (/dev/zero would fill its memory)."""
-    return subprocess.run([sys.executable, "-m", "ouroboros", *args, "--json"],
-                          capture_output=True, text=True, timeout=30, cwd=cwd,
-                          preexec_fn=_cap)
-
-
-def plant(path: Path, how: str, victim: Path, shape: bytes) -> None:
-    path.unlink(missing_ok=True)
-    if how == "fifo":
-        os.mkfifo(path)
-    elif how == "dev_zero":
-        path.symlink_to("/dev/zero")
-    elif how == "link_to_victim":
-        path.symlink_to(victim)
-    elif how == "huge":
-        with open(path, "wb") as fh:
-            fh.truncate(1 << 30)  # sparse: 1 GiB of NULs costs no disk
-    elif how == "not_utf8":
-        path.write_bytes(b'{"ledger": "\xff\xfe"}\n')
-    elif how == "torn":
-        path.write_bytes(b'{"genesis": "sha256:')
-    elif how == "wrong_shape":
-        path.write_bytes(shape)
+    return run_capped([sys.executable, "-m", "ouroboros", *args, "--json"], cwd=cwd)
 
 
 def _error(child: subprocess.CompletedProcess[str]) -> dict[str, object]:

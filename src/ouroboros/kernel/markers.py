@@ -120,6 +120,7 @@ class Document:
         self._spaced: str | None = None
         self._dense: str | None = None
         self._bounds: tuple[list[int], list[int], list[int], set[int], set[int]] | None = None
+        self._tokens: list[str] = []  # every string's tokens in a row, with _bounds
 
     @property
     def _per_string(self) -> list[tuple[str, ...]]:
@@ -145,16 +146,18 @@ class Document:
             owner: list[int] = []
             spaced: list[int] = []
             compact: list[int] = []
+            tokens: list[str] = []
             s_pos = c_pos = 0
             for i, toks in enumerate(self._per_string):
                 for t in toks:
                     owner.append(i)
                     spaced.append(s_pos)
                     compact.append(c_pos)
+                    tokens.append(t)
                     s_pos += len(t) + 1
                     c_pos += len(t)
-            ends = {c + len(t) for c, t in zip(compact, (t for ts in self._per_string
-                                                          for t in ts), strict=True)}
+            ends = {c + len(t) for c, t in zip(compact, tokens, strict=True)}
+            self._tokens = tokens
             self._bounds = (owner, spaced, compact, set(compact), ends)
         return self._bounds
 
@@ -166,8 +169,10 @@ class Document:
     def find(self, marker: Marker) -> int | None:
         """Index of the string where ``marker`` starts, or None."""
         if marker.family:
+            # the flat token list comes with the boundaries, built once per document: up
+            # to nine families are tried on a text whose anchors hit
             _, _, compact_starts, start_set, end_set = self._boundaries()
-            tokens = [t for ts in self._per_string for t in ts]
+            tokens = self._tokens
             for match in _family_rx(marker.compact).finditer(self.compact):
                 if match.start() in start_set and match.end() in end_set:
                     k = bisect_right(compact_starts, match.start()) - 1

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ouroboros.storage.files import read_bounded, regular_opener
+
 from .candidate import Unchanged, origin_of, spec_from_answer
 from .errors import SkillError, ToolCorrupt, ToolNotFound, ToolRejected
 from .evidence import SkillPolicy
@@ -121,12 +123,23 @@ def history_path(store_root: Path, tool_id: str) -> Path:
     return Path(store_root) / "tools" / tool_id / "history.jsonl"
 
 
+#: The most of a history file read back (one line an LLM attempt, each at most a few KiB).
+MAX_HISTORY = 64 << 20
+
+
 def read_history(store_root: Path, tool_id: str) -> list[dict[str, Any]]:
-    path = history_path(store_root, tool_id)
-    if not path.exists():
+    """The tool's authoring attempts, oldest first; lines that are not a JSON object are
+    skipped.
+
+    Raises:
+        UnsafeFile: ``history.jsonl`` is a link, FIFO, device or folder, or larger than
+            `MAX_HISTORY` (named; never followed, waited on or read whole).
+    """
+    data = read_bounded(history_path(store_root, tool_id), MAX_HISTORY)
+    if data is None:
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line) if line.strip() else None
         except ValueError:
@@ -437,7 +450,7 @@ class ToolAuthor:
         path = history_path(self.store.root, tool_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with open(path, "a+b") as f:
+        with open(path, "a+b", opener=regular_opener) as f:  # never through a planted link
             if f.tell() > 0:  # after a crash mid-append: end the torn line, keep this one whole
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":

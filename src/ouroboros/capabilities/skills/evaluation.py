@@ -12,6 +12,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+from ouroboros.storage.files import UnsafeFile, read_text_file
+
+#: The most of an evaluation set read (the public set's largest file is about 1 MB).
+MAX_EVAL_FILE = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> flo
 
 
 def load_tools(path: Path) -> list[EvalTool]:
-    tools = [EvalTool(**json.loads(line)) for line in _lines(path)]
+    tools = [_make(EvalTool, path, n, row) for n, row in _rows(path)]
     ids = [t.id for t in tools]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: duplicate tool ids")
@@ -63,7 +69,7 @@ def load_tools(path: Path) -> list[EvalTool]:
 
 
 def load_queries(path: Path, tool_ids: set[str] | None = None) -> list[EvalQuery]:
-    queries = [EvalQuery(**json.loads(line)) for line in _lines(path)]
+    queries = [_make(EvalQuery, path, n, row) for n, row in _rows(path)]
     for q in queries:
         if not q.relevant:
             raise ValueError(f"{path}: query {q.id} has no relevant tool")
@@ -73,5 +79,42 @@ def load_queries(path: Path, tool_ids: set[str] | None = None) -> list[EvalQuery
     return queries
 
 
-def _lines(path: Path) -> list[str]:
-    return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+_Row = TypeVar("_Row", EvalTool, EvalQuery)
+
+
+def _make(kind: type[_Row], path: Path, number: int, row: dict[str, Any]) -> _Row:
+    try:
+        return kind(**row)
+    except TypeError as e:  # a missing or unknown field
+        raise ValueError(f"{path}: line {number} is not a {kind.__name__}: {e}") from None
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSON-lines file with their line numbers; anything else is a `ValueError`
+    naming the file (and the line).
+
+    An evaluation set is data the user supplies, not a file of the runtime's: a link is
+    read through (a set kept in a data folder, git-annex or a checkout of another repo),
+    but only to a regular file of at most `MAX_EVAL_FILE` bytes, so a FIFO or device
+    behind the name never blocks the run or fills its memory."""
+    try:
+        text = read_text_file(path, MAX_EVAL_FILE, follow_links=True)
+    except UnsafeFile as e:  # a FIFO, device, folder, too large, not UTF-8: it names it
+        raise ValueError(str(e)) from None
+    except OSError as e:  # a dangling link, a folder we may not read
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    if text is None:
+        raise ValueError(f"{path}: no such file")
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"{path}: line {number} is not JSON ({type(e).__name__})") \
+                from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: line {number} is not a JSON object")
+        rows.append((number, row))
+    return rows

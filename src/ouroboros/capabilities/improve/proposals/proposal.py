@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from ouroboros.capabilities.improve.proposals.repo import proposal_branch
 from ouroboros.capabilities.llm.untrusted import printable
+from ouroboros.storage.files import UnsafeFile, read_bounded
 
 Status = Literal["pending", "approved", "rejected", "blocked", "implemented", "failed", "reverted",
                  "revert_failed"]
@@ -57,17 +58,27 @@ class UnreadableState(ProposalError):
 
 _T = TypeVar("_T")
 
+#: The most of a state file read back (the loop writes a few KiB: one entry a proposal).
+MAX_STATE = 16 << 20
+
 
 def read_state(path: Path, build: Callable[[Any], _T]) -> _T:
-    """``build`` applied to the JSON in ``path``.
+    """``build`` applied to the JSON in ``path``: a regular file of at most `MAX_STATE`
+    bytes (a link, FIFO or device planted there is refused, never followed or waited on).
 
     Raises:
-        UnreadableState: the file cannot be read, is not JSON, or has another shape.
+        UnreadableState: the file is missing, cannot be read, is not JSON, or has another
+            shape.
     """
     try:
-        return build(json.loads(path.read_text(encoding="utf-8")))
+        data = read_bounded(path, MAX_STATE)
+        if data is None:
+            raise FileNotFoundError(2, "no such file")
+        return build(json.loads(data.decode("utf-8")))
     except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError,
             RecursionError) as e:
+        if isinstance(e, UnsafeFile):  # a link, FIFO, device, folder or huge: it names it
+            raise UnreadableState(str(e)) from None
         why = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise UnreadableState(f"{path} is unreadable: {why}") from None
 

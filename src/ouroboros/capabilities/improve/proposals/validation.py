@@ -27,6 +27,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from ouroboros.capabilities.improve.proposals.yamledit import load_yaml
+from ouroboros.storage.files import DamagedFile, UnsafeFile, read_bounded
 
 _HERE = SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -177,19 +178,59 @@ def validate_tree(root: Path, paths: Sequence[str],
     """
     checks: list[Check] = []
     for path in paths:
-        file = root / path
-        if not file.is_file():
+        if not path.endswith((".yaml", ".yml", ".json", ".py", ".sh")):
             continue
+        try:
+            found = _changed_file(root, root / path)
+        except _NotValidated as e:
+            checks.append(Check("read", path, False, str(e)))
+            continue
+        if found is None:
+            continue
+        file, text = found
         if path.endswith((".yaml", ".yml")):
-            checks.extend(_validate_yaml(path, _text(file), schemas))
+            checks.extend(_validate_yaml(path, text, schemas))
         elif path.endswith(".json"):
-            checks.extend(_validate_json(path, _text(file), schemas))
+            checks.extend(_validate_json(path, text, schemas))
         elif path.endswith(".py"):
             checks.append(_validate_python(path, file))
-        elif path.endswith(".sh"):
+        else:
             checks.append(_validate_shell(path, file, root))
     return ValidationReport(tuple(checks))
 
 
-def _text(file: Path) -> str:
-    return file.read_text(encoding="utf-8", errors="replace")
+#: The most of a changed file validated (configuration and scripts: a few KiB to a few MiB).
+MAX_VALIDATED = 16 << 20
+
+
+class _NotValidated(Exception):
+    """A changed file the gate will not read: it fails the gate, saying why."""
+
+
+def _changed_file(root: Path, file: Path) -> tuple[Path, str] | None:
+    """The regular file a changed path names inside ``root`` and its text, None where
+    there is none (deleted; a FIFO, device or folder: not a file a change holds).
+
+    A link (the file's, or a folder's on its path) is validated by its target only inside
+    the tree: one leading out (to ``~/.ssh/...``, ``/dev/zero``) would have the gate read,
+    and its messages (a JSON Schema error quotes the offending value) show, a file of the
+    user's that is no part of the change. At most `MAX_VALIDATED` bytes are read, judged by the
+    size first."""
+    try:
+        real = file.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return None
+    if not real.is_relative_to(root.resolve()):
+        raise _NotValidated("a link to outside the tree: not validated (the change must "
+                            "hold the file itself)")
+    try:
+        data = read_bounded(real, MAX_VALIDATED)
+    except DamagedFile:
+        raise _NotValidated(f"larger than {MAX_VALIDATED} bytes: not validated") from None
+    except UnsafeFile:  # a FIFO, device or folder
+        return None
+    except OSError as e:
+        raise _NotValidated(f"cannot be read ({e.strerror or e}): not validated") from None
+    if data is None:
+        return None
+    return real, data.decode("utf-8", errors="replace")

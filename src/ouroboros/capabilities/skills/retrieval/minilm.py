@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ouroboros.storage.files import UNBOUNDED, flocked
+from ouroboros.storage.files import UNBOUNDED, UnsafeFile, flocked, read_bounded
 
 from ..embedding import EmbeddingError, Matrix, ProcessWide, normalise
 
@@ -83,12 +83,30 @@ def cache_dir() -> Path:
     return Path(base) / "ouroboros" / "models"
 
 
+#: The most of an upstream file read (model.safetensors is 90.9 MB, tokenizer.json 466 KB)
+#: and of the cached int8 model (23 MB).
+MAX_MODEL_FILE = 256 << 20
+
+
+def _source_bytes(path: Path, limit: int = MAX_MODEL_FILE) -> bytes:
+    """An upstream file's bytes. The weights are installed files or a folder the user
+    names (`OURO_MINILM_DIR`): a link is read through, but only to a regular file of at
+    most ``limit`` bytes, so a FIFO or device there never blocks a search or fills memory."""
+    try:
+        raw = read_bounded(path, limit, follow_links=True)
+    except UnsafeFile as e:  # a FIFO, device, folder or too large: it names it
+        raise EmbeddingError(str(e)) from None
+    except OSError as e:
+        raise EmbeddingError(f"{path} cannot be read: {e.strerror or e}") from None
+    if raw is None:
+        raise EmbeddingError(f"{path} is missing")
+    return raw
+
+
 def _checked(path: Path, want: str) -> bytes:
     """The file's bytes if they are upstream's: read once, so what was hashed is what is
     used (a file swapped between a check and a second read went in unchecked)."""
-    if not path.is_file():
-        raise EmbeddingError(f"{path} is missing")
-    raw = path.read_bytes()
+    raw = _source_bytes(path)
     got = hashlib.sha256(raw).hexdigest()
     if got != want:
         raise EmbeddingError(f"{path} is not upstream's file (sha256 {got[:16]}..., "
@@ -99,10 +117,8 @@ def _checked(path: Path, want: str) -> bytes:
 def _checked_config(path: Path) -> dict[str, Any]:
     """config.json's values that the graph is built from, refused unless upstream's."""
     try:
-        config = json.loads(path.read_bytes())
-    except FileNotFoundError as e:
-        raise EmbeddingError(f"{path} is missing") from e
-    except (OSError, ValueError) as e:
+        config = json.loads(_source_bytes(path, 1 << 20))
+    except (ValueError, RecursionError) as e:
         raise EmbeddingError(f"{path} is not upstream's config: {e}") from e
     if not isinstance(config, dict):
         raise EmbeddingError(f"{path} is not upstream's config: not a JSON object")
@@ -284,9 +300,33 @@ def _made_by_us(path: Path) -> None:
     """A cached model must be this user's (or root's, e.g. built into a system image): in a
     shared cache directory another local user could plant one made to pass the reference
     check, which catches a broken model, not a crafted one."""
-    owner = path.stat().st_uid
+    owner = path.lstat().st_uid
     if owner not in (os.getuid(), 0):
         raise EmbeddingError(f"{path} belongs to another user (uid {owner})")
+
+
+def _cached_model(path: Path) -> bytes:
+    """The cached model's bytes, for ONNX Runtime to load from memory: the file this
+    process built, so a regular file only (a link, FIFO, device or folder planted in the
+    cache directory is refused, never followed or waited on) of at most `MAX_MODEL_FILE`
+    bytes, and this user's or root's (`_made_by_us`, checked after the read: another
+    user cannot give this user a file, so a name that is this user's then was so when
+    read).
+
+    Raises:
+        EmbeddingError: any of those (named): the caller rebuilds the model, which
+            renames a new file over the planted entry.
+    """
+    try:
+        raw = read_bounded(path, MAX_MODEL_FILE)
+    except UnsafeFile as e:  # it names the file
+        raise EmbeddingError(str(e)) from None
+    except OSError as e:
+        raise EmbeddingError(f"{path} cannot be read: {e.strerror or e}") from None
+    if raw is None:
+        raise EmbeddingError(f"{path} is missing")
+    _made_by_us(path)
+    return raw
 
 
 def model_file(cache: Path | None = None) -> Path:
@@ -343,9 +383,7 @@ class MiniLMEmbedder:
                             f"cannot build the MiniLM model in {self.path.parent} ({e}); set "
                             f"OURO_MODEL_CACHE to a directory this process can write") from e
                 try:
-                    if attempt == "cached":
-                        _made_by_us(self.path)
-                    session = self._session_for(self.path)
+                    session = self._session_for(self.path, _cached_model(self.path))
                     self._session = session
                     worst = self.reference_check()
                 except EmbeddingError as e:
@@ -363,7 +401,8 @@ class MiniLMEmbedder:
                 log.warning("rebuilding %s: reference cosine %.4f", self.path, worst)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _session_for(self, path: Path) -> Any:
+    def _session_for(self, path: Path, model: bytes) -> Any:
+        """An ONNX Runtime session on ``model`` (the bytes of ``path``, named in errors)."""
         ort = self._ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -372,7 +411,7 @@ class MiniLMEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             raise EmbeddingError(f"onnxruntime cannot load {path}: {e}") from e
 

@@ -28,11 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ouroboros.storage.files import UnsafeFile, read_bounded
+
 from ..embedding import EmbeddingError, Matrix, ProcessWide
 from .pieces import UNKNOWN, PieceTokenizer
 
 DATA_FILE = "static_e5.npz"
 SIF_A = 1e-4  # smaller a = stronger down-weighting of frequent pieces (tuning half only)
+#: The most of a table read from a path (the shipped one is 13 MB).
+MAX_TABLE = 256 << 20
 
 
 class StaticEmbedder:
@@ -46,16 +50,23 @@ class StaticEmbedder:
         try:
             if path is None:
                 raw = resources.files(__package__).joinpath(DATA_FILE).read_bytes()
-            else:
-                raw = Path(path).read_bytes()
+            else:  # a table the caller names: through a link, only to a bounded regular file
+                named = read_bounded(path, MAX_TABLE, follow_links=True)
+                if named is None:
+                    raise EmbeddingError(f"cannot load the static embedding table: {path} "
+                                         "is missing")
+                raw = named
             with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 pieces = [str(p) for p in data["pieces"]]
                 scores = data["scores"].astype(np.float64)
                 quantised = data["vectors"]
                 scale = data["scale"].astype(np.float32)
                 source = str(data["source"])
+        except UnsafeFile as e:  # a FIFO, device, folder or too large: it names it
+            raise EmbeddingError(f"cannot load the static embedding table: {e}") from None
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise EmbeddingError(f"cannot load the static embedding table: {e}") from e
+            raise EmbeddingError(f"cannot load the static embedding table ({path or DATA_FILE}): "
+                                 f"{e}") from e
         if quantised.shape[0] != len(pieces) or quantised.shape[1] != scale.shape[0]:
             raise EmbeddingError("the static embedding table is inconsistent")
         weights = (sif_a / (sif_a + np.exp(scores))).astype(np.float32)
