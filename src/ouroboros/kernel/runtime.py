@@ -760,6 +760,16 @@ class Runtime:
               name: str | None = None, sign_with: Sequence[str] | None = None) -> SubmitOutcome:
         """Delegate ``types`` on ``targets`` to ``threshold`` of the keyring keys ``keys``
         (a ``trust`` patch signed by the root key(s), made against the policy it read)."""
+        if expires is not None:
+            # A delegation expired when granted never works, yet `trust show` lists it and
+            # the operator believes it exists: refuse it before anything is signed.
+            now = self.clock.now()
+            if expires <= now:
+                raise UsageError(f"--expires: expiry {iso(expires)} is not in the future "
+                                 f"(now {iso(now)}); a delegation that expires before it is "
+                                 "granted never works",
+                                 "give a time after now, e.g. 30d, 12h or a later date "
+                                 "such as 2027-01-31")
         ids = dict(self.keyring.public(k) for k in keys)
         name = name or "+".join(keys)
         policy, base = self.read(TRUST_TARGET)
