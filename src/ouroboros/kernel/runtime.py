@@ -111,7 +111,7 @@ def default_gates_config() -> dict[str, Any]:
         "approval": [{"types": ["file"], "targets": ["*"]},
                      {"types": ["skill_review"], "targets": ["*"]}],
         "audit": dict(DEFAULT_AUDIT_CONFIG),
-        "breaker": {"threshold": 3, "cooldown_hours": 48},
+        "breaker": dict(breakers.DEFAULT_BREAKER_CONFIG),
     }
 
 
