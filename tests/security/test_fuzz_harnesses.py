@@ -86,7 +86,7 @@ def test_the_flux_harness_holds_the_wasm_engine_to_the_reference(
         def run(self, *args: object, **kwargs: object) -> object:
             self.runs += 1
             got = super().run(*args, **kwargs)  # type: ignore[arg-type]
-            changed = {"output": got.output + (1,), "channels": got.channels + (0,),
+            changed = {"output": (*got.output, 1), "channels": (*got.channels, 0),
                        "halted": not got.halted, "trap": "bad_jump", "cycles": got.cycles + 1,
                        "steps": got.steps + 1}
             return replace(got, **{self.field: changed[self.field]})

@@ -7,7 +7,7 @@ keys is enforced; nothing but the root key can change the policy.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -221,6 +221,8 @@ def test_the_python_grant_refuses_a_past_expiry_by_the_runtimes_clock(tmp_path: 
         rt.grant(["alice"], types=["prompt"], expires=clock.now() - timedelta(hours=1))
     with pytest.raises(UsageError, match="is not in the future"):
         rt.grant(["alice"], types=["prompt"], expires=clock.now())
+    with pytest.raises(UsageError, match="is not in the future"):  # naive: local time
+        rt.grant(["alice"], types=["prompt"], expires=datetime(2025, 12, 30))
     assert rt.backend.count() == count
     assert rt.grant(["alice"], types=["prompt"],
                     expires=clock.now() + timedelta(seconds=1)).status == "applied"

@@ -771,6 +771,8 @@ class Runtime:
             # A delegation expired when granted never works, yet `trust show` lists it and
             # the operator believes it exists: refuse it before anything is signed.
             now = self.clock.now()
+            if expires.tzinfo is None:  # local time, as `iso` reads it when storing it
+                expires = expires.astimezone()
             if expires <= now:
                 raise UsageError(f"--expires: expiry {iso(expires)} is not in the future "
                                  f"(now {iso(now)}); a delegation that expires before it is "
