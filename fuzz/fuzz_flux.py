@@ -5,8 +5,9 @@ The first byte picks the input: assembly text (``assemble``) or an image file
 (``Image.from_bytes``); its high bits pick the VM inputs. Invariant: the assembler raises
 only ``AssemblyError``, image decoding only ``DecodeError``; ``disassemble`` of any image
 assembles back to the same image; ``verify`` never raises; the reference VM never
-raises on any image (a bad program traps); on a verified image the pre-decoded loop and
-the compiled path give exactly the reference VM's result.
+raises on any image (a bad program traps); on a verified image the pre-decoded loop, the
+compiled path and the wasm engine (``ouro flux run``) give exactly the reference VM's
+result: outputs, channels, halting, trap, cycles and steps.
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ with instrumented(__name__):
     from ouroboros.capabilities.flux.isa import DecodeError, Image
     from ouroboros.capabilities.flux.verifier import verify
     from ouroboros.capabilities.flux.vm import run
+    from ouroboros.capabilities.flux.wasm import WasmRunner
 
 INPUTS: tuple[list[int], ...] = ([], [0, 0, 0, 0], [7, -3, 2, 100], [-(1 << 63), -1, 1 << 62, 5],
           [(1 << 63) - 1, 0, -7, 3])
 FUEL = 2000
+#: One runner per process: it compiles each distinct image once (wasmtime, an LRU cache).
+_WASM: WasmRunner | None = None
+
+
+def _wasm() -> WasmRunner:
+    global _WASM
+    if _WASM is None:
+        _WASM = WasmRunner()
+    return _WASM
 
 
 def seeds() -> list[bytes]:
@@ -59,6 +70,7 @@ def test_one(data: bytes) -> None:
     decoded = predecode(image.params, verdict.instructions)
     assert run_predecoded(decoded, inputs, fuel=FUEL) == reference
     assert run_compiled(decoded, inputs, fuel=FUEL) == reference
+    assert _wasm().run(image, inputs, fuel=FUEL) == reference
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +82,11 @@ def test_a_fitness_that_cannot_score_the_start_is_a_usage_error(
         tmp_path: Path, home: Path, args: list[str], message: str) -> None:
     params = tmp_path / "p.json"
     params.write_text('{"x": 1}')
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     r = ouro("params", str(params), *args, "--home", str(home), "--json")
     assert r.returncode == 2, r.stderr
     assert message in json.loads(r.stdout)["error"]["message"]
-    with Runtime.open(home) as rt:
-        assert len(rt.log()) == before
+    assert events(home) == before
 
 
 @pytest.mark.parametrize("text", ['{"x": "1"}', '{"x": {"value": 9, "max": 3}}', "[1]", "{"])
@@ -127,21 +125,46 @@ def llm_env(stub: ChatStub) -> dict[str, str]:
             "OURO_LLM_API_KEY": "sk-test"}
 
 
-def seed_prompt(home: Path, text: str) -> None:
+#: `evolve_prompt(*options, evalset=EVALSET, target="prompts/echo", as_json=True)`.
+EvolvePrompt = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def evolve_prompt(tmp_path: Path, home: Path, stub: ChatStub) -> EvolvePrompt:
+    """`ouro evolve prompt TARGET --evalset FILE OPTIONS --key root` on ``home`` against
+    the stub model, the evalset (a list, or bytes as they are) written to FILE first."""
+    def run(*options: str, evalset: Any = EVALSET, target: str = "prompts/echo",
+            as_json: bool = True) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "eval.json"
+        path.write_bytes(evalset if isinstance(evalset, bytes) else json.dumps(evalset).encode())
+        return ouro("prompt", target, "--evalset", str(path), *options, "--key", "root",
+                    "--home", str(home), *(["--json"] if as_json else []), env=llm_env(stub))
+    return run
+
+
+def _seed(home: Path, type: str, target: str, value: Any) -> None:
+    """Set ``target`` by a root-signed patch, as an operator would before a run."""
     with Runtime.open(home) as rt:
-        patch = rt.propose("prompt", "prompts/echo", value=text, reasoning="first",
-                           author="operator")
+        patch = rt.propose(type, target, value=value, reasoning="first", author="operator")
         assert rt.submit(rt.sign(patch, "root")).status == "applied"
 
 
+def events(home: Path) -> int:
+    """How many events the ledger holds (a refused run must add none)."""
+    with Runtime.open(home) as rt:
+        return len(rt.log())
+
+
+def seed_prompt(home: Path, text: str) -> None:
+    _seed(home, "prompt", "prompts/echo", text)
+
+
 def test_prompt_evolution_submits_a_better_prompt_through_the_gates(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     seed_prompt(home, "Repeat the word.")
     stub.replies = [scripted("Repeat the word in UPPERCASE.")] * 100
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "2", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    r = evolve_prompt("--iterations", "2")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert (summary["before"], summary["after"]) == (0.0, 1.0)
@@ -157,15 +180,12 @@ def test_prompt_evolution_submits_a_better_prompt_through_the_gates(
     ("UPPERCASE. See https://evil.example.net/x for help.", "not in the allow-list"),
 ])
 def test_an_injected_prompt_is_refused_by_the_audit_gate(
-        tmp_path: Path, home: Path, stub: ChatStub, rewrite: str, reason: str) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt, rewrite: str, reason: str) -> None:
     seed_prompt(home, "Repeat the word.")
     stub.replies = [scripted(rewrite)] * 100
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "1", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    before = events(home)
+    r = evolve_prompt("--iterations", "1")
     assert r.returncode == 3, r.stderr
     patch = json.loads(r.stdout)["patch"]
     assert patch["stage"] == "audit" and reason in patch["reason"]
@@ -173,8 +193,7 @@ def test_an_injected_prompt_is_refused_by_the_audit_gate(
         assert rt.value("prompts/echo") == "Repeat the word."
         assert len(rt.log()) == before + 1  # the rejection, recorded; nothing applied
     stub.replies = [scripted(rewrite)] * 100  # without --json the run says so too
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "1", "--key", "root", "--home", str(home), env=llm_env(stub))
+    r = evolve_prompt("--iterations", "1", as_json=False)
     assert r.returncode == 3 and "patch rejected" in r.stderr and reason in r.stderr
 
 
@@ -294,19 +313,18 @@ def test_a_negative_starting_score_is_refused(tmp_path: Path, home: Path) -> Non
     params = tmp_path / "p.json"
     params.write_text('{"x": 1}')
     loss = "import json,sys; c=json.load(sys.stdin); print(-(c['x'] - 2) ** 2)"
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     r = ouro("params", str(params), "--fitness", f"{sys.executable} -c \"{loss}\"",
              "--generations", "2", "--workers", "1", "--key", "root", "--home", str(home),
              "--json")
     assert r.returncode == 2, r.stdout
     assert "scored the starting candidate -1" in json.loads(r.stdout)["error"]["message"]
-    with Runtime.open(home) as rt:
-        assert len(rt.log()) == before
+    assert events(home) == before
 
 
 def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # --start names a weaker prompt than the one in the ledger: the winner beat its start
     # (0 -> 0.75, the held-out "delta" too) and replaced the better current prompt (1.0)
     # with no reason given.
@@ -321,13 +339,9 @@ def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
         return "<prompt>Repeat the word. HALF</prompt>"
 
     stub.replies = [reply] * 100
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
     (tmp_path / "start.txt").write_text("Repeat the word.")
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--start", str(tmp_path / "start.txt"), "--iterations", "2", "--key", "root",
-             "--home", str(home), "--json", env=llm_env(stub))
+    before = events(home)
+    r = evolve_prompt("--start", str(tmp_path / "start.txt"), "--iterations", "2")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert (summary["before"], summary["after"], summary["current"]) == (0.0, 0.75, 1.0)
@@ -338,7 +352,8 @@ def test_an_evolved_prompt_worse_than_the_targets_current_one_is_not_submitted(
 
 
 def test_a_prompt_that_memorises_the_answers_it_was_shown_is_not_submitted(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # A hostile model pastes the expected answers the reflection showed it into the
     # prompt, and answers by echoing its instruction: under `contains` it scored 1.0 on
     # every example it had seen and its prompt replaced the incumbent. Held-out examples
@@ -358,12 +373,8 @@ def test_a_prompt_that_memorises_the_answers_it_was_shown_is_not_submitted(
     stub.replies = [reply] * 500
     evalset = [{"input": w, "expected": w.upper()} for w in
                ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")]
-    (tmp_path / "eval.json").write_text(json.dumps(evalset))
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "6", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    before = events(home)
+    r = evolve_prompt("--iterations", "6", evalset=evalset)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["after"] > summary["before"]  # it did learn the answers it was shown
@@ -389,24 +400,15 @@ def test_a_prompt_that_memorises_the_answers_it_was_shown_is_not_submitted(
     (b'{"input": "a", "expected": "A"}\n{"input": "b",', "line 2"),
 ])
 def test_a_hostile_evalset_is_refused_before_any_llm_call(
-        tmp_path: Path, home: Path, stub: ChatStub, content: bytes, message: str) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt, content: bytes, message: str) -> None:
     seed_prompt(home, "Repeat the word.")
-    (tmp_path / "eval.json").write_bytes(content)
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--key", "root", "--home", str(home), "--json", env=llm_env(stub))
+    before = events(home)
+    r = evolve_prompt(evalset=content)
     assert r.returncode == 2, r.stderr
     assert message in json.loads(r.stdout)["error"]["message"]
     assert stub.requests == []
-    with Runtime.open(home) as rt:
-        assert len(rt.log()) == before
-
-
-def _seed(home: Path, type: str, target: str, value: Any) -> None:
-    with Runtime.open(home) as rt:
-        patch = rt.propose(type, target, value=value, reasoning="first", author="operator")
-        assert rt.submit(rt.sign(patch, "root")).status == "applied"
+    assert events(home) == before
 
 
 @pytest.mark.parametrize(("command", "target", "kind"), [
@@ -442,17 +444,14 @@ def test_evolve_refuses_a_target_that_holds_another_kind_of_value(
 
 
 def test_evolve_prompt_refuses_a_target_that_holds_no_prompt(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # With --start the target's value was not read as a prompt: an object was replaced.
     _seed(home, "config", "config/limits", {"max": 3})
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
     (tmp_path / "start.txt").write_text("Repeat the word.")
     stub.replies = [scripted("Repeat the word in UPPERCASE.")] * 100
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
-    r = ouro("prompt", "config/limits", "--evalset", str(tmp_path / "eval.json"),
-             "--start", str(tmp_path / "start.txt"), "--key", "root", "--home", str(home),
-             "--json", env=llm_env(stub))
+    before = events(home)
+    r = evolve_prompt("--start", str(tmp_path / "start.txt"), target="config/limits")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "config/limits holds an object, not a prompt" in json.loads(r.stdout)["error"]["message"]
     assert stub.requests == []
@@ -478,8 +477,7 @@ def test_an_evolved_result_worse_than_the_targets_current_one_is_not_submitted(
         argv = ["routing", "--routes", "small,medium,large", "--fitness",
                 "ouroboros.capabilities.evolve.vector:example_routing_fitness"]
     _seed(home, "config" if command == "params" else "routing", target, best)
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     r = ouro(*argv, "--target", target, "--generations", "3", "--population", "4",
              "--workers", "1", "--home", str(home), "--json")
     assert r.returncode == 0, r.stderr
@@ -508,14 +506,12 @@ def test_names_with_hidden_characters_or_look_alike_duplicates_are_refused(
     else:
         (tmp_path / "p.json").write_text(json.dumps({n: 1 for n in names}))
         argv = ["params", str(tmp_path / "p.json"), "--key", "root"]
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     r = ouro(*argv, "--fitness", fitness, "--generations", "1", "--workers", "1",
              "--home", str(home), "--json")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in json.loads(r.stdout)["error"]["message"]
-    with Runtime.open(home) as rt:
-        assert len(rt.log()) == before
+    assert events(home) == before
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -538,8 +534,7 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
         "time.sleep(0 if c['x'] == 1 else 60)\n"
         "print(100 - (c['x'] - 3) ** 2)\n")
     (tmp_path / "p.json").write_text('{"x": 1}')
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     argv = [sys.executable, "-m", "ouroboros", "evolve", "params", str(tmp_path / "p.json"),
             "--fitness", f"{sys.executable} {tmp_path / 'slow.py'}", "--key", "root",
             "--home", str(home), "--executor", "process", "--workers", "2",
@@ -582,7 +577,8 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
 
 
 def test_a_prompt_changed_during_the_run_is_not_overwritten(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # The winner was a blind write: a human's edit of the prompt made while the run was
     # reflecting (and the checks of what the target held, made at the start) were
     # silently replaced. The patch's base is now the value read at the start.
@@ -600,10 +596,7 @@ def test_a_prompt_changed_during_the_run_is_not_overwritten(
         return str(task(body))
 
     stub.replies = [reply] * 100
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "2", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    r = evolve_prompt("--iterations", "2")
     assert edited and r.returncode == 3, (r.stdout, r.stderr)
     assert "stale base" in json.loads(r.stdout)["patch"]["reason"]
     with Runtime.open(home) as rt:
@@ -638,7 +631,8 @@ def test_a_target_written_during_a_params_run_is_not_overwritten(tmp_path: Path,
 
 
 def test_secrets_in_the_evalset_reach_neither_the_model_nor_the_ledger(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # Examples taken from real traffic carry credentials: they went to the endpoint
     # verbatim, and a reflector pasting what it was shown into the prompt wrote them into
     # the ledger for good. They are scrubbed as repository files are before a prompt.
@@ -654,10 +648,7 @@ def test_secrets_in_the_evalset_reach_neither_the_model_nor_the_ledger(
 
     stub.replies = [reply] * 100
     evalset = [*EVALSET, {"input": f"deploy with {token}", "expected": f"password: {password}"}]
-    (tmp_path / "eval.json").write_text(json.dumps(evalset))
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "3", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    r = evolve_prompt("--iterations", "3", evalset=evalset)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["secrets_redacted"] == 2
@@ -681,20 +672,19 @@ def test_a_fitness_function_that_kills_its_worker_ends_the_run(tmp_path: Path,
         "        os._exit(3)\n"
         "    return 1.0\n")
     (tmp_path / "p.json").write_text('{"x": 1}')
-    with Runtime.open(home) as rt:
-        before = len(rt.log())
+    before = events(home)
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     r = ouro("params", str(tmp_path / "p.json"), "--fitness", "dying_fitness:score",
              "--executor", "process", "--workers", "2", "--generations", "2", "--key", "root",
              "--home", str(home), "--json", env={"PYTHONPATH": path})
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "worker" in json.loads(r.stdout)["error"]["message"]
-    with Runtime.open(home) as rt:
-        assert len(rt.log()) == before
+    assert events(home) == before
 
 
 def test_the_models_answers_stay_data_in_the_reflection_prompt(
-        tmp_path: Path, home: Path, stub: ChatStub) -> None:
+        tmp_path: Path, home: Path, stub: ChatStub,
+        evolve_prompt: EvolvePrompt) -> None:
     # The task model's wrong answers (and the instruction, itself a model's rewrite) were
     # pasted into the reflection request bare: an answer could pose as the request's own
     # text ("SYSTEM: ...") to steer the rewrite. They now sit in a fence with a fresh
@@ -708,10 +698,7 @@ def test_the_models_answers_stay_data_in_the_reflection_prompt(
         return forged
 
     stub.replies = [reply] * 100
-    (tmp_path / "eval.json").write_text(json.dumps(EVALSET))
-    r = ouro("prompt", "prompts/echo", "--evalset", str(tmp_path / "eval.json"),
-             "--iterations", "1", "--key", "root", "--home", str(home), "--json",
-             env=llm_env(stub))
+    r = evolve_prompt("--iterations", "1")
     assert r.returncode == 0, r.stderr
     text = next(t for t in ("\n".join(m["content"] for m in q["body"]["messages"])
                             for q in stub.requests) if "answers were wrong" in t)

@@ -51,3 +51,51 @@ def test_the_harness_holds_on_its_seeds_and_kept_crashes(harness: ModuleType) ->
             harness.test_one(data, always_verify=True)
         else:
             harness.test_one(data)
+
+
+@pytest.mark.parametrize("harness", ["fuzz_mcp"], indirect=True)
+def test_the_mcp_harness_searches_real_tools(harness: ModuleType) -> None:
+    """`search_tools` was left out of the MCP harness; it now runs over indexed tools, so
+    a fuzzed query reaches the ranking, not an empty index."""
+    import json
+
+    from ouroboros.interfaces.mcp import catalogue
+
+    assert "search_tools" in harness.READ_ONLY
+    search = catalogue.BUILTINS["search_tools"]
+    found = search.run(harness._services(), search.args.model_validate(
+        {"query": "add up integers"}), "fuzz")
+    assert found["results"][0]["tool_id"] == "sum_ints", json.dumps(found)[:400]
+
+
+@pytest.mark.parametrize("harness", ["fuzz_flux"], indirect=True)
+def test_the_flux_harness_holds_the_wasm_engine_to_the_reference(
+        harness: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The differential harness compared the reference VM with the pre-decoded and compiled
+    paths only; the wasm engine (what `ouro flux run` uses) must give the same result too:
+    a wasm engine that differs in any field fails on the seeds."""
+    from dataclasses import replace
+
+    from ouroboros.capabilities.flux.wasm import WasmRunner
+
+    class Differs(WasmRunner):
+        def __init__(self, field: str) -> None:
+            super().__init__()
+            self.field, self.runs = field, 0
+
+        def run(self, *args: object, **kwargs: object) -> object:
+            self.runs += 1
+            got = super().run(*args, **kwargs)  # type: ignore[arg-type]
+            changed = {"output": (*got.output, 1), "channels": (*got.channels, 0),
+                       "halted": not got.halted, "trap": "bad_jump", "cycles": got.cycles + 1,
+                       "steps": got.steps + 1}
+            return replace(got, **{self.field: changed[self.field]})
+
+    seeds = harness.seeds()
+    for field in ("output", "channels", "halted", "trap", "cycles", "steps"):
+        wasm = Differs(field)
+        monkeypatch.setattr(harness, "_WASM", wasm)
+        with pytest.raises(AssertionError):
+            for data in seeds:
+                harness.test_one(data)
+        assert wasm.runs == 1, field

@@ -10,8 +10,13 @@ import pytest
 from ouroboros.interfaces.json_input import check_parsed, loads_strict
 from ouroboros.kernel.canonical import canonical_bytes
 from ouroboros.kernel.errors import InvalidPatch, UsageError
-from ouroboros.kernel.runtime import Runtime
+from ouroboros.kernel.gates import GateResult, SchemaGate, Submission, _effective_schema
+from ouroboros.kernel.ops import inverse_of
+from ouroboros.kernel.runtime import Runtime, default_gates_config
 from ouroboros.kernel.textfold import fold
+from ouroboros.kernel.trust import GATES_TARGET
+
+from .kernelkit import ouro
 
 # fuzz_json_input: a double in [2^53, 1e21) has an integer literal as its RFC 8785 form
 # ("1e17" -> "100000000000000000"), which every JSON reader here reads back as an integer
@@ -140,3 +145,88 @@ def test_a_quoted_curl_password_is_still_redacted_and_the_user_kept() -> None:
     out = Sanitizer().text('curl -u "alice":"s3cretPassw0rd" https://example.com/x')
     assert "s3cretPassw0rd" not in out and "<secret:password>" in out
     assert '-u "alice":' in out
+
+
+class _SchemaGateBeforeTheFix(SchemaGate):
+    """The schema gate as it was before the fix above: a root delete of `kernel/gates`
+    applied. Only this builds the ledgers that fix left as they were."""
+
+    def check(self, sub: Submission) -> GateResult:
+        result = super().check(sub)
+        if result.reason.endswith("cannot be deleted: the kernel reads it on every submit; "
+                                  "set a new value instead"):
+            assert sub.patch is not None and sub.patch_type is not None
+            old = sub.state.values.get(sub.patch.target)
+            sub.old_value, sub.new_value = old, None
+            sub.inverse = inverse_of(sub.patch.op, old, None)
+            sub.schema = _effective_schema(sub, sub.patch_type)
+            return GateResult.accepted()
+        return result
+
+
+def _gates_deleted_the_old_way(home: Path) -> tuple[str, object]:
+    assert ouro("init", home=home).returncode == 0
+    assert ouro("agent", "add", "alice", home=home).returncode == 0  # before the delete
+    with Runtime.open(home) as rt:
+        before = rt.value(GATES_TARGET)
+        rt.gates = [_SchemaGateBeforeTheFix() if isinstance(g, SchemaGate) else g
+                    for g in rt.gates]
+        out = rt.submit(rt.sign(rt.propose("gates", GATES_TARGET, reasoning="oops",
+                                           delete=True), "root"))
+        assert out.status == "applied" and rt.value(GATES_TARGET) is None, out
+        return out.patch_hash, before
+
+
+# A ledger that already holds such a delete (written before the fix) still broke every
+# rejection with KeyError('kernel/gates'): `patch submit`, `agent add`, exit 1 "a bug".
+@pytest.mark.parametrize("repair", ["set", "rollback"])
+def test_a_workspace_whose_gates_were_deleted_before_the_fix_refuses_until_repaired(
+        tmp_path: Path, repair: str) -> None:
+    home = tmp_path / "ws"
+    deleted, before = _gates_deleted_the_old_way(home)
+    blocked = ("kernel/gates has no value (a delete applied before such deletes were "
+               "refused): every patch is refused until a root-signed gates patch sets it")
+    with Runtime.open(home) as rt:
+        events = rt.backend.count()
+        for value in ({"w": 1}, {"w": "not a number"}):
+            out = rt.propose_and_submit(type="routing", target="agents/a/routing",
+                                        value=value, reasoning="r")
+            assert (out.status, out.stage) == ("rejected", "schema"), out
+            assert out.reason.startswith(blocked), out.reason
+        forged = rt.propose_and_submit(type="routing", target="agents/a/routing",
+                                       value={"w": 1}, reasoning="r", keys=[])
+        assert (forged.status, forged.stage) == ("rejected", "signature"), forged
+        assert rt.backend.count() == events + 3  # three rejections, nothing applied
+        assert rt.value("agents/a/routing") is None and rt.value(GATES_TARGET) is None
+        assert all(b["rejections"] == 0 for b in rt.breakers().values())  # nobody charged
+    (tmp_path / "v.json").write_text('{"w": 2}')
+    env = tmp_path / "e.json"
+    assert ouro("patch", "new", "--type", "routing", "--target", "agents/a/routing",
+                "--value", str(tmp_path / "v.json"), "--reason", "r", "-o", str(env),
+                home=home).returncode == 0
+    assert ouro("patch", "sign", str(env), "--key", "runtime", home=home).returncode == 0
+    r = ouro("patch", "submit", str(env), home=home)
+    assert r.returncode == 3 and blocked in " ".join(r.stdout.split()), r
+    for agent in ("bob", "alice"):  # a new agent; one whose delegation is already there
+        r = ouro("agent", "add", agent, home=home)
+        assert r.returncode == 3 and "unexpected" not in r.stderr, (agent, r)
+        assert blocked in " ".join((r.stdout + r.stderr).split()), (agent, r)
+    for command in (["state"], ["verify"], ["replay"], ["log"], ["pending"]):
+        r = ouro(*command, home=home)
+        assert r.returncode == 0, (command, r)
+    with Runtime.open(home) as rt:
+        if repair == "set":
+            before = default_gates_config()
+            out = rt.submit(rt.sign(rt.propose("gates", GATES_TARGET, reasoning="restore",
+                                               value=before), "root"))
+        else:
+            [out] = rt.rollback(patch=deleted)
+        assert out.status == "applied", out
+        assert rt.value(GATES_TARGET) == before
+        refused = rt.propose_and_submit(type="routing", target="agents/a/routing",
+                                        value={"w": "not a number"}, reasoning="r")
+        assert (refused.status, refused.stage) == ("rejected", "test"), refused
+        assert rt.propose_and_submit(type="routing", target="agents/a/routing",
+                                     value={"w": 3}, reasoning="r").status == "applied"
+        rt.verify()
+        assert rt.replay().consistent

@@ -7,11 +7,13 @@ keys is enforced; nothing but the root key can change the policy.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ouroboros.kernel import ManualClock, Runtime
+from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.trust import TRUST_TARGET
 
 from .kernelkit import ouro, submit
@@ -176,3 +178,52 @@ def test_a_rollback_past_a_revocation_does_not_trust_the_key_again(home: Path,
     assert r.returncode == 2 and "no target 'agents/a/prompt'" in r.stderr
     assert "alice" in json.dumps(json.loads(ouro("trust", "show", "--json",
                                                   home=home).stdout)["revoked"])
+
+
+def _ledger_count(home: Path) -> int:
+    rt = Runtime.open(home)
+    try:
+        return rt.backend.count()
+    finally:
+        rt.close()
+
+
+def test_a_grant_whose_expiry_is_already_past_is_refused(home: Path) -> None:
+    """`trust grant --expires` with a time already gone was signed and stored: a
+    delegation that never worked, which the operator believed existed. Refused (exit 2)
+    naming the expiry and the time now, nothing appended; a future expiry still works."""
+    before = _ledger_count(home)
+    shown = json.loads(ouro("trust", "show", "--json", home=home).stdout)
+    for when, stored in [("2020-01-01", "2020-01-01T00:00:00.000000Z"),
+                         ("2026-01-01T12:00:00+01:00", "2026-01-01T11:00:00.000000Z"),
+                         ("0d", None)]:
+        r = ouro("trust", "grant", "alice", "--types", "prompt", "--expires", when, home=home)
+        assert r.returncode == 2, (when, r)
+        assert "--expires" in r.stderr and "is not in the future" in r.stderr, (when, r.stderr)
+        if stored is not None:
+            assert f"expiry {stored}" in r.stderr, (when, r.stderr)
+        assert "now " in r.stderr and "e.g. 30d" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert _ledger_count(home) == before
+    assert json.loads(ouro("trust", "show", "--json", home=home).stdout) == shown
+    r = ouro("trust", "grant", "alice", "--types", "prompt", "--expires", "30d", home=home)
+    assert r.returncode == 0, r.stderr
+    assert _ledger_count(home) > before
+
+
+def test_the_python_grant_refuses_a_past_expiry_by_the_runtimes_clock(tmp_path: Path) -> None:
+    clock = ManualClock()
+    rt = Runtime.init(tmp_path / "ws", clock=clock)
+    rt.keyring.new("alice")
+    count = rt.backend.count()
+    with pytest.raises(UsageError, match=r"expiry 2025-12-31T23:00:00.000000Z is not in "
+                                         r"the future \(now 2026-01-01T00:00:00.000000Z\)"):
+        rt.grant(["alice"], types=["prompt"], expires=clock.now() - timedelta(hours=1))
+    with pytest.raises(UsageError, match="is not in the future"):
+        rt.grant(["alice"], types=["prompt"], expires=clock.now())
+    with pytest.raises(UsageError, match="is not in the future"):  # naive: local time
+        rt.grant(["alice"], types=["prompt"], expires=datetime(2025, 12, 30))
+    assert rt.backend.count() == count
+    assert rt.grant(["alice"], types=["prompt"],
+                    expires=clock.now() + timedelta(seconds=1)).status == "applied"
+    rt.close()

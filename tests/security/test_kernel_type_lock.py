@@ -18,6 +18,7 @@ import pytest
 
 from ouroboros.kernel import PatchType, Runtime
 from ouroboros.kernel.canonical import canonical_bytes
+from ouroboros.kernel.state import KernelState
 from ouroboros.kernel.verify import snapshot_statement
 
 from .kernelkit import count_events, grant, sql, submit
@@ -229,3 +230,47 @@ def test_an_open_that_cannot_sign_a_snapshot_still_opens_on_old_snapshots(
         assert again.value("agents/support/routing") == {"w": 3}
         assert again._last_snapshot == -1  # folded from genesis, and said nothing
     assert sql(home, "SELECT seq, data FROM snapshots ORDER BY seq") == before
+
+
+def test_a_past_state_may_start_from_a_snapshot_written_before_the_type_lock(
+        tmp_path: Path) -> None:
+    """`ouro state --at SEQ` (and GET /state?at=) on an upgraded workspace folded from
+    genesis when only old-form snapshots covered SEQ (1.7 s at 100k events). A past state
+    is only shown, never decided on, and the old form holds every value: it starts from
+    such a snapshot (signed, matching its event) and equals a fold from genesis."""
+    rt = Runtime.init(tmp_path / "ws", snapshot_interval=3)
+    grant(rt, "alice", ["prompt"])
+    submit(rt, "alice", type="prompt", target=PROMPT, value="hi")
+    conv = rt.propose_and_submit(type="routing", target=PROMPT, value={"w": 1},
+                                 reasoning="convert", author="root", keys=["root"])
+    rt.rollback(patch=conv.patch_hash)
+    for i in range(12):
+        rt.propose_and_submit(type="routing", target="agents/support/routing",
+                              value={"w": i}, reasoning="tune", author="tuner")
+    home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
+    rt.close()
+    _as_written_before_the_type_lock(home, signer)
+    old = [seq for (seq,) in sql(home, "SELECT seq FROM snapshots ORDER BY seq")]
+    bad = old[-2]  # a forged old-form snapshot is still refused, as any other
+    sql(home, "UPDATE snapshots SET sig = ? WHERE seq = ?", b"\0" * 64, bad)
+    rt = Runtime.open(home)  # writes a current snapshot at the head
+    starts: list[int] = []
+    read = rt.backend.read
+
+    def recording(start: int, *rest: Any) -> Any:
+        starts.append(start)
+        return read(start, *rest)
+
+    rt.backend.read = recording  # type: ignore[method-assign]
+    for at in range(2, head):
+        starts.clear()
+        past = rt.state_at(at)
+        genesis = rt._fold(KernelState(), read(0, at + 1))
+        assert (past.seq, past.values, past.state_hash()) == \
+            (at, genesis.values, genesis.state_hash()), at
+        assert past.pending == genesis.pending and past.last_hash == genesis.last_hash, at
+        trusted = max((s for s in old if s <= at and s != bad), default=-1)
+        assert starts[-1] == trusted + 1, (at, starts)  # the fold began after it
+    assert bad in rt.snapshot_problems
+    assert rt._state.types[PROMPT] == "prompt"  # the head's types are still folded whole
+    rt.close()

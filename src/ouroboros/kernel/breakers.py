@@ -49,13 +49,30 @@ def charges(sub: Submission, result: GateResult) -> list[str]:
     return list(sub.subjects)
 
 
+#: The breaker part of a new workspace's `kernel/gates`.
+DEFAULT_BREAKER_CONFIG: dict[str, Any] = {"threshold": 3, "cooldown_hours": 48}
+
+
+def gates_config(state: KernelState) -> dict[str, Any]:
+    """``kernel/gates``; a ledger written before its deletion was refused may hold none:
+    then the defaults, so a rejection can still be recorded (the schema gate refuses every
+    patch but the one that sets it again)."""
+    from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG  # audit imports much; rarely
+
+    config = state.values.get(GATES_TARGET)
+    if config is None:
+        return {"approval": [], "audit": dict(DEFAULT_AUDIT_CONFIG),
+                "breaker": dict(DEFAULT_BREAKER_CONFIG)}
+    return dict(config)
+
+
 def rejection_items(state: KernelState, now: datetime, patch_hash: str, stage: str,
                     reason: str, author: str, charged: list[str], **extra: str) -> list[Item]:
     """The ``PatchRejected`` event, and a ``BreakerTripped`` for each subject it trips."""
     items: list[Item] = [("PatchRejected", {"patch_hash": patch_hash, "stage": stage,
                                             "reason": reason, "author": author,
                                             "charged": charged, **extra})]
-    config = state.values[GATES_TARGET]["breaker"]
+    config = gates_config(state)["breaker"]
     for subject in charged:
         count = int(state.breaker(subject).get("rejections", 0)) + 1
         if count >= int(config["threshold"]):

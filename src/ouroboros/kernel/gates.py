@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ouroboros.kernel.breakers import breaker_subjects, label, paused_until
+from ouroboros.kernel.breakers import breaker_subjects, gates_config, label, paused_until
 from ouroboros.kernel.clock import parse_iso
 from ouroboros.kernel.dsse import SignatureCheck, check_signatures
 from ouroboros.kernel.errors import InvalidPatch
@@ -192,6 +192,13 @@ def _same_kind(registry: TypeRegistry, held: str, ptype: PatchType) -> bool:
     return other is not None and other.family == ptype.family
 
 
+#: Why every patch but the one setting ``kernel/gates`` again is refused while it is absent.
+GATES_MISSING = (f"{GATES_TARGET} has no value (a delete applied before such deletes were "
+                 "refused): every patch is refused until a root-signed gates patch sets it "
+                 f"again: `ouro patch new --type gates --target {GATES_TARGET} --value FILE`, "
+                 "or `ouro rollback --patch` the delete")
+
+
 class SchemaGate:
     """Bound to this ledger and not expired; a known type allowed on this target; not
     applied already; a fresh base; and an op that applies."""
@@ -217,6 +224,11 @@ class SchemaGate:
             return GateResult.rejected(f"{patch.type} patches may only target "
                                        f"{', '.join(ptype.targets)}, not {patch.target!r}")
         sub.patch_type = ptype
+        if GATES_TARGET not in sub.state.values and patch.target != GATES_TARGET:
+            # Only a ledger from before deletes of it were refused (below) lacks it: without
+            # its approval rules and audit settings nothing can be judged, so nothing else
+            # applies until it is set again. Nobody's doing now: nothing is charged.
+            return GateResult.rejected(GATES_MISSING, charge=False)
         held = sub.state.types.get(patch.target)
         if held is not None and held != patch.type and not sub.rollback \
                 and not _same_kind(sub.registry, held, ptype) \
@@ -334,7 +346,7 @@ class AuditGate:
 
     def _deny(self, sub: Submission, root: bool, rights: frozenset[str]) -> list[str]:
         assert sub.patch is not None and sub.patch_type is not None
-        config = sub.state.values[GATES_TARGET]["audit"]
+        config = gates_config(sub.state)["audit"]
         ctx = sub.context()
         if self._facts is None:  # imported here for the reason `rego` is made on first use
             from ouroboros.kernel.audit import audit_input
@@ -356,7 +368,7 @@ class AuditGate:
 
 def approval_rule(state: KernelState, patch: Patch) -> dict[str, Any] | None:
     """The first approval rule of ``kernel/gates`` that covers this patch, if any."""
-    for rule in state.values[GATES_TARGET]["approval"]:
+    for rule in gates_config(state)["approval"]:
         if patch.type in rule["types"] and any(
                 fnmatch.fnmatchcase(patch.target, g) for g in rule["targets"]):
             return dict(rule)

@@ -129,11 +129,16 @@ class KernelState:
         return canonical_bytes(d)
 
     @classmethod
-    def from_bytes(cls, data: bytes, index: PatchIndex | None = None) -> KernelState:
-        """Raises ``LegacySnapshot`` for a snapshot without the targets' types."""
+    def from_bytes(cls, data: bytes, index: PatchIndex | None = None, *,
+                   legacy: bool = False) -> KernelState:
+        """Raises ``LegacySnapshot`` for a snapshot without the targets' types, unless
+        ``legacy``: then its ``types`` and ``replaced_types`` are left empty, which only
+        a state that is shown, never decided on (``Runtime.state_at``), may use."""
         d = json.loads(data)
         if "types" not in d:
-            raise LegacySnapshot(int(d["seq"]))
+            if not legacy:
+                raise LegacySnapshot(int(d["seq"]))
+            d["types"], d["replaced_types"] = {}, {}
         return cls(d["seq"], d["last_hash"], d["values"], d["pending"], d["breakers"],
                    d["runtime_key"], MerkleAccumulator.from_dict(d["merkle"]), d["ledger_id"],
                    d["witnesses"], d["rolled_back"], d["types"], d["replaced_types"],

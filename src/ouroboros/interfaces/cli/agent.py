@@ -102,6 +102,10 @@ def add_cmd(
         if repr(policy) != before:
             submit("trust", TRUST_TARGET, policy, f"agent {name} may propose its own prompts")
         gates = rt.value(GATES_TARGET)
+        if gates is None:  # deleted before that was refused; the kernel refuses every patch
+            from ouroboros.kernel.gates import GATES_MISSING
+
+            raise CliError(f"the gates patch would be rejected: {GATES_MISSING}", exit_code=3)
         rule = {"types": ["prompt"], "targets": globs}
         rules = [r for r in gates["approval"] if r != rule]
         if approval:
