@@ -25,7 +25,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_tool_add_of_a_missing_directory_is_a_usage_error(home: Path) -> None:
-    r = run("tool", "add", "/nonexistent", "--json", "--home", str(home))
+    r = run("tool", "add", str(home.parent / "missing"), "--json", "--home", str(home))
     assert r.code == 2 and r.json()["error"]["code"] == "not_found" and r.stderr == ""
     assert run("tool", "list", "--json", "--home", str(home)).json() == []
 
