@@ -26,6 +26,14 @@ from ouroboros.capabilities.improve.intake import token_shapes as shapes
 from ouroboros.capabilities.improve.intake.placeholders import KNOWN_PLACEHOLDERS, family
 from ouroboros.capabilities.improve.intake.plain_tokens import TRAILING, classify
 
+#: What follows the local part of an address written out: `` at example dot org``,
+#: ``[at]example[dot]org``, ``(@)example.org``.
+_SPELT_DOMAIN = (
+    r"\s*(?i:\[at\]|\(at\)|\{at\}|<at>|\[@\]|\(@\))\s*[A-Za-z0-9\-]{1,63}+"
+    r"(?:\s*(?i:\[dot\]|\(dot\)|\{dot\}|<dot>)\s*[A-Za-z0-9\-]{1,63}+|\.[A-Za-z0-9\-]{1,63}+)+"
+    r"|\s+(?i:at)\s+[A-Za-z0-9\-]{1,63}+(?:\s+(?i:dot)\s+[A-Za-z0-9\-]{1,63}+)+"
+)
+_AFTER_LOCAL_PART = re.compile(_SPELT_DOMAIN)
 # Lookaheads treat "<" like a letter: a placeholder may later stand where a letter was,
 # and a second pass must make the same decisions as the first (idempotence).
 _MAIN = re.compile(
@@ -35,10 +43,7 @@ _MAIN = re.compile(
     r"|(?P<url>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>`]*)"
     r"|(?P<email>(?<![\w.%+\-])(?!-)[\w.+\-]{1,64}+(?:@|%40|&#0*64;|&#[xX]0*40;|&commat;)"
     r"[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+)*+)"
-    r"|(?P<obfuscated>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:"
-    r"\s*(?i:\[at\]|\(at\)|\{at\}|<at>|\[@\]|\(@\))\s*[A-Za-z0-9\-]{1,63}+"
-    r"(?:\s*(?i:\[dot\]|\(dot\)|\{dot\}|<dot>)\s*[A-Za-z0-9\-]{1,63}+|\.[A-Za-z0-9\-]{1,63}+)+"
-    r"|\s+(?i:at)\s+[A-Za-z0-9\-]{1,63}+(?:\s+(?i:dot)\s+[A-Za-z0-9\-]{1,63}+)+))"
+    r"|(?P<obfuscated>(?<![\w.%+\-])[\w.+\-]{1,64}+(?:" + _SPELT_DOMAIN + "))"
     r"|(?P<compared>(?P<q>[\"'`])(?P<cv>(?:(?!(?P=q))[^\n]){1,300})(?P=q)"
     r"(?P<cop>\s*[!=]==?\s*)(?=@?(?P<ck>[\w.\-]{1,60})))"
     r"|(?P<word>[A-Za-z]{1,24}+(?=[ \t\n]|\Z))"
@@ -276,6 +281,14 @@ class Scan:
         value = match.group()
         core = value.rstrip(TRAILING)
         self._emit("path")
+        return self._path_end(match, value, core)
+
+    def _path_end(self, match: re.Match[str], value: str, core: str) -> int:
+        """After a replaced path: a written-out domain right after it (``/x=bob at example
+        dot org``) belongs to an address whose local part the path took, and goes too."""
+        domain = _AFTER_LOCAL_PART.match(self.text, match.end()) if core == value else None
+        if domain is not None:
+            return domain.end()
         self.out.append(value[len(core) :])
         return match.end()
 
@@ -287,8 +300,7 @@ class Scan:
         ):
             return self._keep(match)
         self._emit("path")
-        self.out.append(value[len(core) :])
-        return match.end()
+        return self._path_end(match, value, core)
 
     def _url(self, match: re.Match[str]) -> int:
         url = match.group()
@@ -408,7 +420,7 @@ class Scan:
             if (
                 not judged
                 and classify(token)[1] not in (None, "n")
-                and not self._structure_beyond(start + split_end, end)
+                and not self._structure_beyond_a_separator(token, start, end)
             ):  # a blob with a "=" or ":" in it ("a-0bge_854a=ese/yn3…"), not name=value
                 self._emit_classified(token)
                 return end
@@ -562,8 +574,13 @@ class Scan:
             self._emit_quoted(raw, "n") if quoted else self._emit("n")
             return finish
         final = f"secret:{self._name(value) or label}"
-        self._emit_quoted(raw, final) if quoted else self._emit(final)
-        return finish
+        if quoted:
+            self._emit_quoted(raw, final)
+            return finish
+        self._emit(final)
+        # "pw=PASSWORD=bob at example dot org": the value was an address's local part.
+        domain = _AFTER_LOCAL_PART.match(self.text, finish)
+        return finish if domain is None else domain.end()
 
     def _structure_beyond(self, at: int, end: int) -> bool:
         """An address, URL or number starts at ``at`` and runs to ``end`` or past it
@@ -574,6 +591,17 @@ class Scan:
             and structure.lastgroup in _STRUCTURES
             and structure.end() >= end
         )
+
+    def _structure_beyond_a_separator(self, token: str, start: int, end: int) -> bool:
+        """``_structure_beyond`` after any of the token's first eight separators: in
+        ``x0Q=PASSWORD=bob at example dot org`` the address follows the second one, and
+        reading the token as one blob kept its spelt-out domain."""
+        for i, sep in enumerate(_SEPARATOR.finditer(token)):
+            if i == 8:
+                break
+            if self._structure_beyond(start + sep.end(), end):
+                return True
+        return False
 
     def _structure_covering(self, begin: int, raw: str) -> int:
         """Does an e-mail address, URL, IP, path, number … start the value and cover it?

@@ -13,7 +13,10 @@ itself to the detectors. ``fold`` therefore
 3. maps look-alike Cyrillic/Greek letters to Latin inside words that also contain
    Latin letters (a TR39 skeleton for the scripts that matter here; words written
    wholly in another script are left alone);
-4. replaces lone surrogates, which cannot be stored as UTF-8, with U+FFFD.
+4. replaces lone surrogates, which cannot be stored as UTF-8, with U+FFFD;
+5. writes the HTML spellings of ``@`` that end in ``;`` (``&#64;``, ``&#x40;``,
+   ``&commat;``) as ``@``: their ``;`` ends a token, which split an address in two
+   (``PASSWORD=bob&#64;example.org`` kept ``;example.org``).
 
 The stored text is the folded text: what was analysed is what is kept.
 """
@@ -33,10 +36,16 @@ _CONFUSABLE = str.maketrans(
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL_ASCII = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD = re.compile(r"\w+")
+_AT_ENTITY = re.compile(r"&#0*64;|&#[xX]0*40;|&commat;")
 
 
 def fold(text: str) -> str:
     """The normalised form of ``text`` (idempotent: ``fold(fold(t)) == fold(t)``)."""
+    text = _fold_code_points(text)
+    return _AT_ENTITY.sub("@", text) if "&" in text else text
+
+
+def _fold_code_points(text: str) -> str:
     if text.isascii():
         if "\x1b" in text:
             text = _ANSI.sub("", text)
