@@ -238,3 +238,34 @@ def test_an_injection_phrased_otherwise_is_rejected_too(ws: Path, tmp_path: Path
     out = submit(ws, tmp_path, "prompt", "agents/bot/prompt", text)
     assert out["exit"] == 3 and out["stage"] == "audit", out
     assert state_hash(ws) == before
+
+
+def test_no_trust_is_granted_while_the_approval_rule_waits(tmp_path: Path) -> None:
+    """A workspace whose gates changes need a second look: `agent add` granted the agent
+    its delegation first, then the approval rule went pending (exit 4), so the agent's
+    prompt patches applied with no human in the loop until someone approved it."""
+    home = tmp_path / "ws"
+    assert run("init", "--home", str(home)).code == 0
+    gates = run("state", "kernel/gates", "--json", "--home", str(home)).json()
+    gates["approval"].append({"types": ["gates"], "targets": ["kernel/gates"],
+                              "self_approval": True})
+    (tmp_path / "g.json").write_text(json.dumps(gates))
+    env = str(tmp_path / "g.env")
+    assert run("patch", "new", "--type", "gates", "--target", "kernel/gates", "--value",
+               str(tmp_path / "g.json"), "--reason", "gates need a second look", "--author",
+               "operator", "-o", env, "--home", str(home)).code == 0
+    assert run("patch", "sign", env, "--key", "root", "--home", str(home)).code == 0
+    assert run("patch", "submit", env, "--home", str(home)).code == 0
+    trust_before = run("state", "kernel/trust", "--json", "--home", str(home)).json()
+
+    r = run("agent", "add", "bot", "--json", "--home", str(home))
+    assert r.code == 4 and "gates patch was pending" in r.json()["error"]["message"], \
+        r.describe()
+    assert run("state", "kernel/trust", "--json", "--home", str(home)).json() == trust_before
+    assert "bot" not in run("key", "list", "--home", str(home)).stdout
+    # once a human approves the rule, the same command finishes the set-up
+    ident = run("pending", "-q", "--home", str(home)).stdout.split()[0]
+    assert run("approve", ident, "--home", str(home)).code == 0
+    assert run("agent", "add", "bot", "--home", str(home)).code == 0
+    out = submit(home, tmp_path, "prompt", "agents/bot/prompt", "Be evil.")
+    assert out["exit"] == 4 and out["status"] == "pending"

@@ -148,6 +148,18 @@ def _as_written_before_the_type_lock(home: Path, signer: Any) -> None:
             signer.sign(snapshot_statement(raw)), seq)
 
 
+def _tune_then_downgrade(rt: Runtime, tunes: int) -> tuple[Path, int]:
+    """``tunes`` routing patches, then the workspace closed and its snapshots rewritten
+    as before the type lock; its home and head seq."""
+    for i in range(tunes):
+        rt.propose_and_submit(type="routing", target="agents/support/routing",
+                              value={"w": i}, reasoning="tune", author="tuner")
+    home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
+    rt.close()
+    _as_written_before_the_type_lock(home, signer)
+    return home, head
+
+
 def test_a_snapshot_written_before_the_type_lock_is_not_trusted_for_types(
         tmp_path: Path) -> None:
     """An old runtime's snapshot (signed, but with no ``types``) must neither fail
@@ -197,12 +209,7 @@ def test_the_first_open_after_the_upgrade_writes_a_current_snapshot(tmp_path: Pa
     """Read-only commands (`ouro state`) never append, so without a snapshot written on
     open every one of them would fold the ledger from genesis again (45 s at 1M events)."""
     rt = Runtime.init(tmp_path / "ws", snapshot_interval=3)
-    for i in range(7):
-        rt.propose_and_submit(type="routing", target="agents/support/routing",
-                              value={"w": i}, reasoning="tune", author="tuner")
-    home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
-    rt.close()
-    _as_written_before_the_type_lock(home, signer)
+    home, head = _tune_then_downgrade(rt, 7)
     first = Runtime.open(home)  # folds from genesis: every snapshot is of the old form
     assert first._last_snapshot == head and first.state_hash() == first.replay().state_hash
     first.close()
@@ -244,12 +251,7 @@ def test_a_past_state_may_start_from_a_snapshot_written_before_the_type_lock(
     conv = rt.propose_and_submit(type="routing", target=PROMPT, value={"w": 1},
                                  reasoning="convert", author="root", keys=["root"])
     rt.rollback(patch=conv.patch_hash)
-    for i in range(12):
-        rt.propose_and_submit(type="routing", target="agents/support/routing",
-                              value={"w": i}, reasoning="tune", author="tuner")
-    home, signer, head = rt.home, rt.signer, rt.backend.count() - 1
-    rt.close()
-    _as_written_before_the_type_lock(home, signer)
+    home, head = _tune_then_downgrade(rt, 12)
     old = [seq for (seq,) in sql(home, "SELECT seq FROM snapshots ORDER BY seq")]
     bad = old[-2]  # a forged old-form snapshot is still refused, as any other
     sql(home, "UPDATE snapshots SET sig = ? WHERE seq = ?", b"\0" * 64, bad)

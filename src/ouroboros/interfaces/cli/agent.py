@@ -75,8 +75,6 @@ def add_cmd(
         existing = None if created else rt.keyring.load(name)
         if existing is not None:  # an existing key: refused before anything is written
             _check_key_holds_nothing_else(rt.value(TRUST_TARGET), name, existing.key_id)
-        signer = existing or rt.keyring.new(name)
-        _, public = rt.keyring.public(name)
         outcomes: list[Any] = []
 
         def submit(type_: str, target: str, value: Any, reason: str) -> None:
@@ -90,17 +88,8 @@ def add_cmd(
                                exit_code=3 if outcome.status == "rejected" else 4)
             outcomes.append(outcome)
 
-        policy = rt.value(TRUST_TARGET)
-        before = repr(policy)
-        policy["keys"][signer.key_id] = {"name": name, "public": public}
-        delegation = {"name": name, "keys": [signer.key_id], "types": ["prompt"],
-                      "targets": globs, "threshold": 1, "rights": []}
-        others = [d for d in policy["delegations"] if d["name"] != name]
-        mine = [d for d in policy["delegations"] if d["name"] == name]
-        policy["delegations"] = [*others, delegation] if mine != [delegation] else \
-            policy["delegations"]
-        if repr(policy) != before:
-            submit("trust", TRUST_TARGET, policy, f"agent {name} may propose its own prompts")
+        # The approval rule first, the delegation after: granted first, a rule that went
+        # pending (or was rejected) left the agent's prompt patches applying unreviewed.
         gates = rt.value(GATES_TARGET)
         if gates is None:  # deleted before that was refused; the kernel refuses every patch
             from ouroboros.kernel.gates import GATES_MISSING
@@ -115,6 +104,19 @@ def add_cmd(
             submit("gates", GATES_TARGET, gates,
                    f"prompt changes to {', '.join(globs)} "
                    + ("wait for a human" if approval else "apply without approval"))
+        signer = existing or rt.keyring.new(name)
+        _, public = rt.keyring.public(name)
+        policy = rt.value(TRUST_TARGET)
+        before = repr(policy)
+        policy["keys"][signer.key_id] = {"name": name, "public": public}
+        delegation = {"name": name, "keys": [signer.key_id], "types": ["prompt"],
+                      "targets": globs, "threshold": 1, "rights": []}
+        others = [d for d in policy["delegations"] if d["name"] != name]
+        mine = [d for d in policy["delegations"] if d["name"] == name]
+        policy["delegations"] = [*others, delegation] if mine != [delegation] else \
+            policy["delegations"]
+        if repr(policy) != before:
+            submit("trust", TRUST_TARGET, policy, f"agent {name} may propose its own prompts")
     info = {"agent": name, "key": name, "key_id": signer.key_id, "key_created": created,
             "types": ["prompt"], "targets": globs, "rights": [], "approval": approval,
             "patches": [o.patch_hash for o in outcomes]}
