@@ -240,6 +240,25 @@ def test_an_obfuscated_address_glued_to_a_key_goes_whole(text: str, address: str
 
 
 @pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ('P0@&=administrator_login_password = "tm_nx4=2"\r\n', "tm_nx4=2"),
+        ('6A=aRa=db_pass = "battery thunder correct marble" &-w', "battery thunder correct marble"),
+        ("#;o6A=MYSQL_PWD = h!(kf_]_qigzhos{t!'.p", "h!(kf_]_qigzhos{t!'.p"),
+        (':#s=administrator_login_password = "un=_=ykir""__spAwO', "un=_=ykir"),
+        ("_Ww0o:RawAA=sshpass -p 'horseviolet' ssh deploy@build.example.com", "horseviolet"),
+        ("wr6rRD=redis-cli -h cache.internal -a stapleviolet ping", "stapleviolet"),
+    ],
+)  # fmt: skip
+def test_a_key_or_command_glued_after_a_blob_still_takes_its_value(text: str, secret: str) -> None:
+    """Found by a hunt beside the property test: ``x0=db_pass = "…"`` read as one blob
+    (``<token>``) left the value that followed the key in the clear."""
+    out = SANITIZER.text(text)
+    visible = _PLACEHOLDER.sub(" ", out)
+    assert not [w for w in _windows(secret) if w in visible], out
+
+
+@pytest.mark.parametrize(
     ("text", "placeholder"),
     [
         ("4111 1111 1111 1111", "<card>"), ("4111-1111-1111-1111", "<card>"),

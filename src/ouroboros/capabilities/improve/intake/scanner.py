@@ -593,15 +593,20 @@ class Scan:
         )
 
     def _structure_beyond_a_separator(self, token: str, start: int, end: int) -> bool:
-        """``_structure_beyond`` after any of the token's first eight separators: in
-        ``x0Q=PASSWORD=bob at example dot org`` the address follows the second one, and
-        reading the token as one blob kept its spelt-out domain."""
+        """After one of the token's first eight separators starts an address, URL or number
+        that runs to its end or past (``_structure_beyond``), or the token ends in a
+        secret's name or a command that takes a password: read as one blob,
+        ``x0Q=PASSWORD=bob at example dot org`` kept its spelt-out domain and
+        ``x0=db_pass = "…"`` the value after the name."""
         for i, sep in enumerate(_SEPARATOR.finditer(token)):
             if i == 8:
                 break
             if self._structure_beyond(start + sep.end(), end):
                 return True
-        return False
+        tail = token.rstrip(":=")
+        last = _SEPARATOR.split(tail)[-1]
+        return bool(last) and last != tail and (
+            rules.key_label(last) is not None or last.lower() in rules.PASSWORD_COMMANDS)
 
     def _structure_covering(self, begin: int, raw: str) -> int:
         """Does an e-mail address, URL, IP, path, number … start the value and cover it?
