@@ -56,14 +56,15 @@ DEFAULT_BREAKER_CONFIG: dict[str, Any] = {"threshold": 3, "cooldown_hours": 48}
 def gates_config(state: KernelState) -> dict[str, Any]:
     """``kernel/gates``; a ledger written before its deletion was refused may hold none:
     then the defaults, so a rejection can still be recorded (the schema gate refuses every
-    patch but the one that sets it again)."""
+    patch but the one that sets it again). Read on every submit: the value itself, not a
+    copy (callers only read it)."""
+    config: dict[str, Any] | None = state.values.get(GATES_TARGET)
+    if config is not None:
+        return config
     from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG  # audit imports much; rarely
 
-    config = state.values.get(GATES_TARGET)
-    if config is None:
-        return {"approval": [], "audit": dict(DEFAULT_AUDIT_CONFIG),
-                "breaker": dict(DEFAULT_BREAKER_CONFIG)}
-    return dict(config)
+    return {"approval": [], "audit": dict(DEFAULT_AUDIT_CONFIG),
+            "breaker": dict(DEFAULT_BREAKER_CONFIG)}
 
 
 def rejection_items(state: KernelState, now: datetime, patch_hash: str, stage: str,

@@ -262,11 +262,10 @@ def _find_markers(strings: tuple[str, ...], markers: tuple[str, ...]) -> tuple[H
     hits = []
     for m in compiled:
         if m.family:
-            if anchored and any(a in doc.compact for a in m.anchors):
-                index = doc.find(m)
-                if index is not None:
-                    hits.append(Hit(m.text, index))
-        elif (wordy if m.wordy else punctuated):
+            screened = anchored and any(a in doc.compact for a in m.anchors)
+        else:
+            screened = wordy if m.wordy else punctuated
+        if screened:
             index = doc.find(m)
             if index is not None:
                 hits.append(Hit(m.text, index))

@@ -10,6 +10,7 @@ naming the file: an integrity error a reader reports, never a hang or a tracebac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +29,26 @@ MAX_META_BYTES = 16 << 20
 def read_stored(path: Path, limit: int = MAX_STORED_FILE) -> bytes:
     """``path``'s bytes if it is a regular file (no link followed, a FIFO never waited
     on) of at most ``limit`` bytes; otherwise `ToolCorrupt` naming it."""
-    try:
-        data = read_bounded(path, limit)
-    except UnsafeFile as e:  # a link, FIFO, device, folder or too large (it names it)
-        raise ToolCorrupt(f"{e}; restore the version's files") from None
-    except OSError as e:
-        raise ToolCorrupt(f"{path} cannot be read: {e.strerror or e}") from None
-    if data is None:
-        raise ToolCorrupt(f"{path} is missing; restore the version's files or remove "
-                          "the version")
+    data: bytes = _required(read_bounded, path, limit)
     return data
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     """A version's ``meta.json`` as a JSON object (see `read_stored`)."""
+    meta: dict[str, Any] = _required(read_json_file, path, MAX_META_BYTES)
+    return meta
+
+
+def _required(read: Callable[[Path, int], Any], path: Path, limit: int) -> Any:
+    """What ``read`` (a bounded reader of `storage.files`) gives for ``path``; a missing,
+    unreadable or unsafe file is `ToolCorrupt` naming it."""
     try:
-        meta: dict[str, Any] | None = read_json_file(path, MAX_META_BYTES)
-    except UnsafeFile as e:  # also torn JSON, not UTF-8, not an object (it names it)
+        got = read(path, limit)
+    except UnsafeFile as e:  # a link, FIFO, device, folder, too large, torn (it names it)
         raise ToolCorrupt(f"{e}; restore the version's files") from None
     except OSError as e:
         raise ToolCorrupt(f"{path} cannot be read: {e.strerror or e}") from None
-    if meta is None:
+    if got is None:
         raise ToolCorrupt(f"{path} is missing; restore the version's files or remove "
                           "the version")
-    return meta
+    return got

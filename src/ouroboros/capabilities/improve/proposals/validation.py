@@ -177,11 +177,12 @@ def validate_tree(root: Path, paths: Sequence[str],
     (glob -> JSON Schema) replaces the shipped schemas for a connected repository.
     """
     checks: list[Check] = []
+    real_root = root.resolve()
     for path in paths:
         if not path.endswith((".yaml", ".yml", ".json", ".py", ".sh")):
             continue
         try:
-            found = _changed_file(root, root / path)
+            found = _changed_file(real_root, root / path)
         except _NotValidated as e:
             checks.append(Check("read", path, False, str(e)))
             continue
@@ -207,9 +208,10 @@ class _NotValidated(Exception):
     """A changed file the gate will not read: it fails the gate, saying why."""
 
 
-def _changed_file(root: Path, file: Path) -> tuple[Path, str] | None:
-    """The regular file a changed path names inside ``root`` and its text, None where
-    there is none (deleted; a FIFO, device or folder: not a file a change holds).
+def _changed_file(real_root: Path, file: Path) -> tuple[Path, str] | None:
+    """The regular file a changed path names inside ``real_root`` (the tree's resolved
+    path) and its text, None where there is none (deleted; a FIFO, device or folder: not
+    a file a change holds).
 
     A link (the file's, or a folder's on its path) is validated by its target only inside
     the tree: one leading out (to ``~/.ssh/...``, ``/dev/zero``) would have the gate read,
@@ -220,7 +222,7 @@ def _changed_file(root: Path, file: Path) -> tuple[Path, str] | None:
         real = file.resolve()
     except (OSError, RuntimeError):  # a loop of links
         return None
-    if not real.is_relative_to(root.resolve()):
+    if not real.is_relative_to(real_root):
         raise _NotValidated("a link to outside the tree: not validated (the change must "
                             "hold the file itself)")
     try:

@@ -88,12 +88,14 @@ def cache_dir() -> Path:
 MAX_MODEL_FILE = 256 << 20
 
 
-def _source_bytes(path: Path, limit: int = MAX_MODEL_FILE) -> bytes:
+def _source_bytes(path: Path, limit: int = MAX_MODEL_FILE, *,
+                  follow_links: bool = True) -> bytes:
     """An upstream file's bytes. The weights are installed files or a folder the user
     names (`OURO_MINILM_DIR`): a link is read through, but only to a regular file of at
-    most ``limit`` bytes, so a FIFO or device there never blocks a search or fills memory."""
+    most ``limit`` bytes, so a FIFO or device there never blocks a search or fills memory.
+    ``follow_links=False`` for a file of the runtime's own (`_cached_model`)."""
     try:
-        raw = read_bounded(path, limit, follow_links=True)
+        raw = read_bounded(path, limit, follow_links=follow_links)
     except UnsafeFile as e:  # a FIFO, device, folder or too large: it names it
         raise EmbeddingError(str(e)) from None
     except OSError as e:
@@ -317,14 +319,7 @@ def _cached_model(path: Path) -> bytes:
         EmbeddingError: any of those (named): the caller rebuilds the model, which
             renames a new file over the planted entry.
     """
-    try:
-        raw = read_bounded(path, MAX_MODEL_FILE)
-    except UnsafeFile as e:  # it names the file
-        raise EmbeddingError(str(e)) from None
-    except OSError as e:
-        raise EmbeddingError(f"{path} cannot be read: {e.strerror or e}") from None
-    if raw is None:
-        raise EmbeddingError(f"{path} is missing")
+    raw = _source_bytes(path, follow_links=False)
     _made_by_us(path)
     return raw
 
