@@ -285,6 +285,17 @@ def load_suite(path: Path) -> tuple[list[dict[str, Any]], list[list[int]], list[
     return data["program"], data["train_inputs"], data["held_back_inputs"]
 
 
+#: The held-out suites by name, in the order they were frozen (`--only heldout`).
+HELD_OUT = {"held-out": DATA / "flux_heldout.toml",
+            **{n: DATA / f"flux_{n}.toml" for n in ("fresh", "fresh2", "fresh3", "fresh4")}}
+
+
+def held_out_hashes() -> dict[str, str]:
+    """`<name>_suite_sha256` of each frozen fresh suite, so a result names the exact file."""
+    return {f"{name}_suite_sha256": hashlib.sha256(path.read_bytes()).hexdigest()
+            for name, path in HELD_OUT.items() if name.startswith("fresh")}
+
+
 def old_suite() -> tuple[list[dict[str, Any]], list[list[int]], list[list[int]]]:
     programs = [{"name": c.name, "category": "original", "source": c.source,
                  "optimum": c.optimal} for c in SUITE]
@@ -484,7 +495,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=5000, help="evaluations per method")
     parser.add_argument("--only", choices=("speed", "scaling", "suites", "heldout"),
                         help="run one part (suites: the tuning suites only; heldout: the "
-                             "held-out suites: held-out, fresh, fresh2, fresh3)")
+                             "held-out suites: held-out, fresh, fresh2, fresh3, fresh4)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes sharing the suite runs (default 1)")
     parser.add_argument("--executor", choices=("process", "ray"), default="process",
@@ -494,10 +505,19 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated suite methods to run (default: all)")
     parser.add_argument("--suites", default=None,
-                        help="comma-separated suite names to run among those --only selects")
+                        help="comma-separated suite names to run among those --only selects "
+                             "(original, tuning, held-out, fresh, fresh2, fresh3, fresh4)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flux.json",
                         help="where to write the JSON results")
     args = parser.parse_args()
+    if args.suites:
+        # A name that selects nothing would measure nothing and still write a result file.
+        runnable = {None: ["original", "tuning", *HELD_OUT], "suites": ["original", "tuning"],
+                    "heldout": list(HELD_OUT)}.get(args.only, [])
+        for name in args.suites.split(","):
+            if name not in runnable:
+                parser.error(f"--suites: no suite '{name}' under --only {args.only or '(all)'}; "
+                             f"choose from {', '.join(runnable) or 'none'}")
     if args.executor == "ray":
         executors_main(args.budget, args.ray_address)
         return
@@ -526,14 +546,12 @@ def main() -> None:
     # A second fresh suite (fresh2) was frozen before the third round's engine work,
     # when the first fresh suite's misses were already known. A third (fresh3) was frozen
     # in the fourth round by a helper who had not read the operators, with several
-    # independent sites per program, so that reaching the optimum needs composition.
-    fresh, fresh2, fresh3 = (DATA / f"flux_{n}.toml" for n in ("fresh", "fresh2", "fresh3"))
-    results["fresh_suite_sha256"] = hashlib.sha256(fresh.read_bytes()).hexdigest()
-    results["fresh2_suite_sha256"] = hashlib.sha256(fresh2.read_bytes()).hexdigest()
-    results["fresh3_suite_sha256"] = hashlib.sha256(fresh3.read_bytes()).hexdigest()
+    # independent sites per program, so that reaching the optimum needs composition. A
+    # fourth (fresh4), of the same design, was frozen in the fifth round by a helper who
+    # had not read the operators, before the round-5 engine was measured.
+    results.update(held_out_hashes())
     tuning = {"original": old_suite(), "tuning": load_suite(DATA / "flux_tuning.toml")}
-    held_out = {"held-out": load_suite(DATA / "flux_heldout.toml"), "fresh": load_suite(fresh),
-                "fresh2": load_suite(fresh2), "fresh3": load_suite(fresh3)}
+    held_out = {name: load_suite(path) for name, path in HELD_OUT.items()}
     suites = {"suites": tuning, "heldout": held_out}.get(args.only or "", {**tuning, **held_out})
     if args.suites:
         suites = {k: v for k, v in suites.items() if k in args.suites.split(",")}

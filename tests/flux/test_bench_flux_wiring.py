@@ -1,0 +1,68 @@
+"""bench/flux.py loads every frozen held-out suite, records each file's hash, and refuses
+a `--suites` name it would not run (a typo there once meant a measurement of nothing,
+written out as if it were a result). Nothing here runs a search."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench" / "flux.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_flux", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_flux"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCH), *args], cwd=cwd, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_fresh4_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) -> None:
+    path = ROOT / "bench" / "data" / "flux_fresh4.toml"
+    assert bench.HELD_OUT["fresh4"] == path
+    programs, train, held = bench.load_suite(path)
+    data = tomllib.loads(path.read_text())
+    assert [p["name"] for p in programs] == [p["name"] for p in data["program"]]
+    assert len(programs) == 27 and train and held
+    hashes = bench.held_out_hashes()
+    assert hashes["fresh4_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert set(hashes) == {f"{n}_suite_sha256" for n in ("fresh", "fresh2", "fresh3", "fresh4")}
+
+
+def test_help_names_fresh4(tmp_path: Path) -> None:
+    done = run_bench("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "fresh3, fresh4)" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize(("only", "suites", "unknown"), [
+    ("heldout", "fresh5", "fresh5"),  # a typo
+    ("suites", "fresh4", "fresh4"),  # a real suite that --only suites does not run
+])
+def test_a_suite_name_that_would_select_nothing_is_refused_before_anything_runs(
+    tmp_path: Path, only: str, suites: str, unknown: str
+) -> None:
+    out = tmp_path / "flux.json"
+    # No method either: were the check missing, this would still measure nothing.
+    done = run_bench("--only", only, "--suites", suites, "--methods", "none", "--out", str(out),
+                     cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert f"--suites: no suite '{unknown}' under --only {only}" in done.stderr
+    assert not out.exists()
