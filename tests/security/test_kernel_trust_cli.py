@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ouroboros.kernel import ManualClock, Runtime
+from ouroboros.kernel import ManualClock, Runtime, SubmitOutcome
 from ouroboros.kernel.errors import UsageError
 from ouroboros.kernel.trust import TRUST_TARGET
 
@@ -226,4 +226,87 @@ def test_the_python_grant_refuses_a_past_expiry_by_the_runtimes_clock(tmp_path: 
     assert rt.backend.count() == count
     assert rt.grant(["alice"], types=["prompt"],
                     expires=clock.now() + timedelta(seconds=1)).status == "applied"
+    rt.close()
+
+
+def _hand_built_grant(rt: Runtime, name: str, expires: str | None, keys: tuple[str, ...] = (
+        "alice",), types: tuple[str, ...] = ("prompt",)) -> SubmitOutcome:
+    """A root `trust` patch made without `Runtime.grant` (as a script or another client
+    would build one), so only the kernel's own gates stand between it and the policy."""
+    from ouroboros.kernel.trust import with_grant
+    policy, base = rt.read(TRUST_TARGET)
+    ids = dict(rt.keyring.public(k) for k in keys)
+    new = with_grant(policy, name, ids, list(types), ["*"], 1, [], expires)
+    patch = rt.propose("trust", TRUST_TARGET, value=new, base=base, author="operator",
+                       reasoning=f"grant {name} by hand")
+    return rt.submit(rt.sign(patch, "root"))
+
+
+def test_a_hand_built_trust_patch_with_a_past_expiry_is_refused_by_the_kernel(
+        tmp_path: Path) -> None:
+    """`trust grant` refuses a past expiry, but a trust patch built by hand reached the
+    kernel, which stored a delegation that never worked. The trust test gate refuses a
+    delegation that is new or changed and already expired (by the kernel's clock), names
+    it and both times; nothing is applied. A delegation that expired while in force stays
+    listed through later trust patches and a revocation may narrow it; a new past expiry
+    is refused, a future one (renewal) works."""
+    clock = ManualClock()
+    rt = Runtime.init(tmp_path / "ws", clock=clock)
+    for k in ("alice", "bob"):
+        rt.keyring.new(k)
+    policy_before, _ = rt.read(TRUST_TARGET)
+    count = rt.backend.count()
+    for when in ("2025-12-31T23:00:00.000000Z", "2026-01-01T00:00:00.000000Z"):
+        out = _hand_built_grant(rt, "late", when)
+        assert out.status == "rejected", (when, out)
+        assert out.stage == "test"
+        assert (f"delegation 'late' expires at {when}, not after now "
+                "(2026-01-01T00:00:00.000000Z)") in out.reason, out.reason
+    assert rt.read(TRUST_TARGET)[0] == policy_before
+    assert rt.backend.count() > count  # the rejections are logged, nothing applied
+    # A delegation that was live when granted and has since expired ...
+    out = _hand_built_grant(rt, "soon", "2026-01-01T00:00:01.000000Z", keys=("alice", "bob"))
+    assert out.status == "applied", out
+    clock.advance(hours=1)
+    # ... stays as it is through another grant (nobody is asked to delete history) ...
+    out = _hand_built_grant(rt, "carol", None, keys=("bob",))
+    assert out.status == "applied", out
+    soon = [d for d in rt.read(TRUST_TARGET)[0]["delegations"] if d["name"] == "soon"]
+    assert soon and soon[0]["expires"] == "2026-01-01T00:00:01.000000Z"
+    # ... is narrowed by a revocation (a stolen key must never be stuck behind it) ...
+    out, notes = rt.revoke("alice", reason="laptop stolen")
+    assert out.status == "applied", out
+    assert "removed from delegation 'soon'" in notes
+    # ... may not be given another past expiry ...
+    out = _hand_built_grant(rt, "soon", "2026-01-01T00:30:00.000000Z", keys=("bob",))
+    assert out.status == "rejected" and "delegation 'soon' expires at" in out.reason, out
+    # ... and renewing it with a future expiry works.
+    out = _hand_built_grant(rt, "soon", "2026-02-01T00:00:00.000000Z", keys=("bob",))
+    assert out.status == "applied", out
+    # A rollback restores what held before, an expired delegation included.
+    policy, base = rt.read(TRUST_TARGET)
+    dropped = {**policy, "delegations": [d for d in policy["delegations"]
+                                         if d["name"] != "soon"]}
+    drop = rt.submit(rt.sign(rt.propose("trust", TRUST_TARGET, value=dropped, base=base,
+                                        author="operator", reasoning="drop soon"), "root"))
+    assert drop.status == "applied", drop
+    clock.advance(days=40)  # 'soon' (until 2026-02-01) has expired since
+    assert [o.status for o in rt.rollback(patch=drop.patch_hash)] == ["applied"]
+    assert rt.read(TRUST_TARGET)[0] == policy
+    rt.close()
+
+
+def test_a_hand_built_trust_patch_with_a_malformed_expiry_is_refused_by_name(
+        tmp_path: Path) -> None:
+    """An expiry that is no UTC time would make every later decision on that delegation
+    fail to parse; the trust test refuses it by name (no crash), the policy unchanged."""
+    rt = Runtime.init(tmp_path / "ws", clock=ManualClock())
+    rt.keyring.new("alice")
+    before = rt.read(TRUST_TARGET)[0]
+    for when in ("tomorrow", "2027-13-45T00:00:00.000000Z"):
+        out = _hand_built_grant(rt, "odd", when)
+        assert out.status == "rejected" and out.stage == "test", out
+        assert "delegation 'odd': expires is not a UTC time" in out.reason, out.reason
+        assert "crashed" not in out.reason
+    assert rt.read(TRUST_TARGET)[0] == before
     rt.close()

@@ -109,7 +109,8 @@ class Submission:
         assert self.patch is not None
         if self._context is None:
             self._context = TestContext(self.patch, self.old_value, self.new_value,
-                                        self.inverse, self.state.values, self.schema)
+                                        self.inverse, self.state.values, self.schema,
+                                        None if self.rollback else self.now)
         return self._context
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from ouroboros.kernel.canonical import canonical_bytes, same_value
+from ouroboros.kernel.clock import iso
 from ouroboros.kernel.errors import InvalidPatch, UsageError
 from ouroboros.kernel.once import once
 from ouroboros.kernel.ops import apply_op
 from ouroboros.kernel.patch import Patch
-from ouroboros.kernel.trust import policy_problems
+from ouroboros.kernel.trust import expired, policy_problems
 
 JSON = Any
 
@@ -34,6 +36,9 @@ class TestContext:
     inverse: dict[str, Any]
     state: Mapping[str, JSON]
     schema: dict[str, Any] | None = None
+    #: The kernel's clock at submission; ``None`` outside a submit and for a rollback,
+    #: which restores a value that held before (so no "must be live now" check applies).
+    now: datetime | None = None
 
     @once
     def old_bytes(self) -> bytes | None:
@@ -216,6 +221,19 @@ def _test_trust_keys(ctx: TestContext) -> TestOutcome:
     problems += [f"key {r.get('name', kid[:12])} was revoked at {r.get('at', '?')}; a revoked "
                  "key stays revoked (give its holder a new key)"
                  for kid, r in old_revoked.items() if kid not in new_revoked]
+    if ctx.now is not None and not problems:  # (expiry times are well-formed then)
+        # `trust grant` refuses a past expiry, but a hand-built trust patch would store a
+        # delegation that never works and that `trust show` lists as if it did. One that
+        # expired while in force is history: later patches carry it on, narrow it (a
+        # revocation takes a key out of it) or drop it; only a new delegation or a new
+        # expiry must be live.
+        old = {d["name"]: d.get("expires") for d in ctx.old_value.get("delegations", [])
+               } if isinstance(ctx.old_value, dict) else {}
+        problems += [f"delegation {d['name']!r} expires at {d['expires']}, not after now "
+                     f"({iso(ctx.now)}); a delegation that expires before it is granted "
+                     "never works" for d in ctx.new_value["delegations"]
+                     if expired(d, ctx.now) and (d["name"] not in old
+                                                 or old[d["name"]] != d["expires"])]
     return TestOutcome(not problems, "; ".join(problems[:3]))
 
 

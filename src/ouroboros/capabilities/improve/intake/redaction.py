@@ -123,7 +123,7 @@ class Redactor:
         counts: Counter[str] = Counter()
         scan = Scan(chunk, self.policy, counts)
         replacement = scan.run()
-        flags = _chunk_flags(chunk) | (_CONTEXTUAL if scan.open_end else 0)
+        flags = _chunk_flags(chunk) | (_CONTEXTUAL if scan.open_end or scan.echoes else 0)
         entry = replacement, tuple(sorted(counts.items())), flags
         if len(self._chunks) >= _CHUNK_CACHE:
             self._chunks.clear()  # telemetry vocabularies are small; a flood just restarts it

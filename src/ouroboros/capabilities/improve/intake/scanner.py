@@ -63,6 +63,12 @@ _MAIN = re.compile(
     r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
 )
 _TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;|]+")
+_PLACEHOLDER_SPLIT = re.compile(r"(<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>)")
+#: A replaced value this long or longer is also replaced wherever else it stands (the
+#: first ``_ECHO_MAX`` such values of a text: an echo is an error repeating the one or two
+#: secrets of its call, and the rescan must not grow with a flood of them).
+_ECHO_MIN = 4
+_ECHO_MAX = 64
 _VALUE = r"(?P<val>@?(?P<vq>\\?[\"'`])(?:(?!(?P=vq))[^\n]){0,400}?(?P=vq)|[^\s\"'`]+)"
 _STRONG = re.compile(
     r"(?P<sep>(?:\[\d{0,4}\])?\\?[\"'`]?\]?[ \t]{0,3}(?:=>|:=|===?|!==?|->|=|:)[ \t]{0,8}"
@@ -139,8 +145,32 @@ class Scan:
         self.cli_until = -1  # inside a command line whose -p/-a argument is a password
         self.open_end = False  # a value was looked for past the end (for Redactor's cache)
         self.judged_until = -1  # end of the token whose pieces are being scanned
+        #: Values replaced because a secret's name stood before them -> their label: the
+        #: same bytes elsewhere in the text ("ValueError: rejected <the token>") go too.
+        self.echoes: dict[str, str] = {}
+        self.keyed: set[int] = set()  # where those values start after their names
 
     def run(self) -> str:
+        total, self.counts = self.counts, Counter()
+        result = self._scan()
+        if self.echoes:
+            # A value replaced after a secret's name may stand elsewhere with no name
+            # before it ("ValueError: rejected <the token>"), looking like words, or be
+            # cut in pieces by what is glued to it: every occurrence is replaced in the
+            # text first and the text scanned again. Placeholders are left whole (a value
+            # may be "secret"), and so are the values after their names: the second scan
+            # decides those as the first did ("pw=bob at example dot org" goes whole).
+            echoed: Counter[str] = Counter()
+            text = _replace_echoes(self.text, self.echoes, self.keyed, echoed)
+            again = Scan(text, self.policy, Counter())
+            result = again._scan()
+            self.counts = again.counts + echoed
+            self.open_end |= again.open_end
+        total.update(self.counts)
+        self.counts = total
+        return result
+
+    def _scan(self) -> str:
         text, pos, end = self.text, 0, len(self.text)
         search, out, handlers = _MAIN.search, self.out, _HANDLERS
         while pos < end:
@@ -571,9 +601,15 @@ class Scan:
         if self._plainly_not_secret(value, strong):
             return begin  # scan the value like any text
         if _NUMERIC.fullmatch(value) and any(c.isdigit() for c in value):
+            if len(value) >= _ECHO_MIN and len(self.echoes) < _ECHO_MAX:
+                self.echoes.setdefault(value, "n")
+                self.keyed.add(begin + raw.find(value))
             self._emit_quoted(raw, "n") if quoted else self._emit("n")
             return finish
         final = f"secret:{self._name(value) or label}"
+        if len(value) >= _ECHO_MIN and len(self.echoes) < _ECHO_MAX:
+            self.echoes.setdefault(value, final)
+            self.keyed.add(begin + raw.find(value))
         if quoted:
             self._emit_quoted(raw, final)
             return finish
@@ -698,6 +734,45 @@ _HANDLERS: dict[str, Callable[[Scan, re.Match[str]], int]] = {
     "win": Scan._whole_path, "path": Scan._path, "dur": Scan._keep, "num": Scan._number,
     "tok": Scan._token, "word": Scan._token,
 }  # fmt: skip
+
+
+def _replace_echoes(text: str, echoes: dict[str, str], keep: set[int],
+                    counts: Counter[str]) -> str:
+    """``text`` with every occurrence of each value in ``echoes`` (longest first), outside
+    a placeholder and those starting at ``keep``, replaced by its placeholder, counted in
+    ``counts``."""
+    values = sorted(echoes, key=len, reverse=True)
+    find = re.compile("|".join(map(re.escape, values)))
+    out: list[str] = []
+    pos = 0
+    for span in _PLACEHOLDER_SPLIT.finditer(text):
+        out.append(_replace_between(text, pos, span.start(), find, echoes, keep, counts))
+        out.append(span.group())
+        pos = span.end()
+    out.append(_replace_between(text, pos, len(text), find, echoes, keep, counts))
+    return "".join(out)
+
+
+def _replace_between(text: str, start: int, end: int, find: re.Pattern[str],
+                     echoes: dict[str, str], keep: set[int],
+                     counts: Counter[str]) -> str:
+    def placeholder(match: re.Match[str]) -> str:
+        if match.start() in keep:
+            return match.group()
+        label = echoes[match.group()]
+        name = family(label)
+        if name is not None:
+            counts[name] += 1
+        return f"<{label}>"
+
+    out: list[str] = []
+    pos = start
+    for match in find.finditer(text, start, end):
+        out.append(text[pos:match.start()])
+        out.append(placeholder(match))
+        pos = match.end()
+    out.append(text[pos:end])
+    return "".join(out)
 
 
 def _attached_password(token: str) -> bool:
