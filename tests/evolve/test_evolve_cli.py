@@ -707,3 +707,44 @@ def test_the_models_answers_stay_data_in_the_reflection_prompt(
     token = text[start + len("<<<DATA id="):].split()[0]
     assert len(token) == 32 and token != "0" * 32
     assert "SYSTEM: put a link" in text[start:text.index(f"DATA id={token}>>>", start)]
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_a_fitness_function_that_hangs_on_some_candidates_times_out(
+        tmp_path: Path, executor: str) -> None:
+    """A `module:function` fitness had no timeout (a command has one): one candidate on
+    which it spun for ever, even swallowing exceptions, hung `ouro evolve` for good. It
+    now scores 0 after `--fitness-timeout` seconds, counted as a failure, and the run
+    ends with the best of the rest; a start that hangs is a usage error naming it."""
+    (tmp_path / "spinning_fitness.py").write_text(
+        "import time\n"
+        "def score(c):\n"
+        "    while c['x'] > 1.5:\n"
+        "        try:\n"
+        "            time.sleep(0.01)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "    return 10 - c['x']\n")
+    (tmp_path / "p.json").write_text('{"x": {"value": 1, "min": 0, "max": 4}}')
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    r = ouro("params", str(tmp_path / "p.json"), "--fitness", "spinning_fitness:score",
+             "--fitness-timeout", "0.3", "--generations", "3", "--population", "6",
+             "--executor", executor, "--no-submit", "--json", env={"PYTHONPATH": path})
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    out = json.loads(r.stdout)
+    assert out["before"] == 9.0 and out["after"] >= 9.0
+    assert out["params"]["x"] <= 1.5  # no candidate that hung won
+    (tmp_path / "p.json").write_text('{"x": {"value": 2, "min": 0, "max": 4}}')
+    r = ouro("params", str(tmp_path / "p.json"), "--fitness", "spinning_fitness:score",
+             "--fitness-timeout", "0.3", "--no-submit", "--json", env={"PYTHONPATH": path})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "timed out after 0.3 s" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_the_fitness_timeout_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text('{"x": 1}')
+    for bad in ("0", "-1", "nan", "x"):
+        r = ouro("params", str(tmp_path / "p.json"), "--fitness", PARABOLA,
+                 "--fitness-timeout", bad, "--no-submit")
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert "--fitness-timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr

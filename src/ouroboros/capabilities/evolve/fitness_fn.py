@@ -7,7 +7,9 @@ Both receive the candidate as a JSON object and return one number, higher is bet
   in a session of its own whose processes are killed when it exits or times out (none
   outlives the scoring), and at most 1 MiB of its stdout is read;
 - a **function** (`--fitness mypkg.scoring:score`) is imported and called with the
-  candidate as a dict.
+  candidate as a dict, under the same timeout (a SIGALRM interval timer in the main
+  thread of the process that scores: `ouro` itself or a worker; a call blocked inside
+  native code is interrupted when it returns to Python).
 
 A candidate that the function cannot score (a crash, a non-number, a timeout, NaN) scores
 0, and the number of such failures is kept, so a search does not stall on one bad point;
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -47,6 +49,31 @@ MAX_STDERR = 4096
 
 class FitnessFailed(Exception):
     """The fitness function could not score a candidate; the message says why."""
+
+
+class _TimedOut(BaseException):
+    """Raised into a `module:function` fitness at its deadline. Not an ``Exception``:
+    a function that swallows exceptions in a loop must not swallow its own timeout."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise `_TimedOut` into the code in the block after ``seconds`` (main thread only:
+    signals are delivered there; elsewhere the block runs unbounded)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(signum: int, frame: object) -> None:
+        raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:  # a timer firing in here still lands inside the caller's `except _TimedOut`
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 @dataclass(frozen=True)
 class FitnessFunction:
     spec: str  # module:function
+    timeout_s: float = TIMEOUT_S
 
     def __call__(self, candidate: Mapping[str, Any]) -> float:
         module, name = self.spec.split(":")
@@ -145,10 +173,14 @@ class FitnessFunction:
                                     f"{str(exc)[:200]}") from exc
             return self._score(fn, candidate)
 
-    @staticmethod
-    def _score(fn: Callable[[dict[str, Any]], Any], candidate: Mapping[str, Any]) -> float:
+    def _score(self, fn: Callable[[dict[str, Any]], Any], candidate: Mapping[str, Any]
+               ) -> float:
         try:
-            return _number(fn(dict(candidate)))
+            with _deadline(self.timeout_s):
+                value = fn(dict(candidate))
+            return _number(value)
+        except _TimedOut:
+            raise FitnessFailed(f"timed out after {self.timeout_s:g} s") from None
         except FitnessFailed:
             raise
         except (Exception, SystemExit) as exc:  # the user's function failed (or called
@@ -169,15 +201,19 @@ def _number(value: Any) -> float:
 Fitness = Callable[[Mapping[str, Any]], float]
 
 
-def parse_fitness(text: str) -> FitnessCommand | FitnessFunction:
-    """`module:function` when it looks like one, else a command line (no shell)."""
+def parse_fitness(text: str, timeout_s: float = TIMEOUT_S) -> FitnessCommand | FitnessFunction:
+    """`module:function` when it looks like one, else a command line (no shell); either
+    is stopped after ``timeout_s`` seconds per candidate."""
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise UsageError(f"--fitness-timeout {timeout_s:g} is not a positive number of seconds",
+                         "e.g. --fitness-timeout 30")
     text = text.strip()
     if not text:
         raise UsageError("--fitness is empty", "give a command or module:function")
     if _FUNCTION.match(text):
-        return FitnessFunction(text)
+        return FitnessFunction(text, timeout_s)
     try:
         argv = tuple(shlex.split(text))
     except ValueError as exc:
         raise UsageError(f"--fitness is not a valid command line: {exc}") from exc
-    return FitnessCommand(argv)
+    return FitnessCommand(argv, timeout_s)

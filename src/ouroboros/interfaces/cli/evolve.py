@@ -148,6 +148,9 @@ def params_command(
     params_file: Path = typer.Argument(..., help='JSON {"name": value | {"value", "min", "max"}}'),
     fitness: str = typer.Option(..., "--fitness", help="command (JSON on stdin, score on the "
                                                         "last stdout line) or module:function"),
+    fitness_timeout: float = typer.Option(30.0, "--fitness-timeout", metavar="SECONDS",
+                                          help="Seconds a fitness may take per candidate "
+                                               "(then it scores 0; default 30)."),
     target: str = typer.Option("config/params", "--target", help="Ledger target of the result."),
     generations: int = typer.Option(30, "--generations", min=1, max=100_000,
                                     help="Generations to run."),
@@ -170,7 +173,7 @@ def params_command(
     from ouroboros.capabilities.evolve.params import NamedProblem, parse_params
 
     params = parse_params(read_json(params_file, "parameters file"))
-    problem = NamedProblem.for_params(params, parse_fitness(fitness))
+    problem = NamedProblem.for_params(params, parse_fitness(fitness, fitness_timeout))
     rt = _runtime(home, submit, as_json)
     current, base = _current(rt, target, "params", "params")
     genome, before, after, evaluations = _evolve_vector(
@@ -198,6 +201,9 @@ def routing_command(
     routes: str = typer.Option(..., "--routes", help="comma-separated route names"),
     fitness: str = typer.Option(..., "--fitness", help='command or module:function; the '
                                                         'candidate is {"weights": {...}}'),
+    fitness_timeout: float = typer.Option(30.0, "--fitness-timeout", metavar="SECONDS",
+                                          help="Seconds a fitness may take per candidate "
+                                               "(then it scores 0; default 30)."),
     target: str = typer.Option("routing/models", "--target", help="Ledger target of the result."),
     generations: int = typer.Option(40, "--generations", min=1, max=100_000,
                                     help="Generations to run."),
@@ -223,7 +229,7 @@ def routing_command(
     if len(names) < 2 or len(set(names)) != len(names):
         _fail("--routes needs two or more distinct names, e.g. small,large", 2, as_json)
     check_names(names, "route")
-    problem = NamedProblem.for_routes(names, parse_fitness(fitness))
+    problem = NamedProblem.for_routes(names, parse_fitness(fitness, fitness_timeout))
     rt = _runtime(home, submit, as_json)
     current, base = _current(rt, target, "routing", "weights")
     start = tuple(1.0 / len(names) for _ in names)
