@@ -184,3 +184,20 @@ def test_the_decision_cache_is_keyed_on_every_fact() -> None:
     with pytest.raises(InvalidPatch, match="exceeds safe integer domain"):
         audit.deny(config, huge)
     assert audit.evaluations == 3
+
+
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
+def test_a_decision_is_not_reused_under_another_audit_config() -> None:
+    """Decisions are keyed by a digest of the config's canonical bytes: a config that
+    differs in one entry is evaluated afresh, an equal one (a new object, as every fold
+    of a gates patch makes) shares the decision."""
+    audit = RegoAudit()
+    config = dict(DEFAULT_AUDIT_CONFIG)
+    facts = _facts(target="agents/a/prompt")
+    assert audit.deny(config, facts) == [] and audit.evaluations == 1
+    stricter = {**config, "forbidden_targets": [*config["forbidden_targets"], "agents/*"]}
+    assert audit.deny(stricter, facts) != [] and audit.evaluations == 2
+    assert audit.deny(config, facts) == [] and audit.evaluations == 2
+    same = {k: (list(v) if isinstance(v, list) else v) for k, v in config.items()}
+    assert audit.deny(same, facts) == [] and audit.evaluations == 2
+    assert audit.deny(stricter, facts) != [] and audit.evaluations == 2

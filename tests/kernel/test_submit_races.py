@@ -80,6 +80,30 @@ def test_an_applied_patch_submitted_again_is_refused_by_the_append(
     assert len(b.log(kind="PatchApplied")) == 1
 
 
+def test_an_applied_patch_whose_base_came_back_is_refused_by_the_append(
+        two: tuple[Runtime, Runtime]) -> None:
+    """The target went back to the value the patch was made against, so the gates (on the
+    first attempt, without the index) would apply it a second time: the append finds its
+    index row and stores nothing, and the answer is the honest 'already applied'."""
+    a, b = two
+    a.propose_and_submit(type="routing", target=TARGET, value={"w": 0}, reasoning="r")
+    envelope = _signed(a, {"w": 1})
+    first = a.submit(envelope)
+    assert first.status == "applied"
+    a.propose_and_submit(type="routing", target=TARGET, value={"w": 0}, reasoning="r")
+    b.refresh()
+    events = b.backend.count()
+    appends = _appends(b)
+    again = b.submit(envelope)
+    assert (again.status, again.seq) == ("applied", first.seq)
+    assert again.reason == f"already applied at seq {first.seq}"
+    assert appends == ["index moved"] and b.backend.count() == events
+    assert b.value(TARGET) == {"w": 0}
+    assert [e.payload["patch_hash"] for e in b.log(kind="PatchApplied")].count(
+        first.patch_hash) == 1
+    assert b.verify().events == events
+
+
 def test_one_envelope_from_two_writers_at_once_is_applied_once(
         two: tuple[Runtime, Runtime]) -> None:
     writers = list(two)

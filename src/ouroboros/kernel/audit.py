@@ -8,6 +8,7 @@ closed.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -137,7 +138,10 @@ class RegoAudit:
         self._runner: Any = None  # the Rego engine is loaded on the first evaluation
         self._decisions: OrderedDict[bytes, list[str]] = OrderedDict()
         self._cache_size = cache_size
-        self._config_keys: dict[int, tuple[dict[str, Any], bytes]] = {}
+        #: id(config) -> (config, its canonical bytes, their SHA-256): a decision is keyed
+        #: by the digest (32 bytes) rather than the bytes (~2.5 KB with the marker list),
+        #: which every submit would otherwise copy and hash to look its decision up.
+        self._config_keys: dict[int, tuple[dict[str, Any], bytes, bytes]] = {}
         self.evaluations = 0
 
     def _bundle(self, key: bytes, config: dict[str, Any]) -> Any:
@@ -156,13 +160,14 @@ class RegoAudit:
         """The reasons the policy denies; a policy that fails to evaluate denies."""
         hit = self._config_keys.get(id(config))
         if hit is not None and hit[0] is config:
-            config_key = hit[1]
+            _, config_key, config_digest = hit
         else:  # the config object lives as long as the gates state it belongs to
             config_key = canonical_bytes(config)
+            config_digest = hashlib.sha256(config_key).digest()
             if len(self._config_keys) > 64:
                 self._config_keys.clear()
-            self._config_keys[id(config)] = (config, config_key)
-        key = config_key + b"\x00" + _facts_key(facts)
+            self._config_keys[id(config)] = (config, config_key, config_digest)
+        key = config_digest + _facts_key(facts)
         with self._lock:
             cached = self._decisions.get(key)
             if cached is not None:

@@ -8,6 +8,7 @@ over the bare payload.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections import OrderedDict
@@ -19,15 +20,24 @@ from ouroboros.kernel.keys import Signer, verify_signature
 
 if TYPE_CHECKING:
     from securesystemslib.dsse import Envelope
+    from securesystemslib.signer._signature import Signature
 
 PAYLOAD_TYPE = "application/vnd.ouroboros.patch+json"
 
 
 def new_envelope(payload: bytes) -> Envelope:
-    # securesystemslib is imported on first use: reading state needs no envelope.
-    from securesystemslib.dsse import Envelope
+    return _classes()[0](payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
 
-    return Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
+
+@functools.cache
+def _classes() -> tuple[type[Envelope], type[Signature]]:
+    """securesystemslib's envelope and signature types, imported on first use (reading
+    state needs no envelope) and then kept: an import statement in a function costs a
+    module lookup on every call, and every submit makes an envelope and signs it."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer._signature import Signature
+
+    return Envelope, Signature
 
 
 #: Signatures this process made: (public key, signature, sha256 of the PAE). Ed25519 is
@@ -41,11 +51,9 @@ _SIGNED_HERE_MAX = 1024
 
 def sign_envelope(envelope: Envelope, signer: Signer) -> None:
     """Add (or replace) ``signer``'s signature."""
-    from securesystemslib.signer._signature import Signature
-
     pae = envelope.pae()
     sig = signer.sign(pae).hex()
-    envelope.signatures[signer.key_id] = Signature(keyid=signer.key_id, sig=sig)
+    envelope.signatures[signer.key_id] = _classes()[1](keyid=signer.key_id, sig=sig)
     _SIGNED_HERE[(signer.public_hex, sig, hashlib.sha256(pae).digest())] = None
     if len(_SIGNED_HERE) > _SIGNED_HERE_MAX:
         _SIGNED_HERE.popitem(last=False)

@@ -131,8 +131,8 @@ class SignatureGate:
         if not sub.envelope.signatures:
             return GateResult.rejected("the envelope has no signature; sign it with "
                                        "`ouro patch sign FILE --key NAME`")
-        revoked = policy.get("revoked", {})
-        gone = sorted(k for k in sub.envelope.signatures if k in revoked)
+        revoked = policy.get("revoked")
+        gone = sorted(k for k in sub.envelope.signatures if k in revoked) if revoked else ()
         if gone:
             r = revoked[gone[0]]
             return GateResult.rejected(

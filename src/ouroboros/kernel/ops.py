@@ -24,13 +24,17 @@ def json_copy(value: JSON) -> JSON:
     shared. Several times faster than ``copy.deepcopy``, which keeps a memo for cycles and
     shared references that JSON values cannot have; anything else still goes through it."""
     t = type(value)
-    if t is dict:
-        return {k: json_copy(v) for k, v in value.items()}
+    if t is dict:  # scalar members are shared where they are met: no call per leaf
+        return {k: v if type(v) in _SCALARS else json_copy(v) for k, v in value.items()}
     if t is list:
-        return [json_copy(v) for v in value]
-    if t is str or t is int or t is float or t is bool or value is None:
+        return [v if type(v) in _SCALARS else json_copy(v) for v in value]
+    if t in _SCALARS:
         return value
     return copy.deepcopy(value)
+
+
+#: The immutable JSON scalars (exact types: a subclass may carry mutable state).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def apply_op(op: dict[str, Any], old: JSON) -> JSON:
