@@ -248,11 +248,14 @@ def test_an_obfuscated_address_glued_to_a_key_goes_whole(text: str, address: str
         (':#s=administrator_login_password = "un=_=ykir""__spAwO', "un=_=ykir"),
         ("_Ww0o:RawAA=sshpass -p 'horseviolet' ssh deploy@build.example.com", "horseviolet"),
         ("wr6rRD=redis-cli -h cache.internal -a stapleviolet ping", "stapleviolet"),
+        # a path took the name (later hunt): "<path> = value"
+        ("r;/=api_key = !ki)}oim%)__vkbzaf(b)[{jp[b_\n.;s;/p0do", "!ki)}oim%)__vkbzaf(b)[{jp[b_"),
+        ("C:\\x=password = summer2tide ok", "summer2tide"),
     ],
 )  # fmt: skip
 def test_a_key_or_command_glued_after_a_blob_still_takes_its_value(text: str, secret: str) -> None:
     """Found by a hunt beside the property test: ``x0=db_pass = "…"`` read as one blob
-    (``<token>``) left the value that followed the key in the clear."""
+    (``<token>``), or ``/=api_key`` as a path, left the value after the key in the clear."""
     out = SANITIZER.text(text)
     visible = _PLACEHOLDER.sub(" ", out)
     assert not [w for w in _windows(secret) if w in visible], out

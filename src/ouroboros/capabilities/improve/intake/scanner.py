@@ -318,7 +318,17 @@ class Scan:
 
     def _path_end(self, match: re.Match[str], value: str, core: str) -> int:
         """After a replaced path: a written-out domain right after it (``/x=bob at example
-        dot org``) belongs to an address whose local part the path took, and goes too."""
+        dot org``) belongs to an address whose local part the path took, and goes too; a
+        value after a secret's name the path took (``/=api_key = value``) is replaced."""
+        tail = core.rstrip(":=")
+        last = _SEPARATOR.split(tail)[-1]
+        label = rules.key_label(last) if last and last != tail and core == value else None
+        if label is not None:  # "/=api_key = value": the path took the secret's name
+            strong = self._look(_STRONG, match.end())
+            if strong is not None:
+                self.out.append(strong.group("sep"))
+                return self._decide(strong.group("val"), strong.start("val"),
+                                    strong.end("val"), label, True, last)
         domain = _AFTER_LOCAL_PART.match(self.text, match.end()) if core == value else None
         if domain is not None:
             return domain.end()
