@@ -5,7 +5,6 @@ written out as if it were a result). Nothing here runs a search."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,18 +14,15 @@ from types import ModuleType
 
 import pytest
 
+from benchkit import load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "flux.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_flux", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_flux"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("flux", "bench_flux")
 
 
 def run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

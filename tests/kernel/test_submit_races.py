@@ -71,13 +71,20 @@ def test_an_applied_patch_submitted_again_is_refused_by_the_append(
     first = a.submit(envelope)
     assert first.status == "applied"
     b.refresh()  # b has seen the event: only the index can tell it the patch is applied
+    _resubmitted_as_already_applied(b, envelope, first)
+    assert len(b.log(kind="PatchApplied")) == 1
+
+
+def _resubmitted_as_already_applied(b: Runtime, envelope: Any, first: Any) -> int:
+    """``b`` submits ``envelope`` again: the append refuses it (the index moved), nothing
+    is stored, and the answer is 'already applied' at the first seq. The event count."""
     events = b.backend.count()
     appends = _appends(b)
     again = b.submit(envelope)
     assert (again.status, again.seq) == ("applied", first.seq)
     assert again.reason == f"already applied at seq {first.seq}"
     assert appends == ["index moved"] and b.backend.count() == events
-    assert len(b.log(kind="PatchApplied")) == 1
+    return events
 
 
 def test_an_applied_patch_whose_base_came_back_is_refused_by_the_append(
@@ -92,12 +99,7 @@ def test_an_applied_patch_whose_base_came_back_is_refused_by_the_append(
     assert first.status == "applied"
     a.propose_and_submit(type="routing", target=TARGET, value={"w": 0}, reasoning="r")
     b.refresh()
-    events = b.backend.count()
-    appends = _appends(b)
-    again = b.submit(envelope)
-    assert (again.status, again.seq) == ("applied", first.seq)
-    assert again.reason == f"already applied at seq {first.seq}"
-    assert appends == ["index moved"] and b.backend.count() == events
+    events = _resubmitted_as_already_applied(b, envelope, first)
     assert b.value(TARGET) == {"w": 0}
     assert [e.payload["patch_hash"] for e in b.log(kind="PatchApplied")].count(
         first.patch_hash) == 1

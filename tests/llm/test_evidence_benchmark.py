@@ -3,26 +3,17 @@ judged wrong ones never are (bench/llm_evidence.py runs the full 30 x 5)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from benchkit import load_bench
 from ouroboros.capabilities.skills.runtimes import Runtimes
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "llm_evidence.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llm_evidence", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["llm_evidence"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("llm_evidence")
 
 
 def test_every_wrong_variant_differs_from_the_right_one_on_its_edge_cases(
