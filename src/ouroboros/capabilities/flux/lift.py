@@ -505,7 +505,7 @@ def lift_region(program: Program, start: int, end: int,
     fresh = start == 0 and 0 not in jump_targets(program)
     effect = execute(program, start, end, depth_at[start], zeroed=fresh)
     live = set() if effect.halts else {
-        s for s in range(16) if analysis._observed(program, end, s)}
+        s for s in range(16) if analysis.observed(program, end, s)}
     code = lower(effect, depth_at[start], live)
     if effect.halts:
         code = (*code, Instr(Opcode.HALT))

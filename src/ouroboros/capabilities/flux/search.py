@@ -75,7 +75,7 @@ class SearchConfig:
     # `start_finish` of the budget, also runs on the starting program.
     finish: float = 0.15
     start_finish: float = 0.05
-    finish_states: int = 6000
+    finish_states: int = 3000
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -414,56 +414,70 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                       *starts[i % len(starts)]) for i in range(config.islands)]
     checks = found = probes = 0
     accepted: dict[str, int] = {}
-    for epoch in range(config.epochs):
-        remaining = config.budget - reserve - evaluations
-        if remaining < config.islands:
-            break
-        per_island = remaining // (config.islands * (config.epochs - epoch))
-        if per_island < 1:
-            per_island = remaining // config.islands
-        tasks = [EpochTask(spec, config, tuple(all_cases), island, per_island, global_best,
-                           global_cost.penalised) for island in islands]
-        reports = executor.map(run_epoch, tasks)
-        base = evaluations
-        for n, report in enumerate(reports):
-            for at, value in report.improvements:
-                if value < history[-1][1] - EPS:
-                    history.append((base + n * per_island + at, value))
-            evaluations += report.evaluations
-            checks += report.checks
-            found += report.counterexamples
-            probes += report.probes
-            lifts += report.lifts
-            for name, count in report.moves:
-                accepted[name] = accepted.get(name, 0) + count
-            known = {c.inputs for c in all_cases}
-            for case in report.new_cases:
-                if case.inputs not in known:
-                    known.add(case.inputs)
-                    all_cases.append(case)
-        islands = [r.island for r in reports]
-        if any(r.new_cases for r in reports):  # rescore every island on the grown suite
-            rescored = []
-            for island in islands:
-                evaluations += 2
-                rescored.append(replace(island, current_cost=cost(island.current),
-                                        best_cost=cost(island.best)))
-            islands = rescored
-            global_cost = cost(global_best)
-        improved = False
-        for island, report in zip(islands, reports, strict=True):
-            if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
-                global_best, global_cost = island.best, island.best_cost
-                bests.append(global_best)
-                improved = True
-                name = report.sources[-1] if report.sources else "?"
-                improved_by[name] = improved_by.get(name, 0) + 1
-        if progress is not None:
-            progress(evaluations, global_cost.penalised, improved)
-    if config.finish > 0 and config.budget > evaluations:
-        finish(config.budget - evaluations)
-        if progress is not None:
-            progress(evaluations, global_cost.penalised, False)
+
+    def chains(until: int, epochs: int) -> None:
+        """`epochs` epochs of every island, spending evaluations up to `until`."""
+        nonlocal islands, evaluations, checks, found, probes, lifts, global_best, global_cost
+        for epoch in range(epochs):
+            remaining = until - evaluations
+            if remaining < config.islands:
+                break
+            per_island = remaining // (config.islands * (epochs - epoch))
+            if per_island < 1:
+                per_island = remaining // config.islands
+            tasks = [EpochTask(spec, config, tuple(all_cases), island, per_island, global_best,
+                               global_cost.penalised) for island in islands]
+            reports = executor.map(run_epoch, tasks)
+            base = evaluations
+            for n, report in enumerate(reports):
+                for at, value in report.improvements:
+                    if value < history[-1][1] - EPS:
+                        history.append((base + n * per_island + at, value))
+                evaluations += report.evaluations
+                checks += report.checks
+                found += report.counterexamples
+                probes += report.probes
+                lifts += report.lifts
+                for name, count in report.moves:
+                    accepted[name] = accepted.get(name, 0) + count
+                known = {c.inputs for c in all_cases}
+                for case in report.new_cases:
+                    if case.inputs not in known:
+                        known.add(case.inputs)
+                        all_cases.append(case)
+            islands = [r.island for r in reports]
+            if any(r.new_cases for r in reports):  # rescore every island on the grown suite
+                rescored = []
+                for island in islands:
+                    evaluations += 2
+                    rescored.append(replace(island, current_cost=cost(island.current),
+                                            best_cost=cost(island.best)))
+                islands = rescored
+                global_cost = cost(global_best)
+            improved = False
+            for island, report in zip(islands, reports, strict=True):
+                if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
+                    global_best, global_cost = island.best, island.best_cost
+                    bests.append(global_best)
+                    improved = True
+                    name = report.sources[-1] if report.sources else "?"
+                    improved_by[name] = improved_by.get(name, 0) + 1
+            if progress is not None:
+                progress(evaluations, global_cost.penalised, improved)
+    chains(config.budget - reserve, config.epochs)
+    if config.finish > 0:
+        # Finish; what the descent leaves at its fixed point goes back to the chains
+        # (two thirds of it, in one epoch), then finish again; three rounds.
+        for _ in range(3):
+            if config.budget <= evaluations:
+                break
+            finish(config.budget - evaluations)
+            if progress is not None:
+                progress(evaluations, global_cost.penalised, False)
+            spare = config.budget - evaluations
+            if spare < 8 * config.islands:
+                break
+            chains(evaluations + 2 * spare // 3, 1)
     checks += finisher.checks
     found += finisher.found
     probes += finisher.probes
@@ -499,6 +513,8 @@ class _Finisher:
                  cost: Callable[[Program], Cost]) -> None:
         self.spec, self.config, self.cases, self.cost = spec, config, cases, cost
         self.scored: dict[Program, Cost] = {}
+        self.known = len(cases)
+        self.settled: Program | None = None  # the last fixed point reached
         self.spent = self.total = self.checks = self.found = self.probes = self.lifts = 0
 
     def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
@@ -524,7 +540,7 @@ class _Finisher:
         tr = synth.trace(program, self.cases, self.spec.fuel)
         states = 0
         for start, width in sorted(synth.windows(program, tr), key=lambda s: (-s[1], s[0])):
-            if width < 2 or states >= 8 * self.config.finish_states:
+            if width < 2 or states >= 4 * self.config.finish_states:
                 continue
             self.probes += 1
             found, expanded = synth.candidates(program, tr, start, width,
@@ -537,6 +553,12 @@ class _Finisher:
                 cap: int) -> Iterator[tuple[Program, Cost, str]]:
         """Yield each new best (program, cost, move); `self.spent` counts evaluations."""
         self.spent = 0
+        if len(self.cases) != self.known:  # the chains found counterexamples since
+            self.scored.clear()
+            self.known = len(self.cases)
+            self.settled = None
+        if best == self.settled:  # a fixed point already: the same descent again
+            return
         improved = True
         while improved and self.spent < cap:
             improved = False
@@ -564,12 +586,15 @@ class _Finisher:
                     self.cases.append(counterexample_case(self.spec.original,
                                                           verdict.counterexample))
                     self.scored.clear()
+                    self.known = len(self.cases)
                     best_cost = self.cost(best)
                     continue
                 best, best_cost = candidate, c
                 improved = True
                 yield best, best_cost, name
                 break
+        if not improved:
+            self.settled = best
 
 
 def _final(original: Program, bests: list[Program], cases: list[TestCase],
