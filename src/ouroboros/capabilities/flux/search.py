@@ -369,6 +369,7 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
     global_best, global_cost = original, start_cost
     history: list[tuple[int, float]] = [(1, start_cost.penalised)]
     bests: list[Program] = [original]
+    improved_by: dict[str, int] = {}
     # The sound rewrite table to a fixed point is a free first step for every island.
     polished, steps = peephole(original)
     if steps:
@@ -380,31 +381,32 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                 global_best, global_cost = polished, polished_cost
                 history.append((evaluations, polished_cost.penalised))
                 bests.append(polished)
+                improved_by["table"] = 1
                 if progress is not None:
                     progress(evaluations, polished_cost.penalised, True)
-    improved_by: dict[str, int] = {}
     finisher = _Finisher(spec, config, all_cases, cost)
     lifts = 0
 
     def finish(cap: int) -> None:
+        """The finishing descent on the global best; reports to `progress`."""
         nonlocal global_best, global_cost, evaluations, lifts
-        before = len(all_cases)
+        before, lifted, improved = len(all_cases), finisher.lifts, False
         for program, c, name in finisher.descend(global_best, global_cost, cap):
-            global_best, global_cost = program, c
+            global_best, global_cost, improved = program, c, True
             bests.append(program)
             improved_by[name] = improved_by.get(name, 0) + 1
             history.append((evaluations + finisher.spent, c.penalised))
         evaluations += finisher.spent
-        lifts += finisher.lifts
+        lifts += finisher.lifts - lifted
         if len(all_cases) != before:
             global_cost = cost(global_best)
+        if progress is not None:
+            progress(evaluations, global_cost.penalised, improved)
 
     reserve = int(config.budget * config.finish)
     starts = [(global_best, global_cost)]
     if config.start_finish > 0:
         finish(min(int(config.budget * config.start_finish), config.budget - evaluations))
-        if progress is not None:
-            progress(evaluations, global_cost.penalised, len(bests) > 1)
         # A greedy descent can settle in a basin the chains would not have chosen: the
         # odd islands start from the program before it, the even ones from its result.
         starts.insert(0, (global_best, global_cost))
@@ -472,8 +474,6 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
             if config.budget <= evaluations:
                 break
             finish(config.budget - evaluations)
-            if progress is not None:
-                progress(evaluations, global_cost.penalised, False)
             spare = config.budget - evaluations
             if spare < 8 * config.islands:
                 break
