@@ -160,6 +160,9 @@ def test_search_proves_the_winner_and_submits_the_grown_suite(tmp_path: Path) ->
     assert summary["after"]["cycles_per_result"] < summary["before"]["cycles_per_result"]
     assert summary["equivalence"]["status"] == "proved"
     assert summary["patch"]["status"] == "applied"
+    # Lifting and finishing are reported beside the evaluations they are part of.
+    assert summary["lifts"] >= 1 and 1 <= summary["finish_evaluations"] <= 600
+    assert sum(summary["improved_by"].values()) >= 1
     with Runtime.open(home) as rt:
         stored = rt.value("flux/programs/sum2x")
         events = [e for e in rt.log() if e.kind == "EvolutionGeneration"]

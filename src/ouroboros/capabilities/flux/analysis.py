@@ -73,6 +73,11 @@ def dead_stores(program: Program) -> list[int]:
     return out
 
 
+def observed(program: Program, start: int, slot: int) -> bool:
+    """True if some path from `start` may read `slot` (LOAD, DECAY) before storing it."""
+    return _observed(program, start, slot)
+
+
 def _observed(program: Program, start: int, slot: int) -> bool:
     seen: set[int] = set()
     work = [start] if start < len(program) else []

@@ -353,8 +353,8 @@ def sites(program: Program, *, seed_table: bool = False) -> Iterator[Site]:
 
 def neutral_sites(program: Program) -> Iterator[Site]:
     """Sound rewrites that cost the same but open the way to cheaper ones:
-    - forwarding: `P; STORE n ... LOAD n` with P a producer and one path between them
-      becomes `P; STORE n ... P` (the STORE may then be dead);
+    - forwarding: `P; STORE n ... LOAD n` (or `P; DUP; STORE n ... LOAD n`) with P a
+      producer and one path between them becomes `... P` (the STORE may then be dead);
     - commuting: `P1; P2; op` with op commutative becomes `P2; P1; op`."""
     instrs = program.instrs
     targets = jump_targets(program)
@@ -389,6 +389,11 @@ def _forwarded(program: Program, index: int, slot: int) -> Instr | None:
             if len(producer) != 1:
                 return None
             source = program.instrs[producer[0]]
+            if source.op is Opcode.DUP:  # `P; DUP; STORE n` stores P's value too
+                producer = preds.get(producer[0], [])
+                if len(producer) != 1:
+                    return None
+                source = program.instrs[producer[0]]
             if source.op in (Opcode.SENSE, Opcode.PUSH, Opcode.PARAM):
                 return source
             return None

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ouroboros.capabilities.evolve.executor import Executor, LocalExecutor
-from ouroboros.capabilities.flux import equivalence, synth
+from ouroboros.capabilities.flux import analysis, equivalence, lift, rewrites, synth
 from ouroboros.capabilities.flux.cost import Cost, evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
-from ouroboros.capabilities.flux.isa import DEFAULT_FUEL
+from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, MAX_CODE_BYTES, Opcode
 from ouroboros.capabilities.flux.moves import MoveSet, Vocabulary
-from ouroboros.capabilities.flux.program import Program
+from ouroboros.capabilities.flux.program import Instr, Program
 from ouroboros.capabilities.flux.rewrites import peephole
 from ouroboros.capabilities.flux.vm import run
 from ouroboros.kernel.errors import UsageError
@@ -64,6 +64,18 @@ class SearchConfig:
     synth_budget: int = 3000  # states one island may expand in one epoch, in all
     # Candidates already scored in this epoch are not scored again (no evaluation spent).
     dedupe: bool = True
+    # Lifting (lift.py): the share of steps that propose a lowering of a region of the
+    # step's program (a counted loop, a block, the whole program), and whether the
+    # liftings of the starting program are tried before the first epoch.
+    lift: bool = True
+    lift_rate: float = 0.02
+    # Finishing: the share of the budget kept for a deterministic descent on the best
+    # program at the end of the run (every sound single edit, deletion, lifting and
+    # wider window synthesis, to a fixed point); the same descent, capped at
+    # `start_finish` of the budget, also runs on the starting program.
+    finish: float = 0.15
+    start_finish: float = 0.05
+    finish_states: int = 3000
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -112,6 +124,8 @@ class EpochReport:
     counterexamples: int
     moves: tuple[tuple[str, int], ...]  # accepted moves by name
     probes: int = 0  # window syntheses run (not candidate evaluations)
+    sources: tuple[str, ...] = ()  # the move behind each of `improvements`
+    lifts: int = 0  # liftings run (not candidate evaluations)
 
 
 @dataclass
@@ -126,6 +140,9 @@ class SearchResult:
     checks: int
     accepted_moves: dict[str, int] = field(default_factory=dict)
     probes: int = 0  # window syntheses run besides the evaluations
+    lifts: int = 0  # liftings run besides the evaluations (memoised calls included)
+    improved_by: dict[str, int] = field(default_factory=dict)  # new global bests by move
+    finish_evaluations: int = 0  # evaluations the finishing descents spent
 
     @property
     def plateau_at(self) -> int:
@@ -218,6 +235,8 @@ def run_epoch(task: EpochTask) -> EpochReport:
     cases = list(task.cases)
     new_cases: list[TestCase] = []
     improvements: list[tuple[int, float]] = []
+    sources: list[str] = []
+    lifts = 0
     accepted: dict[str, int] = {}
     scored: dict[Program, Cost] = {}
     win = _Windows(spec, config)
@@ -254,7 +273,13 @@ def run_epoch(task: EpochTask) -> EpochReport:
             if rng.random() < config.from_best:
                 base, base_cost = best, best_cost
             proposal: tuple[Program, str] | None = None
-            if config.synth_rate and rng.random() < config.synth_rate and not win.spent:
+            if config.lift and config.lift_rate and rng.random() < config.lift_rate:
+                lifts += 1
+                lowered = lift.proposals(base)
+                if lowered:
+                    proposal = rng.choice(lowered), "lift"
+            if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
+                    and not win.spent):
                 sites = win.sites(base, cases)
                 if sites:
                     options = win.rewrite(base, cases, rng.choice(sites),
@@ -296,6 +321,7 @@ def run_epoch(task: EpochTask) -> EpochReport:
             else:
                 best, best_cost, bar, stale = candidate, c, c.penalised, 0
                 improvements.append((evaluations, c.penalised))
+                sources.append(name)
                 if config.polish:
                     queue, queued = win.polish_queue(best, cases), best
         rise = c.total - base_cost.total
@@ -304,7 +330,7 @@ def run_epoch(task: EpochTask) -> EpochReport:
             accepted[name] = accepted.get(name, 0) + 1
     out = Island(island.index, rng.getstate(), current, current_cost, best, best_cost, stale)
     return EpochReport(out, evaluations, tuple(new_cases), tuple(improvements), checks, found,
-                       tuple(sorted(accepted.items())), win.probes)
+                       tuple(sorted(accepted.items())), win.probes, tuple(sources), lifts)
 
 
 def default_fuel(program: Program, cases: Sequence[TestCase]) -> int:
@@ -343,6 +369,7 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
     global_best, global_cost = original, start_cost
     history: list[tuple[int, float]] = [(1, start_cost.penalised)]
     bests: list[Program] = [original]
+    improved_by: dict[str, int] = {}
     # The sound rewrite table to a fixed point is a free first step for every island.
     polished, steps = peephole(original)
     if steps:
@@ -354,60 +381,220 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
                 global_best, global_cost = polished, polished_cost
                 history.append((evaluations, polished_cost.penalised))
                 bests.append(polished)
+                improved_by["table"] = 1
                 if progress is not None:
                     progress(evaluations, polished_cost.penalised, True)
-    islands = [Island(i, random.Random(f"{seed}:{i}").getstate(), global_best, global_cost,
-                      global_best, global_cost) for i in range(config.islands)]
-    checks = found = probes = 0
-    accepted: dict[str, int] = {}
-    for epoch in range(config.epochs):
-        remaining = config.budget - evaluations
-        if remaining < config.islands:
-            break
-        per_island = remaining // (config.islands * (config.epochs - epoch))
-        if per_island < 1:
-            per_island = remaining // config.islands
-        tasks = [EpochTask(spec, config, tuple(all_cases), island, per_island, global_best,
-                           global_cost.penalised) for island in islands]
-        reports = executor.map(run_epoch, tasks)
-        base = evaluations
-        for n, report in enumerate(reports):
-            for at, value in report.improvements:
-                if value < history[-1][1] - EPS:
-                    history.append((base + n * per_island + at, value))
-            evaluations += report.evaluations
-            checks += report.checks
-            found += report.counterexamples
-            probes += report.probes
-            for name, count in report.moves:
-                accepted[name] = accepted.get(name, 0) + count
-            known = {c.inputs for c in all_cases}
-            for case in report.new_cases:
-                if case.inputs not in known:
-                    known.add(case.inputs)
-                    all_cases.append(case)
-        islands = [r.island for r in reports]
-        if any(r.new_cases for r in reports):  # rescore every island on the grown suite
-            rescored = []
-            for island in islands:
-                evaluations += 2
-                rescored.append(replace(island, current_cost=cost(island.current),
-                                        best_cost=cost(island.best)))
-            islands = rescored
+    finisher = _Finisher(spec, config, all_cases, cost)
+    lifts = 0
+
+    def finish(cap: int) -> None:
+        """The finishing descent on the global best; reports to `progress`."""
+        nonlocal global_best, global_cost, evaluations, lifts
+        before, lifted, improved = len(all_cases), finisher.lifts, False
+        for program, c, name in finisher.descend(global_best, global_cost, cap):
+            global_best, global_cost, improved = program, c, True
+            bests.append(program)
+            improved_by[name] = improved_by.get(name, 0) + 1
+            history.append((evaluations + finisher.spent, c.penalised))
+        evaluations += finisher.spent
+        lifts += finisher.lifts - lifted
+        if len(all_cases) != before:
             global_cost = cost(global_best)
-        improved = False
-        for island in islands:
-            if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
-                global_best, global_cost = island.best, island.best_cost
-                bests.append(global_best)
-                improved = True
         if progress is not None:
             progress(evaluations, global_cost.penalised, improved)
+
+    reserve = int(config.budget * config.finish)
+    starts = [(global_best, global_cost)]
+    if config.start_finish > 0:
+        finish(min(int(config.budget * config.start_finish), config.budget - evaluations))
+        # A greedy descent can settle in a basin the chains would not have chosen: the
+        # odd islands start from the program before it, the even ones from its result.
+        starts.insert(0, (global_best, global_cost))
+        starts[1] = (starts[1][0], cost(starts[1][0])) if len(all_cases) > len(cases) \
+            else starts[1]
+    islands = [Island(i, random.Random(f"{seed}:{i}").getstate(), *starts[i % len(starts)],
+                      *starts[i % len(starts)]) for i in range(config.islands)]
+    checks = found = probes = 0
+    accepted: dict[str, int] = {}
+
+    def chains(until: int, epochs: int) -> None:
+        """`epochs` epochs of every island, spending evaluations up to `until`."""
+        nonlocal islands, evaluations, checks, found, probes, lifts, global_best, global_cost
+        for epoch in range(epochs):
+            remaining = until - evaluations
+            if remaining < config.islands:
+                break
+            per_island = remaining // (config.islands * (epochs - epoch))
+            if per_island < 1:
+                per_island = remaining // config.islands
+            tasks = [EpochTask(spec, config, tuple(all_cases), island, per_island, global_best,
+                               global_cost.penalised) for island in islands]
+            reports = executor.map(run_epoch, tasks)
+            base = evaluations
+            for n, report in enumerate(reports):
+                for at, value in report.improvements:
+                    if value < history[-1][1] - EPS:
+                        history.append((base + n * per_island + at, value))
+                evaluations += report.evaluations
+                checks += report.checks
+                found += report.counterexamples
+                probes += report.probes
+                lifts += report.lifts
+                for name, count in report.moves:
+                    accepted[name] = accepted.get(name, 0) + count
+                known = {c.inputs for c in all_cases}
+                for case in report.new_cases:
+                    if case.inputs not in known:
+                        known.add(case.inputs)
+                        all_cases.append(case)
+            islands = [r.island for r in reports]
+            if any(r.new_cases for r in reports):  # rescore every island on the grown suite
+                rescored = []
+                for island in islands:
+                    evaluations += 2
+                    rescored.append(replace(island, current_cost=cost(island.current),
+                                            best_cost=cost(island.best)))
+                islands = rescored
+                global_cost = cost(global_best)
+            improved = False
+            for island, report in zip(islands, reports, strict=True):
+                if island.best_cost.correct and island.best_cost.penalised < global_cost.penalised - EPS:
+                    global_best, global_cost = island.best, island.best_cost
+                    bests.append(global_best)
+                    improved = True
+                    name = report.sources[-1] if report.sources else "?"
+                    improved_by[name] = improved_by.get(name, 0) + 1
+            if progress is not None:
+                progress(evaluations, global_cost.penalised, improved)
+    chains(config.budget - reserve, config.epochs)
+    if config.finish > 0:
+        # Finish; what the descent leaves at its fixed point goes back to the chains
+        # (two thirds of it, in one epoch), then finish again; three rounds.
+        for _ in range(3):
+            if config.budget <= evaluations:
+                break
+            finish(config.budget - evaluations)
+            spare = config.budget - evaluations
+            if spare < 8 * config.islands:
+                break
+            chains(evaluations + 2 * spare // 3, 1)
+    checks += finisher.checks
+    found += finisher.found
+    probes += finisher.probes
     verdict, winner = _final(original, bests, all_cases, config)
     if winner is not global_best:
         history.append((evaluations, cost(winner).penalised))
     return SearchResult(winner, original, tuple(all_cases), evaluations, history, verdict, found,
-                        checks, accepted, probes)
+                        checks, accepted, probes, lifts, improved_by, finisher.total)
+
+
+def _without_slot(program: Program, slot: int) -> Program:
+    """Every STORE and LOAD of `slot` gone: a value kept in a slot (a loop counter or
+    accumulator, a round trip) stays on the stack instead. Often wrong or unverifiable;
+    scored and checked like any candidate."""
+    result = program
+    for index in range(len(program) - 1, -1, -1):
+        ins = program.instrs[index]
+        if ins.op in (Opcode.STORE, Opcode.LOAD) and ins.args[0] == slot:
+            result = result.delete(index)
+    return result
+
+
+class _Finisher:
+    """Deterministic descent on a program (docs/flux.md, "Finishing"): every sound
+    single edit of the cheap kinds, every deletion of 1-3 instructions, every lifting
+    and every window synthesis at a wider bound, each put through the rewrite table,
+    scored in a fixed order; the first that is correct, cheaper and passes the
+    equivalence check becomes the program, and the descent starts again, until no
+    neighbour is cheaper or the evaluations given run out. It runs in the calling
+    process, in order, so the result does not depend on the workers."""
+
+    def __init__(self, spec: Spec, config: SearchConfig, cases: list[TestCase],
+                 cost: Callable[[Program], Cost]) -> None:
+        self.spec, self.config, self.cases, self.cost = spec, config, cases, cost
+        self.scored: dict[Program, Cost] = {}
+        self.known = len(cases)
+        self.settled: Program | None = None  # the last fixed point reached
+        self.spent = self.total = self.checks = self.found = self.probes = self.lifts = 0
+
+    def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
+        self.lifts += 1
+        for lowered in lift.proposals(program):
+            yield lowered, "lift"
+        for site in rewrites.sites(program):
+            yield rewrites.apply_site(program, site), "peephole"
+        for index in analysis.dead_stores(program):
+            yield program.replace(index, 1, (Instr(Opcode.POP),)), "cleanup"
+        if analysis.unreachable_count(program):
+            yield analysis.remove_unreachable(program), "cleanup"
+        for site in rewrites.neutral_sites(program):
+            yield rewrites.apply_site(program, site), "rewrite"
+        for slot in sorted({i.args[0] for i in program.instrs if i.op is Opcode.STORE}):
+            yield _without_slot(program, slot), "promote"
+        exits = {i for i, ins in enumerate(program.instrs) if ins.op in (Opcode.HALT,
+                                                                         Opcode.RET)}
+        for width in (1, 2, 3):
+            for index in range(len(program) - width + 1):
+                if not exits & set(range(index, index + width)):
+                    yield program.delete(index, width), "delete"
+        tr = synth.trace(program, self.cases, self.spec.fuel)
+        states = 0
+        for start, width in sorted(synth.windows(program, tr), key=lambda s: (-s[1], s[0])):
+            if width < 2 or states >= 4 * self.config.finish_states:
+                continue
+            self.probes += 1
+            found, expanded = synth.candidates(program, tr, start, width,
+                                               max_states=self.config.finish_states)
+            states += expanded
+            for candidate in found:
+                yield candidate, "synth"
+
+    def descend(self, best: Program, best_cost: Cost,
+                cap: int) -> Iterator[tuple[Program, Cost, str]]:
+        """Yield each new best (program, cost, move); `self.spent` counts evaluations."""
+        self.spent = 0
+        if len(self.cases) != self.known:  # the chains found counterexamples since
+            self.scored.clear()
+            self.known = len(self.cases)
+            self.settled = None
+        if best == self.settled:  # a fixed point already: the same descent again
+            return
+        improved = True
+        while improved and self.spent < cap:
+            improved = False
+            for raw, name in self.neighbours(best):
+                if self.spent >= cap:
+                    break
+                candidate = peephole(raw)[0] if raw != best else raw
+                if candidate == best or candidate in self.scored:
+                    continue
+                if not len(candidate) or candidate.size > MAX_CODE_BYTES:
+                    continue
+                self.spent += 1
+                self.total += 1
+                c = self.cost(candidate)
+                if len(self.scored) > 20000:
+                    self.scored.clear()
+                self.scored[candidate] = c
+                if not (c.correct and c.penalised < best_cost.penalised - EPS):
+                    continue
+                self.checks += 1
+                verdict = check_candidate(self.spec.original, candidate,
+                                          self.config.check_inputs, seed=self.total)
+                if verdict.counterexample is not None:  # CEGIS, as in the chains
+                    self.found += 1
+                    self.cases.append(counterexample_case(self.spec.original,
+                                                          verdict.counterexample))
+                    self.scored.clear()
+                    self.known = len(self.cases)
+                    best_cost = self.cost(best)
+                    continue
+                best, best_cost = candidate, c
+                improved = True
+                yield best, best_cost, name
+                break
+        if not improved:
+            self.settled = best
 
 
 def _final(original: Program, bests: list[Program], cases: list[TestCase],

@@ -284,6 +284,8 @@ def _run_search(request: EvolveRequest, program: Program, cases: tuple[TestCase,
     extra = {"equivalence": {"status": result.verdict.status, "method": result.verdict.method,
                              "detail": result.verdict.detail},
              "counterexamples": result.counterexamples, "checks": result.checks,
+             "lifts": result.lifts, "finish_evaluations": result.finish_evaluations,
+             "improved_by": result.improved_by,
              "executor": request.executor, "workers": executor.workers}
     trace = Trace(title, result.history, result.plateau_at, result.evaluations)
     return result.best, result.cases, result.evaluations, improvements, trace, extra

@@ -1,0 +1,545 @@
+"""Lift and lower: a region's effect as simplified expressions, emitted again as
+straight-line FLUX.
+
+A *region* is a run of instructions `[start, end)` that control enters only at `start`:
+the whole program, a basic block, or a counted loop with the code around it. The region
+is executed *symbolically* from a generic entry state (each stack entry, memory slot and
+input a variable) until control reaches `end` or an exit. Values are polynomials over
+those variables with 64-bit wrapping coefficients (sums of multiples collapse into one
+multiply, `SHL` by a constant is a multiply by 2^k, `NOT x` is `-x - 1`, constants
+fold); `AND`, `OR`, `XOR`, `SHR`, comparisons and division by a non-zero constant are
+opaque nodes over polynomials, simplified where an operand is an identity or both are
+equal. A conditional branch whose condition is a constant is followed, so a loop whose
+trip count is fixed unrolls; anything else bails out (`Bail`): a branch on a value that
+is not constant (a trip count that depends on an input), more than `MAX_VISITS` visits
+of one instruction (the unroll bound), more than `MAX_STEPS` steps, a division by a value
+that is not a non-zero constant, a pop below the entry stack that the region does not
+own, `CALL`, `RET`, `DECAY`, `THRESH`, or a polynomial beyond `MAX_TERMS` terms or degree
+`MAX_DEGREE`.
+
+The effect (values emitted with their channels, the stack left, the slots written and
+later read) is then *lowered* to stack code by a small cost-driven generator (a product
+of atoms, a multiple by a power of two as a shift, a common factor or a common
+coefficient taken out when that is cheaper) and proposed only when it costs fewer
+cycles than the region ran. A lowering is a *proposal*: the search scores it as one
+evaluation and checks it for equivalence with the original program (proof, or testing
+on generated inputs) like any other candidate, so an error in this module can cost
+evaluations but never make a wrong program a best.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from math import gcd
+from typing import Any
+
+from ouroboros.capabilities.flux import analysis
+from ouroboros.capabilities.flux.isa import OPS, Opcode, wrap64
+from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
+from ouroboros.capabilities.flux.rewrites import peephole
+from ouroboros.capabilities.flux.vm import trunc_div, trunc_rem
+
+MAX_VISITS = 64  # visits of one instruction: a loop unrolls at most 64 times
+MAX_STEPS = 4096
+MAX_TERMS = 24
+MAX_DEGREE = 4
+_I32 = (-(1 << 31), (1 << 31) - 1)
+_M = (1 << 64) - 1
+
+
+class Bail(Exception):
+    """The region is out of the lifter's reach (the message says why)."""
+
+
+# A polynomial: ((monomial, coefficient), ...) sorted; a monomial is a sorted tuple of
+# atoms; an atom is ("in", k), ("mem", k), ("stk", k) or an opaque node
+# ("op", opcode name, poly, poly). Coefficients are signed 64-bit (wrapped).
+Atom = tuple[Any, ...]
+Mono = tuple[Atom, ...]
+Poly = tuple[tuple[Mono, int], ...]
+
+
+def _key(x: Any) -> str:
+    return repr(x)
+
+
+def _norm(terms: dict[Mono, int]) -> Poly:
+    out = [(m, wrap64(c)) for m, c in terms.items() if wrap64(c) != 0]
+    if len(out) > MAX_TERMS:
+        raise Bail(f"more than {MAX_TERMS} terms")
+    return tuple(sorted(out, key=lambda t: _key(t[0])))
+
+
+def const(value: int) -> Poly:
+    return _norm({(): value})
+
+
+def atom(a: Atom) -> Poly:
+    return (((a,), 1),)
+
+
+def constant_of(p: Poly) -> int | None:
+    if not p:
+        return 0
+    if len(p) == 1 and p[0][0] == ():
+        return p[0][1]
+    return None
+
+
+def add(p: Poly, q: Poly, sign: int = 1) -> Poly:
+    terms = dict(p)
+    for m, c in q:
+        terms[m] = terms.get(m, 0) + sign * c
+    return _norm(terms)
+
+
+def scale(p: Poly, k: int) -> Poly:
+    return _norm({m: c * k for m, c in p})
+
+
+def mul(p: Poly, q: Poly) -> Poly:
+    terms: dict[Mono, int] = {}
+    for m1, c1 in p:
+        for m2, c2 in q:
+            m = tuple(sorted((*m1, *m2), key=_key))
+            if len(m) > MAX_DEGREE:
+                raise Bail(f"a product of degree above {MAX_DEGREE}")
+            terms[m] = terms.get(m, 0) + c1 * c2
+    return _norm(terms)
+
+
+def _opaque(name: str, a: Poly, b: Poly) -> Poly:
+    return atom(("op", name, a, b))
+
+
+_FOLD = {
+    "AND": lambda a, b: a & b, "OR": lambda a, b: a | b, "XOR": lambda a, b: a ^ b,
+    "SHR": lambda a, b: a >> (b & 63), "EQ": lambda a, b: int(a == b),
+    "LT": lambda a, b: int(a < b), "GT": lambda a, b: int(a > b),
+    "DIV": trunc_div, "MOD": trunc_rem,
+}
+
+
+def binary(name: str, a: Poly, b: Poly) -> Poly:
+    """An operation outside the polynomial ring, simplified or left opaque."""
+    ca, cb = constant_of(a), constant_of(b)
+    if name in ("DIV", "MOD"):
+        if cb is None or cb == 0:
+            raise Bail("a division by a value that is not a non-zero constant")
+        if ca is not None:
+            return const(_FOLD[name](ca, cb))
+        if cb == 1:
+            return a if name == "DIV" else const(0)
+        if cb == -1 and name == "MOD":
+            return const(0)
+        return _opaque(name, a, b)
+    if ca is not None and cb is not None:
+        return const(_FOLD[name](ca, cb))
+    if name == "SHR" and cb is not None and cb & 63 == 0:
+        return a
+    if name in ("AND", "OR", "XOR"):
+        if ca is not None:  # constants on the right
+            a, b, ca, cb = b, a, cb, ca
+        if (name == "AND" and cb == -1) or (name in ("OR", "XOR") and cb == 0):
+            return a
+        if name == "AND" and cb == 0:
+            return const(0)
+        if name == "OR" and cb == -1:
+            return const(-1)
+        if name == "XOR" and cb == -1:
+            return add(scale(a, -1), const(-1))  # NOT a
+        if a == b:
+            return const(0) if name == "XOR" else a
+        if _key(a) > _key(b):
+            a, b = b, a
+    if name in ("EQ", "LT", "GT"):
+        diff = constant_of(add(a, b, -1))
+        if diff is not None:  # a - b is a constant: a == b exactly when it is 0
+            if name == "EQ":
+                return const(int(diff == 0))
+            if diff == 0:
+                return const(0)
+        if name == "EQ" and _key(a) > _key(b):
+            a, b = b, a
+    return _opaque(name, a, b)
+
+
+# ------------------------------------------------------------------ symbolic execution
+@dataclass(frozen=True)
+class Effect:
+    """What a region does from its generic entry state."""
+
+    emitted: tuple[tuple[Poly, int], ...]
+    stack: tuple[Poly, ...]
+    memory: tuple[Poly, ...]
+    halts: bool  # the region ends the program (HALT, or RET with no caller)
+    cycles: int  # what the region ran, in cycles
+
+
+_POLY_OPS = {Opcode.ADD, Opcode.SUB, Opcode.MUL}
+_OPAQUE = {Opcode.AND: "AND", Opcode.OR: "OR", Opcode.XOR: "XOR", Opcode.SHR: "SHR",
+           Opcode.EQ: "EQ", Opcode.LT: "LT", Opcode.GT: "GT", Opcode.DIV: "DIV",
+           Opcode.MOD: "MOD"}
+
+
+def execute(program: Program, start: int, end: int, depth: int, *,
+            zeroed: bool = False) -> Effect:
+    """Run `[start, end)` symbolically from a stack of `depth` unknown entries (and
+    memory of unknown slots, or of zeros when `zeroed`: the program's own entry)."""
+    instrs = program.instrs
+    stack: list[Poly] = [atom(("stk", i)) for i in range(depth)]
+    memory: list[Poly] = [const(0) if zeroed else atom(("mem", i)) for i in range(16)]
+    emitted: list[tuple[Poly, int]] = []
+    visits: dict[int, int] = {}
+    pc, steps, cycles = start, 0, 0
+
+    def pop() -> Poly:
+        if not stack:
+            raise Bail("a pop below the region's entry stack")
+        return stack.pop()
+
+    while True:
+        if pc == end:
+            return Effect(tuple(emitted), tuple(stack), tuple(memory), False, cycles)
+        if not start <= pc < end:
+            raise Bail("control leaves the region elsewhere than at its end")
+        steps += 1
+        visits[pc] = visits.get(pc, 0) + 1
+        if visits[pc] > MAX_VISITS:
+            raise Bail(f"a loop runs more than {MAX_VISITS} times")
+        if steps > MAX_STEPS:
+            raise Bail(f"more than {MAX_STEPS} steps")
+        ins = instrs[pc]
+        op = ins.op
+        cycles += OPS[op].cycles
+        pc += 1
+        if op is Opcode.PUSH:
+            stack.append(const(ins.args[0]))
+        elif op is Opcode.POP:
+            pop()
+        elif op is Opcode.DUP:
+            a = pop()
+            stack += [a, a]
+        elif op is Opcode.SWAP:
+            b, a = pop(), pop()
+            stack += [b, a]
+        elif op is Opcode.OVER:
+            b, a = pop(), pop()
+            stack += [a, b, a]
+        elif op in _POLY_OPS:
+            b, a = pop(), pop()
+            stack.append(add(a, b) if op is Opcode.ADD else add(a, b, -1)
+                         if op is Opcode.SUB else mul(a, b))
+        elif op is Opcode.SHL:
+            b, a = pop(), pop()
+            k = constant_of(b)
+            stack.append(scale(a, 1 << (k & 63)) if k is not None else _opaque("SHL", a, b))
+        elif op in _OPAQUE:
+            b, a = pop(), pop()
+            stack.append(binary(_OPAQUE[op], a, b))
+        elif op is Opcode.NEG:
+            stack.append(scale(pop(), -1))
+        elif op is Opcode.INC:
+            stack.append(add(pop(), const(1)))
+        elif op is Opcode.DEC:
+            stack.append(add(pop(), const(-1)))
+        elif op is Opcode.NOT:
+            stack.append(add(scale(pop(), -1), const(-1)))
+        elif op is Opcode.SENSE:
+            stack.append(atom(("in", ins.args[0])))
+        elif op is Opcode.LOAD:
+            stack.append(memory[ins.args[0]])
+        elif op is Opcode.STORE:
+            memory[ins.args[0]] = pop()
+        elif op is Opcode.ACT:
+            emitted.append((pop(), ins.args[0]))
+        elif op is Opcode.INSTINCT:
+            emitted.append((atom(("in", ins.args[0])), ins.args[0]))
+        elif op is Opcode.PARAM:
+            stack.append(const(program.params[ins.args[0]]))
+        elif op is Opcode.NOP:
+            pass
+        elif op is Opcode.JMP:
+            pc = ins.args[0]
+        elif op in (Opcode.JZ, Opcode.JNZ):
+            value = constant_of(pop())
+            if value is None:
+                raise Bail("a branch on a value that is not constant")
+            if (value == 0) == (op is Opcode.JZ):
+                pc = ins.args[0]
+        elif op is Opcode.HALT:
+            return Effect(tuple(emitted), tuple(stack), tuple(memory), True, cycles)
+        else:
+            raise Bail(f"{op.name} is not lifted")
+
+
+# ------------------------------------------------------------------------- lowering
+_Code = tuple[Instr, ...]
+
+
+def _cycles(code: _Code) -> int:
+    return sum(OPS[i.op].cycles for i in code)
+
+
+def _push(value: int) -> _Code:
+    if not _I32[0] <= value <= _I32[1]:
+        raise Bail(f"the constant {value} does not fit a PUSH")
+    return (Instr(Opcode.PUSH, (value,)),)
+
+
+def _power(k: int) -> int | None:
+    return k.bit_length() - 1 if k > 0 and k & (k - 1) == 0 else None
+
+
+def _times(k: int) -> _Code:
+    """Code multiplying the top of the stack by k (k != 0)."""
+    k = wrap64(k)
+    if k == 1:
+        return ()
+    if k == -1:
+        return (Instr(Opcode.NEG),)
+    if k == 2:
+        return (Instr(Opcode.DUP), Instr(Opcode.ADD))
+    for sign, tail in ((1, ()), (-1, (Instr(Opcode.NEG),))):
+        j = _power(sign * k)
+        if j is not None and j < 64:
+            return (Instr(Opcode.PUSH, (j,)), Instr(Opcode.SHL), *tail)
+    return (*_push(k), Instr(Opcode.MUL))
+
+
+class Lowerer:
+    """Stack code for polynomials, cheapest of a few shapes, memoised."""
+
+    def __init__(self) -> None:
+        self.memo: dict[Poly, _Code] = {}
+
+    def atom(self, a: Atom) -> _Code:
+        kind = a[0]
+        if kind == "in":
+            return (Instr(Opcode.SENSE, (a[1],)),)
+        if kind == "mem":
+            return (Instr(Opcode.LOAD, (a[1],)),)
+        if kind == "op":
+            return (*self.poly(a[2]), *self.poly(a[3]), Instr(Opcode[a[1]]))
+        raise Bail("a value from below the region's entry stack")
+
+    def mono(self, m: Mono) -> _Code:
+        code: list[Instr] = []
+        prev: Atom | None = None
+        for n, a in enumerate(m):
+            if a == prev:
+                code += [Instr(Opcode.DUP), Instr(Opcode.MUL)] if n == 1 else \
+                    [*self.atom(a), Instr(Opcode.MUL)]
+            else:
+                code += self.atom(a)
+                if n:
+                    code.append(Instr(Opcode.MUL))
+            prev = a
+        return tuple(code)
+
+    def poly(self, p: Poly) -> _Code:
+        hit = self.memo.get(p)
+        if hit is None:
+            hit = self.memo[p] = self._poly(p)
+        return hit
+
+    def _poly(self, p: Poly) -> _Code:
+        c0 = constant_of(p)
+        if c0 is not None:
+            return _push(c0)
+        terms = [(m, c) for m, c in p if m]
+        k0 = dict(p).get((), 0)
+        options: list[_Code] = [self._sum(terms, k0)]
+        if k0 == -1:  # -q - 1 is NOT q
+            with contextlib.suppress(Bail):
+                options.append((*self.poly(add(scale(p, -1), const(-1))), Instr(Opcode.NOT)))
+        if len(terms) > 1:
+            g = 0
+            for _, c in terms:
+                g = gcd(g, c)
+            for f in {g, -g} if g > 1 else {-1} if all(c < 0 for _, c in terms) else set():
+                inner = tuple((m, c // f) for m, c in terms)
+                with contextlib.suppress(Bail):
+                    options.append((*self.poly(inner), *_times(f), *self._constant(k0)))
+            common = set(terms[0][0])
+            for m, _ in terms[1:]:
+                common &= set(m)
+            for a in sorted(common, key=_key):
+                rest: dict[Mono, int] = {}
+                for m, c in terms:
+                    i = m.index(a)
+                    rest[(*m[:i], *m[i + 1:])] = c
+                with contextlib.suppress(Bail):
+                    options.append((*self.poly(_norm(rest)), *self.atom(a), Instr(Opcode.MUL),
+                                    *self._constant(k0)))
+        return min(options, key=lambda code: (_cycles(code), len(code)))
+
+    @staticmethod
+    def _constant(k: int) -> _Code:
+        if k == 0:
+            return ()
+        if k == 1:
+            return (Instr(Opcode.INC),)
+        if k == -1:
+            return (Instr(Opcode.DEC),)
+        return (*_push(k), Instr(Opcode.ADD))
+
+    def _sum(self, terms: list[tuple[Mono, int]], k0: int) -> _Code:
+        ordered = sorted(terms, key=lambda t: t[1] < 0)  # a positive term first
+        code: list[Instr] = []
+        for n, (m, c) in enumerate(ordered):
+            if n and c < 0:
+                code += [*self.mono(m), *_times(-c), Instr(Opcode.SUB)]
+            else:
+                code += [*self.mono(m), *_times(c)]
+                if n:
+                    code.append(Instr(Opcode.ADD))
+        return (*code, *self._constant(k0))
+
+
+def lower(effect: Effect, depth: int, live_slots: set[int]) -> _Code:
+    """Straight-line code with `effect` from a stack of `depth` entries (the slots in
+    `live_slots` are written; the others are read by nobody after the region)."""
+    low = Lowerer()
+    code: list[Instr] = []
+    for value, channel in effect.emitted:
+        if value == atom(("in", channel)):
+            code.append(Instr(Opcode.INSTINCT, (channel,)))
+        else:
+            code += [*low.poly(value), Instr(Opcode.ACT, (channel,))]
+    kept = 0
+    while (kept < min(depth, len(effect.stack))
+           and effect.stack[kept] == atom(("stk", kept))):
+        kept += 1
+    code += [Instr(Opcode.POP)] * (depth - kept)
+    for value in effect.stack[kept:]:
+        code += low.poly(value)
+    pending = {s for s in live_slots if effect.memory[s] != atom(("mem", s))}
+    while pending:  # a slot is written once no pending value reads its old content
+        ready = sorted(s for s in pending if not any(
+            _reads(effect.memory[t], s) for t in pending if t != s))
+        if not ready:
+            raise Bail("the slots written read each other's old values")
+        s = ready[0]
+        code += [*low.poly(effect.memory[s]), Instr(Opcode.STORE, (s,))]
+        pending.remove(s)
+    return tuple(code)
+
+
+def _reads(p: Poly, slot: int) -> bool:
+    return _mentions(p, ("mem", slot))
+
+
+def _mentions(p: Poly, a: Atom) -> bool:
+    for m, _ in p:
+        for x in m:
+            if x == a or (x[0] == "op" and (_mentions(x[2], a) or _mentions(x[3], a))):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- regions
+def depths(program: Program) -> dict[int, int] | None:
+    """The stack depth at each reachable instruction, or None (a CALL, or a mismatch)."""
+    out = {0: 0} if len(program) else {}
+    work = [0] if len(program) else []
+    while work:
+        i = work.pop()
+        ins = program.instrs[i]
+        if ins.op in (Opcode.CALL, Opcode.RET):
+            return None
+        info = OPS[ins.op]
+        d = out[i] - info.pops + info.pushes
+        for j in analysis.successors(program, i):
+            if j not in out:
+                out[j] = d
+                work.append(j)
+            elif out[j] != d:
+                return None
+    return out
+
+
+def regions(program: Program) -> Iterator[tuple[int, int]]:
+    """Candidate regions, widest first: the whole program, each counted-loop candidate
+    (a back edge with a few instructions before and after it), each basic block."""
+    n = len(program)
+    targets = jump_targets(program)
+    yield 0, n
+    seen = {(0, n)}
+    for j, ins in enumerate(program.instrs):
+        if ins.is_jump and ins.args[0] <= j:
+            t = ins.args[0]
+            for before in range(min(t, 8), -1, -1):
+                for after in range(6, -1, -1):
+                    r = (t - before, min(n, j + 1 + after))
+                    if r not in seen:
+                        seen.add(r)
+                        yield r
+    start = 0
+    for i in range(n + 1):
+        if i == n or (i in targets and i > start):
+            if (start, i) not in seen and i - start > 1:
+                seen.add((start, i))
+                yield start, i
+            start = i
+        if i < n and program.instrs[i].op in (Opcode.JMP, Opcode.JZ, Opcode.JNZ,
+                                              Opcode.HALT):
+            if (start, i + 1) not in seen and i + 1 - start > 1:
+                seen.add((start, i + 1))
+                yield start, i + 1
+            start = i + 1
+
+
+def lift_region(program: Program, start: int, end: int,
+                depth_at: dict[int, int]) -> Program | None:
+    """The program with `[start, end)` lowered, if that is valid and cheaper; None if
+    the region does not qualify; raises Bail when the lifter cannot follow it."""
+    if start not in depth_at:
+        return None
+    for i, ins in enumerate(program.instrs):  # control enters only at `start`
+        if ins.is_jump and start < ins.args[0] < end and not start <= i < end:
+            return None
+    # At the program's entry (when nothing jumps back to it) memory is all zeros.
+    fresh = start == 0 and 0 not in jump_targets(program)
+    effect = execute(program, start, end, depth_at[start], zeroed=fresh)
+    live = set() if effect.halts else {
+        s for s in range(16) if analysis.observed(program, end, s)}
+    code = lower(effect, depth_at[start], live)
+    if effect.halts:
+        code = (*code, Instr(Opcode.HALT))
+    if _cycles(code) >= effect.cycles:
+        return None
+    return program.replace(start, end - start, code)
+
+
+_MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
+
+
+def proposals(program: Program, limit: int = 6) -> tuple[Program, ...]:
+    """Up to `limit` distinct liftings of `program` (widest regions first), each put
+    through the sound rewrite table; memoised per process (a pure function)."""
+    key = (program.instrs, program.params, limit)
+    hit = _MEMO.get(key)
+    if hit is not None:
+        return hit
+    out: list[Program] = []
+    depth_at = depths(program)
+    if depth_at is not None:
+        for start, end in regions(program):
+            try:
+                lifted = lift_region(program, start, end, depth_at)
+            except Bail:
+                continue
+            if lifted is None:
+                continue
+            lifted = peephole(lifted)[0]
+            if lifted != program and lifted not in out:
+                out.append(lifted)
+                if len(out) >= limit:
+                    break
+    if len(_MEMO) > 4096:
+        _MEMO.clear()
+    result = _MEMO[key] = tuple(out)
+    return result
