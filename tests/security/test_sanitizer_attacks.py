@@ -324,13 +324,17 @@ def test_cards_ssns_and_phone_numbers(text: str, placeholder: str) -> None:
         ("PASSWORD=08 30 64 74 05 4aaa", "PASSWORD=<phone> 4aaa"),
         ("dial +33 6 12 34 56 78abc", "dial <phone> 78abc"),
         ("acct 12 345 678 9ab", "acct <n> 9ab"),
+        # a later hunt: the chain ran on into ")0.P", a separator then a letter
+        (".a&6da]PASSWORD=+1 893 752 4718)0.P:&&ASw", ".a&6da]PASSWORD=<secret:password>"),
+        ("dial +1 893 752 4718)0.P now", "dial <phone>)0.P now"),
     ],
 )  # fmt: skip
 def test_a_number_then_a_word_starting_with_a_digit_is_still_a_number(
         text: str, expected: str) -> None:
     """Found by the hunt: a phone number's chain ran on into ``4aaa``, which made the
     whole chain no number at all, and every group was kept (``call 08 30 64 74 05 4aaa``
-    unchanged). A group after a space ends where its word ends."""
+    unchanged). A group after a space ends where its word ends, and no group leads into a
+    separator and a letter."""
     out = SANITIZER.text(text)
     assert out == expected
     assert SANITIZER.text(out) == out

@@ -58,10 +58,11 @@ _MAIN = re.compile(
     r"|(?P<path>(?<![\w.~\\/<>\-])(?:~|\.{1,2})?/[^\s\"'<>`()\[\]{},;|]+)"
     r"|(?P<dur>(?<![\w.])\d{1,6}+(?:[.,]\d{1,6}+)?\s?(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?"
     r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?![\w<]))"
-    # a group after a space must end at a word's end: "08 30 64 74 05 4aaa" is a number,
-    # then a word (possessive, the chain once ran into "4aaa" and was no number at all)
-    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:\)?[.\-/]\(?|\))\d{1,19}+"
-    r"|(?:\)? \(?|\) )\d{1,19}+(?![^\W\d]|<)){0,8}+"
+    # a group after a space must end at a word's end ("08 30 64 74 05 4aaa" is a number,
+    # then a word), and no group may lead into a separator and a letter ("4718)0.P"):
+    # the chain is possessive, and once it ran into either it was no number at all
+    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:(?:\)?[.\-/]\(?|\))\d{1,19}+"
+    r"|(?:\)? \(?|\) )\d{1,19}+(?![^\W\d]|<))(?![.\-/][^\W\d_])){0,8}+"
     r"(?![\w<]|[.\-/][^\W\d_]|[:%][^\W_]))"
     r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
 )
