@@ -4,8 +4,9 @@ overflow, a value that is not a boolean, a different output channel)."""
 
 from __future__ import annotations
 
+from fluxkit import prog
+
 from ouroboros.capabilities.flux import analysis, equivalence
-from ouroboros.capabilities.flux.asm import assemble
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.isa import Opcode
 from ouroboros.capabilities.flux.program import Instr, Program
@@ -14,10 +15,6 @@ from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
 from ouroboros.capabilities.flux.vm import run
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-def prog(source: str) -> Program:
-    return Program.from_image(assemble(source.replace(";", "\n")))
 
 
 def text(p: Program) -> str:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import random
 
 from flux_strategies import verified_programs
+from fluxkit import prog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ouroboros.capabilities.flux import equivalence
-from ouroboros.capabilities.flux.asm import assemble
 from ouroboros.capabilities.flux.moves import MoveSet, Vocabulary
 from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.verifier import verify
 from ouroboros.capabilities.flux.vm import run
-
-
-def prog(source: str) -> Program:
-    return Program.from_image(assemble(source.replace(";", "\n")))
 
 
 def outcome(p: Program, inputs: tuple[int, ...]) -> equivalence.Outcome:

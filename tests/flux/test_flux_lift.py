@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fluxkit import cases_of, prog
 
 from ouroboros.capabilities.evolve.executor import LocalExecutor, ProcessExecutor
 from ouroboros.capabilities.flux import equivalence, lift
-from ouroboros.capabilities.flux.asm import assemble
 from ouroboros.capabilities.flux.cost import evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.moves import Vocabulary
@@ -23,15 +23,6 @@ from ouroboros.capabilities.flux.search import (
     superoptimise,
 )
 from ouroboros.capabilities.flux.vm import run
-
-
-def prog(source: str) -> Program:
-    return Program.from_image(assemble(source.replace(";", "\n")))
-
-
-def cases_of(p: Program, inputs: list[tuple[int, ...]]) -> tuple[TestCase, ...]:
-    return tuple(TestCase.from_run(i, run(p.to_image(), i)) for i in inputs)
-
 
 INPUTS = [(0, 0), (1, 2), (-1, 5), (7, -3), (-13, 11), (1000, 4), (123456, -98765), (-42, 9)]
 

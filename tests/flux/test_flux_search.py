@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from fluxkit import cases_of, prog
 
 from ouroboros.capabilities.evolve.executor import (
     LocalExecutor,
@@ -13,24 +14,12 @@ from ouroboros.capabilities.evolve.executor import (
     make_executor,
 )
 from ouroboros.capabilities.flux import equivalence
-from ouroboros.capabilities.flux.asm import assemble
 from ouroboros.capabilities.flux.cost import INVALID, evaluate, value_distance
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.moves import MOVES, MoveSet, Vocabulary
-from ouroboros.capabilities.flux.program import Program
 from ouroboros.capabilities.flux.rewrites import neutral_sites, peephole
 from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
-from ouroboros.capabilities.flux.vm import run
 from ouroboros.kernel import UsageError
-
-
-def prog(source: str) -> Program:
-    return Program.from_image(assemble(source.replace(";", "\n")))
-
-
-def cases_of(p: Program, inputs: list[tuple[int, ...]]) -> tuple[TestCase, ...]:
-    return tuple(TestCase.from_run(i, run(p.to_image(), i)) for i in inputs)
-
 
 TRIPLE = prog("SENSE 0;SENSE 0;ADD;SENSE 0;ADD;ACT 0;HALT")
 INPUTS = [(0,), (1,), (-1,), (7,), (-13,), (1000,), (123456,), (-42,)]

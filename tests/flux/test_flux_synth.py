@@ -3,23 +3,14 @@ look, and that a rewrite right only on the test contexts never becomes the answe
 
 from __future__ import annotations
 
+from fluxkit import cases_of, prog
+
 from ouroboros.capabilities.flux import equivalence, synth
-from ouroboros.capabilities.flux.asm import assemble
-from ouroboros.capabilities.flux.fitness import TestCase, score
+from ouroboros.capabilities.flux.fitness import score
 from ouroboros.capabilities.flux.isa import Opcode
-from ouroboros.capabilities.flux.program import Program, jump_targets
+from ouroboros.capabilities.flux.program import jump_targets
 from ouroboros.capabilities.flux.rewrites import peephole, sites
 from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
-from ouroboros.capabilities.flux.vm import run
-
-
-def prog(source: str) -> Program:
-    return Program.from_image(assemble(source.replace(";", "\n")))
-
-
-def cases_of(p: Program, inputs: list[tuple[int, ...]]) -> tuple[TestCase, ...]:
-    return tuple(TestCase.from_run(i, run(p.to_image(), i)) for i in inputs)
-
 
 INPUTS = [(0,), (1,), (-1,), (7,), (-13,), (1000,), (123456,), (-42,)]
 ABS = prog("SENSE 0;STORE 0;LOAD 0;PUSH 0;LT;JZ pos;PUSH 0;LOAD 0;SUB;ACT 0;HALT;"
