@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fluxkit import cases_of, prog
+from fluxkit import cases_of, locally_and_on_two_workers, prog
 
-from ouroboros.capabilities.evolve.executor import LocalExecutor, ProcessExecutor
 from ouroboros.capabilities.flux import equivalence, lift
 from ouroboros.capabilities.flux.cost import evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
@@ -157,12 +156,7 @@ def test_finishing_and_lifting_give_the_same_result_on_any_number_of_workers() -
                   "POP;LOAD 2;ACT 2;HALT")
     cases = cases_of(source, INPUTS)
     config = SearchConfig(budget=400, epochs=2)
-    one = superoptimise(source, cases, config=config, seed=5, executor=LocalExecutor())
-    pool = ProcessExecutor(2)
-    try:
-        two = superoptimise(source, cases, config=config, seed=5, executor=pool)
-    finally:
-        pool.close()
+    one, two = locally_and_on_two_workers(source, cases, config, seed=5)
     assert one.best == two.best and one.history == two.history
     assert one.evaluations == two.evaluations and one.improved_by == two.improved_by
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from fluxkit import cases_of, prog
+from fluxkit import cases_of, locally_and_on_two_workers, prog
 
 from ouroboros.capabilities.evolve.executor import (
     LocalExecutor,
-    ProcessExecutor,
     default_workers,
     make_executor,
 )
@@ -90,12 +89,7 @@ def test_weak_tests_grow_by_counterexamples_and_the_winner_stays_correct() -> No
 def test_the_result_does_not_depend_on_the_number_of_workers() -> None:
     cases = cases_of(TRIPLE, INPUTS)
     config = SearchConfig(budget=800, epochs=4)
-    local = superoptimise(TRIPLE, cases, config=config, seed=5, executor=LocalExecutor())
-    pool = ProcessExecutor(2)
-    try:
-        parallel = superoptimise(TRIPLE, cases, config=config, seed=5, executor=pool)
-    finally:
-        pool.close()
+    local, parallel = locally_and_on_two_workers(TRIPLE, cases, config, seed=5)
     assert (local.best, local.history, local.cases) == \
         (parallel.best, parallel.history, parallel.cases)
 
