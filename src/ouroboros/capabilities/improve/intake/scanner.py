@@ -65,8 +65,11 @@ _MAIN = re.compile(
     r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?![\w<]))"
     # a group after a space must end at a word's end ("08 30 64 74 05 4aaa" is a number,
     # then a word), and no group may lead into a separator and a letter ("4718)0.P"):
-    # the chain is possessive, and once it ran into either it was no number at all
-    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:(?:\)?[.\-/]\(?|\))\d{1,19}+"
+    # the chain is possessive, and once it ran into either it was no number at all; a
+    # group after a ")" that runs into a letter ends the chain before the ")" instead
+    # ("02 32 41 73 12)7a" is a phone, then text)
+    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:[.\-/]\(?\d{1,19}+"
+    r"|\)[.\-/]?\(?\d{1,19}+(?![^\W\d])"
     r"|(?:\)? \(?|\) )\d{1,19}+(?![^\W\d]|<))(?![.\-/][^\W\d_])){0,8}+"
     r"(?![\w<]|[.\-/][^\W\d_]|[:%][^\W_]))"
     r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
