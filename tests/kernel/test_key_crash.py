@@ -147,3 +147,22 @@ def test_the_sweep_leaves_a_live_writer_s_temporary_alone(tmp_path: Path) -> Non
         os.close(fd)
     Keyring(keys)  # the writer is gone: the next open removes its copy
     assert not tmp.exists() and _private_copies(keys) == []
+
+
+def test_discard_removes_only_the_key_it_names(tmp_path: Path) -> None:
+    """`agent add` removes the key it made when its trust patch is rejected: only that key
+    (another key now under the name is left), and its public half with it."""
+    from ouroboros.kernel.errors import KeyError_
+
+    ring = Keyring(tmp_path / "keys")
+    made = ring.new("bot")
+    other = Keyring(tmp_path / "other").new("bot")
+    try:
+        ring.discard("bot", other.key_id)
+    except KeyError_ as e:
+        assert "is not the key" in str(e)
+    else:
+        raise AssertionError("a different key id was discarded")
+    assert ring.names() == ["bot"] and ring.load("bot").key_id == made.key_id
+    ring.discard("bot", made.key_id)
+    assert ring.names() == [] and sorted((tmp_path / "keys").iterdir()) == []

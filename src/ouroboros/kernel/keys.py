@@ -9,6 +9,7 @@ by `keyring_roots`, so the build jail can refuse to show one to a build.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -147,6 +148,18 @@ class Keyring:
             raise _taken(name) from None
         self._write_public(name, signer.public_hex)
         return signer
+
+    def discard(self, name: str, key_id: str) -> None:
+        """Remove a key this process just made (``key_id`` guards against removing another
+        key under the name): the private key first, so the name is never listed without
+        it; a missing file is already gone."""
+        self._check_name(name)
+        if self.public(name)[0] != key_id:
+            raise KeyError_(f"key {name!r} is not the key {key_id[:16]}", "it was left as it is")
+        for suffix in (".key", ".pub"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / f"{name}{suffix}")
+        self._loaded.pop(name, None)
 
     def _write_public(self, name: str, public_hex: str) -> None:
         tmp = self.root / f".{name}.pub.{secrets.token_hex(8)}"

@@ -116,7 +116,15 @@ def add_cmd(
         policy["delegations"] = [*others, delegation] if mine != [delegation] else \
             policy["delegations"]
         if repr(policy) != before:
-            submit("trust", TRUST_TARGET, policy, f"agent {name} may propose its own prompts")
+            try:
+                submit("trust", TRUST_TARGET, policy, f"agent {name} may propose its own prompts")
+            except CliError as e:
+                # rejected, no patch will ever name the key made for it: it goes, so the
+                # keyring holds no key for a delegation that never happened (a pending
+                # patch names it and keeps it; a rerun makes a fresh one)
+                if created and e.exit_code == 3:
+                    rt.keyring.discard(name, signer.key_id)
+                raise
     info = {"agent": name, "key": name, "key_id": signer.key_id, "key_created": created,
             "types": ["prompt"], "targets": globs, "rights": [], "approval": approval,
             "patches": [o.patch_hash for o in outcomes]}

@@ -24,6 +24,10 @@ _SECRET_LABELS = (
     | {"aws-secret-access-key", "azure-storage-account-key", "url-credentials", "basic-auth",
        "bearer-token", "high-entropy", "private-key"}
 )  # fmt: skip
+#: The shape of every placeholder (known or forged): one pattern for the scanner's token,
+#: the echo pass's skipping and the sanitizer's check of what a clean text holds.
+PLACEHOLDER = r"<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>"
+PLACEHOLDER_RE = re.compile(PLACEHOLDER)
 KNOWN_PLACEHOLDERS = frozenset(
     {f"<{label}>" for label in GENERIC_LABELS} | {f"<secret:{s}>" for s in _SECRET_LABELS}
 )

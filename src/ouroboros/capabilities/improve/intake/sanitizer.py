@@ -21,7 +21,6 @@ the cache turns most calls into one dictionary lookup.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from ouroboros.capabilities.improve.intake.events import MAX_MESSAGE, NAME_FIELDS, cut_text, is_name
+from ouroboros.capabilities.improve.intake.placeholders import PLACEHOLDER_RE
 from ouroboros.capabilities.improve.intake.redaction import (
     KNOWN_PLACEHOLDERS,
     RedactionPolicy,
@@ -76,7 +76,6 @@ _STRUCTURAL = frozenset(
 _SHAPE_ONLY = frozenset({"<token>", "<n>", "<time>"})
 #: Passes of the scanner at most (the second almost always finds nothing to do).
 MAX_PASSES = 4
-_PLACEHOLDER = re.compile(r"<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>")
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class Sanitizer:
         clean, counts = self.text_with_counts(value)
         if clean == value or not is_name(value):
             return clean, counts
-        if _SHAPE_ONLY.issuperset(_PLACEHOLDER.findall(clean)):
+        if _SHAPE_ONLY.issuperset(PLACEHOLDER_RE.findall(clean)):
             return value, ()  # only guessed from its shape: a name is allowed to look odd
         return clean, counts
 

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 from ouroboros.capabilities.improve.intake import secret_rules as rules
 from ouroboros.capabilities.improve.intake import token_shapes as shapes
-from ouroboros.capabilities.improve.intake.placeholders import KNOWN_PLACEHOLDERS, family
+from ouroboros.capabilities.improve.intake.placeholders import (
+    KNOWN_PLACEHOLDERS,
+    PLACEHOLDER,
+    PLACEHOLDER_RE,
+    family,
+)
 from ouroboros.capabilities.improve.intake.plain_tokens import TRAILING, classify
 
 #: What follows the local part of an address written out: `` at example dot org``,
@@ -37,7 +42,7 @@ _AFTER_LOCAL_PART = re.compile(_SPELT_DOMAIN)
 # Lookaheads treat "<" like a letter: a placeholder may later stand where a letter was,
 # and a second pass must make the same decisions as the first (idempotence).
 _MAIN = re.compile(
-    r"(?P<ph><[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>)"
+    r"(?P<ph>" + PLACEHOLDER + ")"
     r"|(?P<pem>-----BEGIN[ A-Z0-9_\-]{0,60}-----(?s:.*?)(?:-----END[ A-Z0-9_\-]{0,60}-----|\Z))"
     r"|(?P<putty>PuTTY-User-Key-File-\d+:(?s:.*)\Z)"
     r"|(?P<url>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>`]*)"
@@ -60,14 +65,16 @@ _MAIN = re.compile(
     r"|h|hrs?|hours?|d|days?|weeks?|[KMGTP]i?B|[kmgt]b|bytes?|B|%|x)(?![\w<]))"
     # a group after a space must end at a word's end ("08 30 64 74 05 4aaa" is a number,
     # then a word), and no group may lead into a separator and a letter ("4718)0.P"):
-    # the chain is possessive, and once it ran into either it was no number at all
-    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:(?:\)?[.\-/]\(?|\))\d{1,19}+"
+    # the chain is possessive, and once it ran into either it was no number at all; a
+    # group after a ")" that runs into a letter ends the chain before the ")" instead
+    # ("02 32 41 73 12)7a" is a phone, then text)
+    r"|(?P<num>(?<![\w.])[+(]?\d{1,19}+(?:(?:[.\-/]\(?\d{1,19}+"
+    r"|\)[.\-/]?\(?\d{1,19}+(?![^\W\d])"
     r"|(?:\)? \(?|\) )\d{1,19}+(?![^\W\d]|<))(?![.\-/][^\W\d_])){0,8}+"
     r"(?![\w<]|[.\-/][^\W\d_]|[:%][^\W_]))"
     r"|(?P<tok>[^\s\"'`<>()\[\]{},;|]+)"
 )
 _TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;|]+")
-_PLACEHOLDER_SPLIT = re.compile(r"(<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>)")
 #: A replaced value this long or longer is also replaced wherever else it stands (the
 #: first ``_ECHO_MAX`` such values of a text: an echo is an error repeating the one or two
 #: secrets of its call, and the rescan must not grow with a flood of them).
@@ -101,7 +108,6 @@ _WORDS = re.compile(r"[A-Za-z][A-Za-z'\-]*[.,;:!?]*")
 _MAC = re.compile(r"(?:[0-9A-Fa-f]{2}[:\-]){5}[0-9A-Fa-f]{2}")
 _MAY_CONTINUE = re.compile(r"[\[\]\d\\\"'`\s:=>!\-(@]{0,16}")
 _NO_WORD = re.compile(r"[^\w<]*")
-_HEAD_PLACEHOLDER = re.compile(r"<[a-z]{1,12}(?::[a-z0-9\-]{1,60})?>")
 _GENERIC_BLOBS = frozenset({"token", "hex", "secret:high-entropy"})
 
 
@@ -117,7 +123,7 @@ class RedactionPolicy:
 
 def _already_redacted(value: str) -> bool:
     """A known placeholder with at most punctuation after it (``<email>``, ``<n>),``)."""
-    head = _HEAD_PLACEHOLDER.match(value)
+    head = PLACEHOLDER_RE.match(value)
     return (
         head is not None
         and head.group() in KNOWN_PLACEHOLDERS
@@ -577,6 +583,13 @@ class Scan:
             match.group("val"), match.start("val"), match.end("val"), label, strong, key
         )
 
+    def _remember(self, value: str, at: int, label: str) -> None:
+        """Note a replaced value so its echoes elsewhere in the text are replaced too; the
+        occurrence at ``at`` is the one already handled (a key's own value)."""
+        if len(value) >= _ECHO_MIN and len(self.echoes) < _ECHO_MAX:
+            self.echoes.setdefault(value, label)
+            self.keyed.add(at)
+
     def _decide(
         self, raw: str, begin: int, finish: int, label: str, strong: bool, key: str = ""
     ) -> int:
@@ -615,15 +628,11 @@ class Scan:
         if self._plainly_not_secret(value, strong):
             return begin  # scan the value like any text
         if _NUMERIC.fullmatch(value) and any(c.isdigit() for c in value):
-            if len(value) >= _ECHO_MIN and len(self.echoes) < _ECHO_MAX:
-                self.echoes.setdefault(value, "n")
-                self.keyed.add(begin + raw.find(value))
+            self._remember(value, begin + raw.find(value), "n")
             self._emit_quoted(raw, "n") if quoted else self._emit("n")
             return finish
         final = f"secret:{self._name(value) or label}"
-        if len(value) >= _ECHO_MIN and len(self.echoes) < _ECHO_MAX:
-            self.echoes.setdefault(value, final)
-            self.keyed.add(begin + raw.find(value))
+        self._remember(value, begin + raw.find(value), final)
         if quoted:
             self._emit_quoted(raw, final)
             return finish
@@ -759,7 +768,7 @@ def _replace_echoes(text: str, echoes: dict[str, str], keep: set[int],
     find = re.compile("|".join(map(re.escape, values)))
     out: list[str] = []
     pos = 0
-    for span in _PLACEHOLDER_SPLIT.finditer(text):
+    for span in PLACEHOLDER_RE.finditer(text):
         out.append(_replace_between(text, pos, span.start(), find, echoes, keep, counts))
         out.append(span.group())
         pos = span.end()
