@@ -576,6 +576,57 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
     assert json.loads(r.stdout)["patch"]["status"] == "applied"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_killed_run_leaves_no_child_of_a_fitness_command_behind(
+        tmp_path: Path, home: Path, workers: str) -> None:
+    # The fitness command dies with `ouro` (a parent-death signal), but what it started
+    # in the background does not: SIGKILLed mid-run, `ouro` left a `sleep 600` per
+    # command running, reparented to init, with no one left to kill its process group.
+    import contextlib
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "bg.py").write_text(  # the start scores at once; the others hang
+        "import json, os, subprocess, sys, time\n"
+        "if json.load(sys.stdin)['x'] == 1:\n"
+        "    sys.exit(print(1))\n"
+        "child = subprocess.Popen(['sleep', '600'])\n"
+        f"open(os.path.join({str(pids)!r}, str(child.pid)), 'w').close()\n"
+        "time.sleep(600)\n")
+    (tmp_path / "p.json").write_text('{"x": 1}')
+    argv = [sys.executable, "-m", "ouroboros", "evolve", "params", str(tmp_path / "p.json"),
+            "--fitness", f"{sys.executable} {tmp_path / 'bg.py'}", "--fitness-timeout", "900",
+            "--home", str(home), "--workers", workers, "--population", "4",
+            "--generations", "1", "--no-submit", "--json"]
+    if workers == "2":
+        argv += ["--executor", "process"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pids.iterdir())) < int(workers) and time.monotonic() < deadline:
+            time.sleep(0.1)  # a background child of each running command
+        assert len(list(pids.iterdir())) >= int(workers)
+        proc.kill()
+        proc.wait(30)
+        left: list[int] = []
+        for _ in range(100):  # the watcher kills their groups once the pipe closes
+            left = [int(f.name) for f in pids.iterdir() if _alive(int(f.name))]
+            if not left:
+                break
+            time.sleep(0.1)
+        assert left == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for f in pids.iterdir():
+            with contextlib.suppress(OSError):  # this test's own processes, if any are left
+                os.kill(int(f.name), signal.SIGKILL)
+
+
 def test_a_prompt_changed_during_the_run_is_not_overwritten(
         tmp_path: Path, home: Path, stub: ChatStub,
         evolve_prompt: EvolvePrompt) -> None:

@@ -161,6 +161,24 @@ def test_ip_addresses_in_every_notation(text: str, placeholder: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\tZ (_=2a00:e47a::d247: X9]", "\tZ (_=<ip>: X9]"),  # found by the hunt
+        ("host=2a00:e47a::d247: refused", "host=<ip>: refused"),
+        ("peer 2a00:e47a::d247: gone", "peer <ip>: gone"),
+        ("from fe80::1: to", "from <ip:private>: to"),
+        ("nic=de:ad:be:ef:00:01: up", "nic=<mac>: up"),
+    ],
+)  # fmt: skip
+def test_an_address_followed_by_a_colon_is_still_an_address(text: str, expected: str) -> None:
+    """The IPv6 pattern took the colon after an address, which then parsed as no address:
+    after ``x=`` its groups were read as words and all but the first kept (``e47a::d247``)."""
+    out = SANITIZER.text(text)
+    assert out == expected
+    assert SANITIZER.text(out) == out
+
+
+@pytest.mark.parametrize(
     "lead", ["=", ":", ":=", "==", "+", "!", "#", "%", "&", "*", "?", "|", "@", "$", "=@"]
 )
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ Both receive the candidate as a JSON object and return one number, higher is bet
 - a **command** (`--fitness "python3 score.py"`) gets the candidate as JSON on stdin and
   prints the score as the last line of stdout; it runs without a shell, with a timeout,
   in a session of its own whose processes are killed when it exits or times out (none
-  outlives the scoring), and at most 1 MiB of its stdout is read;
+  outlives the scoring, nor a killed `ouro`: `reaper.py`), and at most 1 MiB of its
+  stdout is read;
 - a **function** (`--fitness mypkg.scoring:score`) is imported and called with the
   candidate as a dict, under the same timeout (a SIGALRM interval timer in the main
   thread of the process that scores: `ouro` itself or a worker; a call blocked inside
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ouroboros.capabilities.evolve.executor import can_die_with_parent, die_with_parent
+from ouroboros.capabilities.evolve.reaper import track, untrack
 from ouroboros.kernel.errors import UsageError
 
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -91,6 +93,7 @@ class FitnessCommand:
         except OSError as exc:
             raise FitnessFailed(f"cannot run {self.argv[0]}: {exc.strerror}") from exc
         try:
+            track(proc.pid)  # its background children die with this process tree too
             out, err = _collect(proc, json.dumps(candidate).encode(), self.timeout_s)
         finally:
             _kill_group(proc)
@@ -151,6 +154,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the command and anything it started (it ran in a session of its own)."""
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        untrack(proc.pid)  # before the wait: the leader unreaped, the group id is not reused
     proc.wait()
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:

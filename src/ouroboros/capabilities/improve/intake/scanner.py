@@ -284,9 +284,21 @@ class Scan:
         elif value.count(":") == 1:
             host, _, port = value.partition(":")
         address = shapes.parse_ip(host) if ":" in host else _dotted_quad(host)
+        if address is None and host.endswith(":") and not host.endswith("::"):
+            # "2a00:e47a::d247: …": the pattern took the colon after the address, which
+            # then parsed as nothing, and after "x=" its pieces were read as words
+            address = shapes.parse_ip(host[:-1])
+            if address is not None:
+                self._emit(shapes.ip_label(address))
+                self.out.append(":")
+                return match.end()
         if address is None or (":" in host and not any(c.isalnum() for c in host)):  # "::"
             if _MAC.fullmatch(value):
                 self._emit("mac")
+                return match.end()
+            if value.endswith(":") and _MAC.fullmatch(value[:-1]):  # the same, then a colon
+                self._emit("mac")
+                self.out.append(":")
                 return match.end()
             return self._token_at(match.start())
         self._emit(shapes.ip_label(address))
