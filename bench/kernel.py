@@ -394,6 +394,20 @@ def _submit_rate(rt: Runtime, counter: Any, count: int) -> float:
     return count / (time.perf_counter() - t)
 
 
+def _sized_rate(rt: Runtime, counter: Any, count: int) -> float:
+    """Like ``_submit_rate``, but each target's value changes size from one submit to the
+    next (997 sizes a target, as an edited prompt's does): more (target, size) pairs than
+    the audit gate's decision cache holds, were sizes part of its key."""
+    t = time.perf_counter()
+    for _ in range(count):
+        i = next(counter)
+        o = rt.propose_and_submit(type="routing", target=f"agents/s{i % 50}/routing",
+                                  value={"w": -i, "b": 0.5, "m": {"p": "x" * (i // 50 % 997)}},
+                                  reasoning="tune", author="bench")
+        assert o.status == "applied", o
+    return count / (time.perf_counter() - t)
+
+
 def _open_seconds(home: Path) -> float:
     t = time.perf_counter()
     Runtime.open(home).close()

@@ -28,24 +28,25 @@ _CHILD = """
 import itertools, json, statistics, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from kernel import _submit_rate
+from kernel import _sized_rate, _submit_rate
 from ouroboros.kernel import Runtime
 n = int(sys.argv[1])
 with tempfile.TemporaryDirectory() as d:
     rt = Runtime.init(Path(d) / "ws")
     counter = itertools.count()
-    _submit_rate(rt, counter, 300)
-    rate = statistics.median(_submit_rate(rt, counter, n) for _ in range(3))
+    run = _submit_rate if sys.argv[3] == "routing" else _sized_rate
+    run(rt, counter, 300)
+    rate = statistics.median(run(rt, counter, n) for _ in range(3))
     body = len(next(iter(rt.backend.read(rt.backend.count() - 1))).body)
     rt.close()
 print(json.dumps({"rate": rate, "body": body}))
 """
 
 
-def _rate(src: str, submits: int) -> dict[str, float]:
+def _rate(src: str, submits: int, workload: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": src}
     out = subprocess.run([sys.executable, "-c", _CHILD, str(submits),
-                          str(Path(__file__).resolve().parent)], env=env, check=True,
+                          str(Path(__file__).resolve().parent), workload], env=env, check=True,
                          capture_output=True, text=True).stdout
     got: dict[str, float] = json.loads(out)
     return got
@@ -57,6 +58,10 @@ def main() -> None:
     ap.add_argument("--submits", type=int, default=2000)
     ap.add_argument("--baseline-src", default=None,
                     help="another source tree to run beside this one in every round")
+    ap.add_argument("--workload", choices=["routing", "sized"], default="routing",
+                    help="routing: the standard submit (a value of nearly constant size); "
+                         "sized: values whose size changes with nearly every submit, as "
+                         "edited prompts do")
     ap.add_argument("--out", default="bench/results/submit_share.json")
     args = ap.parse_args()
     here = str(Path(__file__).resolve().parent.parent / "src")
@@ -65,7 +70,7 @@ def main() -> None:
     for r in range(args.rounds):
         row: dict[str, float] = {}
         for name, src in trees.items():
-            got = _rate(src, args.submits)
+            got = _rate(src, args.submits, args.workload)
             row[f"{name} submits/s"] = got["rate"]
             body = int(got["body"])
         row["physical limit"] = _physical_limits(body, 2000)[_LIMIT]

@@ -8,6 +8,7 @@ whose grants and strings the single walk must report like the two walks it repla
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from test_gates import grant, submit
 from ouroboros.kernel import ManualClock, Runtime
 from ouroboros.kernel.audit import DEFAULT_AUDIT_CONFIG, RegoAudit, audit_input
 from ouroboros.kernel.errors import InvalidPatch
+from ouroboros.kernel.gates import AuditGate
 from ouroboros.kernel.scan import Grant, _names, _pointer, is_grant_key, strings_and_grants
 from ouroboros.kernel.trust import TRUST_TARGET, authorise, policy_view
 
@@ -201,3 +203,103 @@ def test_a_decision_is_not_reused_under_another_audit_config() -> None:
     same = {k: (list(v) if isinstance(v, list) else v) for k, v in config.items()}
     assert audit.deny(same, facts) == [] and audit.evaluations == 2
     assert audit.deny(stricter, facts) != [] and audit.evaluations == 2
+
+
+def _sized(value_bytes: int, reasoning_bytes: int = 1, **kw: Any) -> dict[str, Any]:
+    return {**_facts(**kw), "value_bytes": value_bytes, "reasoning_bytes": reasoning_bytes}
+
+
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
+def test_sizes_within_the_bounds_share_one_decision() -> None:
+    """The shipped policy reads the sizes only to refuse one over its bound, so every
+    size within both bounds gets the same answer: evaluated once (a Rego evaluation costs
+    more than a whole submit, and every edit of a prompt changes its size)."""
+    audit = RegoAudit()
+    config = dict(DEFAULT_AUDIT_CONFIG)
+    bound, rbound = config["max_value_bytes"], config["max_reasoning_bytes"]
+    for size, rsize in [(5, 1), (50, 7), (bound, rbound), (0, 0)]:
+        assert audit.deny(config, _sized(size, rsize)) == []
+    assert audit.evaluations == 1
+
+
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
+def test_a_size_over_its_bound_is_refused_after_sizes_within_it_were_cached() -> None:
+    audit = RegoAudit()
+    config = {**DEFAULT_AUDIT_CONFIG, "max_value_bytes": 100, "max_reasoning_bytes": 40}
+    assert audit.deny(config, _sized(100, 40)) == []
+    assert audit.deny(config, _sized(101, 40)) == [
+        "value is 101 bytes, over the 100-byte bound"]
+    # Over the bound the size is in the reason, so each size is its own decision.
+    assert audit.deny(config, _sized(102, 40)) == [
+        "value is 102 bytes, over the 100-byte bound"]
+    assert audit.deny(config, _sized(7, 41)) == [
+        "reasoning is 41 bytes, over the 40-byte bound"]
+    assert audit.deny(config, _sized(7, 40)) == [] and audit.evaluations == 4
+    # A stricter bound in another config: the size cached as within the old one is judged
+    # against the new one.
+    stricter = {**config, "max_value_bytes": 50}
+    assert audit.deny(stricter, _sized(60, 40)) == ["value is 60 bytes, over the 50-byte bound"]
+
+
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
+def test_a_policy_that_reads_sizes_otherwise_decides_each_size() -> None:
+    """Sharing decisions across sizes holds for the shipped policy only (pinned by its
+    hash): a policy that reads the size in another rule is evaluated for every size."""
+    from ouroboros.kernel.audit import policy_source
+
+    edited = policy_source() + (
+        '\ndeny contains msg if {\n\tinput.value_bytes > 60\n\tmsg := "over sixty"\n}\n')
+    audit = RegoAudit(policy=edited)
+    config = dict(DEFAULT_AUDIT_CONFIG)
+    assert audit.deny(config, _sized(50)) == []
+    assert audit.deny(config, _sized(70)) == ["over sixty"]
+    assert audit.evaluations == 2
+
+
+@pytest.mark.backends("sqlite")  # no ledger: one run is enough
+def test_the_shipped_policy_reads_sizes_only_in_its_bound_rules() -> None:
+    """The pin ``SIZE_BLIND_POLICY`` names the policy checked to read the sizes only in
+    the two bound rules; an edit of the policy fails here until it is checked again."""
+    import hashlib
+
+    from ouroboros.kernel.audit import SIZE_BLIND_POLICY, policy_source
+
+    source = policy_source()
+    assert hashlib.sha256(source.encode()).hexdigest() == SIZE_BLIND_POLICY
+    reads = [line.strip() for line in source.splitlines()
+             if "_bytes" in line and not line.lstrip().startswith("#")]
+    assert reads == [
+        "input.value_bytes > data.config.max_value_bytes",
+        'msg := sprintf("value is %d bytes, over the %d-byte bound", [input.value_bytes, '
+        "data.config.max_value_bytes])",
+        "input.reasoning_bytes > data.config.max_reasoning_bytes",
+        'msg := sprintf("reasoning is %d bytes, over the %d-byte bound", '
+        "[input.reasoning_bytes, data.config.max_reasoning_bytes])"]
+    # no access by a computed key, no iteration over the input's fields
+    assert not re.search(r"\binput\s*\[", source)
+    assert not re.search(r"\bin\s+input\b(?!\.)", source)
+
+
+def test_a_lowered_size_bound_refuses_the_next_submit(rt: Runtime) -> None:
+    """Through the runtime: values within the bound applied (one decision for all their
+    sizes), the bound lowered by a root gates patch, the next value over it refused."""
+    from ouroboros.kernel.trust import GATES_TARGET
+
+    audit = next(g for g in rt.gates if isinstance(g, AuditGate)).rego
+    before = audit.evaluations
+    for i in range(3):
+        assert rt.propose_and_submit(type="prompt", target="agents/a/prompt",
+                                     value="v" * (10 + i), reasoning="r",
+                                     keys=("root",)).status == "applied"
+    assert audit.evaluations == before + 1
+    gates = rt.value(GATES_TARGET)
+    gates["audit"]["max_value_bytes"] = 12
+    assert rt.submit(rt.sign(rt.propose("gates", GATES_TARGET, value=gates, reasoning="r"),
+                             "root")).status == "applied"
+    out = rt.propose_and_submit(type="prompt", target="agents/a/prompt", value="v" * 11,
+                                reasoning="r", keys=("root",))
+    assert out.status == "rejected" and out.stage == "audit"
+    assert out.reason == "value is 13 bytes, over the 12-byte bound"
+    assert rt.value("agents/a/prompt") == "v" * 12
+    assert rt.propose_and_submit(type="prompt", target="agents/a/prompt", value="v" * 10,
+                                 reasoning="r", keys=("root",)).status == "applied"

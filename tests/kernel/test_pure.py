@@ -275,3 +275,33 @@ def test_once_computes_per_instance_and_only_once() -> None:
     assert (a.double, a.double, b.double, a.double) == (2, 2, 4, 2)
     assert calls == [1, 2]  # once per object, never shared between objects
     assert isinstance(Box.double, once)
+
+
+def _reference_envelope_dict(envelope: Any) -> dict[str, Any]:
+    """What ``envelope_to_dict`` returned before it was built in one pass."""
+    data: dict[str, Any] = envelope.to_dict()
+    data["signatures"] = sorted(data["signatures"], key=lambda s: s["keyid"])
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300),
+       st.dictionaries(st.text(min_size=1, max_size=12), st.tuples(
+           st.binary(min_size=0, max_size=70),
+           st.dictionaries(st.text(max_size=6).filter(lambda k: k not in ("keyid", "sig")),
+                           any_text, max_size=2)), max_size=4))
+def test_envelope_dict_is_byte_identical_to_securesystemslib(
+        payload: bytes, sigs: dict[str, tuple[bytes, dict[str, str]]]) -> None:
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer._signature import Signature
+
+    from ouroboros.kernel.dsse import envelope_to_dict
+
+    envelope = Envelope(payload, "application/vnd.ouroboros.patch+json",
+                        {k: Signature(k, raw.hex(), dict(extra))
+                         for k, (raw, extra) in sigs.items()})
+    got, want = envelope_to_dict(envelope), _reference_envelope_dict(envelope)
+    assert got == want
+    assert [list(s) for s in got["signatures"]] == [list(s) for s in want["signatures"]]
+    with contextlib.suppress(InvalidPatch):  # keys beyond JCS's reach are refused alike
+        assert canonical_bytes(got) == canonical_bytes(want)

@@ -114,6 +114,32 @@ def policy_data(config: dict[str, Any]) -> dict[str, Any]:
     return {"config": config, "hosts": hosts}
 
 
+#: SHA-256 of the shipped ``policy/audit.rego``, the policy whose only reads of
+#: ``input.value_bytes`` and ``input.reasoning_bytes`` are the two bound rules ("over the
+#: N-byte bound", the size in the reason). Under it every size within its bound gets the
+#: same answer, so decisions are shared across such sizes. Any other policy text (an edit
+#: here, a policy given to ``RegoAudit``) decides every size on its own until whoever
+#: edits it checks that property again and updates this pin
+#: (``test_the_shipped_policy_reads_sizes_only_in_its_bound_rules``).
+SIZE_BLIND_POLICY = "1ed764ede46089ebdee3ab30446d2eafa11a3ea5ed8d85363173f26b0b74b649"
+#: Stands for "within its bound" in a decision key: a string, so never equal to a size.
+_WITHIN = "within the bound"
+_BOUNDS = (("value_bytes", "max_value_bytes"), ("reasoning_bytes", "max_reasoning_bytes"))
+
+
+def _size_blind(facts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` as the decision cache keys them under the shipped policy: a size within
+    its bound as ``_WITHIN`` (a size over it stays exact: the reason names it)."""
+    out = facts
+    for fact, bound in _BOUNDS:
+        size, limit = facts.get(fact), config.get(bound)
+        if type(size) is int and type(limit) is int and size <= limit:
+            if out is facts:
+                out = dict(facts)
+            out[fact] = _WITHIN
+    return out
+
+
 def _facts_key(facts: dict[str, Any]) -> bytes:
     """The decision cache's key for ``facts``. The facts are plain JSON this module built
     (strings, small integers, booleans), so orjson's sorted output names them exactly;
@@ -132,7 +158,11 @@ class RegoAudit:
     facts, e.g. every re-tune of the same routing target.
     """
 
-    def __init__(self, cache_size: int = 4096) -> None:
+    def __init__(self, cache_size: int = 4096, policy: str | None = None) -> None:
+        self._policy = policy_source() if policy is None else policy
+        #: Decisions shared across sizes within their bounds (see ``SIZE_BLIND_POLICY``).
+        self._size_blind = (hashlib.sha256(self._policy.encode()).hexdigest()
+                            == SIZE_BLIND_POLICY)
         self._lock = threading.Lock()
         self._bundles: dict[bytes, Any] = {}
         self._runner: Any = None  # the Rego engine is loaded on the first evaluation
@@ -150,7 +180,7 @@ class RegoAudit:
             from regopy import Interpreter
 
             builder = Interpreter()
-            builder.add_module("audit.rego", policy_source())
+            builder.add_module("audit.rego", self._policy)
             builder.add_data(policy_data(config))
             bundle = builder.build("deny = data.ouroboros.audit.deny", ["ouroboros/audit/deny"])
             self._bundles[key] = bundle
@@ -167,7 +197,8 @@ class RegoAudit:
             if len(self._config_keys) > 64:
                 self._config_keys.clear()
             self._config_keys[id(config)] = (config, config_key, config_digest)
-        key = config_digest + _facts_key(facts)
+        key = config_digest + _facts_key(_size_blind(facts, config) if self._size_blind
+                                         else facts)
         with self._lock:
             cached = self._decisions.get(key)
             if cached is not None:
