@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ouroboros.capabilities.evolve.executor import Executor, LocalExecutor
-from ouroboros.capabilities.flux import analysis, equivalence, lift, rewrites, synth
+from ouroboros.capabilities.flux import analysis, equivalence, lift, rewrites, schedule, synth
 from ouroboros.capabilities.flux.cost import Cost, evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, MAX_CODE_BYTES, Opcode
@@ -76,6 +76,9 @@ class SearchConfig:
     finish: float = 0.15
     start_finish: float = 0.05
     finish_states: int = 3000
+    # Value reuse (schedule.py): the finishing descent also proposes computing a value
+    # that is computed twice once, kept on the stack by a DUP.
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -521,6 +524,9 @@ class _Finisher:
         self.lifts += 1
         for lowered in lift.proposals(program):
             yield lowered, "lift"
+        if self.config.reuse:
+            for reused in schedule.reuses(program):
+                yield reused, "reuse"
         for site in rewrites.sites(program):
             yield rewrites.apply_site(program, site), "peephole"
         for index in analysis.dead_stores(program):

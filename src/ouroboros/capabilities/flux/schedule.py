@@ -1,0 +1,91 @@
+"""Value reuse on straight-line code: a value computed twice is computed once and kept
+on the stack by a `DUP` (docs/flux.md, "Finishing").
+
+A *producer* is a run of side-effect-free instructions that reads nothing below the
+stack it starts on and leaves exactly one value (`SENSE 0`, `LOAD 3`, `SENSE 0; SENSE
+1; ADD`). When the same producer runs again later in the same straight-line stretch,
+and nothing between writes a slot it reads, the second run computes the same value: the
+first is followed by a `DUP`, the second is deleted. The copy waits under the code
+between, which must not reach below it; where that code leaves one value above the
+copy, the next instruction must be commutative (or a `SWAP` is added). This covers a
+reload that a `DUP` makes unnecessary, a re-sensed input, and a common subexpression
+computed twice, each of which no single edit of the chains can reach (the `DUP` and the
+deletion are two edits, the first of which alone is wrong).
+
+Every rewrite is a *proposal*: the finishing descent scores it as one evaluation and
+checks it for equivalence with the original program like any other candidate, so an
+error here can cost evaluations but never make a wrong program a best.
+"""
+
+from __future__ import annotations
+
+from ouroboros.capabilities.flux.isa import OPS, Opcode
+from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
+
+MAX_PRODUCER = 5  # instructions in one producer
+MAX_GAP = 24  # instructions from the first producer's end to the second's start
+MAX_PROPOSALS = 24  # rewrites proposed for one program
+
+_SOURCES = frozenset({Opcode.SENSE, Opcode.LOAD, Opcode.PUSH, Opcode.PARAM})
+# No DIV or MOD (they trap) and no stack shuffles that could reach below the producer.
+_PURE = _SOURCES | frozenset({
+    Opcode.ADD, Opcode.SUB, Opcode.MUL, Opcode.NEG, Opcode.INC, Opcode.DEC, Opcode.AND,
+    Opcode.OR, Opcode.XOR, Opcode.NOT, Opcode.SHL, Opcode.SHR, Opcode.EQ, Opcode.LT,
+    Opcode.GT, Opcode.DUP})
+_COMMUTATIVE = frozenset({Opcode.ADD, Opcode.MUL, Opcode.AND, Opcode.OR, Opcode.XOR,
+                          Opcode.EQ})
+# Control leaves the straight line, or a slot changes under a LOAD.
+_BARRIERS = frozenset({Opcode.JMP, Opcode.JZ, Opcode.JNZ, Opcode.CALL, Opcode.RET,
+                       Opcode.HALT, Opcode.DECAY})
+
+
+def _producer(code: tuple[Instr, ...], start: int, length: int) -> bool:
+    depth = 0
+    for ins in code[start:start + length]:
+        if ins.op not in _PURE:
+            return False
+        info = OPS[ins.op]
+        if depth < info.pops:
+            return False
+        depth += info.pushes - info.pops
+    return depth == 1
+
+
+def reuses(program: Program) -> list[Program]:
+    """Programs where a producer computed twice is computed once and `DUP`ed, in a fixed
+    order (earliest first producer, longest first), at most `MAX_PROPOSALS`."""
+    code = program.instrs
+    n = len(code)
+    targets = jump_targets(program)
+    out: list[Program] = []
+    for i in range(n):
+        for length in range(min(MAX_PRODUCER, n - i), 0, -1):
+            if not _producer(code, i, length):
+                continue
+            if any(t in targets for t in range(i + 1, i + length + 1)):
+                continue  # another path could enter the producer or skip the DUP
+            seg = code[i:i + length]
+            slots = {ins.args[0] for ins in seg if ins.op is Opcode.LOAD}
+            depth = 1  # relative to the stack the producer started on; the copy is at 0
+            for j in range(i + length, min(n - length, i + length + MAX_GAP) + 1):
+                if j in targets:  # another path could reach the second producer
+                    break
+                if code[j:j + length] == seg and depth <= 1 and not any(
+                        t in targets for t in range(j + 1, j + length)):
+                    fix: tuple[Instr, ...] = ()
+                    if depth == 1:  # one value above the copy: [.., v, x] for [.., x, v]
+                        after = code[j + length] if j + length < n else None
+                        if after is None or after.op not in _COMMUTATIVE:
+                            fix = (Instr(Opcode.SWAP),)
+                    new = (*seg, Instr(Opcode.DUP), *code[i + length:j], *fix)
+                    out.append(program.replace(i, j + length - i, new))
+                    if len(out) >= MAX_PROPOSALS:
+                        return out
+                ins = code[j]
+                if ins.op in _BARRIERS or (ins.op is Opcode.STORE and ins.args[0] in slots):
+                    break
+                info = OPS[ins.op]
+                if depth < info.pops:  # the code between would reach the copy
+                    break
+                depth += info.pushes - info.pops
+    return out
