@@ -132,3 +132,32 @@ def test_two_forks_bail_out() -> None:
 
     source = prog("SENSE 0;JZ a;SENSE 1;JZ a;PUSH 1;ACT 0;HALT;a: PUSH 0;ACT 0;HALT")
     assert not [p for p in lift.proposals(source) if straight(p)]
+
+
+def test_a_general_select_is_not_lowered_branchless() -> None:
+    # max(x, y): both arms are inputs; the mask select would cost more than the branch.
+    from ouroboros.capabilities.flux import lift
+
+    source = prog("SENSE 0;SENSE 1;GT;JZ b;SENSE 0;ACT 0;HALT;b: SENSE 1;ACT 0;HALT")
+    assert not [p for p in lift.proposals(source) if straight(p)]
+
+
+# ------------------------------------------------------------- loops that stay: rotation
+HORNER = prog("SENSE 0;PUSH 7;AND;STORE 1;PUSH 1;l: LOAD 1;JZ d;SENSE 1;MUL;SENSE 2;ADD;"
+              "LOAD 1;DEC;STORE 1;JMP l;d: ACT 0;HALT")
+
+
+def test_a_top_tested_loop_is_rotated_and_the_rotation_agrees_on_generated_inputs() -> None:
+    found = schedule.rotations(HORNER)
+    assert [text(p) for p in found] == [[
+        "SENSE 0", "PUSH 7", "AND", "STORE 1", "PUSH 1", "LOAD 1", "JZ 16", "SENSE 1", "MUL",
+        "SENSE 2", "ADD", "LOAD 1", "DEC", "STORE 1", "LOAD 1", "JNZ 7", "ACT 0", "HALT"]]
+    verdict = equivalence.check(HORNER, found[0], count=20000)
+    assert verdict.equivalent, verdict.detail
+    cases = cases_of(HORNER, INPUTS)
+    assert score(found[0], cases).cycles_per_result < score(HORNER, cases).cycles_per_result
+
+
+def test_a_loop_whose_exit_is_not_after_its_back_jump_is_not_rotated() -> None:
+    source = prog("SENSE 0;PUSH 7;AND;l: DUP;JZ d;DEC;JMP l;PUSH 5;d: ACT 0;HALT")
+    assert schedule.rotations(source) == []

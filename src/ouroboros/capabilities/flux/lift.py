@@ -297,8 +297,8 @@ _BOOLEAN = ("EQ", "LT", "GT")
 
 
 def ite(k: Poly, a: Poly, b: Poly) -> Poly:
-    """`a` where the 0/1 value `k` is 1, else `b`, without a branch: a multiply-free
-    mask form, or plain arithmetic when both are constants."""
+    """`a` where the 0/1 value `k` is 1, else `b`, without a branch: plain arithmetic
+    when both are constants, a mask when one is zero; Bail otherwise."""
     if a == b:
         return a
     ca, cb = constant_of(a), constant_of(b)
@@ -308,7 +308,10 @@ def ite(k: Poly, a: Poly, b: Poly) -> Poly:
         return binary("AND", a, scale(k, -1))  # a & -k
     if ca == 0:
         return binary("AND", b, add(k, const(-1)))  # b & (k - 1)
-    return binary("XOR", b, binary("AND", binary("XOR", a, b), scale(k, -1)))
+    # The general select, b ^ ((a ^ b) & -k), costs six more instructions than either
+    # arm: it rarely beats the branch and leads the search into a branchless basin
+    # (measured on tuning3's max).
+    raise Bail("an if/else whose arms differ by more than a constant or a zero")
 
 
 def merged(program: Program, start: int, end: int, depth: int, *,
@@ -576,7 +579,7 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
 
 
 def lift_region(program: Program, start: int, end: int,
-                depth_at: dict[int, int]) -> Program | None:
+                depth_at: dict[int, int], *, diamonds: bool = True) -> Program | None:
     """The program with `[start, end)` lowered, if that is valid and cheaper; None if
     the region does not qualify; raises Bail when the lifter cannot follow it."""
     if start not in depth_at:
@@ -589,6 +592,8 @@ def lift_region(program: Program, start: int, end: int,
     try:
         effect = execute(program, start, end, depth_at[start], zeroed=fresh)
     except Fork:
+        if not diamonds:
+            raise
         effect = merged(program, start, end, depth_at[start], zeroed=fresh)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
@@ -603,10 +608,11 @@ def lift_region(program: Program, start: int, end: int,
 _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 
-def proposals(program: Program, limit: int = 6) -> tuple[Program, ...]:
+def proposals(program: Program, limit: int = 6, *,
+              diamonds: bool = True) -> tuple[Program, ...]:
     """Up to `limit` distinct liftings of `program` (widest regions first), each put
     through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit)
+    key = (program.instrs, program.params, limit, diamonds)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
@@ -615,7 +621,7 @@ def proposals(program: Program, limit: int = 6) -> tuple[Program, ...]:
     if depth_at is not None:
         for start, end in regions(program):
             try:
-                lifted = lift_region(program, start, end, depth_at)
+                lifted = lift_region(program, start, end, depth_at, diamonds=diamonds)
             except Bail:
                 continue
             if lifted is None:

@@ -89,3 +89,32 @@ def reuses(program: Program) -> list[Program]:
                     break
                 depth += info.pushes - info.pops
     return out
+
+
+MAX_TEST = 4  # instructions in a loop's test
+
+
+def rotations(program: Program) -> list[Program]:
+    """Loops tested at the top (`l: T; JZ d; BODY; JMP l; d:`) tested at the bottom as
+    well: the back `JMP l` becomes a copy of `T` and the inverse branch to the body, so
+    each turn runs one jump fewer. Only where the loop's exit is the instruction after the
+    back jump, and nothing jumps into `T`; the copy runs exactly the instructions the
+    jump would have led to, so the rotation is jump threading, whatever `T` does."""
+    code = program.instrs
+    targets = jump_targets(program)
+    out: list[Program] = []
+    for e, ins in enumerate(code):
+        if ins.op is not Opcode.JMP or ins.args[0] >= e:
+            continue
+        top = ins.args[0]
+        for length in range(1, MAX_TEST + 1):
+            at = top + length
+            if at >= e or code[at - 1].op in _BARRIERS or any(
+                    t in targets for t in range(top + 1, at + 1)):
+                break
+            branch = code[at]
+            if branch.op in (Opcode.JZ, Opcode.JNZ) and branch.args[0] == e + 1:
+                inverse = Opcode.JNZ if branch.op is Opcode.JZ else Opcode.JZ
+                out.append(program.replace(e, 1, (*code[top:at], Instr(inverse, (at + 1,)))))
+                break
+    return out

@@ -79,6 +79,12 @@ class SearchConfig:
     # Value reuse (schedule.py): the finishing descent also proposes computing a value
     # that is computed twice once, kept on the stack by a DUP.
     reuse: bool = True
+    # If/else diamonds (lift.merged): a region with one branch on a non-constant value
+    # is lifted along both paths and lowered branchless where the arms differ by a
+    # constant or one of them is zero.
+    diamonds: bool = True
+    # Loop rotation (schedule.py): a loop tested at the top also tested at the bottom.
+    rotate: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -278,7 +284,7 @@ def run_epoch(task: EpochTask) -> EpochReport:
             proposal: tuple[Program, str] | None = None
             if config.lift and config.lift_rate and rng.random() < config.lift_rate:
                 lifts += 1
-                lowered = lift.proposals(base)
+                lowered = lift.proposals(base, diamonds=config.diamonds)
                 if lowered:
                     proposal = rng.choice(lowered), "lift"
             if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
@@ -522,11 +528,14 @@ class _Finisher:
 
     def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
         self.lifts += 1
-        for lowered in lift.proposals(program):
+        for lowered in lift.proposals(program, diamonds=self.config.diamonds):
             yield lowered, "lift"
         if self.config.reuse:
             for reused in schedule.reuses(program):
                 yield reused, "reuse"
+        if self.config.rotate:
+            for rotated in schedule.rotations(program):
+                yield rotated, "rotate"
         for site in rewrites.sites(program):
             yield rewrites.apply_site(program, site), "peephole"
         for index in analysis.dead_stores(program):
