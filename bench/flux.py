@@ -390,9 +390,9 @@ def search_round_4(original: Program, cases: tuple[TestCase, ...], budget: int,
     return superoptimise(original, cases, config=config, seed=seed).best
 
 
-#: The search as the fifth round left it: no value reuse, no loop rotation in the
-#: finishing descent, no if/else diamonds in the lifter.
-ROUND_5 = {"reuse": False, "rotate": False, "diamonds": False}
+#: The search as the fifth round left it: no value reuse, loop rotation or hoisting in
+#: the finishing descent, no if/else diamonds in the lifter.
+ROUND_5 = {"reuse": False, "rotate": False, "hoist": False, "diamonds": False}
 
 
 def search_round_5(original: Program, cases: tuple[TestCase, ...], budget: int,

@@ -19,7 +19,7 @@ error here can cost evaluations but never make a wrong program a best.
 
 from __future__ import annotations
 
-from ouroboros.capabilities.flux.isa import OPS, Opcode
+from ouroboros.capabilities.flux.isa import MEMORY_SLOTS, OPS, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 
 MAX_PRODUCER = 5  # instructions in one producer
@@ -117,4 +117,85 @@ def rotations(program: Program) -> list[Program]:
                 inverse = Opcode.JNZ if branch.op is Opcode.JZ else Opcode.JZ
                 out.append(program.replace(e, 1, (*code[top:at], Instr(inverse, (at + 1,)))))
                 break
+    return out
+
+
+MAX_HOISTS = 12  # hoisting proposals for one program
+
+
+def _free_slot(program: Program) -> int | None:
+    used = {ins.args[0] for ins in program.instrs
+            if ins.op in (Opcode.LOAD, Opcode.STORE, Opcode.DECAY)}
+    return next((s for s in range(MEMORY_SLOTS) if s not in used), None)
+
+
+def hoists(program: Program) -> list[Program]:
+    """Loop-invariant producers computed once before the loop into a slot nobody uses:
+    in a loop `[l, e]` (a backward jump at `e` to `l`, entered only at `l` from outside:
+    every jump into it comes from inside it), a producer of 2-5 instructions costing more
+    than a `LOAD`, whose `LOAD`s read slots the loop does not write, becomes `LOAD s`,
+    and `producer; STORE s` runs before `l`. It is pure and cannot trap, so running it
+    once more than the loop would costs cycles only."""
+    code = program.instrs
+    slot = _free_slot(program)
+    if slot is None:
+        return []
+    targets = jump_targets(program)
+    out: list[Program] = []
+    for e, back in enumerate(code):
+        if not back.is_jump or back.op is Opcode.CALL or back.args[0] > e:
+            continue
+        top = back.args[0]
+        if any(ins.is_jump and top <= ins.args[0] <= e and not top <= k <= e
+               for k, ins in enumerate(code)):
+            continue  # entered from elsewhere than the fall-through into `top`
+        written = {ins.args[0] for ins in code[top:e + 1]
+                   if ins.op in (Opcode.STORE, Opcode.DECAY)}
+        if any(ins.op in (Opcode.CALL, Opcode.RET) for ins in code[top:e + 1]):
+            continue
+        for i in range(top, e):
+            for length in range(min(MAX_PRODUCER, e - i), 1, -1):
+                seg = code[i:i + length]
+                if not _producer(code, i, length) or any(
+                        t in targets for t in range(i + 1, i + length)) or any(
+                        ins.op is Opcode.LOAD and ins.args[0] in written for ins in seg):
+                    continue
+                if sum(OPS[ins.op].cycles for ins in seg) <= OPS[Opcode.LOAD].cycles:
+                    continue
+                body = program.replace(i, length, (Instr(Opcode.LOAD, (slot,)),))
+                out.append(body.insert(top, (*seg, Instr(Opcode.STORE, (slot,)))))
+                if len(out) >= MAX_HOISTS:
+                    return out
+                break  # the longest producer at `i` only
+    return out
+
+
+def reorders(program: Program) -> list[Program]:
+    """`P1; P2; SWAP` with two adjacent producers becomes `P2; P1`: they are pure, so
+    either order computes the same two values (the rewrite table does this for
+    one-instruction producers only)."""
+    code = program.instrs
+    targets = jump_targets(program)
+    out: list[Program] = []
+    for s in range(1, len(code)):
+        if code[s].op is not Opcode.SWAP or s in targets:
+            continue
+        done = False
+        for len2 in range(1, min(MAX_PRODUCER, s) + 1):
+            mid = s - len2
+            if not _producer(code, mid, len2) or any(t in targets for t in range(mid + 1, s)):
+                continue
+            for len1 in range(1, min(MAX_PRODUCER, mid) + 1):
+                first = mid - len1
+                if (len1 == len2 == 1) or not _producer(code, first, len1) or any(
+                        t in targets for t in range(first + 1, mid + 1)):
+                    continue
+                new = (*code[mid:s], *code[first:mid])
+                out.append(program.replace(first, s + 1 - first, new))
+                done = True
+                break
+            if done or len(out) >= MAX_PROPOSALS:
+                break
+        if len(out) >= MAX_PROPOSALS:
+            break
     return out

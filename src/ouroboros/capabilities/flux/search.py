@@ -85,6 +85,8 @@ class SearchConfig:
     diamonds: bool = True
     # Loop rotation (schedule.py): a loop tested at the top also tested at the bottom.
     rotate: bool = True
+    # Hoisting (schedule.py): a loop-invariant value computed once, before the loop.
+    hoist: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -533,9 +535,14 @@ class _Finisher:
         if self.config.reuse:
             for reused in schedule.reuses(program):
                 yield reused, "reuse"
+            for reordered in schedule.reorders(program):
+                yield reordered, "reorder"
         if self.config.rotate:
             for rotated in schedule.rotations(program):
                 yield rotated, "rotate"
+        if self.config.hoist:
+            for hoisted in schedule.hoists(program):
+                yield hoisted, "hoist"
         for site in rewrites.sites(program):
             yield rewrites.apply_site(program, site), "peephole"
         for index in analysis.dead_stores(program):
