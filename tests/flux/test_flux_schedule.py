@@ -88,6 +88,7 @@ def test_a_search_reaches_the_dup_form_of_a_spilled_routine() -> None:
                                  "SENSE 2", "NEG", "ACT 1", "HALT"]
     assert result.verdict.status == "proved"
     assert result.improved_by.get("reuse", 0) >= 1
+    assert result.schedules >= 1 and result.evaluations <= 1500
 
 
 # ------------------------------------------------------------- if/else diamonds (lift.py)

@@ -154,6 +154,9 @@ class SearchResult:
     lifts: int = 0  # liftings run besides the evaluations (memoised calls included)
     improved_by: dict[str, int] = field(default_factory=dict)  # new global bests by move
     finish_evaluations: int = 0  # evaluations the finishing descents spent
+    # Round-6 proposals generated (value reuse, reordering, rotation, hoisting) besides the
+    # evaluations: each one scored is also one evaluation.
+    schedules: int = 0
 
     @property
     def plateau_at(self) -> int:
@@ -496,7 +499,8 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
     if winner is not global_best:
         history.append((evaluations, cost(winner).penalised))
     return SearchResult(winner, original, tuple(all_cases), evaluations, history, verdict, found,
-                        checks, accepted, probes, lifts, improved_by, finisher.total)
+                        checks, accepted, probes, lifts, improved_by, finisher.total,
+                        finisher.schedules)
 
 
 def _without_slot(program: Program, slot: int) -> Program:
@@ -527,22 +531,22 @@ class _Finisher:
         self.known = len(cases)
         self.settled: Program | None = None  # the last fixed point reached
         self.spent = self.total = self.checks = self.found = self.probes = self.lifts = 0
+        self.schedules = 0
 
     def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
         self.lifts += 1
         for lowered in lift.proposals(program, diamonds=self.config.diamonds):
             yield lowered, "lift"
-        if self.config.reuse:
-            for reused in schedule.reuses(program):
-                yield reused, "reuse"
-            for reordered in schedule.reorders(program):
-                yield reordered, "reorder"
-        if self.config.rotate:
-            for rotated in schedule.rotations(program):
-                yield rotated, "rotate"
-        if self.config.hoist:
-            for hoisted in schedule.hoists(program):
-                yield hoisted, "hoist"
+        kinds = ((self.config.reuse, schedule.reuses, "reuse"),
+                 (self.config.reuse, schedule.reorders, "reorder"),
+                 (self.config.rotate, schedule.rotations, "rotate"),
+                 (self.config.hoist, schedule.hoists, "hoist"))
+        for on, generate, name in kinds:
+            if on:
+                proposed = generate(program)
+                self.schedules += len(proposed)
+                for candidate in proposed:
+                    yield candidate, name
         for site in rewrites.sites(program):
             yield rewrites.apply_site(program, site), "peephole"
         for index in analysis.dead_stores(program):
