@@ -84,9 +84,9 @@ class SearchConfig:
     # constant or one of them is zero.
     diamonds: bool = True
     # Loop rotation (schedule.py): a loop tested at the top also tested at the bottom.
-    rotate: bool = True
+    rotate: bool = False  # off: a tuning3 bench worker with it (and hoist) on was OOM-killed (24 GB), cause not found
     # Hoisting (schedule.py): a loop-invariant value computed once, before the loop.
-    hoist: bool = True
+    hoist: bool = False  # off with rotate (see above)
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
