@@ -53,6 +53,10 @@ class Bail(Exception):
     """The region is out of the lifter's reach (the message says why)."""
 
 
+class Fork(Bail):
+    """A branch on a value that is not constant, with no decision given for it."""
+
+
 # A polynomial: ((monomial, coefficient), ...) sorted; a monomial is a sorted tuple of
 # atoms; an atom is ("in", k), ("mem", k), ("stk", k) or an opaque node
 # ("op", opcode name, poly, poly). Coefficients are signed 64-bit (wrapped).
@@ -176,6 +180,9 @@ class Effect:
     memory: tuple[Poly, ...]
     halts: bool  # the region ends the program (HALT, or RET with no caller)
     cycles: int  # what the region ran, in cycles
+    # Each non-constant branch followed by a decision: (its value, whether this path is
+    # the one where the value is not zero).
+    forks: tuple[tuple[Poly, bool], ...] = ()
 
 
 _POLY_OPS = {Opcode.ADD, Opcode.SUB, Opcode.MUL}
@@ -185,9 +192,12 @@ _OPAQUE = {Opcode.AND: "AND", Opcode.OR: "OR", Opcode.XOR: "XOR", Opcode.SHR: "S
 
 
 def execute(program: Program, start: int, end: int, depth: int, *,
-            zeroed: bool = False) -> Effect:
+            zeroed: bool = False, decide: tuple[bool, ...] = ()) -> Effect:
     """Run `[start, end)` symbolically from a stack of `depth` unknown entries (and
-    memory of unknown slots, or of zeros when `zeroed`: the program's own entry)."""
+    memory of unknown slots, or of zeros when `zeroed`: the program's own entry).
+    The k-th branch on a value that is not constant is taken when `decide[k]` is True;
+    past the decisions given, such a branch raises `Fork`."""
+    forks: list[tuple[Poly, bool]] = []
     instrs = program.instrs
     stack: list[Poly] = [atom(("stk", i)) for i in range(depth)]
     memory: list[Poly] = [const(0) if zeroed else atom(("mem", i)) for i in range(16)]
@@ -202,7 +212,8 @@ def execute(program: Program, start: int, end: int, depth: int, *,
 
     while True:
         if pc == end:
-            return Effect(tuple(emitted), tuple(stack), tuple(memory), False, cycles)
+            return Effect(tuple(emitted), tuple(stack), tuple(memory), False, cycles,
+                          tuple(forks))
         if not start <= pc < end:
             raise Bail("control leaves the region elsewhere than at its end")
         steps += 1
@@ -264,15 +275,69 @@ def execute(program: Program, start: int, end: int, depth: int, *,
         elif op is Opcode.JMP:
             pc = ins.args[0]
         elif op in (Opcode.JZ, Opcode.JNZ):
-            value = constant_of(pop())
+            cond = pop()
+            value = constant_of(cond)
             if value is None:
-                raise Bail("a branch on a value that is not constant")
-            if (value == 0) == (op is Opcode.JZ):
+                if len(forks) >= len(decide):
+                    raise Fork("a branch on a value that is not constant")
+                taken = decide[len(forks)]
+                forks.append((cond, taken == (op is Opcode.JNZ)))
+                if taken:
+                    pc = ins.args[0]
+            elif (value == 0) == (op is Opcode.JZ):
                 pc = ins.args[0]
         elif op is Opcode.HALT:
-            return Effect(tuple(emitted), tuple(stack), tuple(memory), True, cycles)
+            return Effect(tuple(emitted), tuple(stack), tuple(memory), True, cycles,
+                          tuple(forks))
         else:
             raise Bail(f"{op.name} is not lifted")
+
+
+_BOOLEAN = ("EQ", "LT", "GT")
+
+
+def ite(k: Poly, a: Poly, b: Poly) -> Poly:
+    """`a` where the 0/1 value `k` is 1, else `b`, without a branch: plain arithmetic
+    when both are constants, a mask when one is zero; Bail otherwise."""
+    if a == b:
+        return a
+    ca, cb = constant_of(a), constant_of(b)
+    if ca is not None and cb is not None:
+        return add(const(cb), scale(k, ca - cb))
+    if cb == 0:
+        return binary("AND", a, scale(k, -1))  # a & -k
+    if ca == 0:
+        return binary("AND", b, add(k, const(-1)))  # b & (k - 1)
+    # The general select, b ^ ((a ^ b) & -k), costs six more instructions than either
+    # arm: it rarely beats the branch and leads the search into a branchless basin
+    # (measured on tuning3's max).
+    raise Bail("an if/else whose arms differ by more than a constant or a zero")
+
+
+def merged(program: Program, start: int, end: int, depth: int, *,
+           zeroed: bool = False) -> Effect:
+    """The effect of a region with one if/else (one branch on a value that is not
+    constant, both paths reaching the same end), each value that differs between the
+    paths an `ite` of the branch's condition; Bail when the paths do not line up."""
+    taken = execute(program, start, end, depth, zeroed=zeroed, decide=(True,))
+    fallen = execute(program, start, end, depth, zeroed=zeroed, decide=(False,))
+    if not (taken.forks and fallen.forks) or taken.halts != fallen.halts:
+        raise Bail("the paths of the if/else do not end alike")
+    if [c for _, c in taken.emitted] != [c for _, c in fallen.emitted] \
+            or len(taken.stack) != len(fallen.stack):
+        raise Bail("the paths of the if/else emit or leave different things")
+    cond, nonzero = taken.forks[0]
+    a, b = (taken, fallen) if nonzero else (fallen, taken)  # a: where cond is not zero
+    head = cond[0][0][0] if len(cond) == 1 and len(cond[0][0]) == 1 else None
+    if cond[0][1:] == (1,) and head is not None and head[0] == "op" and head[1] in _BOOLEAN:
+        k = cond
+    else:  # k = (cond == 0) picks the other arm
+        k, a, b = binary("EQ", cond, const(0)), b, a
+    return Effect(
+        tuple((ite(k, x, y), ch) for (x, ch), (y, _) in zip(a.emitted, b.emitted, strict=True)),
+        tuple(ite(k, x, y) for x, y in zip(a.stack, b.stack, strict=True)),
+        tuple(ite(k, x, y) for x, y in zip(a.memory, b.memory, strict=True)),
+        a.halts, max(a.cycles, b.cycles))
 
 
 # ------------------------------------------------------------------------- lowering
@@ -309,6 +374,9 @@ def _times(k: int) -> _Code:
     return (*_push(k), Instr(Opcode.MUL))
 
 
+_SYMMETRIC = ("AND", "OR", "XOR", "EQ")
+
+
 class Lowerer:
     """Stack code for polynomials, cheapest of a few shapes, memoised."""
 
@@ -322,7 +390,12 @@ class Lowerer:
         if kind == "mem":
             return (Instr(Opcode.LOAD, (a[1],)),)
         if kind == "op":
-            return (*self.poly(a[2]), *self.poly(a[3]), Instr(Opcode[a[1]]))
+            first, second = self.poly(a[2]), self.poly(a[3])
+            if a[1] in _SYMMETRIC and _cycles(first) < _cycles(second):
+                # the costlier operand first: a value the cheaper one repeats can then
+                # be kept by a DUP under it (schedule.py) without a SWAP
+                first, second = second, first
+            return (*first, *second, Instr(Opcode[a[1]]))
         raise Bail("a value from below the region's entry stack")
 
     def mono(self, m: Mono) -> _Code:
@@ -463,7 +536,9 @@ def depths(program: Program) -> dict[int, int] | None:
 
 def regions(program: Program) -> Iterator[tuple[int, int]]:
     """Candidate regions, widest first: the whole program, each counted-loop candidate
-    (a back edge with a few instructions before and after it), each basic block."""
+    (a back edge with a few instructions before and after it), each if/else (a forward
+    branch with a few instructions before it, to a few after its join), each basic
+    block."""
     n = len(program)
     targets = jump_targets(program)
     yield 0, n
@@ -474,6 +549,17 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
             for before in range(min(t, 8), -1, -1):
                 for after in range(6, -1, -1):
                     r = (t - before, min(n, j + 1 + after))
+                    if r not in seen:
+                        seen.add(r)
+                        yield r
+    for j, ins in enumerate(program.instrs):  # an if/else: from before it to its join
+        if ins.op in (Opcode.JZ, Opcode.JNZ) and ins.args[0] > j:
+            t = ins.args[0]
+            last = program.instrs[t - 1]
+            join = last.args[0] if last.op is Opcode.JMP and last.args[0] >= t else t
+            for before in range(min(j, 6), -1, -1):
+                for after in range(4, -1, -1):
+                    r = (j - before, min(n, join + after))
                     if r not in seen:
                         seen.add(r)
                         yield r
@@ -493,7 +579,7 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
 
 
 def lift_region(program: Program, start: int, end: int,
-                depth_at: dict[int, int]) -> Program | None:
+                depth_at: dict[int, int], *, diamonds: bool = True) -> Program | None:
     """The program with `[start, end)` lowered, if that is valid and cheaper; None if
     the region does not qualify; raises Bail when the lifter cannot follow it."""
     if start not in depth_at:
@@ -503,7 +589,12 @@ def lift_region(program: Program, start: int, end: int,
             return None
     # At the program's entry (when nothing jumps back to it) memory is all zeros.
     fresh = start == 0 and 0 not in jump_targets(program)
-    effect = execute(program, start, end, depth_at[start], zeroed=fresh)
+    try:
+        effect = execute(program, start, end, depth_at[start], zeroed=fresh)
+    except Fork:
+        if not diamonds:
+            raise
+        effect = merged(program, start, end, depth_at[start], zeroed=fresh)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
     code = lower(effect, depth_at[start], live)
@@ -517,10 +608,11 @@ def lift_region(program: Program, start: int, end: int,
 _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 
-def proposals(program: Program, limit: int = 6) -> tuple[Program, ...]:
+def proposals(program: Program, limit: int = 6, *,
+              diamonds: bool = True) -> tuple[Program, ...]:
     """Up to `limit` distinct liftings of `program` (widest regions first), each put
     through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit)
+    key = (program.instrs, program.params, limit, diamonds)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
@@ -529,7 +621,7 @@ def proposals(program: Program, limit: int = 6) -> tuple[Program, ...]:
     if depth_at is not None:
         for start, end in regions(program):
             try:
-                lifted = lift_region(program, start, end, depth_at)
+                lifted = lift_region(program, start, end, depth_at, diamonds=diamonds)
             except Bail:
                 continue
             if lifted is None:

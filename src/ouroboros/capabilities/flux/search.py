@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ouroboros.capabilities.evolve.executor import Executor, LocalExecutor
-from ouroboros.capabilities.flux import analysis, equivalence, lift, rewrites, synth
+from ouroboros.capabilities.flux import analysis, equivalence, lift, rewrites, schedule, synth
 from ouroboros.capabilities.flux.cost import Cost, evaluate
 from ouroboros.capabilities.flux.fitness import TestCase, score
 from ouroboros.capabilities.flux.isa import DEFAULT_FUEL, MAX_CODE_BYTES, Opcode
@@ -76,6 +76,17 @@ class SearchConfig:
     finish: float = 0.15
     start_finish: float = 0.05
     finish_states: int = 3000
+    # Value reuse (schedule.py): the finishing descent also proposes computing a value
+    # that is computed twice once, kept on the stack by a DUP.
+    reuse: bool = True
+    # If/else diamonds (lift.merged): a region with one branch on a non-constant value
+    # is lifted along both paths and lowered branchless where the arms differ by a
+    # constant or one of them is zero.
+    diamonds: bool = True
+    # Loop rotation (schedule.py): a loop tested at the top also tested at the bottom.
+    rotate: bool = False  # off: a tuning3 bench worker with it (and hoist) on was OOM-killed (24 GB), cause not found
+    # Hoisting (schedule.py): a loop-invariant value computed once, before the loop.
+    hoist: bool = False  # off with rotate (see above)
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -143,6 +154,9 @@ class SearchResult:
     lifts: int = 0  # liftings run besides the evaluations (memoised calls included)
     improved_by: dict[str, int] = field(default_factory=dict)  # new global bests by move
     finish_evaluations: int = 0  # evaluations the finishing descents spent
+    # Round-6 proposals generated (value reuse, reordering, rotation, hoisting) besides the
+    # evaluations: each one scored is also one evaluation.
+    schedules: int = 0
 
     @property
     def plateau_at(self) -> int:
@@ -275,7 +289,7 @@ def run_epoch(task: EpochTask) -> EpochReport:
             proposal: tuple[Program, str] | None = None
             if config.lift and config.lift_rate and rng.random() < config.lift_rate:
                 lifts += 1
-                lowered = lift.proposals(base)
+                lowered = lift.proposals(base, diamonds=config.diamonds)
                 if lowered:
                     proposal = rng.choice(lowered), "lift"
             if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
@@ -485,7 +499,8 @@ def superoptimise(original: Program, cases: Sequence[TestCase], *,
     if winner is not global_best:
         history.append((evaluations, cost(winner).penalised))
     return SearchResult(winner, original, tuple(all_cases), evaluations, history, verdict, found,
-                        checks, accepted, probes, lifts, improved_by, finisher.total)
+                        checks, accepted, probes, lifts, improved_by, finisher.total,
+                        finisher.schedules)
 
 
 def _without_slot(program: Program, slot: int) -> Program:
@@ -516,11 +531,22 @@ class _Finisher:
         self.known = len(cases)
         self.settled: Program | None = None  # the last fixed point reached
         self.spent = self.total = self.checks = self.found = self.probes = self.lifts = 0
+        self.schedules = 0
 
     def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
         self.lifts += 1
-        for lowered in lift.proposals(program):
+        for lowered in lift.proposals(program, diamonds=self.config.diamonds):
             yield lowered, "lift"
+        kinds = ((self.config.reuse, schedule.reuses, "reuse"),
+                 (self.config.reuse, schedule.reorders, "reorder"),
+                 (self.config.rotate, schedule.rotations, "rotate"),
+                 (self.config.hoist, schedule.hoists, "hoist"))
+        for on, generate, name in kinds:
+            if on:
+                proposed = generate(program)
+                self.schedules += len(proposed)
+                for candidate in proposed:
+                    yield candidate, name
         for site in rewrites.sites(program):
             yield rewrites.apply_site(program, site), "peephole"
         for index in analysis.dead_stores(program):
