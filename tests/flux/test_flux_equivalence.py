@@ -120,7 +120,9 @@ def test_a_counterexample_is_a_function_of_the_two_programs_alone() -> None:
     assert first is not None and first.counterexample is not None
     assert outcome(ref, first.counterexample) != outcome(bad, first.counterexample)
     seen = {first.counterexample}
-    for k in range(1, 30):  # other comparisons and other z3 work in between
+    # other comparisons and other z3 work in between: in a shared context every try gave
+    # another counterexample, so 7 tries show it (30 took ~160 s of the CI)
+    for k in range(1, 8):
         spec.compare(prog(f"SENSE 0;SENSE 1;XOR;PUSH {k};ADD;SENSE 2;MUL;ACT 0;HALT"))
         _ = [z3.BitVec(f"j{k}_{i}", 64) * (i + 3) for i in range(50)]
         again = spec.compare(bad)

@@ -85,6 +85,28 @@ def test_a_loop_beyond_the_unroll_bound_bails_out() -> None:
     assert all(not straight(p) for p in lift.proposals(sixty_five))
 
 
+def test_a_value_that_doubles_its_expression_every_turn_bails_out() -> None:
+    """x = x XOR (x AND 3), 12 and 60 turns: the lifter cannot fold it, and the tree doubles
+    each turn (x is used twice). Written out it grew without bound: a search worker with
+    loop rotation on reached 24 GB inside the lifter's sort keys. Past 256 nodes it bails."""
+    def doubling(turns: int) -> Program:
+        return prog(f"SENSE 0;STORE 0;PUSH {turns};STORE 1;"
+                    "l: LOAD 0;DUP;PUSH 3;AND;XOR;STORE 0;LOAD 1;DEC;DUP;STORE 1;JNZ l;"
+                    "LOAD 0;ACT 0;HALT")
+    for turns in (12, 60):
+        program = doubling(turns)
+        depth_at = lift.depths(program)
+        assert depth_at is not None
+        with pytest.raises(lift.Bail, match="an expression of more than 256 nodes"):
+            lift.lift_region(program, 0, len(program), depth_at)
+        assert all(any(ins.is_jump for ins in p.instrs) for p in lift.proposals(program))
+    # a few turns stay within the bound and are lowered as before
+    short = doubling(3)
+    lowered = lift.proposals(short)
+    assert lowered and straight(lowered[0])
+    assert equivalence.check(short, lowered[0]).status in ("proved", "tested")
+
+
 def test_division_by_a_value_that_may_be_zero_is_not_lifted() -> None:
     divides = prog("SENSE 0;SENSE 1;DIV;PUSH 0;ADD;ACT 0;HALT")
     depth_at = lift.depths(divides)

@@ -45,6 +45,7 @@ MAX_VISITS = 64  # visits of one instruction: a loop unrolls at most 64 times
 MAX_STEPS = 4096
 MAX_TERMS = 24
 MAX_DEGREE = 4
+MAX_NODES = 256  # nodes of one expression written out as a tree (`_opaque`)
 _I32 = (-(1 << 31), (1 << 31) - 1)
 _M = (1 << 64) - 1
 
@@ -114,7 +115,28 @@ def mul(p: Poly, q: Poly) -> Poly:
     return _norm(terms)
 
 
+def _size(p: Poly, limit: int) -> int:
+    """The nodes of ``p`` written out as a tree (what `_key` and the lowering spend), counted
+    up to ``limit``: a node shared by a DUP counts each time it is used."""
+    total = 0
+    for mono, _ in p:
+        for a in mono:
+            total += 1
+            if a[0] == "op":
+                total += _size(a[2], limit - total)
+                if total <= limit:
+                    total += _size(a[3], limit - total)
+            if total > limit:
+                return total
+    return total
+
+
 def _opaque(name: str, a: Poly, b: Poly) -> Poly:
+    # A loop that DUPs a value it cannot fold (an AND, a XOR …) doubles the tree each turn:
+    # written out it grew past memory (a search worker reached 24 GB); a tree this large
+    # lowers to more code than any program may hold anyway.
+    if _size(a, MAX_NODES) + _size(b, MAX_NODES) >= MAX_NODES:
+        raise Bail(f"an expression of more than {MAX_NODES} nodes")
     return atom(("op", name, a, b))
 
 
