@@ -42,6 +42,20 @@ def submit(home: Path, tmp: Path, type_: str, target: str, value: str, key: str 
     return out
 
 
+def changes_wait_for_a_human(home: Path, tmp: Path, kind: str) -> None:
+    """A root `gates` patch: changes of ``kind`` (``kernel/KIND``) wait for approval."""
+    gates = run("state", "kernel/gates", "--json", "--home", str(home)).json()
+    gates["approval"].append({"types": [kind], "targets": [f"kernel/{kind}"],
+                              "self_approval": True})
+    (tmp / "g.json").write_text(json.dumps(gates))
+    env = str(tmp / "g.env")
+    assert run("patch", "new", "--type", "gates", "--target", "kernel/gates", "--value",
+               str(tmp / "g.json"), "--reason", f"{kind} changes need a second look",
+               "--author", "operator", "-o", env, "--home", str(home)).code == 0
+    assert run("patch", "sign", env, "--key", "root", "--home", str(home)).code == 0
+    assert run("patch", "submit", env, "--home", str(home)).code == 0
+
+
 def state_hash(home: Path) -> str:
     return str(run("state", "--json", "--home", str(home)).json()["state_hash"])
 
@@ -246,16 +260,7 @@ def test_no_trust_is_granted_while_the_approval_rule_waits(tmp_path: Path) -> No
     prompt patches applied with no human in the loop until someone approved it."""
     home = tmp_path / "ws"
     assert run("init", "--home", str(home)).code == 0
-    gates = run("state", "kernel/gates", "--json", "--home", str(home)).json()
-    gates["approval"].append({"types": ["gates"], "targets": ["kernel/gates"],
-                              "self_approval": True})
-    (tmp_path / "g.json").write_text(json.dumps(gates))
-    env = str(tmp_path / "g.env")
-    assert run("patch", "new", "--type", "gates", "--target", "kernel/gates", "--value",
-               str(tmp_path / "g.json"), "--reason", "gates need a second look", "--author",
-               "operator", "-o", env, "--home", str(home)).code == 0
-    assert run("patch", "sign", env, "--key", "root", "--home", str(home)).code == 0
-    assert run("patch", "submit", env, "--home", str(home)).code == 0
+    changes_wait_for_a_human(home, tmp_path, "gates")
     trust_before = run("state", "kernel/trust", "--json", "--home", str(home)).json()
 
     r = run("agent", "add", "bot", "--json", "--home", str(home))
@@ -298,16 +303,7 @@ def test_a_pending_set_up_keeps_the_key_its_patch_names(tmp_path: Path) -> None:
     so the key stays, and approving it finishes the set-up."""
     home = tmp_path / "ws"
     assert run("init", "--home", str(home)).code == 0
-    gates = run("state", "kernel/gates", "--json", "--home", str(home)).json()
-    gates["approval"].append({"types": ["trust"], "targets": ["kernel/trust"],
-                              "self_approval": True})
-    (tmp_path / "g.json").write_text(json.dumps(gates))
-    env = str(tmp_path / "g.env")
-    assert run("patch", "new", "--type", "gates", "--target", "kernel/gates", "--value",
-               str(tmp_path / "g.json"), "--reason", "trust needs a second look", "--author",
-               "operator", "-o", env, "--home", str(home)).code == 0
-    assert run("patch", "sign", env, "--key", "root", "--home", str(home)).code == 0
-    assert run("patch", "submit", env, "--home", str(home)).code == 0
+    changes_wait_for_a_human(home, tmp_path, "trust")
 
     r = run("agent", "add", "bot", "--no-approval", "--json", "--home", str(home))
     assert r.code == 4 and "trust patch was pending" in r.json()["error"]["message"], \

@@ -11,11 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prockit import kill_all, survivors
 
 from ouroboros.kernel import Runtime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "skills_retrieval"))
 from openai_stub import ChatStub
+
+needs_parent_death_signal = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                               reason="PR_SET_PDEATHSIG is Linux's")
+
+@pytest.fixture
+def pids(tmp_path: Path) -> Path:
+    """A folder where each process a test expects gone writes its pid as a file name."""
+    folder = tmp_path / "pids"
+    folder.mkdir()
+    return folder
+
 
 # Peak at x=3, y=-1; the candidate arrives as JSON on stdin.
 PARABOLA = ("import json,sys; c=json.load(sys.stdin); "
@@ -243,31 +255,17 @@ def test_a_fitness_command_flooding_stdout_is_stopped() -> None:
     assert chatty({"x": 1}) == 4.0  # stderr is drained (only its tail is kept)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_fitness_command_leaves_no_process_behind(tmp_path: Path) -> None:
     # A background child holding stdout made a command that had printed its score and
     # exited count as a 30 s timeout, and the child outlived the scoring (one per
     # candidate). The score is read once the command exits; its process group is killed.
-    import time
 
     from ouroboros.capabilities.evolve.fitness_fn import FitnessCommand
 
     pidfile = tmp_path / "pid"
     script = f"cat >/dev/null; echo 5; sleep 300 & echo $! > {pidfile}"
     assert FitnessCommand(("sh", "-c", script), timeout_s=120)({"x": 1}) == 5.0
-    pid = int(pidfile.read_text())
-    for _ in range(100):  # SIGKILL is asynchronous: wait for it to land, at most 10 s
-        if not _alive(pid):
-            break
-        time.sleep(0.1)
-    assert not _alive(pid)
+    assert survivors([int(pidfile.read_text())]) == []
 
 
 @pytest.mark.parametrize(("source", "message"), [
@@ -514,19 +512,16 @@ def test_names_with_hidden_characters_or_look_alike_duplicates_are_refused(
     assert events(home) == before
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@needs_parent_death_signal
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
-        tmp_path: Path, home: Path, signal_name: str) -> None:
+        tmp_path: Path, home: Path, pids: Path, signal_name: str) -> None:
     # `ouro evolve` killed mid-generation (kill -9, or a supervisor's SIGTERM): its pool
     # workers, reparented to init, went on scoring their share of the generation, one
     # fitness command after another, for as long as that took (here 32 x 60 s).
-    import contextlib
     import signal
     import time
 
-    pids = tmp_path / "pids"
-    pids.mkdir()
     (tmp_path / "slow.py").write_text(
         "import json, os, sys, time\n"
         "c = json.load(sys.stdin)\n"
@@ -551,20 +546,13 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
         assert workers
         proc.send_signal(getattr(signal, signal_name))
         proc.wait(30)
-        left: list[int] = []
-        for _ in range(100):  # the kernel delivers the parent-death signal at once
-            left = [p for p in [*workers, *(int(f.name) for f in pids.iterdir())] if _alive(p)]
-            if not left:
-                break
-            time.sleep(0.1)
-        assert left == []
+        # the kernel delivers the parent-death signal at once
+        assert survivors([*workers, *(int(f.name) for f in pids.iterdir())]) == []
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in [*workers, *(int(f.name) for f in pids.iterdir())]:
-            with contextlib.suppress(OSError):  # this test's own processes, if any are left
-                os.kill(pid, signal.SIGKILL)
+        kill_all([*workers, *(int(f.name) for f in pids.iterdir())])
     with Runtime.open(home) as rt:  # nothing half-written: the ledger verifies, unchanged
         assert rt.verify().events == len(rt.log()) == before  # raises if it does not verify
     (tmp_path / "slow.py").write_text("import json, sys\n"
@@ -576,19 +564,15 @@ def test_a_killed_run_leaves_no_worker_or_fitness_behind_and_a_rerun_works(
     assert json.loads(r.stdout)["patch"]["status"] == "applied"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@needs_parent_death_signal
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_killed_run_leaves_no_child_of_a_fitness_command_behind(
-        tmp_path: Path, home: Path, workers: str) -> None:
+        tmp_path: Path, home: Path, pids: Path, workers: str) -> None:
     # The fitness command dies with `ouro` (a parent-death signal), but what it started
     # in the background does not: SIGKILLed mid-run, `ouro` left a `sleep 600` per
     # command running, reparented to init, with no one left to kill its process group.
-    import contextlib
-    import signal
     import time
 
-    pids = tmp_path / "pids"
-    pids.mkdir()
     (tmp_path / "bg.py").write_text(  # the start scores at once; the others hang
         "import json, os, subprocess, sys, time\n"
         "if json.load(sys.stdin)['x'] == 1:\n"
@@ -611,20 +595,13 @@ def test_a_killed_run_leaves_no_child_of_a_fitness_command_behind(
         assert len(list(pids.iterdir())) >= int(workers)
         proc.kill()
         proc.wait(30)
-        left: list[int] = []
-        for _ in range(100):  # the watcher kills their groups once the pipe closes
-            left = [int(f.name) for f in pids.iterdir() if _alive(int(f.name))]
-            if not left:
-                break
-            time.sleep(0.1)
-        assert left == []
+        # the watcher kills their groups once the pipe closes
+        assert survivors(int(f.name) for f in pids.iterdir()) == []
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for f in pids.iterdir():
-            with contextlib.suppress(OSError):  # this test's own processes, if any are left
-                os.kill(int(f.name), signal.SIGKILL)
+        kill_all(int(f.name) for f in pids.iterdir())
 
 
 def test_a_prompt_changed_during_the_run_is_not_overwritten(

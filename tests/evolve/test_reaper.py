@@ -10,24 +10,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prockit import alive, survivors
 
 from ouroboros.capabilities.evolve import reaper
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _gone(pid: int) -> bool:
-    for _ in range(100):  # SIGKILL is asynchronous: at most 10 s
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
@@ -64,8 +49,8 @@ def test_the_groups_still_named_are_killed_when_the_pipe_closes(fresh: None) -> 
         reaper.track(done.pid)
         reaper.untrack(done.pid)  # its scoring ended: no longer the watcher's
         _die()
-        assert _gone(kept.pid)
-        assert _alive(done.pid)  # a group taken off the list is left alone
+        assert survivors([kept.pid]) == []
+        assert alive(done.pid)  # a group taken off the list is left alone
     finally:
         for p in (kept, done):
             p.kill()
@@ -84,7 +69,7 @@ def test_a_killed_watcher_is_replaced_for_the_groups_that_follow(fresh: None) ->
         reaper.track(second.pid)  # the write fails (no reader): a new watcher takes it
         assert reaper._watcher is not None and reaper._watcher[1] is not watcher
         _die()
-        assert _gone(second.pid)
+        assert survivors([second.pid]) == []
     finally:
         for p in (first, second):
             p.kill()
@@ -104,7 +89,7 @@ def test_the_watcher_outlives_the_signals_that_stop_ouro(fresh: None) -> None:
         time.sleep(0.2)  # a signal it did not ignore would have ended it by now
         assert watcher.poll() is None
         _die()
-        assert _gone(group.pid)
+        assert survivors([group.pid]) == []
     finally:
         group.kill()
         group.wait()

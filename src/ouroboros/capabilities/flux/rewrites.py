@@ -132,11 +132,13 @@ def cost(instrs: tuple[Instr, ...]) -> int:
     return sum(OPS[i.op].cycles for i in instrs)
 
 
-def _self_contained(block: tuple[Instr, ...]) -> bool:
-    """Pure, reads nothing it did not push, and leaves exactly one value."""
+def self_contained(block: tuple[Instr, ...], pure: frozenset[Opcode] | set[Opcode] = _PURE
+                   ) -> bool:
+    """Only ``pure`` instructions, reads nothing it did not push, and leaves exactly one
+    value (a producer: schedule.py passes its own, narrower set)."""
     depth = 0
     for ins in block:
-        if ins.op not in _PURE:
+        if ins.op not in pure:
             return False
         info = OPS[ins.op]
         if depth < info.pops:
@@ -154,7 +156,7 @@ def _cse_sites(program: Program, targets: set[int]) -> Iterator[Site]:
             block = instrs[index:index + width]
             if end > len(instrs) or instrs[index + width:end] != block:
                 continue
-            if any(index < t < end for t in targets) or not _self_contained(block):
+            if any(index < t < end for t in targets) or not self_contained(block):
                 continue
             if cost(block) > 1:
                 yield Site(index + width, width, (Instr(Opcode.DUP),))

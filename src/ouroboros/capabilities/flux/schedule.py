@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ouroboros.capabilities.flux.isa import MEMORY_SLOTS, OPS, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
+from ouroboros.capabilities.flux.rewrites import self_contained
 
 MAX_PRODUCER = 5  # instructions in one producer
 MAX_GAP = 24  # instructions from the first producer's end to the second's start
@@ -40,15 +41,7 @@ _BARRIERS = frozenset({Opcode.JMP, Opcode.JZ, Opcode.JNZ, Opcode.CALL, Opcode.RE
 
 
 def _producer(code: tuple[Instr, ...], start: int, length: int) -> bool:
-    depth = 0
-    for ins in code[start:start + length]:
-        if ins.op not in _PURE:
-            return False
-        info = OPS[ins.op]
-        if depth < info.pops:
-            return False
-        depth += info.pushes - info.pops
-    return depth == 1
+    return self_contained(code[start:start + length], _PURE)
 
 
 def reuses(program: Program) -> list[Program]:
