@@ -153,8 +153,7 @@ class Keyring:
         """Remove a key this process just made (``key_id`` guards against removing another
         key under the name): the private key first, so the name is never listed without
         it; a missing file is already gone."""
-        self._check_name(name)
-        if self.public(name)[0] != key_id:
+        if self.public(name)[0] != key_id:  # (public checks the name)
             raise KeyError_(f"key {name!r} is not the key {key_id[:16]}", "it was left as it is")
         for suffix in (".key", ".pub"):
             with contextlib.suppress(FileNotFoundError):

@@ -48,14 +48,11 @@ class MerkleAccumulator:
         self.size += 1
 
     def root(self) -> bytes:
-        stack = self.stack
-        if not stack:
+        if not self.stack:
             return hashlib.sha256(b"").digest()
-        acc = stack[-1][1]
-        sha256 = hashlib.sha256
-        # node_hash inlined: the root is taken after every append (the signed checkpoint)
-        for i in range(len(stack) - 2, -1, -1):
-            acc = sha256(b"\x01" + stack[i][1] + acc).digest()
+        acc = self.stack[-1][1]
+        for _, h in reversed(self.stack[:-1]):
+            acc = node_hash(h, acc)
         return acc
 
     def copy(self) -> MerkleAccumulator:

@@ -1,5 +1,9 @@
-"""Value reuse on straight-line code: a value computed twice is computed once and kept
-on the stack by a `DUP` (docs/flux.md, "Finishing").
+"""Proposals of several coordinated edits for the finishing descent (docs/flux.md,
+"Search", round 6): value reuse (`reuses`), reordering of two producers (`reorders`),
+loop rotation (`rotations`) and hoisting of loop-invariant producers (`hoists`).
+
+Value reuse on straight-line code: a value computed twice is computed once and kept
+on the stack by a `DUP`.
 
 A *producer* is a run of side-effect-free instructions that reads nothing below the
 stack it starts on and leaves exactly one value (`SENSE 0`, `LOAD 3`, `SENSE 0; SENSE

@@ -84,7 +84,9 @@ class SearchConfig:
     # constant or one of them is zero.
     diamonds: bool = True
     # Loop rotation (schedule.py): a loop tested at the top also tested at the bottom.
-    rotate: bool = False  # off: a tuning3 bench worker with it (and hoist) on was OOM-killed (24 GB), cause not found
+    # Off until measured: a tuning3 bench worker with it and hoist on was OOM-killed (24
+    # GB) before the lifter bounded its expressions (lift.MAX_NODES).
+    rotate: bool = False
     # Hoisting (schedule.py): a loop-invariant value computed once, before the loop.
     hoist: bool = False  # off with rotate (see above)
 
