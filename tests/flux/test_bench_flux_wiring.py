@@ -41,13 +41,12 @@ def test_fresh4_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) ->
     hashes = bench.held_out_hashes()
     assert hashes["fresh4_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(hashes) == {f"{n}_suite_sha256"
-                           for n in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")}
+                           for n in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")}
 
 
 def test_fresh5_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) -> None:
     path = ROOT / "bench" / "data" / "flux_fresh5.toml"
     assert bench.HELD_OUT["fresh5"] == path
-    assert list(bench.HELD_OUT)[-1] == "fresh5"  # in the order the suites were frozen
     programs, train, held = bench.load_suite(path)
     data = tomllib.loads(path.read_text())
     assert [p["name"] for p in programs] == [p["name"] for p in data["program"]]
@@ -56,30 +55,42 @@ def test_fresh5_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) ->
         "fresh5_suite_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def test_suites_fresh5_loads_it_and_records_its_hash_without_running_a_method(
+def test_fresh6_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) -> None:
+    path = ROOT / "bench" / "data" / "flux_fresh6.toml"
+    assert bench.HELD_OUT["fresh6"] == path
+    assert list(bench.HELD_OUT)[-1] == "fresh6"  # in the order the suites were frozen
+    programs, train, held = bench.load_suite(path)
+    data = tomllib.loads(path.read_text())
+    assert [p["name"] for p in programs] == [p["name"] for p in data["program"]]
+    assert len(programs) == 27 and train and held
+    assert bench.held_out_hashes(["fresh6"]) == {
+        "fresh6_suite_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_suites_fresh6_loads_it_and_records_its_hash_without_running_a_method(
     tmp_path: Path,
 ) -> None:
     """`--methods none`: the suite is loaded and scored (source and optimum cycles), and
     no search, random search or peephole pass runs on it."""
     out = tmp_path / "flux.json"
-    done = run_bench("--only", "heldout", "--suites", "fresh5", "--methods", "none",
+    done = run_bench("--only", "heldout", "--suites", "fresh6", "--methods", "none",
                      "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
     results = json.loads(out.read_text())
-    path = ROOT / "bench" / "data" / "flux_fresh5.toml"
-    assert results["fresh5_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert not [k for k in results if k.endswith("_suite_sha256") and k != "fresh5_suite_sha256"]
-    suite = results["suite_fresh5"]
+    path = ROOT / "bench" / "data" / "flux_fresh6.toml"
+    assert results["fresh6_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not [k for k in results if k.endswith("_suite_sha256") and k != "fresh6_suite_sha256"]
+    suite = results["suite_fresh6"]
     assert suite["summary"]["programs"] == 27 and suite["summary"]["per_method"] == {}
     assert all(row["optimum"] < row["before"] for row in suite["rows"])
 
 
-def test_help_names_fresh5(tmp_path: Path) -> None:
+def test_help_names_fresh6(tmp_path: Path) -> None:
     done = run_bench("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     # Both the --only heldout and the --suites help list it.
-    assert text.count("fresh3, fresh4, fresh5)") == 2, text
+    assert text.count("fresh4, fresh5, fresh6)") == 2, text
 
 
 @pytest.mark.parametrize(("only", "suites", "unknown"), [
