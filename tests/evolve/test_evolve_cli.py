@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -767,6 +768,72 @@ def test_a_fitness_function_that_hangs_on_some_candidates_times_out(
              "--fitness-timeout", "0.3", "--no-submit", "--json", env={"PYTHONPATH": path})
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "timed out after 0.3 s" in json.loads(r.stdout)["error"]["message"]
+
+
+SPINNING = ("import time\n"
+            "def score(c):\n"
+            "    while c['x'] > 1.5:\n"
+            "        try:\n"
+            "            time.sleep(0.001)\n"
+            "        except Exception:\n"
+            "            pass\n"
+            "    time.sleep(c.get('work', 0))\n"
+            "    return 10 - c['x']\n")
+
+
+def _in_thread(calls: Callable[[], list[Any]]) -> list[Any]:
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.extend(calls()), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the fitness call outlived its deadline"
+    return out
+
+
+def test_a_fitness_function_called_from_another_thread_times_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the deadline was a SIGALRM timer, which only the main thread receives: called
+    # from any other thread (a library user's pool) a spinning function ran for ever
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessFailed, FitnessFunction
+    (tmp_path / "spin_in_thread.py").write_text(SPINNING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    score = FitnessFunction("spin_in_thread:score", 0.3)
+
+    def calls() -> list[Any]:
+        got: list[Any] = []
+        for candidate in ({"x": 3.0}, {"x": 1.0}):
+            try:
+                got.append(score(candidate))
+            except FitnessFailed as exc:
+                got.append(str(exc))
+        return got
+    assert _in_thread(calls) == ["timed out after 0.3 s", 9.0]
+
+
+def test_a_thread_deadline_never_fires_after_its_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # calls that end right at their deadline: the timer's exception must land inside the
+    # call (a timeout) or not at all, never in the caller's code after it returned
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessFailed, FitnessFunction
+    (tmp_path / "spin_at_edge.py").write_text(SPINNING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    score = FitnessFunction("spin_at_edge:score", 0.002)
+
+    def calls() -> list[Any]:
+        got: list[Any] = []
+        for _ in range(300):
+            try:
+                got.append(score({"x": 1.0, "work": 0.002}))
+            except FitnessFailed as exc:
+                got.append(str(exc))
+            total = 0
+            for i in range(20_000):  # the caller's own code, where a stray one would land
+                total += i
+            got.append(total)
+        return got
+    got = _in_thread(calls)
+    assert len(got) == 600 and got[1::2] == [sum(range(20_000))] * 300
+    assert set(got[::2]) <= {9.0, "timed out after 0.002 s"}
 
 
 def test_the_fitness_timeout_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:

@@ -193,6 +193,23 @@ def test_a_damaged_state_file_is_named_and_kept(home: Path, name: str, content: 
     assert state.read_bytes() == content
 
 
+@pytest.mark.parametrize("name", ["breakers.json", "monitor.json", "notifications.json",
+                                  "pulls.json"])
+def test_a_state_file_swapped_for_a_dangling_link_is_named_not_reset(
+        home: Path, name: str) -> None:
+    # `path.exists()` follows the link: a dangling one read as "no file yet", so the loop
+    # started from empty state (a halted breaker lifted, open monitoring windows dropped)
+    # and its next save replaced the link with that empty state
+    state = home / "improve" / name
+    state.unlink(missing_ok=True)
+    state.symlink_to(home / "no-such-file")
+    result = runner.invoke(app, ["status", "--json", "--home", str(home)])
+    assert result.exit_code == 1, result.output
+    message = json.loads(result.stdout)["error"]["message"]
+    assert name in message and "unexpected" not in message
+    assert state.is_symlink() and not (home / "no-such-file").exists()
+
+
 def test_a_deleted_target_is_not_silently_seeded_again(home: Path) -> None:
     # with <home>/improve/target gone, the next command seeded a fresh example repository
     # (a new history): the pending proposal's base vanished, approving it failed with

@@ -3,12 +3,14 @@ exit (no Ray process or session file left), and a usage error (exit 2) without R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +59,29 @@ def test_evolve_params_and_routing_on_ray_match_the_pool(ray_cluster: RayExecuto
         assert r.code == 0, r.describe()
         routes[executor] = without(r.json(), "executor")
     assert routes["ray"] == routes["process"]
+
+
+def spinning(candidate: dict[str, float]) -> float:
+    while candidate["x"] > 1.5:  # hangs on these candidates, swallowing exceptions
+        with contextlib.suppress(Exception):
+            time.sleep(0.01)
+    return 10 - candidate["x"]
+
+
+def test_a_hanging_fitness_function_times_out_on_ray(ray_cluster: RayExecutor,
+                                                     tmp_path: Path) -> None:
+    # the deadline is a SIGALRM timer where the task runs in a worker's main thread (as
+    # Ray's workers run tasks) and an asynchronous exception elsewhere: either way a
+    # candidate on which the function spins scores 0 instead of holding the run for good
+    params = tmp_path / "p.json"
+    params.write_text('{"x": {"value": 1, "min": 0, "max": 4}}')
+    r = ouro("evolve", "params", str(params), "--fitness", f"{__name__}:spinning",
+             "--fitness-timeout", "0.3", "--generations", "3", "--population", "6",
+             "--executor", "ray", "--no-submit", "--json", timeout=120)
+    assert r.code == 0, r.describe()
+    out = r.json()
+    assert out["before"] == 9.0 and out["after"] >= 9.0
+    assert out["params"]["x"] <= 1.5  # no candidate that hung won
 
 
 def test_flux_evolve_classic_on_ray_matches_the_pool(ray_cluster: RayExecutor,

@@ -9,8 +9,9 @@ Both receive the candidate as a JSON object and return one number, higher is bet
   stdout is read;
 - a **function** (`--fitness mypkg.scoring:score`) is imported and called with the
   candidate as a dict, under the same timeout (a SIGALRM interval timer in the main
-  thread of the process that scores: `ouro` itself or a worker; a call blocked inside
-  native code is interrupted when it returns to Python).
+  thread of the process that scores: `ouro` itself or a worker, Ray's included; an
+  asynchronous exception from a timer thread when called from another thread; a call
+  blocked inside native code is interrupted when it returns to Python).
 
 A candidate that the function cannot score (a crash, a non-number, a timeout, NaN) scores
 0, and the number of such failures is kept, so a search does not stall on one bad point;
@@ -21,6 +22,7 @@ picklable, so candidates can be scored in worker processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import math
@@ -60,10 +62,12 @@ class _TimedOut(BaseException):
 
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
-    """Raise `_TimedOut` into the code in the block after ``seconds`` (main thread only:
-    signals are delivered there; elsewhere the block runs unbounded)."""
+    """Raise `_TimedOut` into the code in the block after ``seconds``: a SIGALRM timer in
+    the main thread, an asynchronous exception from a timer thread elsewhere (signals are
+    delivered to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        with _thread_deadline(seconds):
+            yield
         return
 
     def fire(signum: int, frame: object) -> None:
@@ -76,6 +80,34 @@ def _deadline(seconds: float) -> Iterator[None]:
     finally:  # a timer firing in here still lands inside the caller's `except _TimedOut`
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _thread_deadline(seconds: float) -> Iterator[None]:
+    """`_deadline` for a thread other than the main one. CPython raises the exception at
+    the thread's next bytecode boundary, as the signal handler would run: a call blocked
+    in native code is interrupted when it returns to Python."""
+    target = ctypes.c_ulong(threading.get_ident())
+    guard = threading.Lock()
+    state = {"open": True, "fired": False}
+
+    def fire() -> None:
+        with guard:  # never after the block has ended: it would land in the caller
+            if state["open"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(_TimedOut))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:  # a pending exception raised in here still lands in the caller's `except`
+        timer.cancel()
+        with guard:
+            state["open"] = False
+            if state["fired"]:  # set but not yet raised: withdrawn, the block is over
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)
 
 
 @dataclass(frozen=True)

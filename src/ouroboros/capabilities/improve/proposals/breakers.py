@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state_or
 from ouroboros.capabilities.improve.proposals.repo import exclusive
 from ouroboros.storage.files import replace_file
 
@@ -38,9 +38,7 @@ class Breakers:
         self.state = self._load()
 
     def _load(self) -> BreakerState:
-        if not self.path.exists():
-            return BreakerState()
-        return read_state(self.path, lambda data: BreakerState(**data))
+        return read_state_or(self.path, lambda data: BreakerState(**data), BreakerState)
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ from ouroboros.capabilities.improve.intake.events import (
     format_timestamp,
     parse_timestamp,
 )
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state_or
 from ouroboros.capabilities.improve.proposals.repo import exclusive
 from ouroboros.storage.files import replace_file
 
@@ -240,8 +240,8 @@ class Monitor:
     def reload(self) -> None:
         """The windows as saved: another process (the scheduler, a cron tick, an approval)
         may have opened or closed some since this one started."""
-        self.windows = read_state(self.path, lambda data: {
-            k: Window(**v) for k, v in data.items()}) if self.path.exists() else {}
+        self.windows = read_state_or(self.path, lambda data: {
+            k: Window(**v) for k, v in data.items()}, dict)
 
     def _locked(self) -> AbstractContextManager[None]:
         """One read-modify-write of ``monitor.json`` at a time across processes."""

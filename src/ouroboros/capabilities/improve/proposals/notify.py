@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state
+from ouroboros.capabilities.improve.proposals.proposal import iso, parse_time, read_state_or
 from ouroboros.storage.files import replace_file
 
 HIGH_BATCH = timedelta(hours=1)
@@ -120,8 +120,7 @@ class NotificationBatcher:
     def __init__(self, path: Path, notifier: Notifier) -> None:
         self.path = Path(path)
         self.notifier = notifier
-        self.queue = (read_state(self.path, lambda data: _Queue(**data))
-                      if self.path.exists() else _Queue())
+        self.queue = read_state_or(self.path, lambda data: _Queue(**data), _Queue)
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

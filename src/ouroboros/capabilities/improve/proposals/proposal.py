@@ -9,6 +9,7 @@ commit in the proposals repository; the caller adds the matching ledger event.
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -81,6 +82,15 @@ def read_state(path: Path, build: Callable[[Any], _T]) -> _T:
             raise UnreadableState(str(e)) from None
         why = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise UnreadableState(f"{path} is unreadable: {why}") from None
+
+
+def read_state_or(path: Path, build: Callable[[Any], _T], empty: Callable[[], _T]) -> _T:
+    """`read_state`, or ``empty()`` when nothing at all is at ``path`` (the loop has not
+    written it yet). A dangling link is something: `Path.exists` follows links and would
+    call it absent, and starting from empty state lifts a halt or drops a window."""
+    if not os.path.lexists(path):
+        return empty()
+    return read_state(path, build)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ouroboros.capabilities.improve.proposals import remote
 from ouroboros.capabilities.improve.proposals.forge import Forge, ForgeError, PullRequest
-from ouroboros.capabilities.improve.proposals.proposal import Proposal, read_state
+from ouroboros.capabilities.improve.proposals.proposal import Proposal, read_state_or
 from ouroboros.capabilities.improve.proposals.repo import GitError, TargetRepo
 from ouroboros.kernel.settings import DeploySettings
 from ouroboros.storage.files import replace_file
@@ -52,9 +52,8 @@ class Publisher:
         self.path = path
         self.forge = forge
         self.enabled = push and bool(repo.remote) and remote.remote_url(repo) is not None
-        self.pulls: dict[str, Pull] = {}
-        if path.exists():
-            self.pulls = read_state(path, lambda data: {k: Pull(**v) for k, v in data.items()})
+        self.pulls: dict[str, Pull] = read_state_or(
+            path, lambda data: {k: Pull(**v) for k, v in data.items()}, dict)
 
     def _save(self) -> None:
         replace_file(self.path, json.dumps({k: asdict(v) for k, v in self.pulls.items()},
