@@ -18,7 +18,6 @@ import pytest
 
 from ouroboros.kernel import Runtime
 from ouroboros.storage.sqlite import SQLiteLedger
-from ouroboros.storage.wal import WalCheckpointer
 
 pytestmark = pytest.mark.backends("sqlite")  # SQLite's WAL file
 
