@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from pathlib import Path
 
 #: SQLite's own automatic-checkpoint threshold (frames), kept as the cadence.
 CHECKPOINT_FRAMES = 1000
@@ -131,7 +132,9 @@ class WalCheckpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # mode=rw: a ledger file removed meanwhile is not created again, empty.
+        db = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=rw", uri=True,
+                             isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA wal_autocheckpoint=0")
@@ -142,8 +145,11 @@ class WalCheckpointer:
                     return
                 commits, self._commits = self._commits, 0
                 self._wake.clear()
-                with self._running:
-                    row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                try:
+                    with self._running:
+                        row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    continue  # as a failed automatic checkpoint: the next one tries again
                 self.checkpoints += 1
                 log = int(row[1])
                 if log >= self.rewind_frames:
