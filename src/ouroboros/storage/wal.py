@@ -133,8 +133,11 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         # mode=rw: a ledger file removed meanwhile is not created again, empty.
-        db = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=rw", uri=True,
-                             isolation_level=None, check_same_thread=False)
+        try:
+            db = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=rw", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # the writer's own rewinds and truncations still bound the WAL
         try:
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA wal_autocheckpoint=0")
