@@ -303,3 +303,54 @@ def test_a_lowered_size_bound_refuses_the_next_submit(rt: Runtime) -> None:
     assert rt.value("agents/a/prompt") == "v" * 12
     assert rt.propose_and_submit(type="prompt", target="agents/a/prompt", value="v" * 10,
                                  reasoning="r", keys=("root",)).status == "applied"
+
+
+def _register(rt: Runtime, schemas: dict[str, Any]) -> None:
+    out = submit(rt, key="root", type="schemas", target="kernel/schemas", value=schemas)
+    assert out.status == "applied", out
+
+
+def test_a_registered_schema_is_compiled_once_while_it_stands(rt: Runtime) -> None:
+    """The schema gate takes a registered schema as the state holds it: one compiled
+    validator per registered value, not a copy (and a canonical encoding) per submit."""
+    from ouroboros.kernel import types
+
+    grant(rt, "alice", ["config"])
+    _register(rt, {"agents/*/config": {"type": "object", "required": ["temperature"]}})
+    types._by_identity.clear()
+    for i in range(5):
+        out = submit(rt, type="config", target=f"agents/a{i}/config", value={"temperature": i})
+        assert out.status == "applied", out
+    registered = rt.refresh().values["kernel/schemas"]["agents/*/config"]
+    assert [s for s, _ in types._by_identity.values() if s == registered] == [registered]
+    assert any(s is registered for s, _ in types._by_identity.values())
+
+
+def test_a_changed_schema_binds_the_very_next_submit(rt: Runtime) -> None:
+    """A schema replaced by a root patch is a new value: the validator compiled for the
+    old one is never used for the next submit."""
+    grant(rt, "alice", ["config"])
+    _register(rt, {"agents/*/config": {"type": "object"}})
+    assert submit(rt, type="config", target="agents/a/config",
+                  value={"top_p": 1}).status == "applied"
+    _register(rt, {"agents/*/config": {"type": "object", "required": ["temperature"]}})
+    out = submit(rt, type="config", target="agents/a/config", value={"top_p": 2})
+    assert (out.status, out.stage) == ("rejected", "test")
+    assert '"temperature" is a required property' in out.reason
+    assert rt.value("agents/a/config") == {"top_p": 1}  # nothing applied
+    # ...and loosened again, the same value passes.
+    _register(rt, {"agents/*/config": {"type": "object"}})
+    assert submit(rt, type="config", target="agents/a/config",
+                  value={"top_p": 2}).status == "applied"
+
+
+def test_a_revoked_key_is_refused_at_the_very_next_submit(rt: Runtime) -> None:
+    """The signature gate's decision for a key, cached per trust policy, is not reused
+    once the key is revoked (a new policy value)."""
+    grant(rt, "alice", ["config"])
+    assert submit(rt, type="config", target="agents/a/config", value={"a": 1}).status == "applied"
+    out, _ = rt.revoke("alice", reason="left")
+    assert out.status == "applied", out
+    out = submit(rt, type="config", target="agents/a/config", value={"a": 2})
+    assert (out.status, out.stage) == ("rejected", "signature"), out
+    assert rt.value("agents/a/config") == {"a": 1}

@@ -181,10 +181,14 @@ class BreakerGate:
 
 
 def _effective_schema(sub: Submission, ptype: PatchType) -> dict[str, Any]:
+    """The registered schema as the state holds it, not a copy: the validator cache hits
+    by identity for as long as that value stands (no one mutates a state value: a new
+    ``kernel/schemas`` value is a new object, so it misses and is compiled afresh)."""
     registered = sub.state.values.get(SCHEMAS_TARGET) or {}
     matches = [g for g in registered if fnmatch.fnmatchcase(sub.patch.target, g)] if sub.patch else []
     if matches:
-        return dict(registered[max(matches, key=len)])
+        schema: dict[str, Any] = registered[max(matches, key=len)]
+        return schema
     return ptype.value_schema
 
 

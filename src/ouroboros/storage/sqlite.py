@@ -36,6 +36,7 @@ from ouroboros.storage.ledger import (
     hash_range,
     record_of,
 )
+from ouroboros.storage.wal import WalCheckpointer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -151,6 +152,11 @@ class SQLiteLedger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        # WAL checkpoints run on a thread of their own at SQLite's cadence, not inside
+        # whichever COMMIT crosses it (storage/wal.py: durability is unchanged).
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._wal = WalCheckpointer(self.path, "FULL" if durable else "NORMAL",
+                                    int(self._db.execute("PRAGMA page_size").fetchone()[0]))
         #: The connection's busy_timeout now: 0 after a `no_wait` append (the server's
         #: event loop), set again only when the mode changes (no cost per append).
         self._busy_ms = _BUSY_MS
@@ -192,6 +198,7 @@ class SQLiteLedger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            self._wal.committed(db)
             # Committed: from here on this thread's work cannot be redone elsewhere, so
             # later locks it takes (an EffectFailed record) are waited for, not refused.
             _NO_WAIT.on = False
@@ -302,6 +309,7 @@ class SQLiteLedger:
         with self._lock, self._skipped_if_busy():
             self._db.execute("INSERT OR REPLACE INTO snapshots (seq, data, sig) VALUES (?, ?, ?)",
                              (snapshot.seq, snapshot.data, snapshot.sig))
+            self._wal.committed(self._db)
 
     @contextlib.contextmanager
     def _skipped_if_busy(self) -> Iterator[None]:
@@ -336,6 +344,7 @@ class SQLiteLedger:
                 "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM (SELECT seq FROM "
                 "snapshots ORDER BY seq DESC LIMIT ?)) AND seq NOT IN (SELECT min(seq) FROM "
                 "snapshots GROUP BY seq / ?)", (keep_last, keep_every))
+            self._wal.committed(self._db)
 
     def snapshot(self, seq: int) -> Snapshot | None:
         with self._lock:
@@ -355,6 +364,7 @@ class SQLiteLedger:
                                  f"SELECT RAISE(ABORT, '{message}'); END")
 
     def close(self) -> None:
+        self._wal.close()  # first: its connection goes before the writer's last one
         with self._lock:
             self._db.close()
             self._writer_lock.close()
