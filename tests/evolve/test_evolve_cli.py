@@ -781,59 +781,47 @@ SPINNING = ("import time\n"
             "    return 10 - c['x']\n")
 
 
-def _in_thread(calls: Callable[[], list[Any]]) -> list[Any]:
+def _scored_in_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_s: float,
+                        candidates: list[dict[str, float]]) -> list[Any]:
+    """Each candidate's score (or failure message) from `SPINNING` called in a thread
+    that is not the main one, each followed by a tally of the caller's own: the code a
+    stray timeout would land in after the call returned."""
+    from ouroboros.capabilities.evolve.fitness_fn import FitnessFailed, FitnessFunction
+    (tmp_path / "spin_in_thread.py").write_text(SPINNING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    score = FitnessFunction("spin_in_thread:score", timeout_s)
     out: list[Any] = []
-    worker = threading.Thread(target=lambda: out.extend(calls()), daemon=True)
+
+    def calls() -> None:
+        for candidate in candidates:
+            try:
+                out.append(score(candidate))
+            except FitnessFailed as exc:
+                out.append(str(exc))
+            out.append(sum(i for i in range(20_000)))
+
+    worker = threading.Thread(target=calls, daemon=True)
     worker.start()
     worker.join(60)
     assert not worker.is_alive(), "the fitness call outlived its deadline"
-    return out
+    assert out[1::2] == [sum(range(20_000))] * len(candidates)
+    return out[::2]
 
 
 def test_a_fitness_function_called_from_another_thread_times_out(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the deadline was a SIGALRM timer, which only the main thread receives: called
     # from any other thread (a library user's pool) a spinning function ran for ever
-    from ouroboros.capabilities.evolve.fitness_fn import FitnessFailed, FitnessFunction
-    (tmp_path / "spin_in_thread.py").write_text(SPINNING)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    score = FitnessFunction("spin_in_thread:score", 0.3)
-
-    def calls() -> list[Any]:
-        got: list[Any] = []
-        for candidate in ({"x": 3.0}, {"x": 1.0}):
-            try:
-                got.append(score(candidate))
-            except FitnessFailed as exc:
-                got.append(str(exc))
-        return got
-    assert _in_thread(calls) == ["timed out after 0.3 s", 9.0]
+    got = _scored_in_a_thread(tmp_path, monkeypatch, 0.3, [{"x": 3.0}, {"x": 1.0}])
+    assert got == ["timed out after 0.3 s", 9.0]
 
 
 def test_a_thread_deadline_never_fires_after_its_call(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # calls that end right at their deadline: the timer's exception must land inside the
     # call (a timeout) or not at all, never in the caller's code after it returned
-    from ouroboros.capabilities.evolve.fitness_fn import FitnessFailed, FitnessFunction
-    (tmp_path / "spin_at_edge.py").write_text(SPINNING)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    score = FitnessFunction("spin_at_edge:score", 0.002)
-
-    def calls() -> list[Any]:
-        got: list[Any] = []
-        for _ in range(300):
-            try:
-                got.append(score({"x": 1.0, "work": 0.002}))
-            except FitnessFailed as exc:
-                got.append(str(exc))
-            total = 0
-            for i in range(20_000):  # the caller's own code, where a stray one would land
-                total += i
-            got.append(total)
-        return got
-    got = _in_thread(calls)
-    assert len(got) == 600 and got[1::2] == [sum(range(20_000))] * 300
-    assert set(got[::2]) <= {9.0, "timed out after 0.002 s"}
+    got = _scored_in_a_thread(tmp_path, monkeypatch, 0.002, [{"x": 1.0, "work": 0.002}] * 300)
+    assert len(got) == 300 and set(got) <= {9.0, "timed out after 0.002 s"}
 
 
 def test_the_fitness_timeout_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:
