@@ -87,6 +87,40 @@ def test_each_new_shape_is_cheaper_and_proved_on_int64_extremes(
     same_on_extremes(original, best)
 
 
+@pytest.mark.parametrize(("source", "op", "count"), [
+    # sums and products modulo 2^8 need only their operands' low 8 bits
+    ("SENSE 0;PUSH 255;AND;SENSE 1;ADD;PUSH 255;AND;ACT 0;HALT", Opcode.AND, 1),
+    # (x & 255) & 1023 = x & 255
+    ("SENSE 0;PUSH 255;AND;PUSH 1023;AND;SENSE 1;ADD;ACT 0;HALT", Opcode.AND, 1),
+    # (256x + 128) >> 8 = (256x) >> 8: the 128 sets only bits the shift drops
+    ("SENSE 0;PUSH 256;MUL;PUSH 128;ADD;PUSH 8;SHR;SENSE 1;ADD;ACT 0;HALT", Opcode.PUSH, 2),
+    # x + y - z == 0 is x + y == z
+    ("SENSE 0;SENSE 1;ADD;SENSE 2;SUB;PUSH 0;EQ;ACT 0;HALT", Opcode.PUSH, 0),
+    # (x ^ y) + 2(x & y) = x + y
+    ("SENSE 0;SENSE 1;XOR;SENSE 0;SENSE 1;AND;PUSH 1;SHL;ADD;ACT 0;HALT", Opcode.AND, 0),
+    # a non-negative dividend: / 16 is >> 4 and % 16 is & 15
+    ("SENSE 0;PUSH 1023;AND;PUSH 16;DIV;ACT 0;SENSE 0;PUSH 1023;AND;PUSH 16;MOD;ACT 1;HALT",
+     Opcode.SENSE, 1),
+    # a value written from one written before it: 3600h + 60m + s = 60(60h + m) + s
+    ("SENSE 0;PUSH 60;MUL;SENSE 1;ADD;ACT 1;SENSE 0;PUSH 3600;MUL;SENSE 1;PUSH 60;MUL;ADD;"
+     "SENSE 2;ADD;ACT 0;HALT", Opcode.MUL, 2),
+])
+def test_each_identity_is_applied_and_proved_on_int64_extremes(
+        source: str, op: Opcode, count: int) -> None:
+    original = prog(source)
+    lowered = lift.proposals(original, shared=True, algebra=True)
+    assert lowered, "no lowering"
+    best = min(lowered, key=cycles)
+    assert [i.op for i in best.instrs].count(op) == count, text(best)
+    assert cycles(best) < min([cycles(original), *(cycles(p) for p in lift.proposals(original))])
+    verdict = equivalence.check(original, best)
+    assert verdict.status == "proved" and verdict.method == "smt", verdict
+    same_on_extremes(original, best)
+    # the round-6 lowering does none of this
+    assert all([i.op for i in p.instrs].count(op) != count or cycles(p) > cycles(best)
+               for p in lift.proposals(original))
+
+
 def test_division_by_two_as_a_plain_shift_is_refuted_where_the_bias_is_needed() -> None:
     # The wrong variant of the shape above (floor, not truncation) is caught by the check.
     verdict = equivalence.check(prog("SENSE 0;PUSH 2;DIV;ACT 0;HALT"),

@@ -489,6 +489,9 @@ class Lowerer:
 
     def __init__(self, algebra: bool = False) -> None:
         self.memo: dict[Poly, _Code] = {}
+        # Values already written (by `lower_shared`, for earlier outputs): a later value
+        # containing a multiple of one is written from it, so the two share a node.
+        self.avail: list[Poly] = []
         # Round 7: more shapes (division by 2^k as shifts, a factor taken out of a sum
         # with a remainder left, `(a | b) - (a & b)` as `a ^ b`); each is an identity on
         # 64-bit integers, and the lowering is checked like every candidate anyway.
@@ -554,10 +557,45 @@ class Lowerer:
             hit = self.memo[p] = self._poly(p)
         return hit
 
+    def offer(self, p: Poly) -> None:
+        """Make `p` and the operands of its opaque nodes available to later values."""
+        if len(p) > 1 and p not in self.avail:
+            self.avail.append(p)
+        for mono, _ in p:
+            for a in mono:
+                if a[0] == "op":
+                    self.offer(a[2])
+                    self.offer(a[3])
+
+    def _from_avail(self, p: Poly) -> _Code | None:
+        """`p` as f·R + rest for a value R already written (the widest that fits)."""
+        for r in sorted(self.avail, key=len, reverse=True):
+            if r == p or len(r) > len(p):
+                continue
+            m, cr = next((m, c) for m, c in r if m)
+            cp = dict(p).get(m, 0)
+            if not cp or cp % cr:
+                continue
+            f = cp // cr
+            rest = add(p, scale(r, f), -1)
+            if len(rest) >= len(p) or any(m2 in dict(rest) for m2, _ in r if m2):
+                continue
+            with contextlib.suppress(Bail):
+                if not rest:
+                    return (*self.poly(r), *_times(f))
+                if f < 0:
+                    return (*self.poly(rest), *self.poly(r), *_times(-f), Instr(Opcode.SUB))
+                return (*self.poly(r), *_times(f), *self.poly(rest), Instr(Opcode.ADD))
+        return None
+
     def _poly(self, p: Poly) -> _Code:
         c0 = constant_of(p)
         if c0 is not None:
             return _push(c0)
+        if self.avail:
+            shared = self._from_avail(p)
+            if shared is not None:
+                return shared
         terms = [(m, c) for m, c in p if m]
         k0 = dict(p).get((), 0)
         options: list[_Code] = [self._sum(terms, k0)]
@@ -691,13 +729,26 @@ def _store_order(effect: Effect, live_slots: set[int]) -> list[int]:
 def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *,
                  algebra: bool = False, budget: stackgen.Budget | None = None) -> _Code | None:
     """Like `lower`, but a value several outputs share is computed once and kept on the
-    stack (`stackgen.schedule`); None when no such code under `bound` cycles is found."""
-    low = Lowerer(algebra)
+    stack (`stackgen.schedule`); None when no such code under `bound` cycles is found.
+    Tried twice: each value in its own cheapest shape, then (with `algebra`) each value
+    written in terms of the values written before it where it contains a multiple of
+    one (`Lowerer.avail`: 3600h + 60m + s after 60h + m is 60(60h + m) + s)."""
+    best: _Code | None = None
+    for reuse in (False, True) if algebra else (False,):
+        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra), reuse, budget)
+        if code is not None and (best is None or _cycles(code) < _cycles(best)):
+            best, bound = code, _cycles(code)
+    return best
 
+
+def _shared(effect: Effect, depth: int, live_slots: set[int], bound: int, low: Lowerer,
+            reuse: bool, budget: stackgen.Budget | None) -> _Code | None:
     def term(p: Poly) -> stackgen.Term:
         got = stackgen.terms_of(low.poly(p))
         if len(got) != 1:
             raise Bail("a value's code does not leave one value")
+        if reuse:
+            low.offer(p)
         return got[0]
 
     outputs: list[stackgen.Output] = []

@@ -125,7 +125,8 @@ class Budget:
         self.left = left or MAX_PER_PROGRAM
 
 
-_MEMO: dict[tuple[Any, ...], tuple[tuple[Instr, ...] | None, int]] = {}
+# key -> (code, states expanded, the cap it ran under)
+_MEMO: dict[tuple[Any, ...], tuple[tuple[Instr, ...] | None, int, int]] = {}
 
 
 def schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
@@ -140,12 +141,12 @@ def schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
     cap = min(MAX_EXPANDED, budget.left)
     key = (tuple(outputs), final, bound)
     hit = _MEMO.get(key)
-    if hit is None:
-        hit = _schedule(outputs, final, bound, MAX_EXPANDED)
+    if hit is None or (hit[1] > hit[2] and cap > hit[2]):  # new, or cut shorter before
+        code, expanded = _schedule(outputs, final, bound, cap)
         if len(_MEMO) > 4096:
             _MEMO.clear()
-        _MEMO[key] = hit
-    code, expanded = hit
+        hit = _MEMO[key] = code, expanded, cap
+    code, expanded, _ = hit
     if expanded > cap:  # a fresh search with this cap stops after cap + 1 states
         code, expanded = None, cap + 1
     budget.left -= expanded
@@ -167,9 +168,9 @@ def _schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
         _subterms(t, acc)
     useful[n] = frozenset(acc)
     for i in range(n - 1, -1, -1):
-        t = outputs[i][1]
-        if t is not None:
-            _subterms(t, acc)
+        value = outputs[i][1]
+        if value is not None:
+            _subterms(value, acc)
         useful[i] = frozenset(acc)
     stored_before: list[frozenset[int]] = []
     done: set[int] = set()
@@ -208,51 +209,66 @@ def _schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
     for t, ways in derive.items():
         own[t] = min(cyc - sum(OPS[ins.op].cycles for ins in piece if ins.op is Opcode.PUSH)
                      for _, piece, cyc in ways)
-    # Constants a node's cheapest derivation pushes itself (not taken from the stack).
-    own_push: dict[Term, set[Term]] = {
-        t: {t[2]} for t, ways in derive.items()
-        if len(t) == 3 and t[2][0] == "PUSH" and any(len(o) == 1 for o, _, _ in ways)}
-    roots = [[o[1] for o in outputs[i:] if o[1] is not None] + list(final)
-             for i in range(n + 1)]
+    # The search runs on small integers: a nested term hashes anew at every lookup.
+    terms = sorted(useful[0] | set(final), key=repr)
+    ids = {t: k for k, t in enumerate(terms)}
+    leaf_ins = [_code_of_leaf(t) if t[0] in _LEAF_NAMES else None for t in terms]
+    load_slot = [t[1] if t[0] == "LOAD" else -1 for t in terms]
+    cost = [OPS[Opcode[t[0]]].cycles if t[0] in _LEAF_NAMES else own[t] for t in terms]
+    # Constants a node's derivation pushes itself (not taken from the stack).
+    kids = [tuple(ids[c] for c in t[1:]) if t[0] not in _LEAF_NAMES else () for t in terms]
+    pushed_by = [
+        {ids[t[2]]} if len(t) == 3 and t[0] not in _LEAF_NAMES and t[2][0] == "PUSH"
+        and any(len(o) == 1 for o, _, _ in derive[t]) else set() for t in terms]
+    ways_of = [[(tuple(ids[o] for o in operands), piece, cyc)
+                for operands, piece, cyc in derive.get(t, ())] for t in terms]
+    need_at = [frozenset(ids[t] for t in u) for u in useful]
+    out_ids = [(kind, -1 if t is None else ids[t], arg) for kind, t, arg in outputs]
+    goal = tuple(ids[t] for t in final)
+    roots = [[x for _, x, _ in out_ids[i:] if x >= 0] + list(goal) for i in range(n + 1)]
+    State = tuple[tuple[int, ...], int]
+    known: dict[State, tuple[int, set[int]]] = {}
 
-    def missing(stack: tuple[Term, ...], i: int) -> tuple[int, set[Term]]:
+    def missing(stack: tuple[int, ...], i: int) -> tuple[int, set[int]]:
         """The nodes the outputs left need that the stack lacks (they must be made), and
         a lower bound of the cycles still to spend: 2 per output left, what those nodes
-        cost to make, 1 per value nothing needs any more (it must be popped)."""
-        need = useful[i]
-        total = 2 * (n - i) + sum(1 for t in stack if t not in need)
+        cost to make, 1 per value nothing needs any more (it must be popped), 1 per use
+        of a node beyond the copies the stack holds or will make."""
+        hit = known.get((stack, i))
+        if hit is not None:
+            return hit
+        need = need_at[i]
+        total = 2 * (n - i) + sum(1 for x in stack if x not in need)
         on = set(stack)
-        seen: set[Term] = set()
-        demand: dict[Term, int] = {}  # uses still to come: each consumes one copy
-        for t in roots[i]:
-            demand[t] = demand.get(t, 0) + 1
-        work = [t for t in roots[i] if t not in on]
+        seen: set[int] = set()
+        demand: dict[int, int] = {}  # uses still to come: each consumes one copy
+        for x in roots[i]:
+            demand[x] = demand.get(x, 0) + 1
+        work = [x for x in roots[i] if x not in on]
         while work:
-            t = work.pop()
-            if t in seen:
+            x = work.pop()
+            if x in seen:
                 continue
-            seen.add(t)
-            if t[0] in _LEAF_NAMES:  # not on the stack: only a push makes it
-                total += OPS[Opcode[t[0]]].cycles
-                continue
-            total += own[t]
-            for c in t[1:]:
-                if c[0] != "PUSH" or c not in own_push.get(t, ()):
+            seen.add(x)
+            total += cost[x]
+            for c in kids[x]:
+                if c not in pushed_by[x]:
                     demand[c] = demand.get(c, 0) + 1
                 if c not in on:
                     work.append(c)
-        for t, d in demand.items():  # a copy more than the stack holds or one making
-            total += max(0, d - stack.count(t) - (t in seen))
+        for x, d in demand.items():
+            if d > 1 or x in on:
+                total += max(0, d - stack.count(x) - (x in seen))
+        known[(stack, i)] = total, seen
         return total, seen
 
-    start: tuple[tuple[Term, ...], int] = ((), 0)
+    start: State = ((), 0)
     tie = itertools.count()
     # ties go to the deeper state (-g): the search then runs down one promising line
-    heap: list[tuple[int, int, int, tuple[Term, ...], int]] = [
+    heap: list[tuple[int, int, int, tuple[int, ...], int]] = [
         (missing((), 0)[0], 0, next(tie), (), 0)]
-    best: dict[tuple[tuple[Term, ...], int], int] = {start: 0}
-    parent: dict[tuple[tuple[Term, ...], int],
-                 tuple[tuple[tuple[Term, ...], int], tuple[Instr, ...]]] = {}
+    best: dict[State, int] = {start: 0}
+    parent: dict[State, tuple[State, tuple[Instr, ...]]] = {}
     expanded = 0
     while heap:
         f, negative_g, _, stack, i = heapq.heappop(heap)
@@ -261,7 +277,7 @@ def _schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
             return None, expanded
         if best.get((stack, i), g) < g:
             continue
-        if i == n and stack == final:
+        if i == n and stack == goal:
             code: list[Instr] = []
             state = (stack, i)
             while state in parent:
@@ -271,16 +287,16 @@ def _schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
         expanded += 1
         if expanded > cap:
             return None, expanded
-        need = useful[i]
+        need = need_at[i]
         # What to make next: a node the outputs need that the stack lacks, or one too
         # deep for DUP/OVER to copy (made again instead of shuffled up).
         make_next = missing(stack, i)[1] | (need & set(stack[:-2]))
-        nxt: list[tuple[tuple[Term, ...], int, tuple[Instr, ...], int]] = []
+        nxt: list[tuple[tuple[int, ...], int, tuple[Instr, ...], int]] = []
         if i < n:
-            kind, t, arg = outputs[i]
+            kind, x, arg = out_ids[i]
             if kind == "instinct":
                 nxt.append((stack, i + 1, (Instr(Opcode.INSTINCT, (arg,)),), 2))
-            elif stack and stack[-1] == t:
+            elif stack and stack[-1] == x:
                 op = Opcode.ACT if kind == "act" else Opcode.STORE
                 nxt.append((stack[:-1], i + 1, (Instr(op, (arg,)),), 2))
         if len(stack) < MAX_HEIGHT:
@@ -288,21 +304,19 @@ def _schedule(outputs: list[Output], final: tuple[Term, ...], bound: int,
                 nxt.append(((*stack, stack[-1]), i, (Instr(Opcode.DUP),), 1))
             if len(stack) > 1 and stack[-2] in need:
                 nxt.append(((*stack, stack[-2]), i, (Instr(Opcode.OVER),), 1))
-            for t in make_next:
-                if t[0] in _LEAF_NAMES:
-                    if t[0] == "LOAD" and t[1] in stored_before[i]:
-                        continue
-                    ins = _code_of_leaf(t)
-                    nxt.append(((*stack, t), i, (ins,), OPS[ins.op].cycles))
+            for x in sorted(make_next):
+                ins = leaf_ins[x]
+                if ins is not None and load_slot[x] not in stored_before[i]:
+                    nxt.append(((*stack, x), i, (ins,), OPS[ins.op].cycles))
         if len(stack) > 1 and stack[-1] != stack[-2]:
             nxt.append(((*stack[:-2], stack[-1], stack[-2]), i, (Instr(Opcode.SWAP),), 1))
         if stack and (stack[-1] not in need or stack[-1] in stack[:-1]):
             nxt.append((stack[:-1], i, (Instr(Opcode.POP),), 1))
-        for t in make_next:
-            for operands, piece, cyc in derive.get(t, ()):
+        for x in sorted(make_next):
+            for operands, piece, cyc in ways_of[x]:
                 k = len(operands)
                 if len(stack) >= k and stack[len(stack) - k:] == operands:
-                    nxt.append(((*stack[:len(stack) - k], t), i, piece, cyc))
+                    nxt.append(((*stack[:len(stack) - k], x), i, piece, cyc))
         for new_stack, j, piece, cyc in nxt:
             g2 = g + cyc
             key = (new_stack, j)
