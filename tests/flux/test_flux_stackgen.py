@@ -101,6 +101,15 @@ def test_each_new_shape_is_cheaper_and_proved_on_int64_extremes(
     # a non-negative dividend: / 16 is >> 4 and % 16 is & 15
     ("SENSE 0;PUSH 1023;AND;PUSH 16;DIV;ACT 0;SENSE 0;PUSH 1023;AND;PUSH 16;MOD;ACT 1;HALT",
      Opcode.SENSE, 1),
+    # a bounded non-negative sum: / 4 is >> 2
+    ("SENSE 0;PUSH 65535;AND;PUSH 3;ADD;PUSH 4;DIV;ACT 0;HALT", Opcode.DIV, 0),
+    # ((x & 65535) >> 11) & 31 = (x >> 11) & 31
+    ("SENSE 0;PUSH 65535;AND;PUSH 2048;DIV;PUSH 31;AND;ACT 0;HALT", Opcode.AND, 1),
+    # (x & m) | (y & ~m) = ((x ^ y) & m) ^ y
+    ("SENSE 0;SENSE 2;AND;SENSE 1;SENSE 2;NOT;AND;OR;ACT 0;HALT", Opcode.NOT, 0),
+    # xy + xz + 4y + 4z = (x + 4)(y + z)
+    ("SENSE 0;SENSE 1;MUL;SENSE 0;SENSE 2;MUL;ADD;SENSE 1;PUSH 4;MUL;ADD;SENSE 2;PUSH 4;MUL;"
+     "ADD;ACT 0;HALT", Opcode.MUL, 1),
     # a value written from one written before it: 3600h + 60m + s = 60(60h + m) + s
     ("SENSE 0;PUSH 60;MUL;SENSE 1;ADD;ACT 1;SENSE 0;PUSH 3600;MUL;SENSE 1;PUSH 60;MUL;ADD;"
      "SENSE 2;ADD;ACT 0;HALT", Opcode.MUL, 2),

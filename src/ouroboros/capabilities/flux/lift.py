@@ -389,16 +389,38 @@ def simplified(effect: Effect) -> Effect:
                   effect.forks)
 
 
+def _node(p: Poly) -> Atom | None:
+    """The opaque node `p` is, if it is one alone."""
+    if len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1 and p[0][0][0][0] == "op":
+        return p[0][0][0]
+    return None
+
+
+def _bound(p: Poly) -> int | None:
+    """An upper bound of `p` if it is never negative (a sum of non-negative multiples
+    of `x & m` with m >= 0 and of comparisons, plus a constant >= 0, that cannot
+    wrap), else None."""
+    total = 0
+    for mono, c in p:
+        if not mono:
+            if c < 0:
+                return None
+            total += c
+            continue
+        a = mono[0]
+        if len(mono) != 1 or c < 0 or a[0] != "op":
+            return None
+        if a[1] in ("EQ", "LT", "GT"):
+            total += c
+        elif a[1] == "AND" and (constant_of(a[3]) or -1) >= 0:
+            total += c * (constant_of(a[3]) or 0)
+        else:
+            return None
+    return total if total < 1 << 62 else None
+
+
 def _non_negative(p: Poly) -> bool:
-    """Whether `p` is one node never negative: `x & m` with m >= 0, a comparison."""
-    if len(p) != 1 or p[0][1] != 1 or len(p[0][0]) != 1:
-        return False
-    a = p[0][0][0]
-    if a[0] != "op":
-        return False
-    if a[1] in ("EQ", "LT", "GT"):
-        return True
-    return a[1] == "AND" and any((constant_of(x) or -1) >= 0 for x in (a[2], a[3]))
+    return _bound(p) is not None
 
 
 def _low_mask(k: int | None) -> int | None:
@@ -422,22 +444,44 @@ def _strip_masks(p: Poly, bits: int) -> Poly:
 
 def _rule(name: str, a: Poly, b: Poly) -> Poly:
     cb = constant_of(b)
+    k = _power(cb or 0)
+    if name in ("DIV", "MOD") and k is not None and _non_negative(a):
+        # a non-negative dividend: / 2^k is >> k and % 2^k is & (2^k - 1)
+        name, b = ("SHR", const(k)) if name == "DIV" else ("AND", const(cb - 1))  # type: ignore[operator]
+        cb = constant_of(b)
     if name == "AND" and constant_of(a) is not None and cb is None:
         a, b, cb = b, a, constant_of(a)
     if name == "AND" and cb is not None:
         j = _low_mask(cb)
         if j is not None:  # (x & 255) + y, masked by 255: x + y, masked
             a = _strip_masks(a, j)
-        inner = a[0][0][0] if len(a) == 1 and a[0][1] == 1 and len(a[0][0]) == 1 else None
-        if inner is not None and inner[0] == "op" and inner[1] == "AND":
+        inner = _node(a)
+        if inner is not None and inner[1] == "AND":
             ci = constant_of(inner[3])
             if ci is not None:  # (x & m1) & m2 = x & (m1 & m2)
                 return binary("AND", inner[2], const(ci & cb))
+        if inner is not None and inner[1] == "SHR" and cb >= 0:
+            k, masked = constant_of(inner[3]), _node(inner[2])
+            if k is not None and 0 <= k < 64 and masked is not None and masked[1] == "AND":
+                m1 = constant_of(masked[3])
+                if m1 is not None and (cb << k) & ~m1 == 0:
+                    # ((x & m1) >> k) & m2 = (x >> k) & m2 when m1 keeps every bit m2 does
+                    a = binary("SHR", masked[2], inner[3])
     if name == "SHR" and cb is not None and 0 < cb < 64:
         # (2^k x + c) >> k with 0 <= c < 2^k: c sets only bits the shift drops
         c0 = dict(a).get((), 0)
         if c0 and 0 <= c0 < 1 << cb and all(c % (1 << cb) == 0 for m, c in a if m):
             a = add(a, const(c0), -1)
+    if name == "OR":  # (x & m) | (y & ~m) = ((x ^ y) & m) ^ y
+        nodes = [p[0][0][0] if len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1 else None
+                 for p in (a, b)]
+        if all(x is not None and x[0] == "op" and x[1] == "AND" for x in nodes):
+            (_, _, x1, x2), (_, _, y1, y2) = nodes  # type: ignore[misc]
+            pairs = [(x1, x2), (x2, x1)], [(y1, y2), (y2, y1)]
+            for (x, m), (y, n) in [(u, v) for u in pairs[0] for v in pairs[1]] + \
+                    [(v, u) for u in pairs[0] for v in pairs[1]]:
+                if n == add(scale(m, -1), const(-1)):  # n = ~m
+                    return binary("XOR", binary("AND", binary("XOR", x, y), m), y)
     if name == "EQ":  # a == b exactly when a - b == 0: each side its positive terms
         diff = add(a, b, -1)
         plus = _norm({m: c for m, c in diff if c > 0})
@@ -559,7 +603,9 @@ class Lowerer:
 
     def offer(self, p: Poly) -> None:
         """Make `p` and the operands of its opaque nodes available to later values."""
-        if len(p) > 1 and p not in self.avail:
+        if p not in self.avail and constant_of(p) is None and not (
+                len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1
+                and p[0][0][0][0] != "op"):  # more than an input, a slot or a constant
             self.avail.append(p)
         for mono, _ in p:
             for a in mono:
@@ -578,7 +624,7 @@ class Lowerer:
                 continue
             f = cp // cr
             rest = add(p, scale(r, f), -1)
-            if len(rest) >= len(p) or any(m2 in dict(rest) for m2, _ in r if m2):
+            if len(rest) >= len(p):
                 continue
             with contextlib.suppress(Bail):
                 if not rest:
@@ -640,6 +686,21 @@ class Lowerer:
                 tail = (*self.poly(scale(rest, -1)), Instr(Opcode.SUB)) if negative else \
                     (*self.poly(rest), Instr(Opcode.ADD))
                 out.append((*self.poly(_norm(quotient)), *_times(f), *tail))
+        # Factored by a sum with a constant: ab + ac + 4b + 4c = (a + 4)(b + c).
+        atoms = sorted({a for m, _ in terms for a in m if m.count(a) == 1}, key=_key)
+        for a in atoms:
+            q = _norm({tuple(x for x in m if x != a): c for m, c in terms if a in m})
+            if len(q) < 2 or constant_of(q) is not None:
+                continue
+            r = add(add(p, mul(atom(a), q), -1), const(k0), -1)
+            (m0, c0), ratio = q[0], None
+            c_r = dict(r).get(m0, 0)
+            if c_r % c0 == 0:
+                ratio = c_r // c0
+            if ratio and add(r, scale(q, ratio), -1) == ():
+                with contextlib.suppress(Bail):
+                    out.append((*self.poly(q), *self.atom(a), *self._constant(ratio),
+                                Instr(Opcode.MUL), *self._constant(k0)))
         # c·(a | b) − c·(a & b) = c·(a ^ b); c·(a | b) + c·(a & b) = c·(a + b).
         single = {m[0]: c for m, c in terms if len(m) == 1 and m[0][0] == "op"}
         for x, c in single.items():
