@@ -110,6 +110,9 @@ def test_each_new_shape_is_cheaper_and_proved_on_int64_extremes(
     # xy + xz + 4y + 4z = (x + 4)(y + z)
     ("SENSE 0;SENSE 1;MUL;SENSE 0;SENSE 2;MUL;ADD;SENSE 1;PUSH 4;MUL;ADD;SENSE 2;PUSH 4;MUL;"
      "ADD;ACT 0;HALT", Opcode.MUL, 1),
+    # (x - z)² + (y - z)², expanded by the lifter, squared again
+    ("SENSE 0;SENSE 2;SUB;SENSE 0;SENSE 2;SUB;MUL;SENSE 1;SENSE 2;SUB;SENSE 1;SENSE 2;SUB;MUL;"
+     "ADD;ACT 0;HALT", Opcode.MUL, 2),
     # a value written from one written before it: 3600h + 60m + s = 60(60h + m) + s
     ("SENSE 0;PUSH 60;MUL;SENSE 1;ADD;ACT 1;SENSE 0;PUSH 3600;MUL;SENSE 1;PUSH 60;MUL;ADD;"
      "SENSE 2;ADD;ACT 0;HALT", Opcode.MUL, 2),

@@ -701,6 +701,22 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     out.append((*self.poly(q), *self.atom(a), *self._constant(ratio),
                                 Instr(Opcode.MUL), *self._constant(k0)))
+        # A square taken out: x² − 2xy + y² + rest = (x − y)² + rest.
+        squares = {m[0]: c for m, c in terms if len(m) == 2 and m[0] == m[1] and c >= 1}
+        for x, y in [(x, y) for x in squares for y in squares if _key(x) < _key(y)]:
+            cross = dict(p).get(tuple(sorted((x, y), key=_key)), 0)
+            if cross not in (2, -2):
+                continue
+            base = add(atom(x), atom(y), 1 if cross > 0 else -1)
+            rest = add(p, mul(base, base), -1)
+            with contextlib.suppress(Bail):
+                head = (*self.poly(base), Instr(Opcode.DUP), Instr(Opcode.MUL))
+                if not rest:
+                    out.append(head)
+                elif all(c < 0 for _, c in rest):
+                    out.append((*head, *self.poly(scale(rest, -1)), Instr(Opcode.SUB)))
+                else:
+                    out.append((*head, *self.poly(rest), Instr(Opcode.ADD)))
         # c·(a | b) − c·(a & b) = c·(a ^ b); c·(a | b) + c·(a & b) = c·(a + b).
         single = {m[0]: c for m, c in terms if len(m) == 1 and m[0][0] == "op"}
         for x, c in single.items():
