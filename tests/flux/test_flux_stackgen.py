@@ -110,6 +110,11 @@ def test_each_new_shape_is_cheaper_and_proved_on_int64_extremes(
     # xy + xz + 4y + 4z = (x + 4)(y + z)
     ("SENSE 0;SENSE 1;MUL;SENSE 0;SENSE 2;MUL;ADD;SENSE 1;PUSH 4;MUL;ADD;SENSE 2;PUSH 4;MUL;"
      "ADD;ACT 0;HALT", Opcode.MUL, 1),
+    # ((x >> 3) & 31) << 4 = (x << 1) & 496
+    ("SENSE 0;PUSH 3;SHR;PUSH 31;AND;PUSH 16;MUL;SENSE 1;PUSH 15;AND;OR;ACT 0;HALT",
+     Opcode.SHR, 0),
+    # ((x >> 5) & 7) << 2 = (x >> 3) & 28 (the sign bits a shift brings in are masked)
+    ("SENSE 0;PUSH 5;SHR;PUSH 7;AND;PUSH 4;MUL;SENSE 1;ADD;ACT 0;HALT", Opcode.MUL, 0),
     # (x - z)² + (y - z)², expanded by the lifter, squared again
     ("SENSE 0;SENSE 2;SUB;SENSE 0;SENSE 2;SUB;MUL;SENSE 1;SENSE 2;SUB;SENSE 1;SENSE 2;SUB;MUL;"
      "ADD;ACT 0;HALT", Opcode.MUL, 2),

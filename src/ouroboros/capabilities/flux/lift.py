@@ -379,7 +379,7 @@ def simplified(effect: Effect) -> Effect:
             for a in mono:
                 term = mul(term, _rule(a[1], poly(a[2]), poly(a[3])) if a[0] == "op"
                            else atom(a))
-            out = add(out, term)
+            out = add(out, _shift_mask(term))
         memo[p] = out
         return out
 
@@ -421,6 +421,27 @@ def _bound(p: Poly) -> int | None:
 
 def _non_negative(p: Poly) -> bool:
     return _bound(p) is not None
+
+
+def _shift_mask(term: Poly) -> Poly:
+    """`c·((x >> a) & m)` with c = ±2^b as `±(x·2^(b−a) & (m << b))` (b >= a) or
+    `±((x >> (a − b)) & (m << b))`: the bits a shift brings in are the ones the
+    shifted mask drops, so one shift and one mask do what two shifts and a mask did."""
+    node = _node(((term[0][0], 1),)) if len(term) == 1 and len(term[0][0]) == 1 else None
+    c = term[0][1] if node is not None else 0
+    b = _power(abs(c))
+    if node is None or b is None or b == 0 or node[1] != "AND":
+        return term
+    m, inner = constant_of(node[3]), _node(node[2])
+    a = constant_of(inner[3]) if inner is not None and inner[1] == "SHR" else None
+    if m is None or inner is None or a is None or not 0 < a < 64:
+        return term
+    mask = wrap64(m << b)
+    if not _I32[0] <= mask <= _I32[1]:
+        return term
+    x = inner[2]
+    shifted = scale(x, 1 << (b - a)) if b >= a else binary("SHR", x, const(a - b))
+    return scale(binary("AND", shifted, const(mask)), 1 if c > 0 else -1)
 
 
 def _low_mask(k: int | None) -> int | None:
