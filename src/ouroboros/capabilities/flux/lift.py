@@ -648,8 +648,9 @@ class Lowerer:
             if len(rest) >= len(p):
                 continue
             with contextlib.suppress(Bail):
-                if not rest:
-                    return (*self.poly(r), *_times(f))
+                k = constant_of(rest)
+                if k is not None:  # INC/DEC or a constant added
+                    return (*self.poly(r), *_times(f), *self._constant(k))
                 if f < 0:
                     return (*self.poly(rest), *self.poly(r), *_times(-f), Instr(Opcode.SUB))
                 return (*self.poly(r), *_times(f), *self.poly(rest), Instr(Opcode.ADD))
