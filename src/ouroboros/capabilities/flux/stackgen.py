@@ -30,8 +30,8 @@ from typing import Any
 from .isa import OPS, Opcode
 from .program import Instr
 
-MAX_EXPANDED = 3000  # states expanded in one search
-MAX_PER_PROGRAM = 6000  # states expanded for all the regions of one program
+MAX_EXPANDED = 1500  # states expanded in one search (the suites' successes need under 800)
+MAX_PER_PROGRAM = 3000  # states expanded for all the regions of one program
 MAX_HEIGHT = 6  # values above the kept entry stack
 
 Term = tuple[Any, ...]
