@@ -101,6 +101,11 @@ def test_each_new_shape_is_cheaper_and_proved_on_int64_extremes(
     # a non-negative dividend: / 16 is >> 4 and % 16 is & 15
     ("SENSE 0;PUSH 1023;AND;PUSH 16;DIV;ACT 0;SENSE 0;PUSH 1023;AND;PUSH 16;MOD;ACT 1;HALT",
      Opcode.SENSE, 1),
+    # a guard that can never hold ((x & 15) == 16): the branch and its arm go
+    ("SENSE 0;PUSH 15;AND;DUP;PUSH 16;EQ;JNZ bad;PUSH 6;MUL;PUSH 2;DIV;PUSH 1;ADD;ACT 0;"
+     "HALT;bad: POP;PUSH -1;ACT 0;HALT", Opcode.JNZ, 0),
+    # a bounded non-negative multiple of 2: 6(x & 15) / 2 is 3(x & 15), no shift
+    ("SENSE 0;PUSH 15;AND;PUSH 6;MUL;PUSH 2;DIV;PUSH 1;ADD;ACT 0;HALT", Opcode.SHR, 0),
     # a bounded non-negative sum: / 4 is >> 2
     ("SENSE 0;PUSH 65535;AND;PUSH 3;ADD;PUSH 4;DIV;ACT 0;HALT", Opcode.DIV, 0),
     # ((x & 65535) >> 11) & 31 = (x >> 11) & 31

@@ -30,7 +30,7 @@ evaluations but never make a wrong program a best.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import gcd
 from typing import Any
@@ -367,6 +367,28 @@ def simplified(effect: Effect) -> Effect:
     """`effect` with identities of 64-bit integer arithmetic applied to its opaque
     nodes, bottom up (`_rule`). Each is exact on every input; the lowering that comes
     of it is checked against the original like every candidate anyway."""
+    poly = _simplifier()
+    return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
+                  tuple(poly(v) for v in effect.stack),
+                  tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
+                  effect.forks)
+
+
+def decided(program: Program, start: int, end: int, depth: int, *,
+            zeroed: bool = False) -> Effect | None:
+    """The effect of a region with one branch whose condition the identities below
+    make a constant (`(x & 15) == 16` is never true): the path it takes; else None."""
+    paths = [execute(program, start, end, depth, zeroed=zeroed, decide=(d,))
+             for d in (True, False)]
+    if not all(p.forks for p in paths):
+        return None
+    value = constant_of(_simplifier()(paths[0].forks[0][0]))
+    if value is None:
+        return None
+    return next(p for p in paths if p.forks[0][1] == (value != 0))
+
+
+def _simplifier() -> Callable[[Poly], Poly]:
     memo: dict[Poly, Poly] = {}
 
     def poly(p: Poly) -> Poly:
@@ -383,10 +405,7 @@ def simplified(effect: Effect) -> Effect:
         memo[p] = out
         return out
 
-    return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
-                  tuple(poly(v) for v in effect.stack),
-                  tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
-                  effect.forks)
+    return poly
 
 
 def _node(p: Poly) -> Atom | None:
@@ -465,6 +484,11 @@ def _strip_masks(p: Poly, bits: int) -> Poly:
 
 def _rule(name: str, a: Poly, b: Poly) -> Poly:
     cb = constant_of(b)
+    if name in ("DIV", "MOD") and cb is not None and cb > 0 and _non_negative(a) \
+            and all(c % cb == 0 for _, c in a):
+        # a non-negative sum that cannot wrap, each term a multiple of cb: the quotient
+        # is exact, term by term (6(x & 15) / 2 is 3(x & 15)); the remainder is 0
+        return _norm({m: c // cb for m, c in a}) if name == "DIV" else const(0)
     k = _power(cb or 0)
     if name in ("DIV", "MOD") and k is not None and _non_negative(a):
         # a non-negative dividend: / 2^k is >> k and % 2^k is & (2^k - 1)
@@ -503,6 +527,12 @@ def _rule(name: str, a: Poly, b: Poly) -> Poly:
                     [(v, u) for u in pairs[0] for v in pairs[1]]:
                 if n == add(scale(m, -1), const(-1)):  # n = ~m
                     return binary("XOR", binary("AND", binary("XOR", x, y), m), y)
+    if name == "EQ":  # a constant outside the range of a bounded non-negative value
+        for x, y in ((a, b), (b, a)):
+            c, top = constant_of(y), _bound(x)
+            if c is not None and top is not None and constant_of(x) is None \
+                    and not 0 <= c <= top:
+                return const(0)
     if name == "EQ":  # a == b exactly when a - b == 0: each side its positive terms
         diff = add(a, b, -1)
         plus = _norm({m: c for m, c in diff if c > 0})
@@ -964,9 +994,14 @@ def lift_region(program: Program, start: int, end: int,
     try:
         effect = execute(program, start, end, depth_at[start], zeroed=fresh)
     except Fork:
-        if not diamonds:
+        known = decided(program, start, end, depth_at[start], zeroed=fresh) \
+            if algebra else None
+        if known is not None:
+            effect = known
+        elif not diamonds:
             raise
-        effect = merged(program, start, end, depth_at[start], zeroed=fresh)
+        else:
+            effect = merged(program, start, end, depth_at[start], zeroed=fresh)
     if algebra:
         effect = simplified(effect)
     live = set() if effect.halts else {
