@@ -414,7 +414,8 @@ def search_round_6(original: Program, cases: tuple[TestCase, ...], budget: int,
 
 
 METHODS: dict[str, Callable[[Program, tuple[TestCase, ...], int, int], Program]] = {
-    "search": search, "search-r6": search_round_6, "search-r5": search_round_5, "search-r4": search_round_4, "search-r1": search_round_1,
+    "search": search, "search-r6": search_round_6, "search-r5": search_round_5,
+    "search-r4": search_round_4, "search-r1": search_round_1,
     "classic": classic,
     "random": random_search, "random-old": partial(random_search, old_operators=True),
     "peephole": lambda p, c, b, s: peephole(p, seed_table=True)[0],
