@@ -83,7 +83,10 @@ def test_a_search_reaches_the_dup_form_of_a_spilled_routine() -> None:
     source = prog("SENSE 0;STORE 0;SENSE 1;STORE 1;LOAD 0;LOAD 1;SUB;LOAD 0;MUL;ACT 0;"
                   "PUSH 0;SENSE 2;SUB;ACT 1;HALT")
     cases = cases_of(source, INPUTS)
-    result = superoptimise(source, cases, config=SearchConfig(budget=1500), seed=0)
+    # Round 7's lowering (shared values kept on the stack) reaches this form in one
+    # step; it is off here so that the reuse proposal is what is tested.
+    config = SearchConfig(budget=1500, shared=False, algebra=False)
+    result = superoptimise(source, cases, config=config, seed=0)
     assert text(result.best) == ["SENSE 0", "DUP", "SENSE 1", "SUB", "MUL", "ACT 0",
                                  "SENSE 2", "NEG", "ACT 1", "HALT"]
     assert result.verdict.status == "proved"

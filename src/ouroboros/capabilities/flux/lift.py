@@ -30,12 +30,12 @@ evaluations but never make a wrong program a best.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import gcd
 from typing import Any
 
-from ouroboros.capabilities.flux import analysis
+from ouroboros.capabilities.flux import analysis, stackgen
 from ouroboros.capabilities.flux.isa import OPS, Opcode, wrap64
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 from ouroboros.capabilities.flux.rewrites import peephole
@@ -362,6 +362,186 @@ def merged(program: Program, start: int, end: int, depth: int, *,
         a.halts, max(a.cycles, b.cycles))
 
 
+# ------------------------------------------------------- algebra (round 7, `algebra`)
+def simplified(effect: Effect) -> Effect:
+    """`effect` with identities of 64-bit integer arithmetic applied to its opaque
+    nodes, bottom up (`_rule`). Each is exact on every input; the lowering that comes
+    of it is checked against the original like every candidate anyway."""
+    poly = _simplifier()
+    return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
+                  tuple(poly(v) for v in effect.stack),
+                  tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
+                  effect.forks)
+
+
+def decided(program: Program, start: int, end: int, depth: int, *,
+            zeroed: bool = False) -> Effect | None:
+    """The effect of a region with one branch whose condition the identities below
+    make a constant (`(x & 15) == 16` is never true): the path it takes; else None."""
+    paths = [execute(program, start, end, depth, zeroed=zeroed, decide=(d,))
+             for d in (True, False)]
+    if not all(p.forks for p in paths):
+        return None
+    value = constant_of(_simplifier()(paths[0].forks[0][0]))
+    if value is None:
+        return None
+    return next(p for p in paths if p.forks[0][1] == (value != 0))
+
+
+def _simplifier() -> Callable[[Poly], Poly]:
+    memo: dict[Poly, Poly] = {}
+
+    def poly(p: Poly) -> Poly:
+        hit = memo.get(p)
+        if hit is not None:
+            return hit
+        out = const(0)
+        for mono, c in p:
+            term = const(c)
+            for a in mono:
+                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3])) if a[0] == "op"
+                           else atom(a))
+            out = add(out, _shift_mask(term))
+        memo[p] = out
+        return out
+
+    return poly
+
+
+def _node(p: Poly) -> Atom | None:
+    """The opaque node `p` is, if it is one alone."""
+    if len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1 and p[0][0][0][0] == "op":
+        return p[0][0][0]
+    return None
+
+
+def _bound(p: Poly) -> int | None:
+    """An upper bound of `p` if it is never negative (a sum of non-negative multiples
+    of `x & m` with m >= 0 and of comparisons, plus a constant >= 0, that cannot
+    wrap), else None."""
+    total = 0
+    for mono, c in p:
+        if not mono:
+            if c < 0:
+                return None
+            total += c
+            continue
+        a = mono[0]
+        if len(mono) != 1 or c < 0 or a[0] != "op":
+            return None
+        if a[1] in ("EQ", "LT", "GT"):
+            total += c
+        elif a[1] == "AND" and (constant_of(a[3]) or -1) >= 0:
+            total += c * (constant_of(a[3]) or 0)
+        else:
+            return None
+    return total if total < 1 << 62 else None
+
+
+def _non_negative(p: Poly) -> bool:
+    return _bound(p) is not None
+
+
+def _shift_mask(term: Poly) -> Poly:
+    """`c·((x >> a) & m)` with c = ±2^b as `±(x·2^(b−a) & (m << b))` (b >= a) or
+    `±((x >> (a − b)) & (m << b))`: the bits a shift brings in are the ones the
+    shifted mask drops, so one shift and one mask do what two shifts and a mask did."""
+    node = _node(((term[0][0], 1),)) if len(term) == 1 and len(term[0][0]) == 1 else None
+    c = term[0][1] if node is not None else 0
+    b = _power(abs(c))
+    if node is None or b is None or b == 0 or node[1] != "AND":
+        return term
+    m, inner = constant_of(node[3]), _node(node[2])
+    a = constant_of(inner[3]) if inner is not None and inner[1] == "SHR" else None
+    if m is None or inner is None or a is None or not 0 < a < 64:
+        return term
+    mask = wrap64(m << b)
+    if not _I32[0] <= mask <= _I32[1]:
+        return term
+    x = inner[2]
+    shifted = scale(x, 1 << (b - a)) if b >= a else binary("SHR", x, const(a - b))
+    return scale(binary("AND", shifted, const(mask)), 1 if c > 0 else -1)
+
+
+def _low_mask(k: int | None) -> int | None:
+    """j when k = 2^j - 1 (j >= 1), else None."""
+    return None if k is None or k <= 0 or k & (k + 1) else k.bit_length()
+
+
+def _strip_masks(p: Poly, bits: int) -> Poly:
+    """`p` with each `y & (2^j - 1)`, j >= bits, that it adds or multiplies replaced by
+    `y`: sums and products modulo 2^bits depend only on their operands' low bits."""
+    out = const(0)
+    for mono, c in p:
+        term = const(c)
+        for a in mono:
+            j = _low_mask(constant_of(a[3])) if a[0] == "op" and a[1] == "AND" else None
+            term = mul(term, _strip_masks(a[2], bits) if j is not None and j >= bits
+                       else atom(a))
+        out = add(out, term)
+    return out
+
+
+def _rule(name: str, a: Poly, b: Poly) -> Poly:
+    cb = constant_of(b)
+    if name in ("DIV", "MOD") and cb is not None and cb > 0 and _non_negative(a) \
+            and all(c % cb == 0 for _, c in a):
+        # a non-negative sum that cannot wrap, each term a multiple of cb: the quotient
+        # is exact, term by term (6(x & 15) / 2 is 3(x & 15)); the remainder is 0
+        return _norm({m: c // cb for m, c in a}) if name == "DIV" else const(0)
+    k = _power(cb or 0)
+    if name in ("DIV", "MOD") and k is not None and _non_negative(a):
+        # a non-negative dividend: / 2^k is >> k and % 2^k is & (2^k - 1)
+        name, b = ("SHR", const(k)) if name == "DIV" else ("AND", const(cb - 1))  # type: ignore[operator]
+        cb = constant_of(b)
+    if name == "AND" and constant_of(a) is not None and cb is None:
+        a, b, cb = b, a, constant_of(a)
+    if name == "AND" and cb is not None:
+        j = _low_mask(cb)
+        if j is not None:  # (x & 255) + y, masked by 255: x + y, masked
+            a = _strip_masks(a, j)
+        inner = _node(a)
+        if inner is not None and inner[1] == "AND":
+            ci = constant_of(inner[3])
+            if ci is not None:  # (x & m1) & m2 = x & (m1 & m2)
+                return binary("AND", inner[2], const(ci & cb))
+        if inner is not None and inner[1] == "SHR" and cb >= 0:
+            k, masked = constant_of(inner[3]), _node(inner[2])
+            if k is not None and 0 <= k < 64 and masked is not None and masked[1] == "AND":
+                m1 = constant_of(masked[3])
+                if m1 is not None and (cb << k) & ~m1 == 0:
+                    # ((x & m1) >> k) & m2 = (x >> k) & m2 when m1 keeps every bit m2 does
+                    a = binary("SHR", masked[2], inner[3])
+    if name == "SHR" and cb is not None and 0 < cb < 64:
+        # (2^k x + c) >> k with 0 <= c < 2^k: c sets only bits the shift drops
+        c0 = dict(a).get((), 0)
+        if c0 and 0 <= c0 < 1 << cb and all(c % (1 << cb) == 0 for m, c in a if m):
+            a = add(a, const(c0), -1)
+    if name == "OR":  # (x & m) | (y & ~m) = ((x ^ y) & m) ^ y
+        nodes = [p[0][0][0] if len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1 else None
+                 for p in (a, b)]
+        if all(x is not None and x[0] == "op" and x[1] == "AND" for x in nodes):
+            (_, _, x1, x2), (_, _, y1, y2) = nodes  # type: ignore[misc]
+            pairs = [(x1, x2), (x2, x1)], [(y1, y2), (y2, y1)]
+            for (x, m), (y, n) in [(u, v) for u in pairs[0] for v in pairs[1]] + \
+                    [(v, u) for u in pairs[0] for v in pairs[1]]:
+                if n == add(scale(m, -1), const(-1)):  # n = ~m
+                    return binary("XOR", binary("AND", binary("XOR", x, y), m), y)
+    if name == "EQ":  # a constant outside the range of a bounded non-negative value
+        for x, y in ((a, b), (b, a)):
+            c, top = constant_of(y), _bound(x)
+            if c is not None and top is not None and constant_of(x) is None \
+                    and not 0 <= c <= top:
+                return const(0)
+    if name == "EQ":  # a == b exactly when a - b == 0: each side its positive terms
+        diff = add(a, b, -1)
+        plus = _norm({m: c for m, c in diff if c > 0})
+        minus = _norm({m: -c for m, c in diff if c < 0})
+        if plus and minus:
+            a, b = plus, minus
+    return binary(name, a, b)
+
+
 # ------------------------------------------------------------------------- lowering
 _Code = tuple[Instr, ...]
 
@@ -402,8 +582,15 @@ _SYMMETRIC = ("AND", "OR", "XOR", "EQ")
 class Lowerer:
     """Stack code for polynomials, cheapest of a few shapes, memoised."""
 
-    def __init__(self) -> None:
+    def __init__(self, algebra: bool = False) -> None:
         self.memo: dict[Poly, _Code] = {}
+        # Values already written (by `lower_shared`, for earlier outputs): a later value
+        # containing a multiple of one is written from it, so the two share a node.
+        self.avail: list[Poly] = []
+        # Round 7: more shapes (division by 2^k as shifts, a factor taken out of a sum
+        # with a remainder left, `(a | b) - (a & b)` as `a ^ b`); each is an identity on
+        # 64-bit integers, and the lowering is checked like every candidate anyway.
+        self.algebra = algebra
 
     def atom(self, a: Atom) -> _Code:
         kind = a[0]
@@ -412,6 +599,10 @@ class Lowerer:
         if kind == "mem":
             return (Instr(Opcode.LOAD, (a[1],)),)
         if kind == "op":
+            if self.algebra and a[1] in ("DIV", "MOD"):
+                shaped = self._power_division(a[1], a[2], a[3])
+                if shaped is not None:
+                    return shaped
             first, second = self.poly(a[2]), self.poly(a[3])
             if a[1] in _SYMMETRIC and _cycles(first) < _cycles(second):
                 # the costlier operand first: a value the cheaper one repeats can then
@@ -419,6 +610,27 @@ class Lowerer:
                 first, second = second, first
             return (*first, *second, Instr(Opcode[a[1]]))
         raise Bail("a value from below the region's entry stack")
+
+    def _power_division(self, name: str, a: Poly, b: Poly) -> _Code | None:
+        """`a / 2^k` and `a % 2^k` without `DIV`/`MOD` (8 cycles each), or None."""
+        k = _power(constant_of(b) or 0)
+        if k is None or k == 0:
+            return None
+        exact = all(c % (1 << k) == 0 for _, c in a)  # a is a multiple of 2^k
+        if name == "MOD":
+            if exact:
+                return _push(0)
+            if _non_negative(a):  # the remainder of a non-negative value: its low bits
+                return (*self.poly(a), *_push((1 << k) - 1), Instr(Opcode.AND))
+            return None
+        if exact or _non_negative(a):  # truncation and flooring agree
+            return (*self.poly(a), Instr(Opcode.PUSH, (k,)), Instr(Opcode.SHR))
+        # Truncation toward zero: a negative dividend is biased by 2^k - 1 (by 1 when
+        # k = 1: a - (a >> 63)) before the arithmetic shift, which floors.
+        sign = (Instr(Opcode.DUP), Instr(Opcode.PUSH, (63,)), Instr(Opcode.SHR))
+        bias = (*sign, Instr(Opcode.SUB)) if k == 1 else \
+            (*sign, *_push((1 << k) - 1), Instr(Opcode.AND), Instr(Opcode.ADD))
+        return (*self.poly(a), *bias, Instr(Opcode.PUSH, (k,)), Instr(Opcode.SHR))
 
     def mono(self, m: Mono) -> _Code:
         code: list[Instr] = []
@@ -440,10 +652,48 @@ class Lowerer:
             hit = self.memo[p] = self._poly(p)
         return hit
 
+    def offer(self, p: Poly) -> None:
+        """Make `p` and the operands of its opaque nodes available to later values."""
+        if p not in self.avail and constant_of(p) is None and not (
+                len(p) == 1 and p[0][1] == 1 and len(p[0][0]) == 1
+                and p[0][0][0][0] != "op"):  # more than an input, a slot or a constant
+            self.avail.append(p)
+        for mono, _ in p:
+            for a in mono:
+                if a[0] == "op":
+                    self.offer(a[2])
+                    self.offer(a[3])
+
+    def _from_avail(self, p: Poly) -> _Code | None:
+        """`p` as f·R + rest for a value R already written (the widest that fits)."""
+        for r in sorted(self.avail, key=len, reverse=True):
+            if r == p or len(r) > len(p):
+                continue
+            m, cr = next((m, c) for m, c in r if m)
+            cp = dict(p).get(m, 0)
+            if not cp or cp % cr:
+                continue
+            f = cp // cr
+            rest = add(p, scale(r, f), -1)
+            if len(rest) >= len(p):
+                continue
+            with contextlib.suppress(Bail):
+                k = constant_of(rest)
+                if k is not None:  # INC/DEC or a constant added
+                    return (*self.poly(r), *_times(f), *self._constant(k))
+                if f < 0:
+                    return (*self.poly(rest), *self.poly(r), *_times(-f), Instr(Opcode.SUB))
+                return (*self.poly(r), *_times(f), *self.poly(rest), Instr(Opcode.ADD))
+        return None
+
     def _poly(self, p: Poly) -> _Code:
         c0 = constant_of(p)
         if c0 is not None:
             return _push(c0)
+        if self.avail:
+            shared = self._from_avail(p)
+            if shared is not None:
+                return shared
         terms = [(m, c) for m, c in p if m]
         k0 = dict(p).get((), 0)
         options: list[_Code] = [self._sum(terms, k0)]
@@ -469,7 +719,74 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     options.append((*self.poly(_norm(rest)), *self.atom(a), Instr(Opcode.MUL),
                                     *self._constant(k0)))
+        if self.algebra:
+            options += self._shapes(p, terms, k0)
         return min(options, key=lambda code: (_cycles(code), len(code)))
+
+    def _shapes(self, p: Poly, terms: list[tuple[Mono, int]], k0: int) -> list[_Code]:
+        out: list[_Code] = []
+        # A factor f taken out with a remainder: 16a + 15b = 16(a + b) - b.
+        for f in sorted({abs(c) for _, c in terms if abs(c) > 1}):
+            quotient = {m: (c + f // 2) // f for m, c in terms}
+            if sum(1 for q in quotient.values() if q) < 2:
+                continue
+            rest = add(p, scale(_norm(quotient), f), -1)
+            if all(c % f == 0 for _, c in terms) or constant_of(rest) is not None:
+                continue  # the common factor above covers it
+            with contextlib.suppress(Bail):
+                negative = all(c < 0 for _, c in rest)
+                tail = (*self.poly(scale(rest, -1)), Instr(Opcode.SUB)) if negative else \
+                    (*self.poly(rest), Instr(Opcode.ADD))
+                out.append((*self.poly(_norm(quotient)), *_times(f), *tail))
+        # Factored by a sum with a constant: ab + ac + 4b + 4c = (a + 4)(b + c).
+        atoms = sorted({a for m, _ in terms for a in m if m.count(a) == 1}, key=_key)
+        for a in atoms:
+            q = _norm({tuple(x for x in m if x != a): c for m, c in terms if a in m})
+            if len(q) < 2 or constant_of(q) is not None:
+                continue
+            r = add(add(p, mul(atom(a), q), -1), const(k0), -1)
+            (m0, c0), ratio = q[0], None
+            c_r = dict(r).get(m0, 0)
+            if c_r % c0 == 0:
+                ratio = c_r // c0
+            if ratio and add(r, scale(q, ratio), -1) == ():
+                with contextlib.suppress(Bail):
+                    out.append((*self.poly(q), *self.atom(a), *self._constant(ratio),
+                                Instr(Opcode.MUL), *self._constant(k0)))
+        # A square taken out: x² − 2xy + y² + rest = (x − y)² + rest.
+        squares = {m[0]: c for m, c in terms if len(m) == 2 and m[0] == m[1] and c >= 1}
+        for x, y in [(x, y) for x in squares for y in squares if _key(x) < _key(y)]:
+            cross = dict(p).get(tuple(sorted((x, y), key=_key)), 0)
+            if cross not in (2, -2):
+                continue
+            base = add(atom(x), atom(y), 1 if cross > 0 else -1)
+            rest = add(p, mul(base, base), -1)
+            with contextlib.suppress(Bail):
+                head = (*self.poly(base), Instr(Opcode.DUP), Instr(Opcode.MUL))
+                if not rest:
+                    out.append(head)
+                elif all(c < 0 for _, c in rest):
+                    out.append((*head, *self.poly(scale(rest, -1)), Instr(Opcode.SUB)))
+                else:
+                    out.append((*head, *self.poly(rest), Instr(Opcode.ADD)))
+        # c·(a | b) − c·(a & b) = c·(a ^ b); c·(a | b) + c·(a & b) = c·(a + b).
+        single = {m[0]: c for m, c in terms if len(m) == 1 and m[0][0] == "op"}
+        for x, c in single.items():
+            other = ("op", "AND", x[2], x[3])
+            if x[1] == "XOR" and single.get(other) == 2 * c:  # c·(a ^ b) + 2c·(a & b)
+                rest = add(p, _norm({(x,): c, (other,): 2 * c}), -1)
+                with contextlib.suppress(Bail):
+                    out.append(self.poly(add(rest, scale(add(x[2], x[3]), c))))
+            if x[1] != "OR":
+                continue
+            other = ("op", "AND", x[2], x[3])
+            d = single.get(other)
+            if d == -c or d == c:
+                rest = add(p, _norm({(x,): c, (other,): d}), -1)
+                pair = atom(("op", "XOR", x[2], x[3])) if d == -c else add(x[2], x[3])
+                with contextlib.suppress(Bail):
+                    out.append(self.poly(add(rest, scale(pair, c))))
+        return out
 
     @staticmethod
     def _constant(k: int) -> _Code:
@@ -494,10 +811,11 @@ class Lowerer:
         return (*code, *self._constant(k0))
 
 
-def lower(effect: Effect, depth: int, live_slots: set[int]) -> _Code:
+def lower(effect: Effect, depth: int, live_slots: set[int], *,
+          algebra: bool = False) -> _Code:
     """Straight-line code with `effect` from a stack of `depth` entries (the slots in
     `live_slots` are written; the others are read by nobody after the region)."""
-    low = Lowerer()
+    low = Lowerer(algebra)
     code: list[Instr] = []
     for value, channel in effect.emitted:
         if value == atom(("in", channel)):
@@ -521,6 +839,66 @@ def lower(effect: Effect, depth: int, live_slots: set[int]) -> _Code:
         code += [*low.poly(effect.memory[s]), Instr(Opcode.STORE, (s,))]
         pending.remove(s)
     return tuple(code)
+
+
+def _store_order(effect: Effect, live_slots: set[int]) -> list[int]:
+    """The slots to write, in an order that reads no slot already overwritten."""
+    order: list[int] = []
+    pending = {s for s in live_slots if effect.memory[s] != atom(("mem", s))}
+    while pending:
+        ready = sorted(s for s in pending if not any(
+            _reads(effect.memory[t], s) for t in pending if t != s))
+        if not ready:
+            raise Bail("the slots written read each other's old values")
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
+
+
+def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *,
+                 algebra: bool = False, budget: stackgen.Budget | None = None) -> _Code | None:
+    """Like `lower`, but a value several outputs share is computed once and kept on the
+    stack (`stackgen.schedule`); None when no such code under `bound` cycles is found.
+    Tried twice: each value in its own cheapest shape, then (with `algebra`) each value
+    written in terms of the values written before it where it contains a multiple of
+    one (`Lowerer.avail`: 3600h + 60m + s after 60h + m is 60(60h + m) + s)."""
+    best: _Code | None = None
+    for reuse in (False, True) if algebra else (False,):
+        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra), reuse, budget)
+        if code is not None and (best is None or _cycles(code) < _cycles(best)):
+            best, bound = code, _cycles(code)
+    return best
+
+
+def _shared(effect: Effect, depth: int, live_slots: set[int], bound: int, low: Lowerer,
+            reuse: bool, budget: stackgen.Budget | None) -> _Code | None:
+    def term(p: Poly) -> stackgen.Term:
+        got = stackgen.terms_of(low.poly(p))
+        if len(got) != 1:
+            raise Bail("a value's code does not leave one value")
+        if reuse:
+            low.offer(p)
+        return got[0]
+
+    outputs: list[stackgen.Output] = []
+    try:
+        for value, channel in effect.emitted:
+            if value == atom(("in", channel)):
+                outputs.append(("instinct", None, channel))
+            else:
+                outputs.append(("act", term(value), channel))
+        kept = 0
+        while (kept < min(depth, len(effect.stack))
+               and effect.stack[kept] == atom(("stk", kept))):
+            kept += 1
+        final = tuple(term(v) for v in effect.stack[kept:])
+        for s in _store_order(effect, live_slots):
+            outputs.append(("store", term(effect.memory[s]), s))
+    except stackgen.Unsupported:
+        return None
+    pops = (Instr(Opcode.POP),) * (depth - kept)
+    code = stackgen.schedule(outputs, final, bound - _cycles(pops), budget)
+    return None if code is None else (*pops, *code)
 
 
 def _reads(p: Poly, slot: int) -> bool:
@@ -601,7 +979,9 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
 
 
 def lift_region(program: Program, start: int, end: int,
-                depth_at: dict[int, int], *, diamonds: bool = True) -> Program | None:
+                depth_at: dict[int, int], *, diamonds: bool = True,
+                shared: bool = False, algebra: bool = False,
+                budget: stackgen.Budget | None = None) -> Program | None:
     """The program with `[start, end)` lowered, if that is valid and cheaper; None if
     the region does not qualify; raises Bail when the lifter cannot follow it."""
     if start not in depth_at:
@@ -614,12 +994,24 @@ def lift_region(program: Program, start: int, end: int,
     try:
         effect = execute(program, start, end, depth_at[start], zeroed=fresh)
     except Fork:
-        if not diamonds:
+        known = decided(program, start, end, depth_at[start], zeroed=fresh) \
+            if algebra else None
+        if known is not None:
+            effect = known
+        elif not diamonds:
             raise
-        effect = merged(program, start, end, depth_at[start], zeroed=fresh)
+        else:
+            effect = merged(program, start, end, depth_at[start], zeroed=fresh)
+    if algebra:
+        effect = simplified(effect)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
-    code = lower(effect, depth_at[start], live)
+    code = lower(effect, depth_at[start], live, algebra=algebra)
+    if shared:
+        better = lower_shared(effect, depth_at[start], live, _cycles(code), algebra=algebra,
+                              budget=budget)
+        if better is not None:
+            code = better
     if effect.halts:
         code = (*code, Instr(Opcode.HALT))
     if _cycles(code) >= effect.cycles:
@@ -630,20 +1022,22 @@ def lift_region(program: Program, start: int, end: int,
 _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 
-def proposals(program: Program, limit: int = 6, *,
-              diamonds: bool = True) -> tuple[Program, ...]:
+def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
+              shared: bool = False, algebra: bool = False) -> tuple[Program, ...]:
     """Up to `limit` distinct liftings of `program` (widest regions first), each put
     through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit, diamonds)
+    key = (program.instrs, program.params, limit, diamonds, shared, algebra)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
     out: list[Program] = []
     depth_at = depths(program)
+    budget = stackgen.Budget()
     if depth_at is not None:
         for start, end in regions(program):
             try:
-                lifted = lift_region(program, start, end, depth_at, diamonds=diamonds)
+                lifted = lift_region(program, start, end, depth_at, diamonds=diamonds,
+                                     shared=shared, algebra=algebra, budget=budget)
             except Bail:
                 continue
             if lifted is None:

@@ -89,6 +89,12 @@ class SearchConfig:
     rotate: bool = False
     # Hoisting (schedule.py): a loop-invariant value computed once, before the loop.
     hoist: bool = False  # off with rotate (see above)
+    # Round 7 (lift.py, stackgen.py): a lowered region's values computed once each and
+    # kept on the stack by DUP/OVER/SWAP where several outputs share them (`shared`),
+    # and more algebraic shapes for a value (`algebra`: division by 2^k as shifts, a
+    # factor taken out with a remainder, `(a | b) - (a & b)` as `a ^ b`).
+    shared: bool = True
+    algebra: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -291,7 +297,8 @@ def run_epoch(task: EpochTask) -> EpochReport:
             proposal: tuple[Program, str] | None = None
             if config.lift and config.lift_rate and rng.random() < config.lift_rate:
                 lifts += 1
-                lowered = lift.proposals(base, diamonds=config.diamonds)
+                lowered = lift.proposals(base, diamonds=config.diamonds, shared=config.shared,
+                                               algebra=config.algebra)
                 if lowered:
                     proposal = rng.choice(lowered), "lift"
             if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
@@ -537,7 +544,9 @@ class _Finisher:
 
     def neighbours(self, program: Program) -> Iterator[tuple[Program, str]]:
         self.lifts += 1
-        for lowered in lift.proposals(program, diamonds=self.config.diamonds):
+        for lowered in lift.proposals(program, diamonds=self.config.diamonds,
+                                       shared=self.config.shared,
+                                       algebra=self.config.algebra):
             yield lowered, "lift"
         kinds = ((self.config.reuse, schedule.reuses, "reuse"),
                  (self.config.reuse, schedule.reorders, "reorder"),
