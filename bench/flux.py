@@ -604,8 +604,8 @@ def main() -> None:
     # read the operators, before the round-6 engine was measured. A sixth (fresh6), of the
     # same design, was frozen in the seventh round by a helper who had not read the
     # operators, before the round-7 engine was measured. A seventh (fresh7), of the same
-    # design, was frozen in round 7 (second held-out suite) by a helper who had not read
-    # the operators, before the round-6 engine was measured.
+    # design, was frozen in round 7 after fresh6's run, as a second unseen suite for the
+    # same round-7 engine, by a helper who had not read the operators or fresh6.
     # Suites are read only when selected (by --only and --suites): a helper tuning on
     # the tuning suites never reads a held-out file, not even to hash it.
     loaders: dict[str, dict[str, Callable[[], Suite]]] = {
