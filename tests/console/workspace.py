@@ -124,10 +124,12 @@ def tools(rt: Runtime, tmp: Path) -> None:
         store.add_dir(hostile)
 
 
-def flux(rt: Runtime) -> None:
+def flux(rt: Runtime, scratch: Path) -> None:
     from ouroboros.interfaces.cli.flux_evolve import demo
 
-    demo(rt, lambda _: None, Path("/nonexistent"))  # the built-in sum2x example
+    # a folder that cannot exist (another process may have made /nonexistent): the
+    # built-in sum2x example
+    demo(rt, lambda _: None, scratch / "no-examples-here")
 
 
 def proposals(rt: Runtime, ws: Workspace) -> None:
@@ -176,7 +178,7 @@ def build(home: Path) -> Workspace:
     with open_runtime(home) as rt:
         kernel(rt, ws)
         tools(rt, home.parent)
-        flux(rt)
+        flux(rt, home.parent)
         proposals(rt, ws)
     telemetry(home, home.parent)
     return ws

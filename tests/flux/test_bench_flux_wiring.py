@@ -41,10 +41,11 @@ def test_fresh4_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) ->
     hashes = bench.held_out_hashes()
     assert hashes["fresh4_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(hashes) == {f"{n}_suite_sha256"
-                           for n in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")}
+                           for n in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
+                                     "fresh7")}
 
 
-@pytest.mark.parametrize("name", ["fresh5", "fresh6"])
+@pytest.mark.parametrize("name", ["fresh5", "fresh6", "fresh7"])
 def test_a_later_fresh_suite_is_held_out_with_its_hash_recorded(bench: ModuleType,
                                                                 name: str) -> None:
     path = ROOT / "bench" / "data" / f"flux_{name}.toml"
@@ -59,33 +60,34 @@ def test_a_later_fresh_suite_is_held_out_with_its_hash_recorded(bench: ModuleTyp
 
 def test_the_held_out_suites_are_listed_in_the_order_they_were_frozen(
         bench: ModuleType) -> None:
-    assert list(bench.HELD_OUT)[-2:] == ["fresh5", "fresh6"]
+    assert list(bench.HELD_OUT)[-3:] == ["fresh5", "fresh6", "fresh7"]
 
 
-def test_suites_fresh6_loads_it_and_records_its_hash_without_running_a_method(
-    tmp_path: Path,
+@pytest.mark.parametrize("name", ["fresh6", "fresh7"])
+def test_suites_fresh_n_loads_it_and_records_its_hash_without_running_a_method(
+    tmp_path: Path, name: str,
 ) -> None:
     """`--methods none`: the suite is loaded and scored (source and optimum cycles), and
     no search, random search or peephole pass runs on it."""
     out = tmp_path / "flux.json"
-    done = run_bench("--only", "heldout", "--suites", "fresh6", "--methods", "none",
+    done = run_bench("--only", "heldout", "--suites", name, "--methods", "none",
                      "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
     results = json.loads(out.read_text())
-    path = ROOT / "bench" / "data" / "flux_fresh6.toml"
-    assert results["fresh6_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert not [k for k in results if k.endswith("_suite_sha256") and k != "fresh6_suite_sha256"]
-    suite = results["suite_fresh6"]
+    path = ROOT / "bench" / "data" / f"flux_{name}.toml"
+    assert results[f"{name}_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not [k for k in results if k.endswith("_suite_sha256") and k != f"{name}_suite_sha256"]
+    suite = results[f"suite_{name}"]
     assert suite["summary"]["programs"] == 27 and suite["summary"]["per_method"] == {}
     assert all(row["optimum"] < row["before"] for row in suite["rows"])
 
 
-def test_help_names_fresh6(tmp_path: Path) -> None:
+def test_help_names_fresh7(tmp_path: Path) -> None:
     done = run_bench("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     # Both the --only heldout and the --suites help list it.
-    assert text.count("fresh4, fresh5, fresh6)") == 2, text
+    assert text.count("fresh5, fresh6, fresh7)") == 2, text
 
 
 @pytest.mark.parametrize(("only", "suites", "unknown"), [
