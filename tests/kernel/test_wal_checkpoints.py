@@ -204,3 +204,23 @@ def test_a_process_killed_mid_checkpoint_loses_no_committed_event(tmp_path: Path
         if mid >= 2:
             break
     assert mid >= 1, "no kill landed inside a checkpoint"
+
+
+def test_short_lived_writers_beside_a_long_lived_reader_keep_the_wal_bounded(
+        tmp_path: Path) -> None:
+    # Each process counts its own commits towards the cadence: writers that open, append
+    # once and close (one `ouro` command each) never reached it, and with a server's
+    # connection open SQLite's last-close checkpoint never came either, so the WAL grew
+    # by every command's frames for good (automatic checkpoints had bounded it)
+    Runtime.init(tmp_path / "ws").close()
+    server = Runtime.open(tmp_path / "ws")  # holds a connection, never writes
+    largest = 0
+    for i in range(150):  # ~1,050 frames: past twice the rewind point
+        rt = Runtime.open(tmp_path / "ws")
+        backend = _ledger(rt)
+        rt.record("WalTestNote", {"pad": _PAD, "i": i})
+        rt.close()
+        largest = max(largest, _wal_bytes(backend))
+    assert largest <= 2 * _REWIND * _FRAME, largest / _FRAME
+    assert server.verify().events == server.backend.count()
+    server.close()

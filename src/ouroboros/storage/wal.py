@@ -60,7 +60,7 @@ class WalCheckpointer:
         self._per_commit = _FIRST_FRAMES_PER_COMMIT  # WAL frames a commit adds (measured)
         self._commits = 0  # since the thread's last wake-up
         self._since_rewind = 0  # commits since the WAL was last rewound
-        self._until_size_check = _SIZE_EVERY
+        self._until_size_check = 1  # the first commit looks (a WAL other writers left)
         self._rewind = False  # set by the thread: the WAL passed REWIND_FRAMES
         self._wake = threading.Event()
         self._stop = False
@@ -96,7 +96,14 @@ class WalCheckpointer:
                 size = os.stat(self.wal_path).st_size
             except FileNotFoundError:
                 return
-            if size > bound * self._frame_bytes:
+            if size > bound * self._frame_bytes or (
+                    self._thread is None and size > self.cadence * self._frame_bytes):
+                # The second case: a WAL past the cadence that this process's commits
+                # did not grow. Writers that append a few times and exit (one `ouro`
+                # command each) never reach the cadence themselves, and while another
+                # process keeps a connection open SQLite's checkpoint at the last close
+                # never comes: the first writer to see it truncates, as the automatic
+                # checkpoint would have copied it.
                 self._rewind_now(db, "TRUNCATE")
 
     def _rewind_now(self, db: sqlite3.Connection, mode: str) -> None:
