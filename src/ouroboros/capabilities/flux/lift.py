@@ -465,7 +465,7 @@ def _shift_mask(term: Poly) -> Poly:
 
 def _low_mask(k: int | None) -> int | None:
     """j when k = 2^j - 1 (j >= 1), else None."""
-    return None if k is None or k <= 0 or k & (k + 1) else k.bit_length()
+    return None if k is None or k <= 0 else _power(k + 1)
 
 
 def _strip_masks(p: Poly, bits: int) -> Poly:
