@@ -70,7 +70,7 @@ def outcome(p: Program, inputs: list[int]) -> tuple[object, ...]:
 def test_every_suite_file_is_found_and_well_formed() -> None:
     names = {p.stem for p in ALL_SUITES}
     assert {"flux_fresh", "flux_fresh2", "flux_fresh3", "flux_fresh4", "flux_fresh5",
-            "flux_fresh6", "flux_fresh7", "flux_fresh8", "flux_tuning", "flux_tuning2", "flux_tuning3"} <= names
+            "flux_fresh6", "flux_fresh7", "flux_fresh8", "flux_fresh9", "flux_tuning", "flux_tuning2", "flux_tuning3"} <= names
     for path in SUITES:
         data = suite(path)
         assert data["train_inputs"] and data["program"], path
