@@ -42,14 +42,15 @@ def test_fresh4_is_a_held_out_suite_with_its_hash_recorded(bench: ModuleType) ->
     assert hashes["fresh4_suite_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(hashes) == {f"{n}_suite_sha256"
                            for n in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6",
-                                     "fresh7", "fresh8", "fresh9")}
+                                     "fresh7", "fresh8", "fresh9", "fresh10")}
 
 
-# Programs per later fresh suite (fresh8 has a fourth counted loop).
-SIZES = {"fresh5": 27, "fresh6": 27, "fresh7": 27, "fresh8": 28, "fresh9": 27}
+# Programs per later fresh suite (fresh8 has a fourth counted loop, fresh10 a fourth
+# constant-folding program).
+SIZES = {"fresh5": 27, "fresh6": 27, "fresh7": 27, "fresh8": 28, "fresh9": 27, "fresh10": 28}
 
 
-@pytest.mark.parametrize("name", ["fresh5", "fresh6", "fresh7", "fresh8", "fresh9"])
+@pytest.mark.parametrize("name", ["fresh5", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10"])
 def test_a_later_fresh_suite_is_held_out_with_its_hash_recorded(bench: ModuleType,
                                                                 name: str) -> None:
     path = ROOT / "bench" / "data" / f"flux_{name}.toml"
@@ -64,10 +65,11 @@ def test_a_later_fresh_suite_is_held_out_with_its_hash_recorded(bench: ModuleTyp
 
 def test_the_held_out_suites_are_listed_in_the_order_they_were_frozen(
         bench: ModuleType) -> None:
-    assert list(bench.HELD_OUT)[-5:] == ["fresh5", "fresh6", "fresh7", "fresh8", "fresh9"]
+    assert list(bench.HELD_OUT)[-6:] == ["fresh5", "fresh6", "fresh7", "fresh8", "fresh9",
+                                         "fresh10"]
 
 
-@pytest.mark.parametrize("name", ["fresh6", "fresh7", "fresh8", "fresh9"])
+@pytest.mark.parametrize("name", ["fresh6", "fresh7", "fresh8", "fresh9", "fresh10"])
 def test_suites_fresh_n_loads_it_and_records_its_hash_without_running_a_method(
     tmp_path: Path, name: str,
 ) -> None:
@@ -86,12 +88,12 @@ def test_suites_fresh_n_loads_it_and_records_its_hash_without_running_a_method(
     assert all(row["optimum"] < row["before"] for row in suite["rows"])
 
 
-def test_help_names_fresh9(tmp_path: Path) -> None:
+def test_help_names_fresh9_and_fresh10(tmp_path: Path) -> None:
     done = run_bench("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     # Both the --only heldout and the --suites help list it.
-    assert text.count("fresh5, fresh6, fresh7, fresh8, fresh9)") == 2, text
+    assert text.count("fresh5, fresh6, fresh7, fresh8, fresh9, fresh10)") == 2, text
 
 
 @pytest.mark.parametrize(("only", "suites", "unknown"), [
