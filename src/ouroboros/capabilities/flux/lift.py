@@ -46,6 +46,7 @@ MAX_STEPS = 4096
 MAX_TERMS = 24
 MAX_DEGREE = 4
 MAX_NODES = 256  # nodes of one expression written out as a tree (`_opaque`)
+MAX_PATHS = 16  # paths one region may fork into for `split` (round 8)
 _I32 = (-(1 << 31), (1 << 31) - 1)
 _M = (1 << 64) - 1
 
@@ -1019,20 +1020,189 @@ def lift_region(program: Program, start: int, end: int,
     return program.replace(start, end - start, code)
 
 
+# ------------------------------------------------- path splitting (round 8, `paths`)
+def paths(program: Program, start: int, end: int, depth: int, *,
+          zeroed: bool = False) -> list[Effect]:
+    """Every path through `[start, end)`, each followed by its own decisions at the
+    branches on values that are not constant; Bail beyond `MAX_PATHS` paths (or when a
+    path is out of the lifter's reach)."""
+    out: list[Effect] = []
+    work: list[tuple[bool, ...]] = [()]
+    while work:
+        decide = work.pop()
+        try:
+            out.append(execute(program, start, end, depth, zeroed=zeroed, decide=decide))
+        except Fork:
+            if len(out) + len(work) + 2 > MAX_PATHS:
+                raise Bail(f"more than {MAX_PATHS} paths") from None
+            work += [(*decide, True), (*decide, False)]
+    return out
+
+
+@dataclass(frozen=True)
+class _Label:
+    node: int
+
+
+def _tree(effects: list[Effect], level: int, low: Callable[[Effect], _Code],
+          cond_code: Callable[[Poly], tuple[_Code, bool]],
+          blocks: list[list[Any]]) -> tuple[int, float]:
+    """Lay out the decision tree of `effects` (paths sharing their first `level`
+    decisions) as blocks; (the block index of its root, mean cycles over its paths)."""
+    if len(effects) == 1 and len(effects[0].forks) == level:
+        leaf = effects[0]
+        code = (*low(leaf), Instr(Opcode.HALT))
+        blocks.append(list(code))
+        return len(blocks) - 1, float(_cycles(code))
+    if any(len(e.forks) <= level for e in effects):
+        raise Bail("paths with one prefix end differently")
+    cond = effects[0].forks[level][0]
+    yes = [e for e in effects if e.forks[level][1]]
+    no = [e for e in effects if not e.forks[level][1]]
+    if not yes or not no:  # the other side is unreachable from here
+        raise Bail("a branch with one side never followed")
+    index = len(blocks)
+    blocks.append([])
+    y, cy = _tree(yes, level + 1, low, cond_code, blocks)
+    n, cn = _tree(no, level + 1, low, cond_code, blocks)
+    if _flat(blocks, y) == _flat(blocks, n):  # the branch decides nothing observable
+        blocks[index] = [_Label(n)]
+        return index, cn
+    code, inverted = cond_code(cond)
+    # `cond` is not zero on the `yes` paths; `inverted` code is zero exactly there.
+    jump = Instr(Opcode.JZ if inverted else Opcode.JNZ, (0,))
+    blocks[index] = [*code, (jump, _Label(y)), _Label(n)]
+    head = _cycles(code) + OPS[jump.op].cycles
+    return index, head + (cy * len(yes) + cn * len(no)) / len(effects)
+
+
+def _flat(blocks: list[list[Any]], index: int) -> tuple[Any, ...]:
+    """Block `index` with the blocks it falls into or jumps to, as one comparable tree."""
+    out: list[Any] = []
+    for item in blocks[index]:
+        if isinstance(item, _Label):
+            out.append(_flat(blocks, item.node))
+        elif isinstance(item, tuple):
+            out.append((item[0].op, _flat(blocks, item[1].node)))
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def _emit(blocks: list[list[Any]], root: int) -> _Code:
+    """The blocks laid out from `root`, each fall-through written in line, each jump
+    target after it, jump operands resolved to instruction indices (from 0)."""
+    code: list[Any] = []
+    at: dict[int, int] = {}
+    pending: list[int] = [root]
+    while pending:
+        node = pending.pop(0)
+        if node in at:
+            continue
+        while True:
+            at[node] = len(code)
+            tail: int | None = None
+            for item in blocks[node]:
+                if isinstance(item, _Label):
+                    tail = item.node
+                elif isinstance(item, tuple):
+                    code.append(item)
+                    pending.append(item[1].node)
+                else:
+                    code.append(item)
+            if tail is None:
+                break
+            if tail in at:  # shared tail already laid out: jump to it
+                code.append((Instr(Opcode.JMP, (0,)), _Label(tail)))
+                break
+            node = tail
+    return tuple(Instr(i[0].op, (at[i[1].node],)) if isinstance(i, tuple) else i
+                 for i in code)
+
+
+def split(program: Program, start: int, depth_at: dict[int, int], *,
+          shared: bool = False, algebra: bool = False,
+          budget: stackgen.Budget | None = None) -> Program | None:
+    """The program with `[start, end of program)` rewritten as a tree of its branches on
+    non-constant values, each path to its HALT lowered on its own as straight-line code
+    (values it computed before a branch are computed again, or not at all, on each
+    side); None when that is not cheaper on the mean path, Bail when out of reach."""
+    n = len(program)
+    if start not in depth_at:
+        return None
+    for i, ins in enumerate(program.instrs):  # control enters only at `start`
+        if ins.is_jump and start < ins.args[0] < n and not start <= i < n:
+            return None
+    depth = depth_at[start]
+    fresh = start == 0 and 0 not in jump_targets(program)
+    effects = paths(program, start, n, depth, zeroed=fresh)
+    if len(effects) < 2 or not all(e.halts for e in effects):
+        return None
+    tidy = _simplifier() if algebra else None
+
+    def low(effect: Effect) -> _Code:
+        if tidy is not None:
+            effect = simplified(effect)
+        code = lower(effect, depth, set(), algebra=algebra)
+        if shared:
+            better = lower_shared(effect, depth, set(), _cycles(code), algebra=algebra,
+                                  budget=budget)
+            if better is not None:
+                code = better
+        return code
+
+    lowerer = Lowerer(algebra)
+
+    def cond_code(cond: Poly) -> tuple[_Code, bool]:
+        if tidy is not None:
+            cond = tidy(cond)
+        node = _node(cond)
+        if node is not None and node[1] == "EQ" and constant_of(node[3]) == 0:
+            return lowerer.poly(node[2]), True  # branch on x itself, not on x == 0
+        return lowerer.poly(cond), False
+
+    blocks: list[list[Any]] = []
+    root, mean = _tree(effects, 0, low, cond_code, blocks)
+    before = sum(e.cycles for e in effects) / len(effects)
+    if mean >= before - EPSILON:
+        return None
+    tail = _emit(blocks, root)
+    shifted = tuple(Instr(i.op, (i.args[0] + start,)) if i.is_jump else i for i in tail)
+    return Program((*program.instrs[:start], *shifted), program.params)
+
+
+EPSILON = 1e-9
+
+
 _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 
 def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
-              shared: bool = False, algebra: bool = False) -> tuple[Program, ...]:
-    """Up to `limit` distinct liftings of `program` (widest regions first), each put
-    through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit, diamonds, shared, algebra)
+              shared: bool = False, algebra: bool = False,
+              split_paths: bool = False) -> tuple[Program, ...]:
+    """Up to `limit` distinct liftings of `program` (widest regions first; with
+    `split_paths`, the path-split tail from the entry and from after each loop first),
+    each put through the sound rewrite table; memoised per process (a pure function)."""
+    key = (program.instrs, program.params, limit, diamonds, shared, algebra, split_paths)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
     out: list[Program] = []
     depth_at = depths(program)
     budget = stackgen.Budget()
+    if depth_at is not None and split_paths:
+        starts = [0, *sorted({j + 1 for j, ins in enumerate(program.instrs)
+                              if ins.is_jump and ins.args[0] <= j})]
+        for start in starts:
+            try:
+                tree = split(program, start, depth_at, shared=shared, algebra=algebra,
+                             budget=budget)
+            except Bail:
+                continue
+            if tree is not None:
+                tree = peephole(tree)[0]
+                if tree != program and tree not in out:
+                    out.append(tree)
     if depth_at is not None:
         for start, end in regions(program):
             try:

@@ -1,0 +1,134 @@
+"""Path splitting (lift.split, round 8): code whose every path ends at a HALT is laid out
+again as a tree of its branches, each path lowered on its own; the tree is proved equal
+to the source (SMT, and on INT64 extremes), the path count is bounded, and a wrong tree
+planted in the lowerer is scored but never becomes the answer."""
+
+from __future__ import annotations
+
+import pytest
+from fluxkit import cases_of, prog
+
+from ouroboros.capabilities.flux import equivalence, lift
+from ouroboros.capabilities.flux.fitness import score
+from ouroboros.capabilities.flux.isa import INT64_MAX, INT64_MIN, Opcode
+from ouroboros.capabilities.flux.program import Instr, Program
+from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
+from ouroboros.capabilities.flux.vm import run
+
+INPUTS = [(0, 0), (12, 3), (3, -9), (-7, 2), (40, -40), (10, -4), (11, -5), (9, -3)]
+EXTREMES = [(INT64_MIN, INT64_MAX), (INT64_MAX, INT64_MIN), (INT64_MIN, INT64_MIN),
+            (INT64_MAX, INT64_MAX), (0, -1), (-1, 0), (1, 1)]
+
+# (x < 10 ? 10 - x : x - 10) + (y > 3 ? y - 3 : 3 - y): two if/else joins, four paths;
+# each path alone is x +- y + c.
+MANHATTAN = prog("SENSE 0;PUSH 10;LT;JZ a;PUSH 10;SENSE 0;SUB;JMP b;a: SENSE 0;PUSH 10;SUB;"
+                 "b: SENSE 1;PUSH 3;GT;JNZ c;PUSH 3;SENSE 1;SUB;JMP d;c: SENSE 1;PUSH 3;SUB;"
+                 "d: ADD;ACT 0;HALT")
+
+
+def outputs(p: Program, inputs: tuple[int, ...]) -> object:
+    got = run(p.to_image(), list(inputs))
+    return got.output, got.channels, got.halted, got.trap
+
+
+def test_two_joins_are_split_into_four_straight_paths_proved_equal() -> None:
+    depth_at = lift.depths(MANHATTAN)
+    assert depth_at is not None
+    assert len(lift.paths(MANHATTAN, 0, len(MANHATTAN), 0, zeroed=True)) == 4
+    tree = lift.split(MANHATTAN, 0, depth_at, shared=True, algebra=True)
+    assert tree is not None
+    ops = [i.op for i in tree.instrs]
+    assert ops.count(Opcode.HALT) == 4 and Opcode.JMP not in ops
+    assert ops.count(Opcode.JZ) + ops.count(Opcode.JNZ) == 3  # a tree: 1 + 2 branches
+    verdict = equivalence.check(MANHATTAN, tree)
+    assert verdict.status == "proved" and verdict.method == "smt", verdict
+    for pair in EXTREMES + INPUTS:
+        assert outputs(tree, pair) == outputs(MANHATTAN, pair), pair
+    cases = cases_of(MANHATTAN, INPUTS)
+    assert score(tree, cases).cycles_per_result < score(MANHATTAN, cases).cycles_per_result
+    assert tree in lift.proposals(MANHATTAN, shared=True, algebra=True, split_paths=True)
+    assert tree not in lift.proposals(MANHATTAN, shared=True, algebra=True)
+
+
+def test_a_branch_whose_sides_lower_alike_is_dropped() -> None:
+    # Both sides emit x + 1 (one computes it as x + 2 - 1): the branch on y decides
+    # nothing that is observed, so the tree has no branch left.
+    source = prog("SENSE 1;JZ z;SENSE 0;PUSH 2;ADD;DEC;ACT 0;HALT;z: SENSE 0;INC;ACT 0;HALT")
+    tree = lift.split(source, 0, lift.depths(source) or {}, algebra=True)
+    assert tree is not None
+    assert [str(i) for i in tree.instrs] == ["SENSE 0", "INC", "ACT 0", "HALT"]
+    assert equivalence.check(source, tree).status == "proved"
+
+
+def test_more_paths_than_the_bound_bail_out() -> None:
+    # Five independent if/else joins: 32 paths, past MAX_PATHS (16).
+    source = prog(";".join(f"SENSE {k};JZ s{k};PUSH {k + 1};ACT {k};s{k}: NOP"
+                           for k in range(5)) + ";HALT")
+    assert lift.MAX_PATHS < 2 ** 5
+    with pytest.raises(lift.Bail, match=f"more than {lift.MAX_PATHS} paths"):
+        lift.paths(source, 0, len(source), 0, zeroed=True)
+    with pytest.raises(lift.Bail, match="paths"):
+        lift.split(source, 0, lift.depths(source) or {})
+    # the other liftings are still proposed, none of them a path split
+    assert all(equivalence.check(source, p).equivalent
+               for p in lift.proposals(source, split_paths=True))
+
+
+def test_a_region_with_a_path_that_does_not_halt_is_not_split() -> None:
+    # A loop whose count is an input: the lifter cannot follow it on any path.
+    source = prog("SENSE 0;l: DUP;JZ e;DEC;JMP l;e: ACT 0;HALT")
+    with pytest.raises(lift.Bail):
+        lift.split(source, 0, lift.depths(source) or {})
+
+
+def test_a_planted_wrong_split_is_scored_but_never_becomes_the_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The planted splitter adds 1 << 40 to every PUSH 13 of the tree: the same on no
+    # input, so the check refuses it however well it scores on the cases it was given.
+    planted: list[Program] = []
+    real = lift.split
+
+    def wrong(*args: object, **kwargs: object) -> Program | None:
+        tree = real(*args, **kwargs)  # type: ignore[arg-type]
+        if tree is None:
+            return None
+        bad = Program(tuple(Instr(Opcode.PUSH, (i.args[0] + 1,))
+                            if i.op is Opcode.PUSH and i.args[0] == 13 else i
+                            for i in tree.instrs), tree.params)
+        planted.append(bad)
+        return bad
+
+    monkeypatch.setattr(lift, "split", wrong)
+    lift._MEMO.clear()
+    cases = cases_of(MANHATTAN, INPUTS)
+    try:
+        result = superoptimise(MANHATTAN, cases, config=SearchConfig(budget=300, epochs=2),
+                               seed=0)
+    finally:
+        lift._MEMO.clear()
+    assert planted, "the planted split was never proposed"
+    assert result.best not in planted
+    assert result.verdict.equivalent, result.verdict
+    for pair in EXTREMES + INPUTS:
+        assert outputs(result.best, pair) == outputs(MANHATTAN, pair), pair
+
+
+def test_search_r7_proposes_no_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = lift.split
+
+    def counting(*args: object, **kwargs: object) -> Program | None:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lift, "split", counting)
+    lift._MEMO.clear()
+    cases = cases_of(MANHATTAN, INPUTS)
+    try:
+        superoptimise(MANHATTAN, cases, config=SearchConfig(budget=200, epochs=2,
+                                                            paths=False), seed=0)
+        assert not calls
+        superoptimise(MANHATTAN, cases, config=SearchConfig(budget=200, epochs=2), seed=0)
+        assert calls
+    finally:
+        lift._MEMO.clear()
