@@ -405,7 +405,7 @@ def search_round_5(original: Program, cases: tuple[TestCase, ...], budget: int,
 
 #: The search as the sixth round left it: no stack scheduling of a lowered region's
 #: shared values, none of the round-7 algebraic shapes in the lowerer.
-ROUND_6 = {"shared": False, "algebra": False, "paths": False}
+ROUND_6 = {"shared": False, "algebra": False, "paths": False, "factor": False}
 
 
 def search_round_6(original: Program, cases: tuple[TestCase, ...], budget: int,
@@ -414,8 +414,9 @@ def search_round_6(original: Program, cases: tuple[TestCase, ...], budget: int,
     return superoptimise(original, cases, config=config, seed=seed).best
 
 
-#: The search as the seventh round left it: no path splitting (lift.split).
-ROUND_7 = {"paths": False}
+#: The search as the seventh round left it: no path splitting (lift.split), no partial
+#: factoring or binomial powers in the lowerer.
+ROUND_7 = {"paths": False, "factor": False}
 
 
 def search_round_7(original: Program, cases: tuple[TestCase, ...], budget: int,

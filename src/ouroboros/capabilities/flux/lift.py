@@ -583,7 +583,7 @@ _SYMMETRIC = ("AND", "OR", "XOR", "EQ")
 class Lowerer:
     """Stack code for polynomials, cheapest of a few shapes, memoised."""
 
-    def __init__(self, algebra: bool = False) -> None:
+    def __init__(self, algebra: bool = False, factor: bool = False) -> None:
         self.memo: dict[Poly, _Code] = {}
         # Values already written (by `lower_shared`, for earlier outputs): a later value
         # containing a multiple of one is written from it, so the two share a node.
@@ -592,6 +592,8 @@ class Lowerer:
         # with a remainder left, `(a | b) - (a & b)` as `a ^ b`); each is an identity on
         # 64-bit integers, and the lowering is checked like every candidate anyway.
         self.algebra = algebra
+        # Round 8: a factor taken out of some of a sum's terms, a power of a binomial.
+        self.factor = factor
 
     def atom(self, a: Atom) -> _Code:
         kind = a[0]
@@ -754,6 +756,8 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     out.append((*self.poly(q), *self.atom(a), *self._constant(ratio),
                                 Instr(Opcode.MUL), *self._constant(k0)))
+        if self.factor:
+            out += self._partial_factors(p, terms, k0)
         # A square taken out: x² − 2xy + y² + rest = (x − y)² + rest.
         squares = {m[0]: c for m, c in terms if len(m) == 2 and m[0] == m[1] and c >= 1}
         for x, y in [(x, y) for x in squares for y in squares if _key(x) < _key(y)]:
@@ -789,6 +793,44 @@ class Lowerer:
                     out.append(self.poly(add(rest, scale(pair, c))))
         return out
 
+    def _partial_factors(self, p: Poly, terms: list[tuple[Mono, int]], k0: int) -> list[_Code]:
+        """Round 8 (`factor`): an atom taken out of the terms that have it, the others
+        added after: ka + b(c − k) = (a − b)k + cb; and a power of a binomial,
+        (x + c)^n for n in 2..4, written as one sum raised by DUP/MUL."""
+        out: list[_Code] = []
+        atoms = sorted({a for m, _ in terms for a in m}, key=_key)
+        for a in atoms:
+            having = [(m, c) for m, c in terms if a in m]
+            if len(having) < 2 or len(having) == len(terms):
+                continue  # one term has nothing to share; all terms: the common factor
+            q = _norm({(*m[:m.index(a)], *m[m.index(a) + 1:]): c for m, c in having})
+            rest = add(p, mul(atom(a), q), -1)
+            with contextlib.suppress(Bail):
+                head = (*self.poly(q), *self.atom(a), Instr(Opcode.MUL))
+                if all(c < 0 for _, c in rest):
+                    out.append((*head, *self.poly(scale(rest, -1)), Instr(Opcode.SUB)))
+                else:
+                    out.append((*head, *self.poly(rest), Instr(Opcode.ADD)))
+        if len(atoms) == 1 and terms:
+            x = atoms[0]
+            n = max(len(m) for m, _ in terms)
+            lead = dict(p).get((x,) * n, 0)
+            below = dict(p).get((x,) * (n - 1), 0)
+            if 2 <= n <= 4 and lead and below % (n * lead) == 0:
+                base = add(atom(x), const(below // (n * lead)))
+                power = base
+                for _ in range(n - 1):
+                    power = mul(power, base)
+                if scale(power, lead) == p:
+                    raise_to = {2: (Instr(Opcode.DUP), Instr(Opcode.MUL)),
+                                3: (Instr(Opcode.DUP), Instr(Opcode.DUP), Instr(Opcode.MUL),
+                                    Instr(Opcode.MUL)),
+                                4: (Instr(Opcode.DUP), Instr(Opcode.MUL), Instr(Opcode.DUP),
+                                    Instr(Opcode.MUL))}[n]
+                    with contextlib.suppress(Bail):
+                        out.append((*self.poly(base), *raise_to, *_times(lead)))
+        return out
+
     @staticmethod
     def _constant(k: int) -> _Code:
         if k == 0:
@@ -813,10 +855,10 @@ class Lowerer:
 
 
 def lower(effect: Effect, depth: int, live_slots: set[int], *,
-          algebra: bool = False) -> _Code:
+          algebra: bool = False, factor: bool = False) -> _Code:
     """Straight-line code with `effect` from a stack of `depth` entries (the slots in
     `live_slots` are written; the others are read by nobody after the region)."""
-    low = Lowerer(algebra)
+    low = Lowerer(algebra, factor)
     code: list[Instr] = []
     for value, channel in effect.emitted:
         if value == atom(("in", channel)):
@@ -857,7 +899,8 @@ def _store_order(effect: Effect, live_slots: set[int]) -> list[int]:
 
 
 def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *,
-                 algebra: bool = False, budget: stackgen.Budget | None = None) -> _Code | None:
+                 algebra: bool = False, budget: stackgen.Budget | None = None,
+                 factor: bool = False) -> _Code | None:
     """Like `lower`, but a value several outputs share is computed once and kept on the
     stack (`stackgen.schedule`); None when no such code under `bound` cycles is found.
     Tried twice: each value in its own cheapest shape, then (with `algebra`) each value
@@ -865,7 +908,8 @@ def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *
     one (`Lowerer.avail`: 3600h + 60m + s after 60h + m is 60(60h + m) + s)."""
     best: _Code | None = None
     for reuse in (False, True) if algebra else (False,):
-        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra), reuse, budget)
+        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra, factor), reuse,
+                       budget)
         if code is not None and (best is None or _cycles(code) < _cycles(best)):
             best, bound = code, _cycles(code)
     return best
@@ -982,7 +1026,7 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
 def lift_region(program: Program, start: int, end: int,
                 depth_at: dict[int, int], *, diamonds: bool = True,
                 shared: bool = False, algebra: bool = False,
-                budget: stackgen.Budget | None = None) -> Program | None:
+                budget: stackgen.Budget | None = None, factor: bool = False) -> Program | None:
     """The program with `[start, end)` lowered, if that is valid and cheaper; None if
     the region does not qualify; raises Bail when the lifter cannot follow it."""
     if start not in depth_at:
@@ -1007,17 +1051,97 @@ def lift_region(program: Program, start: int, end: int,
         effect = simplified(effect)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
-    code = lower(effect, depth_at[start], live, algebra=algebra)
-    if shared:
-        better = lower_shared(effect, depth_at[start], live, _cycles(code), algebra=algebra,
-                              budget=budget)
-        if better is not None:
-            code = better
+    code = _lowered(effect, depth_at[start], live, shared=shared, algebra=algebra,
+                    budget=budget, factor=factor)
     if effect.halts:
         code = (*code, Instr(Opcode.HALT))
     if _cycles(code) >= effect.cycles:
         return None
     return program.replace(start, end - start, code)
+
+
+def _lowered(effect: Effect, depth: int, live: set[int], *, shared: bool, algebra: bool,
+             budget: stackgen.Budget | None, factor: bool) -> _Code:
+    """The cheapest code found for `effect`: each value on its own, or (`shared`) values
+    kept on the stack; with `factor`, also the effect with its remainders rewritten."""
+    best: _Code | None = None
+    variants = [effect]
+    if factor:
+        other = remainders(effect)
+        if other is not None:  # first: the stack scheduler's budget is shared
+            variants.insert(0, other)
+    why: Bail | None = None
+    for variant in variants:
+        try:
+            code = lower(variant, depth, live, algebra=algebra, factor=factor)
+        except Bail as e:
+            why = e
+            continue
+        if shared:
+            better = lower_shared(variant, depth, live, _cycles(code), algebra=algebra,
+                                  budget=budget, factor=factor)
+            if better is not None:
+                code = better
+        if best is None or _cycles(code) < _cycles(best):
+            best = code
+    if best is None:
+        raise why or Bail("no lowering")
+    return best
+
+
+def remainders(effect: Effect) -> Effect | None:
+    """`effect` with each `a % k` written `a - k * (a / k)` where the effect also uses
+    `a / k` (truncated division and remainder: the identity holds on every 64-bit `a`
+    and non-zero `k`, wrapping included), so the quotient is computed once; None when
+    no remainder has its quotient beside it."""
+    divs: set[tuple[Poly, Poly]] = set()
+
+    def collect(p: Poly) -> None:
+        for mono, _ in p:
+            for a in mono:
+                if a[0] == "op":
+                    if a[1] == "DIV":
+                        divs.add((a[2], a[3]))
+                    collect(a[2])
+                    collect(a[3])
+
+    for v, _ in effect.emitted:
+        collect(v)
+    for v in (*effect.stack, *effect.memory):
+        collect(v)
+    if not divs:
+        return None
+    changed = False
+    memo: dict[Poly, Poly] = {}
+
+    def rewrite(p: Poly) -> Poly:
+        nonlocal changed
+        hit = memo.get(p)
+        if hit is not None:
+            return hit
+        out = const(0)
+        for mono, c in p:
+            term = const(c)
+            for a in mono:
+                if a[0] != "op":
+                    term = mul(term, atom(a))
+                    continue
+                x, k = rewrite(a[2]), rewrite(a[3])
+                if a[1] == "MOD" and (a[2], a[3]) in divs and constant_of(k) is not None:
+                    changed = True
+                    quotient = atom(("op", "DIV", x, k))
+                    term = mul(term, add(x, scale(quotient, constant_of(k) or 0), -1))
+                else:
+                    term = mul(term, atom(("op", a[1], x, k)))
+            out = add(out, term)
+        memo[p] = out
+        return out
+
+    result = Effect(tuple((rewrite(v), ch) for v, ch in effect.emitted),
+                    tuple(rewrite(v) for v in effect.stack),
+                    tuple(rewrite(v) for v in effect.memory), effect.halts, effect.cycles,
+                    effect.forks)
+    return result if changed else None
 
 
 # ------------------------------------------------- path splitting (round 8, `paths`)
@@ -1122,7 +1246,7 @@ def _emit(blocks: list[list[Any]], root: int) -> _Code:
 
 def split(program: Program, start: int, depth_at: dict[int, int], *,
           shared: bool = False, algebra: bool = False,
-          budget: stackgen.Budget | None = None) -> Program | None:
+          budget: stackgen.Budget | None = None, factor: bool = False) -> Program | None:
     """The program with `[start, end of program)` rewritten as a tree of its branches on
     non-constant values, each path to its HALT lowered on its own as straight-line code
     (values it computed before a branch are computed again, or not at all, on each
@@ -1143,15 +1267,10 @@ def split(program: Program, start: int, depth_at: dict[int, int], *,
     def low(effect: Effect) -> _Code:
         if tidy is not None:
             effect = simplified(effect)
-        code = lower(effect, depth, set(), algebra=algebra)
-        if shared:
-            better = lower_shared(effect, depth, set(), _cycles(code), algebra=algebra,
-                                  budget=budget)
-            if better is not None:
-                code = better
-        return code
+        return _lowered(effect, depth, set(), shared=shared, algebra=algebra, budget=budget,
+                        factor=factor)
 
-    lowerer = Lowerer(algebra)
+    lowerer = Lowerer(algebra, factor)
 
     def cond_code(cond: Poly) -> tuple[_Code, bool]:
         if tidy is not None:
@@ -1179,11 +1298,12 @@ _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
               shared: bool = False, algebra: bool = False,
-              split_paths: bool = False) -> tuple[Program, ...]:
+              split_paths: bool = False, factor: bool = False) -> tuple[Program, ...]:
     """Up to `limit` distinct liftings of `program` (widest regions first; with
     `split_paths`, the path-split tail from the entry and from after each loop first),
     each put through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit, diamonds, shared, algebra, split_paths)
+    key = (program.instrs, program.params, limit, diamonds, shared, algebra, split_paths,
+           factor)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
@@ -1196,7 +1316,7 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
         for start in starts:
             try:
                 tree = split(program, start, depth_at, shared=shared, algebra=algebra,
-                             budget=budget)
+                             budget=budget, factor=factor)
             except Bail:
                 continue
             if tree is not None:
@@ -1207,7 +1327,8 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
         for start, end in regions(program):
             try:
                 lifted = lift_region(program, start, end, depth_at, diamonds=diamonds,
-                                     shared=shared, algebra=algebra, budget=budget)
+                                     shared=shared, algebra=algebra, budget=budget,
+                                     factor=factor)
             except Bail:
                 continue
             if lifted is None:

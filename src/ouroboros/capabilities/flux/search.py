@@ -99,6 +99,9 @@ class SearchConfig:
     # when every path through it halts, re-laid as a tree of its branches with each
     # path lowered on its own (at most lift.MAX_PATHS paths).
     paths: bool = True
+    # Round 8 (lift.Lowerer): an atom taken out of the terms of a sum that have it
+    # (ka + b(c - k) = (a - b)k + cb) and a power of a binomial ((x + c)^n, n <= 4).
+    factor: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -303,7 +306,8 @@ def run_epoch(task: EpochTask) -> EpochReport:
                 lifts += 1
                 lowered = lift.proposals(base, diamonds=config.diamonds, shared=config.shared,
                                                algebra=config.algebra,
-                                               split_paths=config.paths)
+                                               split_paths=config.paths,
+                                               factor=config.factor)
                 if lowered:
                     proposal = rng.choice(lowered), "lift"
             if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
@@ -552,7 +556,8 @@ class _Finisher:
         for lowered in lift.proposals(program, diamonds=self.config.diamonds,
                                        shared=self.config.shared,
                                        algebra=self.config.algebra,
-                                       split_paths=self.config.paths):
+                                       split_paths=self.config.paths,
+                                       factor=self.config.factor):
             yield lowered, "lift"
         kinds = ((self.config.reuse, schedule.reuses, "reuse"),
                  (self.config.reuse, schedule.reorders, "reorder"),
