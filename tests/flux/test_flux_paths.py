@@ -175,3 +175,41 @@ def test_a_remainder_beside_its_quotient_is_computed_from_it() -> None:
     assert equivalence.check(original, lowered[0]).equivalent
     for x in [INT64_MIN, INT64_MIN + 1, INT64_MAX, -1, 0, 1, -3599, 3599, -3600, 7201]:
         assert outputs(lowered[0], (x,)) == outputs(original, (x,)), x
+
+
+def test_negated_comparisons_and_merged_sign_tests_are_proved() -> None:
+    # x >= 0 written not(x < 0), twice, beside two range tests: the two sign tests are
+    # one test of x | y; each negation one comparison.
+    original = prog("SENSE 0;PUSH 0;LT;PUSH 1;XOR;SENSE 2;SENSE 0;SWAP;LT;AND;"
+                    "SENSE 1;PUSH 0;LT;PUSH 1;XOR;AND;SENSE 2;SENSE 1;SWAP;LT;AND;ACT 0;HALT")
+    before = lift.proposals(original, shared=True, algebra=True)
+    lowered = lift.proposals(original, shared=True, algebra=True, factor=True)
+    assert lowered and str(lowered[0].instrs[2]) == "OR", lowered[0]
+    assert lift._cycles(lowered[0].instrs) < min(lift._cycles(p.instrs) for p in before)
+    verdict = equivalence.check(original, lowered[0])
+    assert verdict.status == "proved" and verdict.method == "smt", verdict
+    for triple in [(INT64_MIN, INT64_MAX, INT64_MAX), (INT64_MAX, INT64_MIN, INT64_MAX),
+                   (0, 0, 1), (-1, 0, 5), (0, -1, 5), (3, 4, 4), (INT64_MAX, 0, INT64_MIN)]:
+        assert outputs(lowered[0], triple) == outputs(original, triple), triple
+
+
+@pytest.mark.parametrize(("source", "flipped"), [
+    ("SENSE 0;PUSH 7;LT;PUSH 1;XOR;ACT 0;HALT", ("GT", 6)),
+    ("SENSE 0;PUSH 7;GT;PUSH 0;EQ;ACT 0;HALT", ("LT", 8)),
+    ("PUSH -5;SENSE 0;LT;PUSH 1;XOR;ACT 0;HALT", ("LT", -4)),  # not (-5 < x): x < -4
+])
+def test_a_negated_comparison_is_one_comparison(source: str,
+                                                flipped: tuple[str, int]) -> None:
+    original = prog(source)
+    effect = lift.simplified(lift.execute(original, 0, len(original), 0, zeroed=True),
+                             logic=True)
+    node = lift._node(effect.emitted[0][0])
+    assert node is not None and (node[1], lift.constant_of(node[3])) == flipped, node
+    lowered = lift.proposals(original, algebra=True, factor=True)
+    assert lowered and equivalence.check(original, lowered[0]).status == "proved"
+    for x in [INT64_MIN, INT64_MAX, -5, -4, 6, 7, 8, 0]:
+        assert outputs(lowered[0], (x,)) == outputs(original, (x,)), x
+    # at the ends of the range there is no k - 1 (k + 1): left as it was
+    x = lift.atom(("in", 0))
+    assert lift._negated(lift.binary("LT", x, lift.const(INT64_MIN))) is None
+    assert lift._negated(lift.binary("GT", x, lift.const(INT64_MAX))) is None

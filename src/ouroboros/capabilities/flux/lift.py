@@ -36,7 +36,7 @@ from math import gcd
 from typing import Any
 
 from ouroboros.capabilities.flux import analysis, stackgen
-from ouroboros.capabilities.flux.isa import OPS, Opcode, wrap64
+from ouroboros.capabilities.flux.isa import INT64_MAX, INT64_MIN, OPS, Opcode, wrap64
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 from ouroboros.capabilities.flux.rewrites import peephole
 from ouroboros.capabilities.flux.vm import trunc_div, trunc_rem
@@ -364,11 +364,11 @@ def merged(program: Program, start: int, end: int, depth: int, *,
 
 
 # ------------------------------------------------------- algebra (round 7, `algebra`)
-def simplified(effect: Effect) -> Effect:
+def simplified(effect: Effect, logic: bool = False) -> Effect:
     """`effect` with identities of 64-bit integer arithmetic applied to its opaque
     nodes, bottom up (`_rule`). Each is exact on every input; the lowering that comes
     of it is checked against the original like every candidate anyway."""
-    poly = _simplifier()
+    poly = _simplifier(logic)
     return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
                   tuple(poly(v) for v in effect.stack),
                   tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
@@ -389,7 +389,7 @@ def decided(program: Program, start: int, end: int, depth: int, *,
     return next(p for p in paths if p.forks[0][1] == (value != 0))
 
 
-def _simplifier() -> Callable[[Poly], Poly]:
+def _simplifier(logic: bool = False) -> Callable[[Poly], Poly]:
     memo: dict[Poly, Poly] = {}
 
     def poly(p: Poly) -> Poly:
@@ -400,8 +400,8 @@ def _simplifier() -> Callable[[Poly], Poly]:
         for mono, c in p:
             term = const(c)
             for a in mono:
-                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3])) if a[0] == "op"
-                           else atom(a))
+                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3]), logic)
+                           if a[0] == "op" else atom(a))
             out = add(out, _shift_mask(term))
         memo[p] = out
         return out
@@ -483,7 +483,11 @@ def _strip_masks(p: Poly, bits: int) -> Poly:
     return out
 
 
-def _rule(name: str, a: Poly, b: Poly) -> Poly:
+def _rule(name: str, a: Poly, b: Poly, logic: bool = False) -> Poly:
+    if logic:
+        got = _logic(name, a, b)
+        if got is not None:
+            return got
     cb = constant_of(b)
     if name in ("DIV", "MOD") and cb is not None and cb > 0 and _non_negative(a) \
             and all(c % cb == 0 for _, c in a):
@@ -541,6 +545,84 @@ def _rule(name: str, a: Poly, b: Poly) -> Poly:
         if plus and minus:
             a, b = plus, minus
     return binary(name, a, b)
+
+
+# Round 8 (`factor`): comparisons negated and sign tests merged. Each holds on every
+# pair of 64-bit integers (signed comparisons); the lowering is checked anyway.
+def _negated(p: Poly) -> Poly | None:
+    """`1 - p` for a comparison `p` against a constant, as one comparison, or None."""
+    node = _node(p)
+    if node is None or node[1] not in ("LT", "GT"):
+        return None
+    x, y = node[2], node[3]
+    if constant_of(x) is not None:  # k < y is y > k; k > y is y < k
+        x, y, node = y, x, ("op", "GT" if node[1] == "LT" else "LT", y, x)
+    k = constant_of(y)
+    if k is None:
+        return None
+    if node[1] == "LT" and k > INT64_MIN:  # not (x < k): x > k - 1
+        return binary("GT", x, const(k - 1))
+    if node[1] == "GT" and k < INT64_MAX:  # not (x > k): x < k + 1
+        return binary("LT", x, const(k + 1))
+    return None
+
+
+def _sign_test(p: Poly) -> tuple[Poly, bool] | None:
+    """(x, True) for `x < 0`, (x, False) for `x > -1` (either side written), or None."""
+    node = _node(p)
+    if node is None or node[1] not in ("LT", "GT"):
+        return None
+    x, y, name = node[2], node[3], node[1]
+    if constant_of(x) is not None and constant_of(y) is None:
+        x, y, name = y, x, "GT" if name == "LT" else "LT"
+    k = constant_of(y)
+    if name == "LT" and k == 0:
+        return x, True
+    if name == "GT" and k == -1:
+        return x, False
+    return None
+
+
+def _logic(name: str, a: Poly, b: Poly) -> Poly | None:
+    if name in ("XOR", "EQ"):  # cmp ^ 1 and cmp == 0 are the negated comparison
+        for x, y in ((a, b), (b, a)):
+            if constant_of(y) == (1 if name == "XOR" else 0):
+                flipped = _negated(x)
+                if flipped is not None:
+                    return flipped
+        return None
+    if name not in ("AND", "OR"):
+        return None
+    # x < 0 and y < 0 is (x & y) < 0; x >= 0 and y >= 0 is (x | y) >= 0 (the sign bit);
+    # likewise for OR. Operands of a chain of the same operation are looked at together.
+    parts: list[Poly] = []
+
+    def flatten(p: Poly) -> None:
+        node = _node(p)
+        if node is not None and node[1] == name:
+            flatten(node[2])
+            flatten(node[3])
+        else:
+            parts.append(p)
+
+    flatten(a)
+    flatten(b)
+    for negative in (True, False):
+        group = [(p, t) for p in parts if (t := _sign_test(p)) is not None
+                 and t[1] == negative]
+        if len(group) < 2:
+            continue
+        inner = name if negative else ("OR" if name == "AND" else "AND")
+        joined = group[0][1][0]
+        for _, (x, _) in group[1:]:
+            joined = binary(inner, joined, x)
+        test = binary("LT", joined, const(0)) if negative else binary("GT", joined, const(-1))
+        rest = [p for p in parts if all(p is not q for q, _ in group)]
+        out = test
+        for p in rest:
+            out = binary(name, out, p)
+        return out
+    return None
 
 
 # ------------------------------------------------------------------------- lowering
@@ -1048,7 +1130,7 @@ def lift_region(program: Program, start: int, end: int,
         else:
             effect = merged(program, start, end, depth_at[start], zeroed=fresh)
     if algebra:
-        effect = simplified(effect)
+        effect = simplified(effect, factor)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
     code = _lowered(effect, depth_at[start], live, shared=shared, algebra=algebra,
@@ -1262,11 +1344,11 @@ def split(program: Program, start: int, depth_at: dict[int, int], *,
     effects = paths(program, start, n, depth, zeroed=fresh)
     if len(effects) < 2 or not all(e.halts for e in effects):
         return None
-    tidy = _simplifier() if algebra else None
+    tidy = _simplifier(factor) if algebra else None
 
     def low(effect: Effect) -> _Code:
         if tidy is not None:
-            effect = simplified(effect)
+            effect = simplified(effect, factor)
         return _lowered(effect, depth, set(), shared=shared, algebra=algebra, budget=budget,
                         factor=factor)
 
