@@ -213,3 +213,14 @@ def test_a_negated_comparison_is_one_comparison(source: str,
     x = lift.atom(("in", 0))
     assert lift._negated(lift.binary("LT", x, lift.const(INT64_MIN))) is None
     assert lift._negated(lift.binary("GT", x, lift.const(INT64_MAX))) is None
+
+
+def test_a_constant_minus_a_sum_is_written_from_the_constant_down() -> None:
+    original = prog("SENSE 0;NEG;SENSE 1;SUB;PUSH 6;ADD;ACT 0;HALT")  # 6 − x − y
+    assert not lift.proposals(original, algebra=True)  # round 7: no cheaper shape
+    lowered = lift.proposals(original, algebra=True, factor=True)
+    assert lowered and [str(i) for i in lowered[0].instrs] == [
+        "PUSH 6", "SENSE 0", "SUB", "SENSE 1", "SUB", "ACT 0", "HALT"]
+    assert equivalence.check(original, lowered[0]).status == "proved"
+    for pair in EXTREMES:
+        assert outputs(lowered[0], pair) == outputs(original, pair), pair

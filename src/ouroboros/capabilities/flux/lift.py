@@ -804,6 +804,13 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     options.append((*self.poly(_norm(rest)), *self.atom(a), Instr(Opcode.MUL),
                                     *self._constant(k0)))
+        if self.factor and k0 and terms and all(c < 0 for _, c in terms):
+            # k − a − b from the constant down: no NEG of the first term
+            with contextlib.suppress(Bail):
+                down = list(_push(k0))
+                for m, c in terms:
+                    down += [*self.mono(m), *_times(-c), Instr(Opcode.SUB)]
+                options.append(tuple(down))
         if self.algebra:
             options += self._shapes(p, terms, k0)
         return min(options, key=lambda code: (_cycles(code), len(code)))
