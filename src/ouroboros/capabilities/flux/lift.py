@@ -1333,6 +1333,25 @@ def _emit(blocks: list[list[Any]], root: int) -> _Code:
                  for i in code)
 
 
+def _operands(cond: Poly) -> list[Poly]:
+    """The operands of a comparison `cond` that are more than an input, slot or constant
+    (or `cond` itself when it is no comparison)."""
+    node = _node(cond)
+    parts = [node[2], node[3]] if node is not None and node[1] in _BOOLEAN else [cond]
+    return [p for p in parts if len(p) > 1 or (p and len(p[0][0]) > 1) or
+            (p and p[0][0] and p[0][0][0][0] == "op")]
+
+
+def _uses(v: Poly, x: Poly) -> bool:
+    """Whether `v` holds `x` (or −x) as a part of its sum, or inside an opaque node."""
+    terms = dict(v)
+    for r in (1, -1):
+        if all(terms.get(m) == wrap64(r * c) for m, c in x):
+            return True
+    return any(_uses(a[2], x) or _uses(a[3], x)
+               for mono, _ in v for a in mono if a[0] == "op")
+
+
 def split(program: Program, start: int, depth_at: dict[int, int], *,
           shared: bool = False, algebra: bool = False,
           budget: stackgen.Budget | None = None, factor: bool = False) -> Program | None:
@@ -1351,6 +1370,12 @@ def split(program: Program, start: int, depth_at: dict[int, int], *,
     effects = paths(program, start, n, depth, zeroed=fresh)
     if len(effects) < 2 or not all(e.halts for e in effects):
         return None
+    kept = [x for e in effects for cond, _ in e.forks for x in _operands(cond)]
+    if any(_uses(v, x) for e in effects for v, _ in e.emitted for x in kept):
+        # A value the branch tests is also an output after it: code that keeps it on
+        # the stack across the branch (a region's lowering, or the search) does better
+        # than computing it again on each side, and a split there is a basin.
+        raise Bail("a value tested by a branch is used after it")
     tidy = _simplifier(factor) if algebra else None
 
     def low(effect: Effect) -> _Code:
@@ -1389,7 +1414,7 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
               shared: bool = False, algebra: bool = False,
               split_paths: bool = False, factor: bool = False) -> tuple[Program, ...]:
     """Up to `limit` distinct liftings of `program` (widest regions first; with
-    `split_paths`, the path-split tail from the entry and from after each loop first),
+    `split_paths`, then the path-split tail from the entry and from after each loop),
     each put through the sound rewrite table; memoised per process (a pure function)."""
     key = (program.instrs, program.params, limit, diamonds, shared, algebra, split_paths,
            factor)
@@ -1399,19 +1424,6 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
     out: list[Program] = []
     depth_at = depths(program)
     budget = stackgen.Budget()
-    if depth_at is not None and split_paths:
-        starts = [0, *sorted({j + 1 for j, ins in enumerate(program.instrs)
-                              if ins.is_jump and ins.args[0] <= j})]
-        for start in starts:
-            try:
-                tree = split(program, start, depth_at, shared=shared, algebra=algebra,
-                             budget=budget, factor=factor)
-            except Bail:
-                continue
-            if tree is not None:
-                tree = peephole(tree)[0]
-                if tree != program and tree not in out:
-                    out.append(tree)
     if depth_at is not None:
         for start, end in regions(program):
             try:
@@ -1427,6 +1439,23 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
                 out.append(lifted)
                 if len(out) >= limit:
                     break
+    # After the regions (and past `limit`): a region's lowering keeps a value computed
+    # before a branch on the stack, which a split computes again on each side; tried
+    # first, the split led the start descent into its basin (fresh7's abs_difference).
+    if depth_at is not None and split_paths:
+        tree_budget = stackgen.Budget()  # its own: the regions may have spent theirs
+        starts = [0, *sorted({j + 1 for j, ins in enumerate(program.instrs)
+                              if ins.is_jump and ins.args[0] <= j})]
+        for start in starts:
+            try:
+                tree = split(program, start, depth_at, shared=shared, algebra=algebra,
+                             budget=tree_budget, factor=factor)
+            except Bail:
+                continue
+            if tree is not None:
+                tree = peephole(tree)[0]
+                if tree != program and tree not in out:
+                    out.append(tree)
     if len(_MEMO) > 4096:
         _MEMO.clear()
     result = _MEMO[key] = tuple(out)
