@@ -405,7 +405,7 @@ def search_round_5(original: Program, cases: tuple[TestCase, ...], budget: int,
 
 #: The search as the sixth round left it: no stack scheduling of a lowered region's
 #: shared values, none of the round-7 algebraic shapes in the lowerer.
-ROUND_6 = {"shared": False, "algebra": False}
+ROUND_6 = {"shared": False, "algebra": False, "paths": False, "factor": False}
 
 
 def search_round_6(original: Program, cases: tuple[TestCase, ...], budget: int,
@@ -414,8 +414,19 @@ def search_round_6(original: Program, cases: tuple[TestCase, ...], budget: int,
     return superoptimise(original, cases, config=config, seed=seed).best
 
 
+#: The search as the seventh round left it: no path splitting (lift.split), no partial
+#: factoring or binomial powers in the lowerer.
+ROUND_7 = {"paths": False, "factor": False}
+
+
+def search_round_7(original: Program, cases: tuple[TestCase, ...], budget: int,
+                   seed: int) -> Program:
+    config = SearchConfig(budget=budget, **ROUND_7)  # type: ignore[arg-type]
+    return superoptimise(original, cases, config=config, seed=seed).best
+
+
 METHODS: dict[str, Callable[[Program, tuple[TestCase, ...], int, int], Program]] = {
-    "search": search, "search-r6": search_round_6, "search-r5": search_round_5,
+    "search": search, "search-r7": search_round_7, "search-r6": search_round_6, "search-r5": search_round_5,
     "search-r4": search_round_4, "search-r1": search_round_1,
     "classic": classic,
     "random": random_search, "random-old": partial(random_search, old_operators=True),

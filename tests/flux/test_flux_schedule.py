@@ -119,9 +119,15 @@ def test_the_clamp_diamond_with_reuse_reaches_the_mask_form() -> None:
     source = prog("SENSE 0;STORE 0;LOAD 0;PUSH 0;LT;JZ k;PUSH 0;STORE 0;k: LOAD 0;ACT 0;"
                   "SENSE 1;SENSE 1;ADD;ACT 1;HALT")
     cases = cases_of(source, INPUTS)
-    result = superoptimise(source, cases, config=SearchConfig(budget=1500), seed=0)
+    config = SearchConfig(budget=1500, paths=False, factor=False)  # as round 7 left it
+    result = superoptimise(source, cases, config=config, seed=0)
     assert score(result.best, cases).cycles_per_result <= 16.0
     assert straight(result.best) and result.verdict.status == "proved"
+    # Round 8's path split does better on these cases (each path written on its own:
+    # 15.375 cycles, one branch), also proved.
+    result = superoptimise(source, cases, config=SearchConfig(budget=1500), seed=0)
+    assert score(result.best, cases).cycles_per_result < 16.0
+    assert result.verdict.status == "proved"
 
 
 def test_a_diamond_whose_arms_emit_on_different_channels_is_not_merged() -> None:

@@ -36,7 +36,7 @@ from math import gcd
 from typing import Any
 
 from ouroboros.capabilities.flux import analysis, stackgen
-from ouroboros.capabilities.flux.isa import OPS, Opcode, wrap64
+from ouroboros.capabilities.flux.isa import INT64_MAX, INT64_MIN, OPS, Opcode, wrap64
 from ouroboros.capabilities.flux.program import Instr, Program, jump_targets
 from ouroboros.capabilities.flux.rewrites import peephole
 from ouroboros.capabilities.flux.vm import trunc_div, trunc_rem
@@ -46,6 +46,7 @@ MAX_STEPS = 4096
 MAX_TERMS = 24
 MAX_DEGREE = 4
 MAX_NODES = 256  # nodes of one expression written out as a tree (`_opaque`)
+MAX_PATHS = 16  # paths one region may fork into for `split` (round 8)
 _I32 = (-(1 << 31), (1 << 31) - 1)
 _M = (1 << 64) - 1
 
@@ -363,11 +364,11 @@ def merged(program: Program, start: int, end: int, depth: int, *,
 
 
 # ------------------------------------------------------- algebra (round 7, `algebra`)
-def simplified(effect: Effect) -> Effect:
+def simplified(effect: Effect, logic: bool = False) -> Effect:
     """`effect` with identities of 64-bit integer arithmetic applied to its opaque
     nodes, bottom up (`_rule`). Each is exact on every input; the lowering that comes
     of it is checked against the original like every candidate anyway."""
-    poly = _simplifier()
+    poly = _simplifier(logic)
     return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
                   tuple(poly(v) for v in effect.stack),
                   tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
@@ -388,7 +389,7 @@ def decided(program: Program, start: int, end: int, depth: int, *,
     return next(p for p in paths if p.forks[0][1] == (value != 0))
 
 
-def _simplifier() -> Callable[[Poly], Poly]:
+def _simplifier(logic: bool = False) -> Callable[[Poly], Poly]:
     memo: dict[Poly, Poly] = {}
 
     def poly(p: Poly) -> Poly:
@@ -399,8 +400,8 @@ def _simplifier() -> Callable[[Poly], Poly]:
         for mono, c in p:
             term = const(c)
             for a in mono:
-                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3])) if a[0] == "op"
-                           else atom(a))
+                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3]), logic)
+                           if a[0] == "op" else atom(a))
             out = add(out, _shift_mask(term))
         memo[p] = out
         return out
@@ -482,7 +483,11 @@ def _strip_masks(p: Poly, bits: int) -> Poly:
     return out
 
 
-def _rule(name: str, a: Poly, b: Poly) -> Poly:
+def _rule(name: str, a: Poly, b: Poly, logic: bool = False) -> Poly:
+    if logic:
+        got = _logic(name, a, b)
+        if got is not None:
+            return got
     cb = constant_of(b)
     if name in ("DIV", "MOD") and cb is not None and cb > 0 and _non_negative(a) \
             and all(c % cb == 0 for _, c in a):
@@ -542,6 +547,84 @@ def _rule(name: str, a: Poly, b: Poly) -> Poly:
     return binary(name, a, b)
 
 
+# Round 8 (`factor`): comparisons negated and sign tests merged. Each holds on every
+# pair of 64-bit integers (signed comparisons); the lowering is checked anyway.
+def _negated(p: Poly) -> Poly | None:
+    """`1 - p` for a comparison `p` against a constant, as one comparison, or None."""
+    node = _node(p)
+    if node is None or node[1] not in ("LT", "GT"):
+        return None
+    x, y = node[2], node[3]
+    if constant_of(x) is not None:  # k < y is y > k; k > y is y < k
+        x, y, node = y, x, ("op", "GT" if node[1] == "LT" else "LT", y, x)
+    k = constant_of(y)
+    if k is None:
+        return None
+    if node[1] == "LT" and k > INT64_MIN:  # not (x < k): x > k - 1
+        return binary("GT", x, const(k - 1))
+    if node[1] == "GT" and k < INT64_MAX:  # not (x > k): x < k + 1
+        return binary("LT", x, const(k + 1))
+    return None
+
+
+def _sign_test(p: Poly) -> tuple[Poly, bool] | None:
+    """(x, True) for `x < 0`, (x, False) for `x > -1` (either side written), or None."""
+    node = _node(p)
+    if node is None or node[1] not in ("LT", "GT"):
+        return None
+    x, y, name = node[2], node[3], node[1]
+    if constant_of(x) is not None and constant_of(y) is None:
+        x, y, name = y, x, "GT" if name == "LT" else "LT"
+    k = constant_of(y)
+    if name == "LT" and k == 0:
+        return x, True
+    if name == "GT" and k == -1:
+        return x, False
+    return None
+
+
+def _logic(name: str, a: Poly, b: Poly) -> Poly | None:
+    if name in ("XOR", "EQ"):  # cmp ^ 1 and cmp == 0 are the negated comparison
+        for x, y in ((a, b), (b, a)):
+            if constant_of(y) == (1 if name == "XOR" else 0):
+                flipped = _negated(x)
+                if flipped is not None:
+                    return flipped
+        return None
+    if name not in ("AND", "OR"):
+        return None
+    # x < 0 and y < 0 is (x & y) < 0; x >= 0 and y >= 0 is (x | y) >= 0 (the sign bit);
+    # likewise for OR. Operands of a chain of the same operation are looked at together.
+    parts: list[Poly] = []
+
+    def flatten(p: Poly) -> None:
+        node = _node(p)
+        if node is not None and node[1] == name:
+            flatten(node[2])
+            flatten(node[3])
+        else:
+            parts.append(p)
+
+    flatten(a)
+    flatten(b)
+    for negative in (True, False):
+        group = [(p, t) for p in parts if (t := _sign_test(p)) is not None
+                 and t[1] == negative]
+        if len(group) < 2:
+            continue
+        inner = name if negative else ("OR" if name == "AND" else "AND")
+        joined = group[0][1][0]
+        for _, (x, _) in group[1:]:
+            joined = binary(inner, joined, x)
+        test = binary("LT", joined, const(0)) if negative else binary("GT", joined, const(-1))
+        rest = [p for p in parts if all(p is not q for q, _ in group)]
+        out = test
+        for p in rest:
+            out = binary(name, out, p)
+        return out
+    return None
+
+
 # ------------------------------------------------------------------------- lowering
 _Code = tuple[Instr, ...]
 
@@ -582,7 +665,7 @@ _SYMMETRIC = ("AND", "OR", "XOR", "EQ")
 class Lowerer:
     """Stack code for polynomials, cheapest of a few shapes, memoised."""
 
-    def __init__(self, algebra: bool = False) -> None:
+    def __init__(self, algebra: bool = False, factor: bool = False) -> None:
         self.memo: dict[Poly, _Code] = {}
         # Values already written (by `lower_shared`, for earlier outputs): a later value
         # containing a multiple of one is written from it, so the two share a node.
@@ -591,6 +674,8 @@ class Lowerer:
         # with a remainder left, `(a | b) - (a & b)` as `a ^ b`); each is an identity on
         # 64-bit integers, and the lowering is checked like every candidate anyway.
         self.algebra = algebra
+        # Round 8: a factor taken out of some of a sum's terms, a power of a binomial.
+        self.factor = factor
 
     def atom(self, a: Atom) -> _Code:
         kind = a[0]
@@ -719,6 +804,13 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     options.append((*self.poly(_norm(rest)), *self.atom(a), Instr(Opcode.MUL),
                                     *self._constant(k0)))
+        if self.factor and k0 and terms and all(c < 0 for _, c in terms):
+            # k − a − b from the constant down: no NEG of the first term
+            with contextlib.suppress(Bail):
+                down = list(_push(k0))
+                for m, c in terms:
+                    down += [*self.mono(m), *_times(-c), Instr(Opcode.SUB)]
+                options.append(tuple(down))
         if self.algebra:
             options += self._shapes(p, terms, k0)
         return min(options, key=lambda code: (_cycles(code), len(code)))
@@ -753,6 +845,8 @@ class Lowerer:
                 with contextlib.suppress(Bail):
                     out.append((*self.poly(q), *self.atom(a), *self._constant(ratio),
                                 Instr(Opcode.MUL), *self._constant(k0)))
+        if self.factor:
+            out += self._partial_factors(p, terms, k0)
         # A square taken out: x² − 2xy + y² + rest = (x − y)² + rest.
         squares = {m[0]: c for m, c in terms if len(m) == 2 and m[0] == m[1] and c >= 1}
         for x, y in [(x, y) for x in squares for y in squares if _key(x) < _key(y)]:
@@ -788,6 +882,44 @@ class Lowerer:
                     out.append(self.poly(add(rest, scale(pair, c))))
         return out
 
+    def _partial_factors(self, p: Poly, terms: list[tuple[Mono, int]], k0: int) -> list[_Code]:
+        """Round 8 (`factor`): an atom taken out of the terms that have it, the others
+        added after: ka + b(c − k) = (a − b)k + cb; and a power of a binomial,
+        (x + c)^n for n in 2..4, written as one sum raised by DUP/MUL."""
+        out: list[_Code] = []
+        atoms = sorted({a for m, _ in terms for a in m}, key=_key)
+        for a in atoms:
+            having = [(m, c) for m, c in terms if a in m]
+            if len(having) < 2 or len(having) == len(terms):
+                continue  # one term has nothing to share; all terms: the common factor
+            q = _norm({(*m[:m.index(a)], *m[m.index(a) + 1:]): c for m, c in having})
+            rest = add(p, mul(atom(a), q), -1)
+            with contextlib.suppress(Bail):
+                head = (*self.poly(q), *self.atom(a), Instr(Opcode.MUL))
+                if all(c < 0 for _, c in rest):
+                    out.append((*head, *self.poly(scale(rest, -1)), Instr(Opcode.SUB)))
+                else:
+                    out.append((*head, *self.poly(rest), Instr(Opcode.ADD)))
+        if len(atoms) == 1 and terms:
+            x = atoms[0]
+            n = max(len(m) for m, _ in terms)
+            lead = dict(p).get((x,) * n, 0)
+            below = dict(p).get((x,) * (n - 1), 0)
+            if 2 <= n <= 4 and lead and below % (n * lead) == 0:
+                base = add(atom(x), const(below // (n * lead)))
+                power = base
+                for _ in range(n - 1):
+                    power = mul(power, base)
+                if scale(power, lead) == p:
+                    raise_to = {2: (Instr(Opcode.DUP), Instr(Opcode.MUL)),
+                                3: (Instr(Opcode.DUP), Instr(Opcode.DUP), Instr(Opcode.MUL),
+                                    Instr(Opcode.MUL)),
+                                4: (Instr(Opcode.DUP), Instr(Opcode.MUL), Instr(Opcode.DUP),
+                                    Instr(Opcode.MUL))}[n]
+                    with contextlib.suppress(Bail):
+                        out.append((*self.poly(base), *raise_to, *_times(lead)))
+        return out
+
     @staticmethod
     def _constant(k: int) -> _Code:
         if k == 0:
@@ -812,10 +944,10 @@ class Lowerer:
 
 
 def lower(effect: Effect, depth: int, live_slots: set[int], *,
-          algebra: bool = False) -> _Code:
+          algebra: bool = False, factor: bool = False) -> _Code:
     """Straight-line code with `effect` from a stack of `depth` entries (the slots in
     `live_slots` are written; the others are read by nobody after the region)."""
-    low = Lowerer(algebra)
+    low = Lowerer(algebra, factor)
     code: list[Instr] = []
     for value, channel in effect.emitted:
         if value == atom(("in", channel)):
@@ -856,7 +988,8 @@ def _store_order(effect: Effect, live_slots: set[int]) -> list[int]:
 
 
 def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *,
-                 algebra: bool = False, budget: stackgen.Budget | None = None) -> _Code | None:
+                 algebra: bool = False, budget: stackgen.Budget | None = None,
+                 factor: bool = False) -> _Code | None:
     """Like `lower`, but a value several outputs share is computed once and kept on the
     stack (`stackgen.schedule`); None when no such code under `bound` cycles is found.
     Tried twice: each value in its own cheapest shape, then (with `algebra`) each value
@@ -864,7 +997,8 @@ def lower_shared(effect: Effect, depth: int, live_slots: set[int], bound: int, *
     one (`Lowerer.avail`: 3600h + 60m + s after 60h + m is 60(60h + m) + s)."""
     best: _Code | None = None
     for reuse in (False, True) if algebra else (False,):
-        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra), reuse, budget)
+        code = _shared(effect, depth, live_slots, bound, Lowerer(algebra, factor), reuse,
+                       budget)
         if code is not None and (best is None or _cycles(code) < _cycles(best)):
             best, bound = code, _cycles(code)
     return best
@@ -981,7 +1115,7 @@ def regions(program: Program) -> Iterator[tuple[int, int]]:
 def lift_region(program: Program, start: int, end: int,
                 depth_at: dict[int, int], *, diamonds: bool = True,
                 shared: bool = False, algebra: bool = False,
-                budget: stackgen.Budget | None = None) -> Program | None:
+                budget: stackgen.Budget | None = None, factor: bool = False) -> Program | None:
     """The program with `[start, end)` lowered, if that is valid and cheaper; None if
     the region does not qualify; raises Bail when the lifter cannot follow it."""
     if start not in depth_at:
@@ -1003,15 +1137,11 @@ def lift_region(program: Program, start: int, end: int,
         else:
             effect = merged(program, start, end, depth_at[start], zeroed=fresh)
     if algebra:
-        effect = simplified(effect)
+        effect = simplified(effect, factor)
     live = set() if effect.halts else {
         s for s in range(16) if analysis.observed(program, end, s)}
-    code = lower(effect, depth_at[start], live, algebra=algebra)
-    if shared:
-        better = lower_shared(effect, depth_at[start], live, _cycles(code), algebra=algebra,
-                              budget=budget)
-        if better is not None:
-            code = better
+    code = _lowered(effect, depth_at[start], live, shared=shared, algebra=algebra,
+                    budget=budget, factor=factor)
     if effect.halts:
         code = (*code, Instr(Opcode.HALT))
     if _cycles(code) >= effect.cycles:
@@ -1019,14 +1149,275 @@ def lift_region(program: Program, start: int, end: int,
     return program.replace(start, end - start, code)
 
 
+def _lowered(effect: Effect, depth: int, live: set[int], *, shared: bool, algebra: bool,
+             budget: stackgen.Budget | None, factor: bool) -> _Code:
+    """The cheapest code found for `effect`: each value on its own, or (`shared`) values
+    kept on the stack; with `factor`, also the effect with its remainders rewritten."""
+    best: _Code | None = None
+    variants = [effect]
+    if factor:
+        other = remainders(effect)
+        if other is not None:  # first: the stack scheduler's budget is shared
+            variants.insert(0, other)
+    why: Bail | None = None
+    for variant in variants:
+        try:
+            code = lower(variant, depth, live, algebra=algebra, factor=factor)
+        except Bail as e:
+            why = e
+            continue
+        if shared:
+            better = lower_shared(variant, depth, live, _cycles(code), algebra=algebra,
+                                  budget=budget, factor=factor)
+            if better is not None:
+                code = better
+        if best is None or _cycles(code) < _cycles(best):
+            best = code
+    if best is None:
+        raise why or Bail("no lowering")
+    return best
+
+
+def remainders(effect: Effect) -> Effect | None:
+    """`effect` with each `a % k` written `a - k * (a / k)` where the effect also uses
+    `a / k` (truncated division and remainder: the identity holds on every 64-bit `a`
+    and non-zero `k`, wrapping included), so the quotient is computed once; None when
+    no remainder has its quotient beside it."""
+    divs: set[tuple[Poly, Poly]] = set()
+
+    def collect(p: Poly) -> None:
+        for mono, _ in p:
+            for a in mono:
+                if a[0] == "op":
+                    if a[1] == "DIV":
+                        divs.add((a[2], a[3]))
+                    collect(a[2])
+                    collect(a[3])
+
+    for v, _ in effect.emitted:
+        collect(v)
+    for v in (*effect.stack, *effect.memory):
+        collect(v)
+    if not divs:
+        return None
+    changed = False
+    memo: dict[Poly, Poly] = {}
+
+    def rewrite(p: Poly) -> Poly:
+        nonlocal changed
+        hit = memo.get(p)
+        if hit is not None:
+            return hit
+        out = const(0)
+        for mono, c in p:
+            term = const(c)
+            for a in mono:
+                if a[0] != "op":
+                    term = mul(term, atom(a))
+                    continue
+                x, k = rewrite(a[2]), rewrite(a[3])
+                if a[1] == "MOD" and (a[2], a[3]) in divs and constant_of(k) is not None:
+                    changed = True
+                    quotient = atom(("op", "DIV", x, k))
+                    term = mul(term, add(x, scale(quotient, constant_of(k) or 0), -1))
+                else:
+                    term = mul(term, atom(("op", a[1], x, k)))
+            out = add(out, term)
+        memo[p] = out
+        return out
+
+    result = Effect(tuple((rewrite(v), ch) for v, ch in effect.emitted),
+                    tuple(rewrite(v) for v in effect.stack),
+                    tuple(rewrite(v) for v in effect.memory), effect.halts, effect.cycles,
+                    effect.forks)
+    return result if changed else None
+
+
+# ------------------------------------------------- path splitting (round 8, `paths`)
+def paths(program: Program, start: int, end: int, depth: int, *,
+          zeroed: bool = False) -> list[Effect]:
+    """Every path through `[start, end)`, each followed by its own decisions at the
+    branches on values that are not constant; Bail beyond `MAX_PATHS` paths (or when a
+    path is out of the lifter's reach)."""
+    out: list[Effect] = []
+    work: list[tuple[bool, ...]] = [()]
+    while work:
+        decide = work.pop()
+        try:
+            out.append(execute(program, start, end, depth, zeroed=zeroed, decide=decide))
+        except Fork:
+            if len(out) + len(work) + 2 > MAX_PATHS:
+                raise Bail(f"more than {MAX_PATHS} paths") from None
+            work += [(*decide, True), (*decide, False)]
+    return out
+
+
+@dataclass(frozen=True)
+class _Label:
+    node: int
+
+
+def _tree(effects: list[Effect], level: int, low: Callable[[Effect], _Code],
+          cond_code: Callable[[Poly], tuple[_Code, bool]],
+          blocks: list[list[Any]]) -> tuple[int, float]:
+    """Lay out the decision tree of `effects` (paths sharing their first `level`
+    decisions) as blocks; (the block index of its root, mean cycles over its paths)."""
+    if len(effects) == 1 and len(effects[0].forks) == level:
+        leaf = effects[0]
+        code = (*low(leaf), Instr(Opcode.HALT))
+        blocks.append(list(code))
+        return len(blocks) - 1, float(_cycles(code))
+    if any(len(e.forks) <= level for e in effects):
+        raise Bail("paths with one prefix end differently")
+    cond = effects[0].forks[level][0]
+    yes = [e for e in effects if e.forks[level][1]]
+    no = [e for e in effects if not e.forks[level][1]]
+    if not yes or not no:  # the other side is unreachable from here
+        raise Bail("a branch with one side never followed")
+    index = len(blocks)
+    blocks.append([])
+    y, cy = _tree(yes, level + 1, low, cond_code, blocks)
+    n, cn = _tree(no, level + 1, low, cond_code, blocks)
+    if _flat(blocks, y) == _flat(blocks, n):  # the branch decides nothing observable
+        blocks[index] = [_Label(n)]
+        return index, cn
+    code, inverted = cond_code(cond)
+    # `cond` is not zero on the `yes` paths; `inverted` code is zero exactly there.
+    jump = Instr(Opcode.JZ if inverted else Opcode.JNZ, (0,))
+    blocks[index] = [*code, (jump, _Label(y)), _Label(n)]
+    head = _cycles(code) + OPS[jump.op].cycles
+    return index, head + (cy * len(yes) + cn * len(no)) / len(effects)
+
+
+def _flat(blocks: list[list[Any]], index: int) -> tuple[Any, ...]:
+    """Block `index` with the blocks it falls into or jumps to, as one comparable tree."""
+    out: list[Any] = []
+    for item in blocks[index]:
+        if isinstance(item, _Label):
+            out.append(_flat(blocks, item.node))
+        elif isinstance(item, tuple):
+            out.append((item[0].op, _flat(blocks, item[1].node)))
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def _emit(blocks: list[list[Any]], root: int) -> _Code:
+    """The blocks laid out from `root`, each fall-through written in line, each jump
+    target after it, jump operands resolved to instruction indices (from 0)."""
+    code: list[Any] = []
+    at: dict[int, int] = {}
+    pending: list[int] = [root]
+    while pending:
+        node = pending.pop(0)
+        if node in at:
+            continue
+        while True:
+            at[node] = len(code)
+            tail: int | None = None
+            for item in blocks[node]:
+                if isinstance(item, _Label):
+                    tail = item.node
+                elif isinstance(item, tuple):
+                    code.append(item)
+                    pending.append(item[1].node)
+                else:
+                    code.append(item)
+            if tail is None:
+                break
+            if tail in at:  # shared tail already laid out: jump to it
+                code.append((Instr(Opcode.JMP, (0,)), _Label(tail)))
+                break
+            node = tail
+    return tuple(Instr(i[0].op, (at[i[1].node],)) if isinstance(i, tuple) else i
+                 for i in code)
+
+
+def _operands(cond: Poly) -> list[Poly]:
+    """The operands of a comparison `cond` that are more than an input, slot or constant
+    (or `cond` itself when it is no comparison)."""
+    node = _node(cond)
+    parts = [node[2], node[3]] if node is not None and node[1] in _BOOLEAN else [cond]
+    return [p for p in parts if len(p) > 1 or (p and len(p[0][0]) > 1) or
+            (p and p[0][0] and p[0][0][0][0] == "op")]
+
+
+def _uses(v: Poly, x: Poly) -> bool:
+    """Whether `v` holds `x` (or −x) as a part of its sum, or inside an opaque node."""
+    terms = dict(v)
+    for r in (1, -1):
+        if all(terms.get(m) == wrap64(r * c) for m, c in x):
+            return True
+    return any(_uses(a[2], x) or _uses(a[3], x)
+               for mono, _ in v for a in mono if a[0] == "op")
+
+
+def split(program: Program, start: int, depth_at: dict[int, int], *,
+          shared: bool = False, algebra: bool = False,
+          budget: stackgen.Budget | None = None, factor: bool = False) -> Program | None:
+    """The program with `[start, end of program)` rewritten as a tree of its branches on
+    non-constant values, each path to its HALT lowered on its own as straight-line code
+    (values it computed before a branch are computed again, or not at all, on each
+    side); None when that is not cheaper on the mean path, Bail when out of reach."""
+    n = len(program)
+    if start not in depth_at:
+        return None
+    for i, ins in enumerate(program.instrs):  # control enters only at `start`
+        if ins.is_jump and start < ins.args[0] < n and not start <= i < n:
+            return None
+    depth = depth_at[start]
+    fresh = start == 0 and 0 not in jump_targets(program)
+    effects = paths(program, start, n, depth, zeroed=fresh)
+    if len(effects) < 2 or not all(e.halts for e in effects):
+        return None
+    kept = [x for e in effects for cond, _ in e.forks for x in _operands(cond)]
+    if any(_uses(v, x) for e in effects for v, _ in e.emitted for x in kept):
+        # A value the branch tests is also an output after it: code that keeps it on
+        # the stack across the branch (a region's lowering, or the search) does better
+        # than computing it again on each side, and a split there is a basin.
+        raise Bail("a value tested by a branch is used after it")
+    tidy = _simplifier(factor) if algebra else None
+
+    def low(effect: Effect) -> _Code:
+        if tidy is not None:
+            effect = simplified(effect, factor)
+        return _lowered(effect, depth, set(), shared=shared, algebra=algebra, budget=budget,
+                        factor=factor)
+
+    lowerer = Lowerer(algebra, factor)
+
+    def cond_code(cond: Poly) -> tuple[_Code, bool]:
+        if tidy is not None:
+            cond = tidy(cond)
+        node = _node(cond)
+        if node is not None and node[1] == "EQ" and constant_of(node[3]) == 0:
+            return lowerer.poly(node[2]), True  # branch on x itself, not on x == 0
+        return lowerer.poly(cond), False
+
+    blocks: list[list[Any]] = []
+    root, mean = _tree(effects, 0, low, cond_code, blocks)
+    before = sum(e.cycles for e in effects) / len(effects)
+    if mean >= before - EPSILON:
+        return None
+    tail = _emit(blocks, root)
+    shifted = tuple(Instr(i.op, (i.args[0] + start,)) if i.is_jump else i for i in tail)
+    return Program((*program.instrs[:start], *shifted), program.params)
+
+
+EPSILON = 1e-9
+
+
 _MEMO: dict[tuple[Any, ...], tuple[Program, ...]] = {}
 
 
 def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
-              shared: bool = False, algebra: bool = False) -> tuple[Program, ...]:
-    """Up to `limit` distinct liftings of `program` (widest regions first), each put
-    through the sound rewrite table; memoised per process (a pure function)."""
-    key = (program.instrs, program.params, limit, diamonds, shared, algebra)
+              shared: bool = False, algebra: bool = False,
+              split_paths: bool = False, factor: bool = False) -> tuple[Program, ...]:
+    """Up to `limit` distinct liftings of `program` (widest regions first; with
+    `split_paths`, then the path-split tail from the entry and from after each loop),
+    each put through the sound rewrite table; memoised per process (a pure function)."""
+    key = (program.instrs, program.params, limit, diamonds, shared, algebra, split_paths,
+           factor)
     hit = _MEMO.get(key)
     if hit is not None:
         return hit
@@ -1037,7 +1428,8 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
         for start, end in regions(program):
             try:
                 lifted = lift_region(program, start, end, depth_at, diamonds=diamonds,
-                                     shared=shared, algebra=algebra, budget=budget)
+                                     shared=shared, algebra=algebra, budget=budget,
+                                     factor=factor)
             except Bail:
                 continue
             if lifted is None:
@@ -1047,6 +1439,23 @@ def proposals(program: Program, limit: int = 6, *, diamonds: bool = True,
                 out.append(lifted)
                 if len(out) >= limit:
                     break
+    # After the regions (and past `limit`): a region's lowering keeps a value computed
+    # before a branch on the stack, which a split computes again on each side; tried
+    # first, the split led the start descent into its basin (fresh7's abs_difference).
+    if depth_at is not None and split_paths:
+        tree_budget = stackgen.Budget()  # its own: the regions may have spent theirs
+        starts = [0, *sorted({j + 1 for j, ins in enumerate(program.instrs)
+                              if ins.is_jump and ins.args[0] <= j})]
+        for start in starts:
+            try:
+                tree = split(program, start, depth_at, shared=shared, algebra=algebra,
+                             budget=tree_budget, factor=factor)
+            except Bail:
+                continue
+            if tree is not None:
+                tree = peephole(tree)[0]
+                if tree != program and tree not in out:
+                    out.append(tree)
     if len(_MEMO) > 4096:
         _MEMO.clear()
     result = _MEMO[key] = tuple(out)

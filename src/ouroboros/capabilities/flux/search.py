@@ -95,6 +95,13 @@ class SearchConfig:
     # factor taken out with a remainder, `(a | b) - (a & b)` as `a ^ b`).
     shared: bool = True
     algebra: bool = True
+    # Round 8 (lift.split): the code from the entry (or from after a loop) to the HALTs,
+    # when every path through it halts, re-laid as a tree of its branches with each
+    # path lowered on its own (at most lift.MAX_PATHS paths).
+    paths: bool = True
+    # Round 8 (lift.Lowerer): an atom taken out of the terms of a sum that have it
+    # (ka + b(c - k) = (a - b)k + cb) and a power of a binomial ((x + c)^n, n <= 4).
+    factor: bool = True
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.islands < 1 or self.epochs < 1:
@@ -298,7 +305,9 @@ def run_epoch(task: EpochTask) -> EpochReport:
             if config.lift and config.lift_rate and rng.random() < config.lift_rate:
                 lifts += 1
                 lowered = lift.proposals(base, diamonds=config.diamonds, shared=config.shared,
-                                               algebra=config.algebra)
+                                               algebra=config.algebra,
+                                               split_paths=config.paths,
+                                               factor=config.factor)
                 if lowered:
                     proposal = rng.choice(lowered), "lift"
             if (proposal is None and config.synth_rate and rng.random() < config.synth_rate
@@ -546,7 +555,9 @@ class _Finisher:
         self.lifts += 1
         for lowered in lift.proposals(program, diamonds=self.config.diamonds,
                                        shared=self.config.shared,
-                                       algebra=self.config.algebra):
+                                       algebra=self.config.algebra,
+                                       split_paths=self.config.paths,
+                                       factor=self.config.factor):
             yield lowered, "lift"
         kinds = ((self.config.reuse, schedule.reuses, "reuse"),
                  (self.config.reuse, schedule.reorders, "reorder"),
