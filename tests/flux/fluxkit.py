@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
 from ouroboros.capabilities.evolve.executor import LocalExecutor, ProcessExecutor
+from ouroboros.capabilities.flux import lift
 from ouroboros.capabilities.flux.asm import assemble
 from ouroboros.capabilities.flux.fitness import TestCase
 from ouroboros.capabilities.flux.program import Program
@@ -30,3 +37,31 @@ def locally_and_on_two_workers(source: Program, cases: tuple[TestCase, ...],
         return local, superoptimise(source, cases, config=config, seed=seed, executor=pool)
     finally:
         pool.close()
+
+
+def search_with_planted(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str,
+                        corrupt: Callable[[Any], Any], source: Program,
+                        cases: tuple[TestCase, ...], budget: int
+                        ) -> tuple[SearchResult, list[Any]]:
+    """Search `source` (seed 0, two epochs) with `module.name` wrapped so that each answer
+    it gives is `corrupt`ed first; returns the result and the planted answers (the
+    lifter's memo is cleared around it, so nothing planted outlives the test)."""
+    planted: list[Any] = []
+    real = getattr(module, name)
+
+    def wrong(*args: object, **kwargs: object) -> Any:
+        got = real(*args, **kwargs)
+        if got is None:
+            return None
+        bad = corrupt(got)
+        planted.append(bad)
+        return bad
+
+    monkeypatch.setattr(module, name, wrong)
+    lift._MEMO.clear()
+    try:
+        result = superoptimise(source, cases, config=SearchConfig(budget=budget, epochs=2),
+                               seed=0)
+    finally:
+        lift._MEMO.clear()
+    return result, planted

@@ -6,7 +6,7 @@ planted in the lowerer is scored but never becomes the answer."""
 from __future__ import annotations
 
 import pytest
-from fluxkit import cases_of, prog
+from fluxkit import cases_of, prog, search_with_planted
 
 from ouroboros.capabilities.flux import equivalence, lift
 from ouroboros.capabilities.flux.fitness import score
@@ -85,27 +85,13 @@ def test_a_planted_wrong_split_is_scored_but_never_becomes_the_answer(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The planted splitter adds 1 << 40 to every PUSH 13 of the tree: the same on no
     # input, so the check refuses it however well it scores on the cases it was given.
-    planted: list[Program] = []
-    real = lift.split
+    def wrong(tree: Program) -> Program:
+        return Program(tuple(Instr(Opcode.PUSH, (i.args[0] + 1,))
+                             if i.op is Opcode.PUSH and i.args[0] == 13 else i
+                             for i in tree.instrs), tree.params)
 
-    def wrong(*args: object, **kwargs: object) -> Program | None:
-        tree = real(*args, **kwargs)  # type: ignore[arg-type]
-        if tree is None:
-            return None
-        bad = Program(tuple(Instr(Opcode.PUSH, (i.args[0] + 1,))
-                            if i.op is Opcode.PUSH and i.args[0] == 13 else i
-                            for i in tree.instrs), tree.params)
-        planted.append(bad)
-        return bad
-
-    monkeypatch.setattr(lift, "split", wrong)
-    lift._MEMO.clear()
-    cases = cases_of(MANHATTAN, INPUTS)
-    try:
-        result = superoptimise(MANHATTAN, cases, config=SearchConfig(budget=300, epochs=2),
-                               seed=0)
-    finally:
-        lift._MEMO.clear()
+    result, planted = search_with_planted(monkeypatch, lift, "split", wrong, MANHATTAN,
+                                          cases_of(MANHATTAN, INPUTS), 300)
     assert planted, "the planted split was never proposed"
     assert result.best not in planted
     assert result.verdict.equivalent, result.verdict

@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fluxkit import cases_of, locally_and_on_two_workers, prog
+from fluxkit import cases_of, locally_and_on_two_workers, prog, search_with_planted
 
 from ouroboros.capabilities.flux import equivalence, lift, stackgen
 from ouroboros.capabilities.flux.isa import INT64_MAX, INT64_MIN, Opcode
 from ouroboros.capabilities.flux.program import Instr, Program
-from ouroboros.capabilities.flux.search import SearchConfig, superoptimise
+from ouroboros.capabilities.flux.search import SearchConfig
 from ouroboros.capabilities.flux.vm import run
 
 EXTREMES = (INT64_MIN, INT64_MIN + 1, -33, -7, -2, -1, 0, 1, 2, 7, 31, INT64_MAX - 1, INT64_MAX)
@@ -158,25 +158,12 @@ def test_a_planted_wrong_schedule_is_scored_but_never_becomes_the_answer(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The planted scheduler shifts by 4 where the source shifts by 3: the same on every
     # training input (|x * y| < 8), wrong on larger products.
-    planted: list[tuple[Instr, ...]] = []
-    real = stackgen.schedule
-
-    def wrong(*args: object, **kwargs: object) -> tuple[Instr, ...] | None:
-        code = real(*args, **kwargs)  # type: ignore[arg-type]
-        if code is None:
-            return None
-        code = tuple(Instr(Opcode.PUSH, (4,)) if i == Instr(Opcode.PUSH, (3,)) else i
+    def wrong(code: tuple[Instr, ...]) -> tuple[Instr, ...]:
+        return tuple(Instr(Opcode.PUSH, (4,)) if i == Instr(Opcode.PUSH, (3,)) else i
                      for i in code)
-        planted.append(code)
-        return code
 
-    monkeypatch.setattr(stackgen, "schedule", wrong)
-    lift._MEMO.clear()
-    cases = cases_of(PRICE, INPUTS)
-    try:
-        result = superoptimise(PRICE, cases, config=SearchConfig(budget=400, epochs=2), seed=0)
-    finally:
-        lift._MEMO.clear()
+    result, planted = search_with_planted(monkeypatch, stackgen, "schedule", wrong, PRICE,
+                                          cases_of(PRICE, INPUTS), 400)
     assert planted, "the planted schedule was never proposed"
     assert Instr(Opcode.PUSH, (4,)) not in result.best.instrs, text(result.best)
     assert result.verdict.status == "proved", result.verdict

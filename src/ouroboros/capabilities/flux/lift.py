@@ -390,6 +390,14 @@ def decided(program: Program, start: int, end: int, depth: int, *,
 
 
 def _simplifier(logic: bool = False) -> Callable[[Poly], Poly]:
+    return _rebuilder(lambda a, x, y: _rule(a[1], x, y, logic), _shift_mask)
+
+
+def _rebuilder(on_op: Callable[[Atom, Poly, Poly], Poly],
+               on_term: Callable[[Poly], Poly] = lambda term: term) -> Callable[[Poly], Poly]:
+    """A memoised bottom-up map of polynomials: each operation atom becomes
+    `on_op(atom, its two operands mapped)`, other atoms stay, each term passes through
+    `on_term` (the simplifier's rules and the rewrite of remainders share it)."""
     memo: dict[Poly, Poly] = {}
 
     def poly(p: Poly) -> Poly:
@@ -400,9 +408,9 @@ def _simplifier(logic: bool = False) -> Callable[[Poly], Poly]:
         for mono, c in p:
             term = const(c)
             for a in mono:
-                term = mul(term, _rule(a[1], poly(a[2]), poly(a[3]), logic)
-                           if a[0] == "op" else atom(a))
-            out = add(out, _shift_mask(term))
+                term = mul(term, on_op(a, poly(a[2]), poly(a[3])) if a[0] == "op"
+                           else atom(a))
+            out = add(out, on_term(term))
         memo[p] = out
         return out
 
@@ -1201,31 +1209,16 @@ def remainders(effect: Effect) -> Effect | None:
     if not divs:
         return None
     changed = False
-    memo: dict[Poly, Poly] = {}
 
-    def rewrite(p: Poly) -> Poly:
+    def op(a: Atom, x: Poly, k: Poly) -> Poly:
         nonlocal changed
-        hit = memo.get(p)
-        if hit is not None:
-            return hit
-        out = const(0)
-        for mono, c in p:
-            term = const(c)
-            for a in mono:
-                if a[0] != "op":
-                    term = mul(term, atom(a))
-                    continue
-                x, k = rewrite(a[2]), rewrite(a[3])
-                if a[1] == "MOD" and (a[2], a[3]) in divs and constant_of(k) is not None:
-                    changed = True
-                    quotient = atom(("op", "DIV", x, k))
-                    term = mul(term, add(x, scale(quotient, constant_of(k) or 0), -1))
-                else:
-                    term = mul(term, atom(("op", a[1], x, k)))
-            out = add(out, term)
-        memo[p] = out
-        return out
+        kc = constant_of(k)
+        if a[1] == "MOD" and (a[2], a[3]) in divs and kc is not None:
+            changed = True
+            return add(x, scale(atom(("op", "DIV", x, k)), kc), -1)
+        return atom(("op", a[1], x, k))
 
+    rewrite = _rebuilder(op)
     result = Effect(tuple((rewrite(v), ch) for v, ch in effect.emitted),
                     tuple(rewrite(v) for v in effect.stack),
                     tuple(rewrite(v) for v in effect.memory), effect.halts, effect.cycles,
