@@ -364,11 +364,13 @@ def merged(program: Program, start: int, end: int, depth: int, *,
 
 
 # ------------------------------------------------------- algebra (round 7, `algebra`)
-def simplified(effect: Effect, logic: bool = False) -> Effect:
+def simplified(effect: Effect, logic: bool = False,
+               poly: Callable[[Poly], Poly] | None = None) -> Effect:
     """`effect` with identities of 64-bit integer arithmetic applied to its opaque
     nodes, bottom up (`_rule`). Each is exact on every input; the lowering that comes
-    of it is checked against the original like every candidate anyway."""
-    poly = _simplifier(logic)
+    of it is checked against the original like every candidate anyway. `poly`: a
+    simplifier already built for `logic`, whose memo the caller shares across effects."""
+    poly = poly or _simplifier(logic)
     return Effect(tuple((poly(v), ch) for v, ch in effect.emitted),
                   tuple(poly(v) for v in effect.stack),
                   tuple(poly(v) for v in effect.memory), effect.halts, effect.cycles,
@@ -1373,7 +1375,7 @@ def split(program: Program, start: int, depth_at: dict[int, int], *,
 
     def low(effect: Effect) -> _Code:
         if tidy is not None:
-            effect = simplified(effect, factor)
+            effect = simplified(effect, factor, tidy)
         return _lowered(effect, depth, set(), shared=shared, algebra=algebra, budget=budget,
                         factor=factor)
 
